@@ -1,0 +1,16 @@
+pub mod ablate;
+pub mod attribute;
+pub mod audit;
+pub mod diff;
+pub mod experts;
+pub mod generate;
+pub mod heads;
+pub mod inspect;
+pub mod lens;
+pub mod patch;
+pub mod reproduce;
+pub mod run;
+pub mod steer;
+pub mod tour;
+pub mod trace;
+pub mod train;

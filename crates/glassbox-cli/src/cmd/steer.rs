@@ -1,0 +1,8 @@
+//! `glassbox steer` — PLACEHOLDER: replaced by the issue that builds it.
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    Err(crate::invalid!("`glassbox steer` is not built yet"))
+}

@@ -1,0 +1,83 @@
+//! The `glassbox` binary: argument parsing and output only. Each subcommand lives in
+//! `cmd/<name>.rs` with its own `Args` and `run`; the work itself is in the library crates.
+//!
+//! Exit codes: 0 success, 2 invalid input (a bad file, a bad argument), 1 anything else.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod exit;
+mod progress;
+
+#[derive(Parser)]
+#[command(
+    name = "glassbox",
+    version,
+    about = "A workbench for open AI models: audit a release, look inside a checkpoint, rebuild a fully open model."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Architecture summary, parameter counts, tensor table, statistics of a checkpoint.
+    Inspect(cmd::inspect::Args),
+    /// Per-tensor differences between two checkpoints (any formats).
+    Diff(cmd::diff::Args),
+    /// The top next tokens at each position.
+    Run(cmd::run::Args),
+    /// Sample a continuation with a KV cache, streaming tokens.
+    Generate(cmd::generate::Args),
+    /// Write activations at chosen hooks to a safetensors file.
+    Trace(cmd::trace::Args),
+    /// Logit lens: what each layer predicts.
+    Lens(cmd::lens::Args),
+    /// Direct logit attribution to embeddings, heads, MLPs and biases.
+    Attribute(cmd::attribute::Args),
+    /// Previous-token, duplicate-token, induction and first-token scores for every head.
+    Heads(cmd::heads::Args),
+    /// Activation patching between a clean and a corrupted prompt.
+    Patch(cmd::patch::Args),
+    /// Zero, mean or resample ablation of heads, MLPs or neurons.
+    Ablate(cmd::ablate::Args),
+    /// Build a steering (control) vector from contrasting prompts.
+    Steer(cmd::steer::Args),
+    /// Which experts each token is routed to, in mixture-of-experts models.
+    Experts(cmd::experts::Args),
+    /// Openness audit of a release: tier, licences, MOF class, evidence.
+    Audit(cmd::audit::Args),
+    /// Train a model from a recipe.
+    Train(cmd::train::Args),
+    /// Rebuild a fully open release from its recipe and compare.
+    Reproduce(cmd::reproduce::Args),
+    /// A one-minute tour of the three tiers on the bundled reference model.
+    Tour(cmd::tour::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Trace(a) => cmd::trace::run(a),
+        Command::Lens(a) => cmd::lens::run(a),
+        Command::Attribute(a) => cmd::attribute::run(a),
+        Command::Heads(a) => cmd::heads::run(a),
+        Command::Patch(a) => cmd::patch::run(a),
+        Command::Ablate(a) => cmd::ablate::run(a),
+        Command::Steer(a) => cmd::steer::run(a),
+        Command::Experts(a) => cmd::experts::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Reproduce(a) => cmd::reproduce::run(a),
+        Command::Tour(a) => cmd::tour::run(a),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(exit::code(&err));
+    }
+}

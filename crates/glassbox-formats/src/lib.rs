@@ -1,0 +1,23 @@
+//! Memory-mapped readers for model checkpoints.
+//!
+//! Design: every reader parses only the header of a file and keeps the file memory-mapped, so
+//! opening a checkpoint of any size costs memory proportional to its *header*, never to its
+//! weights. Tensor bytes are touched only when a caller asks for a tensor. Every length, count
+//! and offset read from a file is checked against the file's real size before it is used to
+//! allocate or index: a hostile header yields [`FormatError::Invalid`], never a panic or an
+//! allocation sized by the header.
+//!
+//! [`Checkpoint::open`] is the single entry point: a Hub snapshot directory, a `.safetensors`
+//! file, a `.gguf` file, or a PyTorch pickle checkpoint.
+
+mod checkpoint;
+mod convert;
+mod dtype;
+mod error;
+mod safetensors_file;
+
+pub use checkpoint::{Checkpoint, CheckpointKind, TensorInfo};
+pub use convert::to_f32;
+pub use dtype::DType;
+pub use error::{FormatError, Result};
+pub use safetensors_file::SafetensorsFile;
