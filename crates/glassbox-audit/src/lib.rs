@@ -1,1 +1,193 @@
-//! placeholder
+//! Openness audit of a model release: which tier it is in (closed, open weights, open
+//! source), why, what is missing for the next tier, its Model Openness Framework class,
+//! its reading under the EU AI Act's open-source exception — every claim tied to evidence.
+//!
+//! # Design
+//!
+//! Three inputs become one [`audit::Release`] (the evidence for each of MOF's 17
+//! components plus the release's licences and restriction clauses), and one function,
+//! [`audit::Release::audit`], turns evidence into a verdict:
+//!
+//! - [`snapshot::gather`] reads a local Hub snapshot directory;
+//! - [`snapshot::from_mot_file`] reads a Model Openness Tool model file (`*.yml`);
+//! - [`registry::lookup`] finds a well-known release in the built-in registry
+//!   (`data/registry.yaml`, each fact with its source and the date it was recorded).
+//!
+//! Modules: [`licenses`] (ids, SPDX expressions, licence texts, restriction clauses),
+//! [`mof`] (MOT's scoring, reproduced exactly), [`mot`] (MOT's file format), [`audit`]
+//! (the verdict), [`render`] (terminal, JSON, Markdown, HTML, SVG badge).
+//!
+//! Every component's evidence is one of: **present** (a file in the directory, by path),
+//! **declared** (the card or a MOT file claims it: a link or a field, not verifiable
+//! offline), **registry** (a built-in fact with source URL and date), or **absent**. A
+//! declaration is never reported as verified.
+//!
+//! # Tiers
+//!
+//! - `closed`: no downloadable weights (Model parameters (Final) absent).
+//! - `open-source`: the Open Source AI Definition 1.0 is met: weights, training code,
+//!   data-processing code and code to run the model (architecture or inference code),
+//!   each under an OSI-approved licence; and data information — a data card (complete
+//!   description of the training data) and the list of training data with where to get
+//!   it (the Datasets component, e.g. the card's `datasets:` list) — under open terms
+//!   (OSI-approved, FSF-libre or an open-data licence).
+//! - `open-weights`: everything else with weights; the weights' terms are *permissive*
+//!   (OSI-approved) or *restricted* (with the restrictions found), or *unknown*.
+//!
+//! # What counts as evidence in a snapshot directory
+//!
+//! Paths are relative to the directory; matching is case-insensitive; hidden entries are
+//! skipped. Licences resolve as MOT does: the component's own licence (from `mof.yml`),
+//! else the release licence for its content type, else the distribution licence.
+//!
+//! | Component (MOT id) | present when the directory has |
+//! |---|---|
+//! | Model parameters (Final) (10) | a weight file: `*.safetensors`, `*.gguf`, `*.bin`, `*.pt`, `*.pth`, `*.ckpt`, `*.onnx`, `*.h5`, `*.msgpack`, `*.npz` |
+//! | Model parameters (Intermediate) (24) | a weight file under `checkpoints/`, `intermediate/` or a `step*` directory |
+//! | Model metadata (17) | `training_args.bin`, `trainer_state.json`, `optimizer*` |
+//! | Training code (7) | `recipe*` (any extension), code `train*.{py,rs,sh,...}`, anything under `training/` or `train/` |
+//! | Data preprocessing code (16) | code or `toml`/`yaml` named `*preprocess*`, `*prepare*`, `*data_gen*`, `*datagen*`; code `*tokeniz*`; anything under `data_processing/` or `preprocessing/` |
+//! | Model architecture (9) | code named `modeling*`, `model.*`, `configuration_*` |
+//! | Inference code (8) | code named `infer*`, `generate*`, `run*`; declared by front matter `library_name` |
+//! | Evaluation code (18) | code named `eval*` |
+//! | Evaluation data (19) | anything under `eval_data/`; data files under `evaluation/` |
+//! | Evaluation results (12) | `eval_results*`, `evaluation_results*`, `results.*`; front matter `model-index` |
+//! | Model card (13) | `README.md` |
+//! | Data card (14) | `data_card*`, `datacard*`, `datasheet*` |
+//! | Technical report (11) | `*technical_report*`, `*tech_report*` |
+//! | Research paper (21) | `paper*.pdf` |
+//! | Datasets (15) | data files under `data/`, `dataset/`, `datasets/`; declared by front matter `datasets:` |
+//! | Supporting libraries and tools (22) | `requirements.txt`, `pyproject.toml`, `Cargo.toml`, `environment.yml`, `setup.py` |
+//! | Sample model outputs (20) | `sample_output*`, `samples*` |
+//!
+//! Card body links declare: a link to `arxiv.org`, `doi.org`, `aclanthology.org` or
+//! `openreview.net` → Research paper; any link on a line that says "technical report" →
+//! Technical report, "training code"/"training script"/"training recipe" → Training code,
+//! "preprocessing code"/"data processing code" → Data preprocessing code, "data
+//! card"/"datasheet" → Data card, "evaluation code" → Evaluation code.
+//!
+//! Licences: front matter `license` (a Hub id, an SPDX id or expression, or a list), with
+//! `license_name` used when `license: other`, and `license_link`; top-level `LICENSE*`,
+//! `LICENCE*`, `COPYING*` texts are identified (`LICENSE-DATA*`/`DATA_LICENSE*` set the data
+//! licence, `*CODE*` the code licence, `*DOC*` the document licence). A text identified in a
+//! file overrides the card's claim (noted). `NOTICE*`, `USE_POLICY*` and `*_LICENSE*` files
+//! are searched for restriction clauses too.
+//!
+//! MOT counts model parameters as *data*: when a `mof.yml` sets a release-level `data`
+//! licence (say CDLA for the datasets), give both "Model parameters" components their own
+//! `license:` (e.g. Apache-2.0), or they resolve to the data licence.
+//!
+//! A `mof.yml` (or `mof.yaml`) in MOT's schema lists components and their licences: a
+//! `component_path` that is a relative path counts as present when it exists (and as
+//! absent, with a note, when it does not), a URL or no path counts as declared. So a
+//! release that ships `LICENSE` (Apache-2.0), a card with front matter (`license:
+//! apache-2.0`, `datasets:`), its training code/recipe, data generator, modeling code,
+//! data card and a `mof.yml` naming all 17 components with local paths audits as
+//! `open-source` and MOF Class I from the directory alone.
+//!
+//! # MOF class
+//!
+//! For a MOT file the class is MOT's, computed from the ids as written (see [`mof`]); for
+//! a directory or a registry entry it is computed by the same rules from the available
+//! components with canonical licence ids.
+
+pub mod audit;
+pub mod licenses;
+pub mod mof;
+pub mod mot;
+pub mod registry;
+pub mod render;
+pub mod snapshot;
+
+use std::path::{Path, PathBuf};
+
+pub use audit::{Audit, EvidenceKind, Tier};
+
+/// Errors of the audit library.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: malformed YAML: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("{path}: field `{field}`: {problem}")]
+    Field {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
+    #[error("{path}: model card front matter: {message}")]
+    FrontMatter { path: PathBuf, message: String },
+    #[error("`{0}` is not a directory, a MOT model file (.yml/.yaml) or a model id in the registry (`glassbox audit --list` shows the registry)")]
+    UnknownTarget(String),
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl AuditError {
+    /// True when the user's input is at fault (exit code 2); a failed write is not.
+    pub fn is_invalid_input(&self) -> bool {
+        !matches!(self, AuditError::Write { .. })
+    }
+}
+
+/// Audits a directory, a MOT file or a registry id, in that order of interpretation.
+pub fn audit_target(target: &str) -> Result<Audit, AuditError> {
+    let path = Path::new(target);
+    if path.is_dir() {
+        return Ok(snapshot::gather(path)?.audit());
+    }
+    let is_yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yml" | "yaml")
+    );
+    if path.is_file() && is_yaml {
+        return Ok(snapshot::from_mot_file(path)?.audit());
+    }
+    if let Some(entry) = registry::lookup(target) {
+        return Ok(entry.release().audit());
+    }
+    if path.exists() || is_yaml || target.starts_with('.') || target.starts_with('/') {
+        return Err(AuditError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                if path.exists() {
+                    "not a directory or a .yml/.yaml MOT file"
+                } else {
+                    "no such file or directory"
+                },
+            ),
+        });
+    }
+    Err(AuditError::UnknownTarget(target.to_string()))
+}
+
+/// Writes `contents` to `path` atomically: a temporary file in the same directory, then
+/// a rename, so a failure never leaves a half-written report.
+pub fn write_atomic(path: &Path, contents: &str) -> Result<(), AuditError> {
+    let err = |source| AuditError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "report".into());
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, contents).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}

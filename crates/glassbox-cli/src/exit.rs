@@ -22,6 +22,26 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 return 2;
             }
         }
+        if let Some(e) = cause.downcast_ref::<glassbox_audit::AuditError>() {
+            if e.is_invalid_input() {
+                return 2;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<glassbox_train::TrainError>() {
+            if e.is_invalid_input() {
+                return 2;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<glassbox_analysis::AnalysisError>() {
+            if e.is_invalid_input() {
+                return 2;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<glassbox_models::ModelError>() {
+            if e.is_invalid_input() {
+                return 2;
+            }
+        }
         // Library crates add their input-error checks here.
     }
     1

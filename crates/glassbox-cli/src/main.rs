@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod exit;
 mod progress;
+mod analysis_cli;
+mod render;
 
 #[derive(Parser)]
 #[command(

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
+use crate::gguf::GgufFile;
+use crate::pickle::TorchFile;
 use crate::safetensors_file::SafetensorsFile;
 use crate::{DType, FormatError, Result};
 
@@ -28,6 +30,8 @@ impl TensorInfo {
 #[derive(Debug, Clone, Copy)]
 enum Location {
     Safetensors { shard: usize, entry: usize },
+    Gguf { entry: usize },
+    Torch { shard: usize, entry: usize },
 }
 
 /// What kind of artifact was opened.
@@ -36,6 +40,9 @@ enum Location {
 pub enum CheckpointKind {
     HubSnapshot,
     Safetensors,
+    Gguf,
+    /// A PyTorch zip checkpoint (`.bin`, `.pt`, `.pth`), read by the restricted unpickler.
+    PyTorch,
 }
 
 /// An opened checkpoint: headers parsed, data memory-mapped, nothing else read.
@@ -52,12 +59,53 @@ pub struct Checkpoint {
     locations: Vec<Location>,
     by_name: HashMap<String, usize>,
     safetensors: Vec<SafetensorsFile>,
+    gguf: Option<GgufFile>,
+    torch: Vec<TorchFile>,
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
     serde_json::from_str(&text)
         .map_err(|e| FormatError::invalid(path, format!("malformed JSON: {e}")))
+}
+
+/// The first bytes of a file (fewer if it is shorter), to recognise its format.
+fn read_magic(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let mut magic = Vec::with_capacity(8);
+    file.by_ref()
+        .take(8)
+        .read_to_end(&mut magic)
+        .map_err(|e| FormatError::io(path, e))?;
+    Ok(magic)
+}
+
+/// A Hub `*.index.json`: its distinct shard file names, sorted (refusing any that would leave
+/// the snapshot directory), and the tensor names it lists.
+fn read_index(index: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    let value = read_json(index)?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| FormatError::invalid(index, "missing `weight_map` object"))?;
+    let mut shards: Vec<String> = Vec::new();
+    for (name, shard) in map {
+        let shard = shard.as_str().ok_or_else(|| {
+            FormatError::invalid(index, format!("`{name}`: shard is not a string"))
+        })?;
+        if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
+            return Err(FormatError::invalid(
+                index,
+                format!("shard name `{shard}` leaves the directory"),
+            ));
+        }
+        if !shards.iter().any(|s| s == shard) {
+            shards.push(shard.to_string());
+        }
+    }
+    shards.sort();
+    Ok((shards, map.keys().cloned().collect()))
 }
 
 impl Checkpoint {
@@ -83,20 +131,42 @@ impl Checkpoint {
             locations: Vec::new(),
             by_name: HashMap::new(),
             safetensors: Vec::new(),
+            gguf: None,
+            torch: Vec::new(),
         }
     }
 
+    /// Dispatches on the file's magic bytes first (a `.bin` may be anything), then on its
+    /// extension.
     fn open_file(path: &Path) -> Result<Self> {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let magic = read_magic(path)?;
+        if magic.starts_with(crate::gguf::GGUF_MAGIC) || ext == "gguf" {
+            let mut ck = Self::empty(path, CheckpointKind::Gguf);
+            ck.set_gguf(GgufFile::open(path)?)?;
+            return Ok(ck);
+        }
+        if magic.starts_with(crate::zip::LOCAL_HEADER_MAGIC) {
+            let mut ck = Self::empty(path, CheckpointKind::PyTorch);
+            ck.add_torch(TorchFile::open(path)?)?;
+            return Ok(ck);
+        }
         match ext {
             "safetensors" => {
                 let mut ck = Self::empty(path, CheckpointKind::Safetensors);
                 ck.add_safetensors(SafetensorsFile::open(path)?)?;
                 Ok(ck)
             }
+            "bin" | "pt" | "pth" | "ckpt" if magic.first() == Some(&0x80) => {
+                Err(crate::pickle::legacy_pickle_error(path))
+            }
+            "bin" | "pt" | "pth" | "ckpt" => Err(FormatError::invalid(
+                path,
+                "not a PyTorch zip checkpoint (no zip signature)",
+            )),
             _ => Err(FormatError::unsupported(
                 path,
-                "unknown checkpoint format (expected a directory or a .safetensors file)",
+                "unknown checkpoint format (expected a directory, .safetensors, .gguf, or a PyTorch .bin/.pt/.pth)",
             )),
         }
     }
@@ -118,67 +188,109 @@ impl Checkpoint {
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
         if index.exists() {
-            let value = read_json(&index)?;
-            let map = value
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| FormatError::invalid(&index, "missing `weight_map` object"))?;
-            let mut shards: Vec<String> = Vec::new();
-            for (name, shard) in map {
-                let shard = shard.as_str().ok_or_else(|| {
-                    FormatError::invalid(&index, format!("`{name}`: shard is not a string"))
-                })?;
-                if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
-                    return Err(FormatError::invalid(
-                        &index,
-                        format!("shard name `{shard}` leaves the directory"),
-                    ));
-                }
-                if !shards.iter().any(|s| s == shard) {
-                    shards.push(shard.to_string());
-                }
-            }
-            shards.sort();
+            let (shards, names) = read_index(&index)?;
             for shard in shards {
                 ck.add_safetensors(SafetensorsFile::open(&dir.join(&shard))?)?;
             }
-            for name in map.keys() {
-                if !ck.by_name.contains_key(name) {
-                    return Err(FormatError::invalid(
-                        &index,
-                        format!("`{name}` is listed in the index but found in no shard"),
-                    ));
-                }
-            }
+            ck.check_index_complete(&index, &names)?;
         } else if single.exists() {
             ck.add_safetensors(SafetensorsFile::open(&single)?)?;
+        } else {
+            ck.open_torch_shards(dir)?;
         }
         Ok(ck)
     }
 
     fn add_safetensors(&mut self, file: SafetensorsFile) -> Result<()> {
         let shard = self.safetensors.len();
-        for (entry_idx, e) in file.entries.iter().enumerate() {
-            if self.by_name.contains_key(&e.name) {
-                return Err(FormatError::invalid(
-                    &file.path,
-                    format!("tensor `{}` appears in two shards", e.name),
-                ));
-            }
-            self.by_name.insert(e.name.clone(), self.tensors.len());
-            self.tensors.push(TensorInfo {
+        for (entry, e) in file.entries.iter().enumerate() {
+            let info = TensorInfo {
                 name: e.name.clone(),
                 shape: e.shape.clone(),
                 dtype: e.dtype,
                 bytes: (e.end - e.start) as u64,
-            });
-            self.locations.push(Location::Safetensors {
-                shard,
-                entry: entry_idx,
-            });
+            };
+            self.add_entry(&file.path, info, Location::Safetensors { shard, entry })?;
         }
         self.safetensors.push(file);
         Ok(())
+    }
+
+    /// Every tensor an index lists must be in one of its shards.
+    fn check_index_complete(&self, index: &Path, names: &[String]) -> Result<()> {
+        match names
+            .iter()
+            .find(|n| !self.by_name.contains_key(n.as_str()))
+        {
+            Some(name) => Err(FormatError::invalid(
+                index,
+                format!("`{name}` is listed in the index but found in no shard"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// `pytorch_model.bin` or its sharded form, read only when a snapshot has no safetensors.
+    fn open_torch_shards(&mut self, dir: &Path) -> Result<()> {
+        let index = dir.join("pytorch_model.bin.index.json");
+        let single = dir.join("pytorch_model.bin");
+        if index.exists() {
+            let (shards, names) = read_index(&index)?;
+            for shard in shards {
+                self.add_torch(TorchFile::open(&dir.join(&shard))?)?;
+            }
+            self.check_index_complete(&index, &names)?;
+        } else if single.exists() {
+            self.add_torch(TorchFile::open(&single)?)?;
+        }
+        Ok(())
+    }
+
+    fn add_entry(&mut self, file: &Path, info: TensorInfo, location: Location) -> Result<()> {
+        if self.by_name.contains_key(&info.name) {
+            return Err(FormatError::invalid(
+                file,
+                format!("tensor `{}` appears twice (in two shards?)", info.name),
+            ));
+        }
+        self.by_name.insert(info.name.clone(), self.tensors.len());
+        self.tensors.push(info);
+        self.locations.push(location);
+        Ok(())
+    }
+
+    fn set_gguf(&mut self, file: GgufFile) -> Result<()> {
+        for (entry, t) in file.tensors.iter().enumerate() {
+            let info = TensorInfo {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                dtype: t.dtype,
+                bytes: (t.end - t.start) as u64,
+            };
+            self.add_entry(&file.path, info, Location::Gguf { entry })?;
+        }
+        self.gguf = Some(file);
+        Ok(())
+    }
+
+    fn add_torch(&mut self, file: TorchFile) -> Result<()> {
+        let shard = self.torch.len();
+        for (entry, t) in file.entries.iter().enumerate() {
+            let info = TensorInfo {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                dtype: t.dtype,
+                bytes: (t.end - t.start) as u64,
+            };
+            self.add_entry(&file.path, info, Location::Torch { shard, entry })?;
+        }
+        self.torch.push(file);
+        Ok(())
+    }
+
+    /// The parsed GGUF (metadata, version, tensor infos) when this checkpoint is one.
+    pub fn gguf(&self) -> Option<&GgufFile> {
+        self.gguf.as_ref()
     }
 
     /// Every tensor, in file order.
@@ -211,14 +323,29 @@ impl Checkpoint {
                 let f = &self.safetensors[shard];
                 Ok(f.bytes(&f.entries[entry]))
             }
+            Location::Gguf { entry } => match &self.gguf {
+                Some(f) => Ok(f.bytes(&f.tensors[entry])),
+                None => Err(FormatError::NoSuchTensor {
+                    path: self.path.clone(),
+                    name: name.to_string(),
+                }),
+            },
+            Location::Torch { shard, entry } => {
+                let f = &self.torch[shard];
+                Ok(f.bytes(&f.entries[entry]))
+            }
         }
     }
 
     /// The tensor as a candle tensor on `device`, in its stored dtype where candle has it
-    /// (F32, F16, BF16, F64, U8, U32, I64), otherwise converted to F32.
+    /// (F32, F16, BF16, F64, U8, U32, I64), otherwise converted to F32 (quantized GGUF types
+    /// are dequantized).
     pub fn tensor(&self, name: &str, device: &Device) -> Result<Tensor> {
-        let info = &self.tensors[self.by_name[name]];
         let bytes = self.raw_bytes(name)?;
+        let info = self.info(name).ok_or_else(|| FormatError::NoSuchTensor {
+            path: self.path.clone(),
+            name: name.to_string(),
+        })?;
         let path = self.path.clone();
         let wrap = |source| FormatError::Tensor {
             path: path.clone(),

@@ -1,15 +1,20 @@
-//! Element conversion to f32 for dtypes candle has no native tensor type for.
+//! Element conversion to f32 for dtypes candle has no native tensor type for, and for ggml's
+//! quantized block formats.
 
 use crate::DType;
 use half::{bf16, f16};
 
-/// Decodes `bytes` of an unquantized `dtype` to f32, or None for quantized types.
+/// Decodes `bytes` of `dtype` to f32 (dequantizing block formats), or None when `bytes` is not
+/// a whole number of elements (blocks).
 pub fn to_f32(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
     fn each<const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
         bytes
             .chunks_exact(N)
             .map(|c| f(c.try_into().expect("chunk of N")))
             .collect()
+    }
+    if bytes.len() % dtype.block().1 != 0 {
+        return None;
     }
     Some(match dtype {
         DType::Bool | DType::U8 => bytes.iter().map(|&b| b as f32).collect(),
@@ -26,7 +31,7 @@ pub fn to_f32(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
         DType::F64 => each(bytes, |b| f64::from_le_bytes(b) as f32),
         DType::F8E4M3 => bytes.iter().map(|&b| f8_e4m3(b)).collect(),
         DType::F8E5M2 => bytes.iter().map(|&b| f8_e5m2(b)).collect(),
-        _ => return None,
+        _ => return crate::quant::dequantize(dtype, bytes),
     })
 }
 

@@ -110,3 +110,20 @@ impl std::fmt::Display for DType {
         f.write_str(self.name())
     }
 }
+
+/// The element count of a shape, or None when it overflows u64. A zero dim does not excuse
+/// the others: the product of the non-zero dims must fit too, or code that multiplies the
+/// dims in another order (or drops the zero) would overflow.
+pub(crate) fn element_count(dims: impl IntoIterator<Item = u64>) -> Option<u64> {
+    let mut nonzero = 1u64;
+    let mut any_zero = false;
+    for d in dims {
+        if d == 0 {
+            any_zero = true;
+        } else {
+            nonzero = nonzero.checked_mul(d)?;
+        }
+    }
+    usize::try_from(nonzero).ok()?;
+    Some(if any_zero { 0 } else { nonzero })
+}

@@ -17,6 +17,9 @@ pub enum FormatError {
     Unsupported { path: PathBuf, msg: String },
     #[error("{path}: no tensor named `{name}`")]
     NoSuchTensor { path: PathBuf, name: String },
+    /// A GGUF writer was given inconsistent data (a shape that does not match the values).
+    #[error("GGUF writer: {0}")]
+    Write(String),
     #[error("{path}: {source}")]
     Tensor {
         path: PathBuf,

@@ -10,14 +10,29 @@
 //! [`Checkpoint::open`] is the single entry point: a Hub snapshot directory, a `.safetensors`
 //! file, a `.gguf` file, or a PyTorch pickle checkpoint.
 
+mod bytes;
 mod checkpoint;
 mod convert;
+pub mod diff;
 mod dtype;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod gguf;
+pub mod gguf_names;
+pub mod gguf_write;
+pub mod pickle;
+mod quant;
 mod safetensors_file;
+pub mod stats;
+pub mod summary;
+pub mod zip;
 
 pub use checkpoint::{Checkpoint, CheckpointKind, TensorInfo};
 pub use convert::to_f32;
 pub use dtype::DType;
 pub use error::{FormatError, Result};
+pub use gguf::{GgufArray, GgufFile, GgufType, GgufValue};
+pub use gguf_write::GgufWriter;
+pub use pickle::TorchFile;
 pub use safetensors_file::SafetensorsFile;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use serde::Deserialize;
 
+use crate::dtype::element_count;
 use crate::{DType, FormatError, Result};
 
 /// Headers larger than this are refused before any allocation (the reference implementation
@@ -133,10 +134,7 @@ pub fn parse_header(
                 "tensor `{name}`: data offsets [{begin}, {end}) out of range of the {buffer_len}-byte buffer"
             )));
         }
-        let elements = raw
-            .shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        let elements = element_count(raw.shape.iter().copied())
             .ok_or_else(|| bad(format!("tensor `{name}`: shape {:?} overflows", raw.shape)))?;
         let expected = dtype
             .bytes_for(elements)

@@ -1,3 +1,54 @@
-//! Transformer forward passes with a hook at every point.
+//! Transformer forward passes with a hook at every point, in parity with the reference
+//! implementations (Hugging Face transformers) at 1e-4 in float32.
+//!
+//! Layering, candle-style:
+//! - [`ops`]: differentiable primitives (softmax, norms, rotary) — candle-nn's fused kernels
+//!   have no backward pass, so nothing here uses them.
+//! - [`layers`]: `Linear`, `Norm`, `Activation`, `Embedding`, loaded through a `VarBuilder`.
+//! - [`attention`], [`mlp`], [`decoder`]: one shared decoder engine, parameterised by data.
+//! - one file per family ([`gpt2`], [`gpt_neox`], [`llama`] (also Mistral, Qwen 2), [`qwen3`],
+//!   [`olmo2`], [`gemma`], [`phi3`]) reading its config and weight names;
+//! - [`registry`]: architecture name → constructor;
+//! - [`model`]: the [`Model`] trait and [`HookedModel`], the entry point;
+//! - [`hooks`]: the one hook mechanism every model calls at each TransformerLens-named point.
+//!
+//! Weights come through `candle_nn::VarBuilder`, so the same constructors build a model from a
+//! checkpoint ([`CheckpointBackend`]), from another backend (GGUF), or from a `VarMap` with
+//! fresh trainable weights.
+pub mod attention;
+pub mod backend;
+pub mod bert;
+pub mod config;
+pub mod decoder;
+pub mod deepseek;
+pub mod error;
+pub mod gemma;
+pub mod generate;
+pub mod glm4;
+pub mod gguf_model;
+pub mod gguf_tokenizer;
+pub mod gpt2;
+pub mod gpt_neox;
 pub mod hooks;
+pub mod kv_cache;
+pub mod layers;
+pub mod llama;
+pub mod mixtral;
+pub mod mlp;
+pub mod model;
+pub mod moe;
+pub mod olmo2;
+pub mod ops;
+pub mod phi3;
+pub mod qwen3;
+pub mod qwen3_moe;
+pub mod registry;
+pub mod tokenizer;
+
+pub use backend::CheckpointBackend;
+pub use error::{ModelError, Result};
+pub use generate::GenerateOptions;
 pub use hooks::{ActivationCache, HookFn, Hooks, Intervention, Layout, NameFilter, Selection};
+pub use kv_cache::KvCache;
+pub use model::{HookedModel, LoadOptions, Model, ModelInfo};
+pub use tokenizer::{TextTokenizer, Tokenizer};

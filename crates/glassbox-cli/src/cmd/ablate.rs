@@ -1,8 +1,228 @@
-//! `glassbox ablate` — PLACEHOLDER: replaced by the issue that builds it.
+//! `glassbox ablate` — zero, mean or resample ablation of heads, MLP layers or neurons, and
+//! the change in loss on a text.
+//!
+//! Targets: `L3H1` (a head), `L3MLP` (an MLP layer), `L3N42` (a neuron), or `heads` / `mlps`
+//! for every head / every MLP. By default all targets are ablated together; `--each` ablates
+//! them one at a time (a layer × head heatmap when they are heads).
+
+use std::path::PathBuf;
+
+use glassbox_analysis::ablation::{self, AblationMethod, AblationResult, AblationTarget};
+use serde_json::json;
+
+use crate::analysis_cli::{self, OutputArgs};
+use crate::render::{self, svg, terminal, Grid, LinePlot};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Model: a Hub snapshot directory or a GGUF file.
+    pub model: PathBuf,
+    /// The text whose loss is measured.
+    #[arg(long)]
+    pub text: String,
+    /// What to ablate (repeatable, comma-separated): L3H1, L3MLP, L3N42, heads, mlps.
+    #[arg(long = "target", required = true, value_delimiter = ',')]
+    pub targets: Vec<String>,
+    /// zero, mean (over --reference prompts) or resample (from a --reference prompt).
+    #[arg(long, default_value = "zero")]
+    pub method: String,
+    /// Reference prompts for mean and resample ablation (repeatable).
+    #[arg(long = "reference")]
+    pub reference: Vec<String>,
+    /// Seed choosing the resampled reference prompt.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Ablate each target on its own instead of all together.
+    #[arg(long)]
+    pub each: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    Err(crate::invalid!("`glassbox ablate` is not built yet"))
+fn parse_targets(specs: &[String], n_layers: usize, n_heads: usize) -> anyhow::Result<Vec<AblationTarget>> {
+    let mut out = Vec::new();
+    for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match spec.to_ascii_lowercase().as_str() {
+            "heads" => {
+                for layer in 0..n_layers {
+                    out.extend((0..n_heads).map(|head| AblationTarget::Head { layer, head }));
+                }
+            }
+            "mlps" => out.extend((0..n_layers).map(|layer| AblationTarget::Mlp { layer })),
+            _ => out.push(AblationTarget::parse(spec).ok_or_else(|| {
+                crate::invalid!(
+                    "--target {spec}: expected L<layer>H<head>, L<layer>MLP, L<layer>N<neuron>, heads or mlps"
+                )
+            })?),
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    args.output.check()?;
+    let method = match args.method.as_str() {
+        "zero" => AblationMethod::Zero,
+        "mean" => AblationMethod::Mean,
+        "resample" => AblationMethod::Resample { seed: args.seed },
+        m => return Err(crate::invalid!("--method {m}: expected zero, mean or resample")),
+    };
+    if method != AblationMethod::Zero && args.reference.is_empty() {
+        return Err(crate::invalid!(
+            "--method {} needs reference prompts (--reference TEXT, repeatable)",
+            args.method
+        ));
+    }
+    let model = analysis_cli::load_model(&args.model)?;
+    let info = model.info();
+    let targets = parse_targets(&args.targets, info.n_layers, info.n_heads)?;
+    let text = analysis_cli::tokens(&model, &args.text)?;
+    if text.len() < 2 {
+        return Err(crate::invalid!("--text must have at least two tokens to have a loss"));
+    }
+    let reference = args
+        .reference
+        .iter()
+        .map(|r| analysis_cli::tokens(&model, r))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let results: Vec<AblationResult> = if args.each {
+        let bar = crate::progress::bar(targets.len() as u64, "ablating");
+        let r = targets
+            .iter()
+            .map(|t| {
+                bar.inc(1);
+                ablation::run(&model, &text, std::slice::from_ref(t), method, &reference)
+            })
+            .collect::<Result<_, _>>()?;
+        bar.finish_and_clear();
+        r
+    } else {
+        vec![ablation::run(&model, &text, &targets, method, &reference)?]
+    };
+
+    let tokens = model.ids_to_str_tokens(&text)?;
+    // per-token losses are for predicting token i+1 from position i
+    let predicted: Vec<String> = render::position_labels(&tokens).into_iter().skip(1).collect();
+
+    if args.output.json {
+        analysis_cli::print_json(&json!({
+            "model": args.model,
+            "text": args.text,
+            "input_ids": text,
+            "each": args.each,
+            "results": results,
+        }))?;
+    } else if args.each {
+        println!(
+            "{} ablation, one target at a time; baseline loss {:.4}\n",
+            args.method,
+            results.first().map(|r| r.baseline_loss).unwrap_or(f32::NAN)
+        );
+        match head_grid(&results, info.n_layers, info.n_heads) {
+            Some(g) => print!("{}", terminal::grid(&g, terminal::stdout_is_terminal())),
+            None => {
+                for r in &results {
+                    let label: Vec<String> = r.targets.iter().map(|t| t.label()).collect();
+                    println!(
+                        "  {:<12} Δloss {:+.4}",
+                        label.join(","),
+                        r.ablated_loss - r.baseline_loss
+                    );
+                }
+            }
+        }
+    } else if let Some(r) = results.first() {
+        let labels: Vec<String> = r.targets.iter().map(|t| t.label()).collect();
+        println!("{} ablation of {}", args.method, labels.join(", "));
+        println!(
+            "loss {:.4} → {:.4} (Δ {:+.4}) over {} predicted tokens\n",
+            r.baseline_loss,
+            r.ablated_loss,
+            r.ablated_loss - r.baseline_loss,
+            r.baseline_per_token.len()
+        );
+        let delta: Vec<f32> = r
+            .ablated_per_token
+            .iter()
+            .zip(&r.baseline_per_token)
+            .map(|(a, b)| a - b)
+            .collect();
+        let g = Grid::new(
+            "change in loss predicting each token",
+            "",
+            "predicted token",
+            vec!["Δloss".into()],
+            predicted.clone(),
+            vec![delta],
+        )
+        .value_label("ablated − baseline loss");
+        print!("{}", terminal::grid(&g, terminal::stdout_is_terminal()));
+    }
+
+    if let Some(path) = &args.output.plot {
+        let svg = if args.each {
+            match head_grid(&results, info.n_layers, info.n_heads) {
+                Some(g) => svg::heatmap(&g),
+                None => {
+                    let labels: Vec<String> = results
+                        .iter()
+                        .map(|r| r.targets.iter().map(|t| t.label()).collect::<Vec<_>>().join(","))
+                        .collect();
+                    let values = vec![results.iter().map(|r| r.ablated_loss - r.baseline_loss).collect()];
+                    svg::heatmap(
+                        &Grid::new(
+                            format!("{} ablation: change in loss", args.method),
+                            "",
+                            "ablated",
+                            vec!["Δloss".into()],
+                            labels,
+                            values,
+                        )
+                        .value_label("Δ loss"),
+                    )
+                }
+            }
+        } else {
+            let r = &results[0];
+            svg::line_plot(&LinePlot {
+                title: format!("Loss per token, {} ablation", args.method),
+                x_axis: "predicted token".into(),
+                y_axis: "cross-entropy (nats)".into(),
+                x_labels: predicted,
+                series: vec![
+                    ("baseline".into(), r.baseline_per_token.clone()),
+                    ("ablated".into(), r.ablated_per_token.clone()),
+                ],
+                y_range: None,
+                log_y: false,
+            })
+        };
+        render::save_svg(path, &svg)?;
+    }
+    Ok(())
+}
+
+/// Δloss per head as a layer × head grid when every result ablated exactly one head.
+fn head_grid(results: &[AblationResult], n_layers: usize, n_heads: usize) -> Option<Grid> {
+    let mut values = vec![vec![f32::NAN; n_heads]; n_layers];
+    for r in results {
+        match r.targets.as_slice() {
+            [AblationTarget::Head { layer, head }] if *layer < n_layers && *head < n_heads => {
+                values[*layer][*head] = r.ablated_loss - r.baseline_loss
+            }
+            _ => return None,
+        }
+    }
+    Some(
+        Grid::new(
+            "change in loss when each head is ablated",
+            "layer",
+            "head",
+            (0..n_layers).map(|l| format!("L{l}")).collect(),
+            (0..n_heads).map(|h| format!("H{h}")).collect(),
+            values,
+        )
+        .value_label("Δ loss"),
+    )
 }

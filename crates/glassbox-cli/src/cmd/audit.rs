@@ -1,8 +1,100 @@
-//! `glassbox audit` — PLACEHOLDER: replaced by the issue that builds it.
+//! `glassbox audit` — openness audit of a release: a snapshot directory, a MOT model file
+//! or a model id from the built-in registry. The work is in `glassbox-audit`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use glassbox_audit::{registry, render};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A Hub snapshot directory, a MOT model file (*.yml), or a registry model id
+    /// (e.g. meta-llama/Llama-3.1-8B).
+    #[arg(required_unless_present = "list")]
+    pub target: Option<String>,
+    /// List the releases in the built-in registry.
+    #[arg(long)]
+    pub list: bool,
+    /// Print the report as JSON.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the report as Markdown.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Also write a self-contained HTML report to this file.
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
+    /// Also write an SVG badge with the tier to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub badge: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    Err(crate::invalid!("`glassbox audit` is not built yet"))
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.list {
+        return list(args.json);
+    }
+    let target = args.target.as_deref().unwrap_or_default();
+    let audit =
+        glassbox_audit::audit_target(target).with_context(|| format!("auditing {target}"))?;
+    if let Some(path) = &args.html {
+        glassbox_audit::write_atomic(path, &render::html(&audit))?;
+    }
+    if let Some(path) = &args.badge {
+        glassbox_audit::write_atomic(path, &render::badge(&audit))?;
+    }
+    let out = if args.json {
+        render::json(&audit)
+    } else if args.markdown {
+        render::markdown(&audit)
+    } else {
+        render::text(&audit)
+    };
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+fn list(json: bool) -> anyhow::Result<()> {
+    let entries = registry::entries();
+    if json {
+        let rows: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let a = e.release().audit();
+                serde_json::json!({
+                    "id": e.id, "name": e.name, "version": e.version, "producer": e.producer,
+                    "tier": a.tier, "weights_license": a.weights_license.as_ref().map(|l| l.display()),
+                    "osi_validation": e.osi_validation, "checked": e.checked, "basis": e.basis,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<36} {:<13} {:<42} VERSION",
+        "MODEL ID", "TIER", "WEIGHTS LICENCE"
+    );
+    for e in entries {
+        let a = e.release().audit();
+        let lic = a
+            .weights_license
+            .as_ref()
+            .map(|l| l.display())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<36} {:<13} {:<42} {}",
+            e.id,
+            a.tier.label(),
+            lic,
+            e.version
+        );
+    }
+    println!(
+        "\n{} releases; facts with sources and dates: `glassbox audit <id>`.",
+        entries.len()
+    );
+    Ok(())
 }

@@ -1,8 +1,299 @@
-//! `glassbox experts` — PLACEHOLDER: replaced by the issue that builds it.
+//! `glassbox experts` — which experts each token is routed to, in mixture-of-experts models.
+//!
+//! With `--prompt`/`--tokens`: per MoE layer, each token's experts and weights (read from the
+//! `mlp.hook_expert_indices` / `hook_expert_weights` hooks). With `--file`: the text is run in
+//! windows of `--window` tokens and, per layer and expert, we report how often it fires (the
+//! share of tokens routed to it) and its mean weight when it does. `--json` prints the same
+//! data as JSON; `--plot FILE.svg` draws it as a heatmap (tokens × experts for a prompt,
+//! layers × experts for a file), written to a temporary file and renamed into place.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use glassbox_models::moe::{routing_from_cache, LayerRouting, ROUTING_HOOKS};
+use glassbox_models::NameFilter;
+use serde::Serialize;
+
+use super::run::{input_ids, load_model};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A Hub snapshot directory or GGUF file of a mixture-of-experts model.
+    pub model: PathBuf,
+    /// Text whose routing to show, token by token.
+    #[arg(long, conflicts_with_all = ["tokens", "file"])]
+    pub prompt: Option<String>,
+    /// Comma-separated token ids, instead of --prompt.
+    #[arg(long, conflicts_with = "file")]
+    pub tokens: Option<String>,
+    /// A text file: report how often each expert fires and its mean weight.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Tokens per forward pass over --file (capped at the model's context).
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the routing as an SVG heatmap.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Weight dtype: f32 (default), f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    Err(crate::invalid!("`glassbox experts` is not built yet"))
+#[derive(Serialize)]
+struct PromptReport {
+    tokens: Vec<String>,
+    layers: Vec<PromptLayer>,
+}
+
+#[derive(Serialize)]
+struct PromptLayer {
+    layer: usize,
+    n_experts: usize,
+    /// Per token: [(expert, weight)], best first.
+    routes: Vec<Vec<(u32, f32)>>,
+}
+
+#[derive(Serialize)]
+struct UsageReport {
+    tokens: usize,
+    layers: Vec<UsageLayer>,
+}
+
+#[derive(Serialize)]
+struct UsageLayer {
+    layer: usize,
+    /// Per expert: share of tokens routed to it.
+    frequency: Vec<f64>,
+    /// Per expert: mean weight over the tokens routed to it (0 if none).
+    mean_weight: Vec<f64>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.prompt.is_none() && args.tokens.is_none() && args.file.is_none() {
+        return Err(crate::invalid!("give --prompt, --tokens or --file"));
+    }
+    if let Some(p) = &args.plot {
+        if p.extension().and_then(|e| e.to_str()) != Some("svg") {
+            return Err(crate::invalid!("--plot {}: the plot is an SVG file (name it *.svg)", p.display()));
+        }
+    }
+    let model = load_model(&args.model, &args.dtype)?;
+    let filter = NameFilter::new(&ROUTING_HOOKS).context("routing hook names")?;
+    let route = |ids: &[u32]| -> anyhow::Result<Vec<LayerRouting>> {
+        let (_, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;
+        let routing = routing_from_cache(&cache, model.info().n_layers, 0)?;
+        if routing.is_empty() {
+            return Err(crate::invalid!(
+                "{}: {} has no mixture-of-experts layers",
+                args.model.display(),
+                model.info().architecture
+            ));
+        }
+        Ok(routing)
+    };
+    match &args.file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| crate::invalid!("cannot read --file {}: {e}", file.display()))?;
+            let ids = model.to_tokens(&text)?;
+            if ids.is_empty() {
+                return Err(crate::invalid!("--file {} has no tokens", file.display()));
+            }
+            let window = args.window.clamp(1, model.info().n_ctx.max(1));
+            let report = usage(&ids, window, &route)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", usage_table(&report));
+            }
+            if let Some(p) = &args.plot {
+                write_atomic(p, &usage_svg(&report))?;
+            }
+        }
+        None => {
+            let ids = input_ids(&model, args.prompt.as_deref(), args.tokens.as_deref())?;
+            let routing = route(&ids)?;
+            let report = PromptReport {
+                tokens: model.ids_to_str_tokens(&ids).unwrap_or_else(|_| ids.iter().map(|i| i.to_string()).collect()),
+                layers: routing
+                    .into_iter()
+                    .map(|r| PromptLayer {
+                        layer: r.layer,
+                        n_experts: r.n_experts,
+                        routes: r
+                            .experts
+                            .iter()
+                            .zip(&r.weights)
+                            .map(|(e, w)| e.iter().copied().zip(w.iter().copied()).collect())
+                            .collect(),
+                    })
+                    .collect(),
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", prompt_table(&report));
+            }
+            if let Some(p) = &args.plot {
+                write_atomic(p, &prompt_svg(&report))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Routes `ids` window by window and tallies each expert's firing rate and mean weight.
+fn usage(
+    ids: &[u32],
+    window: usize,
+    route: &dyn Fn(&[u32]) -> anyhow::Result<Vec<LayerRouting>>,
+) -> anyhow::Result<UsageReport> {
+    let chunks: Vec<&[u32]> = ids.chunks(window).collect();
+    let bar = crate::progress::bar(chunks.len() as u64, "routing");
+    // Per layer: (layer, per-expert count, per-expert weight sum).
+    let mut tally: Vec<(usize, Vec<u64>, Vec<f64>)> = Vec::new();
+    for chunk in chunks {
+        let routing = route(chunk)?;
+        if tally.is_empty() {
+            tally = routing.iter().map(|r| (r.layer, vec![0; r.n_experts], vec![0.0; r.n_experts])).collect();
+        }
+        for (r, (_, count, weight)) in routing.iter().zip(tally.iter_mut()) {
+            for (experts, weights) in r.experts.iter().zip(&r.weights) {
+                for (&e, &w) in experts.iter().zip(weights) {
+                    count[e as usize] += 1;
+                    weight[e as usize] += w as f64;
+                }
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let n = ids.len() as f64;
+    Ok(UsageReport {
+        tokens: ids.len(),
+        layers: tally
+            .into_iter()
+            .map(|(layer, count, weight)| UsageLayer {
+                layer,
+                frequency: count.iter().map(|&c| c as f64 / n).collect(),
+                mean_weight: count
+                    .iter()
+                    .zip(&weight)
+                    .map(|(&c, &w)| if c == 0 { 0.0 } else { w / c as f64 })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+fn prompt_table(r: &PromptReport) -> String {
+    let mut s = String::new();
+    let width = r.tokens.iter().map(|t| format!("{t:?}").chars().count()).max().unwrap_or(5).clamp(5, 24);
+    for l in &r.layers {
+        let _ = writeln!(s, "layer {} ({} experts)", l.layer, l.n_experts);
+        for (pos, (tok, routes)) in r.tokens.iter().zip(&l.routes).enumerate() {
+            let shown: String = format!("{tok:?}").chars().take(width).collect();
+            let experts: Vec<String> = routes.iter().map(|(e, w)| format!("{e:>3} ({w:.3})")).collect();
+            let _ = writeln!(s, "  {pos:>4}  {shown:<width$}  {}", experts.join("  "));
+        }
+    }
+    s
+}
+
+fn usage_table(r: &UsageReport) -> String {
+    let mut s = format!("{} tokens\n", r.tokens);
+    for l in &r.layers {
+        let _ = writeln!(s, "layer {}\n  expert  fires   mean weight", l.layer);
+        for (e, (f, w)) in l.frequency.iter().zip(&l.mean_weight).enumerate() {
+            let _ = writeln!(s, "  {e:>6}  {:>5.1}%  {w:.4}", f * 100.0);
+        }
+    }
+    s
+}
+
+/// One heatmap panel: `rows` × `values[0].len()` cells shaded by value / max.
+fn heatmap(svg: &mut String, title: &str, row_labels: &[String], values: &[Vec<f64>], top: f64) -> f64 {
+    const CELL: f64 = 14.0;
+    const LEFT: f64 = 140.0;
+    let cols = values.first().map_or(0, Vec::len);
+    let max = values.iter().flatten().copied().fold(0.0, f64::max).max(1e-12);
+    let _ = writeln!(svg, r#"<text x="4" y="{:.1}" font-weight="bold">{}</text>"#, top + 12.0, escape(title));
+    let y0 = top + 30.0;
+    for c in (0..cols).step_by(cols.div_ceil(32).max(1)) {
+        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}" font-size="8">{c}</text>"#, LEFT + c as f64 * CELL, y0 - 4.0);
+    }
+    for (r, (label, row)) in row_labels.iter().zip(values).enumerate() {
+        let y = y0 + r as f64 * CELL;
+        let _ = writeln!(svg, r#"<text x="4" y="{:.1}" font-size="10">{}</text>"#, y + 10.0, escape(label));
+        for (c, v) in row.iter().enumerate() {
+            let shade = (255.0 * (1.0 - v / max)).round().clamp(0.0, 255.0) as u8;
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{:.1}" y="{y:.1}" width="{CELL}" height="{CELL}" fill="rgb({shade},{shade},255)" stroke="gainsboro"><title>{label} / expert {c}: {v:.4}</title></rect>"#,
+                LEFT + c as f64 * CELL
+            );
+        }
+    }
+    y0 + row_labels.len() as f64 * CELL + 10.0
+}
+
+fn svg_document(body: String, width: f64, height: f64) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" font-family=\"monospace\">\n{body}</svg>\n"
+    )
+}
+
+fn prompt_svg(r: &PromptReport) -> String {
+    let mut body = String::new();
+    let mut y = 0.0;
+    let mut width: f64 = 400.0;
+    for l in &r.layers {
+        let values: Vec<Vec<f64>> = l
+            .routes
+            .iter()
+            .map(|routes| {
+                let mut row = vec![0.0; l.n_experts];
+                for &(e, w) in routes {
+                    row[e as usize] += w as f64;
+                }
+                row
+            })
+            .collect();
+        let labels: Vec<String> = r.tokens.iter().enumerate().map(|(i, t)| format!("{i} {t:?}")).collect();
+        y = heatmap(&mut body, &format!("layer {}: expert weight per token", l.layer), &labels, &values, y);
+        width = width.max(160.0 + 14.0 * l.n_experts as f64);
+    }
+    svg_document(body, width, y)
+}
+
+fn usage_svg(r: &UsageReport) -> String {
+    let mut body = String::new();
+    let labels: Vec<String> = r.layers.iter().map(|l| format!("layer {}", l.layer)).collect();
+    let values: Vec<Vec<f64>> = r.layers.iter().map(|l| l.frequency.clone()).collect();
+    let title = format!("share of {} tokens routed to each expert", r.tokens);
+    let y = heatmap(&mut body, &title, &labels, &values, 0.0);
+    let cols = values.first().map_or(0, Vec::len);
+    svg_document(body, (160.0 + 14.0 * cols as f64).max(400.0), y)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Writes `contents` to `path` through a temporary file in the same directory, so a failure
+/// never leaves a half-written plot.
+fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| crate::invalid!("--plot {}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, contents).map_err(|e| crate::invalid!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        crate::invalid!("cannot write {}: {e}", path.display())
+    })
 }

@@ -1,8 +1,94 @@
-//! `glassbox generate` — PLACEHOLDER: replaced by the issue that builds it.
+//! `glassbox generate` — sample a continuation with a KV cache, streaming tokens to stdout.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use glassbox_models::{GenerateOptions, Hooks};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A Hub snapshot directory (config.json + weights), or another checkpoint glassbox reads.
+    pub model: PathBuf,
+    /// The text to continue.
+    #[arg(long)]
+    pub prompt: String,
+    /// Most new tokens to generate.
+    #[arg(long, default_value_t = 32)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 picks the most likely token (greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Sample only among the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Sample only among the most likely tokens covering this probability.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Random seed, for reproducible sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Keep going after an end-of-sequence token.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Weight dtype: f32 (default), f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    Err(crate::invalid!("`glassbox generate` is not built yet"))
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if !(args.temperature >= 0.0) || !(args.top_p > 0.0 && args.top_p <= 1.0) {
+        return Err(crate::invalid!(
+            "--temperature must be ≥ 0 and --top-p in (0, 1]"
+        ));
+    }
+    let model = super::run::load_model(&args.model, &args.dtype)?;
+    let prompt = model.to_tokens(&args.prompt)?;
+    if prompt.is_empty() {
+        return Err(crate::invalid!("the prompt has no tokens"));
+    }
+    let opts = GenerateOptions {
+        max_new_tokens: args.max_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+        stop_at_eos: !args.ignore_eos,
+    };
+    // Interventions applied at every decoding step (e.g. a control vector added to the
+    // residual stream) go into these hooks.
+    let mut hooks = Hooks::none();
+
+    let mut stdout = std::io::stdout().lock();
+    write!(stdout, "{}", args.prompt)?;
+    stdout.flush()?;
+    // Decode the whole continuation each time and print what is new, so tokens that split a
+    // multi-byte character print once the character is complete.
+    let mut generated: Vec<u32> = Vec::new();
+    let mut printed = String::new();
+    let mut write_err = None;
+    model.generate(&prompt, &opts, &mut hooks, |token| {
+        generated.push(token);
+        if let Ok(text) = model.decode(&generated) {
+            if text.len() > printed.len()
+                && text.starts_with(printed.as_str())
+                && !text.ends_with('\u{FFFD}')
+            {
+                let new = &text[printed.len()..];
+                if let Err(e) = write!(stdout, "{new}").and_then(|_| stdout.flush()) {
+                    write_err.get_or_insert(e);
+                }
+                printed = text;
+            }
+        }
+    })?;
+    if let Ok(text) = model.decode(&generated) {
+        if text.len() > printed.len() && text.starts_with(printed.as_str()) {
+            write!(stdout, "{}", &text[printed.len()..])?;
+        }
+    }
+    writeln!(stdout)?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    Ok(())
 }

@@ -1,8 +1,104 @@
-//! `glassbox heads` — PLACEHOLDER: replaced by the issue that builds it.
+//! `glassbox heads` — previous-token, duplicate-token, induction and first-token scores for
+//! every head, from attention on repeated random token sequences.
+
+use std::path::PathBuf;
+
+use glassbox_analysis::heads::{self, HeadScores, ROLES};
+use serde_json::json;
+
+use crate::analysis_cli::{self, OutputArgs};
+use crate::render::{self, svg, terminal, Grid, Scale};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Model: a Hub snapshot directory or a GGUF file.
+    pub model: PathBuf,
+    /// Length of the random sequence (it is followed by its copy).
+    #[arg(long, default_value_t = 20)]
+    pub seq_len: usize,
+    /// Number of random sequences averaged over.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Seed of the random tokens.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// List the N strongest heads of each role.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    Err(crate::invalid!("`glassbox heads` is not built yet"))
+fn title(role: &str) -> &'static str {
+    match role {
+        "previous_token" => "Previous-token score (attention to q−1)",
+        "duplicate_token" => "Duplicate-token score (attention to the earlier copy of the token)",
+        "induction" => "Induction score (attention to the token after the earlier copy)",
+        _ => "First-token score (attention to position 0)",
+    }
+}
+
+fn grid(scores: &HeadScores, role: &str) -> Grid {
+    Grid::new(
+        title(role),
+        "layer",
+        "head",
+        (0..scores.n_layers).map(|l| format!("L{l}")).collect(),
+        (0..scores.n_heads).map(|h| format!("H{h}")).collect(),
+        scores.role(role).cloned().unwrap_or_default(),
+    )
+    .scale(Scale::Sequential)
+    .range(0.0, 1.0)
+    .value_label("mean attention weight")
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    args.output.check()?;
+    let model = analysis_cli::load_model(&args.model)?;
+    let scores = heads::run(&model, args.seq_len, args.batch, args.seed)?;
+    let top_n = args.top.unwrap_or(0);
+
+    if args.output.json {
+        let top: serde_json::Map<String, serde_json::Value> = ROLES
+            .iter()
+            .map(|r| {
+                let list: Vec<_> = scores
+                    .top(r, top_n)
+                    .into_iter()
+                    .map(|(l, h, s)| json!({"layer": l, "head": h, "score": s}))
+                    .collect();
+                (r.to_string(), json!(list))
+            })
+            .collect();
+        analysis_cli::print_json(&json!({
+            "model": args.model,
+            "scores": scores,
+            "top": top,
+        }))?;
+    } else {
+        let color = terminal::stdout_is_terminal();
+        println!(
+            "Head scores on {} sequences of {} random tokens, each repeated once (seed {})\n",
+            scores.batch, scores.seq_len, args.seed
+        );
+        for role in ROLES {
+            print!("{}", terminal::grid(&grid(&scores, role), color));
+            println!();
+        }
+        if top_n > 0 {
+            for role in ROLES {
+                let list: Vec<String> = scores
+                    .top(role, top_n)
+                    .into_iter()
+                    .map(|(l, h, s)| format!("L{l}H{h} {s:.3}"))
+                    .collect();
+                println!("strongest {:<16} {}", role, list.join("  "));
+            }
+        }
+    }
+    if let Some(path) = &args.output.plot {
+        let grids: Vec<Grid> = ROLES.iter().map(|r| grid(&scores, r)).collect();
+        render::save_svg(path, &svg::heatmap_panels(&grids))?;
+    }
+    Ok(())
 }

@@ -1,8 +1,112 @@
-//! `glassbox steer` — PLACEHOLDER: replaced by the issue that builds it.
+//! `glassbox steer` — a steering (control) vector from contrasting prompts, written in
+//! llama.cpp's control-vector GGUF format (apply it with `glassbox generate --control-vector
+//! FILE[:SCALE]` or llama.cpp's `--control-vector`).
+//!
+//! `direction.N` is the mean residual stream entering block N (block N−1's output) over the
+//! positive prompts minus the negative ones, unit length unless `--no-normalize`, and is added
+//! to block N's output — llama.cpp's convention; see `glassbox_analysis::steering`.
+
+use std::path::PathBuf;
+
+use glassbox_analysis::steering::{self, ControlVector};
+use serde_json::json;
+
+use crate::analysis_cli::{self, OutputArgs};
+use crate::render::{self, svg, LinePlot};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Model: a Hub snapshot directory or a GGUF file.
+    pub model: PathBuf,
+    /// Prompts showing the behaviour to steer towards (repeatable).
+    #[arg(long = "positive", required = true, num_args = 1..)]
+    pub positive: Vec<String>,
+    /// Prompts showing its opposite (repeatable).
+    #[arg(long = "negative", required = true, num_args = 1..)]
+    pub negative: Vec<String>,
+    /// Blocks whose output is steered, L1-L2 (llama.cpp numbering: 1 … n_layers−1).
+    #[arg(long)]
+    pub layers: String,
+    /// Output control-vector file (.gguf).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Keep the mean difference's length instead of normalising each direction to 1.
+    #[arg(long)]
+    pub no_normalize: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    Err(crate::invalid!("`glassbox steer` is not built yet"))
+pub fn run(args: Args) -> anyhow::Result<()> {
+    args.output.check()?;
+    let layers = steering::parse_layers(&args.layers)?;
+    let model = analysis_cli::load_model(&args.model)?;
+    let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {
+        texts.iter().map(|t| analysis_cli::tokens(&model, t)).collect()
+    };
+    let positive = tokenize(&args.positive)?;
+    let negative = tokenize(&args.negative)?;
+    // the raw difference's length is worth reporting even when the file holds unit vectors
+    let raw = ControlVector::from_contrast(&model, &positive, &negative, layers, false)?;
+    let vector = if args.no_normalize {
+        raw.clone()
+    } else {
+        raw.normalized()
+    };
+    vector.write(&args.out)?;
+    // read it back: what we wrote must be what a reader (llama.cpp's checks) sees
+    let back = ControlVector::read(&args.out)?;
+    if back.directions != vector.directions {
+        anyhow::bail!(
+            "{}: the control vector read back differs from the one written",
+            args.out.display()
+        );
+    }
+    let norms: Vec<(usize, f32)> = raw
+        .directions
+        .iter()
+        .map(|(l, v)| (*l, v.iter().map(|x| x * x).sum::<f32>().sqrt()))
+        .collect();
+
+    if args.output.json {
+        analysis_cli::print_json(&json!({
+            "model": args.model,
+            "out": args.out,
+            "model_hint": vector.model_hint,
+            "d_model": vector.d_model,
+            "normalized": !args.no_normalize,
+            "layers": norms.iter().map(|(l, n)| json!({"layer": l, "hook": format!("blocks.{l}.hook_resid_post"), "mean_difference_norm": n})).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        println!(
+            "wrote {} ({} direction{}, d_model {}, model hint {:?}){}",
+            args.out.display(),
+            vector.directions.len(),
+            if vector.directions.len() == 1 { "" } else { "s" },
+            vector.d_model,
+            vector.model_hint,
+            if args.no_normalize { "" } else { ", unit length" }
+        );
+        for (l, n) in &norms {
+            println!(
+                "  direction.{l}: added to blocks.{l}.hook_resid_post; |mean difference| = {n:.4}"
+            );
+        }
+    }
+    if let Some(path) = &args.output.plot {
+        let plot = LinePlot {
+            title: "Size of the positive − negative mean difference".into(),
+            x_axis: "block whose output is steered (direction.N)".into(),
+            y_axis: "L2 norm".into(),
+            x_labels: norms.iter().map(|(l, _)| l.to_string()).collect(),
+            series: vec![(
+                "|mean(positive) − mean(negative)|".into(),
+                norms.iter().map(|(_, n)| *n).collect(),
+            )],
+            y_range: None,
+            log_y: false,
+        };
+        render::save_svg(path, &svg::line_plot(&plot))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""One reference measurement per process (so peak RSS is that measurement's own).
+usage: bench_ref.py MODEL_DIR NAME (hf_logits|hf_decode|tl_cache|tl_logits) N_TOKENS REPS [NEW_TOKENS]"""
+import json, resource, statistics, sys, time
+import torch
+from models import token_ids, tl_config
+
+model_dir, name, mode, n, reps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+new_tokens = int(sys.argv[6]) if len(sys.argv) > 6 else 32
+torch.set_grad_enabled(False)
+if mode.startswith("hf"):
+    import transformers as tf
+    model = tf.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, attn_implementation="eager").eval()
+    vocab = model.config.vocab_size
+else:
+    from transformer_lens import HookedTransformer
+    cfg = tl_config(name)
+    model = HookedTransformer(cfg).eval()
+    vocab = cfg.d_vocab
+ids = torch.tensor([token_ids(n, vocab)])
+times, act_mb = [], 0.0
+for rep in range(reps + 1):
+    t = time.perf_counter()
+    if mode == "hf_logits":
+        model(input_ids=ids, use_cache=False)
+    elif mode == "tl_logits":
+        model(ids)
+    elif mode == "tl_cache":
+        _, cache = model.run_with_cache(ids)
+        act_mb = sum(v.numel() * v.element_size() for v in cache.values()) / 1048576
+        del cache
+    elif mode == "hf_decode":
+        p = time.perf_counter()
+        model(input_ids=ids, use_cache=False)
+        prefill = time.perf_counter() - p
+        g = time.perf_counter()
+        model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        times.append((new_tokens - 1) / (time.perf_counter() - g - prefill))
+        continue
+    if rep > 0:
+        times.append((time.perf_counter() - t) * 1000)
+if mode == "hf_decode":
+    times = times[1:]
+print(json.dumps({"impl": mode.split("_")[0], "mode": mode, "tokens": n, "value": statistics.median(times),
+                  "unit": "tok/s" if mode == "hf_decode" else "ms",
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "activations_mb": act_mb}))

@@ -1,0 +1,329 @@
+//! Ablation: knock out heads, MLP layers or single neurons and measure the change in loss.
+//!
+//! A head is ablated at its `attn.hook_z` (its share of the attention output before `W_O`),
+//! an MLP layer at `hook_mlp_out`, a neuron at `mlp.hook_post` (after the nonlinearity). The
+//! ablated value is
+//!
+//! - **zero**: 0;
+//! - **mean**: the mean activation over every position of a reference set of prompts;
+//! - **resample**: the activation of a reference prompt (drawn with a seed among those at
+//!   least as long as the text) at the same positions.
+//!
+//! The loss is the mean next-token cross-entropy over the text.
+
+use candle_core::{DType, Tensor, D};
+use glassbox_models::{ActivationCache, HookedModel, Hooks, Intervention, NameFilter, Selection};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::error::{AnalysisError, Result};
+
+/// What to ablate. Mixture-of-experts models add experts as a new variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AblationTarget {
+    Head { layer: usize, head: usize },
+    Mlp { layer: usize },
+    Neuron { layer: usize, neuron: usize },
+    /// One routed expert of a mixture-of-experts layer (its `experts.{e}.hook_out`).
+    Expert { layer: usize, expert: usize },
+    /// The shared experts of a mixture-of-experts layer (DeepSeek).
+    SharedExperts { layer: usize },
+}
+
+impl AblationTarget {
+    /// Parses `L3H1` (head 1 of layer 3), `L3MLP` (the MLP of layer 3), `L3N42` (neuron 42
+    /// of layer 3's MLP), `L3E17` (expert 17 of layer 3) or `L3SE` (layer 3's shared
+    /// experts), case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        let t = s.trim().to_ascii_uppercase();
+        let rest = t.strip_prefix('L')?;
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let layer: usize = digits.parse().ok()?;
+        let tail = &rest[digits.len()..];
+        if tail == "MLP" {
+            return Some(AblationTarget::Mlp { layer });
+        }
+        if tail == "SE" {
+            return Some(AblationTarget::SharedExperts { layer });
+        }
+        let (kind, num) = tail.split_at(1.min(tail.len()));
+        let n: usize = num.parse().ok()?;
+        match kind {
+            "H" => Some(AblationTarget::Head { layer, head: n }),
+            "N" => Some(AblationTarget::Neuron { layer, neuron: n }),
+            "E" => Some(AblationTarget::Expert { layer, expert: n }),
+            _ => None,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            AblationTarget::Head { layer, head } => format!("L{layer}H{head}"),
+            AblationTarget::Mlp { layer } => format!("L{layer}MLP"),
+            AblationTarget::Neuron { layer, neuron } => format!("L{layer}N{neuron}"),
+            AblationTarget::Expert { layer, expert } => format!("L{layer}E{expert}"),
+            AblationTarget::SharedExperts { layer } => format!("L{layer}SE"),
+        }
+    }
+
+    pub fn layer(&self) -> usize {
+        match *self {
+            AblationTarget::Head { layer, .. }
+            | AblationTarget::Mlp { layer }
+            | AblationTarget::Neuron { layer, .. }
+            | AblationTarget::Expert { layer, .. }
+            | AblationTarget::SharedExperts { layer } => layer,
+        }
+    }
+
+    /// The hook the ablation writes.
+    pub fn hook(&self) -> String {
+        match self {
+            AblationTarget::Head { layer, .. } => format!("blocks.{layer}.attn.hook_z"),
+            AblationTarget::Mlp { layer } => format!("blocks.{layer}.hook_mlp_out"),
+            AblationTarget::Neuron { layer, .. } => format!("blocks.{layer}.mlp.hook_post"),
+            AblationTarget::Expert { layer, expert } => {
+                format!("blocks.{layer}.mlp.experts.{expert}.hook_out")
+            }
+            AblationTarget::SharedExperts { layer } => {
+                format!("blocks.{layer}.mlp.shared_experts.hook_out")
+            }
+        }
+    }
+}
+
+/// How ablated activations are replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AblationMethod {
+    Zero,
+    Mean,
+    Resample { seed: u64 },
+}
+
+/// Mean next-token cross-entropy of each position predicting the next: [len − 1] values
+/// for logits [1, len, vocab] and the `ids` that were run.
+pub fn per_token_loss(logits: &Tensor, ids: &[u32]) -> Result<Vec<f32>> {
+    let (_, t, _) = logits.dims3()?;
+    if t < 2 || ids.len() != t {
+        return Err(AnalysisError::input(
+            "the loss needs at least two tokens of text",
+        ));
+    }
+    let lg = logits.get(0)?.narrow(0, 0, t - 1)?.to_dtype(DType::F32)?; // [t-1, V]
+    let max = lg.max_keepdim(D::Minus1)?;
+    let lse = (lg.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + &max)?;
+    let next = Tensor::new(&ids[1..], lg.device())?.unsqueeze(1)?;
+    let picked = lg.gather(&next, 1)?;
+    Ok((lse - picked)?.squeeze(1)?.to_vec1::<f32>()?)
+}
+
+fn mean(v: &[f32]) -> f32 {
+    if v.is_empty() {
+        f32::NAN
+    } else {
+        v.iter().sum::<f32>() / v.len() as f32
+    }
+}
+
+/// The result of an ablation: loss per predicted token, before and after.
+#[derive(Clone, Debug, Serialize)]
+pub struct AblationResult {
+    pub targets: Vec<AblationTarget>,
+    pub method: AblationMethod,
+    pub baseline_loss: f32,
+    pub ablated_loss: f32,
+    pub baseline_per_token: Vec<f32>,
+    pub ablated_per_token: Vec<f32>,
+}
+
+impl AblationResult {
+    /// Mean loss change over predicted positions `range` (indices into the per-token losses).
+    pub fn delta_over(&self, range: std::ops::Range<usize>) -> f32 {
+        mean(&self.ablated_per_token[range.clone()]) - mean(&self.baseline_per_token[range])
+    }
+}
+
+fn check_target(model: &HookedModel, t: &AblationTarget) -> Result<()> {
+    let info = model.info();
+    let bad = |what: String| Err(AnalysisError::input(format!("{}: {what}", t.label())));
+    if t.layer() >= info.n_layers {
+        return bad(format!("the model has {} layers", info.n_layers));
+    }
+    match *t {
+        AblationTarget::Head { head, .. } if head >= info.n_heads => {
+            bad(format!("the model has {} heads per layer", info.n_heads))
+        }
+        AblationTarget::Neuron { neuron, .. } if neuron >= info.d_mlp => {
+            bad(format!("the MLP has {} neurons", info.d_mlp))
+        }
+        AblationTarget::Expert { expert, .. } => match glassbox_models::moe::n_routed_experts(&model.config) {
+            None => bad("the model has no experts".into()),
+            Some(n) if expert >= n => bad(format!("the model has {n} experts per layer")),
+            Some(_) => Ok(()),
+        },
+        AblationTarget::SharedExperts { .. } if !glassbox_models::moe::has_shared_experts(&model.config) => {
+            bad("the model has no shared experts".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Hooks that ablate `targets` by `method`, for a text of `len` tokens; `reference` prompts
+/// (token ids) supply mean and resampled values.
+pub fn ablation_hooks(
+    model: &HookedModel,
+    targets: &[AblationTarget],
+    method: AblationMethod,
+    reference: &[Vec<u32>],
+    len: usize,
+) -> Result<Hooks<'static>> {
+    for t in targets {
+        check_target(model, t)?;
+    }
+    let names: Vec<String> = targets.iter().map(|t| t.hook()).collect();
+    let filter_of = |name: &str| -> Result<NameFilter> {
+        NameFilter::new(&[name]).map_err(|e| AnalysisError::input(e.to_string()))
+    };
+    // Reference activations at the hooks involved, one cache per prompt.
+    let caches: Vec<ActivationCache> = match method {
+        AblationMethod::Zero => Vec::new(),
+        _ => {
+            if reference.is_empty() {
+                return Err(AnalysisError::input(
+                    "mean and resample ablation need reference prompts",
+                ));
+            }
+            let f = NameFilter::new(&names).map_err(|e| AnalysisError::input(e.to_string()))?;
+            reference
+                .iter()
+                .map(|ids| Ok(model.run_with_cache(&model.ids_tensor(ids)?, &f)?.1))
+                .collect::<Result<_>>()?
+        }
+    };
+    let resampled: Option<usize> = match method {
+        AblationMethod::Resample { seed } => {
+            let long: Vec<usize> = (0..reference.len())
+                .filter(|&i| reference[i].len() >= len)
+                .collect();
+            if long.is_empty() {
+                return Err(AnalysisError::input(format!(
+                    "resample ablation needs a reference prompt at least as long as the text \
+                     ({len} tokens)"
+                )));
+            }
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            Some(long[rng.gen_range(0..long.len())])
+        }
+        _ => None,
+    };
+    let mut hooks = Hooks::none();
+    for t in targets {
+        let name = t.hook();
+        // The replacement, broadcastable to the activation [1, len, ...].
+        let replacement = match method {
+            AblationMethod::Zero => None,
+            AblationMethod::Mean => {
+                let all = caches
+                    .iter()
+                    .map(|c| Ok(c.require(&name)?.get(0)?))
+                    .collect::<Result<Vec<_>>>()?;
+                // mean over every position of every prompt, kept [1, 1, ...]
+                Some(Tensor::cat(&all, 0)?.mean_keepdim(0)?.unsqueeze(0)?)
+            }
+            AblationMethod::Resample { .. } => {
+                let i = resampled.unwrap_or(0);
+                Some(caches[i].require(&name)?.narrow(1, 0, len)?)
+            }
+        };
+        match *t {
+            AblationTarget::Head { head, .. } => {
+                let what = match replacement {
+                    None => Intervention::Zero,
+                    Some(r) => Intervention::Replace(r),
+                };
+                hooks.intervene(filter_of(&name)?, what, Selection::Heads(vec![head]));
+            }
+            AblationTarget::Mlp { .. }
+            | AblationTarget::Expert { .. }
+            | AblationTarget::SharedExperts { .. } => {
+                let what = match replacement {
+                    None => Intervention::Zero,
+                    Some(r) => Intervention::Replace(r),
+                };
+                hooks.intervene(filter_of(&name)?, what, Selection::All);
+            }
+            AblationTarget::Neuron { neuron, .. } => {
+                hooks.add_fn(filter_of(&name)?, move |_, act| {
+                    let d = act.dim(D::Minus1)?;
+                    let mut m = vec![0u8; d];
+                    m[neuron] = 1;
+                    let mask = Tensor::from_vec(m, d, act.device())?.broadcast_as(act.shape())?;
+                    let value = match &replacement {
+                        None => act.zeros_like()?,
+                        Some(r) => r.to_dtype(act.dtype())?.broadcast_as(act.shape())?.contiguous()?,
+                    };
+                    Ok(Some(mask.where_cond(&value, act)?))
+                });
+            }
+        }
+    }
+    Ok(hooks)
+}
+
+/// Runs `text` with and without the ablation of `targets` and reports the loss.
+pub fn run(
+    model: &HookedModel,
+    text: &[u32],
+    targets: &[AblationTarget],
+    method: AblationMethod,
+    reference: &[Vec<u32>],
+) -> Result<AblationResult> {
+    let ids = model.ids_tensor(text)?;
+    let baseline = per_token_loss(&model.run(&ids)?, text)?;
+    let mut hooks = ablation_hooks(model, targets, method, reference, text.len())?;
+    let ablated = per_token_loss(&model.run_with_hooks(&ids, &mut hooks)?, text)?;
+    Ok(AblationResult {
+        targets: targets.to_vec(),
+        method,
+        baseline_loss: mean(&baseline),
+        ablated_loss: mean(&ablated),
+        baseline_per_token: baseline,
+        ablated_per_token: ablated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(
+            AblationTarget::parse("L3H1"),
+            Some(AblationTarget::Head { layer: 3, head: 1 })
+        );
+        assert_eq!(
+            AblationTarget::parse("l0mlp"),
+            Some(AblationTarget::Mlp { layer: 0 })
+        );
+        assert_eq!(
+            AblationTarget::parse("L2N40"),
+            Some(AblationTarget::Neuron { layer: 2, neuron: 40 })
+        );
+        for bad in ["", "L", "H1", "L1X2", "L1H", "Lx H1"] {
+            assert_eq!(AblationTarget::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn loss_is_cross_entropy_of_the_next_token() {
+        // two positions, vocab 2: uniform then certain
+        let logits = Tensor::new(&[[[0f32, 0.0], [0.0, 0.0]]], &candle_core::Device::Cpu).unwrap();
+        let l = per_token_loss(&logits, &[0, 1]).unwrap();
+        assert_eq!(l.len(), 1);
+        assert!((l[0] - std::f32::consts::LN_2).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,185 @@
+//! Logit lens: what the residual stream would predict if the model stopped early.
+//!
+//! The stream is read at the input of every block (`blocks.{i}.hook_resid_pre`) and after the
+//! last one (`blocks.{L-1}.hook_resid_post`), exactly the stack TransformerLens'
+//! `accumulated_resid(apply_ln=True)` builds, and each is passed through the model's own final
+//! norm (statistics recomputed for that layer's vector) and unembedding (bias included). The
+//! last row is therefore the model's logits.
+
+use candle_core::{DType, Tensor, D};
+use glassbox_models::{ActivationCache, HookedModel, Model, NameFilter};
+use serde::Serialize;
+
+use crate::error::{AnalysisError, Result};
+
+/// Hook names whose activations the lens reads.
+pub fn hook_names(n_layers: usize) -> Vec<String> {
+    let mut names: Vec<String> = (0..n_layers)
+        .map(|i| format!("blocks.{i}.hook_resid_pre"))
+        .collect();
+    names.push(format!("blocks.{}.hook_resid_post", n_layers.saturating_sub(1)));
+    names
+}
+
+/// Row labels as TransformerLens gives them: `0_pre`, …, `{L-1}_pre`, `final_post`.
+pub fn labels(n_layers: usize) -> Vec<String> {
+    let mut l: Vec<String> = (0..n_layers).map(|i| format!("{i}_pre")).collect();
+    l.push("final_post".into());
+    l
+}
+
+/// The accumulated residual stream [L+1, batch, pos, d_model] from a cache holding
+/// [`hook_names`].
+pub fn accumulated_resid(cache: &ActivationCache, n_layers: usize) -> Result<Tensor> {
+    let parts = hook_names(n_layers)
+        .iter()
+        .map(|n| cache.require(n).cloned())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Tensor::stack(&parts, 0)?)
+}
+
+/// Lens logits [L+1, batch, pos, d_vocab]: each accumulated residual through the final norm
+/// and the unembedding.
+pub fn logit_lens(model: &dyn Model, cache: &ActivationCache) -> Result<Tensor> {
+    let stack = accumulated_resid(cache, model.info().n_layers)?;
+    let normed = model.final_norm(&stack)?;
+    Ok(model.unembed(&normed)?.to_dtype(DType::F32)?)
+}
+
+/// One token's standing at one (layer, position).
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenScore {
+    pub id: u32,
+    pub token: String,
+    pub prob: f32,
+    pub logit: f32,
+}
+
+/// The target token's probability and rank (0 = top) at one (layer, position).
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetScore {
+    pub prob: f32,
+    pub logit: f32,
+    pub rank: usize,
+}
+
+/// A logit-lens run, ready to print: rows are layers, columns positions.
+#[derive(Clone, Debug, Serialize)]
+pub struct LensReport {
+    pub prompt_tokens: Vec<String>,
+    pub layers: Vec<String>,
+    /// `top[layer][pos]`: the most likely tokens, best first.
+    pub top: Vec<Vec<Vec<TokenScore>>>,
+    pub target: Option<TargetTrack>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetTrack {
+    pub id: u32,
+    pub token: String,
+    /// `scores[layer][pos]`.
+    pub scores: Vec<Vec<TargetScore>>,
+}
+
+/// Runs the model on `ids` and reads the lens: the `top_k` tokens at every (layer, position)
+/// and, with `target`, that token's probability and rank.
+pub fn run(model: &HookedModel, ids: &[u32], top_k: usize, target: Option<u32>) -> Result<LensReport> {
+    let info = model.info();
+    if let Some(t) = target {
+        if t as usize >= info.d_vocab {
+            return Err(AnalysisError::input(format!(
+                "target token id {t} is outside the vocabulary (size {})",
+                info.d_vocab
+            )));
+        }
+    }
+    let filter = NameFilter::new(&hook_names(info.n_layers))
+        .map_err(|e| AnalysisError::input(e.to_string()))?;
+    let (_, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;
+    let logits = logit_lens(model.model.as_ref(), &cache)?.squeeze(1)?; // [L+1, pos, V]
+    report(model, ids, &logits, top_k, target)
+}
+
+/// Builds a [`LensReport`] from lens logits [L+1, pos, d_vocab].
+pub fn report(
+    model: &HookedModel,
+    ids: &[u32],
+    logits: &Tensor,
+    top_k: usize,
+    target: Option<u32>,
+) -> Result<LensReport> {
+    let (rows, positions, vocab) = logits.dims3()?;
+    let probs = softmax_last_dim(logits)?;
+    let probs: Vec<Vec<Vec<f32>>> = probs.to_vec3()?;
+    let logits_v: Vec<Vec<Vec<f32>>> = logits.to_vec3()?;
+    let name = |id: u32| -> String {
+        model
+            .ids_to_str_tokens(&[id])
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or_else(|| format!("<{id}>"))
+    };
+    let k = top_k.min(vocab);
+    let mut top = Vec::with_capacity(rows);
+    let mut target_scores = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let mut top_row = Vec::with_capacity(positions);
+        let mut target_row = Vec::with_capacity(positions);
+        for p in 0..positions {
+            let pr = &probs[r][p];
+            let lg = &logits_v[r][p];
+            let mut order: Vec<usize> = (0..vocab).collect();
+            // partial sort: the top k by logit (ties by id, for a stable order)
+            if k > 0 && k < vocab {
+                order.select_nth_unstable_by(k - 1, |&a, &b| {
+                    lg[b].total_cmp(&lg[a]).then(a.cmp(&b))
+                });
+            }
+            order.truncate(k);
+            order.sort_by(|&a, &b| lg[b].total_cmp(&lg[a]).then(a.cmp(&b)));
+            top_row.push(
+                order
+                    .iter()
+                    .map(|&i| TokenScore {
+                        id: i as u32,
+                        token: name(i as u32),
+                        prob: pr[i],
+                        logit: lg[i],
+                    })
+                    .collect(),
+            );
+            if let Some(t) = target {
+                let t = t as usize;
+                let rank = lg
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, &v)| v > lg[t] || (v == lg[t] && i < t))
+                    .count();
+                target_row.push(TargetScore {
+                    prob: pr[t],
+                    logit: lg[t],
+                    rank,
+                });
+            }
+        }
+        top.push(top_row);
+        target_scores.push(target_row);
+    }
+    Ok(LensReport {
+        prompt_tokens: model.ids_to_str_tokens(ids)?,
+        layers: labels(rows - 1),
+        top,
+        target: target.map(|id| TargetTrack {
+            id,
+            token: name(id),
+            scores: target_scores,
+        }),
+    })
+}
+
+/// Softmax over the last dimension in f32 (no autograd needed here).
+fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?;
+    let e = x.broadcast_sub(&max)?.exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
+}

@@ -1,0 +1,331 @@
+//! Activation patching and its gradient-based approximation, attribution patching.
+//!
+//! Both compare a clean prompt with a corrupted one of the same token length through a
+//! metric — here the logit difference `logit[answer] − logit[wrong]` at the last position —
+//! reported normalised so that 0 is the corrupted run and 1 the clean run.
+//!
+//! *Activation patching* reruns the corrupted prompt once per site, with the clean activation
+//! written in at that site only (one (layer, position) of a residual-like hook, or one head's
+//! `hook_z` at every position), as TransformerLens' `get_act_patch_*` functions do.
+//!
+//! *Attribution patching* replaces those reruns with one backward pass: a zero
+//! [`candle_core::Var`] leaf is added to every patched hook's activation on the corrupted
+//! run (its gradient is the metric's gradient there), and the metric's
+//! change is approximated to first order as `Σ (clean − corrupt) · ∂metric/∂activation`
+//! over the site. It is exact when the metric is linear in the site's activation and a good
+//! guide otherwise; it needs a correct backward pass through the whole model.
+
+use std::cell::RefCell;
+
+use candle_core::{DType, Tensor, Var};
+use glassbox_models::{HookedModel, Hooks, Intervention, NameFilter, Selection};
+use serde::Serialize;
+
+use crate::error::{AnalysisError, Result};
+
+/// What to patch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchTarget {
+    /// `blocks.{l}.hook_resid_pre`, per (layer, position).
+    ResidPre,
+    /// `blocks.{l}.hook_attn_out`, per (layer, position).
+    AttnOut,
+    /// `blocks.{l}.hook_mlp_out`, per (layer, position).
+    MlpOut,
+    /// `blocks.{l}.attn.hook_z` of one head, at every position, per (layer, head).
+    Heads,
+}
+
+impl PatchTarget {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "resid_pre" => PatchTarget::ResidPre,
+            "attn_out" => PatchTarget::AttnOut,
+            "mlp_out" => PatchTarget::MlpOut,
+            "heads" => PatchTarget::Heads,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PatchTarget::ResidPre => "resid_pre",
+            PatchTarget::AttnOut => "attn_out",
+            PatchTarget::MlpOut => "mlp_out",
+            PatchTarget::Heads => "heads",
+        }
+    }
+
+    /// The hook patched at `layer`.
+    pub fn hook(self, layer: usize) -> String {
+        match self {
+            PatchTarget::ResidPre => format!("blocks.{layer}.hook_resid_pre"),
+            PatchTarget::AttnOut => format!("blocks.{layer}.hook_attn_out"),
+            PatchTarget::MlpOut => format!("blocks.{layer}.hook_mlp_out"),
+            PatchTarget::Heads => format!("blocks.{layer}.attn.hook_z"),
+        }
+    }
+
+    fn glob(self) -> &'static str {
+        match self {
+            PatchTarget::ResidPre => "blocks.*.hook_resid_pre",
+            PatchTarget::AttnOut => "blocks.*.hook_attn_out",
+            PatchTarget::MlpOut => "blocks.*.hook_mlp_out",
+            PatchTarget::Heads => "blocks.*.attn.hook_z",
+        }
+    }
+
+    /// The selection of one site (a position, or a head) at the patched hook.
+    pub fn site(self, index: usize) -> Selection {
+        match self {
+            PatchTarget::Heads => Selection::Heads(vec![index]),
+            _ => Selection::Positions(vec![index]),
+        }
+    }
+}
+
+/// The logit difference `logit[answer] − logit[wrong]` at the last position of batch 0,
+/// as a differentiable scalar tensor.
+pub fn logit_diff(logits: &Tensor, answer: u32, wrong: u32) -> Result<Tensor> {
+    let (_, t, vocab) = logits.dims3()?;
+    for id in [answer, wrong] {
+        if id as usize >= vocab {
+            return Err(AnalysisError::input(format!(
+                "token id {id} is outside the vocabulary (size {vocab})"
+            )));
+        }
+    }
+    let last = logits.narrow(0, 0, 1)?.narrow(1, t - 1, 1)?;
+    let a = last.narrow(2, answer as usize, 1)?;
+    let w = last.narrow(2, wrong as usize, 1)?;
+    Ok((a - w)?.flatten_all()?.squeeze(0)?.to_dtype(DType::F32)?)
+}
+
+fn scalar(t: &Tensor) -> Result<f32> {
+    Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?)
+}
+
+/// A patching grid: rows are layers, columns positions (or heads for [`PatchTarget::Heads`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct PatchResult {
+    pub what: PatchTarget,
+    /// "activation" or "attribution".
+    pub method: &'static str,
+    pub clean_metric: f32,
+    pub corrupt_metric: f32,
+    /// The metric after each patch (for attribution patching: its linear estimate).
+    pub raw: Vec<Vec<f32>>,
+    /// `(raw − corrupt) / (clean − corrupt)`: 0 = corrupted, 1 = clean.
+    pub normalized: Vec<Vec<f32>>,
+}
+
+fn check_lengths(clean: &[u32], corrupt: &[u32]) -> Result<()> {
+    if clean.len() != corrupt.len() {
+        return Err(AnalysisError::input(format!(
+            "the clean and corrupted prompts must have the same number of tokens \
+             (clean has {}, corrupted has {}); patching lines them up position by position",
+            clean.len(),
+            corrupt.len()
+        )));
+    }
+    if clean.is_empty() {
+        return Err(AnalysisError::input("the prompts are empty"));
+    }
+    Ok(())
+}
+
+fn normalize(raw: &[Vec<f32>], clean: f32, corrupt: f32) -> Vec<Vec<f32>> {
+    let span = clean - corrupt;
+    raw.iter()
+        .map(|row| {
+            row.iter()
+                .map(|&m| if span != 0.0 { (m - corrupt) / span } else { f32::NAN })
+                .collect()
+        })
+        .collect()
+}
+
+fn filter(patterns: &[String]) -> Result<NameFilter> {
+    NameFilter::new(patterns).map_err(|e| AnalysisError::input(e.to_string()))
+}
+
+/// Number of sites per layer: positions, or heads.
+fn sites(model: &HookedModel, what: PatchTarget, len: usize) -> usize {
+    match what {
+        PatchTarget::Heads => model.info().n_heads,
+        _ => len,
+    }
+}
+
+/// The metric on the corrupted prompt with the clean activation of hook `name` written in
+/// where `selection` says (`clean_act` from a run of the clean prompt).
+pub fn patched_metric(
+    model: &HookedModel,
+    corrupt: &[u32],
+    name: &str,
+    clean_act: &Tensor,
+    selection: Selection,
+    answer: u32,
+    wrong: u32,
+) -> Result<f32> {
+    let mut hooks = Hooks::none();
+    hooks.intervene(
+        filter(&[name.to_string()])?,
+        Intervention::Replace(clean_act.clone()),
+        selection,
+    );
+    let logits = model.run_with_hooks(&model.ids_tensor(corrupt)?, &mut hooks)?;
+    scalar(&logit_diff(&logits, answer, wrong)?)
+}
+
+/// Activation patching of `what` from `clean` into `corrupt`, one site at a time, with the
+/// logit difference `answer − wrong` as the metric.
+pub fn activation_patching(
+    model: &HookedModel,
+    clean: &[u32],
+    corrupt: &[u32],
+    answer: u32,
+    wrong: u32,
+    what: PatchTarget,
+    mut progress: impl FnMut(),
+) -> Result<PatchResult> {
+    check_lengths(clean, corrupt)?;
+    let n_layers = model.info().n_layers;
+    let (clean_logits, clean_cache) =
+        model.run_with_cache(&model.ids_tensor(clean)?, &filter(&[what.glob().to_string()])?)?;
+    let clean_metric = scalar(&logit_diff(&clean_logits, answer, wrong)?)?;
+    let corrupt_logits = model.run(&model.ids_tensor(corrupt)?)?;
+    let corrupt_metric = scalar(&logit_diff(&corrupt_logits, answer, wrong)?)?;
+    let mut raw = Vec::with_capacity(n_layers);
+    for layer in 0..n_layers {
+        let name = what.hook(layer);
+        let clean_act = clean_cache.require(&name)?;
+        let mut row = Vec::new();
+        for site in 0..sites(model, what, clean.len()) {
+            row.push(patched_metric(
+                model,
+                corrupt,
+                &name,
+                clean_act,
+                what.site(site),
+                answer,
+                wrong,
+            )?);
+            progress();
+        }
+        raw.push(row);
+    }
+    Ok(PatchResult {
+        what,
+        method: "activation",
+        clean_metric,
+        corrupt_metric,
+        normalized: normalize(&raw, clean_metric, corrupt_metric),
+        raw,
+    })
+}
+
+/// An activation on a run and the metric's gradient with respect to it.
+#[derive(Clone, Debug)]
+pub struct HookGradient {
+    pub name: String,
+    /// The activation, f32, batch first.
+    pub activation: Tensor,
+    /// ∂metric/∂activation, same shape.
+    pub gradient: Tensor,
+}
+
+/// The logit difference `answer − wrong` on a run of `ids`, and its gradient with respect to
+/// every activation at the hooks of `what`.
+pub fn metric_gradients(
+    model: &HookedModel,
+    ids: &[u32],
+    answer: u32,
+    wrong: u32,
+    what: PatchTarget,
+) -> Result<(f32, Vec<HookGradient>)> {
+    // (hook name, activation, zero leaf added to it)
+    let leaves: RefCell<Vec<(String, Tensor, Var)>> = RefCell::new(Vec::new());
+    let logits = {
+        let mut hooks = Hooks::none();
+        hooks.add_fn(filter(&[what.glob().to_string()])?, |name, t| {
+            // Adding a zero leaf leaves the value and the upstream graph as they are, and its
+            // gradient is the total derivative of the metric through everything downstream
+            // (replacing the activation by a leaf would cut the paths through later hooks).
+            let leaf = Var::zeros(t.shape(), DType::F32, t.device())?;
+            let out = (t + leaf.as_tensor().to_dtype(t.dtype())?)?;
+            leaves
+                .borrow_mut()
+                .push((name.to_string(), t.detach().to_dtype(DType::F32)?, leaf));
+            Ok(Some(out))
+        });
+        model.run_with_hooks(&model.ids_tensor(ids)?, &mut hooks)?
+    };
+    let metric = logit_diff(&logits, answer, wrong)?;
+    let grads = metric.backward()?;
+    let mut out = Vec::new();
+    for (name, activation, leaf) in leaves.into_inner() {
+        let gradient = match grads.get(leaf.as_tensor()) {
+            Some(g) => g.to_dtype(DType::F32)?,
+            // no path from this activation to the metric: its gradient is zero
+            None => activation.zeros_like()?,
+        };
+        out.push(HookGradient {
+            name,
+            activation,
+            gradient,
+        });
+    }
+    Ok((scalar(&metric)?, out))
+}
+
+/// Attribution patching: the first-order estimate of every activation-patching cell from one
+/// forward and one backward pass on the corrupted prompt.
+pub fn attribution_patching(
+    model: &HookedModel,
+    clean: &[u32],
+    corrupt: &[u32],
+    answer: u32,
+    wrong: u32,
+    what: PatchTarget,
+) -> Result<PatchResult> {
+    check_lengths(clean, corrupt)?;
+    let n_layers = model.info().n_layers;
+    let (clean_logits, clean_cache) = model.run_with_cache(
+        &model.ids_tensor(clean)?,
+        &filter(&[what.glob().to_string()])?,
+    )?;
+    let clean_metric = scalar(&logit_diff(&clean_logits, answer, wrong)?)?;
+    let (corrupt_metric, grads) = metric_gradients(model, corrupt, answer, wrong, what)?;
+    let mut raw = Vec::with_capacity(n_layers);
+    for layer in 0..n_layers {
+        let name = what.hook(layer);
+        let site = grads
+            .iter()
+            .find(|g| g.name == name)
+            .ok_or_else(|| AnalysisError::input(format!("the model has no hook `{name}`")))?;
+        let delta = (clean_cache.require(&name)? - &site.activation)?;
+        let product = (delta * &site.gradient)?.get(0)?; // drop the batch
+        let per_site = match what {
+            // [pos, head, d_head] -> per head
+            PatchTarget::Heads => product.sum(2)?.sum(0)?,
+            // [pos, d_model] -> per position
+            _ => product.sum(1)?,
+        };
+        let row: Vec<f32> = per_site
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(|d| corrupt_metric + d)
+            .collect();
+        raw.push(row);
+    }
+    Ok(PatchResult {
+        what,
+        method: "attribution",
+        clean_metric,
+        corrupt_metric,
+        normalized: normalize(&raw, clean_metric, corrupt_metric),
+        raw,
+    })
+}

@@ -1,0 +1,288 @@
+//! Steering with control vectors, in llama.cpp's control-vector GGUF format.
+//!
+//! **The file.** `general.architecture = "controlvector"`, `controlvector.model_hint` (a
+//! string), `controlvector.layer_count`, and one F32 tensor `direction.{N}` [d_model] per
+//! steered layer, `N ≥ 1` — what llama.cpp's `cvector-generator` and repeng write, and what
+//! `common_control_vector_load` reads (it rejects `direction.0`, non-F32 and non-1-D tensors,
+//! and tensors of differing lengths; it ignores every metadata key).
+//!
+//! **Where it applies.** llama.cpp stores `direction.N` at offset `(N − 1)·n_embd` of its
+//! buffer and fills layer `il`'s tensor from offset `(il − 1)·n_embd` (llama-adapter.cpp), so
+//! `direction.N` belongs to the 0-based block `N`; the block adds it to its output
+//! (`build_cvec` on `l_out-N`), which is TransformerLens' `blocks.N.hook_resid_post`. Block
+//! 0 cannot be steered, and directions past the last block are ignored, as in llama.cpp.
+//! [`ControlVector::apply`] adds `scale × direction.N` to `blocks.N.hook_resid_post` at every
+//! position.
+//!
+//! **How it is made.** As llama.cpp's `cvector-generator --method mean`: the mean, over every
+//! token of the prompts, of the residual stream *entering* block N (`blocks.N.hook_resid_pre`,
+//! which is block N−1's output — the generator reads `l_out-(N−1)` and names it
+//! `direction.N`, as repeng does with `hidden_states[N]`) for the positive prompts minus the
+//! negative ones, normalised to unit length by default.
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Tensor};
+use glassbox_formats::{DType as FileDType, GgufFile};
+use glassbox_models::{HookedModel, Hooks, Intervention, NameFilter, Selection};
+use serde::Serialize;
+
+use crate::error::{AnalysisError, Result};
+
+/// A steering vector per layer (0-based block index whose output it is added to).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ControlVector {
+    pub model_hint: String,
+    pub d_model: usize,
+    pub directions: BTreeMap<usize, Vec<f32>>,
+}
+
+fn file_error(path: &Path, message: impl Into<String>) -> AnalysisError {
+    AnalysisError::File {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+impl ControlVector {
+    /// Mean-difference directions for blocks `layers` (see the module documentation) from
+    /// tokenized `positive` and `negative` prompts; unit length if `normalize`.
+    pub fn from_contrast(
+        model: &HookedModel,
+        positive: &[Vec<u32>],
+        negative: &[Vec<u32>],
+        layers: RangeInclusive<usize>,
+        normalize: bool,
+    ) -> Result<Self> {
+        let info = model.info();
+        if positive.is_empty() || negative.is_empty() {
+            return Err(AnalysisError::input(
+                "a control vector needs at least one positive and one negative prompt",
+            ));
+        }
+        if *layers.start() == 0 {
+            return Err(AnalysisError::input(
+                "layer 0 cannot be steered in llama.cpp's control-vector format (direction.N \
+                 is added to the output of block N, N ≥ 1)",
+            ));
+        }
+        if *layers.end() >= info.n_layers || layers.is_empty() {
+            return Err(AnalysisError::input(format!(
+                "layers {}-{} are outside 1-{} (the model has {} blocks)",
+                layers.start(),
+                layers.end(),
+                info.n_layers - 1,
+                info.n_layers
+            )));
+        }
+        let names: Vec<String> = layers
+            .clone()
+            .map(|n| format!("blocks.{n}.hook_resid_pre"))
+            .collect();
+        let filter = NameFilter::new(&names).map_err(|e| AnalysisError::input(e.to_string()))?;
+        // Sum of every token's residual per layer, and the token count, for one set.
+        let mean_of = |prompts: &[Vec<u32>]| -> Result<Vec<Tensor>> {
+            let mut sums: Vec<Option<Tensor>> = vec![None; names.len()];
+            let mut count = 0usize;
+            for ids in prompts {
+                if ids.is_empty() {
+                    return Err(AnalysisError::input("an empty prompt has no activations"));
+                }
+                let (_, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;
+                for (slot, name) in sums.iter_mut().zip(&names) {
+                    let s = cache.require(name)?.to_dtype(DType::F32)?.get(0)?.sum(0)?;
+                    *slot = Some(match slot.take() {
+                        None => s,
+                        Some(acc) => (acc + s)?,
+                    });
+                }
+                count += ids.len();
+            }
+            sums.into_iter()
+                .map(|s| {
+                    let s = s.ok_or_else(|| AnalysisError::input("no prompts"))?;
+                    Ok((s / count as f64)?)
+                })
+                .collect()
+        };
+        let pos = mean_of(positive)?;
+        let neg = mean_of(negative)?;
+        let mut directions = BTreeMap::new();
+        for ((layer, p), n) in layers.zip(pos).zip(neg) {
+            directions.insert(layer, (p - n)?.to_vec1::<f32>()?);
+        }
+        let raw = ControlVector {
+            model_hint: info.architecture.clone(),
+            d_model: info.d_model,
+            directions,
+        };
+        Ok(if normalize { raw.normalized() } else { raw })
+    }
+
+    /// Each direction scaled to unit length (zero directions stay zero), as llama.cpp's
+    /// generator writes them.
+    pub fn normalized(&self) -> Self {
+        let mut out = self.clone();
+        for v in out.directions.values_mut() {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+        }
+        out
+    }
+
+    /// Writes the llama.cpp control-vector GGUF (atomically).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let directions: Vec<(usize, Vec<f32>)> = self
+            .directions
+            .iter()
+            .map(|(l, v)| (*l, v.clone()))
+            .collect();
+        glassbox_formats::gguf_write::write_control_vector(path, &self.model_hint, &directions)?;
+        Ok(())
+    }
+
+    /// Reads a llama.cpp control-vector GGUF, with llama.cpp's checks: tensors named
+    /// `direction.N` with N ≥ 1, F32, one-dimensional, all of one length.
+    pub fn read(path: &Path) -> Result<Self> {
+        let file = GgufFile::open(path)?;
+        if let Some(arch) = file.architecture() {
+            if arch != "controlvector" {
+                return Err(file_error(
+                    path,
+                    format!("general.architecture is `{arch}`, not `controlvector`: not a control vector"),
+                ));
+            }
+        }
+        let model_hint = file
+            .get_str("controlvector.model_hint")
+            .unwrap_or_default()
+            .to_string();
+        let mut directions = BTreeMap::new();
+        let mut d_model = None;
+        for info in &file.tensors {
+            let layer = info
+                .name
+                .strip_prefix("direction.")
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    file_error(path, format!("tensor `{}` is not named direction.N", info.name))
+                })?;
+            if layer == 0 {
+                return Err(file_error(
+                    path,
+                    "direction.0 is invalid: llama.cpp numbers control-vector layers from 1",
+                ));
+            }
+            if info.dtype != FileDType::F32 {
+                return Err(file_error(
+                    path,
+                    format!("{} is {:?}, control vectors are F32", info.name, info.dtype),
+                ));
+            }
+            if info.shape.len() != 1 {
+                return Err(file_error(
+                    path,
+                    format!("{} has shape {:?}, expected one dimension", info.name, info.shape),
+                ));
+            }
+            let n = info.shape[0];
+            if *d_model.get_or_insert(n) != n {
+                return Err(file_error(
+                    path,
+                    format!("{} has {n} values, earlier directions had {}", info.name, d_model.unwrap_or(0)),
+                ));
+            }
+            let bytes = file.bytes(info);
+            if bytes.len() != n * 4 {
+                return Err(file_error(path, format!("{}: data size does not match its shape", info.name)));
+            }
+            let values: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(file_error(path, format!("{} holds non-finite values", info.name)));
+            }
+            // llama.cpp adds repeated directions of one layer together
+            let slot = directions.entry(layer).or_insert_with(|| vec![0.0; n]);
+            slot.iter_mut().zip(values).for_each(|(a, b)| *a += b);
+        }
+        let d_model = d_model.ok_or_else(|| file_error(path, "no direction tensors"))?;
+        Ok(ControlVector {
+            model_hint,
+            d_model,
+            directions,
+        })
+    }
+
+    /// Adds `scale × direction.N` to `blocks.N.hook_resid_post` for every layer of the model
+    /// this vector has; returns the layers ignored because the model has no such block.
+    pub fn apply(&self, hooks: &mut Hooks, model: &HookedModel, scale: f32) -> Result<Vec<usize>> {
+        let info = model.info();
+        if self.d_model != info.d_model {
+            return Err(AnalysisError::input(format!(
+                "the control vector has {} dimensions, the model's residual stream {}",
+                self.d_model, info.d_model
+            )));
+        }
+        let mut ignored = Vec::new();
+        for (&layer, v) in &self.directions {
+            if layer >= info.n_layers {
+                ignored.push(layer);
+                continue;
+            }
+            let add = (Tensor::new(v.as_slice(), model.device())? * scale as f64)?;
+            let name = format!("blocks.{layer}.hook_resid_post");
+            let filter = NameFilter::new(&[name]).map_err(|e| AnalysisError::input(e.to_string()))?;
+            hooks.intervene(filter, Intervention::Add(add), Selection::All);
+        }
+        Ok(ignored)
+    }
+}
+
+/// Parses `FILE[:SCALE]` (scale 1 when absent), as llama.cpp's `--control-vector-scaled`.
+pub fn parse_file_and_scale(spec: &str) -> Result<(PathBuf, f32)> {
+    if let Some((file, scale)) = spec.rsplit_once(':') {
+        if let Ok(s) = scale.parse::<f32>() {
+            if !s.is_finite() {
+                return Err(AnalysisError::input(format!("control-vector scale `{scale}` is not finite")));
+            }
+            return Ok((PathBuf::from(file), s));
+        }
+    }
+    Ok((PathBuf::from(spec), 1.0))
+}
+
+/// Parses a layer range `L1-L2` or a single layer `L`.
+pub fn parse_layers(spec: &str) -> Result<RangeInclusive<usize>> {
+    let bad = || AnalysisError::input(format!("`{spec}` is not a layer range like 1-3"));
+    let (a, b) = match spec.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (spec.trim(), spec.trim()),
+    };
+    let a: usize = a.parse().map_err(|_| bad())?;
+    let b: usize = b.parse().map_err(|_| bad())?;
+    if a > b {
+        return Err(bad());
+    }
+    Ok(a..=b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_scale_parse() {
+        assert_eq!(parse_file_and_scale("v.gguf").unwrap(), (PathBuf::from("v.gguf"), 1.0));
+        assert_eq!(parse_file_and_scale("v.gguf:-0.5").unwrap(), (PathBuf::from("v.gguf"), -0.5));
+        assert_eq!(parse_file_and_scale("C:dir/v.gguf").unwrap().1, 1.0);
+        assert_eq!(parse_layers("1-3").unwrap(), 1..=3);
+        assert_eq!(parse_layers("2").unwrap(), 2..=2);
+        assert!(parse_layers("3-1").is_err() && parse_layers("a-b").is_err());
+    }
+}

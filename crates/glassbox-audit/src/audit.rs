@@ -1,0 +1,491 @@
+//! The verdict: tier, OSAID items, restrictions, MOF class and EU AI Act reading, each
+//! tied to the evidence of the components it rests on.
+
+use serde::Serialize;
+
+use crate::licenses::{self, LicenseInfo, RestrictionKind};
+use crate::mof::{self, ComponentLicense, MofModel, MofResult};
+
+/// How a component's existence is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvidenceKind {
+    /// A file in the audited directory.
+    Present,
+    /// Claimed by the model card or a MOT file (a link or a statement); not verifiable offline.
+    Declared,
+    /// A fact in the built-in registry, with its source and the date it was recorded.
+    Registry,
+    /// Nothing shows it exists.
+    Absent,
+}
+
+impl EvidenceKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Present => "present",
+            Self::Declared => "declared",
+            Self::Registry => "registry",
+            Self::Absent => "absent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    pub kind: EvidenceKind,
+    /// Path, link, field or source URL.
+    pub detail: String,
+    /// For registry facts: the date the fact was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked: Option<String>,
+}
+
+impl Evidence {
+    pub fn absent(detail: impl Into<String>) -> Self {
+        Evidence {
+            kind: EvidenceKind::Absent,
+            detail: detail.into(),
+            checked: None,
+        }
+    }
+    pub fn is_available(&self) -> bool {
+        self.kind != EvidenceKind::Absent
+    }
+}
+
+/// One MOF component of the audited release.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentEvidence {
+    pub id: u32,
+    pub name: &'static str,
+    pub evidence: Evidence,
+    /// The licence that applies (component → type → distribution); `None` if none found.
+    pub license: Option<LicenseInfo>,
+}
+
+/// A restriction of the weights' terms, with where it was found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restriction {
+    pub kind: RestrictionKind,
+    pub description: &'static str,
+    /// `file:line` for a quoted clause, or the licence's published terms.
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+}
+
+/// What the auditor gathered about a release, before any verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Release {
+    pub name: String,
+    pub version: Option<String>,
+    /// `directory`, `mot-file` or `registry`.
+    pub input: String,
+    pub components: Vec<ComponentEvidence>,
+    /// Release-level licences by MOT key (`distribution`, `code`, `data`, `document`).
+    pub release_licenses: Vec<(String, LicenseInfo, Evidence)>,
+    pub restrictions: Vec<Restriction>,
+    /// Licence files found and what they are.
+    pub license_files: Vec<LicenseFile>,
+    pub notes: Vec<String>,
+    /// When set, the MOF class is computed from this MOT model exactly as written
+    /// (a MOT file); otherwise from the evidence, with canonical licence ids.
+    #[serde(skip)]
+    pub mot_model: Option<MofModel>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LicenseFile {
+    pub path: String,
+    pub identified_as: Option<String>,
+    /// SHA-256 of the normalised text.
+    pub fingerprint: String,
+    /// The text is the canonical text exactly (modulo whitespace, punctuation, copyright
+    /// lines), not only recognised by its phrases.
+    pub exact: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    Closed,
+    OpenWeights,
+    OpenSource,
+}
+
+impl Tier {
+    pub fn label(self) -> &'static str {
+        match self {
+            Tier::Closed => "closed",
+            Tier::OpenWeights => "open-weights",
+            Tier::OpenSource => "open-source",
+        }
+    }
+}
+
+/// Whether the weights' licence is OSI-approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightsTerms {
+    Permissive,
+    Restricted,
+    Unknown,
+    NotApplicable,
+}
+
+/// One OSAID 1.0 requirement and whether the evidence meets it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OsaidItem {
+    pub requirement: &'static str,
+    pub met: bool,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EuAiAct {
+    /// `Some(true)` when the Art. 53(2) conditions appear met, `None` when unknown.
+    pub open_source_exception_conditions_met: Option<bool>,
+    pub reasons: Vec<String>,
+    pub caveats: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Completeness {
+    #[serde(rename = "I")]
+    pub class_1: f64,
+    #[serde(rename = "II")]
+    pub class_2: f64,
+    #[serde(rename = "III")]
+    pub class_3: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MofSummary {
+    pub class: Option<u8>,
+    pub completeness: Completeness,
+    pub computed_from: &'static str,
+    pub not_type_appropriate: Vec<String>,
+    #[serde(skip)]
+    pub detail: MofResult,
+}
+
+/// The audit of one release.
+#[derive(Debug, Clone, Serialize)]
+pub struct Audit {
+    pub release: String,
+    pub version: Option<String>,
+    pub input: String,
+    pub tier: Tier,
+    pub weights_terms: WeightsTerms,
+    pub weights_license: Option<LicenseInfo>,
+    pub restrictions: Vec<Restriction>,
+    pub osaid: Vec<OsaidItem>,
+    pub missing_for_next_tier: Vec<String>,
+    pub mof: MofSummary,
+    pub eu_ai_act: EuAiAct,
+    pub components: Vec<ComponentEvidence>,
+    pub release_licenses: Vec<ReleaseLicense>,
+    pub license_files: Vec<LicenseFile>,
+    pub notes: Vec<String>,
+    pub disclaimer: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseLicense {
+    pub scope: String,
+    pub license: LicenseInfo,
+    pub evidence: Evidence,
+}
+
+pub const DISCLAIMER: &str = "Information, not legal advice: read the licence texts and consult counsel before relying on this.";
+
+fn find(components: &[ComponentEvidence], id: u32) -> &ComponentEvidence {
+    components
+        .iter()
+        .find(|c| c.id == id)
+        .expect("every release lists all 17 components")
+}
+
+fn license_text(c: &ComponentEvidence) -> String {
+    c.license
+        .as_ref()
+        .map(|l| l.display())
+        .unwrap_or_else(|| "no licence found".into())
+}
+
+fn code_item(requirement: &'static str, c: &[&ComponentEvidence]) -> OsaidItem {
+    let avail: Vec<_> = c.iter().filter(|c| c.evidence.is_available()).collect();
+    let Some(best) = avail
+        .iter()
+        .find(|c| c.license.as_ref().is_some_and(|l| l.is_osi()))
+        .or(avail.first())
+    else {
+        let names: Vec<_> = c.iter().map(|c| c.name).collect();
+        return OsaidItem {
+            requirement,
+            met: false,
+            why: format!("{}: absent", names.join(" / ")),
+        };
+    };
+    let osi = best.license.as_ref().is_some_and(|l| l.is_osi());
+    OsaidItem {
+        requirement,
+        met: osi,
+        why: format!(
+            "{} {} ({}) under {}{}",
+            best.name,
+            best.evidence.kind.label(),
+            best.evidence.detail,
+            license_text(best),
+            if osi {
+                ""
+            } else {
+                ": not an OSI-approved licence"
+            }
+        ),
+    }
+}
+
+fn data_item(requirement: &'static str, c: &ComponentEvidence) -> OsaidItem {
+    if !c.evidence.is_available() {
+        return OsaidItem {
+            requirement,
+            met: false,
+            why: format!("{}: absent", c.name),
+        };
+    }
+    let open = c.license.as_ref().is_some_and(|l| l.is_open_content());
+    OsaidItem {
+        requirement,
+        met: open,
+        why: format!(
+            "{} {} ({}) under {}{}",
+            c.name,
+            c.evidence.kind.label(),
+            c.evidence.detail,
+            license_text(c),
+            if open { "" } else { ": not under open terms" }
+        ),
+    }
+}
+
+impl Release {
+    /// The MOF model implied by the evidence: available components with canonical ids.
+    fn evidence_mof_model(&self) -> MofModel {
+        let mut model = MofModel::default();
+        for c in self.components.iter().filter(|c| c.evidence.is_available()) {
+            let lic = match &c.license {
+                Some(l) => ComponentLicense::Id(l.id.clone().unwrap_or_else(|| l.written.clone())),
+                None => ComponentLicense::Unlicensed,
+            };
+            model.components.insert(c.id, lic);
+        }
+        model
+    }
+
+    /// Decides the tier and everything else.
+    pub fn audit(self) -> Audit {
+        let c = &self.components;
+        let params = find(c, 10);
+        let weights_license = params.license.clone();
+        let weights_available = params.evidence.is_available();
+        let weights_terms = match (&weights_license, weights_available) {
+            (_, false) => WeightsTerms::NotApplicable,
+            (Some(l), true) if l.is_osi() => WeightsTerms::Permissive,
+            (Some(l), true) if l.known() => WeightsTerms::Restricted,
+            _ => WeightsTerms::Unknown,
+        };
+        let osaid = vec![
+            code_item("Parameters (weights) under OSI-approved terms", &[params]),
+            code_item("Training code", &[find(c, 7)]),
+            code_item("Data-processing code", &[find(c, 16)]),
+            code_item("Code to run the model (architecture or inference code)", &[find(c, 9), find(c, 8)]),
+            data_item("Data information: a complete description of all training data", find(c, 14)),
+            data_item(
+                "Data information: the list of public and third-party training data and where to get it",
+                find(c, 15),
+            ),
+        ];
+        let tier = if !weights_available {
+            Tier::Closed
+        } else if osaid.iter().all(|i| i.met) {
+            Tier::OpenSource
+        } else {
+            Tier::OpenWeights
+        };
+        let missing_for_next_tier = match tier {
+            Tier::Closed => vec!["Downloadable parameters (weights)".to_string()],
+            Tier::OpenWeights => osaid
+                .iter()
+                .filter(|i| !i.met)
+                .map(|i| format!("{} — {}", i.requirement, i.why))
+                .collect(),
+            Tier::OpenSource => vec![],
+        };
+        let (mof_result, computed_from) = match &self.mot_model {
+            Some(m) => (
+                m.score(),
+                "MOT file, licence ids as written (as MOT scores it)",
+            ),
+            None => (
+                self.evidence_mof_model().score(),
+                "evidence (present, declared or registry), canonical licence ids",
+            ),
+        };
+        let mof = MofSummary {
+            class: mof_result.class,
+            completeness: Completeness {
+                class_1: mof_result.progress[0],
+                class_2: mof_result.progress[1],
+                class_3: mof_result.progress[2],
+            },
+            computed_from,
+            not_type_appropriate: mof_result.not_type_appropriate.clone(),
+            detail: mof_result,
+        };
+        let eu_ai_act = eu_ai_act(c, weights_available, &weights_license);
+        let mut restrictions = self.restrictions.clone();
+        if let Some(l) = &weights_license {
+            for kind in &l.restrictions {
+                if !restrictions.iter().any(|r| r.kind == *kind) {
+                    restrictions.push(Restriction {
+                        kind: *kind,
+                        description: kind.describe(),
+                        source: format!(
+                            "terms of {} ({})",
+                            l.name.clone().unwrap_or_else(|| l.display()),
+                            l.source
+                                .clone()
+                                .unwrap_or_else(|| "licence catalogue".into())
+                        ),
+                        quote: None,
+                    });
+                }
+            }
+        }
+        Audit {
+            release: self.name,
+            version: self.version,
+            input: self.input,
+            tier,
+            weights_terms,
+            weights_license,
+            restrictions,
+            osaid,
+            missing_for_next_tier,
+            mof,
+            eu_ai_act,
+            components: self.components,
+            release_licenses: self
+                .release_licenses
+                .into_iter()
+                .map(|(scope, license, evidence)| ReleaseLicense {
+                    scope,
+                    license,
+                    evidence,
+                })
+                .collect(),
+            license_files: self.license_files,
+            notes: self.notes,
+            disclaimer: DISCLAIMER,
+        }
+    }
+}
+
+fn eu_ai_act(
+    c: &[ComponentEvidence],
+    weights_available: bool,
+    weights: &Option<LicenseInfo>,
+) -> EuAiAct {
+    let mut reasons = Vec::new();
+    let licence_ok = match weights {
+        Some(l) if l.is_osi() => {
+            reasons.push(format!(
+                "weights licence {} is free and open-source",
+                l.display()
+            ));
+            Some(true)
+        }
+        Some(l) if l.known() => {
+            reasons.push(format!(
+                "weights licence {} is not a free and open-source licence",
+                l.display()
+            ));
+            Some(false)
+        }
+        _ => {
+            reasons.push("weights licence unknown".to_string());
+            None
+        }
+    };
+    let public = |id: u32| find(c, id).evidence.is_available();
+    let weights_ok = weights_available;
+    reasons.push(format!(
+        "weights public: {}",
+        if weights_ok { "yes" } else { "no" }
+    ));
+    let arch_ok = public(9) || public(8);
+    reasons.push(format!(
+        "architecture information public: {}",
+        if arch_ok { "yes" } else { "no" }
+    ));
+    let usage_ok = public(13);
+    reasons.push(format!(
+        "usage information (model card) public: {}",
+        if usage_ok { "yes" } else { "no" }
+    ));
+    let met = match licence_ok {
+        Some(false) => Some(false),
+        _ if !(weights_ok && arch_ok && usage_ok) => Some(false),
+        other => other,
+    };
+    EuAiAct {
+        open_source_exception_conditions_met: met,
+        reasons,
+        caveats: vec![
+            "The Art. 53(2) exception never applies to general-purpose AI models with systemic risk (Art. 51).",
+            "Art. 53(1)(c) (copyright policy) and 53(1)(d) (public summary of training content) apply regardless.",
+            "Information, not legal advice.",
+        ],
+    }
+}
+
+/// All 17 components, in MOT's order, each absent until evidence says otherwise.
+pub fn blank_components() -> Vec<ComponentEvidence> {
+    mof::COMPONENTS
+        .iter()
+        .map(|d| ComponentEvidence {
+            id: d.id,
+            name: d.name,
+            evidence: Evidence::absent("not found"),
+            license: None,
+        })
+        .collect()
+}
+
+/// Applies MOT's licence resolution to the evidence: component → type → distribution.
+pub fn resolve_component_licenses(
+    components: &mut [ComponentEvidence],
+    own: &std::collections::BTreeMap<u32, Option<String>>,
+    release: &[(String, LicenseInfo, Evidence)],
+) {
+    for comp in components.iter_mut() {
+        if !comp.evidence.is_available() {
+            continue;
+        }
+        comp.license = match own.get(&comp.id) {
+            Some(Some(id)) => Some(licenses::classify(id)),
+            Some(None) => None,
+            None => {
+                let kind = mof::component(comp.id).content_type.as_str();
+                [kind, "distribution"].iter().find_map(|k| {
+                    release
+                        .iter()
+                        .find(|(scope, _, _)| scope == k)
+                        .map(|(_, l, _)| l.clone())
+                })
+            }
+        };
+    }
+}

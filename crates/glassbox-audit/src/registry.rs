@@ -1,0 +1,155 @@
+//! The built-in registry of well-known releases (`data/registry.yaml`), offline.
+//!
+//! Each entry names the version its facts apply to (licences change between versions)
+//! and each fact carries its source URL and the date it was recorded. `basis` says how
+//! far the facts were verified: `stored-source` (checked against the OSI's published
+//! validation, MOT's or the OSAI Index's data), or `recalled` (from the producer's
+//! published model card, not re-checked offline).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+use crate::audit::{blank_components, resolve_component_licenses, Evidence, EvidenceKind, Release};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fact {
+    #[serde(default = "yes")]
+    pub available: bool,
+    pub license: Option<String>,
+    pub source: String,
+    pub checked: Option<String>,
+    pub note: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub name: String,
+    pub version: String,
+    pub producer: String,
+    pub checked: String,
+    pub basis: String,
+    /// The OSI's OSAID 1.0 validation outcome, where the OSI published one:
+    /// `pass`, `fail`, or `fail-license` (would pass with other licence terms).
+    pub osi_validation: Option<String>,
+    pub osi_source: Option<String>,
+    pub note: Option<String>,
+    /// Facts by component key (see `COMPONENT_KEYS`).
+    pub facts: BTreeMap<String, Fact>,
+}
+
+/// Registry fact keys and the MOF component each describes.
+pub const COMPONENT_KEYS: &[(&str, u32)] = &[
+    ("weights", 10),
+    ("intermediate", 24),
+    ("architecture", 9),
+    ("training_code", 7),
+    ("data_code", 16),
+    ("inference_code", 8),
+    ("eval_code", 18),
+    ("eval_data", 19),
+    ("eval_results", 12),
+    ("model_card", 13),
+    ("data_card", 14),
+    ("tech_report", 11),
+    ("paper", 21),
+    ("datasets", 15),
+    ("metadata", 17),
+    ("libraries", 22),
+    ("samples", 20),
+];
+
+#[derive(Deserialize)]
+struct RegistryFile {
+    entries: Vec<Entry>,
+}
+
+/// All entries, parsed once from the embedded data file.
+pub fn entries() -> &'static [Entry] {
+    static R: OnceLock<Vec<Entry>> = OnceLock::new();
+    R.get_or_init(|| {
+        let file: RegistryFile = serde_yaml::from_str(include_str!("../data/registry.yaml"))
+            .expect("data/registry.yaml is checked by the crate's tests");
+        file.entries
+    })
+}
+
+/// Finds an entry by id or alias, case-insensitively.
+pub fn lookup(id: &str) -> Option<&'static Entry> {
+    let id = id.trim().trim_end_matches('/');
+    entries().iter().find(|e| {
+        e.id.eq_ignore_ascii_case(id) || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(id))
+    })
+}
+
+impl Entry {
+    /// Turns the entry's facts into evidence.
+    pub fn release(&self) -> Release {
+        let mut components = blank_components();
+        let mut own = BTreeMap::new();
+        let mut notes = Vec::new();
+        for (key, fact) in &self.facts {
+            let Some(&(_, id)) = COMPONENT_KEYS.iter().find(|(k, _)| k == key) else {
+                notes.push(format!("registry: unknown fact `{key}` ignored"));
+                continue;
+            };
+            let comp = components
+                .iter_mut()
+                .find(|c| c.id == id)
+                .expect("all components listed");
+            let checked = fact.checked.clone().unwrap_or_else(|| self.checked.clone());
+            comp.evidence = if fact.available {
+                Evidence {
+                    kind: EvidenceKind::Registry,
+                    detail: fact.source.clone(),
+                    checked: Some(checked),
+                }
+            } else {
+                Evidence::absent(format!(
+                    "not released (registry: {}, {checked})",
+                    fact.source
+                ))
+            };
+            own.insert(id, fact.license.clone());
+            if let Some(n) = &fact.note {
+                notes.push(format!("{key}: {n}"));
+            }
+        }
+        if let Some(n) = &self.note {
+            notes.push(n.clone());
+        }
+        notes.push(format!(
+            "registry facts for {} ({}); basis: {}",
+            self.name, self.version, self.basis
+        ));
+        if let Some(outcome) = &self.osi_validation {
+            notes.push(format!(
+                "OSI OSAID 1.0 validation: {outcome} ({})",
+                self.osi_source
+                    .as_deref()
+                    .unwrap_or("https://opensource.org/ai")
+            ));
+        }
+        // Registry facts state each component's licence directly.
+        resolve_component_licenses(&mut components, &own, &[]);
+        Release {
+            name: self.id.clone(),
+            version: Some(self.version.clone()),
+            input: "registry".into(),
+            components,
+            release_licenses: vec![],
+            restrictions: vec![],
+            license_files: vec![],
+            notes,
+            mot_model: None,
+        }
+    }
+}

@@ -1,0 +1,631 @@
+//! Gathering evidence from a local Hub snapshot directory (see the crate docs for the
+//! exact file and front-matter rules).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_yaml::Value;
+
+use crate::audit::{
+    blank_components, resolve_component_licenses, ComponentEvidence, Evidence, EvidenceKind,
+    LicenseFile, Release, Restriction,
+};
+use crate::licenses::{self, LicenseInfo};
+use crate::mot::MotRelease;
+use crate::AuditError;
+
+/// The most files looked at, and the deepest directory level, so a huge or deep tree
+/// cannot stall the audit.
+const MAX_FILES: usize = 20_000;
+const MAX_DEPTH: usize = 6;
+/// Licence and card files larger than this are not read (no real licence is this long).
+const MAX_TEXT_BYTES: u64 = 2 << 20;
+
+const WEIGHT_EXTENSIONS: &[&str] = &[
+    "safetensors",
+    "gguf",
+    "bin",
+    "pt",
+    "pth",
+    "ckpt",
+    "onnx",
+    "h5",
+    "msgpack",
+    "npz",
+];
+
+/// Walks the tree; returns relative paths with `/` separators.
+fn list_files(root: &Path) -> Result<Vec<String>, AuditError> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(source) if depth == 0 => {
+                return Err(AuditError::Io {
+                    path: dir.clone(),
+                    source,
+                })
+            }
+            // An unreadable subdirectory is skipped: what it holds is simply not evidence.
+            Err(_) => continue,
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() && depth < MAX_DEPTH {
+                stack.push((path, depth + 1));
+            } else if kind.is_file() || kind.is_symlink() {
+                if let Ok(rel) = path.strip_prefix(root) {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+                if out.len() >= MAX_FILES {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_text(path: &Path) -> Result<String, AuditError> {
+    let meta = std::fs::metadata(path).map_err(|source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.len() > MAX_TEXT_BYTES {
+        return Ok(String::new());
+    }
+    let bytes = std::fs::read(path).map_err(|source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Splits a model card into its YAML front matter (if any) and body.
+fn front_matter(card: &str, path: &Path) -> Result<(Option<Value>, String), AuditError> {
+    let text = card.strip_prefix('\u{feff}').unwrap_or(card);
+    let mut lines = text.lines();
+    if lines.next().map(str::trim_end) != Some("---") {
+        return Ok((None, text.to_string()));
+    }
+    let mut yaml = String::new();
+    let mut body = String::new();
+    let mut closed = false;
+    for line in lines.by_ref() {
+        if line.trim_end() == "---" {
+            closed = true;
+            break;
+        }
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    if !closed {
+        return Err(AuditError::FrontMatter {
+            path: path.to_path_buf(),
+            message: "no closing `---` line".into(),
+        });
+    }
+    for line in lines {
+        body.push_str(line);
+        body.push('\n');
+    }
+    let value: Value = serde_yaml::from_str(&yaml).map_err(|e| AuditError::FrontMatter {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    match value {
+        Value::Null => Ok((None, body)),
+        Value::Mapping(_) => Ok((Some(value), body)),
+        _ => Err(AuditError::FrontMatter {
+            path: path.to_path_buf(),
+            message: "must be a YAML mapping".into(),
+        }),
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(String::from))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn file_name(rel: &str) -> String {
+    rel.rsplit('/').next().unwrap_or(rel).to_lowercase()
+}
+
+/// Which component a file is evidence of, by the rules in the crate docs.
+fn component_of(rel: &str) -> Option<u32> {
+    let lower = rel.to_lowercase();
+    let name = file_name(rel);
+    let ext = name.rsplit('.').next().unwrap_or("");
+    let stem = name.split('.').next().unwrap_or("");
+    let in_dir = |d: &str| lower.starts_with(&format!("{d}/")) || lower.contains(&format!("/{d}/"));
+    let is_code = matches!(
+        ext,
+        "py" | "rs" | "sh" | "ipynb" | "c" | "cpp" | "cu" | "jl" | "js" | "ts" | "go"
+    );
+    if name == "training_args.bin" || name == "trainer_state.json" || stem.starts_with("optimizer")
+    {
+        return Some(17); // metadata
+    }
+    let intermediate = in_dir("checkpoints")
+        || in_dir("intermediate")
+        || lower.contains("/step")
+        || lower.starts_with("step");
+    if intermediate && WEIGHT_EXTENSIONS.contains(&ext) {
+        return Some(24);
+    }
+    if WEIGHT_EXTENSIONS.contains(&ext) && !name.starts_with("training_args") {
+        return Some(10);
+    }
+    if stem.starts_with("recipe")
+        || (is_code && stem.starts_with("train"))
+        || in_dir("training")
+        || in_dir("train")
+    {
+        return Some(7);
+    }
+    if (is_code || matches!(ext, "toml" | "yaml" | "yml"))
+        && (stem.contains("preprocess")
+            || stem.contains("prepare")
+            || stem.contains("data_gen")
+            || stem.contains("datagen")
+            || stem.contains("tokeniz") && is_code)
+    {
+        return Some(16);
+    }
+    if in_dir("data_processing") || in_dir("preprocessing") {
+        return Some(16);
+    }
+    if is_code
+        && (stem.starts_with("modeling") || stem == "model" || stem.starts_with("configuration_"))
+    {
+        return Some(9);
+    }
+    if is_code
+        && (stem.starts_with("infer") || stem.starts_with("generate") || stem.starts_with("run"))
+    {
+        return Some(8);
+    }
+    if stem.starts_with("eval_results")
+        || stem.starts_with("evaluation_results")
+        || stem == "results"
+    {
+        return Some(12);
+    }
+    if is_code && stem.starts_with("eval") {
+        return Some(18);
+    }
+    if in_dir("eval_data")
+        || (in_dir("evaluation") && matches!(ext, "jsonl" | "json" | "csv" | "parquet" | "txt"))
+    {
+        return Some(19);
+    }
+    if stem.starts_with("data_card")
+        || stem.starts_with("datacard")
+        || stem.starts_with("datasheet")
+    {
+        return Some(14);
+    }
+    if stem.contains("technical_report") || stem.contains("tech_report") {
+        return Some(11);
+    }
+    if stem.starts_with("paper") && ext == "pdf" {
+        return Some(21);
+    }
+    if (in_dir("data") || in_dir("dataset") || in_dir("datasets"))
+        && matches!(
+            ext,
+            "jsonl" | "json" | "parquet" | "arrow" | "txt" | "csv" | "bin" | "tar" | "gz" | "zst"
+        )
+    {
+        return Some(15);
+    }
+    if matches!(
+        name.as_str(),
+        "requirements.txt" | "pyproject.toml" | "cargo.toml" | "environment.yml" | "setup.py"
+    ) {
+        return Some(22);
+    }
+    if stem.starts_with("sample_output") || stem.starts_with("samples") {
+        return Some(20);
+    }
+    None
+}
+
+/// Which release-level licence a licence file sets, by its name.
+fn license_scope(rel: &str) -> Option<&'static str> {
+    let name = file_name(rel);
+    if rel.contains('/') {
+        return None;
+    }
+    let is_license =
+        name.starts_with("license") || name.starts_with("licence") || name.starts_with("copying");
+    let scoped = |s: &str| name.contains(s);
+    if is_license || scoped("_license") || scoped("-license") {
+        if scoped("data") {
+            return Some("data");
+        }
+        if scoped("code") {
+            return Some("code");
+        }
+        if scoped("doc") {
+            return Some("document");
+        }
+        if is_license {
+            return Some("distribution");
+        }
+    }
+    None
+}
+
+fn is_terms_file(rel: &str) -> bool {
+    let name = file_name(rel);
+    !rel.contains('/')
+        && (name.starts_with("license")
+            || name.starts_with("licence")
+            || name.starts_with("copying")
+            || name.starts_with("notice")
+            || name.starts_with("use_policy")
+            || name.contains("_license"))
+}
+
+/// Card body links that declare a component: a paper host, or a link on a line that
+/// names the component outright (a loose word like "train" is not enough).
+fn declared_links(body: &str) -> Vec<(u32, String)> {
+    const PAPER_HOSTS: &[&str] = &[
+        "arxiv.org/",
+        "doi.org/",
+        "aclanthology.org/",
+        "openreview.net/",
+    ];
+    const NAMED: &[(&str, u32)] = &[
+        ("technical report", 11),
+        ("training code", 7),
+        ("training script", 7),
+        ("training recipe", 7),
+        ("preprocessing code", 16),
+        ("data processing code", 16),
+        ("data card", 14),
+        ("datasheet", 14),
+        ("evaluation code", 18),
+    ];
+    let mut out = Vec::new();
+    for (n, line) in body.lines().enumerate() {
+        let lower = line.to_lowercase();
+        let mut rest = lower.as_str();
+        let mut offset = 0;
+        while let Some(start) = rest.find("https://").or_else(|| rest.find("http://")) {
+            let link: String = line[offset + start..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && !matches!(c, ')' | '>' | ']' | '"' | '\''))
+                .collect();
+            let id = if PAPER_HOSTS.iter().any(|h| link.to_lowercase().contains(h)) {
+                Some(21)
+            } else {
+                NAMED
+                    .iter()
+                    .find(|(phrase, _)| lower.contains(phrase))
+                    .map(|&(_, id)| id)
+            };
+            if let Some(id) = id {
+                out.push((id, format!("README.md line {}: {}", n + 1, link)));
+            }
+            let advance = start + link.len().max(1);
+            offset += advance;
+            rest = &lower[offset.min(lower.len())..];
+        }
+    }
+    out
+}
+
+fn set(components: &mut [ComponentEvidence], id: u32, evidence: Evidence) {
+    if let Some(c) = components.iter_mut().find(|c| c.id == id) {
+        // Present beats declared beats absent; the first of equal rank stays.
+        let rank = |k: EvidenceKind| match k {
+            EvidenceKind::Present => 0,
+            EvidenceKind::Registry => 1,
+            EvidenceKind::Declared => 2,
+            EvidenceKind::Absent => 3,
+        };
+        if rank(evidence.kind) < rank(c.evidence.kind) {
+            c.evidence = evidence;
+        }
+    }
+}
+
+fn present(detail: &str) -> Evidence {
+    Evidence {
+        kind: EvidenceKind::Present,
+        detail: detail.to_string(),
+        checked: None,
+    }
+}
+
+fn declared(detail: impl Into<String>) -> Evidence {
+    Evidence {
+        kind: EvidenceKind::Declared,
+        detail: detail.into(),
+        checked: None,
+    }
+}
+
+/// Gathers the evidence in a snapshot directory.
+pub fn gather(root: &Path) -> Result<Release, AuditError> {
+    if !root.is_dir() {
+        return Err(AuditError::Io {
+            path: root.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+        });
+    }
+    let files = list_files(root)?;
+    let mut components = blank_components();
+    let mut notes = Vec::new();
+    let mut own_licenses: BTreeMap<u32, Option<String>> = BTreeMap::new();
+    let mut release_licenses: Vec<(String, LicenseInfo, Evidence)> = Vec::new();
+    let mut restrictions = Vec::new();
+    let mut license_files = Vec::new();
+    let mut name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| root.display().to_string());
+    let mut version = None;
+
+    for rel in &files {
+        if let Some(id) = component_of(rel) {
+            set(&mut components, id, present(rel));
+        }
+    }
+
+    // The model card.
+    let card_rel = files
+        .iter()
+        .find(|f| f.eq_ignore_ascii_case("README.md"))
+        .cloned();
+    if let Some(card_rel) = &card_rel {
+        let card_path = root.join(card_rel);
+        let (fm, body) = front_matter(&read_text(&card_path)?, &card_path)?;
+        set(&mut components, 13, present(card_rel));
+        for (id, detail) in declared_links(&body) {
+            set(&mut components, id, declared(detail));
+        }
+        if let Some(fm) = fm {
+            let license_ids = strings(fm.get("license"));
+            let license_name = strings(fm.get("license_name")).into_iter().next();
+            let license_link = strings(fm.get("license_link")).into_iter().next();
+            if let Some(first) = license_ids.first() {
+                let mut info = if first.eq_ignore_ascii_case("other") {
+                    license_name
+                        .as_deref()
+                        .map(licenses::classify)
+                        .unwrap_or_else(|| licenses::classify(first))
+                } else if license_ids.len() > 1 {
+                    licenses::classify(&license_ids.join(" AND "))
+                } else {
+                    licenses::classify(first)
+                };
+                if info.source.is_none() {
+                    info.source = license_link.clone();
+                }
+                if !info.known() {
+                    notes.push(format!(
+                        "card licence `{}`{} is not a licence this tool knows: its terms are unknown",
+                        first,
+                        license_name.as_deref().map(|n| format!(" (license_name `{n}`)")).unwrap_or_default()
+                    ));
+                }
+                release_licenses.push((
+                    "distribution".into(),
+                    info,
+                    declared("README.md front matter `license`"),
+                ));
+            }
+            let datasets = strings(fm.get("datasets"));
+            if !datasets.is_empty() {
+                set(
+                    &mut components,
+                    15,
+                    declared(format!(
+                        "README.md front matter `datasets`: {}",
+                        datasets.join(", ")
+                    )),
+                );
+            }
+            if fm.get("model-index").is_some() {
+                set(
+                    &mut components,
+                    12,
+                    present("README.md front matter `model-index`"),
+                );
+            }
+            if let Some(lib) = strings(fm.get("library_name")).first() {
+                set(
+                    &mut components,
+                    8,
+                    declared(format!("README.md front matter `library_name`: {lib}")),
+                );
+            }
+            if let Some(base) = strings(fm.get("base_model")).first() {
+                let relation = strings(fm.get("base_model_relation"))
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "derived".into());
+                notes.push(format!(
+                    "{relation} from base model {base}: the base model's terms may also apply"
+                ));
+            }
+            if let Some(n) = strings(fm.get("model_name")).first() {
+                name = n.clone();
+            }
+        }
+    }
+
+    // Licence and terms files.
+    for rel in files.iter().filter(|f| is_terms_file(f)) {
+        let text = read_text(&root.join(rel))?;
+        let ident = licenses::identify_text(&text);
+        for clause in &ident.restrictions {
+            restrictions.push(Restriction {
+                kind: clause.kind,
+                description: clause.kind.describe(),
+                source: format!("{rel}:{}", clause.line),
+                quote: Some(clause.quote.clone()),
+            });
+        }
+        license_files.push(LicenseFile {
+            path: rel.clone(),
+            identified_as: ident.id.clone(),
+            fingerprint: ident.fingerprint,
+            exact: ident.exact,
+        });
+        let Some(scope) = license_scope(rel) else {
+            continue;
+        };
+        let Some(id) = ident.id else {
+            notes.push(format!("{rel}: licence text not identified"));
+            continue;
+        };
+        let info = licenses::classify(&id);
+        if let Some(pos) = release_licenses.iter().position(|(s, _, _)| s == scope) {
+            let (_, card, _) = &release_licenses[pos];
+            if card.id.as_deref() != Some(id.as_str()) {
+                notes.push(format!(
+                    "the card declares {} but {rel} is the text of {id}; the file is used",
+                    card.display()
+                ));
+            }
+            release_licenses[pos] = (scope.to_string(), info, present(rel));
+        } else {
+            release_licenses.push((scope.to_string(), info, present(rel)));
+        }
+    }
+
+    // A MOT description shipped with the release.
+    let mot_rel = files
+        .iter()
+        .find(|f| matches!(f.to_lowercase().as_str(), "mof.yml" | "mof.yaml"))
+        .cloned();
+    if let Some(mot_rel) = mot_rel {
+        let mot = MotRelease::read(&root.join(&mot_rel))?;
+        name = mot.name.clone();
+        version = mot.version.clone();
+        for comp in &mot.components {
+            let ev = match &comp.component_path {
+                Some(p) if p.starts_with("http://") || p.starts_with("https://") => {
+                    declared(format!("{mot_rel}: {p}"))
+                }
+                Some(p) => {
+                    let local = p.trim_start_matches("./");
+                    if root.join(local).exists() {
+                        present(local)
+                    } else {
+                        notes.push(format!(
+                            "{mot_rel} lists {} at {p}, which is not in the directory",
+                            comp.name
+                        ));
+                        Evidence::absent(format!("{mot_rel} lists {p}, not found"))
+                    }
+                }
+                None => declared(format!("listed in {mot_rel}")),
+            };
+            set(&mut components, comp.id, ev);
+            match &comp.license {
+                crate::mof::ComponentLicense::Id(l) => {
+                    own_licenses.insert(comp.id, Some(l.clone()));
+                }
+                crate::mof::ComponentLicense::Unlicensed => {
+                    own_licenses.insert(comp.id, None);
+                }
+                crate::mof::ComponentLicense::Inherit => {}
+            }
+        }
+        for (scope, (lic, path)) in &mot.global {
+            if release_licenses.iter().any(|(s, _, _)| s == scope) {
+                continue;
+            }
+            let detail = path
+                .clone()
+                .unwrap_or_else(|| format!("{mot_rel} release.license.{scope}"));
+            release_licenses.push((scope.clone(), licenses::classify(lic), declared(detail)));
+        }
+    }
+
+    if release_licenses.is_empty() {
+        notes.push("no licence found (no card `license`, no LICENSE file): by default no rights are granted".into());
+    }
+    resolve_component_licenses(&mut components, &own_licenses, &release_licenses);
+    Ok(Release {
+        name,
+        version,
+        input: "directory".into(),
+        components,
+        release_licenses,
+        restrictions,
+        license_files,
+        notes,
+        mot_model: None,
+    })
+}
+
+/// Builds the evidence view of a standalone MOT file: everything it lists is declared.
+pub fn from_mot_file(path: &Path) -> Result<Release, AuditError> {
+    let mot = MotRelease::read(path)?;
+    let mut components = blank_components();
+    let mut own = BTreeMap::new();
+    for comp in &mot.components {
+        let detail = comp
+            .component_path
+            .clone()
+            .unwrap_or_else(|| format!("listed in {}", path.display()));
+        set(&mut components, comp.id, declared(detail));
+        match &comp.license {
+            crate::mof::ComponentLicense::Id(l) => {
+                own.insert(comp.id, Some(l.clone()));
+            }
+            crate::mof::ComponentLicense::Unlicensed => {
+                own.insert(comp.id, None);
+            }
+            crate::mof::ComponentLicense::Inherit => {}
+        }
+    }
+    let release_licenses: Vec<_> = mot
+        .global
+        .iter()
+        .map(|(scope, (lic, p))| {
+            (
+                scope.clone(),
+                licenses::classify(lic),
+                declared(
+                    p.clone()
+                        .unwrap_or_else(|| format!("release.license.{scope}")),
+                ),
+            )
+        })
+        .collect();
+    resolve_component_licenses(&mut components, &own, &release_licenses);
+    Ok(Release {
+        name: mot.name.clone(),
+        version: mot.version.clone(),
+        input: "mot-file".into(),
+        components,
+        release_licenses,
+        restrictions: vec![],
+        license_files: vec![],
+        notes: vec![],
+        mot_model: Some(mot.mof_model()),
+    })
+}

@@ -1,0 +1,94 @@
+//! What the analysis commands (lens, attribute, heads, patch, ablate, steer) share: loading
+//! a model, turning token arguments into ids, and the `--json` / `--plot` output options.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use glassbox_models::{HookedModel, LoadOptions};
+
+/// Output options every analysis command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Print the result as JSON on stdout instead of the terminal view.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a figure to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    /// Fails early, before any model work, on a plot path that cannot be an SVG.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(p) = &self.plot {
+            if p.extension().and_then(|e| e.to_str()) != Some("svg") {
+                return Err(crate::invalid!(
+                    "{}: --plot writes SVG; give a file name ending in .svg",
+                    p.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads the model at `path` (a Hub snapshot directory or a GGUF file) on the CPU in f32.
+pub fn load_model(path: &Path) -> anyhow::Result<HookedModel> {
+    HookedModel::load(path, &LoadOptions::default())
+        .with_context(|| format!("loading {}", path.display()))
+}
+
+/// Token ids of `text`, with the special tokens the tokenizer adds.
+pub fn tokens(model: &HookedModel, text: &str) -> anyhow::Result<Vec<u32>> {
+    let ids = model.to_tokens(text)?;
+    if ids.is_empty() {
+        return Err(crate::invalid!("the text {text:?} has no tokens"));
+    }
+    Ok(ids)
+}
+
+/// The id of a single token given as text (`" Paris"`) or as `#123`. Special tokens the
+/// tokenizer adds to every text (a BOS) are not counted.
+pub fn single_token(model: &HookedModel, spec: &str, what: &str) -> anyhow::Result<u32> {
+    let vocab = model.info().d_vocab;
+    if let Some(num) = spec.strip_prefix('#') {
+        if let Ok(id) = num.parse::<u32>() {
+            if (id as usize) < vocab {
+                return Ok(id);
+            }
+            return Err(crate::invalid!(
+                "{what} #{id} is outside the vocabulary (size {vocab})"
+            ));
+        }
+    }
+    let prefix = model.to_tokens("").unwrap_or_default();
+    let ids = model.to_tokens(spec)?;
+    let ids: &[u32] = ids.strip_prefix(prefix.as_slice()).unwrap_or(&ids);
+    match ids {
+        [id] => Ok(*id),
+        _ => {
+            let pieces = model.ids_to_str_tokens(ids).unwrap_or_default();
+            Err(crate::invalid!(
+                "{what} {spec:?} is {} tokens ({pieces:?}), not one; pass a single token \
+                 (mind the leading space) or an id as #ID",
+                ids.len()
+            ))
+        }
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A token id as a readable string for messages: `" Paris" (#314)`.
+pub fn describe_token(model: &HookedModel, id: u32) -> String {
+    let text = model
+        .ids_to_str_tokens(&[id])
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .unwrap_or_default();
+    format!("{text:?} (#{id})")
+}

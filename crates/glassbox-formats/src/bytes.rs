@@ -1,0 +1,86 @@
+//! File bytes that are either memory-mapped (real files) or owned (parsing from memory: tests,
+//! fuzzing). Readers hold a [`FileBytes`] and hand out slices of it.
+
+use std::path::Path;
+
+use memmap2::Mmap;
+
+use crate::{FormatError, Result};
+
+pub enum FileBytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl FileBytes {
+    /// Maps `path` read-only.
+    pub fn map(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+        // SAFETY: the map is read-only; a file truncated under us by another process is the
+        // one hazard of every mmap-based reader, as in the reference implementations.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
+        Ok(FileBytes::Mapped(mmap))
+    }
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// A bounds-checked little-endian reader over a byte slice. Every read that would pass the end
+/// is an error message (the caller adds the file name), never a panic.
+pub struct Cursor<'a> {
+    data: &'a [u8],
+    pub pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Cursor { data, pos: 0 }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    /// The next `n` bytes, checked against the end before anything is sliced.
+    pub fn take(&mut self, n: u64, what: &str) -> std::result::Result<&'a [u8], String> {
+        if n > self.remaining() as u64 {
+            return Err(format!(
+                "at byte {}: {what} of {n} bytes runs past the end of the file ({} bytes left)",
+                self.pos,
+                self.remaining()
+            ));
+        }
+        let n = n as usize;
+        let out = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    pub fn array<const N: usize>(&mut self, what: &str) -> std::result::Result<[u8; N], String> {
+        let b = self.take(N as u64, what)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(b);
+        Ok(out)
+    }
+
+    pub fn u8(&mut self, what: &str) -> std::result::Result<u8, String> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    pub fn u16(&mut self, what: &str) -> std::result::Result<u16, String> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+    pub fn u32(&mut self, what: &str) -> std::result::Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    pub fn u64(&mut self, what: &str) -> std::result::Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+}

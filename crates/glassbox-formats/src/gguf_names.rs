@@ -1,0 +1,268 @@
+//! llama.cpp tensor names → Hugging Face names, and the few value fix-ups the conversion made.
+//!
+//! llama.cpp's `convert_hf_to_gguf.py` renames every tensor (`model.layers.3.self_attn.q_proj`
+//! becomes `blk.3.attn_q`) and, for some architectures, changes values:
+//! - **llama** (and Mistral/Mixtral, which llama.cpp also calls `llama`): the rows of Q and K
+//!   are permuted so that llama.cpp's rotary, which rotates *adjacent* pairs, computes what
+//!   HF's `rotate_half`, which rotates the two *halves* of each head, computes.
+//!   [`unpermute_qk`] inverts it exactly (what transformers' GGUF loader also does).
+//! - **gemma**: HF's Gemma RMSNorm multiplies by `1 + w`; llama.cpp stores `w + 1` so it can
+//!   use a plain RMSNorm. Subtract one.
+//! - **gpt2**: HF stores GPT-2's Conv1D weights `[in, out]`; llama.cpp stores them as linear
+//!   weights `[out, in]`. Transpose.
+//! - **mixtures of experts**: llama.cpp stacks all experts of a layer in one
+//!   `[n_expert, out, in]` tensor (`ffn_gate_exps`); HF has one tensor per expert.
+//!
+//! [`hub_name`] returns the HF name and which [`Fixup`] to apply; it does not touch data.
+
+use candle_core::Tensor;
+
+/// What must be done to a GGUF tensor's values (in row-major shape) to get the HF tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixup {
+    None,
+    /// Undo llama.cpp's Q row permutation: [`unpermute_qk`] with `attention.head_count`.
+    UnpermuteQ,
+    /// Undo llama.cpp's K row permutation: [`unpermute_qk`] with `attention.head_count_kv`.
+    UnpermuteK,
+    /// Swap the two dims (GPT-2 Conv1D weights).
+    Transpose,
+    /// Subtract one (Gemma's `1 + w` norms).
+    SubtractOne,
+    /// The tensor stacks experts on dim 0; expert `e` is the HF tensor named with `{e}`
+    /// replaced by `e`.
+    SplitExperts,
+}
+
+/// The Hugging Face name of a GGUF tensor and the fix-up its values need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubName {
+    /// For [`Fixup::SplitExperts`], contains the placeholder `{e}`.
+    pub name: String,
+    pub fixup: Fixup,
+}
+
+/// Architecture families that share a naming scheme.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Llama,
+    Qwen,
+    Gemma,
+    Gemma2,
+    Phi3,
+    Gpt2,
+    Deepseek2,
+    Glm4,
+}
+
+fn family(arch: &str) -> Option<Family> {
+    Some(match arch {
+        "llama" | "mistral" => Family::Llama,
+        "qwen2" | "qwen3" | "qwen2moe" | "qwen3moe" => Family::Qwen,
+        "gemma" => Family::Gemma,
+        "gemma2" | "gemma3" => Family::Gemma2,
+        "phi3" => Family::Phi3,
+        "gpt2" => Family::Gpt2,
+        "deepseek2" => Family::Deepseek2,
+        "glm4" => Family::Glm4,
+        _ => return None,
+    })
+}
+
+/// The architectures [`hub_name`] knows (`general.architecture` values).
+pub const KNOWN_ARCHITECTURES: &[&str] = &[
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "qwen2moe",
+    "qwen3moe",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "phi3",
+    "gpt2",
+    "deepseek2",
+    "glm4",
+];
+
+/// Maps a GGUF tensor name of architecture `arch` (`general.architecture`) to its Hugging Face
+/// name, or None when the architecture is unknown or the tensor has no HF counterpart (e.g.
+/// llama.cpp's precomputed `rope_freqs`).
+pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
+    let fam = family(arch)?;
+    let (base, suffix) = gguf_name.rsplit_once('.')?;
+    if suffix != "weight" && suffix != "bias" {
+        return None;
+    }
+    let norm_fixup = if matches!(fam, Family::Gemma | Family::Gemma2) && suffix == "weight" {
+        Fixup::SubtractOne
+    } else {
+        Fixup::None
+    };
+    let done = |name: String, fixup: Fixup| {
+        Some(HubName {
+            name: format!("{name}.{suffix}"),
+            fixup,
+        })
+    };
+    let gpt2 = fam == Family::Gpt2;
+    match base {
+        "token_embd" if gpt2 => return done("transformer.wte".into(), Fixup::None),
+        "token_embd" => return done("model.embed_tokens".into(), Fixup::None),
+        "position_embd" if gpt2 => return done("transformer.wpe".into(), Fixup::None),
+        "output_norm" if gpt2 => return done("transformer.ln_f".into(), Fixup::None),
+        "output_norm" => return done("model.norm".into(), norm_fixup),
+        "output" => return done("lm_head".into(), Fixup::None),
+        _ => {}
+    }
+    let rest = base.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    if gpt2 {
+        let p = format!("transformer.h.{layer}");
+        let transpose = if suffix == "weight" {
+            Fixup::Transpose
+        } else {
+            Fixup::None
+        };
+        return match part {
+            "attn_norm" => done(format!("{p}.ln_1"), Fixup::None),
+            "attn_qkv" => done(format!("{p}.attn.c_attn"), transpose),
+            "attn_output" => done(format!("{p}.attn.c_proj"), transpose),
+            "ffn_norm" => done(format!("{p}.ln_2"), Fixup::None),
+            "ffn_up" => done(format!("{p}.mlp.c_fc"), transpose),
+            "ffn_down" => done(format!("{p}.mlp.c_proj"), transpose),
+            _ => None,
+        };
+    }
+    let p = format!("model.layers.{layer}");
+    let attn = format!("{p}.self_attn");
+    let mlp = format!("{p}.mlp");
+    let llama = fam == Family::Llama;
+    // Mixtral (llama.cpp arch `llama`) keeps its MoE under `block_sparse_moe` with w1/w2/w3.
+    let (moe, expert_gate, expert_up, expert_down) = if llama {
+        (format!("{p}.block_sparse_moe"), "w1", "w3", "w2")
+    } else {
+        (mlp.clone(), "gate_proj", "up_proj", "down_proj")
+    };
+    let (q_fix, k_fix) = if llama {
+        (Fixup::UnpermuteQ, Fixup::UnpermuteK)
+    } else {
+        (Fixup::None, Fixup::None)
+    };
+    let shared = match fam {
+        Family::Deepseek2 => format!("{mlp}.shared_experts"),
+        _ => format!("{mlp}.shared_expert"),
+    };
+    match (fam, part) {
+        (_, "attn_norm") => done(format!("{p}.input_layernorm"), norm_fixup),
+        (Family::Phi3, "attn_qkv") => done(format!("{attn}.qkv_proj"), Fixup::None),
+        (Family::Deepseek2, "attn_q_a") => done(format!("{attn}.q_a_proj"), Fixup::None),
+        (Family::Deepseek2, "attn_q_a_norm") => done(format!("{attn}.q_a_layernorm"), Fixup::None),
+        (Family::Deepseek2, "attn_q_b") => done(format!("{attn}.q_b_proj"), Fixup::None),
+        (Family::Deepseek2, "attn_kv_a_mqa") => {
+            done(format!("{attn}.kv_a_proj_with_mqa"), Fixup::None)
+        }
+        (Family::Deepseek2, "attn_kv_a_norm") => {
+            done(format!("{attn}.kv_a_layernorm"), Fixup::None)
+        }
+        (Family::Deepseek2, "attn_kv_b") => done(format!("{attn}.kv_b_proj"), Fixup::None),
+        (_, "attn_q") => done(format!("{attn}.q_proj"), q_fix),
+        (_, "attn_k") => done(format!("{attn}.k_proj"), k_fix),
+        (_, "attn_v") => done(format!("{attn}.v_proj"), Fixup::None),
+        (_, "attn_output") => done(format!("{attn}.o_proj"), Fixup::None),
+        (Family::Qwen | Family::Gemma2, "attn_q_norm") => {
+            done(format!("{attn}.q_norm"), norm_fixup)
+        }
+        (Family::Qwen | Family::Gemma2, "attn_k_norm") => {
+            done(format!("{attn}.k_norm"), norm_fixup)
+        }
+        (Family::Gemma2, "post_attention_norm") => {
+            done(format!("{p}.post_attention_layernorm"), norm_fixup)
+        }
+        (Family::Gemma2, "ffn_norm") => done(format!("{p}.pre_feedforward_layernorm"), norm_fixup),
+        (Family::Gemma2, "post_ffw_norm") => {
+            done(format!("{p}.post_feedforward_layernorm"), norm_fixup)
+        }
+        (Family::Glm4, "post_attention_norm") => {
+            done(format!("{p}.post_self_attn_layernorm"), Fixup::None)
+        }
+        (Family::Glm4, "post_ffw_norm") => done(format!("{p}.post_mlp_layernorm"), Fixup::None),
+        (_, "ffn_norm") => done(format!("{p}.post_attention_layernorm"), norm_fixup),
+        (Family::Phi3 | Family::Glm4, "ffn_up") => done(format!("{mlp}.gate_up_proj"), Fixup::None),
+        (_, "ffn_gate") => done(format!("{mlp}.gate_proj"), Fixup::None),
+        (_, "ffn_up") => done(format!("{mlp}.up_proj"), Fixup::None),
+        (_, "ffn_down") => done(format!("{mlp}.down_proj"), Fixup::None),
+        (_, "ffn_gate_inp") => done(format!("{moe}.gate"), Fixup::None),
+        (Family::Deepseek2, "exp_probs_b") if suffix == "bias" => Some(HubName {
+            name: format!("{mlp}.gate.e_score_correction_bias"),
+            fixup: Fixup::None,
+        }),
+        (_, "ffn_gate_exps") => done(
+            format!("{moe}.experts.{{e}}.{expert_gate}"),
+            Fixup::SplitExperts,
+        ),
+        (_, "ffn_up_exps") => done(
+            format!("{moe}.experts.{{e}}.{expert_up}"),
+            Fixup::SplitExperts,
+        ),
+        (_, "ffn_down_exps") => done(
+            format!("{moe}.experts.{{e}}.{expert_down}"),
+            Fixup::SplitExperts,
+        ),
+        (Family::Qwen | Family::Deepseek2, "ffn_gate_shexp") => {
+            done(format!("{shared}.gate_proj"), Fixup::None)
+        }
+        (Family::Qwen | Family::Deepseek2, "ffn_up_shexp") => {
+            done(format!("{shared}.up_proj"), Fixup::None)
+        }
+        (Family::Qwen | Family::Deepseek2, "ffn_down_shexp") => {
+            done(format!("{shared}.down_proj"), Fixup::None)
+        }
+        (Family::Qwen, "ffn_gate_inp_shexp") => {
+            done(format!("{mlp}.shared_expert_gate"), Fixup::None)
+        }
+        _ => None,
+    }
+}
+
+/// Undoes llama.cpp's Q/K row permutation for `n_head` heads (use the KV head count for K).
+///
+/// llama.cpp's converter views the rows of each head as `[2, head_dim/2]` (HF's two rotary
+/// halves) and transposes that to `[head_dim/2, 2]` (adjacent pairs): GGUF row
+/// `h*hd + 2*j + i` holds HF row `h*hd + i*hd/2 + j`. This applies the inverse transpose.
+/// Works on weights `[rows, cols]` and on biases `[rows]`.
+pub fn unpermute_qk(t: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
+    regroup_rows(t, n_head, true)
+}
+
+/// llama.cpp's permutation itself (HF layout → GGUF layout), the inverse of [`unpermute_qk`];
+/// for writing llama-architecture GGUFs.
+pub fn permute_qk(t: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
+    regroup_rows(t, n_head, false)
+}
+
+fn regroup_rows(t: &Tensor, n_head: usize, from_gguf: bool) -> candle_core::Result<Tensor> {
+    let dims = t.dims();
+    let rows = *dims
+        .first()
+        .ok_or_else(|| candle_core::Error::Msg("Q/K permutation of a scalar".into()))?;
+    if n_head == 0 || rows % (2 * n_head) != 0 {
+        candle_core::bail!(
+            "Q/K permutation: {rows} rows do not split into {n_head} heads of even size"
+        );
+    }
+    let half = rows / n_head / 2;
+    let cols: usize = dims[1..].iter().product();
+    // GGUF groups a head's rows as [half, 2]; HF as [2, half].
+    let grouped = if from_gguf {
+        (n_head, half, 2, cols)
+    } else {
+        (n_head, 2, half, cols)
+    };
+    t.reshape(grouped)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)
+}

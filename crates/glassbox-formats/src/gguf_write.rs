@@ -1,0 +1,284 @@
+//! Writing GGUF files: metadata of every value type and F32 / F16 / BF16 / Q8_0 tensors.
+//!
+//! Used for llama.cpp control vectors (`general.architecture = controlvector`, one F32
+//! `direction.{layer}` per layer) and by tests that build tiny GGUF models. Shapes are given
+//! row-major (PyTorch order) and written innermost-first, the mirror of the reader. The file
+//! is written to a temporary name beside the target and renamed into place, so a failed
+//! write never leaves a half-written GGUF behind.
+
+use std::io::Write;
+use std::path::Path;
+
+use half::{bf16, f16};
+
+use crate::dtype::element_count;
+use crate::gguf::{ggml_id, GgufArray, GgufValue, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS};
+use crate::{DType, FormatError, Result};
+
+struct PendingTensor {
+    name: String,
+    shape: Vec<usize>,
+    dtype: DType,
+    data: Vec<u8>,
+}
+
+/// Collects metadata and tensors, then writes a GGUF v3 file.
+#[derive(Default)]
+pub struct GgufWriter {
+    metadata: Vec<(String, GgufValue)>,
+    tensors: Vec<PendingTensor>,
+}
+
+fn err(msg: impl Into<String>) -> FormatError {
+    FormatError::Write(msg.into())
+}
+
+impl GgufWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a metadata key (replacing an earlier value of the same key; order is kept).
+    pub fn set(&mut self, key: &str, value: GgufValue) -> &mut Self {
+        match self.metadata.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.metadata.push((key.to_string(), value)),
+        }
+        self
+    }
+
+    fn alignment(&self) -> Result<u64> {
+        match self.metadata.iter().find(|(k, _)| k == "general.alignment") {
+            None => Ok(DEFAULT_ALIGNMENT),
+            Some((_, GgufValue::U32(a))) if *a > 0 && a.is_power_of_two() => Ok(*a as u64),
+            Some(_) => Err(err("`general.alignment` must be a u32 power of two")),
+        }
+    }
+
+    /// Adds a tensor from bytes already in `dtype`'s on-disk layout (any type the reader
+    /// reads, quantized ones included).
+    pub fn add_raw(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        data: Vec<u8>,
+    ) -> Result<&mut Self> {
+        if ggml_id(dtype).is_none() {
+            return Err(err(format!("`{name}`: GGUF cannot hold {dtype}")));
+        }
+        if shape.len() > MAX_DIMS as usize {
+            return Err(err(format!(
+                "`{name}`: {} dims (at most {MAX_DIMS})",
+                shape.len()
+            )));
+        }
+        if self.tensors.iter().any(|t| t.name == name) {
+            return Err(err(format!("`{name}` added twice")));
+        }
+        let elements = element_count(shape.iter().map(|&d| d as u64));
+        let expected = elements.and_then(|n| dtype.bytes_for(n));
+        if expected != Some(data.len() as u64) {
+            return Err(err(format!(
+                "`{name}`: shape {shape:?} of {dtype} needs {expected:?} bytes, got {}",
+                data.len()
+            )));
+        }
+        if shape.last().is_some_and(|&d| d % dtype.block().0 != 0) {
+            return Err(err(format!(
+                "`{name}`: last dim is not a multiple of the {dtype} block"
+            )));
+        }
+        self.tensors.push(PendingTensor {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            dtype,
+            data,
+        });
+        Ok(self)
+    }
+
+    pub fn add_f32(&mut self, name: &str, shape: &[usize], values: &[f32]) -> Result<&mut Self> {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.add_raw(name, shape, DType::F32, data)
+    }
+
+    pub fn add_f16(&mut self, name: &str, shape: &[usize], values: &[f32]) -> Result<&mut Self> {
+        let data = values
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect();
+        self.add_raw(name, shape, DType::F16, data)
+    }
+
+    pub fn add_bf16(&mut self, name: &str, shape: &[usize], values: &[f32]) -> Result<&mut Self> {
+        let data = values
+            .iter()
+            .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+            .collect();
+        self.add_raw(name, shape, DType::BF16, data)
+    }
+
+    /// Quantizes to Q8_0 as ggml's reference does: per block of 32, scale d = max|x| / 127
+    /// (stored as f16), values round(x / d) as i8.
+    pub fn add_q8_0(&mut self, name: &str, shape: &[usize], values: &[f32]) -> Result<&mut Self> {
+        if values.len() % 32 != 0 {
+            return Err(err(format!(
+                "`{name}`: {} values is not a whole number of Q8_0 blocks",
+                values.len()
+            )));
+        }
+        let mut data = Vec::with_capacity(values.len() / 32 * 34);
+        for block in values.chunks_exact(32) {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let inv = if d != 0.0 { 1.0 / d } else { 0.0 };
+            data.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+            data.extend(block.iter().map(|&v| (v * inv).round() as i8 as u8));
+        }
+        self.add_raw(name, shape, DType::Q8_0, data)
+    }
+
+    /// The whole file as bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_to(&mut out).map_err(|e| err(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Writes the file to `path` via a temporary file renamed into place.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+        let result = std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(&bytes).and_then(|_| f.sync_all()))
+            .and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(FormatError::io(path, e));
+        }
+        Ok(())
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let alignment = self
+            .alignment()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        out.extend_from_slice(GGUF_MAGIC);
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
+        for (key, value) in &self.metadata {
+            write_str(out, key);
+            out.extend_from_slice(&(value.value_type() as u32).to_le_bytes());
+            write_value(out, value);
+        }
+        let mut offset = 0u64;
+        let mut offsets = Vec::with_capacity(self.tensors.len());
+        for t in &self.tensors {
+            write_str(out, &t.name);
+            out.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
+            for &d in t.shape.iter().rev() {
+                out.extend_from_slice(&(d as u64).to_le_bytes());
+            }
+            let id = ggml_id(t.dtype).unwrap_or(0);
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&offset.to_le_bytes());
+            offsets.push(offset);
+            offset = (offset + t.data.len() as u64).div_ceil(alignment) * alignment;
+        }
+        pad(out, alignment);
+        let data_start = out.len() as u64;
+        for (t, &off) in self.tensors.iter().zip(&offsets) {
+            out.resize((data_start + off) as usize, 0);
+            out.extend_from_slice(&t.data);
+        }
+        if !self.tensors.is_empty() {
+            pad(out, alignment);
+        }
+        Ok(())
+    }
+}
+
+fn pad(out: &mut Vec<u8>, alignment: u64) {
+    let len = (out.len() as u64).div_ceil(alignment) * alignment;
+    out.resize(len as usize, 0);
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn write_value(out: &mut Vec<u8>, v: &GgufValue) {
+    match v {
+        GgufValue::U8(x) => out.push(*x),
+        GgufValue::I8(x) => out.push(*x as u8),
+        GgufValue::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        GgufValue::Bool(x) => out.push(*x as u8),
+        GgufValue::String(s) => write_str(out, s),
+        GgufValue::Array(a) => write_array(out, a),
+    }
+}
+
+fn write_array(out: &mut Vec<u8>, a: &GgufArray) {
+    out.extend_from_slice(&(a.elem_type() as u32).to_le_bytes());
+    out.extend_from_slice(&(a.len() as u64).to_le_bytes());
+    fn each<T: Copy, const N: usize>(out: &mut Vec<u8>, v: &[T], f: impl Fn(T) -> [u8; N]) {
+        for &x in v {
+            out.extend_from_slice(&f(x));
+        }
+    }
+    match a {
+        GgufArray::U8(v) => out.extend_from_slice(v),
+        GgufArray::I8(v) => each(out, v, |x| x.to_le_bytes()),
+        GgufArray::U16(v) => each(out, v, |x| x.to_le_bytes()),
+        GgufArray::I16(v) => each(out, v, |x| x.to_le_bytes()),
+        GgufArray::U32(v) => each(out, v, |x| x.to_le_bytes()),
+        GgufArray::I32(v) => each(out, v, |x| x.to_le_bytes()),
+        GgufArray::U64(v) => each(out, v, |x| x.to_le_bytes()),
+        GgufArray::I64(v) => each(out, v, |x| x.to_le_bytes()),
+        GgufArray::F32(v) => each(out, v, |x| x.to_le_bytes()),
+        GgufArray::F64(v) => each(out, v, |x| x.to_le_bytes()),
+        GgufArray::Bool(v) => each(out, v, |x| [x as u8]),
+        GgufArray::String(v) => v.iter().for_each(|s| write_str(out, s)),
+        GgufArray::Array(v) => v.iter().for_each(|a| write_array(out, a)),
+    }
+}
+
+/// Writes a llama.cpp control vector: one F32 `direction.{layer}` of length d_model per layer
+/// (llama.cpp adds `direction.{il}` to the output of layer `il`).
+pub fn write_control_vector(
+    path: &Path,
+    model_hint: &str,
+    directions: &[(usize, Vec<f32>)],
+) -> Result<()> {
+    let mut w = GgufWriter::new();
+    w.set(
+        "general.architecture",
+        GgufValue::String("controlvector".into()),
+    );
+    w.set(
+        "controlvector.model_hint",
+        GgufValue::String(model_hint.into()),
+    );
+    w.set(
+        "controlvector.layer_count",
+        GgufValue::U32(directions.len() as u32),
+    );
+    for (layer, v) in directions {
+        w.add_f32(&format!("direction.{layer}"), &[v.len()], v)?;
+    }
+    w.write(path)
+}

@@ -1,0 +1,96 @@
+//! Timing harness for `bench/forward/run.sh` (not a test): one measurement per process, so
+//! the peak resident memory it reports belongs to that measurement alone.
+//!
+//! usage: forward_bench MODEL_DIR (logits|cache|decode) N_TOKENS REPS [NEW_TOKENS]
+//! Tokens are `(i * 7919 + 13) % vocab`, the same formula the Python side uses. Prints one
+//! JSON line: median milliseconds (or decode tokens per second), peak RSS, weight bytes and
+//! cached activation bytes.
+
+use std::time::Instant;
+
+use glassbox_models::{GenerateOptions, HookedModel, Hooks, LoadOptions, NameFilter};
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 5 {
+        return Err(
+            "usage: forward_bench MODEL_DIR (logits|cache|decode) N_TOKENS REPS [NEW_TOKENS]"
+                .into(),
+        );
+    }
+    let (dir, mode) = (&args[1], args[2].as_str());
+    let n: usize = args[3].parse()?;
+    let reps: usize = args[4].parse()?;
+    let new_tokens: usize = args.get(5).map_or(Ok(32), |s| s.parse())?;
+    let model = HookedModel::load(dir.as_ref(), &LoadOptions::default())?;
+    let vocab = model.info().d_vocab;
+    let ids: Vec<u32> = (0..n).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
+    let input = model.ids_tensor(&ids)?;
+    let mut times = Vec::new();
+    let mut activations_mb = 0.0;
+    let all = NameFilter::all();
+    for rep in 0..=reps {
+        let start = Instant::now();
+        match mode {
+            "logits" => {
+                model.run(&input)?;
+            }
+            "cache" => {
+                let (_, cache) = model.run_with_cache(&input, &all)?;
+                activations_mb = cache.bytes() as f64 / 1048576.0;
+            }
+            "decode" => {
+                let opts = GenerateOptions {
+                    max_new_tokens: new_tokens,
+                    stop_at_eos: false,
+                    ..GenerateOptions::default()
+                };
+                let prefill = Instant::now();
+                model.run(&input)?;
+                let prefill = prefill.elapsed().as_secs_f64();
+                let t = Instant::now();
+                model.generate(&ids, &opts, &mut Hooks::none(), |_| {})?;
+                // Tokens per second of the single-token steps: generate runs the prefill (which yields
+                // the first token) and then `new_tokens - 1` steps.
+                times.push((new_tokens - 1) as f64 / (t.elapsed().as_secs_f64() - prefill).max(1e-9));
+                continue;
+            }
+            other => return Err(format!("unknown mode `{other}`").into()),
+        }
+        if rep > 0 {
+            // The first run warms caches and allocators.
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    if mode == "decode" {
+        times.remove(0);
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "glassbox",
+            "mode": mode,
+            "tokens": n,
+            "value": median(times),
+            "unit": if mode == "decode" { "tok/s" } else { "ms" },
+            "peak_rss_mb": peak_rss_mb(),
+            "activations_mb": activations_mb,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Reading Hugging Face `config.json` files.
+//!
+//! [`HfConfig`] is a thin typed view over the JSON value with error messages that name the
+//! missing or malformed key. Configs come in several generations: `null` often means "absent"
+//! (e.g. `head_dim: null`), and rotary settings live either in `rope_theta` + `rope_scaling`
+//! (transformers ≤ 4) or in `rope_parameters` (transformers 5); [`RopeConfig::from_config`]
+//! accepts both.
+
+use serde_json::Value;
+
+use crate::error::{ModelError, Result};
+
+/// A typed view over a `config.json` value.
+#[derive(Clone, Copy)]
+pub struct HfConfig<'a>(pub &'a Value);
+
+impl<'a> HfConfig<'a> {
+    /// The value at `key`, treating JSON `null` as absent.
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    /// The first of `keys` that is present (configs rename fields across families).
+    pub fn first<'k>(&self, keys: &[&'k str]) -> Option<(&'k str, &'a Value)> {
+        keys.iter().find_map(|k| self.get(k).map(|v| (*k, v)))
+    }
+
+    pub fn usize_opt(&self, keys: &[&str]) -> Result<Option<usize>> {
+        match self.first(keys) {
+            None => Ok(None),
+            Some((k, v)) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                ModelError::config(format!("`{k}` is not a non-negative integer: {v}"))
+            }),
+        }
+    }
+
+    /// A required count, under any of `keys`.
+    pub fn usize(&self, keys: &[&str]) -> Result<usize> {
+        self.usize_opt(keys)?
+            .ok_or_else(|| ModelError::config(format!("missing `{}`", keys.join("` or `"))))
+    }
+
+    pub fn f64_opt(&self, keys: &[&str]) -> Result<Option<f64>> {
+        match self.first(keys) {
+            None => Ok(None),
+            Some((k, v)) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| ModelError::config(format!("`{k}` is not a number: {v}"))),
+        }
+    }
+
+    pub fn f64_or(&self, keys: &[&str], default: f64) -> Result<f64> {
+        Ok(self.f64_opt(keys)?.unwrap_or(default))
+    }
+
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| ModelError::config(format!("`{key}` is not a boolean: {v}"))),
+        }
+    }
+
+    pub fn str_opt(&self, key: &str) -> Option<&'a str> {
+        self.get(key).and_then(Value::as_str)
+    }
+
+    /// The architecture name: `architectures[0]`, else `model_type`.
+    pub fn architecture(&self) -> Result<String> {
+        if let Some(a) = self
+            .get("architectures")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+        {
+            return Ok(a.to_string());
+        }
+        self.str_opt("model_type")
+            .map(str::to_string)
+            .ok_or_else(|| ModelError::config("neither `architectures` nor `model_type` is set"))
+    }
+
+    /// Token ids listed under `key` (a number or a list of numbers), e.g. `eos_token_id`.
+    pub fn token_ids(&self, key: &str) -> Vec<u32> {
+        match self.get(key) {
+            Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_u64())
+                .map(|n| n as u32)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// How rotary frequencies are rescaled for long contexts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor` (`rope_type: linear`).
+    Linear {
+        factor: f64,
+    },
+    /// Llama 3.1's wavelength-dependent rescaling (`rope_type: llama3`).
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+/// Rotary position embedding settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RopeConfig {
+    pub theta: f64,
+    /// Number of leading dimensions of each head that rotate (`partial_rotary_factor` × d_head).
+    pub rotary_dim: usize,
+    /// Rotate adjacent pairs (GPT-J, GLM) instead of the two halves (`rotate_half`, Llama/NeoX).
+    pub interleaved: bool,
+    pub scaling: RopeScaling,
+}
+
+impl RopeConfig {
+    /// Reads `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling` (older),
+    /// and the partial-rotary fraction under any of its names.
+    pub fn from_config(cfg: HfConfig, d_head: usize) -> Result<RopeConfig> {
+        let params = cfg.get("rope_parameters").filter(|v| v.is_object());
+        let scaling = cfg.get("rope_scaling").filter(|v| v.is_object());
+        let from_params = |key: &str| params.and_then(|p| p.get(key)).and_then(Value::as_f64);
+        let theta = from_params("rope_theta")
+            .or(cfg.f64_opt(&["rope_theta", "rotary_emb_base"])?)
+            .unwrap_or(10_000.0);
+        let fraction = from_params("partial_rotary_factor")
+            .or(cfg.f64_opt(&["partial_rotary_factor", "rotary_pct"])?)
+            .unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(ModelError::config(format!(
+                "partial rotary fraction {fraction} is outside [0, 1]"
+            )));
+        }
+        let rotary_dim = (d_head as f64 * fraction) as usize;
+        // The scaling block is `rope_parameters` itself in transformers 5, `rope_scaling` before.
+        let spec = scaling.or(params);
+        let scaling = match spec {
+            None => RopeScaling::None,
+            Some(s) => {
+                let kind = s
+                    .get("rope_type")
+                    .or_else(|| s.get("type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                let num = |key: &str| -> Result<f64> {
+                    s.get(key).and_then(Value::as_f64).ok_or_else(|| {
+                        ModelError::config(format!("rope scaling `{kind}` needs `{key}`"))
+                    })
+                };
+                match kind {
+                    "default" => RopeScaling::None,
+                    "linear" => RopeScaling::Linear {
+                        factor: num("factor")?,
+                    },
+                    "llama3" => RopeScaling::Llama3 {
+                        factor: num("factor")?,
+                        low_freq_factor: num("low_freq_factor")?,
+                        high_freq_factor: num("high_freq_factor")?,
+                        original_max_position_embeddings: num("original_max_position_embeddings")?,
+                    },
+                    other => {
+                        return Err(ModelError::config(format!(
+                            "rope scaling type `{other}` is not supported (supported: default, linear, llama3)"
+                        )))
+                    }
+                }
+            }
+        };
+        Ok(RopeConfig {
+            theta,
+            rotary_dim,
+            interleaved: false,
+            scaling,
+        })
+    }
+
+    /// The inverse frequency of each rotating pair, after scaling.
+    pub fn inv_freq(&self) -> Vec<f64> {
+        let half = self.rotary_dim / 2;
+        let base: Vec<f64> = (0..half)
+            .map(|i| 1.0 / self.theta.powf(2.0 * i as f64 / self.rotary_dim as f64))
+            .collect();
+        match &self.scaling {
+            RopeScaling::None => base,
+            RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old_ctx,
+            } => {
+                let low_freq_wavelen = old_ctx / low_freq_factor;
+                let high_freq_wavelen = old_ctx / high_freq_factor;
+                base.iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        if wavelen < high_freq_wavelen {
+                            f
+                        } else if wavelen > low_freq_wavelen {
+                            f / factor
+                        } else {
+                            let smooth = (old_ctx / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Gemma and Gemma 2.
+//!
+//! Gemma: Llama with RMSNorm weights stored as `w − 1` (scale by `1 + w`, in f32), token
+//! embeddings multiplied by `sqrt(d_model)` rounded to the model dtype, a GELU-tanh gated MLP,
+//! an explicit `head_dim` and a tied unembedding.
+//! Gemma 2 adds norms on the attention and MLP outputs (`post_attention_layernorm`,
+//! `post_feedforward_layernorm`, with `pre_feedforward_layernorm` before the MLP), scales
+//! queries by `query_pre_attn_scalar^-½`, soft-caps attention scores and final logits, and
+//! uses a sliding window on alternate layers (`layer_types`, else even layers).
+
+use candle_nn::VarBuilder;
+
+use crate::config::HfConfig;
+use crate::error::Result;
+use crate::layers::Activation;
+use crate::llama::{build_llama_style, LlamaDims, Quirks};
+use crate::model::Model;
+
+fn gemma_dims(config: &serde_json::Value) -> Result<LlamaDims> {
+    let mut dims = LlamaDims::from_config(config)?;
+    // Gemma 1 checkpoints say `hidden_act: gelu` but the reference runs the tanh approximation
+    // unless `hidden_activation` says otherwise.
+    if HfConfig(config).str_opt("hidden_activation").is_none() && dims.act == Activation::Gelu {
+        dims.act = Activation::GeluTanh;
+    }
+    Ok(dims)
+}
+
+pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model>> {
+    let dims = gemma_dims(config)?;
+    let bias = HfConfig(config).bool_or("attention_bias", false)?;
+    let quirks = Quirks {
+        qkv_bias: bias,
+        o_bias: bias,
+        norm_plus_one: true,
+        embed_scale: Some((dims.d_model as f64).sqrt()),
+        tie_default: true,
+        ..Quirks::default()
+    };
+    Ok(Box::new(build_llama_style(config, vb, &dims, &quirks)?))
+}
+
+pub fn build2(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model>> {
+    let cfg = HfConfig(config);
+    let mut dims = gemma_dims(config)?;
+    if dims.layer_sliding.is_none() {
+        // Gemma 2 alternates: sliding window on even layers, global attention on odd ones.
+        dims.layer_sliding = Some((0..dims.n_layers).map(|i| i % 2 == 0).collect());
+    }
+    let scalar = cfg.f64_or(&["query_pre_attn_scalar"], dims.d_head as f64)?;
+    let bias = cfg.bool_or("attention_bias", false)?;
+    let quirks = Quirks {
+        qkv_bias: bias,
+        o_bias: bias,
+        norm_plus_one: true,
+        post_norms: true,
+        embed_scale: Some((dims.d_model as f64).sqrt()),
+        attn_scale: Some(1.0 / scalar.sqrt()),
+        attn_softcap: cfg.f64_opt(&["attn_logit_softcapping"])?,
+        final_softcap: cfg.f64_opt(&["final_logit_softcapping"])?,
+        tie_default: true,
+        ..Quirks::default()
+    };
+    Ok(Box::new(build_llama_style(config, vb, &dims, &quirks)?))
+}

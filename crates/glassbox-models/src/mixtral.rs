@@ -1,0 +1,55 @@
+//! Mixtral (`MixtralForCausalLM`): Mistral's attention with a sparse mixture of experts in
+//! place of each MLP, as transformers' `modeling_mixtral.py` computes it.
+//!
+//! Each layer's `block_sparse_moe` routes every token to the `num_experts_per_tok` best of
+//! `num_local_experts` SwiGLU experts (`w1` gate, `w3` up, `w2` down) by a softmax over the
+//! router logits (`gate`), renormalised over the chosen experts. Routing hooks are described
+//! in [`crate::moe`].
+
+use candle_nn::VarBuilder;
+
+use crate::config::HfConfig;
+use crate::decoder::FeedForward;
+use crate::error::{ModelError, Result};
+use crate::llama::{build_llama_style_with, LlamaDims, Quirks};
+use crate::model::Model;
+use crate::moe::{self, MoeBlock, Router, RouterConfig, Scoring};
+
+pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> {
+    let cfg = HfConfig(config);
+    let dims = LlamaDims::from_config(config)?;
+    let router = RouterConfig {
+        n_experts: cfg.usize(&["num_local_experts"])?,
+        top_k: cfg.usize(&["num_experts_per_tok"])?,
+        scoring: Scoring::Softmax,
+        group_limit: None,
+        renormalize: true,
+        renormalize_eps: 0.0,
+        scale: 1.0,
+    };
+    router.validate().map_err(ModelError::config)?;
+    let budget = moe::default_expert_budget();
+    let layers = vb.pp("model").pp("layers");
+    let feed_forward = |i: usize| -> Result<Option<Box<dyn FeedForward>>> {
+        let v = layers.pp(i).pp("block_sparse_moe");
+        Ok(Some(Box::new(MoeBlock {
+            router: Router::load(v.pp("gate"), router.clone(), dims.d_model, false)?,
+            experts: moe::ExpertStore::load(
+                v.pp("experts"),
+                moe::MIXTRAL_MLP_NAMES,
+                router.n_experts,
+                dims.d_model,
+                dims.d_mlp,
+                dims.act,
+                budget,
+            )?,
+            shared: None,
+        })))
+    };
+    let quirks = Quirks {
+        qkv_bias: cfg.bool_or("attention_bias", false)?,
+        o_bias: cfg.bool_or("attention_bias", false)?,
+        ..Quirks::default()
+    };
+    Ok(Box::new(build_llama_style_with(config, vb.clone(), &dims, &quirks, &feed_forward)?))
+}

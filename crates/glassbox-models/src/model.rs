@@ -1,0 +1,366 @@
+//! The model interface: [`Model`] (one forward pass with hooks), [`HookedModel`] (a model with
+//! its tokenizer, loaded from disk, with TransformerLens-shaped helpers), [`LoadOptions`].
+//!
+//! Loading goes checkpoint → [`SimpleBackend`] → [`VarBuilder`] → registry constructor, so the
+//! same constructor builds a model from a Hub snapshot ([`HookedModel::load`]), from any other
+//! backend that renames tensors and synthesizes a Hub `config.json`
+//! ([`HookedModel::from_backend`], e.g. GGUF), or from a `VarMap` with freshly initialised,
+//! trainable weights ([`HookedModel::from_config`]).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use glassbox_formats::Checkpoint;
+
+use crate::backend::CheckpointBackend;
+use crate::config::HfConfig;
+use crate::error::{ModelError, Result};
+use crate::generate::{sample_next, GenerateOptions};
+use crate::hooks::{ActivationCache, Hooks, NameFilter};
+use crate::kv_cache::KvCache;
+use crate::registry;
+use crate::tokenizer::Tokenizer;
+
+/// The dimensions of a model, named as in TransformerLens' `HookedTransformerConfig`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ModelInfo {
+    /// `architectures[0]` of the config, e.g. `LlamaForCausalLM`.
+    pub architecture: String,
+    pub n_layers: usize,
+    pub d_model: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (fewer than `n_heads` under grouped-query attention).
+    pub n_kv_heads: usize,
+    pub d_head: usize,
+    pub d_mlp: usize,
+    pub d_vocab: usize,
+    /// Maximum context (`max_position_embeddings`).
+    pub n_ctx: usize,
+    /// Decoder (causal attention) or encoder.
+    pub causal: bool,
+}
+
+/// One architecture's forward pass, with a hook at every TransformerLens point.
+///
+/// Implementations call [`Hooks::point`] at each hook point, so writes there take effect
+/// downstream, and compute with differentiable ops only (see [`crate::ops`]).
+pub trait Model: Send + Sync {
+    fn info(&self) -> &ModelInfo;
+
+    /// `input_ids` [batch, pos] U32; `attention_mask` [batch, pos] (1 = token, 0 = padding;
+    /// `None` = all tokens; padding goes on the right); returns logits [batch, pos, d_vocab]
+    /// in f32 (f64 for an f64 model). With `kv`, the pass continues after the cached positions and appends to them.
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+    ) -> candle_core::Result<Tensor>;
+
+    /// The final normalisation (`ln_final`) applied to a residual stream [.., d_model].
+    fn final_norm(&self, resid: &Tensor) -> candle_core::Result<Tensor>;
+
+    /// Normalised residual [.., d_model] -> logits [.., d_vocab] (unembedding bias included,
+    /// final soft-capping too where the architecture has it).
+    fn unembed(&self, normed: &Tensor) -> candle_core::Result<Tensor>;
+
+    /// The unembedding matrix `W_U` [d_model, d_vocab].
+    fn w_u(&self) -> candle_core::Result<Tensor>;
+
+    /// The attention output matrix of `layer`, per head: `W_O` [n_heads, d_head, d_model].
+    fn w_o(&self, layer: usize) -> candle_core::Result<Tensor>;
+
+    /// The attention output bias of `layer` [d_model] (zeros if the architecture has none).
+    fn b_o(&self, layer: usize) -> candle_core::Result<Tensor>;
+}
+
+/// How to load weights.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Weights and activations are held in this dtype (F32 by default; F16/BF16 to halve memory).
+    pub dtype: DType,
+    pub device: Device,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            dtype: DType::F32,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// A model with its tokenizer: the library's main entry point.
+pub struct HookedModel {
+    pub model: Box<dyn Model>,
+    pub tokenizer: Option<Tokenizer>,
+    /// The Hub `config.json` the model was built from.
+    pub config: serde_json::Value,
+    /// Tokens that end generation (`eos_token_id` of the generation config or config).
+    pub eos_token_ids: Vec<u32>,
+    device: Device,
+}
+
+impl HookedModel {
+    /// Loads any checkpoint [`Checkpoint::open`] reads that carries a `config.json`
+    /// (a Hub snapshot directory).
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        let ck = Checkpoint::open(path)?;
+        if ck.kind == glassbox_formats::CheckpointKind::Gguf {
+            return crate::gguf_model::load_checkpoint(ck, opts);
+        }
+        let config = ck.config.clone().ok_or_else(|| {
+            ModelError::config(format!(
+                "{}: no config.json (pass a Hub snapshot directory holding config.json and the weights)",
+                path.display()
+            ))
+        })?;
+        let tokenizer = match &ck.tokenizer_path {
+            Some(p) => Some(Tokenizer::from_file(p)?),
+            None => None,
+        };
+        let mut eos = Vec::new();
+        if let Some(g) = &ck.generation_config {
+            eos = HfConfig(g).token_ids("eos_token_id");
+        }
+        let backend = CheckpointBackend::new(ck);
+        let mut model = Self::from_backend(config, Box::new(backend), tokenizer, path, opts)?;
+        if !eos.is_empty() {
+            model.eos_token_ids = eos;
+        }
+        Ok(model)
+    }
+
+    /// Builds a model from a Hub-style `config` and any backend serving tensors under Hub
+    /// names; `source` names the file in error messages.
+    pub fn from_backend(
+        config: serde_json::Value,
+        backend: Box<dyn SimpleBackend>,
+        tokenizer: Option<Tokenizer>,
+        source: &Path,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        let vb = VarBuilder::from_backend(backend, opts.dtype, opts.device.clone());
+        let model = registry::build(&config, vb).map_err(|e| match e {
+            ModelError::Candle(source_err) => ModelError::Weights {
+                path: source.to_path_buf(),
+                source: source_err,
+            },
+            ModelError::Config(msg) => {
+                ModelError::Config(format!("{}: {msg}", source.join("config.json").display()))
+            }
+            other => other,
+        })?;
+        Ok(Self::assemble(
+            model,
+            config,
+            tokenizer,
+            opts.device.clone(),
+        ))
+    }
+
+    /// Builds a model from a Hub-style `config` over any [`VarBuilder`]; with
+    /// `VarBuilder::from_varmap` the weights are freshly initialised and trainable.
+    pub fn from_config(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Self> {
+        let device = vb.device().clone();
+        let model = registry::build(config, vb)?;
+        Ok(Self::assemble(model, config.clone(), None, device))
+    }
+
+    fn assemble(
+        model: Box<dyn Model>,
+        config: serde_json::Value,
+        tokenizer: Option<Tokenizer>,
+        device: Device,
+    ) -> Self {
+        let eos_token_ids = HfConfig(&config).token_ids("eos_token_id");
+        HookedModel {
+            model,
+            tokenizer,
+            config,
+            eos_token_ids,
+            device,
+        }
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        self.model.info()
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            ModelError::Tokenizer("this model has no tokenizer (no tokenizer.json)".into())
+        })
+    }
+
+    /// Token ids of `text`, as the model's tokenizer produces them (special tokens included
+    /// where the tokenizer adds them, e.g. a BOS).
+    pub fn to_tokens(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer()?.encode(text)
+    }
+
+    /// Each token of `text` as a string.
+    pub fn to_str_tokens(&self, text: &str) -> Result<Vec<String>> {
+        let ids = self.to_tokens(text)?;
+        self.tokenizer()?.str_tokens(&ids)
+    }
+
+    /// Each of `ids` decoded on its own.
+    pub fn ids_to_str_tokens(&self, ids: &[u32]) -> Result<Vec<String>> {
+        self.tokenizer()?.str_tokens(ids)
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer()?.decode(ids)
+    }
+
+    /// A [1, pos] U32 tensor of `ids` on the model's device.
+    pub fn ids_tensor(&self, ids: &[u32]) -> Result<Tensor> {
+        Ok(Tensor::new(ids, &self.device)?.unsqueeze(0)?)
+    }
+
+    /// Checks ids are in the vocabulary and shapes them [batch, pos].
+    fn check_ids(&self, ids: &Tensor) -> Result<Tensor> {
+        let ids = match ids.rank() {
+            1 => ids.unsqueeze(0)?,
+            2 => ids.clone(),
+            r => {
+                return Err(ModelError::Input(format!(
+                    "token ids must be [batch, pos], got rank {r}"
+                )))
+            }
+        };
+        let ids = ids.to_dtype(DType::U32)?;
+        if ids.dim(1)? == 0 {
+            return Err(ModelError::Input("no tokens to run".into()));
+        }
+        let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()? as usize;
+        let vocab = self.info().d_vocab;
+        if max >= vocab {
+            return Err(ModelError::Input(format!(
+                "token id {max} is outside the vocabulary (size {vocab})"
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// Logits [batch, pos, d_vocab] of `ids` ([pos] or [batch, pos]).
+    pub fn run(&self, ids: &Tensor) -> Result<Tensor> {
+        self.run_with_hooks(ids, &mut Hooks::none())
+    }
+
+    /// Logits and every activation whose hook name passes `filter`, as TransformerLens'
+    /// `run_with_cache(names_filter=...)`.
+    ///
+    /// ```
+    /// use glassbox_models::{HookedModel, LoadOptions, NameFilter};
+    /// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/parity/gpt2");
+    /// let model = HookedModel::load(dir.as_ref(), &LoadOptions::default())?;
+    /// let ids = model.ids_tensor(&model.to_tokens("The Eiffel Tower is in Paris.")?)?;
+    /// let filter = NameFilter::new(&["blocks.*.hook_resid_post", "blocks.0.attn.hook_pattern"])?;
+    /// let (logits, cache) = model.run_with_cache(&ids, &filter)?;
+    /// let n = ids.dim(1)?;
+    /// assert_eq!(logits.dims(), &[1, n, model.info().d_vocab]);
+    /// assert_eq!(cache["blocks.1.hook_resid_post"].dims(), &[1, n, model.info().d_model]);
+    /// assert_eq!(cache["blocks.0.attn.hook_pattern"].dims(), &[1, model.info().n_heads, n, n]);
+    /// assert_eq!(cache.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_with_cache(
+        &self,
+        ids: &Tensor,
+        filter: &NameFilter,
+    ) -> Result<(Tensor, ActivationCache)> {
+        let mut hooks = Hooks::caching(filter.clone());
+        let logits = self.run_with_hooks(ids, &mut hooks)?;
+        Ok((logits, hooks.take_cache()))
+    }
+
+    /// Logits with `hooks` applied (interventions, user functions, caching), as
+    /// TransformerLens' `run_with_hooks`.
+    ///
+    /// ```
+    /// use glassbox_models::{HookedModel, Hooks, Intervention, LoadOptions, NameFilter, Selection};
+    /// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/parity/llama");
+    /// let model = HookedModel::load(dir.as_ref(), &LoadOptions::default())?;
+    /// let ids = model.ids_tensor(&model.to_tokens("When Mary and John went to the store")?)?;
+    /// let clean = model.run(&ids)?;
+    /// // Zero-ablate head 1 of layer 0 at every position.
+    /// let mut hooks = Hooks::none();
+    /// hooks.intervene(NameFilter::new(&["blocks.0.attn.hook_z"])?, Intervention::Zero, Selection::Heads(vec![1]));
+    /// let ablated = model.run_with_hooks(&ids, &mut hooks)?;
+    /// let change = (clean - ablated)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    /// assert!(change > 1e-3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_with_hooks(&self, ids: &Tensor, hooks: &mut Hooks) -> Result<Tensor> {
+        let ids = self.check_ids(ids)?;
+        Ok(self.model.forward(&ids, None, hooks, None)?)
+    }
+
+    /// Like [`run_with_hooks`](Self::run_with_hooks) for a right-padded batch with its
+    /// attention mask [batch, pos] (1 = token, 0 = padding).
+    pub fn run_masked(&self, ids: &Tensor, mask: &Tensor, hooks: &mut Hooks) -> Result<Tensor> {
+        let ids = self.check_ids(ids)?;
+        if mask.dims() != ids.dims() {
+            return Err(ModelError::Input(format!(
+                "attention mask shape {:?} differs from the ids' {:?}",
+                mask.dims(),
+                ids.dims()
+            )));
+        }
+        Ok(self.model.forward(&ids, Some(mask), hooks, None)?)
+    }
+
+    /// Continues `prompt` by up to `opts.max_new_tokens` tokens with a KV cache, calling
+    /// `on_token` with each new token as it is chosen; returns the new tokens. `hooks` apply
+    /// at every step (e.g. an `Intervention::Add` on `hook_resid_post` steers generation).
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        hooks: &mut Hooks,
+        mut on_token: impl FnMut(u32),
+    ) -> Result<Vec<u32>> {
+        let info = self.info();
+        if !info.causal {
+            return Err(ModelError::Input(format!(
+                "{} is an encoder: it does not generate text",
+                info.architecture
+            )));
+        }
+        let mut input = self.check_ids(&Tensor::new(prompt, &self.device)?)?;
+        let mut kv = KvCache::new(info.n_layers);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(opts.seed);
+        let mut new_tokens = Vec::with_capacity(opts.max_new_tokens);
+        let eos: &[u32] = if opts.stop_at_eos {
+            &self.eos_token_ids
+        } else {
+            &[]
+        };
+        for _ in 0..opts.max_new_tokens {
+            if kv.len() + input.dim(1)? > info.n_ctx {
+                break;
+            }
+            let logits = self.model.forward(&input, None, hooks, Some(&mut kv))?;
+            let last = logits.get(0)?.get(logits.dim(1)? - 1)?;
+            let next = sample_next(&last.to_vec1::<f32>()?, opts, &mut rng);
+            new_tokens.push(next);
+            on_token(next);
+            if eos.contains(&next) {
+                break;
+            }
+            input = Tensor::new(&[[next]], &self.device)?;
+        }
+        Ok(new_tokens)
+    }
+}

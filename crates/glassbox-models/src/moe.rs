@@ -1,0 +1,814 @@
+//! Mixture-of-experts feed-forward blocks, with the routing made visible.
+//!
+//! A [`MoeBlock`] replaces a decoder layer's MLP. Per token it
+//! 1. scores every routed expert with a linear router ([`Router`]): the raw scores are the hook
+//!    `blocks.{i}.mlp.hook_router_logits` [batch, pos, n_experts];
+//! 2. turns them into probabilities (softmax for Mixtral / Qwen-MoE / DeepSeek-V2, sigmoid for
+//!    DeepSeek-V3) and picks `k` experts, optionally limited to the best expert groups and biased
+//!    by a score-correction term that only influences the choice: `hook_expert_indices`
+//!    [batch, pos, k] (u32);
+//! 3. gathers the chosen probabilities, optionally renormalises and scales them:
+//!    `hook_expert_weights` [batch, pos, k];
+//! 4. runs each used expert on its tokens. With hooks set, each expert's *unweighted* output is
+//!    the hook `blocks.{i}.mlp.experts.{e}.hook_out` [batch, pos, d_model], zero at tokens not
+//!    routed to it; the shared experts' output is `blocks.{i}.mlp.shared_experts.hook_out`.
+//!
+//! The block's output is Σₑ wₑ · outₑ + shared, where wₑ is the sum of the token's weights in the
+//! slots that chose e. Every hook is writable: rewriting the logits or the indices forces a
+//! routing (the weights are then gathered from the rewritten choice, exactly as the reference
+//! gathers them), rewriting the weights reweights, zeroing an expert's output ablates it.
+//! [`expert_contribution`] recombines a cached run into per-expert contributions, the
+//! components of ablation and direct logit attribution.
+//!
+//! Selection (top-k, group limits) is not differentiable and runs on the host; everything the
+//! output depends on continuously — router logits, probabilities, weights, expert outputs — is
+//! built from differentiable ops (gather, index_select, index_add), so attribution patching
+//! and training see gradients through the router and the experts.
+//!
+//! Experts load lazily ([`ExpertStore`]): an expert's weights are read from the checkpoint's
+//! memory map the first time a token is routed to it, and kept only while they fit the memory
+//! budget. A model whose experts exceed RAM therefore still runs, touching only used experts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::decoder::FeedForward;
+use crate::hooks::{ActivationCache, Hooks};
+use crate::layers::{Activation, Linear};
+use crate::mlp::{Mlp, MlpProjection};
+use crate::ops;
+
+/// Weight names of the three projections of a gated MLP, as the checkpoint spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MlpNames {
+    pub gate: &'static str,
+    pub up: &'static str,
+    pub down: &'static str,
+}
+
+/// `gate_proj` / `up_proj` / `down_proj` (Llama, DeepSeek, Qwen-MoE).
+pub const LLAMA_MLP_NAMES: MlpNames = MlpNames {
+    gate: "gate_proj",
+    up: "up_proj",
+    down: "down_proj",
+};
+
+/// Mixtral's `w1` (gate) / `w3` (up) / `w2` (down).
+pub const MIXTRAL_MLP_NAMES: MlpNames = MlpNames {
+    gate: "w1",
+    up: "w3",
+    down: "w2",
+};
+
+/// A gated feed-forward network, `down(act(gate(x)) · up(x))`: each expert, the shared
+/// experts, and the dense layers of the DeepSeek family.
+#[derive(Clone, Debug)]
+pub struct GatedMlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+    pub act: Activation,
+}
+
+impl GatedMlp {
+    pub fn load(
+        vb: VarBuilder,
+        names: MlpNames,
+        d_model: usize,
+        d_ff: usize,
+        act: Activation,
+    ) -> Result<Self> {
+        Ok(GatedMlp {
+            gate: Linear::load(vb.pp(names.gate), d_model, d_ff, false)?,
+            up: Linear::load(vb.pp(names.up), d_model, d_ff, false)?,
+            down: Linear::load(vb.pp(names.down), d_ff, d_model, false)?,
+            act,
+        })
+    }
+
+    /// Bytes held by the three weight matrices.
+    pub fn bytes(&self) -> usize {
+        [&self.gate, &self.up, &self.down]
+            .iter()
+            .map(|l| l.weight.elem_count() * l.weight.dtype().size_in_bytes())
+            .sum()
+    }
+}
+
+impl Module for GatedMlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let hidden = (self.act.apply(&self.gate.forward(x)?)? * self.up.forward(x)?)?;
+        self.down.forward(&hidden)
+    }
+}
+
+/// A dense gated MLP (`{vb}.{gate|up|down}.weight`) as a decoder feed-forward, with the
+/// usual `mlp.hook_pre` / `hook_pre_linear` / `hook_post` hooks.
+pub fn dense_gated_mlp(
+    vb: VarBuilder,
+    names: MlpNames,
+    d_model: usize,
+    d_ff: usize,
+    act: Activation,
+) -> Result<Mlp> {
+    let m = GatedMlp::load(vb, names, d_model, d_ff, act)?;
+    Ok(Mlp {
+        proj: MlpProjection::Gated {
+            gate: m.gate,
+            up: m.up,
+        },
+        act,
+        fc_out: m.down,
+    })
+}
+
+/// How router logits become per-expert probabilities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scoring {
+    /// Softmax over all routed experts (Mixtral, Qwen-MoE, DeepSeek-V2).
+    Softmax,
+    /// An independent sigmoid per expert (DeepSeek-V3).
+    Sigmoid,
+}
+
+/// How an expert group is scored when routing is limited to the best groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupScore {
+    /// The sum of the group's two best (bias-corrected) scores (DeepSeek-V3 `noaux_tc`).
+    SumOfTopTwo,
+    /// The group's best score (DeepSeek-V2 `group_limited_greedy`).
+    Max,
+}
+
+/// Group-limited routing: experts are split into `n_group` equal groups and only the
+/// `topk_group` best groups may be chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupLimit {
+    pub n_group: usize,
+    pub topk_group: usize,
+    pub score: GroupScore,
+}
+
+/// Everything that defines a router's arithmetic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouterConfig {
+    pub n_experts: usize,
+    /// Experts per token.
+    pub top_k: usize,
+    pub scoring: Scoring,
+    pub group_limit: Option<GroupLimit>,
+    /// Divide the chosen probabilities by their sum (`norm_topk_prob`; always for Mixtral).
+    pub renormalize: bool,
+    /// Added to the sum before dividing (DeepSeek-V3 adds 1e-20; the others add nothing).
+    pub renormalize_eps: f64,
+    /// Multiplies the final weights (`routed_scaling_factor`).
+    pub scale: f64,
+}
+
+impl RouterConfig {
+    /// Checks the counts fit together (a malformed config must not index out of range).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.n_experts == 0 || self.top_k == 0 || self.top_k > self.n_experts {
+            return Err(format!(
+                "experts per token ({}) must be between 1 and the number of experts ({})",
+                self.top_k, self.n_experts
+            ));
+        }
+        if let Some(g) = self.group_limit {
+            if g.n_group == 0 || self.n_experts % g.n_group != 0 {
+                return Err(format!(
+                    "{} experts cannot be split into {} equal groups",
+                    self.n_experts, g.n_group
+                ));
+            }
+            if g.topk_group == 0 || g.topk_group > g.n_group {
+                return Err(format!(
+                    "topk_group {} must be between 1 and n_group {}",
+                    g.topk_group, g.n_group
+                ));
+            }
+            if g.topk_group * (self.n_experts / g.n_group) < self.top_k {
+                return Err(format!(
+                    "{} groups of {} experts cannot supply {} experts per token",
+                    g.topk_group,
+                    self.n_experts / g.n_group,
+                    self.top_k
+                ));
+            }
+            if g.score == GroupScore::SumOfTopTwo && self.n_experts / g.n_group < 2 {
+                return Err("group scoring by the two best experts needs groups of at least 2".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The router (`gate`): a linear map to one logit per routed expert, plus DeepSeek-V3's
+/// score-correction bias, which shifts the choice but not the weights.
+#[derive(Clone, Debug)]
+pub struct Router {
+    pub cfg: RouterConfig,
+    /// [n_experts, d_model].
+    pub weight: Tensor,
+    /// [n_experts], DeepSeek-V3's `e_score_correction_bias`.
+    pub correction_bias: Option<Vec<f32>>,
+}
+
+impl Router {
+    /// Loads `{vb}.weight` and, when `with_bias`, `{vb}.e_score_correction_bias`.
+    pub fn load(vb: VarBuilder, cfg: RouterConfig, d_model: usize, with_bias: bool) -> Result<Self> {
+        cfg.validate().map_err(candle_core::Error::Msg)?;
+        let weight = vb.get_with_hints(
+            (cfg.n_experts, d_model),
+            "weight",
+            crate::layers::WEIGHT_INIT,
+        )?;
+        let correction_bias = if with_bias {
+            let b = vb.get_with_hints(
+                cfg.n_experts,
+                "e_score_correction_bias",
+                candle_nn::Init::Const(0.0),
+            )?;
+            Some(b.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        Ok(Router {
+            cfg,
+            weight,
+            correction_bias,
+        })
+    }
+
+    /// Router logits [n, n_experts] in f32 (the references route in f32 whatever the dtype).
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.to_dtype(DType::F32)?;
+        x.matmul(&self.weight.to_dtype(DType::F32)?.t()?)
+    }
+
+    /// Probabilities [n, n_experts] from logits.
+    pub fn scores(&self, logits: &Tensor) -> Result<Tensor> {
+        match self.cfg.scoring {
+            Scoring::Softmax => ops::softmax_last_dim(logits),
+            Scoring::Sigmoid => {
+                // 1 / (1 + e^-x), from differentiable primitives.
+                let e = logits.neg()?.exp()?;
+                (e + 1.0)?.recip()
+            }
+        }
+    }
+
+    /// The `top_k` experts of each row of `scores` (row-major [n, n_experts]), best first
+    /// (ties to the lower index).
+    pub fn select(&self, scores: &[f32]) -> Vec<u32> {
+        let e = self.cfg.n_experts;
+        let k = self.cfg.top_k;
+        let rows = scores.len() / e;
+        let mut out = Vec::with_capacity(rows * k);
+        let mut choice = vec![0f32; e];
+        for row in scores.chunks_exact(e) {
+            for (j, c) in choice.iter_mut().enumerate() {
+                *c = row[j] + self.correction_bias.as_ref().map_or(0.0, |b| b[j]);
+            }
+            if let Some(g) = self.cfg.group_limit {
+                let size = e / g.n_group;
+                let group_scores: Vec<f32> = choice
+                    .chunks_exact(size)
+                    .map(|grp| match g.score {
+                        GroupScore::Max => grp.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                        GroupScore::SumOfTopTwo => {
+                            let best = top_indices(grp, 2);
+                            best.iter().map(|&i| grp[i]).sum()
+                        }
+                    })
+                    .collect();
+                let kept = top_indices(&group_scores, g.topk_group);
+                for (gi, grp) in choice.chunks_exact_mut(size).enumerate() {
+                    if !kept.contains(&gi) {
+                        // The reference masks dropped groups with 0, not -inf.
+                        grp.iter_mut().for_each(|c| *c = 0.0);
+                    }
+                }
+            }
+            out.extend(top_indices(&choice, k).into_iter().map(|i| i as u32));
+        }
+        out
+    }
+
+    /// Weights [n, k] for `indices` [n, k] (u32): the chosen probabilities, renormalised and
+    /// scaled as configured. Differentiable in `scores`.
+    pub fn weights(&self, scores: &Tensor, indices: &Tensor) -> Result<Tensor> {
+        let mut w = scores.contiguous()?.gather(&indices.contiguous()?, 1)?;
+        if self.cfg.renormalize {
+            let denom = (w.sum_keepdim(D::Minus1)? + self.cfg.renormalize_eps)?;
+            w = w.broadcast_div(&denom)?;
+        }
+        if self.cfg.scale != 1.0 {
+            w = (w * self.cfg.scale)?;
+        }
+        Ok(w)
+    }
+}
+
+/// Indices of the `k` largest values, largest first, ties to the lower index.
+fn top_indices(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&a, &b| {
+        values[b]
+            .partial_cmp(&values[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(&b))
+    });
+    idx.truncate(k);
+    idx
+}
+
+/// Where the routed experts' weights live.
+enum ExpertSource {
+    /// Built up front (random init for training, or a checkpoint loaded eagerly).
+    Loaded(Vec<Arc<GatedMlp>>),
+    /// Read on first use from `vb` (`{vb}.{e}.{gate|up|down}.weight`); kept in `cache` while
+    /// the total stays under `budget_bytes`.
+    Lazy {
+        vb: VarBuilder<'static>,
+        cache: Mutex<HashMap<usize, Arc<GatedMlp>>>,
+        budget_bytes: usize,
+    },
+}
+
+/// The routed experts of one layer.
+pub struct ExpertStore {
+    source: ExpertSource,
+    names: MlpNames,
+    n_experts: usize,
+    d_model: usize,
+    d_ff: usize,
+    act: Activation,
+}
+
+impl std::fmt::Debug for ExpertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExpertStore")
+            .field("n_experts", &self.n_experts)
+            .field("d_model", &self.d_model)
+            .field("d_ff", &self.d_ff)
+            .field("lazy", &matches!(self.source, ExpertSource::Lazy { .. }))
+            .finish()
+    }
+}
+
+impl ExpertStore {
+    /// Lazily when the backend already holds expert 0's weights (a checkpoint), eagerly
+    /// otherwise (e.g. a fresh `VarMap`, where loading creates the trainable weights).
+    pub fn load(
+        vb: VarBuilder<'static>,
+        names: MlpNames,
+        n_experts: usize,
+        d_model: usize,
+        d_ff: usize,
+        act: Activation,
+        budget_bytes: usize,
+    ) -> Result<Self> {
+        if vb.contains_tensor(&format!("0.{}.weight", names.gate)) {
+            Self::load_lazy(vb, names, n_experts, d_model, d_ff, act, budget_bytes)
+        } else {
+            Self::load_eager(vb, names, n_experts, d_model, d_ff, act)
+        }
+    }
+
+    /// Loads every expert now (`{vb}.{e}.{gate|up|down}.weight`).
+    pub fn load_eager(
+        vb: VarBuilder,
+        names: MlpNames,
+        n_experts: usize,
+        d_model: usize,
+        d_ff: usize,
+        act: Activation,
+    ) -> Result<Self> {
+        let experts = (0..n_experts)
+            .map(|e| GatedMlp::load(vb.pp(e), names, d_model, d_ff, act).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ExpertStore {
+            source: ExpertSource::Loaded(experts),
+            names,
+            n_experts,
+            d_model,
+            d_ff,
+            act,
+        })
+    }
+
+    /// Defers reading each expert until a token is routed to it. Checks now that every expert's
+    /// weights exist, so a truncated checkpoint fails at load time, not mid-run. Loaded experts
+    /// are kept while their total stays under `budget_bytes`, then read afresh on each use.
+    pub fn load_lazy(
+        vb: VarBuilder<'static>,
+        names: MlpNames,
+        n_experts: usize,
+        d_model: usize,
+        d_ff: usize,
+        act: Activation,
+        budget_bytes: usize,
+    ) -> Result<Self> {
+        for e in 0..n_experts {
+            for part in [names.gate, names.up, names.down] {
+                let name = format!("{e}.{part}.weight");
+                if !vb.contains_tensor(&name) {
+                    candle_core::bail!("missing expert weight `{}.{name}`", vb.prefix());
+                }
+            }
+        }
+        Ok(ExpertStore {
+            source: ExpertSource::Lazy {
+                vb,
+                cache: Mutex::new(HashMap::new()),
+                budget_bytes,
+            },
+            names,
+            n_experts,
+            d_model,
+            d_ff,
+            act,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.n_experts
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n_experts == 0
+    }
+
+    /// Bytes one expert's weights take in `dtype`.
+    pub fn expert_bytes(&self, dtype: DType) -> usize {
+        3 * self.d_model * self.d_ff * dtype.size_in_bytes()
+    }
+
+    /// Expert `e`, reading it from the checkpoint if it is not held.
+    pub fn get(&self, e: usize) -> Result<Arc<GatedMlp>> {
+        if e >= self.n_experts {
+            candle_core::bail!("expert {e} out of range ({} experts)", self.n_experts);
+        }
+        match &self.source {
+            ExpertSource::Loaded(v) => Ok(v[e].clone()),
+            ExpertSource::Lazy {
+                vb,
+                cache,
+                budget_bytes,
+            } => {
+                let held = |c: &HashMap<usize, Arc<GatedMlp>>| c.get(&e).cloned();
+                if let Some(m) = held(&lock(cache)) {
+                    return Ok(m);
+                }
+                let mlp = Arc::new(GatedMlp::load(
+                    vb.pp(e),
+                    self.names,
+                    self.d_model,
+                    self.d_ff,
+                    self.act,
+                )?);
+                let mut c = lock(cache);
+                let used: usize = c.values().map(|m| m.bytes()).sum();
+                if used + mlp.bytes() <= *budget_bytes {
+                    c.insert(e, mlp.clone());
+                }
+                Ok(mlp)
+            }
+        }
+    }
+
+    /// Number of experts currently held in memory (all of them when loaded eagerly).
+    pub fn resident(&self) -> usize {
+        match &self.source {
+            ExpertSource::Loaded(v) => v.len(),
+            ExpertSource::Lazy { cache, .. } => lock(cache).len(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the map inconsistent (inserts are atomic).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How much memory lazily loaded experts may keep: half of the memory available now (Linux
+/// `MemAvailable`), or 8 GiB where that cannot be read.
+pub fn default_expert_budget() -> usize {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<usize>().ok())
+            .map(|kb| kb * 1024)
+    });
+    available.map_or(8 << 30, |b| b / 2)
+}
+
+/// A mixture-of-experts block: router, routed experts, optional shared experts.
+#[derive(Debug)]
+pub struct MoeBlock {
+    pub router: Router,
+    pub experts: ExpertStore,
+    /// Always-on experts added to every token (DeepSeek's `shared_experts`).
+    pub shared: Option<GatedMlp>,
+}
+
+impl FeedForward for MoeBlock {
+    /// `x` [batch, pos, d_model] -> [batch, pos, d_model], calling the routing and expert hooks.
+    fn forward(&self, x: &Tensor, layer: usize, hooks: &mut Hooks) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let n = b * t;
+        let i = layer;
+        let k = self.router.cfg.top_k;
+        let n_experts = self.router.cfg.n_experts;
+        let flat = x.reshape((n, d))?.contiguous()?;
+
+        let logits = self.router.logits(&flat)?.reshape((b, t, n_experts))?;
+        let logits = hooks.point(|| format!("blocks.{i}.mlp.hook_router_logits"), logits)?;
+        let scores = self.router.scores(&logits.reshape((n, n_experts))?)?;
+
+        let chosen = self
+            .router
+            .select(&scores.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+        let indices = Tensor::from_vec(chosen, (b, t, k), x.device())?;
+        let indices = hooks.point(|| format!("blocks.{i}.mlp.hook_expert_indices"), indices)?;
+        let indices = checked_indices(&indices, n_experts)?;
+
+        let weights = self.router.weights(&scores, &indices.reshape((n, k))?)?;
+        let weights = hooks.point(
+            || format!("blocks.{i}.mlp.hook_expert_weights"),
+            weights.reshape((b, t, k))?,
+        )?;
+        // Each expert's total weight on each token: [n_experts, n] (a repeated slot sums).
+        // Built as weights × one-hot rather than with scatter_add, whose backward pass in
+        // candle 0.11 fails (it masks `init` with a source of the wrong shape).
+        let one_hot = indices
+            .reshape((n, k, 1))?
+            .broadcast_eq(&Tensor::arange(0u32, n_experts as u32, x.device())?.reshape((1, 1, n_experts))?)?
+            .to_dtype(DType::F32)?;
+        let per_expert = weights
+            .reshape((n, k, 1))?
+            .to_dtype(DType::F32)?
+            .broadcast_mul(&one_hot)?
+            .sum(1)?
+            .t()?
+            .contiguous()?;
+
+        let routed_tokens = tokens_per_expert(&indices.flatten_all()?.to_vec1::<u32>()?, k, n_experts);
+        let mut out = Tensor::zeros((n, d), x.dtype(), x.device())?;
+        let hooked = !hooks.is_empty();
+        for (e, tokens) in routed_tokens.iter().enumerate() {
+            // Experts no token chose are neither run nor hooked: on a 256-expert model a dense
+            // zero activation per idle expert would dwarf the rest of the cache.
+            if tokens.is_empty() {
+                continue;
+            }
+            let rows = Tensor::from_vec(tokens.clone(), tokens.len(), x.device())?;
+            let mut expert_out = self.experts.get(e)?.forward(&flat.index_select(&rows, 0)?)?;
+            if hooked {
+                // Dense [batch, pos, d] so positions can be selected and written like any hook.
+                let dense = Tensor::zeros((n, d), x.dtype(), x.device())?
+                    .index_add(&rows, &expert_out, 0)?
+                    .reshape((b, t, d))?;
+                let dense = hooks.point(|| format!("blocks.{i}.mlp.experts.{e}.hook_out"), dense)?;
+                expert_out = dense.reshape((n, d))?.contiguous()?.index_select(&rows, 0)?;
+            }
+            let w = per_expert
+                .get(e)?
+                .index_select(&rows, 0)?
+                .unsqueeze(1)?
+                .to_dtype(x.dtype())?;
+            out = out.index_add(&rows, &expert_out.broadcast_mul(&w)?, 0)?;
+        }
+        let mut out = out.reshape((b, t, d))?;
+        if let Some(shared) = &self.shared {
+            let s = shared.forward(x)?;
+            let s = hooks.point(|| format!("blocks.{i}.mlp.shared_experts.hook_out"), s)?;
+            out = (out + s)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Indices as u32, each checked to name an expert (a hook may have rewritten them).
+fn checked_indices(indices: &Tensor, n_experts: usize) -> Result<Tensor> {
+    let idx = indices.to_dtype(DType::U32)?;
+    let values = idx.flatten_all()?.to_vec1::<u32>()?;
+    if let Some(bad) = values.iter().find(|&&v| v as usize >= n_experts) {
+        candle_core::bail!("expert index {bad} out of range ({n_experts} experts)");
+    }
+    Ok(idx)
+}
+
+/// For each expert, the distinct token rows routed to it, in token order.
+fn tokens_per_expert(indices: &[u32], k: usize, n_experts: usize) -> Vec<Vec<u32>> {
+    let mut lists = vec![Vec::new(); n_experts];
+    for (row, slots) in indices.chunks_exact(k).enumerate() {
+        for (j, &e) in slots.iter().enumerate() {
+            // A token listing the same expert twice is run once; its weights are summed.
+            if !slots[..j].contains(&e) {
+                lists[e as usize].push(row as u32);
+            }
+        }
+    }
+    lists
+}
+
+/// The weight each token puts on `expert` in layer `layer` of a cached run, [batch, pos]:
+/// the sum of `hook_expert_weights` over the slots whose `hook_expert_indices` equal `expert`.
+pub fn expert_weight(cache: &ActivationCache, layer: usize, expert: usize) -> Result<Tensor> {
+    let idx = cache.require(&format!("blocks.{layer}.mlp.hook_expert_indices"))?;
+    let w = cache.require(&format!("blocks.{layer}.mlp.hook_expert_weights"))?;
+    let hit = idx
+        .to_dtype(DType::F32)?
+        .eq(expert as f64)?
+        .to_dtype(DType::F32)?;
+    (w.to_dtype(DType::F32)? * hit)?.sum(D::Minus1)
+}
+
+/// What routed expert `expert` of layer `layer` added to the residual stream in a cached run,
+/// [batch, pos, d_model]: its weight times its `hook_out`. Needs the layer's
+/// `hook_expert_indices`, `hook_expert_weights` and `experts.{expert}.hook_out` in the cache.
+/// An expert no token was routed to has no `hook_out` and contributes zeros.
+pub fn expert_contribution(cache: &ActivationCache, layer: usize, expert: usize) -> Result<Tensor> {
+    let w = expert_weight(cache, layer, expert)?;
+    match cache.get(&format!("blocks.{layer}.mlp.experts.{expert}.hook_out")) {
+        Some(out) => out.to_dtype(DType::F32)?.broadcast_mul(&w.unsqueeze(D::Minus1)?),
+        None => {
+            let routed = cache.require(&format!("blocks.{layer}.mlp.hook_expert_indices"))?;
+            let idle = !routed
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .contains(&(expert as f32));
+            if !idle {
+                candle_core::bail!(
+                    "activation `blocks.{layer}.mlp.experts.{expert}.hook_out` is not in the cache"
+                );
+            }
+            // Any routed expert of the layer gives the shape (some expert always runs).
+            let prefix = format!("blocks.{layer}.mlp.experts.");
+            let like = cache
+                .iter()
+                .find(|(name, _)| name.starts_with(&prefix) && name.ends_with(".hook_out"))
+                .map(|(_, t)| t)
+                .ok_or_else(|| {
+                    candle_core::Error::Msg(format!("no expert output of layer {layer} is cached"))
+                })?;
+            Tensor::zeros(like.dims(), DType::F32, w.device())
+        }
+    }
+}
+
+/// The hook names a cache needs for [`expert_contribution`] on every layer and expert.
+pub const EXPERT_HOOKS: [&str; 4] = [
+    "blocks.*.mlp.hook_expert_indices",
+    "blocks.*.mlp.hook_expert_weights",
+    "blocks.*.mlp.experts.*.hook_out",
+    "blocks.*.mlp.shared_experts.hook_out",
+];
+
+/// The number of routed experts per MoE layer a Hub config declares (`n_routed_experts`,
+/// `num_local_experts` or `num_experts`), or None for a dense model.
+pub fn n_routed_experts(config: &serde_json::Value) -> Option<usize> {
+    ["n_routed_experts", "num_local_experts", "num_experts"]
+        .iter()
+        .find_map(|k| config.get(*k).and_then(serde_json::Value::as_u64))
+        .map(|n| n as usize)
+        .filter(|&n| n > 0)
+}
+
+/// Whether a config declares shared experts (DeepSeek's `n_shared_experts`).
+pub fn has_shared_experts(config: &serde_json::Value) -> bool {
+    config.get("n_shared_experts").and_then(serde_json::Value::as_u64).unwrap_or(0) > 0
+}
+
+/// The hooks [`routing_from_cache`] reads.
+pub const ROUTING_HOOKS: [&str; 3] = [
+    "blocks.*.mlp.hook_router_logits",
+    "blocks.*.mlp.hook_expert_indices",
+    "blocks.*.mlp.hook_expert_weights",
+];
+
+/// Where one mixture-of-experts layer sent each token of a batch row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerRouting {
+    pub layer: usize,
+    pub n_experts: usize,
+    /// Per position, the chosen experts, best first.
+    pub experts: Vec<Vec<u32>>,
+    /// Per position, their weights.
+    pub weights: Vec<Vec<f32>>,
+}
+
+/// The routing of batch row `row` in every MoE layer of a run cached with [`ROUTING_HOOKS`],
+/// in layer order (empty for a model without experts).
+pub fn routing_from_cache(cache: &ActivationCache, n_layers: usize, row: usize) -> Result<Vec<LayerRouting>> {
+    let mut out = Vec::new();
+    for layer in 0..n_layers {
+        let Some(logits) = cache.get(&format!("blocks.{layer}.mlp.hook_router_logits")) else {
+            continue;
+        };
+        let idx = cache.require(&format!("blocks.{layer}.mlp.hook_expert_indices"))?;
+        let w = cache.require(&format!("blocks.{layer}.mlp.hook_expert_weights"))?;
+        out.push(LayerRouting {
+            layer,
+            n_experts: logits.dim(D::Minus1)?,
+            experts: idx.get(row)?.to_dtype(DType::U32)?.to_vec2::<u32>()?,
+            weights: w.get(row)?.to_dtype(DType::F32)?.to_vec2::<f32>()?,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(cfg: RouterConfig, bias: Option<Vec<f32>>) -> Router {
+        let weight = Tensor::zeros((cfg.n_experts, 1), DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+        Router {
+            cfg,
+            weight,
+            correction_bias: bias,
+        }
+    }
+
+    fn cfg(n: usize, k: usize, group_limit: Option<GroupLimit>) -> RouterConfig {
+        RouterConfig {
+            n_experts: n,
+            top_k: k,
+            scoring: Scoring::Sigmoid,
+            group_limit,
+            renormalize: true,
+            renormalize_eps: 0.0,
+            scale: 1.0,
+        }
+    }
+
+    fn check_select(r: &Router, scores: &[f32], expected: &[u32]) {
+        assert_eq!(r.select(scores), expected);
+    }
+
+    #[test]
+    fn plain_top_k_is_best_first() {
+        let r = router(cfg(4, 2, None), None);
+        check_select(&r, &[0.1, 0.7, 0.3, 0.9], &[3, 1]);
+        check_select(&r, &[0.5, 0.5, 0.1, 0.1], &[0, 1]);
+    }
+
+    #[test]
+    fn correction_bias_changes_choice_only() {
+        let r = router(cfg(4, 1, None), Some(vec![0.0, 0.0, 0.5, 0.0]));
+        check_select(&r, &[0.1, 0.7, 0.3, 0.2], &[2]);
+    }
+
+    #[test]
+    fn group_limit_keeps_best_groups() {
+        // Groups {0,1} and {2,3}; by the sum of the top two, group 0 wins (0.6+0.6 > 0.9+0.1)
+        // though expert 2 alone is best.
+        let limit = GroupLimit {
+            n_group: 2,
+            topk_group: 1,
+            score: GroupScore::SumOfTopTwo,
+        };
+        let r = router(cfg(4, 2, Some(limit)), None);
+        check_select(&r, &[0.6, 0.6, 0.9, 0.1], &[0, 1]);
+        let by_max = GroupLimit {
+            score: GroupScore::Max,
+            ..limit
+        };
+        let r = router(cfg(4, 1, Some(by_max)), None);
+        check_select(&r, &[0.6, 0.6, 0.9, 0.1], &[2]);
+    }
+
+    #[test]
+    fn invalid_router_configs_are_rejected() {
+        assert!(cfg(4, 5, None).validate().is_err());
+        let bad_groups = GroupLimit {
+            n_group: 3,
+            topk_group: 1,
+            score: GroupScore::Max,
+        };
+        assert!(cfg(4, 1, Some(bad_groups)).validate().is_err());
+        let too_few = GroupLimit {
+            n_group: 4,
+            topk_group: 1,
+            score: GroupScore::Max,
+        };
+        assert!(cfg(8, 3, Some(too_few)).validate().is_err());
+    }
+
+    #[test]
+    fn repeated_slots_run_an_expert_once() {
+        assert_eq!(
+            tokens_per_expert(&[1, 1, 0, 1], 2, 3),
+            vec![vec![1], vec![0, 1], vec![]]
+        );
+    }
+}

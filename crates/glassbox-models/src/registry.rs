@@ -1,0 +1,84 @@
+//! The architecture registry: `architectures[0]` of a config → the constructor that builds it.
+//!
+//! Adding an architecture is one file with a `build` function and one line in
+//! [`ARCHITECTURES`]. Configs without `architectures` are looked up by `model_type`
+//! through [`MODEL_TYPES`].
+
+use candle_nn::VarBuilder;
+
+use crate::config::HfConfig;
+use crate::error::{ModelError, Result};
+use crate::model::Model;
+use crate::{bert, deepseek, gemma, glm4, gpt2, gpt_neox, llama, mixtral, olmo2, phi3, qwen3, qwen3_moe};
+
+/// Builds a model from a Hub config and its weights.
+/// `'static` because lazily loaded weights (mixture-of-experts) keep the builder.
+pub type Constructor = fn(&serde_json::Value, VarBuilder<'static>) -> Result<Box<dyn Model>>;
+
+/// Every supported architecture, by its Hub class name.
+pub const ARCHITECTURES: &[(&str, Constructor)] = &[
+    ("GPT2LMHeadModel", gpt2::build),
+    ("GPTNeoXForCausalLM", gpt_neox::build),
+    ("LlamaForCausalLM", llama::build),
+    ("MistralForCausalLM", llama::build),
+    ("Qwen2ForCausalLM", llama::build),
+    ("Qwen3ForCausalLM", qwen3::build),
+    ("Olmo2ForCausalLM", olmo2::build),
+    ("GemmaForCausalLM", gemma::build),
+    ("Gemma2ForCausalLM", gemma::build2),
+    ("Phi3ForCausalLM", phi3::build),
+    ("Glm4ForCausalLM", glm4::build),
+    ("DeepseekV2ForCausalLM", deepseek::build_v2),
+    ("MixtralForCausalLM", mixtral::build),
+    ("Qwen3MoeForCausalLM", qwen3_moe::build),
+    ("DeepseekV3ForCausalLM", deepseek::build_v3),
+    ("BertModel", bert::build),
+    ("BertForMaskedLM", bert::build),
+];
+
+/// `model_type` → architecture, for configs that do not list `architectures`.
+pub const MODEL_TYPES: &[(&str, &str)] = &[
+    ("gpt2", "GPT2LMHeadModel"),
+    ("gpt_neox", "GPTNeoXForCausalLM"),
+    ("llama", "LlamaForCausalLM"),
+    ("mistral", "MistralForCausalLM"),
+    ("qwen2", "Qwen2ForCausalLM"),
+    ("qwen3", "Qwen3ForCausalLM"),
+    ("olmo2", "Olmo2ForCausalLM"),
+    ("gemma", "GemmaForCausalLM"),
+    ("gemma2", "Gemma2ForCausalLM"),
+    ("phi3", "Phi3ForCausalLM"),
+    ("glm4", "Glm4ForCausalLM"),
+    ("deepseek_v2", "DeepseekV2ForCausalLM"),
+    ("mixtral", "MixtralForCausalLM"),
+    ("qwen3_moe", "Qwen3MoeForCausalLM"),
+    ("deepseek_v3", "DeepseekV3ForCausalLM"),
+    ("bert", "BertModel"),
+];
+
+/// Names of every supported architecture.
+pub fn supported() -> Vec<String> {
+    ARCHITECTURES.iter().map(|(n, _)| n.to_string()).collect()
+}
+
+/// The registered constructor for `config`, or an error listing what is supported.
+pub fn constructor(config: &serde_json::Value) -> Result<Constructor> {
+    let arch = HfConfig(config).architecture()?;
+    let arch = MODEL_TYPES
+        .iter()
+        .find(|(t, _)| *t == arch)
+        .map_or(arch.as_str(), |(_, a)| a);
+    ARCHITECTURES
+        .iter()
+        .find(|(n, _)| *n == arch)
+        .map(|(_, c)| *c)
+        .ok_or_else(|| ModelError::UnsupportedArchitecture {
+            found: arch.to_string(),
+            supported: supported(),
+        })
+}
+
+/// Builds the model `config` describes over `vb`.
+pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> {
+    constructor(config)?(config, vb)
+}

@@ -1,0 +1,311 @@
+//! Behaviour of the hooked forward pass beyond parity: KV-cache decoding, hook writes,
+//! padding masks, gradients, errors.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, IndexOp, Tensor, Var};
+use glassbox_models::{
+    GenerateOptions, HookedModel, Hooks, Intervention, KvCache, LoadOptions, ModelError,
+    NameFilter, Selection,
+};
+
+const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/parity")
+        .join(name)
+}
+
+fn load(name: &str) -> HookedModel {
+    HookedModel::load(&fixture(name), &LoadOptions::default()).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Greedy continuation by re-running the whole sequence each step (no cache).
+fn greedy_without_cache(model: &HookedModel, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut seq = prompt.to_vec();
+    for _ in 0..n {
+        let logits = model.run(&model.ids_tensor(&seq).unwrap()).unwrap();
+        let last = logits
+            .i((0, seq.len() - 1))
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        seq.push(glassbox_models::generate::argmax(&last));
+    }
+    seq[prompt.len()..].to_vec()
+}
+
+#[test]
+fn kv_cache_greedy_generation_equals_full_forward_passes() {
+    for name in ["gpt2", "pythia", "llama", "qwen2"] {
+        let model = load(name);
+        let prompt = model.to_tokens(PROMPT).unwrap();
+        let opts = GenerateOptions {
+            max_new_tokens: 12,
+            stop_at_eos: false,
+            ..GenerateOptions::default()
+        };
+        let mut streamed = Vec::new();
+        let cached = model
+            .generate(&prompt, &opts, &mut Hooks::none(), |t| streamed.push(t))
+            .unwrap();
+        assert_eq!(
+            cached, streamed,
+            "{name}: streamed tokens differ from returned ones"
+        );
+        assert_eq!(cached, greedy_without_cache(&model, &prompt, 12), "{name}");
+    }
+}
+
+#[test]
+fn kv_cache_logits_equal_full_forward_logits() {
+    let model = load("llama");
+    let ids = model.to_tokens(PROMPT).unwrap();
+    let full = model.run(&model.ids_tensor(&ids).unwrap()).unwrap();
+    let mut kv = KvCache::new(model.info().n_layers);
+    let split = 5;
+    let mut hooks = Hooks::none();
+    let first = model
+        .model
+        .forward(
+            &model.ids_tensor(&ids[..split]).unwrap(),
+            None,
+            &mut hooks,
+            Some(&mut kv),
+        )
+        .unwrap();
+    assert_eq!(kv.len(), split);
+    let rest = model
+        .model
+        .forward(
+            &model.ids_tensor(&ids[split..]).unwrap(),
+            None,
+            &mut hooks,
+            Some(&mut kv),
+        )
+        .unwrap();
+    assert_eq!(kv.len(), ids.len());
+    let joined = Tensor::cat(&[first, rest], 1).unwrap();
+    assert!(max_abs_diff(&joined, &full) < 1e-4);
+    kv.clear();
+    assert!(kv.is_empty());
+}
+
+#[test]
+fn zeroing_attn_out_changes_logits() {
+    let model = load("gpt2");
+    let ids = model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap();
+    let clean = model.run(&ids).unwrap();
+    let mut hooks = Hooks::none();
+    hooks.intervene(
+        NameFilter::new(&["blocks.0.hook_attn_out"]).unwrap(),
+        Intervention::Zero,
+        Selection::All,
+    );
+    let ablated = model.run_with_hooks(&ids, &mut hooks).unwrap();
+    assert!(max_abs_diff(&clean, &ablated) > 1e-2);
+}
+
+#[test]
+fn replacing_resid_pre_with_its_own_value_changes_nothing() {
+    let model = load("pythia");
+    let ids = model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap();
+    let filter = NameFilter::new(&["blocks.1.hook_resid_pre"]).unwrap();
+    let (clean, cache) = model.run_with_cache(&ids, &filter).unwrap();
+    let mut hooks = Hooks::none();
+    hooks.intervene(
+        filter,
+        Intervention::Replace(cache["blocks.1.hook_resid_pre"].clone()),
+        Selection::All,
+    );
+    let patched = model.run_with_hooks(&ids, &mut hooks).unwrap();
+    assert_eq!(max_abs_diff(&clean, &patched), 0.0);
+    // And replacing it with something else does change the output, so the write is live.
+    let mut hooks = Hooks::none();
+    hooks.intervene(
+        NameFilter::new(&["blocks.1.hook_resid_pre"]).unwrap(),
+        Intervention::Scale(0.5),
+        Selection::All,
+    );
+    assert!(max_abs_diff(&clean, &model.run_with_hooks(&ids, &mut hooks).unwrap()) > 1e-3);
+}
+
+#[test]
+fn right_padding_with_a_mask_matches_unpadded_runs() {
+    for name in ["gpt2", "pythia", "llama", "qwen2"] {
+        let model = load(name);
+        let a = model.to_tokens("The Eiffel Tower is in Paris.").unwrap();
+        let b = model.to_tokens(PROMPT).unwrap();
+        let len = a.len().max(b.len());
+        let mut ids = Vec::new();
+        let mut mask = Vec::new();
+        for seq in [&a, &b] {
+            for p in 0..len {
+                ids.push(*seq.get(p).unwrap_or(&0));
+                mask.push((p < seq.len()) as u32);
+            }
+        }
+        let ids = Tensor::from_vec(ids, (2, len), &Device::Cpu).unwrap();
+        let mask = Tensor::from_vec(mask, (2, len), &Device::Cpu).unwrap();
+        let batched = model.run_masked(&ids, &mask, &mut Hooks::none()).unwrap();
+        for (row, seq) in [&a, &b].into_iter().enumerate() {
+            let alone = model.run(&model.ids_tensor(seq).unwrap()).unwrap();
+            let real = batched
+                .i(row)
+                .unwrap()
+                .narrow(0, 0, seq.len())
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let diff = max_abs_diff(&real, &alone);
+            assert!(
+                diff < 1e-4,
+                "{name} row {row}: padded batch differs by {diff}"
+            );
+        }
+    }
+}
+
+/// d logit / d resid_pre(layer 0) by backprop through the whole model, against central finite
+/// differences, in f64.
+#[test]
+fn gradients_match_finite_differences() {
+    for name in ["gpt2", "llama"] {
+        let opts = LoadOptions {
+            dtype: DType::F64,
+            device: Device::Cpu,
+        };
+        let model = HookedModel::load(&fixture(name), &opts).unwrap();
+        let ids = model
+            .ids_tensor(&model.to_tokens("The Eiffel Tower is in Paris.").unwrap())
+            .unwrap();
+        let hook = "blocks.0.hook_resid_pre";
+        let (_, cache) = model
+            .run_with_cache(&ids, &NameFilter::new(&[hook]).unwrap())
+            .unwrap();
+        let resid = cache[hook].to_dtype(DType::F64).unwrap();
+        let (last, target) = (ids.dim(1).unwrap() - 1, 7usize);
+        // The logit as a function of a replacement resid_pre.
+        let logit_of = |replacement: &Tensor| -> Tensor {
+            let mut hooks = Hooks::none();
+            let r = replacement.clone();
+            hooks.add_fn(NameFilter::new(&[hook]).unwrap(), move |_, _| {
+                Ok(Some(r.clone()))
+            });
+            let logits = model.run_with_hooks(&ids, &mut hooks).unwrap();
+            logits.i((0, last, target)).unwrap()
+        };
+        let var = Var::from_tensor(&resid).unwrap();
+        let grads = logit_of(var.as_tensor()).backward().unwrap();
+        let grad = grads
+            .get(var.as_tensor())
+            .expect("gradient reaches resid_pre")
+            .flatten_all()
+            .unwrap();
+        let grad = grad.to_vec1::<f64>().unwrap();
+        let flat = resid.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let h = 1e-5;
+        let d_model = model.info().d_model;
+        // Elements at the first and last positions (attention carries the first one forward).
+        for idx in [0, 3, d_model + 1, last * d_model, last * d_model + 5] {
+            let bump = |delta: f64| {
+                let mut v = flat.clone();
+                v[idx] += delta;
+                let t = Tensor::from_vec(v, resid.shape(), &Device::Cpu).unwrap();
+                logit_of(&t).to_scalar::<f64>().unwrap()
+            };
+            let numeric = (bump(h) - bump(-h)) / (2.0 * h);
+            assert!(
+                (numeric - grad[idx]).abs() < 1e-6 * (1.0 + numeric.abs()),
+                "{name} element {idx}: backprop {} vs finite difference {numeric}",
+                grad[idx]
+            );
+        }
+        assert!(
+            grad.iter().any(|g| g.abs() > 1e-3),
+            "{name}: gradient is all zeros"
+        );
+    }
+}
+
+#[test]
+fn unsupported_architecture_is_a_clear_input_error() {
+    let config = serde_json::json!({"architectures": ["FancyNewForCausalLM"], "hidden_size": 8});
+    let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
+    let err = HookedModel::from_config(&config, vb)
+        .err()
+        .expect("must fail");
+    assert!(err.is_invalid_input());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("FancyNewForCausalLM") && msg.contains("LlamaForCausalLM"),
+        "{msg}"
+    );
+    assert!(matches!(err, ModelError::UnsupportedArchitecture { .. }));
+}
+
+#[test]
+fn out_of_vocabulary_ids_are_rejected() {
+    let model = load("gpt2");
+    let err = model
+        .run(&model.ids_tensor(&[1, 5000]).unwrap())
+        .unwrap_err();
+    assert!(err.is_invalid_input(), "{err}");
+}
+
+#[test]
+fn grouped_query_hooks_have_kv_heads_and_queries_have_all_heads() {
+    let model = load("llama");
+    let ids = model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap();
+    let (_, cache) = model
+        .run_with_cache(&ids, &NameFilter::new(&["blocks.0.attn.*"]).unwrap())
+        .unwrap();
+    let t = ids.dim(1).unwrap();
+    let info = model.info();
+    assert_eq!(
+        cache["blocks.0.attn.hook_q"].dims(),
+        &[1, t, info.n_heads, info.d_head]
+    );
+    assert_eq!(
+        cache["blocks.0.attn.hook_rot_k"].dims(),
+        &[1, t, info.n_kv_heads, info.d_head]
+    );
+    assert_eq!(
+        cache["blocks.0.attn.hook_v"].dims(),
+        &[1, t, info.n_kv_heads, info.d_head]
+    );
+    assert_eq!(
+        cache["blocks.0.attn.hook_z"].dims(),
+        &[1, t, info.n_heads, info.d_head]
+    );
+    assert_eq!(
+        cache["blocks.0.attn.hook_attn_scores"].dims(),
+        &[1, info.n_heads, t, t]
+    );
+    // Pattern rows sum to one and are causal.
+    let pattern = &cache["blocks.0.attn.hook_pattern"];
+    let sums = pattern
+        .sum(3)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5));
+    let upper = pattern.i((0, 0, 0, 1)).unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(upper, 0.0);
+}
