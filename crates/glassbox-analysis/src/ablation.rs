@@ -23,13 +23,26 @@ use crate::error::{AnalysisError, Result};
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AblationTarget {
-    Head { layer: usize, head: usize },
-    Mlp { layer: usize },
-    Neuron { layer: usize, neuron: usize },
+    Head {
+        layer: usize,
+        head: usize,
+    },
+    Mlp {
+        layer: usize,
+    },
+    Neuron {
+        layer: usize,
+        neuron: usize,
+    },
     /// One routed expert of a mixture-of-experts layer (its `experts.{e}.hook_out`).
-    Expert { layer: usize, expert: usize },
+    Expert {
+        layer: usize,
+        expert: usize,
+    },
     /// The shared experts of a mixture-of-experts layer (DeepSeek).
-    SharedExperts { layer: usize },
+    SharedExperts {
+        layer: usize,
+    },
 }
 
 impl AblationTarget {
@@ -114,7 +127,12 @@ pub fn per_token_loss(logits: &Tensor, ids: &[u32]) -> Result<Vec<f32>> {
     }
     let lg = logits.get(0)?.narrow(0, 0, t - 1)?.to_dtype(DType::F32)?; // [t-1, V]
     let max = lg.max_keepdim(D::Minus1)?;
-    let lse = (lg.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + &max)?;
+    let lse = (lg
+        .broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        + &max)?;
     let next = Tensor::new(&ids[1..], lg.device())?.unsqueeze(1)?;
     let picked = lg.gather(&next, 1)?;
     Ok((lse - picked)?.squeeze(1)?.to_vec1::<f32>()?)
@@ -159,12 +177,16 @@ fn check_target(model: &HookedModel, t: &AblationTarget) -> Result<()> {
         AblationTarget::Neuron { neuron, .. } if neuron >= info.d_mlp => {
             bad(format!("the MLP has {} neurons", info.d_mlp))
         }
-        AblationTarget::Expert { expert, .. } => match glassbox_models::moe::n_routed_experts(&model.config) {
-            None => bad("the model has no experts".into()),
-            Some(n) if expert >= n => bad(format!("the model has {n} experts per layer")),
-            Some(_) => Ok(()),
-        },
-        AblationTarget::SharedExperts { .. } if !glassbox_models::moe::has_shared_experts(&model.config) => {
+        AblationTarget::Expert { expert, .. } => {
+            match glassbox_models::moe::n_routed_experts(&model.config) {
+                None => bad("the model has no experts".into()),
+                Some(n) if expert >= n => bad(format!("the model has {n} experts per layer")),
+                Some(_) => Ok(()),
+            }
+        }
+        AblationTarget::SharedExperts { .. }
+            if !glassbox_models::moe::has_shared_experts(&model.config) =>
+        {
             bad("the model has no shared experts".into())
         }
         _ => Ok(()),
@@ -263,7 +285,10 @@ pub fn ablation_hooks(
                     let mask = Tensor::from_vec(m, d, act.device())?.broadcast_as(act.shape())?;
                     let value = match &replacement {
                         None => act.zeros_like()?,
-                        Some(r) => r.to_dtype(act.dtype())?.broadcast_as(act.shape())?.contiguous()?,
+                        Some(r) => r
+                            .to_dtype(act.dtype())?
+                            .broadcast_as(act.shape())?
+                            .contiguous()?,
                     };
                     Ok(Some(mask.where_cond(&value, act)?))
                 });
@@ -311,7 +336,10 @@ mod tests {
         );
         assert_eq!(
             AblationTarget::parse("L2N40"),
-            Some(AblationTarget::Neuron { layer: 2, neuron: 40 })
+            Some(AblationTarget::Neuron {
+                layer: 2,
+                neuron: 40
+            })
         );
         for bad in ["", "L", "H1", "L1X2", "L1H", "Lx H1"] {
             assert_eq!(AblationTarget::parse(bad), None, "{bad}");

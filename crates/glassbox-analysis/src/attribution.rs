@@ -85,7 +85,10 @@ pub fn hook_names(n_layers: usize) -> Vec<String> {
         names.push(format!("blocks.{l}.mlp.experts.*.hook_out"));
         names.push(format!("blocks.{l}.mlp.shared_experts.hook_out"));
     }
-    names.push(format!("blocks.{}.hook_resid_post", n_layers.saturating_sub(1)));
+    names.push(format!(
+        "blocks.{}.hook_resid_post",
+        n_layers.saturating_sub(1)
+    ));
     names
 }
 
@@ -156,16 +159,29 @@ fn expert_parts(
     position: usize,
     parts: &mut Vec<(Component, Tensor)>,
 ) -> Result<()> {
-    let chosen = at_position(cache.require(&format!("blocks.{layer}.mlp.hook_expert_indices"))?, position)?;
-    let mut experts: Vec<usize> = chosen.to_vec1::<f32>()?.iter().map(|&e| e as usize).collect();
+    let chosen = at_position(
+        cache.require(&format!("blocks.{layer}.mlp.hook_expert_indices"))?,
+        position,
+    )?;
+    let mut experts: Vec<usize> = chosen
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|&e| e as usize)
+        .collect();
     experts.sort_unstable();
     experts.dedup();
     for expert in experts {
         let c = glassbox_models::moe::expert_contribution(cache, layer, expert)?;
-        parts.push((Component::Expert { layer, expert }, at_position(&c, position)?));
+        parts.push((
+            Component::Expert { layer, expert },
+            at_position(&c, position)?,
+        ));
     }
     if let Some(shared) = cache.get(&format!("blocks.{layer}.mlp.shared_experts.hook_out")) {
-        parts.push((Component::SharedExperts { layer }, at_position(shared, position)?));
+        parts.push((
+            Component::SharedExperts { layer },
+            at_position(shared, position)?,
+        ));
     }
     Ok(())
 }
@@ -183,13 +199,19 @@ fn attention_parts(
         cache.require(&format!("blocks.{layer}.hook_attn_out"))?,
         position,
     )?;
-    let z = at_position(cache.require(&format!("blocks.{layer}.attn.hook_z"))?, position)?; // [h, d_head]
+    let z = at_position(
+        cache.require(&format!("blocks.{layer}.attn.hook_z"))?,
+        position,
+    )?; // [h, d_head]
     let w_o = model.w_o(layer)?.to_dtype(DType::F32)?; // [h, d_head, d_model]
     let b_o = model.b_o(layer)?.to_dtype(DType::F32)?;
     // per head: z[h] @ W_O[h]  -> [h, d_model]
     let heads = z.unsqueeze(1)?.matmul(&w_o)?.squeeze(1)?;
     let rebuilt = (heads.sum(0)? + &b_o)?;
-    let err = (&rebuilt - &attn_out)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    let err = (&rebuilt - &attn_out)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
     let size = attn_out.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
     if err <= 1e-4 * size {
         for head in 0..heads.dim(0)? {
@@ -271,7 +293,9 @@ pub fn direct_logit_attribution(
     let scale = norm.scale(model, &resid.unsqueeze(0)?)?.squeeze(0)?; // [1]
     let direction = logit_direction(model, target, versus)?;
     let project = |c: &Tensor| -> Result<f32> {
-        let x = norm.apply_frozen(&c.unsqueeze(0)?, &scale.unsqueeze(0)?)?.squeeze(0)?;
+        let x = norm
+            .apply_frozen(&c.unsqueeze(0)?, &scale.unsqueeze(0)?)?
+            .squeeze(0)?;
         Ok((x * &direction)?.sum_all()?.to_scalar::<f32>()?)
     };
     let mut parts = Vec::new();
@@ -318,7 +342,10 @@ pub fn head_results_on_direction(
     let scale = norm.scale(model, &resid)?.squeeze(0)?;
     let mut grid = Vec::new();
     for layer in 0..model.info().n_layers {
-        let z = at_position(cache.require(&format!("blocks.{layer}.attn.hook_z"))?, position)?;
+        let z = at_position(
+            cache.require(&format!("blocks.{layer}.attn.hook_z"))?,
+            position,
+        )?;
         let heads = z
             .unsqueeze(1)?
             .matmul(&model.w_o(layer)?.to_dtype(DType::F32)?)?
@@ -332,6 +359,20 @@ pub fn head_results_on_direction(
 
 /// Runs the model on `ids` and attributes the logit of `target` (minus `versus`) at
 /// `position` (the last position when `None`).
+///
+/// ```
+/// use glassbox_analysis::attribution;
+/// use glassbox_models::{HookedModel, LoadOptions};
+/// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/parity/gpt2");
+/// let model = HookedModel::load(dir.as_ref(), &LoadOptions::default())?;
+/// let ids = model.to_tokens("When Mary and John went to the store, John gave a drink to")?;
+/// let (mary, john) = (model.to_tokens(" Mary")?[0], model.to_tokens(" John")?[0]);
+/// let a = attribution::run(&model, &ids, None, mary, Some(john))?;
+/// // embeddings, 2 × (4 heads + bias + MLP), the final norm's shift, the unembedding bias
+/// assert_eq!(a.parts.len(), 2 + 2 * 6 + 2);
+/// assert!((a.sum() - a.total).abs() < 1e-4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn run(
     model: &HookedModel,
     ids: &[u32],
@@ -356,5 +397,12 @@ pub fn run(
     let filter = NameFilter::new(&hook_names(info.n_layers))
         .map_err(|e| AnalysisError::input(e.to_string()))?;
     let (logits, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;
-    direct_logit_attribution(model.model.as_ref(), &cache, &logits, position, target, versus)
+    direct_logit_attribution(
+        model.model.as_ref(),
+        &cache,
+        &logits,
+        position,
+        target,
+        versus,
+    )
 }

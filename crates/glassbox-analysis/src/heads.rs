@@ -20,7 +20,12 @@ use serde::Serialize;
 use crate::error::{AnalysisError, Result};
 
 /// The roles scored, in report order.
-pub const ROLES: [&str; 4] = ["previous_token", "duplicate_token", "induction", "first_token"];
+pub const ROLES: [&str; 4] = [
+    "previous_token",
+    "duplicate_token",
+    "induction",
+    "first_token",
+];
 
 /// Per-head scores, each `[layer][head]`.
 #[derive(Clone, Debug, Serialize)]
@@ -75,7 +80,9 @@ pub fn repeated_random_tokens(
 ) -> Result<Vec<Vec<u32>>> {
     let allowed: Vec<u32> = (0..vocab as u32).filter(|t| !exclude.contains(t)).collect();
     if allowed.len() < 2 {
-        return Err(AnalysisError::input("the vocabulary is too small to draw random tokens"));
+        return Err(AnalysisError::input(
+            "the vocabulary is too small to draw random tokens",
+        ));
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     Ok((0..batch)
@@ -125,10 +132,11 @@ pub fn scores_from_cache(
                 })
                 .collect()
         };
-        let sum_over = |p: &Vec<Vec<f32>>, qs: std::ops::Range<usize>, key: &dyn Fn(usize) -> usize| {
-            let c = qs.len();
-            (qs.map(|q| p[q][key(q)]).sum::<f32>(), c)
-        };
+        let sum_over =
+            |p: &Vec<Vec<f32>>, qs: std::ops::Range<usize>, key: &dyn Fn(usize) -> usize| {
+                let c = qs.len();
+                (qs.map(|q| p[q][key(q)]).sum::<f32>(), c)
+            };
         grids[0].push(avg(&|p| sum_over(p, 1..2 * n, &|q| q - 1)));
         grids[1].push(avg(&|p| sum_over(p, n..2 * n, &|q| q - n)));
         grids[2].push(avg(&|p| sum_over(p, n..2 * n, &|q| q - n + 1)));
@@ -152,7 +160,9 @@ pub fn scores_from_cache(
 pub fn run(model: &HookedModel, seq_len: usize, batch: usize, seed: u64) -> Result<HeadScores> {
     let info = model.info();
     if seq_len < 2 || batch == 0 {
-        return Err(AnalysisError::input("need a sequence length of at least 2 and a batch of at least 1"));
+        return Err(AnalysisError::input(
+            "need a sequence length of at least 2 and a batch of at least 1",
+        ));
     }
     if 2 * seq_len > info.n_ctx {
         return Err(AnalysisError::input(format!(

@@ -17,7 +17,10 @@ pub fn hook_names(n_layers: usize) -> Vec<String> {
     let mut names: Vec<String> = (0..n_layers)
         .map(|i| format!("blocks.{i}.hook_resid_pre"))
         .collect();
-    names.push(format!("blocks.{}.hook_resid_post", n_layers.saturating_sub(1)));
+    names.push(format!(
+        "blocks.{}.hook_resid_post",
+        n_layers.saturating_sub(1)
+    ));
     names
 }
 
@@ -83,7 +86,12 @@ pub struct TargetTrack {
 
 /// Runs the model on `ids` and reads the lens: the `top_k` tokens at every (layer, position)
 /// and, with `target`, that token's probability and rank.
-pub fn run(model: &HookedModel, ids: &[u32], top_k: usize, target: Option<u32>) -> Result<LensReport> {
+pub fn run(
+    model: &HookedModel,
+    ids: &[u32],
+    top_k: usize,
+    target: Option<u32>,
+) -> Result<LensReport> {
     let info = model.info();
     if let Some(t) = target {
         if t as usize >= info.d_vocab {

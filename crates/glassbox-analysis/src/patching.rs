@@ -140,7 +140,13 @@ fn normalize(raw: &[Vec<f32>], clean: f32, corrupt: f32) -> Vec<Vec<f32>> {
     raw.iter()
         .map(|row| {
             row.iter()
-                .map(|&m| if span != 0.0 { (m - corrupt) / span } else { f32::NAN })
+                .map(|&m| {
+                    if span != 0.0 {
+                        (m - corrupt) / span
+                    } else {
+                        f32::NAN
+                    }
+                })
                 .collect()
         })
         .collect()
@@ -192,8 +198,10 @@ pub fn activation_patching(
 ) -> Result<PatchResult> {
     check_lengths(clean, corrupt)?;
     let n_layers = model.info().n_layers;
-    let (clean_logits, clean_cache) =
-        model.run_with_cache(&model.ids_tensor(clean)?, &filter(&[what.glob().to_string()])?)?;
+    let (clean_logits, clean_cache) = model.run_with_cache(
+        &model.ids_tensor(clean)?,
+        &filter(&[what.glob().to_string()])?,
+    )?;
     let clean_metric = scalar(&logit_diff(&clean_logits, answer, wrong)?)?;
     let corrupt_logits = model.run(&model.ids_tensor(corrupt)?)?;
     let corrupt_metric = scalar(&logit_diff(&corrupt_logits, answer, wrong)?)?;

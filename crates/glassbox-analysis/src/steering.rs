@@ -113,8 +113,16 @@ impl ControlVector {
         for ((layer, p), n) in layers.zip(pos).zip(neg) {
             directions.insert(layer, (p - n)?.to_vec1::<f32>()?);
         }
+        // llama.cpp's generator writes the model's architecture name (`llama`, `gpt2`):
+        // the Hub `model_type` is that name
+        let model_hint = model
+            .config
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or(&info.architecture)
+            .to_string();
         let raw = ControlVector {
-            model_hint: info.architecture.clone(),
+            model_hint,
             d_model: info.d_model,
             directions,
         };
@@ -169,7 +177,10 @@ impl ControlVector {
                 .strip_prefix("direction.")
                 .and_then(|n| n.parse::<usize>().ok())
                 .ok_or_else(|| {
-                    file_error(path, format!("tensor `{}` is not named direction.N", info.name))
+                    file_error(
+                        path,
+                        format!("tensor `{}` is not named direction.N", info.name),
+                    )
                 })?;
             if layer == 0 {
                 return Err(file_error(
@@ -186,26 +197,39 @@ impl ControlVector {
             if info.shape.len() != 1 {
                 return Err(file_error(
                     path,
-                    format!("{} has shape {:?}, expected one dimension", info.name, info.shape),
+                    format!(
+                        "{} has shape {:?}, expected one dimension",
+                        info.name, info.shape
+                    ),
                 ));
             }
             let n = info.shape[0];
             if *d_model.get_or_insert(n) != n {
                 return Err(file_error(
                     path,
-                    format!("{} has {n} values, earlier directions had {}", info.name, d_model.unwrap_or(0)),
+                    format!(
+                        "{} has {n} values, earlier directions had {}",
+                        info.name,
+                        d_model.unwrap_or(0)
+                    ),
                 ));
             }
             let bytes = file.bytes(info);
             if bytes.len() != n * 4 {
-                return Err(file_error(path, format!("{}: data size does not match its shape", info.name)));
+                return Err(file_error(
+                    path,
+                    format!("{}: data size does not match its shape", info.name),
+                ));
             }
             let values: Vec<f32> = bytes
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
             if values.iter().any(|v| !v.is_finite()) {
-                return Err(file_error(path, format!("{} holds non-finite values", info.name)));
+                return Err(file_error(
+                    path,
+                    format!("{} holds non-finite values", info.name),
+                ));
             }
             // llama.cpp adds repeated directions of one layer together
             let slot = directions.entry(layer).or_insert_with(|| vec![0.0; n]);
@@ -237,7 +261,8 @@ impl ControlVector {
             }
             let add = (Tensor::new(v.as_slice(), model.device())? * scale as f64)?;
             let name = format!("blocks.{layer}.hook_resid_post");
-            let filter = NameFilter::new(&[name]).map_err(|e| AnalysisError::input(e.to_string()))?;
+            let filter =
+                NameFilter::new(&[name]).map_err(|e| AnalysisError::input(e.to_string()))?;
             hooks.intervene(filter, Intervention::Add(add), Selection::All);
         }
         Ok(ignored)
@@ -249,7 +274,9 @@ pub fn parse_file_and_scale(spec: &str) -> Result<(PathBuf, f32)> {
     if let Some((file, scale)) = spec.rsplit_once(':') {
         if let Ok(s) = scale.parse::<f32>() {
             if !s.is_finite() {
-                return Err(AnalysisError::input(format!("control-vector scale `{scale}` is not finite")));
+                return Err(AnalysisError::input(format!(
+                    "control-vector scale `{scale}` is not finite"
+                )));
             }
             return Ok((PathBuf::from(file), s));
         }
@@ -278,8 +305,14 @@ mod tests {
 
     #[test]
     fn file_and_scale_parse() {
-        assert_eq!(parse_file_and_scale("v.gguf").unwrap(), (PathBuf::from("v.gguf"), 1.0));
-        assert_eq!(parse_file_and_scale("v.gguf:-0.5").unwrap(), (PathBuf::from("v.gguf"), -0.5));
+        assert_eq!(
+            parse_file_and_scale("v.gguf").unwrap(),
+            (PathBuf::from("v.gguf"), 1.0)
+        );
+        assert_eq!(
+            parse_file_and_scale("v.gguf:-0.5").unwrap(),
+            (PathBuf::from("v.gguf"), -0.5)
+        );
         assert_eq!(parse_file_and_scale("C:dir/v.gguf").unwrap().1, 1.0);
         assert_eq!(parse_layers("1-3").unwrap(), 1..=3);
         assert_eq!(parse_layers("2").unwrap(), 2..=2);

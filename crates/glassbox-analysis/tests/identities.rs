@@ -31,7 +31,14 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn single(model: &HookedModel, text: &str) -> u32 {
@@ -59,49 +66,98 @@ fn check(name: &str) {
         a.sum(),
         a.total
     );
-    assert!(a.parts.len() > 2 * n_layers, "{name}: parts {:?}", a.parts.len());
+    assert!(
+        a.parts.len() > 2 * n_layers,
+        "{name}: parts {:?}",
+        a.parts.len()
+    );
     // and a single logit too
     let single_logit = attribution::run(&model, &clean, Some(3), mary, None).unwrap();
-    assert!((single_logit.sum() - single_logit.total).abs() <= 1e-4 * single_logit.total.abs().max(1.0));
+    assert!(
+        (single_logit.sum() - single_logit.total).abs() <= 1e-4 * single_logit.total.abs().max(1.0)
+    );
 
     // lens: the last row is the model's output
     let names = lens::hook_names(n_layers);
     let ids = model.ids_tensor(&clean).unwrap();
-    let (logits, cache) = model.run_with_cache(&ids, &NameFilter::new(&names).unwrap()).unwrap();
+    let (logits, cache) = model
+        .run_with_cache(&ids, &NameFilter::new(&names).unwrap())
+        .unwrap();
     let lensed = lens::logit_lens(model.model.as_ref(), &cache).unwrap();
     let last = lensed.get(n_layers).unwrap();
-    assert!(max_abs_diff(&last, &logits) <= 1e-4, "{name}: lens final row");
+    assert!(
+        max_abs_diff(&last, &logits) <= 1e-4,
+        "{name}: lens final row"
+    );
 
     // patching: all clean → 1, nothing → 0, an agreeing position at layer 0 → 0
     let hook = "blocks.0.hook_resid_pre";
     let (clean_logits, clean_cache) = model
         .run_with_cache(&ids, &NameFilter::new(&[hook]).unwrap())
         .unwrap();
-    let m_clean = patching::logit_diff(&clean_logits, mary, john).unwrap().to_scalar::<f32>().unwrap();
-    let m_corrupt = patching::logit_diff(&model.run(&model.ids_tensor(&corrupt).unwrap()).unwrap(), mary, john)
+    let m_clean = patching::logit_diff(&clean_logits, mary, john)
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
+    let m_corrupt = patching::logit_diff(
+        &model.run(&model.ids_tensor(&corrupt).unwrap()).unwrap(),
+        mary,
+        john,
+    )
+    .unwrap()
+    .to_scalar::<f32>()
+    .unwrap();
     let act = clean_cache.require(hook).unwrap();
-    let all = patching::patched_metric(&model, &corrupt, hook, act, Selection::All, mary, john).unwrap();
-    let none = patching::patched_metric(&model, &corrupt, hook, act, Selection::Positions(vec![]), mary, john)
-        .unwrap();
-    assert!((all - m_clean).abs() <= 1e-4, "{name}: patching everything gives {all}, clean is {m_clean}");
-    assert!((none - m_corrupt).abs() <= 1e-5, "{name}: patching nothing gives {none}, corrupted is {m_corrupt}");
-    let grid = patching::activation_patching(&model, &clean, &corrupt, mary, john, PatchTarget::ResidPre, || {})
-        .unwrap();
+    let all =
+        patching::patched_metric(&model, &corrupt, hook, act, Selection::All, mary, john).unwrap();
+    let none = patching::patched_metric(
+        &model,
+        &corrupt,
+        hook,
+        act,
+        Selection::Positions(vec![]),
+        mary,
+        john,
+    )
+    .unwrap();
+    assert!(
+        (all - m_clean).abs() <= 1e-4,
+        "{name}: patching everything gives {all}, clean is {m_clean}"
+    );
+    assert!(
+        (none - m_corrupt).abs() <= 1e-5,
+        "{name}: patching nothing gives {none}, corrupted is {m_corrupt}"
+    );
+    let grid = patching::activation_patching(
+        &model,
+        &clean,
+        &corrupt,
+        mary,
+        john,
+        PatchTarget::ResidPre,
+        || {},
+    )
+    .unwrap();
     for (p, (c, r)) in clean.iter().zip(&corrupt).enumerate() {
         if c == r {
-            assert!(grid.normalized[0][p].abs() <= 1e-4, "{name}: agreeing position {p} at layer 0");
+            assert!(
+                grid.normalized[0][p].abs() <= 1e-4,
+                "{name}: agreeing position {p} at layer 0"
+            );
         }
     }
 
     // ablation: nothing, or resampling the text itself, changes nothing
     let none = ablation::run(&model, &clean, &[], AblationMethod::Zero, &[]).unwrap();
-    assert_eq!(none.baseline_per_token, none.ablated_per_token, "{name}: empty ablation");
+    assert_eq!(
+        none.baseline_per_token, none.ablated_per_token,
+        "{name}: empty ablation"
+    );
     let targets = [
         AblationTarget::Head { layer: 0, head: 1 },
-        AblationTarget::Mlp { layer: n_layers - 1 },
+        AblationTarget::Mlp {
+            layer: n_layers - 1,
+        },
     ];
     let itself = ablation::run(
         &model,
@@ -111,9 +167,15 @@ fn check(name: &str) {
         std::slice::from_ref(&clean),
     )
     .unwrap();
-    assert!((itself.ablated_loss - itself.baseline_loss).abs() <= 1e-5, "{name}: resampling itself");
+    assert!(
+        (itself.ablated_loss - itself.baseline_loss).abs() <= 1e-5,
+        "{name}: resampling itself"
+    );
     let zeroed = ablation::run(&model, &clean, &targets, AblationMethod::Zero, &[]).unwrap();
-    assert!((zeroed.ablated_loss - zeroed.baseline_loss).abs() > 1e-4, "{name}: zero ablation does something");
+    assert!(
+        (zeroed.ablated_loss - zeroed.baseline_loss).abs() > 1e-4,
+        "{name}: zero ablation does something"
+    );
 
     // steering: scale 0 changes nothing; a direction lands on resid_post of its block only
     let d = model.info().d_model;
@@ -128,33 +190,68 @@ fn check(name: &str) {
     let base = model.run(&ids).unwrap();
     let mut hooks = Hooks::none();
     cv.apply(&mut hooks, &model, 0.0).unwrap();
-    assert_eq!(max_abs_diff(&model.run_with_hooks(&ids, &mut hooks).unwrap(), &base), 0.0, "{name}: scale 0");
-    let watched = [format!("blocks.{layer}.hook_resid_pre"), format!("blocks.{layer}.hook_resid_post")];
-    let (_, plain) = model.run_with_cache(&ids, &NameFilter::new(&watched).unwrap()).unwrap();
+    assert_eq!(
+        max_abs_diff(&model.run_with_hooks(&ids, &mut hooks).unwrap(), &base),
+        0.0,
+        "{name}: scale 0"
+    );
+    let watched = [
+        format!("blocks.{layer}.hook_resid_pre"),
+        format!("blocks.{layer}.hook_resid_post"),
+    ];
+    let (_, plain) = model
+        .run_with_cache(&ids, &NameFilter::new(&watched).unwrap())
+        .unwrap();
     let mut hooks = Hooks::caching(NameFilter::new(&watched).unwrap());
     cv.apply(&mut hooks, &model, 2.5).unwrap();
     let steered_logits = model.run_with_hooks(&ids, &mut hooks).unwrap();
-    assert!(max_abs_diff(&steered_logits, &base) > 1e-3, "{name}: steering changes the output");
+    assert!(
+        max_abs_diff(&steered_logits, &base) > 1e-3,
+        "{name}: steering changes the output"
+    );
     let steered = hooks.take_cache();
-    assert_eq!(max_abs_diff(&steered[&watched[0]], &plain[&watched[0]]), 0.0, "{name}: resid_pre untouched");
+    assert_eq!(
+        max_abs_diff(&steered[&watched[0]], &plain[&watched[0]]),
+        0.0,
+        "{name}: resid_pre untouched"
+    );
     let added = (&steered[&watched[1]] - &plain[&watched[1]]).unwrap();
     let expected = (Tensor::new(dir.as_slice(), added.device()).unwrap() * 2.5)
         .unwrap()
         .broadcast_as(added.shape())
         .unwrap();
-    assert!(max_abs_diff(&added, &expected) <= 1e-4, "{name}: the direction is added to resid_post");
+    assert!(
+        max_abs_diff(&added, &expected) <= 1e-4,
+        "{name}: the direction is added to resid_post"
+    );
 
     // attribution patching's gradient against central finite differences at resid_pre 0,
     // upstream of every op of the model
-    let (metric, grads) = patching::metric_gradients(&model, &corrupt, mary, john, PatchTarget::ResidPre).unwrap();
+    let (metric, grads) =
+        patching::metric_gradients(&model, &corrupt, mary, john, PatchTarget::ResidPre).unwrap();
     assert!((metric - m_corrupt).abs() <= 1e-4);
     let g0 = &grads.iter().find(|g| g.name == hook).unwrap().gradient;
-    let noise: Vec<f32> = (0..g0.elem_count()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let noise: Vec<f32> = (0..g0.elem_count())
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
     let delta = Tensor::from_vec(noise, g0.shape(), g0.device()).unwrap();
-    let predicted = (g0 * &delta).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    let predicted = (g0 * &delta)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     // a step small against the activation (the embeddings are small, the model is not)
     let act = &grads.iter().find(|g| g.name == hook).unwrap().activation;
-    let rms = act.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+    let rms = act
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     let eps = 5e-3 * rms as f64;
     let shifted = |sign: f64| -> f32 {
         let mut hooks = Hooks::none();
@@ -163,8 +260,13 @@ fn check(name: &str) {
             Intervention::Add((&delta * (sign * eps)).unwrap()),
             Selection::All,
         );
-        let logits = model.run_with_hooks(&model.ids_tensor(&corrupt).unwrap(), &mut hooks).unwrap();
-        patching::logit_diff(&logits, mary, john).unwrap().to_scalar::<f32>().unwrap()
+        let logits = model
+            .run_with_hooks(&model.ids_tensor(&corrupt).unwrap(), &mut hooks)
+            .unwrap();
+        patching::logit_diff(&logits, mary, john)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     };
     let finite = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f32);
     assert!(
@@ -173,8 +275,21 @@ fn check(name: &str) {
     );
     // every layer's gradient is there and non-zero (the metric depends on each)
     for l in 0..n_layers {
-        let g = &grads.iter().find(|g| g.name == format!("blocks.{l}.hook_resid_pre")).unwrap().gradient;
-        assert!(g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "{name}: layer {l} gradient");
+        let g = &grads
+            .iter()
+            .find(|g| g.name == format!("blocks.{l}.hook_resid_pre"))
+            .unwrap()
+            .gradient;
+        assert!(
+            g.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0,
+            "{name}: layer {l} gradient"
+        );
         assert_eq!(g.dtype(), DType::F32);
     }
 }

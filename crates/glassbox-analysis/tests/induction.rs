@@ -111,10 +111,12 @@ fn induction_model() -> HookedModel {
             }
             match (layer, part) {
                 // previous-token head: query = shift(position), key = position
-                (0, 0) if in_block(i, POSITION) => (1..N_CTX)
-                    .map(|p| code(p, i - POSITION) * code(p - 1, col))
-                    .sum::<f32>()
-                    / BLOCK as f32,
+                (0, 0) if in_block(i, POSITION) => {
+                    (1..N_CTX)
+                        .map(|p| code(p, i - POSITION) * code(p - 1, col))
+                        .sum::<f32>()
+                        / BLOCK as f32
+                }
                 (0, 1) if i == POSITION + col => 1.0,
                 // induction head: query = token, key = previous token
                 (1, 0) if i == TOKEN + col => 1.5,
@@ -126,12 +128,17 @@ fn induction_model() -> HookedModel {
         });
         w.put(&h("attn.c_attn.bias"), 1, 3 * D_MODEL, |_, _| 0.0);
         // c_proj: [z dims, d_model]; head 0's z is rows 0..64
-        w.put(&h("attn.c_proj.weight"), D_MODEL, D_MODEL, |z, j| match layer {
-            _ if z >= BLOCK => 0.0,
-            0 if j == PREVIOUS + z => 1.0 / s0,
-            1 if j == TOKEN + z => 3.0 / s1,
-            _ => 0.0,
-        });
+        w.put(
+            &h("attn.c_proj.weight"),
+            D_MODEL,
+            D_MODEL,
+            |z, j| match layer {
+                _ if z >= BLOCK => 0.0,
+                0 if j == PREVIOUS + z => 1.0 / s0,
+                1 if j == TOKEN + z => 3.0 / s1,
+                _ => 0.0,
+            },
+        );
         w.put(&h("attn.c_proj.bias"), 1, D_MODEL, |_, _| 0.0);
         w.put(&h("mlp.c_fc.weight"), D_MODEL, 16, |_, _| 0.0);
         w.put(&h("mlp.c_fc.bias"), 1, 16, |_, _| 0.0);
@@ -191,7 +198,10 @@ fn ablating_the_circuit_raises_the_loss_on_the_repeated_half() {
     let mut tokens: Vec<u32> = (0..VOCAB as u32).collect();
     tokens.shuffle(&mut rand::rngs::StdRng::seed_from_u64(42));
     let (start, half) = (tokens[0], &tokens[1..=n]);
-    let seq: Vec<u32> = std::iter::once(start).chain(half.iter().copied()).chain(half.iter().copied()).collect();
+    let seq: Vec<u32> = std::iter::once(start)
+        .chain(half.iter().copied())
+        .chain(half.iter().copied())
+        .collect();
     let reference = heads::repeated_random_tokens(VOCAB, n + 1, 4, 7, &[]).unwrap();
     // per-token losses: index i predicts token i+1; the second copy starts at n + 1, and
     // from there on every next token is predictable
@@ -200,19 +210,38 @@ fn ablating_the_circuit_raises_the_loss_on_the_repeated_half() {
         ablation::run(&model, &seq, targets, method, &reference).unwrap()
     };
     let intact = run(&[], AblationMethod::Zero);
-    let repeated_loss: f32 =
-        intact.baseline_per_token[repeated.clone()].iter().sum::<f32>() / repeated.len() as f32;
-    assert!(repeated_loss < 0.5, "the circuit predicts the repeated half (loss {repeated_loss})");
+    let repeated_loss: f32 = intact.baseline_per_token[repeated.clone()]
+        .iter()
+        .sum::<f32>()
+        / repeated.len() as f32;
+    assert!(
+        repeated_loss < 0.5,
+        "the circuit predicts the repeated half (loss {repeated_loss})"
+    );
     for target in [
         AblationTarget::Head { layer: 1, head: 0 },
         AblationTarget::Head { layer: 0, head: 0 },
     ] {
-        for method in [AblationMethod::Zero, AblationMethod::Mean, AblationMethod::Resample { seed: 3 }] {
+        for method in [
+            AblationMethod::Zero,
+            AblationMethod::Mean,
+            AblationMethod::Resample { seed: 3 },
+        ] {
             let r = run(&[target], method);
             let delta = r.delta_over(repeated.clone());
-            assert!(delta > 1.0, "{} {method:?}: repeated-half loss rose by {delta}", target.label());
+            assert!(
+                delta > 1.0,
+                "{} {method:?}: repeated-half loss rose by {delta}",
+                target.label()
+            );
         }
     }
-    let dead = run(&[AblationTarget::Head { layer: 1, head: 2 }], AblationMethod::Zero);
-    assert_eq!(dead.ablated_per_token, dead.baseline_per_token, "a dead head");
+    let dead = run(
+        &[AblationTarget::Head { layer: 1, head: 2 }],
+        AblationMethod::Zero,
+    );
+    assert_eq!(
+        dead.ablated_per_token, dead.baseline_per_token,
+        "a dead head"
+    );
 }

@@ -25,14 +25,20 @@ fn temp(name: &str) -> PathBuf {
 /// Reads a fixture and compares it with `expected.json`.
 fn check(file: &str) {
     let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(here().join("expected.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(here().join("expected.json")).unwrap())
+            .unwrap();
     let e = &expected[file];
     let cv = ControlVector::read(&here().join(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
     assert_eq!(cv.model_hint, e["model_hint"].as_str().unwrap(), "{file}");
     let dirs = e["directions"].as_object().unwrap();
     assert_eq!(cv.directions.len(), dirs.len(), "{file}");
     for (layer, values) in dirs {
-        let want: Vec<f32> = values.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> = values
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         let got = &cv.directions[&layer.parse::<usize>().unwrap()];
         assert_eq!(got, &want, "{file}: direction.{layer}");
         assert_eq!(cv.d_model, want.len());
@@ -47,7 +53,11 @@ fn llama_cpp_control_vectors_load() {
 
 #[test]
 fn written_vectors_are_what_llama_cpp_reads() {
-    let model = HookedModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/gpt2"), &LoadOptions::default()).unwrap();
+    let model = HookedModel::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/gpt2"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let pos: Vec<Vec<u32>> = ["I love this, it is wonderful", "What a great day"]
         .iter()
         .map(|t| model.to_tokens(t).unwrap())
@@ -63,7 +73,7 @@ fn written_vectors_are_what_llama_cpp_reads() {
     // what llama.cpp's common_control_vector_load_one checks, on the raw file
     let file = GgufFile::open(&path).unwrap();
     assert_eq!(file.architecture(), Some("controlvector"));
-    assert_eq!(file.get_str("controlvector.model_hint"), Some("GPT2LMHeadModel"));
+    assert_eq!(file.get_str("controlvector.model_hint"), Some("gpt2"));
     assert_eq!(file.get_u32("controlvector.layer_count"), Some(1));
     assert_eq!(file.tensors.len(), 1);
     let t = &file.tensors[0];
@@ -79,9 +89,16 @@ fn written_vectors_are_what_llama_cpp_reads() {
         let mut count = 0;
         for ids in prompts {
             let (_, cache) = model
-                .run_with_cache(&model.ids_tensor(ids).unwrap(), &NameFilter::new(&["blocks.1.hook_resid_pre"]).unwrap())
+                .run_with_cache(
+                    &model.ids_tensor(ids).unwrap(),
+                    &NameFilter::new(&["blocks.1.hook_resid_pre"]).unwrap(),
+                )
                 .unwrap();
-            let rows = cache["blocks.1.hook_resid_pre"].squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+            let rows = cache["blocks.1.hook_resid_pre"]
+                .squeeze(0)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
             for row in rows {
                 sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
                 count += 1;
@@ -89,7 +106,11 @@ fn written_vectors_are_what_llama_cpp_reads() {
         }
         sum.into_iter().map(|s| s / count as f32).collect()
     };
-    let diff: Vec<f32> = mean(&pos).iter().zip(mean(&neg)).map(|(p, n)| p - n).collect();
+    let diff: Vec<f32> = mean(&pos)
+        .iter()
+        .zip(mean(&neg))
+        .map(|(p, n)| p - n)
+        .collect();
     let norm = diff.iter().map(|x| x * x).sum::<f32>().sqrt();
     for (got, want) in cv.directions[&1].iter().zip(&diff) {
         assert!((got - want / norm).abs() < 1e-5);
@@ -116,22 +137,48 @@ fn refused(name: &str, arch: &str, tensors: &[(&str, Vec<f32>, bool)], message: 
     w.write(&path).unwrap();
     let err = ControlVector::read(&path).expect_err(name).to_string();
     assert!(err.contains(message), "{name}: {err}");
-    assert!(err.contains(name), "{name}: the message names the file: {err}");
+    assert!(
+        err.contains(name),
+        "{name}: the message names the file: {err}"
+    );
 }
 
 #[test]
 fn malformed_control_vectors_are_refused() {
     let v = vec![0.5f32; 8];
-    refused("zero.gguf", "controlvector", &[("direction.0", v.clone(), false)], "direction.0");
-    refused("f16.gguf", "controlvector", &[("direction.1", v.clone(), true)], "F32");
+    refused(
+        "zero.gguf",
+        "controlvector",
+        &[("direction.0", v.clone(), false)],
+        "direction.0",
+    );
+    refused(
+        "f16.gguf",
+        "controlvector",
+        &[("direction.1", v.clone(), true)],
+        "F32",
+    );
     refused(
         "lengths.gguf",
         "controlvector",
-        &[("direction.1", v.clone(), false), ("direction.2", vec![1.0; 4], false)],
+        &[
+            ("direction.1", v.clone(), false),
+            ("direction.2", vec![1.0; 4], false),
+        ],
         "values",
     );
-    refused("name.gguf", "controlvector", &[("steer.1", v.clone(), false)], "direction.N");
-    refused("arch.gguf", "llama", &[("direction.1", v.clone(), false)], "not a control vector");
+    refused(
+        "name.gguf",
+        "controlvector",
+        &[("steer.1", v.clone(), false)],
+        "direction.N",
+    );
+    refused(
+        "arch.gguf",
+        "llama",
+        &[("direction.1", v.clone(), false)],
+        "not a control vector",
+    );
     refused("empty.gguf", "controlvector", &[], "no direction");
     std::fs::write(temp("junk.gguf"), b"GGUF not really").unwrap();
     assert!(ControlVector::read(&temp("junk.gguf")).is_err());

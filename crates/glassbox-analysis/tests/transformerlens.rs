@@ -33,7 +33,9 @@ impl Expected {
         let bytes = std::fs::read(&path).expect("fixture readable");
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-        let meta = header["__metadata__"]["meta"].as_str().expect("meta present");
+        let meta = header["__metadata__"]["meta"]
+            .as_str()
+            .expect("meta present");
         Expected {
             file: Checkpoint::open(&path).expect("fixture opens"),
             meta: serde_json::from_str(meta).unwrap(),
@@ -82,16 +84,29 @@ fn logit_lens_matches_transformerlens() {
     let model = gpt2();
     let expected = Expected::open();
     let ids = expected.ids("lens.input_ids");
-    assert_eq!(ids, model.to_tokens("The Eiffel Tower is in Paris.").unwrap());
+    assert_eq!(
+        ids,
+        model.to_tokens("The Eiffel Tower is in Paris.").unwrap()
+    );
     let names = lens::hook_names(model.info().n_layers);
     let (logits, cache) = model
-        .run_with_cache(&model.ids_tensor(&ids).unwrap(), &NameFilter::new(&names).unwrap())
+        .run_with_cache(
+            &model.ids_tensor(&ids).unwrap(),
+            &NameFilter::new(&names).unwrap(),
+        )
         .unwrap();
-    let ours = lens::logit_lens(model.model.as_ref(), &cache).unwrap().squeeze(1).unwrap();
+    let ours = lens::logit_lens(model.model.as_ref(), &cache)
+        .unwrap()
+        .squeeze(1)
+        .unwrap();
     check("lens logits", &ours, &expected.floats("lens.logits"));
     // the last row is the model's own output
     let last = ours.get(ours.dim(0).unwrap() - 1).unwrap();
-    check("lens final row vs logits", &last, &logits.squeeze(0).unwrap());
+    check(
+        "lens final row vs logits",
+        &last,
+        &logits.squeeze(0).unwrap(),
+    );
 }
 
 #[test]
@@ -106,9 +121,13 @@ fn per_head_attribution_matches_transformerlens() {
     );
     let names = attribution::hook_names(model.info().n_layers);
     let (_, cache) = model
-        .run_with_cache(&model.ids_tensor(&ids).unwrap(), &NameFilter::new(&names).unwrap())
+        .run_with_cache(
+            &model.ids_tensor(&ids).unwrap(),
+            &NameFilter::new(&names).unwrap(),
+        )
         .unwrap();
-    let direction = attribution::logit_direction(model.model.as_ref(), target, Some(versus)).unwrap();
+    let direction =
+        attribution::logit_direction(model.model.as_ref(), target, Some(versus)).unwrap();
     let grid = attribution::head_results_on_direction(
         model.model.as_ref(),
         &cache,
@@ -144,9 +163,19 @@ fn resid_pre_patching_matches_transformerlens() {
     .unwrap();
     let rows = result.raw.len();
     let ours = Tensor::from_vec(result.raw.concat(), (rows, clean.len()), &Device::Cpu).unwrap();
-    check("resid_pre patching grid", &ours, &expected.floats("patch.resid_pre"));
+    check(
+        "resid_pre patching grid",
+        &ours,
+        &expected.floats("patch.resid_pre"),
+    );
     let ld_clean = meta["ld_clean"].as_f64().unwrap() as f32;
     let ld_corrupt = meta["ld_corrupt"].as_f64().unwrap() as f32;
-    assert!((result.clean_metric - ld_clean).abs() <= TOLERANCE, "clean metric");
-    assert!((result.corrupt_metric - ld_corrupt).abs() <= TOLERANCE, "corrupted metric");
+    assert!(
+        (result.clean_metric - ld_clean).abs() <= TOLERANCE,
+        "clean metric"
+    );
+    assert!(
+        (result.corrupt_metric - ld_corrupt).abs() <= TOLERANCE,
+        "corrupted metric"
+    );
 }

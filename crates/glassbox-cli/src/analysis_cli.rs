@@ -34,6 +34,12 @@ impl OutputArgs {
 
 /// Loads the model at `path` (a Hub snapshot directory or a GGUF file) on the CPU in f32.
 pub fn load_model(path: &Path) -> anyhow::Result<HookedModel> {
+    if !path.exists() {
+        return Err(crate::invalid!(
+            "{}: no such file or directory",
+            path.display()
+        ));
+    }
     HookedModel::load(path, &LoadOptions::default())
         .with_context(|| format!("loading {}", path.display()))
 }
@@ -91,4 +97,33 @@ pub fn describe_token(model: &HookedModel, id: u32) -> String {
         .and_then(|v| v.into_iter().next())
         .unwrap_or_default();
     format!("{text:?} (#{id})")
+}
+
+/// Adds the control vector `spec` (`FILE` or `FILE:SCALE`) to `hooks`, warning on stderr
+/// about directions for blocks the model does not have (llama.cpp ignores those too).
+pub fn apply_control_vector(
+    hooks: &mut glassbox_models::Hooks,
+    model: &HookedModel,
+    spec: &str,
+) -> anyhow::Result<()> {
+    use glassbox_analysis::steering::{parse_file_and_scale, ControlVector};
+    let (path, scale) = parse_file_and_scale(spec)?;
+    if !path.is_file() {
+        return Err(crate::invalid!(
+            "{}: no such control-vector file",
+            path.display()
+        ));
+    }
+    let vector = ControlVector::read(&path)?;
+    let ignored = vector
+        .apply(hooks, model, scale)
+        .with_context(|| format!("applying {}", path.display()))?;
+    if !ignored.is_empty() {
+        eprintln!(
+            "warning: {}: directions for blocks {ignored:?} ignored (the model has {} blocks)",
+            path.display(),
+            model.info().n_layers
+        );
+    }
+    Ok(())
 }

@@ -12,7 +12,9 @@ use serde_json::Value;
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
 }
 
 fn glassbox(args: &[&str]) -> Output {
@@ -23,19 +25,31 @@ fn glassbox(args: &[&str]) -> Output {
 }
 
 fn json_of(out: &Output) -> Value {
-    assert!(out.status.success(), "glassbox failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "glassbox failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("valid JSON")
 }
 
 /// The routes the command prints for `PROMPT` equal the hooks of a library run.
 fn check_prompt_routes(rel: &str) {
     let dir = fixture(rel);
-    let out = glassbox(&["experts", dir.to_str().unwrap(), "--prompt", PROMPT, "--json"]);
+    let out = glassbox(&[
+        "experts",
+        dir.to_str().unwrap(),
+        "--prompt",
+        PROMPT,
+        "--json",
+    ]);
     let report = json_of(&out);
     let model = HookedModel::load(&dir, &LoadOptions::default()).unwrap();
     let ids = model.to_tokens(PROMPT).unwrap();
     let filter = NameFilter::new(&ROUTING_HOOKS).unwrap();
-    let (_, cache) = model.run_with_cache(&model.ids_tensor(&ids).unwrap(), &filter).unwrap();
+    let (_, cache) = model
+        .run_with_cache(&model.ids_tensor(&ids).unwrap(), &filter)
+        .unwrap();
     let expected = routing_from_cache(&cache, model.info().n_layers, 0).unwrap();
     assert_eq!(report["tokens"].as_array().unwrap().len(), ids.len());
     let layers = report["layers"].as_array().unwrap();
@@ -47,7 +61,10 @@ fn check_prompt_routes(rel: &str) {
             for (slot, pair) in routes.as_array().unwrap().iter().enumerate() {
                 assert_eq!(pair[0].as_u64().unwrap() as u32, want.experts[pos][slot]);
                 let w = pair[1].as_f64().unwrap() as f32;
-                assert!((w - want.weights[pos][slot]).abs() < 1e-6, "{rel}: weight at {pos}/{slot}");
+                assert!(
+                    (w - want.weights[pos][slot]).abs() < 1e-6,
+                    "{rel}: weight at {pos}/{slot}"
+                );
             }
         }
     }
@@ -65,7 +82,11 @@ fn file_usage_adds_up_and_plots() {
     let tmp = std::env::temp_dir().join(format!("glassbox-experts-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let text = tmp.join("text.txt");
-    std::fs::write(&text, "The Eiffel Tower is in Paris. The Colosseum is in Rome.\n".repeat(4)).unwrap();
+    std::fs::write(
+        &text,
+        "The Eiffel Tower is in Paris. The Colosseum is in Rome.\n".repeat(4),
+    )
+    .unwrap();
     let plot = tmp.join("usage.svg");
     let dir = fixture("families/deepseek-v3");
     let out = glassbox(&[
@@ -83,18 +104,34 @@ fn file_usage_adds_up_and_plots() {
     let layers = report["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2, "layers 1 and 2 are MoE");
     for l in layers {
-        let freq: Vec<f64> = l["frequency"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let freq: Vec<f64> = l["frequency"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         assert_eq!(freq.len(), 8);
         // Each token picks 2 distinct experts.
-        assert!((freq.iter().sum::<f64>() - 2.0).abs() < 1e-9, "frequencies {freq:?}");
+        assert!(
+            (freq.iter().sum::<f64>() - 2.0).abs() < 1e-9,
+            "frequencies {freq:?}"
+        );
         for (f, w) in freq.iter().zip(l["mean_weight"].as_array().unwrap()) {
             let w = w.as_f64().unwrap();
-            assert!(if *f == 0.0 { w == 0.0 } else { w > 0.0 && w <= 2.5 + 1e-6 });
+            assert!(if *f == 0.0 {
+                w == 0.0
+            } else {
+                w > 0.0 && w <= 2.5 + 1e-6
+            });
         }
     }
     let svg = std::fs::read_to_string(&plot).expect("plot written");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<rect").count(), 2 * 8, "one cell per layer and expert");
+    assert_eq!(
+        svg.matches("<rect").count(),
+        2 * 8,
+        "one cell per layer and expert"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&tmp)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -111,10 +148,22 @@ fn bad_input_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no mixture-of-experts layers"));
     let moe = fixture("families/mixtral");
-    let out = glassbox(&["experts", moe.to_str().unwrap(), "--file", "/nonexistent/text.txt"]);
+    let out = glassbox(&[
+        "experts",
+        moe.to_str().unwrap(),
+        "--file",
+        "/nonexistent/text.txt",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/text.txt"));
-    let out = glassbox(&["experts", moe.to_str().unwrap(), "--prompt", "hi", "--plot", "out.png"]);
+    let out = glassbox(&[
+        "experts",
+        moe.to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--plot",
+        "out.png",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let out = glassbox(&["experts", moe.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
@@ -128,7 +177,8 @@ fn experts_are_attribution_and_ablation_components() {
     use glassbox_analysis::ablation::{self, AblationMethod, AblationTarget};
     use glassbox_analysis::attribution::{self, Component};
 
-    let model = HookedModel::load(&fixture("families/deepseek-v3"), &LoadOptions::default()).unwrap();
+    let model =
+        HookedModel::load(&fixture("families/deepseek-v3"), &LoadOptions::default()).unwrap();
     let ids = model.to_tokens(PROMPT).unwrap();
     let mary = model.to_tokens(" Mary").unwrap()[0];
     let john = model.to_tokens(" John").unwrap()[0];
@@ -141,12 +191,34 @@ fn experts_are_attribution_and_ablation_components() {
             _ => None,
         })
         .collect();
-    let shared = attr.parts.iter().filter(|(c, _)| matches!(c, Component::SharedExperts { .. })).count();
-    assert_eq!(experts.iter().filter(|(l, _)| *l == 1).count(), 2, "{experts:?}");
-    assert_eq!(experts.iter().filter(|(l, _)| *l == 2).count(), 2, "{experts:?}");
+    let shared = attr
+        .parts
+        .iter()
+        .filter(|(c, _)| matches!(c, Component::SharedExperts { .. }))
+        .count();
+    assert_eq!(
+        experts.iter().filter(|(l, _)| *l == 1).count(),
+        2,
+        "{experts:?}"
+    );
+    assert_eq!(
+        experts.iter().filter(|(l, _)| *l == 2).count(),
+        2,
+        "{experts:?}"
+    );
     assert_eq!(shared, 2);
-    assert!(attr.parts.iter().any(|(c, _)| *c == Component::Mlp { layer: 0 }), "layer 0 is dense");
-    assert!((attr.sum() - attr.total).abs() < 1e-3, "parts sum {} vs logit difference {}", attr.sum(), attr.total);
+    assert!(
+        attr.parts
+            .iter()
+            .any(|(c, _)| *c == Component::Mlp { layer: 0 }),
+        "layer 0 is dense"
+    );
+    assert!(
+        (attr.sum() - attr.total).abs() < 1e-3,
+        "parts sum {} vs logit difference {}",
+        attr.sum(),
+        attr.total
+    );
 
     let (layer, expert) = experts[experts.len() - 1];
     let target = AblationTarget::parse(&format!("L{layer}E{expert}")).unwrap();

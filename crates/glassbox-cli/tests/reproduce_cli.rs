@@ -47,3 +47,50 @@ fn reproduce_input_errors_exit_2() {
     assert!(text(&o).contains("recipe.toml"), "{}", text(&o));
     assert!(!text(&o).contains("panicked"), "{}", text(&o));
 }
+
+/// 20 vocabulary words in a fixed random order, then the same again.
+const REPEATED: &str = "fox v11 k03 = sees x4 red k17 the v02 bear , x8 calls k09 old v20 a king .";
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let o = glassbox(args);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
+}
+
+#[test]
+fn reference_model_has_an_induction_head_whose_ablation_hurts_the_repeat() {
+    let dir = reference();
+    let dir = dir.to_str().unwrap();
+    // The analysis command's own probe: random tokens repeated, default seed.
+    let heads = json(&["heads", dir, "--json", "--top", "4"]);
+    let induction = heads["scores"]["induction"].as_array().expect("induction scores");
+    let mut best = (0, 0, f64::MIN);
+    let mut strong = Vec::new();
+    for (l, row) in induction.iter().enumerate() {
+        for (h, s) in row.as_array().unwrap().iter().enumerate() {
+            let s = s.as_f64().unwrap();
+            if s > best.2 {
+                best = (l, h, s);
+            }
+            if s >= 0.4 {
+                strong.push(format!("L{l}H{h}"));
+            }
+        }
+    }
+    assert!(best.2 >= 0.5, "best induction score {best:?} is below 0.5");
+
+    // Zero-ablating the induction heads raises the loss on the repeated half clearly.
+    let text = format!("{REPEATED} {REPEATED}");
+    let targets = strong.join(",");
+    let ablated = json(&["ablate", dir, "--text", &text, "--target", &targets, "--json"]);
+    let r = &ablated["results"][0];
+    let per = |k: &str| -> Vec<f64> {
+        r[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let (base, abl) = (per("baseline_per_token"), per("ablated_per_token"));
+    // Token 0 is <bos>; loss i predicts token i+1; the repeat's tokens 22..=40 are predicted at 21..40.
+    let mean = |v: &[f64]| v[21..40].iter().sum::<f64>() / 19.0;
+    let (b, a) = (mean(&base), mean(&abl));
+    assert!(b < 1.0, "the model does not copy the repeat: loss {b}");
+    assert!(a - b > 1.0, "ablating {targets} raised the repeat's loss only from {b:.3} to {a:.3}");
+}

@@ -17,7 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use glassbox_formats::{fuzzing, DType, GgufArray, GgufValue, GgufWriter};
-use pickle_util::{sample_checkpoint, zip_stored, Pickle};
+use pickle_util::{sample_checkpoint, sample_checkpoint_zip64, zip_stored, Pickle};
 
 struct Rng(u64);
 impl Rng {
@@ -218,6 +218,7 @@ fn pickle_seeds() -> Vec<Vec<u8>> {
     let bf16 = [0u8; 8];
     vec![
         sample_checkpoint(),
+        sample_checkpoint_zip64(),
         zip_stored(&[("ckpt/data.pkl", &p.0), ("ckpt/data/0", &bf16)]),
         p.0.clone(),
     ]

@@ -13,7 +13,7 @@ pub fn to_f32(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
             .map(|c| f(c.try_into().expect("chunk of N")))
             .collect()
     }
-    if bytes.len() % dtype.block().1 != 0 {
+    if !bytes.len().is_multiple_of(dtype.block().1) {
         return None;
     }
     Some(match dtype {

@@ -65,7 +65,7 @@ impl DType {
     /// overflow.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let (bs, bb) = self.block();
-        if n_elements % bs as u64 != 0 {
+        if !n_elements.is_multiple_of(bs as u64) {
             return None;
         }
         (n_elements / bs as u64).checked_mul(bb as u64)

@@ -122,7 +122,7 @@ impl GgufWriter {
     /// Quantizes to Q8_0 as ggml's reference does: per block of 32, scale d = max|x| / 127
     /// (stored as f16), values round(x / d) as i8.
     pub fn add_q8_0(&mut self, name: &str, shape: &[usize], values: &[f32]) -> Result<&mut Self> {
-        if values.len() % 32 != 0 {
+        if !values.len().is_multiple_of(32) {
             return Err(err(format!(
                 "`{name}`: {} values is not a whole number of Q8_0 blocks",
                 values.len()

@@ -31,7 +31,7 @@ fn ggml_dtype(dtype: DType) -> Option<GgmlDType> {
 /// or `bytes` is not a whole number of blocks.
 pub fn dequantize(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
     let (block_elems, block_bytes) = dtype.block();
-    if block_elems == 1 || bytes.len() % block_bytes != 0 {
+    if block_elems == 1 || !bytes.len().is_multiple_of(block_bytes) {
         return None;
     }
     match dtype {
@@ -57,7 +57,7 @@ pub fn dequantize(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
     }
     // Blocks hold f16 and f32 scales: give candle an 8-byte-aligned slice.
     let aligned: Vec<u64>;
-    let slice = if (bytes.as_ptr() as usize) % 8 == 0 {
+    let slice = if (bytes.as_ptr() as usize).is_multiple_of(8) {
         bytes
     } else {
         let mut buf = vec![0u64; bytes.len().div_ceil(8)];

@@ -468,13 +468,13 @@ pub fn histogram(ck: &Checkpoint, name: &str, bins: usize) -> Result<Histogram> 
 /// page cache and the next access maps the very same file contents again. Owned buffers, or
 /// any mapping that could hold data of its own, are never touched. Elsewhere than Linux this
 /// does nothing.
-pub(crate) struct PageReleaser {
+pub struct PageReleaser {
     shared_file_mappings: Vec<Range<usize>>,
     page: usize,
 }
 
 impl PageReleaser {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         #[cfg(target_os = "linux")]
         {
             let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
@@ -493,7 +493,7 @@ impl PageReleaser {
     }
 
     /// Releases the whole pages inside `bytes`, if they belong to a shared file mapping.
-    pub(crate) fn release(&self, bytes: &[u8]) {
+    pub fn release(&self, bytes: &[u8]) {
         let start = (bytes.as_ptr() as usize).div_ceil(self.page) * self.page;
         let end = (bytes.as_ptr() as usize + bytes.len()) / self.page * self.page;
         if end <= start

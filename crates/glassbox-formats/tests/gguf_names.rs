@@ -5,7 +5,9 @@ use glassbox_formats::gguf_names::{
     hub_name, permute_qk, unpermute_qk, Fixup, KNOWN_ARCHITECTURES,
 };
 
-fn check(arch: &str, gguf: &str, expected: Option<(&str, Fixup)>) {
+type Expected<'a> = Option<(&'a str, Fixup)>;
+
+fn check(arch: &str, gguf: &str, expected: Expected) {
     let got = hub_name(arch, gguf);
     let got = got.as_ref().map(|h| (h.name.as_str(), h.fixup));
     assert_eq!(got, expected, "{arch}: {gguf}");
@@ -14,7 +16,7 @@ fn check(arch: &str, gguf: &str, expected: Option<(&str, Fixup)>) {
 #[test]
 fn names_map_per_architecture() {
     use Fixup::*;
-    let cases: &[(&str, &str, Option<(&str, Fixup)>)] = &[
+    let cases: &[(&str, &str, Expected)] = &[
         (
             "llama",
             "token_embd.weight",

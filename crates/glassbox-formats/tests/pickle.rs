@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use glassbox_formats::pickle::load_state_dict;
 use glassbox_formats::{Checkpoint, CheckpointKind, DType, FormatError, TorchFile};
-use pickle_util::{f32_bytes, sample_checkpoint, zip_stored, Pickle};
+use pickle_util::{f32_bytes, sample_checkpoint, sample_checkpoint_zip64, zip_stored, Pickle};
 
 fn tempdir() -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,6 +55,18 @@ fn state_dict_opens_as_a_checkpoint() {
     assert_eq!(values(&ck, "tail"), vec![4.0, 5.0, 6.0]);
     assert_eq!(ck.tensor("w", &Device::Cpu).unwrap().dims(), &[2, 3]);
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// Checkpoints over 4 GiB use zip64 records; the same tensors must come out.
+#[test]
+fn zip64_checkpoint_reads_the_same() {
+    let plain = TorchFile::from_bytes(Path::new("a.bin"), sample_checkpoint()).unwrap();
+    let zip64 = TorchFile::from_bytes(Path::new("b.bin"), sample_checkpoint_zip64()).unwrap();
+    assert_eq!(zip64.entries.len(), 3);
+    for (a, b) in plain.entries.iter().zip(&zip64.entries) {
+        assert_eq!((&a.name, a.dtype, &a.shape), (&b.name, b.dtype, &b.shape));
+        assert_eq!(plain.bytes(a), zip64.bytes(b));
+    }
 }
 
 #[test]

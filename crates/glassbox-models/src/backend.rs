@@ -2,20 +2,27 @@
 //!
 //! Tensor names are the checkpoint's own (Hub names). Each tensor is read from the memory map
 //! when a model asks for it, checked against the shape the model expects, and converted to the
-//! requested dtype.
+//! requested dtype. Once copied, the tensor's mapped pages are handed back to the OS, so loading
+//! peaks near the size of the weights rather than twice it.
 
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
+use glassbox_formats::stats::PageReleaser;
 use glassbox_formats::Checkpoint;
 
 /// A [`SimpleBackend`] over an opened checkpoint.
 pub struct CheckpointBackend {
     pub checkpoint: Checkpoint,
+    releaser: PageReleaser,
 }
 
 impl CheckpointBackend {
     pub fn new(checkpoint: Checkpoint) -> Self {
-        CheckpointBackend { checkpoint }
+        // Created after the checkpoint, so that its mappings are the ones it knows.
+        CheckpointBackend {
+            checkpoint,
+            releaser: PageReleaser::new(),
+        }
     }
 }
 
@@ -47,6 +54,10 @@ impl SimpleBackend for CheckpointBackend {
             .checkpoint
             .tensor(name, dev)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        // The tensor owns a copy now: the mapped bytes need not stay resident.
+        if let Ok(bytes) = self.checkpoint.raw_bytes(name) {
+            self.releaser.release(bytes);
+        }
         t.to_dtype(dtype)
     }
 

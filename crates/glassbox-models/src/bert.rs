@@ -3,9 +3,9 @@
 //! Design: the code follows Devlin et al. (2018) and Hugging Face's `modeling_bert.py`, with
 //! weight names mirroring the checkpoint (`embeddings.word_embeddings`, `encoder.layer.{i}.
 //! attention.self.query`, …; a `bert.` prefix is detected, as `BertForMaskedLM` checkpoints
-//! carry one). Every op is a differentiable candle primitive — LayerNorm and softmax are
-//! written out rather than taken from candle-nn's fused kernels, which have no backward pass —
-//! so attribution patching and training see gradients.
+//! carry one). Every op is differentiable — LayerNorm and softmax come from [`crate::ops`] /
+//! [`crate::layers`], not from candle-nn's fused kernels, which have no backward pass — so
+//! attribution patching and training see gradients.
 //!
 //! BERT is post-LN: each sublayer's output is added to its input and *then* normalized. Hook
 //! names follow TransformerLens's `HookedEncoder` where the two agree, adapted to post-LN:
@@ -82,7 +82,8 @@ impl BertConfig {
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
         let cfg: BertConfig = serde_json::from_value(value.clone())
             .map_err(|e| ModelError::config(format!("BERT config: {e}")))?;
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
+        {
             return Err(ModelError::config(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 cfg.hidden_size, cfg.num_attention_heads
@@ -791,5 +792,43 @@ impl SentencePooling {
             .sqrt()?
             .clamp(1e-12, f64::MAX)?;
         pooled.broadcast_div(&norm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pools `[[1, 2], [3, -4], [100, 100]]` (the third token is padding) with `pooling`.
+    fn check(pooling: SentencePooling, expected: &[f32]) {
+        let hidden = Tensor::new(&[[[1f32, 2.], [3., -4.], [100., 100.]]], &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 0]], &Device::Cpu).unwrap();
+        let pooled = pooling.pool(&hidden, Some(&mask)).unwrap();
+        let got = pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (g, e) in got.iter().zip(expected) {
+            assert!(
+                (g - e).abs() < 1e-6,
+                "{pooling:?}: got {got:?}, expected {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pooling_skips_padding() {
+        let raw = |mode| SentencePooling {
+            mode,
+            normalize: false,
+        };
+        check(raw(PoolingMode::Mean), &[2., -1.]);
+        check(raw(PoolingMode::Cls), &[1., 2.]);
+        check(raw(PoolingMode::Max), &[3., 2.]);
+        let norm = (5f32).sqrt();
+        check(
+            SentencePooling {
+                mode: PoolingMode::Mean,
+                normalize: true,
+            },
+            &[2. / norm, -1. / norm],
+        );
     }
 }

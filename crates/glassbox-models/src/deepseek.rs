@@ -35,7 +35,9 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 
 use crate::config::HfConfig;
-use crate::decoder::{DecoderBlock, DecoderModel, FeedForward, LayerContext, Residual, SelfAttention};
+use crate::decoder::{
+    DecoderBlock, DecoderModel, FeedForward, LayerContext, Residual, SelfAttention,
+};
 use crate::error::{ModelError, Result as ModelResult};
 use crate::hooks::Hooks;
 use crate::kv_cache::KvCache;
@@ -164,7 +166,8 @@ impl MlaRope {
             return pos_freqs.iter().map(|p| 1.0 / p).collect();
         };
         let correction_dim = |rotations: f64| {
-            dim * (y.original_max_position_embeddings / (rotations * 2.0 * std::f64::consts::PI)).ln()
+            dim * (y.original_max_position_embeddings / (rotations * 2.0 * std::f64::consts::PI))
+                .ln()
                 / (2.0 * self.theta.ln())
         };
         let (mut low, mut high) = (correction_dim(y.beta_fast), correction_dim(y.beta_slow));
@@ -235,10 +238,21 @@ pub struct MlaAttention {
 }
 
 impl MlaAttention {
-    pub fn load(vb: VarBuilder, cfg: MlaConfig, d_model: usize, bias: bool, eps: f64) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        cfg: MlaConfig,
+        d_model: usize,
+        bias: bool,
+        eps: f64,
+    ) -> Result<Self> {
         let h = cfg.n_heads;
         let q = match cfg.q_lora_rank {
-            None => QueryProjection::Direct(Linear::load(vb.pp("q_proj"), d_model, h * cfg.qk_head_dim(), false)?),
+            None => QueryProjection::Direct(Linear::load(
+                vb.pp("q_proj"),
+                d_model,
+                h * cfg.qk_head_dim(),
+                false,
+            )?),
             Some(rank) => QueryProjection::LowRank {
                 a: Linear::load(vb.pp("q_a_proj"), d_model, rank, bias)?,
                 norm: Norm::load(vb.pp("q_a_layernorm"), NormKind::RmsNorm { eps }, rank)?,
@@ -251,7 +265,11 @@ impl MlaAttention {
             cfg.kv_lora_rank + cfg.qk_rope_head_dim,
             bias,
         )?;
-        let kv_norm = Norm::load(vb.pp("kv_a_layernorm"), NormKind::RmsNorm { eps }, cfg.kv_lora_rank)?;
+        let kv_norm = Norm::load(
+            vb.pp("kv_a_layernorm"),
+            NormKind::RmsNorm { eps },
+            cfg.kv_lora_rank,
+        )?;
         let kv_b = Linear::load(
             vb.pp("kv_b_proj"),
             cfg.kv_lora_rank,
@@ -317,18 +335,22 @@ impl SelfAttention for MlaAttention {
         let q = q.reshape((b, t, h, qk))?;
 
         let compressed = self.kv_a.forward(x)?;
-        let latent = self.kv_norm.forward(&compressed.narrow(2, 0, c.kv_lora_rank)?)?;
+        let latent = self
+            .kv_norm
+            .forward(&compressed.narrow(2, 0, c.kv_lora_rank)?)?;
         let latent = hooks.point(|| format!("blocks.{i}.attn.hook_kv_latent"), latent)?;
         let k_rope = compressed
             .narrow(2, c.kv_lora_rank, c.qk_rope_head_dim)?
             .reshape((b, t, 1, c.qk_rope_head_dim))?
             .broadcast_as((b, t, h, c.qk_rope_head_dim))?;
-        let expanded = self
-            .kv_b
-            .forward(&latent)?
-            .reshape((b, t, h, c.qk_nope_head_dim + c.v_head_dim))?;
+        let expanded =
+            self.kv_b
+                .forward(&latent)?
+                .reshape((b, t, h, c.qk_nope_head_dim + c.v_head_dim))?;
         let k_nope = expanded.narrow(3, 0, c.qk_nope_head_dim)?;
-        let v = expanded.narrow(3, c.qk_nope_head_dim, c.v_head_dim)?.contiguous()?;
+        let v = expanded
+            .narrow(3, c.qk_nope_head_dim, c.v_head_dim)?
+            .contiguous()?;
         let k = Tensor::cat(&[k_nope, k_rope.contiguous()?], 3)?;
 
         let q = hooks.point(|| format!("blocks.{i}.attn.hook_q"), q)?;
@@ -353,7 +375,10 @@ impl SelfAttention for MlaAttention {
             (k, v) = cache.append(i, &k, &v, 2)?;
         }
         let dtype = q.dtype();
-        let mut scores = (q.to_dtype(DType::F32)?.matmul(&k.to_dtype(DType::F32)?.t()?)? * c.scale)?;
+        let mut scores = (q
+            .to_dtype(DType::F32)?
+            .matmul(&k.to_dtype(DType::F32)?.t()?)?
+            * c.scale)?;
         if let Some(mask) = ctx.mask(None, k.dim(2)?)? {
             scores = scores.broadcast_add(&mask)?;
         }
@@ -367,10 +392,11 @@ impl SelfAttention for MlaAttention {
 
     fn w_o(&self) -> Result<Tensor> {
         let d_model = self.o.out_dim()?;
-        self.o
-            .weight_in_out()?
-            .to_dtype(DType::F32)?
-            .reshape((self.cfg.n_heads, self.cfg.v_head_dim, d_model))
+        self.o.weight_in_out()?.to_dtype(DType::F32)?.reshape((
+            self.cfg.n_heads,
+            self.cfg.v_head_dim,
+            d_model,
+        ))
     }
 
     fn b_o(&self) -> Result<Tensor> {
@@ -382,7 +408,11 @@ impl SelfAttention for MlaAttention {
 }
 
 /// Builds a DeepSeek model from its Hub `config.json` and weights under Hub names.
-pub fn build(config: &Value, vb: VarBuilder<'static>, generation: Generation) -> ModelResult<Box<dyn Model>> {
+pub fn build(
+    config: &Value,
+    vb: VarBuilder<'static>,
+    generation: Generation,
+) -> ModelResult<Box<dyn Model>> {
     let cfg = HfConfig(config);
     let d_model = cfg.usize(&["hidden_size"])?;
     let n_layers = cfg.usize(&["num_hidden_layers"])?;
@@ -396,7 +426,9 @@ pub fn build(config: &Value, vb: VarBuilder<'static>, generation: Generation) ->
     let bias = cfg.bool_or("attention_bias", false)?;
     let qk_rope = cfg.usize(&["qk_rope_head_dim"])?;
     if qk_rope % 2 != 0 {
-        return Err(ModelError::config(format!("`qk_rope_head_dim` {qk_rope} must be even")));
+        return Err(ModelError::config(format!(
+            "`qk_rope_head_dim` {qk_rope} must be even"
+        )));
     }
     let layout = match generation {
         Generation::V2 => RopeLayout::AdjacentPairs,
@@ -446,7 +478,12 @@ pub fn build(config: &Value, vb: VarBuilder<'static>, generation: Generation) ->
         let mlp: Box<dyn FeedForward> = match &router_cfg {
             Some(rc) if i >= first_dense => {
                 let mv = l.pp("mlp");
-                let router = Router::load(mv.pp("gate"), rc.clone(), d_model, generation == Generation::V3)?;
+                let router = Router::load(
+                    mv.pp("gate"),
+                    rc.clone(),
+                    d_model,
+                    generation == Generation::V3,
+                )?;
                 let experts = moe::ExpertStore::load(
                     mv.pp("experts"),
                     moe::LLAMA_MLP_NAMES,
@@ -457,7 +494,13 @@ pub fn build(config: &Value, vb: VarBuilder<'static>, generation: Generation) ->
                     budget,
                 )?;
                 let shared = if n_shared > 0 {
-                    Some(GatedMlp::load(mv.pp("shared_experts"), moe::LLAMA_MLP_NAMES, d_model, moe_ff * n_shared, act)?)
+                    Some(GatedMlp::load(
+                        mv.pp("shared_experts"),
+                        moe::LLAMA_MLP_NAMES,
+                        d_model,
+                        moe_ff * n_shared,
+                        act,
+                    )?)
                 } else {
                     None
                 };
@@ -467,13 +510,27 @@ pub fn build(config: &Value, vb: VarBuilder<'static>, generation: Generation) ->
                     shared,
                 })
             }
-            _ => Box::new(moe::dense_gated_mlp(l.pp("mlp"), moe::LLAMA_MLP_NAMES, d_model, d_mlp, act)?),
+            _ => Box::new(moe::dense_gated_mlp(
+                l.pp("mlp"),
+                moe::LLAMA_MLP_NAMES,
+                d_model,
+                d_mlp,
+                act,
+            )?),
         };
         blocks.push(DecoderBlock {
-            ln1: Some(Norm::load(l.pp("input_layernorm"), NormKind::RmsNorm { eps }, d_model)?),
+            ln1: Some(Norm::load(
+                l.pp("input_layernorm"),
+                NormKind::RmsNorm { eps },
+                d_model,
+            )?),
             attn: Box::new(attn),
             post_attn_norm: None,
-            ln2: Some(Norm::load(l.pp("post_attention_layernorm"), NormKind::RmsNorm { eps }, d_model)?),
+            ln2: Some(Norm::load(
+                l.pp("post_attention_layernorm"),
+                NormKind::RmsNorm { eps },
+                d_model,
+            )?),
             mlp,
             post_mlp_norm: None,
             residual: Residual::Sequential,
@@ -513,7 +570,12 @@ pub fn build(config: &Value, vb: VarBuilder<'static>, generation: Generation) ->
     }))
 }
 
-fn router_config(cfg: HfConfig, generation: Generation, n_experts: usize, top_k: usize) -> ModelResult<RouterConfig> {
+fn router_config(
+    cfg: HfConfig,
+    generation: Generation,
+    n_experts: usize,
+    top_k: usize,
+) -> ModelResult<RouterConfig> {
     let scale = cfg.f64_or(&["routed_scaling_factor"], 1.0)?;
     let n_group = cfg.usize_opt(&["n_group"])?;
     let topk_group = cfg.usize_opt(&["topk_group"])?;
@@ -524,7 +586,9 @@ fn router_config(cfg: HfConfig, generation: Generation, n_experts: usize, top_k:
                 topk_group,
                 score,
             })),
-            _ => Err(ModelError::config("group-limited routing needs `n_group` and `topk_group`")),
+            _ => Err(ModelError::config(
+                "group-limited routing needs `n_group` and `topk_group`",
+            )),
         }
     };
     let rc = match generation {
@@ -585,12 +649,21 @@ mod tests {
     #[test]
     fn yarn_keeps_fast_dimensions_and_stretches_slow_ones() {
         // DeepSeek-V3's published rope_scaling.
-        let r = rope(serde_json::json!({"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
-            "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}));
-        let plain = MlaRope { yarn: None, ..r.clone() }.inv_freq();
+        let r = rope(
+            serde_json::json!({"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+            "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}),
+        );
+        let plain = MlaRope {
+            yarn: None,
+            ..r.clone()
+        }
+        .inv_freq();
         let scaled = r.inv_freq();
         assert_eq!(scaled[0], plain[0], "highest frequency untouched");
-        assert!((scaled[31] - plain[31] / 40.0).abs() < 1e-15, "lowest frequency interpolated");
+        assert!(
+            (scaled[31] - plain[31] / 40.0).abs() < 1e-15,
+            "lowest frequency interpolated"
+        );
         assert!(scaled.windows(2).all(|w| w[1] < w[0]));
         // equal mscale and mscale_all_dim: cos/sin unscaled
         assert_eq!(r.cos_sin_scale(), 1.0);
@@ -621,12 +694,20 @@ mod tests {
                 qk_rope_head_dim: 4,
                 v_head_dim: 4,
                 scale: 1.0,
-                rope: MlaRope { theta: 10000.0, dim: 4, layout, yarn: None },
+                rope: MlaRope {
+                    theta: 10000.0,
+                    dim: 4,
+                    layout,
+                    yarn: None,
+                },
             };
             let vb = VarBuilder::zeros(DType::F32, &dev);
             let attn = MlaAttention::load(vb, cfg, 8, false, 1e-6).unwrap();
             let (cos, sin) = ops::rope_tables(&attn.inv_freq, 5, 3, &dev).unwrap();
-            let (q, k) = (attn.rotate(&q, &cos, &sin).unwrap(), attn.rotate(&k, &cos, &sin).unwrap());
+            let (q, k) = (
+                attn.rotate(&q, &cos, &sin).unwrap(),
+                attn.rotate(&k, &cos, &sin).unwrap(),
+            );
             // every query position against every key position: [1, head, 3, 3]
             let q = q.transpose(1, 2).unwrap().contiguous().unwrap();
             let k = k.transpose(1, 2).unwrap().contiguous().unwrap();
@@ -636,7 +717,10 @@ mod tests {
         // Adjacent pairs vs the de-interleaved layout of the same pairs.
         let a = scores(RopeLayout::AdjacentPairs);
         let b = scores(RopeLayout::DeinterleavedHalves);
-        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5), "{a:?} vs {b:?}");
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5),
+            "{a:?} vs {b:?}"
+        );
         // Rotating halves pairs other dimensions: a different function of the same weights.
         let c = scores(RopeLayout::Halves);
         assert!(a.iter().zip(&c).any(|(x, y)| (x - y).abs() > 1e-3));

@@ -114,7 +114,10 @@ enum Transform {
     MinusOne,
     /// Expert `expert` of a stacked `[experts, rows, cols]` tensor (`ffn_*_exps`), read from
     /// its own bytes only, so unused experts are never touched.
-    ExpertSlice { expert: usize, experts: usize },
+    ExpertSlice {
+        expert: usize,
+        experts: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -282,7 +285,7 @@ fn transform_for(arch: GgufArch, gguf_name: &str, heads: usize, kv_heads: usize)
 pub fn unpermute_rows(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let dims = t.dims().to_vec();
     let rows = dims[0];
-    if heads == 0 || rows % (2 * heads) != 0 {
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
         candle_core::bail!("cannot split {rows} rows into {heads} heads of rotary pairs");
     }
     let half = rows / heads / 2;
@@ -297,7 +300,7 @@ pub fn unpermute_rows(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
 pub fn permute_rows(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let dims = t.dims().to_vec();
     let rows = dims[0];
-    if heads == 0 || rows % (2 * heads) != 0 {
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
         candle_core::bail!("cannot split {rows} rows into {heads} heads of rotary pairs");
     }
     let half = rows / heads / 2;
@@ -336,9 +339,27 @@ fn moe_hub_names(arch: GgufArch, gguf_name: &str, experts: usize) -> Vec<(String
     }
     let mixtral = arch == GgufArch::Llama;
     let proj = match part {
-        "ffn_gate_exps" => if mixtral { "w1" } else { "gate_proj" },
-        "ffn_up_exps" => if mixtral { "w3" } else { "up_proj" },
-        "ffn_down_exps" => if mixtral { "w2" } else { "down_proj" },
+        "ffn_gate_exps" => {
+            if mixtral {
+                "w1"
+            } else {
+                "gate_proj"
+            }
+        }
+        "ffn_up_exps" => {
+            if mixtral {
+                "w3"
+            } else {
+                "up_proj"
+            }
+        }
+        "ffn_down_exps" => {
+            if mixtral {
+                "w2"
+            } else {
+                "down_proj"
+            }
+        }
         _ => return Vec::new(),
     };
     (0..experts)
@@ -411,7 +432,9 @@ impl GgufBackend {
             .get(name)
             .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{name}`")))?;
         if let Transform::ExpertSlice { expert, experts } = source.transform {
-            return self.read_expert(&source.gguf_name, expert, experts, dev)?.to_dtype(dtype);
+            return self
+                .read_expert(&source.gguf_name, expert, experts, dev)?
+                .to_dtype(dtype);
         }
         let stored = self
             .checkpoint
@@ -432,19 +455,42 @@ impl GgufBackend {
     /// Expert `expert` of the stacked tensor `gguf_name` [experts, rows, cols], decoded from its
     /// own slice of the memory map (each expert's rows are contiguous, whole blocks when
     /// quantized).
-    fn read_expert(&self, gguf_name: &str, expert: usize, experts: usize, dev: &Device) -> candle_core::Result<Tensor> {
-        let msg = |m: String| candle_core::Error::Msg(format!("{}: `{gguf_name}`: {m}", self.checkpoint.path.display()));
+    fn read_expert(
+        &self,
+        gguf_name: &str,
+        expert: usize,
+        experts: usize,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let msg = |m: String| {
+            candle_core::Error::Msg(format!(
+                "{}: `{gguf_name}`: {m}",
+                self.checkpoint.path.display()
+            ))
+        };
         let info = self
             .checkpoint
             .info(gguf_name)
             .ok_or_else(|| msg("missing".into()))?;
-        let bytes = self.checkpoint.raw_bytes(gguf_name).map_err(|e| msg(e.to_string()))?;
-        if info.shape.len() != 3 || experts == 0 || expert >= experts || bytes.len() % experts != 0 {
-            return Err(msg(format!("shape {:?} is not [experts, rows, cols]", info.shape)));
+        let bytes = self
+            .checkpoint
+            .raw_bytes(gguf_name)
+            .map_err(|e| msg(e.to_string()))?;
+        if info.shape.len() != 3 || experts == 0 || expert >= experts || bytes.len() % experts != 0
+        {
+            return Err(msg(format!(
+                "shape {:?} is not [experts, rows, cols]",
+                info.shape
+            )));
         }
         let per = bytes.len() / experts;
         let values = glassbox_formats::to_f32(info.dtype, &bytes[expert * per..(expert + 1) * per])
-            .ok_or_else(|| msg(format!("expert {expert} is not whole {} blocks", info.dtype)))?;
+            .ok_or_else(|| {
+                msg(format!(
+                    "expert {expert} is not whole {} blocks",
+                    info.dtype
+                ))
+            })?;
         Tensor::from_vec(values, (info.shape[1], info.shape[2]), dev)
     }
 }
@@ -625,7 +671,9 @@ pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
                         c["sliding_window"] = json!(window);
                     }
                 }
-                GgufArch::Llama | GgufArch::Qwen2 | GgufArch::Qwen3 if rope_dim != head_dim => {
+                GgufArch::Llama | GgufArch::Qwen2 | GgufArch::Qwen3 | GgufArch::Qwen3Moe
+                    if rope_dim != head_dim =>
+                {
                     return Err(meta.error(format!(
                         "rope.dimension_count {rope_dim} differs from the head size {head_dim}: partial rotary is not part of this architecture"
                     )));

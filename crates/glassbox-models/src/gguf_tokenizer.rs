@@ -18,7 +18,9 @@
 //!   `tokenizer.ggml.merges`, pre-tokenized with the split regex llama.cpp uses for
 //!   `tokenizer.ggml.pre` (GPT-2's when absent or unknown), then bytes mapped to unicode;
 //!   control tokens are special, user-defined tokens (type 4) are added tokens; BOS only when
-//!   `tokenizer.ggml.add_bos_token` is true.
+//!   `tokenizer.ggml.add_bos_token` is true. Here llama.cpp is followed rather than
+//!   transformers, whose converter splits every byte-level vocabulary with GPT-2's regex —
+//!   wrong for Llama 3 and Qwen 2, which were trained with their own.
 
 use std::collections::{HashMap, HashSet};
 
@@ -84,23 +86,24 @@ fn bad(gguf: &GgufFile, msg: impl std::fmt::Display) -> ModelError {
 impl GgufVocab {
     /// Reads and validates the vocabulary of `gguf`.
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
-        let model =
-            match gguf.get_str("tokenizer.ggml.model") {
-                Some("llama") => GgufTokenizerModel::SentencePiece,
-                Some("gpt2") => GgufTokenizerModel::ByteLevelBpe,
-                Some(other) => return Err(bad(
+        let model = match gguf.get_str("tokenizer.ggml.model") {
+            Some("llama") => GgufTokenizerModel::SentencePiece,
+            Some("gpt2") => GgufTokenizerModel::ByteLevelBpe,
+            Some(other) => {
+                return Err(bad(
                     gguf,
                     format!(
                         "tokenizer.ggml.model `{other}` is not supported (only `llama` and `gpt2`)"
                     ),
-                )),
-                None => {
-                    return Err(bad(
-                        gguf,
-                        "no tokenizer.ggml.model: the file has no vocabulary",
-                    ))
-                }
-            };
+                ))
+            }
+            None => {
+                return Err(bad(
+                    gguf,
+                    "no tokenizer.ggml.model: the file has no vocabulary",
+                ))
+            }
+        };
         let tokens = gguf
             .get_str_array("tokenizer.ggml.tokens")
             .ok_or_else(|| {

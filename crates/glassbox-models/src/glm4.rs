@@ -59,7 +59,12 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
         );
         let mlp = Mlp {
             proj: MlpProjection::GatedFused {
-                gate_up: Linear::load(l.pp("mlp").pp("gate_up_proj"), d.d_model, 2 * d.d_mlp, false)?,
+                gate_up: Linear::load(
+                    l.pp("mlp").pp("gate_up_proj"),
+                    d.d_model,
+                    2 * d.d_mlp,
+                    false,
+                )?,
             },
             act: d.act,
             fc_out: Linear::load(l.pp("mlp").pp("down_proj"), d.d_mlp, d.d_model, false)?,

@@ -7,7 +7,9 @@
 //! - [`layers`]: `Linear`, `Norm`, `Activation`, `Embedding`, loaded through a `VarBuilder`.
 //! - [`attention`], [`mlp`], [`decoder`]: one shared decoder engine, parameterised by data.
 //! - one file per family ([`gpt2`], [`gpt_neox`], [`llama`] (also Mistral, Qwen 2), [`qwen3`],
-//!   [`olmo2`], [`gemma`], [`phi3`]) reading its config and weight names;
+//!   [`olmo2`], [`gemma`], [`phi3`], [`glm4`], [`deepseek`], [`mixtral`], [`qwen3_moe`] (with
+//!   [`moe`]), the encoder [`bert`]) reading its config and weight names; [`gguf_model`] serves
+//!   GGUF files to the same constructors;
 //! - [`registry`]: architecture name → constructor;
 //! - [`model`]: the [`Model`] trait and [`HookedModel`], the entry point;
 //! - [`hooks`]: the one hook mechanism every model calls at each TransformerLens-named point.

@@ -51,5 +51,11 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<
         o_bias: cfg.bool_or("attention_bias", false)?,
         ..Quirks::default()
     };
-    Ok(Box::new(build_llama_style_with(config, vb.clone(), &dims, &quirks, &feed_forward)?))
+    Ok(Box::new(build_llama_style_with(
+        config,
+        vb.clone(),
+        &dims,
+        &quirks,
+        &feed_forward,
+    )?))
 }

@@ -199,7 +199,9 @@ impl RouterConfig {
                 ));
             }
             if g.score == GroupScore::SumOfTopTwo && self.n_experts / g.n_group < 2 {
-                return Err("group scoring by the two best experts needs groups of at least 2".into());
+                return Err(
+                    "group scoring by the two best experts needs groups of at least 2".into(),
+                );
             }
         }
         Ok(())
@@ -219,7 +221,12 @@ pub struct Router {
 
 impl Router {
     /// Loads `{vb}.weight` and, when `with_bias`, `{vb}.e_score_correction_bias`.
-    pub fn load(vb: VarBuilder, cfg: RouterConfig, d_model: usize, with_bias: bool) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        cfg: RouterConfig,
+        d_model: usize,
+        with_bias: bool,
+    ) -> Result<Self> {
         cfg.validate().map_err(candle_core::Error::Msg)?;
         let weight = vb.get_with_hints(
             (cfg.n_experts, d_model),
@@ -531,9 +538,12 @@ impl FeedForward for MoeBlock {
         let logits = hooks.point(|| format!("blocks.{i}.mlp.hook_router_logits"), logits)?;
         let scores = self.router.scores(&logits.reshape((n, n_experts))?)?;
 
-        let chosen = self
-            .router
-            .select(&scores.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+        let chosen = self.router.select(
+            &scores
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        );
         let indices = Tensor::from_vec(chosen, (b, t, k), x.device())?;
         let indices = hooks.point(|| format!("blocks.{i}.mlp.hook_expert_indices"), indices)?;
         let indices = checked_indices(&indices, n_experts)?;
@@ -548,7 +558,9 @@ impl FeedForward for MoeBlock {
         // candle 0.11 fails (it masks `init` with a source of the wrong shape).
         let one_hot = indices
             .reshape((n, k, 1))?
-            .broadcast_eq(&Tensor::arange(0u32, n_experts as u32, x.device())?.reshape((1, 1, n_experts))?)?
+            .broadcast_eq(
+                &Tensor::arange(0u32, n_experts as u32, x.device())?.reshape((1, 1, n_experts))?,
+            )?
             .to_dtype(DType::F32)?;
         let per_expert = weights
             .reshape((n, k, 1))?
@@ -558,7 +570,8 @@ impl FeedForward for MoeBlock {
             .t()?
             .contiguous()?;
 
-        let routed_tokens = tokens_per_expert(&indices.flatten_all()?.to_vec1::<u32>()?, k, n_experts);
+        let routed_tokens =
+            tokens_per_expert(&indices.flatten_all()?.to_vec1::<u32>()?, k, n_experts);
         let mut out = Tensor::zeros((n, d), x.dtype(), x.device())?;
         let hooked = !hooks.is_empty();
         for (e, tokens) in routed_tokens.iter().enumerate() {
@@ -568,14 +581,21 @@ impl FeedForward for MoeBlock {
                 continue;
             }
             let rows = Tensor::from_vec(tokens.clone(), tokens.len(), x.device())?;
-            let mut expert_out = self.experts.get(e)?.forward(&flat.index_select(&rows, 0)?)?;
+            let mut expert_out = self
+                .experts
+                .get(e)?
+                .forward(&flat.index_select(&rows, 0)?)?;
             if hooked {
                 // Dense [batch, pos, d] so positions can be selected and written like any hook.
                 let dense = Tensor::zeros((n, d), x.dtype(), x.device())?
                     .index_add(&rows, &expert_out, 0)?
                     .reshape((b, t, d))?;
-                let dense = hooks.point(|| format!("blocks.{i}.mlp.experts.{e}.hook_out"), dense)?;
-                expert_out = dense.reshape((n, d))?.contiguous()?.index_select(&rows, 0)?;
+                let dense =
+                    hooks.point(|| format!("blocks.{i}.mlp.experts.{e}.hook_out"), dense)?;
+                expert_out = dense
+                    .reshape((n, d))?
+                    .contiguous()?
+                    .index_select(&rows, 0)?;
             }
             let w = per_expert
                 .get(e)?
@@ -637,7 +657,9 @@ pub fn expert_weight(cache: &ActivationCache, layer: usize, expert: usize) -> Re
 pub fn expert_contribution(cache: &ActivationCache, layer: usize, expert: usize) -> Result<Tensor> {
     let w = expert_weight(cache, layer, expert)?;
     match cache.get(&format!("blocks.{layer}.mlp.experts.{expert}.hook_out")) {
-        Some(out) => out.to_dtype(DType::F32)?.broadcast_mul(&w.unsqueeze(D::Minus1)?),
+        Some(out) => out
+            .to_dtype(DType::F32)?
+            .broadcast_mul(&w.unsqueeze(D::Minus1)?),
         None => {
             let routed = cache.require(&format!("blocks.{layer}.mlp.hook_expert_indices"))?;
             let idle = !routed
@@ -684,7 +706,11 @@ pub fn n_routed_experts(config: &serde_json::Value) -> Option<usize> {
 
 /// Whether a config declares shared experts (DeepSeek's `n_shared_experts`).
 pub fn has_shared_experts(config: &serde_json::Value) -> bool {
-    config.get("n_shared_experts").and_then(serde_json::Value::as_u64).unwrap_or(0) > 0
+    config
+        .get("n_shared_experts")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+        > 0
 }
 
 /// The hooks [`routing_from_cache`] reads.
@@ -707,7 +733,11 @@ pub struct LayerRouting {
 
 /// The routing of batch row `row` in every MoE layer of a run cached with [`ROUTING_HOOKS`],
 /// in layer order (empty for a model without experts).
-pub fn routing_from_cache(cache: &ActivationCache, n_layers: usize, row: usize) -> Result<Vec<LayerRouting>> {
+pub fn routing_from_cache(
+    cache: &ActivationCache,
+    n_layers: usize,
+    row: usize,
+) -> Result<Vec<LayerRouting>> {
     let mut out = Vec::new();
     for layer in 0..n_layers {
         let Some(logits) = cache.get(&format!("blocks.{layer}.mlp.hook_router_logits")) else {
@@ -730,8 +760,8 @@ mod tests {
     use super::*;
 
     fn router(cfg: RouterConfig, bias: Option<Vec<f32>>) -> Router {
-        let weight = Tensor::zeros((cfg.n_experts, 1), DType::F32, &candle_core::Device::Cpu)
-            .unwrap();
+        let weight =
+            Tensor::zeros((cfg.n_experts, 1), DType::F32, &candle_core::Device::Cpu).unwrap();
         Router {
             cfg,
             weight,

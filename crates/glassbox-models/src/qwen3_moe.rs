@@ -32,7 +32,9 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<
         Some(v) => v
             .as_array()
             .and_then(|a| a.iter().map(|x| x.as_u64().map(|n| n as usize)).collect())
-            .ok_or_else(|| ModelError::config("`mlp_only_layers` must be a list of layer indices"))?,
+            .ok_or_else(|| {
+                ModelError::config("`mlp_only_layers` must be a list of layer indices")
+            })?,
     };
     let router = RouterConfig {
         n_experts,
@@ -46,7 +48,9 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<
     if n_experts > 0 {
         router.validate().map_err(ModelError::config)?;
     }
-    let moe_ff = cfg.usize_opt(&["moe_intermediate_size"])?.unwrap_or(dims.d_mlp);
+    let moe_ff = cfg
+        .usize_opt(&["moe_intermediate_size"])?
+        .unwrap_or(dims.d_mlp);
     let budget = moe::default_expert_budget();
     let layers = vb.pp("model").pp("layers");
     let feed_forward = |i: usize| -> Result<Option<Box<dyn FeedForward>>> {
@@ -75,7 +79,13 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<
         qk_norm: QkNormKind::PerHead,
         ..Quirks::default()
     };
-    Ok(Box::new(build_llama_style_with(config, vb.clone(), &dims, &quirks, &feed_forward)?))
+    Ok(Box::new(build_llama_style_with(
+        config,
+        vb.clone(),
+        &dims,
+        &quirks,
+        &feed_forward,
+    )?))
 }
 
 #[cfg(test)]

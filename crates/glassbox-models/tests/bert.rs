@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use glassbox_formats::{Checkpoint, SafetensorsFile};
-use glassbox_models::bert::SentenceEncoder;
+use glassbox_models::bert::{PoolingMode, SentenceEncoder, SentencePooling};
 use glassbox_models::{HookedModel, Hooks, LoadOptions, NameFilter};
 
 const TOLERANCE: f32 = 1e-4;
@@ -131,6 +131,15 @@ fn minilm_matches_transformers() {
         return;
     };
     let encoder = SentenceEncoder::load(&dir, &LoadOptions::default()).unwrap();
+    // modules.json: Transformer, Pooling (mean tokens), Normalize; max_seq_length 256.
+    assert_eq!(
+        encoder.pooling,
+        SentencePooling {
+            mode: PoolingMode::Mean,
+            normalize: true
+        }
+    );
+    assert_eq!(encoder.max_seq_length, 256);
     let expected = expected();
     assert_eq!(expected.sentences.len(), 3);
     for (j, text) in expected.sentences.iter().enumerate() {
@@ -290,7 +299,7 @@ fn masked_lm_head_gives_logits() {
             &[rows, d],
         );
     }
-    let mut layer_norm = |add: &mut dyn FnMut(String, &[usize]), prefix: &str| {
+    let layer_norm = |add: &mut dyn FnMut(String, &[usize]), prefix: &str| {
         add(format!("{prefix}.LayerNorm.weight"), &[d]);
         add(format!("{prefix}.LayerNorm.bias"), &[d]);
     };

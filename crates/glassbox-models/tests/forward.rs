@@ -309,3 +309,68 @@ fn grouped_query_hooks_have_kv_heads_and_queries_have_all_heads() {
     let upper = pattern.i((0, 0, 0, 1)).unwrap().to_scalar::<f32>().unwrap();
     assert_eq!(upper, 0.0);
 }
+
+#[test]
+fn half_precision_weights_track_f32() {
+    let reference = load("qwen2");
+    let ids = reference
+        .ids_tensor(&reference.to_tokens(PROMPT).unwrap())
+        .unwrap();
+    let exact = reference.run(&ids).unwrap();
+    for dtype in [DType::F16, DType::BF16] {
+        let opts = LoadOptions {
+            dtype,
+            device: Device::Cpu,
+        };
+        let model = HookedModel::load(&fixture("qwen2"), &opts).unwrap();
+        let logits = model.run(&ids).unwrap();
+        assert_eq!(
+            logits.dtype(),
+            DType::F32,
+            "logits are f32 whatever the weights"
+        );
+        let diff = max_abs_diff(&logits, &exact);
+        // bf16 keeps 8 bits of mantissa: errors of a few hundredths, never a different model.
+        assert!(
+            diff > 0.0 && diff < 0.25,
+            "{dtype:?}: logits differ by {diff}"
+        );
+    }
+}
+
+/// A model built over a `VarMap` (as training does) starts from fresh weights and every one of
+/// them receives a gradient: nothing in the forward pass stops backpropagation.
+#[test]
+fn models_built_over_a_varmap_train_every_weight() {
+    for name in ["gpt2", "pythia", "llama", "qwen2"] {
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture(name).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        let varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = HookedModel::from_config(&config, vb).unwrap();
+        let ids = Tensor::new(&[[1u32, 5, 9, 2, 7]], &Device::Cpu).unwrap();
+        let logits = model.run(&ids).unwrap();
+        let loss = logits.sqr().unwrap().mean_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let vars = varmap.all_vars();
+        assert!(!vars.is_empty());
+        for var in &vars {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{name}: a weight gets no gradient"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                norm > 0.0 && norm.is_finite(),
+                "{name}: zero or non-finite gradient"
+            );
+        }
+    }
+}

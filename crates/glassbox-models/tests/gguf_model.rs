@@ -217,8 +217,38 @@ fn write_parity_gguf(name: &str, out: &Path) {
     parity_gguf(name).write(out).unwrap();
 }
 
-/// The parity fixture `name` as llama.cpp's converter would write it.
+/// How the 2-D weights of a written parity GGUF are stored.
+#[derive(Clone, Copy, PartialEq)]
+enum Weights {
+    F32,
+    /// Quantized to Q8_0.
+    Q8_0,
+    /// F32 holding the values Q8_0 dequantizes to.
+    Q8_0Values,
+}
+
+/// ggml's Q8_0 round trip (`quantize_row_q8_0_ref`, then dequantization): per block of 32,
+/// `d = max|x| / 127` stored as f16, `q = round(x / d)`, value `d · q`.
+fn q8_0_values(values: &[f32]) -> Vec<f32> {
+    values
+        .chunks(32)
+        .flat_map(|block| {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let inv = if d == 0.0 { 0.0 } else { 1.0 / d };
+            let d16 = half::f16::from_f32(d).to_f32();
+            block.iter().map(move |v| d16 * (v * inv).round())
+        })
+        .collect()
+}
+
+/// The parity fixture `name` as llama.cpp's converter would write it, in F32.
 fn parity_gguf(name: &str) -> GgufWriter {
+    parity_gguf_as(name, Weights::F32)
+}
+
+/// The same, with the 2-D weights stored as `weights` says.
+fn parity_gguf_as(name: &str, weights: Weights) -> GgufWriter {
     let dir = workspace().join("tests/fixtures/parity").join(name);
     let ck = Checkpoint::open(&dir).unwrap();
     let cfg = ck.config.clone().unwrap();
@@ -330,7 +360,14 @@ fn parity_gguf(name: &str) -> GgufWriter {
                 .unwrap();
             shape.reverse();
         }
-        w.add_f32(&gguf_name, &shape, &values).unwrap();
+        match weights {
+            Weights::Q8_0 if shape.len() == 2 => w.add_q8_0(&gguf_name, &shape, &values),
+            Weights::Q8_0Values if shape.len() == 2 => {
+                w.add_f32(&gguf_name, &shape, &q8_0_values(&values))
+            }
+            _ => w.add_f32(&gguf_name, &shape, &values),
+        }
+        .unwrap();
     }
     w
 }
@@ -614,4 +651,34 @@ fn llama3_rope_freqs_run_as_llama3_rope_scaling() {
         "{err}"
     );
     std::fs::remove_file(&path).unwrap();
+}
+
+/// Q8_0 weights are dequantized on load: the model equals one holding the dequantized values
+/// in F32 (within 1e-4), and differs from the unquantized one (the quantization is applied).
+#[test]
+fn q8_0_gguf_dequantizes_on_load() {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let load = |weights: Weights, file: &str| {
+        let path = tmp.join(file);
+        parity_gguf_as("llama", weights).write(&path).unwrap();
+        let model = HookedModel::load(&path, &LoadOptions::default()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        model
+    };
+    let quantized = load(Weights::Q8_0, "parity-llama-q8_0.gguf");
+    let dequantized = load(Weights::Q8_0Values, "parity-llama-q8_0-values.gguf");
+    let full = load(Weights::F32, "parity-llama-f32.gguf");
+    let ids = full
+        .ids_tensor(
+            &full
+                .to_tokens("When Mary and John went to the store")
+                .unwrap(),
+        )
+        .unwrap();
+    let got = quantized.run(&ids).unwrap();
+    let diff = max_abs_diff(&got, &dequantized.run(&ids).unwrap());
+    let quantization_error = max_abs_diff(&got, &full.run(&ids).unwrap());
+    eprintln!("Q8_0: max |logit diff| {diff:.2e}; vs unquantized {quantization_error:.2e}");
+    assert!(diff <= TOLERANCE, "Q8_0 vs its dequantized values: {diff}");
+    assert!(quantization_error > 1e-3);
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Tensor, D};
 use glassbox_models::moe::{expert_contribution, expert_weight, EXPERT_HOOKS};
-use glassbox_models::{ActivationCache, HookedModel, Hooks, Intervention, LoadOptions, NameFilter, Selection};
+use glassbox_models::{
+    ActivationCache, HookedModel, Hooks, Intervention, LoadOptions, NameFilter, Selection,
+};
 
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
 
@@ -40,7 +42,9 @@ const CASES: &[Case] = &[
 ];
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
 }
 
 fn load(case: &Case) -> (HookedModel, Tensor) {
@@ -50,7 +54,14 @@ fn load(case: &Case) -> (HookedModel, Tensor) {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn run_cached(model: &HookedModel, ids: &Tensor, hooks: &mut Hooks) -> (Tensor, ActivationCache) {
@@ -63,7 +74,12 @@ fn run_cached(model: &HookedModel, ids: &Tensor, hooks: &mut Hooks) -> (Tensor, 
 
 fn indices(cache: &ActivationCache, layer: usize) -> Vec<Vec<u32>> {
     let t = &cache[format!("blocks.{layer}.mlp.hook_expert_indices").as_str()];
-    t.to_dtype(DType::U32).unwrap().squeeze(0).unwrap().to_vec2::<u32>().unwrap()
+    t.to_dtype(DType::U32)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2::<u32>()
+        .unwrap()
 }
 
 /// Checks routing-hook shapes and weight sums, and that the experts' weighted outputs plus
@@ -77,8 +93,18 @@ fn check_routing(case: &Case) {
         assert_eq!(logits.dims(), &[1, t, case.n_experts], "{}", case.dir);
         let w = &cache[format!("blocks.{l}.mlp.hook_expert_weights").as_str()];
         assert_eq!(w.dims(), &[1, t, case.top_k]);
-        let sums = w.sum(D::Minus1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(sums.iter().all(|s| (s - case.weight_sum).abs() < 1e-5), "{}: weight sums {sums:?}", case.dir);
+        let sums = w
+            .sum(D::Minus1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(
+            sums.iter().all(|s| (s - case.weight_sum).abs() < 1e-5),
+            "{}: weight sums {sums:?}",
+            case.dir
+        );
         for row in indices(&cache, l) {
             assert_eq!(row.len(), case.top_k);
             assert!(row[0] != row[1] && row.iter().all(|&e| (e as usize) < case.n_experts));
@@ -95,7 +121,11 @@ fn check_routing(case: &Case) {
         }
         let mlp_out = &cache[format!("blocks.{l}.hook_mlp_out").as_str()];
         let err = max_abs_diff(&total, mlp_out);
-        assert!(err < 1e-5, "{} layer {l}: recombined experts differ from hook_mlp_out by {err}", case.dir);
+        assert!(
+            err < 1e-5,
+            "{} layer {l}: recombined experts differ from hook_mlp_out by {err}",
+            case.dir
+        );
     }
 }
 
@@ -122,11 +152,27 @@ fn check_expert_ablation(case: &Case) {
     let key = format!("blocks.{l}.hook_mlp_out");
     let expected = (&clean[key.as_str()] - expert_contribution(&clean, l, e).unwrap()).unwrap();
     let err = max_abs_diff(&ablated[key.as_str()], &expected);
-    assert!(err < 1e-5, "{}: ablating expert {e} of layer {l} is off by {err}", case.dir);
-    assert!(max_abs_diff(&logits, &clean_logits) > 1e-3, "{}: ablation changed nothing", case.dir);
+    assert!(
+        err < 1e-5,
+        "{}: ablating expert {e} of layer {l} is off by {err}",
+        case.dir
+    );
+    assert!(
+        max_abs_diff(&logits, &clean_logits) > 1e-3,
+        "{}: ablation changed nothing",
+        case.dir
+    );
     // Its cached output is what the model saw: zeros.
     let seen = &ablated[format!("blocks.{l}.mlp.experts.{e}.hook_out").as_str()];
-    assert_eq!(seen.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+    assert_eq!(
+        seen.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
 }
 
 #[test]
@@ -143,7 +189,10 @@ fn check_forced_routing(case: &Case) {
     let l = case.moe_layers[0];
     let forced: Vec<u32> = (0..case.top_k as u32).collect();
     let t = ids.dim(1).unwrap();
-    let replacement = Tensor::new(forced.as_slice(), model.device()).unwrap().to_dtype(DType::U32).unwrap();
+    let replacement = Tensor::new(forced.as_slice(), model.device())
+        .unwrap()
+        .to_dtype(DType::U32)
+        .unwrap();
     let mut hooks = Hooks::none();
     hooks.intervene(
         NameFilter::new(&[format!("blocks.{l}.mlp.hook_expert_indices")]).unwrap(),
@@ -201,7 +250,10 @@ fn zero_weights_leave_only_shared_experts() {
     let (_, cache) = run_cached(&model, &ids, &mut hooks);
     let shared = &cache[format!("blocks.{l}.mlp.shared_experts.hook_out").as_str()];
     let err = max_abs_diff(&cache[format!("blocks.{l}.hook_mlp_out").as_str()], shared);
-    assert!(err < 1e-6, "mlp_out differs from the shared experts by {err}");
+    assert!(
+        err < 1e-6,
+        "mlp_out differs from the shared experts by {err}"
+    );
 }
 
 /// The latent-attention hooks exist with their documented shapes.
@@ -212,7 +264,11 @@ fn latent_attention_hooks() {
     let t = ids.dim(1).unwrap();
     let filter = NameFilter::new(&["blocks.0.attn.*"]).unwrap();
     let (_, cache) = model.run_with_cache(&ids, &filter).unwrap();
-    let shape = |name: &str| cache[format!("blocks.0.attn.{name}").as_str()].dims().to_vec();
+    let shape = |name: &str| {
+        cache[format!("blocks.0.attn.{name}").as_str()]
+            .dims()
+            .to_vec()
+    };
     assert_eq!(shape("hook_q_latent"), [1, t, 48]);
     assert_eq!(shape("hook_kv_latent"), [1, t, 32]);
     assert_eq!(shape("hook_q"), [1, t, 4, 24]);
@@ -237,15 +293,22 @@ fn tiny_config(arch: &str, extra: serde_json::Value) -> serde_json::Value {
         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "rms_norm_eps": 1e-6,
         "max_position_embeddings": 64, "rope_theta": 10000.0, "tie_word_embeddings": false
     });
-    c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    c.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     c
 }
 
 /// The softmax of each token's router logits gathered at its chosen experts, computed here
 /// from the cached logits, as the reference routers do (Mixtral, Qwen-MoE, DeepSeek-V2).
 fn softmax_at_choice(cache: &ActivationCache, layer: usize) -> Vec<Vec<f32>> {
-    let logits = cache[format!("blocks.{layer}.mlp.hook_router_logits").as_str()].squeeze(0).unwrap();
-    let probs = candle_nn::ops::softmax_last_dim(&logits).unwrap().to_vec2::<f32>().unwrap();
+    let logits = cache[format!("blocks.{layer}.mlp.hook_router_logits").as_str()]
+        .squeeze(0)
+        .unwrap();
+    let probs = candle_nn::ops::softmax_last_dim(&logits)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     indices(cache, layer)
         .iter()
         .zip(&probs)
@@ -279,9 +342,17 @@ fn qwen3_moe_routes_as_configured() {
         );
         let model = random_model(config);
         let ids = model.ids_tensor(&[1, 5, 9, 3, 7]).unwrap();
-        let filter = NameFilter::new(&["blocks.*.mlp.*", "blocks.*.hook_mlp_out", "blocks.*.attn.hook_q"]).unwrap();
+        let filter = NameFilter::new(&[
+            "blocks.*.mlp.*",
+            "blocks.*.hook_mlp_out",
+            "blocks.*.attn.hook_q",
+        ])
+        .unwrap();
         let (_, cache) = model.run_with_cache(&ids, &filter).unwrap();
-        assert!(cache.contains("blocks.1.mlp.hook_pre"), "layer 1 is dense (mlp_only_layers)");
+        assert!(
+            cache.contains("blocks.1.mlp.hook_pre"),
+            "layer 1 is dense (mlp_only_layers)"
+        );
         assert!(!cache.contains("blocks.1.mlp.hook_router_logits"));
         for layer in [0, 2] {
             let expected: Vec<Vec<f32>> = softmax_at_choice(&cache, layer)
@@ -296,7 +367,12 @@ fn qwen3_moe_routes_as_configured() {
             for e in 0..6 {
                 total = (total + expert_contribution(&cache, layer, e).unwrap()).unwrap();
             }
-            assert!(max_abs_diff(&total, &cache[format!("blocks.{layer}.hook_mlp_out").as_str()]) < 1e-6);
+            assert!(
+                max_abs_diff(
+                    &total,
+                    &cache[format!("blocks.{layer}.hook_mlp_out").as_str()]
+                ) < 1e-6
+            );
         }
         // Qwen 3 attention: q has head_dim 8 per head.
         assert_eq!(cache["blocks.0.attn.hook_q"].dims(), &[1, 5, 4, 8]);
@@ -318,22 +394,39 @@ fn deepseek_v2_routes_within_the_best_group() {
     );
     let model = random_model(config);
     let ids = model.ids_tensor(&[3, 1, 4, 1, 5, 9, 2, 6]).unwrap();
-    let filter = NameFilter::new(&["blocks.*.mlp.*", "blocks.*.hook_mlp_out", "blocks.*.attn.*"]).unwrap();
+    let filter =
+        NameFilter::new(&["blocks.*.mlp.*", "blocks.*.hook_mlp_out", "blocks.*.attn.*"]).unwrap();
     let (logits, cache) = model.run_with_cache(&ids, &filter).unwrap();
-    assert!(logits.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|v| v.is_finite()));
+    assert!(logits
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite()));
     assert!(!cache.contains("blocks.0.attn.hook_q_latent"), "no q LoRA");
     assert_eq!(cache["blocks.0.attn.hook_kv_latent"].dims(), &[1, 8, 16]);
     assert_eq!(cache["blocks.0.attn.hook_z"].dims(), &[1, 8, 4, 6]);
     for layer in [1, 2] {
-        let logits = cache[format!("blocks.{layer}.mlp.hook_router_logits").as_str()].squeeze(0).unwrap();
-        let probs = candle_nn::ops::softmax_last_dim(&logits).unwrap().to_vec2::<f32>().unwrap();
+        let logits = cache[format!("blocks.{layer}.mlp.hook_router_logits").as_str()]
+            .squeeze(0)
+            .unwrap();
+        let probs = candle_nn::ops::softmax_last_dim(&logits)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         for (row, p) in indices(&cache, layer).iter().zip(&probs) {
             let best = (0..8).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
             // groups of 2: both choices in the best expert's group
-            assert!(row.iter().all(|&e| e as usize / 2 == best / 2), "{row:?} vs best {best}");
+            assert!(
+                row.iter().all(|&e| e as usize / 2 == best / 2),
+                "{row:?} vs best {best}"
+            );
         }
-        let expected: Vec<Vec<f32>> =
-            softmax_at_choice(&cache, layer).into_iter().map(|p| p.iter().map(|v| v * 2.0).collect()).collect();
+        let expected: Vec<Vec<f32>> = softmax_at_choice(&cache, layer)
+            .into_iter()
+            .map(|p| p.iter().map(|v| v * 2.0).collect())
+            .collect();
         assert_close(&weights_of(&cache, layer), &expected, "deepseek-v2 weights");
         assert!(cache.contains(&format!("blocks.{layer}.mlp.shared_experts.hook_out")));
     }
@@ -348,6 +441,31 @@ fn impossible_routing_configs_are_rejected() {
     );
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &candle_core::Device::Cpu);
-    let err = HookedModel::from_config(&config, vb).err().expect("3 of 2 experts is refused");
+    let err = HookedModel::from_config(&config, vb)
+        .err()
+        .expect("3 of 2 experts is refused");
     assert!(err.to_string().contains("experts per token"), "{err}");
+}
+
+/// Greedy decoding with the KV cache (latent attention included) picks the same tokens as
+/// re-running the whole sequence each step, for every MoE/family fixture.
+#[test]
+fn kv_cache_decoding_matches_full_passes() {
+    for rel in ["families/deepseek-v3", "families/mixtral", "families/glm4"] {
+        let model = HookedModel::load(&fixture(rel), &LoadOptions::default()).unwrap();
+        let prompt = model.to_tokens("The Eiffel Tower is in").unwrap();
+        let opts = glassbox_models::GenerateOptions {
+            max_new_tokens: 6,
+            stop_at_eos: false,
+            ..Default::default()
+        };
+        let cached = model.generate(&prompt, &opts, &mut Hooks::none(), |_| {}).unwrap();
+        let mut seq = prompt.clone();
+        for _ in 0..opts.max_new_tokens {
+            let logits = model.run(&model.ids_tensor(&seq).unwrap()).unwrap();
+            let last = logits.get(0).unwrap().get(seq.len() - 1).unwrap();
+            seq.push(last.argmax(0).unwrap().to_scalar::<u32>().unwrap());
+        }
+        assert_eq!(cached, seq[prompt.len()..], "{rel}");
+    }
 }

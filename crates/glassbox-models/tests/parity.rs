@@ -124,7 +124,7 @@ fn check(dir: &Path, j: usize, prompt: &str) -> Vec<String> {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        if !(diff <= TOLERANCE) {
+        if diff.is_nan() || diff > TOLERANCE {
             failures.push(format!("prompt {j}: `{hook}` differs by {diff:e}"));
         }
         compared += 1;

@@ -87,16 +87,20 @@ fn documents_are_exact_length_vocabulary_words_with_planted_segments() {
     }
     let c = &split.counts;
     assert!(c.sentences > 0 && c.facts > 0 && c.bindings > 0 && c.spans > 0 && c.echoes > 0, "{c:?}");
-    // Facts always follow the table.
+    // Facts follow the table (random spans may form a rare chance `kNN is vMM` too).
     let table = corpus::fact_table(&cfg);
+    let (mut agree, mut total) = (0, 0);
     for doc in &split.documents {
         for w in doc.windows(3) {
-            if let (Some(k), "is") = (w[0].strip_prefix('k'), w[1]) {
-                let k: usize = k.parse().unwrap();
-                assert_eq!(w[2], corpus::value_word(table[k]));
+            let key = w[0].strip_prefix('k').and_then(|k| k.parse::<usize>().ok());
+            if let (Some(k), "is", true) = (key, w[1], w[2].starts_with('v')) {
+                total += 1;
+                agree += usize::from(w[2] == corpus::value_word(table[k]));
             }
         }
     }
+    // A fact cut by the end of its document is not counted.
+    assert!(total * 10 >= c.facts * 9 && agree as f64 >= 0.95 * total as f64, "{agree}/{total} facts follow the table");
 }
 
 #[test]

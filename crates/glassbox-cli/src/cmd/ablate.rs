@@ -39,7 +39,11 @@ pub struct Args {
     pub output: OutputArgs,
 }
 
-fn parse_targets(specs: &[String], n_layers: usize, n_heads: usize) -> anyhow::Result<Vec<AblationTarget>> {
+fn parse_targets(
+    specs: &[String],
+    n_layers: usize,
+    n_heads: usize,
+) -> anyhow::Result<Vec<AblationTarget>> {
     let mut out = Vec::new();
     for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         match spec.to_ascii_lowercase().as_str() {
@@ -65,7 +69,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "zero" => AblationMethod::Zero,
         "mean" => AblationMethod::Mean,
         "resample" => AblationMethod::Resample { seed: args.seed },
-        m => return Err(crate::invalid!("--method {m}: expected zero, mean or resample")),
+        m => {
+            return Err(crate::invalid!(
+                "--method {m}: expected zero, mean or resample"
+            ))
+        }
     };
     if method != AblationMethod::Zero && args.reference.is_empty() {
         return Err(crate::invalid!(
@@ -78,7 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let targets = parse_targets(&args.targets, info.n_layers, info.n_heads)?;
     let text = analysis_cli::tokens(&model, &args.text)?;
     if text.len() < 2 {
-        return Err(crate::invalid!("--text must have at least two tokens to have a loss"));
+        return Err(crate::invalid!(
+            "--text must have at least two tokens to have a loss"
+        ));
     }
     let reference = args
         .reference
@@ -103,7 +113,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let tokens = model.ids_to_str_tokens(&text)?;
     // per-token losses are for predicting token i+1 from position i
-    let predicted: Vec<String> = render::position_labels(&tokens).into_iter().skip(1).collect();
+    let predicted: Vec<String> = render::position_labels(&tokens)
+        .into_iter()
+        .skip(1)
+        .collect();
 
     if args.output.json {
         analysis_cli::print_json(&json!({
@@ -167,9 +180,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 None => {
                     let labels: Vec<String> = results
                         .iter()
-                        .map(|r| r.targets.iter().map(|t| t.label()).collect::<Vec<_>>().join(","))
+                        .map(|r| {
+                            r.targets
+                                .iter()
+                                .map(|t| t.label())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
                         .collect();
-                    let values = vec![results.iter().map(|r| r.ablated_loss - r.baseline_loss).collect()];
+                    let values = vec![results
+                        .iter()
+                        .map(|r| r.ablated_loss - r.baseline_loss)
+                        .collect()];
                     svg::heatmap(
                         &Grid::new(
                             format!("{} ablation: change in loss", args.method),
@@ -186,7 +208,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             let r = &results[0];
             svg::line_plot(&LinePlot {
-                title: format!("Loss per token, {} ablation", args.method),
+                title: format!(
+                    "Loss per token, {} ablation of {}",
+                    args.method,
+                    r.targets
+                        .iter()
+                        .map(|t| t.label())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 x_axis: "predicted token".into(),
                 y_axis: "cross-entropy (nats)".into(),
                 x_labels: predicted,

@@ -56,7 +56,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pos_label = format!(
         "{}:{}",
         result.position,
-        render::token_label(tokens.get(result.position).map(String::as_str).unwrap_or(""))
+        render::token_label(
+            tokens
+                .get(result.position)
+                .map(String::as_str)
+                .unwrap_or("")
+        )
     );
 
     if args.output.json {
@@ -81,8 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }))?;
     } else {
         let color = terminal::stdout_is_terminal();
-        let heads = head_grid(&result, info.n_layers, info.n_heads)
-            .value_label(what.clone());
+        let heads = head_grid(&result, info.n_layers, info.n_heads).value_label(what.clone());
         println!("Direct logit attribution of {what} at position {pos_label}\n");
         print!("{}", terminal::grid(&heads, color));
         println!();
@@ -91,12 +95,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .filter(|(c, _)| !matches!(c, Component::Head { .. }))
             .collect();
-        let width = others.iter().map(|(c, _)| c.label().len()).max().unwrap_or(8).max(16);
+        let width = others
+            .iter()
+            .map(|(c, _)| c.label().len())
+            .max()
+            .unwrap_or(8)
+            .max(16);
         for (c, v) in others {
             println!("  {:<width$} {:>10}", c.label(), terminal::format_value(*v));
         }
-        println!("  {:<width$} {:>10}", "sum of parts", terminal::format_value(result.sum()));
-        println!("  {:<width$} {:>10}", "model's value", terminal::format_value(result.total));
+        println!(
+            "  {:<width$} {:>10}",
+            "sum of parts",
+            terminal::format_value(result.sum())
+        );
+        println!(
+            "  {:<width$} {:>10}",
+            "model's value",
+            terminal::format_value(result.total)
+        );
         println!(
             "(each part is centred and divided by the final norm's scale from this run, {:.4}, then projected)",
             result.norm_scale

@@ -79,7 +79,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(p) = &args.plot {
         if p.extension().and_then(|e| e.to_str()) != Some("svg") {
-            return Err(crate::invalid!("--plot {}: the plot is an SVG file (name it *.svg)", p.display()));
+            return Err(crate::invalid!(
+                "--plot {}: the plot is an SVG file (name it *.svg)",
+                p.display()
+            ));
         }
     }
     let model = load_model(&args.model, &args.dtype)?;
@@ -119,7 +122,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let ids = input_ids(&model, args.prompt.as_deref(), args.tokens.as_deref())?;
             let routing = route(&ids)?;
             let report = PromptReport {
-                tokens: model.ids_to_str_tokens(&ids).unwrap_or_else(|_| ids.iter().map(|i| i.to_string()).collect()),
+                tokens: model
+                    .ids_to_str_tokens(&ids)
+                    .unwrap_or_else(|_| ids.iter().map(|i| i.to_string()).collect()),
                 layers: routing
                     .into_iter()
                     .map(|r| PromptLayer {
@@ -160,7 +165,10 @@ fn usage(
     for chunk in chunks {
         let routing = route(chunk)?;
         if tally.is_empty() {
-            tally = routing.iter().map(|r| (r.layer, vec![0; r.n_experts], vec![0.0; r.n_experts])).collect();
+            tally = routing
+                .iter()
+                .map(|r| (r.layer, vec![0; r.n_experts], vec![0.0; r.n_experts]))
+                .collect();
         }
         for (r, (_, count, weight)) in routing.iter().zip(tally.iter_mut()) {
             for (experts, weights) in r.experts.iter().zip(&r.weights) {
@@ -193,12 +201,21 @@ fn usage(
 
 fn prompt_table(r: &PromptReport) -> String {
     let mut s = String::new();
-    let width = r.tokens.iter().map(|t| format!("{t:?}").chars().count()).max().unwrap_or(5).clamp(5, 24);
+    let width = r
+        .tokens
+        .iter()
+        .map(|t| format!("{t:?}").chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 24);
     for l in &r.layers {
         let _ = writeln!(s, "layer {} ({} experts)", l.layer, l.n_experts);
         for (pos, (tok, routes)) in r.tokens.iter().zip(&l.routes).enumerate() {
             let shown: String = format!("{tok:?}").chars().take(width).collect();
-            let experts: Vec<String> = routes.iter().map(|(e, w)| format!("{e:>3} ({w:.3})")).collect();
+            let experts: Vec<String> = routes
+                .iter()
+                .map(|(e, w)| format!("{e:>3} ({w:.3})"))
+                .collect();
             let _ = writeln!(s, "  {pos:>4}  {shown:<width$}  {}", experts.join("  "));
         }
     }
@@ -217,19 +234,45 @@ fn usage_table(r: &UsageReport) -> String {
 }
 
 /// One heatmap panel: `rows` × `values[0].len()` cells shaded by value / max.
-fn heatmap(svg: &mut String, title: &str, row_labels: &[String], values: &[Vec<f64>], top: f64) -> f64 {
+fn heatmap(
+    svg: &mut String,
+    title: &str,
+    row_labels: &[String],
+    values: &[Vec<f64>],
+    top: f64,
+) -> f64 {
     const CELL: f64 = 14.0;
     const LEFT: f64 = 140.0;
     let cols = values.first().map_or(0, Vec::len);
-    let max = values.iter().flatten().copied().fold(0.0, f64::max).max(1e-12);
-    let _ = writeln!(svg, r#"<text x="4" y="{:.1}" font-weight="bold">{}</text>"#, top + 12.0, escape(title));
+    let max = values
+        .iter()
+        .flatten()
+        .copied()
+        .fold(0.0, f64::max)
+        .max(1e-12);
+    let _ = writeln!(
+        svg,
+        r#"<text x="4" y="{:.1}" font-weight="bold">{}</text>"#,
+        top + 12.0,
+        escape(title)
+    );
     let y0 = top + 30.0;
     for c in (0..cols).step_by(cols.div_ceil(32).max(1)) {
-        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}" font-size="8">{c}</text>"#, LEFT + c as f64 * CELL, y0 - 4.0);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" font-size="8">{c}</text>"#,
+            LEFT + c as f64 * CELL,
+            y0 - 4.0
+        );
     }
     for (r, (label, row)) in row_labels.iter().zip(values).enumerate() {
         let y = y0 + r as f64 * CELL;
-        let _ = writeln!(svg, r#"<text x="4" y="{:.1}" font-size="10">{}</text>"#, y + 10.0, escape(label));
+        let _ = writeln!(
+            svg,
+            r#"<text x="4" y="{:.1}" font-size="10">{}</text>"#,
+            y + 10.0,
+            escape(label)
+        );
         for (c, v) in row.iter().enumerate() {
             let shade = (255.0 * (1.0 - v / max)).round().clamp(0.0, 255.0) as u8;
             let _ = writeln!(
@@ -264,8 +307,19 @@ fn prompt_svg(r: &PromptReport) -> String {
                 row
             })
             .collect();
-        let labels: Vec<String> = r.tokens.iter().enumerate().map(|(i, t)| format!("{i} {t:?}")).collect();
-        y = heatmap(&mut body, &format!("layer {}: expert weight per token", l.layer), &labels, &values, y);
+        let labels: Vec<String> = r
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{i} {t:?}"))
+            .collect();
+        y = heatmap(
+            &mut body,
+            &format!("layer {}: expert weight per token", l.layer),
+            &labels,
+            &values,
+            y,
+        );
         width = width.max(160.0 + 14.0 * l.n_experts as f64);
     }
     svg_document(body, width, y)
@@ -273,7 +327,11 @@ fn prompt_svg(r: &PromptReport) -> String {
 
 fn usage_svg(r: &UsageReport) -> String {
     let mut body = String::new();
-    let labels: Vec<String> = r.layers.iter().map(|l| format!("layer {}", l.layer)).collect();
+    let labels: Vec<String> = r
+        .layers
+        .iter()
+        .map(|l| format!("layer {}", l.layer))
+        .collect();
     let values: Vec<Vec<f64>> = r.layers.iter().map(|l| l.frequency.clone()).collect();
     let title = format!("share of {} tokens routed to each expert", r.tokens);
     let y = heatmap(&mut body, &title, &labels, &values, 0.0);
@@ -282,16 +340,29 @@ fn usage_svg(r: &UsageReport) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Writes `contents` to `path` through a temporary file in the same directory, so a failure
 /// never leaves a half-written plot.
 fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| crate::invalid!("--plot {}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, contents).map_err(|e| crate::invalid!("cannot write {}: {e}", tmp.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| crate::invalid!("--plot {}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, contents)
+        .map_err(|e| crate::invalid!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         crate::invalid!("cannot write {}: {e}", path.display())

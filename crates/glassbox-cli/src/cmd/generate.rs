@@ -33,10 +33,16 @@ pub struct Args {
     /// Weight dtype: f32 (default), f16 or bf16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// A llama.cpp control vector added while generating, FILE or FILE:SCALE (repeatable).
+    #[arg(long = "control-vector", value_name = "FILE[:SCALE]")]
+    pub control_vector: Vec<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if !(args.temperature >= 0.0) || !(args.top_p > 0.0 && args.top_p <= 1.0) {
+    // Written so that NaN is rejected too.
+    let temperature_ok = args.temperature >= 0.0;
+    let top_p_ok = args.top_p > 0.0 && args.top_p <= 1.0;
+    if !temperature_ok || !top_p_ok {
         return Err(crate::invalid!(
             "--temperature must be ≥ 0 and --top-p in (0, 1]"
         ));
@@ -57,6 +63,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Interventions applied at every decoding step (e.g. a control vector added to the
     // residual stream) go into these hooks.
     let mut hooks = Hooks::none();
+    for spec in &args.control_vector {
+        crate::analysis_cli::apply_control_vector(&mut hooks, &model, spec)?;
+    }
 
     let mut stdout = std::io::stdout().lock();
     write!(stdout, "{}", args.prompt)?;

@@ -75,13 +75,21 @@ fn terminal_view(report: &lens::LensReport, show_target: bool) -> String {
         report
             .top
             .iter()
-            .map(|row| row.iter().map(|cell| cell.first().map(f).unwrap_or_default()).collect())
+            .map(|row| {
+                row.iter()
+                    .map(|cell| cell.first().map(f).unwrap_or_default())
+                    .collect()
+            })
             .collect()
     };
     let probs: Vec<Vec<f32>> = report
         .top
         .iter()
-        .map(|row| row.iter().map(|c| c.first().map(|t| t.prob).unwrap_or(f32::NAN)).collect())
+        .map(|row| {
+            row.iter()
+                .map(|c| c.first().map(|t| t.prob).unwrap_or(f32::NAN))
+                .collect()
+        })
         .collect();
     let grid = Grid::new(
         "Logit lens: top token per layer (rows) and position (columns), coloured by probability",
@@ -137,7 +145,11 @@ fn line_plot(report: &lens::LensReport, target_given: bool) -> LinePlot {
     let at_last = |row: &Vec<Vec<lens::TokenScore>>| row.get(last).and_then(|c| c.first()).cloned();
     let mut series = Vec::new();
     if let Some(t) = &report.target {
-        let what = if target_given { "" } else { " (final prediction)" };
+        let what = if target_given {
+            ""
+        } else {
+            " (final prediction)"
+        };
         series.push((
             format!("p({}){what}", render::token_label(&t.token)),
             t.scores

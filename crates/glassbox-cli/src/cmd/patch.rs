@@ -109,6 +109,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })
             .collect(),
     };
+    // one colour scale for every grid, so activation and attribution patching compare
+    let extent = results
+        .iter()
+        .flat_map(|r| r.normalized.iter().flatten())
+        .filter(|v| v.is_finite())
+        .fold(1f32, |m, v| m.max(v.abs()));
     let grid_of = |r: &PatchResult| -> Grid {
         Grid::new(
             format!(
@@ -117,11 +123,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 what.name()
             ),
             "layer",
-            if what == PatchTarget::Heads { "head" } else { "position" },
+            if what == PatchTarget::Heads {
+                "head"
+            } else {
+                "position"
+            },
             (0..info.n_layers).map(|l| format!("L{l}")).collect(),
             cols.clone(),
             r.normalized.clone(),
         )
+        .range(-extent, extent)
         .value_label("0 = corrupted, 1 = clean")
     };
 

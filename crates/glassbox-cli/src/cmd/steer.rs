@@ -42,7 +42,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let layers = steering::parse_layers(&args.layers)?;
     let model = analysis_cli::load_model(&args.model)?;
     let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {
-        texts.iter().map(|t| analysis_cli::tokens(&model, t)).collect()
+        texts
+            .iter()
+            .map(|t| analysis_cli::tokens(&model, t))
+            .collect()
     };
     let positive = tokenize(&args.positive)?;
     let negative = tokenize(&args.negative)?;
@@ -82,10 +85,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "wrote {} ({} direction{}, d_model {}, model hint {:?}){}",
             args.out.display(),
             vector.directions.len(),
-            if vector.directions.len() == 1 { "" } else { "s" },
+            if vector.directions.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
             vector.d_model,
             vector.model_hint,
-            if args.no_normalize { "" } else { ", unit length" }
+            if args.no_normalize {
+                ""
+            } else {
+                ", unit length"
+            }
         );
         for (l, n) in &norms {
             println!(

@@ -91,7 +91,12 @@ impl Grid {
         if let Some(r) = self.range {
             return r;
         }
-        let finite = self.values.iter().flatten().copied().filter(|v| v.is_finite());
+        let finite = self
+            .values
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite());
         match self.scale {
             Scale::Diverging => {
                 let m = finite.fold(0f32, |m, v| m.max(v.abs()));
@@ -170,7 +175,11 @@ const SEQUENTIAL: &[(u8, u8, u8)] = &[
 ];
 
 fn colormap(anchors: &[(u8, u8, u8)], t: f32) -> (u8, u8, u8) {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.5 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
     let x = t * (anchors.len() - 1) as f32;
     let i = (x.floor() as usize).min(anchors.len() - 2);
     let f = x - i as f32;
@@ -273,10 +282,7 @@ mod tests {
     #[test]
     fn token_labels_show_whitespace() {
         assert_eq!(token_label(" Paris\n"), "␣Paris↵");
-        assert_eq!(
-            position_labels(&["a".into(), " a".into()]),
-            ["0:a", "1:␣a"]
-        );
+        assert_eq!(position_labels(&["a".into(), " a".into()]), ["0:a", "1:␣a"]);
     }
 
     #[test]

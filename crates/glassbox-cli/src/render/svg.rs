@@ -93,7 +93,7 @@ fn header(out: &mut String, w: f64, h: f64) {
 /// A heatmap with row labels on the left, column (token) labels slanted underneath, a colour
 /// bar on the right and, when cells are large enough, the values written in the cells.
 pub fn heatmap(g: &Grid) -> String {
-    let (body, width, height) = heatmap_body(g, "cbar");
+    let (body, width, height) = heatmap_body(g, "cbar", 0.0);
     let mut s = String::new();
     header(&mut s, width, height);
     s.push_str(&body);
@@ -103,10 +103,16 @@ pub fn heatmap(g: &Grid) -> String {
 
 /// Several heatmaps stacked vertically in one figure (e.g. one per head role).
 pub fn heatmap_panels(grids: &[Grid]) -> String {
+    // laid out twice: the second pass gives every panel the widest one's width, so titles
+    // centre on the same axis
+    let widest = grids
+        .iter()
+        .map(|g| heatmap_body(g, "", 0.0).1)
+        .fold(0.0, f64::max);
     let bodies: Vec<(String, f64, f64)> = grids
         .iter()
         .enumerate()
-        .map(|(i, g)| heatmap_body(g, &format!("cbar{i}")))
+        .map(|(i, g)| heatmap_body(g, &format!("cbar{i}"), widest))
         .collect();
     let width = bodies.iter().map(|b| b.1).fold(0.0, f64::max);
     let height: f64 = bodies.iter().map(|b| b.2).sum();
@@ -126,16 +132,23 @@ pub fn heatmap_panels(grids: &[Grid]) -> String {
     s
 }
 
-/// The elements of one heatmap, its width and height; `id` names its colour-bar gradient.
-fn heatmap_body(g: &Grid, id: &str) -> (String, f64, f64) {
+/// The elements of one heatmap, its width (at least `min_width`) and height; `id` names its
+/// colour-bar gradient.
+fn heatmap_body(g: &Grid, id: &str, min_width: f64) -> (String, f64, f64) {
     let rows = g.values.len().max(1);
     let cols = g.values.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let cell_w = (640.0 / cols as f64).clamp(16.0, 56.0);
     let cell_h = (420.0 / rows as f64).clamp(14.0, 40.0);
     let col_labels: Vec<String> = g.col_labels.iter().map(|s| truncate(s, 18)).collect();
     let row_labels: Vec<String> = g.row_labels.iter().map(|s| truncate(s, 24)).collect();
-    let max_col = col_labels.iter().map(|s| text_w(s, 11.0)).fold(0.0, f64::max);
-    let max_row = row_labels.iter().map(|s| text_w(s, 11.0)).fold(0.0, f64::max);
+    let max_col = col_labels
+        .iter()
+        .map(|s| text_w(s, 11.0))
+        .fold(0.0, f64::max);
+    let max_row = row_labels
+        .iter()
+        .map(|s| text_w(s, 11.0))
+        .fold(0.0, f64::max);
     // slanted labels at 50°: their vertical extent is length·sin(50°)
     let slant = 50f64.to_radians();
     let plot_w = cell_w * cols as f64;
@@ -144,14 +157,18 @@ fn heatmap_body(g: &Grid, id: &str) -> (String, f64, f64) {
     // the colour label runs beside the colour bar if it fits its height, else under the title
     let label_beside = text_w(&g.value_label, 11.0) <= bar_h;
     let top = if g.title.is_empty() { 16.0 } else { 44.0 }
-        + if label_beside || g.value_label.is_empty() { 0.0 } else { 20.0 };
+        + if label_beside || g.value_label.is_empty() {
+            0.0
+        } else {
+            20.0
+        };
     // the first slanted label reaches left of the plot by length·cos(50°)
     let left = (30.0 + max_row + 10.0).max(max_col * slant.cos() + 10.0);
     let bottom = max_col * slant.sin() + 40.0;
     let right = if label_beside { 110.0 } else { 80.0 };
     // titles are centred on the figure, which is widened to hold them
     let title_w = (text_w(&g.title, 15.0) * 1.1).max(text_w(&g.value_label, 11.0) + 50.0);
-    let width = (left + plot_w + right).max(title_w + 40.0);
+    let width = (left + plot_w + right).max(title_w + 40.0).max(min_width);
     let height = top + plot_h.max(bar_h) + bottom;
 
     let mut s = String::new();
@@ -258,7 +275,15 @@ fn heatmap_body(g: &Grid, id: &str) -> (String, f64, f64) {
         "<text x=\"{cx}\" y=\"{cy:.2}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 {cx} {cy:.2})\">{}</text>",
         esc(&g.row_axis)
     );
-    colorbar(&mut s, g, id, left + plot_w + 18.0, top, bar_h, label_beside);
+    colorbar(
+        &mut s,
+        g,
+        id,
+        left + plot_w + 18.0,
+        top,
+        bar_h,
+        label_beside,
+    );
     (s, width, height)
 }
 
@@ -373,7 +398,9 @@ pub fn line_plot(p: &LinePlot) -> String {
     }
     // horizontal grid and y ticks
     let ticks: Vec<f64> = if p.log_y {
-        (lo.ceil() as i64..=hi.floor() as i64).map(|e| e as f64).collect()
+        (lo.ceil() as i64..=hi.floor() as i64)
+            .map(|e| e as f64)
+            .collect()
     } else {
         nice_ticks(lo, hi, 6)
     };
@@ -493,7 +520,10 @@ mod tests {
     #[test]
     fn ticks_are_round_and_cover_the_range() {
         assert_eq!(nice_ticks(0.0, 1.0, 5), [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
-        assert_eq!(nice_ticks(-3.0, 3.0, 6), [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            nice_ticks(-3.0, 3.0, 6),
+            [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+        );
         let t = nice_ticks(0.013, 0.87, 5);
         assert!(t.iter().all(|v| (0.013..=0.87).contains(v)) && t.len() >= 3);
     }

@@ -31,12 +31,7 @@ fn fit(s: &str, width: usize) -> String {
     if n <= width {
         let pad = width - n;
         // centre, leaning left
-        format!(
-            "{}{}{}",
-            " ".repeat(pad / 2),
-            s,
-            " ".repeat(pad - pad / 2)
-        )
+        format!("{}{}{}", " ".repeat(pad / 2), s, " ".repeat(pad - pad / 2))
     } else {
         let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
         t.push('…');
@@ -164,7 +159,7 @@ mod tests {
         assert!(lines[3].contains("0.500") && lines[3].contains("-1.000"));
         assert!(lines[4].contains('·') && lines[4].contains("123"));
         assert!(!s.contains('\x1b'));
-        assert!(grid(&g, true).contains("\x1b[") );
+        assert!(grid(&g, true).contains("\x1b["));
     }
 
     #[test]

@@ -109,6 +109,17 @@ impl Pickle {
 /// A zip of stored entries with a central directory, as torch.save lays it out (CRCs are
 /// left zero: the reader does not check them).
 pub fn zip_stored(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    zip_with(entries, false)
+}
+
+/// The same in zip64 form, as torch writes checkpoints over 4 GiB: every size and offset in
+/// the central directory is 0xFFFFFFFF with the real value in a zip64 extra field, and a
+/// zip64 end record precedes the classic one.
+pub fn zip64_stored(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    zip_with(entries, true)
+}
+
+fn zip_with(entries: &[(&str, &[u8])], zip64: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let mut central = Vec::new();
     for (name, data) in entries {
@@ -125,15 +136,43 @@ pub fn zip_stored(entries: &[(&str, &[u8])]) -> Vec<u8> {
         central.extend_from_slice(b"PK\x01\x02");
         central.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // made, needed, flags, method, time, date
         central.extend_from_slice(&0u32.to_le_bytes());
-        central.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        central.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        let small = |v: u32| if zip64 { u32::MAX } else { v };
+        central.extend_from_slice(&small(data.len() as u32).to_le_bytes());
+        central.extend_from_slice(&small(data.len() as u32).to_le_bytes());
         central.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        central.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // extra, comment, disk, int attr, ext attr
-        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(&(if zip64 { 28u16 } else { 0 }).to_le_bytes()); // extra length
+        central.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // comment, disk, int attr, ext attr
+        central.extend_from_slice(&small(offset).to_le_bytes());
         central.extend_from_slice(name.as_bytes());
+        if zip64 {
+            central.extend_from_slice(&1u16.to_le_bytes());
+            central.extend_from_slice(&24u16.to_le_bytes());
+            central.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            central.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            central.extend_from_slice(&(offset as u64).to_le_bytes());
+        }
     }
     let cd_offset = out.len() as u32;
     out.extend_from_slice(&central);
+    if zip64 {
+        let record = out.len() as u64;
+        out.extend_from_slice(b"PK\x06\x06");
+        out.extend_from_slice(&44u64.to_le_bytes());
+        out.extend_from_slice(&[45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // made, needed, disks
+        out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(central.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(cd_offset as u64).to_le_bytes());
+        out.extend_from_slice(b"PK\x06\x07");
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&record.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(b"PK\x05\x06");
+        out.extend_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        out.extend_from_slice(&[0xff; 8]);
+        out.extend_from_slice(&0u16.to_le_bytes());
+        return out;
+    }
     out.extend_from_slice(b"PK\x05\x06");
     out.extend_from_slice(&[0, 0, 0, 0]);
     out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
@@ -151,6 +190,14 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
 /// A small valid checkpoint: `w` F32 [2, 3] and `b` F16 [3] in separate storages, and `tail`,
 /// a view of the last 3 floats of `w`'s storage.
 pub fn sample_checkpoint() -> Vec<u8> {
+    sample_with(zip_stored)
+}
+
+pub fn sample_checkpoint_zip64() -> Vec<u8> {
+    sample_with(zip64_stored)
+}
+
+fn sample_with(zip: fn(&[(&str, &[u8])]) -> Vec<u8>) -> Vec<u8> {
     let mut p = Pickle::new(2);
     p.begin_dict();
     p.str("w")
@@ -163,7 +210,7 @@ pub fn sample_checkpoint() -> Vec<u8> {
         .iter()
         .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
         .collect();
-    zip_stored(&[
+    zip(&[
         ("archive/data.pkl", &p.0),
         ("archive/byteorder", b"little"),
         ("archive/data/0", &w),

@@ -1,0 +1,86 @@
+"""Training throughput: glassbox vs PyTorch (Hugging Face transformers) on the same config.
+
+Trains the reference recipe's architecture (its `[model]` table, as config.json) with the
+same batch, sequence length, AdamW settings and thread count, for the same number of steps,
+in PyTorch and with `glassbox train`, one after the other in one run, and prints tokens/s
+for each. The PyTorch side trains on random token ids of the same shape (the data does not
+change the speed); glassbox trains on its own corpus. Not part of CI.
+
+    bench/.venv/bin/python bench/train/bench_train.py [--steps 200] [--release]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def torch_tokens_per_s(recipe, steps):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    threads = recipe["threads"]
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = dict(recipe["model"])
+    cfg.pop("architectures", None)
+    model = LlamaForCausalLM(LlamaConfig(**cfg, attn_implementation="eager"))
+    o = recipe["optimizer"]
+    opt = torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=(o.get("beta1", 0.9), o.get("beta2", 0.95)),
+                            eps=o.get("eps", 1e-8), weight_decay=o.get("weight_decay", 0.0))
+    batch, seq = recipe["training"]["batch_size"], recipe["data"]["seq_len"]
+    vocab = cfg["vocab_size"]
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (steps, batch, seq + 1), generator=g)
+    start = time.perf_counter()
+    for s in range(steps):
+        x, y = ids[s, :, :-1], ids[s, :, 1:]
+        logits = model(input_ids=x).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    elapsed = time.perf_counter() - start
+    return steps * batch * seq / elapsed, elapsed, torch.__version__
+
+
+def glassbox_tokens_per_s(recipe_text, steps, release):
+    text = re.sub(r"(?m)^steps = \d+", f"steps = {steps}", recipe_text)
+    text = re.sub(r"(?m)^checkpoints = \[[^\]]*\]", "checkpoints = []", text)
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = os.path.join(tmp, "recipe.toml")
+        with open(recipe, "w") as f:
+            f.write(text)
+        profile = ["--release"] if release else []
+        cmd = ["cargo", "run", "-q", *profile, "-p", "glassbox-cli", "--", "train", recipe, "--out", os.path.join(tmp, "out")]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        run = json.load(open(os.path.join(tmp, "out", "training_run.json")))
+    return run["tokens_per_s"], run["seconds"], out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--recipe", default=os.path.join(ROOT, "recipes", "reference.toml"))
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--release", action="store_true", help="time glassbox's release build")
+    args = ap.parse_args()
+    recipe_text = open(args.recipe).read()
+    recipe = tomllib.loads(recipe_text)
+    print(f"config: {args.recipe}, {args.steps} steps, batch {recipe['training']['batch_size']} x "
+          f"{recipe['data']['seq_len']} tokens, {recipe['threads']} thread(s), {os.cpu_count()} CPUs")
+    tps, secs, version = torch_tokens_per_s(recipe, args.steps)
+    print(f"pytorch {version}: {tps:,.0f} tokens/s ({secs:.1f} s)")
+    tps_g, secs_g, _ = glassbox_tokens_per_s(recipe_text, args.steps, args.release)
+    print(f"glassbox ({'release' if args.release else 'dev'} build): {tps_g:,.0f} tokens/s ({secs_g:.1f} s)")
+    print(f"ratio glassbox/pytorch: {tps_g / tps:.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
