@@ -14,18 +14,5 @@ QWEN25_05B = dict(  # Qwen/Qwen2.5-0.5B
 MODELS = {"gpt2-small": GPT2_SMALL, "qwen2.5-0.5b": QWEN25_05B}
 
 
-def tl_config(name):
-    """The same model as a TransformerLens HookedTransformerConfig (random init)."""
-    from transformer_lens import HookedTransformerConfig
-    if name == "gpt2-small":
-        return HookedTransformerConfig(n_layers=12, d_model=768, d_head=64, n_heads=12, d_mlp=3072, d_vocab=50257,
-                                       n_ctx=1024, act_fn="gelu_new", normalization_type="LN",
-                                       positional_embedding_type="standard", default_prepend_bos=False)
-    return HookedTransformerConfig(n_layers=24, d_model=896, d_head=64, n_heads=14, n_key_value_heads=2, d_mlp=4864,
-                                   d_vocab=151936, n_ctx=2048, act_fn="silu", normalization_type="RMS",
-                                   positional_embedding_type="rotary", rotary_base=1000000, rotary_dim=64,
-                                   gated_mlp=True, final_rms=True, eps=1e-6, default_prepend_bos=False)
-
-
 def token_ids(n, vocab):
     return [(i * 7919 + 13) % vocab for i in range(n)]

@@ -3,6 +3,7 @@
 # checkpoints with the published configs of GPT-2 small and Qwen2.5-0.5B (made here, never committed).
 #   (a) forward, logits only        glassbox `run`            vs transformers
 #   (b) forward caching every hook   glassbox `run_with_cache` vs TransformerLens `run_with_cache`
+#       (TransformerLens 4's TransformerBridge over the same Hugging Face model and weights)
 #   (c) greedy decoding with a KV cache, tokens/s            vs transformers `generate`
 # Each measurement runs in its own process (peak RSS is its own). Medians of REPS runs after a warm-up.
 # usage: bench/forward/run.sh [N_TOKENS=128] [REPS=5] [NEW_TOKENS=16]   (PROFILE=release for a release build)
@@ -26,7 +27,7 @@ for model in gpt2-small qwen2.5-0.5b; do
     "$BIN" "$dir" "$mode" "$N" "$REPS" "$NEW" | sed "s/^{/{\"model\":\"$model\",/" >> "$RESULTS"
   done
   for mode in hf_logits tl_cache hf_decode; do
-    (cd bench/forward && "../../$VENV/bin/python" bench_ref.py "../../$dir" "$model" "$mode" "$N" "$REPS" "$NEW" 2>/dev/null) \
+    (cd bench/forward && "../../$VENV/bin/python" bench_ref.py "../../$dir" "$model" "$mode" "$N" "$REPS" "$NEW" 2>>"../../$OUT/reference.log") \
       | sed "s/^{/{\"model\":\"$model\",/" >> "$RESULTS"
   done
 done

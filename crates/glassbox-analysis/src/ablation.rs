@@ -309,7 +309,25 @@ pub fn run(
     let ids = model.ids_tensor(text)?;
     let baseline = per_token_loss(&model.run(&ids)?, text)?;
     let mut hooks = ablation_hooks(model, targets, method, reference, text.len())?;
+    // Cache the written hooks too, to prove each target was reached: a hook this
+    // architecture does not have (a neuron of a mixture-of-experts layer) must not be a
+    // silent no-op.
+    let names: Vec<String> = targets.iter().map(|t| t.hook()).collect();
+    if !names.is_empty() {
+        hooks.set_cache_filter(Some(
+            NameFilter::new(&names).map_err(|e| AnalysisError::input(e.to_string()))?,
+        ));
+    }
     let ablated = per_token_loss(&model.run_with_hooks(&ids, &mut hooks)?, text)?;
+    for (t, name) in targets.iter().zip(&names) {
+        if !hooks.cache.contains(name) {
+            return Err(AnalysisError::input(format!(
+                "{}: {} has no hook `{name}` to ablate",
+                t.label(),
+                model.info().architecture
+            )));
+        }
+    }
     Ok(AblationResult {
         targets: targets.to_vec(),
         method,

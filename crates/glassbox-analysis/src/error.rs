@@ -23,12 +23,31 @@ pub enum AnalysisError {
         #[source]
         source: std::io::Error,
     },
+    // The wrapped errors are boxed: they are large, and results are passed around a lot.
     #[error(transparent)]
-    Model(#[from] ModelError),
+    Model(Box<ModelError>),
     #[error(transparent)]
-    Format(#[from] FormatError),
+    Format(Box<FormatError>),
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
+}
+
+impl From<ModelError> for AnalysisError {
+    fn from(e: ModelError) -> Self {
+        AnalysisError::Model(Box::new(e))
+    }
+}
+
+impl From<FormatError> for AnalysisError {
+    fn from(e: FormatError) -> Self {
+        AnalysisError::Format(Box::new(e))
+    }
+}
+
+impl From<candle_core::Error> for AnalysisError {
+    fn from(e: candle_core::Error) -> Self {
+        AnalysisError::Candle(Box::new(e))
+    }
 }
 
 impl AnalysisError {

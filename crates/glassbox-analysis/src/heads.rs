@@ -95,6 +95,27 @@ pub fn repeated_random_tokens(
         .collect())
 }
 
+/// Per head, the mean over queries `queries` of the attention weight on key `key(q)`, from
+/// patterns [head][q][k].
+fn mean_attention(
+    patterns: &[Vec<Vec<f32>>],
+    queries: std::ops::Range<usize>,
+    key: impl Fn(usize) -> usize,
+) -> Vec<f32> {
+    patterns
+        .iter()
+        .map(|p| {
+            let n = queries.len();
+            let total: f32 = queries.clone().map(|q| p[q][key(q)]).sum();
+            if n == 0 {
+                f32::NAN
+            } else {
+                total / n as f32
+            }
+        })
+        .collect()
+}
+
 /// Scores every head from a cache holding `blocks.*.attn.hook_pattern` of a run on repeated
 /// sequences whose random half has length `seq_len`.
 pub fn scores_from_cache(
@@ -120,27 +141,10 @@ pub fn scores_from_cache(
         dims = (batch, heads);
         // mean over the batch: [heads, q, k]
         let mean: Vec<Vec<Vec<f32>>> = pattern.mean(0)?.to_vec3()?;
-        let avg = |f: &dyn Fn(&Vec<Vec<f32>>) -> (f32, usize)| -> Vec<f32> {
-            mean.iter()
-                .map(|p| {
-                    let (s, c) = f(p);
-                    if c == 0 {
-                        f32::NAN
-                    } else {
-                        s / c as f32
-                    }
-                })
-                .collect()
-        };
-        let sum_over =
-            |p: &Vec<Vec<f32>>, qs: std::ops::Range<usize>, key: &dyn Fn(usize) -> usize| {
-                let c = qs.len();
-                (qs.map(|q| p[q][key(q)]).sum::<f32>(), c)
-            };
-        grids[0].push(avg(&|p| sum_over(p, 1..2 * n, &|q| q - 1)));
-        grids[1].push(avg(&|p| sum_over(p, n..2 * n, &|q| q - n)));
-        grids[2].push(avg(&|p| sum_over(p, n..2 * n, &|q| q - n + 1)));
-        grids[3].push(avg(&|p| sum_over(p, 1..2 * n, &|_| 0)));
+        grids[0].push(mean_attention(&mean, 1..2 * n, |q| q - 1));
+        grids[1].push(mean_attention(&mean, n..2 * n, |q| q - n));
+        grids[2].push(mean_attention(&mean, n..2 * n, |q| q - n + 1));
+        grids[3].push(mean_attention(&mean, 1..2 * n, |_| 0));
     }
     let [previous_token, duplicate_token, induction, first_token] = grids;
     Ok(HeadScores {

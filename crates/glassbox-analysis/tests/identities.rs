@@ -153,12 +153,27 @@ fn check(name: &str) {
         none.baseline_per_token, none.ablated_per_token,
         "{name}: empty ablation"
     );
-    let targets = [
+    let mut targets = vec![
         AblationTarget::Head { layer: 0, head: 1 },
         AblationTarget::Mlp {
             layer: n_layers - 1,
         },
     ];
+    let neuron = AblationTarget::Neuron {
+        layer: 0,
+        neuron: 3,
+    };
+    match ablation::run(&model, &clean, &[neuron], AblationMethod::Zero, &[]) {
+        Ok(r) => {
+            assert!(
+                r.ablated_loss != r.baseline_loss,
+                "{name}: a neuron's ablation reaches the output"
+            );
+            targets.push(neuron);
+        }
+        // mixture-of-experts layers have no single MLP to take a neuron of: refused, not ignored
+        Err(e) => assert!(e.to_string().contains("has no hook"), "{name}: {e}"),
+    }
     let itself = ablation::run(
         &model,
         &clean,

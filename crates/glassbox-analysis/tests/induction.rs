@@ -39,7 +39,7 @@ const POSITION: usize = BLOCK;
 const PREVIOUS: usize = 2 * BLOCK;
 
 fn hadamard(i: usize, j: usize) -> f32 {
-    if (i & j).count_ones() % 2 == 0 {
+    if (i & j).count_ones().is_multiple_of(2) {
         1.0
     } else {
         -1.0

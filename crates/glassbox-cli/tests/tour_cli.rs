@@ -11,7 +11,11 @@ fn tour_runs_every_chapter_and_prints_the_commands() {
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .output()
         .expect("glassbox runs");
-    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(o.status.success(), "{out}");
     for cmd in [
         "$ glassbox audit openai/gpt-4o",
@@ -31,7 +35,16 @@ fn tour_runs_every_chapter_and_prints_the_commands() {
         .lines()
         .find(|l| l.starts_with("models/reference (ours)"))
         .unwrap_or_else(|| panic!("no audit row for the reference release:\n{out}"));
-    assert!(ours.contains("open-source") && ours.contains("Class I "), "{ours}");
-    assert!(out.contains("verdict: REPRODUCED bit for bit at step 10"), "{out}");
-    eprintln!("tour took {:.1} s (this build profile)", start.elapsed().as_secs_f64());
+    assert!(
+        ours.contains("open-source") && ours.contains("Class I "),
+        "{ours}"
+    );
+    assert!(
+        out.contains("verdict: REPRODUCED bit for bit at step 10"),
+        "{out}"
+    );
+    eprintln!(
+        "tour took {:.1} s (this build profile)",
+        start.elapsed().as_secs_f64()
+    );
 }

@@ -25,7 +25,8 @@ fn fixtures() -> PathBuf {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("glassbox-cli-train-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("glassbox-cli-train-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -34,10 +35,21 @@ fn scratch(name: &str) -> PathBuf {
 fn train_writes_a_release_that_audits_as_open_source_class_one() {
     let out = scratch("release");
     let recipe = fixtures().join("tiny.toml");
-    let o = glassbox(&["train", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = glassbox(&[
+        "train",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("release written to"), "{}", text(&o));
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "mof.yml", "checkpoints/step-000003/model.safetensors"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "mof.yml",
+        "checkpoints/step-000003/model.safetensors",
+    ] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
     let log = std::fs::read_to_string(out.join("training_log.jsonl")).unwrap();
@@ -51,11 +63,26 @@ fn train_writes_a_release_that_audits_as_open_source_class_one() {
     let o = glassbox(&["audit", out.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let audit: serde_json::Value = serde_json::from_slice(&o.stdout).expect("audit JSON");
-    assert_eq!(audit["tier"], "open-source", "{}", serde_json::to_string_pretty(&audit).unwrap());
-    assert_eq!(audit["mof"]["class"], 1, "{}", serde_json::to_string_pretty(&audit["mof"]).unwrap());
+    assert_eq!(
+        audit["tier"],
+        "open-source",
+        "{}",
+        serde_json::to_string_pretty(&audit).unwrap()
+    );
+    assert_eq!(
+        audit["mof"]["class"],
+        1,
+        "{}",
+        serde_json::to_string_pretty(&audit["mof"]).unwrap()
+    );
 
     // Training again into the same directory is refused without --force.
-    let o = glassbox(&["train", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = glassbox(&[
+        "train",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("already exists"), "{}", text(&o));
     std::fs::remove_dir_all(&out).unwrap();
@@ -64,11 +91,24 @@ fn train_writes_a_release_that_audits_as_open_source_class_one() {
 #[test]
 fn bad_recipes_exit_2_naming_the_file_and_write_nothing() {
     let out = scratch("bad");
-    for name in ["vocab-mismatch.toml", "unknown-key.toml", "no-such-recipe.toml"] {
+    for name in [
+        "vocab-mismatch.toml",
+        "unknown-key.toml",
+        "no-such-recipe.toml",
+    ] {
         let recipe = fixtures().join("bad-recipes").join(name);
-        let o = glassbox(&["train", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let o = glassbox(&[
+            "train",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
-        assert!(text(&o).contains(name), "{name}: error does not name the file: {}", text(&o));
+        assert!(
+            text(&o).contains(name),
+            "{name}: error does not name the file: {}",
+            text(&o)
+        );
         assert!(!text(&o).contains("panicked"), "{}", text(&o));
         assert!(!out.exists(), "{name}: a release directory was created");
     }

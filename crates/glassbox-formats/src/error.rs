@@ -48,8 +48,19 @@ impl FormatError {
         }
     }
     /// True when the error is the user's input being wrong (CLI exit code 2).
+    /// A path that does not exist, or is not readable as asked, is the user's input too.
     pub fn is_invalid_input(&self) -> bool {
-        !matches!(self, FormatError::Io { .. } | FormatError::Tensor { .. })
+        match self {
+            FormatError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::IsADirectory
+                    | std::io::ErrorKind::NotADirectory
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            FormatError::Tensor { .. } | FormatError::Write(_) => false,
+            _ => true,
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //!   HF's `rotate_half`, which rotates the two *halves* of each head, computes.
 //!   [`unpermute_qk`] inverts it exactly (what transformers' GGUF loader also does).
 //! - **gemma**: HF's Gemma RMSNorm multiplies by `1 + w`; llama.cpp stores `w + 1` so it can
-//!   use a plain RMSNorm. Subtract one.
+//!   use a plain RMSNorm. Subtract one. The converter adds 1 to every tensor whose HF name
+//!   ends in `norm.weight`, so the final `output_norm` (`model.norm.weight`) is shifted too.
 //! - **gpt2**: HF stores GPT-2's Conv1D weights `[in, out]`; llama.cpp stores them as linear
 //!   weights `[out, in]`. Transpose.
 //! - **mixtures of experts**: llama.cpp stacks all experts of a layer in one

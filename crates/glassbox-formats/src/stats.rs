@@ -473,7 +473,15 @@ pub struct PageReleaser {
     page: usize,
 }
 
+impl Default for PageReleaser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PageReleaser {
+    /// Notes this process's shared file mappings as they are now: create it after opening
+    /// the checkpoint.
     pub fn new() -> Self {
         #[cfg(target_os = "linux")]
         {

@@ -55,19 +55,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 activations_mb = cache.bytes() as f64 / 1048576.0;
             }
             "decode" => {
-                let opts = GenerateOptions {
-                    max_new_tokens: new_tokens,
+                // Tokens per second of the single-token steps: the same prompt continued by one
+                // token (prefill only) and by `new_tokens`; the difference is the decoding.
+                let opts = |max_new_tokens| GenerateOptions {
+                    max_new_tokens,
                     stop_at_eos: false,
                     ..GenerateOptions::default()
                 };
-                let prefill = Instant::now();
-                model.run(&input)?;
-                let prefill = prefill.elapsed().as_secs_f64();
                 let t = Instant::now();
-                model.generate(&ids, &opts, &mut Hooks::none(), |_| {})?;
-                // Tokens per second of the single-token steps: generate runs the prefill (which yields
-                // the first token) and then `new_tokens - 1` steps.
-                times.push((new_tokens - 1) as f64 / (t.elapsed().as_secs_f64() - prefill).max(1e-9));
+                model.generate(&ids, &opts(1), &mut Hooks::none(), |_| {})?;
+                let prefill = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                model.generate(&ids, &opts(new_tokens), &mut Hooks::none(), |_| {})?;
+                let full = t.elapsed().as_secs_f64();
+                times.push((new_tokens - 1) as f64 / (full - prefill).max(1e-9));
                 continue;
             }
             other => return Err(format!("unknown mode `{other}`").into()),

@@ -255,6 +255,13 @@ impl Model for DecoderModel {
         }
         let mut x = hooks.point(|| "hook_embed".to_string(), x)?;
         if let Some(pos) = &self.pos_embed {
+            let n_positions = pos.weight.dim(0)?;
+            if offset + t > n_positions {
+                candle_core::bail!(
+                    "{} positions requested but the model has learned embeddings for {n_positions}",
+                    offset + t
+                );
+            }
             let positions = Tensor::arange(offset as u32, (offset + t) as u32, device)?;
             let p = pos.lookup(&positions)?.unsqueeze(0)?.broadcast_as(x.shape())?.contiguous()?;
             let p = hooks.point(|| "hook_pos_embed".to_string(), p)?;

@@ -29,6 +29,9 @@
 //! times `routed_scaling_factor`. V2 scores with a softmax, `greedy` or `group_limited_greedy`
 //! (groups by their best score), and multiplies by `routed_scaling_factor` (transformers does
 //! not renormalise V2's weights). Shared experts are added to every token.
+//!
+//! The published V3 / R1 weights are block-scaled FP8; they are dequantized on load
+//! ([`crate::fp8`]).
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -39,6 +42,7 @@ use crate::decoder::{
     DecoderBlock, DecoderModel, FeedForward, LayerContext, Residual, SelfAttention,
 };
 use crate::error::{ModelError, Result as ModelResult};
+use crate::fp8;
 use crate::hooks::Hooks;
 use crate::kv_cache::KvCache;
 use crate::layers::{Activation, Embedding, Linear, Norm, NormKind};
@@ -247,19 +251,19 @@ impl MlaAttention {
     ) -> Result<Self> {
         let h = cfg.n_heads;
         let q = match cfg.q_lora_rank {
-            None => QueryProjection::Direct(Linear::load(
+            None => QueryProjection::Direct(fp8::load_linear(
                 vb.pp("q_proj"),
                 d_model,
                 h * cfg.qk_head_dim(),
                 false,
             )?),
             Some(rank) => QueryProjection::LowRank {
-                a: Linear::load(vb.pp("q_a_proj"), d_model, rank, bias)?,
+                a: fp8::load_linear(vb.pp("q_a_proj"), d_model, rank, bias)?,
                 norm: Norm::load(vb.pp("q_a_layernorm"), NormKind::RmsNorm { eps }, rank)?,
-                b: Linear::load(vb.pp("q_b_proj"), rank, h * cfg.qk_head_dim(), false)?,
+                b: fp8::load_linear(vb.pp("q_b_proj"), rank, h * cfg.qk_head_dim(), false)?,
             },
         };
-        let kv_a = Linear::load(
+        let kv_a = fp8::load_linear(
             vb.pp("kv_a_proj_with_mqa"),
             d_model,
             cfg.kv_lora_rank + cfg.qk_rope_head_dim,
@@ -270,13 +274,13 @@ impl MlaAttention {
             NormKind::RmsNorm { eps },
             cfg.kv_lora_rank,
         )?;
-        let kv_b = Linear::load(
+        let kv_b = fp8::load_linear(
             vb.pp("kv_b_proj"),
             cfg.kv_lora_rank,
             h * (cfg.qk_nope_head_dim + cfg.v_head_dim),
             false,
         )?;
-        let o = Linear::load(vb.pp("o_proj"), h * cfg.v_head_dim, d_model, bias)?;
+        let o = fp8::load_linear(vb.pp("o_proj"), h * cfg.v_head_dim, d_model, bias)?;
         let inv_freq = cfg.rope.inv_freq().into_iter().map(|f| f as f32).collect();
         Ok(MlaAttention {
             cfg,
@@ -414,6 +418,17 @@ pub fn build(
     generation: Generation,
 ) -> ModelResult<Box<dyn Model>> {
     let cfg = HfConfig(config);
+    if let Some(q) = cfg.get("quantization_config") {
+        let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("?");
+        let block = q.get("weight_block_size");
+        let block_ok = block.is_none_or(|b| *b == serde_json::json!([fp8::BLOCK, fp8::BLOCK]));
+        if method != "fp8" || !block_ok {
+            return Err(ModelError::config(format!(
+                "quantization `{method}` with blocks {block:?} is not supported (supported: fp8 with {0}×{0} blocks)",
+                fp8::BLOCK
+            )));
+        }
+    }
     let d_model = cfg.usize(&["hidden_size"])?;
     let n_layers = cfg.usize(&["num_hidden_layers"])?;
     let n_heads = cfg.usize(&["num_attention_heads"])?;
@@ -544,7 +559,7 @@ pub fn build(
             in_out: false,
         }
     } else {
-        Linear::load(vb.pp("lm_head"), d_model, d_vocab, false)?
+        fp8::load_linear(vb.pp("lm_head"), d_model, d_vocab, false)?
     };
     let info = ModelInfo {
         architecture: cfg.architecture()?,

@@ -7,17 +7,22 @@
 //! included) as for the safetensors release. The tokenizer comes from the GGUF's embedded
 //! vocabulary ([`crate::gguf_tokenizer`]).
 //!
-//! What the backend undoes, per llama.cpp's `convert_hf_to_gguf.py`:
+//! What the backend undoes, per llama.cpp's `convert_hf_to_gguf.py` (the names and which
+//! fix-up each tensor needs come from [`glassbox_formats::gguf_names`], shared with the
+//! checkpoint diff):
 //!
 //! - names: `blk.{i}.attn_q.weight` → `model.layers.{i}.self_attn.q_proj.weight`, … per
-//!   architecture ([`hub_name`]);
+//!   architecture ([`gguf_names::hub_name`]);
 //! - the Q/K row permutation of `llama`-architecture files (llama.cpp's "normal" rope rotates
 //!   adjacent pairs, Hugging Face's rotates halves, so the converter permutes the rows of
 //!   `q_proj` / `k_proj`). Only `llama` is permuted: qwen2, qwen3, gemma and phi3 use llama.cpp's
 //!   NeoX rope, which is Hugging Face's layout already;
-//! - Gemma's norms: the converter stores `w + 1` (llama.cpp scales by the weight, Hugging Face
+//! - Gemma's norms, the final `output_norm` included: the converter stores `w + 1` for every
+//!   Hub tensor whose name ends in `norm.weight` (llama.cpp scales by the weight, Hugging Face
 //!   by `1 + w`), so 1 is subtracted back;
 //! - GPT-2's `Conv1D` weights, stored `[in, out]` on the Hub and transposed by the converter;
+//! - mixtures of experts: llama.cpp stacks a layer's experts into one `ffn_{gate,up,down}_exps`
+//!   tensor; each expert is served under its own Hub name and read from its own bytes;
 //! - quantized tensors are dequantized to f32 on load (by the checkpoint reader);
 //! - a missing `output.weight` means the unembedding is tied to `token_embd`;
 //! - rope scaling: `{arch}.rope.scaling.type = linear` becomes `rope_scaling.linear`; Llama 3.1's
@@ -32,6 +37,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
+use glassbox_formats::gguf_names::{self, Fixup, HubName};
 use glassbox_formats::{Checkpoint, CheckpointKind, GgufFile};
 use serde_json::{json, Value};
 
@@ -101,23 +107,14 @@ impl GgufArch {
 }
 
 /// How a Hub tensor is made from a stored GGUF tensor.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Transform {
-    AsStored,
-    /// Undo llama.cpp's rotary row permutation for a projection with this many heads.
-    UnpermuteRows {
-        heads: usize,
-    },
-    /// `[out, in]` back to GPT-2's `Conv1D` `[in, out]`.
-    Transpose,
-    /// Gemma's norms: stored `w + 1`, read `w`.
-    MinusOne,
+    /// The whole stored tensor with [`gguf_names::hub_name`]'s fix-up applied (never
+    /// [`Fixup::SplitExperts`]).
+    Whole(Fixup),
     /// Expert `expert` of a stacked `[experts, rows, cols]` tensor (`ffn_*_exps`), read from
     /// its own bytes only, so unused experts are never touched.
-    ExpertSlice {
-        expert: usize,
-        experts: usize,
-    },
+    ExpertSlice { expert: usize, experts: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -126,281 +123,40 @@ struct Source {
     transform: Transform,
 }
 
-/// llama.cpp's tensor names and the Hub's, without the `.weight` / `.bias` suffix: top-level
-/// tensors, then the parts of block `i` (`blk.{i}.` / `{block_prefix}.{i}.`).
-struct NameTable {
-    top: &'static [(&'static str, &'static str)],
-    block_prefix: &'static str,
-    block: &'static [(&'static str, &'static str)],
-}
-
-const DECODER_TOP: &[(&str, &str)] = &[
-    ("token_embd", "model.embed_tokens"),
-    ("output_norm", "model.norm"),
-    ("output", "lm_head"),
-];
-
-const DECODER_BLOCK: &[(&str, &str)] = &[
-    ("attn_norm", "input_layernorm"),
-    ("ffn_norm", "post_attention_layernorm"),
-    ("attn_q", "self_attn.q_proj"),
-    ("attn_k", "self_attn.k_proj"),
-    ("attn_v", "self_attn.v_proj"),
-    ("attn_output", "self_attn.o_proj"),
-    ("attn_q_norm", "self_attn.q_norm"),
-    ("attn_k_norm", "self_attn.k_norm"),
-    ("ffn_gate", "mlp.gate_proj"),
-    ("ffn_up", "mlp.up_proj"),
-    ("ffn_down", "mlp.down_proj"),
-];
-
-/// Phi-3 keeps Q/K/V and gate/up fused, as its Hub checkpoint does.
-const PHI3_BLOCK: &[(&str, &str)] = &[
-    ("attn_norm", "input_layernorm"),
-    ("ffn_norm", "post_attention_layernorm"),
-    ("attn_qkv", "self_attn.qkv_proj"),
-    ("attn_output", "self_attn.o_proj"),
-    ("ffn_up", "mlp.gate_up_proj"),
-    ("ffn_down", "mlp.down_proj"),
-];
-
-const GPT2_TOP: &[(&str, &str)] = &[
-    ("token_embd", "transformer.wte"),
-    ("position_embd", "transformer.wpe"),
-    ("output_norm", "transformer.ln_f"),
-    ("output", "lm_head"),
-];
-
-const GPT2_BLOCK: &[(&str, &str)] = &[
-    ("attn_norm", "ln_1"),
-    ("attn_qkv", "attn.c_attn"),
-    ("attn_output", "attn.c_proj"),
-    ("ffn_norm", "ln_2"),
-    ("ffn_up", "mlp.c_fc"),
-    ("ffn_down", "mlp.c_proj"),
-];
-
-impl GgufArch {
-    fn names(self) -> NameTable {
-        match self {
-            GgufArch::Gpt2 => NameTable {
-                top: GPT2_TOP,
-                block_prefix: "transformer.h",
-                block: GPT2_BLOCK,
-            },
-            GgufArch::Phi3 => NameTable {
-                top: DECODER_TOP,
-                block_prefix: "model.layers",
-                block: PHI3_BLOCK,
-            },
-            _ => NameTable {
-                top: DECODER_TOP,
-                block_prefix: "model.layers",
-                block: DECODER_BLOCK,
-            },
-        }
-    }
-}
-
-/// Splits `name` into its base and its `weight` / `bias` suffix.
-fn split_kind(name: &str) -> Option<(&str, &str)> {
-    let (base, kind) = name.rsplit_once('.')?;
-    matches!(kind, "weight" | "bias").then_some((base, kind))
-}
-
-/// The Hub name of a GGUF tensor for `arch`, or None for tensors with no Hub counterpart.
-pub fn hub_name(arch: GgufArch, gguf_name: &str) -> Option<String> {
-    let table = arch.names();
-    let (base, kind) = split_kind(gguf_name)?;
-    if let Some((_, hub)) = table.top.iter().find(|(g, _)| *g == base) {
-        return Some(format!("{hub}.{kind}"));
-    }
-    let (layer, part) = base.strip_prefix("blk.")?.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let (_, hub) = table.block.iter().find(|(g, _)| *g == part)?;
-    Some(format!("{}.{layer}.{hub}.{kind}", table.block_prefix))
-}
-
-/// The GGUF name llama.cpp gives a Hub tensor of `arch` (the inverse of [`hub_name`]).
-pub fn gguf_name(arch: GgufArch, hub_name: &str) -> Option<String> {
-    let table = arch.names();
-    let (base, kind) = split_kind(hub_name)?;
-    if let Some((gguf, _)) = table.top.iter().find(|(_, h)| *h == base) {
-        return Some(format!("{gguf}.{kind}"));
-    }
-    let rest = base.strip_prefix(table.block_prefix)?.strip_prefix('.')?;
-    let (layer, part) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let (gguf, _) = table.block.iter().find(|(_, h)| *h == part)?;
-    Some(format!("blk.{layer}.{gguf}.{kind}"))
-}
-
-/// How llama.cpp's converter changes a Hub tensor on its way into a GGUF, for writers: the
-/// number of heads whose rows it permutes (Q and K of `llama`), whether it transposes it
-/// (GPT-2 `Conv1D`), whether it adds 1 (Gemma norms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConverterChange {
-    pub permute_heads: Option<usize>,
-    pub transpose: bool,
-    pub plus_one: bool,
-}
-
-/// What llama.cpp's converter does to the GGUF tensor `gguf_name` (see [`ConverterChange`]).
-pub fn converter_change(
-    arch: GgufArch,
-    gguf_name: &str,
-    heads: usize,
-    kv_heads: usize,
-) -> ConverterChange {
-    let transform = transform_for(arch, gguf_name, heads, kv_heads);
-    ConverterChange {
-        permute_heads: match transform {
-            Transform::UnpermuteRows { heads } => Some(heads),
-            _ => None,
-        },
-        transpose: transform == Transform::Transpose,
-        plus_one: transform == Transform::MinusOne,
-    }
-}
-
-fn transform_for(arch: GgufArch, gguf_name: &str, heads: usize, kv_heads: usize) -> Transform {
-    let part = gguf_name.rsplit('.').nth(1).unwrap_or("");
-    match arch {
-        GgufArch::Llama if part == "attn_q" => Transform::UnpermuteRows { heads },
-        GgufArch::Llama if part == "attn_k" => Transform::UnpermuteRows { heads: kv_heads },
-        GgufArch::Gemma if part.ends_with("norm") => Transform::MinusOne,
-        GgufArch::Gpt2
-            if gguf_name.ends_with(".weight")
-                && matches!(part, "attn_qkv" | "attn_output" | "ffn_up" | "ffn_down") =>
-        {
-            Transform::Transpose
-        }
-        _ => Transform::AsStored,
-    }
-}
-
-/// Undoes llama.cpp's `permute`: within each head, llama.cpp interleaved the rows of the two
-/// rotary halves (row `2j + s` of its layout is row `s · d/2 + j` of the Hub's). Works on
-/// weights `[rows, in]` and biases `[rows]`.
-pub fn unpermute_rows(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
-    let dims = t.dims().to_vec();
-    let rows = dims[0];
-    if heads == 0 || !rows.is_multiple_of(2 * heads) {
-        candle_core::bail!("cannot split {rows} rows into {heads} heads of rotary pairs");
-    }
-    let half = rows / heads / 2;
-    let rest: usize = dims[1..].iter().product();
-    t.reshape((heads, half, 2, rest))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape(dims)
-}
-
-/// llama.cpp's `permute`, the inverse of [`unpermute_rows`] (for writing GGUF files).
-pub fn permute_rows(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
-    let dims = t.dims().to_vec();
-    let rows = dims[0];
-    if heads == 0 || !rows.is_multiple_of(2 * heads) {
-        candle_core::bail!("cannot split {rows} rows into {heads} heads of rotary pairs");
-    }
-    let half = rows / heads / 2;
-    let rest: usize = dims[1..].iter().product();
-    t.reshape((heads, 2, half, rest))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape(dims)
-}
-
-/// The Hub module holding a mixture-of-experts block: Mixtral's `block_sparse_moe` for
-/// `llama` files with experts, `mlp` for the others.
-fn moe_module(arch: GgufArch) -> &'static str {
-    match arch {
-        GgufArch::Llama => "block_sparse_moe",
-        _ => "mlp",
-    }
-}
-
-/// Hub names of llama.cpp's mixture-of-experts tensors of block `layer`: the router
-/// (`ffn_gate_inp`), and the stacked experts (`ffn_{gate,up,down}_exps`), one Hub tensor per
-/// expert. Returns `(hub name, expert)` pairs; `expert` is None for the router.
-fn moe_hub_names(arch: GgufArch, gguf_name: &str, experts: usize) -> Vec<(String, Option<usize>)> {
-    let Some((base, kind)) = split_kind(gguf_name) else {
-        return Vec::new();
-    };
-    let Some((layer, part)) = base.strip_prefix("blk.").and_then(|r| r.split_once('.')) else {
-        return Vec::new();
-    };
-    let Ok(layer) = layer.parse::<usize>() else {
-        return Vec::new();
-    };
-    let module = format!("model.layers.{layer}.{}", moe_module(arch));
-    if part == "ffn_gate_inp" {
-        return vec![(format!("{module}.gate.{kind}"), None)];
-    }
-    let mixtral = arch == GgufArch::Llama;
-    let proj = match part {
-        "ffn_gate_exps" => {
-            if mixtral {
-                "w1"
-            } else {
-                "gate_proj"
-            }
-        }
-        "ffn_up_exps" => {
-            if mixtral {
-                "w3"
-            } else {
-                "up_proj"
-            }
-        }
-        "ffn_down_exps" => {
-            if mixtral {
-                "w2"
-            } else {
-                "down_proj"
-            }
-        }
-        _ => return Vec::new(),
-    };
-    (0..experts)
-        .map(|e| (format!("{module}.experts.{e}.{proj}.{kind}"), Some(e)))
-        .collect()
-}
-
 /// Serves a GGUF's tensors under Hub names, undoing the converter's changes (module docs).
 pub struct GgufBackend {
     checkpoint: Checkpoint,
     sources: HashMap<String, Source>,
+    /// Query / key-value heads, for undoing the Q / K row permutation.
+    heads: usize,
+    kv_heads: usize,
 }
 
 impl GgufBackend {
     /// Maps every tensor of `checkpoint` (a GGUF) for `arch` with `heads` / `kv_heads` query /
-    /// key-value heads. Tensors with no Hub name are left out.
+    /// key-value heads, through [`gguf_names::hub_name`]. Tensors with no Hub name are left
+    /// out.
     pub fn new(checkpoint: Checkpoint, arch: GgufArch, heads: usize, kv_heads: usize) -> Self {
         let mut sources = HashMap::new();
         for info in checkpoint.tensors() {
-            let experts = info.shape.first().copied().unwrap_or(0);
-            for (hub, expert) in moe_hub_names(arch, &info.name, experts) {
-                let transform = match expert {
-                    Some(expert) => Transform::ExpertSlice { expert, experts },
-                    None => Transform::AsStored,
-                };
-                sources.insert(
-                    hub,
-                    Source {
-                        gguf_name: info.name.clone(),
-                        transform,
-                    },
-                );
-            }
-            if let Some(hub) = hub_name(arch, &info.name) {
-                sources.insert(
-                    hub,
-                    Source {
-                        gguf_name: info.name.clone(),
-                        transform: transform_for(arch, &info.name, heads, kv_heads),
-                    },
-                );
+            let Some(HubName { name, fixup }) = gguf_names::hub_name(arch.name(), &info.name)
+            else {
+                continue;
+            };
+            let source = |transform| Source {
+                gguf_name: info.name.clone(),
+                transform,
+            };
+            if fixup == Fixup::SplitExperts {
+                let experts = info.shape.first().copied().unwrap_or(0);
+                for expert in 0..experts {
+                    sources.insert(
+                        name.replace("{e}", &expert.to_string()),
+                        source(Transform::ExpertSlice { expert, experts }),
+                    );
+                }
+            } else {
+                sources.insert(name, source(Transform::Whole(fixup)));
             }
         }
         // Tied unembedding: no `output.weight`, the token embeddings are read instead.
@@ -416,6 +172,8 @@ impl GgufBackend {
         GgufBackend {
             checkpoint,
             sources,
+            heads,
+            kv_heads,
         }
     }
 
@@ -431,21 +189,24 @@ impl GgufBackend {
             .sources
             .get(name)
             .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{name}`")))?;
-        if let Transform::ExpertSlice { expert, experts } = source.transform {
-            return self
-                .read_expert(&source.gguf_name, expert, experts, dev)?
-                .to_dtype(dtype);
-        }
+        let fixup = match source.transform {
+            Transform::ExpertSlice { expert, experts } => {
+                return self
+                    .read_expert(&source.gguf_name, expert, experts, dev)?
+                    .to_dtype(dtype);
+            }
+            Transform::Whole(fixup) => fixup,
+        };
         let stored = self
             .checkpoint
             .tensor(&source.gguf_name, dev)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let t = match source.transform {
-            Transform::AsStored => stored,
-            Transform::UnpermuteRows { heads } => unpermute_rows(&stored, heads)?,
-            Transform::Transpose => stored.t()?.contiguous()?,
-            Transform::MinusOne => (stored.to_dtype(DType::F32)? - 1.0)?,
-            Transform::ExpertSlice { .. } => stored,
+        let t = match fixup {
+            Fixup::None | Fixup::SplitExperts => stored,
+            Fixup::UnpermuteQ => gguf_names::unpermute_qk(&stored, self.heads)?,
+            Fixup::UnpermuteK => gguf_names::unpermute_qk(&stored, self.kv_heads)?,
+            Fixup::Transpose => stored.t()?.contiguous()?,
+            Fixup::SubtractOne => (stored.to_dtype(DType::F32)? - 1.0)?,
         };
         t.to_dtype(dtype)
     }
@@ -852,85 +613,4 @@ pub fn load_checkpoint(checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Hoo
         .unwrap_or(heads as u64) as usize;
     let backend = GgufBackend::new(checkpoint, arch, heads, kv_heads);
     HookedModel::from_backend(config, Box::new(backend), tokenizer, &path, opts)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unpermute_inverts_llama_cpp_permute() {
-        let t = Tensor::arange(0f32, 48., &Device::Cpu)
-            .unwrap()
-            .reshape((8, 6))
-            .unwrap();
-        for heads in [1, 2, 4] {
-            let back = unpermute_rows(&permute_rows(&t, heads).unwrap(), heads).unwrap();
-            assert_eq!(back.to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
-        }
-        // One head of 4 rows: llama.cpp's order is [0, 2, 1, 3] of the Hub's.
-        let rows = Tensor::new(&[0f32, 1., 2., 3.], &Device::Cpu).unwrap();
-        let permuted = permute_rows(&rows, 1).unwrap();
-        assert_eq!(permuted.to_vec1::<f32>().unwrap(), [0., 2., 1., 3.]);
-        assert!(unpermute_rows(&rows, 3).is_err());
-    }
-
-    #[test]
-    fn names_map_per_architecture() {
-        let cases = [
-            (
-                GgufArch::Llama,
-                "blk.3.attn_q.weight",
-                Some("model.layers.3.self_attn.q_proj.weight"),
-            ),
-            (
-                GgufArch::Qwen2,
-                "blk.0.attn_k.bias",
-                Some("model.layers.0.self_attn.k_proj.bias"),
-            ),
-            (
-                GgufArch::Qwen3,
-                "blk.1.attn_k_norm.weight",
-                Some("model.layers.1.self_attn.k_norm.weight"),
-            ),
-            (
-                GgufArch::Phi3,
-                "blk.0.attn_qkv.weight",
-                Some("model.layers.0.self_attn.qkv_proj.weight"),
-            ),
-            (
-                GgufArch::Phi3,
-                "blk.0.ffn_up.weight",
-                Some("model.layers.0.mlp.gate_up_proj.weight"),
-            ),
-            (
-                GgufArch::Gpt2,
-                "blk.2.attn_qkv.bias",
-                Some("transformer.h.2.attn.c_attn.bias"),
-            ),
-            (
-                GgufArch::Gpt2,
-                "position_embd.weight",
-                Some("transformer.wpe.weight"),
-            ),
-            (
-                GgufArch::Gemma,
-                "output_norm.weight",
-                Some("model.norm.weight"),
-            ),
-            (GgufArch::Llama, "output.weight", Some("lm_head.weight")),
-            (GgufArch::Llama, "rope_freqs.weight", None),
-            (GgufArch::Llama, "blk.x.attn_q.weight", None),
-        ];
-        for (arch, gguf, hub) in cases {
-            assert_eq!(hub_name(arch, gguf).as_deref(), hub, "{arch:?} {gguf}");
-            if let Some(hub) = hub {
-                assert_eq!(
-                    gguf_name(arch, hub).as_deref(),
-                    Some(gguf),
-                    "{arch:?} {hub}"
-                );
-            }
-        }
-    }
 }

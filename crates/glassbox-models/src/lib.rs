@@ -24,6 +24,7 @@ pub mod config;
 pub mod decoder;
 pub mod deepseek;
 pub mod error;
+pub mod fp8;
 pub mod gemma;
 pub mod generate;
 pub mod glm4;

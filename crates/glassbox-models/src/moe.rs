@@ -36,6 +36,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::decoder::FeedForward;
+use crate::fp8;
 use crate::hooks::{ActivationCache, Hooks};
 use crate::layers::{Activation, Linear};
 use crate::mlp::{Mlp, MlpProjection};
@@ -81,10 +82,11 @@ impl GatedMlp {
         d_ff: usize,
         act: Activation,
     ) -> Result<Self> {
+        // Block-scaled FP8 (DeepSeek-V3's published experts) is dequantized on load.
         Ok(GatedMlp {
-            gate: Linear::load(vb.pp(names.gate), d_model, d_ff, false)?,
-            up: Linear::load(vb.pp(names.up), d_model, d_ff, false)?,
-            down: Linear::load(vb.pp(names.down), d_ff, d_model, false)?,
+            gate: fp8::load_linear(vb.pp(names.gate), d_model, d_ff, false)?,
+            up: fp8::load_linear(vb.pp(names.up), d_model, d_ff, false)?,
+            down: fp8::load_linear(vb.pp(names.down), d_ff, d_model, false)?,
             act,
         })
     }

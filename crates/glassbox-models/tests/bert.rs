@@ -278,7 +278,8 @@ fn gradients_reach_the_embeddings() {
 #[test]
 fn masked_lm_head_gives_logits() {
     let (d, vocab, layers) = (16usize, 40usize, 2usize);
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bert-mlm");
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bert-mlm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = serde_json::json!({
         "architectures": ["BertForMaskedLM"], "model_type": "bert", "vocab_size": vocab,

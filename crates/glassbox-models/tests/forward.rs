@@ -374,3 +374,11 @@ fn models_built_over_a_varmap_train_every_weight() {
         }
     }
 }
+
+#[test]
+fn sequences_longer_than_learned_positions_are_an_error_not_a_panic() {
+    let model = load("gpt2"); // 128 learned positions
+    let ids: Vec<u32> = (0..130).map(|i| i % 300).collect();
+    let err = model.run(&model.ids_tensor(&ids).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("128"), "{err}");
+}

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use glassbox_formats::gguf_names::{hub_name, permute_qk, unpermute_qk, Fixup};
 use glassbox_formats::{Checkpoint, GgufArray, GgufValue, GgufWriter, SafetensorsFile};
-use glassbox_models::gguf_model;
+use glassbox_models::gguf_model::{self, GgufArch, GgufBackend};
 use glassbox_models::{CheckpointBackend, HookedModel, LoadOptions, NameFilter};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -39,6 +40,14 @@ fn artifact(name: &str) -> Option<PathBuf> {
         path.display()
     );
     None
+}
+
+/// A directory for files written by this test process (separate from concurrent runs).
+fn scratch_dir() -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gguf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn ids_of(t: Tensor) -> Vec<u32> {
@@ -374,7 +383,7 @@ fn parity_gguf_as(name: &str, weights: Weights) -> GgufWriter {
 
 #[test]
 fn parity_fixtures_written_as_gguf_match_transformers() {
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let tmp = scratch_dir();
     for name in ["llama", "qwen2", "gpt2"] {
         let path = tmp.join(format!("parity-{name}.gguf"));
         write_parity_gguf(name, &path);
@@ -419,7 +428,7 @@ fn parity_fixtures_written_as_gguf_match_transformers() {
 
 #[test]
 fn unsupported_gguf_architecture_is_a_clear_error() {
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mamba.gguf");
+    let tmp = scratch_dir().join("mamba.gguf");
     let mut w = GgufWriter::new();
     w.set("general.architecture", GgufValue::String("mamba".into()));
     w.add_f32("token_embd.weight", &[2, 2], &[0.0; 4]).unwrap();
@@ -431,6 +440,13 @@ fn unsupported_gguf_architecture_is_a_clear_error() {
     assert!(err.is_invalid_input());
     assert!(err.to_string().contains("mamba"), "{err}");
     std::fs::remove_file(&tmp).unwrap();
+}
+
+/// llama.cpp's converter (`GemmaModel.modify_tensors` in `convert_hf_to_gguf.py`) adds 1 to
+/// every Gemma tensor whose Hub name ends in `norm.weight`: `model.norm.weight` (the final
+/// `output_norm`) as well as the per-layer norms.
+fn llama_cpp_adds_one(arch: &str, hub: &str) -> bool {
+    arch == "gemma" && hub.ends_with("norm.weight")
 }
 
 /// A small model of `config` with random weights, and the same weights written as a GGUF of
@@ -475,7 +491,7 @@ fn random_model_and_gguf(
             .unwrap();
         let gguf_name =
             llama_cpp_name(arch, name).unwrap_or_else(|| panic!("no GGUF name for {name}"));
-        let stored: Vec<f32> = if arch == "gemma" && gguf_name.contains("norm") {
+        let stored: Vec<f32> = if llama_cpp_adds_one(arch, name) {
             values.iter().map(|v| v + 1.0).collect()
         } else {
             values
@@ -488,7 +504,7 @@ fn random_model_and_gguf(
 
 #[test]
 fn gemma_qwen3_phi3_gguf_equal_their_hub_models() {
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let tmp = scratch_dir();
     let dims = serde_json::json!({
         "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
@@ -587,7 +603,7 @@ fn llama_cpp_rope_factors(dim: usize, factor: f32, original: f32) -> Vec<f32> {
 
 #[test]
 fn llama3_rope_freqs_run_as_llama3_rope_scaling() {
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let tmp = scratch_dir();
     let dir = workspace().join("tests/fixtures/parity/llama");
     // An original context of 32 puts the 8 frequencies of a 16-wide head in all three regimes.
     let mut w = parity_gguf("llama");
@@ -657,7 +673,7 @@ fn llama3_rope_freqs_run_as_llama3_rope_scaling() {
 /// in F32 (within 1e-4), and differs from the unquantized one (the quantization is applied).
 #[test]
 fn q8_0_gguf_dequantizes_on_load() {
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let tmp = scratch_dir();
     let load = |weights: Weights, file: &str| {
         let path = tmp.join(file);
         parity_gguf_as("llama", weights).write(&path).unwrap();
@@ -681,4 +697,199 @@ fn q8_0_gguf_dequantizes_on_load() {
     eprintln!("Q8_0: max |logit diff| {diff:.2e}; vs unquantized {quantization_error:.2e}");
     assert!(diff <= TOLERANCE, "Q8_0 vs its dequantized values: {diff}");
     assert!(quantization_error > 1e-3);
+}
+
+#[test]
+fn unpermute_inverts_llama_cpp_permute() {
+    let t = Tensor::arange(0f32, 48., &Device::Cpu)
+        .unwrap()
+        .reshape((8, 6))
+        .unwrap();
+    let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for heads in [1, 2, 4] {
+        // The library's permutation is llama.cpp's (as written out in this file) ...
+        let permuted = permute_qk(&t, heads).unwrap();
+        assert_eq!(
+            permuted.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            llama_cpp_permute(&values, 8, heads),
+            "{heads} heads"
+        );
+        // ... and the backend's unpermutation inverts it.
+        let back = unpermute_qk(&permuted, heads).unwrap();
+        assert_eq!(back.to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
+    }
+    // One head of 4 rows: llama.cpp's order is [0, 2, 1, 3] of the Hub's.
+    let rows = Tensor::new(&[0f32, 1., 2., 3.], &Device::Cpu).unwrap();
+    let permuted = permute_qk(&rows, 1).unwrap();
+    assert_eq!(permuted.to_vec1::<f32>().unwrap(), [0., 2., 1., 3.]);
+    assert!(unpermute_qk(&rows, 3).is_err());
+}
+
+/// Every architecture glassbox runs is known to the shared name mapping under its
+/// `general.architecture` name, and maps to the Hub names this file's own llama.cpp table
+/// inverts.
+#[test]
+fn names_map_per_architecture() {
+    let cases = [
+        (
+            GgufArch::Llama,
+            "blk.3.attn_q.weight",
+            Some(("model.layers.3.self_attn.q_proj.weight", Fixup::UnpermuteQ)),
+        ),
+        (
+            GgufArch::Llama,
+            "blk.3.attn_k.bias",
+            Some(("model.layers.3.self_attn.k_proj.bias", Fixup::UnpermuteK)),
+        ),
+        (
+            GgufArch::Qwen2,
+            "blk.0.attn_k.bias",
+            Some(("model.layers.0.self_attn.k_proj.bias", Fixup::None)),
+        ),
+        (
+            GgufArch::Qwen3,
+            "blk.1.attn_k_norm.weight",
+            Some(("model.layers.1.self_attn.k_norm.weight", Fixup::None)),
+        ),
+        (
+            GgufArch::Qwen3Moe,
+            "blk.1.attn_q_norm.weight",
+            Some(("model.layers.1.self_attn.q_norm.weight", Fixup::None)),
+        ),
+        (
+            GgufArch::Phi3,
+            "blk.0.attn_qkv.weight",
+            Some(("model.layers.0.self_attn.qkv_proj.weight", Fixup::None)),
+        ),
+        (
+            GgufArch::Phi3,
+            "blk.0.ffn_up.weight",
+            Some(("model.layers.0.mlp.gate_up_proj.weight", Fixup::None)),
+        ),
+        (
+            GgufArch::Gpt2,
+            "blk.2.attn_qkv.bias",
+            Some(("transformer.h.2.attn.c_attn.bias", Fixup::None)),
+        ),
+        (
+            GgufArch::Gpt2,
+            "blk.2.attn_qkv.weight",
+            Some(("transformer.h.2.attn.c_attn.weight", Fixup::Transpose)),
+        ),
+        (
+            GgufArch::Gpt2,
+            "position_embd.weight",
+            Some(("transformer.wpe.weight", Fixup::None)),
+        ),
+        (
+            GgufArch::Gemma,
+            "blk.0.attn_norm.weight",
+            Some(("model.layers.0.input_layernorm.weight", Fixup::SubtractOne)),
+        ),
+        (
+            GgufArch::Gemma,
+            "output_norm.weight",
+            Some(("model.norm.weight", Fixup::SubtractOne)),
+        ),
+        (
+            GgufArch::Llama,
+            "output.weight",
+            Some(("lm_head.weight", Fixup::None)),
+        ),
+        (GgufArch::Llama, "rope_freqs.weight", None),
+        (GgufArch::Llama, "blk.x.attn_q.weight", None),
+    ];
+    for (arch, gguf, hub) in cases {
+        let got = hub_name(arch.name(), gguf);
+        let got = got.as_ref().map(|h| (h.name.as_str(), h.fixup));
+        assert_eq!(got, hub, "{arch:?} {gguf}");
+        if let Some((hub, _)) = hub {
+            assert_eq!(
+                llama_cpp_name(arch.name(), hub).as_deref(),
+                Some(gguf),
+                "{arch:?} {hub}"
+            );
+        }
+    }
+    for arch in GgufArch::ALL {
+        assert!(
+            hub_name(arch.name(), "token_embd.weight").is_some(),
+            "{arch:?} is unknown to gguf_names"
+        );
+    }
+}
+
+/// Gemma's final norm: llama.cpp stores `model.norm.weight` as `w + 1` like every other Gemma
+/// norm, the backend serves `w`, and the round trip is sensitive to it (a file whose
+/// `output_norm` lacks the `+ 1` gives other logits).
+#[test]
+fn gemma_output_norm_is_stored_plus_one() {
+    assert!(llama_cpp_adds_one("gemma", "model.norm.weight"));
+    let tmp = scratch_dir();
+    let config = serde_json::json!({
+        "architectures": ["GemmaForCausalLM"], "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 8, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "vocab_size": 48,
+        "max_position_embeddings": 64, "hidden_activation": "gelu_pytorch_tanh",
+        "tie_word_embeddings": true,
+    });
+    let metadata = [
+        ("block_count", 1),
+        ("embedding_length", 32),
+        ("feed_forward_length", 64),
+        ("attention.head_count", 4),
+        ("attention.head_count_kv", 2),
+        ("attention.key_length", 8),
+        ("attention.value_length", 8),
+        ("context_length", 64),
+    ];
+    let path = tmp.join("random-gemma-output-norm.gguf");
+    let hub = random_model_and_gguf("gemma", config, &metadata, &path);
+
+    // The backend serves the stored final norm minus one.
+    let ck = Checkpoint::open(&path).unwrap();
+    let stored = ck.tensor_f32("output_norm.weight", &Device::Cpu).unwrap();
+    let backend = GgufBackend::new(Checkpoint::open(&path).unwrap(), GgufArch::Gemma, 4, 2);
+    let served = candle_nn::var_builder::SimpleBackend::get_unchecked(
+        &backend,
+        "model.norm.weight",
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(
+        served.to_vec1::<f32>().unwrap(),
+        (&stored - 1.0).unwrap().to_vec1::<f32>().unwrap()
+    );
+
+    // The same file with the final norm stored without the `+ 1` is another model.
+    let gguf = ck.gguf().unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in gguf.metadata() {
+        w.set(k, v.clone());
+    }
+    for info in ck.tensors() {
+        let mut t = ck.tensor_f32(&info.name, &Device::Cpu).unwrap();
+        if info.name == "output_norm.weight" {
+            t = (t - 1.0).unwrap();
+        }
+        let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        w.add_f32(&info.name, &info.shape, &values).unwrap();
+    }
+    drop(ck);
+    let unshifted = tmp.join("random-gemma-output-norm-unshifted.gguf");
+    w.write(&unshifted).unwrap();
+
+    let ids = Tensor::new(&[[3u32, 17, 5, 40, 9, 22]], &Device::Cpu).unwrap();
+    let want = hub.run(&ids).unwrap();
+    let load = |p: &Path| HookedModel::load(p, &LoadOptions::default()).unwrap();
+    let diff = max_abs_diff(&load(&path).run(&ids).unwrap(), &want);
+    assert!(diff <= TOLERANCE, "llama.cpp's convention: {diff}");
+    let diff = max_abs_diff(&load(&unshifted).run(&ids).unwrap(), &want);
+    assert!(
+        diff > 1e-3,
+        "an unshifted output_norm changed nothing ({diff})"
+    );
+    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(&unshifted).unwrap();
 }

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use glassbox_formats::gguf_names::permute_qk;
 use glassbox_formats::{Checkpoint, GgufValue, GgufWriter};
-use glassbox_models::gguf_model::permute_rows;
 use glassbox_models::moe::ROUTING_HOOKS;
 use glassbox_models::{HookedModel, LoadOptions, NameFilter};
 
@@ -79,11 +79,11 @@ fn write_mixtral_gguf(out: &Path) {
         add(&blk("ffn_norm"), hub("post_attention_layernorm"));
         add(
             &blk("attn_q"),
-            permute_rows(&hub("self_attn.q_proj"), heads as usize).unwrap(),
+            permute_qk(&hub("self_attn.q_proj"), heads as usize).unwrap(),
         );
         add(
             &blk("attn_k"),
-            permute_rows(&hub("self_attn.k_proj"), kv_heads as usize).unwrap(),
+            permute_qk(&hub("self_attn.k_proj"), kv_heads as usize).unwrap(),
         );
         add(&blk("attn_v"), hub("self_attn.v_proj"));
         add(&blk("attn_output"), hub("self_attn.o_proj"));

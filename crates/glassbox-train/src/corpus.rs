@@ -9,7 +9,7 @@
 //! | sentence | `the old fox chases a bird .` | a simple grammar (determiner, adjective, noun, verb) |
 //! | fact | `k07 is v19 .` | key → value recalled *from the weights*: one fixed table per seed |
 //! | bindings | `x3 = v02 , x9 = v11 .` … later `x9 = v11 .` | key → value recalled *from context* |
-//! | span | `cat v04 sees x1 …` … later the same words | induction: copy what followed last time |
+//! | span | `cat v04 sees x1 …` … later the same words | induction: copy what followed last time (any words but `is` and `=`) |
 //!
 //! A fraction of documents (`repeat_documents`) is instead one random span repeated end to
 //! end, the densest induction signal. A span or binding is echoed after 0–2 further segments, so earlier context predicts the
@@ -25,17 +25,21 @@ use sha2::{Digest, Sha256};
 use crate::rng::SplitMix64;
 
 /// Name and version of this generator, recorded in the manifest. Bump on any output change.
-pub const GENERATOR: &str = "glassbox-synthetic-v1";
+pub const GENERATOR: &str = "glassbox-synthetic-v2";
 
 pub const BOS: &str = "<bos>";
 pub const UNK: &str = "<unk>";
 pub const PAD: &str = "<pad>";
 
 const DETERMINERS: &[&str] = &["the", "a"];
-const ADJECTIVES: &[&str] = &["big", "small", "red", "blue", "old", "new", "happy", "quiet"];
+const ADJECTIVES: &[&str] = &[
+    "big", "small", "red", "blue", "old", "new", "happy", "quiet",
+];
 const NOUNS: &[&str] = &["cat", "dog", "bird", "fish", "fox", "bear", "child", "king"];
 const VERBS: &[&str] = &["sees", "likes", "chases", "finds", "helps", "calls"];
 const PUNCTUATION: &[&str] = &[".", ",", "=", "is"];
+/// Words that only ever relate a key to its value.
+const RELATIONS: &[&str] = &["=", "is"];
 
 /// The generator's settings, from the recipe's `[data]` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,14 +91,35 @@ fn default_span() -> [usize; 2] {
 /// Why a corpus configuration cannot be used.
 pub fn validate(c: &CorpusConfig) -> Result<(), String> {
     let checks = [
-        (c.seq_len >= 16 && c.seq_len <= 4096, "seq_len must be in 16..=4096"),
+        (
+            c.seq_len >= 16 && c.seq_len <= 4096,
+            "seq_len must be in 16..=4096",
+        ),
         (c.train_documents >= 1, "train_documents must be at least 1"),
-        (c.held_out_documents >= 1, "held_out_documents must be at least 1"),
-        (c.train_documents <= 10_000_000, "train_documents must be at most 10 000 000"),
-        (c.held_out_documents <= 1_000_000, "held_out_documents must be at most 1 000 000"),
-        (c.fact_keys >= 1 && c.fact_keys <= 100, "fact_keys must be in 1..=100"),
-        (c.values >= 2 && c.values <= 100, "values must be in 2..=100"),
-        (c.variables >= 2 && c.variables <= 100, "variables must be in 2..=100"),
+        (
+            c.held_out_documents >= 1,
+            "held_out_documents must be at least 1",
+        ),
+        (
+            c.train_documents <= 10_000_000,
+            "train_documents must be at most 10 000 000",
+        ),
+        (
+            c.held_out_documents <= 1_000_000,
+            "held_out_documents must be at most 1 000 000",
+        ),
+        (
+            c.fact_keys >= 1 && c.fact_keys <= 100,
+            "fact_keys must be in 1..=100",
+        ),
+        (
+            c.values >= 2 && c.values <= 100,
+            "values must be in 2..=100",
+        ),
+        (
+            c.variables >= 2 && c.variables <= 100,
+            "variables must be in 2..=100",
+        ),
         (
             c.mix.iter().all(|w| w.is_finite() && *w >= 0.0) && c.mix.iter().sum::<f64>() > 0.0,
             "mix weights must be non-negative with a positive sum",
@@ -173,7 +198,9 @@ pub fn generate(c: &CorpusConfig, label: &str, n_docs: usize) -> Split {
 
 /// Interned words, so that documents borrow `'static` strings instead of allocating.
 struct Words {
-    ordinary: Vec<&'static str>,
+    /// Words random spans are drawn from: every ordinary word but the relation words `is`
+    /// and `=`, so that `kNN is` and `xN =` only ever introduce a fact or a binding.
+    random: Vec<&'static str>,
     keys: Vec<&'static str>,
     values: Vec<&'static str>,
     variables: Vec<&'static str>,
@@ -185,9 +212,13 @@ impl Words {
         // interning keeps a million-word corpus allocation-free.
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         let vocab = vocabulary(c);
-        let ordinary = vocab[SPECIALS..].iter().map(|w| leak(w.clone())).collect();
+        let random = vocab[SPECIALS..]
+            .iter()
+            .filter(|w| !RELATIONS.contains(&w.as_str()))
+            .map(|w| leak(w.clone()))
+            .collect();
         Words {
-            ordinary,
+            random,
             keys: (0..c.fact_keys).map(|i| leak(key_word(i))).collect(),
             values: (0..c.values).map(|i| leak(value_word(i))).collect(),
             variables: (0..c.variables).map(|i| leak(format!("x{i}"))).collect(),
@@ -205,7 +236,7 @@ fn document(
     let mut doc: Vec<&'static str> = Vec::with_capacity(c.seq_len + 16);
     if c.repeat_documents > 0.0 && rng.chance(c.repeat_documents) {
         let len = rng.range(c.span_len[0], c.span_len[1]);
-        let span: Vec<&'static str> = (0..len).map(|_| *rng.pick(&w.ordinary)).collect();
+        let span: Vec<&'static str> = (0..len).map(|_| *rng.pick(&w.random)).collect();
         while doc.len() < c.seq_len {
             doc.extend(span.iter().copied());
         }
@@ -258,8 +289,7 @@ fn document(
             }
             _ => {
                 let len = rng.range(c.span_len[0], c.span_len[1]);
-                let span: Vec<&'static str> =
-                    (0..len).map(|_| *rng.pick(&w.ordinary)).collect();
+                let span: Vec<&'static str> = (0..len).map(|_| *rng.pick(&w.random)).collect();
                 doc.extend(span.iter().copied());
                 pending.push((rng.range(0, 2), span));
                 counts.spans += 1;

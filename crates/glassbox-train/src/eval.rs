@@ -23,12 +23,12 @@ use crate::TrainError;
 /// Score at which a head is said to have a role.
 pub const ROLE_THRESHOLD: f32 = 0.4;
 /// Length of the random sequence that is repeated for head scores.
-pub const REPEAT_LEN: usize = 20;
+pub const REPEAT_LEN: usize = 10;
 /// Number of repeated random sequences for the ablation loss.
 pub const REPEAT_BATCH: usize = 16;
 /// `glassbox heads` defaults: random half length and batch of its probe.
-pub const HEADS_SEQ_LEN: usize = 20;
-pub const HEADS_BATCH: usize = 8;
+pub const HEADS_SEQ_LEN: usize = 10;
+pub const HEADS_BATCH: usize = 16;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct HeadScore {
@@ -150,8 +150,12 @@ pub fn held_out_loss(model: &HookedModel, ids: &[u32], row: usize) -> Result<f32
     let mut n = 0usize;
     for chunk in ids.chunks(row * 32) {
         let docs = chunk.len() / row;
-        let (inputs, targets) =
-            crate::trainer::batch_tensors(chunk, row, &(0..docs).collect::<Vec<_>>(), model.device())?;
+        let (inputs, targets) = crate::trainer::batch_tensors(
+            chunk,
+            row,
+            &(0..docs).collect::<Vec<_>>(),
+            model.device(),
+        )?;
         let logits = model.run(&inputs)?;
         let loss = crate::trainer::next_token_loss(&logits, &targets)?.to_scalar::<f32>()?;
         total += loss as f64 * docs as f64;
@@ -173,7 +177,11 @@ pub fn repeated_tokens(data: &CorpusConfig, device: &Device) -> Result<Tensor, T
         ids.extend(&r);
         ids.extend(&r);
     }
-    Ok(Tensor::from_vec(ids, (REPEAT_BATCH, 2 * REPEAT_LEN + 1), device)?)
+    Ok(Tensor::from_vec(
+        ids,
+        (REPEAT_BATCH, 2 * REPEAT_LEN + 1),
+        device,
+    )?)
 }
 
 /// Induction and previous-token score of every head, by glassbox-analysis' probe with the
@@ -202,8 +210,16 @@ pub fn repeat_loss(
     ablate: &[(usize, usize)],
 ) -> Result<f32, TrainError> {
     let mut hooks = Hooks::none();
-    for layer in ablate.iter().map(|(l, _)| *l).collect::<std::collections::BTreeSet<_>>() {
-        let heads = ablate.iter().filter(|(l, _)| *l == layer).map(|(_, h)| *h).collect();
+    for layer in ablate
+        .iter()
+        .map(|(l, _)| *l)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let heads = ablate
+            .iter()
+            .filter(|(l, _)| *l == layer)
+            .map(|(_, h)| *h)
+            .collect();
         let filter = NameFilter::new(&[format!("blocks.{layer}.attn.hook_z")])
             .map_err(|e| TrainError::Internal(e.to_string()))?;
         hooks.intervene(filter, Intervention::Zero, Selection::Heads(heads));
@@ -213,8 +229,10 @@ pub fn repeat_loss(
     // Positions t+1 .. 2t-1 predict tokens t+2 .. 2t: the repeat, after its first token.
     let pred = logits.narrow(1, t + 1, t - 1)?;
     let target = repeated.narrow(1, t + 2, t - 1)?;
-    Ok(crate::trainer::next_token_loss(&pred.contiguous()?, &target.contiguous()?)?
-        .to_scalar::<f32>()?)
+    Ok(
+        crate::trainer::next_token_loss(&pred.contiguous()?, &target.contiguous()?)?
+            .to_scalar::<f32>()?,
+    )
 }
 
 /// As many heads as `chosen`, from the same layers but not chosen, least induction-like first.
@@ -230,7 +248,10 @@ fn other_heads(
         .filter(|h| layers.contains(&h.layer) && !chosen.contains(&(h.layer, h.head)))
         .collect();
     pool.sort_by(|a, b| a.induction.total_cmp(&b.induction));
-    pool.iter().take(chosen.len()).map(|h| (h.layer, h.head)).collect()
+    pool.iter()
+        .take(chosen.len())
+        .map(|h| (h.layer, h.head))
+        .collect()
 }
 
 /// Fraction of fact keys for which `<bos> kNN is` predicts the table's value.
@@ -249,19 +270,36 @@ pub fn fact_recall(model: &HookedModel, data: &CorpusConfig) -> Result<f32, Trai
     let n = table.len();
     let inputs = Tensor::from_vec(ids, (n, 3), model.device())?;
     let logits = model.run(&inputs)?;
-    let predicted = logits.narrow(1, 2, 1)?.squeeze(1)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
-    let correct = predicted.iter().zip(&expected).filter(|(p, e)| p == e).count();
+    let predicted = logits
+        .narrow(1, 2, 1)?
+        .squeeze(1)?
+        .argmax(D::Minus1)?
+        .to_vec1::<u32>()?;
+    let correct = predicted
+        .iter()
+        .zip(&expected)
+        .filter(|(p, e)| p == e)
+        .count();
     Ok(correct as f32 / n as f32)
 }
 
 /// Mean KL(p ‖ q) between two models' next-token distributions over the held-out documents.
-pub fn mean_kl(p_model: &HookedModel, q_model: &HookedModel, ids: &[u32], row: usize) -> Result<f32, TrainError> {
+pub fn mean_kl(
+    p_model: &HookedModel,
+    q_model: &HookedModel,
+    ids: &[u32],
+    row: usize,
+) -> Result<f32, TrainError> {
     let mut total = 0f64;
     let mut n = 0usize;
     for chunk in ids.chunks(row * 32) {
         let docs = chunk.len() / row;
-        let (inputs, _) =
-            crate::trainer::batch_tensors(chunk, row, &(0..docs).collect::<Vec<_>>(), p_model.device())?;
+        let (inputs, _) = crate::trainer::batch_tensors(
+            chunk,
+            row,
+            &(0..docs).collect::<Vec<_>>(),
+            p_model.device(),
+        )?;
         let lp = candle_nn::ops::log_softmax(&p_model.run(&inputs)?, D::Minus1)?;
         let lq = candle_nn::ops::log_softmax(&q_model.run(&inputs)?, D::Minus1)?;
         let kl = (lp.exp()? * (&lp - &lq)?)?.sum(D::Minus1)?; // [b, t]
@@ -272,7 +310,10 @@ pub fn mean_kl(p_model: &HookedModel, q_model: &HookedModel, ids: &[u32], row: u
 }
 
 /// Greedy continuations of [`SAMPLE_PROMPTS`] (words split on spaces, `<bos>` first).
-pub fn samples(model: &HookedModel, data: &CorpusConfig) -> Result<Vec<(String, String)>, TrainError> {
+pub fn samples(
+    model: &HookedModel,
+    data: &CorpusConfig,
+) -> Result<Vec<(String, String)>, TrainError> {
     let vocab = corpus::vocabulary(data);
     let mut out = Vec::new();
     for prompt in SAMPLE_PROMPTS {

@@ -138,7 +138,9 @@ impl Recipe {
             Some(v) => Err(format!(
                 "[model] vocab_size is {v} but the corpus vocabulary has {vocab} words"
             )),
-            None => Err(format!("[model] needs vocab_size = {vocab} (the corpus vocabulary)")),
+            None => Err(format!(
+                "[model] needs vocab_size = {vocab} (the corpus vocabulary)"
+            )),
         }
     }
 

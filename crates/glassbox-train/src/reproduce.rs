@@ -106,8 +106,7 @@ impl Release {
             .filter(|l| !l.trim().is_empty())
             .enumerate()
             .map(|(i, l)| {
-                serde_json::from_str(l)
-                    .map_err(|e| bad(&log_path, format!("line {}: {e}", i + 1)))
+                serde_json::from_str(l).map_err(|e| bad(&log_path, format!("line {}: {e}", i + 1)))
             })
             .collect::<Result<Vec<StepRecord>, _>>()?;
         Ok(Release {
@@ -158,15 +157,24 @@ pub fn reproduce(
     let data = trainer::prepare_data(&recipe.data)?;
     let m = &data.manifest;
     let want = &release.manifest;
-    let data_ok = m.train == want.train && m.held_out == want.held_out && m.generator == want.generator;
+    let data_ok =
+        m.train == want.train && m.held_out == want.held_out && m.generator == want.generator;
     lines.push(format!(
         "data: {} regenerated from seed {}: train sha256 {} ({}), held-out sha256 {} ({})",
         m.generator,
         m.config.seed,
         short(&m.train.sha256_token_ids),
-        if m.train == want.train { "matches" } else { "DIFFERS" },
+        if m.train == want.train {
+            "matches"
+        } else {
+            "DIFFERS"
+        },
         short(&m.held_out.sha256_token_ids),
-        if m.held_out == want.held_out { "matches" } else { "DIFFERS" },
+        if m.held_out == want.held_out {
+            "matches"
+        } else {
+            "DIFFERS"
+        },
     ));
     if !data_ok {
         lines.push(format!(
@@ -249,7 +257,8 @@ pub fn reproduce(
     let loss_a = tail_mean(&release.log);
     let loss_b = tail_mean(&run.log);
     let loss_ok = (loss_a - loss_b).abs() <= LOSS_TOLERANCE;
-    let roles_ok = a.induction_heads == b.induction_heads && a.previous_token_heads == b.previous_token_heads;
+    let roles_ok =
+        a.induction_heads == b.induction_heads && a.previous_token_heads == b.previous_token_heads;
     let kl = eval::mean_kl(&released_model, &run.model, &data.held_out, data.row)?;
     let kl_ok = kl <= KL_BOUND;
     lines.push(format!(
@@ -270,9 +279,16 @@ pub fn reproduce(
         ok(kl_ok)
     ));
     failed |= !(loss_ok && roles_ok && kl_ok);
-    let verdict = if failed { Verdict::NotReproduced } else { Verdict::Comparable };
+    let verdict = if failed {
+        Verdict::NotReproduced
+    } else {
+        Verdict::Comparable
+    };
     lines.push(match verdict {
-        Verdict::Comparable => "verdict: COMPARABLE — not bit-identical, but the same model by every measure above".into(),
+        Verdict::Comparable => {
+            "verdict: COMPARABLE — not bit-identical, but the same model by every measure above"
+                .into()
+        }
         _ => "verdict: NOT REPRODUCED — see the figures above".into(),
     });
     Ok(Report { verdict, lines })

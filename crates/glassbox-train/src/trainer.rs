@@ -84,29 +84,30 @@ pub fn prepare_data(config: &CorpusConfig) -> Result<Data, TrainError> {
     let vocab_words = corpus::vocabulary(config);
     let tok = vocab::build(&vocab_words)?;
     let row = config.seq_len + 1;
-    let tokenize = |label: &str, n: usize| -> Result<(Vec<u32>, SplitManifest, String), TrainError> {
-        let split = corpus::generate(config, label, n);
-        let text = corpus::text(&split);
-        let mut ids = Vec::with_capacity(n * row);
-        for line in text.lines() {
-            let doc = vocab::encode(&tok, line)?;
-            if doc.len() != row {
-                return Err(TrainError::Internal(format!(
-                    "document tokenized to {} ids, expected {row}",
-                    doc.len()
-                )));
+    let tokenize =
+        |label: &str, n: usize| -> Result<(Vec<u32>, SplitManifest, String), TrainError> {
+            let split = corpus::generate(config, label, n);
+            let text = corpus::text(&split);
+            let mut ids = Vec::with_capacity(n * row);
+            for line in text.lines() {
+                let doc = vocab::encode(&tok, line)?;
+                if doc.len() != row {
+                    return Err(TrainError::Internal(format!(
+                        "document tokenized to {} ids, expected {row}",
+                        doc.len()
+                    )));
+                }
+                ids.extend(doc);
             }
-            ids.extend(doc);
-        }
-        let manifest = SplitManifest {
-            documents: n,
-            tokens: ids.len(),
-            sha256_text: corpus::sha256_hex(text.as_bytes()),
-            sha256_token_ids: corpus::sha256_ids(&ids),
-            segments: split.counts,
+            let manifest = SplitManifest {
+                documents: n,
+                tokens: ids.len(),
+                sha256_text: corpus::sha256_hex(text.as_bytes()),
+                sha256_token_ids: corpus::sha256_ids(&ids),
+                segments: split.counts,
+            };
+            Ok((ids, manifest, text))
         };
-        Ok((ids, manifest, text))
-    };
     let (train, train_m, train_text) = tokenize("train", config.train_documents)?;
     let (held_out, held_m, held_out_text) = tokenize("held_out", config.held_out_documents)?;
     let table = corpus::fact_table(config);
@@ -123,7 +124,11 @@ pub fn prepare_data(config: &CorpusConfig) -> Result<Data, TrainError> {
         train: train_m,
         held_out: held_m,
     };
-    let train_sample = train_text.lines().take(20).map(|l| format!("{l}\n")).collect();
+    let train_sample = train_text
+        .lines()
+        .take(20)
+        .map(|l| format!("{l}\n"))
+        .collect();
     Ok(Data {
         train,
         held_out,
@@ -235,7 +240,10 @@ pub fn train(
 pub fn next_token_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor, TrainError> {
     let (b, t, v) = logits.dims3()?;
     let flat = logits.reshape((b * t, v))?;
-    Ok(candle_nn::loss::cross_entropy(&flat, &targets.reshape(b * t)?)?)
+    Ok(candle_nn::loss::cross_entropy(
+        &flat,
+        &targets.reshape(b * t)?,
+    )?)
 }
 
 /// Inputs (first `row-1` ids) and targets (last `row-1`) of the chosen documents.
@@ -281,7 +289,8 @@ impl BatchOrder {
 
     fn reshuffle(&mut self) {
         self.perm.sort_unstable();
-        SplitMix64::keyed(self.seed, &format!("order-epoch-{}", self.epoch)).shuffle(&mut self.perm);
+        SplitMix64::keyed(self.seed, &format!("order-epoch-{}", self.epoch))
+            .shuffle(&mut self.perm);
         self.at = 0;
     }
 

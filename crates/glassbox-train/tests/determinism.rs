@@ -9,7 +9,10 @@ use glassbox_train::{corpus, eval, trainer, Recipe};
 
 fn tiny() -> (Recipe, String) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny.toml");
-    (Recipe::load(&path).unwrap(), std::fs::read_to_string(&path).unwrap())
+    (
+        Recipe::load(&path).unwrap(),
+        std::fs::read_to_string(&path).unwrap(),
+    )
 }
 
 fn weights_sha(recipe: &Recipe, steps: usize) -> String {
@@ -28,7 +31,11 @@ fn same_recipe_gives_bit_identical_weights() {
     assert_eq!(a, b);
     let mut other = recipe.clone();
     other.seed += 1;
-    assert_ne!(a, weights_sha(&other, 4), "the seed must change the weights");
+    assert_ne!(
+        a,
+        weights_sha(&other, 4),
+        "the seed must change the weights"
+    );
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -58,30 +65,63 @@ fn a_release_reproduces_bit_for_bit_and_tampering_is_caught() {
     let dir = scratch("release");
     write_tiny_release(&dir, false).unwrap();
     for f in [
-        "config.json", "model.safetensors", "tokenizer.json", "README.md", "LICENSE", "recipe.toml",
-        "mof.yml", "training_log.jsonl", "training_run.json", "eval_results.json", "data/manifest.json",
-        "data_card.md", "technical_report.md", "paper.md", "samples.txt", "code/model/llama.rs", "data/held_out.txt", "code/corpus.rs", "checkpoints/step-000003/model.safetensors",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "README.md",
+        "LICENSE",
+        "recipe.toml",
+        "mof.yml",
+        "training_log.jsonl",
+        "training_run.json",
+        "eval_results.json",
+        "data/manifest.json",
+        "data_card.md",
+        "technical_report.md",
+        "paper.md",
+        "samples.txt",
+        "code/model/llama.rs",
+        "data/held_out.txt",
+        "code/corpus.rs",
+        "checkpoints/step-000003/model.safetensors",
         "checkpoints/step-000003/config.json",
     ] {
         assert!(dir.join(f).is_file(), "release lacks {f}");
     }
     let card = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(card.starts_with("---\nlicense: apache-2.0\n"), "{card}");
-    assert!(std::fs::read_to_string(dir.join("LICENSE")).unwrap().contains("Apache License"));
+    assert!(std::fs::read_to_string(dir.join("LICENSE"))
+        .unwrap()
+        .contains("Apache License"));
     // Writing again over it without `replace` is refused, as an input error.
-    let again = write_tiny_release(&dir, false).err().expect("overwrite refused");
-    assert!(again.is_invalid_input() && again.to_string().contains("already exists"), "{again}");
+    let again = write_tiny_release(&dir, false)
+        .err()
+        .expect("overwrite refused");
+    assert!(
+        again.is_invalid_input() && again.to_string().contains("already exists"),
+        "{again}"
+    );
 
     let opts = |steps| Options { steps, threads: 1 };
     let release = Release::open(&dir).unwrap();
     let at_checkpoint = reproduce::reproduce(&release, &opts(Some(3)), &mut |_| {}).unwrap();
-    assert_eq!(at_checkpoint.verdict, Verdict::BitIdentical, "{:?}", at_checkpoint.lines);
+    assert_eq!(
+        at_checkpoint.verdict,
+        Verdict::BitIdentical,
+        "{:?}",
+        at_checkpoint.lines
+    );
     let full = reproduce::reproduce(&release, &opts(None), &mut |_| {}).unwrap();
     assert_eq!(full.verdict, Verdict::BitIdentical, "{:?}", full.lines);
 
     // No checkpoint at step 2: an input error naming the steps that exist.
-    let err = reproduce::reproduce(&release, &opts(Some(2)), &mut |_| {}).err().unwrap();
-    assert!(err.is_invalid_input() && err.to_string().contains("[3]"), "{err}");
+    let err = reproduce::reproduce(&release, &opts(Some(2)), &mut |_| {})
+        .err()
+        .unwrap();
+    assert!(
+        err.is_invalid_input() && err.to_string().contains("[3]"),
+        "{err}"
+    );
 
     // Tampered weights: not reproduced.
     let ck = dir.join("checkpoints/step-000003/model.safetensors");
@@ -90,7 +130,12 @@ fn a_release_reproduces_bit_for_bit_and_tampering_is_caught() {
     bytes[n - 1] ^= 0x01;
     std::fs::write(&ck, &bytes).unwrap();
     let tampered = reproduce::reproduce(&release, &opts(Some(3)), &mut |_| {}).unwrap();
-    assert_eq!(tampered.verdict, Verdict::NotReproduced, "{:?}", tampered.lines);
+    assert_eq!(
+        tampered.verdict,
+        Verdict::NotReproduced,
+        "{:?}",
+        tampered.lines
+    );
 
     // Tampered data manifest: not reproduced, and said so before any training.
     let manifest = dir.join("data/manifest.json");
@@ -100,6 +145,10 @@ fn a_release_reproduces_bit_for_bit_and_tampering_is_caught() {
     let release = Release::open(&dir).unwrap();
     let report = reproduce::reproduce(&release, &opts(Some(3)), &mut |_| {}).unwrap();
     assert_eq!(report.verdict, Verdict::NotReproduced);
-    assert!(report.lines.iter().any(|l| l.contains("DIFFERS")), "{:?}", report.lines);
+    assert!(
+        report.lines.iter().any(|l| l.contains("DIFFERS")),
+        "{:?}",
+        report.lines
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

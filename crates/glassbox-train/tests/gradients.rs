@@ -51,7 +51,10 @@ fn check_gradients(arch: &str) {
     let inputs = ids.narrow(1, 0, 8).unwrap();
     let targets = ids.narrow(1, 1, 8).unwrap().contiguous().unwrap();
     let loss = |m: &HookedModel| -> Tensor {
-        let logits = m.model.forward(&inputs, None, &mut Hooks::none(), None).unwrap();
+        let logits = m
+            .model
+            .forward(&inputs, None, &mut Hooks::none(), None)
+            .unwrap();
         next_token_loss(&logits, &targets).unwrap()
     };
     let grads = loss(&model).backward().unwrap();
@@ -61,19 +64,29 @@ fn check_gradients(arch: &str) {
             .get(var.as_tensor())
             .unwrap_or_else(|| panic!("{arch}: no gradient reaches `{name}`"));
         let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        assert!(g.iter().any(|x| x.abs() > 1e-9), "{arch}: gradient of `{name}` is zero");
+        assert!(
+            g.iter().any(|x| x.abs() > 1e-9),
+            "{arch}: gradient of `{name}` is zero"
+        );
         // Three elements of each tensor.
         for _ in 0..3 {
             let i = rng.below(g.len());
-            let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let base = var
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
             let at = |delta: f64| -> f64 {
                 let mut v = base.clone();
                 v[i] += delta;
-                var.set(&Tensor::from_vec(v, var.shape(), &device).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(v, var.shape(), &device).unwrap())
+                    .unwrap();
                 loss(&model).to_scalar::<f64>().unwrap()
             };
             let numeric = (at(h) - at(-h)) / (2.0 * h);
-            var.set(&Tensor::from_vec(base, var.shape(), &device).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(base, var.shape(), &device).unwrap())
+                .unwrap();
             let err = (numeric - g[i]).abs();
             assert!(
                 err <= 1e-6 + 1e-4 * numeric.abs().max(g[i].abs()),

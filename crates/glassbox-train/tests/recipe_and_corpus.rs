@@ -25,8 +25,15 @@ fn check_bad_recipe(path: &Path) {
     let err = Recipe::load(path).expect_err(&format!("{} should be rejected", path.display()));
     let msg = err.to_string();
     assert!(err.is_invalid_input(), "{msg}");
-    assert!(msg.contains(&path.display().to_string()), "error does not name the file: {msg}");
-    assert!(msg.contains(expected), "{}: expected `{expected}` in `{msg}`", path.display());
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "error does not name the file: {msg}"
+    );
+    assert!(
+        msg.contains(expected),
+        "{}: expected `{expected}` in `{msg}`",
+        path.display()
+    );
 }
 
 #[test]
@@ -43,14 +50,20 @@ fn bad_recipes_are_rejected_with_the_reason() {
 fn reference_recipe_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/reference.toml");
     let r = Recipe::load(&path).unwrap();
-    assert!(r.training.checkpoints.contains(&10), "the tour and CI reproduce step 10");
+    assert!(
+        r.training.checkpoints.contains(&10),
+        "the tour and CI reproduce step 10"
+    );
 }
 
 #[test]
 fn schedule_warms_up_then_decays_to_the_floor() {
     let r = tiny(); // lr 1e-2, warmup 2, 6 steps, floor 0.1
     let lr: Vec<f64> = (1..=6).map(|s| r.learning_rate(s)).collect();
-    assert!((lr[0] - 5e-3).abs() < 1e-12 && (lr[1] - 1e-2).abs() < 1e-12, "{lr:?}");
+    assert!(
+        (lr[0] - 5e-3).abs() < 1e-12 && (lr[1] - 1e-2).abs() < 1e-12,
+        "{lr:?}"
+    );
     assert!(lr.windows(2).skip(1).all(|w| w[1] < w[0]), "{lr:?}");
     assert!((lr[5] - 1e-3).abs() < 1e-12, "{lr:?}");
 }
@@ -68,7 +81,10 @@ fn corpus_is_a_function_of_its_seed() {
     let b = corpus::text(&corpus::generate(&config(3), "train", 50));
     let c = corpus::text(&corpus::generate(&config(4), "train", 50));
     let held = corpus::text(&corpus::generate(&config(3), "held_out", 50));
-    assert_eq!(corpus::sha256_hex(a.as_bytes()), corpus::sha256_hex(b.as_bytes()));
+    assert_eq!(
+        corpus::sha256_hex(a.as_bytes()),
+        corpus::sha256_hex(b.as_bytes())
+    );
     assert_ne!(a, c);
     assert_ne!(a, held, "splits must be independent streams");
 }
@@ -83,10 +99,15 @@ fn documents_are_exact_length_vocabulary_words_with_planted_segments() {
     let split = corpus::generate(&cfg, "train", 200);
     for doc in &split.documents {
         assert_eq!(doc.len(), 64);
-        assert!(doc.iter().all(|w| vocab[corpus::SPECIALS..].iter().any(|v| v == w)));
+        assert!(doc
+            .iter()
+            .all(|w| vocab[corpus::SPECIALS..].iter().any(|v| v == w)));
     }
     let c = &split.counts;
-    assert!(c.sentences > 0 && c.facts > 0 && c.bindings > 0 && c.spans > 0 && c.echoes > 0, "{c:?}");
+    assert!(
+        c.sentences > 0 && c.facts > 0 && c.bindings > 0 && c.spans > 0 && c.echoes > 0,
+        "{c:?}"
+    );
     // Facts follow the table (random spans may form a rare chance `kNN is vMM` too).
     let table = corpus::fact_table(&cfg);
     let (mut agree, mut total) = (0, 0);
@@ -100,7 +121,10 @@ fn documents_are_exact_length_vocabulary_words_with_planted_segments() {
         }
     }
     // A fact cut by the end of its document is not counted.
-    assert!(total * 10 >= c.facts * 9 && agree as f64 >= 0.95 * total as f64, "{agree}/{total} facts follow the table");
+    assert!(
+        total * 10 >= c.facts * 9 && agree as f64 >= 0.95 * total as f64,
+        "{agree}/{total} facts follow the table"
+    );
 }
 
 #[test]
@@ -109,10 +133,12 @@ fn tokenizer_is_one_id_per_word_after_bos() {
     let words = corpus::vocabulary(&cfg);
     let tok = vocab::build(&words).unwrap();
     let ids = vocab::encode(&tok, "the old fox chases a bird . k03 is v07 .").unwrap();
-    let expect: Vec<u32> = ["<bos>", "the", "old", "fox", "chases", "a", "bird", ".", "k03", "is", "v07", "."]
-        .iter()
-        .map(|w| words.iter().position(|v| v == w).unwrap() as u32)
-        .collect();
+    let expect: Vec<u32> = [
+        "<bos>", "the", "old", "fox", "chases", "a", "bird", ".", "k03", "is", "v07", ".",
+    ]
+    .iter()
+    .map(|w| words.iter().position(|v| v == w).unwrap() as u32)
+    .collect();
     assert_eq!(ids, expect);
     assert_eq!(tok.get_vocab_size(true), words.len());
 }

@@ -121,7 +121,7 @@ fn print_table(out: &mut String, diffs: &[TensorDiff]) {
     );
     let num = |v: Option<f64>| match v {
         None => "-".to_string(),
-        Some(v) if v == 0.0 => "0".to_string(),
+        Some(0.0) => "0".to_string(),
         Some(v) if v.abs() < 1e-3 || v.abs() >= 1e4 => format!("{v:.3e}"),
         Some(v) => format!("{v:.6}"),
     };

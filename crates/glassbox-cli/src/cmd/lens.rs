@@ -143,7 +143,7 @@ fn terminal_view(report: &lens::LensReport, show_target: bool) -> String {
 fn line_plot(report: &lens::LensReport, target_given: bool) -> LinePlot {
     let last = report.prompt_tokens.len().saturating_sub(1);
     let at_last = |row: &Vec<Vec<lens::TokenScore>>| row.get(last).and_then(|c| c.first()).cloned();
-    let mut series = Vec::new();
+    let mut series: Vec<(String, Vec<f32>)> = Vec::new();
     if let Some(t) = &report.target {
         let what = if target_given {
             ""
@@ -171,13 +171,25 @@ fn line_plot(report: &lens::LensReport, target_given: bool) -> LinePlot {
         .get(last)
         .map(|t| render::token_label(t))
         .unwrap_or_default();
+    // small probabilities are unreadable on a 0–1 axis: switch to a log axis
+    let highest = series
+        .iter()
+        .flat_map(|(_, v)| v.iter())
+        .filter(|p| p.is_finite())
+        .fold(0f32, |m, &p| m.max(p));
+    let log_y = highest < 0.2;
     LinePlot {
         title: format!("Logit lens at the last position ({last}:{token})"),
         x_axis: "residual stream read before block (final = after the last block)".into(),
-        y_axis: "probability".into(),
+        y_axis: if log_y {
+            "probability (log scale)"
+        } else {
+            "probability"
+        }
+        .into(),
         x_labels: report.layers.clone(),
         series,
-        y_range: Some((0.0, 1.0)),
-        log_y: false,
+        y_range: if log_y { None } else { Some((0.0, 1.0)) },
+        log_y,
     }
 }

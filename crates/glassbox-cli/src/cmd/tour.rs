@@ -62,7 +62,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let m = dir.display().to_string();
     let s = |x: &str| x.to_string();
 
-    println!("glassbox tour — three tiers of openness, on real releases and on a model of our own\n");
+    println!(
+        "glassbox tour — three tiers of openness, on real releases and on a model of our own\n"
+    );
     audit_chapter(&dir)?;
 
     let chapters = vec![
@@ -86,8 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         Chapter {
             title: "5. Which heads do what (heads)",
-            story: s("The corpus plants repeated spans, so the model should have grown induction heads: scores on random tokens repeated twice."),
-            args: vec![s("heads"), m.clone(), s("--top"), s("3")],
+            story: s("The corpus plants repeated spans (4 to 12 words), so the model should have grown induction heads: scores on 10 random tokens repeated twice."),
+            args: vec![s("heads"), m.clone(), s("--seq-len"), s("10"), s("--batch"), s("16"), s("--top"), s("3")],
             deeper: format!("glassbox ablate {shown} --text \"...\" --target heads --each   # what each head is worth"),
         },
         Chapter {
@@ -157,21 +159,37 @@ fn audit_chapter(dir: &Path) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for (id, _) in TIERS {
         println!("$ glassbox audit {id}");
-        rows.push((id.to_string(), glassbox_audit::audit_target(id).with_context(|| format!("auditing {id}"))?));
+        rows.push((
+            id.to_string(),
+            glassbox_audit::audit_target(id).with_context(|| format!("auditing {id}"))?,
+        ));
     }
     println!("$ glassbox audit models/reference");
     let ours = glassbox_audit::audit_target(&dir.display().to_string())
         .with_context(|| format!("auditing {}", dir.display()))?;
     rows.push(("models/reference (ours)".to_string(), ours));
-    println!("\n{:<26} {:<13} {:<11} {}", "release", "tier", "MOF class", "missing for the next tier");
+    println!(
+        "\n{:<26} {:<13} {:<11} {}",
+        "release", "tier", "MOF class", "missing for the next tier"
+    );
     for (name, a) in &rows {
-        let class = a.mof.class.map(|c| format!("Class {}", roman(c))).unwrap_or_else(|| "none".into());
+        let class = a
+            .mof
+            .class
+            .map(|c| format!("Class {}", roman(c)))
+            .unwrap_or_else(|| "none".into());
         let missing = if a.missing_for_next_tier.is_empty() {
             "—".to_string()
         } else {
             let mut m = a.missing_for_next_tier.join("; ");
             if m.len() > 60 {
-                m.truncate(m.char_indices().take_while(|(i, _)| *i < 57).last().map(|(i, c)| i + c.len_utf8()).unwrap_or(0));
+                m.truncate(
+                    m.char_indices()
+                        .take_while(|(i, _)| *i < 57)
+                        .last()
+                        .map(|(i, c)| i + c.len_utf8())
+                        .unwrap_or(0),
+                );
                 m.push('…');
             }
             m
@@ -179,7 +197,10 @@ fn audit_chapter(dir: &Path) -> anyhow::Result<()> {
         println!("{name:<26} {:<13} {class:<11} {missing}", a.tier.label());
     }
     for (id, tier) in TIERS {
-        let got = rows.iter().find(|(n, _)| n == id).map(|(_, a)| a.tier.label());
+        let got = rows
+            .iter()
+            .find(|(n, _)| n == id)
+            .map(|(_, a)| a.tier.label());
         if got != Some(tier) {
             anyhow::bail!("the registry says {id} is {got:?}, the tour expected {tier}");
         }

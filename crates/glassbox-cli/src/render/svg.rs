@@ -398,8 +398,19 @@ pub fn line_plot(p: &LinePlot) -> String {
     }
     // horizontal grid and y ticks
     let ticks: Vec<f64> = if p.log_y {
-        (lo.ceil() as i64..=hi.floor() as i64)
-            .map(|e| e as f64)
+        // powers of ten, with 2× and 5× between them when the axis spans few decades
+        let mantissas: &[f64] = if hi - lo < 3.0 {
+            &[1.0, 2.0, 5.0]
+        } else {
+            &[1.0]
+        };
+        (lo.floor() as i64..=hi.ceil() as i64)
+            .flat_map(|e| {
+                mantissas
+                    .iter()
+                    .map(move |m| (m * 10f64.powi(e as i32)).log10())
+            })
+            .filter(|t| (lo..=hi).contains(t))
             .collect()
     } else {
         nice_ticks(lo, hi, 6)
