@@ -21,13 +21,13 @@ else
   cargo build -q -p glassbox-models --example forward_bench; BIN=target/debug/examples/forward_bench
 fi
 RESULTS="$OUT/results.jsonl"; : > "$RESULTS"
+# Each glassbox measurement is followed at once by its reference, so both see the same machine load.
 for model in gpt2-small qwen2.5-0.5b; do
   dir="$OUT/models/$model"
-  for mode in logits cache decode; do
-    "$BIN" "$dir" "$mode" "$N" "$REPS" "$NEW" | sed "s/^{/{\"model\":\"$model\",/" >> "$RESULTS"
-  done
-  for mode in hf_logits tl_cache hf_decode; do
-    (cd bench/forward && "../../$VENV/bin/python" bench_ref.py "../../$dir" "$model" "$mode" "$N" "$REPS" "$NEW" 2>>"../../$OUT/reference.log") \
+  for pair in "logits hf_logits" "cache tl_cache" "decode hf_decode"; do
+    set -- $pair
+    "$BIN" "$dir" "$1" "$N" "$REPS" "$NEW" | sed "s/^{/{\"model\":\"$model\",/" >> "$RESULTS"
+    (cd bench/forward && "../../$VENV/bin/python" bench_ref.py "../../$dir" "$model" "$2" "$N" "$REPS" "$NEW" 2>>"../../$OUT/reference.log") \
       | sed "s/^{/{\"model\":\"$model\",/" >> "$RESULTS"
   done
 done
