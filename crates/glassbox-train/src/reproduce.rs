@@ -226,8 +226,13 @@ pub fn reproduce(
         }
     ));
     if identical && losses_identical {
+        let setup = if same_setup {
+            "same thread count and backend"
+        } else {
+            "even on another thread count"
+        };
         lines.push(format!(
-            "verdict: REPRODUCED bit for bit at step {steps} (same thread count and backend)"
+            "verdict: REPRODUCED bit for bit at step {steps} ({setup})"
         ));
         return Ok(Report {
             verdict: Verdict::BitIdentical,
