@@ -27,7 +27,16 @@
 //! - a missing `output.weight` means the unembedding is tied to `token_embd`;
 //! - rope scaling: `{arch}.rope.scaling.type = linear` becomes `rope_scaling.linear`; Llama 3.1's
 //!   per-frequency factors (`rope_freqs.weight`) are checked against the `llama3` rule and
-//!   become `rope_scaling.llama3`; other schemes (YaRN, Phi-3's long/short factors) are refused.
+//!   become `rope_scaling.llama3`; DeepSeek's YaRN is read back ([`deepseek2_config`]); other
+//!   schemes (Phi-3's long/short factors, YaRN elsewhere) are refused;
+//! - `glm4`: nothing is permuted (GLM-4 already rotates adjacent pairs, as llama.cpp does);
+//!   `rope.dimension_count` gives `partial_rotary_factor`;
+//! - `deepseek2`: the MLA shapes come from `kv_lora_rank`, `q_lora_rank`, `key_length_mla` /
+//!   `value_length_mla` (or, in older files, `key_length` / `value_length`) and
+//!   `rope.dimension_count`; the router from `expert_gating_func` (sigmoid: V3, softmax or
+//!   absent: V2), `expert_weights_scale` / `_norm`, `expert_group_count` / `_used_count` and
+//!   `leading_dense_block_count`. Newer converters split `kv_b_proj` per head into `attn_k_b`
+//!   (transposed) and `attn_v_b`; the backend joins them back.
 //!
 //! Fused tensors need no splitting: Phi-3's `attn_qkv` / fused `ffn_up` and GPT-2's `attn_qkv`
 //! are the same fused `qkv_proj` / `gate_up_proj` / `c_attn` that the Hub architectures read.
@@ -57,10 +66,14 @@ pub enum GgufArch {
     Gpt2,
     /// Qwen3-MoE (`qwen3moe`).
     Qwen3Moe,
+    /// GLM-4-0414 (`glm4`).
+    Glm4,
+    /// DeepSeek-V2 / V3 / R1 (`deepseek2`): multi-head latent attention.
+    Deepseek2,
 }
 
 impl GgufArch {
-    pub const ALL: [GgufArch; 7] = [
+    pub const ALL: [GgufArch; 9] = [
         GgufArch::Llama,
         GgufArch::Qwen2,
         GgufArch::Qwen3,
@@ -68,6 +81,8 @@ impl GgufArch {
         GgufArch::Phi3,
         GgufArch::Gpt2,
         GgufArch::Qwen3Moe,
+        GgufArch::Glm4,
+        GgufArch::Deepseek2,
     ];
 
     /// llama.cpp's name for the architecture (the metadata key prefix).
@@ -80,6 +95,8 @@ impl GgufArch {
             GgufArch::Phi3 => "phi3",
             GgufArch::Gpt2 => "gpt2",
             GgufArch::Qwen3Moe => "qwen3moe",
+            GgufArch::Glm4 => "glm4",
+            GgufArch::Deepseek2 => "deepseek2",
         }
     }
 
@@ -97,6 +114,9 @@ impl GgufArch {
             GgufArch::Phi3 => "Phi3ForCausalLM",
             GgufArch::Gpt2 => "GPT2LMHeadModel",
             GgufArch::Qwen3Moe => "Qwen3MoeForCausalLM",
+            GgufArch::Glm4 => "Glm4ForCausalLM",
+            // V3 when the router is a sigmoid ([`hub_config`]).
+            GgufArch::Deepseek2 => "DeepseekV2ForCausalLM",
         }
     }
 
@@ -107,7 +127,7 @@ impl GgufArch {
 }
 
 /// How a Hub tensor is made from a stored GGUF tensor.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Transform {
     /// The whole stored tensor with [`gguf_names::hub_name`]'s fix-up applied (never
     /// [`Fixup::SplitExperts`]).
@@ -115,6 +135,10 @@ enum Transform {
     /// Expert `expert` of a stacked `[experts, rows, cols]` tensor (`ffn_*_exps`), read from
     /// its own bytes only, so unused experts are never touched.
     ExpertSlice { expert: usize, experts: usize },
+    /// DeepSeek's `kv_b_proj`, which newer converters split per head into `attn_k_b`
+    /// (the source, stored transposed as [heads, kv_lora_rank, qk_nope_head_dim]) and
+    /// `v_b` ([heads, v_head_dim, kv_lora_rank]); rejoined as [heads × (nope + v), rank].
+    JoinKvB { v_b: String },
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +183,29 @@ impl GgufBackend {
                 sources.insert(name, source(Transform::Whole(fixup)));
             }
         }
+        // DeepSeek's split `kv_b_proj`, unless the file also keeps the whole one.
+        if arch == GgufArch::Deepseek2 {
+            for info in checkpoint.tensors() {
+                let Some(layer) = info
+                    .name
+                    .strip_prefix("blk.")
+                    .and_then(|r| r.strip_suffix(".attn_k_b.weight"))
+                else {
+                    continue;
+                };
+                let v_b = format!("blk.{layer}.attn_v_b.weight");
+                let hub = format!("model.layers.{layer}.self_attn.kv_b_proj.weight");
+                if checkpoint.contains(&v_b) && !sources.contains_key(&hub) {
+                    sources.insert(
+                        hub,
+                        Source {
+                            gguf_name: info.name.clone(),
+                            transform: Transform::JoinKvB { v_b },
+                        },
+                    );
+                }
+            }
+        }
         // Tied unembedding: no `output.weight`, the token embeddings are read instead.
         if !sources.contains_key("lm_head.weight") {
             let embed = match arch {
@@ -195,6 +242,9 @@ impl GgufBackend {
                     .read_expert(&source.gguf_name, expert, experts, dev)?
                     .to_dtype(dtype);
             }
+            Transform::JoinKvB { ref v_b } => {
+                return self.join_kv_b(&source.gguf_name, v_b, dev)?.to_dtype(dtype);
+            }
             Transform::Whole(fixup) => fixup,
         };
         let stored = self
@@ -213,6 +263,40 @@ impl GgufBackend {
 }
 
 impl GgufBackend {
+    /// `kv_b_proj` [heads × (qk_nope + v), kv_lora_rank] from llama.cpp's per-head halves: head
+    /// `h` is `k_b[h]ᵀ` (its no-rope key rows) followed by `v_b[h]` (its value rows).
+    fn join_kv_b(&self, k_b: &str, v_b: &str, dev: &Device) -> candle_core::Result<Tensor> {
+        let read = |name: &str| {
+            self.checkpoint.tensor_f32(name, dev).map_err(|e| {
+                candle_core::Error::Msg(format!(
+                    "{}: `{name}`: {e}",
+                    self.checkpoint.path.display()
+                ))
+            })
+        };
+        let (k, v) = (read(k_b)?, read(v_b)?);
+        let (Ok((heads, rank, _nope)), Ok((v_heads, _v_dim, v_rank))) = (k.dims3(), v.dims3())
+        else {
+            candle_core::bail!(
+                "{}: `{k_b}` {:?} and `{v_b}` {:?} are not [heads, rows, cols]",
+                self.checkpoint.path.display(),
+                k.dims(),
+                v.dims()
+            );
+        };
+        if heads != v_heads || rank != v_rank {
+            candle_core::bail!(
+                "{}: `{k_b}` {:?} and `{v_b}` {:?} disagree on heads or latent rank",
+                self.checkpoint.path.display(),
+                k.dims(),
+                v.dims()
+            );
+        }
+        let joined = Tensor::cat(&[&k.transpose(1, 2)?, &v], 1)?;
+        let rows = joined.dim(1)?;
+        joined.reshape((heads * rows, rank))
+    }
+
     /// Expert `expert` of the stacked tensor `gguf_name` [experts, rows, cols], decoded from its
     /// own slice of the memory map (each expert's rows are contiguous, whole blocks when
     /// quantized).
@@ -343,10 +427,15 @@ pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
         supported: GgufArch::ALL.iter().map(|a| a.name().to_string()).collect(),
     })?;
     let meta = Meta { gguf, arch };
+    if arch == GgufArch::Deepseek2 {
+        let mut config = deepseek2_config(&meta, checkpoint)?;
+        common_keys(&mut config, gguf, checkpoint, &meta)?;
+        return Ok(config);
+    }
     let n_experts = meta.usize_opt("expert_count")?.unwrap_or(0);
     if n_experts > 0 && !matches!(arch, GgufArch::Llama | GgufArch::Qwen3Moe) {
         return Err(meta.error(format!(
-            "mixture-of-experts GGUF files are supported for llama (Mixtral) and qwen3moe, not {}",
+            "mixture-of-experts GGUF files are supported for llama (Mixtral), qwen3moe and deepseek2, not {}",
             arch.name()
         )));
     }
@@ -374,13 +463,6 @@ pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
     let rope_dim = meta.usize_opt("rope.dimension_count")?.unwrap_or(head_dim);
     let rope_theta = meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0);
     let rope_scaling = rope_scaling(&meta, checkpoint, rope_dim, rope_theta)?;
-    let embed = checkpoint
-        .info("token_embd.weight")
-        .ok_or_else(|| meta.error("no `token_embd.weight` tensor"))?;
-    let vocab_size = embed.shape.first().copied().unwrap_or(0);
-    let tied = !checkpoint.contains("output.weight");
-    let token_ids = |key: &str| gguf.get_u32(key).map(Value::from).unwrap_or(Value::Null);
-
     let mut config = match arch {
         GgufArch::Gpt2 => json!({
             "n_embd": d_model,
@@ -414,6 +496,10 @@ pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
                     c["attention_bias"] = json!(checkpoint.contains("blk.0.attn_output.bias"));
                     c["mlp_bias"] = json!(checkpoint.contains("blk.0.ffn_down.bias"));
                 }
+                // GLM-4's `attention_bias` covers q, k and v.
+                GgufArch::Glm4 => {
+                    c["attention_bias"] = json!(checkpoint.contains("blk.0.attn_q.bias"));
+                }
                 GgufArch::Qwen2 if !checkpoint.contains("blk.0.attn_q.bias") => {
                     return Err(meta.error("a qwen2 GGUF without attn_q biases"));
                 }
@@ -431,6 +517,10 @@ pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
                     if let Some(window) = meta.usize_opt("attention.sliding_window")? {
                         c["sliding_window"] = json!(window);
                     }
+                }
+                // Always written: transformers' GLM-4 defaults to half the head rotating.
+                GgufArch::Glm4 => {
+                    c["partial_rotary_factor"] = json!(rope_dim as f64 / head_dim as f64);
                 }
                 GgufArch::Llama | GgufArch::Qwen2 | GgufArch::Qwen3 | GgufArch::Qwen3Moe
                     if rope_dim != head_dim =>
@@ -469,14 +559,185 @@ pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
             }
         }
     }
-    config["vocab_size"] = json!(vocab_size);
-    config["tie_word_embeddings"] = json!(tied);
+    common_keys(&mut config, gguf, checkpoint, &meta)?;
+    Ok(config)
+}
+
+/// The keys every synthesized config has: vocabulary, tying, special tokens, name.
+fn common_keys(
+    config: &mut Value,
+    gguf: &GgufFile,
+    checkpoint: &Checkpoint,
+    meta: &Meta,
+) -> Result<()> {
+    let embed = checkpoint
+        .info("token_embd.weight")
+        .ok_or_else(|| meta.error("no `token_embd.weight` tensor"))?;
+    let token_ids = |key: &str| gguf.get_u32(key).map(Value::from).unwrap_or(Value::Null);
+    config["vocab_size"] = json!(embed.shape.first().copied().unwrap_or(0));
+    config["tie_word_embeddings"] = json!(!checkpoint.contains("output.weight"));
     config["bos_token_id"] = token_ids("tokenizer.ggml.bos_token_id");
     config["eos_token_id"] = token_ids("tokenizer.ggml.eos_token_id");
     if let Some(name) = gguf.get_str("general.name") {
         config["_name_or_path"] = json!(name);
     }
-    Ok(config)
+    Ok(())
+}
+
+/// llama.cpp's `expert_gating_func` values (`LLAMA_EXPERT_GATING_FUNC_TYPE_*`).
+const GATING_SOFTMAX: u64 = 1;
+const GATING_SIGMOID: u64 = 2;
+
+/// A `deepseek2` file's Hub config: `DeepseekV3ForCausalLM` when its router is a sigmoid,
+/// `DeepseekV2ForCausalLM` (softmax) otherwise.
+///
+/// Attention shapes: since llama.cpp stores MLA as multi-query attention over the latent,
+/// newer files give `key_length = kv_lora_rank + rope` and `value_length = kv_lora_rank`, with
+/// the per-head sizes in `key_length_mla` / `value_length_mla`; older files (whole
+/// `attn_kv_b`) give the per-head sizes in `key_length` / `value_length`. The rope part is
+/// `rope.dimension_count`. A file without `expert_gating_func` is softmax-routed, as
+/// llama.cpp assumes for the DeepSeek-V2 files written before the key existed.
+fn deepseek2_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
+    let gguf = meta.gguf;
+    let n_heads = meta.usize("attention.head_count")?;
+    let kv_lora_rank = meta.usize("attention.kv_lora_rank")?;
+    let q_lora_rank = meta.usize_opt("attention.q_lora_rank")?.filter(|&r| r > 0);
+    let rope_dim = meta.usize("rope.dimension_count")?;
+    let (qk_head_dim, v_head_dim) = match meta.usize_opt("attention.key_length_mla")? {
+        Some(k) => (k, meta.usize("attention.value_length_mla")?),
+        None => (
+            meta.usize("attention.key_length")?,
+            meta.usize("attention.value_length")?,
+        ),
+    };
+    if rope_dim == 0 || rope_dim % 2 != 0 || qk_head_dim <= rope_dim {
+        return Err(meta.error(format!(
+            "rope.dimension_count {rope_dim} does not fit the key head size {qk_head_dim}"
+        )));
+    }
+    let n_experts = meta.usize_opt("expert_count")?.unwrap_or(0);
+    let expert_ff = meta.usize_opt("expert_feed_forward_length")?;
+    let d_mlp = match (meta.usize_opt("feed_forward_length")?, expert_ff) {
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => return Err(meta.error("missing metadata `deepseek2.feed_forward_length`")),
+    };
+    let rope_theta = meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0);
+    let mut c = json!({
+        "hidden_size": meta.usize("embedding_length")?,
+        "num_hidden_layers": meta.usize("block_count")?,
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": n_heads,
+        "intermediate_size": d_mlp,
+        "q_lora_rank": q_lora_rank,
+        "kv_lora_rank": kv_lora_rank,
+        "qk_rope_head_dim": rope_dim,
+        "qk_nope_head_dim": qk_head_dim - rope_dim,
+        "v_head_dim": v_head_dim,
+        "max_position_embeddings": meta.usize_opt("context_length")?.unwrap_or(4096),
+        "rms_norm_eps": meta.f64_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
+        "rope_theta": rope_theta,
+        "hidden_act": "silu",
+        // transformers' `attention_bias` covers q_a, kv_a and o alike.
+        "attention_bias": checkpoint.contains("blk.0.attn_kv_a_mqa.bias"),
+    });
+    let gating = match gguf.get(&meta.key("expert_gating_func")) {
+        None => GATING_SOFTMAX,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| meta.error("`deepseek2.expert_gating_func` is not an integer"))?,
+    };
+    let v3 = match gating {
+        GATING_SOFTMAX => false,
+        GATING_SIGMOID => true,
+        other => {
+            return Err(meta.error(format!(
+                "expert_gating_func {other} is not supported (1 softmax, 2 sigmoid)"
+            )))
+        }
+    };
+    let (arch, model_type) = if v3 {
+        ("DeepseekV3ForCausalLM", "deepseek_v3")
+    } else {
+        ("DeepseekV2ForCausalLM", "deepseek_v2")
+    };
+    c["architectures"] = json!([arch]);
+    c["model_type"] = json!(model_type);
+    if v3 {
+        // Adjacent-pair rotary, llama.cpp's "normal" rope: the same scores as V3's default.
+        c["rope_interleave"] = json!(true);
+    }
+    if n_experts > 0 {
+        let groups = meta.usize_opt("expert_group_count")?;
+        let groups_used = meta.usize_opt("expert_group_used_count")?;
+        c["n_routed_experts"] = json!(n_experts);
+        c["num_experts_per_tok"] = json!(meta.usize("expert_used_count")?);
+        c["moe_intermediate_size"] = json!(expert_ff.unwrap_or(d_mlp));
+        c["n_shared_experts"] = json!(meta.usize_opt("expert_shared_count")?.unwrap_or(0));
+        c["first_k_dense_replace"] =
+            json!(meta.usize_opt("leading_dense_block_count")?.unwrap_or(0));
+        c["routed_scaling_factor"] = json!(meta.f64_opt("expert_weights_scale")?.unwrap_or(1.0));
+        c["norm_topk_prob"] = json!(gguf
+            .get_bool(&meta.key("expert_weights_norm"))
+            .unwrap_or(false));
+        // One group is no group limit (what llama.cpp does without the keys).
+        c["n_group"] = json!(groups.unwrap_or(1));
+        c["topk_group"] = json!(groups_used.or(groups).unwrap_or(1));
+        if !v3 {
+            let limited = matches!((groups, groups_used), (Some(g), Some(u)) if g > 1 && u < g);
+            c["topk_method"] = json!(if limited {
+                "group_limited_greedy"
+            } else {
+                "greedy"
+            });
+        }
+    }
+    if let Some(scaling) = deepseek2_rope_scaling(meta)? {
+        c["rope_scaling"] = scaling;
+    }
+    Ok(c)
+}
+
+/// DeepSeek's YaRN from `rope.scaling.*`. llama.cpp keeps the rotated vectors' length (its
+/// rope's YaRN magnitude is divided back out), so `attention_factor` is 1, and scales q·k by
+/// `(1 + yarn_log_multiplier · ln factor)²`, which is transformers' V3 `mscale_all_dim`
+/// correction with `mscale_all_dim = yarn_log_multiplier / 0.1` (the converter writes
+/// `0.1 × mscale_all_dim`).
+fn deepseek2_rope_scaling(meta: &Meta) -> Result<Option<Value>> {
+    match meta.gguf.get_str(&meta.key("rope.scaling.type")) {
+        None | Some("none") => Ok(None),
+        Some("yarn") => {
+            let factor = meta
+                .f64_opt("rope.scaling.factor")?
+                .ok_or_else(|| meta.error("yarn rope scaling without rope.scaling.factor"))?;
+            let original = meta
+                .usize_opt("rope.scaling.original_context_length")?
+                .ok_or_else(|| {
+                    meta.error("yarn rope scaling without rope.scaling.original_context_length")
+                })?;
+            let log_mul = meta
+                .f64_opt("rope.scaling.yarn_log_multiplier")?
+                .unwrap_or(0.0);
+            let mut s = json!({
+                "rope_type": "yarn",
+                "factor": factor,
+                "original_max_position_embeddings": original,
+                "attention_factor": 1.0,
+                "mscale_all_dim": log_mul / 0.1,
+            });
+            for (key, hub) in [
+                ("rope.scaling.yarn_beta_fast", "beta_fast"),
+                ("rope.scaling.yarn_beta_slow", "beta_slow"),
+            ] {
+                if let Some(v) = meta.f64_opt(key)? {
+                    s[hub] = json!(v);
+                }
+            }
+            Ok(Some(s))
+        }
+        Some(kind) => Err(meta.error(format!(
+            "rope scaling `{kind}` is not supported for deepseek2 (supported: yarn)"
+        ))),
+    }
 }
 
 /// Llama 3.1's rope rule: the factor each rotary frequency is divided by, for wavelengths
