@@ -5,10 +5,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod analysis_cli;
 mod cmd;
 mod exit;
 mod progress;
-mod analysis_cli;
 mod render;
 
 #[derive(Parser)]

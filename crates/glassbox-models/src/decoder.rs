@@ -105,7 +105,11 @@ impl LayerContext {
         let mask = if self.padding.is_none() && !any_masked {
             None
         } else {
-            let rows = if self.padding.is_some() { self.batch } else { 1 };
+            let rows = if self.padding.is_some() {
+                self.batch
+            } else {
+                1
+            };
             let mut data = vec![0f32; rows * t * keys];
             for r in 0..rows {
                 for q in 0..t {
@@ -171,9 +175,18 @@ pub struct DecoderBlock {
 /// Applies a post-norm, hooked as `blocks.{i}.{which}.hook_normalized` (TransformerLens'
 /// `ln1_post` / `ln2_post`). `hook_attn_out` / `hook_mlp_out` are taken before it: the
 /// reference's attention and MLP module outputs (what the GLM-4 parity fixture records).
-fn post_norm(hooks: &mut Hooks, norm: &Option<Norm>, i: usize, which: &str, x: Tensor) -> Result<Tensor> {
+fn post_norm(
+    hooks: &mut Hooks,
+    norm: &Option<Norm>,
+    i: usize,
+    which: &str,
+    x: Tensor,
+) -> Result<Tensor> {
     match norm {
-        Some(n) => hooks.point(|| format!("blocks.{i}.{which}.hook_normalized"), n.forward(&x)?),
+        Some(n) => hooks.point(
+            || format!("blocks.{i}.{which}.hook_normalized"),
+            n.forward(&x)?,
+        ),
         None => Ok(x),
     }
 }
@@ -189,7 +202,10 @@ impl DecoderBlock {
         let i = ctx.layer;
         let resid_pre = hooks.point(|| format!("blocks.{i}.hook_resid_pre"), x)?;
         let normed = |hooks: &mut Hooks, norm: &Option<Norm>, which: &str, x: &Tensor| match norm {
-            Some(n) => hooks.point(|| format!("blocks.{i}.{which}.hook_normalized"), n.forward(x)?),
+            Some(n) => hooks.point(
+                || format!("blocks.{i}.{which}.hook_normalized"),
+                n.forward(x)?,
+            ),
             None => Ok(x.clone()),
         };
         let attn_in = normed(hooks, &self.ln1, "ln1", &resid_pre)?;
@@ -198,7 +214,10 @@ impl DecoderBlock {
         let attn_out = post_norm(hooks, &self.post_attn_norm, i, "ln1_post", attn_out)?;
         let resid_post = match self.residual {
             Residual::Sequential => {
-                let resid_mid = hooks.point(|| format!("blocks.{i}.hook_resid_mid"), (&resid_pre + &attn_out)?)?;
+                let resid_mid = hooks.point(
+                    || format!("blocks.{i}.hook_resid_mid"),
+                    (&resid_pre + &attn_out)?,
+                )?;
                 let mlp_in = normed(hooks, &self.ln2, "ln2", &resid_mid)?;
                 let mlp_out = self.mlp.forward(&mlp_in, i, hooks)?;
                 let mlp_out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), mlp_out)?;
@@ -263,7 +282,11 @@ impl Model for DecoderModel {
                 );
             }
             let positions = Tensor::arange(offset as u32, (offset + t) as u32, device)?;
-            let p = pos.lookup(&positions)?.unsqueeze(0)?.broadcast_as(x.shape())?.contiguous()?;
+            let p = pos
+                .lookup(&positions)?
+                .unsqueeze(0)?
+                .broadcast_as(x.shape())?
+                .contiguous()?;
             let p = hooks.point(|| "hook_pos_embed".to_string(), p)?;
             x = (x + p)?;
         }
@@ -272,7 +295,10 @@ impl Model for DecoderModel {
             ctx.layer = i;
             x = block.forward(x, &mut ctx, hooks, kv.as_deref_mut())?;
         }
-        let normed = hooks.point(|| "ln_final.hook_normalized".to_string(), self.ln_final.forward(&x)?)?;
+        let normed = hooks.point(
+            || "ln_final.hook_normalized".to_string(),
+            self.ln_final.forward(&x)?,
+        )?;
         let logits = self.unembed(&normed)?;
         if let Some(cache) = kv {
             cache.advance(t);

@@ -9,7 +9,9 @@ use candle_nn::VarBuilder;
 use crate::config::HfConfig;
 use crate::error::{ModelError, Result};
 use crate::model::Model;
-use crate::{bert, deepseek, gemma, glm4, gpt2, gpt_neox, llama, mixtral, olmo2, phi3, qwen3, qwen3_moe};
+use crate::{
+    bert, deepseek, gemma, glm4, gpt2, gpt_neox, llama, mixtral, olmo2, phi3, qwen3, qwen3_moe,
+};
 
 /// Builds a model from a Hub config and its weights.
 /// `'static` because lazily loaded weights (mixture-of-experts) keep the builder.

@@ -459,7 +459,9 @@ fn kv_cache_decoding_matches_full_passes() {
             stop_at_eos: false,
             ..Default::default()
         };
-        let cached = model.generate(&prompt, &opts, &mut Hooks::none(), |_| {}).unwrap();
+        let cached = model
+            .generate(&prompt, &opts, &mut Hooks::none(), |_| {})
+            .unwrap();
         let mut seq = prompt.clone();
         for _ in 0..opts.max_new_tokens {
             let logits = model.run(&model.ids_tensor(&seq).unwrap()).unwrap();
