@@ -5,5 +5,4 @@
 # Real coverage-guided fuzzing: `cargo +nightly fuzz run gguf` in fuzz/ (see fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet -p glassbox-formats --example fuzz_smoke
-exec target/debug/examples/fuzz_smoke --seconds "${FUZZ_SECONDS:-15}" ${FUZZ_SEED:+--seed "$FUZZ_SEED"} "$@"
+exec cargo run --quiet -p glassbox-formats --example fuzz_smoke -- --seconds "${FUZZ_SECONDS:-15}" ${FUZZ_SEED:+--seed "$FUZZ_SEED"} "$@"
