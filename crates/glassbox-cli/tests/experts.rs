@@ -235,3 +235,85 @@ fn experts_are_attribution_and_ablation_components() {
     let no_shared = AblationTarget::SharedExperts { layer: 0 };
     assert!(ablation::run(&mixtral, &ids, &[no_shared], AblationMethod::Zero, &[]).is_err());
 }
+
+#[path = "../../glassbox-models/tests/support/mixtral_gguf.rs"]
+mod mixtral_gguf;
+
+/// The same analyses on a GGUF mixture-of-experts model (the Mixtral fixture written in
+/// llama.cpp's layout): `experts` prints the routing of the safetensors model, and expert
+/// attribution and ablation give the same figures as on the safetensors model.
+#[test]
+fn experts_ablation_and_attribution_work_on_a_gguf_moe_model() {
+    use glassbox_analysis::ablation::{self, AblationMethod, AblationTarget};
+    use glassbox_analysis::attribution::{self, Component};
+
+    let gguf =
+        std::env::temp_dir().join(format!("glassbox-cli-mixtral-{}.gguf", std::process::id()));
+    mixtral_gguf::write_mixtral_gguf(&gguf);
+    let gguf_str = gguf.to_str().unwrap();
+    let hub = fixture("families/mixtral");
+    let hub_model = HookedModel::load(&hub, &LoadOptions::default()).unwrap();
+    // The GGUF carries no vocabulary: feed both the same token ids.
+    let ids = hub_model.to_tokens(PROMPT).unwrap();
+    let ids_arg = ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let routes = |model: &str| {
+        json_of(&glassbox(&[
+            "experts", model, "--tokens", &ids_arg, "--json",
+        ]))
+    };
+    let (from_gguf, from_hub) = (routes(gguf_str), routes(hub.to_str().unwrap()));
+    assert_eq!(
+        from_gguf["layers"], from_hub["layers"],
+        "routing differs between GGUF and safetensors"
+    );
+
+    let gguf_model = HookedModel::load(&gguf, &LoadOptions::default()).unwrap();
+    let mary = hub_model.to_tokens(" Mary").unwrap()[0];
+    let john = hub_model.to_tokens(" John").unwrap()[0];
+    let attr = attribution::run(&gguf_model, &ids, None, mary, Some(john)).unwrap();
+    let hub_attr = attribution::run(&hub_model, &ids, None, mary, Some(john)).unwrap();
+    assert!(
+        (attr.sum() - attr.total).abs() < 1e-3,
+        "parts {} vs total {}",
+        attr.sum(),
+        attr.total
+    );
+    assert!((attr.total - hub_attr.total).abs() < 1e-4);
+    let experts: Vec<&(Component, f32)> = attr
+        .parts
+        .iter()
+        .filter(|(c, _)| matches!(c, Component::Expert { .. }))
+        .collect();
+    assert!(
+        !experts.is_empty(),
+        "no expert components: {:?}",
+        attr.parts
+    );
+    for (component, value) in &experts {
+        let (_, hub_value) = hub_attr
+            .parts
+            .iter()
+            .find(|(c, _)| c == component)
+            .expect("same experts chosen");
+        assert!(
+            (value - hub_value).abs() < 1e-4,
+            "{component:?}: {value} vs {hub_value}"
+        );
+    }
+    let Component::Expert { layer, expert } = experts[0].0 else {
+        unreachable!()
+    };
+    let target = AblationTarget::Expert { layer, expert };
+    let on_gguf = ablation::run(
+        &gguf_model,
+        &ids,
+        &[target.clone()],
+        AblationMethod::Zero,
+        &[],
+    )
+    .unwrap();
+    let on_hub = ablation::run(&hub_model, &ids, &[target], AblationMethod::Zero, &[]).unwrap();
+    assert!((on_gguf.ablated_loss - on_gguf.baseline_loss).abs() > 1e-5);
+    assert!((on_gguf.ablated_loss - on_hub.ablated_loss).abs() < 1e-4);
+    std::fs::remove_file(&gguf).ok();
+}
