@@ -6,7 +6,7 @@
 //! Without it the tests print a notice and pass, unless GLASSBOX_REQUIRE_ARTIFACTS=1 (the test
 //! script sets it), where a missing artifact fails.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use glassbox_formats::{Checkpoint, SafetensorsFile};
@@ -15,28 +15,9 @@ use glassbox_models::{HookedModel, Hooks, LoadOptions, NameFilter};
 
 const TOLERANCE: f32 = 1e-4;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The artifact directory, or None (after a notice) when it is absent and not required.
-fn artifact(name: &str) -> Option<PathBuf> {
-    let path = workspace().join(".artifacts").join(name);
-    if path.exists() {
-        return Some(path);
-    }
-    let required = std::env::var("GLASSBOX_REQUIRE_ARTIFACTS").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "{} is missing (run scripts/fetch-artifacts.sh)",
-        path.display()
-    );
-    eprintln!(
-        "notice: {} is missing; run scripts/fetch-artifacts.sh to run this test",
-        path.display()
-    );
-    None
-}
+#[path = "support/artifacts.rs"]
+mod artifacts;
+use artifacts::{artifact, workspace};
 
 struct Expected {
     tensors: Checkpoint,

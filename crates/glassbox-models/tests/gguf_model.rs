@@ -19,28 +19,9 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const TOLERANCE: f32 = 1e-4;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The artifact, or None (after a notice) when it is absent and not required.
-fn artifact(name: &str) -> Option<PathBuf> {
-    let path = workspace().join(".artifacts").join(name);
-    if path.exists() {
-        return Some(path);
-    }
-    let required = std::env::var("GLASSBOX_REQUIRE_ARTIFACTS").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "{} is missing (run scripts/fetch-artifacts.sh)",
-        path.display()
-    );
-    eprintln!(
-        "notice: {} is missing; run scripts/fetch-artifacts.sh to run this test",
-        path.display()
-    );
-    None
-}
+#[path = "support/artifacts.rs"]
+mod artifacts;
+use artifacts::{artifact, workspace};
 
 /// A directory for files written by this test process (separate from concurrent runs).
 fn scratch_dir() -> PathBuf {

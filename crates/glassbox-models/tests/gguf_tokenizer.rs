@@ -6,35 +6,16 @@
 //! - Byte-level BPE (`gpt2`): the parity fixtures' `tokenizer.json` vocabulary, written into a
 //!   GGUF the way llama.cpp's converter stores it, tokenizes exactly like the `tokenizer.json`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device};
 use glassbox_formats::{Checkpoint, GgufArray, GgufFile, GgufValue, GgufWriter, SafetensorsFile};
 use glassbox_models::gguf_tokenizer::{self, GgufTokenizerModel, GgufVocab};
 use tokenizers::Tokenizer;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The artifact, or None (after a notice) when it is absent and not required.
-fn artifact(name: &str) -> Option<PathBuf> {
-    let path = workspace().join(".artifacts").join(name);
-    if path.exists() {
-        return Some(path);
-    }
-    let required = std::env::var("GLASSBOX_REQUIRE_ARTIFACTS").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "{} is missing (run scripts/fetch-artifacts.sh)",
-        path.display()
-    );
-    eprintln!(
-        "notice: {} is missing; run scripts/fetch-artifacts.sh to run this test",
-        path.display()
-    );
-    None
-}
+#[path = "support/artifacts.rs"]
+mod artifacts;
+use artifacts::{artifact, workspace};
 
 /// `text` encodes to `expected` ids, which decode (special tokens skipped) to `decoded`.
 fn check(tokenizer: &Tokenizer, text: &str, expected: &[u32], decoded: &str) {
