@@ -304,14 +304,7 @@ fn experts_ablation_and_attribution_work_on_a_gguf_moe_model() {
         unreachable!()
     };
     let target = AblationTarget::Expert { layer, expert };
-    let on_gguf = ablation::run(
-        &gguf_model,
-        &ids,
-        &[target.clone()],
-        AblationMethod::Zero,
-        &[],
-    )
-    .unwrap();
+    let on_gguf = ablation::run(&gguf_model, &ids, &[target], AblationMethod::Zero, &[]).unwrap();
     let on_hub = ablation::run(&hub_model, &ids, &[target], AblationMethod::Zero, &[]).unwrap();
     assert!((on_gguf.ablated_loss - on_gguf.baseline_loss).abs() > 1e-5);
     assert!((on_gguf.ablated_loss - on_hub.ablated_loss).abs() < 1e-4);

@@ -180,7 +180,7 @@ impl RouterConfig {
             ));
         }
         if let Some(g) = self.group_limit {
-            if g.n_group == 0 || self.n_experts % g.n_group != 0 {
+            if g.n_group == 0 || !self.n_experts.is_multiple_of(g.n_group) {
                 return Err(format!(
                     "{} experts cannot be split into {} equal groups",
                     self.n_experts, g.n_group

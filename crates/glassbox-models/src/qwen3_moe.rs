@@ -19,7 +19,10 @@ use crate::moe::{self, MoeBlock, Router, RouterConfig, Scoring};
 
 /// Whether layer `i` is a mixture of experts.
 pub fn is_sparse(i: usize, n_experts: usize, sparse_step: usize, mlp_only: &[usize]) -> bool {
-    !mlp_only.contains(&i) && n_experts > 0 && sparse_step > 0 && (i + 1) % sparse_step == 0
+    !mlp_only.contains(&i)
+        && n_experts > 0
+        && sparse_step > 0
+        && (i + 1).is_multiple_of(sparse_step)
 }
 
 pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> {

@@ -34,14 +34,27 @@ pub enum TrainError {
     Recipe { path: String, why: String },
     #[error("release {path}: {why}")]
     Release { path: String, why: String },
+    /// Boxed: model errors are large and every training function returns this type.
     #[error("{0}")]
-    Model(#[from] glassbox_models::ModelError),
+    Model(Box<glassbox_models::ModelError>),
     #[error("{0}")]
     Tensor(#[from] candle_core::Error),
     #[error("{0}")]
-    Analysis(#[from] glassbox_analysis::AnalysisError),
+    Analysis(Box<glassbox_analysis::AnalysisError>),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<glassbox_models::ModelError> for TrainError {
+    fn from(e: glassbox_models::ModelError) -> Self {
+        TrainError::Model(Box::new(e))
+    }
+}
+
+impl From<glassbox_analysis::AnalysisError> for TrainError {
+    fn from(e: glassbox_analysis::AnalysisError) -> Self {
+        TrainError::Analysis(Box::new(e))
+    }
 }
 
 impl TrainError {

@@ -94,9 +94,7 @@ fn a_release_reproduces_bit_for_bit_and_tampering_is_caught() {
         .unwrap()
         .contains("Apache License"));
     // Writing again over it without `replace` is refused, as an input error.
-    let again = write_tiny_release(&dir, false)
-        .err()
-        .expect("overwrite refused");
+    let again = write_tiny_release(&dir, false).expect_err("overwrite refused");
     assert!(
         again.is_invalid_input() && again.to_string().contains("already exists"),
         "{again}"

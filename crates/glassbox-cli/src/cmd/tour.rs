@@ -169,8 +169,8 @@ fn audit_chapter(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("auditing {}", dir.display()))?;
     rows.push(("models/reference (ours)".to_string(), ours));
     println!(
-        "\n{:<26} {:<13} {:<11} {}",
-        "release", "tier", "MOF class", "missing for the next tier"
+        "\n{:<26} {:<13} {:<11} missing for the next tier",
+        "release", "tier", "MOF class"
     );
     for (name, a) in &rows {
         let class = a
