@@ -60,6 +60,12 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // A forced instruction-set path the CPU cannot run is the user's error, named up front
+    // (the kernels would otherwise quietly use the detected path).
+    if let Err(err) = glassbox_kernels::isa_from_env() {
+        eprintln!("error: {err}");
+        std::process::exit(2);
+    }
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Diff(a) => cmd::diff::run(a),

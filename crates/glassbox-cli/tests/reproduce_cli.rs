@@ -39,6 +39,61 @@ fn reference_release_reproduces_its_first_steps_bit_for_bit() {
     );
 }
 
+/// The bits must not depend on the CPU: every instruction-set path this machine can run, forced
+/// with `GLASSBOX_ISA`, and another thread count, reproduce the committed release (trained
+/// on whichever machine made it) bit for bit — so an AVX2-only CPU passes as an AVX-512 one does.
+#[test]
+fn every_instruction_set_path_and_thread_count_reproduces_the_release_bit_for_bit() {
+    let dir = reference();
+    let paths: Vec<&str> = glassbox_kernels::Isa::available_paths()
+        .iter()
+        .map(|i| i.name())
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    assert!(
+        paths.contains(&"avx2"),
+        "x86-64 test machines have AVX2 + FMA: {paths:?}"
+    );
+    for (isa, threads) in paths.iter().flat_map(|p| [(*p, "1"), (*p, "2")]) {
+        // The portable path emulates nothing: f32::mul_add is the same FMA, only slower.
+        let o = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+            .args([
+                "reproduce",
+                dir.to_str().unwrap(),
+                "--steps",
+                "10",
+                "--threads",
+                threads,
+            ])
+            .env("GLASSBOX_ISA", isa)
+            .output()
+            .expect("glassbox runs");
+        let out = text(&o);
+        assert!(
+            o.status.success(),
+            "GLASSBOX_ISA={isa}, {threads} threads: {out}"
+        );
+        assert!(out.contains(&format!("{isa} path")), "{out}");
+        assert!(
+            out.contains("verdict: REPRODUCED bit for bit at step 10"),
+            "GLASSBOX_ISA={isa}, {threads} threads: {out}"
+        );
+    }
+}
+
+#[test]
+fn a_path_the_cpu_cannot_run_is_an_input_error() {
+    for bad in ["sse9", "neon"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+            .args(["inspect", reference().to_str().unwrap()])
+            .env("GLASSBOX_ISA", bad)
+            .output()
+            .expect("glassbox runs");
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("GLASSBOX_ISA"), "{}", text(&o));
+    }
+}
+
 #[test]
 fn reproduce_input_errors_exit_2() {
     let dir = reference();

@@ -1,8 +1,9 @@
 //! Timing harness for `bench/forward/run.sh` (not a test): one measurement per process, so
 //! the peak resident memory it reports belongs to that measurement alone.
 //!
-//! usage: forward_bench MODEL_DIR (logits|cache|decode) N_TOKENS REPS [NEW_TOKENS]
-//! Tokens are `(i * 7919 + 13) % vocab`, the same formula the Python side uses. Prints one
+//! usage: forward_bench MODEL_DIR (logits|cache|decode) N_TOKENS REPS [NEW_TOKENS] [BATCH]
+//! Tokens of row b are `(i * 7919 + 13 + 31 b) % vocab`, the same formula the Python side
+//! uses (decode runs one row). Prints one
 //! JSON line: median milliseconds (or decode tokens per second), peak RSS, weight bytes and
 //! cached activation bytes.
 
@@ -37,10 +38,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = args[3].parse()?;
     let reps: usize = args[4].parse()?;
     let new_tokens: usize = args.get(5).map_or(Ok(32), |s| s.parse())?;
+    let batch: usize = args.get(6).map_or(Ok(1), |s| s.parse())?;
     let model = HookedModel::load(dir.as_ref(), &LoadOptions::default())?;
     let vocab = model.info().d_vocab;
     let ids: Vec<u32> = (0..n).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
-    let input = model.ids_tensor(&ids)?;
+    let rows: Vec<u32> = (0..batch)
+        .flat_map(|b| (0..n).map(move |i| ((i * 7919 + 13 + 31 * b) % vocab) as u32))
+        .collect();
+    let input = candle_core::Tensor::from_vec(rows, (batch, n), &candle_core::Device::Cpu)?;
     let mut times = Vec::new();
     let mut activations_mb = 0.0;
     let all = NameFilter::all();
@@ -87,6 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "impl": "glassbox",
             "mode": mode,
             "tokens": n,
+            "batch": batch,
             "value": median(times),
             "unit": if mode == "decode" { "tok/s" } else { "ms" },
             "peak_rss_mb": peak_rss_mb(),

@@ -177,7 +177,7 @@ impl SelfAttention for Attention {
         // Scores and softmax in f32 for half-precision models, as the references upcast.
         let dtype = q.dtype();
         let acc = ops::accumulation_dtype(dtype);
-        let mut scores = (q.to_dtype(acc)?.matmul(&k.to_dtype(acc)?.t()?)? * c.scale)?;
+        let mut scores = (ops::matmul(&q.to_dtype(acc)?, &k.to_dtype(acc)?.t()?)? * c.scale)?;
         if let Some(cap) = c.softcap {
             scores = ops::soft_cap(&scores, cap)?;
         }
@@ -187,8 +187,7 @@ impl SelfAttention for Attention {
         let scores = hooks.point(|| format!("blocks.{i}.attn.hook_attn_scores"), scores)?;
         let pattern = ops::softmax_last_dim(&scores)?;
         let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
-        let z = pattern
-            .matmul(&v.to_dtype(acc)?)?
+        let z = ops::matmul(&pattern, &v.to_dtype(acc)?)?
             .to_dtype(dtype)?
             .transpose(1, 2)?;
         let z = hooks.point(|| format!("blocks.{i}.attn.hook_z"), z)?;

@@ -222,13 +222,15 @@ impl BertSelfAttention {
         let k = k.transpose(1, 2)?.contiguous()?;
         let v = v.transpose(1, 2)?.contiguous()?;
         let scale = (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? / scale)?.broadcast_add(mask)?;
+        let scores = (crate::ops::matmul(&q, &k.t()?)? / scale)?.broadcast_add(mask)?;
         let scores = hooks.point(|| format!("blocks.{layer}.attn.hook_attn_scores"), scores)?;
         let pattern = hooks.point(
             || format!("blocks.{layer}.attn.hook_pattern"),
             softmax_last_dim(&scores)?,
         )?;
-        let z = pattern.matmul(&v)?.transpose(1, 2)?.contiguous()?;
+        let z = crate::ops::matmul(&pattern, &v)?
+            .transpose(1, 2)?
+            .contiguous()?;
         let z = hooks.point(|| format!("blocks.{layer}.attn.hook_z"), z)?;
         self.output.forward(&z.reshape((batch, seq_len, d))?)
     }

@@ -379,17 +379,15 @@ impl SelfAttention for MlaAttention {
             (k, v) = cache.append(i, &k, &v, 2)?;
         }
         let dtype = q.dtype();
-        let mut scores = (q
-            .to_dtype(DType::F32)?
-            .matmul(&k.to_dtype(DType::F32)?.t()?)?
-            * c.scale)?;
+        let mut scores =
+            (ops::matmul(&q.to_dtype(DType::F32)?, &k.to_dtype(DType::F32)?.t()?)? * c.scale)?;
         if let Some(mask) = ctx.mask(None, k.dim(2)?)? {
             scores = scores.broadcast_add(&mask)?;
         }
         let scores = hooks.point(|| format!("blocks.{i}.attn.hook_attn_scores"), scores)?;
         let pattern = ops::softmax_last_dim(&scores)?;
         let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
-        let z = pattern.to_dtype(dtype)?.matmul(&v)?.transpose(1, 2)?;
+        let z = ops::matmul(&pattern.to_dtype(dtype)?, &v)?.transpose(1, 2)?;
         let z = hooks.point(|| format!("blocks.{i}.attn.hook_z"), z)?;
         self.o.forward(&z.reshape((b, t, h * c.v_head_dim))?)
     }

@@ -8,6 +8,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::kernel_ops::{self, KernelActivation};
 use crate::ops;
 
 /// Initialisation for freshly created (trainable) weights: GPT-2 / Llama's N(0, 0.02²).
@@ -82,11 +83,23 @@ impl Module for Linear {
         let dims = x.dims().to_vec();
         let in_dim = *dims.last().unwrap_or(&0);
         let rows = x.elem_count() / in_dim.max(1);
-        let work = compute_dtype(&self.weight);
+        // f32 activations on the CPU multiply any stored weight dtype directly (the kernels
+        // widen f16/bf16 while packing); elsewhere both sides go to the compute dtype.
+        let kernel =
+            x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16);
+        let work = if kernel {
+            DType::F32
+        } else {
+            compute_dtype(&self.weight)
+        };
         let x2 = x.reshape((rows, in_dim))?.to_dtype(work)?;
-        let w = self.weight.to_dtype(work)?;
+        let w = if kernel {
+            self.weight.clone()
+        } else {
+            self.weight.to_dtype(work)?
+        };
         let w = if self.in_out { w } else { w.t()? };
-        let mut y = x2.matmul(&w)?;
+        let mut y = ops::matmul(&x2, &w)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.to_dtype(work)?)?;
         }
@@ -195,9 +208,9 @@ impl Activation {
 
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Activation::Gelu => x.gelu_erf(),
-            Activation::GeluTanh => x.gelu(),
-            Activation::Silu => x.silu(),
+            Activation::Gelu => kernel_ops::activation(x, KernelActivation::GeluErf),
+            Activation::GeluTanh => kernel_ops::activation(x, KernelActivation::GeluTanh),
+            Activation::Silu => kernel_ops::activation(x, KernelActivation::Silu),
             Activation::Relu => x.relu(),
         }
     }

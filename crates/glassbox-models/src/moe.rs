@@ -255,7 +255,7 @@ impl Router {
     /// Router logits [n, n_experts] in f32 (the references route in f32 whatever the dtype).
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.to_dtype(DType::F32)?;
-        x.matmul(&self.weight.to_dtype(DType::F32)?.t()?)
+        ops::matmul(&x, &self.weight.to_dtype(DType::F32)?.t()?)
     }
 
     /// Probabilities [n, n_experts] from logits.

@@ -1,19 +1,21 @@
-//! Differentiable building blocks written with primitive tensor ops.
+//! Differentiable building blocks every architecture uses.
 //!
 //! candle-nn's fused `softmax_last_dim`, `rms_norm`, `layer_norm` and `rope` kernels have no
 //! backward pass, so gradients silently stop at them. Training and attribution patching need
-//! gradients through the whole model, so every model here uses these versions instead, built
-//! from ops that candle can differentiate (exp, sum, sqr, mean, sqrt, matmul, narrow, cat…).
+//! gradients through the whole model, so every model here uses these versions instead: the
+//! f32 CPU path runs our own kernels with their backward ([`crate::kernel_ops`]), everything
+//! else composes ops that candle can differentiate (exp, sum, sqr, mean, sqrt, matmul, …).
 //! Normalisations run in f32 whatever the model dtype, as the reference implementations do.
 
 use candle_core::{DType, Result, Tensor, D};
 
-/// Softmax over the last dimension. The max is subtracted for stability; it is detached
-/// because the shift does not change the result (so its gradient is zero anyway).
+use crate::kernel_ops::{self, KernelActivation, KernelNorm};
+
+pub use crate::kernel_ops::matmul;
+
+/// Softmax over the last dimension (max-subtracted for stability).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+    kernel_ops::softmax_last_dim(x)
 }
 
 /// The dtype reductions run in: f32 for half-precision inputs, else the input's own (so f64
@@ -29,6 +31,9 @@ pub fn accumulation_dtype(dtype: DType) -> DType {
 pub fn rms_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
     let dtype = x.dtype();
     let x = x.to_dtype(accumulation_dtype(dtype))?;
+    if let Some(y) = kernel_ops::normalize(&x, KernelNorm::Rms, eps)? {
+        return y.to_dtype(dtype);
+    }
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     x.broadcast_div(&(ms + eps)?.sqrt()?)?.to_dtype(dtype)
 }
@@ -37,6 +42,9 @@ pub fn rms_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
 pub fn layer_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
     let dtype = x.dtype();
     let x = x.to_dtype(accumulation_dtype(dtype))?;
+    if let Some(y) = kernel_ops::normalize(&x, KernelNorm::Layer, eps)? {
+        return y.to_dtype(dtype);
+    }
     let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
     let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
     centered
@@ -95,8 +103,10 @@ fn join_rotary(rotated: Tensor, pass: Option<Tensor>) -> Result<Tensor> {
     }
 }
 
-/// `cos` and `sin` tables [len, inv_freq.len()] for positions `start..start + len`, computed
-/// in f32 as the reference implementations do (angles are f32 products).
+/// `cos` and `sin` tables [len, inv_freq.len()] for positions `start..start + len`. Angles are
+/// f32 products as in the reference implementations; cos and sin are taken in f64 and
+/// rounded, so the tables are the correctly rounded values on every platform (f32 libm
+/// results differ between CPUs and libraries).
 pub fn rope_tables(
     inv_freq: &[f32],
     start: usize,
@@ -104,13 +114,20 @@ pub fn rope_tables(
     device: &candle_core::Device,
 ) -> Result<(Tensor, Tensor)> {
     let half = inv_freq.len();
-    let mut angles = Vec::with_capacity(len * half);
+    let mut cos = Vec::with_capacity(len * half);
+    let mut sin = Vec::with_capacity(len * half);
     for p in start..start + len {
         let p = p as f32;
-        angles.extend(inv_freq.iter().map(|f| p * f));
+        for f in inv_freq {
+            let angle = (p * f) as f64;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
     }
-    let angles = Tensor::from_vec(angles, (len, half), device)?;
-    Ok((angles.cos()?, angles.sin()?))
+    Ok((
+        Tensor::from_vec(cos, (len, half), device)?,
+        Tensor::from_vec(sin, (len, half), device)?,
+    ))
 }
 
 /// Repeats each key/value head `n_rep` times along dim 1 of [batch, kv_heads, pos, d]
@@ -127,5 +144,5 @@ pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
 
 /// `cap × tanh(x / cap)` (Gemma 2's logit soft-capping).
 pub fn soft_cap(x: &Tensor, cap: f64) -> Result<Tensor> {
-    (x / cap)?.tanh()? * cap
+    kernel_ops::activation(&(x / cap)?, KernelActivation::Tanh)? * cap
 }

@@ -191,6 +191,8 @@ fn write_into(root: &Path, p: &ReleaseParts) -> Result<(), TrainError> {
     let run_info = RunInfo {
         glassbox_version: env!("CARGO_PKG_VERSION").to_string(),
         backend: "cpu".to_string(),
+        numerics: glassbox_kernels::NUMERICS.to_string(),
+        isa: glassbox_kernels::Isa::active().to_string(),
         threads: p.run.threads,
         steps: p.run.steps_done,
         seconds: p.run.seconds,

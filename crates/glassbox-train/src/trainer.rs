@@ -7,9 +7,12 @@
 //! work ([`set_threads`]); candle's matmul splits work by output blocks and its reductions run
 //! in a fixed order, so the same thread count gives the same bits.
 //!
-//! The loss is next-token cross-entropy built from differentiable primitives (the model's
+//! The loss is next-token cross-entropy on glassbox's kernels, with its backward (the model's
 //! forward pass uses none of candle-nn's fused kernels that lack a backward pass), so
 //! gradients reach every weight; `tests/gradients.rs` checks them against finite differences.
+//! Every matmul, softmax, norm and activation of the forward and backward passes runs on
+//! `glassbox-kernels`, whose results do not depend on the CPU's instruction set or the thread
+//! count: the same recipe gives the same bits on any x86-64 CPU with FMA.
 //! AdamW runs as two candle-nn optimizers over a split of the variables: matrices decay,
 //! norm weights and biases do not.
 
@@ -28,7 +31,7 @@ use crate::vocab;
 use crate::TrainError;
 
 /// Fixes the CPU thread count for this process. Must run before the first tensor operation:
-/// candle reads `RAYON_NUM_THREADS` when it builds its thread pools.
+/// candle and the kernels read `RAYON_NUM_THREADS` when rayon builds its global pool.
 pub fn set_threads(n: usize) {
     // Setting the variable is sound here: it happens at start-up, before any thread that
     // reads the environment exists.
@@ -240,10 +243,9 @@ pub fn train(
 pub fn next_token_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor, TrainError> {
     let (b, t, v) = logits.dims3()?;
     let flat = logits.reshape((b * t, v))?;
-    Ok(candle_nn::loss::cross_entropy(
-        &flat,
-        &targets.reshape(b * t)?,
-    )?)
+    let per_token =
+        glassbox_models::kernel_ops::cross_entropy_rows(&flat, &targets.reshape(b * t)?)?;
+    Ok(per_token.mean(0)?)
 }
 
 /// Inputs (first `row-1` ids) and targets (last `row-1`) of the chosen documents.

@@ -1,5 +1,6 @@
-//! The same recipe, seed and thread count give bit-identical weights; a release written by
-//! training is reproduced bit for bit from its own files, and tampering is detected.
+//! The same recipe and seed give bit-identical weights — on every instruction-set path and
+//! thread count; a release written by training is reproduced bit for bit from its own files,
+//! and tampering is detected.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,33 @@ fn same_recipe_gives_bit_identical_weights() {
         weights_sha(&other, 4),
         "the seed must change the weights"
     );
+}
+
+#[test]
+fn weights_do_not_depend_on_the_instruction_set_or_thread_count() {
+    use glassbox_kernels::{with_isa, Isa};
+    let (recipe, _) = tiny();
+    let pool = |n: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let reference = pool(1).install(|| with_isa(Isa::Portable, || weights_sha(&recipe, 3)));
+    let paths = Isa::available_paths();
+    assert!(
+        paths.len() > 1 || !cfg!(target_arch = "x86_64"),
+        "x86-64 test machines have a SIMD path"
+    );
+    for isa in paths {
+        for threads in [1, 2, 3] {
+            let got = pool(threads).install(|| with_isa(isa, || weights_sha(&recipe, 3)));
+            assert_eq!(
+                got, reference,
+                "training on {isa} with {threads} threads differs from portable"
+            );
+        }
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -1,1 +1,164 @@
-../../../crates/glassbox-train/src/recipe.rs
+//! The training recipe: one TOML file that fixes everything a run depends on.
+//!
+//! `[model]` is the architecture's `config.json`, verbatim in Hugging Face form (it is written
+//! into the release as is); `[data]` the corpus generator's settings; `[optimizer]` AdamW;
+//! `[schedule]` linear warmup then cosine decay; `[training]` batch, steps, checkpoints. The
+//! top-level `seed` drives weight initialisation and data order, `threads` the CPU thread
+//! count (bit-identical results are promised only for the same thread count and backend).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::{self, CorpusConfig};
+use crate::TrainError;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Name of the release (the model card's title, mof.yml's release name).
+    pub name: String,
+    /// Seed of initialisation and data order.
+    pub seed: u64,
+    /// CPU threads; part of the determinism contract.
+    pub threads: usize,
+    /// The architecture's `config.json`; `vocab_size` must equal the tokenizer's.
+    pub model: serde_json::Value,
+    #[serde(default)]
+    pub init: Init,
+    pub data: CorpusConfig,
+    pub optimizer: Optimizer,
+    pub schedule: Schedule,
+    pub training: Training,
+}
+
+/// Weight initialisation: matrices ~ N(0, std²); norm weights 1; biases 0.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Init {
+    pub std: f64,
+}
+
+impl Default for Init {
+    fn default() -> Self {
+        Init { std: 0.02 }
+    }
+}
+
+/// AdamW (Loshchilov & Hutter 2019). Weight decay applies to matrices only, not to norms or biases.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Optimizer {
+    pub lr: f64,
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+}
+
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.95
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+
+/// Linear warmup to `optimizer.lr` over `warmup_steps`, then cosine decay to `min_lr_ratio × lr`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub warmup_steps: usize,
+    #[serde(default)]
+    pub min_lr_ratio: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Training {
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Steps after which an intermediate checkpoint is kept in the release.
+    #[serde(default)]
+    pub checkpoints: Vec<usize>,
+}
+
+impl Recipe {
+    /// Reads and validates a recipe file.
+    pub fn load(path: &Path) -> Result<Recipe, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Recipe::parse(&text).map_err(|why| TrainError::Recipe {
+            path: path.display().to_string(),
+            why,
+        })
+    }
+
+    /// Parses and validates recipe text; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<Recipe, String> {
+        let recipe: Recipe = toml::from_str(text).map_err(|e| e.to_string())?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        corpus::validate(&self.data).map_err(|e| format!("[data]: {e}"))?;
+        let o = &self.optimizer;
+        let s = &self.schedule;
+        let t = &self.training;
+        let checks = [
+            (!self.name.trim().is_empty(), "`name` is empty"),
+            (self.threads >= 1 && self.threads <= 256, "`threads` must be in 1..=256"),
+            (self.model.is_object(), "[model] must be a table (the config.json)"),
+            (o.lr.is_finite() && o.lr > 0.0 && o.lr < 1.0, "[optimizer] lr must be in (0, 1)"),
+            ((0.0..1.0).contains(&o.beta1), "[optimizer] beta1 must be in [0, 1)"),
+            ((0.0..1.0).contains(&o.beta2), "[optimizer] beta2 must be in [0, 1)"),
+            (o.eps.is_finite() && o.eps > 0.0, "[optimizer] eps must be positive"),
+            ((0.0..1.0).contains(&o.weight_decay), "[optimizer] weight_decay must be in [0, 1)"),
+            ((0.0..=1.0).contains(&s.min_lr_ratio), "[schedule] min_lr_ratio must be in [0, 1]"),
+            (t.steps >= 1 && t.steps <= 10_000_000, "[training] steps must be in 1..=10 000 000"),
+            (t.batch_size >= 1 && t.batch_size <= 4096, "[training] batch_size must be in 1..=4096"),
+            (
+                t.checkpoints.iter().all(|&c| c >= 1 && c < t.steps),
+                "[training] checkpoints must be steps in 1..steps (the final step is the model itself)",
+            ),
+            (self.init.std.is_finite() && self.init.std > 0.0, "[init] std must be positive"),
+        ];
+        if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(why.to_string());
+        }
+        let vocab = corpus::vocabulary(&self.data).len() as u64;
+        match self.model.get("vocab_size").and_then(|v| v.as_u64()) {
+            Some(v) if v == vocab => Ok(()),
+            Some(v) => Err(format!(
+                "[model] vocab_size is {v} but the corpus vocabulary has {vocab} words"
+            )),
+            None => Err(format!(
+                "[model] needs vocab_size = {vocab} (the corpus vocabulary)"
+            )),
+        }
+    }
+
+    /// Learning rate at `step` (1-based).
+    pub fn learning_rate(&self, step: usize) -> f64 {
+        let lr = self.optimizer.lr;
+        let warm = self.schedule.warmup_steps;
+        if step <= warm {
+            return lr * step as f64 / warm.max(1) as f64;
+        }
+        let span = (self.training.steps - warm).max(1) as f64;
+        let progress = ((step - warm) as f64 / span).min(1.0);
+        let floor = lr * self.schedule.min_lr_ratio;
+        floor + (lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+
+    /// Tokens seen per step (inputs, not counting `<bos>` targets).
+    pub fn tokens_per_step(&self) -> usize {
+        self.training.batch_size * self.data.seq_len
+    }
+}

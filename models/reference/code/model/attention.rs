@@ -1,1 +1,213 @@
-../../../../crates/glassbox-models/src/attention.rs
+//! Multi-head self-attention as decoder families compute it, with every TransformerLens hook.
+//!
+//! One [`Attention`] covers GPT-2, GPT-NeoX, Llama, Mistral, Qwen 2/3, OLMo 2, Gemma 1/2 and
+//! Phi-3: they differ only in how q, k, v are projected ([`QkvProjection`]), whether q and k
+//! are normalised ([`QkNorm`]), the rotary layout, the score scale, soft-capping and the
+//! sliding window — all data here, none a separate code path.
+//!
+//! Hooks, batch first: `attn.hook_q`/`hook_k`/`hook_v` [batch, pos, head, d_head] after
+//! projection (and q/k norm) but before rotary; `attn.hook_rot_q`/`hook_rot_k` after rotary;
+//! `attn.hook_attn_scores` [batch, head, q_pos, k_pos] scaled and masked (masked entries hold
+//! the most negative finite value, so fully masked rows stay finite), pre-softmax;
+//! `attn.hook_pattern` after softmax; `attn.hook_z` [batch, pos, head, d_head]. Under
+//! grouped-query attention `hook_k`/`hook_v` have `n_kv_heads` heads (as stored, before being
+//! shared among query heads); with a KV cache they cover the new positions only.
+
+use candle_core::{DType, Module, Result, Tensor};
+
+use crate::config::RopeConfig;
+use crate::decoder::{LayerContext, SelfAttention};
+use crate::hooks::Hooks;
+use crate::kv_cache::KvCache;
+use crate::layers::{Linear, Norm};
+use crate::ops;
+
+/// How the query, key and value projections are stored.
+#[derive(Clone, Debug)]
+pub enum QkvProjection {
+    Separate {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+    },
+    /// One matrix whose output is `[q | k | v]` (GPT-2 `c_attn`, Phi-3 `qkv_proj`).
+    Concatenated(Linear),
+    /// One matrix whose output is laid out per head as `[head, (q, k, v), d_head]`
+    /// (GPT-NeoX `query_key_value`).
+    InterleavedPerHead(Linear),
+}
+
+/// Normalisation of queries and keys before rotary.
+#[derive(Clone, Debug)]
+pub enum QkNorm {
+    None,
+    /// Over each head's `d_head` (Qwen 3, Gemma 3).
+    PerHead {
+        q: Norm,
+        k: Norm,
+    },
+    /// Over the whole projection, all heads at once (OLMo 2).
+    Full {
+        q: Norm,
+        k: Norm,
+    },
+}
+
+/// The shape and arithmetic of one attention layer.
+#[derive(Clone, Debug)]
+pub struct AttentionConfig {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub d_head: usize,
+    /// Rotary embedding, if positions are rotary.
+    pub rope: Option<RopeConfig>,
+    /// Multiplier of q·k (usually 1/sqrt(d_head)).
+    pub scale: f64,
+    /// `cap × tanh(scores / cap)` before masking (Gemma 2).
+    pub softcap: Option<f64>,
+    /// Keys further back than this many positions are masked (Mistral, Gemma 2 local layers).
+    pub sliding_window: Option<usize>,
+}
+
+/// A self-attention layer.
+#[derive(Clone, Debug)]
+pub struct Attention {
+    pub cfg: AttentionConfig,
+    pub qkv: QkvProjection,
+    pub qk_norm: QkNorm,
+    pub o: Linear,
+    inv_freq: Vec<f32>,
+}
+
+impl Attention {
+    pub fn new(cfg: AttentionConfig, qkv: QkvProjection, qk_norm: QkNorm, o: Linear) -> Self {
+        let inv_freq = cfg
+            .rope
+            .as_ref()
+            .map(|r| r.inv_freq().into_iter().map(|f| f as f32).collect())
+            .unwrap_or_default();
+        Attention {
+            cfg,
+            qkv,
+            qk_norm,
+            o,
+            inv_freq,
+        }
+    }
+
+    /// q [b, t, H·d], k and v [b, t, H_kv·d].
+    fn project(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let c = &self.cfg;
+        let (q_size, kv_size) = (c.n_heads * c.d_head, c.n_kv_heads * c.d_head);
+        match &self.qkv {
+            QkvProjection::Separate { q, k, v } => {
+                Ok((q.forward(x)?, k.forward(x)?, v.forward(x)?))
+            }
+            QkvProjection::Concatenated(w) => {
+                let y = w.forward(x)?;
+                Ok((
+                    y.narrow(2, 0, q_size)?,
+                    y.narrow(2, q_size, kv_size)?,
+                    y.narrow(2, q_size + kv_size, kv_size)?,
+                ))
+            }
+            QkvProjection::InterleavedPerHead(w) => {
+                let (b, t, _) = x.dims3()?;
+                let y = w.forward(x)?.reshape((b, t, c.n_heads, 3 * c.d_head))?;
+                let part = |i: usize| -> Result<Tensor> {
+                    y.narrow(3, i * c.d_head, c.d_head)?.reshape((b, t, q_size))
+                };
+                Ok((part(0)?, part(1)?, part(2)?))
+            }
+        }
+    }
+
+    fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        match &self.cfg.rope {
+            Some(r) if r.interleaved => ops::rope_interleaved(x, cos, sin),
+            _ => ops::rope_rotate_half(x, cos, sin),
+        }
+    }
+}
+
+impl SelfAttention for Attention {
+    fn forward(
+        &self,
+        x: &Tensor,
+        ctx: &mut LayerContext,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let c = &self.cfg;
+        let i = ctx.layer;
+        let (b, t, _) = x.dims3()?;
+        let (mut q, mut k, v) = self.project(x)?;
+        if let QkNorm::Full { q: qn, k: kn } = &self.qk_norm {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        let mut q = q.reshape((b, t, c.n_heads, c.d_head))?;
+        let mut k = k.reshape((b, t, c.n_kv_heads, c.d_head))?;
+        let v = v.reshape((b, t, c.n_kv_heads, c.d_head))?;
+        if let QkNorm::PerHead { q: qn, k: kn } = &self.qk_norm {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        let mut q = hooks.point(|| format!("blocks.{i}.attn.hook_q"), q)?;
+        let mut k = hooks.point(|| format!("blocks.{i}.attn.hook_k"), k)?;
+        let v = hooks.point(|| format!("blocks.{i}.attn.hook_v"), v)?;
+        if c.rope.is_some() && !self.inv_freq.is_empty() {
+            let (cos, sin) = ops::rope_tables(&self.inv_freq, ctx.offset, t, x.device())?;
+            q = self.rotate(&q, &cos, &sin)?;
+            k = self.rotate(&k, &cos, &sin)?;
+            q = hooks.point(|| format!("blocks.{i}.attn.hook_rot_q"), q)?;
+            k = hooks.point(|| format!("blocks.{i}.attn.hook_rot_k"), k)?;
+        }
+        // [b, heads, pos, d_head] for the batched matmuls.
+        let q = q.transpose(1, 2)?.contiguous()?;
+        let mut k = k.transpose(1, 2)?.contiguous()?;
+        let mut v = v.transpose(1, 2)?.contiguous()?;
+        if let Some(cache) = kv {
+            (k, v) = cache.append(i, &k, &v, 2)?;
+        }
+        let n_rep = c.n_heads / c.n_kv_heads;
+        let k = ops::repeat_kv(&k, n_rep)?.contiguous()?;
+        let v = ops::repeat_kv(&v, n_rep)?.contiguous()?;
+
+        // Scores and softmax in f32 for half-precision models, as the references upcast.
+        let dtype = q.dtype();
+        let acc = ops::accumulation_dtype(dtype);
+        let mut scores = (ops::matmul(&q.to_dtype(acc)?, &k.to_dtype(acc)?.t()?)? * c.scale)?;
+        if let Some(cap) = c.softcap {
+            scores = ops::soft_cap(&scores, cap)?;
+        }
+        if let Some(mask) = ctx.mask(c.sliding_window, k.dim(2)?)? {
+            scores = scores.broadcast_add(&mask.to_dtype(acc)?)?;
+        }
+        let scores = hooks.point(|| format!("blocks.{i}.attn.hook_attn_scores"), scores)?;
+        let pattern = ops::softmax_last_dim(&scores)?;
+        let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
+        let z = ops::matmul(&pattern, &v.to_dtype(acc)?)?
+            .to_dtype(dtype)?
+            .transpose(1, 2)?;
+        let z = hooks.point(|| format!("blocks.{i}.attn.hook_z"), z)?;
+        let z = z.reshape((b, t, c.n_heads * c.d_head))?;
+        self.o.forward(&z)
+    }
+
+    fn w_o(&self) -> Result<Tensor> {
+        let c = &self.cfg;
+        let d_model = self.o.out_dim()?;
+        self.o
+            .weight_in_out()?
+            .to_dtype(DType::F32)?
+            .reshape((c.n_heads, c.d_head, d_model))
+    }
+
+    fn b_o(&self) -> Result<Tensor> {
+        match &self.o.bias {
+            Some(b) => b.to_dtype(DType::F32),
+            None => Tensor::zeros(self.o.out_dim()?, DType::F32, self.o.weight.device()),
+        }
+    }
+}

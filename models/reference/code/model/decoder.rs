@@ -1,1 +1,348 @@
-../../../../crates/glassbox-models/src/decoder.rs
+//! The shared decoder engine: [`DecoderBlock`] and [`DecoderModel`].
+//!
+//! Every decoder family is this one computation, parameterised: token (and optionally learned
+//! position) embeddings, a stack of blocks, a final norm and an unembedding. A block is
+//!
+//! ```text
+//! resid_pre ─┬─ ln1 ─ attention ─ attn_out ─ post_attn_norm? ─┐
+//!            └───────────────────────────────────────────── + ─ resid_mid ─┬─ ln2 ─ mlp ─ mlp_out ─ post_mlp_norm? ─┐
+//!                                                                           └──────────────────────────────────── + ─ resid_post
+//! ```
+//!
+//! or, with a parallel residual (GPT-NeoX, GPT-J, Phi-2), `resid_post = resid_pre +
+//! attn(ln1(resid_pre)) + mlp(ln2(resid_pre))` with no `resid_mid`. Attention and MLP are trait
+//! objects ([`SelfAttention`], [`FeedForward`]) so that families with their own attention
+//! (latent attention) or feed-forward (mixtures of experts) reuse the rest unchanged. A family
+//! file only reads its config and weight names and assembles these parts.
+//!
+//! Hooks: `hook_embed`, `hook_pos_embed`, `blocks.{i}.hook_resid_pre`, `ln1.hook_normalized`,
+//! `hook_attn_out`, `ln1_post.hook_normalized` (post-norms), `hook_resid_mid`, `ln2.hook_normalized`,
+//! `hook_mlp_out`, `ln2_post.hook_normalized`, `hook_resid_post`, `ln_final.hook_normalized`, `logits`; attention and MLP add their own.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+
+use crate::hooks::Hooks;
+use crate::kv_cache::KvCache;
+use crate::layers::{Embedding, Linear, Norm};
+use crate::model::{Model, ModelInfo};
+use crate::ops;
+
+/// What one forward pass shares with its layers: the current layer, the position offset, and
+/// the attention masks (built once per pass and per window size).
+pub struct LayerContext {
+    /// Index of the block being run.
+    pub layer: usize,
+    /// Positions already in the KV cache before this pass.
+    pub offset: usize,
+    /// New positions in this pass.
+    pub len: usize,
+    batch: usize,
+    /// 1 = real token, per batch row, over all `offset + len` key positions.
+    padding: Option<Vec<u8>>,
+    masks: HashMap<(Option<usize>, usize), Option<Tensor>>,
+    device: Device,
+}
+
+impl LayerContext {
+    /// `attention_mask` [batch, len] or [batch, offset + len] (1 = token, 0 = padding).
+    pub fn new(
+        batch: usize,
+        offset: usize,
+        len: usize,
+        attention_mask: Option<&Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        let padding = match attention_mask {
+            None => None,
+            Some(m) => {
+                let (mb, mlen) = m.dims2()?;
+                if mb != batch || (mlen != len && mlen != offset + len) {
+                    candle_core::bail!(
+                        "attention mask is {:?}, expected [{batch}, {len}] or [{batch}, {}]",
+                        m.dims(),
+                        offset + len
+                    );
+                }
+                let rows = m.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+                let mut flat = Vec::with_capacity(batch * (offset + len));
+                for row in rows {
+                    // Cached positions not covered by the mask are real tokens.
+                    flat.extend(std::iter::repeat_n(1u8, offset + len - mlen));
+                    flat.extend(row.iter().map(|&v| (v != 0) as u8));
+                }
+                if flat.iter().all(|&v| v == 1) {
+                    None
+                } else {
+                    Some(flat)
+                }
+            }
+        };
+        Ok(LayerContext {
+            layer: 0,
+            offset,
+            len,
+            batch,
+            padding,
+            masks: HashMap::new(),
+            device: device.clone(),
+        })
+    }
+
+    /// The additive causal mask [batch or 1, 1, len, keys] (0 where a query may attend, the
+    /// most negative f32 where not), or None when nothing is masked.
+    pub fn mask(&mut self, window: Option<usize>, keys: usize) -> Result<Option<Tensor>> {
+        if let Some(m) = self.masks.get(&(window, keys)) {
+            return Ok(m.clone());
+        }
+        let (t, offset) = (self.len, keys.saturating_sub(self.len));
+        let allowed = |q: usize, k: usize| {
+            let qp = offset + q;
+            k <= qp && window.is_none_or(|w| qp - k < w)
+        };
+        let any_masked = (0..t).any(|q| (0..keys).any(|k| !allowed(q, k)));
+        let mask = if self.padding.is_none() && !any_masked {
+            None
+        } else {
+            let rows = if self.padding.is_some() {
+                self.batch
+            } else {
+                1
+            };
+            let mut data = vec![0f32; rows * t * keys];
+            for r in 0..rows {
+                for q in 0..t {
+                    for k in 0..keys {
+                        let pad_ok = self.padding.as_ref().is_none_or(|p| p[r * keys + k] == 1);
+                        if !(allowed(q, k) && pad_ok) {
+                            data[(r * t + q) * keys + k] = f32::MIN;
+                        }
+                    }
+                }
+            }
+            Some(Tensor::from_vec(data, (rows, 1, t, keys), &self.device)?)
+        };
+        self.masks.insert((window, keys), mask.clone());
+        Ok(mask)
+    }
+}
+
+/// A self-attention layer: normalised residual [batch, pos, d_model] → attention output
+/// (after the output projection, before any post-attention norm).
+pub trait SelfAttention: Send + Sync {
+    fn forward(
+        &self,
+        x: &Tensor,
+        ctx: &mut LayerContext,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+    ) -> Result<Tensor>;
+    /// `W_O` [n_heads, d_head, d_model] in f32.
+    fn w_o(&self) -> Result<Tensor>;
+    /// `b_O` [d_model] in f32 (zeros if none).
+    fn b_o(&self) -> Result<Tensor>;
+}
+
+/// A feed-forward layer: normalised residual → MLP output (before any post-MLP norm).
+pub trait FeedForward: Send + Sync {
+    fn forward(&self, x: &Tensor, layer: usize, hooks: &mut Hooks) -> Result<Tensor>;
+}
+
+/// How attention and MLP outputs join the residual stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residual {
+    Sequential,
+    /// Both read `resid_pre` and are added together (GPT-NeoX `use_parallel_residual`).
+    Parallel,
+}
+
+/// One decoder layer.
+pub struct DecoderBlock {
+    /// Norm before attention (absent in OLMo 2).
+    pub ln1: Option<Norm>,
+    pub attn: Box<dyn SelfAttention>,
+    /// Norm of the attention output before it joins the residual (OLMo 2, Gemma 2, GLM-4).
+    pub post_attn_norm: Option<Norm>,
+    /// Norm before the MLP (absent in OLMo 2).
+    pub ln2: Option<Norm>,
+    pub mlp: Box<dyn FeedForward>,
+    /// Norm of the MLP output before it joins the residual.
+    pub post_mlp_norm: Option<Norm>,
+    pub residual: Residual,
+}
+
+/// Applies a post-norm, hooked as `blocks.{i}.{which}.hook_normalized` (TransformerLens'
+/// `ln1_post` / `ln2_post`). `hook_attn_out` / `hook_mlp_out` are taken before it: the
+/// reference's attention and MLP module outputs (what the GLM-4 parity fixture records).
+fn post_norm(
+    hooks: &mut Hooks,
+    norm: &Option<Norm>,
+    i: usize,
+    which: &str,
+    x: Tensor,
+) -> Result<Tensor> {
+    match norm {
+        Some(n) => hooks.point(
+            || format!("blocks.{i}.{which}.hook_normalized"),
+            n.forward(&x)?,
+        ),
+        None => Ok(x),
+    }
+}
+
+impl DecoderBlock {
+    pub fn forward(
+        &self,
+        x: Tensor,
+        ctx: &mut LayerContext,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let i = ctx.layer;
+        let resid_pre = hooks.point(|| format!("blocks.{i}.hook_resid_pre"), x)?;
+        let normed = |hooks: &mut Hooks, norm: &Option<Norm>, which: &str, x: &Tensor| match norm {
+            Some(n) => hooks.point(
+                || format!("blocks.{i}.{which}.hook_normalized"),
+                n.forward(x)?,
+            ),
+            None => Ok(x.clone()),
+        };
+        let attn_in = normed(hooks, &self.ln1, "ln1", &resid_pre)?;
+        let attn_out = self.attn.forward(&attn_in, ctx, hooks, kv)?;
+        let attn_out = hooks.point(|| format!("blocks.{i}.hook_attn_out"), attn_out)?;
+        let attn_out = post_norm(hooks, &self.post_attn_norm, i, "ln1_post", attn_out)?;
+        let resid_post = match self.residual {
+            Residual::Sequential => {
+                let resid_mid = hooks.point(
+                    || format!("blocks.{i}.hook_resid_mid"),
+                    (&resid_pre + &attn_out)?,
+                )?;
+                let mlp_in = normed(hooks, &self.ln2, "ln2", &resid_mid)?;
+                let mlp_out = self.mlp.forward(&mlp_in, i, hooks)?;
+                let mlp_out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), mlp_out)?;
+                let mlp_out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", mlp_out)?;
+                (resid_mid + mlp_out)?
+            }
+            Residual::Parallel => {
+                let mlp_in = normed(hooks, &self.ln2, "ln2", &resid_pre)?;
+                let mlp_out = self.mlp.forward(&mlp_in, i, hooks)?;
+                let mlp_out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), mlp_out)?;
+                let mlp_out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", mlp_out)?;
+                ((resid_pre + attn_out)? + mlp_out)?
+            }
+        };
+        hooks.point(|| format!("blocks.{i}.hook_resid_post"), resid_post)
+    }
+}
+
+/// A decoder-only language model assembled from parts.
+pub struct DecoderModel {
+    pub info: ModelInfo,
+    pub embed: Embedding,
+    /// Learned absolute positions (GPT-2); None when positions are rotary.
+    pub pos_embed: Option<Embedding>,
+    /// Embeddings are multiplied by this (Gemma: sqrt(d_model), in the model dtype).
+    pub embed_scale: Option<f64>,
+    pub blocks: Vec<DecoderBlock>,
+    pub ln_final: Norm,
+    /// [d_vocab, d_model] (shares the embedding's tensor when tied).
+    pub lm_head: Linear,
+    /// `cap × tanh(logits / cap)` (Gemma 2).
+    pub final_softcap: Option<f64>,
+}
+
+impl Model for DecoderModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        hooks: &mut Hooks,
+        mut kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let offset = kv.as_ref().map_or(0, |c| c.len());
+        let device = input_ids.device();
+        let mut x = self.embed.lookup(input_ids)?;
+        if let Some(scale) = self.embed_scale {
+            let s = Tensor::new(scale as f32, device)?.to_dtype(x.dtype())?;
+            x = x.broadcast_mul(&s)?;
+        }
+        let mut x = hooks.point(|| "hook_embed".to_string(), x)?;
+        if let Some(pos) = &self.pos_embed {
+            let n_positions = pos.weight.dim(0)?;
+            if offset + t > n_positions {
+                candle_core::bail!(
+                    "{} positions requested but the model has learned embeddings for {n_positions}",
+                    offset + t
+                );
+            }
+            let positions = Tensor::arange(offset as u32, (offset + t) as u32, device)?;
+            let p = pos
+                .lookup(&positions)?
+                .unsqueeze(0)?
+                .broadcast_as(x.shape())?
+                .contiguous()?;
+            let p = hooks.point(|| "hook_pos_embed".to_string(), p)?;
+            x = (x + p)?;
+        }
+        let mut ctx = LayerContext::new(b, offset, t, attention_mask, device)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            ctx.layer = i;
+            x = block.forward(x, &mut ctx, hooks, kv.as_deref_mut())?;
+        }
+        let normed = hooks.point(
+            || "ln_final.hook_normalized".to_string(),
+            self.ln_final.forward(&x)?,
+        )?;
+        let logits = self.unembed(&normed)?;
+        if let Some(cache) = kv {
+            cache.advance(t);
+        }
+        hooks.point(|| "logits".to_string(), logits)
+    }
+
+    fn final_norm(&self, resid: &Tensor) -> Result<Tensor> {
+        self.ln_final.forward(resid)
+    }
+
+    fn unembed(&self, normed: &Tensor) -> Result<Tensor> {
+        let logits = self.lm_head.forward(normed)?;
+        // f32 logits, except that f64 models (gradient checks) keep f64.
+        let logits = match logits.dtype() {
+            DType::F64 => logits,
+            _ => logits.to_dtype(DType::F32)?,
+        };
+        match self.final_softcap {
+            Some(cap) => ops::soft_cap(&logits, cap),
+            None => Ok(logits),
+        }
+    }
+
+    fn w_u(&self) -> Result<Tensor> {
+        self.lm_head.weight_in_out()?.to_dtype(DType::F32)
+    }
+
+    fn w_o(&self, layer: usize) -> Result<Tensor> {
+        self.block(layer)?.attn.w_o()
+    }
+
+    fn b_o(&self, layer: usize) -> Result<Tensor> {
+        self.block(layer)?.attn.b_o()
+    }
+}
+
+impl DecoderModel {
+    fn block(&self, layer: usize) -> Result<&DecoderBlock> {
+        self.blocks.get(layer).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "layer {layer} out of range (the model has {})",
+                self.blocks.len()
+            ))
+        })
+    }
+}

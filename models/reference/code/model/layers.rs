@@ -1,1 +1,231 @@
-../../../../crates/glassbox-models/src/layers.rs
+//! The layers every architecture is built from: [`Linear`], [`Norm`], [`Activation`],
+//! [`Embedding`]. Each loads its weights from a [`VarBuilder`] under the checkpoint's own names
+//! and computes with differentiable ops only (see [`crate::ops`]).
+//!
+//! Weights keep the dtype they were loaded in. Matmuls run in the activation dtype, except on
+//! the CPU with bf16 (which candle cannot multiply there): those weights are upcast per call.
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::kernel_ops::{self, KernelActivation};
+use crate::ops;
+
+/// Initialisation for freshly created (trainable) weights: GPT-2 / Llama's N(0, 0.02²).
+pub const WEIGHT_INIT: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
+
+/// `y = x Wᵀ + b` with `W` stored [out, in] (torch `nn.Linear`), or `y = x W + b` with `W`
+/// stored [in, out] (GPT-2's `Conv1D`).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// As stored in the checkpoint.
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    /// True when `weight` is [in, out].
+    pub in_out: bool,
+}
+
+impl Linear {
+    /// A torch `nn.Linear` named `{vb}.weight` [out, in] (+ `{vb}.bias` [out] if `bias`).
+    pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", WEIGHT_INIT)?;
+        let bias = if bias {
+            Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?)
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight,
+            bias,
+            in_out: false,
+        })
+    }
+
+    /// A GPT-2 `Conv1D`: `{vb}.weight` [in, out] and `{vb}.bias` [out].
+    pub fn load_conv1d(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
+        let weight = vb.get_with_hints((in_dim, out_dim), "weight", WEIGHT_INIT)?;
+        let bias = Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?);
+        Ok(Linear {
+            weight,
+            bias,
+            in_out: true,
+        })
+    }
+
+    /// The weight as [in, out], for reading directions out of it.
+    pub fn weight_in_out(&self) -> Result<Tensor> {
+        if self.in_out {
+            Ok(self.weight.clone())
+        } else {
+            self.weight.t()
+        }
+    }
+
+    pub fn out_dim(&self) -> Result<usize> {
+        self.weight.dim(if self.in_out { 1 } else { 0 })
+    }
+}
+
+/// The dtype matmuls run in for weights of `dtype` on `device`.
+fn compute_dtype(t: &Tensor) -> DType {
+    if t.dtype() == DType::BF16 && t.device().is_cpu() {
+        DType::F32
+    } else {
+        t.dtype()
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = *dims.last().unwrap_or(&0);
+        let rows = x.elem_count() / in_dim.max(1);
+        // f32 activations on the CPU multiply any stored weight dtype directly (the kernels
+        // widen f16/bf16 while packing); elsewhere both sides go to the compute dtype.
+        let kernel = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16);
+        let work = if kernel { DType::F32 } else { compute_dtype(&self.weight) };
+        let x2 = x.reshape((rows, in_dim))?.to_dtype(work)?;
+        let w = if kernel { self.weight.clone() } else { self.weight.to_dtype(work)? };
+        let w = if self.in_out { w } else { w.t()? };
+        let mut y = ops::matmul(&x2, &w)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&b.to_dtype(work)?)?;
+        }
+        let mut out_dims = dims;
+        let last = out_dims.len() - 1;
+        out_dims[last] = y.dim(1)?;
+        y.reshape(out_dims)?.to_dtype(x.dtype())
+    }
+}
+
+/// Which normalisation a layer uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NormKind {
+    /// LayerNorm with weight and bias.
+    LayerNorm { eps: f64 },
+    /// LayerNorm without bias (OLMo 1, some GPT-NeoX variants).
+    LayerNormNoBias { eps: f64 },
+    /// RMSNorm scaling by `w` (Llama).
+    RmsNorm { eps: f64 },
+    /// RMSNorm scaling by `1 + w` (Gemma stores the weight as w − 1).
+    RmsNormPlusOne { eps: f64 },
+}
+
+/// A normalisation layer over the last dimension.
+#[derive(Clone, Debug)]
+pub struct Norm {
+    pub kind: NormKind,
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Norm {
+    /// Loads `{vb}.weight` (and `{vb}.bias` for LayerNorm) of size `dim`.
+    pub fn load(vb: VarBuilder, kind: NormKind, dim: usize) -> Result<Self> {
+        let neutral = match kind {
+            NormKind::RmsNormPlusOne { .. } => 0.0,
+            _ => 1.0,
+        };
+        let weight = vb.get_with_hints(dim, "weight", Init::Const(neutral))?;
+        let bias = match kind {
+            NormKind::LayerNorm { .. } => Some(vb.get_with_hints(dim, "bias", Init::Const(0.0))?),
+            _ => None,
+        };
+        Ok(Norm { kind, weight, bias })
+    }
+
+    /// The normalised input before the learned scale and shift (TransformerLens'
+    /// `hook_normalized` is after them; see [`Norm::forward`]).
+    fn normalize(&self, x: &Tensor) -> Result<Tensor> {
+        match self.kind {
+            NormKind::LayerNorm { eps } | NormKind::LayerNormNoBias { eps } => {
+                ops::layer_normalize(x, eps)
+            }
+            NormKind::RmsNorm { eps } | NormKind::RmsNormPlusOne { eps } => {
+                ops::rms_normalize(x, eps)
+            }
+        }
+    }
+}
+
+impl Module for Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let normed = self.normalize(x)?;
+        let out = match self.kind {
+            // Gemma scales in f32 by (1 + w) and only then casts down.
+            NormKind::RmsNormPlusOne { .. } => {
+                let acc = ops::accumulation_dtype(dtype);
+                let scale = (self.weight.to_dtype(acc)? + 1.0)?;
+                normed
+                    .to_dtype(acc)?
+                    .broadcast_mul(&scale)?
+                    .to_dtype(dtype)?
+            }
+            _ => normed.broadcast_mul(&self.weight.to_dtype(dtype)?)?,
+        };
+        match &self.bias {
+            Some(b) => out.broadcast_add(&b.to_dtype(dtype)?),
+            None => Ok(out),
+        }
+    }
+}
+
+/// MLP nonlinearities, by their Hugging Face `hidden_act` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU with erf (`gelu`).
+    Gelu,
+    /// GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
+    GeluTanh,
+    /// `silu` / `swish`.
+    Silu,
+    Relu,
+}
+
+impl Activation {
+    pub fn from_hf(name: &str) -> Option<Activation> {
+        Some(match name {
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_tanh" => Activation::GeluTanh,
+            "silu" | "swish" => Activation::Silu,
+            "relu" => Activation::Relu,
+            _ => return None,
+        })
+    }
+
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Gelu => kernel_ops::activation(x, KernelActivation::GeluErf),
+            Activation::GeluTanh => kernel_ops::activation(x, KernelActivation::GeluTanh),
+            Activation::Silu => kernel_ops::activation(x, KernelActivation::Silu),
+            Activation::Relu => x.relu(),
+        }
+    }
+}
+
+/// A token (or position) embedding table [n, d], looked up by index.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    pub weight: Tensor,
+}
+
+impl Embedding {
+    pub fn load(vb: VarBuilder, n: usize, d: usize) -> Result<Self> {
+        Ok(Embedding {
+            weight: vb.get_with_hints((n, d), "weight", WEIGHT_INIT)?,
+        })
+    }
+
+    /// Rows for `ids` of any shape: [..] -> [.., d].
+    pub fn lookup(&self, ids: &Tensor) -> Result<Tensor> {
+        let mut dims = ids.dims().to_vec();
+        let flat = ids.flatten_all()?;
+        let rows = self.weight.index_select(&flat, 0)?;
+        dims.push(self.weight.dim(1)?);
+        rows.reshape(dims)
+    }
+}

@@ -1,1 +1,148 @@
-../../../../crates/glassbox-models/src/ops.rs
+//! Differentiable building blocks every architecture uses.
+//!
+//! candle-nn's fused `softmax_last_dim`, `rms_norm`, `layer_norm` and `rope` kernels have no
+//! backward pass, so gradients silently stop at them. Training and attribution patching need
+//! gradients through the whole model, so every model here uses these versions instead: the
+//! f32 CPU path runs our own kernels with their backward ([`crate::kernel_ops`]), everything
+//! else composes ops that candle can differentiate (exp, sum, sqr, mean, sqrt, matmul, …).
+//! Normalisations run in f32 whatever the model dtype, as the reference implementations do.
+
+use candle_core::{DType, Result, Tensor, D};
+
+use crate::kernel_ops::{self, KernelActivation, KernelNorm};
+
+pub use crate::kernel_ops::matmul;
+
+/// Softmax over the last dimension (max-subtracted for stability).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    kernel_ops::softmax_last_dim(x)
+}
+
+/// The dtype reductions run in: f32 for half-precision inputs, else the input's own (so f64
+/// models, used for gradient checks, stay f64 throughout).
+pub fn accumulation_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::F16 | DType::BF16 => DType::F32,
+        other => other,
+    }
+}
+
+/// `x / sqrt(mean(x²) + eps)` over the last dimension, in f32 (or f64), returned in x's dtype.
+pub fn rms_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(accumulation_dtype(dtype))?;
+    if let Some(y) = kernel_ops::normalize(&x, KernelNorm::Rms, eps)? {
+        return y.to_dtype(dtype);
+    }
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(ms + eps)?.sqrt()?)?.to_dtype(dtype)
+}
+
+/// `(x - mean) / sqrt(var + eps)` over the last dimension (biased variance), in f32 (or f64).
+pub fn layer_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(accumulation_dtype(dtype))?;
+    if let Some(y) = kernel_ops::normalize(&x, KernelNorm::Layer, eps)? {
+        return y.to_dtype(dtype);
+    }
+    let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    centered
+        .broadcast_div(&(var + eps)?.sqrt()?)?
+        .to_dtype(dtype)
+}
+
+/// Rotary embedding in the `rotate_half` layout (Llama, GPT-NeoX): dimension i pairs with
+/// i + d/2. `x` is [batch, pos, head, d]; `cos`/`sin` are [pos, d/2]. Only the first
+/// `2 × cos.dim(1)` dimensions rotate; the rest pass through (partial rotary).
+pub fn rope_rotate_half(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (_b, t, _h, d) = x.dims4()?;
+    let half = cos.dim(1)?;
+    let rot = 2 * half;
+    let (x_rot, x_pass) = split_rotary(x, rot, d)?;
+    let x1 = x_rot.narrow(3, 0, half)?;
+    let x2 = x_rot.narrow(3, half, half)?;
+    // [pos, half] -> [1, pos, 1, half] to broadcast over batch and heads.
+    let cos = cos.reshape((1, t, 1, half))?.to_dtype(x.dtype())?;
+    let sin = sin.reshape((1, t, 1, half))?.to_dtype(x.dtype())?;
+    let out1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+    let out2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+    join_rotary(Tensor::cat(&[out1, out2], 3)?, x_pass)
+}
+
+/// Rotary embedding on adjacent pairs (GPT-J, GLM, DeepSeek's `rope_interleave`): dimension
+/// 2i pairs with 2i + 1. Shapes as in [`rope_rotate_half`].
+pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (b, t, h, d) = x.dims4()?;
+    let half = cos.dim(1)?;
+    let rot = 2 * half;
+    let (x_rot, x_pass) = split_rotary(x, rot, d)?;
+    let pairs = x_rot.reshape((b, t, h, half, 2))?;
+    let even = pairs.narrow(4, 0, 1)?.squeeze(4)?;
+    let odd = pairs.narrow(4, 1, 1)?.squeeze(4)?;
+    let cos = cos.reshape((1, t, 1, half))?.to_dtype(x.dtype())?;
+    let sin = sin.reshape((1, t, 1, half))?.to_dtype(x.dtype())?;
+    let out_even = (even.broadcast_mul(&cos)? - odd.broadcast_mul(&sin)?)?;
+    let out_odd = (odd.broadcast_mul(&cos)? + even.broadcast_mul(&sin)?)?;
+    let rotated = Tensor::stack(&[out_even, out_odd], 4)?.reshape((b, t, h, rot))?;
+    join_rotary(rotated, x_pass)
+}
+
+fn split_rotary(x: &Tensor, rot: usize, d: usize) -> Result<(Tensor, Option<Tensor>)> {
+    if rot == d {
+        Ok((x.clone(), None))
+    } else {
+        Ok((x.narrow(3, 0, rot)?, Some(x.narrow(3, rot, d - rot)?)))
+    }
+}
+
+fn join_rotary(rotated: Tensor, pass: Option<Tensor>) -> Result<Tensor> {
+    match pass {
+        None => Ok(rotated),
+        Some(p) => Tensor::cat(&[rotated, p], 3),
+    }
+}
+
+/// `cos` and `sin` tables [len, inv_freq.len()] for positions `start..start + len`. Angles are
+/// f32 products as in the reference implementations; cos and sin are taken in f64 and
+/// rounded, so the tables are the correctly rounded values on every platform (f32 libm
+/// results differ between CPUs and libraries).
+pub fn rope_tables(
+    inv_freq: &[f32],
+    start: usize,
+    len: usize,
+    device: &candle_core::Device,
+) -> Result<(Tensor, Tensor)> {
+    let half = inv_freq.len();
+    let mut cos = Vec::with_capacity(len * half);
+    let mut sin = Vec::with_capacity(len * half);
+    for p in start..start + len {
+        let p = p as f32;
+        for f in inv_freq {
+            let angle = (p * f) as f64;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (len, half), device)?,
+        Tensor::from_vec(sin, (len, half), device)?,
+    ))
+}
+
+/// Repeats each key/value head `n_rep` times along dim 1 of [batch, kv_heads, pos, d]
+/// (grouped-query attention: query head h reads kv head h / n_rep).
+pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, kv, n_rep, t, d))?
+        .reshape((b, kv * n_rep, t, d))
+}
+
+/// `cap × tanh(x / cap)` (Gemma 2's logit soft-capping).
+pub fn soft_cap(x: &Tensor, cap: f64) -> Result<Tensor> {
+    kernel_ops::activation(&(x / cap)?, KernelActivation::Tanh)? * cap
+}

@@ -1,0 +1,394 @@
+//! The determinism contract, checked on this machine: every instruction-set path this CPU can
+//! run gives the portable path's bits, for 1, 2 and 3 threads; and the portable path is
+//! accurate against f64.
+
+use glassbox_kernels::rows::{self, Activation, NormKind};
+use glassbox_kernels::{gemm, gemm_batched, gemm_reference, math, with_isa, Isa, MatRef};
+use half::{bf16, f16};
+
+/// A seeded stream of values in [-2, 2) with a few exact zeros and large magnitudes mixed in.
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+            match i % 97 {
+                0 => 0.0,
+                1 => (u - 0.5) * 60.0,
+                _ => u * 4.0 - 2.0,
+            }
+        })
+        .collect()
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
+
+/// Runs `f` on every available path × {1, 2, 3} threads and checks all results equal the
+/// portable single-threaded one bit for bit. Returns the paths checked.
+fn same_bits_everywhere<T: PartialEq + std::fmt::Debug + Send>(
+    what: &str,
+    f: impl Fn() -> T + Sync,
+) -> Vec<Isa> {
+    let reference = pool(1).install(|| with_isa(Isa::Portable, &f));
+    let paths = Isa::available_paths();
+    for &isa in &paths {
+        for threads in [1, 2, 3] {
+            let got = pool(threads).install(|| with_isa(isa, &f));
+            assert!(
+                got == reference,
+                "{what}: {isa} with {threads} threads differs from portable"
+            );
+        }
+    }
+    paths
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn this_machine_checks_a_simd_path() {
+    // On x86-64 CI machines (AVX2 or AVX-512) at least one SIMD path must be under test.
+    #[cfg(target_arch = "x86_64")]
+    assert!(
+        Isa::Avx2.available(),
+        "x86-64 test machines have AVX2 + FMA"
+    );
+    println!("paths under test: {:?}", Isa::available_paths());
+}
+
+#[test]
+fn gemm_matches_the_reference_on_every_path_shape_and_layout() {
+    // Shapes around every blocking edge: micro-tile rows and columns, KC = 256, tails.
+    let shapes = [
+        (1, 1, 1),
+        (1, 300, 70),
+        (7, 33, 17),
+        (9, 257, 41),
+        (64, 64, 64),
+        (13, 520, 100),
+        (130, 96, 33),
+    ];
+    for (si, &(m, k, n)) in shapes.iter().enumerate() {
+        let a = values(si as u64 * 2 + 1, m * k);
+        let b = values(si as u64 * 2 + 2, k * n);
+        let c0 = values(si as u64 + 99, m * n);
+        // A row-major or transposed storage; B row-major or stored [n, k] (a linear layer).
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        for accumulate in [false, true] {
+            let layouts: [(MatRef<f32>, MatRef<f32>); 4] = [
+                (MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n)),
+                (
+                    MatRef::row_major(&a, m, k),
+                    MatRef::row_major(&bt, n, k).t(),
+                ),
+                (
+                    MatRef::row_major(&at, k, m).t(),
+                    MatRef::row_major(&b, k, n),
+                ),
+                (
+                    MatRef::row_major(&at, k, m).t(),
+                    MatRef::row_major(&bt, n, k).t(),
+                ),
+            ];
+            for (li, (am, bm)) in layouts.into_iter().enumerate() {
+                let mut expected = c0.clone();
+                gemm_reference(am, bm, &mut expected, accumulate);
+                let paths = same_bits_everywhere(&format!("gemm {m}x{k}x{n} layout {li}"), || {
+                    let mut c = c0.clone();
+                    gemm(am, bm, &mut c, accumulate);
+                    bits(&c)
+                });
+                // …and the common result is the reference's.
+                let mut c = c0.clone();
+                with_isa(*paths.last().unwrap(), || gemm(am, bm, &mut c, accumulate));
+                assert_eq!(
+                    bits(&c),
+                    bits(&expected),
+                    "gemm {m}x{k}x{n} layout {li} vs reference"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn half_precision_weights_are_widened_exactly() {
+    let (m, k, n) = (5, 70, 40);
+    let a = values(7, m * k);
+    let w = values(8, n * k);
+    let w16: Vec<f16> = w.iter().map(|&x| f16::from_f32(x)).collect();
+    let wb: Vec<bf16> = w.iter().map(|&x| bf16::from_f32(x)).collect();
+    let w16_as_f32: Vec<f32> = w16.iter().map(|x| x.to_f32()).collect();
+    let wb_as_f32: Vec<f32> = wb.iter().map(|x| x.to_f32()).collect();
+    let am = MatRef::row_major(&a, m, k);
+    let mut expected = vec![0.0; m * n];
+    gemm_reference(
+        am,
+        MatRef::row_major(&w16_as_f32, n, k).t(),
+        &mut expected,
+        false,
+    );
+    same_bits_everywhere("f16 weights", || {
+        let mut c = vec![0.0; m * n];
+        gemm(am, MatRef::row_major(&w16, n, k).t(), &mut c, false);
+        assert_eq!(bits(&c), bits(&expected));
+        // The half operand on the left (a transposed product) too.
+        let mut ct = vec![0.0; n * m];
+        gemm(MatRef::row_major(&w16, n, k), am.t(), &mut ct, false);
+        bits(&c)
+    });
+    gemm_reference(
+        am,
+        MatRef::row_major(&wb_as_f32, n, k).t(),
+        &mut expected,
+        false,
+    );
+    same_bits_everywhere("bf16 weights", || {
+        let mut c = vec![0.0; m * n];
+        gemm(am, MatRef::row_major(&wb, n, k).t(), &mut c, false);
+        assert_eq!(bits(&c), bits(&expected));
+        bits(&c)
+    });
+}
+
+#[test]
+fn batched_gemm_matches_per_item_reference() {
+    // Attention's shape: [heads, t, d] · [heads, d, t], plus a broadcast B.
+    let (batch, m, k, n) = (6, 19, 16, 23);
+    let a = values(11, batch * m * k);
+    let b = values(12, batch * k * n);
+    for b_stride in [k * n, 0] {
+        let mut expected = vec![0.0; batch * m * n];
+        for i in 0..batch {
+            gemm_reference(
+                MatRef::row_major(&a[i * m * k..], m, k),
+                MatRef::row_major(&b[i * b_stride..], k, n),
+                &mut expected[i * m * n..(i + 1) * m * n],
+                false,
+            );
+        }
+        same_bits_everywhere("batched gemm", || {
+            let mut c = vec![0.0; batch * m * n];
+            gemm_batched(
+                batch,
+                MatRef::row_major(&a, m, k),
+                m * k,
+                MatRef::row_major(&b, k, n),
+                b_stride,
+                &mut c,
+                false,
+            );
+            assert_eq!(bits(&c), bits(&expected));
+            bits(&c)
+        });
+    }
+}
+
+#[test]
+fn row_kernels_agree_on_every_path() {
+    for &n in &[1usize, 5, 16, 33, 64, 100, 1000] {
+        let rows = 7;
+        let x = values(n as u64, rows * n);
+        let dy = values(n as u64 + 1000, rows * n);
+        same_bits_everywhere(&format!("softmax n={n}"), || {
+            let mut y = x.clone();
+            rows::softmax(&mut y, n);
+            let mut dx = vec![0.0; y.len()];
+            rows::softmax_backward(&y, &dy, &mut dx, n);
+            (bits(&y), bits(&dx))
+        });
+        for kind in [NormKind::Layer, NormKind::Rms] {
+            same_bits_everywhere(&format!("{kind:?} n={n}"), || {
+                let mut y = vec![0.0; x.len()];
+                rows::normalize(kind, &x, &mut y, n, 1e-5);
+                let mut dx = vec![0.0; x.len()];
+                rows::normalize_backward(kind, &x, &dy, &mut dx, n, 1e-5);
+                (bits(&y), bits(&dx))
+            });
+        }
+        for act in [
+            Activation::GeluTanh,
+            Activation::GeluErf,
+            Activation::Silu,
+            Activation::Tanh,
+        ] {
+            same_bits_everywhere(&format!("{act:?} n={n}"), || {
+                let mut y = x.clone();
+                rows::activation(act, &mut y);
+                let mut dx = x.clone();
+                rows::activation_backward(act, &mut dx, &dy);
+                (bits(&y), bits(&dx))
+            });
+        }
+        let targets: Vec<u32> = (0..rows as u32).map(|r| (r * 7) % n as u32).collect();
+        same_bits_everywhere(&format!("cross-entropy n={n}"), || {
+            let loss = rows::cross_entropy(&x, n, &targets);
+            let mut dx = vec![0.0; x.len()];
+            rows::cross_entropy_backward(&x, n, &targets, &dy[..rows], &mut dx);
+            (bits(&loss), bits(&dx))
+        });
+    }
+    // Large enough to be split across threads.
+    let (rows_n, n) = (300, 333);
+    let x = values(5, rows_n * n);
+    same_bits_everywhere("large softmax", || {
+        let mut y = x.clone();
+        rows::softmax(&mut y, n);
+        bits(&y)
+    });
+    same_bits_everywhere("large gelu", || {
+        let mut y = x.clone();
+        rows::activation(Activation::GeluTanh, &mut y);
+        bits(&y)
+    });
+}
+
+#[test]
+fn transcendentals_agree_on_every_path_and_are_accurate() {
+    let mut xs = values(3, 5000);
+    xs.extend([
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        88.7,
+        88.8,
+        -87.3,
+        -103.0,
+        -104.5,
+        -200.0,
+        200.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN,
+        f32::MAX,
+        20.0,
+        -20.0,
+    ]);
+    for (name, f) in [
+        ("exp", math::exp_in_place as fn(Isa, &mut [f32])),
+        ("tanh", math::tanh_in_place),
+        ("erf", math::erf_in_place),
+    ] {
+        same_bits_everywhere(name, || {
+            let mut y = xs.clone();
+            f(Isa::active(), &mut y);
+            bits(&y)
+        });
+    }
+    for &x in &xs {
+        let xd = x as f64;
+        let e = math::exp(x) as f64;
+        let want = xd.exp();
+        if want.is_finite() && want > 1.2e-38 && want < f32::MAX as f64 {
+            assert!(
+                ((e - want) / want).abs() < 3e-7,
+                "exp({x}) = {e}, want {want}"
+            );
+        } else if x.is_nan() {
+            assert!(e.is_nan());
+        } else if want >= f32::MAX as f64 {
+            assert_eq!(e, f64::INFINITY, "exp({x})");
+        } else {
+            assert!(e < 1.2e-38, "exp({x}) = {e}");
+        }
+        if x.is_finite() {
+            assert!((math::tanh(x) as f64 - xd.tanh()).abs() < 2e-7, "tanh({x})");
+            let erf_ref = erf_f64(xd);
+            assert!(
+                (math::erf(x) as f64 - erf_ref).abs() < 3e-7,
+                "erf({x}) = {} want {erf_ref}",
+                math::erf(x)
+            );
+        }
+        if x > 0.0 && x.is_finite() {
+            let l = math::ln(x) as f64;
+            assert!(
+                (l - xd.ln()).abs() <= 2e-7 * xd.ln().abs().max(1.0),
+                "ln({x}) = {l}"
+            );
+        }
+    }
+    assert_eq!(math::exp(0.0), 1.0);
+    assert_eq!(math::ln(1.0), 0.0);
+    assert!(math::ln(-1.0).is_nan() && math::ln(0.0) == f32::NEG_INFINITY);
+}
+
+/// erf in f64 by its Maclaurin series (|x| < 3) or continued fraction tail (slow, exact enough).
+fn erf_f64(x: f64) -> f64 {
+    if x.abs() > 6.0 {
+        return x.signum();
+    }
+    // Series: erf x = 2/√π Σ (−1)^n x^{2n+1} / (n! (2n+1)), summed until negligible.
+    let mut sum = 0.0;
+    let mut term = x;
+    let mut n = 0.0;
+    while n < 200.0 {
+        let t = term / (2.0 * n + 1.0);
+        sum += t;
+        if t.abs() < 1e-17 * sum.abs().max(1e-300) {
+            break;
+        }
+        n += 1.0;
+        term *= -x * x / n;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+#[test]
+fn row_kernels_are_accurate_against_f64() {
+    let n = 50;
+    let x = values(77, 4 * n);
+    let mut y = x.clone();
+    rows::softmax(&mut y, n);
+    for (xr, yr) in x.chunks(n).zip(y.chunks(n)) {
+        let m = xr.iter().fold(f64::MIN, |a, &b| a.max(b as f64));
+        let s: f64 = xr.iter().map(|&v| (v as f64 - m).exp()).sum();
+        for (&xv, &yv) in xr.iter().zip(yr) {
+            assert!((((xv as f64 - m).exp() / s) - yv as f64).abs() < 1e-6);
+        }
+    }
+    let mut ln = vec![0.0; x.len()];
+    rows::normalize(NormKind::Layer, &x, &mut ln, n, 1e-5);
+    for (xr, yr) in x.chunks(n).zip(ln.chunks(n)) {
+        let mean: f64 = xr.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        let var: f64 = xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+        for (&xv, &yv) in xr.iter().zip(yr) {
+            assert!(((xv as f64 - mean) / (var + 1e-5).sqrt() - yv as f64).abs() < 1e-5);
+        }
+    }
+    let mut g = x.clone();
+    rows::activation(Activation::GeluErf, &mut g);
+    for (&xv, &gv) in x.iter().zip(&g) {
+        let want = 0.5 * xv as f64 * (1.0 + erf_f64(xv as f64 / 2f64.sqrt()));
+        assert!(
+            (want - gv as f64).abs() < 1e-5 * (1.0 + want.abs()),
+            "gelu({xv})"
+        );
+    }
+    // Backward by central differences in f64 of the forward definitions.
+    let mut dx = x.clone();
+    let ones = vec![1.0; x.len()];
+    rows::activation_backward(Activation::Silu, &mut dx, &ones);
+    for (&xv, &d) in x.iter().zip(&dx) {
+        let f = |v: f64| v / (1.0 + (-v).exp());
+        let h = 1e-5;
+        let want = (f(xv as f64 + h) - f(xv as f64 - h)) / (2.0 * h);
+        assert!(
+            (want - d as f64).abs() < 1e-4,
+            "silu'({xv}) = {d}, want {want}"
+        );
+    }
+}

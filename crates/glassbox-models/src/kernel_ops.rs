@@ -1,0 +1,475 @@
+//! candle operations computed by `glassbox-kernels`, each with its backward pass.
+//!
+//! candle stays the tensor and autograd layer; these custom ops route the arithmetic that
+//! dominates a transformer — matmuls, softmax, norms, activations, the loss — to our own
+//! kernels, which are faster than candle's generic CPU code and give the same bits on every
+//! CPU and thread count (see the `glassbox-kernels` crate docs). Each backward is itself
+//! computed by the kernels, so training is deterministic end to end.
+//!
+//! f32 tensors on the CPU take the kernel path. f16/bf16 inputs are widened to f32 around the
+//! kernel (as the references upcast); f64 tensors (gradient checks) and other devices keep
+//! candle's own ops, composed so that gradients still flow.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
+};
+use glassbox_kernels::rows::{self, Activation as Act, NormKind};
+use glassbox_kernels::{gemm_batched, MatRef};
+
+pub use glassbox_kernels::rows::{Activation as KernelActivation, NormKind as KernelNorm};
+
+/// True when `t` takes the kernel path as it is.
+fn on_kernels(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// The f32 elements of a CPU tensor in row-major order: borrowed when contiguous.
+fn f32_rows<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Cow<'a, [f32]>> {
+    let data = s.as_slice::<f32>()?;
+    Ok(match l.contiguous_offsets() {
+        Some((a, b)) => Cow::Borrowed(&data[a..b]),
+        None => Cow::Owned(gather(data, l)),
+    })
+}
+
+fn u32_rows<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Cow<'a, [u32]>> {
+    let data = s.as_slice::<u32>()?;
+    Ok(match l.contiguous_offsets() {
+        Some((a, b)) => Cow::Borrowed(&data[a..b]),
+        None => Cow::Owned(gather(data, l)),
+    })
+}
+
+/// Copies a strided view into row-major order.
+fn gather<T: Copy>(data: &[T], l: &Layout) -> Vec<T> {
+    let dims = l.dims();
+    let stride = l.stride();
+    let n: usize = dims.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; dims.len()];
+    let mut off = l.start_offset();
+    for _ in 0..n {
+        out.push(data[off]);
+        for d in (0..dims.len()).rev() {
+            idx[d] += 1;
+            off += stride[d];
+            if idx[d] < dims[d] {
+                break;
+            }
+            off -= stride[d] * dims[d];
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+fn last_dim(l: &Layout) -> usize {
+    l.dims().last().copied().unwrap_or(1)
+}
+
+// ---- matmul -------------------------------------------------------------------------------
+
+/// `a · b` over the last two dimensions (equal leading dimensions), as `Tensor::matmul`.
+/// `a` in f32 and `b` in f32, f16 or bf16 (widened while packing) take the kernel path.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let b_ok = matches!(b.dtype(), DType::F32 | DType::F16 | DType::BF16);
+    if on_kernels(a) && b.device().is_cpu() && b_ok && a.rank() >= 2 && a.rank() == b.rank() {
+        a.apply_op2_arc(b, Arc::new(Box::new(MatMul)))
+    } else {
+        a.matmul(b)
+    }
+}
+
+struct MatMul;
+
+/// Offsets of every batch item of a layout's leading dimensions, and their common stride
+/// when they form an arithmetic progression.
+fn batch_offsets(l: &Layout) -> (Vec<usize>, Option<usize>) {
+    let dims = l.dims();
+    let r = dims.len();
+    let sub = Layout::new(
+        Shape::from(dims[..r - 2].to_vec()),
+        l.stride()[..r - 2].to_vec(),
+        l.start_offset(),
+    );
+    let offsets = offsets_of(&sub);
+    let step = match offsets.as_slice() {
+        [_] => Some(0),
+        [a, b, ..] if b >= a => {
+            let s = b - a;
+            offsets.windows(2).all(|w| w[1] == w[0] + s).then_some(s)
+        }
+        _ => None,
+    };
+    (offsets, step)
+}
+
+fn offsets_of(l: &Layout) -> Vec<usize> {
+    let dims = l.dims();
+    let stride = l.stride();
+    let n: usize = dims.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; dims.len()];
+    let mut off = l.start_offset();
+    for _ in 0..n {
+        out.push(off);
+        for d in (0..dims.len()).rev() {
+            idx[d] += 1;
+            off += stride[d];
+            if idx[d] < dims[d] {
+                break;
+            }
+            off -= stride[d] * dims[d];
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+fn matmul_cpu<TB: glassbox_kernels::Element>(
+    a: &[f32],
+    la: &Layout,
+    b: &[TB],
+    lb: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (da, db) = (la.dims(), lb.dims());
+    let r = da.len();
+    if db.len() != r || da[..r - 2] != db[..r - 2] || da[r - 1] != db[r - 2] {
+        candle_core::bail!("matmul: shapes {da:?} and {db:?} do not multiply");
+    }
+    let (m, k, n) = (da[r - 2], da[r - 1], db[r - 1]);
+    let (sa, sb) = (la.stride(), lb.stride());
+    let batch: usize = da[..r - 2].iter().product();
+    let mut c = vec![0f32; batch * m * n];
+    let (oa, step_a) = batch_offsets(la);
+    let (ob, step_b) = batch_offsets(lb);
+    let view_a = |off: usize| MatRef {
+        data: &a[off..],
+        rows: m,
+        cols: k,
+        row_stride: sa[r - 2],
+        col_stride: sa[r - 1],
+    };
+    let view_b = |off: usize| MatRef {
+        data: &b[off..],
+        rows: k,
+        cols: n,
+        row_stride: sb[r - 2],
+        col_stride: sb[r - 1],
+    };
+    if batch > 0 && m * n > 0 {
+        match (step_a, step_b) {
+            (Some(step_a), Some(step_b)) => gemm_batched(
+                batch,
+                view_a(oa[0]),
+                step_a,
+                view_b(ob[0]),
+                step_b,
+                &mut c,
+                false,
+            ),
+            _ => {
+                for (i, ci) in c.chunks_mut(m * n).enumerate() {
+                    glassbox_kernels::gemm(view_a(oa[i]), view_b(ob[i]), ci, false);
+                }
+            }
+        }
+    }
+    let mut out = da.to_vec();
+    out[r - 1] = n;
+    Ok((CpuStorage::F32(c), Shape::from(out)))
+}
+
+impl CustomOp2 for MatMul {
+    fn name(&self) -> &'static str {
+        "glassbox-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = s1.as_slice::<f32>()?;
+        match s2 {
+            CpuStorage::F32(b) => matmul_cpu(a, l1, b, l2),
+            CpuStorage::F16(b) => matmul_cpu(a, l1, b, l2),
+            CpuStorage::BF16(b) => matmul_cpu(a, l1, b, l2),
+            _ => candle_core::bail!("glassbox-matmul: the right operand must be f32, f16 or bf16"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad_a = matmul(grad, &b.t()?)?;
+        let grad_b = matmul(&a.t()?, grad)?.to_dtype(b.dtype())?;
+        Ok((Some(grad_a), Some(grad_b)))
+    }
+}
+
+// ---- softmax ------------------------------------------------------------------------------
+
+/// Softmax over the last dimension.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if on_kernels(x) {
+        x.apply_op1_arc(Arc::new(Box::new(Softmax)))
+    } else if x.device().is_cpu() && matches!(x.dtype(), DType::F16 | DType::BF16) {
+        softmax_last_dim(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())
+    } else {
+        let max = x.max_keepdim(D::Minus1)?.detach();
+        let e = x.broadcast_sub(&max)?.exp()?;
+        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+    }
+}
+
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "glassbox-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let mut y = f32_rows(s, l)?.into_owned();
+        rows::softmax(&mut y, last_dim(l));
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(y.apply_op2_no_bwd(grad, &SoftmaxBackward)?))
+    }
+}
+
+struct SoftmaxBackward;
+
+impl CustomOp2 for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "glassbox-softmax-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (y, dy) = (f32_rows(s1, l1)?, f32_rows(s2, l2)?);
+        let mut dx = vec![0f32; y.len()];
+        rows::softmax_backward(&y, &dy, &mut dx, last_dim(l1));
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+// ---- norms --------------------------------------------------------------------------------
+
+/// LayerNorm's or RMSNorm's normalisation over the last dimension (no learned scale/shift).
+/// `None` when `x` does not take the kernel path (the caller composes candle ops then).
+pub fn normalize(x: &Tensor, kind: NormKind, eps: f64) -> Result<Option<Tensor>> {
+    if on_kernels(x) {
+        Ok(Some(x.apply_op1_arc(Arc::new(Box::new(Normalize {
+            kind,
+            eps: eps as f32,
+        })))?))
+    } else {
+        Ok(None)
+    }
+}
+
+struct Normalize {
+    kind: NormKind,
+    eps: f32,
+}
+
+impl CustomOp1 for Normalize {
+    fn name(&self) -> &'static str {
+        "glassbox-normalize"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_rows(s, l)?;
+        let mut y = vec![0f32; x.len()];
+        rows::normalize(self.kind, &x, &mut y, last_dim(l), self.eps);
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = NormalizeBackward {
+            kind: self.kind,
+            eps: self.eps,
+        };
+        Ok(Some(x.apply_op2_no_bwd(grad, &op)?))
+    }
+}
+
+struct NormalizeBackward {
+    kind: NormKind,
+    eps: f32,
+}
+
+impl CustomOp2 for NormalizeBackward {
+    fn name(&self) -> &'static str {
+        "glassbox-normalize-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, dy) = (f32_rows(s1, l1)?, f32_rows(s2, l2)?);
+        let mut dx = vec![0f32; x.len()];
+        rows::normalize_backward(self.kind, &x, &dy, &mut dx, last_dim(l1), self.eps);
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+// ---- elementwise nonlinearities -----------------------------------------------------------
+
+/// `act(x)` elementwise (GELU, SiLU, tanh). f16/bf16 compute in f32; f64 uses candle's ops.
+pub fn activation(x: &Tensor, act: Act) -> Result<Tensor> {
+    if on_kernels(x) {
+        x.apply_op1_arc(Arc::new(Box::new(Elementwise(act))))
+    } else if x.device().is_cpu() && matches!(x.dtype(), DType::F16 | DType::BF16) {
+        activation(&x.to_dtype(DType::F32)?, act)?.to_dtype(x.dtype())
+    } else {
+        match act {
+            Act::GeluErf => x.gelu_erf(),
+            Act::GeluTanh => x.gelu(),
+            Act::Silu => x.silu(),
+            Act::Tanh => x.tanh(),
+        }
+    }
+}
+
+struct Elementwise(Act);
+
+impl CustomOp1 for Elementwise {
+    fn name(&self) -> &'static str {
+        "glassbox-elementwise"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let mut y = f32_rows(s, l)?.into_owned();
+        rows::activation(self.0, &mut y);
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            x.apply_op2_no_bwd(grad, &ElementwiseBackward(self.0))?,
+        ))
+    }
+}
+
+struct ElementwiseBackward(Act);
+
+impl CustomOp2 for ElementwiseBackward {
+    fn name(&self) -> &'static str {
+        "glassbox-elementwise-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let mut dx = f32_rows(s1, l1)?.into_owned();
+        let dy = f32_rows(s2, l2)?;
+        rows::activation_backward(self.0, &mut dx, &dy);
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+// ---- cross-entropy ------------------------------------------------------------------------
+
+/// Per-row `−ln softmax(logits)[target]` of logits [n, vocab] and u32 targets [n] → [n].
+/// Targets must index the vocabulary (an error otherwise).
+pub fn cross_entropy_rows(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (rows_n, vocab) = logits.dims2()?;
+    if targets.dims1()? != rows_n {
+        candle_core::bail!(
+            "cross-entropy: {rows_n} rows of logits but {} targets",
+            targets.dims1()?
+        );
+    }
+    let targets = targets.to_dtype(DType::U32)?;
+    let max = targets.max(0)?.to_scalar::<u32>()? as usize;
+    if rows_n > 0 && max >= vocab {
+        candle_core::bail!("cross-entropy: target {max} outside the {vocab}-token vocabulary");
+    }
+    if on_kernels(logits) {
+        logits.apply_op2_arc(&targets, Arc::new(Box::new(CrossEntropy)))
+    } else {
+        let lsm = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+        lsm.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()
+    }
+}
+
+struct CrossEntropy;
+
+impl CustomOp2 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "glassbox-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (logits, targets) = (f32_rows(s1, l1)?, u32_rows(s2, l2)?);
+        let loss = rows::cross_entropy(&logits, last_dim(l1), &targets);
+        Ok((CpuStorage::F32(loss), Shape::from(targets.len())))
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = logits.apply_op3_no_bwd(targets, grad, &CrossEntropyBackward)?;
+        Ok((Some(g), None))
+    }
+}
+
+struct CrossEntropyBackward;
+
+impl CustomOp3 for CrossEntropyBackward {
+    fn name(&self) -> &'static str {
+        "glassbox-cross-entropy-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (logits, targets, grad) = (f32_rows(s1, l1)?, u32_rows(s2, l2)?, f32_rows(s3, l3)?);
+        let mut dx = vec![0f32; logits.len()];
+        rows::cross_entropy_backward(&logits, last_dim(l1), &targets, &grad, &mut dx);
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
