@@ -224,6 +224,57 @@ impl<TA: Element, TB: Element> Job<'_, TA, TB> {
             }
             return;
         }
+        // A few rows against a linear layer's weight (decoding): stream W, no packing.
+        if m <= 4
+            && k >= 8
+            && TA::IS_F32
+            && TB::IS_F32
+            && self.b.row_stride == 1
+            && isa != Isa::Portable
+        {
+            // Safety of the casts: both are f32 (IS_F32).
+            let x = unsafe { &*(&self.a.data[self.a_off..] as *const [TA] as *const [f32]) };
+            let w = unsafe { &*(&self.b.data[self.b_off..] as *const [TB] as *const [f32]) };
+            let (a, b) = (&self.a, &self.b);
+            if crate::gemv::x_wt(
+                x,
+                a.row_stride,
+                a.col_stride,
+                m,
+                w,
+                b.col_stride,
+                n,
+                k,
+                self.c.0,
+                n,
+                self.accumulate,
+                self.parallel,
+            ) {
+                return;
+            }
+        }
+        if m <= 4 && TA::IS_F32 && TB::IS_F32 && self.b.col_stride == 1 && isa != Isa::Portable {
+            // Safety of the casts: both are f32 (IS_F32).
+            let x = unsafe { &*(&self.a.data[self.a_off..] as *const [TA] as *const [f32]) };
+            let b = unsafe { &*(&self.b.data[self.b_off..] as *const [TB] as *const [f32]) };
+            let a = &self.a;
+            if crate::gemv::x_w(
+                x,
+                a.row_stride,
+                a.col_stride,
+                m,
+                b,
+                self.b.row_stride,
+                n,
+                k,
+                self.c.0,
+                n,
+                self.accumulate,
+                self.parallel,
+            ) {
+                return;
+            }
+        }
         // Packing cost of each formulation: the packed operand's size, tripled when it must
         // be transposed element by element (f16/bf16, or the portable path; f32 on SIMD
         // paths transposes 8×8 blocks in registers at copy speed); the transposed output
@@ -362,46 +413,65 @@ fn run_range<TA: Element, TB: Element>(
     blocks: std::ops::Range<usize>,
 ) {
     let (m, k) = (p.a.rows, p.a.cols);
+    // With few rows of A' (decoding), a row-major f32 B' is read in place: packing would
+    // cost as much as the product. Only a last partial panel is packed (zero-padded).
+    let in_place = TB::IS_F32 && p.b.col_stride == 1 && m <= 16;
     let mut packed = Vec::new();
     let mut jc = cols.start;
     while jc < cols.end {
         let nc = NC.min(cols.end - jc);
-        let panels = nc.div_ceil(nr);
         let mut pc = 0;
         while pc < k {
             let kc = KC.min(k - pc);
-            packed.clear();
-            packed.resize(panels * nr * kc, 0.0);
-            pack_b(
-                &p.b,
-                p.b_off,
-                pc,
-                kc,
-                jc,
-                nc,
-                nr,
-                &mut packed,
-                isa != Isa::Portable,
-            );
-            for bi in blocks.clone() {
-                let i0 = bi * mr;
-                let tile = Tile {
-                    a: &p.a,
-                    a_off: p.a_off,
-                    i0,
-                    rows: mr.min(m - i0),
+            let run_blocks =
+                |b_ptr: *const f32, b_ks: usize, panel_step: usize, j0: usize, ncols: usize| {
+                    for bi in blocks.clone() {
+                        let i0 = bi * mr;
+                        let tile = Tile {
+                            a: &p.a,
+                            a_off: p.a_off,
+                            i0,
+                            rows: mr.min(m - i0),
+                            pc,
+                            kc,
+                            b_ptr,
+                            b_ks,
+                            panel_step,
+                            nr,
+                            jc: j0,
+                            nc: ncols,
+                            c: p.c,
+                            c_rs: p.c_rs,
+                            c_cs: p.c_cs,
+                            load_c: p.accumulate || pc > 0,
+                        };
+                        row_block(isa, &tile);
+                    }
+                };
+            let full = if in_place { nc / nr * nr } else { 0 };
+            if full > 0 {
+                let start = p.b_off + pc * p.b.row_stride + jc;
+                // Safety of the cast: TB is f32 (IS_F32); bounds were checked by the caller.
+                let b_ptr = p.b.data[start..].as_ptr() as *const f32;
+                run_blocks(b_ptr, p.b.row_stride, nr, jc, full);
+            }
+            if full < nc {
+                let (j0, ncols) = (jc + full, nc - full);
+                let panels = ncols.div_ceil(nr);
+                packed.clear();
+                packed.resize(panels * nr * kc, 0.0);
+                pack_b(
+                    &p.b,
+                    p.b_off,
                     pc,
                     kc,
-                    packed: &packed,
+                    j0,
+                    ncols,
                     nr,
-                    jc,
-                    nc,
-                    c: p.c,
-                    c_rs: p.c_rs,
-                    c_cs: p.c_cs,
-                    load_c: p.accumulate || pc > 0,
-                };
-                row_block(isa, &tile);
+                    &mut packed,
+                    isa != Isa::Portable,
+                );
+                run_blocks(packed.as_ptr(), nr, kc * nr, j0, ncols);
             }
             pc += kc;
         }
@@ -468,7 +538,10 @@ struct Tile<'a, 'b, TA> {
     rows: usize,
     pc: usize,
     kc: usize,
-    packed: &'b [f32],
+    /// B' panels: panel q starts at `b_ptr + q·panel_step`, row kk of it at `+ kk·b_ks`.
+    b_ptr: *const f32,
+    b_ks: usize,
+    panel_step: usize,
     nr: usize,
     jc: usize,
     nc: usize,
@@ -502,7 +575,9 @@ fn row_block<TA: Element>(isa: Isa, t: &Tile<TA>) {
         a_rs,
         a_ks,
         rows: t.rows,
-        packed: t.packed.as_ptr(),
+        packed: t.b_ptr,
+        b_ks: t.b_ks,
+        panel_step: t.panel_step,
         nr: t.nr,
         nc: t.nc,
         c: t.c.add(t.i0 * t.c_rs + t.jc * t.c_cs).0,
@@ -521,6 +596,8 @@ struct Micro {
     a_ks: usize,
     rows: usize,
     packed: *const f32,
+    b_ks: usize,
+    panel_step: usize,
     nr: usize,
     nc: usize,
     c: *mut f32,
@@ -554,7 +631,7 @@ unsafe fn panels_r<S: Shape, const R: usize>(m: &Micro) {
     let panels = m.nc.div_ceil(nr);
     for q in 0..panels {
         let cols = nr.min(m.nc - q * nr);
-        let b = m.packed.add(q * m.kc * nr);
+        let b = m.packed.add(q * m.panel_step);
         let c = m.c.add(q * nr * m.c_cs);
         kernel::<S, R>(m, b, c, cols);
     }
@@ -595,7 +672,7 @@ unsafe fn kernel<S: Shape, const R: usize>(m: &Micro, b: *const f32, c: *mut f32
         *p = m.a.add(i * m.a_rs);
     }
     for p in 0..m.kc {
-        let bp = b.add(p * nr);
+        let bp = b.add(p * m.b_ks);
         let mut bv = [S::splat(0.0); MAX_NV];
         for (v, x) in bv.iter_mut().enumerate().take(nv) {
             *x = S::load(bp.add(v * w));

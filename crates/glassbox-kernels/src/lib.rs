@@ -28,6 +28,7 @@
 //! paths agree.
 
 pub mod gemm;
+mod gemv;
 mod isa;
 pub mod math;
 pub mod reduce;

@@ -79,7 +79,8 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if on_kernels(a) && b.device().is_cpu() && b_ok && a.rank() >= 2 && a.rank() == b.rank() {
         a.apply_op2_arc(b, Arc::new(Box::new(MatMul)))
     } else {
-        a.matmul(b)
+        // candle's matmul accepts only some strided layouts.
+        a.contiguous()?.matmul(&b.contiguous()?)
     }
 }
 
@@ -172,9 +173,15 @@ fn matmul_cpu<TB: glassbox_kernels::Element>(
                 false,
             ),
             _ => {
-                for (i, ci) in c.chunks_mut(m * n).enumerate() {
-                    glassbox_kernels::gemm(view_a(oa[i]), view_b(ob[i]), ci, false);
-                }
+                // Irregular batch offsets (a broadcast operand under grouped-query attention):
+                // items in parallel, each computing exactly what it would alone.
+                use rayon::prelude::*;
+                let isa = glassbox_kernels::Isa::active();
+                c.par_chunks_mut(m * n).enumerate().for_each(|(i, ci)| {
+                    glassbox_kernels::with_isa(isa, || {
+                        glassbox_kernels::gemm(view_a(oa[i]), view_b(ob[i]), ci, false)
+                    })
+                });
             }
         }
     }

@@ -1,17 +1,42 @@
 //! [`KvCache`]: keys and values of past positions, for incremental decoding.
 //!
-//! Each layer keeps its keys and values concatenated along the position axis. The cache also
-//! counts the positions it holds, which is the position offset of the next forward pass (for
-//! rotary and learned position embeddings). Layers with another cache layout (e.g. latent
-//! attention) store whatever pair of tensors they need under their layer index.
+//! Each layer keeps its keys and values in preallocated buffers along the position axis,
+//! written in place: appending a token copies that token's keys and values only, never the
+//! whole cache (capacity doubles when full, so growth costs amortised O(1) per token). The
+//! cache hands out views of the filled part. It also counts the positions it holds, which is
+//! the position offset of the next forward pass (for rotary and learned position
+//! embeddings). Layers with another cache layout (e.g. latent attention) store whatever pair
+//! of tensors they need under their layer index.
 
 use candle_core::{Result, Tensor};
+
+/// First allocation, in positions: enough for most prompts without a regrowth.
+const INITIAL_CAPACITY: usize = 256;
+
+#[derive(Clone, Debug)]
+struct LayerKv {
+    /// Buffers with `capacity` positions along `dim`; the first `len` are filled.
+    k: Tensor,
+    v: Tensor,
+    dim: usize,
+    len: usize,
+    capacity: usize,
+    /// Views of the filled part, handed out by `get` and `append`.
+    filled: (Tensor, Tensor),
+}
 
 /// Per-layer cached keys and values.
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerKv>>,
     positions: usize,
+}
+
+/// A zeroed buffer shaped like `t` but with `capacity` positions along `dim`.
+fn buffer_like(t: &Tensor, dim: usize, capacity: usize) -> Result<Tensor> {
+    let mut dims = t.dims().to_vec();
+    dims[dim] = capacity;
+    Tensor::zeros(dims, t.dtype(), t.device())
 }
 
 impl KvCache {
@@ -36,9 +61,12 @@ impl KvCache {
         self.positions = 0;
     }
 
-    /// The cached pair of `layer`, if any.
+    /// The cached pair of `layer`, if any (views of the filled positions).
     pub fn get(&self, layer: usize) -> Option<&(Tensor, Tensor)> {
-        self.layers.get(layer).and_then(Option::as_ref)
+        self.layers
+            .get(layer)
+            .and_then(Option::as_ref)
+            .map(|l| &l.filled)
     }
 
     /// Appends `k` and `v` along `dim` to `layer`'s cache and returns the full pair.
@@ -52,12 +80,39 @@ impl KvCache {
         if layer >= self.layers.len() {
             self.layers.resize(layer + 1, None);
         }
-        let full = match &self.layers[layer] {
-            None => (k.clone(), v.clone()),
-            Some((pk, pv)) => (Tensor::cat(&[pk, k], dim)?, Tensor::cat(&[pv, v], dim)?),
+        let (k, v) = (k.contiguous()?, v.contiguous()?);
+        let add = k.dim(dim)?;
+        let slot = &mut self.layers[layer];
+        let needs_new = match slot {
+            None => true,
+            Some(l) => l.dim != dim || l.len + add > l.capacity,
         };
-        self.layers[layer] = Some(full.clone());
-        Ok(full)
+        if needs_new {
+            let old = slot.take();
+            let len = old.as_ref().map_or(0, |l| l.len);
+            let capacity = (2 * (len + add)).max(INITIAL_CAPACITY);
+            let kb = buffer_like(&k, dim, capacity)?;
+            let vb = buffer_like(&v, dim, capacity)?;
+            if let Some(old) = old {
+                kb.slice_set(&old.k.narrow(dim, 0, len)?.contiguous()?, dim, 0)?;
+                vb.slice_set(&old.v.narrow(dim, 0, len)?.contiguous()?, dim, 0)?;
+            }
+            *slot = Some(LayerKv {
+                filled: (kb.narrow(dim, 0, len)?, vb.narrow(dim, 0, len)?),
+                k: kb,
+                v: vb,
+                dim,
+                len,
+                capacity,
+            });
+        }
+        let l = slot.as_mut().expect("allocated above");
+        // In place: positions [len, len + add) are outside every view handed out so far.
+        l.k.slice_set(&k, dim, l.len)?;
+        l.v.slice_set(&v, dim, l.len)?;
+        l.len += add;
+        l.filled = (l.k.narrow(dim, 0, l.len)?, l.v.narrow(dim, 0, l.len)?);
+        Ok(l.filled.clone())
     }
 
     /// Records that a forward pass added `n` positions (called once per pass by the model).
@@ -65,12 +120,72 @@ impl KvCache {
         self.positions += n;
     }
 
-    /// Bytes held by the cache.
+    /// Bytes held by the cache's filled positions.
     pub fn bytes(&self) -> usize {
         self.layers
             .iter()
             .flatten()
-            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .map(|l| {
+                (l.filled.0.elem_count() + l.filled.1.elem_count()) * l.k.dtype().size_in_bytes()
+            })
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, IndexOp};
+
+    #[test]
+    fn appending_in_place_equals_concatenation_across_regrowth() {
+        let dev = Device::Cpu;
+        let mut cache = KvCache::new(1);
+        let mut all_k: Vec<Tensor> = Vec::new();
+        // Prompts and single tokens, past the initial capacity twice.
+        let mut total = 0;
+        for (step, add) in [5usize, 1, 1, 300, 1, 250, 1].into_iter().enumerate() {
+            let k = Tensor::arange(0f32, (2 * 3 * add * 4) as f32, &dev)
+                .unwrap()
+                .affine(1.0, step as f64 * 1000.0)
+                .unwrap()
+                .reshape((2, 3, add, 4))
+                .unwrap();
+            let v = (k.clone() * -1.0).unwrap();
+            // A strided source (as attention passes): transposed twice is the same values.
+            let k_src = k.transpose(1, 2).unwrap().transpose(1, 2).unwrap();
+            let (ck, cv) = cache.append(0, &k_src, &v, 2).unwrap();
+            all_k.push(k);
+            total += add;
+            let want = Tensor::cat(&all_k, 2).unwrap();
+            assert_eq!(ck.dims(), &[2, 3, total, 4]);
+            let got = ck.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let exp = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(got, exp, "after step {step}");
+            let neg = (want * -1.0)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(cv.flatten_all().unwrap().to_vec1::<f32>().unwrap(), neg);
+        }
+        // A view handed out earlier is not disturbed by later appends.
+        let early = cache
+            .get(0)
+            .unwrap()
+            .0
+            .i((.., .., 0..5, ..))
+            .unwrap()
+            .copy()
+            .unwrap();
+        let k = Tensor::ones((2, 3, 1, 4), candle_core::DType::F32, &dev).unwrap();
+        cache.append(0, &k, &k, 2).unwrap();
+        let again = cache.get(0).unwrap().0.i((.., .., 0..5, ..)).unwrap();
+        assert_eq!(
+            early.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            again.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        assert_eq!(cache.bytes(), 2 * 2 * 3 * (total + 1) * 4 * 4);
     }
 }
