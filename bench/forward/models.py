@@ -14,5 +14,7 @@ QWEN25_05B = dict(  # Qwen/Qwen2.5-0.5B
 MODELS = {"gpt2-small": GPT2_SMALL, "qwen2.5-0.5b": QWEN25_05B}
 
 
-def token_ids(n, vocab):
-    return [(i * 7919 + 13) % vocab for i in range(n)]
+def token_ids(n, vocab, row=0):
+    """Prompt token ids of batch row `row` (row 0 is the single-sequence prompt); the same
+    formula as crates/glassbox-models/examples/forward_bench.rs."""
+    return [(i * 7919 + 13 + 31 * row) % vocab for i in range(n)]

@@ -13,6 +13,7 @@
 
 use rayon::prelude::*;
 
+use crate::reduce::LANES;
 use crate::simd::{isa_entry, Simd};
 use crate::Isa;
 
@@ -93,9 +94,36 @@ impl<'a, T: Element> MatRef<'a, T> {
     }
 }
 
+/// How a product with at most [`gemv::MAX_ROWS`](crate::gemv) rows of f32 is reduced, when
+/// it is not by the general rule.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum FewRows {
+    /// B = Wᵀ with W's rows contiguous: each output is the 16-lane dot product of two rows.
+    Dot,
+    /// B with contiguous rows: each output is the GEMM chain, computed without packing.
+    Chain,
+}
+
+/// The few-rows kernel a product uses, if any. Depends on the shape and layout only, never on
+/// the instruction set or thread count.
+fn few_rows_order<TA: Element, TB: Element>(m: usize, b: &MatRef<TB>) -> Option<FewRows> {
+    if !(TA::IS_F32 && TB::IS_F32) || m > crate::gemv::MAX_ROWS || b.rows == 0 {
+        None
+    } else if b.row_stride == 1 {
+        Some(FewRows::Dot)
+    } else if b.col_stride == 1 {
+        Some(FewRows::Chain)
+    } else {
+        None
+    }
+}
+
 /// `C = A·B` (or `C += A·B` when `accumulate`), C contiguous row-major `m × n`, by the most
-/// direct definition: each element an in-order `f32::mul_add` chain. The oracle every path
-/// is tested against; single-threaded and slow.
+/// direct definition: each element an in-order `f32::mul_add` chain — except products of at
+/// most 4 rows of f32 with B = Wᵀ (W's rows contiguous), where each element is the dot
+/// product in [`reduce`](crate::reduce)'s order: 16 interleaved partial sums, the last chunk
+/// zero-padded, combined by the fixed tree, added to C at the end when accumulating.
+/// The oracle every path is tested against; single-threaded and slow.
 pub fn gemm_reference<TA: Element, TB: Element>(
     a: MatRef<TA>,
     b: MatRef<TB>,
@@ -105,6 +133,29 @@ pub fn gemm_reference<TA: Element, TB: Element>(
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k);
     assert_eq!(c.len(), m * n);
+    if let Some(FewRows::Dot) = few_rows_order::<TA, TB>(m, &b) {
+        for i in 0..m {
+            for j in 0..n {
+                let mut lanes = [0f32; LANES];
+                for p in 0..k.div_ceil(LANES) * LANES {
+                    let (x, y) = match p < k {
+                        true => (a.at(0, i, p).to_f32(), b.at(0, p, j).to_f32()),
+                        false => (0.0, 0.0),
+                    };
+                    lanes[p % LANES] = x.mul_add(y, lanes[p % LANES]);
+                }
+                let mut width = LANES / 2;
+                while width > 0 {
+                    for l in 0..width {
+                        lanes[l] += lanes[l + width];
+                    }
+                    width /= 2;
+                }
+                c[i * n + j] = if accumulate { c[i * n + j] + lanes[0] } else { lanes[0] };
+            }
+        }
+        return;
+    }
     for i in 0..m {
         for j in 0..n {
             let mut acc = if accumulate { c[i * n + j] } else { 0.0 };
@@ -224,56 +275,36 @@ impl<TA: Element, TB: Element> Job<'_, TA, TB> {
             }
             return;
         }
-        // A few rows against a linear layer's weight (decoding): stream W, no packing.
-        if m <= 4
-            && k >= 8
-            && TA::IS_F32
-            && TB::IS_F32
-            && self.b.row_stride == 1
-            && isa != Isa::Portable
-        {
-            // Safety of the casts: both are f32 (IS_F32).
+        // A few rows (decoding): stream the weight, no packing.
+        if let Some(order) = few_rows_order::<TA, TB>(m, &self.b) {
+            // Safety of the casts: both are f32 (`few_rows_order` checks).
             let x = unsafe { &*(&self.a.data[self.a_off..] as *const [TA] as *const [f32]) };
             let w = unsafe { &*(&self.b.data[self.b_off..] as *const [TB] as *const [f32]) };
             let (a, b) = (&self.a, &self.b);
-            if crate::gemv::x_wt(
+            let kernel = match order {
+                FewRows::Dot => crate::gemv::x_wt,
+                FewRows::Chain => crate::gemv::x_w,
+            };
+            let b_stride = match order {
+                FewRows::Dot => b.col_stride,
+                FewRows::Chain => b.row_stride,
+            };
+            kernel(
+                isa,
                 x,
                 a.row_stride,
                 a.col_stride,
                 m,
                 w,
-                b.col_stride,
+                b_stride,
                 n,
                 k,
                 self.c.0,
                 n,
                 self.accumulate,
                 self.parallel,
-            ) {
-                return;
-            }
-        }
-        if m <= 4 && TA::IS_F32 && TB::IS_F32 && self.b.col_stride == 1 && isa != Isa::Portable {
-            // Safety of the casts: both are f32 (IS_F32).
-            let x = unsafe { &*(&self.a.data[self.a_off..] as *const [TA] as *const [f32]) };
-            let b = unsafe { &*(&self.b.data[self.b_off..] as *const [TB] as *const [f32]) };
-            let a = &self.a;
-            if crate::gemv::x_w(
-                x,
-                a.row_stride,
-                a.col_stride,
-                m,
-                b,
-                self.b.row_stride,
-                n,
-                k,
-                self.c.0,
-                n,
-                self.accumulate,
-                self.parallel,
-            ) {
-                return;
-            }
+            );
+            return;
         }
         // Packing cost of each formulation: the packed operand's size, tripled when it must
         // be transposed element by element (f16/bf16, or the portable path; f32 on SIMD
@@ -290,11 +321,6 @@ impl<TA: Element, TB: Element> Job<'_, TA, TB> {
         };
         let cost_n = pack_cost(k * n, self.b.col_stride == 1);
         let cost_t = pack_cost(k * m, self.a.row_stride == 1) + m * n * k.div_ceil(KC) * 4;
-        let cost_t = match std::env::var("GB_FORM").as_deref() {
-            Ok("n") => usize::MAX,
-            Ok("t") => 0,
-            _ => cost_t,
-        };
         if cost_t < cost_n {
             run_plan(
                 isa,

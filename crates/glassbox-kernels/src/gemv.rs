@@ -1,21 +1,81 @@
-//! Few-row products with a linear layer's weight, `C = X·Wᵀ` for X [m ≤ 4, k] and W [n, k]
-//! stored row-major (k contiguous): the decoding step. Streams W once at memory bandwidth,
-//! without packing: blocks of 8 rows × 8 k of W are transposed in registers, then each of
-//! the 8 outputs gets its FMA chain over k in increasing order — the same chain [`gemm`]'s
-//! micro-kernel computes, so a token decoded with a KV cache has the bits it has in a full
-//! forward pass.
+//! Products with a few rows (m ≤ 4): the decoding step, one token against every weight.
+//! Nothing is packed; the weight is streamed once, at memory bandwidth.
 //!
-//! [`gemm`]: crate::gemm
+//! - [`x_wt`]: `C = X·Wᵀ` with W stored [n, k], k contiguous (a linear layer's weight, the
+//!   attention scores `q·Kᵀ`). Each output is a dot product of two contiguous rows, computed in
+//!   the crate's dot-product order ([`reduce::LANES`] interleaved partial sums combined by a
+//!   fixed tree), so vector lanes run along k and every W row is read sequentially.
+//! - [`x_w`]: `C = X·B` with B stored [k, n], n contiguous (GPT-2's `Conv1D`, `attn·V`). Lanes
+//!   run over output columns and each output keeps the GEMM order (one FMA chain over k), so
+//!   the result is the one [`gemm`](crate::gemm) computes for any m.
+//!
+//! Both are generic over [`Simd`] and run on every path, the portable one included, so the
+//! bits do not depend on the instruction set; threads split output columns only.
+//!
+//! [`reduce::LANES`]: crate::reduce::LANES
 
 use rayon::prelude::*;
 
-/// Rows of W per task when threaded.
-const ROWS_PER_TASK: usize = 256;
+use crate::reduce::LANES;
+use crate::simd::{isa_entry, Simd};
+use crate::Isa;
 
-/// `c[i·ldc + j] (+)= Σ_k x[i·x_rs + k·x_cs] · w[j·w_rs + k]` for i < m ≤ 4, j < n.
-/// Returns false (doing nothing) when this CPU lacks AVX2 + FMA.
+/// The largest row count these kernels take.
+pub(crate) const MAX_ROWS: usize = 4;
+
+/// Output columns per threaded task.
+const COLUMNS_PER_TASK: usize = 256;
+
+/// How many rows of B ahead [`chain_tile`] prefetches.
+const PREFETCH_ROWS: usize = 4;
+
+/// A hint to fetch the cache line holding `p` (any address; never faults, no effect on results).
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // Safety: prefetching is a hint and never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// Splits columns 0..n into tasks (in parallel when asked and worth it) and runs `f(j0, j1)`.
+fn for_column_ranges(n: usize, parallel: bool, f: impl Fn(usize, usize) + Send + Sync) {
+    let tasks = n.div_ceil(COLUMNS_PER_TASK);
+    if parallel && tasks > 1 {
+        (0..tasks)
+            .into_par_iter()
+            .for_each(|t| f(t * COLUMNS_PER_TASK, ((t + 1) * COLUMNS_PER_TASK).min(n)));
+    } else {
+        f(0, n);
+    }
+}
+
+/// X rows copied contiguous and zero-padded to a multiple of [`LANES`]: `m × kp`.
+fn padded_rows(x: &[f32], x_rs: usize, x_cs: usize, m: usize, k: usize) -> (Vec<f32>, usize) {
+    let kp = k.div_ceil(LANES) * LANES;
+    let mut rows = vec![0f32; m * kp];
+    for i in 0..m {
+        for p in 0..k {
+            rows[i * kp + p] = x[i * x_rs + p * x_cs];
+        }
+    }
+    (rows, kp)
+}
+
+/// `c[i·ldc + j] (+)= dot(x row i, w row j)` for i < m ≤ 4, j < n; X element (i, p) at
+/// `x[i·x_rs + p·x_cs]`, W element (j, p) at `w[j·w_rs + p]`. When accumulating, the dot
+/// product is added to the existing output once, at the end.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn x_wt(
+    isa: Isa,
     x: &[f32],
     x_rs: usize,
     x_cs: usize,
@@ -28,41 +88,116 @@ pub(crate) fn x_wt(
     ldc: usize,
     accumulate: bool,
     parallel: bool,
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if !(crate::Isa::Avx2.available() && (1..=4).contains(&m)) {
-            return false;
+) {
+    debug_assert!((1..=MAX_ROWS).contains(&m));
+    let (xs, kp) = padded_rows(x, x_rs, x_cs, m, k);
+    let c = Out(c);
+    for_column_ranges(n, parallel, |j0, j1| {
+        let c = c;
+        // Safety: column ranges are disjoint; the caller checked the bounds of W and C.
+        dot_columns(isa, &xs, kp, m, w, w_rs, j0, j1, k, c.0, ldc, accumulate)
+    });
+}
+
+isa_entry!(
+    #[allow(clippy::too_many_arguments)]
+    fn dot_columns(xs: &[f32], kp: usize, m: usize, w: &[f32], w_rs: usize, j0: usize, j1: usize, k: usize, c: *mut f32, ldc: usize, accumulate: bool) => dot_columns_k
+);
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn dot_columns_k<S: Simd>(
+    xs: &[f32],
+    kp: usize,
+    m: usize,
+    w: &[f32],
+    w_rs: usize,
+    j0: usize,
+    j1: usize,
+    k: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // One W row at a time: a single sequential stream is what the hardware prefetcher follows
+    // best once W is in memory (several row streams at once measured 1.8× slower at the
+    // 50257-row unembedding); the out-of-order core overlaps consecutive rows' chains.
+    for j in j0..j1 {
+        match m {
+            1 => dot_block::<S, 1, 1>(xs, kp, w, w_rs, j, k, c, ldc, accumulate),
+            2 => dot_block::<S, 2, 1>(xs, kp, w, w_rs, j, k, c, ldc, accumulate),
+            3 => dot_block::<S, 3, 1>(xs, kp, w, w_rs, j, k, c, ldc, accumulate),
+            _ => dot_block::<S, 4, 1>(xs, kp, w, w_rs, j, k, c, ldc, accumulate),
         }
-        let c = Out(c);
-        let run = |j0: usize, j1: usize| unsafe {
-            let c = c;
-            avx2::rows(x, x_rs, x_cs, m, w, w_rs, j0, j1, k, c.0, ldc, accumulate)
-        };
-        if parallel && n > ROWS_PER_TASK {
-            (0..n.div_ceil(ROWS_PER_TASK))
-                .into_par_iter()
-                .for_each(|t| run(t * ROWS_PER_TASK, ((t + 1) * ROWS_PER_TASK).min(n)));
-        } else {
-            run(0, n);
-        }
-        true
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (
-            x, x_rs, x_cs, m, w, w_rs, n, k, c, ldc, accumulate, parallel,
-        );
-        false
     }
 }
 
-/// `c[i·ldc + j] (+)= Σ_k x[i·x_rs + k·x_cs] · b[k·b_rs + j]` for i < m ≤ 4, j < n: B stored
-/// row-major [k, n] (GPT-2's `Conv1D`). Streams B row by row; the outputs of a column tile
-/// stay in L1 and each gets its FMA chain over k in increasing order.
-/// Returns false (doing nothing) when this CPU lacks AVX2 + FMA.
+/// Outputs (i, j..j + R) for i < M: the 16-lane dot products of X rows and W rows.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn dot_block<S: Simd, const M: usize, const R: usize>(
+    xs: &[f32],
+    kp: usize,
+    w: &[f32],
+    w_rs: usize,
+    j: usize,
+    k: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let width = S::LANES;
+    let nv = LANES / width;
+    let xp = xs.as_ptr();
+    let wp = w.as_ptr().add(j * w_rs);
+    let mut acc = [[[S::splat(0.0); LANES]; R]; M];
+    let full = k / LANES * LANES;
+    let mut p = 0;
+    while p < full {
+        for r in 0..R {
+            for v in 0..nv {
+                let wv = S::load(wp.add(r * w_rs + p + v * width));
+                for (i, acc_i) in acc.iter_mut().enumerate() {
+                    let xv = S::load(xp.add(i * kp + p + v * width));
+                    acc_i[r][v] = S::fma(xv, wv, acc_i[r][v]);
+                }
+            }
+        }
+        p += LANES;
+    }
+    if full < k {
+        // The last partial chunk, both operands zero-padded (X already is).
+        for r in 0..R {
+            let mut tail = [0f32; LANES];
+            let row = &w[(j + r) * w_rs + full..(j + r) * w_rs + k];
+            tail[..k - full].copy_from_slice(row);
+            for v in 0..nv {
+                let wv = S::load(tail.as_ptr().add(v * width));
+                for (i, acc_i) in acc.iter_mut().enumerate() {
+                    let xv = S::load(xp.add(i * kp + full + v * width));
+                    acc_i[r][v] = S::fma(xv, wv, acc_i[r][v]);
+                }
+            }
+        }
+    }
+    for (i, acc_i) in acc.iter().enumerate() {
+        for (r, acc_ir) in acc_i.iter().enumerate() {
+            let mut lanes = [0f32; LANES];
+            for (v, a) in acc_ir.iter().enumerate().take(nv) {
+                S::store(lanes.as_mut_ptr().add(v * width), *a);
+            }
+            let dot = crate::reduce::tree(lanes);
+            let out = c.add(i * ldc + j + r);
+            *out = if accumulate { *out + dot } else { dot };
+        }
+    }
+}
+
+/// `c[i·ldc + j] (+)= Σ_p x[i·x_rs + p·x_cs] · b[p·b_rs + j]` for i < m ≤ 4, j < n, each
+/// output one FMA chain over p in increasing order, starting from 0 or from the existing output.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn x_w(
+    isa: Isa,
     x: &[f32],
     x_rs: usize,
     x_cs: usize,
@@ -75,199 +210,105 @@ pub(crate) fn x_w(
     ldc: usize,
     accumulate: bool,
     parallel: bool,
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if !(crate::Isa::Avx2.available() && (1..=4).contains(&m)) {
-            return false;
-        }
-        let c = Out(c);
-        let run = |j0: usize, j1: usize| unsafe {
-            let c = c;
-            avx2::columns(x, x_rs, x_cs, m, b, b_rs, j0, j1, k, c.0, ldc, accumulate)
-        };
-        let tiles = n.div_ceil(COLUMN_TILE);
-        if parallel && tiles > 1 {
-            (0..tiles)
-                .into_par_iter()
-                .for_each(|t| run(t * COLUMN_TILE, ((t + 1) * COLUMN_TILE).min(n)));
-        } else {
-            (0..tiles).for_each(|t| run(t * COLUMN_TILE, ((t + 1) * COLUMN_TILE).min(n)));
-        }
-        true
+) {
+    debug_assert!((1..=MAX_ROWS).contains(&m));
+    let (xs, kp) = padded_rows(x, x_rs, x_cs, m, k);
+    let c = Out(c);
+    for_column_ranges(n, parallel, |j0, j1| {
+        let c = c;
+        // Safety: column ranges are disjoint; the caller checked the bounds of B and C.
+        chain_columns(isa, &xs, kp, m, b, b_rs, j0, j1, k, c.0, ldc, accumulate)
+    });
+}
+
+isa_entry!(
+    #[allow(clippy::too_many_arguments)]
+    fn chain_columns(xs: &[f32], kp: usize, m: usize, b: &[f32], b_rs: usize, j0: usize, j1: usize, k: usize, c: *mut f32, ldc: usize, accumulate: bool) => chain_columns_k
+);
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn chain_columns_k<S: Simd>(
+    xs: &[f32],
+    kp: usize,
+    m: usize,
+    b: &[f32],
+    b_rs: usize,
+    j0: usize,
+    j1: usize,
+    k: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // V vectors of columns × M rows of accumulators, kept in registers over all of k.
+    macro_rules! run {
+        ($m:literal, $v:literal) => {{
+            let mut j = j0;
+            while j + $v * S::LANES <= j1 {
+                chain_tile::<S, $m, $v>(xs, kp, b, b_rs, j, k, c, ldc, accumulate);
+                j += $v * S::LANES;
+            }
+            while j + S::LANES <= j1 {
+                chain_tile::<S, $m, 1>(xs, kp, b, b_rs, j, k, c, ldc, accumulate);
+                j += S::LANES;
+            }
+            while j < j1 {
+                chain_tile::<crate::simd::Portable, $m, 1>(xs, kp, b, b_rs, j, k, c, ldc, accumulate);
+                j += 1;
+            }
+        }};
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (
-            x, x_rs, x_cs, m, b, b_rs, n, k, c, ldc, accumulate, parallel,
-        );
-        false
+    match m {
+        1 => run!(1, 8),
+        2 => run!(2, 4),
+        3 => run!(3, 2),
+        _ => run!(4, 2),
     }
 }
 
-/// Output columns per tile of [`x_w`]: 4 rows × 1024 f32 = 16 KiB of outputs in L1.
-const COLUMN_TILE: usize = 1024;
-
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    /// Output rows j0..j1 of W for every x row.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows(
-        x: &[f32],
-        x_rs: usize,
-        x_cs: usize,
-        m: usize,
-        w: &[f32],
-        w_rs: usize,
-        j0: usize,
-        j1: usize,
-        k: usize,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
-        let xp = x.as_ptr();
-        let wp = w.as_ptr();
-        let k8 = k / 8 * 8;
-        let mut j = j0;
-        while j + 8 <= j1 {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            if accumulate {
-                for (i, a) in acc.iter_mut().enumerate().take(m) {
-                    let mut t = [0f32; 8];
-                    for (l, v) in t.iter_mut().enumerate() {
-                        *v = *c.add(i * ldc + j + l);
-                    }
-                    *a = _mm256_loadu_ps(t.as_ptr());
-                }
-            }
-            let base = wp.add(j * w_rs);
-            let mut kb = 0;
-            while kb < k8 {
-                let cols = transpose8(base.add(kb), w_rs);
-                for (kk, col) in cols.iter().enumerate() {
-                    for (i, a) in acc.iter_mut().enumerate().take(m) {
-                        let xv = _mm256_set1_ps(*xp.add(i * x_rs + (kb + kk) * x_cs));
-                        *a = _mm256_fmadd_ps(xv, *col, *a);
-                    }
-                }
-                kb += 8;
-            }
-            for (i, a) in acc.iter().enumerate().take(m) {
-                let mut t = [0f32; 8];
-                _mm256_storeu_ps(t.as_mut_ptr(), *a);
-                // The last k mod 8 terms continue each chain in order.
-                for (l, v) in t.iter_mut().enumerate() {
-                    let row = base.add(l * w_rs);
-                    for kk in k8..k {
-                        *v = (*xp.add(i * x_rs + kk * x_cs)).mul_add(*row.add(kk), *v);
-                    }
-                    *c.add(i * ldc + j + l) = *v;
-                }
-            }
-            j += 8;
-        }
-        // Leftover rows: the same chains, one element at a time.
-        for jj in j..j1 {
-            let row = wp.add(jj * w_rs);
-            for i in 0..m {
-                let mut v = if accumulate {
-                    *c.add(i * ldc + jj)
-                } else {
-                    0.0
-                };
-                for kk in 0..k {
-                    v = (*xp.add(i * x_rs + kk * x_cs)).mul_add(*row.add(kk), v);
-                }
-                *c.add(i * ldc + jj) = v;
+/// Outputs (i, j..j + V·lanes) for i < M, each an FMA chain over k.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn chain_tile<S: Simd, const M: usize, const V: usize>(
+    xs: &[f32],
+    kp: usize,
+    b: &[f32],
+    b_rs: usize,
+    j: usize,
+    k: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let width = S::LANES;
+    let xp = xs.as_ptr();
+    let bp = b.as_ptr().add(j);
+    let mut acc = [[S::splat(0.0); V]; M];
+    if accumulate {
+        for (i, acc_i) in acc.iter_mut().enumerate() {
+            for (v, a) in acc_i.iter_mut().enumerate() {
+                *a = S::load(c.add(i * ldc + j + v * width));
             }
         }
     }
-
-    /// Output columns j0..j1 of a row-major B for every x row.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn columns(
-        x: &[f32],
-        x_rs: usize,
-        x_cs: usize,
-        m: usize,
-        b: &[f32],
-        b_rs: usize,
-        j0: usize,
-        j1: usize,
-        k: usize,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
-        let (xp, bp) = (x.as_ptr(), b.as_ptr());
-        let w = j1 - j0;
-        let w8 = w / 8 * 8;
-        if !accumulate {
-            for i in 0..m {
-                std::ptr::write_bytes(c.add(i * ldc + j0), 0, w);
-            }
+    for p in 0..k {
+        let row = bp.add(p * b_rs);
+        // Rows a few steps ahead: each step jumps a whole row of B.
+        for v in (0..V * width).step_by(16) {
+            prefetch(row.wrapping_add(PREFETCH_ROWS * b_rs + v));
         }
-        for kk in 0..k {
-            let row = bp.add(kk * b_rs + j0);
-            for i in 0..m {
-                let xs = *xp.add(i * x_rs + kk * x_cs);
-                let xv = _mm256_set1_ps(xs);
-                let out = c.add(i * ldc + j0);
-                let mut j = 0;
-                while j < w8 {
-                    let acc = _mm256_loadu_ps(out.add(j));
-                    _mm256_storeu_ps(
-                        out.add(j),
-                        _mm256_fmadd_ps(xv, _mm256_loadu_ps(row.add(j)), acc),
-                    );
-                    j += 8;
-                }
-                for j in w8..w {
-                    *out.add(j) = xs.mul_add(*row.add(j), *out.add(j));
-                }
+        let xv: [S::V; M] = std::array::from_fn(|i| S::splat(*xp.add(i * kp + p)));
+        for v in 0..V {
+            let bv = S::load(row.add(v * width));
+            for i in 0..M {
+                acc[i][v] = S::fma(xv[i], bv, acc[i][v]);
             }
         }
     }
-
-    /// Loads 8 rows × 8 floats (rows `stride` apart) and returns the 8 columns.
-    #[inline(always)]
-    unsafe fn transpose8(p: *const f32, stride: usize) -> [__m256; 8] {
-        let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(p.add(i * stride)));
-        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-        [
-            _mm256_permute2f128_ps::<0x20>(u0, u4),
-            _mm256_permute2f128_ps::<0x20>(u1, u5),
-            _mm256_permute2f128_ps::<0x20>(u2, u6),
-            _mm256_permute2f128_ps::<0x20>(u3, u7),
-            _mm256_permute2f128_ps::<0x31>(u0, u4),
-            _mm256_permute2f128_ps::<0x31>(u1, u5),
-            _mm256_permute2f128_ps::<0x31>(u2, u6),
-            _mm256_permute2f128_ps::<0x31>(u3, u7),
-        ]
+    for (i, acc_i) in acc.iter().enumerate() {
+        for (v, a) in acc_i.iter().enumerate() {
+            S::store(c.add(i * ldc + j + v * width), *a);
+        }
     }
 }

@@ -12,7 +12,7 @@ pub const LANES: usize = 16;
 
 /// Combines the 16 partial sums in the fixed tree order.
 #[inline(always)]
-fn tree(mut lanes: [f32; LANES]) -> f32 {
+pub(crate) fn tree(mut lanes: [f32; LANES]) -> f32 {
     let mut width = LANES / 2;
     while width > 0 {
         for i in 0..width {

@@ -68,10 +68,15 @@ fn this_machine_checks_a_simd_path() {
 
 #[test]
 fn gemm_matches_the_reference_on_every_path_shape_and_layout() {
-    // Shapes around every blocking edge: micro-tile rows and columns, KC = 256, tails.
+    // Shapes around every blocking edge: micro-tile rows and columns, KC = 256, tails; the
+    // few-row kernels (m ≤ 4) with k around the 16 lanes and n over several threaded tasks.
     let shapes = [
         (1, 1, 1),
         (1, 300, 70),
+        (2, 700, 600),
+        (3, 47, 300),
+        (4, 16, 16),
+        (4, 15, 1030),
         (7, 33, 17),
         (9, 257, 41),
         (64, 64, 64),

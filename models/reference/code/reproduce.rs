@@ -298,7 +298,9 @@ pub fn reproduce(
             ));
             Verdict::Comparable
         } else {
-            lines.push(format!("verdict: NOT REPRODUCED at step {steps} — see the figures above"));
+            lines.push(format!(
+                "verdict: NOT REPRODUCED at step {steps} — see the figures above"
+            ));
             Verdict::NotReproduced
         };
         return Ok(Report { verdict, lines });
@@ -397,7 +399,12 @@ fn compare_weights(
 fn max_abs(weights: &HashMap<String, Tensor>) -> Result<f32, TrainError> {
     let mut m = 0f32;
     for t in weights.values() {
-        let v = t.abs()?.flatten_all()?.max(0)?.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
+        let v = t
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_scalar::<f32>()?;
         m = m.max(v);
     }
     Ok(m)

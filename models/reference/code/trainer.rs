@@ -243,7 +243,8 @@ pub fn train(
 pub fn next_token_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor, TrainError> {
     let (b, t, v) = logits.dims3()?;
     let flat = logits.reshape((b * t, v))?;
-    let per_token = glassbox_models::kernel_ops::cross_entropy_rows(&flat, &targets.reshape(b * t)?)?;
+    let per_token =
+        glassbox_models::kernel_ops::cross_entropy_rows(&flat, &targets.reshape(b * t)?)?;
     Ok(per_token.mean(0)?)
 }
 

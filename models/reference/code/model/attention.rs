@@ -163,21 +163,20 @@ impl SelfAttention for Attention {
             q = hooks.point(|| format!("blocks.{i}.attn.hook_rot_q"), q)?;
             k = hooks.point(|| format!("blocks.{i}.attn.hook_rot_k"), k)?;
         }
-        // [b, heads, pos, d_head] for the batched matmuls.
-        let q = q.transpose(1, 2)?.contiguous()?;
-        let mut k = k.transpose(1, 2)?.contiguous()?;
-        let mut v = v.transpose(1, 2)?.contiguous()?;
+        // [b, heads, pos, d_head] views for the batched matmuls (the kernels read strides;
+        // the cache copies only the new positions into its buffers).
+        let q = q.transpose(1, 2)?;
+        let mut k = k.transpose(1, 2)?;
+        let mut v = v.transpose(1, 2)?;
         if let Some(cache) = kv {
             (k, v) = cache.append(i, &k, &v, 2)?;
         }
-        let n_rep = c.n_heads / c.n_kv_heads;
-        let k = ops::repeat_kv(&k, n_rep)?.contiguous()?;
-        let v = ops::repeat_kv(&v, n_rep)?.contiguous()?;
 
         // Scores and softmax in f32 for half-precision models, as the references upcast.
         let dtype = q.dtype();
         let acc = ops::accumulation_dtype(dtype);
-        let mut scores = (ops::matmul(&q.to_dtype(acc)?, &k.to_dtype(acc)?.t()?)? * c.scale)?;
+        let mut scores =
+            (ops::grouped_matmul(&q.to_dtype(acc)?, &k.to_dtype(acc)?.t()?)? * c.scale)?;
         if let Some(cap) = c.softcap {
             scores = ops::soft_cap(&scores, cap)?;
         }
@@ -187,7 +186,7 @@ impl SelfAttention for Attention {
         let scores = hooks.point(|| format!("blocks.{i}.attn.hook_attn_scores"), scores)?;
         let pattern = ops::softmax_last_dim(&scores)?;
         let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
-        let z = ops::matmul(&pattern, &v.to_dtype(acc)?)?
+        let z = ops::grouped_matmul(&pattern, &v.to_dtype(acc)?)?
             .to_dtype(dtype)?
             .transpose(1, 2)?;
         let z = hooks.point(|| format!("blocks.{i}.attn.hook_z"), z)?;

@@ -85,10 +85,19 @@ impl Module for Linear {
         let rows = x.elem_count() / in_dim.max(1);
         // f32 activations on the CPU multiply any stored weight dtype directly (the kernels
         // widen f16/bf16 while packing); elsewhere both sides go to the compute dtype.
-        let kernel = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16);
-        let work = if kernel { DType::F32 } else { compute_dtype(&self.weight) };
+        let kernel =
+            x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16);
+        let work = if kernel {
+            DType::F32
+        } else {
+            compute_dtype(&self.weight)
+        };
         let x2 = x.reshape((rows, in_dim))?.to_dtype(work)?;
-        let w = if kernel { self.weight.clone() } else { self.weight.to_dtype(work)? };
+        let w = if kernel {
+            self.weight.clone()
+        } else {
+            self.weight.to_dtype(work)?
+        };
         let w = if self.in_out { w } else { w.t()? };
         let mut y = ops::matmul(&x2, &w)?;
         if let Some(b) = &self.bias {

@@ -130,6 +130,28 @@ pub fn rope_tables(
     ))
 }
 
+/// `x · y` per head, for x [batch, heads, r, k] and y [batch, kv_heads, k, c] under
+/// grouped-query attention (query head h reads kv head h / (heads / kv_heads)). On the kernel
+/// path y is broadcast as a view, never copied per query head.
+pub fn grouped_matmul(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let (b, h, r, k) = x.dims4()?;
+    let (_, kv, _, c) = y.dims4()?;
+    if kv == h {
+        return matmul(x, y);
+    }
+    if kv == 0 || h % kv != 0 {
+        candle_core::bail!("{h} query heads cannot share {kv} key/value heads");
+    }
+    let n_rep = h / kv;
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        let x5 = x.reshape((b, kv, n_rep, r, k))?;
+        let y5 = y.unsqueeze(2)?.broadcast_as((b, kv, n_rep, k, c))?;
+        matmul(&x5, &y5)?.reshape((b, h, r, c))
+    } else {
+        matmul(x, &repeat_kv(y, n_rep)?.contiguous()?)
+    }
+}
+
 /// Repeats each key/value head `n_rep` times along dim 1 of [batch, kv_heads, pos, d]
 /// (grouped-query attention: query head h reads kv head h / n_rep).
 pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
