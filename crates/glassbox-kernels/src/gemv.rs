@@ -23,36 +23,31 @@ use crate::Isa;
 /// The largest row count these kernels take.
 pub(crate) const MAX_ROWS: usize = 4;
 
-/// Output columns per threaded task.
+/// Output columns per threaded task of [`x_wt`].
 const COLUMNS_PER_TASK: usize = 256;
 
-/// How many rows of B ahead [`chain_tile`] prefetches.
-const PREFETCH_ROWS: usize = 4;
+/// Rows of B that [`chain_block`] reads across its whole column range before moving on.
+const CHAIN_ROWS: usize = 8;
 
-/// A hint to fetch the cache line holding `p` (any address; never faults, no effect on results).
-#[inline(always)]
-fn prefetch(p: *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    // Safety: prefetching is a hint and never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-/// Splits columns 0..n into tasks (in parallel when asked and worth it) and runs `f(j0, j1)`.
-fn for_column_ranges(n: usize, parallel: bool, f: impl Fn(usize, usize) + Send + Sync) {
-    let tasks = n.div_ceil(COLUMNS_PER_TASK);
+/// Splits columns 0..n into tasks of `per_task` columns (in parallel when asked and worth it)
+/// and runs `f(j0, j1)`.
+fn for_column_ranges(
+    n: usize,
+    per_task: usize,
+    parallel: bool,
+    f: impl Fn(usize, usize) + Send + Sync,
+) {
+    let tasks = n.div_ceil(per_task);
     if parallel && tasks > 1 {
         (0..tasks)
             .into_par_iter()
-            .for_each(|t| f(t * COLUMNS_PER_TASK, ((t + 1) * COLUMNS_PER_TASK).min(n)));
+            .for_each(|t| f(t * per_task, ((t + 1) * per_task).min(n)));
     } else {
         f(0, n);
     }
@@ -92,7 +87,7 @@ pub(crate) fn x_wt(
     debug_assert!((1..=MAX_ROWS).contains(&m));
     let (xs, kp) = padded_rows(x, x_rs, x_cs, m, k);
     let c = Out(c);
-    for_column_ranges(n, parallel, |j0, j1| {
+    for_column_ranges(n, COLUMNS_PER_TASK, parallel, |j0, j1| {
         let c = c;
         // Safety: column ranges are disjoint; the caller checked the bounds of W and C.
         dot_columns(isa, &xs, kp, m, w, w_rs, j0, j1, k, c.0, ldc, accumulate)
@@ -214,7 +209,9 @@ pub(crate) fn x_w(
     debug_assert!((1..=MAX_ROWS).contains(&m));
     let (xs, kp) = padded_rows(x, x_rs, x_cs, m, k);
     let c = Out(c);
-    for_column_ranges(n, parallel, |j0, j1| {
+    // Wide tasks keep B's row segments long; two per thread balance the load.
+    let per_task = n.div_ceil(crate::threads()).next_multiple_of(64);
+    for_column_ranges(n, per_task, parallel, |j0, j1| {
         let c = c;
         // Safety: column ranges are disjoint; the caller checked the bounds of B and C.
         chain_columns(isa, &xs, kp, m, b, b_rs, j0, j1, k, c.0, ldc, accumulate)
@@ -241,74 +238,97 @@ unsafe fn chain_columns_k<S: Simd>(
     ldc: usize,
     accumulate: bool,
 ) {
-    // V vectors of columns × M rows of accumulators, kept in registers over all of k.
-    macro_rules! run {
-        ($m:literal, $v:literal) => {{
-            let mut j = j0;
-            while j + $v * S::LANES <= j1 {
-                chain_tile::<S, $m, $v>(xs, kp, b, b_rs, j, k, c, ldc, accumulate);
-                j += $v * S::LANES;
-            }
-            while j + S::LANES <= j1 {
-                chain_tile::<S, $m, 1>(xs, kp, b, b_rs, j, k, c, ldc, accumulate);
-                j += S::LANES;
-            }
-            while j < j1 {
-                chain_tile::<crate::simd::Portable, $m, 1>(xs, kp, b, b_rs, j, k, c, ldc, accumulate);
-                j += 1;
-            }
-        }};
-    }
+    let mut acc = vec![0f32; m * (j1 - j0)];
     match m {
-        1 => run!(1, 8),
-        2 => run!(2, 4),
-        3 => run!(3, 2),
-        _ => run!(4, 2),
+        1 => chain_block::<S, 1, 8>(xs, kp, b, b_rs, j0, j1, k, c, ldc, accumulate, &mut acc),
+        2 => chain_block::<S, 2, 4>(xs, kp, b, b_rs, j0, j1, k, c, ldc, accumulate, &mut acc),
+        3 => chain_block::<S, 3, 2>(xs, kp, b, b_rs, j0, j1, k, c, ldc, accumulate, &mut acc),
+        _ => chain_block::<S, 4, 2>(xs, kp, b, b_rs, j0, j1, k, c, ldc, accumulate, &mut acc),
     }
 }
 
-/// Outputs (i, j..j + V·lanes) for i < M, each an FMA chain over k.
+/// Outputs (i, j0..j1) for i < M, each an FMA chain over k. The partial sums live in `acc`
+/// (M × (j1 - j0)); B is read [`CHAIN_ROWS`] rows at a time across the whole column range, so
+/// the weight streams in long sequential runs whatever its row stride, and within those rows a
+/// register tile of V vectors × M rows carries the chains.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn chain_block<S: Simd, const M: usize, const V: usize>(
+    xs: &[f32],
+    kp: usize,
+    b: &[f32],
+    b_rs: usize,
+    j0: usize,
+    j1: usize,
+    k: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    acc: &mut [f32],
+) {
+    let width = j1 - j0;
+    let vectors = width / S::LANES * S::LANES;
+    let ap = acc.as_mut_ptr();
+    if accumulate {
+        for i in 0..M {
+            std::ptr::copy_nonoverlapping(c.add(i * ldc + j0), ap.add(i * width), width);
+        }
+    }
+    let bp = b.as_ptr().add(j0);
+    let mut p0 = 0;
+    while p0 < k {
+        let p1 = (p0 + CHAIN_ROWS).min(k);
+        let mut v = 0;
+        while v + V * S::LANES <= vectors {
+            chain_tile::<S, M, V>(xs, kp, bp.add(v), b_rs, p0, p1, ap.add(v), width);
+            v += V * S::LANES;
+        }
+        while v < vectors {
+            chain_tile::<S, M, 1>(xs, kp, bp.add(v), b_rs, p0, p1, ap.add(v), width);
+            v += S::LANES;
+        }
+        while v < width {
+            chain_tile::<crate::simd::Portable, M, 1>(xs, kp, bp.add(v), b_rs, p0, p1, ap.add(v), width);
+            v += 1;
+        }
+        p0 = p1;
+    }
+    for i in 0..M {
+        std::ptr::copy_nonoverlapping(ap.add(i * width), c.add(i * ldc + j0), width);
+    }
+}
+
+/// Continues the chains of V vectors of columns × M rows (partial sums at `acc`, row stride
+/// `acc_rs`) over rows p0..p1 of B (column 0 of the tile at `b`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn chain_tile<S: Simd, const M: usize, const V: usize>(
     xs: &[f32],
     kp: usize,
-    b: &[f32],
+    b: *const f32,
     b_rs: usize,
-    j: usize,
-    k: usize,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
+    p0: usize,
+    p1: usize,
+    acc: *mut f32,
+    acc_rs: usize,
 ) {
     let width = S::LANES;
     let xp = xs.as_ptr();
-    let bp = b.as_ptr().add(j);
-    let mut acc = [[S::splat(0.0); V]; M];
-    if accumulate {
-        for (i, acc_i) in acc.iter_mut().enumerate() {
-            for (v, a) in acc_i.iter_mut().enumerate() {
-                *a = S::load(c.add(i * ldc + j + v * width));
-            }
-        }
-    }
-    for p in 0..k {
-        let row = bp.add(p * b_rs);
-        // Rows a few steps ahead: each step jumps a whole row of B.
-        for v in (0..V * width).step_by(16) {
-            prefetch(row.wrapping_add(PREFETCH_ROWS * b_rs + v));
-        }
+    let mut regs: [[S::V; V]; M] =
+        std::array::from_fn(|i| std::array::from_fn(|v| S::load(acc.add(i * acc_rs + v * width))));
+    for p in p0..p1 {
+        let row = b.add(p * b_rs);
         let xv: [S::V; M] = std::array::from_fn(|i| S::splat(*xp.add(i * kp + p)));
         for v in 0..V {
             let bv = S::load(row.add(v * width));
             for i in 0..M {
-                acc[i][v] = S::fma(xv[i], bv, acc[i][v]);
+                regs[i][v] = S::fma(xv[i], bv, regs[i][v]);
             }
         }
     }
-    for (i, acc_i) in acc.iter().enumerate() {
-        for (v, a) in acc_i.iter().enumerate() {
-            S::store(c.add(i * ldc + j + v * width), *a);
+    for (i, regs_i) in regs.iter().enumerate() {
+        for (v, r) in regs_i.iter().enumerate() {
+            S::store(acc.add(i * acc_rs + v * width), *r);
         }
     }
 }
