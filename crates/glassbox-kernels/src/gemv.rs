@@ -209,7 +209,7 @@ pub(crate) fn x_w(
     debug_assert!((1..=MAX_ROWS).contains(&m));
     let (xs, kp) = padded_rows(x, x_rs, x_cs, m, k);
     let c = Out(c);
-    // Wide tasks keep B's row segments long; two per thread balance the load.
+    // One task per thread: the longest row segments of B, read in long sequential runs.
     let per_task = n.div_ceil(crate::threads()).next_multiple_of(64);
     for_column_ranges(n, per_task, parallel, |j0, j1| {
         let c = c;
