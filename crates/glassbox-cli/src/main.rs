@@ -59,6 +59,7 @@ enum Command {
 }
 
 fn main() {
+    glassbox_models::kernel_ops::claim_cpu_threads();
     let cli = Cli::parse();
     // A forced instruction-set path the CPU cannot run is the user's error, named up front
     // (the kernels would otherwise quietly use the detected path).

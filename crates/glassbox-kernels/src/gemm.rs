@@ -484,7 +484,7 @@ fn run_range<TA: Element, TB: Element>(
             if full < nc {
                 let (j0, ncols) = (jc + full, nc - full);
                 let panels = ncols.div_ceil(nr);
-                packed.clear();
+                // Every element is written by pack_b (padding included): no zeroing pass.
                 packed.resize(panels * nr * kc, 0.0);
                 pack_b(
                     &p.b,
@@ -519,41 +519,92 @@ fn pack_b<T: Element>(
     dst: &mut [f32],
     simd_transpose: bool,
 ) {
+    if b.col_stride == 1 {
+        // Rows of B' are contiguous: read each row once, front to back, and deal it out to
+        // the panels (reading panel by panel would jump a whole row stride per k, and with
+        // strides that are multiples of 4 KiB every read lands in the same cache set).
+        let panels = nc.div_ceil(nr);
+        for kk in 0..kc {
+            let src = off + (pc + kk) * b.row_stride + jc;
+            let row = &b.data[src..src + nc];
+            // Rows a few kilobytes long and far apart defeat the hardware prefetcher (it
+            // ramps up afresh for every row): ask for a later row while copying this one.
+            if kk + PREFETCH_ROWS < kc {
+                prefetch_row(&b.data[src + PREFETCH_ROWS * b.row_stride..][..nc]);
+            }
+            for q in 0..panels {
+                let cols = nr.min(nc - q * nr);
+                let d = &mut dst[q * kc * nr + kk * nr..][..nr];
+                widen(&row[q * nr..q * nr + cols], &mut d[..cols]);
+                d[cols..].fill(0.0);
+            }
+        }
+        return;
+    }
     let pack_panel = |q: usize, panel: &mut [f32]| {
         let j0 = jc + q * nr;
         let cols = nr.min(jc + nc - j0);
-        if b.col_stride == 1 {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if T::IS_F32 && b.row_stride == 1 && simd_transpose && cols >= 8 {
+            // Columns of B' are contiguous runs over k: transpose 8×8 blocks in registers.
+            let base = off + j0 * b.col_stride + pc;
+            // Safety: T is f32 (IS_F32); the view's bounds were checked against its span.
+            let src = b.data[base..].as_ptr() as *const f32;
+            done = unsafe {
+                x86_pack::transposed(src, b.col_stride, panel.as_mut_ptr(), nr, kc, cols)
+            };
+        }
+        for jj in 0..cols {
+            let base = off + (j0 + jj) * b.col_stride + pc * b.row_stride;
+            let first = if jj < done { kc / 8 * 8 } else { 0 };
+            for kk in first..kc {
+                panel[kk * nr + jj] = b.data[base + kk * b.row_stride].to_f32();
+            }
+        }
+        if cols < nr {
             for kk in 0..kc {
-                let src = off + (pc + kk) * b.row_stride + j0;
-                let row = &b.data[src..src + cols];
-                for (d, s) in panel[kk * nr..kk * nr + cols].iter_mut().zip(row) {
-                    *d = s.to_f32();
-                }
-            }
-        } else {
-            let mut done = 0;
-            #[cfg(target_arch = "x86_64")]
-            if T::IS_F32 && b.row_stride == 1 && simd_transpose && cols >= 8 {
-                // Columns of B' are contiguous runs over k: transpose 8×8 blocks in registers.
-                let base = off + j0 * b.col_stride + pc;
-                // Safety: T is f32 (IS_F32); the view's bounds were checked against its span.
-                let src = b.data[base..].as_ptr() as *const f32;
-                done = unsafe {
-                    x86_pack::transposed(src, b.col_stride, panel.as_mut_ptr(), nr, kc, cols)
-                };
-            }
-            for jj in 0..cols {
-                let base = off + (j0 + jj) * b.col_stride + pc * b.row_stride;
-                let first = if jj < done { kc / 8 * 8 } else { 0 };
-                for kk in first..kc {
-                    panel[kk * nr + jj] = b.data[base + kk * b.row_stride].to_f32();
-                }
+                panel[kk * nr + cols..(kk + 1) * nr].fill(0.0);
             }
         }
     };
     dst.chunks_mut(kc * nr)
         .enumerate()
         .for_each(|(q, panel)| pack_panel(q, panel));
+}
+
+/// How many rows ahead `pack_b` prefetches.
+const PREFETCH_ROWS: usize = 4;
+
+/// Hints the cache lines of `row` into L2 (no effect on results).
+#[inline]
+fn prefetch_row<T>(row: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        let bytes = std::mem::size_of_val(row);
+        let base = row.as_ptr() as *const i8;
+        for line in (0..bytes).step_by(64) {
+            // Safety: a prefetch never faults; the address is inside `row` anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(base.add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
+/// `dst[i] = src[i]` widened to f32 (a plain copy for f32).
+#[inline]
+fn widen<T: Element>(src: &[T], dst: &mut [f32]) {
+    if T::IS_F32 {
+        // Safety of the cast: T is f32 exactly when IS_F32.
+        let src = unsafe { &*(src as *const [T] as *const [f32]) };
+        dst.copy_from_slice(src);
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = s.to_f32();
+        }
+    }
 }
 
 /// One block of up to MR rows of A' against every packed panel of B'.

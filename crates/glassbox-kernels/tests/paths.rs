@@ -68,7 +68,7 @@ fn this_machine_checks_a_simd_path() {
 
 #[test]
 fn gemm_matches_the_reference_on_every_path_shape_and_layout() {
-    // Shapes around every blocking edge: micro-tile rows and columns, KC = 256, tails; the
+    // Shapes around every blocking edge: micro-tile rows and columns, KC = NC = 512, tails; the
     // few-row kernels (m ≤ 4) with k around the 16 lanes and n over several threaded tasks.
     let shapes = [
         (1, 1, 1),
@@ -82,6 +82,7 @@ fn gemm_matches_the_reference_on_every_path_shape_and_layout() {
         (64, 64, 64),
         (13, 520, 100),
         (130, 96, 33),
+        (40, 600, 530),
     ];
     for (si, &(m, k, n)) in shapes.iter().enumerate() {
         let a = values(si as u64 * 2 + 1, m * k);
@@ -151,6 +152,26 @@ fn half_precision_weights_are_widened_exactly() {
         // The half operand on the left (a transposed product) too.
         let mut ct = vec![0.0; n * m];
         gemm(MatRef::row_major(&w16, n, k), am.t(), &mut ct, false);
+        bits(&c)
+    });
+    // Stored [k, n] (row-major B, packed row by row) with enough rows to take the packed path.
+    let (m2, k2, n2) = (20, 70, 45);
+    let a2 = values(9, m2 * k2);
+    let w2 = values(10, k2 * n2);
+    let w2_16: Vec<f16> = w2.iter().map(|&x| f16::from_f32(x)).collect();
+    let w2_as_f32: Vec<f32> = w2_16.iter().map(|x| x.to_f32()).collect();
+    let a2m = MatRef::row_major(&a2, m2, k2);
+    let mut expected2 = vec![0.0; m2 * n2];
+    gemm_reference(
+        a2m,
+        MatRef::row_major(&w2_as_f32, k2, n2),
+        &mut expected2,
+        false,
+    );
+    same_bits_everywhere("f16 weights stored [k, n]", || {
+        let mut c = vec![0.0; m2 * n2];
+        gemm(a2m, MatRef::row_major(&w2_16, k2, n2), &mut c, false);
+        assert_eq!(bits(&c), bits(&expected2));
         bits(&c)
     });
     gemm_reference(

@@ -27,6 +27,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    glassbox_models::kernel_ops::claim_cpu_threads();
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
         return Err(
