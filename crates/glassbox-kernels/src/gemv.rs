@@ -34,6 +34,13 @@ const CHAIN_ROWS: usize = 8;
 struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
+impl Out {
+    /// The pointer (a method, so closures capture the whole Send + Sync wrapper rather than
+    /// its raw pointer field).
+    fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// Splits columns 0..n into tasks of `per_task` columns (in parallel when asked and worth it)
 /// and runs `f(j0, j1)`.
@@ -88,9 +95,8 @@ pub(crate) fn x_wt(
     let (xs, kp) = padded_rows(x, x_rs, x_cs, m, k);
     let c = Out(c);
     for_column_ranges(n, COLUMNS_PER_TASK, parallel, |j0, j1| {
-        let c = c;
         // Safety: column ranges are disjoint; the caller checked the bounds of W and C.
-        dot_columns(isa, &xs, kp, m, w, w_rs, j0, j1, k, c.0, ldc, accumulate)
+        dot_columns(isa, &xs, kp, m, w, w_rs, j0, j1, k, c.ptr(), ldc, accumulate)
     });
 }
 
@@ -212,9 +218,8 @@ pub(crate) fn x_w(
     // One task per thread: the longest row segments of B, read in long sequential runs.
     let per_task = n.div_ceil(crate::threads()).next_multiple_of(64);
     for_column_ranges(n, per_task, parallel, |j0, j1| {
-        let c = c;
         // Safety: column ranges are disjoint; the caller checked the bounds of B and C.
-        chain_columns(isa, &xs, kp, m, b, b_rs, j0, j1, k, c.0, ldc, accumulate)
+        chain_columns(isa, &xs, kp, m, b, b_rs, j0, j1, k, c.ptr(), ldc, accumulate)
     });
 }
 

@@ -206,7 +206,7 @@ impl SelfAttention for Attention {
     fn b_o(&self) -> Result<Tensor> {
         match &self.o.bias {
             Some(b) => b.to_dtype(DType::F32),
-            None => Tensor::zeros(self.o.out_dim()?, DType::F32, self.o.weight.device()),
+            None => Tensor::zeros(self.o.out_dim()?, DType::F32, &self.o.weight.device()),
         }
     }
 }

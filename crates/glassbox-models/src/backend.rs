@@ -5,6 +5,8 @@
 //! requested dtype. Once copied, the tensor's mapped pages are handed back to the OS, so loading
 //! peaks near the size of the weights rather than twice it.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use glassbox_formats::stats::PageReleaser;
@@ -12,7 +14,7 @@ use glassbox_formats::Checkpoint;
 
 /// A [`SimpleBackend`] over an opened checkpoint.
 pub struct CheckpointBackend {
-    pub checkpoint: Checkpoint,
+    pub checkpoint: Arc<Checkpoint>,
     releaser: PageReleaser,
 }
 
@@ -20,7 +22,7 @@ impl CheckpointBackend {
     pub fn new(checkpoint: Checkpoint) -> Self {
         // Created after the checkpoint, so that its mappings are the ones it knows.
         CheckpointBackend {
-            checkpoint,
+            checkpoint: Arc::new(checkpoint),
             releaser: PageReleaser::new(),
         }
     }

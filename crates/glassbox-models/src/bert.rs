@@ -39,7 +39,7 @@ use crate::backend::CheckpointBackend;
 use crate::error::{ModelError, Result};
 use crate::hooks::Hooks;
 use crate::kv_cache::KvCache;
-use crate::layers::{Activation, Embedding, Linear, Norm, NormKind};
+use crate::layers::{Activation, Embedding, Linear, Norm, NormKind, Weight};
 use crate::model::{LoadOptions, Model, ModelInfo};
 use crate::ops::softmax_last_dim;
 use crate::tokenizer::Tokenizer;
@@ -315,13 +315,13 @@ impl MlmHead {
     fn load(
         cfg: &BertConfig,
         activation: Activation,
-        word_embeddings: &Tensor,
+        word_embeddings: &Weight,
         vb: VarBuilder,
     ) -> candle_core::Result<Self> {
         let d = cfg.hidden_size;
         let transform = vb.pp("transform");
         let decoder_weight = if vb.contains_tensor("decoder.weight") {
-            vb.get((cfg.vocab_size, d), "decoder.weight")?
+            Weight::load(&vb, &[cfg.vocab_size, d], "decoder.weight", Default::default())?
         } else {
             word_embeddings.clone()
         };
@@ -587,12 +587,11 @@ impl SentenceEncoder {
                 max_seq_length = max_seq_length.min(n as usize);
             }
         }
-        let vb = VarBuilder::from_backend(
-            Box::new(CheckpointBackend::new(ck)),
-            opts.dtype,
-            opts.device.clone(),
-        );
-        let model = BertModel::load(config, vb).map_err(|e| match e {
+        let backend = CheckpointBackend::new(ck);
+        let source = backend.checkpoint.clone();
+        let vb = VarBuilder::from_backend(Box::new(backend), opts.dtype, opts.device.clone());
+        let model = crate::mapped::while_building(source, || BertModel::load(config, vb));
+        let model = model.map_err(|e| match e {
             ModelError::Candle(source) => ModelError::Weights {
                 path: dir.to_path_buf(),
                 source,

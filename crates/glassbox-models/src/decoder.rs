@@ -274,7 +274,7 @@ impl Model for DecoderModel {
         }
         let mut x = hooks.point(|| "hook_embed".to_string(), x)?;
         if let Some(pos) = &self.pos_embed {
-            let n_positions = pos.weight.dim(0)?;
+            let n_positions = pos.weight.dims()[0];
             if offset + t > n_positions {
                 candle_core::bail!(
                     "{} positions requested but the model has learned embeddings for {n_positions}",

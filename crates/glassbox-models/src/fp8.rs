@@ -29,7 +29,7 @@ pub fn load_linear(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) ->
         candle_nn::Init::Const(1.0),
         DType::F32,
     )?;
-    linear.weight = dequantize(&linear.weight, &scale)?;
+    linear.weight = dequantize(&linear.weight.tensor()?, &scale)?.into();
     Ok(linear)
 }
 

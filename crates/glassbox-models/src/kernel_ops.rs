@@ -19,6 +19,8 @@ use candle_core::{
 use glassbox_kernels::rows::{self, Activation as Act, NormKind};
 use glassbox_kernels::{gemm_batched, MatRef};
 
+use crate::mapped::MappedWeight;
+
 pub use glassbox_kernels::rows::{Activation as KernelActivation, NormKind as KernelNorm};
 
 /// Gives the CPU's threads to the kernels. Call once at process start, before any tensor
@@ -236,6 +238,59 @@ impl CustomOp2 for MatMul {
         let grad_a = matmul(grad, &b.t()?)?;
         let grad_b = matmul(&a.t()?, grad)?.to_dtype(b.dtype())?;
         Ok((Some(grad_a), Some(grad_b)))
+    }
+}
+
+/// `x · W` (`in_out`: W stored [in, out]) or `x · Wᵀ` (W stored [out, in]) for f32 `x` [rows,
+/// in] and a weight read in place from the memory map — the same kernel call, so the same bits,
+/// as [`matmul`] on a copy of it. The gradient reaches `x`; a mapped weight is a constant.
+pub fn matmul_mapped(x: &Tensor, w: &Arc<MappedWeight>, in_out: bool) -> Result<Tensor> {
+    x.apply_op1_arc(Arc::new(Box::new(MappedMatMul {
+        w: w.clone(),
+        in_out,
+    })))
+}
+
+struct MappedMatMul {
+    w: Arc<MappedWeight>,
+    in_out: bool,
+}
+
+impl MappedMatMul {
+    /// The right operand's layout: [in, out] as stored, or the transpose of a stored [out, in].
+    fn layout(&self) -> Result<Layout> {
+        let [rows, cols] = self.w.dims()[..] else {
+            candle_core::bail!("{:?}: not a matrix", self.w);
+        };
+        let stored = Layout::contiguous((rows, cols));
+        if self.in_out {
+            Ok(stored)
+        } else {
+            stored.transpose(0, 1)
+        }
+    }
+}
+
+impl CustomOp1 for MappedMatMul {
+    fn name(&self) -> &'static str {
+        "glassbox-matmul-mapped"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let a = s.as_slice::<f32>()?;
+        let lb = self.layout()?;
+        match self.w.dtype() {
+            DType::F32 => matmul_cpu(a, l, self.w.values::<f32>()?, &lb),
+            DType::F16 => matmul_cpu(a, l, self.w.values::<half::f16>()?, &lb),
+            DType::BF16 => matmul_cpu(a, l, self.w.values::<half::bf16>()?, &lb),
+            dt => candle_core::bail!("glassbox-matmul-mapped: {dt:?} weight"),
+        }
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        // d(x·B)/dx = grad·Bᵀ, and Bᵀ is the weight read the other way round.
+        let grad_x = matmul_mapped(grad, &self.w, !self.in_out)?;
+        Ok(Some(grad_x))
     }
 }
 

@@ -4,11 +4,16 @@
 //!
 //! Weights keep the dtype they were loaded in. Matmuls run in the activation dtype, except on
 //! the CPU with bf16 (which candle cannot multiply there): those weights are upcast per call.
+//! The matrices of linear layers and embeddings are [`Weight`]s: read in place from the
+//! checkpoint's memory map where it can serve them (see [`crate::mapped`]), else tensors.
 
-use candle_core::{DType, Module, Result, Tensor};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::kernel_ops::{self, KernelActivation};
+use crate::mapped::{self, MappedWeight};
 use crate::ops;
 
 /// Initialisation for freshly created (trainable) weights: GPT-2 / Llama's N(0, 0.02²).
@@ -17,12 +22,71 @@ pub const WEIGHT_INIT: Init = Init::Randn {
     stdev: 0.02,
 };
 
+/// A weight matrix: an owned (possibly trainable) tensor, or read in place from a checkpoint's
+/// memory map. Clones share the data.
+#[derive(Clone, Debug)]
+pub enum Weight {
+    Tensor(Tensor),
+    Mapped(Arc<MappedWeight>),
+}
+
+impl From<Tensor> for Weight {
+    fn from(t: Tensor) -> Self {
+        Weight::Tensor(t)
+    }
+}
+
+impl Weight {
+    /// `{vb}.{name}` of `shape`: mapped when the checkpoint being built from can serve it in
+    /// place, else through `vb` (which initialises it with `init` when building fresh weights).
+    pub fn load(vb: &VarBuilder, shape: &[usize], name: &str, init: Init) -> Result<Self> {
+        if let Some(m) = mapped::find(vb, name, shape) {
+            return Ok(Weight::Mapped(Arc::new(m)));
+        }
+        Ok(Weight::Tensor(vb.get_with_hints(shape, name, init)?))
+    }
+
+    /// As a tensor (a mapped weight is copied on first use, then kept).
+    pub fn tensor(&self) -> Result<Tensor> {
+        match self {
+            Weight::Tensor(t) => Ok(t.clone()),
+            Weight::Mapped(m) => m.tensor(),
+        }
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        match self {
+            Weight::Tensor(t) => t.dims(),
+            Weight::Mapped(m) => m.dims(),
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            Weight::Tensor(t) => t.dtype(),
+            Weight::Mapped(m) => m.dtype(),
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        match self {
+            Weight::Tensor(t) => t.device().clone(),
+            Weight::Mapped(_) => Device::Cpu,
+        }
+    }
+
+    /// Bytes of its values.
+    pub fn bytes(&self) -> usize {
+        self.dims().iter().product::<usize>() * self.dtype().size_in_bytes()
+    }
+}
+
 /// `y = x Wᵀ + b` with `W` stored [out, in] (torch `nn.Linear`), or `y = x W + b` with `W`
 /// stored [in, out] (GPT-2's `Conv1D`).
 #[derive(Clone, Debug)]
 pub struct Linear {
     /// As stored in the checkpoint.
-    pub weight: Tensor,
+    pub weight: Weight,
     pub bias: Option<Tensor>,
     /// True when `weight` is [in, out].
     pub in_out: bool,
@@ -31,7 +95,7 @@ pub struct Linear {
 impl Linear {
     /// A torch `nn.Linear` named `{vb}.weight` [out, in] (+ `{vb}.bias` [out] if `bias`).
     pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
-        let weight = vb.get_with_hints((out_dim, in_dim), "weight", WEIGHT_INIT)?;
+        let weight = Weight::load(&vb, &[out_dim, in_dim], "weight", WEIGHT_INIT)?;
         let bias = if bias {
             Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?)
         } else {
@@ -46,7 +110,7 @@ impl Linear {
 
     /// A GPT-2 `Conv1D`: `{vb}.weight` [in, out] and `{vb}.bias` [out].
     pub fn load_conv1d(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
-        let weight = vb.get_with_hints((in_dim, out_dim), "weight", WEIGHT_INIT)?;
+        let weight = Weight::load(&vb, &[in_dim, out_dim], "weight", WEIGHT_INIT)?;
         let bias = Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?);
         Ok(Linear {
             weight,
@@ -57,24 +121,29 @@ impl Linear {
 
     /// The weight as [in, out], for reading directions out of it.
     pub fn weight_in_out(&self) -> Result<Tensor> {
+        let w = self.weight.tensor()?;
         if self.in_out {
-            Ok(self.weight.clone())
+            Ok(w)
         } else {
-            self.weight.t()
+            w.t()
         }
     }
 
     pub fn out_dim(&self) -> Result<usize> {
-        self.weight.dim(if self.in_out { 1 } else { 0 })
+        let dims = self.weight.dims();
+        match dims {
+            [rows, cols] => Ok(if self.in_out { *cols } else { *rows }),
+            _ => candle_core::bail!("linear weight of shape {dims:?}"),
+        }
     }
 }
 
-/// The dtype matmuls run in for weights of `dtype` on `device`.
-fn compute_dtype(t: &Tensor) -> DType {
-    if t.dtype() == DType::BF16 && t.device().is_cpu() {
+/// The dtype matmuls run in for a weight (its dtype and device).
+fn compute_dtype(w: &Weight) -> DType {
+    if w.dtype() == DType::BF16 && w.device().is_cpu() {
         DType::F32
     } else {
-        t.dtype()
+        w.dtype()
     }
 }
 
@@ -93,13 +162,15 @@ impl Module for Linear {
             compute_dtype(&self.weight)
         };
         let x2 = x.reshape((rows, in_dim))?.to_dtype(work)?;
-        let w = if kernel {
-            self.weight.clone()
-        } else {
-            self.weight.to_dtype(work)?
+        let mut y = match &self.weight {
+            Weight::Mapped(w) if kernel => kernel_ops::matmul_mapped(&x2, w, self.in_out)?,
+            weight => {
+                let w = weight.tensor()?;
+                let w = if kernel { w } else { w.to_dtype(work)? };
+                let w = if self.in_out { w } else { w.t()? };
+                ops::matmul(&x2, &w)?
+            }
         };
-        let w = if self.in_out { w } else { w.t()? };
-        let mut y = ops::matmul(&x2, &w)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.to_dtype(work)?)?;
         }
@@ -219,22 +290,26 @@ impl Activation {
 /// A token (or position) embedding table [n, d], looked up by index.
 #[derive(Clone, Debug)]
 pub struct Embedding {
-    pub weight: Tensor,
+    pub weight: Weight,
 }
 
 impl Embedding {
     pub fn load(vb: VarBuilder, n: usize, d: usize) -> Result<Self> {
         Ok(Embedding {
-            weight: vb.get_with_hints((n, d), "weight", WEIGHT_INIT)?,
+            weight: Weight::load(&vb, &[n, d], "weight", WEIGHT_INIT)?,
         })
     }
 
     /// Rows for `ids` of any shape: [..] -> [.., d].
     pub fn lookup(&self, ids: &Tensor) -> Result<Tensor> {
+        let weight = match &self.weight {
+            Weight::Mapped(m) if ids.device().is_cpu() => return m.rows(ids),
+            weight => weight.tensor()?,
+        };
         let mut dims = ids.dims().to_vec();
         let flat = ids.flatten_all()?;
-        let rows = self.weight.index_select(&flat, 0)?;
-        dims.push(self.weight.dim(1)?);
+        let rows = weight.index_select(&flat, 0)?;
+        dims.push(weight.dim(1)?);
         rows.reshape(dims)
     }
 }

@@ -37,6 +37,7 @@ pub mod kernel_ops;
 pub mod kv_cache;
 pub mod layers;
 pub mod llama;
+pub mod mapped;
 pub mod mixtral;
 pub mod mlp;
 pub mod model;

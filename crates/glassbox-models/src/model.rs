@@ -129,7 +129,10 @@ impl HookedModel {
             eos = HfConfig(g).token_ids("eos_token_id");
         }
         let backend = CheckpointBackend::new(ck);
-        let mut model = Self::from_backend(config, Box::new(backend), tokenizer, path, opts)?;
+        let source = backend.checkpoint.clone();
+        let mut model = crate::mapped::while_building(source, || {
+            Self::from_backend(config, Box::new(backend), tokenizer, path, opts)
+        })?;
         if !eos.is_empty() {
             model.eos_token_ids = eos;
         }

@@ -95,7 +95,7 @@ impl GatedMlp {
     pub fn bytes(&self) -> usize {
         [&self.gate, &self.up, &self.down]
             .iter()
-            .map(|l| l.weight.elem_count() * l.weight.dtype().size_in_bytes())
+            .map(|l| l.weight.bytes())
             .sum()
     }
 }

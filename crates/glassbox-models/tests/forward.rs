@@ -382,3 +382,54 @@ fn sequences_longer_than_learned_positions_are_an_error_not_a_panic() {
     let err = model.run(&model.ids_tensor(&ids).unwrap()).unwrap_err();
     assert!(err.to_string().contains("128"), "{err}");
 }
+
+/// Weights read in place from the memory map give the very bits of weights copied out of it:
+/// the logits, and the gradient that flows through them back to a hook.
+#[test]
+fn weights_read_in_place_compute_what_copied_weights_compute() {
+    for name in ["gpt2", "llama", "qwen2"] {
+        let dir = fixture(name);
+        let mapped = load(name);
+        // Built over the backend directly, nothing is offered in place: every weight is copied.
+        let ck = glassbox_formats::Checkpoint::open(&dir).unwrap();
+        let config = ck.config.clone().unwrap();
+        let tokenizer = ck
+            .tokenizer_path
+            .as_ref()
+            .map(|p| glassbox_models::Tokenizer::from_file(p).unwrap());
+        let copied = HookedModel::from_backend(
+            config,
+            Box::new(glassbox_models::CheckpointBackend::new(ck)),
+            tokenizer,
+            &dir,
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let ids = mapped
+            .ids_tensor(&mapped.to_tokens(PROMPT).unwrap())
+            .unwrap();
+        let hook = "blocks.0.hook_resid_mid";
+        let run = |model: &HookedModel| -> (Vec<f32>, Vec<f32>) {
+            let (_, cache) = model
+                .run_with_cache(&ids, &NameFilter::new(&[hook]).unwrap())
+                .unwrap();
+            let var = Var::from_tensor(&cache[hook]).unwrap();
+            let mut hooks = Hooks::none();
+            let r = var.as_tensor().clone();
+            hooks.add_fn(NameFilter::new(&[hook]).unwrap(), move |_, _| {
+                Ok(Some(r.clone()))
+            });
+            let logits = model.run_with_hooks(&ids, &mut hooks).unwrap();
+            let grads = logits.sqr().unwrap().mean_all().unwrap().backward().unwrap();
+            let grad = grads.get(var.as_tensor()).expect("gradient reaches the hook");
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            (flat(&logits), flat(grad))
+        };
+        let (logits_m, grad_m) = run(&mapped);
+        let (logits_c, grad_c) = run(&copied);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&logits_m), bits(&logits_c), "{name}: logits");
+        assert_eq!(bits(&grad_m), bits(&grad_c), "{name}: gradient");
+        assert!(grad_m.iter().any(|g| *g != 0.0), "{name}: zero gradient");
+    }
+}

@@ -1,0 +1,255 @@
+//! Weights read in place from a checkpoint's memory map.
+//!
+//! candle's CPU tensors own their memory, so handing a weight to candle means copying it out of
+//! the map — for GPT-2 small 475 MiB of fresh pages that the kernel must zero first, most of a
+//! `glassbox run`'s start-up. The big matrices (linear layers, embeddings) need not be candle
+//! tensors to be used: the kernels multiply by a mapped matrix directly
+//! ([`crate::kernel_ops::matmul_mapped`]) and an embedding lookup copies only the rows it
+//! needs. So while a model is built from a checkpoint ([`while_building`]), [`find`] offers each
+//! layer its weight as a [`MappedWeight`] when the map can serve it as is: stored in the dtype
+//! asked for (f32, f16 or bf16), on the CPU, aligned, little-endian. Anything else — another
+//! dtype, a device, a fresh trainable weight — is an owned tensor as before.
+//!
+//! A mapped weight is a constant: gradients flow through it to the activations (attribution,
+//! patching) but not into it. Whoever needs it as a tensor (a weight-reading analysis) gets a
+//! copy, made once and kept ([`MappedWeight::tensor`]).
+
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+use glassbox_formats::Checkpoint;
+
+thread_local! {
+    /// The checkpoint a model is being built from on this thread, if its weights may be mapped.
+    static SOURCE: RefCell<Option<Arc<Checkpoint>>> = const { RefCell::new(None) };
+}
+
+/// Runs `build` with `checkpoint` offered to the layers it loads (see [`find`]).
+pub fn while_building<R>(checkpoint: Arc<Checkpoint>, build: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Arc<Checkpoint>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SOURCE.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let previous = SOURCE.with(|s| s.borrow_mut().replace(checkpoint));
+    let _restore = Restore(previous);
+    build()
+}
+
+/// The tensor `name` under `vb`'s prefix, mapped, when the checkpoint being built from can serve
+/// it as `vb` asks (its dtype and device) with the expected `shape`; `None` otherwise (the
+/// caller loads it through `vb`, which also reports any error).
+pub fn find(vb: &VarBuilder, name: &str, shape: &[usize]) -> Option<MappedWeight> {
+    if cfg!(target_endian = "big") || !vb.device().is_cpu() {
+        return None;
+    }
+    let checkpoint = SOURCE.with(|s| s.borrow().clone())?;
+    let prefix = vb.prefix();
+    let path = if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    };
+    let info = checkpoint.info(&path)?;
+    let dtype = match info.dtype {
+        glassbox_formats::DType::F32 => DType::F32,
+        glassbox_formats::DType::F16 => DType::F16,
+        glassbox_formats::DType::BF16 => DType::BF16,
+        _ => return None,
+    };
+    if dtype != vb.dtype() || info.shape.as_slice() != shape {
+        return None;
+    }
+    let bytes = checkpoint.raw_bytes(&path).ok()?;
+    let elements: usize = shape.iter().product();
+    if bytes.len() != elements * dtype.size_in_bytes()
+        || bytes.as_ptr() as usize % dtype.size_in_bytes() != 0
+    {
+        return None;
+    }
+    populate(bytes);
+    Some(MappedWeight {
+        checkpoint,
+        name: path,
+        dtype,
+        shape: shape.to_vec(),
+        copy: OnceLock::new(),
+    })
+}
+
+/// One tensor of a memory-mapped checkpoint, checked by [`find`] to be readable in place.
+pub struct MappedWeight {
+    checkpoint: Arc<Checkpoint>,
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+    copy: OnceLock<Tensor>,
+}
+
+impl std::fmt::Debug for MappedWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MappedWeight({} {:?} {:?})", self.name, self.dtype, self.shape)
+    }
+}
+
+/// The element types a mapped weight may hold.
+pub trait MappedElement: Copy + candle_core::WithDType + glassbox_kernels::Element {}
+impl MappedElement for f32 {}
+impl MappedElement for half::f16 {}
+impl MappedElement for half::bf16 {}
+
+impl MappedWeight {
+    pub fn dims(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The checkpoint's name for it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The values in place, row-major. Errors when `T` is not the stored dtype.
+    pub fn values<T: MappedElement>(&self) -> Result<&[T]> {
+        if T::DTYPE != self.dtype {
+            candle_core::bail!(
+                "`{}` is {:?}, read as {:?}",
+                self.name,
+                self.dtype,
+                T::DTYPE
+            );
+        }
+        let bytes = self
+            .checkpoint
+            .raw_bytes(&self.name)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let n = bytes.len() / std::mem::size_of::<T>();
+        // Safety: `find` checked that the bytes are n values of T's size, aligned for T, in
+        // little-endian order on a little-endian machine; any bit pattern is a value of T. The
+        // map lives as long as `self.checkpoint`, which the returned borrow cannot outlive.
+        Ok(unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const T, n) })
+    }
+
+    /// An owned tensor with the same values, copied on first use and kept.
+    pub fn tensor(&self) -> Result<Tensor> {
+        if let Some(t) = self.copy.get() {
+            return Ok(t.clone());
+        }
+        let t = self
+            .checkpoint
+            .tensor(&self.name, &Device::Cpu)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok(self.copy.get_or_init(|| t).clone())
+    }
+
+    /// Rows `ids` (any shape) of this [rows, d] matrix: a tensor [.., d] in the stored dtype.
+    pub fn rows(&self, ids: &Tensor) -> Result<Tensor> {
+        match self.dtype {
+            DType::F32 => self.rows_of::<f32>(ids),
+            DType::F16 => self.rows_of::<half::f16>(ids),
+            _ => self.rows_of::<half::bf16>(ids),
+        }
+    }
+
+    fn rows_of<T: MappedElement>(&self, ids: &Tensor) -> Result<Tensor> {
+        let [n_rows, d] = self.shape[..] else {
+            candle_core::bail!("`{}`: rows of a tensor of shape {:?}", self.name, self.shape);
+        };
+        let values = self.values::<T>()?;
+        let flat = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        let mut out = Vec::with_capacity(flat.len() * d);
+        for &id in &flat {
+            let id = id as usize;
+            if id >= n_rows {
+                candle_core::bail!("token id {id} is outside `{}`'s {n_rows} rows", self.name);
+            }
+            out.extend_from_slice(&values[id * d..(id + 1) * d]);
+        }
+        let mut dims = ids.dims().to_vec();
+        dims.push(d);
+        Tensor::from_vec(out, dims, &Device::Cpu)
+    }
+}
+
+/// Shared, so that tied weights (an embedding read again as the unembedding) stay one mapping.
+pub type SharedMapped = Arc<MappedWeight>;
+
+/// Maps the pages of `bytes` now, in one call, rather than by a page fault per 64 KiB during
+/// the first forward pass (the bytes are the page cache's; nothing is read or copied).
+#[cfg(target_os = "linux")]
+fn populate(bytes: &[u8]) {
+    const PAGE: usize = 4096;
+    let start = bytes.as_ptr() as usize / PAGE * PAGE;
+    let end = bytes.as_ptr() as usize + bytes.len();
+    // Safety: the range covers whole pages of a live read-only file mapping; the advice only
+    // fills page tables. Errors (an old kernel without MADV_POPULATE_READ) are harmless.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_READ);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn populate(_bytes: &[u8]) {}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::backend::CheckpointBackend;
+    use crate::layers::{Linear, Weight};
+
+    fn gpt2_fixture() -> Checkpoint {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/gpt2");
+        Checkpoint::open(dir).unwrap()
+    }
+
+    fn load_c_attn(dtype: DType, offered: bool) -> Linear {
+        let backend = CheckpointBackend::new(gpt2_fixture());
+        let source = backend.checkpoint.clone();
+        let vb = VarBuilder::from_backend(Box::new(backend), dtype, Device::Cpu);
+        let load = || Linear::load_conv1d(vb.pp("transformer.h.0.attn.c_attn"), 64, 192).unwrap();
+        if offered {
+            while_building(source, load)
+        } else {
+            load()
+        }
+    }
+
+    #[test]
+    fn weights_are_read_in_place_only_while_offered_and_in_their_stored_dtype() {
+        let linear = load_c_attn(DType::F32, true);
+        let Weight::Mapped(m) = &linear.weight else {
+            panic!("an f32 weight of an f32 checkpoint is copied");
+        };
+        assert_eq!(m.dims(), &[64, 192]);
+        assert!(matches!(load_c_attn(DType::F32, false).weight, Weight::Tensor(_)));
+        // f16 asked of an f32 file: converted, so owned.
+        assert!(matches!(load_c_attn(DType::F16, true).weight, Weight::Tensor(_)));
+        // Nothing stays offered after the build.
+        assert!(SOURCE.with(|s| s.borrow().is_none()));
+    }
+
+    #[test]
+    fn a_mapped_weight_holds_the_checkpoint_values() {
+        let linear = load_c_attn(DType::F32, true);
+        let Weight::Mapped(m) = &linear.weight else {
+            panic!("not mapped");
+        };
+        let copied = gpt2_fixture()
+            .tensor("transformer.h.0.attn.c_attn.weight", &Device::Cpu)
+            .unwrap();
+        let copied: Vec<f32> = copied.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(m.values::<f32>().unwrap(), copied.as_slice());
+        let as_tensor: Vec<f32> = m.tensor().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(as_tensor, copied);
+        assert!(m.values::<half::f16>().is_err(), "read as the wrong dtype");
+    }
+}
