@@ -363,16 +363,21 @@ impl Checkpoint {
         };
         match native {
             Some(candle_core::DType::F32) if device.is_cpu() => {
-                Tensor::from_vec(owned_copy::<f32>(bytes), info.shape.as_slice(), device).map_err(wrap)
-            }
-            Some(candle_core::DType::F16) if device.is_cpu() => {
-                Tensor::from_vec(owned_copy::<half::f16>(bytes), info.shape.as_slice(), device)
+                Tensor::from_vec(owned_copy::<f32>(bytes), info.shape.as_slice(), device)
                     .map_err(wrap)
             }
-            Some(candle_core::DType::BF16) if device.is_cpu() => {
-                Tensor::from_vec(owned_copy::<half::bf16>(bytes), info.shape.as_slice(), device)
-                    .map_err(wrap)
-            }
+            Some(candle_core::DType::F16) if device.is_cpu() => Tensor::from_vec(
+                owned_copy::<half::f16>(bytes),
+                info.shape.as_slice(),
+                device,
+            )
+            .map_err(wrap),
+            Some(candle_core::DType::BF16) if device.is_cpu() => Tensor::from_vec(
+                owned_copy::<half::bf16>(bytes),
+                info.shape.as_slice(),
+                device,
+            )
+            .map_err(wrap),
             Some(dt) => Tensor::from_raw_buffer(bytes, dt, &info.shape, device).map_err(wrap),
             None => {
                 let values = crate::convert::to_f32(info.dtype, bytes).ok_or_else(|| {

@@ -151,7 +151,11 @@ pub fn gemm_reference<TA: Element, TB: Element>(
                     }
                     width /= 2;
                 }
-                c[i * n + j] = if accumulate { c[i * n + j] + lanes[0] } else { lanes[0] };
+                c[i * n + j] = if accumulate {
+                    c[i * n + j] + lanes[0]
+                } else {
+                    lanes[0]
+                };
             }
         }
         return;

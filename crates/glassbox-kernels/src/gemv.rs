@@ -29,7 +29,6 @@ const COLUMNS_PER_TASK: usize = 256;
 /// Rows of B that [`chain_block`] reads across its whole column range before moving on.
 const CHAIN_ROWS: usize = 8;
 
-
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
 unsafe impl Send for Out {}
@@ -96,7 +95,20 @@ pub(crate) fn x_wt(
     let c = Out(c);
     for_column_ranges(n, COLUMNS_PER_TASK, parallel, |j0, j1| {
         // Safety: column ranges are disjoint; the caller checked the bounds of W and C.
-        dot_columns(isa, &xs, kp, m, w, w_rs, j0, j1, k, c.ptr(), ldc, accumulate)
+        dot_columns(
+            isa,
+            &xs,
+            kp,
+            m,
+            w,
+            w_rs,
+            j0,
+            j1,
+            k,
+            c.ptr(),
+            ldc,
+            accumulate,
+        )
     });
 }
 
@@ -219,7 +231,20 @@ pub(crate) fn x_w(
     let per_task = n.div_ceil(crate::threads()).next_multiple_of(64);
     for_column_ranges(n, per_task, parallel, |j0, j1| {
         // Safety: column ranges are disjoint; the caller checked the bounds of B and C.
-        chain_columns(isa, &xs, kp, m, b, b_rs, j0, j1, k, c.ptr(), ldc, accumulate)
+        chain_columns(
+            isa,
+            &xs,
+            kp,
+            m,
+            b,
+            b_rs,
+            j0,
+            j1,
+            k,
+            c.ptr(),
+            ldc,
+            accumulate,
+        )
     });
 }
 
@@ -293,7 +318,16 @@ unsafe fn chain_block<S: Simd, const M: usize, const V: usize>(
             v += S::LANES;
         }
         while v < width {
-            chain_tile::<crate::simd::Portable, M, 1>(xs, kp, bp.add(v), b_rs, p0, p1, ap.add(v), width);
+            chain_tile::<crate::simd::Portable, M, 1>(
+                xs,
+                kp,
+                bp.add(v),
+                b_rs,
+                p0,
+                p1,
+                ap.add(v),
+                width,
+            );
             v += 1;
         }
         p0 = p1;

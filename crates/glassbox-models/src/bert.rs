@@ -321,7 +321,12 @@ impl MlmHead {
         let d = cfg.hidden_size;
         let transform = vb.pp("transform");
         let decoder_weight = if vb.contains_tensor("decoder.weight") {
-            Weight::load(&vb, &[cfg.vocab_size, d], "decoder.weight", Default::default())?
+            Weight::load(
+                &vb,
+                &[cfg.vocab_size, d],
+                "decoder.weight",
+                Default::default(),
+            )?
         } else {
             word_embeddings.clone()
         };

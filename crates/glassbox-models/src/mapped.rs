@@ -92,7 +92,11 @@ pub struct MappedWeight {
 
 impl std::fmt::Debug for MappedWeight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MappedWeight({} {:?} {:?})", self.name, self.dtype, self.shape)
+        write!(
+            f,
+            "MappedWeight({} {:?} {:?})",
+            self.name, self.dtype, self.shape
+        )
     }
 }
 
@@ -160,7 +164,11 @@ impl MappedWeight {
 
     fn rows_of<T: MappedElement>(&self, ids: &Tensor) -> Result<Tensor> {
         let [n_rows, d] = self.shape[..] else {
-            candle_core::bail!("`{}`: rows of a tensor of shape {:?}", self.name, self.shape);
+            candle_core::bail!(
+                "`{}`: rows of a tensor of shape {:?}",
+                self.name,
+                self.shape
+            );
         };
         let values = self.values::<T>()?;
         let flat = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
@@ -191,7 +199,11 @@ fn populate(bytes: &[u8]) {
     // Safety: the range covers whole pages of a live read-only file mapping; the advice only
     // fills page tables. Errors (an old kernel without MADV_POPULATE_READ) are harmless.
     unsafe {
-        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_READ);
+        libc::madvise(
+            start as *mut libc::c_void,
+            end - start,
+            libc::MADV_POPULATE_READ,
+        );
     }
 }
 
@@ -230,9 +242,15 @@ mod tests {
             panic!("an f32 weight of an f32 checkpoint is copied");
         };
         assert_eq!(m.dims(), &[64, 192]);
-        assert!(matches!(load_c_attn(DType::F32, false).weight, Weight::Tensor(_)));
+        assert!(matches!(
+            load_c_attn(DType::F32, false).weight,
+            Weight::Tensor(_)
+        ));
         // f16 asked of an f32 file: converted, so owned.
-        assert!(matches!(load_c_attn(DType::F16, true).weight, Weight::Tensor(_)));
+        assert!(matches!(
+            load_c_attn(DType::F16, true).weight,
+            Weight::Tensor(_)
+        ));
         // Nothing stays offered after the build.
         assert!(SOURCE.with(|s| s.borrow().is_none()));
     }
@@ -248,7 +266,13 @@ mod tests {
             .unwrap();
         let copied: Vec<f32> = copied.flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(m.values::<f32>().unwrap(), copied.as_slice());
-        let as_tensor: Vec<f32> = m.tensor().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let as_tensor: Vec<f32> = m
+            .tensor()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert_eq!(as_tensor, copied);
         assert!(m.values::<half::f16>().is_err(), "read as the wrong dtype");
     }

@@ -420,8 +420,16 @@ fn weights_read_in_place_compute_what_copied_weights_compute() {
                 Ok(Some(r.clone()))
             });
             let logits = model.run_with_hooks(&ids, &mut hooks).unwrap();
-            let grads = logits.sqr().unwrap().mean_all().unwrap().backward().unwrap();
-            let grad = grads.get(var.as_tensor()).expect("gradient reaches the hook");
+            let grads = logits
+                .sqr()
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let grad = grads
+                .get(var.as_tensor())
+                .expect("gradient reaches the hook");
             let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             (flat(&logits), flat(grad))
         };
