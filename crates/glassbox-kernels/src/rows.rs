@@ -1,6 +1,6 @@
 //! Fused row kernels of a transformer, each with its backward: softmax, LayerNorm and RMSNorm
-//! (the normalisation before the learned scale), GELU (tanh and erf forms), SiLU, and
-//! next-token cross-entropy. Rows are contiguous runs of `n` elements; threads take whole
+//! (the normalisation before the learned scale), GELU (tanh and erf forms), SiLU, rotary
+//! position embedding, and next-token cross-entropy. Rows are contiguous runs of `n` elements; threads take whole
 //! rows (or, elementwise, whole chunks), and every row's arithmetic is fixed by
 //! [`crate::reduce`] and [`crate::math`], so results never depend on the thread count.
 
@@ -458,4 +458,90 @@ pub fn cross_entropy_backward(
             dxs.range(r * n, k * n),
         )
     });
+}
+
+// ---- rotary -------------------------------------------------------------------------------
+
+/// Which dimensions a rotary embedding pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotaryPairs {
+    /// i with i + half (`rotate_half`: Llama, GPT-NeoX, Qwen).
+    Halves,
+    /// 2i with 2i + 1 (GPT-J, GLM, DeepSeek's `rope_interleave`).
+    Adjacent,
+}
+
+/// The tables of one rotary call: `cos`/`sin` [positions, half], and how rows map to them.
+#[derive(Clone, Copy, Debug)]
+pub struct RotaryTables<'a> {
+    pub cos: &'a [f32],
+    pub sin: &'a [f32],
+    /// Pairs per row: dimensions `0..2·half` rotate, the rest pass through.
+    pub half: usize,
+    /// Rows are [batch, positions, heads] in that order: row r sits at position
+    /// `(r / heads) % positions`.
+    pub heads: usize,
+    pub positions: usize,
+}
+
+/// Rotary position embedding of rows of `d` values: for each pair (a, b) at angle θ,
+/// `(a·cos θ − b·sin θ, b·cos θ + a·sin θ)`, each product rounded before the sum — no fused
+/// multiply-add, so the bits are those of the element-wise composition the reference
+/// implementations run, on every path. With `inverse`, sin θ is negated: that map is the
+/// backward pass (the rotation's transpose) applied to the output gradient.
+pub fn rotary(
+    pairs: RotaryPairs,
+    t: RotaryTables,
+    inverse: bool,
+    x: &[f32],
+    y: &mut [f32],
+    d: usize,
+) {
+    assert_eq!(x.len(), y.len());
+    assert!(2 * t.half <= d && t.heads > 0 && t.positions > 0);
+    assert!(t.cos.len() >= t.positions * t.half && t.sin.len() >= t.positions * t.half);
+    let ys = Shared::new(y);
+    for_row_chunks(d, x.len(), move |r0, rows| {
+        // Safety: chunks cover disjoint rows.
+        let y = unsafe { ys.range(r0 * d, rows * d) };
+        let x = &x[r0 * d..(r0 + rows) * d];
+        for (i, (xr, yr)) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).enumerate() {
+            let pos = ((r0 + i) / t.heads) % t.positions;
+            let cos = &t.cos[pos * t.half..(pos + 1) * t.half];
+            let sin = &t.sin[pos * t.half..(pos + 1) * t.half];
+            rotate_row(pairs, inverse, xr, yr, cos, sin);
+        }
+    });
+}
+
+#[inline]
+fn rotate_row(
+    pairs: RotaryPairs,
+    inverse: bool,
+    x: &[f32],
+    y: &mut [f32],
+    cos: &[f32],
+    sin: &[f32],
+) {
+    let half = cos.len();
+    let turn = |a: f32, b: f32, c: f32, s: f32| {
+        let s = if inverse { -s } else { s };
+        (a * c - b * s, b * c + a * s)
+    };
+    match pairs {
+        RotaryPairs::Halves => {
+            let (x1, x2) = x[..2 * half].split_at(half);
+            let (y1, rest) = y.split_at_mut(half);
+            let y2 = &mut rest[..half];
+            for i in 0..half {
+                (y1[i], y2[i]) = turn(x1[i], x2[i], cos[i], sin[i]);
+            }
+        }
+        RotaryPairs::Adjacent => {
+            for i in 0..half {
+                (y[2 * i], y[2 * i + 1]) = turn(x[2 * i], x[2 * i + 1], cos[i], sin[i]);
+            }
+        }
+    }
+    y[2 * half..].copy_from_slice(&x[2 * half..]);
 }

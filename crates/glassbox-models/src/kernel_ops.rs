@@ -294,6 +294,82 @@ impl CustomOp1 for MappedMatMul {
     }
 }
 
+// ---- rotary -------------------------------------------------------------------------------
+
+pub use glassbox_kernels::rows::RotaryPairs;
+
+/// Rotary embedding of `x` [batch, pos, head, d] with `cos`/`sin` [pos, half] (the first
+/// `2·half` dimensions rotate, the rest pass through). Bit for bit the element-wise composition
+/// in [`crate::ops`], forward and backward. `None` when `x` does not take the kernel path.
+pub fn rotary(
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    pairs: RotaryPairs,
+) -> Result<Option<Tensor>> {
+    if !(on_kernels(x) && cos.device().is_cpu() && x.rank() == 4) {
+        return Ok(None);
+    }
+    let (positions, half) = cos.dims2()?;
+    let table = |t: &Tensor| -> Result<Arc<Vec<f32>>> {
+        Ok(Arc::new(
+            t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+        ))
+    };
+    let op = Rotary {
+        pairs,
+        cos: table(cos)?,
+        sin: table(sin)?,
+        half,
+        positions,
+        inverse: false,
+    };
+    if x.dim(1)? != positions || 2 * half > x.dim(3)? || sin.dims2()? != (positions, half) {
+        candle_core::bail!("rotary: x {:?} against tables {:?}", x.dims(), cos.dims());
+    }
+    Ok(Some(x.apply_op1_arc(Arc::new(Box::new(op)))?))
+}
+
+#[derive(Clone)]
+struct Rotary {
+    pairs: RotaryPairs,
+    cos: Arc<Vec<f32>>,
+    sin: Arc<Vec<f32>>,
+    half: usize,
+    positions: usize,
+    inverse: bool,
+}
+
+impl CustomOp1 for Rotary {
+    fn name(&self) -> &'static str {
+        "glassbox-rotary"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_rows(s, l)?;
+        let dims = l.dims();
+        let mut y = vec![0f32; x.len()];
+        let tables = rows::RotaryTables {
+            cos: &self.cos,
+            sin: &self.sin,
+            half: self.half,
+            heads: dims[2],
+            positions: self.positions,
+        };
+        rows::rotary(self.pairs, tables, self.inverse, &x, &mut y, dims[3]);
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        // The rotation is orthogonal: its transpose (sin negated) carries the gradient back.
+        let back = Rotary {
+            inverse: !self.inverse,
+            ..self.clone()
+        };
+        Ok(Some(grad.apply_op1_arc(Arc::new(Box::new(back)))?))
+    }
+}
+
 // ---- softmax ------------------------------------------------------------------------------
 
 /// Softmax over the last dimension.

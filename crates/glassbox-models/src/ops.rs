@@ -56,6 +56,14 @@ pub fn layer_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
 /// i + d/2. `x` is [batch, pos, head, d]; `cos`/`sin` are [pos, d/2]. Only the first
 /// `2 × cos.dim(1)` dimensions rotate; the rest pass through (partial rotary).
 pub fn rope_rotate_half(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    match kernel_ops::rotary(x, cos, sin, kernel_ops::RotaryPairs::Halves)? {
+        Some(y) => Ok(y),
+        None => rope_rotate_half_composed(x, cos, sin),
+    }
+}
+
+/// [`rope_rotate_half`] composed of candle's element-wise ops (the kernel's specification).
+fn rope_rotate_half_composed(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let (_b, t, _h, d) = x.dims4()?;
     let half = cos.dim(1)?;
     let rot = 2 * half;
@@ -73,6 +81,14 @@ pub fn rope_rotate_half(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor
 /// Rotary embedding on adjacent pairs (GPT-J, GLM, DeepSeek's `rope_interleave`): dimension
 /// 2i pairs with 2i + 1. Shapes as in [`rope_rotate_half`].
 pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    match kernel_ops::rotary(x, cos, sin, kernel_ops::RotaryPairs::Adjacent)? {
+        Some(y) => Ok(y),
+        None => rope_interleaved_composed(x, cos, sin),
+    }
+}
+
+/// [`rope_interleaved`] composed of candle's element-wise ops (the kernel's specification).
+fn rope_interleaved_composed(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let (b, t, h, d) = x.dims4()?;
     let half = cos.dim(1)?;
     let rot = 2 * half;
@@ -167,4 +183,48 @@ pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
 /// `cap × tanh(x / cap)` (Gemma 2's logit soft-capping).
 pub fn soft_cap(x: &Tensor, cap: f64) -> Result<Tensor> {
     kernel_ops::activation(&(x / cap)?, KernelActivation::Tanh)? * cap
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    type Rope = fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
+
+    /// The rotary kernel gives the bits of the element-wise composition, forward and backward
+    /// (so training numerics did not change when it replaced the composition).
+    #[test]
+    fn rotary_kernel_is_the_composition_bit_for_bit() {
+        let dev = Device::Cpu;
+        let (b, t, h, d, half) = (2, 5, 3, 12, 4); // partial: 8 of 12 dimensions rotate
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1e4f32.powf(-(i as f32) / half as f32))
+            .collect();
+        let (cos, sin) = rope_tables(&inv_freq, 3, t, &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (b, t, h, d), &dev).unwrap();
+        let dy = Tensor::randn(0f32, 1.0, (b, t, h, d), &dev).unwrap();
+        let cases: [(Rope, Rope); 2] = [
+            (rope_rotate_half, rope_rotate_half_composed),
+            (rope_interleaved, rope_interleaved_composed),
+        ];
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.into_iter().map(f32::to_bits).collect()
+        };
+        for (kernel, composed) in cases {
+            let run = |f: Rope| {
+                let var = Var::from_tensor(&x).unwrap();
+                let y = f(var.as_tensor(), &cos, &sin).unwrap();
+                let grads = (&y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+                (bits(&y), bits(grads.get(var.as_tensor()).unwrap()))
+            };
+            let (y_k, g_k) = run(kernel);
+            let (y_c, g_c) = run(composed);
+            assert_eq!(y_k, y_c, "forward");
+            assert_eq!(g_k, g_c, "backward");
+            assert_ne!(y_k, bits(&x), "the kernel rotated nothing");
+        }
+    }
 }
