@@ -418,3 +418,45 @@ fn row_kernels_are_accurate_against_f64() {
         );
     }
 }
+
+/// Rotary embedding: the same bits on every path and thread count, each pair turned as the
+/// element-wise composition turns it (products rounded before the sum), rows at their
+/// positions, pass-through dimensions copied.
+#[test]
+fn rotary_agrees_on_every_path_and_is_the_composition() {
+    use rows::{RotaryPairs, RotaryTables};
+    let (batch, positions, heads, d, half) = (3, 40, 5, 20, 8);
+    let x = values(31, batch * positions * heads * d);
+    let cos: Vec<f32> = values(32, positions * half);
+    let sin: Vec<f32> = values(33, positions * half);
+    let tables = RotaryTables {
+        cos: &cos,
+        sin: &sin,
+        half,
+        heads,
+        positions,
+    };
+    for pairs in [RotaryPairs::Halves, RotaryPairs::Adjacent] {
+        let y = same_bits_everywhere(&format!("rotary {pairs:?}"), || {
+            let mut y = vec![0.0; x.len()];
+            rows::rotary(pairs, tables, false, &x, &mut y, d);
+            bits(&y)
+        });
+        assert!(!y.is_empty());
+        let mut y = vec![0.0; x.len()];
+        rows::rotary(pairs, tables, false, &x, &mut y, d);
+        for (r, (xr, yr)) in x.chunks(d).zip(y.chunks(d)).enumerate() {
+            let p = (r / heads) % positions;
+            for i in 0..half {
+                let (a, b, ya, yb) = match pairs {
+                    RotaryPairs::Halves => (xr[i], xr[i + half], yr[i], yr[i + half]),
+                    RotaryPairs::Adjacent => (xr[2 * i], xr[2 * i + 1], yr[2 * i], yr[2 * i + 1]),
+                };
+                let (c, s) = (cos[p * half + i], sin[p * half + i]);
+                assert_eq!(ya.to_bits(), (a * c - b * s).to_bits(), "row {r} pair {i}");
+                assert_eq!(yb.to_bits(), (b * c + a * s).to_bits(), "row {r} pair {i}");
+            }
+            assert_eq!(bits(&xr[2 * half..]), bits(&yr[2 * half..]), "pass-through");
+        }
+    }
+}
