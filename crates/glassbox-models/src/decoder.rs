@@ -252,17 +252,16 @@ pub struct DecoderModel {
     pub final_softcap: Option<f64>,
 }
 
-impl Model for DecoderModel {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn forward(
+impl DecoderModel {
+    /// The forward pass; with `last_only` the residual stream is cut to the last position
+    /// before the final norm and the unembedding.
+    fn pass(
         &self,
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
         hooks: &mut Hooks,
         mut kv: Option<&mut KvCache>,
+        last_only: bool,
     ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         let offset = kv.as_ref().map_or(0, |c| c.len());
@@ -295,6 +294,9 @@ impl Model for DecoderModel {
             ctx.layer = i;
             x = block.forward(x, &mut ctx, hooks, kv.as_deref_mut())?;
         }
+        if last_only {
+            x = x.narrow(1, t - 1, 1)?;
+        }
         let normed = hooks.point(
             || "ln_final.hook_normalized".to_string(),
             self.ln_final.forward(&x)?,
@@ -304,6 +306,31 @@ impl Model for DecoderModel {
             cache.advance(t);
         }
         hooks.point(|| "logits".to_string(), logits)
+    }
+}
+
+impl Model for DecoderModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        self.pass(input_ids, attention_mask, hooks, kv, false)
+    }
+
+    fn forward_last(
+        &self,
+        input_ids: &Tensor,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        self.pass(input_ids, None, hooks, kv, true)
     }
 
     fn final_norm(&self, resid: &Tensor) -> Result<Tensor> {

@@ -24,9 +24,12 @@ use glassbox_formats::Checkpoint;
 thread_local! {
     /// The checkpoint a model is being built from on this thread, if its weights may be mapped.
     static SOURCE: RefCell<Option<Arc<Checkpoint>>> = const { RefCell::new(None) };
+    /// The byte ranges (address, length) of the weights mapped during that build.
+    static MAPPED: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `build` with `checkpoint` offered to the layers it loads (see [`find`]).
+/// Runs `build` with `checkpoint` offered to the layers it loads (see [`find`]); then maps the
+/// pages of every weight it took in place, all threads at once (see [`populate`]).
 pub fn while_building<R>(checkpoint: Arc<Checkpoint>, build: impl FnOnce() -> R) -> R {
     struct Restore(Option<Arc<Checkpoint>>);
     impl Drop for Restore {
@@ -35,9 +38,20 @@ pub fn while_building<R>(checkpoint: Arc<Checkpoint>, build: impl FnOnce() -> R)
             SOURCE.with(|s| *s.borrow_mut() = previous);
         }
     }
-    let previous = SOURCE.with(|s| s.borrow_mut().replace(checkpoint));
-    let _restore = Restore(previous);
-    build()
+    let previous = SOURCE.with(|s| s.borrow_mut().replace(checkpoint.clone()));
+    let restore = Restore(previous);
+    let built = build();
+    drop(restore);
+    let ranges = MAPPED.with(|m| std::mem::take(&mut *m.borrow_mut()));
+    {
+        use rayon::prelude::*;
+        // `checkpoint` (alive here) owns the mappings the ranges lie in.
+        ranges
+            .par_iter()
+            .for_each(|&(addr, len)| populate(addr, len));
+    }
+    drop(checkpoint);
+    built
 }
 
 /// The tensor `name` under `vb`'s prefix, mapped, when the checkpoint being built from can serve
@@ -71,7 +85,7 @@ pub fn find(vb: &VarBuilder, name: &str, shape: &[usize]) -> Option<MappedWeight
     {
         return None;
     }
-    populate(bytes);
+    MAPPED.with(|m| m.borrow_mut().push((bytes.as_ptr() as usize, bytes.len())));
     Some(MappedWeight {
         checkpoint,
         name: path,
@@ -189,26 +203,27 @@ impl MappedWeight {
 /// Shared, so that tied weights (an embedding read again as the unembedding) stay one mapping.
 pub type SharedMapped = Arc<MappedWeight>;
 
-/// Maps the pages of `bytes` now, in one call, rather than by a page fault per 64 KiB during
-/// the first forward pass (the bytes are the page cache's; nothing is read or copied).
+/// Maps the pages of `len` bytes at `addr` now, in one call, rather than by a page fault per
+/// 64 KiB during the first forward pass (the bytes are the page cache's; nothing is read or
+/// copied). Only for ranges inside a live read-only file mapping.
 #[cfg(target_os = "linux")]
-fn populate(bytes: &[u8]) {
+fn populate(addr: usize, len: usize) {
     const PAGE: usize = 4096;
-    let start = bytes.as_ptr() as usize / PAGE * PAGE;
-    let end = bytes.as_ptr() as usize + bytes.len();
-    // Safety: the range covers whole pages of a live read-only file mapping; the advice only
-    // fills page tables. Errors (an old kernel without MADV_POPULATE_READ) are harmless.
+    let start = addr / PAGE * PAGE;
+    // Safety: the range covers whole pages of a live read-only file mapping (the caller keeps
+    // the checkpoint alive); the advice only fills page tables. An old kernel without
+    // MADV_POPULATE_READ returns an error, which changes nothing.
     unsafe {
         libc::madvise(
             start as *mut libc::c_void,
-            end - start,
+            addr + len - start,
             libc::MADV_POPULATE_READ,
         );
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn populate(_bytes: &[u8]) {}
+fn populate(_addr: usize, _len: usize) {}
 
 #[cfg(test)]
 mod tests {

@@ -441,3 +441,22 @@ fn weights_read_in_place_compute_what_copied_weights_compute() {
         assert!(grad_m.iter().any(|g| *g != 0.0), "{name}: zero gradient");
     }
 }
+
+/// `run_last` unembeds only the last position: the same logits as `run`'s last position
+/// (within a one-row product's rounding), for every row of a batch.
+#[test]
+fn run_last_is_the_last_position_of_run() {
+    for name in ["gpt2", "llama", "qwen2"] {
+        let model = load(name);
+        let a = model.to_tokens(PROMPT).unwrap();
+        let b: Vec<u32> = a.iter().rev().cloned().collect();
+        let ids = Tensor::new(vec![a.clone(), b], &Device::Cpu).unwrap();
+        let full = model.run(&ids).unwrap();
+        let last = model.run_last(&ids).unwrap();
+        let n = a.len();
+        assert_eq!(last.dims(), &[2, model.info().d_vocab], "{name}");
+        let expected = full.narrow(1, n - 1, 1).unwrap().squeeze(1).unwrap();
+        let diff = max_abs_diff(&last, &expected);
+        assert!(diff < 1e-4, "{name}: run_last differs by {diff}");
+    }
+}

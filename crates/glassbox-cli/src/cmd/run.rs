@@ -124,19 +124,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let model = load_model(&args.model, &args.dtype)?;
     let ids = input_ids(&model, args.prompt.as_deref(), args.tokens.as_deref())?;
-    let logits = model.run(&model.ids_tensor(&ids)?)?.to_dtype(DType::F32)?;
-    let positions: Vec<usize> = if args.all_positions {
-        (0..ids.len()).collect()
+    let input = model.ids_tensor(&ids)?;
+    // Logits [positions shown, vocab]: only the last position's unless all are asked for.
+    let (positions, logits): (Vec<usize>, _) = if args.all_positions {
+        ((0..ids.len()).collect(), model.run(&input)?.i(0)?)
     } else {
-        vec![ids.len() - 1]
+        (vec![ids.len() - 1], model.run_last(&input)?)
     };
+    let logits = logits.to_dtype(DType::F32)?;
     let mut out = Vec::new();
-    for &p in &positions {
-        let row = logits.i((0, p))?.to_vec1::<f32>()?;
+    for (row_index, &p) in positions.iter().enumerate() {
+        let row = logits.i(row_index)?.to_vec1::<f32>()?;
         let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let norm: f64 = row.iter().map(|&l| ((l - max) as f64).exp()).sum();
+        // The k largest, then only those sorted (a full sort of the vocabulary per position
+        // cost more than the forward pass with --all-positions).
+        let by_logit = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
         let mut order: Vec<usize> = (0..row.len()).collect();
-        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        let k = args.top_k.min(order.len());
+        if k < order.len() {
+            order.select_nth_unstable_by(k - 1, by_logit);
+            order.truncate(k);
+        }
+        order.sort_by(by_logit);
         let top = order
             .iter()
             .take(args.top_k)
