@@ -304,7 +304,9 @@ fn sentencepiece_tokenizer(vocab: &GgufVocab, ids: Vocab) -> Result<Tokenizer> {
             .map(|i| AddedToken::from(vocab.tokens[i as usize].clone(), true).normalized(false))
             .collect(),
     };
-    tokenizer.add_special_tokens(&specials);
+    tokenizer
+        .add_special_tokens(specials)
+        .map_err(tokenizer_error)?;
 
     let add_space_prefix = vocab.add_space_prefix.unwrap_or(true);
     let mut normalizers = Vec::new();
@@ -316,7 +318,9 @@ fn sentencepiece_tokenizer(vocab: &GgufVocab, ids: Vocab) -> Result<Tokenizer> {
             .map_err(tokenizer_error)?
             .into(),
     );
-    tokenizer.with_normalizer(Some(NormalizerSequence::new(normalizers)));
+    tokenizer
+        .with_normalizer(Some(NormalizerSequence::new(normalizers)))
+        .map_err(tokenizer_error)?;
 
     let mut decoders = vec![
         ByteFallback::new().into(),
@@ -356,7 +360,9 @@ fn byte_level_tokenizer(vocab: &GgufVocab, ids: Vocab) -> Result<Tokenizer> {
                 _ => None,
             })
             .collect();
-        tokenizer.add_special_tokens(&added);
+        tokenizer
+            .add_special_tokens(added)
+            .map_err(tokenizer_error)?;
     }
 
     let split = match vocab.pre.as_deref() {
@@ -377,7 +383,9 @@ fn byte_level_tokenizer(vocab: &GgufVocab, ids: Vocab) -> Result<Tokenizer> {
                 ByteLevel::new(false, false, false).into(),
             ])));
             if vocab.pre.as_deref().is_some_and(|p| p.starts_with("qwen2")) {
-                tokenizer.with_normalizer(Some(NFC));
+                tokenizer
+                    .with_normalizer(Some(NFC))
+                    .map_err(tokenizer_error)?;
             }
         }
         // GPT-2's own regex is built into the byte-level pre-tokenizer.
