@@ -311,6 +311,9 @@ pub fn rotary(
         return Ok(None);
     }
     let (positions, half) = cos.dims2()?;
+    if x.dim(1)? != positions || 2 * half > x.dim(3)? || sin.dims2()? != (positions, half) {
+        candle_core::bail!("rotary: x {:?} against tables {:?}", x.dims(), cos.dims());
+    }
     let table = |t: &Tensor| -> Result<Arc<Vec<f32>>> {
         Ok(Arc::new(
             t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
@@ -324,9 +327,6 @@ pub fn rotary(
         positions,
         inverse: false,
     };
-    if x.dim(1)? != positions || 2 * half > x.dim(3)? || sin.dims2()? != (positions, half) {
-        candle_core::bail!("rotary: x {:?} against tables {:?}", x.dims(), cos.dims());
-    }
     Ok(Some(x.apply_op1_arc(Arc::new(Box::new(op)))?))
 }
 

@@ -129,11 +129,6 @@ impl MappedWeight {
         self.dtype
     }
 
-    /// The checkpoint's name for it.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The values in place, row-major. Errors when `T` is not the stored dtype.
     pub fn values<T: MappedElement>(&self) -> Result<&[T]> {
         if T::DTYPE != self.dtype {
@@ -199,9 +194,6 @@ impl MappedWeight {
         Tensor::from_vec(out, dims, &Device::Cpu)
     }
 }
-
-/// Shared, so that tied weights (an embedding read again as the unembedding) stay one mapping.
-pub type SharedMapped = Arc<MappedWeight>;
 
 /// Maps the pages of `len` bytes at `addr` now, in one call, rather than by a page fault per
 /// 64 KiB during the first forward pass (the bytes are the page cache's; nothing is read or

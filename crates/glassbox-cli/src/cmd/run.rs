@@ -149,7 +149,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         order.sort_by(by_logit);
         let top = order
             .iter()
-            .take(args.top_k)
             .map(|&i| Candidate {
                 id: i as u32,
                 token: token_text(&model, i as u32),
