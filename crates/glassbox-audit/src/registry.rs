@@ -7,10 +7,12 @@
 //! published model card, not re-checked offline).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use crate::mot::MotRelease;
 use crate::audit::{blank_components, resolve_component_licenses, Evidence, EvidenceKind, Release};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +44,9 @@ pub struct Entry {
     pub osi_validation: Option<String>,
     pub osi_source: Option<String>,
     pub note: Option<String>,
+    /// MOT's own description of this release (a file name in `data/mot/models/`, MIT, from
+    /// github.com/lfai/model_openness_tool), whose class and completeness the audit reports.
+    pub mot: Option<String>,
     /// Facts by component key (see `COMPONENT_KEYS`).
     pub facts: BTreeMap<String, Fact>,
 }
@@ -65,6 +70,78 @@ pub const COMPONENT_KEYS: &[(&str, u32)] = &[
     ("metadata", 17),
     ("libraries", 22),
     ("samples", 20),
+];
+
+/// The MOT model files registry entries name (`mot:`), embedded: the audit runs offline.
+const MOT_FILES: &[(&str, &str)] = &[
+    (
+        "Pythia-6.9B.yml",
+        include_str!("../data/mot/models/Pythia-6.9B.yml"),
+    ),
+    (
+        "OLMo-7B.yml",
+        include_str!("../data/mot/models/OLMo-7B.yml"),
+    ),
+    (
+        "Amber.yml",
+        include_str!("../data/mot/models/Amber.yml"),
+    ),
+    (
+        "CrystalCoder.yml",
+        include_str!("../data/mot/models/CrystalCoder.yml"),
+    ),
+    (
+        "T5-11b.yml",
+        include_str!("../data/mot/models/T5-11b.yml"),
+    ),
+    (
+        "Llama-2-7B.yml",
+        include_str!("../data/mot/models/Llama-2-7B.yml"),
+    ),
+    (
+        "Grok-1.yml",
+        include_str!("../data/mot/models/Grok-1.yml"),
+    ),
+    (
+        "Phi-2.yml",
+        include_str!("../data/mot/models/Phi-2.yml"),
+    ),
+    (
+        "Mixtral-8x7B-v0.1.yml",
+        include_str!("../data/mot/models/Mixtral-8x7B-v0.1.yml"),
+    ),
+    (
+        "BLOOM.yml",
+        include_str!("../data/mot/models/BLOOM.yml"),
+    ),
+    (
+        "Falcon-180B.yml",
+        include_str!("../data/mot/models/Falcon-180B.yml"),
+    ),
+    (
+        "Falcon-40B.yml",
+        include_str!("../data/mot/models/Falcon-40B.yml"),
+    ),
+    (
+        "Llama-3-8B.yml",
+        include_str!("../data/mot/models/Llama-3-8B.yml"),
+    ),
+    (
+        "Llama-3.1-8B.yml",
+        include_str!("../data/mot/models/Llama-3.1-8B.yml"),
+    ),
+    (
+        "Qwen2.5-7B.yml",
+        include_str!("../data/mot/models/Qwen2.5-7B.yml"),
+    ),
+    (
+        "DeepSeek-V3.yml",
+        include_str!("../data/mot/models/DeepSeek-V3.yml"),
+    ),
+    (
+        "DeepSeek-R1.yml",
+        include_str!("../data/mot/models/DeepSeek-R1.yml"),
+    ),
 ];
 
 #[derive(Deserialize)]
@@ -91,6 +168,14 @@ pub fn lookup(id: &str) -> Option<&'static Entry> {
 }
 
 impl Entry {
+    /// MOT's description of this release, when the entry names one (embedded data, checked
+    /// by the crate's tests like the registry itself).
+    pub fn mot_release(&self) -> Option<MotRelease> {
+        let file = self.mot.as_deref()?;
+        let (_, text) = MOT_FILES.iter().find(|(name, _)| *name == file)?;
+        MotRelease::parse(text, &Path::new("data/mot/models").join(file)).ok()
+    }
+
     /// Turns the entry's facts into evidence.
     pub fn release(&self) -> Release {
         let mut components = blank_components();
@@ -149,7 +234,7 @@ impl Entry {
             restrictions: vec![],
             license_files: vec![],
             notes,
-            mot_model: None,
+            mot_model: self.mot_release().map(|m| m.mof_model()),
         }
     }
 }

@@ -149,3 +149,27 @@ fn lookup_is_case_insensitive_and_knows_aliases() {
     );
     assert!(lookup("nobody/nothing").is_none());
 }
+
+/// Registry releases that MOT describes carry MOT's own class and completeness, computed from
+/// MOT's file (embedded), not from the registry's facts.
+#[test]
+fn registry_releases_carry_mots_class() {
+    let mut with_mot = 0;
+    for e in entries() {
+        let Some(file) = &e.mot else { continue };
+        let mot = e
+            .mot_release()
+            .unwrap_or_else(|| panic!("{}: MOT file {file} not embedded or not parsed", e.id));
+        let audit = e.release().audit();
+        let expected = mot.mof_model().score();
+        assert_eq!(audit.mof.class, expected.class, "{}", e.id);
+        assert_eq!(audit.mof.completeness.class_1, expected.progress[0], "{}", e.id);
+        assert!(audit.mof.computed_from.starts_with("MOT file"), "{}", e.id);
+        with_mot += 1;
+    }
+    assert!(with_mot >= 15, "{with_mot} entries name a MOT file");
+    for id in ["EleutherAI/pythia-6.9b", "allenai/OLMo-7B"] {
+        let audit = lookup(id).unwrap().release().audit();
+        assert_eq!(audit.mof.class, Some(1), "{id}: MOT classifies it Class I");
+    }
+}
