@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use crate::mot::MotRelease;
 use crate::audit::{blank_components, resolve_component_licenses, Evidence, EvidenceKind, Release};
+use crate::mot::MotRelease;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Fact {
@@ -82,38 +82,23 @@ const MOT_FILES: &[(&str, &str)] = &[
         "OLMo-7B.yml",
         include_str!("../data/mot/models/OLMo-7B.yml"),
     ),
-    (
-        "Amber.yml",
-        include_str!("../data/mot/models/Amber.yml"),
-    ),
+    ("Amber.yml", include_str!("../data/mot/models/Amber.yml")),
     (
         "CrystalCoder.yml",
         include_str!("../data/mot/models/CrystalCoder.yml"),
     ),
-    (
-        "T5-11b.yml",
-        include_str!("../data/mot/models/T5-11b.yml"),
-    ),
+    ("T5-11b.yml", include_str!("../data/mot/models/T5-11b.yml")),
     (
         "Llama-2-7B.yml",
         include_str!("../data/mot/models/Llama-2-7B.yml"),
     ),
-    (
-        "Grok-1.yml",
-        include_str!("../data/mot/models/Grok-1.yml"),
-    ),
-    (
-        "Phi-2.yml",
-        include_str!("../data/mot/models/Phi-2.yml"),
-    ),
+    ("Grok-1.yml", include_str!("../data/mot/models/Grok-1.yml")),
+    ("Phi-2.yml", include_str!("../data/mot/models/Phi-2.yml")),
     (
         "Mixtral-8x7B-v0.1.yml",
         include_str!("../data/mot/models/Mixtral-8x7B-v0.1.yml"),
     ),
-    (
-        "BLOOM.yml",
-        include_str!("../data/mot/models/BLOOM.yml"),
-    ),
+    ("BLOOM.yml", include_str!("../data/mot/models/BLOOM.yml")),
     (
         "Falcon-180B.yml",
         include_str!("../data/mot/models/Falcon-180B.yml"),

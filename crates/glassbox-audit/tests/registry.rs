@@ -163,7 +163,11 @@ fn registry_releases_carry_mots_class() {
         let audit = e.release().audit();
         let expected = mot.mof_model().score();
         assert_eq!(audit.mof.class, expected.class, "{}", e.id);
-        assert_eq!(audit.mof.completeness.class_1, expected.progress[0], "{}", e.id);
+        assert_eq!(
+            audit.mof.completeness.class_1, expected.progress[0],
+            "{}",
+            e.id
+        );
         assert!(audit.mof.computed_from.starts_with("MOT file"), "{}", e.id);
         with_mot += 1;
     }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use glassbox_models::{HookedModel, LoadOptions};
+use glassbox_models::HookedModel;
 
 /// Output options every analysis command takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,14 +34,7 @@ impl OutputArgs {
 
 /// Loads the model at `path` (a Hub snapshot directory or a GGUF file) on the CPU in f32.
 pub fn load_model(path: &Path) -> anyhow::Result<HookedModel> {
-    if !path.exists() {
-        return Err(crate::invalid!(
-            "{}: no such file or directory",
-            path.display()
-        ));
-    }
-    HookedModel::load(path, &LoadOptions::default())
-        .with_context(|| format!("loading {}", path.display()))
+    crate::model_cli::load_model(path, "f32")
 }
 
 /// Token ids of `text`, with the special tokens the tokenizer adds.

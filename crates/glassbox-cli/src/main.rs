@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod analysis_cli;
 mod cmd;
 mod exit;
+mod model_cli;
 mod progress;
 mod render;
 

@@ -54,6 +54,7 @@ enum Family {
     Gpt2,
     Deepseek2,
     Glm4,
+    Bert,
 }
 
 fn family(arch: &str) -> Option<Family> {
@@ -66,6 +67,7 @@ fn family(arch: &str) -> Option<Family> {
         "gpt2" => Family::Gpt2,
         "deepseek2" => Family::Deepseek2,
         "glm4" => Family::Glm4,
+        "bert" => Family::Bert,
         _ => return None,
     })
 }
@@ -85,6 +87,7 @@ pub const KNOWN_ARCHITECTURES: &[&str] = &[
     "gpt2",
     "deepseek2",
     "glm4",
+    "bert",
 ];
 
 /// Maps a GGUF tensor name of architecture `arch` (`general.architecture`) to its Hugging Face
@@ -107,6 +110,9 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
             fixup,
         })
     };
+    if fam == Family::Bert {
+        return bert_name(base).and_then(|name| done(name, Fixup::None));
+    }
     let gpt2 = fam == Family::Gpt2;
     match base {
         "token_embd" if gpt2 => return done("transformer.wte".into(), Fixup::None),
@@ -226,6 +232,32 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         }
         _ => None,
     }
+}
+
+/// A BERT tensor's Hub name (a `BertModel`, no `bert.` prefix), without the suffix.
+fn bert_name(base: &str) -> Option<String> {
+    let embeddings = |n: &str| Some(format!("embeddings.{n}"));
+    match base {
+        "token_embd" => return embeddings("word_embeddings"),
+        "position_embd" => return embeddings("position_embeddings"),
+        "token_types" => return embeddings("token_type_embeddings"),
+        "token_embd_norm" => return embeddings("LayerNorm"),
+        _ => {}
+    }
+    let (layer, part) = base.strip_prefix("blk.")?.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let part = match part {
+        "attn_q" => "attention.self.query",
+        "attn_k" => "attention.self.key",
+        "attn_v" => "attention.self.value",
+        "attn_output" => "attention.output.dense",
+        "attn_output_norm" => "attention.output.LayerNorm",
+        "ffn_up" => "intermediate.dense",
+        "ffn_down" => "output.dense",
+        "layer_output_norm" => "output.LayerNorm",
+        _ => return None,
+    };
+    Some(format!("encoder.layer.{layer}.{part}"))
 }
 
 /// Undoes llama.cpp's Q/K row permutation for `n_head` heads (use the KV head count for K).

@@ -328,13 +328,39 @@ fn names_map_per_architecture() {
             "blk.0.ffn_up.weight",
             Some(("model.layers.0.mlp.gate_up_proj.weight", None)),
         ),
+        (
+            "bert",
+            "token_types.weight",
+            Some(("embeddings.token_type_embeddings.weight", None)),
+        ),
+        (
+            "bert",
+            "token_embd_norm.bias",
+            Some(("embeddings.LayerNorm.bias", None)),
+        ),
+        (
+            "bert",
+            "blk.1.attn_output_norm.weight",
+            Some(("encoder.layer.1.attention.output.LayerNorm.weight", None)),
+        ),
+        (
+            "bert",
+            "blk.0.ffn_up.weight",
+            Some(("encoder.layer.0.intermediate.dense.weight", None)),
+        ),
+        (
+            "bert",
+            "blk.0.layer_output_norm.bias",
+            Some(("encoder.layer.0.output.LayerNorm.bias", None)),
+        ),
+        ("bert", "blk.0.attn_norm.weight", Option::None),
         ("mamba", "token_embd.weight", Option::None),
     ];
     for (arch, gguf, expected) in cases {
         check(arch, gguf, *expected);
     }
     for arch in KNOWN_ARCHITECTURES {
-        assert!(hub_name(arch, "blk.0.attn_norm.weight").is_some(), "{arch}");
+        assert!(hub_name(arch, "token_embd.weight").is_some(), "{arch}");
     }
 }
 

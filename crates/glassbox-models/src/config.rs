@@ -111,6 +111,10 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
     },
+    /// Each frequency divided by its own factor: llama.cpp's `rope_freqs` tensor, which a GGUF
+    /// carries instead of a rule (`rope_type: freq_factors`, `factors: [...]`, one per pair; a
+    /// glassbox name, written only into configs synthesized from GGUF metadata).
+    FreqFactors(Vec<f64>),
 }
 
 /// Rotary position embedding settings.
@@ -169,14 +173,40 @@ impl RopeConfig {
                         high_freq_factor: num("high_freq_factor")?,
                         original_max_position_embeddings: num("original_max_position_embeddings")?,
                     },
+                    "freq_factors" => {
+                        let factors: Option<Vec<f64>> = s
+                            .get("factors")
+                            .and_then(Value::as_array)
+                            .map(|a| a.iter().map(Value::as_f64).collect())
+                            .unwrap_or(None);
+                        match factors {
+                            Some(f) if f.iter().all(|x| x.is_finite() && *x > 0.0) => {
+                                RopeScaling::FreqFactors(f)
+                            }
+                            _ => {
+                                return Err(ModelError::config(
+                                    "rope scaling `freq_factors` needs `factors`, a list of positive numbers",
+                                ))
+                            }
+                        }
+                    }
                     other => {
                         return Err(ModelError::config(format!(
-                            "rope scaling type `{other}` is not supported (supported: default, linear, llama3)"
+                            "rope scaling type `{other}` is not supported (supported: default, linear, llama3, freq_factors)"
                         )))
                     }
                 }
             }
         };
+        if let RopeScaling::FreqFactors(f) = &scaling {
+            if f.len() != rotary_dim / 2 {
+                return Err(ModelError::config(format!(
+                    "{} rope frequency factors for {} rotating pairs",
+                    f.len(),
+                    rotary_dim / 2
+                )));
+            }
+        }
         Ok(RopeConfig {
             theta,
             rotary_dim,
@@ -194,6 +224,9 @@ impl RopeConfig {
         match &self.scaling {
             RopeScaling::None => base,
             RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
+            RopeScaling::FreqFactors(factors) => {
+                base.iter().zip(factors).map(|(f, d)| f / d).collect()
+            }
             RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,

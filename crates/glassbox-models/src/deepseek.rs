@@ -608,7 +608,17 @@ fn router_config(
         Generation::V3 => RouterConfig {
             n_experts,
             top_k,
-            scoring: Scoring::Sigmoid,
+            // DeepSeek's own config key; V3 checkpoints say `sigmoid` (or nothing), and a
+            // softmax-gated file from llama.cpp runs through the same router (as llama.cpp does).
+            scoring: match cfg.str_opt("scoring_func").unwrap_or("sigmoid") {
+                "sigmoid" => Scoring::Sigmoid,
+                "softmax" => Scoring::Softmax,
+                other => {
+                    return Err(ModelError::config(format!(
+                        "`scoring_func` `{other}` is not supported (supported: sigmoid, softmax)"
+                    )))
+                }
+            },
             group_limit: groups(GroupScore::SumOfTopTwo)?,
             renormalize: cfg.bool_or("norm_topk_prob", true)?,
             renormalize_eps: 1e-20,

@@ -25,10 +25,11 @@
 //!   tensor; each expert is served under its own Hub name and read from its own bytes;
 //! - quantized tensors are dequantized to f32 on load (by the checkpoint reader);
 //! - a missing `output.weight` means the unembedding is tied to `token_embd`;
-//! - rope scaling: `{arch}.rope.scaling.type = linear` becomes `rope_scaling.linear`; Llama 3.1's
-//!   per-frequency factors (`rope_freqs.weight`) are checked against the `llama3` rule and
-//!   become `rope_scaling.llama3`; DeepSeek's YaRN is read back ([`deepseek2_config`]); other
-//!   schemes (Phi-3's long/short factors, YaRN elsewhere) are refused;
+//! - rope scaling: `{arch}.rope.scaling.type = linear` becomes `rope_scaling.linear`; the
+//!   per-frequency factors of `rope_freqs.weight` (Llama 3.1's rule, any factors) divide each
+//!   frequency, as llama.cpp does (`rope_scaling.freq_factors`); DeepSeek's YaRN is read back
+//!   ([`deepseek2_config`]); other schemes (Phi-3's long/short factors, YaRN elsewhere) are
+//!   refused;
 //! - `glm4`: nothing is permuted (GLM-4 already rotates adjacent pairs, as llama.cpp does);
 //!   `rope.dimension_count` gives `partial_rotary_factor`;
 //! - `deepseek2`: the MLA shapes come from `kv_lora_rank`, `q_lora_rank`, `key_length_mla` /
@@ -52,7 +53,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ModelError, Result};
 use crate::gguf_tokenizer;
-use crate::model::{HookedModel, LoadOptions};
+use crate::model::{HookedModel, LoadOptions, Numerics};
 use crate::tokenizer::Tokenizer;
 
 /// The `general.architecture` values glassbox runs.
@@ -62,6 +63,8 @@ pub enum GgufArch {
     Qwen2,
     Qwen3,
     Gemma,
+    /// Gemma 2: soft-capping, alternating sliding-window attention, extra norms.
+    Gemma2,
     Phi3,
     Gpt2,
     /// Qwen3-MoE (`qwen3moe`).
@@ -70,19 +73,23 @@ pub enum GgufArch {
     Glm4,
     /// DeepSeek-V2 / V3 / R1 (`deepseek2`): multi-head latent attention.
     Deepseek2,
+    /// BERT encoders (`bert`), e.g. sentence-embedding models.
+    Bert,
 }
 
 impl GgufArch {
-    pub const ALL: [GgufArch; 9] = [
+    pub const ALL: [GgufArch; 11] = [
         GgufArch::Llama,
         GgufArch::Qwen2,
         GgufArch::Qwen3,
         GgufArch::Gemma,
+        GgufArch::Gemma2,
         GgufArch::Phi3,
         GgufArch::Gpt2,
         GgufArch::Qwen3Moe,
         GgufArch::Glm4,
         GgufArch::Deepseek2,
+        GgufArch::Bert,
     ];
 
     /// llama.cpp's name for the architecture (the metadata key prefix).
@@ -92,11 +99,13 @@ impl GgufArch {
             GgufArch::Qwen2 => "qwen2",
             GgufArch::Qwen3 => "qwen3",
             GgufArch::Gemma => "gemma",
+            GgufArch::Gemma2 => "gemma2",
             GgufArch::Phi3 => "phi3",
             GgufArch::Gpt2 => "gpt2",
             GgufArch::Qwen3Moe => "qwen3moe",
             GgufArch::Glm4 => "glm4",
             GgufArch::Deepseek2 => "deepseek2",
+            GgufArch::Bert => "bert",
         }
     }
 
@@ -111,12 +120,14 @@ impl GgufArch {
             GgufArch::Qwen2 => "Qwen2ForCausalLM",
             GgufArch::Qwen3 => "Qwen3ForCausalLM",
             GgufArch::Gemma => "GemmaForCausalLM",
+            GgufArch::Gemma2 => "Gemma2ForCausalLM",
             GgufArch::Phi3 => "Phi3ForCausalLM",
             GgufArch::Gpt2 => "GPT2LMHeadModel",
             GgufArch::Qwen3Moe => "Qwen3MoeForCausalLM",
             GgufArch::Glm4 => "Glm4ForCausalLM",
-            // V3 when the router is a sigmoid ([`hub_config`]).
-            GgufArch::Deepseek2 => "DeepseekV2ForCausalLM",
+            // Whatever the DeepSeek version ([`deepseek2_config`]).
+            GgufArch::Deepseek2 => "DeepseekV3ForCausalLM",
+            GgufArch::Bert => "BertModel",
         }
     }
 
@@ -417,8 +428,14 @@ impl Meta<'_> {
     }
 }
 
-/// The Hub `config.json` equivalent to a GGUF's metadata, for the architecture's Hub class.
-pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
+/// The Hub `config.json` equivalent to a GGUF's metadata, for the architecture's Hub class,
+/// as llama.cpp reads that metadata; what llama.cpp tolerates with a warning is added to
+/// `warnings`.
+pub fn hub_config(
+    gguf: &GgufFile,
+    checkpoint: &Checkpoint,
+    warnings: &mut Vec<String>,
+) -> Result<Value> {
     let arch_name = gguf.architecture().ok_or_else(|| {
         ModelError::config(format!("{}: no general.architecture", gguf.path.display()))
     })?;
@@ -429,6 +446,11 @@ pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
     let meta = Meta { gguf, arch };
     if arch == GgufArch::Deepseek2 {
         let mut config = deepseek2_config(&meta, checkpoint)?;
+        common_keys(&mut config, gguf, checkpoint, &meta)?;
+        return Ok(config);
+    }
+    if arch == GgufArch::Bert {
+        let mut config = bert_config(&meta, checkpoint)?;
         common_keys(&mut config, gguf, checkpoint, &meta)?;
         return Ok(config);
     }
@@ -462,7 +484,7 @@ pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
         .unwrap_or(d_model / n_heads);
     let rope_dim = meta.usize_opt("rope.dimension_count")?.unwrap_or(head_dim);
     let rope_theta = meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0);
-    let rope_scaling = rope_scaling(&meta, checkpoint, rope_dim, rope_theta)?;
+    let rope_scaling = rope_scaling(&meta, checkpoint, rope_dim)?;
     let mut config = match arch {
         GgufArch::Gpt2 => json!({
             "n_embd": d_model,
@@ -510,12 +532,24 @@ pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
                     c["hidden_act"] = json!("gelu_pytorch_tanh");
                     c["hidden_activation"] = json!("gelu_pytorch_tanh");
                 }
+                GgufArch::Gemma2 => {
+                    c["hidden_act"] = json!("gelu_pytorch_tanh");
+                    c["hidden_activation"] = json!("gelu_pytorch_tanh");
+                    gemma2_keys(&mut c, &meta, d_model, n_heads, n_layers, head_dim)?;
+                }
                 GgufArch::Phi3 => {
                     if rope_dim != head_dim {
                         c["partial_rotary_factor"] = json!(rope_dim as f64 / head_dim as f64);
                     }
+                    // llama.cpp runs every Phi-3 file with full attention: 0 means none, and
+                    // a window is disabled with a warning (llama.cpp PR 13676).
                     if let Some(window) = meta.usize_opt("attention.sliding_window")? {
-                        c["sliding_window"] = json!(window);
+                        if window > 0 {
+                            warnings.push(format!(
+                                "{}: phi3.attention.sliding_window {window} is not applied (llama.cpp runs Phi-3 with full attention)",
+                                gguf.path.display()
+                            ));
+                        }
                     }
                 }
                 // Always written: transformers' GLM-4 defaults to half the head rotating.
@@ -563,6 +597,72 @@ pub fn hub_config(gguf: &GgufFile, checkpoint: &Checkpoint) -> Result<Value> {
     Ok(config)
 }
 
+/// Gemma 2's attention as llama.cpp sets it up: soft-capping from the file; a sliding window
+/// (`attention.sliding_window`, 4096 when absent) on every layer but each
+/// `attention.sliding_window_pattern`-th (2 when absent: even layers slide); queries scaled by
+/// the head size, except in the 46-layer (27B) model, by `d_model / heads` — llama.cpp's rule
+/// for what transformers calls `query_pre_attn_scalar`, which the file does not carry.
+fn gemma2_keys(
+    c: &mut Value,
+    meta: &Meta,
+    d_model: usize,
+    n_heads: usize,
+    n_layers: usize,
+    head_dim: usize,
+) -> Result<()> {
+    for (key, hub) in [
+        ("attn_logit_softcapping", "attn_logit_softcapping"),
+        ("final_logit_softcapping", "final_logit_softcapping"),
+    ] {
+        c[hub] = json!(meta.f64_opt(key)?);
+    }
+    c["sliding_window"] = json!(meta.usize_opt("attention.sliding_window")?.unwrap_or(4096));
+    let pattern = meta
+        .usize_opt("attention.sliding_window_pattern")?
+        .unwrap_or(2);
+    let layer_types: Vec<&str> = (0..n_layers)
+        .map(|i| {
+            if pattern == 0 || i % pattern < pattern - 1 {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    c["layer_types"] = json!(layer_types);
+    c["query_pre_attn_scalar"] = json!(if n_layers == 46 {
+        d_model / n_heads
+    } else {
+        head_dim
+    });
+    Ok(())
+}
+
+/// A `bert` file's `BertModel` config. llama.cpp runs BERT with token type 0 for every token,
+/// learned absolute positions and its GELU (the tanh form); the type-embedding rows are the
+/// `token_types` tensor's.
+fn bert_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
+    if meta.gguf.get_bool(&meta.key("attention.causal")) == Some(true) {
+        return Err(meta.error("a causal `bert` file is not a BERT encoder"));
+    }
+    let type_vocab = checkpoint
+        .info("token_types.weight")
+        .and_then(|i| i.shape.first().copied())
+        .ok_or_else(|| meta.error("no `token_types.weight` tensor"))?;
+    Ok(json!({
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "hidden_size": meta.usize("embedding_length")?,
+        "num_hidden_layers": meta.usize("block_count")?,
+        "num_attention_heads": meta.usize("attention.head_count")?,
+        "intermediate_size": meta.usize("feed_forward_length")?,
+        "max_position_embeddings": meta.usize("context_length")?,
+        "layer_norm_eps": meta.f64_opt("attention.layer_norm_epsilon")?.unwrap_or(1e-12),
+        "type_vocab_size": type_vocab,
+        "hidden_act": "gelu_pytorch_tanh",
+    }))
+}
+
 /// The keys every synthesized config has: vocabulary, tying, special tokens, name.
 fn common_keys(
     config: &mut Value,
@@ -588,15 +688,20 @@ fn common_keys(
 const GATING_SOFTMAX: u64 = 1;
 const GATING_SIGMOID: u64 = 2;
 
-/// A `deepseek2` file's Hub config: `DeepseekV3ForCausalLM` when its router is a sigmoid,
-/// `DeepseekV2ForCausalLM` (softmax) otherwise.
+/// A `deepseek2` file's Hub config. llama.cpp runs every `deepseek2` file with one router and
+/// one attention, whatever DeepSeek version it came from: scores by `expert_gating_func`
+/// (absent: softmax, as llama.cpp assumes for the V2 files written before the key existed),
+/// selection shifted by `exp_probs_b` when present, groups ranked by the sum of their two best
+/// scores, weights renormalised when `expert_weights_norm`, times `expert_weights_scale`; the
+/// YaRN magnitude folded into the softmax scale. That is transformers' DeepSeek-V3, given its
+/// `scoring_func`; so every file becomes `DeepseekV3ForCausalLM` (V2's `group_limited_greedy`,
+/// which ranks groups by their best score, is not what llama.cpp computes).
 ///
 /// Attention shapes: since llama.cpp stores MLA as multi-query attention over the latent,
 /// newer files give `key_length = kv_lora_rank + rope` and `value_length = kv_lora_rank`, with
 /// the per-head sizes in `key_length_mla` / `value_length_mla`; older files (whole
 /// `attn_kv_b`) give the per-head sizes in `key_length` / `value_length`. The rope part is
-/// `rope.dimension_count`. A file without `expert_gating_func` is softmax-routed, as
-/// llama.cpp assumes for the DeepSeek-V2 files written before the key existed.
+/// `rope.dimension_count`.
 fn deepseek2_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     let gguf = meta.gguf;
     let n_heads = meta.usize("attention.head_count")?;
@@ -646,29 +751,23 @@ fn deepseek2_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
             .as_u64()
             .ok_or_else(|| meta.error("`deepseek2.expert_gating_func` is not an integer"))?,
     };
-    let v3 = match gating {
-        GATING_SOFTMAX => false,
-        GATING_SIGMOID => true,
+    let scoring = match gating {
+        GATING_SOFTMAX => "softmax",
+        GATING_SIGMOID => "sigmoid",
         other => {
             return Err(meta.error(format!(
                 "expert_gating_func {other} is not supported (1 softmax, 2 sigmoid)"
             )))
         }
     };
-    let (arch, model_type) = if v3 {
-        ("DeepseekV3ForCausalLM", "deepseek_v3")
-    } else {
-        ("DeepseekV2ForCausalLM", "deepseek_v2")
-    };
-    c["architectures"] = json!([arch]);
-    c["model_type"] = json!(model_type);
-    if v3 {
-        // Adjacent-pair rotary, llama.cpp's "normal" rope: the same scores as V3's default.
-        c["rope_interleave"] = json!(true);
-    }
+    c["architectures"] = json!(["DeepseekV3ForCausalLM"]);
+    c["model_type"] = json!("deepseek_v3");
+    // Adjacent-pair rotary, llama.cpp's "normal" rope: the same scores as V3's default.
+    c["rope_interleave"] = json!(true);
     if n_experts > 0 {
         let groups = meta.usize_opt("expert_group_count")?;
         let groups_used = meta.usize_opt("expert_group_used_count")?;
+        c["scoring_func"] = json!(scoring);
         c["n_routed_experts"] = json!(n_experts);
         c["num_experts_per_tok"] = json!(meta.usize("expert_used_count")?);
         c["moe_intermediate_size"] = json!(expert_ff.unwrap_or(d_mlp));
@@ -682,14 +781,6 @@ fn deepseek2_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
         // One group is no group limit (what llama.cpp does without the keys).
         c["n_group"] = json!(groups.unwrap_or(1));
         c["topk_group"] = json!(groups_used.or(groups).unwrap_or(1));
-        if !v3 {
-            let limited = matches!((groups, groups_used), (Some(g), Some(u)) if g > 1 && u < g);
-            c["topk_method"] = json!(if limited {
-                "group_limited_greedy"
-            } else {
-                "greedy"
-            });
-        }
     }
     if let Some(scaling) = deepseek2_rope_scaling(meta)? {
         c["rope_scaling"] = scaling;
@@ -740,43 +831,13 @@ fn deepseek2_rope_scaling(meta: &Meta) -> Result<Option<Value>> {
     }
 }
 
-/// Llama 3.1's rope rule: the factor each rotary frequency is divided by, for wavelengths
-/// between `original / high_freq_factor` (kept) and `original / low_freq_factor` (divided by
-/// `factor`), smoothly interpolated in between.
-fn llama3_rope_factors(
-    theta: f64,
-    rope_dim: usize,
-    factor: f64,
-    low: f64,
-    high: f64,
-    original: f64,
-) -> Vec<f64> {
-    (0..rope_dim / 2)
-        .map(|i| {
-            let freq = 1.0 / theta.powf(2.0 * i as f64 / rope_dim as f64);
-            let wavelen = 2.0 * std::f64::consts::PI / freq;
-            if wavelen < original / high {
-                1.0
-            } else if wavelen > original / low {
-                factor
-            } else {
-                let smooth = (original / wavelen - low) / (high - low);
-                1.0 / ((1.0 - smooth) / factor + smooth)
-            }
-        })
-        .collect()
-}
-
-/// The Hub `rope_scaling` of a GGUF: `{arch}.rope.scaling.type = linear`, or Llama 3.1's
-/// per-frequency factors, which the converter stores as `rope_freqs.weight` and which are
-/// recognised here as the `llama3` rule (with its published low/high frequency factors 1 and
-/// 4). Anything else is refused rather than run with the wrong positions.
-fn rope_scaling(
-    meta: &Meta,
-    checkpoint: &Checkpoint,
-    rope_dim: usize,
-    theta: f64,
-) -> Result<Option<Value>> {
+/// The Hub `rope_scaling` of a GGUF, as llama.cpp applies it: `{arch}.rope.scaling.type =
+/// linear` divides positions by `rope.scaling.factor`; a `rope_freqs.weight` tensor (what the
+/// converter stores for Llama 3.1's rule, with whatever factors the checkpoint had) divides each
+/// rotary frequency by its own factor — llama.cpp does no more than that, so neither do we
+/// (`freq_factors`, with a linear factor folded in). Other schemes (Phi-3's long/short
+/// factors, YaRN outside deepseek2) are refused rather than run with the wrong positions.
+fn rope_scaling(meta: &Meta, checkpoint: &Checkpoint, rope_dim: usize) -> Result<Option<Value>> {
     for tensor in ["rope_factors_long.weight", "rope_factors_short.weight"] {
         if checkpoint.contains(tensor) {
             return Err(meta.error(format!(
@@ -784,30 +845,31 @@ fn rope_scaling(
             )));
         }
     }
-    let has_freqs = checkpoint.contains("rope_freqs.weight");
-    match meta.gguf.get_str(&meta.key("rope.scaling.type")) {
-        None | Some("none") => {}
-        Some("linear") if !has_freqs => {
-            let factor = meta
-                .f64_opt("rope.scaling.factor")?
-                .ok_or_else(|| meta.error("linear rope scaling without rope.scaling.factor"))?;
-            return Ok(Some(json!({"rope_type": "linear", "factor": factor})));
-        }
+    let linear = match meta.gguf.get_str(&meta.key("rope.scaling.type")) {
+        None | Some("none") => None,
+        Some("linear") => Some(
+            meta.f64_opt("rope.scaling.factor")?
+                .ok_or_else(|| meta.error("linear rope scaling without rope.scaling.factor"))?,
+        ),
         Some(kind) => {
             return Err(meta.error(format!("rope scaling `{kind}` is not supported")));
         }
+    };
+    if !checkpoint.contains("rope_freqs.weight") {
+        return Ok(linear.map(|factor| json!({"rope_type": "linear", "factor": factor})));
     }
-    if !has_freqs {
-        return Ok(None);
-    }
-    let not_llama3 = |why: String| meta.error(format!("rope_freqs.weight: {why}"));
+    // llama.cpp reads `rope_freqs` for llama only; elsewhere it refuses the extra tensor.
     if meta.arch != GgufArch::Llama {
-        return Err(not_llama3(format!("unsupported for {}", meta.arch.name())));
+        return Err(meta.error(format!(
+            "rope_freqs.weight is not part of a {} model",
+            meta.arch.name()
+        )));
     }
     let elements = checkpoint.info("rope_freqs.weight").map(|i| i.elements());
     if elements != Some((rope_dim / 2) as u64) {
-        return Err(not_llama3(format!(
-            "{elements:?} factors for {} rotary frequencies",
+        return Err(meta.error(format!(
+            "rope_freqs.weight: {} factors for {} rotary frequencies",
+            elements.unwrap_or(0),
             rope_dim / 2
         )));
     }
@@ -815,28 +877,16 @@ fn rope_scaling(
         .tensor_f32("rope_freqs.weight", &Device::Cpu)?
         .flatten_all()?
         .to_vec1()?;
-    let factor = stored.iter().fold(1.0f64, |m, &f| m.max(f as f64));
-    let original = meta
-        .usize_opt("rope.scaling.original_context_length")?
-        .unwrap_or(8192) as f64;
-    let expected = llama3_rope_factors(theta, rope_dim, factor, 1.0, 4.0, original);
-    let matches = stored
-        .iter()
-        .zip(&expected)
-        .all(|(&s, &e)| ((s as f64) - e).abs() <= 1e-3 * e.abs().max(1.0));
-    if !matches {
-        return Err(not_llama3(
-            "the factors do not follow Llama 3's rope rule (low/high frequency factors 1 and 4)"
-                .into(),
-        ));
+    if let Some(bad) = stored.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        return Err(meta.error(format!(
+            "rope_freqs.weight: factor {bad} is not a positive number"
+        )));
     }
-    Ok(Some(json!({
-        "rope_type": "llama3",
-        "factor": factor,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": original,
-    })))
+    let linear = linear.unwrap_or(1.0);
+    let factors: Vec<f64> = stored.iter().map(|&f| f as f64 * linear).collect();
+    Ok(Some(
+        json!({"rope_type": "freq_factors", "factors": factors}),
+    ))
 }
 
 /// Loads a `.gguf` file as a hooked model with its embedded tokenizer.
@@ -856,12 +906,37 @@ pub fn load_checkpoint(checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Hoo
     let gguf = checkpoint
         .gguf()
         .ok_or_else(|| ModelError::config(format!("{}: not a GGUF file", path.display())))?;
-    let config = hub_config(gguf, &checkpoint)?;
-    let tokenizer = if gguf.get("tokenizer.ggml.model").is_some() {
-        Some(Tokenizer::from_hf(gguf_tokenizer::from_gguf(gguf)?))
-    } else {
-        None
+    let mut warnings = Vec::new();
+    let mut config = hub_config(gguf, &checkpoint, &mut warnings)?;
+    let vocab = match gguf.get("tokenizer.ggml.model") {
+        Some(_) => Some(gguf_tokenizer::GgufVocab::from_gguf(gguf)?),
+        None => None,
     };
+    let tokenizer = match &vocab {
+        Some(v) => Some(Tokenizer::from_hf(
+            gguf_tokenizer::build_tokenizer(v)
+                .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?,
+        )),
+        None => None,
+    };
+    if opts.numerics == Numerics::LlamaCpp {
+        // ggml's GELU (every GELU llama.cpp runs for these architectures is its tanh table).
+        for key in ["hidden_act", "hidden_activation", "activation_function"] {
+            if config[key].as_str().is_some_and(|a| a.starts_with("gelu")) {
+                config[key] = json!("gelu_llamacpp");
+            }
+        }
+    }
+    if let Some(v) = &vocab {
+        // The special ids as the vocabulary resolved them (llama.cpp's rules), not as written.
+        config["bos_token_id"] = json!(v.bos_id);
+        config["eos_token_id"] = json!(v.eos_id);
+        warnings.extend(
+            v.warnings
+                .iter()
+                .map(|w| format!("{}: {w}", path.display())),
+        );
+    }
     let arch = GgufArch::parse(gguf.architecture().unwrap_or_default()).ok_or_else(|| {
         ModelError::config(format!("{}: unsupported architecture", path.display()))
     })?;
@@ -873,5 +948,7 @@ pub fn load_checkpoint(checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Hoo
         .as_u64()
         .unwrap_or(heads as u64) as usize;
     let backend = GgufBackend::new(checkpoint, arch, heads, kv_heads);
-    HookedModel::from_backend(config, Box::new(backend), tokenizer, &path, opts)
+    let mut model = HookedModel::from_backend(config, Box::new(backend), tokenizer, &path, opts)?;
+    model.warnings = warnings;
+    Ok(model)
 }

@@ -30,8 +30,12 @@ use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence, NFC};
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
@@ -58,6 +62,20 @@ pub enum GgufTokenizerModel {
     SentencePiece,
     /// `gpt2`: byte-level BPE with merges.
     ByteLevelBpe,
+    /// `bert`: WordPiece, stored with llama.cpp's "phantom space": a word-initial piece is
+    /// `▁piece`, a continuation is the bare piece (WordPiece's `##piece`).
+    WordPiece,
+}
+
+impl GgufTokenizerModel {
+    /// llama.cpp's default BOS, EOS and unknown-token ids for this kind of vocabulary.
+    fn default_special_ids(self) -> (Option<u32>, Option<u32>, Option<u32>) {
+        match self {
+            GgufTokenizerModel::SentencePiece => (Some(1), Some(2), Some(0)),
+            GgufTokenizerModel::ByteLevelBpe => (Some(11), Some(11), None),
+            GgufTokenizerModel::WordPiece => (Some(101), None, Some(100)),
+        }
+    }
 }
 
 /// The `tokenizer.ggml.*` metadata of a GGUF file.
@@ -74,9 +92,17 @@ pub struct GgufVocab {
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
     pub unk_id: Option<u32>,
+    /// The separator a WordPiece vocabulary appends (`tokenizer.ggml.seperator_token_id`,
+    /// llama.cpp's spelling).
+    pub sep_id: Option<u32>,
+    /// `tokenizer.ggml.normalizer.lowercase` (WordPiece; llama.cpp lowercases when absent).
+    pub lowercase: Option<bool>,
     pub add_bos: Option<bool>,
     pub add_eos: Option<bool>,
     pub add_space_prefix: Option<bool>,
+    /// Metadata llama.cpp tolerates and this reader therefore does too, each naming its key
+    /// (e.g. a special-token id outside the vocabulary, which llama.cpp replaces by its default).
+    pub warnings: Vec<String>,
 }
 
 fn bad(gguf: &GgufFile, msg: impl std::fmt::Display) -> ModelError {
@@ -89,11 +115,12 @@ impl GgufVocab {
         let model = match gguf.get_str("tokenizer.ggml.model") {
             Some("llama") => GgufTokenizerModel::SentencePiece,
             Some("gpt2") => GgufTokenizerModel::ByteLevelBpe,
+            Some("bert") => GgufTokenizerModel::WordPiece,
             Some(other) => {
                 return Err(bad(
                     gguf,
                     format!(
-                        "tokenizer.ggml.model `{other}` is not supported (only `llama` and `gpt2`)"
+                        "tokenizer.ggml.model `{other}` is not supported (only `llama`, `gpt2` and `bert`)"
                     ),
                 ))
             }
@@ -137,6 +164,36 @@ impl GgufVocab {
                     .to_vec(),
             ),
         };
+        // Special tokens as llama.cpp's `llama_vocab::load` resolves them: each type has a
+        // default id (dropped when outside the vocabulary); an id in the file replaces it when
+        // it is inside the vocabulary and is otherwise ignored, with a warning.
+        let n = tokens.len();
+        let mut warnings = Vec::new();
+        let (bos, eos, unk) = model.default_special_ids();
+        let mut special = |key: &str, default: Option<u32>| {
+            let default = default.filter(|&id| (id as usize) < n);
+            match gguf.get_u32(key) {
+                Some(id) if (id as usize) < n => Some(id),
+                Some(id) => {
+                    warnings.push(format!(
+                        "{key} {id} is outside the {n} tokens; ignored, as llama.cpp does ({})",
+                        match default {
+                            Some(d) => format!("it uses its default, token {d}"),
+                            None => "no such token".to_string(),
+                        }
+                    ));
+                    default
+                }
+                None => default,
+            }
+        };
+        let bos_id = special("tokenizer.ggml.bos_token_id", bos);
+        let eos_id = special("tokenizer.ggml.eos_token_id", eos);
+        let unk_id = special("tokenizer.ggml.unknown_token_id", unk);
+        let sep_id = special(
+            "tokenizer.ggml.seperator_token_id",
+            (model == GgufTokenizerModel::WordPiece).then_some(102),
+        );
         let vocab = GgufVocab {
             model,
             pre: gguf.get_str("tokenizer.ggml.pre").map(str::to_string),
@@ -144,12 +201,15 @@ impl GgufVocab {
             scores,
             token_types,
             merges,
-            bos_id: gguf.get_u32("tokenizer.ggml.bos_token_id"),
-            eos_id: gguf.get_u32("tokenizer.ggml.eos_token_id"),
-            unk_id: gguf.get_u32("tokenizer.ggml.unknown_token_id"),
+            bos_id,
+            eos_id,
+            unk_id,
+            sep_id,
+            lowercase: gguf.get_bool("tokenizer.ggml.normalizer.lowercase"),
             add_bos: gguf.get_bool("tokenizer.ggml.add_bos_token"),
             add_eos: gguf.get_bool("tokenizer.ggml.add_eos_token"),
             add_space_prefix: gguf.get_bool("tokenizer.ggml.add_space_prefix"),
+            warnings,
         };
         vocab.validate().map_err(|m| bad(gguf, m))?;
         Ok(vocab)
@@ -165,6 +225,7 @@ impl GgufVocab {
             ("bos_token_id", self.bos_id),
             ("eos_token_id", self.eos_id),
             ("unknown_token_id", self.unk_id),
+            ("seperator_token_id", self.sep_id),
         ] {
             if let Some(id) = id {
                 if id as usize >= n {
@@ -271,7 +332,85 @@ pub fn build_tokenizer(vocab: &GgufVocab) -> Result<Tokenizer> {
     match vocab.model {
         GgufTokenizerModel::SentencePiece => sentencepiece_tokenizer(vocab, ids),
         GgufTokenizerModel::ByteLevelBpe => byte_level_tokenizer(vocab, ids),
+        GgufTokenizerModel::WordPiece => wordpiece_tokenizer(vocab),
     }
+}
+
+/// llama.cpp's WPM tokenizer as a WordPiece pipeline: text split at whitespace, punctuation,
+/// ASCII symbols and CJK characters and lowercased (BERT's normalizer and pre-tokenizer), each
+/// word matched longest-first, a word with an unmatched piece becoming the unknown token;
+/// `[CLS] … [SEP]` (the BOS and separator ids) around every text, which llama.cpp adds for
+/// this vocabulary type whatever `add_bos_token` / `add_eos_token` say.
+fn wordpiece_tokenizer(vocab: &GgufVocab) -> Result<Tokenizer> {
+    let is_control = |i: usize| {
+        vocab
+            .token_types
+            .as_ref()
+            .is_some_and(|t| t[i] == TOKEN_TYPE_CONTROL)
+    };
+    let mut pieces = Vocab::new();
+    for (i, token) in vocab.tokens.iter().enumerate() {
+        let piece = if is_control(i) {
+            token.clone()
+        } else if let Some(word_start) = token.strip_prefix(SPACE_MARKER) {
+            word_start.to_string()
+        } else {
+            format!("##{token}")
+        };
+        pieces.entry(piece).or_insert(i as u32);
+    }
+    let unk = vocab
+        .unk_id
+        .map(|id| vocab.tokens[id as usize].clone())
+        .ok_or_else(|| {
+            ModelError::Tokenizer("a `bert` vocabulary needs an unknown token".into())
+        })?;
+    let model = WordPiece::builder()
+        .vocab(pieces)
+        .unk_token(unk)
+        .continuing_subword_prefix("##".into())
+        .build()
+        .map_err(tokenizer_error)?;
+    let mut tokenizer = Tokenizer::new(model);
+    let lowercase = vocab.lowercase.unwrap_or(true);
+    tokenizer
+        .with_normalizer(Some(BertNormalizer::new(
+            true,
+            true,
+            Some(false),
+            lowercase,
+        )))
+        .map_err(tokenizer_error)?;
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+    tokenizer.with_decoder(Some(WordPieceDecoder::default()));
+    let specials: Vec<AddedToken> = (0..vocab.tokens.len())
+        .filter(|&i| is_control(i))
+        .map(|i| AddedToken::from(vocab.tokens[i].clone(), true))
+        .collect();
+    tokenizer
+        .add_special_tokens(specials)
+        .map_err(tokenizer_error)?;
+    let (Some(cls), Some(sep)) = (vocab.bos_id, vocab.sep_id) else {
+        return Err(ModelError::Tokenizer(
+            "a `bert` vocabulary needs BOS ([CLS]) and separator ([SEP]) ids".into(),
+        ));
+    };
+    let name = |id: u32| vocab.tokens[id as usize].clone();
+    let template = TemplateProcessing::builder()
+        .try_single(format!("{}:0 $A:0 {}:0", name(cls), name(sep)))
+        .map_err(tokenizer_error)?
+        .try_pair(format!(
+            "{}:0 $A:0 {}:0 $B:1 {}:1",
+            name(cls),
+            name(sep),
+            name(sep)
+        ))
+        .map_err(tokenizer_error)?
+        .special_tokens(vec![(name(cls), cls), (name(sep), sep)])
+        .build()
+        .map_err(tokenizer_error)?;
+    tokenizer.with_post_processor(Some(template));
+    Ok(tokenizer)
 }
 
 fn sentencepiece_tokenizer(vocab: &GgufVocab, ids: Vocab) -> Result<Tokenizer> {

@@ -264,6 +264,11 @@ pub enum Activation {
     /// `silu` / `swish`.
     Silu,
     Relu,
+    /// GELU (tanh form) as ggml-cpu computes it, through its f16 lookup table: the input and
+    /// the result are rounded to f16, inputs at or below −10 give 0 and at or above 10 give
+    /// themselves (`gelu_llamacpp`, a glassbox name used for GGUF models loaded with
+    /// [`crate::Numerics::LlamaCpp`]). The gradient is the tanh GELU's, through the roundings.
+    GeluLlamaCpp,
 }
 
 impl Activation {
@@ -273,6 +278,7 @@ impl Activation {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_tanh" => Activation::GeluTanh,
             "silu" | "swish" => Activation::Silu,
             "relu" => Activation::Relu,
+            "gelu_llamacpp" => Activation::GeluLlamaCpp,
             _ => return None,
         })
     }
@@ -283,8 +289,24 @@ impl Activation {
             Activation::GeluTanh => kernel_ops::activation(x, KernelActivation::GeluTanh),
             Activation::Silu => kernel_ops::activation(x, KernelActivation::Silu),
             Activation::Relu => x.relu(),
+            Activation::GeluLlamaCpp => gelu_llamacpp(x),
         }
     }
+}
+
+/// [`Activation::GeluLlamaCpp`].
+fn gelu_llamacpp(x: &Tensor) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let to_f16 = |t: &Tensor| t.to_dtype(DType::F16)?.to_dtype(DType::F32);
+    let table = to_f16(&kernel_ops::activation(
+        &to_f16(&x)?,
+        KernelActivation::GeluTanh,
+    )?)?;
+    let high = x.ge(10f32)?;
+    let low = x.le(-10f32)?;
+    let y = high.where_cond(&x, &low.where_cond(&x.zeros_like()?, &table)?)?;
+    y.to_dtype(dtype)
 }
 
 /// A token (or position) embedding table [n, d], looked up by index.
@@ -311,5 +333,60 @@ impl Embedding {
         let rows = weight.index_select(&flat, 0)?;
         dims.push(weight.dim(1)?);
         rows.reshape(dims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ggml-cpu's table entry for an f16 input: `ggml_gelu_f32` in f32 (with the platform's
+    /// tanh), rounded to f16.
+    fn ggml_table(x: f32) -> f32 {
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        const GELU_COEF_A: f32 = 0.044715;
+        let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh());
+        half::f16::from_f32(y).to_f32()
+    }
+
+    /// Every finite f16 input: the result is ggml's table entry (below −10 zero, from 10 the
+    /// input itself), to within one f16 step where our tanh and libm's round differently.
+    #[test]
+    fn gelu_llamacpp_is_ggmls_table() {
+        let inputs: Vec<f32> = (0..=u16::MAX)
+            .map(|b| half::f16::from_bits(b).to_f32())
+            .filter(|x| x.is_finite())
+            .collect();
+        let x = Tensor::new(inputs.as_slice(), &Device::Cpu).unwrap();
+        let y: Vec<f32> = Activation::GeluLlamaCpp
+            .apply(&x)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut off_by_one_step = 0;
+        for (&x, &y) in inputs.iter().zip(&y) {
+            let want = if x <= -10.0 {
+                0.0
+            } else if x >= 10.0 {
+                x
+            } else {
+                ggml_table(x)
+            };
+            if y != want {
+                let step = (half::f16::from_bits(half::f16::from_f32(want).to_bits() + 1).to_f32()
+                    - want)
+                    .abs();
+                assert!(
+                    (y - want).abs() <= step * 1.01,
+                    "gelu({x}) = {y}, ggml {want}"
+                );
+                off_by_one_step += 1;
+            }
+        }
+        assert!(
+            off_by_one_step * 1000 < inputs.len(),
+            "{off_by_one_step} of {} entries differ by a step",
+            inputs.len()
+        );
     }
 }

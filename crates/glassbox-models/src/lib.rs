@@ -55,5 +55,5 @@ pub use error::{ModelError, Result};
 pub use generate::GenerateOptions;
 pub use hooks::{ActivationCache, HookFn, Hooks, Intervention, Layout, NameFilter, Selection};
 pub use kv_cache::KvCache;
-pub use model::{HookedModel, LoadOptions, Model, ModelInfo};
+pub use model::{HookedModel, LoadOptions, Model, ModelInfo, Numerics};
 pub use tokenizer::{TextTokenizer, Tokenizer};

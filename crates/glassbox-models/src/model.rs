@@ -99,6 +99,19 @@ pub struct LoadOptions {
     /// Weights and activations are held in this dtype (F32 by default; F16/BF16 to halve memory).
     pub dtype: DType,
     pub device: Device,
+    /// Whose arithmetic a GGUF model follows where llama.cpp's differs from exact f32.
+    pub numerics: Numerics,
+}
+
+/// Whose arithmetic a model loaded from a GGUF file follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Numerics {
+    /// Exact float32 (the weights widened): what the dequantized model computes.
+    #[default]
+    F32,
+    /// ggml-cpu's: so far its GELU, which rounds to f16 through a lookup table (the quantized
+    /// activations of its matmuls are not emulated yet). F16 and quantized weights are widened.
+    LlamaCpp,
 }
 
 impl Default for LoadOptions {
@@ -106,6 +119,7 @@ impl Default for LoadOptions {
         LoadOptions {
             dtype: DType::F32,
             device: Device::Cpu,
+            numerics: Numerics::F32,
         }
     }
 }
@@ -118,6 +132,9 @@ pub struct HookedModel {
     pub config: serde_json::Value,
     /// Tokens that end generation (`eos_token_id` of the generation config or config).
     pub eos_token_ids: Vec<u32>,
+    /// What the loader tolerated in the files, each naming the key or tensor (metadata that
+    /// llama.cpp also accepts with a warning); front ends show these.
+    pub warnings: Vec<String>,
     device: Device,
 }
 
@@ -202,6 +219,7 @@ impl HookedModel {
             tokenizer,
             config,
             eos_token_ids,
+            warnings: Vec::new(),
             device,
         }
     }

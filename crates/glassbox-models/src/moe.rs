@@ -222,7 +222,7 @@ pub struct Router {
 }
 
 impl Router {
-    /// Loads `{vb}.weight` and, when `with_bias`, `{vb}.e_score_correction_bias`.
+    /// Loads `{vb}.weight` and, when `with_bias` and the file has it, `{vb}.e_score_correction_bias`.
     pub fn load(
         vb: VarBuilder,
         cfg: RouterConfig,
@@ -235,7 +235,9 @@ impl Router {
             "weight",
             crate::layers::WEIGHT_INIT,
         )?;
-        let correction_bias = if with_bias {
+        // A file without the bias (a DeepSeek-V2 GGUF run through this router) selects by the
+        // scores alone, as llama.cpp does without `exp_probs_b`.
+        let correction_bias = if with_bias && vb.contains_tensor("e_score_correction_bias") {
             let b = vb.get_with_hints(
                 cfg.n_experts,
                 "e_score_correction_bias",

@@ -187,7 +187,7 @@ fn gradients_match_finite_differences() {
     for name in ["gpt2", "llama"] {
         let opts = LoadOptions {
             dtype: DType::F64,
-            device: Device::Cpu,
+            ..LoadOptions::default()
         };
         let model = HookedModel::load(&fixture(name), &opts).unwrap();
         let ids = model
@@ -320,7 +320,7 @@ fn half_precision_weights_track_f32() {
     for dtype in [DType::F16, DType::BF16] {
         let opts = LoadOptions {
             dtype,
-            device: Device::Cpu,
+            ..LoadOptions::default()
         };
         let model = HookedModel::load(&fixture("qwen2"), &opts).unwrap();
         let logits = model.run(&ids).unwrap();

@@ -147,9 +147,12 @@ fn inconsistent_vocabularies_are_errors() {
         bos_id: Some(1),
         eos_id: None,
         unk_id: Some(0),
+        sep_id: None,
+        lowercase: None,
         add_bos: None,
         add_eos: None,
         add_space_prefix: None,
+        warnings: vec![],
     };
     assert!(gguf_tokenizer::build_tokenizer(&base).is_ok());
     let cases = [

@@ -15,7 +15,7 @@ use glassbox_models::moe::{routing_from_cache, LayerRouting, ROUTING_HOOKS};
 use glassbox_models::NameFilter;
 use serde::Serialize;
 
-use super::run::{input_ids, load_model};
+use crate::model_cli::{input_ids, load_model};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -47,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "--temperature must be ≥ 0 and --top-p in (0, 1]"
         ));
     }
-    let model = super::run::load_model(&args.model, &args.dtype)?;
+    let model = crate::model_cli::load_model(&args.model, &args.dtype)?;
     let prompt = model.to_tokens(&args.prompt)?;
     if prompt.is_empty() {
         return Err(crate::invalid!("the prompt has no tokens"));

@@ -1,13 +1,10 @@
 //! `glassbox run` — the top next tokens at each position.
-//!
-//! Also home of the helpers the forward-pass commands share: loading a model with a
-//! `--dtype`, and turning `--prompt` / `--tokens` into token ids.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use candle_core::{DType, IndexOp};
-use glassbox_models::{HookedModel, LoadOptions};
+
+use crate::model_cli::{input_ids, load_model, token_text};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,75 +28,6 @@ pub struct Args {
     /// Weight dtype: f32 (default, exact), f16 or bf16 (half the memory).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-}
-
-/// Parses `--dtype`.
-pub(crate) fn parse_dtype(s: &str) -> anyhow::Result<DType> {
-    match s {
-        "f32" | "float32" => Ok(DType::F32),
-        "f16" | "float16" => Ok(DType::F16),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
-        other => Err(crate::invalid!(
-            "unknown --dtype `{other}` (expected f32, f16 or bf16)"
-        )),
-    }
-}
-
-/// Loads a model for a forward-pass command.
-pub(crate) fn load_model(path: &Path, dtype: &str) -> anyhow::Result<HookedModel> {
-    if !path.exists() {
-        return Err(crate::invalid!(
-            "{}: no such file or directory",
-            path.display()
-        ));
-    }
-    let opts = LoadOptions {
-        dtype: parse_dtype(dtype)?,
-        ..LoadOptions::default()
-    };
-    HookedModel::load(path, &opts).with_context(|| format!("loading {}", path.display()))
-}
-
-/// Parses `--tokens 1,2,3`.
-pub(crate) fn parse_token_list(s: &str) -> anyhow::Result<Vec<u32>> {
-    let ids: Vec<u32> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<u32>()
-                .map_err(|_| crate::invalid!("--tokens: `{t}` is not a token id"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    if ids.is_empty() {
-        return Err(crate::invalid!("--tokens is empty"));
-    }
-    Ok(ids)
-}
-
-/// Token ids from `--prompt` or `--tokens`.
-pub(crate) fn input_ids(
-    model: &HookedModel,
-    prompt: Option<&str>,
-    tokens: Option<&str>,
-) -> anyhow::Result<Vec<u32>> {
-    let ids = match (prompt, tokens) {
-        (_, Some(t)) => parse_token_list(t)?,
-        (Some(p), None) => model.to_tokens(p)?,
-        (None, None) => return Err(crate::invalid!("give --prompt or --tokens")),
-    };
-    if ids.is_empty() {
-        return Err(crate::invalid!("the prompt has no tokens"));
-    }
-    Ok(ids)
-}
-
-/// A token for display: its decoded text if there is a tokenizer, else `#id`.
-pub(crate) fn token_text(model: &HookedModel, id: u32) -> String {
-    match model.ids_to_str_tokens(&[id]) {
-        Ok(mut v) if !v.is_empty() => v.remove(0),
-        _ => format!("#{id}"),
-    }
 }
 
 #[derive(serde::Serialize)]

@@ -35,16 +35,16 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let filter = NameFilter::new(&args.hooks).map_err(|e| crate::invalid!("--hooks: {e}"))?;
-    let model = super::run::load_model(&args.model, &args.dtype)?;
+    let model = crate::model_cli::load_model(&args.model, &args.dtype)?;
     let sequences: Vec<Vec<u32>> = if args.tokens.is_empty() {
         args.prompt
             .iter()
-            .map(|p| super::run::input_ids(&model, Some(p), None))
+            .map(|p| crate::model_cli::input_ids(&model, Some(p), None))
             .collect::<anyhow::Result<_>>()?
     } else {
         args.tokens
             .iter()
-            .map(|t| super::run::parse_token_list(t))
+            .map(|t| crate::model_cli::parse_token_list(t))
             .collect::<anyhow::Result<_>>()?
     };
     let batch = sequences.len();
