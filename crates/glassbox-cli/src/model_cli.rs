@@ -80,3 +80,16 @@ pub fn token_text(model: &HookedModel, id: u32) -> String {
         _ => format!("#{id}"),
     }
 }
+
+/// Refuses a model whose outputs are not token logits (an encoder without a language-model
+/// head returns hidden states, which `what` would misread as logits).
+pub fn require_logits(model: &HookedModel, path: &Path, what: &str) -> anyhow::Result<()> {
+    if model.model.has_unembedding() {
+        return Ok(());
+    }
+    Err(crate::invalid!(
+        "{}: {} has no unembedding (no language-model head), so `{what}` has no logits to show; `glassbox trace` records its hidden states",
+        path.display(),
+        model.info().architecture
+    ))
+}

@@ -523,6 +523,10 @@ impl Model for BertModel {
     }
 
     /// The MLM decoder as `[d_model, d_vocab]` (it reads the head's transformed state).
+    fn has_unembedding(&self) -> bool {
+        self.mlm_head.is_some()
+    }
+
     fn w_u(&self) -> candle_core::Result<Tensor> {
         self.head()?.decoder.weight_in_out()
     }

@@ -86,6 +86,12 @@ pub trait Model: Send + Sync {
     /// The unembedding matrix `W_U` [d_model, d_vocab].
     fn w_u(&self) -> candle_core::Result<Tensor>;
 
+    /// Whether the model maps its residual stream to token logits. An encoder without a
+    /// language-model head does not: its forward pass returns the last hidden states.
+    fn has_unembedding(&self) -> bool {
+        true
+    }
+
     /// The attention output matrix of `layer`, per head: `W_O` [n_heads, d_head, d_model].
     fn w_o(&self, layer: usize) -> candle_core::Result<Tensor>;
 

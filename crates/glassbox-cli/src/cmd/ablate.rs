@@ -82,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ));
     }
     let model = analysis_cli::load_model(&args.model)?;
+    crate::model_cli::require_logits(&model, &args.model, "ablate")?;
     let info = model.info();
     let targets = parse_targets(&args.targets, info.n_layers, info.n_heads)?;
     let text = analysis_cli::tokens(&model, &args.text)?;

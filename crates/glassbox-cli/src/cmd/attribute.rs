@@ -36,6 +36,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.output.check()?;
     let model = analysis_cli::load_model(&args.model)?;
+    crate::model_cli::require_logits(&model, &args.model, "attribute")?;
     let ids = analysis_cli::tokens(&model, &args.prompt)?;
     let target = analysis_cli::single_token(&model, &args.target, "--target")?;
     let versus = match &args.versus {

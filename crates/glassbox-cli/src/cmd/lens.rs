@@ -33,6 +33,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.output.check()?;
     let model = analysis_cli::load_model(&args.model)?;
+    crate::model_cli::require_logits(&model, &args.model, "lens")?;
     let ids = analysis_cli::tokens(&model, &args.prompt)?;
     let target = match &args.target {
         Some(t) => Some(analysis_cli::single_token(&model, t, "--target")?),

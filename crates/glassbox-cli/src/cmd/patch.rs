@@ -55,6 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let model = analysis_cli::load_model(&args.model)?;
+    crate::model_cli::require_logits(&model, &args.model, "patch")?;
     let clean = analysis_cli::tokens(&model, &args.clean)?;
     let corrupt = analysis_cli::tokens(&model, &args.corrupt)?;
     if clean.len() != corrupt.len() {

@@ -51,6 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Err(crate::invalid!("--top-k must be at least 1"));
     }
     let model = load_model(&args.model, &args.dtype)?;
+    crate::model_cli::require_logits(&model, &args.model, "run")?;
     let ids = input_ids(&model, args.prompt.as_deref(), args.tokens.as_deref())?;
     let input = model.ids_tensor(&ids)?;
     // Logits [positions shown, vocab]: only the last position's unless all are asked for.
