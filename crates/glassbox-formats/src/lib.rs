@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod gguf;
 pub mod gguf_names;
 pub mod gguf_write;
+pub mod hf_config;
 pub mod pickle;
 mod quant;
 mod safetensors_file;

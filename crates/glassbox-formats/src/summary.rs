@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::hf_config::HfConfig;
 use crate::TensorInfo;
 
 /// The architecture of a model, as far as its metadata states it.
@@ -92,11 +93,14 @@ impl ArchitectureSummary {
     /// From a Hub `config.json`. Multimodal configs whose language model lives under
     /// `text_config` (Llava, Gemma 3...) are read from there, keeping the outer class names.
     pub fn from_config(config: &Value) -> Self {
-        let get = |k: &str| config.get(k).filter(|v| !v.is_null()).cloned();
+        // Through the models' own reader, so an alias one knows the other knows.
+        let reader = HfConfig(config);
+        let get = |k: &str| reader.get(k).cloned();
         let mut summary = Self::from_config_lookup(&get);
         if summary.layers.is_none() {
             if let Some(text) = config.get("text_config").filter(|t| t.is_object()) {
-                let get_text = |k: &str| text.get(k).filter(|v| !v.is_null()).cloned();
+                let text_reader = HfConfig(text);
+                let get_text = |k: &str| text_reader.get(k).cloned();
                 let inner = Self::from_config_lookup(&get_text);
                 summary = ArchitectureSummary {
                     family: summary.family.or(inner.family.clone()),
@@ -139,6 +143,21 @@ impl ArchitectureSummary {
                 (Some(d), Some(h)) if h > 0 => Some(d / h),
                 _ => None,
             });
+        // Multi-head latent attention (DeepSeek): every head has its own keys and values once
+        // decompressed; a head's output is `v_head_dim` wide (`head_dim` there is the rope part).
+        let mla = get("kv_lora_rank").is_some();
+        let (kv_heads, head_dim) = if mla {
+            (heads, first(get, &["v_head_dim"], as_u64).or(head_dim))
+        } else {
+            (kv_heads, head_dim)
+        };
+        let mla_key_dim = match (
+            first(get, &["qk_nope_head_dim"], as_u64),
+            first(get, &["qk_rope_head_dim"], as_u64),
+        ) {
+            (Some(n), Some(r)) if mla => Some(n + r),
+            _ => None,
+        };
         let d_mlp = first(
             get,
             &[
@@ -196,7 +215,7 @@ impl ArchitectureSummary {
             theta.is_some() || fraction.is_some() || dims.is_some() || rope_parameters.is_some();
         let rope = is_rotary.then(|| RopeSummary {
             theta,
-            fraction: fraction.or_else(|| match (dims, head_dim) {
+            fraction: fraction.or_else(|| match (dims, mla_key_dim.or(head_dim)) {
                 (Some(r), Some(h)) if h > 0 => Some(r as f64 / h as f64),
                 _ => None,
             }),
@@ -291,6 +310,20 @@ impl ArchitectureSummary {
             (Some(d), Some(h)) if h > 0 => Some(d / h),
             _ => None,
         });
+        // DeepSeek's latent attention, which llama.cpp stores as one key/value head over the
+        // latent: reported as the model runs it, one key/value head per head of
+        // `value_length_mla` (older files: `value_length`).
+        let mla = u("attention.kv_lora_rank").is_some();
+        let key_dim = if mla {
+            u("attention.key_length_mla").or(head_dim)
+        } else {
+            head_dim
+        };
+        let head_dim = if mla {
+            u("attention.value_length_mla").or(u("attention.value_length"))
+        } else {
+            head_dim
+        };
         let rope_dims = u("rope.dimension_count");
         let theta = f("rope.freq_base");
         let scaling = get(&key("rope.scaling.type"))
@@ -299,7 +332,7 @@ impl ArchitectureSummary {
         let rope = (theta.is_some() || rope_dims.is_some()).then(|| RopeSummary {
             // llama.cpp's default base when the file leaves it out.
             theta: theta.or(Some(10000.0)),
-            fraction: match (rope_dims, head_dim) {
+            fraction: match (rope_dims, key_dim) {
                 (Some(r), Some(h)) if h > 0 => Some(r as f64 / h as f64),
                 _ => None,
             },
@@ -324,7 +357,11 @@ impl ArchitectureSummary {
             layers: u("block_count"),
             d_model,
             heads,
-            kv_heads: u("attention.head_count_kv").or(heads),
+            kv_heads: if mla {
+                heads
+            } else {
+                u("attention.head_count_kv").or(heads)
+            },
             head_dim,
             d_mlp: u("feed_forward_length"),
             vocab,

@@ -4,7 +4,15 @@
 //! when a model asks for it, checked against the shape the model expects, and converted to the
 //! requested dtype. Once copied, the tensor's mapped pages are handed back to the OS, so loading
 //! peaks near the size of the weights rather than twice it.
+//!
+//! Mixture-of-experts weights come in two storage forms from transformers 5: one tensor per
+//! expert (`experts.{e}.gate_proj.weight`, what `save_pretrained` writes by default, and what
+//! the Hub holds), or fused 3-D tensors (`experts.gate_up_proj` [experts, 2·ff, d] with each
+//! expert's gate rows before its up rows, and `experts.down_proj` [experts, d, ff]; what
+//! `save_pretrained(save_original_format=False)` writes). The fused form is served under the
+//! per-expert names, each expert read from its own bytes, so model code knows one form.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Result, Shape, Tensor};
@@ -16,16 +24,100 @@ use glassbox_formats::Checkpoint;
 pub struct CheckpointBackend {
     pub checkpoint: Arc<Checkpoint>,
     releaser: PageReleaser,
+    /// Per-expert names served from fused expert tensors (module docs).
+    fused: HashMap<String, ExpertRows>,
+}
+
+/// Rows `rows` of expert `expert` in the fused tensor `source` [experts, rows, cols].
+#[derive(Clone, Debug)]
+struct ExpertRows {
+    source: String,
+    expert: usize,
+    rows: std::ops::Range<usize>,
 }
 
 impl CheckpointBackend {
     pub fn new(checkpoint: Checkpoint) -> Self {
+        let fused = fused_experts(&checkpoint);
         // Created after the checkpoint, so that its mappings are the ones it knows.
         CheckpointBackend {
             checkpoint: Arc::new(checkpoint),
             releaser: PageReleaser::new(),
+            fused,
         }
     }
+
+    /// One expert's rows of a fused tensor, decoded from their own bytes only.
+    fn expert_rows(&self, name: &str, slice: &ExpertRows, dev: &Device) -> Result<Tensor> {
+        let msg = |m: String| candle_core::Error::Msg(format!("`{}` ({name}): {m}", slice.source));
+        let info = self
+            .checkpoint
+            .info(&slice.source)
+            .ok_or_else(|| msg("missing".into()))?;
+        let bytes = self
+            .checkpoint
+            .raw_bytes(&slice.source)
+            .map_err(|e| msg(e.to_string()))?;
+        let (experts, rows, cols) = match info.shape[..] {
+            [e, r, c] => (e, r, c),
+            _ => {
+                return Err(msg(format!(
+                    "shape {:?} is not [experts, rows, cols]",
+                    info.shape
+                )))
+            }
+        };
+        // Rows are whole blocks for every type a Hub checkpoint stores (one element each).
+        let row_bytes = info.dtype.bytes_for(cols as u64).ok_or_else(|| {
+            msg(format!(
+                "a row of {cols} is not whole {} blocks",
+                info.dtype
+            ))
+        })? as usize;
+        let start = (slice.expert * rows + slice.rows.start) * row_bytes;
+        let end = (slice.expert * rows + slice.rows.end) * row_bytes;
+        if slice.expert >= experts || slice.rows.end > rows || end > bytes.len() {
+            return Err(msg("expert rows outside the tensor".into()));
+        }
+        let values = glassbox_formats::to_f32(info.dtype, &bytes[start..end])
+            .ok_or_else(|| msg(format!("dtype {} cannot be read as numbers", info.dtype)))?;
+        Tensor::from_vec(values, (slice.rows.len(), cols), dev)
+    }
+}
+
+/// The per-expert names the fused expert tensors of `checkpoint` stand for.
+fn fused_experts(checkpoint: &Checkpoint) -> HashMap<String, ExpertRows> {
+    let mut fused = HashMap::new();
+    for info in checkpoint.tensors() {
+        let [experts, rows, _] = info.shape[..] else {
+            continue;
+        };
+        let (prefix, parts): (&str, &[(&str, bool)]) =
+            if let Some(p) = info.name.strip_suffix(".experts.gate_up_proj") {
+                (p, &[("gate_proj", true), ("up_proj", false)])
+            } else if let Some(p) = info.name.strip_suffix(".experts.down_proj") {
+                (p, &[("down_proj", true)])
+            } else {
+                continue;
+            };
+        let half = if parts.len() == 2 { rows / 2 } else { rows };
+        if parts.len() == 2 && rows % 2 != 0 {
+            continue; // not a gate/up pair; the model's shape check names the tensor
+        }
+        for expert in 0..experts {
+            for (i, (part, _)) in parts.iter().enumerate() {
+                fused.insert(
+                    format!("{prefix}.experts.{expert}.{part}.weight"),
+                    ExpertRows {
+                        source: info.name.clone(),
+                        expert,
+                        rows: i * half..(i + 1) * half,
+                    },
+                );
+            }
+        }
+    }
+    fused
 }
 
 impl SimpleBackend for CheckpointBackend {
@@ -49,6 +141,9 @@ impl SimpleBackend for CheckpointBackend {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
+        if let Some(slice) = self.fused.get(name) {
+            return self.expert_rows(name, slice, dev)?.to_dtype(dtype);
+        }
         if !self.checkpoint.contains(name) {
             candle_core::bail!("missing tensor `{name}`");
         }
@@ -64,6 +159,6 @@ impl SimpleBackend for CheckpointBackend {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.checkpoint.contains(name)
+        self.checkpoint.contains(name) || self.fused.contains_key(name)
     }
 }

@@ -1,98 +1,18 @@
-//! Reading Hugging Face `config.json` files.
-//!
-//! [`HfConfig`] is a thin typed view over the JSON value with error messages that name the
-//! missing or malformed key. Configs come in several generations: `null` often means "absent"
-//! (e.g. `head_dim: null`), and rotary settings live either in `rope_theta` + `rope_scaling`
-//! (transformers ≤ 4) or in `rope_parameters` (transformers 5); [`RopeConfig::from_config`]
-//! accepts both.
+//! Model settings read from Hugging Face `config.json` files through the shared reader
+//! [`HfConfig`] (`glassbox_formats::hf_config`, which also serves `glassbox inspect`): rotary
+//! settings live either in `rope_theta` + `rope_scaling` (transformers ≤ 4) or in
+//! `rope_parameters` (transformers 5); [`RopeConfig::from_config`] accepts both.
 
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
 
-/// A typed view over a `config.json` value.
-#[derive(Clone, Copy)]
-pub struct HfConfig<'a>(pub &'a Value);
+/// The one config reader, shared with `glassbox inspect` (see [`glassbox_formats::hf_config`]).
+pub use glassbox_formats::hf_config::HfConfig;
 
-impl<'a> HfConfig<'a> {
-    /// The value at `key`, treating JSON `null` as absent.
-    pub fn get(&self, key: &str) -> Option<&'a Value> {
-        self.0.get(key).filter(|v| !v.is_null())
-    }
-
-    /// The first of `keys` that is present (configs rename fields across families).
-    pub fn first<'k>(&self, keys: &[&'k str]) -> Option<(&'k str, &'a Value)> {
-        keys.iter().find_map(|k| self.get(k).map(|v| (*k, v)))
-    }
-
-    pub fn usize_opt(&self, keys: &[&str]) -> Result<Option<usize>> {
-        match self.first(keys) {
-            None => Ok(None),
-            Some((k, v)) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
-                ModelError::config(format!("`{k}` is not a non-negative integer: {v}"))
-            }),
-        }
-    }
-
-    /// A required count, under any of `keys`.
-    pub fn usize(&self, keys: &[&str]) -> Result<usize> {
-        self.usize_opt(keys)?
-            .ok_or_else(|| ModelError::config(format!("missing `{}`", keys.join("` or `"))))
-    }
-
-    pub fn f64_opt(&self, keys: &[&str]) -> Result<Option<f64>> {
-        match self.first(keys) {
-            None => Ok(None),
-            Some((k, v)) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| ModelError::config(format!("`{k}` is not a number: {v}"))),
-        }
-    }
-
-    pub fn f64_or(&self, keys: &[&str], default: f64) -> Result<f64> {
-        Ok(self.f64_opt(keys)?.unwrap_or(default))
-    }
-
-    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| ModelError::config(format!("`{key}` is not a boolean: {v}"))),
-        }
-    }
-
-    pub fn str_opt(&self, key: &str) -> Option<&'a str> {
-        self.get(key).and_then(Value::as_str)
-    }
-
-    /// The architecture name: `architectures[0]`, else `model_type`.
-    pub fn architecture(&self) -> Result<String> {
-        if let Some(a) = self
-            .get("architectures")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(Value::as_str)
-        {
-            return Ok(a.to_string());
-        }
-        self.str_opt("model_type")
-            .map(str::to_string)
-            .ok_or_else(|| ModelError::config("neither `architectures` nor `model_type` is set"))
-    }
-
-    /// Token ids listed under `key` (a number or a list of numbers), e.g. `eos_token_id`.
-    pub fn token_ids(&self, key: &str) -> Vec<u32> {
-        match self.get(key) {
-            Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_u64())
-                .map(|n| n as u32)
-                .collect(),
-            _ => Vec::new(),
-        }
+impl From<glassbox_formats::hf_config::ConfigError> for ModelError {
+    fn from(e: glassbox_formats::hf_config::ConfigError) -> Self {
+        ModelError::Config(e.0)
     }
 }
 

@@ -31,12 +31,18 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<
     let budget = moe::default_expert_budget();
     let layers = vb.pp("model").pp("layers");
     let feed_forward = |i: usize| -> Result<Option<Box<dyn FeedForward>>> {
-        let v = layers.pp(i).pp("block_sparse_moe");
+        // The Hub's (and transformers' default save) `block_sparse_moe` with w1/w3/w2, or
+        // transformers 5's own module names when it saves its fused experts.
+        let (v, names) = if layers.contains_tensor(&format!("{i}.mlp.gate.weight")) {
+            (layers.pp(i).pp("mlp"), moe::LLAMA_MLP_NAMES)
+        } else {
+            (layers.pp(i).pp("block_sparse_moe"), moe::MIXTRAL_MLP_NAMES)
+        };
         Ok(Some(Box::new(MoeBlock {
             router: Router::load(v.pp("gate"), router.clone(), dims.d_model, false)?,
             experts: moe::ExpertStore::load(
                 v.pp("experts"),
-                moe::MIXTRAL_MLP_NAMES,
+                names,
                 router.n_experts,
                 dims.d_model,
                 dims.d_mlp,
