@@ -88,6 +88,9 @@ pub struct Release {
     pub restrictions: Vec<Restriction>,
     /// Licence files found and what they are.
     pub license_files: Vec<LicenseFile>,
+    /// Statements in the cards that part of the training data is withheld (proprietary,
+    /// licensed, internal, undisclosed, unobtainable): evidence against data information.
+    pub data_statements: Vec<crate::content::DataStatement>,
     pub notes: Vec<String>,
     /// When set, the MOF class is computed from this MOT model exactly as written
     /// (a MOT file); otherwise from the evidence, with canonical licence ids.
@@ -187,6 +190,8 @@ pub struct Audit {
     pub components: Vec<ComponentEvidence>,
     pub release_licenses: Vec<ReleaseLicense>,
     pub license_files: Vec<LicenseFile>,
+    /// The cards' statements that part of the training data is withheld, quoted.
+    pub data_statements: Vec<crate::content::DataStatement>,
     pub notes: Vec<String>,
     pub disclaimer: &'static str,
 }
@@ -229,6 +234,7 @@ fn code_item(requirement: &'static str, c: &[&ComponentEvidence]) -> OsaidItem {
         };
     };
     let osi = best.license.as_ref().is_some_and(|l| l.is_osi());
+    let unknown = best.license.as_ref().is_none_or(|l| !l.known());
     OsaidItem {
         requirement,
         met: osi,
@@ -240,6 +246,8 @@ fn code_item(requirement: &'static str, c: &[&ComponentEvidence]) -> OsaidItem {
             license_text(best),
             if osi {
                 ""
+            } else if unknown {
+                ": its licence is unknown, so OSI-approved terms are not shown"
             } else {
                 ": not an OSI-approved licence"
             }
@@ -247,12 +255,34 @@ fn code_item(requirement: &'static str, c: &[&ComponentEvidence]) -> OsaidItem {
     }
 }
 
-fn data_item(requirement: &'static str, c: &ComponentEvidence) -> OsaidItem {
+fn data_item(
+    requirement: &'static str,
+    c: &ComponentEvidence,
+    withheld: &[crate::content::DataStatement],
+) -> OsaidItem {
     if !c.evidence.is_available() {
         return OsaidItem {
             requirement,
             met: false,
             why: format!("{}: absent", c.name),
+        };
+    }
+    if let Some(first) = withheld.first() {
+        let more = withheld.len() - 1;
+        return OsaidItem {
+            requirement,
+            met: false,
+            why: format!(
+                "the cards say part of the training data is {} ({}: \"{}\"{}): the information is not complete",
+                first.kind,
+                first.source,
+                first.quote,
+                if more > 0 {
+                    format!("; {more} more such statement(s)")
+                } else {
+                    String::new()
+                }
+            ),
         };
     }
     let open = c.license.as_ref().is_some_and(|l| l.is_open_content());
@@ -301,10 +331,15 @@ impl Release {
             code_item("Training code", &[find(c, 7)]),
             code_item("Data-processing code", &[find(c, 16)]),
             code_item("Code to run the model (architecture or inference code)", &[find(c, 9), find(c, 8)]),
-            data_item("Data information: a complete description of all training data", find(c, 14)),
+            data_item(
+                "Data information: a complete description of all training data",
+                find(c, 14),
+                &self.data_statements,
+            ),
             data_item(
                 "Data information: the list of public and third-party training data and where to get it",
                 find(c, 15),
+                &self.data_statements,
             ),
         ];
         let tier = if !weights_available {
@@ -387,6 +422,7 @@ impl Release {
                 })
                 .collect(),
             license_files: self.license_files,
+            data_statements: self.data_statements,
             notes: self.notes,
             disclaimer: DISCLAIMER,
         }

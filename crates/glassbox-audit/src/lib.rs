@@ -14,6 +14,8 @@
 //!   (`data/registry.yaml`, each fact with its source and the date it was recorded).
 //!
 //! Modules: [`licenses`] (ids, SPDX expressions, licence texts, restriction clauses),
+//! [`content`] (what a file does or says: code roles, SPDX headers, data statements),
+//! [`third_party`] (licences of declared datasets and libraries),
 //! [`mof`] (MOT's scoring, reproduced exactly), [`mot`] (MOT's file format), [`audit`]
 //! (the verdict), [`render`] (terminal, JSON, Markdown, HTML, SVG badge).
 //!
@@ -45,11 +47,11 @@
 //! | Model parameters (Final) (10) | a weight file: `*.safetensors`, `*.gguf`, `*.bin`, `*.pt`, `*.pth`, `*.ckpt`, `*.onnx`, `*.h5`, `*.msgpack`, `*.npz` |
 //! | Model parameters (Intermediate) (24) | a weight file under `checkpoints/`, `intermediate/` or a `step*` directory |
 //! | Model metadata (17) | `training_args.bin`, `trainer_state.json`, `optimizer*` |
-//! | Training code (7) | `recipe*` (any extension), code `train*.{py,rs,sh,...}`, anything under `training/` or `train/` |
-//! | Data preprocessing code (16) | code or `toml`/`yaml` named `*preprocess*`, `*prepare*`, `*data_gen*`, `*datagen*`; code `*tokeniz*`; anything under `data_processing/` or `preprocessing/` |
+//! | Training code (7) | code (`py`, `rs`, `sh`, `ipynb`, `c`, `cpp`, `cu`, `jl`, `js`, `ts`, `go`) whose *text* runs a training loop (an optimiser step, a backward pass, a trainer's `train()`) or launches one (`torchrun`, `deepspeed`, `accelerate launch`… on a line naming a train script) — never by its name: a tokenizer trainer is data preprocessing, a script that only evaluates is evaluation code, a recipe configures a trainer and is not one ([`content::code_role`]); a `mof.yml` path listed as training code must pass the same test |
+//! | Data preprocessing code (16) | code that trains a tokenizer; code or `toml`/`yaml` named `*preprocess*`, `*prepare*`, `*data_gen*`, `*datagen*`; code `*tokeniz*`; anything under `data_processing/` or `preprocessing/` |
 //! | Model architecture (9) | code named `modeling*`, `model.*`, `configuration_*` |
 //! | Inference code (8) | code named `infer*`, `generate*`, `run*`; declared by front matter `library_name` |
-//! | Evaluation code (18) | code named `eval*` |
+//! | Evaluation code (18) | code named `eval*`, or whose text only evaluates |
 //! | Evaluation data (19) | anything under `eval_data/`; data files under `evaluation/` |
 //! | Evaluation results (12) | `eval_results*`, `evaluation_results*`, `results.*`; front matter `model-index` |
 //! | Model card (13) | `README.md` |
@@ -66,12 +68,29 @@
 //! "preprocessing code"/"data processing code" → Data preprocessing code, "data
 //! card"/"datasheet" → Data card, "evaluation code" → Evaluation code.
 //!
-//! Licences: front matter `license` (a Hub id, an SPDX id or expression, or a list), with
-//! `license_name` used when `license: other`, and `license_link`; top-level `LICENSE*`,
+//! Release licences: front matter `license` (a Hub id, an SPDX id or expression, or a list),
+//! with `license_name` used when `license: other`, and `license_link`; top-level `LICENSE*`,
 //! `LICENCE*`, `COPYING*` texts are identified (`LICENSE-DATA*`/`DATA_LICENSE*` set the data
 //! licence, `*CODE*` the code licence, `*DOC*` the document licence). A text identified in a
 //! file overrides the card's claim (noted). `NOTICE*`, `USE_POLICY*` and `*_LICENSE*` files
 //! are searched for restriction clauses too.
+//!
+//! **A component's licence comes from evidence about that component, never from another's.**
+//! For a file: an `SPDX-License-Identifier` header in it; else a licence file in its folder or
+//! the nearest folder above (at the top, the file scoped to its content type — or the
+//! release's own licence for that type in `mof.yml` — before the plain `LICENSE`); else the
+//! repository's declared licence (card `license`). A licence text that cannot be identified
+//! makes the terms *unknown*. For something declared but not shipped: a licence stated on the
+//! same card line ("released under the MIT License"), a component licence in `mof.yml`, or a
+//! sourced registry fact — the datasets a card lists keep their own licences
+//! (`data/third_party.yaml`, by Hub id) and the `library_name` its library's; otherwise the
+//! terms are unknown. An unknown licence on a component OSAID requires keeps the release out of
+//! `open-source`, and the report says which file or declaration made it unknown.
+//!
+//! **Data information is read, not just found**: sentences of the model card and data cards
+//! saying part of the training data is proprietary, licensed, internal, undisclosed or
+//! unobtainable are evidence against complete data information, quoted with `file:line`
+//! (negations such as "no proprietary data was used" are told apart; [`content`]).
 //!
 //! MOT counts model parameters as *data*: when a `mof.yml` sets a release-level `data`
 //! licence (say CDLA for the datasets), give both "Model parameters" components their own
@@ -92,12 +111,14 @@
 //! components with canonical licence ids.
 
 pub mod audit;
+pub mod content;
 pub mod licenses;
 pub mod mof;
 pub mod mot;
 pub mod registry;
 pub mod render;
 pub mod snapshot;
+pub mod third_party;
 
 use std::path::{Path, PathBuf};
 

@@ -218,6 +218,7 @@ impl Entry {
             release_licenses: vec![],
             restrictions: vec![],
             license_files: vec![],
+            data_statements: vec![],
             notes,
             mot_model: self.mot_release().map(|m| m.mof_model()),
         }

@@ -429,7 +429,7 @@ th{{background:#f3f3f3}}.tier{{display:inline-block;color:#fff;padding:.2rem .6r
     s
 }
 
-/// A small flat SVG badge: "openness | <tier>".
+/// A small flat SVG badge: `openness | <tier>`.
 pub fn badge(a: &Audit) -> String {
     let label = "openness";
     let value = a.tier.label();

@@ -10,8 +10,10 @@ use crate::audit::{
     blank_components, resolve_component_licenses, ComponentEvidence, Evidence, EvidenceKind,
     LicenseFile, Release, Restriction,
 };
+use crate::content::{self, CodeRole, DataStatement};
 use crate::licenses::{self, LicenseInfo};
 use crate::mot::MotRelease;
+use crate::third_party;
 use crate::AuditError;
 
 /// The most files looked at, and the deepest directory level, so a huge or deep tree
@@ -147,17 +149,30 @@ fn file_name(rel: &str) -> String {
     rel.rsplit('/').next().unwrap_or(rel).to_lowercase()
 }
 
-/// Which component a file is evidence of, by the rules in the crate docs.
-fn component_of(rel: &str) -> Option<u32> {
+/// Source files whose text is read for what they do.
+fn is_code_file(rel: &str) -> bool {
+    let name = file_name(rel);
+    let ext = name.rsplit('.').next().unwrap_or("");
+    matches!(
+        ext,
+        "py" | "rs" | "sh" | "ipynb" | "c" | "cpp" | "cu" | "jl" | "js" | "ts" | "go"
+    )
+}
+
+/// Which component a file is evidence of, by the rules in the crate docs. Code counts as
+/// training code by what it does (`role`), never by its name.
+fn component_of(rel: &str, role: Option<CodeRole>) -> Option<u32> {
     let lower = rel.to_lowercase();
     let name = file_name(rel);
     let ext = name.rsplit('.').next().unwrap_or("");
     let stem = name.split('.').next().unwrap_or("");
     let in_dir = |d: &str| lower.starts_with(&format!("{d}/")) || lower.contains(&format!("/{d}/"));
-    let is_code = matches!(
-        ext,
-        "py" | "rs" | "sh" | "ipynb" | "c" | "cpp" | "cu" | "jl" | "js" | "ts" | "go"
-    );
+    let is_code = is_code_file(rel);
+    match role {
+        Some(CodeRole::Training) => return Some(7),
+        Some(CodeRole::TokenizerTraining) => return Some(16),
+        _ => {}
+    }
     if name == "training_args.bin" || name == "trainer_state.json" || stem.starts_with("optimizer")
     {
         return Some(17); // metadata
@@ -171,13 +186,6 @@ fn component_of(rel: &str) -> Option<u32> {
     }
     if WEIGHT_EXTENSIONS.contains(&ext) && !name.starts_with("training_args") {
         return Some(10);
-    }
-    if stem.starts_with("recipe")
-        || (is_code && stem.starts_with("train"))
-        || in_dir("training")
-        || in_dir("train")
-    {
-        return Some(7);
     }
     if (is_code || matches!(ext, "toml" | "yaml" | "yml"))
         && (stem.contains("preprocess")
@@ -207,7 +215,7 @@ fn component_of(rel: &str) -> Option<u32> {
     {
         return Some(12);
     }
-    if is_code && stem.starts_with("eval") {
+    if is_code && (stem.starts_with("eval") || role == Some(CodeRole::Evaluation)) {
         return Some(18);
     }
     if in_dir("eval_data")
@@ -286,7 +294,7 @@ fn is_terms_file(rel: &str) -> bool {
 
 /// Card body links that declare a component: a paper host, or a link on a line that
 /// names the component outright (a loose word like "train" is not enough).
-fn declared_links(body: &str) -> Vec<(u32, String)> {
+fn declared_links(body: &str) -> Vec<(u32, String, String)> {
     const PAPER_HOSTS: &[&str] = &[
         "arxiv.org/",
         "doi.org/",
@@ -323,7 +331,11 @@ fn declared_links(body: &str) -> Vec<(u32, String)> {
                     .map(|&(_, id)| id)
             };
             if let Some(id) = id {
-                out.push((id, format!("README.md line {}: {}", n + 1, link)));
+                out.push((
+                    id,
+                    format!("README.md line {}: {}", n + 1, link),
+                    line.to_string(),
+                ));
             }
             let advance = start + link.len().max(1);
             offset += advance;
@@ -364,6 +376,98 @@ fn declared(detail: impl Into<String>) -> Evidence {
     }
 }
 
+/// A licence text that could not be identified: its terms are unknown.
+fn unidentified(rel: &str) -> LicenseInfo {
+    licenses::classify(&format!("unidentified licence text in {rel}"))
+}
+
+/// What a directory knows about licences, for finding the one that applies to a file.
+struct LicenseScope<'a> {
+    root: &'a Path,
+    files: &'a [String],
+    /// The card's (or `mof.yml`'s) release licences: the repository's declared terms.
+    declared: &'a [(String, LicenseInfo, Evidence)],
+}
+
+impl LicenseScope<'_> {
+    /// The licence evidence of file `rel`, holding component `id`, most specific first: an
+    /// SPDX header in the file; a licence file in its folder or the nearest folder above it
+    /// (at the top level, a file scoped to the component's content type — `LICENSE-DATA` for
+    /// data — before the plain `LICENSE`); the repository's declared licence. A licence text
+    /// that cannot be identified makes the terms unknown. None when nothing applies.
+    fn of_file(&self, rel: &str, id: u32) -> Option<(LicenseInfo, String)> {
+        if is_code_file(rel) {
+            if let Ok(text) = read_text(&self.root.join(rel)) {
+                if let Some(spdx) = content::spdx_header(&text) {
+                    return Some((licenses::classify(&spdx), format!("SPDX header in {rel}")));
+                }
+            }
+        }
+        let kind = crate::mof::component(id).content_type.as_str();
+        let mut dir = rel.rsplit_once('/').map(|(d, _)| d.to_string());
+        loop {
+            let here: Vec<&String> = self
+                .files
+                .iter()
+                .filter(|f| {
+                    let parent = f.rsplit_once('/').map(|(d, _)| d);
+                    parent == dir.as_deref() && is_license_file(f)
+                })
+                .collect();
+            let chosen = if dir.is_none() {
+                let scoped = here
+                    .iter()
+                    .find(|f| license_scope(f) == Some(kind))
+                    .copied();
+                if scoped.is_none() {
+                    // The release's own statement for this content type (`mof.yml`'s
+                    // `release.license.data`, say) is more specific than a plain LICENSE.
+                    if let Some((_, l, e)) = self.declared.iter().find(|(s, _, _)| s == kind) {
+                        return Some((
+                            l.clone(),
+                            format!("the release's {kind} licence ({})", e.detail),
+                        ));
+                    }
+                }
+                scoped.or_else(|| {
+                    here.iter()
+                        .find(|f| license_scope(f) == Some("distribution"))
+                        .copied()
+                })
+            } else {
+                here.first().copied()
+            };
+            if let Some(lf) = chosen {
+                let text = read_text(&self.root.join(lf)).unwrap_or_default();
+                let info = match licenses::identify_text(&text).id {
+                    Some(found) => licenses::classify(&found),
+                    None => unidentified(lf),
+                };
+                return Some((info, lf.clone()));
+            }
+            match dir {
+                None => break,
+                Some(d) => dir = d.rsplit_once('/').map(|(p, _)| p.to_string()),
+            }
+        }
+        self.declared
+            .iter()
+            .find(|(scope, _, _)| scope == "distribution")
+            .map(|(_, l, e)| {
+                (
+                    l.clone(),
+                    format!("the repository's licence ({})", e.detail),
+                )
+            })
+    }
+}
+
+/// A licence, copyright or notice file (any folder).
+fn is_license_file(rel: &str) -> bool {
+    let name = file_name(rel);
+    name.starts_with("license") || name.starts_with("licence") || name.starts_with("copying")
+}
+
 /// Gathers the evidence in a snapshot directory.
 pub fn gather(root: &Path) -> Result<Release, AuditError> {
     if !root.is_dir() {
@@ -376,17 +480,32 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
     let mut components = blank_components();
     let mut notes = Vec::new();
     let mut own_licenses: BTreeMap<u32, Option<String>> = BTreeMap::new();
+    // Licences stated for components that are declared, not shipped (a card sentence, a
+    // dataset or library registry fact); anything declared without one is unknown.
+    let mut declared_licenses: BTreeMap<u32, (LicenseInfo, String)> = BTreeMap::new();
     let mut release_licenses: Vec<(String, LicenseInfo, Evidence)> = Vec::new();
     let mut restrictions = Vec::new();
     let mut license_files = Vec::new();
+    let mut data_statements: Vec<DataStatement> = Vec::new();
     let mut name = root
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| root.display().to_string());
     let mut version = None;
 
+    let mut roles: BTreeMap<String, CodeRole> = BTreeMap::new();
     for rel in &files {
-        if let Some(id) = component_of(rel) {
+        let role = if is_code_file(rel) {
+            read_text(&root.join(rel))
+                .ok()
+                .and_then(|t| content::code_role(&t))
+        } else {
+            None
+        };
+        if let Some(r) = role {
+            roles.insert(rel.clone(), r);
+        }
+        if let Some(id) = component_of(rel, role) {
             set(&mut components, id, present(rel));
         }
     }
@@ -398,10 +517,18 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
         .cloned();
     if let Some(card_rel) = &card_rel {
         let card_path = root.join(card_rel);
-        let (fm, body) = front_matter(&read_text(&card_path)?, &card_path)?;
+        let card_text = read_text(&card_path)?;
+        let (fm, body) = front_matter(&card_text, &card_path)?;
         set(&mut components, 13, present(card_rel));
-        for (id, detail) in declared_links(&body) {
-            set(&mut components, id, declared(detail));
+        data_statements.extend(content::data_statements(card_rel, &card_text));
+        for (id, detail, line) in declared_links(&body) {
+            set(&mut components, id, declared(detail.clone()));
+            if let Some(lic) = content::license_named_in(&line) {
+                declared_licenses.entry(id).or_insert((
+                    licenses::classify(lic),
+                    format!("{detail} (stated on that line)"),
+                ));
+            }
         }
         if let Some(fm) = fm {
             let license_ids = strings(fm.get("license"));
@@ -444,6 +571,7 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
                         datasets.join(", ")
                     )),
                 );
+                declared_licenses.insert(15, datasets_license(&datasets));
             }
             if fm.get("model-index").is_some() {
                 set(
@@ -458,6 +586,7 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
                     8,
                     declared(format!("README.md front matter `library_name`: {lib}")),
                 );
+                declared_licenses.insert(8, third_party::library_license(lib));
             }
             if let Some(base) = strings(fm.get("base_model")).first() {
                 let relation = strings(fm.get("base_model_relation"))
@@ -471,6 +600,12 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
             if let Some(n) = strings(fm.get("model_name")).first() {
                 name = n.clone();
             }
+        }
+    }
+    // Data cards are read, not just found.
+    for rel in files.iter().filter(|f| component_of(f, None) == Some(14)) {
+        if let Ok(text) = read_text(&root.join(rel)) {
+            data_statements.extend(content::data_statements(rel, &text));
         }
     }
 
@@ -496,7 +631,9 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
             continue;
         };
         let Some(id) = ident.id else {
-            notes.push(format!("{rel}: licence text not identified"));
+            notes.push(format!(
+                "{rel}: licence text not identified: terms under it are unknown"
+            ));
             continue;
         };
         let info = licenses::classify(&id);
@@ -512,6 +649,24 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
         } else {
             release_licenses.push((scope.to_string(), info, present(rel)));
         }
+    }
+    // Licence files in sub-folders (a component's own terms) are listed too.
+    for rel in files
+        .iter()
+        .filter(|f| f.contains('/') && is_license_file(f))
+    {
+        let ident = licenses::identify_text(&read_text(&root.join(rel))?);
+        if ident.id.is_none() {
+            notes.push(format!(
+                "{rel}: licence text not identified: what its folder holds has unknown terms"
+            ));
+        }
+        license_files.push(LicenseFile {
+            path: rel.clone(),
+            identified_as: ident.id,
+            fingerprint: ident.fingerprint,
+            exact: ident.exact,
+        });
     }
 
     // A MOT description shipped with the release.
@@ -530,14 +685,21 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
                 }
                 Some(p) => {
                     let local = p.trim_start_matches("./");
-                    if root.join(local).exists() {
-                        present(local)
-                    } else {
+                    let training_role = roles.get(local).copied();
+                    if !root.join(local).exists() {
                         notes.push(format!(
                             "{mot_rel} lists {} at {p}, which is not in the directory",
                             comp.name
                         ));
                         Evidence::absent(format!("{mot_rel} lists {p}, not found"))
+                    } else if comp.id == 7 && training_role != Some(CodeRole::Training) {
+                        // Training code is recognised by what it does.
+                        notes.push(format!(
+                            "{mot_rel} lists {p} as training code, but it runs no training loop"
+                        ));
+                        Evidence::absent(format!("{p} (listed in {mot_rel}) runs no training loop"))
+                    } else {
+                        present(local)
                     }
                 }
                 None => declared(format!("listed in {mot_rel}")),
@@ -567,7 +729,18 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
     if release_licenses.is_empty() {
         notes.push("no licence found (no card `license`, no LICENSE file): by default no rights are granted".into());
     }
-    resolve_component_licenses(&mut components, &own_licenses, &release_licenses);
+    let scope = LicenseScope {
+        root,
+        files: &files,
+        declared: &release_licenses,
+    };
+    evidence_licenses(
+        &mut components,
+        &own_licenses,
+        &declared_licenses,
+        &scope,
+        &mut notes,
+    );
     Ok(Release {
         name,
         version,
@@ -576,9 +749,112 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
         release_licenses,
         restrictions,
         license_files,
+        data_statements,
         notes,
         mot_model: None,
     })
+}
+
+/// The Datasets component's licence from each declared dataset's own: their conjunction when
+/// every one is recorded, unknown (naming the unrecorded) otherwise.
+fn datasets_license(ids: &[String]) -> (LicenseInfo, String) {
+    let each: Vec<(LicenseInfo, String)> = ids
+        .iter()
+        .map(|d| third_party::dataset_license(d))
+        .collect();
+    let unknown: Vec<&str> = ids
+        .iter()
+        .zip(&each)
+        .filter(|(_, (l, _))| !l.known())
+        .map(|(d, _)| d.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        return (
+            licenses::classify(&format!(
+                "unknown licence of dataset {}",
+                unknown.join(", ")
+            )),
+            format!(
+                "not in the dataset registry, so of unknown terms: {}",
+                unknown.join(", ")
+            ),
+        );
+    }
+    let mut ids_seen: Vec<String> = Vec::new();
+    for (l, _) in &each {
+        let id = l.id.clone().unwrap_or_else(|| l.written.clone());
+        if !ids_seen.contains(&id) {
+            ids_seen.push(id);
+        }
+    }
+    let expression = ids_seen
+        .iter()
+        .map(|i| {
+            if i.contains(' ') {
+                format!("({i})")
+            } else {
+                i.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sources: Vec<String> = each.into_iter().map(|(_, s)| s).collect();
+    (licenses::classify(&expression), sources.join("; "))
+}
+
+/// Each available component's licence from evidence about that component (crate docs): its
+/// own statement in `mof.yml`; for a file, [`LicenseScope::of_file`]; for something declared,
+/// a licence stated for it or a registry fact; otherwise unknown — never another component's.
+fn evidence_licenses(
+    components: &mut [ComponentEvidence],
+    own: &BTreeMap<u32, Option<String>>,
+    declared_licenses: &BTreeMap<u32, (LicenseInfo, String)>,
+    scope: &LicenseScope,
+    notes: &mut Vec<String>,
+) {
+    for comp in components.iter_mut() {
+        comp.license = match (own.get(&comp.id), comp.evidence.kind) {
+            (_, EvidenceKind::Absent) => None,
+            (Some(Some(id)), _) => Some(licenses::classify(id)),
+            (Some(None), _) => None,
+            (None, EvidenceKind::Present) => {
+                let file = comp
+                    .evidence
+                    .detail
+                    .split(" front matter")
+                    .next()
+                    .unwrap_or(&comp.evidence.detail)
+                    .to_string();
+                scope.of_file(&file, comp.id).map(|(info, from)| {
+                    if !info.known() {
+                        notes.push(format!(
+                            "{}: licence from {from}, which is not identified: unknown terms",
+                            comp.name
+                        ));
+                    }
+                    info
+                })
+            }
+            (None, _) => match declared_licenses.get(&comp.id) {
+                Some((info, from)) => {
+                    if !info.known() {
+                        notes.push(format!("{}: {from}", comp.name));
+                    }
+                    Some(info.clone())
+                }
+                None => {
+                    notes.push(format!(
+                        "{}: declared ({}) with no licence stated for it: unknown terms",
+                        comp.name, comp.evidence.detail
+                    ));
+                    Some(licenses::classify(&format!(
+                        "no licence stated for the declared {}",
+                        comp.name
+                    )))
+                }
+            },
+        };
+    }
 }
 
 /// Builds the evidence view of a standalone MOT file: everything it lists is declared.
@@ -625,6 +901,7 @@ pub fn from_mot_file(path: &Path) -> Result<Release, AuditError> {
         release_licenses,
         restrictions: vec![],
         license_files: vec![],
+        data_statements: vec![],
         notes: vec![],
         mot_model: Some(mot.mof_model()),
     })

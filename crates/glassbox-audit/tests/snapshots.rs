@@ -159,8 +159,9 @@ fn mof_yml_paths_that_do_not_exist_are_absent_not_trusted() {
     common::write_open_release(&dir);
     std::fs::remove_file(dir.join("train.py")).unwrap();
     let a = audit_dir(&dir);
-    // recipe.toml still shows training code; the data generator is the one we remove next.
-    assert_eq!(evidence(&a, "Training code"), EvidenceKind::Present);
+    // A recipe configures a trainer; it is not the training code.
+    assert_eq!(evidence(&a, "Training code"), EvidenceKind::Absent);
+    assert!(a.notes.iter().any(|n| n.contains("train.py")));
     std::fs::remove_file(dir.join("data_gen.py")).unwrap();
     let a = audit_dir(&dir);
     assert_eq!(

@@ -60,6 +60,16 @@ iv. Your use of the Llama Materials must comply with applicable laws and regulat
 
 /// A fully documented open release: every MOF component in the directory, listed by a
 /// `mof.yml` with local paths, Apache-2.0 code and weights, open data and documents.
+/// What each file of the open release holds: code that does what its component says.
+fn code_for(path: &str) -> &'static str {
+    match path {
+        "train.py" => "import torch\nfrom modeling_tiny import Tiny\n\ndef main(loader, steps):\n    model = Tiny()\n    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)\n    for step, batch in zip(range(steps), loader):\n        loss = model(batch).loss\n        loss.backward()\n        optimizer.step()\n        optimizer.zero_grad()\n",
+        "data_gen.py" => "import json, random\n\ndef generate(seed, n):\n    rng = random.Random(seed)\n    return [f\"{rng.randint(0, 9)} + {rng.randint(0, 9)}\" for _ in range(n)]\n",
+        "eval.py" => "import torch\n\ndef evaluate(model, data):\n    model.eval()\n    with torch.no_grad():\n        return sum(model(x).loss.item() for x in data) / len(data)\n",
+        _ => "content\n",
+    }
+}
+
 pub fn write_open_release(dir: &Path) {
     let components = [
         ("Model architecture", "modeling_tiny.py"),
@@ -93,7 +103,7 @@ pub fn write_open_release(dir: &Path) {
             mof.push_str("    license: Apache-2.0\n    license_path: LICENSE\n");
         }
         if path != "README.md" {
-            write_tree(dir, &[(path, "content\n")]);
+            write_tree(dir, &[(path, code_for(path))]);
         }
     }
     write_tree(
