@@ -22,6 +22,8 @@ const MAX_FILES: usize = 20_000;
 const MAX_DEPTH: usize = 6;
 /// Licence and card files larger than this are not read (no real licence is this long).
 const MAX_TEXT_BYTES: u64 = 2 << 20;
+/// The most code files whose text is read to see what they do.
+const MAX_CODE_READ: usize = 2_000;
 
 const WEIGHT_EXTENSIONS: &[&str] = &[
     "safetensors",
@@ -494,8 +496,11 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
     let mut version = None;
 
     let mut roles: BTreeMap<String, CodeRole> = BTreeMap::new();
+    let mut code_read = 0usize;
     for rel in &files {
-        let role = if is_code_file(rel) {
+        // What code does is read from at most MAX_CODE_READ files, so a huge tree stays quick.
+        let role = if is_code_file(rel) && code_read < MAX_CODE_READ {
+            code_read += 1;
             read_text(&root.join(rel))
                 .ok()
                 .and_then(|t| content::code_role(&t))

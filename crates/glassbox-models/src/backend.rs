@@ -85,13 +85,21 @@ impl CheckpointBackend {
     }
 }
 
+/// More experts in one layer than any released model has (DeepSeek-V3: 256, Qwen3-Next: 512).
+const MAX_EXPERTS: usize = 4096;
+
 /// The per-expert names the fused expert tensors of `checkpoint` stand for.
 fn fused_experts(checkpoint: &Checkpoint) -> HashMap<String, ExpertRows> {
     let mut fused = HashMap::new();
     for info in checkpoint.tensors() {
-        let [experts, rows, _] = info.shape[..] else {
+        let [experts, rows, cols] = info.shape[..] else {
             continue;
         };
+        // A header may claim any shape: only plausible expert stacks are expanded into names
+        // (no model has thousands of experts per layer, and an empty tensor has none).
+        if experts == 0 || experts > MAX_EXPERTS || rows == 0 || cols == 0 {
+            continue;
+        }
         let (prefix, parts): (&str, &[(&str, bool)]) =
             if let Some(p) = info.name.strip_suffix(".experts.gate_up_proj") {
                 (p, &[("gate_proj", true), ("up_proj", false)])
