@@ -91,6 +91,8 @@ pub struct Release {
     /// Statements in the cards that part of the training data is withheld (proprietary,
     /// licensed, internal, undisclosed, unobtainable): evidence against data information.
     pub data_statements: Vec<crate::content::DataStatement>,
+    /// Restrictions of the weights' licence that do not bind this release (registry facts).
+    pub exemptions: Vec<crate::registry::Exemption>,
     pub notes: Vec<String>,
     /// When set, the MOF class is computed from this MOT model exactly as written
     /// (a MOT file); otherwise from the evidence, with canonical licence ids.
@@ -255,9 +257,14 @@ fn code_item(requirement: &'static str, c: &[&ComponentEvidence]) -> OsaidItem {
     }
 }
 
+/// An OSAID data-information item: the information must exist, be complete (no card says part
+/// of the data is withheld), and be under open terms *itself* — `info` is the document that
+/// carries it (the data card, or for the list of datasets the data card or model card). The
+/// data's own licences are not OSAID's concern; the MOF class grades them (see `audit`).
 fn data_item(
     requirement: &'static str,
     c: &ComponentEvidence,
+    info: Option<&ComponentEvidence>,
     withheld: &[crate::content::DataStatement],
 ) -> OsaidItem {
     if !c.evidence.is_available() {
@@ -285,16 +292,33 @@ fn data_item(
             ),
         };
     }
-    let open = c.license.as_ref().is_some_and(|l| l.is_open_content());
+    let Some(info) = info.filter(|i| i.evidence.is_available()) else {
+        return OsaidItem {
+            requirement,
+            met: false,
+            why: format!(
+                "{} {} ({}), but no card carries the information",
+                c.name,
+                c.evidence.kind.label(),
+                c.evidence.detail
+            ),
+        };
+    };
+    let open = info.license.as_ref().is_some_and(|l| l.is_open_content());
+    let carrier = if info.id == c.id {
+        String::new()
+    } else {
+        format!(", described in the {}", info.name.to_lowercase())
+    };
     OsaidItem {
         requirement,
         met: open,
         why: format!(
-            "{} {} ({}) under {}{}",
+            "{} {} ({}){carrier}; the information is under {}{}",
             c.name,
             c.evidence.kind.label(),
             c.evidence.detail,
-            license_text(c),
+            license_text(info),
             if open { "" } else { ": not under open terms" }
         ),
     }
@@ -334,11 +358,15 @@ impl Release {
             data_item(
                 "Data information: a complete description of all training data",
                 find(c, 14),
+                Some(find(c, 14)),
                 &self.data_statements,
             ),
             data_item(
                 "Data information: the list of public and third-party training data and where to get it",
                 find(c, 15),
+                [find(c, 14), find(c, 13)]
+                    .into_iter()
+                    .find(|d| d.evidence.is_available()),
                 &self.data_statements,
             ),
         ];
@@ -381,8 +409,20 @@ impl Release {
         };
         let eu_ai_act = eu_ai_act(c, weights_available, &weights_license);
         let mut restrictions = self.restrictions.clone();
+        let mut notes = self.notes.clone();
+        for e in &self.exemptions {
+            notes.push(format!(
+                "the licence's {} does not bind this release: {} ({})",
+                e.kind.describe(),
+                e.why,
+                e.source
+            ));
+        }
         if let Some(l) = &weights_license {
             for kind in &l.restrictions {
+                if self.exemptions.iter().any(|e| e.kind == *kind) {
+                    continue;
+                }
                 if !restrictions.iter().any(|r| r.kind == *kind) {
                     restrictions.push(Restriction {
                         kind: *kind,
@@ -423,7 +463,7 @@ impl Release {
                 .collect(),
             license_files: self.license_files,
             data_statements: self.data_statements,
-            notes: self.notes,
+            notes,
             disclaimer: DISCLAIMER,
         }
     }

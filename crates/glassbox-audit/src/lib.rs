@@ -11,7 +11,10 @@
 //! - [`snapshot::gather`] reads a local Hub snapshot directory;
 //! - [`snapshot::from_mot_file`] reads a Model Openness Tool model file (`*.yml`);
 //! - [`registry::lookup`] finds a well-known release in the built-in registry
-//!   (`data/registry.yaml`, each fact with its source and the date it was recorded).
+//!   (`data/registry.yaml`, each fact with its source, its date and how it is known — verified
+//!   against stored sources or recalled — shown with it). A name that stands for several
+//!   releases with different terms (`falcon`, `mistral`, `glm-4`…) is refused with the
+//!   candidates listed ([`registry::family`]).
 //!
 //! Modules: [`licenses`] (ids, SPDX expressions, licence texts, restriction clauses),
 //! [`content`] (what a file does or says: code roles, SPDX headers, data statements),
@@ -31,8 +34,14 @@
 //!   data-processing code and code to run the model (architecture or inference code),
 //!   each under an OSI-approved licence; and data information — a data card (complete
 //!   description of the training data) and the list of training data with where to get
-//!   it (the Datasets component, e.g. the card's `datasets:` list) — under open terms
-//!   (OSI-approved, FSF-libre or an open-data licence).
+//!   it (the Datasets component, e.g. the card's `datasets:` list) — with the *information*
+//!   under open terms (the data card's, or the model card's where the list is given: OSI-approved,
+//!   FSF-libre or an open-data licence) and no card saying part of the data is withheld. OSAID
+//!   does not ask for the data itself to be openly licensed, so the datasets' own licences do
+//!   not decide the tier.
+//!
+//! The tier and the MOF class are separate rules: the MOF class (below) grades every
+//! component's own licence, the datasets' included, as MOT computes it.
 //! - `open-weights`: everything else with weights; the weights' terms are *permissive*
 //!   (OSI-approved) or *restricted* (with the restrictions found), or *unknown*.
 //!
@@ -144,6 +153,13 @@ pub enum AuditError {
     FrontMatter { path: PathBuf, message: String },
     #[error("`{0}` is not a directory, a MOT model file (.yml/.yaml) or a model id in the registry (`glassbox audit --list` shows the registry)")]
     UnknownTarget(String),
+    /// A name that stands for several releases with different terms.
+    #[error("`{name}` names several releases with different terms{}; audit one of: {}", note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(), candidates.join(", "))]
+    Ambiguous {
+        name: String,
+        candidates: Vec<String>,
+        note: Option<String>,
+    },
     #[error("{path}: cannot write: {source}")]
     Write {
         path: PathBuf,
@@ -173,6 +189,13 @@ pub fn audit_target(target: &str) -> Result<Audit, AuditError> {
     }
     if let Some(entry) = registry::lookup(target) {
         return Ok(entry.release().audit());
+    }
+    if let Some(family) = registry::family(target) {
+        return Err(AuditError::Ambiguous {
+            name: target.to_string(),
+            candidates: family.candidates.clone(),
+            note: family.note.clone(),
+        });
     }
     if path.exists() || is_yaml || target.starts_with('.') || target.starts_with('/') {
         return Err(AuditError::Io {

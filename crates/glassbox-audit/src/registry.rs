@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use crate::audit::{blank_components, resolve_component_licenses, Evidence, EvidenceKind, Release};
+use crate::licenses::RestrictionKind;
 use crate::mot::MotRelease;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +48,9 @@ pub struct Entry {
     /// MOT's own description of this release (a file name in `data/mot/models/`, MIT, from
     /// github.com/lfai/model_openness_tool), whose class and completeness the audit reports.
     pub mot: Option<String>,
+    /// Restrictions of the weights' licence that do not bind this release, each with its source.
+    #[serde(default)]
+    pub not_restricted_by: Vec<Exemption>,
     /// Facts by component key (see `COMPONENT_KEYS`).
     pub facts: BTreeMap<String, Fact>,
 }
@@ -129,19 +133,53 @@ const MOT_FILES: &[(&str, &str)] = &[
     ),
 ];
 
+/// A restriction of a licence that does not apply to a release, and why.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Exemption {
+    pub kind: RestrictionKind,
+    pub source: String,
+    pub why: String,
+}
+
+/// A name that stands for several releases with different terms.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Family {
+    pub name: String,
+    pub candidates: Vec<String>,
+    pub note: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct RegistryFile {
+    #[serde(default)]
+    families: Vec<Family>,
     entries: Vec<Entry>,
+}
+
+fn file() -> &'static RegistryFile {
+    static R: OnceLock<RegistryFile> = OnceLock::new();
+    R.get_or_init(|| {
+        serde_yaml::from_str(include_str!("../data/registry.yaml"))
+            .expect("data/registry.yaml is checked by the crate's tests")
+    })
 }
 
 /// All entries, parsed once from the embedded data file.
 pub fn entries() -> &'static [Entry] {
-    static R: OnceLock<Vec<Entry>> = OnceLock::new();
-    R.get_or_init(|| {
-        let file: RegistryFile = serde_yaml::from_str(include_str!("../data/registry.yaml"))
-            .expect("data/registry.yaml is checked by the crate's tests");
-        file.entries
-    })
+    &file().entries
+}
+
+/// The names that stand for several releases.
+pub fn families() -> &'static [Family] {
+    &file().families
+}
+
+/// The family `name` stands for, case-insensitively, when it names one (not a release).
+pub fn family(name: &str) -> Option<&'static Family> {
+    let name = name.trim().trim_end_matches('/');
+    families()
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(name))
 }
 
 /// Finds an entry by id or alias, case-insensitively.
@@ -153,6 +191,23 @@ pub fn lookup(id: &str) -> Option<&'static Entry> {
 }
 
 impl Entry {
+    /// How a fact is known, said in full: only the weights licence of a `stored-source` entry
+    /// (recorded on the entry's date) was checked against the sources stored with the project;
+    /// every other fact is recalled from its cited page, not re-verified.
+    pub fn basis_of(&self, key: &str, fact: &Fact) -> String {
+        if self.basis == "stored-source" && key == "weights" && fact.checked.is_none() {
+            format!(
+                "verified against the stored OSI, MOT and OSAI-index data on {}",
+                self.checked
+            )
+        } else {
+            format!(
+                "recalled from the cited source on {}, not re-verified",
+                fact.checked.as_deref().unwrap_or(&self.checked)
+            )
+        }
+    }
+
     /// MOT's description of this release, when the entry names one (embedded data, checked
     /// by the crate's tests like the registry itself).
     pub fn mot_release(&self) -> Option<MotRelease> {
@@ -176,17 +231,15 @@ impl Entry {
                 .find(|c| c.id == id)
                 .expect("all components listed");
             let checked = fact.checked.clone().unwrap_or_else(|| self.checked.clone());
+            let basis = self.basis_of(key, fact);
             comp.evidence = if fact.available {
                 Evidence {
                     kind: EvidenceKind::Registry,
-                    detail: fact.source.clone(),
+                    detail: format!("{} — {basis}", fact.source),
                     checked: Some(checked),
                 }
             } else {
-                Evidence::absent(format!(
-                    "not released (registry: {}, {checked})",
-                    fact.source
-                ))
+                Evidence::absent(format!("not released ({} — {basis})", fact.source))
             };
             own.insert(id, fact.license.clone());
             if let Some(n) = &fact.note {
@@ -219,6 +272,7 @@ impl Entry {
             restrictions: vec![],
             license_files: vec![],
             data_statements: vec![],
+            exemptions: self.not_restricted_by.clone(),
             notes,
             mot_model: self.mot_release().map(|m| m.mof_model()),
         }

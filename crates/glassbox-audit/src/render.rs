@@ -60,10 +60,8 @@ fn component_rows(a: &Audit) -> Vec<[String; 5]> {
                     if s.required { "" } else { " (opt.)" }
                 )
             });
-            let mut evidence = c.evidence.detail.clone();
-            if let Some(d) = &c.evidence.checked {
-                evidence = format!("{evidence} (recorded {d})");
-            }
+            // Registry details say how each fact is known (verified or recalled) themselves.
+            let evidence = c.evidence.detail.clone();
             [
                 c.name.to_string(),
                 class.unwrap_or_default(),

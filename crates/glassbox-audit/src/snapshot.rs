@@ -755,6 +755,7 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
         restrictions,
         license_files,
         data_statements,
+        exemptions: vec![],
         notes,
         mot_model: None,
     })
@@ -907,6 +908,7 @@ pub fn from_mot_file(path: &Path) -> Result<Release, AuditError> {
         restrictions: vec![],
         license_files: vec![],
         data_statements: vec![],
+        exemptions: vec![],
         notes: vec![],
         mot_model: Some(mot.mof_model()),
     })
