@@ -424,17 +424,25 @@ impl Release {
                     continue;
                 }
                 if !restrictions.iter().any(|r| r.kind == *kind) {
+                    // The catalogue's quoted clause, where it has one.
+                    let clause =
+                        l.id.as_deref()
+                            .and_then(licenses::license_ref)
+                            .and_then(|r| r.clauses.iter().find(|c| c.kind == *kind));
                     restrictions.push(Restriction {
                         kind: *kind,
                         description: kind.describe(),
                         source: format!(
-                            "terms of {} ({})",
+                            "terms of {}{} ({})",
                             l.name.clone().unwrap_or_else(|| l.display()),
+                            clause
+                                .map(|c| format!(", {}", c.section))
+                                .unwrap_or_default(),
                             l.source
                                 .clone()
                                 .unwrap_or_else(|| "licence catalogue".into())
                         ),
-                        quote: None,
+                        quote: clause.map(|c| c.quote.clone()),
                     });
                 }
             }

@@ -43,6 +43,8 @@ pub enum RestrictionKind {
     LitigationTermination,
     /// No derivatives may be shared.
     NoDerivatives,
+    /// The licensor may restrict use remotely or change the terms unilaterally.
+    LicensorControl,
 }
 
 impl RestrictionKind {
@@ -56,6 +58,7 @@ impl RestrictionKind {
             Self::OutputUse => "obligations on models trained on outputs",
             Self::LitigationTermination => "termination on litigation",
             Self::NoDerivatives => "no derivatives",
+            Self::LicensorControl => "licensor may restrict use or change the terms",
         }
     }
 }
@@ -77,6 +80,18 @@ pub struct LicenseRef {
     pub names: Vec<String>,
     pub source: String,
     pub restrictions: Vec<RestrictionKind>,
+    /// The clauses behind `restrictions`, quoted from the licence text at `source`.
+    #[serde(default)]
+    pub clauses: Vec<CatalogueClause>,
+}
+
+/// A restriction clause of a catalogued licence, quoted.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogueClause {
+    pub kind: RestrictionKind,
+    /// Where in the licence: `§5b`, `Attachment A`…
+    pub section: String,
+    pub quote: String,
 }
 
 #[derive(Deserialize)]

@@ -48,12 +48,14 @@ fn ids_and_expressions() {
         Some(false),
         false,
     );
+    // The 2023 Tongyi Qianwen licence is its own entry, apart from the 2024 Qwen licence.
     check(
         "tongyi-qianwen",
-        Some("LicenseRef-Qwen-License"),
+        Some("LicenseRef-Tongyi-Qianwen-License"),
         Some(false),
         false,
     );
+    check("qwen", Some("LicenseRef-Qwen-License"), Some(false), false);
     check("openrail", Some("LicenseRef-OpenRAIL"), Some(false), false);
     // Unknowns stay unknown: never a guess.
     check("other", Some("LicenseRef-other"), None, false);
@@ -113,4 +115,47 @@ fn canonical_texts_match_exactly_whatever_the_copyright_holder() {
     assert!(id.exact, "fingerprint {}", id.fingerprint);
     let edited = mit.replace("NONINFRINGEMENT", "NON-INFRINGEMENT OR FITNESS");
     assert!(!identify_text(&edited).exact);
+}
+
+/// Catalogued restrictions come with their clause, quoted from the licence text.
+#[test]
+fn catalogue_restrictions_are_quoted() {
+    use glassbox_audit::licenses::{license_ref, RestrictionKind};
+    let deepseek = license_ref("LicenseRef-DeepSeek-License").unwrap();
+    for kind in [
+        RestrictionKind::FieldOfUse,
+        RestrictionKind::OutputUse,
+        RestrictionKind::LicensorControl,
+        RestrictionKind::LitigationTermination,
+    ] {
+        assert!(deepseek.restrictions.contains(&kind), "{kind:?}");
+    }
+    let tongyi = license_ref("LicenseRef-Tongyi-Qianwen-License").unwrap();
+    assert!(tongyi.restrictions.contains(&RestrictionKind::OutputUse));
+    let nvidia = license_ref("LicenseRef-NVIDIA-Open-Model-License").unwrap();
+    assert!(nvidia
+        .restrictions
+        .contains(&RestrictionKind::LicensorControl));
+    for r in [deepseek, tongyi, nvidia] {
+        for kind in &r.restrictions {
+            let c = r.clauses.iter().find(|c| c.kind == *kind);
+            assert!(
+                c.is_some_and(|c| c.quote.len() > 40),
+                "{}: {kind:?} unquoted",
+                r.id
+            );
+        }
+    }
+    // The audit shows the quote with its section.
+    let a = glassbox_audit::registry::lookup("deepseek-ai/DeepSeek-V3")
+        .unwrap()
+        .release()
+        .audit();
+    let remote = a
+        .restrictions
+        .iter()
+        .find(|r| r.kind == RestrictionKind::LicensorControl)
+        .unwrap();
+    assert!(remote.source.contains("§7"), "{}", remote.source);
+    assert!(remote.quote.as_deref().unwrap().contains("remotely"));
 }
