@@ -424,20 +424,22 @@ impl Release {
                     continue;
                 }
                 if !restrictions.iter().any(|r| r.kind == *kind) {
-                    // The catalogue's quoted clause, where it has one.
-                    let clause =
-                        l.id.as_deref()
-                            .and_then(licenses::license_ref)
-                            .and_then(|r| r.clauses.iter().find(|c| c.kind == *kind));
+                    // The catalogue's quoted clause, where it has one; else how it is known.
+                    let entry = l.id.as_deref().and_then(licenses::license_ref);
+                    let clause = entry.and_then(|r| r.clauses.iter().find(|c| c.kind == *kind));
+                    let basis = match (clause, entry.and_then(|r| r.note.as_deref())) {
+                        (Some(c), _) => format!(", {}", c.section),
+                        (None, Some(note)) => {
+                            format!(", {}", note.split(':').next().unwrap_or(note))
+                        }
+                        (None, None) => String::new(),
+                    };
                     restrictions.push(Restriction {
                         kind: *kind,
                         description: kind.describe(),
                         source: format!(
-                            "terms of {}{} ({})",
+                            "terms of {}{basis} ({})",
                             l.name.clone().unwrap_or_else(|| l.display()),
-                            clause
-                                .map(|c| format!(", {}", c.section))
-                                .unwrap_or_default(),
                             l.source
                                 .clone()
                                 .unwrap_or_else(|| "licence catalogue".into())

@@ -83,6 +83,9 @@ pub struct LicenseRef {
     /// The clauses behind `restrictions`, quoted from the licence text at `source`.
     #[serde(default)]
     pub clauses: Vec<CatalogueClause>,
+    /// How the restrictions are known where they are not quoted.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// A restriction clause of a catalogued licence, quoted.
