@@ -59,7 +59,19 @@ enum Command {
     Tour(cmd::tour::Args),
 }
 
+/// A closed pipe on stdout (`glassbox audit --list | head`) ends the process quietly, as it
+/// does for other command-line tools, instead of a panic in `println!`: Rust starts programs
+/// with SIGPIPE ignored, so restore the default action.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first in main, before any thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
+    restore_sigpipe();
     glassbox_models::kernel_ops::claim_cpu_threads();
     let cli = Cli::parse();
     // A forced instruction-set path the CPU cannot run is the user's error, named up front
