@@ -118,6 +118,59 @@ pub struct PatchResult {
     pub raw: Vec<Vec<f32>>,
     /// `(raw − corrupt) / (clean − corrupt)`: 0 = corrupted, 1 = clean.
     pub normalized: Vec<Vec<f32>>,
+    /// Whether the setup can support conclusions (see [`SetupCheck`]).
+    pub setup: SetupCheck,
+}
+
+/// Whether a clean/corrupted pair can support a patching result: normalising by the gap
+/// `clean − corrupt` turns noise into confident cells when the gap is tiny, and inverts the
+/// scale's meaning when the corrupted run scores higher.
+#[derive(Clone, Debug, Serialize)]
+pub struct SetupCheck {
+    /// `clean_metric − corrupt_metric`.
+    pub gap: f32,
+    /// The spread of the clean run's last-position logits (their standard deviation): the
+    /// scale a logit difference is read on.
+    pub logit_scale: f32,
+    /// What is wrong with the setup, in words; empty when nothing is.
+    pub warnings: Vec<String>,
+}
+
+/// A gap smaller than this fraction of the logits' spread is treated as no effect to explain.
+pub const TINY_GAP: f32 = 0.05;
+
+impl SetupCheck {
+    /// Checks the gap between the two runs against the clean logits' spread.
+    pub fn new(clean_metric: f32, corrupt_metric: f32, clean_logits: &Tensor) -> Result<Self> {
+        let gap = clean_metric - corrupt_metric;
+        let (_, t, _) = clean_logits.dims3()?;
+        let last = clean_logits
+            .narrow(0, 0, 1)?
+            .narrow(1, t - 1, 1)?
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        let n = last.len().max(1) as f32;
+        let mean = last.iter().sum::<f32>() / n;
+        let logit_scale = (last.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n).sqrt();
+        let mut warnings = Vec::new();
+        if gap < 0.0 {
+            warnings.push(format!(
+                "the corrupted run scores above the clean one (gap {gap:.4}): the normalised scale is inverted, 1 no longer means 'restores the clean behaviour'"
+            ));
+        }
+        if gap.abs() < TINY_GAP * logit_scale {
+            warnings.push(format!(
+                "the clean−corrupted gap {gap:.4} is under {:.0} % of the logits' spread ({logit_scale:.3}): the normalised cells divide noise by almost nothing",
+                TINY_GAP * 100.0
+            ));
+        }
+        Ok(SetupCheck {
+            gap,
+            logit_scale,
+            warnings,
+        })
+    }
 }
 
 fn check_lengths(clean: &[u32], corrupt: &[u32]) -> Result<()> {
@@ -227,6 +280,7 @@ pub fn activation_patching(
     Ok(PatchResult {
         what,
         method: "activation",
+        setup: SetupCheck::new(clean_metric, corrupt_metric, &clean_logits)?,
         clean_metric,
         corrupt_metric,
         normalized: normalize(&raw, clean_metric, corrupt_metric),
@@ -331,9 +385,34 @@ pub fn attribution_patching(
     Ok(PatchResult {
         what,
         method: "attribution",
+        setup: SetupCheck::new(clean_metric, corrupt_metric, &clean_logits)?,
         clean_metric,
         corrupt_metric,
         normalized: normalize(&raw, clean_metric, corrupt_metric),
         raw,
     })
+}
+
+#[cfg(test)]
+mod setup_tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn logits(values: &[f32]) -> Tensor {
+        Tensor::from_slice(values, (1, 1, values.len()), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn tiny_and_inverted_gaps_are_named() {
+        // Logits spread by 2: a gap of 3 is clear, 0.05 is tiny, −1 is inverted.
+        let l = logits(&[-2.0, 2.0, -2.0, 2.0]);
+        assert!(SetupCheck::new(4.0, 1.0, &l).unwrap().warnings.is_empty());
+        let tiny = SetupCheck::new(1.05, 1.0, &l).unwrap();
+        assert_eq!(tiny.warnings.len(), 1, "{:?}", tiny.warnings);
+        assert!(tiny.warnings[0].contains("gap 0.0500"));
+        let inverted = SetupCheck::new(0.0, 1.0, &l).unwrap();
+        assert!(inverted.warnings[0].contains("corrupted run scores above"));
+        assert_eq!(inverted.gap, -1.0);
+        assert!((inverted.logit_scale - 2.0).abs() < 1e-6);
+    }
 }

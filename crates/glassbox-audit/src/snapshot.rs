@@ -237,6 +237,16 @@ fn component_of(rel: &str, role: Option<CodeRole>) -> Option<u32> {
     if stem.starts_with("paper") && ext == "pdf" {
         return Some(21);
     }
+    // An evaluation split under data/ is evaluation data, never training data.
+    let eval_split = ["held_out", "heldout", "eval", "test", "valid", "dev"]
+        .iter()
+        .any(|s| stem.contains(s));
+    if eval_split
+        && (in_dir("data") || in_dir("dataset") || in_dir("datasets"))
+        && matches!(ext, "jsonl" | "json" | "parquet" | "arrow" | "txt" | "csv")
+    {
+        return Some(19);
+    }
     if (in_dir("data") || in_dir("dataset") || in_dir("datasets"))
         && matches!(
             ext,

@@ -296,3 +296,25 @@ fn missing_directory_and_unknown_ids_are_errors() {
     assert!(matches!(e, AuditError::UnknownTarget(_)), "{e}");
     assert!(e.to_string().contains("--list"));
 }
+
+/// An evaluation split under data/ is evaluation data, never offered as the training data.
+#[test]
+fn evaluation_splits_are_not_datasets() {
+    let dir = scratch("eval-split");
+    write_tree(
+        &dir,
+        &[
+            ("README.md", "---\nlicense: apache-2.0\n---\n# m\n"),
+            ("model.safetensors", "weights"),
+            ("data/held_out.txt", "held-out text\n"),
+            ("data/test.jsonl", "{}\n"),
+        ],
+    );
+    let a = audit_dir(&dir);
+    assert_eq!(evidence(&a, "Evaluation data"), EvidenceKind::Present);
+    assert_eq!(evidence(&a, "Datasets"), EvidenceKind::Absent);
+    write_tree(&dir, &[("data/train.jsonl", "{}\n")]);
+    let a = audit_dir(&dir);
+    assert_eq!(evidence(&a, "Datasets"), EvidenceKind::Present);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

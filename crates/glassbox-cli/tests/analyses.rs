@@ -404,3 +404,59 @@ fn generate_applies_control_vectors() {
         "junk.gguf",
     );
 }
+
+/// A setup that cannot support a patching result is said in the terminal, the JSON and the
+/// figure, and refused under `--strict`.
+#[test]
+fn patching_guard_rails_name_a_weak_setup() {
+    let gpt2 = fixture("parity/gpt2");
+    // On the random-weight fixture the IOI pair barely moves the metric: a tiny gap.
+    let base = [
+        "patch",
+        &gpt2,
+        "--clean",
+        CLEAN,
+        "--corrupt",
+        CORRUPT,
+        "--answer",
+        " Mary",
+        "--wrong",
+        " John",
+    ];
+    let out = glassbox(&base);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the clean−corrupted gap"),
+        "{stderr}"
+    );
+    let plot = temp("weak-setup.svg");
+    let mut with_plot = base.to_vec();
+    with_plot.extend(["--plot", plot.to_str().unwrap(), "--json"]);
+    let v = json(&with_plot);
+    assert!(!v["warnings"].as_array().unwrap().is_empty());
+    assert!(v["gap"].as_f64().is_some());
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("class=\"warning\""), "the figure says it too");
+    assert!(
+        svg.contains("metric: logit["),
+        "the figure names the metric and tokens"
+    );
+    // Swapped answers invert the scale: refused under --strict.
+    let swapped = [
+        "patch",
+        &gpt2,
+        "--clean",
+        CLEAN,
+        "--corrupt",
+        CORRUPT,
+        "--answer",
+        " John",
+        "--wrong",
+        " Mary",
+        "--strict",
+    ];
+    let out = glassbox(&swapped);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupted run scores above"));
+}

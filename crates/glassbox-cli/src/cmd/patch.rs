@@ -32,6 +32,10 @@ pub struct Args {
     /// activation (rerun per site), attribution (one backward pass) or both.
     #[arg(long, default_value = "activation")]
     pub method: String,
+    /// Refuse (exit 2) instead of warning when the setup cannot support a result: a
+    /// clean−corrupted gap that is tiny next to the logits' spread, or of the wrong sign.
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -93,6 +97,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )?);
     }
 
+    // The setup is the same for every method: the two runs and their gap.
+    let setup = &results[0].setup;
+    let answer_text = analysis_cli::describe_token(&model, answer);
+    let wrong_text = analysis_cli::describe_token(&model, wrong);
+    let metric = format!("logit[{answer_text}] − logit[{wrong_text}] at the last position");
+    let runs = format!(
+        "clean run {:.4}, corrupted run {:.4}, gap {:.4} (logits' spread {:.3})",
+        results[0].clean_metric, results[0].corrupt_metric, setup.gap, setup.logit_scale
+    );
+    if args.strict && !setup.warnings.is_empty() {
+        return Err(crate::invalid!("--strict: {}", setup.warnings.join("; ")));
+    }
+    for w in &setup.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut notes = vec![format!("metric: {metric}"), runs.clone()];
+    notes.extend(setup.warnings.iter().map(|w| format!("⚠ {w}")));
+
     let clean_tokens = model.ids_to_str_tokens(&clean)?;
     let corrupt_tokens = model.ids_to_str_tokens(&corrupt)?;
     let cols: Vec<String> = match what {
@@ -135,6 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .range(-extent, extent)
         .value_label("0 = corrupted, 1 = clean")
+        .notes(notes.clone())
     };
 
     if args.output.json {
@@ -147,21 +170,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "answer": answer,
             "wrong": wrong,
             "metric": "logit[answer] - logit[wrong] at the last position",
+            "answer_token": answer_text,
+            "wrong_token": wrong_text,
+            "gap": setup.gap,
+            "warnings": setup.warnings,
             "results": results,
         }))?;
     } else {
         let color = terminal::stdout_is_terminal();
-        println!(
-            "metric: logit[{}] − logit[{}] at the last position",
-            analysis_cli::describe_token(&model, answer),
-            analysis_cli::describe_token(&model, wrong)
-        );
-        if let Some(r) = results.first() {
-            println!(
-                "clean run {:.4}, corrupted run {:.4}\n",
-                r.clean_metric, r.corrupt_metric
-            );
-        }
         for r in &results {
             print!("{}", terminal::grid(&grid_of(r), color));
             println!();

@@ -41,6 +41,9 @@ pub struct Grid {
     pub range: Option<(f32, f32)>,
     /// What the colour means ("logit difference"), shown by the colour bar.
     pub value_label: String,
+    /// Lines under the title: what the figure measures, and warnings about its setup
+    /// (a line starting with `⚠`).
+    pub notes: Vec<String>,
 }
 
 impl Grid {
@@ -63,7 +66,13 @@ impl Grid {
             scale: Scale::Diverging,
             range: None,
             value_label: String::new(),
+            notes: Vec::new(),
         }
+    }
+
+    pub fn notes(mut self, notes: Vec<String>) -> Self {
+        self.notes = notes;
+        self
     }
 
     pub fn scale(mut self, scale: Scale) -> Self {

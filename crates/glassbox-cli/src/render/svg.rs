@@ -156,7 +156,9 @@ fn heatmap_body(g: &Grid, id: &str, min_width: f64) -> (String, f64, f64) {
     let bar_h = plot_h.clamp(90.0, 320.0);
     // the colour label runs beside the colour bar if it fits its height, else under the title
     let label_beside = text_w(&g.value_label, 11.0) <= bar_h;
+    let notes_h = 16.0 * g.notes.len() as f64;
     let top = if g.title.is_empty() { 16.0 } else { 44.0 }
+        + notes_h
         + if label_beside || g.value_label.is_empty() {
             0.0
         } else {
@@ -167,7 +169,9 @@ fn heatmap_body(g: &Grid, id: &str, min_width: f64) -> (String, f64, f64) {
     let bottom = max_col * slant.sin() + 40.0;
     let right = if label_beside { 110.0 } else { 80.0 };
     // titles are centred on the figure, which is widened to hold them
-    let title_w = (text_w(&g.title, 15.0) * 1.1).max(text_w(&g.value_label, 11.0) + 50.0);
+    let title_w = (text_w(&g.title, 15.0) * 1.1)
+        .max(text_w(&g.value_label, 11.0) + 50.0)
+        .max(g.notes.iter().map(|n| text_w(n, 11.0)).fold(0.0, f64::max));
     let width = (left + plot_w + right).max(title_w + 40.0).max(min_width);
     let height = top + plot_h.max(bar_h) + bottom;
 
@@ -178,6 +182,18 @@ fn heatmap_body(g: &Grid, id: &str, min_width: f64) -> (String, f64, f64) {
             "<text x=\"{:.1}\" y=\"26\" font-size=\"15\" font-weight=\"bold\" text-anchor=\"middle\">{}</text>",
             width / 2.0,
             esc(&g.title)
+        );
+    }
+    for (i, note) in g.notes.iter().enumerate() {
+        let warn = note.starts_with('⚠');
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"{}\" text-anchor=\"middle\"{}>{}</text>",
+            width / 2.0,
+            44.0 + 16.0 * i as f64,
+            if warn { "#b00000" } else { "#444" },
+            if warn { " class=\"warning\"" } else { "" },
+            esc(note)
         );
     }
     if !label_beside && !g.value_label.is_empty() {

@@ -87,6 +87,10 @@ pub fn grid(g: &Grid, color: bool) -> String {
         out.push_str(&g.title);
         out.push('\n');
     }
+    for note in &g.notes {
+        out.push_str(note);
+        out.push('\n');
+    }
     // header: row-axis name, then the column labels
     out.push_str(&fit_left(&g.row_axis, row_w));
     out.push_str(" │");
