@@ -21,6 +21,9 @@ mod render;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Colour in terminal views: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    color: render::terminal::ColorChoice,
 }
 
 #[derive(Subcommand)]
@@ -74,6 +77,7 @@ fn main() {
     restore_sigpipe();
     glassbox_models::kernel_ops::claim_cpu_threads();
     let cli = Cli::parse();
+    render::terminal::set_color_choice(cli.color);
     // A forced instruction-set path the CPU cannot run is the user's error, named up front
     // (the kernels would otherwise quietly use the detected path).
     if let Err(err) = glassbox_kernels::isa_from_env() {

@@ -460,3 +460,56 @@ fn patching_guard_rails_name_a_weak_setup() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupted run scores above"));
 }
+
+/// Terminal views fit the width they are given (80 or 120 columns, from `COLUMNS`), and colour
+/// follows `--color` and `NO_COLOR`.
+#[test]
+fn terminal_views_fit_the_width_and_honour_no_color() {
+    let gpt2 = fixture("parity/gpt2");
+    let args = [
+        "patch",
+        &gpt2,
+        "--clean",
+        CLEAN,
+        "--corrupt",
+        CORRUPT,
+        "--answer",
+        " Mary",
+        "--wrong",
+        " John",
+    ];
+    for width in [80usize, 120] {
+        let out = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+            .args(args)
+            .env("COLUMNS", width.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(
+            widest <= width,
+            "{widest} columns at width {width}:\n{text}"
+        );
+        assert!(
+            text.contains("position 0–"),
+            "a wide grid continues in blocks"
+        );
+    }
+    let colored = |extra: &[&str], no_color: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_glassbox"));
+        c.args(["heads", &gpt2]).args(extra);
+        match no_color {
+            Some(v) => c.env("NO_COLOR", v),
+            None => c.env_remove("NO_COLOR"),
+        };
+        String::from_utf8_lossy(&c.output().unwrap().stdout).contains('\x1b')
+    };
+    assert!(colored(&["--color", "always"], None));
+    assert!(
+        colored(&["--color", "always"], Some("1")),
+        "a flag beats NO_COLOR"
+    );
+    assert!(!colored(&["--color", "never"], None));
+    assert!(!colored(&[], Some("1")), "not a terminal, and NO_COLOR");
+}

@@ -134,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             results.first().map(|r| r.baseline_loss).unwrap_or(f32::NAN)
         );
         match head_grid(&results, info.n_layers, info.n_heads) {
-            Some(g) => print!("{}", terminal::grid(&g, terminal::stdout_is_terminal())),
+            Some(g) => print!("{}", terminal::grid(&g, terminal::use_color())),
             None => {
                 for r in &results {
                     let label: Vec<String> = r.targets.iter().map(|t| t.label()).collect();
@@ -171,7 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             vec![delta],
         )
         .value_label("ablated − baseline loss");
-        print!("{}", terminal::grid(&g, terminal::stdout_is_terminal()));
+        print!("{}", terminal::grid(&g, terminal::use_color()));
     }
 
     if let Some(path) = &args.output.plot {

@@ -86,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "parts": parts,
         }))?;
     } else {
-        let color = terminal::stdout_is_terminal();
+        let color = terminal::use_color();
         let heads = head_grid(&result, info.n_layers, info.n_heads).value_label(what.clone());
         println!("Direct logit attribution of {what} at position {pos_label}\n");
         print!("{}", terminal::grid(&heads, color));

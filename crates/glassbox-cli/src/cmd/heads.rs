@@ -76,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "top": top,
         }))?;
     } else {
-        let color = terminal::stdout_is_terminal();
+        let color = terminal::use_color();
         println!(
             "Head scores on {} sequences of {} random tokens, each repeated once (seed {})\n",
             scores.batch, scores.seq_len, args.seed

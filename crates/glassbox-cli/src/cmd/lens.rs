@@ -71,7 +71,7 @@ fn columns(report: &lens::LensReport) -> Vec<String> {
 }
 
 fn terminal_view(report: &lens::LensReport, show_target: bool) -> String {
-    let color = terminal::stdout_is_terminal();
+    let color = terminal::use_color();
     let top1 = |f: &dyn Fn(&lens::TokenScore) -> String| -> Vec<Vec<String>> {
         report
             .top

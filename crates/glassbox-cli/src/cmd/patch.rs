@@ -177,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "results": results,
         }))?;
     } else {
-        let color = terminal::stdout_is_terminal();
+        let color = terminal::use_color();
         for r in &results {
             print!("{}", terminal::grid(&grid_of(r), color));
             println!();

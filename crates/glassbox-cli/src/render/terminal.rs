@@ -9,6 +9,55 @@ pub fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
 }
 
+/// When terminal views use colour (`--color`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set (https://no-color.org).
+    Auto,
+    Always,
+    Never,
+}
+
+static COLOR: std::sync::OnceLock<ColorChoice> = std::sync::OnceLock::new();
+
+/// Records the `--color` choice, once, at start-up.
+pub fn set_color_choice(choice: ColorChoice) {
+    let _ = COLOR.set(choice);
+}
+
+/// Whether to colour what goes to stdout: `--color always|never`, else a terminal without
+/// `NO_COLOR` (set and non-empty) in the environment.
+pub fn use_color() -> bool {
+    match COLOR.get().copied().unwrap_or(ColorChoice::Auto) {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            stdout_is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
+/// The width views lay themselves out in: `COLUMNS` when set (shells export it, and tests set
+/// it), else the terminal's own width, else 120 columns.
+pub fn width() -> usize {
+    if let Some(cols) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c >= 20)
+    {
+        return cols;
+    }
+    #[cfg(unix)]
+    if stdout_is_terminal() {
+        // SAFETY: TIOCGWINSZ fills a winsize struct we own; fd 1 is open.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col >= 20 {
+            return ws.ws_col as usize;
+        }
+    }
+    120
+}
+
 /// A number in at most 7 characters, keeping 3 significant digits where it can.
 pub fn format_value(v: f32) -> String {
     if v.is_nan() {
@@ -83,31 +132,96 @@ pub fn grid(g: &Grid, color: bool) -> String {
         .min(24);
 
     let mut out = String::new();
-    if !g.title.is_empty() {
-        out.push_str(&g.title);
-        out.push('\n');
+    for line in std::iter::once(&g.title)
+        .filter(|t| !t.is_empty())
+        .chain(&g.notes)
+    {
+        for wrapped in wrap(line, width()) {
+            out.push_str(&wrapped);
+            out.push('\n');
+        }
     }
-    for note in &g.notes {
-        out.push_str(note);
-        out.push('\n');
+    // As many columns per block as the width holds; wider grids continue in further blocks.
+    let per_block = ((width().saturating_sub(row_w + 2)) / (cell_w + 1)).max(1);
+    let n_cols = g
+        .col_labels
+        .len()
+        .max(g.values.iter().map(Vec::len).max().unwrap_or(0));
+    let blocks: Vec<std::ops::Range<usize>> = (0..n_cols.max(1))
+        .step_by(per_block)
+        .map(|start| start..(start + per_block).min(n_cols))
+        .collect();
+    for (b, cols) in blocks.iter().enumerate() {
+        if blocks.len() > 1 {
+            if b > 0 {
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "{} {}–{} of {}\n",
+                g.col_axis,
+                cols.start,
+                cols.end.saturating_sub(1),
+                n_cols
+            ));
+        }
+        grid_block(g, &texts, cols.clone(), row_w, cell_w, color, &mut out);
     }
-    // header: row-axis name, then the column labels
+    if !g.value_label.is_empty() {
+        let (lo, hi) = g.color_range();
+        out.push_str(&format!(
+            "colour: {} from {} to {}\n",
+            g.value_label,
+            format_value(lo),
+            format_value(hi)
+        ));
+    }
+    out
+}
+
+/// `text` broken at spaces into lines of at most `width` characters (a longer word stands alone).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && needed > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    lines
+}
+
+/// Columns `cols` of the grid: header, rule and one line per row.
+fn grid_block(
+    g: &Grid,
+    texts: &[Vec<String>],
+    cols: std::ops::Range<usize>,
+    row_w: usize,
+    cell_w: usize,
+    color: bool,
+    out: &mut String,
+) {
     out.push_str(&fit_left(&g.row_axis, row_w));
     out.push_str(" │");
-    for label in &g.col_labels {
+    for label in g.col_labels.get(cols.clone()).unwrap_or(&[]) {
         out.push(' ');
         out.push_str(&fit(label, cell_w));
     }
     out.push('\n');
     out.push_str(&"─".repeat(row_w + 1));
     out.push('┼');
-    out.push_str(&"─".repeat((cell_w + 1) * g.col_labels.len()));
+    out.push_str(&"─".repeat((cell_w + 1) * cols.len()));
     out.push('\n');
     for (r, row) in g.values.iter().enumerate() {
         let label = g.row_labels.get(r).map(String::as_str).unwrap_or("");
         out.push_str(&fit_left(label, row_w));
         out.push_str(" │");
-        for (c, &v) in row.iter().enumerate() {
+        for (c, &v) in row.iter().enumerate().skip(cols.start).take(cols.len()) {
             let text = texts
                 .get(r)
                 .and_then(|t| t.get(c))
@@ -130,16 +244,6 @@ pub fn grid(g: &Grid, color: bool) -> String {
         }
         out.push('\n');
     }
-    if !g.value_label.is_empty() {
-        let (lo, hi) = g.color_range();
-        out.push_str(&format!(
-            "colour: {} from {} to {}\n",
-            g.value_label,
-            format_value(lo),
-            format_value(hi)
-        ));
-    }
-    out
 }
 
 #[cfg(test)]
