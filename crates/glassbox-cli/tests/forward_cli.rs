@@ -250,3 +250,31 @@ fn bad_input_exits_2_and_writes_no_file() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+/// The continuation is joined to the prompt as the tokenizer joins them: "the cat finds",
+/// never "the catfinds".
+#[test]
+fn generate_keeps_the_space_between_prompt_and_continuation() {
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/reference");
+    let out = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args([
+            "generate",
+            reference.to_str().unwrap(),
+            "--prompt",
+            "the cat",
+            "--max-tokens",
+            "3",
+            "--seed",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("the cat "), "{text:?}");
+    assert!(text.trim_end().len() > "the cat ".len(), "{text:?}");
+}

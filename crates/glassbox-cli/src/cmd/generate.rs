@@ -70,14 +70,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     write!(stdout, "{}", args.prompt)?;
     stdout.flush()?;
-    // Decode the whole continuation each time and print what is new, so tokens that split a
-    // multi-byte character print once the character is complete.
+    // Decode prompt and continuation together each time and print what is new: the
+    // continuation's first word keeps the space that joins it to the prompt (decoding it alone
+    // drops it: "thefish"), and a token that splits a multi-byte character prints once the
+    // character is complete.
+    let base = model.decode(&prompt).unwrap_or_default();
+    let continuation = |generated: &[u32]| -> Option<String> {
+        let all: Vec<u32> = prompt.iter().chain(generated).copied().collect();
+        let text = model.decode(&all).ok()?;
+        text.strip_prefix(base.as_str())
+            .map(str::to_string)
+            .or_else(|| model.decode(generated).ok())
+    };
     let mut generated: Vec<u32> = Vec::new();
     let mut printed = String::new();
     let mut write_err = None;
     model.generate(&prompt, &opts, &mut hooks, |token| {
         generated.push(token);
-        if let Ok(text) = model.decode(&generated) {
+        if let Some(text) = continuation(&generated) {
             if text.len() > printed.len()
                 && text.starts_with(printed.as_str())
                 && !text.ends_with('\u{FFFD}')
@@ -90,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     })?;
-    if let Ok(text) = model.decode(&generated) {
+    if let Some(text) = continuation(&generated) {
         if text.len() > printed.len() && text.starts_with(printed.as_str()) {
             write!(stdout, "{}", &text[printed.len()..])?;
         }
