@@ -238,6 +238,75 @@ pub fn patched_metric(
     scalar(&logit_diff(&logits, answer, wrong)?)
 }
 
+/// Tokens (batch × prompt length) in one batched patching pass, and the most patched runs in
+/// one batch: enough to amortise a pass's fixed costs, bounded so activations stay small.
+const PATCH_BATCH_TOKENS: usize = 8192;
+const MAX_PATCH_BATCH: usize = 64;
+
+/// The metric for each site in `sites`, each patched on its own copy of the corrupted prompt,
+/// in one batched pass (see [`activation_patching`]).
+#[allow(clippy::too_many_arguments)]
+fn patched_metrics(
+    model: &HookedModel,
+    corrupt: &[u32],
+    name: &str,
+    clean_act: &Tensor,
+    what: PatchTarget,
+    sites: std::ops::Range<usize>,
+    answer: u32,
+    wrong: u32,
+) -> Result<Vec<f32>> {
+    let b = sites.len();
+    let t = corrupt.len();
+    let device = clean_act.device();
+    // mask = 1 where batch row i holds its own site's clean value, else 0; laid out to
+    // broadcast over the hook's activation (positions: [b, t, 1]; heads, hook_z: [b, 1, h, 1]).
+    let mask = match what {
+        PatchTarget::Heads => {
+            let h = model.info().n_heads;
+            let mut m = vec![0f32; b * h];
+            for (i, site) in sites.clone().enumerate() {
+                m[i * h + site] = 1.0;
+            }
+            Tensor::from_vec(m, (b, 1, h, 1), device)?
+        }
+        _ => {
+            let mut m = vec![0f32; b * t];
+            for (i, site) in sites.clone().enumerate() {
+                m[i * t + site] = 1.0;
+            }
+            Tensor::from_vec(m, (b, t, 1), device)?
+        }
+    };
+    let keep = (1.0 - &mask)?;
+    let mut hooks = Hooks::none();
+    hooks.add_fn(filter(&[name.to_string()])?, |_, act| {
+        let dtype = act.dtype();
+        let clean = clean_act.to_dtype(dtype)?.broadcast_as(act.shape())?;
+        let patched = (act.broadcast_mul(&keep.to_dtype(dtype)?)?
+            + clean.broadcast_mul(&mask.to_dtype(dtype)?)?)?;
+        Ok(Some(patched))
+    });
+    let ids: Vec<u32> = (0..b).flat_map(|_| corrupt.iter().copied()).collect();
+    let ids = Tensor::from_vec(ids, (b, t), device)?;
+    let logits = model.run_with_hooks(&ids, &mut hooks)?;
+    let last = logits
+        .narrow(1, t - 1, 1)?
+        .squeeze(1)?
+        .to_dtype(DType::F32)?;
+    let vocab = last.dim(1)?;
+    for id in [answer, wrong] {
+        if id as usize >= vocab {
+            return Err(AnalysisError::input(format!(
+                "token id {id} is outside the vocabulary (size {vocab})"
+            )));
+        }
+    }
+    let a = last.narrow(1, answer as usize, 1)?;
+    let w = last.narrow(1, wrong as usize, 1)?;
+    Ok((a - w)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
 /// Activation patching of `what` from `clean` into `corrupt`, one site at a time, with the
 /// logit difference `answer − wrong` as the metric.
 pub fn activation_patching(
@@ -259,21 +328,29 @@ pub fn activation_patching(
     let corrupt_logits = model.run(&model.ids_tensor(corrupt)?)?;
     let corrupt_metric = scalar(&logit_diff(&corrupt_logits, answer, wrong)?)?;
     let mut raw = Vec::with_capacity(n_layers);
+    let n_sites = sites(model, what, clean.len());
+    // Patched runs go through the model as batches: one copy of the corrupted prompt per site,
+    // each with its own site patched. Each row of a batch computes what its own run computes
+    // (kernels fix every output's summation order whatever the batch), so the results are the
+    // same as patching one site at a time.
+    let batch = (PATCH_BATCH_TOKENS / clean.len().max(1)).clamp(1, MAX_PATCH_BATCH);
     for layer in 0..n_layers {
         let name = what.hook(layer);
         let clean_act = clean_cache.require(&name)?;
-        let mut row = Vec::new();
-        for site in 0..sites(model, what, clean.len()) {
-            row.push(patched_metric(
+        let mut row = Vec::with_capacity(n_sites);
+        for start in (0..n_sites).step_by(batch) {
+            let sites = start..(start + batch).min(n_sites);
+            row.extend(patched_metrics(
                 model,
                 corrupt,
                 &name,
                 clean_act,
-                what.site(site),
+                what,
+                sites.clone(),
                 answer,
                 wrong,
             )?);
-            progress();
+            sites.for_each(|_| progress());
         }
         raw.push(row);
     }

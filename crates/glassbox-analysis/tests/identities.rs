@@ -343,3 +343,40 @@ fn deepseek_v3() {
 fn mixtral() {
     check("families/mixtral");
 }
+
+/// Batched activation patching gives the same bits as patching one site per run, for
+/// positions and for heads, on a dense and a grouped-query model.
+#[test]
+fn batched_patching_equals_one_site_at_a_time() {
+    for name in ["parity/gpt2", "parity/llama"] {
+        let model = HookedModel::load(&fixture(name), &LoadOptions::default()).unwrap();
+        let clean = model.to_tokens(CLEAN).unwrap();
+        let corrupt = model.to_tokens(CORRUPT).unwrap();
+        let (answer, wrong) = (clean[clean.len() - 3], corrupt[corrupt.len() - 3]);
+        for what in [PatchTarget::ResidPre, PatchTarget::Heads] {
+            let batched =
+                patching::activation_patching(&model, &clean, &corrupt, answer, wrong, what, || {})
+                    .unwrap();
+            let (_, cache) = model
+                .run_with_cache(
+                    &model.ids_tensor(&clean).unwrap(),
+                    &NameFilter::new(&[what.hook(1)]).unwrap(),
+                )
+                .unwrap();
+            let clean_act = cache.require(&what.hook(1)).unwrap();
+            for (site, &got) in batched.raw[1].iter().enumerate() {
+                let one = patching::patched_metric(
+                    &model,
+                    &corrupt,
+                    &what.hook(1),
+                    clean_act,
+                    what.site(site),
+                    answer,
+                    wrong,
+                )
+                .unwrap();
+                assert_eq!(got.to_bits(), one.to_bits(), "{name} {what:?} site {site}");
+            }
+        }
+    }
+}
