@@ -344,38 +344,70 @@ fn mixtral() {
     check("families/mixtral");
 }
 
-/// Batched activation patching gives the same bits as patching one site per run, for
-/// positions and for heads, on a dense and a grouped-query model.
+/// Activation patching — batched, rerunning only from the patched block and position on —
+/// gives the bits that patching one site per full pass gives: every target, every layer, on
+/// learned positions (GPT-2), rotary grouped-query attention (Llama), a mixture of experts
+/// (Mixtral), latent attention (DeepSeek-V3) and post-norms (GLM-4); and on a prompt short
+/// enough for the few-row products.
 #[test]
 fn batched_patching_equals_one_site_at_a_time() {
-    for name in ["parity/gpt2", "parity/llama"] {
+    let cases = [
+        ("parity/gpt2", CLEAN, CORRUPT),
+        ("parity/llama", CLEAN, CORRUPT),
+        ("families/mixtral", CLEAN, CORRUPT),
+        ("families/deepseek-v3", CLEAN, CORRUPT),
+        ("families/glm4", CLEAN, CORRUPT),
+        ("parity/gpt2", "Mary gave", "John gave"),
+    ];
+    for (name, clean, corrupt) in cases {
         let model = HookedModel::load(&fixture(name), &LoadOptions::default()).unwrap();
-        let clean = model.to_tokens(CLEAN).unwrap();
-        let corrupt = model.to_tokens(CORRUPT).unwrap();
-        let (answer, wrong) = (clean[clean.len() - 3], corrupt[corrupt.len() - 3]);
-        for what in [PatchTarget::ResidPre, PatchTarget::Heads] {
+        let clean = model.to_tokens(clean).unwrap();
+        let corrupt = model.to_tokens(corrupt).unwrap();
+        assert_eq!(clean.len(), corrupt.len(), "{name}");
+        // The tokens where the prompts differ: a metric that moves with every patch.
+        let differ = (0..clean.len()).find(|&i| clean[i] != corrupt[i]).unwrap();
+        let (answer, wrong) = (clean[differ], corrupt[differ]);
+        let corrupt_run = model.run(&model.ids_tensor(&corrupt).unwrap()).unwrap();
+        let corrupt_metric = patching::logit_diff(&corrupt_run, answer, wrong)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        for what in [
+            PatchTarget::ResidPre,
+            PatchTarget::AttnOut,
+            PatchTarget::MlpOut,
+            PatchTarget::Heads,
+        ] {
             let batched =
                 patching::activation_patching(&model, &clean, &corrupt, answer, wrong, what, || {})
                     .unwrap();
+            assert_eq!(batched.corrupt_metric.to_bits(), corrupt_metric.to_bits());
             let (_, cache) = model
                 .run_with_cache(
                     &model.ids_tensor(&clean).unwrap(),
-                    &NameFilter::new(&[what.hook(1)]).unwrap(),
+                    &NameFilter::new(&["blocks.*"]).unwrap(),
                 )
                 .unwrap();
-            let clean_act = cache.require(&what.hook(1)).unwrap();
-            for (site, &got) in batched.raw[1].iter().enumerate() {
-                let one = patching::patched_metric(
-                    &model,
-                    &corrupt,
-                    &what.hook(1),
-                    clean_act,
-                    what.site(site),
-                    answer,
-                    wrong,
-                )
-                .unwrap();
-                assert_eq!(got.to_bits(), one.to_bits(), "{name} {what:?} site {site}");
+            for (layer, row) in batched.raw.iter().enumerate() {
+                let clean_act = cache.require(&what.hook(layer)).unwrap();
+                for (site, &got) in row.iter().enumerate() {
+                    let one = patching::patched_metric(
+                        &model,
+                        &corrupt,
+                        &what.hook(layer),
+                        clean_act,
+                        what.site(site),
+                        answer,
+                        wrong,
+                    )
+                    .unwrap();
+                    assert_eq!(
+                        got.to_bits(),
+                        one.to_bits(),
+                        "{name} {what:?} layer {layer} site {site} ({} tokens): {got} vs {one}",
+                        clean.len()
+                    );
+                }
             }
         }
     }

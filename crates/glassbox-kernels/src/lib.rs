@@ -50,6 +50,11 @@ pub use isa::{isa_from_env, with_isa, Isa, IsaError};
 /// bit identity is possible. Change it whenever any kernel's arithmetic changes.
 pub const NUMERICS: &str = "glassbox-kernels/2";
 
+/// Products with at most this many rows of f32 take the few-row kernels, whose reduction order
+/// differs from GEMM's for a weight used transposed (see the contract above). A computation
+/// that must give the same bits as the same rows inside a larger product keeps more rows.
+pub const FEW_ROWS: usize = gemv::MAX_ROWS;
+
 /// The number of threads kernels split work over: rayon's current pool (the global pool, or
 /// the one a caller installed). Results never depend on it.
 pub fn threads() -> usize {

@@ -4,6 +4,8 @@
 //! rows (or, elementwise, whole chunks), and every row's arithmetic is fixed by
 //! [`crate::reduce`] and [`crate::math`], so results never depend on the thread count.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::math::{erf_v, exp_v, ln, map_in_place, sigmoid_v, tanh_v};
@@ -43,6 +45,15 @@ unsafe impl Sync for Shared {}
 impl Shared {
     fn new(s: &mut [f32]) -> Self {
         Shared(s.as_mut_ptr(), s.len())
+    }
+    /// Over not yet initialised memory: see [`range_uninit`](Self::range_uninit).
+    fn new_uninit(s: &mut [MaybeUninit<f32>]) -> Self {
+        Shared(s.as_mut_ptr() as *mut f32, s.len())
+    }
+    /// Safety: as `range`; the elements may be uninitialised.
+    unsafe fn range_uninit(&self, start: usize, len: usize) -> &mut [MaybeUninit<f32>] {
+        assert!(start + len <= self.1);
+        std::slice::from_raw_parts_mut(self.0.add(start) as *mut MaybeUninit<f32>, len)
     }
     /// Safety: callers touch disjoint ranges.
     unsafe fn range(&self, start: usize, len: usize) -> &mut [f32] {
@@ -106,6 +117,68 @@ pub fn softmax(x: &mut [f32], n: usize) {
     for_row_chunks(n, xs.1, move |r, k| unsafe {
         softmax_rows(isa, xs.range(r * n, k * n), n)
     });
+}
+
+/// Softmax of the attention scores `x * scale + mask`, row by row (`n` per row), into a new
+/// vector: each thread scales, masks and normalises its rows while they are in cache, in one
+/// pass instead of three. `mask`, when given, holds additive mask rows and maps a row of `x` to
+/// its mask row. The bits are those of computing `x * scale` (one rounding), adding the mask
+/// (one rounding) and calling [`softmax`]; with `scale` 1 and no mask, of [`softmax`] on a copy.
+pub fn softmax_scaled(
+    x: &[f32],
+    n: usize,
+    scale: f32,
+    mask: Option<(&[f32], &(dyn Fn(usize) -> usize + Sync))>,
+) -> Vec<f32> {
+    let mut y = uninit_vec(x.len());
+    let isa = Isa::active();
+    let ys = Shared::new_uninit(&mut y);
+    for_row_chunks(n, x.len(), move |r, k| {
+        // SAFETY: row chunks are disjoint.
+        let out = unsafe { ys.range_uninit(r * n, k * n) };
+        for (i, (src, dst)) in x[r * n..(r + k) * n]
+            .chunks_exact(n)
+            .zip(out.chunks_exact_mut(n))
+            .enumerate()
+        {
+            match mask {
+                Some((m, row_of)) => {
+                    let m = &m[row_of(r + i) * n..][..n];
+                    for ((d, &v), &mv) in dst.iter_mut().zip(src).zip(m) {
+                        d.write(v * scale + mv);
+                    }
+                }
+                None => {
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        d.write(if scale == 1.0 { v } else { v * scale });
+                    }
+                }
+            }
+        }
+        // SAFETY: every element of the chunk was written just above.
+        softmax_rows(isa, unsafe { assume_init(out) }, n)
+    });
+    // SAFETY: every row chunk was written.
+    unsafe { vec_assume_init(y) }
+}
+
+/// A vector of `len` elements, not yet initialised.
+fn uninit_vec(len: usize) -> Vec<MaybeUninit<f32>> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: MaybeUninit<f32> needs no initialisation.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// Safety: every element of `s` is initialised.
+unsafe fn assume_init(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    std::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut f32, s.len())
+}
+
+/// Safety: every element of `v` is initialised.
+unsafe fn vec_assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    Vec::from_raw_parts(v.as_mut_ptr() as *mut f32, v.len(), v.capacity())
 }
 
 /// `dx = y ⊙ (dy − Σ dy ⊙ y)` row by row, given the softmax output `y`.
@@ -347,6 +420,31 @@ pub fn activation(act: Activation, x: &mut [f32]) {
     } else {
         x.par_chunks_mut(CHUNK).for_each(|c| act_chunk(isa, act, c));
     }
+}
+
+/// `act(x)` elementwise into a new vector: each thread copies its chunk and applies `act`
+/// while it is in cache (the bits of [`activation`] on a copy).
+pub fn activation_of(act: Activation, x: &[f32]) -> Vec<f32> {
+    let isa = Isa::active();
+    if x.len() < PARALLEL_MIN || crate::threads() == 1 {
+        let mut y = x.to_vec();
+        act_chunk(isa, act, &mut y);
+        return y;
+    }
+    let mut y = uninit_vec(x.len());
+    let ys = Shared::new_uninit(&mut y);
+    (0..x.len().div_ceil(CHUNK)).into_par_iter().for_each(|c| {
+        let (start, len) = (c * CHUNK, CHUNK.min(x.len() - c * CHUNK));
+        // SAFETY: chunks are disjoint.
+        let out = unsafe { ys.range_uninit(start, len) };
+        for (d, &v) in out.iter_mut().zip(&x[start..start + len]) {
+            d.write(v);
+        }
+        // SAFETY: the chunk was written just above.
+        act_chunk(isa, act, unsafe { assume_init(out) })
+    });
+    // SAFETY: every chunk was written.
+    unsafe { vec_assume_init(y) }
 }
 
 /// `dx = dy ⊙ act'(x)` elementwise; `x_then_dx` holds x on entry and dx on return.

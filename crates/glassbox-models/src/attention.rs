@@ -163,6 +163,10 @@ impl SelfAttention for Attention {
             q = hooks.point(|| format!("blocks.{i}.attn.hook_rot_q"), q)?;
             k = hooks.point(|| format!("blocks.{i}.attn.hook_rot_k"), k)?;
         }
+        let tq = ctx.query_rows();
+        if tq < t {
+            q = q.narrow(1, t - tq, tq)?;
+        }
         // [b, heads, pos, d_head] views for the batched matmuls (the kernels read strides;
         // the cache copies only the new positions into its buffers).
         let q = q.transpose(1, 2)?;
@@ -175,22 +179,29 @@ impl SelfAttention for Attention {
         // Scores and softmax in f32 for half-precision models, as the references upcast.
         let dtype = q.dtype();
         let acc = ops::accumulation_dtype(dtype);
-        let mut scores =
-            (ops::grouped_matmul(&q.to_dtype(acc)?, &k.to_dtype(acc)?.t()?)? * c.scale)?;
-        if let Some(cap) = c.softcap {
-            scores = ops::soft_cap(&scores, cap)?;
-        }
-        if let Some(mask) = ctx.mask(c.sliding_window, k.dim(2)?)? {
-            scores = scores.broadcast_add(&mask.to_dtype(acc)?)?;
-        }
-        let scores = hooks.point(|| format!("blocks.{i}.attn.hook_attn_scores"), scores)?;
-        let pattern = ops::softmax_last_dim(&scores)?;
+        let raw = ops::grouped_matmul(&q.to_dtype(acc)?, &k.to_dtype(acc)?.t()?)?;
+        let mask = ctx.mask(c.sliding_window, k.dim(2)?)?;
+        let scores_name = || format!("blocks.{i}.attn.hook_attn_scores");
+        let pattern = if c.softcap.is_none() && !hooks.watches(scores_name) {
+            // No one looks at the scores: scale, mask and softmax in one pass.
+            ops::attention_softmax(&raw, c.scale, mask.as_ref())?
+        } else {
+            let mut scores = (raw * c.scale)?;
+            if let Some(cap) = c.softcap {
+                scores = ops::soft_cap(&scores, cap)?;
+            }
+            if let Some(mask) = &mask {
+                scores = scores.broadcast_add(&mask.to_dtype(acc)?)?;
+            }
+            let scores = hooks.point(scores_name, scores)?;
+            ops::softmax_last_dim(&scores)?
+        };
         let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
         let z = ops::grouped_matmul(&pattern, &v.to_dtype(acc)?)?
             .to_dtype(dtype)?
             .transpose(1, 2)?;
         let z = hooks.point(|| format!("blocks.{i}.attn.hook_z"), z)?;
-        let z = z.reshape((b, t, c.n_heads * c.d_head))?;
+        let z = z.reshape((b, tq, c.n_heads * c.d_head))?;
         self.o.forward(&z)
     }
 

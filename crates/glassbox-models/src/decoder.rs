@@ -38,10 +38,13 @@ pub struct LayerContext {
     pub offset: usize,
     /// New positions in this pass.
     pub len: usize,
+    /// Attention computes its output for the last this many new positions only (keys and
+    /// values for all of them), and the block goes on with those positions; None = all.
+    pub queries: Option<usize>,
     batch: usize,
     /// 1 = real token, per batch row, over all `offset + len` key positions.
     padding: Option<Vec<u8>>,
-    masks: HashMap<(Option<usize>, usize), Option<Tensor>>,
+    masks: HashMap<(Option<usize>, usize, usize), Option<Tensor>>,
     device: Device,
 }
 
@@ -83,6 +86,7 @@ impl LayerContext {
             layer: 0,
             offset,
             len,
+            queries: None,
             batch,
             padding,
             masks: HashMap::new(),
@@ -90,13 +94,21 @@ impl LayerContext {
         })
     }
 
-    /// The additive causal mask [batch or 1, 1, len, keys] (0 where a query may attend, the
-    /// most negative f32 where not), or None when nothing is masked.
+    /// The positions attention computes outputs for: the last [`query_rows`](Self::query_rows)
+    /// of the new ones.
+    pub fn query_rows(&self) -> usize {
+        self.queries.map_or(self.len, |q| q.min(self.len))
+    }
+
+    /// The additive causal mask [batch or 1, 1, queries, keys] (0 where a query may attend,
+    /// the most negative f32 where not), or None when nothing is masked; the queries are the
+    /// last [`query_rows`](Self::query_rows) positions.
     pub fn mask(&mut self, window: Option<usize>, keys: usize) -> Result<Option<Tensor>> {
-        if let Some(m) = self.masks.get(&(window, keys)) {
+        let t = self.query_rows();
+        if let Some(m) = self.masks.get(&(window, keys, t)) {
             return Ok(m.clone());
         }
-        let (t, offset) = (self.len, keys.saturating_sub(self.len));
+        let offset = keys.saturating_sub(t);
         let allowed = |q: usize, k: usize| {
             let qp = offset + q;
             k <= qp && window.is_none_or(|w| qp - k < w)
@@ -123,7 +135,7 @@ impl LayerContext {
             }
             Some(Tensor::from_vec(data, (rows, 1, t, keys), &self.device)?)
         };
-        self.masks.insert((window, keys), mask.clone());
+        self.masks.insert((window, keys, t), mask.clone());
         Ok(mask)
     }
 }
@@ -211,6 +223,13 @@ impl DecoderBlock {
         let attn_in = normed(hooks, &self.ln1, "ln1", &resid_pre)?;
         let attn_out = self.attn.forward(&attn_in, ctx, hooks, kv)?;
         let attn_out = hooks.point(|| format!("blocks.{i}.hook_attn_out"), attn_out)?;
+        // With ctx.queries, attention answered for the last positions only: so does the rest.
+        let (t, tq) = (resid_pre.dim(1)?, attn_out.dim(1)?);
+        let resid_pre = if tq < t {
+            resid_pre.narrow(1, t - tq, tq)?
+        } else {
+            resid_pre
+        };
         let attn_out = post_norm(hooks, &self.post_attn_norm, i, "ln1_post", attn_out)?;
         let resid_post = match self.residual {
             Residual::Sequential => {
@@ -290,10 +309,7 @@ impl DecoderModel {
             x = (x + p)?;
         }
         let mut ctx = LayerContext::new(b, offset, t, attention_mask, device)?;
-        for (i, block) in self.blocks.iter().enumerate() {
-            ctx.layer = i;
-            x = block.forward(x, &mut ctx, hooks, kv.as_deref_mut())?;
-        }
+        x = self.blocks_from(0, x, &mut ctx, hooks, kv.as_deref_mut())?;
         if last_only {
             x = x.narrow(1, t - 1, 1)?;
         }
@@ -306,6 +322,24 @@ impl DecoderModel {
             cache.advance(t);
         }
         hooks.point(|| "logits".to_string(), logits)
+    }
+}
+
+impl DecoderModel {
+    /// Runs blocks `first..` on the residual stream `x`.
+    fn blocks_from(
+        &self,
+        first: usize,
+        mut x: Tensor,
+        ctx: &mut LayerContext,
+        hooks: &mut Hooks,
+        mut kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        for (i, block) in self.blocks.iter().enumerate().skip(first) {
+            ctx.layer = i;
+            x = block.forward(x, ctx, hooks, kv.as_deref_mut())?;
+        }
+        Ok(x)
     }
 }
 
@@ -331,6 +365,43 @@ impl Model for DecoderModel {
         kv: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         self.pass(input_ids, None, hooks, kv, true)
+    }
+
+    fn forward_from_layer(
+        &self,
+        resid: &Tensor,
+        first_layer: usize,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+        last_rows: Option<usize>,
+    ) -> Result<Tensor> {
+        if first_layer > self.blocks.len() {
+            candle_core::bail!(
+                "layer {first_layer} out of range (the model has {})",
+                self.blocks.len()
+            );
+        }
+        let (b, t, _) = resid.dims3()?;
+        let offset = kv.as_ref().map_or(0, |c| c.len());
+        let mut ctx = LayerContext::new(b, offset, t, None, resid.device())?;
+        let mut kv = kv;
+        let n = self.blocks.len();
+        let mut x = resid.clone();
+        for (i, block) in self.blocks.iter().enumerate().skip(first_layer) {
+            ctx.layer = i;
+            if i + 1 == n {
+                ctx.queries = last_rows;
+            }
+            x = block.forward(x, &mut ctx, hooks, kv.as_deref_mut())?;
+        }
+        if let Some(cache) = kv {
+            cache.advance(t);
+        }
+        Ok(x)
+    }
+
+    fn starts_midway(&self) -> bool {
+        true
     }
 
     fn final_norm(&self, resid: &Tensor) -> Result<Tensor> {

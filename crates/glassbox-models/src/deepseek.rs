@@ -371,6 +371,8 @@ impl SelfAttention for MlaAttention {
         let q = hooks.point(|| format!("blocks.{i}.attn.hook_rot_q"), q)?;
         let k = hooks.point(|| format!("blocks.{i}.attn.hook_rot_k"), k)?;
 
+        let tq = ctx.query_rows();
+        let q = if tq < t { q.narrow(1, t - tq, tq)? } else { q };
         // [b, head, pos, d] for the batched matmuls.
         let q = q.transpose(1, 2)?.contiguous()?;
         let mut k = k.transpose(1, 2)?.contiguous()?;
@@ -389,7 +391,7 @@ impl SelfAttention for MlaAttention {
         let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
         let z = ops::matmul(&pattern.to_dtype(dtype)?, &v)?.transpose(1, 2)?;
         let z = hooks.point(|| format!("blocks.{i}.attn.hook_z"), z)?;
-        self.o.forward(&z.reshape((b, t, h * c.v_head_dim))?)
+        self.o.forward(&z.reshape((b, tq, h * c.v_head_dim))?)
     }
 
     fn w_o(&self) -> Result<Tensor> {

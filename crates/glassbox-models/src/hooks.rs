@@ -293,6 +293,17 @@ impl<'a> Hooks<'a> {
         self.writers.is_empty() && self.cache_filter.is_none()
     }
 
+    /// Whether a hook reads or writes `name` (built only when some hook is set): a model may
+    /// then skip materialising an activation no one sees.
+    pub fn watches(&self, name: impl FnOnce() -> String) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let name = name();
+        self.writers.iter().any(|(f, _)| f.matches(&name))
+            || self.cache_filter.as_ref().is_some_and(|f| f.matches(&name))
+    }
+
     /// Called by models at each hook point. The name is built only when some hook is set.
     #[inline]
     pub fn point(&mut self, name: impl FnOnce() -> String, t: Tensor) -> Result<Tensor> {

@@ -393,13 +393,113 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let mut y = f32_rows(s, l)?.into_owned();
-        rows::softmax(&mut y, last_dim(l));
+        let y = rows::softmax_scaled(&f32_rows(s, l)?, last_dim(l), 1.0, None);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(y.apply_op2_no_bwd(grad, &SoftmaxBackward)?))
+    }
+}
+
+/// The attention pattern `softmax(scores · scale + mask)` of raw scores [batch, heads, queries,
+/// keys] and an additive mask [batch or 1, 1, queries, keys], in one pass over the scores on
+/// the kernel path: the bits (and gradients) of scaling, masking and [`softmax_last_dim`] one
+/// after another, which is what other dtypes and devices do.
+pub fn attention_softmax(scores: &Tensor, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+    let fusable = on_kernels(scores)
+        && scores.rank() == 4
+        && mask.is_none_or(|m| {
+            on_kernels(m)
+                && m.rank() == 4
+                && m.dim(1).ok() == Some(1)
+                && m.dims()[2..] == scores.dims()[2..]
+                && (m.dim(0).ok() == Some(1) || m.dim(0).ok() == scores.dim(0).ok())
+        });
+    if !fusable {
+        let scaled = (scores * scale)?;
+        let masked = match mask {
+            Some(m) => scaled.broadcast_add(&m.to_dtype(scaled.dtype())?)?,
+            None => scaled,
+        };
+        return softmax_last_dim(&masked);
+    }
+    let op = AttentionSoftmax { scale };
+    match mask {
+        Some(m) => scores.apply_op2_arc(m, Arc::new(Box::new(op))),
+        None => scores.apply_op1_arc(Arc::new(Box::new(op))),
+    }
+}
+
+struct AttentionSoftmax {
+    scale: f64,
+}
+
+impl AttentionSoftmax {
+    fn run(&self, s: &CpuStorage, l: &Layout, mask: Option<(&[f32], &Layout)>) -> Result<(CpuStorage, Shape)> {
+        let x = f32_rows(s, l)?;
+        let dims = l.dims();
+        let (heads, queries, keys) = (dims[1], dims[2], dims[3]);
+        // Candle's `tensor * f64` multiplies by the f64 rounded to f32.
+        let scale = self.scale as f32;
+        let y = match mask {
+            None => rows::softmax_scaled(&x, keys, scale, None),
+            Some((m, ml)) => {
+                let per_batch = ml.dims()[0] > 1;
+                let row_of = move |row: usize| {
+                    let (q, b) = (row % queries, row / (queries * heads));
+                    if per_batch { b * queries + q } else { q }
+                };
+                rows::softmax_scaled(&x, keys, scale, Some((m, &row_of)))
+            }
+        };
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    /// ∂/∂scores: the softmax's backward pass, then the scale (as candle's affine does it).
+    fn grad(&self, y: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        y.apply_op2_no_bwd(grad, &SoftmaxBackward)?.affine(self.scale, 0.)
+    }
+}
+
+impl CustomOp1 for AttentionSoftmax {
+    fn name(&self) -> &'static str {
+        "glassbox-attention-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run(s, l, None)
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(self.grad(y, grad)?))
+    }
+}
+
+impl CustomOp2 for AttentionSoftmax {
+    fn name(&self) -> &'static str {
+        "glassbox-attention-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let m = f32_rows(s2, l2)?;
+        self.run(s1, l1, Some((&m, l2)))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _mask: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(self.grad(y, grad)?), None))
     }
 }
 
@@ -515,8 +615,7 @@ impl CustomOp1 for Elementwise {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let mut y = f32_rows(s, l)?.into_owned();
-        rows::activation(self.0, &mut y);
+        let y = rows::activation_of(self.0, &f32_rows(s, l)?);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 

@@ -115,6 +115,50 @@ impl KvCache {
         Ok(l.filled.clone())
     }
 
+    /// A new cache holding the first `positions` positions of this one's layers `first_layer..`,
+    /// repeated `batch` times along the batch axis (this cache must hold batch 1), with room
+    /// for the rest of this cache's positions: the shared prefix from which several runs
+    /// continue side by side. Earlier layers are left empty.
+    pub fn prefix(&self, positions: usize, batch: usize, first_layer: usize) -> Result<KvCache> {
+        if positions > self.positions {
+            candle_core::bail!(
+                "a prefix of {positions} positions from a cache of {}",
+                self.positions
+            );
+        }
+        let mut out = KvCache::new(self.layers.len());
+        out.positions = positions;
+        if positions == 0 {
+            return Ok(out);
+        }
+        for (layer, slot) in self.layers.iter().enumerate().skip(first_layer) {
+            let Some(l) = slot else { continue };
+            let capacity = self.positions.max(positions + 1);
+            let repeat = |t: &Tensor| -> Result<Tensor> {
+                let part = t.narrow(l.dim, 0, positions)?;
+                if part.dim(0)? != 1 {
+                    candle_core::bail!("a shared prefix needs a cache of batch 1");
+                }
+                let mut dims = part.dims().to_vec();
+                dims[0] = batch;
+                let part = part.broadcast_as(dims)?.contiguous()?;
+                let buffer = buffer_like(&part, l.dim, capacity)?;
+                buffer.slice_set(&part, l.dim, 0)?;
+                Ok(buffer)
+            };
+            let (k, v) = (repeat(&l.k)?, repeat(&l.v)?);
+            out.layers[layer] = Some(LayerKv {
+                filled: (k.narrow(l.dim, 0, positions)?, v.narrow(l.dim, 0, positions)?),
+                k,
+                v,
+                dim: l.dim,
+                len: positions,
+                capacity,
+            });
+        }
+        Ok(out)
+    }
+
     /// Records that a forward pass added `n` positions (called once per pass by the model).
     pub fn advance(&mut self, n: usize) {
         self.positions += n;

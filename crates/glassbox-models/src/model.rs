@@ -76,6 +76,31 @@ pub trait Model: Send + Sync {
         logits.narrow(1, n - 1, 1)
     }
 
+    /// Runs the blocks from `first_layer` on: `resid` [batch, pos, d_model] enters as
+    /// `blocks.{first_layer}.hook_resid_pre`, continuing after `kv`'s cached positions (whose
+    /// layers from `first_layer` on must be filled), and the residual stream after the last
+    /// block comes back, before the final norm: TransformerLens' `start_at_layer`. With
+    /// `last_rows`, the last block answers for the last that many positions only (keys and
+    /// values it computes for all): what comes back has those positions, and the last block's
+    /// hooks from its attention scores on see only them. Only where
+    /// [`starts_midway`](Self::starts_midway) says so.
+    fn forward_from_layer(
+        &self,
+        resid: &Tensor,
+        first_layer: usize,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+        last_rows: Option<usize>,
+    ) -> candle_core::Result<Tensor> {
+        let _ = (resid, first_layer, hooks, kv, last_rows);
+        candle_core::bail!("{} cannot start a pass midway", self.info().architecture)
+    }
+
+    /// Whether [`forward_from_layer`](Self::forward_from_layer) is implemented.
+    fn starts_midway(&self) -> bool {
+        false
+    }
+
     /// The final normalisation (`ln_final`) applied to a residual stream [.., d_model].
     fn final_norm(&self, resid: &Tensor) -> candle_core::Result<Tensor>;
 
@@ -271,7 +296,7 @@ impl HookedModel {
     }
 
     /// Checks ids are in the vocabulary and shapes them [batch, pos].
-    fn check_ids(&self, ids: &Tensor) -> Result<Tensor> {
+    pub(crate) fn check_ids(&self, ids: &Tensor) -> Result<Tensor> {
         let ids = match ids.rank() {
             1 => ids.unsqueeze(0)?,
             2 => ids.clone(),

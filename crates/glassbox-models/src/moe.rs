@@ -585,10 +585,7 @@ impl FeedForward for MoeBlock {
                 continue;
             }
             let rows = Tensor::from_vec(tokens.clone(), tokens.len(), x.device())?;
-            let mut expert_out = self
-                .experts
-                .get(e)?
-                .forward(&flat.index_select(&rows, 0)?)?;
+            let mut expert_out = run_rows(&*self.experts.get(e)?, &flat.index_select(&rows, 0)?)?;
             if hooked {
                 // Dense [batch, pos, d] so positions can be selected and written like any hook.
                 let dense = Tensor::zeros((n, d), x.dtype(), x.device())?
@@ -616,6 +613,21 @@ impl FeedForward for MoeBlock {
         }
         Ok(out)
     }
+}
+
+/// `expert` on the rows [m, d_model] of its tokens, padded past the kernels' few-row products
+/// (by repeating the last row) when there are at most [`FEW_ROWS`] of them: a token's result
+/// then does not depend on how many others the batch routed to the same expert, so a batch
+/// computes what each of its prompts computes alone.
+///
+/// [`FEW_ROWS`]: glassbox_kernels::FEW_ROWS
+fn run_rows(expert: &GatedMlp, x: &Tensor) -> Result<Tensor> {
+    let m = x.dim(0)?;
+    if m > glassbox_kernels::FEW_ROWS {
+        return expert.forward(x);
+    }
+    let pad = x.narrow(0, m - 1, 1)?.repeat((glassbox_kernels::FEW_ROWS + 1 - m, 1))?;
+    expert.forward(&Tensor::cat(&[x, &pad], 0)?)?.narrow(0, 0, m)
 }
 
 /// Indices as u32, each checked to name an expert (a hook may have rewritten them).

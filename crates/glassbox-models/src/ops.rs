@@ -18,6 +18,8 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     kernel_ops::softmax_last_dim(x)
 }
 
+pub use crate::kernel_ops::attention_softmax;
+
 /// The dtype reductions run in: f32 for half-precision inputs, else the input's own (so f64
 /// models, used for gradient checks, stay f64 throughout).
 pub fn accumulation_dtype(dtype: DType) -> DType {
