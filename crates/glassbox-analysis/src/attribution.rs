@@ -236,6 +236,9 @@ pub struct Attribution {
     pub total: f32,
     /// The run's final-norm scale at this position.
     pub norm_scale: f32,
+    /// Whether the final norm centres its input (LayerNorm) — then so are the parts — or
+    /// only rescales it (RMSNorm).
+    pub norm_centres: bool,
 }
 
 impl Attribution {
@@ -323,6 +326,7 @@ pub fn direct_logit_attribution(
         parts,
         total,
         norm_scale: scale.flatten_all()?.get(0)?.to_scalar::<f32>()?,
+        norm_centres: norm.centers,
     })
 }
 

@@ -53,6 +53,18 @@ impl HeadScores {
         })
     }
 
+    /// What a role's score would be by chance: a head attending uniformly to every position
+    /// up to its own (weight 1/(q+1) at query q), averaged over the queries the role scores.
+    pub fn chance(&self, name: &str) -> f32 {
+        let n = self.seq_len;
+        let queries = match name {
+            "duplicate_token" | "induction" => n..2 * n,
+            _ => 1..2 * n,
+        };
+        let count = queries.len().max(1) as f32;
+        queries.map(|q| 1.0 / (q as f32 + 1.0)).sum::<f32>() / count
+    }
+
     /// The `n` highest-scoring heads of a role, as (layer, head, score), best first.
     pub fn top(&self, role: &str, n: usize) -> Vec<(usize, usize, f32)> {
         let Some(grid) = self.role(role) else {

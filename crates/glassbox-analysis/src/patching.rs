@@ -297,7 +297,9 @@ fn patch_each_row<'a>(
             }
         };
         let clean = clean.to_dtype(act.dtype())?.broadcast_as(act.shape())?;
-        Ok(Some(mask.broadcast_as(act.shape())?.where_cond(&clean, act)?))
+        Ok(Some(
+            mask.broadcast_as(act.shape())?.where_cond(&clean, act)?,
+        ))
     }
 }
 
@@ -326,7 +328,14 @@ fn rerun_metrics(
     );
     // The metric reads the last position: the last block computes only the last few (enough
     // for GEMM's summation order), from every position's keys and values.
-    let resid = model.rerun(run, layer, start, sites.len(), &mut hooks, Some(FEW_ROWS + 1))?;
+    let resid = model.rerun(
+        run,
+        layer,
+        start,
+        sites.len(),
+        &mut hooks,
+        Some(FEW_ROWS + 1),
+    )?;
     let last = resid.narrow(1, resid.dim(1)? - 1, 1)?.squeeze(1)?;
     metrics_of_rows(&model.unembed_rows(&last)?, answer, wrong)
 }
@@ -408,9 +417,10 @@ pub fn activation_patching(
                 // Positions per copy for a batch starting here; a batch of b neighbouring
                 // positions recomputes at most b/2 extra positions per copy, kept to 1/32.
                 let rows = match (&run, what) {
-                    (Some(run), PatchTarget::ResidPre | PatchTarget::AttnOut | PatchTarget::MlpOut) => {
-                        t - run.rerun_start(next)
-                    }
+                    (
+                        Some(run),
+                        PatchTarget::ResidPre | PatchTarget::AttnOut | PatchTarget::MlpOut,
+                    ) => t - run.rerun_start(next),
                     _ => t,
                 };
                 let mut b = (PATCH_BATCH_TOKENS / rows).clamp(1, MAX_PATCH_BATCH);
@@ -432,9 +442,9 @@ pub fn activation_patching(
                     answer,
                     wrong,
                 )?],
-                None => {
-                    full_pass_metrics(model, corrupt, layer, clean_act, what, &batch, answer, wrong)?
-                }
+                None => full_pass_metrics(
+                    model, corrupt, layer, clean_act, what, &batch, answer, wrong,
+                )?,
             });
             next += batch.len();
             batch.iter().for_each(|_| progress());

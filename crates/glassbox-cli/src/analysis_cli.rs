@@ -15,11 +15,20 @@ pub struct OutputArgs {
     /// Also write a figure to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Fix the colour scale of signed values at −MAX..MAX (terminal and figure), so that
+    /// figures of several runs compare; default: the largest magnitude shown.
+    #[arg(long, value_name = "MAX")]
+    pub range: Option<f32>,
 }
 
 impl OutputArgs {
     /// Fails early, before any model work, on a plot path that cannot be an SVG.
     pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(m) = self.range {
+            if !(m.is_finite() && m > 0.0) {
+                return Err(crate::invalid!("--range {m}: give a positive number"));
+            }
+        }
         if let Some(p) = &self.plot {
             if p.extension().and_then(|e| e.to_str()) != Some("svg") {
                 return Err(crate::invalid!(
@@ -29,6 +38,16 @@ impl OutputArgs {
             }
         }
         Ok(())
+    }
+}
+
+impl OutputArgs {
+    /// `grid` on the fixed signed range `--range` asked for, if any.
+    pub fn signed_range(&self, grid: crate::render::Grid) -> crate::render::Grid {
+        match self.range {
+            Some(m) => grid.range(-m, m),
+            None => grid,
+        }
     }
 }
 

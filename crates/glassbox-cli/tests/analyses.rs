@@ -437,7 +437,10 @@ fn patching_guard_rails_name_a_weak_setup() {
     assert!(!v["warnings"].as_array().unwrap().is_empty());
     assert!(v["gap"].as_f64().is_some());
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.contains("class=\"warning\""), "the figure says it too");
+    assert!(
+        svg.contains("class=\"note warning\""),
+        "the figure says it too"
+    );
     assert!(
         svg.contains("metric: logit["),
         "the figure names the metric and tokens"

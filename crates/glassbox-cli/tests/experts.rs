@@ -128,14 +128,14 @@ fn file_usage_adds_up_and_plots() {
     let svg = std::fs::read_to_string(&plot).expect("plot written");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(
-        svg.matches("<rect").count(),
+        svg.matches("class=\"cell\"").count() + svg.matches("class=\"cell empty\"").count(),
         2 * 8,
         "one cell per layer and expert"
     );
     let leftovers: Vec<_> = std::fs::read_dir(&tmp)
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
     std::fs::remove_dir_all(&tmp).ok();

@@ -51,11 +51,13 @@ impl Shared {
         Shared(s.as_mut_ptr() as *mut f32, s.len())
     }
     /// Safety: as `range`; the elements may be uninitialised.
+    #[allow(clippy::mut_from_ref)] // disjoint ranges of one buffer, by contract
     unsafe fn range_uninit(&self, start: usize, len: usize) -> &mut [MaybeUninit<f32>] {
         assert!(start + len <= self.1);
         std::slice::from_raw_parts_mut(self.0.add(start) as *mut MaybeUninit<f32>, len)
     }
     /// Safety: callers touch disjoint ranges.
+    #[allow(clippy::mut_from_ref)] // disjoint ranges of one buffer, by contract
     unsafe fn range(&self, start: usize, len: usize) -> &mut [f32] {
         assert!(start + len <= self.1);
         std::slice::from_raw_parts_mut(self.0.add(start), len)
@@ -119,17 +121,15 @@ pub fn softmax(x: &mut [f32], n: usize) {
     });
 }
 
+/// Additive mask rows and the map from a row of scores to its mask row.
+pub type MaskRows<'a> = (&'a [f32], &'a (dyn Fn(usize) -> usize + Sync));
+
 /// Softmax of the attention scores `x * scale + mask`, row by row (`n` per row), into a new
 /// vector: each thread scales, masks and normalises its rows while they are in cache, in one
 /// pass instead of three. `mask`, when given, holds additive mask rows and maps a row of `x` to
 /// its mask row. The bits are those of computing `x * scale` (one rounding), adding the mask
 /// (one rounding) and calling [`softmax`]; with `scale` 1 and no mask, of [`softmax`] on a copy.
-pub fn softmax_scaled(
-    x: &[f32],
-    n: usize,
-    scale: f32,
-    mask: Option<(&[f32], &(dyn Fn(usize) -> usize + Sync))>,
-) -> Vec<f32> {
+pub fn softmax_scaled(x: &[f32], n: usize, scale: f32, mask: Option<MaskRows>) -> Vec<f32> {
     let mut y = uninit_vec(x.len());
     let isa = Isa::active();
     let ys = Shared::new_uninit(&mut y);

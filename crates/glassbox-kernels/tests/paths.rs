@@ -460,3 +460,51 @@ fn rotary_agrees_on_every_path_and_is_the_composition() {
         }
     }
 }
+
+/// The fused attention softmax (`x · scale + mask`, then softmax, in one pass) and the
+/// activation into a new vector give the bits of the steps one after another, on every path
+/// and thread count, split across threads or not.
+#[test]
+fn fused_row_kernels_equal_their_steps() {
+    for (rows_n, n) in [(7usize, 33usize), (300, 333)] {
+        let x = values(11, rows_n * n);
+        // two mask rows, alternating: 0 where allowed, the most negative f32 where not
+        let mask: Vec<f32> = (0..2 * n)
+            .map(|i| {
+                if (i % n) > (i / n) * n / 2 + 3 {
+                    f32::MIN
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let row_of = |r: usize| r % 2;
+        let scale = 0.125f32;
+        let steps = {
+            let mut y: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * scale + mask[row_of(i / n) * n + i % n])
+                .collect();
+            rows::softmax(&mut y, n);
+            bits(&y)
+        };
+        let paths = same_bits_everywhere(&format!("masked softmax {rows_n}×{n}"), || {
+            bits(&rows::softmax_scaled(&x, n, scale, Some((&mask, &row_of))))
+        });
+        assert!(!paths.is_empty());
+        let fused = bits(&rows::softmax_scaled(&x, n, scale, Some((&mask, &row_of))));
+        assert_eq!(fused, steps, "{rows_n}×{n}: fused = scale, mask, softmax");
+        let mut plain = x.clone();
+        rows::softmax(&mut plain, n);
+        assert_eq!(bits(&rows::softmax_scaled(&x, n, 1.0, None)), bits(&plain));
+        for act in [Activation::GeluTanh, Activation::Silu] {
+            let mut y = x.clone();
+            rows::activation(act, &mut y);
+            same_bits_everywhere(&format!("{act:?} into a new vector"), || {
+                bits(&rows::activation_of(act, &x))
+            });
+            assert_eq!(bits(&rows::activation_of(act, &x)), bits(&y));
+        }
+    }
+}

@@ -436,7 +436,12 @@ struct AttentionSoftmax {
 }
 
 impl AttentionSoftmax {
-    fn run(&self, s: &CpuStorage, l: &Layout, mask: Option<(&[f32], &Layout)>) -> Result<(CpuStorage, Shape)> {
+    fn run(
+        &self,
+        s: &CpuStorage,
+        l: &Layout,
+        mask: Option<(&[f32], &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
         let x = f32_rows(s, l)?;
         let dims = l.dims();
         let (heads, queries, keys) = (dims[1], dims[2], dims[3]);
@@ -448,7 +453,11 @@ impl AttentionSoftmax {
                 let per_batch = ml.dims()[0] > 1;
                 let row_of = move |row: usize| {
                     let (q, b) = (row % queries, row / (queries * heads));
-                    if per_batch { b * queries + q } else { q }
+                    if per_batch {
+                        b * queries + q
+                    } else {
+                        q
+                    }
                 };
                 rows::softmax_scaled(&x, keys, scale, Some((m, &row_of)))
             }
@@ -458,7 +467,8 @@ impl AttentionSoftmax {
 
     /// ∂/∂scores: the softmax's backward pass, then the scale (as candle's affine does it).
     fn grad(&self, y: &Tensor, grad: &Tensor) -> Result<Tensor> {
-        y.apply_op2_no_bwd(grad, &SoftmaxBackward)?.affine(self.scale, 0.)
+        y.apply_op2_no_bwd(grad, &SoftmaxBackward)?
+            .affine(self.scale, 0.)
     }
 }
 

@@ -148,7 +148,10 @@ impl KvCache {
             };
             let (k, v) = (repeat(&l.k)?, repeat(&l.v)?);
             out.layers[layer] = Some(LayerKv {
-                filled: (k.narrow(l.dim, 0, positions)?, v.narrow(l.dim, 0, positions)?),
+                filled: (
+                    k.narrow(l.dim, 0, positions)?,
+                    v.narrow(l.dim, 0, positions)?,
+                ),
                 k,
                 v,
                 dim: l.dim,
@@ -180,6 +183,58 @@ impl KvCache {
 mod tests {
     use super::*;
     use candle_core::{Device, IndexOp};
+
+    #[test]
+    fn a_prefix_is_the_first_positions_repeated_per_batch_row() {
+        let dev = Device::Cpu;
+        let mut cache = KvCache::new(3);
+        let k = Tensor::arange(0f32, 2.0 * 6.0 * 4.0, &dev)
+            .unwrap()
+            .reshape((1, 2, 6, 4))
+            .unwrap();
+        for layer in 0..3 {
+            cache.append(layer, &k, &(&k * -1.0).unwrap(), 2).unwrap();
+        }
+        cache.advance(6);
+        let mut p = cache.prefix(4, 3, 1).unwrap();
+        assert_eq!(p.len(), 4);
+        assert!(p.get(0).is_none(), "layers before the first are left empty");
+        let want = k
+            .i((.., .., 0..4, ..))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for layer in 1..3 {
+            let (pk, pv) = p.get(layer).unwrap();
+            assert_eq!(pk.dims(), &[3, 2, 4, 4]);
+            for b in 0..3 {
+                let got = pk
+                    .i(b)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                assert_eq!(got, want);
+                let neg = pv
+                    .i(b)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                assert_eq!(neg, want.iter().map(|v| -v).collect::<Vec<_>>());
+            }
+        }
+        // continuing appends after the prefix, per batch row
+        let new = Tensor::ones((3, 2, 2, 4), candle_core::DType::F32, &dev).unwrap();
+        let (ck, _) = p.append(1, &new, &new, 2).unwrap();
+        assert_eq!(ck.dims(), &[3, 2, 6, 4]);
+        assert!(cache.prefix(7, 1, 0).is_err(), "longer than the cache");
+        assert!(cache.prefix(0, 2, 0).unwrap().is_empty());
+    }
 
     #[test]
     fn appending_in_place_equals_concatenation_across_regrowth() {

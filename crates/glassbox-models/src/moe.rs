@@ -626,8 +626,12 @@ fn run_rows(expert: &GatedMlp, x: &Tensor) -> Result<Tensor> {
     if m > glassbox_kernels::FEW_ROWS {
         return expert.forward(x);
     }
-    let pad = x.narrow(0, m - 1, 1)?.repeat((glassbox_kernels::FEW_ROWS + 1 - m, 1))?;
-    expert.forward(&Tensor::cat(&[x, &pad], 0)?)?.narrow(0, 0, m)
+    let pad = x
+        .narrow(0, m - 1, 1)?
+        .repeat((glassbox_kernels::FEW_ROWS + 1 - m, 1))?;
+    expert
+        .forward(&Tensor::cat(&[x, &pad], 0)?)?
+        .narrow(0, 0, m)
 }
 
 /// Indices as u32, each checked to name an expert (a hook may have rewritten them).

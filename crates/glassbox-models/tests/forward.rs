@@ -460,3 +460,48 @@ fn run_last_is_the_last_position_of_run() {
         assert!(diff < 1e-4, "{name}: run_last differs by {diff}");
     }
 }
+
+/// Attention's one-pass scale, mask and softmax (taken when no hook reads the scores) gives
+/// the bits of the step-by-step path a hook on `hook_attn_scores` takes — logits and the
+/// gradient reaching the embeddings — on learned positions, rotary attention with grouped
+/// queries, and a parallel residual.
+#[test]
+fn fused_attention_softmax_equals_the_hooked_steps() {
+    for name in ["gpt2", "llama", "qwen2", "pythia"] {
+        let model = load(name);
+        let ids = model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap();
+        let run = |watch: bool| {
+            let leaf = Var::zeros(
+                (1, ids.dim(1).unwrap(), model.info().d_model),
+                DType::F32,
+                &Device::Cpu,
+            )
+            .unwrap();
+            let mut hooks = if watch {
+                Hooks::caching(NameFilter::new(&["blocks.*.attn.hook_attn_scores"]).unwrap())
+            } else {
+                Hooks::none()
+            };
+            hooks.add_fn(NameFilter::new(&["hook_embed"]).unwrap(), |_, t| {
+                Ok(Some((t + leaf.as_tensor())?))
+            });
+            let logits = model.run_with_hooks(&ids, &mut hooks).unwrap();
+            let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let g = grads
+                .get(leaf.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let l = logits.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            (
+                l.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                g.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            )
+        };
+        let (fused, stepwise) = (run(false), run(true));
+        assert!(fused.0 == stepwise.0, "{name}: logits");
+        assert!(fused.1 == stepwise.1, "{name}: gradients");
+    }
+}

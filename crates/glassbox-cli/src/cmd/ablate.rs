@@ -11,7 +11,7 @@ use glassbox_analysis::ablation::{self, AblationMethod, AblationResult, Ablation
 use serde_json::json;
 
 use crate::analysis_cli::{self, OutputArgs};
-use crate::render::{self, svg, terminal, Grid, LinePlot};
+use crate::render::{self, svg, terminal, Bar, BarChart, Grid, LinePlot, Panel};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -134,7 +134,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             results.first().map(|r| r.baseline_loss).unwrap_or(f32::NAN)
         );
         match head_grid(&results, info.n_layers, info.n_heads) {
-            Some(g) => print!("{}", terminal::grid(&g, terminal::use_color())),
+            Some(g) => print!(
+                "{}",
+                terminal::grid(&args.output.signed_range(g), terminal::use_color())
+            ),
             None => {
                 for r in &results {
                     let label: Vec<String> = r.targets.iter().map(|t| t.label()).collect();
@@ -171,89 +174,121 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             vec![delta],
         )
         .value_label("ablated − baseline loss");
-        print!("{}", terminal::grid(&g, terminal::use_color()));
+        print!(
+            "{}",
+            terminal::grid(&args.output.signed_range(g), terminal::use_color())
+        );
     }
 
     if let Some(path) = &args.output.plot {
         let svg = if args.each {
             match head_grid(&results, info.n_layers, info.n_heads) {
-                Some(g) => svg::heatmap(&g),
-                None => {
-                    let labels: Vec<String> = results
+                Some(g) => svg::heatmap(&args.output.signed_range(g)),
+                None => svg::bar_chart(&BarChart {
+                    title: format!("{} ablation, one target at a time", args.method),
+                    notes: vec![format!(
+                        "baseline loss {:.4} over {} predicted tokens",
+                        results.first().map(|r| r.baseline_loss).unwrap_or(f32::NAN),
+                        predicted.len()
+                    )],
+                    value_axis: "change in mean loss (ablated − baseline, nats)".into(),
+                    bars: results
                         .iter()
                         .map(|r| {
-                            r.targets
-                                .iter()
-                                .map(|t| t.label())
-                                .collect::<Vec<_>>()
-                                .join(",")
+                            let label: Vec<String> = r.targets.iter().map(|t| t.label()).collect();
+                            Bar::term(label.join(","), r.ablated_loss - r.baseline_loss)
                         })
-                        .collect();
-                    let values = vec![results
-                        .iter()
-                        .map(|r| r.ablated_loss - r.baseline_loss)
-                        .collect()];
-                    svg::heatmap(
-                        &Grid::new(
-                            format!("{} ablation: change in loss", args.method),
-                            "",
-                            "ablated",
-                            vec!["Δloss".into()],
-                            labels,
-                            values,
-                        )
-                        .value_label("Δ loss"),
-                    )
-                }
+                        .collect(),
+                }),
             }
         } else {
             let r = &results[0];
-            svg::line_plot(&LinePlot {
-                title: format!(
-                    "Loss per token, {} ablation of {}",
-                    args.method,
-                    r.targets
-                        .iter()
-                        .map(|t| t.label())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+            let delta: Vec<f32> = r
+                .ablated_per_token
+                .iter()
+                .zip(&r.baseline_per_token)
+                .map(|(a, b)| a - b)
+                .collect();
+            let what = r
+                .targets
+                .iter()
+                .map(|t| t.label())
+                .collect::<Vec<_>>()
+                .join(", ");
+            svg::figure(&[
+                Panel::Lines(LinePlot {
+                    title: format!("Loss per token, {} ablation of {what}", args.method),
+                    x_axis: "predicted token".into(),
+                    y_axis: "cross-entropy (nats)".into(),
+                    x_labels: predicted.clone(),
+                    series: vec![
+                        ("baseline".into(), r.baseline_per_token.clone()),
+                        ("ablated".into(), r.ablated_per_token.clone()),
+                    ],
+                    y_range: None,
+                    log_y: false,
+                    zero_based: true,
+                    notes: vec![format!(
+                        "mean loss {:.4} → {:.4} (Δ {:+.4})",
+                        r.baseline_loss,
+                        r.ablated_loss,
+                        r.ablated_loss - r.baseline_loss
+                    )],
+                }),
+                Panel::Grid(
+                    args.output.signed_range(
+                        Grid::new(
+                            "Change in loss per token",
+                            "",
+                            "predicted token",
+                            vec!["Δloss".into()],
+                            predicted,
+                            vec![delta],
+                        )
+                        .value_label("ablated − baseline (nats)"),
+                    ),
                 ),
-                x_axis: "predicted token".into(),
-                y_axis: "cross-entropy (nats)".into(),
-                x_labels: predicted,
-                series: vec![
-                    ("baseline".into(), r.baseline_per_token.clone()),
-                    ("ablated".into(), r.ablated_per_token.clone()),
-                ],
-                y_range: None,
-                log_y: false,
-            })
+            ])
         };
         render::save_svg(path, &svg)?;
     }
     Ok(())
 }
 
-/// Δloss per head as a layer × head grid when every result ablated exactly one head.
+/// Δloss per component as a layer × (heads, MLP) grid when every result ablated exactly one
+/// head or one MLP layer.
 fn head_grid(results: &[AblationResult], n_layers: usize, n_heads: usize) -> Option<Grid> {
-    let mut values = vec![vec![f32::NAN; n_heads]; n_layers];
+    let mut values = vec![vec![f32::NAN; n_heads + 1]; n_layers];
+    let mut mlps = false;
     for r in results {
         match r.targets.as_slice() {
             [AblationTarget::Head { layer, head }] if *layer < n_layers && *head < n_heads => {
                 values[*layer][*head] = r.ablated_loss - r.baseline_loss
             }
+            [AblationTarget::Mlp { layer }] if *layer < n_layers => {
+                values[*layer][n_heads] = r.ablated_loss - r.baseline_loss;
+                mlps = true;
+            }
             _ => return None,
         }
     }
+    let mut cols: Vec<String> = (0..n_heads).map(|h| format!("H{h}")).collect();
+    if mlps {
+        cols.push("MLP".into());
+    } else {
+        values.iter_mut().for_each(|row| {
+            row.pop();
+        });
+    }
     Some(
         Grid::new(
-            "change in loss when each head is ablated",
+            "Change in loss when each component is ablated",
             "layer",
-            "head",
+            if mlps { "component" } else { "head" },
             (0..n_layers).map(|l| format!("L{l}")).collect(),
-            (0..n_heads).map(|h| format!("H{h}")).collect(),
+            cols,
             values,
         )
-        .value_label("Δ loss"),
+        .value_label("Δ loss (ablated − baseline, nats)"),
     )
 }

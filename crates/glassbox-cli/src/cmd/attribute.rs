@@ -2,8 +2,10 @@
 //!
 //! Terminal: the per-head contributions as a layer × head heatmap, then every other part
 //! (embeddings, attention biases, MLPs, the final norm's shift, the unembedding bias), and the
-//! check that the parts add up to the logit (difference). `--plot` draws a layer × (heads,
-//! attention bias, MLP) heatmap.
+//! check that the parts add up to the logit (difference). `--plot` draws the same: a layer ×
+//! (heads, attention bias where there is one, MLP) heatmap, and every term as a bar on one
+//! zero-based axis — embeddings, each layer's attention and MLP, the final norm's shift, the
+//! unembedding bias — with their sum and the model's value.
 
 use std::path::PathBuf;
 
@@ -11,7 +13,7 @@ use glassbox_analysis::attribution::{self, Attribution, Component};
 use serde_json::json;
 
 use crate::analysis_cli::{self, OutputArgs};
-use crate::render::{self, svg, terminal, Grid};
+use crate::render::{self, svg, terminal, Bar, BarChart, Grid, Panel};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -87,7 +89,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }))?;
     } else {
         let color = terminal::use_color();
-        let heads = head_grid(&result, info.n_layers, info.n_heads).value_label(what.clone());
+        let heads = args
+            .output
+            .signed_range(head_grid(&result, info.n_layers, info.n_heads))
+            .value_label(what.clone());
         println!("Direct logit attribution of {what} at position {pos_label}\n");
         print!("{}", terminal::grid(&heads, color));
         println!();
@@ -115,18 +120,79 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "model's value",
             terminal::format_value(result.total)
         );
-        println!(
-            "(each part is centred and divided by the final norm's scale from this run, {:.4}, then projected)",
-            result.norm_scale
-        );
+        println!("({})", footnote(&result));
     }
     if let Some(path) = &args.output.plot {
-        let mut g = plot_grid(&result, info.n_layers, info.n_heads);
-        g.title = format!("Direct logit attribution at {pos_label}");
-        g.value_label = what;
-        render::save_svg(path, &svg::heatmap(&g))?;
+        let mut g = args
+            .output
+            .signed_range(plot_grid(&result, info.n_layers, info.n_heads));
+        g.title = format!("Direct logit attribution of {what} at {pos_label}");
+        g.value_label = what.clone();
+        g.notes = vec![footnote(&result)];
+        let bars = BarChart {
+            title: "Every term, its sum and the model's value".into(),
+            notes: vec![],
+            value_axis: format!("contribution to {what}"),
+            bars: terms(&result, info.n_layers),
+        };
+        render::save_svg(path, &svg::figure(&[Panel::Grid(g), Panel::Bars(bars)]))?;
     }
     Ok(())
+}
+
+/// How the parts were made, in words (LayerNorm centres, RMSNorm does not).
+fn footnote(a: &Attribution) -> String {
+    format!(
+        "each part is {}divided by the final norm's scale from this run ({:.4}), then projected on the unembedding",
+        if a.norm_centres { "centred, " } else { "" },
+        a.norm_scale
+    )
+}
+
+/// Every term of the attribution: embeddings, each layer's attention (its heads and bias
+/// together) and MLP (its experts together), the final norm's shift and the unembedding
+/// bias; then their sum and the model's value.
+fn terms(a: &Attribution, n_layers: usize) -> Vec<Bar> {
+    let mut attn = vec![None::<f32>; n_layers];
+    let mut mlp = vec![None::<f32>; n_layers];
+    let mut bars = Vec::new();
+    let add = |slot: &mut Option<f32>, v: f32| *slot = Some(slot.unwrap_or(0.0) + v);
+    for (c, v) in &a.parts {
+        match *c {
+            Component::Head { layer, .. }
+            | Component::AttnBias { layer }
+            | Component::Attn { layer }
+                if layer < n_layers =>
+            {
+                add(&mut attn[layer], *v)
+            }
+            Component::Mlp { layer }
+            | Component::Expert { layer, .. }
+            | Component::SharedExperts { layer }
+                if layer < n_layers =>
+            {
+                add(&mut mlp[layer], *v)
+            }
+            Component::Embed | Component::PosEmbed => bars.push(Bar::term(c.label(), *v)),
+            _ => {}
+        }
+    }
+    for l in 0..n_layers {
+        if let Some(v) = attn[l] {
+            bars.push(Bar::term(format!("L{l} attention"), v));
+        }
+        if let Some(v) = mlp[l] {
+            bars.push(Bar::term(format!("L{l} MLP"), v));
+        }
+    }
+    for (c, v) in &a.parts {
+        if matches!(c, Component::NormBias | Component::UnembedBias) {
+            bars.push(Bar::term(c.label(), *v));
+        }
+    }
+    bars.push(Bar::total("sum of the terms", a.sum()));
+    bars.push(Bar::total("model's value", a.total));
+    bars
 }
 
 fn head_grid(a: &Attribution, n_layers: usize, n_heads: usize) -> Grid {
@@ -140,24 +206,46 @@ fn head_grid(a: &Attribution, n_layers: usize, n_heads: usize) -> Grid {
     )
 }
 
-/// Heads, then the attention bias (or whole attention block) and the MLP, per layer.
+/// Heads, then the attention bias where any layer has a nonzero one (or the whole attention
+/// block where it does not split into heads), and the MLP (its experts summed), per layer.
 fn plot_grid(a: &Attribution, n_layers: usize, n_heads: usize) -> Grid {
     let mut values = a.head_grid(n_layers, n_heads);
-    for row in values.iter_mut() {
-        row.extend([f32::NAN, f32::NAN]);
-    }
+    let mut bias = vec![f32::NAN; n_layers];
+    let mut whole = vec![f32::NAN; n_layers];
+    let mut mlp = vec![f32::NAN; n_layers];
     for (c, v) in &a.parts {
         match *c {
-            Component::AttnBias { layer } | Component::Attn { layer } if layer < n_layers => {
-                values[layer][n_heads] = *v
+            Component::AttnBias { layer } if layer < n_layers => bias[layer] = *v,
+            Component::Attn { layer } if layer < n_layers => whole[layer] = *v,
+            Component::Mlp { layer }
+            | Component::Expert { layer, .. }
+            | Component::SharedExperts { layer }
+                if layer < n_layers =>
+            {
+                mlp[layer] = if mlp[layer].is_nan() {
+                    *v
+                } else {
+                    mlp[layer] + *v
+                }
             }
-            Component::Mlp { layer } if layer < n_layers => values[layer][n_heads + 1] = *v,
             _ => {}
         }
     }
     let mut cols: Vec<String> = (0..n_heads).map(|h| format!("H{h}")).collect();
-    cols.push("attn bias".into());
-    cols.push("MLP".into());
+    let mut extra = |name: &str, column: &[f32], values: &mut Vec<Vec<f32>>| {
+        cols.push(name.into());
+        for (row, v) in values.iter_mut().zip(column) {
+            row.push(*v);
+        }
+    };
+    // an all-zero bias column (a bias-free model) says nothing
+    if bias.iter().any(|v| v.is_finite() && *v != 0.0) {
+        extra("attn bias", &bias, &mut values);
+    }
+    if whole.iter().any(|v| v.is_finite()) {
+        extra("attention", &whole, &mut values);
+    }
+    extra("MLP", &mlp, &mut values);
     Grid::new(
         "",
         "layer",

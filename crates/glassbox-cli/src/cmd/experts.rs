@@ -8,7 +8,7 @@
 //! layers × experts for a file), written to a temporary file and renamed into place.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use glassbox_models::moe::{routing_from_cache, LayerRouting, ROUTING_HOOKS};
@@ -16,6 +16,7 @@ use glassbox_models::NameFilter;
 use serde::Serialize;
 
 use crate::model_cli::{input_ids, load_model};
+use crate::render::{self, svg, Grid, Scale};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -115,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 print!("{}", usage_table(&report));
             }
             if let Some(p) = &args.plot {
-                write_atomic(p, &usage_svg(&report))?;
+                render::save_svg(p, &svg::heatmap(&usage_grid(&report)))?;
             }
         }
         None => {
@@ -145,7 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 print!("{}", prompt_table(&report));
             }
             if let Some(p) = &args.plot {
-                write_atomic(p, &prompt_svg(&report))?;
+                render::save_svg(p, &svg::heatmap_panels(&prompt_grids(&report)))?;
             }
         }
     }
@@ -233,138 +234,65 @@ fn usage_table(r: &UsageReport) -> String {
     s
 }
 
-/// One heatmap panel: `rows` × `values[0].len()` cells shaded by value / max.
-fn heatmap(
-    svg: &mut String,
-    title: &str,
-    row_labels: &[String],
-    values: &[Vec<f64>],
-    top: f64,
-) -> f64 {
-    const CELL: f64 = 14.0;
-    const LEFT: f64 = 140.0;
-    let cols = values.first().map_or(0, Vec::len);
-    let max = values
+/// Per MoE layer, a token × expert grid of router weights (0 where the token does not go).
+fn prompt_grids(r: &PromptReport) -> Vec<Grid> {
+    r.layers
         .iter()
-        .flatten()
-        .copied()
-        .fold(0.0, f64::max)
-        .max(1e-12);
-    let _ = writeln!(
-        svg,
-        r#"<text x="4" y="{:.1}" font-weight="bold">{}</text>"#,
-        top + 12.0,
-        escape(title)
-    );
-    let y0 = top + 30.0;
-    for c in (0..cols).step_by(cols.div_ceil(32).max(1)) {
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="8">{c}</text>"#,
-            LEFT + c as f64 * CELL,
-            y0 - 4.0
-        );
-    }
-    for (r, (label, row)) in row_labels.iter().zip(values).enumerate() {
-        let y = y0 + r as f64 * CELL;
-        let _ = writeln!(
-            svg,
-            r#"<text x="4" y="{:.1}" font-size="10">{}</text>"#,
-            y + 10.0,
-            escape(label)
-        );
-        for (c, v) in row.iter().enumerate() {
-            let shade = (255.0 * (1.0 - v / max)).round().clamp(0.0, 255.0) as u8;
-            let _ = writeln!(
-                svg,
-                r#"<rect x="{:.1}" y="{y:.1}" width="{CELL}" height="{CELL}" fill="rgb({shade},{shade},255)" stroke="gainsboro"><title>{label} / expert {c}: {v:.4}</title></rect>"#,
-                LEFT + c as f64 * CELL
-            );
-        }
-    }
-    y0 + row_labels.len() as f64 * CELL + 10.0
+        .map(|l| {
+            let values: Vec<Vec<f32>> = l
+                .routes
+                .iter()
+                .map(|routes| {
+                    // experts the token does not go to are empty cells
+                    let mut row = vec![f32::NAN; l.n_experts];
+                    for &(e, w) in routes {
+                        let cell = &mut row[e as usize];
+                        *cell = if cell.is_nan() { w } else { *cell + w };
+                    }
+                    row
+                })
+                .collect();
+            Grid::new(
+                format!(
+                    "Layer {}: router weight of the experts each token goes to",
+                    l.layer
+                ),
+                "token",
+                "expert",
+                render::position_labels(&r.tokens),
+                (0..l.n_experts).map(|e| format!("E{e}")).collect(),
+                values,
+            )
+            .scale(Scale::Sequential)
+            .range(0.0, 1.0)
+            .value_label("router weight")
+        })
+        .collect()
 }
 
-fn svg_document(body: String, width: f64, height: f64) -> String {
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" font-family=\"monospace\">\n{body}</svg>\n"
-    )
-}
-
-fn prompt_svg(r: &PromptReport) -> String {
-    let mut body = String::new();
-    let mut y = 0.0;
-    let mut width: f64 = 400.0;
-    for l in &r.layers {
-        let values: Vec<Vec<f64>> = l
-            .routes
-            .iter()
-            .map(|routes| {
-                let mut row = vec![0.0; l.n_experts];
-                for &(e, w) in routes {
-                    row[e as usize] += w as f64;
-                }
-                row
-            })
-            .collect();
-        let labels: Vec<String> = r
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("{i} {t:?}"))
-            .collect();
-        y = heatmap(
-            &mut body,
-            &format!("layer {}: expert weight per token", l.layer),
-            &labels,
-            &values,
-            y,
-        );
-        width = width.max(160.0 + 14.0 * l.n_experts as f64);
-    }
-    svg_document(body, width, y)
-}
-
-fn usage_svg(r: &UsageReport) -> String {
-    let mut body = String::new();
-    let labels: Vec<String> = r
+/// A layer × expert grid of how often each expert fires, with uniform routing as baseline.
+fn usage_grid(r: &UsageReport) -> Grid {
+    let n_experts = r.layers.first().map_or(0, |l| l.frequency.len());
+    let values: Vec<Vec<f32>> = r
         .layers
         .iter()
-        .map(|l| format!("layer {}", l.layer))
+        .map(|l| l.frequency.iter().map(|&f| f as f32).collect())
         .collect();
-    let values: Vec<Vec<f64>> = r.layers.iter().map(|l| l.frequency.clone()).collect();
-    let title = format!("share of {} tokens routed to each expert", r.tokens);
-    let y = heatmap(&mut body, &title, &labels, &values, 0.0);
-    let cols = values.first().map_or(0, Vec::len);
-    svg_document(body, (160.0 + 14.0 * cols as f64).max(400.0), y)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Writes `contents` to `path` through a temporary file in the same directory, so a failure
-/// never leaves a half-written plot.
-fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| crate::invalid!("--plot {}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, contents)
-        .map_err(|e| crate::invalid!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        crate::invalid!("cannot write {}: {e}", path.display())
-    })
+    // each token goes to k experts: the frequencies of a layer sum to k
+    let k = r
+        .layers
+        .first()
+        .map_or(0.0, |l| l.frequency.iter().sum::<f64>());
+    Grid::new(
+        format!("Share of {} tokens routed to each expert", r.tokens),
+        "layer",
+        "expert",
+        r.layers.iter().map(|l| format!("L{}", l.layer)).collect(),
+        (0..n_experts).map(|e| format!("E{e}")).collect(),
+        values,
+    )
+    .scale(Scale::Sequential)
+    .range(0.0, 1.0)
+    .value_label("share of tokens")
+    .baseline((k / n_experts.max(1) as f64) as f32, "uniform")
 }

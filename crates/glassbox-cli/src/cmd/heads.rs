@@ -50,6 +50,7 @@ fn grid(scores: &HeadScores, role: &str) -> Grid {
     .scale(Scale::Sequential)
     .range(0.0, 1.0)
     .value_label("mean attention weight")
+    .baseline(scores.chance(role), "chance")
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -1,9 +1,9 @@
 //! `glassbox lens` — the logit lens: what each layer's residual stream predicts.
 //!
-//! Terminal: a layer × position grid of each cell's top token, coloured by its probability,
-//! and with `--target` a second grid of the target's probability and rank. `--plot` draws the
-//! target's probability (the model's final prediction when no target is given) and the top
-//! token's probability at the last position, layer by layer.
+//! A layer × position grid of each cell's top token, coloured by its probability (on a log
+//! scale from 1e-4 to 1, or by log-probability with `--logprob`), and with `--target` a second
+//! grid of the target's probability and rank: in the terminal, and drawn the same way by
+//! `--plot`.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ use glassbox_analysis::lens;
 use serde_json::json;
 
 use crate::analysis_cli::{self, OutputArgs};
-use crate::render::{self, svg, terminal, Grid, LinePlot, Scale};
+use crate::render::{self, svg, terminal, Grid, Scale};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,6 +26,9 @@ pub struct Args {
     /// How many top tokens to report per cell (JSON).
     #[arg(long, default_value_t = 5)]
     pub top: usize,
+    /// Colour cells by natural log-probability (−10 to 0) instead of probability.
+    #[arg(long)]
+    pub logprob: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -39,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(t) => Some(analysis_cli::single_token(&model, t, "--target")?),
         None => None,
     };
-    // Without a target, the plot follows the model's own final prediction back in depth.
+    // Without a target, the report follows the model's own final prediction back in depth.
     let followed = match target {
         Some(t) => t,
         None => {
@@ -58,139 +61,118 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "report": report,
         }))?;
     } else {
-        print!("{}", terminal_view(&report, target.is_some()));
+        let color = terminal::use_color();
+        let grids = grids(&report, target.is_some(), args.logprob, false);
+        for (i, g) in grids.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            print!("{}", terminal::grid(g, color));
+        }
     }
     if let Some(path) = &args.output.plot {
-        render::save_svg(path, &svg::line_plot(&line_plot(&report, target.is_some())))?;
+        let grids = grids(&report, target.is_some(), args.logprob, true);
+        render::save_svg(path, &svg::heatmap_panels(&grids))?;
     }
     Ok(())
 }
+
+/// The lowest log-probability `--logprob` tells apart.
+const LOGPROB_FLOOR: f32 = -10.0;
 
 fn columns(report: &lens::LensReport) -> Vec<String> {
     render::position_labels(&report.prompt_tokens)
 }
 
-fn terminal_view(report: &lens::LensReport, show_target: bool) -> String {
-    let color = terminal::use_color();
-    let top1 = |f: &dyn Fn(&lens::TokenScore) -> String| -> Vec<Vec<String>> {
-        report
-            .top
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|cell| cell.first().map(f).unwrap_or_default())
-                    .collect()
-            })
-            .collect()
+/// The views, for the terminal and the figure alike: the top token per layer and position,
+/// and the target's probability and rank when one was asked for.
+fn grids(
+    report: &lens::LensReport,
+    show_target: bool,
+    logprob: bool,
+    for_figure: bool,
+) -> Vec<Grid> {
+    let colour_of = |p: f32| {
+        if logprob {
+            p.max(f32::MIN_POSITIVE).ln().max(LOGPROB_FLOOR)
+        } else {
+            p
+        }
     };
-    let probs: Vec<Vec<f32>> = report
+    let scaled = |g: Grid, what: &str| {
+        if logprob {
+            g.scale(Scale::Sequential)
+                .range(LOGPROB_FLOOR, 0.0)
+                .value_label(format!("{what} log-probability (nats, ≤ −10 shown as −10)"))
+        } else {
+            g.scale(Scale::Probability)
+                .value_label(format!("{what} probability"))
+        }
+    };
+    let values: Vec<Vec<f32>> = report
         .top
         .iter()
         .map(|row| {
             row.iter()
-                .map(|c| c.first().map(|t| t.prob).unwrap_or(f32::NAN))
+                .map(|c| c.first().map(|t| colour_of(t.prob)).unwrap_or(f32::NAN))
                 .collect()
         })
         .collect();
-    let grid = Grid::new(
-        "Logit lens: top token per layer (rows) and position (columns), coloured by probability",
-        "layer",
+    let text = report
+        .top
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| {
+                    cell.first()
+                        .map(|t| render::token_label(&t.token))
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect();
+    let top = Grid::new(
+        "Logit lens: the top token at each layer (rows) and position (columns)",
+        "residual stream",
         "position",
         report.layers.clone(),
         columns(report),
-        probs,
+        values,
     )
-    .scale(Scale::Sequential)
-    .range(0.0, 1.0)
-    .value_label("top-token probability")
-    .cell_text(top1(&|t| render::token_label(&t.token)));
-    let mut out = terminal::grid(&grid, color);
+    .cell_text(text);
+    let mut out = vec![scaled(top, "top-token")];
     if let Some(target) = report.target.as_ref().filter(|_| show_target) {
         let values = target
             .scores
             .iter()
-            .map(|row| row.iter().map(|s| s.prob).collect())
+            .map(|row| row.iter().map(|s| colour_of(s.prob)).collect())
             .collect();
         let text = target
             .scores
             .iter()
             .map(|row| {
                 row.iter()
-                    .map(|s| format!("{} #{}", terminal::format_value(s.prob), s.rank))
+                    .map(|s| match for_figure {
+                        // the probability is the cell's colour (and its tooltip)
+                        true => format!("#{}", s.rank),
+                        false => format!("{} #{}", terminal::format_value(s.prob), s.rank),
+                    })
                     .collect()
             })
             .collect();
         let g = Grid::new(
             format!(
-                "Target {:?}: probability and rank (0 = top) per layer and position",
-                target.token
+                "Target {}: probability and rank (#0 = top) per layer and position",
+                render::token_label(&target.token)
             ),
-            "layer",
+            "residual stream",
             "position",
             report.layers.clone(),
             columns(report),
             values,
         )
-        .scale(Scale::Sequential)
-        .range(0.0, 1.0)
-        .value_label("target probability")
         .cell_text(text);
-        out.push('\n');
-        out.push_str(&terminal::grid(&g, color));
+        out.push(scaled(g, "target"));
     }
     out
-}
-
-fn line_plot(report: &lens::LensReport, target_given: bool) -> LinePlot {
-    let last = report.prompt_tokens.len().saturating_sub(1);
-    let at_last = |row: &Vec<Vec<lens::TokenScore>>| row.get(last).and_then(|c| c.first()).cloned();
-    let mut series: Vec<(String, Vec<f32>)> = Vec::new();
-    if let Some(t) = &report.target {
-        let what = if target_given {
-            ""
-        } else {
-            " (final prediction)"
-        };
-        series.push((
-            format!("p({}){what}", render::token_label(&t.token)),
-            t.scores
-                .iter()
-                .map(|row| row.get(last).map(|s| s.prob).unwrap_or(f32::NAN))
-                .collect(),
-        ));
-    }
-    series.push((
-        "top-1 probability".to_string(),
-        report
-            .top
-            .iter()
-            .map(|row| at_last(row).map(|t| t.prob).unwrap_or(f32::NAN))
-            .collect(),
-    ));
-    let token = report
-        .prompt_tokens
-        .get(last)
-        .map(|t| render::token_label(t))
-        .unwrap_or_default();
-    // small probabilities are unreadable on a 0–1 axis: switch to a log axis
-    let highest = series
-        .iter()
-        .flat_map(|(_, v)| v.iter())
-        .filter(|p| p.is_finite())
-        .fold(0f32, |m, &p| m.max(p));
-    let log_y = highest < 0.2;
-    LinePlot {
-        title: format!("Logit lens at the last position ({last}:{token})"),
-        x_axis: "residual stream read before block (final = after the last block)".into(),
-        y_axis: if log_y {
-            "probability (log scale)"
-        } else {
-            "probability"
-        }
-        .into(),
-        x_labels: report.layers.clone(),
-        series,
-        y_range: if log_y { None } else { Some((0.0, 1.0)) },
-        log_y,
-    }
 }

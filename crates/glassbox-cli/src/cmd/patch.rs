@@ -138,6 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .flat_map(|r| r.normalized.iter().flatten())
         .filter(|v| v.is_finite())
         .fold(1f32, |m, v| m.max(v.abs()));
+    let extent = args.output.range.unwrap_or(extent);
     let grid_of = |r: &PatchResult| -> Grid {
         Grid::new(
             format!(

@@ -12,7 +12,7 @@ use glassbox_analysis::steering::{self, ControlVector};
 use serde_json::json;
 
 use crate::analysis_cli::{self, OutputArgs};
-use crate::render::{self, svg, LinePlot};
+use crate::render::{self, svg, Bar, BarChart};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -105,19 +105,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.output.plot {
-        let plot = LinePlot {
-            title: "Size of the positive − negative mean difference".into(),
-            x_axis: "block whose output is steered (direction.N)".into(),
-            y_axis: "L2 norm".into(),
-            x_labels: norms.iter().map(|(l, _)| l.to_string()).collect(),
-            series: vec![(
-                "|mean(positive) − mean(negative)|".into(),
-                norms.iter().map(|(_, n)| *n).collect(),
+        let chart = BarChart {
+            title: "Size of the positive − negative mean difference, per steered block".into(),
+            notes: vec![format!(
+                "the direction added to blocks.N.hook_resid_post{}",
+                if args.no_normalize {
+                    ""
+                } else {
+                    " is this difference scaled to unit length"
+                }
             )],
-            y_range: None,
-            log_y: false,
+            value_axis: "L2 norm of mean(positive) − mean(negative)".into(),
+            bars: norms
+                .iter()
+                .map(|(l, n)| Bar::term(format!("direction.{l}"), *n))
+                .collect(),
         };
-        render::save_svg(path, &svg::line_plot(&plot))?;
+        render::save_svg(path, &svg::bar_chart(&chart))?;
     }
     Ok(())
 }

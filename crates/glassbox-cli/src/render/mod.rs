@@ -14,13 +14,64 @@ use std::path::Path;
 
 use anyhow::Context;
 
-/// How values map to colours.
+/// How values map to colours. Every scale says what its colours mean: signed values are
+/// symmetric about a white zero, probabilities always span the same fixed range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scale {
     /// Signed values: blue below zero, white at zero, red above, symmetric about zero.
     Diverging,
     /// Magnitudes from the minimum to the maximum (or the given range).
     Sequential,
+    /// Probabilities on a log scale from [`PROB_FLOOR`] (and below) to 1, so that small
+    /// probabilities stay apart (on a linear 0–1 scale everything under 0.05 is one colour).
+    Probability,
+}
+
+/// The lowest probability [`Scale::Probability`] tells apart.
+pub const PROB_FLOOR: f32 = 1e-4;
+
+/// Values in one figure printed alike: a number of decimals, or scientific notation, chosen
+/// from the largest magnitude the figure shows (never 0.004 next to 7.1e-4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumberFormat {
+    Fixed(usize),
+    Scientific,
+}
+
+impl NumberFormat {
+    /// The format for values up to `largest` in magnitude: three significant digits for the
+    /// largest (at least one decimal), the same decimals for the rest.
+    pub fn for_largest(largest: f32) -> Self {
+        let a = largest.abs();
+        if !a.is_finite() || a == 0.0 {
+            NumberFormat::Fixed(2)
+        } else if !(1e-3..1e5).contains(&a) {
+            NumberFormat::Scientific
+        } else {
+            NumberFormat::Fixed((2 - a.log10().floor() as i32).clamp(1, 4) as usize)
+        }
+    }
+
+    pub fn format(self, v: f32) -> String {
+        if v.is_nan() {
+            return "·".into();
+        }
+        match self {
+            NumberFormat::Fixed(d) => {
+                let s = format!("{v:.d$}");
+                // "-0.000" is zero
+                if s.trim_start_matches('-')
+                    .chars()
+                    .all(|c| c == '0' || c == '.')
+                {
+                    s.trim_start_matches('-').to_string()
+                } else {
+                    s
+                }
+            }
+            NumberFormat::Scientific => format!("{v:.1e}"),
+        }
+    }
 }
 
 /// A labelled matrix: rows are usually layers, columns positions (tokens) or heads.
@@ -44,6 +95,8 @@ pub struct Grid {
     /// Lines under the title: what the figure measures, and warnings about its setup
     /// (a line starting with `⚠`).
     pub notes: Vec<String>,
+    /// A reference value marked on the colour bar, with its name (e.g. chance level).
+    pub baseline: Option<(f32, String)>,
 }
 
 impl Grid {
@@ -67,7 +120,67 @@ impl Grid {
             range: None,
             value_label: String::new(),
             notes: Vec::new(),
+            baseline: None,
         }
+    }
+
+    pub fn baseline(mut self, value: f32, label: impl Into<String>) -> Self {
+        self.baseline = Some((value, label.into()));
+        self
+    }
+
+    /// How this grid's numbers are printed: alike, from its largest magnitude.
+    pub fn number_format(&self) -> NumberFormat {
+        let largest = self
+            .values
+            .iter()
+            .flatten()
+            .filter(|v| v.is_finite())
+            .fold(0f32, |m, v| m.max(v.abs()));
+        NumberFormat::for_largest(largest)
+    }
+
+    /// Where `v` falls on the colour scale, 0 to 1.
+    pub fn position(&self, v: f32) -> f32 {
+        if self.scale == Scale::Probability {
+            let l = v.clamp(PROB_FLOOR, 1.0).log10();
+            return (l - PROB_FLOOR.log10()) / -PROB_FLOOR.log10();
+        }
+        let (lo, hi) = self.color_range();
+        if hi > lo {
+            (v - lo) / (hi - lo)
+        } else {
+            0.5
+        }
+    }
+
+    /// Values to label on the colour scale.
+    pub fn ticks(&self) -> Vec<f32> {
+        match self.scale {
+            Scale::Probability => vec![1e-4, 1e-3, 1e-2, 0.1, 1.0],
+            _ => {
+                let (lo, hi) = self.color_range();
+                svg::nice_ticks(lo as f64, hi as f64, 5)
+                    .into_iter()
+                    .map(|t| t as f32)
+                    .collect()
+            }
+        }
+    }
+
+    /// Columns `cols` of this grid as a grid of their own, on this grid's colour scale.
+    pub fn columns(&self, cols: std::ops::Range<usize>) -> Grid {
+        let pick = |row: &Vec<f32>| row.get(cols.clone()).unwrap_or(&[]).to_vec();
+        let mut g = self.clone();
+        g.range = Some(self.color_range());
+        g.col_labels = self.col_labels.get(cols.clone()).unwrap_or(&[]).to_vec();
+        g.values = self.values.iter().map(pick).collect();
+        g.cell_text = self.cell_text.as_ref().map(|t| {
+            t.iter()
+                .map(|row| row.get(cols.clone()).unwrap_or(&[]).to_vec())
+                .collect()
+        });
+        g
     }
 
     pub fn notes(mut self, notes: Vec<String>) -> Self {
@@ -97,6 +210,9 @@ impl Grid {
 
     /// The colour range: the fixed one, or symmetric |max| for diverging, min..max otherwise.
     pub fn color_range(&self) -> (f32, f32) {
+        if self.scale == Scale::Probability {
+            return (PROB_FLOOR, 1.0);
+        }
         if let Some(r) = self.range {
             return r;
         }
@@ -115,7 +231,7 @@ impl Grid {
                     (-1.0, 1.0)
                 }
             }
-            Scale::Sequential => {
+            Scale::Sequential | Scale::Probability => {
                 let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
                     (lo.min(v), hi.max(v))
                 });
@@ -132,13 +248,57 @@ impl Grid {
 
     /// The colour of a value as 8-bit RGB.
     pub fn color(&self, v: f32) -> (u8, u8, u8) {
-        let (lo, hi) = self.color_range();
-        let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+        let t = self.position(v);
         match self.scale {
             Scale::Diverging => colormap(DIVERGING, t),
-            Scale::Sequential => colormap(SEQUENTIAL, t),
+            Scale::Sequential | Scale::Probability => colormap(SEQUENTIAL, t),
         }
     }
+}
+
+/// Signed values as horizontal bars from a zero line, one per labelled term (e.g. every term
+/// of a logit attribution, its sum and the model's value).
+#[derive(Clone, Debug)]
+pub struct BarChart {
+    pub title: String,
+    pub notes: Vec<String>,
+    /// What the bar length measures ("contribution to the logit difference").
+    pub value_axis: String,
+    pub bars: Vec<Bar>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Bar {
+    pub label: String,
+    pub value: f32,
+    /// Drawn apart from the terms (a total).
+    pub total: bool,
+}
+
+impl Bar {
+    pub fn term(label: impl Into<String>, value: f32) -> Self {
+        Bar {
+            label: label.into(),
+            value,
+            total: false,
+        }
+    }
+
+    pub fn total(label: impl Into<String>, value: f32) -> Self {
+        Bar {
+            label: label.into(),
+            value,
+            total: true,
+        }
+    }
+}
+
+/// One panel of a figure; a figure stacks panels vertically.
+#[derive(Clone, Debug)]
+pub enum Panel {
+    Grid(Grid),
+    Bars(BarChart),
+    Lines(LinePlot),
 }
 
 /// Series over shared categorical x positions (e.g. the target's probability per layer).
@@ -153,6 +313,10 @@ pub struct LinePlot {
     pub y_range: Option<(f32, f32)>,
     /// Plot y on a log10 axis (probabilities, ranks).
     pub log_y: bool,
+    /// The fitted y range includes zero: for magnitudes compared by height.
+    pub zero_based: bool,
+    /// Lines under the title.
+    pub notes: Vec<String>,
 }
 
 // Anchor colours, evenly spaced on [0, 1]. Diverging: ColorBrewer RdBu (reversed so that
@@ -201,7 +365,7 @@ fn colormap(anchors: &[(u8, u8, u8)], t: f32) -> (u8, u8, u8) {
 pub fn colormap_stops(scale: Scale) -> Vec<(f32, (u8, u8, u8))> {
     let anchors = match scale {
         Scale::Diverging => DIVERGING,
-        Scale::Sequential => SEQUENTIAL,
+        Scale::Sequential | Scale::Probability => SEQUENTIAL,
     };
     let n = (anchors.len() - 1) as f32;
     anchors
@@ -286,6 +450,21 @@ mod tests {
         assert!(r > b);
         let (r, _, b) = g.color(-2.0);
         assert!(b > r);
+    }
+
+    #[test]
+    fn one_figure_one_number_format() {
+        let f = NumberFormat::for_largest(0.132);
+        assert_eq!(
+            (f.format(0.132), f.format(-0.004), f.format(7.1e-4)),
+            ("0.132".into(), "-0.004".into(), "0.001".into())
+        );
+        assert_eq!(NumberFormat::for_largest(7.1e-4).format(3e-5), "3.0e-5");
+        let f = NumberFormat::for_largest(123.0);
+        assert_eq!(
+            (f.format(123.0), f.format(0.5), f.format(-0.01)),
+            ("123.0".into(), "0.5".into(), "0.0".into())
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use super::{is_dark, Grid};
+use super::{is_dark, Grid, Scale};
 
 /// True when stdout is a terminal (colour is then worth sending).
 pub fn stdout_is_terminal() -> bool {
@@ -101,12 +101,13 @@ fn fit_left(s: &str, width: usize) -> String {
 
 /// Renders a grid; with `color`, cells get their heatmap colour as background.
 pub fn grid(g: &Grid, color: bool) -> String {
+    let fmt = g.number_format();
     let texts: Vec<Vec<String>> = match &g.cell_text {
         Some(t) => t.clone(),
         None => g
             .values
             .iter()
-            .map(|row| row.iter().map(|&v| format_value(v)).collect())
+            .map(|row| row.iter().map(|&v| fmt.format(v)).collect())
             .collect(),
     };
     let widest_cell = texts
@@ -167,15 +168,45 @@ pub fn grid(g: &Grid, color: bool) -> String {
         grid_block(g, &texts, cols.clone(), row_w, cell_w, color, &mut out);
     }
     if !g.value_label.is_empty() {
-        let (lo, hi) = g.color_range();
-        out.push_str(&format!(
-            "colour: {} from {} to {}\n",
-            g.value_label,
-            format_value(lo),
-            format_value(hi)
-        ));
+        out.push_str(&legend(g, color));
     }
     out
+}
+
+/// The colour legend: what the colour means, and with colour a swatch of the scale between
+/// its end values (`1e-4 ▕████████▏ 1`), the baseline named where there is one.
+pub fn legend(g: &Grid, color: bool) -> String {
+    let (lo, hi) = g.color_range();
+    let ends = |v: f32| match g.scale {
+        Scale::Probability => format!("{v}"),
+        _ => g.number_format().format(v),
+    };
+    let mut line = format!("colour: {}", g.value_label);
+    if g.scale == Scale::Probability {
+        line.push_str(" (log scale)");
+    }
+    if color {
+        const STEPS: usize = 16;
+        line.push_str(&format!("  {} ", ends(lo)));
+        for i in 0..STEPS {
+            // the value at the middle of step i, on the scale's own spacing
+            let t = (i as f32 + 0.5) / STEPS as f32;
+            let v = match g.scale {
+                Scale::Probability => 10f32.powf(lo.log10() + t * (hi.log10() - lo.log10())),
+                _ => lo + t * (hi - lo),
+            };
+            let (r, gr, b) = g.color(v);
+            line.push_str(&format!("\x1b[48;2;{r};{gr};{b}m \x1b[0m"));
+        }
+        line.push_str(&format!(" {}", ends(hi)));
+    } else {
+        line.push_str(&format!(" from {} to {}", ends(lo), ends(hi)));
+    }
+    if let Some((v, name)) = &g.baseline {
+        line.push_str(&format!("; {name} {}", g.number_format().format(*v)));
+    }
+    line.push('\n');
+    line
 }
 
 /// `text` broken at spaces into lines of at most `width` characters (a longer word stands alone).
@@ -264,8 +295,9 @@ mod tests {
         let lines: Vec<_> = s.lines().collect();
         assert_eq!(lines[0], "t");
         assert!(lines[1].contains("0:a") && lines[1].contains("1:bb"));
-        assert!(lines[3].contains("0.500") && lines[3].contains("-1.000"));
-        assert!(lines[4].contains('·') && lines[4].contains("123"));
+        // one number format for the whole grid, from its largest value
+        assert!(lines[3].contains("0.5") && lines[3].contains("-1.0"));
+        assert!(lines[4].contains('·') && lines[4].contains("123.0"));
         assert!(!s.contains('\x1b'));
         assert!(grid(&g, true).contains("\x1b["));
     }
