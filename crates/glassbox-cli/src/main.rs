@@ -87,6 +87,20 @@ fn keep_freed_memory() {
     }
 }
 
+/// Runs `f` on a thread of the kernels' pool (rayon's global pool, with the main thread's
+/// 8 MiB stack). A command makes thousands of small parallel calls; from a pool thread each
+/// is split among the workers directly, where from the main thread each is handed over and
+/// waited for: a patching sweep ran 10–15 % faster.
+fn on_kernel_threads<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    // Fails only if a pool exists already, which is then used as it is.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(8 << 20)
+        .build_global();
+    let mut out = None;
+    rayon::scope(|s| s.spawn(|_| out = Some(f())));
+    out.expect("the command ran")
+}
+
 fn main() {
     keep_freed_memory();
     restore_sigpipe();
@@ -99,7 +113,7 @@ fn main() {
         eprintln!("error: {err}");
         std::process::exit(2);
     }
-    let result = match cli.command {
+    let result = on_kernel_threads(|| match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Diff(a) => cmd::diff::run(a),
         Command::Run(a) => cmd::run::run(a),
@@ -116,7 +130,7 @@ fn main() {
         Command::Train(a) => cmd::train::run(a),
         Command::Reproduce(a) => cmd::reproduce::run(a),
         Command::Tour(a) => cmd::tour::run(a),
-    };
+    });
     if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(exit::code(&err));
