@@ -365,11 +365,54 @@ fn full_pass_metrics(
     metrics_of_rows(&logits.narrow(1, t - 1, 1)?.squeeze(1)?, answer, wrong)
 }
 
+/// For each site of `what`, whether the clean and corrupted activations there are the same
+/// bits (positions: one position's vector; heads: one head's `hook_z` at every position).
+fn same_sites(what: PatchTarget, clean: &Tensor, corrupt: &Tensor) -> Result<Vec<bool>> {
+    let bits = |t: &Tensor| -> Result<Vec<u32>> {
+        Ok(t.to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(f32::to_bits)
+            .collect())
+    };
+    let (a, b) = (bits(clean)?, bits(corrupt)?);
+    if a.len() != b.len() {
+        return Err(AnalysisError::input(format!(
+            "clean and corrupted activations differ in shape ({:?} and {:?})",
+            clean.dims(),
+            corrupt.dims()
+        )));
+    }
+    Ok(match what {
+        // hook_z [1, pos, head, d_head]
+        PatchTarget::Heads => {
+            let (_, pos, heads, d) = clean.dims4()?;
+            (0..heads)
+                .map(|h| {
+                    (0..pos).all(|p| {
+                        let at = (p * heads + h) * d;
+                        a[at..at + d] == b[at..at + d]
+                    })
+                })
+                .collect()
+        }
+        // [1, pos, d_model]
+        _ => {
+            let (_, pos, d) = clean.dims3()?;
+            (0..pos)
+                .map(|p| a[p * d..(p + 1) * d] == b[p * d..(p + 1) * d])
+                .collect()
+        }
+    })
+}
+
 /// Activation patching of `what` from `clean` into `corrupt`, one site at a time, with the
 /// logit difference `answer − wrong` as the metric.
 ///
 /// The patched runs share work and give the bits that patching one site per full pass gives
-/// (tested): sites go through the model as batches, one copy of the corrupted run per site;
+/// (tested): a site whose clean and corrupted activations are equal is the corrupted run, with
+/// no pass; the others go through the model as batches, one copy of the corrupted run per site;
 /// each rerun starts at the patched block from the corrupted run's residual stream, and for a
 /// position it covers only that position and the ones after it, attending to the corrupted
 /// run's keys and values before it (in a causal model nothing earlier can change). Sites of
@@ -393,14 +436,18 @@ pub fn activation_patching(
         &filter(&[what.glob().to_string()])?,
     )?;
     let clean_metric = scalar(&logit_diff(&clean_logits, answer, wrong)?)?;
+    let patched = filter(&[what.glob().to_string()])?;
     let run = if t > FEW_ROWS {
-        model.record_run(corrupt)?
+        model.record_run(corrupt, &patched)?
     } else {
         None
     };
-    let corrupt_logits = match &run {
-        Some(run) => run.logits.clone(),
-        None => model.run(&model.ids_tensor(corrupt)?)?,
+    let (corrupt_logits, corrupt_cache) = match run {
+        Some(ref run) => (run.logits.clone(), None),
+        None => {
+            let (logits, cache) = model.run_with_cache(&model.ids_tensor(corrupt)?, &patched)?;
+            (logits, Some(cache))
+        }
     };
     let corrupt_metric = scalar(&logit_diff(&corrupt_logits, answer, wrong)?)?;
     let n_sites = sites(model, what, t);
@@ -408,28 +455,44 @@ pub fn activation_patching(
     for layer in 0..n_layers {
         let name = what.hook(layer);
         let clean_act = clean_cache.require(&name)?;
-        let mut row = Vec::with_capacity(n_sites);
+        let corrupt_act = match (&run, &corrupt_cache) {
+            (Some(run), _) => run.cache.require(&name)?,
+            (None, Some(cache)) => cache.require(&name)?,
+            (None, None) => unreachable!("one of the two runs was made"),
+        };
+        // A site whose clean and corrupted activations are the same bits reruns the corrupted
+        // run exactly: its metric is the corrupted one, with no pass. In a minimal pair that
+        // is every position before the first differing token, and at the first block every
+        // position whose token is shared.
+        let unchanged = same_sites(what, clean_act, corrupt_act)?;
+        let mut row = vec![corrupt_metric; n_sites];
+        let todo: Vec<usize> = (0..n_sites).filter(|&i| !unchanged[i]).collect();
+        unchanged.iter().filter(|&&u| u).for_each(|_| progress());
         let mut next = 0;
-        while next < n_sites {
+        while next < todo.len() {
+            let first = todo[next];
             let batch: Vec<usize> = if t <= FEW_ROWS {
-                vec![next]
+                vec![first]
             } else {
-                // Positions per copy for a batch starting here; a batch of b neighbouring
-                // positions recomputes at most b/2 extra positions per copy, kept to 1/32.
+                // Positions per copy for a batch starting here; a batch of sites within b
+                // neighbouring positions recomputes at most b/2 extra positions per copy,
+                // kept to 1/32.
                 let rows = match (&run, what) {
                     (
                         Some(run),
                         PatchTarget::ResidPre | PatchTarget::AttnOut | PatchTarget::MlpOut,
-                    ) => t - run.rerun_start(next),
+                    ) => t - run.rerun_start(first),
                     _ => t,
                 };
                 let mut b = (PATCH_BATCH_TOKENS / rows).clamp(1, MAX_PATCH_BATCH);
+                let mut batch: Vec<usize> = todo[next..].iter().copied().take(b).collect();
                 if run.is_some() && what != PatchTarget::Heads {
                     b = b.min((rows / 16).max(1));
+                    batch.retain(|&site| site < first + b);
                 }
-                (next..(next + b).min(n_sites)).collect()
+                batch
             };
-            row.extend(match &run {
+            let metrics = match &run {
                 Some(run) => {
                     rerun_metrics(model, run, layer, clean_act, what, &batch, answer, wrong)?
                 }
@@ -438,14 +501,17 @@ pub fn activation_patching(
                     corrupt,
                     &name,
                     clean_act,
-                    what.site(next),
+                    what.site(first),
                     answer,
                     wrong,
                 )?],
                 None => full_pass_metrics(
                     model, corrupt, layer, clean_act, what, &batch, answer, wrong,
                 )?,
-            });
+            };
+            for (&site, m) in batch.iter().zip(metrics) {
+                row[site] = m;
+            }
             next += batch.len();
             batch.iter().for_each(|_| progress());
         }

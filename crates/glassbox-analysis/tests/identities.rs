@@ -23,6 +23,8 @@ use rand::{Rng, SeedableRng};
 
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
 const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
+/// As many tokens as CLEAN on every fixture's tokenizer, differing from the third on.
+const REORDERED: &str = "When the store went to John and Mary, John gave a drink to";
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -344,8 +346,9 @@ fn mixtral() {
     check("families/mixtral");
 }
 
-/// Activation patching — batched, rerunning only from the patched block and position on —
-/// gives the bits that patching one site per full pass gives: every target, every layer, on
+/// Activation patching — batched, rerunning only from the patched block and position on,
+/// skipping sites where the two runs agree — gives the bits that patching one site per full
+/// pass gives: every target, every layer, on
 /// learned positions (GPT-2), rotary grouped-query attention (Llama), a mixture of experts
 /// (Mixtral), latent attention (DeepSeek-V3) and post-norms (GLM-4); and on a prompt short
 /// enough for the few-row products.
@@ -358,6 +361,10 @@ fn batched_patching_equals_one_site_at_a_time() {
         ("families/deepseek-v3", CLEAN, CORRUPT),
         ("families/glm4", CLEAN, CORRUPT),
         ("parity/gpt2", "Mary gave", "John gave"),
+        // a pair that differs at many positions: more sites to rerun, fewer left equal
+        ("parity/gpt2", CLEAN, REORDERED),
+        ("parity/llama", CLEAN, REORDERED),
+        ("families/mixtral", CLEAN, REORDERED),
     ];
     for (name, clean, corrupt) in cases {
         let model = HookedModel::load(&fixture(name), &LoadOptions::default()).unwrap();

@@ -14,7 +14,7 @@ use candle_core::{DType, Tensor};
 pub use glassbox_kernels::FEW_ROWS;
 
 use crate::error::{ModelError, Result};
-use crate::hooks::{Hooks, NameFilter};
+use crate::hooks::{ActivationCache, Hooks, NameFilter};
 use crate::kv_cache::KvCache;
 use crate::model::HookedModel;
 
@@ -26,6 +26,8 @@ pub struct RecordedRun {
     pub logits: Tensor,
     /// `blocks.{l}.hook_resid_pre` [1, len, d_model], per layer.
     resid_pre: Vec<Tensor>,
+    /// The activations at the hooks the caller asked to keep.
+    pub cache: ActivationCache,
     kv: KvCache,
 }
 
@@ -42,32 +44,38 @@ impl RecordedRun {
 }
 
 impl HookedModel {
-    /// Runs one prompt, keeping what [`rerun`](Self::rerun) starts from. None when the
-    /// architecture cannot start a pass midway (an encoder, for instance).
-    pub fn record_run(&self, ids: &[u32]) -> Result<Option<RecordedRun>> {
+    /// Runs one prompt, keeping what [`rerun`](Self::rerun) starts from, and the activations
+    /// at the hooks `keep` names. None when the architecture cannot start a pass midway (an
+    /// encoder, for instance).
+    pub fn record_run(&self, ids: &[u32], keep: &NameFilter) -> Result<Option<RecordedRun>> {
         if !self.model.starts_midway() || !self.info().causal {
             return Ok(None);
         }
         let ids = self.ids_tensor(ids)?;
         let ids = self.check_ids(&ids)?;
         let n_layers = self.info().n_layers;
-        let filter = NameFilter::new(&["blocks.*.hook_resid_pre"])
-            .map_err(|e| ModelError::Input(e.to_string()))?;
+        let mut patterns = keep.patterns().to_vec();
+        patterns.push("blocks.*.hook_resid_pre".into());
+        let filter = NameFilter::new(&patterns).map_err(|e| ModelError::Input(e.to_string()))?;
         let mut hooks = Hooks::caching(filter);
         let mut kv = KvCache::new(n_layers);
         let logits = self.model.forward(&ids, None, &mut hooks, Some(&mut kv))?;
         let mut cache = hooks.take_cache();
         let resid_pre = (0..n_layers)
             .map(|l| {
-                cache
-                    .remove(&format!("blocks.{l}.hook_resid_pre"))
-                    .ok_or_else(|| ModelError::Input(format!("no blocks.{l}.hook_resid_pre")))
+                let name = format!("blocks.{l}.hook_resid_pre");
+                let t = match keep.matches(&name) {
+                    true => cache.get(&name).cloned(),
+                    false => cache.remove(&name),
+                };
+                t.ok_or_else(|| ModelError::Input(format!("no {name}")))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(RecordedRun {
             len: ids.dim(1)?,
             logits,
             resid_pre,
+            cache,
             kv,
         }))
     }
