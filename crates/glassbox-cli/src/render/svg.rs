@@ -349,18 +349,23 @@ fn heatmap_body(g: &Grid, id: &str, min_width: f64) -> (String, f64, f64) {
             esc(label)
         );
     }
-    // column labels, slanted, with their ticks
+    // column labels, slanted, with their ticks; a shortened label carries the whole one as
+    // its tooltip
     for (c, label) in col_labels.iter().enumerate().step_by(col_step) {
         let x = left + (c as f64 + 0.5) * cell_w;
         let y = top + plot_h + 8.0;
+        let whole = g.col_labels.get(c).filter(|w| *w != label);
         let _ = writeln!(
             s,
             "<line class=\"tick-mark\" x1=\"{x:.2}\" y1=\"{:.2}\" x2=\"{x:.2}\" y2=\"{:.2}\" stroke=\"#444\" stroke-width=\"0.8\"/>\
              <text class=\"tick\" x=\"{x:.2}\" y=\"{y:.2}\" font-size=\"11\" text-anchor=\"end\" \
-             dominant-baseline=\"central\" transform=\"rotate(-50 {x:.2} {y:.2})\">{}</text>",
+             dominant-baseline=\"central\" transform=\"rotate(-50 {x:.2} {y:.2})\">{}</text>{}",
             top + plot_h,
             top + plot_h + 4.0,
-            esc(label)
+            esc(label),
+            whole
+                .map(|w| format!("<title>{}</title>", esc(w)))
+                .unwrap_or_default()
         );
     }
     // axis names

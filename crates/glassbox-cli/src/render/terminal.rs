@@ -303,6 +303,24 @@ mod tests {
     }
 
     #[test]
+    fn legends_name_the_scale_and_show_a_swatch_in_colour() {
+        let g = Grid::new("t", "r", "c", vec![], vec![], vec![vec![1e-3, 0.5]])
+            .scale(Scale::Probability)
+            .value_label("probability");
+        let plain = legend(&g, false);
+        assert_eq!(plain, "colour: probability (log scale) from 0.0001 to 1\n");
+        let coloured = legend(&g, true);
+        assert_eq!(coloured.matches("\x1b[48;2;").count(), 16, "{coloured:?}");
+        assert!(coloured.starts_with("colour: probability (log scale)  0.0001 "));
+        let chance = Grid::new("t", "r", "c", vec![], vec![], vec![vec![0.2]])
+            .range(0.0, 1.0)
+            .scale(Scale::Sequential)
+            .value_label("mean attention")
+            .baseline(0.084, "chance");
+        assert!(legend(&chance, false).contains("; chance 0.084"));
+    }
+
+    #[test]
     fn values_fit_seven_characters() {
         for v in [0.0, 1e-7, -123456.0, 3.25, -99.99, 1e30] {
             assert!(format_value(v).chars().count() <= 8, "{v}");
