@@ -424,3 +424,27 @@ fn long_prompts_wrap_into_panels() {
     assert!(width < 1400.0, "{width} px");
     snapshot("lens-long", &svg);
 }
+
+#[test]
+fn figures_of_a_gguf_model_made_by_llama_cpp() {
+    // a Q8_0 Llama made by llama.cpp's converter and quantizer, its own tokenizer
+    let gguf = fixture("llamacpp/llama/model-Q8_0.gguf");
+    let svg = figure("lens-gguf", &["lens", &gguf, "--prompt", CLEAN]);
+    snapshot("lens-gguf", &svg);
+    let svg = figure(
+        "attribute-gguf",
+        &[
+            "attribute",
+            &gguf,
+            "--prompt",
+            CLEAN,
+            "--target",
+            "#10",
+            "--versus",
+            "#11",
+        ],
+    );
+    let bars = texts(&svg, "label");
+    assert!(bars.iter().any(|b| b == "embed") && bars.iter().any(|b| b == "model's value"));
+    snapshot("attribute-gguf", &svg);
+}
