@@ -419,3 +419,8 @@ fn batched_patching_equals_one_site_at_a_time() {
         }
     }
 }
+
+#[test]
+fn nemotron() {
+    check("../../crates/glassbox-models/tests/fixtures/more/nemotron");
+}

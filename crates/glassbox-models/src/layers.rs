@@ -192,6 +192,8 @@ pub enum NormKind {
     RmsNorm { eps: f64 },
     /// RMSNorm scaling by `1 + w` (Gemma stores the weight as w − 1).
     RmsNormPlusOne { eps: f64 },
+    /// LayerNorm scaling by `1 + w`, with bias (Nemotron's `LayerNorm1P`).
+    LayerNormPlusOne { eps: f64 },
 }
 
 /// A normalisation layer over the last dimension.
@@ -206,12 +208,14 @@ impl Norm {
     /// Loads `{vb}.weight` (and `{vb}.bias` for LayerNorm) of size `dim`.
     pub fn load(vb: VarBuilder, kind: NormKind, dim: usize) -> Result<Self> {
         let neutral = match kind {
-            NormKind::RmsNormPlusOne { .. } => 0.0,
+            NormKind::RmsNormPlusOne { .. } | NormKind::LayerNormPlusOne { .. } => 0.0,
             _ => 1.0,
         };
         let weight = vb.get_with_hints(dim, "weight", Init::Const(neutral))?;
         let bias = match kind {
-            NormKind::LayerNorm { .. } => Some(vb.get_with_hints(dim, "bias", Init::Const(0.0))?),
+            NormKind::LayerNorm { .. } | NormKind::LayerNormPlusOne { .. } => {
+                Some(vb.get_with_hints(dim, "bias", Init::Const(0.0))?)
+            }
             _ => None,
         };
         Ok(Norm { kind, weight, bias })
@@ -221,9 +225,9 @@ impl Norm {
     /// `hook_normalized` is after them; see [`Norm::forward`]).
     fn normalize(&self, x: &Tensor) -> Result<Tensor> {
         match self.kind {
-            NormKind::LayerNorm { eps } | NormKind::LayerNormNoBias { eps } => {
-                ops::layer_normalize(x, eps)
-            }
+            NormKind::LayerNorm { eps }
+            | NormKind::LayerNormNoBias { eps }
+            | NormKind::LayerNormPlusOne { eps } => ops::layer_normalize(x, eps),
             NormKind::RmsNorm { eps } | NormKind::RmsNormPlusOne { eps } => {
                 ops::rms_normalize(x, eps)
             }
@@ -236,8 +240,8 @@ impl Module for Norm {
         let dtype = x.dtype();
         let normed = self.normalize(x)?;
         let out = match self.kind {
-            // Gemma scales in f32 by (1 + w) and only then casts down.
-            NormKind::RmsNormPlusOne { .. } => {
+            // Gemma scales in f32 by (1 + w) and only then casts down (Nemotron's 1 + w too).
+            NormKind::RmsNormPlusOne { .. } | NormKind::LayerNormPlusOne { .. } => {
                 let acc = ops::accumulation_dtype(dtype);
                 let scale = (self.weight.to_dtype(acc)? + 1.0)?;
                 normed
@@ -264,6 +268,8 @@ pub enum Activation {
     /// `silu` / `swish`.
     Silu,
     Relu,
+    /// `relu(x)²` (`relu2`, Nemotron's squared ReLU).
+    Relu2,
     /// GELU (tanh form) as ggml-cpu computes it, through its f16 lookup table: the input and
     /// the result are rounded to f16, inputs at or below −10 give 0 and at or above 10 give
     /// themselves (`gelu_llamacpp`, a glassbox name used for GGUF models loaded with
@@ -278,6 +284,7 @@ impl Activation {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_tanh" => Activation::GeluTanh,
             "silu" | "swish" => Activation::Silu,
             "relu" => Activation::Relu,
+            "relu2" => Activation::Relu2,
             "gelu_llamacpp" => Activation::GeluLlamaCpp,
             _ => return None,
         })
@@ -289,6 +296,7 @@ impl Activation {
             Activation::GeluTanh => kernel_ops::activation(x, KernelActivation::GeluTanh),
             Activation::Silu => kernel_ops::activation(x, KernelActivation::Silu),
             Activation::Relu => x.relu(),
+            Activation::Relu2 => x.relu()?.sqr(),
             Activation::GeluLlamaCpp => gelu_llamacpp(x),
         }
     }

@@ -42,6 +42,7 @@ pub mod mixtral;
 pub mod mlp;
 pub mod model;
 pub mod moe;
+pub mod nemotron;
 pub mod olmo2;
 pub mod ops;
 pub mod phi3;

@@ -150,6 +150,8 @@ pub struct Quirks {
     pub final_softcap: Option<f64>,
     /// `tie_word_embeddings` when the config does not say.
     pub tie_default: bool,
+    /// Every norm's kind, when not RMSNorm (Nemotron's LayerNorm1P).
+    pub norm_kind: Option<NormKind>,
 }
 
 /// Query/key normalisation variants.
@@ -176,6 +178,7 @@ impl Default for Quirks {
             attn_softcap: None,
             final_softcap: None,
             tie_default: false,
+            norm_kind: None,
         }
     }
 }
@@ -204,10 +207,10 @@ pub fn build_llama_style_with(
 ) -> Result<DecoderModel> {
     let cfg = HfConfig(config);
     let d = dims;
-    let norm_kind = if quirks.norm_plus_one {
-        NormKind::RmsNormPlusOne { eps: d.eps }
-    } else {
-        NormKind::RmsNorm { eps: d.eps }
+    let norm_kind = match quirks.norm_kind {
+        Some(kind) => kind,
+        None if quirks.norm_plus_one => NormKind::RmsNormPlusOne { eps: d.eps },
+        None => NormKind::RmsNorm { eps: d.eps },
     };
     let (q_size, kv_size) = (d.n_heads * d.d_head, d.n_kv_heads * d.d_head);
     let vb_m = vb.pp("model");

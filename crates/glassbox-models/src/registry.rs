@@ -10,7 +10,8 @@ use crate::config::HfConfig;
 use crate::error::{ModelError, Result};
 use crate::model::Model;
 use crate::{
-    bert, deepseek, gemma, glm4, gpt2, gpt_neox, llama, mixtral, olmo2, phi3, qwen3, qwen3_moe,
+    bert, deepseek, gemma, glm4, gpt2, gpt_neox, llama, mixtral, nemotron, olmo2, phi3, qwen3,
+    qwen3_moe,
 };
 
 /// Builds a model from a Hub config and its weights.
@@ -30,6 +31,7 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("Gemma2ForCausalLM", gemma::build2),
     ("Phi3ForCausalLM", phi3::build),
     ("Glm4ForCausalLM", glm4::build),
+    ("NemotronForCausalLM", nemotron::build),
     ("DeepseekV2ForCausalLM", deepseek::build_v2),
     ("MixtralForCausalLM", mixtral::build),
     ("Qwen3MoeForCausalLM", qwen3_moe::build),
@@ -51,6 +53,7 @@ pub const MODEL_TYPES: &[(&str, &str)] = &[
     ("gemma2", "Gemma2ForCausalLM"),
     ("phi3", "Phi3ForCausalLM"),
     ("glm4", "Glm4ForCausalLM"),
+    ("nemotron", "NemotronForCausalLM"),
     ("deepseek_v2", "DeepseekV2ForCausalLM"),
     ("mixtral", "MixtralForCausalLM"),
     ("qwen3_moe", "Qwen3MoeForCausalLM"),
