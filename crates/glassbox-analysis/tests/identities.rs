@@ -424,3 +424,8 @@ fn batched_patching_equals_one_site_at_a_time() {
 fn nemotron() {
     check("../../crates/glassbox-models/tests/fixtures/more/nemotron");
 }
+
+#[test]
+fn olmoe() {
+    check("../../crates/glassbox-models/tests/fixtures/more/olmoe");
+}

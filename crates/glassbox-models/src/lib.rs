@@ -44,6 +44,7 @@ pub mod model;
 pub mod moe;
 pub mod nemotron;
 pub mod olmo2;
+pub mod olmoe;
 pub mod ops;
 pub mod phi3;
 pub mod prefix;

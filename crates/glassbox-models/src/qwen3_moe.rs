@@ -26,6 +26,16 @@ pub fn is_sparse(i: usize, n_experts: usize, sparse_step: usize, mlp_only: &[usi
 }
 
 pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> {
+    build_with(config, vb, QkNormKind::PerHead)
+}
+
+/// A Qwen3-MoE-style model whose queries and keys are normalised as `qk_norm` says (OLMoE
+/// normalises the whole projections).
+pub fn build_with(
+    config: &serde_json::Value,
+    vb: VarBuilder<'static>,
+    qk_norm: QkNormKind,
+) -> Result<Box<dyn Model>> {
     let cfg = HfConfig(config);
     let dims = LlamaDims::from_config(config)?;
     let n_experts = cfg.usize_opt(&["num_experts"])?.unwrap_or(0);
@@ -79,7 +89,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<
     let quirks = Quirks {
         qkv_bias: bias,
         o_bias: bias,
-        qk_norm: QkNormKind::PerHead,
+        qk_norm,
         ..Quirks::default()
     };
     Ok(Box::new(build_llama_style_with(

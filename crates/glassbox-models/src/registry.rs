@@ -10,8 +10,8 @@ use crate::config::HfConfig;
 use crate::error::{ModelError, Result};
 use crate::model::Model;
 use crate::{
-    bert, deepseek, gemma, glm4, gpt2, gpt_neox, llama, mixtral, nemotron, olmo2, phi3, qwen3,
-    qwen3_moe,
+    bert, deepseek, gemma, glm4, gpt2, gpt_neox, llama, mixtral, nemotron, olmo2, olmoe, phi3,
+    qwen3, qwen3_moe,
 };
 
 /// Builds a model from a Hub config and its weights.
@@ -27,6 +27,7 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("Qwen2ForCausalLM", llama::build),
     ("Qwen3ForCausalLM", qwen3::build),
     ("Olmo2ForCausalLM", olmo2::build),
+    ("OlmoeForCausalLM", olmoe::build),
     ("GemmaForCausalLM", gemma::build),
     ("Gemma2ForCausalLM", gemma::build2),
     ("Phi3ForCausalLM", phi3::build),
@@ -49,6 +50,7 @@ pub const MODEL_TYPES: &[(&str, &str)] = &[
     ("qwen2", "Qwen2ForCausalLM"),
     ("qwen3", "Qwen3ForCausalLM"),
     ("olmo2", "Olmo2ForCausalLM"),
+    ("olmoe", "OlmoeForCausalLM"),
     ("gemma", "GemmaForCausalLM"),
     ("gemma2", "Gemma2ForCausalLM"),
     ("phi3", "Phi3ForCausalLM"),
