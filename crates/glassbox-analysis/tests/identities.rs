@@ -429,3 +429,8 @@ fn nemotron() {
 fn olmoe() {
     check("../../crates/glassbox-models/tests/fixtures/more/olmoe");
 }
+
+#[test]
+fn olmo3() {
+    check("../../crates/glassbox-models/tests/fixtures/more/olmo3");
+}

@@ -49,6 +49,26 @@ pub struct RopeConfig {
 }
 
 impl RopeConfig {
+    /// The settings of the layers of type `layer_type` (`sliding_attention`,
+    /// `full_attention`) where `rope_parameters` holds one block per layer type (transformers
+    /// 5's Gemma 3, OLMo 3); None where it holds one for all.
+    pub fn for_layer_type(
+        config: &serde_json::Value,
+        d_head: usize,
+        layer_type: &str,
+    ) -> Result<Option<RopeConfig>> {
+        let Some(block) = config
+            .get("rope_parameters")
+            .and_then(|p| p.get(layer_type))
+            .filter(|b| b.is_object())
+        else {
+            return Ok(None);
+        };
+        let mut view = config.clone();
+        view["rope_parameters"] = block.clone();
+        Ok(Some(RopeConfig::from_config(HfConfig(&view), d_head)?))
+    }
+
     /// Reads `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling` (older),
     /// and the partial-rotary fraction under any of its names.
     pub fn from_config(cfg: HfConfig, d_head: usize) -> Result<RopeConfig> {

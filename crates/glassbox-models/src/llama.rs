@@ -36,6 +36,9 @@ pub struct LlamaDims {
     pub sliding_window: Option<usize>,
     /// Per layer, from `layer_types` ("sliding_attention" / "full_attention") if present.
     pub layer_sliding: Option<Vec<bool>>,
+    /// Rotary settings of sliding-window layers where they differ by layer type (Gemma 3's
+    /// local base frequency, OLMo 3); `rope` is then the full-attention layers'.
+    pub sliding_rope: Option<RopeConfig>,
 }
 
 impl LlamaDims {
@@ -84,6 +87,12 @@ impl LlamaDims {
         } else {
             None
         };
+        let d_head_rope = d_head;
+        let rope = match RopeConfig::for_layer_type(config, d_head_rope, "full_attention")? {
+            Some(full) => full,
+            None => RopeConfig::from_config(cfg, d_head_rope)?,
+        };
+        let sliding_rope = RopeConfig::for_layer_type(config, d_head_rope, "sliding_attention")?;
         Ok(LlamaDims {
             architecture: cfg.architecture()?,
             vocab: cfg.usize(&["vocab_size"])?,
@@ -96,9 +105,10 @@ impl LlamaDims {
             n_ctx: cfg.usize_opt(&["max_position_embeddings"])?.unwrap_or(4096),
             eps: cfg.f64_or(&["rms_norm_eps"], 1e-6)?,
             act,
-            rope: RopeConfig::from_config(cfg, d_head)?,
+            rope,
             sliding_window,
             layer_sliding,
+            sliding_rope,
         })
     }
 
@@ -107,6 +117,14 @@ impl LlamaDims {
         match &self.layer_sliding {
             Some(s) if !s[layer] => None,
             _ => self.sliding_window,
+        }
+    }
+
+    /// The rotary settings of `layer`: its layer type's where they differ by type.
+    pub fn rope_for(&self, layer: usize) -> &RopeConfig {
+        match (&self.sliding_rope, &self.layer_sliding) {
+            (Some(sliding), Some(types)) if types[layer] => sliding,
+            _ => &self.rope,
         }
     }
 
@@ -248,7 +266,7 @@ pub fn build_llama_style_with(
             n_heads: d.n_heads,
             n_kv_heads: d.n_kv_heads,
             d_head: d.d_head,
-            rope: Some(d.rope.clone()),
+            rope: Some(d.rope_for(i).clone()),
             scale: quirks.attn_scale.unwrap_or(1.0 / (d.d_head as f64).sqrt()),
             softcap: quirks.attn_softcap,
             sliding_window: d.window(i),
