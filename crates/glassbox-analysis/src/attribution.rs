@@ -232,8 +232,11 @@ pub struct Attribution {
     pub versus: Option<u32>,
     /// Each part's contribution to the logit (difference), in model order.
     pub parts: Vec<(Component, f32)>,
-    /// The logit (difference) the model computed.
+    /// The logit (difference) the model computed, before the final soft-cap where the model
+    /// has one ([`Attribution::softcap`]).
     pub total: f32,
+    /// The model's final soft-cap, if any: the attributed logits are those before it.
+    pub softcap: Option<f64>,
     /// The run's final-norm scale at this position.
     pub norm_scale: f32,
     /// Whether the final norm centres its input (LayerNorm) — then so are the parts — or
@@ -317,7 +320,17 @@ pub fn direct_logit_attribution(
     let bias = bias_of(target)? - versus.map(bias_of).transpose()?.unwrap_or(0.0);
     parts.push((Component::UnembedBias, bias));
     let row = logits.get(0)?.get(position)?.to_dtype(DType::F32)?;
-    let logit_of = |id: u32| -> Result<f32> { Ok(row.get(id as usize)?.to_scalar::<f32>()?) };
+    // A final soft-cap (Gemma 2 and 3: cap · tanh(logit / cap)) is not linear: the parts add
+    // up to the logit before it, which is what is attributed; it is recovered exactly enough
+    // from the capped one as cap · atanh(logit / cap).
+    let cap = model.final_softcap();
+    let logit_of = |id: u32| -> Result<f32> {
+        let capped = row.get(id as usize)?.to_scalar::<f32>()?;
+        Ok(match cap {
+            Some(c) => (c * (capped as f64 / c).atanh()) as f32,
+            None => capped,
+        })
+    };
     let total = logit_of(target)? - versus.map(logit_of).transpose()?.unwrap_or(0.0);
     Ok(Attribution {
         position,
@@ -325,6 +338,7 @@ pub fn direct_logit_attribution(
         versus,
         parts,
         total,
+        softcap: cap,
         norm_scale: scale.flatten_all()?.get(0)?.to_scalar::<f32>()?,
         norm_centres: norm.centers,
     })

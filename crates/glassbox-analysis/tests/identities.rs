@@ -434,3 +434,8 @@ fn olmoe() {
 fn olmo3() {
     check("../../crates/glassbox-models/tests/fixtures/more/olmo3");
 }
+
+#[test]
+fn gemma3() {
+    check("../../crates/glassbox-models/tests/fixtures/more/gemma3");
+}

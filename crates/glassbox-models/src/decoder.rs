@@ -421,6 +421,10 @@ impl Model for DecoderModel {
         }
     }
 
+    fn final_softcap(&self) -> Option<f64> {
+        self.final_softcap
+    }
+
     fn w_u(&self) -> Result<Tensor> {
         self.lm_head.weight_in_out()?.to_dtype(DType::F32)
     }

@@ -108,6 +108,12 @@ pub trait Model: Send + Sync {
     /// final soft-capping too where the architecture has it).
     fn unembed(&self, normed: &Tensor) -> candle_core::Result<Tensor>;
 
+    /// The final logit soft-cap `cap · tanh(logit / cap)` [`unembed`](Self::unembed) applies,
+    /// if any (Gemma 2 and 3).
+    fn final_softcap(&self) -> Option<f64> {
+        None
+    }
+
     /// The unembedding matrix `W_U` [d_model, d_vocab].
     fn w_u(&self) -> candle_core::Result<Tensor>;
 

@@ -84,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "total": result.total,
             "sum_of_parts": result.sum(),
             "final_norm_scale": result.norm_scale,
+            "final_softcap": result.softcap,
             "heads": result.head_grid(info.n_layers, info.n_heads),
             "parts": parts,
         }))?;
@@ -120,6 +121,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "model's value",
             terminal::format_value(result.total)
         );
+        if let Some(cap) = result.softcap {
+            println!(
+                "(the model soft-caps its logits, cap · tanh(logit / cap) with cap {cap}: attributed is the logit before it)"
+            );
+        }
         println!("({})", footnote(&result));
     }
     if let Some(path) = &args.output.plot {
@@ -191,7 +197,13 @@ fn terms(a: &Attribution, n_layers: usize) -> Vec<Bar> {
         }
     }
     bars.push(Bar::total("sum of the terms", a.sum()));
-    bars.push(Bar::total("model's value", a.total));
+    bars.push(Bar::total(
+        match a.softcap {
+            Some(_) => "model's value before its soft-cap",
+            None => "model's value",
+        },
+        a.total,
+    ));
     bars
 }
 
