@@ -439,3 +439,8 @@ fn olmo3() {
 fn gemma3() {
     check("../../crates/glassbox-models/tests/fixtures/more/gemma3");
 }
+
+#[test]
+fn glm4_moe() {
+    check("../../crates/glassbox-models/tests/fixtures/more/glm4-moe");
+}

@@ -585,7 +585,7 @@ pub fn build(
     }))
 }
 
-fn router_config(
+pub(crate) fn router_config(
     cfg: HfConfig,
     generation: Generation,
     n_experts: usize,

@@ -30,6 +30,7 @@ pub mod generate;
 pub mod gguf_model;
 pub mod gguf_tokenizer;
 pub mod glm4;
+pub mod glm4_moe;
 pub mod gpt2;
 pub mod gpt_neox;
 pub mod hooks;

@@ -10,8 +10,8 @@ use crate::config::HfConfig;
 use crate::error::{ModelError, Result};
 use crate::model::Model;
 use crate::{
-    bert, deepseek, gemma, glm4, gpt2, gpt_neox, llama, mixtral, nemotron, olmo2, olmoe, phi3,
-    qwen3, qwen3_moe,
+    bert, deepseek, gemma, glm4, glm4_moe, gpt2, gpt_neox, llama, mixtral, nemotron, olmo2, olmoe,
+    phi3, qwen3, qwen3_moe,
 };
 
 /// Builds a model from a Hub config and its weights.
@@ -34,6 +34,7 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("Gemma3ForCausalLM", gemma::build3),
     ("Phi3ForCausalLM", phi3::build),
     ("Glm4ForCausalLM", glm4::build),
+    ("Glm4MoeForCausalLM", glm4_moe::build),
     ("NemotronForCausalLM", nemotron::build),
     ("DeepseekV2ForCausalLM", deepseek::build_v2),
     ("MixtralForCausalLM", mixtral::build),
@@ -59,6 +60,7 @@ pub const MODEL_TYPES: &[(&str, &str)] = &[
     ("gemma3_text", "Gemma3ForCausalLM"),
     ("phi3", "Phi3ForCausalLM"),
     ("glm4", "Glm4ForCausalLM"),
+    ("glm4_moe", "Glm4MoeForCausalLM"),
     ("nemotron", "NemotronForCausalLM"),
     ("deepseek_v2", "DeepseekV2ForCausalLM"),
     ("mixtral", "MixtralForCausalLM"),
