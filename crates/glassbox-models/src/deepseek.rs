@@ -47,7 +47,7 @@ use crate::hooks::Hooks;
 use crate::kv_cache::KvCache;
 use crate::layers::{Activation, Embedding, Linear, Norm, NormKind};
 use crate::model::{Model, ModelInfo};
-use crate::moe::{self, GatedMlp, GroupLimit, GroupScore, MoeBlock, Router, RouterConfig, Scoring};
+use crate::moe::{self, GroupLimit, GroupScore, MoeBlock, MoeSpec, RouterConfig, Scoring};
 use crate::ops;
 
 /// Which DeepSeek generation: they differ in routing and rotary layout.
@@ -477,54 +477,27 @@ pub fn build(
         (Some(n), Some(k)) if n > 0 && k > 0 => Some((n, k)),
         _ => None,
     };
-    let router_cfg = match moe {
+    let spec = match moe {
         None => None,
-        Some((n_experts, top_k)) => Some(router_config(cfg, generation, n_experts, top_k)?),
+        Some((n_experts, top_k)) => Some(MoeSpec {
+            router: router_config(cfg, generation, n_experts, top_k)?,
+            correction_bias: generation == Generation::V3,
+            names: moe::LLAMA_MLP_NAMES,
+            d_model,
+            d_ff: cfg.usize_opt(&["moe_intermediate_size"])?.unwrap_or(d_mlp),
+            n_shared: cfg.usize_opt(&["n_shared_experts"])?.unwrap_or(0),
+            act,
+            budget: moe::default_expert_budget(),
+        }),
     };
-    let moe_ff = cfg.usize_opt(&["moe_intermediate_size"])?.unwrap_or(d_mlp);
-    let n_shared = cfg.usize_opt(&["n_shared_experts"])?.unwrap_or(0);
 
     let m = vb.pp("model");
     let mut blocks = Vec::with_capacity(n_layers);
-    let budget = moe::default_expert_budget();
     for i in 0..n_layers {
         let l = m.pp("layers").pp(i);
         let attn = MlaAttention::load(l.pp("self_attn"), mla.clone(), d_model, bias, eps)?;
-        let mlp: Box<dyn FeedForward> = match &router_cfg {
-            Some(rc) if i >= first_dense => {
-                let mv = l.pp("mlp");
-                let router = Router::load(
-                    mv.pp("gate"),
-                    rc.clone(),
-                    d_model,
-                    generation == Generation::V3,
-                )?;
-                let experts = moe::ExpertStore::load(
-                    mv.pp("experts"),
-                    moe::LLAMA_MLP_NAMES,
-                    rc.n_experts,
-                    d_model,
-                    moe_ff,
-                    act,
-                    budget,
-                )?;
-                let shared = if n_shared > 0 {
-                    Some(GatedMlp::load(
-                        mv.pp("shared_experts"),
-                        moe::LLAMA_MLP_NAMES,
-                        d_model,
-                        moe_ff * n_shared,
-                        act,
-                    )?)
-                } else {
-                    None
-                };
-                Box::new(MoeBlock {
-                    router,
-                    experts,
-                    shared,
-                })
-            }
+        let mlp: Box<dyn FeedForward> = match &spec {
+            Some(spec) if i >= first_dense => Box::new(MoeBlock::load(l.pp("mlp"), spec)?),
             _ => Box::new(moe::dense_gated_mlp(
                 l.pp("mlp"),
                 moe::LLAMA_MLP_NAMES,

@@ -46,16 +46,11 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
     Ok(Box::new(build_llama_style(config, vb, &dims, &quirks)?))
 }
 
-pub fn build2(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model>> {
-    let cfg = HfConfig(config);
-    let mut dims = gemma_dims(config)?;
-    if dims.layer_sliding.is_none() {
-        // Gemma 2 alternates: sliding window on even layers, global attention on odd ones.
-        dims.layer_sliding = Some((0..dims.n_layers).map(|i| i % 2 == 0).collect());
-    }
+/// Gemma 2's departures from Llama, which Gemma 3 keeps but for two.
+fn gemma2_quirks(cfg: HfConfig, dims: &LlamaDims) -> Result<Quirks> {
     let scalar = cfg.f64_or(&["query_pre_attn_scalar"], dims.d_head as f64)?;
     let bias = cfg.bool_or("attention_bias", false)?;
-    let quirks = Quirks {
+    Ok(Quirks {
         qkv_bias: bias,
         o_bias: bias,
         norm_plus_one: true,
@@ -66,7 +61,17 @@ pub fn build2(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Mode
         final_softcap: cfg.f64_opt(&["final_logit_softcapping"])?,
         tie_default: true,
         ..Quirks::default()
-    };
+    })
+}
+
+pub fn build2(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model>> {
+    let cfg = HfConfig(config);
+    let mut dims = gemma_dims(config)?;
+    if dims.layer_sliding.is_none() {
+        // Gemma 2 alternates: sliding window on even layers, global attention on odd ones.
+        dims.layer_sliding = Some((0..dims.n_layers).map(|i| i % 2 == 0).collect());
+    }
+    let quirks = gemma2_quirks(cfg, &dims)?;
     Ok(Box::new(build_llama_style(config, vb, &dims, &quirks)?))
 }
 
@@ -96,21 +101,11 @@ pub fn build3(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Mode
             });
         }
     }
-    let scalar = cfg.f64_or(&["query_pre_attn_scalar"], dims.d_head as f64)?;
-    let bias = cfg.bool_or("attention_bias", false)?;
     let quirks = Quirks {
-        qkv_bias: bias,
-        o_bias: bias,
-        norm_plus_one: true,
         qk_norm: QkNormKind::PerHead,
-        post_norms: true,
-        embed_scale: Some((dims.d_model as f64).sqrt()),
-        attn_scale: Some(1.0 / scalar.sqrt()),
         // The reference keeps `attn_logit_softcapping` in the config but never applies it.
         attn_softcap: None,
-        final_softcap: cfg.f64_opt(&["final_logit_softcapping"])?,
-        tie_default: true,
-        ..Quirks::default()
+        ..gemma2_quirks(cfg, &dims)?
     };
     Ok(Box::new(build_llama_style(config, vb, &dims, &quirks)?))
 }

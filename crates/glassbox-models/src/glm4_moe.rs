@@ -17,7 +17,7 @@ use crate::deepseek::{self, Generation};
 use crate::error::{ModelError, Result};
 use crate::llama::{build_llama_style_with, LlamaDims, QkNormKind, Quirks};
 use crate::model::Model;
-use crate::moe::{self, GatedMlp, MoeBlock, Router};
+use crate::moe::{self, MoeBlock, MoeSpec};
 
 pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> {
     let cfg = HfConfig(config);
@@ -29,42 +29,28 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<
             "`n_routed_experts` and `num_experts_per_tok` must be positive",
         ));
     }
-    let router = deepseek::router_config(cfg, Generation::V3, n_experts, top_k)?;
     let first_dense = cfg.usize_opt(&["first_k_dense_replace"])?.unwrap_or(1);
-    let moe_ff = cfg
-        .usize_opt(&["moe_intermediate_size"])?
-        .unwrap_or(dims.d_mlp);
-    let n_shared = cfg.usize_opt(&["n_shared_experts"])?.unwrap_or(0);
-    let budget = moe::default_expert_budget();
+    let spec = MoeSpec {
+        router: deepseek::router_config(cfg, Generation::V3, n_experts, top_k)?,
+        correction_bias: true,
+        names: moe::LLAMA_MLP_NAMES,
+        d_model: dims.d_model,
+        d_ff: cfg
+            .usize_opt(&["moe_intermediate_size"])?
+            .unwrap_or(dims.d_mlp),
+        n_shared: cfg.usize_opt(&["n_shared_experts"])?.unwrap_or(0),
+        act: dims.act,
+        budget: moe::default_expert_budget(),
+    };
     let layers = vb.pp("model").pp("layers");
     let feed_forward = |i: usize| -> Result<Option<Box<dyn FeedForward>>> {
         if i < first_dense {
             return Ok(None);
         }
-        let mv = layers.pp(i).pp("mlp");
-        let shared = match n_shared {
-            0 => None,
-            n => Some(GatedMlp::load(
-                mv.pp("shared_experts"),
-                moe::LLAMA_MLP_NAMES,
-                dims.d_model,
-                moe_ff * n,
-                dims.act,
-            )?),
-        };
-        Ok(Some(Box::new(MoeBlock {
-            router: Router::load(mv.pp("gate"), router.clone(), dims.d_model, true)?,
-            experts: moe::ExpertStore::load(
-                mv.pp("experts"),
-                moe::LLAMA_MLP_NAMES,
-                n_experts,
-                dims.d_model,
-                moe_ff,
-                dims.act,
-                budget,
-            )?,
-            shared,
-        })))
+        Ok(Some(Box::new(MoeBlock::load(
+            layers.pp(i).pp("mlp"),
+            &spec,
+        )?)))
     };
     let quirks = Quirks {
         qkv_bias: cfg.bool_or("attention_bias", false)?,

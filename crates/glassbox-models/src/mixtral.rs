@@ -13,7 +13,7 @@ use crate::decoder::FeedForward;
 use crate::error::{ModelError, Result};
 use crate::llama::{build_llama_style_with, LlamaDims, Quirks};
 use crate::model::Model;
-use crate::moe::{self, MoeBlock, Router, RouterConfig, Scoring};
+use crate::moe::{self, MoeBlock, MoeSpec, RouterConfig, Scoring};
 
 pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> {
     let cfg = HfConfig(config);
@@ -28,29 +28,35 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<
         scale: 1.0,
     };
     router.validate().map_err(ModelError::config)?;
-    let budget = moe::default_expert_budget();
+    let spec = MoeSpec {
+        router,
+        correction_bias: false,
+        names: moe::LLAMA_MLP_NAMES,
+        d_model: dims.d_model,
+        d_ff: dims.d_mlp,
+        n_shared: 0,
+        act: dims.act,
+        budget: moe::default_expert_budget(),
+    };
     let layers = vb.pp("model").pp("layers");
     let feed_forward = |i: usize| -> Result<Option<Box<dyn FeedForward>>> {
         // The Hub's (and transformers' default save) `block_sparse_moe` with w1/w3/w2, or
         // transformers 5's own module names when it saves its fused experts.
-        let (v, names) = if layers.contains_tensor(&format!("{i}.mlp.gate.weight")) {
-            (layers.pp(i).pp("mlp"), moe::LLAMA_MLP_NAMES)
+        if layers.contains_tensor(&format!("{i}.mlp.gate.weight")) {
+            Ok(Some(Box::new(MoeBlock::load(
+                layers.pp(i).pp("mlp"),
+                &spec,
+            )?)))
         } else {
-            (layers.pp(i).pp("block_sparse_moe"), moe::MIXTRAL_MLP_NAMES)
-        };
-        Ok(Some(Box::new(MoeBlock {
-            router: Router::load(v.pp("gate"), router.clone(), dims.d_model, false)?,
-            experts: moe::ExpertStore::load(
-                v.pp("experts"),
-                names,
-                router.n_experts,
-                dims.d_model,
-                dims.d_mlp,
-                dims.act,
-                budget,
-            )?,
-            shared: None,
-        })))
+            let names = MoeSpec {
+                names: moe::MIXTRAL_MLP_NAMES,
+                ..spec.clone()
+            };
+            Ok(Some(Box::new(MoeBlock::load(
+                layers.pp(i).pp("block_sparse_moe"),
+                &names,
+            )?)))
+        }
     };
     let quirks = Quirks {
         qkv_bias: cfg.bool_or("attention_bias", false)?,

@@ -528,6 +528,58 @@ pub struct MoeBlock {
     pub shared: Option<GatedMlp>,
 }
 
+/// A sparse block as every family stores it under its MLP's prefix: the router `gate`,
+/// experts `experts.{e}.{gate|up|down}` (fused forms are unfolded by the backend) and, where
+/// there are any, always-on `shared_experts` as wide as `n_shared` experts together.
+#[derive(Clone, Debug)]
+pub struct MoeSpec {
+    pub router: RouterConfig,
+    /// Read the router's `e_score_correction_bias` when the file has it (DeepSeek-V3, GLM-4.5).
+    pub correction_bias: bool,
+    pub names: MlpNames,
+    pub d_model: usize,
+    /// Each routed expert's hidden width.
+    pub d_ff: usize,
+    pub n_shared: usize,
+    pub act: Activation,
+    /// Bytes of experts kept loaded ([`default_expert_budget`]).
+    pub budget: usize,
+}
+
+impl MoeBlock {
+    /// The block under `vb` (a layer's `mlp`, Mixtral's `block_sparse_moe`) as `spec` says.
+    pub fn load(vb: VarBuilder<'static>, spec: &MoeSpec) -> Result<Self> {
+        let shared = match spec.n_shared {
+            0 => None,
+            n => Some(GatedMlp::load(
+                vb.pp("shared_experts"),
+                spec.names,
+                spec.d_model,
+                spec.d_ff * n,
+                spec.act,
+            )?),
+        };
+        Ok(MoeBlock {
+            router: Router::load(
+                vb.pp("gate"),
+                spec.router.clone(),
+                spec.d_model,
+                spec.correction_bias,
+            )?,
+            experts: ExpertStore::load(
+                vb.pp("experts"),
+                spec.names,
+                spec.router.n_experts,
+                spec.d_model,
+                spec.d_ff,
+                spec.act,
+                spec.budget,
+            )?,
+            shared,
+        })
+    }
+}
+
 impl FeedForward for MoeBlock {
     /// `x` [batch, pos, d_model] -> [batch, pos, d_model], calling the routing and expert hooks.
     fn forward(&self, x: &Tensor, layer: usize, hooks: &mut Hooks) -> Result<Tensor> {

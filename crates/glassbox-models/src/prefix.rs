@@ -10,7 +10,7 @@
 //! than `FEW_ROWS` positions (when the prompt has that many), and [`HookedModel::unembed_rows`]
 //! pads short products.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 pub use glassbox_kernels::FEW_ROWS;
 
 use crate::error::{ModelError, Result};
@@ -125,11 +125,8 @@ impl HookedModel {
         } else {
             resid.clone()
         };
+        // `unembed` returns f32 logits (f64 for an f64 model), as a full pass does.
         let logits = self.model.unembed(&self.model.final_norm(&padded)?)?;
-        let logits = logits.narrow(0, 0, n)?;
-        Ok(match logits.dtype() {
-            DType::F64 => logits,
-            _ => logits.to_dtype(DType::F32)?,
-        })
+        Ok(logits.narrow(0, 0, n)?)
     }
 }

@@ -15,7 +15,7 @@ use crate::decoder::FeedForward;
 use crate::error::{ModelError, Result};
 use crate::llama::{build_llama_style_with, LlamaDims, QkNormKind, Quirks};
 use crate::model::Model;
-use crate::moe::{self, MoeBlock, Router, RouterConfig, Scoring};
+use crate::moe::{self, MoeBlock, MoeSpec, RouterConfig, Scoring};
 
 /// Whether layer `i` is a mixture of experts.
 pub fn is_sparse(i: usize, n_experts: usize, sparse_step: usize, mlp_only: &[usize]) -> bool {
@@ -61,29 +61,27 @@ pub fn build_with(
     if n_experts > 0 {
         router.validate().map_err(ModelError::config)?;
     }
-    let moe_ff = cfg
-        .usize_opt(&["moe_intermediate_size"])?
-        .unwrap_or(dims.d_mlp);
-    let budget = moe::default_expert_budget();
+    let spec = MoeSpec {
+        router,
+        correction_bias: false,
+        names: moe::LLAMA_MLP_NAMES,
+        d_model: dims.d_model,
+        d_ff: cfg
+            .usize_opt(&["moe_intermediate_size"])?
+            .unwrap_or(dims.d_mlp),
+        n_shared: 0,
+        act: dims.act,
+        budget: moe::default_expert_budget(),
+    };
     let layers = vb.pp("model").pp("layers");
     let feed_forward = |i: usize| -> Result<Option<Box<dyn FeedForward>>> {
         if !is_sparse(i, n_experts, sparse_step, &mlp_only) {
             return Ok(None);
         }
-        let v = layers.pp(i).pp("mlp");
-        Ok(Some(Box::new(MoeBlock {
-            router: Router::load(v.pp("gate"), router.clone(), dims.d_model, false)?,
-            experts: moe::ExpertStore::load(
-                v.pp("experts"),
-                moe::LLAMA_MLP_NAMES,
-                n_experts,
-                dims.d_model,
-                moe_ff,
-                dims.act,
-                budget,
-            )?,
-            shared: None,
-        })))
+        Ok(Some(Box::new(MoeBlock::load(
+            layers.pp(i).pp("mlp"),
+            &spec,
+        )?)))
     };
     let bias = cfg.bool_or("attention_bias", false)?;
     let quirks = Quirks {

@@ -191,6 +191,12 @@ fn label_step(spacing: f64, min: f64) -> usize {
     (min / spacing.max(1e-9)).ceil().max(1.0) as usize
 }
 
+/// The y below a title and its notes, as [`title_block`] lays them out.
+fn below_title(title: &str, notes: &[String]) -> f64 {
+    let top = if title.is_empty() { 10.0 } else { 44.0 };
+    top + 16.0 * notes.len() as f64
+}
+
 /// Title and notes centred at `cx`, from y = 26; returns the y below them.
 fn title_block(s: &mut String, title: &str, notes: &[String], cx: f64) -> f64 {
     let mut y = if title.is_empty() { 10.0 } else { 26.0 };
@@ -213,6 +219,7 @@ fn title_block(s: &mut String, title: &str, notes: &[String], cx: f64) -> f64 {
         );
         y += 16.0;
     }
+    debug_assert_eq!(y, below_title(title, notes));
     y
 }
 
@@ -251,8 +258,7 @@ fn heatmap_body(g: &Grid, id: &str, min_width: f64) -> (String, f64, f64) {
     let bar_h = plot_h.clamp(90.0, 320.0);
     // the colour label runs beside the colour bar if it fits its height, else under the title
     let label_beside = text_w(&g.value_label, 11.0) <= bar_h;
-    let mut probe = String::new();
-    let below_title = title_block(&mut probe, &g.title, &g.notes, 0.0);
+    let below_title = below_title(&g.title, &g.notes);
     let top = below_title
         + 4.0
         + if label_beside || g.value_label.is_empty() {
@@ -499,8 +505,7 @@ fn bar_body(b: &BarChart, min_width: f64) -> (String, f64, f64) {
     let (lo, hi) = ((lo / step).floor() * step, (hi / step).ceil() * step);
     let ticks = nice_ticks(lo, hi, 6);
     let left = label_w * 1.1 + 24.0 + value_w;
-    let mut probe = String::new();
-    let top = title_block(&mut probe, &b.title, &b.notes, 0.0) + 6.0;
+    let top = below_title(&b.title, &b.notes) + 6.0;
     let n_totals = b.bars.iter().filter(|x| x.total).count();
     let plot_h = b.bars.len() as f64 * (BAR + GAP) + if n_totals > 0 { 10.0 } else { 0.0 };
     let width = (left + plot_w + value_w + 16.0)
@@ -615,8 +620,7 @@ fn line_body(p: &LinePlot, min_width: f64) -> (String, f64, f64) {
         .fold(0.0, f64::max)
         + 40.0;
     let left = 72.0;
-    let mut probe = String::new();
-    let top = title_block(&mut probe, &p.title, &p.notes, 0.0) + 6.0;
+    let top = below_title(&p.title, &p.notes) + 6.0;
     let bottom = if slanted { max_x * 0.77 + 44.0 } else { 50.0 };
     let right = legend_w + 24.0;
     let width = (left + plot_w + right)
