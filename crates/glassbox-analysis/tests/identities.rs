@@ -444,3 +444,8 @@ fn gemma3() {
 fn glm4_moe() {
     check("../../crates/glassbox-models/tests/fixtures/more/glm4-moe");
 }
+
+#[test]
+fn gpt_oss() {
+    check("../../crates/glassbox-models/tests/fixtures/more/gpt-oss");
+}

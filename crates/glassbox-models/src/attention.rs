@@ -76,7 +76,13 @@ pub struct Attention {
     pub qkv: QkvProjection,
     pub qk_norm: QkNorm,
     pub o: Linear,
+    /// One learned logit per head that joins every query's softmax as an extra key with no
+    /// value (gpt-oss' `sinks`): a head can attend to nothing. `hook_pattern` leaves it out,
+    /// so a row sums to less than 1.
+    pub sinks: Option<Tensor>,
     inv_freq: Vec<f32>,
+    /// Multiplier of cos and sin (YaRN).
+    cos_sin_scale: f64,
 }
 
 impl Attention {
@@ -86,12 +92,23 @@ impl Attention {
             .as_ref()
             .map(|r| r.inv_freq().into_iter().map(|f| f as f32).collect())
             .unwrap_or_default();
+        let cos_sin_scale = cfg.rope.as_ref().map_or(1.0, RopeConfig::cos_sin_scale);
         Attention {
             cfg,
             qkv,
             qk_norm,
             o,
+            sinks: None,
             inv_freq,
+            cos_sin_scale,
+        }
+    }
+
+    /// With attention sinks `sinks` [n_heads].
+    pub fn with_sinks(self, sinks: Tensor) -> Self {
+        Attention {
+            sinks: Some(sinks),
+            ..self
         }
     }
 
@@ -130,6 +147,18 @@ impl Attention {
     }
 }
 
+/// Softmax of `scores` [b, heads, q, k] with one more logit per head (`sinks` [heads]) as an
+/// extra column, which is then dropped.
+fn softmax_with_sinks(scores: &Tensor, sinks: &Tensor) -> Result<Tensor> {
+    let (b, h, q, k) = scores.dims4()?;
+    let sink = sinks
+        .to_dtype(scores.dtype())?
+        .reshape((1, h, 1, 1))?
+        .broadcast_as((b, h, q, 1))?;
+    let all = Tensor::cat(&[scores, &sink], 3)?;
+    ops::softmax_last_dim(&all)?.narrow(3, 0, k)
+}
+
 impl SelfAttention for Attention {
     fn forward(
         &self,
@@ -157,7 +186,11 @@ impl SelfAttention for Attention {
         let mut k = hooks.point(|| format!("blocks.{i}.attn.hook_k"), k)?;
         let v = hooks.point(|| format!("blocks.{i}.attn.hook_v"), v)?;
         if c.rope.is_some() && !self.inv_freq.is_empty() {
-            let (cos, sin) = ops::rope_tables(&self.inv_freq, ctx.offset, t, x.device())?;
+            let (mut cos, mut sin) = ops::rope_tables(&self.inv_freq, ctx.offset, t, x.device())?;
+            if self.cos_sin_scale != 1.0 {
+                cos = (cos * self.cos_sin_scale)?;
+                sin = (sin * self.cos_sin_scale)?;
+            }
             q = self.rotate(&q, &cos, &sin)?;
             k = self.rotate(&k, &cos, &sin)?;
             q = hooks.point(|| format!("blocks.{i}.attn.hook_rot_q"), q)?;
@@ -182,7 +215,8 @@ impl SelfAttention for Attention {
         let raw = ops::grouped_matmul(&q.to_dtype(acc)?, &k.to_dtype(acc)?.t()?)?;
         let mask = ctx.mask(c.sliding_window, k.dim(2)?)?;
         let scores_name = || format!("blocks.{i}.attn.hook_attn_scores");
-        let pattern = if c.softcap.is_none() && !hooks.watches(scores_name) {
+        let pattern = if c.softcap.is_none() && self.sinks.is_none() && !hooks.watches(scores_name)
+        {
             // No one looks at the scores: scale, mask and softmax in one pass.
             ops::attention_softmax(&raw, c.scale, mask.as_ref())?
         } else {
@@ -194,7 +228,10 @@ impl SelfAttention for Attention {
                 scores = scores.broadcast_add(&mask.to_dtype(acc)?)?;
             }
             let scores = hooks.point(scores_name, scores)?;
-            ops::softmax_last_dim(&scores)?
+            match &self.sinks {
+                None => ops::softmax_last_dim(&scores)?,
+                Some(sinks) => softmax_with_sinks(&scores, sinks)?,
+            }
         };
         let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
         let z = ops::grouped_matmul(&pattern, &v.to_dtype(acc)?)?

@@ -11,6 +11,15 @@
 //! expert's gate rows before its up rows, and `experts.down_proj` [experts, d, ff]; what
 //! `save_pretrained(save_original_format=False)` writes). The fused form is served under the
 //! per-expert names, each expert read from its own bytes, so model code knows one form.
+//!
+//! Llama 4 and gpt-oss store their stacks the other way round, input first:
+//! `experts.gate_up_proj` [experts, d, 2·ff] and `experts.down_proj` [experts, ff, d]; every
+//! stack is therefore also served whole per expert as `experts.{e}.gate_up_proj` and
+//! `experts.{e}.down_proj`, the family's shape check telling the layouts apart. gpt-oss'
+//! published checkpoints hold the stacks in MXFP4 (`{name}_blocks` [experts, out, in/32, 16]
+//! bytes of 4-bit E2M1 pairs, low nibble first, and `{name}_scales` [experts, out, in/32] E8M0
+//! exponents, biased by 127), served under the same per-expert names as [in, out] f32,
+//! dequantized from that expert's bytes only (as transformers' `convert_moe_packed_tensors`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,16 +34,30 @@ pub struct CheckpointBackend {
     pub checkpoint: Arc<Checkpoint>,
     releaser: PageReleaser,
     /// Per-expert names served from fused expert tensors (module docs).
-    fused: HashMap<String, ExpertRows>,
+    fused: HashMap<String, ExpertSlice>,
 }
 
-/// Rows `rows` of expert `expert` in the fused tensor `source` [experts, rows, cols].
+/// Where one expert's matrix lies in a fused tensor.
+#[derive(Clone, Debug)]
+enum ExpertSlice {
+    /// Rows `rows` of expert `expert` in `source` [experts, rows, cols].
+    Rows(ExpertRows),
+    /// Expert `expert` of the MXFP4 pair `{source}_blocks` / `{source}_scales`, transposed to
+    /// [in, out].
+    Mxfp4 { source: String, expert: usize },
+}
+
 #[derive(Clone, Debug)]
 struct ExpertRows {
     source: String,
     expert: usize,
     rows: std::ops::Range<usize>,
 }
+
+/// The values of the 16 E2M1 codes.
+const FP4_VALUES: [f32; 16] = [
+    0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
+];
 
 impl CheckpointBackend {
     pub fn new(checkpoint: Checkpoint) -> Self {
@@ -45,6 +68,76 @@ impl CheckpointBackend {
             releaser: PageReleaser::new(),
             fused,
         }
+    }
+
+    /// One expert's matrix of a fused tensor, decoded from its own bytes only.
+    fn expert_slice(&self, name: &str, slice: &ExpertSlice, dev: &Device) -> Result<Tensor> {
+        match slice {
+            ExpertSlice::Rows(rows) => self.expert_rows(name, rows, dev),
+            ExpertSlice::Mxfp4 { source, expert } => self.expert_mxfp4(name, source, *expert, dev),
+        }
+    }
+
+    /// Expert `expert` of the MXFP4 tensor `source`, as [in, out] f32.
+    fn expert_mxfp4(
+        &self,
+        name: &str,
+        source: &str,
+        expert: usize,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        let msg = |m: String| candle_core::Error::Msg(format!("`{source}_blocks` ({name}): {m}"));
+        let (blocks_name, scales_name) = (format!("{source}_blocks"), format!("{source}_scales"));
+        let (Some(blocks), Some(scales)) = (
+            self.checkpoint.info(&blocks_name),
+            self.checkpoint.info(&scales_name),
+        ) else {
+            return Err(msg("missing blocks or scales".into()));
+        };
+        let (experts, out, groups) = match (&blocks.shape[..], &scales.shape[..]) {
+            ([e, o, g, 16], [e2, o2, g2]) if (e, o, g) == (e2, o2, g2) => (*e, *o, *g),
+            _ => {
+                return Err(msg(format!(
+                    "shapes {:?} and {:?} are not [experts, out, groups, 16] and [experts, out, groups]",
+                    blocks.shape, scales.shape
+                )))
+            }
+        };
+        if blocks.dtype != glassbox_formats::DType::U8
+            || scales.dtype != glassbox_formats::DType::U8
+        {
+            return Err(msg("blocks and scales must be U8".into()));
+        }
+        let per_expert = out * groups;
+        let block_bytes = self
+            .checkpoint
+            .raw_bytes(&blocks_name)
+            .map_err(|e| msg(e.to_string()))?;
+        let scale_bytes = self
+            .checkpoint
+            .raw_bytes(&scales_name)
+            .map_err(|e| msg(e.to_string()))?;
+        if expert >= experts
+            || block_bytes.len() < experts * per_expert * 16
+            || scale_bytes.len() < experts * per_expert
+        {
+            return Err(msg("expert outside the tensor".into()));
+        }
+        let blocks = &block_bytes[expert * per_expert * 16..(expert + 1) * per_expert * 16];
+        let scales = &scale_bytes[expert * per_expert..(expert + 1) * per_expert];
+        let d_in = groups * 32;
+        // Written transposed, [in, out], the layout the model multiplies with.
+        let mut values = vec![0f32; d_in * out];
+        for (block, (codes, &scale)) in blocks.chunks_exact(16).zip(scales).enumerate() {
+            let (row, group) = (block / groups, block % groups);
+            let factor = 2f32.powi(scale as i32 - 127);
+            for (j, &byte) in codes.iter().enumerate() {
+                let col = group * 32 + 2 * j;
+                values[col * out + row] = FP4_VALUES[(byte & 0x0F) as usize] * factor;
+                values[(col + 1) * out + row] = FP4_VALUES[(byte >> 4) as usize] * factor;
+            }
+        }
+        Tensor::from_vec(values, (d_in, out), dev)
     }
 
     /// One expert's rows of a fused tensor, decoded from their own bytes only.
@@ -89,9 +182,14 @@ impl CheckpointBackend {
 const MAX_EXPERTS: usize = 4096;
 
 /// The per-expert names the fused expert tensors of `checkpoint` stand for.
-fn fused_experts(checkpoint: &Checkpoint) -> HashMap<String, ExpertRows> {
+fn fused_experts(checkpoint: &Checkpoint) -> HashMap<String, ExpertSlice> {
     let mut fused = HashMap::new();
     for info in checkpoint.tensors() {
+        if let Some(source) = info.name.strip_suffix("_blocks") {
+            gpt_oss_mxfp4(checkpoint, source, &mut fused);
+            continue;
+        }
+        stacked_slabs(checkpoint, &info.name, &mut fused);
         let [experts, rows, cols] = info.shape[..] else {
             continue;
         };
@@ -116,16 +214,76 @@ fn fused_experts(checkpoint: &Checkpoint) -> HashMap<String, ExpertRows> {
             for (i, (part, _)) in parts.iter().enumerate() {
                 fused.insert(
                     format!("{prefix}.experts.{expert}.{part}.weight"),
-                    ExpertRows {
+                    ExpertSlice::Rows(ExpertRows {
                         source: info.name.clone(),
                         expert,
                         rows: i * half..(i + 1) * half,
-                    },
+                    }),
                 );
             }
         }
     }
     fused
+}
+
+/// `{prefix}.experts.gate_up_proj` or `.down_proj` if `name` is one, else None.
+fn expert_stack(name: &str) -> Option<(&str, &str)> {
+    ["gate_up_proj", "down_proj"].into_iter().find_map(|part| {
+        name.strip_suffix(part)
+            .and_then(|p| p.strip_suffix(".experts."))
+            .map(|prefix| (prefix, part))
+    })
+}
+
+/// Every expert's whole matrix of a stack `name` as `{prefix}.experts.{e}.{part}`, for
+/// families that store them [experts, in, out] (gpt-oss, Llama 4); the model's shape check
+/// tells the layouts apart.
+fn stacked_slabs(checkpoint: &Checkpoint, name: &str, fused: &mut HashMap<String, ExpertSlice>) {
+    let Some((prefix, part)) = expert_stack(name) else {
+        return;
+    };
+    let Some(info) = checkpoint.info(name) else {
+        return;
+    };
+    let [experts, rows, cols] = info.shape[..] else {
+        return;
+    };
+    if experts == 0 || experts > MAX_EXPERTS || rows == 0 || cols == 0 {
+        return;
+    }
+    for expert in 0..experts {
+        fused.insert(
+            format!("{prefix}.experts.{expert}.{part}"),
+            ExpertSlice::Rows(ExpertRows {
+                source: name.to_string(),
+                expert,
+                rows: 0..rows,
+            }),
+        );
+    }
+}
+
+/// gpt-oss' MXFP4 expert stack `{source}_blocks` / `{source}_scales`, served per expert.
+fn gpt_oss_mxfp4(checkpoint: &Checkpoint, source: &str, fused: &mut HashMap<String, ExpertSlice>) {
+    let Some((prefix, part)) = expert_stack(source) else {
+        return;
+    };
+    let Some(info) = checkpoint.info(&format!("{source}_blocks")) else {
+        return;
+    };
+    let experts = info.shape.first().copied().unwrap_or(0);
+    if experts == 0 || experts > MAX_EXPERTS || !checkpoint.contains(&format!("{source}_scales")) {
+        return;
+    }
+    for expert in 0..experts {
+        fused.insert(
+            format!("{prefix}.experts.{expert}.{part}"),
+            ExpertSlice::Mxfp4 {
+                source: source.to_string(),
+                expert,
+            },
+        );
+    }
 }
 
 impl SimpleBackend for CheckpointBackend {
@@ -150,7 +308,7 @@ impl SimpleBackend for CheckpointBackend {
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
         if let Some(slice) = self.fused.get(name) {
-            return self.expert_rows(name, slice, dev)?.to_dtype(dtype);
+            return self.expert_slice(name, slice, dev)?.to_dtype(dtype);
         }
         if !self.checkpoint.contains(name) {
             candle_core::bail!("missing tensor `{name}`");

@@ -35,6 +35,105 @@ pub enum RopeScaling {
     /// carries instead of a rule (`rope_type: freq_factors`, `factors: [...]`, one per pair; a
     /// glassbox name, written only into configs synthesized from GGUF metadata).
     FreqFactors(Vec<f64>),
+    /// YaRN (`rope_type: yarn`): frequencies between interpolation and extrapolation by a
+    /// ramp over the pairs, cos and sin multiplied by an attention factor (gpt-oss, DeepSeek-V3).
+    Yarn(Yarn),
+}
+
+/// YaRN rotary scaling parameters, exactly as transformers' `_compute_yarn_parameters`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Yarn {
+    pub factor: f64,
+    pub original_max_position_embeddings: f64,
+    pub beta_fast: f64,
+    pub beta_slow: f64,
+    /// Multiplier of cos and sin.
+    pub attention_factor: f64,
+    /// DeepSeek-V3 also folds `mscale(factor, mscale_all_dim)²` into its softmax scale (0: none).
+    pub mscale_all_dim: f64,
+    /// Round the ramp's ends outwards (the default; gpt-oss turns it off).
+    pub truncate: bool,
+}
+
+/// YaRN's magnitude correction `0.1 · m · ln(scale) + 1` (1 when not scaling up).
+pub fn yarn_get_mscale(scale: f64, mscale: f64) -> f64 {
+    if scale <= 1.0 {
+        1.0
+    } else {
+        0.1 * mscale * scale.ln() + 1.0
+    }
+}
+
+impl Yarn {
+    /// From the scaling block `spec` (`rope_scaling`, or transformers 5's `rope_parameters`).
+    pub fn from_spec(cfg: HfConfig, spec: &Value) -> Result<Yarn> {
+        let num = |key: &str| spec.get(key).and_then(Value::as_f64);
+        let max_pos = cfg.f64_opt(&["max_position_embeddings"])?.unwrap_or(2048.0);
+        let original = num("original_max_position_embeddings").unwrap_or(max_pos);
+        let factor = num("factor").unwrap_or(max_pos / original);
+        if !(factor.is_finite() && factor > 0.0 && original.is_finite() && original > 0.0) {
+            return Err(ModelError::config(format!(
+                "yarn rope scaling needs a positive `factor` and `original_max_position_embeddings` (got {factor}, {original})"
+            )));
+        }
+        // Python `x or default`: a zero counts as absent.
+        let nonzero = |key: &str| num(key).filter(|v| *v != 0.0);
+        let mscale = nonzero("mscale");
+        let mscale_all_dim = nonzero("mscale_all_dim");
+        let attention_factor = match (num("attention_factor"), mscale, mscale_all_dim) {
+            (Some(a), _, _) => a,
+            (None, Some(m), Some(m_all)) => {
+                yarn_get_mscale(factor, m) / yarn_get_mscale(factor, m_all)
+            }
+            _ => yarn_get_mscale(factor, 1.0),
+        };
+        Ok(Yarn {
+            factor,
+            original_max_position_embeddings: original,
+            beta_fast: nonzero("beta_fast").unwrap_or(32.0),
+            beta_slow: nonzero("beta_slow").unwrap_or(1.0),
+            attention_factor,
+            mscale_all_dim: mscale_all_dim.unwrap_or(0.0),
+            truncate: spec
+                .get("truncate")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+        })
+    }
+
+    /// Inverse frequency of each of the `dim / 2` rotating pairs for base `theta`.
+    pub fn inv_freq(&self, theta: f64, dim: usize) -> Vec<f64> {
+        let d = dim as f64;
+        let pos_freqs: Vec<f64> = (0..dim / 2)
+            .map(|i| theta.powf(2.0 * i as f64 / d))
+            .collect();
+        let correction_dim = |rotations: f64| {
+            d * (self.original_max_position_embeddings / (rotations * 2.0 * std::f64::consts::PI))
+                .ln()
+                / (2.0 * theta.ln())
+        };
+        let (mut low, mut high) = (
+            correction_dim(self.beta_fast),
+            correction_dim(self.beta_slow),
+        );
+        if self.truncate {
+            low = low.floor();
+            high = high.ceil();
+        }
+        let (low, mut high) = (low.max(0.0), high.min(d - 1.0));
+        if low == high {
+            high += 0.001; // as the reference, to avoid dividing by zero
+        }
+        pos_freqs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                let extrapolation = 1.0 - ramp;
+                (1.0 / (self.factor * p)) * (1.0 - extrapolation) + (1.0 / p) * extrapolation
+            })
+            .collect()
+    }
 }
 
 /// Rotary position embedding settings.
@@ -113,6 +212,7 @@ impl RopeConfig {
                         high_freq_factor: num("high_freq_factor")?,
                         original_max_position_embeddings: num("original_max_position_embeddings")?,
                     },
+                    "yarn" => RopeScaling::Yarn(Yarn::from_spec(cfg, s)?),
                     "freq_factors" => {
                         let factors: Option<Vec<f64>> = s
                             .get("factors")
@@ -132,7 +232,7 @@ impl RopeConfig {
                     }
                     other => {
                         return Err(ModelError::config(format!(
-                            "rope scaling type `{other}` is not supported (supported: default, linear, llama3, freq_factors)"
+                            "rope scaling type `{other}` is not supported (supported: default, linear, llama3, yarn, freq_factors)"
                         )))
                     }
                 }
@@ -155,8 +255,19 @@ impl RopeConfig {
         })
     }
 
+    /// Multiplier of cos and sin (YaRN's attention factor, else 1).
+    pub fn cos_sin_scale(&self) -> f64 {
+        match &self.scaling {
+            RopeScaling::Yarn(y) => y.attention_factor,
+            _ => 1.0,
+        }
+    }
+
     /// The inverse frequency of each rotating pair, after scaling.
     pub fn inv_freq(&self) -> Vec<f64> {
+        if let RopeScaling::Yarn(y) = &self.scaling {
+            return y.inv_freq(self.theta, self.rotary_dim);
+        }
         let half = self.rotary_dim / 2;
         let base: Vec<f64> = (0..half)
             .map(|i| 1.0 / self.theta.powf(2.0 * i as f64 / self.rotary_dim as f64))
@@ -167,6 +278,7 @@ impl RopeConfig {
             RopeScaling::FreqFactors(factors) => {
                 base.iter().zip(factors).map(|(f, d)| f / d).collect()
             }
+            RopeScaling::Yarn(_) => unreachable!("handled above"),
             RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,

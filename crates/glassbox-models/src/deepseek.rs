@@ -37,7 +37,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde_json::Value;
 
-use crate::config::HfConfig;
+use crate::config::{yarn_get_mscale, HfConfig, Yarn};
 use crate::decoder::{
     DecoderBlock, DecoderModel, FeedForward, LayerContext, Residual, SelfAttention,
 };
@@ -68,27 +68,6 @@ pub enum RopeLayout {
     AdjacentPairs,
 }
 
-/// YaRN rotary scaling parameters (`rope_type: yarn`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Yarn {
-    pub factor: f64,
-    pub original_max_position_embeddings: f64,
-    pub beta_fast: f64,
-    pub beta_slow: f64,
-    /// Multiplier of cos and sin.
-    pub attention_factor: f64,
-    pub mscale_all_dim: f64,
-    pub truncate: bool,
-}
-
-fn yarn_get_mscale(scale: f64, mscale: f64) -> f64 {
-    if scale <= 1.0 {
-        1.0
-    } else {
-        0.1 * mscale * scale.ln() + 1.0
-    }
-}
-
 /// Rotary settings of the rope part of each head.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MlaRope {
@@ -111,42 +90,10 @@ impl MlaRope {
             .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
             .and_then(Value::as_str)
             .unwrap_or("default");
-        let yarn = match kind {
-            "default" => None,
-            "yarn" => {
-                let max_pos = cfg.f64_opt(&["max_position_embeddings"])?.unwrap_or(2048.0);
-                let original = num(spec, "original_max_position_embeddings").unwrap_or(max_pos);
-                let factor = num(spec, "factor").unwrap_or(max_pos / original);
-                if !(factor.is_finite() && factor > 0.0 && original > 0.0) {
-                    return Err(ModelError::config(format!(
-                        "yarn rope scaling needs a positive `factor` (got {factor})"
-                    )));
-                }
-                // Python `x or default`: a zero counts as absent.
-                let nonzero = |key: &str| num(spec, key).filter(|v| *v != 0.0);
-                let mscale = nonzero("mscale");
-                let mscale_all_dim = nonzero("mscale_all_dim");
-                let attention_factor = match (num(spec, "attention_factor"), mscale, mscale_all_dim) {
-                    (Some(a), _, _) => a,
-                    (None, Some(m), Some(m_all)) => {
-                        yarn_get_mscale(factor, m) / yarn_get_mscale(factor, m_all)
-                    }
-                    _ => yarn_get_mscale(factor, 1.0),
-                };
-                Some(Yarn {
-                    factor,
-                    original_max_position_embeddings: original,
-                    beta_fast: nonzero("beta_fast").unwrap_or(32.0),
-                    beta_slow: nonzero("beta_slow").unwrap_or(1.0),
-                    attention_factor,
-                    mscale_all_dim: mscale_all_dim.unwrap_or(0.0),
-                    truncate: spec
-                        .and_then(|s| s.get("truncate"))
-                        .and_then(Value::as_bool)
-                        .unwrap_or(true),
-                })
-            }
-            other => {
+        let yarn = match (kind, spec) {
+            ("default", _) => None,
+            ("yarn", Some(spec)) => Some(Yarn::from_spec(cfg, spec)?),
+            (other, _) => {
                 return Err(ModelError::config(format!(
                     "rope scaling type `{other}` is not supported for DeepSeek (supported: default, yarn)"
                 )))
@@ -162,36 +109,12 @@ impl MlaRope {
 
     /// Inverse frequency of each rotating pair.
     pub fn inv_freq(&self) -> Vec<f64> {
-        let dim = self.dim as f64;
-        let pos_freqs: Vec<f64> = (0..self.dim / 2)
-            .map(|i| self.theta.powf(2.0 * i as f64 / dim))
-            .collect();
-        let Some(y) = &self.yarn else {
-            return pos_freqs.iter().map(|p| 1.0 / p).collect();
-        };
-        let correction_dim = |rotations: f64| {
-            dim * (y.original_max_position_embeddings / (rotations * 2.0 * std::f64::consts::PI))
-                .ln()
-                / (2.0 * self.theta.ln())
-        };
-        let (mut low, mut high) = (correction_dim(y.beta_fast), correction_dim(y.beta_slow));
-        if y.truncate {
-            low = low.floor();
-            high = high.ceil();
+        match &self.yarn {
+            Some(y) => y.inv_freq(self.theta, self.dim),
+            None => (0..self.dim / 2)
+                .map(|i| 1.0 / self.theta.powf(2.0 * i as f64 / self.dim as f64))
+                .collect(),
         }
-        let (low, mut high) = (low.max(0.0), high.min(dim - 1.0));
-        if low == high {
-            high += 0.001; // as the reference, to avoid dividing by zero
-        }
-        pos_freqs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
-                let extrapolation = 1.0 - ramp;
-                (1.0 / (y.factor * p)) * (1.0 - extrapolation) + (1.0 / p) * extrapolation
-            })
-            .collect()
     }
 
     /// Multiplier of cos and sin (YaRN's attention factor, else 1).

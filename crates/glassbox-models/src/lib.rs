@@ -33,6 +33,7 @@ pub mod glm4;
 pub mod glm4_moe;
 pub mod gpt2;
 pub mod gpt_neox;
+pub mod gpt_oss;
 pub mod hooks;
 pub mod kernel_ops;
 pub mod kv_cache;

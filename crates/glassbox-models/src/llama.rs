@@ -170,6 +170,8 @@ pub struct Quirks {
     pub tie_default: bool,
     /// Every norm's kind, when not RMSNorm (Nemotron's LayerNorm1P).
     pub norm_kind: Option<NormKind>,
+    /// A learned sink logit per head (`self_attn.sinks`, gpt-oss).
+    pub attn_sinks: bool,
 }
 
 /// Query/key normalisation variants.
@@ -197,6 +199,7 @@ impl Default for Quirks {
             final_softcap: None,
             tie_default: false,
             norm_kind: None,
+            attn_sinks: false,
         }
     }
 }
@@ -272,7 +275,14 @@ pub fn build_llama_style_with(
             sliding_window: d.window(i),
         };
         let o = Linear::load(vb_a.pp("o_proj"), q_size, d.d_model, quirks.o_bias)?;
-        let attn = Attention::new(attn_cfg, qkv, qk_norm, o);
+        let mut attn = Attention::new(attn_cfg, qkv, qk_norm, o);
+        if quirks.attn_sinks {
+            attn = attn.with_sinks(vb_a.get_with_hints(
+                d.n_heads,
+                "sinks",
+                candle_nn::Init::Const(0.0),
+            )?);
+        }
         let mlp: Box<dyn FeedForward> = match feed_forward(i)? {
             Some(custom) => custom,
             None => Box::new(dense_mlp(vb_l.pp("mlp"), d, quirks)?),

@@ -38,7 +38,7 @@ use candle_nn::VarBuilder;
 use crate::decoder::FeedForward;
 use crate::fp8;
 use crate::hooks::{ActivationCache, Hooks};
-use crate::layers::{Activation, Linear};
+use crate::layers::{Activation, Linear, Weight};
 use crate::mlp::{Mlp, MlpProjection};
 use crate::ops;
 
@@ -64,6 +64,16 @@ pub const MIXTRAL_MLP_NAMES: MlpNames = MlpNames {
     down: "w2",
 };
 
+/// How a gated MLP joins its gate and up projections.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Glu {
+    /// `act(gate) · up`.
+    Plain,
+    /// gpt-oss' experts: the gate clamped from above and the up projection on both sides at
+    /// `limit`, then `(up + 1) · gate · σ(alpha · gate)`.
+    ClampedSwiglu { alpha: f64, limit: f64 },
+}
+
 /// A gated feed-forward network, `down(act(gate(x)) · up(x))`: each expert, the shared
 /// experts, and the dense layers of the DeepSeek family.
 #[derive(Clone, Debug)]
@@ -72,6 +82,7 @@ pub struct GatedMlp {
     pub up: Linear,
     pub down: Linear,
     pub act: Activation,
+    pub glu: Glu,
 }
 
 impl GatedMlp {
@@ -88,6 +99,7 @@ impl GatedMlp {
             up: fp8::load_linear(vb.pp(names.up), d_model, d_ff, false)?,
             down: fp8::load_linear(vb.pp(names.down), d_ff, d_model, false)?,
             act,
+            glu: Glu::Plain,
         })
     }
 
@@ -102,7 +114,17 @@ impl GatedMlp {
 
 impl Module for GatedMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let hidden = (self.act.apply(&self.gate.forward(x)?)? * self.up.forward(x)?)?;
+        let (gate, up) = (self.gate.forward(x)?, self.up.forward(x)?);
+        let hidden = match self.glu {
+            Glu::Plain => (self.act.apply(&gate)? * up)?,
+            Glu::ClampedSwiglu { alpha, limit } => {
+                // min/max rather than clamp: candle's clamp has no gradient.
+                let gate = gate.minimum(limit)?;
+                let up = up.maximum(-limit)?.minimum(limit)?;
+                let glu = (&gate * ops::sigmoid(&(&gate * alpha)?)?)?;
+                ((up + 1.0)? * glu)?
+            }
+        };
         self.down.forward(&hidden)
     }
 }
@@ -217,6 +239,8 @@ pub struct Router {
     pub cfg: RouterConfig,
     /// [n_experts, d_model].
     pub weight: Tensor,
+    /// [n_experts], added to the logits (gpt-oss' router is a linear layer with a bias).
+    pub bias: Option<Tensor>,
     /// [n_experts], DeepSeek-V3's `e_score_correction_bias`.
     pub correction_bias: Option<Vec<f32>>,
 }
@@ -250,6 +274,7 @@ impl Router {
         Ok(Router {
             cfg,
             weight,
+            bias: None,
             correction_bias,
         })
     }
@@ -257,18 +282,18 @@ impl Router {
     /// Router logits [n, n_experts] in f32 (the references route in f32 whatever the dtype).
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.to_dtype(DType::F32)?;
-        ops::matmul(&x, &self.weight.to_dtype(DType::F32)?.t()?)
+        let logits = ops::matmul(&x, &self.weight.to_dtype(DType::F32)?.t()?)?;
+        match &self.bias {
+            Some(b) => logits.broadcast_add(&b.to_dtype(DType::F32)?),
+            None => Ok(logits),
+        }
     }
 
     /// Probabilities [n, n_experts] from logits.
     pub fn scores(&self, logits: &Tensor) -> Result<Tensor> {
         match self.cfg.scoring {
             Scoring::Softmax => ops::softmax_last_dim(logits),
-            Scoring::Sigmoid => {
-                // 1 / (1 + e^-x), from differentiable primitives.
-                let e = logits.neg()?.exp()?;
-                (e + 1.0)?.recip()
-            }
+            Scoring::Sigmoid => ops::sigmoid(logits),
         }
     }
 
@@ -337,14 +362,16 @@ fn top_indices(values: &[f32], k: usize) -> Vec<usize> {
     idx
 }
 
+/// Reads expert `e` from its checkpoint.
+pub type ExpertLoader = Box<dyn Fn(usize) -> Result<GatedMlp> + Send + Sync>;
+
 /// Where the routed experts' weights live.
 enum ExpertSource {
     /// Built up front (random init for training, or a checkpoint loaded eagerly).
     Loaded(Vec<Arc<GatedMlp>>),
-    /// Read on first use from `vb` (`{vb}.{e}.{gate|up|down}.weight`); kept in `cache` while
-    /// the total stays under `budget_bytes`.
+    /// Read on first use by `load`; kept in `cache` while the total stays under `budget_bytes`.
     Lazy {
-        vb: VarBuilder<'static>,
+        load: ExpertLoader,
         cache: Mutex<HashMap<usize, Arc<GatedMlp>>>,
         budget_bytes: usize,
     },
@@ -353,11 +380,9 @@ enum ExpertSource {
 /// The routed experts of one layer.
 pub struct ExpertStore {
     source: ExpertSource,
-    names: MlpNames,
     n_experts: usize,
     d_model: usize,
     d_ff: usize,
-    act: Activation,
 }
 
 impl std::fmt::Debug for ExpertStore {
@@ -372,8 +397,9 @@ impl std::fmt::Debug for ExpertStore {
 }
 
 impl ExpertStore {
-    /// Lazily when the backend already holds expert 0's weights (a checkpoint), eagerly
-    /// otherwise (e.g. a fresh `VarMap`, where loading creates the trainable weights).
+    /// Experts stored one by one (`{vb}.{e}.{gate|up|down}.weight`): lazily when the backend
+    /// already holds expert 0's weights (a checkpoint), eagerly otherwise (e.g. a fresh
+    /// `VarMap`, where loading creates the trainable weights).
     pub fn load(
         vb: VarBuilder<'static>,
         names: MlpNames,
@@ -383,47 +409,15 @@ impl ExpertStore {
         act: Activation,
         budget_bytes: usize,
     ) -> Result<Self> {
-        if vb.contains_tensor(&format!("0.{}.weight", names.gate)) {
-            Self::load_lazy(vb, names, n_experts, d_model, d_ff, act, budget_bytes)
-        } else {
-            Self::load_eager(vb, names, n_experts, d_model, d_ff, act)
+        let one =
+            move |vb: &VarBuilder, e: usize| GatedMlp::load(vb.pp(e), names, d_model, d_ff, act);
+        if !vb.contains_tensor(&format!("0.{}.weight", names.gate)) {
+            let experts = (0..n_experts)
+                .map(|e| one(&vb, e))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Self::loaded(experts, d_model, d_ff));
         }
-    }
-
-    /// Loads every expert now (`{vb}.{e}.{gate|up|down}.weight`).
-    pub fn load_eager(
-        vb: VarBuilder,
-        names: MlpNames,
-        n_experts: usize,
-        d_model: usize,
-        d_ff: usize,
-        act: Activation,
-    ) -> Result<Self> {
-        let experts = (0..n_experts)
-            .map(|e| GatedMlp::load(vb.pp(e), names, d_model, d_ff, act).map(Arc::new))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ExpertStore {
-            source: ExpertSource::Loaded(experts),
-            names,
-            n_experts,
-            d_model,
-            d_ff,
-            act,
-        })
-    }
-
-    /// Defers reading each expert until a token is routed to it. Checks now that every expert's
-    /// weights exist, so a truncated checkpoint fails at load time, not mid-run. Loaded experts
-    /// are kept while their total stays under `budget_bytes`, then read afresh on each use.
-    pub fn load_lazy(
-        vb: VarBuilder<'static>,
-        names: MlpNames,
-        n_experts: usize,
-        d_model: usize,
-        d_ff: usize,
-        act: Activation,
-        budget_bytes: usize,
-    ) -> Result<Self> {
+        // Every expert's weights must exist, so a truncated checkpoint fails at load time.
         for e in 0..n_experts {
             for part in [names.gate, names.up, names.down] {
                 let name = format!("{e}.{part}.weight");
@@ -432,18 +426,39 @@ impl ExpertStore {
                 }
             }
         }
-        Ok(ExpertStore {
+        let load: ExpertLoader = Box::new(move |e| one(&vb, e));
+        Ok(Self::lazy(load, n_experts, d_model, d_ff, budget_bytes))
+    }
+
+    /// Experts built up front.
+    pub fn loaded(experts: Vec<GatedMlp>, d_model: usize, d_ff: usize) -> Self {
+        ExpertStore {
+            n_experts: experts.len(),
+            source: ExpertSource::Loaded(experts.into_iter().map(Arc::new).collect()),
+            d_model,
+            d_ff,
+        }
+    }
+
+    /// Experts read by `load` when a token is first routed to them, kept while their total
+    /// stays under `budget_bytes` and read afresh on each use after that.
+    pub fn lazy(
+        load: ExpertLoader,
+        n_experts: usize,
+        d_model: usize,
+        d_ff: usize,
+        budget_bytes: usize,
+    ) -> Self {
+        ExpertStore {
             source: ExpertSource::Lazy {
-                vb,
+                load,
                 cache: Mutex::new(HashMap::new()),
                 budget_bytes,
             },
-            names,
             n_experts,
             d_model,
             d_ff,
-            act,
-        })
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -467,7 +482,7 @@ impl ExpertStore {
         match &self.source {
             ExpertSource::Loaded(v) => Ok(v[e].clone()),
             ExpertSource::Lazy {
-                vb,
+                load,
                 cache,
                 budget_bytes,
             } => {
@@ -475,13 +490,7 @@ impl ExpertStore {
                 if let Some(m) = held(&lock(cache)) {
                     return Ok(m);
                 }
-                let mlp = Arc::new(GatedMlp::load(
-                    vb.pp(e),
-                    self.names,
-                    self.d_model,
-                    self.d_ff,
-                    self.act,
-                )?);
+                let mlp = Arc::new(load(e)?);
                 let mut c = lock(cache);
                 let used: usize = c.values().map(|m| m.bytes()).sum();
                 if used + mlp.bytes() <= *budget_bytes {
@@ -506,6 +515,122 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How the gate and up columns share a stacked `gate_up_proj` [experts, d, 2·ff].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateUpColumns {
+    /// Gate in the first half, up in the second (Llama 4).
+    Halves,
+    /// Gate in even columns, up in odd ones (gpt-oss).
+    Interleaved,
+}
+
+/// Experts stored as stacks with the input dimension first: `gate_up_proj` [experts, d, 2·ff]
+/// and `down_proj` [experts, ff, d], with `gate_up_proj_bias` and `down_proj_bias` where
+/// `biases` (Llama 4, gpt-oss).
+#[derive(Clone, Copy, Debug)]
+pub struct StackedExperts {
+    pub n_experts: usize,
+    pub d_model: usize,
+    pub d_ff: usize,
+    pub columns: GateUpColumns,
+    pub biases: bool,
+    pub act: Activation,
+    pub glu: Glu,
+}
+
+impl StackedExperts {
+    /// The experts under `vb`: from a checkpoint, each read on first use (the backend serves
+    /// `{e}.gate_up_proj` and `{e}.down_proj` per expert); when building fresh weights, the
+    /// stacks are created whole as trainable variables and each expert is a view of them.
+    pub fn load(&self, vb: VarBuilder<'static>, budget: usize) -> Result<ExpertStore> {
+        let (n, d, ff) = (self.n_experts, self.d_model, self.d_ff);
+        let biases = if self.biases {
+            // Small: read whole, sliced per expert.
+            let zero = candle_nn::Init::Const(0.0);
+            Some((
+                vb.get_with_hints((n, 2 * ff), "gate_up_proj_bias", zero)?,
+                vb.get_with_hints((n, d), "down_proj_bias", zero)?,
+            ))
+        } else {
+            None
+        };
+        let bias_of =
+            move |b: &Option<(Tensor, Tensor)>, e: usize| -> Result<Option<(Tensor, Tensor)>> {
+                b.as_ref()
+                    .map(|(g, dn)| Ok((g.get(e)?, dn.get(e)?)))
+                    .transpose()
+            };
+        let this = *self;
+        if vb.contains_tensor("0.gate_up_proj") {
+            let load: ExpertLoader = Box::new(move |e| {
+                let gate_up = vb.get((d, 2 * ff), &format!("{e}.gate_up_proj"))?;
+                let down = vb.get((ff, d), &format!("{e}.down_proj"))?;
+                this.expert(&gate_up, &down, bias_of(&biases, e)?)
+            });
+            return Ok(ExpertStore::lazy(load, n, d, ff, budget));
+        }
+        let gate_up =
+            vb.get_with_hints((n, d, 2 * ff), "gate_up_proj", crate::layers::WEIGHT_INIT)?;
+        let down = vb.get_with_hints((n, ff, d), "down_proj", crate::layers::WEIGHT_INIT)?;
+        let experts = (0..n)
+            .map(|e| self.expert(&gate_up.get(e)?, &down.get(e)?, bias_of(&biases, e)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ExpertStore::loaded(experts, d, ff))
+    }
+
+    /// One expert from its `gate_up` [d, 2·ff] and `down` [ff, d] and their biases.
+    fn expert(
+        &self,
+        gate_up: &Tensor,
+        down: &Tensor,
+        biases: Option<(Tensor, Tensor)>,
+    ) -> Result<GatedMlp> {
+        let (d, ff) = (self.d_model, self.d_ff);
+        let (gate_up_bias, down_bias) = match biases {
+            Some((g, dn)) => (Some(g), Some(dn)),
+            None => (None, None),
+        };
+        // Column j of the gate (part 0) or up (part 1) projection.
+        let part = |part: usize| -> Result<Linear> {
+            let (weight, bias) = match self.columns {
+                GateUpColumns::Halves => (
+                    gate_up.narrow(1, part * ff, ff)?,
+                    gate_up_bias
+                        .as_ref()
+                        .map(|b| b.narrow(0, part * ff, ff))
+                        .transpose()?,
+                ),
+                GateUpColumns::Interleaved => (
+                    gate_up
+                        .reshape((d, ff, 2))?
+                        .narrow(2, part, 1)?
+                        .squeeze(2)?,
+                    gate_up_bias
+                        .as_ref()
+                        .map(|b| b.reshape((ff, 2))?.narrow(1, part, 1)?.squeeze(1))
+                        .transpose()?,
+                ),
+            };
+            Ok(Linear {
+                weight: Weight::Tensor(weight.contiguous()?),
+                bias: bias.map(|b| b.contiguous()).transpose()?,
+                in_out: true,
+            })
+        };
+        Ok(GatedMlp {
+            gate: part(0)?,
+            up: part(1)?,
+            down: Linear {
+                weight: Weight::Tensor(down.clone()),
+                bias: down_bias,
+                in_out: true,
+            },
+            act: self.act,
+            glu: self.glu,
+        })
+    }
+}
+
 /// How much memory lazily loaded experts may keep: half of the memory available now (Linux
 /// `MemAvailable`), or 8 GiB where that cannot be read.
 pub fn default_expert_budget() -> usize {
@@ -526,6 +651,10 @@ pub struct MoeBlock {
     pub experts: ExpertStore,
     /// Always-on experts added to every token (DeepSeek's `shared_experts`).
     pub shared: Option<GatedMlp>,
+    /// Llama 4 multiplies each expert's *input* by the token's weight, not its output.
+    /// `experts.{e}.hook_out` is then that output divided by the weight, so that the weight
+    /// times `hook_out` is still what the expert added (see [`expert_contribution`]).
+    pub weight_inputs: bool,
 }
 
 /// A sparse block as every family stores it under its MLP's prefix: the router `gate`,
@@ -576,6 +705,7 @@ impl MoeBlock {
                 spec.budget,
             )?,
             shared,
+            weight_inputs: false,
         })
     }
 }
@@ -637,7 +767,21 @@ impl FeedForward for MoeBlock {
                 continue;
             }
             let rows = Tensor::from_vec(tokens.clone(), tokens.len(), x.device())?;
-            let mut expert_out = run_rows(&*self.experts.get(e)?, &flat.index_select(&rows, 0)?)?;
+            let w = per_expert
+                .get(e)?
+                .index_select(&rows, 0)?
+                .unsqueeze(1)?
+                .to_dtype(x.dtype())?;
+            let input = flat.index_select(&rows, 0)?;
+            let mut expert_out = if self.weight_inputs {
+                let y = run_rows(&*self.experts.get(e)?, &input.broadcast_mul(&w)?)?;
+                // Per unit of weight; a zero weight (a rewritten one) gave a zero input, and
+                // an expert without biases a zero output: divide by 1 there.
+                let safe = (&w + w.eq(0.0)?.to_dtype(w.dtype())?)?;
+                y.broadcast_div(&safe)?
+            } else {
+                run_rows(&*self.experts.get(e)?, &input)?
+            };
             if hooked {
                 // Dense [batch, pos, d] so positions can be selected and written like any hook.
                 let dense = Tensor::zeros((n, d), x.dtype(), x.device())?
@@ -650,11 +794,6 @@ impl FeedForward for MoeBlock {
                     .contiguous()?
                     .index_select(&rows, 0)?;
             }
-            let w = per_expert
-                .get(e)?
-                .index_select(&rows, 0)?
-                .unsqueeze(1)?
-                .to_dtype(x.dtype())?;
             out = out.index_add(&rows, &expert_out.broadcast_mul(&w)?, 0)?;
         }
         let mut out = out.reshape((b, t, d))?;
@@ -837,6 +976,7 @@ mod tests {
         Router {
             cfg,
             weight,
+            bias: None,
             correction_bias: bias,
         }
     }

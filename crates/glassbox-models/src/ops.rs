@@ -182,6 +182,11 @@ pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
         .reshape((b, kv * n_rep, t, d))
 }
 
+/// `1 / (1 + e^-x)`, from differentiable primitives.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
 /// `cap × tanh(x / cap)` (Gemma 2's logit soft-capping).
 pub fn soft_cap(x: &Tensor, cap: f64) -> Result<Tensor> {
     kernel_ops::activation(&(x / cap)?, KernelActivation::Tanh)? * cap

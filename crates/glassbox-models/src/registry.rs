@@ -10,8 +10,8 @@ use crate::config::HfConfig;
 use crate::error::{ModelError, Result};
 use crate::model::Model;
 use crate::{
-    bert, deepseek, gemma, glm4, glm4_moe, gpt2, gpt_neox, llama, mixtral, nemotron, olmo2, olmoe,
-    phi3, qwen3, qwen3_moe,
+    bert, deepseek, gemma, glm4, glm4_moe, gpt2, gpt_neox, gpt_oss, llama, mixtral, nemotron,
+    olmo2, olmoe, phi3, qwen3, qwen3_moe,
 };
 
 /// Builds a model from a Hub config and its weights.
@@ -40,6 +40,7 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("MixtralForCausalLM", mixtral::build),
     ("Qwen3MoeForCausalLM", qwen3_moe::build),
     ("DeepseekV3ForCausalLM", deepseek::build_v3),
+    ("GptOssForCausalLM", gpt_oss::build),
     ("BertModel", bert::build),
     ("BertForMaskedLM", bert::build),
 ];
@@ -66,6 +67,7 @@ pub const MODEL_TYPES: &[(&str, &str)] = &[
     ("mixtral", "MixtralForCausalLM"),
     ("qwen3_moe", "Qwen3MoeForCausalLM"),
     ("deepseek_v3", "DeepseekV3ForCausalLM"),
+    ("gpt_oss", "GptOssForCausalLM"),
     ("bert", "BertModel"),
 ];
 
