@@ -449,3 +449,8 @@ fn glm4_moe() {
 fn gpt_oss() {
     check("../../crates/glassbox-models/tests/fixtures/more/gpt-oss");
 }
+
+#[test]
+fn llama4() {
+    check("../../crates/glassbox-models/tests/fixtures/more/llama4");
+}

@@ -72,8 +72,12 @@ fn check_prompt_routes(rel: &str) {
 
 #[test]
 fn prompt_routes_match_the_hooks() {
+    let more = "../../crates/glassbox-models/tests/fixtures/more";
     for rel in ["families/deepseek-v3", "families/mixtral"] {
         check_prompt_routes(rel);
+    }
+    for name in ["olmoe", "glm4-moe", "gpt-oss", "gpt-oss-mxfp4", "llama4"] {
+        check_prompt_routes(&format!("{more}/{name}"));
     }
 }
 

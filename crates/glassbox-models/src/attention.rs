@@ -16,7 +16,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 
 use crate::config::RopeConfig;
-use crate::decoder::{LayerContext, SelfAttention};
+use crate::decoder::{LayerContext, SelfAttention, Window};
 use crate::hooks::Hooks;
 use crate::kv_cache::KvCache;
 use crate::layers::{Linear, Norm};
@@ -65,8 +65,30 @@ pub struct AttentionConfig {
     pub scale: f64,
     /// `cap × tanh(scores / cap)` before masking (Gemma 2).
     pub softcap: Option<f64>,
-    /// Keys further back than this many positions are masked (Mistral, Gemma 2 local layers).
-    pub sliding_window: Option<usize>,
+    /// Which earlier keys each query sees (sliding: Mistral, Gemma 2's local layers; chunked:
+    /// Llama 4).
+    pub window: Window,
+}
+
+/// Attention temperature tuning (Llama 4, arXiv 2501.19399): the query at position p is
+/// multiplied by `1 + attn_scale · ln(1 + ⌊(p + 1) / floor_scale⌋)`, sharpening attention
+/// over long contexts in layers without rotary positions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QueryTemperature {
+    pub floor_scale: f64,
+    pub attn_scale: f64,
+}
+
+impl QueryTemperature {
+    /// The multipliers of positions `start..start + len`, [1, len, 1, 1], computed in f32 as
+    /// the reference does.
+    fn scales(&self, start: usize, len: usize, device: &candle_core::Device) -> Result<Tensor> {
+        let (floor, scale) = (self.floor_scale as f32, self.attn_scale as f32);
+        let v: Vec<f32> = (start..start + len)
+            .map(|p| ((p as f32 + 1.0) / floor).floor().ln_1p() * scale + 1.0)
+            .collect();
+        Tensor::from_vec(v, (1, len, 1, 1), device)
+    }
 }
 
 /// A self-attention layer.
@@ -80,6 +102,8 @@ pub struct Attention {
     /// value (gpt-oss' `sinks`): a head can attend to nothing. `hook_pattern` leaves it out,
     /// so a row sums to less than 1.
     pub sinks: Option<Tensor>,
+    /// Queries scaled up with their position (Llama 4's no-rope layers).
+    pub query_temperature: Option<QueryTemperature>,
     inv_freq: Vec<f32>,
     /// Multiplier of cos and sin (YaRN).
     cos_sin_scale: f64,
@@ -99,8 +123,17 @@ impl Attention {
             qk_norm,
             o,
             sinks: None,
+            query_temperature: None,
             inv_freq,
             cos_sin_scale,
+        }
+    }
+
+    /// With queries scaled by position as `temperature` says.
+    pub fn with_query_temperature(self, temperature: QueryTemperature) -> Self {
+        Attention {
+            query_temperature: Some(temperature),
+            ..self
         }
     }
 
@@ -196,6 +229,10 @@ impl SelfAttention for Attention {
             q = hooks.point(|| format!("blocks.{i}.attn.hook_rot_q"), q)?;
             k = hooks.point(|| format!("blocks.{i}.attn.hook_rot_k"), k)?;
         }
+        if let Some(temperature) = &self.query_temperature {
+            let scales = temperature.scales(ctx.offset, t, x.device())?;
+            q = q.broadcast_mul(&scales.to_dtype(q.dtype())?)?;
+        }
         let tq = ctx.query_rows();
         if tq < t {
             q = q.narrow(1, t - tq, tq)?;
@@ -213,7 +250,7 @@ impl SelfAttention for Attention {
         let dtype = q.dtype();
         let acc = ops::accumulation_dtype(dtype);
         let raw = ops::grouped_matmul(&q.to_dtype(acc)?, &k.to_dtype(acc)?.t()?)?;
-        let mask = ctx.mask(c.sliding_window, k.dim(2)?)?;
+        let mask = ctx.mask(c.window, k.dim(2)?)?;
         let scores_name = || format!("blocks.{i}.attn.hook_attn_scores");
         let pattern = if c.softcap.is_none() && self.sinks.is_none() && !hooks.watches(scores_name)
         {

@@ -29,6 +29,35 @@ use crate::layers::{Embedding, Linear, Norm};
 use crate::model::{Model, ModelInfo};
 use crate::ops;
 
+/// Which earlier keys a query may attend to, besides causality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Window {
+    /// Every earlier key.
+    #[default]
+    Causal,
+    /// Keys less than this many positions back (Mistral, Gemma 2's local layers).
+    Sliding(usize),
+    /// Keys in the query's own block of this many positions (Llama 4's chunked layers).
+    Chunked(usize),
+}
+
+impl Window {
+    /// A sliding window where `size` is given, else causal.
+    pub fn sliding(size: Option<usize>) -> Window {
+        size.map_or(Window::Causal, Window::Sliding)
+    }
+
+    /// Whether the query at position `q` may attend to the key at `k`.
+    pub fn allows(self, q: usize, k: usize) -> bool {
+        k <= q
+            && match self {
+                Window::Causal => true,
+                Window::Sliding(w) => q - k < w,
+                Window::Chunked(c) => c == 0 || k / c == q / c,
+            }
+    }
+}
+
 /// What one forward pass shares with its layers: the current layer, the position offset, and
 /// the attention masks (built once per pass and per window size).
 pub struct LayerContext {
@@ -44,7 +73,7 @@ pub struct LayerContext {
     batch: usize,
     /// 1 = real token, per batch row, over all `offset + len` key positions.
     padding: Option<Vec<u8>>,
-    masks: HashMap<(Option<usize>, usize, usize), Option<Tensor>>,
+    masks: HashMap<(Window, usize, usize), Option<Tensor>>,
     device: Device,
 }
 
@@ -103,16 +132,13 @@ impl LayerContext {
     /// The additive causal mask [batch or 1, 1, queries, keys] (0 where a query may attend,
     /// the most negative f32 where not), or None when nothing is masked; the queries are the
     /// last [`query_rows`](Self::query_rows) positions.
-    pub fn mask(&mut self, window: Option<usize>, keys: usize) -> Result<Option<Tensor>> {
+    pub fn mask(&mut self, window: Window, keys: usize) -> Result<Option<Tensor>> {
         let t = self.query_rows();
         if let Some(m) = self.masks.get(&(window, keys, t)) {
             return Ok(m.clone());
         }
         let offset = keys.saturating_sub(t);
-        let allowed = |q: usize, k: usize| {
-            let qp = offset + q;
-            k <= qp && window.is_none_or(|w| qp - k < w)
-        };
+        let allowed = |q: usize, k: usize| window.allows(offset + q, k);
         let any_masked = (0..t).any(|q| (0..keys).any(|k| !allowed(q, k)));
         let mask = if self.padding.is_none() && !any_masked {
             None

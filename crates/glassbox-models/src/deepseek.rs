@@ -39,7 +39,7 @@ use serde_json::Value;
 
 use crate::config::{yarn_get_mscale, HfConfig, Yarn};
 use crate::decoder::{
-    DecoderBlock, DecoderModel, FeedForward, LayerContext, Residual, SelfAttention,
+    DecoderBlock, DecoderModel, FeedForward, LayerContext, Residual, SelfAttention, Window,
 };
 use crate::error::{ModelError, Result as ModelResult};
 use crate::fp8;
@@ -306,7 +306,7 @@ impl SelfAttention for MlaAttention {
         let dtype = q.dtype();
         let mut scores =
             (ops::matmul(&q.to_dtype(DType::F32)?, &k.to_dtype(DType::F32)?.t()?)? * c.scale)?;
-        if let Some(mask) = ctx.mask(None, k.dim(2)?)? {
+        if let Some(mask) = ctx.mask(Window::Causal, k.dim(2)?)? {
             scores = scores.broadcast_add(&mask)?;
         }
         let scores = hooks.point(|| format!("blocks.{i}.attn.hook_attn_scores"), scores)?;

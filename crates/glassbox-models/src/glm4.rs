@@ -20,7 +20,7 @@ use candle_nn::VarBuilder;
 
 use crate::attention::{Attention, AttentionConfig, QkNorm, QkvProjection};
 use crate::config::HfConfig;
-use crate::decoder::{DecoderBlock, DecoderModel, Residual};
+use crate::decoder::{DecoderBlock, DecoderModel, Residual, Window};
 use crate::error::Result;
 use crate::layers::{Embedding, Linear, Norm, NormKind};
 use crate::llama::LlamaDims;
@@ -47,7 +47,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
                 rope: Some(d.rope.clone()),
                 scale: 1.0 / (d.d_head as f64).sqrt(),
                 softcap: None,
-                sliding_window: None,
+                window: Window::Causal,
             },
             QkvProjection::Separate {
                 q: Linear::load(a.pp("q_proj"), d.d_model, q_size, bias)?,

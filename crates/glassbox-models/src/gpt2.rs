@@ -10,7 +10,7 @@ use candle_nn::VarBuilder;
 
 use crate::attention::{Attention, AttentionConfig, QkNorm, QkvProjection};
 use crate::config::HfConfig;
-use crate::decoder::{DecoderBlock, DecoderModel, Residual};
+use crate::decoder::{DecoderBlock, DecoderModel, Residual, Window};
 use crate::error::{ModelError, Result};
 use crate::layers::{Activation, Embedding, Linear, Norm, NormKind};
 use crate::mlp::{Mlp, MlpProjection};
@@ -66,7 +66,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
                 rope: None,
                 scale,
                 softcap: None,
-                sliding_window: None,
+                window: Window::Causal,
             },
             QkvProjection::Concatenated(Linear::load_conv1d(
                 vb_l.pp("attn.c_attn"),

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 
 use crate::attention::{Attention, AttentionConfig, QkNorm, QkvProjection};
 use crate::config::{HfConfig, RopeConfig};
-use crate::decoder::{DecoderBlock, DecoderModel, Residual};
+use crate::decoder::{DecoderBlock, DecoderModel, Residual, Window};
 use crate::error::{ModelError, Result};
 use crate::layers::{Activation, Embedding, Linear, Norm, NormKind};
 use crate::mlp::{Mlp, MlpProjection};
@@ -53,7 +53,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
                 rope: Some(rope.clone()),
                 scale: 1.0 / (d_head as f64).sqrt(),
                 softcap: None,
-                sliding_window: None,
+                window: Window::Causal,
             },
             QkvProjection::InterleavedPerHead(Linear::load(
                 vb_l.pp("attention.query_key_value"),

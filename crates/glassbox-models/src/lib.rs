@@ -39,6 +39,7 @@ pub mod kernel_ops;
 pub mod kv_cache;
 pub mod layers;
 pub mod llama;
+pub mod llama4;
 pub mod mapped;
 pub mod mixtral;
 pub mod mlp;

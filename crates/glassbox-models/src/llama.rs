@@ -12,7 +12,7 @@ use candle_nn::VarBuilder;
 
 use crate::attention::{Attention, AttentionConfig, QkNorm, QkvProjection};
 use crate::config::{HfConfig, RopeConfig};
-use crate::decoder::{DecoderBlock, DecoderModel, FeedForward, Residual};
+use crate::decoder::{DecoderBlock, DecoderModel, FeedForward, Residual, Window};
 use crate::error::{ModelError, Result};
 use crate::layers::{Activation, Embedding, Linear, Norm, NormKind};
 use crate::mlp::{Mlp, MlpProjection};
@@ -272,7 +272,7 @@ pub fn build_llama_style_with(
             rope: Some(d.rope_for(i).clone()),
             scale: quirks.attn_scale.unwrap_or(1.0 / (d.d_head as f64).sqrt()),
             softcap: quirks.attn_softcap,
-            sliding_window: d.window(i),
+            window: Window::sliding(d.window(i)),
         };
         let o = Linear::load(vb_a.pp("o_proj"), q_size, d.d_model, quirks.o_bias)?;
         let mut attn = Attention::new(attn_cfg, qkv, qk_norm, o);

@@ -10,8 +10,8 @@ use crate::config::HfConfig;
 use crate::error::{ModelError, Result};
 use crate::model::Model;
 use crate::{
-    bert, deepseek, gemma, glm4, glm4_moe, gpt2, gpt_neox, gpt_oss, llama, mixtral, nemotron,
-    olmo2, olmoe, phi3, qwen3, qwen3_moe,
+    bert, deepseek, gemma, glm4, glm4_moe, gpt2, gpt_neox, gpt_oss, llama, llama4, mixtral,
+    nemotron, olmo2, olmoe, phi3, qwen3, qwen3_moe,
 };
 
 /// Builds a model from a Hub config and its weights.
@@ -23,6 +23,7 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("GPT2LMHeadModel", gpt2::build),
     ("GPTNeoXForCausalLM", gpt_neox::build),
     ("LlamaForCausalLM", llama::build),
+    ("Llama4ForCausalLM", llama4::build),
     ("MistralForCausalLM", llama::build),
     ("Qwen2ForCausalLM", llama::build),
     ("Qwen3ForCausalLM", qwen3::build),
@@ -50,6 +51,7 @@ pub const MODEL_TYPES: &[(&str, &str)] = &[
     ("gpt2", "GPT2LMHeadModel"),
     ("gpt_neox", "GPTNeoXForCausalLM"),
     ("llama", "LlamaForCausalLM"),
+    ("llama4_text", "Llama4ForCausalLM"),
     ("mistral", "MistralForCausalLM"),
     ("qwen2", "Qwen2ForCausalLM"),
     ("qwen3", "Qwen3ForCausalLM"),
