@@ -27,14 +27,17 @@ pub const ROLES: [&str; 4] = [
     "first_token",
 ];
 
-/// Per-head scores, each `[layer][head]`.
+/// Per-head scores, each `[row][head]`, one row per layer in `layers`.
 #[derive(Clone, Debug, Serialize)]
 pub struct HeadScores {
     pub n_layers: usize,
+    /// The layers with attention patterns, in order: every layer, except in hybrids whose
+    /// linear-attention or state-space layers attend to no distribution over positions.
     pub n_heads: usize,
     /// Length `n` of the random half of each sequence.
     pub seq_len: usize,
     pub batch: usize,
+    pub layers: Vec<usize>,
     pub previous_token: Vec<Vec<f32>>,
     pub duplicate_token: Vec<Vec<f32>>,
     pub induction: Vec<Vec<f32>>,
@@ -138,10 +141,13 @@ pub fn scores_from_cache(
     let n = seq_len;
     let mut grids: [Vec<Vec<f32>>; 4] = Default::default();
     let mut dims = (0, 0);
+    let mut layers = Vec::new();
     for layer in 0..n_layers {
-        let pattern = cache
-            .require(&format!("blocks.{layer}.attn.hook_pattern"))?
-            .to_dtype(DType::F32)?;
+        let Some(pattern) = cache.get(&format!("blocks.{layer}.attn.hook_pattern")) else {
+            continue;
+        };
+        layers.push(layer);
+        let pattern = pattern.to_dtype(DType::F32)?;
         let (batch, heads, q_len, k_len) = pattern.dims4()?;
         if q_len != 2 * n || k_len != 2 * n {
             return Err(AnalysisError::input(format!(
@@ -158,12 +164,17 @@ pub fn scores_from_cache(
         grids[2].push(mean_attention(&mean, n..2 * n, |q| q - n + 1));
         grids[3].push(mean_attention(&mean, 1..2 * n, |_| 0));
     }
+    if layers.is_empty() {
+        // Not one attention layer: nothing to score (or the cache lacks the patterns).
+        cache.require("blocks.0.attn.hook_pattern")?;
+    }
     let [previous_token, duplicate_token, induction, first_token] = grids;
     Ok(HeadScores {
         n_layers,
         n_heads: dims.1,
         seq_len,
         batch: dims.0,
+        layers,
         previous_token,
         duplicate_token,
         induction,

@@ -269,8 +269,7 @@ fn check(name: &str) {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
-    let eps = 5e-3 * rms as f64;
-    let shifted = |sign: f64| -> f32 {
+    let shifted = |eps: f64, sign: f64| -> f32 {
         let mut hooks = Hooks::none();
         hooks.intervene(
             NameFilter::new(&[hook]).unwrap(),
@@ -285,10 +284,20 @@ fn check(name: &str) {
             .to_scalar::<f32>()
             .unwrap()
     };
-    let finite = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f32);
+    // Central differences hold where the function is smooth over the step: a routing choice
+    // (mixture of experts) may flip within the larger step, so smaller ones are tried too.
+    let finite: Vec<f32> = [5e-3, 1e-3, 5e-4]
+        .iter()
+        .map(|scale| {
+            let eps = scale * rms as f64;
+            (shifted(eps, 1.0) - shifted(eps, -1.0)) / (2.0 * eps as f32)
+        })
+        .collect();
     assert!(
-        (finite - predicted).abs() <= 2e-2 * predicted.abs().max(finite.abs()).max(0.1),
-        "{name}: gradient · δ = {predicted}, finite differences give {finite}"
+        finite
+            .iter()
+            .any(|f| (f - predicted).abs() <= 2e-2 * predicted.abs().max(f.abs()).max(0.1)),
+        "{name}: gradient · δ = {predicted}, finite differences give {finite:?}"
     );
     // every layer's gradient is there and non-zero (the metric depends on each)
     for l in 0..n_layers {
@@ -453,4 +462,9 @@ fn gpt_oss() {
 #[test]
 fn llama4() {
     check("../../crates/glassbox-models/tests/fixtures/more/llama4");
+}
+
+#[test]
+fn qwen3_next() {
+    check("../../crates/glassbox-models/tests/fixtures/more/qwen3-next");
 }

@@ -76,7 +76,14 @@ fn prompt_routes_match_the_hooks() {
     for rel in ["families/deepseek-v3", "families/mixtral"] {
         check_prompt_routes(rel);
     }
-    for name in ["olmoe", "glm4-moe", "gpt-oss", "gpt-oss-mxfp4", "llama4"] {
+    for name in [
+        "olmoe",
+        "glm4-moe",
+        "gpt-oss",
+        "gpt-oss-mxfp4",
+        "llama4",
+        "qwen3-next",
+    ] {
         check_prompt_routes(&format!("{more}/{name}"));
     }
 }

@@ -9,7 +9,8 @@
 //! projection (and q/k norm) but before rotary; `attn.hook_rot_q`/`hook_rot_k` after rotary;
 //! `attn.hook_attn_scores` [batch, head, q_pos, k_pos] scaled and masked (masked entries hold
 //! the most negative finite value, so fully masked rows stay finite), pre-softmax;
-//! `attn.hook_pattern` after softmax; `attn.hook_z` [batch, pos, head, d_head]. Under
+//! `attn.hook_pattern` after softmax; `attn.hook_z` [batch, pos, head, d_head] (after the
+//! output gate `attn.hook_gate`, where there is one: it is what `W_O` reads). Under
 //! grouped-query attention `hook_k`/`hook_v` have `n_kv_heads` heads (as stored, before being
 //! shared among query heads); with a KV cache they cover the new positions only.
 
@@ -104,6 +105,9 @@ pub struct Attention {
     pub sinks: Option<Tensor>,
     /// Queries scaled up with their position (Llama 4's no-rope layers).
     pub query_temperature: Option<QueryTemperature>,
+    /// The query projection also yields, per head, a gate after the head's `d_head` query
+    /// values; the head's output is multiplied by its sigmoid before `W_O` (Qwen3-Next).
+    pub output_gate: bool,
     inv_freq: Vec<f32>,
     /// Multiplier of cos and sin (YaRN).
     cos_sin_scale: f64,
@@ -124,6 +128,7 @@ impl Attention {
             o,
             sinks: None,
             query_temperature: None,
+            output_gate: false,
             inv_freq,
             cos_sin_scale,
         }
@@ -133,6 +138,14 @@ impl Attention {
     pub fn with_query_temperature(self, temperature: QueryTemperature) -> Self {
         Attention {
             query_temperature: Some(temperature),
+            ..self
+        }
+    }
+
+    /// With a sigmoid output gate per head from the query projection.
+    pub fn with_output_gate(self) -> Self {
+        Attention {
+            output_gate: true,
             ..self
         }
     }
@@ -204,6 +217,14 @@ impl SelfAttention for Attention {
         let i = ctx.layer;
         let (b, t, _) = x.dims3()?;
         let (mut q, mut k, v) = self.project(x)?;
+        let mut gate = None;
+        if self.output_gate {
+            let both = q.reshape((b, t, c.n_heads, 2 * c.d_head))?;
+            gate = Some(both.narrow(3, c.d_head, c.d_head)?);
+            q = both
+                .narrow(3, 0, c.d_head)?
+                .reshape((b, t, c.n_heads * c.d_head))?;
+        }
         if let QkNorm::Full { q: qn, k: kn } = &self.qk_norm {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
@@ -271,9 +292,14 @@ impl SelfAttention for Attention {
             }
         };
         let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
-        let z = ops::grouped_matmul(&pattern, &v.to_dtype(acc)?)?
+        let mut z = ops::grouped_matmul(&pattern, &v.to_dtype(acc)?)?
             .to_dtype(dtype)?
             .transpose(1, 2)?;
+        if let Some(gate) = gate {
+            let gate = ops::sigmoid(&gate.narrow(1, t - tq, tq)?)?;
+            let gate = hooks.point(|| format!("blocks.{i}.attn.hook_gate"), gate)?;
+            z = (z * gate)?;
+        }
         let z = hooks.point(|| format!("blocks.{i}.attn.hook_z"), z)?;
         let z = z.reshape((b, tq, c.n_heads * c.d_head))?;
         self.o.forward(&z)

@@ -180,6 +180,11 @@ pub trait SelfAttention: Send + Sync {
     fn w_o(&self) -> Result<Tensor>;
     /// `b_O` [d_model] in f32 (zeros if none).
     fn b_o(&self) -> Result<Tensor>;
+    /// Whether the layer carries a recurrent state from position to position (linear
+    /// attention, Mamba): a pass cannot then resume from a prefix of the KV cache.
+    fn recurrent(&self) -> bool {
+        false
+    }
 }
 
 /// A feed-forward layer: normalised residual → MLP output (before any post-MLP norm).
@@ -427,7 +432,7 @@ impl Model for DecoderModel {
     }
 
     fn starts_midway(&self) -> bool {
-        true
+        !self.blocks.iter().any(|b| b.attn.recurrent())
     }
 
     fn final_norm(&self, resid: &Tensor) -> Result<Tensor> {

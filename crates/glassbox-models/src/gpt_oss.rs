@@ -60,6 +60,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<
             router: gate,
             experts: experts.load(vb_mlp.pp("experts"), budget)?,
             shared: None,
+            shared_gate: None,
             weight_inputs: false,
         })))
     };

@@ -6,7 +6,8 @@
 //! cache hands out views of the filled part. It also counts the positions it holds, which is
 //! the position offset of the next forward pass (for rotary and learned position
 //! embeddings). Layers with another cache layout (e.g. latent attention) store whatever pair
-//! of tensors they need under their layer index.
+//! of tensors they need under their layer index. Recurrent layers (linear attention, Mamba)
+//! keep a fixed-size state instead ([`state`](KvCache::state)), replaced at every pass.
 
 use candle_core::{Result, Tensor};
 
@@ -29,6 +30,9 @@ struct LayerKv {
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerKv>>,
+    /// Per layer, the recurrent state after the cached positions (e.g. a convolution's last
+    /// inputs and an SSM state).
+    states: Vec<Option<Vec<Tensor>>>,
     positions: usize,
 }
 
@@ -43,6 +47,7 @@ impl KvCache {
     pub fn new(n_layers: usize) -> Self {
         KvCache {
             layers: vec![None; n_layers],
+            states: vec![None; n_layers],
             positions: 0,
         }
     }
@@ -58,6 +63,7 @@ impl KvCache {
 
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|l| *l = None);
+        self.states.iter_mut().for_each(|s| *s = None);
         self.positions = 0;
     }
 
@@ -67,6 +73,19 @@ impl KvCache {
             .get(layer)
             .and_then(Option::as_ref)
             .map(|l| &l.filled)
+    }
+
+    /// The recurrent state of `layer` after the cached positions, if any.
+    pub fn state(&self, layer: usize) -> Option<&[Tensor]> {
+        self.states.get(layer).and_then(Option::as_deref)
+    }
+
+    /// Replaces the recurrent state of `layer`.
+    pub fn set_state(&mut self, layer: usize, state: Vec<Tensor>) {
+        if layer >= self.states.len() {
+            self.states.resize(layer + 1, None);
+        }
+        self.states[layer] = Some(state);
     }
 
     /// Appends `k` and `v` along `dim` to `layer`'s cache and returns the full pair.
@@ -126,6 +145,10 @@ impl KvCache {
                 self.positions
             );
         }
+        if self.states.iter().any(Option::is_some) {
+            // A recurrent state is the state after all cached positions, not after a prefix.
+            candle_core::bail!("a cache holding recurrent states cannot be cut to a prefix");
+        }
         let mut out = KvCache::new(self.layers.len());
         out.positions = positions;
         if positions == 0 {
@@ -167,15 +190,24 @@ impl KvCache {
         self.positions += n;
     }
 
-    /// Bytes held by the cache's filled positions.
+    /// Bytes held by the cache's filled positions and recurrent states.
     pub fn bytes(&self) -> usize {
-        self.layers
+        let kv: usize = self
+            .layers
             .iter()
             .flatten()
             .map(|l| {
                 (l.filled.0.elem_count() + l.filled.1.elem_count()) * l.k.dtype().size_in_bytes()
             })
-            .sum()
+            .sum();
+        let states: usize = self
+            .states
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum();
+        kv + states
     }
 }
 

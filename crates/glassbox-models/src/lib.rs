@@ -38,6 +38,7 @@ pub mod hooks;
 pub mod kernel_ops;
 pub mod kv_cache;
 pub mod layers;
+pub mod linear_attention;
 pub mod llama;
 pub mod llama4;
 pub mod mapped;
@@ -53,6 +54,7 @@ pub mod phi3;
 pub mod prefix;
 pub mod qwen3;
 pub mod qwen3_moe;
+pub mod qwen3_next;
 pub mod registry;
 pub mod tokenizer;
 

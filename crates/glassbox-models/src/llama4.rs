@@ -212,6 +212,7 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
                     d.d_mlp,
                     d.act,
                 )?),
+                shared_gate: None,
                 weight_inputs: true,
             })
         } else {

@@ -651,6 +651,9 @@ pub struct MoeBlock {
     pub experts: ExpertStore,
     /// Always-on experts added to every token (DeepSeek's `shared_experts`).
     pub shared: Option<GatedMlp>,
+    /// Scales the shared experts' output by `σ(gate · x)` per token (Qwen3-Next's
+    /// `shared_expert_gate`, [1, d_model]).
+    pub shared_gate: Option<Linear>,
     /// Llama 4 multiplies each expert's *input* by the token's weight, not its output.
     /// `experts.{e}.hook_out` is then that output divided by the weight, so that the weight
     /// times `hook_out` is still what the expert added (see [`expert_contribution`]).
@@ -705,6 +708,7 @@ impl MoeBlock {
                 spec.budget,
             )?,
             shared,
+            shared_gate: None,
             weight_inputs: false,
         })
     }
@@ -798,7 +802,10 @@ impl FeedForward for MoeBlock {
         }
         let mut out = out.reshape((b, t, d))?;
         if let Some(shared) = &self.shared {
-            let s = shared.forward(x)?;
+            let mut s = shared.forward(x)?;
+            if let Some(gate) = &self.shared_gate {
+                s = s.broadcast_mul(&ops::sigmoid(&gate.forward(x)?)?)?;
+            }
             let s = hooks.point(|| format!("blocks.{i}.mlp.shared_experts.hook_out"), s)?;
             out = (out + s)?;
         }

@@ -11,7 +11,7 @@ use crate::error::{ModelError, Result};
 use crate::model::Model;
 use crate::{
     bert, deepseek, gemma, glm4, glm4_moe, gpt2, gpt_neox, gpt_oss, llama, llama4, mixtral,
-    nemotron, olmo2, olmoe, phi3, qwen3, qwen3_moe,
+    nemotron, olmo2, olmoe, phi3, qwen3, qwen3_moe, qwen3_next,
 };
 
 /// Builds a model from a Hub config and its weights.
@@ -40,6 +40,7 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("DeepseekV2ForCausalLM", deepseek::build_v2),
     ("MixtralForCausalLM", mixtral::build),
     ("Qwen3MoeForCausalLM", qwen3_moe::build),
+    ("Qwen3NextForCausalLM", qwen3_next::build),
     ("DeepseekV3ForCausalLM", deepseek::build_v3),
     ("GptOssForCausalLM", gpt_oss::build),
     ("BertModel", bert::build),
@@ -68,6 +69,7 @@ pub const MODEL_TYPES: &[(&str, &str)] = &[
     ("deepseek_v2", "DeepseekV2ForCausalLM"),
     ("mixtral", "MixtralForCausalLM"),
     ("qwen3_moe", "Qwen3MoeForCausalLM"),
+    ("qwen3_next", "Qwen3NextForCausalLM"),
     ("deepseek_v3", "DeepseekV3ForCausalLM"),
     ("gpt_oss", "GptOssForCausalLM"),
     ("bert", "BertModel"),

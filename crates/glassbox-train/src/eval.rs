@@ -190,13 +190,13 @@ pub fn repeated_tokens(data: &CorpusConfig, device: &Device) -> Result<Tensor, T
 pub fn head_scores(model: &HookedModel) -> Result<Vec<HeadScore>, TrainError> {
     let s = glassbox_analysis::heads::run(model, HEADS_SEQ_LEN, HEADS_BATCH, 0)?;
     let mut scores = Vec::new();
-    for layer in 0..s.n_layers {
+    for (row, &layer) in s.layers.iter().enumerate() {
         for head in 0..s.n_heads {
             scores.push(HeadScore {
                 layer,
                 head,
-                induction: s.induction[layer][head],
-                previous_token: s.previous_token[layer][head],
+                induction: s.induction[row][head],
+                previous_token: s.previous_token[row][head],
             });
         }
     }

@@ -43,7 +43,7 @@ fn grid(scores: &HeadScores, role: &str) -> Grid {
         title(role),
         "layer",
         "head",
-        (0..scores.n_layers).map(|l| format!("L{l}")).collect(),
+        scores.layers.iter().map(|l| format!("L{l}")).collect(),
         (0..scores.n_heads).map(|h| format!("H{h}")).collect(),
         scores.role(role).cloned().unwrap_or_default(),
     )
