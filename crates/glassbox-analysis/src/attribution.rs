@@ -117,12 +117,26 @@ pub fn decompose_resid(
         None => parts.push((Component::Embed, resid0)),
     }
     for layer in 0..info.n_layers {
-        // A norm after the attention block (GLM-4) is not linear: its output joins the
-        // residual as one part.
-        if let Some(normed) = cache.get(&format!("blocks.{layer}.ln1_post.hook_normalized")) {
-            parts.push((Component::Attn { layer }, at_position(normed, position)?));
-        } else {
-            attention_parts(model, cache, layer, position, &mut parts)?;
+        // Hybrids' blocks hold a token mixer or an MLP, not always both.
+        let has = |hook: &str| cache.contains(&format!("blocks.{layer}.{hook}"));
+        let (mixer, mlp) = (has("hook_attn_out"), has("hook_mlp_out"));
+        if !mixer && !mlp {
+            cache.require(&format!("blocks.{layer}.hook_attn_out"))?;
+        }
+        if mixer {
+            // A norm after the attention block (GLM-4) is not linear: its output joins the
+            // residual as one part; so does a mixer without heads (Mamba).
+            if let Some(normed) = cache.get(&format!("blocks.{layer}.ln1_post.hook_normalized")) {
+                parts.push((Component::Attn { layer }, at_position(normed, position)?));
+            } else if !has("attn.hook_z") {
+                let out = cache.require(&format!("blocks.{layer}.hook_attn_out"))?;
+                parts.push((Component::Attn { layer }, at_position(out, position)?));
+            } else {
+                attention_parts(model, cache, layer, position, &mut parts)?;
+            }
+        }
+        if !mlp {
+            continue;
         }
         let mlp = match cache.get(&format!("blocks.{layer}.ln2_post.hook_normalized")) {
             Some(normed) => normed,
@@ -360,10 +374,12 @@ pub fn head_results_on_direction(
     let scale = norm.scale(model, &resid)?.squeeze(0)?;
     let mut grid = Vec::new();
     for layer in 0..model.info().n_layers {
-        let z = at_position(
-            cache.require(&format!("blocks.{layer}.attn.hook_z"))?,
-            position,
-        )?;
+        // Layers without heads (Mamba, MLP-only blocks) have an empty row.
+        let Some(z) = cache.get(&format!("blocks.{layer}.attn.hook_z")) else {
+            grid.push(Vec::new());
+            continue;
+        };
+        let z = at_position(z, position)?;
         let heads = z
             .unsqueeze(1)?
             .matmul(&model.w_o(layer)?.to_dtype(DType::F32)?)?

@@ -454,7 +454,12 @@ pub fn activation_patching(
     let mut raw = Vec::with_capacity(n_layers);
     for layer in 0..n_layers {
         let name = what.hook(layer);
-        let clean_act = clean_cache.require(&name)?;
+        // Hybrids hold a mixer or an MLP in some layers only: those rows stay empty.
+        let Some(clean_act) = clean_cache.get(&name) else {
+            (0..n_sites).for_each(|_| progress());
+            raw.push(Vec::new());
+            continue;
+        };
         let corrupt_act = match (&run, &corrupt_cache) {
             (Some(run), _) => run.cache.require(&name)?,
             (None, Some(cache)) => cache.require(&name)?,
@@ -517,6 +522,7 @@ pub fn activation_patching(
         }
         raw.push(row);
     }
+    no_rows_means_no_hook(&raw, what)?;
     Ok(PatchResult {
         what,
         method: "activation",
@@ -526,6 +532,17 @@ pub fn activation_patching(
         normalized: normalize(&raw, clean_metric, corrupt_metric),
         raw,
     })
+}
+
+/// An error when no layer has the patched hook (a row is empty where its layer lacks it).
+fn no_rows_means_no_hook(raw: &[Vec<f32>], what: PatchTarget) -> Result<()> {
+    if raw.iter().all(Vec::is_empty) {
+        return Err(AnalysisError::input(format!(
+            "the model has no hook `{}`",
+            what.glob()
+        )));
+    }
+    Ok(())
 }
 
 /// An activation on a run and the metric's gradient with respect to it.
@@ -603,10 +620,10 @@ pub fn attribution_patching(
     let mut raw = Vec::with_capacity(n_layers);
     for layer in 0..n_layers {
         let name = what.hook(layer);
-        let site = grads
-            .iter()
-            .find(|g| g.name == name)
-            .ok_or_else(|| AnalysisError::input(format!("the model has no hook `{name}`")))?;
+        let Some(site) = grads.iter().find(|g| g.name == name) else {
+            raw.push(Vec::new());
+            continue;
+        };
         let delta = (clean_cache.require(&name)? - &site.activation)?;
         let product = (delta * &site.gradient)?.get(0)?; // drop the batch
         let per_site = match what {
@@ -622,6 +639,7 @@ pub fn attribution_patching(
             .collect();
         raw.push(row);
     }
+    no_rows_means_no_hook(&raw, what)?;
     Ok(PatchResult {
         what,
         method: "attribution",

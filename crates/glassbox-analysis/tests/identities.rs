@@ -155,14 +155,31 @@ fn check(name: &str) {
         none.baseline_per_token, none.ablated_per_token,
         "{name}: empty ablation"
     );
+    // Hybrids hold heads and MLPs in some layers only: take the first layer with heads, the
+    // last with an MLP, and a neuron of the first MLP.
+    let (_, parts) = model
+        .run_with_cache(
+            &ids,
+            &NameFilter::new(&["blocks.*.attn.hook_z", "blocks.*.hook_mlp_out"]).unwrap(),
+        )
+        .unwrap();
+    let with = |hook: &str| -> Vec<usize> {
+        (0..n_layers)
+            .filter(|l| parts.contains(&format!("blocks.{l}.{hook}")))
+            .collect()
+    };
+    let (head_layers, mlp_layers) = (with("attn.hook_z"), with("hook_mlp_out"));
     let mut targets = vec![
-        AblationTarget::Head { layer: 0, head: 1 },
+        AblationTarget::Head {
+            layer: head_layers[0],
+            head: 1,
+        },
         AblationTarget::Mlp {
-            layer: n_layers - 1,
+            layer: *mlp_layers.last().unwrap(),
         },
     ];
     let neuron = AblationTarget::Neuron {
-        layer: 0,
+        layer: mlp_layers[0],
         neuron: 3,
     };
     match ablation::run(&model, &clean, &[neuron], AblationMethod::Zero, &[]) {
@@ -467,4 +484,9 @@ fn llama4() {
 #[test]
 fn qwen3_next() {
     check("../../crates/glassbox-models/tests/fixtures/more/qwen3-next");
+}
+
+#[test]
+fn nemotron_h() {
+    check("../../crates/glassbox-models/tests/fixtures/more/nemotron-h");
 }

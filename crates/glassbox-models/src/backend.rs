@@ -203,6 +203,9 @@ fn fused_experts(checkpoint: &Checkpoint) -> HashMap<String, ExpertSlice> {
                 (p, &[("gate_proj", true), ("up_proj", false)])
             } else if let Some(p) = info.name.strip_suffix(".experts.down_proj") {
                 (p, &[("down_proj", true)])
+            } else if let Some(p) = info.name.strip_suffix(".experts.up_proj") {
+                // Nemotron-H's ungated experts [experts, ff, d]
+                (p, &[("up_proj", true)])
             } else {
                 continue;
             };

@@ -200,16 +200,20 @@ pub enum Residual {
     Parallel,
 }
 
-/// One decoder layer.
+/// One decoder layer. Hybrids whose layers hold one sublayer each (Nemotron-H: a Mamba,
+/// attention, MLP or MoE block) leave out the other: a block without attention has no
+/// `hook_attn_out` (nor `ln1`), one without an MLP no `hook_mlp_out`, and neither has
+/// `hook_resid_mid`.
 pub struct DecoderBlock {
     /// Norm before attention (absent in OLMo 2).
     pub ln1: Option<Norm>,
-    pub attn: Box<dyn SelfAttention>,
+    /// The token mixer: attention, or what takes its place (linear attention, Mamba).
+    pub attn: Option<Box<dyn SelfAttention>>,
     /// Norm of the attention output before it joins the residual (OLMo 2, Gemma 2, GLM-4).
     pub post_attn_norm: Option<Norm>,
     /// Norm before the MLP (absent in OLMo 2).
     pub ln2: Option<Norm>,
-    pub mlp: Box<dyn FeedForward>,
+    pub mlp: Option<Box<dyn FeedForward>>,
     /// Norm of the MLP output before it joins the residual.
     pub post_mlp_norm: Option<Norm>,
     pub residual: Residual,
@@ -235,6 +239,51 @@ fn post_norm(
 }
 
 impl DecoderBlock {
+    /// A block with only a token mixer or only an MLP: `resid_pre + sublayer(norm(resid_pre))`.
+    fn single_sublayer(
+        &self,
+        resid_pre: Tensor,
+        ctx: &mut LayerContext,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let i = ctx.layer;
+        let normed = |hooks: &mut Hooks, norm: &Option<Norm>, which: &str| match norm {
+            Some(n) => hooks.point(
+                || format!("blocks.{i}.{which}.hook_normalized"),
+                n.forward(&resid_pre)?,
+            ),
+            None => Ok(resid_pre.clone()),
+        };
+        let (out, resid_pre) = match (&self.attn, &self.mlp) {
+            (Some(attn), None) => {
+                let out = attn.forward(&normed(hooks, &self.ln1, "ln1")?, ctx, hooks, kv)?;
+                let out = hooks.point(|| format!("blocks.{i}.hook_attn_out"), out)?;
+                let (t, tq) = (resid_pre.dim(1)?, out.dim(1)?);
+                let resid_pre = resid_pre.narrow(1, t - tq, tq)?;
+                (
+                    post_norm(hooks, &self.post_attn_norm, i, "ln1_post", out)?,
+                    resid_pre,
+                )
+            }
+            (None, Some(mlp)) => {
+                // Only the last positions go on when the pass answers for those alone.
+                let tq = ctx.query_rows();
+                let t = resid_pre.dim(1)?;
+                let resid_pre = resid_pre.narrow(1, t - tq, tq)?;
+                let input = normed(hooks, &self.ln2, "ln2")?.narrow(1, t - tq, tq)?;
+                let out = mlp.forward(&input, i, hooks)?;
+                let out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), out)?;
+                (
+                    post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", out)?,
+                    resid_pre,
+                )
+            }
+            _ => candle_core::bail!("block {i} has neither a token mixer nor an MLP"),
+        };
+        hooks.point(|| format!("blocks.{i}.hook_resid_post"), (resid_pre + out)?)
+    }
+
     pub fn forward(
         &self,
         x: Tensor,
@@ -251,8 +300,11 @@ impl DecoderBlock {
             ),
             None => Ok(x.clone()),
         };
+        let (Some(attn), Some(mlp)) = (&self.attn, &self.mlp) else {
+            return self.single_sublayer(resid_pre, ctx, hooks, kv);
+        };
         let attn_in = normed(hooks, &self.ln1, "ln1", &resid_pre)?;
-        let attn_out = self.attn.forward(&attn_in, ctx, hooks, kv)?;
+        let attn_out = attn.forward(&attn_in, ctx, hooks, kv)?;
         let attn_out = hooks.point(|| format!("blocks.{i}.hook_attn_out"), attn_out)?;
         // With ctx.queries, attention answered for the last positions only: so does the rest.
         let (t, tq) = (resid_pre.dim(1)?, attn_out.dim(1)?);
@@ -269,14 +321,14 @@ impl DecoderBlock {
                     (&resid_pre + &attn_out)?,
                 )?;
                 let mlp_in = normed(hooks, &self.ln2, "ln2", &resid_mid)?;
-                let mlp_out = self.mlp.forward(&mlp_in, i, hooks)?;
+                let mlp_out = mlp.forward(&mlp_in, i, hooks)?;
                 let mlp_out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), mlp_out)?;
                 let mlp_out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", mlp_out)?;
                 (resid_mid + mlp_out)?
             }
             Residual::Parallel => {
                 let mlp_in = normed(hooks, &self.ln2, "ln2", &resid_pre)?;
-                let mlp_out = self.mlp.forward(&mlp_in, i, hooks)?;
+                let mlp_out = mlp.forward(&mlp_in, i, hooks)?;
                 let mlp_out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), mlp_out)?;
                 let mlp_out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", mlp_out)?;
                 ((resid_pre + attn_out)? + mlp_out)?
@@ -432,7 +484,10 @@ impl Model for DecoderModel {
     }
 
     fn starts_midway(&self) -> bool {
-        !self.blocks.iter().any(|b| b.attn.recurrent())
+        !self
+            .blocks
+            .iter()
+            .any(|b| b.attn.as_ref().is_some_and(|a| a.recurrent()))
     }
 
     fn final_norm(&self, resid: &Tensor) -> Result<Tensor> {
@@ -461,15 +516,22 @@ impl Model for DecoderModel {
     }
 
     fn w_o(&self, layer: usize) -> Result<Tensor> {
-        self.block(layer)?.attn.w_o()
+        self.attention(layer)?.w_o()
     }
 
     fn b_o(&self, layer: usize) -> Result<Tensor> {
-        self.block(layer)?.attn.b_o()
+        self.attention(layer)?.b_o()
     }
 }
 
 impl DecoderModel {
+    fn attention(&self, layer: usize) -> Result<&dyn SelfAttention> {
+        self.block(layer)?
+            .attn
+            .as_deref()
+            .ok_or_else(|| candle_core::Error::Msg(format!("layer {layer} has no attention")))
+    }
+
     fn block(&self, layer: usize) -> Result<&DecoderBlock> {
         self.blocks.get(layer).ok_or_else(|| {
             candle_core::Error::Msg(format!(

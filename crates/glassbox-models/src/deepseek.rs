@@ -435,14 +435,14 @@ pub fn build(
                 NormKind::RmsNorm { eps },
                 d_model,
             )?),
-            attn: Box::new(attn),
+            attn: Some(Box::new(attn)),
             post_attn_norm: None,
             ln2: Some(Norm::load(
                 l.pp("post_attention_layernorm"),
                 NormKind::RmsNorm { eps },
                 d_model,
             )?),
-            mlp,
+            mlp: Some(mlp),
             post_mlp_norm: None,
             residual: Residual::Sequential,
         });

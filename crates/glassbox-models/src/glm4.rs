@@ -72,10 +72,10 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
         let norm = |name: &str| Norm::load(l.pp(name), norm_kind, d.d_model);
         blocks.push(DecoderBlock {
             ln1: Some(norm("input_layernorm")?),
-            attn: Box::new(attn),
+            attn: Some(Box::new(attn)),
             post_attn_norm: Some(norm("post_self_attn_layernorm")?),
             ln2: Some(norm("post_attention_layernorm")?),
-            mlp: Box::new(mlp),
+            mlp: Some(Box::new(mlp)),
             post_mlp_norm: Some(norm("post_mlp_layernorm")?),
             residual: Residual::Sequential,
         });

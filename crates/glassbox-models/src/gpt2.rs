@@ -85,10 +85,10 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
         };
         blocks.push(DecoderBlock {
             ln1: Some(Norm::load(vb_l.pp("ln_1"), norm, d_model)?),
-            attn: Box::new(attn),
+            attn: Some(Box::new(attn)),
             post_attn_norm: None,
             ln2: Some(Norm::load(vb_l.pp("ln_2"), norm, d_model)?),
-            mlp: Box::new(mlp),
+            mlp: Some(Box::new(mlp)),
             post_mlp_norm: None,
             residual: Residual::Sequential,
         });

@@ -73,14 +73,14 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
         };
         blocks.push(DecoderBlock {
             ln1: Some(Norm::load(vb_l.pp("input_layernorm"), norm, d_model)?),
-            attn: Box::new(attn),
+            attn: Some(Box::new(attn)),
             post_attn_norm: None,
             ln2: Some(Norm::load(
                 vb_l.pp("post_attention_layernorm"),
                 norm,
                 d_model,
             )?),
-            mlp: Box::new(mlp),
+            mlp: Some(Box::new(mlp)),
             post_mlp_norm: None,
             residual,
         });

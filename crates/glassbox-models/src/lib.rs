@@ -47,6 +47,7 @@ pub mod mlp;
 pub mod model;
 pub mod moe;
 pub mod nemotron;
+pub mod nemotron_h;
 pub mod olmo2;
 pub mod olmoe;
 pub mod ops;
@@ -56,6 +57,7 @@ pub mod qwen3;
 pub mod qwen3_moe;
 pub mod qwen3_next;
 pub mod registry;
+pub mod ssm;
 pub mod tokenizer;
 
 pub use backend::CheckpointBackend;

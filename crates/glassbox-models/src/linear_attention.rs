@@ -117,40 +117,9 @@ impl GatedDeltaNet {
     }
 }
 
-/// Causal depthwise convolution over positions of `x` [b, t, c] with `kernel` [c, k], after the
-/// `k − 1` inputs in `past` [b, k − 1, c] (zeros at the start). Returns the output [b, t, c]
-/// and the last `k − 1` inputs, the next call's `past`.
-pub fn causal_conv(x: &Tensor, kernel: &Tensor, past: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-    let (b, t, c) = x.dims3()?;
-    let k = kernel.dim(1)?;
-    let past = match past {
-        Some(p) => p.to_dtype(x.dtype())?,
-        None => Tensor::zeros((b, k - 1, c), x.dtype(), x.device())?,
-    };
-    let ext = Tensor::cat(&[&past, x], 1)?;
-    let kernel = kernel.to_dtype(x.dtype())?;
-    let mut out = ext
-        .narrow(1, 0, t)?
-        .broadcast_mul(&kernel.narrow(1, 0, 1)?.t()?)?;
-    for j in 1..k {
-        out = (out
-            + ext
-                .narrow(1, j, t)?
-                .broadcast_mul(&kernel.narrow(1, j, 1)?.t()?)?)?;
-    }
-    let next = ext.narrow(1, t, k - 1)?.contiguous()?;
-    Ok((out, next))
-}
-
 /// `x / sqrt(Σx² + eps)` over the last dimension (the FLA library's `l2norm`).
 fn l2_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
     x.broadcast_div(&(x.sqr()?.sum_keepdim(D::Minus1)? + eps)?.sqrt()?)
-}
-
-/// `ln(1 + eᕽ)`, stable for large |x|, from differentiable primitives.
-fn softplus(x: &Tensor) -> Result<Tensor> {
-    let tail = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    x.relu()? + tail
 }
 
 /// The recurrence over positions, one at a time: q, k [b, h, t, d_k], v [b, h, t, d_v],
@@ -314,7 +283,7 @@ impl SelfAttention for GatedDeltaNet {
             Some([conv, s]) => (Some(conv.clone()), Some(s.clone())),
             _ => (None, None),
         };
-        let (mixed, conv_next) = causal_conv(&mixed, &self.conv, conv_past.as_ref())?;
+        let (mixed, conv_next) = ops::causal_conv(&mixed, &self.conv, None, conv_past.as_ref())?;
         let mixed = Activation::Silu.apply(&mixed)?;
         let q = mixed
             .narrow(2, 0, c.key_dim())?
@@ -334,7 +303,7 @@ impl SelfAttention for GatedDeltaNet {
         let beta = ops::sigmoid(&f32_(&beta_in)?)?;
         let beta = hooks.point(|| format!("blocks.{i}.attn.hook_beta"), beta)?;
         let a_rate = f32_(&self.a_log)?.exp()?;
-        let g = softplus(&f32_(&a)?.broadcast_add(&f32_(&self.dt_bias)?)?)?
+        let g = ops::softplus(&f32_(&a)?.broadcast_add(&f32_(&self.dt_bias)?)?)?
             .broadcast_mul(&a_rate)?
             .neg()?;
         let g = hooks.point(|| format!("blocks.{i}.attn.hook_decay"), g)?;
@@ -449,10 +418,24 @@ mod tests {
     fn causal_conv_carries_its_past() {
         let x = random(&[2, 9, 6], 7);
         let kernel = random(&[6, 4], 8);
-        let (whole, _) = causal_conv(&x, &kernel, None).unwrap();
-        let (a, past) = causal_conv(&x.narrow(1, 0, 5).unwrap(), &kernel, None).unwrap();
-        let (b, _) = causal_conv(&x.narrow(1, 5, 4).unwrap(), &kernel, Some(&past)).unwrap();
+        let bias = random(&[6], 9);
+        let conv = |x: &Tensor, past: Option<&Tensor>| {
+            ops::causal_conv(x, &kernel, Some(&bias), past).unwrap()
+        };
+        let (whole, _) = conv(&x, None);
+        let (a, past) = conv(&x.narrow(1, 0, 5).unwrap(), None);
+        let (b, _) = conv(&x.narrow(1, 5, 4).unwrap(), Some(&past));
         let joined = Tensor::cat(&[a, b], 1).unwrap();
         assert!(max_diff(&whole, &joined) < 1e-6);
+        // and the first output is the kernel's last tap on the first input, plus the bias
+        let first = x
+            .narrow(1, 0, 1)
+            .unwrap()
+            .squeeze(1)
+            .unwrap()
+            .broadcast_mul(&kernel.narrow(1, 3, 1).unwrap().squeeze(1).unwrap())
+            .unwrap();
+        let first = first.broadcast_add(&bias).unwrap();
+        assert!(max_diff(&whole.narrow(1, 0, 1).unwrap().squeeze(1).unwrap(), &first) < 1e-6);
     }
 }

@@ -313,10 +313,10 @@ pub fn build_llama_style_with(
         };
         blocks.push(DecoderBlock {
             ln1,
-            attn: Box::new(attn),
+            attn: Some(Box::new(attn)),
             post_attn_norm,
             ln2,
-            mlp,
+            mlp: Some(mlp),
             post_mlp_norm,
             residual: Residual::Sequential,
         });

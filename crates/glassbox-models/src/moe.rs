@@ -75,10 +75,11 @@ pub enum Glu {
 }
 
 /// A gated feed-forward network, `down(act(gate(x)) · up(x))`: each expert, the shared
-/// experts, and the dense layers of the DeepSeek family.
+/// experts, and the dense layers of the DeepSeek family; without a gate, `down(act(up(x)))`
+/// (Nemotron-H's experts).
 #[derive(Clone, Debug)]
 pub struct GatedMlp {
-    pub gate: Linear,
+    pub gate: Option<Linear>,
     pub up: Linear,
     pub down: Linear,
     pub act: Activation,
@@ -95,7 +96,7 @@ impl GatedMlp {
     ) -> Result<Self> {
         // Block-scaled FP8 (DeepSeek-V3's published experts) is dequantized on load.
         Ok(GatedMlp {
-            gate: fp8::load_linear(vb.pp(names.gate), d_model, d_ff, false)?,
+            gate: Some(fp8::load_linear(vb.pp(names.gate), d_model, d_ff, false)?),
             up: fp8::load_linear(vb.pp(names.up), d_model, d_ff, false)?,
             down: fp8::load_linear(vb.pp(names.down), d_ff, d_model, false)?,
             act,
@@ -105,8 +106,9 @@ impl GatedMlp {
 
     /// Bytes held by the three weight matrices.
     pub fn bytes(&self) -> usize {
-        [&self.gate, &self.up, &self.down]
-            .iter()
+        [self.gate.as_ref(), Some(&self.up), Some(&self.down)]
+            .into_iter()
+            .flatten()
             .map(|l| l.weight.bytes())
             .sum()
     }
@@ -114,7 +116,11 @@ impl GatedMlp {
 
 impl Module for GatedMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (gate, up) = (self.gate.forward(x)?, self.up.forward(x)?);
+        let up = self.up.forward(x)?;
+        let Some(gate) = &self.gate else {
+            return self.down.forward(&self.act.apply(&up)?);
+        };
+        let gate = gate.forward(x)?;
         let hidden = match self.glu {
             Glu::Plain => (self.act.apply(&gate)? * up)?,
             Glu::ClampedSwiglu { alpha, limit } => {
@@ -139,11 +145,11 @@ pub fn dense_gated_mlp(
     act: Activation,
 ) -> Result<Mlp> {
     let m = GatedMlp::load(vb, names, d_model, d_ff, act)?;
+    let gate = m
+        .gate
+        .ok_or_else(|| candle_core::Error::Msg("a gated MLP without its gate".into()))?;
     Ok(Mlp {
-        proj: MlpProjection::Gated {
-            gate: m.gate,
-            up: m.up,
-        },
+        proj: MlpProjection::Gated { gate, up: m.up },
         act,
         fc_out: m.down,
     })
@@ -618,7 +624,7 @@ impl StackedExperts {
             })
         };
         Ok(GatedMlp {
-            gate: part(0)?,
+            gate: Some(part(0)?),
             up: part(1)?,
             down: Linear {
                 weight: Weight::Tensor(down.clone()),

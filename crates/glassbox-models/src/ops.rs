@@ -187,6 +187,46 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     (x.neg()?.exp()? + 1.0)?.recip()
 }
 
+/// Causal depthwise convolution over positions of `x` [b, t, c] with `kernel` [c, k] (and a
+/// `bias` [c]), after the `k − 1` inputs in `past` [b, k − 1, c] (zeros at the start): the
+/// convolutions of linear attention and Mamba. Returns the output [b, t, c] and the last
+/// `k − 1` inputs, the next call's `past`.
+pub fn causal_conv(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    past: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let (b, t, c) = x.dims3()?;
+    let k = kernel.dim(1)?;
+    let past = match past {
+        Some(p) => p.to_dtype(x.dtype())?,
+        None => Tensor::zeros((b, k - 1, c), x.dtype(), x.device())?,
+    };
+    let ext = Tensor::cat(&[&past, x], 1)?;
+    let kernel = kernel.to_dtype(x.dtype())?;
+    let mut out = ext
+        .narrow(1, 0, t)?
+        .broadcast_mul(&kernel.narrow(1, 0, 1)?.t()?)?;
+    for j in 1..k {
+        out = (out
+            + ext
+                .narrow(1, j, t)?
+                .broadcast_mul(&kernel.narrow(1, j, 1)?.t()?)?)?;
+    }
+    if let Some(bias) = bias {
+        out = out.broadcast_add(&bias.to_dtype(x.dtype())?)?;
+    }
+    let next = ext.narrow(1, t, k - 1)?.contiguous()?;
+    Ok((out, next))
+}
+
+/// `ln(1 + eᕽ)`, stable for large |x|, from differentiable primitives.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    let tail = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    x.relu()? + tail
+}
+
 /// `cap × tanh(x / cap)` (Gemma 2's logit soft-capping).
 pub fn soft_cap(x: &Tensor, cap: f64) -> Result<Tensor> {
     kernel_ops::activation(&(x / cap)?, KernelActivation::Tanh)? * cap

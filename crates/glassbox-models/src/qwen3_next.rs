@@ -183,14 +183,14 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
                 norm_kind,
                 d.d_model,
             )?),
-            attn: mixer,
+            attn: Some(mixer),
             post_attn_norm: None,
             ln2: Some(Norm::load(
                 vb_l.pp("post_attention_layernorm"),
                 norm_kind,
                 d.d_model,
             )?),
-            mlp,
+            mlp: Some(mlp),
             post_mlp_norm: None,
             residual: Residual::Sequential,
         });

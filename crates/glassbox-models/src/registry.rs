@@ -11,7 +11,7 @@ use crate::error::{ModelError, Result};
 use crate::model::Model;
 use crate::{
     bert, deepseek, gemma, glm4, glm4_moe, gpt2, gpt_neox, gpt_oss, llama, llama4, mixtral,
-    nemotron, olmo2, olmoe, phi3, qwen3, qwen3_moe, qwen3_next,
+    nemotron, nemotron_h, olmo2, olmoe, phi3, qwen3, qwen3_moe, qwen3_next,
 };
 
 /// Builds a model from a Hub config and its weights.
@@ -37,6 +37,7 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("Glm4ForCausalLM", glm4::build),
     ("Glm4MoeForCausalLM", glm4_moe::build),
     ("NemotronForCausalLM", nemotron::build),
+    ("NemotronHForCausalLM", nemotron_h::build),
     ("DeepseekV2ForCausalLM", deepseek::build_v2),
     ("MixtralForCausalLM", mixtral::build),
     ("Qwen3MoeForCausalLM", qwen3_moe::build),
@@ -66,6 +67,7 @@ pub const MODEL_TYPES: &[(&str, &str)] = &[
     ("glm4", "Glm4ForCausalLM"),
     ("glm4_moe", "Glm4MoeForCausalLM"),
     ("nemotron", "NemotronForCausalLM"),
+    ("nemotron_h", "NemotronHForCausalLM"),
     ("deepseek_v2", "DeepseekV2ForCausalLM"),
     ("mixtral", "MixtralForCausalLM"),
     ("qwen3_moe", "Qwen3MoeForCausalLM"),
