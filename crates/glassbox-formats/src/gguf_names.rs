@@ -54,13 +54,17 @@ enum Family {
     Gpt2,
     Deepseek2,
     Glm4,
+    /// OLMo 2: post-norms only, q/k norms over the whole projection.
+    Olmo2,
     Bert,
 }
 
 fn family(arch: &str) -> Option<Family> {
     Some(match arch {
         "llama" | "mistral" => Family::Llama,
-        "qwen2" | "qwen3" | "qwen2moe" | "qwen3moe" => Family::Qwen,
+        // OLMoE names its tensors as Qwen-MoE does (with q/k norms over the projections).
+        "qwen2" | "qwen3" | "qwen2moe" | "qwen3moe" | "olmoe" => Family::Qwen,
+        "olmo2" => Family::Olmo2,
         "gemma" => Family::Gemma,
         "gemma2" | "gemma3" => Family::Gemma2,
         "phi3" => Family::Phi3,
@@ -179,11 +183,17 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         (_, "attn_k") => done(format!("{attn}.k_proj"), k_fix),
         (_, "attn_v") => done(format!("{attn}.v_proj"), Fixup::None),
         (_, "attn_output") => done(format!("{attn}.o_proj"), Fixup::None),
-        (Family::Qwen | Family::Gemma2, "attn_q_norm") => {
+        (Family::Qwen | Family::Gemma2 | Family::Olmo2, "attn_q_norm") => {
             done(format!("{attn}.q_norm"), norm_fixup)
         }
-        (Family::Qwen | Family::Gemma2, "attn_k_norm") => {
+        (Family::Qwen | Family::Gemma2 | Family::Olmo2, "attn_k_norm") => {
             done(format!("{attn}.k_norm"), norm_fixup)
+        }
+        (Family::Olmo2, "post_attention_norm") => {
+            done(format!("{p}.post_attention_layernorm"), Fixup::None)
+        }
+        (Family::Olmo2, "post_ffw_norm") => {
+            done(format!("{p}.post_feedforward_layernorm"), Fixup::None)
         }
         (Family::Gemma2, "post_attention_norm") => {
             done(format!("{p}.post_attention_layernorm"), norm_fixup)

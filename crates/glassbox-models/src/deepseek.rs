@@ -449,11 +449,7 @@ pub fn build(
     }
     let embed = Embedding::load(m.pp("embed_tokens"), d_vocab, d_model)?;
     let lm_head = if cfg.bool_or("tie_word_embeddings", false)? {
-        Linear {
-            weight: embed.weight.clone(),
-            bias: None,
-            in_out: false,
-        }
+        Linear::tied(&embed)
     } else {
         fp8::load_linear(vb.pp("lm_head"), d_model, d_vocab, false)?
     };

@@ -75,10 +75,16 @@ pub enum GgufArch {
     Deepseek2,
     /// BERT encoders (`bert`), e.g. sentence-embedding models.
     Bert,
+    /// OLMo 2 (`olmo2`; OLMo 3 files too, which add sliding windows).
+    Olmo2,
+    /// Gemma 3's text model (`gemma3`).
+    Gemma3,
+    /// OLMoE (`olmoe`).
+    Olmoe,
 }
 
 impl GgufArch {
-    pub const ALL: [GgufArch; 11] = [
+    pub const ALL: [GgufArch; 14] = [
         GgufArch::Llama,
         GgufArch::Qwen2,
         GgufArch::Qwen3,
@@ -90,6 +96,9 @@ impl GgufArch {
         GgufArch::Glm4,
         GgufArch::Deepseek2,
         GgufArch::Bert,
+        GgufArch::Olmo2,
+        GgufArch::Olmoe,
+        GgufArch::Gemma3,
     ];
 
     /// llama.cpp's name for the architecture (the metadata key prefix).
@@ -106,6 +115,9 @@ impl GgufArch {
             GgufArch::Glm4 => "glm4",
             GgufArch::Deepseek2 => "deepseek2",
             GgufArch::Bert => "bert",
+            GgufArch::Olmo2 => "olmo2",
+            GgufArch::Olmoe => "olmoe",
+            GgufArch::Gemma3 => "gemma3",
         }
     }
 
@@ -128,6 +140,9 @@ impl GgufArch {
             // Whatever the DeepSeek version ([`deepseek2_config`]).
             GgufArch::Deepseek2 => "DeepseekV3ForCausalLM",
             GgufArch::Bert => "BertModel",
+            GgufArch::Olmo2 => "Olmo2ForCausalLM",
+            GgufArch::Olmoe => "OlmoeForCausalLM",
+            GgufArch::Gemma3 => "Gemma3ForCausalLM",
         }
     }
 
@@ -455,9 +470,9 @@ pub fn hub_config(
         return Ok(config);
     }
     let n_experts = meta.usize_opt("expert_count")?.unwrap_or(0);
-    if n_experts > 0 && !matches!(arch, GgufArch::Llama | GgufArch::Qwen3Moe) {
+    if n_experts > 0 && !matches!(arch, GgufArch::Llama | GgufArch::Qwen3Moe | GgufArch::Olmoe) {
         return Err(meta.error(format!(
-            "mixture-of-experts GGUF files are supported for llama (Mixtral), qwen3moe and deepseek2, not {}",
+            "mixture-of-experts GGUF files are supported for llama (Mixtral), qwen3moe, olmoe and deepseek2, not {}",
             arch.name()
         )));
     }
@@ -472,7 +487,7 @@ pub fn hub_config(
         .unwrap_or(n_heads);
     let d_mlp = match arch {
         // Qwen3-MoE files may have no dense layer, hence no dense feed-forward length.
-        GgufArch::Qwen3Moe => match meta.usize_opt("feed_forward_length")? {
+        GgufArch::Qwen3Moe | GgufArch::Olmoe => match meta.usize_opt("feed_forward_length")? {
             Some(n) => n,
             None => meta.usize("expert_feed_forward_length")?,
         },
@@ -537,6 +552,11 @@ pub fn hub_config(
                     c["hidden_activation"] = json!("gelu_pytorch_tanh");
                     gemma2_keys(&mut c, &meta, d_model, n_heads, n_layers, head_dim)?;
                 }
+                GgufArch::Gemma3 => {
+                    c["hidden_act"] = json!("gelu_pytorch_tanh");
+                    c["hidden_activation"] = json!("gelu_pytorch_tanh");
+                    gemma3_keys(&mut c, &meta, d_model, n_heads, n_layers, head_dim)?;
+                }
                 GgufArch::Phi3 => {
                     if rope_dim != head_dim {
                         c["partial_rotary_factor"] = json!(rope_dim as f64 / head_dim as f64);
@@ -556,7 +576,23 @@ pub fn hub_config(
                 GgufArch::Glm4 => {
                     c["partial_rotary_factor"] = json!(rope_dim as f64 / head_dim as f64);
                 }
-                GgufArch::Llama | GgufArch::Qwen2 | GgufArch::Qwen3 | GgufArch::Qwen3Moe
+                // OLMo 3's sliding windows: llama.cpp reads `attention.sliding_window` and a
+                // per-layer pattern, and rotates the window layers without scaling; not read
+                // here yet, so refused rather than run as full attention.
+                GgufArch::Olmo2
+                    if meta
+                        .usize_opt("attention.sliding_window")?
+                        .is_some_and(|w| w > 0) =>
+                {
+                    return Err(meta
+                        .error("olmo2 files with sliding windows (OLMo 3) are not supported yet"));
+                }
+                GgufArch::Llama
+                | GgufArch::Qwen2
+                | GgufArch::Qwen3
+                | GgufArch::Qwen3Moe
+                | GgufArch::Olmo2
+                | GgufArch::Olmoe
                     if rope_dim != head_dim =>
                 {
                     return Err(meta.error(format!(
@@ -572,7 +608,10 @@ pub fn hub_config(
         config["rope_scaling"] = scaling;
     }
     config["architectures"] = json!([arch.hub_architecture()]);
-    config["model_type"] = json!(arch.name());
+    config["model_type"] = json!(match arch {
+        GgufArch::Gemma3 => "gemma3_text",
+        _ => arch.name(),
+    });
     if n_experts > 0 {
         let used = meta.usize("expert_used_count")?;
         match arch {
@@ -582,6 +621,13 @@ pub fn hub_config(
                 config["model_type"] = json!("mixtral");
                 config["num_local_experts"] = json!(n_experts);
                 config["num_experts_per_tok"] = json!(used);
+            }
+            // llama.cpp never renormalises OLMoE's expert weights; its experts are
+            // `feed_forward_length` wide.
+            GgufArch::Olmoe => {
+                config["num_experts"] = json!(n_experts);
+                config["num_experts_per_tok"] = json!(used);
+                config["norm_topk_prob"] = json!(false);
             }
             _ => {
                 config["num_experts"] = json!(n_experts);
@@ -631,6 +677,64 @@ fn gemma2_keys(
         .collect();
     c["layer_types"] = json!(layer_types);
     c["query_pre_attn_scalar"] = json!(if n_layers == 46 {
+        d_model / n_heads
+    } else {
+        head_dim
+    });
+    Ok(())
+}
+
+/// Gemma 3's attention as llama.cpp sets it up: a sliding window where
+/// `attention.sliding_window` is positive, on the layers `attention.sliding_window_pattern`
+/// marks (a list of flags, or a period: every layer but each period-th, 6 when absent); the
+/// window layers rotate with `rope.freq_base_swa` (10000 when absent) and no scaling; queries
+/// scaled by the head size, except in the 62-layer (27B) model, by `d_model / heads`; final
+/// soft-capping where the file has it, none on attention.
+fn gemma3_keys(
+    c: &mut Value,
+    meta: &Meta,
+    d_model: usize,
+    n_heads: usize,
+    n_layers: usize,
+    head_dim: usize,
+) -> Result<()> {
+    c["final_logit_softcapping"] = json!(meta.f64_opt("final_logit_softcapping")?);
+    let window = meta.usize_opt("attention.sliding_window")?.unwrap_or(0);
+    let sliding: Vec<bool> = if window == 0 {
+        vec![false; n_layers]
+    } else {
+        let key = meta.key("attention.sliding_window_pattern");
+        match meta.gguf.get_array(&key) {
+            Some(glassbox_formats::gguf::GgufArray::Bool(flags)) if flags.len() == n_layers => {
+                flags.clone()
+            }
+            Some(_) => {
+                return Err(meta.error(format!("`{key}` must list one flag per layer ({n_layers})")))
+            }
+            None => {
+                let period = meta
+                    .usize_opt("attention.sliding_window_pattern")?
+                    .unwrap_or(6);
+                (0..n_layers)
+                    .map(|i| period == 0 || i % period < period - 1)
+                    .collect()
+            }
+        }
+    };
+    c["sliding_window"] = json!(window.max(1));
+    let layer_types: Vec<&str> = sliding
+        .iter()
+        .map(|&s| {
+            if s {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    c["layer_types"] = json!(layer_types);
+    c["rope_local_base_freq"] = json!(meta.f64_opt("rope.freq_base_swa")?.unwrap_or(10000.0));
+    c["query_pre_attn_scalar"] = json!(if n_layers == 62 {
         d_model / n_heads
     } else {
         head_dim

@@ -82,11 +82,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
     }
     let embed = Embedding::load(m.pp("embed_tokens"), d.vocab, d.d_model)?;
     let lm_head = if cfg.bool_or("tie_word_embeddings", false)? {
-        Linear {
-            weight: embed.weight.clone(),
-            bias: None,
-            in_out: false,
-        }
+        Linear::tied(&embed)
     } else {
         Linear::load(vb.pp("lm_head"), d.d_model, d.vocab, false)?
     };

@@ -94,11 +94,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
         });
     }
     let ln_final = Norm::load(vb_t.pp("ln_f"), norm, d_model)?;
-    let lm_head = Linear {
-        weight: embed.weight.clone(),
-        bias: None,
-        in_out: false,
-    };
+    let lm_head = Linear::tied(&embed);
     Ok(Box::new(DecoderModel {
         info: ModelInfo {
             architecture: cfg.architecture()?,

@@ -87,11 +87,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
     }
     let ln_final = Norm::load(vb_m.pp("final_layer_norm"), norm, d_model)?;
     let lm_head = if cfg.bool_or("tie_word_embeddings", false)? {
-        Linear {
-            weight: embed.weight.clone(),
-            bias: None,
-            in_out: false,
-        }
+        Linear::tied(&embed)
     } else {
         Linear::load(vb.pp("embed_out"), d_model, vocab, false)?
     };

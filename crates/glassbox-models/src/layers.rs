@@ -108,6 +108,15 @@ impl Linear {
         })
     }
 
+    /// The unembedding tied to `embed`: its matrix, shared.
+    pub fn tied(embed: &Embedding) -> Self {
+        Linear {
+            weight: embed.weight.clone(),
+            bias: None,
+            in_out: false,
+        }
+    }
+
     /// A GPT-2 `Conv1D`: `{vb}.weight` [in, out] and `{vb}.bias` [out].
     pub fn load_conv1d(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         let weight = Weight::load(&vb, &[in_dim, out_dim], "weight", WEIGHT_INIT)?;

@@ -58,6 +58,8 @@ pub mod qwen3_moe;
 pub mod qwen3_next;
 pub mod registry;
 pub mod ssm;
+#[cfg(test)]
+mod testing;
 pub mod tokenizer;
 
 pub use backend::CheckpointBackend;

@@ -362,37 +362,7 @@ impl SelfAttention for GatedDeltaNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
-
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        // A small deterministic generator: tests must not depend on a global RNG.
-        let n: usize = shape.iter().product();
-        let mut x = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::testing::{max_diff, random};
 
     /// The chunked form computes the recurrence: same outputs and final state, across chunk
     /// boundaries, from a nonzero starting state.

@@ -323,11 +323,7 @@ pub fn build_llama_style_with(
     }
     let ln_final = Norm::load(vb_m.pp("norm"), norm_kind, d.d_model)?;
     let lm_head = if cfg.bool_or("tie_word_embeddings", quirks.tie_default)? {
-        Linear {
-            weight: embed.weight.clone(),
-            bias: None,
-            in_out: false,
-        }
+        Linear::tied(&embed)
     } else {
         Linear::load(vb.pp("lm_head"), d.d_model, d.vocab, false)?
     };

@@ -203,11 +203,7 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
     }
     let ln_final = Norm::load(root.pp("norm_f"), norm_kind, d_model)?;
     let lm_head = if cfg.bool_or("tie_word_embeddings", false)? {
-        Linear {
-            weight: embed.weight.clone(),
-            bias: None,
-            in_out: false,
-        }
+        Linear::tied(&embed)
     } else {
         Linear::load(vb.pp("lm_head"), d_model, vocab, false)?
     };

@@ -25,6 +25,17 @@ pub fn is_sparse(i: usize, n_experts: usize, sparse_step: usize, mlp_only: &[usi
         && (i + 1).is_multiple_of(sparse_step)
 }
 
+/// `mlp_only_layers`: the layers kept dense whatever the sparse step.
+pub(crate) fn mlp_only_layers(cfg: HfConfig) -> Result<Vec<usize>> {
+    match cfg.get("mlp_only_layers") {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(v) => v
+            .as_array()
+            .and_then(|a| a.iter().map(|x| x.as_u64().map(|n| n as usize)).collect())
+            .ok_or_else(|| ModelError::config("`mlp_only_layers` must be a list of layer indices")),
+    }
+}
+
 pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> {
     build_with(config, vb, QkNormKind::PerHead)
 }
@@ -40,15 +51,7 @@ pub fn build_with(
     let dims = LlamaDims::from_config(config)?;
     let n_experts = cfg.usize_opt(&["num_experts"])?.unwrap_or(0);
     let sparse_step = cfg.usize_opt(&["decoder_sparse_step"])?.unwrap_or(1);
-    let mlp_only: Vec<usize> = match cfg.get("mlp_only_layers") {
-        None => Vec::new(),
-        Some(v) => v
-            .as_array()
-            .and_then(|a| a.iter().map(|x| x.as_u64().map(|n| n as usize)).collect())
-            .ok_or_else(|| {
-                ModelError::config("`mlp_only_layers` must be a list of layer indices")
-            })?,
-    };
+    let mlp_only = mlp_only_layers(cfg)?;
     let router = RouterConfig {
         n_experts,
         top_k: cfg.usize_opt(&["num_experts_per_tok"])?.unwrap_or(0),

@@ -25,7 +25,7 @@ use crate::linear_attention::{DeltaNetConfig, GatedDeltaNet};
 use crate::llama::LlamaDims;
 use crate::model::Model;
 use crate::moe::{self, GatedMlp, MoeBlock, MoeSpec, RouterConfig, Scoring, LLAMA_MLP_NAMES};
-use crate::qwen3_moe::is_sparse;
+use crate::qwen3_moe::{is_sparse, mlp_only_layers};
 
 /// Whether each layer is a linear-attention layer (else full attention).
 fn linear_layers(cfg: HfConfig, n_layers: usize) -> Result<Vec<bool>> {
@@ -79,15 +79,7 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
     }
     let n_experts = cfg.usize_opt(&["num_experts"])?.unwrap_or(0);
     let sparse_step = cfg.usize_opt(&["decoder_sparse_step"])?.unwrap_or(1);
-    let mlp_only: Vec<usize> = match cfg.get("mlp_only_layers") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(v) => v
-            .as_array()
-            .and_then(|a| a.iter().map(|x| x.as_u64().map(|n| n as usize)).collect())
-            .ok_or_else(|| {
-                ModelError::config("`mlp_only_layers` must be a list of layer indices")
-            })?,
-    };
+    let mlp_only = mlp_only_layers(cfg)?;
     let router = RouterConfig {
         n_experts,
         top_k: cfg.usize_opt(&["num_experts_per_tok"])?.unwrap_or(0),
@@ -197,11 +189,7 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
     }
     let ln_final = Norm::load(vb_m.pp("norm"), norm_kind, d.d_model)?;
     let lm_head = if cfg.bool_or("tie_word_embeddings", false)? {
-        Linear {
-            weight: embed.weight.clone(),
-            bias: None,
-            in_out: false,
-        }
+        Linear::tied(&embed)
     } else {
         Linear::load(vb.pp("lm_head"), d.d_model, d.vocab, false)?
     };
