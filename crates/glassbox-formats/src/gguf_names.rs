@@ -56,6 +56,8 @@ enum Family {
     Glm4,
     /// OLMo 2: post-norms only, q/k norms over the whole projection.
     Olmo2,
+    /// GLM-4.5: Llama's norms (`post_attention_norm` is the pre-MLP one), DeepSeek's experts.
+    Glm4Moe,
     Bert,
 }
 
@@ -65,6 +67,7 @@ fn family(arch: &str) -> Option<Family> {
         // OLMoE names its tensors as Qwen-MoE does (with q/k norms over the projections).
         "qwen2" | "qwen3" | "qwen2moe" | "qwen3moe" | "olmoe" => Family::Qwen,
         "olmo2" => Family::Olmo2,
+        "glm4moe" => Family::Glm4Moe,
         "gemma" => Family::Gemma,
         "gemma2" | "gemma3" => Family::Gemma2,
         "phi3" => Family::Phi3,
@@ -163,7 +166,7 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         (Fixup::None, Fixup::None)
     };
     let shared = match fam {
-        Family::Deepseek2 => format!("{mlp}.shared_experts"),
+        Family::Deepseek2 | Family::Glm4Moe => format!("{mlp}.shared_experts"),
         _ => format!("{mlp}.shared_expert"),
     };
     match (fam, part) {
@@ -183,10 +186,13 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         (_, "attn_k") => done(format!("{attn}.k_proj"), k_fix),
         (_, "attn_v") => done(format!("{attn}.v_proj"), Fixup::None),
         (_, "attn_output") => done(format!("{attn}.o_proj"), Fixup::None),
-        (Family::Qwen | Family::Gemma2 | Family::Olmo2, "attn_q_norm") => {
+        (Family::Glm4Moe, "post_attention_norm") => {
+            done(format!("{p}.post_attention_layernorm"), Fixup::None)
+        }
+        (Family::Qwen | Family::Gemma2 | Family::Olmo2 | Family::Glm4Moe, "attn_q_norm") => {
             done(format!("{attn}.q_norm"), norm_fixup)
         }
-        (Family::Qwen | Family::Gemma2 | Family::Olmo2, "attn_k_norm") => {
+        (Family::Qwen | Family::Gemma2 | Family::Olmo2 | Family::Glm4Moe, "attn_k_norm") => {
             done(format!("{attn}.k_norm"), norm_fixup)
         }
         (Family::Olmo2, "post_attention_norm") => {
@@ -212,7 +218,7 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         (_, "ffn_up") => done(format!("{mlp}.up_proj"), Fixup::None),
         (_, "ffn_down") => done(format!("{mlp}.down_proj"), Fixup::None),
         (_, "ffn_gate_inp") => done(format!("{moe}.gate"), Fixup::None),
-        (Family::Deepseek2, "exp_probs_b") if suffix == "bias" => Some(HubName {
+        (Family::Deepseek2 | Family::Glm4Moe, "exp_probs_b") if suffix == "bias" => Some(HubName {
             name: format!("{mlp}.gate.e_score_correction_bias"),
             fixup: Fixup::None,
         }),
@@ -228,13 +234,13 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
             format!("{moe}.experts.{{e}}.{expert_down}"),
             Fixup::SplitExperts,
         ),
-        (Family::Qwen | Family::Deepseek2, "ffn_gate_shexp") => {
+        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe, "ffn_gate_shexp") => {
             done(format!("{shared}.gate_proj"), Fixup::None)
         }
-        (Family::Qwen | Family::Deepseek2, "ffn_up_shexp") => {
+        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe, "ffn_up_shexp") => {
             done(format!("{shared}.up_proj"), Fixup::None)
         }
-        (Family::Qwen | Family::Deepseek2, "ffn_down_shexp") => {
+        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe, "ffn_down_shexp") => {
             done(format!("{shared}.down_proj"), Fixup::None)
         }
         (Family::Qwen, "ffn_gate_inp_shexp") => {

@@ -79,12 +79,14 @@ pub enum GgufArch {
     Olmo2,
     /// Gemma 3's text model (`gemma3`).
     Gemma3,
+    /// GLM-4.5 / 4.6 (`glm4moe`).
+    Glm4Moe,
     /// OLMoE (`olmoe`).
     Olmoe,
 }
 
 impl GgufArch {
-    pub const ALL: [GgufArch; 14] = [
+    pub const ALL: [GgufArch; 15] = [
         GgufArch::Llama,
         GgufArch::Qwen2,
         GgufArch::Qwen3,
@@ -99,6 +101,7 @@ impl GgufArch {
         GgufArch::Olmo2,
         GgufArch::Olmoe,
         GgufArch::Gemma3,
+        GgufArch::Glm4Moe,
     ];
 
     /// llama.cpp's name for the architecture (the metadata key prefix).
@@ -118,6 +121,7 @@ impl GgufArch {
             GgufArch::Olmo2 => "olmo2",
             GgufArch::Olmoe => "olmoe",
             GgufArch::Gemma3 => "gemma3",
+            GgufArch::Glm4Moe => "glm4moe",
         }
     }
 
@@ -143,6 +147,7 @@ impl GgufArch {
             GgufArch::Olmo2 => "Olmo2ForCausalLM",
             GgufArch::Olmoe => "OlmoeForCausalLM",
             GgufArch::Gemma3 => "Gemma3ForCausalLM",
+            GgufArch::Glm4Moe => "Glm4MoeForCausalLM",
         }
     }
 
@@ -469,6 +474,11 @@ pub fn hub_config(
         common_keys(&mut config, gguf, checkpoint, &meta)?;
         return Ok(config);
     }
+    if arch == GgufArch::Glm4Moe {
+        let mut config = glm4moe_config(&meta, checkpoint)?;
+        common_keys(&mut config, gguf, checkpoint, &meta)?;
+        return Ok(config);
+    }
     let n_experts = meta.usize_opt("expert_count")?.unwrap_or(0);
     if n_experts > 0 && !matches!(arch, GgufArch::Llama | GgufArch::Qwen3Moe | GgufArch::Olmoe) {
         return Err(meta.error(format!(
@@ -740,6 +750,70 @@ fn gemma3_keys(
         head_dim
     });
     Ok(())
+}
+
+/// A `glm4moe` file's `Glm4MoeForCausalLM` config, as llama.cpp runs it: `block_count` counts
+/// the multi-token-prediction layers (`nextn_predict_layers`), which the forward pass skips;
+/// the first `leading_dense_block_count` layers are dense; routing is `expert_gating_func`
+/// (sigmoid when absent) with the `exp_probs_b` correction, renormalised where
+/// `expert_weights_norm` and scaled by `expert_weights_scale`, never limited to groups (the
+/// file's group counts are not read by llama.cpp for this architecture); q/k norms and q/k/v
+/// biases where the tensors exist; `rope.dimension_count` of each head rotates.
+fn glm4moe_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
+    let n_layers = meta
+        .usize("block_count")?
+        .checked_sub(meta.usize_opt("nextn_predict_layers")?.unwrap_or(0))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| meta.error("nextn_predict_layers leaves no layers"))?;
+    let d_model = meta.usize("embedding_length")?;
+    let n_heads = meta.usize("attention.head_count")?;
+    if n_heads == 0 {
+        return Err(meta.error("attention.head_count is 0"));
+    }
+    let head_dim = meta
+        .usize_opt("attention.key_length")?
+        .unwrap_or(d_model / n_heads);
+    let rope_dim = meta.usize_opt("rope.dimension_count")?.unwrap_or(head_dim);
+    let scoring = match meta.usize_opt("expert_gating_func")?.map(|v| v as u64) {
+        None | Some(GATING_SIGMOID) => "sigmoid",
+        Some(GATING_SOFTMAX) => "softmax",
+        Some(other) => {
+            return Err(meta.error(format!(
+                "expert_gating_func {other} is not softmax or sigmoid"
+            )))
+        }
+    };
+    let mut c = json!({
+        "hidden_size": d_model,
+        "num_hidden_layers": n_layers,
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": meta.usize_opt("attention.head_count_kv")?.unwrap_or(n_heads),
+        "head_dim": head_dim,
+        "partial_rotary_factor": rope_dim as f64 / head_dim as f64,
+        "intermediate_size": meta.usize("feed_forward_length")?,
+        "moe_intermediate_size": meta.usize("expert_feed_forward_length")?,
+        "n_routed_experts": meta.usize("expert_count")?,
+        "num_experts_per_tok": meta.usize("expert_used_count")?,
+        "n_shared_experts": meta.usize_opt("expert_shared_count")?.unwrap_or(0),
+        "first_k_dense_replace": meta.usize_opt("leading_dense_block_count")?.unwrap_or(0),
+        "routed_scaling_factor": meta.f64_opt("expert_weights_scale")?.unwrap_or(1.0),
+        "norm_topk_prob": meta.gguf.get_bool(&meta.key("expert_weights_norm")).unwrap_or(false),
+        "scoring_func": scoring,
+        "n_group": 1,
+        "topk_group": 1,
+        "max_position_embeddings": meta.usize_opt("context_length")?.unwrap_or(2048),
+        "rms_norm_eps": meta.f64_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
+        "rope_theta": meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0),
+        "hidden_act": "silu",
+        "attention_bias": checkpoint.contains("blk.0.attn_q.bias"),
+        "use_qk_norm": checkpoint.contains("blk.0.attn_q_norm.weight"),
+        "architectures": [GgufArch::Glm4Moe.hub_architecture()],
+        "model_type": "glm4_moe",
+    });
+    if let Some(scaling) = rope_scaling(meta, checkpoint, rope_dim)? {
+        c["rope_scaling"] = scaling;
+    }
+    Ok(c)
 }
 
 /// A `bert` file's `BertModel` config. llama.cpp runs BERT with token type 0 for every token,
