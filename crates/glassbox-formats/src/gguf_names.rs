@@ -58,6 +58,8 @@ enum Family {
     Olmo2,
     /// GLM-4.5: Llama's norms (`post_attention_norm` is the pre-MLP one), DeepSeek's experts.
     Glm4Moe,
+    /// Llama 4: feed-forwards under `feed_forward`, the router named `router`.
+    Llama4,
     Bert,
 }
 
@@ -68,6 +70,7 @@ fn family(arch: &str) -> Option<Family> {
         "qwen2" | "qwen3" | "qwen2moe" | "qwen3moe" | "olmoe" => Family::Qwen,
         "olmo2" => Family::Olmo2,
         "glm4moe" => Family::Glm4Moe,
+        "llama4" => Family::Llama4,
         "gemma" => Family::Gemma,
         "gemma2" | "gemma3" => Family::Gemma2,
         "phi3" => Family::Phi3,
@@ -152,7 +155,10 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
     }
     let p = format!("model.layers.{layer}");
     let attn = format!("{p}.self_attn");
-    let mlp = format!("{p}.mlp");
+    let mlp = match fam {
+        Family::Llama4 => format!("{p}.feed_forward"),
+        _ => format!("{p}.mlp"),
+    };
     let llama = fam == Family::Llama;
     // Mixtral (llama.cpp arch `llama`) keeps its MoE under `block_sparse_moe` with w1/w2/w3.
     let (moe, expert_gate, expert_up, expert_down) = if llama {
@@ -217,6 +223,7 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         (_, "ffn_gate") => done(format!("{mlp}.gate_proj"), Fixup::None),
         (_, "ffn_up") => done(format!("{mlp}.up_proj"), Fixup::None),
         (_, "ffn_down") => done(format!("{mlp}.down_proj"), Fixup::None),
+        (Family::Llama4, "ffn_gate_inp") => done(format!("{moe}.router"), Fixup::None),
         (_, "ffn_gate_inp") => done(format!("{moe}.gate"), Fixup::None),
         (Family::Deepseek2 | Family::Glm4Moe, "exp_probs_b") if suffix == "bias" => Some(HubName {
             name: format!("{mlp}.gate.e_score_correction_bias"),
@@ -234,13 +241,13 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
             format!("{moe}.experts.{{e}}.{expert_down}"),
             Fixup::SplitExperts,
         ),
-        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe, "ffn_gate_shexp") => {
+        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe | Family::Llama4, "ffn_gate_shexp") => {
             done(format!("{shared}.gate_proj"), Fixup::None)
         }
-        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe, "ffn_up_shexp") => {
+        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe | Family::Llama4, "ffn_up_shexp") => {
             done(format!("{shared}.up_proj"), Fixup::None)
         }
-        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe, "ffn_down_shexp") => {
+        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe | Family::Llama4, "ffn_down_shexp") => {
             done(format!("{shared}.down_proj"), Fixup::None)
         }
         (Family::Qwen, "ffn_gate_inp_shexp") => {

@@ -81,12 +81,14 @@ pub enum GgufArch {
     Gemma3,
     /// GLM-4.5 / 4.6 (`glm4moe`).
     Glm4Moe,
+    /// Llama 4's text model (`llama4`).
+    Llama4,
     /// OLMoE (`olmoe`).
     Olmoe,
 }
 
 impl GgufArch {
-    pub const ALL: [GgufArch; 15] = [
+    pub const ALL: [GgufArch; 16] = [
         GgufArch::Llama,
         GgufArch::Qwen2,
         GgufArch::Qwen3,
@@ -102,6 +104,7 @@ impl GgufArch {
         GgufArch::Olmoe,
         GgufArch::Gemma3,
         GgufArch::Glm4Moe,
+        GgufArch::Llama4,
     ];
 
     /// llama.cpp's name for the architecture (the metadata key prefix).
@@ -122,6 +125,7 @@ impl GgufArch {
             GgufArch::Olmoe => "olmoe",
             GgufArch::Gemma3 => "gemma3",
             GgufArch::Glm4Moe => "glm4moe",
+            GgufArch::Llama4 => "llama4",
         }
     }
 
@@ -148,6 +152,7 @@ impl GgufArch {
             GgufArch::Olmoe => "OlmoeForCausalLM",
             GgufArch::Gemma3 => "Gemma3ForCausalLM",
             GgufArch::Glm4Moe => "Glm4MoeForCausalLM",
+            GgufArch::Llama4 => "Llama4ForCausalLM",
         }
     }
 
@@ -480,7 +485,12 @@ pub fn hub_config(
         return Ok(config);
     }
     let n_experts = meta.usize_opt("expert_count")?.unwrap_or(0);
-    if n_experts > 0 && !matches!(arch, GgufArch::Llama | GgufArch::Qwen3Moe | GgufArch::Olmoe) {
+    if n_experts > 0
+        && !matches!(
+            arch,
+            GgufArch::Llama | GgufArch::Qwen3Moe | GgufArch::Olmoe | GgufArch::Llama4
+        )
+    {
         return Err(meta.error(format!(
             "mixture-of-experts GGUF files are supported for llama (Mixtral), qwen3moe, olmoe and deepseek2, not {}",
             arch.name()
@@ -562,6 +572,7 @@ pub fn hub_config(
                     c["hidden_activation"] = json!("gelu_pytorch_tanh");
                     gemma2_keys(&mut c, &meta, d_model, n_heads, n_layers, head_dim)?;
                 }
+                GgufArch::Llama4 => llama4_keys(&mut c, &meta, n_layers, n_experts)?,
                 GgufArch::Gemma3 => {
                     c["hidden_act"] = json!("gelu_pytorch_tanh");
                     c["hidden_activation"] = json!("gelu_pytorch_tanh");
@@ -620,6 +631,7 @@ pub fn hub_config(
     config["architectures"] = json!([arch.hub_architecture()]);
     config["model_type"] = json!(match arch {
         GgufArch::Gemma3 => "gemma3_text",
+        GgufArch::Llama4 => "llama4_text",
         _ => arch.name(),
     });
     if n_experts > 0 {
@@ -631,6 +643,14 @@ pub fn hub_config(
                 config["model_type"] = json!("mixtral");
                 config["num_local_experts"] = json!(n_experts);
                 config["num_experts_per_tok"] = json!(used);
+            }
+            // Llama 4's routed experts are `expert_feed_forward_length` wide, its dense layers
+            // `feed_forward_length`.
+            GgufArch::Llama4 => {
+                config["num_local_experts"] = json!(n_experts);
+                config["num_experts_per_tok"] = json!(used);
+                config["intermediate_size_mlp"] = json!(d_mlp);
+                config["intermediate_size"] = json!(meta.usize("expert_feed_forward_length")?);
             }
             // llama.cpp never renormalises OLMoE's expert weights; its experts are
             // `feed_forward_length` wide.
@@ -749,6 +769,70 @@ fn gemma3_keys(
     } else {
         head_dim
     });
+    Ok(())
+}
+
+/// Llama 4's layers as llama.cpp sets them up. Unless `attention.sliding_window` is 0, the
+/// window layers (`attention.sliding_window_pattern`: flags, or a period, 4 when absent) attend
+/// in chunks of 8192 and every 4th layer has no rotary; with a window of 0, no layer is chunked
+/// and only the last has no rotary. Layers without rotary scale queries by llama.cpp's fixed
+/// temperature (floor 8192, scale 0.1). QK norm everywhere but in the 128-expert model;
+/// MoE layers every `interleave_moe_layer_step`-th.
+fn llama4_keys(c: &mut Value, meta: &Meta, n_layers: usize, n_experts: usize) -> Result<()> {
+    let window = meta.usize_opt("attention.sliding_window")?;
+    let (chunked, no_rope_step): (Vec<bool>, usize) = if window == Some(0) {
+        (vec![false; n_layers], n_layers)
+    } else {
+        let key = meta.key("attention.sliding_window_pattern");
+        let flags = match meta.gguf.get_array(&key) {
+            Some(glassbox_formats::gguf::GgufArray::Bool(flags)) if flags.len() == n_layers => {
+                flags.clone()
+            }
+            Some(_) => {
+                return Err(meta.error(format!("`{key}` must list one flag per layer ({n_layers})")))
+            }
+            None => {
+                let period = meta
+                    .usize_opt("attention.sliding_window_pattern")?
+                    .unwrap_or(4);
+                (0..n_layers)
+                    .map(|i| period == 0 || i % period < period - 1)
+                    .collect()
+            }
+        };
+        (flags, 4)
+    };
+    if let (Some(swa), Some(full)) = (
+        meta.f64_opt("rope.freq_base_swa")?,
+        meta.f64_opt("rope.freq_base")?,
+    ) {
+        if swa != full {
+            return Err(meta.error(
+                "a rotary base of its own on window layers (rope.freq_base_swa) is not supported for llama4",
+            ));
+        }
+    }
+    let layer_types: Vec<&str> = chunked
+        .iter()
+        .map(|&c| {
+            if c {
+                "chunked_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    c["layer_types"] = json!(layer_types);
+    c["attention_chunk_size"] = json!(8192);
+    c["no_rope_layers"] = json!((0..n_layers)
+        .map(|i| u8::from((i + 1) % no_rope_step != 0))
+        .collect::<Vec<_>>());
+    c["attn_temperature_tuning"] = json!(true);
+    c["floor_scale"] = json!(8192);
+    c["attn_scale"] = json!(0.1);
+    c["use_qk_norm"] = json!(n_experts != 128);
+    c["interleave_moe_layer_step"] =
+        json!(meta.usize_opt("interleave_moe_layer_step")?.unwrap_or(1));
     Ok(())
 }
 
