@@ -79,7 +79,7 @@ pub(crate) unsafe fn erf_v<S: Simd>(x: S::V) -> S::V {
     q = S::fma(q, z, S::splat(-0.026866170645131252));
     q = S::fma(q, z, S::splat(0.11283791670955128));
     q = S::fma(q, z, S::splat(-0.37612638903183754));
-    q = S::fma(q, z, S::splat(1.1283791670955126));
+    q = S::fma(q, z, S::splat(core::f32::consts::FRAC_2_SQRT_PI));
     let small = S::mul(q, a);
     let t = S::div(
         S::splat(1.0),
