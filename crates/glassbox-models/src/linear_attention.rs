@@ -323,7 +323,7 @@ impl SelfAttention for GatedDeltaNet {
         let (out, state) = if t == 1 {
             delta_rule_step(&q, &k, &v, &g, &beta, state)?
         } else {
-            delta_rule_chunked(&q, &k, &v, &g, &beta, state, CHUNK)?
+            delta_rule_chunked(&q, &k, &v, &g, &beta, state, CHUNK.min(t))?
         };
         let state = hooks.point(|| format!("blocks.{i}.attn.hook_state"), state)?;
         if let Some(cache) = kv.as_deref_mut() {

@@ -204,8 +204,11 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
         let mlp: Box<dyn FeedForward> = if plan.moe {
             Box::new(MoeBlock {
                 router: Router::load(vb_ff.pp("router"), router.clone(), d.d_model, false)?,
-                // GGUF files (served per expert under the usual names) or stacks
-                experts: if vb_ff.contains_tensor("experts.0.gate_proj.weight") {
+                // Stacks (a checkpoint's, or fresh ones), or GGUF files' experts served one
+                // by one under the usual names
+                experts: if !vb_ff.contains_tensor("experts.0.gate_up_proj")
+                    && vb_ff.contains_tensor("experts.0.gate_proj.weight")
+                {
                     ExpertStore::load(
                         vb_ff.pp("experts"),
                         LLAMA_MLP_NAMES,

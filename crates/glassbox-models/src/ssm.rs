@@ -269,7 +269,8 @@ impl SelfAttention for Mamba2 {
         let (y, state) = if t == 1 {
             ssd_step(&x_heads, &dt_heads, &a, &bm, &cm, state)?
         } else {
-            ssd_chunked(&x_heads, &dt_heads, &a, &bm, &cm, state, c.chunk)?
+            // A chunk longer than the prompt is the prompt (and its mask no larger).
+            ssd_chunked(&x_heads, &dt_heads, &a, &bm, &cm, state, c.chunk.min(t))?
         };
         let state = hooks.point(|| format!("blocks.{i}.mixer.hook_ssm_state"), state)?;
         if let Some(cache) = kv.as_deref_mut() {

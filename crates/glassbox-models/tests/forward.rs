@@ -584,3 +584,28 @@ fn every_added_family_decodes_incrementally_and_trains_every_weight() {
         }
     }
 }
+
+/// A Mamba chunk longer than the prompt is the prompt: a config's chunk size sizes no
+/// allocation beyond it (a chunk of 10⁹ once asked for a 10¹⁸-element mask), and the result
+/// is the same computation.
+#[test]
+fn a_mamba_chunk_longer_than_the_prompt_is_the_prompt() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/more/nemotron-h");
+    let dir = std::env::temp_dir().join(format!("glassbox-long-chunk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    config["chunk_size"] = serde_json::json!(1_000_000_000u64);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let run = |d: &Path| {
+        let model = HookedModel::load(d, &LoadOptions::default()).unwrap();
+        let ids = model.to_tokens(PROMPT).unwrap();
+        model.run(&model.ids_tensor(&ids).unwrap()).unwrap()
+    };
+    let diff = max_abs_diff(&run(&src), &run(&dir));
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(diff < 1e-4, "logits differ by {diff}");
+}
