@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::hf_config::HfConfig;
-use crate::TensorInfo;
+use crate::{DType, TensorInfo};
 
 /// The architecture of a model, as far as its metadata states it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -547,6 +547,25 @@ pub struct ParameterSummary {
     pub by_dtype: Vec<DTypeTotals>,
 }
 
+/// The parameters a tensor holds: its elements, except in MXFP4 pairs as gpt-oss publishes
+/// them (`{name}_blocks`, bytes of two 4-bit values, beside `{name}_scales`, one shared
+/// exponent per 32 values, which are not parameters).
+fn parameters_in(t: &TensorInfo, names: &std::collections::HashSet<&str>) -> u64 {
+    let mxfp4 = |suffix: &str, sibling: &str| {
+        t.dtype == DType::U8
+            && t.name
+                .strip_suffix(suffix)
+                .is_some_and(|stem| names.contains(format!("{stem}{sibling}").as_str()))
+    };
+    if mxfp4("_blocks", "_scales") {
+        2 * t.elements()
+    } else if mxfp4("_scales", "_blocks") {
+        0
+    } else {
+        t.elements()
+    }
+}
+
 impl ParameterSummary {
     pub fn of(tensors: &[TensorInfo]) -> Self {
         let mut by_component: BTreeMap<String, u64> = Component::ALL
@@ -555,8 +574,10 @@ impl ParameterSummary {
             .collect();
         let mut by_dtype: BTreeMap<&'static str, DTypeTotals> = BTreeMap::new();
         let (mut parameters, mut bytes) = (0u64, 0u64);
+        let names: std::collections::HashSet<&str> =
+            tensors.iter().map(|t| t.name.as_str()).collect();
         for t in tensors {
-            let n = t.elements();
+            let n = parameters_in(t, &names);
             parameters += n;
             bytes += t.bytes;
             *by_component
@@ -589,6 +610,23 @@ mod tests {
 
     fn check_component(name: &str, expected: Component) {
         assert_eq!(component_of(name), expected, "{name}");
+    }
+
+    #[test]
+    fn mxfp4_pairs_count_two_parameters_per_byte_and_no_scales() {
+        let t = |name: &str, shape: Vec<usize>, dtype: DType| TensorInfo {
+            name: name.into(),
+            bytes: shape.iter().product::<usize>() as u64,
+            shape,
+            dtype,
+        };
+        let tensors = [
+            t("m.experts.down_proj_blocks", vec![2, 8, 1, 16], DType::U8),
+            t("m.experts.down_proj_scales", vec![2, 8, 1], DType::U8),
+            t("m.other", vec![4, 4], DType::U8),
+        ];
+        // 2 experts × 8 rows × 32 values, and the unrelated U8 tensor's 16 elements
+        assert_eq!(ParameterSummary::of(&tensors).parameters, 2 * 8 * 32 + 16);
     }
 
     #[test]
