@@ -250,11 +250,20 @@ impl ArchitectureSummary {
                 .and_then(|v| v.as_array().cloned())
                 .map(|a| a.iter().filter_map(as_string).collect())
                 .unwrap_or_default(),
+            // Hybrids that list their blocks (Nemotron-H) may give no count.
             layers: first(
                 get,
                 &["num_hidden_layers", "n_layer", "num_layers", "n_layers"],
                 as_u64,
-            ),
+            )
+            .or_else(|| {
+                get("layers_block_type")
+                    .and_then(|v| v.as_array().map(|a| a.len() as u64))
+                    .or_else(|| {
+                        get("hybrid_override_pattern")
+                            .and_then(|v| v.as_str().map(|p| p.chars().count() as u64))
+                    })
+            }),
             d_model,
             heads,
             kv_heads,
