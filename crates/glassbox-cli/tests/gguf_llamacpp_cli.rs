@@ -54,7 +54,10 @@ fn every_command_runs_on_llama_cpp_made_files() {
     for (name, fixture) in manifest["fixtures"].as_object().unwrap() {
         let types: Vec<&String> = fixture["file_bytes"].as_object().unwrap().keys().collect();
         let encoder = fixture["output"] == "embeddings";
-        let moe = matches!(name.as_str(), "qwen3moe" | "mixtral" | "deepseek2");
+        let moe = matches!(
+            name.as_str(),
+            "qwen3moe" | "mixtral" | "deepseek2" | "olmoe" | "glm4moe" | "llama4"
+        );
         let path = |t: &str| {
             fixtures()
                 .join(name)
