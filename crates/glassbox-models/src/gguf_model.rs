@@ -714,6 +714,27 @@ fn gemma2_keys(
     Ok(())
 }
 
+/// Which layers use the sliding window, as llama.cpp's `load_swa_pattern` reads them:
+/// `attention.sliding_window_pattern` as one flag per layer, or as a period (every layer but
+/// each period-th; `default_period` when absent; 0: every layer).
+fn window_layers(meta: &Meta, n_layers: usize, default_period: usize) -> Result<Vec<bool>> {
+    let key = meta.key("attention.sliding_window_pattern");
+    match meta.gguf.get_array(&key) {
+        Some(glassbox_formats::gguf::GgufArray::Bool(flags)) if flags.len() == n_layers => {
+            Ok(flags.clone())
+        }
+        Some(_) => Err(meta.error(format!("`{key}` must list one flag per layer ({n_layers})"))),
+        None => {
+            let period = meta
+                .usize_opt("attention.sliding_window_pattern")?
+                .unwrap_or(default_period);
+            Ok((0..n_layers)
+                .map(|i| period == 0 || i % period < period - 1)
+                .collect())
+        }
+    }
+}
+
 /// Gemma 3's attention as llama.cpp sets it up: a sliding window where
 /// `attention.sliding_window` is positive, on the layers `attention.sliding_window_pattern`
 /// marks (a list of flags, or a period: every layer but each period-th, 6 when absent); the
@@ -730,26 +751,10 @@ fn gemma3_keys(
 ) -> Result<()> {
     c["final_logit_softcapping"] = json!(meta.f64_opt("final_logit_softcapping")?);
     let window = meta.usize_opt("attention.sliding_window")?.unwrap_or(0);
-    let sliding: Vec<bool> = if window == 0 {
+    let sliding = if window == 0 {
         vec![false; n_layers]
     } else {
-        let key = meta.key("attention.sliding_window_pattern");
-        match meta.gguf.get_array(&key) {
-            Some(glassbox_formats::gguf::GgufArray::Bool(flags)) if flags.len() == n_layers => {
-                flags.clone()
-            }
-            Some(_) => {
-                return Err(meta.error(format!("`{key}` must list one flag per layer ({n_layers})")))
-            }
-            None => {
-                let period = meta
-                    .usize_opt("attention.sliding_window_pattern")?
-                    .unwrap_or(6);
-                (0..n_layers)
-                    .map(|i| period == 0 || i % period < period - 1)
-                    .collect()
-            }
-        }
+        window_layers(meta, n_layers, 6)?
     };
     c["sliding_window"] = json!(window.max(1));
     let layer_types: Vec<&str> = sliding
@@ -783,23 +788,7 @@ fn llama4_keys(c: &mut Value, meta: &Meta, n_layers: usize, n_experts: usize) ->
     let (chunked, no_rope_step): (Vec<bool>, usize) = if window == Some(0) {
         (vec![false; n_layers], n_layers)
     } else {
-        let key = meta.key("attention.sliding_window_pattern");
-        let flags = match meta.gguf.get_array(&key) {
-            Some(glassbox_formats::gguf::GgufArray::Bool(flags)) if flags.len() == n_layers => {
-                flags.clone()
-            }
-            Some(_) => {
-                return Err(meta.error(format!("`{key}` must list one flag per layer ({n_layers})")))
-            }
-            None => {
-                let period = meta
-                    .usize_opt("attention.sliding_window_pattern")?
-                    .unwrap_or(4);
-                (0..n_layers)
-                    .map(|i| period == 0 || i % period < period - 1)
-                    .collect()
-            }
-        };
+        let flags = window_layers(meta, n_layers, 4)?;
         (flags, 4)
     };
     if let (Some(swa), Some(full)) = (

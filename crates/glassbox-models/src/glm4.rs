@@ -81,11 +81,8 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
         });
     }
     let embed = Embedding::load(m.pp("embed_tokens"), d.vocab, d.d_model)?;
-    let lm_head = if cfg.bool_or("tie_word_embeddings", false)? {
-        Linear::tied(&embed)
-    } else {
-        Linear::load(vb.pp("lm_head"), d.d_model, d.vocab, false)?
-    };
+    let tied = cfg.bool_or("tie_word_embeddings", false)?;
+    let lm_head = Linear::unembedding(&vb, &embed, tied, d.d_model, d.vocab)?;
     Ok(Box::new(DecoderModel {
         info: d.info(),
         embed,

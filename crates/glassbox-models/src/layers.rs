@@ -108,6 +108,21 @@ impl Linear {
         })
     }
 
+    /// The unembedding: tied to `embed` (its matrix, shared) or `{vb}.lm_head` [vocab, d_model].
+    pub fn unembedding(
+        vb: &VarBuilder,
+        embed: &Embedding,
+        tied: bool,
+        d_model: usize,
+        vocab: usize,
+    ) -> Result<Self> {
+        if tied {
+            Ok(Self::tied(embed))
+        } else {
+            Self::load(vb.pp("lm_head"), d_model, vocab, false)
+        }
+    }
+
     /// The unembedding tied to `embed`: its matrix, shared.
     pub fn tied(embed: &Embedding) -> Self {
         Linear {

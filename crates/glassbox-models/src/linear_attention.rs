@@ -90,7 +90,10 @@ pub struct GatedDeltaNet {
 
 impl GatedDeltaNet {
     pub fn load(vb: VarBuilder, cfg: DeltaNetConfig) -> Result<Self> {
-        if cfg.n_k_heads == 0 || cfg.n_v_heads % cfg.n_k_heads != 0 || cfg.conv_kernel == 0 {
+        if cfg.n_k_heads == 0
+            || !cfg.n_v_heads.is_multiple_of(cfg.n_k_heads)
+            || cfg.conv_kernel == 0
+        {
             candle_core::bail!(
                 "{} linear-attention value heads cannot share {} key heads (or the kernel is empty)",
                 cfg.n_v_heads,
@@ -277,7 +280,6 @@ impl SelfAttention for GatedDeltaNet {
             2,
         )?;
 
-        let mut kv = kv;
         let past = kv.as_ref().and_then(|cache| cache.state(i));
         let (conv_past, state) = match past {
             Some([conv, s]) => (Some(conv.clone()), Some(s.clone())),
@@ -326,7 +328,7 @@ impl SelfAttention for GatedDeltaNet {
             delta_rule_chunked(&q, &k, &v, &g, &beta, state, CHUNK.min(t))?
         };
         let state = hooks.point(|| format!("blocks.{i}.attn.hook_state"), state)?;
-        if let Some(cache) = kv.as_deref_mut() {
+        if let Some(cache) = kv {
             cache.set_state(i, vec![conv_next, state]);
         }
 

@@ -322,11 +322,8 @@ pub fn build_llama_style_with(
         });
     }
     let ln_final = Norm::load(vb_m.pp("norm"), norm_kind, d.d_model)?;
-    let lm_head = if cfg.bool_or("tie_word_embeddings", quirks.tie_default)? {
-        Linear::tied(&embed)
-    } else {
-        Linear::load(vb.pp("lm_head"), d.d_model, d.vocab, false)?
-    };
+    let tied = cfg.bool_or("tie_word_embeddings", quirks.tie_default)?;
+    let lm_head = Linear::unembedding(&vb, &embed, tied, d.d_model, d.vocab)?;
     Ok(DecoderModel {
         info: d.info(),
         embed,

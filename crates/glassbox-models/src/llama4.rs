@@ -132,7 +132,7 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
     } else {
         None
     };
-    if temperature.is_some_and(|t| !(t.floor_scale > 0.0)) {
+    if temperature.is_some_and(|t| t.floor_scale.is_nan() || t.floor_scale <= 0.0) {
         return Err(ModelError::config("`floor_scale` must be positive"));
     }
     let bias = cfg.bool_or("attention_bias", false)?;
@@ -259,11 +259,8 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
         });
     }
     let ln_final = Norm::load(vb_m.pp("norm"), norm_kind, d.d_model)?;
-    let lm_head = if cfg.bool_or("tie_word_embeddings", false)? {
-        Linear::tied(&embed)
-    } else {
-        Linear::load(vb.pp("lm_head"), d.d_model, d.vocab, false)?
-    };
+    let tied = cfg.bool_or("tie_word_embeddings", false)?;
+    let lm_head = Linear::unembedding(&vb, &embed, tied, d.d_model, d.vocab)?;
     Ok(Box::new(DecoderModel {
         info: d.info(),
         embed,

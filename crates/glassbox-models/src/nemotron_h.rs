@@ -29,6 +29,9 @@ use crate::model::{Model, ModelInfo};
 use crate::moe::{self, ExpertLoader, ExpertStore, GatedMlp, Glu, MoeBlock, Router};
 use crate::ssm::{Mamba2, Mamba2Config};
 
+/// A block's token mixer and MLP, one of them absent.
+type Sublayers = (Option<Box<dyn SelfAttention>>, Option<Box<dyn FeedForward>>);
+
 /// What one layer holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BlockType {
@@ -149,44 +152,45 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
         let vb_l = root.pp(format!("layers.{i}"));
         let vb_mix = vb_l.pp("mixer");
         let norm = Norm::load(vb_l.pp("norm"), norm_kind, d_model)?;
-        let (mixer, mlp): (Option<Box<dyn SelfAttention>>, Option<Box<dyn FeedForward>>) =
-            match kind {
-                BlockType::Mamba => (Some(Box::new(Mamba2::load(vb_mix, mamba)?)), None),
-                BlockType::Attention => {
-                    let attn_cfg = AttentionConfig {
-                        n_heads,
-                        n_kv_heads,
-                        d_head,
-                        rope: None,
-                        scale: 1.0 / (d_head as f64).sqrt(),
-                        softcap: None,
-                        window: Window::sliding(cfg.usize_opt(&["sliding_window"])?),
-                    };
-                    let (q_size, kv_size) = (n_heads * d_head, n_kv_heads * d_head);
-                    let qkv = QkvProjection::Separate {
-                        q: Linear::load(vb_mix.pp("q_proj"), d_model, q_size, attn_bias)?,
-                        k: Linear::load(vb_mix.pp("k_proj"), d_model, kv_size, attn_bias)?,
-                        v: Linear::load(vb_mix.pp("v_proj"), d_model, kv_size, attn_bias)?,
-                    };
-                    let o = Linear::load(vb_mix.pp("o_proj"), q_size, d_model, attn_bias)?;
-                    let attn = Attention::new(attn_cfg, qkv, QkNorm::None, o);
-                    (Some(Box::new(attn)), None)
-                }
-                BlockType::Mlp => {
-                    let mlp = Mlp {
-                        proj: MlpProjection::Plain {
-                            fc_in: Linear::load(vb_mix.pp("up_proj"), d_model, d_mlp, mlp_bias)?,
-                        },
-                        act,
-                        fc_out: Linear::load(vb_mix.pp("down_proj"), d_mlp, d_model, mlp_bias)?,
-                    };
-                    (None, Some(Box::new(mlp)))
-                }
-                BlockType::Moe => {
-                    let settings = moe_parts.as_ref().expect("computed when a layer is MoE");
-                    (None, Some(Box::new(settings.load(vb_mix)?)))
-                }
-            };
+        let (mixer, mlp): Sublayers = match kind {
+            BlockType::Mamba => (Some(Box::new(Mamba2::load(vb_mix, mamba)?)), None),
+            BlockType::Attention => {
+                let attn_cfg = AttentionConfig {
+                    n_heads,
+                    n_kv_heads,
+                    d_head,
+                    rope: None,
+                    scale: 1.0 / (d_head as f64).sqrt(),
+                    softcap: None,
+                    window: Window::sliding(cfg.usize_opt(&["sliding_window"])?),
+                };
+                let (q_size, kv_size) = (n_heads * d_head, n_kv_heads * d_head);
+                let qkv = QkvProjection::Separate {
+                    q: Linear::load(vb_mix.pp("q_proj"), d_model, q_size, attn_bias)?,
+                    k: Linear::load(vb_mix.pp("k_proj"), d_model, kv_size, attn_bias)?,
+                    v: Linear::load(vb_mix.pp("v_proj"), d_model, kv_size, attn_bias)?,
+                };
+                let o = Linear::load(vb_mix.pp("o_proj"), q_size, d_model, attn_bias)?;
+                let attn = Attention::new(attn_cfg, qkv, QkNorm::None, o);
+                (Some(Box::new(attn)), None)
+            }
+            BlockType::Mlp => {
+                let mlp = Mlp {
+                    proj: MlpProjection::Plain {
+                        fc_in: Linear::load(vb_mix.pp("up_proj"), d_model, d_mlp, mlp_bias)?,
+                    },
+                    act,
+                    fc_out: Linear::load(vb_mix.pp("down_proj"), d_mlp, d_model, mlp_bias)?,
+                };
+                (None, Some(Box::new(mlp)))
+            }
+            BlockType::Moe => {
+                let settings = moe_parts
+                    .as_ref()
+                    .ok_or_else(|| ModelError::config("an MoE layer without MoE settings"))?;
+                (None, Some(Box::new(settings.load(vb_mix)?)))
+            }
+        };
         let (ln1, ln2) = match mixer {
             Some(_) => (Some(norm), None),
             None => (None, Some(norm)),
@@ -202,11 +206,8 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
         });
     }
     let ln_final = Norm::load(root.pp("norm_f"), norm_kind, d_model)?;
-    let lm_head = if cfg.bool_or("tie_word_embeddings", false)? {
-        Linear::tied(&embed)
-    } else {
-        Linear::load(vb.pp("lm_head"), d_model, vocab, false)?
-    };
+    let tied = cfg.bool_or("tie_word_embeddings", false)?;
+    let lm_head = Linear::unembedding(&vb, &embed, tied, d_model, vocab)?;
     let info = ModelInfo {
         architecture: cfg.architecture()?,
         n_layers: types.len(),

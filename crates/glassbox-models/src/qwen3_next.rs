@@ -71,7 +71,7 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
         conv_kernel: cfg.usize_opt(&["linear_conv_kernel_dim"])?.unwrap_or(4),
         eps: d.eps,
     };
-    if delta.n_k_heads == 0 || delta.n_v_heads % delta.n_k_heads != 0 {
+    if delta.n_k_heads == 0 || !delta.n_v_heads.is_multiple_of(delta.n_k_heads) {
         return Err(ModelError::config(format!(
             "{} linear-attention value heads cannot share {} key heads",
             delta.n_v_heads, delta.n_k_heads
@@ -188,11 +188,8 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
         });
     }
     let ln_final = Norm::load(vb_m.pp("norm"), norm_kind, d.d_model)?;
-    let lm_head = if cfg.bool_or("tie_word_embeddings", false)? {
-        Linear::tied(&embed)
-    } else {
-        Linear::load(vb.pp("lm_head"), d.d_model, d.vocab, false)?
-    };
+    let tied = cfg.bool_or("tie_word_embeddings", false)?;
+    let lm_head = Linear::unembedding(&vb, &embed, tied, d.d_model, d.vocab)?;
     Ok(Box::new(DecoderModel {
         info: d.info(),
         embed,

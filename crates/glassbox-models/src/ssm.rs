@@ -80,7 +80,7 @@ pub struct Mamba2 {
 impl Mamba2 {
     pub fn load(vb: VarBuilder, cfg: Mamba2Config) -> Result<Self> {
         if cfg.n_groups == 0
-            || cfg.n_heads % cfg.n_groups != 0
+            || !cfg.n_heads.is_multiple_of(cfg.n_groups)
             || cfg.conv_kernel == 0
             || cfg.chunk == 0
         {
@@ -228,7 +228,6 @@ impl SelfAttention for Mamba2 {
         let xbc = projected.narrow(2, c.inner(), c.conv_dim())?;
         let dt_raw = projected.narrow(2, c.inner() + c.conv_dim(), h)?;
 
-        let mut kv = kv;
         let (conv_past, state) = match kv.as_ref().and_then(|cache| cache.state(i)) {
             Some([conv, s]) => (Some(conv.clone()), Some(s.clone())),
             _ => (None, None),
@@ -273,7 +272,7 @@ impl SelfAttention for Mamba2 {
             ssd_chunked(&x_heads, &dt_heads, &a, &bm, &cm, state, c.chunk.min(t))?
         };
         let state = hooks.point(|| format!("blocks.{i}.mixer.hook_ssm_state"), state)?;
-        if let Some(cache) = kv.as_deref_mut() {
+        if let Some(cache) = kv {
             cache.set_state(i, vec![conv_next, state]);
         }
         let y = (y.transpose(1, 2)? + xs.broadcast_mul(&f32_(&self.d)?.reshape((1, 1, h, 1))?)?)?;
