@@ -27,6 +27,7 @@ pub mod error;
 pub mod fp8;
 pub mod gemma;
 pub mod generate;
+pub mod gguf_config;
 pub mod gguf_model;
 pub mod gguf_tokenizer;
 pub mod glm4;

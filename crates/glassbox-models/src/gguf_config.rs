@@ -1,0 +1,744 @@
+//! A GGUF's metadata as the Hub `config.json` the architecture code reads ([`hub_config`]),
+//! following what llama.cpp reads from each `{arch}.*` key — including the values llama.cpp
+//! fixes in its own code that the file does not carry (windows, temperatures, routers).
+
+use candle_core::Device;
+use glassbox_formats::{Checkpoint, GgufFile};
+use serde_json::{json, Value};
+
+use crate::error::{ModelError, Result};
+use crate::gguf_model::GgufArch;
+
+/// Reads `{arch}.*` metadata with the file named in every error.
+struct Meta<'a> {
+    gguf: &'a GgufFile,
+    arch: GgufArch,
+}
+
+impl Meta<'_> {
+    fn key(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.arch.name())
+    }
+
+    fn error(&self, msg: impl std::fmt::Display) -> ModelError {
+        ModelError::config(format!("{}: {msg}", self.gguf.path.display()))
+    }
+
+    fn usize_opt(&self, suffix: &str) -> Result<Option<usize>> {
+        let key = self.key(suffix);
+        match self.gguf.get(&key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    self.error(format!("`{key}` is not a single unsigned integer (per-layer values are not supported)"))
+                }),
+        }
+    }
+
+    fn usize(&self, suffix: &str) -> Result<usize> {
+        let key = self.key(suffix);
+        self.usize_opt(suffix)?
+            .ok_or_else(|| self.error(format!("missing metadata `{key}`")))
+    }
+
+    fn f64_opt(&self, suffix: &str) -> Result<Option<f64>> {
+        let key = self.key(suffix);
+        match self.gguf.get(&key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.error(format!("`{key}` is not a number"))),
+        }
+    }
+}
+
+/// The Hub `config.json` equivalent to a GGUF's metadata, for the architecture's Hub class,
+/// as llama.cpp reads that metadata; what llama.cpp tolerates with a warning is added to
+/// `warnings`.
+pub fn hub_config(
+    gguf: &GgufFile,
+    checkpoint: &Checkpoint,
+    warnings: &mut Vec<String>,
+) -> Result<Value> {
+    let arch_name = gguf.architecture().ok_or_else(|| {
+        ModelError::config(format!("{}: no general.architecture", gguf.path.display()))
+    })?;
+    let arch = GgufArch::parse(arch_name).ok_or_else(|| ModelError::UnsupportedArchitecture {
+        found: format!("{arch_name} (GGUF)"),
+        supported: GgufArch::ALL.iter().map(|a| a.name().to_string()).collect(),
+    })?;
+    let meta = Meta { gguf, arch };
+    if arch == GgufArch::Deepseek2 {
+        let mut config = deepseek2_config(&meta, checkpoint)?;
+        common_keys(&mut config, gguf, checkpoint, &meta)?;
+        return Ok(config);
+    }
+    if arch == GgufArch::Bert {
+        let mut config = bert_config(&meta, checkpoint)?;
+        common_keys(&mut config, gguf, checkpoint, &meta)?;
+        return Ok(config);
+    }
+    if arch == GgufArch::Glm4Moe {
+        let mut config = glm4moe_config(&meta, checkpoint)?;
+        common_keys(&mut config, gguf, checkpoint, &meta)?;
+        return Ok(config);
+    }
+    let n_experts = meta.usize_opt("expert_count")?.unwrap_or(0);
+    if n_experts > 0
+        && !matches!(
+            arch,
+            GgufArch::Llama | GgufArch::Qwen3Moe | GgufArch::Olmoe | GgufArch::Llama4
+        )
+    {
+        return Err(meta.error(format!(
+            "mixture-of-experts GGUF files are supported for llama (Mixtral), qwen3moe, olmoe and deepseek2, not {}",
+            arch.name()
+        )));
+    }
+    let d_model = meta.usize("embedding_length")?;
+    let n_layers = meta.usize("block_count")?;
+    let n_heads = meta.usize("attention.head_count")?;
+    if n_heads == 0 {
+        return Err(meta.error("attention.head_count is 0"));
+    }
+    let n_kv_heads = meta
+        .usize_opt("attention.head_count_kv")?
+        .unwrap_or(n_heads);
+    let d_mlp = match arch {
+        // Qwen3-MoE files may have no dense layer, hence no dense feed-forward length.
+        GgufArch::Qwen3Moe | GgufArch::Olmoe => match meta.usize_opt("feed_forward_length")? {
+            Some(n) => n,
+            None => meta.usize("expert_feed_forward_length")?,
+        },
+        _ => meta.usize("feed_forward_length")?,
+    };
+    let n_ctx = meta.usize_opt("context_length")?.unwrap_or(2048);
+    let head_dim = meta
+        .usize_opt("attention.key_length")?
+        .unwrap_or(d_model / n_heads);
+    let rope_dim = meta.usize_opt("rope.dimension_count")?.unwrap_or(head_dim);
+    let rope_theta = meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0);
+    let rope_scaling = rope_scaling(&meta, checkpoint, rope_dim)?;
+    let mut config = match arch {
+        GgufArch::Gpt2 => json!({
+            "n_embd": d_model,
+            "n_layer": n_layers,
+            "n_head": n_heads,
+            "n_inner": d_mlp,
+            "n_positions": n_ctx,
+            "layer_norm_epsilon": meta.f64_opt("attention.layer_norm_epsilon")?.unwrap_or(1e-5),
+            "activation_function": "gelu_new",
+        }),
+        _ => {
+            let eps = meta
+                .f64_opt("attention.layer_norm_rms_epsilon")?
+                .unwrap_or(1e-6);
+            let mut c = json!({
+                "hidden_size": d_model,
+                "num_hidden_layers": n_layers,
+                "num_attention_heads": n_heads,
+                "num_key_value_heads": n_kv_heads,
+                "head_dim": head_dim,
+                "intermediate_size": d_mlp,
+                "max_position_embeddings": n_ctx,
+                "rms_norm_eps": eps,
+                "rope_theta": rope_theta,
+                "hidden_act": "silu",
+            });
+            match arch {
+                // Llama's `attention_bias` covers q, k, v and o alike; Qwen 2 always has q/k/v
+                // biases and no o bias, with no config key.
+                GgufArch::Llama => {
+                    c["attention_bias"] = json!(checkpoint.contains("blk.0.attn_output.bias"));
+                    c["mlp_bias"] = json!(checkpoint.contains("blk.0.ffn_down.bias"));
+                }
+                // GLM-4's `attention_bias` covers q, k and v.
+                GgufArch::Glm4 => {
+                    c["attention_bias"] = json!(checkpoint.contains("blk.0.attn_q.bias"));
+                }
+                GgufArch::Qwen2 if !checkpoint.contains("blk.0.attn_q.bias") => {
+                    return Err(meta.error("a qwen2 GGUF without attn_q biases"));
+                }
+                _ => {}
+            }
+            match arch {
+                GgufArch::Gemma => {
+                    c["hidden_act"] = json!("gelu_pytorch_tanh");
+                    c["hidden_activation"] = json!("gelu_pytorch_tanh");
+                }
+                GgufArch::Gemma2 => {
+                    c["hidden_act"] = json!("gelu_pytorch_tanh");
+                    c["hidden_activation"] = json!("gelu_pytorch_tanh");
+                    gemma2_keys(&mut c, &meta, d_model, n_heads, n_layers, head_dim)?;
+                }
+                GgufArch::Llama4 => llama4_keys(&mut c, &meta, n_layers, n_experts)?,
+                GgufArch::Gemma3 => {
+                    c["hidden_act"] = json!("gelu_pytorch_tanh");
+                    c["hidden_activation"] = json!("gelu_pytorch_tanh");
+                    gemma3_keys(&mut c, &meta, d_model, n_heads, n_layers, head_dim)?;
+                }
+                GgufArch::Phi3 => {
+                    if rope_dim != head_dim {
+                        c["partial_rotary_factor"] = json!(rope_dim as f64 / head_dim as f64);
+                    }
+                    // llama.cpp runs every Phi-3 file with full attention: 0 means none, and
+                    // a window is disabled with a warning (llama.cpp PR 13676).
+                    if let Some(window) = meta.usize_opt("attention.sliding_window")? {
+                        if window > 0 {
+                            warnings.push(format!(
+                                "{}: phi3.attention.sliding_window {window} is not applied (llama.cpp runs Phi-3 with full attention)",
+                                gguf.path.display()
+                            ));
+                        }
+                    }
+                }
+                // Always written: transformers' GLM-4 defaults to half the head rotating.
+                GgufArch::Glm4 => {
+                    c["partial_rotary_factor"] = json!(rope_dim as f64 / head_dim as f64);
+                }
+                // OLMo 3's sliding windows: llama.cpp reads `attention.sliding_window` and a
+                // per-layer pattern, and rotates the window layers without scaling; not read
+                // here yet, so refused rather than run as full attention.
+                GgufArch::Olmo2
+                    if meta
+                        .usize_opt("attention.sliding_window")?
+                        .is_some_and(|w| w > 0) =>
+                {
+                    return Err(meta
+                        .error("olmo2 files with sliding windows (OLMo 3) are not supported yet"));
+                }
+                GgufArch::Llama
+                | GgufArch::Qwen2
+                | GgufArch::Qwen3
+                | GgufArch::Qwen3Moe
+                | GgufArch::Olmo2
+                | GgufArch::Olmoe
+                    if rope_dim != head_dim =>
+                {
+                    return Err(meta.error(format!(
+                        "rope.dimension_count {rope_dim} differs from the head size {head_dim}: partial rotary is not part of this architecture"
+                    )));
+                }
+                _ => {}
+            }
+            c
+        }
+    };
+    if let Some(scaling) = rope_scaling {
+        config["rope_scaling"] = scaling;
+    }
+    config["architectures"] = json!([arch.hub_architecture()]);
+    config["model_type"] = json!(match arch {
+        GgufArch::Gemma3 => "gemma3_text",
+        GgufArch::Llama4 => "llama4_text",
+        _ => arch.name(),
+    });
+    if n_experts > 0 {
+        let used = meta.usize("expert_used_count")?;
+        match arch {
+            // llama.cpp runs Mixtral as `llama` with experts; its experts are `feed_forward_length` wide.
+            GgufArch::Llama => {
+                config["architectures"] = json!(["MixtralForCausalLM"]);
+                config["model_type"] = json!("mixtral");
+                config["num_local_experts"] = json!(n_experts);
+                config["num_experts_per_tok"] = json!(used);
+            }
+            // Llama 4's routed experts are `expert_feed_forward_length` wide, its dense layers
+            // `feed_forward_length`.
+            GgufArch::Llama4 => {
+                config["num_local_experts"] = json!(n_experts);
+                config["num_experts_per_tok"] = json!(used);
+                config["intermediate_size_mlp"] = json!(d_mlp);
+                config["intermediate_size"] = json!(meta.usize("expert_feed_forward_length")?);
+            }
+            // llama.cpp never renormalises OLMoE's expert weights; its experts are
+            // `feed_forward_length` wide.
+            GgufArch::Olmoe => {
+                config["num_experts"] = json!(n_experts);
+                config["num_experts_per_tok"] = json!(used);
+                config["norm_topk_prob"] = json!(false);
+            }
+            _ => {
+                config["num_experts"] = json!(n_experts);
+                config["num_experts_per_tok"] = json!(used);
+                config["moe_intermediate_size"] = json!(meta.usize("expert_feed_forward_length")?);
+                // llama.cpp always renormalises Qwen3-MoE's expert weights.
+                config["norm_topk_prob"] = json!(true);
+                config["decoder_sparse_step"] = json!(1);
+            }
+        }
+    }
+    common_keys(&mut config, gguf, checkpoint, &meta)?;
+    Ok(config)
+}
+
+/// Gemma 2's attention as llama.cpp sets it up: soft-capping from the file; a sliding window
+/// (`attention.sliding_window`, 4096 when absent) on every layer but each
+/// `attention.sliding_window_pattern`-th (2 when absent: even layers slide); queries scaled by
+/// the head size, except in the 46-layer (27B) model, by `d_model / heads` — llama.cpp's rule
+/// for what transformers calls `query_pre_attn_scalar`, which the file does not carry.
+fn gemma2_keys(
+    c: &mut Value,
+    meta: &Meta,
+    d_model: usize,
+    n_heads: usize,
+    n_layers: usize,
+    head_dim: usize,
+) -> Result<()> {
+    for (key, hub) in [
+        ("attn_logit_softcapping", "attn_logit_softcapping"),
+        ("final_logit_softcapping", "final_logit_softcapping"),
+    ] {
+        c[hub] = json!(meta.f64_opt(key)?);
+    }
+    c["sliding_window"] = json!(meta.usize_opt("attention.sliding_window")?.unwrap_or(4096));
+    let pattern = meta
+        .usize_opt("attention.sliding_window_pattern")?
+        .unwrap_or(2);
+    let layer_types: Vec<&str> = (0..n_layers)
+        .map(|i| {
+            if pattern == 0 || i % pattern < pattern - 1 {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    c["layer_types"] = json!(layer_types);
+    c["query_pre_attn_scalar"] = json!(if n_layers == 46 {
+        d_model / n_heads
+    } else {
+        head_dim
+    });
+    Ok(())
+}
+
+/// Which layers use the sliding window, as llama.cpp's `load_swa_pattern` reads them:
+/// `attention.sliding_window_pattern` as one flag per layer, or as a period (every layer but
+/// each period-th; `default_period` when absent; 0: every layer).
+fn window_layers(meta: &Meta, n_layers: usize, default_period: usize) -> Result<Vec<bool>> {
+    let key = meta.key("attention.sliding_window_pattern");
+    match meta.gguf.get_array(&key) {
+        Some(glassbox_formats::gguf::GgufArray::Bool(flags)) if flags.len() == n_layers => {
+            Ok(flags.clone())
+        }
+        Some(_) => Err(meta.error(format!("`{key}` must list one flag per layer ({n_layers})"))),
+        None => {
+            let period = meta
+                .usize_opt("attention.sliding_window_pattern")?
+                .unwrap_or(default_period);
+            Ok((0..n_layers)
+                .map(|i| period == 0 || i % period < period - 1)
+                .collect())
+        }
+    }
+}
+
+/// Gemma 3's attention as llama.cpp sets it up: a sliding window where
+/// `attention.sliding_window` is positive, on the layers `attention.sliding_window_pattern`
+/// marks (a list of flags, or a period: every layer but each period-th, 6 when absent); the
+/// window layers rotate with `rope.freq_base_swa` (10000 when absent) and no scaling; queries
+/// scaled by the head size, except in the 62-layer (27B) model, by `d_model / heads`; final
+/// soft-capping where the file has it, none on attention.
+fn gemma3_keys(
+    c: &mut Value,
+    meta: &Meta,
+    d_model: usize,
+    n_heads: usize,
+    n_layers: usize,
+    head_dim: usize,
+) -> Result<()> {
+    c["final_logit_softcapping"] = json!(meta.f64_opt("final_logit_softcapping")?);
+    let window = meta.usize_opt("attention.sliding_window")?.unwrap_or(0);
+    let sliding = if window == 0 {
+        vec![false; n_layers]
+    } else {
+        window_layers(meta, n_layers, 6)?
+    };
+    c["sliding_window"] = json!(window.max(1));
+    let layer_types: Vec<&str> = sliding
+        .iter()
+        .map(|&s| {
+            if s {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    c["layer_types"] = json!(layer_types);
+    c["rope_local_base_freq"] = json!(meta.f64_opt("rope.freq_base_swa")?.unwrap_or(10000.0));
+    c["query_pre_attn_scalar"] = json!(if n_layers == 62 {
+        d_model / n_heads
+    } else {
+        head_dim
+    });
+    Ok(())
+}
+
+/// Llama 4's layers as llama.cpp sets them up. Unless `attention.sliding_window` is 0, the
+/// window layers (`attention.sliding_window_pattern`: flags, or a period, 4 when absent) attend
+/// in chunks of 8192 and every 4th layer has no rotary; with a window of 0, no layer is chunked
+/// and only the last has no rotary. Layers without rotary scale queries by llama.cpp's fixed
+/// temperature (floor 8192, scale 0.1). QK norm everywhere but in the 128-expert model;
+/// MoE layers every `interleave_moe_layer_step`-th.
+fn llama4_keys(c: &mut Value, meta: &Meta, n_layers: usize, n_experts: usize) -> Result<()> {
+    let window = meta.usize_opt("attention.sliding_window")?;
+    let (chunked, no_rope_step): (Vec<bool>, usize) = if window == Some(0) {
+        (vec![false; n_layers], n_layers)
+    } else {
+        let flags = window_layers(meta, n_layers, 4)?;
+        (flags, 4)
+    };
+    if let (Some(swa), Some(full)) = (
+        meta.f64_opt("rope.freq_base_swa")?,
+        meta.f64_opt("rope.freq_base")?,
+    ) {
+        if swa != full {
+            return Err(meta.error(
+                "a rotary base of its own on window layers (rope.freq_base_swa) is not supported for llama4",
+            ));
+        }
+    }
+    let layer_types: Vec<&str> = chunked
+        .iter()
+        .map(|&c| {
+            if c {
+                "chunked_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    c["layer_types"] = json!(layer_types);
+    c["attention_chunk_size"] = json!(8192);
+    c["no_rope_layers"] = json!((0..n_layers)
+        .map(|i| u8::from((i + 1) % no_rope_step != 0))
+        .collect::<Vec<_>>());
+    c["attn_temperature_tuning"] = json!(true);
+    c["floor_scale"] = json!(8192);
+    c["attn_scale"] = json!(0.1);
+    c["use_qk_norm"] = json!(n_experts != 128);
+    c["interleave_moe_layer_step"] =
+        json!(meta.usize_opt("interleave_moe_layer_step")?.unwrap_or(1));
+    Ok(())
+}
+
+/// A `glm4moe` file's `Glm4MoeForCausalLM` config, as llama.cpp runs it: `block_count` counts
+/// the multi-token-prediction layers (`nextn_predict_layers`), which the forward pass skips;
+/// the first `leading_dense_block_count` layers are dense; routing is `expert_gating_func`
+/// (sigmoid when absent) with the `exp_probs_b` correction, renormalised where
+/// `expert_weights_norm` and scaled by `expert_weights_scale`, never limited to groups (the
+/// file's group counts are not read by llama.cpp for this architecture); q/k norms and q/k/v
+/// biases where the tensors exist; `rope.dimension_count` of each head rotates.
+fn glm4moe_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
+    let n_layers = meta
+        .usize("block_count")?
+        .checked_sub(meta.usize_opt("nextn_predict_layers")?.unwrap_or(0))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| meta.error("nextn_predict_layers leaves no layers"))?;
+    let d_model = meta.usize("embedding_length")?;
+    let n_heads = meta.usize("attention.head_count")?;
+    if n_heads == 0 {
+        return Err(meta.error("attention.head_count is 0"));
+    }
+    let head_dim = meta
+        .usize_opt("attention.key_length")?
+        .unwrap_or(d_model / n_heads);
+    let rope_dim = meta.usize_opt("rope.dimension_count")?.unwrap_or(head_dim);
+    let scoring = match meta.usize_opt("expert_gating_func")?.map(|v| v as u64) {
+        None | Some(GATING_SIGMOID) => "sigmoid",
+        Some(GATING_SOFTMAX) => "softmax",
+        Some(other) => {
+            return Err(meta.error(format!(
+                "expert_gating_func {other} is not softmax or sigmoid"
+            )))
+        }
+    };
+    let mut c = json!({
+        "hidden_size": d_model,
+        "num_hidden_layers": n_layers,
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": meta.usize_opt("attention.head_count_kv")?.unwrap_or(n_heads),
+        "head_dim": head_dim,
+        "partial_rotary_factor": rope_dim as f64 / head_dim as f64,
+        "intermediate_size": meta.usize("feed_forward_length")?,
+        "moe_intermediate_size": meta.usize("expert_feed_forward_length")?,
+        "n_routed_experts": meta.usize("expert_count")?,
+        "num_experts_per_tok": meta.usize("expert_used_count")?,
+        "n_shared_experts": meta.usize_opt("expert_shared_count")?.unwrap_or(0),
+        "first_k_dense_replace": meta.usize_opt("leading_dense_block_count")?.unwrap_or(0),
+        "routed_scaling_factor": meta.f64_opt("expert_weights_scale")?.unwrap_or(1.0),
+        "norm_topk_prob": meta.gguf.get_bool(&meta.key("expert_weights_norm")).unwrap_or(false),
+        "scoring_func": scoring,
+        "n_group": 1,
+        "topk_group": 1,
+        "max_position_embeddings": meta.usize_opt("context_length")?.unwrap_or(2048),
+        "rms_norm_eps": meta.f64_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
+        "rope_theta": meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0),
+        "hidden_act": "silu",
+        "attention_bias": checkpoint.contains("blk.0.attn_q.bias"),
+        "use_qk_norm": checkpoint.contains("blk.0.attn_q_norm.weight"),
+        "architectures": [GgufArch::Glm4Moe.hub_architecture()],
+        "model_type": "glm4_moe",
+    });
+    if let Some(scaling) = rope_scaling(meta, checkpoint, rope_dim)? {
+        c["rope_scaling"] = scaling;
+    }
+    Ok(c)
+}
+
+/// A `bert` file's `BertModel` config. llama.cpp runs BERT with token type 0 for every token,
+/// learned absolute positions and its GELU (the tanh form); the type-embedding rows are the
+/// `token_types` tensor's.
+fn bert_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
+    if meta.gguf.get_bool(&meta.key("attention.causal")) == Some(true) {
+        return Err(meta.error("a causal `bert` file is not a BERT encoder"));
+    }
+    let type_vocab = checkpoint
+        .info("token_types.weight")
+        .and_then(|i| i.shape.first().copied())
+        .ok_or_else(|| meta.error("no `token_types.weight` tensor"))?;
+    Ok(json!({
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "hidden_size": meta.usize("embedding_length")?,
+        "num_hidden_layers": meta.usize("block_count")?,
+        "num_attention_heads": meta.usize("attention.head_count")?,
+        "intermediate_size": meta.usize("feed_forward_length")?,
+        "max_position_embeddings": meta.usize("context_length")?,
+        "layer_norm_eps": meta.f64_opt("attention.layer_norm_epsilon")?.unwrap_or(1e-12),
+        "type_vocab_size": type_vocab,
+        "hidden_act": "gelu_pytorch_tanh",
+    }))
+}
+
+/// The keys every synthesized config has: vocabulary, tying, special tokens, name.
+fn common_keys(
+    config: &mut Value,
+    gguf: &GgufFile,
+    checkpoint: &Checkpoint,
+    meta: &Meta,
+) -> Result<()> {
+    let embed = checkpoint
+        .info("token_embd.weight")
+        .ok_or_else(|| meta.error("no `token_embd.weight` tensor"))?;
+    let token_ids = |key: &str| gguf.get_u32(key).map(Value::from).unwrap_or(Value::Null);
+    config["vocab_size"] = json!(embed.shape.first().copied().unwrap_or(0));
+    config["tie_word_embeddings"] = json!(!checkpoint.contains("output.weight"));
+    config["bos_token_id"] = token_ids("tokenizer.ggml.bos_token_id");
+    config["eos_token_id"] = token_ids("tokenizer.ggml.eos_token_id");
+    if let Some(name) = gguf.get_str("general.name") {
+        config["_name_or_path"] = json!(name);
+    }
+    Ok(())
+}
+
+/// llama.cpp's `expert_gating_func` values (`LLAMA_EXPERT_GATING_FUNC_TYPE_*`).
+const GATING_SOFTMAX: u64 = 1;
+const GATING_SIGMOID: u64 = 2;
+
+/// A `deepseek2` file's Hub config. llama.cpp runs every `deepseek2` file with one router and
+/// one attention, whatever DeepSeek version it came from: scores by `expert_gating_func`
+/// (absent: softmax, as llama.cpp assumes for the V2 files written before the key existed),
+/// selection shifted by `exp_probs_b` when present, groups ranked by the sum of their two best
+/// scores, weights renormalised when `expert_weights_norm`, times `expert_weights_scale`; the
+/// YaRN magnitude folded into the softmax scale. That is transformers' DeepSeek-V3, given its
+/// `scoring_func`; so every file becomes `DeepseekV3ForCausalLM` (V2's `group_limited_greedy`,
+/// which ranks groups by their best score, is not what llama.cpp computes).
+///
+/// Attention shapes: since llama.cpp stores MLA as multi-query attention over the latent,
+/// newer files give `key_length = kv_lora_rank + rope` and `value_length = kv_lora_rank`, with
+/// the per-head sizes in `key_length_mla` / `value_length_mla`; older files (whole
+/// `attn_kv_b`) give the per-head sizes in `key_length` / `value_length`. The rope part is
+/// `rope.dimension_count`.
+fn deepseek2_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
+    let gguf = meta.gguf;
+    let n_heads = meta.usize("attention.head_count")?;
+    let kv_lora_rank = meta.usize("attention.kv_lora_rank")?;
+    let q_lora_rank = meta.usize_opt("attention.q_lora_rank")?.filter(|&r| r > 0);
+    let rope_dim = meta.usize("rope.dimension_count")?;
+    let (qk_head_dim, v_head_dim) = match meta.usize_opt("attention.key_length_mla")? {
+        Some(k) => (k, meta.usize("attention.value_length_mla")?),
+        None => (
+            meta.usize("attention.key_length")?,
+            meta.usize("attention.value_length")?,
+        ),
+    };
+    if rope_dim == 0 || rope_dim % 2 != 0 || qk_head_dim <= rope_dim {
+        return Err(meta.error(format!(
+            "rope.dimension_count {rope_dim} does not fit the key head size {qk_head_dim}"
+        )));
+    }
+    let n_experts = meta.usize_opt("expert_count")?.unwrap_or(0);
+    let expert_ff = meta.usize_opt("expert_feed_forward_length")?;
+    let d_mlp = match (meta.usize_opt("feed_forward_length")?, expert_ff) {
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => return Err(meta.error("missing metadata `deepseek2.feed_forward_length`")),
+    };
+    let rope_theta = meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0);
+    let mut c = json!({
+        "hidden_size": meta.usize("embedding_length")?,
+        "num_hidden_layers": meta.usize("block_count")?,
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": n_heads,
+        "intermediate_size": d_mlp,
+        "q_lora_rank": q_lora_rank,
+        "kv_lora_rank": kv_lora_rank,
+        "qk_rope_head_dim": rope_dim,
+        "qk_nope_head_dim": qk_head_dim - rope_dim,
+        "v_head_dim": v_head_dim,
+        "max_position_embeddings": meta.usize_opt("context_length")?.unwrap_or(4096),
+        "rms_norm_eps": meta.f64_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
+        "rope_theta": rope_theta,
+        "hidden_act": "silu",
+        // transformers' `attention_bias` covers q_a, kv_a and o alike.
+        "attention_bias": checkpoint.contains("blk.0.attn_kv_a_mqa.bias"),
+    });
+    let gating = match gguf.get(&meta.key("expert_gating_func")) {
+        None => GATING_SOFTMAX,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| meta.error("`deepseek2.expert_gating_func` is not an integer"))?,
+    };
+    let scoring = match gating {
+        GATING_SOFTMAX => "softmax",
+        GATING_SIGMOID => "sigmoid",
+        other => {
+            return Err(meta.error(format!(
+                "expert_gating_func {other} is not supported (1 softmax, 2 sigmoid)"
+            )))
+        }
+    };
+    c["architectures"] = json!(["DeepseekV3ForCausalLM"]);
+    c["model_type"] = json!("deepseek_v3");
+    // Adjacent-pair rotary, llama.cpp's "normal" rope: the same scores as V3's default.
+    c["rope_interleave"] = json!(true);
+    if n_experts > 0 {
+        let groups = meta.usize_opt("expert_group_count")?;
+        let groups_used = meta.usize_opt("expert_group_used_count")?;
+        c["scoring_func"] = json!(scoring);
+        c["n_routed_experts"] = json!(n_experts);
+        c["num_experts_per_tok"] = json!(meta.usize("expert_used_count")?);
+        c["moe_intermediate_size"] = json!(expert_ff.unwrap_or(d_mlp));
+        c["n_shared_experts"] = json!(meta.usize_opt("expert_shared_count")?.unwrap_or(0));
+        c["first_k_dense_replace"] =
+            json!(meta.usize_opt("leading_dense_block_count")?.unwrap_or(0));
+        c["routed_scaling_factor"] = json!(meta.f64_opt("expert_weights_scale")?.unwrap_or(1.0));
+        c["norm_topk_prob"] = json!(gguf
+            .get_bool(&meta.key("expert_weights_norm"))
+            .unwrap_or(false));
+        // One group is no group limit (what llama.cpp does without the keys).
+        c["n_group"] = json!(groups.unwrap_or(1));
+        c["topk_group"] = json!(groups_used.or(groups).unwrap_or(1));
+    }
+    if let Some(scaling) = deepseek2_rope_scaling(meta)? {
+        c["rope_scaling"] = scaling;
+    }
+    Ok(c)
+}
+
+/// DeepSeek's YaRN from `rope.scaling.*`. llama.cpp keeps the rotated vectors' length (its
+/// rope's YaRN magnitude is divided back out), so `attention_factor` is 1, and scales q·k by
+/// `(1 + yarn_log_multiplier · ln factor)²`, which is transformers' V3 `mscale_all_dim`
+/// correction with `mscale_all_dim = yarn_log_multiplier / 0.1` (the converter writes
+/// `0.1 × mscale_all_dim`).
+fn deepseek2_rope_scaling(meta: &Meta) -> Result<Option<Value>> {
+    match meta.gguf.get_str(&meta.key("rope.scaling.type")) {
+        None | Some("none") => Ok(None),
+        Some("yarn") => {
+            let factor = meta
+                .f64_opt("rope.scaling.factor")?
+                .ok_or_else(|| meta.error("yarn rope scaling without rope.scaling.factor"))?;
+            let original = meta
+                .usize_opt("rope.scaling.original_context_length")?
+                .ok_or_else(|| {
+                    meta.error("yarn rope scaling without rope.scaling.original_context_length")
+                })?;
+            let log_mul = meta
+                .f64_opt("rope.scaling.yarn_log_multiplier")?
+                .unwrap_or(0.0);
+            let mut s = json!({
+                "rope_type": "yarn",
+                "factor": factor,
+                "original_max_position_embeddings": original,
+                "attention_factor": 1.0,
+                "mscale_all_dim": log_mul / 0.1,
+            });
+            for (key, hub) in [
+                ("rope.scaling.yarn_beta_fast", "beta_fast"),
+                ("rope.scaling.yarn_beta_slow", "beta_slow"),
+            ] {
+                if let Some(v) = meta.f64_opt(key)? {
+                    s[hub] = json!(v);
+                }
+            }
+            Ok(Some(s))
+        }
+        Some(kind) => Err(meta.error(format!(
+            "rope scaling `{kind}` is not supported for deepseek2 (supported: yarn)"
+        ))),
+    }
+}
+
+/// The Hub `rope_scaling` of a GGUF, as llama.cpp applies it: `{arch}.rope.scaling.type =
+/// linear` divides positions by `rope.scaling.factor`; a `rope_freqs.weight` tensor (what the
+/// converter stores for Llama 3.1's rule, with whatever factors the checkpoint had) divides each
+/// rotary frequency by its own factor — llama.cpp does no more than that, so neither do we
+/// (`freq_factors`, with a linear factor folded in). Other schemes (Phi-3's long/short
+/// factors, YaRN outside deepseek2) are refused rather than run with the wrong positions.
+fn rope_scaling(meta: &Meta, checkpoint: &Checkpoint, rope_dim: usize) -> Result<Option<Value>> {
+    for tensor in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+        if checkpoint.contains(tensor) {
+            return Err(meta.error(format!(
+                "`{tensor}` (long-context rope factors) is not supported"
+            )));
+        }
+    }
+    let linear = match meta.gguf.get_str(&meta.key("rope.scaling.type")) {
+        None | Some("none") => None,
+        Some("linear") => Some(
+            meta.f64_opt("rope.scaling.factor")?
+                .ok_or_else(|| meta.error("linear rope scaling without rope.scaling.factor"))?,
+        ),
+        Some(kind) => {
+            return Err(meta.error(format!("rope scaling `{kind}` is not supported")));
+        }
+    };
+    if !checkpoint.contains("rope_freqs.weight") {
+        return Ok(linear.map(|factor| json!({"rope_type": "linear", "factor": factor})));
+    }
+    // llama.cpp reads `rope_freqs` for llama only; elsewhere it refuses the extra tensor.
+    if meta.arch != GgufArch::Llama {
+        return Err(meta.error(format!(
+            "rope_freqs.weight is not part of a {} model",
+            meta.arch.name()
+        )));
+    }
+    let elements = checkpoint.info("rope_freqs.weight").map(|i| i.elements());
+    if elements != Some((rope_dim / 2) as u64) {
+        return Err(meta.error(format!(
+            "rope_freqs.weight: {} factors for {} rotary frequencies",
+            elements.unwrap_or(0),
+            rope_dim / 2
+        )));
+    }
+    let stored: Vec<f32> = checkpoint
+        .tensor_f32("rope_freqs.weight", &Device::Cpu)?
+        .flatten_all()?
+        .to_vec1()?;
+    if let Some(bad) = stored.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        return Err(meta.error(format!(
+            "rope_freqs.weight: factor {bad} is not a positive number"
+        )));
+    }
+    let linear = linear.unwrap_or(1.0);
+    let factors: Vec<f64> = stored.iter().map(|&f| f as f64 * linear).collect();
+    Ok(Some(
+        json!({"rope_type": "freq_factors", "factors": factors}),
+    ))
+}
