@@ -83,6 +83,7 @@ fn prompt_routes_match_the_hooks() {
         "gpt-oss-mxfp4",
         "llama4",
         "qwen3-next",
+        "nemotron-h",
     ] {
         check_prompt_routes(&format!("{more}/{name}"));
     }

@@ -56,8 +56,21 @@ fn every_command_runs_on_llama_cpp_made_files() {
         let encoder = fixture["output"] == "embeddings";
         let moe = matches!(
             name.as_str(),
-            "qwen3moe" | "mixtral" | "deepseek2" | "olmoe" | "glm4moe" | "llama4"
+            "qwen3moe"
+                | "mixtral"
+                | "deepseek2"
+                | "olmoe"
+                | "glm4moe"
+                | "llama4"
+                | "nemotron_h_moe"
         );
+        // A head and an MLP to ablate: in the Nemotron-H fixtures (Mamba, MLP or experts,
+        // attention, …) block 0 is a Mamba mixer, which has neither.
+        let targets = if name.starts_with("nemotron_h") {
+            "L2H0,L1MLP"
+        } else {
+            "L0H0,L0MLP"
+        };
         let path = |t: &str| {
             fixtures()
                 .join(name)
@@ -149,14 +162,7 @@ fn every_command_runs_on_llama_cpp_made_files() {
             expect(
                 "ablate",
                 &[
-                    "ablate",
-                    f,
-                    "--text",
-                    prompt,
-                    "--target",
-                    "L0H0,L0MLP",
-                    "--method",
-                    "zero",
+                    "ablate", f, "--text", prompt, "--target", targets, "--method", "zero",
                     "--json",
                 ],
                 !encoder,

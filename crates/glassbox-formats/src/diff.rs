@@ -172,6 +172,25 @@ impl<'a> HubView<'a> {
                             })
                             .collect()
                     }
+                    // Reshapes only: the same values in the same order.
+                    Fixup::Flatten => vec![(
+                        name,
+                        ViewEntry {
+                            shape: vec![t.elements() as usize],
+                            ..plain(t)
+                        },
+                    )],
+                    Fixup::ConvChannels if t.shape.len() == 2 => vec![(
+                        name,
+                        ViewEntry {
+                            shape: vec![t.shape[0], 1, t.shape[1]],
+                            ..plain(t)
+                        },
+                    )],
+                    Fixup::LogOfNegated => {
+                        vec![keep("stored as −exp(A_log); compared under its GGUF name")]
+                    }
+                    Fixup::ConvChannels => vec![keep("not a [channels, kernel] convolution")],
                     Fixup::SplitExperts | Fixup::Transpose => {
                         vec![keep("stored transposed; compared under its GGUF name")]
                     }

@@ -33,6 +33,14 @@ pub enum Fixup {
     /// The tensor stacks experts on dim 0; expert `e` is the HF tensor named with `{e}`
     /// replaced by `e`.
     SplitExperts,
+    /// Flatten to one dimension (Mamba-2's `D`, and its grouped norm, which the converter
+    /// stores as `[groups, width / groups]`).
+    Flatten,
+    /// Mamba's `A_log` from the `A = −exp(A_log)` the converter stores (`[heads, 1]`):
+    /// `ln(−A)`, flattened.
+    LogOfNegated,
+    /// A depthwise convolution's `[channels, kernel]` back to the Hub's `[channels, 1, kernel]`.
+    ConvChannels,
 }
 
 /// The Hugging Face name of a GGUF tensor and the fix-up its values need.
@@ -42,6 +50,10 @@ pub struct HubName {
     pub name: String,
     pub fixup: Fixup,
 }
+
+/// llama.cpp's Mamba and hybrid architectures whose tensors are named as [`nemotron_h_name`]
+/// reads them.
+const NEMOTRON_H: &[&str] = &["nemotron_h", "nemotron_h_moe"];
 
 /// Architecture families that share a naming scheme.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -98,12 +110,17 @@ pub const KNOWN_ARCHITECTURES: &[&str] = &[
     "deepseek2",
     "glm4",
     "bert",
+    "nemotron_h",
+    "nemotron_h_moe",
 ];
 
 /// Maps a GGUF tensor name of architecture `arch` (`general.architecture`) to its Hugging Face
 /// name, or None when the architecture is unknown or the tensor has no HF counterpart (e.g.
 /// llama.cpp's precomputed `rope_freqs`).
 pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
+    if NEMOTRON_H.contains(&arch) {
+        return nemotron_h_name(gguf_name);
+    }
     let fam = family(arch)?;
     let (base, suffix) = gguf_name.rsplit_once('.')?;
     if suffix != "weight" && suffix != "bias" {
@@ -255,6 +272,58 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         }
         _ => None,
     }
+}
+
+/// A Nemotron-H tensor's Hub name (`NemotronHForCausalLM`: `backbone.`, every block's single
+/// sublayer under `mixer`). Mamba's `A`, `D` and `dt` bias have no `.weight` suffix in either
+/// naming; the converter turned `A_log` into `A` and reshaped `D`, the norm and the convolution.
+fn nemotron_h_name(gguf_name: &str) -> Option<HubName> {
+    let named = |name: String, fixup: Fixup| Some(HubName { name, fixup });
+    match gguf_name {
+        "token_embd.weight" => return named("backbone.embeddings.weight".into(), Fixup::None),
+        "output_norm.weight" => return named("backbone.norm_f.weight".into(), Fixup::None),
+        "output.weight" => return named("lm_head.weight".into(), Fixup::None),
+        _ => {}
+    }
+    let (layer, part) = gguf_name.strip_prefix("blk.")?.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let p = format!("backbone.layers.{layer}");
+    if part == "attn_norm.weight" {
+        return named(format!("{p}.norm.weight"), Fixup::None);
+    }
+    let (hub, fixup) = match part {
+        "ssm_a" => ("A_log", Fixup::LogOfNegated),
+        "ssm_d" => ("D", Fixup::Flatten),
+        "ssm_dt.bias" => ("dt_bias", Fixup::None),
+        "ssm_norm.weight" => ("norm.weight", Fixup::Flatten),
+        "ssm_conv1d.weight" => ("conv1d.weight", Fixup::ConvChannels),
+        "ssm_conv1d.bias" => ("conv1d.bias", Fixup::None),
+        "ffn_gate_inp.weight" => ("gate.weight", Fixup::None),
+        "exp_probs_b.bias" => ("gate.e_score_correction_bias", Fixup::None),
+        "ffn_up_exps.weight" => ("experts.{e}.up_proj.weight", Fixup::SplitExperts),
+        "ffn_down_exps.weight" => ("experts.{e}.down_proj.weight", Fixup::SplitExperts),
+        "ffn_up_shexp.weight" => ("shared_experts.up_proj.weight", Fixup::None),
+        "ffn_down_shexp.weight" => ("shared_experts.down_proj.weight", Fixup::None),
+        _ => {
+            let (base, suffix) = part.rsplit_once('.')?;
+            let module = match base {
+                "ssm_in" => "in_proj",
+                "ssm_out" => "out_proj",
+                "attn_q" => "q_proj",
+                "attn_k" => "k_proj",
+                "attn_v" => "v_proj",
+                "attn_output" => "o_proj",
+                "ffn_up" => "up_proj",
+                "ffn_down" => "down_proj",
+                _ => return None,
+            };
+            if suffix != "weight" && suffix != "bias" {
+                return None;
+            }
+            return named(format!("{p}.mixer.{module}.{suffix}"), Fixup::None);
+        }
+    };
+    named(format!("{p}.mixer.{hub}"), fixup)
 }
 
 /// A BERT tensor's Hub name (a `BertModel`, no `bert.` prefix), without the suffix.

@@ -355,6 +355,71 @@ fn names_map_per_architecture() {
         ),
         ("bert", "blk.0.attn_norm.weight", Option::None),
         ("mamba", "token_embd.weight", Option::None),
+        // Nemotron-H: A back from −exp(A_log), reshaped Mamba tensors, one `mixer` per block.
+        (
+            "nemotron_h",
+            "token_embd.weight",
+            Some(("backbone.embeddings.weight", None)),
+        ),
+        (
+            "nemotron_h",
+            "output_norm.weight",
+            Some(("backbone.norm_f.weight", None)),
+        ),
+        (
+            "nemotron_h",
+            "blk.0.attn_norm.weight",
+            Some(("backbone.layers.0.norm.weight", None)),
+        ),
+        (
+            "nemotron_h",
+            "blk.0.ssm_a",
+            Some(("backbone.layers.0.mixer.A_log", LogOfNegated)),
+        ),
+        (
+            "nemotron_h",
+            "blk.0.ssm_d",
+            Some(("backbone.layers.0.mixer.D", Flatten)),
+        ),
+        (
+            "nemotron_h",
+            "blk.0.ssm_norm.weight",
+            Some(("backbone.layers.0.mixer.norm.weight", Flatten)),
+        ),
+        (
+            "nemotron_h",
+            "blk.0.ssm_conv1d.weight",
+            Some(("backbone.layers.0.mixer.conv1d.weight", ConvChannels)),
+        ),
+        (
+            "nemotron_h",
+            "blk.0.ssm_dt.bias",
+            Some(("backbone.layers.0.mixer.dt_bias", None)),
+        ),
+        (
+            "nemotron_h",
+            "blk.2.attn_output.weight",
+            Some(("backbone.layers.2.mixer.o_proj.weight", None)),
+        ),
+        (
+            "nemotron_h",
+            "blk.1.ffn_up.weight",
+            Some(("backbone.layers.1.mixer.up_proj.weight", None)),
+        ),
+        (
+            "nemotron_h_moe",
+            "blk.1.ffn_down_exps.weight",
+            Some((
+                "backbone.layers.1.mixer.experts.{e}.down_proj.weight",
+                SplitExperts,
+            )),
+        ),
+        (
+            "nemotron_h_moe",
+            "blk.1.exp_probs_b.bias",
+            Some(("backbone.layers.1.mixer.gate.e_score_correction_bias", None)),
+        ),
+        ("nemotron_h", "blk.0.ssm_in.scale", Option::None),
     ];
     for (arch, gguf, expected) in cases {
         check(arch, gguf, *expected);

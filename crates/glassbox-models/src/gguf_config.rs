@@ -44,6 +44,33 @@ impl Meta<'_> {
             .ok_or_else(|| self.error(format!("missing metadata `{key}`")))
     }
 
+    /// A per-layer count (llama.cpp's `get_key_or_arr`): one value for every layer, or a list
+    /// of `n_layers`.
+    fn usize_per_layer(&self, suffix: &str, n_layers: usize) -> Result<Vec<usize>> {
+        use glassbox_formats::gguf::GgufArray;
+        let key = self.key(suffix);
+        let list: Option<Vec<u64>> = match self.gguf.get_array(&key) {
+            None => {
+                return Ok(vec![self.usize(suffix)?; n_layers]);
+            }
+            Some(GgufArray::U32(v)) => Some(v.iter().map(|&n| n as u64).collect()),
+            Some(GgufArray::I32(v)) => v.iter().map(|&n| u64::try_from(n).ok()).collect(),
+            Some(GgufArray::U64(v)) => Some(v.clone()),
+            Some(_) => None,
+        };
+        match list {
+            Some(v) if v.len() == n_layers => v
+                .into_iter()
+                .map(|n| {
+                    usize::try_from(n).map_err(|_| self.error(format!("`{key}`: {n} is too large")))
+                })
+                .collect(),
+            _ => Err(self.error(format!(
+                "`{key}` must be one count or a list of {n_layers} counts"
+            ))),
+        }
+    }
+
     fn f64_opt(&self, suffix: &str) -> Result<Option<f64>> {
         let key = self.key(suffix);
         match self.gguf.get(&key) {
@@ -79,6 +106,11 @@ pub fn hub_config(
     }
     if arch == GgufArch::Bert {
         let mut config = bert_config(&meta, checkpoint)?;
+        common_keys(&mut config, gguf, checkpoint, &meta)?;
+        return Ok(config);
+    }
+    if matches!(arch, GgufArch::NemotronH | GgufArch::NemotronHMoe) {
+        let mut config = nemotron_h_config(&meta, checkpoint)?;
         common_keys(&mut config, gguf, checkpoint, &meta)?;
         return Ok(config);
     }
@@ -488,6 +520,126 @@ fn glm4moe_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     });
     if let Some(scaling) = rope_scaling(meta, checkpoint, rope_dim)? {
         c["rope_scaling"] = scaling;
+    }
+    Ok(c)
+}
+
+/// A `nemotron_h` / `nemotron_h_moe` file's `NemotronHForCausalLM` config, as llama.cpp reads
+/// the blocks: a layer with neither key-value heads nor a feed-forward length is Mamba-2; one
+/// with key-value heads is attention (no rotary); one with a feed-forward length is a
+/// squared-ReLU MLP, or in `nemotron_h_moe` an expert block (llama.cpp's MoE architecture has no
+/// dense MLP block): a sigmoid router with the `exp_probs_b` correction, renormalised where
+/// `expert_weights_norm`, scaled by `expert_weights_scale`, beside a shared expert. The Mamba
+/// shapes are `ssm.*` (`time_step_rank` is the number of heads); norms use
+/// `layer_norm_rms_epsilon`, else `layer_norm_epsilon`.
+fn nemotron_h_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
+    let n_layers = meta.usize("block_count")?;
+    if n_layers == 0 {
+        return Err(meta.error("block_count is 0"));
+    }
+    let kv_heads = meta.usize_per_layer("attention.head_count_kv", n_layers)?;
+    let heads = meta.usize_per_layer("attention.head_count", n_layers)?;
+    let ff = meta.usize_per_layer("feed_forward_length", n_layers)?;
+    let moe = meta.arch == GgufArch::NemotronHMoe;
+    let mut types = Vec::with_capacity(n_layers);
+    for i in 0..n_layers {
+        types.push(match (kv_heads[i], ff[i]) {
+            (0, 0) => "mamba",
+            (_, 0) => "attention",
+            (0, _) if moe => "moe",
+            (0, _) => "mlp",
+            _ => {
+                return Err(meta.error(format!(
+                    "layer {i} has both key-value heads and a feed-forward length"
+                )))
+            }
+        });
+    }
+    // The one value the blocks of a kind share (the Hub config has one per kind).
+    let shared = |what: &str, values: &[usize], kind: &str| -> Result<Option<usize>> {
+        let mut of_kind = (0..n_layers)
+            .filter(|&i| types[i] == kind)
+            .map(|i| values[i]);
+        let first = of_kind.next();
+        match first {
+            Some(v) if of_kind.all(|w| w == v) => Ok(Some(v)),
+            None => Ok(None),
+            Some(_) => Err(meta.error(format!(
+                "{kind} blocks with different {what} are not supported"
+            ))),
+        }
+    };
+    let n_heads = shared("head counts", &heads, "attention")?
+        .unwrap_or(1)
+        .max(1);
+    let n_kv_heads = shared("key-value head counts", &kv_heads, "attention")?.unwrap_or(n_heads);
+    let d_model = meta.usize("embedding_length")?;
+    let ssm_heads = meta.usize("ssm.time_step_rank")?;
+    let inner = meta.usize("ssm.inner_size")?;
+    if ssm_heads == 0 || inner % ssm_heads != 0 {
+        return Err(meta.error(format!(
+            "ssm.inner_size {inner} does not split into ssm.time_step_rank {ssm_heads} heads"
+        )));
+    }
+    let eps = match meta.f64_opt("attention.layer_norm_rms_epsilon")? {
+        Some(eps) => eps,
+        None => meta
+            .f64_opt("attention.layer_norm_epsilon")?
+            .unwrap_or(1e-5),
+    };
+    let first = |kind: &str| types.iter().position(|&t| t == kind);
+    let has = |layer: Option<usize>, tensor: &str| {
+        layer.is_some_and(|i| checkpoint.contains(&format!("blk.{i}.{tensor}")))
+    };
+    let mut c = json!({
+        "architectures": [GgufArch::NemotronH.hub_architecture()],
+        "model_type": "nemotron_h",
+        "layers_block_type": types,
+        "hidden_size": d_model,
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": n_kv_heads,
+        "head_dim": meta.usize_opt("attention.key_length")?.unwrap_or(d_model / n_heads),
+        "attention_bias": has(first("attention"), "attn_output.bias"),
+        "intermediate_size": shared("feed-forward lengths", &ff, "mlp")?.unwrap_or(0),
+        "mlp_bias": has(first("mlp"), "ffn_up.bias"),
+        "mlp_hidden_act": "relu2",
+        "mamba_num_heads": ssm_heads,
+        "mamba_head_dim": inner / ssm_heads,
+        "ssm_state_size": meta.usize("ssm.state_size")?,
+        "n_groups": meta.usize("ssm.group_count")?,
+        "conv_kernel": meta.usize("ssm.conv_kernel")?,
+        "use_conv_bias": has(first("mamba"), "ssm_conv1d.bias"),
+        "mamba_hidden_act": "silu",
+        "layer_norm_epsilon": eps,
+        "max_position_embeddings": meta.usize_opt("context_length")?.unwrap_or(4096),
+    });
+    if moe {
+        let shared_count = meta.usize_opt("expert_shared_count")?.unwrap_or(0);
+        let experts_ff = match meta.usize_opt("expert_feed_forward_length")? {
+            Some(n) => n,
+            None => shared("feed-forward lengths", &ff, "moe")?.unwrap_or(0),
+        };
+        c["n_routed_experts"] = json!(meta.usize("expert_count")?);
+        c["num_experts_per_tok"] = json!(meta.usize("expert_used_count")?);
+        c["moe_intermediate_size"] = json!(experts_ff);
+        c["moe_shared_expert_intermediate_size"] = json!(if shared_count > 0 {
+            meta.usize("expert_shared_feed_forward_length")?
+        } else {
+            0
+        });
+        c["routed_scaling_factor"] = json!(meta.f64_opt("expert_weights_scale")?.unwrap_or(1.0));
+        c["norm_topk_prob"] = json!(meta
+            .gguf
+            .get_bool(&meta.key("expert_weights_norm"))
+            .unwrap_or(false));
+        c["n_group"] = json!(meta.usize_opt("expert_group_count")?.unwrap_or(1).max(1));
+        c["topk_group"] = json!(meta
+            .usize_opt("expert_group_used_count")?
+            .unwrap_or(1)
+            .max(1));
+        if let Some(latent) = meta.usize_opt("moe_latent_size")?.filter(|&n| n > 0) {
+            c["moe_latent_size"] = json!(latent);
+        }
     }
     Ok(c)
 }

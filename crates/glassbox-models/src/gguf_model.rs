@@ -23,6 +23,9 @@
 //! - GPT-2's `Conv1D` weights, stored `[in, out]` on the Hub and transposed by the converter;
 //! - mixtures of experts: llama.cpp stacks a layer's experts into one `ffn_{gate,up,down}_exps`
 //!   tensor; each expert is served under its own Hub name and read from its own bytes;
+//! - Nemotron-H (`nemotron_h`, `nemotron_h_moe`): Mamba's `A` is stored as `−exp(A_log)` and
+//!   is logged back; `D`, the grouped norm and the convolution were reshaped and are reshaped
+//!   back;
 //! - quantized tensors are dequantized to f32 on load (by the checkpoint reader);
 //! - a missing `output.weight` means the unembedding is tied to `token_embd`;
 //! - rope scaling: `{arch}.rope.scaling.type = linear` becomes `rope_scaling.linear`; the
@@ -86,10 +89,14 @@ pub enum GgufArch {
     Llama4,
     /// OLMoE (`olmoe`).
     Olmoe,
+    /// Nemotron-H: Mamba-2, attention and squared-ReLU MLP blocks (`nemotron_h`).
+    NemotronH,
+    /// Nemotron-H with expert blocks in place of the MLPs (`nemotron_h_moe`).
+    NemotronHMoe,
 }
 
 impl GgufArch {
-    pub const ALL: [GgufArch; 16] = [
+    pub const ALL: [GgufArch; 18] = [
         GgufArch::Llama,
         GgufArch::Qwen2,
         GgufArch::Qwen3,
@@ -106,6 +113,8 @@ impl GgufArch {
         GgufArch::Gemma3,
         GgufArch::Glm4Moe,
         GgufArch::Llama4,
+        GgufArch::NemotronH,
+        GgufArch::NemotronHMoe,
     ];
 
     /// llama.cpp's name for the architecture (the metadata key prefix).
@@ -127,6 +136,8 @@ impl GgufArch {
             GgufArch::Gemma3 => "gemma3",
             GgufArch::Glm4Moe => "glm4moe",
             GgufArch::Llama4 => "llama4",
+            GgufArch::NemotronH => "nemotron_h",
+            GgufArch::NemotronHMoe => "nemotron_h_moe",
         }
     }
 
@@ -154,6 +165,7 @@ impl GgufArch {
             GgufArch::Gemma3 => "Gemma3ForCausalLM",
             GgufArch::Glm4Moe => "Glm4MoeForCausalLM",
             GgufArch::Llama4 => "Llama4ForCausalLM",
+            GgufArch::NemotronH | GgufArch::NemotronHMoe => "NemotronHForCausalLM",
         }
     }
 
@@ -247,6 +259,7 @@ impl GgufBackend {
         if !sources.contains_key("lm_head.weight") {
             let embed = match arch {
                 GgufArch::Gpt2 => "transformer.wte.weight",
+                GgufArch::NemotronH | GgufArch::NemotronHMoe => "backbone.embeddings.weight",
                 _ => "model.embed_tokens.weight",
             };
             if let Some(source) = sources.get(embed).cloned() {
@@ -294,6 +307,9 @@ impl GgufBackend {
             Fixup::UnpermuteK => gguf_names::unpermute_qk(&stored, self.kv_heads)?,
             Fixup::Transpose => stored.t()?.contiguous()?,
             Fixup::SubtractOne => (stored.to_dtype(DType::F32)? - 1.0)?,
+            Fixup::Flatten => stored.flatten_all()?,
+            Fixup::LogOfNegated => stored.to_dtype(DType::F32)?.neg()?.log()?.flatten_all()?,
+            Fixup::ConvChannels => stored.unsqueeze(1)?,
         };
         t.to_dtype(dtype)
     }
