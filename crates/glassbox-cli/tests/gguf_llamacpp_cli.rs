@@ -63,6 +63,7 @@ fn every_command_runs_on_llama_cpp_made_files() {
                 | "glm4moe"
                 | "llama4"
                 | "nemotron_h_moe"
+                | "qwen3next"
         );
         // A head and an MLP to ablate: in the Nemotron-H fixtures (Mamba, MLP or experts,
         // attention, …) block 0 is a Mamba mixer, which has neither.

@@ -180,6 +180,13 @@ impl<'a> HubView<'a> {
                             ..plain(t)
                         },
                     )],
+                    Fixup::Row => vec![(
+                        name,
+                        ViewEntry {
+                            shape: vec![1, t.elements() as usize],
+                            ..plain(t)
+                        },
+                    )],
                     Fixup::ConvChannels if t.shape.len() == 2 => vec![(
                         name,
                         ViewEntry {

@@ -41,6 +41,9 @@ pub enum Fixup {
     LogOfNegated,
     /// A depthwise convolution's `[channels, kernel]` back to the Hub's `[channels, 1, kernel]`.
     ConvChannels,
+    /// A one-row matrix `[1, n]` (a shared expert's gate; llama.cpp's quantizer writes it as a
+    /// vector `[n]`).
+    Row,
 }
 
 /// The Hugging Face name of a GGUF tensor and the fix-up its values need.
@@ -72,6 +75,9 @@ enum Family {
     Glm4Moe,
     /// Llama 4: feed-forwards under `feed_forward`, the router named `router`.
     Llama4,
+    /// Qwen3-Next: Qwen-MoE's names, zero-centred norms stored `w + 1`, gated DeltaNet layers
+    /// (`ssm_*`) under `linear_attn`.
+    Qwen3Next,
     Bert,
 }
 
@@ -83,6 +89,7 @@ fn family(arch: &str) -> Option<Family> {
         "olmo2" => Family::Olmo2,
         "glm4moe" => Family::Glm4Moe,
         "llama4" => Family::Llama4,
+        "qwen3next" => Family::Qwen3Next,
         "gemma" => Family::Gemma,
         "gemma2" | "gemma3" => Family::Gemma2,
         "phi3" => Family::Phi3,
@@ -112,6 +119,7 @@ pub const KNOWN_ARCHITECTURES: &[&str] = &[
     "bert",
     "nemotron_h",
     "nemotron_h_moe",
+    "qwen3next",
 ];
 
 /// Maps a GGUF tensor name of architecture `arch` (`general.architecture`) to its Hugging Face
@@ -122,11 +130,23 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         return nemotron_h_name(gguf_name);
     }
     let fam = family(arch)?;
+    if fam == Family::Qwen3Next {
+        if let Some(layer) = gguf_name
+            .strip_prefix("blk.")
+            .and_then(|r| r.strip_suffix(".ssm_a"))
+        {
+            return Some(HubName {
+                name: format!("model.layers.{layer}.linear_attn.A_log"),
+                fixup: Fixup::LogOfNegated,
+            });
+        }
+    }
     let (base, suffix) = gguf_name.rsplit_once('.')?;
     if suffix != "weight" && suffix != "bias" {
         return None;
     }
-    let norm_fixup = if matches!(fam, Family::Gemma | Family::Gemma2) && suffix == "weight" {
+    let zero_centred_norms = matches!(fam, Family::Gemma | Family::Gemma2 | Family::Qwen3Next);
+    let norm_fixup = if zero_centred_norms && suffix == "weight" {
         Fixup::SubtractOne
     } else {
         Fixup::None
@@ -192,8 +212,25 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         Family::Deepseek2 | Family::Glm4Moe => format!("{mlp}.shared_experts"),
         _ => format!("{mlp}.shared_expert"),
     };
+    let linear_attn = format!("{p}.linear_attn");
     match (fam, part) {
         (_, "attn_norm") => done(format!("{p}.input_layernorm"), norm_fixup),
+        // Qwen3-Next's DeltaNet: `in_proj_qkvz` is stored split and regrouped (`attn_qkv` and
+        // `attn_gate`), which only the model's loader can rejoin; the gated norm is a plain one.
+        (Family::Qwen3Next, "ssm_ba") => done(format!("{linear_attn}.in_proj_ba"), Fixup::None),
+        (Family::Qwen3Next, "ssm_conv1d") if suffix == "weight" => {
+            done(format!("{linear_attn}.conv1d"), Fixup::ConvChannels)
+        }
+        (Family::Qwen3Next, "ssm_dt") if suffix == "bias" => Some(HubName {
+            name: format!("{linear_attn}.dt_bias"),
+            fixup: Fixup::None,
+        }),
+        (Family::Qwen3Next, "ssm_norm") => done(format!("{linear_attn}.norm"), Fixup::None),
+        (Family::Qwen3Next, "ssm_out") => done(format!("{linear_attn}.out_proj"), Fixup::None),
+        (Family::Qwen3Next, "attn_qkv" | "attn_gate") => None,
+        (Family::Qwen3Next, "post_attention_norm") => {
+            done(format!("{p}.post_attention_layernorm"), norm_fixup)
+        }
         (Family::Phi3, "attn_qkv") => done(format!("{attn}.qkv_proj"), Fixup::None),
         (Family::Deepseek2, "attn_q_a") => done(format!("{attn}.q_a_proj"), Fixup::None),
         (Family::Deepseek2, "attn_q_a_norm") => done(format!("{attn}.q_a_layernorm"), Fixup::None),
@@ -212,12 +249,14 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         (Family::Glm4Moe, "post_attention_norm") => {
             done(format!("{p}.post_attention_layernorm"), Fixup::None)
         }
-        (Family::Qwen | Family::Gemma2 | Family::Olmo2 | Family::Glm4Moe, "attn_q_norm") => {
-            done(format!("{attn}.q_norm"), norm_fixup)
-        }
-        (Family::Qwen | Family::Gemma2 | Family::Olmo2 | Family::Glm4Moe, "attn_k_norm") => {
-            done(format!("{attn}.k_norm"), norm_fixup)
-        }
+        (
+            Family::Qwen | Family::Qwen3Next | Family::Gemma2 | Family::Olmo2 | Family::Glm4Moe,
+            "attn_q_norm",
+        ) => done(format!("{attn}.q_norm"), norm_fixup),
+        (
+            Family::Qwen | Family::Qwen3Next | Family::Gemma2 | Family::Olmo2 | Family::Glm4Moe,
+            "attn_k_norm",
+        ) => done(format!("{attn}.k_norm"), norm_fixup),
         (Family::Olmo2, "post_attention_norm") => {
             done(format!("{p}.post_attention_layernorm"), Fixup::None)
         }
@@ -258,17 +297,20 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
             format!("{moe}.experts.{{e}}.{expert_down}"),
             Fixup::SplitExperts,
         ),
-        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe | Family::Llama4, "ffn_gate_shexp") => {
-            done(format!("{shared}.gate_proj"), Fixup::None)
-        }
-        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe | Family::Llama4, "ffn_up_shexp") => {
-            done(format!("{shared}.up_proj"), Fixup::None)
-        }
-        (Family::Qwen | Family::Deepseek2 | Family::Glm4Moe | Family::Llama4, "ffn_down_shexp") => {
-            done(format!("{shared}.down_proj"), Fixup::None)
-        }
-        (Family::Qwen, "ffn_gate_inp_shexp") => {
-            done(format!("{mlp}.shared_expert_gate"), Fixup::None)
+        (
+            Family::Qwen | Family::Qwen3Next | Family::Deepseek2 | Family::Glm4Moe | Family::Llama4,
+            "ffn_gate_shexp",
+        ) => done(format!("{shared}.gate_proj"), Fixup::None),
+        (
+            Family::Qwen | Family::Qwen3Next | Family::Deepseek2 | Family::Glm4Moe | Family::Llama4,
+            "ffn_up_shexp",
+        ) => done(format!("{shared}.up_proj"), Fixup::None),
+        (
+            Family::Qwen | Family::Qwen3Next | Family::Deepseek2 | Family::Glm4Moe | Family::Llama4,
+            "ffn_down_shexp",
+        ) => done(format!("{shared}.down_proj"), Fixup::None),
+        (Family::Qwen | Family::Qwen3Next, "ffn_gate_inp_shexp") => {
+            done(format!("{mlp}.shared_expert_gate"), Fixup::Row)
         }
         _ => None,
     }

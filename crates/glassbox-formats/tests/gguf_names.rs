@@ -151,7 +151,7 @@ fn names_map_per_architecture() {
         (
             "qwen2moe",
             "blk.4.ffn_gate_inp_shexp.weight",
-            Some(("model.layers.4.mlp.shared_expert_gate.weight", None)),
+            Some(("model.layers.4.mlp.shared_expert_gate.weight", Row)),
         ),
         (
             "gemma",
@@ -420,6 +420,58 @@ fn names_map_per_architecture() {
             Some(("backbone.layers.1.mixer.gate.e_score_correction_bias", None)),
         ),
         ("nemotron_h", "blk.0.ssm_in.scale", Option::None),
+        // Qwen3-Next: zero-centred norms stored w + 1, DeltaNet under `linear_attn`; the split
+        // `in_proj_qkvz` is rejoined by the model's loader, not named here.
+        (
+            "qwen3next",
+            "blk.1.post_attention_norm.weight",
+            Some((
+                "model.layers.1.post_attention_layernorm.weight",
+                SubtractOne,
+            )),
+        ),
+        (
+            "qwen3next",
+            "blk.1.attn_q_norm.weight",
+            Some(("model.layers.1.self_attn.q_norm.weight", SubtractOne)),
+        ),
+        (
+            "qwen3next",
+            "output_norm.weight",
+            Some(("model.norm.weight", SubtractOne)),
+        ),
+        (
+            "qwen3next",
+            "blk.0.ssm_norm.weight",
+            Some(("model.layers.0.linear_attn.norm.weight", None)),
+        ),
+        (
+            "qwen3next",
+            "blk.0.ssm_a",
+            Some(("model.layers.0.linear_attn.A_log", LogOfNegated)),
+        ),
+        (
+            "qwen3next",
+            "blk.0.ssm_conv1d.weight",
+            Some(("model.layers.0.linear_attn.conv1d.weight", ConvChannels)),
+        ),
+        (
+            "qwen3next",
+            "blk.0.ssm_dt.bias",
+            Some(("model.layers.0.linear_attn.dt_bias", None)),
+        ),
+        (
+            "qwen3next",
+            "blk.0.ssm_ba.weight",
+            Some(("model.layers.0.linear_attn.in_proj_ba.weight", None)),
+        ),
+        ("qwen3next", "blk.0.attn_qkv.weight", Option::None),
+        ("qwen3next", "blk.0.attn_gate.weight", Option::None),
+        (
+            "qwen3next",
+            "blk.0.ffn_gate_inp_shexp.weight",
+            Some(("model.layers.0.mlp.shared_expert_gate.weight", Row)),
+        ),
     ];
     for (arch, gguf, expected) in cases {
         check(arch, gguf, *expected);

@@ -109,6 +109,11 @@ pub fn hub_config(
         common_keys(&mut config, gguf, checkpoint, &meta)?;
         return Ok(config);
     }
+    if arch == GgufArch::Qwen3Next {
+        let mut config = qwen3next_config(&meta, checkpoint)?;
+        common_keys(&mut config, gguf, checkpoint, &meta)?;
+        return Ok(config);
+    }
     if matches!(arch, GgufArch::NemotronH | GgufArch::NemotronHMoe) {
         let mut config = nemotron_h_config(&meta, checkpoint)?;
         common_keys(&mut config, gguf, checkpoint, &meta)?;
@@ -517,6 +522,102 @@ fn glm4moe_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
         "use_qk_norm": checkpoint.contains("blk.0.attn_q_norm.weight"),
         "architectures": [GgufArch::Glm4Moe.hub_architecture()],
         "model_type": "glm4_moe",
+    });
+    if let Some(scaling) = rope_scaling(meta, checkpoint, rope_dim)? {
+        c["rope_scaling"] = scaling;
+    }
+    Ok(c)
+}
+
+/// A `qwen3next` file's `Qwen3NextForCausalLM` config, as llama.cpp reads it: linear-attention
+/// layers where `attention.recurrent_layers` says so (else every layer but each
+/// `full_attention_interval`-th, 4 when absent); the DeltaNet shapes from `ssm.*` (`group_count`
+/// key heads of `state_size`, `time_step_rank` value heads sharing `inner_size`); every layer
+/// sparse, the top-k weights always renormalised (llama.cpp's graph fixes it); a sigmoid-gated
+/// shared expert where the file has one; `rope.dimension_count` of each head rotates.
+fn qwen3next_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
+    use glassbox_formats::gguf::GgufArray;
+    let n_layers = meta.usize("block_count")?;
+    let n_heads = meta.usize("attention.head_count")?;
+    if n_heads == 0 {
+        return Err(meta.error("attention.head_count is 0"));
+    }
+    let d_model = meta.usize("embedding_length")?;
+    let head_dim = meta
+        .usize_opt("attention.key_length")?
+        .unwrap_or(d_model / n_heads);
+    let rope_dim = meta.usize_opt("rope.dimension_count")?.unwrap_or(head_dim);
+    let key = meta.key("attention.recurrent_layers");
+    let linear: Vec<bool> = match meta.gguf.get_array(&key) {
+        Some(GgufArray::Bool(flags)) if flags.len() == n_layers => flags.clone(),
+        Some(_) => {
+            return Err(meta.error(format!("`{key}` must list one flag per layer ({n_layers})")))
+        }
+        None => {
+            let interval = meta
+                .usize_opt("full_attention_interval")?
+                .unwrap_or(4)
+                .max(1);
+            (0..n_layers).map(|i| (i + 1) % interval != 0).collect()
+        }
+    };
+    let layer_types: Vec<&str> = linear
+        .iter()
+        .map(|&l| {
+            if l {
+                "linear_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    if let Some(scale) = meta.f64_opt("expert_weights_scale")? {
+        if scale != 1.0 {
+            return Err(meta.error(format!(
+                "expert_weights_scale {scale} (scaled expert weights) is not part of Qwen3-Next"
+            )));
+        }
+    }
+    let value_heads = meta.usize("ssm.time_step_rank")?;
+    let value_width = meta.usize("ssm.inner_size")?;
+    if value_heads == 0 || value_width % value_heads != 0 {
+        return Err(meta.error(format!(
+            "ssm.inner_size {value_width} does not split into ssm.time_step_rank {value_heads} heads"
+        )));
+    }
+    let shared = checkpoint.contains("blk.0.ffn_up_shexp.weight");
+    let mut c = json!({
+        "architectures": [GgufArch::Qwen3Next.hub_architecture()],
+        "model_type": "qwen3_next",
+        "hidden_size": d_model,
+        "num_hidden_layers": n_layers,
+        "layer_types": layer_types,
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": meta.usize_opt("attention.head_count_kv")?.unwrap_or(n_heads),
+        "head_dim": head_dim,
+        "partial_rotary_factor": rope_dim as f64 / head_dim as f64,
+        "intermediate_size": meta.usize_opt("feed_forward_length")?.unwrap_or(0),
+        "num_experts": meta.usize("expert_count")?,
+        "num_experts_per_tok": meta.usize("expert_used_count")?,
+        "moe_intermediate_size": meta.usize("expert_feed_forward_length")?,
+        "shared_expert_intermediate_size": if shared {
+            meta.usize("expert_shared_feed_forward_length")?
+        } else {
+            0
+        },
+        "norm_topk_prob": true,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "linear_num_key_heads": meta.usize("ssm.group_count")?,
+        "linear_key_head_dim": meta.usize("ssm.state_size")?,
+        "linear_num_value_heads": value_heads,
+        "linear_value_head_dim": value_width / value_heads,
+        "linear_conv_kernel_dim": meta.usize("ssm.conv_kernel")?,
+        "max_position_embeddings": meta.usize_opt("context_length")?.unwrap_or(2048),
+        "rms_norm_eps": meta.f64_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
+        "rope_theta": meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0),
+        "hidden_act": "silu",
+        "attention_bias": false,
     });
     if let Some(scaling) = rope_scaling(meta, checkpoint, rope_dim)? {
         c["rope_scaling"] = scaling;

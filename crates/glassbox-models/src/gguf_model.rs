@@ -23,6 +23,9 @@
 //! - GPT-2's `Conv1D` weights, stored `[in, out]` on the Hub and transposed by the converter;
 //! - mixtures of experts: llama.cpp stacks a layer's experts into one `ffn_{gate,up,down}_exps`
 //!   tensor; each expert is served under its own Hub name and read from its own bytes;
+//! - Qwen3-Next (`qwen3next`): zero-centred norms stored `w + 1` (as Gemma's); DeltaNet's
+//!   `in_proj_qkvz` split into `attn_qkv` and `attn_gate` and regrouped, rejoined here
+//!   (`Transform::JoinQkvz`); `A` stored as `−exp(A_log)`, the convolution squeezed;
 //! - Nemotron-H (`nemotron_h`, `nemotron_h_moe`): Mamba's `A` is stored as `−exp(A_log)` and
 //!   is logged back; `D`, the grouped norm and the convolution were reshaped and are reshaped
 //!   back;
@@ -89,6 +92,8 @@ pub enum GgufArch {
     Llama4,
     /// OLMoE (`olmoe`).
     Olmoe,
+    /// Qwen3-Next (`qwen3next`): gated DeltaNet and gated attention, experts everywhere.
+    Qwen3Next,
     /// Nemotron-H: Mamba-2, attention and squared-ReLU MLP blocks (`nemotron_h`).
     NemotronH,
     /// Nemotron-H with expert blocks in place of the MLPs (`nemotron_h_moe`).
@@ -96,7 +101,7 @@ pub enum GgufArch {
 }
 
 impl GgufArch {
-    pub const ALL: [GgufArch; 18] = [
+    pub const ALL: [GgufArch; 19] = [
         GgufArch::Llama,
         GgufArch::Qwen2,
         GgufArch::Qwen3,
@@ -113,6 +118,7 @@ impl GgufArch {
         GgufArch::Gemma3,
         GgufArch::Glm4Moe,
         GgufArch::Llama4,
+        GgufArch::Qwen3Next,
         GgufArch::NemotronH,
         GgufArch::NemotronHMoe,
     ];
@@ -136,6 +142,7 @@ impl GgufArch {
             GgufArch::Gemma3 => "gemma3",
             GgufArch::Glm4Moe => "glm4moe",
             GgufArch::Llama4 => "llama4",
+            GgufArch::Qwen3Next => "qwen3next",
             GgufArch::NemotronH => "nemotron_h",
             GgufArch::NemotronHMoe => "nemotron_h_moe",
         }
@@ -165,6 +172,7 @@ impl GgufArch {
             GgufArch::Gemma3 => "Gemma3ForCausalLM",
             GgufArch::Glm4Moe => "Glm4MoeForCausalLM",
             GgufArch::Llama4 => "Llama4ForCausalLM",
+            GgufArch::Qwen3Next => "Qwen3NextForCausalLM",
             GgufArch::NemotronH | GgufArch::NemotronHMoe => "NemotronHForCausalLM",
         }
     }
@@ -188,6 +196,14 @@ enum Transform {
     /// (the source, stored transposed as [heads, kv_lora_rank, qk_nope_head_dim]) and
     /// `v_b` ([heads, v_head_dim, kv_lora_rank]); rejoined as [heads × (nope + v), rank].
     JoinKvB { v_b: String },
+    /// Qwen3-Next's `in_proj_qkvz`, which the converter stores as `attn_qkv` (the source:
+    /// every key head's q rows, then every head's k rows, then the values) and `attn_gate`
+    /// (z); rejoined per key head as `[q | k | v | z]`, the Hub's grouping.
+    JoinQkvz {
+        gate: String,
+        key_heads: usize,
+        key_dim: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +271,40 @@ impl GgufBackend {
                 }
             }
         }
+        // Qwen3-Next's split `in_proj_qkvz`, with the DeltaNet shapes from the metadata.
+        if arch == GgufArch::Qwen3Next {
+            let key = |k: &str| {
+                checkpoint
+                    .gguf()
+                    .and_then(|g| g.get_u64(&format!("qwen3next.ssm.{k}")))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(0)
+            };
+            let (key_heads, key_dim) = (key("group_count"), key("state_size"));
+            for info in checkpoint.tensors() {
+                let Some(layer) = info
+                    .name
+                    .strip_prefix("blk.")
+                    .and_then(|r| r.strip_suffix(".attn_qkv.weight"))
+                else {
+                    continue;
+                };
+                let gate = format!("blk.{layer}.attn_gate.weight");
+                if checkpoint.contains(&gate) {
+                    sources.insert(
+                        format!("model.layers.{layer}.linear_attn.in_proj_qkvz.weight"),
+                        Source {
+                            gguf_name: info.name.clone(),
+                            transform: Transform::JoinQkvz {
+                                gate,
+                                key_heads,
+                                key_dim,
+                            },
+                        },
+                    );
+                }
+            }
+        }
         // Tied unembedding: no `output.weight`, the token embeddings are read instead.
         if !sources.contains_key("lm_head.weight") {
             let embed = match arch {
@@ -295,6 +345,15 @@ impl GgufBackend {
             Transform::JoinKvB { ref v_b } => {
                 return self.join_kv_b(&source.gguf_name, v_b, dev)?.to_dtype(dtype);
             }
+            Transform::JoinQkvz {
+                ref gate,
+                key_heads,
+                key_dim,
+            } => {
+                return self
+                    .join_qkvz(&source.gguf_name, gate, key_heads, key_dim, dev)?
+                    .to_dtype(dtype);
+            }
             Transform::Whole(fixup) => fixup,
         };
         let stored = self
@@ -310,6 +369,7 @@ impl GgufBackend {
             Fixup::Flatten => stored.flatten_all()?,
             Fixup::LogOfNegated => stored.to_dtype(DType::F32)?.neg()?.log()?.flatten_all()?,
             Fixup::ConvChannels => stored.unsqueeze(1)?,
+            Fixup::Row => stored.flatten_all()?.unsqueeze(0)?,
         };
         t.to_dtype(dtype)
     }
@@ -348,6 +408,51 @@ impl GgufBackend {
         let joined = Tensor::cat(&[&k.transpose(1, 2)?, &v], 1)?;
         let rows = joined.dim(1)?;
         joined.reshape((heads * rows, rank))
+    }
+
+    /// `in_proj_qkvz` [key heads × (2·key_dim + 2·r·value_dim), d] from `qkv` (all q rows, all
+    /// k rows, all v rows) and `gate` (all z rows): each key head's q, k, v and z rows in turn.
+    fn join_qkvz(
+        &self,
+        qkv: &str,
+        gate: &str,
+        key_heads: usize,
+        key_dim: usize,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let path = self.checkpoint.path.display();
+        let read = |name: &str| {
+            self.checkpoint
+                .tensor_f32(name, dev)
+                .map_err(|e| candle_core::Error::Msg(format!("{path}: `{name}`: {e}")))
+        };
+        let (qkv_t, z) = (read(qkv)?, read(gate)?);
+        let (Ok((qkv_rows, d)), Ok((v_rows, z_d))) = (qkv_t.dims2(), z.dims2()) else {
+            candle_core::bail!("{path}: `{qkv}` and `{gate}` are not matrices");
+        };
+        let q_rows = key_heads * key_dim;
+        if key_heads == 0 || d != z_d || qkv_rows != 2 * q_rows + v_rows || v_rows % key_heads != 0
+        {
+            candle_core::bail!(
+                "{path}: `{qkv}` {:?} and `{gate}` {:?} do not split into {key_heads} key heads of {key_dim} (ssm.group_count, ssm.state_size)",
+                qkv_t.dims(),
+                z.dims()
+            );
+        }
+        let per_head = |t: &Tensor, start: usize, rows: usize| {
+            t.narrow(0, start, rows)?
+                .reshape((key_heads, rows / key_heads, d))
+        };
+        let joined = Tensor::cat(
+            &[
+                per_head(&qkv_t, 0, q_rows)?,
+                per_head(&qkv_t, q_rows, q_rows)?,
+                per_head(&qkv_t, 2 * q_rows, v_rows)?,
+                per_head(&z, 0, v_rows)?,
+            ],
+            1,
+        )?;
+        joined.reshape((qkv_rows + v_rows, d))
     }
 
     /// Expert `expert` of the stacked tensor `gguf_name` [experts, rows, cols], decoded from its

@@ -15,6 +15,13 @@
 //! least 95 % within 1e-4; the table itself is checked exactly in `layers`' unit tests
 //! (`gelu_llamacpp_is_ggmls_table`). Every other model: every output within 1e-4.
 //!
+//! Qwen3-Next is held to its own measured bound (`LLAMA_CPP_DEPARTS`): at the last position of
+//! the second text, llama.cpp's logits differ from transformers' by 1.5e-4 (F32 file) while
+//! ours are within 1.5e-5 of transformers' (the reference) — llama.cpp departs there, not us
+//! (its batch and token-by-token runs agree with each other within 1.2e-5, so it is in its
+//! DeltaNet graph, not its scheduling); on the Q8_0/Q6_K weights the same position reaches
+//! 2.4e-4. Every other position stays within 1e-4 and the median at the 1e-6 level.
+//!
 //! Data-driven: every fixture and type in the manifest is checked and all failures are reported
 //! together.
 
@@ -29,6 +36,9 @@ const TOLERANCE: f32 = 1e-4;
 /// Models with ggml's f16-table GELU (module docs): the bound on every output and on the median.
 const TABLE_GELU_BOUND: f32 = 1e-3;
 const TABLE_GELU_MEDIAN: f64 = 1e-4;
+/// Fixtures where llama.cpp itself departs from the reference implementation (module docs):
+/// the bound on every output and on the median.
+const LLAMA_CPP_DEPARTS: &[(&str, f32, f64)] = &[("qwen3next", 3e-4, 1e-5)];
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llamacpp")
@@ -117,7 +127,10 @@ fn check_file(name: &str, ty: &str, texts: &[String], embeddings: bool) -> Vec<S
         match outputs(&model, &want_ids, embeddings).and_then(|got| compare(&got, &want)) {
             Ok((d, median)) => {
                 eprintln!("{what}: text {j}: |{key} diff| max {d:.2e}, median {median:.1e}");
-                let ok = if table_gelu {
+                let departs = LLAMA_CPP_DEPARTS.iter().find(|(n, _, _)| *n == name);
+                let ok = if let Some((_, bound, median_bound)) = departs {
+                    d <= *bound && median <= *median_bound
+                } else if table_gelu {
                     d <= TABLE_GELU_BOUND && median <= TABLE_GELU_MEDIAN
                 } else {
                     d <= TOLERANCE
