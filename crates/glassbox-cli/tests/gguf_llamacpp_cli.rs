@@ -1,7 +1,8 @@
 //! Every command on the GGUF files llama.cpp made (`tests/fixtures/llamacpp/`): `inspect`
 //! (with statistics), `diff` (F16 against a quantized file of the same model), `run`, `trace`,
 //! `generate`, and the analyses `lens`, `attribute`, `heads`, `patch`, `ablate`, `steer`,
-//! `experts` — for each model, on its F16 file and on one quantized file. Each succeeds with
+//! `experts` — for each model, on its F16 file and on one quantized file (gpt-oss' MXFP4 file:
+//! that one). Each succeeds with
 //! JSON where it has JSON, or, where the model cannot answer (an encoder has no logits to
 //! generate from; a dense model has no experts), is refused with exit code 2 and a reason.
 //! Whatever llama.cpp tolerated in the file is printed as a warning naming the key.
@@ -64,6 +65,8 @@ fn every_command_runs_on_llama_cpp_made_files() {
                 | "llama4"
                 | "nemotron_h_moe"
                 | "qwen3next"
+                | "gpt-oss"
+                | "gpt-oss-mxfp4"
         );
         // A head and an MLP to ablate: in the Nemotron-H fixtures (Mamba, MLP or experts,
         // attention, …) block 0 is a Mamba mixer, which has neither.
@@ -79,7 +82,7 @@ fn every_command_runs_on_llama_cpp_made_files() {
                 .to_string_lossy()
                 .into_owned()
         };
-        let files: Vec<String> = ["F16", "Q4_K_M"]
+        let files: Vec<String> = ["F16", "Q4_K_M", "MXFP4"]
             .iter()
             .filter(|t| types.iter().any(|k| k == t))
             .map(|t| path(t))

@@ -171,6 +171,7 @@ fn gguf_seeds() -> Vec<Vec<u8>> {
         DType::Q6K,
         DType::Q8K,
         DType::Q8_1,
+        DType::Mxfp4,
         DType::BF16,
     ]
     .into_iter()

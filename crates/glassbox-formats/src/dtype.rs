@@ -31,6 +31,9 @@ pub enum DType {
     Q5K,
     Q6K,
     Q8K,
+    /// OCP MXFP4 as ggml stores it (`GGML_TYPE_MXFP4`, gpt-oss's experts): per 32 values an
+    /// E8M0 scale byte and 16 bytes of E2M1 codes.
+    Mxfp4,
 }
 
 impl DType {
@@ -54,6 +57,7 @@ impl DType {
             Q5K => (256, 176),
             Q6K => (256, 210),
             Q8K => (256, 292),
+            Mxfp4 => (32, 17),
         }
     }
 
@@ -101,6 +105,7 @@ impl DType {
             Q5K => "Q5_K",
             Q6K => "Q6_K",
             Q8K => "Q8_K",
+            Mxfp4 => "MXFP4",
         }
     }
 }

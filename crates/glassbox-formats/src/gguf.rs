@@ -227,7 +227,7 @@ impl GgufArray {
 }
 
 /// Maps a ggml tensor type id to a [`DType`]; None for types glassbox cannot decode (the
-/// IQ* codebook quantizations, TQ*, MXFP4).
+/// IQ* codebook quantizations, TQ*, NVFP4).
 pub fn dtype_from_ggml(id: u32) -> Option<DType> {
     use DType::*;
     Some(match id {
@@ -251,13 +251,14 @@ pub fn dtype_from_ggml(id: u32) -> Option<DType> {
         27 => I64,
         28 => F64,
         30 => BF16,
+        39 => Mxfp4,
         _ => return None,
     })
 }
 
 /// The ggml type id of a [`DType`], None for dtypes GGUF cannot hold.
 pub fn ggml_id(dtype: DType) -> Option<u32> {
-    (0..=30).find(|&id| dtype_from_ggml(id) == Some(dtype))
+    (0..=39).find(|&id| dtype_from_ggml(id) == Some(dtype))
 }
 
 /// One tensor's entry in a GGUF header, validated against the file.

@@ -75,6 +75,9 @@ enum Family {
     Glm4Moe,
     /// Llama 4: feed-forwards under `feed_forward`, the router named `router`.
     Llama4,
+    /// gpt-oss: attention sinks, a biased `router`, experts with biases (split from the Hub's
+    /// interleaved `gate_up_proj`).
+    GptOss,
     /// Qwen3-Next: Qwen-MoE's names, zero-centred norms stored `w + 1`, gated DeltaNet layers
     /// (`ssm_*`) under `linear_attn`.
     Qwen3Next,
@@ -90,6 +93,7 @@ fn family(arch: &str) -> Option<Family> {
         "glm4moe" => Family::Glm4Moe,
         "llama4" => Family::Llama4,
         "qwen3next" => Family::Qwen3Next,
+        "gpt-oss" => Family::GptOss,
         "gemma" => Family::Gemma,
         "gemma2" | "gemma3" => Family::Gemma2,
         "phi3" => Family::Phi3,
@@ -120,6 +124,7 @@ pub const KNOWN_ARCHITECTURES: &[&str] = &[
     "nemotron_h",
     "nemotron_h_moe",
     "qwen3next",
+    "gpt-oss",
 ];
 
 /// Maps a GGUF tensor name of architecture `arch` (`general.architecture`) to its Hugging Face
@@ -138,6 +143,18 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
             return Some(HubName {
                 name: format!("model.layers.{layer}.linear_attn.A_log"),
                 fixup: Fixup::LogOfNegated,
+            });
+        }
+    }
+    // gpt-oss' sinks are a bare parameter on the Hub, a `.weight` in the file.
+    if fam == Family::GptOss {
+        if let Some(layer) = gguf_name
+            .strip_prefix("blk.")
+            .and_then(|r| r.strip_suffix(".attn_sinks.weight"))
+        {
+            return Some(HubName {
+                name: format!("model.layers.{layer}.self_attn.sinks"),
+                fixup: Fixup::None,
             });
         }
     }
@@ -279,7 +296,12 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
         (_, "ffn_gate") => done(format!("{mlp}.gate_proj"), Fixup::None),
         (_, "ffn_up") => done(format!("{mlp}.up_proj"), Fixup::None),
         (_, "ffn_down") => done(format!("{mlp}.down_proj"), Fixup::None),
-        (Family::Llama4, "ffn_gate_inp") => done(format!("{moe}.router"), Fixup::None),
+        (Family::Llama4 | Family::GptOss, "ffn_gate_inp") => {
+            done(format!("{moe}.router"), Fixup::None)
+        }
+        (Family::GptOss, "post_attention_norm") => {
+            done(format!("{p}.post_attention_layernorm"), Fixup::None)
+        }
         (_, "ffn_gate_inp") => done(format!("{moe}.gate"), Fixup::None),
         (Family::Deepseek2 | Family::Glm4Moe, "exp_probs_b") if suffix == "bias" => Some(HubName {
             name: format!("{mlp}.gate.e_score_correction_bias"),

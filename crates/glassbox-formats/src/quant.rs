@@ -1,4 +1,4 @@
-//! Dequantization of ggml block formats (Q4_0 … Q8_K) to f32.
+//! Dequantization of ggml block formats (Q4_0 … Q8_K, MXFP4) to f32.
 //!
 //! The arithmetic is candle's (`candle_core::quantized`), which mirrors ggml's reference
 //! `dequantize_row_*` functions; this module only guards the hand-off. candle reinterprets the
@@ -48,6 +48,7 @@ pub fn dequantize(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
                 f32::from_le_bytes([b[0], b[1], b[2], b[3]])
             }))
         }
+        DType::Mxfp4 => return Some(mxfp4(bytes)),
         _ => {}
     }
     let ggml = ggml_dtype(dtype)?;
@@ -88,4 +89,59 @@ fn scaled_int8(
         out.extend(block[q_at..q_at + n].iter().map(|&q| d * q as i8 as f32));
     }
     out
+}
+
+/// E2M1 values doubled (ggml's `kvalues_mxfp4`): codes 0–7 positive, 8–15 their negatives.
+const MXFP4_VALUES: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// ggml's `block_mxfp4` = {u8 e (E8M0), u8 qs[16]}: value `j` is the low nibble of `qs[j]`,
+/// value `j + 16` its high nibble, each `kvalues[code] · 2^(e − 128)` (half the E8M0 scale,
+/// as the values are doubled).
+fn mxfp4(bytes: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(bytes.len() / 17 * 32);
+    for block in bytes.chunks_exact(17) {
+        let e = block[0];
+        // ggml's `ggml_e8m0_to_fp32_half`: exact powers of two, subnormal below e = 2.
+        let half_scale = f32::from_bits(if e < 2 {
+            0x0020_0000 << e
+        } else {
+            u32::from(e - 1) << 23
+        });
+        let qs = &block[1..];
+        let mut values = [0f32; 32];
+        for (j, &q) in qs.iter().enumerate() {
+            values[j] = f32::from(MXFP4_VALUES[usize::from(q & 0x0F)]) * half_scale;
+            values[j + 16] = f32::from(MXFP4_VALUES[usize::from(q >> 4)]) * half_scale;
+        }
+        out.extend_from_slice(&values);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// E8M0 127 is a scale of 1, so the values are E2M1's own: code 2 is 1.0, code 9 is −0.5;
+    /// value j is the low nibble of byte j, value j + 16 its high nibble.
+    #[test]
+    fn mxfp4_blocks_decode_as_ggml_does() {
+        let mut block = [0u8; 17];
+        block[0] = 127;
+        block[1] = 0x92;
+        block[16] = 0x7F; // code 15 (−6) low, code 7 (6) high
+        let v = dequantize(DType::Mxfp4, &block).unwrap();
+        assert_eq!(v.len(), 32);
+        assert_eq!((v[0], v[16]), (1.0, -0.5));
+        assert_eq!((v[15], v[31]), (-6.0, 6.0));
+        assert!(v[1..15].iter().all(|&x| x == 0.0));
+        // E8M0 0 and 1 are subnormal halves: 2^-128 and 2^-127 per unit of the doubled value.
+        block[0] = 0;
+        let v = dequantize(DType::Mxfp4, &block).unwrap();
+        assert_eq!(v[0], 2.0 * 2f32.powi(-128));
+        block[0] = 200;
+        let v = dequantize(DType::Mxfp4, &block).unwrap();
+        assert_eq!(v[0], 2.0 * 2f32.powi(200 - 128));
+        assert!(dequantize(DType::Mxfp4, &block[..16]).is_none());
+    }
 }

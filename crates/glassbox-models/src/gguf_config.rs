@@ -109,6 +109,11 @@ pub fn hub_config(
         common_keys(&mut config, gguf, checkpoint, &meta)?;
         return Ok(config);
     }
+    if arch == GgufArch::GptOss {
+        let mut config = gpt_oss_config(&meta, checkpoint)?;
+        common_keys(&mut config, gguf, checkpoint, &meta)?;
+        return Ok(config);
+    }
     if arch == GgufArch::Qwen3Next {
         let mut config = qwen3next_config(&meta, checkpoint)?;
         common_keys(&mut config, gguf, checkpoint, &meta)?;
@@ -525,6 +530,106 @@ fn glm4moe_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     });
     if let Some(scaling) = rope_scaling(meta, checkpoint, rope_dim)? {
         c["rope_scaling"] = scaling;
+    }
+    Ok(c)
+}
+
+/// A `gpt-oss` file's `GptOssForCausalLM` config, as llama.cpp runs it: a sliding window of
+/// `attention.sliding_window` on the layers `attention.sliding_window_pattern` marks (a period
+/// of 2 when absent: even layers), YaRN from `rope.scaling.*` with the ramp's ends rounded
+/// outwards (llama.cpp always rounds; transformers' gpt-oss does not), the clamped SwiGLU at
+/// llama.cpp's fixed α = 1.702 and limit 7, softmax over the top-k of the biased router.
+fn gpt_oss_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
+    let n_layers = meta.usize("block_count")?;
+    let n_heads = meta.usize("attention.head_count")?;
+    if n_heads == 0 {
+        return Err(meta.error("attention.head_count is 0"));
+    }
+    let d_model = meta.usize("embedding_length")?;
+    let head_dim = match meta.usize_opt("rope.dimension_count")? {
+        Some(n) => n,
+        None => meta
+            .usize_opt("attention.key_length")?
+            .unwrap_or(d_model / n_heads),
+    };
+    let window = meta.usize_opt("attention.sliding_window")?.unwrap_or(0);
+    let sliding = if window == 0 {
+        vec![false; n_layers]
+    } else {
+        window_layers(meta, n_layers, 2)?
+    };
+    let layer_types: Vec<&str> = sliding
+        .iter()
+        .map(|&s| {
+            if s {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    if let (Some(swa), Some(full)) = (
+        meta.f64_opt("rope.freq_base_swa")?,
+        meta.f64_opt("rope.freq_base")?,
+    ) {
+        if swa != full {
+            return Err(meta.error(
+                "a rotary base of its own on window layers (rope.freq_base_swa) is not supported for gpt-oss",
+            ));
+        }
+    }
+    let mut c = json!({
+        "architectures": [GgufArch::GptOss.hub_architecture()],
+        "model_type": "gpt_oss",
+        "hidden_size": d_model,
+        "num_hidden_layers": n_layers,
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": meta.usize_opt("attention.head_count_kv")?.unwrap_or(n_heads),
+        "head_dim": head_dim,
+        "intermediate_size": meta.usize("expert_feed_forward_length")?,
+        "num_local_experts": meta.usize("expert_count")?,
+        "num_experts_per_tok": meta.usize("expert_used_count")?,
+        "sliding_window": window.max(1),
+        "layer_types": layer_types,
+        "swiglu_alpha": 1.702,
+        "swiglu_limit": 7.0,
+        "attention_bias": true,
+        "max_position_embeddings": meta.usize_opt("context_length")?.unwrap_or(4096),
+        "rms_norm_eps": meta.f64_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+        "rope_theta": meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0),
+        "hidden_act": "silu",
+    });
+    match meta.gguf.get_str(&meta.key("rope.scaling.type")) {
+        None | Some("none") => {}
+        Some("yarn") => {
+            let factor = meta
+                .f64_opt("rope.scaling.factor")?
+                .ok_or_else(|| meta.error("yarn rope scaling without rope.scaling.factor"))?;
+            let original = meta.usize("rope.scaling.original_context_length")?;
+            if let Some(attn) = meta.f64_opt("rope.scaling.yarn_attn_factor")? {
+                if attn != 1.0 {
+                    return Err(meta.error(format!(
+                        "rope.scaling.yarn_attn_factor {attn} is not supported"
+                    )));
+                }
+            }
+            c["rope_scaling"] = json!({
+                "rope_type": "yarn",
+                "factor": factor,
+                "original_max_position_embeddings": original,
+                "beta_fast": meta.f64_opt("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
+                "beta_slow": meta.f64_opt("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
+                "truncate": true,
+            });
+        }
+        Some(kind) => {
+            return Err(meta.error(format!(
+                "rope scaling `{kind}` is not supported for gpt-oss"
+            )));
+        }
+    }
+    if checkpoint.contains("rope_freqs.weight") {
+        return Err(meta.error("rope_freqs.weight is not part of a gpt-oss model"));
     }
     Ok(c)
 }

@@ -29,6 +29,9 @@
 //! - Nemotron-H (`nemotron_h`, `nemotron_h_moe`): Mamba's `A` is stored as `−exp(A_log)` and
 //!   is logged back; `D`, the grouped norm and the convolution were reshaped and are reshaped
 //!   back;
+//! - gpt-oss (`gpt-oss`): the Hub's stacked, interleaved `gate_up_proj` is stored as stacked
+//!   `ffn_gate_exps` / `ffn_up_exps` with stacked biases, served per expert like any stack;
+//!   MXFP4 experts (ggml's `MXFP4` type) are decoded per expert;
 //! - quantized tensors are dequantized to f32 on load (by the checkpoint reader);
 //! - a missing `output.weight` means the unembedding is tied to `token_embd`;
 //! - rope scaling: `{arch}.rope.scaling.type = linear` becomes `rope_scaling.linear`; the
@@ -94,6 +97,8 @@ pub enum GgufArch {
     Olmoe,
     /// Qwen3-Next (`qwen3next`): gated DeltaNet and gated attention, experts everywhere.
     Qwen3Next,
+    /// gpt-oss (`gpt-oss`): sinks, alternating windows, YaRN, biased experts (MXFP4 too).
+    GptOss,
     /// Nemotron-H: Mamba-2, attention and squared-ReLU MLP blocks (`nemotron_h`).
     NemotronH,
     /// Nemotron-H with expert blocks in place of the MLPs (`nemotron_h_moe`).
@@ -101,7 +106,7 @@ pub enum GgufArch {
 }
 
 impl GgufArch {
-    pub const ALL: [GgufArch; 19] = [
+    pub const ALL: [GgufArch; 20] = [
         GgufArch::Llama,
         GgufArch::Qwen2,
         GgufArch::Qwen3,
@@ -119,6 +124,7 @@ impl GgufArch {
         GgufArch::Glm4Moe,
         GgufArch::Llama4,
         GgufArch::Qwen3Next,
+        GgufArch::GptOss,
         GgufArch::NemotronH,
         GgufArch::NemotronHMoe,
     ];
@@ -143,6 +149,7 @@ impl GgufArch {
             GgufArch::Glm4Moe => "glm4moe",
             GgufArch::Llama4 => "llama4",
             GgufArch::Qwen3Next => "qwen3next",
+            GgufArch::GptOss => "gpt-oss",
             GgufArch::NemotronH => "nemotron_h",
             GgufArch::NemotronHMoe => "nemotron_h_moe",
         }
@@ -173,6 +180,7 @@ impl GgufArch {
             GgufArch::Glm4Moe => "Glm4MoeForCausalLM",
             GgufArch::Llama4 => "Llama4ForCausalLM",
             GgufArch::Qwen3Next => "Qwen3NextForCausalLM",
+            GgufArch::GptOss => "GptOssForCausalLM",
             GgufArch::NemotronH | GgufArch::NemotronHMoe => "NemotronHForCausalLM",
         }
     }
@@ -189,8 +197,9 @@ enum Transform {
     /// The whole stored tensor with [`gguf_names::hub_name`]'s fix-up applied (never
     /// [`Fixup::SplitExperts`]).
     Whole(Fixup),
-    /// Expert `expert` of a stacked `[experts, rows, cols]` tensor (`ffn_*_exps`), read from
-    /// its own bytes only, so unused experts are never touched.
+    /// Expert `expert` of a stacked `[experts, rows, cols]` tensor (`ffn_*_exps`, or its
+    /// biases `[experts, n]`), read from its own bytes only, so unused experts are never
+    /// touched.
     ExpertSlice { expert: usize, experts: usize },
     /// DeepSeek's `kv_b_proj`, which newer converters split per head into `attn_k_b`
     /// (the source, stored transposed as [heads, kv_lora_rank, qk_nope_head_dim]) and
@@ -479,10 +488,14 @@ impl GgufBackend {
             .checkpoint
             .raw_bytes(gguf_name)
             .map_err(|e| msg(e.to_string()))?;
-        if info.shape.len() != 3 || experts == 0 || expert >= experts || bytes.len() % experts != 0
+        // Weights [experts, rows, cols], or biases [experts, n] (gpt-oss).
+        if !matches!(info.shape.len(), 2 | 3)
+            || experts == 0
+            || expert >= experts
+            || bytes.len() % experts != 0
         {
             return Err(msg(format!(
-                "shape {:?} is not [experts, rows, cols]",
+                "shape {:?} is not [experts, rows, cols] or [experts, n]",
                 info.shape
             )));
         }
@@ -494,7 +507,7 @@ impl GgufBackend {
                     info.dtype
                 ))
             })?;
-        Tensor::from_vec(values, (info.shape[1], info.shape[2]), dev)
+        Tensor::from_vec(values, &info.shape[1..], dev)
     }
 }
 

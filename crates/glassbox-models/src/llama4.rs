@@ -31,8 +31,8 @@ use crate::layers::{Embedding, Linear, Norm, NormKind};
 use crate::llama::LlamaDims;
 use crate::model::Model;
 use crate::moe::{
-    self, ExpertStore, GateUpColumns, GatedMlp, Glu, MoeBlock, Router, RouterConfig, Scoring,
-    StackedExperts, LLAMA_MLP_NAMES,
+    self, GateUpColumns, GatedMlp, Glu, MoeBlock, Router, RouterConfig, Scoring, StackedExperts,
+    LLAMA_MLP_NAMES,
 };
 
 /// What differs between Llama 4's layers.
@@ -204,23 +204,8 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
         let mlp: Box<dyn FeedForward> = if plan.moe {
             Box::new(MoeBlock {
                 router: Router::load(vb_ff.pp("router"), router.clone(), d.d_model, false)?,
-                // Stacks (a checkpoint's, or fresh ones), or GGUF files' experts served one
-                // by one under the usual names
-                experts: if !vb_ff.contains_tensor("experts.0.gate_up_proj")
-                    && vb_ff.contains_tensor("experts.0.gate_proj.weight")
-                {
-                    ExpertStore::load(
-                        vb_ff.pp("experts"),
-                        LLAMA_MLP_NAMES,
-                        router.n_experts,
-                        d.d_model,
-                        d.d_mlp,
-                        d.act,
-                        budget,
-                    )?
-                } else {
-                    experts.load(vb_ff.pp("experts"), budget)?
-                },
+                // Stacks (a checkpoint's, or fresh ones), or a GGUF file's experts one by one
+                experts: experts.load(vb_ff.pp("experts"), budget)?,
                 shared: Some(GatedMlp::load(
                     vb_ff.pp("shared_expert"),
                     LLAMA_MLP_NAMES,

@@ -546,10 +546,29 @@ pub struct StackedExperts {
 
 impl StackedExperts {
     /// The experts under `vb`: from a checkpoint, each read on first use (the backend serves
-    /// `{e}.gate_up_proj` and `{e}.down_proj` per expert); when building fresh weights, the
+    /// `{e}.gate_up_proj` and `{e}.down_proj` per expert, or a GGUF's per-expert
+    /// `{e}.{gate,up,down}_proj` projections); when building fresh weights, the
     /// stacks are created whole as trainable variables and each expert is a view of them.
     pub fn load(&self, vb: VarBuilder<'static>, budget: usize) -> Result<ExpertStore> {
         let (n, d, ff) = (self.n_experts, self.d_model, self.d_ff);
+        let this = *self;
+        // GGUF files: the stacks split per expert and projection (`{e}.gate_proj.weight`
+        // [ff, d], …, with `{e}.gate_proj.bias` … where the stacks had biases). Only where no
+        // stack is served: a checkpoint backend also unfolds stacks under these names, in the
+        // other layout.
+        if !vb.contains_tensor("0.gate_up_proj") && vb.contains_tensor("0.gate_proj.weight") {
+            let load: ExpertLoader = Box::new(move |e| {
+                let vb_e = vb.pp(e);
+                Ok(GatedMlp {
+                    gate: Some(Linear::load(vb_e.pp("gate_proj"), d, ff, this.biases)?),
+                    up: Linear::load(vb_e.pp("up_proj"), d, ff, this.biases)?,
+                    down: Linear::load(vb_e.pp("down_proj"), ff, d, this.biases)?,
+                    act: this.act,
+                    glu: this.glu,
+                })
+            });
+            return Ok(ExpertStore::lazy(load, n, d, ff, budget));
+        }
         let biases = if self.biases {
             // Small: read whole, sliced per expert.
             let zero = candle_nn::Init::Const(0.0);
@@ -566,7 +585,6 @@ impl StackedExperts {
                     .map(|(g, dn)| Ok((g.get(e)?, dn.get(e)?)))
                     .transpose()
             };
-        let this = *self;
         if vb.contains_tensor("0.gate_up_proj") {
             let load: ExpertLoader = Box::new(move |e| {
                 let gate_up = vb.get((d, 2 * ff), &format!("{e}.gate_up_proj"))?;
