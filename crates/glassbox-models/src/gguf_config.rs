@@ -109,6 +109,15 @@ pub fn hub_config(
         common_keys(&mut config, gguf, checkpoint, &meta)?;
         return Ok(config);
     }
+    if arch == GgufArch::Olmo2
+        && meta
+            .usize_opt("attention.sliding_window")?
+            .is_some_and(|w| w > 0)
+    {
+        let mut config = olmo3_config(&meta, checkpoint)?;
+        common_keys(&mut config, gguf, checkpoint, &meta)?;
+        return Ok(config);
+    }
     if arch == GgufArch::GptOss {
         let mut config = gpt_oss_config(&meta, checkpoint)?;
         common_keys(&mut config, gguf, checkpoint, &meta)?;
@@ -241,17 +250,6 @@ pub fn hub_config(
                 // Always written: transformers' GLM-4 defaults to half the head rotating.
                 GgufArch::Glm4 => {
                     c["partial_rotary_factor"] = json!(rope_dim as f64 / head_dim as f64);
-                }
-                // OLMo 3's sliding windows: llama.cpp reads `attention.sliding_window` and a
-                // per-layer pattern, and rotates the window layers without scaling; not read
-                // here yet, so refused rather than run as full attention.
-                GgufArch::Olmo2
-                    if meta
-                        .usize_opt("attention.sliding_window")?
-                        .is_some_and(|w| w > 0) =>
-                {
-                    return Err(meta
-                        .error("olmo2 files with sliding windows (OLMo 3) are not supported yet"));
                 }
                 GgufArch::Llama
                 | GgufArch::Qwen2
@@ -534,6 +532,113 @@ fn glm4moe_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     Ok(c)
 }
 
+/// `rope.scaling.type = yarn` as llama.cpp applies it, as a Hub `rope_scaling` block: the ramp's
+/// ends rounded outwards (llama.cpp always rounds), the magnitude `1 + 0.1 ln(factor)` times
+/// `rope.scaling.attn_factor` (llama.cpp recomputes the magnitude and ignores
+/// `rope.scaling.yarn_attn_factor`). An extrapolation factor other than 1 or DeepSeek's log
+/// multiplier are refused.
+fn yarn(meta: &Meta) -> Result<Value> {
+    let factor = meta
+        .f64_opt("rope.scaling.factor")?
+        .filter(|f| f.is_finite() && *f > 0.0)
+        .ok_or_else(|| meta.error("yarn rope scaling needs a positive rope.scaling.factor"))?;
+    if let Some(ext) = meta.f64_opt("rope.scaling.yarn_ext_factor")? {
+        if ext != 1.0 {
+            return Err(meta.error(format!(
+                "rope.scaling.yarn_ext_factor {ext} (a partial YaRN ramp) is not supported"
+            )));
+        }
+    }
+    if meta
+        .f64_opt("rope.scaling.yarn_log_multiplier")?
+        .is_some_and(|m| m != 0.0)
+    {
+        return Err(meta.error(format!(
+            "rope.scaling.yarn_log_multiplier is not part of a {} model",
+            meta.arch.name()
+        )));
+    }
+    let magnitude = crate::config::yarn_get_mscale(factor, 1.0)
+        * meta.f64_opt("rope.scaling.attn_factor")?.unwrap_or(1.0);
+    Ok(json!({
+        "rope_type": "yarn",
+        "factor": factor,
+        "original_max_position_embeddings": meta.usize("rope.scaling.original_context_length")?,
+        "beta_fast": meta.f64_opt("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
+        "beta_slow": meta.f64_opt("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
+        "attention_factor": magnitude,
+        "truncate": true,
+    }))
+}
+
+/// An `olmo2` file with sliding windows (OLMo 3) as llama.cpp runs it: windows of
+/// `attention.sliding_window` on the layers `attention.sliding_window_pattern` marks (a period
+/// of 4 when absent); window layers rotate with `rope.freq_base` unscaled (llama.cpp's graph
+/// ignores `rope.freq_base_swa` there), full layers with the file's scaling (linear or YaRN).
+/// transformers' OLMo 3 does the same with one rotary block per layer type.
+fn olmo3_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
+    let n_layers = meta.usize("block_count")?;
+    let n_heads = meta.usize("attention.head_count")?;
+    if n_heads == 0 {
+        return Err(meta.error("attention.head_count is 0"));
+    }
+    let d_model = meta.usize("embedding_length")?;
+    let head_dim = d_model / n_heads;
+    if meta
+        .usize_opt("rope.dimension_count")?
+        .is_some_and(|r| r != head_dim)
+    {
+        return Err(meta.error("partial rotary is not part of OLMo 3"));
+    }
+    if checkpoint.contains("rope_freqs.weight") {
+        return Err(meta.error("rope_freqs.weight is not part of an olmo2 model"));
+    }
+    let theta = meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0);
+    let mut full = match meta.gguf.get_str(&meta.key("rope.scaling.type")) {
+        None | Some("none") => json!({"rope_type": "default"}),
+        Some("linear") => json!({
+            "rope_type": "linear",
+            "factor": meta.f64_opt("rope.scaling.factor")?
+                .ok_or_else(|| meta.error("linear rope scaling without rope.scaling.factor"))?,
+        }),
+        Some("yarn") => yarn(meta)?,
+        Some(kind) => {
+            return Err(meta.error(format!("rope scaling `{kind}` is not supported for olmo2")));
+        }
+    };
+    full["rope_theta"] = json!(theta);
+    let window = meta.usize("attention.sliding_window")?;
+    let layer_types: Vec<&str> = window_layers(meta, n_layers, 4)?
+        .iter()
+        .map(|&s| {
+            if s {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
+    Ok(json!({
+        "architectures": ["Olmo3ForCausalLM"],
+        "model_type": "olmo3",
+        "hidden_size": d_model,
+        "num_hidden_layers": n_layers,
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": meta.usize_opt("attention.head_count_kv")?.unwrap_or(n_heads),
+        "intermediate_size": meta.usize("feed_forward_length")?,
+        "max_position_embeddings": meta.usize_opt("context_length")?.unwrap_or(2048),
+        "rms_norm_eps": meta.f64_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "sliding_window": window,
+        "layer_types": layer_types,
+        "rope_parameters": {
+            "sliding_attention": {"rope_type": "default", "rope_theta": theta},
+            "full_attention": full,
+        },
+    }))
+}
+
 /// A `gpt-oss` file's `GptOssForCausalLM` config, as llama.cpp runs it: a sliding window of
 /// `attention.sliding_window` on the layers `attention.sliding_window_pattern` marks (a period
 /// of 2 when absent: even layers), YaRN from `rope.scaling.*` with the ramp's ends rounded
@@ -601,27 +706,7 @@ fn gpt_oss_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     });
     match meta.gguf.get_str(&meta.key("rope.scaling.type")) {
         None | Some("none") => {}
-        Some("yarn") => {
-            let factor = meta
-                .f64_opt("rope.scaling.factor")?
-                .ok_or_else(|| meta.error("yarn rope scaling without rope.scaling.factor"))?;
-            let original = meta.usize("rope.scaling.original_context_length")?;
-            if let Some(attn) = meta.f64_opt("rope.scaling.yarn_attn_factor")? {
-                if attn != 1.0 {
-                    return Err(meta.error(format!(
-                        "rope.scaling.yarn_attn_factor {attn} is not supported"
-                    )));
-                }
-            }
-            c["rope_scaling"] = json!({
-                "rope_type": "yarn",
-                "factor": factor,
-                "original_max_position_embeddings": original,
-                "beta_fast": meta.f64_opt("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
-                "beta_slow": meta.f64_opt("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
-                "truncate": true,
-            });
-        }
+        Some("yarn") => c["rope_scaling"] = yarn(meta)?,
         Some(kind) => {
             return Err(meta.error(format!(
                 "rope scaling `{kind}` is not supported for gpt-oss"

@@ -36,9 +36,9 @@
 //! - a missing `output.weight` means the unembedding is tied to `token_embd`;
 //! - rope scaling: `{arch}.rope.scaling.type = linear` becomes `rope_scaling.linear`; the
 //!   per-frequency factors of `rope_freqs.weight` (Llama 3.1's rule, any factors) divide each
-//!   frequency, as llama.cpp does (`rope_scaling.freq_factors`); DeepSeek's YaRN is read back
-//!   ([`gguf_config`]); other schemes (Phi-3's long/short factors, YaRN elsewhere) are
-//!   refused;
+//!   frequency, as llama.cpp does (`rope_scaling.freq_factors`); YaRN is read back for
+//!   DeepSeek, gpt-oss and OLMo 3 with llama.cpp's rounding and magnitude ([`gguf_config`]);
+//!   other schemes (Phi-3's long/short factors, YaRN elsewhere) are refused;
 //! - `glm4`: nothing is permuted (GLM-4 already rotates adjacent pairs, as llama.cpp does);
 //!   `rope.dimension_count` gives `partial_rotary_factor`;
 //! - `deepseek2`: the MLA shapes come from `kv_lora_rank`, `q_lora_rank`, `key_length_mla` /
@@ -85,7 +85,7 @@ pub enum GgufArch {
     Deepseek2,
     /// BERT encoders (`bert`), e.g. sentence-embedding models.
     Bert,
-    /// OLMo 2 (`olmo2`; OLMo 3 files too, which add sliding windows).
+    /// OLMo 2 (`olmo2`; OLMo 3 files too, which add sliding windows and YaRN on full layers).
     Olmo2,
     /// Gemma 3's text model (`gemma3`).
     Gemma3,
