@@ -492,6 +492,7 @@ pub(crate) fn router_config(
                 n_group,
                 topk_group,
                 score,
+                dropped: 0.0,
             })),
             _ => Err(ModelError::config(
                 "group-limited routing needs `n_group` and `topk_group`",

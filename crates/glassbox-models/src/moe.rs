@@ -180,6 +180,10 @@ pub struct GroupLimit {
     pub n_group: usize,
     pub topk_group: usize,
     pub score: GroupScore,
+    /// What the experts of a dropped group score in the final choice: 0 in DeepSeek-V3 and
+    /// GLM-4.5 (so a kept expert whose corrected score is negative can lose to them), −∞ in
+    /// Nemotron-H.
+    pub dropped: f32,
 }
 
 /// Everything that defines a router's arithmetic.
@@ -330,8 +334,7 @@ impl Router {
                 let kept = top_indices(&group_scores, g.topk_group);
                 for (gi, grp) in choice.chunks_exact_mut(size).enumerate() {
                     if !kept.contains(&gi) {
-                        // The reference masks dropped groups with 0, not -inf.
-                        grp.iter_mut().for_each(|c| *c = 0.0);
+                        grp.iter_mut().for_each(|c| *c = g.dropped);
                     }
                 }
             }
@@ -1049,6 +1052,7 @@ mod tests {
             n_group: 2,
             topk_group: 1,
             score: GroupScore::SumOfTopTwo,
+            dropped: 0.0,
         };
         let r = router(cfg(4, 2, Some(limit)), None);
         check_select(&r, &[0.6, 0.6, 0.9, 0.1], &[0, 1]);
@@ -1058,6 +1062,18 @@ mod tests {
         };
         let r = router(cfg(4, 1, Some(by_max)), None);
         check_select(&r, &[0.6, 0.6, 0.9, 0.1], &[2]);
+        // A kept group with a negative corrected score: DeepSeek-V3's 0 lets a dropped expert
+        // in, Nemotron-H's −∞ does not.
+        // Corrected scores [0.95, −0.2, 0.3, 0.3]: group 0 (0.75) beats group 1 (0.6).
+        let bias = Some(vec![0.0, -0.5, 0.0, 0.0]);
+        let zero = router(cfg(4, 2, Some(limit)), bias.clone());
+        check_select(&zero, &[0.95, 0.3, 0.3, 0.3], &[0, 2]);
+        let neg_inf = GroupLimit {
+            dropped: f32::NEG_INFINITY,
+            ..limit
+        };
+        let r = router(cfg(4, 2, Some(neg_inf)), bias);
+        check_select(&r, &[0.95, 0.3, 0.3, 0.3], &[0, 1]);
     }
 
     #[test]
@@ -1067,12 +1083,14 @@ mod tests {
             n_group: 3,
             topk_group: 1,
             score: GroupScore::Max,
+            dropped: 0.0,
         };
         assert!(cfg(4, 1, Some(bad_groups)).validate().is_err());
         let too_few = GroupLimit {
             n_group: 4,
             topk_group: 1,
             score: GroupScore::Max,
+            dropped: 0.0,
         };
         assert!(cfg(8, 3, Some(too_few)).validate().is_err());
     }

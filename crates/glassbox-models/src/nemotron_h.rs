@@ -251,15 +251,15 @@ fn moe_settings(cfg: HfConfig, d_model: usize, act: Activation) -> Result<MoeSet
     let n_experts = cfg.usize(&["n_routed_experts", "num_local_experts"])?;
     let top_k = cfg.usize(&["num_experts_per_tok"])?;
     let mut router = deepseek::router_config(cfg, Generation::V3, n_experts, top_k)?;
-    match router.group_limit {
-        Some(g) if g.n_group > 1 => {
-            // Nemotron-H masks dropped groups with −inf where DeepSeek-V3 masks them with 0.
-            return Err(ModelError::config(
-                "group-limited routing (`n_group` > 1) is not supported for Nemotron-H yet",
-            ));
-        }
-        _ => router.group_limit = None,
-    }
+    // DeepSeek-V3's routing, except that dropped groups' experts are out of the running (−∞,
+    // where DeepSeek-V3 scores them 0).
+    router.group_limit = router
+        .group_limit
+        .filter(|g| g.n_group > 1)
+        .map(|g| moe::GroupLimit {
+            dropped: f32::NEG_INFINITY,
+            ..g
+        });
     router.validate().map_err(ModelError::config)?;
     Ok(MoeSettings {
         router,
