@@ -6,8 +6,8 @@
 //!   are permuted so that llama.cpp's rotary, which rotates *adjacent* pairs, computes what
 //!   HF's `rotate_half`, which rotates the two *halves* of each head, computes.
 //!   [`unpermute_qk`] inverts it exactly (what transformers' GGUF loader also does).
-//! - **gemma**: HF's Gemma RMSNorm multiplies by `1 + w`; llama.cpp stores `w + 1` so it can
-//!   use a plain RMSNorm. Subtract one. The converter adds 1 to every tensor whose HF name
+//! - **gemma** (and Qwen3-Next's RMSNorms, Nemotron's LayerNorm1P): HF's norm multiplies by
+//!   `1 + w`; llama.cpp stores `w + 1` so it can use a plain norm. Subtract one. The converter adds 1 to every tensor whose HF name
 //!   ends in `norm.weight`, so the final `output_norm` (`model.norm.weight`) is shifted too.
 //! - **gpt2**: HF stores GPT-2's Conv1D weights `[in, out]`; llama.cpp stores them as linear
 //!   weights `[out, in]`. Transpose.
@@ -75,6 +75,9 @@ enum Family {
     Glm4Moe,
     /// Llama 4: feed-forwards under `feed_forward`, the router named `router`.
     Llama4,
+    /// Nemotron (Minitron): LayerNorm1P norms stored `w + 1`, otherwise Llama's names without
+    /// the Q/K permutation.
+    Nemotron,
     /// gpt-oss: attention sinks, a biased `router`, experts with biases (split from the Hub's
     /// interleaved `gate_up_proj`).
     GptOss,
@@ -94,6 +97,7 @@ fn family(arch: &str) -> Option<Family> {
         "llama4" => Family::Llama4,
         "qwen3next" => Family::Qwen3Next,
         "gpt-oss" => Family::GptOss,
+        "nemotron" => Family::Nemotron,
         "gemma" => Family::Gemma,
         "gemma2" | "gemma3" => Family::Gemma2,
         "phi3" => Family::Phi3,
@@ -125,6 +129,7 @@ pub const KNOWN_ARCHITECTURES: &[&str] = &[
     "nemotron_h_moe",
     "qwen3next",
     "gpt-oss",
+    "nemotron",
 ];
 
 /// Maps a GGUF tensor name of architecture `arch` (`general.architecture`) to its Hugging Face
@@ -162,8 +167,12 @@ pub fn hub_name(arch: &str, gguf_name: &str) -> Option<HubName> {
     if suffix != "weight" && suffix != "bias" {
         return None;
     }
-    let zero_centred_norms = matches!(fam, Family::Gemma | Family::Gemma2 | Family::Qwen3Next);
-    let norm_fixup = if zero_centred_norms && suffix == "weight" {
+    // Norms whose Hub weight scales by `1 + w`, which the converter stores as `w + 1`.
+    let plus_one_norms = matches!(
+        fam,
+        Family::Gemma | Family::Gemma2 | Family::Qwen3Next | Family::Nemotron
+    );
+    let norm_fixup = if plus_one_norms && suffix == "weight" {
         Fixup::SubtractOne
     } else {
         Fixup::None

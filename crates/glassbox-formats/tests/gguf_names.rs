@@ -466,6 +466,25 @@ fn names_map_per_architecture() {
             Some(("model.layers.0.linear_attn.in_proj_ba.weight", None)),
         ),
         ("qwen3next", "blk.0.attn_qkv.weight", Option::None),
+        // Nemotron: LayerNorm1P weights stored w + 1 (biases as they are), no Q/K permutation.
+        (
+            "nemotron",
+            "blk.0.ffn_norm.weight",
+            Some((
+                "model.layers.0.post_attention_layernorm.weight",
+                SubtractOne,
+            )),
+        ),
+        (
+            "nemotron",
+            "output_norm.bias",
+            Some(("model.norm.bias", None)),
+        ),
+        (
+            "nemotron",
+            "blk.0.attn_q.weight",
+            Some(("model.layers.0.self_attn.q_proj.weight", None)),
+        ),
         ("qwen3next", "blk.0.attn_gate.weight", Option::None),
         (
             "qwen3next",

@@ -207,6 +207,11 @@ pub fn hub_config(
                     c["attention_bias"] = json!(checkpoint.contains("blk.0.attn_output.bias"));
                     c["mlp_bias"] = json!(checkpoint.contains("blk.0.ffn_down.bias"));
                 }
+                // Nemotron's `attention_bias` covers q, k, v and o.
+                GgufArch::Nemotron => {
+                    c["attention_bias"] = json!(checkpoint.contains("blk.0.attn_q.bias"));
+                    c["mlp_bias"] = json!(checkpoint.contains("blk.0.ffn_up.bias"));
+                }
                 // GLM-4's `attention_bias` covers q, k and v.
                 GgufArch::Glm4 => {
                     c["attention_bias"] = json!(checkpoint.contains("blk.0.attn_q.bias"));
@@ -246,6 +251,15 @@ pub fn hub_config(
                             ));
                         }
                     }
+                }
+                // LayerNorm1P with `attention.layer_norm_epsilon`; squared ReLU; always
+                // written, as transformers' Nemotron defaults to half the head rotating.
+                GgufArch::Nemotron => {
+                    c["hidden_act"] = json!("relu2");
+                    c["partial_rotary_factor"] = json!(rope_dim as f64 / head_dim as f64);
+                    c["norm_eps"] = json!(meta
+                        .f64_opt("attention.layer_norm_epsilon")?
+                        .unwrap_or(1e-5));
                 }
                 // Always written: transformers' GLM-4 defaults to half the head rotating.
                 GgufArch::Glm4 => {

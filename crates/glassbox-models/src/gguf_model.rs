@@ -95,6 +95,9 @@ pub enum GgufArch {
     Llama4,
     /// OLMoE (`olmoe`).
     Olmoe,
+    /// Nemotron (`nemotron`: Minitron, Nemotron-Mini): LayerNorm1P, squared-ReLU MLP,
+    /// partial rotary.
+    Nemotron,
     /// Qwen3-Next (`qwen3next`): gated DeltaNet and gated attention, experts everywhere.
     Qwen3Next,
     /// gpt-oss (`gpt-oss`): sinks, alternating windows, YaRN, biased experts (MXFP4 too).
@@ -106,7 +109,7 @@ pub enum GgufArch {
 }
 
 impl GgufArch {
-    pub const ALL: [GgufArch; 20] = [
+    pub const ALL: [GgufArch; 21] = [
         GgufArch::Llama,
         GgufArch::Qwen2,
         GgufArch::Qwen3,
@@ -123,6 +126,7 @@ impl GgufArch {
         GgufArch::Gemma3,
         GgufArch::Glm4Moe,
         GgufArch::Llama4,
+        GgufArch::Nemotron,
         GgufArch::Qwen3Next,
         GgufArch::GptOss,
         GgufArch::NemotronH,
@@ -148,6 +152,7 @@ impl GgufArch {
             GgufArch::Gemma3 => "gemma3",
             GgufArch::Glm4Moe => "glm4moe",
             GgufArch::Llama4 => "llama4",
+            GgufArch::Nemotron => "nemotron",
             GgufArch::Qwen3Next => "qwen3next",
             GgufArch::GptOss => "gpt-oss",
             GgufArch::NemotronH => "nemotron_h",
@@ -179,6 +184,7 @@ impl GgufArch {
             GgufArch::Gemma3 => "Gemma3ForCausalLM",
             GgufArch::Glm4Moe => "Glm4MoeForCausalLM",
             GgufArch::Llama4 => "Llama4ForCausalLM",
+            GgufArch::Nemotron => "NemotronForCausalLM",
             GgufArch::Qwen3Next => "Qwen3NextForCausalLM",
             GgufArch::GptOss => "GptOssForCausalLM",
             GgufArch::NemotronH | GgufArch::NemotronHMoe => "NemotronHForCausalLM",
