@@ -71,6 +71,31 @@ impl Meta<'_> {
         }
     }
 
+    /// `attention.head_count`, which every size is divided by: never 0.
+    fn heads(&self) -> Result<usize> {
+        match self.usize("attention.head_count")? {
+            0 => Err(self.error("attention.head_count is 0")),
+            n => Ok(n),
+        }
+    }
+
+    /// Refuses a rotary base of its own on window layers (`rope.freq_base_swa`), which the
+    /// architecture's graph in llama.cpp does not have.
+    fn one_rotary_base(&self) -> Result<()> {
+        if let (Some(swa), Some(full)) = (
+            self.f64_opt("rope.freq_base_swa")?,
+            self.f64_opt("rope.freq_base")?,
+        ) {
+            if swa != full {
+                return Err(self.error(format!(
+                    "a rotary base of its own on window layers (rope.freq_base_swa) is not supported for {}",
+                    self.arch.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn f64_opt(&self, suffix: &str) -> Result<Option<f64>> {
         let key = self.key(suffix);
         match self.gguf.get(&key) {
@@ -99,42 +124,26 @@ pub fn hub_config(
         supported: GgufArch::ALL.iter().map(|a| a.name().to_string()).collect(),
     })?;
     let meta = Meta { gguf, arch };
-    if arch == GgufArch::Deepseek2 {
-        let mut config = deepseek2_config(&meta, checkpoint)?;
-        common_keys(&mut config, gguf, checkpoint, &meta)?;
-        return Ok(config);
-    }
-    if arch == GgufArch::Bert {
-        let mut config = bert_config(&meta, checkpoint)?;
-        common_keys(&mut config, gguf, checkpoint, &meta)?;
-        return Ok(config);
-    }
-    if arch == GgufArch::Olmo2
-        && meta
-            .usize_opt("attention.sliding_window")?
-            .is_some_and(|w| w > 0)
-    {
-        let mut config = olmo3_config(&meta, checkpoint)?;
-        common_keys(&mut config, gguf, checkpoint, &meta)?;
-        return Ok(config);
-    }
-    if arch == GgufArch::GptOss {
-        let mut config = gpt_oss_config(&meta, checkpoint)?;
-        common_keys(&mut config, gguf, checkpoint, &meta)?;
-        return Ok(config);
-    }
-    if arch == GgufArch::Qwen3Next {
-        let mut config = qwen3next_config(&meta, checkpoint)?;
-        common_keys(&mut config, gguf, checkpoint, &meta)?;
-        return Ok(config);
-    }
-    if matches!(arch, GgufArch::NemotronH | GgufArch::NemotronHMoe) {
-        let mut config = nemotron_h_config(&meta, checkpoint)?;
-        common_keys(&mut config, gguf, checkpoint, &meta)?;
-        return Ok(config);
-    }
-    if arch == GgufArch::Glm4Moe {
-        let mut config = glm4moe_config(&meta, checkpoint)?;
+    // Architectures whose config is written whole by a function of their own.
+    type Build = fn(&Meta, &Checkpoint) -> Result<Value>;
+    let dedicated: Option<Build> = match arch {
+        GgufArch::Deepseek2 => Some(deepseek2_config),
+        GgufArch::Bert => Some(bert_config),
+        GgufArch::Olmo2
+            if meta
+                .usize_opt("attention.sliding_window")?
+                .is_some_and(|w| w > 0) =>
+        {
+            Some(olmo3_config)
+        }
+        GgufArch::GptOss => Some(gpt_oss_config),
+        GgufArch::Qwen3Next => Some(qwen3next_config),
+        GgufArch::NemotronH | GgufArch::NemotronHMoe => Some(nemotron_h_config),
+        GgufArch::Glm4Moe => Some(glm4moe_config),
+        _ => None,
+    };
+    if let Some(build) = dedicated {
+        let mut config = build(&meta, checkpoint)?;
         common_keys(&mut config, gguf, checkpoint, &meta)?;
         return Ok(config);
     }
@@ -152,10 +161,7 @@ pub fn hub_config(
     }
     let d_model = meta.usize("embedding_length")?;
     let n_layers = meta.usize("block_count")?;
-    let n_heads = meta.usize("attention.head_count")?;
-    if n_heads == 0 {
-        return Err(meta.error("attention.head_count is 0"));
-    }
+    let n_heads = meta.heads()?;
     let n_kv_heads = meta
         .usize_opt("attention.head_count_kv")?
         .unwrap_or(n_heads);
@@ -353,16 +359,10 @@ fn gemma2_keys(
     let pattern = meta
         .usize_opt("attention.sliding_window_pattern")?
         .unwrap_or(2);
-    let layer_types: Vec<&str> = (0..n_layers)
-        .map(|i| {
-            if pattern == 0 || i % pattern < pattern - 1 {
-                "sliding_attention"
-            } else {
-                "full_attention"
-            }
-        })
+    let sliding: Vec<bool> = (0..n_layers)
+        .map(|i| pattern == 0 || i % pattern < pattern - 1)
         .collect();
-    c["layer_types"] = json!(layer_types);
+    c["layer_types"] = json!(layer_types(&sliding));
     c["query_pre_attn_scalar"] = json!(if n_layers == 46 {
         d_model / n_heads
     } else {
@@ -392,6 +392,20 @@ fn window_layers(meta: &Meta, n_layers: usize, default_period: usize) -> Result<
     }
 }
 
+/// Hub `layer_types` from one window flag per layer.
+fn layer_types(sliding: &[bool]) -> Vec<&'static str> {
+    sliding
+        .iter()
+        .map(|&s| {
+            if s {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect()
+}
+
 /// Gemma 3's attention as llama.cpp sets it up: a sliding window where
 /// `attention.sliding_window` is positive, on the layers `attention.sliding_window_pattern`
 /// marks (a list of flags, or a period: every layer but each period-th, 6 when absent); the
@@ -414,16 +428,7 @@ fn gemma3_keys(
         window_layers(meta, n_layers, 6)?
     };
     c["sliding_window"] = json!(window.max(1));
-    let layer_types: Vec<&str> = sliding
-        .iter()
-        .map(|&s| {
-            if s {
-                "sliding_attention"
-            } else {
-                "full_attention"
-            }
-        })
-        .collect();
+    let layer_types = layer_types(&sliding);
     c["layer_types"] = json!(layer_types);
     c["rope_local_base_freq"] = json!(meta.f64_opt("rope.freq_base_swa")?.unwrap_or(10000.0));
     c["query_pre_attn_scalar"] = json!(if n_layers == 62 {
@@ -448,16 +453,7 @@ fn llama4_keys(c: &mut Value, meta: &Meta, n_layers: usize, n_experts: usize) ->
         let flags = window_layers(meta, n_layers, 4)?;
         (flags, 4)
     };
-    if let (Some(swa), Some(full)) = (
-        meta.f64_opt("rope.freq_base_swa")?,
-        meta.f64_opt("rope.freq_base")?,
-    ) {
-        if swa != full {
-            return Err(meta.error(
-                "a rotary base of its own on window layers (rope.freq_base_swa) is not supported for llama4",
-            ));
-        }
-    }
+    meta.one_rotary_base()?;
     let layer_types: Vec<&str> = chunked
         .iter()
         .map(|&c| {
@@ -496,10 +492,7 @@ fn glm4moe_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
         .filter(|&n| n > 0)
         .ok_or_else(|| meta.error("nextn_predict_layers leaves no layers"))?;
     let d_model = meta.usize("embedding_length")?;
-    let n_heads = meta.usize("attention.head_count")?;
-    if n_heads == 0 {
-        return Err(meta.error("attention.head_count is 0"));
-    }
+    let n_heads = meta.heads()?;
     let head_dim = meta
         .usize_opt("attention.key_length")?
         .unwrap_or(d_model / n_heads);
@@ -592,10 +585,7 @@ fn yarn(meta: &Meta) -> Result<Value> {
 /// transformers' OLMo 3 does the same with one rotary block per layer type.
 fn olmo3_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     let n_layers = meta.usize("block_count")?;
-    let n_heads = meta.usize("attention.head_count")?;
-    if n_heads == 0 {
-        return Err(meta.error("attention.head_count is 0"));
-    }
+    let n_heads = meta.heads()?;
     let d_model = meta.usize("embedding_length")?;
     let head_dim = d_model / n_heads;
     if meta
@@ -622,16 +612,7 @@ fn olmo3_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     };
     full["rope_theta"] = json!(theta);
     let window = meta.usize("attention.sliding_window")?;
-    let layer_types: Vec<&str> = window_layers(meta, n_layers, 4)?
-        .iter()
-        .map(|&s| {
-            if s {
-                "sliding_attention"
-            } else {
-                "full_attention"
-            }
-        })
-        .collect();
+    let layer_types = layer_types(&window_layers(meta, n_layers, 4)?);
     Ok(json!({
         "architectures": ["Olmo3ForCausalLM"],
         "model_type": "olmo3",
@@ -660,10 +641,7 @@ fn olmo3_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
 /// llama.cpp's fixed α = 1.702 and limit 7, softmax over the top-k of the biased router.
 fn gpt_oss_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     let n_layers = meta.usize("block_count")?;
-    let n_heads = meta.usize("attention.head_count")?;
-    if n_heads == 0 {
-        return Err(meta.error("attention.head_count is 0"));
-    }
+    let n_heads = meta.heads()?;
     let d_model = meta.usize("embedding_length")?;
     let head_dim = match meta.usize_opt("rope.dimension_count")? {
         Some(n) => n,
@@ -677,26 +655,8 @@ fn gpt_oss_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     } else {
         window_layers(meta, n_layers, 2)?
     };
-    let layer_types: Vec<&str> = sliding
-        .iter()
-        .map(|&s| {
-            if s {
-                "sliding_attention"
-            } else {
-                "full_attention"
-            }
-        })
-        .collect();
-    if let (Some(swa), Some(full)) = (
-        meta.f64_opt("rope.freq_base_swa")?,
-        meta.f64_opt("rope.freq_base")?,
-    ) {
-        if swa != full {
-            return Err(meta.error(
-                "a rotary base of its own on window layers (rope.freq_base_swa) is not supported for gpt-oss",
-            ));
-        }
-    }
+    let layer_types = layer_types(&sliding);
+    meta.one_rotary_base()?;
     let mut c = json!({
         "architectures": [GgufArch::GptOss.hub_architecture()],
         "model_type": "gpt_oss",
@@ -742,10 +702,7 @@ fn gpt_oss_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
 fn qwen3next_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     use glassbox_formats::gguf::GgufArray;
     let n_layers = meta.usize("block_count")?;
-    let n_heads = meta.usize("attention.head_count")?;
-    if n_heads == 0 {
-        return Err(meta.error("attention.head_count is 0"));
-    }
+    let n_heads = meta.heads()?;
     let d_model = meta.usize("embedding_length")?;
     let head_dim = meta
         .usize_opt("attention.key_length")?

@@ -227,6 +227,18 @@ struct Source {
     transform: Transform,
 }
 
+/// `(layer, tensor name)` of every `blk.{layer}{suffix}` tensor in `checkpoint`.
+fn layers_with(checkpoint: &Checkpoint, suffix: &str) -> Vec<(String, String)> {
+    checkpoint
+        .tensors()
+        .iter()
+        .filter_map(|info| {
+            let layer = info.name.strip_prefix("blk.")?.strip_suffix(suffix)?;
+            Some((layer.to_string(), info.name.clone()))
+        })
+        .collect()
+}
+
 /// Serves a GGUF's tensors under Hub names, undoing the converter's changes (module docs).
 pub struct GgufBackend {
     checkpoint: Checkpoint,
@@ -265,21 +277,14 @@ impl GgufBackend {
         }
         // DeepSeek's split `kv_b_proj`, unless the file also keeps the whole one.
         if arch == GgufArch::Deepseek2 {
-            for info in checkpoint.tensors() {
-                let Some(layer) = info
-                    .name
-                    .strip_prefix("blk.")
-                    .and_then(|r| r.strip_suffix(".attn_k_b.weight"))
-                else {
-                    continue;
-                };
+            for (layer, name) in layers_with(&checkpoint, ".attn_k_b.weight") {
                 let v_b = format!("blk.{layer}.attn_v_b.weight");
                 let hub = format!("model.layers.{layer}.self_attn.kv_b_proj.weight");
                 if checkpoint.contains(&v_b) && !sources.contains_key(&hub) {
                     sources.insert(
                         hub,
                         Source {
-                            gguf_name: info.name.clone(),
+                            gguf_name: name,
                             transform: Transform::JoinKvB { v_b },
                         },
                     );
@@ -296,20 +301,13 @@ impl GgufBackend {
                     .unwrap_or(0)
             };
             let (key_heads, key_dim) = (key("group_count"), key("state_size"));
-            for info in checkpoint.tensors() {
-                let Some(layer) = info
-                    .name
-                    .strip_prefix("blk.")
-                    .and_then(|r| r.strip_suffix(".attn_qkv.weight"))
-                else {
-                    continue;
-                };
+            for (layer, name) in layers_with(&checkpoint, ".attn_qkv.weight") {
                 let gate = format!("blk.{layer}.attn_gate.weight");
                 if checkpoint.contains(&gate) {
                     sources.insert(
                         format!("model.layers.{layer}.linear_attn.in_proj_qkvz.weight"),
                         Source {
-                            gguf_name: info.name.clone(),
+                            gguf_name: name,
                             transform: Transform::JoinQkvz {
                                 gate,
                                 key_heads,
@@ -391,18 +389,17 @@ impl GgufBackend {
 }
 
 impl GgufBackend {
+    /// A stored tensor widened to f32, with the file and tensor named in any error.
+    fn read_f32(&self, name: &str, dev: &Device) -> candle_core::Result<Tensor> {
+        self.checkpoint.tensor_f32(name, dev).map_err(|e| {
+            candle_core::Error::Msg(format!("{}: `{name}`: {e}", self.checkpoint.path.display()))
+        })
+    }
+
     /// `kv_b_proj` [heads × (qk_nope + v), kv_lora_rank] from llama.cpp's per-head halves: head
     /// `h` is `k_b[h]ᵀ` (its no-rope key rows) followed by `v_b[h]` (its value rows).
     fn join_kv_b(&self, k_b: &str, v_b: &str, dev: &Device) -> candle_core::Result<Tensor> {
-        let read = |name: &str| {
-            self.checkpoint.tensor_f32(name, dev).map_err(|e| {
-                candle_core::Error::Msg(format!(
-                    "{}: `{name}`: {e}",
-                    self.checkpoint.path.display()
-                ))
-            })
-        };
-        let (k, v) = (read(k_b)?, read(v_b)?);
+        let (k, v) = (self.read_f32(k_b, dev)?, self.read_f32(v_b, dev)?);
         let (Ok((heads, rank, _nope)), Ok((v_heads, _v_dim, v_rank))) = (k.dims3(), v.dims3())
         else {
             candle_core::bail!(
@@ -436,12 +433,7 @@ impl GgufBackend {
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
         let path = self.checkpoint.path.display();
-        let read = |name: &str| {
-            self.checkpoint
-                .tensor_f32(name, dev)
-                .map_err(|e| candle_core::Error::Msg(format!("{path}: `{name}`: {e}")))
-        };
-        let (qkv_t, z) = (read(qkv)?, read(gate)?);
+        let (qkv_t, z) = (self.read_f32(qkv, dev)?, self.read_f32(gate, dev)?);
         let (Ok((qkv_rows, d)), Ok((v_rows, z_d))) = (qkv_t.dims2(), z.dims2()) else {
             candle_core::bail!("{path}: `{qkv}` and `{gate}` are not matrices");
         };
