@@ -160,6 +160,9 @@ pub enum AuditError {
         candidates: Vec<String>,
         note: Option<String>,
     },
+    /// A file refused by the input policy ([`glassbox_formats::input`]).
+    #[error(transparent)]
+    Input(#[from] glassbox_formats::FormatError),
     #[error("{path}: cannot write: {source}")]
     Write {
         path: PathBuf,

@@ -171,10 +171,8 @@ impl MotRelease {
 
     /// Reads and parses a MOT file.
     pub fn read(path: &Path) -> Result<Self, AuditError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuditError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        use glassbox_formats::input;
+        let text = input::read_text(path, "MOT model", input::limit::DOCUMENT)?;
         Self::parse(&text, path)
     }
 

@@ -84,7 +84,9 @@ fn read_text(path: &Path) -> Result<String, AuditError> {
         path: path.to_path_buf(),
         source,
     })?;
-    if meta.len() > MAX_TEXT_BYTES {
+    // Too large to be a card or licence, or not a regular file (a FIFO would block the read,
+    // a device never end): not evidence.
+    if meta.len() > MAX_TEXT_BYTES || !meta.is_file() {
         return Ok(String::new());
     }
     let bytes = std::fs::read(path).map_err(|source| AuditError::Io {

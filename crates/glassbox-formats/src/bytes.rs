@@ -15,7 +15,7 @@ pub enum FileBytes {
 impl FileBytes {
     /// Maps `path` read-only.
     pub fn map(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+        let file = crate::input::open(path, "weights")?;
         // SAFETY: the map is read-only; a file truncated under us by another process is the
         // one hazard of every mmap-based reader, as in the reference implementations.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;

@@ -64,15 +64,13 @@ pub struct Checkpoint {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| FormatError::invalid(path, format!("malformed JSON: {e}")))
+    crate::input::read_json(path, "JSON", crate::input::limit::CONFIG)
 }
 
 /// The first bytes of a file (fewer if it is shorter), to recognise its format.
 fn read_magic(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let mut file = crate::input::open(path, "checkpoint")?;
     let mut magic = Vec::with_capacity(8);
     file.by_ref()
         .take(8)

@@ -22,6 +22,7 @@ pub mod gguf;
 pub mod gguf_names;
 pub mod gguf_write;
 pub mod hf_config;
+pub mod input;
 pub mod pickle;
 mod quant;
 mod safetensors_file;

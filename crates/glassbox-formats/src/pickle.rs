@@ -23,6 +23,10 @@ use crate::{DType, FormatError, Result};
 
 /// Bounds that no real state dict comes near, so a hostile pickle cannot exhaust memory.
 const MAX_STACK: usize = 1 << 20;
+/// Containers nested deeper than this are refused: values are built, cloned, weighed and
+/// dropped recursively, so unbounded nesting would overflow the thread's stack (a state dict
+/// nests about five deep).
+const MAX_DEPTH: usize = 64;
 const MAX_MEMO: usize = 1 << 22;
 /// Total values the machine may create or copy (memo gets count their whole size).
 const MAX_WORK: usize = 1 << 26;
@@ -87,6 +91,32 @@ enum Value {
 }
 
 impl Value {
+    /// Nesting depth (0 for a scalar), counted no further than `cap + 1`, so the recursion is
+    /// at most `cap + 1` deep.
+    fn depth(&self, cap: usize) -> usize {
+        let deepest = |children: &mut dyn Iterator<Item = &Value>| {
+            if cap == 0 {
+                return 1;
+            }
+            1 + children.map(|c| c.depth(cap - 1)).max().unwrap_or(0)
+        };
+        match self {
+            Value::Tuple(v) | Value::List(v) => deepest(&mut v.iter()),
+            Value::Dict(v) => deepest(&mut v.iter().flat_map(|(k, v)| [k, v])),
+            _ => 0,
+        }
+    }
+
+    /// Refuses a value that, placed in a container, would nest deeper than [`MAX_DEPTH`].
+    fn check_nested(&self, op: &str) -> VmResult<()> {
+        if self.depth(MAX_DEPTH) >= MAX_DEPTH {
+            return Err(format!(
+                "pickle: {op} nests containers deeper than {MAX_DEPTH}"
+            ));
+        }
+        Ok(())
+    }
+
     /// Number of values inside, for the work bound.
     fn weight(&self) -> usize {
         match self {
@@ -132,6 +162,9 @@ impl<'a> Machine<'a> {
     fn push(&mut self, v: Value) -> VmResult<()> {
         if self.stack.len() >= MAX_STACK {
             return Err(format!("pickle: stack deeper than {MAX_STACK}"));
+        }
+        if v.depth(MAX_DEPTH) > MAX_DEPTH {
+            return Err(format!("pickle: containers nested deeper than {MAX_DEPTH}"));
         }
         self.charge(1)?;
         self.stack.push(v);
@@ -375,6 +408,7 @@ pub fn load_state_dict(pkl: &[u8]) -> VmResult<Vec<(String, PickledTensor)>> {
             }
             b'a' => {
                 let v = m.pop("APPEND")?;
+                v.check_nested("APPEND")?;
                 match m.top("APPEND")? {
                     Value::List(l) => l.push(v),
                     other => return Err(format!("pickle: APPEND to a {}", other.kind())),
@@ -382,6 +416,9 @@ pub fn load_state_dict(pkl: &[u8]) -> VmResult<Vec<(String, PickledTensor)>> {
             }
             b'e' => {
                 let items = m.pop_mark("APPENDS")?;
+                for v in &items {
+                    v.check_nested("APPENDS")?;
+                }
                 match m.top("APPENDS")? {
                     Value::List(l) => l.extend(items),
                     other => return Err(format!("pickle: APPENDS to a {}", other.kind())),
@@ -390,6 +427,8 @@ pub fn load_state_dict(pkl: &[u8]) -> VmResult<Vec<(String, PickledTensor)>> {
             b's' => {
                 let v = m.pop("SETITEM")?;
                 let k = m.pop("SETITEM")?;
+                k.check_nested("SETITEM")?;
+                v.check_nested("SETITEM")?;
                 match m.top("SETITEM")? {
                     Value::Dict(d) => d.push((k, v)),
                     other => return Err(format!("pickle: SETITEM on a {}", other.kind())),
@@ -399,6 +438,9 @@ pub fn load_state_dict(pkl: &[u8]) -> VmResult<Vec<(String, PickledTensor)>> {
                 let items = m.pop_mark("SETITEMS")?;
                 if items.len() % 2 != 0 {
                     return Err("pickle: SETITEMS with an odd number of items".into());
+                }
+                for v in &items {
+                    v.check_nested("SETITEMS")?;
                 }
                 match m.top("SETITEMS")? {
                     Value::Dict(d) => {

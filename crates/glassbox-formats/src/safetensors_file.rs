@@ -64,7 +64,7 @@ fn parse_dtype(s: &str) -> Option<DType> {
 
 impl SafetensorsFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+        let file = crate::input::open(path, "safetensors")?;
         // SAFETY: the map is read-only; a file truncated under us by another process is the
         // one hazard of every mmap-based reader, as in the reference implementation.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;

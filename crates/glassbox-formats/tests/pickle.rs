@@ -235,3 +235,43 @@ fn legacy_pickle_gets_conversion_advice() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Issue 19's reproductions: a million nested tuples (`)` then TUPLE1 a million times), and
+/// deeply nested lists and dicts built with APPEND and SETITEM, were a stack overflow (abort)
+/// when the values were dropped. They are refused by nesting depth, with a message.
+#[test]
+fn deeply_nested_values_are_refused_not_a_stack_overflow() {
+    let mut tuples = vec![0x80, 2, b')'];
+    tuples.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+    tuples.push(b'.');
+    let mut lists = vec![0x80, 2];
+    lists.extend(std::iter::repeat_n(b']', 100_000));
+    lists.extend(std::iter::repeat_n(b'a', 99_999));
+    lists.push(b'.');
+    let mut nested_dicts = vec![0x80, 2, b'}'];
+    for _ in 0..100_000 {
+        nested_dicts.extend_from_slice(b"K\x01}");
+    }
+    nested_dicts.extend(std::iter::repeat_n(b's', 100_000));
+    nested_dicts.push(b'.');
+    for (what, pkl) in [
+        ("tuples", tuples),
+        ("lists", lists),
+        ("dicts", nested_dicts),
+    ] {
+        let err = load_state_dict(&pkl).unwrap_err();
+        assert!(err.contains("deeper than"), "{what}: {err}");
+        // And through the torch zip reader, as an input error naming the file.
+        let zip = zip_stored(&[("archive/data.pkl", &pkl)]);
+        let err = TorchFile::from_bytes(Path::new("nested.bin"), zip)
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(err.is_invalid_input(), "{what}: {err}");
+    }
+    // Shallow nesting, as real state dicts have, still loads.
+    let mut shallow = vec![0x80, 2, b')'];
+    shallow.extend(std::iter::repeat_n(0x85u8, 10));
+    shallow.push(b'.');
+    let err = load_state_dict(&shallow).unwrap_err();
+    assert!(!err.contains("deeper than"), "{err}");
+}

@@ -410,6 +410,7 @@ impl BertModel {
             d_vocab: config.vocab_size,
             n_ctx: config.max_position_embeddings,
             causal: false,
+            learned_positions: true,
         };
         Ok(BertModel {
             config,
@@ -588,10 +589,13 @@ impl SentenceEncoder {
         let pooling = SentencePooling::from_snapshot(dir)?;
         let mut max_seq_length = config.max_position_embeddings;
         let st_config = dir.join("sentence_bert_config.json");
-        if let Ok(text) = std::fs::read_to_string(&st_config) {
-            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                ModelError::config(format!("{}: malformed JSON: {e}", st_config.display()))
-            })?;
+        if st_config.exists() {
+            use glassbox_formats::input;
+            let value = input::read_json(
+                &st_config,
+                "sentence-transformers config",
+                input::limit::CONFIG,
+            )?;
             if let Some(n) = value.get("max_seq_length").and_then(|v| v.as_u64()) {
                 max_seq_length = max_seq_length.min(n as usize);
             }
@@ -722,8 +726,12 @@ impl SentencePooling {
         let bad =
             |path: &Path, msg: String| ModelError::Config(format!("{}: {msg}", path.display()));
         let read = |path: &Path| -> Result<serde_json::Value> {
-            let text = std::fs::read_to_string(path).map_err(|e| bad(path, e.to_string()))?;
-            serde_json::from_str(&text).map_err(|e| bad(path, format!("malformed JSON: {e}")))
+            use glassbox_formats::input;
+            Ok(input::read_json(
+                path,
+                "sentence-transformers modules",
+                input::limit::CONFIG,
+            )?)
         };
         let modules = read(&modules_path)?;
         let modules = modules

@@ -464,6 +464,7 @@ pub fn build(
         d_vocab,
         n_ctx: cfg.usize_opt(&["max_position_embeddings"])?.unwrap_or(4096),
         causal: true,
+        learned_positions: false,
     };
     Ok(Box::new(DecoderModel {
         info,

@@ -13,6 +13,8 @@ use crate::gguf_model::GgufArch;
 struct Meta<'a> {
     gguf: &'a GgufFile,
     arch: GgufArch,
+    /// One more than the highest `blk.{i}` index among the file's tensors (None: no blocks).
+    stored_blocks: Option<usize>,
 }
 
 impl Meta<'_> {
@@ -71,6 +73,20 @@ impl Meta<'_> {
         }
     }
 
+    /// `block_count`, checked against the blocks the file stores before anything is sized by
+    /// it (a count of 2³² would otherwise size per-layer lists and loops).
+    fn block_count(&self) -> Result<usize> {
+        let n = self.usize("block_count")?;
+        match self.stored_blocks {
+            _ if n == 0 => Err(self.error("block_count is 0")),
+            Some(stored) if n > stored => Err(self.error(format!(
+                "block_count is {n}, but the file stores tensors for {stored} blocks"
+            ))),
+            None => Err(self.error("no `blk.*` tensors: the file stores no blocks")),
+            _ => Ok(n),
+        }
+    }
+
     /// `attention.head_count`, which every size is divided by: never 0.
     fn heads(&self) -> Result<usize> {
         match self.usize("attention.head_count")? {
@@ -123,7 +139,24 @@ pub fn hub_config(
         found: format!("{arch_name} (GGUF)"),
         supported: GgufArch::ALL.iter().map(|a| a.name().to_string()).collect(),
     })?;
-    let meta = Meta { gguf, arch };
+    let stored_blocks = checkpoint
+        .tensors()
+        .iter()
+        .filter_map(|t| {
+            t.name
+                .strip_prefix("blk.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map(|i| i + 1);
+    let meta = Meta {
+        gguf,
+        arch,
+        stored_blocks,
+    };
     // Architectures whose config is written whole by a function of their own.
     type Build = fn(&Meta, &Checkpoint) -> Result<Value>;
     let dedicated: Option<Build> = match arch {
@@ -160,7 +193,7 @@ pub fn hub_config(
         )));
     }
     let d_model = meta.usize("embedding_length")?;
-    let n_layers = meta.usize("block_count")?;
+    let n_layers = meta.block_count()?;
     let n_heads = meta.heads()?;
     let n_kv_heads = meta
         .usize_opt("attention.head_count_kv")?
@@ -487,7 +520,7 @@ fn llama4_keys(c: &mut Value, meta: &Meta, n_layers: usize, n_experts: usize) ->
 /// biases where the tensors exist; `rope.dimension_count` of each head rotates.
 fn glm4moe_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     let n_layers = meta
-        .usize("block_count")?
+        .block_count()?
         .checked_sub(meta.usize_opt("nextn_predict_layers")?.unwrap_or(0))
         .filter(|&n| n > 0)
         .ok_or_else(|| meta.error("nextn_predict_layers leaves no layers"))?;
@@ -584,7 +617,7 @@ fn yarn(meta: &Meta) -> Result<Value> {
 /// ignores `rope.freq_base_swa` there), full layers with the file's scaling (linear or YaRN).
 /// transformers' OLMo 3 does the same with one rotary block per layer type.
 fn olmo3_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
-    let n_layers = meta.usize("block_count")?;
+    let n_layers = meta.block_count()?;
     let n_heads = meta.heads()?;
     let d_model = meta.usize("embedding_length")?;
     let head_dim = d_model / n_heads;
@@ -640,7 +673,7 @@ fn olmo3_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
 /// outwards (llama.cpp always rounds; transformers' gpt-oss does not), the clamped SwiGLU at
 /// llama.cpp's fixed α = 1.702 and limit 7, softmax over the top-k of the biased router.
 fn gpt_oss_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
-    let n_layers = meta.usize("block_count")?;
+    let n_layers = meta.block_count()?;
     let n_heads = meta.heads()?;
     let d_model = meta.usize("embedding_length")?;
     let head_dim = match meta.usize_opt("rope.dimension_count")? {
@@ -701,7 +734,7 @@ fn gpt_oss_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
 /// shared expert where the file has one; `rope.dimension_count` of each head rotates.
 fn qwen3next_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     use glassbox_formats::gguf::GgufArray;
-    let n_layers = meta.usize("block_count")?;
+    let n_layers = meta.block_count()?;
     let n_heads = meta.heads()?;
     let d_model = meta.usize("embedding_length")?;
     let head_dim = meta
@@ -795,7 +828,7 @@ fn qwen3next_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
 /// shapes are `ssm.*` (`time_step_rank` is the number of heads); norms use
 /// `layer_norm_rms_epsilon`, else `layer_norm_epsilon`.
 fn nemotron_h_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
-    let n_layers = meta.usize("block_count")?;
+    let n_layers = meta.block_count()?;
     if n_layers == 0 {
         return Err(meta.error("block_count is 0"));
     }
@@ -921,7 +954,7 @@ fn bert_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
         "architectures": ["BertModel"],
         "model_type": "bert",
         "hidden_size": meta.usize("embedding_length")?,
-        "num_hidden_layers": meta.usize("block_count")?,
+        "num_hidden_layers": meta.block_count()?,
         "num_attention_heads": meta.usize("attention.head_count")?,
         "intermediate_size": meta.usize("feed_forward_length")?,
         "max_position_embeddings": meta.usize("context_length")?,
@@ -997,7 +1030,7 @@ fn deepseek2_config(meta: &Meta, checkpoint: &Checkpoint) -> Result<Value> {
     let rope_theta = meta.f64_opt("rope.freq_base")?.unwrap_or(10000.0);
     let mut c = json!({
         "hidden_size": meta.usize("embedding_length")?,
-        "num_hidden_layers": meta.usize("block_count")?,
+        "num_hidden_layers": meta.block_count()?,
         "num_attention_heads": n_heads,
         "num_key_value_heads": n_heads,
         "intermediate_size": d_mlp,

@@ -598,6 +598,7 @@ pub fn load_checkpoint(checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Hoo
         .as_u64()
         .unwrap_or(heads as u64) as usize;
     let backend = GgufBackend::new(checkpoint, arch, heads, kv_heads);
+    crate::model::check_layer_count(&config, backend.hub_names().into_iter(), &path)?;
     let mut model = HookedModel::from_backend(config, Box::new(backend), tokenizer, &path, opts)?;
     model.warnings = warnings;
     Ok(model)

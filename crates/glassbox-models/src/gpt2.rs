@@ -107,6 +107,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
             d_vocab: vocab,
             n_ctx,
             causal: true,
+            learned_positions: true,
         },
         embed,
         pos_embed: Some(pos_embed),

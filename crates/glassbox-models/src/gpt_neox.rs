@@ -103,6 +103,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
             d_vocab: vocab,
             n_ctx,
             causal: true,
+            learned_positions: false,
         },
         embed,
         pos_embed: None,

@@ -140,6 +140,7 @@ impl LlamaDims {
             d_vocab: self.vocab,
             n_ctx: self.n_ctx,
             causal: true,
+            learned_positions: false,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct ModelInfo {
     pub n_ctx: usize,
     /// Decoder (causal attention) or encoder.
     pub causal: bool,
+    /// Positions are learned embeddings (GPT-2, BERT): no position past `n_ctx` exists.
+    pub learned_positions: bool,
 }
 
 /// One architecture's forward pass, with a hook at every TransformerLens point.
@@ -175,6 +177,51 @@ pub struct HookedModel {
     device: Device,
 }
 
+/// The layer index in a weight name (`model.layers.3.…`, `transformer.h.3.…`,
+/// `encoder.layer.3.…`, `blocks.3.…`).
+fn layer_index(name: &str) -> Option<usize> {
+    let mut parts = name.split('.');
+    while let Some(part) = parts.next() {
+        if matches!(part, "layers" | "h" | "layer" | "blocks") {
+            return parts.next()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// Refuses a config whose layer count the weights cannot back before any layer is built: a
+/// count of 0, or more layers than the weights have (a count of 10⁹ would otherwise size
+/// allocations). Fewer is allowed: some checkpoints carry extra layers (multi-token prediction)
+/// that the forward pass does not run.
+pub(crate) fn check_layer_count<'a>(
+    config: &serde_json::Value,
+    weight_names: impl Iterator<Item = &'a str>,
+    source: &Path,
+) -> Result<()> {
+    let Some((key, n)) = ["num_hidden_layers", "n_layer", "num_layers", "n_layers"]
+        .iter()
+        .find_map(|k| config.get(*k).and_then(|v| v.as_u64()).map(|n| (*k, n)))
+    else {
+        return Ok(());
+    };
+    let stored = weight_names
+        .filter_map(layer_index)
+        .max()
+        .map(|i| i as u64 + 1);
+    let problem = match stored {
+        _ if n == 0 => format!("`{key}` is 0: a model needs at least one layer"),
+        Some(stored) if n > stored => format!(
+            "`{key}` is {n}, but the weights hold {stored} layer{}",
+            if stored == 1 { "" } else { "s" }
+        ),
+        _ => return Ok(()),
+    };
+    Err(ModelError::config(format!(
+        "{}: {problem}",
+        source.display()
+    )))
+}
+
 impl HookedModel {
     /// Loads any checkpoint [`Checkpoint::open`] reads that carries a `config.json`
     /// (a Hub snapshot directory).
@@ -197,6 +244,7 @@ impl HookedModel {
         if let Some(g) = &ck.generation_config {
             eos = HfConfig(g).token_ids("eos_token_id");
         }
+        check_layer_count(&config, ck.tensors().iter().map(|t| t.name.as_str()), path)?;
         let backend = CheckpointBackend::new(ck);
         let source = backend.checkpoint.clone();
         let mut model = crate::mapped::while_building(source, || {
@@ -315,6 +363,15 @@ impl HookedModel {
         let ids = ids.to_dtype(DType::U32)?;
         if ids.dim(1)? == 0 {
             return Err(ModelError::Input("no tokens to run".into()));
+        }
+        let info = self.info();
+        if info.learned_positions && ids.dim(1)? > info.n_ctx {
+            return Err(ModelError::Input(format!(
+                "{} tokens is more than the {} positions {} has learned embeddings for",
+                ids.dim(1)?,
+                info.n_ctx,
+                info.architecture
+            )));
         }
         let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()? as usize;
         let vocab = self.info().d_vocab;

@@ -219,6 +219,7 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
         d_vocab: vocab,
         n_ctx: cfg.usize_opt(&["max_position_embeddings"])?.unwrap_or(4096),
         causal: true,
+        learned_positions: false,
     };
     Ok(Box::new(DecoderModel {
         info,

@@ -33,10 +33,19 @@ impl Tokenizer {
         Tokenizer { inner }
     }
 
-    /// Loads a Hub `tokenizer.json`.
+    /// Loads a Hub `tokenizer.json` (read under the input policy of
+    /// [`glassbox_formats::input`], checked by [`validate`] before the tokenizers crate sees
+    /// it, and any panic in that crate reported as an error naming the file).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let mut t = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
+        use glassbox_formats::input;
+        let text = input::read_text(path, "tokenizer", input::limit::TOKENIZER)?;
+        let bad = |msg: String| ModelError::Tokenizer(format!("{}: {msg}", path.display()));
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("malformed JSON: {e}")))?;
+        validate(&json).map_err(bad)?;
+        let mut t = guarded(|| text.parse::<tokenizers::Tokenizer>())
+            .map_err(bad)?
+            .map_err(|e| bad(e.to_string()))?;
         // transformers ignores the file's padding and truncation unless a call asks for them.
         t.with_padding(None);
         t.with_truncation(None)
@@ -69,21 +78,148 @@ impl Tokenizer {
     }
 }
 
+/// Runs a call into the tokenizers crate, turning a panic (which a malformed tokenizer.json
+/// can still cause there) into an error message.
+fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        format!("the tokenizer failed on this input ({msg})")
+    })
+}
+
+/// Checks what the tokenizers crate takes on trust and panics on (issue 19's reproductions):
+/// every special token a `TemplateProcessing` template names is in its `special_tokens`;
+/// `Replace` patterns are not empty; a `Precompiled` normalizer's charsmap is well-formed
+/// base64 whose trie fits in it. Components nest (`Sequence`), so the whole file is walked.
+pub fn validate(json: &serde_json::Value) -> std::result::Result<(), String> {
+    use serde_json::Value;
+    let mut pending = vec![json];
+    while let Some(v) = pending.pop() {
+        match v {
+            Value::Array(items) => pending.extend(items),
+            Value::Object(map) => {
+                match map.get("type").and_then(Value::as_str) {
+                    Some("TemplateProcessing") => check_template(map)?,
+                    Some("Replace") => {
+                        let pattern = map.get("pattern");
+                        let text = pattern
+                            .and_then(|p| p.get("String").or_else(|| p.get("Regex")))
+                            .and_then(Value::as_str);
+                        if text.is_some_and(str::is_empty) {
+                            return Err("a `Replace` with an empty pattern".into());
+                        }
+                    }
+                    Some("Precompiled") => check_charsmap(map.get("precompiled_charsmap"))?,
+                    _ => {}
+                }
+                pending.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_template(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<(), String> {
+    use serde_json::Value;
+    let known = map.get("special_tokens").and_then(Value::as_object);
+    for template in ["single", "pair"] {
+        let Some(pieces) = map.get(template).and_then(Value::as_array) else {
+            continue;
+        };
+        for piece in pieces {
+            let Some(id) = piece
+                .get("SpecialToken")
+                .and_then(|s| s.get("id"))
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let entry = known.and_then(|k| k.get(id));
+            let ids_ok = entry
+                .and_then(|e| e.get("ids"))
+                .and_then(Value::as_array)
+                .is_some_and(|ids| !ids.is_empty());
+            if !ids_ok {
+                return Err(format!(
+                    "the `TemplateProcessing` {template} template uses special token `{id}`, which its `special_tokens` does not define"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// SentencePiece's precompiled charsmap: base64 of a little-endian u32 trie size, the trie
+/// (whole u32 units) and the normalised strings after it.
+fn check_charsmap(charsmap: Option<&serde_json::Value>) -> std::result::Result<(), String> {
+    let Some(text) = charsmap.and_then(serde_json::Value::as_str) else {
+        return Ok(());
+    };
+    let bytes = base64_decode(text).ok_or("a `Precompiled` charsmap that is not base64")?;
+    let trie = bytes
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or("a `Precompiled` charsmap shorter than its header")?;
+    if trie == 0 || trie % 4 != 0 || trie > bytes.len() - 4 {
+        return Err(format!(
+            "a `Precompiled` charsmap whose trie ({trie} bytes) does not fit its {} bytes",
+            bytes.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Standard base64 (padding optional), None on any other character.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let digits = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        match chunk.len() {
+            4 => out.extend_from_slice(&bytes[1..4]),
+            3 => out.extend_from_slice(&bytes[1..3]),
+            2 => out.push(bytes[1]),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// A `tokenizer.json` tokenizer.
 struct HfTokenizer(tokenizers::Tokenizer);
 
 impl TextTokenizer for HfTokenizer {
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .0
-            .encode(text, true)
+        let enc = guarded(|| self.0.encode(text, true))
+            .map_err(ModelError::Tokenizer)?
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.0
-            .decode(ids, true)
+        guarded(|| self.0.decode(ids, true))
+            .map_err(ModelError::Tokenizer)?
             .map_err(|e| ModelError::Tokenizer(e.to_string()))
     }
 
@@ -103,9 +239,8 @@ impl TextTokenizer for HfTokenizer {
                 return Ok(name);
             }
         }
-        let text = self
-            .0
-            .decode(&[id], false)
+        let text = guarded(|| self.0.decode(&[id], false))
+            .map_err(ModelError::Tokenizer)?
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         let Some(piece) = piece else {
             return Ok(text);

@@ -870,3 +870,39 @@ fn gemma_output_norm_is_stored_plus_one() {
     std::fs::remove_file(&path).unwrap();
     std::fs::remove_file(&unshifted).unwrap();
 }
+
+/// Issue 19: a `block_count` of 2³² − 1 sized per-layer lists before any tensor was read (an
+/// allocation failure, abort). The count is now checked against the blocks the file stores.
+#[test]
+fn a_block_count_the_file_does_not_store_is_refused() {
+    for (arch, count) in [
+        ("llama", u32::MAX),
+        ("gemma3", u32::MAX),
+        ("llama", 0),
+        ("llama", 3),
+    ] {
+        let tmp = scratch_dir().join(format!("blocks-{arch}-{count}.gguf"));
+        let mut w = GgufWriter::new();
+        w.set("general.architecture", GgufValue::String(arch.into()));
+        for (key, v) in [
+            ("block_count", count),
+            ("embedding_length", 4),
+            ("attention.head_count", 2),
+            ("feed_forward_length", 8),
+            ("context_length", 16),
+        ] {
+            w.set(&format!("{arch}.{key}"), GgufValue::U32(v));
+        }
+        w.add_f32("token_embd.weight", &[8, 4], &[0.0; 32]).unwrap();
+        w.add_f32("blk.0.attn_norm.weight", &[4], &[1.0; 4])
+            .unwrap();
+        w.write(&tmp).unwrap();
+        let err = match gguf_model::load(&tmp, &LoadOptions::default()) {
+            Ok(_) => panic!("{arch} with block_count {count} loaded"),
+            Err(e) => e,
+        };
+        assert!(err.is_invalid_input(), "{err}");
+        assert!(err.to_string().contains("block_count"), "{err}");
+        std::fs::remove_file(&tmp).unwrap();
+    }
+}

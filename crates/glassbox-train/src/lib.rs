@@ -45,6 +45,13 @@ pub enum TrainError {
     Internal(String),
 }
 
+/// A file refused by the input policy ([`glassbox_formats::input`]): an input error.
+impl From<glassbox_formats::FormatError> for TrainError {
+    fn from(e: glassbox_formats::FormatError) -> Self {
+        TrainError::Model(Box::new(glassbox_models::ModelError::Format(e)))
+    }
+}
+
 impl From<glassbox_models::ModelError> for TrainError {
     fn from(e: glassbox_models::ModelError) -> Self {
         TrainError::Model(Box::new(e))

@@ -92,7 +92,8 @@ pub struct Training {
 impl Recipe {
     /// Reads and validates a recipe file.
     pub fn load(path: &Path) -> Result<Recipe, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        use glassbox_formats::input;
+        let text = input::read_text(path, "recipe", input::limit::CONFIG)?;
         Recipe::parse(&text).map_err(|why| TrainError::Recipe {
             path: path.display().to_string(),
             why,

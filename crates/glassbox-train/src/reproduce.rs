@@ -81,7 +81,8 @@ pub struct Options {
 }
 
 fn read(path: &Path) -> Result<String, TrainError> {
-    std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))
+    use glassbox_formats::input;
+    Ok(input::read_text(path, "release", input::limit::DOCUMENT)?)
 }
 
 fn bad(dir: &Path, why: impl Into<String>) -> TrainError {

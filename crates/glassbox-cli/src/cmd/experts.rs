@@ -102,8 +102,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     match &args.file {
         Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| crate::invalid!("cannot read --file {}: {e}", file.display()))?;
+            let text = glassbox_formats::input::read_text(
+                file,
+                "text",
+                glassbox_formats::input::limit::CORPUS,
+            )?;
             let ids = model.to_tokens(&text)?;
             if ids.is_empty() {
                 return Err(crate::invalid!("--file {} has no tokens", file.display()));

@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use glassbox_train::{eval, release, trainer, Recipe};
 
 #[derive(clap::Args)]
@@ -23,8 +22,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let recipe = Recipe::load(&args.recipe)?;
-    let recipe_text = std::fs::read_to_string(&args.recipe)
-        .with_context(|| format!("reading {}", args.recipe.display()))?;
+    let recipe_text = glassbox_formats::input::read_text(
+        &args.recipe,
+        "recipe",
+        glassbox_formats::input::limit::CONFIG,
+    )?;
     if args.out.exists() && !args.force {
         return Err(crate::invalid!(
             "{}: already exists (pass --force to replace it)",

@@ -1,0 +1,175 @@
+//! Issue 19's reproductions beyond the file parsers, each through the binary under a time limit:
+//! special files where a file is expected (a FIFO used to hang the command, `/dev/zero` or
+//! `/dev/urandom` to grow until memory ran out), a directory where a weights file is expected,
+//! text that is not UTF-8, a prompt longer than learned position embeddings, deeply nested
+//! pickles. Each must end with exit code 2 and a message that says what is wrong in words —
+//! no hang, no panic, no OS error number.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join(format!("glassbox-input-policy-{}", std::process::id()))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A copy of the GPT-2 parity fixture to break.
+fn gpt2_copy(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    let src = root().join("tests/fixtures/parity/gpt2");
+    for entry in std::fs::read_dir(&src).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+/// Exit code and stderr of the binary, killed (and reported) after 30 s.
+fn glassbox(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code(), err);
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("glassbox {args:?} hung (killed after 30 s)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Exit 2, the message contains `expect`, and no panic or errno text.
+fn refused(args: &[&str], expect: &str) {
+    let (code, err) = glassbox(args);
+    assert_eq!(code, Some(2), "glassbox {args:?}: exit {code:?}: {err}");
+    assert!(err.contains(expect), "glassbox {args:?}: {err}");
+    for bad in ["panicked", "os error", "RUST_BACKTRACE"] {
+        assert!(!err.contains(bad), "glassbox {args:?}: {err}");
+    }
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_by_kind() {
+    use std::os::unix::fs::symlink;
+    let prompt = ["--prompt", "Hello"];
+    for (file, what) in [
+        ("config.json", "FIFO"),
+        ("tokenizer.json", "FIFO"),
+        ("model.safetensors", "FIFO"),
+    ] {
+        let dir = gpt2_copy(&format!("fifo-{file}"));
+        std::fs::remove_file(dir.join(file)).unwrap();
+        mkfifo(&dir.join(file));
+        let d = dir.to_str().unwrap();
+        refused(&[&["run", d][..], &prompt[..]].concat(), what);
+    }
+    for (file, device) in [
+        ("config.json", "/dev/zero"),
+        ("model.safetensors", "/dev/urandom"),
+    ] {
+        let dir = gpt2_copy(&format!("device-{file}"));
+        std::fs::remove_file(dir.join(file)).unwrap();
+        symlink(device, dir.join(file)).unwrap();
+        refused(
+            &[&["run", dir.to_str().unwrap()][..], &prompt[..]].concat(),
+            "is a device",
+        );
+    }
+    // A GGUF named directly, and a recipe.
+    let dir = scratch("fifo-files");
+    let gguf = dir.join("model.gguf");
+    mkfifo(&gguf);
+    refused(&["inspect", gguf.to_str().unwrap()], "FIFO");
+    let recipe = dir.join("recipe.toml");
+    mkfifo(&recipe);
+    let out = dir.join("out");
+    refused(
+        &[
+            "train",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "FIFO",
+    );
+}
+
+#[test]
+fn a_directory_where_weights_belong_is_named() {
+    let dir = gpt2_copy("dir-weights");
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    std::fs::create_dir(dir.join("model.safetensors")).unwrap();
+    refused(
+        &["run", dir.to_str().unwrap(), "--prompt", "Hello"],
+        "is a directory",
+    );
+}
+
+#[test]
+fn text_that_is_not_utf8_is_an_input_error() {
+    let dir = gpt2_copy("latin1-config");
+    let mut config = std::fs::read(dir.join("config.json")).unwrap();
+    config.extend_from_slice(b"\n\xe9");
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    refused(
+        &["run", dir.to_str().unwrap(), "--prompt", "Hello"],
+        "not UTF-8",
+    );
+}
+
+#[test]
+fn a_prompt_longer_than_learned_positions_is_refused() {
+    let dir = root().join("tests/fixtures/parity/gpt2");
+    let prompt = vec!["word"; 2000].join(" ");
+    refused(
+        &["run", dir.to_str().unwrap(), "--prompt", &prompt],
+        "learned embeddings for",
+    );
+}
+
+/// `n_layer: 1000000000` was an allocation failure (abort); `n_layer: 0` ran a model with no
+/// layers. Both contradict the weights and are refused before anything is built.
+#[test]
+fn a_layer_count_the_weights_do_not_hold_is_refused() {
+    for (n, expect) in [(1_000_000_000u64, "the weights hold 2 layers"), (0, "is 0")] {
+        let dir = gpt2_copy(&format!("layers-{n}"));
+        let path = dir.join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config["n_layer"] = n.into();
+        std::fs::write(&path, config.to_string()).unwrap();
+        refused(&["run", dir.to_str().unwrap(), "--prompt", "Hello"], expect);
+    }
+}
