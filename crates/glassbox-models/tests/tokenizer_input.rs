@@ -22,7 +22,7 @@ fn write(name: &str, v: &Value) -> PathBuf {
 }
 
 /// Loading and then encoding and decoding: an error is fine, a panic is not.
-fn outcome(path: &PathBuf) -> Result<(), String> {
+fn outcome(path: &std::path::Path) -> Result<(), String> {
     let t = Tokenizer::from_file(path).map_err(|e| e.to_string())?;
     let ids = t.encode("Hello world, café").map_err(|e| e.to_string())?;
     t.decode(&ids).map_err(|e| e.to_string())?;
