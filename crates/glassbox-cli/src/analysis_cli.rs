@@ -36,6 +36,7 @@ impl OutputArgs {
                     p.display()
                 ));
             }
+            crate::output::check(p, "--plot")?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ mod analysis_cli;
 mod cmd;
 mod exit;
 mod model_cli;
+mod output;
 mod progress;
 mod render;
 

@@ -173,3 +173,35 @@ fn a_layer_count_the_weights_do_not_hold_is_refused() {
         refused(&["run", dir.to_str().unwrap(), "--prompt", "Hello"], expect);
     }
 }
+
+/// Output paths onto a directory or inside a missing folder were exit 1 with an OS error
+/// after the work was done; they are refused first, with exit 2, and nothing is written.
+#[test]
+fn output_paths_that_cannot_be_files_are_refused_first() {
+    let model = root().join("tests/fixtures/parity/gpt2");
+    let m = model.to_str().unwrap();
+    let dir = scratch("outputs");
+    let d = dir.to_str().unwrap();
+    let missing = dir.join("no/such/folder/out.svg");
+    let missing = missing.to_str().unwrap();
+    let onto_dir = dir.join("a.svg");
+    std::fs::create_dir_all(&onto_dir).unwrap();
+    let onto_dir = onto_dir.to_str().unwrap();
+    let lens = |plot: &str| ["lens", m, "--prompt", "The Eiffel Tower is in", "--plot", plot].map(String::from);
+    for args in [lens(missing), lens(onto_dir)] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, "--plot");
+    }
+    let trace = |out: &str| ["trace", m, "--prompt", "Hi", "--hooks", "*", "--out", out].map(String::from);
+    for (out, expect) in [(d, "is a directory"), (missing, "does not exist")] {
+        let args = trace(out);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, expect);
+    }
+    let release = root().join("models/reference");
+    refused(
+        &["audit", release.to_str().unwrap(), "--html", d],
+        "is a directory",
+    );
+    assert!(!dir.join("no").exists());
+}

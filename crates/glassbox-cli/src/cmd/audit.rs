@@ -33,6 +33,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.list {
         return list(args.json);
     }
+    if let Some(path) = &args.html {
+        crate::output::check(path, "--html")?;
+    }
+    if let Some(path) = &args.badge {
+        crate::output::check(path, "--badge")?;
+    }
     let target = args.target.as_deref().unwrap_or_default();
     let audit =
         glassbox_audit::audit_target(target).with_context(|| format!("auditing {target}"))?;

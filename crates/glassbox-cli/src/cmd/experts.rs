@@ -85,6 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 p.display()
             ));
         }
+        crate::output::check(p, "--plot")?;
     }
     let model = load_model(&args.model, &args.dtype)?;
     let filter = NameFilter::new(&ROUTING_HOOKS).context("routing hook names")?;

@@ -39,6 +39,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.output.check()?;
+    crate::output::check(&args.out, "--out")?;
     let layers = steering::parse_layers(&args.layers)?;
     let model = analysis_cli::load_model(&args.model)?;
     let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {

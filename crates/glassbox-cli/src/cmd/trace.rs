@@ -35,6 +35,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let filter = NameFilter::new(&args.hooks).map_err(|e| crate::invalid!("--hooks: {e}"))?;
+    crate::output::check(&args.out, "--out")?;
     let model = crate::model_cli::load_model(&args.model, &args.dtype)?;
     let sequences: Vec<Vec<u32>> = if args.tokens.is_empty() {
         args.prompt
@@ -112,6 +113,7 @@ fn write_atomically(
     tensors: &HashMap<String, Tensor>,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
+    crate::output::check(out, "--out")?;
     let file_name = out
         .file_name()
         .ok_or_else(|| crate::invalid!("--out {} is not a file path", out.display()))?;
@@ -119,12 +121,6 @@ fn write_atomically(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    if !dir.is_dir() {
-        return Err(crate::invalid!(
-            "--out: directory {} does not exist",
-            dir.display()
-        ));
-    }
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         file_name.to_string_lossy(),
