@@ -32,10 +32,12 @@ fn gpt2_copy(name: &str) -> PathBuf {
     dir
 }
 
-/// Exit code and stderr of the binary, killed (and reported) after 30 s.
+/// Exit code and stderr of the binary, killed (and reported) after 30 s. The memory budget is
+/// fixed at 2 GiB, so what is refused does not depend on the machine.
 fn glassbox(args: &[&str]) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_glassbox"))
         .args(args)
+        .env("GLASSBOX_MEMORY", "2G")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -187,12 +189,23 @@ fn output_paths_that_cannot_be_files_are_refused_first() {
     let onto_dir = dir.join("a.svg");
     std::fs::create_dir_all(&onto_dir).unwrap();
     let onto_dir = onto_dir.to_str().unwrap();
-    let lens = |plot: &str| ["lens", m, "--prompt", "The Eiffel Tower is in", "--plot", plot].map(String::from);
+    let lens = |plot: &str| {
+        [
+            "lens",
+            m,
+            "--prompt",
+            "The Eiffel Tower is in",
+            "--plot",
+            plot,
+        ]
+        .map(String::from)
+    };
     for args in [lens(missing), lens(onto_dir)] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         refused(&args, "--plot");
     }
-    let trace = |out: &str| ["trace", m, "--prompt", "Hi", "--hooks", "*", "--out", out].map(String::from);
+    let trace =
+        |out: &str| ["trace", m, "--prompt", "Hi", "--hooks", "*", "--out", out].map(String::from);
     for (out, expect) in [(d, "is a directory"), (missing, "does not exist")] {
         let args = trace(out);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -204,4 +217,21 @@ fn output_paths_that_cannot_be_files_are_refused_first() {
         "is a directory",
     );
     assert!(!dir.join("no").exists());
+}
+
+/// Requests far past the memory budget were allocation failures (abort): 20,000 words on a
+/// rotary model, `heads --batch 1000000`, a long `--tokens` list. They are refused with the
+/// estimate and the budget.
+#[test]
+fn requests_past_the_memory_budget_are_refused_with_numbers() {
+    let llama = root().join("tests/fixtures/parity/llama");
+    let m = llama.to_str().unwrap();
+    let words = vec!["word"; 20_000].join(" ");
+    refused(&["run", m, "--prompt", &words], "GLASSBOX_MEMORY");
+    refused(&["heads", m, "--batch", "1000000"], "GLASSBOX_MEMORY");
+    let tokens = vec!["5"; 30_000].join(",");
+    refused(&["run", m, "--tokens", &tokens], "GLASSBOX_MEMORY");
+    // Within the budget, the same model runs.
+    let (code, err) = glassbox(&["run", m, "--prompt", "word word word"]);
+    assert_eq!(code, Some(0), "{err}");
 }

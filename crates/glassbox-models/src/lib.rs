@@ -43,6 +43,7 @@ pub mod linear_attention;
 pub mod llama;
 pub mod llama4;
 pub mod mapped;
+pub mod memory;
 pub mod mixtral;
 pub mod mlp;
 pub mod model;

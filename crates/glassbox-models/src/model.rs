@@ -365,12 +365,26 @@ impl HookedModel {
             return Err(ModelError::Input("no tokens to run".into()));
         }
         let info = self.info();
-        if info.learned_positions && ids.dim(1)? > info.n_ctx {
+        let (batch, tokens) = ids.dims2()?;
+        if info.learned_positions && tokens > info.n_ctx {
             return Err(ModelError::Input(format!(
-                "{} tokens is more than the {} positions {} has learned embeddings for",
-                ids.dim(1)?,
-                info.n_ctx,
-                info.architecture
+                "{tokens} tokens is more than the {} positions {} has learned embeddings for",
+                info.n_ctx, info.architecture
+            )));
+        }
+        // What one layer holds at once: attention scores and their softmax for every head,
+        // the MLP's hidden activations and the logits, in f32. A request far past the memory
+        // budget is refused here rather than aborting in the allocator.
+        let (b, t) = (batch as u128, tokens as u128);
+        let per_layer = 2 * b * info.n_heads as u128 * t * t
+            + b * t * (4 * info.d_mlp as u128 + info.d_vocab as u128 + 8 * info.d_model as u128);
+        let needed = per_layer.saturating_mul(4);
+        let budget = crate::memory::budget() as u128;
+        if needed > budget {
+            return Err(ModelError::Input(format!(
+                "{batch} × {tokens} tokens would need about {} for one layer's activations; {} is available (GLASSBOX_MEMORY sets the budget)",
+                crate::memory::describe(u64::try_from(needed).unwrap_or(u64::MAX)),
+                crate::memory::describe(budget as u64)
             )));
         }
         let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()? as usize;

@@ -658,17 +658,10 @@ impl StackedExperts {
     }
 }
 
-/// How much memory lazily loaded experts may keep: half of the memory available now (Linux
-/// `MemAvailable`), or 8 GiB where that cannot be read.
+/// How much memory lazily loaded experts may keep: half of the memory budget
+/// ([`crate::memory::budget`]: available memory, or `GLASSBOX_MEMORY`).
 pub fn default_expert_budget() -> usize {
-    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("MemAvailable:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<usize>().ok())
-            .map(|kb| kb * 1024)
-    });
-    available.map_or(8 << 30, |b| b / 2)
+    usize::try_from(crate::memory::budget() / 2).unwrap_or(usize::MAX)
 }
 
 /// A mixture-of-experts block: router, routed experts, optional shared experts.

@@ -1,0 +1,68 @@
+//! How much memory a computation may use: what the machine has available now (Linux
+//! `MemAvailable`), or what `GLASSBOX_MEMORY` says (bytes, or with a `K`, `M`, `G` or `T`
+//! suffix), so that a request too large for the machine is refused with numbers instead of
+//! aborting in the allocator.
+
+/// The memory budget in bytes (8 GiB where neither source can be read).
+pub fn budget() -> u64 {
+    if let Some(bytes) = std::env::var("GLASSBOX_MEMORY")
+        .ok()
+        .and_then(|v| parse_size(&v))
+    {
+        return bytes;
+    }
+    available().unwrap_or(8 << 30)
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+pub fn available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = text
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()?;
+    kb.checked_mul(1024)
+}
+
+/// `4096`, `512M`, `8G`, `1.5T` (binary units) → bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&t[..i], t[i..].trim_end_matches(['B', 'b', 'i'])),
+        None => (t, ""),
+    };
+    let scale: f64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    (value.is_finite() && value >= 0.0).then(|| (value * scale) as u64)
+}
+
+/// A size for messages: `3.2 GiB`.
+pub fn describe(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("8G"), Some(8 << 30));
+        assert_eq!(parse_size("8GiB"), Some(8 << 30));
+        assert_eq!(parse_size("1.5k"), Some(1536));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("-1"), None);
+    }
+}
