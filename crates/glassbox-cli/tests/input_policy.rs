@@ -235,3 +235,58 @@ fn requests_past_the_memory_budget_are_refused_with_numbers() {
     let (code, err) = glassbox(&["run", m, "--prompt", "word word word"]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A recipe with 65,536 heads ran without end; sizes of 10⁹ were allocation failures. Both are
+/// refused when the recipe is read.
+#[test]
+fn recipe_sizes_are_checked_before_building() {
+    let reference = std::fs::read_to_string(root().join("recipes/reference.toml")).unwrap();
+    let dir = scratch("recipes");
+    for (key, value, expect) in [
+        ("num_attention_heads", "65536", "at most hidden_size"),
+        ("intermediate_size", "1000000000", "GLASSBOX_MEMORY"),
+        ("num_hidden_layers", "1000000000", "GLASSBOX_MEMORY"),
+    ] {
+        let text: String = reference
+            .lines()
+            .map(|l| {
+                if l.starts_with(&format!("{key} =")) {
+                    format!("{key} = {value}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(text, reference, "{key} is in the reference recipe");
+        let recipe = dir.join(format!("{key}.toml"));
+        std::fs::write(&recipe, text).unwrap();
+        let out = dir.join(format!("{key}-out"));
+        refused(
+            &[
+                "train",
+                recipe.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            expect,
+        );
+        assert!(!out.exists(), "{key}: half-written release");
+    }
+}
+
+/// `reproduce --threads 300` is capped at the machine's CPUs, with a note.
+#[test]
+fn thread_counts_past_the_cpus_are_capped_with_a_note() {
+    let release = root().join("models/reference");
+    let (code, err) = glassbox(&[
+        "reproduce",
+        release.to_str().unwrap(),
+        "--steps",
+        "10",
+        "--threads",
+        "300",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("capped at this machine's"), "{err}");
+}

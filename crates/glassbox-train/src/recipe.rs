@@ -133,6 +133,7 @@ impl Recipe {
         if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(why.to_string());
         }
+        self.check_model_size()?;
         let vocab = corpus::vocabulary(&self.data).len() as u64;
         match self.model.get("vocab_size").and_then(|v| v.as_u64()) {
             Some(v) if v == vocab => Ok(()),
@@ -143,6 +144,50 @@ impl Recipe {
                 "[model] needs vocab_size = {vocab} (the corpus vocabulary)"
             )),
         }
+    }
+
+    /// The [model] sizes, checked before anything is built from them: head counts a model can
+    /// have (at least one, no more than the hidden size; 65,536 heads of a 64-wide model made
+    /// a run that never ended), and a parameter count whose training state (weights,
+    /// gradients and two Adam moments, 16 bytes a parameter) fits the memory budget
+    /// ([`glassbox_models::memory::budget`]; sizes of 10⁹ were allocation failures).
+    fn check_model_size(&self) -> Result<(), String> {
+        let get = |key: &str| self.model.get(key).and_then(|v| v.as_u64());
+        let (Some(d), Some(layers)) = (get("hidden_size"), get("num_hidden_layers")) else {
+            return Ok(());
+        };
+        let heads = get("num_attention_heads").unwrap_or(1);
+        let kv_heads = get("num_key_value_heads").unwrap_or(heads);
+        if d == 0 || layers == 0 {
+            return Err("[model] hidden_size and num_hidden_layers must be at least 1".into());
+        }
+        if heads == 0 || heads > d {
+            return Err(format!(
+                "[model] num_attention_heads is {heads}: give 1..={d} (at most hidden_size)"
+            ));
+        }
+        if kv_heads == 0 || kv_heads > heads {
+            return Err(format!(
+                "[model] num_key_value_heads is {kv_heads}: give 1..={heads} (at most num_attention_heads)"
+            ));
+        }
+        let head_dim = get("head_dim").unwrap_or(d / heads) as u128;
+        let (d, layers, heads, kv_heads) =
+            (d as u128, layers as u128, heads as u128, kv_heads as u128);
+        let ff = get("intermediate_size").unwrap_or(4 * d as u64) as u128;
+        let vocab = get("vocab_size").unwrap_or(0) as u128;
+        let per_layer = d * head_dim * 2 * (heads + kv_heads) + 3 * d * ff + 2 * d;
+        let params = layers * per_layer + 2 * vocab * d + d;
+        let needed = params.saturating_mul(16);
+        let budget = glassbox_models::memory::budget() as u128;
+        if needed > budget {
+            return Err(format!(
+                "[model] has about {params} parameters: training them needs about {}, {} is available (GLASSBOX_MEMORY sets the budget)",
+                glassbox_models::memory::describe(u64::try_from(needed).unwrap_or(u64::MAX)),
+                glassbox_models::memory::describe(budget as u64)
+            ));
+        }
+        Ok(())
     }
 
     /// Learning rate at `step` (1-based).

@@ -30,7 +30,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(0) = args.threads {
         return Err(crate::invalid!("--threads must be at least 1"));
     }
-    let threads = args.threads.unwrap_or(release.recipe.threads);
+    let mut threads = args.threads.unwrap_or(release.recipe.threads);
+    // More threads than CPUs only oversubscribe them; the weights do not depend on the count.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads > cpus {
+        eprintln!("note: {threads} threads capped at this machine's {cpus} CPUs");
+        threads = cpus;
+    }
     trainer::set_threads(threads);
     let steps = args.steps.unwrap_or(release.recipe.training.steps);
     println!(
