@@ -78,10 +78,29 @@ impl Tokenizer {
     }
 }
 
+thread_local! {
+    /// Set while this thread runs a [`guarded`] call: its panics are reported as errors.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs a call into the tokenizers crate, turning a panic (which a malformed tokenizer.json
-/// can still cause there) into an error message.
+/// can still cause there) into an error message. The panic is not printed — the user gets
+/// the error naming the file instead: a panic hook installed once stays silent for the
+/// thread inside such a call and hands every other panic to the hook it replaced.
 fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    result.map_err(|panic| {
         let msg = panic
             .downcast_ref::<String>()
             .map(String::as_str)
