@@ -197,6 +197,8 @@ pub fn run(model: &HookedModel, seq_len: usize, batch: usize, seed: u64) -> Resu
             info.n_ctx
         )));
     }
+    // Before the inputs are drawn: a batch of 2⁶⁴ − 1 would otherwise size their allocation.
+    model.check_size(batch, 2 * seq_len)?;
     let seqs = repeated_random_tokens(info.d_vocab, seq_len, batch, seed, &model.eos_token_ids)?;
     let flat: Vec<u32> = seqs.concat();
     let ids = Tensor::from_vec(flat, (batch, 2 * seq_len), model.device())?;

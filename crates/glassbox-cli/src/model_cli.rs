@@ -70,6 +70,17 @@ pub fn input_ids(
     if ids.is_empty() {
         return Err(crate::invalid!("the prompt has no tokens"));
     }
+    // Learned positions end at the context (refused by the model); rotary ones extrapolate,
+    // as transformers lets them, with a warning.
+    let info = model.info();
+    if ids.len() > info.n_ctx && !info.learned_positions {
+        eprintln!(
+            "warning: {} tokens is more than the {} positions {} was trained on; what it computes past them is extrapolation",
+            ids.len(),
+            info.n_ctx,
+            info.architecture
+        );
+    }
     Ok(ids)
 }
 

@@ -290,3 +290,17 @@ fn thread_counts_past_the_cpus_are_capped_with_a_note() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("capped at this machine's"), "{err}");
 }
+
+/// A prompt longer than a rotary model's trained context runs (as in transformers), with a
+/// warning naming the context.
+#[test]
+fn a_prompt_past_a_rotary_context_runs_with_a_warning() {
+    let llama = root().join("tests/fixtures/parity/llama");
+    let words = vec!["word"; 200].join(" ");
+    let (code, err) = glassbox(&["run", llama.to_str().unwrap(), "--prompt", &words]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("positions LlamaForCausalLM was trained on"),
+        "{err}"
+    );
+}

@@ -43,7 +43,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     let value: f64 = number.trim().parse().ok()?;
-    (value.is_finite() && value >= 0.0).then(|| (value * scale) as u64)
+    (value.is_finite() && value >= 0.0).then_some((value * scale) as u64)
 }
 
 /// A size for messages: `3.2 GiB`.

@@ -364,8 +364,24 @@ impl HookedModel {
         if ids.dim(1)? == 0 {
             return Err(ModelError::Input("no tokens to run".into()));
         }
-        let info = self.info();
         let (batch, tokens) = ids.dims2()?;
+        self.check_size(batch, tokens)?;
+        let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()? as usize;
+        let vocab = self.info().d_vocab;
+        if max >= vocab {
+            return Err(ModelError::Input(format!(
+                "token id {max} is outside the vocabulary (size {vocab})"
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// Refuses a forward pass of `batch` sequences of `tokens` that the model or the machine
+    /// cannot hold: more tokens than learned position embeddings, or one layer's activations
+    /// past the memory budget ([`crate::memory::budget`]). Callers that build inputs check
+    /// first, before allocating them.
+    pub fn check_size(&self, batch: usize, tokens: usize) -> Result<()> {
+        let info = self.info();
         if info.learned_positions && tokens > info.n_ctx {
             return Err(ModelError::Input(format!(
                 "{tokens} tokens is more than the {} positions {} has learned embeddings for",
@@ -375,26 +391,20 @@ impl HookedModel {
         // What one layer holds at once: attention scores and their softmax for every head,
         // the MLP's hidden activations and the logits, in f32. A request far past the memory
         // budget is refused here rather than aborting in the allocator.
-        let (b, t) = (batch as u128, tokens as u128);
-        let per_layer = 2 * b * info.n_heads as u128 * t * t
-            + b * t * (4 * info.d_mlp as u128 + info.d_vocab as u128 + 8 * info.d_model as u128);
-        let needed = per_layer.saturating_mul(4);
-        let budget = crate::memory::budget() as u128;
-        if needed > budget {
+        // (In f64: the product of two arbitrary counts overflows any integer.)
+        let (b, t) = (batch as f64, tokens as f64);
+        let per_layer = 2.0 * b * info.n_heads as f64 * t * t
+            + b * t * (4 * info.d_mlp + info.d_vocab + 8 * info.d_model) as f64;
+        let needed = 4.0 * per_layer;
+        let budget = crate::memory::budget();
+        if needed > budget as f64 {
             return Err(ModelError::Input(format!(
                 "{batch} × {tokens} tokens would need about {} for one layer's activations; {} is available (GLASSBOX_MEMORY sets the budget)",
-                crate::memory::describe(u64::try_from(needed).unwrap_or(u64::MAX)),
-                crate::memory::describe(budget as u64)
+                crate::memory::describe(needed.min(u64::MAX as f64) as u64),
+                crate::memory::describe(budget)
             )));
         }
-        let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()? as usize;
-        let vocab = self.info().d_vocab;
-        if max >= vocab {
-            return Err(ModelError::Input(format!(
-                "token id {max} is outside the vocabulary (size {vocab})"
-            )));
-        }
-        Ok(ids)
+        Ok(())
     }
 
     /// Logits [batch, pos, d_vocab] of `ids` ([pos] or [batch, pos]).
@@ -495,7 +505,8 @@ impl HookedModel {
         let mut input = self.check_ids(&Tensor::new(prompt, &self.device)?)?;
         let mut kv = KvCache::new(info.n_layers);
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(opts.seed);
-        let mut new_tokens = Vec::with_capacity(opts.max_new_tokens);
+        // No more tokens than the context holds, whatever was asked.
+        let mut new_tokens = Vec::with_capacity(opts.max_new_tokens.min(info.n_ctx));
         let eos: &[u32] = if opts.stop_at_eos {
             &self.eos_token_ids
         } else {

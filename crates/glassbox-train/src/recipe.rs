@@ -171,20 +171,20 @@ impl Recipe {
                 "[model] num_key_value_heads is {kv_heads}: give 1..={heads} (at most num_attention_heads)"
             ));
         }
-        let head_dim = get("head_dim").unwrap_or(d / heads) as u128;
-        let (d, layers, heads, kv_heads) =
-            (d as u128, layers as u128, heads as u128, kv_heads as u128);
-        let ff = get("intermediate_size").unwrap_or(4 * d as u64) as u128;
-        let vocab = get("vocab_size").unwrap_or(0) as u128;
-        let per_layer = d * head_dim * 2 * (heads + kv_heads) + 3 * d * ff + 2 * d;
-        let params = layers * per_layer + 2 * vocab * d + d;
-        let needed = params.saturating_mul(16);
-        let budget = glassbox_models::memory::budget() as u128;
-        if needed > budget {
+        // In f64: products of arbitrary sizes overflow any integer.
+        let head_dim = get("head_dim").unwrap_or(d / heads) as f64;
+        let ff = get("intermediate_size").map_or(4.0 * d as f64, |f| f as f64);
+        let vocab = get("vocab_size").unwrap_or(0) as f64;
+        let (d, layers, heads, kv_heads) = (d as f64, layers as f64, heads as f64, kv_heads as f64);
+        let per_layer = d * head_dim * 2.0 * (heads + kv_heads) + 3.0 * d * ff + 2.0 * d;
+        let params = layers * per_layer + 2.0 * vocab * d + d;
+        let needed = 16.0 * params;
+        let budget = glassbox_models::memory::budget();
+        if needed > budget as f64 {
             return Err(format!(
-                "[model] has about {params} parameters: training them needs about {}, {} is available (GLASSBOX_MEMORY sets the budget)",
-                glassbox_models::memory::describe(u64::try_from(needed).unwrap_or(u64::MAX)),
-                glassbox_models::memory::describe(budget as u64)
+                "[model] has about {params:.3e} parameters: training them needs about {}, {} is available (GLASSBOX_MEMORY sets the budget)",
+                glassbox_models::memory::describe(needed.min(u64::MAX as f64) as u64),
+                glassbox_models::memory::describe(budget)
             ));
         }
         Ok(())
