@@ -191,14 +191,17 @@ pub fn run(model: &HookedModel, seq_len: usize, batch: usize, seed: u64) -> Resu
             "need a sequence length of at least 2 and a batch of at least 1",
         ));
     }
-    if 2 * seq_len > info.n_ctx {
-        return Err(AnalysisError::input(format!(
-            "2 × {seq_len} tokens exceed the model's context of {}",
-            info.n_ctx
-        )));
-    }
+    let tokens = seq_len
+        .checked_mul(2)
+        .filter(|&t| t <= info.n_ctx)
+        .ok_or_else(|| {
+            AnalysisError::input(format!(
+                "2 × {seq_len} tokens exceed the model's context of {}",
+                info.n_ctx
+            ))
+        })?;
     // Before the inputs are drawn: a batch of 2⁶⁴ − 1 would otherwise size their allocation.
-    model.check_size(batch, 2 * seq_len)?;
+    model.check_size(batch, tokens)?;
     let seqs = repeated_random_tokens(info.d_vocab, seq_len, batch, seed, &model.eos_token_ids)?;
     let flat: Vec<u32> = seqs.concat();
     let ids = Tensor::from_vec(flat, (batch, 2 * seq_len), model.device())?;

@@ -304,3 +304,36 @@ fn a_prompt_past_a_rotary_context_runs_with_a_warning() {
         "{err}"
     );
 }
+
+/// Experts are read on first use, so an expert width the weights contradict surfaced in the
+/// middle of a forward pass as an internal error (exit 1; found by the stress harness). It is
+/// the input's fault, as at load time.
+#[test]
+fn experts_that_contradict_the_config_are_an_input_error() {
+    use glassbox_formats::gguf::GgufValue;
+    use glassbox_formats::gguf_write::GgufWriter;
+    use glassbox_formats::Checkpoint;
+    let src = root().join("tests/fixtures/llamacpp/qwen3moe/model-Q8_0.gguf");
+    let ck = Checkpoint::open(&src).unwrap();
+    let dir = scratch("experts");
+    for width in [0u32, 31] {
+        let mut w = GgufWriter::new();
+        for (k, v) in ck.gguf().unwrap().metadata() {
+            let v = match k.as_str() {
+                "qwen3moe.expert_feed_forward_length" => GgufValue::U32(width),
+                _ => v.clone(),
+            };
+            w.set(k, v);
+        }
+        for t in ck.tensors() {
+            let bytes = ck.raw_bytes(&t.name).unwrap().to_vec();
+            w.add_raw(&t.name, &t.shape, t.dtype, bytes).unwrap();
+        }
+        let file = dir.join(format!("width-{width}.gguf"));
+        w.write(&file).unwrap();
+        refused(
+            &["run", file.to_str().unwrap(), "--prompt", "Hello there"],
+            "weights do not match the config",
+        );
+    }
+}

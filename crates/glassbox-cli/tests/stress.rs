@@ -1,6 +1,7 @@
 //! The whole-CLI stress harness (issue 19): seeded mutations of what a user or an attacker can
 //! hand glassbox — config.json values and bytes, tokenizer.json nodes and bytes, GGUF metadata
-//! of llama.cpp-made files, special files where files belong, extreme arguments — through the commands, each run under a time and a
+//! of llama.cpp-made files, model and data cards, licences, MOT YAML, training recipes, special
+//! files where files belong, extreme arguments — through the commands, each run under a time and a
 //! memory limit. Every run must end with exit 0 or 2, print no panic, finish in time and
 //! leave no half-written output. Failures are listed with the case's seed and description,
 //! which reproduce it.
@@ -206,10 +207,11 @@ struct Case {
     out_dir: PathBuf,
 }
 
-/// The commands a model directory is put through.
+/// The commands a model is put through (one, picked by the case's seed).
 fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String> {
     let prompt = "When Mary and John went to the store, John gave a drink to";
     let trace_out = out.join("trace.safetensors");
+    let steer_out = out.join("vector.gguf");
     let all: Vec<Vec<String>> = vec![
         vec!["inspect", dir, "--json"],
         vec!["run", dir, "--prompt", prompt, "--json"],
@@ -226,11 +228,206 @@ fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String> {
         ],
         vec!["lens", dir, "--prompt", prompt, "--json"],
         vec!["heads", dir, "--batch", "2", "--seq-len", "8", "--json"],
+        vec![
+            "attribute",
+            dir,
+            "--prompt",
+            prompt,
+            "--target",
+            "#5",
+            "--json",
+        ],
+        vec![
+            "patch",
+            dir,
+            "--clean",
+            prompt,
+            "--corrupt",
+            "When Mary and John went to the store, Mary gave a drink to",
+            "--answer",
+            "#5",
+            "--wrong",
+            "#6",
+            "--json",
+        ],
+        vec![
+            "ablate",
+            dir,
+            "--text",
+            prompt,
+            "--target",
+            "L0H0,L0MLP",
+            "--method",
+            "zero",
+            "--json",
+        ],
+        vec![
+            "steer",
+            dir,
+            "--positive",
+            "Paris is big",
+            "--negative",
+            "Rome is big",
+            "--layers",
+            "1-1",
+            "--out",
+            steer_out.to_str().unwrap(),
+        ],
+        vec!["experts", dir, "--prompt", prompt, "--json"],
+        vec!["diff", dir, dir, "--json"],
     ]
     .into_iter()
     .map(|v| v.into_iter().map(String::from).collect())
     .collect();
     rng.pick(&all).clone()
+}
+
+/// Text damage for cards, YAML and TOML: one line's value made hostile, or byte damage.
+fn mutate_text(text: &str, rng: &mut Rng) -> (String, String) {
+    let lines: Vec<&str> = text.lines().collect();
+    if rng.below(2) == 0 && !lines.is_empty() {
+        let i = rng.below(lines.len());
+        let value = *rng.pick(&[
+            "0",
+            "-1",
+            "1000000000",
+            "18446744073709551616",
+            "2.5",
+            "\"x\"",
+            "true",
+            "[]",
+            "{}",
+            "",
+            ":",
+            "- -",
+            "\u{0}",
+        ]);
+        let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        out[i] = match lines[i].split_once(['=', ':']) {
+            Some((key, _)) => format!(
+                "{key}{} {value}",
+                if lines[i].contains('=') { " =" } else { ":" }
+            ),
+            None => value.to_string(),
+        };
+        (out.join("\n"), format!("line {} = {value}", i + 1))
+    } else {
+        let mut bytes = text.as_bytes().to_vec();
+        let what = mutate_bytes(&mut bytes, rng);
+        (String::from_utf8_lossy(&bytes).into_owned(), what)
+    }
+}
+
+/// A release folder's model card, data card or licence, or a MOT file, damaged, then audited.
+fn audit_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+    if rng.below(3) == 0 {
+        let mot_dir = root().join("tests/fixtures/mot/Test_Data");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&mot_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        let src = rng.pick(&files).clone();
+        let (text, what) = mutate_text(&std::fs::read_to_string(&src).unwrap(), rng);
+        let file = scratch.join("model.yml");
+        std::fs::write(&file, text).unwrap();
+        return Case {
+            what: format!("mot: yaml {what}"),
+            args: ["audit", file.to_str().unwrap(), "--json"]
+                .map(String::from)
+                .to_vec(),
+            out_dir,
+        };
+    }
+    let cases = root().join("tests/fixtures/audit/cases");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cases)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let src = rng.pick(&dirs).clone();
+    let dir = scratch.join("release");
+    copy_fixture(&src, &dir);
+    let mut texts: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.ends_with(".md") || n == "LICENSE" || n.ends_with(".json")
+        })
+        .collect();
+    texts.sort();
+    let what = match texts.is_empty() {
+        true => "unchanged".to_string(),
+        false => {
+            let file = rng.pick(&texts).clone();
+            let (text, what) =
+                mutate_text(&std::fs::read_to_string(&file).unwrap_or_default(), rng);
+            std::fs::write(&file, text).unwrap();
+            format!("{} {what}", file.file_name().unwrap().to_string_lossy())
+        }
+    };
+    let html = out_dir.join("report.html");
+    Case {
+        what: format!(
+            "{}: card {what}",
+            src.file_name().unwrap().to_string_lossy()
+        ),
+        args: [
+            "audit",
+            dir.to_str().unwrap(),
+            "--json",
+            "--html",
+            html.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+        out_dir,
+    }
+}
+
+/// The reference recipe cut to a few steps on a small corpus, one line damaged, then trained.
+fn recipe_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+    let reference = std::fs::read_to_string(root().join("recipes/reference.toml")).unwrap();
+    let small: String = reference
+        .lines()
+        .map(|l| {
+            if l.starts_with("steps =") {
+                "steps = 3".to_string()
+            } else if l.starts_with("checkpoints =") {
+                "checkpoints = [1]".to_string()
+            } else if l.starts_with("train_documents =") {
+                "train_documents = 64".to_string()
+            } else if l.starts_with("held_out_documents =") {
+                "held_out_documents = 8".to_string()
+            } else if l.starts_with("batch_size =") {
+                "batch_size = 4".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (text, what) = mutate_text(&small, rng);
+    let recipe = scratch.join("recipe.toml");
+    std::fs::write(&recipe, text).unwrap();
+    let release = out_dir.join("release");
+    Case {
+        what: format!("reference: recipe {what}"),
+        args: [
+            "train",
+            recipe.to_str().unwrap(),
+            "--out",
+            release.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+        out_dir,
+    }
 }
 
 /// Extreme arguments on an intact model.
@@ -288,6 +485,11 @@ fn make_case(seed: u64, scratch: &Path) -> Case {
     copy_fixture(&fixture, &dir);
     let d = dir.to_str().unwrap().to_string();
     let fixture_name = fixture.file_name().unwrap().to_string_lossy().into_owned();
+    match rng.below(10) {
+        0 => return audit_case(&mut rng, scratch, out_dir),
+        1 => return recipe_case(&mut rng, scratch, out_dir),
+        _ => {}
+    }
     if rng.below(7) == 0 {
         let name = *rng.pick(&[
             "llama",
@@ -438,6 +640,17 @@ fn run_case(case: &Case) -> Result<i32, String> {
         .collect();
     if !leftovers.is_empty() {
         return Err(format!("half-written output left: {leftovers:?}"));
+    }
+    // A refused command writes nothing at all.
+    if code == 2 {
+        let written: Vec<String> = std::fs::read_dir(&case.out_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if !written.is_empty() {
+            return Err(format!("refused (exit 2) but wrote {written:?}"));
+        }
     }
     Ok(code)
 }

@@ -14,6 +14,12 @@
 
 use serde_json::Value;
 
+/// The largest count a config may give (2²⁸: past the longest published context, 10M
+/// positions, and any vocabulary, width or expert count by far). Sizes are multiplied
+/// together, so an unbounded one would overflow the arithmetic before any allocation could
+/// be checked.
+pub const MAX_COUNT: usize = 1 << 28;
+
 /// A config field that is missing, of the wrong type or out of range; the message names it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
@@ -90,11 +96,20 @@ impl<'a> HfConfig<'a> {
     pub fn usize_opt(&self, keys: &[&str]) -> Result<Option<usize>> {
         match self.first(keys) {
             None => Ok(None),
-            Some((k, v)) => v
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| ConfigError(format!("`{k}` is not a non-negative integer: {v}"))),
+            Some((k, v)) => {
+                let n = v
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        ConfigError(format!("`{k}` is not a non-negative integer: {v}"))
+                    })?;
+                if n > MAX_COUNT {
+                    return Err(ConfigError(format!(
+                        "`{k}` is {n}, larger than any size or count a model has (at most {MAX_COUNT})"
+                    )));
+                }
+                Ok(Some(n))
+            }
         }
     }
 

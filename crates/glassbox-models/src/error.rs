@@ -38,7 +38,36 @@ pub enum ModelError {
     Input(String),
     /// A tensor operation failed (an internal error, or a hook returning a bad tensor).
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+/// Weights read on first use (a mixture's experts) that do not fit the config: carried through
+/// candle's error as `Error::WrappedContext`, and turned back into the input error it is
+/// ([`ModelError::Input`]) when the forward pass returns it.
+#[derive(Debug, thiserror::Error)]
+#[error("weights do not match the config: {0}")]
+pub struct LazyWeights(pub String);
+
+impl From<candle_core::Error> for ModelError {
+    fn from(e: candle_core::Error) -> Self {
+        // Unwrap candle's layers (context, path, backtrace) to find a lazily read weight.
+        let mut inner = &e;
+        loop {
+            match inner {
+                candle_core::Error::Context { inner: i, .. }
+                | candle_core::Error::WithPath { inner: i, .. }
+                | candle_core::Error::WithBacktrace { inner: i, .. } => inner = i,
+                candle_core::Error::WrappedContext { wrapped, .. } => {
+                    if let Some(lazy) = wrapped.downcast_ref::<LazyWeights>() {
+                        return ModelError::Input(lazy.to_string());
+                    }
+                    break;
+                }
+                _ => break,
+            }
+        }
+        ModelError::Candle(e)
+    }
 }
 
 impl ModelError {

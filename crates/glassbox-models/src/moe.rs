@@ -499,7 +499,19 @@ impl ExpertStore {
                 if let Some(m) = held(&lock(cache)) {
                     return Ok(m);
                 }
-                let mlp = Arc::new(load(e)?);
+                // A weight read now that contradicts the config is the input's fault, as it
+                // would have been at load time.
+                let mlp = Arc::new(load(e).map_err(|err| {
+                    // The message without the backtrace candle may have attached.
+                    let msg = match &err {
+                        candle_core::Error::WithBacktrace { inner, .. } => inner.to_string(),
+                        other => other.to_string(),
+                    };
+                    candle_core::Error::WrappedContext {
+                        wrapped: Box::new(crate::error::LazyWeights(format!("expert {e}: {msg}"))),
+                        context: "reading an expert's weights on first use".into(),
+                    }
+                })?);
                 let mut c = lock(cache);
                 let used: usize = c.values().map(|m| m.bytes()).sum();
                 if used + mlp.bytes() <= *budget_bytes {
