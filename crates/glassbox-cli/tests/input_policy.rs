@@ -109,6 +109,23 @@ fn special_files_are_refused_by_kind() {
             "is a device",
         );
     }
+    // A shard a Hub index names.
+    let dir = gpt2_copy("fifo-shard");
+    let names: Vec<String> = {
+        let ck = glassbox_formats::Checkpoint::open(&dir.join("model.safetensors")).unwrap();
+        ck.tensors().iter().map(|t| t.name.clone()).collect()
+    };
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    let shard = "model-00001-of-00001.safetensors";
+    let map: serde_json::Map<String, serde_json::Value> =
+        names.into_iter().map(|n| (n, shard.into())).collect();
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+    )
+    .unwrap();
+    mkfifo(&dir.join(shard));
+    refused(&["run", dir.to_str().unwrap(), "--prompt", "Hello"], "FIFO");
     // A GGUF named directly, and a recipe.
     let dir = scratch("fifo-files");
     let gguf = dir.join("model.gguf");

@@ -48,6 +48,24 @@ fn malformed_components_are_errors_naming_the_file() {
     t["normalizer"] = json!({"type": "Sequence", "normalizers": [
         {"type": "Replace", "pattern": {"String": ""}, "content": "x"}]});
     cases.push(("replace.json", t, "empty pattern"));
+    // Decoders whose keys or values have the wrong type (the `type` a number, a key that is
+    // no field): errors from the tokenizers crate's own checks.
+    for (i, decoder) in [
+        json!({"type": 5}),
+        json!({"type": null}),
+        json!({"5": 1}),
+        json!({"type": "Sequence", "decoders": [{"type": 5}]}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut t = base();
+        t["decoder"] = decoder;
+        let name = format!("decoder-{i}.json");
+        let path = write(&name, &t);
+        let err = outcome(&path).expect_err(&name);
+        assert!(err.contains(&name), "{name}: the file is not named: {err}");
+    }
     for (name, json, expect) in cases {
         let path = write(name, &json);
         let err = outcome(&path).expect_err(name);
