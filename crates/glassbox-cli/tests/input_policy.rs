@@ -354,3 +354,41 @@ fn experts_that_contradict_the_config_are_an_input_error() {
         );
     }
 }
+
+/// A steering vector of NaNs (a config whose norm epsilon is −10³⁰) was written and then
+/// refused when read back, leaving the file (found by the stress harness): refused before
+/// writing, nothing left.
+#[test]
+fn a_steering_vector_that_is_not_finite_is_not_written() {
+    let dir = scratch("nan-steer");
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for entry in std::fs::read_dir(root().join("tests/fixtures/parity/llama"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+    }
+    let path = model.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["rms_norm_eps"] = serde_json::json!(-1e30);
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = dir.join("vector.gguf");
+    refused(
+        &[
+            "steer",
+            model.to_str().unwrap(),
+            "--positive",
+            "Paris is big",
+            "--negative",
+            "Rome is big",
+            "--layers",
+            "1-1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "not finite",
+    );
+    assert!(!out.exists(), "a refused steer left {}", out.display());
+}

@@ -57,14 +57,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         raw.normalized()
     };
+    if let Some((layer, _)) = vector
+        .directions
+        .iter()
+        .find(|(_, v)| v.iter().any(|x| !x.is_finite()))
+    {
+        return Err(crate::invalid!(
+            "the direction at layer {layer} is not finite (the model's activations there are NaN or infinite): nothing written"
+        ));
+    }
     vector.write(&args.out)?;
-    // read it back: what we wrote must be what a reader (llama.cpp's checks) sees
-    let back = ControlVector::read(&args.out)?;
-    if back.directions != vector.directions {
-        anyhow::bail!(
-            "{}: the control vector read back differs from the one written",
-            args.out.display()
-        );
+    // read it back: what we wrote must be what a reader (llama.cpp's checks) sees; a file
+    // that fails that is not left behind
+    let checked = ControlVector::read(&args.out)
+        .map_err(anyhow::Error::from)
+        .and_then(|back| {
+            if back.directions == vector.directions {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "{}: the control vector read back differs from the one written",
+                    args.out.display()
+                ))
+            }
+        });
+    if let Err(e) = checked {
+        let _ = std::fs::remove_file(&args.out);
+        return Err(e);
     }
     let norms: Vec<(usize, f32)> = raw
         .directions
