@@ -586,8 +586,9 @@ fn every_added_family_decodes_incrementally_and_trains_every_weight() {
 }
 
 /// A Mamba chunk longer than the prompt is the prompt: a config's chunk size sizes no
-/// allocation beyond it (a chunk of 10⁹ once asked for a 10¹⁸-element mask), and the result
-/// is the same computation.
+/// allocation beyond it (a chunk of 10⁹ once asked for a 10¹⁸-element mask; the largest
+/// count a config may now give, 2²⁸, would ask for 2⁵⁶), and the result is the same
+/// computation.
 #[test]
 fn a_mamba_chunk_longer_than_the_prompt_is_the_prompt() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/more/nemotron-h");
@@ -598,7 +599,7 @@ fn a_mamba_chunk_longer_than_the_prompt_is_the_prompt() {
     }
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    config["chunk_size"] = serde_json::json!(1_000_000_000u64);
+    config["chunk_size"] = serde_json::json!(glassbox_formats::hf_config::MAX_COUNT);
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let run = |d: &Path| {
         let model = HookedModel::load(d, &LoadOptions::default()).unwrap();
