@@ -597,8 +597,8 @@ pub fn load_checkpoint(checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Hoo
     let kv_heads = config["num_key_value_heads"]
         .as_u64()
         .unwrap_or(heads as u64) as usize;
+    // (`block_count` was checked against the stored blocks when the config was made.)
     let backend = GgufBackend::new(checkpoint, arch, heads, kv_heads);
-    crate::model::check_layer_count(&config, backend.hub_names().into_iter(), &path)?;
     let mut model = HookedModel::from_backend(config, Box::new(backend), tokenizer, &path, opts)?;
     model.warnings = warnings;
     Ok(model)

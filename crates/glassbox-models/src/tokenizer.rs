@@ -43,7 +43,8 @@ impl Tokenizer {
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("malformed JSON: {e}")))?;
         validate(&json).map_err(bad)?;
-        let mut t = guarded(|| text.parse::<tokenizers::Tokenizer>())
+        // From the parsed value: the text is not parsed twice.
+        let mut t = guarded(|| serde_json::from_value::<tokenizers::Tokenizer>(json))
             .map_err(bad)?
             .map_err(|e| bad(e.to_string()))?;
         // transformers ignores the file's padding and truncation unless a call asks for them.
@@ -113,10 +114,14 @@ fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
 /// Checks what the tokenizers crate takes on trust and panics on (issue 19's reproductions):
 /// every special token a `TemplateProcessing` template names is in its `special_tokens`;
 /// `Replace` patterns are not empty; a `Precompiled` normalizer's charsmap is well-formed
-/// base64 whose trie fits in it. Components nest (`Sequence`), so the whole file is walked.
+/// base64 whose trie fits in it. Components nest (`Sequence`), so each is walked whole; the
+/// model (vocabulary, merges) holds none of them and is not.
 pub fn validate(json: &serde_json::Value) -> std::result::Result<(), String> {
     use serde_json::Value;
-    let mut pending = vec![json];
+    let mut pending: Vec<&Value> = ["normalizer", "pre_tokenizer", "post_processor", "decoder"]
+        .iter()
+        .filter_map(|k| json.get(*k))
+        .collect();
     while let Some(v) = pending.pop() {
         match v {
             Value::Array(items) => pending.extend(items),
