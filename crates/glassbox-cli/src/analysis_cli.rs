@@ -52,9 +52,10 @@ impl OutputArgs {
     }
 }
 
-/// Loads the model at `path` (a Hub snapshot directory or a GGUF file) on the CPU in f32.
-pub fn load_model(path: &Path) -> anyhow::Result<HookedModel> {
-    crate::model_cli::load_model(path, "f32")
+/// Loads the model at `path` (a Hub snapshot directory or a GGUF file) on the CPU in f32,
+/// with the SAEs `--sae` names spliced in.
+pub fn load_model(path: &Path, saes: &crate::model_cli::SaeArgs) -> anyhow::Result<HookedModel> {
+    crate::model_cli::load_model(path, "f32", saes)
 }
 
 /// Token ids of `text`, with the special tokens the tokenizer adds.

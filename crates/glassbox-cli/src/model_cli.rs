@@ -1,7 +1,7 @@
 //! What every command that opens a model shares: loading it (the path checked, `--dtype`,
 //! the loader's warnings shown) and turning `--prompt` / `--tokens` into token ids.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::DType;
@@ -19,8 +19,50 @@ pub fn parse_dtype(s: &str) -> anyhow::Result<DType> {
     }
 }
 
-/// Loads a model for a forward-pass command.
-pub fn load_model(path: &Path, dtype: &str) -> anyhow::Result<HookedModel> {
+/// Sparse autoencoders to splice into the forward pass (every command that runs a model).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SaeArgs {
+    /// Splice in a sparse autoencoder at its hook: a folder as SAELens saves one (cfg.json +
+    /// sae_weights.safetensors) or one hook point's folder of EleutherAI sparsify. Repeat for
+    /// several. Its points are `{hook}.hook_sae_input`, `.hook_sae_acts_pre`,
+    /// `.hook_sae_acts_post`, `.hook_sae_recons`, `.hook_sae_error`, `.hook_sae_output`.
+    #[arg(long = "sae", value_name = "DIR")]
+    pub saes: Vec<PathBuf>,
+    /// Add each SAE's reconstruction error back, so that the model's outputs are unchanged
+    /// and edits inside the SAE show their own effect (SAELens's `use_error_term`).
+    #[arg(long, requires = "saes")]
+    pub sae_error_term: bool,
+}
+
+/// Loads the SAEs `args` names.
+pub fn load_saes(args: &SaeArgs) -> anyhow::Result<Vec<glassbox_features::Sae>> {
+    args.saes
+        .iter()
+        .map(|dir| {
+            if !dir.exists() {
+                return Err(crate::invalid!("{}: no such SAE folder", dir.display()));
+            }
+            glassbox_features::Sae::load(dir)
+                .with_context(|| format!("loading the SAE {}", dir.display()))
+        })
+        .collect()
+}
+
+/// Loads a model for a forward-pass command, with the SAEs `saes` names spliced in.
+pub fn load_model(path: &Path, dtype: &str, saes: &SaeArgs) -> anyhow::Result<HookedModel> {
+    let model = load_plain_model(path, dtype)?;
+    if saes.saes.is_empty() {
+        return Ok(model);
+    }
+    let loaded = load_saes(saes)?;
+    let opts = glassbox_features::SpliceOptions {
+        error_term: saes.sae_error_term,
+    };
+    Ok(glassbox_features::splice(model, loaded, opts)?)
+}
+
+/// Loads a model with nothing spliced in.
+pub fn load_plain_model(path: &Path, dtype: &str) -> anyhow::Result<HookedModel> {
     if !path.exists() {
         return Err(crate::invalid!(
             "{}: no such file or directory",

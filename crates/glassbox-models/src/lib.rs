@@ -67,7 +67,9 @@ pub mod tokenizer;
 pub use backend::CheckpointBackend;
 pub use error::{ModelError, Result};
 pub use generate::GenerateOptions;
-pub use hooks::{ActivationCache, HookFn, Hooks, Intervention, Layout, NameFilter, Selection};
+pub use hooks::{
+    ActivationCache, HookFn, Hooks, Intervention, Layout, NameFilter, Selection, Splice,
+};
 pub use kv_cache::KvCache;
 pub use model::{HookedModel, LoadOptions, Model, ModelInfo, Numerics};
 pub use prefix::RecordedRun;

@@ -313,6 +313,27 @@ impl HookedModel {
         self.model.info()
     }
 
+    /// Replaces the forward pass with a wrapper around it (e.g. one that splices sparse
+    /// autoencoders in), keeping the tokenizer and everything else.
+    pub fn map_model(self, wrap: impl FnOnce(Box<dyn Model>) -> Box<dyn Model>) -> Self {
+        let HookedModel {
+            model,
+            tokenizer,
+            config,
+            eos_token_ids,
+            warnings,
+            device,
+        } = self;
+        HookedModel {
+            model: wrap(model),
+            tokenizer,
+            config,
+            eos_token_ids,
+            warnings,
+            device,
+        }
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }

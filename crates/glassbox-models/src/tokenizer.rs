@@ -21,6 +21,10 @@ pub trait TextTokenizer: Send + Sync {
     fn display_token(&self, id: u32) -> Result<String> {
         self.decode(&[id])
     }
+    /// Ids of the tokens the vocabulary marks special (added tokens with `special: true`).
+    fn special_ids(&self) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// A loaded tokenizer.
@@ -76,6 +80,13 @@ impl Tokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.inner.vocab_size()
+    }
+
+    /// Ids of the tokens the vocabulary marks special, ascending.
+    pub fn special_ids(&self) -> Vec<u32> {
+        let mut ids = self.inner.special_ids();
+        ids.sort_unstable();
+        ids
     }
 }
 
@@ -234,6 +245,15 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 struct HfTokenizer(tokenizers::Tokenizer);
 
 impl TextTokenizer for HfTokenizer {
+    fn special_ids(&self) -> Vec<u32> {
+        self.0
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = guarded(|| self.0.encode(text, true))
             .map_err(ModelError::Tokenizer)?

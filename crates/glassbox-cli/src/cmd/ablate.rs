@@ -17,6 +17,8 @@ use crate::render::{self, svg, terminal, Bar, BarChart, Grid, LinePlot, Panel};
 pub struct Args {
     /// Model: a Hub snapshot directory or a GGUF file.
     pub model: PathBuf,
+    #[command(flatten)]
+    pub sae: crate::model_cli::SaeArgs,
     /// The text whose loss is measured.
     #[arg(long)]
     pub text: String,
@@ -81,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.method
         ));
     }
-    let model = analysis_cli::load_model(&args.model)?;
+    let model = analysis_cli::load_model(&args.model, &args.sae)?;
     crate::model_cli::require_logits(&model, &args.model, "ablate")?;
     let info = model.info();
     let targets = parse_targets(&args.targets, info.n_layers, info.n_heads)?;

@@ -19,6 +19,8 @@ use crate::render::{self, svg, terminal, Bar, BarChart, Grid, Panel};
 pub struct Args {
     /// Model: a Hub snapshot directory or a GGUF file.
     pub model: PathBuf,
+    #[command(flatten)]
+    pub sae: crate::model_cli::SaeArgs,
     /// The prompt.
     #[arg(long)]
     pub prompt: String,
@@ -37,7 +39,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.output.check()?;
-    let model = analysis_cli::load_model(&args.model)?;
+    let model = analysis_cli::load_model(&args.model, &args.sae)?;
     crate::model_cli::require_logits(&model, &args.model, "attribute")?;
     let ids = analysis_cli::tokens(&model, &args.prompt)?;
     let target = analysis_cli::single_token(&model, &args.target, "--target")?;

@@ -22,6 +22,8 @@ use crate::render::{self, svg, Grid, Scale};
 pub struct Args {
     /// A Hub snapshot directory or GGUF file of a mixture-of-experts model.
     pub model: PathBuf,
+    #[command(flatten)]
+    pub sae: crate::model_cli::SaeArgs,
     /// Text whose routing to show, token by token.
     #[arg(long, conflicts_with_all = ["tokens", "file"])]
     pub prompt: Option<String>,
@@ -87,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         crate::output::check(p, "--plot")?;
     }
-    let model = load_model(&args.model, &args.dtype)?;
+    let model = load_model(&args.model, &args.dtype, &args.sae)?;
     let filter = NameFilter::new(&ROUTING_HOOKS).context("routing hook names")?;
     let route = |ids: &[u32]| -> anyhow::Result<Vec<LayerRouting>> {
         let (_, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;

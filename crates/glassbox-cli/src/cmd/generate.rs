@@ -9,6 +9,8 @@ use glassbox_models::{GenerateOptions, Hooks};
 pub struct Args {
     /// A Hub snapshot directory (config.json + weights), or another checkpoint glassbox reads.
     pub model: PathBuf,
+    #[command(flatten)]
+    pub sae: crate::model_cli::SaeArgs,
     /// The text to continue.
     #[arg(long)]
     pub prompt: String,
@@ -47,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "--temperature must be ≥ 0 and --top-p in (0, 1]"
         ));
     }
-    let model = crate::model_cli::load_model(&args.model, &args.dtype)?;
+    let model = crate::model_cli::load_model(&args.model, &args.dtype, &args.sae)?;
     let prompt = model.to_tokens(&args.prompt)?;
     if prompt.is_empty() {
         return Err(crate::invalid!("the prompt has no tokens"));

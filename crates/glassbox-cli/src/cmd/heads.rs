@@ -13,6 +13,8 @@ use crate::render::{self, svg, terminal, Grid, Scale};
 pub struct Args {
     /// Model: a Hub snapshot directory or a GGUF file.
     pub model: PathBuf,
+    #[command(flatten)]
+    pub sae: crate::model_cli::SaeArgs,
     /// Length of the random sequence (it is followed by its copy).
     #[arg(long, default_value_t = 20)]
     pub seq_len: usize,
@@ -55,7 +57,7 @@ fn grid(scores: &HeadScores, role: &str) -> Grid {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.output.check()?;
-    let model = analysis_cli::load_model(&args.model)?;
+    let model = analysis_cli::load_model(&args.model, &args.sae)?;
     let scores = heads::run(&model, args.seq_len, args.batch, args.seed)?;
     let top_n = args.top.unwrap_or(0);
 

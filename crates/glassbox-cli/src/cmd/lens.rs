@@ -17,6 +17,8 @@ use crate::render::{self, svg, terminal, Grid, Scale};
 pub struct Args {
     /// Model: a Hub snapshot directory or a GGUF file.
     pub model: PathBuf,
+    #[command(flatten)]
+    pub sae: crate::model_cli::SaeArgs,
     /// The prompt.
     #[arg(long)]
     pub prompt: String,
@@ -35,7 +37,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.output.check()?;
-    let model = analysis_cli::load_model(&args.model)?;
+    let model = analysis_cli::load_model(&args.model, &args.sae)?;
     crate::model_cli::require_logits(&model, &args.model, "lens")?;
     let ids = analysis_cli::tokens(&model, &args.prompt)?;
     let target = match &args.target {

@@ -10,6 +10,7 @@ pub mod lens;
 pub mod patch;
 pub mod reproduce;
 pub mod run;
+pub mod sae;
 pub mod steer;
 pub mod tour;
 pub mod trace;

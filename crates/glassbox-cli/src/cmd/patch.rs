@@ -13,6 +13,8 @@ use crate::render::{self, svg, terminal, Grid};
 pub struct Args {
     /// Model: a Hub snapshot directory or a GGUF file.
     pub model: PathBuf,
+    #[command(flatten)]
+    pub sae: crate::model_cli::SaeArgs,
     /// The clean prompt.
     #[arg(long)]
     pub clean: String,
@@ -58,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ))
         }
     };
-    let model = analysis_cli::load_model(&args.model)?;
+    let model = analysis_cli::load_model(&args.model, &args.sae)?;
     crate::model_cli::require_logits(&model, &args.model, "patch")?;
     let clean = analysis_cli::tokens(&model, &args.clean)?;
     let corrupt = analysis_cli::tokens(&model, &args.corrupt)?;

@@ -10,6 +10,8 @@ use crate::model_cli::{input_ids, load_model, token_text};
 pub struct Args {
     /// A Hub snapshot directory (config.json + weights), or another checkpoint glassbox reads.
     pub model: PathBuf,
+    #[command(flatten)]
+    pub sae: crate::model_cli::SaeArgs,
     /// Text to run (tokenized with the model's tokenizer).
     #[arg(long, conflicts_with = "tokens", required_unless_present = "tokens")]
     pub prompt: Option<String>,
@@ -50,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.top_k == 0 {
         return Err(crate::invalid!("--top-k must be at least 1"));
     }
-    let model = load_model(&args.model, &args.dtype)?;
+    let model = load_model(&args.model, &args.dtype, &args.sae)?;
     crate::model_cli::require_logits(&model, &args.model, "run")?;
     let ids = input_ids(&model, args.prompt.as_deref(), args.tokens.as_deref())?;
     let input = model.ids_tensor(&ids)?;

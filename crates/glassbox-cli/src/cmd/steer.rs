@@ -18,6 +18,8 @@ use crate::render::{self, svg, Bar, BarChart};
 pub struct Args {
     /// Model: a Hub snapshot directory or a GGUF file.
     pub model: PathBuf,
+    #[command(flatten)]
+    pub sae: crate::model_cli::SaeArgs,
     /// Prompts showing the behaviour to steer towards (repeatable).
     #[arg(long = "positive", required = true, num_args = 1..)]
     pub positive: Vec<String>,
@@ -41,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     args.output.check()?;
     crate::output::check(&args.out, "--out")?;
     let layers = steering::parse_layers(&args.layers)?;
-    let model = analysis_cli::load_model(&args.model)?;
+    let model = analysis_cli::load_model(&args.model, &args.sae)?;
     let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {
         texts
             .iter()

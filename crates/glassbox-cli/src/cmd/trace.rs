@@ -16,6 +16,8 @@ use glassbox_models::{Hooks, NameFilter};
 pub struct Args {
     /// A Hub snapshot directory (config.json + weights), or another checkpoint glassbox reads.
     pub model: PathBuf,
+    #[command(flatten)]
+    pub sae: crate::model_cli::SaeArgs,
     /// Text to run; repeat for a batch (right-padded, with an attention mask).
     #[arg(long, num_args = 1.., required_unless_present = "tokens")]
     pub prompt: Vec<String>,
@@ -36,7 +38,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let filter = NameFilter::new(&args.hooks).map_err(|e| crate::invalid!("--hooks: {e}"))?;
     crate::output::check(&args.out, "--out")?;
-    let model = crate::model_cli::load_model(&args.model, &args.dtype)?;
+    let model = crate::model_cli::load_model(&args.model, &args.dtype, &args.sae)?;
     let sequences: Vec<Vec<u32>> = if args.tokens.is_empty() {
         args.prompt
             .iter()

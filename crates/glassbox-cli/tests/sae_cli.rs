@@ -1,0 +1,334 @@
+//! `--sae` on the commands that run a model, and `glassbox sae eval`, through the binary, on
+//! SAELens-made SAEs (`tests/fixtures/saelens/`): the metrics are SAELens's, the SAE changes
+//! what the commands show (and with the error term does not), and bad SAEs are input errors
+//! (exit 2) that name the file and the problem.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(rel: &str) -> String {
+    root()
+        .join("tests/fixtures")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+fn glassbox(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (code, out, err) = glassbox(args);
+    assert_eq!(code, 0, "glassbox {args:?} failed: {err}");
+    out
+}
+
+#[test]
+fn sae_eval_reports_saelens_metrics() {
+    let model = fixture("parity/gpt2");
+    let tokens = fixture("saelens/tokens.safetensors");
+    for case in ["standard", "jumprelu", "batchtopk"] {
+        let sae = fixture(&format!("saelens/{case}"));
+        let out = ok(&[
+            "sae",
+            "eval",
+            &model,
+            "--sae",
+            &sae,
+            "--tokens",
+            &tokens,
+            "--batch-size",
+            "4",
+            "--json",
+        ]);
+        let ours: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                root().join(format!("tests/fixtures/saelens/{case}/expected.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for key in [
+            "l0",
+            "explained_variance",
+            "ce_loss_score",
+            "kl_div_score",
+            "relative_reconstruction_bias",
+        ] {
+            let (a, b) = (
+                ours[key].as_f64().unwrap(),
+                expected["metrics"][key].as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{case}: {key} {a} vs SAELens {b}"
+            );
+        }
+        assert_eq!(ours["feature_density"].as_array().unwrap().len(), 256);
+        // The terminal view names each metric as SAELens does.
+        let text = ok(&[
+            "sae",
+            "eval",
+            &model,
+            "--sae",
+            &sae,
+            "--tokens",
+            &tokens,
+            "--batch-size",
+            "4",
+        ]);
+        for name in [
+            "l0",
+            "explained_variance",
+            "ce_loss_with_sae",
+            "kl_div_score",
+            "dead (never fired)",
+        ] {
+            assert!(text.contains(name), "{case}: no `{name}` in\n{text}");
+        }
+    }
+}
+
+#[test]
+fn sae_eval_on_text() {
+    let dir = std::env::temp_dir().join(format!("glassbox-sae-text-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("corpus.txt");
+    std::fs::write(
+        &text,
+        "The quick brown fox jumps over the lazy dog. ".repeat(40),
+    )
+    .unwrap();
+    let out = ok(&[
+        "sae",
+        "eval",
+        &fixture("parity/gpt2"),
+        "--sae",
+        &fixture("saelens/topk"),
+        "--text",
+        text.to_str().unwrap(),
+        "--context",
+        "16",
+        "--json",
+    ]);
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        m["l0"].as_f64().unwrap(),
+        8.0,
+        "a TopK SAE with k = 8 fires 8 features per token"
+    );
+    assert!(m["sequences"].as_u64().unwrap() >= 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The top token lines of `glassbox run` (the header names the model only).
+fn predictions(out: &str) -> String {
+    out.lines().skip(1).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_spliced_sae_changes_what_commands_show() {
+    let model = fixture("parity/gpt2");
+    let sae = fixture("saelens/topk");
+    let prompt = "The Eiffel Tower is in Paris.";
+    let plain = ok(&["run", &model, "--prompt", prompt]);
+    let spliced = ok(&["run", &model, "--prompt", prompt, "--sae", &sae]);
+    let with_error = ok(&[
+        "run",
+        &model,
+        "--prompt",
+        prompt,
+        "--sae",
+        &sae,
+        "--sae-error-term",
+    ]);
+    assert_ne!(
+        predictions(&plain),
+        predictions(&spliced),
+        "the reconstruction changes the predictions"
+    );
+    assert_eq!(
+        predictions(&plain),
+        predictions(&with_error),
+        "with the error term the model is unchanged"
+    );
+
+    // Every command that runs a model takes --sae.
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["lens", &model, "--prompt", prompt, "--json"],
+        vec!["heads", &model, "--seq-len", "8", "--batch", "2", "--json"],
+        vec![
+            "generate",
+            &model,
+            "--prompt",
+            prompt,
+            "--max-tokens",
+            "6",
+            "--temperature",
+            "0",
+        ],
+    ];
+    for args in runs {
+        let a = ok(&args);
+        let mut with = args.clone();
+        with.extend(["--sae", &sae]);
+        let b = ok(&with);
+        assert_ne!(a, b, "{}: the SAE made no difference", args[0]);
+    }
+    // Direct attribution needs the residual stream to be the sum of its parts: a
+    // reconstruction in its place is not, and the command says so; with the error term it is.
+    let attribute = [
+        "attribute",
+        &model,
+        "--prompt",
+        prompt,
+        "--target",
+        "#38",
+        "--json",
+        "--sae",
+        &sae,
+    ];
+    let (code, _, err) = glassbox(&attribute);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not the sum"), "{err}");
+    let mut with_error = attribute.to_vec();
+    with_error.push("--sae-error-term");
+    ok(&with_error);
+    let out = std::env::temp_dir().join(format!(
+        "glassbox-sae-trace-{}.safetensors",
+        std::process::id()
+    ));
+    ok(&[
+        "trace",
+        &model,
+        "--prompt",
+        prompt,
+        "--sae",
+        &sae,
+        "--hooks",
+        "*hook_sae_acts_post",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let t = candle_core::safetensors::load(&out, &candle_core::Device::Cpu).unwrap();
+    assert!(
+        t.contains_key("blocks.0.hook_resid_post.hook_sae_acts_post"),
+        "{:?}",
+        t.keys()
+    );
+    let _ = std::fs::remove_file(&out);
+}
+
+/// A copy of a fixture SAE with its cfg.json edited by `edit`, or a tensor file replaced.
+fn broken_sae(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join(format!("glassbox-sae-broken-{}", std::process::id()))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = root().join("tests/fixtures/saelens/standard");
+    std::fs::copy(
+        src.join("sae_weights.safetensors"),
+        dir.join("sae_weights.safetensors"),
+    )
+    .unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("cfg.json")).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(dir.join("cfg.json"), cfg.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn bad_saes_are_input_errors_naming_the_problem() {
+    let model = fixture("parity/gpt2");
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (
+            broken_sae("no-hook", |c| {
+                c["metadata"]["hook_name"] = "blocks.7.hook_resid_post".into()
+            }),
+            "not a hook point",
+        ),
+        (
+            broken_sae("wrong-width", |c| {
+                c["metadata"]["hook_name"] = "blocks.0.mlp.hook_post".into()
+            }),
+            "values per token",
+        ),
+        (
+            broken_sae("arch", |c| c["architecture"] = "gated".into()),
+            "architecture `gated`",
+        ),
+        (broken_sae("dims", |c| c["d_sae"] = 100.into()), "shape"),
+        (
+            broken_sae("dtype", |c| {
+                c.as_object_mut()
+                    .unwrap()
+                    .remove("dtype")
+                    .map(|_| ())
+                    .unwrap()
+            }),
+            "`dtype`",
+        ),
+        (
+            broken_sae("k", |c| {
+                c["architecture"] = "topk".into();
+                c["k"] = 0.into();
+            }),
+            "`k`",
+        ),
+        (
+            root().join("tests/fixtures/saelens/nonexistent"),
+            "no such SAE folder",
+        ),
+        (
+            root().join("tests/fixtures/saelens"),
+            "no sae_weights.safetensors",
+        ),
+    ];
+    for (sae, expected) in cases {
+        let (code, _, err) = glassbox(&[
+            "run",
+            &model,
+            "--prompt",
+            "hello",
+            "--sae",
+            sae.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{}: exit {code}: {err}", sae.display());
+        assert!(
+            err.contains(expected),
+            "{}: `{expected}` not in: {err}",
+            sae.display()
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let broken = broken_sae("garbage", |_| {});
+    std::fs::write(broken.join("sae_weights.safetensors"), b"not safetensors").unwrap();
+    let (code, _, err) = glassbox(&[
+        "sae",
+        "eval",
+        &model,
+        "--sae",
+        broken.to_str().unwrap(),
+        "--tokens",
+        &fixture("saelens/tokens.safetensors"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sae_weights.safetensors"), "{err}");
+    let _ = std::fs::remove_dir_all(broken.parent().unwrap());
+}

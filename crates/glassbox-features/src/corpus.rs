@@ -1,0 +1,115 @@
+//! Token rows to run a model over, as SAELens's activation store makes them: a text is
+//! tokenized whole and cut into rows of `context` tokens, each starting with the model's BOS
+//! when the SAE was trained so (`prepend_bos`); or rows read from a safetensors file.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use glassbox_formats::input::{self, limit};
+use glassbox_formats::{DType as FileDType, SafetensorsFile};
+use glassbox_models::HookedModel;
+
+use crate::error::{FeatureError, Result};
+
+/// The model's BOS token id, if its config names one inside the vocabulary.
+pub fn bos_id(model: &HookedModel) -> Option<u32> {
+    let vocab = model.info().d_vocab as u32;
+    glassbox_formats::hf_config::HfConfig(&model.config)
+        .token_ids("bos_token_id")
+        .into_iter()
+        .find(|&id| id < vocab)
+}
+
+/// Rows [n, context] of the text in `path` (whole rows only; the rest is dropped).
+pub fn text_rows(
+    model: &HookedModel,
+    path: &Path,
+    context: usize,
+    prepend_bos: bool,
+) -> Result<Tensor> {
+    if context < 2 {
+        return Err(FeatureError::input("the context must be at least 2 tokens"));
+    }
+    let text = input::read_text(path, "text", limit::CORPUS)?;
+    let mut ids = model.to_tokens(&text)?;
+    let bos = if prepend_bos { bos_id(model) } else { None };
+    // The tokenizer may have added a BOS of its own; rows get theirs below.
+    if let (Some(b), Some(&first)) = (bos, ids.first()) {
+        if first == b {
+            ids.remove(0);
+        }
+    }
+    let per_row = context - usize::from(bos.is_some());
+    let n = ids.len() / per_row;
+    if n == 0 {
+        return Err(FeatureError::file(
+            path,
+            format!("{} tokens is less than one row of {context}", ids.len()),
+        ));
+    }
+    let mut rows = Vec::with_capacity(n * context);
+    for chunk in ids.chunks_exact(per_row) {
+        if let Some(b) = bos {
+            rows.push(b);
+        }
+        rows.extend_from_slice(chunk);
+    }
+    Ok(Tensor::from_vec(rows, (n, context), &Device::Cpu)?)
+}
+
+/// Token rows [n, pos] from a safetensors file: its tensor `tokens`, or its only tensor; an
+/// integer matrix (as SAELens's pretokenized datasets and `glassbox trace`'s `input_ids`).
+pub fn token_file_rows(path: &Path, vocab: usize) -> Result<Tensor> {
+    let file = SafetensorsFile::open(path)?;
+    let entry = match file.entries.iter().find(|e| e.name == "tokens") {
+        Some(e) => e,
+        None if file.entries.len() == 1 => &file.entries[0],
+        None => {
+            return Err(FeatureError::file(
+                path,
+                "holds several tensors and none named `tokens`",
+            ))
+        }
+    };
+    let [n, pos] = entry.shape[..] else {
+        return Err(FeatureError::file(
+            path,
+            format!(
+                "`{}` has shape {:?}; token rows are [sequences, positions]",
+                entry.name, entry.shape
+            ),
+        ));
+    };
+    let bytes = file.bytes(entry);
+    let ids: Vec<i64> = match entry.dtype {
+        FileDType::I64 => bytes
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        FileDType::I32 => bytes
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64)
+            .collect(),
+        FileDType::U32 => bytes
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as i64)
+            .collect(),
+        other => {
+            return Err(FeatureError::file(
+                path,
+                format!(
+                    "`{}` is {other}; token ids are integers (I64, I32 or U32)",
+                    entry.name
+                ),
+            ))
+        }
+    };
+    if let Some(bad) = ids.iter().find(|&&i| i < 0 || i as u64 >= vocab as u64) {
+        return Err(FeatureError::file(
+            path,
+            format!("token id {bad} is outside the vocabulary (size {vocab})"),
+        ));
+    }
+    let ids: Vec<u32> = ids.into_iter().map(|i| i as u32).collect();
+    Ok(Tensor::from_vec(ids, (n, pos), &Device::Cpu)?)
+}
