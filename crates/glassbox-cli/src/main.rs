@@ -53,6 +53,8 @@ enum Command {
     Steer(cmd::steer::Args),
     /// Which experts each token is routed to, in mixture-of-experts models.
     Experts(cmd::experts::Args),
+    /// Stream activations at chosen hooks over a corpus into a sharded, resumable store.
+    Cache(cmd::cache::Args),
     /// Sparse autoencoders (SAELens's format): evaluate one on a model.
     Sae(cmd::sae::Args),
     /// Openness audit of a release: tier, licences, MOF class, evidence.
@@ -129,6 +131,7 @@ fn main() {
         Command::Ablate(a) => cmd::ablate::run(a),
         Command::Steer(a) => cmd::steer::run(a),
         Command::Experts(a) => cmd::experts::run(a),
+        Command::Cache(a) => cmd::cache::run(a),
         Command::Sae(a) => cmd::sae::run(a),
         Command::Audit(a) => cmd::audit::run(a),
         Command::Train(a) => cmd::train::run(a),

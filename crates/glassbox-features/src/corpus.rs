@@ -31,14 +31,57 @@ pub fn text_rows(
         return Err(FeatureError::input("the context must be at least 2 tokens"));
     }
     let text = input::read_text(path, "text", limit::CORPUS)?;
-    let mut ids = model.to_tokens(&text)?;
     let bos = if prepend_bos { bos_id(model) } else { None };
-    // The tokenizer may have added a BOS of its own; rows get theirs below.
+    let ids = document_ids(model, &text, bos)?;
+    rows_of(ids, context, bos, path)
+}
+
+/// A document's ids without a BOS the tokenizer may have put first (rows get their own).
+fn document_ids(model: &HookedModel, text: &str, bos: Option<u32>) -> Result<Vec<u32>> {
+    let mut ids = model.to_tokens(text)?;
     if let (Some(b), Some(&first)) = (bos, ids.first()) {
         if first == b {
             ids.remove(0);
         }
     }
+    Ok(ids)
+}
+
+/// Rows [n, context] of JSON Lines documents (`{"text": ...}` per line), joined with the BOS
+/// token between documents (SAELens's `sequence_separator_token`), then cut as [`text_rows`].
+pub fn jsonl_rows(
+    model: &HookedModel,
+    path: &Path,
+    context: usize,
+    prepend_bos: bool,
+) -> Result<Tensor> {
+    if context < 2 {
+        return Err(FeatureError::input("the context must be at least 2 tokens"));
+    }
+    let text = input::read_text(path, "JSON Lines corpus", limit::CORPUS)?;
+    let bos = if prepend_bos { bos_id(model) } else { None };
+    let mut ids = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| FeatureError::file(path, format!("line {}: {e}", i + 1)))?;
+        let doc = value.get("text").and_then(|t| t.as_str()).ok_or_else(|| {
+            FeatureError::file(path, format!("line {}: no string field `text`", i + 1))
+        })?;
+        if !ids.is_empty() {
+            if let Some(b) = bos {
+                ids.push(b);
+            }
+        }
+        ids.extend(document_ids(model, doc, bos)?);
+    }
+    rows_of(ids, context, bos, path)
+}
+
+fn rows_of(ids: Vec<u32>, context: usize, bos: Option<u32>, path: &Path) -> Result<Tensor> {
     let per_row = context - usize::from(bos.is_some());
     let n = ids.len() / per_row;
     if n == 0 {

@@ -1,6 +1,7 @@
 pub mod ablate;
 pub mod attribute;
 pub mod audit;
+pub mod cache;
 pub mod diff;
 pub mod experts;
 pub mod generate;
