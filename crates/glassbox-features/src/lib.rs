@@ -13,6 +13,7 @@ pub mod sae;
 pub mod sparsify;
 pub mod splice;
 pub mod store;
+pub mod train;
 mod write;
 
 pub use error::{FeatureError, Result};

@@ -346,7 +346,7 @@ impl Sae {
     /// Decoder rows scaled to unit norm, the scale moved into the encoder (SAELens's
     /// `fold_W_dec_norm` / the TopK fold on saving): the same function when activations
     /// were rescaled by decoder norms.
-    fn fold_decoder_norm_into_encoder(&mut self) -> Result<()> {
+    pub(crate) fn fold_decoder_norm_into_encoder(&mut self) -> Result<()> {
         let norms = self.decoder_norms()?;
         self.w_dec = self.w_dec.broadcast_div(&norms.unsqueeze(1)?)?;
         self.w_enc = self.w_enc.broadcast_mul(&norms.unsqueeze(0)?)?;
@@ -552,7 +552,7 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 
 /// A 0/1 mask of the `k` largest entries of each row of `h` (ties to the lower index; NaN
 /// counts as largest, as in torch.topk), in `h`'s dtype.
-fn top_k_mask(h: &Tensor, k: usize) -> Result<Tensor> {
+pub(crate) fn top_k_mask(h: &Tensor, k: usize) -> Result<Tensor> {
     use rayon::prelude::*;
     let dims = h.dims().to_vec();
     let n = *dims.last().expect("rank ≥ 1");

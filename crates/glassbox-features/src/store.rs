@@ -111,6 +111,11 @@ impl Manifest {
     }
 }
 
+/// What identifies the model a store was built from: a hash of its config.
+pub fn model_fingerprint(model: &HookedModel) -> String {
+    sha256_hex(model.config.to_string().as_bytes())
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -193,7 +198,7 @@ pub fn build(
     let plan = Plan {
         format: FORMAT.into(),
         model: opts.model_label.clone(),
-        model_fingerprint: sha256_hex(model.config.to_string().as_bytes()),
+        model_fingerprint: model_fingerprint(model),
         hook_patterns: opts.hook_patterns.clone(),
         hooks,
         context,

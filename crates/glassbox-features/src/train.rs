@@ -1,0 +1,651 @@
+//! Training SAEs as SAELens 6 trains them (`TrainingSAE.training_forward_pass` and
+//! `SAETrainer`): the same objectives, initialisation, Adam, gradient clipping, learning-rate
+//! and coefficient schedules and dead-feature handling, so that from the same weights on the
+//! same batches glassbox ends where SAELens does (tested on SAELens's own runs).
+//!
+//! - **standard**: ReLU; loss = MSE + c·mean‖f ⊙ ‖W_dec‖‖_p, `c` warmed up linearly from 0 over
+//!   `l1_warm_up_steps`.
+//! - **topk** / **batchtopk**: pre-activations scaled by the decoder rows' norms
+//!   (`rescale_acts_by_decoder_norm`); TopK keeps each token's k largest, BatchTopK the
+//!   k·batch largest of the whole batch; both add the AuxK loss of the features dead for more
+//!   than `dead_feature_window` steps. BatchTopK tracks the threshold its inference form (a
+//!   JumpReLU SAE) uses: an average of the smallest active value, rate `topk_threshold_lr`.
+//!
+//! MSE is summed over d_in and averaged over the batch, as in SAELens. Every step clips the
+//! gradients' global norm to 1; Adam has no weight decay; the decoder is not renormalised.
+
+use candle_core::{DType, Device, Tensor, Var};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::error::{FeatureError, Result};
+use crate::sae::{linear, Activation, Normalization, Sae, SaeConfig};
+
+/// The architecture and its loss's hyperparameters, named as SAELens names them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainArch {
+    Standard {
+        l1_coefficient: f64,
+        lp_norm: f64,
+        l1_warm_up_steps: usize,
+    },
+    TopK {
+        k: usize,
+        aux_loss_coefficient: f64,
+        rescale_acts_by_decoder_norm: bool,
+    },
+    BatchTopK {
+        k: f64,
+        aux_loss_coefficient: f64,
+        rescale_acts_by_decoder_norm: bool,
+        topk_threshold_lr: f64,
+    },
+}
+
+impl TrainArch {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TrainArch::Standard { .. } => "standard",
+            TrainArch::TopK { .. } => "topk",
+            TrainArch::BatchTopK { .. } => "batchtopk",
+        }
+    }
+}
+
+/// SAELens's learning-rate schedules (`lr_scheduler_name`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LrScheduler {
+    Constant,
+    CosineAnnealing,
+}
+
+/// Everything a training run depends on, with SAELens's names and defaults.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub arch: TrainArch,
+    pub d_in: usize,
+    pub d_sae: usize,
+    pub apply_b_dec_to_input: bool,
+    /// Decoder rows start at this norm (SAELens's default 0.1; None: as drawn).
+    pub decoder_init_norm: Option<f64>,
+    pub lr: f64,
+    /// Where cosine annealing ends and linear decay starts (default lr / 10).
+    pub lr_end: Option<f64>,
+    pub lr_scheduler: LrScheduler,
+    pub lr_warm_up_steps: usize,
+    pub lr_decay_steps: usize,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    /// Activations per step (`train_batch_size_tokens`).
+    pub train_batch_size_tokens: usize,
+    /// Activations in all (`training_tokens`).
+    pub training_tokens: usize,
+    pub dead_feature_window: usize,
+    /// Steps over which feature firing frequencies are counted before they reset (the last
+    /// window's frequencies are saved as `sparsity.safetensors`).
+    pub feature_sampling_window: usize,
+    pub seed: u64,
+    /// Written into the saved SAE's metadata (hook_name among them).
+    pub metadata: Map<String, Value>,
+}
+
+impl TrainOptions {
+    pub fn total_steps(&self) -> usize {
+        self.training_tokens / self.train_batch_size_tokens.max(1)
+    }
+
+    /// SAELens's learning rate at step `s` (0-based).
+    pub fn lr_at(&self, s: usize) -> f64 {
+        let lr = self.lr;
+        let lr_end = self.lr_end.unwrap_or(lr / 10.0);
+        let (w, d, total) = (
+            self.lr_warm_up_steps,
+            self.lr_decay_steps,
+            self.total_steps(),
+        );
+        if s < w {
+            return if w == 1 {
+                lr
+            } else {
+                lr * (1.0 / w as f64 + (1.0 - 1.0 / w as f64) * s as f64 / (w - 1) as f64)
+            };
+        }
+        let decay_start = total.saturating_sub(d);
+        if d > 0 && s >= decay_start {
+            let from = match self.lr_scheduler {
+                LrScheduler::Constant => lr,
+                LrScheduler::CosineAnnealing => lr_end,
+            };
+            return from * (1.0 - (s - decay_start) as f64 / d as f64);
+        }
+        match self.lr_scheduler {
+            LrScheduler::Constant => lr,
+            LrScheduler::CosineAnnealing => {
+                let main = total.saturating_sub(w + d).max(1) as f64;
+                let t = (s - w) as f64;
+                lr_end + (lr - lr_end) * (1.0 + (std::f64::consts::PI * t / main).cos()) / 2.0
+            }
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(FeatureError::input(m));
+        if self.d_in == 0 || self.d_sae == 0 {
+            return bad("d_in and d_sae must be at least 1".into());
+        }
+        if self.train_batch_size_tokens == 0 || self.total_steps() == 0 {
+            return bad(format!(
+                "{} training tokens in batches of {} is no step",
+                self.training_tokens, self.train_batch_size_tokens
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr {} must be a positive number", self.lr));
+        }
+        if self.lr_decay_steps > 0
+            && self.lr_end == Some(0.0)
+            && self.lr_scheduler == LrScheduler::CosineAnnealing
+        {
+            return bad("lr_end must not be 0 with decay steps".into());
+        }
+        match self.arch {
+            TrainArch::TopK { k, .. } if k == 0 || k > self.d_sae => {
+                bad(format!("k is {k}: give 1..d_sae ({})", self.d_sae))
+            }
+            TrainArch::BatchTopK { k, .. } if !(k > 0.0 && k <= self.d_sae as f64) => bad(format!(
+                "k is {k}: give a number in (0, d_sae = {}]",
+                self.d_sae
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One step's log, SAELens's names.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepLog {
+    pub step: usize,
+    pub lr: f64,
+    pub loss: f64,
+    pub mse_loss: f64,
+    /// `l1_loss` (standard) or `auxiliary_reconstruction_loss` (TopK, BatchTopK).
+    pub aux_loss: f64,
+    /// Mean features active per token.
+    pub l0: f64,
+    /// 1 − mean‖x − x̂‖² / mean‖x − mean x‖² over the batch.
+    pub explained_variance: f64,
+    pub dead_features: usize,
+}
+
+/// An SAE being trained.
+pub struct Trainer {
+    pub opts: TrainOptions,
+    pub w_enc: Var,
+    pub b_enc: Var,
+    pub w_dec: Var,
+    pub b_dec: Var,
+    /// BatchTopK's running threshold (f64, as SAELens keeps it).
+    pub topk_threshold: f64,
+    adam: Vec<(Tensor, Tensor)>,
+    /// Steps since each feature last fired.
+    since_fired: Vec<u64>,
+    /// Tokens each feature fired on, and tokens seen, in the current sampling window.
+    fired_counts: Vec<u64>,
+    window_tokens: u64,
+    pub step: usize,
+}
+
+/// A uniform draw in [0, 1) from SplitMix64, the same on every machine.
+fn uniforms(seed: u64, n: usize) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect()
+}
+
+impl Trainer {
+    /// SAELens's initialisation: W_dec Kaiming-uniform (bound √(6 / d_in)), its rows scaled to
+    /// `decoder_init_norm`, W_enc its transpose, biases zero; drawn from `seed`.
+    pub fn new(opts: TrainOptions) -> Result<Trainer> {
+        opts.check()?;
+        let (d_in, d_sae) = (opts.d_in, opts.d_sae);
+        let bound = (6.0 / d_in as f64).sqrt() as f32;
+        let w: Vec<f32> = uniforms(opts.seed, d_sae * d_in)
+            .into_iter()
+            .map(|u| (2.0 * u - 1.0) * bound)
+            .collect();
+        let mut w_dec = Tensor::from_vec(w, (d_sae, d_in), &Device::Cpu)?;
+        if let Some(norm) = opts.decoder_init_norm {
+            let n = w_dec.sqr()?.sum_keepdim(1)?.sqrt()?;
+            w_dec = w_dec.broadcast_div(&n)?.affine(norm, 0.0)?;
+        }
+        let w_enc = w_dec.t()?.contiguous()?;
+        let zeros = |n: usize| Tensor::zeros(n, DType::F32, &Device::Cpu);
+        Self::from_weights(opts, w_enc, zeros(d_sae)?, w_dec, zeros(d_in)?, 0.0)
+    }
+
+    /// Starts from given weights (another trainer's, or a checkpoint's).
+    pub fn from_weights(
+        opts: TrainOptions,
+        w_enc: Tensor,
+        b_enc: Tensor,
+        w_dec: Tensor,
+        b_dec: Tensor,
+        topk_threshold: f64,
+    ) -> Result<Trainer> {
+        opts.check()?;
+        let (d_in, d_sae) = (opts.d_in, opts.d_sae);
+        for (name, t, shape) in [
+            ("W_enc", &w_enc, vec![d_in, d_sae]),
+            ("b_enc", &b_enc, vec![d_sae]),
+            ("W_dec", &w_dec, vec![d_sae, d_in]),
+            ("b_dec", &b_dec, vec![d_in]),
+        ] {
+            if t.dims() != shape.as_slice() {
+                return Err(FeatureError::input(format!(
+                    "{name} has shape {:?}, expected {shape:?}",
+                    t.dims()
+                )));
+            }
+        }
+        let vars = [&w_enc, &b_enc, &w_dec, &b_dec];
+        let adam = vars
+            .iter()
+            .map(|t| Ok((t.zeros_like()?, t.zeros_like()?)))
+            .collect::<Result<Vec<_>>>()?;
+        let var = |t: Tensor| Var::from_tensor(&t.to_dtype(DType::F32)?);
+        Ok(Trainer {
+            w_enc: var(w_enc)?,
+            b_enc: var(b_enc)?,
+            w_dec: var(w_dec)?,
+            b_dec: var(b_dec)?,
+            topk_threshold,
+            adam,
+            since_fired: vec![0; d_sae],
+            fired_counts: vec![0; d_sae],
+            window_tokens: 0,
+            step: 0,
+            opts,
+        })
+    }
+
+    fn params(&self) -> [&Var; 4] {
+        [&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec]
+    }
+
+    /// The coefficient of the L1 term at this step (linear warm-up from 0).
+    fn l1_coefficient(&self) -> f64 {
+        match self.opts.arch {
+            TrainArch::Standard {
+                l1_coefficient,
+                l1_warm_up_steps,
+                ..
+            } if self.step < l1_warm_up_steps => {
+                l1_coefficient * self.step as f64 / l1_warm_up_steps as f64
+            }
+            TrainArch::Standard { l1_coefficient, .. } => l1_coefficient,
+            _ => 0.0,
+        }
+    }
+
+    /// One step on `x` [batch, d_in].
+    pub fn train_step(&mut self, x: &Tensor) -> Result<StepLog> {
+        let x = x.to_dtype(DType::F32)?;
+        let (n, d) = x.dims2()?;
+        if d != self.opts.d_in || n == 0 {
+            return Err(FeatureError::input(format!(
+                "a batch of activations is [rows, {}], got {:?}",
+                self.opts.d_in,
+                x.dims()
+            )));
+        }
+        let window = self.opts.dead_feature_window as u64;
+        let dead: Vec<bool> = self.since_fired.iter().map(|&s| s > window).collect();
+        let num_dead = dead.iter().filter(|&&d| d).count();
+
+        let w_enc = self.w_enc.as_tensor();
+        let w_dec = self.w_dec.as_tensor();
+        let sae_in = if self.opts.apply_b_dec_to_input {
+            x.broadcast_sub(self.b_dec.as_tensor())?
+        } else {
+            x.clone()
+        };
+        let mut h = linear(&sae_in, w_enc)?.broadcast_add(self.b_enc.as_tensor())?;
+        let norms = w_dec.sqr()?.sum(1)?.sqrt()?;
+        let (rescale, aux_coefficient) = match self.opts.arch {
+            TrainArch::Standard { .. } => (false, 0.0),
+            TrainArch::TopK {
+                rescale_acts_by_decoder_norm,
+                aux_loss_coefficient,
+                ..
+            }
+            | TrainArch::BatchTopK {
+                rescale_acts_by_decoder_norm,
+                aux_loss_coefficient,
+                ..
+            } => (rescale_acts_by_decoder_norm, aux_loss_coefficient),
+        };
+        if rescale {
+            h = h.broadcast_mul(&norms)?;
+        }
+        let h_values: Vec<f32> = h.flatten_all()?.to_vec1()?;
+        let d_sae = self.opts.d_sae;
+        let f = match self.opts.arch {
+            TrainArch::Standard { .. } => h.relu()?,
+            TrainArch::TopK { k, .. } => {
+                let mask = crate::sae::top_k_mask(&h.detach(), k)?;
+                (h.relu()? * mask)?
+            }
+            TrainArch::BatchTopK { k, .. } => {
+                // The int(k·batch) largest ReLU'd values of the whole batch.
+                let keep = ((k * n as f64) as usize).min(n * d_sae);
+                let relu: Vec<f32> = h_values.iter().map(|v| v.max(0.0)).collect();
+                let mut idx: Vec<u32> = (0..relu.len() as u32).collect();
+                let order = |a: &u32, b: &u32| {
+                    relu[*b as usize]
+                        .total_cmp(&relu[*a as usize])
+                        .then(a.cmp(b))
+                };
+                if keep < idx.len() {
+                    idx.select_nth_unstable_by(keep, order);
+                }
+                let mut mask = vec![0f32; relu.len()];
+                for &i in &idx[..keep] {
+                    mask[i as usize] = 1.0;
+                }
+                let mask = Tensor::from_vec(mask, (n, d_sae), &Device::Cpu)?;
+                (h.relu()? * mask)?
+            }
+        };
+        let decode_in = if rescale {
+            f.broadcast_div(&norms)?
+        } else {
+            f.clone()
+        };
+        let x_hat = linear(&decode_in, w_dec)?.broadcast_add(self.b_dec.as_tensor())?;
+        let err = (&x_hat - &x)?;
+        let mse = err.sqr()?.sum(1)?.mean(0)?;
+
+        let aux = match self.opts.arch {
+            TrainArch::Standard { lp_norm, .. } => {
+                let weighted = f.broadcast_mul(&norms)?.abs()?;
+                let per_row = if lp_norm == 1.0 {
+                    weighted.sum(1)?
+                } else {
+                    weighted.powf(lp_norm)?.sum(1)?.powf(1.0 / lp_norm)?
+                };
+                (per_row.mean(0)? * self.l1_coefficient())?
+            }
+            _ if num_dead == 0 => Tensor::zeros((), DType::F32, &Device::Cpu)?,
+            _ => {
+                // AuxK: the dead features' top pre-activations (not ReLU'd) reconstruct the
+                // residual the live ones left, without b_dec.
+                let k_aux = self.opts.d_in / 2;
+                let scale = (num_dead as f64 / k_aux.max(1) as f64).min(1.0);
+                let k_aux = k_aux.min(num_dead);
+                let dead_h: Vec<f32> = h_values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        if dead[i % d_sae] {
+                            v
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
+                    .collect();
+                let dead_h = Tensor::from_vec(dead_h, (n, d_sae), &Device::Cpu)?;
+                let mask = crate::sae::top_k_mask(&dead_h, k_aux)?;
+                let a = (h.clone() * mask)?;
+                let a = if rescale { a.broadcast_div(&norms)? } else { a };
+                let e_hat = linear(&a, w_dec)?;
+                let residual = (&x - &x_hat)?.detach();
+                ((e_hat - residual)?.sqr()?.sum(1)?.mean(0)? * (aux_coefficient * scale))?
+            }
+        };
+        let loss = (&mse + &aux)?;
+
+        // Statistics, before the weights move.
+        let f_values: Vec<f32> = f.flatten_all()?.to_vec1()?;
+        let window_len = self.opts.feature_sampling_window.max(1);
+        if self.step > 0 && self.step.is_multiple_of(window_len) {
+            self.fired_counts.iter_mut().for_each(|c| *c = 0);
+            self.window_tokens = 0;
+        }
+        let mut fired = vec![false; d_sae];
+        let mut active = 0usize;
+        let mut min_active = f64::INFINITY;
+        for (i, &v) in f_values.iter().enumerate() {
+            if v != 0.0 {
+                fired[i % d_sae] = true;
+                self.fired_counts[i % d_sae] += 1;
+                active += 1;
+            }
+            if v > 0.0 {
+                min_active = min_active.min(v as f64);
+            }
+        }
+        let centred = x.broadcast_sub(&x.mean_keepdim(0)?)?;
+        let variance = centred.sqr()?.sum(1)?.mean(0)?.to_scalar::<f32>()? as f64;
+        let mse_value = mse.to_scalar::<f32>()? as f64;
+
+        // Backward, clip to global norm 1, Adam.
+        let grads = loss.backward()?;
+        let mut gs = Vec::with_capacity(4);
+        for p in self.params() {
+            gs.push(match grads.get(p.as_tensor()) {
+                Some(g) => g.clone(),
+                None => p.as_tensor().zeros_like()?,
+            });
+        }
+        let norms_sq: f64 = gs
+            .iter()
+            .map(|g| -> Result<f64> {
+                let n = g.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64;
+                Ok(n * n)
+            })
+            .sum::<Result<f64>>()?;
+        let total = norms_sq.sqrt();
+        let clip = (1.0 / (total + 1e-6)).min(1.0);
+        let lr = self.opts.lr_at(self.step);
+        let t = (self.step + 1) as i32;
+        let (b1, b2, eps) = (self.opts.adam_beta1, self.opts.adam_beta2, 1e-8);
+        let bc1 = 1.0 - b1.powi(t);
+        let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        let params = [&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec];
+        for ((p, g), (m, v)) in params.into_iter().zip(gs).zip(self.adam.iter_mut()) {
+            let g = (g * clip)?;
+            // torch's Adam: m ← m + (1 − β1)(g − m); v ← β2·v + (1 − β2)·g²;
+            // p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε).
+            *m = (&*m + ((&g - &*m)? * (1.0 - b1))?)?;
+            *v = ((&*v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let denom = ((v.sqrt()? / bc2_sqrt)? + eps)?;
+            let update = ((&*m / denom)? * (lr / bc1))?;
+            p.set(&(p.as_tensor() - update)?)?;
+        }
+
+        if let TrainArch::BatchTopK {
+            topk_threshold_lr, ..
+        } = self.opts.arch
+        {
+            if min_active.is_finite() {
+                self.topk_threshold = (1.0 - topk_threshold_lr) * self.topk_threshold
+                    + topk_threshold_lr * min_active;
+            }
+        }
+        self.window_tokens += n as u64;
+        for (s, f) in self.since_fired.iter_mut().zip(&fired) {
+            *s = if *f { 0 } else { *s + 1 };
+        }
+        let log = StepLog {
+            step: self.step,
+            lr,
+            loss: loss.to_scalar::<f32>()? as f64,
+            mse_loss: mse_value,
+            aux_loss: aux.to_scalar::<f32>()? as f64,
+            l0: active as f64 / n as f64,
+            explained_variance: 1.0 - mse_value / variance,
+            dead_features: self.since_fired.iter().filter(|&&s| s > window).count(),
+        };
+        self.step += 1;
+        Ok(log)
+    }
+
+    /// Each feature's firing frequency over the current sampling window.
+    pub fn feature_sparsity(&self) -> Vec<f64> {
+        let n = self.window_tokens.max(1) as f64;
+        self.fired_counts.iter().map(|&c| c as f64 / n).collect()
+    }
+
+    /// Features that have not fired for more than `dead_feature_window` steps.
+    pub fn dead_features(&self) -> usize {
+        let window = self.opts.dead_feature_window as u64;
+        self.since_fired.iter().filter(|&&s| s > window).count()
+    }
+
+    /// Writes the inference SAE as SAELens's training runner does at the end: `cfg.json` (its
+    /// metadata with `l0` and `num_dead_features`), `sae_weights.safetensors`, and
+    /// `sparsity.safetensors` (log10 of each feature's firing frequency + 1e-10).
+    pub fn save(&self, dir: &std::path::Path) -> Result<()> {
+        let mut sae = self.to_sae()?;
+        let sparsity = self.feature_sparsity();
+        let l0: f64 = sparsity.iter().sum();
+        sae.cfg.metadata.insert("l0".into(), json!(l0));
+        sae.cfg
+            .metadata
+            .insert("num_dead_features".into(), json!(self.dead_features()));
+        sae.save(dir)?;
+        let log10: Vec<f32> = sparsity
+            .iter()
+            .map(|f| (f + 1e-10).log10() as f32)
+            .collect();
+        let n = log10.len();
+        crate::write::safetensors(
+            &dir.join(crate::sae::SPARSITY_FILE),
+            &[("sparsity", Tensor::from_vec(log10, n, &Device::Cpu)?)],
+        )
+    }
+
+    /// The SAE at inference, as SAELens's `save_inference_model` makes it: TopK and BatchTopK
+    /// with the decoder norms folded into the encoder when rescaling; BatchTopK as JumpReLU
+    /// with its running threshold.
+    pub fn to_sae(&self) -> Result<Sae> {
+        let o = &self.opts;
+        let (activation, rescale) = match o.arch {
+            TrainArch::Standard { .. } => (Activation::Relu, false),
+            TrainArch::TopK {
+                k,
+                rescale_acts_by_decoder_norm,
+                ..
+            } => (
+                Activation::TopK {
+                    k,
+                    rescale_acts_by_decoder_norm,
+                },
+                rescale_acts_by_decoder_norm,
+            ),
+            TrainArch::BatchTopK {
+                rescale_acts_by_decoder_norm,
+                ..
+            } => (Activation::JumpRelu, rescale_acts_by_decoder_norm),
+        };
+        let mut metadata = o.metadata.clone();
+        metadata.insert("training_architecture".into(), json!(o.arch.name()));
+        let hook_name = metadata
+            .get("hook_name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let mut sae = Sae {
+            cfg: SaeConfig {
+                activation,
+                d_in: o.d_in,
+                d_sae: o.d_sae,
+                dtype: DType::F32,
+                apply_b_dec_to_input: o.apply_b_dec_to_input,
+                normalize_activations: Normalization::None,
+                // The store keeps hook_z's heads flattened; the SAE unflattens them to splice.
+                reshape_hook_z: hook_name.ends_with(".hook_z"),
+                hook_name,
+                hook_head_index: None,
+                metadata,
+            },
+            w_enc: self.w_enc.as_tensor().clone(),
+            b_enc: self.b_enc.as_tensor().clone(),
+            w_dec: self.w_dec.as_tensor().clone(),
+            b_dec: self.b_dec.as_tensor().clone(),
+            threshold: None,
+            source: Default::default(),
+        };
+        if rescale {
+            sae.fold_decoder_norm_into_encoder()?;
+        }
+        if let TrainArch::BatchTopK { .. } = o.arch {
+            sae.threshold = Some(Tensor::full(
+                self.topk_threshold as f32,
+                o.d_sae,
+                &Device::Cpu,
+            )?);
+        }
+        Ok(sae)
+    }
+}
+
+/// Trains on `hook`'s activations in `store`: batches of `train_batch_size_tokens` from the
+/// shuffled reader (a mixing buffer of `buffer_rows`, `exclude` tokens left out), a fresh
+/// seeded shuffle for each pass over the store, until `training_tokens`; `on_step` sees each
+/// step's log (for progress, logs and checkpoints).
+pub fn train_on_store(
+    store: &crate::store::ActivationStore,
+    hook: &str,
+    opts: TrainOptions,
+    buffer_rows: usize,
+    exclude: Vec<u32>,
+    mut on_step: impl FnMut(&Trainer, &StepLog) -> Result<()>,
+) -> Result<Trainer> {
+    let width = store.width(hook).unwrap_or(0);
+    if width != opts.d_in {
+        return Err(FeatureError::input(format!(
+            "the store's `{hook}` activations have {width} values per token, the SAE reads {}",
+            opts.d_in
+        )));
+    }
+    let batch = opts.train_batch_size_tokens;
+    let steps = opts.total_steps();
+    let seed = opts.seed;
+    let mut trainer = Trainer::new(opts)?;
+    let mut pass = 0u64;
+    let shuffle = |pass: u64| crate::store::ShuffleOptions {
+        batch_size: batch,
+        buffer_rows: buffer_rows.max(batch),
+        seed: seed.wrapping_add(pass.wrapping_mul(0x9E37_79B9)),
+        exclude_tokens: exclude.clone(),
+    };
+    let mut reader = store.shuffled(hook, shuffle(pass))?;
+    while trainer.step < steps {
+        let x = match reader.next_batch()? {
+            // Only whole batches: a pass's remainder is dropped, as SAELens serves whole ones.
+            Some(x) if x.dim(0)? == batch => x,
+            _ => {
+                pass += 1;
+                if pass > 1 && trainer.step == 0 {
+                    return Err(FeatureError::input(format!(
+                        "the store holds fewer than {batch} usable activations of `{hook}`: no whole batch"
+                    )));
+                }
+                reader = store.shuffled(hook, shuffle(pass))?;
+                continue;
+            }
+        };
+        let log = trainer.train_step(&x)?;
+        on_step(&trainer, &log)?;
+    }
+    Ok(trainer)
+}
