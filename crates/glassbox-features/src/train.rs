@@ -40,6 +40,14 @@ pub enum TrainArch {
         rescale_acts_by_decoder_norm: bool,
         topk_threshold_lr: f64,
     },
+    /// JumpReLU with SAELens's `step` sparsity loss: c·mean L0, the threshold learnt through
+    /// straight-through estimators with a rectangle kernel of width `jumprelu_bandwidth`.
+    JumpRelu {
+        jumprelu_init_threshold: f64,
+        jumprelu_bandwidth: f64,
+        l0_coefficient: f64,
+        l0_warm_up_steps: usize,
+    },
 }
 
 impl TrainArch {
@@ -48,6 +56,7 @@ impl TrainArch {
             TrainArch::Standard { .. } => "standard",
             TrainArch::TopK { .. } => "topk",
             TrainArch::BatchTopK { .. } => "batchtopk",
+            TrainArch::JumpRelu { .. } => "jumprelu",
         }
     }
 }
@@ -184,6 +193,8 @@ pub struct Trainer {
     pub b_enc: Var,
     pub w_dec: Var,
     pub b_dec: Var,
+    /// JumpReLU's learnt per-feature threshold [d_sae] (a fifth parameter).
+    pub threshold: Option<Var>,
     /// BatchTopK's running threshold (f64, as SAELens keeps it).
     pub topk_threshold: f64,
     adam: Vec<(Tensor, Tensor)>,
@@ -193,6 +204,27 @@ pub struct Trainer {
     fired_counts: Vec<u64>,
     window_tokens: u64,
     pub step: usize,
+}
+
+/// JumpReLU `h·[h > t]` and the step `[h > t]` (whose row sums are L0), with SAELens's
+/// gradients: through the JumpReLU, `[h > t]·g` to h and −Σ_batch (t/bw)·rect((h − t)/bw)·g to
+/// t; through the step, only −Σ_batch (1/bw)·rect((h − t)/bw)·g to t (rect: 1 on (−½, ½)).
+/// Each gradient to t rides on a term `t·c − (t·c).detach()`: zero in value, `c` in gradient.
+fn jump_relu_with_step(h: &Tensor, t: &Tensor, bw: f64) -> Result<(Tensor, Tensor)> {
+    let hd = h.detach();
+    let td = t.detach();
+    let gate = hd.broadcast_gt(&td)?.to_dtype(DType::F32)?;
+    let z = hd.broadcast_sub(&td)?.affine(1.0 / bw, 0.0)?;
+    let rect = z.gt(-0.5)?.to_dtype(DType::F32)?.mul(&z.lt(0.5)?.to_dtype(DType::F32)?)?;
+    let ste_through = |c: Tensor| -> Result<Tensor> {
+        let tc = t.broadcast_mul(&c)?;
+        Ok((&tc - tc.detach())?)
+    };
+    let c_jump = rect.broadcast_mul(&td)?.affine(-1.0 / bw, 0.0)?;
+    let f = ((h * &gate)? + ste_through(c_jump)?)?;
+    let c_step = rect.affine(-1.0 / bw, 0.0)?;
+    let step = (gate + ste_through(c_step)?)?;
+    Ok((f, step))
 }
 
 /// A uniform draw in [0, 1) from SplitMix64, the same on every machine.
@@ -255,13 +287,28 @@ impl Trainer {
                 )));
             }
         }
-        let vars = [&w_enc, &b_enc, &w_dec, &b_dec];
+        let threshold = match opts.arch {
+            TrainArch::JumpRelu {
+                jumprelu_init_threshold,
+                ..
+            } => Some(Var::from_tensor(&Tensor::full(
+                jumprelu_init_threshold as f32,
+                d_sae,
+                &Device::Cpu,
+            )?)?),
+            _ => None,
+        };
+        let mut vars = vec![&w_enc, &b_enc, &w_dec, &b_dec];
+        if let Some(t) = &threshold {
+            vars.push(t.as_tensor());
+        }
         let adam = vars
             .iter()
             .map(|t| Ok((t.zeros_like()?, t.zeros_like()?)))
             .collect::<Result<Vec<_>>>()?;
         let var = |t: Tensor| Var::from_tensor(&t.to_dtype(DType::F32)?);
         Ok(Trainer {
+            threshold,
             w_enc: var(w_enc)?,
             b_enc: var(b_enc)?,
             w_dec: var(w_dec)?,
@@ -276,22 +323,34 @@ impl Trainer {
         })
     }
 
-    fn params(&self) -> [&Var; 4] {
-        [&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec]
+    fn params(&self) -> Vec<&Var> {
+        let mut p = vec![&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec];
+        if let Some(t) = &self.threshold {
+            p.push(t);
+        }
+        p
     }
 
-    /// The coefficient of the L1 term at this step (linear warm-up from 0).
-    fn l1_coefficient(&self) -> f64 {
-        match self.opts.arch {
+    /// The coefficient of the sparsity term (L1 or L0) at this step: SAELens's linear
+    /// warm-up from 0.
+    fn sparsity_coefficient(&self) -> f64 {
+        let (c, warm) = match self.opts.arch {
             TrainArch::Standard {
                 l1_coefficient,
                 l1_warm_up_steps,
                 ..
-            } if self.step < l1_warm_up_steps => {
-                l1_coefficient * self.step as f64 / l1_warm_up_steps as f64
-            }
-            TrainArch::Standard { l1_coefficient, .. } => l1_coefficient,
-            _ => 0.0,
+            } => (l1_coefficient, l1_warm_up_steps),
+            TrainArch::JumpRelu {
+                l0_coefficient,
+                l0_warm_up_steps,
+                ..
+            } => (l0_coefficient, l0_warm_up_steps),
+            _ => return 0.0,
+        };
+        if self.step < warm {
+            c * self.step as f64 / warm as f64
+        } else {
+            c
         }
     }
 
@@ -310,6 +369,10 @@ impl Trainer {
         let dead: Vec<bool> = self.since_fired.iter().map(|&s| s > window).collect();
         let num_dead = dead.iter().filter(|&&d| d).count();
 
+        // JumpReLU's threshold is kept non-negative by projection before each step.
+        if let Some(t) = &self.threshold {
+            t.set(&t.as_tensor().relu()?)?;
+        }
         let w_enc = self.w_enc.as_tensor();
         let w_dec = self.w_dec.as_tensor();
         let sae_in = if self.opts.apply_b_dec_to_input {
@@ -320,7 +383,7 @@ impl Trainer {
         let mut h = linear(&sae_in, w_enc)?.broadcast_add(self.b_enc.as_tensor())?;
         let norms = w_dec.sqr()?.sum(1)?.sqrt()?;
         let (rescale, aux_coefficient) = match self.opts.arch {
-            TrainArch::Standard { .. } => (false, 0.0),
+            TrainArch::Standard { .. } | TrainArch::JumpRelu { .. } => (false, 0.0),
             TrainArch::TopK {
                 rescale_acts_by_decoder_norm,
                 aux_loss_coefficient,
@@ -337,8 +400,18 @@ impl Trainer {
         }
         let h_values: Vec<f32> = h.flatten_all()?.to_vec1()?;
         let d_sae = self.opts.d_sae;
+        let mut l0_term = None;
         let f = match self.opts.arch {
             TrainArch::Standard { .. } => h.relu()?,
+            TrainArch::JumpRelu {
+                jumprelu_bandwidth: bw,
+                ..
+            } => {
+                let t = self.threshold.as_ref().expect("JumpReLU has a threshold").as_tensor();
+                let (f, step) = jump_relu_with_step(&h, t, bw)?;
+                l0_term = Some(step);
+                f
+            }
             TrainArch::TopK { k, .. } => {
                 let mask = crate::sae::top_k_mask(&h.detach(), k)?;
                 (h.relu()? * mask)?
@@ -374,6 +447,10 @@ impl Trainer {
         let mse = err.sqr()?.sum(1)?.mean(0)?;
 
         let aux = match self.opts.arch {
+            TrainArch::JumpRelu { .. } => {
+                let step = l0_term.expect("computed with the activations");
+                (step.sum(1)?.mean(0)? * self.sparsity_coefficient())?
+            }
             TrainArch::Standard { lp_norm, .. } => {
                 let weighted = f.broadcast_mul(&norms)?.abs()?;
                 let per_row = if lp_norm == 1.0 {
@@ -381,7 +458,7 @@ impl Trainer {
                 } else {
                     weighted.powf(lp_norm)?.sum(1)?.powf(1.0 / lp_norm)?
                 };
-                (per_row.mean(0)? * self.l1_coefficient())?
+                (per_row.mean(0)? * self.sparsity_coefficient())?
             }
             _ if num_dead == 0 => Tensor::zeros((), DType::F32, &Device::Cpu)?,
             _ => {
@@ -459,8 +536,8 @@ impl Trainer {
         let (b1, b2, eps) = (self.opts.adam_beta1, self.opts.adam_beta2, 1e-8);
         let bc1 = 1.0 - b1.powi(t);
         let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
-        let params = [&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec];
-        for ((p, g), (m, v)) in params.into_iter().zip(gs).zip(self.adam.iter_mut()) {
+        let params: Vec<Var> = self.params().into_iter().cloned().collect();
+        for ((p, g), (m, v)) in params.iter().zip(gs).zip(self.adam.iter_mut()) {
             let g = (g * clip)?;
             // torch's Adam: m ← m + (1 − β1)(g − m); v ← β2·v + (1 − β2)·g²;
             // p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε).
@@ -555,6 +632,7 @@ impl Trainer {
                 rescale_acts_by_decoder_norm,
                 ..
             } => (Activation::JumpRelu, rescale_acts_by_decoder_norm),
+            TrainArch::JumpRelu { .. } => (Activation::JumpRelu, false),
         };
         let mut metadata = o.metadata.clone();
         metadata.insert("training_architecture".into(), json!(o.arch.name()));
@@ -593,6 +671,9 @@ impl Trainer {
                 o.d_sae,
                 &Device::Cpu,
             )?);
+        }
+        if let Some(t) = &self.threshold {
+            sae.threshold = Some(t.as_tensor().clone());
         }
         Ok(sae)
     }

@@ -50,6 +50,15 @@ fn options(case: &str, cfg: &Value, m: &Value) -> TrainOptions {
             rescale_acts_by_decoder_norm: cfg["rescale_acts_by_decoder_norm"].as_bool().unwrap(),
             topk_threshold_lr: f(&cfg["topk_threshold_lr"]),
         },
+        "jumprelu" => {
+            assert_eq!(cfg["jumprelu_sparsity_loss_mode"], "step");
+            TrainArch::JumpRelu {
+                jumprelu_init_threshold: f(&cfg["jumprelu_init_threshold"]),
+                jumprelu_bandwidth: f(&cfg["jumprelu_bandwidth"]),
+                l0_coefficient: f(&cfg["l0_coefficient"]),
+                l0_warm_up_steps: cfg["l0_warm_up_steps"].as_u64().unwrap() as usize,
+            }
+        }
         other => panic!("no case {other}"),
     };
     TrainOptions {
@@ -135,7 +144,7 @@ fn training_ends_where_saelens_does() {
     let m = manifest();
     let batches = load("batches.safetensors").remove("batches").unwrap();
     let steps = m["steps"].as_u64().unwrap() as usize;
-    for case in ["standard", "topk", "batchtopk"] {
+    for case in ["standard", "topk", "batchtopk", "jumprelu"] {
         let cfg = &m["cases"][case]["cfg"];
         let init = load(&format!("{case}.init.safetensors"));
         let trained = load(&format!("{case}.trained.safetensors"));
@@ -152,6 +161,9 @@ fn training_ends_where_saelens_does() {
             threshold,
         )
         .unwrap();
+        if let Some(t) = init.get("threshold") {
+            trainer.threshold = Some(candle_core::Var::from_tensor(t).unwrap());
+        }
         let mut aux_seen = false;
         for s in 0..steps {
             let log = trainer.train_step(&batches.get(s).unwrap()).unwrap();
@@ -159,12 +171,16 @@ fn training_ends_where_saelens_does() {
             assert!(log.loss.is_finite());
         }
         assert!(aux_seen, "{case}: the auxiliary loss never acted");
-        for (name, ours) in [
+        let mut params = vec![
             ("W_enc", &trainer.w_enc),
             ("b_enc", &trainer.b_enc),
             ("W_dec", &trainer.w_dec),
             ("b_dec", &trainer.b_dec),
-        ] {
+        ];
+        if let Some(t) = &trainer.threshold {
+            params.push(("threshold", t));
+        }
+        for (name, ours) in params {
             let d = max_diff(ours.as_tensor(), &trained[name]);
             assert!(d < 1e-4, "{case}: {name} differs from SAELens's by {d}");
             let moved = max_diff(ours.as_tensor(), &init[name]);
@@ -274,6 +290,12 @@ fn trained_saes_recover_planted_directions() {
             lp_norm: 1.0,
             l1_warm_up_steps: 100,
         },
+        TrainArch::JumpRelu {
+            jumprelu_init_threshold: 0.1,
+            jumprelu_bandwidth: 0.1,
+            l0_coefficient: 0.3,
+            l0_warm_up_steps: 100,
+        },
     ] {
         let name = arch.name();
         let opts = TrainOptions {
@@ -350,6 +372,12 @@ fn saes_glassbox_trains_load_in_saelens_unchanged() {
             aux_loss_coefficient: 1.0,
             rescale_acts_by_decoder_norm: true,
             topk_threshold_lr: 0.01,
+        },
+        TrainArch::JumpRelu {
+            jumprelu_init_threshold: 0.1,
+            jumprelu_bandwidth: 0.1,
+            l0_coefficient: 0.3,
+            l0_warm_up_steps: 20,
         },
     ] {
         let name = arch.name();

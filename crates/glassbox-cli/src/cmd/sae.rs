@@ -4,7 +4,7 @@
 //! evaluation metrics, under its names (`--json`: the fields of
 //! `glassbox_features::eval::SaeMetrics`, `feature_density` included).
 //!
-//! `glassbox sae train MODEL --hook NAME --arch standard|topk|batchtopk --d-sae N
+//! `glassbox sae train MODEL --hook NAME --arch standard|topk|batchtopk|jumprelu --d-sae N
 //! (--cache DIR | --text FILE) --out DIR`: SAELens's training (hyperparameters under SAELens's
 //! names); OUT holds what SAELens's runner writes (cfg.json, sae_weights.safetensors,
 //! sparsity.safetensors), `training_log.jsonl` (one line per step: loss, mse_loss, aux_loss,
@@ -74,6 +74,16 @@ pub struct TrainArgs {
     /// BatchTopK: the rate of the threshold's running average.
     #[arg(long, default_value_t = 0.01)]
     pub topk_threshold_lr: f64,
+    /// JumpReLU: the threshold's start, the straight-through kernel's width, the L0 penalty's
+    /// coefficient and warm-up (sparsity loss mode `step`).
+    #[arg(long, default_value_t = 0.01)]
+    pub jumprelu_init_threshold: f64,
+    #[arg(long, default_value_t = 0.05)]
+    pub jumprelu_bandwidth: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub l0_coefficient: f64,
+    #[arg(long, default_value_t = 0)]
+    pub l0_warm_up_steps: usize,
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub apply_b_dec_to_input: bool,
     #[arg(long, default_value_t = 0.1)]
@@ -123,6 +133,7 @@ pub enum TrainArchName {
     Standard,
     Topk,
     Batchtopk,
+    Jumprelu,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -351,6 +362,12 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             aux_loss_coefficient: args.aux_loss_coefficient,
             rescale_acts_by_decoder_norm: args.rescale_acts_by_decoder_norm,
             topk_threshold_lr: args.topk_threshold_lr,
+        },
+        TrainArchName::Jumprelu => TrainArch::JumpRelu {
+            jumprelu_init_threshold: args.jumprelu_init_threshold,
+            jumprelu_bandwidth: args.jumprelu_bandwidth,
+            l0_coefficient: args.l0_coefficient,
+            l0_warm_up_steps: args.l0_warm_up_steps,
         },
     };
     let mut metadata = serde_json::Map::new();
