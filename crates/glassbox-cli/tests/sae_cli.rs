@@ -339,38 +339,106 @@ fn sae_train_is_deterministic_and_its_sae_runs() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let text = dir.join("corpus.txt");
-    std::fs::write(&text, "the cat sat on the mat and the dog ate the log. ".repeat(300)).unwrap();
+    std::fs::write(
+        &text,
+        "the cat sat on the mat and the dog ate the log. ".repeat(300),
+    )
+    .unwrap();
     let model = fixture("parity/gpt2");
     let train = |out: &str| {
         ok(&[
-            "sae", "train", &model, "--hook", "blocks.1.hook_resid_post", "--arch", "batchtopk", "--k", "4",
-            "--d-sae", "128", "--text", text.to_str().unwrap(), "--context-size", "32",
-            "--train-batch-size-tokens", "256", "--training-tokens", "25600", "--lr", "1e-2",
-            "--dead-feature-window", "20", "--n-checkpoints", "1", "--out", out,
+            "sae",
+            "train",
+            &model,
+            "--hook",
+            "blocks.1.hook_resid_post",
+            "--arch",
+            "batchtopk",
+            "--k",
+            "4",
+            "--d-sae",
+            "128",
+            "--text",
+            text.to_str().unwrap(),
+            "--context-size",
+            "32",
+            "--train-batch-size-tokens",
+            "256",
+            "--training-tokens",
+            "25600",
+            "--lr",
+            "1e-2",
+            "--dead-feature-window",
+            "20",
+            "--n-checkpoints",
+            "1",
+            "--out",
+            out,
         ]);
     };
     let (a, b) = (dir.join("a"), dir.join("b"));
     train(a.to_str().unwrap());
     train(b.to_str().unwrap());
-    for file in ["cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "training_log.jsonl"] {
-        let (x, y) = (std::fs::read(a.join(file)).unwrap(), std::fs::read(b.join(file)).unwrap());
+    for file in [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "sparsity.safetensors",
+        "training_log.jsonl",
+    ] {
+        let (x, y) = (
+            std::fs::read(a.join(file)).unwrap(),
+            std::fs::read(b.join(file)).unwrap(),
+        );
         assert!(x == y, "{file} differs between two runs with the same seed");
     }
     let log = std::fs::read_to_string(a.join("training_log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 100, "one line per step (25600 / 256)");
     let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
-    for key in ["loss", "mse_loss", "aux_loss", "l0", "explained_variance", "dead_features", "lr"] {
+    for key in [
+        "loss",
+        "mse_loss",
+        "aux_loss",
+        "l0",
+        "explained_variance",
+        "dead_features",
+        "lr",
+    ] {
         assert!(last.get(key).is_some(), "no `{key}` in the log");
     }
     let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
-    assert!(last["mse_loss"].as_f64().unwrap() < first["mse_loss"].as_f64().unwrap() / 2.0, "training did not lower the loss");
+    assert!(
+        last["mse_loss"].as_f64().unwrap() < first["mse_loss"].as_f64().unwrap() / 2.0,
+        "training did not lower the loss"
+    );
     assert!(a.join("checkpoints/step-50/cfg.json").exists());
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("cfg.json")).unwrap()).unwrap();
-    assert_eq!(cfg["architecture"], "jumprelu", "BatchTopK is saved as the JumpReLU SAE it is at inference");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("cfg.json")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["architecture"], "jumprelu",
+        "BatchTopK is saved as the JumpReLU SAE it is at inference"
+    );
     // It evaluates and splices.
-    let out = ok(&["sae", "eval", &model, "--sae", a.to_str().unwrap(), "--text", text.to_str().unwrap(), "--context", "32", "--json"]);
+    let out = ok(&[
+        "sae",
+        "eval",
+        &model,
+        "--sae",
+        a.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+        "--context",
+        "32",
+        "--json",
+    ]);
     let m: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(m["explained_variance"].as_f64().unwrap() > 0.3, "{m}");
-    ok(&["run", &model, "--prompt", "the cat", "--sae", a.to_str().unwrap()]);
+    ok(&[
+        "run",
+        &model,
+        "--prompt",
+        "the cat",
+        "--sae",
+        a.to_str().unwrap(),
+    ]);
     let _ = std::fs::remove_dir_all(&dir);
 }

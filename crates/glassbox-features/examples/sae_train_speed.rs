@@ -26,14 +26,36 @@ fn main() {
     glassbox_models::kernel_ops::claim_cpu_threads();
     let acts = candle_core::safetensors::load(&a[1], &Device::Cpu).unwrap()["acts"].clone();
     let (rows, d_in) = acts.dims2().unwrap();
-    let (d_sae, k, batch, steps): (usize, usize, usize, usize) =
-        (a[3].parse().unwrap(), a[4].parse().unwrap(), a[5].parse().unwrap(), a[6].parse().unwrap());
+    let (d_sae, k, batch, steps): (usize, usize, usize, usize) = (
+        a[3].parse().unwrap(),
+        a[4].parse().unwrap(),
+        a[5].parse().unwrap(),
+        a[6].parse().unwrap(),
+    );
     let lr: f64 = a[7].parse().unwrap();
     let arch = match a[2].as_str() {
-        "standard" => TrainArch::Standard { l1_coefficient: 1.0, lp_norm: 1.0, l1_warm_up_steps: 0 },
-        "topk" => TrainArch::TopK { k, aux_loss_coefficient: 1.0, rescale_acts_by_decoder_norm: true },
-        "batchtopk" => TrainArch::BatchTopK { k: k as f64, aux_loss_coefficient: 1.0, rescale_acts_by_decoder_norm: true, topk_threshold_lr: 0.01 },
-        "jumprelu" => TrainArch::JumpRelu { jumprelu_init_threshold: 0.01, jumprelu_bandwidth: 0.05, l0_coefficient: 1.0, l0_warm_up_steps: 0 },
+        "standard" => TrainArch::Standard {
+            l1_coefficient: 1.0,
+            lp_norm: 1.0,
+            l1_warm_up_steps: 0,
+        },
+        "topk" => TrainArch::TopK {
+            k,
+            aux_loss_coefficient: 1.0,
+            rescale_acts_by_decoder_norm: true,
+        },
+        "batchtopk" => TrainArch::BatchTopK {
+            k: k as f64,
+            aux_loss_coefficient: 1.0,
+            rescale_acts_by_decoder_norm: true,
+            topk_threshold_lr: 0.01,
+        },
+        "jumprelu" => TrainArch::JumpRelu {
+            jumprelu_init_threshold: 0.01,
+            jumprelu_bandwidth: 0.05,
+            l0_coefficient: 1.0,
+            l0_warm_up_steps: 0,
+        },
         other => panic!("unknown arch {other}"),
     };
     let opts = TrainOptions {
@@ -57,7 +79,10 @@ fn main() {
         metadata: Default::default(),
     };
     let mut trainer = Trainer::new(opts).unwrap();
-    let batch_at = |s: usize| acts.narrow(0, (s * batch) % (rows - batch + 1), batch).unwrap();
+    let batch_at = |s: usize| {
+        acts.narrow(0, (s * batch) % (rows - batch + 1), batch)
+            .unwrap()
+    };
     trainer.train_step(&batch_at(0)).unwrap();
     let start = Instant::now();
     let mut last = None;

@@ -14,6 +14,7 @@ pub mod sparsify;
 pub mod splice;
 pub mod store;
 pub mod train;
+mod train_sparse;
 mod write;
 
 pub use error::{FeatureError, Result};

@@ -170,6 +170,19 @@ impl TrainOptions {
     }
 }
 
+/// What one step's forward and backward passes give the optimiser and the statistics.
+pub(crate) struct Pass {
+    pub mse: f64,
+    pub aux: f64,
+    /// Gradients in the order of `Trainer::params`.
+    pub grads: Vec<Tensor>,
+    /// Tokens of the batch each feature fired on.
+    pub fired_tokens: Vec<u64>,
+    /// Non-zero activations in the batch, and the smallest positive one.
+    pub active: usize,
+    pub min_active: f64,
+}
+
 /// One step's log, SAELens's names.
 #[derive(Clone, Debug, Serialize)]
 pub struct StepLog {
@@ -204,6 +217,8 @@ pub struct Trainer {
     fired_counts: Vec<u64>,
     window_tokens: u64,
     pub step: usize,
+    /// Compute every step through candle's autograd, never the sparse pass.
+    pub dense_reference: bool,
 }
 
 /// JumpReLU `h·[h > t]` and the step `[h > t]` (whose row sums are L0), with SAELens's
@@ -215,7 +230,10 @@ fn jump_relu_with_step(h: &Tensor, t: &Tensor, bw: f64) -> Result<(Tensor, Tenso
     let td = t.detach();
     let gate = hd.broadcast_gt(&td)?.to_dtype(DType::F32)?;
     let z = hd.broadcast_sub(&td)?.affine(1.0 / bw, 0.0)?;
-    let rect = z.gt(-0.5)?.to_dtype(DType::F32)?.mul(&z.lt(0.5)?.to_dtype(DType::F32)?)?;
+    let rect = z
+        .gt(-0.5)?
+        .to_dtype(DType::F32)?
+        .mul(&z.lt(0.5)?.to_dtype(DType::F32)?)?;
     let ste_through = |c: Tensor| -> Result<Tensor> {
         let tc = t.broadcast_mul(&c)?;
         Ok((&tc - tc.detach())?)
@@ -319,6 +337,7 @@ impl Trainer {
             fired_counts: vec![0; d_sae],
             window_tokens: 0,
             step: 0,
+            dense_reference: std::env::var("GLASSBOX_SAE_DENSE").as_deref() == Ok("1"),
             opts,
         })
     }
@@ -354,6 +373,17 @@ impl Trainer {
         }
     }
 
+    /// Whether this step takes the sparse path (TopK and BatchTopK: each token's features
+    /// are a few, so decoding and every gradient but the encoder's product touch only them).
+    /// `dense_reference` (or `GLASSBOX_SAE_DENSE=1`) forces the autograd path, the reference
+    /// it is tested against.
+    fn sparse_path(&self) -> bool {
+        matches!(
+            self.opts.arch,
+            TrainArch::TopK { .. } | TrainArch::BatchTopK { .. }
+        ) && !self.dense_reference
+    }
+
     /// One step on `x` [batch, d_in].
     pub fn train_step(&mut self, x: &Tensor) -> Result<StepLog> {
         let x = x.to_dtype(DType::F32)?;
@@ -367,12 +397,88 @@ impl Trainer {
         }
         let window = self.opts.dead_feature_window as u64;
         let dead: Vec<bool> = self.since_fired.iter().map(|&s| s > window).collect();
-        let num_dead = dead.iter().filter(|&&d| d).count();
 
         // JumpReLU's threshold is kept non-negative by projection before each step.
         if let Some(t) = &self.threshold {
             t.set(&t.as_tensor().relu()?)?;
         }
+        let pass = if self.sparse_path() {
+            crate::train_sparse::pass(self, &x, &dead)?
+        } else {
+            self.dense_pass(&x, &dead)?
+        };
+
+        let window_len = self.opts.feature_sampling_window.max(1);
+        if self.step > 0 && self.step.is_multiple_of(window_len) {
+            self.fired_counts.iter_mut().for_each(|c| *c = 0);
+            self.window_tokens = 0;
+        }
+        for (c, &f) in self.fired_counts.iter_mut().zip(&pass.fired_tokens) {
+            *c += f;
+        }
+        let centred = x.broadcast_sub(&x.mean_keepdim(0)?)?;
+        let variance = centred.sqr()?.sum(1)?.mean(0)?.to_scalar::<f32>()? as f64;
+
+        // Clip to global norm 1, Adam.
+        let gs = pass.grads;
+        let norms_sq: f64 = gs
+            .iter()
+            .map(|g| -> Result<f64> {
+                let n = g.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64;
+                Ok(n * n)
+            })
+            .sum::<Result<f64>>()?;
+        let total = norms_sq.sqrt();
+        let clip = (1.0 / (total + 1e-6)).min(1.0);
+        let lr = self.opts.lr_at(self.step);
+        let t = (self.step + 1) as i32;
+        let (b1, b2, eps) = (self.opts.adam_beta1, self.opts.adam_beta2, 1e-8);
+        let bc1 = 1.0 - b1.powi(t);
+        let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        let params: Vec<Var> = self.params().into_iter().cloned().collect();
+        for ((p, g), (m, v)) in params.iter().zip(gs).zip(self.adam.iter_mut()) {
+            let g = (g * clip)?;
+            // torch's Adam: m ← m + (1 − β1)(g − m); v ← β2·v + (1 − β2)·g²;
+            // p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε).
+            *m = (&*m + ((&g - &*m)? * (1.0 - b1))?)?;
+            *v = ((&*v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let denom = ((v.sqrt()? / bc2_sqrt)? + eps)?;
+            let update = ((&*m / denom)? * (lr / bc1))?;
+            p.set(&(p.as_tensor() - update)?)?;
+        }
+
+        if let TrainArch::BatchTopK {
+            topk_threshold_lr, ..
+        } = self.opts.arch
+        {
+            if pass.min_active.is_finite() {
+                self.topk_threshold = (1.0 - topk_threshold_lr) * self.topk_threshold
+                    + topk_threshold_lr * pass.min_active;
+            }
+        }
+        self.window_tokens += n as u64;
+        for (s, &f) in self.since_fired.iter_mut().zip(&pass.fired_tokens) {
+            *s = if f > 0 { 0 } else { *s + 1 };
+        }
+        let log = StepLog {
+            step: self.step,
+            lr,
+            loss: pass.mse + pass.aux,
+            mse_loss: pass.mse,
+            aux_loss: pass.aux,
+            l0: pass.active as f64 / n as f64,
+            explained_variance: 1.0 - pass.mse / variance,
+            dead_features: self.since_fired.iter().filter(|&&s| s > window).count(),
+        };
+        self.step += 1;
+        Ok(log)
+    }
+
+    /// The step's losses and gradients through candle's autograd (every architecture).
+    fn dense_pass(&self, x: &Tensor, dead: &[bool]) -> Result<Pass> {
+        let x = x.clone();
+        let n = x.dim(0)?;
+        let num_dead = dead.iter().filter(|&&d| d).count();
         let w_enc = self.w_enc.as_tensor();
         let w_dec = self.w_dec.as_tensor();
         let sae_in = if self.opts.apply_b_dec_to_input {
@@ -407,7 +513,11 @@ impl Trainer {
                 jumprelu_bandwidth: bw,
                 ..
             } => {
-                let t = self.threshold.as_ref().expect("JumpReLU has a threshold").as_tensor();
+                let t = self
+                    .threshold
+                    .as_ref()
+                    .expect("JumpReLU has a threshold")
+                    .as_tensor();
                 let (f, step) = jump_relu_with_step(&h, t, bw)?;
                 l0_term = Some(step);
                 f
@@ -488,91 +598,35 @@ impl Trainer {
             }
         };
         let loss = (&mse + &aux)?;
-
-        // Statistics, before the weights move.
         let f_values: Vec<f32> = f.flatten_all()?.to_vec1()?;
-        let window_len = self.opts.feature_sampling_window.max(1);
-        if self.step > 0 && self.step.is_multiple_of(window_len) {
-            self.fired_counts.iter_mut().for_each(|c| *c = 0);
-            self.window_tokens = 0;
-        }
-        let mut fired = vec![false; d_sae];
+        let mut fired_tokens = vec![0u64; d_sae];
         let mut active = 0usize;
         let mut min_active = f64::INFINITY;
         for (i, &v) in f_values.iter().enumerate() {
             if v != 0.0 {
-                fired[i % d_sae] = true;
-                self.fired_counts[i % d_sae] += 1;
+                fired_tokens[i % d_sae] += 1;
                 active += 1;
             }
             if v > 0.0 {
                 min_active = min_active.min(v as f64);
             }
         }
-        let centred = x.broadcast_sub(&x.mean_keepdim(0)?)?;
-        let variance = centred.sqr()?.sum(1)?.mean(0)?.to_scalar::<f32>()? as f64;
-        let mse_value = mse.to_scalar::<f32>()? as f64;
-
-        // Backward, clip to global norm 1, Adam.
         let grads = loss.backward()?;
-        let mut gs = Vec::with_capacity(4);
+        let mut gs = Vec::with_capacity(5);
         for p in self.params() {
             gs.push(match grads.get(p.as_tensor()) {
                 Some(g) => g.clone(),
                 None => p.as_tensor().zeros_like()?,
             });
         }
-        let norms_sq: f64 = gs
-            .iter()
-            .map(|g| -> Result<f64> {
-                let n = g.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64;
-                Ok(n * n)
-            })
-            .sum::<Result<f64>>()?;
-        let total = norms_sq.sqrt();
-        let clip = (1.0 / (total + 1e-6)).min(1.0);
-        let lr = self.opts.lr_at(self.step);
-        let t = (self.step + 1) as i32;
-        let (b1, b2, eps) = (self.opts.adam_beta1, self.opts.adam_beta2, 1e-8);
-        let bc1 = 1.0 - b1.powi(t);
-        let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
-        let params: Vec<Var> = self.params().into_iter().cloned().collect();
-        for ((p, g), (m, v)) in params.iter().zip(gs).zip(self.adam.iter_mut()) {
-            let g = (g * clip)?;
-            // torch's Adam: m ← m + (1 − β1)(g − m); v ← β2·v + (1 − β2)·g²;
-            // p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε).
-            *m = (&*m + ((&g - &*m)? * (1.0 - b1))?)?;
-            *v = ((&*v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let denom = ((v.sqrt()? / bc2_sqrt)? + eps)?;
-            let update = ((&*m / denom)? * (lr / bc1))?;
-            p.set(&(p.as_tensor() - update)?)?;
-        }
-
-        if let TrainArch::BatchTopK {
-            topk_threshold_lr, ..
-        } = self.opts.arch
-        {
-            if min_active.is_finite() {
-                self.topk_threshold = (1.0 - topk_threshold_lr) * self.topk_threshold
-                    + topk_threshold_lr * min_active;
-            }
-        }
-        self.window_tokens += n as u64;
-        for (s, f) in self.since_fired.iter_mut().zip(&fired) {
-            *s = if *f { 0 } else { *s + 1 };
-        }
-        let log = StepLog {
-            step: self.step,
-            lr,
-            loss: loss.to_scalar::<f32>()? as f64,
-            mse_loss: mse_value,
-            aux_loss: aux.to_scalar::<f32>()? as f64,
-            l0: active as f64 / n as f64,
-            explained_variance: 1.0 - mse_value / variance,
-            dead_features: self.since_fired.iter().filter(|&&s| s > window).count(),
-        };
-        self.step += 1;
-        Ok(log)
+        Ok(Pass {
+            mse: mse.to_scalar::<f32>()? as f64,
+            aux: aux.to_scalar::<f32>()? as f64,
+            grads: gs,
+            fired_tokens,
+            active,
+            min_active,
+        })
     }
 
     /// Each feature's firing frequency over the current sampling window.

@@ -470,3 +470,101 @@ fn saes_glassbox_trains_load_in_saelens_unchanged() {
         );
     }
 }
+
+/// The sparse pass of TopK and BatchTopK gives the autograd pass's weights, step after step,
+/// with and without decoder-norm rescaling, b_dec subtraction, and with many dead features
+/// (a window of one step) so that AuxK acts throughout.
+#[test]
+fn the_sparse_pass_equals_autograd() {
+    let (d_in, n_dirs, batch, steps) = (16, 24, 48, 30);
+    let (data, _) = planted(d_in, n_dirs, batch * steps, 9);
+    for (arch, apply_b_dec) in [
+        (
+            TrainArch::TopK {
+                k: 3,
+                aux_loss_coefficient: 1.0,
+                rescale_acts_by_decoder_norm: true,
+            },
+            true,
+        ),
+        (
+            TrainArch::TopK {
+                k: 4,
+                aux_loss_coefficient: 0.5,
+                rescale_acts_by_decoder_norm: false,
+            },
+            false,
+        ),
+        (
+            TrainArch::BatchTopK {
+                k: 3.0,
+                aux_loss_coefficient: 1.0,
+                rescale_acts_by_decoder_norm: true,
+                topk_threshold_lr: 0.01,
+            },
+            true,
+        ),
+        (
+            TrainArch::BatchTopK {
+                k: 2.5,
+                aux_loss_coefficient: 1.0,
+                rescale_acts_by_decoder_norm: false,
+                topk_threshold_lr: 0.05,
+            },
+            false,
+        ),
+    ] {
+        let opts = TrainOptions {
+            arch: arch.clone(),
+            d_in,
+            d_sae: 2 * n_dirs,
+            apply_b_dec_to_input: apply_b_dec,
+            decoder_init_norm: Some(0.1),
+            lr: 3e-3,
+            lr_end: None,
+            lr_scheduler: LrScheduler::Constant,
+            lr_warm_up_steps: 0,
+            lr_decay_steps: 0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            train_batch_size_tokens: batch,
+            training_tokens: batch * steps,
+            dead_feature_window: 1,
+            feature_sampling_window: 1000,
+            seed: 4,
+            metadata: metadata(),
+        };
+        let mut sparse = Trainer::new(opts.clone()).unwrap();
+        sparse.dense_reference = false;
+        let mut dense = Trainer::new(opts).unwrap();
+        dense.dense_reference = true;
+        let mut aux_steps = 0;
+        for s in 0..steps {
+            let x = data.narrow(0, s * batch, batch).unwrap();
+            let a = sparse.train_step(&x).unwrap();
+            let b = dense.train_step(&x).unwrap();
+            assert!(
+                (a.loss - b.loss).abs() <= 1e-4 * b.loss.abs().max(1.0),
+                "{arch:?} step {s}: loss {} vs {}",
+                a.loss,
+                b.loss
+            );
+            assert_eq!(a.l0, b.l0, "{arch:?} step {s}");
+            aux_steps += usize::from(b.aux_loss > 0.0);
+        }
+        assert!(
+            aux_steps > steps / 2,
+            "{arch:?}: AuxK acted on {aux_steps} steps only"
+        );
+        for (name, p, q) in [
+            ("W_enc", &sparse.w_enc, &dense.w_enc),
+            ("b_enc", &sparse.b_enc, &dense.b_enc),
+            ("W_dec", &sparse.w_dec, &dense.w_dec),
+            ("b_dec", &sparse.b_dec, &dense.b_dec),
+        ] {
+            let d = max_diff(p.as_tensor(), q.as_tensor());
+            assert!(d <= 1e-5, "{arch:?}: {name} differs by {d}");
+        }
+        assert!((sparse.topk_threshold - dense.topk_threshold).abs() <= 1e-7);
+    }
+}
