@@ -25,6 +25,7 @@ pub mod heads;
 pub mod lens;
 pub mod norm;
 pub mod patching;
+pub mod probe;
 pub mod steering;
 
 pub use error::{AnalysisError, Result};

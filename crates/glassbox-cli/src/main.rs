@@ -49,7 +49,9 @@ enum Command {
     Patch(cmd::patch::Args),
     /// Zero, mean or resample ablation of heads, MLPs or neurons.
     Ablate(cmd::ablate::Args),
-    /// Build a steering (control) vector from contrasting prompts.
+    /// Linear probes: is a labelled property readable from the activations at each hook?
+    Probe(cmd::probe::Args),
+    /// Build a steering (control) vector from contrasting prompts or probe directions.
     Steer(cmd::steer::Args),
     /// Which experts each token is routed to, in mixture-of-experts models.
     Experts(cmd::experts::Args),
@@ -129,6 +131,7 @@ fn main() {
         Command::Heads(a) => cmd::heads::run(a),
         Command::Patch(a) => cmd::patch::run(a),
         Command::Ablate(a) => cmd::ablate::run(a),
+        Command::Probe(a) => cmd::probe::run(a),
         Command::Steer(a) => cmd::steer::run(a),
         Command::Experts(a) => cmd::experts::run(a),
         Command::Cache(a) => cmd::cache::run(a),

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use anyhow::Context;
+
 /// `path` (given as `flag`) must name a file in a folder that exists: not an existing
 /// directory, not inside a missing folder or inside a file.
 pub fn check(path: &Path, flag: &str) -> anyhow::Result<()> {
@@ -36,6 +38,35 @@ pub fn check(path: &Path, flag: &str) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Writes `tensors` to a temporary file beside `out`, then renames it into place.
+pub fn write_safetensors(
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    crate::output::check(out, "--out")?;
+    let file_name = out
+        .file_name()
+        .ok_or_else(|| crate::invalid!("--out {} is not a file path", out.display()))?;
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = candle_core::safetensors::save(tensors, &tmp)
+        .with_context(|| format!("writing {}", tmp.display()))
+        .and_then(|_| {
+            std::fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]

@@ -277,7 +277,9 @@ pub(crate) fn pass(t: &Trainer, x: &Tensor, dead: &[bool]) -> Result<Pass> {
         .collect();
 
     // Per feature: its entries (row order), then its weight gradients.
-    let mut by_feature: Vec<Vec<(u32, f32, f32, f32, bool)>> = vec![Vec::new(); m];
+    // (row, ∂L/∂p, ∂L/∂r part, decoded value, main rather than AuxK)
+    type FeatureEntry = (u32, f32, f32, f32, bool);
+    let mut by_feature: Vec<Vec<FeatureEntry>> = vec![Vec::new(); m];
     for (row, b) in back.iter().enumerate() {
         for (e, &(j, g_p, g_r)) in entries[row].iter().zip(&b.main) {
             by_feature[j as usize].push((row as u32, g_p, g_r, e.a, true));

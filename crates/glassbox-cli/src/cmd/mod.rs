@@ -9,6 +9,7 @@ pub mod heads;
 pub mod inspect;
 pub mod lens;
 pub mod patch;
+pub mod probe;
 pub mod reproduce;
 pub mod run;
 pub mod sae;

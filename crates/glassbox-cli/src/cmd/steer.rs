@@ -21,14 +21,18 @@ pub struct Args {
     #[command(flatten)]
     pub sae: crate::model_cli::SaeArgs,
     /// Prompts showing the behaviour to steer towards (repeatable).
-    #[arg(long = "positive", required = true, num_args = 1..)]
+    #[arg(long = "positive", num_args = 1.., required_unless_present = "direction")]
     pub positive: Vec<String>,
     /// Prompts showing its opposite (repeatable).
-    #[arg(long = "negative", required = true, num_args = 1..)]
+    #[arg(long = "negative", num_args = 1.., required_unless_present = "direction")]
     pub negative: Vec<String>,
     /// Blocks whose output is steered, L1-L2 (llama.cpp numbering: 1 … n_layers−1).
-    #[arg(long)]
-    pub layers: String,
+    #[arg(long, required_unless_present = "direction")]
+    pub layers: Option<String>,
+    /// Instead of contrasting prompts: the directions `glassbox probe --out` wrote (those at
+    /// `blocks.N.hook_resid_post`, N ≥ 1, become the control vector's `direction.N`).
+    #[arg(long, value_name = "FILE.safetensors", conflicts_with_all = ["positive", "negative"])]
+    pub direction: Option<PathBuf>,
     /// Output control-vector file (.gguf).
     #[arg(long)]
     pub out: PathBuf,
@@ -42,18 +46,23 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.output.check()?;
     crate::output::check(&args.out, "--out")?;
-    let layers = steering::parse_layers(&args.layers)?;
     let model = analysis_cli::load_model(&args.model, &args.sae)?;
-    let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {
-        texts
-            .iter()
-            .map(|t| analysis_cli::tokens(&model, t))
-            .collect()
-    };
-    let positive = tokenize(&args.positive)?;
-    let negative = tokenize(&args.negative)?;
     // the raw difference's length is worth reporting even when the file holds unit vectors
-    let raw = ControlVector::from_contrast(&model, &positive, &negative, layers, false)?;
+    let raw = match &args.direction {
+        Some(path) => from_probe(&model, path, args.layers.as_deref())?,
+        None => {
+            let layers = steering::parse_layers(args.layers.as_deref().unwrap_or_default())?;
+            let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {
+                texts
+                    .iter()
+                    .map(|t| analysis_cli::tokens(&model, t))
+                    .collect()
+            };
+            let positive = tokenize(&args.positive)?;
+            let negative = tokenize(&args.negative)?;
+            ControlVector::from_contrast(&model, &positive, &negative, layers, false)?
+        }
+    };
     let vector = if args.no_normalize {
         raw.clone()
     } else {
@@ -146,4 +155,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         render::save_svg(path, &svg::bar_chart(&chart))?;
     }
     Ok(())
+}
+
+/// A control vector from probe directions (`glassbox probe --out`), optionally only `layers`.
+fn from_probe(
+    model: &glassbox_models::HookedModel,
+    path: &std::path::Path,
+    layers: Option<&str>,
+) -> anyhow::Result<ControlVector> {
+    let d_model = model.info().d_model;
+    let mut directions = crate::cmd::probe::read_directions(path)?;
+    if let Some(spec) = layers {
+        let keep = steering::parse_layers(spec)?;
+        directions.retain(|l, _| keep.contains(l));
+    }
+    // llama.cpp's files have no direction.0: block 0's output cannot be steered.
+    directions.retain(|l, _| *l >= 1 && *l < model.info().n_layers);
+    if directions.is_empty() {
+        return Err(crate::invalid!(
+            "{}: no probe direction at blocks 1 … {} (block 0's output cannot be steered)",
+            path.display(),
+            model.info().n_layers.saturating_sub(1)
+        ));
+    }
+    if let Some((l, v)) = directions.iter().find(|(_, v)| v.len() != d_model) {
+        return Err(crate::invalid!(
+            "{}: the direction at block {l} has {} values; this model's residual stream has {d_model}",
+            path.display(),
+            v.len()
+        ));
+    }
+    Ok(ControlVector {
+        model_hint: model.info().architecture.clone(),
+        d_model,
+        directions,
+    })
 }

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use candle_core::{DType, Tensor};
 use glassbox_models::{Hooks, NameFilter};
 
@@ -100,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if batch > 1 || padded {
         tensors.insert("attention_mask".into(), mask.to_dtype(DType::I64)?);
     }
-    write_atomically(&tensors, &args.out)?;
+    crate::output::write_safetensors(&tensors, &args.out)?;
     eprintln!(
         "wrote {} tensors ({} hooks) for {batch} sequence(s) of up to {len} tokens to {}",
         tensors.len(),
@@ -108,33 +107,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
-}
-
-/// Writes `tensors` to a temporary file beside `out`, then renames it into place.
-fn write_atomically(
-    tensors: &HashMap<String, Tensor>,
-    out: &std::path::Path,
-) -> anyhow::Result<()> {
-    crate::output::check(out, "--out")?;
-    let file_name = out
-        .file_name()
-        .ok_or_else(|| crate::invalid!("--out {} is not a file path", out.display()))?;
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = candle_core::safetensors::save(tensors, &tmp)
-        .with_context(|| format!("writing {}", tmp.display()))
-        .and_then(|_| {
-            std::fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

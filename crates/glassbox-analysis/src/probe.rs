@@ -1,0 +1,548 @@
+//! Linear probes: is a property of the input linearly readable from the activations at a hook?
+//!
+//! For every hook a pattern matches, each example's activation (at its last token, or the mean
+//! over its tokens) is a feature vector. Examples are split, seeded, into training and held-out
+//! sets; features are standardised with the training set's mean and deviation. Then
+//!
+//! - **classification** (labels that are words or booleans): logistic regression (softmax for
+//!   more than two classes), full-batch gradient descent with Adam and an L2 penalty, from zero;
+//!   accuracy on both sets, and for two classes the held-out ROC AUC;
+//! - **regression** (numeric labels): ridge regression in closed form; R² on both sets.
+//!
+//! Every probe is fitted a second time on labels shuffled across examples (seeded): a
+//! *control* that says what accuracy or R² the probe reaches by memorising — a property is
+//! readable when the probe beats its control on held-out examples, not merely chance.
+//!
+//! A probe's direction (for two classes, the weight vector; for regression, the coefficients;
+//! mapped back to the activations' own units) is returned at unit length, so that it can be
+//! added to the stream as a steering vector.
+
+use candle_core::{DType, Tensor};
+use glassbox_models::{HookedModel, Hooks, NameFilter};
+use serde::Serialize;
+
+use crate::error::{AnalysisError, Result};
+
+/// What the probe predicts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Labels {
+    /// One class index per example, with the class names.
+    Classes { names: Vec<String>, y: Vec<usize> },
+    /// A number per example.
+    Values(Vec<f64>),
+}
+
+impl Labels {
+    pub fn len(&self) -> usize {
+        match self {
+            Labels::Classes { y, .. } => y.len(),
+            Labels::Values(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same labels, permuted across examples by `order`.
+    fn permuted(&self, order: &[usize]) -> Labels {
+        match self {
+            Labels::Classes { names, y } => Labels::Classes {
+                names: names.clone(),
+                y: order.iter().map(|&i| y[i]).collect(),
+            },
+            Labels::Values(v) => Labels::Values(order.iter().map(|&i| v[i]).collect()),
+        }
+    }
+}
+
+/// Which token's activation represents an example.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Position {
+    Last,
+    Mean,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// Share of examples held out.
+    pub test_fraction: f64,
+    pub seed: u64,
+    /// L2 penalty (on standardised features).
+    pub l2: f64,
+    /// Gradient steps of the logistic fit.
+    pub steps: usize,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            test_fraction: 0.25,
+            seed: 0,
+            l2: 1e-3,
+            steps: 500,
+        }
+    }
+}
+
+/// One hook's probe.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeResult {
+    pub hook: String,
+    /// "classification" or "regression".
+    pub task: &'static str,
+    pub train_examples: usize,
+    pub test_examples: usize,
+    /// Accuracy (classification) or R² (regression).
+    pub train_score: f64,
+    pub test_score: f64,
+    /// Held-out ROC AUC (two classes only).
+    pub test_auc: Option<f64>,
+    /// The same probe fitted on shuffled labels: its held-out score.
+    pub control_test_score: f64,
+    /// The share of held-out examples of the most common training class (classification).
+    pub majority_baseline: Option<f64>,
+    /// Unit direction in the activations' space (two classes: towards the second class;
+    /// regression: of increasing value); None for more than two classes.
+    #[serde(skip)]
+    pub direction: Option<Vec<f32>>,
+}
+
+/// Each example's activation at every hook `filter` matches: (hook, [examples][d]).
+pub fn collect(
+    model: &HookedModel,
+    examples: &[Vec<u32>],
+    filter: &NameFilter,
+    position: Position,
+) -> Result<Vec<(String, Vec<Vec<f32>>)>> {
+    let mut out: Vec<(String, Vec<Vec<f32>>)> = Vec::new();
+    for ids in examples {
+        if ids.is_empty() {
+            return Err(AnalysisError::input("an example has no tokens"));
+        }
+        let mut hooks = Hooks::caching(filter.clone());
+        model.run_with_hooks(&model.ids_tensor(ids)?, &mut hooks)?;
+        if hooks.cache.is_empty() {
+            return Err(AnalysisError::input(format!(
+                "no hook point matches {}",
+                filter.patterns().join(", ")
+            )));
+        }
+        for (i, (name, t)) in hooks.cache.iter().enumerate() {
+            if glassbox_models::Layout::of(name).pos_dim != Some(1) {
+                return Err(AnalysisError::input(format!(
+                    "`{name}` is laid out by head and query position, not by token; probe a per-token hook"
+                )));
+            }
+            // [1, pos, …] → [pos, d]
+            let t = t.to_dtype(DType::F32)?.squeeze(0)?.flatten_from(1)?;
+            let v: Vec<f32> = match position {
+                Position::Last => t.get(t.dim(0)? - 1)?.to_vec1()?,
+                Position::Mean => t.mean(0)?.to_vec1()?,
+            };
+            match out.get_mut(i) {
+                Some((n, rows)) if n == name => rows.push(v),
+                Some(_) => return Err(AnalysisError::input("hooks differ between examples")),
+                None => out.push((name.to_string(), vec![v])),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// SplitMix64, for seeded splits and shuffles.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+        v
+    }
+}
+
+/// Fits and scores a probe at each hook.
+pub fn fit_all(
+    features: &[(String, Vec<Vec<f32>>)],
+    labels: &Labels,
+    opts: &ProbeOptions,
+) -> Result<Vec<ProbeResult>> {
+    let n = labels.len();
+    let n_test = ((n as f64) * opts.test_fraction).round() as usize;
+    if n < 4 || n_test == 0 || n_test >= n {
+        return Err(AnalysisError::input(format!(
+            "{n} examples with a held-out share of {}: need at least one example on each side (and 4 in all)",
+            opts.test_fraction
+        )));
+    }
+    if let Labels::Classes { names, .. } = labels {
+        if names.len() < 2 {
+            return Err(AnalysisError::input(
+                "every example has the same label: nothing to probe",
+            ));
+        }
+    }
+    let mut rng = Rng(opts.seed);
+    let order = rng.permutation(n);
+    let (test, train) = order.split_at(n_test);
+    let control = labels.permuted(&rng.permutation(n));
+    features
+        .iter()
+        .map(|(hook, rows)| {
+            if rows.len() != n {
+                return Err(AnalysisError::input(format!(
+                    "{} examples at `{hook}` for {n} labels",
+                    rows.len()
+                )));
+            }
+            let (fit, scores) = fit_one(rows, labels, train, test, opts);
+            let (_, control_scores) = fit_one(rows, &control, train, test, opts);
+            let majority_baseline = match labels {
+                Labels::Classes { names, y } => {
+                    let mut counts = vec![0usize; names.len()];
+                    train.iter().for_each(|&i| counts[y[i]] += 1);
+                    let top = (0..names.len())
+                        .max_by_key(|&c| (counts[c], usize::MAX - c))
+                        .unwrap_or(0);
+                    Some(test.iter().filter(|&&i| y[i] == top).count() as f64 / test.len() as f64)
+                }
+                Labels::Values(_) => None,
+            };
+            Ok(ProbeResult {
+                hook: hook.clone(),
+                task: match labels {
+                    Labels::Classes { .. } => "classification",
+                    Labels::Values(_) => "regression",
+                },
+                train_examples: train.len(),
+                test_examples: test.len(),
+                train_score: scores.0,
+                test_score: scores.1,
+                test_auc: scores.2,
+                control_test_score: control_scores.1,
+                majority_baseline,
+                direction: fit.direction,
+            })
+        })
+        .collect()
+}
+
+struct Fit {
+    direction: Option<Vec<f32>>,
+}
+
+/// Fits on `train`, returns (the fit, (train score, test score, test AUC)).
+fn fit_one(
+    rows: &[Vec<f32>],
+    labels: &Labels,
+    train: &[usize],
+    test: &[usize],
+    opts: &ProbeOptions,
+) -> (Fit, (f64, f64, Option<f64>)) {
+    let d = rows[0].len();
+    // Standardise with the training set's statistics.
+    let mut mean = vec![0f64; d];
+    for &i in train {
+        for (m, &v) in mean.iter_mut().zip(&rows[i]) {
+            *m += v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= train.len() as f64);
+    let mut sd = vec![0f64; d];
+    for &i in train {
+        for ((s, &v), m) in sd.iter_mut().zip(&rows[i]).zip(&mean) {
+            *s += (v as f64 - m) * (v as f64 - m);
+        }
+    }
+    sd.iter_mut()
+        .for_each(|s| *s = (*s / train.len() as f64).sqrt().max(1e-8));
+    let z = |i: usize| -> Vec<f64> {
+        rows[i]
+            .iter()
+            .zip(&mean)
+            .zip(&sd)
+            .map(|((&v, m), s)| (v as f64 - m) / s)
+            .collect()
+    };
+    let zs: Vec<Vec<f64>> = (0..rows.len()).map(z).collect();
+    // A direction in standardised space back to the activations' units, unit length.
+    let to_raw = |w: &[f64]| -> Vec<f32> {
+        let raw: Vec<f64> = w.iter().zip(&sd).map(|(w, s)| w / s).collect();
+        let norm = raw.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-30);
+        raw.iter().map(|v| (v / norm) as f32).collect()
+    };
+    match labels {
+        Labels::Classes { names, y } => {
+            let k = names.len();
+            let (w, b) = softmax_regression(&zs, y, k, train, opts);
+            let predict = |i: usize| -> Vec<f64> {
+                let logits: Vec<f64> = (0..k)
+                    .map(|c| b[c] + w[c].iter().zip(&zs[i]).map(|(a, x)| a * x).sum::<f64>())
+                    .collect();
+                logits
+            };
+            let accuracy = |set: &[usize]| -> f64 {
+                set.iter()
+                    .filter(|&&i| {
+                        let l = predict(i);
+                        let best = (0..k)
+                            .max_by(|&a, &c| l[a].total_cmp(&l[c]).then(c.cmp(&a)))
+                            .unwrap_or(0);
+                        best == y[i]
+                    })
+                    .count() as f64
+                    / set.len() as f64
+            };
+            let auc = (k == 2).then(|| {
+                let scored: Vec<(f64, bool)> = test
+                    .iter()
+                    .map(|&i| {
+                        let l = predict(i);
+                        (l[1] - l[0], y[i] == 1)
+                    })
+                    .collect();
+                roc_auc(&scored)
+            });
+            let direction = (k == 2).then(|| {
+                let diff: Vec<f64> = w[1].iter().zip(&w[0]).map(|(a, b)| a - b).collect();
+                to_raw(&diff)
+            });
+            (
+                Fit { direction },
+                (accuracy(train), accuracy(test), auc.flatten()),
+            )
+        }
+        Labels::Values(v) => {
+            let (w, b) = ridge(&zs, v, train, opts.l2.max(1e-6) * train.len() as f64);
+            let predict = |i: usize| b + w.iter().zip(&zs[i]).map(|(a, x)| a * x).sum::<f64>();
+            let r2 = |set: &[usize]| -> f64 {
+                let mean = set.iter().map(|&i| v[i]).sum::<f64>() / set.len() as f64;
+                let ss_tot: f64 = set.iter().map(|&i| (v[i] - mean).powi(2)).sum();
+                let ss_res: f64 = set.iter().map(|&i| (v[i] - predict(i)).powi(2)).sum();
+                if ss_tot == 0.0 {
+                    0.0
+                } else {
+                    1.0 - ss_res / ss_tot
+                }
+            };
+            (
+                Fit {
+                    direction: Some(to_raw(&w)),
+                },
+                (r2(train), r2(test), None),
+            )
+        }
+    }
+}
+
+/// Multinomial logistic regression on standardised rows: full-batch Adam on the mean
+/// cross-entropy plus `l2`·‖W‖², from zero; deterministic.
+fn softmax_regression(
+    zs: &[Vec<f64>],
+    y: &[usize],
+    k: usize,
+    train: &[usize],
+    opts: &ProbeOptions,
+) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let d = zs[0].len();
+    let mut w = vec![vec![0f64; d]; k];
+    let mut b = vec![0f64; k];
+    let n = train.len() as f64;
+    let (lr, b1, b2, eps): (f64, f64, f64, f64) = (0.05, 0.9, 0.999, 1e-8);
+    let mut mw = vec![vec![0f64; d]; k];
+    let mut vw = vec![vec![0f64; d]; k];
+    let mut mb = vec![0f64; k];
+    let mut vb = vec![0f64; k];
+    for step in 1..=opts.steps {
+        let mut gw = vec![vec![0f64; d]; k];
+        let mut gb = vec![0f64; k];
+        for &i in train {
+            let logits: Vec<f64> = (0..k)
+                .map(|c| b[c] + w[c].iter().zip(&zs[i]).map(|(a, x)| a * x).sum::<f64>())
+                .collect();
+            let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let exps: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+            let total: f64 = exps.iter().sum();
+            for c in 0..k {
+                let g = exps[c] / total - f64::from(u8::from(c == y[i]));
+                gb[c] += g / n;
+                for (gwc, x) in gw[c].iter_mut().zip(&zs[i]) {
+                    *gwc += g * x / n;
+                }
+            }
+        }
+        let (bc1, bc2) = (1.0 - b1.powi(step as i32), 1.0 - b2.powi(step as i32));
+        for c in 0..k {
+            for j in 0..d {
+                let g = gw[c][j] + 2.0 * opts.l2 * w[c][j];
+                mw[c][j] = b1 * mw[c][j] + (1.0 - b1) * g;
+                vw[c][j] = b2 * vw[c][j] + (1.0 - b2) * g * g;
+                w[c][j] -= lr * (mw[c][j] / bc1) / ((vw[c][j] / bc2).sqrt() + eps);
+            }
+            let g = gb[c];
+            mb[c] = b1 * mb[c] + (1.0 - b1) * g;
+            vb[c] = b2 * vb[c] + (1.0 - b2) * g * g;
+            b[c] -= lr * (mb[c] / bc1) / ((vb[c] / bc2).sqrt() + eps);
+        }
+    }
+    (w, b)
+}
+
+/// Ridge regression on standardised rows with an intercept: (ZᵀZ + λI) w = Zᵀ(y − ȳ).
+fn ridge(zs: &[Vec<f64>], v: &[f64], train: &[usize], lambda: f64) -> (Vec<f64>, f64) {
+    let d = zs[0].len();
+    let y_mean = train.iter().map(|&i| v[i]).sum::<f64>() / train.len() as f64;
+    let mut a = vec![0f64; d * d];
+    let mut rhs = vec![0f64; d];
+    for &i in train {
+        let z = &zs[i];
+        for r in 0..d {
+            rhs[r] += z[r] * (v[i] - y_mean);
+            for c in 0..d {
+                a[r * d + c] += z[r] * z[c];
+            }
+        }
+    }
+    for r in 0..d {
+        a[r * d + r] += lambda;
+    }
+    // Cholesky: A = L·Lᵀ (A is symmetric positive definite for λ > 0).
+    let mut l = vec![0f64; d * d];
+    for r in 0..d {
+        for c in 0..=r {
+            let mut s = a[r * d + c];
+            for k in 0..c {
+                s -= l[r * d + k] * l[c * d + k];
+            }
+            l[r * d + c] = if r == c {
+                s.max(1e-300).sqrt()
+            } else {
+                s / l[c * d + c]
+            };
+        }
+    }
+    let mut t = vec![0f64; d];
+    for r in 0..d {
+        let s: f64 = (0..r).map(|k| l[r * d + k] * t[k]).sum();
+        t[r] = (rhs[r] - s) / l[r * d + r];
+    }
+    let mut w = vec![0f64; d];
+    for r in (0..d).rev() {
+        let s: f64 = (r + 1..d).map(|k| l[k * d + r] * w[k]).sum();
+        w[r] = (t[r] - s) / l[r * d + r];
+    }
+    // The intercept in standardised space: the training rows have mean zero.
+    (w, y_mean)
+}
+
+/// ROC AUC from (score, positive) pairs: the probability that a positive outscores a negative
+/// (ties count half). None when one class is missing.
+fn roc_auc(scored: &[(f64, bool)]) -> Option<f64> {
+    let pos: Vec<f64> = scored.iter().filter(|s| s.1).map(|s| s.0).collect();
+    let neg: Vec<f64> = scored.iter().filter(|s| !s.1).map(|s| s.0).collect();
+    if pos.is_empty() || neg.is_empty() {
+        return None;
+    }
+    let mut wins = 0f64;
+    for p in &pos {
+        for q in &neg {
+            wins += if p > q {
+                1.0
+            } else if p == q {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    Some(wins / (pos.len() * neg.len()) as f64)
+}
+
+/// A probe direction as a tensor, for writing.
+pub fn direction_tensor(direction: &[f32]) -> Result<Tensor> {
+    Ok(Tensor::new(direction, &candle_core::Device::Cpu)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows_with_signal(n: usize, d: usize, signal: bool) -> (Vec<Vec<f32>>, Labels) {
+        let mut rng = Rng(3);
+        let mut rows = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let label = i % 2;
+            let mut r: Vec<f32> = (0..d)
+                .map(|_| (rng.next() % 1000) as f32 / 1000.0 - 0.5)
+                .collect();
+            if signal {
+                r[3] += if label == 1 { 1.0 } else { -1.0 };
+            }
+            rows.push(r);
+            y.push(label);
+        }
+        (
+            rows,
+            Labels::Classes {
+                names: vec!["a".into(), "b".into()],
+                y,
+            },
+        )
+    }
+
+    #[test]
+    fn a_planted_direction_is_found_and_noise_is_not() {
+        let (rows, labels) = rows_with_signal(200, 8, true);
+        let r = &fit_all(&[("h".into(), rows)], &labels, &ProbeOptions::default()).unwrap()[0];
+        assert!(r.test_score > 0.95, "{r:?}");
+        assert!(r.control_test_score < 0.75, "{r:?}");
+        let dir = r.direction.as_ref().unwrap();
+        assert!(dir[3] > 0.9, "the direction is the planted axis: {dir:?}");
+        let (rows, labels) = rows_with_signal(200, 8, false);
+        let r = &fit_all(&[("h".into(), rows)], &labels, &ProbeOptions::default()).unwrap()[0];
+        assert!(r.test_score < 0.7, "{r:?}");
+    }
+
+    #[test]
+    fn ridge_recovers_a_linear_function() {
+        let mut rng = Rng(9);
+        let rows: Vec<Vec<f32>> = (0..120)
+            .map(|_| (0..5).map(|_| (rng.next() % 1000) as f32 / 100.0).collect())
+            .collect();
+        let v: Vec<f64> = rows
+            .iter()
+            .map(|r| 2.0 * r[1] as f64 - r[4] as f64 + 3.0)
+            .collect();
+        let r = &fit_all(
+            &[("h".into(), rows)],
+            &Labels::Values(v),
+            &ProbeOptions::default(),
+        )
+        .unwrap()[0];
+        assert!(r.test_score > 0.999, "{r:?}");
+        assert!(r.control_test_score < 0.3, "{r:?}");
+        let dir = r.direction.as_ref().unwrap();
+        assert!((dir[1] / dir[4] + 2.0).abs() < 0.01, "{dir:?}");
+    }
+
+    #[test]
+    fn auc_counts_pairs() {
+        assert_eq!(roc_auc(&[(1.0, true), (0.0, false)]), Some(1.0));
+        assert_eq!(roc_auc(&[(0.0, true), (1.0, false)]), Some(0.0));
+        assert_eq!(roc_auc(&[(1.0, true), (1.0, false)]), Some(0.5));
+        assert_eq!(roc_auc(&[(1.0, true)]), None);
+    }
+}
