@@ -55,6 +55,8 @@ enum Command {
     Steer(cmd::steer::Args),
     /// Which experts each token is routed to, in mixture-of-experts models.
     Experts(cmd::experts::Args),
+    /// Feature dashboards of a sparse autoencoder: top contexts, density, logit effects.
+    Features(cmd::features::Args),
     /// Stream activations at chosen hooks over a corpus into a sharded, resumable store.
     Cache(cmd::cache::Args),
     /// Sparse autoencoders (SAELens's format): evaluate one on a model.
@@ -135,6 +137,7 @@ fn main() {
         Command::Steer(a) => cmd::steer::run(a),
         Command::Experts(a) => cmd::experts::run(a),
         Command::Cache(a) => cmd::cache::run(a),
+        Command::Features(a) => cmd::features::run(a),
         Command::Sae(a) => cmd::sae::run(a),
         Command::Audit(a) => cmd::audit::run(a),
         Command::Train(a) => cmd::train::run(a),

@@ -442,3 +442,51 @@ fn sae_train_is_deterministic_and_its_sae_runs() {
     ]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn features_shows_dashboards_in_the_terminal_json_and_html() {
+    let model = fixture("parity/gpt2");
+    let sae = fixture("saelens/jumprelu");
+    let tokens = fixture("saelens/tokens.safetensors");
+    let html = std::env::temp_dir().join(format!("glassbox-features-{}.html", std::process::id()));
+    let text = ok(&[
+        "features",
+        &model,
+        "--sae",
+        &sae,
+        "--tokens",
+        &tokens,
+        "--features",
+        "3,17",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("feature 3:") && text.contains("feature 17:"),
+        "{text}"
+    );
+    assert!(text.contains("[[") && text.contains("raises:"), "{text}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<h2>Feature 3</h2>") && page.contains("class=\"tok mark\""),
+        "{page}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "features", &model, "--sae", &sae, "--tokens", &tokens, "--top", "4", "--json",
+    ]))
+    .unwrap();
+    assert_eq!(json["features"].as_array().unwrap().len(), 4);
+    let (code, _, err) = glassbox(&[
+        "features",
+        &model,
+        "--sae",
+        &sae,
+        "--tokens",
+        &tokens,
+        "--features",
+        "999",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("feature 999"), "{err}");
+    let _ = std::fs::remove_file(&html);
+}

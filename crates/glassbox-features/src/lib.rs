@@ -7,6 +7,7 @@
 //! - [`store`]: the activation store (sharded, resumable) and its shuffled reader;
 //! - [`corpus`]: token rows from text, JSON Lines or a tokens file.
 pub mod corpus;
+pub mod dashboard;
 pub mod error;
 pub mod eval;
 pub mod sae;

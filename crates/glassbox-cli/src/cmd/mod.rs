@@ -4,6 +4,7 @@ pub mod audit;
 pub mod cache;
 pub mod diff;
 pub mod experts;
+pub mod features;
 pub mod generate;
 pub mod heads;
 pub mod inspect;
