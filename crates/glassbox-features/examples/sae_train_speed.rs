@@ -76,6 +76,8 @@ fn main() {
         dead_feature_window: 1000,
         feature_sampling_window: 2000,
         seed: 42,
+        normalize_activations: false,
+        n_batches_for_norm_estimate: 1,
         metadata: Default::default(),
     };
     let mut trainer = Trainer::new(opts).unwrap();

@@ -94,6 +94,11 @@ pub struct TrainOptions {
     /// window's frequencies are saved as `sparsity.safetensors`).
     pub feature_sampling_window: usize,
     pub seed: u64,
+    /// SAELens's `normalize_activations: expected_average_only_in`: activations are scaled by
+    /// √d_in / (their mean norm over the first `n_batches_for_norm_estimate` batches) while
+    /// training, and the scale is folded into the weights of the SAE that is saved.
+    pub normalize_activations: bool,
+    pub n_batches_for_norm_estimate: usize,
     /// Written into the saved SAE's metadata (hook_name among them).
     pub metadata: Map<String, Value>,
 }
@@ -219,6 +224,9 @@ pub struct Trainer {
     pub step: usize,
     /// Compute every step through candle's autograd, never the sparse pass.
     pub dense_reference: bool,
+    /// The factor activations are multiplied by before each step (see
+    /// `TrainOptions::normalize_activations`); folded into the saved SAE.
+    pub activation_scale: Option<f64>,
 }
 
 /// JumpReLU `h·[h > t]` and the step `[h > t]` (whose row sums are L0), with SAELens's
@@ -338,6 +346,7 @@ impl Trainer {
             window_tokens: 0,
             step: 0,
             dense_reference: std::env::var("GLASSBOX_SAE_DENSE").as_deref() == Ok("1"),
+            activation_scale: None,
             opts,
         })
     }
@@ -387,6 +396,10 @@ impl Trainer {
     /// One step on `x` [batch, d_in].
     pub fn train_step(&mut self, x: &Tensor) -> Result<StepLog> {
         let x = x.to_dtype(DType::F32)?;
+        let x = match self.activation_scale {
+            Some(scale) => (x * scale)?,
+            None => x,
+        };
         let (n, d) = x.dims2()?;
         if d != self.opts.d_in || n == 0 {
             return Err(FeatureError::input(format!(
@@ -716,15 +729,22 @@ impl Trainer {
             threshold: None,
             source: Default::default(),
         };
+        // SAELens folds the activation scale first (W_enc·s, W_dec/s, b_dec/s; BatchTopK's
+        // threshold, in units of decoder-norm-scaled activations, /s), then decoder norms.
+        let mut topk_threshold = self.topk_threshold;
+        if let Some(scale) = self.activation_scale {
+            sae.w_enc = (&sae.w_enc * scale)?;
+            sae.w_dec = (&sae.w_dec / scale)?;
+            sae.b_dec = (&sae.b_dec / scale)?;
+            if rescale {
+                topk_threshold /= scale;
+            }
+        }
         if rescale {
             sae.fold_decoder_norm_into_encoder()?;
         }
         if let TrainArch::BatchTopK { .. } = o.arch {
-            sae.threshold = Some(Tensor::full(
-                self.topk_threshold as f32,
-                o.d_sae,
-                &Device::Cpu,
-            )?);
+            sae.threshold = Some(Tensor::full(topk_threshold as f32, o.d_sae, &Device::Cpu)?);
         }
         if let Some(t) = &self.threshold {
             sae.threshold = Some(t.as_tensor().clone());
@@ -755,6 +775,8 @@ pub fn train_on_store(
     let batch = opts.train_batch_size_tokens;
     let steps = opts.total_steps();
     let seed = opts.seed;
+    let normalize = opts.normalize_activations;
+    let estimate_batches = opts.n_batches_for_norm_estimate.max(1);
     let mut trainer = Trainer::new(opts)?;
     let mut pass = 0u64;
     let shuffle = |pass: u64| crate::store::ShuffleOptions {
@@ -763,6 +785,23 @@ pub fn train_on_store(
         seed: seed.wrapping_add(pass.wrapping_mul(0x9E37_79B9)),
         exclude_tokens: exclude.clone(),
     };
+    if normalize {
+        // √d_in over the mean activation norm of the first batches (SAELens's estimate).
+        let mut reader = store.shuffled(hook, shuffle(u64::MAX))?;
+        let (mut sum, mut count) = (0f64, 0usize);
+        for _ in 0..estimate_batches {
+            let Some(x) = reader.next_batch()? else { break };
+            let norms: Vec<f32> = x.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
+            sum += norms.iter().map(|&v| v as f64).sum::<f64>();
+            count += norms.len();
+        }
+        if count == 0 || sum <= 0.0 {
+            return Err(FeatureError::input(format!(
+                "no non-zero activations of `{hook}` to estimate a scale from"
+            )));
+        }
+        trainer.activation_scale = Some((width as f64).sqrt() / (sum / count as f64));
+    }
     let mut reader = store.shuffled(hook, shuffle(pass))?;
     while trainer.step < steps {
         let x = match reader.next_batch()? {

@@ -82,6 +82,8 @@ fn options(case: &str, cfg: &Value, m: &Value) -> TrainOptions {
         dead_feature_window: t["dead_feature_window"].as_u64().unwrap() as usize,
         feature_sampling_window: t["feature_sampling_window"].as_u64().unwrap() as usize,
         seed: 0,
+        normalize_activations: false,
+        n_batches_for_norm_estimate: 1,
         metadata: metadata(),
     }
 }
@@ -316,6 +318,8 @@ fn trained_saes_recover_planted_directions() {
             dead_feature_window: 200,
             feature_sampling_window: 2000,
             seed: 5,
+            normalize_activations: false,
+            n_batches_for_norm_estimate: 1,
             metadata: metadata(),
         };
         let mut trainer = Trainer::new(opts).unwrap();
@@ -399,6 +403,8 @@ fn saes_glassbox_trains_load_in_saelens_unchanged() {
             dead_feature_window: 50,
             feature_sampling_window: 100,
             seed: 17,
+            normalize_activations: false,
+            n_batches_for_norm_estimate: 1,
             metadata: metadata(),
         };
         let mut trainer = Trainer::new(opts).unwrap();
@@ -532,6 +538,8 @@ fn the_sparse_pass_equals_autograd() {
             dead_feature_window: 1,
             feature_sampling_window: 1000,
             seed: 4,
+            normalize_activations: false,
+            n_batches_for_norm_estimate: 1,
             metadata: metadata(),
         };
         let mut sparse = Trainer::new(opts.clone()).unwrap();
@@ -566,5 +574,98 @@ fn the_sparse_pass_equals_autograd() {
             assert!(d <= 1e-5, "{arch:?}: {name} differs by {d}");
         }
         assert!((sparse.topk_threshold - dense.topk_threshold).abs() <= 1e-7);
+    }
+}
+
+/// `normalize_activations: expected_average_only_in`: training sees activations scaled by a
+/// factor that is folded into the saved SAE. Scaling the data by c and the factor by 1/c
+/// trains on the very same inputs, so the saved SAEs differ exactly by c: SAE_c(c·x) = c·SAE(x).
+#[test]
+fn the_activation_scale_is_folded_into_the_saved_sae() {
+    let (d_in, n_dirs, batch, steps) = (16, 24, 48, 40);
+    let (data, _) = planted(d_in, n_dirs, batch * steps, 21);
+    let c = 7.5f64;
+    for arch in [
+        TrainArch::TopK {
+            k: 3,
+            aux_loss_coefficient: 1.0,
+            rescale_acts_by_decoder_norm: true,
+        },
+        TrainArch::BatchTopK {
+            k: 3.0,
+            aux_loss_coefficient: 1.0,
+            rescale_acts_by_decoder_norm: true,
+            topk_threshold_lr: 0.05,
+        },
+        TrainArch::JumpRelu {
+            jumprelu_init_threshold: 0.1,
+            jumprelu_bandwidth: 0.1,
+            l0_coefficient: 0.3,
+            l0_warm_up_steps: 0,
+        },
+        TrainArch::Standard {
+            l1_coefficient: 1.0,
+            lp_norm: 1.0,
+            l1_warm_up_steps: 0,
+        },
+    ] {
+        let opts = TrainOptions {
+            arch: arch.clone(),
+            d_in,
+            d_sae: 2 * n_dirs,
+            apply_b_dec_to_input: true,
+            decoder_init_norm: Some(0.1),
+            lr: 3e-3,
+            lr_end: None,
+            lr_scheduler: LrScheduler::Constant,
+            lr_warm_up_steps: 0,
+            lr_decay_steps: 0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            train_batch_size_tokens: batch,
+            training_tokens: batch * steps,
+            dead_feature_window: 5,
+            feature_sampling_window: 1000,
+            seed: 8,
+            normalize_activations: true,
+            n_batches_for_norm_estimate: 1,
+            metadata: metadata(),
+        };
+        let mut a = Trainer::new(opts.clone()).unwrap();
+        let mut b = Trainer::new(opts).unwrap();
+        a.activation_scale = Some(2.0);
+        b.activation_scale = Some(2.0 / c);
+        for s in 0..steps {
+            let x = data.narrow(0, s * batch, batch).unwrap();
+            a.train_step(&x).unwrap();
+            b.train_step(&(x * c).unwrap()).unwrap();
+        }
+        let (sa, sb) = (a.to_sae().unwrap(), b.to_sae().unwrap());
+        assert_eq!(
+            sa.cfg.normalize_activations,
+            glassbox_features::Normalization::None
+        );
+        let x = data.narrow(0, 0, 64).unwrap();
+        let ya = (sa.reconstruct(&x).unwrap() * c).unwrap();
+        let yb = sb.reconstruct(&(&x * c).unwrap()).unwrap();
+        let d = max_diff(&ya, &yb);
+        assert!(d <= 1e-3 * c as f32, "{arch:?}: folded SAEs differ by {d}");
+        let fa = sa
+            .encode(&x)
+            .unwrap()
+            .ne(0f32)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let fb = sb
+            .encode(&(&x * c).unwrap())
+            .unwrap()
+            .ne(0f32)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        assert_eq!(max_diff(&fa, &fb), 0.0, "{arch:?}: different features fire");
+        // Without the fold the saved SAE would not reconstruct the raw activations.
+        assert!(max_diff(&sa.reconstruct(&x).unwrap(), &x) < max_diff(&x, &(&x * 2.0).unwrap()));
     }
 }

@@ -121,6 +121,12 @@ pub struct TrainArgs {
     pub exclude_special_tokens: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// `expected_average_only_in`: scale activations to norm √d_in on average while training
+    /// (the scale is folded into the saved weights, whose cfg then says `none`, as SAELens's).
+    #[arg(long, value_enum, default_value = "none")]
+    pub normalize_activations: NormalizeName,
+    #[arg(long, default_value_t = 1000)]
+    pub n_batches_for_norm_estimate: usize,
     /// Save this many evenly spaced checkpoints (inference SAEs) in OUT/checkpoints.
     #[arg(long, default_value_t = 0)]
     pub n_checkpoints: usize,
@@ -134,6 +140,12 @@ pub enum TrainArchName {
     Topk,
     Batchtopk,
     Jumprelu,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum NormalizeName {
+    None,
+    ExpectedAverageOnlyIn,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -401,6 +413,11 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         dead_feature_window: args.dead_feature_window,
         feature_sampling_window: args.feature_sampling_window,
         seed: args.seed,
+        normalize_activations: matches!(
+            args.normalize_activations,
+            NormalizeName::ExpectedAverageOnlyIn
+        ),
+        n_batches_for_norm_estimate: args.n_batches_for_norm_estimate,
         metadata,
     };
     let steps = opts.total_steps();
