@@ -90,7 +90,8 @@ fn batch_acts(
     filter: &NameFilter,
 ) -> Result<Vec<f32>> {
     let mut hooks = Hooks::caching(filter.clone());
-    model.run_with_hooks(ids, &mut hooks)?;
+    hooks.stop_after(sae.hook_name());
+    model.run_until(ids, &mut hooks)?;
     let a = hooks.cache.require(sae.hook_name())?.clone();
     let x = match sae.cfg.hook_head_index {
         Some(h) => a.narrow(2, h, 1)?.squeeze(2)?,

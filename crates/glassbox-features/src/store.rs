@@ -298,7 +298,11 @@ fn write_shard(
         let e = (b + batch_size).min(end);
         let ids = rows.narrow(0, b, e - b)?;
         let mut hooks = Hooks::caching(filter.clone());
-        model.run_with_hooks(&ids, &mut hooks)?;
+        // Nothing after the last hook stored is computed.
+        if let Some(last) = plan.hooks.last() {
+            hooks.stop_after(last.name.clone());
+        }
+        model.run_until(&ids, &mut hooks)?;
         for h in &plan.hooks {
             let t = hooks.cache.require(&h.name)?;
             parts

@@ -255,6 +255,9 @@ pub struct Hooks<'a> {
     /// Splices by the exact hook name they replace, applied in order.
     splices: Vec<(String, Arc<dyn Splice>)>,
     cache_filter: Option<NameFilter>,
+    /// End the pass after this point (TransformerLens' `stop_at_layer`, by hook name).
+    stop_after: Option<String>,
+    stopped: bool,
     /// Cache activations detached from the autograd graph and converted to f32.
     pub cache: ActivationCache,
 }
@@ -310,6 +313,19 @@ impl<'a> Hooks<'a> {
         self
     }
 
+    /// Ends the pass right after the point named exactly `name` has run (its writes, cache and
+    /// splices done): the rest of the model is not computed. The pass then returns an error
+    /// that [`stopped`](Self::stopped) recognises; `HookedModel::run_until` hides it.
+    pub fn stop_after(&mut self, name: impl Into<String>) -> &mut Self {
+        self.stop_after = Some(name.into());
+        self
+    }
+
+    /// Whether the pass ended at the `stop_after` point.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// Removes the last `n` splices (those a wrapper pushed for one pass).
     pub fn pop_splices(&mut self, n: usize) {
         let keep = self.splices.len().saturating_sub(n);
@@ -319,7 +335,10 @@ impl<'a> Hooks<'a> {
     /// True when nothing will be read or written.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.writers.is_empty() && self.cache_filter.is_none() && self.splices.is_empty()
+        self.writers.is_empty()
+            && self.cache_filter.is_none()
+            && self.splices.is_empty()
+            && self.stop_after.is_none()
     }
 
     /// Whether a hook reads or writes `name` (built only when some hook is set): a model may
@@ -379,6 +398,10 @@ impl<'a> Hooks<'a> {
                 t = s.splice(&name, t, self)?;
             }
             i += 1;
+        }
+        if self.stop_after.as_deref() == Some(name.as_str()) {
+            self.stopped = true;
+            candle_core::bail!("the pass stops after `{name}`");
         }
         Ok(t)
     }

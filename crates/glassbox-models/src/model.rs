@@ -492,6 +492,18 @@ impl HookedModel {
         Ok(self.model.forward(&ids, None, hooks, None)?)
     }
 
+    /// Runs `ids` only as far as `hooks` need: with [`Hooks::stop_after`] set, the pass ends
+    /// after that point (TransformerLens' `stop_at_layer`), so caching an early hook does not
+    /// pay for the rest of the model. Read the activations from `hooks.cache`.
+    pub fn run_until(&self, ids: &Tensor, hooks: &mut Hooks) -> Result<()> {
+        let ids = self.check_ids(ids)?;
+        match self.model.forward(&ids, None, hooks, None) {
+            Ok(_) => Ok(()),
+            Err(_) if hooks.stopped() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Like [`run_with_hooks`](Self::run_with_hooks) for a right-padded batch with its
     /// attention mask [batch, pos] (1 = token, 0 = padding).
     pub fn run_masked(&self, ids: &Tensor, mask: &Tensor, hooks: &mut Hooks) -> Result<Tensor> {

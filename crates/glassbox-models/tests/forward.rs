@@ -610,3 +610,49 @@ fn a_mamba_chunk_longer_than_the_prompt_is_the_prompt() {
     std::fs::remove_dir_all(&dir).ok();
     assert!(diff < 1e-4, "logits differ by {diff}");
 }
+
+/// `Hooks::stop_after` ends a pass after a point: what was cached up to it is the full pass's,
+/// and no later point runs (TransformerLens' `stop_at_layer`).
+#[test]
+fn a_pass_can_stop_after_a_point() {
+    use glassbox_models::{Hooks, NameFilter};
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/gpt2");
+    let model =
+        glassbox_models::HookedModel::load(&dir, &glassbox_models::LoadOptions::default()).unwrap();
+    let ids = model
+        .ids_tensor(&model.to_tokens("The Eiffel Tower is in Paris.").unwrap())
+        .unwrap();
+    let (_, full) = model.run_with_cache(&ids, &NameFilter::all()).unwrap();
+    let mut hooks = Hooks::caching(NameFilter::all());
+    hooks.stop_after("blocks.0.hook_resid_post");
+    model.run_until(&ids, &mut hooks).unwrap();
+    assert!(hooks.stopped());
+    let names: Vec<&str> = hooks.cache.names().collect();
+    assert_eq!(names.last(), Some(&"blocks.0.hook_resid_post"));
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("blocks.1") || n.starts_with("ln_final")),
+        "{names:?}"
+    );
+    for n in &names {
+        let d = (&hooks.cache[*n] - &full[*n])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(d, 0.0, "{n}");
+    }
+    // A real error still is one.
+    let mut hooks = Hooks::none();
+    hooks.stop_after("blocks.0.hook_resid_post");
+    assert!(model
+        .run_until(&model.ids_tensor(&[100_000]).unwrap(), &mut hooks)
+        .is_err());
+}
