@@ -401,6 +401,22 @@ fn steering_and_expert_figures_share_the_look() {
     );
     assert!(svg.contains("class=\"baseline\""), "uniform routing marked");
     snapshot("experts-usage", &svg);
+    // An SAE's feature dashboards: histogram and logit-effect panels per feature.
+    let svg = figure(
+        "features",
+        &[
+            "features",
+            &fixture("parity/gpt2"),
+            "--sae",
+            &fixture("saelens/topk"),
+            "--tokens",
+            &fixture("saelens/tokens.safetensors"),
+            "--top",
+            "2",
+        ],
+    );
+    assert_eq!(count(&svg, "class=\"panel\""), 4, "two panels per feature");
+    snapshot("features", &svg);
 }
 
 #[test]

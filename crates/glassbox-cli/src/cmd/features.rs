@@ -49,11 +49,23 @@ pub struct Args {
     /// Also write an HTML dashboard.
     #[arg(long, value_name = "FILE.html")]
     pub html: Option<PathBuf>,
+    /// Also write a figure: per feature, its activation histogram and logit effect.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(p) = &args.html {
         crate::output::check(p, "--html")?;
+    }
+    if let Some(p) = &args.plot {
+        if p.extension().and_then(|e| e.to_str()) != Some("svg") {
+            return Err(crate::invalid!(
+                "{}: --plot writes SVG; give a file name ending in .svg",
+                p.display()
+            ));
+        }
+        crate::output::check(p, "--plot")?;
     }
     let model = crate::model_cli::load_plain_model(&args.model, "f32")?;
     let sae = crate::model_cli::load_saes(&crate::model_cli::SaeArgs {
@@ -92,6 +104,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let text = |id: u32| token_text(&model, id);
     if let Some(path) = &args.html {
         crate::render::write_atomic(path, html(&d, &text).as_bytes())?;
+    }
+    if let Some(path) = &args.plot {
+        crate::render::save_svg(path, &figure(&d, &text))?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
@@ -147,6 +162,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("\nwrote {}", path.display());
     }
     Ok(())
+}
+
+/// Per feature two panels: how its non-zero activations are distributed, and the tokens whose
+/// logits it raises and lowers most.
+fn figure(d: &Dashboards, text: &dyn Fn(u32) -> String) -> String {
+    use crate::render::{svg, Bar, BarChart, Panel};
+    let mut panels = Vec::new();
+    for f in &d.features {
+        panels.push(Panel::Bars(BarChart {
+            title: format!(
+                "Feature {}: its non-zero activations (fires on {:.3}% of {} tokens)",
+                f.feature,
+                f.density * 100.0,
+                d.tokens
+            ),
+            notes: vec!["bins of equal width from 0 to the largest activation; labels are each bin's upper edge".into()],
+            value_axis: "tokens".into(),
+            bars: f
+                .histogram
+                .iter()
+                .map(|(edge, count)| Bar::term(format!("≤ {edge:.2}"), *count as f32))
+                .collect(),
+        }));
+        if d.logit_effects {
+            panels.push(Panel::Bars(BarChart {
+                title: format!("Feature {}: logit effect (W_dec · W_U)", f.feature),
+                notes: vec!["the change in each token's logit per unit of activation, before the final norm".into()],
+                value_axis: "logit change per unit activation".into(),
+                bars: f
+                    .logit_top
+                    .iter()
+                    .chain(f.logit_bottom.iter().rev())
+                    .map(|(t, v)| Bar::term(crate::render::token_label(&text(*t)), *v))
+                    .collect(),
+            }));
+        }
+    }
+    svg::figure(&panels)
 }
 
 fn escape(s: &str) -> String {
