@@ -18,6 +18,7 @@
 //! added to the stream as a steering vector.
 
 use candle_core::{DType, Tensor};
+use glassbox_models::rng::SplitMix64;
 use glassbox_models::{HookedModel, Hooks, NameFilter};
 use serde::Serialize;
 
@@ -151,28 +152,6 @@ pub fn collect(
     Ok(out)
 }
 
-/// SplitMix64, for seeded splits and shuffles.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            v.swap(i, j);
-        }
-        v
-    }
-}
-
 /// Fits and scores a probe at each hook.
 pub fn fit_all(
     features: &[(String, Vec<Vec<f32>>)],
@@ -194,10 +173,14 @@ pub fn fit_all(
             ));
         }
     }
-    let mut rng = Rng(opts.seed);
-    let order = rng.permutation(n);
+    let permutation = |label: &str| {
+        let mut v: Vec<usize> = (0..n).collect();
+        SplitMix64::keyed(opts.seed, label).shuffle(&mut v);
+        v
+    };
+    let order = permutation("probe/split");
     let (test, train) = order.split_at(n_test);
-    let control = labels.permuted(&rng.permutation(n));
+    let control = labels.permuted(&permutation("probe/control"));
     features
         .iter()
         .map(|(hook, rows)| {
@@ -480,13 +463,13 @@ mod tests {
     use super::*;
 
     fn rows_with_signal(n: usize, d: usize, signal: bool) -> (Vec<Vec<f32>>, Labels) {
-        let mut rng = Rng(3);
+        let mut rng = SplitMix64::new(3);
         let mut rows = Vec::new();
         let mut y = Vec::new();
         for i in 0..n {
             let label = i % 2;
             let mut r: Vec<f32> = (0..d)
-                .map(|_| (rng.next() % 1000) as f32 / 1000.0 - 0.5)
+                .map(|_| (rng.next_u64() % 1000) as f32 / 1000.0 - 0.5)
                 .collect();
             if signal {
                 r[3] += if label == 1 { 1.0 } else { -1.0 };
@@ -518,9 +501,13 @@ mod tests {
 
     #[test]
     fn ridge_recovers_a_linear_function() {
-        let mut rng = Rng(9);
+        let mut rng = SplitMix64::new(9);
         let rows: Vec<Vec<f32>> = (0..120)
-            .map(|_| (0..5).map(|_| (rng.next() % 1000) as f32 / 100.0).collect())
+            .map(|_| {
+                (0..5)
+                    .map(|_| (rng.next_u64() % 1000) as f32 / 100.0)
+                    .collect()
+            })
             .collect();
         let v: Vec<f64> = rows
             .iter()

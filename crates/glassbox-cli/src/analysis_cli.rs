@@ -30,13 +30,7 @@ impl OutputArgs {
             }
         }
         if let Some(p) = &self.plot {
-            if p.extension().and_then(|e| e.to_str()) != Some("svg") {
-                return Err(crate::invalid!(
-                    "{}: --plot writes SVG; give a file name ending in .svg",
-                    p.display()
-                ));
-            }
-            crate::output::check(p, "--plot")?;
+            crate::output::check_svg(p, "--plot")?;
         }
         Ok(())
     }

@@ -48,6 +48,15 @@ pub fn load_saes(args: &SaeArgs) -> anyhow::Result<Vec<glassbox_features::Sae>> 
         .collect()
 }
 
+/// Loads one SAE folder (the `--sae` of `sae eval` and `features`).
+pub fn load_sae(dir: &Path) -> anyhow::Result<glassbox_features::Sae> {
+    let mut v = load_saes(&SaeArgs {
+        saes: vec![dir.to_path_buf()],
+        sae_error_term: false,
+    })?;
+    Ok(v.remove(0))
+}
+
 /// Loads a model for a forward-pass command, with the SAEs `saes` names spliced in.
 pub fn load_model(path: &Path, dtype: &str, saes: &SaeArgs) -> anyhow::Result<HookedModel> {
     let model = load_plain_model(path, dtype)?;

@@ -40,6 +40,17 @@ pub fn check(path: &Path, flag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `path` must name an SVG file `check` accepts (`--plot`).
+pub fn check_svg(path: &Path, flag: &str) -> anyhow::Result<()> {
+    if path.extension().and_then(|e| e.to_str()) != Some("svg") {
+        return Err(crate::invalid!(
+            "{}: {flag} writes SVG; give a file name ending in .svg",
+            path.display()
+        ));
+    }
+    check(path, flag)
+}
+
 /// Writes `tensors` to a temporary file beside `out`, then renames it into place.
 pub fn write_safetensors(
     tensors: &std::collections::HashMap<String, candle_core::Tensor>,

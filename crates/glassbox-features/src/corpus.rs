@@ -11,6 +11,37 @@ use glassbox_models::HookedModel;
 
 use crate::error::{FeatureError, Result};
 
+/// Token rows to read `sae` over: a tokens file's rows as they are, or a text cut into rows of
+/// `context` tokens (default: the SAE's training context, else 128; at most the model's), each
+/// starting with BOS when the SAE was trained so (`metadata.prepend_bos`, default true).
+pub fn rows_for_sae(
+    model: &HookedModel,
+    sae: &crate::Sae,
+    text: Option<&Path>,
+    tokens: Option<&Path>,
+    context: Option<usize>,
+) -> Result<Tensor> {
+    use serde_json::Value;
+    match (text, tokens) {
+        (_, Some(path)) => token_file_rows(path, model.info().d_vocab),
+        (Some(path), None) => {
+            let trained = sae.cfg.metadata.get("context_size").and_then(Value::as_u64);
+            let context = context
+                .or(trained.map(|c| c as usize))
+                .unwrap_or(128)
+                .min(model.info().n_ctx);
+            let bos = sae
+                .cfg
+                .metadata
+                .get("prepend_bos")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            text_rows(model, path, context, bos)
+        }
+        (None, None) => Err(FeatureError::input("give a text or a tokens file")),
+    }
+}
+
 /// The model's BOS token id, if its config names one inside the vocabulary.
 pub fn bos_id(model: &HookedModel) -> Option<u32> {
     let vocab = model.info().d_vocab as u32;

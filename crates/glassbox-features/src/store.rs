@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use glassbox_formats::input::{self, limit};
+use glassbox_models::rng::SplitMix64;
 use glassbox_models::{HookedModel, Hooks, NameFilter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -419,9 +420,9 @@ impl ActivationStore {
                 "the mixing buffer must hold at least one batch",
             ));
         }
-        let mut rng = SplitMix64(opts.seed);
+        let mut rng = SplitMix64::keyed(opts.seed, "activation-store/shards");
         let mut order: Vec<usize> = (0..self.manifest.shards.len()).collect();
-        shuffle(&mut order, &mut rng);
+        rng.shuffle(&mut order);
         Ok(ShuffledReader {
             store: self,
             hook: hook.to_string(),
@@ -483,7 +484,7 @@ impl ShuffledReader<'_> {
     fn shuffle_buffer(&mut self) {
         let n = self.rows_buffered();
         for i in (1..n).rev() {
-            let j = (self.rng.next() % (i as u64 + 1)) as usize;
+            let j = self.rng.below(i + 1);
             if i != j {
                 for k in 0..self.d {
                     self.buffer.swap(i * self.d + k, j * self.d + k);
@@ -510,25 +511,5 @@ impl ShuffledReader<'_> {
         let at = (n - take) * self.d;
         let batch: Vec<f32> = self.buffer.split_off(at);
         Ok(Some(Tensor::from_vec(batch, (take, self.d), &Device::Cpu)?))
-    }
-}
-
-/// SplitMix64: a small seeded generator, the same on every machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
-fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
-    for i in (1..v.len()).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
     }
 }

@@ -15,6 +15,7 @@
 //! gradients' global norm to 1; Adam has no weight decay; the decoder is not renormalised.
 
 use candle_core::{DType, Device, Tensor, Var};
+use glassbox_models::rng::SplitMix64;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -253,21 +254,6 @@ fn jump_relu_with_step(h: &Tensor, t: &Tensor, bw: f64) -> Result<(Tensor, Tenso
     Ok((f, step))
 }
 
-/// A uniform draw in [0, 1) from SplitMix64, the same on every machine.
-fn uniforms(seed: u64, n: usize) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect()
-}
-
 impl Trainer {
     /// SAELens's initialisation: W_dec Kaiming-uniform (bound √(6 / d_in)), its rows scaled to
     /// `decoder_init_norm`, W_enc its transpose, biases zero; drawn from `seed`.
@@ -275,9 +261,9 @@ impl Trainer {
         opts.check()?;
         let (d_in, d_sae) = (opts.d_in, opts.d_sae);
         let bound = (6.0 / d_in as f64).sqrt() as f32;
-        let w: Vec<f32> = uniforms(opts.seed, d_sae * d_in)
-            .into_iter()
-            .map(|u| (2.0 * u - 1.0) * bound)
+        let mut rng = SplitMix64::keyed(opts.seed, "sae/W_dec");
+        let w: Vec<f32> = (0..d_sae * d_in)
+            .map(|_| (2.0 * rng.unit() as f32 - 1.0) * bound)
             .collect();
         let mut w_dec = Tensor::from_vec(w, (d_sae, d_in), &Device::Cpu)?;
         if let Some(norm) = opts.decoder_init_norm {

@@ -59,6 +59,7 @@ pub mod qwen3;
 pub mod qwen3_moe;
 pub mod qwen3_next;
 pub mod registry;
+pub mod rng;
 pub mod ssm;
 #[cfg(test)]
 mod testing;

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use glassbox_features::dashboard::{self, DashboardOptions, Dashboards};
-use serde_json::Value;
 
 use crate::model_cli::token_text;
 
@@ -59,39 +58,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         crate::output::check(p, "--html")?;
     }
     if let Some(p) = &args.plot {
-        if p.extension().and_then(|e| e.to_str()) != Some("svg") {
-            return Err(crate::invalid!(
-                "{}: --plot writes SVG; give a file name ending in .svg",
-                p.display()
-            ));
-        }
-        crate::output::check(p, "--plot")?;
+        crate::output::check_svg(p, "--plot")?;
     }
     let model = crate::model_cli::load_plain_model(&args.model, "f32")?;
-    let sae = crate::model_cli::load_saes(&crate::model_cli::SaeArgs {
-        saes: vec![args.sae.clone()],
-        sae_error_term: false,
-    })?
-    .remove(0);
-    let rows = match (&args.text, &args.tokens) {
-        (_, Some(p)) => glassbox_features::corpus::token_file_rows(p, model.info().d_vocab)?,
-        (Some(p), None) => {
-            let trained = sae.cfg.metadata.get("context_size").and_then(Value::as_u64);
-            let context = args
-                .context
-                .or(trained.map(|c| c as usize))
-                .unwrap_or(128)
-                .min(model.info().n_ctx);
-            let bos = sae
-                .cfg
-                .metadata
-                .get("prepend_bos")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
-            glassbox_features::corpus::text_rows(&model, p, context, bos)?
-        }
-        (None, None) => return Err(crate::invalid!("give --text or --tokens")),
-    };
+    let sae = crate::model_cli::load_sae(&args.sae)?;
+    let rows = glassbox_features::corpus::rows_for_sae(
+        &model,
+        &sae,
+        args.text.as_deref(),
+        args.tokens.as_deref(),
+        args.context,
+    )?;
     let opts = DashboardOptions {
         features: args.features.clone(),
         top: args.top,

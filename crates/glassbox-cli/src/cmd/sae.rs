@@ -200,30 +200,14 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     let model = crate::model_cli::load_plain_model(&args.model, "f32")?;
     crate::model_cli::require_logits(&model, &args.model, "sae eval")?;
-    let sae = crate::model_cli::load_saes(&crate::model_cli::SaeArgs {
-        saes: vec![args.sae.clone()],
-        sae_error_term: false,
-    })?
-    .remove(0);
-    let tokens = match (&args.text, &args.tokens) {
-        (_, Some(path)) => glassbox_features::corpus::token_file_rows(path, model.info().d_vocab)?,
-        (Some(path), None) => {
-            let trained = sae.cfg.metadata.get("context_size").and_then(Value::as_u64);
-            let context = args
-                .context
-                .or(trained.map(|c| c as usize))
-                .unwrap_or(128)
-                .min(model.info().n_ctx);
-            let prepend_bos = sae
-                .cfg
-                .metadata
-                .get("prepend_bos")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
-            glassbox_features::corpus::text_rows(&model, path, context, prepend_bos)?
-        }
-        (None, None) => return Err(crate::invalid!("give --text or --tokens")),
-    };
+    let sae = crate::model_cli::load_sae(&args.sae)?;
+    let tokens = glassbox_features::corpus::rows_for_sae(
+        &model,
+        &sae,
+        args.text.as_deref(),
+        args.tokens.as_deref(),
+        args.context,
+    )?;
     let opts = EvalOptions {
         batch_size: args.batch_size,
         ignore_tokens: if args.keep_special_tokens {
