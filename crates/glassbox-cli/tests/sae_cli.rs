@@ -440,6 +440,27 @@ fn sae_train_is_deterministic_and_its_sae_runs() {
         "--sae",
         a.to_str().unwrap(),
     ]);
+    // A size that no machine holds is refused before anything is allocated.
+    let store = a.join("activations");
+    let (code, _, err) = glassbox(&[
+        "sae",
+        "train",
+        &model,
+        "--hook",
+        "blocks.1.hook_resid_post",
+        "--arch",
+        "topk",
+        "--k",
+        "4",
+        "--d-sae",
+        "1000000000",
+        "--cache",
+        store.to_str().unwrap(),
+        "--out",
+        dir.join("c").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs about"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -157,6 +157,26 @@ impl TrainOptions {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("lr {} must be a positive number", self.lr));
         }
+        // Weights, their gradients and Adam's two moments (4 copies of W_enc and W_dec), and
+        // a batch's pre-activations a few times over (the autograd pass), in f32. Counted in
+        // f64: the product of two arbitrary sizes overflows any integer.
+        let (d, m, b) = (
+            self.d_in as f64,
+            self.d_sae as f64,
+            self.train_batch_size_tokens as f64,
+        );
+        let needed = 4.0 * (8.0 * d * m + 6.0 * b * m + 4.0 * b * d);
+        let budget = glassbox_models::memory::budget();
+        if needed > budget as f64 {
+            return bad(format!(
+                "an SAE of {} × {} features trained in batches of {} needs about {}; {} is available (GLASSBOX_MEMORY sets the budget)",
+                self.d_in,
+                self.d_sae,
+                self.train_batch_size_tokens,
+                glassbox_models::memory::describe(needed.min(u64::MAX as f64) as u64),
+                glassbox_models::memory::describe(budget)
+            ));
+        }
         if self.lr_decay_steps > 0
             && self.lr_end == Some(0.0)
             && self.lr_scheduler == LrScheduler::CosineAnnealing
