@@ -103,25 +103,13 @@ fn sae_view(sae: &Sae, a: &Tensor) -> Result<Tensor> {
 fn from_view(sae: &Sae, a: &Tensor, y: &Tensor) -> Result<Tensor> {
     let hook = sae.hook_name();
     Ok(match (sae.cfg.hook_head_index, Layout::of(hook).head_dim) {
-        (Some(h), Some(dim)) => {
-            let n = a.dim(dim)?;
-            let mut parts = Vec::new();
-            if h > 0 {
-                parts.push(a.narrow(dim, 0, h)?);
-            }
-            parts.push(y.unsqueeze(dim)?);
-            if h + 1 < n {
-                parts.push(a.narrow(dim, h + 1, n - h - 1)?);
-            }
-            Tensor::cat(&parts, dim)?
-        }
+        (Some(h), Some(dim)) => crate::splice::with_head(a, dim, h, y)?,
         (None, Some(_)) if a.rank() == 4 => y.reshape(a.dims())?,
         _ => y.clone(),
     })
 }
 
-/// Per-position log-probabilities' rows: next-token cross-entropy [pos − 1] and, against
-/// `clean`, KL [pos], for one sequence.
+/// Next-token cross-entropy [pos − 1] of one sequence from its log-probabilities [pos, vocab].
 fn row_ce(logp: &[f32], vocab: usize, ids: &[u32]) -> Vec<f64> {
     (0..ids.len() - 1)
         .map(|t| -(logp[t * vocab + ids[t + 1] as usize] as f64))

@@ -550,26 +550,36 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(y.reshape(out)?)
 }
 
-/// A 0/1 mask of the `k` largest entries of each row of `h` (ties to the lower index; NaN
-/// counts as largest, as in torch.topk), in `h`'s dtype.
+/// The indices of the `k` largest of `values`, by value descending then index ascending (NaN
+/// counts as largest, as in torch.topk); in no particular order.
+pub(crate) fn top_indices(values: &[f32], k: usize) -> Vec<u32> {
+    let mut idx: Vec<u32> = (0..values.len() as u32).collect();
+    let order = |a: &u32, b: &u32| {
+        values[*b as usize]
+            .total_cmp(&values[*a as usize])
+            .then(a.cmp(b))
+    };
+    let k = k.min(idx.len());
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k, order);
+    }
+    idx.truncate(k);
+    idx
+}
+
+/// A 0/1 mask of the `k` largest entries of each row of `h` ([`top_indices`] per row), in
+/// `h`'s dtype.
 pub(crate) fn top_k_mask(h: &Tensor, k: usize) -> Result<Tensor> {
     use rayon::prelude::*;
     let dims = h.dims().to_vec();
     let n = *dims.last().expect("rank ≥ 1");
     let values = h.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let k = k.min(n);
     let mut mask = vec![0f32; values.len()];
     if n > 0 {
         mask.par_chunks_mut(n)
             .zip(values.par_chunks(n))
             .for_each(|(m, row)| {
-                let mut idx: Vec<u32> = (0..n as u32).collect();
-                let order =
-                    |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
-                if k < n {
-                    idx.select_nth_unstable_by(k, order);
-                }
-                for &i in &idx[..k] {
+                for i in top_indices(row, k) {
                     m[i as usize] = 1.0;
                 }
             });

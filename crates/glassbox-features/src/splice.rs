@@ -64,21 +64,30 @@ impl Splice for SaeSplice {
                 let y = self
                     .run(point, &one, hooks)
                     .map_err(wrap)?
-                    .to_dtype(x.dtype())?
-                    .unsqueeze(dim)?;
-                let n = x.dim(dim)?;
-                let mut parts = Vec::with_capacity(3);
-                if head > 0 {
-                    parts.push(x.narrow(dim, 0, head)?);
-                }
-                parts.push(y);
-                if head + 1 < n {
-                    parts.push(x.narrow(dim, head + 1, n - head - 1)?);
-                }
-                Tensor::cat(&parts, dim)
+                    .to_dtype(x.dtype())?;
+                with_head(&x, dim, head, &y)
             }
         }
     }
+}
+
+/// `a` with head `head` (along `dim`) replaced by `y` (`a` without that dimension).
+pub(crate) fn with_head(
+    a: &Tensor,
+    dim: usize,
+    head: usize,
+    y: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let n = a.dim(dim)?;
+    let mut parts = Vec::with_capacity(3);
+    if head > 0 {
+        parts.push(a.narrow(dim, 0, head)?);
+    }
+    parts.push(y.unsqueeze(dim)?);
+    if head + 1 < n {
+        parts.push(a.narrow(dim, head + 1, n - head - 1)?);
+    }
+    Tensor::cat(&parts, dim)
 }
 
 /// A model with SAEs spliced in: every pass — whole, from a layer, or decoding — carries them.

@@ -381,14 +381,15 @@ impl ActivationStore {
             .ok_or_else(|| FeatureError::input(format!("no shard {index}")))?;
         let path = self.dir.join(&shard.file);
         input::regular_file(&path, "activation shard")?;
-        let (bytes, sha) = file_sha256(&path)?;
-        if (bytes, sha) != (shard.bytes, shard.sha256.clone()) {
+        let data = std::fs::read(&path).map_err(|e| FeatureError::io(&path, e))?;
+        if (data.len() as u64, sha256_hex(&data)) != (shard.bytes, shard.sha256.clone()) {
             return Err(FeatureError::file(
                 &path,
                 "does not have the hash the manifest records (changed or damaged since it was written)",
             ));
         }
-        let mut t = candle_core::safetensors::load(&path, &Device::Cpu)?;
+        // The bytes just hashed are the ones read: no second read, no change in between.
+        let mut t = candle_core::safetensors::load_buffer(&data, &Device::Cpu)?;
         let acts = t
             .remove(hook)
             .ok_or_else(|| FeatureError::file(&path, format!("holds no `{hook}`")))?;

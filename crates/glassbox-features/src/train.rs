@@ -549,17 +549,9 @@ impl Trainer {
                 // The int(k·batch) largest ReLU'd values of the whole batch.
                 let keep = ((k * n as f64) as usize).min(n * d_sae);
                 let relu: Vec<f32> = h_values.iter().map(|v| v.max(0.0)).collect();
-                let mut idx: Vec<u32> = (0..relu.len() as u32).collect();
-                let order = |a: &u32, b: &u32| {
-                    relu[*b as usize]
-                        .total_cmp(&relu[*a as usize])
-                        .then(a.cmp(b))
-                };
-                if keep < idx.len() {
-                    idx.select_nth_unstable_by(keep, order);
-                }
+                let idx = crate::sae::top_indices(&relu, keep);
                 let mut mask = vec![0f32; relu.len()];
-                for &i in &idx[..keep] {
+                for i in idx {
                     mask[i as usize] = 1.0;
                 }
                 let mask = Tensor::from_vec(mask, (n, d_sae), &Device::Cpu)?;

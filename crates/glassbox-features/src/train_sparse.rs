@@ -22,6 +22,7 @@ use glassbox_models::kernel_ops;
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::sae::top_indices;
 use crate::train::{Pass, TrainArch, Trainer};
 
 /// A chosen (token, feature) entry with its pre-activation pieces.
@@ -31,22 +32,6 @@ struct Entry {
     /// p (before rescaling) and the value decoded, a.
     p: f32,
     a: f32,
-}
-
-/// The k largest of `values` by (value desc, index asc), as indices.
-fn top_indices(values: &[f32], k: usize) -> Vec<u32> {
-    let mut idx: Vec<u32> = (0..values.len() as u32).collect();
-    let order = |a: &u32, b: &u32| {
-        values[*b as usize]
-            .total_cmp(&values[*a as usize])
-            .then(a.cmp(b))
-    };
-    let k = k.min(idx.len());
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k, order);
-    }
-    idx.truncate(k);
-    idx
 }
 
 pub(crate) fn pass(t: &Trainer, x: &Tensor, dead: &[bool]) -> Result<Pass> {
