@@ -82,6 +82,17 @@ fn restore_sigpipe() {
     }
 }
 
+/// `RUST_BACKTRACE=1`, which Rust users often keep set, also makes libraries capture a
+/// backtrace in every error value (candle's do, and print it in the message): an input error
+/// would end in forty lines of stack. Library backtraces are off unless `RUST_LIB_BACKTRACE`
+/// asks for them; panics still print theirs under `RUST_BACKTRACE`.
+fn quiet_error_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // First in main, before any thread exists that could read the environment.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+}
+
 /// glibc hands freed blocks over 128 KiB back to the kernel at once (as unmapped blocks, or by
 /// trimming the heap), so every forward pass faulted in and zeroed its activation buffers
 /// afresh: a third of an activation-patching sweep's time. Blocks up to 32 MiB (glibc's
@@ -113,6 +124,7 @@ fn on_kernel_threads<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 fn main() {
     keep_freed_memory();
     restore_sigpipe();
+    quiet_error_backtraces();
     glassbox_models::kernel_ops::claim_cpu_threads();
     let cli = Cli::parse();
     render::terminal::set_color_choice(cli.color);
@@ -145,7 +157,7 @@ fn main() {
         Command::Tour(a) => cmd::tour::run(a),
     });
     if let Err(err) = result {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", exit::describe(&err));
         std::process::exit(exit::code(&err));
     }
 }

@@ -98,3 +98,114 @@ mod tests {
         assert_eq!(code(check(Path::new("x.svg"), "--plot")), Ok(()));
     }
 }
+
+/// An output folder a command fills over time (training logs, checkpoints, an SAE): if the
+/// command fails, what it wrote there goes — the whole folder if the command made it, else the
+/// entries it added — so that a refused run leaves nothing half-written behind. `keep` ends
+/// the guard on success.
+pub struct OutputDir {
+    path: std::path::PathBuf,
+    /// The folder's entries before the command, or `None` if the command created it.
+    before: Option<std::collections::BTreeSet<std::ffi::OsString>>,
+    kept: bool,
+}
+
+impl OutputDir {
+    /// Creates `path` (given as `flag`) if needed, in a folder that exists (as for output
+    /// files, see [`check`]). A path that is a file is the user's error.
+    pub fn create(path: &Path, flag: &str) -> anyhow::Result<Self> {
+        let before = if path.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .with_context(|| format!("{flag} {}: reading the folder", path.display()))?;
+            Some(entries.flatten().map(|e| e.file_name()).collect())
+        } else {
+            if path.exists() {
+                return Err(crate::invalid!("{flag} {}: not a folder", path.display()));
+            }
+            check(path, flag)?;
+            std::fs::create_dir(path)
+                .with_context(|| format!("{flag} {}: creating the folder", path.display()))?;
+            None
+        };
+        Ok(OutputDir {
+            path: path.to_path_buf(),
+            before,
+            kept: false,
+        })
+    }
+
+    /// The command succeeded: what it wrote stays.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        match &self.before {
+            None => {
+                let _ = std::fs::remove_dir_all(&self.path);
+            }
+            Some(before) => {
+                for entry in std::fs::read_dir(&self.path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if !before.contains(&entry.file_name()) {
+                        let p = entry.path();
+                        let _ = if p.is_dir() {
+                            std::fs::remove_dir_all(&p)
+                        } else {
+                            std::fs::remove_file(&p)
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod output_dir_tests {
+    use super::OutputDir;
+
+    #[test]
+    fn a_failed_command_leaves_the_folder_as_it_found_it() {
+        let root = std::env::temp_dir().join(format!("glassbox-outdir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // Made by the command: removed whole.
+        std::fs::create_dir_all(root.join("new")).unwrap();
+        let made = root.join("new/sae");
+        let out = OutputDir::create(&made, "--out").unwrap();
+        std::fs::write(made.join("log.jsonl"), "x").unwrap();
+        drop(out);
+        assert!(!made.exists());
+        // The user's folder: only what the command added goes.
+        let theirs = root.join("theirs");
+        std::fs::create_dir_all(&theirs).unwrap();
+        std::fs::write(theirs.join("notes.txt"), "mine").unwrap();
+        let out = OutputDir::create(&theirs, "--out").unwrap();
+        std::fs::create_dir_all(theirs.join("checkpoints/step-1")).unwrap();
+        std::fs::write(theirs.join("cfg.json"), "{}").unwrap();
+        drop(out);
+        let left: Vec<_> = std::fs::read_dir(&theirs)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("notes.txt")]);
+        // Kept on success.
+        let out = OutputDir::create(&made, "--out").unwrap();
+        std::fs::write(made.join("cfg.json"), "{}").unwrap();
+        out.keep();
+        assert!(made.join("cfg.json").exists());
+        // Inside a missing folder: refused, nothing made.
+        assert!(OutputDir::create(&root.join("no/such/sae"), "--out").is_err());
+        assert!(!root.join("no").exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

@@ -253,7 +253,8 @@ fn requests_past_the_memory_budget_are_refused_with_numbers() {
     assert_eq!(code, Some(0), "{err}");
 }
 
-/// A recipe with 65,536 heads ran without end; sizes of 10⁹ were allocation failures. Both are
+/// A recipe with 65,536 heads ran without end; sizes of 10⁹ were allocation failures; a
+/// `head_dim` of 0 or a context shorter than the training sequences failed inside. All are
 /// refused when the recipe is read.
 #[test]
 fn recipe_sizes_are_checked_before_building() {
@@ -263,6 +264,10 @@ fn recipe_sizes_are_checked_before_building() {
         ("num_attention_heads", "65536", "at most hidden_size"),
         ("intermediate_size", "1000000000", "GLASSBOX_MEMORY"),
         ("num_hidden_layers", "1000000000", "GLASSBOX_MEMORY"),
+        // Found by the stress harness: an internal shape error, and a run that trained and
+        // then failed at its evaluation (both exit 1).
+        ("head_dim", "0", "head_dim is 0"),
+        ("max_position_embeddings", "0", "shorter than the 64 positions"),
     ] {
         let text: String = reference
             .lines()

@@ -109,6 +109,33 @@ fn reproduce_input_errors_exit_2() {
     assert!(!text(&o).contains("panicked"), "{}", text(&o));
 }
 
+/// A release whose checkpoint is not what its recipe trains is a fault in the release: exit 2
+/// with the verdict (found by the stress harness as exit 1).
+#[test]
+fn a_release_that_does_not_reproduce_is_exit_2() {
+    let src = reference();
+    let dir = std::env::temp_dir().join(format!("glassbox-not-reproduced-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["", "data", "checkpoints/step-000010"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for e in std::fs::read_dir(src.join(sub)).unwrap().flatten() {
+            if e.path().is_file() {
+                std::fs::copy(e.path(), dir.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    // One weight of the step-10 checkpoint changed: the file still reads, the bits differ.
+    let ck = dir.join("checkpoints/step-000010/model.safetensors");
+    let mut bytes = std::fs::read(&ck).unwrap();
+    let at = bytes.len() - 4;
+    bytes[at..].copy_from_slice(&1.5f32.to_le_bytes());
+    std::fs::write(&ck, bytes).unwrap();
+    let o = glassbox(&["reproduce", dir.to_str().unwrap(), "--steps", "10"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("was not reproduced"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// 10 vocabulary words in a fixed random order, as the corpus's repeated spans are (4–12 words,
 /// never the relation words `is` and `=`).
 const REPEATED: &str = "fox v11 k03 . sees x4 red k17 the v02";

@@ -7,7 +7,8 @@
 //! which reproduce it.
 //!
 //! `GLASSBOX_STRESS_CASES` sets the number of cases (CI runs the default slice, a few minutes
-//! on a 2-core machine); `GLASSBOX_STRESS_SEED` the first seed. A long local run:
+//! on a 2-core machine); `GLASSBOX_STRESS_SEED` the first seed; `GLASSBOX_STRESS_VERBOSE`
+//! prints every case's exit code and first line of error. A long local run:
 //! `GLASSBOX_STRESS_CASES=20000 cargo test --release -p glassbox-cli --test stress`.
 
 use std::path::{Path, PathBuf};
@@ -194,7 +195,8 @@ fn copy_fixture(src: &Path, dst: &Path) {
     let _ = std::fs::remove_dir_all(dst);
     std::fs::create_dir_all(dst).unwrap();
     for entry in std::fs::read_dir(src).unwrap().flatten() {
-        if entry.path().is_file() {
+        // Expected outputs are for the parity tests, not inputs.
+        if entry.path().is_file() && !entry.file_name().to_string_lossy().starts_with("expected") {
             std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
         }
     }
@@ -430,6 +432,550 @@ fn recipe_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     }
 }
 
+/// The intact GPT-2 fixture the SAE, probe and corpus cases run on (their SAEs were trained
+/// on its hooks).
+fn gpt2() -> String {
+    root()
+        .join("tests/fixtures/parity/gpt2")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Replaces `path` by a special file or a directory, and says which.
+fn make_special(path: &Path, rng: &mut Rng) -> String {
+    let _ = std::fs::remove_file(path);
+    let special = *rng.pick(&["/dev/zero", "/dev/null", "/dev/urandom", "directory"]);
+    if special == "directory" {
+        std::fs::create_dir_all(path).unwrap();
+    } else {
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(special, path).unwrap();
+    }
+    format!("→ {special}")
+}
+
+/// One file of a folder damaged: a JSON node, its bytes, swapped for a special file, or removed.
+fn damage_file(path: &Path, rng: &mut Rng) -> String {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let is_json = name.ends_with(".json");
+    match rng.below(6) {
+        0 | 1 if is_json => {
+            let mut v: Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let what = mutate_json(&mut v, rng);
+            std::fs::write(path, v.to_string()).unwrap();
+            format!("{name} {what}")
+        }
+        4 => format!("{name} {}", make_special(path, rng)),
+        5 => {
+            std::fs::remove_file(path).unwrap();
+            format!("{name} removed")
+        }
+        _ => {
+            let mut bytes = std::fs::read(path).unwrap();
+            let what = mutate_bytes(&mut bytes, rng);
+            std::fs::write(path, bytes).unwrap();
+            format!("{name} {what}")
+        }
+    }
+}
+
+/// A SAELens-saved SAE (or a sparsify hook folder, made by those tools), damaged, then
+/// evaluated, browsed or spliced into the model it was trained on.
+fn sae_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+    let name = *rng.pick(&[
+        "standard",
+        "standard_bf16",
+        "standard_hook_z",
+        "standard_constant_norm",
+        "standard_layer_norm_no_b_dec",
+        "jumprelu",
+        "topk",
+        "topk_rescale",
+        "batchtopk",
+        "sparsify/layers.0",
+    ]);
+    // A sparsify folder is named after the module it read, and placed by that name.
+    let sae = scratch.join(if name.starts_with("sparsify") {
+        "layers.0"
+    } else {
+        "sae"
+    });
+    copy_fixture(&root().join("tests/fixtures/saelens").join(name), &sae);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&sae)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let file = rng.pick(&files).clone();
+    let what = damage_file(&file, rng);
+    let model = gpt2();
+    let s = sae.to_str().unwrap();
+    let tokens = root().join("tests/fixtures/saelens/tokens.safetensors");
+    let tokens = tokens.to_str().unwrap();
+    let trace = out_dir.join("trace.safetensors");
+    let prompt = "When Mary and John went to the store, John gave a drink to";
+    let all: Vec<Vec<&str>> = vec![
+        vec![
+            "sae",
+            "eval",
+            &model,
+            "--sae",
+            s,
+            "--tokens",
+            tokens,
+            "--batch-size",
+            "4",
+            "--json",
+        ],
+        vec![
+            "features", &model, "--sae", s, "--tokens", tokens, "--top", "4", "--json",
+        ],
+        vec!["run", &model, "--prompt", prompt, "--sae", s, "--json"],
+        vec![
+            "run",
+            &model,
+            "--prompt",
+            prompt,
+            "--sae",
+            s,
+            "--sae-error-term",
+            "--json",
+        ],
+        vec![
+            "lens",
+            &model,
+            "--prompt",
+            prompt,
+            "--sae",
+            s,
+            "--sae-error-term",
+            "--json",
+        ],
+        vec![
+            "trace",
+            &model,
+            "--prompt",
+            prompt,
+            "--sae",
+            s,
+            "--hooks",
+            "*",
+            "--out",
+            trace.to_str().unwrap(),
+        ],
+    ];
+    Case {
+        what: format!("{name}: sae {what}"),
+        args: rng.pick(&all).iter().map(|a| a.to_string()).collect(),
+        out_dir,
+    }
+}
+
+/// Where a stored zip holds `data.pkl`'s bytes (torch writes its pickle uncompressed). The
+/// sizes are read from the central directory: torch's writer leaves them out of the local
+/// headers.
+fn pickle_range(zip: &[u8]) -> std::ops::Range<usize> {
+    let u16_at = |i: usize| u16::from_le_bytes([zip[i], zip[i + 1]]) as usize;
+    let u32_at = |i: usize| u32::from_le_bytes(zip[i..i + 4].try_into().unwrap()) as usize;
+    // The end-of-central-directory record is the last thing in the file (no comment).
+    let eocd = (0..zip.len() - 21)
+        .rev()
+        .find(|&i| &zip[i..i + 4] == b"PK\x05\x06")
+        .expect("an end-of-central-directory record");
+    let mut at = u32_at(eocd + 16);
+    while at + 46 <= zip.len() {
+        if &zip[at..at + 4] == b"PK\x01\x02" {
+            let (size, name_len) = (u32_at(at + 20), u16_at(at + 28));
+            let (extra_len, comment_len) = (u16_at(at + 30), u16_at(at + 32));
+            let local = u32_at(at + 42);
+            if zip[at + 46..at + 46 + name_len].ends_with(b"data.pkl") {
+                let start = local + 30 + u16_at(local + 26) + u16_at(local + 28);
+                assert!(size > 1, "an empty pickle");
+                return start..start + size;
+            }
+            at += 46 + name_len + extra_len + comment_len;
+        } else {
+            break;
+        }
+    }
+    panic!("no data.pkl in the torch checkpoint");
+}
+
+/// A checkpoint written by `torch.save` (tests/fixtures/torch), its pickle program or its zip
+/// damaged, through the model commands. The zip records no checksum glassbox checks, so a
+/// damaged pickle reaches the pickle machine.
+fn torch_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+    let name = *rng.pick(&["gpt2", "llama"]);
+    let dir = scratch.join("model");
+    copy_fixture(&root().join("tests/fixtures/torch").join(name), &dir);
+    let path = dir.join("pytorch_model.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let pkl = pickle_range(&bytes);
+    let what = match rng.below(4) {
+        0 => format!("zip {}", mutate_bytes(&mut bytes, rng)),
+        1 => {
+            // Pickle opcodes at random, over a short run: marks, containers, memo, globals,
+            // reductions, STOP.
+            let at = pkl.start + rng.below(pkl.len());
+            let end = (at + 1 + rng.below(16)).min(pkl.end);
+            let ops = b"(.)]}tlde\x85\x86\x87\x93qhrjRbsuQKMJ\x8a\x8cX\x94\x95N";
+            for b in &mut bytes[at..end] {
+                *b = ops[rng.below(ops.len())];
+            }
+            format!("pickle opcodes at {at}..{end}")
+        }
+        2 => {
+            // Nesting as deep as the pickle is long: one opcode repeated.
+            let op = *rng.pick(&[b'(', b']', b'}', b')', b'\x85']);
+            let at = pkl.start + rng.below(pkl.len() - 1);
+            bytes[at..pkl.end - 1].iter_mut().for_each(|b| *b = op);
+            format!("pickle {op:#x} repeated from {at}")
+        }
+        _ => {
+            let at = pkl.start + rng.below(pkl.len());
+            let b = rng.next() as u8;
+            bytes[at] = b;
+            format!("pickle byte {at} = {b:#x}")
+        }
+    };
+    std::fs::write(&path, bytes).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    Case {
+        what: format!("{name}: pickle {what}"),
+        args: model_commands(&d, &out_dir, rng),
+        out_dir,
+    }
+}
+
+/// Labelled examples for `probe`, damaged: a line's JSON, the bytes, or a special file.
+fn probe_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+    let data = scratch.join("examples.jsonl");
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(&data);
+    let mut lines: Vec<Value> = (0..16)
+        .map(|i| {
+            let (animal, label) = [("cat", "small"), ("horse", "big")][i % 2];
+            json!({"text": format!("The {animal} number {i} is"), "label": label})
+        })
+        .collect();
+    let what = match rng.below(4) {
+        0 | 1 => {
+            let i = rng.below(lines.len());
+            let what = mutate_json(&mut lines[i], rng);
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            std::fs::write(&data, text).unwrap();
+            format!("line {} {what}", i + 1)
+        }
+        2 => {
+            let mut bytes: Vec<u8> = lines
+                .iter()
+                .flat_map(|l| format!("{l}\n").into_bytes())
+                .collect();
+            let what = mutate_bytes(&mut bytes, rng);
+            std::fs::write(&data, bytes).unwrap();
+            what
+        }
+        _ => make_special(&data, rng),
+    };
+    let model = gpt2();
+    let out = out_dir.join("probe.safetensors");
+    // Mostly a sound fraction, so that the damaged file is what gets judged.
+    let fraction = *rng.pick(&[
+        "0.25", "0.25", "0.25", "0.25", "0.5", "0", "1", "0.99", "-1", "nan",
+    ]);
+    Case {
+        what: format!("gpt2: examples {what}, --test-fraction {fraction}"),
+        args: [
+            "probe",
+            &model,
+            "--hooks",
+            "blocks.*.hook_resid_post",
+            "--data",
+            data.to_str().unwrap(),
+            &format!("--test-fraction={fraction}"),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec(),
+        out_dir,
+    }
+}
+
+/// Text to cache activations from (damaged, or a special file) through `cache`, `sae eval` and
+/// `sae train`; or a built activation store damaged under `sae train --cache`.
+fn corpus_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+    let model = gpt2();
+    let store = out_dir.join("store");
+    let hook = "blocks.0.hook_resid_post";
+    if rng.below(3) == 0 {
+        // A store glassbox built, then damaged: the manifest, a shard, or a special file.
+        let base = scratch.join("base-store");
+        if !base.join("manifest.json").exists() {
+            let corpus = scratch.join("base-corpus.txt");
+            std::fs::write(
+                &corpus,
+                "The quick brown fox jumps over the lazy dog. ".repeat(40),
+            )
+            .unwrap();
+            let built = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+                .args(["cache", &model, "--hooks", hook, "--text"])
+                .arg(&corpus)
+                .args(["--context", "16", "--shard-rows", "64", "--out"])
+                .arg(&base)
+                .output()
+                .unwrap();
+            assert!(
+                built.status.success(),
+                "{}",
+                String::from_utf8_lossy(&built.stderr)
+            );
+        }
+        let copy = scratch.join("store");
+        copy_fixture(&base, &copy);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&copy)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        let file = rng.pick(&files).clone();
+        let what = damage_file(&file, rng);
+        let sae = out_dir.join("sae");
+        return Case {
+            what: format!("gpt2: store {what}"),
+            args: [
+                "sae",
+                "train",
+                &model,
+                "--hook",
+                hook,
+                "--arch",
+                "topk",
+                "--d-sae",
+                "32",
+                "--k",
+                "4",
+                "--cache",
+                copy.to_str().unwrap(),
+                "--training-tokens",
+                "256",
+                "--train-batch-size-tokens",
+                "64",
+                "--out",
+                sae.to_str().unwrap(),
+            ]
+            .map(String::from)
+            .to_vec(),
+            out_dir,
+        };
+    }
+    let corpus = scratch.join("corpus.txt");
+    let _ = std::fs::remove_dir_all(&corpus);
+    let _ = std::fs::remove_file(&corpus);
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(20);
+    let what = match rng.below(4) {
+        0 => make_special(&corpus, rng),
+        1 => {
+            std::fs::write(&corpus, "").unwrap();
+            "empty".to_string()
+        }
+        _ => {
+            let mut bytes = text.into_bytes();
+            let what = mutate_bytes(&mut bytes, rng);
+            std::fs::write(&corpus, bytes).unwrap();
+            what
+        }
+    };
+    let c = corpus.to_str().unwrap();
+    let sae = root().join("tests/fixtures/saelens/standard");
+    let trained = out_dir.join("sae");
+    let all: Vec<Vec<&str>> = vec![
+        vec![
+            "cache",
+            &model,
+            "--hooks",
+            hook,
+            "--text",
+            c,
+            "--context",
+            "16",
+            "--shard-rows",
+            "8",
+            "--out",
+            store.to_str().unwrap(),
+        ],
+        vec![
+            "sae",
+            "eval",
+            &model,
+            "--sae",
+            sae.to_str().unwrap(),
+            "--text",
+            c,
+            "--context",
+            "16",
+            "--json",
+        ],
+        vec![
+            "features",
+            &model,
+            "--sae",
+            sae.to_str().unwrap(),
+            "--text",
+            c,
+            "--context",
+            "16",
+            "--top",
+            "3",
+            "--json",
+        ],
+        vec![
+            "sae",
+            "train",
+            &model,
+            "--hook",
+            hook,
+            "--arch",
+            "batchtopk",
+            "--d-sae",
+            "32",
+            "--k",
+            "4",
+            "--text",
+            c,
+            "--context-size",
+            "16",
+            "--training-tokens",
+            "256",
+            "--train-batch-size-tokens",
+            "64",
+            "--out",
+            trained.to_str().unwrap(),
+        ],
+    ];
+    Case {
+        what: format!("gpt2: corpus {what}"),
+        args: rng.pick(&all).iter().map(|a| a.to_string()).collect(),
+        out_dir,
+    }
+}
+
+/// A control vector written by llama.cpp's GGUF writer or repeng's layout
+/// (crates/glassbox-analysis/tests/fixtures), its metadata or bytes damaged, applied while
+/// generating; or a probe's direction file damaged, turned into one by `steer --direction`.
+fn control_vector_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+    let model = gpt2();
+    let fixtures = root().join("crates/glassbox-analysis/tests/fixtures");
+    if rng.below(3) == 0 {
+        // A probe's directions (a safetensors file of one vector per hook), damaged.
+        let file = scratch.join("directions.safetensors");
+        let _ = std::fs::remove_dir_all(&file);
+        let mut tensors = std::collections::HashMap::new();
+        for layer in 0..2 {
+            let v: Vec<f32> = (0..64)
+                .map(|i| ((i * 7 + layer) % 13) as f32 - 6.0)
+                .collect();
+            let t = candle_core::Tensor::from_vec(v, 64, &candle_core::Device::Cpu).unwrap();
+            tensors.insert(format!("blocks.{layer}.hook_resid_post"), t);
+        }
+        candle_core::safetensors::save(&tensors, &file).unwrap();
+        let what = damage_file(&file, rng);
+        let out = out_dir.join("vector.gguf");
+        return Case {
+            what: format!("gpt2: directions {what}"),
+            args: [
+                "steer",
+                &model,
+                "--direction",
+                file.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ]
+            .map(String::from)
+            .to_vec(),
+            out_dir,
+        };
+    }
+    let name = *rng.pick(&["llamacpp-cvector.gguf", "repeng-cvector.gguf"]);
+    let file = scratch.join("vector.gguf");
+    let _ = std::fs::remove_dir_all(&file);
+    let what = if rng.below(2) == 0 {
+        mutated_gguf(&fixtures.join(name), &file, rng)
+    } else {
+        std::fs::copy(fixtures.join(name), &file).unwrap();
+        damage_file(&file, rng)
+    };
+    let scale = *rng.pick(&["", ":0.8", ":-2", ":1e30", ":nan", ":x"]);
+    Case {
+        what: format!("{name}: vector {what} (scale {scale:?})"),
+        args: [
+            "generate",
+            &model,
+            "--prompt",
+            "The",
+            "--max-tokens",
+            "2",
+            "--control-vector",
+            &format!("{}{scale}", file.display()),
+        ]
+        .map(String::from)
+        .to_vec(),
+        out_dir,
+    }
+}
+
+/// The reference release (its first checkpoint only), one file damaged, reproduced for ten
+/// steps. Rarer than the others: a reproduction that is allowed to run takes seconds.
+fn reproduce_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+    let src = root().join("models/reference");
+    let dir = scratch.join("release");
+    copy_fixture(&src, &dir);
+    let step = "checkpoints/step-000010";
+    copy_fixture(&src.join(step), &dir.join(step));
+    copy_fixture(&src.join("data"), &dir.join("data"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .chain(
+            [step, "data"]
+                .into_iter()
+                .flat_map(|sub| std::fs::read_dir(dir.join(sub)).unwrap().flatten())
+                .map(|e| e.path()),
+        )
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            // Documents and the licence are the audit cases' inputs.
+            !(n.ends_with(".md") || n == "LICENSE" || n == "samples.txt")
+        })
+        .collect();
+    files.sort();
+    let file = rng.pick(&files).clone();
+    let what = if file
+        .extension()
+        .is_some_and(|e| e == "toml" || e == "jsonl")
+        && rng.below(2) == 0
+    {
+        let (text, what) = mutate_text(&std::fs::read_to_string(&file).unwrap(), rng);
+        std::fs::write(&file, text).unwrap();
+        format!("{} {what}", file.file_name().unwrap().to_string_lossy())
+    } else {
+        damage_file(&file, rng)
+    };
+    Case {
+        what: format!("reference: release {what}"),
+        args: ["reproduce", dir.to_str().unwrap(), "--steps", "10"]
+            .map(String::from)
+            .to_vec(),
+        out_dir,
+    }
+}
+
 /// Extreme arguments on an intact model.
 fn extreme_arguments(dir: &str, rng: &mut Rng) -> (String, Vec<String>) {
     let n = rng
@@ -446,7 +992,75 @@ fn extreme_arguments(dir: &str, rng: &mut Rng) -> (String, Vec<String>) {
             "",
         ])
         .to_string();
-    let args: Vec<&str> = match rng.below(6) {
+    let gpt2 = gpt2();
+    let tokens = root().join("tests/fixtures/saelens/tokens.safetensors");
+    let tokens = tokens.to_str().unwrap();
+    let sae = root().join("tests/fixtures/saelens/topk");
+    let sae = sae.to_str().unwrap();
+    let args: Vec<&str> = match rng.below(12) {
+        6 => vec![
+            "features", &gpt2, "--sae", sae, "--tokens", tokens, "--top", &n, "--json",
+        ],
+        7 => vec![
+            "features",
+            &gpt2,
+            "--sae",
+            sae,
+            "--tokens",
+            tokens,
+            "--contexts",
+            &n,
+            "--json",
+        ],
+        8 => vec![
+            "sae",
+            "eval",
+            &gpt2,
+            "--sae",
+            sae,
+            "--tokens",
+            tokens,
+            "--batch-size",
+            &n,
+            "--json",
+        ],
+        9 => vec![
+            "sae",
+            "train",
+            &gpt2,
+            "--hook",
+            "blocks.0.hook_resid_post",
+            "--arch",
+            "topk",
+            "--d-sae",
+            &n,
+            "--k",
+            "4",
+            "--cache",
+            "/nonexistent",
+            "--out",
+            "/nonexistent/out",
+        ],
+        10 => vec![
+            "lens",
+            dir,
+            "--prompt",
+            "The Eiffel Tower",
+            "--sae",
+            sae,
+            "--top",
+            &n,
+        ],
+        11 => vec![
+            "generate",
+            dir,
+            "--prompt",
+            "The",
+            "--max-tokens",
+            "2",
+            "--top-k",
+            &n,
+        ],
         0 => vec!["heads", dir, "--batch", &n],
         1 => vec!["heads", dir, "--seq-len", &n],
         2 => vec!["generate", dir, "--prompt", "The", "--max-tokens", &n],
@@ -471,25 +1085,43 @@ fn extreme_arguments(dir: &str, rng: &mut Rng) -> (String, Vec<String>) {
 
 fn make_case(seed: u64, scratch: &Path) -> Case {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    // The parity models, and families whose configs have the most to get wrong (experts,
+    // routing groups, hybrid block patterns, linear attention, sinks, chunked attention).
     let fixtures = [
-        "parity/gpt2",
-        "parity/llama",
-        "parity/qwen2",
-        "parity/pythia",
+        "tests/fixtures/parity/gpt2",
+        "tests/fixtures/parity/llama",
+        "tests/fixtures/parity/qwen2",
+        "tests/fixtures/parity/pythia",
+        "tests/fixtures/families/mixtral",
+        "tests/fixtures/families/deepseek-v3",
+        "crates/glassbox-models/tests/fixtures/more/nemotron-h",
+        "crates/glassbox-models/tests/fixtures/more/qwen3-next",
+        "crates/glassbox-models/tests/fixtures/more/gpt-oss",
+        "crates/glassbox-models/tests/fixtures/more/llama4",
+        "crates/glassbox-models/tests/fixtures/more/gemma3",
+        "crates/glassbox-models/tests/fixtures/more/glm4-moe",
     ];
-    let fixture = root().join("tests/fixtures").join(rng.pick(&fixtures));
+    let fixture = root().join(rng.pick(&fixtures));
     let dir = scratch.join("model");
     let out_dir = scratch.join("out");
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).unwrap();
+    if rng.below(32) == 0 {
+        return reproduce_case(&mut rng, scratch, out_dir);
+    }
+    match rng.below(17) {
+        0 => return audit_case(&mut rng, scratch, out_dir),
+        1 => return recipe_case(&mut rng, scratch, out_dir),
+        2 => return sae_case(&mut rng, scratch, out_dir),
+        3 => return torch_case(&mut rng, scratch, out_dir),
+        4 => return probe_case(&mut rng, scratch, out_dir),
+        5 => return corpus_case(&mut rng, scratch, out_dir),
+        6 => return control_vector_case(&mut rng, scratch, out_dir),
+        _ => {}
+    }
     copy_fixture(&fixture, &dir);
     let d = dir.to_str().unwrap().to_string();
     let fixture_name = fixture.file_name().unwrap().to_string_lossy().into_owned();
-    match rng.below(10) {
-        0 => return audit_case(&mut rng, scratch, out_dir),
-        1 => return recipe_case(&mut rng, scratch, out_dir),
-        _ => {}
-    }
     if rng.below(7) == 0 {
         let name = *rng.pick(&[
             "llama",
@@ -651,6 +1283,9 @@ fn run_case(case: &Case) -> Result<i32, String> {
         if !written.is_empty() {
             return Err(format!("refused (exit 2) but wrote {written:?}"));
         }
+    }
+    if std::env::var_os("GLASSBOX_STRESS_VERBOSE").is_some() {
+        eprintln!("exit {code}: {} — {first}", case.what);
     }
     Ok(code)
 }

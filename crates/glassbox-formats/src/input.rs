@@ -60,10 +60,16 @@ pub fn regular_file(path: &Path, what: &str) -> Result<std::fs::Metadata> {
     let meta = std::fs::metadata(path).map_err(|e| FormatError::io(path, e))?;
     match not_a_file(&meta) {
         None => Ok(meta),
-        Some(kind) => Err(FormatError::invalid(
-            path,
-            format!("is {kind}, not a {what} file"),
-        )),
+        Some(kind) => {
+            let article = match what.chars().next() {
+                Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+                _ => "a",
+            };
+            Err(FormatError::invalid(
+                path,
+                format!("is {kind}, not {article} {what} file"),
+            ))
+        }
     }
 }
 

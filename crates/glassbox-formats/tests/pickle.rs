@@ -69,6 +69,37 @@ fn zip64_checkpoint_reads_the_same() {
     }
 }
 
+/// Checkpoints written by `torch.save` itself (`tests/fixtures/torch/make_torch_fixtures.py`):
+/// every tensor equals, bit for bit, the one in the safetensors file of the same model —
+/// tied weights, which torch stores once and names twice, included.
+#[test]
+fn torch_made_checkpoints_read_as_their_safetensors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for name in ["gpt2", "llama"] {
+        let torch_dir = root.join("tests/fixtures/torch").join(name);
+        let torch = Checkpoint::open(&torch_dir).unwrap();
+        assert_eq!(torch.kind, CheckpointKind::HubSnapshot);
+        let st = Checkpoint::open(&root.join("tests/fixtures/parity").join(name)).unwrap();
+        let mut names: Vec<&str> = st.tensors().iter().map(|t| t.name.as_str()).collect();
+        names.sort();
+        assert!(!names.is_empty());
+        for n in names {
+            let t = torch
+                .tensors()
+                .iter()
+                .find(|t| t.name == n)
+                .unwrap_or_else(|| panic!("{name}: `{n}` missing from the torch checkpoint"));
+            let s = st.tensors().iter().find(|t| t.name == n).unwrap();
+            assert_eq!((&t.shape, t.dtype), (&s.shape, s.dtype), "{name}: {n}");
+            assert_eq!(
+                torch.raw_bytes(n).unwrap(),
+                st.raw_bytes(n).unwrap(),
+                "{name}: {n}"
+            );
+        }
+    }
+}
+
 #[test]
 fn hub_directory_with_only_pytorch_model_bin() {
     let dir = tempdir();

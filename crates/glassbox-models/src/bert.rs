@@ -605,9 +605,9 @@ impl SentenceEncoder {
         let vb = VarBuilder::from_backend(Box::new(backend), opts.dtype, opts.device.clone());
         let model = crate::mapped::while_building(source, || BertModel::load(config, vb));
         let model = model.map_err(|e| match e {
-            ModelError::Candle(source) => ModelError::Weights {
+            ModelError::Candle(cause) => ModelError::Weights {
                 path: dir.to_path_buf(),
-                source,
+                cause,
             },
             other => other,
         })?;

@@ -23,12 +23,13 @@ pub enum ModelError {
     /// The checkpoint itself could not be read.
     #[error(transparent)]
     Format(#[from] FormatError),
-    /// The checkpoint's weights do not fit the config (a missing tensor, a wrong shape).
-    #[error("{path}: weights do not match the config: {source}")]
+    /// The checkpoint's weights do not fit the config (a missing tensor, a wrong shape). The
+    /// message ends with candle's (it is the whole story, so it is not also a `source`, which
+    /// a chain printer would repeat).
+    #[error("{path}: weights do not match the config: {cause}")]
     Weights {
         path: PathBuf,
-        #[source]
-        source: candle_core::Error,
+        cause: candle_core::Error,
     },
     /// The tokenizer could not be loaded or failed on the input.
     #[error("tokenizer: {0}")]

@@ -269,7 +269,7 @@ impl HookedModel {
         let model = registry::build(&config, vb).map_err(|e| match e {
             ModelError::Candle(source_err) => ModelError::Weights {
                 path: source.to_path_buf(),
-                source: source_err,
+                cause: source_err,
             },
             ModelError::Config(msg) => {
                 ModelError::Config(format!("{}: {msg}", source.join("config.json").display()))

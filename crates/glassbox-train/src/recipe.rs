@@ -171,6 +171,20 @@ impl Recipe {
                 "[model] num_key_value_heads is {kv_heads}: give 1..={heads} (at most num_attention_heads)"
             ));
         }
+        // Sizes that would build a model with empty weights, and a context shorter than the
+        // training sequences (a run that trained, then failed at its evaluation).
+        for key in ["head_dim", "intermediate_size"] {
+            if get(key) == Some(0) {
+                return Err(format!("[model] {key} is 0: give at least 1"));
+            }
+        }
+        // The model reads `<bos>` and the first `seq_len - 1` words of a document.
+        let longest = self.data.seq_len as u64;
+        if let Some(n_ctx) = get("max_position_embeddings").filter(|&n| n < longest) {
+            return Err(format!(
+                "[model] max_position_embeddings is {n_ctx}, shorter than the {longest} positions of a training sequence ([data] seq_len)"
+            ));
+        }
         // In f64: products of arbitrary sizes overflow any integer.
         let head_dim = get("head_dim").unwrap_or(d / heads) as f64;
         let ff = get("intermediate_size").map_or(4.0 * d as f64, |f| f as f64);

@@ -81,13 +81,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let plan = &report.manifest.plan;
     eprintln!(
-        "{}: {} rows × {} tokens at {} hook{} in {} shards ({} kept from an earlier run, {} computed)",
+        "{}: {} rows × {} tokens at {} hook{} in {} shard{} ({} kept from an earlier run, {} computed)",
         args.out.display(),
         plan.rows,
         plan.context,
         plan.hooks.len(),
         if plan.hooks.len() == 1 { "" } else { "s" },
         report.manifest.shards.len(),
+        if report.manifest.shards.len() == 1 { "" } else { "s" },
         report.kept,
         report.computed
     );

@@ -59,6 +59,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     match report.verdict {
         Verdict::BitIdentical | Verdict::Comparable => Ok(()),
-        Verdict::NotReproduced => Err(anyhow::anyhow!("{} was not reproduced", args.dir.display())),
+        // The release is what the user gave; its weights not being what its recipe trains is
+        // a fault in it (exit 2), not in glassbox.
+        Verdict::NotReproduced => Err(crate::invalid!(
+            "{} was not reproduced: its weights are not what its recipe trains (see above)",
+            args.dir.display()
+        )),
     }
 }

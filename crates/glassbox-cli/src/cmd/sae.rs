@@ -295,12 +295,8 @@ fn print_metrics(m: &SaeMetrics, sae: &glassbox_features::Sae) {
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     use glassbox_features::store::{self, ActivationStore, BuildOptions};
     use glassbox_features::train::{self, LrScheduler, TrainArch, TrainOptions};
-    if args.out.exists() && !args.out.is_dir() {
-        return Err(crate::invalid!(
-            "--out {}: not a folder",
-            args.out.display()
-        ));
-    }
+    // Everything below writes into --out; a failure takes it back out.
+    let out_dir = crate::output::OutputDir::create(&args.out, "--out")?;
     let model = crate::model_cli::load_plain_model(&args.model, "f32")?;
     let store_dir = match (&args.cache, &args.text) {
         (Some(dir), _) => dir.clone(),
@@ -409,8 +405,6 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         .map(|i| i * steps / (args.n_checkpoints + 1))
         .filter(|&s| s > 0)
         .collect();
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
     let log_path = args.out.join("training_log.jsonl");
     let mut log = std::io::BufWriter::new(
         std::fs::File::create(&log_path)
@@ -448,6 +442,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", log_path.display()))?;
     }
     trainer.save(&args.out)?;
+    out_dir.keep();
     let sparsity = trainer.feature_sparsity();
     eprintln!(
         "{}: {} SAE, {} features on `{}` ({} steps); L0 {:.2}, {} dead",
