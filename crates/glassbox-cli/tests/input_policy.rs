@@ -267,7 +267,11 @@ fn recipe_sizes_are_checked_before_building() {
         // Found by the stress harness: an internal shape error, and a run that trained and
         // then failed at its evaluation (both exit 1).
         ("head_dim", "0", "head_dim is 0"),
-        ("max_position_embeddings", "0", "shorter than the 64 positions"),
+        (
+            "max_position_embeddings",
+            "0",
+            "shorter than the 64 positions",
+        ),
     ] {
         let text: String = reference
             .lines()

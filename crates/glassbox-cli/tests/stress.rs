@@ -20,7 +20,7 @@ use glassbox_formats::gguf_write::GgufWriter;
 use glassbox_formats::Checkpoint;
 use serde_json::{json, Value};
 
-const DEFAULT_CASES: u64 = 300;
+const DEFAULT_CASES: u64 = 1500;
 /// Per run. Generous for a debug build on a loaded 2-core machine; a hang is far past it.
 const TIME_LIMIT: Duration = Duration::from_secs(60);
 /// Address space per run: a runaway allocation fails here instead of swapping the machine.
