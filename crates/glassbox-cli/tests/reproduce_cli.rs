@@ -109,12 +109,10 @@ fn reproduce_input_errors_exit_2() {
     assert!(!text(&o).contains("panicked"), "{}", text(&o));
 }
 
-/// A release whose checkpoint is not what its recipe trains is a fault in the release: exit 2
-/// with the verdict (found by the stress harness as exit 1).
-#[test]
-fn a_release_that_does_not_reproduce_is_exit_2() {
+/// The reference release with only its step-10 checkpoint, in a scratch folder.
+fn release_copy(name: &str) -> PathBuf {
     let src = reference();
-    let dir = std::env::temp_dir().join(format!("glassbox-not-reproduced-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("glassbox-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     for sub in ["", "data", "checkpoints/step-000010"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -124,6 +122,43 @@ fn a_release_that_does_not_reproduce_is_exit_2() {
             }
         }
     }
+    dir
+}
+
+/// A truncated checkpoint was read by candle's loader after training: exit 1 with "incomplete
+/// metadata", no file named (found by the stress harness). It is read by glassbox's reader
+/// before training: exit 2, the file and the fault named.
+#[test]
+fn a_damaged_checkpoint_is_refused_before_training() {
+    let dir = release_copy("damaged-checkpoint");
+    let ck = dir.join("checkpoints/step-000010/model.safetensors");
+    let len = std::fs::metadata(&ck).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&ck)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let o = glassbox(&["reproduce", dir.to_str().unwrap(), "--steps", "10"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("step-000010/model.safetensors"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains("steps on"),
+        "trained first: {}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A release whose checkpoint is not what its recipe trains is a fault in the release: exit 2
+/// with the verdict (found by the stress harness as exit 1).
+#[test]
+fn a_release_that_does_not_reproduce_is_exit_2() {
+    let dir = release_copy("not-reproduced");
     // One weight of the step-10 checkpoint changed: the file still reads, the bits differ.
     let ck = dir.join("checkpoints/step-000010/model.safetensors");
     let mut bytes = std::fs::read(&ck).unwrap();

@@ -190,6 +190,17 @@ fn mutated_gguf(src: &Path, dst: &Path, rng: &mut Rng) -> String {
     }
 }
 
+/// The entries of a folder, sorted (so that a seed picks the same one on every machine).
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    all.sort();
+    all
+}
+
 /// A scratch copy of a fixture directory.
 fn copy_fixture(src: &Path, dst: &Path) {
     let _ = std::fs::remove_dir_all(dst);
@@ -324,13 +335,7 @@ fn mutate_text(text: &str, rng: &mut Rng) -> (String, String) {
 fn audit_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     if rng.below(3) == 0 {
         let mot_dir = root().join("tests/fixtures/mot/Test_Data");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&mot_dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        let src = rng.pick(&files).clone();
+        let src = rng.pick(&entries(&mot_dir)).clone();
         let (text, what) = mutate_text(&std::fs::read_to_string(&src).unwrap(), rng);
         let file = scratch.join("model.yml");
         std::fs::write(&file, text).unwrap();
@@ -343,26 +348,17 @@ fn audit_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
         };
     }
     let cases = root().join("tests/fixtures/audit/cases");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cases)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
+    let dirs: Vec<PathBuf> = entries(&cases).into_iter().filter(|p| p.is_dir()).collect();
     let src = rng.pick(&dirs).clone();
     let dir = scratch.join("release");
     copy_fixture(&src, &dir);
-    let mut texts: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
+    let texts: Vec<PathBuf> = entries(&dir)
+        .into_iter()
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy().to_string();
             n.ends_with(".md") || n == "LICENSE" || n.ends_with(".json")
         })
         .collect();
-    texts.sort();
     let what = match texts.is_empty() {
         true => "unchanged".to_string(),
         false => {
@@ -502,13 +498,7 @@ fn sae_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
         "sae"
     });
     copy_fixture(&root().join("tests/fixtures/saelens").join(name), &sae);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&sae)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    let file = rng.pick(&files).clone();
+    let file = rng.pick(&entries(&sae)).clone();
     let what = damage_file(&file, rng);
     let model = gpt2();
     let s = sae.to_str().unwrap();
@@ -628,7 +618,7 @@ fn torch_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
         }
         2 => {
             // Nesting as deep as the pickle is long: one opcode repeated.
-            let op = *rng.pick(&[b'(', b']', b'}', b')', b'\x85']);
+            let op = *rng.pick(b"(]})\x85");
             let at = pkl.start + rng.below(pkl.len() - 1);
             bytes[at..pkl.end - 1].iter_mut().for_each(|b| *b = op);
             format!("pickle {op:#x} repeated from {at}")
@@ -736,13 +726,7 @@ fn corpus_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
         }
         let copy = scratch.join("store");
         copy_fixture(&base, &copy);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&copy)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        let file = rng.pick(&files).clone();
+        let file = rng.pick(&entries(&copy)).clone();
         let what = damage_file(&file, rng);
         let sae = out_dir.join("sae");
         return Case {
@@ -937,21 +921,13 @@ fn reproduce_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     let step = "checkpoints/step-000010";
     copy_fixture(&src.join(step), &dir.join(step));
     copy_fixture(&src.join("data"), &dir.join("data"));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .chain(
-            [step, "data"]
-                .into_iter()
-                .flat_map(|sub| std::fs::read_dir(dir.join(sub)).unwrap().flatten())
-                .map(|e| e.path()),
-        )
+    let mut files: Vec<PathBuf> = [dir.clone(), dir.join(step), dir.join("data")]
+        .iter()
+        .flat_map(|d| entries(d))
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy();
             // Documents and the licence are the audit cases' inputs.
-            !(n.ends_with(".md") || n == "LICENSE" || n == "samples.txt")
+            p.is_file() && !(n.ends_with(".md") || n == "LICENSE" || n == "samples.txt")
         })
         .collect();
     files.sort();

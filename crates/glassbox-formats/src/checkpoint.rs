@@ -150,11 +150,7 @@ impl Checkpoint {
             return Ok(ck);
         }
         match ext {
-            "safetensors" => {
-                let mut ck = Self::empty(path, CheckpointKind::Safetensors);
-                ck.add_safetensors(SafetensorsFile::open(path)?)?;
-                Ok(ck)
-            }
+            "safetensors" => Self::open_safetensors(path),
             "bin" | "pt" | "pth" | "ckpt" if magic.first() == Some(&0x80) => {
                 Err(crate::pickle::legacy_pickle_error(path))
             }
@@ -167,6 +163,14 @@ impl Checkpoint {
                 "unknown checkpoint format (expected a directory, .safetensors, .gguf, or a PyTorch .bin/.pt/.pth)",
             )),
         }
+    }
+
+    /// A safetensors file, whatever its name ends with (files glassbox writes for itself:
+    /// probe directions, checkpoints inside a release).
+    pub fn open_safetensors(path: &Path) -> Result<Self> {
+        let mut ck = Self::empty(path, CheckpointKind::Safetensors);
+        ck.add_safetensors(SafetensorsFile::open(path)?)?;
+        Ok(ck)
     }
 
     fn open_dir(dir: &Path) -> Result<Self> {
@@ -387,6 +391,19 @@ impl Checkpoint {
                 Tensor::from_vec(values, info.shape.as_slice(), device).map_err(wrap)
             }
         }
+    }
+
+    /// Every tensor, by name, as [`Checkpoint::tensor`] gives it: what `safetensors::load`
+    /// gives, but through this crate's validating reader, so that a damaged file is an input
+    /// error naming it.
+    pub fn all_tensors(
+        &self,
+        device: &Device,
+    ) -> Result<std::collections::HashMap<String, Tensor>> {
+        self.tensors()
+            .iter()
+            .map(|t| Ok((t.name.clone(), self.tensor(&t.name, device)?)))
+            .collect()
     }
 
     /// The tensor converted to F32 on `device`.

@@ -79,7 +79,7 @@ fn torch_made_checkpoints_read_as_their_safetensors() {
         let torch_dir = root.join("tests/fixtures/torch").join(name);
         let torch = Checkpoint::open(&torch_dir).unwrap();
         assert_eq!(torch.kind, CheckpointKind::HubSnapshot);
-        let st = Checkpoint::open(&root.join("tests/fixtures/parity").join(name)).unwrap();
+        let st = Checkpoint::open(root.join("tests/fixtures/parity").join(name)).unwrap();
         let mut names: Vec<&str> = st.tensors().iter().map(|t| t.name.as_str()).collect();
         names.sort();
         assert!(!names.is_empty());

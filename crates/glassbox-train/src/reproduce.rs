@@ -165,6 +165,9 @@ pub fn reproduce(
             ),
         )
     })?;
+    // Read (and so checked) before any training: a damaged checkpoint is refused at once.
+    let released =
+        glassbox_formats::Checkpoint::open_safetensors(&reference)?.all_tensors(&Device::Cpu)?;
     let mut lines = Vec::new();
     let mut failed = false;
 
@@ -225,7 +228,6 @@ pub fn reproduce(
             glassbox_kernels::NUMERICS
         ));
     }
-    let released = candle_core::safetensors::load(&reference, &Device::Cpu)?;
     let rebuilt: HashMap<String, Tensor> = trainer::snapshot(&run.varmap)?.into_iter().collect();
     let (identical, max_diff) = compare_weights(&released, &rebuilt)?;
     let losses_identical = run

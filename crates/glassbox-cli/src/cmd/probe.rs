@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use anyhow::Context;
 use glassbox_analysis::probe::{self, Labels, Position, ProbeOptions};
 use glassbox_formats::input::{self, limit};
 use glassbox_models::NameFilter;
@@ -240,9 +239,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// For `steer --direction`: the directions a probe file holds at `blocks.N.hook_resid_post`.
 pub fn read_directions(path: &std::path::Path) -> anyhow::Result<BTreeMap<usize, Vec<f32>>> {
     input::regular_file(path, "probe directions")?;
-    let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
-        .with_context(|| format!("reading {}", path.display()))
-        .map_err(|e| crate::invalid!("{e:#}"))?;
+    let tensors = glassbox_formats::Checkpoint::open_safetensors(path)?
+        .all_tensors(&candle_core::Device::Cpu)?;
     let mut out = BTreeMap::new();
     for (name, t) in tensors {
         let Some(layer) = name
