@@ -12,6 +12,7 @@ mod model_cli;
 mod output;
 mod progress;
 mod render;
+mod training_cli;
 
 #[derive(Parser)]
 #[command(

@@ -80,25 +80,6 @@ pub fn write_safetensors(
     result
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn directories_and_missing_folders_are_refused() {
-        let dir = std::env::temp_dir().join(format!("glassbox-output-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let code = |r: anyhow::Result<()>| r.map_err(|e| crate::exit::code(&e));
-        assert_eq!(code(check(&dir, "--plot")), Err(2));
-        assert_eq!(code(check(&dir.join("no/such/x.svg"), "--plot")), Err(2));
-        let file = dir.join("file");
-        std::fs::write(&file, b"").unwrap();
-        assert_eq!(code(check(&file.join("x.svg"), "--plot")), Err(2));
-        assert_eq!(code(check(&dir.join("x.svg"), "--plot")), Ok(()));
-        assert_eq!(code(check(Path::new("x.svg"), "--plot")), Ok(()));
-    }
-}
-
 /// An output folder a command fills over time (training logs, checkpoints, an SAE): if the
 /// command fails, what it wrote there goes — the whole folder if the command made it, else the
 /// entries it added — so that a refused run leaves nothing half-written behind. `keep` ends
@@ -207,5 +188,24 @@ mod output_dir_tests {
         assert!(OutputDir::create(&root.join("no/such/sae"), "--out").is_err());
         assert!(!root.join("no").exists());
         let _ = std::fs::remove_dir_all(&root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_and_missing_folders_are_refused() {
+        let dir = std::env::temp_dir().join(format!("glassbox-output-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let code = |r: anyhow::Result<()>| r.map_err(|e| crate::exit::code(&e));
+        assert_eq!(code(check(&dir, "--plot")), Err(2));
+        assert_eq!(code(check(&dir.join("no/such/x.svg"), "--plot")), Err(2));
+        let file = dir.join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(code(check(&file.join("x.svg"), "--plot")), Err(2));
+        assert_eq!(code(check(&dir.join("x.svg"), "--plot")), Ok(()));
+        assert_eq!(code(check(Path::new("x.svg"), "--plot")), Ok(()));
     }
 }

@@ -315,6 +315,36 @@ fn thread_counts_past_the_cpus_are_capped_with_a_note() {
     ]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("capped at this machine's"), "{err}");
+    // And a recipe's `threads` under `train` (a short run of the reference recipe).
+    let reference = std::fs::read_to_string(root().join("recipes/reference.toml")).unwrap();
+    let short: String = reference
+        .lines()
+        .map(|l| match l.split(" =").next().unwrap_or("") {
+            "threads" => "threads = 200".to_string(),
+            "steps" => "steps = 2".to_string(),
+            "checkpoints" => "checkpoints = [1]".to_string(),
+            "train_documents" => "train_documents = 32".to_string(),
+            "held_out_documents" => "held_out_documents = 4".to_string(),
+            "batch_size" => "batch_size = 2".to_string(),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = scratch("threads");
+    let recipe = dir.join("recipe.toml");
+    std::fs::write(&recipe, short).unwrap();
+    let out = dir.join("release");
+    let (code, err) = glassbox(&[
+        "train",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("200 threads capped at this machine's"),
+        "{err}"
+    );
 }
 
 /// A prompt longer than a rotary model's trained context runs (as in transformers), with a

@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 
 use glassbox_train::reproduce::{self, Options, Release, Verdict};
-use glassbox_train::trainer;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,14 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(0) = args.threads {
         return Err(crate::invalid!("--threads must be at least 1"));
     }
-    let mut threads = args.threads.unwrap_or(release.recipe.threads);
-    // More threads than CPUs only oversubscribe them; the weights do not depend on the count.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads > cpus {
-        eprintln!("note: {threads} threads capped at this machine's {cpus} CPUs");
-        threads = cpus;
-    }
-    trainer::set_threads(threads);
+    let threads = crate::training_cli::set_threads(args.threads.unwrap_or(release.recipe.threads));
     let steps = args.steps.unwrap_or(release.recipe.training.steps);
     println!(
         "reproducing {} ({}): {steps} step(s) of recipe.toml",

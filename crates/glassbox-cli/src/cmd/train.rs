@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.out.display()
         ));
     }
-    trainer::set_threads(recipe.threads);
+    crate::training_cli::set_threads(recipe.threads);
 
     eprintln!(
         "generating data ({} + {} documents of {} words, seed {})",
