@@ -1,197 +1,15 @@
-//! The whole-CLI stress harness (issue 19): seeded mutations of what a user or an attacker can
-//! hand glassbox — config.json values and bytes, tokenizer.json nodes and bytes, GGUF metadata
-//! of llama.cpp-made files, model and data cards, licences, MOT YAML, training recipes, special
-//! files where files belong, extreme arguments — through the commands, each run under a time and a
-//! memory limit. Every run must end with exit 0 or 2, print no panic, finish in time and
-//! leave no half-written output. Failures are listed with the case's seed and description,
-//! which reproduce it.
-//!
-//! `GLASSBOX_STRESS_CASES` sets the number of cases (CI runs the default slice, a few minutes
-//! on a 2-core machine); `GLASSBOX_STRESS_SEED` the first seed; `GLASSBOX_STRESS_VERBOSE`
-//! prints every case's exit code and first line of error. A long local run:
-//! `GLASSBOX_STRESS_CASES=20000 cargo test --release -p glassbox-cli --test stress`.
+//! The cases: which fixture, which damage, which command. One function per kind of input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use glassbox_formats::gguf::{GgufArray, GgufValue};
-use glassbox_formats::gguf_write::GgufWriter;
-use glassbox_formats::Checkpoint;
 use serde_json::{json, Value};
 
-const DEFAULT_CASES: u64 = 1500;
-/// Per run. Generous for a debug build on a loaded 2-core machine; a hang is far past it.
-const TIME_LIMIT: Duration = Duration::from_secs(60);
-/// Address space per run: a runaway allocation fails here instead of swapping the machine.
-const MEMORY_LIMIT: u64 = 8 << 30;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// xorshift64*: small, seeded, the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
-/// Values that break sizes, types and signs.
-fn hostile_value(rng: &mut Rng) -> Value {
-    rng.pick(&[
-        json!(0),
-        json!(-1),
-        json!(1),
-        json!(3),
-        json!(1_000_000_000u64),
-        json!(4_294_967_295u64),
-        json!(u64::MAX),
-        json!(2.5),
-        json!(-1e30),
-        json!(1e300),
-        json!(null),
-        json!("x"),
-        json!(""),
-        json!(true),
-        json!([]),
-        json!({}),
-        json!([1, 2, 3]),
-    ])
-    .clone()
-}
-
-/// Every node of a JSON value, as a path of keys / indices.
-fn paths(v: &Value, prefix: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
-    out.push(prefix.clone());
-    match v {
-        Value::Object(m) => {
-            for (k, child) in m {
-                prefix.push(json!(k));
-                paths(child, prefix, out);
-                prefix.pop();
-            }
-        }
-        Value::Array(a) => {
-            // Long arrays (vocabularies, merges): a few entries stand for the rest.
-            for (i, child) in a.iter().enumerate().take(4) {
-                prefix.push(json!(i));
-                paths(child, prefix, out);
-                prefix.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-fn node_mut<'a>(v: &'a mut Value, path: &[Value]) -> &'a mut Value {
-    path.iter().fold(v, |node, key| match key {
-        Value::String(k) => &mut node[k.as_str()],
-        Value::Number(i) => &mut node[i.as_u64().unwrap() as usize],
-        _ => unreachable!(),
-    })
-}
-
-/// Replaces one node of `v` (or removes it from its object) and says which.
-fn mutate_json(v: &mut Value, rng: &mut Rng) -> String {
-    let mut all = Vec::new();
-    paths(v, &mut Vec::new(), &mut all);
-    let path = rng.pick(&all).clone();
-    let name = path
-        .iter()
-        .map(|p| p.to_string().trim_matches('"').to_string())
-        .collect::<Vec<_>>()
-        .join(".");
-    if rng.below(5) == 0 && !path.is_empty() {
-        let (last, parent) = path.split_last().unwrap();
-        if let (Value::Object(m), Value::String(k)) = (node_mut(v, parent), last) {
-            m.remove(k);
-            return format!("removed `{name}`");
-        }
-    }
-    let value = hostile_value(rng);
-    *node_mut(v, &path) = value.clone();
-    format!("`{name}` = {value}")
-}
-
-/// Byte-level damage: truncation, a flipped byte, a run of zeros.
-fn mutate_bytes(bytes: &mut Vec<u8>, rng: &mut Rng) -> String {
-    let at = rng.below(bytes.len());
-    match rng.below(3) {
-        0 => {
-            bytes.truncate(at);
-            format!("truncated at {at}")
-        }
-        1 => {
-            let b = rng.next() as u8;
-            bytes[at] = b;
-            format!("byte {at} = {b:#x}")
-        }
-        _ => {
-            let end = (at + 1 + rng.below(64)).min(bytes.len());
-            bytes[at..end].iter_mut().for_each(|b| *b = 0);
-            format!("zeros at {at}..{end}")
-        }
-    }
-}
-
-/// A llama.cpp-made GGUF rewritten with one metadata value made hostile (or removed), its
-/// tensors as they were.
-fn mutated_gguf(src: &Path, dst: &Path, rng: &mut Rng) -> String {
-    let ck = Checkpoint::open(src).unwrap();
-    let meta = ck.gguf().unwrap().metadata().to_vec();
-    let (key, _) = rng.pick(&meta).clone();
-    let hostile = rng
-        .pick(&[
-            Some(GgufValue::U32(0)),
-            Some(GgufValue::U32(u32::MAX)),
-            Some(GgufValue::U64(u64::MAX)),
-            Some(GgufValue::I32(-1)),
-            Some(GgufValue::F32(f32::NAN)),
-            Some(GgufValue::F32(1e30)),
-            Some(GgufValue::String("x".into())),
-            Some(GgufValue::Bool(true)),
-            Some(GgufValue::Array(GgufArray::U32(vec![]))),
-            Some(GgufValue::Array(GgufArray::U32(vec![u32::MAX; 3]))),
-            None,
-        ])
-        .clone();
-    let mut w = GgufWriter::new();
-    for (k, v) in &meta {
-        match (k == &key, &hostile) {
-            (false, _) => {
-                w.set(k, v.clone());
-            }
-            (true, Some(h)) => {
-                w.set(k, h.clone());
-            }
-            (true, None) => {}
-        }
-    }
-    for t in ck.tensors() {
-        let bytes = ck.raw_bytes(&t.name).unwrap().to_vec();
-        w.add_raw(&t.name, &t.shape, t.dtype, bytes).unwrap();
-    }
-    w.write(dst).unwrap();
-    match hostile {
-        Some(h) => format!("`{key}` = {h:?}"),
-        None => format!("removed `{key}`"),
-    }
-}
+use crate::mutate::*;
+use crate::root;
 
 /// The entries of a folder, sorted (so that a seed picks the same one on every machine).
-fn entries(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn entries(dir: &Path) -> Vec<PathBuf> {
     let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -202,7 +20,7 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A scratch copy of a fixture directory.
-fn copy_fixture(src: &Path, dst: &Path) {
+pub(crate) fn copy_fixture(src: &Path, dst: &Path) {
     let _ = std::fs::remove_dir_all(dst);
     std::fs::create_dir_all(dst).unwrap();
     for entry in std::fs::read_dir(src).unwrap().flatten() {
@@ -213,15 +31,15 @@ fn copy_fixture(src: &Path, dst: &Path) {
     }
 }
 
-struct Case {
-    what: String,
-    args: Vec<String>,
+pub(crate) struct Case {
+    pub(crate) what: String,
+    pub(crate) args: Vec<String>,
     /// Where an output may appear: nothing half-written may be left there.
-    out_dir: PathBuf,
+    pub(crate) out_dir: PathBuf,
 }
 
 /// The commands a model is put through (one, picked by the case's seed).
-fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String> {
+pub(crate) fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String> {
     let prompt = "When Mary and John went to the store, John gave a drink to";
     let trace_out = out.join("trace.safetensors");
     let steer_out = out.join("vector.gguf");
@@ -295,44 +113,8 @@ fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String> {
     rng.pick(&all).clone()
 }
 
-/// Text damage for cards, YAML and TOML: one line's value made hostile, or byte damage.
-fn mutate_text(text: &str, rng: &mut Rng) -> (String, String) {
-    let lines: Vec<&str> = text.lines().collect();
-    if rng.below(2) == 0 && !lines.is_empty() {
-        let i = rng.below(lines.len());
-        let value = *rng.pick(&[
-            "0",
-            "-1",
-            "1000000000",
-            "18446744073709551616",
-            "2.5",
-            "\"x\"",
-            "true",
-            "[]",
-            "{}",
-            "",
-            ":",
-            "- -",
-            "\u{0}",
-        ]);
-        let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-        out[i] = match lines[i].split_once(['=', ':']) {
-            Some((key, _)) => format!(
-                "{key}{} {value}",
-                if lines[i].contains('=') { " =" } else { ":" }
-            ),
-            None => value.to_string(),
-        };
-        (out.join("\n"), format!("line {} = {value}", i + 1))
-    } else {
-        let mut bytes = text.as_bytes().to_vec();
-        let what = mutate_bytes(&mut bytes, rng);
-        (String::from_utf8_lossy(&bytes).into_owned(), what)
-    }
-}
-
 /// A release folder's model card, data card or licence, or a MOT file, damaged, then audited.
-fn audit_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+pub(crate) fn audit_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     if rng.below(3) == 0 {
         let mot_dir = root().join("tests/fixtures/mot/Test_Data");
         let src = rng.pick(&entries(&mot_dir)).clone();
@@ -389,7 +171,7 @@ fn audit_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
 }
 
 /// The reference recipe cut to a few steps on a small corpus, one line damaged, then trained.
-fn recipe_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+pub(crate) fn recipe_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     let reference = std::fs::read_to_string(root().join("recipes/reference.toml")).unwrap();
     let small: String = reference
         .lines()
@@ -430,55 +212,16 @@ fn recipe_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
 
 /// The intact GPT-2 fixture the SAE, probe and corpus cases run on (their SAEs were trained
 /// on its hooks).
-fn gpt2() -> String {
+pub(crate) fn gpt2() -> String {
     root()
         .join("tests/fixtures/parity/gpt2")
         .to_string_lossy()
         .into_owned()
 }
 
-/// Replaces `path` by a special file or a directory, and says which.
-fn make_special(path: &Path, rng: &mut Rng) -> String {
-    let _ = std::fs::remove_file(path);
-    let special = *rng.pick(&["/dev/zero", "/dev/null", "/dev/urandom", "directory"]);
-    if special == "directory" {
-        std::fs::create_dir_all(path).unwrap();
-    } else {
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(special, path).unwrap();
-    }
-    format!("→ {special}")
-}
-
-/// One file of a folder damaged: a JSON node, its bytes, swapped for a special file, or removed.
-fn damage_file(path: &Path, rng: &mut Rng) -> String {
-    let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    let is_json = name.ends_with(".json");
-    match rng.below(6) {
-        0 | 1 if is_json => {
-            let mut v: Value =
-                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-            let what = mutate_json(&mut v, rng);
-            std::fs::write(path, v.to_string()).unwrap();
-            format!("{name} {what}")
-        }
-        4 => format!("{name} {}", make_special(path, rng)),
-        5 => {
-            std::fs::remove_file(path).unwrap();
-            format!("{name} removed")
-        }
-        _ => {
-            let mut bytes = std::fs::read(path).unwrap();
-            let what = mutate_bytes(&mut bytes, rng);
-            std::fs::write(path, bytes).unwrap();
-            format!("{name} {what}")
-        }
-    }
-}
-
 /// A SAELens-saved SAE (or a sparsify hook folder, made by those tools), damaged, then
 /// evaluated, browsed or spliced into the model it was trained on.
-fn sae_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+pub(crate) fn sae_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     let name = *rng.pick(&[
         "standard",
         "standard_bf16",
@@ -563,40 +306,10 @@ fn sae_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     }
 }
 
-/// Where a stored zip holds `data.pkl`'s bytes (torch writes its pickle uncompressed). The
-/// sizes are read from the central directory: torch's writer leaves them out of the local
-/// headers.
-fn pickle_range(zip: &[u8]) -> std::ops::Range<usize> {
-    let u16_at = |i: usize| u16::from_le_bytes([zip[i], zip[i + 1]]) as usize;
-    let u32_at = |i: usize| u32::from_le_bytes(zip[i..i + 4].try_into().unwrap()) as usize;
-    // The end-of-central-directory record is the last thing in the file (no comment).
-    let eocd = (0..zip.len() - 21)
-        .rev()
-        .find(|&i| &zip[i..i + 4] == b"PK\x05\x06")
-        .expect("an end-of-central-directory record");
-    let mut at = u32_at(eocd + 16);
-    while at + 46 <= zip.len() {
-        if &zip[at..at + 4] == b"PK\x01\x02" {
-            let (size, name_len) = (u32_at(at + 20), u16_at(at + 28));
-            let (extra_len, comment_len) = (u16_at(at + 30), u16_at(at + 32));
-            let local = u32_at(at + 42);
-            if zip[at + 46..at + 46 + name_len].ends_with(b"data.pkl") {
-                let start = local + 30 + u16_at(local + 26) + u16_at(local + 28);
-                assert!(size > 1, "an empty pickle");
-                return start..start + size;
-            }
-            at += 46 + name_len + extra_len + comment_len;
-        } else {
-            break;
-        }
-    }
-    panic!("no data.pkl in the torch checkpoint");
-}
-
 /// A checkpoint written by `torch.save` (tests/fixtures/torch), its pickle program or its zip
 /// damaged, through the model commands. The zip records no checksum glassbox checks, so a
 /// damaged pickle reaches the pickle machine.
-fn torch_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+pub(crate) fn torch_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     let name = *rng.pick(&["gpt2", "llama"]);
     let dir = scratch.join("model");
     copy_fixture(&root().join("tests/fixtures/torch").join(name), &dir);
@@ -640,7 +353,7 @@ fn torch_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
 }
 
 /// Labelled examples for `probe`, damaged: a line's JSON, the bytes, or a special file.
-fn probe_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+pub(crate) fn probe_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     let data = scratch.join("examples.jsonl");
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_file(&data);
@@ -697,7 +410,7 @@ fn probe_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
 
 /// Text to cache activations from (damaged, or a special file) through `cache`, `sae eval` and
 /// `sae train`; or a built activation store damaged under `sae train --cache`.
-fn corpus_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+pub(crate) fn corpus_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     let model = gpt2();
     let store = out_dir.join("store");
     let hook = "blocks.0.hook_resid_post";
@@ -851,7 +564,7 @@ fn corpus_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
 /// A control vector written by llama.cpp's GGUF writer or repeng's layout
 /// (crates/glassbox-analysis/tests/fixtures), its metadata or bytes damaged, applied while
 /// generating; or a probe's direction file damaged, turned into one by `steer --direction`.
-fn control_vector_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+pub(crate) fn control_vector_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     let model = gpt2();
     let fixtures = root().join("crates/glassbox-analysis/tests/fixtures");
     if rng.below(3) == 0 {
@@ -914,7 +627,7 @@ fn control_vector_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case 
 
 /// The reference release (its first checkpoint only), one file damaged, reproduced for ten
 /// steps. Rarer than the others: a reproduction that is allowed to run takes seconds.
-fn reproduce_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
+pub(crate) fn reproduce_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
     let src = root().join("models/reference");
     let dir = scratch.join("release");
     copy_fixture(&src, &dir);
@@ -953,7 +666,7 @@ fn reproduce_case(rng: &mut Rng, scratch: &Path, out_dir: PathBuf) -> Case {
 }
 
 /// Extreme arguments on an intact model.
-fn extreme_arguments(dir: &str, rng: &mut Rng) -> (String, Vec<String>) {
+pub(crate) fn extreme_arguments(dir: &str, rng: &mut Rng) -> (String, Vec<String>) {
     let n = rng
         .pick(&[
             "0",
@@ -1059,7 +772,7 @@ fn extreme_arguments(dir: &str, rng: &mut Rng) -> (String, Vec<String>) {
     )
 }
 
-fn make_case(seed: u64, scratch: &Path) -> Case {
+pub(crate) fn make_case(seed: u64, scratch: &Path) -> Case {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     // The parity models, and families whose configs have the most to get wrong (experts,
     // routing groups, hybrid block patterns, linear attention, sinks, chunked attention).
@@ -1183,121 +896,4 @@ fn make_case(seed: u64, scratch: &Path) -> Case {
         args,
         out_dir,
     }
-}
-
-/// Runs one case: its exit code if it behaved, else what went wrong.
-fn run_case(case: &Case) -> Result<i32, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_glassbox"));
-    cmd.args(&case.args)
-        .env("GLASSBOX_MEMORY", "2G")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec only setrlimit, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                let limit = libc::rlimit {
-                    rlim_cur: MEMORY_LIMIT,
-                    rlim_max: MEMORY_LIMIT,
-                };
-                libc::setrlimit(libc::RLIMIT_AS, &limit);
-                Ok(())
-            });
-        }
-    }
-    let mut child = cmd.spawn().expect("the binary starts");
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        use std::io::Read;
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > TIME_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("no answer in {} s", TIME_LIMIT.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let err = reader.join().unwrap();
-    let first = err.lines().next().unwrap_or("").to_string();
-    if err.contains("panicked") || err.contains("RUST_BACKTRACE") {
-        return Err(format!(
-            "panic: {}",
-            err.lines().take(3).collect::<Vec<_>>().join(" | ")
-        ));
-    }
-    let code = match status.code() {
-        Some(code @ (0 | 2)) => code,
-        code => return Err(format!("exit {code:?}: {first}")),
-    };
-    let leftovers: Vec<String> = std::fs::read_dir(&case.out_dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.') && n.contains("tmp"))
-        .collect();
-    if !leftovers.is_empty() {
-        return Err(format!("half-written output left: {leftovers:?}"));
-    }
-    // A refused command writes nothing at all.
-    if code == 2 {
-        let written: Vec<String> = std::fs::read_dir(&case.out_dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        if !written.is_empty() {
-            return Err(format!("refused (exit 2) but wrote {written:?}"));
-        }
-    }
-    if std::env::var_os("GLASSBOX_STRESS_VERBOSE").is_some() {
-        eprintln!("exit {code}: {} — {first}", case.what);
-    }
-    Ok(code)
-}
-
-#[test]
-fn seeded_mutations_through_every_command_end_cleanly() {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    let cases = env("GLASSBOX_STRESS_CASES").unwrap_or(DEFAULT_CASES);
-    let first = env("GLASSBOX_STRESS_SEED").unwrap_or(1);
-    let scratch = std::env::temp_dir().join(format!("glassbox-stress-{}", std::process::id()));
-    let start = Instant::now();
-    let mut failures = Vec::new();
-    let mut kinds = std::collections::BTreeMap::<String, u64>::new();
-    let mut exits = std::collections::BTreeMap::<i32, u64>::new();
-    for seed in first..first + cases {
-        let case = make_case(seed, &scratch);
-        let kind = case.what.split(' ').nth(1).unwrap_or("?").to_string();
-        *kinds.entry(kind).or_default() += 1;
-        match run_case(&case) {
-            Ok(code) => *exits.entry(code).or_default() += 1,
-            Err(problem) => failures.push(format!(
-                "seed {seed}: {} — glassbox {}: {problem}",
-                case.what,
-                case.args.join(" ")
-            )),
-        }
-    }
-    let _ = std::fs::remove_dir_all(&scratch);
-    eprintln!(
-        "stress: {cases} cases from seed {first} in {:.0} s; by kind: {kinds:?}; exit codes: {exits:?}",
-        start.elapsed().as_secs_f64()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {cases} cases misbehaved:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
 }
