@@ -165,9 +165,9 @@ pub fn reproduce(
             ),
         )
     })?;
-    // Read (and so checked) before any training: a damaged checkpoint is refused at once.
-    let released =
-        glassbox_formats::Checkpoint::open_safetensors(&reference)?.all_tensors(&Device::Cpu)?;
+    // Opened (its header and offsets checked) before any training: a damaged checkpoint is
+    // refused at once. Its tensors are read after training, not held during it.
+    let released = glassbox_formats::Checkpoint::open_safetensors(&reference)?;
     let mut lines = Vec::new();
     let mut failed = false;
 
@@ -228,6 +228,7 @@ pub fn reproduce(
             glassbox_kernels::NUMERICS
         ));
     }
+    let released = released.all_tensors(&Device::Cpu)?;
     let rebuilt: HashMap<String, Tensor> = trainer::snapshot(&run.varmap)?.into_iter().collect();
     let (identical, max_diff) = compare_weights(&released, &rebuilt)?;
     let losses_identical = run
