@@ -508,3 +508,25 @@ fn fused_row_kernels_equal_their_steps() {
         }
     }
 }
+
+/// Products with quantized weights: every format, both numerics, decode-sized and
+/// prompt-sized activations.
+#[test]
+fn quantized_products_agree_on_every_path() {
+    use glassbox_kernels::quant::{quantized_matmul, sample_matrix, BlockFormat, QuantMatrix, QuantNumerics};
+    for format in BlockFormat::ALL {
+        let (n, k) = (70, 512);
+        let data = sample_matrix(format, n, k, 17);
+        let w = QuantMatrix::new(format, &data, n, k).unwrap();
+        for m in [1, 6] {
+            let x = values(m as u64 + 40, m * k);
+            for numerics in [QuantNumerics::LlamaCpp, QuantNumerics::F32] {
+                same_bits_everywhere(&format!("{} × {m} {numerics:?}", format.name()), || {
+                    let mut y = vec![0f32; m * n];
+                    quantized_matmul(&x, m, &w, None, numerics, &mut y);
+                    bits(&y)
+                });
+            }
+        }
+    }
+}

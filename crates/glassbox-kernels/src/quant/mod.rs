@@ -1,0 +1,287 @@
+//! Weights in ggml's block formats (Q4_0 … Q6_K), multiplied where they lie: a quantized
+//! file is never widened to f32 as a whole.
+//!
+//! [`quantized_matmul`] computes `Y = X·Wᵀ` for a weight stored as rows of blocks (a GGUF
+//! matrix: each output's `k` inputs contiguous) under one of two numerics:
+//!
+//! - [`QuantNumerics::LlamaCpp`]: what ggml-cpu computes. Each activation row is quantized to
+//!   the weight format's companion (Q8_0, Q8_1 or Q8_K, see [`activations`]) and each output is
+//!   an integer dot product per block scaled in f32 ([`dot`]). A hook then sees the numbers a
+//!   llama.cpp user gets.
+//! - [`QuantNumerics::F32`]: what the dequantized model computes. A band of weight rows is
+//!   widened into a scratch buffer and multiplied by [`gemm`](crate::gemm), so every output
+//!   has exactly the bits of the same product with the whole weight dequantized first.
+//!
+//! Both are deterministic: integer sums are exact, each float sum is one chain in a fixed
+//! order, threads split output rows only, and every instruction-set path gives the same bits.
+
+mod activations;
+mod blocks;
+mod dot;
+
+use rayon::prelude::*;
+
+pub use blocks::{dequantize_row, BlockFormat, QK_K};
+
+use activations::{quantize_q8, quantize_q8k, Q8Block, Q8KBlock};
+use crate::simd::{isa_entry, Simd};
+use crate::{gemm, Isa, MatRef};
+
+/// Whose arithmetic a product with a quantized weight follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantNumerics {
+    /// ggml-cpu's: activations quantized, integer dot products.
+    LlamaCpp,
+    /// The dequantized weight's, in f32.
+    F32,
+}
+
+/// A `rows × cols` matrix stored as rows of `format` blocks, row `r` at bytes
+/// `r·row_bytes()..`.
+#[derive(Clone, Copy, Debug)]
+pub struct QuantMatrix<'a> {
+    pub format: BlockFormat,
+    pub data: &'a [u8],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> QuantMatrix<'a> {
+    /// Checks that `cols` is a whole number of blocks and `data` exactly `rows` rows of them.
+    pub fn new(format: BlockFormat, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, String> {
+        if cols % format.block_elements() != 0 {
+            return Err(format!(
+                "rows of {cols} values are not whole {} blocks of {}",
+                format.name(),
+                format.block_elements()
+            ));
+        }
+        let expected = (cols / format.block_elements())
+            .checked_mul(format.block_bytes())
+            .and_then(|r| r.checked_mul(rows));
+        if expected != Some(data.len()) {
+            return Err(format!(
+                "{} bytes for {rows} × {cols} {} values",
+                data.len(),
+                format.name()
+            ));
+        }
+        Ok(QuantMatrix {
+            format,
+            data,
+            rows,
+            cols,
+        })
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.cols / self.format.block_elements() * self.format.block_bytes()
+    }
+
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// Stored rows `rows` (in that order) widened to f32, `rows.len() × cols`.
+    pub fn dequantize_rows(&self, rows: impl Iterator<Item = usize>, out: &mut [f32]) {
+        for (r, out) in rows.zip(out.chunks_exact_mut(self.cols)) {
+            dequantize_row(self.format, self.row(r), out);
+        }
+    }
+}
+
+/// Activation rows quantized for one weight format.
+enum Acts {
+    Q8(Vec<Q8Block>),
+    Q8K(Vec<Q8KBlock>),
+}
+
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+impl Out {
+    fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Output rows (weight rows) per threaded task.
+const ROWS_PER_TASK: usize = 32;
+/// Weight rows widened at a time under [`QuantNumerics::F32`].
+const F32_BAND: usize = 256;
+
+/// `out[i·n + j] = Σ_p x[i·k + p] · W[row(j), p]` for `i < m`, `j < n`, where `row(j)` is
+/// `row_map[j]` (a permutation or selection of W's rows) or `j`, and `n` is the number of
+/// rows so chosen. `x` is `m × k` row-major with `k = w.cols`.
+pub fn quantized_matmul(
+    x: &[f32],
+    m: usize,
+    w: &QuantMatrix,
+    row_map: Option<&[u32]>,
+    numerics: QuantNumerics,
+    out: &mut [f32],
+) {
+    let k = w.cols;
+    let n = row_map.map_or(w.rows, <[u32]>::len);
+    assert_eq!(x.len(), m * k, "activations are not {m} × {k}");
+    assert_eq!(out.len(), m * n, "output size");
+    if let Some(map) = row_map {
+        assert!(map.iter().all(|&r| (r as usize) < w.rows), "row map outside the matrix");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let row_of = |j: usize| row_map.map_or(j, |map| map[j] as usize);
+    match numerics {
+        QuantNumerics::F32 => {
+            let band = F32_BAND.min(n);
+            let mut widened = vec![0f32; band * k];
+            let mut product = vec![0f32; m * band];
+            for j0 in (0..n).step_by(band) {
+                let j1 = (j0 + band).min(n);
+                let nb = j1 - j0;
+                widened[..nb * k]
+                    .par_chunks_mut(k)
+                    .enumerate()
+                    .for_each(|(j, out)| dequantize_row(w.format, w.row(row_of(j0 + j)), out));
+                // B = the band transposed: element (p, j) at j·k + p, as a [n, k] weight is
+                // used by every linear layer.
+                let b = MatRef {
+                    data: &widened[..nb * k],
+                    rows: k,
+                    cols: nb,
+                    row_stride: 1,
+                    col_stride: k,
+                };
+                let c = &mut product[..m * nb];
+                gemm(MatRef::row_major(x, m, k), b, c, false);
+                for i in 0..m {
+                    out[i * n + j0..i * n + j1].copy_from_slice(&c[i * nb..(i + 1) * nb]);
+                }
+            }
+        }
+        QuantNumerics::LlamaCpp => {
+            let acts = quantize_activations(w.format, x, m, k);
+            let isa = Isa::active();
+            let tasks = n.div_ceil(ROWS_PER_TASK);
+            let o = Out(out.as_mut_ptr());
+            let run = |t: usize| {
+                let j0 = t * ROWS_PER_TASK;
+                let j1 = (j0 + ROWS_PER_TASK).min(n);
+                for j in j0..j1 {
+                    let row = w.row(row_of(j));
+                    for i in 0..m {
+                        let v = dot_row(isa, w.format, row, &acts, i, k);
+                        // Safety: task t alone writes columns j0..j1 of `out` (m × n).
+                        unsafe { *o.ptr().add(i * n + j) = v };
+                    }
+                }
+            };
+            if tasks > 1 && m * n * k >= 1 << 16 {
+                (0..tasks).into_par_iter().for_each(run);
+            } else {
+                (0..tasks).for_each(run);
+            }
+        }
+    }
+}
+
+fn quantize_activations(format: BlockFormat, x: &[f32], m: usize, k: usize) -> Acts {
+    let per_row = k / format.block_elements();
+    if format.is_k_quant() {
+        let mut acts = Vec::with_capacity(m * per_row);
+        for row in x.chunks_exact(k) {
+            quantize_q8k(row, &mut acts);
+        }
+        Acts::Q8K(acts)
+    } else {
+        let with_sum = format.has_offset();
+        let mut acts = Vec::with_capacity(m * per_row);
+        for row in x.chunks_exact(k) {
+            quantize_q8(row, with_sum, &mut acts);
+        }
+        Acts::Q8(acts)
+    }
+}
+
+/// Weight row `row` against activation row `i`, on `isa`.
+fn dot_row(isa: Isa, format: BlockFormat, row: &[u8], acts: &Acts, i: usize, k: usize) -> f32 {
+    let per_row = k / format.block_elements();
+    match acts {
+        Acts::Q8(a) => dot_small_on(isa, format, row, &a[i * per_row..(i + 1) * per_row]),
+        Acts::Q8K(a) => dot_super_on(isa, format, row, &a[i * per_row..(i + 1) * per_row]),
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_small_kernel<S: Simd>(format: BlockFormat, row: &[u8], acts: &[Q8Block]) -> f32 {
+    // The integer loops vectorise under the path's target features; the arithmetic is the
+    // same on every path.
+    match format {
+        BlockFormat::Q8_0 => dot::dot_small(BlockFormat::Q8_0, row, acts),
+        BlockFormat::Q4_0 => dot::dot_small(BlockFormat::Q4_0, row, acts),
+        BlockFormat::Q4_1 => dot::dot_small(BlockFormat::Q4_1, row, acts),
+        BlockFormat::Q5_0 => dot::dot_small(BlockFormat::Q5_0, row, acts),
+        _ => dot::dot_small(BlockFormat::Q5_1, row, acts),
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_super_kernel<S: Simd>(format: BlockFormat, row: &[u8], acts: &[Q8KBlock]) -> f32 {
+    match format {
+        BlockFormat::Q2K => dot::dot_super(BlockFormat::Q2K, row, acts),
+        BlockFormat::Q3K => dot::dot_super(BlockFormat::Q3K, row, acts),
+        BlockFormat::Q4K => dot::dot_super(BlockFormat::Q4K, row, acts),
+        BlockFormat::Q5K => dot::dot_super(BlockFormat::Q5K, row, acts),
+        _ => dot::dot_super(BlockFormat::Q6K, row, acts),
+    }
+}
+
+isa_entry! {
+    fn dot_small_on(format: BlockFormat, row: &[u8], acts: &[Q8Block]) -> f32 => dot_small_kernel
+}
+isa_entry! {
+    fn dot_super_on(format: BlockFormat, row: &[u8], acts: &[Q8KBlock]) -> f32 => dot_super_kernel
+}
+
+/// Where a block keeps its f16 scales (`d`, and `m` / `dmin` where it has one).
+fn scale_offsets(format: BlockFormat) -> &'static [usize] {
+    match format {
+        BlockFormat::Q4_0 | BlockFormat::Q5_0 | BlockFormat::Q8_0 => &[0],
+        BlockFormat::Q4_1 | BlockFormat::Q5_1 | BlockFormat::Q4K | BlockFormat::Q5K => &[0, 2],
+        BlockFormat::Q2K => &[80, 82],
+        BlockFormat::Q3K => &[108],
+        BlockFormat::Q6K => &[208],
+    }
+}
+
+/// `rows × cols` values of `format` with seeded random quants and finite scales of about
+/// `1/64`: every bit pattern a quantizer can write, for tests and benchmarks.
+pub fn sample_matrix(format: BlockFormat, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let blocks = rows * cols / format.block_elements();
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // SplitMix64.
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut data = vec![0u8; blocks * format.block_bytes()];
+    for byte in data.iter_mut() {
+        *byte = next() as u8;
+    }
+    for block in data.chunks_exact_mut(format.block_bytes()) {
+        for &at in scale_offsets(format) {
+            let scale = (next() % 1000) as f32 / 64_000.0;
+            block[at..at + 2].copy_from_slice(&half::f16::from_f32(scale).to_le_bytes());
+        }
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests;
