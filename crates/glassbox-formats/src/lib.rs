@@ -24,7 +24,7 @@ pub mod gguf_write;
 pub mod hf_config;
 pub mod input;
 pub mod pickle;
-mod quant;
+pub mod quant;
 mod safetensors_file;
 pub mod stats;
 pub mod summary;

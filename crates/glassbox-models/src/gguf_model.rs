@@ -32,7 +32,10 @@
 //! - gpt-oss (`gpt-oss`): the Hub's stacked, interleaved `gate_up_proj` is stored as stacked
 //!   `ffn_gate_exps` / `ffn_up_exps` with stacked biases, served per expert like any stack;
 //!   MXFP4 experts (ggml's `MXFP4` type) are decoded per expert;
-//! - quantized tensors are dequantized to f32 on load (by the checkpoint reader);
+//! - quantized matrices stay quantized in the memory map and are multiplied there
+//!   ([`crate::quantized`]) under the model's [`Numerics`] (llama.cpp's by default); the
+//!   quantized tensors that need more than a row permutation or a transpose (stacked experts,
+//!   split and rejoined tensors) are dequantized to f32 on load;
 //! - a missing `output.weight` means the unembedding is tied to `token_embd`;
 //! - rope scaling: `{arch}.rope.scaling.type = linear` becomes `rope_scaling.linear`; the
 //!   per-frequency factors of `rope_freqs.weight` (Llama 3.1's rule, any factors) divide each
@@ -53,6 +56,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
@@ -64,6 +68,7 @@ use crate::error::{ModelError, Result};
 use crate::gguf_config;
 use crate::gguf_tokenizer;
 use crate::model::{HookedModel, LoadOptions, Numerics};
+use crate::quantized::{self, QuantSource};
 use crate::tokenizer::Tokenizer;
 
 /// The `general.architecture` values glassbox runs.
@@ -241,7 +246,7 @@ fn layers_with(checkpoint: &Checkpoint, suffix: &str) -> Vec<(String, String)> {
 
 /// Serves a GGUF's tensors under Hub names, undoing the converter's changes (module docs).
 pub struct GgufBackend {
-    checkpoint: Checkpoint,
+    checkpoint: Arc<Checkpoint>,
     sources: HashMap<String, Source>,
     /// Query / key-value heads, for undoing the Q / K row permutation.
     heads: usize,
@@ -330,11 +335,40 @@ impl GgufBackend {
             }
         }
         GgufBackend {
-            checkpoint,
+            checkpoint: Arc::new(checkpoint),
             sources,
             heads,
             kv_heads,
         }
+    }
+
+    /// The quantized matrices it serves that can be multiplied in place (see
+    /// [`crate::quantized`]), under `numerics`.
+    pub fn quant_source(&self, numerics: Numerics) -> QuantSource {
+        let whole = self.sources.iter().filter_map(|(hub, source)| {
+            let (fixup, expert) = match source.transform {
+                Transform::Whole(fixup) => (fixup, None),
+                Transform::ExpertSlice { expert, .. } => (Fixup::None, Some(expert)),
+                _ => return None,
+            };
+            Some(quantized::HubSource {
+                hub: hub.clone(),
+                gguf_name: source.gguf_name.clone(),
+                fixup,
+                expert,
+            })
+        });
+        let numerics = match numerics {
+            Numerics::F32 => glassbox_kernels::quant::QuantNumerics::F32,
+            Numerics::LlamaCpp => glassbox_kernels::quant::QuantNumerics::LlamaCpp,
+        };
+        QuantSource::new(
+            self.checkpoint.clone(),
+            whole,
+            self.heads,
+            self.kv_heads,
+            numerics,
+        )
     }
 
     /// Hub names served, sorted.
@@ -569,7 +603,16 @@ pub fn load_checkpoint(checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Hoo
         )),
         None => None,
     };
-    if opts.numerics == Numerics::LlamaCpp {
+    let quantized = checkpoint
+        .tensors()
+        .iter()
+        .any(|t| glassbox_formats::quant::block_format(t.dtype).is_some());
+    let numerics = opts.numerics.unwrap_or(if quantized {
+        Numerics::LlamaCpp
+    } else {
+        Numerics::F32
+    });
+    if numerics == Numerics::LlamaCpp {
         // ggml's GELU (every GELU llama.cpp runs for these architectures is its tanh table).
         for key in ["hidden_act", "hidden_activation", "activation_function"] {
             if config[key].as_str().is_some_and(|a| a.starts_with("gelu")) {
@@ -599,7 +642,11 @@ pub fn load_checkpoint(checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Hoo
         .unwrap_or(heads as u64) as usize;
     // (`block_count` was checked against the stored blocks when the config was made.)
     let backend = GgufBackend::new(checkpoint, arch, heads, kv_heads);
-    let mut model = HookedModel::from_backend(config, Box::new(backend), tokenizer, &path, opts)?;
+    let source = Arc::new(backend.quant_source(numerics));
+    let mut model = quantized::while_building(source, || {
+        HookedModel::from_backend(config, Box::new(backend), tokenizer, &path, opts)
+    })?;
     model.warnings = warnings;
+    model.numerics = numerics;
     Ok(model)
 }

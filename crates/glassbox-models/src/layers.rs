@@ -15,6 +15,7 @@ use candle_nn::{Init, VarBuilder};
 use crate::kernel_ops::{self, KernelActivation};
 use crate::mapped::{self, MappedWeight};
 use crate::ops;
+use crate::quantized::{self, QuantWeight};
 
 /// Initialisation for freshly created (trainable) weights: GPT-2 / Llama's N(0, 0.02²).
 pub const WEIGHT_INIT: Init = Init::Randn {
@@ -23,11 +24,13 @@ pub const WEIGHT_INIT: Init = Init::Randn {
 };
 
 /// A weight matrix: an owned (possibly trainable) tensor, or read in place from a checkpoint's
-/// memory map. Clones share the data.
+/// memory map, as stored or in a GGUF block format. Clones share the data.
 #[derive(Clone, Debug)]
 pub enum Weight {
     Tensor(Tensor),
     Mapped(Arc<MappedWeight>),
+    /// Always `[out, in]` (a GPT-2 `Conv1D` so stored is used transposed).
+    Quantized(Arc<QuantWeight>),
 }
 
 impl From<Tensor> for Weight {
@@ -40,6 +43,9 @@ impl Weight {
     /// `{vb}.{name}` of `shape`: mapped when the checkpoint being built from can serve it in
     /// place, else through `vb` (which initialises it with `init` when building fresh weights).
     pub fn load(vb: &VarBuilder, shape: &[usize], name: &str, init: Init) -> Result<Self> {
+        if let Some(q) = quantized::find(vb, name, shape, false) {
+            return Ok(Weight::Quantized(Arc::new(q)));
+        }
         if let Some(m) = mapped::find(vb, name, shape) {
             return Ok(Weight::Mapped(Arc::new(m)));
         }
@@ -51,6 +57,7 @@ impl Weight {
         match self {
             Weight::Tensor(t) => Ok(t.clone()),
             Weight::Mapped(m) => m.tensor(),
+            Weight::Quantized(q) => q.tensor(),
         }
     }
 
@@ -58,6 +65,7 @@ impl Weight {
         match self {
             Weight::Tensor(t) => t.dims(),
             Weight::Mapped(m) => m.dims(),
+            Weight::Quantized(q) => q.dims(),
         }
     }
 
@@ -65,19 +73,24 @@ impl Weight {
         match self {
             Weight::Tensor(t) => t.dtype(),
             Weight::Mapped(m) => m.dtype(),
+            // It computes in f32 and widens to f32.
+            Weight::Quantized(_) => DType::F32,
         }
     }
 
     pub fn device(&self) -> Device {
         match self {
             Weight::Tensor(t) => t.device().clone(),
-            Weight::Mapped(_) => Device::Cpu,
+            Weight::Mapped(_) | Weight::Quantized(_) => Device::Cpu,
         }
     }
 
-    /// Bytes of its values.
+    /// Bytes of its values (as stored, for a quantized weight).
     pub fn bytes(&self) -> usize {
-        self.dims().iter().product::<usize>() * self.dtype().size_in_bytes()
+        match self {
+            Weight::Quantized(q) => q.bytes(),
+            _ => self.dims().iter().product::<usize>() * self.dtype().size_in_bytes(),
+        }
     }
 }
 
@@ -134,8 +147,16 @@ impl Linear {
 
     /// A GPT-2 `Conv1D`: `{vb}.weight` [in, out] and `{vb}.bias` [out].
     pub fn load_conv1d(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
-        let weight = Weight::load(&vb, &[in_dim, out_dim], "weight", WEIGHT_INIT)?;
         let bias = Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?);
+        // A GGUF stores it [out, in] (and may keep it quantized): used as such.
+        if let Some(q) = quantized::find(&vb, "weight", &[in_dim, out_dim], true) {
+            return Ok(Linear {
+                weight: Weight::Quantized(Arc::new(q)),
+                bias,
+                in_out: false,
+            });
+        }
+        let weight = Weight::load(&vb, &[in_dim, out_dim], "weight", WEIGHT_INIT)?;
         Ok(Linear {
             weight,
             bias,
@@ -188,6 +209,7 @@ impl Module for Linear {
         let x2 = x.reshape((rows, in_dim))?.to_dtype(work)?;
         let mut y = match &self.weight {
             Weight::Mapped(w) if kernel => kernel_ops::matmul_mapped(&x2, w, self.in_out)?,
+            Weight::Quantized(w) if kernel => quantized::matmul(&x2, w)?,
             weight => {
                 let w = weight.tensor()?;
                 let w = if kernel { w } else { w.to_dtype(work)? };
@@ -358,6 +380,7 @@ impl Embedding {
     pub fn lookup(&self, ids: &Tensor) -> Result<Tensor> {
         let weight = match &self.weight {
             Weight::Mapped(m) if ids.device().is_cpu() => return m.rows(ids),
+            Weight::Quantized(q) if ids.device().is_cpu() => return q.rows(ids),
             weight => weight.tensor()?,
         };
         let mut dims = ids.dims().to_vec();

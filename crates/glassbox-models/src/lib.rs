@@ -58,6 +58,7 @@ pub mod prefix;
 pub mod qwen3;
 pub mod qwen3_moe;
 pub mod qwen3_next;
+pub mod quantized;
 pub mod registry;
 pub mod rng;
 pub mod ssm;

@@ -138,18 +138,21 @@ pub struct LoadOptions {
     /// Weights and activations are held in this dtype (F32 by default; F16/BF16 to halve memory).
     pub dtype: DType,
     pub device: Device,
-    /// Whose arithmetic a GGUF model follows where llama.cpp's differs from exact f32.
-    pub numerics: Numerics,
+    /// Whose arithmetic a GGUF model follows where llama.cpp's differs from exact f32; `None`:
+    /// llama.cpp's for a file with quantized weights, else f32.
+    pub numerics: Option<Numerics>,
 }
 
 /// Whose arithmetic a model loaded from a GGUF file follows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Numerics {
-    /// Exact float32 (the weights widened): what the dequantized model computes.
+    /// Exact float32: what the dequantized model computes (quantized weights are widened on
+    /// the fly, a band of rows at a time).
     #[default]
     F32,
-    /// ggml-cpu's: so far its GELU, which rounds to f16 through a lookup table (the quantized
-    /// activations of its matmuls are not emulated yet). F16 and quantized weights are widened.
+    /// ggml-cpu's: products with a quantized weight quantize the activations as ggml-cpu does
+    /// (Q8_0, Q8_1 or Q8_K) and multiply in integers; GELU rounds to f16 through ggml's table.
+    /// F16 weights are still widened (ggml also rounds their activations to f16).
     LlamaCpp,
 }
 
@@ -158,7 +161,7 @@ impl Default for LoadOptions {
         LoadOptions {
             dtype: DType::F32,
             device: Device::Cpu,
-            numerics: Numerics::F32,
+            numerics: None,
         }
     }
 }
@@ -174,6 +177,8 @@ pub struct HookedModel {
     /// What the loader tolerated in the files, each naming the key or tensor (metadata that
     /// llama.cpp also accepts with a warning); front ends show these.
     pub warnings: Vec<String>,
+    /// The arithmetic it follows (see [`Numerics`]).
+    pub numerics: Numerics,
     device: Device,
 }
 
@@ -305,6 +310,7 @@ impl HookedModel {
             config,
             eos_token_ids,
             warnings: Vec::new(),
+            numerics: Numerics::F32,
             device,
         }
     }
@@ -322,6 +328,7 @@ impl HookedModel {
             config,
             eos_token_ids,
             warnings,
+            numerics,
             device,
         } = self;
         HookedModel {
@@ -330,6 +337,7 @@ impl HookedModel {
             config,
             eos_token_ids,
             warnings,
+            numerics,
             device,
         }
     }

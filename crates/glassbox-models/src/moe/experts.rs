@@ -97,6 +97,11 @@ impl ExpertStore {
         d_ff: usize,
         budget_bytes: usize,
     ) -> Self {
+        // An expert read later is read as it would be now: quantized in place where the
+        // GGUF being built from offers it.
+        let offered = crate::quantized::offered();
+        let load: ExpertLoader =
+            Box::new(move |e| crate::quantized::while_offering(offered.clone(), || load(e)));
         ExpertStore {
             source: ExpertSource::Lazy {
                 load,
