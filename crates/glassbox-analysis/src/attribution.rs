@@ -36,6 +36,10 @@ pub enum Component {
     AttnBias { layer: usize },
     /// A whole attention block's output, when it does not split into heads.
     Attn { layer: usize },
+    /// What a layer's heads and bias leave of its attention output when the model's arithmetic
+    /// rounds between them (llama.cpp's numerics quantize `z` before `W_O`; f16 / bf16
+    /// activations): the output minus the heads' f32 terms and the bias.
+    AttnRounding { layer: usize },
     /// An MLP (or mixture-of-experts) block's output.
     Mlp { layer: usize },
     /// One routed expert's weighted output in a mixture-of-experts layer.
@@ -57,6 +61,7 @@ impl Component {
             Component::Head { layer, head } => format!("L{layer}H{head}"),
             Component::AttnBias { layer } => format!("L{layer} attn bias"),
             Component::Attn { layer } => format!("L{layer} attn"),
+            Component::AttnRounding { layer } => format!("L{layer} attn rounding"),
             Component::Mlp { layer } => format!("L{layer} mlp"),
             Component::Expert { layer, expert } => format!("L{layer}E{expert}"),
             Component::SharedExperts { layer } => format!("L{layer} shared experts"),
@@ -200,8 +205,15 @@ fn expert_parts(
     Ok(())
 }
 
+/// The largest share of an attention output its heads may leave to rounding and still be
+/// shown split: activation quantization (Q8_0 / Q8_K, ≈ 1/254 of a block's largest value) and
+/// f16 rounding stay well under it; an attention that is not `z·W_O` (another arrangement of
+/// its heads) leaves the whole output.
+const ROUNDING_SHARE: f32 = 0.05;
+
 /// A layer's attention output split into heads (`hook_z` through each head's slice of `W_O`)
-/// and the bias, or whole when it does not split that way.
+/// and the bias — with what rounding leaves (`AttnRounding`) when they account for the output
+/// only to within `ROUNDING_SHARE` of its size — or whole when it does not split that way.
 fn attention_parts(
     model: &dyn Model,
     cache: &ActivationCache,
@@ -227,11 +239,14 @@ fn attention_parts(
         .max_all()?
         .to_scalar::<f32>()?;
     let size = attn_out.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
-    if err <= 1e-4 * size {
+    if err <= ROUNDING_SHARE * size {
         for head in 0..heads.dim(0)? {
             parts.push((Component::Head { layer, head }, heads.get(head)?));
         }
         parts.push((Component::AttnBias { layer }, b_o));
+        if err > 1e-4 * size {
+            parts.push((Component::AttnRounding { layer }, (&attn_out - &rebuilt)?));
+        }
     } else {
         parts.push((Component::Attn { layer }, attn_out));
     }

@@ -26,6 +26,12 @@ struct Cli {
     /// Colour in terminal views: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     color: render::terminal::ColorChoice,
+    /// Arithmetic of a GGUF model: llamacpp (what llama.cpp's CPU backend computes: activations
+    /// quantized for quantized weights, rounded to f16 for F16 weights; the default for files
+    /// with quantized weights) or f32 (what the dequantized model computes; the default
+    /// otherwise).
+    #[arg(long, global = true, value_enum)]
+    numerics: Option<model_cli::NumericsChoice>,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +135,7 @@ fn main() {
     glassbox_models::kernel_ops::claim_cpu_threads();
     let cli = Cli::parse();
     render::terminal::set_color_choice(cli.color);
+    model_cli::set_numerics(cli.numerics);
     // A forced instruction-set path the CPU cannot run is the user's error, named up front
     // (the kernels would otherwise quietly use the detected path).
     if let Err(err) = glassbox_kernels::isa_from_env() {

@@ -5,7 +5,28 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::DType;
-use glassbox_models::{HookedModel, LoadOptions};
+use glassbox_models::{HookedModel, LoadOptions, Numerics};
+
+/// `--numerics`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumericsChoice {
+    Llamacpp,
+    F32,
+}
+
+static NUMERICS: std::sync::OnceLock<Option<NumericsChoice>> = std::sync::OnceLock::new();
+
+/// Records the `--numerics` choice, once, at start-up.
+pub fn set_numerics(choice: Option<NumericsChoice>) {
+    let _ = NUMERICS.set(choice);
+}
+
+fn numerics() -> Option<Numerics> {
+    NUMERICS.get().copied().flatten().map(|c| match c {
+        NumericsChoice::Llamacpp => Numerics::LlamaCpp,
+        NumericsChoice::F32 => Numerics::F32,
+    })
+}
 
 /// Parses `--dtype`.
 pub fn parse_dtype(s: &str) -> anyhow::Result<DType> {
@@ -80,6 +101,7 @@ pub fn load_plain_model(path: &Path, dtype: &str) -> anyhow::Result<HookedModel>
     }
     let opts = LoadOptions {
         dtype: parse_dtype(dtype)?,
+        numerics: numerics(),
         ..LoadOptions::default()
     };
     let model =

@@ -131,7 +131,11 @@ mod tests {
             };
             view.copy_from_slice(&bytes);
             let q = qtensor_from_ggml(ggml, view, vec![rows * cols], &Device::Cpu).unwrap();
-            let expected = q.dequantize(&Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
+            let expected = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let ours = dequantize(dtype, &bytes).unwrap();
             let differ = ours
                 .iter()

@@ -513,7 +513,9 @@ fn fused_row_kernels_equal_their_steps() {
 /// prompt-sized activations.
 #[test]
 fn quantized_products_agree_on_every_path() {
-    use glassbox_kernels::quant::{quantized_matmul, sample_matrix, BlockFormat, QuantMatrix, QuantNumerics};
+    use glassbox_kernels::quant::{
+        quantized_matmul, sample_matrix, BlockFormat, QuantMatrix, QuantNumerics,
+    };
     for format in BlockFormat::ALL {
         let (n, k) = (70, 512);
         let data = sample_matrix(format, n, k, 17);

@@ -211,7 +211,12 @@ pub fn while_building<R>(source: Arc<QuantSource>, build: impl FnOnce() -> R) ->
 /// The quantized weight `name` under `vb`'s prefix when the GGUF being built from stores it
 /// in a block format and the Hub shape `shape` is the stored `[rows, cols]` (or, when
 /// `may_transpose`, its transpose: the caller then multiplies by it as `[out, in]`).
-pub fn find(vb: &VarBuilder, name: &str, shape: &[usize], may_transpose: bool) -> Option<QuantWeight> {
+pub fn find(
+    vb: &VarBuilder,
+    name: &str,
+    shape: &[usize],
+    may_transpose: bool,
+) -> Option<QuantWeight> {
     if !vb.device().is_cpu() {
         return None;
     }
@@ -372,7 +377,10 @@ impl QuantWeight {
             );
         }
         let mut out = vec![0f32; flat.len() * cols];
-        self.widen_rows(flat.iter().map(|&id| self.stored_row(id as usize)), &mut out)?;
+        self.widen_rows(
+            flat.iter().map(|&id| self.stored_row(id as usize)),
+            &mut out,
+        )?;
         let mut dims = ids.dims().to_vec();
         dims.push(cols);
         Tensor::from_vec(out, dims, &Device::Cpu)
@@ -398,7 +406,10 @@ impl QuantWeight {
                         &rounded
                     }
                     (QuantNumerics::LlamaCpp, _) => {
-                        rounded = x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
+                        rounded = x
+                            .iter()
+                            .map(|&v| half::bf16::from_f32(v).to_f32())
+                            .collect();
                         &rounded
                     }
                     _ => x,

@@ -146,7 +146,10 @@ fn check_file(
 ) -> Vec<String> {
     let dir = fixtures().join(name);
     let path = dir.join(format!("model-{ty}.gguf"));
-    let what = format!("{name} {ty}{}", if run == Run::Native { " native" } else { "" });
+    let what = format!(
+        "{name} {ty}{}",
+        if run == Run::Native { " native" } else { "" }
+    );
     let quantized = !matches!(ty, "F32" | "MXFP4");
     let numerics = if run == Run::Widened && quantized {
         Numerics::F32
@@ -167,7 +170,11 @@ fn check_file(
     // Models whose llama.cpp graph has a GELU (module docs): llama.cpp's run has its table.
     let table_gelu = ["hidden_act", "hidden_activation", "activation_function"]
         .iter()
-        .any(|k| model.config[*k].as_str().is_some_and(|a| a.starts_with("gelu")));
+        .any(|k| {
+            model.config[*k]
+                .as_str()
+                .is_some_and(|a| a.starts_with("gelu"))
+        });
     let mut failures = Vec::new();
     for (j, text) in texts.iter().enumerate() {
         let want_ids: Vec<u32> = expected

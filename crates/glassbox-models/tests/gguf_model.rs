@@ -14,7 +14,7 @@ use candle_nn::{VarBuilder, VarMap};
 use glassbox_formats::gguf_names::{hub_name, permute_qk, unpermute_qk, Fixup};
 use glassbox_formats::{Checkpoint, GgufArray, GgufValue, GgufWriter, SafetensorsFile};
 use glassbox_models::gguf_model::{self, GgufArch, GgufBackend};
-use glassbox_models::{CheckpointBackend, HookedModel, LoadOptions, NameFilter};
+use glassbox_models::{CheckpointBackend, HookedModel, LoadOptions, NameFilter, Numerics};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const TOLERANCE: f32 = 1e-4;
@@ -646,34 +646,55 @@ fn rope_freqs_divide_the_frequencies_as_llama_cpp_does() {
     std::fs::remove_file(&path).unwrap();
 }
 
-/// Q8_0 weights are dequantized on load: the model equals one holding the dequantized values
-/// in F32 (within 1e-4), and differs from the unquantized one (the quantization is applied).
+/// Q8_0 weights stay quantized in memory. Under f32 numerics the model computes exactly what
+/// one holding the dequantized values in F32 computes (the same bits); under llama.cpp's
+/// numerics, the default for a quantized file, its activations are quantized too, which moves
+/// the logits; both differ from the unquantized model.
 #[test]
-fn q8_0_gguf_dequantizes_on_load() {
+fn q8_0_gguf_runs_quantized_under_either_numerics() {
     let tmp = scratch_dir();
-    let load = |weights: Weights, file: &str| {
+    let load = |weights: Weights, file: &str, numerics: Option<Numerics>| {
         let path = tmp.join(file);
         parity_gguf_as("llama", weights).write(&path).unwrap();
-        let model = HookedModel::load(&path, &LoadOptions::default()).unwrap();
+        let opts = LoadOptions {
+            numerics,
+            ..LoadOptions::default()
+        };
+        let model = HookedModel::load(&path, &opts).unwrap();
         std::fs::remove_file(&path).unwrap();
         model
     };
-    let quantized = load(Weights::Q8_0, "parity-llama-q8_0.gguf");
-    let dequantized = load(Weights::Q8_0Values, "parity-llama-q8_0-values.gguf");
-    let full = load(Weights::F32, "parity-llama-f32.gguf");
-    let ids = full
-        .ids_tensor(
-            &full
-                .to_tokens("When Mary and John went to the store")
-                .unwrap(),
-        )
+    let quantized = load(Weights::Q8_0, "parity-llama-q8_0.gguf", None);
+    assert_eq!(quantized.numerics, Numerics::LlamaCpp);
+    let widened = load(Weights::Q8_0, "parity-llama-q8_0.gguf", Some(Numerics::F32));
+    let dequantized = load(Weights::Q8_0Values, "parity-llama-q8_0-values.gguf", None);
+    assert_eq!(dequantized.numerics, Numerics::F32);
+    let full = load(Weights::F32, "parity-llama-f32.gguf", None);
+    let prompt = full
+        .to_tokens("When Mary and John went to the store")
         .unwrap();
-    let got = quantized.run(&ids).unwrap();
-    let diff = max_abs_diff(&got, &dequantized.run(&ids).unwrap());
-    let quantization_error = max_abs_diff(&got, &full.run(&ids).unwrap());
-    eprintln!("Q8_0: max |logit diff| {diff:.2e}; vs unquantized {quantization_error:.2e}");
-    assert!(diff <= TOLERANCE, "Q8_0 vs its dequantized values: {diff}");
-    assert!(quantization_error > 1e-3);
+    for ids in [&prompt[..], &prompt[..3]] {
+        let ids = full.ids_tensor(ids).unwrap();
+        let f32_bits = |m: &HookedModel| -> Vec<u32> {
+            let v: Vec<f32> = m
+                .run(&ids)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            v.iter().map(|x| x.to_bits()).collect()
+        };
+        assert_eq!(f32_bits(&widened), f32_bits(&dequantized), "f32 numerics");
+        let got = quantized.run(&ids).unwrap();
+        let activations = max_abs_diff(&got, &dequantized.run(&ids).unwrap());
+        let quantization_error = max_abs_diff(&got, &full.run(&ids).unwrap());
+        eprintln!(
+            "Q8_0: llama.cpp numerics vs f32 {activations:.2e}; vs unquantized {quantization_error:.2e}"
+        );
+        assert!(activations > 1e-4, "the activations were not quantized");
+        assert!(quantization_error > 1e-3);
+    }
 }
 
 #[test]

@@ -169,6 +169,7 @@ fn terms(a: &Attribution, n_layers: usize) -> Vec<Bar> {
         match *c {
             Component::Head { layer, .. }
             | Component::AttnBias { layer }
+            | Component::AttnRounding { layer }
             | Component::Attn { layer }
                 if layer < n_layers =>
             {

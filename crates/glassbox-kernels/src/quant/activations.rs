@@ -42,7 +42,11 @@ pub(crate) fn quantize_q8(x: &[f32], with_sum: bool, out: &mut Vec<Q8Block>) {
             *q = r as i8;
             sum += r;
         }
-        let s = if with_sum { round_f16(d * sum as f32) } else { 0.0 };
+        let s = if with_sum {
+            round_f16(d * sum as f32)
+        } else {
+            0.0
+        };
         out.push(Q8Block {
             d: round_f16(d),
             s,

@@ -224,7 +224,9 @@ pub(crate) fn decode_super(format: BlockFormat, block: &[u8]) -> Super {
             // hmask[32] | qs[64] | scales[12] | d
             let (hm, qs, sc) = (&block[..32], &block[32..96], &block[96..108]);
             s.d = f16_at(block, 108);
-            let word = |i: usize| u32::from_le_bytes([sc[4 * i], sc[4 * i + 1], sc[4 * i + 2], sc[4 * i + 3]]);
+            let word = |i: usize| {
+                u32::from_le_bytes([sc[4 * i], sc[4 * i + 1], sc[4 * i + 2], sc[4 * i + 3]])
+            };
             let (a0, a1, tmp) = (word(0), word(1), word(2));
             const LOW: u32 = 0x0f0f_0f0f;
             const TOP: u32 = 0x0303_0303;
@@ -308,9 +310,21 @@ pub(crate) fn decode_super(format: BlockFormat, block: &[u8]) -> Super {
 /// block_elements` values), as ggml's reference `dequantize_row_*` does.
 pub fn dequantize_row(format: BlockFormat, bytes: &[u8], out: &mut [f32]) {
     let (elements, block_bytes) = (format.block_elements(), format.block_bytes());
-    assert_eq!(bytes.len() % block_bytes, 0, "not whole {} blocks", format.name());
-    assert_eq!(out.len(), bytes.len() / block_bytes * elements, "output size");
-    for (block, out) in bytes.chunks_exact(block_bytes).zip(out.chunks_exact_mut(elements)) {
+    assert_eq!(
+        bytes.len() % block_bytes,
+        0,
+        "not whole {} blocks",
+        format.name()
+    );
+    assert_eq!(
+        out.len(),
+        bytes.len() / block_bytes * elements,
+        "output size"
+    );
+    for (block, out) in bytes
+        .chunks_exact(block_bytes)
+        .zip(out.chunks_exact_mut(elements))
+    {
         if format.is_k_quant() {
             let s = decode_super(format, block);
             for g in 0..16 {

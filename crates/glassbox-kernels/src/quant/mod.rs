@@ -23,9 +23,9 @@ use rayon::prelude::*;
 
 pub use blocks::{dequantize_row, BlockFormat, QK_K};
 
-use activations::{quantize_q8, quantize_q8k, Q8Block, Q8KBlock};
 use crate::simd::{isa_entry, Simd};
 use crate::{gemm, Isa, MatRef};
+use activations::{quantize_q8, quantize_q8k, Q8Block, Q8KBlock};
 
 /// Whose arithmetic a product with a quantized weight follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +48,12 @@ pub struct QuantMatrix<'a> {
 
 impl<'a> QuantMatrix<'a> {
     /// Checks that `cols` is a whole number of blocks and `data` exactly `rows` rows of them.
-    pub fn new(format: BlockFormat, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, String> {
+    pub fn new(
+        format: BlockFormat,
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, String> {
         if cols % format.block_elements() != 0 {
             return Err(format!(
                 "rows of {cols} values are not whole {} blocks of {}",
@@ -128,7 +133,10 @@ pub fn quantized_matmul(
     assert_eq!(x.len(), m * k, "activations are not {m} × {k}");
     assert_eq!(out.len(), m * n, "output size");
     if let Some(map) = row_map {
-        assert!(map.iter().all(|&r| (r as usize) < w.rows), "row map outside the matrix");
+        assert!(
+            map.iter().all(|&r| (r as usize) < w.rows),
+            "row map outside the matrix"
+        );
     }
     if m == 0 || n == 0 {
         return;

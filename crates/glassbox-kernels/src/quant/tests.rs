@@ -5,7 +5,9 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
         })
         .collect()
@@ -44,14 +46,21 @@ fn q8_k_activations_follow_the_reference() {
     let mut out = Vec::new();
     quantize_q8k(&x, &mut out);
     let b = &out[0];
-    let (imax, max) = x
-        .iter()
-        .enumerate()
-        .fold((0, 0f32), |(i, m), (j, &v)| if v.abs() > m.abs() { (j, v) } else { (i, m) });
+    let (imax, max) =
+        x.iter().enumerate().fold(
+            (0, 0f32),
+            |(i, m), (j, &v)| if v.abs() > m.abs() { (j, v) } else { (i, m) },
+        );
     assert_eq!(b.q[imax], -127);
     assert_eq!(b.d, 1.0 / (-127.0 / max));
     for g in 0..16 {
-        assert_eq!(b.bsums[g], b.q[16 * g..16 * g + 16].iter().map(|&q| q as i32).sum::<i32>());
+        assert_eq!(
+            b.bsums[g],
+            b.q[16 * g..16 * g + 16]
+                .iter()
+                .map(|&q| q as i32)
+                .sum::<i32>()
+        );
     }
     for (j, &v) in x.iter().enumerate() {
         assert!((b.q[j] as f32 * b.d - v).abs() <= b.d.abs() * 0.5 + 1e-6);
@@ -80,7 +89,9 @@ fn integer_dots_equal_the_dot_of_the_decoded_values() {
                 let mut wr = vec![0f32; k];
                 dequantize_row(format, w.row(j), &mut wr);
                 let exact: f64 = (0..k).map(|p| wr[p] as f64 * xq[i * k + p] as f64).sum();
-                let scale: f64 = (0..k).map(|p| (wr[p] as f64 * xq[i * k + p] as f64).abs()).sum();
+                let scale: f64 = (0..k)
+                    .map(|p| (wr[p] as f64 * xq[i * k + p] as f64).abs())
+                    .sum();
                 let got = y[i * 3 + j] as f64;
                 assert!(
                     (got - exact).abs() <= 1e-5 * scale.max(1e-3),
