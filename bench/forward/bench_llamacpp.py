@@ -2,9 +2,10 @@
 """Greedy decoding with llama.cpp (llama-cpp-python, built from source, CPU only) on the same
 random-weight checkpoints as the rest of bench/forward, converted to GGUF.
 
-usage: bench_llamacpp.py convert MODEL_DIR (f32|f16)
+usage: bench_llamacpp.py convert MODEL_DIR (f32|f16|q8_0|q4_0|q4_k_m)
            writes MODEL_DIR/gguf/model-<type>.gguf (once) with llama.cpp's convert_hf_to_gguf.py
-       bench_llamacpp.py MODEL_DIR NAME (f32|f16) N_TOKENS REPS NEW_TOKENS [THREADS=all CPUs]
+           (quantized types: the F32 file through llama.cpp's own quantizer)
+       bench_llamacpp.py MODEL_DIR NAME (f32|f16|q8_0|q4_0|q4_k_m) N_TOKENS REPS NEW_TOKENS [THREADS=all CPUs]
            prints one JSON line: greedy decode tokens/s, measured as on the glassbox and
            transformers sides: (time for NEW_TOKENS − time for 1) / (NEW_TOKENS − 1), i.e.
            prefill excluded; median of REPS after a warm-up; prompt = row 0 of models.token_ids.
@@ -62,9 +63,26 @@ convert_hf_to_gguf.main()
 """
 
 
+# llama.cpp's file types for the quantized outputs, made from the F32 file by its own quantizer.
+QUANTIZED = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15}
+
+
+def quantize(src, out, ftype):
+    import ctypes
+    import llama_cpp
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    if llama_cpp.llama_model_quantize(src.encode(), out.encode(), ctypes.byref(params)) != 0:
+        raise SystemExit(f"llama_model_quantize {src} -> {out} failed")
+
+
 def convert(model_dir, outtype):
     out = os.path.abspath(os.path.join(model_dir, "gguf", f"model-{outtype}.gguf"))
     if os.path.exists(out):
+        return out
+    if outtype in QUANTIZED:
+        quantize(convert(model_dir, "f32"), out + ".tmp", QUANTIZED[outtype])
+        os.replace(out + ".tmp", out)
         return out
     conv = converter()
     os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -126,7 +144,7 @@ def main():
     a = sys.argv[1:]
     if a and a[0] == "convert" and len(a) == 3:
         print(convert(a[1], a[2]))
-    elif len(a) in (6, 7) and a[2] in ("f32", "f16"):
+    elif len(a) in (6, 7) and a[2] in ("f32", "f16", *QUANTIZED):
         threads = int(a[6]) if len(a) == 7 else os.cpu_count()
         bench(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]), threads)
     else:

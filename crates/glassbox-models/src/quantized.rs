@@ -164,7 +164,7 @@ pub struct HubSource {
 /// Hub row `j` of a Q or K projection is stored row `map[j]`: llama.cpp's converter stores a
 /// head's rows as `[half, 2]` where the Hub has `[2, half]` (see `gguf_names::unpermute_qk`).
 fn unpermute_rows(rows: usize, heads: usize) -> Option<Vec<u32>> {
-    if heads == 0 || rows % (2 * heads) != 0 || rows > u32::MAX as usize {
+    if heads == 0 || !rows.is_multiple_of(2 * heads) || rows > u32::MAX as usize {
         return None;
     }
     let head_dim = rows / heads;
@@ -249,7 +249,9 @@ pub fn find(
         }
         // Read as u16s in place: whole, aligned.
         Storage::F16 | Storage::BF16 => {
-            if bytes.len() != stored.rows * stored.cols * 2 || bytes.as_ptr() as usize % 2 != 0 {
+            if bytes.len() != stored.rows * stored.cols * 2
+                || !(bytes.as_ptr() as usize).is_multiple_of(2)
+            {
                 return None;
             }
         }
@@ -260,6 +262,7 @@ pub fn find(
         checkpoint: source.checkpoint.clone(),
         stored,
         copy: OnceLock::new(),
+        widened: OnceLock::new(),
     })
 }
 
@@ -271,6 +274,7 @@ pub struct QuantWeight {
     shape: [usize; 2],
     numerics: QuantNumerics,
     copy: OnceLock<Tensor>,
+    widened: OnceLock<Vec<f32>>,
 }
 
 impl std::fmt::Debug for QuantWeight {
@@ -354,6 +358,18 @@ impl QuantWeight {
         self.stored.row_map.as_ref().map_or(j, |m| m[j] as usize)
     }
 
+    /// The values widened to f32 in Hub row order, made on first use and kept (F16 / BF16
+    /// storage, whose products read them).
+    fn widened(&self) -> Result<&[f32]> {
+        if let Some(w) = self.widened.get() {
+            return Ok(w);
+        }
+        let [rows, cols] = self.shape;
+        let mut values = vec![0f32; rows * cols];
+        self.widen_rows((0..rows).map(|j| self.stored_row(j)), &mut values)?;
+        Ok(self.widened.get_or_init(|| values))
+    }
+
     /// An f32 `[out, in]` tensor with the dequantized values, made on first use and kept.
     pub fn tensor(&self) -> Result<Tensor> {
         if let Some(t) = self.copy.get() {
@@ -414,27 +430,15 @@ impl QuantWeight {
                     }
                     _ => x,
                 };
-                let words = self.words()?;
-                let a = MatRef::row_major(x, m, k);
-                // The stored [n, k] rows used transposed, as a linear layer's weight.
-                let mut stored_order = vec![0f32; m * n];
-                if self.stored.format == Storage::F16 {
-                    let w: &[half::f16] = bytemuck_words(words);
-                    gemm(a, transposed(w, n, k), &mut stored_order, false);
-                } else {
-                    let w: &[half::bf16] = bytemuck_words(words);
-                    gemm(a, transposed(w, n, k), &mut stored_order, false);
-                }
-                match map {
-                    None => out = stored_order,
-                    Some(map) => {
-                        for i in 0..m {
-                            for (j, &r) in map.iter().enumerate() {
-                                out[i * n + j] = stored_order[i * n + r as usize];
-                            }
-                        }
-                    }
-                }
+                // Widened once (kept): the kernels' few-row products, which decoding runs
+                // on, read f32 weights; the rows are already in Hub order.
+                let w = self.widened()?;
+                gemm(
+                    MatRef::row_major(x, m, k),
+                    transposed(w, n, k),
+                    &mut out,
+                    false,
+                );
             }
         }
         Ok(out)
@@ -451,16 +455,6 @@ fn transposed<T: glassbox_kernels::Element>(w: &[T], n: usize, k: usize) -> MatR
         col_stride: k,
     }
 }
-
-/// 16-bit words as half-precision values (same size and alignment, any bits valid).
-fn bytemuck_words<T: HalfWord>(words: &[u16]) -> &[T] {
-    // Safety: `T` is f16 or bf16, `repr(transparent)` over u16.
-    unsafe { std::slice::from_raw_parts(words.as_ptr() as *const T, words.len()) }
-}
-
-trait HalfWord {}
-impl HalfWord for half::f16 {}
-impl HalfWord for half::bf16 {}
 
 /// `x·Wᵀ` for `x` [rows, in] (f32, CPU) and a quantized `w` [out, in]: [rows, out].
 pub fn matmul(x: &Tensor, w: &Arc<QuantWeight>) -> Result<Tensor> {

@@ -164,7 +164,7 @@ fn check_file(
         Ok(m) => m,
         Err(e) => return vec![format!("{what}: does not load: {e}")],
     };
-    let expected = Checkpoint::open(&dir.join("expected.safetensors")).unwrap();
+    let expected = Checkpoint::open(dir.join("expected.safetensors")).unwrap();
     let key = if embeddings { "embeddings" } else { "logits" };
     let key_run = if run == Run::Native { "native." } else { "" };
     // Models whose llama.cpp graph has a GELU (module docs): llama.cpp's run has its table.

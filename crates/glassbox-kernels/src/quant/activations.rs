@@ -15,6 +15,9 @@ pub(crate) struct Q8Block {
     pub d: f32,
     pub s: f32,
     pub q: [i8; 32],
+    /// 8·Σq over each group of four (`8·Σ_{e=4l}^{4l+3} q[e]` for lane l): a Q4_0 weight's
+    /// `Σ(q_w − 8)·x = Σq_w·x − 8·Σx` per lane, exactly.
+    pub lanes8: [i32; 8],
 }
 
 /// A super-block of 256 activations: `d·q[j]`, with the sums of each 16.
@@ -30,6 +33,7 @@ fn round_f16(x: f32) -> f32 {
 }
 
 /// ggml-cpu's `quantize_row_q8_0` (`with_sum`: `_q8_1`) on x86.
+#[inline(always)]
 pub(crate) fn quantize_q8(x: &[f32], with_sum: bool, out: &mut Vec<Q8Block>) {
     for block in x.chunks_exact(32) {
         let max = block.iter().fold(0f32, |m, &v| m.max(v.abs()));
@@ -47,16 +51,22 @@ pub(crate) fn quantize_q8(x: &[f32], with_sum: bool, out: &mut Vec<Q8Block>) {
         } else {
             0.0
         };
+        let mut lanes8 = [0i32; 8];
+        for (l, lane) in lanes8.iter_mut().enumerate() {
+            *lane = 8 * q[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
+        }
         out.push(Q8Block {
             d: round_f16(d),
             s,
             q,
+            lanes8,
         });
     }
 }
 
 /// ggml's `quantize_row_q8_K_ref`: scale `−127 / x_max` where `x_max` is the element of
 /// largest magnitude (the first, in a tie), its reciprocal kept as `d`.
+#[inline(always)]
 pub(crate) fn quantize_q8k(x: &[f32], out: &mut Vec<Q8KBlock>) {
     for block in x.chunks_exact(QK_K) {
         let (mut max, mut amax) = (0f32, 0f32);

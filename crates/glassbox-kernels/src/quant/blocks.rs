@@ -207,9 +207,9 @@ pub(crate) fn decode_super(format: BlockFormat, block: &[u8]) -> Super {
             let (sc, qs) = (&block[..16], &block[16..80]);
             s.d = f16_at(block, 80);
             s.dmin = f16_at(block, 82);
-            for g in 0..16 {
-                s.scale[g] = (sc[g] & 0x0F) as i32;
-                s.min[g] = (sc[g] >> 4) as i32;
+            for (g, &byte) in sc.iter().enumerate() {
+                s.scale[g] = (byte & 0x0F) as i32;
+                s.min[g] = (byte >> 4) as i32;
             }
             // Element 128·n + 32·j + l is bits 2j.. of qs[32·n + l].
             for n in 0..2 {
@@ -287,8 +287,8 @@ pub(crate) fn decode_super(format: BlockFormat, block: &[u8]) -> Super {
             // ql[128] | qh[64] | scales[16] (i8) | d
             let (ql, qh, sc) = (&block[..128], &block[128..192], &block[192..208]);
             s.d = f16_at(block, 208);
-            for g in 0..16 {
-                s.scale[g] = sc[g] as i8 as i32;
+            for (scale, &byte) in s.scale.iter_mut().zip(sc) {
+                *scale = byte as i8 as i32;
             }
             for n in 0..2 {
                 let (ql, qh) = (&ql[64 * n..], &qh[32 * n..]);

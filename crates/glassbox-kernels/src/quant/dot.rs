@@ -7,6 +7,36 @@
 use super::activations::{Q8Block, Q8KBlock};
 use super::blocks::{decode_small, decode_super, BlockFormat};
 
+/// Lanes of [`dot_lanes`]: element `e` of a block belongs to lane `e / 4`.
+pub(crate) const LANES: usize = 8;
+
+/// The fixed tree that combines [`dot_lanes`]' lanes (an AVX2 register's halves added, then
+/// its quarters, then its pairs).
+#[inline(always)]
+pub(crate) fn combine_lanes(a: [f32; LANES]) -> f32 {
+    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+}
+
+/// A Q8_0 or Q4_0 weight row with its Q8_0 activations, the order llama.cpp's x86 kernels
+/// use: per block, the exact integer sum of each group of four elements (lane `e / 4`) is
+/// added to its lane as `fma(d_w·d_x, sum, lane)`; the lanes are combined at the end.
+#[inline(always)]
+pub(crate) fn dot_lanes(format: BlockFormat, row: &[u8], acts: &[Q8Block]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    for (block, x) in row.chunks_exact(format.block_bytes()).zip(acts) {
+        let w = decode_small(format, block);
+        let d = w.d * x.d;
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let mut s = 0i32;
+            for e in 4 * l..4 * l + 4 {
+                s += w.a[e] as i32 * x.q[e] as i32;
+            }
+            *lane = d.mul_add(s as f32, *lane);
+        }
+    }
+    combine_lanes(lanes)
+}
+
 /// A weight row of a 32-element format with its activations (Q8_0, or Q8_1 for Q4_1 / Q5_1).
 #[inline(always)]
 pub(crate) fn dot_small(format: BlockFormat, row: &[u8], acts: &[Q8Block]) -> f32 {

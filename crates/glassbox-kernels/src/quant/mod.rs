@@ -18,6 +18,8 @@
 mod activations;
 mod blocks;
 mod dot;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use rayon::prelude::*;
 
@@ -54,7 +56,7 @@ impl<'a> QuantMatrix<'a> {
         rows: usize,
         cols: usize,
     ) -> Result<Self, String> {
-        if cols % format.block_elements() != 0 {
+        if !cols.is_multiple_of(format.block_elements()) {
             return Err(format!(
                 "rows of {cols} values are not whole {} blocks of {}",
                 format.name(),
@@ -112,8 +114,10 @@ impl Out {
     }
 }
 
-/// Output rows (weight rows) per threaded task.
-const ROWS_PER_TASK: usize = 32;
+/// Output rows (weight rows) are split among threads in multiples of this many.
+const ROW_GROUP: usize = 16;
+/// Tasks per thread of the pool under llama.cpp's numerics.
+const TASKS_PER_THREAD: usize = 4;
 /// Weight rows widened at a time under [`QuantNumerics::F32`].
 const F32_BAND: usize = 256;
 
@@ -173,19 +177,26 @@ pub fn quantized_matmul(
         QuantNumerics::LlamaCpp => {
             let acts = quantize_activations(w.format, x, m, k);
             let isa = Isa::active();
-            let tasks = n.div_ceil(ROWS_PER_TASK);
+            // A few tasks per thread (balance), of whole groups of rows (less scheduling).
+            let per_task = n
+                .div_ceil(crate::threads() * TASKS_PER_THREAD)
+                .next_multiple_of(ROW_GROUP)
+                .max(ROW_GROUP);
+            let tasks = n.div_ceil(per_task);
             let o = Out(out.as_mut_ptr());
             let run = |t: usize| {
-                let j0 = t * ROWS_PER_TASK;
-                let j1 = (j0 + ROWS_PER_TASK).min(n);
-                for j in j0..j1 {
-                    let row = w.row(row_of(j));
-                    for i in 0..m {
-                        let v = dot_row(isa, w.format, row, &acts, i, k);
-                        // Safety: task t alone writes columns j0..j1 of `out` (m × n).
-                        unsafe { *o.ptr().add(i * n + j) = v };
-                    }
-                }
+                let j0 = t * per_task;
+                let j1 = (j0 + per_task).min(n);
+                let rows = Rows {
+                    w,
+                    row_map,
+                    acts: &acts,
+                    m,
+                    n,
+                    out: o,
+                };
+                // Safety: task t alone writes columns j0..j1 of `out` (m × n).
+                unsafe { rows_on(isa, &rows, j0, j1) };
             };
             if tasks > 1 && m * n * k >= 1 << 16 {
                 (0..tasks).into_par_iter().for_each(run);
@@ -196,31 +207,88 @@ pub fn quantized_matmul(
     }
 }
 
+/// One task's view of a product under llama.cpp's numerics.
+struct Rows<'a> {
+    w: &'a QuantMatrix<'a>,
+    row_map: Option<&'a [u32]>,
+    acts: &'a Acts,
+    m: usize,
+    n: usize,
+    out: Out,
+}
+
+/// Outputs `j0..j1` of every activation row, on `isa`. The caller guarantees no other task
+/// writes those columns.
+unsafe fn rows_on(isa: Isa, r: &Rows, j0: usize, j1: usize) {
+    let per_row = r.w.cols / r.w.format.block_elements();
+    let rows: Vec<&[u8]> = (j0..j1)
+        .map(|j| r.w.row(r.row_map.map_or(j, |map| map[j] as usize)))
+        .collect();
+    let mut values = vec![0f32; rows.len()];
+    for i in 0..r.m {
+        match r.acts {
+            Acts::Q8(a) => {
+                let a = &a[i * per_row..(i + 1) * per_row];
+                match (isa, r.w.format) {
+                    #[cfg(target_arch = "x86_64")]
+                    (Isa::Avx2 | Isa::Avx512, BlockFormat::Q8_0) => unsafe {
+                        x86::rows_q8_0(&rows, a, &mut values)
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    (Isa::Avx2 | Isa::Avx512, BlockFormat::Q4_0) => unsafe {
+                        x86::rows_q4_0(&rows, a, &mut values)
+                    },
+                    _ => {
+                        for (v, row) in values.iter_mut().zip(&rows) {
+                            *v = dot_small_on(isa, r.w.format, row, a);
+                        }
+                    }
+                }
+            }
+            Acts::Q8K(a) => {
+                let a = &a[i * per_row..(i + 1) * per_row];
+                for (v, row) in values.iter_mut().zip(&rows) {
+                    *v = dot_super_on(isa, r.w.format, row, a);
+                }
+            }
+        }
+        for (jj, &v) in values.iter().enumerate() {
+            unsafe { *r.out.ptr().add(i * r.n + j0 + jj) = v };
+        }
+    }
+}
+
 fn quantize_activations(format: BlockFormat, x: &[f32], m: usize, k: usize) -> Acts {
     let per_row = k / format.block_elements();
+    let isa = Isa::active();
     if format.is_k_quant() {
         let mut acts = Vec::with_capacity(m * per_row);
-        for row in x.chunks_exact(k) {
-            quantize_q8k(row, &mut acts);
-        }
+        quantize_q8k_on(isa, x, &mut acts);
         Acts::Q8K(acts)
     } else {
-        let with_sum = format.has_offset();
         let mut acts = Vec::with_capacity(m * per_row);
-        for row in x.chunks_exact(k) {
-            quantize_q8(row, with_sum, &mut acts);
-        }
+        quantize_q8_on(isa, x, format.has_offset(), &mut acts);
         Acts::Q8(acts)
     }
 }
 
-/// Weight row `row` against activation row `i`, on `isa`.
-fn dot_row(isa: Isa, format: BlockFormat, row: &[u8], acts: &Acts, i: usize, k: usize) -> f32 {
-    let per_row = k / format.block_elements();
-    match acts {
-        Acts::Q8(a) => dot_small_on(isa, format, row, &a[i * per_row..(i + 1) * per_row]),
-        Acts::Q8K(a) => dot_super_on(isa, format, row, &a[i * per_row..(i + 1) * per_row]),
-    }
+// The quantizers are plain Rust; compiled for each path, their rounding is an instruction
+// rather than a call (the same IEEE operation, so the same values).
+#[inline(always)]
+unsafe fn quantize_q8_kernel<S: Simd>(x: &[f32], with_sum: bool, out: &mut Vec<Q8Block>) {
+    quantize_q8(x, with_sum, out)
+}
+
+#[inline(always)]
+unsafe fn quantize_q8k_kernel<S: Simd>(x: &[f32], out: &mut Vec<Q8KBlock>) {
+    quantize_q8k(x, out)
+}
+
+isa_entry! {
+    fn quantize_q8_on(x: &[f32], with_sum: bool, out: &mut Vec<Q8Block>) => quantize_q8_kernel
+}
+isa_entry! {
+    fn quantize_q8k_on(x: &[f32], out: &mut Vec<Q8KBlock>) => quantize_q8k_kernel
 }
 
 #[inline(always)]
@@ -228,8 +296,8 @@ unsafe fn dot_small_kernel<S: Simd>(format: BlockFormat, row: &[u8], acts: &[Q8B
     // The integer loops vectorise under the path's target features; the arithmetic is the
     // same on every path.
     match format {
-        BlockFormat::Q8_0 => dot::dot_small(BlockFormat::Q8_0, row, acts),
-        BlockFormat::Q4_0 => dot::dot_small(BlockFormat::Q4_0, row, acts),
+        BlockFormat::Q8_0 => dot::dot_lanes(BlockFormat::Q8_0, row, acts),
+        BlockFormat::Q4_0 => dot::dot_lanes(BlockFormat::Q4_0, row, acts),
         BlockFormat::Q4_1 => dot::dot_small(BlockFormat::Q4_1, row, acts),
         BlockFormat::Q5_0 => dot::dot_small(BlockFormat::Q5_0, row, acts),
         _ => dot::dot_small(BlockFormat::Q5_1, row, acts),
