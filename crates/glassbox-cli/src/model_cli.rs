@@ -21,6 +21,14 @@ pub fn set_numerics(choice: Option<NumericsChoice>) {
     let _ = NUMERICS.set(choice);
 }
 
+/// The name `--numerics` gives `n`.
+pub fn numerics_name(n: Numerics) -> &'static str {
+    match n {
+        Numerics::LlamaCpp => "llamacpp",
+        Numerics::F32 => "f32",
+    }
+}
+
 fn numerics() -> Option<Numerics> {
     NUMERICS.get().copied().flatten().map(|c| match c {
         NumericsChoice::Llamacpp => Numerics::LlamaCpp,

@@ -217,3 +217,35 @@ fn special_ids_outside_the_vocabulary_are_warnings() {
         "{stderr}"
     );
 }
+
+/// `--numerics`: a quantized file runs under llama.cpp's numerics unless told otherwise, and the
+/// two give different logits (the activations quantized or not); an F32 file runs in f32; a
+/// value that is not a numerics is refused with exit 2.
+#[test]
+fn numerics_default_to_llama_cpp_for_quantized_files() {
+    let file = |t: &str| {
+        fixtures()
+            .join(format!("llama/model-{t}.gguf"))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let run = |path: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["run", path, "--prompt", "The Eiffel Tower", "--json"];
+        args.extend_from_slice(extra);
+        let out = outcome(&args).unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let top_logit =
+        |doc: &serde_json::Value| doc["positions"][0]["top"][0]["logit"].as_f64().unwrap();
+    let quantized = file("Q8_0");
+    let default = run(&quantized, &[]);
+    let llamacpp = run(&quantized, &["--numerics", "llamacpp"]);
+    let f32 = run(&quantized, &["--numerics", "f32"]);
+    assert_eq!(default["numerics"], "llamacpp");
+    assert_eq!(f32["numerics"], "f32");
+    assert_eq!(default["positions"], llamacpp["positions"]);
+    assert!((top_logit(&default) - top_logit(&f32)).abs() > 1e-4);
+    assert_eq!(run(&file("F32"), &[])["numerics"], "f32");
+    let out = glassbox(&["run", &quantized, "--prompt", "x", "--numerics", "int4"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -98,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let doc = serde_json::json!({
             "model": args.model.display().to_string(),
             "architecture": model.info().architecture,
+            "numerics": crate::model_cli::numerics_name(model.numerics),
             "input_ids": ids,
             "positions": out,
         });
@@ -105,10 +106,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} ({}), {} tokens",
+        "{} ({}), {} tokens{}",
         args.model.display(),
         model.info().architecture,
-        ids.len()
+        ids.len(),
+        match model.numerics {
+            glassbox_models::Numerics::LlamaCpp => ", llama.cpp's numerics",
+            glassbox_models::Numerics::F32 => "",
+        }
     );
     for pos in &out {
         println!(
