@@ -180,6 +180,7 @@ pub(crate) struct Super {
 
 /// The 6-bit scale and min `j` (0..8) of Q4_K / Q5_K's packed 12 bytes (ggml's
 /// `get_scale_min_k4`).
+#[inline(always)]
 fn scale_min_k4(j: usize, q: &[u8]) -> (i32, i32) {
     if j < 4 {
         ((q[j] & 63) as i32, (q[j + 4] & 63) as i32)
@@ -189,6 +190,21 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (i32, i32) {
             ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as i32,
         )
     }
+}
+
+/// Q4_K / Q5_K's packed 12 bytes as a scale and a min per group of 16 (each pair of groups
+/// shares its 32-element sub-block's).
+#[inline(always)]
+pub(crate) fn q4_k_scales(sc: &[u8]) -> ([i32; 16], [i32; 16]) {
+    let (mut scale, mut min) = ([0; 16], [0; 16]);
+    for j in 0..8 {
+        let (s, m) = scale_min_k4(j, sc);
+        scale[2 * j] = s;
+        scale[2 * j + 1] = s;
+        min[2 * j] = m;
+        min[2 * j + 1] = m;
+    }
+    (scale, min)
 }
 
 /// Decodes one super-block of a K-quant (`block.len() == format.block_bytes()`).
@@ -255,14 +271,7 @@ pub(crate) fn decode_super(format: BlockFormat, block: &[u8]) -> Super {
             // d | dmin | scales[12] | (qh[32] for Q5_K) | qs[128]
             s.d = f16_at(block, 0);
             s.dmin = f16_at(block, 2);
-            let sc = &block[4..16];
-            for j in 0..8 {
-                let (scale, min) = scale_min_k4(j, sc);
-                s.scale[2 * j] = scale;
-                s.scale[2 * j + 1] = scale;
-                s.min[2 * j] = min;
-                s.min[2 * j + 1] = min;
-            }
+            (s.scale, s.min) = q4_k_scales(&block[4..16]);
             let (qh, qs) = if format == BlockFormat::Q5K {
                 (Some(&block[16..48]), &block[48..176])
             } else {

@@ -247,8 +247,16 @@ unsafe fn rows_on(isa: Isa, r: &Rows, j0: usize, j1: usize) {
             }
             Acts::Q8K(a) => {
                 let a = &a[i * per_row..(i + 1) * per_row];
-                for (v, row) in values.iter_mut().zip(&rows) {
-                    *v = dot_super_on(isa, r.w.format, row, a);
+                match (isa, r.w.format) {
+                    #[cfg(target_arch = "x86_64")]
+                    (Isa::Avx2 | Isa::Avx512, BlockFormat::Q4K | BlockFormat::Q6K) => unsafe {
+                        x86::rows_k(r.w.format, &rows, a, &mut values)
+                    },
+                    _ => {
+                        for (v, row) in values.iter_mut().zip(&rows) {
+                            *v = dot_super_on(isa, r.w.format, row, a);
+                        }
+                    }
                 }
             }
         }

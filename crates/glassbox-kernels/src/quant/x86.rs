@@ -1,10 +1,12 @@
-//! AVX2 integer dot products for the formats decoding is most often bound by (Q8_0, Q4_0 and
-//! their Q8_0 activations), in [`super::dot::dot_lanes`]' order: the integer sums are exact and
-//! the float operations the portable path's, one for one, so the bits are the same.
+//! AVX2 integer dot products for the formats people run most: Q8_0 and Q4_0 (Q8_0 activations,
+//! in [`super::dot::dot_lanes`]' order) and Q4_K and Q6_K (Q8_K activations, in
+//! [`super::dot::dot_super`]'s). The integer sums are exact and the float operations the
+//! portable path's, one for one, so the bits are the same.
 
 use std::arch::x86_64::*;
 
-use super::activations::Q8Block;
+use super::activations::{Q8Block, Q8KBlock};
+use super::blocks::BlockFormat;
 
 /// The f16 at `p` (little-endian), widened exactly.
 #[inline(always)]
@@ -119,4 +121,126 @@ pub(crate) unsafe fn rows_q4_0(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]
         },
         out,
     )
+}
+
+/// Σ of the 8 i32 lanes (exact: integers).
+#[inline(always)]
+unsafe fn sum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Two groups of 16 elements with their own i16 multipliers: `[a; 8]` for the low 128 bits,
+/// `[b; 8]` for the high.
+#[inline(always)]
+unsafe fn halves_epi16(a: i32, b: i32) -> __m256i {
+    _mm256_set_m128i(_mm_set1_epi16(b as i16), _mm_set1_epi16(a as i16))
+}
+
+/// A Q4_K super-block's `Σ scale·Σ q·x` (its 6-bit scales from `scales`) against a Q8_K block,
+/// exactly: [`super::dot::dot_super`]'s integer sum.
+#[inline(always)]
+unsafe fn q4_k_isum(qs: *const u8, scales: &[i32; 16], x: &Q8KBlock) -> i32 {
+    let low = _mm256_set1_epi8(0x0F);
+    let mut acc = _mm256_setzero_si256();
+    for j in 0..4 {
+        let q = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+        let lo = _mm256_and_si256(q, low);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low);
+        let x_lo = _mm256_loadu_si256(x.q.as_ptr().add(64 * j) as *const __m256i);
+        let x_hi = _mm256_loadu_si256(x.q.as_ptr().add(64 * j + 32) as *const __m256i);
+        let s_lo = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(lo, x_lo),
+            _mm256_set1_epi16(scales[4 * j] as i16),
+        );
+        let s_hi = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(hi, x_hi),
+            _mm256_set1_epi16(scales[4 * j + 2] as i16),
+        );
+        acc = _mm256_add_epi32(acc, _mm256_add_epi32(s_lo, s_hi));
+    }
+    sum_i32(acc)
+}
+
+/// A Q6_K super-block's `Σ scale·Σ (u − 32)·x` against a Q8_K block, exactly: the 6-bit values
+/// `u` are unsigned, so `Σ u·x` comes from `maddubs` and `32·Σx` from the block's sums of 16.
+#[inline(always)]
+unsafe fn q6_k_isum(block: *const u8, x: &Q8KBlock) -> i32 {
+    let (ql, qh, sc) = (block, block.add(128), block.add(192) as *const i8);
+    let low = _mm256_set1_epi8(0x0F);
+    let three = _mm256_set1_epi8(3);
+    let mut acc = _mm256_setzero_si256();
+    for n in 0..2 {
+        let l0 = _mm256_loadu_si256(ql.add(64 * n) as *const __m256i);
+        let l1 = _mm256_loadu_si256(ql.add(64 * n + 32) as *const __m256i);
+        let h = _mm256_loadu_si256(qh.add(32 * n) as *const __m256i);
+        // The four quarters of 32: low nibbles of l0 / l1, high nibbles of l0 / l1, each with two
+        // bits of h (bits 0–1, 2–3, 4–5, 6–7) on top.
+        let high = |shift: i32| {
+            let bits = match shift {
+                0 => h,
+                2 => _mm256_srli_epi16::<2>(h),
+                4 => _mm256_srli_epi16::<4>(h),
+                _ => _mm256_srli_epi16::<6>(h),
+            };
+            _mm256_slli_epi16::<4>(_mm256_and_si256(bits, three))
+        };
+        let quarters = [
+            _mm256_or_si256(_mm256_and_si256(l0, low), high(0)),
+            _mm256_or_si256(_mm256_and_si256(l1, low), high(2)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l0), low), high(4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l1), low), high(6)),
+        ];
+        for (quarter, u) in quarters.into_iter().enumerate() {
+            let at = 128 * n + 32 * quarter;
+            let g = at / 16;
+            let xq = _mm256_loadu_si256(x.q.as_ptr().add(at) as *const __m256i);
+            let scales = halves_epi16(*sc.add(g) as i32, *sc.add(g + 1) as i32);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, xq), scales));
+        }
+    }
+    let mut offset = 0i32;
+    for g in 0..16 {
+        offset += *sc.add(g) as i32 * x.bsums[g];
+    }
+    sum_i32(acc) - 32 * offset
+}
+
+/// K-quant weight rows (Q4_K, Q6_K) against one Q8_K activation row: [`super::dot::dot_super`]'s
+/// value for each, its integer sums computed with AVX2.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rows_k(
+    format: BlockFormat,
+    rows: &[&[u8]],
+    acts: &[Q8KBlock],
+    out: &mut [f32],
+) {
+    let bytes = format.block_bytes();
+    for (row, o) in rows.iter().zip(out.iter_mut()) {
+        let (mut acc, mut offsets) = (0f32, 0f32);
+        for (b, x) in acts.iter().enumerate() {
+            let block = row.as_ptr().add(b * bytes);
+            _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(PREFETCH_BYTES) as *const i8);
+            match format {
+                BlockFormat::Q4K => {
+                    let (scales, mins) =
+                        super::blocks::q4_k_scales(std::slice::from_raw_parts(block.add(4), 12));
+                    let isum = q4_k_isum(block.add(16), &scales, x);
+                    let mut m = 0i32;
+                    for g in 0..16 {
+                        m += x.bsums[g] * mins[g];
+                    }
+                    acc = (f16_at(block) * x.d).mul_add(isum as f32, acc);
+                    offsets = (f16_at(block.add(2)) * x.d).mul_add(m as f32, offsets);
+                }
+                _ => {
+                    let isum = q6_k_isum(block, x);
+                    acc = (f16_at(block.add(208)) * x.d).mul_add(isum as f32, acc);
+                }
+            }
+        }
+        *o = acc - offsets;
+    }
 }
