@@ -238,6 +238,10 @@ unsafe fn rows_on(isa: Isa, r: &Rows, j0: usize, j1: usize) {
                     (Isa::Avx2 | Isa::Avx512, BlockFormat::Q4_0) => unsafe {
                         x86::rows_q4_0(&rows, a, &mut values)
                     },
+                    #[cfg(target_arch = "x86_64")]
+                    (Isa::Avx2 | Isa::Avx512, BlockFormat::Q5_0) => unsafe {
+                        x86::rows_q5_0(&rows, a, &mut values)
+                    },
                     _ => {
                         for (v, row) in values.iter_mut().zip(&rows) {
                             *v = dot_small_on(isa, r.w.format, row, a);

@@ -1,5 +1,6 @@
 //! AVX2 integer dot products for the formats people run most: Q8_0 and Q4_0 (Q8_0 activations,
-//! in [`super::dot::dot_lanes`]' order) and Q4_K and Q6_K (Q8_K activations, in
+//! in [`super::dot::dot_lanes`]' order), Q5_0 (Q4_K_M's type for rows that are not whole
+//! super-blocks, in [`super::dot::dot_small`]'s) and Q4_K and Q6_K (Q8_K activations, in
 //! [`super::dot::dot_super`]'s). The integer sums are exact and the float operations the
 //! portable path's, one for one, so the bits are the same.
 
@@ -228,10 +229,7 @@ pub(crate) unsafe fn rows_k(
                     let (scales, mins) =
                         super::blocks::q4_k_scales(std::slice::from_raw_parts(block.add(4), 12));
                     let isum = q4_k_isum(block.add(16), &scales, x);
-                    let mut m = 0i32;
-                    for g in 0..16 {
-                        m += x.bsums[g] * mins[g];
-                    }
+                    let m: i32 = x.bsums.iter().zip(&mins).map(|(s, m)| s * m).sum();
                     acc = (f16_at(block) * x.d).mul_add(isum as f32, acc);
                     offsets = (f16_at(block.add(2)) * x.d).mul_add(m as f32, offsets);
                 }
@@ -242,5 +240,50 @@ pub(crate) unsafe fn rows_k(
             }
         }
         *o = acc - offsets;
+    }
+}
+
+/// Byte j all ones where bit j of `bits` is set (ggml's trick: spread the four bytes, keep one
+/// bit per byte, compare).
+#[inline(always)]
+unsafe fn bytes_from_bits(bits: u32) -> __m256i {
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_setr_epi64x(
+            0,
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0303_0303_0303_0303,
+        ),
+    );
+    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1))
+}
+
+/// Q5_0 weight rows against Q8_0 activations: [`super::dot::dot_small`]'s value, the block's
+/// integer sum `Σ (q − 16)·x` exact (`q` the nibble with its fifth bit from `qh`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rows_q5_0(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]) {
+    let low = _mm_set1_epi8(0x0F);
+    for (row, o) in rows.iter().zip(out.iter_mut()) {
+        let mut acc = 0f32;
+        for (b, x) in acts.iter().enumerate() {
+            let block = row.as_ptr().add(b * 22);
+            _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(PREFETCH_BYTES) as *const i8);
+            let qh =
+                u32::from_le_bytes([*block.add(2), *block.add(3), *block.add(4), *block.add(5)]);
+            let bytes = _mm_loadu_si128(block.add(6) as *const __m128i);
+            let nibbles = _mm256_set_m128i(
+                _mm_and_si128(_mm_srli_epi16::<4>(bytes), low),
+                _mm_and_si128(bytes, low),
+            );
+            let fifth = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
+            let values = _mm256_sub_epi8(_mm256_or_si256(nibbles, fifth), _mm256_set1_epi8(16));
+            let xq = _mm256_loadu_si256(x.q.as_ptr() as *const __m256i);
+            let isum = sum_i32(lane_sums(values, xq));
+            acc = (f16_at(block) * x.d).mul_add(isum as f32, acc);
+        }
+        // dot_small adds the (absent) offsets: the same `+ 0.0`.
+        *o = acc + 0.0;
     }
 }
