@@ -46,6 +46,8 @@ pub(crate) fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String
     let all: Vec<Vec<String>> = vec![
         vec!["inspect", dir, "--json"],
         vec!["run", dir, "--prompt", prompt, "--json"],
+        // The other numerics (a GGUF's quantized products widened instead of quantized).
+        vec!["run", dir, "--prompt", prompt, "--numerics", "f32", "--json"],
         vec!["generate", dir, "--prompt", "The", "--max-tokens", "3"],
         vec![
             "trace",
