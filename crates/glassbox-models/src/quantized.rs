@@ -163,8 +163,11 @@ pub struct HubSource {
 
 /// Hub row `j` of a Q or K projection is stored row `map[j]`: llama.cpp's converter stores a
 /// head's rows as `[half, 2]` where the Hub has `[2, half]` (see `gguf_names::unpermute_qk`).
+/// `None` when the rows do not split into `heads` heads of even size (a head count read from
+/// the file may be anything: the backend then reports it).
 fn unpermute_rows(rows: usize, heads: usize) -> Option<Vec<u32>> {
-    if heads == 0 || !rows.is_multiple_of(2 * heads) || rows > u32::MAX as usize {
+    let pair = heads.checked_mul(2)?;
+    if heads == 0 || !rows.is_multiple_of(pair) || rows > u32::MAX as usize {
         return None;
     }
     let head_dim = rows / heads;
@@ -503,5 +506,21 @@ impl CustomOp1 for QuantMatMul {
         // passes gradients straight through): grad·W.
         let w = self.w.tensor()?;
         Ok(Some(crate::kernel_ops::matmul(&grad.contiguous()?, &w)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row map is llama.cpp's inverse permutation, and a head count that cannot split the
+    /// rows (zero, odd halves, or one so large that twice it overflows) gives none.
+    #[test]
+    fn row_maps_undo_the_converters_permutation_or_refuse() {
+        // 2 heads of 4 rows: GGUF row h·4 + 2j + i holds Hub row h·4 + 2i + j.
+        assert_eq!(unpermute_rows(8, 2).unwrap(), vec![0, 2, 1, 3, 4, 6, 5, 7]);
+        assert_eq!(unpermute_rows(8, 0), None);
+        assert_eq!(unpermute_rows(6, 2), None);
+        assert_eq!(unpermute_rows(8, usize::MAX), None);
     }
 }

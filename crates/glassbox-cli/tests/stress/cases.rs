@@ -47,7 +47,15 @@ pub(crate) fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String
         vec!["inspect", dir, "--json"],
         vec!["run", dir, "--prompt", prompt, "--json"],
         // The other numerics (a GGUF's quantized products widened instead of quantized).
-        vec!["run", dir, "--prompt", prompt, "--numerics", "f32", "--json"],
+        vec![
+            "run",
+            dir,
+            "--prompt",
+            prompt,
+            "--numerics",
+            "f32",
+            "--json",
+        ],
         vec!["generate", dir, "--prompt", "The", "--max-tokens", "3"],
         vec![
             "trace",
