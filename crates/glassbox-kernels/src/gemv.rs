@@ -29,14 +29,15 @@ const COLUMNS_PER_TASK: usize = 256;
 /// Rows of B that [`chain_block`] reads across its whole column range before moving on.
 const CHAIN_ROWS: usize = 8;
 
+/// An output buffer threads write disjoint parts of.
 #[derive(Clone, Copy)]
-struct Out(*mut f32);
+pub(crate) struct Out(pub(crate) *mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 impl Out {
     /// The pointer (a method, so closures capture the whole Send + Sync wrapper rather than
     /// its raw pointer field).
-    fn ptr(&self) -> *mut f32 {
+    pub(crate) fn ptr(&self) -> *mut f32 {
         self.0
     }
 }

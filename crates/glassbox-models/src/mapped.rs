@@ -62,12 +62,7 @@ pub fn find(vb: &VarBuilder, name: &str, shape: &[usize]) -> Option<MappedWeight
         return None;
     }
     let checkpoint = SOURCE.with(|s| s.borrow().clone())?;
-    let prefix = vb.prefix();
-    let path = if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    };
+    let path = full_name(vb, name);
     let info = checkpoint.info(&path)?;
     let dtype = match info.dtype {
         glassbox_formats::DType::F32 => DType::F32,
@@ -93,6 +88,16 @@ pub fn find(vb: &VarBuilder, name: &str, shape: &[usize]) -> Option<MappedWeight
         shape: shape.to_vec(),
         copy: OnceLock::new(),
     })
+}
+
+/// `name` under `vb`'s prefix, as the checkpoint names it.
+pub(crate) fn full_name(vb: &VarBuilder, name: &str) -> String {
+    let prefix = vb.prefix();
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
 }
 
 /// One tensor of a memory-mapped checkpoint, checked by [`find`] to be readable in place.

@@ -224,12 +224,7 @@ pub fn find(
         return None;
     }
     let source = SOURCE.with(|s| s.borrow().clone())?;
-    let prefix = vb.prefix();
-    let path = if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    };
+    let path = crate::mapped::full_name(vb, name);
     let stored = source.tensors.get(&path)?.clone();
     let hub_shape = if stored.transposed {
         if !may_transpose {

@@ -25,6 +25,7 @@ use rayon::prelude::*;
 
 pub use blocks::{dequantize_row, BlockFormat, QK_K};
 
+use crate::gemv::Out;
 use crate::simd::{isa_entry, Simd};
 use crate::{gemm, Isa, MatRef};
 use activations::{quantize_q8, quantize_q8k, Q8Block, Q8KBlock};
@@ -102,16 +103,6 @@ impl<'a> QuantMatrix<'a> {
 enum Acts {
     Q8(Vec<Q8Block>),
     Q8K(Vec<Q8KBlock>),
-}
-
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-impl Out {
-    fn ptr(&self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Output rows (weight rows) are split among threads in multiples of this many.
