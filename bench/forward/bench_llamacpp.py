@@ -23,6 +23,8 @@ import glob, json, os, resource, shutil, statistics, subprocess, sys, tarfile, t
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CONVERT_DIR = os.path.join(ROOT, "bench", "out", "llama.cpp-convert")
+TOOLS_SRC = os.path.join(ROOT, "bench", "out", "llama.cpp-src")
+TOOLS_BUILD = os.path.join(ROOT, "bench", "out", "llama.cpp-build")
 TOKENIZER = os.path.join(ROOT, "tests", "fixtures", "parity", "gpt2", "tokenizer.json")
 
 
@@ -49,6 +51,43 @@ def converter():
             raise SystemExit(f"{sdist}: no vendor/llama.cpp/convert_hf_to_gguf.py")
         os.replace(CONVERT_DIR + ".tmp", CONVERT_DIR)
     return CONVERT_DIR
+
+
+def _sdist():
+    """Downloads the installed llama-cpp-python version's source distribution into a temp dir."""
+    from importlib.metadata import version
+    tmp = tempfile.mkdtemp()
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-binary", "llama-cpp-python", f"llama-cpp-python=={version('llama_cpp_python')}", "-d", tmp],
+                   check=True)
+    return tmp, glob.glob(os.path.join(tmp, "llama_cpp_python-*.tar.gz"))[0]
+
+
+def llama_tools():
+    """The directory holding llama.cpp's own `llama-imatrix` and `llama-quantize`, built (once, CPU,
+    Release) from the llama.cpp vendored in the installed llama-cpp-python's sdist, so that the
+    tools are the same llama.cpp as the Python binding."""
+    bindir = os.path.join(TOOLS_BUILD, "bin")
+    if all(os.path.exists(os.path.join(bindir, t)) for t in ("llama-imatrix", "llama-quantize")):
+        return bindir
+    if not os.path.exists(os.path.join(TOOLS_SRC, "CMakeLists.txt")):
+        tmp, sdist = _sdist()
+        prefix = f"{os.path.basename(sdist)[:-len('.tar.gz')]}/vendor/llama.cpp/"
+        with tarfile.open(sdist) as tar:
+            for m in tar.getmembers():
+                if m.name.startswith(prefix) and (m.isfile() or m.isdir()):
+                    m.name = m.name[len(prefix):]
+                    if m.name:
+                        tar.extract(m, TOOLS_SRC + ".tmp", filter="data")
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.replace(TOOLS_SRC + ".tmp", TOOLS_SRC)
+    cmake = shutil.which("cmake") or os.path.join(os.path.dirname(sys.executable), "cmake")
+    subprocess.run([cmake, "-S", TOOLS_SRC, "-B", TOOLS_BUILD, "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
+                    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([cmake, "--build", TOOLS_BUILD, "-j", str(os.cpu_count() or 2), "--target", "llama-imatrix",
+                    "llama-quantize"], check=True, stdout=subprocess.DEVNULL)
+    return bindir
 
 
 # Runs convert_hf_to_gguf.main() with the pre-tokenizer check answered "gpt-2" (see above).

@@ -40,6 +40,8 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Per-tensor differences between two checkpoints (any formats).
     Diff(cmd::diff::Args),
+    /// Quantize a model to a GGUF file as llama.cpp's llama-quantize does (q8_0 … q6_k).
+    Quantize(cmd::quantize::Args),
     /// The top next tokens at each position.
     Run(cmd::run::Args),
     /// Sample a continuation with a KV cache, streaming tokens.
@@ -145,6 +147,7 @@ fn main() {
     let result = on_kernel_threads(|| match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Diff(a) => cmd::diff::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Trace(a) => cmd::trace::run(a),

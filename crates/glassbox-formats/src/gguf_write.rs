@@ -4,11 +4,13 @@
 //! `direction.{layer}` per layer) and by tests that build tiny GGUF models. Shapes are given
 //! row-major (PyTorch order) and written innermost-first, the mirror of the reader. The file
 //! is written to a temporary name beside the target and renamed into place, so a failed
-//! write never leaves a half-written GGUF behind.
+//! write never leaves a half-written GGUF behind. [`write_gguf`] streams a file whose tensors
+//! are made one at a time (quantizing a model larger than memory).
 
 use std::io::Write;
 use std::path::Path;
 
+use glassbox_kernels::quant::{encode, BlockFormat};
 use half::{bf16, f16};
 
 use crate::dtype::element_count;
@@ -45,14 +47,6 @@ impl GgufWriter {
             None => self.metadata.push((key.to_string(), value)),
         }
         self
-    }
-
-    fn alignment(&self) -> Result<u64> {
-        match self.metadata.iter().find(|(k, _)| k == "general.alignment") {
-            None => Ok(DEFAULT_ALIGNMENT),
-            Some((_, GgufValue::U32(a))) if *a > 0 && a.is_power_of_two() => Ok(*a as u64),
-            Some(_) => Err(err("`general.alignment` must be a u32 power of two")),
-        }
     }
 
     /// Adds a tensor from bytes already in `dtype`'s on-disk layout (any type the reader
@@ -119,8 +113,7 @@ impl GgufWriter {
         self.add_raw(name, shape, DType::BF16, data)
     }
 
-    /// Quantizes to Q8_0 as ggml's reference does: per block of 32, scale d = max|x| / 127
-    /// (stored as f16), values round(x / d) as i8.
+    /// Quantizes to Q8_0 as llama.cpp's quantizer does (the kernels' encoder).
     pub fn add_q8_0(&mut self, name: &str, shape: &[usize], values: &[f32]) -> Result<&mut Self> {
         if !values.len().is_multiple_of(32) {
             return Err(err(format!(
@@ -128,79 +121,176 @@ impl GgufWriter {
                 values.len()
             )));
         }
-        let mut data = Vec::with_capacity(values.len() / 32 * 34);
-        for block in values.chunks_exact(32) {
-            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let inv = if d != 0.0 { 1.0 / d } else { 0.0 };
-            data.extend_from_slice(&f16::from_f32(d).to_le_bytes());
-            data.extend(block.iter().map(|&v| (v * inv).round() as i8 as u8));
-        }
+        let mut data = vec![0u8; values.len() / 32 * 34];
+        encode::quantize_row(BlockFormat::Q8_0, values, None, &mut data);
         self.add_raw(name, shape, DType::Q8_0, data)
     }
 
     /// The whole file as bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.write_to(&mut out).map_err(|e| err(e.to_string()))?;
+        self.stream(&mut out)?;
         Ok(out)
     }
 
     /// Writes the file to `path` via a temporary file renamed into place.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let bytes = self.to_bytes()?;
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-        let result = std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(&bytes).and_then(|_| f.sync_all()))
-            .and_then(|_| std::fs::rename(&tmp, path));
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(FormatError::io(path, e));
-        }
-        Ok(())
+        write_atomically(path, |out| self.stream(out))
     }
 
-    fn write_to(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
-        let alignment = self
-            .alignment()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        out.extend_from_slice(GGUF_MAGIC);
-        out.extend_from_slice(&3u32.to_le_bytes());
-        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
-        for (key, value) in &self.metadata {
-            write_str(out, key);
-            out.extend_from_slice(&(value.value_type() as u32).to_le_bytes());
-            write_value(out, value);
+    fn entries(&self) -> Vec<TensorEntry> {
+        let entry = |t: &PendingTensor| TensorEntry {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            dtype: t.dtype,
+        };
+        self.tensors.iter().map(entry).collect()
+    }
+
+    fn stream(&self, out: &mut dyn Write) -> Result<()> {
+        write_gguf(&self.metadata, &self.entries(), out, |i, out| {
+            out.write_all(&self.tensors[i].data)
+                .map_err(|e| err(e.to_string()))
+        })
+    }
+}
+
+/// A tensor's entry in a GGUF being written; its bytes come later, in entry order.
+#[derive(Clone, Debug)]
+pub struct TensorEntry {
+    pub name: String,
+    /// Row-major (PyTorch order).
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+impl TensorEntry {
+    /// Bytes of the tensor's data (None when the shape is not whole blocks or overflows).
+    pub fn bytes(&self) -> Option<u64> {
+        element_count(self.shape.iter().map(|&d| d as u64)).and_then(|n| self.dtype.bytes_for(n))
+    }
+}
+
+/// Writes a GGUF v3 file in one pass: the header (metadata in order, then every entry with
+/// its offset), then each tensor's bytes from `data(i, out)` in entry order, every tensor
+/// aligned (`general.alignment`, else 32) and the file padded to the alignment after the last,
+/// as ggml writes them. `data` must write exactly the entry's size.
+pub fn write_gguf(
+    metadata: &[(String, GgufValue)],
+    entries: &[TensorEntry],
+    out: &mut dyn Write,
+    mut data: impl FnMut(usize, &mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some((_, GgufValue::U32(a))) if *a > 0 && a.is_power_of_two() => *a as u64,
+        Some(_) => return Err(err("`general.alignment` must be a u32 power of two")),
+    };
+    let mut sizes = Vec::with_capacity(entries.len());
+    for t in entries {
+        if ggml_id(t.dtype).is_none() {
+            return Err(err(format!("`{}`: GGUF cannot hold {}", t.name, t.dtype)));
         }
-        let mut offset = 0u64;
-        let mut offsets = Vec::with_capacity(self.tensors.len());
-        for t in &self.tensors {
-            write_str(out, &t.name);
-            out.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
-            for &d in t.shape.iter().rev() {
-                out.extend_from_slice(&(d as u64).to_le_bytes());
-            }
-            let id = ggml_id(t.dtype).unwrap_or(0);
-            out.extend_from_slice(&id.to_le_bytes());
-            out.extend_from_slice(&offset.to_le_bytes());
-            offsets.push(offset);
-            offset = (offset + t.data.len() as u64).div_ceil(alignment) * alignment;
+        if t.shape.len() > MAX_DIMS as usize {
+            return Err(err(format!(
+                "`{}`: {} dims (at most {MAX_DIMS})",
+                t.name,
+                t.shape.len()
+            )));
         }
-        pad(out, alignment);
-        let data_start = out.len() as u64;
-        for (t, &off) in self.tensors.iter().zip(&offsets) {
-            out.resize((data_start + off) as usize, 0);
-            out.extend_from_slice(&t.data);
+        let size = t.bytes().ok_or_else(|| {
+            err(format!(
+                "`{}`: shape {:?} is not whole {} blocks",
+                t.name, t.shape, t.dtype
+            ))
+        })?;
+        sizes.push(size);
+    }
+    let mut head = Vec::new();
+    head.extend_from_slice(GGUF_MAGIC);
+    head.extend_from_slice(&3u32.to_le_bytes());
+    head.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    head.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+    for (key, value) in metadata {
+        write_str(&mut head, key);
+        head.extend_from_slice(&(value.value_type() as u32).to_le_bytes());
+        write_value(&mut head, value);
+    }
+    let mut offset = 0u64;
+    for (t, &size) in entries.iter().zip(&sizes) {
+        write_str(&mut head, &t.name);
+        head.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
+        for &d in t.shape.iter().rev() {
+            head.extend_from_slice(&(d as u64).to_le_bytes());
         }
-        if !self.tensors.is_empty() {
-            pad(out, alignment);
+        let id = ggml_id(t.dtype).unwrap_or(0);
+        head.extend_from_slice(&id.to_le_bytes());
+        head.extend_from_slice(&offset.to_le_bytes());
+        offset = (offset + size).div_ceil(alignment) * alignment;
+    }
+    pad(&mut head, alignment);
+    let io = |e: std::io::Error| err(e.to_string());
+    out.write_all(&head).map_err(io)?;
+    let zeros = vec![0u8; alignment as usize];
+    for (i, &size) in sizes.iter().enumerate() {
+        let mut counted = Counted {
+            inner: &mut *out,
+            written: 0,
+        };
+        data(i, &mut counted)?;
+        if counted.written != size {
+            return Err(err(format!(
+                "`{}`: {} bytes written, the header says {size}",
+                entries[i].name, counted.written
+            )));
         }
-        Ok(())
+        let padding = size.div_ceil(alignment) * alignment - size;
+        out.write_all(&zeros[..padding as usize]).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Writes `path` through a temporary file beside it, renamed into place once complete and
+/// synced: a failed or interrupted write never leaves a half-written file under the name.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let file = std::fs::File::create(&tmp).map_err(|e| FormatError::io(path, e))?;
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+        write(&mut buffered)?;
+        let file = buffered
+            .into_inner()
+            .map_err(|e| FormatError::io(path, e.into_error()))?;
+        file.sync_all().map_err(|e| FormatError::io(path, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| FormatError::io(path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+struct Counted<'a> {
+    inner: &'a mut dyn Write,
+    written: u64,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

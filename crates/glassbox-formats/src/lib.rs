@@ -20,6 +20,7 @@ mod error;
 pub mod fuzzing;
 pub mod gguf;
 pub mod gguf_names;
+pub mod gguf_quantize;
 pub mod gguf_write;
 pub mod hf_config;
 pub mod input;

@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod lens;
 pub mod patch;
 pub mod probe;
+pub mod quantize;
 pub mod reproduce;
 pub mod run;
 pub mod sae;

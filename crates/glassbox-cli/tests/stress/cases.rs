@@ -43,6 +43,7 @@ pub(crate) fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String
     let prompt = "When Mary and John went to the store, John gave a drink to";
     let trace_out = out.join("trace.safetensors");
     let steer_out = out.join("vector.gguf");
+    let quantize_out = out.join("quantized.gguf");
     let all: Vec<Vec<String>> = vec![
         vec!["inspect", dir, "--json"],
         vec!["run", dir, "--prompt", prompt, "--json"],
@@ -116,6 +117,14 @@ pub(crate) fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String
         ],
         vec!["experts", dir, "--prompt", prompt, "--json"],
         vec!["diff", dir, dir, "--json"],
+        vec![
+            "quantize",
+            dir,
+            "--to",
+            "q4_k_m",
+            "--out",
+            quantize_out.to_str().unwrap(),
+        ],
     ]
     .into_iter()
     .map(|v| v.into_iter().map(String::from).collect())

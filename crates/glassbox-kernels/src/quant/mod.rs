@@ -18,6 +18,7 @@
 mod activations;
 mod blocks;
 mod dot;
+pub mod encode;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

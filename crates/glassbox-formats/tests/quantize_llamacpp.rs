@@ -1,0 +1,294 @@
+//! Our block quantizers against llama.cpp's: every quantized tensor of the llama.cpp-made
+//! fixtures (tests/fixtures/llamacpp, quantized by `llama_model_quantize` from the F32 file
+//! beside it) is quantized again here from the F32 file's tensor and compared byte for byte.
+
+use std::path::{Path, PathBuf};
+
+use glassbox_formats::quant::block_format;
+use glassbox_formats::{to_f32, GgufFile};
+use glassbox_kernels::quant::encode::{can_encode, quantize_row};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llamacpp")
+}
+
+#[test]
+fn every_llama_cpp_quantized_tensor_is_reproduced_byte_for_byte() {
+    let mut compared = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    let mut mismatches = Vec::new();
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let dir = entry.unwrap().path();
+        let f32_path = dir.join("model-F32.gguf");
+        if !f32_path.exists() {
+            continue;
+        }
+        let source = GgufFile::open(&f32_path).unwrap();
+        for kind in ["Q8_0", "Q4_0", "Q4_K_M", "Q6_K"] {
+            let path = dir.join(format!("model-{kind}.gguf"));
+            let Ok(made) = GgufFile::open(&path) else {
+                continue;
+            };
+            for info in &made.tensors {
+                let Some(format) = block_format(info.dtype).filter(|&f| can_encode(f)) else {
+                    continue;
+                };
+                let src = source.tensor_info(&info.name).unwrap();
+                let values = to_f32(src.dtype, source.bytes(src)).unwrap();
+                let cols = *info.shape.last().unwrap();
+                let row_bytes = cols / format.block_elements() * format.block_bytes();
+                let mut ours = vec![0u8; values.len() / cols * row_bytes];
+                for (row, out) in values
+                    .chunks_exact(cols)
+                    .zip(ours.chunks_exact_mut(row_bytes))
+                {
+                    quantize_row(format, row, None, out);
+                }
+                let theirs = made.bytes(info);
+                let blocks = ours.len() / format.block_bytes();
+                let same = ours
+                    .chunks_exact(format.block_bytes())
+                    .zip(theirs.chunks_exact(format.block_bytes()))
+                    .filter(|(a, b)| a == b)
+                    .count();
+                let e = compared.entry(format.name().to_string()).or_default();
+                e.0 += same;
+                e.1 += blocks;
+                if same != blocks {
+                    mismatches.push(format!(
+                        "{}/{kind} {} ({}): {} of {blocks} blocks differ",
+                        dir.file_name().unwrap().to_string_lossy(),
+                        info.name,
+                        format.name(),
+                        blocks - same
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!("{compared:?}");
+    assert!(compared.len() >= 4, "formats compared: {compared:?}");
+    assert!(
+        mismatches.is_empty(),
+        "{} tensors differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// Whole files: `glassbox quantize`'s library path from each fixture's F32 file gives
+/// llama.cpp's quantized file byte for byte (metadata, tensor order and types, blocks).
+#[test]
+fn quantized_files_equal_llama_cpps() {
+    use glassbox_formats::gguf_quantize::{plan, quantize, Mixture};
+    let tmp = std::env::temp_dir().join(format!("glassbox-quantize-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let dir = entry.unwrap().path();
+        let Ok(source) = GgufFile::open(&dir.join("model-F32.gguf")) else {
+            continue;
+        };
+        for mixture in [Mixture::Q8_0, Mixture::Q4_0, Mixture::Q4KM, Mixture::Q6K] {
+            let theirs = dir.join(format!("model-{}.gguf", mixture.name()));
+            let Ok(theirs) = std::fs::read(&theirs) else {
+                continue;
+            };
+            let out = tmp.join(format!(
+                "{}-{}.gguf",
+                dir.file_name().unwrap().to_string_lossy(),
+                mixture.name()
+            ));
+            let p = plan(&source, mixture, None).unwrap();
+            quantize(&source, &p, None, &out, |_, _| {}).unwrap();
+            let ours = std::fs::read(&out).unwrap();
+            compared += 1;
+            if ours != theirs {
+                let first = ours.iter().zip(&theirs).position(|(a, b)| a != b);
+                failures.push(format!(
+                    "{} {}: {} vs {} bytes, first difference at {first:?}",
+                    dir.display(),
+                    mixture.name(),
+                    ours.len(),
+                    theirs.len()
+                ));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(compared >= 80, "only {compared} files compared");
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn quantize_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llamacpp-quantize")
+}
+
+/// Quantizes `source` as `glassbox quantize` does and compares with llama.cpp's `expected`;
+/// the importance matrix is labelled as llama-quantize was given it (`imatrix.gguf`).
+fn same_as_llama_cpp(
+    source: &Path,
+    mixture: &str,
+    imatrix: Option<&Path>,
+    expected: &Path,
+) -> Result<(), String> {
+    use glassbox_formats::gguf_quantize::{plan, quantize, ImportanceMatrix, Mixture};
+    let source = GgufFile::open(source).unwrap();
+    let matrix = imatrix.map(|p| ImportanceMatrix::open(p).unwrap());
+    let labelled = matrix.as_ref().map(|m| (m, "imatrix.gguf"));
+    let p = plan(&source, Mixture::parse(mixture).unwrap(), labelled).unwrap();
+    let out = std::env::temp_dir().join(format!(
+        "glassbox-quantize-{}-{}.gguf",
+        std::process::id(),
+        expected.file_name().unwrap().to_string_lossy()
+    ));
+    quantize(&source, &p, matrix.as_ref(), &out, |_, _| {}).unwrap();
+    let ours = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let theirs = std::fs::read(expected).unwrap();
+    if ours == theirs {
+        return Ok(());
+    }
+    // name the first tensor that differs, for the message
+    let made = GgufFile::from_bytes(&out, ours.clone()).map_err(|e| e.to_string())?;
+    let want = GgufFile::open(expected).unwrap();
+    for (a, b) in made.tensors.iter().zip(&want.tensors) {
+        if a.name != b.name || a.dtype != b.dtype || made.bytes(a) != want.bytes(b) {
+            return Err(format!(
+                "{}: first differing tensor {} ({} vs {})",
+                expected.display(),
+                a.name,
+                a.dtype,
+                b.dtype
+            ));
+        }
+    }
+    Err(format!(
+        "{}: headers differ ({} vs {} bytes)",
+        expected.display(),
+        ours.len(),
+        theirs.len()
+    ))
+}
+
+/// K-quant mixtures on rows of 256 (where llama.cpp's per-layer rules choose among Q4_K, Q5_K,
+/// Q6_K) and every quantizer's weighted search under an importance matrix made by
+/// `llama-imatrix`, through `llama-quantize --imatrix`: the whole files are llama.cpp's.
+#[test]
+fn k_quant_mixtures_and_importance_matrices_give_llama_cpps_files() {
+    let deep = quantize_fixtures().join("deep");
+    let source = deep.join("model-F16.gguf");
+    let imatrix = deep.join("imatrix.gguf");
+    let mut failures = Vec::new();
+    let mut check = |r: Result<(), String>| {
+        if let Err(e) = r {
+            failures.push(e)
+        }
+    };
+    check(same_as_llama_cpp(
+        &source,
+        "q5_k_m",
+        None,
+        &deep.join("model-Q5_K_M.gguf"),
+    ));
+    for mixture in ["Q4_0", "Q4_K_M", "Q5_K_M"] {
+        let expected = deep.join(format!("model-{mixture}-imatrix.gguf"));
+        check(same_as_llama_cpp(
+            &source,
+            mixture,
+            Some(&imatrix),
+            &expected,
+        ));
+    }
+    let moe = quantize_fixtures().join("moe");
+    check(same_as_llama_cpp(
+        &fixtures().join("qwen3moe/model-F32.gguf"),
+        "q4_k_m",
+        Some(&moe.join("imatrix.gguf")),
+        &moe.join("model-Q4_K_M-imatrix.gguf"),
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The rules pick what the fixtures need them to pick: several types in one file, and the
+/// importance matrix's Q4_1 for the first eighth of the down projections.
+#[test]
+fn the_deep_fixture_exercises_the_per_layer_rules() {
+    let deep = quantize_fixtures().join("deep");
+    let types = |file: &str| {
+        let f = GgufFile::open(&deep.join(file)).unwrap();
+        f.tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.dtype))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let q5 = types("model-Q5_K_M.gguf");
+    let distinct: std::collections::BTreeSet<_> = q5.values().map(|t| t.name()).collect();
+    assert!(distinct.len() >= 4, "{distinct:?}");
+    assert_ne!(q5["blk.0.attn_v.weight"], q5["blk.1.attn_v.weight"]);
+    let q4 = types("model-Q4_0-imatrix.gguf");
+    assert_eq!(q4["blk.0.ffn_down.weight"], glassbox_formats::DType::Q4_1);
+    assert_eq!(q4["blk.1.ffn_down.weight"], glassbox_formats::DType::Q4_0);
+}
+
+/// The legacy `.dat` importance matrix (llama-imatrix --output-format dat) reads as the same
+/// matrix as the GGUF one from the same run.
+#[test]
+fn legacy_and_gguf_importance_matrices_agree() {
+    use glassbox_formats::gguf_quantize::ImportanceMatrix;
+    let deep = quantize_fixtures().join("deep");
+    let gguf = ImportanceMatrix::open(&deep.join("imatrix.gguf")).unwrap();
+    let dat = ImportanceMatrix::open(&deep.join("imatrix.dat")).unwrap();
+    assert!(
+        gguf.entries.len() >= 8 * 7,
+        "{} entries",
+        gguf.entries.len()
+    );
+    assert_eq!(
+        gguf.entries.keys().collect::<Vec<_>>(),
+        dat.entries.keys().collect::<Vec<_>>()
+    );
+    for (name, a) in &gguf.entries {
+        let b = &dat.entries[name];
+        assert_eq!(a.len(), b.len(), "{name}");
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= 1e-5 * x.abs().max(1e-6),
+                "{name}: {x} vs {y}"
+            );
+        }
+    }
+    assert_eq!(gguf.chunk_count, dat.chunk_count);
+}
+
+#[test]
+fn a_file_that_is_not_an_importance_matrix_is_refused() {
+    use glassbox_formats::gguf_quantize::ImportanceMatrix;
+    // a model GGUF: no imatrix keys
+    let err = ImportanceMatrix::open(&fixtures().join("llama/model-F32.gguf")).unwrap_err();
+    assert!(
+        err.to_string().contains("not an importance matrix"),
+        "{err}"
+    );
+    // random bytes, and a legacy header whose first name runs past the end
+    let dir = std::env::temp_dir().join(format!("glassbox-imatrix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, bytes) in [
+        b"hello world".to_vec(),
+        [1i32.to_le_bytes(), 1000i32.to_le_bytes()].concat(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = dir.join(format!("{i}.dat"));
+        std::fs::write(&p, bytes).unwrap();
+        let err = ImportanceMatrix::open(&p).unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
