@@ -104,6 +104,44 @@ fn quantize_writes_llama_cpps_file_and_describes_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// From a Hub folder: llama.cpp's converter-then-quantizer file, and the summary reads the
+/// folder's own bytes as the source size.
+#[test]
+fn quantize_converts_a_hub_folder() {
+    let dir = scratch("hub");
+    let out = dir.join("llama.gguf");
+    let parity = root().join("tests/fixtures/parity/llama");
+    let run = glassbox(&[
+        "quantize",
+        parity.to_str().unwrap(),
+        "--to",
+        "q8_0",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let expected = root().join("tests/fixtures/llamacpp-quantize/hub/llama/model-Q8_0.gguf");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(expected).unwrap()
+    );
+    let summary: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let weights = std::fs::metadata(parity.join("model.safetensors"))
+        .unwrap()
+        .len();
+    let source = summary["source_bytes"].as_u64().unwrap();
+    assert!(
+        source < weights && source > weights * 9 / 10,
+        "{source} of {weights}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_quantize_input_is_exit_2_and_writes_nothing() {
     let dir = scratch("bad");
@@ -114,6 +152,7 @@ fn bad_quantize_input_is_exit_2_and_writes_nothing() {
     let moe_imatrix = fixtures.join("llamacpp-quantize/moe/imatrix.gguf");
     let out = dir.join("out.gguf");
     let missing = dir.join("missing.gguf");
+    let gpt2 = fixtures.join("parity/gpt2");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![f32.to_str().unwrap(), "--to", "q9"], "not a mixture"),
         (
@@ -144,6 +183,10 @@ fn bad_quantize_input_is_exit_2_and_writes_nothing() {
         (
             vec![missing.to_str().unwrap(), "--to", "q4_0"],
             "missing.gguf",
+        ),
+        (
+            vec![gpt2.to_str().unwrap(), "--to", "q4_0"],
+            "convert_hf_to_gguf.py",
         ),
     ];
     for (args, message) in cases {

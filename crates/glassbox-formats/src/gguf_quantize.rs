@@ -226,6 +226,80 @@ impl ImportanceMatrix {
     }
 }
 
+/// A tensor of a model to quantize, as it will be named and shaped in the GGUF.
+#[derive(Clone, Debug)]
+pub struct SourceTensor {
+    pub name: String,
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+/// A model to quantize: an F32/F16/BF16 GGUF as it is, or a Hub checkpoint seen through
+/// llama.cpp's conversion ([`crate::gguf_convert::HubAsGguf`]).
+pub trait QuantSource: Sync {
+    /// The file or folder, for messages.
+    fn path(&self) -> &Path;
+    /// GGUF metadata in file order.
+    fn metadata(&self) -> &[(String, GgufValue)];
+    fn tensors(&self) -> &[SourceTensor];
+    /// The tensor's bytes as a GGUF stores them in its `dtype`, where they can be copied as
+    /// they are.
+    fn stored(&self, index: usize) -> Option<&[u8]>;
+    /// Rows `first..first + n` of the tensor (rows of its last dimension) as f32.
+    fn rows(&self, index: usize, first: usize, n: usize) -> Result<Vec<f32>>;
+}
+
+/// A GGUF file as its own source.
+pub struct GgufSource<'a> {
+    file: &'a GgufFile,
+    tensors: Vec<SourceTensor>,
+}
+
+impl<'a> GgufSource<'a> {
+    pub fn new(file: &'a GgufFile) -> Self {
+        let tensors = file
+            .tensors
+            .iter()
+            .map(|t| SourceTensor {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                dtype: t.dtype,
+            })
+            .collect();
+        GgufSource { file, tensors }
+    }
+}
+
+impl QuantSource for GgufSource<'_> {
+    fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    fn metadata(&self) -> &[(String, GgufValue)] {
+        self.file.metadata()
+    }
+
+    fn tensors(&self) -> &[SourceTensor] {
+        &self.tensors
+    }
+
+    fn stored(&self, index: usize) -> Option<&[u8]> {
+        Some(self.file.bytes(&self.file.tensors[index]))
+    }
+
+    fn rows(&self, index: usize, first: usize, n: usize) -> Result<Vec<f32>> {
+        let t = &self.file.tensors[index];
+        let cols = t.shape.last().copied().unwrap_or(1);
+        let (block, bytes) = t.dtype.block();
+        let row_bytes = cols / block * bytes;
+        let raw = &self.file.bytes(t)[first * row_bytes..(first + n) * row_bytes];
+        to_f32(t.dtype, raw).ok_or_else(|| {
+            FormatError::invalid(&self.file.path, format!("`{}`: unreadable rows", t.name))
+        })
+    }
+}
+
 /// One tensor of the output and where it comes from.
 #[derive(Clone, Debug)]
 pub struct TensorChoice {
@@ -273,13 +347,20 @@ struct Hparams {
 }
 
 impl Hparams {
-    fn read(file: &GgufFile) -> Result<Self> {
-        let arch = file
-            .architecture()
-            .ok_or_else(|| FormatError::invalid(&file.path, "no general.architecture"))?;
+    fn read(source: &dyn QuantSource) -> Result<Self> {
+        let get = |key: &str| {
+            source
+                .metadata()
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+        };
+        let arch = get("general.architecture")
+            .and_then(GgufValue::as_str)
+            .ok_or_else(|| FormatError::invalid(source.path(), "no general.architecture"))?;
         let key = |k: &str| format!("{arch}.{k}");
         let first = |k: &str| -> Option<u64> {
-            match file.get(&key(k))? {
+            match get(&key(k))? {
                 GgufValue::Array(a) => match a {
                     GgufArray::U32(v) => v.first().map(|&x| x as u64),
                     GgufArray::I32(v) => v.first().map(|&x| x.max(0) as u64),
@@ -289,7 +370,7 @@ impl Hparams {
             }
         };
         let layers = first("block_count")
-            .ok_or_else(|| FormatError::invalid(&file.path, format!("no {arch}.block_count")))?
+            .ok_or_else(|| FormatError::invalid(source.path(), format!("no {arch}.block_count")))?
             as usize;
         let heads = first("attention.head_count").unwrap_or(0);
         let kv_heads = first("attention.head_count_kv").unwrap_or(heads);
@@ -508,19 +589,18 @@ fn llama_cpp_order(a: &str, b: &str) -> std::cmp::Ordering {
     layer(a).cmp(&layer(b)).then_with(|| a.cmp(b))
 }
 
-/// Plans quantizing `source` (an F32/F16/BF16 GGUF) to `mixture`.
+/// Plans quantizing `source` (an F32/F16/BF16 GGUF, or a converted Hub checkpoint) to
+/// `mixture`.
 pub fn plan(
-    source: &GgufFile,
+    source: &dyn QuantSource,
     mixture: Mixture,
     imatrix: Option<(&ImportanceMatrix, &str)>,
 ) -> Result<QuantizePlan> {
     let hp = Hparams::read(source)?;
-    let mut order: Vec<usize> = (0..source.tensors.len()).collect();
-    order.sort_by(|&a, &b| llama_cpp_order(&source.tensors[a].name, &source.tensors[b].name));
-    let categories: Vec<Category> = order
-        .iter()
-        .map(|&i| Category::of(&source.tensors[i].name))
-        .collect();
+    let all = source.tensors();
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.sort_by(|&a, &b| llama_cpp_order(&all[a].name, &all[b].name));
+    let categories: Vec<Category> = order.iter().map(|&i| Category::of(&all[i].name)).collect();
     let rules = Rules {
         mixture,
         hp: &hp,
@@ -532,7 +612,7 @@ pub fn plan(
     let mut tensors = Vec::with_capacity(order.len());
     let mut fallbacks = 0;
     for (&i, &category) in order.iter().zip(&categories) {
-        let t = &source.tensors[i];
+        let t = &all[i];
         let cols = t.shape.last().copied().unwrap_or(1);
         let to = if allows_quantization(&t.name, &t.shape) {
             let chosen = rules.choose(&t.name, cols, category, &mut counters)?;
@@ -544,7 +624,7 @@ pub fn plan(
         };
         if to != t.dtype && !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16) {
             return Err(FormatError::unsupported(
-                &source.path,
+                source.path(),
                 format!(
                     "`{}` is {}: quantize from an F32, F16 or BF16 file",
                     t.name, t.dtype
@@ -553,7 +633,7 @@ pub fn plan(
         }
         if to != t.dtype && t.shape.len() > 3 {
             return Err(FormatError::unsupported(
-                &source.path,
+                source.path(),
                 format!("`{}`: a 4-D weight", t.name),
             ));
         }
@@ -660,7 +740,7 @@ fn truncate(s: &str, max: usize) -> String {
 /// Writes the planned file to `out` (atomically). `progress(done, total)` is called after
 /// each tensor.
 pub fn quantize(
-    source: &GgufFile,
+    source: &dyn QuantSource,
     plan: &QuantizePlan,
     imatrix: Option<&ImportanceMatrix>,
     out: &Path,
@@ -681,16 +761,16 @@ pub fn quantize(
 const SLAB_ELEMENTS: usize = 16 << 20;
 
 fn write_tensor(
-    source: &GgufFile,
+    source: &dyn QuantSource,
     t: &TensorChoice,
     imatrix: Option<&ImportanceMatrix>,
     w: &mut dyn Write,
 ) -> Result<()> {
     let io = |e: std::io::Error| FormatError::Write(format!("`{}`: {e}", t.name));
-    let info = &source.tensors[t.source];
-    let bytes = source.bytes(info);
     if t.from == t.to {
-        return w.write_all(bytes).map_err(io);
+        if let Some(bytes) = source.stored(t.source) {
+            return w.write_all(bytes).map_err(io);
+        }
     }
     let cols = t.shape.last().copied().unwrap_or(1);
     let rows = t.shape.iter().rev().skip(1).product::<usize>();
@@ -707,15 +787,12 @@ fn write_tensor(
         .and_then(|m| m.entries.get(&t.name))
         .filter(|v| v.len() == importance_len(&t.shape))
         .map(Vec::as_slice);
-    let src_elem = t.from.block().1; // F32 / F16 / BF16: one element per block
     let slab_rows = (SLAB_ELEMENTS / cols.max(1)).max(1);
     let out_row = t.to.bytes_for(cols as u64).unwrap_or(0) as usize;
     let mut done = 0;
     while done < rows {
         let n = slab_rows.min(rows - done);
-        let raw = &bytes[done * cols * src_elem..(done + n) * cols * src_elem];
-        let values = to_f32(t.from, raw)
-            .ok_or_else(|| FormatError::Write(format!("`{}`: unreadable rows", t.name)))?;
+        let values = source.rows(t.source, done, n)?;
         let mut encoded = vec![0u8; n * out_row];
         match block_format(t.to) {
             Some(format) => encoded

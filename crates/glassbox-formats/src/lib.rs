@@ -19,6 +19,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gguf;
+pub mod gguf_convert;
 pub mod gguf_names;
 pub mod gguf_quantize;
 pub mod gguf_write;

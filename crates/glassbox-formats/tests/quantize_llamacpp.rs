@@ -79,16 +79,17 @@ fn every_llama_cpp_quantized_tensor_is_reproduced_byte_for_byte() {
 /// llama.cpp's quantized file byte for byte (metadata, tensor order and types, blocks).
 #[test]
 fn quantized_files_equal_llama_cpps() {
-    use glassbox_formats::gguf_quantize::{plan, quantize, Mixture};
+    use glassbox_formats::gguf_quantize::{plan, quantize, GgufSource, Mixture};
     let tmp = std::env::temp_dir().join(format!("glassbox-quantize-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let mut failures = Vec::new();
     let mut compared = 0;
     for entry in std::fs::read_dir(fixtures()).unwrap() {
         let dir = entry.unwrap().path();
-        let Ok(source) = GgufFile::open(&dir.join("model-F32.gguf")) else {
+        let Ok(file) = GgufFile::open(&dir.join("model-F32.gguf")) else {
             continue;
         };
+        let source = GgufSource::new(&file);
         for mixture in [Mixture::Q8_0, Mixture::Q4_0, Mixture::Q4KM, Mixture::Q6K] {
             let theirs = dir.join(format!("model-{}.gguf", mixture.name()));
             let Ok(theirs) = std::fs::read(&theirs) else {
@@ -137,8 +138,9 @@ fn same_as_llama_cpp(
     imatrix: Option<&Path>,
     expected: &Path,
 ) -> Result<(), String> {
-    use glassbox_formats::gguf_quantize::{plan, quantize, ImportanceMatrix, Mixture};
-    let source = GgufFile::open(source).unwrap();
+    use glassbox_formats::gguf_quantize::{plan, quantize, GgufSource, ImportanceMatrix, Mixture};
+    let file = GgufFile::open(source).unwrap();
+    let source = GgufSource::new(&file);
     let matrix = imatrix.map(|p| ImportanceMatrix::open(p).unwrap());
     let labelled = matrix.as_ref().map(|m| (m, "imatrix.gguf"));
     let p = plan(&source, Mixture::parse(mixture).unwrap(), labelled).unwrap();
@@ -291,4 +293,56 @@ fn a_file_that_is_not_an_importance_matrix_is_refused() {
         assert!(err.is_invalid_input(), "{err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Straight from a Hub checkpoint: the committed safetensors checkpoints of
+/// tests/fixtures/parity, seen through our conversion and quantized, give the files llama.cpp's
+/// converter and quantizer made of them (every key but nothing else different: the tensors,
+/// llama.cpp's Q/K row permutation, the tokenizer, the metadata and its order).
+#[test]
+fn hub_checkpoints_quantize_to_llama_cpps_files() {
+    use glassbox_formats::gguf_convert::HubAsGguf;
+    use glassbox_formats::gguf_quantize::{plan, quantize, Mixture};
+    let parity = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity");
+    let mut failures = Vec::new();
+    let mut check = |dir: &Path, mixture: &str, expected: PathBuf| {
+        let source = HubAsGguf::open(dir).unwrap();
+        let p = plan(&source, Mixture::parse(mixture).unwrap(), None).unwrap();
+        let out = std::env::temp_dir().join(format!(
+            "glassbox-hub-{}-{mixture}.gguf",
+            std::process::id()
+        ));
+        quantize(&source, &p, None, &out, |_, _| {}).unwrap();
+        let ours = std::fs::read(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        if ours != std::fs::read(&expected).unwrap() {
+            failures.push(format!("{} from {}", expected.display(), dir.display()));
+        }
+    };
+    for name in ["llama", "qwen2"] {
+        for mixture in ["Q8_0", "Q4_K_M"] {
+            let expected = quantize_fixtures().join(format!("hub/{name}/model-{mixture}.gguf"));
+            check(&parity.join(name), mixture, expected);
+        }
+    }
+    // the reference model (a word-level tokenizer, carried as tokenizer.huggingface.json): the
+    // file llama.cpp ran when the fixtures were made
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/reference");
+    check(
+        &reference,
+        "Q8_0",
+        quantize_fixtures().join("hub/reference/model-Q8_0.gguf"),
+    );
+    assert!(failures.is_empty(), "differ:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn checkpoints_outside_the_converted_families_are_refused_with_the_way_round() {
+    use glassbox_formats::gguf_convert::HubAsGguf;
+    let parity = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity");
+    for name in ["gpt2", "pythia"] {
+        let err = HubAsGguf::open(&parity.join(name)).err().expect("refused");
+        assert!(err.is_invalid_input(), "{err}");
+        assert!(err.to_string().contains("convert_hf_to_gguf.py"), "{err}");
+    }
 }

@@ -592,16 +592,23 @@ pub fn load_checkpoint(checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Hoo
         .ok_or_else(|| ModelError::config(format!("{}: not a GGUF file", path.display())))?;
     let mut warnings = Vec::new();
     let mut config = gguf_config::hub_config(gguf, &checkpoint, &mut warnings)?;
+    // `none`: no llama.cpp vocabulary; a tokenizer llama.cpp has no kind for travels whole as
+    // the GGUF specification's `tokenizer.huggingface.json` (what `glassbox quantize` writes).
     let vocab = match gguf.get("tokenizer.ggml.model") {
-        Some(_) => Some(gguf_tokenizer::GgufVocab::from_gguf(gguf)?),
         None => None,
+        Some(_) if gguf.get_str("tokenizer.ggml.model") == Some("none") => None,
+        Some(_) => Some(gguf_tokenizer::GgufVocab::from_gguf(gguf)?),
     };
-    let tokenizer = match &vocab {
-        Some(v) => Some(Tokenizer::from_hf(
+    let tokenizer = match (&vocab, gguf.get_str("tokenizer.huggingface.json")) {
+        (Some(v), _) => Some(Tokenizer::from_hf(
             gguf_tokenizer::build_tokenizer(v)
                 .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?,
         )),
-        None => None,
+        (None, Some(json)) => Some(Tokenizer::from_json(
+            json,
+            &path.join("tokenizer.huggingface.json"),
+        )?),
+        (None, None) => None,
     };
     let quantized = checkpoint
         .tensors()

@@ -43,9 +43,16 @@ impl Tokenizer {
     pub fn from_file(path: &Path) -> Result<Self> {
         use glassbox_formats::input;
         let text = input::read_text(path, "tokenizer", input::limit::TOKENIZER)?;
+        Self::from_json(&text, path)
+    }
+
+    /// A `tokenizer.json`'s text from elsewhere (a GGUF's `tokenizer.huggingface.json`),
+    /// checked as [`Tokenizer::from_file`] checks a file; `origin` names it in errors.
+    pub fn from_json(text: &str, origin: &Path) -> Result<Self> {
+        let path = origin;
         let bad = |msg: String| ModelError::Tokenizer(format!("{}: {msg}", path.display()));
         let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("malformed JSON: {e}")))?;
+            serde_json::from_str(text).map_err(|e| bad(format!("malformed JSON: {e}")))?;
         validate(&json).map_err(bad)?;
         // From the parsed value: the text is not parsed twice.
         let mut t = guarded(|| serde_json::from_value::<tokenizers::Tokenizer>(json))

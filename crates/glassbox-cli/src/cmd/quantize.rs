@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use glassbox_formats::gguf_quantize::{self, ImportanceMatrix, Mixture};
+use glassbox_formats::gguf_convert::{is_hub_folder, HubAsGguf};
+use glassbox_formats::gguf_quantize::{self, GgufSource, ImportanceMatrix, Mixture, QuantSource};
 use glassbox_formats::GgufFile;
 use serde_json::json;
 
@@ -21,7 +22,8 @@ use crate::invalid;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model: an F32, F16 or BF16 GGUF file.
+    /// The model: an F32, F16 or BF16 GGUF file, or a Hub snapshot folder of a Llama, Mistral,
+    /// Qwen 2 or Qwen 3 model (converted as llama.cpp's convert_hf_to_gguf.py converts it).
     pub model: PathBuf,
     /// The mixture, as llama.cpp names it: q8_0, q4_0, q4_k_m, q5_k_m or q6_k.
     #[arg(long, value_name = "TYPE")]
@@ -58,25 +60,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             return Err(invalid!("--out {}: is the model itself", out.display()));
         }
     }
-    let source = GgufFile::open(&args.model)?;
+    let (file, hub, gguf);
+    let (source, source_bytes): (&dyn QuantSource, u64) = if is_hub_folder(&args.model) {
+        hub = HubAsGguf::open(&args.model)?;
+        let bytes = hub.checkpoint().tensors().iter().map(|t| t.bytes).sum();
+        (&hub, bytes)
+    } else {
+        file = GgufFile::open(&args.model)?;
+        let bytes = file.tensors.iter().map(|t| (t.end - t.start) as u64).sum();
+        gguf = GgufSource::new(&file);
+        (&gguf, bytes)
+    };
     let imatrix = match &args.imatrix {
         Some(path) => Some((ImportanceMatrix::open(path)?, path.display().to_string())),
         None => None,
     };
     let plan = gguf_quantize::plan(
-        &source,
+        source,
         mixture,
         imatrix.as_ref().map(|(m, l)| (m, l.as_str())),
     )?;
 
-    let source_bytes: u64 = source
-        .tensors
-        .iter()
-        .map(|t| (t.end - t.start) as u64)
-        .sum();
     let data_bytes = plan.data_bytes();
     let elements: u64 = source
-        .tensors
+        .tensors()
         .iter()
         .map(|t| t.shape.iter().product::<usize>() as u64)
         .sum();
@@ -90,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(out), false) = (&args.out, args.dry_run) {
         let bar = crate::progress::bar(plan.tensors.len() as u64, "quantizing");
         gguf_quantize::quantize(
-            &source,
+            source,
             &plan,
             imatrix.as_ref().map(|(m, _)| m),
             out,
