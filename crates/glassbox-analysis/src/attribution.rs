@@ -50,6 +50,9 @@ pub enum Component {
     NormBias,
     /// The unembedding bias.
     UnembedBias,
+    /// The final norm and the unembedding together, as a map from the residual stream to
+    /// logits (what [`crate::drift`] compares of them).
+    Unembed,
 }
 
 impl Component {
@@ -67,6 +70,7 @@ impl Component {
             Component::SharedExperts { layer } => format!("L{layer} shared experts"),
             Component::NormBias => "final norm bias".into(),
             Component::UnembedBias => "unembed bias".into(),
+            Component::Unembed => "unembed".into(),
         }
     }
 }

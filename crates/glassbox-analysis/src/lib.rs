@@ -12,7 +12,9 @@
 //! - [`heads`] — previous-token, duplicate-token, induction and first-token head scores;
 //! - [`patching`] — activation patching and gradient-based attribution patching;
 //! - [`ablation`] — zero, mean and resample ablation of heads, MLPs and neurons;
-//! - [`steering`] — control vectors in llama.cpp's GGUF format.
+//! - [`steering`] — control vectors in llama.cpp's GGUF format;
+//! - [`drift`] — what changed between two versions of one model (quantization, fine-tune,
+//!   checkpoints), from the outputs down to heads and features.
 //!
 //! Results are plain serialisable structs; rendering them is the CLI's job. Components and
 //! ablation targets are `#[non_exhaustive]` enums so new kinds (mixture-of-experts experts)
@@ -20,6 +22,7 @@
 
 pub mod ablation;
 pub mod attribution;
+pub mod drift;
 mod error;
 pub mod heads;
 pub mod lens;

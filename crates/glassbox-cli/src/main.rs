@@ -32,6 +32,10 @@ struct Cli {
     /// otherwise).
     #[arg(long, global = true, value_enum)]
     numerics: Option<model_cli::NumericsChoice>,
+    /// A LoRA adapter to apply, unmerged, to the model a command runs: a folder as PEFT saves
+    /// one (adapter_config.json + adapter_model.safetensors), PEFT's own or `finetune`'s.
+    #[arg(long, global = true, value_name = "DIR")]
+    adapter: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -74,6 +78,12 @@ enum Command {
     Audit(cmd::audit::Args),
     /// Train a model from a recipe.
     Train(cmd::train::Args),
+    /// Fine-tune LoRA adapters (PEFT's format) on a model's next-token loss.
+    Finetune(cmd::finetune::Args),
+    /// Merge a LoRA adapter (--adapter) into a model's weights.
+    Merge(cmd::merge::Args),
+    /// What changed between two versions of a model (quantization, fine-tune, checkpoints).
+    Drift(cmd::drift::Args),
     /// Rebuild a fully open release from its recipe and compare.
     Reproduce(cmd::reproduce::Args),
     /// A one-minute tour of the three tiers on the bundled reference model.
@@ -138,6 +148,28 @@ fn main() {
     let cli = Cli::parse();
     render::terminal::set_color_choice(cli.color);
     model_cli::set_numerics(cli.numerics);
+    // Commands that would not apply an adapter (they read weights without running the model,
+    // or train their own) refuse one rather than ignore it.
+    let runs_no_model = match &cli.command {
+        Command::Inspect(_) => Some("inspect"),
+        Command::Diff(_) => Some("diff"),
+        Command::Quantize(_) => Some("quantize"),
+        Command::Audit(_) => Some("audit"),
+        Command::Train(_) => Some("train"),
+        Command::Reproduce(_) => Some("reproduce"),
+        Command::Tour(_) => Some("tour"),
+        Command::Finetune(_) => Some("finetune"),
+        _ => None,
+    };
+    if let (Command::Drift(_), Some(_)) = (&cli.command, &cli.adapter) {
+        eprintln!("error: --adapter: drift opens two models; give the fine-tune's adapter as --b-adapter DIR (glassbox drift BASE BASE --b-adapter DIR)");
+        std::process::exit(2);
+    }
+    if let (Some(name), Some(_)) = (runs_no_model, &cli.adapter) {
+        eprintln!("error: --adapter: `{name}` does not apply an adapter; merge it into the model first (glassbox merge MODEL --adapter DIR --out DIR)");
+        std::process::exit(2);
+    }
+    model_cli::set_adapter(cli.adapter);
     // A forced instruction-set path the CPU cannot run is the user's error, named up front
     // (the kernels would otherwise quietly use the detected path).
     if let Err(err) = glassbox_kernels::isa_from_env() {
@@ -164,6 +196,9 @@ fn main() {
         Command::Sae(a) => cmd::sae::run(a),
         Command::Audit(a) => cmd::audit::run(a),
         Command::Train(a) => cmd::train::run(a),
+        Command::Finetune(a) => cmd::finetune::run(a),
+        Command::Merge(a) => cmd::merge::run(a),
+        Command::Drift(a) => cmd::drift::run(a),
         Command::Reproduce(a) => cmd::reproduce::run(a),
         Command::Tour(a) => cmd::tour::run(a),
     });

@@ -36,6 +36,30 @@ fn numerics() -> Option<Numerics> {
     })
 }
 
+static ADAPTER: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Records the `--adapter` folder, once, at start-up.
+pub fn set_adapter(dir: Option<PathBuf>) {
+    let _ = ADAPTER.set(dir);
+}
+
+/// The `--adapter` folder, if given.
+pub fn adapter_dir() -> Option<&'static Path> {
+    ADAPTER.get().and_then(|d| d.as_deref())
+}
+
+/// Reads the `--adapter` folder (PEFT's format).
+pub fn load_adapter(dir: &Path) -> anyhow::Result<glassbox_formats::peft::LoraAdapter> {
+    if !dir.is_dir() {
+        return Err(crate::invalid!(
+            "--adapter {}: no such folder",
+            dir.display()
+        ));
+    }
+    glassbox_formats::peft::LoraAdapter::open(dir)
+        .with_context(|| format!("reading the adapter {}", dir.display()))
+}
+
 /// Parses `--dtype`.
 pub fn parse_dtype(s: &str) -> anyhow::Result<DType> {
     match s {
@@ -99,17 +123,33 @@ pub fn load_model(path: &Path, dtype: &str, saes: &SaeArgs) -> anyhow::Result<Ho
     Ok(glassbox_features::splice(model, loaded, opts)?)
 }
 
-/// Loads a model with nothing spliced in.
+/// Loads a model with nothing spliced in (the `--adapter` applied, if given).
 pub fn load_plain_model(path: &Path, dtype: &str) -> anyhow::Result<HookedModel> {
+    load_model_with_adapter(path, dtype, adapter_dir())
+}
+
+/// Loads a model with `adapter` (a PEFT folder) applied, unmerged.
+pub fn load_model_with_adapter(
+    path: &Path,
+    dtype: &str,
+    adapter: Option<&Path>,
+) -> anyhow::Result<HookedModel> {
     if !path.exists() {
         return Err(crate::invalid!(
             "{}: no such file or directory",
             path.display()
         ));
     }
+    let lora = match adapter {
+        Some(dir) => Some(glassbox_models::lora::LoraSource::Apply(
+            std::sync::Arc::new(load_adapter(dir)?),
+        )),
+        None => None,
+    };
     let opts = LoadOptions {
         dtype: parse_dtype(dtype)?,
         numerics: numerics(),
+        lora,
         ..LoadOptions::default()
     };
     let model =

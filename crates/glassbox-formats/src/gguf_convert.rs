@@ -447,7 +447,7 @@ fn tokenizer_metadata(
     let Some(path) = ck.tokenizer_path.clone() else {
         return Err(FormatError::invalid(&ck.path, "no tokenizer.json"));
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| FormatError::io(&path, e))?;
+    let text = crate::input::read_text(&path, "tokenizer", crate::input::limit::TOKENIZER)?;
     let json: Value =
         serde_json::from_str(&text).map_err(|e| FormatError::invalid(&path, e.to_string()))?;
     let pre = byte_level_pre(&json);
@@ -536,13 +536,19 @@ fn special_tokens(
     m: &mut Metadata,
 ) {
     let added = json["added_tokens"].as_array().cloned().unwrap_or_default();
-    let tokenizer_config: Value = ck
-        .path
-        .join("tokenizer_config.json")
+    // optional, as for the converter: an unreadable one is ignored, but never read unbounded
+    let config_path = ck.path.join("tokenizer_config.json");
+    let tokenizer_config: Value = config_path
         .exists()
-        .then(|| std::fs::read_to_string(ck.path.join("tokenizer_config.json")).ok())
+        .then(|| {
+            crate::input::read_json(
+                &config_path,
+                "tokenizer config",
+                crate::input::limit::CONFIG,
+            )
+            .ok()
+        })
         .flatten()
-        .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(Value::Null);
     for kind in ["bos", "eos", "unk", "sep", "pad"] {
         let by_content = tokenizer_config

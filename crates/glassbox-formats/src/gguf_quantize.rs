@@ -94,7 +94,9 @@ impl ImportanceMatrix {
     /// Reads `llama-imatrix`'s output: the GGUF format (`<name>.in_sum2` and `<name>.counts`
     /// per weight, normalised by the counts per expert) or the legacy `.dat` format.
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
+        // A few hundred MiB for the largest mixtures of experts.
+        const LIMIT: u64 = 4 << 30;
+        let bytes = crate::input::read_bytes(path, "importance matrix", LIMIT)?;
         if bytes.starts_with(crate::gguf::GGUF_MAGIC) {
             Self::from_gguf(&GgufFile::from_bytes(path, bytes)?)
         } else {

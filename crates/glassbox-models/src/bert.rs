@@ -343,6 +343,7 @@ impl MlmHead {
                 weight: decoder_weight,
                 bias: Some(bias),
                 in_out: false,
+                lora: None,
             },
         })
     }

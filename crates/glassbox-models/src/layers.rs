@@ -103,6 +103,8 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// True when `weight` is [in, out].
     pub in_out: bool,
+    /// A LoRA adapter applied on top (`+ s·(x·Aᵀ)·Bᵀ`), see [`crate::lora`].
+    pub lora: Option<crate::lora::Lora>,
 }
 
 impl Linear {
@@ -118,6 +120,7 @@ impl Linear {
             weight,
             bias,
             in_out: false,
+            lora: crate::lora::find(&vb, in_dim, out_dim).map_err(candle_error)?,
         })
     }
 
@@ -142,18 +145,21 @@ impl Linear {
             weight: embed.weight.clone(),
             bias: None,
             in_out: false,
+            lora: None,
         }
     }
 
     /// A GPT-2 `Conv1D`: `{vb}.weight` [in, out] and `{vb}.bias` [out].
     pub fn load_conv1d(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         let bias = Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?);
+        let lora = crate::lora::find(&vb, in_dim, out_dim).map_err(candle_error)?;
         // A GGUF stores it [out, in] (and may keep it quantized): used as such.
         if let Some(q) = quantized::find(&vb, "weight", &[in_dim, out_dim], true) {
             return Ok(Linear {
                 weight: Weight::Quantized(Arc::new(q)),
                 bias,
                 in_out: false,
+                lora,
             });
         }
         let weight = Weight::load(&vb, &[in_dim, out_dim], "weight", WEIGHT_INIT)?;
@@ -161,16 +167,22 @@ impl Linear {
             weight,
             bias,
             in_out: true,
+            lora,
         })
     }
 
-    /// The weight as [in, out], for reading directions out of it.
+    /// The weight as [in, out], for reading directions out of it: with an adapter, the
+    /// adapted layer's effective weight `W + s·B·A`, so that directions (W_O, W_U) read from
+    /// a model with `--adapter` are the ones its forward pass uses.
     pub fn weight_in_out(&self) -> Result<Tensor> {
         let w = self.weight.tensor()?;
-        if self.in_out {
-            Ok(w)
-        } else {
-            w.t()
+        let w = if self.in_out { w } else { w.t()? };
+        match &self.lora {
+            None => Ok(w),
+            Some(l) => {
+                let delta = (l.b.matmul(&l.a)? * l.scale)?.t()?; // [in, out]
+                w.to_dtype(DType::F32)? + delta.to_dtype(DType::F32)?
+            }
         }
     }
 
@@ -181,6 +193,11 @@ impl Linear {
             _ => candle_core::bail!("linear weight of shape {dims:?}"),
         }
     }
+}
+
+/// A model error met while loading a layer, carried through candle's error type.
+fn candle_error(e: crate::error::ModelError) -> candle_core::Error {
+    candle_core::Error::Msg(e.to_string())
 }
 
 /// The dtype matmuls run in for a weight (its dtype and device).
@@ -219,6 +236,12 @@ impl Module for Linear {
         };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.to_dtype(work)?)?;
+        }
+        if let Some(lora) = &self.lora {
+            // PEFT's order: the low-rank product, scaled, added to the base output
+            let low = ops::matmul(&x2, &lora.a.to_dtype(work)?.t()?)?;
+            let delta = ops::matmul(&low, &lora.b.to_dtype(work)?.t()?)?;
+            y = (y + (delta * lora.scale)?)?;
         }
         let mut out_dims = dims;
         let last = out_dims.len() - 1;

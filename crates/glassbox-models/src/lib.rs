@@ -42,6 +42,7 @@ pub mod layers;
 pub mod linear_attention;
 pub mod llama;
 pub mod llama4;
+pub mod lora;
 pub mod mapped;
 pub mod memory;
 pub mod mixtral;

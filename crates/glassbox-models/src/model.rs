@@ -141,6 +141,8 @@ pub struct LoadOptions {
     /// Whose arithmetic a GGUF model follows where llama.cpp's differs from exact f32; `None`:
     /// llama.cpp's for a file with quantized weights, else f32.
     pub numerics: Option<Numerics>,
+    /// A LoRA adapter to apply (or trainable ones to create) in the linear layers.
+    pub lora: Option<crate::lora::LoraSource>,
 }
 
 /// Whose arithmetic a model loaded from a GGUF file follows.
@@ -162,6 +164,7 @@ impl Default for LoadOptions {
             dtype: DType::F32,
             device: Device::Cpu,
             numerics: None,
+            lora: None,
         }
     }
 }
@@ -271,7 +274,10 @@ impl HookedModel {
         opts: &LoadOptions,
     ) -> Result<Self> {
         let vb = VarBuilder::from_backend(backend, opts.dtype, opts.device.clone());
-        let model = registry::build(&config, vb).map_err(|e| match e {
+        let model = crate::lora::while_building(opts.lora.as_ref(), &opts.device, || {
+            registry::build(&config, vb)
+        })
+        .map_err(|e| match e {
             ModelError::Candle(source_err) => ModelError::Weights {
                 path: source.to_path_buf(),
                 cause: source_err,

@@ -13,6 +13,7 @@
 
 pub mod corpus;
 pub mod eval;
+pub mod finetune;
 pub mod recipe;
 pub mod release;
 pub mod reproduce;

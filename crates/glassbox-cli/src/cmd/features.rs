@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use glassbox_features::dashboard::{self, DashboardOptions, Dashboards};
 
 use crate::model_cli::token_text;
+use crate::render::svg;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -179,13 +180,6 @@ fn figure(d: &Dashboards, text: &dyn Fn(u32) -> String) -> String {
     svg::figure(&panels)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// A self-contained page: one card per feature.
 fn html(d: &Dashboards, text: &dyn Fn(u32) -> String) -> String {
     let mut out = String::from(
@@ -199,7 +193,7 @@ fn html(d: &Dashboards, text: &dyn Fn(u32) -> String) -> String {
     );
     out.push_str(&format!(
         "<h1>Features at {}</h1><p>{} tokens, {} of {} features dead.</p>",
-        escape(&d.hook_name),
+        svg::esc(&d.hook_name),
         d.tokens,
         d.dead_features,
         d.d_sae
@@ -232,7 +226,7 @@ fn html(d: &Dashboards, text: &dyn Fn(u32) -> String) -> String {
                 out.push_str(&format!(
                     "<span class=\"tok{}\" style=\"background:rgba(220,80,40,{alpha:.2})\" title=\"{a:.3}\">{}</span>",
                     if i == c.marked { " mark" } else { "" },
-                    escape(&text(t))
+                    svg::esc(&text(t))
                 ));
             }
             out.push_str("</div>");
@@ -240,7 +234,7 @@ fn html(d: &Dashboards, text: &dyn Fn(u32) -> String) -> String {
         if d.logit_effects {
             let list = |v: &[(u32, f32)]| {
                 v.iter()
-                    .map(|(t, l)| format!("<code>{}</code> {l:+.2}", escape(&text(*t))))
+                    .map(|(t, l)| format!("<code>{}</code> {l:+.2}", svg::esc(&text(*t))))
                     .collect::<Vec<_>>()
                     .join(", ")
             };

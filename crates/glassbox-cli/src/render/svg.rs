@@ -16,7 +16,9 @@ const SERIES: &[&str] = &[
     "#9c755f", "#bab0ac",
 ];
 
-fn esc(s: &str) -> String {
+/// Text made safe inside XML and HTML (elements and attribute values); control characters,
+/// which XML cannot carry, are dropped.
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -44,6 +44,8 @@ pub(crate) fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String
     let trace_out = out.join("trace.safetensors");
     let steer_out = out.join("vector.gguf");
     let quantize_out = out.join("quantized.gguf");
+    let text = root().join("models/reference/data/train_sample.txt");
+    let text = text.to_str().unwrap().to_string();
     let all: Vec<Vec<String>> = vec![
         vec!["inspect", dir, "--json"],
         vec!["run", dir, "--prompt", prompt, "--json"],
@@ -117,6 +119,23 @@ pub(crate) fn model_commands(dir: &str, out: &Path, rng: &mut Rng) -> Vec<String
         ],
         vec!["experts", dir, "--prompt", prompt, "--json"],
         vec!["diff", dir, dir, "--json"],
+        // A damaged model against itself, and against the undamaged parity model.
+        vec![
+            "drift",
+            dir,
+            dir,
+            "--text",
+            &text,
+            "--max-tokens",
+            "24",
+            "--context",
+            "12",
+            "--head-seq-len",
+            "4",
+            "--head-batch",
+            "1",
+            "--json",
+        ],
         vec![
             "quantize",
             dir,
@@ -705,7 +724,43 @@ pub(crate) fn extreme_arguments(dir: &str, rng: &mut Rng) -> (String, Vec<String
     let tokens = tokens.to_str().unwrap();
     let sae = root().join("tests/fixtures/saelens/topk");
     let sae = sae.to_str().unwrap();
-    let args: Vec<&str> = match rng.below(12) {
+    let reference = root().join("models/reference");
+    let reference = reference.to_str().unwrap();
+    let text = root().join("models/reference/data/train_sample.txt");
+    let text = text.to_str().unwrap();
+    let args: Vec<&str> = match rng.below(15) {
+        12 => vec![
+            "drift",
+            reference,
+            reference,
+            "--text",
+            text,
+            "--context",
+            &n,
+            "--json",
+        ],
+        13 => vec![
+            "drift",
+            reference,
+            reference,
+            "--text",
+            text,
+            "--max-tokens",
+            &n,
+            "--json",
+        ],
+        14 => vec![
+            "drift",
+            reference,
+            reference,
+            "--text",
+            text,
+            "--max-tokens",
+            "64",
+            "--head-seq-len",
+            &n,
+            "--json",
+        ],
         6 => vec![
             "features", &gpt2, "--sae", sae, "--tokens", tokens, "--top", &n, "--json",
         ],

@@ -298,6 +298,7 @@ impl StackedExperts {
                 weight: Weight::Tensor(weight.contiguous()?),
                 bias: bias.map(|b| b.contiguous()).transpose()?,
                 in_out: true,
+                lora: None,
             })
         };
         Ok(GatedMlp {
@@ -307,6 +308,7 @@ impl StackedExperts {
                 weight: Weight::Tensor(down.clone()),
                 bias: down_bias,
                 in_out: true,
+                lora: None,
             },
             act: self.act,
             glu: self.glu,

@@ -1,0 +1,772 @@
+//! What changed between two versions of one model: a model and its quantization, a base and
+//! its fine-tune, two checkpoints of one training run.
+//!
+//! Both models read the same token sequences. The report compares them at every level:
+//!
+//! - **outputs** — KL(A‖B) of the next-token distributions, how often their top-1 agrees, and
+//!   each model's perplexity on the sequences;
+//! - **layers** — the residual stream after every block (cosine, relative error) and the
+//!   logit lens read off it by each model's own final norm and unembedding (top-1 agreement,
+//!   KL);
+//! - **components** — every head, attention block, MLP, the embedding and the unembedding,
+//!   measured twice. *End to end*: B's output with B's own inputs, against A's. *Local*: B's
+//!   output when B is fed A's inputs — B runs with every block's `hook_resid_pre` and
+//!   `hook_resid_mid` replaced by A's, so each component sees exactly what it saw in A and
+//!   only its own weights differ. Local change isolates which weights changed the
+//!   computation; end-to-end change also carries what arrived from upstream. Both are the
+//!   root-sum-square of the change of the component's output (in the residual space) over
+//!   every position, divided by that of the residual stream it writes into, so components
+//!   compare on one scale. Components are ranked by local change, largest first;
+//! - **direct logit attribution** — at the last position of every sequence, toward A's
+//!   top prediction there, each component's contribution in A and in B;
+//! - **head roles** — the previous-token, duplicate-token, induction and first-token scores
+//!   of every head in both models (one probe input, one seed);
+//! - **features** — with a feature dictionary (a sparse autoencoder trained on A) at one
+//!   hook: features that fire in A and never in B (died), the reverse (appeared), and those
+//!   whose activations moved most.
+//!
+//! The two models must share their shape (layers, heads, widths, vocabulary): this compares
+//! versions of one model, not two models.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Tensor, D};
+use glassbox_models::{ActivationCache, HookedModel, Hooks, Model, NameFilter};
+use serde::Serialize;
+
+use crate::attribution::{self, Component};
+use crate::error::{AnalysisError, Result};
+use crate::heads::{self, HeadScores};
+
+/// What a run of [`compare`] does besides the token sequences.
+#[derive(Clone, Debug)]
+pub struct DriftOptions {
+    /// Head-role probe: length of the random half of each repeated sequence (0: no probe).
+    pub head_seq_len: usize,
+    /// Head-role probe: sequences in the batch.
+    pub head_batch: usize,
+    /// Seed of the head-role probe's random tokens.
+    pub seed: u64,
+    /// How many features each list of the feature report keeps.
+    pub top_features: usize,
+}
+
+impl Default for DriftOptions {
+    fn default() -> Self {
+        DriftOptions {
+            head_seq_len: 20,
+            head_batch: 4,
+            seed: 0,
+            top_features: 20,
+        }
+    }
+}
+
+/// Maps activations [n, d] to feature activations [n, d_features].
+pub type Encoder<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
+
+/// A feature dictionary read at one hook point of both models (a sparse autoencoder's
+/// encoder).
+pub struct FeatureDictionary<'a> {
+    pub hook: String,
+    pub encode: Encoder<'a>,
+}
+
+/// The whole comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct DriftReport {
+    pub sequences: usize,
+    /// Positions read, over all sequences.
+    pub tokens: usize,
+    pub outputs: OutputDrift,
+    /// One row per block, in order.
+    pub layers: Vec<LayerDrift>,
+    /// Ranked: largest local change first.
+    pub components: Vec<ComponentDrift>,
+    pub head_roles: Option<HeadRoleDrift>,
+    pub features: Option<FeatureDrift>,
+    /// What could not be measured on these models, and why.
+    pub notes: Vec<String>,
+}
+
+/// How the next-token distributions differ.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutputDrift {
+    /// Mean over positions of KL(A‖B) in nats.
+    pub kl_mean: f64,
+    pub kl_max: f64,
+    /// Share of positions where both models' most likely next token is the same.
+    pub top1_agreement: f64,
+    /// Mean cross-entropy of the next token of each sequence (nats), and its exponential.
+    pub cross_entropy_a: f64,
+    pub cross_entropy_b: f64,
+    pub perplexity_a: f64,
+    pub perplexity_b: f64,
+    /// Positions with a next token in the sequence (what the perplexities average).
+    pub predicted_tokens: usize,
+}
+
+/// One block's residual stream after it, and the logit lens read there.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerDrift {
+    pub layer: usize,
+    /// Mean over positions of the cosine between A's and B's `hook_resid_post`.
+    pub resid_cosine: f64,
+    /// ‖B − A‖ / ‖A‖ of `hook_resid_post` over every position.
+    pub resid_relative_error: f64,
+    /// Share of positions where the logit lens of A and of B have the same top token.
+    pub lens_top1_agreement: f64,
+    /// Mean over positions of KL(A‖B) between the two lenses.
+    pub lens_kl: f64,
+    /// Local change of the block's attention (whole) and MLP (see the module docs).
+    pub attn_local_change: Option<f64>,
+    pub mlp_local_change: Option<f64>,
+}
+
+/// One component's change.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComponentDrift {
+    pub component: Component,
+    pub label: String,
+    /// ‖B(A's inputs) − A‖ / ‖residual stream‖.
+    pub local_change: f64,
+    /// ‖B − A‖ / ‖residual stream‖.
+    pub end_to_end_change: f64,
+    /// ‖B(A's inputs) − A‖ / ‖A‖: the change against the component's own output.
+    pub relative_error: f64,
+    /// Mean direct logit attribution over the sequences, in A and in B, and the mean of
+    /// |B − A| (absent where attribution does not split the model this way).
+    pub dla_a: Option<f64>,
+    pub dla_b: Option<f64>,
+    pub dla_change: Option<f64>,
+}
+
+/// Head-role scores side by side.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeadRoleDrift {
+    pub a: HeadScores,
+    pub b: HeadScores,
+    /// Every head, ranked by the largest change of any role's score.
+    pub ranked: Vec<HeadRoleChange>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HeadRoleChange {
+    pub layer: usize,
+    pub head: usize,
+    /// The role whose score changed most.
+    pub role: String,
+    pub a: f32,
+    pub b: f32,
+    pub change: f32,
+}
+
+/// Feature activations of one dictionary in both models.
+#[derive(Clone, Debug, Serialize)]
+pub struct FeatureDrift {
+    pub hook: String,
+    pub d_features: usize,
+    pub positions: usize,
+    /// Features that fired at least once.
+    pub alive_a: usize,
+    pub alive_b: usize,
+    pub died_count: usize,
+    pub appeared_count: usize,
+    /// Fired in A, never in B: most frequent in A first.
+    pub died: Vec<FeatureChange>,
+    /// Fired in B, never in A: most frequent in B first.
+    pub appeared: Vec<FeatureChange>,
+    /// Largest mean |B − A| activation per position first.
+    pub moved: Vec<FeatureChange>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FeatureChange {
+    pub feature: usize,
+    /// Share of positions where it fires (activation > 0).
+    pub frequency_a: f64,
+    pub frequency_b: f64,
+    pub mean_a: f64,
+    pub mean_b: f64,
+    /// Mean over positions of |B − A|.
+    pub mean_abs_change: f64,
+}
+
+/// Hooks both runs cache.
+fn cached_hooks(features: Option<&FeatureDictionary>) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "hook_pos_embed",
+        "blocks.*.hook_resid_pre",
+        "blocks.*.hook_resid_mid",
+        "blocks.*.hook_resid_post",
+        "blocks.*.attn.hook_z",
+        "blocks.*.hook_attn_out",
+        "blocks.*.hook_mlp_out",
+        "blocks.*.ln1_post.hook_normalized",
+        "blocks.*.ln2_post.hook_normalized",
+        "blocks.*.mlp.hook_expert_indices",
+        "blocks.*.mlp.hook_expert_weights",
+        "blocks.*.mlp.experts.*.hook_out",
+        "blocks.*.mlp.shared_experts.hook_out",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(f) = features {
+        names.push(f.hook.clone());
+    }
+    names
+}
+
+fn filter(names: &[String]) -> Result<NameFilter> {
+    NameFilter::new(names).map_err(|e| AnalysisError::input(e.to_string()))
+}
+
+/// Refuses two models that are not versions of one model.
+fn check_same_shape(a: &HookedModel, b: &HookedModel) -> Result<()> {
+    let (ia, ib) = (a.info(), b.info());
+    let fields = [
+        ("layers", ia.n_layers, ib.n_layers),
+        ("d_model", ia.d_model, ib.d_model),
+        ("heads", ia.n_heads, ib.n_heads),
+        ("d_head", ia.d_head, ib.d_head),
+        ("vocabulary", ia.d_vocab, ib.d_vocab),
+    ];
+    for (what, x, y) in fields {
+        if x != y {
+            return Err(AnalysisError::input(format!(
+                "the models differ in {what} ({x} against {y}): drift compares two versions of one model"
+            )));
+        }
+    }
+    for (name, info) in [("A", ia), ("B", ib)] {
+        if !info.causal {
+            return Err(AnalysisError::input(format!(
+                "model {name} ({}) is an encoder: drift compares language models' next-token predictions",
+                info.architecture
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Root-sum-square accumulators of one compared quantity.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sums {
+    /// Σ‖A‖²
+    a: f64,
+    /// Σ‖B_local − A‖²
+    local: f64,
+    /// Σ‖B − A‖²
+    end_to_end: f64,
+    /// Σ‖residual stream‖² it is measured against
+    stream: f64,
+}
+
+fn sum_sq(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?
+        .sqr()?
+        .sum_all()?
+        .to_scalar::<f64>()?)
+}
+
+fn diff_sq(x: &Tensor, y: &Tensor) -> Result<f64> {
+    sum_sq(&(x.to_dtype(DType::F32)? - y.to_dtype(DType::F32)?)?)
+}
+
+fn ratio(num: f64, den: f64) -> f64 {
+    if den > 0.0 {
+        (num / den).sqrt()
+    } else if num > 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    }
+}
+
+/// Log-probabilities over the last dimension, in f32.
+fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let x = x.to_dtype(DType::F32)?;
+    let max = x.max_keepdim(D::Minus1)?;
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// Per row of logits [n, V] of A and B: KL(A‖B) and whether the argmaxes agree.
+fn compare_distributions(a: &Tensor, b: &Tensor) -> Result<(Vec<f64>, Vec<bool>)> {
+    let (la, lb) = (log_softmax(a)?, log_softmax(b)?);
+    let kl = (la.exp()? * (&la - &lb)?)?
+        .sum(D::Minus1)?
+        .to_vec1::<f32>()?;
+    let top_a = a.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let top_b = b.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    Ok((
+        kl.iter().map(|&k| (k as f64).max(0.0)).collect(),
+        top_a.iter().zip(&top_b).map(|(x, y)| x == y).collect(),
+    ))
+}
+
+/// The outputs components write into the residual stream, all positions of batch 0 as
+/// [pos, d_model], keyed by component; `W_O` per head from `model`.
+fn component_outputs(
+    model: &dyn Model,
+    cache: &ActivationCache,
+) -> Result<Vec<(Component, Tensor)>> {
+    let n_layers = model.info().n_layers;
+    let rows = |t: &Tensor| -> Result<Tensor> { Ok(t.get(0)?.to_dtype(DType::F32)?) };
+    let mut out = Vec::new();
+    if let Some(embed) = cache.get("blocks.0.hook_resid_pre") {
+        out.push((Component::Embed, rows(embed)?));
+    }
+    for layer in 0..n_layers {
+        let hook = |h: &str| cache.get(&format!("blocks.{layer}.{h}"));
+        let attn = hook("ln1_post.hook_normalized").or_else(|| hook("hook_attn_out"));
+        match (hook("attn.hook_z"), hook("ln1_post.hook_normalized")) {
+            // heads split only where the attention output is z·W_O plus a bias
+            (Some(z), None) if model.w_o(layer).is_ok() => {
+                let z = rows(z)?; // [pos, h, d_head]
+                let w_o = model.w_o(layer)?.to_dtype(DType::F32)?; // [h, d_head, d_model]
+                let per_head = z.transpose(0, 1)?.contiguous()?.matmul(&w_o)?; // [h, pos, d_model]
+                for head in 0..per_head.dim(0)? {
+                    out.push((Component::Head { layer, head }, per_head.get(head)?));
+                }
+                if let Some(attn) = attn {
+                    out.push((Component::Attn { layer }, rows(attn)?));
+                }
+            }
+            _ => {
+                if let Some(attn) = attn {
+                    out.push((Component::Attn { layer }, rows(attn)?));
+                }
+            }
+        }
+        if let Some(mlp) = hook("ln2_post.hook_normalized").or_else(|| hook("hook_mlp_out")) {
+            out.push((Component::Mlp { layer }, rows(mlp)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `c` is ranked: the finest parts (heads where the attention splits into them, the
+/// whole attention otherwise), so no change is counted twice.
+fn ranked_part(c: &Component, has_heads: &dyn Fn(usize) -> bool) -> bool {
+    match c {
+        Component::Attn { layer } => !has_heads(*layer),
+        _ => true,
+    }
+}
+
+/// B's pass with every block's inputs replaced by A's (see the module docs), caching what
+/// the components wrote.
+fn local_run(
+    b: &HookedModel,
+    ids: &Tensor,
+    cache_a: &ActivationCache,
+    names: &[String],
+) -> Result<ActivationCache> {
+    let inputs = filter(&[
+        "blocks.*.hook_resid_pre".to_string(),
+        "blocks.*.hook_resid_mid".to_string(),
+    ])?;
+    let mut hooks = Hooks::caching(filter(names)?);
+    hooks.add_fn(inputs, |name, t| match cache_a.get(name) {
+        Some(a) => Ok(Some(a.to_dtype(t.dtype())?)),
+        None => Ok(None),
+    });
+    b.run_with_hooks(ids, &mut hooks)?;
+    Ok(hooks.take_cache())
+}
+
+#[derive(Default)]
+struct DlaSums {
+    a: f64,
+    b: f64,
+    change: f64,
+    count: usize,
+}
+
+#[derive(Default)]
+struct FeatureSums {
+    positions: usize,
+    fired_a: Vec<usize>,
+    fired_b: Vec<usize>,
+    sum_a: Vec<f64>,
+    sum_b: Vec<f64>,
+    abs_change: Vec<f64>,
+}
+
+impl FeatureSums {
+    fn add(&mut self, fa: &[Vec<f32>], fb: &[Vec<f32>]) {
+        for (ra, rb) in fa.iter().zip(fb) {
+            if self.sum_a.is_empty() {
+                let n = ra.len();
+                self.fired_a = vec![0; n];
+                self.fired_b = vec![0; n];
+                self.sum_a = vec![0.0; n];
+                self.sum_b = vec![0.0; n];
+                self.abs_change = vec![0.0; n];
+            }
+            self.positions += 1;
+            for (f, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+                self.fired_a[f] += (x > 0.0) as usize;
+                self.fired_b[f] += (y > 0.0) as usize;
+                self.sum_a[f] += x as f64;
+                self.sum_b[f] += y as f64;
+                self.abs_change[f] += (y as f64 - x as f64).abs();
+            }
+        }
+    }
+
+    fn report(&self, hook: &str, top: usize) -> FeatureDrift {
+        let n = self.positions.max(1) as f64;
+        let change = |f: usize| FeatureChange {
+            feature: f,
+            frequency_a: self.fired_a[f] as f64 / n,
+            frequency_b: self.fired_b[f] as f64 / n,
+            mean_a: self.sum_a[f] / n,
+            mean_b: self.sum_b[f] / n,
+            mean_abs_change: self.abs_change[f] / n,
+        };
+        let d = self.sum_a.len();
+        let ranked = |keep: &dyn Fn(usize) -> bool, key: &dyn Fn(usize) -> f64| {
+            let mut ids: Vec<usize> = (0..d).filter(|&f| keep(f)).collect();
+            ids.sort_by(|&x, &y| key(y).total_cmp(&key(x)).then(x.cmp(&y)));
+            ids
+        };
+        let died = ranked(&|f| self.fired_a[f] > 0 && self.fired_b[f] == 0, &|f| {
+            self.fired_a[f] as f64
+        });
+        let appeared = ranked(&|f| self.fired_b[f] > 0 && self.fired_a[f] == 0, &|f| {
+            self.fired_b[f] as f64
+        });
+        let moved = ranked(&|f| self.abs_change[f] > 0.0, &|f| self.abs_change[f]);
+        let list = |ids: &[usize]| ids.iter().take(top).map(|&f| change(f)).collect::<Vec<_>>();
+        FeatureDrift {
+            hook: hook.to_string(),
+            d_features: d,
+            positions: self.positions,
+            alive_a: self.fired_a.iter().filter(|&&c| c > 0).count(),
+            alive_b: self.fired_b.iter().filter(|&&c| c > 0).count(),
+            died_count: died.len(),
+            appeared_count: appeared.len(),
+            died: list(&died),
+            appeared: list(&appeared),
+            moved: list(&moved),
+        }
+    }
+}
+
+/// Compares `a` and `b` on `sequences` (token ids, each read whole as one batch row).
+/// `progress` is called with (sequences done, total) after each.
+pub fn compare(
+    a: &HookedModel,
+    b: &HookedModel,
+    sequences: &[Vec<u32>],
+    opts: &DriftOptions,
+    features: Option<&FeatureDictionary>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<DriftReport> {
+    check_same_shape(a, b)?;
+    if sequences.iter().all(|s| s.is_empty()) {
+        return Err(AnalysisError::input("no tokens to compare the models on"));
+    }
+    let n_layers = a.info().n_layers;
+    // The probe's settings are the caller's: wrong ones are errors, not a note.
+    if opts.head_seq_len > 0 {
+        let n_ctx = a.info().n_ctx.min(b.info().n_ctx);
+        if opts.head_seq_len < 2 || opts.head_seq_len > n_ctx / 2 {
+            return Err(AnalysisError::input(format!(
+                "head-role probe length {}: give 2 to {} (half the models' context), or 0 to skip the probe",
+                opts.head_seq_len,
+                n_ctx / 2
+            )));
+        }
+        a.check_size(opts.head_batch, 2 * opts.head_seq_len)?;
+    }
+    let names = cached_hooks(features);
+    let cache_filter = filter(&names)?;
+    let mut notes = Vec::new();
+
+    let (mut kl_sum, mut kl_max, mut agree, mut positions) = (0.0f64, 0.0f64, 0usize, 0usize);
+    let (mut ce_a, mut ce_b, mut predicted) = (0.0f64, 0.0f64, 0usize);
+    let mut resid = vec![(0.0f64, 0.0f64, 0.0f64); n_layers]; // Σ‖Δ‖², Σ‖A‖², Σcos
+    let mut lens = vec![(0.0f64, 0usize); n_layers]; // ΣKL, agreements
+    let mut parts: HashMap<Component, Sums> = HashMap::new();
+    let mut order: Vec<Component> = Vec::new();
+    let mut unembed = Sums::default();
+    let mut dla: HashMap<Component, DlaSums> = HashMap::new();
+    let mut dla_failed: Option<String> = None;
+    let mut feature_sums = FeatureSums::default();
+    let mut heads_split = vec![false; n_layers];
+
+    for (done, seq) in sequences.iter().enumerate() {
+        if seq.is_empty() {
+            continue;
+        }
+        let ids = a.ids_tensor(seq)?;
+        let (logits_a, cache_a) = a.run_with_cache(&ids, &cache_filter)?;
+        let (logits_b, cache_b) = b.run_with_cache(&ids, &cache_filter)?;
+        let local_b = local_run(b, &ids, &cache_a, &names)?;
+        let n = seq.len();
+
+        // outputs
+        let (la, lb) = (logits_a.get(0)?, logits_b.get(0)?);
+        let (kl, top) = compare_distributions(&la, &lb)?;
+        kl_sum += kl.iter().sum::<f64>();
+        kl_max = kl.iter().copied().fold(kl_max, f64::max);
+        agree += top.iter().filter(|&&t| t).count();
+        positions += n;
+        if n > 1 {
+            let next = Tensor::new(&seq[1..], la.device())?.unsqueeze(1)?;
+            for (logits, ce) in [(&la, &mut ce_a), (&lb, &mut ce_b)] {
+                let lp = log_softmax(&logits.narrow(0, 0, n - 1)?)?;
+                let picked = lp.gather(&next, 1)?.to_dtype(DType::F64)?.sum_all()?;
+                *ce -= picked.to_scalar::<f64>()?;
+            }
+            predicted += n - 1;
+        }
+
+        // layers: the residual stream and its lens
+        for (layer, (d2, a2, cos)) in resid.iter_mut().enumerate() {
+            let name = format!("blocks.{layer}.hook_resid_post");
+            let (ra, rb) = (
+                cache_a.require(&name)?.get(0)?,
+                cache_b.require(&name)?.get(0)?,
+            );
+            *d2 += diff_sq(&ra, &rb)?;
+            *a2 += sum_sq(&ra)?;
+            let dot = (&ra * &rb)?.sum(D::Minus1)?;
+            let norms = (ra.sqr()?.sum(D::Minus1)?.sqrt()? * rb.sqr()?.sum(D::Minus1)?.sqrt()?)?;
+            let c: Vec<f32> = (dot / norms.clamp(1e-30, f64::INFINITY)?)?.to_vec1()?;
+            *cos += c.iter().map(|&v| v as f64).sum::<f64>();
+            let lens_a = a.model.unembed(&a.model.final_norm(&ra)?)?;
+            let lens_b = b.model.unembed(&b.model.final_norm(&rb)?)?;
+            let (kl, top) = compare_distributions(&lens_a, &lens_b)?;
+            lens[layer].0 += kl.iter().sum::<f64>();
+            lens[layer].1 += top.iter().filter(|&&t| t).count();
+        }
+
+        // components, end to end and local
+        // what each block's components write into: the stream at the block's input
+        let stream_in = (0..n_layers)
+            .map(|layer| {
+                sum_sq(
+                    &cache_a
+                        .require(&format!("blocks.{layer}.hook_resid_pre"))?
+                        .get(0)?,
+                )
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        let outs_a = component_outputs(a.model.as_ref(), &cache_a)?;
+        let outs_b: HashMap<Component, Tensor> = component_outputs(b.model.as_ref(), &cache_b)?
+            .into_iter()
+            .collect();
+        let mut outs_local: HashMap<Component, Tensor> =
+            component_outputs(b.model.as_ref(), &local_b)?
+                .into_iter()
+                .collect();
+        // The embedding has no inputs: its local output is its end-to-end one (the local pass
+        // caches A's, having replaced it).
+        if let Some(e) = outs_b.get(&Component::Embed) {
+            outs_local.insert(Component::Embed, e.clone());
+        }
+        for (c, out_a) in &outs_a {
+            let (Some(out_b), Some(out_local)) = (outs_b.get(c), outs_local.get(c)) else {
+                continue;
+            };
+            if let Component::Head { layer, .. } = c {
+                heads_split[*layer] = true;
+            }
+            let stream = match c {
+                Component::Head { layer, .. }
+                | Component::Attn { layer }
+                | Component::Mlp { layer } => stream_in[*layer],
+                _ => sum_sq(out_a)?,
+            };
+            if !parts.contains_key(c) {
+                order.push(*c);
+            }
+            let s = parts.entry(*c).or_default();
+            s.a += sum_sq(out_a)?;
+            s.local += diff_sq(out_local, out_a)?;
+            s.end_to_end += diff_sq(out_b, out_a)?;
+            s.stream += stream;
+        }
+        // the unembedding (with the final norm), on A's last residual stream
+        let last = cache_a
+            .require(&format!("blocks.{}.hook_resid_post", n_layers - 1))?
+            .get(0)?;
+        let local_logits = b.model.unembed(&b.model.final_norm(&last)?)?;
+        unembed.a += sum_sq(&la)?;
+        unembed.local += diff_sq(&local_logits, &la)?;
+        unembed.end_to_end += diff_sq(&lb, &la)?;
+        unembed.stream += sum_sq(&la)?;
+
+        // direct logit attribution toward A's prediction at the last position
+        if dla_failed.is_none() {
+            let target = la.get(n - 1)?.argmax(0)?.to_scalar::<u32>()?;
+            let attribute = |m: &HookedModel, cache: &ActivationCache, logits: &Tensor| {
+                attribution::direct_logit_attribution(
+                    m.model.as_ref(),
+                    cache,
+                    logits,
+                    n - 1,
+                    target,
+                    None,
+                )
+            };
+            match (
+                attribute(a, &cache_a, &logits_a),
+                attribute(b, &cache_b, &logits_b),
+            ) {
+                (Ok(da), Ok(db)) => {
+                    let db: HashMap<Component, f32> = db.parts.into_iter().collect();
+                    for (c, va) in da.parts {
+                        let Some(&vb) = db.get(&c) else { continue };
+                        let s = dla.entry(c).or_default();
+                        s.a += va as f64;
+                        s.b += vb as f64;
+                        s.change += (vb as f64 - va as f64).abs();
+                        s.count += 1;
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => dla_failed = Some(e.to_string()),
+            }
+        }
+
+        if let Some(f) = features {
+            let acts = |cache: &ActivationCache| -> Result<Vec<Vec<f32>>> {
+                let x = cache.get(&f.hook).ok_or_else(|| {
+                    AnalysisError::input(format!(
+                        "the feature dictionary reads `{}`, which is not a hook of these models",
+                        f.hook
+                    ))
+                })?;
+                let x = x.get(0)?;
+                let x = x.reshape((n, ()))?;
+                Ok((f.encode)(&x)?.to_dtype(DType::F32)?.to_vec2()?)
+            };
+            feature_sums.add(&acts(&cache_a)?, &acts(&cache_b)?);
+        }
+        progress(done + 1, sequences.len());
+    }
+    if let Some(e) = dla_failed {
+        notes.push(format!("direct logit attribution not measured: {e}"));
+        dla.clear();
+    }
+
+    let p = positions.max(1) as f64;
+    let outputs = OutputDrift {
+        kl_mean: kl_sum / p,
+        kl_max,
+        top1_agreement: agree as f64 / p,
+        cross_entropy_a: ce_a / predicted.max(1) as f64,
+        cross_entropy_b: ce_b / predicted.max(1) as f64,
+        perplexity_a: (ce_a / predicted.max(1) as f64).exp(),
+        perplexity_b: (ce_b / predicted.max(1) as f64).exp(),
+        predicted_tokens: predicted,
+    };
+    if predicted == 0 {
+        notes.push("every sequence is one token long: no perplexity".into());
+    }
+    let local_of = |c: Component| parts.get(&c).map(|s| ratio(s.local, s.stream));
+    let layers = (0..n_layers)
+        .map(|layer| LayerDrift {
+            layer,
+            resid_cosine: resid[layer].2 / p,
+            resid_relative_error: ratio(resid[layer].0, resid[layer].1),
+            lens_top1_agreement: lens[layer].1 as f64 / p,
+            lens_kl: lens[layer].0 / p,
+            attn_local_change: local_of(Component::Attn { layer }),
+            mlp_local_change: local_of(Component::Mlp { layer }),
+        })
+        .collect();
+
+    let has_heads = |layer: usize| heads_split.get(layer).copied().unwrap_or(false);
+    let drift_of = |c: Component, s: &Sums| {
+        let d = dla.get(&c).filter(|d| d.count > 0);
+        ComponentDrift {
+            component: c,
+            label: c.label(),
+            local_change: ratio(s.local, s.stream),
+            end_to_end_change: ratio(s.end_to_end, s.stream),
+            relative_error: ratio(s.local, s.a),
+            dla_a: d.map(|d| d.a / d.count as f64),
+            dla_b: d.map(|d| d.b / d.count as f64),
+            dla_change: d.map(|d| d.change / d.count as f64),
+        }
+    };
+    let mut components: Vec<ComponentDrift> = order
+        .iter()
+        .filter(|c| ranked_part(c, &has_heads))
+        .map(|c| drift_of(*c, &parts[c]))
+        .collect();
+    components.push(drift_of(Component::Unembed, &unembed));
+    // stable: ties keep model order
+    components.sort_by(|x, y| y.local_change.total_cmp(&x.local_change));
+
+    let head_roles = if opts.head_seq_len == 0 || opts.head_batch == 0 {
+        None
+    } else {
+        match (
+            heads::run(a, opts.head_seq_len, opts.head_batch, opts.seed),
+            heads::run(b, opts.head_seq_len, opts.head_batch, opts.seed),
+        ) {
+            (Ok(sa), Ok(sb)) => Some(head_role_drift(sa, sb)),
+            (Err(e), _) | (_, Err(e)) => {
+                notes.push(format!("head roles not measured: {e}"));
+                None
+            }
+        }
+    };
+
+    Ok(DriftReport {
+        sequences: sequences.iter().filter(|s| !s.is_empty()).count(),
+        tokens: positions,
+        outputs,
+        layers,
+        components,
+        head_roles,
+        features: features.map(|f| feature_sums.report(&f.hook, opts.top_features)),
+        notes,
+    })
+}
+
+/// Ranks every head by the largest change of any of its role scores.
+fn head_role_drift(a: HeadScores, b: HeadScores) -> HeadRoleDrift {
+    let mut ranked = Vec::new();
+    for (row, &layer) in a.layers.iter().enumerate() {
+        for head in 0..a.n_heads {
+            let mut best: Option<HeadRoleChange> = None;
+            for role in heads::ROLES {
+                let (Some(ga), Some(gb)) = (a.role(role), b.role(role)) else {
+                    continue;
+                };
+                let (Some(&x), Some(&y)) =
+                    (ga[row].get(head), gb.get(row).and_then(|r| r.get(head)))
+                else {
+                    continue;
+                };
+                let change = (y - x).abs();
+                if best.as_ref().is_none_or(|b| change > b.change) {
+                    best = Some(HeadRoleChange {
+                        layer,
+                        head,
+                        role: role.to_string(),
+                        a: x,
+                        b: y,
+                        change,
+                    });
+                }
+            }
+            ranked.extend(best);
+        }
+    }
+    ranked.sort_by(|x, y| {
+        y.change
+            .total_cmp(&x.change)
+            .then((x.layer, x.head).cmp(&(y.layer, y.head)))
+    });
+    HeadRoleDrift { a, b, ranked }
+}

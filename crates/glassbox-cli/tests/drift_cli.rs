@@ -1,0 +1,289 @@
+//! `glassbox drift` from the command line: a quantization against its source (JSON, SVG and
+//! HTML written), a base model against its fine-tune with an SAE's features, and the inputs
+//! it refuses with exit 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|p| p.join("models/reference").is_dir())
+        .expect("the repository root")
+        .to_path_buf()
+}
+
+fn glassbox(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args(args)
+        .output()
+        .expect("run glassbox")
+}
+
+fn scratch(test: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("glassbox-drift-cli-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn ok(out: &Output) -> &Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn a_q4_0_quantization_against_its_source() {
+    let dir = scratch("q4");
+    let reference = root().join("models/reference");
+    let held_out = root().join("models/reference/data/held_out.txt");
+    let gguf = dir.join("q4_0.gguf");
+    let (svg, html) = (dir.join("drift.svg"), dir.join("drift.html"));
+    ok(&glassbox(&[
+        "quantize",
+        reference.to_str().unwrap(),
+        "--to",
+        "q4_0",
+        "--out",
+        gguf.to_str().unwrap(),
+    ]));
+    let base = [
+        "drift",
+        reference.to_str().unwrap(),
+        gguf.to_str().unwrap(),
+        "--text",
+        held_out.to_str().unwrap(),
+        "--max-tokens",
+        "256",
+        "--context",
+        "64",
+    ];
+    let mut args = base.to_vec();
+    args.extend([
+        "--json",
+        "--plot",
+        svg.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let out = glassbox(&args);
+    let v: Value = serde_json::from_slice(&ok(&out).stdout).unwrap();
+    assert_eq!(v["b"]["numerics"], "llamacpp");
+    let r = &v["report"];
+    assert_eq!(r["sequences"], 4);
+    assert_eq!(r["tokens"], 256);
+    assert!(r["outputs"]["kl_mean"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["layers"].as_array().unwrap().len(), 3);
+    let components = r["components"].as_array().unwrap();
+    // 3 × (4 heads + MLP) + embedding + unembedding
+    assert_eq!(components.len(), 17);
+    let local: Vec<f64> = components
+        .iter()
+        .map(|c| c["local_change"].as_f64().unwrap())
+        .collect();
+    assert!(
+        local.windows(2).all(|w| w[0] >= w[1]),
+        "not ranked: {local:?}"
+    );
+    assert_eq!(r["head_roles"]["ranked"].as_array().unwrap().len(), 12);
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"));
+    assert!(svg.contains("Components that moved most"));
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("<svg") && html.contains(components[0]["label"].as_str().unwrap()));
+    // the terminal view names the same top component
+    let text = String::from_utf8(ok(&glassbox(&base)).stdout.clone()).unwrap();
+    let first = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap();
+    assert!(
+        first.contains(components[0]["label"].as_str().unwrap()),
+        "{first}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_fine_tune_with_an_sae() {
+    let dir = scratch("sae");
+    let gpt2 = root().join("tests/fixtures/parity/gpt2");
+    let prompts = dir.join("prompts.txt");
+    std::fs::write(
+        &prompts,
+        "When Mary and John went to the store\n\nThe cat sat on the mat\n",
+    )
+    .unwrap();
+    let adapter = root().join("tests/fixtures/peft/gpt2-peft");
+    let sae = root().join("tests/fixtures/saelens/standard");
+    let out = glassbox(&[
+        "drift",
+        gpt2.to_str().unwrap(),
+        gpt2.to_str().unwrap(),
+        "--b-adapter",
+        adapter.to_str().unwrap(),
+        "--sae",
+        sae.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&ok(&out).stdout).unwrap();
+    assert!(v["b"]["adapter"].as_str().unwrap().ends_with("gpt2-peft"));
+    let r = &v["report"];
+    assert_eq!(r["sequences"], 2);
+    let f = &r["features"];
+    assert_eq!(f["hook"], "blocks.0.hook_resid_post");
+    assert_eq!(f["d_features"], 256);
+    assert_eq!(f["positions"], r["tokens"]);
+    assert!(!f["moved"].as_array().unwrap().is_empty());
+    // the same model on both sides: nothing moved at all
+    let out = glassbox(&[
+        "drift",
+        gpt2.to_str().unwrap(),
+        gpt2.to_str().unwrap(),
+        "--sae",
+        sae.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&ok(&out).stdout).unwrap();
+    let r = &v["report"];
+    assert_eq!(r["outputs"]["kl_mean"], 0.0);
+    assert!(r["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["local_change"] == 0.0 && c["end_to_end_change"] == 0.0));
+    assert_eq!(r["features"]["died_count"], 0);
+    assert_eq!(r["features"]["moved"].as_array().unwrap().len(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_inputs_are_exit_2() {
+    let dir = scratch("bad");
+    let reference = root().join("models/reference");
+    let reference = reference.to_str().unwrap();
+    let llama = root().join("tests/fixtures/parity/llama");
+    let text = root().join("models/reference/data/train_sample.txt");
+    let text = text.to_str().unwrap();
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let html = dir.join("missing/report.html");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["drift", reference, llama.to_str().unwrap(), "--text", text],
+            "versions of one model",
+        ),
+        (vec!["drift", reference, reference], "--text"),
+        (
+            vec![
+                "drift",
+                reference,
+                reference,
+                "--text",
+                text,
+                "--prompts",
+                text,
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec![
+                "drift",
+                reference,
+                reference,
+                "--prompts",
+                empty.to_str().unwrap(),
+            ],
+            "no prompts",
+        ),
+        (
+            vec!["drift", reference, reference, "--text", "/nonexistent.txt"],
+            "no such file",
+        ),
+        (
+            vec![
+                "drift",
+                reference,
+                reference,
+                "--text",
+                text,
+                "--context",
+                "1",
+            ],
+            "--context 1",
+        ),
+        (
+            vec![
+                "drift",
+                reference,
+                reference,
+                "--text",
+                text,
+                "--head-seq-len",
+                "1",
+            ],
+            "probe length",
+        ),
+        (
+            vec![
+                "drift",
+                reference,
+                reference,
+                "--text",
+                text,
+                "--html",
+                html.to_str().unwrap(),
+            ],
+            "does not exist",
+        ),
+        (
+            vec![
+                "drift", reference, reference, "--text", text, "--plot", "x.png",
+            ],
+            "SVG",
+        ),
+        (
+            vec![
+                "--adapter",
+                "/tmp",
+                "drift",
+                reference,
+                reference,
+                "--text",
+                text,
+            ],
+            "--b-adapter",
+        ),
+        (
+            vec![
+                "drift",
+                reference,
+                reference,
+                "--text",
+                text,
+                "--b-adapter",
+                "/nonexistent",
+            ],
+            "no such folder",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = glassbox(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert!(!html.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

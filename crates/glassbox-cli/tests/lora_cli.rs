@@ -1,0 +1,249 @@
+//! `--adapter`, `merge` and `finetune` from the command line: an adapter moves a run's numbers,
+//! merging gives the same numbers as applying, a fine-tuned adapter applies; bad adapters and
+//! commands that would ignore one are exit 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|p| p.join("tests/fixtures/parity").is_dir())
+        .expect("the repository's tests/fixtures")
+        .to_path_buf()
+}
+
+fn glassbox(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args(args)
+        .output()
+        .expect("run glassbox")
+}
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("glassbox-lora-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const PROMPT: &str = "When Mary and John went to the store";
+
+/// The logits `run --json --all-positions` reports, flattened in order.
+fn run_logits(model: &Path, adapter: Option<&Path>) -> Vec<f64> {
+    let mut args = vec![
+        "run",
+        model.to_str().unwrap(),
+        "--prompt",
+        PROMPT,
+        "--json",
+        "--all-positions",
+    ];
+    if let Some(a) = adapter {
+        args.extend(["--adapter", a.to_str().unwrap()]);
+    }
+    let out = glassbox(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["logit"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn an_adapter_applies_and_merging_it_gives_the_same_numbers() {
+    let dir = scratch("merge");
+    let base = root().join("tests/fixtures/parity/llama");
+    let adapter = root().join("tests/fixtures/peft/llama-peft");
+    let plain = run_logits(&base, None);
+    let adapted = run_logits(&base, Some(&adapter));
+    assert_eq!(plain.len(), adapted.len());
+    assert!(
+        plain
+            .iter()
+            .zip(&adapted)
+            .any(|(a, b)| (a - b).abs() > 1e-2),
+        "the adapter changed nothing"
+    );
+
+    let merged = dir.join("merged");
+    let out = glassbox(&[
+        "merge",
+        base.to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(merged.join("config.json").is_file() && merged.join("tokenizer.json").is_file());
+    let from_merged = run_logits(&merged, None);
+    for (a, b) in adapted.iter().zip(&from_merged) {
+        assert!((a - b).abs() <= 1e-4, "{a} vs {b}");
+    }
+    // merging again into the same (now full) folder is refused
+    let again = glassbox(&[
+        "merge",
+        base.to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn finetune_writes_an_adapter_that_applies() {
+    let dir = scratch("finetune");
+    let base = root().join("tests/fixtures/parity/llama");
+    let data = root().join("tests/fixtures/peft/train.jsonl");
+    let out = dir.join("adapter");
+    let args = [
+        "finetune",
+        base.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--lora-r",
+        "2",
+        "--target",
+        "q_proj,v_proj,down_proj",
+        "--steps",
+        "5",
+        "--context",
+        "8",
+        "--lr",
+        "0.05",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    let run = glassbox(&args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(summary["modules"], 6);
+    assert_eq!(summary["steps"], 5);
+    let log = std::fs::read_to_string(out.join("training_log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 5);
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(config["r"], 2);
+    // B starts at zero, so five steps at this rate must have moved it
+    let adapted = run_logits(&base, Some(&out));
+    assert!(run_logits(&base, None)
+        .iter()
+        .zip(&adapted)
+        .any(|(a, b)| (a - b).abs() > 1e-4));
+    // a second run into the same folder needs --force
+    assert_eq!(glassbox(&args).status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_adapters_are_exit_2() {
+    let dir = scratch("bad");
+    let llama = root().join("tests/fixtures/parity/llama");
+    let gpt2_adapter = root().join("tests/fixtures/peft/gpt2-peft");
+    // a DoRA adapter: PEFT's files with use_dora set
+    let dora = dir.join("dora");
+    std::fs::create_dir_all(&dora).unwrap();
+    let src = root().join("tests/fixtures/peft/llama-peft");
+    std::fs::copy(
+        src.join("adapter_model.safetensors"),
+        dora.join("adapter_model.safetensors"),
+    )
+    .unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("adapter_config.json")).unwrap())
+            .unwrap();
+    config["use_dora"] = Value::Bool(true);
+    std::fs::write(dora.join("adapter_config.json"), config.to_string()).unwrap();
+    let merged = dir.join("m");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "run",
+                llama.to_str().unwrap(),
+                "--prompt",
+                "x",
+                "--adapter",
+                "/nonexistent",
+            ],
+            "no such folder",
+        ),
+        (
+            vec![
+                "run",
+                llama.to_str().unwrap(),
+                "--prompt",
+                "x",
+                "--adapter",
+                gpt2_adapter.to_str().unwrap(),
+            ],
+            "no linear layer",
+        ),
+        (
+            vec![
+                "run",
+                llama.to_str().unwrap(),
+                "--prompt",
+                "x",
+                "--adapter",
+                dora.to_str().unwrap(),
+            ],
+            "DoRA",
+        ),
+        (
+            vec![
+                "inspect",
+                llama.to_str().unwrap(),
+                "--adapter",
+                src.to_str().unwrap(),
+            ],
+            "does not apply an adapter",
+        ),
+        (
+            vec![
+                "merge",
+                llama.to_str().unwrap(),
+                "--out",
+                merged.to_str().unwrap(),
+            ],
+            "needs --adapter",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = glassbox(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert!(!merged.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

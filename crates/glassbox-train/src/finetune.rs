@@ -1,0 +1,242 @@
+//! LoRA fine-tuning: a base model frozen, fresh low-rank adapters on the targeted linear
+//! layers trained by AdamW on next-token loss, written as a PEFT adapter.
+//!
+//! Deterministic like [`crate::trainer`]: the adapters are initialised from our seeded
+//! generator (A as PEFT's Kaiming-uniform, B zeros, so training starts from the base model),
+//! the text is packed into rows of `context + 1` tokens in file order and the rows visited in
+//! a seeded order, and every product runs on the kernels, whose bits do not depend on the CPU
+//! or the thread count.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use glassbox_formats::peft::{LoraAdapter, LoraConfig};
+use glassbox_models::hooks::Hooks;
+use glassbox_models::lora::{CreateSpec, LoraSource};
+use glassbox_models::{HookedModel, LoadOptions};
+use serde::Serialize;
+
+use crate::rng::SplitMix64;
+use crate::trainer::next_token_loss;
+use crate::TrainError;
+
+/// What `glassbox finetune` was asked for.
+#[derive(Clone, Debug)]
+pub struct FinetuneOptions {
+    pub rank: usize,
+    pub alpha: f64,
+    pub targets: Vec<String>,
+    pub use_rslora: bool,
+    pub steps: usize,
+    pub batch: usize,
+    pub context: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+}
+
+/// One optimisation step, as logged.
+#[derive(Clone, Debug, Serialize)]
+pub struct FinetuneStep {
+    pub step: usize,
+    pub loss: f32,
+    pub lr: f64,
+    pub tokens: usize,
+    pub elapsed_s: f64,
+}
+
+/// A finished run: the adapter (not yet written) and its log.
+pub struct Finetuned {
+    pub adapter: LoraAdapter,
+    pub log: Vec<FinetuneStep>,
+    pub rows: usize,
+    pub modules: usize,
+}
+
+/// Texts of a JSONL file: one object per line with a `"text"` string.
+pub fn read_texts(path: &Path) -> Result<Vec<String>, TrainError> {
+    let text = glassbox_formats::input::read_text(
+        path,
+        "training data",
+        glassbox_formats::input::limit::CORPUS,
+    )?;
+    let bad = |line: usize, why: &str| TrainError::Recipe {
+        path: path.display().to_string(),
+        why: format!("line {line}: {why}"),
+    };
+    let mut texts = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(i + 1, &format!("not JSON ({e})")))?;
+        let t = v
+            .get("text")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| bad(i + 1, "no \"text\" string"))?;
+        texts.push(t.to_string());
+    }
+    if texts.is_empty() {
+        return Err(bad(0, "no texts"));
+    }
+    Ok(texts)
+}
+
+/// Fine-tunes adapters on `model_path` over `texts`; `on_step` sees each logged step.
+pub fn finetune(
+    model_path: &Path,
+    base: LoadOptions,
+    texts: &[String],
+    opts: &FinetuneOptions,
+    on_step: &mut dyn FnMut(&FinetuneStep),
+) -> Result<Finetuned, TrainError> {
+    let invalid = |why: String| TrainError::Recipe {
+        path: model_path.display().to_string(),
+        why,
+    };
+    if opts.rank == 0 || opts.batch == 0 || opts.context < 1 || opts.steps == 0 {
+        return Err(invalid(
+            "rank, batch, context and steps must be positive".into(),
+        ));
+    }
+    let config = LoraConfig {
+        r: opts.rank,
+        lora_alpha: opts.alpha,
+        target_modules: opts.targets.clone(),
+        lora_dropout: 0.0,
+        use_rslora: opts.use_rslora,
+        fan_in_fan_out: false,
+        base_model_name_or_path: Some(model_path.display().to_string()),
+        rank_pattern: Default::default(),
+        alpha_pattern: Default::default(),
+    };
+    let spec = CreateSpec {
+        config,
+        seed: opts.seed,
+        made: Arc::new(Mutex::new(Default::default())),
+    };
+    let load = LoadOptions {
+        lora: Some(LoraSource::Create(spec.clone())),
+        ..base
+    };
+    let model = HookedModel::load(model_path, &load)?;
+    let mut spec = spec;
+    // GPT-2's Conv1D layers are [in, out]: PEFT marks their adapters fan_in_fan_out.
+    spec.config.fan_in_fan_out = model.config["model_type"].as_str() == Some("gpt2");
+
+    let tokenizer = model
+        .tokenizer
+        .as_ref()
+        .ok_or_else(|| invalid("the model has no tokenizer".into()))?;
+    let mut ids = Vec::new();
+    for t in texts {
+        ids.extend(tokenizer.encode(t)?);
+    }
+    let row = opts.context + 1;
+    let rows = ids.len() / row;
+    if rows == 0 {
+        return Err(invalid(format!(
+            "{} tokens of text do not fill one row of {row} (lower --context)",
+            ids.len()
+        )));
+    }
+
+    let made = spec
+        .made
+        .lock()
+        .map_err(|_| TrainError::Internal("adapter lock".into()))?
+        .clone();
+    let vars: Vec<candle_core::Var> = made
+        .values()
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
+        .collect();
+    let modules = made.len();
+    let mut optimizer = AdamW::new(
+        vars,
+        ParamsAdamW {
+            lr: opts.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: opts.weight_decay,
+        },
+    )?;
+    let device = Device::Cpu;
+    let mut order = Order::new(opts.seed, rows);
+    let mut log = Vec::with_capacity(opts.steps);
+    let start = Instant::now();
+    for step in 1..=opts.steps {
+        let chosen: Vec<usize> = (0..opts.batch).map(|_| order.next()).collect();
+        let mut inputs = Vec::with_capacity(opts.batch * opts.context);
+        let mut targets = Vec::with_capacity(opts.batch * opts.context);
+        for &r in &chosen {
+            let doc = &ids[r * row..(r + 1) * row];
+            inputs.extend_from_slice(&doc[..opts.context]);
+            targets.extend_from_slice(&doc[1..]);
+        }
+        let inputs = Tensor::from_vec(inputs, (opts.batch, opts.context), &device)?;
+        let targets = Tensor::from_vec(targets, (opts.batch, opts.context), &device)?;
+        let logits = model
+            .model
+            .forward(&inputs, None, &mut Hooks::none(), None)?;
+        let loss = next_token_loss(&logits, &targets)?;
+        optimizer.backward_step(&loss)?;
+        let record = FinetuneStep {
+            step,
+            loss: loss.to_scalar::<f32>()?,
+            lr: opts.lr,
+            tokens: step * opts.batch * opts.context,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        };
+        on_step(&record);
+        log.push(record);
+    }
+    let adapter = glassbox_models::lora::trained_adapter(&spec, &PathBuf::new())?;
+    Ok(Finetuned {
+        adapter,
+        log,
+        rows,
+        modules,
+    })
+}
+
+/// Rows in a fresh seeded shuffle each pass.
+struct Order {
+    seed: u64,
+    pass: usize,
+    perm: Vec<usize>,
+    at: usize,
+}
+
+impl Order {
+    fn new(seed: u64, n: usize) -> Self {
+        let mut o = Order {
+            seed,
+            pass: 0,
+            perm: (0..n).collect(),
+            at: 0,
+        };
+        o.shuffle();
+        o
+    }
+
+    fn shuffle(&mut self) {
+        self.perm.sort_unstable();
+        SplitMix64::keyed(self.seed, &format!("finetune-pass-{}", self.pass))
+            .shuffle(&mut self.perm);
+    }
+
+    fn next(&mut self) -> usize {
+        if self.at == self.perm.len() {
+            self.pass += 1;
+            self.at = 0;
+            self.shuffle();
+        }
+        self.at += 1;
+        self.perm[self.at - 1]
+    }
+}
