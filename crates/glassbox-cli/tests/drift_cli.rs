@@ -2,46 +2,15 @@
 //! HTML written), a base model against its fine-tune with an SAE's features, and the inputs
 //! it refuses with exit 2.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use support::{glassbox, ok, root, scratch};
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .find(|p| p.join("models/reference").is_dir())
-        .expect("the repository root")
-        .to_path_buf()
-}
-
-fn glassbox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_glassbox"))
-        .args(args)
-        .output()
-        .expect("run glassbox")
-}
-
-fn scratch(test: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("glassbox-drift-cli-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn ok(out: &Output) -> &Output {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 #[test]
 fn a_q4_0_quantization_against_its_source() {
-    let dir = scratch("q4");
+    let dir = scratch("drift-cli", "q4");
     let reference = root().join("models/reference");
     let held_out = root().join("models/reference/data/held_out.txt");
     let gguf = dir.join("q4_0.gguf");
@@ -113,7 +82,7 @@ fn a_q4_0_quantization_against_its_source() {
 
 #[test]
 fn a_fine_tune_with_an_sae() {
-    let dir = scratch("sae");
+    let dir = scratch("drift-cli", "sae");
     let gpt2 = root().join("tests/fixtures/parity/gpt2");
     let prompts = dir.join("prompts.txt");
     std::fs::write(
@@ -170,7 +139,7 @@ fn a_fine_tune_with_an_sae() {
 
 #[test]
 fn bad_inputs_are_exit_2() {
-    let dir = scratch("bad");
+    let dir = scratch("drift-cli", "bad");
     let reference = root().join("models/reference");
     let reference = reference.to_str().unwrap();
     let llama = root().join("tests/fixtures/parity/llama");

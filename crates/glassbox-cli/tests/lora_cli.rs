@@ -2,32 +2,13 @@
 //! merging gives the same numbers as applying, a fine-tuned adapter applies; bad adapters and
 //! commands that would ignore one are exit 2.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use std::path::Path;
+
+use support::{glassbox, root, scratch};
 
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .find(|p| p.join("tests/fixtures/parity").is_dir())
-        .expect("the repository's tests/fixtures")
-        .to_path_buf()
-}
-
-fn glassbox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_glassbox"))
-        .args(args)
-        .output()
-        .expect("run glassbox")
-}
-
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("glassbox-lora-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 const PROMPT: &str = "When Mary and John went to the store";
 
@@ -67,7 +48,7 @@ fn run_logits(model: &Path, adapter: Option<&Path>) -> Vec<f64> {
 
 #[test]
 fn an_adapter_applies_and_merging_it_gives_the_same_numbers() {
-    let dir = scratch("merge");
+    let dir = scratch("lora", "merge");
     let base = root().join("tests/fixtures/parity/llama");
     let adapter = root().join("tests/fixtures/peft/llama-peft");
     let plain = run_logits(&base, None);
@@ -115,7 +96,7 @@ fn an_adapter_applies_and_merging_it_gives_the_same_numbers() {
 
 #[test]
 fn finetune_writes_an_adapter_that_applies() {
-    let dir = scratch("finetune");
+    let dir = scratch("lora", "finetune");
     let base = root().join("tests/fixtures/parity/llama");
     let data = root().join("tests/fixtures/peft/train.jsonl");
     let out = dir.join("adapter");
@@ -167,7 +148,7 @@ fn finetune_writes_an_adapter_that_applies() {
 
 #[test]
 fn bad_adapters_are_exit_2() {
-    let dir = scratch("bad");
+    let dir = scratch("lora", "bad");
     let llama = root().join("tests/fixtures/parity/llama");
     let gpt2_adapter = root().join("tests/fixtures/peft/gpt2-peft");
     // a DoRA adapter: PEFT's files with use_dora set

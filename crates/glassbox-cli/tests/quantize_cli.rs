@@ -1,35 +1,15 @@
 //! `glassbox quantize`: llama.cpp's file from the command line, a summary that describes it,
 //! the written file opened and run by glassbox; bad input → exit 2, nothing written.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use support::{glassbox, root, scratch};
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .find(|p| p.join("tests/fixtures/parity").is_dir())
-        .expect("the repository's tests/fixtures")
-        .to_path_buf()
-}
-
-fn glassbox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_glassbox"))
-        .args(args)
-        .output()
-        .expect("run glassbox")
-}
-
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("glassbox-quantize-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn quantize_writes_llama_cpps_file_and_describes_it() {
-    let dir = scratch("cli");
+    let dir = scratch("quantize", "cli");
     let llama = root().join("tests/fixtures/llamacpp/llama");
     let out = dir.join("ours.gguf");
     let run = glassbox(&[
@@ -108,7 +88,7 @@ fn quantize_writes_llama_cpps_file_and_describes_it() {
 /// folder's own bytes as the source size.
 #[test]
 fn quantize_converts_a_hub_folder() {
-    let dir = scratch("hub");
+    let dir = scratch("quantize", "hub");
     let out = dir.join("llama.gguf");
     let parity = root().join("tests/fixtures/parity/llama");
     let run = glassbox(&[
@@ -144,7 +124,7 @@ fn quantize_converts_a_hub_folder() {
 
 #[test]
 fn bad_quantize_input_is_exit_2_and_writes_nothing() {
-    let dir = scratch("bad");
+    let dir = scratch("quantize", "bad");
     let fixtures = root().join("tests/fixtures");
     let f32 = fixtures.join("llamacpp/llama/model-F32.gguf");
     let q8 = fixtures.join("llamacpp/llama/model-Q8_0.gguf");
