@@ -38,6 +38,7 @@ pub mod gemm;
 mod gemv;
 mod isa;
 pub mod math;
+pub mod pool;
 pub mod quant;
 pub mod reduce;
 pub mod rows;

@@ -559,6 +559,8 @@ impl HookedModel {
         } else {
             &[]
         };
+        // Each step is many small parallel calls: workers spin between them, not sleep.
+        let _awake = glassbox_kernels::pool::keep_workers_awake();
         for _ in 0..opts.max_new_tokens {
             if kv.len() + input.dim(1)? > info.n_ctx {
                 break;

@@ -15,9 +15,9 @@ pub(crate) struct Q8Block {
     pub d: f32,
     pub s: f32,
     pub q: [i8; 32],
-    /// 8·Σq over each group of four (`8·Σ_{e=4l}^{4l+3} q[e]` for lane l): a Q4_0 weight's
-    /// `Σ(q_w − 8)·x = Σq_w·x − 8·Σx` per lane, exactly.
-    pub lanes8: [i32; 8],
+    /// −8·Σq over each group of four (`−8·Σ_{e=4l}^{4l+3} q[e]` for lane l): a Q4_0 weight's
+    /// `Σ(q_w − 8)·x = Σq_w·x − 8·Σx` per lane, exactly, is the unsigned product added to it.
+    pub minus_lanes8: [i32; 8],
 }
 
 /// A super-block of 256 activations: `d·q[j]`, with the sums of each 16.
@@ -51,15 +51,15 @@ pub(crate) fn quantize_q8(x: &[f32], with_sum: bool, out: &mut Vec<Q8Block>) {
         } else {
             0.0
         };
-        let mut lanes8 = [0i32; 8];
-        for (l, lane) in lanes8.iter_mut().enumerate() {
-            *lane = 8 * q[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
+        let mut minus_lanes8 = [0i32; 8];
+        for (l, lane) in minus_lanes8.iter_mut().enumerate() {
+            *lane = -8 * q[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>();
         }
         out.push(Q8Block {
             d: round_f16(d),
             s,
             q,
-            lanes8,
+            minus_lanes8,
         });
     }
 }

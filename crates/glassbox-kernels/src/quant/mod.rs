@@ -223,6 +223,14 @@ unsafe fn rows_on(isa: Isa, r: &Rows, j0: usize, j1: usize) {
                 let a = &a[i * per_row..(i + 1) * per_row];
                 match (isa, r.w.format) {
                     #[cfg(target_arch = "x86_64")]
+                    (Isa::Avx512, BlockFormat::Q8_0) if x86::has_vnni() => unsafe {
+                        x86::rows_q8_0_vnni(&rows, a, &mut values)
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    (Isa::Avx512, BlockFormat::Q4_0) if x86::has_vnni() => unsafe {
+                        x86::rows_q4_0_vnni(&rows, a, &mut values)
+                    },
+                    #[cfg(target_arch = "x86_64")]
                     (Isa::Avx2 | Isa::Avx512, BlockFormat::Q8_0) => unsafe {
                         x86::rows_q8_0(&rows, a, &mut values)
                     },

@@ -27,17 +27,39 @@ unsafe fn lane_sums(a: __m256i, x: __m256i) -> __m256i {
     _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
 }
 
-/// A Q4_0 block's lane sums `Σ(q − 8)·x`: its nibbles `q` (the low nibbles of its 16 bytes,
-/// then the high ones) are unsigned, so they multiply `x` directly; `8·Σx` per lane is the
-/// activation block's own.
+/// A Q4_0 block's 32 nibbles as bytes in element order: the low nibbles of its 16 bytes in
+/// the low half, the high ones in the high half (the bytes in both halves, the high half
+/// shifted down by four, masked).
 #[inline(always)]
-unsafe fn q4_0_lane_sums(qs: *const u8, x: __m256i, x_lanes8: __m256i) -> __m256i {
-    let bytes = _mm_loadu_si128(qs as *const __m128i);
-    let low = _mm_set1_epi8(0x0F);
-    let lo = _mm_and_si128(bytes, low);
-    let hi = _mm_and_si128(_mm_srli_epi16::<4>(bytes), low);
-    let pairs = _mm256_maddubs_epi16(_mm256_set_m128i(hi, lo), x);
-    _mm256_sub_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), x_lanes8)
+unsafe fn q4_0_nibbles(qs: *const u8) -> __m256i {
+    let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(qs as *const __m128i));
+    let shifted = _mm256_srlv_epi64(both, _mm256_set_epi64x(4, 4, 0, 0));
+    _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
+}
+
+/// A Q4_0 block's lane sums `Σ(q − 8)·x`: its nibbles `q` are unsigned, so they multiply `x`
+/// directly, and `−8·Σx` per lane is the activation block's own.
+#[inline(always)]
+unsafe fn q4_0_lane_sums(qs: *const u8, x: __m256i, minus_lanes8: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(q4_0_nibbles(qs), x);
+    _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), minus_lanes8)
+}
+
+/// [`q4_0_lane_sums`] with VNNI: the products of each group of four summed onto the lanes in
+/// one instruction (exact, as the two it replaces).
+#[inline(always)]
+unsafe fn q4_0_lane_sums_vnni(qs: *const u8, x: __m256i, minus_lanes8: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(minus_lanes8, q4_0_nibbles(qs), x)
+}
+
+/// Whether the CPU multiplies bytes into 32-bit lanes in one instruction on 256-bit registers
+/// (AVX512-VNNI with VL): the AVX-512 path's Q4_0 and Q8_0 products use it.
+pub(crate) fn has_vnni() -> bool {
+    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VNNI.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    })
 }
 
 /// Rows read side by side (independent chains). One: a single stream through memory per
@@ -81,7 +103,9 @@ unsafe fn rows_lanes(
                 // The weights stream from memory once: ask for them well ahead (past a row's
                 // end this reaches into the next rows, which usually follow in memory).
                 _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(PREFETCH_BYTES) as *const i8);
-                let d = _mm256_set1_ps(f16_at(block) * x.d);
+                // f16(d_w)·d_x in every lane: the same product as the scalar one
+                let d_w = _mm_set1_epi16((block as *const i16).read_unaligned());
+                let d = _mm256_mul_ps(_mm256_cvtph_ps(d_w), _mm256_set1_ps(x.d));
                 let sums = _mm256_cvtepi32_ps(sums(block, x));
                 acc[c] = _mm256_fmadd_ps(d, sums, acc[c]);
             }
@@ -117,8 +141,43 @@ pub(crate) unsafe fn rows_q4_0(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]
         18,
         |block, x| {
             let xq = _mm256_loadu_si256(x.q.as_ptr() as *const __m256i);
-            let lanes8 = _mm256_loadu_si256(x.lanes8.as_ptr() as *const __m256i);
-            q4_0_lane_sums(block.add(2), xq, lanes8)
+            let m8 = _mm256_loadu_si256(x.minus_lanes8.as_ptr() as *const __m256i);
+            q4_0_lane_sums(block.add(2), xq, m8)
+        },
+        out,
+    )
+}
+
+/// [`rows_q4_0`] with VNNI (the AVX-512 path where the CPU has it): the same sums, the same
+/// bits.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+pub(crate) unsafe fn rows_q4_0_vnni(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]) {
+    rows_lanes(
+        rows,
+        acts,
+        18,
+        |block, x| {
+            let xq = _mm256_loadu_si256(x.q.as_ptr() as *const __m256i);
+            let m8 = _mm256_loadu_si256(x.minus_lanes8.as_ptr() as *const __m256i);
+            q4_0_lane_sums_vnni(block.add(2), xq, m8)
+        },
+        out,
+    )
+}
+
+/// [`rows_q8_0`] with VNNI: `|a|·(±x)` summed per group of four in one instruction.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+pub(crate) unsafe fn rows_q8_0_vnni(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]) {
+    rows_lanes(
+        rows,
+        acts,
+        34,
+        |block, x| {
+            let a = _mm256_loadu_si256(block.add(2) as *const __m256i);
+            let xq = _mm256_loadu_si256(x.q.as_ptr() as *const __m256i);
+            let abs_a = _mm256_sign_epi8(a, a);
+            let signed_x = _mm256_sign_epi8(xq, a);
+            _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_a, signed_x)
         },
         out,
     )
