@@ -293,53 +293,65 @@ fn log_softmax(x: &Tensor) -> Result<Tensor> {
     Ok(shifted.broadcast_sub(&lse)?)
 }
 
-/// Per row of logits [n, V] of A and B: KL(A‖B) and whether the argmaxes agree.
-fn compare_distributions(a: &Tensor, b: &Tensor) -> Result<(Vec<f64>, Vec<bool>)> {
+/// Rows of logits [n, V] of A and B compared.
+struct Compared {
+    /// KL(A‖B) per row.
+    kl: Vec<f64>,
+    /// Whether the argmaxes agree, per row.
+    agree: Vec<bool>,
+    log_probs_a: Tensor,
+    log_probs_b: Tensor,
+}
+
+fn compare_distributions(a: &Tensor, b: &Tensor) -> Result<Compared> {
     let (la, lb) = (log_softmax(a)?, log_softmax(b)?);
     let kl = (la.exp()? * (&la - &lb)?)?
         .sum(D::Minus1)?
         .to_vec1::<f32>()?;
     let top_a = a.argmax(D::Minus1)?.to_vec1::<u32>()?;
     let top_b = b.argmax(D::Minus1)?.to_vec1::<u32>()?;
-    Ok((
-        kl.iter().map(|&k| (k as f64).max(0.0)).collect(),
-        top_a.iter().zip(&top_b).map(|(x, y)| x == y).collect(),
-    ))
+    Ok(Compared {
+        kl: kl.iter().map(|&k| (k as f64).max(0.0)).collect(),
+        agree: top_a.iter().zip(&top_b).map(|(x, y)| x == y).collect(),
+        log_probs_a: la,
+        log_probs_b: lb,
+    })
+}
+
+/// A model's `W_O` per layer in f32 [h, d_head, d_model], read once (dequantized, with any
+/// adapter); `None` where a layer's mixer has no heads.
+fn output_matrices(model: &dyn Model) -> Vec<Option<Tensor>> {
+    (0..model.info().n_layers)
+        .map(|layer| model.w_o(layer).and_then(|w| w.to_dtype(DType::F32)).ok())
+        .collect()
 }
 
 /// The outputs components write into the residual stream, all positions of batch 0 as
-/// [pos, d_model], keyed by component; `W_O` per head from `model`.
+/// [pos, d_model], keyed by component; heads through the model's `w_o` (one per layer).
 fn component_outputs(
-    model: &dyn Model,
+    w_o: &[Option<Tensor>],
     cache: &ActivationCache,
 ) -> Result<Vec<(Component, Tensor)>> {
-    let n_layers = model.info().n_layers;
     let rows = |t: &Tensor| -> Result<Tensor> { Ok(t.get(0)?.to_dtype(DType::F32)?) };
     let mut out = Vec::new();
     if let Some(embed) = cache.get("blocks.0.hook_resid_pre") {
         out.push((Component::Embed, rows(embed)?));
     }
-    for layer in 0..n_layers {
+    for (layer, w_o) in w_o.iter().enumerate() {
         let hook = |h: &str| cache.get(&format!("blocks.{layer}.{h}"));
         let attn = hook("ln1_post.hook_normalized").or_else(|| hook("hook_attn_out"));
-        match (hook("attn.hook_z"), hook("ln1_post.hook_normalized")) {
-            // heads split only where the attention output is z·W_O plus a bias
-            (Some(z), None) if model.w_o(layer).is_ok() => {
-                let z = rows(z)?; // [pos, h, d_head]
-                let w_o = model.w_o(layer)?.to_dtype(DType::F32)?; // [h, d_head, d_model]
-                let per_head = z.transpose(0, 1)?.contiguous()?.matmul(&w_o)?; // [h, pos, d_model]
-                for head in 0..per_head.dim(0)? {
-                    out.push((Component::Head { layer, head }, per_head.get(head)?));
-                }
-                if let Some(attn) = attn {
-                    out.push((Component::Attn { layer }, rows(attn)?));
-                }
+        // heads split only where the attention output is z·W_O plus a bias
+        if let (Some(z), None, Some(w_o)) =
+            (hook("attn.hook_z"), hook("ln1_post.hook_normalized"), w_o)
+        {
+            let z = rows(z)?; // [pos, h, d_head]
+            let per_head = z.transpose(0, 1)?.contiguous()?.matmul(w_o)?; // [h, pos, d_model]
+            for head in 0..per_head.dim(0)? {
+                out.push((Component::Head { layer, head }, per_head.get(head)?));
             }
-            _ => {
-                if let Some(attn) = attn {
-                    out.push((Component::Attn { layer }, rows(attn)?));
-                }
-            }
+        }
+        if let Some(attn) = attn {
+            out.push((Component::Attn { layer }, rows(attn)?));
         }
         if let Some(mlp) = hook("ln2_post.hook_normalized").or_else(|| hook("hook_mlp_out")) {
             out.push((Component::Mlp { layer }, rows(mlp)?));
@@ -499,6 +511,10 @@ pub fn compare(
     let mut dla_failed: Option<String> = None;
     let mut feature_sums = FeatureSums::default();
     let mut heads_split = vec![false; n_layers];
+    let (w_o_a, w_o_b) = (
+        output_matrices(a.model.as_ref()),
+        output_matrices(b.model.as_ref()),
+    );
 
     for (done, seq) in sequences.iter().enumerate() {
         if seq.is_empty() {
@@ -512,15 +528,15 @@ pub fn compare(
 
         // outputs
         let (la, lb) = (logits_a.get(0)?, logits_b.get(0)?);
-        let (kl, top) = compare_distributions(&la, &lb)?;
-        kl_sum += kl.iter().sum::<f64>();
-        kl_max = kl.iter().copied().fold(kl_max, f64::max);
-        agree += top.iter().filter(|&&t| t).count();
+        let out = compare_distributions(&la, &lb)?;
+        kl_sum += out.kl.iter().sum::<f64>();
+        kl_max = out.kl.iter().copied().fold(kl_max, f64::max);
+        agree += out.agree.iter().filter(|&&t| t).count();
         positions += n;
         if n > 1 {
             let next = Tensor::new(&seq[1..], la.device())?.unsqueeze(1)?;
-            for (logits, ce) in [(&la, &mut ce_a), (&lb, &mut ce_b)] {
-                let lp = log_softmax(&logits.narrow(0, 0, n - 1)?)?;
+            for (log_probs, ce) in [(&out.log_probs_a, &mut ce_a), (&out.log_probs_b, &mut ce_b)] {
+                let lp = log_probs.narrow(0, 0, n - 1)?;
                 let picked = lp.gather(&next, 1)?.to_dtype(DType::F64)?.sum_all()?;
                 *ce -= picked.to_scalar::<f64>()?;
             }
@@ -542,9 +558,9 @@ pub fn compare(
             *cos += c.iter().map(|&v| v as f64).sum::<f64>();
             let lens_a = a.model.unembed(&a.model.final_norm(&ra)?)?;
             let lens_b = b.model.unembed(&b.model.final_norm(&rb)?)?;
-            let (kl, top) = compare_distributions(&lens_a, &lens_b)?;
-            lens[layer].0 += kl.iter().sum::<f64>();
-            lens[layer].1 += top.iter().filter(|&&t| t).count();
+            let lens_out = compare_distributions(&lens_a, &lens_b)?;
+            lens[layer].0 += lens_out.kl.iter().sum::<f64>();
+            lens[layer].1 += lens_out.agree.iter().filter(|&&t| t).count();
         }
 
         // components, end to end and local
@@ -558,14 +574,11 @@ pub fn compare(
                 )
             })
             .collect::<Result<Vec<f64>>>()?;
-        let outs_a = component_outputs(a.model.as_ref(), &cache_a)?;
-        let outs_b: HashMap<Component, Tensor> = component_outputs(b.model.as_ref(), &cache_b)?
-            .into_iter()
-            .collect();
+        let outs_a = component_outputs(&w_o_a, &cache_a)?;
+        let outs_b: HashMap<Component, Tensor> =
+            component_outputs(&w_o_b, &cache_b)?.into_iter().collect();
         let mut outs_local: HashMap<Component, Tensor> =
-            component_outputs(b.model.as_ref(), &local_b)?
-                .into_iter()
-                .collect();
+            component_outputs(&w_o_b, &local_b)?.into_iter().collect();
         // The embedding has no inputs: its local output is its end-to-end one (the local pass
         // caches A's, having replaced it).
         if let Some(e) = outs_b.get(&Component::Embed) {
@@ -578,17 +591,18 @@ pub fn compare(
             if let Component::Head { layer, .. } = c {
                 heads_split[*layer] = true;
             }
+            let a2 = sum_sq(out_a)?;
             let stream = match c {
                 Component::Head { layer, .. }
                 | Component::Attn { layer }
                 | Component::Mlp { layer } => stream_in[*layer],
-                _ => sum_sq(out_a)?,
+                _ => a2,
             };
             if !parts.contains_key(c) {
                 order.push(*c);
             }
             let s = parts.entry(*c).or_default();
-            s.a += sum_sq(out_a)?;
+            s.a += a2;
             s.local += diff_sq(out_local, out_a)?;
             s.end_to_end += diff_sq(out_b, out_a)?;
             s.stream += stream;
@@ -598,10 +612,11 @@ pub fn compare(
             .require(&format!("blocks.{}.hook_resid_post", n_layers - 1))?
             .get(0)?;
         let local_logits = b.model.unembed(&b.model.final_norm(&last)?)?;
-        unembed.a += sum_sq(&la)?;
+        let logits2 = sum_sq(&la)?;
+        unembed.a += logits2;
         unembed.local += diff_sq(&local_logits, &la)?;
         unembed.end_to_end += diff_sq(&lb, &la)?;
-        unembed.stream += sum_sq(&la)?;
+        unembed.stream += logits2;
 
         // direct logit attribution toward A's prediction at the last position
         if dla_failed.is_none() {

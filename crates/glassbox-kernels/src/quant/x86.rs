@@ -16,15 +16,41 @@ unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
-/// The exact integer sums of the eight groups of four `a[e]·x[e]` (32 signed bytes each);
-/// `x` never holds −128 (ggml's activation quantizers stay within ±127), so the `|a|·(±x)`
-/// pairs fit i16 exactly.
+/// `acc` plus, per 32-bit lane, the sum of its four products `u·s` of unsigned and signed
+/// bytes — with `maddubs` + `madd`: exact while each pair of products fits i16, which holds
+/// for the operands below (activations stay within ±127, weights within 0..=127 unsigned).
+#[inline(always)]
+unsafe fn dot4(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(u, s);
+    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+/// [`dot4`] in one VNNI instruction (exact: no intermediate i16).
+#[inline(always)]
+unsafe fn dot4_vnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(acc, u, s)
+}
+
+/// The exact integer sums of the eight groups of four `a[e]·x[e]` (32 signed bytes each), as
+/// `|a|·(±x)` through `dot4` (`x` never holds −128: ggml's activation quantizers stay within
+/// ±127).
+#[inline(always)]
+unsafe fn lane_sums_with(
+    dot4: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
+    a: __m256i,
+    x: __m256i,
+) -> __m256i {
+    dot4(
+        _mm256_setzero_si256(),
+        _mm256_sign_epi8(a, a),
+        _mm256_sign_epi8(x, a),
+    )
+}
+
+/// [`lane_sums_with`] on AVX2.
 #[inline(always)]
 unsafe fn lane_sums(a: __m256i, x: __m256i) -> __m256i {
-    let abs_a = _mm256_sign_epi8(a, a);
-    let signed_x = _mm256_sign_epi8(x, a);
-    let pairs = _mm256_maddubs_epi16(abs_a, signed_x);
-    _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    lane_sums_with(|acc, u, s| dot4(acc, u, s), a, x)
 }
 
 /// A Q4_0 block's 32 nibbles as bytes in element order: the low nibbles of its 16 bytes in
@@ -35,21 +61,6 @@ unsafe fn q4_0_nibbles(qs: *const u8) -> __m256i {
     let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(qs as *const __m128i));
     let shifted = _mm256_srlv_epi64(both, _mm256_set_epi64x(4, 4, 0, 0));
     _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
-}
-
-/// A Q4_0 block's lane sums `Σ(q − 8)·x`: its nibbles `q` are unsigned, so they multiply `x`
-/// directly, and `−8·Σx` per lane is the activation block's own.
-#[inline(always)]
-unsafe fn q4_0_lane_sums(qs: *const u8, x: __m256i, minus_lanes8: __m256i) -> __m256i {
-    let pairs = _mm256_maddubs_epi16(q4_0_nibbles(qs), x);
-    _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), minus_lanes8)
-}
-
-/// [`q4_0_lane_sums`] with VNNI: the products of each group of four summed onto the lanes in
-/// one instruction (exact, as the two it replaces).
-#[inline(always)]
-unsafe fn q4_0_lane_sums_vnni(qs: *const u8, x: __m256i, minus_lanes8: __m256i) -> __m256i {
-    _mm256_dpbusd_epi32(minus_lanes8, q4_0_nibbles(qs), x)
 }
 
 /// Whether the CPU multiplies bytes into 32-bit lanes in one instruction on 256-bit registers
@@ -117,70 +128,72 @@ unsafe fn rows_lanes(
     }
 }
 
-/// Q8_0 weight rows against Q8_0 activations. Every row holds `acts.len()` blocks.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn rows_q8_0(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]) {
+/// Q8_0 weight rows against Q8_0 activations, the byte products by `dot4`. Every row holds
+/// `acts.len()` blocks.
+#[inline(always)]
+unsafe fn rows_q8_0_with(
+    dot4: impl Fn(__m256i, __m256i, __m256i) -> __m256i + Copy,
+    rows: &[&[u8]],
+    acts: &[Q8Block],
+    out: &mut [f32],
+) {
     rows_lanes(
         rows,
         acts,
         34,
         |block, x| {
             let a = _mm256_loadu_si256(block.add(2) as *const __m256i);
-            lane_sums(a, _mm256_loadu_si256(x.q.as_ptr() as *const __m256i))
+            lane_sums_with(dot4, a, _mm256_loadu_si256(x.q.as_ptr() as *const __m256i))
         },
         out,
     )
+}
+
+/// Q4_0 weight rows against Q8_0 activations: per lane `Σ(q − 8)·x`, the unsigned nibbles `q`
+/// multiplying `x` directly onto the activation block's own `−8·Σx`.
+#[inline(always)]
+unsafe fn rows_q4_0_with(
+    dot4: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
+    rows: &[&[u8]],
+    acts: &[Q8Block],
+    out: &mut [f32],
+) {
+    rows_lanes(
+        rows,
+        acts,
+        18,
+        |block, x| {
+            let xq = _mm256_loadu_si256(x.q.as_ptr() as *const __m256i);
+            let m8 = _mm256_loadu_si256(x.minus_lanes8.as_ptr() as *const __m256i);
+            dot4(m8, q4_0_nibbles(block.add(2)), xq)
+        },
+        out,
+    )
+}
+
+/// Q8_0 weight rows against Q8_0 activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rows_q8_0(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]) {
+    rows_q8_0_with(|acc, u, s| dot4(acc, u, s), rows, acts, out)
 }
 
 /// Q4_0 weight rows against Q8_0 activations.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn rows_q4_0(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]) {
-    rows_lanes(
-        rows,
-        acts,
-        18,
-        |block, x| {
-            let xq = _mm256_loadu_si256(x.q.as_ptr() as *const __m256i);
-            let m8 = _mm256_loadu_si256(x.minus_lanes8.as_ptr() as *const __m256i);
-            q4_0_lane_sums(block.add(2), xq, m8)
-        },
-        out,
-    )
+    rows_q4_0_with(|acc, u, s| dot4(acc, u, s), rows, acts, out)
 }
 
-/// [`rows_q4_0`] with VNNI (the AVX-512 path where the CPU has it): the same sums, the same
+/// [`rows_q8_0`] with VNNI (the AVX-512 path where the CPU has it): the same sums, the same
 /// bits.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-pub(crate) unsafe fn rows_q4_0_vnni(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]) {
-    rows_lanes(
-        rows,
-        acts,
-        18,
-        |block, x| {
-            let xq = _mm256_loadu_si256(x.q.as_ptr() as *const __m256i);
-            let m8 = _mm256_loadu_si256(x.minus_lanes8.as_ptr() as *const __m256i);
-            q4_0_lane_sums_vnni(block.add(2), xq, m8)
-        },
-        out,
-    )
+pub(crate) unsafe fn rows_q8_0_vnni(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]) {
+    rows_q8_0_with(|acc, u, s| dot4_vnni(acc, u, s), rows, acts, out)
 }
 
-/// [`rows_q8_0`] with VNNI: `|a|·(±x)` summed per group of four in one instruction.
+/// [`rows_q4_0`] with VNNI: the same sums, the same bits.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-pub(crate) unsafe fn rows_q8_0_vnni(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]) {
-    rows_lanes(
-        rows,
-        acts,
-        34,
-        |block, x| {
-            let a = _mm256_loadu_si256(block.add(2) as *const __m256i);
-            let xq = _mm256_loadu_si256(x.q.as_ptr() as *const __m256i);
-            let abs_a = _mm256_sign_epi8(a, a);
-            let signed_x = _mm256_sign_epi8(xq, a);
-            _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_a, signed_x)
-        },
-        out,
-    )
+pub(crate) unsafe fn rows_q4_0_vnni(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]) {
+    rows_q4_0_with(|acc, u, s| dot4_vnni(acc, u, s), rows, acts, out)
 }
 
 /// Σ of the 8 i32 lanes (exact: integers).
