@@ -42,31 +42,60 @@ fn main() {
     }
 }
 
-/// Twenty 3072×768 matrices used in turn (50 MB of Q8_0: more than the caches hold), as the
-/// layers of a decoding step are: the weights stream from memory.
+/// A decoding step's matrices used in turn, as the layers use them (far more than the caches
+/// hold: the weights stream from memory): GPT-2 small's twelve layers and Qwen2.5-0.5B's
+/// twenty-four, each in Q8_0 and Q4_0.
 fn streaming() {
-    for format in [BlockFormat::Q8_0, BlockFormat::Q4_0] {
-        let (n, k, count) = (3072, 768, 20);
-        let data: Vec<Vec<u8>> = (0..count).map(|s| sample_matrix(format, n, k, s)).collect();
-        let ws: Vec<QuantMatrix> = data
-            .iter()
-            .map(|d| QuantMatrix::new(format, d, n, k).unwrap())
-            .collect();
-        let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
-        let mut y = vec![0f32; n];
-        let reps = 20;
-        let t = Instant::now();
-        for _ in 0..reps {
-            for w in &ws {
-                quantized_matmul(&x, 1, w, None, QuantNumerics::LlamaCpp, &mut y);
-            }
+    let gpt2: Vec<(usize, usize)> = [(2304, 768), (768, 768), (3072, 768), (768, 3072)].repeat(12);
+    let qwen: Vec<(usize, usize)> = [
+        (896, 896),
+        (128, 896),
+        (128, 896),
+        (896, 896),
+        (4864, 896),
+        (4864, 896),
+        (896, 4864),
+    ]
+    .repeat(24);
+    for (model, shapes) in [("GPT-2 small", gpt2), ("Qwen2.5-0.5B", qwen)] {
+        for format in [BlockFormat::Q8_0, BlockFormat::Q4_0] {
+            let data: Vec<Vec<u8>> = shapes
+                .iter()
+                .enumerate()
+                .map(|(s, &(n, k))| sample_matrix(format, n, k, s as u64))
+                .collect();
+            let ws: Vec<QuantMatrix> = data
+                .iter()
+                .zip(&shapes)
+                .map(|(d, &(n, k))| QuantMatrix::new(format, d, n, k).unwrap())
+                .collect();
+            let xs: Vec<Vec<f32>> = shapes
+                .iter()
+                .map(|&(_, k)| (0..k).map(|i| (i as f32 * 0.37).sin()).collect())
+                .collect();
+            let mut y = vec![0f32; shapes.iter().map(|s| s.0).max().unwrap()];
+            let reps = 10;
+            let mut s = 0.0;
+            // As a decoding loop runs: on a thread of the pool, its other workers kept awake.
+            rayon::scope(|scope| {
+                scope.spawn(|_| {
+                    let _awake = glassbox_kernels::pool::keep_workers_awake();
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        for ((w, x), &(n, _)) in ws.iter().zip(&xs).zip(&shapes) {
+                            quantized_matmul(x, 1, w, None, QuantNumerics::LlamaCpp, &mut y[..n]);
+                        }
+                    }
+                    s = t.elapsed().as_secs_f64() / reps as f64;
+                })
+            });
+            let bytes: usize = data.iter().map(Vec::len).sum();
+            println!(
+                "{:5} streaming {model}'s layers: {:7.2} ms per step  {:6.2} GB/s of weights",
+                format.name(),
+                s * 1e3,
+                bytes as f64 / s / 1e9
+            );
         }
-        let s = t.elapsed().as_secs_f64() / (reps * count) as f64;
-        println!(
-            "{:5} streaming {count} × {n}×{k}: {:6.2} GMAC/s  {:6.2} GB/s of weights",
-            format.name(),
-            (n * k) as f64 / s / 1e9,
-            data[0].len() as f64 / s / 1e9
-        );
     }
 }

@@ -657,6 +657,82 @@ impl CustomOp2 for ElementwiseBackward {
     }
 }
 
+// ---- GELU through ggml's f16 table ---------------------------------------------------------
+
+/// GELU (tanh form) as ggml-cpu computes it: the input rounded to f16 and looked up in a table
+/// of `f16(gelu(x))` for every f16 `x`; inputs at or above 10 pass through, at or below −10
+/// give 0. One pass for f32 CPU tensors (decoding calls it on every layer); elsewhere the same
+/// values composed from candle's ops. The gradient is the tanh GELU's at the rounded input.
+pub fn gelu_f16_table(x: &Tensor) -> Result<Tensor> {
+    if on_kernels(x) {
+        return x.apply_op1_arc(Arc::new(Box::new(GeluF16Table)));
+    }
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let to_f16 = |t: &Tensor| t.to_dtype(DType::F16)?.to_dtype(DType::F32);
+    let table = to_f16(&activation(&to_f16(&x)?, Act::GeluTanh)?)?;
+    let high = x.ge(10f32)?;
+    let low = x.le(-10f32)?;
+    let y = high.where_cond(&x, &low.where_cond(&x.zeros_like()?, &table)?)?;
+    y.to_dtype(dtype)
+}
+
+/// `f16(gelu_tanh(x))` for the f16 with bits `b`, at index `b`: our GELU kernel on every f16.
+fn gelu_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let inputs: Vec<f32> = (0..=u16::MAX)
+            .map(|b| half::f16::from_bits(b).to_f32())
+            .collect();
+        rows::activation_of(Act::GeluTanh, &inputs)
+            .into_iter()
+            .map(|y| half::f16::from_f32(y).to_f32())
+            .collect()
+    })
+}
+
+struct GeluF16Table;
+
+impl CustomOp1 for GeluF16Table {
+    fn name(&self) -> &'static str {
+        "glassbox-gelu-f16-table"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        use half::slice::HalfFloatSliceExt;
+        let table = gelu_table();
+        let x = f32_rows(s, l)?;
+        // Rounded to f16 a slice at a time (vectorised), then looked up.
+        let mut rounded = vec![half::f16::ZERO; x.len()];
+        rounded.convert_from_f32_slice(&x);
+        let y = x
+            .iter()
+            .zip(&rounded)
+            .map(|(&x, r)| {
+                if x >= 10.0 {
+                    x
+                } else if x <= -10.0 {
+                    0.0
+                } else {
+                    table[r.to_bits() as usize]
+                }
+            })
+            .collect();
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let rounded = x.to_dtype(DType::F16)?.to_dtype(DType::F32)?;
+        let inside = rounded.apply_op2_no_bwd(grad, &ElementwiseBackward(Act::GeluTanh))?;
+        let high = x.ge(10f32)?;
+        let low = x.le(-10f32)?;
+        Ok(Some(high.where_cond(
+            grad,
+            &low.where_cond(&grad.zeros_like()?, &inside)?,
+        )?))
+    }
+}
+
 // ---- cross-entropy ------------------------------------------------------------------------
 
 /// Per-row `−ln softmax(logits)[target]` of logits [n, vocab] and u32 targets [n] → [n].

@@ -366,24 +366,9 @@ impl Activation {
             Activation::Silu => kernel_ops::activation(x, KernelActivation::Silu),
             Activation::Relu => x.relu(),
             Activation::Relu2 => x.relu()?.sqr(),
-            Activation::GeluLlamaCpp => gelu_llamacpp(x),
+            Activation::GeluLlamaCpp => kernel_ops::gelu_f16_table(x),
         }
     }
-}
-
-/// [`Activation::GeluLlamaCpp`].
-fn gelu_llamacpp(x: &Tensor) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x = x.to_dtype(DType::F32)?;
-    let to_f16 = |t: &Tensor| t.to_dtype(DType::F16)?.to_dtype(DType::F32);
-    let table = to_f16(&kernel_ops::activation(
-        &to_f16(&x)?,
-        KernelActivation::GeluTanh,
-    )?)?;
-    let high = x.ge(10f32)?;
-    let low = x.le(-10f32)?;
-    let y = high.where_cond(&x, &low.where_cond(&x.zeros_like()?, &table)?)?;
-    y.to_dtype(dtype)
 }
 
 /// A token (or position) embedding table [n, d], looked up by index.
@@ -425,6 +410,72 @@ mod tests {
         const GELU_COEF_A: f32 = 0.044715;
         let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh());
         half::f16::from_f32(y).to_f32()
+    }
+
+    /// The one-pass f32 op and the composition of candle ops (taken for f64) agree bit for
+    /// bit forward, across the ±10 cut-offs and f16 rounding ties; backward to f16 precision
+    /// (candle's casts round the composed gradient to f16 on its way back, twice).
+    #[test]
+    fn gelu_llamacpp_one_pass_equals_the_composed_ops() {
+        let mut inputs: Vec<f64> = (-1300..1300).map(|i| i as f64 * 0.0091).collect();
+        inputs.extend([
+            -10.0,
+            10.0,
+            -10.000001,
+            9.999999,
+            1.0 + 1.0 / 2048.0,
+            0.0,
+            -0.0,
+        ]);
+        let fused = candle_core::Var::new(
+            inputs
+                .iter()
+                .map(|&v| v as f32)
+                .collect::<Vec<_>>()
+                .as_slice(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let composed = candle_core::Var::new(
+            inputs
+                .iter()
+                .map(|&v| v as f32 as f64)
+                .collect::<Vec<_>>()
+                .as_slice(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let weights: Vec<f32> = (0..inputs.len()).map(|i| (i % 7) as f32 - 3.0).collect();
+        let w = Tensor::new(weights.as_slice(), &Device::Cpu).unwrap();
+        let y_fused = Activation::GeluLlamaCpp.apply(fused.as_tensor()).unwrap();
+        let y_composed = Activation::GeluLlamaCpp
+            .apply(composed.as_tensor())
+            .unwrap();
+        let as_f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(as_f32(&y_fused), as_f32(&y_composed));
+        let g_fused = (y_fused * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g_composed = (y_composed * w.to_dtype(DType::F64).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g_fused = as_f32(g_fused.get(fused.as_tensor()).unwrap());
+        let g_composed = as_f32(g_composed.get(composed.as_tensor()).unwrap());
+        for (i, (a, b)) in g_fused.iter().zip(&g_composed).enumerate() {
+            assert!(
+                // Half an f16 step twice: relative 2⁻¹¹ each, or 2⁻²⁵ below the normal range.
+                (a - b).abs() <= 2e-3 * b.abs() + 1.2e-7,
+                "gradient at {}: {a} vs {b}",
+                inputs[i]
+            );
+        }
+        assert!(g_fused.iter().any(|&g| g != 0.0));
     }
 
     /// Every finite f16 input: the result is ggml's table entry (below −10 zero, from 10 the

@@ -20,12 +20,13 @@ pub(crate) struct Q8Block {
     pub minus_lanes8: [i32; 8],
 }
 
-/// A super-block of 256 activations: `d·q[j]`, with the sums of each 16.
+/// A super-block of 256 activations: `d·q[j]`, with the sums of each 16 (as ggml keeps them:
+/// i16, exact since |Σ| ≤ 16·128).
 #[derive(Clone, Copy)]
 pub(crate) struct Q8KBlock {
     pub d: f32,
     pub q: [i8; QK_K],
-    pub bsums: [i32; 16],
+    pub bsums: [i16; 16],
 }
 
 fn round_f16(x: f32) -> f32 {
@@ -87,7 +88,7 @@ pub(crate) fn quantize_q8k(x: &[f32], out: &mut Vec<Q8KBlock>) {
                 *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
             }
             for (g, sum) in b.bsums.iter_mut().enumerate() {
-                *sum = b.q[16 * g..16 * g + 16].iter().map(|&q| q as i32).sum();
+                *sum = b.q[16 * g..16 * g + 16].iter().map(|&q| q as i16).sum();
             }
             b.d = 1.0 / iscale;
         }

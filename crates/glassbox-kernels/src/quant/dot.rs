@@ -75,7 +75,7 @@ pub(crate) fn dot_super(format: BlockFormat, row: &[u8], acts: &[Q8KBlock]) -> f
         if offset {
             let mut mins = 0i32;
             for g in 0..16 {
-                mins += x.bsums[g] * w.min[g];
+                mins += x.bsums[g] as i32 * w.min[g];
             }
             offsets = (w.dmin * x.d).mul_add(mins as f32, offsets);
         }

@@ -209,14 +209,27 @@ struct Rows<'a> {
     out: Out,
 }
 
+/// Weight rows gathered at a time by [`rows_on`]: their slices fit on the stack, and the
+/// band stays in cache while every activation row passes over it.
+const ROW_BAND: usize = 64;
+
 /// Outputs `j0..j1` of every activation row, on `isa`. The caller guarantees no other task
 /// writes those columns.
 unsafe fn rows_on(isa: Isa, r: &Rows, j0: usize, j1: usize) {
+    let mut band: [&[u8]; ROW_BAND] = [&[]; ROW_BAND];
+    let mut values = [0f32; ROW_BAND];
+    for b0 in (j0..j1).step_by(ROW_BAND) {
+        let b1 = (b0 + ROW_BAND).min(j1);
+        for (slot, j) in band.iter_mut().zip(b0..b1) {
+            *slot = r.w.row(r.row_map.map_or(j, |map| map[j] as usize));
+        }
+        band_on(isa, r, &band[..b1 - b0], &mut values[..b1 - b0], b0);
+    }
+}
+
+/// Outputs `j0..j0 + rows.len()` (weight rows `rows`) of every activation row.
+unsafe fn band_on(isa: Isa, r: &Rows, rows: &[&[u8]], values: &mut [f32], j0: usize) {
     let per_row = r.w.cols / r.w.format.block_elements();
-    let rows: Vec<&[u8]> = (j0..j1)
-        .map(|j| r.w.row(r.row_map.map_or(j, |map| map[j] as usize)))
-        .collect();
-    let mut values = vec![0f32; rows.len()];
     for i in 0..r.m {
         match r.acts {
             Acts::Q8(a) => {
@@ -224,26 +237,26 @@ unsafe fn rows_on(isa: Isa, r: &Rows, j0: usize, j1: usize) {
                 match (isa, r.w.format) {
                     #[cfg(target_arch = "x86_64")]
                     (Isa::Avx512, BlockFormat::Q8_0) if x86::has_vnni() => unsafe {
-                        x86::rows_q8_0_vnni(&rows, a, &mut values)
+                        x86::rows_q8_0_vnni(rows, a, values)
                     },
                     #[cfg(target_arch = "x86_64")]
                     (Isa::Avx512, BlockFormat::Q4_0) if x86::has_vnni() => unsafe {
-                        x86::rows_q4_0_vnni(&rows, a, &mut values)
+                        x86::rows_q4_0_vnni(rows, a, values)
                     },
                     #[cfg(target_arch = "x86_64")]
                     (Isa::Avx2 | Isa::Avx512, BlockFormat::Q8_0) => unsafe {
-                        x86::rows_q8_0(&rows, a, &mut values)
+                        x86::rows_q8_0(rows, a, values)
                     },
                     #[cfg(target_arch = "x86_64")]
                     (Isa::Avx2 | Isa::Avx512, BlockFormat::Q4_0) => unsafe {
-                        x86::rows_q4_0(&rows, a, &mut values)
+                        x86::rows_q4_0(rows, a, values)
                     },
                     #[cfg(target_arch = "x86_64")]
                     (Isa::Avx2 | Isa::Avx512, BlockFormat::Q5_0) => unsafe {
-                        x86::rows_q5_0(&rows, a, &mut values)
+                        x86::rows_q5_0(rows, a, values)
                     },
                     _ => {
-                        for (v, row) in values.iter_mut().zip(&rows) {
+                        for (v, row) in values.iter_mut().zip(rows) {
                             *v = dot_small_on(isa, r.w.format, row, a);
                         }
                     }
@@ -254,10 +267,10 @@ unsafe fn rows_on(isa: Isa, r: &Rows, j0: usize, j1: usize) {
                 match (isa, r.w.format) {
                     #[cfg(target_arch = "x86_64")]
                     (Isa::Avx2 | Isa::Avx512, BlockFormat::Q4K | BlockFormat::Q6K) => unsafe {
-                        x86::rows_k(r.w.format, &rows, a, &mut values)
+                        x86::rows_k(r.w.format, rows, a, values)
                     },
                     _ => {
-                        for (v, row) in values.iter_mut().zip(&rows) {
+                        for (v, row) in values.iter_mut().zip(rows) {
                             *v = dot_super_on(isa, r.w.format, row, a);
                         }
                     }
@@ -279,7 +292,13 @@ fn quantize_activations(format: BlockFormat, x: &[f32], m: usize, k: usize) -> A
         Acts::Q8K(acts)
     } else {
         let mut acts = Vec::with_capacity(m * per_row);
-        quantize_q8_on(isa, x, format.has_offset(), &mut acts);
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx512 => unsafe {
+                x86::quantize_q8(x, format.has_offset(), &mut acts)
+            },
+            _ => quantize_q8_on(isa, x, format.has_offset(), &mut acts),
+        }
         Acts::Q8(acts)
     }
 }

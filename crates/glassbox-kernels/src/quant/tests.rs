@@ -55,7 +55,7 @@ fn q8_k_activations_follow_the_reference() {
     assert_eq!(b.d, 1.0 / (-127.0 / max));
     for g in 0..16 {
         assert_eq!(
-            b.bsums[g],
+            b.bsums[g] as i32,
             b.q[16 * g..16 * g + 16]
                 .iter()
                 .map(|&q| q as i32)
@@ -207,4 +207,38 @@ fn quantized_rows_decode_close_to_their_input() {
         assert!(back.iter().all(|&v| v == 0.0), "{}: zeros", format.name());
     }
     assert!(!encode::can_encode(BlockFormat::Q2K));
+}
+
+/// The AVX2 activation quantizer writes the portable one's blocks (scale, rounding ties to
+/// even, saturation, the sums), on random rows, rows with exact ties and an all-zero block.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_q8_activations_equal_the_portable_ones() {
+    if !(is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c"))
+    {
+        eprintln!("no AVX2 here: the x86 quantizer cannot run");
+        return;
+    }
+    let mut x = values(32 * 64, 5);
+    // Max 127: the scale is 1 and halves are ties.
+    for (j, v) in x[..32].iter_mut().enumerate() {
+        *v = j as f32 - 15.5;
+    }
+    x[0] = 127.0;
+    x[32..64].fill(0.0);
+    for with_sum in [false, true] {
+        let (mut portable, mut simd) = (Vec::new(), Vec::new());
+        quantize_q8(&x, with_sum, &mut portable);
+        unsafe { super::x86::quantize_q8(&x, with_sum, &mut simd) };
+        assert_eq!(portable.len(), simd.len());
+        for (i, (p, s)) in portable.iter().zip(&simd).enumerate() {
+            assert_eq!(
+                (p.d.to_bits(), p.s.to_bits(), p.q, p.minus_lanes8),
+                (s.d.to_bits(), s.s.to_bits(), s.q, s.minus_lanes8),
+                "block {i}, with_sum {with_sum}"
+            );
+        }
+    }
 }

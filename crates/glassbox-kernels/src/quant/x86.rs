@@ -74,7 +74,8 @@ pub(crate) fn has_vnni() -> bool {
 }
 
 /// Rows read side by side (independent chains). One: a single stream through memory per
-/// thread measured fastest (decoding is bound by reading the weights).
+/// thread measured fastest in decoding (two sped a lone Q4_0 matrix up by a fifth but slowed
+/// Qwen2.5-0.5B's Q4_0 decoding by as much; a Q8_0 row alone streams at memory bandwidth).
 const GROUP: usize = 1;
 
 /// How far ahead of the block being read its row is prefetched.
@@ -205,17 +206,66 @@ unsafe fn sum_i32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-/// Two groups of 16 elements with their own i16 multipliers: `[a; 8]` for the low 128 bits,
-/// `[b; 8]` for the high.
+/// Σ over the 16 groups of `scale[g]·bsums[g]` as eight i32 lanes (exact), `scales` the
+/// groups' multipliers as i16.
 #[inline(always)]
-unsafe fn halves_epi16(a: i32, b: i32) -> __m256i {
-    _mm256_set_m128i(_mm_set1_epi16(b as i16), _mm_set1_epi16(a as i16))
+unsafe fn scaled_bsums(scales: __m256i, x: &Q8KBlock) -> __m256i {
+    _mm256_madd_epi16(
+        scales,
+        _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i),
+    )
 }
 
-/// A Q4_K super-block's `Σ scale·Σ q·x` (its 6-bit scales from `scales`) against a Q8_K block,
-/// exactly: [`super::dot::dot_super`]'s integer sum.
+/// Shuffles that spread i16 values `2q` (low 128 bits) and `2q + 1` (high) of a 128-bit lane
+/// over eight i16 each.
 #[inline(always)]
-unsafe fn q4_k_isum(qs: *const u8, scales: &[i32; 16], x: &Q8KBlock) -> i32 {
+unsafe fn pair_spread(q: usize) -> __m256i {
+    let (a, b) = ((4 * q) as i8, (4 * q + 2) as i8);
+    let (a1, b1) = (a + 1, b + 1);
+    _mm256_setr_epi8(
+        a, a1, a, a1, a, a1, a, a1, a, a1, a, a1, a, a1, a, a1, b, b1, b, b1, b, b1, b, b1, b, b1,
+        b, b1, b, b1, b, b1,
+    )
+}
+
+/// A Q4_K super-block's 6-bit scales and mins (12 bytes at `sc`) as sixteen bytes: the eight
+/// sub-blocks' scales, then their mins (the bit layout of ggml's `get_scale_min_k4`, unpacked
+/// four at a time).
+#[inline(always)]
+unsafe fn q4_k_scales_mins(sc: *const u8) -> __m128i {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const TOP2: u32 = 0x0303_0303;
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            *sc.add(4 * i),
+            *sc.add(4 * i + 1),
+            *sc.add(4 * i + 2),
+            *sc.add(4 * i + 3),
+        ])
+    };
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let scales_lo = w0 & LOW6;
+    let scales_hi = (w2 & LOW4) | (((w0 >> 6) & TOP2) << 4);
+    let mins_lo = w1 & LOW6;
+    let mins_hi = ((w2 >> 4) & LOW4) | (((w1 >> 6) & TOP2) << 4);
+    _mm_setr_epi32(
+        scales_lo as i32,
+        scales_hi as i32,
+        mins_lo as i32,
+        mins_hi as i32,
+    )
+}
+
+/// A Q4_K super-block (`d`, `dmin`, scales, nibbles) against a Q8_K block: the exact
+/// `Σ scale·Σ q·x` and `Σ min·bsum` of [`super::dot::dot_super`].
+#[inline(always)]
+unsafe fn q4_k_isums(block: *const u8, x: &Q8KBlock) -> (i32, i32) {
+    let packed = q4_k_scales_mins(block.add(4));
+    // Sub-block j's scale in i16 position j of both halves; each min twice (its two groups of 16).
+    let scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(packed));
+    let mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(packed, packed));
+    let qs = block.add(16);
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = _mm256_setzero_si256();
     for j in 0..4 {
@@ -224,27 +274,28 @@ unsafe fn q4_k_isum(qs: *const u8, scales: &[i32; 16], x: &Q8KBlock) -> i32 {
         let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low);
         let x_lo = _mm256_loadu_si256(x.q.as_ptr().add(64 * j) as *const __m256i);
         let x_hi = _mm256_loadu_si256(x.q.as_ptr().add(64 * j + 32) as *const __m256i);
-        let s_lo = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(lo, x_lo),
-            _mm256_set1_epi16(scales[4 * j] as i16),
-        );
-        let s_hi = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(hi, x_hi),
-            _mm256_set1_epi16(scales[4 * j + 2] as i16),
-        );
-        acc = _mm256_add_epi32(acc, _mm256_add_epi32(s_lo, s_hi));
+        // Sub-blocks 2j and 2j + 1: their scales spread over all sixteen i16.
+        let s = _mm256_shuffle_epi8(scales, pair_spread(j));
+        let s_lo = _mm256_permute4x64_epi64::<0b01_00_01_00>(s);
+        let s_hi = _mm256_permute4x64_epi64::<0b11_10_11_10>(s);
+        let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x_lo), s_lo);
+        let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x_hi), s_hi);
+        acc = _mm256_add_epi32(acc, _mm256_add_epi32(p_lo, p_hi));
     }
-    sum_i32(acc)
+    (sum_i32(acc), sum_i32(scaled_bsums(mins, x)))
 }
 
 /// A Q6_K super-block's `Σ scale·Σ (u − 32)·x` against a Q8_K block, exactly: the 6-bit values
 /// `u` are unsigned, so `Σ u·x` comes from `maddubs` and `32·Σx` from the block's sums of 16.
 #[inline(always)]
 unsafe fn q6_k_isum(block: *const u8, x: &Q8KBlock) -> i32 {
-    let (ql, qh, sc) = (block, block.add(128), block.add(192) as *const i8);
+    let (ql, qh, sc) = (block, block.add(128), block.add(192));
     let low = _mm256_set1_epi8(0x0F);
     let three = _mm256_set1_epi8(3);
-    let mut acc = _mm256_setzero_si256();
+    // The sixteen i8 scales as i16: groups 0–7 in the low half, 8–15 in the high.
+    let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc as *const __m128i));
+    let mut acc = _mm256_slli_epi32::<5>(scaled_bsums(scales, x));
+    acc = _mm256_sub_epi32(_mm256_setzero_si256(), acc);
     for n in 0..2 {
         let l0 = _mm256_loadu_si256(ql.add(64 * n) as *const __m256i);
         let l1 = _mm256_loadu_si256(ql.add(64 * n + 32) as *const __m256i);
@@ -266,19 +317,20 @@ unsafe fn q6_k_isum(block: *const u8, x: &Q8KBlock) -> i32 {
             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l0), low), high(4)),
             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l1), low), high(6)),
         ];
+        // This half's eight scales in both 128-bit lanes.
+        let half = if n == 0 {
+            _mm256_permute2x128_si256::<0x00>(scales, scales)
+        } else {
+            _mm256_permute2x128_si256::<0x11>(scales, scales)
+        };
         for (quarter, u) in quarters.into_iter().enumerate() {
             let at = 128 * n + 32 * quarter;
-            let g = at / 16;
             let xq = _mm256_loadu_si256(x.q.as_ptr().add(at) as *const __m256i);
-            let scales = halves_epi16(*sc.add(g) as i32, *sc.add(g + 1) as i32);
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, xq), scales));
+            let s = _mm256_shuffle_epi8(half, pair_spread(quarter));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, xq), s));
         }
     }
-    let mut offset = 0i32;
-    for g in 0..16 {
-        offset += *sc.add(g) as i32 * x.bsums[g];
-    }
-    sum_i32(acc) - 32 * offset
+    sum_i32(acc)
 }
 
 /// K-quant weight rows (Q4_K, Q6_K) against one Q8_K activation row: [`super::dot::dot_super`]'s
@@ -298,10 +350,7 @@ pub(crate) unsafe fn rows_k(
             _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(PREFETCH_BYTES) as *const i8);
             match format {
                 BlockFormat::Q4K => {
-                    let (scales, mins) =
-                        super::blocks::q4_k_scales(std::slice::from_raw_parts(block.add(4), 12));
-                    let isum = q4_k_isum(block.add(16), &scales, x);
-                    let m: i32 = x.bsums.iter().zip(&mins).map(|(s, m)| s * m).sum();
+                    let (isum, m) = q4_k_isums(block, x);
                     acc = (f16_at(block) * x.d).mul_add(isum as f32, acc);
                     offsets = (f16_at(block.add(2)) * x.d).mul_add(m as f32, offsets);
                 }
@@ -357,5 +406,61 @@ pub(crate) unsafe fn rows_q5_0(rows: &[&[u8]], acts: &[Q8Block], out: &mut [f32]
         }
         // dot_small adds the (absent) offsets: the same `+ 0.0`.
         *o = acc + 0.0;
+    }
+}
+
+/// [`super::activations::quantize_q8`] with AVX2 (ggml-cpu's own `quantize_row_q8_0` / `_q8_1`
+/// steps): the same maximum, scale, rounding half to even and sums, so the same blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_q8(x: &[f32], with_sum: bool, out: &mut Vec<Q8Block>) {
+    let sign = _mm256_set1_ps(-0.0);
+    let round_f16 = |v: f32| {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(
+            _mm_set_ss(v),
+        )))
+    };
+    for block in x.chunks_exact(32) {
+        let p = block.as_ptr();
+        let v = [0, 8, 16, 24].map(|at| _mm256_loadu_ps(p.add(at)));
+        let abs = v.map(|v| _mm256_andnot_ps(sign, v));
+        let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let max = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let d = max / 127.0;
+        let id = _mm256_set1_ps(if max != 0.0 { 127.0 / max } else { 0.0 });
+        let q = v.map(|v| {
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm256_mul_ps(v, id),
+            );
+            _mm256_cvtps_epi32(r)
+        });
+        // i32 → i8 with saturation (the clamp to −128..=127); the packs interleave 128-bit
+        // halves, the permutation restores element order.
+        let packed = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let bytes = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // Sums of each four elements (exact), then −8 times them and their total.
+        let fours = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_set1_epi8(1), bytes),
+            _mm256_set1_epi16(1),
+        );
+        let mut b = Q8Block {
+            d: round_f16(d),
+            s: 0.0,
+            q: [0; 32],
+            minus_lanes8: [0; 8],
+        };
+        _mm256_storeu_si256(b.q.as_mut_ptr() as *mut __m256i, bytes);
+        _mm256_storeu_si256(
+            b.minus_lanes8.as_mut_ptr() as *mut __m256i,
+            _mm256_mullo_epi32(fours, _mm256_set1_epi32(-8)),
+        );
+        if with_sum {
+            b.s = round_f16(d * sum_i32(fours) as f32);
+        }
+        out.push(b);
     }
 }
