@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/fetch-artifacts.sh
 export GLASSBOX_REQUIRE_ARTIFACTS=1
+# The workbench's browser tests need Chromium (.ci/run installs Debian's): never skipped here.
+export GLASSBOX_REQUIRE_BROWSER=1
 # A one-off build gains nothing from incremental state (about 1 GB on disk).
 export CARGO_INCREMENTAL=0
 cargo test --workspace --all-targets

@@ -13,6 +13,7 @@
 //! - [`patching`] — activation patching and gradient-based attribution patching;
 //! - [`ablation`] — zero, mean and resample ablation of heads, MLPs and neurons;
 //! - [`steering`] — control vectors in llama.cpp's GGUF format;
+//! - [`predictions`] — the most likely next tokens at each position;
 //! - [`drift`] — what changed between two versions of one model (quantization, fine-tune,
 //!   checkpoints), from the outputs down to heads and features.
 //!
@@ -28,6 +29,7 @@ pub mod heads;
 pub mod lens;
 pub mod norm;
 pub mod patching;
+pub mod predictions;
 pub mod probe;
 pub mod steering;
 

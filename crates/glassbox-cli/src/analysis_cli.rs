@@ -64,31 +64,9 @@ pub fn tokens(model: &HookedModel, text: &str) -> anyhow::Result<Vec<u32>> {
 /// The id of a single token given as text (`" Paris"`) or as `#123`. Special tokens the
 /// tokenizer adds to every text (a BOS) are not counted.
 pub fn single_token(model: &HookedModel, spec: &str, what: &str) -> anyhow::Result<u32> {
-    let vocab = model.info().d_vocab;
-    if let Some(num) = spec.strip_prefix('#') {
-        if let Ok(id) = num.parse::<u32>() {
-            if (id as usize) < vocab {
-                return Ok(id);
-            }
-            return Err(crate::invalid!(
-                "{what} #{id} is outside the vocabulary (size {vocab})"
-            ));
-        }
-    }
-    let prefix = model.to_tokens("").unwrap_or_default();
-    let ids = model.to_tokens(spec)?;
-    let ids: &[u32] = ids.strip_prefix(prefix.as_slice()).unwrap_or(&ids);
-    match ids {
-        [id] => Ok(*id),
-        _ => {
-            let pieces = model.ids_to_str_tokens(ids).unwrap_or_default();
-            Err(crate::invalid!(
-                "{what} {spec:?} is {} tokens ({pieces:?}), not one; pass a single token \
-                 (mind the leading space) or an id as #ID",
-                ids.len()
-            ))
-        }
-    }
+    Ok(glassbox_analysis::predictions::single_token(
+        model, spec, what,
+    )?)
 }
 
 /// Prints `value` as pretty JSON on stdout.

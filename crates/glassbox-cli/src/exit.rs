@@ -100,6 +100,11 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 return 2;
             }
         }
+        if let Some(e) = cause.downcast_ref::<glassbox_serve::ServeError>() {
+            if e.is_invalid_input() {
+                return 2;
+            }
+        }
         // Library crates add their input-error checks here.
     }
     1

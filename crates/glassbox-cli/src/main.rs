@@ -58,6 +58,8 @@ enum Command {
     Attribute(cmd::attribute::Args),
     /// Previous-token, duplicate-token, induction and first-token scores for every head.
     Heads(cmd::heads::Args),
+    /// The web workbench: models, tensors and a prompt explorer in the browser.
+    Serve(cmd::serve::Args),
     /// Activation patching between a clean and a corrupted prompt.
     Patch(cmd::patch::Args),
     /// Zero, mean or resample ablation of heads, MLPs or neurons.
@@ -159,6 +161,7 @@ fn main() {
         Command::Reproduce(_) => Some("reproduce"),
         Command::Tour(_) => Some("tour"),
         Command::Finetune(_) => Some("finetune"),
+        Command::Serve(_) => Some("serve"),
         _ => None,
     };
     if let (Command::Drift(_), Some(_)) = (&cli.command, &cli.adapter) {
@@ -176,7 +179,20 @@ fn main() {
         eprintln!("error: {err}");
         std::process::exit(2);
     }
-    let result = on_kernel_threads(|| match cli.command {
+    // The server's own threads wait on sockets; its computations go to the kernels' pool.
+    let result = match cli.command {
+        Command::Serve(a) => cmd::serve::run(a),
+        command => on_kernel_threads(|| run_command(command)),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {}", exit::describe(&err));
+        std::process::exit(exit::code(&err));
+    }
+}
+
+/// Every command but `serve`, on a thread of the kernels' pool.
+fn run_command(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Diff(a) => cmd::diff::run(a),
         Command::Quantize(a) => cmd::quantize::run(a),
@@ -201,9 +217,6 @@ fn main() {
         Command::Drift(a) => cmd::drift::run(a),
         Command::Reproduce(a) => cmd::reproduce::run(a),
         Command::Tour(a) => cmd::tour::run(a),
-    });
-    if let Err(err) = result {
-        eprintln!("error: {}", exit::describe(&err));
-        std::process::exit(exit::code(&err));
+        Command::Serve(a) => cmd::serve::run(a),
     }
 }

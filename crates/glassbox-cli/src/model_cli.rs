@@ -23,13 +23,11 @@ pub fn set_numerics(choice: Option<NumericsChoice>) {
 
 /// The name `--numerics` gives `n`.
 pub fn numerics_name(n: Numerics) -> &'static str {
-    match n {
-        Numerics::LlamaCpp => "llamacpp",
-        Numerics::F32 => "f32",
-    }
+    n.name()
 }
 
-fn numerics() -> Option<Numerics> {
+/// The `--numerics` choice, if one was given.
+pub fn numerics() -> Option<Numerics> {
     NUMERICS.get().copied().flatten().map(|c| match c {
         NumericsChoice::Llamacpp => Numerics::LlamaCpp,
         NumericsChoice::F32 => Numerics::F32,
@@ -207,10 +205,7 @@ pub fn input_ids(
 
 /// A token for display: its decoded text if there is a tokenizer, else `#id`.
 pub fn token_text(model: &HookedModel, id: u32) -> String {
-    match model.ids_to_str_tokens(&[id]) {
-        Ok(mut v) if !v.is_empty() => v.remove(0),
-        _ => format!("#{id}"),
-    }
+    glassbox_analysis::predictions::token_text(model, id)
 }
 
 /// Refuses a model whose outputs are not token logits (an encoder without a language-model

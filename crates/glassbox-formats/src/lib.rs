@@ -28,6 +28,7 @@ pub mod input;
 pub mod peft;
 pub mod pickle;
 pub mod quant;
+pub mod report;
 mod safetensors_file;
 pub mod stats;
 pub mod summary;

@@ -158,6 +158,16 @@ pub enum Numerics {
     LlamaCpp,
 }
 
+impl Numerics {
+    /// The name `--numerics` gives it: `llamacpp` or `f32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Numerics::LlamaCpp => "llamacpp",
+            Numerics::F32 => "f32",
+        }
+    }
+}
+
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {

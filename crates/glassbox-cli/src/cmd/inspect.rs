@@ -25,10 +25,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use glassbox_formats::report;
 use glassbox_formats::stats::{self, Histogram, TensorStats};
-use glassbox_formats::summary::{component_of, ArchitectureSummary, ParameterSummary};
-use glassbox_formats::{Checkpoint, GgufArray, GgufValue, TensorInfo};
-use serde_json::{json, Value};
+use glassbox_formats::summary::{ArchitectureSummary, ParameterSummary};
+use glassbox_formats::{Checkpoint, GgufValue, TensorInfo};
+use serde_json::Value;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,9 +72,6 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// GGUF arrays longer than this are summarised.
-const ARRAY_PREVIEW: usize = 16;
-
 /// Opens a checkpoint; a path that does not exist is the user's input error (exit 2).
 pub fn open(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
     if !path.exists() {
@@ -97,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => ck.tensors().iter().collect(),
     };
 
-    let architecture = architecture_of(&ck);
+    let architecture = report::architecture_of(&ck);
     let params = ParameterSummary::of(ck.tensors());
 
     let stats = if args.stats {
@@ -113,50 +111,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     if args.json {
-        let mut out = json!({
-            "path": args.path.display().to_string(),
-            "format": ck.kind,
-            "architecture": architecture,
-            "parameters": params.parameters,
-            "bytes": params.bytes,
-            "parameters_by_component": params.by_component,
-            "dtypes": params.by_dtype,
-            "tensors": tensors.iter().map(|t| json!({
-                "name": t.name,
-                "shape": t.shape,
-                "dtype": t.dtype.to_string(),
-                "bytes": t.bytes,
-                "component": component_of(&t.name).name(),
-            })).collect::<Vec<_>>(),
+        let stats = stats.as_ref().map(|s| report::StatsRun {
+            per_tensor: &s.per_tensor,
+            bytes: s.bytes,
+            seconds: s.seconds,
         });
-        if let Some(gguf) = ck.gguf() {
-            let metadata: serde_json::Map<String, Value> = gguf
-                .metadata()
-                .iter()
-                .map(|(k, v)| (k.clone(), gguf_json(v, Some(ARRAY_PREVIEW))))
-                .collect();
-            out["metadata"] = Value::Object(metadata);
-        }
-        if let Some(s) = &stats {
-            out["stats"] = json!({
-                "bytes": s.bytes,
-                "seconds": s.seconds,
-                "gb_per_s": s.gb_per_s(),
-                "tensors": tensors.iter().zip(&s.per_tensor)
-                    .map(|(t, st)| (t.name.clone(), serde_json::to_value(st).unwrap_or(Value::Null)))
-                    .collect::<serde_json::Map<_, _>>(),
-            });
-        }
-        if let (Some(h), Some(name)) = (&histogram, &args.tensor) {
-            out["histogram"] = json!({
-                "tensor": name,
-                "bins": h.counts.len(),
-                "edges": h.edges,
-                "counts": h.counts,
-                "nan": h.nan,
-                "inf": h.inf,
-            });
-        }
+        let histogram = histogram.as_ref().zip(args.tensor.as_deref());
+        let out = report::inspect_document(
+            &args.path.display().to_string(),
+            &ck,
+            &tensors,
+            stats.as_ref(),
+            histogram.map(|(h, name)| (name, h)),
+        );
         emit(&(serde_json::to_string_pretty(&out)? + "\n"))?;
         return Ok(());
     }
@@ -177,33 +144,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     emit(&out)
 }
 
-/// The architecture from `config.json`, else GGUF metadata, completed from the tensors.
-pub fn architecture_of(ck: &Checkpoint) -> ArchitectureSummary {
-    let mut summary = if let Some(config) = &ck.config {
-        ArchitectureSummary::from_config(config)
-    } else if let Some(gguf) = ck.gguf() {
-        ArchitectureSummary::from_gguf(&|key| gguf.get(key).map(|v| gguf_json(v, None)))
-    } else {
-        ArchitectureSummary::default()
-    };
-    summary.complete_from_tensors(ck.tensors());
-    summary
-}
-
 struct StatsRun {
     per_tensor: Vec<TensorStats>,
     bytes: u64,
     seconds: f64,
-}
-
-impl StatsRun {
-    fn gb_per_s(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.bytes as f64 / self.seconds / 1e9
-        } else {
-            0.0
-        }
-    }
 }
 
 fn compute_stats(ck: &Checkpoint, tensors: &[&TensorInfo]) -> anyhow::Result<StatsRun> {
@@ -221,74 +165,9 @@ fn compute_stats(ck: &Checkpoint, tensors: &[&TensorInfo]) -> anyhow::Result<Sta
     })
 }
 
-/// A GGUF metadata value as JSON; arrays longer than `preview` summarised.
-fn gguf_json(value: &GgufValue, preview: Option<usize>) -> Value {
-    match value {
-        GgufValue::U8(v) => json!(v),
-        GgufValue::I8(v) => json!(v),
-        GgufValue::U16(v) => json!(v),
-        GgufValue::I16(v) => json!(v),
-        GgufValue::U32(v) => json!(v),
-        GgufValue::I32(v) => json!(v),
-        GgufValue::U64(v) => json!(v),
-        GgufValue::I64(v) => json!(v),
-        GgufValue::F32(v) => json!(v),
-        GgufValue::F64(v) => json!(v),
-        GgufValue::Bool(v) => json!(v),
-        GgufValue::String(v) => json!(v),
-        GgufValue::Array(a) => array_json(a, preview),
-    }
-}
-
-fn array_json(array: &GgufArray, preview: Option<usize>) -> Value {
-    fn take<T: serde::Serialize>(items: &[T], n: usize) -> Value {
-        json!(&items[..n.min(items.len())])
-    }
-    let n = preview.unwrap_or(usize::MAX);
-    let head = match array {
-        GgufArray::U8(v) => take(v, n),
-        GgufArray::I8(v) => take(v, n),
-        GgufArray::U16(v) => take(v, n),
-        GgufArray::I16(v) => take(v, n),
-        GgufArray::U32(v) => take(v, n),
-        GgufArray::I32(v) => take(v, n),
-        GgufArray::U64(v) => take(v, n),
-        GgufArray::I64(v) => take(v, n),
-        GgufArray::F32(v) => take(v, n),
-        GgufArray::F64(v) => take(v, n),
-        GgufArray::Bool(v) => take(v, n),
-        GgufArray::String(v) => take(v, n),
-        GgufArray::Array(v) => {
-            Value::Array(v.iter().take(n).map(|a| array_json(a, preview)).collect())
-        }
-    };
-    if array.len() <= n {
-        return head;
-    }
-    let head = match head {
-        Value::Array(items) => Value::Array(items.into_iter().take(3).collect()),
-        other => other,
-    };
-    json!({
-        "array_of": type_word(array),
-        "len": array.len(),
-        "head": head,
-    })
-}
-
-fn type_word(array: &GgufArray) -> &'static str {
-    match array {
-        GgufArray::String(_) => "string",
-        GgufArray::F32(_) | GgufArray::F64(_) => "float",
-        GgufArray::Bool(_) => "bool",
-        GgufArray::Array(_) => "array",
-        _ => "integer",
-    }
-}
-
 /// A metadata value for the terminal: `[32000 strings: "<unk>", "<s>", …]` for long arrays.
 fn gguf_text(value: &GgufValue) -> String {
-    match gguf_json(value, Some(ARRAY_PREVIEW)) {
+    match report::metadata_json(value, Some(report::ARRAY_PREVIEW)) {
         Value::Object(summary) => {
             let head: Vec<String> = summary
                 .get("head")
@@ -460,7 +339,12 @@ fn print_text(
             "statistics over {} in {:.3} s ({:.2} GB/s)",
             human_bytes(s.bytes),
             s.seconds,
-            s.gb_per_s()
+            report::StatsRun {
+                per_tensor: &s.per_tensor,
+                bytes: s.bytes,
+                seconds: s.seconds
+            }
+            .gb_per_s()
         );
     }
 }

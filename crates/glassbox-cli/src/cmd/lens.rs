@@ -47,11 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Without a target, the report follows the model's own final prediction back in depth.
     let followed = match target {
         Some(t) => t,
-        None => {
-            let logits = model.run(&model.ids_tensor(&ids)?)?;
-            let last = logits.get(0)?.get(ids.len() - 1)?;
-            last.argmax(0)?.to_scalar::<u32>()?
-        }
+        None => glassbox_analysis::predictions::predicted_next(&model, &ids)?,
     };
     let report = lens::run(&model, &ids, args.top.max(1), Some(followed))?;
 

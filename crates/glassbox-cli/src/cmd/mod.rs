@@ -18,6 +18,7 @@ pub mod quantize;
 pub mod reproduce;
 pub mod run;
 pub mod sae;
+pub mod serve;
 pub mod steer;
 pub mod tour;
 pub mod trace;

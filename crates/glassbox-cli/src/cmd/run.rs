@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, IndexOp};
+use glassbox_analysis::predictions;
 
-use crate::model_cli::{input_ids, load_model, token_text};
+use crate::model_cli::{input_ids, load_model};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,22 +32,6 @@ pub struct Args {
     pub dtype: String,
 }
 
-#[derive(serde::Serialize)]
-struct Candidate {
-    id: u32,
-    token: String,
-    logit: f32,
-    prob: f32,
-}
-
-#[derive(serde::Serialize)]
-struct Position {
-    position: usize,
-    token_id: u32,
-    token: String,
-    top: Vec<Candidate>,
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.top_k == 0 {
         return Err(crate::invalid!("--top-k must be at least 1"));
@@ -55,45 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = load_model(&args.model, &args.dtype, &args.sae)?;
     crate::model_cli::require_logits(&model, &args.model, "run")?;
     let ids = input_ids(&model, args.prompt.as_deref(), args.tokens.as_deref())?;
-    let input = model.ids_tensor(&ids)?;
-    // Logits [positions shown, vocab]: only the last position's unless all are asked for.
-    let (positions, logits): (Vec<usize>, _) = if args.all_positions {
-        ((0..ids.len()).collect(), model.run(&input)?.i(0)?)
-    } else {
-        (vec![ids.len() - 1], model.run_last(&input)?)
-    };
-    let logits = logits.to_dtype(DType::F32)?;
-    let mut out = Vec::new();
-    for (row_index, &p) in positions.iter().enumerate() {
-        let row = logits.i(row_index)?.to_vec1::<f32>()?;
-        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let norm: f64 = row.iter().map(|&l| ((l - max) as f64).exp()).sum();
-        // The k largest, then only those sorted (a full sort of the vocabulary per position
-        // cost more than the forward pass with --all-positions).
-        let by_logit = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
-        let mut order: Vec<usize> = (0..row.len()).collect();
-        let k = args.top_k.min(order.len());
-        if k < order.len() {
-            order.select_nth_unstable_by(k - 1, by_logit);
-            order.truncate(k);
-        }
-        order.sort_by(by_logit);
-        let top = order
-            .iter()
-            .map(|&i| Candidate {
-                id: i as u32,
-                token: token_text(&model, i as u32),
-                logit: row[i],
-                prob: (((row[i] - max) as f64).exp() / norm) as f32,
-            })
-            .collect();
-        out.push(Position {
-            position: p,
-            token_id: ids[p],
-            token: token_text(&model, ids[p]),
-            top,
-        });
-    }
+    let out = predictions::top_next(&model, &ids, args.top_k, args.all_positions)?;
     if args.json {
         let doc = serde_json::json!({
             "model": args.model.display().to_string(),

@@ -40,3 +40,6 @@ pub fn ok(out: &Output) -> &Output {
     );
     out
 }
+
+pub mod browser;
+pub mod serve;

@@ -1,0 +1,233 @@
+//! The workbench in a real browser: headless Chromium driven through every page on the
+//! reference model and a llama.cpp-quantized GGUF — the model list, a model's tensor table
+//! (sorted, searched, a tensor's statistics opened), the prompt explorer (a prompt typed and
+//! run, a position and a head clicked, a cell hovered) — and every number read off the page
+//! checked against the CLI's `--json` for the same request. Screenshots of each page go to
+//! `target/browser-screenshots/` (CI keeps them).
+
+mod support;
+
+use serde_json::{json, Value};
+use support::browser::Browser;
+use support::serve::Server;
+use support::{glassbox, ok, root, scratch};
+
+const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
+
+fn cli_json(args: &[&str]) -> Value {
+    serde_json::from_slice(&ok(&glassbox(args)).stdout).expect("the CLI's --json")
+}
+
+fn f32_at(v: &Value) -> f32 {
+    match v {
+        Value::String(s) => s.parse().unwrap(),
+        v => v.as_f64().unwrap() as f32,
+    }
+}
+
+#[test]
+fn every_page_shows_the_cli_numbers() {
+    let dir = scratch("serve_browser", "pages");
+    let Some(mut browser) = Browser::launch(&dir.join("profile")) else {
+        return;
+    };
+    let shots = root().join("target/browser-screenshots");
+    let models = [
+        root().join("models/reference").display().to_string(),
+        root()
+            .join("tests/fixtures/llamacpp/gpt2/model-Q4_0.gguf")
+            .display()
+            .to_string(),
+    ];
+    let server = Server::start(&[&models[0], &models[1]]);
+    let base = server.url.trim_end_matches('/').to_string();
+
+    // The model list.
+    browser.goto(&format!("{base}/#/"));
+    browser.wait_for("document.querySelectorAll('#model-cards .card').length === 2");
+    browser.screenshot(&shots.join("models.png"));
+
+    for (id, path) in models.iter().enumerate() {
+        let name = if id == 0 { "reference" } else { "gguf" };
+        let inspect = cli_json(&["inspect", path, "--json"]);
+        let tensors = inspect["tensors"].as_array().unwrap();
+
+        // The model page: every tensor listed; sorting by bytes; searching.
+        browser.goto(&format!("{base}/#/model/{id}"));
+        browser.wait_for("document.querySelectorAll('#tensor-table tbody tr').length > 0");
+        let listed = browser.eval(
+            "[...document.querySelectorAll('#tensor-table tbody tr')].map(r => r.dataset.tensor)",
+        );
+        let names: Vec<Value> = tensors.iter().map(|t| t["name"].clone()).collect();
+        assert_eq!(listed, json!(names), "{name}: the tensor table");
+        browser.eval("document.querySelector('th[data-column=bytes]').click()");
+        browser.eval("document.querySelector('th[data-column=bytes]').click()");
+        let first = browser.eval("document.querySelector('#tensor-table tbody tr').dataset.tensor");
+        let largest = tensors
+            .iter()
+            .map(|t| t["bytes"].as_u64().unwrap())
+            .max()
+            .unwrap();
+        let first_bytes = tensors.iter().find(|t| t["name"] == first).unwrap()["bytes"].as_u64();
+        assert_eq!(
+            first_bytes,
+            Some(largest),
+            "{name}: sorted by bytes, descending"
+        );
+        browser.eval(
+            "(() => { const s = document.getElementById('tensor-search'); s.value = 'weight'; \
+             s.dispatchEvent(new Event('input')); })()",
+        );
+        let shown = browser
+            .eval("document.querySelectorAll('#tensor-table tbody tr').length")
+            .as_u64()
+            .unwrap() as usize;
+        let matching = tensors
+            .iter()
+            .filter(|t| {
+                t["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_lowercase()
+                    .contains("weight")
+            })
+            .count();
+        assert_eq!(shown, matching, "{name}: search");
+
+        // A tensor's statistics, opened from the table.
+        let tensor =
+            browser.eval("document.querySelector('#tensor-table tbody tr').dataset.tensor");
+        let tensor = tensor.as_str().unwrap().to_string();
+        browser.eval("document.querySelector('#tensor-table tbody tr .tensor-link').click()");
+        browser.wait_for("document.getElementById('tensor-stats')");
+        browser.wait_for("document.querySelectorAll('#histogram rect').length === 40");
+        let stats = cli_json(&["inspect", path, "--tensor", &tensor, "--stats", "--json"]);
+        let want = &stats["stats"]["tensors"][&tensor];
+        for key in [
+            "mean", "std", "min", "max", "abs_max", "l2_norm", "elements", "zeros",
+        ] {
+            let shown = browser.eval(&format!(
+                "document.querySelector('[data-stat={key}]').dataset.value"
+            ));
+            let shown: f64 = shown.as_str().unwrap().parse().unwrap();
+            let want = want[key].as_f64().unwrap();
+            // The same double, as far as serde_json's float parsing tells (it may be an ulp off).
+            assert!(
+                (shown - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+                "{name}: {tensor} {key}: page {shown}, CLI {want}"
+            );
+        }
+        browser.screenshot(&shots.join(format!("model-{name}.png")));
+
+        // The prompt explorer: type a prompt, run it.
+        browser.goto(&format!("{base}/#/explore/{id}"));
+        browser.wait_for("document.getElementById('prompt')");
+        browser.eval(&format!(
+            "(() => {{ document.getElementById('prompt').value = {}; \
+             document.getElementById('run').click(); }})()",
+            json!(PROMPT)
+        ));
+        browser.wait_for("document.getElementById('lens-grid')");
+        let run = cli_json(&[
+            "run",
+            path,
+            "--prompt",
+            PROMPT,
+            "--top-k",
+            "10",
+            "--all-positions",
+            "--json",
+        ]);
+        let positions = run["positions"].as_array().unwrap();
+        // The last position is shown first; then click another token.
+        for p in [positions.len() - 1, 2] {
+            browser.eval(&format!(
+                "document.querySelector('.tok[data-position=\"{p}\"]').click()"
+            ));
+            browser.wait_for(&format!(
+                "document.getElementById('pred-table').dataset.position === '{p}'"
+            ));
+            let logits = browser.eval(
+                "[...document.querySelectorAll('#pred-table [data-logit]')].map(c => c.dataset.logit)",
+            );
+            let tokens = browser.eval(
+                "[...document.querySelectorAll('#pred-table .tok-cell')].map(c => JSON.parse(c.textContent))",
+            );
+            let top = positions[p]["top"].as_array().unwrap();
+            let want_logits: Vec<f32> = top.iter().map(|c| f32_at(&c["logit"])).collect();
+            let shown_logits: Vec<f32> = logits.as_array().unwrap().iter().map(f32_at).collect();
+            assert_eq!(shown_logits, want_logits, "{name}: predictions after {p}");
+            let want_tokens: Vec<Value> = top.iter().map(|c| c["token"].clone()).collect();
+            assert_eq!(tokens, json!(want_tokens), "{name}: tokens after {p}");
+        }
+
+        // The logit lens: each cell's top token is the CLI's.
+        let lens = cli_json(&["lens", path, "--prompt", PROMPT, "--top", "5", "--json"]);
+        let top = lens["report"]["top"].as_array().unwrap();
+        let cells = browser.eval(
+            "[...document.querySelectorAll('#lens-grid td')].map(td => [Number(td.dataset.layer), Number(td.dataset.position), JSON.parse(td.textContent)])",
+        );
+        let cells = cells.as_array().unwrap();
+        assert_eq!(
+            cells.len(),
+            top.len() * positions.len(),
+            "{name}: lens cells"
+        );
+        for c in cells {
+            let (l, p) = (
+                c[0].as_u64().unwrap() as usize,
+                c[1].as_u64().unwrap() as usize,
+            );
+            assert_eq!(c[2], top[l][p][0]["token"], "{name}: lens ({l}, {p})");
+        }
+
+        // Attention: click a head, hover a cell of the large view; its weight is trace's.
+        let layers = inspect["architecture"]["layers"].as_u64().unwrap() as usize;
+        let (layer, head) = (layers - 1, 1);
+        browser.eval(&format!(
+            "document.querySelector('.mini[data-layer=\"{layer}\"][data-head=\"{head}\"]').click()"
+        ));
+        browser.wait_for(&format!(
+            "document.getElementById('large-title').dataset.layer === '{layer}'"
+        ));
+        let file = dir.join(format!("trace-{name}.safetensors"));
+        ok(&glassbox(&[
+            "trace",
+            path,
+            "--prompt",
+            PROMPT,
+            "--hooks",
+            &format!("blocks.{layer}.attn.hook_pattern"),
+            "--out",
+            file.to_str().unwrap(),
+        ]));
+        let bytes = std::fs::read(&file).unwrap();
+        let traced = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let pattern = traced
+            .tensor(&format!("blocks.{layer}.attn.hook_pattern"))
+            .unwrap();
+        let n = positions.len();
+        let values: Vec<f32> = pattern
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let (q, k) = (n - 1, 1);
+        let tip = browser.eval(&format!(
+            "(() => {{ const c = document.getElementById('large-canvas'); const r = c.getBoundingClientRect(); \
+             const n = {n}; const label = 110; const cell = (c.width - label) / n; \
+             c.dispatchEvent(new MouseEvent('mousemove', {{clientX: r.left + label + ({k} + 0.5) * cell, \
+             clientY: r.top + label + ({q} + 0.5) * cell, bubbles: true}})); \
+             return document.getElementById('tooltip').textContent; }})()"
+        ));
+        let weight = values[(head * n + q) * n + k];
+        let tip = tip.as_str().unwrap().to_string();
+        assert!(
+            tip.ends_with(&format!("{weight:.4}")),
+            "{name}: hovering ({q}, {k}) of L{layer}H{head} shows {tip:?}, trace has {weight}"
+        );
+        browser.eval("document.getElementById('tooltip').hidden = true");
+        browser.screenshot(&shots.join(format!("explore-{name}.png")));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,314 @@
+//! `glassbox serve`: its JSON API answers exactly what the CLI's `--json` prints for the same
+//! request (on the reference model and a quantized GGUF made by llama.cpp), and it refuses
+//! what it must: anything outside the served set, foreign hosts, malformed or oversized
+//! requests, and on a non-loopback address any request without the token.
+
+mod support;
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use support::serve::{request, Server};
+use support::{glassbox, ok, root, scratch};
+
+const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
+
+fn reference() -> String {
+    root().join("models/reference").display().to_string()
+}
+
+fn gguf() -> String {
+    root()
+        .join("tests/fixtures/llamacpp/gpt2/model-Q4_0.gguf")
+        .display()
+        .to_string()
+}
+
+fn cli_json(args: &[&str]) -> Value {
+    let out = glassbox(args);
+    serde_json::from_slice(&ok(&out).stdout).expect("the CLI's --json")
+}
+
+#[test]
+fn api_answers_are_the_cli_json() {
+    let (reference, gguf) = (reference(), gguf());
+    let server = Server::start(&[&reference, &gguf]);
+    let models = server.get("/api/models").json();
+    assert_eq!(models.as_array().unwrap().len(), 2);
+    for (id, path) in [(0, &reference), (1, &gguf)] {
+        // The model page: inspect --json, whole.
+        let inspect = cli_json(&["inspect", path, "--json"]);
+        assert_eq!(server.get(&format!("/api/models/{id}")).json(), inspect);
+        assert_eq!(models[id]["architecture"], inspect["architecture"]);
+        assert_eq!(models[id]["parameters"], inspect["parameters"]);
+
+        // A tensor's statistics and histogram (timings aside).
+        let name = inspect["tensors"][1]["name"].as_str().unwrap().to_string();
+        let mut api = server
+            .get(&format!("/api/models/{id}/tensors/{name}?bins=40"))
+            .json();
+        let mut cli = cli_json(&[
+            "inspect", path, "--tensor", &name, "--stats", "--hist", "40", "--json",
+        ]);
+        for doc in [&mut api, &mut cli] {
+            let stats = doc["stats"].as_object_mut().unwrap();
+            stats.remove("seconds");
+            stats.remove("gb_per_s");
+        }
+        assert_eq!(api, cli, "{name}");
+
+        // Predictions at every position: run --json.
+        let api = server
+            .post(
+                &format!("/api/models/{id}/predictions"),
+                &json!({"prompt": PROMPT, "top_k": 5}),
+            )
+            .json();
+        let cli = cli_json(&[
+            "run",
+            path,
+            "--prompt",
+            PROMPT,
+            "--top-k",
+            "5",
+            "--all-positions",
+            "--json",
+        ]);
+        assert_eq!(api, cli);
+
+        // The logit lens, following the model's own prediction and a chosen target.
+        for target in [None, Some("#3")] {
+            let mut body = json!({"prompt": PROMPT, "top_k": 3});
+            let mut args = vec!["lens", path, "--prompt", PROMPT, "--top", "3", "--json"];
+            if let Some(t) = target {
+                body["target"] = json!(t);
+                args.extend(["--target", t]);
+            }
+            let api = server.post(&format!("/api/models/{id}/lens"), &body).json();
+            assert_eq!(api, cli_json(&args), "target {target:?}");
+        }
+
+        // Attention patterns: trace's hook_pattern tensors, value for value.
+        let dir = scratch("serve_cli", &format!("attention{id}"));
+        let file = dir.join("trace.safetensors");
+        ok(&glassbox(&[
+            "trace",
+            path,
+            "--prompt",
+            PROMPT,
+            "--hooks",
+            "blocks.*.attn.hook_pattern",
+            "--out",
+            file.to_str().unwrap(),
+        ]));
+        let bytes = std::fs::read(&file).unwrap();
+        let traced = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let api = server
+            .post(
+                &format!("/api/models/{id}/attention"),
+                &json!({"prompt": PROMPT}),
+            )
+            .json();
+        let layers = api["n_layers"].as_u64().unwrap() as usize;
+        let mut compared = 0;
+        for layer in 0..layers {
+            let name = format!("blocks.{layer}.attn.hook_pattern");
+            let t = traced.tensor(&name).unwrap();
+            let values: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            let shown: Vec<f32> = api["patterns"][layer]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|head| head.as_array().unwrap())
+                .flat_map(|row| row.as_array().unwrap())
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(shown, values, "{name}");
+            compared += 1;
+        }
+        assert!(compared > 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn requests_outside_the_served_set_are_refused() {
+    // A folder holding a symlink to a file outside anything served.
+    let dir = scratch("serve_cli", "outside");
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "the secret outside the served set").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&secret, dir.join("link.safetensors")).unwrap();
+    let server = Server::start(&[&reference()]);
+    let secret_path = secret.display().to_string();
+    let attempts = [
+        "/api/models/1".to_string(),
+        "/api/models/0/tensors/..%2F..%2F..%2Fetc%2Fpasswd".to_string(),
+        "/api/models/0/tensors/link.safetensors".to_string(),
+        format!("/api/models/0/tensors/{}", secret_path.replace('/', "%2F")),
+        "/assets/..%2F..%2FCargo.toml".to_string(),
+        "/assets/../../Cargo.toml".to_string(),
+        "/../../etc/passwd".to_string(),
+        format!("/{}", secret_path.trim_start_matches('/')),
+        format!("/assets/{}", secret_path.replace('/', "%2F")),
+        "/api/models/..%2F..%2Fetc".to_string(),
+    ];
+    for path in &attempts {
+        let r = server.get(path);
+        assert!(
+            (400..500).contains(&r.status),
+            "{path}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(!r.text().contains("the secret"), "{path}");
+        assert!(!r.text().contains("root:"), "{path}");
+    }
+    // No request can name a path: the served model is found by index only.
+    let r = server.post(
+        "/api/models/0/predictions",
+        &json!({"prompt": "a", "path": secret_path}),
+    );
+    assert!((400..500).contains(&r.status), "{}", r.text());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
+    let server = Server::start(&[&reference()]);
+    let post_raw = |body: &[u8]| {
+        request(
+            &server.addr,
+            "POST",
+            "/api/models/0/predictions",
+            &[("Content-Type", "application/json")],
+            Some(body),
+        )
+    };
+    let cases: Vec<(&str, support::serve::Response)> = vec![
+        ("not JSON", post_raw(b"{not json")),
+        ("wrong type", post_raw(br#"{"prompt": 5}"#)),
+        ("no prompt", post_raw(b"{}")),
+        ("empty prompt", post_raw(br#"{"prompt": ""}"#)),
+        ("top_k 0", post_raw(br#"{"prompt": "a", "top_k": 0}"#)),
+        (
+            "top_k huge",
+            post_raw(br#"{"prompt": "a", "top_k": 100000}"#),
+        ),
+        (
+            "long prompt",
+            post_raw(
+                json!({"prompt": "word ".repeat(3000)})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        ),
+        ("too big", post_raw(&vec![b' '; 200_000])),
+        ("bad id", server.get("/api/models/abc")),
+        ("negative id", server.get("/api/models/-1")),
+        (
+            "no bins",
+            server.get("/api/models/0/tensors/lm_head.weight?bins=0"),
+        ),
+        (
+            "too many bins",
+            server.get("/api/models/0/tensors/lm_head.weight?bins=99999999"),
+        ),
+        ("unknown route", server.get("/api/nothing")),
+        (
+            "lens target of two tokens",
+            server.post(
+                "/api/models/0/lens",
+                &json!({"prompt": "a b", "target": "the cat sat"}),
+            ),
+        ),
+    ];
+    for (what, r) in &cases {
+        assert!(
+            (400..500).contains(&r.status),
+            "{what}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(!r.body.is_empty(), "{what}: no message");
+    }
+    let statuses: HashMap<&str, u16> = cases.iter().map(|(w, r)| (*w, r.status)).collect();
+    assert_eq!(statuses["too big"], 413);
+    assert_eq!(statuses["unknown route"], 404);
+    // A foreign Host (DNS rebinding) is refused on loopback.
+    let r = request(
+        &server.addr,
+        "GET",
+        "/api/models",
+        &[("Host", "evil.example")],
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    // And the server still answers after all of that.
+    assert_eq!(server.get("/api/models").status, 200);
+}
+
+#[test]
+fn a_non_loopback_bind_needs_the_token() {
+    let server = Server::start(&[&reference(), "--host", "0.0.0.0"]);
+    let token = server
+        .url
+        .split("token=")
+        .nth(1)
+        .expect("a non-loopback server prints a token")
+        .to_string();
+    assert!(token.len() >= 32);
+    let addr = &server.addr;
+    assert_eq!(request(addr, "GET", "/api/models", &[], None).status, 401);
+    assert_eq!(request(addr, "GET", "/", &[], None).status, 401);
+    let wrong = format!("Bearer {}", "0".repeat(token.len()));
+    assert_eq!(
+        request(
+            addr,
+            "GET",
+            "/api/models",
+            &[("Authorization", &wrong)],
+            None
+        )
+        .status,
+        401
+    );
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        request(
+            addr,
+            "GET",
+            "/api/models",
+            &[("Authorization", &bearer)],
+            None
+        )
+        .status,
+        200
+    );
+    // The page opened with the printed URL sets a cookie the page's own requests carry.
+    let page = request(addr, "GET", &format!("/?token={token}"), &[], None);
+    assert_eq!(page.status, 200);
+    let cookie = page
+        .header("set-cookie")
+        .expect("a cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        request(addr, "GET", "/api/models", &[("Cookie", &cookie)], None).status,
+        200
+    );
+}
+
+#[test]
+fn nothing_to_serve_is_an_input_error() {
+    let out = glassbox(&["serve", "/no/such/model", "--port", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/model"), "{err}");
+}

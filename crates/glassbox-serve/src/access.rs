@@ -1,0 +1,168 @@
+//! Who may talk to the server. Bound to loopback (the default) it answers requests whose
+//! `Host` is a loopback name (so that a web page elsewhere cannot reach it through DNS
+//! rebinding). Bound to any other address it answers only requests carrying the token it
+//! printed at start: as `Authorization: Bearer TOKEN`, `?token=TOKEN`, or the cookie the
+//! first page load with `?token=` sets.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::api;
+
+const COOKIE: &str = "glassbox_token";
+
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// `None` on loopback.
+    token: Option<String>,
+}
+
+impl Access {
+    /// No token on a loopback address; a fresh random one on any other.
+    pub fn for_host(host: IpAddr) -> Access {
+        if host.is_loopback() {
+            return Access { token: None };
+        }
+        use rand::RngCore;
+        let mut bytes = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let token = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Access { token: Some(token) }
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The address to open, with the token when one is needed.
+    pub fn url(&self, addr: SocketAddr) -> String {
+        match &self.token {
+            Some(t) => format!("http://{addr}/?token={t}"),
+            None => format!("http://{addr}/"),
+        }
+    }
+
+    fn presented(&self, req: &Request) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let headers = req.headers();
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let query = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
+        let cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| {
+                c.trim()
+                    .strip_prefix(COOKIE)
+                    .and_then(|c| c.strip_prefix('='))
+            });
+        [bearer, query, cookie]
+            .into_iter()
+            .flatten()
+            .any(|given| same(given.as_bytes(), token.as_bytes()))
+    }
+}
+
+/// Equal in time independent of where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// Whether `host` (a `Host` header) names this machine's loopback.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// The middleware in front of every route.
+pub async fn check(State(state): State<Arc<api::State>>, req: Request, next: Next) -> Response {
+    let access = &state.access;
+    if access.token.is_none() {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !loopback_host(host) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "this server answers only to localhost (it is bound to loopback)",
+            );
+        }
+        return next.run(req).await;
+    }
+    if !access.presented(&req) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "this server needs the token `glassbox serve` printed at start",
+        );
+    }
+    let set_cookie = req.uri().query().is_some_and(|q| q.contains("token="));
+    let mut response = next.run(req).await;
+    if set_cookie {
+        if let Some(t) = &access.token {
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("{COOKIE}={t}; HttpOnly; SameSite=Strict; Path=/"))
+            {
+                response.headers_mut().insert(header::SET_COOKIE, v);
+            }
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for h in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:3",
+            "[::1]:80",
+            "LOCALHOST",
+        ] {
+            assert!(loopback_host(h), "{h}");
+        }
+        for h in [
+            "",
+            "example.com",
+            "10.0.0.1:80",
+            "localhost.evil.com",
+            "[2001:db8::1]:80",
+        ] {
+            assert!(!loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,327 @@
+//! The JSON API under `/api/`, which the pages use. Each answer is the document the CLI's
+//! `--json` prints for the same request, built by the same library call:
+//!
+//! | request | CLI |
+//! |---|---|
+//! | `GET /api/models` | `glassbox inspect PATH --json` for each model, without its tensor table, plus `id` |
+//! | `GET /api/models/{id}` | `glassbox inspect PATH --json` |
+//! | `GET /api/models/{id}/tensors/{name}?bins=N` | `glassbox inspect PATH --tensor NAME --stats --hist N --json` |
+//! | `POST /api/models/{id}/predictions` `{prompt, top_k}` | `glassbox run PATH --prompt P --top-k K --all-positions --json` |
+//! | `POST /api/models/{id}/lens` `{prompt, top_k, target}` | `glassbox lens PATH --prompt P --top K [--target T] --json` |
+//! | `POST /api/models/{id}/attention` `{prompt}` | every `blocks.L.attn.hook_pattern` of `glassbox trace` |
+//!
+//! Errors are `{"error": "…"}` with a 4xx status for what the request got wrong.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State as AxumState};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use glassbox_analysis::{lens, predictions};
+use glassbox_formats::{report, stats};
+use glassbox_models::{HookedModel, NameFilter};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::access::Access;
+use crate::served::{Entry, Served};
+use crate::{assets, work, ApiError};
+
+/// Largest request body accepted (bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Longest prompt accepted (characters) and most tokens it may make.
+pub const MAX_PROMPT_CHARS: usize = 8 * 1024;
+pub const MAX_TOKENS: usize = 512;
+/// Attention patterns grow with the square of the prompt: fewer tokens there.
+pub const MAX_ATTENTION_TOKENS: usize = 128;
+/// Most histogram bins and top tokens a request may ask for.
+pub const MAX_BINS: usize = 1000;
+pub const MAX_TOP: usize = 50;
+
+pub struct State {
+    pub served: Served,
+    pub access: Access,
+}
+
+impl State {
+    pub fn new(served: Served, access: Access) -> State {
+        State { served, access }
+    }
+}
+
+type Shared = AxumState<Arc<State>>;
+
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/assets/{file}", get(assets::file))
+        .route("/api", get(api_index))
+        .route("/api/models", get(models))
+        .route("/api/models/{id}", get(inspect))
+        .route("/api/models/{id}/tensors/{name}", get(tensor))
+        .route("/api/models/{id}/predictions", post(predictions_of))
+        .route("/api/models/{id}/lens", post(lens_of))
+        .route("/api/models/{id}/attention", post(attention_of))
+        .fallback(|| async { ApiError::not_found("no such page or API route (see GET /api)") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::access::check,
+        ))
+        .with_state(state)
+}
+
+async fn api_index() -> Json<Value> {
+    Json(json!({
+        "routes": [
+            {"method": "GET", "path": "/api/models", "cli": "glassbox inspect PATH --json (each model, no tensor table) + id"},
+            {"method": "GET", "path": "/api/models/{id}", "cli": "glassbox inspect PATH --json"},
+            {"method": "GET", "path": "/api/models/{id}/tensors/{name}?bins=N", "cli": "glassbox inspect PATH --tensor NAME --stats --hist N --json"},
+            {"method": "POST", "path": "/api/models/{id}/predictions", "body": {"prompt": "text", "top_k": 5}, "cli": "glassbox run PATH --prompt P --top-k K --all-positions --json"},
+            {"method": "POST", "path": "/api/models/{id}/lens", "body": {"prompt": "text", "top_k": 5, "target": "optional token or #id"}, "cli": "glassbox lens PATH --prompt P --top K [--target T] --json"},
+            {"method": "POST", "path": "/api/models/{id}/attention", "body": {"prompt": "text"}, "cli": "glassbox trace PATH --prompt P --hooks 'blocks.*.attn.hook_pattern'"},
+        ],
+        "limits": {
+            "body_bytes": MAX_BODY,
+            "prompt_chars": MAX_PROMPT_CHARS,
+            "prompt_tokens": MAX_TOKENS,
+            "attention_tokens": MAX_ATTENTION_TOKENS,
+            "bins": MAX_BINS,
+            "top_k": MAX_TOP,
+        },
+    }))
+}
+
+fn path_of(entry: &Entry) -> String {
+    entry.path.display().to_string()
+}
+
+async fn models(AxumState(state): Shared) -> Json<Value> {
+    let list = state
+        .served
+        .entries
+        .iter()
+        .map(|e| {
+            let mut doc = report::inspect_document(&path_of(e), &e.checkpoint, &[], None, None);
+            if let Some(obj) = doc.as_object_mut() {
+                obj.remove("tensors");
+                obj.remove("metadata");
+                obj.insert("id".into(), json!(e.id));
+                obj.insert("name".into(), json!(e.name()));
+            }
+            doc
+        })
+        .collect();
+    Json(Value::Array(list))
+}
+
+async fn inspect(AxumState(state): Shared, Path(id): Path<usize>) -> Result<Json<Value>, ApiError> {
+    let e = state.served.get(id)?;
+    let tensors: Vec<_> = e.checkpoint.tensors().iter().collect();
+    Ok(Json(report::inspect_document(
+        &path_of(e),
+        &e.checkpoint,
+        &tensors,
+        None,
+        None,
+    )))
+}
+
+#[derive(Deserialize)]
+struct Bins {
+    bins: Option<usize>,
+}
+
+async fn tensor(
+    AxumState(state): Shared,
+    Path((id, name)): Path<(usize, String)>,
+    Query(q): Query<Bins>,
+) -> Result<Json<Value>, ApiError> {
+    let bins = q.bins.unwrap_or(50);
+    if bins == 0 || bins > MAX_BINS {
+        return Err(ApiError::bad_request(format!(
+            "bins must be 1–{MAX_BINS}, not {bins}"
+        )));
+    }
+    let e = state.served.get(id)?;
+    if e.checkpoint.info(&name).is_none() {
+        return Err(ApiError::not_found(format!(
+            "{} has no tensor named `{name}`",
+            e.name()
+        )));
+    }
+    let turn = e.turn().await?;
+    let state = Arc::clone(&state);
+    work::on_pool(turn, move || {
+        let e = state.served.get(id)?;
+        let info = e.checkpoint.info(&name).expect("checked above");
+        let start = Instant::now();
+        let per_tensor = stats::checkpoint_stats(&e.checkpoint, &[&name], &|_| {})?;
+        let seconds = start.elapsed().as_secs_f64();
+        let histogram = stats::histogram(&e.checkpoint, &name, bins)?;
+        let run = report::StatsRun {
+            per_tensor: &per_tensor,
+            bytes: info.bytes,
+            seconds,
+        };
+        Ok(Json(report::inspect_document(
+            &path_of(e),
+            &e.checkpoint,
+            &[info],
+            Some(&run),
+            Some((&name, &histogram)),
+        )))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromptRequest {
+    prompt: String,
+    #[serde(default = "default_top")]
+    top_k: usize,
+    #[serde(default)]
+    target: Option<String>,
+}
+
+fn default_top() -> usize {
+    5
+}
+
+impl PromptRequest {
+    fn check(&self) -> Result<(), ApiError> {
+        if self.prompt.is_empty() {
+            return Err(ApiError::bad_request("the prompt is empty"));
+        }
+        if self.prompt.chars().count() > MAX_PROMPT_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "the prompt is longer than {MAX_PROMPT_CHARS} characters"
+            )));
+        }
+        if self.top_k == 0 || self.top_k > MAX_TOP {
+            return Err(ApiError::bad_request(format!(
+                "top_k must be 1–{MAX_TOP}, not {}",
+                self.top_k
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The prompt's token ids, within `max` tokens and the model's context.
+fn tokens_of(model: &HookedModel, prompt: &str, max: usize) -> Result<Vec<u32>, ApiError> {
+    let ids = model.to_tokens(prompt)?;
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("the prompt has no tokens"));
+    }
+    let limit = max.min(model.info().n_ctx);
+    if ids.len() > limit {
+        return Err(ApiError::bad_request(format!(
+            "the prompt is {} tokens; at most {limit} here",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+/// Runs `f` with the model `id` on the pool, in that model's turn.
+async fn with_model<T: Send + 'static>(
+    state: Arc<State>,
+    id: usize,
+    f: impl FnOnce(&Entry, &HookedModel) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let turn = state.served.get(id)?.turn().await?;
+    work::on_pool(turn, move || {
+        let entry = state.served.get(id)?;
+        let model = entry.model()?;
+        if !model.model.has_unembedding() {
+            return Err(ApiError::bad_request(format!(
+                "{} has no unembedding (no language-model head): no logits to show",
+                entry.name()
+            )));
+        }
+        f(entry, &model)
+    })
+    .await
+}
+
+async fn predictions_of(
+    AxumState(state): Shared,
+    Path(id): Path<usize>,
+    Json(req): Json<PromptRequest>,
+) -> Result<Json<Value>, ApiError> {
+    req.check()?;
+    with_model(state, id, move |entry, model| {
+        let ids = tokens_of(model, &req.prompt, MAX_TOKENS)?;
+        let positions = predictions::top_next(model, &ids, req.top_k, true)?;
+        Ok(Json(json!({
+            "model": path_of(entry),
+            "architecture": model.info().architecture,
+            "numerics": model.numerics.name(),
+            "input_ids": ids,
+            "positions": positions,
+        })))
+    })
+    .await
+}
+
+async fn lens_of(
+    AxumState(state): Shared,
+    Path(id): Path<usize>,
+    Json(req): Json<PromptRequest>,
+) -> Result<Json<Value>, ApiError> {
+    req.check()?;
+    with_model(state, id, move |entry, model| {
+        let ids = tokens_of(model, &req.prompt, MAX_TOKENS)?;
+        let followed = match req.target.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) => predictions::single_token(model, t, "target")?,
+            None => predictions::predicted_next(model, &ids)?,
+        };
+        let report = lens::run(model, &ids, req.top_k, Some(followed))?;
+        Ok(Json(json!({
+            "model": path_of(entry),
+            "prompt": req.prompt,
+            "input_ids": ids,
+            "report": report,
+        })))
+    })
+    .await
+}
+
+async fn attention_of(
+    AxumState(state): Shared,
+    Path(id): Path<usize>,
+    Json(req): Json<PromptRequest>,
+) -> Result<Json<Value>, ApiError> {
+    req.check()?;
+    with_model(state, id, move |entry, model| {
+        let ids = tokens_of(model, &req.prompt, MAX_ATTENTION_TOKENS)?;
+        let filter = NameFilter::new(&["blocks.*.attn.hook_pattern"])
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let (_, cache) = model.run_with_cache(&model.ids_tensor(&ids)?, &filter)?;
+        let info = model.info();
+        // patterns[layer][head][query][key]; null for a layer without attention (SSM).
+        let mut patterns = Vec::with_capacity(info.n_layers);
+        for layer in 0..info.n_layers {
+            let pattern = match cache.get(&format!("blocks.{layer}.attn.hook_pattern")) {
+                Some(p) => {
+                    let p = p.to_dtype(candle_core::DType::F32)?.squeeze(0)?;
+                    json!(p.to_vec3::<f32>()?)
+                }
+                None => Value::Null,
+            };
+            patterns.push(pattern);
+        }
+        Ok(Json(json!({
+            "model": path_of(entry),
+            "input_ids": ids,
+            "tokens": model.ids_to_str_tokens(&ids)?,
+            "n_layers": info.n_layers,
+            "n_heads": info.n_heads,
+            "patterns": patterns,
+        })))
+    })
+    .await
+}

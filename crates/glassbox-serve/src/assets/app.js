@@ -1,0 +1,367 @@
+// glassbox workbench: plain DOM code over the JSON API (GET /api documents it). Every number
+// shown is a field of an API answer, which is the CLI's --json document for the same request.
+"use strict";
+
+const main = document.getElementById("main");
+const tooltip = document.getElementById("tooltip");
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null) node.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+async function api(path, body) {
+  const opts = body === undefined ? {} : {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  };
+  const res = await fetch(path, opts);
+  const text = await res.text();
+  let doc;
+  try { doc = JSON.parse(text); } catch { doc = { error: text }; }
+  if (!res.ok) throw new Error(doc.error || `${res.status} ${res.statusText}`);
+  return doc;
+}
+
+const fmt = {
+  int: (n) => n === null || n === undefined ? "—" : Number(n).toLocaleString("en-US"),
+  bytes: (n) => {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0, v = n;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
+  },
+  num: (x, d = 4) => x === null || x === undefined ? "—" : Number(x).toPrecision(d),
+  prob: (p) => `${(100 * p).toFixed(2)}%`,
+  tok: (t) => JSON.stringify(t),
+};
+
+function showError(where, err) {
+  where.replaceChildren(el("p", { class: "error" }, String(err.message || err)));
+}
+
+function setNav(which) {
+  for (const id of ["nav-models", "nav-explore"]) {
+    document.getElementById(id).classList.toggle("active", id === which);
+  }
+}
+
+function showTip(ev, text) {
+  tooltip.textContent = text;
+  tooltip.hidden = false;
+  tooltip.style.left = `${ev.clientX + 12}px`;
+  tooltip.style.top = `${ev.clientY + 12}px`;
+}
+function hideTip() { tooltip.hidden = true; }
+
+// ---- models ----------------------------------------------------------------------------
+
+let modelsCache = null;
+async function modelList() {
+  if (!modelsCache) modelsCache = await api("/api/models");
+  return modelsCache;
+}
+
+async function pageModels() {
+  setNav("nav-models");
+  main.replaceChildren(el("h1", {}, "Models"), el("p", { class: "muted" }, "Loading…"));
+  const models = await modelList();
+  main.replaceChildren(
+    el("h1", {}, "Models"),
+    el("div", { class: "cards", id: "model-cards" }, models.map((m) => el("div", { class: "card" },
+      el("a", { href: `#/model/${m.id}` }, m.name),
+      el("div", { class: "muted" }, `${m.architecture.family || "?"} · ${m.format}`),
+      el("div", {}, `${fmt.int(m.parameters)} parameters · ${fmt.bytes(m.bytes)}`),
+      el("div", {}, el("a", { href: `#/explore/${m.id}` }, "Prompt explorer →")),
+    ))),
+  );
+}
+
+function keyValueTable(rows) {
+  return el("table", {}, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
+}
+
+async function pageModel(id) {
+  setNav("nav-models");
+  main.replaceChildren(el("p", { class: "muted" }, "Loading…"));
+  const doc = await api(`/api/models/${id}`);
+  const a = doc.architecture;
+  const archRows = [
+    ["family", a.family], ["classes", (a.classes || []).join(", ")], ["layers", a.layers],
+    ["d_model", a.d_model], ["heads", a.heads], ["kv_heads", a.kv_heads], ["head_dim", a.head_dim],
+    ["d_mlp", a.d_mlp], ["vocab", a.vocab], ["context_length", a.context_length],
+    ["positions", a.positions], ["norm", a.norm], ["tied_embeddings", a.tied_embeddings],
+    ["experts", a.experts], ["experts_per_token", a.experts_per_token],
+  ].filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => [k, String(v)]);
+  const comp = Object.entries(doc.parameters_by_component).map(([k, v]) => [k, fmt.int(v)]);
+  const detail = el("div", { id: "tensor-detail" });
+  main.replaceChildren(
+    el("h1", {}, doc.path),
+    el("p", {}, `${doc.format} · ${fmt.int(doc.parameters)} parameters · ${fmt.bytes(doc.bytes)} · `,
+      el("a", { href: `#/explore/${id}` }, "prompt explorer")),
+    el("div", { class: "row top" },
+      el("div", {}, el("h2", {}, "Architecture"), keyValueTable(archRows)),
+      el("div", {}, el("h2", {}, "Parameters by component"), keyValueTable(comp),
+        el("h2", {}, "By dtype"),
+        el("table", { id: "dtype-table" },
+          el("tr", {}, el("th", {}, "dtype"), el("th", { class: "num" }, "tensors"), el("th", { class: "num" }, "parameters"), el("th", { class: "num" }, "bytes")),
+          doc.dtypes.map((d) => el("tr", {}, el("td", {}, d.dtype), el("td", { class: "num" }, fmt.int(d.tensors)), el("td", { class: "num" }, fmt.int(d.parameters)), el("td", { class: "num" }, fmt.bytes(d.bytes))))))),
+    el("h2", {}, `Tensors (${doc.tensors.length})`),
+    tensorTable(id, doc.tensors, detail),
+    detail,
+  );
+}
+
+function tensorTable(id, tensors, detail) {
+  const columns = [
+    ["name", (t) => t.name, false], ["shape", (t) => t.shape.join(" × "), false],
+    ["dtype", (t) => t.dtype, false], ["bytes", (t) => t.bytes, true], ["component", (t) => t.component, false],
+  ];
+  let sortBy = -1, ascending = true, filter = "";
+  const body = el("tbody");
+  const render = () => {
+    let rows = tensors.filter((t) => t.name.toLowerCase().includes(filter));
+    if (sortBy >= 0) {
+      const key = columns[sortBy][1];
+      rows = rows.slice().sort((x, y) => {
+        const a = key(x), b = key(y);
+        const c = typeof a === "number" ? a - b : String(a).localeCompare(String(b));
+        return ascending ? c : -c;
+      });
+    }
+    marks();
+    body.replaceChildren(...rows.map((t) => el("tr", { "data-tensor": t.name },
+      el("td", {}, el("a", { href: "javascript:void 0", class: "tensor-link", onclick: () => tensorDetail(id, t.name, detail) }, t.name)),
+      el("td", {}, t.shape.join(" × ")), el("td", {}, t.dtype),
+      el("td", { class: "num" }, fmt.bytes(t.bytes)), el("td", {}, t.component))));
+  };
+  const head = el("tr", {}, columns.map(([name, , numeric], i) => el("th", {
+    class: `sortable${numeric ? " num" : ""}`, "data-column": name,
+    onclick: () => { ascending = sortBy === i ? !ascending : true; sortBy = i; render(); },
+  }, name)));
+  const marks = () => [...head.children].forEach((th, i) => {
+    th.textContent = columns[i][0] + (i === sortBy ? (ascending ? " ▲" : " ▼") : "");
+  });
+  const search = el("input", { type: "search", id: "tensor-search", placeholder: "search tensors",
+    oninput: (e) => { filter = e.target.value.toLowerCase(); render(); } });
+  render();
+  return el("div", {}, el("div", { class: "row" }, search), el("table", { id: "tensor-table" }, el("thead", {}, head), body));
+}
+
+async function tensorDetail(id, name, where) {
+  where.replaceChildren(el("h2", {}, name), el("p", { class: "spinner" }, "Computing statistics…"));
+  try {
+    const doc = await api(`/api/models/${id}/tensors/${encodeURIComponent(name)}?bins=40`);
+    const s = doc.stats.tensors[name];
+    const h = doc.histogram;
+    where.replaceChildren(
+      el("h2", {}, name),
+      s ? el("table", { id: "tensor-stats" }, ["elements", "mean", "std", "min", "max", "abs_max", "l2_norm", "zeros", "nan", "inf"].map((k) =>
+        el("tr", {}, el("th", {}, k), el("td", { class: "num", "data-stat": k, "data-value": s[k] }, k === "elements" || k === "zeros" || k === "nan" || k === "inf" ? fmt.int(s[k]) : fmt.num(s[k], 6)))))
+        : el("p", { class: "muted" }, "no finite values"),
+      histogramSvg(h),
+    );
+  } catch (err) { showError(where, err); }
+}
+
+function histogramSvg(h) {
+  const ns = "http://www.w3.org/2000/svg";
+  const W = 640, H = 180, pad = 30;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", W); svg.setAttribute("height", H + 20); svg.setAttribute("id", "histogram");
+  const max = Math.max(1, ...h.counts);
+  const bw = (W - 2 * pad) / h.counts.length;
+  h.counts.forEach((c, i) => {
+    const r = document.createElementNS(ns, "rect");
+    const bh = (H - pad) * c / max;
+    r.setAttribute("x", pad + i * bw); r.setAttribute("y", H - bh); r.setAttribute("width", Math.max(1, bw - 1)); r.setAttribute("height", bh);
+    r.setAttribute("fill", "#2455c3");
+    r.addEventListener("mousemove", (e) => showTip(e, `[${fmt.num(h.edges[i])}, ${fmt.num(h.edges[i + 1])}): ${fmt.int(c)}`));
+    r.addEventListener("mouseleave", hideTip);
+    svg.append(r);
+  });
+  for (const [x, v] of [[pad, h.edges[0]], [W - pad, h.edges[h.edges.length - 1]]]) {
+    const t = document.createElementNS(ns, "text");
+    t.setAttribute("x", x); t.setAttribute("y", H + 14); t.setAttribute("text-anchor", "middle");
+    t.textContent = fmt.num(v);
+    svg.append(t);
+  }
+  return svg;
+}
+
+// ---- prompt explorer ---------------------------------------------------------------------
+
+const explorer = { prompt: "When Mary and John went to the store, John gave a drink to", target: "" };
+
+async function pageExplore(id) {
+  setNav("nav-explore");
+  const models = await modelList();
+  const select = el("select", { id: "model-select", onchange: (e) => { location.hash = `#/explore/${e.target.value}`; } },
+    models.map((m) => el("option", { value: m.id, ...(m.id === id ? { selected: "" } : {}) }, m.name)));
+  const prompt = el("textarea", { id: "prompt", rows: 3 });
+  prompt.value = explorer.prompt;
+  const target = el("input", { type: "text", id: "target", placeholder: "lens target (token or #id; default: the model's prediction)", size: 44 });
+  target.value = explorer.target;
+  const results = el("div", { id: "results" });
+  const run = el("button", { id: "run", onclick: async () => {
+    explorer.prompt = prompt.value; explorer.target = target.value;
+    run.disabled = true;
+    await explore(id, prompt.value, target.value, results);
+    run.disabled = false;
+  } }, "Run");
+  main.replaceChildren(
+    el("h1", {}, "Prompt explorer"),
+    el("div", { class: "row" }, "Model", select),
+    prompt,
+    el("div", { class: "row" }, target, run),
+    results,
+  );
+}
+
+async function explore(id, prompt, target, where) {
+  where.replaceChildren(el("p", { class: "spinner" }, "Running…"));
+  try {
+    const [pred, attn, lens] = await Promise.all([
+      api(`/api/models/${id}/predictions`, { prompt, top_k: 10 }),
+      api(`/api/models/${id}/attention`, { prompt }),
+      api(`/api/models/${id}/lens`, { prompt, top_k: 5, ...(target ? { target } : {}) }),
+    ]);
+    const predBox = el("div", { id: "predictions" });
+    const tokens = el("div", { class: "tokens", id: "tokens" });
+    const select = (p) => {
+      for (const t of tokens.children) t.classList.toggle("selected", Number(t.dataset.position) === p);
+      predBox.replaceChildren(predictionTable(pred.positions[p]));
+    };
+    pred.positions.forEach((p) => tokens.append(el("span", { class: "tok", "data-position": p.position, onclick: () => select(p.position) }, p.token)));
+    select(pred.positions.length - 1);
+    where.replaceChildren(
+      el("h2", {}, `Tokens (${pred.input_ids.length}) — click one for its next-token predictions`),
+      tokens, predBox,
+      el("h2", {}, "Attention patterns — click a head for the large view"),
+      attentionGrid(attn),
+      el("h2", {}, `Logit lens${lens.report.target ? ` — following ${fmt.tok(lens.report.target.token)}` : ""}`),
+      lensGrid(lens.report),
+    );
+  } catch (err) { showError(where, err); }
+}
+
+function predictionTable(p) {
+  return el("table", { id: "pred-table", "data-position": p.position },
+    el("caption", { class: "muted" }, `after position ${p.position} ${fmt.tok(p.token)}`),
+    el("tr", {}, el("th", {}, "token"), el("th", { class: "num" }, "id"), el("th", { class: "num" }, "logit"), el("th", { class: "num" }, "probability")),
+    p.top.map((c) => el("tr", {}, el("td", { class: "tok-cell" }, fmt.tok(c.token)), el("td", { class: "num" }, c.id),
+      el("td", { class: "num", "data-logit": c.logit }, c.logit.toFixed(4)), el("td", { class: "num", "data-prob": c.prob }, fmt.prob(c.prob)))));
+}
+
+function heat(v) {
+  // White → blue: the colour of weight v in [0, 1].
+  const t = Math.max(0, Math.min(1, v));
+  return `rgb(${Math.round(255 - 219 * t)},${Math.round(255 - 170 * t)},${Math.round(255 - 60 * t)})`;
+}
+
+function drawPattern(canvas, pattern, cell) {
+  const n = pattern.length;
+  canvas.width = n * cell; canvas.height = n * cell;
+  const ctx = canvas.getContext("2d");
+  for (let q = 0; q < n; q++) for (let k = 0; k < n; k++) {
+    ctx.fillStyle = heat(pattern[q][k]);
+    ctx.fillRect(k * cell, q * cell, cell, cell);
+  }
+}
+
+function attentionGrid(attn) {
+  const large = el("div", { class: "large", id: "large-view" });
+  const grid = el("div", { class: "grid", id: "attention-grid" });
+  const n = attn.input_ids.length;
+  const cell = Math.max(1, Math.floor(72 / n));
+  grid.style.gridTemplateColumns = `repeat(${attn.n_heads + 1}, max-content)`;
+  attn.patterns.forEach((layer, l) => {
+    grid.append(el("div", { class: "muted" }, `L${l}`));
+    if (!layer) { for (let h = 0; h < attn.n_heads; h++) grid.append(el("div", { class: "muted" }, "—")); return; }
+    layer.forEach((pattern, h) => {
+      const canvas = el("canvas");
+      drawPattern(canvas, pattern, cell);
+      const mini = el("div", { class: "mini", "data-layer": l, "data-head": h, onclick: () => {
+        for (const m of grid.querySelectorAll(".mini")) m.classList.remove("selected");
+        mini.classList.add("selected");
+        showLarge(large, attn, l, h);
+      } }, canvas, `L${l}H${h}`);
+      grid.append(mini);
+    });
+  });
+  return el("div", {}, grid, large);
+}
+
+function showLarge(where, attn, l, h) {
+  const pattern = attn.patterns[l][h];
+  const tokens = attn.tokens;
+  const n = tokens.length;
+  const cell = Math.max(8, Math.min(28, Math.floor(560 / n)));
+  const label = 110;
+  const canvas = el("canvas", { id: "large-canvas" });
+  canvas.width = label + n * cell; canvas.height = label + n * cell;
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  for (let q = 0; q < n; q++) for (let k = 0; k < n; k++) {
+    ctx.fillStyle = heat(pattern[q][k]);
+    ctx.fillRect(label + k * cell, label + q * cell, cell, cell);
+  }
+  ctx.fillStyle = "#374151"; ctx.font = `${Math.min(12, cell)}px ui-monospace, monospace`;
+  ctx.textAlign = "right"; ctx.textBaseline = "middle";
+  tokens.forEach((t, i) => ctx.fillText(fmt.tok(t).slice(0, 14), label - 4, label + i * cell + cell / 2));
+  tokens.forEach((t, i) => {
+    ctx.save(); ctx.translate(label + i * cell + cell / 2, label - 4); ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "left"; ctx.fillText(fmt.tok(t).slice(0, 14), 0, 0); ctx.restore();
+  });
+  canvas.addEventListener("mousemove", (e) => {
+    const r = canvas.getBoundingClientRect();
+    const k = Math.floor((e.clientX - r.left - label) / cell), q = Math.floor((e.clientY - r.top - label) / cell);
+    if (q >= 0 && k >= 0 && q < n && k < n) showTip(e, `${fmt.tok(tokens[q])} → ${fmt.tok(tokens[k])}: ${pattern[q][k].toFixed(4)}`);
+    else hideTip();
+  });
+  canvas.addEventListener("mouseleave", hideTip);
+  where.replaceChildren(el("h2", { id: "large-title", "data-layer": l, "data-head": h }, `Layer ${l}, head ${h} (rows: query, columns: key)`), canvas);
+}
+
+function lensGrid(report) {
+  const n = report.prompt_tokens.length;
+  return el("table", { class: "lens", id: "lens-grid" },
+    el("tr", {}, el("th", {}, "layer"), report.prompt_tokens.map((t) => el("th", {}, fmt.tok(t)))),
+    report.layers.map((name, l) => el("tr", {}, el("th", {}, name),
+      Array.from({ length: n }, (_, p) => {
+        const best = report.top[l][p][0];
+        const td = el("td", { "data-layer": l, "data-position": p }, fmt.tok(best.token));
+        // Probability on a log scale from 1e-4 to 1, kept light enough to read the token.
+        td.style.background = heat(0.6 * Math.max(0, 1 + Math.log10(Math.max(best.prob, 1e-4)) / 4));
+        const target = report.target ? report.target.scores[l][p] : null;
+        td.addEventListener("mousemove", (e) => showTip(e, report.top[l][p].map((c) => `${fmt.tok(c.token)} ${fmt.prob(c.prob)}`).join("\n")
+          + (target ? `\ntarget ${fmt.tok(report.target.token)}: ${fmt.prob(target.prob)}, rank ${target.rank}` : "")));
+        td.addEventListener("mouseleave", hideTip);
+        return td;
+      }))));
+}
+
+// ---- routing -----------------------------------------------------------------------------
+
+async function route() {
+  hideTip();
+  const parts = location.hash.replace(/^#\/?/, "").split("/");
+  try {
+    if (parts[0] === "model" && parts[1] !== undefined) await pageModel(Number(parts[1]));
+    else if (parts[0] === "explore") await pageExplore(Number(parts[1] || 0));
+    else await pageModels();
+  } catch (err) { showError(main, err); }
+}
+
+window.addEventListener("hashchange", route);
+route();
