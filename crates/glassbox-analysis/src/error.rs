@@ -30,6 +30,9 @@ pub enum AnalysisError {
     Format(Box<FormatError>),
     #[error(transparent)]
     Candle(Box<candle_core::Error>),
+    /// The caller's progress callback asked to stop (a cancelled request).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl From<ModelError> for AnalysisError {
@@ -58,7 +61,7 @@ impl AnalysisError {
             AnalysisError::Io { .. } => true,
             AnalysisError::Model(e) => e.is_invalid_input(),
             AnalysisError::Format(e) => e.is_invalid_input(),
-            AnalysisError::Candle(_) => false,
+            AnalysisError::Candle(_) | AnalysisError::Cancelled => false,
         }
     }
 

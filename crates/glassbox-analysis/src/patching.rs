@@ -16,6 +16,7 @@
 //! guide otherwise; it needs a correct backward pass through the whole model.
 
 use std::cell::RefCell;
+use std::ops::ControlFlow;
 
 use candle_core::{DType, Tensor, Var};
 use glassbox_models::prefix::FEW_ROWS;
@@ -101,6 +102,14 @@ pub fn logit_diff(logits: &Tensor, answer: u32, wrong: u32) -> Result<Tensor> {
     let a = last.narrow(2, answer as usize, 1)?;
     let w = last.narrow(2, wrong as usize, 1)?;
     Ok((a - w)?.flatten_all()?.squeeze(0)?.to_dtype(DType::F32)?)
+}
+
+/// One unit of work done: tells `progress`, and stops if it says so.
+fn step(progress: &mut impl FnMut() -> ControlFlow<()>) -> Result<()> {
+    match progress() {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(AnalysisError::Cancelled),
+    }
 }
 
 fn scalar(t: &Tensor) -> Result<f32> {
@@ -408,7 +417,8 @@ fn same_sites(what: PatchTarget, clean: &Tensor, corrupt: &Tensor) -> Result<Vec
 }
 
 /// Activation patching of `what` from `clean` into `corrupt`, one site at a time, with the
-/// logit difference `answer − wrong` as the metric.
+/// logit difference `answer − wrong` as the metric. `progress` is told of each site done;
+/// returning `Break` stops the work ([`AnalysisError::Cancelled`]).
 ///
 /// The patched runs share work and give the bits that patching one site per full pass gives
 /// (tested): a site whose clean and corrupted activations are equal is the corrupted run, with
@@ -426,7 +436,7 @@ pub fn activation_patching(
     answer: u32,
     wrong: u32,
     what: PatchTarget,
-    mut progress: impl FnMut(),
+    mut progress: impl FnMut() -> ControlFlow<()>,
 ) -> Result<PatchResult> {
     check_lengths(clean, corrupt)?;
     let n_layers = model.info().n_layers;
@@ -456,7 +466,9 @@ pub fn activation_patching(
         let name = what.hook(layer);
         // Hybrids hold a mixer or an MLP in some layers only: those rows stay empty.
         let Some(clean_act) = clean_cache.get(&name) else {
-            (0..n_sites).for_each(|_| progress());
+            for _ in 0..n_sites {
+                step(&mut progress)?;
+            }
             raw.push(Vec::new());
             continue;
         };
@@ -472,7 +484,9 @@ pub fn activation_patching(
         let unchanged = same_sites(what, clean_act, corrupt_act)?;
         let mut row = vec![corrupt_metric; n_sites];
         let todo: Vec<usize> = (0..n_sites).filter(|&i| !unchanged[i]).collect();
-        unchanged.iter().filter(|&&u| u).for_each(|_| progress());
+        for _ in unchanged.iter().filter(|&&u| u) {
+            step(&mut progress)?;
+        }
         let mut next = 0;
         while next < todo.len() {
             let first = todo[next];
@@ -518,7 +532,9 @@ pub fn activation_patching(
                 row[site] = m;
             }
             next += batch.len();
-            batch.iter().for_each(|_| progress());
+            for _ in batch.iter() {
+                step(&mut progress)?;
+            }
         }
         raw.push(row);
     }
@@ -673,4 +689,131 @@ mod setup_tests {
         assert_eq!(inverted.gap, -1.0);
         assert!((inverted.logit_scale - 2.0).abs() < 1e-6);
     }
+}
+
+/// Which patching methods a report runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Methods {
+    Activation,
+    Attribution,
+    Both,
+}
+
+impl Methods {
+    pub fn parse(s: &str) -> Option<Methods> {
+        Some(match s {
+            "activation" => Methods::Activation,
+            "attribution" => Methods::Attribution,
+            "both" => Methods::Both,
+            _ => return None,
+        })
+    }
+}
+
+/// What `glassbox patch --json` reports for a clean/corrupted pair (the front ends add the
+/// model and the two prompts as given).
+#[derive(Clone, Debug, Serialize)]
+pub struct PatchReport {
+    pub clean_ids: Vec<u32>,
+    pub corrupt_ids: Vec<u32>,
+    pub answer: u32,
+    pub wrong: u32,
+    pub metric: &'static str,
+    pub answer_token: String,
+    pub wrong_token: String,
+    pub gap: f32,
+    pub warnings: Vec<String>,
+    pub results: Vec<PatchResult>,
+}
+
+impl PatchReport {
+    /// Sites activation patching visits (what `progress` counts to).
+    pub fn sites(model: &HookedModel, what: PatchTarget, tokens: usize) -> usize {
+        let info = model.info();
+        let per_layer = match what {
+            PatchTarget::Heads => info.n_heads,
+            _ => tokens,
+        };
+        per_layer * info.n_layers
+    }
+}
+
+/// Patches `what` from the `clean` prompt into the `corrupt` one (equal token lengths) with
+/// the chosen methods, the metric `logit[answer] − logit[wrong]` at the last position
+/// (`answer` and `wrong` single tokens as text or `#id`). `progress` as for
+/// [`activation_patching`].
+#[allow(clippy::too_many_arguments)]
+pub fn patch_prompts(
+    model: &HookedModel,
+    clean: &str,
+    corrupt: &str,
+    answer: &str,
+    wrong: &str,
+    what: PatchTarget,
+    methods: Methods,
+    progress: impl FnMut() -> ControlFlow<()>,
+) -> Result<PatchReport> {
+    use crate::predictions::{describe_token, prompt_tokens, single_token};
+    let clean_ids = prompt_tokens(model, clean, "the clean prompt")?;
+    let corrupt_ids = prompt_tokens(model, corrupt, "the corrupted prompt")?;
+    if clean_ids.len() != corrupt_ids.len() {
+        return Err(AnalysisError::input(format!(
+            "the clean prompt is {} tokens and the corrupted one {}: patching needs prompts of equal token length",
+            clean_ids.len(),
+            corrupt_ids.len()
+        )));
+    }
+    let answer_id = single_token(model, answer, "the answer")?;
+    let wrong_id = single_token(model, wrong, "the wrong answer")?;
+    let mut results = Vec::new();
+    if methods != Methods::Attribution {
+        results.push(activation_patching(
+            model,
+            &clean_ids,
+            &corrupt_ids,
+            answer_id,
+            wrong_id,
+            what,
+            progress,
+        )?);
+    }
+    if methods != Methods::Activation {
+        results.push(attribution_patching(
+            model,
+            &clean_ids,
+            &corrupt_ids,
+            answer_id,
+            wrong_id,
+            what,
+        )?);
+    }
+    let setup = results[0].setup.clone();
+    Ok(PatchReport {
+        clean_ids,
+        corrupt_ids,
+        answer: answer_id,
+        wrong: wrong_id,
+        metric: "logit[answer] - logit[wrong] at the last position",
+        answer_token: describe_token(model, answer_id),
+        wrong_token: describe_token(model, wrong_id),
+        gap: setup.gap,
+        warnings: setup.warnings,
+        results,
+    })
+}
+
+/// The JSON document of a report as `glassbox patch --json` prints it: the report's fields,
+/// with the model and the two prompts as given.
+pub fn patch_document(
+    model: &str,
+    clean: &str,
+    corrupt: &str,
+    report: &PatchReport,
+) -> Result<serde_json::Value> {
+    let mut doc = serde_json::to_value(report)
+        .map_err(|e| AnalysisError::input(format!("patching report: {e}")))?;
+    doc["model"] = serde_json::json!(model);
+    doc["clean"] = serde_json::json!(clean);
+    doc["corrupt"] = serde_json::json!(corrupt);
+    Ok(doc)
 }

@@ -124,3 +124,25 @@ pub fn predicted_next(model: &HookedModel, ids: &[u32]) -> Result<u32> {
     let logits = model.run_last(&model.ids_tensor(ids)?)?;
     Ok(logits.i(0)?.argmax(0)?.to_scalar::<u32>()?)
 }
+
+/// A token id as a readable string for messages: `" Paris" (#314)`.
+pub fn describe_token(model: &HookedModel, id: u32) -> String {
+    let text = model
+        .ids_to_str_tokens(&[id])
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .unwrap_or_default();
+    format!("{text:?} (#{id})")
+}
+
+/// The token ids of `text` (with the special tokens the tokenizer adds); `what` names it in
+/// the message when it has none.
+pub fn prompt_tokens(model: &HookedModel, text: &str, what: &str) -> Result<Vec<u32>> {
+    let ids = model.to_tokens(text)?;
+    if ids.is_empty() {
+        return Err(crate::AnalysisError::Input(format!(
+            "{what} {text:?} has no tokens"
+        )));
+    }
+    Ok(ids)
+}

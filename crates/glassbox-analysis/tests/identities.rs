@@ -137,7 +137,7 @@ fn check(name: &str) {
         mary,
         john,
         PatchTarget::ResidPre,
-        || {},
+        || std::ops::ControlFlow::Continue(()),
     )
     .unwrap();
     for (p, (c, r)) in clean.iter().zip(&corrupt).enumerate() {
@@ -148,6 +148,30 @@ fn check(name: &str) {
             );
         }
     }
+    // A progress callback that says stop ends the work there: a cancelled request.
+    let mut told = 0;
+    let stopped = patching::activation_patching(
+        &model,
+        &clean,
+        &corrupt,
+        mary,
+        john,
+        PatchTarget::ResidPre,
+        || {
+            told += 1;
+            if told == 3 {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        },
+    );
+    assert!(
+        matches!(stopped, Err(glassbox_analysis::AnalysisError::Cancelled)),
+        "{name}: {:?}",
+        stopped.map(|_| ())
+    );
+    assert_eq!(told, 3, "{name}: progress after the stop");
 
     // ablation: nothing, or resampling the text itself, changes nothing
     let none = ablation::run(&model, &clean, &[], AblationMethod::Zero, &[]).unwrap();
@@ -411,9 +435,16 @@ fn batched_patching_equals_one_site_at_a_time() {
             PatchTarget::MlpOut,
             PatchTarget::Heads,
         ] {
-            let batched =
-                patching::activation_patching(&model, &clean, &corrupt, answer, wrong, what, || {})
-                    .unwrap();
+            let batched = patching::activation_patching(
+                &model,
+                &clean,
+                &corrupt,
+                answer,
+                wrong,
+                what,
+                || std::ops::ControlFlow::Continue(()),
+            )
+            .unwrap();
             assert_eq!(batched.corrupt_metric.to_bits(), corrupt_metric.to_bits());
             let (_, cache) = model
                 .run_with_cache(

@@ -158,7 +158,7 @@ fn resid_pre_patching_matches_transformerlens() {
         answer,
         wrong,
         patching::PatchTarget::ResidPre,
-        || {},
+        || std::ops::ControlFlow::Continue(()),
     )
     .unwrap();
     let rows = result.raw.len();

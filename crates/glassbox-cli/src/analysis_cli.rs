@@ -77,12 +77,7 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 
 /// A token id as a readable string for messages: `" Paris" (#314)`.
 pub fn describe_token(model: &HookedModel, id: u32) -> String {
-    let text = model
-        .ids_to_str_tokens(&[id])
-        .ok()
-        .and_then(|v| v.into_iter().next())
-        .unwrap_or_default();
-    format!("{text:?} (#{id})")
+    glassbox_analysis::predictions::describe_token(model, id)
 }
 
 /// Adds the control vector `spec` (`FILE` or `FILE:SCALE`) to `hooks`, warning on stderr

@@ -228,6 +228,54 @@ fn every_page_shows_the_cli_numbers() {
         );
         browser.eval("document.getElementById('tooltip').hidden = true");
         browser.screenshot(&shots.join(format!("explore-{name}.png")));
+
+        // Patching: run the default clean/corrupted pair; the grid is the CLI's.
+        browser.goto(&format!("{base}/#/patch/{id}"));
+        browser.wait_for("document.getElementById('patch-run')");
+        browser.eval(
+            "(() => { const w = document.getElementById('patch-what'); w.value = 'heads';              w.dispatchEvent(new Event('change')); document.getElementById('patch-run').click(); })()",
+        );
+        browser
+            .wait_for("document.querySelector('.patch-grid') || document.querySelector('.error')");
+        let status = browser.eval("document.getElementById('patch-status').textContent");
+        assert_eq!(status, json!("done"), "{name}: patching");
+        let cells = browser.eval(
+            "[...document.querySelectorAll('.patch-grid td')].map(td => [Number(td.dataset.layer), Number(td.dataset.col), td.dataset.value ?? null])",
+        );
+        let cli = cli_json(&[
+            "patch",
+            path,
+            "--clean",
+            "When Mary and John went to the store, John gave a drink to",
+            "--corrupt",
+            "When Mary and John went to the store, Mary gave a drink to",
+            "--answer",
+            " Mary",
+            "--wrong",
+            " John",
+            "--what",
+            "heads",
+            "--json",
+        ]);
+        let grid = cli["results"][0]["normalized"].as_array().unwrap();
+        let cells = cells.as_array().unwrap();
+        assert_eq!(
+            cells.len(),
+            grid.len() * grid[0].as_array().unwrap().len(),
+            "{name}: patch cells"
+        );
+        for c in cells {
+            let (l, h) = (
+                c[0].as_u64().unwrap() as usize,
+                c[1].as_u64().unwrap() as usize,
+            );
+            let want = &grid[l][h];
+            match (&c[2], want) {
+                (Value::Null, Value::Null) => {}
+                (shown, want) => assert_eq!(f32_at(shown), f32_at(want), "{name}: patch L{l}H{h}"),
+            }
+        }
+        browser.screenshot(&shots.join(format!("patch-{name}.png")));
     }
     let _ = std::fs::remove_dir_all(dir);
 }

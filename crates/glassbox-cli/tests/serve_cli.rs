@@ -132,7 +132,59 @@ fn api_answers_are_the_cli_json() {
         }
         assert!(compared > 0);
         let _ = std::fs::remove_dir_all(dir);
+
+        // Patching, streamed: progress events, then the CLI's document.
+        for (what, method) in [("resid_pre", "both"), ("heads", "activation")] {
+            let body = json!({"clean": CLEAN, "corrupt": CORRUPT, "answer": " Mary",
+                "wrong": " John", "what": what, "method": method});
+            let r = server.post(&format!("/api/models/{id}/patch"), &body);
+            assert_eq!(r.status, 200, "{}", r.text());
+            let events = sse_events(&r.text());
+            let (last, data) = events.last().expect("events");
+            assert_eq!(last, "result", "{data}");
+            assert!(events.iter().any(|(e, _)| e == "progress"));
+            let cli = cli_json(&[
+                "patch",
+                path,
+                "--clean",
+                CLEAN,
+                "--corrupt",
+                CORRUPT,
+                "--answer",
+                " Mary",
+                "--wrong",
+                " John",
+                "--what",
+                what,
+                "--method",
+                method,
+                "--json",
+            ]);
+            let doc: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(doc, cli, "patch {what} {method}");
+        }
     }
+}
+
+const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
+const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
+
+/// `(event, data)` of each server-sent event.
+fn sse_events(text: &str) -> Vec<(String, String)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut event = String::from("message");
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = e.trim().to_string();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data += d.trim();
+                }
+            }
+            (!data.is_empty()).then_some((event, data))
+        })
+        .collect()
 }
 
 #[test]
@@ -219,6 +271,20 @@ fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
             server.get("/api/models/0/tensors/lm_head.weight?bins=99999999"),
         ),
         ("unknown route", server.get("/api/nothing")),
+        (
+            "patch of unequal prompts",
+            server.post(
+                "/api/models/0/patch",
+                &json!({"clean": "a b c", "corrupt": "a", "answer": "a", "wrong": "the"}),
+            ),
+        ),
+        (
+            "patch of nothing",
+            server.post(
+                "/api/models/0/patch",
+                &json!({"clean": "a", "corrupt": "a", "answer": "a", "wrong": "the", "what": "everything"}),
+            ),
+        ),
         (
             "lens target of two tokens",
             server.post(

@@ -9,6 +9,10 @@
 //! | `POST /api/models/{id}/predictions` `{prompt, top_k}` | `glassbox run PATH --prompt P --top-k K --all-positions --json` |
 //! | `POST /api/models/{id}/lens` `{prompt, top_k, target}` | `glassbox lens PATH --prompt P --top K [--target T] --json` |
 //! | `POST /api/models/{id}/attention` `{prompt}` | every `blocks.L.attn.hook_pattern` of `glassbox trace` |
+//! | `POST /api/models/{id}/patch` `{clean, corrupt, answer, wrong, what, method}` | `glassbox patch PATH … --json`, streamed (below) |
+//!
+//! `patch` answers with server-sent events: `progress` (`{done, total}`) while it runs, then
+//! `result` (the CLI's document) or `error` (`{error}`). Closing the connection cancels it.
 //!
 //! Errors are `{"error": "…"}` with a 4xx status for what the request got wrong.
 
@@ -50,7 +54,7 @@ impl State {
     }
 }
 
-type Shared = AxumState<Arc<State>>;
+pub(crate) type Shared = AxumState<Arc<State>>;
 
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
@@ -63,6 +67,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/models/{id}/predictions", post(predictions_of))
         .route("/api/models/{id}/lens", post(lens_of))
         .route("/api/models/{id}/attention", post(attention_of))
+        .route("/api/models/{id}/patch", post(crate::patch::run))
         .fallback(|| async { ApiError::not_found("no such page or API route (see GET /api)") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -81,6 +86,7 @@ async fn api_index() -> Json<Value> {
             {"method": "POST", "path": "/api/models/{id}/predictions", "body": {"prompt": "text", "top_k": 5}, "cli": "glassbox run PATH --prompt P --top-k K --all-positions --json"},
             {"method": "POST", "path": "/api/models/{id}/lens", "body": {"prompt": "text", "top_k": 5, "target": "optional token or #id"}, "cli": "glassbox lens PATH --prompt P --top K [--target T] --json"},
             {"method": "POST", "path": "/api/models/{id}/attention", "body": {"prompt": "text"}, "cli": "glassbox trace PATH --prompt P --hooks 'blocks.*.attn.hook_pattern'"},
+            {"method": "POST", "path": "/api/models/{id}/patch", "body": {"clean": "text", "corrupt": "text", "answer": "token or #id", "wrong": "token or #id", "what": "resid_pre|attn_out|mlp_out|heads", "method": "activation|attribution|both"}, "cli": "glassbox patch PATH --clean C --corrupt R --answer A --wrong W --what X --method M --json", "answer": "text/event-stream: progress {done, total}, then result (the CLI's document) or error {error}"},
         ],
         "limits": {
             "body_bytes": MAX_BODY,
@@ -93,7 +99,7 @@ async fn api_index() -> Json<Value> {
     }))
 }
 
-fn path_of(entry: &Entry) -> String {
+pub(crate) fn path_of(entry: &Entry) -> String {
     entry.path.display().to_string()
 }
 
@@ -211,7 +217,11 @@ impl PromptRequest {
 }
 
 /// The prompt's token ids, within `max` tokens and the model's context.
-fn tokens_of(model: &HookedModel, prompt: &str, max: usize) -> Result<Vec<u32>, ApiError> {
+pub(crate) fn tokens_of(
+    model: &HookedModel,
+    prompt: &str,
+    max: usize,
+) -> Result<Vec<u32>, ApiError> {
     let ids = model.to_tokens(prompt)?;
     if ids.is_empty() {
         return Err(ApiError::bad_request("the prompt has no tokens"));
@@ -227,7 +237,7 @@ fn tokens_of(model: &HookedModel, prompt: &str, max: usize) -> Result<Vec<u32>, 
 }
 
 /// Runs `f` with the model `id` on the pool, in that model's turn.
-async fn with_model<T: Send + 'static>(
+pub(crate) async fn with_model<T: Send + 'static>(
     state: Arc<State>,
     id: usize,
     f: impl FnOnce(&Entry, &HookedModel) -> Result<T, ApiError> + Send + 'static,

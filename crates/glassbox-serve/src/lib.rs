@@ -13,6 +13,7 @@ pub mod access;
 pub mod api;
 mod assets;
 mod error;
+mod patch;
 pub mod served;
 mod work;
 

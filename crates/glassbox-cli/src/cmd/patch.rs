@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use glassbox_analysis::patching::{self, PatchResult, PatchTarget};
-use serde_json::json;
+use glassbox_analysis::patching::{self, patch_document, PatchReport, PatchResult, PatchTarget};
 
 use crate::analysis_cli::{self, OutputArgs};
 use crate::render::{self, svg, terminal, Grid};
@@ -50,60 +49,45 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.what
         )
     })?;
-    let (activation, attribution) = match args.method.as_str() {
-        "activation" => (true, false),
-        "attribution" => (false, true),
-        "both" => (true, true),
-        m => {
-            return Err(crate::invalid!(
-                "--method {m}: expected activation, attribution or both"
-            ))
-        }
-    };
+    let methods = patching::Methods::parse(&args.method).ok_or_else(|| {
+        crate::invalid!(
+            "--method {}: expected activation, attribution or both",
+            args.method
+        )
+    })?;
     let model = analysis_cli::load_model(&args.model, &args.sae)?;
     crate::model_cli::require_logits(&model, &args.model, "patch")?;
-    let clean = analysis_cli::tokens(&model, &args.clean)?;
-    let corrupt = analysis_cli::tokens(&model, &args.corrupt)?;
-    if clean.len() != corrupt.len() {
-        return Err(crate::invalid!(
-            "--clean is {} tokens and --corrupt is {}: patching needs prompts of equal token length",
-            clean.len(),
-            corrupt.len()
-        ));
-    }
-    let answer = analysis_cli::single_token(&model, &args.answer, "--answer")?;
-    let wrong = analysis_cli::single_token(&model, &args.wrong, "--wrong")?;
     let info = model.info();
-
-    let mut results = Vec::new();
-    if activation {
-        let per_layer = match what {
-            PatchTarget::Heads => info.n_heads,
-            _ => clean.len(),
-        };
-        let bar = crate::progress::bar((per_layer * info.n_layers) as u64, "patching");
-        results.push(patching::activation_patching(
-            &model,
-            &clean,
-            &corrupt,
-            answer,
-            wrong,
-            what,
-            || bar.inc(1),
-        )?);
-        bar.finish_and_clear();
-    }
-    if attribution {
-        results.push(patching::attribution_patching(
-            &model, &clean, &corrupt, answer, wrong, what,
-        )?);
-    }
+    let sites = if methods == patching::Methods::Attribution {
+        0
+    } else {
+        let tokens = model.to_tokens(&args.clean)?.len();
+        PatchReport::sites(&model, what, tokens)
+    };
+    let bar = crate::progress::bar(sites as u64, "patching");
+    let report = patching::patch_prompts(
+        &model,
+        &args.clean,
+        &args.corrupt,
+        &args.answer,
+        &args.wrong,
+        what,
+        methods,
+        || {
+            bar.inc(1);
+            std::ops::ControlFlow::Continue(())
+        },
+    )?;
+    bar.finish_and_clear();
+    let results = &report.results;
+    let (clean, corrupt) = (&report.clean_ids, &report.corrupt_ids);
 
     // The setup is the same for every method: the two runs and their gap.
     let setup = &results[0].setup;
-    let answer_text = analysis_cli::describe_token(&model, answer);
-    let wrong_text = analysis_cli::describe_token(&model, wrong);
-    let metric = format!("logit[{answer_text}] − logit[{wrong_text}] at the last position");
+    let metric = format!(
+        "logit[{}] − logit[{}] at the last position",
+        report.answer_token, report.wrong_token
+    );
     let runs = format!(
         "clean run {:.4}, corrupted run {:.4}, gap {:.4} (logits' spread {:.3})",
         results[0].clean_metric, results[0].corrupt_metric, setup.gap, setup.logit_scale
@@ -117,8 +101,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut notes = vec![format!("metric: {metric}"), runs.clone()];
     notes.extend(setup.warnings.iter().map(|w| format!("⚠ {w}")));
 
-    let clean_tokens = model.ids_to_str_tokens(&clean)?;
-    let corrupt_tokens = model.ids_to_str_tokens(&corrupt)?;
+    let clean_tokens = model.ids_to_str_tokens(clean)?;
+    let corrupt_tokens = model.ids_to_str_tokens(corrupt)?;
     let cols: Vec<String> = match what {
         PatchTarget::Heads => (0..info.n_heads).map(|h| format!("H{h}")).collect(),
         _ => clean_tokens
@@ -164,24 +148,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     if args.output.json {
-        analysis_cli::print_json(&json!({
-            "model": args.model,
-            "clean": args.clean,
-            "corrupt": args.corrupt,
-            "clean_ids": clean,
-            "corrupt_ids": corrupt,
-            "answer": answer,
-            "wrong": wrong,
-            "metric": "logit[answer] - logit[wrong] at the last position",
-            "answer_token": answer_text,
-            "wrong_token": wrong_text,
-            "gap": setup.gap,
-            "warnings": setup.warnings,
-            "results": results,
-        }))?;
+        analysis_cli::print_json(&patch_document(
+            &args.model.display().to_string(),
+            &args.clean,
+            &args.corrupt,
+            &report,
+        )?)?;
     } else {
         let color = terminal::use_color();
-        for r in &results {
+        for r in results {
             print!("{}", terminal::grid(&grid_of(r), color));
             println!();
         }

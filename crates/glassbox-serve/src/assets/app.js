@@ -51,7 +51,7 @@ function showError(where, err) {
 }
 
 function setNav(which) {
-  for (const id of ["nav-models", "nav-explore"]) {
+  for (const id of ["nav-models", "nav-explore", "nav-patch"]) {
     document.getElementById(id).classList.toggle("active", id === which);
   }
 }
@@ -351,6 +351,133 @@ function lensGrid(report) {
       }))));
 }
 
+// ---- patching ----------------------------------------------------------------------------
+
+const patchForm = {
+  clean: "When Mary and John went to the store, John gave a drink to",
+  corrupt: "When Mary and John went to the store, Mary gave a drink to",
+  answer: " Mary", wrong: " John", what: "resid_pre", method: "activation",
+};
+
+// Reads server-sent events from a streamed response: calls on(event, data) for each.
+async function readEvents(res, on) {
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let event = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trim();
+      }
+      if (data) on(event, JSON.parse(data));
+    }
+  }
+}
+
+async function pagePatch(id) {
+  setNav("nav-patch");
+  const models = await modelList();
+  const field = (name, size) => {
+    const input = el("input", { type: "text", id: `patch-${name}`, size });
+    input.value = patchForm[name];
+    input.addEventListener("input", () => { patchForm[name] = input.value; });
+    return el("label", {}, `${name} `, input);
+  };
+  const choice = (name, options) => {
+    const select = el("select", { id: `patch-${name}` }, options.map((o) => el("option", { value: o, ...(o === patchForm[name] ? { selected: "" } : {}) }, o)));
+    select.addEventListener("change", () => { patchForm[name] = select.value; });
+    return el("label", {}, `${name} `, select);
+  };
+  const progress = el("progress", { id: "patch-progress", max: 1, value: 0 });
+  const status = el("span", { id: "patch-status", class: "muted" });
+  const results = el("div", { id: "patch-results" });
+  let controller = null;
+  const cancel = el("button", { id: "patch-cancel", disabled: "", onclick: () => controller && controller.abort() }, "Cancel");
+  const run = el("button", { id: "patch-run", onclick: async () => {
+    controller = new AbortController();
+    run.disabled = true; cancel.disabled = false;
+    progress.value = 0; status.textContent = "starting…"; results.replaceChildren();
+    try {
+      const res = await fetch(`/api/models/${id}/patch`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify(patchForm), signal: controller.signal,
+      });
+      if (!res.ok) {
+        const doc = await res.json().catch(() => ({ error: res.statusText }));
+        throw new Error(doc.error);
+      }
+      await readEvents(res, (event, data) => {
+        if (event === "progress") {
+          progress.max = Math.max(1, data.total); progress.value = data.done;
+          status.textContent = `${data.done} of ${data.total} sites`;
+        } else if (event === "result") {
+          status.textContent = "done";
+          progress.value = progress.max;
+          results.replaceChildren(patchResults(data));
+        } else if (event === "error") {
+          throw new Error(data.error);
+        }
+      });
+    } catch (err) {
+      if (err.name === "AbortError") status.textContent = "cancelled";
+      else { status.textContent = ""; showError(results, err); }
+    }
+    run.disabled = false; cancel.disabled = true; controller = null;
+  } }, "Run");
+  main.replaceChildren(
+    el("h1", {}, "Activation patching"),
+    el("div", { class: "row" }, "Model", el("select", { id: "model-select", onchange: (e) => { location.hash = `#/patch/${e.target.value}`; } },
+      models.map((m) => el("option", { value: m.id, ...(m.id === id ? { selected: "" } : {}) }, m.name)))),
+    el("div", { class: "row" }, field("clean", 64)),
+    el("div", { class: "row" }, field("corrupt", 64)),
+    el("div", { class: "row" }, field("answer", 10), field("wrong", 10),
+      choice("what", ["resid_pre", "attn_out", "mlp_out", "heads"]),
+      choice("method", ["activation", "attribution", "both"])),
+    el("div", { class: "row" }, run, cancel, progress, status),
+    results,
+  );
+}
+
+function diverging(v, extent) {
+  // Blue for recovery toward the clean run (positive), red for the other way.
+  const t = Math.max(-1, Math.min(1, v / extent));
+  if (!Number.isFinite(t)) return "#ddd";
+  const a = Math.abs(t);
+  return t >= 0
+    ? `rgb(${Math.round(255 - 219 * a)},${Math.round(255 - 170 * a)},${Math.round(255 - 60 * a)})`
+    : `rgb(${Math.round(255 - 40 * a)},${Math.round(255 - 190 * a)},${Math.round(255 - 190 * a)})`;
+}
+
+function patchResults(doc) {
+  const cleanTokens = doc.clean_ids.length;
+  const extent = Math.max(1, ...doc.results.flatMap((r) => r.normalized.flat().filter(Number.isFinite).map(Math.abs)));
+  return el("div", {},
+    el("p", {}, `metric: logit[${doc.answer_token}] − logit[${doc.wrong_token}] at the last position; gap ${doc.gap.toFixed(4)}`),
+    doc.warnings.map((w) => el("p", { class: "error" }, `⚠ ${w}`)),
+    doc.results.map((r) => {
+      const cols = r.normalized[0].length;
+      const table = el("table", { class: "lens patch-grid", "data-method": r.method },
+        el("tr", {}, el("th", {}, "layer"), Array.from({ length: cols }, (_, c) => el("th", {}, r.what === "heads" ? `H${c}` : String(c)))),
+        r.normalized.map((row, l) => el("tr", {}, el("th", {}, `L${l}`), row.map((v, c) => {
+          const td = el("td", { "data-layer": l, "data-col": c, "data-value": v }, Number.isFinite(v) ? v.toFixed(2) : "—");
+          td.style.background = diverging(v, extent);
+          td.addEventListener("mousemove", (e) => showTip(e, `L${l} ${r.what === "heads" ? "H" : "position "}${c}: normalised ${v}, metric ${r.raw[l][c]}`));
+          td.addEventListener("mouseleave", hideTip);
+          return td;
+        }))));
+      return el("div", {}, el("h2", {}, `${r.method} patching of ${r.what} (0 = corrupted, 1 = clean; ${cleanTokens} tokens)`), table);
+    }),
+  );
+}
+
 // ---- routing -----------------------------------------------------------------------------
 
 async function route() {
@@ -359,6 +486,7 @@ async function route() {
   try {
     if (parts[0] === "model" && parts[1] !== undefined) await pageModel(Number(parts[1]));
     else if (parts[0] === "explore") await pageExplore(Number(parts[1] || 0));
+    else if (parts[0] === "patch") await pagePatch(Number(parts[1] || 0));
     else await pageModels();
   } catch (err) { showError(main, err); }
 }
