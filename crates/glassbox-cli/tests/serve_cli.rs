@@ -378,3 +378,37 @@ fn nothing_to_serve_is_an_input_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/no/such/model"), "{err}");
 }
+
+#[test]
+fn concurrent_clients_all_get_answers() {
+    let server = Server::start(&[&reference()]);
+    let addr = server.addr.clone();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut answered = 0;
+                while std::time::Instant::now() < end {
+                    let body = json!({"prompt": format!("{PROMPT} {c}")}).to_string();
+                    for route in ["predictions", "attention", "lens"] {
+                        let r = request(
+                            &addr,
+                            "POST",
+                            &format!("/api/models/0/{route}"),
+                            &[("Content-Type", "application/json")],
+                            Some(body.as_bytes()),
+                        );
+                        assert_eq!(r.status, 200, "{route}: {}", r.text());
+                        answered += 1;
+                    }
+                    let r = request(&addr, "GET", "/api/models/0", &[], None);
+                    assert_eq!(r.status, 200, "{}", r.text());
+                }
+                answered
+            })
+        })
+        .collect();
+    let answered: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(answered >= 16, "{answered} answers");
+}
