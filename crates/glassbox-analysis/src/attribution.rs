@@ -459,3 +459,46 @@ pub fn run(
         versus,
     )
 }
+
+/// The document `glassbox attribute --json` prints for `result` (`ids` the prompt's tokens).
+#[allow(clippy::too_many_arguments)]
+pub fn document(
+    model: &HookedModel,
+    model_path: &str,
+    prompt: &str,
+    ids: &[u32],
+    result: &Attribution,
+    target: u32,
+    versus: Option<u32>,
+) -> serde_json::Value {
+    use crate::predictions::describe_token;
+    let info = model.info();
+    let metric = match versus {
+        Some(v) => format!(
+            "logit[{}] − logit[{}]",
+            describe_token(model, target),
+            describe_token(model, v)
+        ),
+        None => format!("logit[{}]", describe_token(model, target)),
+    };
+    let parts: Vec<_> = result
+        .parts
+        .iter()
+        .map(|(c, v)| serde_json::json!({"component": c, "label": c.label(), "value": v}))
+        .collect();
+    serde_json::json!({
+        "model": model_path,
+        "prompt": prompt,
+        "input_ids": ids,
+        "position": result.position,
+        "target": target,
+        "versus": versus,
+        "metric": metric,
+        "total": result.total,
+        "sum_of_parts": result.sum(),
+        "final_norm_scale": result.norm_scale,
+        "final_softcap": result.softcap,
+        "heads": result.head_grid(info.n_layers, info.n_heads),
+        "parts": parts,
+    })
+}

@@ -210,3 +210,24 @@ pub fn run(model: &HookedModel, seq_len: usize, batch: usize, seed: u64) -> Resu
     let (_, cache) = model.run_with_cache(&ids, &filter)?;
     scores_from_cache(&cache, info.n_layers, seq_len)
 }
+
+/// The document `glassbox heads --json` prints: the scores and, per role, the `top_n`
+/// strongest heads.
+pub fn document(model: &str, scores: &HeadScores, top_n: usize) -> serde_json::Value {
+    let top: serde_json::Map<String, serde_json::Value> = ROLES
+        .iter()
+        .map(|r| {
+            let list: Vec<_> = scores
+                .top(r, top_n)
+                .into_iter()
+                .map(|(l, h, s)| serde_json::json!({"layer": l, "head": h, "score": s}))
+                .collect();
+            (r.to_string(), serde_json::json!(list))
+        })
+        .collect();
+    serde_json::json!({
+        "model": model,
+        "scores": scores,
+        "top": top,
+    })
+}

@@ -181,6 +181,54 @@ fn every_page_shows_the_cli_numbers() {
             assert_eq!(c[2], top[l][p][0]["token"], "{name}: lens ({l}, {p})");
         }
 
+        // Direct logit attribution toward the top prediction, and the head roles.
+        browser.wait_for("document.getElementById('dla-heads')");
+        let last_top = &positions[positions.len() - 1]["top"][0]["id"];
+        let attribute = cli_json(&[
+            "attribute",
+            path,
+            "--prompt",
+            PROMPT,
+            "--target",
+            &format!("#{last_top}"),
+            "--json",
+        ]);
+        let shown = browser.eval(
+            "[...document.querySelectorAll('#dla-heads td')].map(td => [Number(td.dataset.row), Number(td.dataset.col), td.dataset.value])",
+        );
+        let shown = shown.as_array().unwrap();
+        assert!(!shown.is_empty());
+        for c in shown {
+            let (l, h) = (
+                c[0].as_u64().unwrap() as usize,
+                c[1].as_u64().unwrap() as usize,
+            );
+            assert_eq!(
+                f32_at(&c[2]),
+                f32_at(&attribute["heads"][l][h]),
+                "{name}: DLA L{l}H{h}"
+            );
+        }
+        browser.wait_for("document.querySelector('#head-roles table')");
+        let heads = cli_json(&["heads", path, "--json"]);
+        let shown = browser.eval(
+            "[...document.querySelectorAll('#head-roles td')].map(td => [td.closest('table').dataset.role, Number(td.dataset.layer), Number(td.dataset.head), td.dataset.value])",
+        );
+        let layers_scored = heads["scores"]["layers"].as_array().unwrap();
+        for c in shown.as_array().unwrap() {
+            let role = c[0].as_str().unwrap();
+            let (l, h) = (c[1].as_u64().unwrap(), c[2].as_u64().unwrap() as usize);
+            let row = layers_scored
+                .iter()
+                .position(|x| x.as_u64() == Some(l))
+                .unwrap();
+            assert_eq!(
+                f32_at(&c[3]),
+                f32_at(&heads["scores"][role][row][h]),
+                "{name}: {role} L{l}H{h}"
+            );
+        }
+
         // Attention: click a head, hover a cell of the large view; its weight is trace's.
         let layers = inspect["architecture"]["layers"].as_u64().unwrap() as usize;
         let (layer, head) = (layers - 1, 1);

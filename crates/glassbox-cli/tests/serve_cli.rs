@@ -88,6 +88,32 @@ fn api_answers_are_the_cli_json() {
             assert_eq!(api, cli_json(&args), "target {target:?}");
         }
 
+        // Direct logit attribution and head roles.
+        for versus in [None, Some(" John")] {
+            let mut body = json!({"prompt": PROMPT, "target": " Mary"});
+            let mut args = vec![
+                "attribute",
+                path,
+                "--prompt",
+                PROMPT,
+                "--target",
+                " Mary",
+                "--json",
+            ];
+            if let Some(v) = versus {
+                body["versus"] = json!(v);
+                args.extend(["--versus", v]);
+            }
+            let api = server
+                .post(&format!("/api/models/{id}/attribute"), &body)
+                .json();
+            assert_eq!(api, cli_json(&args), "attribute versus {versus:?}");
+        }
+        let api = server
+            .post(&format!("/api/models/{id}/heads"), &json!({"top": 3}))
+            .json();
+        assert_eq!(api, cli_json(&["heads", path, "--top", "3", "--json"]));
+
         // Attention patterns: trace's hook_pattern tensors, value for value.
         let dir = scratch("serve_cli", &format!("attention{id}"));
         let file = dir.join("trace.safetensors");
@@ -271,6 +297,14 @@ fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
             server.get("/api/models/0/tensors/lm_head.weight?bins=99999999"),
         ),
         ("unknown route", server.get("/api/nothing")),
+        (
+            "heads of huge sequences",
+            server.post("/api/models/0/heads", &json!({"seq_len": 100000})),
+        ),
+        (
+            "attribution without a target",
+            server.post("/api/models/0/attribute", &json!({"prompt": "a"})),
+        ),
         (
             "patch of unequal prompts",
             server.post(

@@ -9,6 +9,8 @@
 //! | `POST /api/models/{id}/predictions` `{prompt, top_k}` | `glassbox run PATH --prompt P --top-k K --all-positions --json` |
 //! | `POST /api/models/{id}/lens` `{prompt, top_k, target}` | `glassbox lens PATH --prompt P --top K [--target T] --json` |
 //! | `POST /api/models/{id}/attention` `{prompt}` | every `blocks.L.attn.hook_pattern` of `glassbox trace` |
+//! | `POST /api/models/{id}/attribute` `{prompt, target, versus, position}` | `glassbox attribute PATH --prompt P --target T [--versus V] [--position N] --json` |
+//! | `POST /api/models/{id}/heads` `{seq_len, batch, seed, top}` | `glassbox heads PATH [--seq-len N --batch B --seed S --top K] --json` |
 //! | `POST /api/models/{id}/patch` `{clean, corrupt, answer, wrong, what, method}` | `glassbox patch PATH … --json`, streamed (below) |
 //!
 //! `patch` answers with server-sent events: `progress` (`{done, total}`) while it runs, then
@@ -22,7 +24,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, Path, Query, State as AxumState};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use glassbox_analysis::{lens, predictions};
+use glassbox_analysis::{attribution, heads, lens, predictions};
 use glassbox_formats::{report, stats};
 use glassbox_models::{HookedModel, NameFilter};
 use serde::Deserialize;
@@ -67,6 +69,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/models/{id}/predictions", post(predictions_of))
         .route("/api/models/{id}/lens", post(lens_of))
         .route("/api/models/{id}/attention", post(attention_of))
+        .route("/api/models/{id}/attribute", post(attribute_of))
+        .route("/api/models/{id}/heads", post(heads_of))
         .route("/api/models/{id}/patch", post(crate::patch::run))
         .fallback(|| async { ApiError::not_found("no such page or API route (see GET /api)") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -86,6 +90,8 @@ async fn api_index() -> Json<Value> {
             {"method": "POST", "path": "/api/models/{id}/predictions", "body": {"prompt": "text", "top_k": 5}, "cli": "glassbox run PATH --prompt P --top-k K --all-positions --json"},
             {"method": "POST", "path": "/api/models/{id}/lens", "body": {"prompt": "text", "top_k": 5, "target": "optional token or #id"}, "cli": "glassbox lens PATH --prompt P --top K [--target T] --json"},
             {"method": "POST", "path": "/api/models/{id}/attention", "body": {"prompt": "text"}, "cli": "glassbox trace PATH --prompt P --hooks 'blocks.*.attn.hook_pattern'"},
+            {"method": "POST", "path": "/api/models/{id}/attribute", "body": {"prompt": "text", "target": "token or #id", "versus": "optional token or #id", "position": "optional index (default: last)"}, "cli": "glassbox attribute PATH --prompt P --target T [--versus V] [--position N] --json"},
+            {"method": "POST", "path": "/api/models/{id}/heads", "body": {"seq_len": 20, "batch": 8, "seed": 0, "top": 0}, "cli": "glassbox heads PATH --seq-len N --batch B --seed S --top K --json"},
             {"method": "POST", "path": "/api/models/{id}/patch", "body": {"clean": "text", "corrupt": "text", "answer": "token or #id", "wrong": "token or #id", "what": "resid_pre|attn_out|mlp_out|heads", "method": "activation|attribution|both"}, "cli": "glassbox patch PATH --clean C --corrupt R --answer A --wrong W --what X --method M --json", "answer": "text/event-stream: progress {done, total}, then result (the CLI's document) or error {error}"},
         ],
         "limits": {
@@ -332,6 +338,96 @@ async fn attention_of(
             "n_heads": info.n_heads,
             "patterns": patterns,
         })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttributeRequest {
+    prompt: String,
+    target: String,
+    #[serde(default)]
+    versus: Option<String>,
+    #[serde(default)]
+    position: Option<usize>,
+}
+
+async fn attribute_of(
+    AxumState(state): Shared,
+    Path(id): Path<usize>,
+    Json(req): Json<AttributeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    PromptRequest {
+        prompt: req.prompt.clone(),
+        top_k: 1,
+        target: None,
+    }
+    .check()?;
+    with_model(state, id, move |entry, model| {
+        let ids = tokens_of(model, &req.prompt, MAX_TOKENS)?;
+        let target = predictions::single_token(model, &req.target, "target")?;
+        let versus = match req.versus.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => Some(predictions::single_token(model, v, "versus")?),
+            None => None,
+        };
+        let result = attribution::run(model, &ids, req.position, target, versus)?;
+        Ok(Json(attribution::document(
+            model,
+            &path_of(entry),
+            &req.prompt,
+            &ids,
+            &result,
+            target,
+            versus,
+        )))
+    })
+    .await
+}
+
+/// Longest random sequence and largest batch a head-scores request may ask for.
+pub const MAX_HEAD_SEQ: usize = 256;
+pub const MAX_HEAD_BATCH: usize = 64;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeadsRequest {
+    #[serde(default = "default_seq_len")]
+    seq_len: usize,
+    #[serde(default = "default_batch")]
+    batch: usize,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default)]
+    top: usize,
+}
+
+// The CLI's defaults.
+fn default_seq_len() -> usize {
+    20
+}
+
+fn default_batch() -> usize {
+    8
+}
+
+async fn heads_of(
+    AxumState(state): Shared,
+    Path(id): Path<usize>,
+    Json(req): Json<HeadsRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if req.seq_len == 0
+        || req.seq_len > MAX_HEAD_SEQ
+        || req.batch == 0
+        || req.batch > MAX_HEAD_BATCH
+    {
+        return Err(ApiError::bad_request(format!(
+            "seq_len must be 1–{MAX_HEAD_SEQ} and batch 1–{MAX_HEAD_BATCH}"
+        )));
+    }
+    with_model(state, id, move |entry, model| {
+        let scores = heads::run(model, req.seq_len, req.batch, req.seed)?;
+        Ok(Json(heads::document(&path_of(entry), &scores, req.top)))
     })
     .await
 }

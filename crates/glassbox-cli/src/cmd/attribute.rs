@@ -10,7 +10,6 @@
 use std::path::PathBuf;
 
 use glassbox_analysis::attribution::{self, Attribution, Component};
-use serde_json::json;
 
 use crate::analysis_cli::{self, OutputArgs};
 use crate::render::{self, svg, terminal, Bar, BarChart, Grid, Panel};
@@ -70,26 +69,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
 
     if args.output.json {
-        let parts: Vec<_> = result
-            .parts
-            .iter()
-            .map(|(c, v)| json!({"component": c, "label": c.label(), "value": v}))
-            .collect();
-        analysis_cli::print_json(&json!({
-            "model": args.model,
-            "prompt": args.prompt,
-            "input_ids": ids,
-            "position": result.position,
-            "target": target,
-            "versus": versus,
-            "metric": what,
-            "total": result.total,
-            "sum_of_parts": result.sum(),
-            "final_norm_scale": result.norm_scale,
-            "final_softcap": result.softcap,
-            "heads": result.head_grid(info.n_layers, info.n_heads),
-            "parts": parts,
-        }))?;
+        analysis_cli::print_json(&attribution::document(
+            &model,
+            &args.model.display().to_string(),
+            &args.prompt,
+            &ids,
+            &result,
+            target,
+            versus,
+        ))?;
     } else {
         let color = terminal::use_color();
         let heads = args

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use glassbox_analysis::heads::{self, HeadScores, ROLES};
-use serde_json::json;
 
 use crate::analysis_cli::{self, OutputArgs};
 use crate::render::{self, svg, terminal, Grid, Scale};
@@ -62,22 +61,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let top_n = args.top.unwrap_or(0);
 
     if args.output.json {
-        let top: serde_json::Map<String, serde_json::Value> = ROLES
-            .iter()
-            .map(|r| {
-                let list: Vec<_> = scores
-                    .top(r, top_n)
-                    .into_iter()
-                    .map(|(l, h, s)| json!({"layer": l, "head": h, "score": s}))
-                    .collect();
-                (r.to_string(), json!(list))
-            })
-            .collect();
-        analysis_cli::print_json(&json!({
-            "model": args.model,
-            "scores": scores,
-            "top": top,
-        }))?;
+        analysis_cli::print_json(&heads::document(
+            &args.model.display().to_string(),
+            &scores,
+            top_n,
+        ))?;
     } else {
         let color = terminal::use_color();
         println!(

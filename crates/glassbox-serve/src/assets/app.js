@@ -251,6 +251,10 @@ async function explore(id, prompt, target, where) {
       attentionGrid(attn),
       el("h2", {}, `Logit lens${lens.report.target ? ` — following ${fmt.tok(lens.report.target.token)}` : ""}`),
       lensGrid(lens.report),
+      el("h2", {}, "Direct logit attribution (last position)"),
+      attributionPanel(id, prompt, pred.positions[pred.positions.length - 1].top[0]),
+      el("h2", {}, "Head roles (random repeated sequences, the CLI's defaults)"),
+      headRoles(id),
     );
   } catch (err) { showError(where, err); }
 }
@@ -349,6 +353,63 @@ function lensGrid(report) {
         td.addEventListener("mouseleave", hideTip);
         return td;
       }))));
+}
+
+function signedGrid(id, rows, rowLabel, colLabel, values, tip) {
+  const extent = Math.max(1e-9, ...values.flat().filter(Number.isFinite).map(Math.abs));
+  return el("table", { class: "lens", id },
+    el("tr", {}, el("th", {}, ""), values[0].map((_, c) => el("th", {}, colLabel(c)))),
+    values.map((row, r) => el("tr", {}, el("th", {}, rowLabel(r)), row.map((v, c) => {
+      const td = el("td", { "data-row": r, "data-col": c, "data-value": v }, Number.isFinite(v) ? v.toFixed(3) : "—");
+      td.style.background = diverging(v, extent);
+      td.addEventListener("mousemove", (e) => showTip(e, tip(r, c, v)));
+      td.addEventListener("mouseleave", hideTip);
+      return td;
+    }))));
+}
+
+function attributionPanel(id, prompt, best) {
+  const target = el("input", { type: "text", id: "dla-target", size: 12 });
+  target.value = `#${best.id}`;
+  const versus = el("input", { type: "text", id: "dla-versus", size: 12, placeholder: "optional" });
+  const out = el("div", { id: "dla-results" });
+  const go = async () => {
+    out.replaceChildren(el("p", { class: "spinner" }, "Attributing…"));
+    try {
+      const doc = await api(`/api/models/${id}/attribute`, { prompt, target: target.value, ...(versus.value ? { versus: versus.value } : {}) });
+      out.replaceChildren(
+        el("p", { id: "dla-metric" }, `${doc.metric} at position ${doc.position}: ${doc.total.toFixed(4)} (sum of parts ${doc.sum_of_parts.toFixed(4)})`),
+        signedGrid("dla-heads", doc.heads.length, (l) => `L${l}`, (h) => `H${h}`, doc.heads, (l, h, v) => `L${l}H${h}: ${v}`),
+        el("table", { id: "dla-parts" }, doc.parts.filter((p) => !p.label.match(/^L\d+H\d+$/)).map((p) =>
+          el("tr", {}, el("td", {}, p.label), el("td", { class: "num", "data-value": p.value }, p.value.toFixed(4))))),
+      );
+    } catch (err) { showError(out, err); }
+  };
+  const run = el("button", { id: "dla-run", onclick: go }, "Attribute");
+  go();
+  return el("div", {}, el("div", { class: "row" }, "target", target, "versus", versus, run), out);
+}
+
+const headCache = new Map();
+function headRoles(id) {
+  const out = el("div", { id: "head-roles" }, el("p", { class: "spinner" }, "Scoring heads…"));
+  (async () => {
+    try {
+      if (!headCache.has(id)) headCache.set(id, await api(`/api/models/${id}/heads`, {}));
+      const doc = headCache.get(id);
+      const s = doc.scores;
+      out.replaceChildren(el("div", { class: "row top" }, ["previous_token", "duplicate_token", "induction", "first_token"].map((role) =>
+        el("div", {}, el("div", { class: "muted" }, role.replace("_", "-")),
+          el("table", { class: "lens", "data-role": role },
+            el("tr", {}, el("th", {}, ""), Array.from({ length: s.n_heads }, (_, h) => el("th", {}, `H${h}`))),
+            s[role].map((row, i) => el("tr", {}, el("th", {}, `L${s.layers[i]}`), row.map((v, h) => {
+              const td = el("td", { "data-layer": s.layers[i], "data-head": h, "data-value": v }, v.toFixed(2));
+              td.style.background = heat(v);
+              return td;
+            }))))))));
+    } catch (err) { showError(out, err); }
+  })();
+  return out;
 }
 
 // ---- patching ----------------------------------------------------------------------------
