@@ -278,3 +278,20 @@ impl Entry {
         }
     }
 }
+
+/// The registry as `glassbox audit --list --json` prints it: each entry's id, name, version,
+/// producer, tier, weights licence, OSI validation, when it was checked and on what basis.
+pub fn list_document() -> serde_json::Value {
+    let rows: Vec<_> = entries()
+        .iter()
+        .map(|e| {
+            let a = e.release().audit();
+            serde_json::json!({
+                "id": e.id, "name": e.name, "version": e.version, "producer": e.producer,
+                "tier": a.tier, "weights_license": a.weights_license.as_ref().map(|l| l.display()),
+                "osi_validation": e.osi_validation, "checked": e.checked, "basis": e.basis,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
+}

@@ -325,5 +325,52 @@ fn every_page_shows_the_cli_numbers() {
         }
         browser.screenshot(&shots.join(format!("patch-{name}.png")));
     }
+
+    // Audit: the served release folder and a registry entry, from the index.
+    let audit = cli_json(&["audit", &models[0], "--json"]);
+    browser.goto(&format!("{base}/#/audit"));
+    browser.wait_for("document.querySelector('#registry-table tr[data-id]')");
+    browser.eval("document.querySelector('#audit-releases a').click()");
+    browser.wait_for("document.getElementById('audit-components')");
+    assert_eq!(
+        browser.eval("document.getElementById('audit-tier').textContent"),
+        audit["tier"]
+    );
+    let components = browser.eval(
+        "[...document.querySelectorAll('#audit-components tr[data-component]')].map(r => r.dataset.component)",
+    );
+    let want: Vec<Value> = audit["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert_eq!(components, json!(want), "audit components");
+    browser.screenshot(&shots.join("audit-reference.png"));
+    let id = "meta-llama/Llama-3.1-8B";
+    let audit = cli_json(&["audit", id, "--json"]);
+    browser.goto(&format!("{base}/#/audit"));
+    browser.wait_for("document.querySelector('#registry-table tr[data-id]')");
+    browser.eval(&format!(
+        "document.querySelector('#registry-table tr[data-id=\"{id}\"] a').click()"
+    ));
+    browser.wait_for(&format!(
+        "(document.getElementById('audit-title') || {{}}).textContent?.startsWith({})",
+        json!(audit["release"])
+    ));
+    assert_eq!(
+        browser.eval("document.getElementById('audit-tier').textContent"),
+        audit["tier"]
+    );
+    let restrictions = browser
+        .eval("[...document.querySelectorAll('#audit-restrictions q')].map(q => q.textContent)");
+    let want: Vec<Value> = audit["restrictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["description"].clone())
+        .collect();
+    assert_eq!(restrictions, json!(want), "restrictions quoted");
+    browser.screenshot(&shots.join("audit-registry.png"));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -214,6 +214,39 @@ fn sse_events(text: &str) -> Vec<(String, String)> {
 }
 
 #[test]
+fn audits_are_the_cli_json() {
+    let (reference, gguf) = (reference(), gguf());
+    let server = Server::start(&[&reference, &gguf]);
+    assert_eq!(
+        server.get("/api/models/0/audit").json(),
+        cli_json(&["audit", &reference, "--json"])
+    );
+    assert_eq!(
+        server.get("/api/registry").json(),
+        cli_json(&["audit", "--list", "--json"])
+    );
+    let id = "meta-llama/Llama-3.1-8B";
+    assert_eq!(
+        server.get(&format!("/api/registry/{id}")).json(),
+        cli_json(&["audit", id, "--json"])
+    );
+    // A single file is not a release; a registry route never reads a path, even one that
+    // exists (the reference release, relative to the repository and absolute).
+    assert_eq!(server.get("/api/models/1/audit").status, 400);
+    let absolute = reference.trim_start_matches('/').to_string();
+    for path in [
+        "/api/registry/models/reference".to_string(),
+        format!("/api/registry/{absolute}"),
+        format!("/api/registry//{absolute}"),
+        "/api/registry/..%2F..%2Fetc".to_string(),
+        "/api/registry/%2Fetc%2Fpasswd".to_string(),
+    ] {
+        let r = server.get(&path);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+}
+
+#[test]
 fn requests_outside_the_served_set_are_refused() {
     // A folder holding a symlink to a file outside anything served.
     let dir = scratch("serve_cli", "outside");

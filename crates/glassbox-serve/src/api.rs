@@ -11,6 +11,9 @@
 //! | `POST /api/models/{id}/attention` `{prompt}` | every `blocks.L.attn.hook_pattern` of `glassbox trace` |
 //! | `POST /api/models/{id}/attribute` `{prompt, target, versus, position}` | `glassbox attribute PATH --prompt P --target T [--versus V] [--position N] --json` |
 //! | `POST /api/models/{id}/heads` `{seq_len, batch, seed, top}` | `glassbox heads PATH [--seq-len N --batch B --seed S --top K] --json` |
+//! | `GET /api/models/{id}/audit` (a release folder) | `glassbox audit PATH --json` |
+//! | `GET /api/registry` | `glassbox audit --list --json` |
+//! | `GET /api/registry/{model id}` | `glassbox audit ID --json` (registry ids only: never a path) |
 //! | `POST /api/models/{id}/patch` `{clean, corrupt, answer, wrong, what, method}` | `glassbox patch PATH … --json`, streamed (below) |
 //!
 //! `patch` answers with server-sent events: `progress` (`{done, total}`) while it runs, then
@@ -72,6 +75,9 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/models/{id}/attribute", post(attribute_of))
         .route("/api/models/{id}/heads", post(heads_of))
         .route("/api/models/{id}/patch", post(crate::patch::run))
+        .route("/api/models/{id}/audit", get(audit_of))
+        .route("/api/registry", get(registry_list))
+        .route("/api/registry/{*rid}", get(registry_audit))
         .fallback(|| async { ApiError::not_found("no such page or API route (see GET /api)") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -92,6 +98,9 @@ async fn api_index() -> Json<Value> {
             {"method": "POST", "path": "/api/models/{id}/attention", "body": {"prompt": "text"}, "cli": "glassbox trace PATH --prompt P --hooks 'blocks.*.attn.hook_pattern'"},
             {"method": "POST", "path": "/api/models/{id}/attribute", "body": {"prompt": "text", "target": "token or #id", "versus": "optional token or #id", "position": "optional index (default: last)"}, "cli": "glassbox attribute PATH --prompt P --target T [--versus V] [--position N] --json"},
             {"method": "POST", "path": "/api/models/{id}/heads", "body": {"seq_len": 20, "batch": 8, "seed": 0, "top": 0}, "cli": "glassbox heads PATH --seq-len N --batch B --seed S --top K --json"},
+            {"method": "GET", "path": "/api/models/{id}/audit", "cli": "glassbox audit PATH --json (release folders)"},
+            {"method": "GET", "path": "/api/registry", "cli": "glassbox audit --list --json"},
+            {"method": "GET", "path": "/api/registry/{model id}", "cli": "glassbox audit ID --json"},
             {"method": "POST", "path": "/api/models/{id}/patch", "body": {"clean": "text", "corrupt": "text", "answer": "token or #id", "wrong": "token or #id", "what": "resid_pre|attn_out|mlp_out|heads", "method": "activation|attribution|both"}, "cli": "glassbox patch PATH --clean C --corrupt R --answer A --wrong W --what X --method M --json", "answer": "text/event-stream: progress {done, total}, then result (the CLI's document) or error {error}"},
         ],
         "limits": {
@@ -115,12 +124,17 @@ async fn models(AxumState(state): Shared) -> Json<Value> {
         .entries
         .iter()
         .map(|e| {
-            let mut doc = report::inspect_document(&path_of(e), &e.checkpoint, &[], None, None);
+            let mut doc = match e.checkpoint() {
+                Ok(ck) => report::inspect_document(&path_of(e), ck, &[], None, None),
+                Err(_) => json!({"path": path_of(e)}),
+            };
             if let Some(obj) = doc.as_object_mut() {
                 obj.remove("tensors");
                 obj.remove("metadata");
                 obj.insert("id".into(), json!(e.id));
                 obj.insert("name".into(), json!(e.name()));
+                obj.insert("weights".into(), json!(e.has_weights()));
+                obj.insert("release".into(), json!(e.is_release()));
             }
             doc
         })
@@ -130,10 +144,11 @@ async fn models(AxumState(state): Shared) -> Json<Value> {
 
 async fn inspect(AxumState(state): Shared, Path(id): Path<usize>) -> Result<Json<Value>, ApiError> {
     let e = state.served.get(id)?;
-    let tensors: Vec<_> = e.checkpoint.tensors().iter().collect();
+    let ck = e.checkpoint()?;
+    let tensors: Vec<_> = ck.tensors().iter().collect();
     Ok(Json(report::inspect_document(
         &path_of(e),
-        &e.checkpoint,
+        ck,
         &tensors,
         None,
         None,
@@ -157,7 +172,7 @@ async fn tensor(
         )));
     }
     let e = state.served.get(id)?;
-    if e.checkpoint.info(&name).is_none() {
+    if e.checkpoint()?.info(&name).is_none() {
         return Err(ApiError::not_found(format!(
             "{} has no tensor named `{name}`",
             e.name()
@@ -167,11 +182,12 @@ async fn tensor(
     let state = Arc::clone(&state);
     work::on_pool(turn, move || {
         let e = state.served.get(id)?;
-        let info = e.checkpoint.info(&name).expect("checked above");
+        let ck = e.checkpoint()?;
+        let info = ck.info(&name).expect("checked above");
         let start = Instant::now();
-        let per_tensor = stats::checkpoint_stats(&e.checkpoint, &[&name], &|_| {})?;
+        let per_tensor = stats::checkpoint_stats(ck, &[&name], &|_| {})?;
         let seconds = start.elapsed().as_secs_f64();
-        let histogram = stats::histogram(&e.checkpoint, &name, bins)?;
+        let histogram = stats::histogram(ck, &name, bins)?;
         let run = report::StatsRun {
             per_tensor: &per_tensor,
             bytes: info.bytes,
@@ -179,7 +195,7 @@ async fn tensor(
         };
         Ok(Json(report::inspect_document(
             &path_of(e),
-            &e.checkpoint,
+            ck,
             &[info],
             Some(&run),
             Some((&name, &histogram)),
@@ -430,4 +446,46 @@ async fn heads_of(
         Ok(Json(heads::document(&path_of(entry), &scores, req.top)))
     })
     .await
+}
+
+fn audit_json(audit: &glassbox_audit::Audit) -> Result<Json<Value>, ApiError> {
+    serde_json::from_str(&glassbox_audit::render::json(audit))
+        .map(Json)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+async fn audit_of(
+    AxumState(state): Shared,
+    Path(id): Path<usize>,
+) -> Result<Json<Value>, ApiError> {
+    let e = state.served.get(id)?;
+    if !e.is_release() {
+        return Err(ApiError::bad_request(format!(
+            "{} is a single file, not a release folder: nothing to audit",
+            e.name()
+        )));
+    }
+    let path = e.path.clone();
+    let turn = e.turn().await?;
+    work::on_pool(turn, move || {
+        // The path given at start, never one from a request.
+        let audit = glassbox_audit::audit_target(&path.display().to_string())
+            .map_err(|err| ApiError::bad_request(format!("auditing {}: {err}", path.display())))?;
+        audit_json(&audit)
+    })
+    .await
+}
+
+async fn registry_list() -> Json<Value> {
+    Json(glassbox_audit::registry::list_document())
+}
+
+async fn registry_audit(Path(rid): Path<String>) -> Result<Json<Value>, ApiError> {
+    // Looked up in the built-in registry only: nothing here touches the file system.
+    let entry = glassbox_audit::registry::lookup(&rid).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "`{rid}` is not in the registry (GET /api/registry lists it)"
+        ))
+    })?;
+    audit_json(&entry.release().audit())
 }

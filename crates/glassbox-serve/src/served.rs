@@ -32,7 +32,8 @@ pub struct Entry {
     pub id: usize,
     /// The path as given at start (what the CLI's `--json` reports as `model` / `path`).
     pub path: PathBuf,
-    pub checkpoint: Checkpoint,
+    /// `None` for a release folder without weights (served for its audit only).
+    checkpoint: Option<Checkpoint>,
     /// Loaded on first use, then kept.
     model: Mutex<Option<Arc<HookedModel>>>,
     options: LoadOptions,
@@ -61,7 +62,12 @@ impl Served {
                 if !path.exists() {
                     return Err(model_error("no such file or directory".into()));
                 }
-                let checkpoint = Checkpoint::open(path).map_err(|e| model_error(e.to_string()))?;
+                let checkpoint = match Checkpoint::open(path) {
+                    Ok(ck) => Some(ck),
+                    // A release folder is served for its audit even without weights.
+                    Err(_) if path.is_dir() => None,
+                    Err(e) => return Err(model_error(e.to_string())),
+                };
                 Ok(Entry {
                     id,
                     path: path.clone(),
@@ -88,6 +94,25 @@ impl Served {
 }
 
 impl Entry {
+    /// The checkpoint's table, or a 400 for a release folder without weights.
+    pub fn checkpoint(&self) -> Result<&Checkpoint, ApiError> {
+        self.checkpoint.as_ref().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{} holds no weights glassbox reads: only its audit is served",
+                self.name()
+            ))
+        })
+    }
+
+    pub fn has_weights(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    /// A release folder (auditable), as opposed to a single weights file.
+    pub fn is_release(&self) -> bool {
+        self.path.is_dir()
+    }
+
     /// The file name, for display.
     pub fn name(&self) -> String {
         display_name(&self.path)
@@ -100,6 +125,7 @@ impl Entry {
         if let Some(m) = slot.as_ref() {
             return Ok(Arc::clone(m));
         }
+        self.checkpoint()?;
         let model = HookedModel::load(&self.path, &self.options)
             .map_err(|e| ApiError::bad_request(format!("loading {}: {e}", self.path.display())))?;
         let model = Arc::new(model);

@@ -65,18 +65,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn list(json: bool) -> anyhow::Result<()> {
     let entries = registry::entries();
     if json {
-        let rows: Vec<_> = entries
-            .iter()
-            .map(|e| {
-                let a = e.release().audit();
-                serde_json::json!({
-                    "id": e.id, "name": e.name, "version": e.version, "producer": e.producer,
-                    "tier": a.tier, "weights_license": a.weights_license.as_ref().map(|l| l.display()),
-                    "osi_validation": e.osi_validation, "checked": e.checked, "basis": e.basis,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&registry::list_document())?
+        );
         return Ok(());
     }
     println!(

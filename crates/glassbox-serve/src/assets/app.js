@@ -51,7 +51,7 @@ function showError(where, err) {
 }
 
 function setNav(which) {
-  for (const id of ["nav-models", "nav-explore", "nav-patch"]) {
+  for (const id of ["nav-models", "nav-explore", "nav-patch", "nav-audit"]) {
     document.getElementById(id).classList.toggle("active", id === which);
   }
 }
@@ -539,6 +539,59 @@ function patchResults(doc) {
   );
 }
 
+// ---- audit -------------------------------------------------------------------------------
+
+async function pageAuditIndex() {
+  setNav("nav-audit");
+  const [models, registry] = await Promise.all([modelList(), api("/api/registry")]);
+  const releases = models.filter((m) => m.release);
+  main.replaceChildren(
+    el("h1", {}, "Audit"),
+    el("h2", {}, "Release folders served here"),
+    releases.length
+      ? el("ul", { id: "audit-releases" }, releases.map((m) => el("li", {}, el("a", { href: `#/audit/model/${m.id}` }, m.path))))
+      : el("p", { class: "muted" }, "none (serve a release folder to audit it)"),
+    el("h2", {}, `The registry (${registry.length} releases, each audited from its stored sources)`),
+    el("table", { id: "registry-table" },
+      el("tr", {}, ["model id", "name", "producer", "tier", "weights licence", "checked"].map((h) => el("th", {}, h))),
+      registry.map((r) => el("tr", { "data-id": r.id },
+        el("td", {}, el("a", { href: `#/audit/registry/${r.id}` }, r.id)), el("td", {}, r.name), el("td", {}, r.producer),
+        el("td", {}, r.tier), el("td", {}, r.weights_license || "—"), el("td", {}, r.checked)))),
+  );
+}
+
+function licenceText(l) {
+  if (!l) return "—";
+  return `${l.id || l.written}${l.osi_approved ? " (OSI-approved)" : ""}`;
+}
+
+async function pageAudit(kind, key) {
+  setNav("nav-audit");
+  main.replaceChildren(el("p", { class: "muted" }, "Auditing…"));
+  const a = await api(kind === "model" ? `/api/models/${key}/audit` : `/api/registry/${key}`);
+  main.replaceChildren(
+    el("h1", { id: "audit-title" }, `${a.release}${a.version ? ` ${a.version}` : ""}`),
+    el("p", {}, "Tier: ", el("strong", { id: "audit-tier" }, a.tier), ` · weights: ${licenceText(a.weights_license)} (${a.weights_terms})`,
+      a.mof ? ` · Model Openness Framework class ${a.mof.class ?? "—"}` : ""),
+    a.restrictions.length ? el("div", {}, el("h2", {}, "Restrictions"),
+      el("ul", { id: "audit-restrictions" }, a.restrictions.map((r) => el("li", {}, el("q", {}, r.description), ` — ${r.source}`)))) : null,
+    el("h2", {}, "OSAID requirements"),
+    el("table", { id: "audit-osaid" }, a.osaid.map((r) => el("tr", {},
+      el("td", {}, r.met ? "✔" : "✘"), el("td", {}, r.requirement), el("td", { class: "muted" }, r.why)))),
+    a.missing_for_next_tier.length ? el("div", {}, el("h2", {}, "Missing for the next tier"), el("ul", {}, a.missing_for_next_tier.map((m) => el("li", {}, typeof m === "string" ? m : JSON.stringify(m))))) : null,
+    el("h2", {}, `Components (${a.components.length})`),
+    el("table", { id: "audit-components" },
+      el("tr", {}, ["component", "evidence", "licence", "restrictions"].map((h) => el("th", {}, h))),
+      a.components.map((c) => el("tr", { "data-component": c.name },
+        el("td", {}, c.name),
+        el("td", {}, `${c.evidence.kind}${c.evidence.detail ? `: ${c.evidence.detail}` : ""}`),
+        el("td", {}, licenceText(c.license)),
+        el("td", {}, c.license && c.license.restrictions.length ? c.license.restrictions.map((r) => el("div", {}, typeof r === "string" ? r : r.description)) : "—")))),
+    a.notes.length ? el("div", {}, el("h2", {}, "Notes"), el("ul", {}, a.notes.map((n) => el("li", {}, typeof n === "string" ? n : JSON.stringify(n))))) : null,
+    el("p", { class: "muted" }, a.disclaimer),
+  );
+}
+
 // ---- routing -----------------------------------------------------------------------------
 
 async function route() {
@@ -548,6 +601,9 @@ async function route() {
     if (parts[0] === "model" && parts[1] !== undefined) await pageModel(Number(parts[1]));
     else if (parts[0] === "explore") await pageExplore(Number(parts[1] || 0));
     else if (parts[0] === "patch") await pagePatch(Number(parts[1] || 0));
+    else if (parts[0] === "audit" && parts[1] === "model") await pageAudit("model", Number(parts[2]));
+    else if (parts[0] === "audit" && parts[1] === "registry") await pageAudit("registry", parts.slice(2).join("/"));
+    else if (parts[0] === "audit") await pageAuditIndex();
     else await pageModels();
   } catch (err) { showError(main, err); }
 }
