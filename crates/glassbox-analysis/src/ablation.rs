@@ -164,7 +164,8 @@ impl AblationResult {
     }
 }
 
-fn check_target(model: &HookedModel, t: &AblationTarget) -> Result<()> {
+/// Whether `t` exists in `model` (its layer, head, neuron), with what is wrong in words.
+pub fn check_target(model: &HookedModel, t: &AblationTarget) -> Result<()> {
     let info = model.info();
     let bad = |what: String| Err(AnalysisError::input(format!("{}: {what}", t.label())));
     if t.layer() >= info.n_layers {
@@ -372,4 +373,112 @@ mod tests {
         assert_eq!(l.len(), 1);
         assert!((l[0] - std::f32::consts::LN_2).abs() < 1e-6);
     }
+}
+
+/// Targets from their names: `L3H1`, `L3MLP`, `L3N42`, and `heads` / `mlps` for all of them.
+pub fn parse_targets(
+    specs: &[String],
+    n_layers: usize,
+    n_heads: usize,
+) -> Result<Vec<AblationTarget>> {
+    let mut out = Vec::new();
+    for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match spec.to_ascii_lowercase().as_str() {
+            "heads" => {
+                for layer in 0..n_layers {
+                    out.extend((0..n_heads).map(|head| AblationTarget::Head { layer, head }));
+                }
+            }
+            "mlps" => out.extend((0..n_layers).map(|layer| AblationTarget::Mlp { layer })),
+            _ => out.push(AblationTarget::parse(spec).ok_or_else(|| {
+                AnalysisError::input(format!(
+                    "target {spec}: expected L<layer>H<head>, L<layer>MLP, L<layer>N<neuron>, heads or mlps"
+                ))
+            })?),
+        }
+    }
+    if out.is_empty() {
+        return Err(AnalysisError::input("no targets to ablate"));
+    }
+    Ok(out)
+}
+
+/// `zero`, `mean` or `resample` (with its seed).
+pub fn parse_method(name: &str, seed: u64) -> Result<AblationMethod> {
+    Ok(match name {
+        "zero" => AblationMethod::Zero,
+        "mean" => AblationMethod::Mean,
+        "resample" => AblationMethod::Resample { seed },
+        m => {
+            return Err(AnalysisError::input(format!(
+                "method {m}: expected zero, mean or resample"
+            )))
+        }
+    })
+}
+
+/// What `glassbox ablate --json` reports: the text's tokens and one result per run.
+#[derive(Clone, Debug, Serialize)]
+pub struct AblationReport {
+    pub input_ids: Vec<u32>,
+    pub results: Vec<AblationResult>,
+}
+
+/// Ablates `targets` (names as [`parse_targets`] reads them) on `text` with `method`, all
+/// together or (`each`) one at a time; `reference` texts for mean and resample ablation.
+/// `progress` is told of each run done and can stop the work ([`AnalysisError::Cancelled`]).
+#[allow(clippy::too_many_arguments)]
+pub fn ablate_text(
+    model: &HookedModel,
+    text: &str,
+    targets: &[String],
+    method: AblationMethod,
+    reference: &[String],
+    each: bool,
+    mut progress: impl FnMut() -> std::ops::ControlFlow<()>,
+) -> Result<AblationReport> {
+    if method != AblationMethod::Zero && reference.is_empty() {
+        return Err(AnalysisError::input(
+            "mean and resample ablation need reference prompts",
+        ));
+    }
+    let info = model.info();
+    let targets = parse_targets(targets, info.n_layers, info.n_heads)?;
+    let ids = crate::predictions::prompt_tokens(model, text, "the text")?;
+    if ids.len() < 2 {
+        return Err(AnalysisError::input(
+            "the text must have at least two tokens to have a loss",
+        ));
+    }
+    let reference = reference
+        .iter()
+        .map(|r| crate::predictions::prompt_tokens(model, r, "a reference prompt"))
+        .collect::<Result<Vec<_>>>()?;
+    let groups: Vec<&[AblationTarget]> = if each {
+        targets.iter().map(std::slice::from_ref).collect()
+    } else {
+        vec![&targets[..]]
+    };
+    let mut results = Vec::with_capacity(groups.len());
+    for group in groups {
+        results.push(run(model, &ids, group, method, &reference)?);
+        if progress().is_break() {
+            return Err(AnalysisError::Cancelled);
+        }
+    }
+    Ok(AblationReport {
+        input_ids: ids,
+        results,
+    })
+}
+
+/// The document `glassbox ablate --json` prints.
+pub fn document(model: &str, text: &str, each: bool, report: &AblationReport) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "text": text,
+        "input_ids": report.input_ids,
+        "each": each,
+        "results": report.results,
+    })
 }

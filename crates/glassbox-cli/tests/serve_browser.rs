@@ -323,6 +323,30 @@ fn every_page_shows_the_cli_numbers() {
                 (shown, want) => assert_eq!(f32_at(shown), f32_at(want), "{name}: patch L{l}H{h}"),
             }
         }
+
+        // Ablation on the same page: every head, one at a time.
+        browser.eval("document.getElementById('ablate-run').click()");
+        browser.wait_for("document.getElementById('ablate-table') || document.querySelector('#ablate-results .error')");
+        let cli = cli_json(&[
+            "ablate",
+            path,
+            "--text",
+            "When Mary and John went to the store, John gave a drink to Mary",
+            "--target",
+            "heads",
+            "--each",
+            "--json",
+        ]);
+        let shown = browser.eval(
+            "[...document.querySelectorAll('#ablate-table [data-value]')].map(td => td.dataset.value)",
+        );
+        let results = cli["results"].as_array().unwrap();
+        let shown = shown.as_array().unwrap();
+        assert_eq!(shown.len(), results.len(), "{name}: ablation rows");
+        for (i, (s, r)) in shown.iter().zip(results).enumerate() {
+            let want = f32_at(&r["ablated_loss"]) - f32_at(&r["baseline_loss"]);
+            assert_eq!(f32_at(s), want, "{name}: ablation {i}");
+        }
         browser.screenshot(&shots.join(format!("patch-{name}.png")));
     }
 

@@ -189,6 +189,39 @@ fn api_answers_are_the_cli_json() {
             let doc: Value = serde_json::from_str(data).unwrap();
             assert_eq!(doc, cli, "patch {what} {method}");
         }
+
+        // Ablation, streamed the same way.
+        let cases = [
+            (
+                json!({"text": CLEAN, "targets": ["heads"], "each": true}),
+                vec!["--target", "heads", "--each"],
+            ),
+            (
+                json!({"text": CLEAN, "targets": ["L0H1", "L1MLP"], "method": "mean",
+                    "reference": [CORRUPT, "the cat sat on the mat"]}),
+                vec![
+                    "--target",
+                    "L0H1,L1MLP",
+                    "--method",
+                    "mean",
+                    "--reference",
+                    CORRUPT,
+                    "--reference",
+                    "the cat sat on the mat",
+                ],
+            ),
+        ];
+        for (body, extra) in cases {
+            let r = server.post(&format!("/api/models/{id}/ablate"), &body);
+            assert_eq!(r.status, 200, "{}", r.text());
+            let events = sse_events(&r.text());
+            let (last, data) = events.last().expect("events");
+            assert_eq!(last, "result", "{data}");
+            let mut args = vec!["ablate", path, "--text", CLEAN, "--json"];
+            args.extend(extra);
+            let doc: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(doc, cli_json(&args), "ablate {body}");
+        }
     }
 }
 
@@ -330,6 +363,18 @@ fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
             server.get("/api/models/0/tensors/lm_head.weight?bins=99999999"),
         ),
         ("unknown route", server.get("/api/nothing")),
+        (
+            "ablation of nothing",
+            server.post("/api/models/0/ablate", &json!({"text": "a b", "targets": []})),
+        ),
+        (
+            "ablation of a head that is not there",
+            server.post("/api/models/0/ablate", &json!({"text": "a b", "targets": ["L99H0"]})),
+        ),
+        (
+            "mean ablation without references",
+            server.post("/api/models/0/ablate", &json!({"text": "a b", "targets": ["heads"], "method": "mean"})),
+        ),
         (
             "heads of huge sequences",
             server.post("/api/models/0/heads", &json!({"seq_len": 100000})),

@@ -15,9 +15,11 @@
 //! | `GET /api/registry` | `glassbox audit --list --json` |
 //! | `GET /api/registry/{model id}` | `glassbox audit ID --json` (registry ids only: never a path) |
 //! | `POST /api/models/{id}/patch` `{clean, corrupt, answer, wrong, what, method}` | `glassbox patch PATH … --json`, streamed (below) |
+//! | `POST /api/models/{id}/ablate` `{text, targets, method, reference, seed, each}` | `glassbox ablate PATH --text T --target … --json`, streamed |
 //!
-//! `patch` answers with server-sent events: `progress` (`{done, total}`) while it runs, then
-//! `result` (the CLI's document) or `error` (`{error}`). Closing the connection cancels it.
+//! `patch` and `ablate` answer with server-sent events: `progress` (`{done, total}`) while
+//! they run, then `result` (the CLI's document) or `error` (`{error}`). Closing the
+//! connection cancels them.
 //!
 //! Errors are `{"error": "…"}` with a 4xx status for what the request got wrong.
 
@@ -74,7 +76,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/models/{id}/attention", post(attention_of))
         .route("/api/models/{id}/attribute", post(attribute_of))
         .route("/api/models/{id}/heads", post(heads_of))
-        .route("/api/models/{id}/patch", post(crate::patch::run))
+        .route("/api/models/{id}/patch", post(crate::streamed::run))
+        .route("/api/models/{id}/ablate", post(crate::streamed::ablate))
         .route("/api/models/{id}/audit", get(audit_of))
         .route("/api/registry", get(registry_list))
         .route("/api/registry/{*rid}", get(registry_audit))
@@ -98,6 +101,7 @@ async fn api_index() -> Json<Value> {
             {"method": "POST", "path": "/api/models/{id}/attention", "body": {"prompt": "text"}, "cli": "glassbox trace PATH --prompt P --hooks 'blocks.*.attn.hook_pattern'"},
             {"method": "POST", "path": "/api/models/{id}/attribute", "body": {"prompt": "text", "target": "token or #id", "versus": "optional token or #id", "position": "optional index (default: last)"}, "cli": "glassbox attribute PATH --prompt P --target T [--versus V] [--position N] --json"},
             {"method": "POST", "path": "/api/models/{id}/heads", "body": {"seq_len": 20, "batch": 8, "seed": 0, "top": 0}, "cli": "glassbox heads PATH --seq-len N --batch B --seed S --top K --json"},
+            {"method": "POST", "path": "/api/models/{id}/ablate", "body": {"text": "text", "targets": ["L1H0", "L2MLP", "heads"], "method": "zero|mean|resample", "reference": ["texts"], "seed": 0, "each": false}, "cli": "glassbox ablate PATH --text T --target … --method M [--reference R…] [--seed S] [--each] --json", "answer": "text/event-stream, as patch"},
             {"method": "GET", "path": "/api/models/{id}/audit", "cli": "glassbox audit PATH --json (release folders)"},
             {"method": "GET", "path": "/api/registry", "cli": "glassbox audit --list --json"},
             {"method": "GET", "path": "/api/registry/{model id}", "cli": "glassbox audit ID --json"},

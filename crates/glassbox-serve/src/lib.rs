@@ -5,6 +5,7 @@
 //!   never by path);
 //! - [`access`]: loopback by default; any other bind only with the token printed at start;
 //! - [`api`]: the JSON API under `/api/` (documented at `GET /api`), which the pages use;
+//! - `streamed`: patching and ablation, their progress streamed as server-sent events;
 //! - [`work`]: model computations off the request threads, on the kernels' pool, one at a
 //!   time per model;
 //! - [`assets`]: the pages, embedded in the binary (no CDN, no network, no build step).
@@ -13,8 +14,8 @@ pub mod access;
 pub mod api;
 mod assets;
 mod error;
-mod patch;
 pub mod served;
+mod streamed;
 mod work;
 
 use std::net::{IpAddr, SocketAddr};

@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 
 use glassbox_analysis::ablation::{self, AblationMethod, AblationResult, AblationTarget};
-use serde_json::json;
 
 use crate::analysis_cli::{self, OutputArgs};
 use crate::render::{self, svg, terminal, Bar, BarChart, Grid, LinePlot, Panel};
@@ -41,42 +40,9 @@ pub struct Args {
     pub output: OutputArgs,
 }
 
-fn parse_targets(
-    specs: &[String],
-    n_layers: usize,
-    n_heads: usize,
-) -> anyhow::Result<Vec<AblationTarget>> {
-    let mut out = Vec::new();
-    for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        match spec.to_ascii_lowercase().as_str() {
-            "heads" => {
-                for layer in 0..n_layers {
-                    out.extend((0..n_heads).map(|head| AblationTarget::Head { layer, head }));
-                }
-            }
-            "mlps" => out.extend((0..n_layers).map(|layer| AblationTarget::Mlp { layer })),
-            _ => out.push(AblationTarget::parse(spec).ok_or_else(|| {
-                crate::invalid!(
-                    "--target {spec}: expected L<layer>H<head>, L<layer>MLP, L<layer>N<neuron>, heads or mlps"
-                )
-            })?),
-        }
-    }
-    Ok(out)
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.output.check()?;
-    let method = match args.method.as_str() {
-        "zero" => AblationMethod::Zero,
-        "mean" => AblationMethod::Mean,
-        "resample" => AblationMethod::Resample { seed: args.seed },
-        m => {
-            return Err(crate::invalid!(
-                "--method {m}: expected zero, mean or resample"
-            ))
-        }
-    };
+    let method = ablation::parse_method(&args.method, args.seed)?;
     if method != AblationMethod::Zero && args.reference.is_empty() {
         return Err(crate::invalid!(
             "--method {} needs reference prompts (--reference TEXT, repeatable)",
@@ -86,35 +52,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = analysis_cli::load_model(&args.model, &args.sae)?;
     crate::model_cli::require_logits(&model, &args.model, "ablate")?;
     let info = model.info();
-    let targets = parse_targets(&args.targets, info.n_layers, info.n_heads)?;
-    let text = analysis_cli::tokens(&model, &args.text)?;
-    if text.len() < 2 {
-        return Err(crate::invalid!(
-            "--text must have at least two tokens to have a loss"
-        ));
-    }
-    let reference = args
-        .reference
-        .iter()
-        .map(|r| analysis_cli::tokens(&model, r))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
-    let results: Vec<AblationResult> = if args.each {
-        let bar = crate::progress::bar(targets.len() as u64, "ablating");
-        let r = targets
-            .iter()
-            .map(|t| {
-                bar.inc(1);
-                ablation::run(&model, &text, std::slice::from_ref(t), method, &reference)
-            })
-            .collect::<Result<_, _>>()?;
-        bar.finish_and_clear();
-        r
+    let runs = if args.each {
+        ablation::parse_targets(&args.targets, info.n_layers, info.n_heads)?.len()
     } else {
-        vec![ablation::run(&model, &text, &targets, method, &reference)?]
+        1
     };
+    let bar = crate::progress::bar(runs as u64, "ablating");
+    let report = ablation::ablate_text(
+        &model,
+        &args.text,
+        &args.targets,
+        method,
+        &args.reference,
+        args.each,
+        || {
+            bar.inc(1);
+            std::ops::ControlFlow::Continue(())
+        },
+    )?;
+    bar.finish_and_clear();
+    let (text, results) = (&report.input_ids, &report.results);
 
-    let tokens = model.ids_to_str_tokens(&text)?;
+    let tokens = model.ids_to_str_tokens(text)?;
     // per-token losses are for predicting token i+1 from position i
     let predicted: Vec<String> = render::position_labels(&tokens)
         .into_iter()
@@ -122,13 +81,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
 
     if args.output.json {
-        analysis_cli::print_json(&json!({
-            "model": args.model,
-            "text": args.text,
-            "input_ids": text,
-            "each": args.each,
-            "results": results,
-        }))?;
+        analysis_cli::print_json(&ablation::document(
+            &args.model.display().to_string(),
+            &args.text,
+            args.each,
+            &report,
+        ))?;
     } else if args.each {
         println!(
             "{} ablation, one target at a time; baseline loss {:.4}\n",
@@ -141,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 terminal::grid(&args.output.signed_range(g), terminal::use_color())
             ),
             None => {
-                for r in &results {
+                for r in results {
                     let label: Vec<String> = r.targets.iter().map(|t| t.label()).collect();
                     println!(
                         "  {:<12} Δloss {:+.4}",

@@ -443,6 +443,97 @@ async function readEvents(res, on) {
   }
 }
 
+// Runs a streamed computation (patch, ablate): progress into `progress` / `status`, the
+// document to `done`; `cancel` aborts it. Returns when it ends.
+function streamedRunner(path, body, { run, cancel, progress, status, results, done }) {
+  let controller = null;
+  cancel.addEventListener("click", () => controller && controller.abort());
+  run.addEventListener("click", async () => {
+    controller = new AbortController();
+    run.disabled = true; cancel.disabled = false;
+    progress.value = 0; status.textContent = "starting…"; results.replaceChildren();
+    try {
+      const res = await fetch(path, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify(body()), signal: controller.signal,
+      });
+      if (!res.ok) {
+        const doc = await res.json().catch(() => ({ error: res.statusText }));
+        throw new Error(doc.error);
+      }
+      await readEvents(res, (event, data) => {
+        if (event === "progress") {
+          progress.max = Math.max(1, data.total); progress.value = data.done;
+          status.textContent = `${data.done} of ${data.total}`;
+        } else if (event === "result") {
+          status.textContent = "done";
+          progress.value = progress.max;
+          results.replaceChildren(done(data));
+        } else if (event === "error") {
+          throw new Error(data.error);
+        }
+      });
+    } catch (err) {
+      if (err.name === "AbortError") status.textContent = "cancelled";
+      else { status.textContent = ""; showError(results, err); }
+    }
+    run.disabled = false; cancel.disabled = true; controller = null;
+  });
+}
+
+const ablateForm = { text: "When Mary and John went to the store, John gave a drink to Mary", targets: "heads", method: "zero", each: true };
+
+function ablationPanel(id) {
+  const text = el("input", { type: "text", id: "ablate-text", size: 64 });
+  text.value = ablateForm.text;
+  text.addEventListener("input", () => { ablateForm.text = text.value; });
+  const targets = el("input", { type: "text", id: "ablate-targets", size: 24, title: "L3H1, L3MLP, L3N42, heads, mlps (comma-separated)" });
+  targets.value = ablateForm.targets;
+  targets.addEventListener("input", () => { ablateForm.targets = targets.value; });
+  const method = el("select", { id: "ablate-method" }, ["zero", "mean", "resample"].map((m) => el("option", { value: m }, m)));
+  method.addEventListener("change", () => { ablateForm.method = method.value; });
+  const reference = el("input", { type: "text", id: "ablate-reference", size: 40, placeholder: "reference prompts for mean / resample, separated by |" });
+  const each = el("input", { type: "checkbox", id: "ablate-each", ...(ablateForm.each ? { checked: "" } : {}) });
+  each.addEventListener("change", () => { ablateForm.each = each.checked; });
+  const parts = {
+    run: el("button", { id: "ablate-run" }, "Run"),
+    cancel: el("button", { id: "ablate-cancel", disabled: "" }, "Cancel"),
+    progress: el("progress", { id: "ablate-progress", max: 1, value: 0 }),
+    status: el("span", { id: "ablate-status", class: "muted" }),
+    results: el("div", { id: "ablate-results" }),
+    done: ablationResults,
+  };
+  streamedRunner(`/api/models/${id}/ablate`, () => ({
+    text: ablateForm.text,
+    targets: ablateForm.targets.split(",").map((t) => t.trim()).filter(Boolean),
+    method: ablateForm.method,
+    reference: reference.value.split("|").map((t) => t.trim()).filter(Boolean),
+    each: ablateForm.each,
+  }), parts);
+  return el("div", {},
+    el("h1", {}, "Ablation"),
+    el("div", { class: "row" }, el("label", {}, "text ", text)),
+    el("div", { class: "row" }, el("label", {}, "targets ", targets), el("label", {}, "method ", method), reference,
+      el("label", {}, each, " one at a time")),
+    el("div", { class: "row" }, parts.run, parts.cancel, parts.progress, parts.status),
+    parts.results);
+}
+
+function ablationResults(doc) {
+  const rows = doc.results.map((r) => ({
+    label: r.targets.map((t) => t.kind === "head" ? `L${t.layer}H${t.head}` : t.kind === "mlp" ? `L${t.layer}MLP` : t.kind === "neuron" ? `L${t.layer}N${t.neuron}` : JSON.stringify(t)).join(", "),
+    baseline: r.baseline_loss, ablated: r.ablated_loss, delta: r.ablated_loss - r.baseline_loss,
+  }));
+  const extent = Math.max(1e-9, ...rows.map((r) => Math.abs(r.delta)));
+  return el("table", { id: "ablate-table" },
+    el("tr", {}, ["targets", "baseline loss", "ablated loss", "Δ loss"].map((h) => el("th", {}, h))),
+    rows.map((r, i) => {
+      const td = el("td", { class: "num", "data-index": i, "data-value": r.delta }, r.delta.toFixed(4));
+      td.style.background = diverging(-r.delta, extent);
+      return el("tr", {}, el("td", {}, r.label), el("td", { class: "num" }, r.baseline.toFixed(4)), el("td", { class: "num" }, r.ablated.toFixed(4)), td);
+    }));
+}
+
 async function pagePatch(id) {
   setNav("nav-patch");
   const models = await modelList();
@@ -457,42 +548,15 @@ async function pagePatch(id) {
     select.addEventListener("change", () => { patchForm[name] = select.value; });
     return el("label", {}, `${name} `, select);
   };
-  const progress = el("progress", { id: "patch-progress", max: 1, value: 0 });
-  const status = el("span", { id: "patch-status", class: "muted" });
-  const results = el("div", { id: "patch-results" });
-  let controller = null;
-  const cancel = el("button", { id: "patch-cancel", disabled: "", onclick: () => controller && controller.abort() }, "Cancel");
-  const run = el("button", { id: "patch-run", onclick: async () => {
-    controller = new AbortController();
-    run.disabled = true; cancel.disabled = false;
-    progress.value = 0; status.textContent = "starting…"; results.replaceChildren();
-    try {
-      const res = await fetch(`/api/models/${id}/patch`, {
-        method: "POST", headers: { "content-type": "application/json" },
-        body: JSON.stringify(patchForm), signal: controller.signal,
-      });
-      if (!res.ok) {
-        const doc = await res.json().catch(() => ({ error: res.statusText }));
-        throw new Error(doc.error);
-      }
-      await readEvents(res, (event, data) => {
-        if (event === "progress") {
-          progress.max = Math.max(1, data.total); progress.value = data.done;
-          status.textContent = `${data.done} of ${data.total} sites`;
-        } else if (event === "result") {
-          status.textContent = "done";
-          progress.value = progress.max;
-          results.replaceChildren(patchResults(data));
-        } else if (event === "error") {
-          throw new Error(data.error);
-        }
-      });
-    } catch (err) {
-      if (err.name === "AbortError") status.textContent = "cancelled";
-      else { status.textContent = ""; showError(results, err); }
-    }
-    run.disabled = false; cancel.disabled = true; controller = null;
-  } }, "Run");
+  const parts = {
+    run: el("button", { id: "patch-run" }, "Run"),
+    cancel: el("button", { id: "patch-cancel", disabled: "" }, "Cancel"),
+    progress: el("progress", { id: "patch-progress", max: 1, value: 0 }),
+    status: el("span", { id: "patch-status", class: "muted" }),
+    results: el("div", { id: "patch-results" }),
+    done: patchResults,
+  };
+  streamedRunner(`/api/models/${id}/patch`, () => patchForm, parts);
   main.replaceChildren(
     el("h1", {}, "Activation patching"),
     el("div", { class: "row" }, "Model", el("select", { id: "model-select", onchange: (e) => { location.hash = `#/patch/${e.target.value}`; } },
@@ -502,8 +566,9 @@ async function pagePatch(id) {
     el("div", { class: "row" }, field("answer", 10), field("wrong", 10),
       choice("what", ["resid_pre", "attn_out", "mlp_out", "heads"]),
       choice("method", ["activation", "attribution", "both"])),
-    el("div", { class: "row" }, run, cancel, progress, status),
-    results,
+    el("div", { class: "row" }, parts.run, parts.cancel, parts.progress, parts.status),
+    parts.results,
+    ablationPanel(id),
   );
 }
 
