@@ -14,6 +14,7 @@
 //! - [`ablation`] — zero, mean and resample ablation of heads, MLPs and neurons;
 //! - [`steering`] — control vectors in llama.cpp's GGUF format;
 //! - [`predictions`] — the most likely next tokens at each position;
+//! - [`routing`] — mixture-of-experts routing of a prompt;
 //! - [`drift`] — what changed between two versions of one model (quantization, fine-tune,
 //!   checkpoints), from the outputs down to heads and features.
 //!
@@ -31,6 +32,7 @@ pub mod norm;
 pub mod patching;
 pub mod predictions;
 pub mod probe;
+pub mod routing;
 pub mod steering;
 
 pub use error::{AnalysisError, Result};

@@ -38,16 +38,20 @@ fn every_page_shows_the_cli_numbers() {
             .join("tests/fixtures/llamacpp/gpt2/model-Q4_0.gguf")
             .display()
             .to_string(),
+        root()
+            .join("tests/fixtures/llamacpp/olmoe/model-Q8_0.gguf")
+            .display()
+            .to_string(),
     ];
-    let server = Server::start(&[&models[0], &models[1]]);
+    let server = Server::start(&[&models[0], &models[1], &models[2]]);
     let base = server.url.trim_end_matches('/').to_string();
 
     // The model list.
     browser.goto(&format!("{base}/#/"));
-    browser.wait_for("document.querySelectorAll('#model-cards .card').length === 2");
+    browser.wait_for("document.querySelectorAll('#model-cards .card').length === 3");
     browser.screenshot(&shots.join("models.png"));
 
-    for (id, path) in models.iter().enumerate() {
+    for (id, path) in models.iter().enumerate().take(2) {
         let name = if id == 0 { "reference" } else { "gguf" };
         let inspect = cli_json(&["inspect", path, "--json"]);
         let tensors = inspect["tensors"].as_array().unwrap();
@@ -349,6 +353,53 @@ fn every_page_shows_the_cli_numbers() {
         }
         browser.screenshot(&shots.join(format!("patch-{name}.png")));
     }
+
+    // A mixture-of-experts model: the explorer shows each token's experts and weights.
+    browser.goto(&format!("{base}/#/explore/2"));
+    browser.wait_for("document.getElementById('prompt')");
+    browser.eval(&format!(
+        "(() => {{ document.getElementById('prompt').value = {}; \
+         document.getElementById('run').click(); }})()",
+        json!(PROMPT)
+    ));
+    browser.wait_for("document.querySelector('#expert-routing table')");
+    let routing = cli_json(&["experts", &models[2], "--prompt", PROMPT, "--json"]);
+    let shown = browser.eval(
+        "[...document.querySelectorAll('#expert-routing td')].filter(td => Number(td.dataset.value) > 0).map(td => [Number(td.closest('table').dataset.layer), Number(td.dataset.position), Number(td.dataset.expert), td.dataset.value])",
+    );
+    let mut want = Vec::new();
+    for layer in routing["layers"].as_array().unwrap() {
+        for (p, routes) in layer["routes"].as_array().unwrap().iter().enumerate() {
+            for r in routes.as_array().unwrap() {
+                if f32_at(&r[1]) > 0.0 {
+                    want.push((
+                        layer["layer"].as_u64().unwrap(),
+                        p as u64,
+                        r[0].as_u64().unwrap(),
+                        f32_at(&r[1]),
+                    ));
+                }
+            }
+        }
+    }
+    let mut got: Vec<(u64, u64, u64, f32)> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_u64().unwrap(),
+                c[1].as_u64().unwrap(),
+                c[2].as_u64().unwrap(),
+                f32_at(&c[3]),
+            )
+        })
+        .collect();
+    want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert!(!want.is_empty());
+    assert_eq!(got, want, "expert routing");
+    browser.screenshot(&shots.join("explore-moe.png"));
 
     // Audit: the served release folder and a registry entry, from the index.
     let audit = cli_json(&["audit", &models[0], "--json"]);

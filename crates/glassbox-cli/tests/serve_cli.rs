@@ -247,6 +247,25 @@ fn sse_events(text: &str) -> Vec<(String, String)> {
 }
 
 #[test]
+fn expert_routing_is_the_cli_json() {
+    let olmoe = root()
+        .join("tests/fixtures/llamacpp/olmoe/model-Q8_0.gguf")
+        .display()
+        .to_string();
+    let server = Server::start(&[&olmoe, &reference()]);
+    let api = server
+        .post("/api/models/0/experts", &json!({"prompt": PROMPT}))
+        .json();
+    assert_eq!(
+        api,
+        cli_json(&["experts", &olmoe, "--prompt", PROMPT, "--json"])
+    );
+    // A dense model has no routing to show.
+    let r = server.post("/api/models/1/experts", &json!({"prompt": PROMPT}));
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[test]
 fn audits_are_the_cli_json() {
     let (reference, gguf) = (reference(), gguf());
     let server = Server::start(&[&reference, &gguf]);

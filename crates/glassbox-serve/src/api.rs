@@ -11,6 +11,7 @@
 //! | `POST /api/models/{id}/attention` `{prompt}` | every `blocks.L.attn.hook_pattern` of `glassbox trace` |
 //! | `POST /api/models/{id}/attribute` `{prompt, target, versus, position}` | `glassbox attribute PATH --prompt P --target T [--versus V] [--position N] --json` |
 //! | `POST /api/models/{id}/heads` `{seq_len, batch, seed, top}` | `glassbox heads PATH [--seq-len N --batch B --seed S --top K] --json` |
+//! | `POST /api/models/{id}/experts` `{prompt}` | `glassbox experts PATH --prompt P --json` |
 //! | `GET /api/models/{id}/audit` (a release folder) | `glassbox audit PATH --json` |
 //! | `GET /api/registry` | `glassbox audit --list --json` |
 //! | `GET /api/registry/{model id}` | `glassbox audit ID --json` (registry ids only: never a path) |
@@ -29,7 +30,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, Path, Query, State as AxumState};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use glassbox_analysis::{attribution, heads, lens, predictions};
+use glassbox_analysis::{attribution, heads, lens, predictions, routing};
 use glassbox_formats::{report, stats};
 use glassbox_models::{HookedModel, NameFilter};
 use serde::Deserialize;
@@ -76,6 +77,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/models/{id}/attention", post(attention_of))
         .route("/api/models/{id}/attribute", post(attribute_of))
         .route("/api/models/{id}/heads", post(heads_of))
+        .route("/api/models/{id}/experts", post(experts_of))
         .route("/api/models/{id}/patch", post(crate::streamed::run))
         .route("/api/models/{id}/ablate", post(crate::streamed::ablate))
         .route("/api/models/{id}/audit", get(audit_of))
@@ -102,6 +104,7 @@ async fn api_index() -> Json<Value> {
             {"method": "POST", "path": "/api/models/{id}/attribute", "body": {"prompt": "text", "target": "token or #id", "versus": "optional token or #id", "position": "optional index (default: last)"}, "cli": "glassbox attribute PATH --prompt P --target T [--versus V] [--position N] --json"},
             {"method": "POST", "path": "/api/models/{id}/heads", "body": {"seq_len": 20, "batch": 8, "seed": 0, "top": 0}, "cli": "glassbox heads PATH --seq-len N --batch B --seed S --top K --json"},
             {"method": "POST", "path": "/api/models/{id}/ablate", "body": {"text": "text", "targets": ["L1H0", "L2MLP", "heads"], "method": "zero|mean|resample", "reference": ["texts"], "seed": 0, "each": false}, "cli": "glassbox ablate PATH --text T --target … --method M [--reference R…] [--seed S] [--each] --json", "answer": "text/event-stream, as patch"},
+            {"method": "POST", "path": "/api/models/{id}/experts", "body": {"prompt": "text"}, "cli": "glassbox experts PATH --prompt P --json (mixture-of-experts models)"},
             {"method": "GET", "path": "/api/models/{id}/audit", "cli": "glassbox audit PATH --json (release folders)"},
             {"method": "GET", "path": "/api/registry", "cli": "glassbox audit --list --json"},
             {"method": "GET", "path": "/api/registry/{model id}", "cli": "glassbox audit ID --json"},
@@ -492,4 +495,24 @@ async fn registry_audit(Path(rid): Path<String>) -> Result<Json<Value>, ApiError
         ))
     })?;
     audit_json(&entry.release().audit())
+}
+
+async fn experts_of(
+    AxumState(state): Shared,
+    Path(id): Path<usize>,
+    Json(req): Json<PromptRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    req.check()?;
+    with_model(state, id, move |_, model| {
+        let ids = tokens_of(model, &req.prompt, MAX_TOKENS)?;
+        let report = routing::prompt_routing(model, &ids)?;
+        // Serialised as the CLI prints it (f32 weights in their own shortest form, which a
+        // detour through `Value` would widen).
+        let body = serde_json::to_string(&report).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(axum::response::IntoResponse::into_response((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )))
+    })
+    .await
 }

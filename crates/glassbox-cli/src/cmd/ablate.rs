@@ -53,8 +53,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::model_cli::require_logits(&model, &args.model, "ablate")?;
     let info = model.info();
     // Named as the flag is (the library says `target L0X: …`).
-    let targets = ablation::parse_targets(&args.targets, info.n_layers, info.n_heads)
-        .map_err(|e| match e.to_string() {
+    let targets =
+        ablation::parse_targets(&args.targets, info.n_layers, info.n_heads).map_err(|e| match e
+            .to_string()
+        {
             m if m.starts_with("target ") => crate::invalid!("--{m}"),
             m => crate::invalid!("--target: {m}"),
         })?;

@@ -47,19 +47,7 @@ pub struct Args {
     pub dtype: String,
 }
 
-#[derive(Serialize)]
-struct PromptReport {
-    tokens: Vec<String>,
-    layers: Vec<PromptLayer>,
-}
-
-#[derive(Serialize)]
-struct PromptLayer {
-    layer: usize,
-    n_experts: usize,
-    /// Per token: [(expert, weight)], best first.
-    routes: Vec<Vec<(u32, f32)>>,
-}
+use glassbox_analysis::routing::{prompt_routing, PromptRouting as PromptReport};
 
 #[derive(Serialize)]
 struct UsageReport {
@@ -127,25 +115,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => {
             let ids = input_ids(&model, args.prompt.as_deref(), args.tokens.as_deref())?;
-            let routing = route(&ids)?;
-            let report = PromptReport {
-                tokens: model
-                    .ids_to_str_tokens(&ids)
-                    .unwrap_or_else(|_| ids.iter().map(|i| i.to_string()).collect()),
-                layers: routing
-                    .into_iter()
-                    .map(|r| PromptLayer {
-                        layer: r.layer,
-                        n_experts: r.n_experts,
-                        routes: r
-                            .experts
-                            .iter()
-                            .zip(&r.weights)
-                            .map(|(e, w)| e.iter().copied().zip(w.iter().copied()).collect())
-                            .collect(),
-                    })
-                    .collect(),
-            };
+            let report = prompt_routing(&model, &ids)
+                .map_err(|e| anyhow::Error::from(e).context(format!("{}", args.model.display())))?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -250,7 +250,9 @@ async function explore(id, prompt, target, where) {
       el("h2", {}, "Attention patterns — click a head for the large view"),
       attentionGrid(attn),
       el("h2", {}, `Logit lens${lens.report.target ? ` — following ${fmt.tok(lens.report.target.token)}` : ""}`),
-      lensGrid(lens.report),
+      el("div", { class: "scroll" }, lensGrid(lens.report)),
+      hasExperts(id) ? el("h2", {}, "Expert routing (weight of each chosen expert, per token)") : null,
+      hasExperts(id) ? expertRouting(id, prompt) : null,
       el("h2", {}, "Direct logit attribution (last position)"),
       attributionPanel(id, prompt, pred.positions[pred.positions.length - 1].top[0]),
       el("h2", {}, "Head roles (random repeated sequences, the CLI's defaults)"),
@@ -388,6 +390,36 @@ function attributionPanel(id, prompt, best) {
   const run = el("button", { id: "dla-run", onclick: go }, "Attribute");
   go();
   return el("div", {}, el("div", { class: "row" }, "target", target, "versus", versus, run), out);
+}
+
+function hasExperts(id) {
+  const m = (modelsCache || []).find((m) => m.id === id);
+  return !!(m && m.architecture && m.architecture.experts);
+}
+
+function expertRouting(id, prompt) {
+  const out = el("div", { id: "expert-routing" }, el("p", { class: "spinner" }, "Routing…"));
+  (async () => {
+    try {
+      const doc = await api(`/api/models/${id}/experts`, { prompt });
+      out.replaceChildren(el("div", { class: "row top" }, doc.layers.map((layer) => {
+        const weights = doc.tokens.map((_, p) => {
+          const row = new Array(layer.n_experts).fill(0);
+          for (const [e, w] of layer.routes[p]) row[e] = w;
+          return row;
+        });
+        return el("div", {}, el("div", { class: "muted" }, `layer ${layer.layer}`),
+          el("table", { class: "lens", "data-layer": layer.layer },
+            el("tr", {}, el("th", {}, ""), Array.from({ length: layer.n_experts }, (_, e) => el("th", {}, `E${e}`))),
+            weights.map((row, p) => el("tr", {}, el("th", {}, fmt.tok(doc.tokens[p])), row.map((w, e) => {
+              const td = el("td", { "data-position": p, "data-expert": e, "data-value": w }, w ? w.toFixed(2) : "");
+              td.style.background = heat(w);
+              return td;
+            })))));
+      })));
+    } catch (err) { showError(out, err); }
+  })();
+  return out;
 }
 
 const headCache = new Map();
