@@ -42,13 +42,17 @@ fn every_page_shows_the_cli_numbers() {
             .join("tests/fixtures/llamacpp/olmoe/model-Q8_0.gguf")
             .display()
             .to_string(),
+        root()
+            .join("tests/fixtures/llamacpp/gpt2/model-F32.gguf")
+            .display()
+            .to_string(),
     ];
-    let server = Server::start(&[&models[0], &models[1], &models[2]]);
+    let server = Server::start(&[&models[0], &models[1], &models[2], &models[3]]);
     let base = server.url.trim_end_matches('/').to_string();
 
     // The model list.
     browser.goto(&format!("{base}/#/"));
-    browser.wait_for("document.querySelectorAll('#model-cards .card').length === 3");
+    browser.wait_for("document.querySelectorAll('#model-cards .card').length === 4");
     browser.screenshot(&shots.join("models.png"));
 
     for (id, path) in models.iter().enumerate().take(2) {
@@ -400,6 +404,38 @@ fn every_page_shows_the_cli_numbers() {
     assert!(!want.is_empty());
     assert_eq!(got, want, "expert routing");
     browser.screenshot(&shots.join("explore-moe.png"));
+
+    // Diff: GPT-2's F32 file against its Q4_0, chosen on the page.
+    browser.goto(&format!("{base}/#/diff"));
+    browser.wait_for("document.getElementById('diff-run')");
+    browser.eval(
+        "(() => { document.getElementById('diff-a').value = '3'; document.getElementById('diff-b').value = '1'; \
+         document.getElementById('diff-run').click(); })()",
+    );
+    browser.wait_for("document.querySelector('#diff-table tr[data-tensor]')");
+    let diff = cli_json(&["diff", &models[3], &models[1], "--json"]);
+    let shown = browser.eval(
+        "[...document.querySelectorAll('#diff-table tr[data-tensor]')].map(r => [r.dataset.tensor, r.querySelector('[data-value]').dataset.value])",
+    );
+    let shown = shown.as_array().unwrap();
+    let tensors = diff["tensors"].as_array().unwrap();
+    assert_eq!(shown.len(), tensors.len(), "diff rows");
+    for (s, t) in shown.iter().zip(tensors) {
+        assert_eq!(s[0], t["name"], "diff order");
+        match &t["relative_change"] {
+            Value::Null => assert_eq!(s[1], json!("")),
+            v => {
+                let (shown, want): (f64, f64) =
+                    (s[1].as_str().unwrap().parse().unwrap(), v.as_f64().unwrap());
+                assert!(
+                    (shown - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+                    "{}: {shown} vs {want}",
+                    t["name"]
+                );
+            }
+        }
+    }
+    browser.screenshot(&shots.join("diff.png"));
 
     // Audit: the served release folder and a registry entry, from the index.
     let audit = cli_json(&["audit", &models[0], "--json"]);

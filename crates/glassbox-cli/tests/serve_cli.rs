@@ -266,6 +266,25 @@ fn expert_routing_is_the_cli_json() {
 }
 
 #[test]
+fn diffs_are_the_cli_json() {
+    let dir = root().join("tests/fixtures/llamacpp/llama");
+    let (a, b) = (
+        dir.join("model-F32.gguf").display().to_string(),
+        dir.join("model-Q8_0.gguf").display().to_string(),
+    );
+    let server = Server::start(&[&a, &b]);
+    assert_eq!(
+        server.get("/api/diff/0/1").json(),
+        cli_json(&["diff", &a, &b, "--json"])
+    );
+    assert_eq!(
+        server.get("/api/diff/1/0?top=3").json(),
+        cli_json(&["diff", &b, &a, "--top", "3", "--json"])
+    );
+    assert_eq!(server.get("/api/diff/0/7").status, 404);
+}
+
+#[test]
 fn audits_are_the_cli_json() {
     let (reference, gguf) = (reference(), gguf());
     let server = Server::start(&[&reference, &gguf]);

@@ -562,3 +562,57 @@ mod tests {
         assert_eq!(batch % 48, 0);
     }
 }
+
+/// The counts of a diff (taken before any `--top` cut).
+#[derive(Clone, Debug, Serialize)]
+pub struct DiffSummary {
+    pub compared: usize,
+    /// Compared with zero difference.
+    pub identical: usize,
+    pub shape_changed: usize,
+    pub only_in_a: usize,
+    pub only_in_b: usize,
+    pub max_relative_change: Option<f64>,
+}
+
+impl DiffSummary {
+    pub fn of(diffs: &[TensorDiff]) -> DiffSummary {
+        let count = |s: DiffStatus| diffs.iter().filter(|d| d.status == s).count();
+        DiffSummary {
+            compared: count(DiffStatus::Compared),
+            identical: diffs
+                .iter()
+                .filter(|d| d.status == DiffStatus::Compared && d.norm_diff == Some(0.0))
+                .count(),
+            shape_changed: count(DiffStatus::ShapeChanged),
+            only_in_a: count(DiffStatus::OnlyInA),
+            only_in_b: count(DiffStatus::OnlyInB),
+            max_relative_change: diffs
+                .iter()
+                .filter(|d| d.status == DiffStatus::Compared)
+                .filter_map(|d| d.relative_change)
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))),
+        }
+    }
+}
+
+/// The document `glassbox diff A B --json` prints (`diffs` already cut to `--top`).
+pub fn document(
+    a: &str,
+    b: &str,
+    view_a: &HubView,
+    view_b: &HubView,
+    summary: &DiffSummary,
+    diffs: &[TensorDiff],
+) -> serde_json::Value {
+    serde_json::json!({
+        "a": a,
+        "b": b,
+        "summary": summary,
+        "tensors": diffs,
+        "unmapped": {
+            "a": view_a.unmapped.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            "b": view_b.unmapped.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        },
+    })
+}

@@ -13,6 +13,7 @@
 //! | `POST /api/models/{id}/heads` `{seq_len, batch, seed, top}` | `glassbox heads PATH [--seq-len N --batch B --seed S --top K] --json` |
 //! | `POST /api/models/{id}/experts` `{prompt}` | `glassbox experts PATH --prompt P --json` |
 //! | `GET /api/models/{id}/audit` (a release folder) | `glassbox audit PATH --json` |
+//! | `GET /api/diff/{a}/{b}?top=N` | `glassbox diff A B [--top N] --json` |
 //! | `GET /api/registry` | `glassbox audit --list --json` |
 //! | `GET /api/registry/{model id}` | `glassbox audit ID --json` (registry ids only: never a path) |
 //! | `POST /api/models/{id}/patch` `{clean, corrupt, answer, wrong, what, method}` | `glassbox patch PATH … --json`, streamed (below) |
@@ -31,7 +32,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State as AxumState};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use glassbox_analysis::{attribution, heads, lens, predictions, routing};
-use glassbox_formats::{report, stats};
+use glassbox_formats::{diff, report, stats};
 use glassbox_models::{HookedModel, NameFilter};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -81,6 +82,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/models/{id}/patch", post(crate::streamed::run))
         .route("/api/models/{id}/ablate", post(crate::streamed::ablate))
         .route("/api/models/{id}/audit", get(audit_of))
+        .route("/api/diff/{a}/{b}", get(diff_of))
         .route("/api/registry", get(registry_list))
         .route("/api/registry/{*rid}", get(registry_audit))
         .fallback(|| async { ApiError::not_found("no such page or API route (see GET /api)") })
@@ -106,6 +108,7 @@ async fn api_index() -> Json<Value> {
             {"method": "POST", "path": "/api/models/{id}/ablate", "body": {"text": "text", "targets": ["L1H0", "L2MLP", "heads"], "method": "zero|mean|resample", "reference": ["texts"], "seed": 0, "each": false}, "cli": "glassbox ablate PATH --text T --target … --method M [--reference R…] [--seed S] [--each] --json", "answer": "text/event-stream, as patch"},
             {"method": "POST", "path": "/api/models/{id}/experts", "body": {"prompt": "text"}, "cli": "glassbox experts PATH --prompt P --json (mixture-of-experts models)"},
             {"method": "GET", "path": "/api/models/{id}/audit", "cli": "glassbox audit PATH --json (release folders)"},
+            {"method": "GET", "path": "/api/diff/{a}/{b}?top=N", "cli": "glassbox diff A B [--top N] --json"},
             {"method": "GET", "path": "/api/registry", "cli": "glassbox audit --list --json"},
             {"method": "GET", "path": "/api/registry/{model id}", "cli": "glassbox audit ID --json"},
             {"method": "POST", "path": "/api/models/{id}/patch", "body": {"clean": "text", "corrupt": "text", "answer": "token or #id", "wrong": "token or #id", "what": "resid_pre|attn_out|mlp_out|heads", "method": "activation|attribution|both"}, "cli": "glassbox patch PATH --clean C --corrupt R --answer A --wrong W --what X --method M --json", "answer": "text/event-stream: progress {done, total}, then result (the CLI's document) or error {error}"},
@@ -512,6 +515,41 @@ async fn experts_of(
         Ok(axum::response::IntoResponse::into_response((
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,
+        )))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct Top {
+    top: Option<usize>,
+}
+
+async fn diff_of(
+    AxumState(state): Shared,
+    Path((a, b)): Path<(usize, usize)>,
+    Query(q): Query<Top>,
+) -> Result<Json<Value>, ApiError> {
+    state.served.get(a)?.checkpoint()?;
+    state.served.get(b)?.checkpoint()?;
+    // Reading both models is one computation: it takes A's turn.
+    let turn = state.served.get(a)?.turn().await?;
+    work::on_pool(turn, move || {
+        let (ea, eb) = (state.served.get(a)?, state.served.get(b)?);
+        let view_a = diff::HubView::hub(ea.checkpoint()?)?;
+        let view_b = diff::HubView::hub(eb.checkpoint()?)?;
+        let mut diffs = diff::diff(&view_a, &view_b, &|_| {})?;
+        let summary = diff::DiffSummary::of(&diffs);
+        if let Some(n) = q.top {
+            diffs.truncate(n);
+        }
+        Ok(Json(diff::document(
+            &path_of(ea),
+            &path_of(eb),
+            &view_a,
+            &view_b,
+            &summary,
+            &diffs,
         )))
     })
     .await

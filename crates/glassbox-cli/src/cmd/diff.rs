@@ -16,8 +16,7 @@
 
 use std::path::PathBuf;
 
-use glassbox_formats::diff::{self, DiffStatus, HubView, TensorDiff};
-use serde_json::json;
+use glassbox_formats::diff::{self, DiffStatus, DiffSummary, HubView, TensorDiff};
 
 use super::inspect::{emit, human_bytes, open, outln};
 
@@ -47,44 +46,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
 
-    let count = |s: DiffStatus| diffs.iter().filter(|d| d.status == s).count();
-    let compared = count(DiffStatus::Compared);
-    let identical = diffs
-        .iter()
-        .filter(|d| d.status == DiffStatus::Compared && d.norm_diff == Some(0.0))
-        .count();
-    let max_change = diffs
-        .iter()
-        .filter(|d| d.status == DiffStatus::Compared)
-        .filter_map(|d| d.relative_change)
-        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-    let (shape_changed, only_a, only_b) = (
-        count(DiffStatus::ShapeChanged),
-        count(DiffStatus::OnlyInA),
-        count(DiffStatus::OnlyInB),
-    );
+    let summary = DiffSummary::of(&diffs);
+    let DiffSummary {
+        compared,
+        identical,
+        shape_changed,
+        only_in_a: only_a,
+        only_in_b: only_b,
+        ..
+    } = summary;
     if let Some(n) = args.top {
         diffs.truncate(n);
     }
 
     if args.json {
-        let out = json!({
-            "a": args.a.display().to_string(),
-            "b": args.b.display().to_string(),
-            "summary": {
-                "compared": compared,
-                "identical": identical,
-                "shape_changed": shape_changed,
-                "only_in_a": only_a,
-                "only_in_b": only_b,
-                "max_relative_change": max_change,
-            },
-            "tensors": diffs,
-            "unmapped": {
-                "a": view_a.unmapped.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-                "b": view_b.unmapped.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            },
-        });
+        let out = diff::document(
+            &args.a.display().to_string(),
+            &args.b.display().to_string(),
+            &view_a,
+            &view_b,
+            &summary,
+            &diffs,
+        );
         emit(&(serde_json::to_string_pretty(&out)? + "\n"))?;
         return Ok(());
     }

@@ -51,7 +51,7 @@ function showError(where, err) {
 }
 
 function setNav(which) {
-  for (const id of ["nav-models", "nav-explore", "nav-patch", "nav-audit"]) {
+  for (const id of ["nav-models", "nav-explore", "nav-patch", "nav-diff", "nav-audit"]) {
     document.getElementById(id).classList.toggle("active", id === which);
   }
 }
@@ -636,6 +636,34 @@ function patchResults(doc) {
   );
 }
 
+// ---- diff --------------------------------------------------------------------------------
+
+async function pageDiff(a, b) {
+  setNav("nav-diff");
+  const models = (await modelList()).filter((m) => m.weights);
+  const pick = (id, value) => el("select", { id }, models.map((m) => el("option", { value: m.id, ...(m.id === value ? { selected: "" } : {}) }, m.name)));
+  const selA = pick("diff-a", a ?? models[0]?.id), selB = pick("diff-b", b ?? models[Math.min(1, models.length - 1)]?.id);
+  const out = el("div", { id: "diff-results" });
+  const run = el("button", { id: "diff-run", onclick: () => { location.hash = `#/diff/${selA.value}/${selB.value}`; } }, "Compare");
+  main.replaceChildren(el("h1", {}, "Diff of two checkpoints"), el("div", { class: "row" }, "A", selA, "B", selB, run), out);
+  if (a === undefined || b === undefined) return;
+  out.replaceChildren(el("p", { class: "spinner" }, "Comparing…"));
+  try {
+    const doc = await api(`/api/diff/${a}/${b}`);
+    const s = doc.summary;
+    out.replaceChildren(
+      el("p", { id: "diff-summary" }, `${s.compared} tensors compared (${s.identical} identical), ${s.shape_changed} changed shape, ${s.only_in_a} only in A, ${s.only_in_b} only in B; largest ‖A−B‖/‖A‖ ${fmt.num(s.max_relative_change)}`),
+      el("table", { id: "diff-table" },
+        el("tr", {}, ["tensor", "status", "‖A−B‖/‖A‖", "cosine", "max |A−B|", "shape A", "shape B"].map((h) => el("th", {}, h))),
+        doc.tensors.map((t) => el("tr", { "data-tensor": t.name },
+          el("td", {}, t.name), el("td", {}, t.status),
+          el("td", { class: "num", "data-value": t.relative_change ?? "" }, fmt.num(t.relative_change)),
+          el("td", { class: "num" }, fmt.num(t.cosine)), el("td", { class: "num" }, fmt.num(t.max_abs_diff)),
+          el("td", {}, (t.shape_a || []).join(" × ")), el("td", {}, (t.shape_b || []).join(" × "))))),
+    );
+  } catch (err) { showError(out, err); }
+}
+
 // ---- audit -------------------------------------------------------------------------------
 
 async function pageAuditIndex() {
@@ -698,6 +726,7 @@ async function route() {
     if (parts[0] === "model" && parts[1] !== undefined) await pageModel(Number(parts[1]));
     else if (parts[0] === "explore") await pageExplore(Number(parts[1] || 0));
     else if (parts[0] === "patch") await pagePatch(Number(parts[1] || 0));
+    else if (parts[0] === "diff") await pageDiff(parts[1] === undefined ? undefined : Number(parts[1]), parts[2] === undefined ? undefined : Number(parts[2]));
     else if (parts[0] === "audit" && parts[1] === "model") await pageAudit("model", Number(parts[2]));
     else if (parts[0] === "audit" && parts[1] === "registry") await pageAudit("registry", parts.slice(2).join("/"));
     else if (parts[0] === "audit") await pageAuditIndex();
