@@ -785,3 +785,71 @@ fn head_role_drift(a: HeadScores, b: HeadScores) -> HeadRoleDrift {
     });
     HeadRoleDrift { a, b, ranked }
 }
+
+/// The token sequences of `prompts` (one per non-empty line), each within both models'
+/// context and tokenized the same way by B (`what` names the input in messages: a file, or
+/// "the prompts").
+pub fn prompt_sequences(
+    a: &HookedModel,
+    b: &HookedModel,
+    prompts: &str,
+    what: &str,
+) -> Result<Vec<Vec<u32>>> {
+    let n_ctx = a.info().n_ctx.min(b.info().n_ctx);
+    let mut out = Vec::new();
+    for (i, line) in prompts
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let ids = crate::predictions::prompt_tokens(a, line, "a prompt")?;
+        if ids.len() > n_ctx {
+            return Err(AnalysisError::input(format!(
+                "{what} line {}: {} tokens exceed the models' context of {n_ctx}",
+                i + 1,
+                ids.len()
+            )));
+        }
+        same_in_b(b, line, &ids, &format!("{what} line {}", i + 1))?;
+        out.push(ids);
+    }
+    if out.is_empty() {
+        return Err(AnalysisError::input(format!("{what}: no prompts")));
+    }
+    Ok(out)
+}
+
+/// Checks that B tokenizes `text` as A did (`ids`).
+pub fn same_in_b(b: &HookedModel, text: &str, ids: &[u32], what: &str) -> Result<()> {
+    if b.tokenizer.is_some() && b.to_tokens(text)? != ids {
+        return Err(AnalysisError::input(format!(
+            "A and B tokenize {what} differently: drift compares two versions of one model"
+        )));
+    }
+    Ok(())
+}
+
+/// How one side of a drift report was opened, as the report's header gives it.
+pub fn side_document(path: &str, adapter: Option<&str>, m: &HookedModel) -> serde_json::Value {
+    serde_json::json!({
+        "path": path,
+        "adapter": adapter,
+        "architecture": m.info().architecture,
+        "numerics": m.numerics.name(),
+    })
+}
+
+/// The document `glassbox drift --json` prints.
+pub fn document(
+    a: serde_json::Value,
+    b: serde_json::Value,
+    input: &str,
+    report: &DriftReport,
+) -> serde_json::Value {
+    serde_json::json!({
+        "a": a,
+        "b": b,
+        "input": input,
+        "report": report,
+    })
+}

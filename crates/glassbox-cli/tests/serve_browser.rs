@@ -437,6 +437,49 @@ fn every_page_shows_the_cli_numbers() {
     }
     browser.screenshot(&shots.join("diff.png"));
 
+    // Drift: the same pair on three prompts typed on the page.
+    browser.goto(&format!("{base}/#/drift"));
+    browser.wait_for("document.getElementById('drift-run')");
+    browser.eval(
+        "(() => { document.getElementById('drift-a').value = '3'; document.getElementById('drift-b').value = '1'; \
+         document.getElementById('drift-run').click(); })()",
+    );
+    browser.wait_for("document.getElementById('drift-components') || document.querySelector('#drift-results .error')");
+    let prompts = browser.eval("document.getElementById('drift-prompts').value");
+    let file = dir.join("drift-prompts.txt");
+    std::fs::write(&file, prompts.as_str().unwrap()).unwrap();
+    let drift = cli_json(&[
+        "drift",
+        &models[3],
+        &models[1],
+        "--prompts",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    let kl: f64 = browser
+        .eval("document.getElementById('drift-outputs').dataset.kl")
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let want = drift["report"]["outputs"]["kl_mean"].as_f64().unwrap();
+    assert!(
+        (kl - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+        "drift KL {kl} vs {want}"
+    );
+    let ranked = browser.eval(
+        "[...document.querySelectorAll('#drift-components tr[data-component]')].map(r => r.dataset.component)",
+    );
+    let want: Vec<Value> = drift["report"]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(30)
+        .map(|c| c["label"].clone())
+        .collect();
+    assert_eq!(ranked, json!(want), "drift ranking");
+    browser.screenshot(&shots.join("drift.png"));
+
     // Audit: the served release folder and a registry entry, from the index.
     let audit = cli_json(&["audit", &models[0], "--json"]);
     browser.goto(&format!("{base}/#/audit"));

@@ -282,6 +282,34 @@ fn diffs_are_the_cli_json() {
         cli_json(&["diff", &b, &a, "--top", "3", "--json"])
     );
     assert_eq!(server.get("/api/diff/0/7").status, 404);
+
+    // Drift between the same two files, on prompts (the CLI reads them from a file).
+    let dir = scratch("serve_cli", "drift");
+    let prompts = format!("{CLEAN}\nThe capital of France is\n");
+    let file = dir.join("prompts.txt");
+    std::fs::write(&file, &prompts).unwrap();
+    let mut api = server
+        .post("/api/drift/0/1", &json!({"prompts": prompts}))
+        .json();
+    let mut cli = cli_json(&[
+        "drift",
+        &a,
+        &b,
+        "--prompts",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(api["input"], json!("request"));
+    api["input"] = Value::Null;
+    cli["input"] = Value::Null;
+    assert_eq!(api, cli);
+    assert_eq!(
+        server
+            .post("/api/drift/0/1", &json!({"prompts": ""}))
+            .status,
+        400
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! | `POST /api/models/{id}/experts` `{prompt}` | `glassbox experts PATH --prompt P --json` |
 //! | `GET /api/models/{id}/audit` (a release folder) | `glassbox audit PATH --json` |
 //! | `GET /api/diff/{a}/{b}?top=N` | `glassbox diff A B [--top N] --json` |
+//! | `POST /api/drift/{a}/{b}` `{prompts, top}` | `glassbox drift A B --prompts FILE [--top N] --json` (`input` names the request) |
 //! | `GET /api/registry` | `glassbox audit --list --json` |
 //! | `GET /api/registry/{model id}` | `glassbox audit ID --json` (registry ids only: never a path) |
 //! | `POST /api/models/{id}/patch` `{clean, corrupt, answer, wrong, what, method}` | `glassbox patch PATH … --json`, streamed (below) |
@@ -31,7 +32,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, Path, Query, State as AxumState};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use glassbox_analysis::{attribution, heads, lens, predictions, routing};
+use glassbox_analysis::{attribution, drift, heads, lens, predictions, routing};
 use glassbox_formats::{diff, report, stats};
 use glassbox_models::{HookedModel, NameFilter};
 use serde::Deserialize;
@@ -83,6 +84,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/models/{id}/ablate", post(crate::streamed::ablate))
         .route("/api/models/{id}/audit", get(audit_of))
         .route("/api/diff/{a}/{b}", get(diff_of))
+        .route("/api/drift/{a}/{b}", post(drift_of))
         .route("/api/registry", get(registry_list))
         .route("/api/registry/{*rid}", get(registry_audit))
         .fallback(|| async { ApiError::not_found("no such page or API route (see GET /api)") })
@@ -109,6 +111,7 @@ async fn api_index() -> Json<Value> {
             {"method": "POST", "path": "/api/models/{id}/experts", "body": {"prompt": "text"}, "cli": "glassbox experts PATH --prompt P --json (mixture-of-experts models)"},
             {"method": "GET", "path": "/api/models/{id}/audit", "cli": "glassbox audit PATH --json (release folders)"},
             {"method": "GET", "path": "/api/diff/{a}/{b}?top=N", "cli": "glassbox diff A B [--top N] --json"},
+            {"method": "POST", "path": "/api/drift/{a}/{b}", "body": {"prompts": "one prompt per line", "top": 15}, "cli": "glassbox drift A B --prompts FILE [--top N] --json (input: \"request\")"},
             {"method": "GET", "path": "/api/registry", "cli": "glassbox audit --list --json"},
             {"method": "GET", "path": "/api/registry/{model id}", "cli": "glassbox audit ID --json"},
             {"method": "POST", "path": "/api/models/{id}/patch", "body": {"clean": "text", "corrupt": "text", "answer": "token or #id", "wrong": "token or #id", "what": "resid_pre|attn_out|mlp_out|heads", "method": "activation|attribution|both"}, "cli": "glassbox patch PATH --clean C --corrupt R --answer A --wrong W --what X --method M --json", "answer": "text/event-stream: progress {done, total}, then result (the CLI's document) or error {error}"},
@@ -550,6 +553,65 @@ async fn diff_of(
             &view_b,
             &summary,
             &diffs,
+        )))
+    })
+    .await
+}
+
+/// Most prompts a drift request may compare.
+pub const MAX_DRIFT_PROMPTS: usize = 64;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DriftRequest {
+    prompts: String,
+    #[serde(default = "default_drift_top")]
+    top: usize,
+}
+
+// The CLI's default.
+fn default_drift_top() -> usize {
+    15
+}
+
+async fn drift_of(
+    AxumState(state): Shared,
+    Path((a, b)): Path<(usize, usize)>,
+    Json(req): Json<DriftRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let lines = req.prompts.lines().filter(|l| !l.trim().is_empty()).count();
+    if lines == 0 || lines > MAX_DRIFT_PROMPTS || req.prompts.chars().count() > 8 * MAX_PROMPT_CHARS
+    {
+        return Err(ApiError::bad_request(format!(
+            "give 1–{MAX_DRIFT_PROMPTS} prompts, one per line"
+        )));
+    }
+    if req.top == 0 || req.top > MAX_TOP {
+        return Err(ApiError::bad_request(format!("top must be 1–{MAX_TOP}")));
+    }
+    // Both models' turns, in index order (never two requests each holding one).
+    let (first, second) = (a.min(b), a.max(b));
+    let turn_first = state.served.get(first)?.turn().await?;
+    let turn_second = if second != first {
+        Some(state.served.get(second)?.turn().await?)
+    } else {
+        None
+    };
+    work::on_pool(turn_first, move || {
+        let _second = turn_second;
+        let (ea, eb) = (state.served.get(a)?, state.served.get(b)?);
+        let (ma, mb) = (ea.model()?, eb.model()?);
+        let sequences = drift::prompt_sequences(&ma, &mb, &req.prompts, "the prompts")?;
+        let opts = drift::DriftOptions {
+            top_features: req.top,
+            ..drift::DriftOptions::default()
+        };
+        let report = drift::compare(&ma, &mb, &sequences, &opts, None, &mut |_, _| {})?;
+        Ok(Json(drift::document(
+            drift::side_document(&path_of(ea), None, &ma),
+            drift::side_document(&path_of(eb), None, &mb),
+            "request",
+            &report,
         )))
     })
     .await

@@ -10,7 +10,6 @@ use anyhow::Context as _;
 use glassbox_analysis::attribution::Component;
 use glassbox_analysis::drift::{self, DriftOptions, DriftReport, FeatureDictionary};
 use glassbox_models::HookedModel;
-use serde_json::json;
 
 use crate::analysis_cli;
 use crate::model_cli;
@@ -74,12 +73,7 @@ pub struct Args {
 fn sequences(args: &Args, a: &HookedModel, b: &HookedModel) -> anyhow::Result<Vec<Vec<u32>>> {
     let n_ctx = a.info().n_ctx.min(b.info().n_ctx);
     let same_in_b = |text: &str, ids: &[u32], what: &str| -> anyhow::Result<()> {
-        if b.tokenizer.is_some() && b.to_tokens(text)? != ids {
-            return Err(crate::invalid!(
-                "A and B tokenize {what} differently: drift compares two versions of one model"
-            ));
-        }
-        Ok(())
+        Ok(drift::same_in_b(b, text, ids, what)?)
     };
     if let Some(path) = &args.text {
         let text = read_input(path, "text")?;
@@ -113,28 +107,12 @@ fn sequences(args: &Args, a: &HookedModel, b: &HookedModel) -> anyhow::Result<Ve
         .as_ref()
         .expect("clap requires --text or --prompts");
     let text = read_input(path, "prompts")?;
-    let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let ids = analysis_cli::tokens(a, line)?;
-        if ids.len() > n_ctx {
-            return Err(crate::invalid!(
-                "{} line {}: {} tokens exceed the models' context of {n_ctx}",
-                path.display(),
-                i + 1,
-                ids.len()
-            ));
-        }
-        same_in_b(line, &ids, &format!("{} line {}", path.display(), i + 1))?;
-        out.push(ids);
-    }
-    if out.is_empty() {
-        return Err(crate::invalid!("{}: no prompts", path.display()));
-    }
-    Ok(out)
+    Ok(drift::prompt_sequences(
+        a,
+        b,
+        &text,
+        &path.display().to_string(),
+    )?)
 }
 
 fn read_input(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -193,12 +171,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let figure = figure(&report, a.info().n_heads);
     if args.json {
-        analysis_cli::print_json(&json!({
-            "a": about.a,
-            "b": about.b,
-            "input": about.input,
-            "report": report,
-        }))?;
+        analysis_cli::print_json(&drift::document(
+            about.a.clone(),
+            about.b.clone(),
+            &about.input,
+            &report,
+        ))?;
     } else {
         print!("{}", terminal(&report, &about, args.top));
     }
@@ -219,12 +197,8 @@ struct About {
 }
 
 fn side(path: &Path, adapter: Option<&Path>, m: &HookedModel) -> serde_json::Value {
-    json!({
-        "path": path,
-        "adapter": adapter,
-        "architecture": m.info().architecture,
-        "numerics": model_cli::numerics_name(m.numerics),
-    })
+    let adapter = adapter.map(|a| a.display().to_string());
+    drift::side_document(&path.display().to_string(), adapter.as_deref(), m)
 }
 
 fn describe(side: &serde_json::Value) -> String {

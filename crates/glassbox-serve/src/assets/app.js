@@ -51,7 +51,7 @@ function showError(where, err) {
 }
 
 function setNav(which) {
-  for (const id of ["nav-models", "nav-explore", "nav-patch", "nav-diff", "nav-audit"]) {
+  for (const id of ["nav-models", "nav-explore", "nav-patch", "nav-diff", "nav-drift", "nav-audit"]) {
     document.getElementById(id).classList.toggle("active", id === which);
   }
 }
@@ -664,6 +664,47 @@ async function pageDiff(a, b) {
   } catch (err) { showError(out, err); }
 }
 
+// ---- drift -------------------------------------------------------------------------------
+
+const driftForm = { prompts: "When Mary and John went to the store, John gave a drink to\nThe capital of France is\nthe cat sat on the mat" };
+
+async function pageDrift() {
+  setNav("nav-drift");
+  const models = (await modelList()).filter((m) => m.weights);
+  const pick = (id, value) => el("select", { id }, models.map((m) => el("option", { value: m.id, ...(m.id === value ? { selected: "" } : {}) }, m.name)));
+  const selA = pick("drift-a", models[0]?.id), selB = pick("drift-b", models[Math.min(1, models.length - 1)]?.id);
+  const prompts = el("textarea", { id: "drift-prompts", rows: 4 });
+  prompts.value = driftForm.prompts;
+  prompts.addEventListener("input", () => { driftForm.prompts = prompts.value; });
+  const out = el("div", { id: "drift-results" });
+  const run = el("button", { id: "drift-run", onclick: async () => {
+    run.disabled = true;
+    out.replaceChildren(el("p", { class: "spinner" }, "Comparing…"));
+    try {
+      const doc = await api(`/api/drift/${selA.value}/${selB.value}`, { prompts: prompts.value });
+      const r = doc.report, o = r.outputs;
+      out.replaceChildren(
+        el("p", { id: "drift-outputs", "data-kl": o.kl_mean, "data-top1": o.top1_agreement },
+          `${o.predicted_tokens} predicted tokens: KL(A‖B) mean ${fmt.num(o.kl_mean)} nats (max ${fmt.num(o.kl_max)}), top-1 agreement ${fmt.prob(o.top1_agreement)}, perplexity ${fmt.num(o.perplexity_a)} → ${fmt.num(o.perplexity_b)}`),
+        r.notes.map((n) => el("p", { class: "muted" }, n)),
+        el("h2", {}, "Per layer"),
+        el("table", { id: "drift-layers" },
+          el("tr", {}, ["layer", "residual cosine", "relative error", "lens top-1 agreement", "lens KL", "attention local change", "MLP local change"].map((h) => el("th", {}, h))),
+          r.layers.map((l) => el("tr", {}, el("td", {}, l.layer), [l.resid_cosine, l.resid_relative_error, l.lens_top1_agreement, l.lens_kl, l.attn_local_change, l.mlp_local_change].map((v) => el("td", { class: "num" }, fmt.num(v)))))),
+        el("h2", {}, "Components, most moved first (local change: B's component fed A's inputs)"),
+        el("table", { id: "drift-components" },
+          el("tr", {}, ["component", "local change", "end-to-end change", "DLA in A", "DLA in B"].map((h) => el("th", {}, h))),
+          r.components.slice(0, 30).map((c) => el("tr", { "data-component": c.label },
+            el("td", {}, c.label), el("td", { class: "num", "data-value": c.local_change }, fmt.num(c.local_change)),
+            el("td", { class: "num" }, fmt.num(c.end_to_end_change)), el("td", { class: "num" }, fmt.num(c.dla_a)), el("td", { class: "num" }, fmt.num(c.dla_b))))),
+      );
+    } catch (err) { showError(out, err); }
+    run.disabled = false;
+  } }, "Compare");
+  main.replaceChildren(el("h1", {}, "Drift: what changed between two versions of a model"),
+    el("div", { class: "row" }, "A", selA, "B", selB), prompts, el("div", { class: "row" }, run), out);
+}
+
 // ---- audit -------------------------------------------------------------------------------
 
 async function pageAuditIndex() {
@@ -727,6 +768,7 @@ async function route() {
     else if (parts[0] === "explore") await pageExplore(Number(parts[1] || 0));
     else if (parts[0] === "patch") await pagePatch(Number(parts[1] || 0));
     else if (parts[0] === "diff") await pageDiff(parts[1] === undefined ? undefined : Number(parts[1]), parts[2] === undefined ? undefined : Number(parts[2]));
+    else if (parts[0] === "drift") await pageDrift();
     else if (parts[0] === "audit" && parts[1] === "model") await pageAudit("model", Number(parts[2]));
     else if (parts[0] === "audit" && parts[1] === "registry") await pageAudit("registry", parts.slice(2).join("/"));
     else if (parts[0] === "audit") await pageAuditIndex();
