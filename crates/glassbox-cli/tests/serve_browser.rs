@@ -18,6 +18,26 @@ fn cli_json(args: &[&str]) -> Value {
     serde_json::from_slice(&ok(&glassbox(args)).stdout).expect("the CLI's --json")
 }
 
+/// Checks the page shows no programming leftovers (`undefined`, `null`, `[object …]`, `NaN`),
+/// then saves its screenshot.
+fn shot(browser: &mut Browser, path: &std::path::Path) {
+    let text = browser.eval("document.body.innerText");
+    let text = text.as_str().unwrap();
+    for leftover in ["undefined", "[object", "NaN"] {
+        assert!(
+            !text.contains(leftover),
+            "{}: the page shows {leftover:?}: {text}",
+            path.display()
+        );
+    }
+    assert!(
+        !text.split_whitespace().any(|w| w == "null"),
+        "{}: the page shows null: {text}",
+        path.display()
+    );
+    browser.screenshot(path);
+}
+
 fn f32_at(v: &Value) -> f32 {
     match v {
         Value::String(s) => s.parse().unwrap(),
@@ -53,7 +73,7 @@ fn every_page_shows_the_cli_numbers() {
     // The model list.
     browser.goto(&format!("{base}/#/"));
     browser.wait_for("document.querySelectorAll('#model-cards .card').length === 4");
-    browser.screenshot(&shots.join("models.png"));
+    shot(&mut browser, &shots.join("models.png"));
 
     for (id, path) in models.iter().enumerate().take(2) {
         let name = if id == 0 { "reference" } else { "gguf" };
@@ -125,7 +145,7 @@ fn every_page_shows_the_cli_numbers() {
                 "{name}: {tensor} {key}: page {shown}, CLI {want}"
             );
         }
-        browser.screenshot(&shots.join(format!("model-{name}.png")));
+        shot(&mut browser, &shots.join(format!("model-{name}.png")));
 
         // The prompt explorer: type a prompt, run it.
         browser.goto(&format!("{base}/#/explore/{id}"));
@@ -283,7 +303,7 @@ fn every_page_shows_the_cli_numbers() {
             "{name}: hovering ({q}, {k}) of L{layer}H{head} shows {tip:?}, trace has {weight}"
         );
         browser.eval("document.getElementById('tooltip').hidden = true");
-        browser.screenshot(&shots.join(format!("explore-{name}.png")));
+        shot(&mut browser, &shots.join(format!("explore-{name}.png")));
 
         // Patching: run the default clean/corrupted pair; the grid is the CLI's.
         browser.goto(&format!("{base}/#/patch/{id}"));
@@ -355,7 +375,7 @@ fn every_page_shows_the_cli_numbers() {
             let want = f32_at(&r["ablated_loss"]) - f32_at(&r["baseline_loss"]);
             assert_eq!(f32_at(s), want, "{name}: ablation {i}");
         }
-        browser.screenshot(&shots.join(format!("patch-{name}.png")));
+        shot(&mut browser, &shots.join(format!("patch-{name}.png")));
     }
 
     // A mixture-of-experts model: the explorer shows each token's experts and weights.
@@ -403,7 +423,7 @@ fn every_page_shows_the_cli_numbers() {
     got.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert!(!want.is_empty());
     assert_eq!(got, want, "expert routing");
-    browser.screenshot(&shots.join("explore-moe.png"));
+    shot(&mut browser, &shots.join("explore-moe.png"));
 
     // Diff: GPT-2's F32 file against its Q4_0, chosen on the page.
     browser.goto(&format!("{base}/#/diff"));
@@ -435,7 +455,7 @@ fn every_page_shows_the_cli_numbers() {
             }
         }
     }
-    browser.screenshot(&shots.join("diff.png"));
+    shot(&mut browser, &shots.join("diff.png"));
 
     // Drift: the same pair on three prompts typed on the page.
     browser.goto(&format!("{base}/#/drift"));
@@ -478,7 +498,7 @@ fn every_page_shows_the_cli_numbers() {
         .map(|c| c["label"].clone())
         .collect();
     assert_eq!(ranked, json!(want), "drift ranking");
-    browser.screenshot(&shots.join("drift.png"));
+    shot(&mut browser, &shots.join("drift.png"));
 
     // Audit: the served release folder and a registry entry, from the index.
     let audit = cli_json(&["audit", &models[0], "--json"]);
@@ -500,7 +520,7 @@ fn every_page_shows_the_cli_numbers() {
         .map(|c| c["name"].clone())
         .collect();
     assert_eq!(components, json!(want), "audit components");
-    browser.screenshot(&shots.join("audit-reference.png"));
+    shot(&mut browser, &shots.join("audit-reference.png"));
     let id = "meta-llama/Llama-3.1-8B";
     let audit = cli_json(&["audit", id, "--json"]);
     browser.goto(&format!("{base}/#/audit"));
@@ -525,6 +545,109 @@ fn every_page_shows_the_cli_numbers() {
         .map(|r| r["description"].clone())
         .collect();
     assert_eq!(restrictions, json!(want), "restrictions quoted");
-    browser.screenshot(&shots.join("audit-registry.png"));
+    shot(&mut browser, &shots.join("audit-registry.png"));
+
+    // Features: a model served with its SAE. Encode a prompt, click a token, open the
+    // dashboard of its most active feature.
+    let gpt2 = root()
+        .join("tests/fixtures/parity/gpt2")
+        .display()
+        .to_string();
+    let sae = root()
+        .join("tests/fixtures/saelens/standard")
+        .display()
+        .to_string();
+    let tokens = root()
+        .join("tests/fixtures/saelens/tokens.safetensors")
+        .display()
+        .to_string();
+    let with_sae = Server::start(&[&gpt2, "--sae", &sae, "--sae-tokens", &tokens]);
+    let base = with_sae.url.trim_end_matches('/').to_string();
+    browser.goto(&format!("{base}/#/features/0"));
+    browser.wait_for("document.getElementById('feature-run')");
+    browser.eval(&format!(
+        "(() => {{ document.getElementById('feature-prompt').value = {}; \
+         document.getElementById('feature-run').click(); }})()",
+        json!(PROMPT)
+    ));
+    browser.wait_for("document.getElementById('active-table')");
+    let dir2 = scratch("serve_browser", "sae");
+    let file = dir2.join("acts.safetensors");
+    let hook = "blocks.0.hook_resid_post.hook_sae_acts_post";
+    ok(&glassbox(&[
+        "trace",
+        &gpt2,
+        "--sae",
+        &sae,
+        "--prompt",
+        PROMPT,
+        "--hooks",
+        hook,
+        "--out",
+        file.to_str().unwrap(),
+    ]));
+    let bytes = std::fs::read(&file).unwrap();
+    let traced = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = traced.tensor(hook).unwrap();
+    let d_sae = *t.shape().last().unwrap();
+    let values: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let position = browser
+        .eval("Number(document.getElementById('active-table').dataset.position)")
+        .as_u64()
+        .unwrap() as usize;
+    let shown = browser.eval(
+        "[...document.querySelectorAll('#active-table [data-feature]')].map(a => [Number(a.dataset.feature), a.closest('tr').querySelector('[data-value]').dataset.value])",
+    );
+    let row = &values[position * d_sae..(position + 1) * d_sae];
+    let shown = shown.as_array().unwrap();
+    assert!(!shown.is_empty(), "no active features shown");
+    for s in shown {
+        let f = s[0].as_u64().unwrap() as usize;
+        assert_eq!(f32_at(&s[1]), row[f], "feature {f} at position {position}");
+    }
+    let first = shown[0][0].as_u64().unwrap();
+    browser.eval("document.querySelector('#active-table [data-feature]').click()");
+    browser.wait_for(&format!(
+        "document.querySelector('.dashboard[data-feature=\"{first}\"]')"
+    ));
+    let dash = cli_json(&[
+        "features",
+        &gpt2,
+        "--sae",
+        &sae,
+        "--tokens",
+        &tokens,
+        "--features",
+        &first.to_string(),
+        "--json",
+    ]);
+    let density: f64 = browser
+        .eval("document.querySelector('.dashboard [data-density]').dataset.density")
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let want = dash["features"][0]["density"].as_f64().unwrap();
+    assert!(
+        (density - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+        "density {density} vs {want}"
+    );
+    let contexts = browser
+        .eval("document.querySelectorAll('.dashboard .contexts .tokens').length")
+        .as_u64()
+        .unwrap() as usize;
+    assert_eq!(
+        contexts,
+        dash["features"][0]["top_contexts"]
+            .as_array()
+            .unwrap()
+            .len()
+    );
+    shot(&mut browser, &shots.join("features.png"));
+    let _ = std::fs::remove_dir_all(dir2);
     let _ = std::fs::remove_dir_all(dir);
 }

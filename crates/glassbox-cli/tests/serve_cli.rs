@@ -312,6 +312,106 @@ fn diffs_are_the_cli_json() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `(feature, activation)` of the `k` most active features at each position, from a trace of
+/// the SAE's `hook_sae_acts_post` (zeros left out; ties by id).
+fn top_features_traced(model: &str, sae: &str, prompt: &str, k: usize) -> Vec<Vec<(u64, f32)>> {
+    let dir = scratch("serve_cli", "sae-trace");
+    let file = dir.join("acts.safetensors");
+    let hook = "blocks.0.hook_resid_post.hook_sae_acts_post";
+    ok(&glassbox(&[
+        "trace",
+        model,
+        "--sae",
+        sae,
+        "--prompt",
+        prompt,
+        "--hooks",
+        hook,
+        "--out",
+        file.to_str().unwrap(),
+    ]));
+    let bytes = std::fs::read(&file).unwrap();
+    let traced = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = traced.tensor(hook).unwrap();
+    let d_sae = *t.shape().last().unwrap();
+    let values: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let _ = std::fs::remove_dir_all(dir);
+    values
+        .chunks_exact(d_sae)
+        .map(|row| {
+            let mut order: Vec<usize> = (0..d_sae).filter(|&f| row[f] != 0.0).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            order
+                .into_iter()
+                .take(k)
+                .map(|f| (f as u64, row[f]))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn features_are_the_cli_json() {
+    let model = root()
+        .join("tests/fixtures/parity/gpt2")
+        .display()
+        .to_string();
+    let sae = root()
+        .join("tests/fixtures/saelens/standard")
+        .display()
+        .to_string();
+    let tokens = root()
+        .join("tests/fixtures/saelens/tokens.safetensors")
+        .display()
+        .to_string();
+    let server = Server::start(&[&model, &reference(), "--sae", &sae, "--sae-tokens", &tokens]);
+    for (query, extra) in [("?features=3,17", vec!["--features", "3,17"]), ("", vec![])] {
+        let mut api = server.get(&format!("/api/models/0/features{query}")).json();
+        assert!(api["token_text"].is_object());
+        api.as_object_mut().unwrap().remove("token_text");
+        let mut args = vec![
+            "features", &model, "--sae", &sae, "--tokens", &tokens, "--json",
+        ];
+        args.extend(extra);
+        assert_eq!(api, cli_json(&args), "features{query}");
+    }
+    let api = server
+        .post(
+            "/api/models/0/features/active",
+            &json!({"prompt": PROMPT, "top_k": 5}),
+        )
+        .json();
+    let shown: Vec<Vec<(u64, f32)>> = api["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p.as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    (
+                        f["feature"].as_u64().unwrap(),
+                        f["activation"].as_f64().unwrap() as f32,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(shown, top_features_traced(&model, &sae, PROMPT, 5));
+    // The second model has no SAE; a feature id past the SAE's width is refused.
+    assert_eq!(server.get("/api/models/1/features").status, 400);
+    assert_eq!(
+        server.get("/api/models/0/features?features=99999").status,
+        400
+    );
+    assert_eq!(server.get("/api/models/0/features?features=x").status, 400);
+}
+
 #[test]
 fn audits_are_the_cli_json() {
     let (reference, gguf) = (reference(), gguf());

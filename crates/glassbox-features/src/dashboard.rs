@@ -266,3 +266,40 @@ pub fn dashboards(
         features,
     })
 }
+
+/// One feature active at a position.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActiveFeature {
+    pub feature: usize,
+    pub activation: f32,
+}
+
+/// The features active on a prompt: for each position of `ids`, the `k` with the largest
+/// activation (ties by id), zeros left out — the SAE's `hook_sae_acts_post` at that position.
+pub fn active_features(
+    model: &HookedModel,
+    sae: &Sae,
+    ids: &[u32],
+    k: usize,
+) -> Result<Vec<Vec<ActiveFeature>>> {
+    crate::splice::check_fits(model, std::slice::from_ref(sae))?;
+    let filter = NameFilter::new(&[sae.hook_name()])
+        .map_err(|e| FeatureError::input(format!("hook `{}`: {e}", sae.hook_name())))?;
+    let acts = batch_acts(model, sae, &model.ids_tensor(ids)?, &filter)?;
+    let m = sae.cfg.d_sae;
+    Ok(acts
+        .chunks_exact(m)
+        .map(|row| {
+            let mut order: Vec<usize> = (0..m).filter(|&f| row[f] != 0.0).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            order
+                .into_iter()
+                .take(k)
+                .map(|f| ActiveFeature {
+                    feature: f,
+                    activation: row[f],
+                })
+                .collect()
+        })
+        .collect())
+}

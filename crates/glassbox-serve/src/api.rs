@@ -12,6 +12,9 @@
 //! | `POST /api/models/{id}/attribute` `{prompt, target, versus, position}` | `glassbox attribute PATH --prompt P --target T [--versus V] [--position N] --json` |
 //! | `POST /api/models/{id}/heads` `{seq_len, batch, seed, top}` | `glassbox heads PATH [--seq-len N --batch B --seed S --top K] --json` |
 //! | `POST /api/models/{id}/experts` `{prompt}` | `glassbox experts PATH --prompt P --json` |
+//! | `GET /api/models/{id}/sae` | the SAE served with the model: hook, width, corpus |
+//! | `GET /api/models/{id}/features?features=3,17&top=N` | `glassbox features PATH --sae DIR (--text F \| --tokens F) [--features …] [--top N] --json`, plus `token_text` |
+//! | `POST /api/models/{id}/features/active` `{prompt, top_k}` | per position the top `hook_sae_acts_post` values of `glassbox trace --sae DIR` |
 //! | `GET /api/models/{id}/audit` (a release folder) | `glassbox audit PATH --json` |
 //! | `GET /api/diff/{a}/{b}?top=N` | `glassbox diff A B [--top N] --json` |
 //! | `POST /api/drift/{a}/{b}` `{prompts, top}` | `glassbox drift A B --prompts FILE [--top N] --json` (`input` names the request) |
@@ -80,6 +83,15 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/models/{id}/attribute", post(attribute_of))
         .route("/api/models/{id}/heads", post(heads_of))
         .route("/api/models/{id}/experts", post(experts_of))
+        .route("/api/models/{id}/sae", get(crate::features::about))
+        .route(
+            "/api/models/{id}/features",
+            get(crate::features::dashboards),
+        )
+        .route(
+            "/api/models/{id}/features/active",
+            post(crate::features::active),
+        )
         .route("/api/models/{id}/patch", post(crate::streamed::run))
         .route("/api/models/{id}/ablate", post(crate::streamed::ablate))
         .route("/api/models/{id}/audit", get(audit_of))
@@ -109,6 +121,9 @@ async fn api_index() -> Json<Value> {
             {"method": "POST", "path": "/api/models/{id}/heads", "body": {"seq_len": 20, "batch": 8, "seed": 0, "top": 0}, "cli": "glassbox heads PATH --seq-len N --batch B --seed S --top K --json"},
             {"method": "POST", "path": "/api/models/{id}/ablate", "body": {"text": "text", "targets": ["L1H0", "L2MLP", "heads"], "method": "zero|mean|resample", "reference": ["texts"], "seed": 0, "each": false}, "cli": "glassbox ablate PATH --text T --target … --method M [--reference R…] [--seed S] [--each] --json", "answer": "text/event-stream, as patch"},
             {"method": "POST", "path": "/api/models/{id}/experts", "body": {"prompt": "text"}, "cli": "glassbox experts PATH --prompt P --json (mixture-of-experts models)"},
+            {"method": "GET", "path": "/api/models/{id}/sae", "cli": "the SAE given with --sae: hook, width, corpus"},
+            {"method": "GET", "path": "/api/models/{id}/features?features=3,17&top=N", "cli": "glassbox features PATH --sae DIR (--text F | --tokens F) [--features …] [--top N] --json (plus token_text)"},
+            {"method": "POST", "path": "/api/models/{id}/features/active", "body": {"prompt": "text", "top_k": 5}, "cli": "glassbox trace PATH --sae DIR --prompt P --hooks '*hook_sae_acts_post' (the top k per position)"},
             {"method": "GET", "path": "/api/models/{id}/audit", "cli": "glassbox audit PATH --json (release folders)"},
             {"method": "GET", "path": "/api/diff/{a}/{b}?top=N", "cli": "glassbox diff A B [--top N] --json"},
             {"method": "POST", "path": "/api/drift/{a}/{b}", "body": {"prompts": "one prompt per line", "top": 15}, "cli": "glassbox drift A B --prompts FILE [--top N] --json (input: \"request\")"},

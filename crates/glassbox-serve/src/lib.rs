@@ -5,6 +5,7 @@
 //!   never by path);
 //! - [`access`]: loopback by default; any other bind only with the token printed at start;
 //! - [`api`]: the JSON API under `/api/` (documented at `GET /api`), which the pages use;
+//! - `features`: an SAE's feature dashboards and the features active on a prompt;
 //! - `streamed`: patching and ablation, their progress streamed as server-sent events;
 //! - [`work`]: model computations off the request threads, on the kernels' pool, one at a
 //!   time per model;
@@ -14,6 +15,7 @@ pub mod access;
 pub mod api;
 mod assets;
 mod error;
+mod features;
 pub mod served;
 mod streamed;
 mod work;
@@ -34,6 +36,8 @@ pub struct Config {
     pub port: u16,
     /// Whose arithmetic GGUF models follow (`None`: llama.cpp's for quantized files).
     pub numerics: Option<glassbox_models::Numerics>,
+    /// A sparse autoencoder of the first model, for the features pages.
+    pub sae: Option<served::SaeSource>,
 }
 
 /// A server bound to its address, not yet serving.
@@ -49,7 +53,7 @@ pub struct Bound {
 /// Opens every model's file table (a bad path fails here, before anything is served) and
 /// binds the address.
 pub fn bind(config: &Config) -> Result<Bound, ServeError> {
-    let served = served::Served::open(&config.models, config.numerics)?;
+    let served = served::Served::open(&config.models, config.numerics, config.sae.as_ref())?;
     let access = access::Access::for_host(config.host);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

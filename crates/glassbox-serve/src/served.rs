@@ -11,6 +11,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{ApiError, ServeError};
 
+/// A sparse autoencoder (SAELens's format) of the first served model, and the corpus its
+/// feature dashboards are read over (text, or token rows in safetensors), named at start.
+#[derive(Clone, Debug)]
+pub struct SaeSource {
+    pub dir: PathBuf,
+    pub text: Option<PathBuf>,
+    pub tokens: Option<PathBuf>,
+}
+
+/// A loaded SAE with its corpus.
+pub struct ServedSae {
+    pub sae: glassbox_features::Sae,
+    pub source: SaeSource,
+}
+
 /// Requests that may wait for one model's computation before more are turned away (503).
 pub const MAX_QUEUED: usize = 256;
 
@@ -37,6 +52,8 @@ pub struct Entry {
     /// Loaded on first use, then kept.
     model: Mutex<Option<Arc<HookedModel>>>,
     options: LoadOptions,
+    /// The first model's SAE, if one was given.
+    pub sae: Option<ServedSae>,
     /// One computation at a time per model: activations of one forward pass at most.
     turn: Arc<Semaphore>,
     queued: AtomicUsize,
@@ -47,10 +64,13 @@ impl Served {
     pub fn open(
         paths: &[PathBuf],
         numerics: Option<glassbox_models::Numerics>,
+        sae: Option<&SaeSource>,
     ) -> Result<Served, ServeError> {
         if paths.is_empty() {
             return Err(ServeError::Nothing);
         }
+        let sae = sae.map(open_sae).transpose()?;
+        let mut sae = sae.into_iter();
         let entries = paths
             .iter()
             .enumerate()
@@ -74,6 +94,7 @@ impl Served {
                     checkpoint,
                     model: Mutex::new(None),
                     options: load_options(numerics),
+                    sae: if id == 0 { sae.next() } else { None },
                     turn: Arc::new(Semaphore::new(1)),
                     queued: AtomicUsize::new(0),
                 })
@@ -146,6 +167,31 @@ impl Entry {
         self.queued.fetch_sub(1, Ordering::AcqRel);
         permit.map_err(|_| ApiError::internal("the server is shutting down"))
     }
+}
+
+fn open_sae(source: &SaeSource) -> Result<ServedSae, ServeError> {
+    let sae_error = |path: &Path, message: String| ServeError::Model {
+        path: path.to_path_buf(),
+        message,
+    };
+    for path in [
+        Some(&source.dir),
+        source.text.as_ref(),
+        source.tokens.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !path.exists() {
+            return Err(sae_error(path, "no such file or directory".into()));
+        }
+    }
+    let sae = glassbox_features::Sae::load(&source.dir)
+        .map_err(|e| sae_error(&source.dir, format!("loading the SAE: {e}")))?;
+    Ok(ServedSae {
+        sae,
+        source: source.clone(),
+    })
 }
 
 fn display_name(path: &Path) -> String {

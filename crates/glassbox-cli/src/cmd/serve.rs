@@ -1,7 +1,8 @@
-//! `glassbox serve MODEL… [--host H] [--port P]` — the web workbench: pages for the models
-//! given (architecture, tensors, statistics) and a prompt explorer (predictions, attention,
-//! logit lens), over the JSON API documented at `GET /api`. Loopback only unless `--host`
-//! names another address, and then only with the token printed at start.
+//! `glassbox serve MODEL… [--host H] [--port P] [--sae DIR (--sae-text F | --sae-tokens F)]` —
+//! the web workbench: models and tensors, a prompt explorer, patching and ablation, diff,
+//! drift, audit, and with `--sae` the first model's feature pages, over the JSON API
+//! documented at `GET /api`. Loopback only unless `--host` names another address, and then
+//! only with the token printed at start.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -19,6 +20,20 @@ pub struct Args {
     /// Port (0: any free one; the URL printed says which).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// A sparse autoencoder of the first model (SAELens's format), for the features pages.
+    #[arg(long, value_name = "DIR")]
+    pub sae: Option<PathBuf>,
+    /// The text the SAE's feature dashboards are read over.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "sae",
+        conflicts_with = "sae_tokens"
+    )]
+    pub sae_text: Option<PathBuf>,
+    /// Token rows [sequences, positions] in a safetensors file, instead of --sae-text.
+    #[arg(long, value_name = "F.safetensors", requires = "sae")]
+    pub sae_tokens: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -27,6 +42,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         host: args.host,
         port: args.port,
         numerics: crate::model_cli::numerics(),
+        sae: args.sae.map(|dir| glassbox_serve::served::SaeSource {
+            dir,
+            text: args.sae_text,
+            tokens: args.sae_tokens,
+        }),
     };
     let bound = glassbox_serve::bind(&config)?;
     let mut out = std::io::stdout().lock();

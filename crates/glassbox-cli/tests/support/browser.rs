@@ -148,7 +148,9 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let shown = self.eval("document.body.innerText.slice(0, 2000)");
+        let shown = self.eval(
+            "(t => t.length > 3000 ? t.slice(0, 1500) + ' … ' + t.slice(-1500) : t)(document.body.innerText)",
+        );
         panic!("waited a minute for `{condition}`; the page shows: {shown}");
     }
 

@@ -19,6 +19,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// Replaces a node's children: arrays flattened, null / undefined (absent sections) left out.
+function put(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
+}
+
 async function api(path, body) {
   const opts = body === undefined ? {} : {
     method: "POST",
@@ -47,11 +52,11 @@ const fmt = {
 };
 
 function showError(where, err) {
-  where.replaceChildren(el("p", { class: "error" }, String(err.message || err)));
+  put(where, el("p", { class: "error" }, String(err.message || err)));
 }
 
 function setNav(which) {
-  for (const id of ["nav-models", "nav-explore", "nav-patch", "nav-diff", "nav-drift", "nav-audit"]) {
+  for (const id of ["nav-models", "nav-explore", "nav-patch", "nav-features", "nav-diff", "nav-drift", "nav-audit"]) {
     document.getElementById(id).classList.toggle("active", id === which);
   }
 }
@@ -74,9 +79,9 @@ async function modelList() {
 
 async function pageModels() {
   setNav("nav-models");
-  main.replaceChildren(el("h1", {}, "Models"), el("p", { class: "muted" }, "Loading…"));
+  put(main, el("h1", {}, "Models"), el("p", { class: "muted" }, "Loading…"));
   const models = await modelList();
-  main.replaceChildren(
+  put(main, 
     el("h1", {}, "Models"),
     el("div", { class: "cards", id: "model-cards" }, models.map((m) => el("div", { class: "card" },
       el("a", { href: `#/model/${m.id}` }, m.name),
@@ -93,7 +98,7 @@ function keyValueTable(rows) {
 
 async function pageModel(id) {
   setNav("nav-models");
-  main.replaceChildren(el("p", { class: "muted" }, "Loading…"));
+  put(main, el("p", { class: "muted" }, "Loading…"));
   const doc = await api(`/api/models/${id}`);
   const a = doc.architecture;
   const archRows = [
@@ -105,7 +110,7 @@ async function pageModel(id) {
   ].filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => [k, String(v)]);
   const comp = Object.entries(doc.parameters_by_component).map(([k, v]) => [k, fmt.int(v)]);
   const detail = el("div", { id: "tensor-detail" });
-  main.replaceChildren(
+  put(main, 
     el("h1", {}, doc.path),
     el("p", {}, `${doc.format} · ${fmt.int(doc.parameters)} parameters · ${fmt.bytes(doc.bytes)} · `,
       el("a", { href: `#/explore/${id}` }, "prompt explorer")),
@@ -140,7 +145,7 @@ function tensorTable(id, tensors, detail) {
       });
     }
     marks();
-    body.replaceChildren(...rows.map((t) => el("tr", { "data-tensor": t.name },
+    put(body, ...rows.map((t) => el("tr", { "data-tensor": t.name },
       el("td", {}, el("a", { href: "javascript:void 0", class: "tensor-link", onclick: () => tensorDetail(id, t.name, detail) }, t.name)),
       el("td", {}, t.shape.join(" × ")), el("td", {}, t.dtype),
       el("td", { class: "num" }, fmt.bytes(t.bytes)), el("td", {}, t.component))));
@@ -159,12 +164,12 @@ function tensorTable(id, tensors, detail) {
 }
 
 async function tensorDetail(id, name, where) {
-  where.replaceChildren(el("h2", {}, name), el("p", { class: "spinner" }, "Computing statistics…"));
+  put(where, el("h2", {}, name), el("p", { class: "spinner" }, "Computing statistics…"));
   try {
     const doc = await api(`/api/models/${id}/tensors/${encodeURIComponent(name)}?bins=40`);
     const s = doc.stats.tensors[name];
     const h = doc.histogram;
-    where.replaceChildren(
+    put(where, 
       el("h2", {}, name),
       s ? el("table", { id: "tensor-stats" }, ["elements", "mean", "std", "min", "max", "abs_max", "l2_norm", "zeros", "nan", "inf"].map((k) =>
         el("tr", {}, el("th", {}, k), el("td", { class: "num", "data-stat": k, "data-value": s[k] }, k === "elements" || k === "zeros" || k === "nan" || k === "inf" ? fmt.int(s[k]) : fmt.num(s[k], 6)))))
@@ -219,7 +224,7 @@ async function pageExplore(id) {
     await explore(id, prompt.value, target.value, results);
     run.disabled = false;
   } }, "Run");
-  main.replaceChildren(
+  put(main, 
     el("h1", {}, "Prompt explorer"),
     el("div", { class: "row" }, "Model", select),
     prompt,
@@ -229,7 +234,7 @@ async function pageExplore(id) {
 }
 
 async function explore(id, prompt, target, where) {
-  where.replaceChildren(el("p", { class: "spinner" }, "Running…"));
+  put(where, el("p", { class: "spinner" }, "Running…"));
   try {
     const [pred, attn, lens] = await Promise.all([
       api(`/api/models/${id}/predictions`, { prompt, top_k: 10 }),
@@ -240,11 +245,11 @@ async function explore(id, prompt, target, where) {
     const tokens = el("div", { class: "tokens", id: "tokens" });
     const select = (p) => {
       for (const t of tokens.children) t.classList.toggle("selected", Number(t.dataset.position) === p);
-      predBox.replaceChildren(predictionTable(pred.positions[p]));
+      put(predBox, predictionTable(pred.positions[p]));
     };
     pred.positions.forEach((p) => tokens.append(el("span", { class: "tok", "data-position": p.position, onclick: () => select(p.position) }, p.token)));
     select(pred.positions.length - 1);
-    where.replaceChildren(
+    put(where, 
       el("h2", {}, `Tokens (${pred.input_ids.length}) — click one for its next-token predictions`),
       tokens, predBox,
       el("h2", {}, "Attention patterns — click a head for the large view"),
@@ -336,7 +341,7 @@ function showLarge(where, attn, l, h) {
     else hideTip();
   });
   canvas.addEventListener("mouseleave", hideTip);
-  where.replaceChildren(el("h2", { id: "large-title", "data-layer": l, "data-head": h }, `Layer ${l}, head ${h} (rows: query, columns: key)`), canvas);
+  put(where, el("h2", { id: "large-title", "data-layer": l, "data-head": h }, `Layer ${l}, head ${h} (rows: query, columns: key)`), canvas);
 }
 
 function lensGrid(report) {
@@ -376,10 +381,10 @@ function attributionPanel(id, prompt, best) {
   const versus = el("input", { type: "text", id: "dla-versus", size: 12, placeholder: "optional" });
   const out = el("div", { id: "dla-results" });
   const go = async () => {
-    out.replaceChildren(el("p", { class: "spinner" }, "Attributing…"));
+    put(out, el("p", { class: "spinner" }, "Attributing…"));
     try {
       const doc = await api(`/api/models/${id}/attribute`, { prompt, target: target.value, ...(versus.value ? { versus: versus.value } : {}) });
-      out.replaceChildren(
+      put(out, 
         el("p", { id: "dla-metric" }, `${doc.metric} at position ${doc.position}: ${doc.total.toFixed(4)} (sum of parts ${doc.sum_of_parts.toFixed(4)})`),
         signedGrid("dla-heads", doc.heads.length, (l) => `L${l}`, (h) => `H${h}`, doc.heads, (l, h, v) => `L${l}H${h}: ${v}`),
         el("table", { id: "dla-parts" }, doc.parts.filter((p) => !p.label.match(/^L\d+H\d+$/)).map((p) =>
@@ -402,7 +407,7 @@ function expertRouting(id, prompt) {
   (async () => {
     try {
       const doc = await api(`/api/models/${id}/experts`, { prompt });
-      out.replaceChildren(el("div", { class: "row top" }, doc.layers.map((layer) => {
+      put(out, el("div", { class: "row top" }, doc.layers.map((layer) => {
         const weights = doc.tokens.map((_, p) => {
           const row = new Array(layer.n_experts).fill(0);
           for (const [e, w] of layer.routes[p]) row[e] = w;
@@ -430,7 +435,7 @@ function headRoles(id) {
       if (!headCache.has(id)) headCache.set(id, await api(`/api/models/${id}/heads`, {}));
       const doc = headCache.get(id);
       const s = doc.scores;
-      out.replaceChildren(el("div", { class: "row top" }, ["previous_token", "duplicate_token", "induction", "first_token"].map((role) =>
+      put(out, el("div", { class: "row top" }, ["previous_token", "duplicate_token", "induction", "first_token"].map((role) =>
         el("div", {}, el("div", { class: "muted" }, role.replace("_", "-")),
           el("table", { class: "lens", "data-role": role },
             el("tr", {}, el("th", {}, ""), Array.from({ length: s.n_heads }, (_, h) => el("th", {}, `H${h}`))),
@@ -483,7 +488,7 @@ function streamedRunner(path, body, { run, cancel, progress, status, results, do
   run.addEventListener("click", async () => {
     controller = new AbortController();
     run.disabled = true; cancel.disabled = false;
-    progress.value = 0; status.textContent = "starting…"; results.replaceChildren();
+    progress.value = 0; status.textContent = "starting…"; put(results);
     try {
       const res = await fetch(path, {
         method: "POST", headers: { "content-type": "application/json" },
@@ -500,7 +505,7 @@ function streamedRunner(path, body, { run, cancel, progress, status, results, do
         } else if (event === "result") {
           status.textContent = "done";
           progress.value = progress.max;
-          results.replaceChildren(done(data));
+          put(results, done(data));
         } else if (event === "error") {
           throw new Error(data.error);
         }
@@ -589,7 +594,7 @@ async function pagePatch(id) {
     done: patchResults,
   };
   streamedRunner(`/api/models/${id}/patch`, () => patchForm, parts);
-  main.replaceChildren(
+  put(main, 
     el("h1", {}, "Activation patching"),
     el("div", { class: "row" }, "Model", el("select", { id: "model-select", onchange: (e) => { location.hash = `#/patch/${e.target.value}`; } },
       models.map((m) => el("option", { value: m.id, ...(m.id === id ? { selected: "" } : {}) }, m.name)))),
@@ -636,6 +641,74 @@ function patchResults(doc) {
   );
 }
 
+// ---- features ----------------------------------------------------------------------------
+
+async function pageFeatures(id) {
+  setNav("nav-features");
+  put(main, el("h1", {}, "Features"), el("p", { class: "muted" }, "Loading…"));
+  let sae;
+  try { sae = await api(`/api/models/${id}/sae`); } catch (err) {
+    put(main, el("h1", {}, "Features"), el("p", { class: "muted", id: "no-sae" }, err.message));
+    return;
+  }
+  const dash = el("div", { id: "dashboards" });
+  const ids = el("input", { type: "text", id: "feature-ids", size: 24, placeholder: "feature ids, e.g. 3,17 (empty: the most frequent)" });
+  const show = el("button", { id: "feature-show", onclick: () => loadDashboards(id, ids.value, dash) }, "Show");
+  const prompt = el("textarea", { id: "feature-prompt", rows: 2 });
+  prompt.value = explorer.prompt;
+  const activeOut = el("div", { id: "active-features" });
+  const run = el("button", { id: "feature-run", onclick: async () => {
+    put(activeOut, el("p", { class: "spinner" }, "Encoding…"));
+    try {
+      const doc = await api(`/api/models/${id}/features/active`, { prompt: prompt.value, top_k: 5 });
+      const list = el("div", { id: "active-list" });
+      const tokens = el("div", { class: "tokens" }, doc.tokens.map((t, p) => el("span", { class: "tok", "data-position": p, onclick: () => {
+        for (const c of tokens.children) c.classList.toggle("selected", Number(c.dataset.position) === p);
+        put(list, el("table", { id: "active-table", "data-position": p },
+          el("tr", {}, el("th", {}, "feature"), el("th", { class: "num" }, "activation")),
+          doc.active[p].map((f) => el("tr", {}, el("td", {}, el("a", { href: "javascript:void 0", "data-feature": f.feature,
+            onclick: () => { ids.value = String(f.feature); loadDashboards(id, ids.value, dash); } }, `feature ${f.feature}`)),
+            el("td", { class: "num", "data-value": f.activation }, f.activation.toFixed(4))))));
+      } }, t)));
+      put(activeOut, el("p", { class: "muted" }, `${doc.hook_name}: click a token for its most active features`), tokens, list);
+      tokens.lastChild.click();
+    } catch (err) { showError(activeOut, err); }
+  } }, "Encode");
+  put(main, 
+    el("h1", {}, "Features"),
+    el("p", { id: "sae-about" }, `${sae.architecture} SAE ${sae.sae} at ${sae.hook_name}, ${fmt.int(sae.d_sae)} features; dashboards over ${sae.corpus || "no corpus"}`),
+    el("h2", {}, "Features active on a prompt"), prompt, el("div", { class: "row" }, run), activeOut,
+    el("h2", {}, "Dashboards"), el("div", { class: "row" }, ids, show), dash,
+  );
+}
+
+async function loadDashboards(id, list, where) {
+  put(where, el("p", { class: "spinner" }, "Reading the corpus…"));
+  try {
+    const q = list.trim() ? `?features=${encodeURIComponent(list.trim())}` : "";
+    const d = await api(`/api/models/${id}/features${q}`);
+    const text = (t) => d.token_text[String(t)] ?? `#${t}`;
+    put(where, 
+      el("p", { class: "muted" }, `${d.tokens} tokens read at ${d.hook_name}; ${d.dead_features} of ${d.d_sae} features never fire`),
+      ...d.features.map((f) => el("div", { class: "card dashboard", "data-feature": f.feature },
+        el("h2", {}, `Feature ${f.feature}`),
+        el("p", { "data-density": f.density }, `fires on ${(100 * f.density).toFixed(3)}% of tokens; max activation ${f.max_activation.toFixed(3)}`),
+        el("div", { class: "contexts" }, f.top_contexts.map((c) => el("div", { class: "tokens", "data-activation": c.activation },
+          el("span", { class: "muted" }, c.activation.toFixed(3)),
+          c.tokens.map((t, i) => {
+            const span = el("span", { class: `tok${i === c.marked ? " selected" : ""}` }, text(t));
+            span.style.background = heat(0.7 * (f.max_activation > 0 ? c.activations[i] / f.max_activation : 0));
+            span.addEventListener("mousemove", (e) => showTip(e, `${fmt.tok(text(t))}: ${c.activations[i]}`));
+            span.addEventListener("mouseleave", hideTip);
+            return span;
+          })))),
+        d.logit_effects ? el("p", {}, "raises: ", f.logit_top.map(([t, v]) => `${fmt.tok(text(t))} ${v >= 0 ? "+" : ""}${v.toFixed(2)}`).join(", ")) : null,
+        d.logit_effects ? el("p", {}, "lowers: ", f.logit_bottom.map(([t, v]) => `${fmt.tok(text(t))} ${v.toFixed(2)}`).join(", ")) : null,
+      )),
+    );
+  } catch (err) { showError(where, err); }
+}
+
 // ---- diff --------------------------------------------------------------------------------
 
 async function pageDiff(a, b) {
@@ -645,13 +718,13 @@ async function pageDiff(a, b) {
   const selA = pick("diff-a", a ?? models[0]?.id), selB = pick("diff-b", b ?? models[Math.min(1, models.length - 1)]?.id);
   const out = el("div", { id: "diff-results" });
   const run = el("button", { id: "diff-run", onclick: () => { location.hash = `#/diff/${selA.value}/${selB.value}`; } }, "Compare");
-  main.replaceChildren(el("h1", {}, "Diff of two checkpoints"), el("div", { class: "row" }, "A", selA, "B", selB, run), out);
+  put(main, el("h1", {}, "Diff of two checkpoints"), el("div", { class: "row" }, "A", selA, "B", selB, run), out);
   if (a === undefined || b === undefined) return;
-  out.replaceChildren(el("p", { class: "spinner" }, "Comparing…"));
+  put(out, el("p", { class: "spinner" }, "Comparing…"));
   try {
     const doc = await api(`/api/diff/${a}/${b}`);
     const s = doc.summary;
-    out.replaceChildren(
+    put(out, 
       el("p", { id: "diff-summary" }, `${s.compared} tensors compared (${s.identical} identical), ${s.shape_changed} changed shape, ${s.only_in_a} only in A, ${s.only_in_b} only in B; largest ‖A−B‖/‖A‖ ${fmt.num(s.max_relative_change)}`),
       el("table", { id: "diff-table" },
         el("tr", {}, ["tensor", "status", "‖A−B‖/‖A‖", "cosine", "max |A−B|", "shape A", "shape B"].map((h) => el("th", {}, h))),
@@ -679,11 +752,11 @@ async function pageDrift() {
   const out = el("div", { id: "drift-results" });
   const run = el("button", { id: "drift-run", onclick: async () => {
     run.disabled = true;
-    out.replaceChildren(el("p", { class: "spinner" }, "Comparing…"));
+    put(out, el("p", { class: "spinner" }, "Comparing…"));
     try {
       const doc = await api(`/api/drift/${selA.value}/${selB.value}`, { prompts: prompts.value });
       const r = doc.report, o = r.outputs;
-      out.replaceChildren(
+      put(out, 
         el("p", { id: "drift-outputs", "data-kl": o.kl_mean, "data-top1": o.top1_agreement },
           `${o.predicted_tokens} predicted tokens: KL(A‖B) mean ${fmt.num(o.kl_mean)} nats (max ${fmt.num(o.kl_max)}), top-1 agreement ${fmt.prob(o.top1_agreement)}, perplexity ${fmt.num(o.perplexity_a)} → ${fmt.num(o.perplexity_b)}`),
         r.notes.map((n) => el("p", { class: "muted" }, n)),
@@ -701,7 +774,7 @@ async function pageDrift() {
     } catch (err) { showError(out, err); }
     run.disabled = false;
   } }, "Compare");
-  main.replaceChildren(el("h1", {}, "Drift: what changed between two versions of a model"),
+  put(main, el("h1", {}, "Drift: what changed between two versions of a model"),
     el("div", { class: "row" }, "A", selA, "B", selB), prompts, el("div", { class: "row" }, run), out);
 }
 
@@ -711,7 +784,7 @@ async function pageAuditIndex() {
   setNav("nav-audit");
   const [models, registry] = await Promise.all([modelList(), api("/api/registry")]);
   const releases = models.filter((m) => m.release);
-  main.replaceChildren(
+  put(main, 
     el("h1", {}, "Audit"),
     el("h2", {}, "Release folders served here"),
     releases.length
@@ -733,9 +806,9 @@ function licenceText(l) {
 
 async function pageAudit(kind, key) {
   setNav("nav-audit");
-  main.replaceChildren(el("p", { class: "muted" }, "Auditing…"));
+  put(main, el("p", { class: "muted" }, "Auditing…"));
   const a = await api(kind === "model" ? `/api/models/${key}/audit` : `/api/registry/${key}`);
-  main.replaceChildren(
+  put(main, 
     el("h1", { id: "audit-title" }, `${a.release}${a.version ? ` ${a.version}` : ""}`),
     el("p", {}, "Tier: ", el("strong", { id: "audit-tier" }, a.tier), ` · weights: ${licenceText(a.weights_license)} (${a.weights_terms})`,
       a.mof ? ` · Model Openness Framework class ${a.mof.class ?? "—"}` : ""),
@@ -769,6 +842,7 @@ async function route() {
     else if (parts[0] === "patch") await pagePatch(Number(parts[1] || 0));
     else if (parts[0] === "diff") await pageDiff(parts[1] === undefined ? undefined : Number(parts[1]), parts[2] === undefined ? undefined : Number(parts[2]));
     else if (parts[0] === "drift") await pageDrift();
+    else if (parts[0] === "features") await pageFeatures(Number(parts[1] || 0));
     else if (parts[0] === "audit" && parts[1] === "model") await pageAudit("model", Number(parts[2]));
     else if (parts[0] === "audit" && parts[1] === "registry") await pageAudit("registry", parts.slice(2).join("/"));
     else if (parts[0] === "audit") await pageAuditIndex();
