@@ -191,3 +191,18 @@ fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let e = x.broadcast_sub(&max)?.exp()?;
     Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
 }
+
+/// The document `glassbox lens --json` prints.
+pub fn document(
+    model_path: &str,
+    prompt: &str,
+    ids: &[u32],
+    report: &LensReport,
+) -> serde_json::Value {
+    serde_json::json!({
+        "model": model_path,
+        "prompt": prompt,
+        "input_ids": ids,
+        "report": report,
+    })
+}

@@ -146,3 +146,19 @@ pub fn prompt_tokens(model: &HookedModel, text: &str, what: &str) -> Result<Vec<
     }
     Ok(ids)
 }
+
+/// The document `glassbox run --json` prints.
+pub fn document(
+    model: &HookedModel,
+    model_path: &str,
+    ids: &[u32],
+    positions: &[Position],
+) -> serde_json::Value {
+    serde_json::json!({
+        "model": model_path,
+        "architecture": model.info().architecture,
+        "numerics": model.numerics.name(),
+        "input_ids": ids,
+        "positions": positions,
+    })
+}

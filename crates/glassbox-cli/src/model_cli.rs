@@ -21,11 +21,6 @@ pub fn set_numerics(choice: Option<NumericsChoice>) {
     let _ = NUMERICS.set(choice);
 }
 
-/// The name `--numerics` gives `n`.
-pub fn numerics_name(n: Numerics) -> &'static str {
-    n.name()
-}
-
 /// The `--numerics` choice, if one was given.
 pub fn numerics() -> Option<Numerics> {
     NUMERICS.get().copied().flatten().map(|c| match c {

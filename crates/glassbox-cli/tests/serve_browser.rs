@@ -10,7 +10,7 @@ mod support;
 use serde_json::{json, Value};
 use support::browser::Browser;
 use support::serve::Server;
-use support::{glassbox, ok, root, scratch};
+use support::{glassbox, ok, root, scratch, traced};
 
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
 
@@ -266,28 +266,12 @@ fn every_page_shows_the_cli_numbers() {
         browser.wait_for(&format!(
             "document.getElementById('large-title').dataset.layer === '{layer}'"
         ));
-        let file = dir.join(format!("trace-{name}.safetensors"));
-        ok(&glassbox(&[
-            "trace",
+        let (_, values) = traced(
             path,
-            "--prompt",
-            PROMPT,
-            "--hooks",
+            &["--prompt", PROMPT],
             &format!("blocks.{layer}.attn.hook_pattern"),
-            "--out",
-            file.to_str().unwrap(),
-        ]));
-        let bytes = std::fs::read(&file).unwrap();
-        let traced = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let pattern = traced
-            .tensor(&format!("blocks.{layer}.attn.hook_pattern"))
-            .unwrap();
+        );
         let n = positions.len();
-        let values: Vec<f32> = pattern
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
         let (q, k) = (n - 1, 1);
         let tip = browser.eval(&format!(
             "(() => {{ const c = document.getElementById('large-canvas'); const r = c.getBoundingClientRect(); \
@@ -571,30 +555,9 @@ fn every_page_shows_the_cli_numbers() {
         json!(PROMPT)
     ));
     browser.wait_for("document.getElementById('active-table')");
-    let dir2 = scratch("serve_browser", "sae");
-    let file = dir2.join("acts.safetensors");
     let hook = "blocks.0.hook_resid_post.hook_sae_acts_post";
-    ok(&glassbox(&[
-        "trace",
-        &gpt2,
-        "--sae",
-        &sae,
-        "--prompt",
-        PROMPT,
-        "--hooks",
-        hook,
-        "--out",
-        file.to_str().unwrap(),
-    ]));
-    let bytes = std::fs::read(&file).unwrap();
-    let traced = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = traced.tensor(hook).unwrap();
-    let d_sae = *t.shape().last().unwrap();
-    let values: Vec<f32> = t
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let (shape, values) = traced(&gpt2, &["--sae", &sae, "--prompt", PROMPT], hook);
+    let d_sae = *shape.last().unwrap();
     let position = browser
         .eval("Number(document.getElementById('active-table').dataset.position)")
         .as_u64()
@@ -648,6 +611,5 @@ fn every_page_shows_the_cli_numbers() {
             .len()
     );
     shot(&mut browser, &shots.join("features.png"));
-    let _ = std::fs::remove_dir_all(dir2);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 use support::serve::{request, Server};
-use support::{glassbox, ok, root, scratch};
+use support::{glassbox, ok, root, scratch, traced};
 
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
 
@@ -115,20 +115,6 @@ fn api_answers_are_the_cli_json() {
         assert_eq!(api, cli_json(&["heads", path, "--top", "3", "--json"]));
 
         // Attention patterns: trace's hook_pattern tensors, value for value.
-        let dir = scratch("serve_cli", &format!("attention{id}"));
-        let file = dir.join("trace.safetensors");
-        ok(&glassbox(&[
-            "trace",
-            path,
-            "--prompt",
-            PROMPT,
-            "--hooks",
-            "blocks.*.attn.hook_pattern",
-            "--out",
-            file.to_str().unwrap(),
-        ]));
-        let bytes = std::fs::read(&file).unwrap();
-        let traced = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let api = server
             .post(
                 &format!("/api/models/{id}/attention"),
@@ -136,15 +122,10 @@ fn api_answers_are_the_cli_json() {
             )
             .json();
         let layers = api["n_layers"].as_u64().unwrap() as usize;
-        let mut compared = 0;
+        assert!(layers > 0);
         for layer in 0..layers {
             let name = format!("blocks.{layer}.attn.hook_pattern");
-            let t = traced.tensor(&name).unwrap();
-            let values: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
+            let (_, values) = traced(path, &["--prompt", PROMPT], &name);
             let shown: Vec<f32> = api["patterns"][layer]
                 .as_array()
                 .unwrap()
@@ -154,10 +135,7 @@ fn api_answers_are_the_cli_json() {
                 .map(|v| v.as_f64().unwrap() as f32)
                 .collect();
             assert_eq!(shown, values, "{name}");
-            compared += 1;
         }
-        assert!(compared > 0);
-        let _ = std::fs::remove_dir_all(dir);
 
         // Patching, streamed: progress events, then the CLI's document.
         for (what, method) in [("resid_pre", "both"), ("heads", "activation")] {
@@ -315,31 +293,9 @@ fn diffs_are_the_cli_json() {
 /// `(feature, activation)` of the `k` most active features at each position, from a trace of
 /// the SAE's `hook_sae_acts_post` (zeros left out; ties by id).
 fn top_features_traced(model: &str, sae: &str, prompt: &str, k: usize) -> Vec<Vec<(u64, f32)>> {
-    let dir = scratch("serve_cli", "sae-trace");
-    let file = dir.join("acts.safetensors");
     let hook = "blocks.0.hook_resid_post.hook_sae_acts_post";
-    ok(&glassbox(&[
-        "trace",
-        model,
-        "--sae",
-        sae,
-        "--prompt",
-        prompt,
-        "--hooks",
-        hook,
-        "--out",
-        file.to_str().unwrap(),
-    ]));
-    let bytes = std::fs::read(&file).unwrap();
-    let traced = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = traced.tensor(hook).unwrap();
-    let d_sae = *t.shape().last().unwrap();
-    let values: Vec<f32> = t
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    let _ = std::fs::remove_dir_all(dir);
+    let (shape, values) = traced(model, &["--sae", sae, "--prompt", prompt], hook);
+    let d_sae = *shape.last().unwrap();
     values
         .chunks_exact(d_sae)
         .map(|row| {

@@ -316,13 +316,12 @@ async fn predictions_of(
     with_model(state, id, move |entry, model| {
         let ids = tokens_of(model, &req.prompt, MAX_TOKENS)?;
         let positions = predictions::top_next(model, &ids, req.top_k, true)?;
-        Ok(Json(json!({
-            "model": path_of(entry),
-            "architecture": model.info().architecture,
-            "numerics": model.numerics.name(),
-            "input_ids": ids,
-            "positions": positions,
-        })))
+        Ok(Json(predictions::document(
+            model,
+            &path_of(entry),
+            &ids,
+            &positions,
+        )))
     })
     .await
 }
@@ -340,12 +339,12 @@ async fn lens_of(
             None => predictions::predicted_next(model, &ids)?,
         };
         let report = lens::run(model, &ids, req.top_k, Some(followed))?;
-        Ok(Json(json!({
-            "model": path_of(entry),
-            "prompt": req.prompt,
-            "input_ids": ids,
-            "report": report,
-        })))
+        Ok(Json(lens::document(
+            &path_of(entry),
+            &req.prompt,
+            &ids,
+            &report,
+        )))
     })
     .await
 }

@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 
 use glassbox_analysis::lens;
-use serde_json::json;
 
 use crate::analysis_cli::{self, OutputArgs};
 use crate::render::{self, svg, terminal, Grid, Scale};
@@ -52,12 +51,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = lens::run(&model, &ids, args.top.max(1), Some(followed))?;
 
     if args.output.json {
-        analysis_cli::print_json(&json!({
-            "model": args.model,
-            "prompt": args.prompt,
-            "input_ids": ids,
-            "report": report,
-        }))?;
+        analysis_cli::print_json(&lens::document(
+            &args.model.display().to_string(),
+            &args.prompt,
+            &ids,
+            &report,
+        ))?;
     } else {
         let color = terminal::use_color();
         let grids = grids(&report, target.is_some(), args.logprob, false);

@@ -41,13 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ids = input_ids(&model, args.prompt.as_deref(), args.tokens.as_deref())?;
     let out = predictions::top_next(&model, &ids, args.top_k, args.all_positions)?;
     if args.json {
-        let doc = serde_json::json!({
-            "model": args.model.display().to_string(),
-            "architecture": model.info().architecture,
-            "numerics": crate::model_cli::numerics_name(model.numerics),
-            "input_ids": ids,
-            "positions": out,
-        });
+        let doc = predictions::document(&model, &args.model.display().to_string(), &ids, &out);
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }

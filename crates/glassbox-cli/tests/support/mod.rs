@@ -42,4 +42,28 @@ pub fn ok(out: &Output) -> &Output {
 }
 
 pub mod browser;
+/// Runs `glassbox trace MODEL ARGS… --hooks HOOK` into a scratch file and reads that hook's
+/// f32 tensor back: its shape and values.
+pub fn traced(model: &str, args: &[&str], hook: &str) -> (Vec<usize>, Vec<f32>) {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = scratch("support", &format!("trace-{call}"));
+    let file = dir.join("trace.safetensors");
+    let mut all = vec!["trace", model];
+    all.extend(args);
+    all.extend(["--hooks", hook, "--out", file.to_str().unwrap()]);
+    ok(&glassbox(&all));
+    let bytes = std::fs::read(&file).unwrap();
+    let traced = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = traced.tensor(hook).unwrap();
+    let values = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let shape = t.shape().to_vec();
+    let _ = std::fs::remove_dir_all(dir);
+    (shape, values)
+}
+
 pub mod serve;
