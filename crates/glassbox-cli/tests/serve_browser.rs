@@ -359,6 +359,20 @@ fn every_page_shows_the_cli_numbers() {
             let want = f32_at(&r["ablated_loss"]) - f32_at(&r["baseline_loss"]);
             assert_eq!(f32_at(s), want, "{name}: ablation {i}");
         }
+        // The same changes as a layer × head grid.
+        let grid = browser.eval(
+            "[...document.querySelectorAll('#ablate-grid td')].map(td => [Number(td.dataset.row), Number(td.dataset.col), td.dataset.value])",
+        );
+        let grid = grid.as_array().unwrap();
+        assert_eq!(grid.len(), results.len(), "{name}: ablation grid");
+        for c in grid {
+            let r = results
+                .iter()
+                .find(|r| r["targets"][0]["layer"] == c[0] && r["targets"][0]["head"] == c[1])
+                .unwrap();
+            let want = f32_at(&r["ablated_loss"]) - f32_at(&r["baseline_loss"]);
+            assert_eq!(f32_at(&c[2]), want, "{name}: ablation grid {c:?}");
+        }
         shot(&mut browser, &shots.join(format!("patch-{name}.png")));
     }
 

@@ -32,7 +32,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State as AxumState};
+use axum::extract::{DefaultBodyLimit, State as AxumState};
+
+use crate::extract::{Body, Params, Query};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use glassbox_analysis::{attribution, drift, heads, lens, predictions, routing};
@@ -170,7 +172,10 @@ async fn models(AxumState(state): Shared) -> Json<Value> {
     Json(Value::Array(list))
 }
 
-async fn inspect(AxumState(state): Shared, Path(id): Path<usize>) -> Result<Json<Value>, ApiError> {
+async fn inspect(
+    AxumState(state): Shared,
+    Params(id): Params<usize>,
+) -> Result<Json<Value>, ApiError> {
     let e = state.served.get(id)?;
     let ck = e.checkpoint()?;
     let tensors: Vec<_> = ck.tensors().iter().collect();
@@ -190,7 +195,7 @@ struct Bins {
 
 async fn tensor(
     AxumState(state): Shared,
-    Path((id, name)): Path<(usize, String)>,
+    Params((id, name)): Params<(usize, String)>,
     Query(q): Query<Bins>,
 ) -> Result<Json<Value>, ApiError> {
     let bins = q.bins.unwrap_or(50);
@@ -309,8 +314,8 @@ pub(crate) async fn with_model<T: Send + 'static>(
 
 async fn predictions_of(
     AxumState(state): Shared,
-    Path(id): Path<usize>,
-    Json(req): Json<PromptRequest>,
+    Params(id): Params<usize>,
+    Body(req): Body<PromptRequest>,
 ) -> Result<Json<Value>, ApiError> {
     req.check()?;
     with_model(state, id, move |entry, model| {
@@ -328,8 +333,8 @@ async fn predictions_of(
 
 async fn lens_of(
     AxumState(state): Shared,
-    Path(id): Path<usize>,
-    Json(req): Json<PromptRequest>,
+    Params(id): Params<usize>,
+    Body(req): Body<PromptRequest>,
 ) -> Result<Json<Value>, ApiError> {
     req.check()?;
     with_model(state, id, move |entry, model| {
@@ -351,8 +356,8 @@ async fn lens_of(
 
 async fn attention_of(
     AxumState(state): Shared,
-    Path(id): Path<usize>,
-    Json(req): Json<PromptRequest>,
+    Params(id): Params<usize>,
+    Body(req): Body<PromptRequest>,
 ) -> Result<Json<Value>, ApiError> {
     req.check()?;
     with_model(state, id, move |entry, model| {
@@ -398,8 +403,8 @@ struct AttributeRequest {
 
 async fn attribute_of(
     AxumState(state): Shared,
-    Path(id): Path<usize>,
-    Json(req): Json<AttributeRequest>,
+    Params(id): Params<usize>,
+    Body(req): Body<AttributeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     PromptRequest {
         prompt: req.prompt.clone(),
@@ -456,8 +461,8 @@ fn default_batch() -> usize {
 
 async fn heads_of(
     AxumState(state): Shared,
-    Path(id): Path<usize>,
-    Json(req): Json<HeadsRequest>,
+    Params(id): Params<usize>,
+    Body(req): Body<HeadsRequest>,
 ) -> Result<Json<Value>, ApiError> {
     if req.seq_len == 0
         || req.seq_len > MAX_HEAD_SEQ
@@ -483,7 +488,7 @@ fn audit_json(audit: &glassbox_audit::Audit) -> Result<Json<Value>, ApiError> {
 
 async fn audit_of(
     AxumState(state): Shared,
-    Path(id): Path<usize>,
+    Params(id): Params<usize>,
 ) -> Result<Json<Value>, ApiError> {
     let e = state.served.get(id)?;
     if !e.is_release() {
@@ -507,7 +512,7 @@ async fn registry_list() -> Json<Value> {
     Json(glassbox_audit::registry::list_document())
 }
 
-async fn registry_audit(Path(rid): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn registry_audit(Params(rid): Params<String>) -> Result<Json<Value>, ApiError> {
     // Looked up in the built-in registry only: nothing here touches the file system.
     let entry = glassbox_audit::registry::lookup(&rid).ok_or_else(|| {
         ApiError::not_found(format!(
@@ -519,8 +524,8 @@ async fn registry_audit(Path(rid): Path<String>) -> Result<Json<Value>, ApiError
 
 async fn experts_of(
     AxumState(state): Shared,
-    Path(id): Path<usize>,
-    Json(req): Json<PromptRequest>,
+    Params(id): Params<usize>,
+    Body(req): Body<PromptRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     req.check()?;
     with_model(state, id, move |_, model| {
@@ -544,7 +549,7 @@ struct Top {
 
 async fn diff_of(
     AxumState(state): Shared,
-    Path((a, b)): Path<(usize, usize)>,
+    Params((a, b)): Params<(usize, usize)>,
     Query(q): Query<Top>,
 ) -> Result<Json<Value>, ApiError> {
     state.served.get(a)?.checkpoint()?;
@@ -590,8 +595,8 @@ fn default_drift_top() -> usize {
 
 async fn drift_of(
     AxumState(state): Shared,
-    Path((a, b)): Path<(usize, usize)>,
-    Json(req): Json<DriftRequest>,
+    Params((a, b)): Params<(usize, usize)>,
+    Body(req): Body<DriftRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let lines = req.prompts.lines().filter(|l| !l.trim().is_empty()).count();
     if lines == 0 || lines > MAX_DRIFT_PROMPTS || req.prompts.chars().count() > 8 * MAX_PROMPT_CHARS

@@ -1,7 +1,7 @@
 //! The pages, embedded in the binary: one HTML shell, its script and its style sheet. Only
 //! these names are served; nothing is read from disk.
 
-use axum::extract::Path;
+use crate::extract::Params;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
@@ -40,7 +40,7 @@ pub async fn index() -> Response {
     page("text/html; charset=utf-8", INDEX)
 }
 
-pub async fn file(Path(name): Path<String>) -> Response {
+pub async fn file(Params(name): Params<String>) -> Response {
     match FILES.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, body)) => page(content_type, body),
         None => ApiError::not_found(format!("no asset named `{name}`")).into_response(),

@@ -3,7 +3,8 @@
 //! active on a typed prompt (the SAE's `hook_sae_acts_post`, as `glassbox trace --sae` records
 //! it), for the model the SAE was given with.
 
-use axum::extract::{Path, Query, State as AxumState};
+use crate::extract::{Body, Params, Query};
+use axum::extract::State as AxumState;
 use axum::Json;
 use glassbox_features::{corpus, dashboard};
 use serde::Deserialize;
@@ -44,7 +45,7 @@ fn as_printed<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
 /// What the server has: the SAE's hook and width, and whether dashboards can be read.
 pub async fn about(
     AxumState(state): Shared,
-    Path(id): Path<usize>,
+    Params(id): Params<usize>,
 ) -> Result<Json<Value>, ApiError> {
     let entry = state.served.get(id)?;
     let s = sae_of(entry)?;
@@ -66,7 +67,7 @@ pub struct DashboardQuery {
 
 pub async fn dashboards(
     AxumState(state): Shared,
-    Path(id): Path<usize>,
+    Params(id): Params<usize>,
     Query(q): Query<DashboardQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let features = match q.features.as_deref().filter(|f| !f.trim().is_empty()) {
@@ -151,8 +152,8 @@ fn default_top() -> usize {
 
 pub async fn active(
     AxumState(state): Shared,
-    Path(id): Path<usize>,
-    Json(req): Json<ActiveRequest>,
+    Params(id): Params<usize>,
+    Body(req): Body<ActiveRequest>,
 ) -> Result<Json<Value>, ApiError> {
     if req.prompt.is_empty() || req.prompt.chars().count() > crate::api::MAX_PROMPT_CHARS {
         return Err(ApiError::bad_request(

@@ -15,6 +15,7 @@ pub mod access;
 pub mod api;
 mod assets;
 mod error;
+mod extract;
 mod features;
 pub mod served;
 mod streamed;

@@ -12,9 +12,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::Path;
+use crate::extract::{Body, Params};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::Json;
 use futures_util::Stream;
 use glassbox_analysis::ablation::{self, AblationMethod};
 use glassbox_analysis::patching::{self, Methods, PatchReport, PatchTarget};
@@ -53,8 +52,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 pub async fn run(
     axum::extract::State(state): Shared,
-    Path(id): Path<usize>,
-    Json(req): Json<PatchRequest>,
+    Params(id): Params<usize>,
+    Body(req): Body<PatchRequest>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let what = PatchTarget::parse(&req.what).ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -207,8 +206,8 @@ const MAX_REFERENCES: usize = 64;
 
 pub async fn ablate(
     axum::extract::State(state): Shared,
-    Path(id): Path<usize>,
-    Json(req): Json<AblateRequest>,
+    Params(id): Params<usize>,
+    Body(req): Body<AblateRequest>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let method = ablation::parse_method(&req.method, req.seed)?;
     if req.targets.is_empty()

@@ -562,13 +562,24 @@ function ablationResults(doc) {
     baseline: r.baseline_loss, ablated: r.ablated_loss, delta: r.ablated_loss - r.baseline_loss,
   }));
   const extent = Math.max(1e-9, ...rows.map((r) => Math.abs(r.delta)));
-  return el("table", { id: "ablate-table" },
+  // One head at a time over every head: the layer × head grid of the loss change too.
+  const heads = doc.each && doc.results.every((r) => r.targets.length === 1 && r.targets[0].kind === "head")
+    ? doc.results.map((r) => r.targets[0]) : null;
+  let grid = null;
+  if (heads) {
+    const layers = Math.max(...heads.map((t) => t.layer)) + 1, perLayer = Math.max(...heads.map((t) => t.head)) + 1;
+    const values = Array.from({ length: layers }, () => new Array(perLayer).fill(NaN));
+    heads.forEach((t, i) => { values[t.layer][t.head] = rows[i].delta; });
+    grid = el("div", {}, el("p", { class: "muted" }, "Δ loss when each head is ablated (blue: the loss rises without it; red: it falls)"),
+      signedGrid("ablate-grid", layers, (l) => `L${l}`, (h) => `H${h}`, values, (l, h, v) => `L${l}H${h}: Δ loss ${v}`));
+  }
+  return el("div", {}, grid, el("table", { id: "ablate-table" },
     el("tr", {}, ["targets", "baseline loss", "ablated loss", "Δ loss"].map((h) => el("th", {}, h))),
     rows.map((r, i) => {
       const td = el("td", { class: "num", "data-index": i, "data-value": r.delta }, r.delta.toFixed(4));
-      td.style.background = diverging(-r.delta, extent);
+      td.style.background = diverging(r.delta, extent);
       return el("tr", {}, el("td", {}, r.label), el("td", { class: "num" }, r.baseline.toFixed(4)), el("td", { class: "num" }, r.ablated.toFixed(4)), td);
-    }));
+    })));
 }
 
 async function pagePatch(id) {
