@@ -141,6 +141,10 @@ where
                 Ok(turn) => {
                     let sender = tx.clone();
                     work::on_pool(turn, move || {
+                        // A client that left while this waited for its turn costs nothing.
+                        if sender.is_closed() {
+                            return Err(ApiError::internal("cancelled"));
+                        }
                         let entry = state.served.get(id)?;
                         let model = entry.model()?;
                         let (mut done, mut last) = (0usize, Instant::now());

@@ -97,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.method,
             results.first().map(|r| r.baseline_loss).unwrap_or(f32::NAN)
         );
-        match head_grid(&results, info.n_layers, info.n_heads) {
+        match head_grid(results, info.n_layers, info.n_heads) {
             Some(g) => print!(
                 "{}",
                 terminal::grid(&args.output.signed_range(g), terminal::use_color())
@@ -146,7 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     if let Some(path) = &args.output.plot {
         let svg = if args.each {
-            match head_grid(&results, info.n_layers, info.n_heads) {
+            match head_grid(results, info.n_layers, info.n_heads) {
                 Some(g) => svg::heatmap(&args.output.signed_range(g)),
                 None => svg::bar_chart(&BarChart {
                     title: format!("{} ablation, one target at a time", args.method),
