@@ -131,6 +131,14 @@ impl ControlVector {
 
     /// Each direction scaled to unit length (zero directions stay zero), as llama.cpp's
     /// generator writes them.
+    /// Each direction's L2 norm, by layer.
+    pub fn norms(&self) -> Vec<(usize, f32)> {
+        self.directions
+            .iter()
+            .map(|(l, v)| (*l, v.iter().map(|x| x * x).sum::<f32>().sqrt()))
+            .collect()
+    }
+
     pub fn normalized(&self) -> Self {
         let mut out = self.clone();
         for v in out.directions.values_mut() {
@@ -267,6 +275,55 @@ impl ControlVector {
         }
         Ok(ignored)
     }
+}
+
+/// Writes `vector` (normalised to unit length per direction unless `normalize` is false) to
+/// `path` and reads it back: what a reader (llama.cpp's checks) sees must be what was written,
+/// and a file that fails that is removed. Refuses a direction that is not finite.
+pub fn write_checked(raw: &ControlVector, normalize: bool, path: &Path) -> Result<ControlVector> {
+    let vector = if normalize {
+        raw.normalized()
+    } else {
+        raw.clone()
+    };
+    if let Some((layer, _)) = vector
+        .directions
+        .iter()
+        .find(|(_, v)| v.iter().any(|x| !x.is_finite()))
+    {
+        return Err(AnalysisError::input(format!(
+            "the direction at layer {layer} is not finite (the model's activations there are NaN or infinite): nothing written"
+        )));
+    }
+    vector.write(path)?;
+    let back = ControlVector::read(path);
+    if !matches!(&back, Ok(b) if b.directions == vector.directions) {
+        let _ = std::fs::remove_file(path);
+        return Err(AnalysisError::File {
+            path: path.to_path_buf(),
+            message: "the control vector read back differs from the one written".into(),
+        });
+    }
+    Ok(vector)
+}
+
+/// The `--json` document of `glassbox steer`: where the vector went and, per steered block,
+/// the length of the raw mean difference (worth reporting even when the file holds unit
+/// vectors).
+pub fn document(
+    model: &str,
+    out: Option<&Path>,
+    raw: &ControlVector,
+    normalized: bool,
+) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "out": out,
+        "model_hint": raw.model_hint,
+        "d_model": raw.d_model,
+        "normalized": normalized,
+        "layers": raw.norms().iter().map(|(l, n)| serde_json::json!({"layer": l, "hook": format!("blocks.{l}.hook_resid_post"), "mean_difference_norm": n})).collect::<Vec<_>>(),
+    })
 }
 
 /// Parses `FILE[:SCALE]` (scale 1 when absent), as llama.cpp's `--control-vector-scaled`.

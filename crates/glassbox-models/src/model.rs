@@ -552,6 +552,21 @@ impl HookedModel {
         hooks: &mut Hooks,
         mut on_token: impl FnMut(u32),
     ) -> Result<Vec<u32>> {
+        self.generate_until(prompt, opts, hooks, |t| {
+            on_token(t);
+            std::ops::ControlFlow::Continue(())
+        })
+    }
+
+    /// [`generate`](Self::generate) whose `on_token` may end generation early (a caller that
+    /// was interrupted): the tokens chosen so far are returned.
+    pub fn generate_until(
+        &self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        hooks: &mut Hooks,
+        mut on_token: impl FnMut(u32) -> std::ops::ControlFlow<()>,
+    ) -> Result<Vec<u32>> {
         let info = self.info();
         if !info.causal {
             return Err(ModelError::Input(format!(
@@ -579,8 +594,7 @@ impl HookedModel {
             let last = logits.get(0)?.get(0)?;
             let next = sample_next(&last.to_vec1::<f32>()?, opts, &mut rng);
             new_tokens.push(next);
-            on_token(next);
-            if eos.contains(&next) {
+            if on_token(next).is_break() || eos.contains(&next) {
                 break;
             }
             input = Tensor::new(&[[next]], &self.device)?;

@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 
 use glassbox_analysis::steering::{self, ControlVector};
-use serde_json::json;
 
 use crate::analysis_cli::{self, OutputArgs};
 use crate::render::{self, svg, Bar, BarChart};
@@ -63,54 +62,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ControlVector::from_contrast(&model, &positive, &negative, layers, false)?
         }
     };
-    let vector = if args.no_normalize {
-        raw.clone()
-    } else {
-        raw.normalized()
-    };
-    if let Some((layer, _)) = vector
-        .directions
-        .iter()
-        .find(|(_, v)| v.iter().any(|x| !x.is_finite()))
-    {
-        return Err(crate::invalid!(
-            "the direction at layer {layer} is not finite (the model's activations there are NaN or infinite): nothing written"
-        ));
-    }
-    vector.write(&args.out)?;
-    // read it back: what we wrote must be what a reader (llama.cpp's checks) sees; a file
-    // that fails that is not left behind
-    let checked = ControlVector::read(&args.out)
-        .map_err(anyhow::Error::from)
-        .and_then(|back| {
-            if back.directions == vector.directions {
-                Ok(())
-            } else {
-                Err(anyhow::anyhow!(
-                    "{}: the control vector read back differs from the one written",
-                    args.out.display()
-                ))
-            }
-        });
-    if let Err(e) = checked {
-        let _ = std::fs::remove_file(&args.out);
-        return Err(e);
-    }
-    let norms: Vec<(usize, f32)> = raw
-        .directions
-        .iter()
-        .map(|(l, v)| (*l, v.iter().map(|x| x * x).sum::<f32>().sqrt()))
-        .collect();
+    let vector = steering::write_checked(&raw, !args.no_normalize, &args.out)?;
+    let norms = raw.norms();
 
     if args.output.json {
-        analysis_cli::print_json(&json!({
-            "model": args.model,
-            "out": args.out,
-            "model_hint": vector.model_hint,
-            "d_model": vector.d_model,
-            "normalized": !args.no_normalize,
-            "layers": norms.iter().map(|(l, n)| json!({"layer": l, "hook": format!("blocks.{l}.hook_resid_post"), "mean_difference_norm": n})).collect::<Vec<_>>(),
-        }))?;
+        analysis_cli::print_json(&steering::document(
+            &args.model.display().to_string(),
+            Some(&args.out),
+            &raw,
+            !args.no_normalize,
+        ))?;
     } else {
         println!(
             "wrote {} ({} direction{}, d_model {}, model hint {:?}){}",

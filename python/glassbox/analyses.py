@@ -1,0 +1,138 @@
+"""The analyses and the audit. Each returns a dict with exactly the fields of the CLI's
+``--json`` document for the same request (one library function builds both), ``model`` being
+the path the model was loaded from."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from . import _native
+from .model import HookedModel, _as_numpy
+
+
+def _check(model) -> "_native.Model":
+    if not isinstance(model, HookedModel):
+        raise TypeError(f"expected a HookedModel (glassbox.load), got {type(model).__name__}")
+    return model._m
+
+
+def predictions(model: HookedModel, input, top_k: int = 5, all_positions: bool = False) -> dict:
+    """The top next tokens (``glassbox run --json``) of a text or token ids."""
+    m = _check(model)
+    if isinstance(input, str):
+        ids = m.encode(input)
+    else:
+        ids = [int(t) for t in np.atleast_1d(_as_numpy(input)).reshape(-1)]
+    return json.loads(_native.predictions(m, ids, top_k, all_positions))
+
+
+def lens(model: HookedModel, prompt: str, top_k: int = 5, target: str | None = None) -> dict:
+    """The logit lens (``glassbox lens --json``): each layer's top tokens per position and the
+    probability and rank of ``target`` (a token text or ``"#id"``; default: the model's own
+    prediction)."""
+    return json.loads(_native.lens(_check(model), prompt, top_k, target))
+
+
+def attribute(
+    model: HookedModel,
+    prompt: str,
+    target: str,
+    versus: str | None = None,
+    position: int | None = None,
+) -> dict:
+    """Direct logit attribution (``glassbox attribute --json``) of ``target`` (minus
+    ``versus``) at ``position`` (default: the last) to embeddings, heads, MLPs and biases."""
+    return json.loads(_native.attribute(_check(model), prompt, target, versus, position))
+
+
+def heads(model: HookedModel, seq_len: int = 20, batch: int = 8, seed: int = 0, top: int = 0) -> dict:
+    """Previous-token, duplicate-token, induction and first-token scores of every head on
+    repeated random tokens (``glassbox heads --json``)."""
+    return json.loads(_native.heads(_check(model), seq_len, batch, seed, top))
+
+
+def patch(
+    model: HookedModel,
+    clean: str,
+    corrupt: str,
+    answer: str,
+    wrong: str,
+    what: str = "resid_pre",
+    method: str = "activation",
+) -> dict:
+    """Activation or attribution patching from ``corrupt`` into ``clean`` (``glassbox patch
+    --json``): ``what`` is resid_pre, attn_out, mlp_out or heads; ``method`` activation,
+    attribution or both. Ctrl-C stops it between steps."""
+    return json.loads(_native.patch(_check(model), clean, corrupt, answer, wrong, what, method))
+
+
+def ablate(
+    model: HookedModel,
+    text: str,
+    targets: Sequence[str],
+    method: str = "zero",
+    reference: Sequence[str] = (),
+    seed: int = 0,
+    each: bool = False,
+) -> dict:
+    """Zero, mean or resample ablation (``glassbox ablate --json``) of ``targets``
+    (``L1H0``, ``L2MLP``, ``L0N17``, ``heads``, …), together or ``each`` on its own; mean and
+    resample ablation take their values from the ``reference`` texts."""
+    if isinstance(targets, str):
+        targets = [targets]
+    if isinstance(reference, str):
+        reference = [reference]
+    return json.loads(
+        _native.ablate(_check(model), text, list(targets), method, list(reference), seed, each)
+    )
+
+
+def steer(
+    model: HookedModel,
+    positive: Sequence[str],
+    negative: Sequence[str],
+    layers: str,
+    normalize: bool = True,
+    out: str | os.PathLike | None = None,
+) -> dict:
+    """A steering vector from contrasting prompts (``glassbox steer --json``): the mean
+    residual stream entering each block of ``layers`` (``"1-3"``) over ``positive`` minus over
+    ``negative``. With ``out`` it is written as llama.cpp's control-vector GGUF. The dict also
+    holds ``directions``: {layer: float32 array} as written (unit length unless
+    ``normalize=False``), to add at ``blocks.{layer}.hook_resid_post``."""
+    if isinstance(positive, str):
+        positive = [positive]
+    if isinstance(negative, str):
+        negative = [negative]
+    doc, directions = _native.steer(
+        _check(model),
+        list(positive),
+        list(negative),
+        str(layers),
+        normalize,
+        None if out is None else os.fspath(out),
+    )
+    result = json.loads(doc)
+    result["directions"] = {layer: np.asarray(v, dtype=np.float32) for layer, v in directions}
+    return result
+
+
+def experts(model: HookedModel, prompt: str) -> dict:
+    """Which experts each token is routed to, per mixture-of-experts layer (``glassbox experts
+    --json``)."""
+    return json.loads(_native.experts(_check(model), prompt))
+
+
+def audit(target: str | os.PathLike) -> dict:
+    """The openness audit (``glassbox audit --json``) of a release folder, a Model Openness
+    Tool file or a registry id (``"meta-llama/Llama-3.1-8B"``)."""
+    return json.loads(_native.audit(os.fspath(target)))
+
+
+def audit_registry() -> list | dict:
+    """The built-in registry of releases (``glassbox audit --list --json``)."""
+    return json.loads(_native.audit_registry())

@@ -1,0 +1,442 @@
+"""``HookedModel``: TransformerLens' API over glassbox's engine."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence, Union
+
+import numpy as np
+
+from . import _native
+from .cache import ActivationCache
+
+#: What a model can be run on: a text, several texts, or token ids ([pos] or [batch, pos]).
+Input = Union[str, Sequence[str], np.ndarray, Sequence[int], Sequence[Sequence[int]], Any]
+#: A hook function: ``fn(activation, hook)`` returns None (keep the activation, edited in place
+#: or not) or an array of the same shape to use instead.
+HookFn = Callable[[np.ndarray, "HookPoint"], Any]
+#: Which hooks: a name, a glob (``"blocks.*.hook_resid_post"``), a list of either, or a
+#: function of the name returning True for the hooks wanted.
+NameFilter = Union[str, Sequence[str], Callable[[str], bool], None]
+
+
+@dataclass(frozen=True)
+class Config:
+    """A model's dimensions (TransformerLens' ``model.cfg``)."""
+
+    architecture: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_key_value_heads: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    n_ctx: int
+    causal: bool
+    learned_positions: bool
+    has_unembedding: bool
+    has_tokenizer: bool
+    numerics: str
+    eos_token_ids: list = field(default_factory=list)
+    bos_token_id: int | None = None
+    pad_token_id: int | None = None
+
+
+class HookPoint:
+    """The hook point a hook function is called at: ``hook.name`` is its TransformerLens name."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def layer(self) -> int:
+        """The block index in the name (``blocks.3.…`` -> 3)."""
+        m = re.match(r"blocks\.(\d+)\.", self.name)
+        if m is None:
+            raise ValueError(f"{self.name!r} is not inside a block")
+        return int(m.group(1))
+
+    def __repr__(self) -> str:
+        return f"HookPoint({self.name!r})"
+
+
+def _as_numpy(x) -> np.ndarray:
+    """An array from NumPy arrays, lists, or torch tensors (detached, on the CPU)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _native_hook(fn: HookFn):
+    """Wraps a user's hook function for the engine: the activation as a NumPy view of the
+    engine's tensor, and the answer as a float32 array (None when unchanged or edited in place)."""
+
+    def call(held, name):
+        act = np.asarray(held)
+        out = fn(act, HookPoint(name))
+        if out is None or (out is act and not held.copied):
+            if held.copied:
+                # A widened copy (bf16): edits in place must be sent back.
+                return np.ascontiguousarray(act, dtype=np.float32)
+            return None
+        arr = _as_numpy(out)
+        if arr.shape != act.shape:
+            raise ValueError(
+                f"the hook at {name!r} returned shape {tuple(arr.shape)}; the activation is {tuple(act.shape)}"
+            )
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+    return call
+
+
+class HookedModel:
+    """A loaded model with TransformerLens' API: ``model(tokens)``, ``run_with_cache``,
+    ``run_with_hooks``, ``generate``, ``to_tokens`` … Arrays are NumPy, batch first; the
+    engine runs without the GIL, and Ctrl-C interrupts long calls. Make one with
+    :func:`glassbox.load`."""
+
+    def __init__(self, native: "_native.Model"):
+        self._m = native
+        info = native.info()
+        #: What the loader tolerated in the files (also issued as warnings by ``load``).
+        self.warnings: list[str] = info.pop("warnings")
+        self.cfg = Config(**info)
+        self.path: str = native.path
+        self._hook_names: list[str] | None = None
+
+    def __repr__(self) -> str:
+        c = self.cfg
+        return f"HookedModel({self.path!r}: {c.architecture}, {c.n_layers} layers, d_model {c.d_model})"
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def _bos(self) -> int:
+        if self.cfg.bos_token_id is None:
+            raise ValueError(f"{self.path}: the config names no bos_token_id to prepend")
+        return self.cfg.bos_token_id
+
+    def _encode(self, text: str, prepend_bos: bool | None) -> list[int]:
+        if not isinstance(text, str):
+            raise TypeError(f"expected text, got {type(text).__name__}")
+        ids = list(self._m.encode(text))
+        if prepend_bos is True and (not ids or ids[0] != self._bos()):
+            ids.insert(0, self._bos())
+        elif prepend_bos is False and ids and self.cfg.bos_token_id is not None and ids[0] == self.cfg.bos_token_id:
+            ids = ids[1:]
+        return ids
+
+    def _pad_id(self) -> int:
+        """The pad token, else the first end-of-sequence token, else 0 (padding is masked, so
+        any id in the vocabulary serves)."""
+        for t in [self.cfg.pad_token_id, *self.cfg.eos_token_ids]:
+            if t is not None and 0 <= t < self.cfg.d_vocab:
+                return t
+        return 0
+
+    def _batch(self, input: Input, prepend_bos: bool | None = None):
+        """Token ids uint32 [batch, pos] and, for texts of unequal length, the attention mask."""
+        if isinstance(input, str):
+            input = [input]
+        if isinstance(input, (list, tuple)) and input and all(isinstance(t, str) for t in input):
+            rows = [self._encode(t, prepend_bos) for t in input]
+            if any(len(r) == 0 for r in rows):
+                raise ValueError("a text has no tokens")
+            width = max(len(r) for r in rows)
+            ids = np.full((len(rows), width), self._pad_id(), dtype=np.uint32)
+            mask = np.zeros((len(rows), width), dtype=np.uint32)
+            for i, r in enumerate(rows):
+                ids[i, : len(r)] = r
+                mask[i, : len(r)] = 1
+            return ids, (mask if mask.min() == 0 else None)
+        arr = _as_numpy(input)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] == 0:
+            raise ValueError(f"token ids must be [pos] or [batch, pos] with pos ≥ 1, got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"token ids must be integers, got {arr.dtype}")
+        if arr.size and (arr.min() < 0 or arr.max() >= self.cfg.d_vocab):
+            raise ValueError(f"token ids must be in 0 … {self.cfg.d_vocab - 1}")
+        return np.ascontiguousarray(arr, dtype=np.uint32), None
+
+    @staticmethod
+    def _mask(attention_mask, ids: np.ndarray, own):
+        if attention_mask is None:
+            return own
+        m = np.ascontiguousarray(_as_numpy(attention_mask), dtype=np.uint32)
+        if m.ndim == 1:
+            m = m[None, :]
+        if m.shape != ids.shape:
+            raise ValueError(f"attention_mask has shape {m.shape}; the tokens {ids.shape}")
+        return m
+
+    def to_tokens(self, input: str | Sequence[str], prepend_bos: bool | None = None) -> np.ndarray:
+        """Token ids int64 [batch, pos] of a text or a list of texts (right-padded with the pad
+        token). ``prepend_bos``: None keeps what the tokenizer does (as the CLI), True makes
+        sure the first token is BOS, False removes a BOS the tokenizer added."""
+        ids, _ = self._batch(input, prepend_bos)
+        return ids.astype(np.int64)
+
+    def to_str_tokens(self, input: Input, prepend_bos: bool | None = None) -> list[str] | list[list[str]]:
+        """Each token as a string: of a text, or of token ids ([pos] gives a list, [batch, pos]
+        a list per row)."""
+        if isinstance(input, str):
+            return list(self._m.str_tokens(self._encode(input, prepend_bos)))
+        arr = _as_numpy(input)
+        if arr.ndim == 0:
+            arr = arr[None]
+        if arr.ndim == 2:
+            return [list(self._m.str_tokens([int(t) for t in row])) for row in arr]
+        return list(self._m.str_tokens([int(t) for t in arr]))
+
+    def to_string(self, tokens) -> str | list[str]:
+        """The text of token ids ([pos] -> a string, [batch, pos] -> a list of strings)."""
+        arr = _as_numpy(tokens)
+        if arr.ndim == 2:
+            return [self._m.decode([int(t) for t in row]) for row in arr]
+        return self._m.decode([int(t) for t in np.atleast_1d(arr)])
+
+    def to_single_token(self, text: str) -> int:
+        """The id of a text that is one token (no BOS counted)."""
+        ids = self._encode(text, prepend_bos=False)
+        if len(ids) != 1:
+            raise ValueError(f"{text!r} is {len(ids)} tokens, not one")
+        return ids[0]
+
+    # --- forward passes --------------------------------------------------------------------
+
+    def hook_names(self) -> list[str]:
+        """Every hook point of the model, in the order a forward pass reaches them."""
+        if self._hook_names is None:
+            _, cached = self._m.forward(np.zeros((1, 1), dtype=np.uint32), cache=["*"])
+            self._hook_names = [name for name, _ in cached]
+        return list(self._hook_names)
+
+    def _patterns(self, names: NameFilter) -> list[str]:
+        if names is None:
+            return ["*"]
+        if isinstance(names, str):
+            return [names]
+        if callable(names):
+            return [n for n in self.hook_names() if names(n)]
+        names = list(names)
+        if not all(isinstance(n, str) for n in names):
+            raise TypeError("hook names are strings")
+        return names
+
+    def _hooks(self, fwd_hooks: Iterable) -> list:
+        hooks = []
+        for item in fwd_hooks or ():
+            try:
+                names, fn = item
+            except (TypeError, ValueError):
+                raise TypeError("fwd_hooks is a list of (name or filter, function) pairs") from None
+            if not callable(fn):
+                raise TypeError(f"the hook for {names!r} is not a function")
+            patterns = self._patterns(names)
+            if patterns:
+                hooks.append((patterns, _native_hook(fn)))
+        return hooks
+
+    def _finish(self, logits, ids, mask, return_type: str | None, loss_per_token: bool = False):
+        if return_type is None:
+            return None
+        logits = np.asarray(logits)
+        if return_type == "logits":
+            return logits
+        loss = _next_token_loss(logits, ids, mask, loss_per_token)
+        if return_type == "loss":
+            return loss
+        if return_type == "both":
+            return logits, loss
+        raise ValueError(f"return_type {return_type!r}: expected 'logits', 'loss', 'both' or None")
+
+    def __call__(
+        self,
+        input: Input,
+        return_type: str | None = "logits",
+        attention_mask=None,
+        prepend_bos: bool | None = None,
+        loss_per_token: bool = False,
+    ):
+        """Runs the model: logits float32 [batch, pos, d_vocab] (``return_type="logits"``), the
+        mean next-token loss (``"loss"``, per token with ``loss_per_token``), both, or None."""
+        ids, own = self._batch(input, prepend_bos)
+        mask = self._mask(attention_mask, ids, own)
+        logits, _ = self._m.forward(ids, mask=mask)
+        return self._finish(logits, ids, mask, return_type, loss_per_token)
+
+    forward = __call__
+
+    def run_with_cache(
+        self,
+        input: Input,
+        names_filter: NameFilter = None,
+        return_type: str | None = "logits",
+        attention_mask=None,
+        prepend_bos: bool | None = None,
+        stop_at_layer: int | None = None,
+    ):
+        """Runs the model and keeps the activations ``names_filter`` selects (all by default):
+        returns ``(logits, cache)`` with ``cache[hook_name]`` a NumPy array, batch first.
+        With ``stop_at_layer=N`` only blocks 0 … N−1 run and the first value is the residual
+        stream after them, as in TransformerLens."""
+        ids, own = self._batch(input, prepend_bos)
+        mask = self._mask(attention_mask, ids, own)
+        patterns = self._patterns(names_filter)
+        stop = None
+        if stop_at_layer is not None:
+            if not 1 <= stop_at_layer <= self.cfg.n_layers:
+                raise ValueError(f"stop_at_layer must be 1 … {self.cfg.n_layers}")
+            stop = f"blocks.{stop_at_layer - 1}.hook_resid_post"
+            patterns = patterns + [stop]
+        logits, cached = self._m.forward(ids, mask=mask, cache=patterns, stop_after=stop)
+        acts = {name: np.asarray(held) for name, held in cached}
+        if stop is not None:
+            resid = acts[stop]
+            if stop not in self._patterns(names_filter) and not _matches(self._patterns(names_filter), stop):
+                del acts[stop]
+            return resid, ActivationCache(acts, self.cfg.n_layers)
+        return self._finish(logits, ids, mask, return_type), ActivationCache(acts, self.cfg.n_layers)
+
+    def run_with_hooks(
+        self,
+        input: Input,
+        fwd_hooks: Iterable = (),
+        return_type: str | None = "logits",
+        attention_mask=None,
+        prepend_bos: bool | None = None,
+        loss_per_token: bool = False,
+    ):
+        """Runs the model with ``fwd_hooks``: ``[(name or filter, fn)]``, where
+        ``fn(activation, hook)`` may edit the activation in place or return a replacement of
+        the same shape; the rest of the pass sees the change. Exceptions in a hook propagate."""
+        ids, own = self._batch(input, prepend_bos)
+        mask = self._mask(attention_mask, ids, own)
+        logits, _ = self._m.forward(ids, mask=mask, hooks=self._hooks(fwd_hooks))
+        return self._finish(logits, ids, mask, return_type, loss_per_token)
+
+    def generate(
+        self,
+        input: Input = "",
+        max_new_tokens: int = 10,
+        stop_at_eos: bool = True,
+        do_sample: bool = True,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+        seed: int = 0,
+        fwd_hooks: Iterable = (),
+        prepend_bos: bool | None = None,
+        return_type: str = "input",
+    ):
+        """Continues the input with a KV cache: sampling (``do_sample``, with ``temperature``,
+        ``top_k``, ``top_p`` and ``seed``) or greedy; ``fwd_hooks`` apply at every step. Returns
+        what the input was (``return_type="input"``: a string for a string, token ids for ids),
+        or ``"str"`` / ``"tokens"``. Each row of a batch is continued on its own."""
+        if max_new_tokens < 0:
+            raise ValueError("max_new_tokens must be ≥ 0")
+        ids, own = self._batch(input, prepend_bos)
+        if own is not None:
+            raise ValueError("generate continues texts one at a time: give texts of one token length, or one text")
+        hooks = self._hooks(fwd_hooks)
+        rows = []
+        for row in ids:
+            new = self._m.generate(
+                [int(t) for t in row],
+                max_new_tokens,
+                temperature=float(temperature) if do_sample else 0.0,
+                top_k=int(top_k or 0),
+                top_p=float(top_p if top_p is not None else 1.0),
+                seed=int(seed),
+                stop_at_eos=stop_at_eos,
+                hooks=hooks,
+            )
+            rows.append(np.concatenate([row.astype(np.int64), np.asarray(new, dtype=np.int64)]))
+        if return_type == "input":
+            return_type = "str" if isinstance(input, str) or (
+                isinstance(input, (list, tuple)) and input and isinstance(input[0], str)
+            ) else "tokens"
+        if return_type == "str":
+            texts = [self._m.decode([int(t) for t in r]) for r in rows]
+            return texts[0] if len(texts) == 1 else texts
+        if return_type == "tokens":
+            width = max(len(r) for r in rows)
+            out = np.full((len(rows), width), self._pad_id(), dtype=np.int64)
+            for i, r in enumerate(rows):
+                out[i, : len(r)] = r
+            return out
+        raise ValueError(f"return_type {return_type!r}: expected 'input', 'str' or 'tokens'")
+
+
+def _matches(patterns: list[str], name: str) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _next_token_loss(logits: np.ndarray, ids: np.ndarray, mask, per_token: bool):
+    """Mean cross-entropy of each next token (float32, as TransformerLens computes it); with a
+    mask, only over predictions of real tokens."""
+    x = logits[:, :-1, :]
+    peak = x.max(axis=-1, keepdims=True)
+    log_z = np.log(np.exp(x - peak).sum(axis=-1, keepdims=True)) + peak
+    target = ids[:, 1:].astype(np.int64)[..., None]
+    nll = (log_z - np.take_along_axis(x, target, axis=-1))[..., 0]
+    if per_token:
+        return nll
+    if mask is not None:
+        keep = mask[:, 1:].astype(bool)
+        return float(nll[keep].mean())
+    return float(nll.mean())
+
+
+def load(
+    path: str | os.PathLike,
+    dtype=None,
+    device: str = "cpu",
+    *,
+    numerics: str | None = None,
+    adapter: str | os.PathLike | None = None,
+    sae: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    sae_error_term: bool = False,
+) -> HookedModel:
+    """Loads what the CLI opens: a Hub snapshot folder (config.json + safetensors), a GGUF file
+    (quantized too; ``numerics="llamacpp"`` or ``"f32"`` as the CLI's ``--numerics``), with a
+    PEFT LoRA ``adapter`` folder applied unmerged and SAELens ``sae`` folders spliced in
+    (``sae_error_term`` as SAELens's ``use_error_term``). ``dtype``: float32 (default),
+    float16 or bfloat16 (names, NumPy or torch dtypes). Only ``device="cpu"`` exists.
+
+    Raises ``FileNotFoundError`` / ``OSError`` for files that cannot be used, ``ValueError``
+    for bad arguments."""
+    if str(device) != "cpu":
+        raise ValueError(f"device {device!r}: glassbox runs on the CPU only")
+    saes = [] if sae is None else [sae] if isinstance(sae, (str, os.PathLike)) else list(sae)
+    native = _native.load(
+        os.fspath(path),
+        dtype=_dtype_name(dtype),
+        numerics=numerics,
+        adapter=None if adapter is None else os.fspath(adapter),
+        saes=[os.fspath(s) for s in saes],
+        sae_error_term=sae_error_term,
+    )
+    model = HookedModel(native)
+    for w in model.warnings:
+        warnings.warn(w, stacklevel=2)
+    return model
+
+
+def _dtype_name(dtype) -> str:
+    if dtype is None:
+        return "float32"
+    name = str(dtype).removeprefix("torch.")
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        pass
+    return {"half": "float16", "float": "float32"}.get(name, name)

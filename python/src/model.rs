@@ -1,0 +1,324 @@
+//! `glassbox._native.Model`: a loaded model and its forward passes — logits, caches by
+//! TransformerLens hook name, Python functions at hook points — and generation.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Tensor};
+use glassbox_models::{GenerateOptions, HookedModel, Hooks, LoadOptions, NameFilter, Numerics};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::arrays::{ids_from_u32, tensor_from_f32, Held};
+use crate::errors::{call_error, file_error, invalid, invalid_anyhow};
+use crate::work;
+
+#[pyclass(module = "glassbox._native", frozen)]
+pub struct Model {
+    pub inner: Arc<HookedModel>,
+    /// The path it was loaded from, as given (the `model` field of the analyses' documents).
+    #[pyo3(get)]
+    pub path: String,
+}
+
+fn parse_dtype(s: &str) -> PyResult<DType> {
+    match s {
+        "f32" | "float32" => Ok(DType::F32),
+        "f16" | "float16" => Ok(DType::F16),
+        "bf16" | "bfloat16" => Ok(DType::BF16),
+        other => Err(invalid(format!(
+            "unknown dtype `{other}` (expected float32, float16 or bfloat16)"
+        ))),
+    }
+}
+
+fn parse_numerics(s: Option<&str>) -> PyResult<Option<Numerics>> {
+    match s {
+        None => Ok(None),
+        Some("llamacpp") => Ok(Some(Numerics::LlamaCpp)),
+        Some("f32") => Ok(Some(Numerics::F32)),
+        Some(other) => Err(invalid(format!(
+            "unknown numerics `{other}` (expected llamacpp or f32)"
+        ))),
+    }
+}
+
+/// Loads a model as the CLI does: a Hub folder, a safetensors checkpoint or a GGUF file
+/// (quantized too), with a PEFT adapter applied unmerged and SAEs spliced in.
+#[pyfunction]
+#[pyo3(signature = (path, dtype="float32", numerics=None, adapter=None, saes=Vec::new(), sae_error_term=false))]
+pub fn load(
+    py: Python<'_>,
+    path: PathBuf,
+    dtype: &str,
+    numerics: Option<&str>,
+    adapter: Option<PathBuf>,
+    saes: Vec<PathBuf>,
+    sae_error_term: bool,
+) -> PyResult<Model> {
+    let dtype = parse_dtype(dtype)?;
+    let numerics = parse_numerics(numerics)?;
+    if !path.exists() {
+        return Err(pyo3::exceptions::PyFileNotFoundError::new_err(format!(
+            "{}: no such file or directory",
+            path.display()
+        )));
+    }
+    for dir in adapter.iter().chain(&saes) {
+        if !dir.is_dir() {
+            return Err(pyo3::exceptions::PyFileNotFoundError::new_err(format!(
+                "{}: no such folder",
+                dir.display()
+            )));
+        }
+    }
+    let shown = path.display().to_string();
+    let model = work::run(
+        py,
+        move |_| -> anyhow::Result<HookedModel> {
+            let lora = match &adapter {
+                Some(dir) => {
+                    let a = glassbox_formats::peft::LoraAdapter::open(dir).map_err(|e| {
+                        anyhow::Error::from(e)
+                            .context(format!("reading the adapter {}", dir.display()))
+                    })?;
+                    Some(glassbox_models::lora::LoraSource::Apply(Arc::new(a)))
+                }
+                None => None,
+            };
+            let opts = LoadOptions {
+                dtype,
+                numerics,
+                lora,
+                ..LoadOptions::default()
+            };
+            let model = HookedModel::load(&path, &opts)
+                .map_err(|e| anyhow::Error::from(e).context(format!("loading {}", path.display())))?;
+            if saes.is_empty() {
+                return Ok(model);
+            }
+            let loaded = saes
+                .iter()
+                .map(|dir| {
+                    glassbox_features::Sae::load(dir).map_err(|e| {
+                        anyhow::Error::from(e).context(format!("loading the SAE {}", dir.display()))
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let opts = glassbox_features::SpliceOptions {
+                error_term: sae_error_term,
+            };
+            Ok(glassbox_features::splice(model, loaded, opts)?)
+        },
+        file_error,
+    )?;
+    Ok(Model {
+        inner: Arc::new(model),
+        path: shown,
+    })
+}
+
+/// A forward pass's hooks as the binding receives them.
+type PyHooks = Vec<(Vec<String>, Py<PyAny>)>;
+
+fn filter(patterns: &[String]) -> anyhow::Result<NameFilter> {
+    NameFilter::new(patterns).map_err(|e| invalid_anyhow(format!("hook name pattern: {e}")))
+}
+
+/// Adds each Python function to `hooks` at the points its patterns match. A function's
+/// exception is kept in `raised` (the pass then fails, and the call re-raises it).
+fn add_python_hooks(
+    hooks: &mut Hooks<'_>,
+    fns: PyHooks,
+    raised: &Arc<Mutex<Option<PyErr>>>,
+    cancel: &work::Cancel,
+) -> anyhow::Result<()> {
+    for (patterns, func) in fns {
+        let raised = Arc::clone(raised);
+        let cancel = cancel.clone();
+        hooks.add_fn(filter(&patterns)?, move |name: &str, t: &Tensor| {
+            if cancel.is_set() {
+                candle_core::bail!("interrupted");
+            }
+            Python::attach(|py| {
+                let fail = |e: PyErr| {
+                    *raised.lock().expect("hook error slot") = Some(e);
+                    candle_core::Error::Msg(format!("the Python hook at `{name}` raised"))
+                };
+                let held = Py::new(py, Held::new(t)?).map_err(fail)?;
+                let out = func.call1(py, (held, name)).map_err(fail)?;
+                if out.is_none(py) {
+                    return Ok(None);
+                }
+                tensor_from_f32(py, out.bind(py), t.dtype())
+                    .map(Some)
+                    .map_err(fail)
+            })
+        });
+    }
+    Ok(())
+}
+
+/// What a forward pass gives back: the logits (none when it stopped early) and the cache.
+type Forward = (Option<Held>, Vec<(String, Held)>);
+
+#[pymethods]
+impl Model {
+    /// The model's dimensions and what it was loaded with, as a dict.
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let m = &self.inner;
+        let i = m.info();
+        let d = PyDict::new(py);
+        d.set_item("architecture", &i.architecture)?;
+        d.set_item("n_layers", i.n_layers)?;
+        d.set_item("d_model", i.d_model)?;
+        d.set_item("n_heads", i.n_heads)?;
+        d.set_item("n_key_value_heads", i.n_kv_heads)?;
+        d.set_item("d_head", i.d_head)?;
+        d.set_item("d_mlp", i.d_mlp)?;
+        d.set_item("d_vocab", i.d_vocab)?;
+        d.set_item("n_ctx", i.n_ctx)?;
+        d.set_item("causal", i.causal)?;
+        d.set_item("learned_positions", i.learned_positions)?;
+        d.set_item("has_unembedding", m.model.has_unembedding())?;
+        d.set_item("has_tokenizer", m.tokenizer.is_some())?;
+        d.set_item("numerics", m.numerics.name())?;
+        d.set_item("eos_token_ids", &m.eos_token_ids)?;
+        let id = |key: &str| m.config.get(key).and_then(|v| v.as_u64());
+        d.set_item("bos_token_id", id("bos_token_id"))?;
+        d.set_item("pad_token_id", id("pad_token_id"))?;
+        d.set_item("warnings", &m.warnings)?;
+        Ok(d)
+    }
+
+    /// Token ids of `text`, special tokens included where the tokenizer adds them.
+    fn encode(&self, text: &str) -> PyResult<Vec<u32>> {
+        self.inner
+            .to_tokens(text)
+            .map_err(|e| call_error(e.into()))
+    }
+
+    /// The text of `ids`.
+    fn decode(&self, ids: Vec<u32>) -> PyResult<String> {
+        self.inner.decode(&ids).map_err(|e| call_error(e.into()))
+    }
+
+    /// Each of `ids` as its own string.
+    fn str_tokens(&self, ids: Vec<u32>) -> PyResult<Vec<String>> {
+        self.inner
+            .ids_to_str_tokens(&ids)
+            .map_err(|e| call_error(e.into()))
+    }
+
+    /// One forward pass over `ids` (uint32 [batch, pos]) with an optional attention `mask`
+    /// (same shape, 1 = token). `cache`: hook-name patterns whose activations to keep.
+    /// `hooks`: (patterns, function) pairs; each function gets (activation, name) and returns
+    /// None or a float32 replacement of the same shape. `stop_after`: end the pass after that
+    /// hook point (no logits then).
+    #[pyo3(signature = (ids, mask=None, cache=None, hooks=Vec::new(), stop_after=None))]
+    fn forward(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        mask: Option<&Bound<'_, PyAny>>,
+        cache: Option<Vec<String>>,
+        hooks: PyHooks,
+        stop_after: Option<String>,
+    ) -> PyResult<Forward> {
+        let ids = ids_from_u32(py, ids)?;
+        let mask = mask.map(|m| ids_from_u32(py, m)).transpose()?;
+        let model = Arc::clone(&self.inner);
+        work::run(
+            py,
+            move |cancel| -> anyhow::Result<Forward> {
+                let raised = Arc::new(Mutex::new(None));
+                let mut h = match &cache {
+                    Some(patterns) => Hooks::caching(filter(patterns)?),
+                    None => Hooks::none(),
+                };
+                add_python_hooks(&mut h, hooks, &raised, cancel)?;
+                if let Some(name) = &stop_after {
+                    h.stop_after(name.clone());
+                }
+                let result = match &mask {
+                    Some(m) => model.run_masked(&ids, m, &mut h),
+                    None => model.run_with_hooks(&ids, &mut h),
+                };
+                if let Some(e) = raised.lock().expect("hook error slot").take() {
+                    return Err(anyhow::Error::new(e));
+                }
+                if cancel.is_set() {
+                    return Err(glassbox_analysis::AnalysisError::Cancelled.into());
+                }
+                let logits = match result {
+                    Ok(l) => Some(Held::new(&l)?),
+                    Err(_) if h.stopped() => None,
+                    Err(e) => return Err(e.into()),
+                };
+                let cached = h
+                    .take_cache()
+                    .iter()
+                    .map(|(name, t)| Ok((name.to_string(), Held::new(t)?)))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Ok((logits, cached))
+            },
+            call_error,
+        )
+    }
+
+    /// Continues `ids` by up to `max_new_tokens` tokens with a KV cache (greedy when
+    /// `temperature` is 0); `hooks` apply at every step. Returns the new tokens.
+    #[pyo3(signature = (ids, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, seed=0, stop_at_eos=true, hooks=Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn generate(
+        &self,
+        py: Python<'_>,
+        ids: Vec<u32>,
+        max_new_tokens: usize,
+        temperature: f64,
+        top_k: usize,
+        top_p: f64,
+        seed: u64,
+        stop_at_eos: bool,
+        hooks: PyHooks,
+    ) -> PyResult<Vec<u32>> {
+        if !(temperature >= 0.0 && temperature.is_finite()) {
+            return Err(invalid("temperature must be a finite number ≥ 0"));
+        }
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(invalid("top_p must be in (0, 1]"));
+        }
+        if ids.is_empty() {
+            return Err(invalid("the prompt has no tokens"));
+        }
+        let model = Arc::clone(&self.inner);
+        work::run(
+            py,
+            move |cancel| -> anyhow::Result<Vec<u32>> {
+                let raised = Arc::new(Mutex::new(None));
+                let mut h = Hooks::none();
+                add_python_hooks(&mut h, hooks, &raised, cancel)?;
+                let opts = GenerateOptions {
+                    max_new_tokens,
+                    temperature,
+                    top_k,
+                    top_p,
+                    seed,
+                    stop_at_eos,
+                };
+                let result = model.generate_until(&ids, &opts, &mut h, |_| {
+                    if cancel.is_set() {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    }
+                });
+                if let Some(e) = raised.lock().expect("hook error slot").take() {
+                    return Err(anyhow::Error::new(e));
+                }
+                Ok(result?)
+            },
+            call_error,
+        )
+    }
+}

@@ -1,0 +1,353 @@
+"""HookedModel: tokens, forward passes, caches and hooks, against the CLI on the same fixtures."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import glassbox
+from conftest import (
+    GPT2,
+    GPT2_GGUF_Q8,
+    GPT2_PEFT,
+    LLAMA,
+    PROMPT,
+    SAE,
+    cli,
+    cli_json,
+    close,
+    read_safetensors,
+)
+
+
+def trace(model_path, prompt, hooks, tmp_path, *extra):
+    out = tmp_path / "trace.safetensors"
+    cli("trace", model_path, "--prompt", prompt, "--hooks", hooks, "--out", out, *extra)
+    return read_safetensors(out)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def test_load_refuses_what_it_cannot_use(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        glassbox.load(tmp_path / "absent")
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(OSError, match="notes.txt"):
+        glassbox.load(tmp_path / "notes.txt")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\xff" * 60)
+    with pytest.raises(OSError, match="bad.gguf"):
+        glassbox.load(bad)
+    with pytest.raises(ValueError, match="dtype"):
+        glassbox.load(GPT2, dtype="int3")
+    with pytest.raises(ValueError, match="CPU"):
+        glassbox.load(GPT2, device="cuda")
+    with pytest.raises(ValueError, match="numerics"):
+        glassbox.load(GPT2, numerics="fast")
+    with pytest.raises(FileNotFoundError):
+        glassbox.load(GPT2, adapter=tmp_path / "no-adapter")
+
+
+def test_config_is_the_models(gpt2):
+    cfg = gpt2.cfg
+    assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_vocab) == (2, 64, 4, 16, 384)
+    assert cfg.architecture == "GPT2LMHeadModel" and cfg.causal and cfg.learned_positions
+    assert repr(gpt2).startswith("HookedModel(")
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+def test_tokens_are_the_clis(gpt2):
+    doc = cli_json("run", GPT2, "--prompt", PROMPT, "--json")
+    ids = gpt2.to_tokens(PROMPT)
+    assert ids.dtype == np.int64 and ids.shape == (1, len(doc["input_ids"]))
+    assert ids[0].tolist() == doc["input_ids"]
+    assert gpt2.to_string(ids[0]) == PROMPT
+    assert gpt2.to_string(ids) == [PROMPT]
+    strs = gpt2.to_str_tokens(PROMPT)
+    assert "".join(strs) == PROMPT and strs == gpt2.to_str_tokens(ids[0])
+    assert gpt2.to_str_tokens(ids) == [strs]
+    john = gpt2.to_tokens(" John")[0]
+    assert len(john) == 1 and gpt2.to_single_token(" John") == john[0]
+    with pytest.raises(ValueError, match="tokens, not one"):
+        gpt2.to_single_token(" John went")
+
+
+def test_prepend_bos(gpt2, llama):
+    plain = gpt2.to_tokens("Hello")[0].tolist()
+    assert gpt2.to_tokens("Hello", prepend_bos=False)[0].tolist() == plain
+    # Llama's BOS (this tokenizer does not add it): True prepends it once, False removes it.
+    bos = llama.cfg.bos_token_id
+    own = llama.to_tokens("Hello")[0].tolist()
+    assert own[0] != bos
+    with_bos = llama.to_tokens("Hello", prepend_bos=True)[0].tolist()
+    assert with_bos == [bos] + own
+    assert llama.to_str_tokens("Hello", prepend_bos=True)[1:] == llama.to_str_tokens("Hello")
+
+
+def test_texts_of_unequal_length_are_padded(gpt2):
+    ids = gpt2.to_tokens(["Hello there", PROMPT])
+    assert ids.shape[0] == 2 and ids.shape[1] == len(gpt2.to_tokens(PROMPT)[0])
+    # Padded rows run with an attention mask: the short row's logits are its own.
+    logits = gpt2(["Hello there", PROMPT])
+    short = gpt2("Hello there")
+    n = short.shape[1]
+    close(logits[0, :n], short[0], 1e-5)
+    close(logits[1], gpt2(PROMPT)[0], 1e-5)
+
+
+def test_bad_token_ids_are_value_errors(gpt2):
+    with pytest.raises(ValueError, match="0 … 383"):
+        gpt2(np.array([[1, 2, 60000]]))
+    with pytest.raises(ValueError, match="0 … 383"):
+        gpt2([-1, 2])
+    with pytest.raises(ValueError, match="integers"):
+        gpt2(np.array([0.5, 1.0]))
+    with pytest.raises(ValueError, match="shape"):
+        gpt2(np.zeros((1, 0), dtype=np.int64))
+    with pytest.raises(ValueError, match="positions"):
+        gpt2(np.zeros((1, 129), dtype=np.int64))
+
+
+# --- forward passes --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [GPT2, LLAMA], ids=["gpt2", "llama"])
+def test_logits_and_cache_equal_the_rust_library(path, tmp_path):
+    model = glassbox.load(path)
+    traced = trace(path, PROMPT, "*", tmp_path)
+    logits, cache = model.run_with_cache(PROMPT)
+    assert logits.dtype == np.float32 and logits.shape == traced["logits"].shape
+    close(logits, traced["logits"])
+    close(model(PROMPT), traced["logits"])
+    hooks = [k for k in traced if k != "input_ids"]
+    assert list(cache) == model.hook_names() and sorted(cache) == sorted(hooks)
+    for name in hooks:
+        close(cache[name], traced[name])
+
+
+def test_logits_equal_transformers(gpt2):
+    # The parity fixture's reference: transformers' own logits on the manifest's prompts.
+    expected = read_safetensors(GPT2 / "expected.safetensors")
+    key = next(k for k in expected if k.endswith("logits"))
+    ids_key = key.replace("logits", "input_ids")
+    ids = expected[ids_key] if ids_key in expected else None
+    if ids is None:
+        pytest.fail(f"expected.safetensors has no input ids beside {key}: {sorted(expected)[:8]}")
+    close(gpt2(ids), expected[key], 1e-4)
+
+
+def test_names_filter_forms(gpt2):
+    names = gpt2.hook_names()
+    assert "blocks.0.attn.hook_pattern" in names and "hook_embed" in names
+    _, one = gpt2.run_with_cache(PROMPT, names_filter="blocks.0.attn.hook_pattern")
+    assert list(one) == ["blocks.0.attn.hook_pattern"]
+    _, globbed = gpt2.run_with_cache(PROMPT, names_filter="blocks.*.hook_resid_post")
+    assert list(globbed) == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    _, chosen = gpt2.run_with_cache(PROMPT, names_filter=lambda n: n.endswith("hook_z"))
+    assert list(chosen) == ["blocks.0.attn.hook_z", "blocks.1.attn.hook_z"]
+    _, listed = gpt2.run_with_cache(PROMPT, names_filter=["hook_embed", "hook_pos_embed"])
+    assert sorted(listed) == ["hook_embed", "hook_pos_embed"]
+    n = gpt2.to_tokens(PROMPT).shape[1]
+    # TransformerLens' short keys, and stacking over layers.
+    assert one["pattern", 0].shape == (1, 4, n, n)
+    assert ("pattern", 0) in one and ("pattern", 1) not in one
+    assert globbed.stack_activation("resid_post").shape == (2, 1, n, 64)
+    with pytest.raises(KeyError, match="not in the cache"):
+        one["blocks.1.attn.hook_pattern"]
+
+
+def test_stop_at_layer_returns_the_residual_stream(gpt2):
+    _, full = gpt2.run_with_cache(PROMPT, names_filter="blocks.0.hook_resid_post")
+    resid, cache = gpt2.run_with_cache(PROMPT, names_filter="blocks.0.attn.hook_pattern", stop_at_layer=1)
+    close(resid, full["blocks.0.hook_resid_post"], 0)
+    assert list(cache) == ["blocks.0.attn.hook_pattern"]
+
+
+def test_cache_arrays_share_memory_and_do_not_alias_the_weights(gpt2):
+    clean = gpt2(PROMPT)
+    _, cache = gpt2.run_with_cache(PROMPT)
+    for name, a in cache.items():
+        assert not a.flags.owndata, f"{name} was copied"
+        assert a.flags.writeable
+        a[...] = np.nan  # writing into every cached activation changes no later pass
+    close(gpt2(PROMPT), clean, 0)
+
+
+def test_loss(gpt2):
+    logits, loss = gpt2(PROMPT, return_type="both")
+    ids = gpt2.to_tokens(PROMPT)[0]
+    lp = logits[0, :-1].astype(np.float64)
+    lp = lp - np.log(np.exp(lp - lp.max(-1, keepdims=True)).sum(-1, keepdims=True)) - lp.max(-1, keepdims=True)
+    nll = -lp[np.arange(len(ids) - 1), ids[1:]]
+    assert abs(loss - nll.mean()) < 1e-5
+    close(gpt2(PROMPT, return_type="loss", loss_per_token=True)[0], nll, 1e-5)
+    assert gpt2(PROMPT, return_type=None) is None
+    with pytest.raises(ValueError, match="return_type"):
+        gpt2(PROMPT, return_type="probs")
+
+
+# --- hooks -----------------------------------------------------------------------------------
+
+
+def test_zeroing_a_head_in_a_hook_is_the_clis_zero_ablation(gpt2):
+    doc = cli_json("ablate", GPT2, "--text", PROMPT, "--target", "L0H1", "--method", "zero", "--json")
+    result = doc["results"][0]
+
+    def zero_head(z, hook):
+        assert hook.name == "blocks.0.attn.hook_z" and hook.layer() == 0
+        z[:, :, 1, :] = 0.0  # in place, as in TransformerLens
+
+    per_token = gpt2.run_with_hooks(
+        PROMPT, fwd_hooks=[("blocks.0.attn.hook_z", zero_head)], return_type="loss", loss_per_token=True
+    )[0]
+    close(per_token, result["ablated_per_token"])
+    close(gpt2(PROMPT, return_type="loss", loss_per_token=True)[0], result["baseline_per_token"])
+
+    # Returning a replacement instead of editing in place: the same logits.
+    def replaced(z, hook):
+        z = z.copy()
+        z[:, :, 1, :] = 0.0
+        return z
+
+    close(
+        gpt2.run_with_hooks(PROMPT, fwd_hooks=[("blocks.0.attn.hook_z", replaced)]),
+        gpt2.run_with_hooks(PROMPT, fwd_hooks=[(lambda n: n == "blocks.0.attn.hook_z", zero_head)]),
+        0,
+    )
+
+
+def test_steering_in_a_hook_is_the_clis_control_vector(gpt2, tmp_path):
+    out = tmp_path / "steer.gguf"
+    doc = glassbox.steer(gpt2, ["I love this"], ["I hate this"], "1-1", out=out)
+    direction = doc["directions"][1]
+    scale = 4.0
+
+    def add(resid, hook):
+        return resid + scale * direction
+
+    ours = gpt2.generate(
+        "The weather today", max_new_tokens=8, do_sample=False, stop_at_eos=False,
+        fwd_hooks=[("blocks.1.hook_resid_post", add)], return_type="str",
+    )
+    theirs = cli("generate", GPT2, "--prompt", "The weather today", "--max-tokens", 8, "--ignore-eos",
+                 "--control-vector", f"{out}:{scale}")
+    assert ours == theirs.rstrip("\n")
+    plain = gpt2.generate("The weather today", max_new_tokens=8, do_sample=False, stop_at_eos=False)
+    assert plain != ours
+
+
+def test_hook_errors_propagate(gpt2):
+    class Boom(Exception):
+        pass
+
+    def boom(act, hook):
+        raise Boom(hook.name)
+
+    with pytest.raises(Boom, match="blocks.1.hook_resid_pre"):
+        gpt2.run_with_hooks(PROMPT, fwd_hooks=[("blocks.1.hook_resid_pre", boom)])
+    with pytest.raises(ValueError, match="returned shape"):
+        gpt2.run_with_hooks(PROMPT, fwd_hooks=[("hook_embed", lambda a, h: a[:, :1])])
+    with pytest.raises(TypeError, match="pairs"):
+        gpt2.run_with_hooks(PROMPT, fwd_hooks=[boom])
+    # The model is unharmed.
+    close(gpt2(PROMPT), gpt2(PROMPT), 0)
+
+
+def test_hooks_see_every_point_in_order(gpt2):
+    seen = []
+    gpt2.run_with_hooks(PROMPT, fwd_hooks=[(lambda n: True, lambda a, h: seen.append(h.name))])
+    assert seen == gpt2.hook_names()
+
+
+# --- generation ------------------------------------------------------------------------------
+
+
+def test_generate_is_the_clis(gpt2):
+    greedy = gpt2.generate("The Eiffel Tower", max_new_tokens=10, do_sample=False, stop_at_eos=False)
+    assert greedy == cli("generate", GPT2, "--prompt", "The Eiffel Tower", "--max-tokens", 10, "--ignore-eos").rstrip("\n")
+    sampled = gpt2.generate("The Eiffel Tower", max_new_tokens=10, temperature=0.8, top_k=20, seed=7, stop_at_eos=False)
+    assert sampled == cli("generate", GPT2, "--prompt", "The Eiffel Tower", "--max-tokens", 10, "--ignore-eos",
+                          "--temperature", 0.8, "--top-k", 20, "--seed", 7).rstrip("\n")
+    ids = gpt2.to_tokens("The Eiffel Tower")
+    tokens = gpt2.generate(ids, max_new_tokens=10, do_sample=False, stop_at_eos=False)
+    assert tokens.shape == (1, ids.shape[1] + 10) and gpt2.to_string(tokens[0]) == greedy
+
+
+# --- other files the CLI opens ---------------------------------------------------------------
+
+
+def test_quantized_gguf_equals_the_cli(tmp_path):
+    model = glassbox.load(GPT2_GGUF_Q8)
+    assert model.cfg.numerics == "llamacpp"
+    traced = trace(GPT2_GGUF_Q8, PROMPT, "blocks.*.hook_resid_post", tmp_path)
+    logits, cache = model.run_with_cache(PROMPT, names_filter="blocks.*.hook_resid_post")
+    close(logits, traced["logits"])
+    close(cache["resid_post", 1], traced["blocks.1.hook_resid_post"])
+    f32 = glassbox.load(GPT2_GGUF_Q8, numerics="f32")
+    assert f32.cfg.numerics == "f32"
+    close(f32(PROMPT), trace(GPT2_GGUF_Q8, PROMPT, "hook_embed", tmp_path, "--numerics", "f32")["logits"])
+
+
+def test_adapter_equals_the_cli(tmp_path):
+    model = glassbox.load(GPT2, adapter=GPT2_PEFT)
+    traced = trace(GPT2, PROMPT, "hook_embed", tmp_path, "--adapter", GPT2_PEFT)
+    close(model(PROMPT), traced["logits"])
+    assert float(np.abs(model(PROMPT) - glassbox.load(GPT2)(PROMPT)).max()) > 1e-4
+
+
+def test_sae_points_equal_the_cli(tmp_path):
+    model = glassbox.load(GPT2, sae=SAE)
+    point = "blocks.0.hook_mlp_out.hook_sae_acts_post"
+    assert point in model.hook_names()
+    traced = trace(GPT2, PROMPT, point, tmp_path, "--sae", SAE)
+    logits, cache = model.run_with_cache(PROMPT, names_filter=point)
+    close(cache[point], traced[point])
+    close(logits, traced["logits"])
+
+
+def test_half_precision(gpt2):
+    half = glassbox.load(GPT2, dtype="float16")
+    _, cache = half.run_with_cache(PROMPT, names_filter="blocks.1.hook_resid_post")
+    _, full = gpt2.run_with_cache(PROMPT, names_filter="blocks.1.hook_resid_post")
+    assert np.abs(cache["resid_post", 1] - full["resid_post", 1]).max() < 0.05
+    # A hook on a float16 activation gets a float16 view and may replace it.
+    seen = []
+    half.run_with_hooks(PROMPT, fwd_hooks=[("hook_embed", lambda a, h: seen.append(a.dtype) or a * 2)])
+    assert seen == [np.float16]
+    bf = glassbox.load(GPT2, dtype="bfloat16")
+    doubled = bf.run_with_hooks(PROMPT, fwd_hooks=[("hook_embed", lambda a, h: a.__imul__(0))])
+    zeroed = bf.run_with_hooks(PROMPT, fwd_hooks=[("hook_embed", lambda a, h: np.zeros_like(a))])
+    close(doubled, zeroed, 0)
+
+
+# --- the engine runs without the GIL ---------------------------------------------------------
+
+
+def test_the_gil_is_released_during_a_forward_pass(reference):
+    ticks = 0
+    done = threading.Event()
+
+    def count():
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    t = threading.Thread(target=count)
+    t.start()
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() - start < 0.5:
+            glassbox.heads(reference, seq_len=64, batch=16)
+    finally:
+        done.set()
+        t.join()
+    elapsed = time.perf_counter() - start
+    # Held by the engine, the other thread would barely run; without it, it ticks all along.
+    assert ticks > 0.25 * elapsed / 0.0011, (ticks, elapsed)
