@@ -11,11 +11,13 @@ export GLASSBOX_REQUIRE_BROWSER=1
 export CARGO_INCREMENTAL=0
 cargo test --workspace --all-targets
 cargo test --workspace --doc
-# The Python package, built as the README says (`pip install ./python`) into a venv of its own,
-# then its tests, which compare it with the CLI just built.
+# The Python package: its wheel built (`pip wheel ./python`, what `pip install ./python` builds)
+# and installed into a venv of its own, then its tests, which compare it with the CLI just built.
 PYVENV=target/python-venv
 [ -x "$PYVENV/bin/python" ] || python3 -m venv "$PYVENV"
 "$PYVENV/bin/pip" install -q --disable-pip-version-check numpy pytest
-"$PYVENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps ./python
+rm -rf target/python-wheel
+"$PYVENV/bin/pip" wheel -q --disable-pip-version-check --no-deps ./python -w target/python-wheel
+"$PYVENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps target/python-wheel/glassbox-*.whl
 GLASSBOX_BIN="$PWD/target/debug/glassbox" "$PYVENV/bin/pytest" -q -rs -p no:cacheprovider python/tests
 if [ -x scripts/fuzz-smoke.sh ]; then ./scripts/fuzz-smoke.sh; fi

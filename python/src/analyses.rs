@@ -14,6 +14,9 @@ use crate::work;
 
 type Doc = anyhow::Result<String>;
 
+/// A steering vector's document and its directions by layer.
+type Steered = (String, Vec<(usize, Vec<f32>)>);
+
 fn json(v: &serde_json::Value) -> Doc {
     Ok(serde_json::to_string(v)?)
 }
@@ -170,7 +173,9 @@ pub fn patch(
             methods,
             cancel.progress(),
         )?;
-        json(&ga::patching::patch_document(path, &clean, &corrupt, &report)?)
+        json(&ga::patching::patch_document(
+            path, &clean, &corrupt, &report,
+        )?)
     })
 }
 
@@ -191,8 +196,15 @@ pub fn ablate(
     let method = ga::ablation::parse_method(method, seed).map_err(|e| call_error(e.into()))?;
     with_model(py, model, move |m, path, cancel| {
         require_logits(m, "ablate")?;
-        let report =
-            ga::ablation::ablate_text(m, &text, &targets, method, &reference, each, cancel.progress())?;
+        let report = ga::ablation::ablate_text(
+            m,
+            &text,
+            &targets,
+            method,
+            &reference,
+            each,
+            cancel.progress(),
+        )?;
         json(&ga::ablation::document(path, &text, each, &report))
     })
 }
@@ -210,12 +222,12 @@ pub fn steer(
     layers: String,
     normalize: bool,
     out: Option<PathBuf>,
-) -> PyResult<(String, Vec<(usize, Vec<f32>)>)> {
+) -> PyResult<Steered> {
     let inner = Arc::clone(&model.inner);
     let path = model.path.clone();
     work::run(
         py,
-        move |_| -> anyhow::Result<(String, Vec<(usize, Vec<f32>)>)> {
+        move |_| -> anyhow::Result<Steered> {
             let layers = ga::steering::parse_layers(&layers)?;
             let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {
                 texts.iter().map(|t| tokens(&inner, t)).collect()
@@ -256,9 +268,8 @@ pub fn audit(py: Python<'_>, target: String) -> PyResult<String> {
     work::run(
         py,
         move |_| -> Doc {
-            let audit = glassbox_audit::audit_target(&target).map_err(|e| {
-                anyhow::Error::from(e).context(format!("auditing {target}"))
-            })?;
+            let audit = glassbox_audit::audit_target(&target)
+                .map_err(|e| anyhow::Error::from(e).context(format!("auditing {target}")))?;
             Ok(glassbox_audit::render::json(&audit))
         },
         file_error,

@@ -77,7 +77,9 @@ impl Held {
 pub fn tensor_from_f32(py: Python<'_>, obj: &Bound<'_, PyAny>, dtype: DType) -> PyResult<Tensor> {
     let buf = PyBuffer::<f32>::get(obj)?;
     if !buf.is_c_contiguous() {
-        return Err(PyValueError::new_err("expected a C-contiguous float32 array"));
+        return Err(PyValueError::new_err(
+            "expected a C-contiguous float32 array",
+        ));
     }
     let shape = buf.shape().to_vec();
     let data = buf.to_vec(py)?;

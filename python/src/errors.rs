@@ -6,25 +6,15 @@
 //! `KeyboardInterrupt`; anything else (an internal failure) is a `RuntimeError`.
 
 use pyo3::exceptions::{
-    PyFileNotFoundError, PyIsADirectoryError, PyKeyboardInterrupt, PyNotADirectoryError,
-    PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
+    PyFileNotFoundError, PyIsADirectoryError, PyKeyboardInterrupt, PyNotADirectoryError, PyOSError,
+    PyPermissionError, PyRuntimeError, PyValueError,
 };
 use pyo3::PyErr;
 
-/// The error and its causes on one line, without a cause its parent already quoted.
+/// The error and its causes on one line, each cause once, the operating system's texts in
+/// words (as the CLI prints them).
 pub fn describe(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in err.chain() {
-        let msg = cause.to_string();
-        if out.contains(&msg) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&msg);
-    }
-    out
+    glassbox_formats::error::describe(err.as_ref())
 }
 
 fn io_error(err: &anyhow::Error) -> Option<&std::io::Error> {

@@ -92,8 +92,9 @@ pub fn load(
                 lora,
                 ..LoadOptions::default()
             };
-            let model = HookedModel::load(&path, &opts)
-                .map_err(|e| anyhow::Error::from(e).context(format!("loading {}", path.display())))?;
+            let model = HookedModel::load(&path, &opts).map_err(|e| {
+                anyhow::Error::from(e).context(format!("loading {}", path.display()))
+            })?;
             if saes.is_empty() {
                 return Ok(model);
             }
@@ -193,9 +194,7 @@ impl Model {
 
     /// Token ids of `text`, special tokens included where the tokenizer adds them.
     fn encode(&self, text: &str) -> PyResult<Vec<u32>> {
-        self.inner
-            .to_tokens(text)
-            .map_err(|e| call_error(e.into()))
+        self.inner.to_tokens(text).map_err(|e| call_error(e.into()))
     }
 
     /// The text of `ids`.

@@ -89,9 +89,10 @@ where
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(PyRuntimeError::new_err("the computation ended without a result"))
+                return Err(PyRuntimeError::new_err(
+                    "the computation ended without a result",
+                ))
             }
         }
     }
 }
-

@@ -119,56 +119,47 @@ def test_bad_requests_are_value_errors(gpt2):
         glassbox.lens("not a model", PROMPT)
 
 
+def interrupt(tmp_path, setup: str, call: str, after: float) -> tuple[str, float]:
+    """Runs `setup` then the long `call` (Python) in a process of its own, sends it SIGINT
+    `after` seconds into the call, and returns what it printed ('finished' or 'interrupted')
+    and how many seconds after the signal."""
+    script = tmp_path / "long.py"
+    script.write_text(
+        f"import time, glassbox\n{setup}\nprint('ready', flush=True)\ntry:\n    {call}\n"
+        "    print('finished', flush=True)\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(after)
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline().strip()
+        return line, time.perf_counter() - sent
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_ctrl_c_interrupts_a_long_call(tmp_path, bigger_gpt2):
     # Patching the residual stream at every layer and position of a 391-token prompt runs for
     # about 8 s here; SIGINT a second in must end it with KeyboardInterrupt at its next step.
-    script = tmp_path / "long.py"
     clean = " ".join(["When Mary and John went to the store, John gave a drink to Mary."] * 17)
-    script.write_text(
-        "import time, glassbox\n"
-        f"m = glassbox.load({str(bigger_gpt2)!r})\n"
-        f"clean = {clean!r}\n"
-        "print('ready', flush=True)\n"
-        "t = time.perf_counter()\n"
-        "try:\n"
-        "    glassbox.patch(m, clean, clean.replace('John gave', 'Mary gave'), ' Mary', ' John')\n"
-        "    print('finished', time.perf_counter() - t, flush=True)\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted', time.perf_counter() - t, flush=True)\n"
+    line, seconds = interrupt(
+        tmp_path,
+        f"m = glassbox.load({str(bigger_gpt2)!r})\nclean = {clean!r}",
+        "glassbox.patch(m, clean, clean.replace('John gave', 'Mary gave'), ' Mary', ' John')",
+        after=1.0,
     )
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(1.0)
-        sent = time.perf_counter()
-        proc.send_signal(signal.SIGINT)
-        line = proc.stdout.readline().split()
-        assert line and line[0] == "interrupted", line
-        assert time.perf_counter() - sent < 5.0
-    finally:
-        proc.kill()
-        proc.wait()
+    assert line == "interrupted" and seconds < 5.0, (line, seconds)
 
 
 def test_ctrl_c_interrupts_generation_with_a_python_hook(tmp_path):
-    script = tmp_path / "hooked.py"
-    script.write_text(
-        "import time, glassbox\n"
-        f"m = glassbox.load({str(GPT2)!r})\n"
-        "print('ready', flush=True)\n"
-        "slow = lambda a, h: time.sleep(0.05)\n"
-        "try:\n"
-        "    m.generate('Hello', max_new_tokens=100, stop_at_eos=False, fwd_hooks=[('hook_embed', slow)])\n"
-        "    print('finished', flush=True)\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted', flush=True)\n"
+    # 100 steps of 50 ms: uninterrupted it would run 5 s more.
+    line, seconds = interrupt(
+        tmp_path,
+        f"m = glassbox.load({str(GPT2)!r})\nslow = lambda a, h: time.sleep(0.05)",
+        "m.generate('Hello', max_new_tokens=100, stop_at_eos=False, fwd_hooks=[('hook_embed', slow)])",
+        after=0.5,
     )
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        assert proc.stdout.readline().strip() == "interrupted"
-    finally:
-        proc.kill()
-        proc.wait()
+    assert line == "interrupted" and seconds < 2.0, (line, seconds)

@@ -15,7 +15,7 @@ mod checkpoint;
 mod convert;
 pub mod diff;
 mod dtype;
-mod error;
+pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gguf;
