@@ -187,6 +187,8 @@ class HookedModel:
         a list per row)."""
         if isinstance(input, str):
             return list(self._m.str_tokens(self._encode(input, prepend_bos)))
+        if isinstance(input, (list, tuple)) and input and all(isinstance(t, str) for t in input):
+            return [self.to_str_tokens(t, prepend_bos) for t in input]
         arr = _as_numpy(input)
         if arr.ndim == 0:
             arr = arr[None]

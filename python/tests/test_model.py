@@ -72,6 +72,7 @@ def test_tokens_are_the_clis(gpt2):
     strs = gpt2.to_str_tokens(PROMPT)
     assert "".join(strs) == PROMPT and strs == gpt2.to_str_tokens(ids[0])
     assert gpt2.to_str_tokens(ids) == [strs]
+    assert gpt2.to_str_tokens([PROMPT, "Hello"]) == [strs, gpt2.to_str_tokens("Hello")]
     john = gpt2.to_tokens(" John")[0]
     assert len(john) == 1 and gpt2.to_single_token(" John") == john[0]
     with pytest.raises(ValueError, match="tokens, not one"):
