@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence, Union
 
@@ -108,6 +109,8 @@ class HookedModel:
         self.cfg = Config(**info)
         self.path: str = native.path
         self._hook_names: list[str] | None = None
+        # Hooks added with add_hook or inside `with model.hooks(...)`: applied to every pass.
+        self._persistent: list = []
 
     def __repr__(self) -> str:
         c = self.cfg
@@ -245,6 +248,25 @@ class HookedModel:
                 hooks.append((patterns, _native_hook(fn)))
         return hooks
 
+    def add_hook(self, name: NameFilter, hook: HookFn) -> None:
+        """Adds ``hook`` at the points ``name`` selects to every later pass (forward, caches,
+        generation) until :meth:`reset_hooks`."""
+        self._persistent.extend(self._hooks([(name, hook)]))
+
+    def reset_hooks(self) -> None:
+        """Removes the hooks :meth:`add_hook` added."""
+        self._persistent.clear()
+
+    @contextmanager
+    def hooks(self, fwd_hooks: Iterable = ()):
+        """Applies ``fwd_hooks`` to every pass inside the ``with`` block, then removes them."""
+        start = len(self._persistent)
+        self._persistent.extend(self._hooks(fwd_hooks))
+        try:
+            yield self
+        finally:
+            del self._persistent[start:]
+
     def _finish(self, logits, ids, mask, return_type: str | None, loss_per_token: bool = False):
         if return_type is None:
             return None
@@ -270,7 +292,7 @@ class HookedModel:
         mean next-token loss (``"loss"``, per token with ``loss_per_token``), both, or None."""
         ids, own = self._batch(input, prepend_bos)
         mask = self._mask(attention_mask, ids, own)
-        logits, _ = self._m.forward(ids, mask=mask)
+        logits, _ = self._m.forward(ids, mask=mask, hooks=list(self._persistent))
         return self._finish(logits, ids, mask, return_type, loss_per_token)
 
     forward = __call__
@@ -297,7 +319,9 @@ class HookedModel:
                 raise ValueError(f"stop_at_layer must be 1 … {self.cfg.n_layers}")
             stop = f"blocks.{stop_at_layer - 1}.hook_resid_post"
             patterns = patterns + [stop]
-        logits, cached = self._m.forward(ids, mask=mask, cache=patterns, stop_after=stop)
+        logits, cached = self._m.forward(
+            ids, mask=mask, cache=patterns, hooks=list(self._persistent), stop_after=stop
+        )
         acts = {name: np.asarray(held) for name, held in cached}
         if stop is not None:
             resid = acts[stop]
@@ -320,7 +344,7 @@ class HookedModel:
         the same shape; the rest of the pass sees the change. Exceptions in a hook propagate."""
         ids, own = self._batch(input, prepend_bos)
         mask = self._mask(attention_mask, ids, own)
-        logits, _ = self._m.forward(ids, mask=mask, hooks=self._hooks(fwd_hooks))
+        logits, _ = self._m.forward(ids, mask=mask, hooks=self._persistent + self._hooks(fwd_hooks))
         return self._finish(logits, ids, mask, return_type, loss_per_token)
 
     def generate(
@@ -346,7 +370,7 @@ class HookedModel:
         ids, own = self._batch(input, prepend_bos)
         if own is not None:
             raise ValueError("generate continues texts one at a time: give texts of one token length, or one text")
-        hooks = self._hooks(fwd_hooks)
+        hooks = self._persistent + self._hooks(fwd_hooks)
         rows = []
         for row in ids:
             new = self._m.generate(

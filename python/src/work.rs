@@ -47,6 +47,15 @@ where
     F: FnOnce(&Cancel) -> anyhow::Result<T> + Send + 'static,
 {
     let cancel = Cancel::default();
+    // Called from a Python hook, which runs on a pool thread: run here, inline. Handing the job
+    // to the pool and waiting would block a worker the job may need (all of them, on one core).
+    if rayon::current_thread_index().is_some() {
+        let outcome = py.detach(|| job(&cancel));
+        return outcome.map_err(|e| match e.downcast::<PyErr>() {
+            Ok(raised) => raised,
+            Err(e) => to_py(e),
+        });
+    }
     let (tx, rx) = channel();
     let flag = cancel.clone();
     rayon::spawn(move || {

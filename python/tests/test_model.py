@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -352,3 +355,76 @@ def test_the_gil_is_released_during_a_forward_pass(reference):
     elapsed = time.perf_counter() - start
     # Held by the engine, the other thread would barely run; without it, it ticks all along.
     assert ticks > 0.25 * elapsed / 0.0011, (ticks, elapsed)
+
+
+def test_persistent_hooks(gpt2):
+    clean = gpt2(PROMPT)
+
+    def zero_head(z, hook):
+        z[:, :, 1, :] = 0.0
+
+    ablated = gpt2.run_with_hooks(PROMPT, fwd_hooks=[("blocks.0.attn.hook_z", zero_head)])
+    with gpt2.hooks([("blocks.0.attn.hook_z", zero_head)]):
+        close(gpt2(PROMPT), ablated, 0)
+        _, cache = gpt2.run_with_cache(PROMPT, names_filter="blocks.0.attn.hook_z")
+        assert not cache["z", 0][:, :, 1].any()
+    close(gpt2(PROMPT), clean, 0)
+    gpt2.add_hook(lambda n: n == "blocks.0.attn.hook_z", zero_head)
+    try:
+        close(gpt2(PROMPT), ablated, 0)
+        assert gpt2.generate(PROMPT, max_new_tokens=4, do_sample=False) == gpt2.generate(
+            PROMPT, max_new_tokens=4, do_sample=False, fwd_hooks=[("blocks.0.attn.hook_z", zero_head)]
+        )
+    finally:
+        gpt2.reset_hooks()
+    close(gpt2(PROMPT), clean, 0)
+
+
+def test_a_hook_may_run_the_model(gpt2):
+    # Patching by hand: a hook that runs another prompt and takes its activation.
+    other = "When Mary and John went to the store, Mary gave a drink to"
+    _, theirs = gpt2.run_with_cache(other, names_filter="blocks.1.hook_resid_pre")
+
+    def from_other(resid, hook):
+        _, cache = gpt2.run_with_cache(other, names_filter=hook.name)
+        return cache[hook.name]
+
+    patched = gpt2.run_with_hooks(PROMPT, fwd_hooks=[("blocks.1.hook_resid_pre", from_other)])
+    replaced = gpt2.run_with_hooks(PROMPT, fwd_hooks=[("blocks.1.hook_resid_pre", lambda r, h: theirs["resid_pre", 1])])
+    close(patched, replaced, 0)
+
+
+def test_a_hook_may_run_the_model_on_one_thread():
+    # With a pool of one thread the nested call must run inline: handed to the pool it would
+    # wait for the thread that is waiting for it.
+    script = (
+        "import glassbox\n"
+        f"m = glassbox.load({str(GPT2)!r})\n"
+        "f = lambda r, h: m.run_with_cache('Hello there', names_filter=h.name)[1][h.name][:, :1].repeat(r.shape[1], 1)\n"
+        "print(m.run_with_hooks('Hi you', fwd_hooks=[('blocks.1.hook_resid_pre', f)]).shape)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "RAYON_NUM_THREADS": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("(1, ")
+
+
+def test_threads_share_a_model(gpt2):
+    expected = {p: gpt2(p) for p in (PROMPT, "Hello there", "The Eiffel Tower is in Paris.")}
+    errors = []
+
+    def work(prompt):
+        try:
+            for _ in range(5):
+                close(gpt2(prompt), expected[prompt], 0)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in expected for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
