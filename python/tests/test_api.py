@@ -73,6 +73,8 @@ def test_torch_tensors_share_the_arrays_memory(gpt2):
     pattern = cache["blocks.0.attn.hook_pattern"]
     np_logits = gpt2(PROMPT)
     assert torch.equal(logits, torch.from_numpy(np_logits))
+    assert torch.equal(gt.forward(gpt2, PROMPT), logits)
+    assert gt.forward(gpt2, PROMPT, return_type="loss") == gpt2(PROMPT, return_type="loss")
     _, np_cache = gpt2.run_with_cache(PROMPT, names_filter="blocks.0.attn.hook_pattern")
     arr = np_cache["pattern", 0]
     t = gt.tensor(arr)
