@@ -114,20 +114,6 @@ fn quiet_error_backtraces() {
     }
 }
 
-/// glibc hands freed blocks over 128 KiB back to the kernel at once (as unmapped blocks, or by
-/// trimming the heap), so every forward pass faulted in and zeroed its activation buffers
-/// afresh: a third of an activation-patching sweep's time. Blocks up to 32 MiB (glibc's
-/// largest threshold) now come from the heap, which keeps up to 1 GiB of freed memory for
-/// reuse; peak memory is unchanged, it is only returned later.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: called first in main, before any thread or allocation that could race with it.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
 /// Runs `f` on a thread of the kernels' pool (rayon's global pool, with the main thread's
 /// 8 MiB stack). A command makes thousands of small parallel calls; from a pool thread each
 /// is split among the workers directly, where from the main thread each is handed over and
@@ -143,7 +129,7 @@ fn on_kernel_threads<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 fn main() {
-    keep_freed_memory();
+    glassbox_models::memory::keep_freed_memory();
     restore_sigpipe();
     quiet_error_backtraces();
     glassbox_models::kernel_ops::claim_cpu_threads();

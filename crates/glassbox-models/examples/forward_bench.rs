@@ -28,6 +28,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     glassbox_models::kernel_ops::claim_cpu_threads();
+    // As the CLI and the Python package start: freed buffers stay in the heap for reuse.
+    glassbox_models::memory::keep_freed_memory();
     // As the CLI does: the work runs on a thread of the kernels' pool, so that its parallel
     // calls are split among the workers directly (not handed over and waited for).
     let mut result = None;
