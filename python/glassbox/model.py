@@ -312,7 +312,8 @@ class HookedModel:
         stream after them, as in TransformerLens."""
         ids, own = self._batch(input, prepend_bos)
         mask = self._mask(attention_mask, ids, own)
-        patterns = self._patterns(names_filter)
+        wanted = self._patterns(names_filter)
+        patterns = wanted
         stop = None
         if stop_at_layer is not None:
             if not 1 <= stop_at_layer <= self.cfg.n_layers:
@@ -325,7 +326,7 @@ class HookedModel:
         acts = {name: np.asarray(held) for name, held in cached}
         if stop is not None:
             resid = acts[stop]
-            if stop not in self._patterns(names_filter) and not _matches(self._patterns(names_filter), stop):
+            if not _matches(wanted, stop):
                 del acts[stop]
             return resid, ActivationCache(acts, self.cfg.n_layers)
         return self._finish(logits, ids, mask, return_type), ActivationCache(acts, self.cfg.n_layers)

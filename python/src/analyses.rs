@@ -42,11 +42,11 @@ fn require_logits(model: &HookedModel, what: &str) -> anyhow::Result<()> {
 }
 
 /// Runs `job` with the model on the pool (GIL released, Ctrl-C cancels).
-fn with_model(
+fn with_model<T: Send + 'static>(
     py: Python<'_>,
     model: &Model,
-    job: impl FnOnce(&HookedModel, &str, &work::Cancel) -> Doc + Send + 'static,
-) -> PyResult<String> {
+    job: impl FnOnce(&HookedModel, &str, &work::Cancel) -> anyhow::Result<T> + Send + 'static,
+) -> PyResult<T> {
     let inner = Arc::clone(&model.inner);
     let path = model.path.clone();
     work::run(py, move |cancel| job(&inner, &path, cancel), call_error)
@@ -223,33 +223,27 @@ pub fn steer(
     normalize: bool,
     out: Option<PathBuf>,
 ) -> PyResult<Steered> {
-    let inner = Arc::clone(&model.inner);
-    let path = model.path.clone();
-    work::run(
-        py,
-        move |_| -> anyhow::Result<Steered> {
-            let layers = ga::steering::parse_layers(&layers)?;
-            let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {
-                texts.iter().map(|t| tokens(&inner, t)).collect()
-            };
-            let raw = ga::steering::ControlVector::from_contrast(
-                &inner,
-                &tokenize(&positive)?,
-                &tokenize(&negative)?,
-                layers,
-                false,
-            )?;
-            let vector = match &out {
-                Some(file) => ga::steering::write_checked(&raw, normalize, file)?,
-                None if normalize => raw.normalized(),
-                None => raw.clone(),
-            };
-            let doc = ga::steering::document(&path, out.as_deref(), &raw, normalize);
-            let directions = vector.directions.into_iter().collect();
-            Ok((serde_json::to_string(&doc)?, directions))
-        },
-        call_error,
-    )
+    with_model(py, model, move |m, path, _| -> anyhow::Result<Steered> {
+        let layers = ga::steering::parse_layers(&layers)?;
+        let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {
+            texts.iter().map(|t| tokens(m, t)).collect()
+        };
+        let raw = ga::steering::ControlVector::from_contrast(
+            m,
+            &tokenize(&positive)?,
+            &tokenize(&negative)?,
+            layers,
+            false,
+        )?;
+        let vector = match &out {
+            Some(file) => ga::steering::write_checked(&raw, normalize, file)?,
+            None if normalize => raw.normalized(),
+            None => raw.clone(),
+        };
+        let doc = ga::steering::document(path, out.as_deref(), &raw, normalize);
+        let directions = vector.directions.into_iter().collect();
+        Ok((serde_json::to_string(&doc)?, directions))
+    })
 }
 
 /// `glassbox experts MODEL --prompt P --json`.

@@ -305,13 +305,8 @@ impl Model {
                     seed,
                     stop_at_eos,
                 };
-                let result = model.generate_until(&ids, &opts, &mut h, |_| {
-                    if cancel.is_set() {
-                        std::ops::ControlFlow::Break(())
-                    } else {
-                        std::ops::ControlFlow::Continue(())
-                    }
-                });
+                let mut step = cancel.progress();
+                let result = model.generate_until(&ids, &opts, &mut h, |_| step());
                 if let Some(e) = raised.lock().expect("hook error slot").take() {
                     return Err(anyhow::Error::new(e));
                 }

@@ -40,7 +40,8 @@ impl Cancel {
 const POLL: Duration = Duration::from_millis(50);
 
 /// Runs `job` on the kernels' pool without the GIL; errors become Python exceptions through
-/// `to_py`, but for a `PyErr` in the error (a hook's exception), raised as it is. A Ctrl-C while it runs cancels it and raises `KeyboardInterrupt` once it stopped.
+/// `to_py`, but for a `PyErr` in the error (a hook's exception), raised as it is. A Ctrl-C
+/// while it runs cancels it and raises `KeyboardInterrupt` once it stopped.
 pub fn run<T, F>(py: Python<'_>, job: F, to_py: fn(anyhow::Error) -> PyErr) -> PyResult<T>
 where
     T: Send + 'static,
@@ -50,11 +51,7 @@ where
     // Called from a Python hook, which runs on a pool thread: run here, inline. Handing the job
     // to the pool and waiting would block a worker the job may need (all of them, on one core).
     if rayon::current_thread_index().is_some() {
-        let outcome = py.detach(|| job(&cancel));
-        return outcome.map_err(|e| match e.downcast::<PyErr>() {
-            Ok(raised) => raised,
-            Err(e) => to_py(e),
-        });
+        return py.detach(|| job(&cancel)).map_err(|e| exception(e, to_py));
     }
     let (tx, rx) = channel();
     let flag = cancel.clone();
@@ -74,11 +71,7 @@ where
                 }
                 return match outcome {
                     Ok(Ok(value)) => Ok(value),
-                    // An exception a Python hook raised is re-raised as it was.
-                    Ok(Err(e)) => match e.downcast::<PyErr>() {
-                        Ok(raised) => Err(raised),
-                        Err(e) => Err(to_py(e)),
-                    },
+                    Ok(Err(e)) => Err(exception(e, to_py)),
                     Err(panic) => {
                         let what = panic
                             .downcast_ref::<String>()
@@ -103,5 +96,13 @@ where
                 ))
             }
         }
+    }
+}
+
+/// A job's error as a Python exception: one a Python hook raised is re-raised as it was.
+fn exception(e: anyhow::Error, to_py: fn(anyhow::Error) -> PyErr) -> PyErr {
+    match e.downcast::<PyErr>() {
+        Ok(raised) => raised,
+        Err(e) => to_py(e),
     }
 }

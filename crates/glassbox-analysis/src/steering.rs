@@ -129,8 +129,6 @@ impl ControlVector {
         Ok(if normalize { raw.normalized() } else { raw })
     }
 
-    /// Each direction scaled to unit length (zero directions stay zero), as llama.cpp's
-    /// generator writes them.
     /// Each direction's L2 norm, by layer.
     pub fn norms(&self) -> Vec<(usize, f32)> {
         self.directions
@@ -139,6 +137,8 @@ impl ControlVector {
             .collect()
     }
 
+    /// Each direction scaled to unit length (zero directions stay zero), as llama.cpp's
+    /// generator writes them.
     pub fn normalized(&self) -> Self {
         let mut out = self.clone();
         for v in out.directions.values_mut() {
