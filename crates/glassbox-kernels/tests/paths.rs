@@ -83,6 +83,10 @@ fn gemm_matches_the_reference_on_every_path_shape_and_layout() {
         (13, 520, 100),
         (130, 96, 33),
         (40, 600, 530),
+        // k past the transposed formulation's one block (2048): two blocks of 1050; and more
+        // rows than one packed block of B' holds at k = 1500.
+        (20, 2100, 70),
+        (300, 1500, 40),
     ];
     for (si, &(m, k, n)) in shapes.iter().enumerate() {
         let a = values(si as u64 * 2 + 1, m * k);
