@@ -67,8 +67,9 @@ impl FormatError {
 pub type Result<T> = std::result::Result<T, FormatError>;
 
 /// An error and its causes (its `source` chain) on one line, as anyhow's `{:#}` prints them,
-/// but without a cause whose message its parent already quoted: many errors end their own message with their source's
-/// (`weights do not match the config: <candle's message>`), and a chain printer would repeat it.
+/// but without a cause whose message its parent already quoted: many errors end their own
+/// message with their source's (`weights do not match the config: <candle's message>`), and a
+/// chain printer would repeat it.
 pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = String::new();
     let mut next = Some(err);

@@ -1,0 +1,173 @@
+//! Packing B' into panels of NR columns (widened to f32), laid out as the micro-kernel reads them.
+
+use super::{Element, MatRef};
+
+/// Packs B'[pc..pc+kc, jc..jc+nc] into panels of `nr` columns: panel q holds
+/// `dst[q·kc·nr + kk·nr + jj] = B'[pc+kk, jc+q·nr+jj]`, columns past nc zero.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pack_b<T: Element>(
+    b: &MatRef<T>,
+    off: usize,
+    pc: usize,
+    kc: usize,
+    jc: usize,
+    nc: usize,
+    nr: usize,
+    dst: &mut [f32],
+    simd_transpose: bool,
+) {
+    if b.col_stride == 1 {
+        // Rows of B' are contiguous: read each row once, front to back, and deal it out to
+        // the panels (reading panel by panel would jump a whole row stride per k, and with
+        // strides that are multiples of 4 KiB every read lands in the same cache set).
+        let panels = nc.div_ceil(nr);
+        for kk in 0..kc {
+            let src = off + (pc + kk) * b.row_stride + jc;
+            let row = &b.data[src..src + nc];
+            // Rows a few kilobytes long and far apart defeat the hardware prefetcher (it
+            // ramps up afresh for every row): ask for a later row while copying this one.
+            if kk + PREFETCH_ROWS < kc {
+                prefetch_row(&b.data[src + PREFETCH_ROWS * b.row_stride..][..nc]);
+            }
+            for q in 0..panels {
+                let cols = nr.min(nc - q * nr);
+                let d = &mut dst[q * kc * nr + kk * nr..][..nr];
+                widen(&row[q * nr..q * nr + cols], &mut d[..cols]);
+                d[cols..].fill(0.0);
+            }
+        }
+        return;
+    }
+    let pack_panel = |q: usize, panel: &mut [f32]| {
+        let j0 = jc + q * nr;
+        let cols = nr.min(jc + nc - j0);
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if T::IS_F32 && b.row_stride == 1 && simd_transpose && cols >= 8 {
+            // Columns of B' are contiguous runs over k: transpose 8×8 blocks in registers.
+            let base = off + j0 * b.col_stride + pc;
+            // Safety: T is f32 (IS_F32); the view's bounds were checked against its span.
+            let src = b.data[base..].as_ptr() as *const f32;
+            done = unsafe {
+                x86_pack::transposed(src, b.col_stride, panel.as_mut_ptr(), nr, kc, cols)
+            };
+        }
+        for jj in 0..cols {
+            let base = off + (j0 + jj) * b.col_stride + pc * b.row_stride;
+            let first = if jj < done { kc / 8 * 8 } else { 0 };
+            for kk in first..kc {
+                panel[kk * nr + jj] = b.data[base + kk * b.row_stride].to_f32();
+            }
+        }
+        if cols < nr {
+            for kk in 0..kc {
+                panel[kk * nr + cols..(kk + 1) * nr].fill(0.0);
+            }
+        }
+    };
+    dst.chunks_mut(kc * nr)
+        .enumerate()
+        .for_each(|(q, panel)| pack_panel(q, panel));
+}
+
+/// How many rows ahead `pack_b` prefetches.
+const PREFETCH_ROWS: usize = 4;
+
+/// Hints the cache lines of `row` into L2 (no effect on results).
+#[inline]
+fn prefetch_row<T>(row: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        let bytes = std::mem::size_of_val(row);
+        let base = row.as_ptr() as *const i8;
+        for line in (0..bytes).step_by(64) {
+            // Safety: a prefetch never faults; the address is inside `row` anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(base.add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
+/// `dst[i] = src[i]` widened to f32 (a plain copy for f32).
+#[inline]
+fn widen<T: Element>(src: &[T], dst: &mut [f32]) {
+    if T::IS_F32 {
+        // Safety of the cast: T is f32 exactly when IS_F32.
+        let src = unsafe { &*(src as *const [T] as *const [f32]) };
+        dst.copy_from_slice(src);
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = s.to_f32();
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86_pack {
+    use std::arch::x86_64::*;
+
+    /// Packs `cols` (≥ 8) columns of B', each a contiguous run of `kc` floats `col_stride`
+    /// apart from the next, into a panel `dst[kk·nr + jj]`, by 8×8 in-register transposes.
+    /// Covers whole blocks of 8 columns and 8 k; returns how many columns it covered (the
+    /// caller packs the remaining columns, and the last `kc mod 8` k of covered ones).
+    /// Pure data movement: no arithmetic, so no effect on the bits.
+    ///
+    /// Safety: AVX2 available; `src` valid for those reads and `dst` for `kc·nr` floats.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transposed(
+        src: *const f32,
+        col_stride: usize,
+        dst: *mut f32,
+        nr: usize,
+        kc: usize,
+        cols: usize,
+    ) -> usize {
+        let col_blocks = cols / 8;
+        let k_blocks = kc / 8;
+        for cb in 0..col_blocks {
+            for kb in 0..k_blocks {
+                let s = src.add(cb * 8 * col_stride + kb * 8);
+                let r0 = _mm256_loadu_ps(s);
+                let r1 = _mm256_loadu_ps(s.add(col_stride));
+                let r2 = _mm256_loadu_ps(s.add(2 * col_stride));
+                let r3 = _mm256_loadu_ps(s.add(3 * col_stride));
+                let r4 = _mm256_loadu_ps(s.add(4 * col_stride));
+                let r5 = _mm256_loadu_ps(s.add(5 * col_stride));
+                let r6 = _mm256_loadu_ps(s.add(6 * col_stride));
+                let r7 = _mm256_loadu_ps(s.add(7 * col_stride));
+                let t0 = _mm256_unpacklo_ps(r0, r1);
+                let t1 = _mm256_unpackhi_ps(r0, r1);
+                let t2 = _mm256_unpacklo_ps(r2, r3);
+                let t3 = _mm256_unpackhi_ps(r2, r3);
+                let t4 = _mm256_unpacklo_ps(r4, r5);
+                let t5 = _mm256_unpackhi_ps(r4, r5);
+                let t6 = _mm256_unpacklo_ps(r6, r7);
+                let t7 = _mm256_unpackhi_ps(r6, r7);
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let out = [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ];
+                for (i, v) in out.iter().enumerate() {
+                    _mm256_storeu_ps(dst.add((kb * 8 + i) * nr + cb * 8), *v);
+                }
+            }
+        }
+        col_blocks * 8
+    }
+}
