@@ -69,7 +69,8 @@ fn this_machine_checks_a_simd_path() {
 #[test]
 fn gemm_matches_the_reference_on_every_path_shape_and_layout() {
     // Shapes around every blocking edge: micro-tile rows and columns, KC = NC = 512, tails; the
-    // few-row kernels (m ≤ 4) with k around the 16 lanes and n over several threaded tasks.
+    // few-row kernels (m ≤ 4) with k around the 16 lanes and the 64-row chunks, n over several
+    // threaded tasks.
     let shapes = [
         (1, 1, 1),
         (1, 300, 70),
@@ -77,6 +78,10 @@ fn gemm_matches_the_reference_on_every_path_shape_and_layout() {
         (3, 47, 300),
         (4, 16, 16),
         (4, 15, 1030),
+        // The few-row chains over k in chunks of 64 rows: exactly one chunk, one row past it,
+        // and chunks too few to go round the threads (columns split too).
+        (1, 64, 40),
+        (3, 129, 200),
         (7, 33, 17),
         (9, 257, 41),
         (64, 64, 64),

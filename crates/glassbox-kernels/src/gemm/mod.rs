@@ -105,7 +105,8 @@ impl<'a, T: Element> MatRef<'a, T> {
 enum FewRows {
     /// B = Wᵀ with W's rows contiguous: each output is the 16-lane dot product of two rows.
     Dot,
-    /// B with contiguous rows: each output is the GEMM chain, computed without packing.
+    /// B with contiguous rows: each output sums in-order chains over fixed chunks of k,
+    /// computed without packing.
     Chain,
 }
 
@@ -125,9 +126,11 @@ fn few_rows_order<TA: Element, TB: Element>(m: usize, b: &MatRef<TB>) -> Option<
 
 /// `C = A·B` (or `C += A·B` when `accumulate`), C contiguous row-major `m × n`, by the most
 /// direct definition: each element an in-order `f32::mul_add` chain — except products of at
-/// most 4 rows of f32 with B = Wᵀ (W's rows contiguous), where each element is the dot
-/// product in [`reduce`](crate::reduce)'s order: 16 interleaved partial sums, the last chunk
-/// zero-padded, combined by the fixed tree, added to C at the end when accumulating.
+/// most 4 rows of f32, whose sums are added to C at the end when accumulating: with B = Wᵀ
+/// (W's rows contiguous) each element is the dot product in [`reduce`](crate::reduce)'s
+/// order (16 interleaved partial sums, the last chunk zero-padded, combined by the fixed
+/// tree); with B's rows contiguous, in-order chains over chunks of 64 rows of B, the chunks'
+/// sums added in order.
 /// The oracle every path is tested against; single-threaded and slow.
 pub fn gemm_reference<TA: Element, TB: Element>(
     a: MatRef<TA>,
@@ -161,6 +164,19 @@ pub fn gemm_reference<TA: Element, TB: Element>(
                 } else {
                     lanes[0]
                 };
+            }
+        }
+        return;
+    }
+    if let Some(FewRows::Chain) = few_rows_order::<TA, TB>(m, &b) {
+        for i in 0..m {
+            for j in 0..n {
+                let sum = crate::gemv::chunked_chain_order(
+                    k,
+                    |p| a.at(0, i, p).to_f32(),
+                    |p| b.at(0, p, j).to_f32(),
+                );
+                c[i * n + j] = if accumulate { c[i * n + j] + sum } else { sum };
             }
         }
         return;
