@@ -13,7 +13,7 @@ for m in sorted({r["model"] for r in rows}):
     pairs += [(b, "cache", "tl_cache", "(b) cache every hook, vs TransformerLens") for b in batches]
     pairs += [(1, "decode", "hf_decode", "(c) greedy decode, vs transformers"),
               (1, "decode", "llamacpp_decode_f32", "(d) greedy decode, vs llama.cpp F32 GGUF"),
-              (1, "decode", "llamacpp_decode_f16", "(d) greedy decode, vs llama.cpp F16 GGUF")]
+              (1, "decode_f16", "llamacpp_decode_f16", "(d) greedy decode, f16 weights, vs llama.cpp F16 GGUF")]
     for b, ours, ref, label in pairs:
         a, r = get(m, ours, b), get(m, ref, b)
         if not a or not r:

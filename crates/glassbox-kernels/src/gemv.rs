@@ -10,14 +10,17 @@
 //!   the result is the one [`gemm`](crate::gemm) computes for any m.
 //!
 //! Both are generic over [`Simd`] and run on every path, the portable one included, so the
-//! bits do not depend on the instruction set; threads split output columns only.
+//! bits do not depend on the instruction set; threads split output columns only. A weight
+//! stored in f16 or bf16 is widened (exactly) as its vectors are loaded, so it streams from
+//! memory at its own width: half the bytes of f32.
 //!
 //! [`reduce::LANES`]: crate::reduce::LANES
 
 use rayon::prelude::*;
 
+use crate::gemm::Element;
 use crate::reduce::LANES;
-use crate::simd::{isa_entry, Simd};
+use crate::simd::{isa_entry, Lanes, Simd};
 use crate::Isa;
 
 /// The largest row count these kernels take.
@@ -29,6 +32,48 @@ const COLUMNS_PER_TASK: usize = 256;
 /// Rows of B in each chunk of [`x_w`]'s sum (a constant, so the order never depends on the
 /// thread count).
 pub(crate) const CHAIN_CHUNK: usize = 64;
+
+/// A weight as its element type, for the kernels' per-type entry points.
+enum Weights<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+    Bf16(&'a [half::bf16]),
+}
+
+impl<'a> Weights<'a> {
+    fn of<T: Element>(w: &'a [T]) -> Self {
+        use std::any::TypeId;
+        let t = TypeId::of::<T>();
+        // Safety of the casts: T is the type its TypeId names.
+        unsafe {
+            if t == TypeId::of::<f32>() {
+                Weights::F32(&*(w as *const [T] as *const [f32]))
+            } else if t == TypeId::of::<half::f16>() {
+                Weights::F16(&*(w as *const [T] as *const [half::f16]))
+            } else if t == TypeId::of::<half::bf16>() {
+                Weights::Bf16(&*(w as *const [T] as *const [half::bf16]))
+            } else {
+                unreachable!("gemm element types are f32, f16 and bf16")
+            }
+        }
+    }
+}
+
+/// A kernel's entry point for one weight element type: `$entry` dispatches on the path to
+/// `$generic::<S, $elem>`.
+macro_rules! per_element {
+    ($entry:ident, $kernel:ident, $generic:ident, $elem:ty, ($($p:ident : $t:ty),* $(,)?)) => {
+        isa_entry!(
+            #[allow(clippy::too_many_arguments)]
+            fn $entry($($p: $t),*) => $kernel
+        );
+        #[allow(clippy::too_many_arguments)]
+        #[inline(always)]
+        unsafe fn $kernel<S: Simd>($($p: $t),*) {
+            $generic::<S, $elem>($($p),*)
+        }
+    };
+}
 
 /// An output buffer threads write disjoint parts of.
 #[derive(Clone, Copy)]
@@ -77,13 +122,13 @@ fn padded_rows(x: &[f32], x_rs: usize, x_cs: usize, m: usize, k: usize) -> (Vec<
 /// `x[i·x_rs + p·x_cs]`, W element (j, p) at `w[j·w_rs + p]`. When accumulating, the dot
 /// product is added to the existing output once, at the end.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn x_wt(
+pub(crate) fn x_wt<T: Element>(
     isa: Isa,
     x: &[f32],
     x_rs: usize,
     x_cs: usize,
     m: usize,
-    w: &[f32],
+    w: &[T],
     w_rs: usize,
     n: usize,
     k: usize,
@@ -102,37 +147,40 @@ pub(crate) fn x_wt(
         true => n,
         false => n.div_ceil(threads * n.div_ceil(threads * COLUMNS_PER_TASK)),
     };
+    // Safety (of each call below): column ranges are disjoint; the caller checked the bounds
+    // of W and C.
+    let w = Weights::of(w);
     for_column_ranges(n, per_task, parallel, |j0, j1| {
-        // Safety: column ranges are disjoint; the caller checked the bounds of W and C.
-        dot_columns(
-            isa,
-            &xs,
-            kp,
-            m,
-            w,
-            w_rs,
-            j0,
-            j1,
-            k,
-            c.ptr(),
-            ldc,
-            accumulate,
-        )
+        let (xs, c) = (&xs[..], c.ptr());
+        match w {
+            Weights::F32(w) => {
+                let w = &w[j0 * w_rs..];
+                dot_columns_f32(isa, xs, kp, m, w, w_rs, j0, j1, k, c, ldc, accumulate)
+            }
+            Weights::F16(w) => {
+                let w = &w[j0 * w_rs..];
+                dot_columns_f16(isa, xs, kp, m, w, w_rs, j0, j1, k, c, ldc, accumulate)
+            }
+            Weights::Bf16(w) => {
+                let w = &w[j0 * w_rs..];
+                dot_columns_bf16(isa, xs, kp, m, w, w_rs, j0, j1, k, c, ldc, accumulate)
+            }
+        }
     });
 }
 
-isa_entry!(
-    #[allow(clippy::too_many_arguments)]
-    fn dot_columns(xs: &[f32], kp: usize, m: usize, w: &[f32], w_rs: usize, j0: usize, j1: usize, k: usize, c: *mut f32, ldc: usize, accumulate: bool) => dot_columns_k
-);
+// Outputs (i, j0..j1); `w` starts at the row of output column j0.
+per_element!(dot_columns_f32, dot_columns_f32_k, dot_columns_k, f32, (xs: &[f32], kp: usize, m: usize, w: &[f32], w_rs: usize, j0: usize, j1: usize, k: usize, c: *mut f32, ldc: usize, accumulate: bool));
+per_element!(dot_columns_f16, dot_columns_f16_k, dot_columns_k, half::f16, (xs: &[f32], kp: usize, m: usize, w: &[half::f16], w_rs: usize, j0: usize, j1: usize, k: usize, c: *mut f32, ldc: usize, accumulate: bool));
+per_element!(dot_columns_bf16, dot_columns_bf16_k, dot_columns_k, half::bf16, (xs: &[f32], kp: usize, m: usize, w: &[half::bf16], w_rs: usize, j0: usize, j1: usize, k: usize, c: *mut f32, ldc: usize, accumulate: bool));
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn dot_columns_k<S: Simd>(
+unsafe fn dot_columns_k<S: Simd, E: Lanes>(
     xs: &[f32],
     kp: usize,
     m: usize,
-    w: &[f32],
+    w: &[E],
     w_rs: usize,
     j0: usize,
     j1: usize,
@@ -145,23 +193,26 @@ unsafe fn dot_columns_k<S: Simd>(
     // best once W is in memory (several row streams at once measured 1.8× slower at the
     // 50257-row unembedding); the out-of-order core overlaps consecutive rows' chains.
     for j in j0..j1 {
+        let row = j - j0;
         match m {
-            1 => dot_block::<S, 1, 1>(xs, kp, w, w_rs, j, k, c, ldc, accumulate),
-            2 => dot_block::<S, 2, 1>(xs, kp, w, w_rs, j, k, c, ldc, accumulate),
-            3 => dot_block::<S, 3, 1>(xs, kp, w, w_rs, j, k, c, ldc, accumulate),
-            _ => dot_block::<S, 4, 1>(xs, kp, w, w_rs, j, k, c, ldc, accumulate),
+            1 => dot_block::<S, E, 1, 1>(xs, kp, w, w_rs, row, j, k, c, ldc, accumulate),
+            2 => dot_block::<S, E, 2, 1>(xs, kp, w, w_rs, row, j, k, c, ldc, accumulate),
+            3 => dot_block::<S, E, 3, 1>(xs, kp, w, w_rs, row, j, k, c, ldc, accumulate),
+            _ => dot_block::<S, E, 4, 1>(xs, kp, w, w_rs, row, j, k, c, ldc, accumulate),
         }
     }
 }
 
-/// Outputs (i, j..j + R) for i < M: the 16-lane dot products of X rows and W rows.
+/// Outputs (i, j..j + R) for i < M: the 16-lane dot products of X rows and W rows
+/// `row..row + R` (W's row `row` is output column j).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn dot_block<S: Simd, const M: usize, const R: usize>(
+unsafe fn dot_block<S: Simd, E: Lanes, const M: usize, const R: usize>(
     xs: &[f32],
     kp: usize,
-    w: &[f32],
+    w: &[E],
     w_rs: usize,
+    row: usize,
     j: usize,
     k: usize,
     c: *mut f32,
@@ -171,14 +222,14 @@ unsafe fn dot_block<S: Simd, const M: usize, const R: usize>(
     let width = S::LANES;
     let nv = LANES / width;
     let xp = xs.as_ptr();
-    let wp = w.as_ptr().add(j * w_rs);
+    let wp = w.as_ptr().add(row * w_rs);
     let mut acc = [[[S::splat(0.0); LANES]; R]; M];
     let full = k / LANES * LANES;
     let mut p = 0;
     while p < full {
         for r in 0..R {
             for v in 0..nv {
-                let wv = S::load(wp.add(r * w_rs + p + v * width));
+                let wv = E::load::<S>(wp.add(r * w_rs + p + v * width));
                 for (i, acc_i) in acc.iter_mut().enumerate() {
                     let xv = S::load(xp.add(i * kp + p + v * width));
                     acc_i[r][v] = S::fma(xv, wv, acc_i[r][v]);
@@ -191,8 +242,10 @@ unsafe fn dot_block<S: Simd, const M: usize, const R: usize>(
         // The last partial chunk, both operands zero-padded (X already is).
         for r in 0..R {
             let mut tail = [0f32; LANES];
-            let row = &w[(j + r) * w_rs + full..(j + r) * w_rs + k];
-            tail[..k - full].copy_from_slice(row);
+            let last = &w[(row + r) * w_rs + full..(row + r) * w_rs + k];
+            for (t, v) in tail.iter_mut().zip(last) {
+                *t = v.widen();
+            }
             for v in 0..nv {
                 let wv = S::load(tail.as_ptr().add(v * width));
                 for (i, acc_i) in acc.iter_mut().enumerate() {
@@ -225,13 +278,13 @@ unsafe fn dot_block<S: Simd, const M: usize, const R: usize>(
 /// threads instead leaves every thread short runs of each row with gaps between them, which
 /// measured 1.4× slower at GPT-2's `Conv1D` weights than a dot product's single stream.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn x_w(
+pub(crate) fn x_w<T: Element>(
     isa: Isa,
     x: &[f32],
     x_rs: usize,
     x_cs: usize,
     m: usize,
-    b: &[f32],
+    b: &[T],
     b_rs: usize,
     n: usize,
     k: usize,
@@ -255,26 +308,26 @@ pub(crate) fn x_w(
     };
     let per_part = n.div_ceil(parts).next_multiple_of(64);
     let parts = n.div_ceil(per_part).max(1);
+    let b = Weights::of(b);
     let task = |t: usize| {
         let (q, part) = (t / parts, t % parts);
         let (p0, p1) = (q * CHAIN_CHUNK, ((q + 1) * CHAIN_CHUNK).min(k));
         let (j0, j1) = (part * per_part, ((part + 1) * per_part).min(n));
-        // Safety: tasks write disjoint (chunk, column range) blocks of `sums`; the caller
-        // checked the bounds of B.
-        chain_columns(
-            isa,
-            &xs,
-            kp,
-            m,
-            b,
-            b_rs,
-            p0,
-            p1,
-            j0,
-            j1,
-            n,
-            out.ptr().wrapping_add(q * m * n),
-        )
+        let sums = out.ptr().wrapping_add(q * m * n + j0);
+        // Safety (of each call below): tasks write disjoint (chunk, column range) blocks of
+        // `sums`; the caller checked the bounds of B.
+        let width = j1 - j0;
+        match b {
+            Weights::F32(b) => {
+                chain_columns_f32(isa, &xs, kp, m, &b[j0..], b_rs, p0, p1, width, sums, n)
+            }
+            Weights::F16(b) => {
+                chain_columns_f16(isa, &xs, kp, m, &b[j0..], b_rs, p0, p1, width, sums, n)
+            }
+            Weights::Bf16(b) => {
+                chain_columns_bf16(isa, &xs, kp, m, &b[j0..], b_rs, p0, p1, width, sums, n)
+            }
+        }
     };
     if parallel && chunks * parts > 1 {
         (0..chunks * parts).into_par_iter().for_each(task);
@@ -315,69 +368,67 @@ pub(crate) fn chunked_chain_order(
     total
 }
 
-isa_entry!(
-    #[allow(clippy::too_many_arguments)]
-    fn chain_columns(xs: &[f32], kp: usize, m: usize, b: &[f32], b_rs: usize, p0: usize, p1: usize, j0: usize, j1: usize, sums_rs: usize, sums: *mut f32) => chain_columns_k
-);
+// Continues the chains of `width` columns over rows p0..p1 of B; `b` and `sums` start at the
+// first of those columns.
+per_element!(chain_columns_f32, chain_columns_f32_k, chain_columns_k, f32, (xs: &[f32], kp: usize, m: usize, b: &[f32], b_rs: usize, p0: usize, p1: usize, width: usize, sums: *mut f32, sums_rs: usize));
+per_element!(chain_columns_f16, chain_columns_f16_k, chain_columns_k, half::f16, (xs: &[f32], kp: usize, m: usize, b: &[half::f16], b_rs: usize, p0: usize, p1: usize, width: usize, sums: *mut f32, sums_rs: usize));
+per_element!(chain_columns_bf16, chain_columns_bf16_k, chain_columns_k, half::bf16, (xs: &[f32], kp: usize, m: usize, b: &[half::bf16], b_rs: usize, p0: usize, p1: usize, width: usize, sums: *mut f32, sums_rs: usize));
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn chain_columns_k<S: Simd>(
+unsafe fn chain_columns_k<S: Simd, E: Lanes>(
     xs: &[f32],
     kp: usize,
     m: usize,
-    b: &[f32],
+    b: &[E],
     b_rs: usize,
     p0: usize,
     p1: usize,
-    j0: usize,
-    j1: usize,
-    sums_rs: usize,
+    width: usize,
     sums: *mut f32,
+    sums_rs: usize,
 ) {
     match m {
-        1 => chain_block::<S, 1, 8>(xs, kp, b, b_rs, p0, p1, j0, j1, sums, sums_rs),
-        2 => chain_block::<S, 2, 4>(xs, kp, b, b_rs, p0, p1, j0, j1, sums, sums_rs),
-        3 => chain_block::<S, 3, 2>(xs, kp, b, b_rs, p0, p1, j0, j1, sums, sums_rs),
-        _ => chain_block::<S, 4, 2>(xs, kp, b, b_rs, p0, p1, j0, j1, sums, sums_rs),
+        1 => chain_block::<S, E, 1, 8>(xs, kp, b, b_rs, p0, p1, width, sums, sums_rs),
+        2 => chain_block::<S, E, 2, 4>(xs, kp, b, b_rs, p0, p1, width, sums, sums_rs),
+        3 => chain_block::<S, E, 3, 2>(xs, kp, b, b_rs, p0, p1, width, sums, sums_rs),
+        _ => chain_block::<S, E, 4, 2>(xs, kp, b, b_rs, p0, p1, width, sums, sums_rs),
     }
 }
 
-/// The chains of outputs (i, j0..j1) for i < M over rows p0..p1 of B, continued from the
-/// sums at `sums` (row stride `sums_rs`, zero at first). B is read row by row, each across the
+/// The chains of outputs (i, 0..width) for i < M over rows p0..p1 of B (`b` at the first
+/// column), continued from the sums at `sums` (row stride `sums_rs`, zero at first). B is read row by row, each across the
 /// whole column range, a register tile of V vectors × M rows carrying the chains; the sums go
 /// through L1 once per row. Reading several rows per pass keeps the sums in registers longer
 /// but splits the stream into as many short runs, which measured 15–30 % slower.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn chain_block<S: Simd, const M: usize, const V: usize>(
+unsafe fn chain_block<S: Simd, E: Lanes, const M: usize, const V: usize>(
     xs: &[f32],
     kp: usize,
-    b: &[f32],
+    b: &[E],
     b_rs: usize,
     p0: usize,
     p1: usize,
-    j0: usize,
-    j1: usize,
+    width: usize,
     sums: *mut f32,
     sums_rs: usize,
 ) {
-    let width = j1 - j0;
     let vectors = width / S::LANES * S::LANES;
-    let ap = sums.add(j0);
-    let bp = b.as_ptr().add(j0);
+    let ap = sums;
+    let bp = b.as_ptr();
     for p in p0..p1 {
         let mut v = 0;
         while v + V * S::LANES <= vectors {
-            chain_tile::<S, M, V>(xs, kp, bp.add(v), b_rs, p, p + 1, ap.add(v), sums_rs);
+            chain_tile::<S, E, M, V>(xs, kp, bp.add(v), b_rs, p, p + 1, ap.add(v), sums_rs);
             v += V * S::LANES;
         }
         while v < vectors {
-            chain_tile::<S, M, 1>(xs, kp, bp.add(v), b_rs, p, p + 1, ap.add(v), sums_rs);
+            chain_tile::<S, E, M, 1>(xs, kp, bp.add(v), b_rs, p, p + 1, ap.add(v), sums_rs);
             v += S::LANES;
         }
         while v < width {
-            chain_tile::<crate::simd::Portable, M, 1>(
+            chain_tile::<crate::simd::Portable, E, M, 1>(
                 xs,
                 kp,
                 bp.add(v),
@@ -396,10 +447,10 @@ unsafe fn chain_block<S: Simd, const M: usize, const V: usize>(
 /// `acc_rs`) over rows p0..p1 of B (column 0 of the tile at `b`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn chain_tile<S: Simd, const M: usize, const V: usize>(
+unsafe fn chain_tile<S: Simd, E: Lanes, const M: usize, const V: usize>(
     xs: &[f32],
     kp: usize,
-    b: *const f32,
+    b: *const E,
     b_rs: usize,
     p0: usize,
     p1: usize,
@@ -414,7 +465,7 @@ unsafe fn chain_tile<S: Simd, const M: usize, const V: usize>(
         let row = b.add(p * b_rs);
         let xv: [S::V; M] = std::array::from_fn(|i| S::splat(*xp.add(i * kp + p)));
         for v in 0..V {
-            let bv = S::load(row.add(v * width));
+            let bv = E::load::<S>(row.add(v * width));
             for i in 0..M {
                 regs[i][v] = S::fma(xv[i], bv, regs[i][v]);
             }

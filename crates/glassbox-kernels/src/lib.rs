@@ -14,13 +14,16 @@
 //!   starting from 0 (or from the existing output when accumulating): `c = fma(a₀,b₀,0)`,
 //!   `c = fma(a₁,b₁,c)`, … Vector lanes run over output *columns*, never over k; threads split
 //!   output tiles, never k; k-blocking reloads the partial sum, which is an f32 either way.
-//! - **Few-row GEMM** (m ≤ 4 rows of f32, the decode case) streams the weight once instead of
-//!   packing it. When B is stored k-contiguous (a `[n, k]` weight used transposed, the usual
+//! - **Few-row GEMM** (m ≤ 4 rows of f32 against a weight of any element type, the decode
+//!   case) streams the weight once instead of packing it, half-precision weights widened as
+//!   they stream. When B is stored k-contiguous (a `[n, k]` weight used transposed, the usual
 //!   linear layer), each output is a dot product in the row-reduction order below (element p of
-//!   k to lane p mod 16, the 16 lanes combined in the fixed tree), plus the existing output when
-//!   accumulating. When B is row-major `[k, n]` (GPT-2's Conv1D) the chain order above applies.
-//!   The choice depends only on m, the element types and B's strides, so it is the same on
-//!   every path and every thread count.
+//!   k to lane p mod 16, the 16 lanes combined in the fixed tree). When B is row-major `[k, n]`
+//!   (GPT-2's Conv1D), k is cut into chunks of 64 rows, each chunk one FMA chain from 0, the
+//!   chunks' sums added in increasing order (so each thread streams whole chunks of B). Either
+//!   way the existing output is added at the end when accumulating. The choice depends only
+//!   on m, the element types and B's strides, so it is the same on every path and every
+//!   thread count.
 //! - **Row reductions** (sums, means, sums of squares) use [`reduce::LANES`] = 16 partial sums:
 //!   element i goes to lane i mod 16, each lane accumulates in order, and the 16 lanes combine
 //!   in a fixed tree. AVX-512 holds the 16 lanes in one register, AVX2 in two, NEON in four,
@@ -50,10 +53,10 @@ pub use isa::{isa_from_env, with_isa, Isa, IsaError};
 /// Names the arithmetic these kernels perform (reduction orders, polynomials). Two builds with
 /// the same value compute the same bits; a release records it so that a rebuild knows whether
 /// bit identity is possible. Change it whenever any kernel's arithmetic changes.
-pub const NUMERICS: &str = "glassbox-kernels/2";
+pub const NUMERICS: &str = "glassbox-kernels/3";
 
 /// Products with at most this many rows of f32 take the few-row kernels, whose reduction order
-/// differs from GEMM's for a weight used transposed (see the contract above). A computation
+/// differs from GEMM's (see the contract above). A computation
 /// that must give the same bits as the same rows inside a larger product keeps more rows.
 pub const FEW_ROWS: usize = gemv::MAX_ROWS;
 

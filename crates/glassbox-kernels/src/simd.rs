@@ -16,6 +16,10 @@ pub(crate) unsafe trait Simd: Copy {
     type M: Copy;
     unsafe fn splat(x: f32) -> Self::V;
     unsafe fn load(p: *const f32) -> Self::V;
+    /// IEEE half-precision values at `p`, widened (exactly).
+    unsafe fn load_f16(p: *const u16) -> Self::V;
+    /// bfloat16 values at `p`, widened (exactly: each is the top half of an f32).
+    unsafe fn load_bf16(p: *const u16) -> Self::V;
     unsafe fn store(p: *mut f32, v: Self::V);
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
@@ -40,6 +44,49 @@ pub(crate) unsafe trait Simd: Copy {
     unsafe fn copysign(a: Self::V, s: Self::V) -> Self::V;
 }
 
+/// Weight element types kernels read straight into f32 vectors, widening exactly.
+pub(crate) trait Lanes: Copy + Send + Sync + 'static {
+    /// `S::LANES` values at `p`, widened.
+    ///
+    /// # Safety
+    /// As [`Simd`]'s methods; `p` valid for `S::LANES` reads.
+    unsafe fn load<S: Simd>(p: *const Self) -> S::V;
+    fn widen(self) -> f32;
+}
+
+impl Lanes for f32 {
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const f32) -> S::V {
+        S::load(p)
+    }
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Lanes for half::f16 {
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const half::f16) -> S::V {
+        S::load_f16(p as *const u16)
+    }
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+impl Lanes for half::bf16 {
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const half::bf16) -> S::V {
+        S::load_bf16(p as *const u16)
+    }
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
 /// Scalar lanes: the portable reference.
 #[derive(Clone, Copy)]
 pub(crate) struct Portable;
@@ -55,6 +102,14 @@ unsafe impl Simd for Portable {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> f32 {
         *p
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u16) -> f32 {
+        half::f16::from_bits(*p).to_f32()
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> f32 {
+        f32::from_bits((*p as u32) << 16)
     }
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: f32) {
@@ -155,6 +210,15 @@ mod x86 {
             _mm256_loadu_ps(p)
         }
         #[inline(always)]
+        unsafe fn load_f16(p: *const u16) -> __m256 {
+            _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+        }
+        #[inline(always)]
+        unsafe fn load_bf16(p: *const u16) -> __m256 {
+            let wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(wide))
+        }
+        #[inline(always)]
         unsafe fn store(p: *mut f32, v: __m256) {
             _mm256_storeu_ps(p, v)
         }
@@ -235,6 +299,15 @@ mod x86 {
             _mm512_loadu_ps(p)
         }
         #[inline(always)]
+        unsafe fn load_f16(p: *const u16) -> __m512 {
+            _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+        }
+        #[inline(always)]
+        unsafe fn load_bf16(p: *const u16) -> __m512 {
+            let wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(wide))
+        }
+        #[inline(always)]
         unsafe fn store(p: *mut f32, v: __m512) {
             _mm512_storeu_ps(p, v)
         }
@@ -310,12 +383,12 @@ macro_rules! isa_entry {
         $(#[$meta])*
         $vis fn $name(isa: $crate::Isa, $($p: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+            #[target_feature(enable = "avx512f,avx512dq,avx2,fma,f16c")]
             unsafe fn avx512($($p: $t),*) $(-> $r)? {
                 unsafe { $kernel::<$crate::simd::Avx512>($($p),*) }
             }
             #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
+            #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn avx2($($p: $t),*) $(-> $r)? {
                 unsafe { $kernel::<$crate::simd::Avx2>($($p),*) }
             }

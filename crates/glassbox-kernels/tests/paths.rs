@@ -198,6 +198,58 @@ fn half_precision_weights_are_widened_exactly() {
 }
 
 #[test]
+fn half_precision_weights_stream_exactly_in_few_row_products() {
+    // m ≤ 4 (decoding): the weight is widened as it streams, in both layouts, with k and n past
+    // one widened block (4096 floats) and past one 64-row chunk, and with tails.
+    for (si, &(m, k, n)) in [(1, 70, 300), (3, 4100, 20), (4, 130, 5000), (2, 17, 9)]
+        .iter()
+        .enumerate()
+    {
+        let a = values(40 + si as u64, m * k);
+        let w = values(50 + si as u64, n * k);
+        let c0 = values(60 + si as u64, m * n);
+        let am = MatRef::row_major(&a, m, k);
+        let w16: Vec<f16> = w.iter().map(|&x| f16::from_f32(x)).collect();
+        let wb: Vec<bf16> = w.iter().map(|&x| bf16::from_f32(x)).collect();
+        let w16_f32: Vec<f32> = w16.iter().map(|x| x.to_f32()).collect();
+        let wb_f32: Vec<f32> = wb.iter().map(|x| x.to_f32()).collect();
+        for accumulate in [false, true] {
+            for transposed in [true, false] {
+                // Stored [n, k] and used transposed (a linear layer), or stored [k, n].
+                let (rows, cols) = if transposed { (n, k) } else { (k, n) };
+                let reference = |widened: &[f32]| {
+                    let b = MatRef::row_major(widened, rows, cols);
+                    let mut want = c0.clone();
+                    gemm_reference(
+                        am,
+                        if transposed { b.t() } else { b },
+                        &mut want,
+                        accumulate,
+                    );
+                    want
+                };
+                let (want16, wantb) = (reference(&w16_f32), reference(&wb_f32));
+                let name = format!("{m}x{k}x{n} transposed {transposed} accumulate {accumulate}");
+                same_bits_everywhere(&format!("f16 {name}"), || {
+                    let mut c = c0.clone();
+                    let b = MatRef::row_major(&w16, rows, cols);
+                    gemm(am, if transposed { b.t() } else { b }, &mut c, accumulate);
+                    assert_eq!(bits(&c), bits(&want16), "f16 {name}");
+                    bits(&c)
+                });
+                same_bits_everywhere(&format!("bf16 {name}"), || {
+                    let mut c = c0.clone();
+                    let b = MatRef::row_major(&wb, rows, cols);
+                    gemm(am, if transposed { b.t() } else { b }, &mut c, accumulate);
+                    assert_eq!(bits(&c), bits(&wantb), "bf16 {name}");
+                    bits(&c)
+                });
+            }
+        }
+    }
+}
+
+#[test]
 fn batched_gemm_matches_per_item_reference() {
     // Attention's shape: [heads, t, d] · [heads, d, t], plus a broadcast B.
     let (batch, m, k, n) = (6, 19, 16, 23);

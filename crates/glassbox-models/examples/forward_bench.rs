@@ -1,7 +1,10 @@
 //! Timing harness for `bench/forward/run.sh` (not a test): one measurement per process, so
 //! the peak resident memory it reports belongs to that measurement alone.
 //!
-//! usage: forward_bench MODEL_DIR (logits|cache|decode) N_TOKENS REPS [NEW_TOKENS] [BATCH]
+//! usage: [DTYPE=f16|bf16] forward_bench MODEL_DIR (logits|cache|decode) N_TOKENS REPS
+//!        [NEW_TOKENS] [BATCH]
+//! (DTYPE: weights and activations held in half precision, as `--dtype` does; a checkpoint
+//! stored in that dtype keeps its weights in the memory map.)
 //! Tokens of row b are `(i * 7919 + 13 + 31 b) % vocab`, the same formula the Python side
 //! uses (decode runs one row). Prints one
 //! JSON line: median milliseconds (or decode tokens per second), peak RSS, weight bytes and
@@ -50,7 +53,15 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let reps: usize = args[4].parse()?;
     let new_tokens: usize = args.get(5).map_or(Ok(32), |s| s.parse())?;
     let batch: usize = args.get(6).map_or(Ok(1), |s| s.parse())?;
-    let model = HookedModel::load(dir.as_ref(), &LoadOptions::default())?;
+    // DTYPE=f16|bf16: weights (and activations) held in half precision, as `--dtype` does.
+    let mut options = LoadOptions::default();
+    match std::env::var("DTYPE").as_deref() {
+        Ok("f16") => options.dtype = candle_core::DType::F16,
+        Ok("bf16") => options.dtype = candle_core::DType::BF16,
+        Ok("f32") | Err(_) => {}
+        Ok(other) => return Err(format!("DTYPE={other}: f32, f16 or bf16").into()),
+    }
+    let model = HookedModel::load(dir.as_ref(), &options)?;
     let vocab = model.info().d_vocab;
     let ids: Vec<u32> = (0..n).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
     let rows: Vec<u32> = (0..batch)

@@ -1,4 +1,4 @@
-//! f32 GEMM `C (+)= A·B` with f32, f16 or bf16 operands (widened to f32 when packed),
+//! f32 GEMM `C (+)= A·B` with f32, f16 or bf16 operands (widened to f32 as they are read),
 //! packed and cache-blocked, threaded over output tiles, one micro-kernel per path.
 //!
 //! Every output element is one FMA chain over k in increasing order (see the crate docs), so
@@ -22,10 +22,13 @@ use crate::Isa;
 use micro::{row_block, Shape, Tile};
 use pack::pack_b;
 
-/// Element types GEMM operands may have. Values are widened to f32 as they are read.
+/// Element types GEMM operands may have. Values are widened to f32 as they are read; widening
+/// is exact, so it has no effect on the bits.
 pub trait Element: Copy + Send + Sync + 'static {
     const IS_F32: bool;
     fn to_f32(self) -> f32;
+    /// `dst[i] = src[i].to_f32()` for a run, on the `isa` path.
+    fn widen(isa: Isa, src: &[Self], dst: &mut [f32]);
 }
 
 impl Element for f32 {
@@ -33,6 +36,9 @@ impl Element for f32 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self
+    }
+    fn widen(_: Isa, src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -42,6 +48,15 @@ impl Element for half::f16 {
     fn to_f32(self) -> f32 {
         half::f16::to_f32(self)
     }
+    fn widen(isa: Isa, src: &[half::f16], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len());
+        // Safety of the cast: f16 is a u16 in memory.
+        widen_f16(
+            isa,
+            unsafe { &*(src as *const [half::f16] as *const [u16]) },
+            dst,
+        )
+    }
 }
 
 impl Element for half::bf16 {
@@ -49,6 +64,57 @@ impl Element for half::bf16 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
         half::bf16::to_f32(self)
+    }
+    fn widen(isa: Isa, src: &[half::bf16], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len());
+        // Safety of the cast: bf16 is a u16 in memory.
+        widen_bf16(
+            isa,
+            unsafe { &*(src as *const [half::bf16] as *const [u16]) },
+            dst,
+        )
+    }
+}
+
+isa_entry!(fn widen_f16(src: &[u16], dst: &mut [f32]) => widen_f16_k);
+isa_entry!(fn widen_bf16(src: &[u16], dst: &mut [f32]) => widen_bf16_k);
+
+#[inline(always)]
+unsafe fn widen_f16_k<S: Simd>(src: &[u16], dst: &mut [f32]) {
+    widen_k::<S>(
+        src,
+        dst,
+        |p| S::load_f16(p),
+        |p| crate::simd::Portable::load_f16(p),
+    )
+}
+
+#[inline(always)]
+unsafe fn widen_bf16_k<S: Simd>(src: &[u16], dst: &mut [f32]) {
+    widen_k::<S>(
+        src,
+        dst,
+        |p| S::load_bf16(p),
+        |p| crate::simd::Portable::load_bf16(p),
+    )
+}
+
+/// Whole vectors with `vector`, the tail one value at a time with the portable `scalar`.
+#[inline(always)]
+unsafe fn widen_k<S: Simd>(
+    src: &[u16],
+    dst: &mut [f32],
+    vector: impl Fn(*const u16) -> S::V,
+    scalar: impl Fn(*const u16) -> f32,
+) {
+    let n = src.len();
+    let full = n / S::LANES * S::LANES;
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    for i in (0..full).step_by(S::LANES) {
+        S::store(d.add(i), vector(s.add(i)));
+    }
+    for i in full..n {
+        *d.add(i) = scalar(s.add(i));
     }
 }
 
@@ -113,7 +179,7 @@ enum FewRows {
 /// The few-rows kernel a product uses, if any. Depends on the shape and layout only, never on
 /// the instruction set or thread count.
 fn few_rows_order<TA: Element, TB: Element>(m: usize, b: &MatRef<TB>) -> Option<FewRows> {
-    if !(TA::IS_F32 && TB::IS_F32) || m > crate::gemv::MAX_ROWS || b.rows == 0 {
+    if !TA::IS_F32 || m > crate::gemv::MAX_ROWS || b.rows == 0 {
         None
     } else if b.row_stride == 1 {
         Some(FewRows::Dot)
@@ -126,7 +192,8 @@ fn few_rows_order<TA: Element, TB: Element>(m: usize, b: &MatRef<TB>) -> Option<
 
 /// `C = A·B` (or `C += A·B` when `accumulate`), C contiguous row-major `m × n`, by the most
 /// direct definition: each element an in-order `f32::mul_add` chain — except products of at
-/// most 4 rows of f32, whose sums are added to C at the end when accumulating: with B = Wᵀ
+/// most 4 rows of f32 A (B of any element type), whose sums are added to C at the end when
+/// accumulating: with B = Wᵀ
 /// (W's rows contiguous) each element is the dot product in [`reduce`](crate::reduce)'s
 /// order (16 interleaved partial sums, the last chunk zero-padded, combined by the fixed
 /// tree); with B's rows contiguous, in-order chains over chunks of 64 rows of B, the chunks'
@@ -304,13 +371,13 @@ impl<TA: Element, TB: Element> Job<'_, TA, TB> {
         }
         // A few rows (decoding): stream the weight, no packing.
         if let Some(order) = few_rows_order::<TA, TB>(m, &self.b) {
-            // Safety of the casts: both are f32 (`few_rows_order` checks).
+            // Safety of the cast: A is f32 (`few_rows_order` checks).
             let x = unsafe { &*(&self.a.data[self.a_off..] as *const [TA] as *const [f32]) };
-            let w = unsafe { &*(&self.b.data[self.b_off..] as *const [TB] as *const [f32]) };
+            let w = &self.b.data[self.b_off..];
             let (a, b) = (&self.a, &self.b);
             let kernel = match order {
-                FewRows::Dot => crate::gemv::x_wt,
-                FewRows::Chain => crate::gemv::x_w,
+                FewRows::Dot => crate::gemv::x_wt::<TB>,
+                FewRows::Chain => crate::gemv::x_w::<TB>,
             };
             let b_stride = match order {
                 FewRows::Dot => b.col_stride,
@@ -513,17 +580,7 @@ fn run_range<TA: Element, TB: Element>(
                 let panels = ncols.div_ceil(nr);
                 // Every element is written by pack_b (padding included): no zeroing pass.
                 packed.resize(panels * nr * kc, 0.0);
-                pack_b(
-                    &p.b,
-                    p.b_off,
-                    pc,
-                    kc,
-                    j0,
-                    ncols,
-                    nr,
-                    &mut packed,
-                    isa != Isa::Portable,
-                );
+                pack_b(&p.b, p.b_off, pc, kc, j0, ncols, nr, &mut packed, isa);
                 run_blocks(packed.as_ptr(), nr, kc * nr, j0, ncols);
             }
             pc += kc;

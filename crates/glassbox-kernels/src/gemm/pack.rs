@@ -1,6 +1,7 @@
 //! Packing B' into panels of NR columns (widened to f32), laid out as the micro-kernel reads them.
 
 use super::{Element, MatRef};
+use crate::Isa;
 
 /// Packs B'[pc..pc+kc, jc..jc+nc] into panels of `nr` columns: panel q holds
 /// `dst[q·kc·nr + kk·nr + jj] = B'[pc+kk, jc+q·nr+jj]`, columns past nc zero.
@@ -14,8 +15,9 @@ pub(super) fn pack_b<T: Element>(
     nc: usize,
     nr: usize,
     dst: &mut [f32],
-    simd_transpose: bool,
+    isa: Isa,
 ) {
+    let simd_transpose = isa != Isa::Portable;
     if b.col_stride == 1 {
         // Rows of B' are contiguous: read each row once, front to back, and deal it out to
         // the panels (reading panel by panel would jump a whole row stride per k, and with
@@ -32,7 +34,7 @@ pub(super) fn pack_b<T: Element>(
             for q in 0..panels {
                 let cols = nr.min(nc - q * nr);
                 let d = &mut dst[q * kc * nr + kk * nr..][..nr];
-                widen(&row[q * nr..q * nr + cols], &mut d[..cols]);
+                T::widen(isa, &row[q * nr..q * nr + cols], &mut d[..cols]);
                 d[cols..].fill(0.0);
             }
         }
@@ -88,20 +90,6 @@ fn prefetch_row<T>(row: &[T]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = row;
-}
-
-/// `dst[i] = src[i]` widened to f32 (a plain copy for f32).
-#[inline]
-fn widen<T: Element>(src: &[T], dst: &mut [f32]) {
-    if T::IS_F32 {
-        // Safety of the cast: T is f32 exactly when IS_F32.
-        let src = unsafe { &*(src as *const [T] as *const [f32]) };
-        dst.copy_from_slice(src);
-    } else {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = s.to_f32();
-        }
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
