@@ -87,6 +87,82 @@ fn last_dim(l: &Layout) -> usize {
     l.dims().last().copied().unwrap_or(1)
 }
 
+// ---- widening -----------------------------------------------------------------------------
+
+/// `t` as f32. A half-precision CPU tensor is widened by the kernels, vectorised and exact
+/// (candle converts one value at a time, which made reading an f16 model's KV cache most of a
+/// decoding step); anything else goes through candle's `to_dtype`.
+pub fn to_f32(t: &Tensor) -> Result<Tensor> {
+    match t.dtype() {
+        // A tracked input goes through candle's conversion, which records the backward (the
+        // same values: widening is exact).
+        DType::F16 | DType::BF16 if t.device().is_cpu() && !t.track_op() => {
+            t.apply_op1_no_bwd(&Widen)
+        }
+        _ => t.to_dtype(DType::F32),
+    }
+}
+
+struct Widen;
+
+impl CustomOp1 for Widen {
+    fn name(&self) -> &'static str {
+        "glassbox-widen"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F16(v) => widen_layout(v, l),
+            CpuStorage::BF16(v) => widen_layout(v, l),
+            _ => candle_core::bail!("glassbox-widen: the input is not f16 or bf16"),
+        };
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+}
+
+/// The elements of `data` under layout `l`, row-major, widened to f32: rows of the last
+/// dimension at a time when it is contiguous, in parallel over rows.
+fn widen_layout<T: glassbox_kernels::Element>(data: &[T], l: &Layout) -> Vec<f32> {
+    use rayon::prelude::*;
+    let isa = glassbox_kernels::Isa::active();
+    let d = last_dim(l);
+    let n = l.shape().elem_count();
+    let mut out = vec![0f32; n];
+    if d == 0 || n == 0 {
+        return out;
+    }
+    if let Some((a, b)) = l.contiguous_offsets() {
+        out.par_chunks_mut(1 << 16)
+            .zip(data[a..b].par_chunks(1 << 16))
+            .for_each(|(o, s)| T::widen(isa, s, o));
+        return out;
+    }
+    if l.stride().last() != Some(&1) {
+        let gathered = gather(data, l);
+        T::widen(isa, &gathered, &mut out);
+        return out;
+    }
+    // Start offset of each row (all dimensions but the last), in row-major order.
+    let dims = &l.dims()[..l.dims().len() - 1];
+    let strides = &l.stride()[..dims.len()];
+    let row_start = |mut r: usize| {
+        let mut off = l.start_offset();
+        for (dim, stride) in dims.iter().zip(strides).rev() {
+            off += (r % dim) * stride;
+            r /= dim;
+        }
+        off
+    };
+    out.par_chunks_mut(d)
+        .enumerate()
+        .with_min_len(64)
+        .for_each(|(r, o)| {
+            let start = row_start(r);
+            T::widen(isa, &data[start..start + d], o);
+        });
+    out
+}
+
 // ---- matmul -------------------------------------------------------------------------------
 
 /// `a · b` over the last two dimensions (equal leading dimensions), as `Tensor::matmul`.
