@@ -6,8 +6,8 @@
 //!   the crate's dot-product order ([`reduce::LANES`] interleaved partial sums combined by a
 //!   fixed tree), so vector lanes run along k and every W row is read sequentially.
 //! - [`x_w`]: `C = X·B` with B stored [k, n], n contiguous (GPT-2's `Conv1D`, `attn·V`). Lanes
-//!   run over output columns and each output keeps the GEMM order (one FMA chain over k), so
-//!   the result is the one [`gemm`](crate::gemm) computes for any m.
+//!   run over output columns; each output is a sum of FMA chains over fixed 64-row chunks of k,
+//!   so that each thread streams whole chunks of B.
 //!
 //! Both are generic over [`Simd`] and run on every path, the portable one included, so the
 //! bits do not depend on the instruction set; threads split output columns only. A weight

@@ -17,7 +17,7 @@ mod pack;
 use rayon::prelude::*;
 
 use crate::reduce::LANES;
-use crate::simd::{isa_entry, Simd};
+use crate::simd::{isa_entry, Lanes, Simd};
 use crate::Isa;
 use micro::{row_block, Shape, Tile};
 use pack::pack_b;
@@ -49,13 +49,7 @@ impl Element for half::f16 {
         half::f16::to_f32(self)
     }
     fn widen(isa: Isa, src: &[half::f16], dst: &mut [f32]) {
-        assert_eq!(src.len(), dst.len());
-        // Safety of the cast: f16 is a u16 in memory.
-        widen_f16(
-            isa,
-            unsafe { &*(src as *const [half::f16] as *const [u16]) },
-            dst,
-        )
+        widen_f16(isa, src, dst)
     }
 }
 
@@ -66,55 +60,34 @@ impl Element for half::bf16 {
         half::bf16::to_f32(self)
     }
     fn widen(isa: Isa, src: &[half::bf16], dst: &mut [f32]) {
-        assert_eq!(src.len(), dst.len());
-        // Safety of the cast: bf16 is a u16 in memory.
-        widen_bf16(
-            isa,
-            unsafe { &*(src as *const [half::bf16] as *const [u16]) },
-            dst,
-        )
+        widen_bf16(isa, src, dst)
     }
 }
 
-isa_entry!(fn widen_f16(src: &[u16], dst: &mut [f32]) => widen_f16_k);
-isa_entry!(fn widen_bf16(src: &[u16], dst: &mut [f32]) => widen_bf16_k);
+isa_entry!(fn widen_f16(src: &[half::f16], dst: &mut [f32]) => widen_f16_k);
+isa_entry!(fn widen_bf16(src: &[half::bf16], dst: &mut [f32]) => widen_bf16_k);
 
 #[inline(always)]
-unsafe fn widen_f16_k<S: Simd>(src: &[u16], dst: &mut [f32]) {
-    widen_k::<S>(
-        src,
-        dst,
-        |p| S::load_f16(p),
-        |p| crate::simd::Portable::load_f16(p),
-    )
+unsafe fn widen_f16_k<S: Simd>(src: &[half::f16], dst: &mut [f32]) {
+    widen_k::<S, half::f16>(src, dst)
 }
 
 #[inline(always)]
-unsafe fn widen_bf16_k<S: Simd>(src: &[u16], dst: &mut [f32]) {
-    widen_k::<S>(
-        src,
-        dst,
-        |p| S::load_bf16(p),
-        |p| crate::simd::Portable::load_bf16(p),
-    )
+unsafe fn widen_bf16_k<S: Simd>(src: &[half::bf16], dst: &mut [f32]) {
+    widen_k::<S, half::bf16>(src, dst)
 }
 
-/// Whole vectors with `vector`, the tail one value at a time with the portable `scalar`.
+/// `dst[i] = src[i]` widened: whole vectors on the path, the tail one value at a time.
 #[inline(always)]
-unsafe fn widen_k<S: Simd>(
-    src: &[u16],
-    dst: &mut [f32],
-    vector: impl Fn(*const u16) -> S::V,
-    scalar: impl Fn(*const u16) -> f32,
-) {
-    let n = src.len();
-    let full = n / S::LANES * S::LANES;
+unsafe fn widen_k<S: Simd, E: Lanes>(src: &[E], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    let full = src.len() / S::LANES * S::LANES;
     let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
     for i in (0..full).step_by(S::LANES) {
-        S::store(d.add(i), vector(s.add(i)));
+        S::store(d.add(i), E::load::<S>(s.add(i)));
     }
-    for i in full..n {
-        *d.add(i) = scalar(s.add(i));
+    for (o, v) in dst[full..].iter_mut().zip(&src[full..]) {
+        *o = v.widen();
     }
 }
 
