@@ -244,7 +244,7 @@ unsafe fn dot_block<S: Simd, E: Lanes, const M: usize, const R: usize>(
             let mut tail = [0f32; LANES];
             let last = &w[(row + r) * w_rs + full..(row + r) * w_rs + k];
             for (t, v) in tail.iter_mut().zip(last) {
-                *t = v.widen();
+                *t = v.to_f32();
             }
             for v in 0..nv {
                 let wv = S::load(tail.as_ptr().add(v * width));

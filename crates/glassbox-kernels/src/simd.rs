@@ -45,23 +45,18 @@ pub(crate) unsafe trait Simd: Copy {
 }
 
 /// Weight element types kernels read straight into f32 vectors, widening exactly.
-pub(crate) trait Lanes: Copy + Send + Sync + 'static {
+pub(crate) trait Lanes: crate::Element {
     /// `S::LANES` values at `p`, widened.
     ///
     /// # Safety
     /// As [`Simd`]'s methods; `p` valid for `S::LANES` reads.
     unsafe fn load<S: Simd>(p: *const Self) -> S::V;
-    fn widen(self) -> f32;
 }
 
 impl Lanes for f32 {
     #[inline(always)]
     unsafe fn load<S: Simd>(p: *const f32) -> S::V {
         S::load(p)
-    }
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        self
     }
 }
 
@@ -70,20 +65,12 @@ impl Lanes for half::f16 {
     unsafe fn load<S: Simd>(p: *const half::f16) -> S::V {
         S::load_f16(p as *const u16)
     }
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        self.to_f32()
-    }
 }
 
 impl Lanes for half::bf16 {
     #[inline(always)]
     unsafe fn load<S: Simd>(p: *const half::bf16) -> S::V {
         S::load_bf16(p as *const u16)
-    }
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        self.to_f32()
     }
 }
 

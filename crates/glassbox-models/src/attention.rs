@@ -270,12 +270,7 @@ impl SelfAttention for Attention {
         // Scores and softmax in f32 for half-precision models, as the references upcast.
         let dtype = q.dtype();
         let acc = ops::accumulation_dtype(dtype);
-        // (The whole cache is widened every step: the kernels' conversion, not candle's.)
-        let widen = |t: &Tensor| match acc {
-            DType::F32 => crate::kernel_ops::to_f32(t),
-            _ => t.to_dtype(acc),
-        };
-        let raw = ops::grouped_matmul(&widen(&q)?, &widen(&k)?.t()?)?;
+        let raw = ops::grouped_matmul(&ops::to_accumulation(&q)?, &ops::to_accumulation(&k)?.t()?)?;
         let mask = ctx.mask(c.window, k.dim(2)?)?;
         let scores_name = || format!("blocks.{i}.attn.hook_attn_scores");
         let pattern = if c.softcap.is_none() && self.sinks.is_none() && !hooks.watches(scores_name)
@@ -297,7 +292,7 @@ impl SelfAttention for Attention {
             }
         };
         let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
-        let mut z = ops::grouped_matmul(&pattern, &widen(&v)?)?
+        let mut z = ops::grouped_matmul(&pattern, &ops::to_accumulation(&v)?)?
             .to_dtype(dtype)?
             .transpose(1, 2)?;
         if let Some(gate) = gate {

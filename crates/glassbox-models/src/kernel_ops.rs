@@ -90,8 +90,7 @@ fn last_dim(l: &Layout) -> usize {
 // ---- widening -----------------------------------------------------------------------------
 
 /// `t` as f32. A half-precision CPU tensor is widened by the kernels, vectorised and exact
-/// (candle converts one value at a time, which made reading an f16 model's KV cache most of a
-/// decoding step); anything else goes through candle's `to_dtype`.
+/// (candle converts one value at a time); anything else goes through candle's `to_dtype`.
 pub fn to_f32(t: &Tensor) -> Result<Tensor> {
     match t.dtype() {
         // A tracked input goes through candle's conversion, which records the backward (the

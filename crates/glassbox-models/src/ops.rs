@@ -29,10 +29,20 @@ pub fn accumulation_dtype(dtype: DType) -> DType {
     }
 }
 
+/// `t` in its [`accumulation_dtype`]: half precision widened by the kernels (vectorised and
+/// exact; candle converts one value at a time, which made widening an f16 model's KV cache
+/// most of a decoding step), anything else as it is.
+pub fn to_accumulation(t: &Tensor) -> Result<Tensor> {
+    match t.dtype() {
+        DType::F16 | DType::BF16 => kernel_ops::to_f32(t),
+        _ => Ok(t.clone()),
+    }
+}
+
 /// `x / sqrt(mean(x²) + eps)` over the last dimension, in f32 (or f64), returned in x's dtype.
 pub fn rms_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
     let dtype = x.dtype();
-    let x = x.to_dtype(accumulation_dtype(dtype))?;
+    let x = to_accumulation(x)?;
     if let Some(y) = kernel_ops::normalize(&x, KernelNorm::Rms, eps)? {
         return y.to_dtype(dtype);
     }
@@ -43,7 +53,7 @@ pub fn rms_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
 /// `(x - mean) / sqrt(var + eps)` over the last dimension (biased variance), in f32 (or f64).
 pub fn layer_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
     let dtype = x.dtype();
-    let x = x.to_dtype(accumulation_dtype(dtype))?;
+    let x = to_accumulation(x)?;
     if let Some(y) = kernel_ops::normalize(&x, KernelNorm::Layer, eps)? {
         return y.to_dtype(dtype);
     }

@@ -87,7 +87,7 @@ unsafe fn widen_k<S: Simd, E: Lanes>(src: &[E], dst: &mut [f32]) {
         S::store(d.add(i), E::load::<S>(s.add(i)));
     }
     for (o, v) in dst[full..].iter_mut().zip(&src[full..]) {
-        *o = v.widen();
+        *o = v.to_f32();
     }
 }
 
