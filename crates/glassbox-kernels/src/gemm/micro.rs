@@ -5,11 +5,32 @@ use super::{Element, MatRef, SharedOut};
 use crate::simd::{isa_entry, Simd};
 use crate::Isa;
 
+/// Most vectors of B' columns a tile holds on any path.
+const MAX_NV: usize = 8;
+
 /// The micro-kernel shape of a path: at most `MR` rows of A' × `NV` vectors of B' columns.
 pub(crate) trait Shape: Simd {
     const MR: usize;
     const NV: usize;
     const NR: usize = Self::NV * Self::LANES;
+
+    /// Writes a full tile (`acc[i][v]`: row i of C', lanes over NR columns) to C' stored by
+    /// columns — column j's MR values contiguous at `c + j·c_cs`, as when C' is Cᵀ — by a
+    /// transpose in registers. False where the path has none (the caller goes through memory).
+    /// Pure data movement: the bits are the same either way.
+    ///
+    /// # Safety
+    /// As [`Simd`]'s methods; `c` valid for NR columns of MR floats `c_cs` apart.
+    #[inline(always)]
+    unsafe fn store_columns(_acc: &[[Self::V; MAX_NV]], _c: *mut f32, _c_cs: usize) -> bool {
+        false
+    }
+
+    /// The inverse of [`Shape::store_columns`]: a full tile read from C' stored by columns.
+    #[inline(always)]
+    unsafe fn load_columns(_acc: &mut [[Self::V; MAX_NV]], _c: *const f32, _c_cs: usize) -> bool {
+        false
+    }
 }
 
 impl Shape for crate::simd::Portable {
@@ -17,6 +38,8 @@ impl Shape for crate::simd::Portable {
     const NV: usize = 8;
 }
 
+// AVX2's 6-row tiles keep the scatter through memory: an 8×8 transpose with rows padded and
+// columns stored as 4 + 2 floats measured no faster (GPT-2's unembedding, 8 paired runs).
 #[cfg(target_arch = "x86_64")]
 impl Shape for crate::simd::Avx2 {
     const MR: usize = 6;
@@ -27,6 +50,96 @@ impl Shape for crate::simd::Avx2 {
 impl Shape for crate::simd::Avx512 {
     const MR: usize = 8;
     const NV: usize = 2;
+
+    #[inline(always)]
+    unsafe fn store_columns(acc: &[[Self::V; MAX_NV]], c: *mut f32, c_cs: usize) -> bool {
+        if acc.len() != Self::MR {
+            return false;
+        }
+        avx512_columns::store(acc, c, c_cs);
+        true
+    }
+
+    #[inline(always)]
+    unsafe fn load_columns(acc: &mut [[Self::V; MAX_NV]], c: *const f32, c_cs: usize) -> bool {
+        if acc.len() != Self::MR {
+            return false;
+        }
+        avx512_columns::load(acc, c, c_cs);
+        true
+    }
+}
+
+/// 8 rows × 32 columns of C' to and from columns of 8 contiguous floats. Each vector of 16
+/// columns is transposed in two steps: 4×4 blocks inside every 128-bit lane (rows 0–3 and
+/// rows 4–7 apart), which leaves in lane L of `lo[q]` / `hi[q]` rows 0–3 / 4–7 of column
+/// 4L + q; then pairs of lanes of `lo[q]` and `hi[q]` make whole columns.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)] // `v` picks the same vector out of every row
+mod avx512_columns {
+    use super::MAX_NV;
+    use std::arch::x86_64::*;
+
+    /// (a, b, c, d) → (u0, u1, u2, u3) with, in each 128-bit lane, `uq = (a[q], b[q], c[q],
+    /// d[q])`. Its own inverse.
+    #[inline(always)]
+    unsafe fn transpose4_in_lanes(r: [__m512; 4]) -> [__m512; 4] {
+        let t0 = _mm512_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm512_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm512_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm512_unpackhi_ps(r[2], r[3]);
+        [
+            _mm512_shuffle_ps::<0x44>(t0, t2),
+            _mm512_shuffle_ps::<0xEE>(t0, t2),
+            _mm512_shuffle_ps::<0x44>(t1, t3),
+            _mm512_shuffle_ps::<0xEE>(t1, t3),
+        ]
+    }
+
+    #[inline(always)]
+    pub(super) unsafe fn store(acc: &[[__m512; MAX_NV]], c: *mut f32, c_cs: usize) {
+        // Lanes (lo.L0, hi.L0, lo.L1, hi.L1) and (lo.L2, hi.L2, lo.L3, hi.L3).
+        let first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+        let second =
+            _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+        for v in 0..2 {
+            let lo = transpose4_in_lanes([acc[0][v], acc[1][v], acc[2][v], acc[3][v]]);
+            let hi = transpose4_in_lanes([acc[4][v], acc[5][v], acc[6][v], acc[7][v]]);
+            let col = |j: usize| c.add((v * 16 + j) * c_cs);
+            for q in 0..4 {
+                let a = _mm512_permutex2var_ps(lo[q], first, hi[q]);
+                let b = _mm512_permutex2var_ps(lo[q], second, hi[q]);
+                _mm256_storeu_ps(col(q), _mm512_castps512_ps256(a));
+                _mm256_storeu_ps(col(4 + q), _mm512_extractf32x8_ps::<1>(a));
+                _mm256_storeu_ps(col(8 + q), _mm512_castps512_ps256(b));
+                _mm256_storeu_ps(col(12 + q), _mm512_extractf32x8_ps::<1>(b));
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub(super) unsafe fn load(acc: &mut [[__m512; MAX_NV]], c: *const f32, c_cs: usize) {
+        // From (col q, col 4+q) and (col 8+q, col 12+q): lanes 0 and 2 of each are rows 0–3.
+        let rows_lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        let rows_hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+        for v in 0..2 {
+            let col = |j: usize| _mm256_loadu_ps(c.add((v * 16 + j) * c_cs));
+            let mut lo = [_mm512_setzero_ps(); 4];
+            let mut hi = [_mm512_setzero_ps(); 4];
+            for q in 0..4 {
+                let a = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(col(q)), col(4 + q));
+                let b = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(col(8 + q)), col(12 + q));
+                lo[q] = _mm512_permutex2var_ps(a, rows_lo, b);
+                hi[q] = _mm512_permutex2var_ps(a, rows_hi, b);
+            }
+            let top = transpose4_in_lanes(lo);
+            let bottom = transpose4_in_lanes(hi);
+            for i in 0..4 {
+                acc[i][v] = top[i];
+                acc[4 + i][v] = bottom[i];
+            }
+        }
+    }
 }
 
 /// One block of up to MR rows of A' against every packed panel of B'.
@@ -139,12 +252,14 @@ unsafe fn panels_r<S: Shape, const R: usize>(m: &Micro) {
 /// The R×NR tile: accumulators in registers, one FMA chain per element over k.
 #[inline(always)]
 unsafe fn kernel<S: Shape, const R: usize>(m: &Micro, b: *const f32, c: *mut f32, cols: usize) {
-    const MAX_NV: usize = 8;
     let w = S::LANES;
     let nv = S::NV;
     let nr = S::NR;
     let mut acc = [[S::splat(0.0); MAX_NV]; R];
     let direct = m.c_cs == 1 && cols == nr;
+    // A whole tile of a C' stored by columns (C' = Cᵀ) is transposed in registers where the
+    // path can; otherwise it goes through `tile` element by element.
+    let by_columns = m.c_rs == 1 && cols == nr && R == S::MR;
     let mut tile = [0f32; 8 * 32];
     if m.load_c {
         if direct {
@@ -153,7 +268,7 @@ unsafe fn kernel<S: Shape, const R: usize>(m: &Micro, b: *const f32, c: *mut f32
                     *a = S::load(c.add(i * m.c_rs + v * w));
                 }
             }
-        } else {
+        } else if !(by_columns && S::load_columns(&mut acc, c, m.c_cs)) {
             for j in 0..cols {
                 for i in 0..R {
                     tile[i * nr + j] = *c.add(i * m.c_rs + j * m.c_cs);
@@ -189,7 +304,7 @@ unsafe fn kernel<S: Shape, const R: usize>(m: &Micro, b: *const f32, c: *mut f32
                 S::store(c.add(i * m.c_rs + v * w), *a);
             }
         }
-    } else {
+    } else if !(by_columns && S::store_columns(&acc, c, m.c_cs)) {
         for (i, row) in acc.iter().enumerate() {
             for (v, a) in row.iter().enumerate().take(nv) {
                 S::store(tile.as_mut_ptr().add(i * nr + v * w), *a);
