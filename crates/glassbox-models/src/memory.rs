@@ -8,19 +8,21 @@
 /// afresh: a third of an activation-patching sweep's time, 15 % of GPT-2 small's 8×128 forward.
 /// After this call blocks up to 32 MiB (glibc's largest threshold) come from the heap, which
 /// keeps up to 1 GiB of freed memory for reuse; peak memory is unchanged, it is only returned
-/// later. All threads share the main heap: the work runs on the kernels' pool, and a pool
-/// thread's own arena grows in 64 MiB sub-heaps that glibc unmaps as soon as one is empty,
-/// whatever the trim threshold, so caching every hook of GPT-2 small (130 MB) faulted ~30 MB
-/// back in every pass (7 % of it at 1×128). Front ends (the CLI, the Python package, the
-/// benchmarks) call it at start, before the pool's threads exist; it changes the whole
-/// process's allocator, so the library never calls it itself.
+/// later. The work runs on the kernels' pool, whose threads allocate from arenas of their own
+/// that grow in 64 MiB sub-heaps; glibc unmaps an emptied sub-heap unless the heap before it
+/// has `M_TOP_PAD` free, whatever the trim threshold, so the pad is one sub-heap: caching every
+/// hook of GPT-2 small (130 MB) had faulted ~30 MB back in every pass (7 % of it at 1×128).
+/// (One arena for all threads, `M_ARENA_MAX = 1`, fixed that too but made 8×128 caching
+/// 3–14 % slower: the shared heap fragmented.) Front ends (the CLI, the Python package, the
+/// benchmarks) call it at start; it changes the whole process's allocator, so the library
+/// never calls it itself.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt takes the allocator's lock; the values are in glibc's documented ranges.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }
 
