@@ -9,9 +9,10 @@
 /// After this call blocks up to 32 MiB (glibc's largest threshold) come from the heap, which
 /// keeps up to 1 GiB of freed memory for reuse; peak memory is unchanged, it is only returned
 /// later. The work runs on the kernels' pool, whose threads allocate from arenas of their own
-/// that grow in 64 MiB sub-heaps; glibc unmaps an emptied sub-heap unless the heap before it
-/// has `M_TOP_PAD` free, whatever the trim threshold, so the pad is one sub-heap: caching every
-/// hook of GPT-2 small (130 MB) had faulted ~30 MB back in every pass (7 % of it at 1×128).
+/// that grow in 64 MiB sub-heaps; glibc unmaps an emptied sub-heap as soon as the one before it
+/// has `M_TOP_PAD` (128 KiB by default) free, whatever the trim threshold, so caching every hook
+/// of GPT-2 small (130 MB) faulted ~30 MB back in every pass (7 % of it at 1×128). A pad of a
+/// whole sub-heap is never free, so sub-heaps stay (the pad also rounds up heap growth).
 /// (One arena for all threads, `M_ARENA_MAX = 1`, fixed that too but made 8×128 caching
 /// 3–14 % slower: the shared heap fragmented.) Front ends (the CLI, the Python package, the
 /// benchmarks) call it at start; it changes the whole process's allocator, so the library
