@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::gemm::Element;
 use crate::reduce::LANES;
-use crate::simd::{isa_entry, Lanes, Simd};
+use crate::simd::{per_element, Lanes, Simd};
 use crate::Isa;
 
 /// The largest row count these kernels take.
@@ -57,22 +57,6 @@ impl<'a> Weights<'a> {
             }
         }
     }
-}
-
-/// A kernel's entry point for one weight element type: `$entry` dispatches on the path to
-/// `$generic::<S, $elem>`.
-macro_rules! per_element {
-    ($entry:ident, $kernel:ident, $generic:ident, $elem:ty, ($($p:ident : $t:ty),* $(,)?)) => {
-        isa_entry!(
-            #[allow(clippy::too_many_arguments)]
-            fn $entry($($p: $t),*) => $kernel
-        );
-        #[allow(clippy::too_many_arguments)]
-        #[inline(always)]
-        unsafe fn $kernel<S: Simd>($($p: $t),*) {
-            $generic::<S, $elem>($($p),*)
-        }
-    };
 }
 
 /// An output buffer threads write disjoint parts of.

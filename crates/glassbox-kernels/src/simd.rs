@@ -392,3 +392,20 @@ macro_rules! isa_entry {
     };
 }
 pub(crate) use isa_entry;
+
+/// [`isa_entry!`] for a kernel generic over the weight element type too: `$entry` runs
+/// `$generic::<S, $elem>` on the path `isa` names (`$kernel` is the per-type wrapper it needs).
+macro_rules! per_element {
+    ($entry:ident, $kernel:ident, $generic:ident, $elem:ty, ($($p:ident : $t:ty),* $(,)?)) => {
+        $crate::simd::isa_entry!(
+            #[allow(clippy::too_many_arguments)]
+            fn $entry($($p: $t),*) => $kernel
+        );
+        #[allow(clippy::too_many_arguments)]
+        #[inline(always)]
+        unsafe fn $kernel<S: $crate::simd::Simd>($($p: $t),*) {
+            $generic::<S, $elem>($($p),*)
+        }
+    };
+}
+pub(crate) use per_element;

@@ -3,7 +3,7 @@
 //! accurate against f64.
 
 use glassbox_kernels::rows::{self, Activation, NormKind};
-use glassbox_kernels::{gemm, gemm_batched, gemm_reference, math, with_isa, Isa, MatRef};
+use glassbox_kernels::{gemm, gemm_batched, gemm_reference, math, with_isa, Element, Isa, MatRef};
 use half::{bf16, f16};
 
 /// A seeded stream of values in [-2, 2) with a few exact zeros and large magnitudes mixed in.
@@ -228,24 +228,43 @@ fn half_precision_weights_stream_exactly_in_few_row_products() {
                     );
                     want
                 };
-                let (want16, wantb) = (reference(&w16_f32), reference(&wb_f32));
                 let name = format!("{m}x{k}x{n} transposed {transposed} accumulate {accumulate}");
-                same_bits_everywhere(&format!("f16 {name}"), || {
-                    let mut c = c0.clone();
-                    let b = MatRef::row_major(&w16, rows, cols);
-                    gemm(am, if transposed { b.t() } else { b }, &mut c, accumulate);
-                    assert_eq!(bits(&c), bits(&want16), "f16 {name}");
-                    bits(&c)
-                });
-                same_bits_everywhere(&format!("bf16 {name}"), || {
-                    let mut c = c0.clone();
-                    let b = MatRef::row_major(&wb, rows, cols);
-                    gemm(am, if transposed { b.t() } else { b }, &mut c, accumulate);
-                    assert_eq!(bits(&c), bits(&wantb), "bf16 {name}");
-                    bits(&c)
-                });
+                let product = Product {
+                    a: am,
+                    rows,
+                    cols,
+                    transposed,
+                    c0: &c0,
+                    accumulate,
+                };
+                product.check(&format!("f16 {name}"), &w16, &reference(&w16_f32));
+                product.check(&format!("bf16 {name}"), &wb, &reference(&wb_f32));
             }
         }
+    }
+}
+
+/// A few-row product against a weight stored [rows, cols] (used transposed or not).
+struct Product<'a> {
+    a: MatRef<'a, f32>,
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+    c0: &'a [f32],
+    accumulate: bool,
+}
+
+impl Product<'_> {
+    /// `gemm` with weight `w` gives `want`'s bits on every path and thread count.
+    fn check<T: Element>(&self, name: &str, w: &[T], want: &[f32]) {
+        same_bits_everywhere(name, || {
+            let mut c = self.c0.to_vec();
+            let b = MatRef::row_major(w, self.rows, self.cols);
+            let b = if self.transposed { b.t() } else { b };
+            gemm(self.a, b, &mut c, self.accumulate);
+            assert_eq!(bits(&c), bits(want), "{name}");
+            bits(&c)
+        });
     }
 }
 

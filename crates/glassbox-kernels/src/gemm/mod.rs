@@ -17,7 +17,7 @@ mod pack;
 use rayon::prelude::*;
 
 use crate::reduce::LANES;
-use crate::simd::{isa_entry, Lanes, Simd};
+use crate::simd::{isa_entry, per_element, Lanes, Simd};
 use crate::Isa;
 use micro::{row_block, Shape, Tile};
 use pack::pack_b;
@@ -64,18 +64,8 @@ impl Element for half::bf16 {
     }
 }
 
-isa_entry!(fn widen_f16(src: &[half::f16], dst: &mut [f32]) => widen_f16_k);
-isa_entry!(fn widen_bf16(src: &[half::bf16], dst: &mut [f32]) => widen_bf16_k);
-
-#[inline(always)]
-unsafe fn widen_f16_k<S: Simd>(src: &[half::f16], dst: &mut [f32]) {
-    widen_k::<S, half::f16>(src, dst)
-}
-
-#[inline(always)]
-unsafe fn widen_bf16_k<S: Simd>(src: &[half::bf16], dst: &mut [f32]) {
-    widen_k::<S, half::bf16>(src, dst)
-}
+per_element!(widen_f16, widen_f16_k, widen_k, half::f16, (src: &[half::f16], dst: &mut [f32]));
+per_element!(widen_bf16, widen_bf16_k, widen_k, half::bf16, (src: &[half::bf16], dst: &mut [f32]));
 
 /// `dst[i] = src[i]` widened: whole vectors on the path, the tail one value at a time.
 #[inline(always)]
