@@ -47,7 +47,7 @@ pub mod reduce;
 pub mod rows;
 mod simd;
 
-pub use gemm::{gemm, gemm_batched, gemm_reference, Element, MatRef};
+pub use gemm::{gemm, gemm_batched, gemm_reference, transposed, Element, MatRef};
 pub use isa::{isa_from_env, with_isa, Isa, IsaError};
 
 /// Names the arithmetic these kernels perform (reduction orders, polynomials). Two builds with

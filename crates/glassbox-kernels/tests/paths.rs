@@ -3,7 +3,9 @@
 //! accurate against f64.
 
 use glassbox_kernels::rows::{self, Activation, NormKind};
-use glassbox_kernels::{gemm, gemm_batched, gemm_reference, math, with_isa, Element, Isa, MatRef};
+use glassbox_kernels::{
+    gemm, gemm_batched, gemm_reference, math, transposed, with_isa, Element, Isa, MatRef, FEW_ROWS,
+};
 use half::{bf16, f16};
 
 /// A seeded stream of values in [-2, 2) with a few exact zeros and large magnitudes mixed in.
@@ -135,6 +137,55 @@ fn gemm_matches_the_reference_on_every_path_shape_and_layout() {
             }
         }
     }
+}
+
+#[test]
+fn a_transposed_copy_is_exact_and_multiplies_to_the_same_bits() {
+    // Around the 8×8 register blocks and the 64×64 tiles, and thin in either direction.
+    for (si, &(rows, cols)) in [
+        (1, 1),
+        (3, 5),
+        (8, 8),
+        (64, 64),
+        (65, 130),
+        (200, 77),
+        (9, 1000),
+        (1000, 7),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let w = values(si as u64 + 500, rows * cols);
+        let expected: Vec<f32> = (0..rows * cols)
+            .map(|i| w[(i % rows) * cols + i / rows])
+            .collect();
+        same_bits_everywhere(&format!("transpose {rows}x{cols}"), || {
+            let t = transposed(&w, rows, cols);
+            assert_eq!(bits(&t), bits(&expected), "transpose {rows}x{cols}");
+            bits(&t)
+        });
+    }
+    // A weight stored [in, out] and its copy stored [out, in], used transposed: the same
+    // product bits for more than FEW_ROWS rows (one FMA chain per element either way).
+    let (m, k, n) = (FEW_ROWS + 1, 300, 90);
+    let x = values(600, m * k);
+    let w = values(601, k * n);
+    let wt = transposed(&w, k, n);
+    let mut packed = vec![0.0; m * n];
+    gemm(
+        MatRef::row_major(&x, m, k),
+        MatRef::row_major(&w, k, n),
+        &mut packed,
+        false,
+    );
+    let mut in_place = vec![0.0; m * n];
+    gemm(
+        MatRef::row_major(&x, m, k),
+        MatRef::row_major(&wt, n, k).t(),
+        &mut in_place,
+        false,
+    );
+    assert_eq!(bits(&packed), bits(&in_place));
 }
 
 #[test]

@@ -319,31 +319,23 @@ impl CustomOp2 for MatMul {
 /// `x · W` (`in_out`: W stored [in, out]) or `x · Wᵀ` (W stored [out, in]) for f32 `x` [rows,
 /// in] and a weight read in place from the memory map — the same kernel call, so the same bits,
 /// as [`matmul`] on a copy of it. The gradient reaches `x`; a mapped weight is a constant.
+/// A weight stored [in, out] that is multiplied again is read from its [out, in] copy
+/// ([`MappedWeight::out_in_copy`]) in products of more than FEW_ROWS rows, forward and
+/// backward: the same bits, without packing it every time, and its mapped pages stay released.
 pub fn matmul_mapped(x: &Tensor, w: &Arc<MappedWeight>, in_out: bool) -> Result<Tensor> {
     x.apply_op1_arc(Arc::new(Box::new(MappedMatMul {
         w: w.clone(),
         in_out,
+        backward: false,
     })))
 }
 
 struct MappedMatMul {
     w: Arc<MappedWeight>,
+    /// The weight is stored [in, out] (a `Conv1D`), not [out, in].
     in_out: bool,
-}
-
-impl MappedMatMul {
-    /// The right operand's layout: [in, out] as stored, or the transpose of a stored [out, in].
-    fn layout(&self) -> Result<Layout> {
-        let [rows, cols] = self.w.dims()[..] else {
-            candle_core::bail!("{:?}: not a matrix", self.w);
-        };
-        let stored = Layout::contiguous((rows, cols));
-        if self.in_out {
-            Ok(stored)
-        } else {
-            stored.transpose(0, 1)
-        }
-    }
+    /// The product by the transpose of the layer's matrix (the backward pass).
+    backward: bool,
 }
 
 impl CustomOp1 for MappedMatMul {
@@ -353,7 +345,29 @@ impl CustomOp1 for MappedMatMul {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let a = s.as_slice::<f32>()?;
-        let lb = self.layout()?;
+        let [rows, cols] = self.w.dims()[..] else {
+            candle_core::bail!("{:?}: not a matrix", self.w);
+        };
+        // B is the weight as stored, or its transpose.
+        let as_stored = self.in_out != self.backward;
+        let x_rows = l.dims().iter().rev().skip(1).product::<usize>();
+        if self.in_out && x_rows > glassbox_kernels::FEW_ROWS {
+            if let Some(copy) = self.w.out_in_copy() {
+                // The copy holds the stored matrix transposed, [cols, rows]. More than
+                // FEW_ROWS rows: one FMA chain per element whichever way B is laid out.
+                let copy_layout = Layout::contiguous((cols, rows));
+                let lb = match as_stored {
+                    true => copy_layout.transpose(0, 1)?,
+                    false => copy_layout,
+                };
+                return matmul_cpu(a, l, copy, &lb);
+            }
+        }
+        let stored = Layout::contiguous((rows, cols));
+        let lb = match as_stored {
+            true => stored,
+            false => stored.transpose(0, 1)?,
+        };
         match self.w.dtype() {
             DType::F32 => matmul_cpu(a, l, self.w.values::<f32>()?, &lb),
             DType::F16 => matmul_cpu(a, l, self.w.values::<half::f16>()?, &lb),
@@ -364,7 +378,11 @@ impl CustomOp1 for MappedMatMul {
 
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         // d(x·B)/dx = grad·Bᵀ, and Bᵀ is the weight read the other way round.
-        let grad_x = matmul_mapped(grad, &self.w, !self.in_out)?;
+        let grad_x = grad.apply_op1_arc(Arc::new(Box::new(MappedMatMul {
+            w: self.w.clone(),
+            in_out: self.in_out,
+            backward: !self.backward,
+        })))?;
         Ok(Some(grad_x))
     }
 }

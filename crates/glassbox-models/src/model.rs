@@ -586,6 +586,7 @@ impl HookedModel {
         };
         // Each step is many small parallel calls: workers spin between them, not sleep.
         let _awake = glassbox_kernels::pool::keep_workers_awake();
+        let _stored = crate::mapped::stored_layout_only();
         for _ in 0..opts.max_new_tokens {
             if kv.len() + input.dim(1)? > info.n_ctx {
                 break;

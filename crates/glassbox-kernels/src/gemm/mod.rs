@@ -222,6 +222,17 @@ pub fn gemm_reference<TA: Element, TB: Element>(
     }
 }
 
+/// The [cols, rows] transpose of the row-major [rows, cols] `src`. A weight stored [in, out]
+/// (GPT-2's `Conv1D`) is packed into panels on every product; stored [out, in] it is read in
+/// place, the packing pass gone — a caller that multiplies by the same weight many times may
+/// keep this copy. The products give the same bits either way (one FMA chain per element),
+/// except with at most [`FEW_ROWS`](crate::FEW_ROWS) rows, whose order follows the layout.
+pub fn transposed(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut dst = vec![0.0; src.len()];
+    pack::transpose(src, rows, cols, &mut dst, Isa::active());
+    dst
+}
+
 /// `C = A·B` (or `C += A·B` when `accumulate`) with C contiguous row-major `m × n`.
 pub fn gemm<TA: Element, TB: Element>(
     a: MatRef<TA>,

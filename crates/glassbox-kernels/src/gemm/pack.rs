@@ -159,3 +159,57 @@ mod x86_pack {
         col_blocks * 8
     }
 }
+
+/// Square tiles [`transpose`] moves at a time: a tile's 64 source rows and 64 destination
+/// rows (16 KiB each way) stay in L1 while it is moved.
+const TILE: usize = 64;
+
+/// The [cols, rows] transpose of the row-major [rows, cols] `src` into `dst`:
+/// `dst[j·rows + i] = src[i·cols + j]`, threaded over blocks of destination rows.
+/// Pure data movement, so no effect on any bits.
+pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], isa: Isa) {
+    assert_eq!(src.len(), rows * cols, "source size");
+    assert_eq!(dst.len(), rows * cols, "destination size");
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    use rayon::prelude::*;
+    let simd = isa != Isa::Portable && cfg!(target_arch = "x86_64") && Isa::Avx2.available();
+    dst.par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(jb, out)| {
+            let j0 = jb * TILE;
+            let tile_cols = out.len() / rows;
+            for i0 in (0..rows).step_by(TILE) {
+                let tile_rows = TILE.min(rows - i0);
+                // (done columns of the tile, done rows) covered by the 8×8 block transposes.
+                let mut done = (0, 0);
+                #[cfg(target_arch = "x86_64")]
+                if simd && tile_rows >= 8 && tile_cols >= 8 {
+                    // Source rows are the "columns" the packing transposer reads (runs of
+                    // `tile_cols` floats, `cols` apart); destination rows are its k rows.
+                    // Safety: AVX2 is available; both windows lie inside the slices (asserted
+                    // sizes, tile bounds clipped above).
+                    let covered = unsafe {
+                        x86_pack::transposed(
+                            src[i0 * cols + j0..].as_ptr(),
+                            cols,
+                            out[i0..].as_mut_ptr(),
+                            rows,
+                            tile_cols,
+                            tile_rows,
+                        )
+                    };
+                    done = (tile_cols / 8 * 8, covered);
+                }
+                for jj in 0..tile_cols {
+                    let first = if jj < done.0 { done.1 } else { 0 };
+                    for ii in first..tile_rows {
+                        out[jj * rows + i0 + ii] = src[(i0 + ii) * cols + j0 + jj];
+                    }
+                }
+            }
+        });
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+}
