@@ -15,7 +15,10 @@ cargo test --workspace --doc
 # and installed into a venv of its own, then its tests, which compare it with the CLI just built.
 PYVENV=target/python-venv
 [ -x "$PYVENV/bin/python" ] || python3 -m venv "$PYVENV"
-"$PYVENV/bin/pip" install -q --disable-pip-version-check numpy pytest
+# torch too (about 2 minutes and 5 GB from PyPI, its CUDA libraries included): `glassbox.torch`'s
+# test is required here, not skipped.
+"$PYVENV/bin/pip" install -q --disable-pip-version-check numpy pytest torch
+export GLASSBOX_REQUIRE_TORCH=1
 rm -rf target/python-wheel
 "$PYVENV/bin/pip" wheel -q --disable-pip-version-check --no-deps ./python -w target/python-wheel
 "$PYVENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps target/python-wheel/glassbox-*.whl
