@@ -350,24 +350,23 @@ impl CustomOp1 for MappedMatMul {
         };
         // B is the weight as stored, or its transpose.
         let as_stored = self.in_out != self.backward;
+        let oriented = |rows: usize, cols: usize, transpose: bool| {
+            let l = Layout::contiguous((rows, cols));
+            if transpose {
+                l.transpose(0, 1)
+            } else {
+                Ok(l)
+            }
+        };
         let x_rows = l.dims().iter().rev().skip(1).product::<usize>();
         if self.in_out && x_rows > glassbox_kernels::FEW_ROWS {
             if let Some(copy) = self.w.out_in_copy() {
                 // The copy holds the stored matrix transposed, [cols, rows]. More than
                 // FEW_ROWS rows: one FMA chain per element whichever way B is laid out.
-                let copy_layout = Layout::contiguous((cols, rows));
-                let lb = match as_stored {
-                    true => copy_layout.transpose(0, 1)?,
-                    false => copy_layout,
-                };
-                return matmul_cpu(a, l, copy, &lb);
+                return matmul_cpu(a, l, copy, &oriented(cols, rows, as_stored)?);
             }
         }
-        let stored = Layout::contiguous((rows, cols));
-        let lb = match as_stored {
-            true => stored,
-            false => stored.transpose(0, 1)?,
-        };
+        let lb = oriented(rows, cols, !as_stored)?;
         match self.w.dtype() {
             DType::F32 => matmul_cpu(a, l, self.w.values::<f32>()?, &lb),
             DType::F16 => matmul_cpu(a, l, self.w.values::<half::f16>()?, &lb),
