@@ -31,16 +31,31 @@ fn main() {
         let peak: f64 = rayon::broadcast(|_| glassbox_kernels::gemm::fma_peak_gflops(isa))
             .iter()
             .sum();
-        for (label, bm) in [
-            ("x·wᵀ (linear, w [n,k])", MatRef::row_major(&w, n, k).t()),
-            ("x·w  (w [k,n])", MatRef::row_major(&w, k, n)),
-        ] {
+        // A few rows also by w [k, n] held as its [n, k] copy, in w's order (decoding GPT-2
+        // after its Conv1D weights were copied).
+        let chained: &[_] = match m <= glassbox_kernels::FEW_ROWS {
+            true => &[("x·w  from its copy", MatRef::row_major(&w, n, k).t(), true)],
+            false => &[],
+        };
+        let products = [
+            (
+                "x·wᵀ (linear, w [n,k])",
+                MatRef::row_major(&w, n, k).t(),
+                false,
+            ),
+            ("x·w  (w [k,n])", MatRef::row_major(&w, k, n), false),
+        ];
+        for &(label, bm, from_copy) in products.iter().chain(chained) {
             let am = MatRef::row_major(&a, m, k);
-            with_isa(isa, || gemm(am, bm, &mut c, false));
+            let product = |c: &mut [f32]| match from_copy {
+                true => glassbox_kernels::gemm_few_rows_chained(am, bm, c),
+                false => gemm(am, bm, c, false),
+            };
+            with_isa(isa, || product(&mut c));
             let mut times = Vec::new();
             for _ in 0..reps {
                 let t = Instant::now();
-                with_isa(isa, || gemm(am, bm, &mut c, false));
+                with_isa(isa, || product(&mut c));
                 times.push(t.elapsed().as_secs_f64());
             }
             times.sort_by(f64::total_cmp);

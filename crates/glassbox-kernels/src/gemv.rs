@@ -18,7 +18,7 @@
 
 use rayon::prelude::*;
 
-use crate::gemm::Element;
+use crate::gemm::{pack_b, Element, MatRef};
 use crate::reduce::LANES;
 use crate::simd::{per_element, Lanes, Simd};
 use crate::Isa;
@@ -32,6 +32,10 @@ const COLUMNS_PER_TASK: usize = 256;
 /// Rows of B in each chunk of [`x_w`]'s sum (a constant, so the order never depends on the
 /// thread count).
 pub(crate) const CHAIN_CHUNK: usize = 64;
+
+/// Columns of B that [`x_w`] moves into one block when B's rows are not contiguous: with
+/// [`CHAIN_CHUNK`] rows, 16 KiB, which stays in L1 while its chains run.
+const BLOCK_COLUMNS: usize = 64;
 
 /// A weight as its element type, for the kernels' per-type entry points.
 enum Weights<'a> {
@@ -252,15 +256,21 @@ unsafe fn dot_block<S: Simd, E: Lanes, const M: usize, const R: usize>(
     }
 }
 
-/// `c[i·ldc + j] (+)= Σ_p x[i·x_rs + p·x_cs] · b[p·b_rs + j]` for i < m ≤ 4, j < n, summed
-/// in [`chunked_chain_order`]'s order: k is cut into chunks of [`CHAIN_CHUNK`] rows, each chunk
+/// `c[i·ldc + j] (+)= Σ_p x[i·x_rs + p·x_cs] · B[p, j]` for i < m ≤ 4, j < n, summed in
+/// [`chunked_chain_order`]'s order: k is cut into chunks of [`CHAIN_CHUNK`] rows, each chunk
 /// one FMA chain from 0 in increasing p, the chunks' sums added in increasing order, and the
 /// total added to the existing output once, at the end, when accumulating.
 ///
-/// The chunks are what make the weight stream: a chunk of B is one contiguous block, and each
-/// thread reads whole chunks (whole rows of B) one after another. Splitting columns among
-/// threads instead leaves every thread short runs of each row with gaps between them, which
-/// measured 1.4× slower at GPT-2's `Conv1D` weights than a dot product's single stream.
+/// The chunks are what make the weight stream: a chunk of B is one contiguous block when B's
+/// rows are contiguous (`b.col_stride == 1`, GPT-2's `Conv1D`), and each thread reads whole
+/// chunks (whole rows of B) one after another. Splitting columns among threads instead leaves
+/// every thread short runs of each row with gaps between them, which measured 1.4× slower at
+/// GPT-2's `Conv1D` weights than a dot product's single stream.
+///
+/// B in another layout (a `Conv1D` weight held as its [n, k] copy, see [`crate::transposed`],
+/// whose products must keep the stored layout's bits) is moved 64 columns of a chunk at a
+/// time into an L1-sized block laid out as the stored weight, and chained from there: the same
+/// values in the same order, so the same bits.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn x_w<T: Element>(
     isa: Isa,
@@ -268,16 +278,14 @@ pub(crate) fn x_w<T: Element>(
     x_rs: usize,
     x_cs: usize,
     m: usize,
-    b: &[T],
-    b_rs: usize,
-    n: usize,
-    k: usize,
+    b: MatRef<T>,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
     parallel: bool,
 ) {
     debug_assert!((1..=MAX_ROWS).contains(&m));
+    let (k, n) = (b.rows, b.cols);
     let (xs, kp) = padded_rows(x, x_rs, x_cs, m, k);
     let chunks = k.div_ceil(CHAIN_CHUNK).max(1);
     // Chunk q's sums: row i, column j at `sums[(q·m + i)·n + j]`.
@@ -292,31 +300,88 @@ pub(crate) fn x_w<T: Element>(
     };
     let per_part = n.div_ceil(parts).next_multiple_of(64);
     let parts = n.div_ceil(per_part).max(1);
-    let b = Weights::of(b);
-    let task = |t: usize| {
-        let (q, part) = (t / parts, t % parts);
-        let (p0, p1) = (q * CHAIN_CHUNK, ((q + 1) * CHAIN_CHUNK).min(k));
-        let (j0, j1) = (part * per_part, ((part + 1) * per_part).min(n));
-        let sums = out.ptr().wrapping_add(q * m * n + j0);
-        // Safety (of each call below): tasks write disjoint (chunk, column range) blocks of
-        // `sums`; the caller checked the bounds of B.
-        let width = j1 - j0;
-        match b {
-            Weights::F32(b) => {
-                chain_columns_f32(isa, &xs, kp, m, &b[j0..], b_rs, p0, p1, width, sums, n)
+    if b.col_stride == 1 {
+        let b_rs = b.row_stride;
+        let weights = Weights::of(b.data);
+        let task = |t: usize| {
+            let (q, part) = (t / parts, t % parts);
+            let (p0, p1) = (q * CHAIN_CHUNK, ((q + 1) * CHAIN_CHUNK).min(k));
+            let (j0, j1) = (part * per_part, ((part + 1) * per_part).min(n));
+            let sums = out.ptr().wrapping_add(q * m * n + j0);
+            // Safety (of each call below): tasks write disjoint (chunk, column range) blocks
+            // of `sums`; the caller checked the bounds of B.
+            let width = j1 - j0;
+            match weights {
+                Weights::F32(b) => {
+                    chain_columns_f32(isa, &xs, kp, m, &b[j0..], b_rs, p0, p1, width, sums, n)
+                }
+                Weights::F16(b) => {
+                    chain_columns_f16(isa, &xs, kp, m, &b[j0..], b_rs, p0, p1, width, sums, n)
+                }
+                Weights::Bf16(b) => {
+                    chain_columns_bf16(isa, &xs, kp, m, &b[j0..], b_rs, p0, p1, width, sums, n)
+                }
             }
-            Weights::F16(b) => {
-                chain_columns_f16(isa, &xs, kp, m, &b[j0..], b_rs, p0, p1, width, sums, n)
-            }
-            Weights::Bf16(b) => {
-                chain_columns_bf16(isa, &xs, kp, m, &b[j0..], b_rs, p0, p1, width, sums, n)
-            }
+        };
+        if parallel && chunks * parts > 1 {
+            (0..chunks * parts).into_par_iter().for_each(task);
+        } else {
+            (0..chunks * parts).for_each(task);
         }
-    };
-    if parallel && chunks * parts > 1 {
-        (0..chunks * parts).into_par_iter().for_each(task);
     } else {
-        (0..chunks * parts).for_each(task);
+        // B's columns are its contiguous runs (the copy's rows): a task takes 64 of them and
+        // reads each front to back. On x86 SIMD paths, groups of 16 are chained straight from
+        // them, 8×8 blocks transposed in registers ([`x86::copy_chains`]); otherwise (and for
+        // the last columns) a chunk of them at a time is moved into an L1 block laid out as
+        // B's rows, which the chains then read.
+        let task = |t: usize| {
+            #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+            let (mut j0, j1) = (t * BLOCK_COLUMNS, ((t + 1) * BLOCK_COLUMNS).min(n));
+            #[cfg(target_arch = "x86_64")]
+            if let (Weights::F32(data), true) = (Weights::of(b.data), b.row_stride == 1) {
+                if isa != Isa::Portable && Isa::Avx2.available() {
+                    // Whole groups of 16 columns straight from the copy's rows.
+                    let width = (j1 - j0) / 16 * 16;
+                    // Safety: AVX2 and FMA are available; the caller checked B's bounds;
+                    // tasks write disjoint column ranges of `sums`.
+                    let (bt, sums) = (
+                        data[j0 * b.col_stride..].as_ptr(),
+                        out.ptr().wrapping_add(j0),
+                    );
+                    let args = (&xs[..], kp, bt, b.col_stride, k, width, sums, n);
+                    unsafe {
+                        match m {
+                            1 => x86::copy_chains::<1>(args),
+                            2 => x86::copy_chains::<2>(args),
+                            3 => x86::copy_chains::<3>(args),
+                            _ => x86::copy_chains::<4>(args),
+                        }
+                    }
+                    j0 += width;
+                }
+            }
+            if j0 == j1 {
+                return;
+            }
+            let mut block = [0f32; CHAIN_CHUNK * BLOCK_COLUMNS];
+            for q in 0..chunks {
+                let (p0, p1) = (q * CHAIN_CHUNK, ((q + 1) * CHAIN_CHUNK).min(k));
+                let block = &mut block[..(p1 - p0) * BLOCK_COLUMNS];
+                // block[(p - p0)·64 + (j - j0)] = B[p, j]
+                pack_b(&b, 0, p0, p1 - p0, j0, j1 - j0, BLOCK_COLUMNS, block, isa);
+                let sums = out.ptr().wrapping_add(q * m * n + j0);
+                // Safety: tasks write disjoint column ranges of `sums`. The chains read X
+                // from position p0 on, as the block's row 0 is B's row p0.
+                let xs = &xs[p0..];
+                chain_block_f32(isa, xs, kp, m, block, p1 - p0, j1 - j0, sums, n)
+            }
+        };
+        let tasks = n.div_ceil(BLOCK_COLUMNS);
+        if parallel && tasks > 1 {
+            (0..tasks).into_par_iter().for_each(task);
+        } else {
+            (0..tasks).for_each(task);
+        }
     }
     // The chunks' sums, in order, into chunk 0's; then out.
     let (totals, rest) = sums.split_at_mut(m * n);
@@ -427,6 +492,88 @@ unsafe fn chain_block<S: Simd, E: Lanes, const M: usize, const V: usize>(
     }
 }
 
+// Continues the chains of `width` ≤ BLOCK_COLUMNS columns over the `rows` rows of an
+// L1-resident `block` (row stride BLOCK_COLUMNS), each register tile down all rows at once.
+per_element!(chain_block_f32, chain_block_f32_k, chain_block_k, f32, (xs: &[f32], kp: usize, m: usize, block: &[f32], rows: usize, width: usize, sums: *mut f32, sums_rs: usize));
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn chain_block_k<S: Simd, E: Lanes>(
+    xs: &[f32],
+    kp: usize,
+    m: usize,
+    block: &[E],
+    rows: usize,
+    width: usize,
+    sums: *mut f32,
+    sums_rs: usize,
+) {
+    // The widest register tile the row count allows (as in `chain_columns_k`), then narrower
+    // ones for what is left of the block: its rows are in L1, so each tile runs down all of
+    // them, the chains staying in registers.
+    let block = Block {
+        xs,
+        kp,
+        b: block,
+        rows,
+        width,
+        sums,
+        sums_rs,
+    };
+    let v = match m {
+        1 => block.tiles::<S, 1, 1>(
+            block.tiles::<S, 1, 2>(block.tiles::<S, 1, 4>(block.tiles::<S, 1, 8>(0))),
+        ),
+        2 => block.tiles::<S, 2, 1>(block.tiles::<S, 2, 2>(block.tiles::<S, 2, 4>(0))),
+        3 => block.tiles::<S, 3, 1>(block.tiles::<S, 3, 2>(0)),
+        _ => block.tiles::<S, 4, 1>(block.tiles::<S, 4, 2>(0)),
+    };
+    // Columns past the last whole vector, one at a time.
+    for i in 0..m {
+        let row = Block {
+            xs: &xs[i * kp..],
+            sums: sums.add(i * sums_rs),
+            ..block
+        };
+        row.tiles::<crate::simd::Portable, 1, 1>(v);
+    }
+}
+
+/// An L1-resident block of B's rows (row stride [`BLOCK_COLUMNS`]) and the chains it continues.
+#[derive(Clone, Copy)]
+struct Block<'a, E> {
+    xs: &'a [f32],
+    kp: usize,
+    b: &'a [E],
+    rows: usize,
+    width: usize,
+    sums: *mut f32,
+    sums_rs: usize,
+}
+
+impl<E: Lanes> Block<'_, E> {
+    /// Tiles of V vectors × M rows from column `v` on, each chained down all rows of the
+    /// block, while whole ones fit in its width; returns the first column left.
+    #[inline(always)]
+    unsafe fn tiles<S: Simd, const M: usize, const V: usize>(&self, mut v: usize) -> usize {
+        while v + V * S::LANES <= self.width {
+            let (b, sums) = (self.b.as_ptr().add(v), self.sums.add(v));
+            chain_tile::<S, E, M, V>(
+                self.xs,
+                self.kp,
+                b,
+                BLOCK_COLUMNS,
+                0,
+                self.rows,
+                sums,
+                self.sums_rs,
+            );
+            v += V * S::LANES;
+        }
+        v
+    }
+}
+
 /// Continues the chains of V vectors of columns × M rows (partial sums at `acc`, row stride
 /// `acc_rs`) over rows p0..p1 of B (column 0 of the tile at `b`).
 #[allow(clippy::too_many_arguments)]
@@ -458,6 +605,79 @@ unsafe fn chain_tile<S: Simd, E: Lanes, const M: usize, const V: usize>(
     for (i, regs_i) in regs.iter().enumerate() {
         for (v, r) in regs_i.iter().enumerate() {
             S::store(acc.add(i * acc_rs + v * width), *r);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::CHAIN_CHUNK;
+    use crate::gemm::x86_pack::transpose8;
+
+    /// The chunk sums of [`x_w`](super::x_w) for `width` (a multiple of 16) columns of B,
+    /// given as its [n, k] copy: column j of B is the contiguous row `bt + j·bt_rs`. Each group
+    /// of 16 columns reads its 16 copy rows front to back, 8×8 blocks transposed in registers
+    /// into 8 k-steps of 8 columns, and continues two chains per X row (two groups of 8
+    /// columns, to hide the FMA latency). Chunk q's sums of row i go to
+    /// `sums[(q·M + i)·sums_n + j]`. The chains are x_w's: from 0, in increasing p.
+    ///
+    /// Safety: AVX2 and FMA available; `bt` valid for `width` rows of k floats `bt_rs` apart;
+    /// `sums` for every chunk's rows at those columns.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn copy_chains<const M: usize>(
+        (xs, kp, bt, bt_rs, k, width, sums, sums_n): (
+            &[f32],
+            usize,
+            *const f32,
+            usize,
+            usize,
+            usize,
+            *mut f32,
+            usize,
+        ),
+    ) {
+        let chunks = k.div_ceil(CHAIN_CHUNK).max(1);
+        let xp = xs.as_ptr();
+        for j in (0..width).step_by(16) {
+            let rows = [bt.add(j * bt_rs), bt.add((j + 8) * bt_rs)];
+            for q in 0..chunks {
+                let (p0, p1) = (q * CHAIN_CHUNK, ((q + 1) * CHAIN_CHUNK).min(k));
+                let mut acc = [[_mm256_setzero_ps(); 2]; M];
+                let mut p = p0;
+                while p + 8 <= p1 {
+                    let columns = [
+                        transpose8(rows[0].add(p), bt_rs),
+                        transpose8(rows[1].add(p), bt_rs),
+                    ];
+                    for (t, (c0, c1)) in columns[0].iter().zip(&columns[1]).enumerate() {
+                        for (i, acc) in acc.iter_mut().enumerate() {
+                            let x = _mm256_broadcast_ss(&*xp.add(i * kp + p + t));
+                            acc[0] = _mm256_fmadd_ps(x, *c0, acc[0]);
+                            acc[1] = _mm256_fmadd_ps(x, *c1, acc[1]);
+                        }
+                    }
+                    p += 8;
+                }
+                while p < p1 {
+                    // The last k of an uneven chunk, one at a time.
+                    for (g, rows) in rows.iter().enumerate() {
+                        let column: [f32; 8] = std::array::from_fn(|r| *rows.add(r * bt_rs + p));
+                        let v = _mm256_loadu_ps(column.as_ptr());
+                        for (i, acc) in acc.iter_mut().enumerate() {
+                            let x = _mm256_broadcast_ss(&*xp.add(i * kp + p));
+                            acc[g] = _mm256_fmadd_ps(x, v, acc[g]);
+                        }
+                    }
+                    p += 1;
+                }
+                for (i, acc) in acc.iter().enumerate() {
+                    let out = sums.add((q * M + i) * sums_n + j);
+                    _mm256_storeu_ps(out, acc[0]);
+                    _mm256_storeu_ps(out.add(8), acc[1]);
+                }
+            }
         }
     }
 }

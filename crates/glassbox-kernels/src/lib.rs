@@ -23,7 +23,8 @@
 //!   chunks' sums added in increasing order (so each thread streams whole chunks of B). Either
 //!   way the existing output is added at the end when accumulating. The choice depends only
 //!   on m, the element types and B's strides, so it is the same on every path and every
-//!   thread count.
+//!   thread count. [`gemm_few_rows_chained`] asks for the chunked chains whatever B's layout,
+//!   so that a weight stored `[k, n]` and held as its transposed copy keeps its bits.
 //! - **Row reductions** (sums, means, sums of squares) use [`reduce::LANES`] = 16 partial sums:
 //!   element i goes to lane i mod 16, each lane accumulates in order, and the 16 lanes combine
 //!   in a fixed tree. AVX-512 holds the 16 lanes in one register, AVX2 in two, NEON in four,
@@ -47,7 +48,9 @@ pub mod reduce;
 pub mod rows;
 mod simd;
 
-pub use gemm::{gemm, gemm_batched, gemm_reference, transposed, Element, MatRef};
+pub use gemm::{
+    gemm, gemm_batched, gemm_few_rows_chained, gemm_reference, transposed, Element, MatRef,
+};
 pub use isa::{isa_from_env, with_isa, Isa, IsaError};
 
 /// Names the arithmetic these kernels perform (reduction orders, polynomials). Two builds with

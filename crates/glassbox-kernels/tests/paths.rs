@@ -4,7 +4,8 @@
 
 use glassbox_kernels::rows::{self, Activation, NormKind};
 use glassbox_kernels::{
-    gemm, gemm_batched, gemm_reference, math, transposed, with_isa, Element, Isa, MatRef, FEW_ROWS,
+    gemm, gemm_batched, gemm_few_rows_chained, gemm_reference, math, transposed, with_isa, Element,
+    Isa, MatRef, FEW_ROWS,
 };
 use half::{bf16, f16};
 
@@ -186,6 +187,51 @@ fn a_transposed_copy_is_exact_and_multiplies_to_the_same_bits() {
         false,
     );
     assert_eq!(bits(&packed), bits(&in_place));
+}
+
+#[test]
+fn few_row_products_read_from_a_transposed_copy_keep_the_stored_layouts_bits() {
+    // A weight stored [k, n] (GPT-2's Conv1D) is multiplied by a few rows in chains over
+    // 64-row chunks of k; held as its [n, k] copy it must give those bits, on every path and
+    // thread count. Shapes around the 64-row chunks and 64-column blocks, and GPT-2's.
+    for (si, &(m, k, n)) in [
+        (1, 1, 1),
+        (1, 64, 64),
+        (2, 65, 7),
+        (3, 130, 200),
+        (4, 63, 129),
+        (1, 300, 1000),
+        (4, 768, 2304),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let x = values(si as u64 + 700, m * k);
+        let w = values(si as u64 + 800, k * n);
+        let copy = transposed(&w, k, n);
+        let mut stored = vec![0.0; m * n];
+        gemm(
+            MatRef::row_major(&x, m, k),
+            MatRef::row_major(&w, k, n),
+            &mut stored,
+            false,
+        );
+        let mut reference = vec![0.0; m * n];
+        gemm_reference(
+            MatRef::row_major(&x, m, k),
+            MatRef::row_major(&w, k, n),
+            &mut reference,
+            false,
+        );
+        assert_eq!(bits(&stored), bits(&reference), "{m}x{k}x{n} stored");
+        same_bits_everywhere(&format!("{m}x{k}x{n} from the copy"), || {
+            let mut c = vec![f32::NAN; m * n];
+            let b = MatRef::row_major(&copy, n, k).t();
+            gemm_few_rows_chained(MatRef::row_major(&x, m, k), b, &mut c);
+            assert_eq!(bits(&c), bits(&stored), "{m}x{k}x{n} from the copy");
+            bits(&c)
+        });
+    }
 }
 
 #[test]

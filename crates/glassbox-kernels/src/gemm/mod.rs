@@ -20,7 +20,9 @@ use crate::reduce::LANES;
 use crate::simd::{isa_entry, per_element, Lanes, Simd};
 use crate::Isa;
 use micro::{row_block, Shape, Tile};
-use pack::pack_b;
+pub(crate) use pack::pack_b;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use pack::x86_pack;
 
 /// Element types GEMM operands may have. Values are widened to f32 as they are read; widening
 /// is exact, so it has no effect on the bits.
@@ -233,6 +235,44 @@ pub fn transposed(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     dst
 }
 
+/// `C = A·B` for A of at most [`FEW_ROWS`](crate::FEW_ROWS) rows, summed in the order [`gemm`]
+/// gives such a product when B's rows are contiguous (in-order chains over chunks of 64 rows
+/// of B), whatever B's layout. For a caller that holds a weight stored [k, n] as its [n, k]
+/// copy ([`transposed`]) and must keep the stored layout's bits in few-row products too: the
+/// copy's columns are moved back into row order a block at a time, in L1, as they are used.
+pub fn gemm_few_rows_chained(a: MatRef<f32>, b: MatRef<f32>, c: &mut [f32]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        (1..=crate::FEW_ROWS).contains(&m),
+        "{m} rows: not a few-row product"
+    );
+    assert_eq!(b.rows, k, "inner dimensions differ");
+    assert_eq!(c.len(), m * n, "output size");
+    assert!(a.span(0) <= a.data.len(), "A out of bounds");
+    assert!(b.span(0) <= b.data.len(), "B out of bounds");
+    if n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    let parallel = crate::threads() > 1 && m * n * k >= 1 << 16;
+    let (isa, x) = (Isa::active(), a.data);
+    crate::gemv::x_w(
+        isa,
+        x,
+        a.row_stride,
+        a.col_stride,
+        m,
+        b,
+        c.as_mut_ptr(),
+        n,
+        false,
+        parallel,
+    );
+}
+
 /// `C = A·B` (or `C += A·B` when `accumulate`) with C contiguous row-major `m × n`.
 pub fn gemm<TA: Element, TB: Element>(
     a: MatRef<TA>,
@@ -348,30 +388,36 @@ impl<TA: Element, TB: Element> Job<'_, TA, TB> {
             // Safety of the cast: A is f32 (`few_rows_order` checks).
             let x = unsafe { &*(&self.a.data[self.a_off..] as *const [TA] as *const [f32]) };
             let w = &self.b.data[self.b_off..];
-            let (a, b) = (&self.a, &self.b);
-            let kernel = match order {
-                FewRows::Dot => crate::gemv::x_wt::<TB>,
-                FewRows::Chain => crate::gemv::x_w::<TB>,
-            };
-            let b_stride = match order {
-                FewRows::Dot => b.col_stride,
-                FewRows::Chain => b.row_stride,
-            };
-            kernel(
-                isa,
-                x,
-                a.row_stride,
-                a.col_stride,
-                m,
-                w,
-                b_stride,
-                n,
-                k,
-                self.c.0,
-                n,
-                self.accumulate,
-                self.parallel,
-            );
+            let a = &self.a;
+            match order {
+                FewRows::Dot => crate::gemv::x_wt::<TB>(
+                    isa,
+                    x,
+                    a.row_stride,
+                    a.col_stride,
+                    m,
+                    w,
+                    self.b.col_stride,
+                    n,
+                    k,
+                    self.c.0,
+                    n,
+                    self.accumulate,
+                    self.parallel,
+                ),
+                FewRows::Chain => crate::gemv::x_w::<TB>(
+                    isa,
+                    x,
+                    a.row_stride,
+                    a.col_stride,
+                    m,
+                    MatRef { data: w, ..self.b },
+                    self.c.0,
+                    n,
+                    self.accumulate,
+                    self.parallel,
+                ),
+            }
             return;
         }
         // Packing cost of each formulation: the packed operand's size, tripled when it must
