@@ -36,9 +36,8 @@ thread_local! {
 }
 
 /// Until the guard drops, products on this thread make no new [`MappedWeight::out_in_copy`]
-/// (existing ones still serve). For generation: its decoding steps read the weights as stored
-/// (a few-row product's order follows the stored layout), so a copy made by its prompt's
-/// products would only double those weights in memory.
+/// (existing ones still serve). For generation: its decoding steps are few-row products, which
+/// the copy does not speed up, so a copy made by its prompt's products would only cost time.
 pub fn stored_layout_only() -> impl Drop {
     struct Restore(bool);
     impl Drop for Restore {
@@ -110,6 +109,8 @@ pub fn find(vb: &VarBuilder, name: &str, shape: &[usize]) -> Option<MappedWeight
         copy: OnceLock::new(),
         products: AtomicUsize::new(0),
         out_in: OnceLock::new(),
+        #[cfg(test)]
+        stored_reads: AtomicUsize::new(0),
     })
 }
 
@@ -133,6 +134,9 @@ pub struct MappedWeight {
     /// Products that asked for [`Self::out_in_copy`].
     products: AtomicUsize,
     out_in: OnceLock<Option<Vec<f32>>>,
+    /// Reads of the stored values, for tests that check a copy serves instead.
+    #[cfg(test)]
+    stored_reads: AtomicUsize,
 }
 
 impl std::fmt::Debug for MappedWeight {
@@ -170,6 +174,8 @@ impl MappedWeight {
                 T::DTYPE
             );
         }
+        #[cfg(test)]
+        self.stored_reads.fetch_add(1, Ordering::Relaxed);
         let bytes = self
             .checkpoint
             .raw_bytes(&self.name)
@@ -199,9 +205,10 @@ impl MappedWeight {
     /// forward: 8–12 % of its time). Making the copies costs about one more pass (mostly the
     /// kernel zeroing fresh pages), so it waits for the second product that asks — a one-shot
     /// run never pays — and for the copy to take under half the memory budget. The weight's
-    /// mapped pages are then released, so resident memory stays as it was (a few-row product,
-    /// whose order follows the stored layout, still reads them). `None` before that, or when
-    /// not made. The products' bits do not change (see [`glassbox_kernels::transposed`]).
+    /// mapped pages are then released, so resident memory stays as it was: later products
+    /// read the copy, few-row ones in the stored layout's order
+    /// ([`glassbox_kernels::gemm_few_rows_chained`]), except few-row backward products. `None`
+    /// before that, or when not made. The products' bits do not change.
     pub fn out_in_copy(&self) -> Option<&[f32]> {
         let [rows, cols] = self.shape[..] else {
             return None;
@@ -228,6 +235,11 @@ impl MappedWeight {
                 Some(copy)
             })
             .as_deref()
+    }
+
+    /// The copy [`Self::out_in_copy`] made, if it made one; never makes it.
+    pub fn out_in_copy_if_made(&self) -> Option<&[f32]> {
+        self.out_in.get().and_then(|copy| copy.as_deref())
     }
 
     /// Rows `ids` (any shape) of this [rows, d] matrix: a tensor [.., d] in the stored dtype.
@@ -381,8 +393,19 @@ mod tests {
         assert!((0..64 * 192).all(|i| copy[i] == stored[(i % 64) * 192 + i / 64]));
         assert_eq!(second, first);
         assert_eq!(bits(&linear.forward(&x).unwrap()), first);
-        // Few rows keep the stored layout's order.
+        // Few rows keep the stored layout's order, read from the copy: the released pages
+        // of the stored weight stay released.
+        let reads = m.stored_reads.load(Ordering::Relaxed);
         assert_eq!(bits(&linear.forward(&few).unwrap()), few_first);
+        {
+            let _generating = stored_layout_only();
+            assert_eq!(bits(&linear.forward(&few).unwrap()), few_first);
+        }
+        assert_eq!(
+            m.stored_reads.load(Ordering::Relaxed),
+            reads,
+            "stored pages read"
+        );
         // The backward through the copy gives the stored layout's gradient.
         let uncopied = load_c_attn(DType::F32, true);
         let expected = {
