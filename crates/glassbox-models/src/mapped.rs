@@ -35,6 +35,13 @@ thread_local! {
     static STORED_ONLY: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Reads of a weight by generation after which it is copied out of the map
+/// ([`MappedWeight::owned_copy`]): a short generation does not pay for the copy.
+const GENERATION_READS_BEFORE_OWNING: usize = 16;
+
+/// Bytes copied out of the map between releases of its pages (a multiple of any page size).
+const RELEASE_PIECE: usize = 8 << 20;
+
 /// Until the guard drops, products on this thread make no new [`MappedWeight::out_in_copy`]
 /// (existing ones still serve). For generation: its decoding steps are few-row products, which
 /// the copy does not speed up, so a copy made by its prompt's products would only cost time.
@@ -109,6 +116,8 @@ pub fn find(vb: &VarBuilder, name: &str, shape: &[usize]) -> Option<MappedWeight
         copy: OnceLock::new(),
         products: AtomicUsize::new(0),
         out_in: OnceLock::new(),
+        generation_reads: AtomicUsize::new(0),
+        owned: OnceLock::new(),
         #[cfg(test)]
         stored_reads: AtomicUsize::new(0),
     })
@@ -134,6 +143,10 @@ pub struct MappedWeight {
     /// Products that asked for [`Self::out_in_copy`].
     products: AtomicUsize,
     out_in: OnceLock<Option<Vec<f32>>>,
+    /// Reads of the values while generating, until [`Self::owned_copy`] is made.
+    generation_reads: AtomicUsize,
+    /// The stored bytes copied out of the map (8-byte words, so aligned for any element).
+    owned: OnceLock<Option<Vec<u64>>>,
     /// Reads of the stored values, for tests that check a copy serves instead.
     #[cfg(test)]
     stored_reads: AtomicUsize,
@@ -174,6 +187,12 @@ impl MappedWeight {
                 T::DTYPE
             );
         }
+        if let Some(words) = self.owned_copy() {
+            let n = self.shape.iter().product::<usize>();
+            // Safety: the words hold the stored bytes (n values of T, checked by `find`) at an
+            // 8-byte alignment; any bit pattern is a value of T; the borrow cannot outlive self.
+            return Ok(unsafe { std::slice::from_raw_parts(words.as_ptr() as *const T, n) });
+        }
         #[cfg(test)]
         self.stored_reads.fetch_add(1, Ordering::Relaxed);
         let bytes = self
@@ -185,6 +204,47 @@ impl MappedWeight {
         // little-endian order on a little-endian machine; any bit pattern is a value of T. The
         // map lives as long as `self.checkpoint`, which the returned borrow cannot outlive.
         Ok(unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const T, n) })
+    }
+
+    /// The stored bytes, copied out of the map once generation has read them
+    /// [`GENERATION_READS_BEFORE_OWNING`] times; the map's pages are then released, so resident
+    /// memory stays as it was. Decoding streams every weight once per token at memory
+    /// bandwidth, and from the file's page cache that ran 15–26 % slower than from anonymous
+    /// memory (GPT-2 small on a Zen 1-class EPYC). Same layout, same values: same bits.
+    /// `None` before that, outside generation, or when the copy would take more than half
+    /// the memory budget.
+    fn owned_copy(&self) -> Option<&[u64]> {
+        if let Some(words) = self.owned.get() {
+            return words.as_deref();
+        }
+        if !STORED_ONLY.with(Cell::get)
+            || self.generation_reads.fetch_add(1, Ordering::Relaxed) + 1
+                < GENERATION_READS_BEFORE_OWNING
+        {
+            return None;
+        }
+        self.owned
+            .get_or_init(|| {
+                let bytes = self.checkpoint.raw_bytes(&self.name).ok()?;
+                if bytes.len() as u64 > crate::memory::budget() / 2 {
+                    return None;
+                }
+                let mut words = vec![0u64; bytes.len().div_ceil(8)];
+                // Piece by piece, each piece's map pages released once copied: the copy and
+                // the mapped pages are never both resident (GPT-2's embedding is 154 MB).
+                let releaser = PageReleaser::new();
+                let dst = words.as_mut_ptr() as *mut u8;
+                for (i, piece) in bytes.chunks(RELEASE_PIECE).enumerate() {
+                    // Safety: the words hold at least bytes.len() bytes; the ranges are disjoint.
+                    unsafe {
+                        let at = dst.add(i * RELEASE_PIECE);
+                        std::ptr::copy_nonoverlapping(piece.as_ptr(), at, piece.len());
+                    }
+                    releaser.release(piece);
+                }
+                Some(words)
+            })
+            .as_deref()
     }
 
     /// An owned tensor with the same values, copied on first use and kept.
@@ -417,6 +477,38 @@ mod tests {
             panic!("not mapped");
         };
         assert!(u.out_in.get().is_none());
+    }
+
+    #[test]
+    fn a_weight_read_through_a_long_generation_is_copied_out_of_the_map_with_the_same_bits() {
+        use candle_core::Module;
+        // The fixture is f32, so only an f32 load maps it.
+        for dtype in [DType::F32] {
+            let linear = load_c_attn(dtype, true);
+            let Weight::Mapped(m) = &linear.weight else {
+                panic!("not mapped");
+            };
+            let owned = || m.owned.get().is_some_and(|o| o.is_some());
+            let x = inputs(1).to_dtype(dtype).unwrap();
+            let expected = bits(&linear.forward(&x).unwrap().to_dtype(DType::F32).unwrap());
+            for _ in 0..2 * GENERATION_READS_BEFORE_OWNING {
+                linear.forward(&x).unwrap();
+            }
+            assert!(!owned(), "{dtype:?}: copied outside generation");
+            let _generating = stored_layout_only();
+            for step in 0..GENERATION_READS_BEFORE_OWNING + 2 {
+                let got = linear.forward(&x).unwrap().to_dtype(DType::F32).unwrap();
+                assert_eq!(bits(&got), expected, "{dtype:?}: step {step}");
+            }
+            assert!(owned(), "{dtype:?}: not copied during generation");
+            let reads = m.stored_reads.load(Ordering::Relaxed);
+            linear.forward(&x).unwrap();
+            assert_eq!(
+                m.stored_reads.load(Ordering::Relaxed),
+                reads,
+                "{dtype:?}: map read"
+            );
+        }
     }
 
     #[test]
