@@ -268,8 +268,9 @@ unsafe fn dot_block<S: Simd, E: Lanes, const M: usize, const R: usize>(
 /// GPT-2's `Conv1D` weights than a dot product's single stream.
 ///
 /// B in another layout (a `Conv1D` weight held as its [n, k] copy, see [`crate::transposed`],
-/// whose products must keep the stored layout's bits) is moved 64 columns of a chunk at a
-/// time into an L1-sized block laid out as the stored weight, and chained from there: the same
+/// whose products must keep the stored layout's bits) is read 64 columns per task: on x86
+/// SIMD paths straight from the copy's rows, 8×8 blocks transposed in registers; otherwise a
+/// chunk at a time moved into an L1 block laid out as the stored weight. Either way the same
 /// values in the same order, so the same bits.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn x_w<T: Element>(
@@ -291,16 +292,16 @@ pub(crate) fn x_w<T: Element>(
     // Chunk q's sums: row i, column j at `sums[(q·m + i)·n + j]`.
     let mut sums = vec![0f32; chunks * m * n];
     let out = Out(sums.as_mut_ptr());
-    // Columns are split as well only where there are too few chunks to go round the threads;
-    // the split moves no bits (each column is summed on its own).
-    let parts = if parallel {
-        (2 * crate::threads()).div_ceil(chunks)
-    } else {
-        1
-    };
-    let per_part = n.div_ceil(parts).next_multiple_of(64);
-    let parts = n.div_ceil(per_part).max(1);
     if b.col_stride == 1 {
+        // Columns are split as well only where there are too few chunks to go round the
+        // threads; the split moves no bits (each column is summed on its own).
+        let parts = if parallel {
+            (2 * crate::threads()).div_ceil(chunks)
+        } else {
+            1
+        };
+        let per_part = n.div_ceil(parts).next_multiple_of(64);
+        let parts = n.div_ceil(per_part).max(1);
         let b_rs = b.row_stride;
         let weights = Weights::of(b.data);
         let task = |t: usize| {

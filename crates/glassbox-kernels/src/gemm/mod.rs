@@ -238,8 +238,8 @@ pub fn transposed(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// `C = A·B` for A of at most [`FEW_ROWS`](crate::FEW_ROWS) rows, summed in the order [`gemm`]
 /// gives such a product when B's rows are contiguous (in-order chains over chunks of 64 rows
 /// of B), whatever B's layout. For a caller that holds a weight stored [k, n] as its [n, k]
-/// copy ([`transposed`]) and must keep the stored layout's bits in few-row products too: the
-/// copy's columns are moved back into row order a block at a time, in L1, as they are used.
+/// copy ([`transposed`]) and must keep the stored layout's bits in few-row products too (see
+/// `gemv::x_w` for how the copy's rows are read).
 pub fn gemm_few_rows_chained(a: MatRef<f32>, b: MatRef<f32>, c: &mut [f32]) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
