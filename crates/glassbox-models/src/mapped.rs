@@ -247,15 +247,28 @@ impl MappedWeight {
             .as_deref()
     }
 
-    /// An owned tensor with the same values, copied on first use and kept.
+    /// An owned tensor with the same values, copied on first use and kept. Made from a copy
+    /// this weight already holds ([`Self::owned_copy`], [`Self::out_in_copy`]) when there is
+    /// one: their map pages were released, and reading the map again would fault them back.
     pub fn tensor(&self) -> Result<Tensor> {
         if let Some(t) = self.copy.get() {
             return Ok(t.clone());
         }
-        let t = self
-            .checkpoint
-            .tensor(&self.name, &Device::Cpu)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let t = if let Some(Some(words)) = self.owned.get() {
+            let n = self.shape.iter().product::<usize>() * self.dtype.size_in_bytes();
+            // Safety: the words hold the n stored bytes (see `owned_copy`).
+            let bytes = unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, n) };
+            Tensor::from_raw_buffer(bytes, self.dtype, &self.shape, &Device::Cpu)?
+        } else if let (Some(copy), [rows, cols]) = (self.out_in_copy_if_made(), &self.shape[..]) {
+            let stored = glassbox_kernels::transposed(copy, *cols, *rows);
+            Tensor::from_vec(stored, (*rows, *cols), &Device::Cpu)?
+        } else {
+            #[cfg(test)]
+            self.stored_reads.fetch_add(1, Ordering::Relaxed);
+            self.checkpoint
+                .tensor(&self.name, &Device::Cpu)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+        };
         Ok(self.copy.get_or_init(|| t).clone())
     }
 
@@ -461,6 +474,12 @@ mod tests {
             let _generating = stored_layout_only();
             assert_eq!(bits(&linear.forward(&few).unwrap()), few_first);
         }
+        // So does a weight-reading analysis: the tensor comes from the copy.
+        let stored_values = gpt2_fixture()
+            .tensor("transformer.h.0.attn.c_attn.weight", &Device::Cpu)
+            .unwrap();
+        assert_eq!(bits(&m.tensor().unwrap()), bits(&stored_values));
+        assert_eq!(m.tensor().unwrap().dims(), &[64, 192]);
         assert_eq!(
             m.stored_reads.load(Ordering::Relaxed),
             reads,
@@ -503,6 +522,12 @@ mod tests {
             assert!(owned(), "{dtype:?}: not copied during generation");
             let reads = m.stored_reads.load(Ordering::Relaxed);
             linear.forward(&x).unwrap();
+            let stored_values = gpt2_fixture()
+                .tensor("transformer.h.0.attn.c_attn.weight", &Device::Cpu)
+                .unwrap();
+            let as_tensor = m.tensor().unwrap();
+            assert_eq!((as_tensor.dims(), as_tensor.dtype()), (m.dims(), dtype));
+            assert_eq!(bits(&as_tensor), bits(&stored_values));
             assert_eq!(
                 m.stored_reads.load(Ordering::Relaxed),
                 reads,
