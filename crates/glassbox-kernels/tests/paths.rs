@@ -193,7 +193,8 @@ fn a_transposed_copy_is_exact_and_multiplies_to_the_same_bits() {
 fn few_row_products_read_from_a_transposed_copy_keep_the_stored_layouts_bits() {
     // A weight stored [k, n] (GPT-2's Conv1D) is multiplied by a few rows in chains over
     // 64-row chunks of k; held as its [n, k] copy it must give those bits, on every path and
-    // thread count. Shapes around the 64-row chunks and 64-column blocks, and GPT-2's.
+    // thread count. Shapes around the 64-row chunks, the 64-column blocks and 16-column
+    // groups, and GPT-2's (its MLP's long copy rows too).
     for (si, &(m, k, n)) in [
         (1, 1, 1),
         (1, 64, 64),
@@ -201,7 +202,9 @@ fn few_row_products_read_from_a_transposed_copy_keep_the_stored_layouts_bits() {
         (3, 130, 200),
         (4, 63, 129),
         (1, 300, 1000),
+        (2, 197, 77),
         (4, 768, 2304),
+        (1, 3072, 768),
     ]
     .iter()
     .enumerate()
