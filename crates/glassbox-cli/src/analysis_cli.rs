@@ -22,15 +22,16 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    /// Fails early, before any model work, on a plot path that cannot be an SVG.
-    pub fn check(&self) -> anyhow::Result<()> {
+    /// Fails early, before any model work, on a plot path that cannot be an SVG or would be
+    /// written over one of `inputs` (what the command reads).
+    pub fn check(&self, inputs: &[&Path]) -> anyhow::Result<()> {
         if let Some(m) = self.range {
             if !(m.is_finite() && m > 0.0) {
                 return Err(crate::invalid!("--range {m}: give a positive number"));
             }
         }
         if let Some(p) = &self.plot {
-            crate::output::check_svg(p, "--plot")?;
+            crate::output::check_svg(p, "--plot", inputs)?;
         }
         Ok(())
     }

@@ -41,6 +41,15 @@ pub fn adapter_dir() -> Option<&'static Path> {
     ADAPTER.get().and_then(|d| d.as_deref())
 }
 
+/// What a command that loads `model` with the SAEs `saes` (and the `--adapter`, if given)
+/// reads: its outputs must not be written over them ([`crate::output::check`]).
+pub fn model_inputs<'a>(model: &'a Path, saes: &'a SaeArgs) -> Vec<&'a Path> {
+    let mut inputs = vec![model];
+    inputs.extend(saes.saes.iter().map(PathBuf::as_path));
+    inputs.extend(adapter_dir());
+    inputs
+}
+
 /// Reads the `--adapter` folder (PEFT's format).
 pub fn load_adapter(dir: &Path) -> anyhow::Result<glassbox_formats::peft::LoraAdapter> {
     if !dir.is_dir() {

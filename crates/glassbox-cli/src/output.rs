@@ -1,14 +1,15 @@
 //! Where commands write: one check for every output path, made before any work, so that a
 //! path the user got wrong is exit code 2 with a message in words (not an OS error number
-//! after a long computation).
+//! after a long computation), and so that no command writes over what it reads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 /// `path` (given as `flag`) must name a file in a folder that exists: not an existing
-/// directory, not inside a missing folder or inside a file.
-pub fn check(path: &Path, flag: &str) -> anyhow::Result<()> {
+/// directory, not inside a missing folder or inside a file, and not one of `inputs` (the
+/// paths the command reads) nor inside one of them (see [`not_an_input`]).
+pub fn check(path: &Path, flag: &str, inputs: &[&Path]) -> anyhow::Result<()> {
     if path.is_dir() {
         return Err(crate::invalid!(
             "{flag} {}: is a directory; give a file name",
@@ -37,18 +38,63 @@ pub fn check(path: &Path, flag: &str) -> anyhow::Result<()> {
             folder.display()
         ));
     }
-    Ok(())
+    not_an_input(path, flag, inputs)
 }
 
 /// `path` must name an SVG file `check` accepts (`--plot`).
-pub fn check_svg(path: &Path, flag: &str) -> anyhow::Result<()> {
+pub fn check_svg(path: &Path, flag: &str, inputs: &[&Path]) -> anyhow::Result<()> {
     if path.extension().and_then(|e| e.to_str()) != Some("svg") {
         return Err(crate::invalid!(
             "{}: {flag} writes SVG; give a file name ending in .svg",
             path.display()
         ));
     }
-    check(path, flag)
+    check(path, flag, inputs)
+}
+
+/// An output `path` (file or folder, given as `flag`) must not be any of `inputs` — the model,
+/// data, recipe or other files the command reads — nor lie inside one that is a folder (a
+/// model's folder): writing there would destroy the input, or change the release the command
+/// was given. Paths are compared after resolving `.`, `..` and symbolic links; an input that is
+/// not a path on disk (a Hub id, a registry name) cannot be written over and is skipped.
+pub fn not_an_input(path: &Path, flag: &str, inputs: &[&Path]) -> anyhow::Result<()> {
+    let Some(out) = resolved(path) else {
+        return Ok(());
+    };
+    for input in inputs {
+        let Ok(input) = input.canonicalize() else {
+            continue;
+        };
+        if out == input {
+            return Err(crate::invalid!(
+                "{flag} {}: is {}, which this command reads; write elsewhere",
+                path.display(),
+                input.display()
+            ));
+        }
+        if input.is_dir() && out.starts_with(&input) {
+            return Err(crate::invalid!(
+                "{flag} {}: is inside {}, which this command reads; write elsewhere",
+                path.display(),
+                input.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `path` with `.`, `..` and links resolved: itself if it exists, else its folder's resolution
+/// joined with its name (an output about to be made). `None` when neither resolves.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = path.canonicalize() {
+        return Some(p);
+    }
+    let name = path.file_name()?;
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Some(folder.canonicalize().ok()?.join(name))
 }
 
 /// Writes `tensors` to a temporary file beside `out`, then renames it into place.
@@ -56,7 +102,8 @@ pub fn write_safetensors(
     tensors: &std::collections::HashMap<String, candle_core::Tensor>,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
-    crate::output::check(out, "--out")?;
+    // The command checked `out` against its inputs before any work.
+    crate::output::check(out, "--out", &[])?;
     let file_name = out
         .file_name()
         .ok_or_else(|| crate::invalid!("--out {} is not a file path", out.display()))?;
@@ -93,8 +140,10 @@ pub struct OutputDir {
 
 impl OutputDir {
     /// Creates `path` (given as `flag`) if needed, in a folder that exists (as for output
-    /// files, see [`check`]). A path that is a file is the user's error.
-    pub fn create(path: &Path, flag: &str) -> anyhow::Result<Self> {
+    /// files, see [`check`]). A path that is a file, one of `inputs` or inside one is the
+    /// user's error.
+    pub fn create(path: &Path, flag: &str, inputs: &[&Path]) -> anyhow::Result<Self> {
+        not_an_input(path, flag, inputs)?;
         let before = if path.is_dir() {
             let entries = std::fs::read_dir(path)
                 .with_context(|| format!("{flag} {}: reading the folder", path.display()))?;
@@ -103,7 +152,7 @@ impl OutputDir {
             if path.exists() {
                 return Err(crate::invalid!("{flag} {}: not a folder", path.display()));
             }
-            check(path, flag)?;
+            check(path, flag, inputs)?;
             std::fs::create_dir(path)
                 .with_context(|| format!("{flag} {}: creating the folder", path.display()))?;
             None
@@ -161,7 +210,7 @@ mod output_dir_tests {
         // Made by the command: removed whole.
         std::fs::create_dir_all(root.join("new")).unwrap();
         let made = root.join("new/sae");
-        let out = OutputDir::create(&made, "--out").unwrap();
+        let out = OutputDir::create(&made, "--out", &[]).unwrap();
         std::fs::write(made.join("log.jsonl"), "x").unwrap();
         drop(out);
         assert!(!made.exists());
@@ -169,7 +218,7 @@ mod output_dir_tests {
         let theirs = root.join("theirs");
         std::fs::create_dir_all(&theirs).unwrap();
         std::fs::write(theirs.join("notes.txt"), "mine").unwrap();
-        let out = OutputDir::create(&theirs, "--out").unwrap();
+        let out = OutputDir::create(&theirs, "--out", &[]).unwrap();
         std::fs::create_dir_all(theirs.join("checkpoints/step-1")).unwrap();
         std::fs::write(theirs.join("cfg.json"), "{}").unwrap();
         drop(out);
@@ -180,12 +229,12 @@ mod output_dir_tests {
             .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("notes.txt")]);
         // Kept on success.
-        let out = OutputDir::create(&made, "--out").unwrap();
+        let out = OutputDir::create(&made, "--out", &[]).unwrap();
         std::fs::write(made.join("cfg.json"), "{}").unwrap();
         out.keep();
         assert!(made.join("cfg.json").exists());
         // Inside a missing folder: refused, nothing made.
-        assert!(OutputDir::create(&root.join("no/such/sae"), "--out").is_err());
+        assert!(OutputDir::create(&root.join("no/such/sae"), "--out", &[]).is_err());
         assert!(!root.join("no").exists());
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -200,12 +249,63 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("glassbox-output-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let code = |r: anyhow::Result<()>| r.map_err(|e| crate::exit::code(&e));
-        assert_eq!(code(check(&dir, "--plot")), Err(2));
-        assert_eq!(code(check(&dir.join("no/such/x.svg"), "--plot")), Err(2));
+        assert_eq!(code(check(&dir, "--plot", &[])), Err(2));
+        assert_eq!(
+            code(check(&dir.join("no/such/x.svg"), "--plot", &[])),
+            Err(2)
+        );
         let file = dir.join("file");
         std::fs::write(&file, b"").unwrap();
-        assert_eq!(code(check(&file.join("x.svg"), "--plot")), Err(2));
-        assert_eq!(code(check(&dir.join("x.svg"), "--plot")), Ok(()));
-        assert_eq!(code(check(Path::new("x.svg"), "--plot")), Ok(()));
+        assert_eq!(code(check(&file.join("x.svg"), "--plot", &[])), Err(2));
+        assert_eq!(code(check(&dir.join("x.svg"), "--plot", &[])), Ok(()));
+        assert_eq!(code(check(Path::new("x.svg"), "--plot", &[])), Ok(()));
+    }
+
+    #[test]
+    fn an_output_is_never_an_input_or_inside_one() {
+        let root = std::env::temp_dir().join(format!("glassbox-in-out-{}", std::process::id()));
+        let model = root.join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        let weights = model.join("model.safetensors");
+        std::fs::write(&weights, b"weights").unwrap();
+        let data = root.join("data.jsonl");
+        std::fs::write(&data, b"{}").unwrap();
+        let inputs: [&Path; 3] = [&model, &data, Path::new("org/not-a-path")];
+        let code = |r: anyhow::Result<()>| r.map_err(|e| crate::exit::code(&e));
+        // The input file itself, also by another spelling and through a link.
+        assert_eq!(code(check(&data, "--out", &inputs)), Err(2));
+        let dotted = root.join("model/../data.jsonl");
+        assert_eq!(code(check(&dotted, "--out", &inputs)), Err(2));
+        let link = root.join("link.jsonl");
+        let _ = std::fs::remove_file(&link);
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&data, &link).unwrap();
+            assert_eq!(code(check(&link, "--out", &inputs)), Err(2));
+        }
+        // Inside the model's folder: an existing file, a new one, the folder itself.
+        assert_eq!(code(check(&weights, "--out", &inputs)), Err(2));
+        assert_eq!(
+            code(check(&model.join("new.gguf"), "--out", &inputs)),
+            Err(2)
+        );
+        assert_eq!(code(not_an_input(&model, "--out", &inputs)), Err(2));
+        assert!(OutputDir::create(&model.join("adapter"), "--out", &inputs).is_err());
+        assert!(!model.join("adapter").exists());
+        // Beside them: fine.
+        assert_eq!(
+            code(check(&root.join("out.gguf"), "--out", &inputs)),
+            Ok(())
+        );
+        assert_eq!(
+            code(check(&root.join("modelx.gguf"), "--out", &inputs)),
+            Ok(())
+        );
+        assert_eq!(
+            weights.metadata().unwrap().len(),
+            7,
+            "the input was written"
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -431,3 +431,151 @@ fn a_steering_vector_that_is_not_finite_is_not_written() {
     );
     assert!(!out.exists(), "a refused steer left {}", out.display());
 }
+
+/// A copy of `src` (a folder, recursively) under the scratch folder `name`.
+fn copy_tree(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap().flatten() {
+        let to = dst.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir` with its bytes, to show that nothing there changed.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().is_dir() {
+            files.extend(snapshot(&entry.path()));
+        } else {
+            files.push((entry.path(), std::fs::read(entry.path()).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Commands wrote their output over what they read with exit 0: `trace --out` onto the model's
+/// weights, `audit --badge` onto them, `finetune --out` into the release (its training log
+/// replaced), `train --out` onto its recipe after training. Every output path is checked
+/// against the command's inputs first: exit 2, the input named, nothing written.
+#[test]
+fn outputs_are_never_written_over_the_commands_inputs() {
+    let dir = scratch("over-inputs");
+    let release = dir.join("release");
+    copy_tree(&root().join("models/reference"), &release);
+    let r = release.to_str().unwrap().to_string();
+    let at = |name: &str| release.join(name).to_str().unwrap().to_string();
+    let data = dir.join("probe.jsonl");
+    let lines: Vec<String> = (0..20)
+        .map(|i| match i % 2 {
+            0 => r#"{"text":"the old bird finds a fish","label":1}"#.to_string(),
+            _ => r#"{"text":"the big cat chases a bear","label":0}"#.to_string(),
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let data = data.to_str().unwrap().to_string();
+    let ft_data = root().join("tests/fixtures/peft/train.jsonl");
+    let ft_data = ft_data.to_str().unwrap().to_string();
+    let text = at("samples.txt");
+    let weights = at("model.safetensors");
+    let before = snapshot(&release);
+    let hooks = "blocks.*.hook_resid_post";
+    let cases: Vec<Vec<String>> = [
+        vec![
+            "trace",
+            &r,
+            "--prompt",
+            "the old bird",
+            "--hooks",
+            hooks,
+            "--out",
+            &weights,
+        ],
+        vec![
+            "probe", &r, "--hooks", hooks, "--data", &data, "--out", &weights,
+        ],
+        vec![
+            "steer",
+            &r,
+            "--positive",
+            "the old bird",
+            "--negative",
+            "the big cat",
+            "--layers",
+            "1-2",
+            "--out",
+            &weights,
+        ],
+        vec!["quantize", &r, "--to", "q8_0", "--out", &weights],
+        vec!["audit", &r, "--badge", &weights],
+        vec!["audit", &r, "--html", &at("config.json")],
+        vec![
+            "lens",
+            &r,
+            "--prompt",
+            "the old bird",
+            "--plot",
+            &at("figure.svg"),
+        ],
+        vec![
+            "finetune", &r, "--data", &ft_data, "--out", &r, "--steps", "1",
+        ],
+        vec![
+            "cache",
+            &r,
+            "--hooks",
+            "blocks.0.hook_resid_post",
+            "--text",
+            &text,
+            "--out",
+            &r,
+        ],
+        vec![
+            "sae",
+            "train",
+            &r,
+            "--hook",
+            "blocks.0.hook_resid_post",
+            "--arch",
+            "standard",
+            "--d-sae",
+            "8",
+            "--text",
+            &text,
+            "--out",
+            &at("sae"),
+        ],
+        vec![
+            "train",
+            &at("recipe.toml"),
+            "--out",
+            &at("recipe.toml"),
+            "--force",
+        ],
+    ]
+    .iter()
+    .map(|c| c.iter().map(|s| s.to_string()).collect())
+    .collect();
+    for case in &cases {
+        let args: Vec<&str> = case.iter().map(String::as_str).collect();
+        refused(&args, "which this command reads");
+    }
+    assert_eq!(snapshot(&release), before, "an input was written");
+    // Beside the release, the same outputs are written.
+    let (code, err) = glassbox(&[
+        "trace",
+        &r,
+        "--prompt",
+        "the old bird",
+        "--hooks",
+        hooks,
+        "--out",
+        dir.join("trace.safetensors").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+}

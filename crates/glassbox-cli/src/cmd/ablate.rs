@@ -41,7 +41,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    args.output.check()?;
+    args.output
+        .check(&crate::model_cli::model_inputs(&args.model, &args.sae))?;
     let method = ablation::parse_method(&args.method, args.seed)?;
     if method != AblationMethod::Zero && args.reference.is_empty() {
         return Err(crate::invalid!(

@@ -33,13 +33,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.list {
         return list(args.json);
     }
+    let target = args.target.as_deref().unwrap_or_default();
+    // A release folder or file (a registry name is no path and is skipped).
+    let inputs = [std::path::Path::new(target)];
     if let Some(path) = &args.html {
-        crate::output::check(path, "--html")?;
+        crate::output::check(path, "--html", &inputs)?;
     }
     if let Some(path) = &args.badge {
-        crate::output::check(path, "--badge")?;
+        crate::output::check(path, "--badge", &inputs)?;
     }
-    let target = args.target.as_deref().unwrap_or_default();
     let audit =
         glassbox_audit::audit_target(target).with_context(|| format!("auditing {target}"))?;
     if let Some(path) = &args.html {

@@ -47,6 +47,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut inputs = crate::model_cli::model_inputs(&args.model, &args.sae);
+    for path in [&args.text, &args.jsonl, &args.tokens] {
+        inputs.extend(path.as_deref());
+    }
+    crate::output::not_an_input(&args.out, "--out", &inputs)?;
     if args.out.exists() && !args.out.is_dir() {
         return Err(crate::invalid!(
             "--out {}: not a folder",

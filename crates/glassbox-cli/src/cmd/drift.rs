@@ -121,11 +121,16 @@ fn read_input(path: &Path, what: &str) -> anyhow::Result<String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut inputs = vec![args.a.as_path(), args.b.as_path()];
+    for path in [&args.text, &args.prompts, &args.b_adapter, &args.sae] {
+        inputs.extend(path.as_deref());
+    }
+    inputs.extend(model_cli::adapter_dir());
     if let Some(p) = &args.plot {
-        crate::output::check_svg(p, "--plot")?;
+        crate::output::check_svg(p, "--plot", &inputs)?;
     }
     if let Some(p) = &args.html {
-        crate::output::check(p, "--html")?;
+        crate::output::check(p, "--html", &inputs)?;
     }
     for (flag, path) in [("--text", &args.text), ("--prompts", &args.prompts)] {
         if let Some(p) = path {

@@ -75,7 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 p.display()
             ));
         }
-        crate::output::check(p, "--plot")?;
+        let mut inputs = crate::model_cli::model_inputs(&args.model, &args.sae);
+        inputs.extend(args.file.as_deref());
+        crate::output::check(p, "--plot", &inputs)?;
     }
     let model = load_model(&args.model, &args.dtype, &args.sae)?;
     let filter = NameFilter::new(&ROUTING_HOOKS).context("routing hook names")?;

@@ -55,11 +55,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut inputs = vec![args.model.as_path(), args.sae.as_path()];
+    inputs.extend(args.text.as_deref());
+    inputs.extend(args.tokens.as_deref());
     if let Some(p) = &args.html {
-        crate::output::check(p, "--html")?;
+        crate::output::check(p, "--html", &inputs)?;
     }
     if let Some(p) = &args.plot {
-        crate::output::check_svg(p, "--plot")?;
+        crate::output::check_svg(p, "--plot", &inputs)?;
     }
     let model = crate::model_cli::load_plain_model(&args.model, "f32")?;
     let sae = crate::model_cli::load_sae(&args.sae)?;

@@ -65,6 +65,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut inputs = vec![args.model.as_path(), args.data.as_path()];
+    inputs.extend(crate::model_cli::adapter_dir());
+    crate::output::not_an_input(&args.out, "--out", &inputs)?;
     if args.out.join("adapter_model.safetensors").exists() && !args.force {
         return Err(invalid!(
             "{}: holds an adapter already (pass --force to replace it)",

@@ -55,7 +55,8 @@ fn grid(scores: &HeadScores, role: &str) -> Grid {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    args.output.check()?;
+    args.output
+        .check(&crate::model_cli::model_inputs(&args.model, &args.sae))?;
     let model = analysis_cli::load_model(&args.model, &args.sae)?;
     let scores = heads::run(&model, args.seq_len, args.batch, args.seed)?;
     let top_n = args.top.unwrap_or(0);

@@ -35,7 +35,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    args.output.check()?;
+    args.output
+        .check(&crate::model_cli::model_inputs(&args.model, &args.sae))?;
     let model = analysis_cli::load_model(&args.model, &args.sae)?;
     crate::model_cli::require_logits(&model, &args.model, "lens")?;
     let ids = analysis_cli::tokens(&model, &args.prompt)?;

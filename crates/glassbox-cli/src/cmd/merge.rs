@@ -21,6 +21,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let Some(adapter_dir) = crate::model_cli::adapter_dir() else {
         return Err(invalid!("merge needs --adapter DIR (the adapter to merge)"));
     };
+    crate::output::not_an_input(&args.out, "--out", &[&args.model, adapter_dir])?;
     if args.out.exists()
         && std::fs::read_dir(&args.out)
             .map(|mut d| d.next().is_some())

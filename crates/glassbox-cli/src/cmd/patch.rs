@@ -42,7 +42,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    args.output.check()?;
+    args.output
+        .check(&crate::model_cli::model_inputs(&args.model, &args.sae))?;
     let what = PatchTarget::parse(&args.what).ok_or_else(|| {
         crate::invalid!(
             "--what {}: expected resid_pre, attn_out, mlp_out or heads",

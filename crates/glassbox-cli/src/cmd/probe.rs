@@ -139,7 +139,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Err(crate::invalid!("--test-fraction must be between 0 and 1"));
     }
     if let Some(out) = &args.out {
-        crate::output::check(out, "--out")?;
+        let mut inputs = crate::model_cli::model_inputs(&args.model, &args.sae);
+        inputs.push(&args.data);
+        crate::output::check(out, "--out", &inputs)?;
     }
     let filter = NameFilter::new(&args.hooks).map_err(|e| crate::invalid!("--hooks: {e}"))?;
     let (texts, labels) = read_examples(&args.data, args.task)?;

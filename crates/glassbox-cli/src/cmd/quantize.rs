@@ -51,14 +51,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
     })?;
     if let Some(out) = &args.out {
-        crate::output::check(out, "--out")?;
-        if out
-            .canonicalize()
-            .ok()
-            .is_some_and(|o| args.model.canonicalize().ok() == Some(o))
-        {
-            return Err(invalid!("--out {}: is the model itself", out.display()));
-        }
+        let mut inputs = vec![args.model.as_path()];
+        inputs.extend(args.imatrix.as_deref());
+        crate::output::check(out, "--out", &inputs)?;
     }
     let (file, hub, gguf);
     let (source, source_bytes): (&dyn QuantSource, u64) = if is_hub_folder(&args.model) {

@@ -296,7 +296,10 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     use glassbox_features::store::{self, ActivationStore, BuildOptions};
     use glassbox_features::train::{self, LrScheduler, TrainArch, TrainOptions};
     // Everything below writes into --out; a failure takes it back out.
-    let out_dir = crate::output::OutputDir::create(&args.out, "--out")?;
+    let mut inputs = vec![args.model.as_path()];
+    inputs.extend(args.cache.as_deref());
+    inputs.extend(args.text.as_deref());
+    let out_dir = crate::output::OutputDir::create(&args.out, "--out", &inputs)?;
     let model = crate::model_cli::load_plain_model(&args.model, "f32")?;
     let store_dir = match (&args.cache, &args.text) {
         (Some(dir), _) => dir.clone(),

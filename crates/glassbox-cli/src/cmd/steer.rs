@@ -43,8 +43,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    args.output.check()?;
-    crate::output::check(&args.out, "--out")?;
+    let mut inputs = crate::model_cli::model_inputs(&args.model, &args.sae);
+    inputs.extend(args.direction.as_deref());
+    args.output.check(&inputs)?;
+    crate::output::check(&args.out, "--out", &inputs)?;
     let model = analysis_cli::load_model(&args.model, &args.sae)?;
     // the raw difference's length is worth reporting even when the file holds unit vectors
     let raw = match &args.direction {

@@ -36,7 +36,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let filter = NameFilter::new(&args.hooks).map_err(|e| crate::invalid!("--hooks: {e}"))?;
-    crate::output::check(&args.out, "--out")?;
+    let inputs = crate::model_cli::model_inputs(&args.model, &args.sae);
+    crate::output::check(&args.out, "--out", &inputs)?;
     let model = crate::model_cli::load_model(&args.model, &args.dtype, &args.sae)?;
     let sequences: Vec<Vec<u32>> = if args.tokens.is_empty() {
         args.prompt

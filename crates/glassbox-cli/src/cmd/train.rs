@@ -27,9 +27,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "recipe",
         glassbox_formats::input::limit::CONFIG,
     )?;
+    crate::output::not_an_input(&args.out, "--out", &[&args.recipe])?;
     if args.out.exists() && !args.force {
         return Err(crate::invalid!(
             "{}: already exists (pass --force to replace it)",
+            args.out.display()
+        ));
+    }
+    // Checked now, not after training: a release is a folder.
+    if args.out.exists() && !args.out.is_dir() {
+        return Err(crate::invalid!(
+            "--out {}: is a file; give a folder",
             args.out.display()
         ));
     }
