@@ -579,3 +579,95 @@ fn outputs_are_never_written_over_the_commands_inputs() {
     ]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// Counts far past what the model or machine can hold were allocation failures (abort) or an
+/// arithmetic overflow (panic): `finetune --batch`/`--lora-r` 10¹², `--lora-r` past the layers'
+/// sides, `sae train --n-checkpoints` 10¹², `inspect --hist` 10¹². Each is refused before any
+/// work with exit 2.
+#[test]
+fn counts_past_what_a_run_can_hold_are_refused_first() {
+    let release = root().join("models/reference");
+    let r = release.to_str().unwrap();
+    let data = root().join("tests/fixtures/peft/train.jsonl");
+    let d = data.to_str().unwrap();
+    let out = scratch("counts");
+    let o = out.join("adapter");
+    let o = o.to_str().unwrap();
+    let huge = "1000000000000";
+    let finetune = |flag: &str, value: &str| {
+        [
+            "finetune", r, "--data", d, "--out", o, "--steps", "1", flag, value,
+        ]
+        .map(String::from)
+    };
+    for (flag, value, expect) in [
+        ("--batch", huge, "GLASSBOX_MEMORY"),
+        ("--lora-r", huge, "--lora-r"),
+        ("--lora-r", "100000", "--lora-r"),
+    ] {
+        let args = finetune(flag, value);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, expect);
+    }
+    assert!(!out.join("adapter").exists(), "an adapter folder was left");
+    let text = release.join("samples.txt");
+    let sae = out.join("sae");
+    refused(
+        &[
+            "sae",
+            "train",
+            r,
+            "--hook",
+            "blocks.0.hook_resid_post",
+            "--arch",
+            "standard",
+            "--d-sae",
+            "8",
+            "--text",
+            text.to_str().unwrap(),
+            "--n-checkpoints",
+            huge,
+            "--out",
+            sae.to_str().unwrap(),
+        ],
+        "--n-checkpoints",
+    );
+    assert!(!sae.exists(), "an SAE folder was left");
+    let weights = release.join("model.safetensors");
+    let w = weights.to_str().unwrap();
+    refused(
+        &[
+            "inspect",
+            w,
+            "--tensor",
+            "model.embed_tokens.weight",
+            "--hist",
+            huge,
+        ],
+        "--hist",
+    );
+}
+
+/// The memory budget was `MemAvailable` alone: under an address-space limit (`ulimit -v`) a
+/// request within the machine's memory but past the limit aborted in the allocator. The budget
+/// is the smaller of the two, so the request is refused with the numbers.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_budget_respects_the_process_address_space_limit() {
+    let release = root().join("models/reference");
+    let script = format!(
+        "ulimit -v 3000000 && exec '{}' heads '{}' --seq-len 64 --batch 6000",
+        env!("CARGO_BIN_EXE_glassbox"),
+        release.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .env_remove("GLASSBOX_MEMORY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("GLASSBOX_MEMORY"), "{err}");
+    assert!(!err.contains("memory allocation"), "{err}");
+}

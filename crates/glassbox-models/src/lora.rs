@@ -139,6 +139,13 @@ pub fn find(vb: &VarBuilder, in_dim: usize, out_dim: usize) -> Result<Option<Lor
                     return Ok(None);
                 }
                 let r = spec.config.r;
+                // B·A has rank at most min(out, in): a larger r adds nothing but memory.
+                if r > in_dim.min(out_dim) {
+                    return Err(ModelError::Input(format!(
+                        "--lora-r {r}: more than the smaller side of `{module}` ([{out_dim}, {in_dim}]); an update B·A of that layer has rank at most {}",
+                        in_dim.min(out_dim)
+                    )));
+                }
                 let a = Var::from_tensor(&kaiming_uniform(spec.seed, &module, r, in_dim, &device)?)?;
                 let b = Var::from_tensor(&Tensor::zeros((out_dim, r), DType::F32, &device)?)?;
                 let scale = if spec.config.use_rslora {

@@ -1,7 +1,8 @@
 //! How much memory a computation may use: what the machine has available now (Linux
-//! `MemAvailable`), or what `GLASSBOX_MEMORY` says (bytes, or with a `K`, `M`, `G` or `T`
-//! suffix), so that a request too large for the machine is refused with numbers instead of
-//! aborting in the allocator.
+//! `MemAvailable`), less where the process is held to less — its control group's memory limit
+//! (a container's) or its address-space limit (`ulimit -v`) — or what `GLASSBOX_MEMORY` says
+//! (bytes, or with a `K`, `M`, `G` or `T` suffix), so that a request too large for the process
+//! is refused with numbers instead of aborting in the allocator.
 
 /// glibc hands freed blocks over 128 KiB back to the kernel at once (as unmapped blocks, or by
 /// trimming the heap), so every forward pass faulted in and zeroed its activation buffers
@@ -27,7 +28,7 @@ pub fn keep_freed_memory() {
     }
 }
 
-/// The memory budget in bytes (8 GiB where neither source can be read).
+/// The memory budget in bytes (8 GiB where no source can be read).
 pub fn budget() -> u64 {
     if let Some(bytes) = std::env::var("GLASSBOX_MEMORY")
         .ok()
@@ -35,7 +36,55 @@ pub fn budget() -> u64 {
     {
         return bytes;
     }
-    available().unwrap_or(8 << 30)
+    [available(), control_group_room(), address_space_room()]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(8 << 30)
+}
+
+/// What the process's cgroup v2 memory limit (`memory.max`) leaves above its use
+/// (`memory.current`); `None` without a limit or where it cannot be read.
+fn control_group_room() -> Option<u64> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let limit = read("memory.max")?.trim().parse::<u64>().ok()?;
+    let used = read("memory.current")?.trim().parse::<u64>().ok()?;
+    Some(limit.saturating_sub(used))
+}
+
+/// What the address-space limit (`RLIMIT_AS`, `ulimit -v`) leaves above the process's mapped
+/// size (`VmSize`); `None` without a limit.
+#[cfg(not(unix))]
+fn address_space_room() -> Option<u64> {
+    None
+}
+
+/// What the address-space limit (`RLIMIT_AS`, `ulimit -v`) leaves above the process's mapped
+/// size (`VmSize`); `None` without a limit.
+#[cfg(unix)]
+fn address_space_room() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // Safety: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find(|l| l.starts_with("VmSize:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()?;
+    Some((limit.rlim_cur as u64).saturating_sub(kb.saturating_mul(1024)))
 }
 
 /// `MemAvailable` from `/proc/meminfo`, in bytes.

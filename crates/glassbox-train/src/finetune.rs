@@ -124,6 +124,10 @@ pub fn finetune(
         ..base
     };
     let model = HookedModel::load(model_path, &load)?;
+    // Training keeps every layer's activations for the backward pass: refused here, with the
+    // estimate and the budget, rather than aborting in the allocator.
+    let layers = model.info().n_layers.max(1);
+    model.check_size(opts.batch.saturating_mul(layers), opts.context)?;
     let mut spec = spec;
     // GPT-2's Conv1D layers are [in, out]: PEFT marks their adapters fan_in_fan_out.
     spec.config.fan_in_fan_out = model.config["model_type"].as_str() == Some("gpt2");
@@ -167,7 +171,7 @@ pub fn finetune(
     )?;
     let device = Device::Cpu;
     let mut order = Order::new(opts.seed, rows);
-    let mut log = Vec::with_capacity(opts.steps);
+    let mut log = Vec::new();
     let start = Instant::now();
     for step in 1..=opts.steps {
         let chosen: Vec<usize> = (0..opts.batch).map(|_| order.next()).collect();

@@ -83,11 +83,17 @@ pub fn open(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
     Ok(Checkpoint::open(path)?)
 }
 
+/// More bins than any figure or table can show; the counts are allocated up front.
+const MAX_BINS: usize = 1 << 20;
+
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let ck = open(&args.path)?;
     if args.hist == Some(0) {
         return Err(crate::invalid!("--hist needs at least one bin"));
     }
+    if let Some(bins) = args.hist.filter(|&b| b > MAX_BINS) {
+        return Err(crate::invalid!("--hist {bins}: at most {MAX_BINS} bins"));
+    }
+    let ck = open(&args.path)?;
     let tensors: Vec<&TensorInfo> = match &args.tensor {
         Some(name) => vec![ck
             .info(name)

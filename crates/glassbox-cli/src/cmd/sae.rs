@@ -296,6 +296,14 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     use glassbox_features::store::{self, ActivationStore, BuildOptions};
     use glassbox_features::train::{self, LrScheduler, TrainArch, TrainOptions};
     // Everything below writes into --out; a failure takes it back out.
+    // Checked before any work (a count past the steps was a list as long as the count).
+    let steps = args.training_tokens / args.train_batch_size_tokens.max(1);
+    if args.n_checkpoints >= steps.max(1) {
+        return Err(crate::invalid!(
+            "--n-checkpoints {}: training runs {steps} steps (--training-tokens / --train-batch-size-tokens); give fewer checkpoints than steps",
+            args.n_checkpoints
+        ));
+    }
     let mut inputs = vec![args.model.as_path()];
     inputs.extend(args.cache.as_deref());
     inputs.extend(args.text.as_deref());
