@@ -671,3 +671,64 @@ fn the_budget_respects_the_process_address_space_limit() {
     assert!(err.contains("GLASSBOX_MEMORY"), "{err}");
     assert!(!err.contains("memory allocation"), "{err}");
 }
+
+/// Config values no published model has made every output NaN with exit 0: a negative norm
+/// epsilon, a rotary base of 0 or below, a negative rope scaling factor, llama3 scaling whose
+/// low-frequency factor is not below its high one or whose original context is 0. Each is a
+/// config error (exit 2) naming the key.
+#[test]
+fn config_values_that_make_every_output_nan_are_refused() {
+    let src = root().join("tests/fixtures/parity/llama");
+    let base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let rope = |extra: serde_json::Value| {
+        let mut block = serde_json::json!({"rope_theta": 10000.0});
+        for (k, v) in extra.as_object().unwrap() {
+            block[k] = v.clone();
+        }
+        block
+    };
+    let llama3 = |low: f64, high: f64, original: f64| {
+        rope(
+            serde_json::json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": low,
+            "high_freq_factor": high, "original_max_position_embeddings": original}),
+        )
+    };
+    let cases = [
+        ("rms_norm_eps", serde_json::json!(-1.0), "rms_norm_eps"),
+        (
+            "rope_parameters",
+            rope(serde_json::json!({"rope_theta": 0.0})),
+            "rope_theta",
+        ),
+        (
+            "rope_parameters",
+            rope(serde_json::json!({"rope_theta": -10000.0})),
+            "rope_theta",
+        ),
+        (
+            "rope_parameters",
+            rope(serde_json::json!({"rope_type": "linear", "factor": -1.0})),
+            "factor",
+        ),
+        ("rope_parameters", llama3(4.0, 1.0, 64.0), "low_freq_factor"),
+        (
+            "rope_parameters",
+            llama3(1.0, 4.0, 0.0),
+            "original_max_position_embeddings",
+        ),
+    ];
+    for (i, (key, value, expect)) in cases.into_iter().enumerate() {
+        let dir = scratch(&format!("nan-config-{i}"));
+        for entry in std::fs::read_dir(&src).unwrap().flatten() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        let mut config = base.clone();
+        config[key] = value;
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        refused(&["run", dir.to_str().unwrap(), "--tokens", "1,2,3"], expect);
+    }
+    // The fixture itself runs.
+    let (code, err) = glassbox(&["run", src.to_str().unwrap(), "--tokens", "1,2,3"]);
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -119,13 +119,22 @@ impl<'a> HfConfig<'a> {
             .ok_or_else(|| ConfigError(format!("missing `{}`", keys.join("` or `"))))
     }
 
+    /// A number under any of `keys`. A norm's epsilon (a key naming `eps`) must not be
+    /// negative: no published config has one, and it made every output NaN.
     pub fn f64_opt(&self, keys: &[&str]) -> Result<Option<f64>> {
         match self.first(keys) {
             None => Ok(None),
-            Some((k, v)) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| ConfigError(format!("`{k}` is not a number: {v}"))),
+            Some((k, v)) => {
+                let x = v
+                    .as_f64()
+                    .ok_or_else(|| ConfigError(format!("`{k}` is not a number: {v}")))?;
+                if k.contains("eps") && x < 0.0 {
+                    return Err(ConfigError(format!(
+                        "`{k}` is {x}: a norm's epsilon is at least 0"
+                    )));
+                }
+                Ok(Some(x))
+            }
         }
     }
 

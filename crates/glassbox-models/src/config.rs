@@ -177,6 +177,11 @@ impl RopeConfig {
         let theta = from_params("rope_theta")
             .or(cfg.f64_opt(&["rope_theta", "rotary_emb_base"])?)
             .unwrap_or(10_000.0);
+        if !(theta.is_finite() && theta > 0.0) {
+            return Err(ModelError::config(format!(
+                "rope_theta {theta}: the rotary base must be a positive number"
+            )));
+        }
         let fraction = from_params("partial_rotary_factor")
             .or(cfg.f64_opt(&["partial_rotary_factor", "rotary_pct"])?)
             .unwrap_or(1.0);
@@ -196,22 +201,40 @@ impl RopeConfig {
                     .or_else(|| s.get("type"))
                     .and_then(Value::as_str)
                     .unwrap_or("default");
+                // Every number of a scaling block is a factor or a length: positive.
                 let num = |key: &str| -> Result<f64> {
-                    s.get(key).and_then(Value::as_f64).ok_or_else(|| {
+                    let x = s.get(key).and_then(Value::as_f64).ok_or_else(|| {
                         ModelError::config(format!("rope scaling `{kind}` needs `{key}`"))
-                    })
+                    })?;
+                    if !(x.is_finite() && x > 0.0) {
+                        return Err(ModelError::config(format!(
+                            "rope scaling `{kind}`: `{key}` is {x}, not a positive number"
+                        )));
+                    }
+                    Ok(x)
                 };
                 match kind {
                     "default" => RopeScaling::None,
                     "linear" => RopeScaling::Linear {
                         factor: num("factor")?,
                     },
-                    "llama3" => RopeScaling::Llama3 {
-                        factor: num("factor")?,
-                        low_freq_factor: num("low_freq_factor")?,
-                        high_freq_factor: num("high_freq_factor")?,
-                        original_max_position_embeddings: num("original_max_position_embeddings")?,
-                    },
+                    "llama3" => {
+                        let (low, high) = (num("low_freq_factor")?, num("high_freq_factor")?);
+                        // The smooth band between the two divides by their difference.
+                        if low >= high {
+                            return Err(ModelError::config(format!(
+                                "rope scaling `llama3`: `low_freq_factor` {low} must be below `high_freq_factor` {high}"
+                            )));
+                        }
+                        RopeScaling::Llama3 {
+                            factor: num("factor")?,
+                            low_freq_factor: low,
+                            high_freq_factor: high,
+                            original_max_position_embeddings: num(
+                                "original_max_position_embeddings",
+                            )?,
+                        }
+                    }
                     "yarn" => RopeScaling::Yarn(Yarn::from_spec(cfg, s)?),
                     "freq_factors" => {
                         let factors: Option<Vec<f64>> = s
