@@ -93,15 +93,19 @@ pub fn token_text(model: &HookedModel, id: u32) -> String {
 /// counted.
 pub fn single_token(model: &HookedModel, spec: &str, what: &str) -> Result<u32> {
     let vocab = model.info().d_vocab;
-    if let Some(num) = spec.strip_prefix('#') {
-        if let Ok(id) = num.parse::<u32>() {
-            if (id as usize) < vocab {
-                return Ok(id);
-            }
-            return Err(crate::AnalysisError::Input(format!(
-                "{what} #{id} is outside the vocabulary (size {vocab})"
-            )));
-        }
+    // `#` and a number is an id, whatever the number (a negative or huge one is an error,
+    // not the text "#-1", which a word-level tokenizer turns into its unknown token).
+    let numeric = |n: &str| {
+        let digits = n.strip_prefix(['-', '+']).unwrap_or(n);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    if let Some(num) = spec.strip_prefix('#').filter(|n| numeric(n)) {
+        return match num.parse::<u32>() {
+            Ok(id) if (id as usize) < vocab => Ok(id),
+            _ => Err(crate::AnalysisError::Input(format!(
+                "{what} #{num} is outside the vocabulary (size {vocab})"
+            ))),
+        };
     }
     let prefix = model.to_tokens("").unwrap_or_default();
     let ids = model.to_tokens(spec)?;

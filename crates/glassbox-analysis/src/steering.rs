@@ -281,6 +281,17 @@ impl ControlVector {
 /// `path` and reads it back: what a reader (llama.cpp's checks) sees must be what was written,
 /// and a file that fails that is removed. Refuses a direction that is not finite.
 pub fn write_checked(raw: &ControlVector, normalize: bool, path: &Path) -> Result<ControlVector> {
+    // A zero direction has no unit length: normalising it gave zeros reported as unit length.
+    if let (true, Some((layer, _))) = (
+        normalize,
+        raw.directions
+            .iter()
+            .find(|(_, v)| v.iter().all(|x| *x == 0.0)),
+    ) {
+        return Err(AnalysisError::input(format!(
+            "the direction at layer {layer} is zero (the two sides do not differ there), so it has no unit length: nothing written"
+        )));
+    }
     let vector = if normalize {
         raw.normalized()
     } else {

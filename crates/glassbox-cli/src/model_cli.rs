@@ -164,13 +164,19 @@ pub fn load_model_with_adapter(
 
 /// Parses `--tokens 1,2,3`.
 pub fn parse_token_list(s: &str) -> anyhow::Result<Vec<u32>> {
+    // A trailing comma is tolerated; an empty item between two ids is a typo, not skipped.
+    let s = s.trim().trim_end_matches(',');
     let ids: Vec<u32> = s
         .split(',')
         .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<u32>()
-                .map_err(|_| crate::invalid!("--tokens: `{t}` is not a token id"))
+        .filter(|t| !(t.is_empty() && s.is_empty()))
+        .map(|t| match t {
+            "" => Err(crate::invalid!(
+                "--tokens: an empty item (two commas in a row)"
+            )),
+            t => t
+                .parse::<u32>()
+                .map_err(|_| crate::invalid!("--tokens: `{t}` is not a token id")),
         })
         .collect::<anyhow::Result<_>>()?;
     if ids.is_empty() {

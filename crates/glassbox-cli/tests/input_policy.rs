@@ -408,11 +408,21 @@ fn a_steering_vector_that_is_not_finite_is_not_written() {
     {
         std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
     }
-    let path = model.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    config["rms_norm_eps"] = serde_json::json!(-1e30);
-    std::fs::write(&path, config.to_string()).unwrap();
+    // NaN activations from layer 0 on: its first norm's scale set to NaN in the weights file
+    // (a negative epsilon did this before configs that hold one were refused).
+    let weights = model.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let offsets = &header["model.layers.0.input_layernorm.weight"]["data_offsets"];
+    let (start, end) = (
+        8 + header_len + offsets[0].as_u64().unwrap() as usize,
+        8 + header_len + offsets[1].as_u64().unwrap() as usize,
+    );
+    for value in bytes[start..end].chunks_exact_mut(4) {
+        value.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(&weights, bytes).unwrap();
     let out = dir.join("vector.gguf");
     refused(
         &[
@@ -731,4 +741,72 @@ fn config_values_that_make_every_output_nan_are_refused() {
     // The fixture itself runs.
     let (code, err) = glassbox(&["run", src.to_str().unwrap(), "--tokens", "1,2,3"]);
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// Small inputs that meant something else were taken silently: `--target "#-1"` as the text
+/// "#-1" (the unknown token), `--tokens 1,,2` as `1,2`, `finetune --lr nan` trained and wrote a
+/// NaN adapter, a zero `--direction` was written and reported as unit length, an empty folder
+/// inspected as a checkpoint of 0 tensors. Each is refused with exit 2.
+#[test]
+fn inputs_that_meant_something_else_are_refused() {
+    let release = root().join("models/reference");
+    let r = release.to_str().unwrap();
+    for target in ["#-1", "#18446744073709551616"] {
+        refused(
+            &["lens", r, "--prompt", "the old bird", "--target", target],
+            "outside the vocabulary",
+        );
+    }
+    refused(&["run", r, "--tokens", "1,,2"], "empty item");
+    let dir = scratch("meant-else");
+    let data = root().join("tests/fixtures/peft/train.jsonl");
+    let adapter = dir.join("adapter");
+    for (flag, value) in [
+        ("--lr", "nan"),
+        ("--lora-alpha", "inf"),
+        ("--weight-decay", "NaN"),
+    ] {
+        refused(
+            &[
+                "finetune",
+                r,
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                adapter.to_str().unwrap(),
+                "--steps",
+                "1",
+                flag,
+                value,
+            ],
+            flag,
+        );
+    }
+    assert!(
+        !adapter.exists(),
+        "a refused finetune left {}",
+        adapter.display()
+    );
+    let zero = dir.join("zero.safetensors");
+    let tensors = std::collections::HashMap::from([(
+        "blocks.1.hook_resid_post".to_string(),
+        candle_core::Tensor::zeros(64, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
+    )]);
+    candle_core::safetensors::save(&tensors, &zero).unwrap();
+    let out = dir.join("vector.gguf");
+    refused(
+        &[
+            "steer",
+            r,
+            "--direction",
+            zero.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "is zero",
+    );
+    assert!(!out.exists());
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    refused(&["inspect", empty.to_str().unwrap()], "no weights");
 }

@@ -103,6 +103,23 @@ pub fn finetune(
             "rank, batch, context and steps must be positive".into(),
         ));
     }
+    // Not-a-number or infinite settings trained to a NaN adapter, which was then written.
+    for (name, value, least) in [
+        ("--lora-alpha", opts.alpha, f64::MIN_POSITIVE),
+        ("--lr", opts.lr, f64::MIN_POSITIVE),
+        ("--weight-decay", opts.weight_decay, 0.0),
+    ] {
+        if !(value.is_finite() && value >= least) {
+            return Err(invalid(format!(
+                "{name} {value}: give a finite number{}",
+                if least > 0.0 {
+                    " above 0"
+                } else {
+                    " of at least 0"
+                }
+            )));
+        }
+    }
     let config = LoraConfig {
         r: opts.rank,
         lora_alpha: opts.alpha,

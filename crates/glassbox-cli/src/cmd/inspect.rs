@@ -94,6 +94,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Err(crate::invalid!("--hist {bins}: at most {MAX_BINS} bins"));
     }
     let ck = open(&args.path)?;
+    if args.path.is_dir() && ck.tensors().is_empty() {
+        return Err(crate::invalid!(
+            "{}: a folder with no weights in it (no *.safetensors, *.bin or *.pth files)",
+            args.path.display()
+        ));
+    }
     let tensors: Vec<&TensorInfo> = match &args.tensor {
         Some(name) => vec![ck
             .info(name)
