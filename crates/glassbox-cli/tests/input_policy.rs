@@ -400,29 +400,7 @@ fn experts_that_contradict_the_config_are_an_input_error() {
 #[test]
 fn a_steering_vector_that_is_not_finite_is_not_written() {
     let dir = scratch("nan-steer");
-    let model = dir.join("model");
-    std::fs::create_dir_all(&model).unwrap();
-    for entry in std::fs::read_dir(root().join("tests/fixtures/parity/llama"))
-        .unwrap()
-        .flatten()
-    {
-        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-    }
-    // NaN activations from layer 0 on: its first norm's scale set to NaN in the weights file
-    // (a negative epsilon did this before configs that hold one were refused).
-    let weights = model.join("model.safetensors");
-    let mut bytes = std::fs::read(&weights).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-    let offsets = &header["model.layers.0.input_layernorm.weight"]["data_offsets"];
-    let (start, end) = (
-        8 + header_len + offsets[0].as_u64().unwrap() as usize,
-        8 + header_len + offsets[1].as_u64().unwrap() as usize,
-    );
-    for value in bytes[start..end].chunks_exact_mut(4) {
-        value.copy_from_slice(&f32::NAN.to_le_bytes());
-    }
-    std::fs::write(&weights, bytes).unwrap();
+    let model = nan_llama(&dir);
     let out = dir.join("vector.gguf");
     refused(
         &[
@@ -809,4 +787,50 @@ fn inputs_that_meant_something_else_are_refused() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     refused(&["inspect", empty.to_str().unwrap()], "no weights");
+}
+
+/// A copy of the Llama parity fixture in `dir`/model whose activations are NaN from layer 0 on:
+/// its first norm's scale set to NaN in the weights file.
+fn nan_llama(dir: &Path) -> PathBuf {
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for entry in std::fs::read_dir(root().join("tests/fixtures/parity/llama"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+    }
+    let weights = model.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let offsets = &header["model.layers.0.input_layernorm.weight"]["data_offsets"];
+    let (start, end) = (
+        8 + header_len + offsets[0].as_u64().unwrap() as usize,
+        8 + header_len + offsets[1].as_u64().unwrap() as usize,
+    );
+    for value in bytes[start..end].chunks_exact_mut(4) {
+        value.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(&weights, bytes).unwrap();
+    model
+}
+
+/// NaN logits made generation pick token 0 (a stop token in many vocabularies) and print the
+/// prompt alone with exit 0. It stops with the reason instead.
+#[test]
+fn generation_whose_logits_are_not_finite_says_so() {
+    let dir = scratch("nan-generate");
+    let model = nan_llama(&dir);
+    refused(
+        &[
+            "generate",
+            model.to_str().unwrap(),
+            "--prompt",
+            "Paris is",
+            "--max-tokens",
+            "3",
+        ],
+        "not finite",
+    );
 }

@@ -592,8 +592,16 @@ impl HookedModel {
                 break;
             }
             let logits = self.model.forward_last(&input, hooks, Some(&mut kv))?;
-            let last = logits.get(0)?.get(0)?;
-            let next = sample_next(&last.to_vec1::<f32>()?, opts, &mut rng);
+            let last = logits.get(0)?.get(0)?.to_vec1::<f32>()?;
+            // NaN logits pick token 0 (often a stop token): the run ended with no word and no
+            // reason. Say why instead.
+            if last.iter().any(|x| !x.is_finite()) {
+                return Err(ModelError::Input(format!(
+                    "the logits for new token {} are not finite (NaN or infinite): an intervention (a control vector's scale, a hook) or the weights overflowed float32",
+                    new_tokens.len() + 1
+                )));
+            }
+            let next = sample_next(&last, opts, &mut rng);
             new_tokens.push(next);
             if on_token(next).is_break() || eos.contains(&next) {
                 break;
