@@ -834,3 +834,23 @@ fn generation_whose_logits_are_not_finite_says_so() {
         "not finite",
     );
 }
+
+/// A config key of the wrong kind was taken as absent: `hidden_act: 5` ran the model with SiLU,
+/// the default. It is a config error naming the key.
+#[test]
+fn a_config_string_of_another_kind_is_refused() {
+    let src = root().join("tests/fixtures/parity/llama");
+    let dir = scratch("act-kind");
+    for entry in std::fs::read_dir(&src).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["hidden_act"] = serde_json::json!(5);
+    std::fs::write(&path, config.to_string()).unwrap();
+    refused(
+        &["run", dir.to_str().unwrap(), "--tokens", "1,2,3"],
+        "hidden_act",
+    );
+}

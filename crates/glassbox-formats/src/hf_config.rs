@@ -151,8 +151,14 @@ impl<'a> HfConfig<'a> {
         }
     }
 
-    pub fn str_opt(&self, key: &str) -> Option<&'a str> {
-        self.get(key).and_then(Value::as_str)
+    /// A string under `key`; a value of another kind (an activation given as `5`) is an
+    /// error, not taken as absent (which chose the default silently).
+    pub fn str_opt(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(ConfigError(format!("`{key}` is not a string: {v}"))),
+        }
     }
 
     /// The architecture name: `architectures[0]`, else `model_type`.
@@ -165,7 +171,7 @@ impl<'a> HfConfig<'a> {
         {
             return Ok(a.to_string());
         }
-        self.str_opt("model_type")
+        self.str_opt("model_type")?
             .map(str::to_string)
             .ok_or_else(|| ConfigError("neither `architectures` nor `model_type` is set".into()))
     }

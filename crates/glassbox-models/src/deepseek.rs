@@ -358,7 +358,7 @@ pub fn build(
     let d_vocab = cfg.usize(&["vocab_size"])?;
     let d_mlp = cfg.usize(&["intermediate_size"])?;
     let eps = cfg.f64_or(&["rms_norm_eps"], 1e-6)?;
-    let act_name = cfg.str_opt("hidden_act").unwrap_or("silu");
+    let act_name = cfg.str_opt("hidden_act")?.unwrap_or("silu");
     let act = Activation::from_hf(act_name)
         .ok_or_else(|| ModelError::config(format!("unsupported `hidden_act` `{act_name}`")))?;
     let bias = cfg.bool_or("attention_bias", false)?;
@@ -506,7 +506,7 @@ pub(crate) fn router_config(
             top_k,
             // DeepSeek's own config key; V3 checkpoints say `sigmoid` (or nothing), and a
             // softmax-gated file from llama.cpp runs through the same router (as llama.cpp does).
-            scoring: match cfg.str_opt("scoring_func").unwrap_or("sigmoid") {
+            scoring: match cfg.str_opt("scoring_func")?.unwrap_or("sigmoid") {
                 "sigmoid" => Scoring::Sigmoid,
                 "softmax" => Scoring::Softmax,
                 other => {
@@ -521,7 +521,7 @@ pub(crate) fn router_config(
             scale,
         },
         Generation::V2 => {
-            let method = cfg.str_opt("topk_method").unwrap_or("greedy");
+            let method = cfg.str_opt("topk_method")?.unwrap_or("greedy");
             let group_limit = match method {
                 "greedy" => None,
                 "group_limited_greedy" => groups(GroupScore::Max)?,

@@ -26,7 +26,7 @@ fn gemma_dims(config: &serde_json::Value) -> Result<LlamaDims> {
     let mut dims = LlamaDims::from_config(config)?;
     // Gemma 1 checkpoints say `hidden_act: gelu` but the reference runs the tanh approximation
     // unless `hidden_activation` says otherwise.
-    if HfConfig(config).str_opt("hidden_activation").is_none() && dims.act == Activation::Gelu {
+    if HfConfig(config).str_opt("hidden_activation")?.is_none() && dims.act == Activation::Gelu {
         dims.act = Activation::GeluTanh;
     }
     Ok(dims)

@@ -31,7 +31,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
     let vocab = cfg.usize(&["vocab_size"])?;
     let n_ctx = cfg.usize(&["n_positions", "n_ctx", "max_position_embeddings"])?;
     let eps = cfg.f64_or(&["layer_norm_epsilon"], 1e-5)?;
-    let act_name = cfg.str_opt("activation_function").unwrap_or("gelu_new");
+    let act_name = cfg.str_opt("activation_function")?.unwrap_or("gelu_new");
     let act = Activation::from_hf(act_name)
         .ok_or_else(|| ModelError::config(format!("unsupported activation `{act_name}`")))?;
     let scale_by_layer = cfg.bool_or("scale_attn_by_inverse_layer_idx", false)?;

@@ -29,7 +29,7 @@ pub fn build(config: &serde_json::Value, vb: VarBuilder) -> Result<Box<dyn Model
     let vocab = cfg.usize(&["vocab_size"])?;
     let n_ctx = cfg.usize_opt(&["max_position_embeddings"])?.unwrap_or(2048);
     let eps = cfg.f64_or(&["layer_norm_eps"], 1e-5)?;
-    let act_name = cfg.str_opt("hidden_act").unwrap_or("gelu");
+    let act_name = cfg.str_opt("hidden_act")?.unwrap_or("gelu");
     let act = Activation::from_hf(act_name)
         .ok_or_else(|| ModelError::config(format!("unsupported activation `{act_name}`")))?;
     let bias = cfg.bool_or("attention_bias", true)?;

@@ -59,8 +59,8 @@ impl LlamaDims {
         }
         let d_head = cfg.usize_opt(&["head_dim"])?.unwrap_or(d_model / n_heads);
         let act_name = cfg
-            .str_opt("hidden_activation")
-            .or(cfg.str_opt("hidden_act"))
+            .str_opt("hidden_activation")?
+            .or(cfg.str_opt("hidden_act")?)
             .unwrap_or("silu");
         let act = Activation::from_hf(act_name)
             .ok_or_else(|| ModelError::config(format!("unsupported activation `{act_name}`")))?;

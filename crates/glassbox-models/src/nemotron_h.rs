@@ -55,7 +55,7 @@ fn block_types(cfg: HfConfig) -> Result<Vec<BlockType>> {
         .get("layers_block_type")
         .or_else(|| cfg.get("layer_types"))
         .and_then(Value::as_array);
-    let types = match (list, cfg.str_opt("hybrid_override_pattern")) {
+    let types = match (list, cfg.str_opt("hybrid_override_pattern")?) {
         (Some(list), _) => list
             .iter()
             .map(|v| {
@@ -102,10 +102,10 @@ pub fn build(config: &Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> 
         )));
     }
     let d_head = cfg.usize_opt(&["head_dim"])?.unwrap_or(d_model / n_heads);
-    let act_name = cfg.str_opt("mlp_hidden_act").unwrap_or("relu2");
+    let act_name = cfg.str_opt("mlp_hidden_act")?.unwrap_or("relu2");
     let act = Activation::from_hf(act_name)
         .ok_or_else(|| ModelError::config(format!("unsupported activation `{act_name}`")))?;
-    let mamba_act = cfg.str_opt("mamba_hidden_act").unwrap_or("silu");
+    let mamba_act = cfg.str_opt("mamba_hidden_act")?.unwrap_or("silu");
     if mamba_act != "silu" {
         return Err(ModelError::config(format!(
             "Mamba activation `{mamba_act}` is not supported (supported: silu)"
