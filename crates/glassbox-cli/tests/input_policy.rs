@@ -835,22 +835,29 @@ fn generation_whose_logits_are_not_finite_says_so() {
     );
 }
 
-/// A config key of the wrong kind was taken as absent: `hidden_act: 5` ran the model with SiLU,
-/// the default. It is a config error naming the key.
+/// Config keys of the wrong kind were taken as absent — `hidden_act: 5` ran the model with
+/// SiLU, the default; `rope_scaling: "yes"` was ignored — and `sliding_window: 0` left
+/// positions nothing to attend to. Each is a config error naming the key.
 #[test]
-fn a_config_string_of_another_kind_is_refused() {
+fn config_keys_of_another_kind_are_refused() {
     let src = root().join("tests/fixtures/parity/llama");
-    let dir = scratch("act-kind");
-    for entry in std::fs::read_dir(&src).unwrap().flatten() {
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    for (i, (key, value)) in [
+        ("hidden_act", serde_json::json!(5)),
+        ("rope_scaling", serde_json::json!("yes")),
+        ("sliding_window", serde_json::json!(0)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = scratch(&format!("key-kind-{i}"));
+        for entry in std::fs::read_dir(&src).unwrap().flatten() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        let path = dir.join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config[key] = value;
+        std::fs::write(&path, config.to_string()).unwrap();
+        refused(&["run", dir.to_str().unwrap(), "--tokens", "1,2,3"], key);
     }
-    let path = dir.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    config["hidden_act"] = serde_json::json!(5);
-    std::fs::write(&path, config.to_string()).unwrap();
-    refused(
-        &["run", dir.to_str().unwrap(), "--tokens", "1,2,3"],
-        "hidden_act",
-    );
 }

@@ -171,6 +171,12 @@ impl RopeConfig {
     /// Reads `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling` (older),
     /// and the partial-rotary fraction under any of its names.
     pub fn from_config(cfg: HfConfig, d_head: usize) -> Result<RopeConfig> {
+        // A block of another kind (`"rope_scaling": "yes"`) was ignored; null means none.
+        for key in ["rope_parameters", "rope_scaling"] {
+            if let Some(v) = cfg.get(key).filter(|v| !v.is_object()) {
+                return Err(ModelError::config(format!("`{key}` is not an object: {v}")));
+            }
+        }
         let params = cfg.get("rope_parameters").filter(|v| v.is_object());
         let scaling = cfg.get("rope_scaling").filter(|v| v.is_object());
         let from_params = |key: &str| params.and_then(|p| p.get(key)).and_then(Value::as_f64);

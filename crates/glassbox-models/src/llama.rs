@@ -87,6 +87,12 @@ impl LlamaDims {
         } else {
             None
         };
+        // A window of no tokens leaves a position nothing to attend to (null means none).
+        if sliding_window == Some(0) {
+            return Err(ModelError::config(
+                "sliding_window 0: a window holds at least one token (null for none)",
+            ));
+        }
         let d_head_rope = d_head;
         let rope = match RopeConfig::for_layer_type(config, d_head_rope, "full_attention")? {
             Some(full) => full,
