@@ -22,10 +22,7 @@ pub fn check(path: &Path, flag: &str, inputs: &[&Path]) -> anyhow::Result<()> {
             path.display()
         ));
     }
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let folder = folder_of(path);
     if !folder.is_dir() {
         let why = if folder.exists() {
             "is not a folder"
@@ -90,11 +87,14 @@ fn resolved(path: &Path) -> Option<PathBuf> {
         return Some(p);
     }
     let name = path.file_name()?;
-    let folder = path
-        .parent()
+    Some(folder_of(path).canonicalize().ok()?.join(name))
+}
+
+/// The folder `path` is in (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    Some(folder.canonicalize().ok()?.join(name))
+        .unwrap_or(Path::new("."))
 }
 
 /// Writes `tensors` to a temporary file beside `out`, then renames it into place.
@@ -107,11 +107,7 @@ pub fn write_safetensors(
     let file_name = out
         .file_name()
         .ok_or_else(|| crate::invalid!("--out {} is not a file path", out.display()))?;
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(
+    let tmp = folder_of(out).join(format!(
         ".{}.tmp-{}",
         file_name.to_string_lossy(),
         std::process::id()

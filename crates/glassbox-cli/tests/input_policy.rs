@@ -667,8 +667,6 @@ fn the_budget_respects_the_process_address_space_limit() {
 #[test]
 fn config_values_that_make_every_output_nan_are_refused() {
     let src = root().join("tests/fixtures/parity/llama");
-    let base: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
     let rope = |extra: serde_json::Value| {
         let mut block = serde_json::json!({"rope_theta": 10000.0});
         for (k, v) in extra.as_object().unwrap() {
@@ -707,13 +705,7 @@ fn config_values_that_make_every_output_nan_are_refused() {
         ),
     ];
     for (i, (key, value, expect)) in cases.into_iter().enumerate() {
-        let dir = scratch(&format!("nan-config-{i}"));
-        for entry in std::fs::read_dir(&src).unwrap().flatten() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-        let mut config = base.clone();
-        config[key] = value;
-        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        let dir = llama_with(&format!("nan-config-{i}"), key, value);
         refused(&["run", dir.to_str().unwrap(), "--tokens", "1,2,3"], expect);
     }
     // The fixture itself runs.
@@ -793,13 +785,7 @@ fn inputs_that_meant_something_else_are_refused() {
 /// its first norm's scale set to NaN in the weights file.
 fn nan_llama(dir: &Path) -> PathBuf {
     let model = dir.join("model");
-    std::fs::create_dir_all(&model).unwrap();
-    for entry in std::fs::read_dir(root().join("tests/fixtures/parity/llama"))
-        .unwrap()
-        .flatten()
-    {
-        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-    }
+    copy_tree(&root().join("tests/fixtures/parity/llama"), &model);
     let weights = model.join("model.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
@@ -840,7 +826,6 @@ fn generation_whose_logits_are_not_finite_says_so() {
 /// positions nothing to attend to. Each is a config error naming the key.
 #[test]
 fn config_keys_of_another_kind_are_refused() {
-    let src = root().join("tests/fixtures/parity/llama");
     for (i, (key, value)) in [
         ("hidden_act", serde_json::json!(5)),
         ("rope_scaling", serde_json::json!("yes")),
@@ -849,15 +834,20 @@ fn config_keys_of_another_kind_are_refused() {
     .into_iter()
     .enumerate()
     {
-        let dir = scratch(&format!("key-kind-{i}"));
-        for entry in std::fs::read_dir(&src).unwrap().flatten() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-        let path = dir.join("config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        config[key] = value;
-        std::fs::write(&path, config.to_string()).unwrap();
+        let dir = llama_with(&format!("key-kind-{i}"), key, value);
         refused(&["run", dir.to_str().unwrap(), "--tokens", "1,2,3"], key);
     }
+}
+
+/// A copy of the Llama parity fixture in the scratch folder `name`, its config's `key` set to
+/// `value`.
+fn llama_with(name: &str, key: &str, value: serde_json::Value) -> PathBuf {
+    let dir = scratch(name);
+    copy_tree(&root().join("tests/fixtures/parity/llama"), &dir);
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config[key] = value;
+    std::fs::write(&path, config.to_string()).unwrap();
+    dir
 }
