@@ -58,12 +58,7 @@ pub fn load(
 ) -> PyResult<Model> {
     let dtype = parse_dtype(dtype)?;
     let numerics = parse_numerics(numerics)?;
-    if !path.exists() {
-        return Err(pyo3::exceptions::PyFileNotFoundError::new_err(format!(
-            "{}: no such file or directory",
-            path.display()
-        )));
-    }
+    glassbox_formats::input::existing(&path).map_err(|e| file_error(e.into()))?;
     for dir in adapter.iter().chain(&saes) {
         if !dir.is_dir() {
             return Err(pyo3::exceptions::PyFileNotFoundError::new_err(format!(

@@ -36,7 +36,7 @@ def trace(model_path, prompt, hooks, tmp_path, *extra):
 
 
 def test_load_refuses_what_it_cannot_use(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         glassbox.load(tmp_path / "absent")
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(OSError, match="notes.txt"):

@@ -163,17 +163,19 @@ pub enum AuditError {
     /// A file refused by the input policy ([`glassbox_formats::input`]).
     #[error(transparent)]
     Input(#[from] glassbox_formats::FormatError),
-    #[error("{path}: cannot write: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// A report could not be written (the error names the file).
+    #[error(transparent)]
+    Write(glassbox_formats::FormatError),
 }
 
 impl AuditError {
-    /// True when the user's input is at fault (exit code 2); a failed write is not.
+    /// True when the user's input is at fault (exit code 2); a failed write only when the
+    /// place to write was the user's choice and cannot hold a file.
     pub fn is_invalid_input(&self) -> bool {
-        !matches!(self, AuditError::Write { .. })
+        match self {
+            AuditError::Write(e) => e.is_invalid_input(),
+            _ => true,
+        }
     }
 }
 
@@ -219,22 +221,5 @@ pub fn audit_target(target: &str) -> Result<Audit, AuditError> {
 /// Writes `contents` to `path` atomically: a temporary file in the same directory, then
 /// a rename, so a failure never leaves a half-written report.
 pub fn write_atomic(path: &Path, contents: &str) -> Result<(), AuditError> {
-    let err = |source| AuditError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "report".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, contents).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
+    glassbox_formats::output::write_bytes(path, contents.as_bytes()).map_err(AuditError::Write)
 }

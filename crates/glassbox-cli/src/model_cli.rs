@@ -94,7 +94,7 @@ pub fn load_saes(args: &SaeArgs) -> anyhow::Result<Vec<glassbox_features::Sae>> 
     args.saes
         .iter()
         .map(|dir| {
-            if !dir.exists() {
+            if !glassbox_formats::input::present(dir)? {
                 return Err(crate::invalid!("{}: no such SAE folder", dir.display()));
             }
             glassbox_features::Sae::load(dir)
@@ -136,12 +136,7 @@ pub fn load_model_with_adapter(
     dtype: &str,
     adapter: Option<&Path>,
 ) -> anyhow::Result<HookedModel> {
-    if !path.exists() {
-        return Err(crate::invalid!(
-            "{}: no such file or directory",
-            path.display()
-        ));
-    }
+    glassbox_formats::input::existing(path)?;
     let lora = match adapter {
         Some(dir) => Some(glassbox_models::lora::LoraSource::Apply(
             std::sync::Arc::new(load_adapter(dir)?),

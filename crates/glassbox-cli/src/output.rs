@@ -97,30 +97,17 @@ fn folder_of(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Writes `tensors` to a temporary file beside `out`, then renames it into place.
+/// Writes `tensors` to `out`, whole or not at all ([`glassbox_formats::output`]).
 pub fn write_safetensors(
     tensors: &std::collections::HashMap<String, candle_core::Tensor>,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     // The command checked `out` against its inputs before any work.
     crate::output::check(out, "--out", &[])?;
-    let file_name = out
-        .file_name()
-        .ok_or_else(|| crate::invalid!("--out {} is not a file path", out.display()))?;
-    let tmp = folder_of(out).join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = candle_core::safetensors::save(tensors, &tmp)
-        .with_context(|| format!("writing {}", tmp.display()))
-        .and_then(|_| {
-            std::fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let named = tensors.iter().map(|(n, t)| (n.as_str(), t));
+    Ok(glassbox_formats::output::write_safetensors(
+        out, named, None,
+    )?)
 }
 
 /// An output folder a command fills over time (training logs, checkpoints, an SAE): if the

@@ -823,13 +823,15 @@ fn generation_whose_logits_are_not_finite_says_so() {
 
 /// Config keys of the wrong kind were taken as absent — `hidden_act: 5` ran the model with
 /// SiLU, the default; `rope_scaling: "yes"` was ignored — and `sliding_window: 0` left
-/// positions nothing to attend to. Each is a config error naming the key.
+/// positions nothing to attend to; `max_position_embeddings: 0` ran with a warning and
+/// generated nothing. Each is a config error naming the key.
 #[test]
 fn config_keys_of_another_kind_are_refused() {
     for (i, (key, value)) in [
         ("hidden_act", serde_json::json!(5)),
         ("rope_scaling", serde_json::json!("yes")),
         ("sliding_window", serde_json::json!(0)),
+        ("max_position_embeddings", serde_json::json!(0)),
     ]
     .into_iter()
     .enumerate()
@@ -850,4 +852,81 @@ fn llama_with(name: &str, key: &str, value: serde_json::Value) -> PathBuf {
     config[key] = value;
     std::fs::write(&path, config.to_string()).unwrap();
     dir
+}
+
+/// Links that loop or point at nothing were taken as absent: a looping model path read "no such
+/// file or directory", a looping or dangling `model.safetensors` was skipped and the load failed
+/// on a "missing tensor". Each is named for what it is. `/proc/self/mem` (a "regular file" of
+/// size 0 whose reading fails with EIO) was exit 1.
+#[cfg(unix)]
+#[test]
+fn links_that_loop_or_dangle_are_named_for_what_they_are() {
+    use std::os::unix::fs::symlink;
+    let dir = scratch("links");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    symlink(&b, &a).unwrap();
+    symlink(&a, &b).unwrap();
+    let a = a.to_str().unwrap();
+    refused(&["inspect", a], "a symbolic link that loops");
+    refused(&["run", a, "--tokens", "1"], "a symbolic link that loops");
+    for (name, target) in [("loop", None), ("dangling", Some("nothing.safetensors"))] {
+        let model = gpt2_copy(&format!("link-{name}"));
+        let weights = model.join("model.safetensors");
+        std::fs::remove_file(&weights).unwrap();
+        match target {
+            None => symlink(&weights, &weights).unwrap(),
+            Some(t) => symlink(model.join(t), &weights).unwrap(),
+        }
+        let expect = if target.is_none() {
+            "loops"
+        } else {
+            "a symbolic link to nothing"
+        };
+        refused(&["run", model.to_str().unwrap(), "--tokens", "1"], expect);
+    }
+    refused(&["inspect", "/proc/self/mem"], "the file is empty");
+    refused(
+        &["run", dir.join("absent").to_str().unwrap(), "--tokens", "1"],
+        "does not exist",
+    );
+}
+
+/// Files written through the safetensors crate got its temporary file's mode (0600) while every
+/// other output got the umask's; and an output where no file can be made (`/proc`) was exit 1
+/// naming the safetensors crate's temporary path.
+#[cfg(unix)]
+#[test]
+fn outputs_get_the_usual_permissions_and_errors_name_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("modes");
+    let reference = root().join("models/reference");
+    let reference = reference.to_str().unwrap();
+    let plain = dir.join("plain");
+    std::fs::write(&plain, "x").unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let usual = mode(&plain);
+    let trace = dir.join("trace.safetensors");
+    let hooks = ["--hooks", "blocks.0.hook_resid_post", "--prompt", "the cat"];
+    let (code, err) = glassbox(
+        &[
+            &["trace", reference, "--out", trace.to_str().unwrap()][..],
+            &hooks[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        mode(&trace),
+        usual,
+        "trace --out: {:o} vs {usual:o}",
+        mode(&trace)
+    );
+    let nowhere = "/proc/glassbox-trace.safetensors";
+    let args = [&["trace", reference, "--out", nowhere][..], &hooks[..]].concat();
+    refused(
+        &args,
+        "/proc/glassbox-trace.safetensors: no file can be written in /proc",
+    );
+    let (_, err) = glassbox(&args);
+    assert!(!err.contains(".tmp"), "the temporary file is named: {err}");
 }

@@ -266,9 +266,10 @@ impl Sae {
                 "an SAE is a folder (SAELens: cfg.json + sae_weights.safetensors; sparsify: cfg.json + sae.safetensors)",
             ));
         }
-        if dir.join(WEIGHTS_FILE).exists() {
+        use glassbox_formats::input::present;
+        if present(&dir.join(WEIGHTS_FILE))? {
             Self::load_saelens(dir)
-        } else if dir.join(SPARSIFY_WEIGHTS_FILE).exists() {
+        } else if present(&dir.join(SPARSIFY_WEIGHTS_FILE))? {
             crate::sparsify::load(dir)
         } else {
             Err(FeatureError::file(

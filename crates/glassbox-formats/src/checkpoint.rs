@@ -7,6 +7,7 @@ use candle_core::{Device, Tensor};
 use serde::Serialize;
 
 use crate::gguf::GgufFile;
+use crate::input;
 use crate::pickle::TorchFile;
 use crate::safetensors_file::SafetensorsFile;
 use crate::{DType, FormatError, Result};
@@ -70,6 +71,11 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 /// The first bytes of a file (fewer if it is shorter), to recognise its format.
 fn read_magic(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
+    // An empty file holds no checkpoint; files under /proc and /sys say they are empty too,
+    // and reading some of them (`/proc/self/mem`) fails with an I/O error.
+    if crate::input::regular_file(path, "checkpoint")?.len() == 0 {
+        return Err(FormatError::invalid(path, "the file is empty (0 bytes)"));
+    }
     let mut file = crate::input::open(path, "checkpoint")?;
     let mut magic = Vec::with_capacity(8);
     file.by_ref()
@@ -176,26 +182,26 @@ impl Checkpoint {
     fn open_dir(dir: &Path) -> Result<Self> {
         let mut ck = Self::empty(dir, CheckpointKind::HubSnapshot);
         let config = dir.join("config.json");
-        if config.exists() {
+        if input::present(&config)? {
             ck.config = Some(read_json(&config)?);
         }
         let gen = dir.join("generation_config.json");
-        if gen.exists() {
+        if input::present(&gen)? {
             ck.generation_config = Some(read_json(&gen)?);
         }
         let tok = dir.join("tokenizer.json");
-        if tok.exists() {
+        if input::present(&tok)? {
             ck.tokenizer_path = Some(tok);
         }
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
-        if index.exists() {
+        if input::present(&index)? {
             let (shards, names) = read_index(&index)?;
             for shard in shards {
                 ck.add_safetensors(SafetensorsFile::open(&dir.join(&shard))?)?;
             }
             ck.check_index_complete(&index, &names)?;
-        } else if single.exists() {
+        } else if input::present(&single)? {
             ck.add_safetensors(SafetensorsFile::open(&single)?)?;
         } else {
             ck.open_torch_shards(dir)?;
@@ -236,13 +242,13 @@ impl Checkpoint {
     fn open_torch_shards(&mut self, dir: &Path) -> Result<()> {
         let index = dir.join("pytorch_model.bin.index.json");
         let single = dir.join("pytorch_model.bin");
-        if index.exists() {
+        if input::present(&index)? {
             let (shards, names) = read_index(&index)?;
             for shard in shards {
                 self.add_torch(TorchFile::open(&dir.join(&shard))?)?;
             }
             self.check_index_complete(&index, &names)?;
-        } else if single.exists() {
+        } else if input::present(&single)? {
             self.add_torch(TorchFile::open(&single)?)?;
         }
         Ok(())

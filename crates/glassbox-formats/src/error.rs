@@ -48,16 +48,21 @@ impl FormatError {
         }
     }
     /// True when the error is the user's input being wrong (CLI exit code 2).
-    /// A path that does not exist, or is not readable as asked, is the user's input too.
+    /// A path that does not exist, or is not readable or writable as asked, is the user's
+    /// input too.
     pub fn is_invalid_input(&self) -> bool {
         match self {
-            FormatError::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::NotFound
-                    | std::io::ErrorKind::IsADirectory
-                    | std::io::ErrorKind::NotADirectory
-                    | std::io::ErrorKind::UnexpectedEof
-            ),
+            FormatError::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::ReadOnlyFilesystem
+                        | std::io::ErrorKind::IsADirectory
+                        | std::io::ErrorKind::NotADirectory
+                        | std::io::ErrorKind::UnexpectedEof
+                ) || source.raw_os_error() == Some(libc::ELOOP)
+            }
             FormatError::Tensor { .. } | FormatError::Write(_) => false,
             _ => true,
         }
@@ -90,7 +95,7 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
 /// The operating system's error texts as words: `No such file or directory (os error 2)`
 /// becomes `does not exist`; other texts keep their words and lose the error number.
 fn in_words(msg: &str) -> String {
-    const WORDS: [(&str, &str); 9] = [
+    const WORDS: [(&str, &str); 10] = [
         ("No such file or directory", "does not exist"),
         ("Permission denied", "permission denied"),
         ("Is a directory", "is a directory"),
@@ -100,6 +105,10 @@ fn in_words(msg: &str) -> String {
         ("Read-only file system", "the file system is read-only"),
         ("File exists", "already exists"),
         ("Too many open files", "too many open files"),
+        (
+            "Too many levels of symbolic links",
+            "a symbolic link that loops (or too long a chain of links)",
+        ),
     ];
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg;

@@ -17,7 +17,8 @@ use std::path::Path;
 use glassbox_kernels::quant::encode;
 use rayon::prelude::*;
 
-use crate::gguf_write::{write_atomically, write_gguf, TensorEntry};
+use crate::gguf_write::{write_gguf, TensorEntry};
+use crate::output::write_atomically;
 use crate::quant::block_format;
 use crate::{to_f32, DType, FormatError, GgufArray, GgufFile, GgufValue, Result};
 

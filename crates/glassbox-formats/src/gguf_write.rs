@@ -135,7 +135,7 @@ impl GgufWriter {
 
     /// Writes the file to `path` via a temporary file renamed into place.
     pub fn write(&self, path: &Path) -> Result<()> {
-        write_atomically(path, |out| self.stream(out))
+        crate::output::write_atomically(path, |out| self.stream(out))
     }
 
     fn entries(&self) -> Vec<TensorEntry> {
@@ -248,33 +248,6 @@ pub fn write_gguf(
         out.write_all(&zeros[..padding as usize]).map_err(io)?;
     }
     Ok(())
-}
-
-/// Writes `path` through a temporary file beside it, renamed into place once complete and
-/// synced: a failed or interrupted write never leaves a half-written file under the name.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> Result<()>,
-) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let file = std::fs::File::create(&tmp).map_err(|e| FormatError::io(path, e))?;
-        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
-        write(&mut buffered)?;
-        let file = buffered
-            .into_inner()
-            .map_err(|e| FormatError::io(path, e.into_error()))?;
-        file.sync_all().map_err(|e| FormatError::io(path, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| FormatError::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 struct Counted<'a> {

@@ -73,6 +73,37 @@ pub fn regular_file(path: &Path, what: &str) -> Result<std::fs::Metadata> {
     }
 }
 
+/// Whether something is at `path` (links followed). `Path::exists` answers "no" for a link
+/// that loops, a link to nothing and a folder that may not be entered, and a reader that
+/// asked it skipped such a file in silence (a looping `model.safetensors` became "missing
+/// tensor"); here only a path where nothing is is absent, and the rest are errors naming it.
+pub fn present(path: &Path) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                Err(FormatError::invalid(
+                    path,
+                    "a symbolic link to nothing (its target does not exist)",
+                ))
+            } else {
+                Ok(false)
+            }
+        }
+        Err(e) => Err(FormatError::io(path, e)),
+    }
+}
+
+/// [`present`], or an error saying that nothing is at `path`.
+pub fn existing(path: &Path) -> Result<()> {
+    if present(path)? {
+        Ok(())
+    } else {
+        let absent = std::io::Error::new(std::io::ErrorKind::NotFound, "does not exist");
+        Err(FormatError::io(path, absent))
+    }
+}
+
 /// Opens `path` for reading after checking that it is a regular file.
 pub fn open(path: &Path, what: &str) -> Result<File> {
     regular_file(path, what)?;
@@ -135,6 +166,36 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("glassbox-input-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join(name)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_that_loop_or_dangle_are_errors_not_absences() {
+        let dir = temp("links");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, dangling) = (dir.join("a"), dir.join("b"), dir.join("dangling"));
+        for p in [&a, &b, &dangling] {
+            let _ = std::fs::remove_file(p);
+        }
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        std::os::unix::fs::symlink(dir.join("nothing"), &dangling).unwrap();
+        let err = present(&a).unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+        let words = crate::error::describe(&err);
+        assert!(words.contains("loops"), "{words}");
+        let err = present(&dangling).unwrap_err();
+        assert!(
+            err.is_invalid_input() && err.to_string().contains("to nothing"),
+            "{err}"
+        );
+        assert!(!present(&dir.join("nothing")).unwrap());
+        assert!(present(&dir).unwrap());
+        let err = existing(&dir.join("nothing")).unwrap_err();
+        assert!(
+            err.is_invalid_input() && err.to_string().ends_with("nothing: does not exist"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod gguf_quantize;
 pub mod gguf_write;
 pub mod hf_config;
 pub mod input;
+pub mod output;
 pub mod peft;
 pub mod pickle;
 pub mod quant;

@@ -323,16 +323,10 @@ impl LoraAdapter {
             .collect::<Result<_>>()?;
         let bytes =
             safetensors::serialize(views, None).map_err(|e| FormatError::Write(e.to_string()))?;
-        crate::gguf_write::write_atomically(&dir.join("adapter_model.safetensors"), |w| {
-            w.write_all(&bytes)
-                .map_err(|e| FormatError::Write(e.to_string()))
-        })?;
+        crate::output::write_bytes(&dir.join("adapter_model.safetensors"), &bytes)?;
         let text =
             serde_json::to_string_pretty(&config).map_err(|e| FormatError::Write(e.to_string()))?;
-        crate::gguf_write::write_atomically(&dir.join("adapter_config.json"), |w| {
-            w.write_all(text.as_bytes())
-                .map_err(|e| FormatError::Write(e.to_string()))
-        })
+        crate::output::write_bytes(&dir.join("adapter_config.json"), text.as_bytes())
     }
 }
 
@@ -462,7 +456,7 @@ pub fn merge(checkpoint: &Checkpoint, adapter: &LoraAdapter, out: &Path) -> Resu
             head.push(b' ');
         }
         let mut merged = 0;
-        crate::gguf_write::write_atomically(&tmp.join("model.safetensors"), |w| {
+        crate::output::write_atomically(&tmp.join("model.safetensors"), |w| {
             let io = |e: std::io::Error| FormatError::Write(e.to_string());
             w.write_all(&(head.len() as u64).to_le_bytes())
                 .map_err(io)?;

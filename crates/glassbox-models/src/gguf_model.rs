@@ -600,10 +600,13 @@ pub fn load_checkpoint(checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Hoo
         Some(_) => Some(gguf_tokenizer::GgufVocab::from_gguf(gguf)?),
     };
     let tokenizer = match (&vocab, gguf.get_str("tokenizer.huggingface.json")) {
-        (Some(v), _) => Some(Tokenizer::from_hf(
-            gguf_tokenizer::build_tokenizer(v)
-                .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?,
-        )),
+        (Some(v), _) => Some(
+            Tokenizer::from_hf(
+                gguf_tokenizer::build_tokenizer(v)
+                    .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?,
+            )
+            .with_origin(&path),
+        ),
         (None, Some(json)) => Some(Tokenizer::from_json(
             json,
             &path.join("tokenizer.huggingface.json"),

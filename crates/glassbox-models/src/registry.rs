@@ -101,5 +101,13 @@ pub fn constructor(config: &serde_json::Value) -> Result<Constructor> {
 
 /// Builds the model `config` describes over `vb`.
 pub fn build(config: &serde_json::Value, vb: VarBuilder<'static>) -> Result<Box<dyn Model>> {
-    constructor(config)?(config, vb)
+    let model = constructor(config)?(config, vb)?;
+    // A context of 0 positions loads (rotary models need no table for it), but no token
+    // fits: generation would print the prompt alone and stop, with no reason given.
+    if model.info().n_ctx == 0 {
+        return Err(ModelError::config(
+            "the context length (max_position_embeddings / n_positions) is 0: no token has a position",
+        ));
+    }
+    Ok(model)
 }

@@ -4,7 +4,7 @@
 //! from elsewhere (e.g. the vocabulary inside a GGUF file); [`TextTokenizer`] is the interface
 //! both implement, and [`Tokenizer`] wraps one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
 
@@ -30,11 +30,34 @@ pub trait TextTokenizer: Send + Sync {
 /// A loaded tokenizer.
 pub struct Tokenizer {
     inner: Box<dyn TextTokenizer>,
+    /// The file it came from, named in the errors of encoding and decoding (a vocabulary
+    /// without its unknown token fails only there, long after loading).
+    origin: Option<PathBuf>,
 }
 
 impl Tokenizer {
     pub fn new(inner: Box<dyn TextTokenizer>) -> Self {
-        Tokenizer { inner }
+        Tokenizer {
+            inner,
+            origin: None,
+        }
+    }
+
+    /// The same tokenizer, naming `origin` in its errors.
+    pub fn with_origin(mut self, origin: &Path) -> Self {
+        self.origin = Some(origin.to_path_buf());
+        self
+    }
+
+    /// Prefixes a tokenizer error with the file the tokenizer came from.
+    fn named<T>(&self, result: Result<T>) -> Result<T> {
+        match (result, &self.origin) {
+            (Err(ModelError::Tokenizer(msg)), Some(origin)) => Err(ModelError::Tokenizer(format!(
+                "{}: {msg}",
+                origin.display()
+            ))),
+            (result, _) => result,
+        }
     }
 
     /// Loads a Hub `tokenizer.json` (read under the input policy of
@@ -62,7 +85,7 @@ impl Tokenizer {
         t.with_padding(None);
         t.with_truncation(None)
             .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
-        Ok(Tokenizer::new(Box::new(HfTokenizer(t))))
+        Ok(Tokenizer::new(Box::new(HfTokenizer(t))).with_origin(path))
     }
 
     /// Wraps a `tokenizers` tokenizer built in memory (e.g. from a GGUF vocabulary).
@@ -71,18 +94,18 @@ impl Tokenizer {
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        self.inner.encode(text)
+        self.named(self.inner.encode(text))
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids)
+        self.named(self.inner.decode(ids))
     }
 
     /// Each token on its own, faithfully: its decoded text with its leading space kept (the
     /// SentencePiece `▁` included), a special token by its name (`<bos>`, `<|endoftext|>`),
     /// a piece that is only part of a character's bytes as those bytes (`<0xE2>`), never `�`.
     pub fn str_tokens(&self, ids: &[u32]) -> Result<Vec<String>> {
-        ids.iter().map(|&id| self.inner.display_token(id)).collect()
+        self.named(ids.iter().map(|&id| self.inner.display_token(id)).collect())
     }
 
     pub fn vocab_size(&self) -> usize {

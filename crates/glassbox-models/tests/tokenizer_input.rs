@@ -92,3 +92,23 @@ fn the_file_itself_follows_the_input_policy() {
         assert!(err.is_invalid_input());
     }
 }
+
+/// A vocabulary whose unknown token is not in it loads, and fails only when a text needs that
+/// token: the error then still names the file (it is the user's only lead).
+#[test]
+fn errors_after_loading_name_the_file() {
+    let json = json!({
+        "version": "1.0",
+        "added_tokens": [],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"a": 0, "b": 1}, "unk_token": "<absent>"}
+    });
+    let path = write("no-unk.json", &json);
+    let t = Tokenizer::from_file(&path).unwrap();
+    assert_eq!(t.encode("a b").unwrap(), vec![0, 1]);
+    let err = t.encode("a zzz").unwrap_err().to_string();
+    assert!(err.contains("no-unk.json"), "the file is not named: {err}");
+}

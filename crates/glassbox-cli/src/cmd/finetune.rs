@@ -80,12 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.out.display()
         ));
     }
-    if !args.model.exists() {
-        return Err(invalid!(
-            "{}: no such file or directory",
-            args.model.display()
-        ));
-    }
+    glassbox_formats::input::existing(&args.model)?;
     if !args.data.is_file() {
         return Err(invalid!("--data {}: no such file", args.data.display()));
     }

@@ -74,12 +74,7 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
 
 /// Opens a checkpoint; a path that does not exist is the user's input error (exit 2).
 pub fn open(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
-    if !path.exists() {
-        return Err(crate::invalid!(
-            "{}: no such file or directory",
-            path.display()
-        ));
-    }
+    glassbox_formats::input::existing(path)?;
     Ok(Checkpoint::open(path)?)
 }
 

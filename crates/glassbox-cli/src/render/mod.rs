@@ -9,10 +9,7 @@
 pub mod svg;
 pub mod terminal;
 
-use std::io::Write;
 use std::path::Path;
-
-use anyhow::Context;
 
 /// How values map to colours. Every scale says what its colours mean: signed values are
 /// symmetric about a white zero, probabilities always span the same fixed range.
@@ -409,28 +406,7 @@ pub fn position_labels(tokens: &[String]) -> Vec<String> {
 pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     // Its callers checked `path` against their inputs before any work.
     crate::output::check(path, "output", &[])?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| crate::invalid!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
+    Ok(glassbox_formats::output::write_bytes(path, contents)?)
 }
 
 /// Writes an SVG figure and says where it went (on stderr, so stdout stays machine-readable).
