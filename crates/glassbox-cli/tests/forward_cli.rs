@@ -278,3 +278,100 @@ fn generate_keeps_the_space_between_prompt_and_continuation() {
     assert!(text.starts_with("the cat "), "{text:?}");
     assert!(text.trim_end().len() > "the cat ".len(), "{text:?}");
 }
+
+/// Generation that prints nothing, or stops before `--max-tokens`, says why on stderr: the
+/// first pick was the end-of-sequence token (made so here by naming the greedy pick as EOS),
+/// the picks are special tokens decoding skips (a huge control vector: `<bos>` each time), or
+/// the context is full. A run that does what was asked says nothing.
+#[test]
+fn generate_says_why_it_printed_little() {
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/reference");
+    let reference = reference.to_str().unwrap();
+    let text = |out: &Output| String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+    let note = |out: &Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let greedy = ["--prompt", "the cat", "--max-tokens"];
+    let one = glassbox(&[&["generate", reference][..], &greedy[..], &["1"]].concat());
+    assert!(note(&one).is_empty(), "{}", note(&one));
+    let word = text(&one)["the cat ".len()..].to_string();
+    let vocab: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{reference}/tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    let id = vocab["model"]["vocab"][&word]
+        .as_u64()
+        .expect("a word of the vocabulary");
+
+    // The same model, with that word as its end-of-sequence token.
+    let eos = tmp_path("eos-model");
+    std::fs::create_dir_all(&eos).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(format!("{reference}/{f}"), eos.join(f)).unwrap();
+    }
+    std::fs::write(
+        eos.join("generation_config.json"),
+        format!("{{\"eos_token_id\": {id}}}"),
+    )
+    .unwrap();
+    let out = glassbox(
+        &[
+            &["generate", eos.to_str().unwrap()][..],
+            &greedy[..],
+            &["5"],
+        ]
+        .concat(),
+    );
+    let said = note(&out);
+    assert!(
+        said.contains("end-of-sequence token") && said.contains(&format!("`{word}` (id {id})")),
+        "{said}"
+    );
+
+    let cv = tmp_path("huge.gguf");
+    let steer = [
+        "steer",
+        reference,
+        "--positive",
+        "the cat",
+        "--negative",
+        "the dog",
+        "--layers",
+        "1",
+        "--out",
+    ];
+    let made = glassbox(&[&steer[..], &[cv.to_str().unwrap()]].concat());
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let huge = format!("{}:1e30", cv.display());
+    let out = glassbox(
+        &[
+            &["generate", reference][..],
+            &greedy[..],
+            &["5", "--control-vector", &huge],
+        ]
+        .concat(),
+    );
+    if text(&out) == "the cat" {
+        assert!(
+            note(&out).contains("the 5 new tokens print as nothing"),
+            "{}",
+            note(&out)
+        );
+    }
+
+    let out = glassbox(&[&["generate", reference][..], &greedy[..], &["500"]].concat());
+    assert!(
+        note(&out).contains("the model's context of 128 positions is full"),
+        "{}",
+        note(&out)
+    );
+}

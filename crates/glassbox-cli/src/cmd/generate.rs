@@ -111,5 +111,53 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(e) = write_err {
         return Err(e.into());
     }
+    let shown = continuation(&generated).unwrap_or_default();
+    if let Some(note) = why_so_little(&model, &args, prompt.len(), &generated, &shown) {
+        eprintln!("note: {note}");
+    }
     Ok(())
+}
+
+/// Why generation printed nothing, or stopped short of `--max-tokens`, where the output alone
+/// cannot tell: a steered model whose first pick is the end-of-sequence token, or whose picks
+/// are special tokens (which decoding skips), prints the prompt alone and looks broken.
+fn why_so_little(
+    model: &glassbox_models::HookedModel,
+    args: &Args,
+    prompt_len: usize,
+    generated: &[u32],
+    shown: &str,
+) -> Option<String> {
+    let names = |ids: &[u32]| -> String {
+        let names = model.ids_to_str_tokens(ids).unwrap_or_default();
+        let mut list: Vec<String> = names.iter().take(8).map(|n| format!("`{n}`")).collect();
+        if names.len() > 8 {
+            list.push("…".into());
+        }
+        list.join(" ")
+    };
+    let eos = |id: &u32| !args.ignore_eos && model.eos_token_ids.contains(id);
+    if let [only] = generated {
+        if eos(only) {
+            return Some(format!(
+                "the first new token is the end-of-sequence token {} (id {only}): generation stopped there (--ignore-eos goes on past it)",
+                names(generated)
+            ));
+        }
+    }
+    if !generated.is_empty() && shown.trim().is_empty() {
+        return Some(format!(
+            "the {} new tokens print as nothing: {} (special or blank tokens; decoding skips special ones)",
+            generated.len(),
+            names(generated)
+        ));
+    }
+    let n_ctx = model.info().n_ctx;
+    let stopped_short = generated.len() < args.max_tokens && !generated.last().is_some_and(eos);
+    (stopped_short && prompt_len + generated.len() >= n_ctx).then(|| {
+        format!(
+            "stopped after {} new tokens: the model's context of {n_ctx} positions is full",
+            generated.len()
+        )
+    })
 }
