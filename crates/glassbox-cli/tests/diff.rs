@@ -151,6 +151,46 @@ fn a_perturbed_copy_puts_the_perturbed_tensor_first() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A NaN or an infinity on one side only is a change, though the metrics leave such pairs out:
+/// the tensor is not counted identical and comes first (it read "identical", sorted last).
+/// NaNs at the same places on both sides are no change.
+#[test]
+fn non_finite_values_on_one_side_are_a_change() {
+    let original = root().join("tests/fixtures/parity/llama/model.safetensors");
+    let ck = Checkpoint::open(&original).unwrap();
+    let mut tensors = all_f32(&ck);
+    let broken = "model.layers.0.mlp.down_proj.weight";
+    let values = &mut tensors.iter_mut().find(|t| t.0 == broken).unwrap().2;
+    values[5] = f32::NAN;
+    values[9] = f32::INFINITY;
+    tensors
+        .iter_mut()
+        .find(|t| t.0 == "model.embed_tokens.weight")
+        .unwrap()
+        .2[0] += 1e-3;
+    let dir = scratch("non-finite");
+    let copy = dir.join("copy.safetensors");
+    write_safetensors(&copy, &tensors);
+    let report = diff_json(&original, &copy);
+    let rows = report["tensors"].as_array().unwrap();
+    assert_eq!(rows[0]["name"], broken, "{report}");
+    assert_eq!(rows[0]["non_finite_changed"], 2);
+    assert_eq!(
+        report["summary"]["identical"].as_u64(),
+        Some(ck.tensors().len() as u64 - 2)
+    );
+    let text = glassbox(&["diff", original.to_str().unwrap(), copy.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("2 NaN/infinite values differ"), "{text}");
+    // The copy against itself: the same NaN and infinity, no change.
+    let same = diff_json(&copy, &copy);
+    assert_eq!(
+        same["summary"]["identical"].as_u64(),
+        Some(ck.tensors().len() as u64)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Converts a GGUF to a Hub-named F32 safetensors file: dequantize, rename, and undo the Q/K
 /// row permutation (or deliberately not, to prove the diff does it).
 fn convert_gguf(gguf: &Path, out: &Path, unpermute: bool) {

@@ -57,6 +57,9 @@ pub struct TensorDiff {
     pub norm_diff: Option<f64>,
     /// Element pairs left out because either value is NaN or infinite.
     pub non_finite_pairs: u64,
+    /// Of those, the pairs whose two values differ (a NaN against a number, +Inf against
+    /// −Inf; two NaNs are the same). A tensor with any is changed, whatever its metrics say.
+    pub non_finite_changed: u64,
 }
 
 /// One tensor as the Hub would store it, described as a view of stored bytes.
@@ -269,6 +272,7 @@ struct PairSums {
     dd: f64,
     max_abs: f64,
     non_finite: u64,
+    non_finite_changed: u64,
 }
 
 impl PairSums {
@@ -280,6 +284,7 @@ impl PairSums {
             dd: self.dd + o.dd,
             max_abs: self.max_abs.max(o.max_abs),
             non_finite: self.non_finite + o.non_finite,
+            non_finite_changed: self.non_finite_changed + o.non_finite_changed,
         }
     }
 
@@ -313,6 +318,7 @@ impl PairSums {
             dd: dd.iter().sum(),
             max_abs: max_abs.iter().copied().fold(0.0, f64::max),
             non_finite: 0,
+            non_finite_changed: 0,
         };
         s.add_pairs(ta, tb);
         s
@@ -328,6 +334,8 @@ impl PairSums {
         for (&x, &y) in a.iter().zip(b) {
             if !(x.is_finite() && y.is_finite()) {
                 self.non_finite += 1;
+                let same = x == y || (x.is_nan() && y.is_nan());
+                self.non_finite_changed += (!same) as u64;
                 continue;
             }
             let (x, y) = (x as f64, y as f64);
@@ -403,6 +411,7 @@ pub fn diff<'a>(
             norm_b: None,
             norm_diff: None,
             non_finite_pairs: 0,
+            non_finite_changed: 0,
         });
         if let (DiffStatus::Compared, Some(ea), Some(eb), Some(ia), Some(ib)) =
             (status, ea, eb, ia, ib)
@@ -495,6 +504,7 @@ pub fn diff<'a>(
         r.norm_diff = Some(nd);
         r.max_abs_diff = Some(sums.max_abs);
         r.non_finite_pairs = sums.non_finite;
+        r.non_finite_changed = sums.non_finite_changed;
         r.relative_change = if na > 0.0 {
             Some(nd / na)
         } else if nd == 0.0 {
@@ -513,9 +523,11 @@ pub fn diff<'a>(
 }
 
 /// Sort key, smallest first: compared tensors by decreasing change (an infinite change —
-/// A zero, B not — first), then shape changes, then tensors on one side only.
+/// A zero, B not, or a NaN or infinity on one side only — first), then shape changes, then
+/// tensors on one side only.
 fn order_key(d: &TensorDiff) -> f64 {
     match d.status {
+        DiffStatus::Compared if d.non_finite_changed > 0 => f64::NEG_INFINITY,
         DiffStatus::Compared => -d.relative_change.unwrap_or(f64::INFINITY),
         DiffStatus::ShapeChanged => 1.0,
         DiffStatus::OnlyInA => 2.0,
@@ -546,6 +558,16 @@ mod tests {
         b[36] += 2.0;
         let s = PairSums::of_batch(&a, &b);
         assert_eq!((s.non_finite, s.dd, s.max_abs), (2, 4.0, 2.0));
+        assert_eq!(s.non_finite_changed, 2);
+        // The same non-finite values on both sides are no change; opposite infinities are.
+        let mut c = b.clone();
+        c[20] = f32::NEG_INFINITY;
+        let same = PairSums::of_batch(&b, &b);
+        assert_eq!(
+            (same.non_finite, same.non_finite_changed, same.dd),
+            (2, 0, 0.0)
+        );
+        assert_eq!(PairSums::of_batch(&b, &c).non_finite_changed, 1);
         let finite_sq: f64 = (0..37)
             .filter(|&i| i != 3 && i != 20)
             .map(|i| (i * i) as f64)
@@ -567,7 +589,7 @@ mod tests {
 #[derive(Clone, Debug, Serialize)]
 pub struct DiffSummary {
     pub compared: usize,
-    /// Compared with zero difference.
+    /// Compared with zero difference (and the same NaNs and infinities, if any).
     pub identical: usize,
     pub shape_changed: usize,
     pub only_in_a: usize,
@@ -582,7 +604,11 @@ impl DiffSummary {
             compared: count(DiffStatus::Compared),
             identical: diffs
                 .iter()
-                .filter(|d| d.status == DiffStatus::Compared && d.norm_diff == Some(0.0))
+                .filter(|d| {
+                    d.status == DiffStatus::Compared
+                        && d.norm_diff == Some(0.0)
+                        && d.non_finite_changed == 0
+                })
                 .count(),
             shape_changed: count(DiffStatus::ShapeChanged),
             only_in_a: count(DiffStatus::OnlyInA),

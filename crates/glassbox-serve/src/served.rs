@@ -156,15 +156,24 @@ impl Entry {
 
     /// Waits for this model's turn; refuses when too many requests already wait.
     pub async fn turn(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        // The place in the queue is given back when the wait ends, however it ends: a client
+        // that disconnects drops this future mid-wait, and a count decremented only after the
+        // wait would keep its place forever (enough of them lock the model out).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let waiting = Waiting(&self.queued);
         if self.queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(ApiError {
                 status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 message: format!("{MAX_QUEUED} requests already wait for this model; try again"),
             });
         }
         let permit = Arc::clone(&self.turn).acquire_owned().await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        drop(waiting);
         permit.map_err(|_| ApiError::internal("the server is shutting down"))
     }
 }
@@ -198,4 +207,36 @@ fn display_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    /// A client that gives up while waiting (its request future dropped mid-wait) gives its
+    /// place in the queue back: more of them than the queue holds do not lock the model out.
+    #[test]
+    fn abandoned_waits_give_their_place_back() {
+        let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/reference");
+        let served = Served::open(&[reference], None, None).unwrap();
+        let entry = served.get(0).unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = Box::pin(entry.turn());
+        let Poll::Ready(Ok(held)) = first.as_mut().poll(&mut cx) else {
+            panic!("the first request gets the model's turn at once");
+        };
+        for _ in 0..MAX_QUEUED + 10 {
+            let mut waiting = Box::pin(entry.turn());
+            assert!(
+                waiting.as_mut().poll(&mut cx).is_pending(),
+                "it waits its turn"
+            );
+        }
+        assert_eq!(entry.queued.load(Ordering::Acquire), 0);
+        drop(held);
+        let mut next = Box::pin(entry.turn());
+        assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+    }
 }

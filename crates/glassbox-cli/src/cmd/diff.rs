@@ -5,12 +5,15 @@
 //! `--json` writes one object with these stable keys:
 //! - `"a"`, `"b"` (paths);
 //! - `"summary"`: `{compared, identical, shape_changed, only_in_a, only_in_b,
-//!   max_relative_change}` (counts; `identical` = compared with zero difference);
+//!   max_relative_change}` (counts; `identical` = compared with zero difference and the same
+//!   non-finite values);
 //! - `"tensors"`: list, most-changed first, of `{name, stored_name_a, stored_name_b, status
 //!   ("compared" | "shape-changed" | "only-in-a" | "only-in-b"), shape_a, shape_b, dtype_a,
 //!   dtype_b, relative_change (‖A−B‖/‖A‖), cosine, max_abs_diff, norm_a, norm_b, norm_diff,
-//!   non_finite_pairs}`; metrics are `null` unless the status is "compared" (and
-//!   `relative_change` is `null` when ‖A‖ = 0 < ‖A−B‖). `--top N` keeps the first N;
+//!   non_finite_pairs, non_finite_changed}`; metrics are `null` unless the status is
+//!   "compared" (and `relative_change` is `null` when ‖A‖ = 0 < ‖A−B‖); they leave out pairs
+//!   where a value is NaN or infinite (`non_finite_pairs`), and a tensor where such a pair
+//!   differs (`non_finite_changed`) comes first. `--top N` keeps the first N;
 //! - `"unmapped"`: `{a, b}`, GGUF tensor names that have no Hub counterpart (or need a
 //!   transpose) and so are compared under their stored names.
 
@@ -122,6 +125,10 @@ fn print_table(out: &mut String, diffs: &[TensorDiff]) {
         let change = match (d.status, d.relative_change) {
             (DiffStatus::Compared, None) => "inf".to_string(),
             (_, v) => num(v),
+        };
+        let note = match d.non_finite_changed {
+            0 => note,
+            n => format!("{note}; {n} NaN/infinite values differ"),
         };
         outln!(
             out,
