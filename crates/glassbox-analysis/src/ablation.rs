@@ -424,6 +424,61 @@ pub struct AblationReport {
     pub results: Vec<AblationResult>,
 }
 
+/// An ablation request, checked against the model before any run: everything [`ablate_text`]
+/// would refuse only after some runs (or a server after answering 200) is refused here.
+pub struct AblationInputs {
+    /// The text's token ids (at least two: the loss needs a next token).
+    pub ids: Vec<u32>,
+    /// The targets, groups (`heads`, `L3`) expanded.
+    pub targets: Vec<AblationTarget>,
+    /// The reference prompts' token ids.
+    pub reference: Vec<Vec<u32>>,
+}
+
+impl AblationInputs {
+    pub fn check(
+        model: &HookedModel,
+        text: &str,
+        targets: &[String],
+        method: AblationMethod,
+        reference: &[String],
+    ) -> Result<AblationInputs> {
+        if method != AblationMethod::Zero && reference.is_empty() {
+            return Err(AnalysisError::input(
+                "mean and resample ablation need reference prompts",
+            ));
+        }
+        let info = model.info();
+        let targets = parse_targets(targets, info.n_layers, info.n_heads)?;
+        for t in &targets {
+            check_target(model, t)?;
+        }
+        let ids = crate::predictions::prompt_tokens(model, text, "the text")?;
+        if ids.len() < 2 {
+            return Err(AnalysisError::input(
+                "the text must have at least two tokens to have a loss",
+            ));
+        }
+        let reference = reference
+            .iter()
+            .map(|r| crate::predictions::prompt_tokens(model, r, "a reference prompt"))
+            .collect::<Result<Vec<_>>>()?;
+        if matches!(method, AblationMethod::Resample { .. })
+            && reference.iter().all(|r| r.len() < ids.len())
+        {
+            return Err(AnalysisError::input(format!(
+                "resample ablation needs a reference prompt at least as long as the text ({} tokens)",
+                ids.len()
+            )));
+        }
+        Ok(AblationInputs {
+            ids,
+            targets,
+            reference,
+        })
+    }
+}
+
 /// Ablates `targets` (names as [`parse_targets`] reads them) on `text` with `method`, all
 /// together or (`each`) one at a time; `reference` texts for mean and resample ablation.
 /// `progress` is told of each run done and can stop the work ([`AnalysisError::Cancelled`]).
@@ -437,23 +492,11 @@ pub fn ablate_text(
     each: bool,
     mut progress: impl FnMut() -> std::ops::ControlFlow<()>,
 ) -> Result<AblationReport> {
-    if method != AblationMethod::Zero && reference.is_empty() {
-        return Err(AnalysisError::input(
-            "mean and resample ablation need reference prompts",
-        ));
-    }
-    let info = model.info();
-    let targets = parse_targets(targets, info.n_layers, info.n_heads)?;
-    let ids = crate::predictions::prompt_tokens(model, text, "the text")?;
-    if ids.len() < 2 {
-        return Err(AnalysisError::input(
-            "the text must have at least two tokens to have a loss",
-        ));
-    }
-    let reference = reference
-        .iter()
-        .map(|r| crate::predictions::prompt_tokens(model, r, "a reference prompt"))
-        .collect::<Result<Vec<_>>>()?;
+    let AblationInputs {
+        ids,
+        targets,
+        reference,
+    } = AblationInputs::check(model, text, targets, method, reference)?;
     let groups: Vec<&[AblationTarget]> = if each {
         targets.iter().map(std::slice::from_ref).collect()
     } else {

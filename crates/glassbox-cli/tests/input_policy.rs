@@ -5,6 +5,8 @@
 //! pickles. Each must end with exit code 2 and a message that says what is wrong in words —
 //! no hang, no panic, no OS error number.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -786,19 +788,7 @@ fn inputs_that_meant_something_else_are_refused() {
 fn nan_llama(dir: &Path) -> PathBuf {
     let model = dir.join("model");
     copy_tree(&root().join("tests/fixtures/parity/llama"), &model);
-    let weights = model.join("model.safetensors");
-    let mut bytes = std::fs::read(&weights).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-    let offsets = &header["model.layers.0.input_layernorm.weight"]["data_offsets"];
-    let (start, end) = (
-        8 + header_len + offsets[0].as_u64().unwrap() as usize,
-        8 + header_len + offsets[1].as_u64().unwrap() as usize,
-    );
-    for value in bytes[start..end].chunks_exact_mut(4) {
-        value.copy_from_slice(&f32::NAN.to_le_bytes());
-    }
-    std::fs::write(&weights, bytes).unwrap();
+    support::set_nan(&model, "model.layers.0.input_layernorm.weight");
     model
 }
 

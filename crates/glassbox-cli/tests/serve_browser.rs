@@ -176,7 +176,7 @@ fn every_page_shows_the_cli_numbers() {
                 "document.getElementById('pred-table').dataset.position === '{p}'"
             ));
             let logits = browser.eval(
-                "[...document.querySelectorAll('#pred-table [data-logit]')].map(c => c.dataset.logit)",
+                "[...document.querySelectorAll('#pred-table td:nth-child(3)')].map(c => c.dataset.logit)",
             );
             let tokens = browser.eval(
                 "[...document.querySelectorAll('#pred-table .tok-cell')].map(c => JSON.parse(c.textContent))",
@@ -626,4 +626,64 @@ fn every_page_shows_the_cli_numbers() {
     );
     shot(&mut browser, &shots.join("features.png"));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A model whose outputs are NaN (its final norm broken) and a release folder without weights:
+/// the model list shows both (the release as audit-only; its missing architecture stopped the
+/// whole page), and the explorer shows the NaN model's predictions as "—" (a null logit
+/// stopped the results).
+#[test]
+fn broken_models_and_weightless_releases_show() {
+    let dir = scratch("serve_browser", "broken");
+    let Some(mut browser) = Browser::launch(&dir.join("profile")) else {
+        return;
+    };
+    let shots = root().join("target/browser-screenshots");
+    let nan = dir.join("nan-model");
+    std::fs::create_dir_all(&nan).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(root().join("models/reference").join(f), nan.join(f)).unwrap();
+    }
+    support::set_nan(&nan, "model.norm.weight");
+    let release = dir.join("release");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::write(
+        release.join("README.md"),
+        "# A release without its weights\n",
+    )
+    .unwrap();
+    let server = Server::start(&[nan.to_str().unwrap(), release.to_str().unwrap()]);
+    let base = server.url.trim_end_matches('/').to_string();
+
+    browser.goto(&format!("{base}/#/"));
+    browser.wait_for("document.querySelectorAll('#model-cards .card').length === 2");
+    let links = browser.eval(
+        "[...document.querySelectorAll('#model-cards .card > a')].map(a => a.getAttribute('href'))",
+    );
+    assert_eq!(links, json!(["#/model/0", "#/audit/model/1"]));
+    shot(&mut browser, &shots.join("models-broken.png"));
+
+    browser.goto(&format!("{base}/#/explore/0"));
+    browser.wait_for("document.getElementById('prompt')");
+    browser.eval(&format!(
+        "(() => {{ document.getElementById('prompt').value = {}; \
+         document.getElementById('run').click(); }})()",
+        json!("the cat")
+    ));
+    browser.wait_for("!!(document.querySelector('#pred-table td:nth-child(3)') || document.querySelector('#results .error'))");
+    let error = browser.eval("document.querySelector('#results .error')?.innerText ?? ''");
+    assert_eq!(error, json!(""), "the explorer failed");
+    let logits = browser.eval(
+        "[...document.querySelectorAll('#pred-table td:nth-child(3)')].map(td => td.innerText)",
+    );
+    let logits = logits.as_array().unwrap();
+    assert!(
+        !logits.is_empty() && logits.iter().all(|l| l == "—"),
+        "{logits:?}"
+    );
+    // Only the model with weights is offered to run.
+    let offered =
+        browser.eval("[...document.querySelectorAll('#model-select option')].map(o => o.value)");
+    assert_eq!(offered, json!(["0"]));
+    shot(&mut browser, &shots.join("explore-nan.png"));
 }

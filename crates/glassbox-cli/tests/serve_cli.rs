@@ -498,6 +498,24 @@ fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
             server.post("/api/models/0/ablate", &json!({"text": "a b", "targets": ["heads"], "method": "mean"})),
         ),
         (
+            "resample ablation with too short a reference",
+            server.post(
+                "/api/models/0/ablate",
+                &json!({"text": "the cat sat", "targets": ["L1H0"], "method": "resample", "reference": ["a"]}),
+            ),
+        ),
+        (
+            "ablation of more components than the cap, named as groups",
+            server.post(
+                "/api/models/0/ablate",
+                &json!({"text": "the cat sat", "targets": vec!["heads"; 4096], "each": true}),
+            ),
+        ),
+        (
+            "a method the route does not take",
+            request(&server.addr, "DELETE", "/api/models/0", &[], None),
+        ),
+        (
             "heads of huge sequences",
             server.post("/api/models/0/heads", &json!({"seq_len": 100000})),
         ),
@@ -545,6 +563,7 @@ fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
     let statuses: HashMap<&str, u16> = cases.iter().map(|(w, r)| (*w, r.status)).collect();
     assert_eq!(statuses["too big"], 413);
     assert_eq!(statuses["unknown route"], 404);
+    assert_eq!(statuses["a method the route does not take"], 405);
     // A foreign Host (DNS rebinding) is refused on loopback.
     let r = request(
         &server.addr,

@@ -102,6 +102,12 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/registry", get(registry_list))
         .route("/api/registry/{*rid}", get(registry_audit))
         .fallback(|| async { ApiError::not_found("no such page or API route (see GET /api)") })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                message: "this route does not take that method (see GET /api)".into(),
+            }
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

@@ -49,6 +49,8 @@ pub struct Bound {
     /// Where to point a browser (with the token when one is needed).
     pub url: String,
     pub addr: SocketAddr,
+    /// Notes for the user at start (see [`served::Served::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// Opens every model's file table (a bad path fails here, before anything is served) and
@@ -69,12 +71,14 @@ pub fn bind(config: &Config) -> Result<Bound, ServeError> {
         })?;
     let addr = listener.local_addr().map_err(ServeError::Runtime)?;
     let url = access.url(addr);
+    let notes = served.notes();
     Ok(Bound {
         listener,
         runtime,
         state: Arc::new(api::State::new(served, access)),
         url,
         addr,
+        notes,
     })
 }
 

@@ -49,6 +49,8 @@ pub struct Entry {
     pub path: PathBuf,
     /// `None` for a release folder without weights (served for its audit only).
     checkpoint: Option<Checkpoint>,
+    /// Why a folder has no weights to serve (none, or none that could be read).
+    pub no_weights: Option<String>,
     /// Loaded on first use, then kept.
     model: Mutex<Option<Arc<HookedModel>>>,
     options: LoadOptions,
@@ -82,16 +84,21 @@ impl Served {
                 if !path.exists() {
                     return Err(model_error("no such file or directory".into()));
                 }
-                let checkpoint = match Checkpoint::open(path) {
-                    Ok(ck) => Some(ck),
-                    // A release folder is served for its audit even without weights.
-                    Err(_) if path.is_dir() => None,
+                // A release folder is served for its audit even without weights (none, or
+                // weights that cannot be read: said at start).
+                let (checkpoint, no_weights) = match Checkpoint::open(path) {
+                    Ok(ck) if ck.tensors().is_empty() && path.is_dir() => {
+                        (None, Some("the folder holds no weights".to_string()))
+                    }
+                    Ok(ck) => (Some(ck), None),
+                    Err(e) if path.is_dir() => (None, Some(glassbox_formats::error::describe(&e))),
                     Err(e) => return Err(model_error(e.to_string())),
                 };
                 Ok(Entry {
                     id,
                     path: path.clone(),
                     checkpoint,
+                    no_weights,
                     model: Mutex::new(None),
                     options: load_options(numerics),
                     sae: if id == 0 { sae.next() } else { None },
@@ -101,6 +108,20 @@ impl Served {
             })
             .collect::<Result<_, _>>()?;
         Ok(Served { entries })
+    }
+
+    /// What the user should know at start: the folders served for their audit only, and why.
+    pub fn notes(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                let why = e.no_weights.as_ref()?;
+                Some(format!(
+                    "{}: served for its audit only ({why})",
+                    e.path.display()
+                ))
+            })
+            .collect()
     }
 
     pub fn get(&self, id: usize) -> Result<&Entry, ApiError> {

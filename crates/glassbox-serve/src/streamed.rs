@@ -238,15 +238,29 @@ pub async fn ablate(
     let req = Arc::new(req);
     let checked = Arc::clone(&req);
     let total = with_model(Arc::clone(&state), id, move |_, model| {
-        let info = model.info();
-        let targets = ablation::parse_targets(&checked.targets, info.n_layers, info.n_heads)?;
-        for t in &targets {
-            ablation::check_target(model, t)?;
-        }
         for text in std::iter::once(&checked.text).chain(&checked.reference) {
             tokens_of(model, text, MAX_TOKENS)?;
         }
-        Ok(if checked.each { targets.len() } else { 1 })
+        // Everything the ablation would refuse is refused now, as a 400, not after a 200.
+        let inputs = ablation::AblationInputs::check(
+            model,
+            &checked.text,
+            &checked.targets,
+            method,
+            &checked.reference,
+        )?;
+        // `heads` names every head: the cap is on the targets it expands to.
+        if inputs.targets.len() > MAX_TARGETS {
+            return Err(ApiError::bad_request(format!(
+                "the targets name {} components; at most {MAX_TARGETS} at once",
+                inputs.targets.len()
+            )));
+        }
+        Ok(if checked.each {
+            inputs.targets.len()
+        } else {
+            1
+        })
     })
     .await?;
     Ok(stream(state, id, total, move |entry, model, progress| {

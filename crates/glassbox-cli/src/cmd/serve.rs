@@ -59,6 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     out.flush()?;
     drop(out);
+    for note in &bound.notes {
+        eprintln!("note: {note}");
+    }
     if !args.host.is_loopback() {
         eprintln!("not loopback: every request needs the token in that URL");
     }

@@ -41,6 +41,25 @@ pub fn ok(out: &Output) -> &Output {
     out
 }
 
+/// Sets every value of the f32 tensor `name` in `dir/model.safetensors` to NaN, in place (a
+/// broken weight, to see what the commands make of non-finite numbers).
+pub fn set_nan(dir: &Path, name: &str) {
+    let weights = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    assert_eq!(header[name]["dtype"], "F32", "{name}");
+    let offsets = &header[name]["data_offsets"];
+    let (start, end) = (
+        8 + header_len + offsets[0].as_u64().unwrap() as usize,
+        8 + header_len + offsets[1].as_u64().unwrap() as usize,
+    );
+    for value in bytes[start..end].chunks_exact_mut(4) {
+        value.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(&weights, bytes).unwrap();
+}
+
 pub mod browser;
 /// Runs `glassbox trace MODEL ARGS… --hooks HOOK` into a scratch file and reads that hook's
 /// f32 tensor back: its shape and values.

@@ -47,7 +47,9 @@ const fmt = {
     return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
   },
   num: (x, d = 4) => x === null || x === undefined ? "—" : Number(x).toPrecision(d),
-  prob: (p) => `${(100 * p).toFixed(2)}%`,
+  // Values from the model: null in JSON where they are NaN or infinite (a broken weight).
+  fixed: (x, d) => Number.isFinite(x) ? x.toFixed(d) : "—",
+  prob: (p) => Number.isFinite(p) ? `${(100 * p).toFixed(2)}%` : "—",
   tok: (t) => JSON.stringify(t),
 };
 
@@ -83,12 +85,18 @@ async function pageModels() {
   const models = await modelList();
   put(main, 
     el("h1", {}, "Models"),
-    el("div", { class: "cards", id: "model-cards" }, models.map((m) => el("div", { class: "card" },
-      el("a", { href: `#/model/${m.id}` }, m.name),
-      el("div", { class: "muted" }, `${m.architecture.family || "?"} · ${m.format}`),
-      el("div", {}, `${fmt.int(m.parameters)} parameters · ${fmt.bytes(m.bytes)}`),
-      el("div", {}, el("a", { href: `#/explore/${m.id}` }, "Prompt explorer →")),
-    ))),
+    el("div", { class: "cards", id: "model-cards" }, models.map((m) => m.weights
+      ? el("div", { class: "card" },
+        el("a", { href: `#/model/${m.id}` }, m.name),
+        el("div", { class: "muted" }, `${m.architecture?.family || "?"} · ${m.format}`),
+        el("div", {}, `${fmt.int(m.parameters)} parameters · ${fmt.bytes(m.bytes)}`),
+        el("div", {}, el("a", { href: `#/explore/${m.id}` }, "Prompt explorer →")))
+      // A release folder without weights is served for its audit only.
+      : el("div", { class: "card" },
+        el("a", { href: `#/audit/model/${m.id}` }, m.name),
+        el("div", { class: "muted" }, "release folder without weights"),
+        el("div", {}, el("a", { href: `#/audit/model/${m.id}` }, "Audit →"))),
+    )),
   );
 }
 
@@ -210,7 +218,7 @@ const explorer = { prompt: "When Mary and John went to the store, John gave a dr
 
 async function pageExplore(id) {
   setNav("nav-explore");
-  const models = await modelList();
+  const models = (await modelList()).filter((m) => m.weights);
   const select = el("select", { id: "model-select", onchange: (e) => { location.hash = `#/explore/${e.target.value}`; } },
     models.map((m) => el("option", { value: m.id, ...(m.id === id ? { selected: "" } : {}) }, m.name)));
   const prompt = el("textarea", { id: "prompt", rows: 3 });
@@ -271,7 +279,7 @@ function predictionTable(p) {
     el("caption", { class: "muted" }, `after position ${p.position} ${fmt.tok(p.token)}`),
     el("tr", {}, el("th", {}, "token"), el("th", { class: "num" }, "id"), el("th", { class: "num" }, "logit"), el("th", { class: "num" }, "probability")),
     p.top.map((c) => el("tr", {}, el("td", { class: "tok-cell" }, fmt.tok(c.token)), el("td", { class: "num" }, c.id),
-      el("td", { class: "num", "data-logit": c.logit }, c.logit.toFixed(4)), el("td", { class: "num", "data-prob": c.prob }, fmt.prob(c.prob)))));
+      el("td", { class: "num", "data-logit": c.logit }, fmt.fixed(c.logit, 4)), el("td", { class: "num", "data-prob": c.prob }, fmt.prob(c.prob)))));
 }
 
 function heat(v) {
@@ -337,7 +345,7 @@ function showLarge(where, attn, l, h) {
   canvas.addEventListener("mousemove", (e) => {
     const r = canvas.getBoundingClientRect();
     const k = Math.floor((e.clientX - r.left - label) / cell), q = Math.floor((e.clientY - r.top - label) / cell);
-    if (q >= 0 && k >= 0 && q < n && k < n) showTip(e, `${fmt.tok(tokens[q])} → ${fmt.tok(tokens[k])}: ${pattern[q][k].toFixed(4)}`);
+    if (q >= 0 && k >= 0 && q < n && k < n) showTip(e, `${fmt.tok(tokens[q])} → ${fmt.tok(tokens[k])}: ${fmt.fixed(pattern[q][k], 4)}`);
     else hideTip();
   });
   canvas.addEventListener("mouseleave", hideTip);
@@ -367,7 +375,7 @@ function signedGrid(id, rows, rowLabel, colLabel, values, tip) {
   return el("table", { class: "lens", id },
     el("tr", {}, el("th", {}, ""), values[0].map((_, c) => el("th", {}, colLabel(c)))),
     values.map((row, r) => el("tr", {}, el("th", {}, rowLabel(r)), row.map((v, c) => {
-      const td = el("td", { "data-row": r, "data-col": c, "data-value": v }, Number.isFinite(v) ? v.toFixed(3) : "—");
+      const td = el("td", { "data-row": r, "data-col": c, "data-value": v }, fmt.fixed(v, 3));
       td.style.background = diverging(v, extent);
       td.addEventListener("mousemove", (e) => showTip(e, tip(r, c, v)));
       td.addEventListener("mouseleave", hideTip);
@@ -385,10 +393,10 @@ function attributionPanel(id, prompt, best) {
     try {
       const doc = await api(`/api/models/${id}/attribute`, { prompt, target: target.value, ...(versus.value ? { versus: versus.value } : {}) });
       put(out, 
-        el("p", { id: "dla-metric" }, `${doc.metric} at position ${doc.position}: ${doc.total.toFixed(4)} (sum of parts ${doc.sum_of_parts.toFixed(4)})`),
+        el("p", { id: "dla-metric" }, `${doc.metric} at position ${doc.position}: ${fmt.fixed(doc.total, 4)} (sum of parts ${fmt.fixed(doc.sum_of_parts, 4)})`),
         signedGrid("dla-heads", doc.heads.length, (l) => `L${l}`, (h) => `H${h}`, doc.heads, (l, h, v) => `L${l}H${h}: ${v}`),
         el("table", { id: "dla-parts" }, doc.parts.filter((p) => !p.label.match(/^L\d+H\d+$/)).map((p) =>
-          el("tr", {}, el("td", {}, p.label), el("td", { class: "num", "data-value": p.value }, p.value.toFixed(4))))),
+          el("tr", {}, el("td", {}, p.label), el("td", { class: "num", "data-value": p.value }, fmt.fixed(p.value, 4))))),
       );
     } catch (err) { showError(out, err); }
   };
@@ -440,7 +448,7 @@ function headRoles(id) {
           el("table", { class: "lens", "data-role": role },
             el("tr", {}, el("th", {}, ""), Array.from({ length: s.n_heads }, (_, h) => el("th", {}, `H${h}`))),
             s[role].map((row, i) => el("tr", {}, el("th", {}, `L${s.layers[i]}`), row.map((v, h) => {
-              const td = el("td", { "data-layer": s.layers[i], "data-head": h, "data-value": v }, v.toFixed(2));
+              const td = el("td", { "data-layer": s.layers[i], "data-head": h, "data-value": v }, fmt.fixed(v, 2));
               td.style.background = heat(v);
               return td;
             }))))))));
@@ -576,15 +584,15 @@ function ablationResults(doc) {
   return el("div", {}, grid, el("table", { id: "ablate-table" },
     el("tr", {}, ["targets", "baseline loss", "ablated loss", "Δ loss"].map((h) => el("th", {}, h))),
     rows.map((r, i) => {
-      const td = el("td", { class: "num", "data-index": i, "data-value": r.delta }, r.delta.toFixed(4));
+      const td = el("td", { class: "num", "data-index": i, "data-value": r.delta }, fmt.fixed(r.delta, 4));
       td.style.background = diverging(r.delta, extent);
-      return el("tr", {}, el("td", {}, r.label), el("td", { class: "num" }, r.baseline.toFixed(4)), el("td", { class: "num" }, r.ablated.toFixed(4)), td);
+      return el("tr", {}, el("td", {}, r.label), el("td", { class: "num" }, fmt.fixed(r.baseline, 4)), el("td", { class: "num" }, fmt.fixed(r.ablated, 4)), td);
     })));
 }
 
 async function pagePatch(id) {
   setNav("nav-patch");
-  const models = await modelList();
+  const models = (await modelList()).filter((m) => m.weights);
   const field = (name, size) => {
     const input = el("input", { type: "text", id: `patch-${name}`, size });
     input.value = patchForm[name];
@@ -634,14 +642,14 @@ function patchResults(doc) {
   const cleanTokens = doc.clean_ids.length;
   const extent = Math.max(1, ...doc.results.flatMap((r) => r.normalized.flat().filter(Number.isFinite).map(Math.abs)));
   return el("div", {},
-    el("p", {}, `metric: logit[${doc.answer_token}] − logit[${doc.wrong_token}] at the last position; gap ${doc.gap.toFixed(4)}`),
+    el("p", {}, `metric: logit[${doc.answer_token}] − logit[${doc.wrong_token}] at the last position; gap ${fmt.fixed(doc.gap, 4)}`),
     doc.warnings.map((w) => el("p", { class: "error" }, `⚠ ${w}`)),
     doc.results.map((r) => {
       const cols = r.normalized[0].length;
       const table = el("table", { class: "lens patch-grid", "data-method": r.method },
         el("tr", {}, el("th", {}, "layer"), Array.from({ length: cols }, (_, c) => el("th", {}, r.what === "heads" ? `H${c}` : String(c)))),
         r.normalized.map((row, l) => el("tr", {}, el("th", {}, `L${l}`), row.map((v, c) => {
-          const td = el("td", { "data-layer": l, "data-col": c, "data-value": v }, Number.isFinite(v) ? v.toFixed(2) : "—");
+          const td = el("td", { "data-layer": l, "data-col": c, "data-value": v }, fmt.fixed(v, 2));
           td.style.background = diverging(v, extent);
           td.addEventListener("mousemove", (e) => showTip(e, `L${l} ${r.what === "heads" ? "H" : "position "}${c}: normalised ${v}, metric ${r.raw[l][c]}`));
           td.addEventListener("mouseleave", hideTip);
@@ -679,7 +687,7 @@ async function pageFeatures(id) {
           el("tr", {}, el("th", {}, "feature"), el("th", { class: "num" }, "activation")),
           doc.active[p].map((f) => el("tr", {}, el("td", {}, el("a", { href: "javascript:void 0", "data-feature": f.feature,
             onclick: () => { ids.value = String(f.feature); loadDashboards(id, ids.value, dash); } }, `feature ${f.feature}`)),
-            el("td", { class: "num", "data-value": f.activation }, f.activation.toFixed(4))))));
+            el("td", { class: "num", "data-value": f.activation }, fmt.fixed(f.activation, 4))))));
       } }, t)));
       put(activeOut, el("p", { class: "muted" }, `${doc.hook_name}: click a token for its most active features`), tokens, list);
       tokens.lastChild.click();
@@ -703,9 +711,9 @@ async function loadDashboards(id, list, where) {
       el("p", { class: "muted" }, `${d.tokens} tokens read at ${d.hook_name}; ${d.dead_features} of ${d.d_sae} features never fire`),
       ...d.features.map((f) => el("div", { class: "card dashboard", "data-feature": f.feature },
         el("h2", {}, `Feature ${f.feature}`),
-        el("p", { "data-density": f.density }, `fires on ${(100 * f.density).toFixed(3)}% of tokens; max activation ${f.max_activation.toFixed(3)}`),
+        el("p", { "data-density": f.density }, `fires on ${fmt.fixed(100 * f.density, 3)}% of tokens; max activation ${fmt.fixed(f.max_activation, 3)}`),
         el("div", { class: "contexts" }, f.top_contexts.map((c) => el("div", { class: "tokens", "data-activation": c.activation },
-          el("span", { class: "muted" }, c.activation.toFixed(3)),
+          el("span", { class: "muted" }, fmt.fixed(c.activation, 3)),
           c.tokens.map((t, i) => {
             const span = el("span", { class: `tok${i === c.marked ? " selected" : ""}` }, text(t));
             span.style.background = heat(0.7 * (f.max_activation > 0 ? c.activations[i] / f.max_activation : 0));
@@ -713,8 +721,8 @@ async function loadDashboards(id, list, where) {
             span.addEventListener("mouseleave", hideTip);
             return span;
           })))),
-        d.logit_effects ? el("p", {}, "raises: ", f.logit_top.map(([t, v]) => `${fmt.tok(text(t))} ${v >= 0 ? "+" : ""}${v.toFixed(2)}`).join(", ")) : null,
-        d.logit_effects ? el("p", {}, "lowers: ", f.logit_bottom.map(([t, v]) => `${fmt.tok(text(t))} ${v.toFixed(2)}`).join(", ")) : null,
+        d.logit_effects ? el("p", {}, "raises: ", f.logit_top.map(([t, v]) => `${fmt.tok(text(t))} ${v >= 0 ? "+" : ""}${fmt.fixed(v, 2)}`).join(", ")) : null,
+        d.logit_effects ? el("p", {}, "lowers: ", f.logit_bottom.map(([t, v]) => `${fmt.tok(text(t))} ${fmt.fixed(v, 2)}`).join(", ")) : null,
       )),
     );
   } catch (err) { showError(where, err); }
