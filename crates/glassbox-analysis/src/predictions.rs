@@ -111,7 +111,23 @@ pub fn single_token(model: &HookedModel, spec: &str, what: &str) -> Result<u32> 
     let ids = model.to_tokens(spec)?;
     let ids: &[u32] = ids.strip_prefix(prefix.as_slice()).unwrap_or(&ids);
     match ids {
-        [id] => Ok(*id),
+        [id] => {
+            // A word the vocabulary does not hold comes back as a special token (the unknown
+            // token): a target that is not what was asked for. A special token named by its
+            // own text (`<|endoftext|>`) is fine.
+            let special = model
+                .tokenizer
+                .as_ref()
+                .is_some_and(|t| t.special_ids().contains(id));
+            let piece = model.ids_to_str_tokens(&[*id]).unwrap_or_default();
+            if special && piece.first().map(String::as_str) != Some(spec) {
+                return Err(crate::AnalysisError::Input(format!(
+                    "{what} {spec:?} is not in the vocabulary: the tokenizer reads it as the special token {:?} (#{id}); pass a token of the vocabulary or an id as #ID",
+                    piece.first().map(String::as_str).unwrap_or("?")
+                )));
+            }
+            Ok(*id)
+        }
         _ => {
             let pieces = model.ids_to_str_tokens(ids).unwrap_or_default();
             Err(crate::AnalysisError::Input(format!(

@@ -730,6 +730,13 @@ fn inputs_that_meant_something_else_are_refused() {
         );
     }
     refused(&["run", r, "--tokens", "1,,2"], "empty item");
+    // A word the vocabulary lacks was scored as its unknown token.
+    refused(
+        &["lens", r, "--prompt", "the old bird", "--target", "Paris"],
+        "the tokenizer reads it as the special token \"<unk>\"",
+    );
+    let (code, err) = glassbox(&["lens", r, "--prompt", "the old bird", "--target", "<bos>"]);
+    assert_eq!(code, Some(0), "a special token by its own name: {err}");
     let dir = scratch("meant-else");
     let data = root().join("tests/fixtures/peft/train.jsonl");
     let adapter = dir.join("adapter");

@@ -38,6 +38,33 @@ fn shot(browser: &mut Browser, path: &std::path::Path) {
     browser.screenshot(path);
 }
 
+/// A patching pair and an ablation text for one model: `clean` continues with `answer`,
+/// `corrupt` (as long) with `wrong`; `text` is one the model predicts well.
+struct Task {
+    clean: &'static str,
+    corrupt: &'static str,
+    answer: &'static str,
+    wrong: &'static str,
+    text: &'static str,
+}
+
+const IOI: Task = Task {
+    clean: "When Mary and John went to the store, John gave a drink to",
+    corrupt: "When Mary and John went to the store, Mary gave a drink to",
+    answer: " Mary",
+    wrong: " John",
+    text: "When Mary and John went to the store, John gave a drink to Mary",
+};
+
+/// A recall the reference model learned, in its vocabulary.
+const RECALL: Task = Task {
+    clean: "x3 = v05 , x7 = v11 . x3 =",
+    corrupt: "x3 = v11 , x7 = v05 . x3 =",
+    answer: "v05",
+    wrong: "v11",
+    text: "x3 = v05 , x7 = v11 . x3 = v05",
+};
+
 fn f32_at(v: &Value) -> f32 {
     match v {
         Value::String(s) => s.parse().unwrap(),
@@ -289,9 +316,29 @@ fn every_page_shows_the_cli_numbers() {
         browser.eval("document.getElementById('tooltip').hidden = true");
         shot(&mut browser, &shots.join(format!("explore-{name}.png")));
 
-        // Patching: run the default clean/corrupted pair; the grid is the CLI's.
+        // Patching: a clean/corrupted pair typed in (the page's default names are the unknown
+        // token to the reference model); the grid is the CLI's.
+        let task = if id == 0 { &RECALL } else { &IOI };
         browser.goto(&format!("{base}/#/patch/{id}"));
         browser.wait_for("document.getElementById('patch-run')");
+        for (field, value) in [
+            ("clean", task.clean),
+            ("corrupt", task.corrupt),
+            ("answer", task.answer),
+            ("wrong", task.wrong),
+            ("ablate-text", task.text),
+        ] {
+            let input = if field == "ablate-text" {
+                field.to_string()
+            } else {
+                format!("patch-{field}")
+            };
+            browser.eval(&format!(
+                "(() => {{ const i = document.getElementById('{input}'); i.value = {}; \
+                 i.dispatchEvent(new Event('input')); }})()",
+                json!(value)
+            ));
+        }
         browser.eval(
             "(() => { const w = document.getElementById('patch-what'); w.value = 'heads';              w.dispatchEvent(new Event('change')); document.getElementById('patch-run').click(); })()",
         );
@@ -306,13 +353,13 @@ fn every_page_shows_the_cli_numbers() {
             "patch",
             path,
             "--clean",
-            "When Mary and John went to the store, John gave a drink to",
+            task.clean,
             "--corrupt",
-            "When Mary and John went to the store, Mary gave a drink to",
+            task.corrupt,
             "--answer",
-            " Mary",
+            task.answer,
             "--wrong",
-            " John",
+            task.wrong,
             "--what",
             "heads",
             "--json",
@@ -340,14 +387,7 @@ fn every_page_shows_the_cli_numbers() {
         browser.eval("document.getElementById('ablate-run').click()");
         browser.wait_for("document.getElementById('ablate-table') || document.querySelector('#ablate-results .error')");
         let cli = cli_json(&[
-            "ablate",
-            path,
-            "--text",
-            "When Mary and John went to the store, John gave a drink to Mary",
-            "--target",
-            "heads",
-            "--each",
-            "--json",
+            "ablate", path, "--text", task.text, "--target", "heads", "--each", "--json",
         ]);
         let shown = browser.eval(
             "[...document.querySelectorAll('#ablate-table [data-value]')].map(td => td.dataset.value)",

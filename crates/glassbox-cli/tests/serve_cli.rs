@@ -36,6 +36,9 @@ fn api_answers_are_the_cli_json() {
     let models = server.get("/api/models").json();
     assert_eq!(models.as_array().unwrap().len(), 2);
     for (id, path) in [(0, &reference), (1, &gguf)] {
+        // A recall the reference model learned, in its vocabulary; the indirect-object task
+        // for GPT-2 (the reference model reads its names as the unknown token).
+        let task = if id == 0 { &RECALL } else { &IOI };
         // The model page: inspect --json, whole.
         let inspect = cli_json(&["inspect", path, "--json"]);
         assert_eq!(server.get(&format!("/api/models/{id}")).json(), inspect);
@@ -61,14 +64,14 @@ fn api_answers_are_the_cli_json() {
         let api = server
             .post(
                 &format!("/api/models/{id}/predictions"),
-                &json!({"prompt": PROMPT, "top_k": 5}),
+                &json!({"prompt": task.prompt, "top_k": 5}),
             )
             .json();
         let cli = cli_json(&[
             "run",
             path,
             "--prompt",
-            PROMPT,
+            task.prompt,
             "--top-k",
             "5",
             "--all-positions",
@@ -78,8 +81,16 @@ fn api_answers_are_the_cli_json() {
 
         // The logit lens, following the model's own prediction and a chosen target.
         for target in [None, Some("#3")] {
-            let mut body = json!({"prompt": PROMPT, "top_k": 3});
-            let mut args = vec!["lens", path, "--prompt", PROMPT, "--top", "3", "--json"];
+            let mut body = json!({"prompt": task.prompt, "top_k": 3});
+            let mut args = vec![
+                "lens",
+                path,
+                "--prompt",
+                task.prompt,
+                "--top",
+                "3",
+                "--json",
+            ];
             if let Some(t) = target {
                 body["target"] = json!(t);
                 args.extend(["--target", t]);
@@ -89,15 +100,15 @@ fn api_answers_are_the_cli_json() {
         }
 
         // Direct logit attribution and head roles.
-        for versus in [None, Some(" John")] {
-            let mut body = json!({"prompt": PROMPT, "target": " Mary"});
+        for versus in [None, Some(task.wrong)] {
+            let mut body = json!({"prompt": task.prompt, "target": task.answer});
             let mut args = vec![
                 "attribute",
                 path,
                 "--prompt",
-                PROMPT,
+                task.prompt,
                 "--target",
-                " Mary",
+                task.answer,
                 "--json",
             ];
             if let Some(v) = versus {
@@ -118,14 +129,14 @@ fn api_answers_are_the_cli_json() {
         let api = server
             .post(
                 &format!("/api/models/{id}/attention"),
-                &json!({"prompt": PROMPT}),
+                &json!({"prompt": task.prompt}),
             )
             .json();
         let layers = api["n_layers"].as_u64().unwrap() as usize;
         assert!(layers > 0);
         for layer in 0..layers {
             let name = format!("blocks.{layer}.attn.hook_pattern");
-            let (_, values) = traced(path, &["--prompt", PROMPT], &name);
+            let (_, values) = traced(path, &["--prompt", task.prompt], &name);
             let shown: Vec<f32> = api["patterns"][layer]
                 .as_array()
                 .unwrap()
@@ -139,8 +150,8 @@ fn api_answers_are_the_cli_json() {
 
         // Patching, streamed: progress events, then the CLI's document.
         for (what, method) in [("resid_pre", "both"), ("heads", "activation")] {
-            let body = json!({"clean": CLEAN, "corrupt": CORRUPT, "answer": " Mary",
-                "wrong": " John", "what": what, "method": method});
+            let body = json!({"clean": task.clean, "corrupt": task.corrupt, "answer": task.answer,
+                "wrong": task.wrong, "what": what, "method": method});
             let r = server.post(&format!("/api/models/{id}/patch"), &body);
             assert_eq!(r.status, 200, "{}", r.text());
             let events = sse_events(&r.text());
@@ -151,13 +162,13 @@ fn api_answers_are_the_cli_json() {
                 "patch",
                 path,
                 "--clean",
-                CLEAN,
+                task.clean,
                 "--corrupt",
-                CORRUPT,
+                task.corrupt,
                 "--answer",
-                " Mary",
+                task.answer,
                 "--wrong",
-                " John",
+                task.wrong,
                 "--what",
                 what,
                 "--method",
@@ -171,19 +182,19 @@ fn api_answers_are_the_cli_json() {
         // Ablation, streamed the same way.
         let cases = [
             (
-                json!({"text": CLEAN, "targets": ["heads"], "each": true}),
+                json!({"text": task.clean, "targets": ["heads"], "each": true}),
                 vec!["--target", "heads", "--each"],
             ),
             (
-                json!({"text": CLEAN, "targets": ["L0H1", "L1MLP"], "method": "mean",
-                    "reference": [CORRUPT, "the cat sat on the mat"]}),
+                json!({"text": task.clean, "targets": ["L0H1", "L1MLP"], "method": "mean",
+                    "reference": [task.corrupt, "the cat sat on the mat"]}),
                 vec![
                     "--target",
                     "L0H1,L1MLP",
                     "--method",
                     "mean",
                     "--reference",
-                    CORRUPT,
+                    task.corrupt,
                     "--reference",
                     "the cat sat on the mat",
                 ],
@@ -195,7 +206,7 @@ fn api_answers_are_the_cli_json() {
             let events = sse_events(&r.text());
             let (last, data) = events.last().expect("events");
             assert_eq!(last, "result", "{data}");
-            let mut args = vec!["ablate", path, "--text", CLEAN, "--json"];
+            let mut args = vec!["ablate", path, "--text", task.clean, "--json"];
             args.extend(extra);
             let doc: Value = serde_json::from_str(data).unwrap();
             assert_eq!(doc, cli_json(&args), "ablate {body}");
@@ -203,8 +214,31 @@ fn api_answers_are_the_cli_json() {
     }
 }
 
-const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
-const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
+/// Prompts and answers for one model: the prompt's next token `answer` (rather than `wrong`),
+/// and a `clean` / `corrupt` pair of equal length that swaps them.
+struct Task {
+    prompt: &'static str,
+    answer: &'static str,
+    wrong: &'static str,
+    clean: &'static str,
+    corrupt: &'static str,
+}
+
+const IOI: Task = Task {
+    prompt: PROMPT,
+    answer: " Mary",
+    wrong: " John",
+    clean: "When Mary and John went to the store, John gave a drink to",
+    corrupt: "When Mary and John went to the store, Mary gave a drink to",
+};
+
+const RECALL: Task = Task {
+    prompt: "x3 = v05 , x7 = v11 . the cat sees a dog . x3 =",
+    answer: "v05",
+    wrong: "v11",
+    clean: "x3 = v05 , x7 = v11 . x3 =",
+    corrupt: "x3 = v11 , x7 = v05 . x3 =",
+};
 
 /// `(event, data)` of each server-sent event.
 fn sse_events(text: &str) -> Vec<(String, String)> {
@@ -263,7 +297,7 @@ fn diffs_are_the_cli_json() {
 
     // Drift between the same two files, on prompts (the CLI reads them from a file).
     let dir = scratch("serve_cli", "drift");
-    let prompts = format!("{CLEAN}\nThe capital of France is\n");
+    let prompts = format!("{}\nThe capital of France is\n", IOI.clean);
     let file = dir.join("prompts.txt");
     std::fs::write(&file, &prompts).unwrap();
     let mut api = server

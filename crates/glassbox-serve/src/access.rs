@@ -2,7 +2,8 @@
 //! `Host` is a loopback name (so that a web page elsewhere cannot reach it through DNS
 //! rebinding). Bound to any other address it answers only requests carrying the token it
 //! printed at start: as `Authorization: Bearer TOKEN`, `?token=TOKEN`, or the cookie the
-//! first page load with `?token=` sets.
+//! first page load with `?token=` sets (named for the port: cookies do not tell ports apart,
+//! and two servers on one machine would take each other's).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -14,25 +15,38 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api;
 
-const COOKIE: &str = "glassbox_token";
-
 #[derive(Clone, Debug)]
 pub struct Access {
     /// `None` on loopback.
     token: Option<String>,
+    /// The token's cookie: `glassbox_token_PORT` once bound ([`Access::bound_to`]).
+    cookie: String,
 }
 
 impl Access {
     /// No token on a loopback address; a fresh random one on any other.
     pub fn for_host(host: IpAddr) -> Access {
+        let cookie = "glassbox_token".to_string();
         if host.is_loopback() {
-            return Access { token: None };
+            return Access {
+                token: None,
+                cookie,
+            };
         }
         use rand::RngCore;
         let mut bytes = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Access { token: Some(token) }
+        Access {
+            token: Some(token),
+            cookie,
+        }
+    }
+
+    /// The same access for a server bound to `addr`.
+    pub fn bound_to(mut self, addr: SocketAddr) -> Access {
+        self.cookie = format!("glassbox_token_{}", addr.port());
+        self
     }
 
     pub fn token(&self) -> Option<&str> {
@@ -55,7 +69,10 @@ impl Access {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            // The scheme's name is case-insensitive (RFC 9110).
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         let query = req
             .uri()
             .query()
@@ -67,7 +84,7 @@ impl Access {
             .flat_map(|v| v.split(';'))
             .find_map(|c| {
                 c.trim()
-                    .strip_prefix(COOKIE)
+                    .strip_prefix(self.cookie.as_str())
                     .and_then(|c| c.strip_prefix('='))
             });
         [bearer, query, cookie]
@@ -85,11 +102,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Whether `host` (a `Host` header) names this machine's loopback.
 fn loopback_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
+        // `[::1]` or `[::1]:PORT`, nothing else after the bracket (`[::1].evil.com` is a name).
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, rest)) if rest.is_empty() || port(rest) => ip,
+            _ => return false,
+        },
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `:PORT`.
+fn port(s: &str) -> bool {
+    s.strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
@@ -123,9 +150,10 @@ pub async fn check(State(state): State<Arc<api::State>>, req: Request, next: Nex
     let mut response = next.run(req).await;
     if set_cookie {
         if let Some(t) = &access.token {
-            if let Ok(v) =
-                HeaderValue::from_str(&format!("{COOKIE}={t}; HttpOnly; SameSite=Strict; Path=/"))
-            {
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "{}={t}; HttpOnly; SameSite=Strict; Path=/",
+                access.cookie
+            )) {
                 response.headers_mut().insert(header::SET_COOKIE, v);
             }
         }
@@ -154,9 +182,35 @@ mod tests {
             "10.0.0.1:80",
             "localhost.evil.com",
             "[2001:db8::1]:80",
+            "[::1].evil.com",
+            "[::1]evil",
+            "[::1]:",
         ] {
             assert!(!loopback_host(h), "{h}");
         }
+        assert!(loopback_host("[::1]"));
+    }
+
+    #[test]
+    fn the_token_is_taken_in_any_scheme_case_and_from_this_ports_cookie_only() {
+        let access =
+            Access::for_host("0.0.0.0".parse().unwrap()).bound_to("0.0.0.0:8123".parse().unwrap());
+        let token = access.token().unwrap().to_string();
+        let with = |name: &str, value: String| {
+            let req = Request::builder()
+                .uri("/api/models")
+                .header(name, value)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            access.presented(&req)
+        };
+        assert!(with("authorization", format!("Bearer {token}")));
+        assert!(with("authorization", format!("bearer {token}")));
+        assert!(!with("authorization", format!("Basic {token}")));
+        assert!(with("cookie", format!("a=b; glassbox_token_8123={token}")));
+        assert!(!with("cookie", format!("glassbox_token_8124={token}")));
+        assert!(!with("cookie", format!("glassbox_token={token}")));
+        assert!(!with("authorization", "Bearer wrong".to_string()));
     }
 
     #[test]

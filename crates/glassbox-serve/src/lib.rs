@@ -70,6 +70,7 @@ pub fn bind(config: &Config) -> Result<Bound, ServeError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Runtime)?;
+    let access = access.bound_to(addr);
     let url = access.url(addr);
     let notes = served.notes();
     Ok(Bound {
