@@ -54,6 +54,16 @@ pub const MAX_PROMPT_CHARS: usize = 8 * 1024;
 pub const MAX_TOKENS: usize = 512;
 /// Attention patterns grow with the square of the prompt: fewer tokens there.
 pub const MAX_ATTENTION_TOKENS: usize = 128;
+/// Most attention weights one answer holds (layers × heads × tokens²): a model with many
+/// heads gets fewer tokens than [`MAX_ATTENTION_TOKENS`] (an 80 × 64-head model 57), so that an
+/// answer stays within some hundred MB however large the model.
+pub const MAX_ATTENTION_WEIGHTS: usize = 1 << 24;
+
+/// The most tokens an attention request may have for a model of `layers` × `heads`.
+pub fn attention_tokens(layers: usize, heads: usize) -> usize {
+    let per_token_squared = MAX_ATTENTION_WEIGHTS / (layers * heads).max(1);
+    MAX_ATTENTION_TOKENS.min(per_token_squared.isqrt()).max(1)
+}
 /// Most histogram bins and top tokens a request may ask for.
 pub const MAX_BINS: usize = 1000;
 pub const MAX_TOP: usize = 50;
@@ -144,6 +154,7 @@ async fn api_index() -> Json<Value> {
             "prompt_chars": MAX_PROMPT_CHARS,
             "prompt_tokens": MAX_TOKENS,
             "attention_tokens": MAX_ATTENTION_TOKENS,
+            "attention_weights": MAX_ATTENTION_WEIGHTS,
             "bins": MAX_BINS,
             "top_k": MAX_TOP,
         },
@@ -367,11 +378,12 @@ async fn attention_of(
 ) -> Result<Json<Value>, ApiError> {
     req.check()?;
     with_model(state, id, move |entry, model| {
-        let ids = tokens_of(model, &req.prompt, MAX_ATTENTION_TOKENS)?;
+        let info = model.info();
+        let limit = attention_tokens(info.n_layers, info.n_heads);
+        let ids = tokens_of(model, &req.prompt, limit)?;
         let filter = NameFilter::new(&["blocks.*.attn.hook_pattern"])
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let (_, cache) = model.run_with_cache(&model.ids_tensor(&ids)?, &filter)?;
-        let info = model.info();
         // patterns[layer][head][query][key]; null for a layer without attention (SSM).
         let mut patterns = Vec::with_capacity(info.n_layers);
         for layer in 0..info.n_layers {
@@ -640,4 +652,21 @@ async fn drift_of(
         )))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attention_answers_stay_within_the_weight_budget() {
+        // GPT-2 small and the reference model keep the full 128 tokens.
+        assert_eq!(attention_tokens(12, 12), MAX_ATTENTION_TOKENS);
+        assert_eq!(attention_tokens(3, 4), MAX_ATTENTION_TOKENS);
+        for (layers, heads) in [(32, 32), (80, 64), (126, 128), (1, 1 << 30)] {
+            let t = attention_tokens(layers, heads);
+            assert!(t >= 1 && layers * heads * t * t <= MAX_ATTENTION_WEIGHTS.max(layers * heads));
+        }
+        assert_eq!(attention_tokens(80, 64), 57);
+    }
 }
