@@ -167,11 +167,24 @@ class HookedModel:
             raise ValueError(f"token ids must be in 0 … {self.cfg.d_vocab - 1}")
         return np.ascontiguousarray(arr, dtype=np.uint32), None
 
+    def _ids(self, tokens) -> np.ndarray:
+        """Token ids given to decode, checked as a forward pass checks them (an id past the
+        vocabulary decoded to nothing, a float was cut to an integer)."""
+        arr = _as_numpy(tokens)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"token ids must be integers, got {arr.dtype}")
+        if arr.size and (arr.min() < 0 or arr.max() >= self.cfg.d_vocab):
+            raise ValueError(f"token ids must be in 0 … {self.cfg.d_vocab - 1}")
+        return arr
+
     @staticmethod
     def _mask(attention_mask, ids: np.ndarray, own):
         if attention_mask is None:
             return own
-        m = np.ascontiguousarray(_as_numpy(attention_mask), dtype=np.uint32)
+        given = _as_numpy(attention_mask)
+        if given.size and not np.isin(given, (0, 1)).all():
+            raise ValueError("attention_mask holds 1 (a token) or 0 (padding), nothing else")
+        m = np.ascontiguousarray(given, dtype=np.uint32)
         if m.ndim == 1:
             m = m[None, :]
         if m.shape != ids.shape:
@@ -192,7 +205,7 @@ class HookedModel:
             return list(self._m.str_tokens(self._encode(input, prepend_bos)))
         if isinstance(input, (list, tuple)) and input and all(isinstance(t, str) for t in input):
             return [self.to_str_tokens(t, prepend_bos) for t in input]
-        arr = _as_numpy(input)
+        arr = self._ids(input)
         if arr.ndim == 0:
             arr = arr[None]
         if arr.ndim == 2:
@@ -201,7 +214,7 @@ class HookedModel:
 
     def to_string(self, tokens) -> str | list[str]:
         """The text of token ids ([pos] -> a string, [batch, pos] -> a list of strings)."""
-        arr = _as_numpy(tokens)
+        arr = self._ids(tokens)
         if arr.ndim == 2:
             return [self._m.decode([int(t) for t in row]) for row in arr]
         return self._m.decode([int(t) for t in np.atleast_1d(arr)])
@@ -244,9 +257,18 @@ class HookedModel:
             if not callable(fn):
                 raise TypeError(f"the hook for {names!r} is not a function")
             patterns = self._patterns(names)
+            self._check_matched(patterns)
             if patterns:
                 hooks.append((patterns, _native_hook(fn)))
         return hooks
+
+    def _check_matched(self, patterns: list[str]) -> None:
+        """A hook name or pattern that names no hook point is a typo, not "no hook": raised
+        (TransformerLens raises for an unknown hook name too)."""
+        names = self.hook_names()
+        for p in patterns:
+            if not any(_matches([p], n) for n in names):
+                raise ValueError(f"no hook point matches {p!r} (model.hook_names() lists them)")
 
     def add_hook(self, name: NameFilter, hook: HookFn) -> None:
         """Adds ``hook`` at the points ``name`` selects to every later pass (forward, caches,
@@ -313,6 +335,10 @@ class HookedModel:
         ids, own = self._batch(input, prepend_bos)
         mask = self._mask(attention_mask, ids, own)
         wanted = self._patterns(names_filter)
+        if not callable(names_filter):
+            # A name (or list of names) that matches nothing is a typo; a function that keeps
+            # nothing asked for nothing.
+            self._check_matched(wanted)
         patterns = wanted
         stop = None
         if stop_at_layer is not None:
@@ -410,6 +436,8 @@ def _matches(patterns: list[str], name: str) -> bool:
 def _next_token_loss(logits: np.ndarray, ids: np.ndarray, mask, per_token: bool):
     """Mean cross-entropy of each next token (float32, as TransformerLens computes it); with a
     mask, only over predictions of real tokens."""
+    if ids.shape[1] < 2:
+        raise ValueError("a loss needs at least two tokens (a prediction and the token it predicts)")
     x = logits[:, :-1, :]
     peak = x.max(axis=-1, keepdims=True)
     log_z = np.log(np.exp(x - peak).sum(axis=-1, keepdims=True)) + peak

@@ -18,6 +18,7 @@ from conftest import (
     GPT2_PEFT,
     LLAMA,
     PROMPT,
+    REFERENCE,
     SAE,
     cli,
     cli_json,
@@ -428,3 +429,29 @@ def test_threads_share_a_model(gpt2):
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_what_would_silently_mean_something_else_is_refused():
+    """A hook name that matches no hook point (a typo ran the model with no hook), ids past the
+    vocabulary given to decode (they decoded to nothing), a mask of other values than 0 and 1
+    (-1 wrapped to 2³²−1), a loss of one token (NaN)."""
+    m = glassbox.load(REFERENCE)
+    tokens = m.to_tokens("the cat sees a dog")
+    with pytest.raises(ValueError, match="no hook point matches 'blocks.0.hook_resid_pr'"):
+        m.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_resid_pr", lambda a, hook: a)])
+    with pytest.raises(ValueError, match="no hook point matches"):
+        m.run_with_cache(tokens, names_filter=["nope"])
+    _, cache = m.run_with_cache(tokens, names_filter=lambda name: False)
+    assert len(cache) == 0
+    for bad in ([10**6], [1.7], [-1]):
+        with pytest.raises(ValueError, match="token ids"):
+            m.to_string(bad)
+        with pytest.raises(ValueError, match="token ids"):
+            m.to_str_tokens(np.array(bad))
+    with pytest.raises(ValueError, match="attention_mask"):
+        m(tokens, attention_mask=np.full_like(tokens, -1))
+    with pytest.raises(ValueError, match="at least two tokens"):
+        m(tokens[:, :1], return_type="loss")
+    with pytest.raises(OSError) as err:
+        glassbox.audit(str(REFERENCE / "config.json"))
+    assert not isinstance(err.value, FileNotFoundError), err.value

@@ -203,16 +203,18 @@ pub fn audit_target(target: &str) -> Result<Audit, AuditError> {
         });
     }
     if path.exists() || is_yaml || target.starts_with('.') || target.starts_with('/') {
+        // A file that is there but not one glassbox audits is no missing file.
+        let (kind, problem) = if path.exists() {
+            (
+                std::io::ErrorKind::InvalidInput,
+                "not a directory or a .yml/.yaml MOT file",
+            )
+        } else {
+            (std::io::ErrorKind::NotFound, "no such file or directory")
+        };
         return Err(AuditError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                if path.exists() {
-                    "not a directory or a .yml/.yaml MOT file"
-                } else {
-                    "no such file or directory"
-                },
-            ),
+            source: std::io::Error::new(kind, problem),
         });
     }
     Err(AuditError::UnknownTarget(target.to_string()))
