@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use glassbox_formats::output::folder_of;
 
 /// `path` (given as `flag`) must name a file in a folder that exists: not an existing
 /// directory, not inside a missing folder or inside a file, and not one of `inputs` (the
@@ -88,13 +89,6 @@ fn resolved(path: &Path) -> Option<PathBuf> {
     }
     let name = path.file_name()?;
     Some(folder_of(path).canonicalize().ok()?.join(name))
-}
-
-/// The folder `path` is in (`.` for a bare file name).
-fn folder_of(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
 }
 
 /// Writes `tensors` to `out`, whole or not at all ([`glassbox_formats::output`]).

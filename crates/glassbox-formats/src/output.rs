@@ -59,13 +59,17 @@ pub fn write_safetensors<'a>(
     write_bytes(path, &bytes)
 }
 
+/// The folder `path` is in (`.` for a bare file name).
+pub fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// A file that cannot be made or put in place under `path`: the folder's fault (read-only, not
 /// one where files can be made, such as `/proc`), named as the folder's.
 fn not_writable(path: &Path, e: std::io::Error) -> FormatError {
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let folder = folder_of(path);
     let kind = e.kind();
     FormatError::io(
         path,

@@ -61,6 +61,7 @@ pub fn set_nan(dir: &Path, name: &str) {
 }
 
 pub mod browser;
+pub mod policy;
 /// Runs `glassbox trace MODEL ARGS… --hooks HOOK` into a scratch file and reads that hook's
 /// f32 tensor back: its shape and values.
 pub fn traced(model: &str, args: &[&str], hook: &str) -> (Vec<usize>, Vec<f32>) {
