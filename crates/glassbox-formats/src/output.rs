@@ -45,18 +45,65 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Writes named tensors as a safetensors file (with `metadata` as its `__metadata__`).
+/// Writes named tensors as a safetensors file (with `metadata` as its `__metadata__`), streamed:
+/// the header, then one tensor's bytes at a time, through [`write_atomically`].
 ///
-/// Through the safetensors crate's serializer into memory, then [`write_atomically`]: its own
-/// file writer goes through a private temporary file (mode 0600, and named in its errors).
+/// The safetensors crate lays the file out (the header, the order of the data); it is asked
+/// for the header alone by serialising views that carry no bytes, and the order its serialiser
+/// asks for their bytes is the order they take in the file. Its own writers either hold the
+/// whole file in memory or go through a private temporary file (mode 0600, named in its errors).
 pub fn write_safetensors<'a>(
     path: &Path,
     tensors: impl IntoIterator<Item = (&'a str, &'a candle_core::Tensor)>,
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
-    let bytes = safetensors::serialize(tensors, metadata)
+    let tensors: Vec<(&str, &candle_core::Tensor)> = tensors.into_iter().collect();
+    let order = std::cell::RefCell::new(Vec::with_capacity(tensors.len()));
+    let hollow = tensors.iter().enumerate().map(|(index, (name, tensor))| {
+        (
+            *name,
+            Hollow {
+                tensor,
+                index,
+                order: &order,
+            },
+        )
+    });
+    let header = safetensors::serialize(hollow, metadata)
         .map_err(|e| FormatError::invalid(path, format!("cannot serialize: {e}")))?;
-    write_bytes(path, &bytes)
+    let order = order.into_inner();
+    write_atomically(path, |w| {
+        w.write_all(&header).map_err(|e| FormatError::io(path, e))?;
+        for &index in &order {
+            let bytes = safetensors::View::data(&tensors[index].1);
+            w.write_all(&bytes).map_err(|e| FormatError::io(path, e))?;
+        }
+        Ok(())
+    })
+}
+
+/// A tensor as the safetensors serialiser sees it, without its bytes: it notes when they are
+/// asked for, which is where they go in the file.
+struct Hollow<'a> {
+    tensor: &'a candle_core::Tensor,
+    index: usize,
+    order: &'a std::cell::RefCell<Vec<usize>>,
+}
+
+impl safetensors::View for Hollow<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        safetensors::View::dtype(&self.tensor)
+    }
+    fn shape(&self) -> &[usize] {
+        self.tensor.dims()
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        self.order.borrow_mut().push(self.index);
+        std::borrow::Cow::Borrowed(&[])
+    }
+    fn data_len(&self) -> usize {
+        safetensors::View::data_len(&self.tensor)
+    }
 }
 
 /// The folder `path` is in (`.` for a bare file name).
@@ -83,6 +130,27 @@ fn not_writable(path: &Path, e: std::io::Error) -> FormatError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The streamed file is byte for byte the safetensors crate's own serialisation, for tensors
+    /// of several dtypes and names whose order in the file differs from the order given.
+    #[test]
+    fn streamed_safetensors_are_the_crates_serialisation() {
+        use candle_core::{DType, Device, Tensor};
+        let device = Device::Cpu;
+        let a = Tensor::arange(0f32, 12.0, &device).unwrap().reshape((3, 4)).unwrap();
+        let b = Tensor::arange(0f32, 5.0, &device).unwrap().to_dtype(DType::F16).unwrap();
+        let c = Tensor::arange(0i64, 3, &device).unwrap();
+        let d = Tensor::arange(0u8, 7, &device).unwrap();
+        let e = a.t().unwrap(); // not contiguous
+        let tensors = [("zeta", &a), ("alpha", &b), ("mid", &c), ("bytes", &d), ("t", &e)];
+        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+        let path = temp("streamed.safetensors");
+        write_safetensors(&path, tensors, Some(metadata.clone())).unwrap();
+        let expected = safetensors::serialize(tensors, Some(metadata)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+        let back = candle_core::safetensors::load(&path, &device).unwrap();
+        assert_eq!(back["t"].to_vec2::<f32>().unwrap(), e.to_vec2::<f32>().unwrap());
+    }
 
     fn temp(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("glassbox-output-{}", std::process::id()));
