@@ -5,13 +5,14 @@ the path the model was loaded from."""
 from __future__ import annotations
 
 import json
+import operator
 import os
 from typing import Sequence
 
 import numpy as np
 
 from . import _native
-from .model import HookedModel, _as_numpy
+from .model import HookedModel, _count
 
 
 def _check(model) -> "_native.Model":
@@ -26,15 +27,15 @@ def predictions(model: HookedModel, input, top_k: int = 5, all_positions: bool =
     if isinstance(input, str):
         ids = m.encode(input)
     else:
-        ids = [int(t) for t in np.atleast_1d(_as_numpy(input)).reshape(-1)]
-    return json.loads(_native.predictions(m, ids, top_k, all_positions))
+        ids = [int(t) for t in np.atleast_1d(model._ids(input)).reshape(-1)]
+    return json.loads(_native.predictions(m, ids, _count(top_k, "top_k"), all_positions))
 
 
 def lens(model: HookedModel, prompt: str, top_k: int = 5, target: str | None = None) -> dict:
     """The logit lens (``glassbox lens --json``): each layer's top tokens per position and the
     probability and rank of ``target`` (a token text or ``"#id"``; default: the model's own
     prediction)."""
-    return json.loads(_native.lens(_check(model), prompt, top_k, target))
+    return json.loads(_native.lens(_check(model), prompt, _count(top_k, "top_k"), target))
 
 
 def attribute(
@@ -45,14 +46,31 @@ def attribute(
     position: int | None = None,
 ) -> dict:
     """Direct logit attribution (``glassbox attribute --json``) of ``target`` (minus
-    ``versus``) at ``position`` (default: the last) to embeddings, heads, MLPs and biases."""
-    return json.loads(_native.attribute(_check(model), prompt, target, versus, position))
+    ``versus``) at ``position`` (default: the last; negative counts from the end, as Python
+    indexes) to embeddings, heads, MLPs and biases."""
+    m = _check(model)
+    if position is not None:
+        position = operator.index(position)
+        if position < 0:
+            n = len(m.encode(prompt))
+            if position < -n:
+                raise ValueError(f"position {position}: the prompt has {n} tokens")
+            position += n
+    return json.loads(_native.attribute(m, prompt, target, versus, position))
 
 
 def heads(model: HookedModel, seq_len: int = 20, batch: int = 8, seed: int = 0, top: int = 0) -> dict:
     """Previous-token, duplicate-token, induction and first-token scores of every head on
     repeated random tokens (``glassbox heads --json``)."""
-    return json.loads(_native.heads(_check(model), seq_len, batch, seed, top))
+    return json.loads(
+        _native.heads(
+            _check(model),
+            _count(seq_len, "seq_len"),
+            _count(batch, "batch"),
+            _count(seed, "seed"),
+            _count(top, "top"),
+        )
+    )
 
 
 def patch(
@@ -87,7 +105,9 @@ def ablate(
     if isinstance(reference, str):
         reference = [reference]
     return json.loads(
-        _native.ablate(_check(model), text, list(targets), method, list(reference), seed, each)
+        _native.ablate(
+            _check(model), text, list(targets), method, list(reference), _count(seed, "seed"), each
+        )
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import warnings
@@ -64,6 +65,18 @@ class HookPoint:
 
     def __repr__(self) -> str:
         return f"HookPoint({self.name!r})"
+
+
+def _count(value, name: str) -> int:
+    """A count, size, seed or index the engine takes unsigned: an integer ≥ 0, else a
+    ValueError naming the argument (the conversion itself raised OverflowError)."""
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if n < 0:
+        raise ValueError(f"{name} must be ≥ 0, got {n}")
+    return n
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -176,6 +189,21 @@ class HookedModel:
         if arr.size and (arr.min() < 0 or arr.max() >= self.cfg.d_vocab):
             raise ValueError(f"token ids must be in 0 … {self.cfg.d_vocab - 1}")
         return arr
+
+    def _forward_inputs(self, input: Input, prepend_bos: bool | None, attention_mask):
+        """Token ids and attention mask for a forward pass. Learned positions end at the
+        context (refused by the engine); rotary ones extrapolate, as transformers lets them,
+        with the CLI's warning."""
+        ids, own = self._batch(input, prepend_bos)
+        mask = self._mask(attention_mask, ids, own)
+        cfg = self.cfg
+        if ids.shape[1] > cfg.n_ctx and not cfg.learned_positions:
+            warnings.warn(
+                f"{ids.shape[1]} tokens is more than the {cfg.n_ctx} positions "
+                f"{cfg.architecture} was trained on; what it computes past them is extrapolation",
+                stacklevel=3,
+            )
+        return ids, mask
 
     @staticmethod
     def _mask(attention_mask, ids: np.ndarray, own):
@@ -312,8 +340,7 @@ class HookedModel:
     ):
         """Runs the model: logits float32 [batch, pos, d_vocab] (``return_type="logits"``), the
         mean next-token loss (``"loss"``, per token with ``loss_per_token``), both, or None."""
-        ids, own = self._batch(input, prepend_bos)
-        mask = self._mask(attention_mask, ids, own)
+        ids, mask = self._forward_inputs(input, prepend_bos, attention_mask)
         logits, _ = self._m.forward(ids, mask=mask, hooks=list(self._persistent))
         return self._finish(logits, ids, mask, return_type, loss_per_token)
 
@@ -331,9 +358,9 @@ class HookedModel:
         """Runs the model and keeps the activations ``names_filter`` selects (all by default):
         returns ``(logits, cache)`` with ``cache[hook_name]`` a NumPy array, batch first.
         With ``stop_at_layer=N`` only blocks 0 … N−1 run and the first value is the residual
-        stream after them, as in TransformerLens."""
-        ids, own = self._batch(input, prepend_bos)
-        mask = self._mask(attention_mask, ids, own)
+        stream after them (N = 0: the embeddings; negative N counts from the end), as in
+        TransformerLens."""
+        ids, mask = self._forward_inputs(input, prepend_bos, attention_mask)
         wanted = self._patterns(names_filter)
         if not callable(names_filter):
             # A name (or list of names) that matches nothing is a typo; a function that keeps
@@ -342,9 +369,12 @@ class HookedModel:
         patterns = wanted
         stop = None
         if stop_at_layer is not None:
-            if not 1 <= stop_at_layer <= self.cfg.n_layers:
-                raise ValueError(f"stop_at_layer must be 1 … {self.cfg.n_layers}")
-            stop = f"blocks.{stop_at_layer - 1}.hook_resid_post"
+            n = self.cfg.n_layers
+            layer = operator.index(stop_at_layer)
+            if not -n <= layer <= n:
+                raise ValueError(f"stop_at_layer must be -{n} … {n}, got {layer}")
+            layer = layer % n if layer < 0 else layer
+            stop = "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.hook_resid_post"
             patterns = patterns + [stop]
         logits, cached = self._m.forward(
             ids, mask=mask, cache=patterns, hooks=list(self._persistent), stop_after=stop
@@ -369,8 +399,7 @@ class HookedModel:
         """Runs the model with ``fwd_hooks``: ``[(name or filter, fn)]``, where
         ``fn(activation, hook)`` may edit the activation in place or return a replacement of
         the same shape; the rest of the pass sees the change. Exceptions in a hook propagate."""
-        ids, own = self._batch(input, prepend_bos)
-        mask = self._mask(attention_mask, ids, own)
+        ids, mask = self._forward_inputs(input, prepend_bos, attention_mask)
         logits, _ = self._m.forward(ids, mask=mask, hooks=self._persistent + self._hooks(fwd_hooks))
         return self._finish(logits, ids, mask, return_type, loss_per_token)
 
@@ -392,8 +421,9 @@ class HookedModel:
         ``top_k``, ``top_p`` and ``seed``) or greedy; ``fwd_hooks`` apply at every step. Returns
         what the input was (``return_type="input"``: a string for a string, token ids for ids),
         or ``"str"`` / ``"tokens"``. Each row of a batch is continued on its own."""
-        if max_new_tokens < 0:
-            raise ValueError("max_new_tokens must be ≥ 0")
+        max_new_tokens = _count(max_new_tokens, "max_new_tokens")
+        top_k = 0 if top_k is None else _count(top_k, "top_k")
+        seed = _count(seed, "seed")
         ids, own = self._batch(input, prepend_bos)
         if own is not None:
             raise ValueError("generate continues texts one at a time: give texts of one token length, or one text")
@@ -404,9 +434,9 @@ class HookedModel:
                 [int(t) for t in row],
                 max_new_tokens,
                 temperature=float(temperature) if do_sample else 0.0,
-                top_k=int(top_k or 0),
+                top_k=top_k,
                 top_p=float(top_p if top_p is not None else 1.0),
-                seed=int(seed),
+                seed=seed,
                 stop_at_eos=stop_at_eos,
                 hooks=hooks,
             )

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -168,10 +169,18 @@ def test_names_filter_forms(gpt2):
 
 
 def test_stop_at_layer_returns_the_residual_stream(gpt2):
-    _, full = gpt2.run_with_cache(PROMPT, names_filter="blocks.0.hook_resid_post")
+    _, full = gpt2.run_with_cache(PROMPT, names_filter="*hook_resid_p*")
     resid, cache = gpt2.run_with_cache(PROMPT, names_filter="blocks.0.attn.hook_pattern", stop_at_layer=1)
     close(resid, full["blocks.0.hook_resid_post"], 0)
     assert list(cache) == ["blocks.0.attn.hook_pattern"]
+    # As in TransformerLens: 0 is the embeddings, a negative layer counts from the end.
+    n = gpt2.cfg.n_layers
+    close(gpt2.run_with_cache(PROMPT, stop_at_layer=0)[0], full["blocks.0.hook_resid_pre"], 0)
+    close(gpt2.run_with_cache(PROMPT, stop_at_layer=-1)[0], full[f"blocks.{n - 2}.hook_resid_post"], 0)
+    close(gpt2.run_with_cache(PROMPT, stop_at_layer=-n)[0], full["blocks.0.hook_resid_pre"], 0)
+    for bad in (n + 1, -n - 1):
+        with pytest.raises(ValueError, match="stop_at_layer"):
+            gpt2.run_with_cache(PROMPT, stop_at_layer=bad)
 
 
 def test_cache_arrays_share_memory_and_do_not_alias_the_weights(gpt2):
@@ -455,3 +464,49 @@ def test_what_would_silently_mean_something_else_is_refused():
     with pytest.raises(OSError) as err:
         glassbox.audit(str(REFERENCE / "config.json"))
     assert not isinstance(err.value, FileNotFoundError), err.value
+
+
+def test_counts_and_seeds_below_zero_are_value_errors(gpt2):
+    """The engine takes these unsigned: a negative one was an OverflowError from the
+    conversion, not the ValueError bad input is."""
+    calls = {
+        "max_new_tokens": lambda: gpt2.generate(PROMPT, max_new_tokens=-1),
+        "top_k": lambda: gpt2.generate(PROMPT, max_new_tokens=1, top_k=-5),
+        "seed": lambda: gpt2.generate(PROMPT, max_new_tokens=1, seed=-1),
+    }
+    calls["top_k "] = lambda: glassbox.predictions(gpt2, PROMPT, top_k=-1)
+    calls["top_k  "] = lambda: glassbox.lens(gpt2, PROMPT, top_k=-1)
+    calls["seq_len"] = lambda: glassbox.heads(gpt2, seq_len=-3)
+    calls["batch"] = lambda: glassbox.heads(gpt2, batch=-1)
+    calls["seed "] = lambda: glassbox.heads(gpt2, seed=-1)
+    calls["top"] = lambda: glassbox.heads(gpt2, top=-1)
+    calls["seed  "] = lambda: glassbox.ablate(gpt2, PROMPT, ["L0H0"], seed=-2)
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=f"{name.strip()} must be ≥ 0"):
+            call()
+    with pytest.raises(TypeError, match="top_k must be an integer"):
+        gpt2.generate(PROMPT, max_new_tokens=1, top_k=2.5)
+    with pytest.raises(ValueError, match="token ids"):
+        glassbox.predictions(gpt2, [1, -2])
+
+
+def test_a_negative_position_counts_from_the_end(gpt2):
+    n = len(gpt2.to_tokens(PROMPT, prepend_bos=False)[0])
+    assert glassbox.attribute(gpt2, PROMPT, "#42", position=-2) == glassbox.attribute(
+        gpt2, PROMPT, "#42", position=n - 2
+    )
+    with pytest.raises(ValueError, match=f"the prompt has {n} tokens"):
+        glassbox.attribute(gpt2, PROMPT, "#42", position=-n - 1)
+
+
+def test_rotary_positions_past_the_context_warn(llama):
+    """Learned positions end at the context (refused); rotary ones extrapolate, with the CLI's
+    warning."""
+    n = llama.cfg.n_ctx
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        llama(np.zeros((1, n), dtype=np.int64))
+    with pytest.warns(UserWarning, match=f"{n + 1} tokens is more than the {n} positions"):
+        llama(np.zeros((1, n + 1), dtype=np.int64))
+    with pytest.warns(UserWarning, match="extrapolation"):
+        llama.run_with_cache(np.zeros((1, n + 1), dtype=np.int64), names_filter="blocks.0.hook_resid_post")
