@@ -120,6 +120,7 @@
 //! components with canonical licence ids.
 
 pub mod audit;
+pub mod card;
 pub mod content;
 pub mod licenses;
 pub mod mof;

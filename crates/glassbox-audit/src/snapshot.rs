@@ -10,6 +10,7 @@ use crate::audit::{
     blank_components, resolve_component_licenses, ComponentEvidence, Evidence, EvidenceKind,
     LicenseFile, Release, Restriction,
 };
+use crate::card;
 use crate::content::{self, CodeRole, DataStatement};
 use crate::licenses::{self, LicenseInfo};
 use crate::mot::MotRelease;
@@ -79,7 +80,7 @@ fn list_files(root: &Path) -> Result<Vec<String>, AuditError> {
     Ok(out)
 }
 
-fn read_text(path: &Path) -> Result<String, AuditError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, AuditError> {
     let meta = std::fs::metadata(path).map_err(|source| AuditError::Io {
         path: path.to_path_buf(),
         source,
@@ -94,48 +95,6 @@ fn read_text(path: &Path) -> Result<String, AuditError> {
         source,
     })?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// Splits a model card into its YAML front matter (if any) and body.
-fn front_matter(card: &str, path: &Path) -> Result<(Option<Value>, String), AuditError> {
-    let text = card.strip_prefix('\u{feff}').unwrap_or(card);
-    let mut lines = text.lines();
-    if lines.next().map(str::trim_end) != Some("---") {
-        return Ok((None, text.to_string()));
-    }
-    let mut yaml = String::new();
-    let mut body = String::new();
-    let mut closed = false;
-    for line in lines.by_ref() {
-        if line.trim_end() == "---" {
-            closed = true;
-            break;
-        }
-        yaml.push_str(line);
-        yaml.push('\n');
-    }
-    if !closed {
-        return Err(AuditError::FrontMatter {
-            path: path.to_path_buf(),
-            message: "no closing `---` line".into(),
-        });
-    }
-    for line in lines {
-        body.push_str(line);
-        body.push('\n');
-    }
-    let value: Value = serde_yaml::from_str(&yaml).map_err(|e| AuditError::FrontMatter {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    match value {
-        Value::Null => Ok((None, body)),
-        Value::Mapping(_) => Ok((Some(value), body)),
-        _ => Err(AuditError::FrontMatter {
-            path: path.to_path_buf(),
-            message: "must be a YAML mapping".into(),
-        }),
-    }
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -535,7 +494,7 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
     if let Some(card_rel) = &card_rel {
         let card_path = root.join(card_rel);
         let card_text = read_text(&card_path)?;
-        let (fm, body) = front_matter(&card_text, &card_path)?;
+        let (fm, body) = card::front_matter(&card_text, &card_path)?;
         set(&mut components, 13, present(card_rel));
         data_statements.extend(content::data_statements(card_rel, &card_text));
         for (id, detail, line) in declared_links(&body) {

@@ -39,7 +39,8 @@ fn shot(browser: &mut Browser, path: &std::path::Path) {
 }
 
 /// A patching pair and an ablation text for one model: `clean` continues with `answer`,
-/// `corrupt` (as long) with `wrong`; `text` is one the model predicts well.
+/// `corrupt` (as long) with `wrong`; `text` is one the model predicts well. They are what the
+/// pages offer for the model before anything is typed.
 struct Task {
     clean: &'static str,
     corrupt: &'static str,
@@ -56,12 +57,13 @@ const IOI: Task = Task {
     text: "When Mary and John went to the store, John gave a drink to Mary",
 };
 
-/// A recall the reference model learned, in its vocabulary.
+/// A recall the reference model learned, in its vocabulary: its card's examples (the Hub's
+/// `widget` list), recall of one key and of the other.
 const RECALL: Task = Task {
     clean: "x3 = v05 , x7 = v11 . x3 =",
-    corrupt: "x3 = v11 , x7 = v05 . x3 =",
-    answer: "v05",
-    wrong: "v11",
+    corrupt: "x3 = v05 , x7 = v11 . x7 =",
+    answer: " v05",
+    wrong: " v11",
     text: "x3 = v05 , x7 = v11 . x3 = v05",
 };
 
@@ -174,9 +176,13 @@ fn every_page_shows_the_cli_numbers() {
         }
         shot(&mut browser, &shots.join(format!("model-{name}.png")));
 
-        // The prompt explorer: type a prompt, run it.
+        // The prompt explorer: it offers the model's own example (the card's, else the IOI
+        // prompt); type a prompt, run it.
+        let task = if id == 0 { &RECALL } else { &IOI };
         browser.goto(&format!("{base}/#/explore/{id}"));
         browser.wait_for("document.getElementById('prompt')");
+        let offered = browser.eval("document.getElementById('prompt').value");
+        assert_eq!(offered, json!(task.clean), "{name}: the explorer's default prompt");
         browser.eval(&format!(
             "(() => {{ document.getElementById('prompt').value = {}; \
              document.getElementById('run').click(); }})()",
@@ -316,12 +322,11 @@ fn every_page_shows_the_cli_numbers() {
         browser.eval("document.getElementById('tooltip').hidden = true");
         shot(&mut browser, &shots.join(format!("explore-{name}.png")));
 
-        // Patching: a clean/corrupted pair typed in (the page's default names are the unknown
-        // token to the reference model); the grid is the CLI's.
-        let task = if id == 0 { &RECALL } else { &IOI };
+        // Patching with the pair the page offers for the model (nothing typed); the grid is
+        // the CLI's.
         browser.goto(&format!("{base}/#/patch/{id}"));
         browser.wait_for("document.getElementById('patch-run')");
-        for (field, value) in [
+        for (field, want) in [
             ("clean", task.clean),
             ("corrupt", task.corrupt),
             ("answer", task.answer),
@@ -333,11 +338,8 @@ fn every_page_shows_the_cli_numbers() {
             } else {
                 format!("patch-{field}")
             };
-            browser.eval(&format!(
-                "(() => {{ const i = document.getElementById('{input}'); i.value = {}; \
-                 i.dispatchEvent(new Event('input')); }})()",
-                json!(value)
-            ));
+            let offered = browser.eval(&format!("document.getElementById('{input}').value"));
+            assert_eq!(offered, json!(want), "{name}: the page's default {field}");
         }
         browser.eval(
             "(() => { const w = document.getElementById('patch-what'); w.value = 'heads';              w.dispatchEvent(new Event('change')); document.getElementById('patch-run').click(); })()",

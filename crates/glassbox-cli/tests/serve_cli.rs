@@ -35,6 +35,15 @@ fn api_answers_are_the_cli_json() {
     let server = Server::start(&[&reference, &gguf]);
     let models = server.get("/api/models").json();
     assert_eq!(models.as_array().unwrap().len(), 2);
+    // The examples the pages offer: the reference card's `widget` list; a file has no card.
+    assert_eq!(
+        models[0]["examples"],
+        json!([
+            {"text": "x3 = v05 , x7 = v11 . x3 =", "output": " v05"},
+            {"text": "x3 = v05 , x7 = v11 . x7 =", "output": " v11"},
+        ])
+    );
+    assert_eq!(models[1]["examples"], json!([]));
     for (id, path) in [(0, &reference), (1, &gguf)] {
         // A recall the reference model learned, in its vocabulary; the indirect-object task
         // for GPT-2 (the reference model reads its names as the unknown token).

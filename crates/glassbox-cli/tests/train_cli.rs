@@ -55,6 +55,18 @@ fn train_writes_a_release_that_audits_as_open_source_class_one() {
     let log = std::fs::read_to_string(out.join("training_log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 6, "one log line per step");
 
+    // Its card offers the examples the bundled release's card does (the workbench's
+    // defaults): the committed card is what `train` writes.
+    let widget = |card: &str| -> String {
+        let start = card.find("\nwidget:\n").expect("a widget list");
+        let end = start + card[start..].find("\n---\n").expect("the front matter's end");
+        card[start..end].to_string()
+    };
+    let written = std::fs::read_to_string(out.join("README.md")).unwrap();
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/reference/README.md");
+    let bundled = std::fs::read_to_string(bundled).unwrap();
+    assert_eq!(widget(&written), widget(&bundled));
+
     // The release is loadable by the analysis commands.
     let o = glassbox(&["run", out.to_str().unwrap(), "--prompt", "k01 is"]);
     assert!(o.status.success(), "{}", text(&o));

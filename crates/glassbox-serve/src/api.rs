@@ -182,6 +182,16 @@ async fn models(AxumState(state): Shared) -> Json<Value> {
                 obj.insert("name".into(), json!(e.name()));
                 obj.insert("weights".into(), json!(e.has_weights()));
                 obj.insert("release".into(), json!(e.is_release()));
+                // The card's prompts, the pages' defaults for this model.
+                let examples: Vec<Value> = if e.path.is_dir() {
+                    glassbox_audit::card::examples(&e.path)
+                        .into_iter()
+                        .map(|x| json!({"text": x.text, "output": x.output}))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                obj.insert("examples".into(), Value::Array(examples));
             }
             doc
         })

@@ -244,6 +244,30 @@ fn param_count(run: &Run) -> usize {
         .unwrap_or(0)
 }
 
+/// Prompts the card offers (the Hub's `widget`; the workbench's defaults): recall from
+/// context, twice with the other key, so that the pair is one of equal length whose answers
+/// differ — a patching experiment with a known mechanism.
+const CARD_EXAMPLES: &[(&str, &str, &str)] = &[
+    ("recall from context", "x3 = v05 , x7 = v11 . x3 =", " v05"),
+    ("the other key", "x3 = v05 , x7 = v11 . x7 =", " v11"),
+];
+
+/// The card's `widget` list in YAML (strings quoted as JSON, which YAML reads as written).
+fn widget() -> String {
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let mut out = String::from("widget:\n");
+    for (title, text, output) in CARD_EXAMPLES {
+        let _ = write!(
+            out,
+            "- text: {}\n  example_title: {}\n  output:\n    text: {}\n",
+            quote(text),
+            quote(title),
+            quote(output)
+        );
+    }
+    out
+}
+
 fn model_card(p: &ReleaseParts) -> String {
     let r = p.recipe;
     let m = &p.data.manifest;
@@ -255,10 +279,11 @@ fn model_card(p: &ReleaseParts) -> String {
          tags:\n- fully-open\n- synthetic-data\n- interpretability\n\
          datasets:\n- {gen}\n\
          dataset_generator: {gen}\ndataset_seed: {seed}\ndataset_sha256: {sha}\n\
-         training_recipe: recipe.toml\n---\n\n",
+         training_recipe: recipe.toml\n{widget}---\n\n",
         gen = m.generator,
         seed = m.config.seed,
         sha = m.train.sha256_token_ids,
+        widget = widget(),
     );
     let _ = writeln!(s, "# {}\n", r.name);
     let _ = writeln!(

@@ -212,22 +212,56 @@ function histogramSvg(h) {
   return svg;
 }
 
+// ---- defaults ----------------------------------------------------------------------------
+
+// What the pages offer until the user types their own: the served model's card examples (the
+// Hub's `widget` list: a prompt, and for patching the first two whose shown outputs differ),
+// else the indirect-object task, which GPT-2-style vocabularies know.
+const IOI = {
+  clean: "When Mary and John went to the store, John gave a drink to",
+  corrupt: "When Mary and John went to the store, Mary gave a drink to",
+  answer: " Mary", wrong: " John",
+};
+function defaultsFor(model) {
+  const examples = (model?.examples || []).filter((x) => x.text);
+  const told = examples.filter((x) => x.output);
+  let pair = null;
+  for (let i = 0; i < told.length && !pair; i++) {
+    const other = told.slice(i + 1).find((x) => x.output !== told[i].output);
+    if (other) pair = { clean: told[i].text, corrupt: other.text, answer: told[i].output, wrong: other.output };
+  }
+  const first = examples[0];
+  return {
+    prompt: first ? first.text : IOI.clean,
+    patch: pair || IOI,
+    ablate: first ? first.text + (first.output || "") : IOI.clean + IOI.answer,
+    drift: examples.length ? examples.map((x) => x.text).join("\n")
+      : [IOI.clean, "The capital of France is", "the cat sat on the mat"].join("\n"),
+  };
+}
+async function modelDefaults(id) {
+  return defaultsFor((await modelList()).find((m) => m.id === id));
+}
+
 // ---- prompt explorer ---------------------------------------------------------------------
 
-const explorer = { prompt: "When Mary and John went to the store, John gave a drink to", target: "" };
+// A prompt the user typed (null: the model's default) and the lens target.
+const explorer = { prompt: null, target: "" };
 
 async function pageExplore(id) {
   setNav("nav-explore");
   const models = (await modelList()).filter((m) => m.weights);
   const select = el("select", { id: "model-select", onchange: (e) => { location.hash = `#/explore/${e.target.value}`; } },
     models.map((m) => el("option", { value: m.id, ...(m.id === id ? { selected: "" } : {}) }, m.name)));
+  const fallback = defaultsFor(models.find((m) => m.id === id)).prompt;
   const prompt = el("textarea", { id: "prompt", rows: 3 });
-  prompt.value = explorer.prompt;
+  prompt.value = explorer.prompt ?? fallback;
   const target = el("input", { type: "text", id: "target", placeholder: "lens target (token or #id; default: the model's prediction)", size: 44 });
   target.value = explorer.target;
   const results = el("div", { id: "results" });
   const run = el("button", { id: "run", onclick: async () => {
-    explorer.prompt = prompt.value; explorer.target = target.value;
+    if (prompt.value !== fallback) explorer.prompt = prompt.value;
+    explorer.target = target.value;
     run.disabled = true;
     await explore(id, prompt.value, target.value, results);
     run.disabled = false;
@@ -459,11 +493,8 @@ function headRoles(id) {
 
 // ---- patching ----------------------------------------------------------------------------
 
-const patchForm = {
-  clean: "When Mary and John went to the store, John gave a drink to",
-  corrupt: "When Mary and John went to the store, Mary gave a drink to",
-  answer: " Mary", wrong: " John", what: "resid_pre", method: "activation",
-};
+// The pair the user typed (null fields: the model's default pair).
+const patchForm = { clean: null, corrupt: null, answer: null, wrong: null, what: "resid_pre", method: "activation" };
 
 // Reads server-sent events from a streamed response: calls on(event, data) for each.
 async function readEvents(res, on) {
@@ -526,11 +557,11 @@ function streamedRunner(path, body, { run, cancel, progress, status, results, do
   });
 }
 
-const ablateForm = { text: "When Mary and John went to the store, John gave a drink to Mary", targets: "heads", method: "zero", each: true };
+const ablateForm = { text: null, targets: "heads", method: "zero", each: true };
 
-function ablationPanel(id) {
+function ablationPanel(id, defaults) {
   const text = el("input", { type: "text", id: "ablate-text", size: 64 });
-  text.value = ablateForm.text;
+  text.value = ablateForm.text ?? defaults.ablate;
   text.addEventListener("input", () => { ablateForm.text = text.value; });
   const targets = el("input", { type: "text", id: "ablate-targets", size: 24, title: "L3H1, L3MLP, L3N42, heads, mlps (comma-separated)" });
   targets.value = ablateForm.targets;
@@ -549,7 +580,7 @@ function ablationPanel(id) {
     done: ablationResults,
   };
   streamedRunner(`/api/models/${id}/ablate`, () => ({
-    text: ablateForm.text,
+    text: text.value,
     targets: ablateForm.targets.split(",").map((t) => t.trim()).filter(Boolean),
     method: ablateForm.method,
     reference: reference.value.split("|").map((t) => t.trim()).filter(Boolean),
@@ -593,9 +624,12 @@ function ablationResults(doc) {
 async function pagePatch(id) {
   setNav("nav-patch");
   const models = (await modelList()).filter((m) => m.weights);
+  const defaults = defaultsFor(models.find((m) => m.id === id));
+  const inputs = {};
   const field = (name, size) => {
     const input = el("input", { type: "text", id: `patch-${name}`, size });
-    input.value = patchForm[name];
+    input.value = patchForm[name] ?? defaults.patch[name];
+    inputs[name] = input;
     input.addEventListener("input", () => { patchForm[name] = input.value; });
     return el("label", {}, `${name} `, input);
   };
@@ -612,7 +646,9 @@ async function pagePatch(id) {
     results: el("div", { id: "patch-results" }),
     done: patchResults,
   };
-  streamedRunner(`/api/models/${id}/patch`, () => patchForm, parts);
+  streamedRunner(`/api/models/${id}/patch`, () => ({
+    ...patchForm, ...Object.fromEntries(Object.entries(inputs).map(([k, i]) => [k, i.value])),
+  }), parts);
   put(main, 
     el("h1", {}, "Activation patching"),
     el("div", { class: "row" }, "Model", el("select", { id: "model-select", onchange: (e) => { location.hash = `#/patch/${e.target.value}`; } },
@@ -624,7 +660,7 @@ async function pagePatch(id) {
       choice("method", ["activation", "attribution", "both"])),
     el("div", { class: "row" }, parts.run, parts.cancel, parts.progress, parts.status),
     parts.results,
-    ablationPanel(id),
+    ablationPanel(id, defaults),
   );
 }
 
@@ -674,7 +710,7 @@ async function pageFeatures(id) {
   const ids = el("input", { type: "text", id: "feature-ids", size: 24, placeholder: "feature ids, e.g. 3,17 (empty: the most frequent)" });
   const show = el("button", { id: "feature-show", onclick: () => loadDashboards(id, ids.value, dash) }, "Show");
   const prompt = el("textarea", { id: "feature-prompt", rows: 2 });
-  prompt.value = explorer.prompt;
+  prompt.value = explorer.prompt ?? (await modelDefaults(id)).prompt;
   const activeOut = el("div", { id: "active-features" });
   const run = el("button", { id: "feature-run", onclick: async () => {
     put(activeOut, el("p", { class: "spinner" }, "Encoding…"));
@@ -758,7 +794,8 @@ async function pageDiff(a, b) {
 
 // ---- drift -------------------------------------------------------------------------------
 
-const driftForm = { prompts: "When Mary and John went to the store, John gave a drink to\nThe capital of France is\nthe cat sat on the mat" };
+// The prompts the user typed (null: model A's default prompts).
+const driftForm = { prompts: null };
 
 async function pageDrift() {
   setNav("nav-drift");
@@ -766,7 +803,7 @@ async function pageDrift() {
   const pick = (id, value) => el("select", { id }, models.map((m) => el("option", { value: m.id, ...(m.id === value ? { selected: "" } : {}) }, m.name)));
   const selA = pick("drift-a", models[0]?.id), selB = pick("drift-b", models[Math.min(1, models.length - 1)]?.id);
   const prompts = el("textarea", { id: "drift-prompts", rows: 4 });
-  prompts.value = driftForm.prompts;
+  prompts.value = driftForm.prompts ?? defaultsFor(models[0]).drift;
   prompts.addEventListener("input", () => { driftForm.prompts = prompts.value; });
   const out = el("div", { id: "drift-results" });
   const run = el("button", { id: "drift-run", onclick: async () => {
