@@ -120,8 +120,14 @@ mod tests {
         assert_eq!(
             examples(&dir),
             vec![
-                Example { text: "a = 1 . a =".into(), output: Some(" 1".into()) },
-                Example { text: "the old".into(), output: None },
+                Example {
+                    text: "a = 1 . a =".into(),
+                    output: Some(" 1".into())
+                },
+                Example {
+                    text: "the old".into(),
+                    output: None
+                },
             ]
         );
     }

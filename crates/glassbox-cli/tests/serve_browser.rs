@@ -182,7 +182,11 @@ fn every_page_shows_the_cli_numbers() {
         browser.goto(&format!("{base}/#/explore/{id}"));
         browser.wait_for("document.getElementById('prompt')");
         let offered = browser.eval("document.getElementById('prompt').value");
-        assert_eq!(offered, json!(task.clean), "{name}: the explorer's default prompt");
+        assert_eq!(
+            offered,
+            json!(task.clean),
+            "{name}: the explorer's default prompt"
+        );
         browser.eval(&format!(
             "(() => {{ document.getElementById('prompt').value = {}; \
              document.getElementById('run').click(); }})()",

@@ -59,7 +59,10 @@ fn train_writes_a_release_that_audits_as_open_source_class_one() {
     // defaults): the committed card is what `train` writes.
     let widget = |card: &str| -> String {
         let start = card.find("\nwidget:\n").expect("a widget list");
-        let end = start + card[start..].find("\n---\n").expect("the front matter's end");
+        let end = start
+            + card[start..]
+                .find("\n---\n")
+                .expect("the front matter's end");
         card[start..end].to_string()
     };
     let written = std::fs::read_to_string(out.join("README.md")).unwrap();

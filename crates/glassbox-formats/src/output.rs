@@ -137,19 +137,34 @@ mod tests {
     fn streamed_safetensors_are_the_crates_serialisation() {
         use candle_core::{DType, Device, Tensor};
         let device = Device::Cpu;
-        let a = Tensor::arange(0f32, 12.0, &device).unwrap().reshape((3, 4)).unwrap();
-        let b = Tensor::arange(0f32, 5.0, &device).unwrap().to_dtype(DType::F16).unwrap();
+        let a = Tensor::arange(0f32, 12.0, &device)
+            .unwrap()
+            .reshape((3, 4))
+            .unwrap();
+        let b = Tensor::arange(0f32, 5.0, &device)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap();
         let c = Tensor::arange(0i64, 3, &device).unwrap();
         let d = Tensor::arange(0u8, 7, &device).unwrap();
         let e = a.t().unwrap(); // not contiguous
-        let tensors = [("zeta", &a), ("alpha", &b), ("mid", &c), ("bytes", &d), ("t", &e)];
+        let tensors = [
+            ("zeta", &a),
+            ("alpha", &b),
+            ("mid", &c),
+            ("bytes", &d),
+            ("t", &e),
+        ];
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
         let path = temp("streamed.safetensors");
         write_safetensors(&path, tensors, Some(metadata.clone())).unwrap();
         let expected = safetensors::serialize(tensors, Some(metadata)).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
         let back = candle_core::safetensors::load(&path, &device).unwrap();
-        assert_eq!(back["t"].to_vec2::<f32>().unwrap(), e.to_vec2::<f32>().unwrap());
+        assert_eq!(
+            back["t"].to_vec2::<f32>().unwrap(),
+            e.to_vec2::<f32>().unwrap()
+        );
     }
 
     fn temp(name: &str) -> std::path::PathBuf {
