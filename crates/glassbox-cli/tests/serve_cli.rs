@@ -679,6 +679,29 @@ fn nothing_to_serve_is_an_input_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/no/such/model"), "{err}");
+
+    // A file that is no checkpoint, and a link that loops: named once, with the problem.
+    let dir = std::env::temp_dir().join(format!("glassbox-serve-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a safetensors file at all").unwrap();
+    let (a, b) = (dir.join("loop-a"), dir.join("loop-b"));
+    let _ = std::fs::remove_file(&a);
+    let _ = std::fs::remove_file(&b);
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+    }
+    for (path, problem) in [(&garbage, "header"), (&a, "loops")] {
+        let shown = path.display().to_string();
+        let out = glassbox(&["serve", &shown, "--port", "0"]);
+        assert_eq!(out.status.code(), Some(2), "{shown}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches(shown.as_str()).count(), 1, "{err}");
+        assert!(err.contains(problem), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -11,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 pub enum ServeError {
     #[error("{path}: {message}")]
     Model { path: PathBuf, message: String },
+    /// A model file that cannot be read (the error names it).
+    #[error(transparent)]
+    File(#[from] glassbox_formats::FormatError),
     #[error("no models to serve: name at least one (a Hub folder, safetensors or GGUF file)")]
     Nothing,
     #[error("cannot listen on {addr}: {source}")]
@@ -26,7 +29,10 @@ pub enum ServeError {
 impl ServeError {
     /// The user named something that cannot be served (exit 2 at the CLI).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, ServeError::Model { .. } | ServeError::Nothing)
+        match self {
+            ServeError::File(e) => e.is_invalid_input(),
+            other => matches!(other, ServeError::Model { .. } | ServeError::Nothing),
+        }
     }
 }
 

@@ -81,7 +81,8 @@ impl Served {
                     path: path.clone(),
                     message,
                 };
-                if !path.exists() {
+                // A link that loops or leads nowhere is named as such, not as absent.
+                if !glassbox_formats::input::present(path)? {
                     return Err(model_error("no such file or directory".into()));
                 }
                 // A release folder is served for its audit even without weights (none, or
@@ -92,7 +93,7 @@ impl Served {
                     }
                     Ok(ck) => (Some(ck), None),
                     Err(e) if path.is_dir() => (None, Some(glassbox_formats::error::describe(&e))),
-                    Err(e) => return Err(model_error(e.to_string())),
+                    Err(e) => return Err(e.into()),
                 };
                 Ok(Entry {
                     id,
