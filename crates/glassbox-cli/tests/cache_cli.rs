@@ -188,5 +188,58 @@ fn a_killed_build_resumes_without_redoing_or_losing_shards() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("another plan"));
+
+    // So is the same plan run by another model — an adapter, another dtype — whose
+    // activations differ (a config hash called them the same model, and a resumed store mixed
+    // the two); and `sae train` refuses the store for a model with that adapter.
+    let adapter = root().join("tests/fixtures/peft/gpt2-peft");
+    let adapter = adapter.to_str().unwrap();
+    let whole_dir = whole.to_str().unwrap();
+    let mut with_adapter = vec!["--adapter", adapter];
+    with_adapter.extend(args(corpus, whole_dir, &model));
+    let mut in_bf16 = args(corpus, whole_dir, &model);
+    in_bf16.extend(["--dtype", "bf16"]);
+    for run in [with_adapter, in_bf16] {
+        let out = Command::new(bin).args(&run).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{run:?}: {said}");
+        assert!(said.contains("another model"), "{said}");
+    }
+    assert_eq!(
+        manifest(&whole).unwrap(),
+        reference,
+        "the store was changed"
+    );
+    let sae_out = scratch("sae-with-adapter");
+    let out = Command::new(bin)
+        .args([
+            "--adapter",
+            adapter,
+            "sae",
+            "train",
+            &model,
+            "--cache",
+            whole_dir,
+            "--hook",
+            "blocks.0.hook_resid_post",
+            "--arch",
+            "standard",
+            "--d-sae",
+            "16",
+            "--training-tokens",
+            "256",
+            "--train-batch-size-tokens",
+            "64",
+            "--out",
+            sae_out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("another model") && said.contains("with --adapter"),
+        "{said}"
+    );
     let _ = std::fs::remove_dir_all(whole.parent().unwrap());
 }

@@ -51,6 +51,28 @@ pub struct Plan {
     pub tokens_sha256: String,
 }
 
+impl Plan {
+    /// What differs between two plans, in words; `None` when their shards are interchangeable.
+    pub fn differs_from(&self, other: &Plan) -> Option<&'static str> {
+        if self == other {
+            return None;
+        }
+        Some(if self.model_fingerprint != other.model_fingerprint {
+            "another model: its weights, adapter, SAE splices, dtype or numerics differ"
+        } else if self.hooks != other.hooks || self.hook_patterns != other.hook_patterns {
+            "other hooks"
+        } else if self.tokens_sha256 != other.tokens_sha256 || self.rows != other.rows {
+            "another corpus or tokenization"
+        } else if self.context != other.context {
+            "another context"
+        } else if self.rows_per_shard != other.rows_per_shard {
+            "another shard size"
+        } else {
+            "another model path or format"
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HookInfo {
     pub name: String,
@@ -112,9 +134,43 @@ impl Manifest {
     }
 }
 
-/// What identifies the model a store was built from: a hash of its config.
-pub fn model_fingerprint(model: &HookedModel) -> String {
-    sha256_hex(model.config.to_string().as_bytes())
+/// Tokens run through the model for its fingerprint.
+const FINGERPRINT_TOKENS: usize = 16;
+
+/// What identifies the model a store was built from: its config, and the bits of its
+/// activations at `hooks` for a fixed token sequence. A config hash alone called a merged or
+/// fine-tuned model, another `--adapter`, SAE splice, dtype or numerics the same model, and a
+/// store resumed under one of them mixed two models' activations. The kernels give the same
+/// bits on every instruction set and thread count, so the fingerprint does too.
+pub fn model_fingerprint(model: &HookedModel, hooks: &[String]) -> Result<String> {
+    let info = model.info();
+    let n = FINGERPRINT_TOKENS.min(info.n_ctx).max(1);
+    let vocab = info.d_vocab.max(1) as u64;
+    // Spread over the vocabulary, the same on every build.
+    let ids: Vec<u32> = (0..n as u64)
+        .map(|i| ((i * 7919 + 1) % vocab) as u32)
+        .collect();
+    let filter =
+        NameFilter::new(hooks).map_err(|e| FeatureError::input(format!("hook names: {e}")))?;
+    let (_, cache) = model.run_with_cache(&model.ids_tensor(&ids)?, &filter)?;
+    let mut hasher = Sha256::new();
+    hasher.update(model.config.to_string().as_bytes());
+    for name in hooks {
+        let values: Vec<f32> = cache
+            .require(name)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        hasher.update(name.as_bytes());
+        for v in values {
+            hasher.update(v.to_bits().to_le_bytes());
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -196,10 +252,11 @@ pub fn build(
         })
         .collect();
     let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+    let names: Vec<String> = hooks.iter().map(|h| h.name.clone()).collect();
     let plan = Plan {
         format: FORMAT.into(),
         model: opts.model_label.clone(),
-        model_fingerprint: model_fingerprint(model),
+        model_fingerprint: model_fingerprint(model, &names)?,
         hook_patterns: opts.hook_patterns.clone(),
         hooks,
         context,
@@ -217,10 +274,10 @@ pub fn build(
     };
     if dir.join(MANIFEST).exists() {
         let old = Manifest::read(dir)?;
-        if old.plan != plan {
+        if let Some(what) = old.plan.differs_from(&plan) {
             return Err(FeatureError::file(
                 dir.join(MANIFEST),
-                "holds a store built with another plan (model, hooks, context, corpus or shard size); give an empty folder",
+                format!("holds a store built with another plan ({what}); give an empty folder"),
             ));
         }
         for shard in old.shards {

@@ -333,13 +333,21 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         (None, None) => return Err(crate::invalid!("give --cache or --text")),
     };
     let store = ActivationStore::open(&store_dir)?;
-    let fingerprint = glassbox_features::store::model_fingerprint(&model);
+    let hooks: Vec<String> = store
+        .manifest
+        .plan
+        .hooks
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
+    let fingerprint = glassbox_features::store::model_fingerprint(&model, &hooks)?;
     if store.manifest.plan.model_fingerprint != fingerprint {
         return Err(crate::invalid!(
-            "{}: the store was made from another model ({}) than {}",
+            "{}: the store was made from another model ({}) than {}{} (its activations there differ)",
             store_dir.display(),
             store.manifest.plan.model,
-            args.model.display()
+            args.model.display(),
+            if crate::model_cli::adapter_dir().is_some() { " with --adapter" } else { "" }
         ));
     }
     let d_in = store.width(&args.hook).ok_or_else(|| {
