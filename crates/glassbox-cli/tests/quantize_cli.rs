@@ -119,6 +119,28 @@ fn quantize_converts_a_hub_folder() {
         source < weights && source > weights * 9 / 10,
         "{source} of {weights}"
     );
+    // A byte-level BPE vocabulary is llama.cpp's own: nothing to say.
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(!said.contains("llama.cpp only runs token ids"), "{said}");
+
+    // A word-level one is carried for glassbox; llama.cpp cannot tokenize text with it, and
+    // the user is told so.
+    let out = dir.join("reference.gguf");
+    let run = glassbox(&[
+        "quantize",
+        root().join("models/reference").to_str().unwrap(),
+        "--to",
+        "q8_0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        said.contains("tokenizer.ggml.model = none")
+            && said.contains("llama.cpp only runs token ids"),
+        "{said}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -569,9 +569,11 @@ fn special_tokens(
                 .get(format!("{kind}_token_id"))
                 .and_then(Value::as_u64)
         });
+        // llama.cpp's key for the unknown token spells it out (`LLM_KV_TOKENIZER_UNK_ID`).
+        let key = if kind == "unk" { "unknown" } else { kind };
         if let Some(id) = id.filter(|&id| (id as usize) < vocab_size) {
             m.set(
-                &format!("tokenizer.ggml.{kind}_token_id"),
+                &format!("tokenizer.ggml.{key}_token_id"),
                 GgufValue::U32(id as u32),
             );
         }

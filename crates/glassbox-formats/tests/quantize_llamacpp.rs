@@ -336,6 +336,35 @@ fn hub_checkpoints_quantize_to_llama_cpps_files() {
     assert!(failures.is_empty(), "differ:\n{}", failures.join("\n"));
 }
 
+/// The unknown token's id goes under llama.cpp's key (`tokenizer.ggml.unknown_token_id`, as in
+/// the files its converter wrote), not `unk_token_id`, which neither llama.cpp nor our reader
+/// reads.
+#[test]
+fn the_unknown_token_is_written_under_llama_cpps_key() {
+    use glassbox_formats::gguf_convert::HubAsGguf;
+    use glassbox_formats::gguf_quantize::QuantSource;
+    let key = "tokenizer.ggml.unknown_token_id";
+    let made_by_llama_cpp = GgufFile::open(&fixtures().join("nemotron/model-Q8_0.gguf")).unwrap();
+    assert!(made_by_llama_cpp.metadata().iter().any(|(k, _)| k == key));
+
+    let parity = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/llama");
+    let dir = std::env::temp_dir().join(format!("glassbox-hub-unk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(parity.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"unk_token": "<|endoftext|>"}"#,
+    )
+    .unwrap();
+    let source = HubAsGguf::open(&dir).unwrap();
+    let keys: Vec<&str> = source.metadata().iter().map(|(k, _)| k.as_str()).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(keys.contains(&key), "{keys:?}");
+    assert!(!keys.contains(&"tokenizer.ggml.unk_token_id"), "{keys:?}");
+}
+
 #[test]
 fn checkpoints_outside_the_converted_families_are_refused_with_the_way_round() {
     use glassbox_formats::gguf_convert::HubAsGguf;

@@ -66,6 +66,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         gguf = GgufSource::new(&file);
         (&gguf, bytes)
     };
+    // A tokenizer llama.cpp has no vocabulary type for here is carried whole for glassbox;
+    // llama.cpp loads such a file but aborts on the first text it tokenizes.
+    let carried = source.metadata().iter().any(|(k, v)| {
+        k == "tokenizer.ggml.model"
+            && matches!(v, glassbox_formats::GgufValue::String(m) if m == "none")
+    });
+    if carried && args.out.is_some() {
+        eprintln!(
+            "note: {}: its tokenizer.json is carried as `tokenizer.huggingface.json` (`tokenizer.ggml.model = none`): glassbox tokenizes text from it, llama.cpp only runs token ids (llama-cli or llama-server given text abort). For a SentencePiece vocabulary (Llama 2, Mistral v0.1), convert with llama.cpp's convert_hf_to_gguf.py and quantize its GGUF",
+            args.model.display()
+        );
+    }
     let imatrix = match &args.imatrix {
         Some(path) => Some((ImportanceMatrix::open(path)?, path.display().to_string())),
         None => None,
