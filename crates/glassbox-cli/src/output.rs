@@ -81,6 +81,29 @@ pub fn not_an_input(path: &Path, flag: &str, inputs: &[&Path]) -> anyhow::Result
     Ok(())
 }
 
+/// Whether `a` and `b` name the same file once `.`, `..` and links are resolved.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((resolved(a), resolved(b)), (Some(a), Some(b)) if a == b)
+}
+
+/// No input may lie inside `folder`, an output folder the command replaces whole (`train
+/// --force`): replacing it would delete what the command is reading.
+pub fn no_input_inside(folder: &Path, flag: &str, inputs: &[&Path]) -> anyhow::Result<()> {
+    let Some(out) = resolved(folder) else {
+        return Ok(());
+    };
+    for input in inputs {
+        if let Some(inside) = resolved(input).filter(|i| i.starts_with(&out)) {
+            return Err(crate::invalid!(
+                "{flag} {}: holds {}, which this command reads and would replace; write elsewhere",
+                folder.display(),
+                inside.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `path` with `.`, `..` and links resolved: itself if it exists, else its folder's resolution
 /// joined with its name (an output about to be made). `None` when neither resolves.
 fn resolved(path: &Path) -> Option<PathBuf> {

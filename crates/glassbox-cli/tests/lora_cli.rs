@@ -228,3 +228,71 @@ fn bad_adapters_are_exit_2() {
     assert!(!merged.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fine-tune that diverges writes nothing (it wrote a NaN adapter with exit 0); one that
+/// would write over its own data, or over files of an adapter already there, is refused.
+#[test]
+fn finetune_refuses_divergence_and_writing_over_what_is_there() {
+    let dir = scratch("lora", "finetune-refusals");
+    let reference = root().join("models/reference");
+    let data = dir.join("data.jsonl");
+    let lines: String = std::fs::read_to_string(reference.join("data/train_sample.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::json!({ "text": l }).to_string() + "\n")
+        .collect();
+    std::fs::write(&data, &lines).unwrap();
+    let finetune = |data: &Path, out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "finetune",
+            reference.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "3",
+            "--context",
+            "16",
+        ];
+        args.extend_from_slice(extra);
+        let o = glassbox(&args);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+
+    let out = dir.join("diverged");
+    let (code, said) = finetune(&data, &out, &["--lr", "3e38"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("training diverged at step"), "{said}");
+    assert!(!out.exists(), "something was written");
+    let (code, said) = finetune(&data, &out, &["--lr", "1e39"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("--lr"), "{said}");
+
+    // The data where the training log is written: refused even with --force.
+    let own = dir.join("own");
+    std::fs::create_dir_all(&own).unwrap();
+    let log = own.join("training_log.jsonl");
+    std::fs::write(&log, &lines).unwrap();
+    let (code, said) = finetune(&log, &own, &["--force"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("is an input of this run"), "{said}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), lines);
+
+    // Any file of an adapter already there needs --force.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("adapter_config.json"), "precious").unwrap();
+    let (code, said) = finetune(&data, &other, &[]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("holds an adapter already"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(other.join("adapter_config.json")).unwrap(),
+        "precious"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

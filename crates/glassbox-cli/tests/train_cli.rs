@@ -128,3 +128,27 @@ fn bad_recipes_exit_2_naming_the_file_and_write_nothing() {
         assert!(!out.exists(), "{name}: a release directory was created");
     }
 }
+
+/// `--force` replaces the output folder whole: a recipe inside it would be deleted while read.
+#[test]
+fn force_refuses_an_output_folder_that_holds_the_recipe() {
+    let out = scratch("holds-recipe");
+    std::fs::create_dir_all(&out).unwrap();
+    let recipe = out.join("my.toml");
+    std::fs::copy(fixtures().join("tiny.toml"), &recipe).unwrap();
+    let o = glassbox(&[
+        "train",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("my.toml, which this command reads"),
+        "{}",
+        text(&o)
+    );
+    assert!(recipe.is_file(), "the recipe was deleted");
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -63,7 +63,7 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>, TrainError> {
         "training data",
         glassbox_formats::input::limit::CORPUS,
     )?;
-    let bad = |line: usize, why: &str| TrainError::Recipe {
+    let bad = |line: usize, why: &str| TrainError::Input {
         path: path.display().to_string(),
         why: format!("line {line}: {why}"),
     };
@@ -81,7 +81,10 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>, TrainError> {
         texts.push(t.to_string());
     }
     if texts.is_empty() {
-        return Err(bad(0, "no texts"));
+        return Err(TrainError::Input {
+            path: path.display().to_string(),
+            why: "no texts (give one JSON object with a \"text\" string per line)".into(),
+        });
     }
     Ok(texts)
 }
@@ -94,12 +97,12 @@ pub fn finetune(
     opts: &FinetuneOptions,
     on_step: &mut dyn FnMut(&FinetuneStep),
 ) -> Result<Finetuned, TrainError> {
-    let invalid = |why: String| TrainError::Recipe {
+    let invalid = |why: String| TrainError::Input {
         path: model_path.display().to_string(),
         why,
     };
     if opts.rank == 0 || opts.batch == 0 || opts.context < 1 || opts.steps == 0 {
-        return Err(invalid(
+        return Err(TrainError::Setting(
             "rank, batch, context and steps must be positive".into(),
         ));
     }
@@ -109,8 +112,9 @@ pub fn finetune(
         ("--lr", opts.lr, f64::MIN_POSITIVE),
         ("--weight-decay", opts.weight_decay, 0.0),
     ] {
-        if !(value.is_finite() && value >= least) {
-            return Err(invalid(format!(
+        // Finite as the f32 the optimizer computes in, too (1e39 is an f32 infinity).
+        if !(value.is_finite() && value >= least && value <= f32::MAX as f64) {
+            return Err(TrainError::Setting(format!(
                 "{name} {value}: give a finite number{}",
                 if least > 0.0 {
                     " above 0"
@@ -205,16 +209,36 @@ pub fn finetune(
             .model
             .forward(&inputs, None, &mut Hooks::none(), None)?;
         let loss = next_token_loss(&logits, &targets)?;
+        let value = loss.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(TrainError::Diverged {
+                step,
+                loss: value,
+                hint: "lower --lr",
+            });
+        }
         optimizer.backward_step(&loss)?;
         let record = FinetuneStep {
             step,
-            loss: loss.to_scalar::<f32>()?,
+            loss: value,
             lr: opts.lr,
             tokens: step * opts.batch * opts.context,
             elapsed_s: start.elapsed().as_secs_f64(),
         };
         on_step(&record);
         log.push(record);
+    }
+    // The last update may have made the weights non-finite after the last finite loss.
+    for var in made.values().flat_map(|(a, b)| [a, b]) {
+        // A sum, not a max: NaN propagates through it (a max may skip NaN).
+        let worst = var.as_tensor().abs()?.sum_all()?.to_scalar::<f32>()?;
+        if !worst.is_finite() {
+            return Err(TrainError::Diverged {
+                step: opts.steps,
+                loss: f32::NAN,
+                hint: "the adapter's weights are not finite; lower --lr",
+            });
+        }
     }
     let adapter = glassbox_models::lora::trained_adapter(&spec, &PathBuf::new())?;
     Ok(Finetuned {

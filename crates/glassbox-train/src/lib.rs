@@ -35,6 +35,19 @@ pub enum TrainError {
     Recipe { path: String, why: String },
     #[error("release {path}: {why}")]
     Release { path: String, why: String },
+    /// A file or folder given to a command (a model, training data) that cannot be used.
+    #[error("{path}: {why}")]
+    Input { path: String, why: String },
+    /// A setting out of its domain.
+    #[error("{0}")]
+    Setting(String),
+    /// The loss or the weights stopped being finite numbers: nothing is written.
+    #[error("training diverged at step {step} (the loss is {loss}); nothing was written: {hint}")]
+    Diverged {
+        step: usize,
+        loss: f32,
+        hint: &'static str,
+    },
     /// Boxed: model errors are large and every training function returns this type.
     #[error("{0}")]
     Model(Box<glassbox_models::ModelError>),
@@ -76,7 +89,11 @@ impl TrainError {
     /// True when the user's input (recipe, release directory) is at fault.
     pub fn is_invalid_input(&self) -> bool {
         match self {
-            TrainError::Recipe { .. } | TrainError::Release { .. } => true,
+            TrainError::Recipe { .. }
+            | TrainError::Release { .. }
+            | TrainError::Input { .. }
+            | TrainError::Setting(_)
+            | TrainError::Diverged { .. } => true,
             TrainError::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidData

@@ -64,27 +64,47 @@ pub struct Args {
     pub json: bool,
 }
 
+/// The files a fine-tune writes in `--out`.
+const WRITTEN: [&str; 3] = [
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "training_log.jsonl",
+];
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // The inputs first, so that a bad one is named as itself.
+    glassbox_formats::input::existing(&args.model)?;
+    let texts = finetune::read_texts(&args.data)?;
     let mut inputs = vec![args.model.as_path(), args.data.as_path()];
     inputs.extend(crate::model_cli::adapter_dir());
     crate::output::not_an_input(&args.out, "--out", &inputs)?;
-    if args.out.join("adapter_model.safetensors").exists() && !args.force {
-        return Err(invalid!(
-            "{}: holds an adapter already (pass --force to replace it)",
-            args.out.display()
-        ));
-    }
     if args.out.is_file() {
         return Err(invalid!(
             "--out {}: is a file; give a folder",
             args.out.display()
         ));
     }
-    glassbox_formats::input::existing(&args.model)?;
-    if !args.data.is_file() {
-        return Err(invalid!("--data {}: no such file", args.data.display()));
+    // No command writes over what it reads, --force or not.
+    for name in WRITTEN {
+        let written = args.out.join(name);
+        if let Some(input) = inputs
+            .iter()
+            .find(|i| crate::output::same_file(i, &written))
+        {
+            return Err(invalid!(
+                "{}: is an input of this run, and fine-tuning writes {name} there; give another --out",
+                input.display()
+            ));
+        }
     }
-    let texts = finetune::read_texts(&args.data)?;
+    if let Some(name) = WRITTEN.iter().find(|n| args.out.join(n).exists()) {
+        if !args.force {
+            return Err(invalid!(
+                "{}: holds an adapter already ({name}; pass --force to replace it)",
+                args.out.display()
+            ));
+        }
+    }
     let opts = FinetuneOptions {
         rank: args.lora_r,
         alpha: args.lora_alpha,
@@ -115,7 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|s| serde_json::to_string(s).map(|l| l + "\n"))
         .collect::<Result<_, _>>()?;
-    std::fs::write(args.out.join("training_log.jsonl"), log)?;
+    glassbox_formats::output::write_bytes(&args.out.join("training_log.jsonl"), log.as_bytes())?;
     let first = done.log.first().map(|s| s.loss);
     let last = done.log.last().map(|s| s.loss);
     if args.json {

@@ -28,6 +28,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         glassbox_formats::input::limit::CONFIG,
     )?;
     crate::output::not_an_input(&args.out, "--out", &[&args.recipe])?;
+    if args.force {
+        crate::output::no_input_inside(&args.out, "--out", &[&args.recipe])?;
+    }
     if args.out.exists() && !args.force {
         return Err(crate::invalid!(
             "{}: already exists (pass --force to replace it)",
