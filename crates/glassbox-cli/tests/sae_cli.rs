@@ -464,6 +464,112 @@ fn sae_train_is_deterministic_and_its_sae_runs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Settings outside their domain are refused, and a run that diverges anyway writes nothing:
+/// each of these wrote an SAE of NaN weights with exit 0 and a normal summary.
+#[test]
+fn sae_train_refuses_settings_that_train_to_nan_and_writes_nothing_on_divergence() {
+    let dir = std::env::temp_dir().join(format!("glassbox-sae-nan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("corpus.txt");
+    std::fs::write(
+        &text,
+        "the cat sat on the mat and the dog ate the log. ".repeat(60),
+    )
+    .unwrap();
+    let model = fixture("parity/gpt2");
+    let store = dir.join("store");
+    ok(&[
+        "cache",
+        &model,
+        "--hooks",
+        "blocks.1.hook_resid_post",
+        "--text",
+        text.to_str().unwrap(),
+        "--context",
+        "32",
+        "--out",
+        store.to_str().unwrap(),
+    ]);
+    let out = dir.join("sae");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--arch", "standard", "--l1-coefficient", "NaN"],
+            "l1_coefficient NaN",
+        ),
+        (&["--arch", "standard", "--lp-norm", "0"], "lp_norm 0"),
+        (
+            &["--arch", "jumprelu", "--jumprelu-bandwidth", "0"],
+            "jumprelu_bandwidth 0",
+        ),
+        (&["--arch", "standard", "--adam-beta1", "1"], "adam_beta1 1"),
+        (
+            &["--arch", "batchtopk", "--k", "4", "--topk-threshold-lr=-5"],
+            "topk_threshold_lr -5",
+        ),
+        (&["--arch", "standard", "--lr-end", "NaN"], "lr_end NaN"),
+        (
+            &["--arch", "standard", "--lr", "1e30"],
+            "training diverged at step",
+        ),
+        (
+            &["--arch", "standard", "--decoder-init-norm", "1e30"],
+            "training diverged at step",
+        ),
+    ];
+    for (extra, said) in cases {
+        let mut args = vec![
+            "sae",
+            "train",
+            &model,
+            "--hook",
+            "blocks.1.hook_resid_post",
+            "--d-sae",
+            "32",
+            "--training-tokens",
+            "2048",
+            "--train-batch-size-tokens",
+            "256",
+            "--cache",
+            store.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (code, _, err) = glassbox(&args);
+        assert_eq!(code, 2, "{extra:?}: {err}");
+        assert!(err.contains(said), "{extra:?}: {err}");
+        assert!(!out.exists(), "{extra:?}: something was written");
+    }
+
+    // An SAE already in --out is not replaced.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("cfg.json"), "{}").unwrap();
+    let (code, _, err) = glassbox(&[
+        "sae",
+        "train",
+        &model,
+        "--hook",
+        "blocks.1.hook_resid_post",
+        "--arch",
+        "standard",
+        "--d-sae",
+        "32",
+        "--training-tokens",
+        "2048",
+        "--train-batch-size-tokens",
+        "256",
+        "--cache",
+        store.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("holds an SAE already"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("cfg.json")).unwrap(), "{}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn features_shows_dashboards_in_the_terminal_json_and_html() {
     let model = fixture("parity/gpt2");

@@ -154,8 +154,73 @@ impl TrainOptions {
                 self.training_tokens, self.train_batch_size_tokens
             ));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= f32::MAX as f64) {
             return bad(format!("lr {} must be a positive number", self.lr));
+        }
+        // Settings outside their domain trained to NaN weights, written with a normal summary.
+        let mut settings: Vec<(&str, f64, Domain)> = vec![
+            ("adam_beta1", self.adam_beta1, Domain::Fraction),
+            ("adam_beta2", self.adam_beta2, Domain::Fraction),
+        ];
+        if let Some(norm) = self.decoder_init_norm {
+            settings.push(("decoder_init_norm", norm, Domain::Positive));
+        }
+        if let Some(end) = self.lr_end {
+            settings.push(("lr_end", end, Domain::AtLeastZero));
+        }
+        match self.arch {
+            TrainArch::Standard {
+                l1_coefficient,
+                lp_norm,
+                ..
+            } => {
+                settings.push(("l1_coefficient", l1_coefficient, Domain::AtLeastZero));
+                settings.push(("lp_norm", lp_norm, Domain::Positive));
+            }
+            TrainArch::TopK {
+                aux_loss_coefficient,
+                ..
+            } => settings.push((
+                "aux_loss_coefficient",
+                aux_loss_coefficient,
+                Domain::AtLeastZero,
+            )),
+            TrainArch::BatchTopK {
+                aux_loss_coefficient,
+                topk_threshold_lr,
+                ..
+            } => {
+                settings.push((
+                    "aux_loss_coefficient",
+                    aux_loss_coefficient,
+                    Domain::AtLeastZero,
+                ));
+                settings.push(("topk_threshold_lr", topk_threshold_lr, Domain::UnitInterval));
+            }
+            TrainArch::JumpRelu {
+                jumprelu_init_threshold,
+                jumprelu_bandwidth,
+                l0_coefficient,
+                ..
+            } => {
+                settings.push((
+                    "jumprelu_init_threshold",
+                    jumprelu_init_threshold,
+                    Domain::AtLeastZero,
+                ));
+                settings.push(("jumprelu_bandwidth", jumprelu_bandwidth, Domain::Positive));
+                settings.push(("l0_coefficient", l0_coefficient, Domain::AtLeastZero));
+            }
+        }
+        for (name, value, domain) in settings {
+            if !domain.holds(value) {
+                return bad(format!("{name} {value}: give {}", domain.words()));
+            }
+        }
+        if self.normalize_activations && self.n_batches_for_norm_estimate == 0 {
+            return bad(
+                "n_batches_for_norm_estimate must be at least 1 to normalise activations".into(),
+            );
         }
         // Weights, their gradients and Adam's two moments (4 copies of W_enc and W_dec), and
         // a batch's pre-activations a few times over (the autograd pass), in f32. Counted in
@@ -192,6 +257,39 @@ impl TrainOptions {
                 self.d_sae
             )),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Where a training setting makes sense (all of them finite, and within f32's range).
+#[derive(Clone, Copy)]
+enum Domain {
+    Positive,
+    AtLeastZero,
+    /// [0, 1): Adam's betas (1 divides by zero in the bias correction).
+    Fraction,
+    /// [0, 1]: a running average's rate.
+    UnitInterval,
+}
+
+impl Domain {
+    fn holds(self, v: f64) -> bool {
+        v.is_finite()
+            && v.abs() <= f32::MAX as f64
+            && match self {
+                Domain::Positive => v > 0.0,
+                Domain::AtLeastZero => v >= 0.0,
+                Domain::Fraction => (0.0..1.0).contains(&v),
+                Domain::UnitInterval => (0.0..=1.0).contains(&v),
+            }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Domain::Positive => "a finite number above 0",
+            Domain::AtLeastZero => "a finite number of at least 0",
+            Domain::Fraction => "a number in [0, 1)",
+            Domain::UnitInterval => "a number in [0, 1]",
         }
     }
 }
@@ -427,6 +525,14 @@ impl Trainer {
             self.dense_pass(&x, &dead)?
         };
 
+        // A loss that is no longer a number would be trained on into NaN weights.
+        if !(pass.mse + pass.aux).is_finite() {
+            return Err(FeatureError::input(format!(
+                "training diverged at step {} (the loss is {}); nothing was written: lower --lr or the loss's coefficients",
+                self.step + 1,
+                pass.mse + pass.aux
+            )));
+        }
         let window_len = self.opts.feature_sampling_window.max(1);
         if self.step > 0 && self.step.is_multiple_of(window_len) {
             self.fired_counts.iter_mut().for_each(|c| *c = 0);
@@ -656,6 +762,17 @@ impl Trainer {
     /// metadata with `l0` and `num_dead_features`), `sae_weights.safetensors`, and
     /// `sparsity.safetensors` (log10 of each feature's firing frequency + 1e-10).
     pub fn save(&self, dir: &std::path::Path) -> Result<()> {
+        // The last update may have left non-finite weights after the last finite loss.
+        for p in self.params() {
+            // A sum, not a max: NaN propagates through it.
+            let total = p.as_tensor().abs()?.sum_all()?.to_scalar::<f32>()?;
+            if !total.is_finite() {
+                return Err(FeatureError::input(format!(
+                    "training diverged at step {}: the SAE's weights are not finite; nothing was written: lower --lr",
+                    self.step
+                )));
+            }
+        }
         let mut sae = self.to_sae()?;
         let sparsity = self.feature_sparsity();
         let l0: f64 = sparsity.iter().sum();

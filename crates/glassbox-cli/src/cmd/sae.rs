@@ -307,6 +307,16 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let mut inputs = vec![args.model.as_path()];
     inputs.extend(args.cache.as_deref());
     inputs.extend(args.text.as_deref());
+    // An SAE already there is not replaced in silence (training writes the same file names).
+    if let Some(name) = ["cfg.json", "sae_weights.safetensors"]
+        .iter()
+        .find(|n| args.out.join(n).exists())
+    {
+        return Err(crate::invalid!(
+            "--out {}: holds an SAE already ({name}); give another folder or remove it",
+            args.out.display()
+        ));
+    }
     let out_dir = crate::output::OutputDir::create(&args.out, "--out", &inputs)?;
     let model = crate::model_cli::load_plain_model(&args.model, "f32")?;
     let store_dir = match (&args.cache, &args.text) {
