@@ -165,6 +165,26 @@ fn bad_adapters_are_exit_2() {
             .unwrap();
     config["use_dora"] = Value::Bool(true);
     std::fs::write(dora.join("adapter_config.json"), config.to_string()).unwrap();
+    // PEFT's files with a config that disagrees with the weights: PEFT builds LoRA layers
+    // only where the config says, so applying every matrix would compute something else.
+    let disagreeing = |name: &str, key: &str, value: Value| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(
+            src.join("adapter_model.safetensors"),
+            d.join("adapter_model.safetensors"),
+        )
+        .unwrap();
+        let mut c: Value = serde_json::from_str(
+            &std::fs::read_to_string(src.join("adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        c[key] = value;
+        std::fs::write(d.join("adapter_config.json"), c.to_string()).unwrap();
+        d
+    };
+    let other_targets = disagreeing("targets", "target_modules", serde_json::json!(["o_proj"]));
+    let one_layer = disagreeing("layers", "layers_to_transform", serde_json::json!([0]));
     let merged = dir.join("m");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -199,6 +219,28 @@ fn bad_adapters_are_exit_2() {
                 dora.to_str().unwrap(),
             ],
             "DoRA",
+        ),
+        (
+            vec![
+                "run",
+                llama.to_str().unwrap(),
+                "--prompt",
+                "x",
+                "--adapter",
+                other_targets.to_str().unwrap(),
+            ],
+            "which target_modules",
+        ),
+        (
+            vec![
+                "run",
+                llama.to_str().unwrap(),
+                "--prompt",
+                "x",
+                "--adapter",
+                one_layer.to_str().unwrap(),
+            ],
+            "outside layers_to_transform",
         ),
         (
             vec![

@@ -261,6 +261,32 @@ impl LoraAdapter {
         if modules.is_empty() {
             return Err(wbad("no LoRA matrices".into()));
         }
+        // PEFT builds LoRA layers only where the config says; weights elsewhere are not
+        // applied there. A file whose weights and config disagree is refused, not resolved
+        // one way in silence. (A `target_modules` string is a regular expression, which the
+        // weights themselves are taken to follow.)
+        let listed = matches!(v.get("target_modules"), Some(Value::Array(_)));
+        let layers: Option<Vec<u64>> = match v.get("layers_to_transform") {
+            Some(Value::Number(n)) => n.as_u64().map(|l| vec![l]),
+            Some(Value::Array(a)) => Some(a.iter().filter_map(Value::as_u64).collect()),
+            _ => None,
+        };
+        for module in modules.keys() {
+            if listed && !targets(&config.target_modules, module) {
+                return Err(bad(format!(
+                    "adapter_model.safetensors adapts `{module}`, which target_modules {:?} does not name",
+                    config.target_modules
+                )));
+            }
+            if let Some(layers) = &layers {
+                let layer = module.split('.').find_map(|c| c.parse::<u64>().ok());
+                if !layer.is_some_and(|l| layers.contains(&l)) {
+                    return Err(bad(format!(
+                        "adapter_model.safetensors adapts `{module}`, outside layers_to_transform {layers:?}"
+                    )));
+                }
+            }
+        }
         Ok(LoraAdapter {
             path: dir.to_path_buf(),
             config,
