@@ -158,6 +158,23 @@ fn main() {
         eprintln!("error: --adapter: `{name}` does not apply an adapter; merge it into the model first (glassbox merge MODEL --adapter DIR --out DIR)");
         std::process::exit(2);
     }
+    // Likewise --numerics, for commands that compute nothing with a GGUF model's arithmetic.
+    let no_gguf_arithmetic = match &cli.command {
+        Command::Inspect(_) => Some("inspect"),
+        Command::Diff(_) => Some("diff"),
+        Command::Quantize(_) => Some("quantize"),
+        Command::Audit(_) => Some("audit"),
+        Command::Train(_) => Some("train"),
+        Command::Reproduce(_) => Some("reproduce"),
+        Command::Tour(_) => Some("tour"),
+        Command::Finetune(_) => Some("finetune"),
+        Command::Merge(_) => Some("merge"),
+        _ => None,
+    };
+    if let (Some(name), Some(_)) = (no_gguf_arithmetic, &cli.numerics) {
+        eprintln!("error: --numerics: `{name}` does not run a GGUF model's arithmetic (it applies to commands that run a model: run, generate, trace, lens, …)");
+        std::process::exit(2);
+    }
     model_cli::set_adapter(cli.adapter);
     // A forced instruction-set path the CPU cannot run is the user's error, named up front
     // (the kernels would otherwise quietly use the detected path).

@@ -248,4 +248,9 @@ fn numerics_default_to_llama_cpp_for_quantized_files() {
     assert_eq!(run(&file("F32"), &[])["numerics"], "f32");
     let out = glassbox(&["run", &quantized, "--prompt", "x", "--numerics", "int4"]);
     assert_eq!(out.status.code(), Some(2));
+    // A command that runs no model's arithmetic refuses the choice rather than ignore it.
+    let out = glassbox(&["inspect", &quantized, "--numerics", "f32"]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("`inspect` does not run"), "{said}");
 }

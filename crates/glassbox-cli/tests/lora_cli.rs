@@ -295,9 +295,10 @@ fn finetune_refuses_divergence_and_writing_over_what_is_there() {
             out.to_str().unwrap(),
             "--steps",
             "3",
-            "--context",
-            "16",
         ];
+        if !extra.contains(&"--context") {
+            args.extend(["--context", "16"]);
+        }
         args.extend_from_slice(extra);
         let o = glassbox(&args);
         (
@@ -314,6 +315,11 @@ fn finetune_refuses_divergence_and_writing_over_what_is_there() {
     let (code, said) = finetune(&data, &out, &["--lr", "1e39"]);
     assert_eq!(code, Some(2), "{said}");
     assert!(said.contains("--lr"), "{said}");
+    // Rows longer than the model's 128 positions (trained past them, in silence).
+    let (code, said) = finetune(&data, &out, &["--context", "200"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("the model has 128 positions"), "{said}");
+    assert!(!out.exists(), "something was written");
 
     // The data where the training log is written: refused even with --force.
     let own = dir.join("own");

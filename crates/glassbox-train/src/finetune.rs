@@ -148,6 +148,15 @@ pub fn finetune(
     // Training keeps every layer's activations for the backward pass: refused here, with the
     // estimate and the budget, rather than aborting in the allocator.
     let layers = model.info().n_layers.max(1);
+    // Past the positions it was trained on a rotary model extrapolates: tuning it there
+    // teaches it positions it never serves.
+    let n_ctx = model.info().n_ctx;
+    if opts.context > n_ctx {
+        return Err(TrainError::Setting(format!(
+            "--context {}: the model has {n_ctx} positions; give at most {n_ctx}",
+            opts.context
+        )));
+    }
     model.check_size(opts.batch.saturating_mul(layers), opts.context)?;
     let mut spec = spec;
     // GPT-2's Conv1D layers are [in, out]: PEFT marks their adapters fan_in_fan_out.
