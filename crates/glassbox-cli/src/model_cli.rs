@@ -157,6 +157,15 @@ pub fn load_model_with_adapter(
     Ok(model)
 }
 
+/// Rows of `asked` tokens (given as `flag`), at most the model's positions; a cut is said.
+pub fn context_within(model: &HookedModel, asked: usize, flag: &str) -> usize {
+    let n_ctx = model.info().n_ctx;
+    if asked > n_ctx {
+        eprintln!("note: {flag} {asked}: the model has {n_ctx} positions; rows of {n_ctx} tokens");
+    }
+    asked.min(n_ctx)
+}
+
 /// Parses `--tokens 1,2,3`.
 pub fn parse_token_list(s: &str) -> anyhow::Result<Vec<u32>> {
     // A trailing comma is tolerated; an empty item between two ids is a typo, not skipped.

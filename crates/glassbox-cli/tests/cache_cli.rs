@@ -243,3 +243,72 @@ fn a_killed_build_resumes_without_redoing_or_losing_shards() {
     );
     let _ = std::fs::remove_dir_all(whole.parent().unwrap());
 }
+
+/// A token file whose rows are longer than the model's positions is refused (it ran the model
+/// past them without a word), and a --context past them is cut with a note.
+#[test]
+fn rows_past_the_models_positions_are_refused_or_cut_with_a_note() {
+    let bin = env!("CARGO_BIN_EXE_glassbox");
+    let model = root().join("models/reference").display().to_string();
+    let dir = scratch("past-context");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A safetensors file of one I64 tensor `tokens` [2, 300]: the header, then the ids.
+    let (rows, pos) = (2usize, 300usize);
+    let header = format!(
+        r#"{{"tokens":{{"dtype":"I64","shape":[{rows},{pos}],"data_offsets":[0,{}]}}}}"#,
+        rows * pos * 8
+    );
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    for i in 0..rows * pos {
+        bytes.extend(((i % 80) as i64 + 5).to_le_bytes());
+    }
+    let tokens = dir.join("long.safetensors");
+    std::fs::write(&tokens, bytes).unwrap();
+    let out = dir.join("store");
+    let o = Command::new(bin)
+        .args([
+            "cache",
+            &model,
+            "--hooks",
+            "blocks.0.hook_resid_post",
+            "--tokens",
+        ])
+        .arg(&tokens)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("rows of 300 tokens; the model has 128 positions"),
+        "{said}"
+    );
+
+    let text = dir.join("text.txt");
+    std::fs::write(&text, "the cat sees a dog . ".repeat(200)).unwrap();
+    let o = Command::new(bin)
+        .args([
+            "cache",
+            &model,
+            "--hooks",
+            "blocks.0.hook_resid_post",
+            "--context",
+            "1000",
+            "--text",
+        ])
+        .arg(&text)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("--context 1000: the model has 128 positions"),
+        "{said}"
+    );
+    assert_eq!(manifest(&out).unwrap()["context"], 128);
+    let _ = std::fs::remove_dir_all(&dir);
+}

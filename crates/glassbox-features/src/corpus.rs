@@ -23,7 +23,7 @@ pub fn rows_for_sae(
 ) -> Result<Tensor> {
     use serde_json::Value;
     match (text, tokens) {
-        (_, Some(path)) => token_file_rows(path, model.info().d_vocab),
+        (_, Some(path)) => token_file_rows(path, model.info().d_vocab, model.info().n_ctx),
         (Some(path), None) => {
             let trained = sae.cfg.metadata.get("context_size").and_then(Value::as_u64);
             let context = context
@@ -133,7 +133,7 @@ fn rows_of(ids: Vec<u32>, context: usize, bos: Option<u32>, path: &Path) -> Resu
 
 /// Token rows [n, pos] from a safetensors file: its tensor `tokens`, or its only tensor; an
 /// integer matrix (as SAELens's pretokenized datasets and `glassbox trace`'s `input_ids`).
-pub fn token_file_rows(path: &Path, vocab: usize) -> Result<Tensor> {
+pub fn token_file_rows(path: &Path, vocab: usize, n_ctx: usize) -> Result<Tensor> {
     let file = SafetensorsFile::open(path)?;
     let entry = match file.entries.iter().find(|e| e.name == "tokens") {
         Some(e) => e,
@@ -154,6 +154,13 @@ pub fn token_file_rows(path: &Path, vocab: usize) -> Result<Tensor> {
             ),
         ));
     };
+    // Rows past the model's positions ran it there without a word.
+    if pos > n_ctx {
+        return Err(FeatureError::file(
+            path,
+            format!("rows of {pos} tokens; the model has {n_ctx} positions"),
+        ));
+    }
     let bytes = file.bytes(entry);
     let ids: Vec<i64> = match entry.dtype {
         FileDType::I64 => bytes

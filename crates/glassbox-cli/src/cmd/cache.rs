@@ -64,11 +64,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ));
     }
     let model = crate::model_cli::load_model(&args.model, &args.dtype, &args.sae)?;
-    let context = args.context.min(model.info().n_ctx);
+    let context = crate::model_cli::context_within(&model, args.context, "--context");
     let rows = match (&args.text, &args.jsonl, &args.tokens) {
         (Some(p), _, _) => glassbox_features::corpus::text_rows(&model, p, context, !args.no_bos)?,
         (_, Some(p), _) => glassbox_features::corpus::jsonl_rows(&model, p, context, !args.no_bos)?,
-        (_, _, Some(p)) => glassbox_features::corpus::token_file_rows(p, model.info().d_vocab)?,
+        (_, _, Some(p)) => {
+            glassbox_features::corpus::token_file_rows(p, model.info().d_vocab, model.info().n_ctx)?
+        }
         _ => return Err(crate::invalid!("give --text, --jsonl or --tokens")),
     };
     let opts = BuildOptions {

@@ -71,7 +71,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &sae,
         args.text.as_deref(),
         args.tokens.as_deref(),
-        args.context,
+        args.context
+            .map(|c| crate::model_cli::context_within(&model, c, "--context")),
     )?;
     let opts = DashboardOptions {
         features: args.features.clone(),

@@ -206,7 +206,8 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         &sae,
         args.text.as_deref(),
         args.tokens.as_deref(),
-        args.context,
+        args.context
+            .map(|c| crate::model_cli::context_within(&model, c, "--context")),
     )?;
     let opts = EvalOptions {
         batch_size: args.batch_size,
@@ -323,7 +324,8 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         (Some(dir), _) => dir.clone(),
         (None, Some(text)) => {
             let dir = args.out.join("activations");
-            let context = args.context_size.min(model.info().n_ctx);
+            let context =
+                crate::model_cli::context_within(&model, args.context_size, "--context-size");
             let rows = glassbox_features::corpus::text_rows(&model, text, context, true)?;
             let opts = BuildOptions {
                 hook_patterns: vec![args.hook.clone()],
