@@ -128,12 +128,16 @@ impl Recipe {
                 t.checkpoints.iter().all(|&c| c >= 1 && c < t.steps),
                 "[training] checkpoints must be steps in 1..steps (the final step is the model itself)",
             ),
-            (self.init.std.is_finite() && self.init.std > 0.0, "[init] std must be positive"),
+            (
+                self.init.std.is_finite() && self.init.std > 0.0 && self.init.std <= 1.0,
+                "[init] std must be in (0, 1] (weights drawn wider saturate every softmax, and nothing trains)",
+            ),
         ];
         if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(why.to_string());
         }
         self.check_model_size()?;
+        self.check_model_type()?;
         let vocab = corpus::vocabulary(&self.data).len() as u64;
         match self.model.get("vocab_size").and_then(|v| v.as_u64()) {
             Some(v) if v == vocab => Ok(()),
@@ -143,6 +147,26 @@ impl Recipe {
             None => Err(format!(
                 "[model] needs vocab_size = {vocab} (the corpus vocabulary)"
             )),
+        }
+    }
+
+    /// `model_type` names the same architecture as `architectures`: transformers builds the
+    /// model `model_type` names, glassbox the one `architectures` names, so a release that
+    /// disagrees would be two different models.
+    fn check_model_type(&self) -> Result<(), String> {
+        let arch = self.model["architectures"][0].as_str();
+        let model_type = self.model.get("model_type").and_then(|v| v.as_str());
+        let (Some(arch), Some(model_type)) = (arch, model_type) else {
+            return Ok(());
+        };
+        match glassbox_models::registry::MODEL_TYPES
+            .iter()
+            .find(|(t, _)| *t == model_type)
+        {
+            Some((_, named)) if *named != arch => Err(format!(
+                "[model] model_type `{model_type}` is {named}'s, but architectures names {arch} (transformers would build a {named})"
+            )),
+            _ => Ok(()),
         }
     }
 
