@@ -128,53 +128,27 @@ pub fn write_safetensors(
 }
 
 /// An output folder a command fills over time (training logs, checkpoints, an SAE): if the
-/// command fails, what it wrote there goes — the whole folder if the command made it, else the
-/// entries it added — so that a refused run leaves nothing half-written behind. `keep` ends
-/// the guard on success.
+/// command fails or is interrupted (Ctrl-C, SIGTERM), what it wrote there goes — the whole
+/// folder if the command made it, else the entries it added — so that a refused or stopped run
+/// leaves nothing half-written behind. `keep` ends the guard on success.
 pub struct OutputDir {
-    path: std::path::PathBuf,
-    /// The folder's entries before the command, or `None` if the command created it.
-    before: Option<std::collections::BTreeSet<std::ffi::OsString>>,
+    id: u64,
     kept: bool,
 }
 
-impl OutputDir {
-    /// Creates `path` (given as `flag`) if needed, in a folder that exists (as for output
-    /// files, see [`check`]). A path that is a file, one of `inputs` or inside one is the
-    /// user's error.
-    pub fn create(path: &Path, flag: &str, inputs: &[&Path]) -> anyhow::Result<Self> {
-        not_an_input(path, flag, inputs)?;
-        let before = if path.is_dir() {
-            let entries = std::fs::read_dir(path)
-                .with_context(|| format!("{flag} {}: reading the folder", path.display()))?;
-            Some(entries.flatten().map(|e| e.file_name()).collect())
-        } else {
-            if path.exists() {
-                return Err(crate::invalid!("{flag} {}: not a folder", path.display()));
-            }
-            check(path, flag, inputs)?;
-            std::fs::create_dir(path)
-                .with_context(|| format!("{flag} {}: creating the folder", path.display()))?;
-            None
-        };
-        Ok(OutputDir {
-            path: path.to_path_buf(),
-            before,
-            kept: false,
-        })
-    }
-
-    /// The command succeeded: what it wrote stays.
-    pub fn keep(mut self) {
-        self.kept = true;
-    }
+/// What an [`OutputDir`] undoes: its folder, and the entries it held before (`None`: the
+/// command made it).
+struct Pending {
+    id: u64,
+    path: PathBuf,
+    before: Option<std::collections::BTreeSet<std::ffi::OsString>>,
 }
 
-impl Drop for OutputDir {
-    fn drop(&mut self) {
-        if self.kept {
-            return;
-        }
+/// The folders being filled now; an interruption tidies them (`Drop` does not run then).
+static PENDING: std::sync::Mutex<Vec<Pending>> = std::sync::Mutex::new(Vec::new());
+
+impl Pending {
+    fn undo(&self) {
         match &self.before {
             None => {
                 let _ = std::fs::remove_dir_all(&self.path);
@@ -197,6 +171,108 @@ impl Drop for OutputDir {
             }
         }
     }
+}
+
+impl OutputDir {
+    /// Creates `path` (given as `flag`) if needed, in a folder that exists (as for output
+    /// files, see [`check`]). A path that is a file, one of `inputs` or inside one is the
+    /// user's error.
+    pub fn create(path: &Path, flag: &str, inputs: &[&Path]) -> anyhow::Result<Self> {
+        not_an_input(path, flag, inputs)?;
+        let before = if path.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .with_context(|| format!("{flag} {}: reading the folder", path.display()))?;
+            Some(entries.flatten().map(|e| e.file_name()).collect())
+        } else {
+            if path.exists() {
+                return Err(crate::invalid!("{flag} {}: not a folder", path.display()));
+            }
+            check(path, flag, inputs)?;
+            std::fs::create_dir(path)
+                .with_context(|| format!("{flag} {}: creating the folder", path.display()))?;
+            None
+        };
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        interrupt::tidy_on_interrupt();
+        pending().push(Pending {
+            id,
+            path: path.to_path_buf(),
+            before,
+        });
+        Ok(OutputDir { id, kept: false })
+    }
+
+    /// The command succeeded: what it wrote stays.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+fn pending() -> std::sync::MutexGuard<'static, Vec<Pending>> {
+    PENDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        let mut all = pending();
+        let Some(at) = all.iter().position(|p| p.id == self.id) else {
+            return;
+        };
+        let this = all.remove(at);
+        drop(all);
+        if !self.kept {
+            this.undo();
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM while an [`OutputDir`] is being filled: its writes are undone, then the
+/// process exits as the signal would have ended it (128 + the signal).
+mod interrupt {
+    #[cfg(unix)]
+    pub fn tidy_on_interrupt() {
+        use std::sync::atomic::{AtomicI32, Ordering};
+        static WRITE_END: AtomicI32 = AtomicI32::new(-1);
+        // Only what is safe in a signal handler: one byte down a pipe to the tidying thread.
+        extern "C" fn on_signal(signal: libc::c_int) {
+            let fd = WRITE_END.load(Ordering::Relaxed);
+            if fd >= 0 {
+                let byte = signal as u8;
+                // SAFETY: write(2) is async-signal-safe; the buffer is one live byte.
+                unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+            }
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let mut fds = [0 as libc::c_int; 2];
+            // SAFETY: pipe(2) fills the two descriptors of the array it is given.
+            if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+                return;
+            }
+            let read_end = fds[0];
+            WRITE_END.store(fds[1], Ordering::Relaxed);
+            std::thread::spawn(move || {
+                let mut byte = 0u8;
+                // SAFETY: reads one byte into a live local.
+                let n = unsafe { libc::read(read_end, (&mut byte as *mut u8).cast(), 1) };
+                let signal = if n == 1 { byte as i32 } else { libc::SIGINT };
+                for p in super::pending().iter() {
+                    p.undo();
+                }
+                eprintln!("interrupted: what this run had written is removed");
+                std::process::exit(128 + signal);
+            });
+            let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            for signal in [libc::SIGINT, libc::SIGTERM] {
+                // SAFETY: installs a handler that only writes to a pipe.
+                unsafe { libc::signal(signal, handler) };
+            }
+        });
+    }
+
+    #[cfg(not(unix))]
+    pub fn tidy_on_interrupt() {}
 }
 
 #[cfg(test)]

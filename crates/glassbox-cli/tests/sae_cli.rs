@@ -570,6 +570,69 @@ fn sae_train_refuses_settings_that_train_to_nan_and_writes_nothing_on_divergence
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Ctrl-C while training leaves no half-written SAE folder (the log and the activations it
+/// had written stayed, next to any older files).
+#[cfg(unix)]
+#[test]
+fn an_interrupted_sae_train_leaves_nothing() {
+    let dir = std::env::temp_dir().join(format!("glassbox-sae-int-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("corpus.txt");
+    std::fs::write(
+        &text,
+        "the cat sat on the mat and the dog ate the log. ".repeat(400),
+    )
+    .unwrap();
+    let out = dir.join("sae");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args([
+            "sae",
+            "train",
+            &fixture("parity/gpt2"),
+            "--hook",
+            "blocks.1.hook_resid_post",
+            "--arch",
+            "topk",
+            "--k",
+            "4",
+            "--d-sae",
+            "64",
+            "--context-size",
+            "32",
+            "--train-batch-size-tokens",
+            "256",
+            "--training-tokens",
+            "1000000000",
+            "--text",
+            text.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = out.join("training_log.jsonl");
+    let start = std::time::Instant::now();
+    while !log.exists() && start.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(log.exists(), "training never started");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(
+        !out.exists(),
+        "the interrupted run left {:?}",
+        std::fs::read_dir(&out).map(|d| d.count())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn features_shows_dashboards_in_the_terminal_json_and_html() {
     let model = fixture("parity/gpt2");
