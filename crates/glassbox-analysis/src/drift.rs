@@ -27,7 +27,13 @@
 //!
 //! The two models must share their shape (layers, heads, widths, vocabulary): this compares
 //! versions of one model, not two models.
+//!
+//! A model that produces NaN or ∞ (a broken quantization or adapter) is reported as such: what
+//! is measured from values that are not finite stays NaN (null in JSON), never 0, a note names
+//! the model and where its values stop being finite, and a component whose change is NaN ranks
+//! first.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use candle_core::{DType, Tensor, D};
@@ -275,13 +281,46 @@ fn diff_sq(x: &Tensor, y: &Tensor) -> Result<f64> {
 }
 
 fn ratio(num: f64, den: f64) -> f64 {
-    if den > 0.0 {
+    if num.is_nan() || den.is_nan() {
+        // a comparison with NaN would read as "no change"
+        f64::NAN
+    } else if den > 0.0 {
         (num / den).sqrt()
     } else if num > 0.0 {
         f64::INFINITY
     } else {
         0.0
     }
+}
+
+/// The larger of two numbers, NaN if either is (`f64::max` drops a NaN, and a model that
+/// produces NaN must not read as one that agrees).
+fn max_or_nan(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else {
+        x.max(y)
+    }
+}
+
+/// Orders changes largest first, a NaN before every number: a change that could not be
+/// measured is a change, not none (`total_cmp` alone puts a NaN with its sign bit set, the
+/// x86 default NaN, last).
+fn larger_first(x: f64, y: f64) -> Ordering {
+    match (x.is_nan(), y.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        (false, false) => y.total_cmp(&x),
+    }
+}
+
+/// Whether each row of `t` [n, …] holds only finite values.
+fn finite_rows(t: &Tensor) -> Result<Vec<bool>> {
+    let t = t.to_dtype(DType::F32)?.flatten_from(1)?;
+    // 0·x is 0 for a finite x and NaN otherwise; a row of zeros sums to exactly 0
+    let s: Vec<f32> = t.affine(0.0, 0.0)?.sum(D::Minus1)?.to_vec1()?;
+    Ok(s.iter().map(|&v| v == 0.0).collect())
 }
 
 /// Log-probabilities over the last dimension, in f32.
@@ -295,10 +334,14 @@ fn log_softmax(x: &Tensor) -> Result<Tensor> {
 
 /// Rows of logits [n, V] of A and B compared.
 struct Compared {
-    /// KL(A‖B) per row.
+    /// KL(A‖B) per row (NaN where either row is not finite).
     kl: Vec<f64>,
-    /// Whether the argmaxes agree, per row.
+    /// Whether the argmaxes agree, per row (never where either row is not finite: the
+    /// argmax of NaNs is arbitrary).
     agree: Vec<bool>,
+    /// Rows of A, and of B, with a value that is not finite.
+    nonfinite_a: usize,
+    nonfinite_b: usize,
     log_probs_a: Tensor,
     log_probs_b: Tensor,
 }
@@ -310,9 +353,18 @@ fn compare_distributions(a: &Tensor, b: &Tensor) -> Result<Compared> {
         .to_vec1::<f32>()?;
     let top_a = a.argmax(D::Minus1)?.to_vec1::<u32>()?;
     let top_b = b.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let (fa, fb) = (finite_rows(a)?, finite_rows(b)?);
     Ok(Compared {
-        kl: kl.iter().map(|&k| (k as f64).max(0.0)).collect(),
-        agree: top_a.iter().zip(&top_b).map(|(x, y)| x == y).collect(),
+        // below zero only by rounding; a NaN stays NaN (`f64::max` would make it 0)
+        kl: kl
+            .iter()
+            .map(|&k| if k < 0.0 { 0.0 } else { k as f64 })
+            .collect(),
+        agree: (0..top_a.len())
+            .map(|i| fa[i] && fb[i] && top_a[i] == top_b[i])
+            .collect(),
+        nonfinite_a: fa.iter().filter(|&&f| !f).count(),
+        nonfinite_b: fb.iter().filter(|&&f| !f).count(),
         log_probs_a: la,
         log_probs_b: lb,
     })
@@ -406,6 +458,9 @@ struct FeatureSums {
     sum_a: Vec<f64>,
     sum_b: Vec<f64>,
     abs_change: Vec<f64>,
+    /// Activations that are not finite, per feature, in A and in B.
+    nonfinite_a: Vec<usize>,
+    nonfinite_b: Vec<usize>,
 }
 
 impl FeatureSums {
@@ -418,11 +473,15 @@ impl FeatureSums {
                 self.sum_a = vec![0.0; n];
                 self.sum_b = vec![0.0; n];
                 self.abs_change = vec![0.0; n];
+                self.nonfinite_a = vec![0; n];
+                self.nonfinite_b = vec![0; n];
             }
             self.positions += 1;
             for (f, (&x, &y)) in ra.iter().zip(rb).enumerate() {
                 self.fired_a[f] += (x > 0.0) as usize;
                 self.fired_b[f] += (y > 0.0) as usize;
+                self.nonfinite_a[f] += !x.is_finite() as usize;
+                self.nonfinite_b[f] += !y.is_finite() as usize;
                 self.sum_a[f] += x as f64;
                 self.sum_b[f] += y as f64;
                 self.abs_change[f] += (y as f64 - x as f64).abs();
@@ -443,16 +502,23 @@ impl FeatureSums {
         let d = self.sum_a.len();
         let ranked = |keep: &dyn Fn(usize) -> bool, key: &dyn Fn(usize) -> f64| {
             let mut ids: Vec<usize> = (0..d).filter(|&f| keep(f)).collect();
-            ids.sort_by(|&x, &y| key(y).total_cmp(&key(x)).then(x.cmp(&y)));
+            ids.sort_by(|&x, &y| larger_first(key(x), key(y)).then(x.cmp(&y)));
             ids
         };
-        let died = ranked(&|f| self.fired_a[f] > 0 && self.fired_b[f] == 0, &|f| {
-            self.fired_a[f] as f64
-        });
-        let appeared = ranked(&|f| self.fired_b[f] > 0 && self.fired_a[f] == 0, &|f| {
-            self.fired_b[f] as f64
-        });
-        let moved = ranked(&|f| self.abs_change[f] > 0.0, &|f| self.abs_change[f]);
+        // a feature whose activations are NaN did not die (or appear): it was not measured
+        let died = ranked(
+            &|f| self.fired_a[f] > 0 && self.fired_b[f] == 0 && self.nonfinite_b[f] == 0,
+            &|f| self.fired_a[f] as f64,
+        );
+        let appeared = ranked(
+            &|f| self.fired_b[f] > 0 && self.fired_a[f] == 0 && self.nonfinite_a[f] == 0,
+            &|f| self.fired_b[f] as f64,
+        );
+        // NaN is kept: it moved, as far as anyone can tell
+        let moved = ranked(
+            &|f| self.abs_change[f] > 0.0 || self.abs_change[f].is_nan(),
+            &|f| self.abs_change[f],
+        );
         let list = |ids: &[usize]| ids.iter().take(top).map(|&f| change(f)).collect::<Vec<_>>();
         FeatureDrift {
             hook: hook.to_string(),
@@ -511,6 +577,10 @@ pub fn compare(
     let mut dla_failed: Option<String> = None;
     let mut feature_sums = FeatureSums::default();
     let mut heads_split = vec![false; n_layers];
+    // Where each model (A, B) stops being finite: positions whose logits are not, and the
+    // first hook (in the order of the pass) holding a value that is not.
+    let mut nonfinite_logits = [0usize; 2];
+    let mut first_nonfinite: [Option<(usize, String)>; 2] = [None, None];
     let (w_o_a, w_o_b) = (
         output_matrices(a.model.as_ref()),
         output_matrices(b.model.as_ref()),
@@ -530,7 +600,25 @@ pub fn compare(
         let (la, lb) = (logits_a.get(0)?, logits_b.get(0)?);
         let out = compare_distributions(&la, &lb)?;
         kl_sum += out.kl.iter().sum::<f64>();
-        kl_max = out.kl.iter().copied().fold(kl_max, f64::max);
+        kl_max = out.kl.iter().copied().fold(kl_max, max_or_nan);
+        nonfinite_logits[0] += out.nonfinite_a;
+        nonfinite_logits[1] += out.nonfinite_b;
+        // the stream at the embedding, then after every block: the first that is not finite
+        for (side, cache) in [&cache_a, &cache_b].into_iter().enumerate() {
+            let points = std::iter::once("blocks.0.hook_resid_pre".to_string())
+                .chain((0..n_layers).map(|l| format!("blocks.{l}.hook_resid_post")));
+            for (rank, name) in points.enumerate() {
+                if first_nonfinite[side].as_ref().is_some_and(|f| f.0 <= rank) {
+                    break;
+                }
+                let Some(t) = cache.get(&name) else { continue };
+                // a sum of squares in f64 of f32 values is finite exactly when they all are
+                if !sum_sq(t)?.is_finite() {
+                    first_nonfinite[side] = Some((rank, name));
+                    break;
+                }
+            }
+        }
         agree += out.agree.iter().filter(|&&t| t).count();
         positions += n;
         if n > 1 {
@@ -666,6 +754,25 @@ pub fn compare(
         }
         progress(done + 1, sequences.len());
     }
+    for (side, name) in ["A", "B"].into_iter().enumerate() {
+        let logits = nonfinite_logits[side];
+        let stream = first_nonfinite[side].as_ref().map(|f| f.1.as_str());
+        if logits == 0 && stream.is_none() {
+            continue;
+        }
+        let mut note = format!("model {name}'s");
+        if logits > 0 {
+            note += &format!(" logits are not finite at {logits} of {positions} positions");
+        }
+        if let Some(hook) = stream {
+            if logits > 0 {
+                note += ", and its";
+            }
+            note += &format!(" activations are first not finite at `{hook}`");
+        }
+        note += ": what is measured from them is reported as not finite, not as 0";
+        notes.push(note);
+    }
     if let Some(e) = dla_failed {
         notes.push(format!("direct logit attribution not measured: {e}"));
         dla.clear();
@@ -719,7 +826,7 @@ pub fn compare(
         .collect();
     components.push(drift_of(Component::Unembed, &unembed));
     // stable: ties keep model order
-    components.sort_by(|x, y| y.local_change.total_cmp(&x.local_change));
+    components.sort_by(|x, y| larger_first(x.local_change, y.local_change));
 
     let head_roles = if opts.head_seq_len == 0 || opts.head_batch == 0 {
         None
@@ -743,7 +850,22 @@ pub fn compare(
         layers,
         components,
         head_roles,
-        features: features.map(|f| feature_sums.report(&f.hook, opts.top_features)),
+        features: features.map(|f| {
+            for (name, counts) in [
+                ("A", &feature_sums.nonfinite_a),
+                ("B", &feature_sums.nonfinite_b),
+            ] {
+                let bad = counts.iter().filter(|&&c| c > 0).count();
+                if bad > 0 {
+                    notes.push(format!(
+                        "model {name}'s activations of {bad} of the dictionary's {} features at `{}` are not finite: they count as moved, not as died or appeared",
+                        counts.len(),
+                        f.hook
+                    ));
+                }
+            }
+            feature_sums.report(&f.hook, opts.top_features)
+        }),
         notes,
     })
 }
@@ -764,7 +886,10 @@ fn head_role_drift(a: HeadScores, b: HeadScores) -> HeadRoleDrift {
                     continue;
                 };
                 let change = (y - x).abs();
-                if best.as_ref().is_none_or(|b| change > b.change) {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| larger_first(change as f64, b.change as f64) == Ordering::Less)
+                {
                     best = Some(HeadRoleChange {
                         layer,
                         head,
@@ -779,8 +904,7 @@ fn head_role_drift(a: HeadScores, b: HeadScores) -> HeadRoleDrift {
         }
     }
     ranked.sort_by(|x, y| {
-        y.change
-            .total_cmp(&x.change)
+        larger_first(x.change as f64, y.change as f64)
             .then((x.layer, x.head).cmp(&(y.layer, y.head)))
     });
     HeadRoleDrift { a, b, ranked }
@@ -852,4 +976,38 @@ pub fn document(
         "input": input,
         "report": report,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nan_is_a_change_and_ranks_first() {
+        // the sign bit set: x86's default NaN, which `total_cmp` puts below every number
+        let negative_nan = f64::from_bits(0xfff8_0000_0000_0000);
+        let mut v = [0.0, negative_nan, 1.0, f64::INFINITY, f64::NAN];
+        v.sort_by(|x, y| larger_first(*x, *y));
+        assert!(v[0].is_nan() && v[1].is_nan(), "{v:?}");
+        assert_eq!(v[2..], [f64::INFINITY, 1.0, 0.0]);
+        assert!(max_or_nan(0.0, f64::NAN).is_nan() && max_or_nan(f64::NAN, 1.0).is_nan());
+        assert!(ratio(f64::NAN, 1.0).is_nan() && ratio(1.0, f64::NAN).is_nan());
+        assert_eq!(ratio(0.0, 0.0), 0.0);
+        let t = Tensor::new(
+            &[[1f32, 2.0], [f32::NAN, 0.0], [0.0, f32::NEG_INFINITY]],
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(finite_rows(&t).unwrap(), [true, false, false]);
+    }
+
+    #[test]
+    fn a_feature_that_is_nan_in_b_moved_and_did_not_die() {
+        let mut s = FeatureSums::default();
+        s.add(&[vec![1.0, 0.0, 2.0]], &[vec![f32::NAN, 0.0, 0.0]]);
+        let r = s.report("h", 10);
+        let ids = |l: &[FeatureChange]| l.iter().map(|c| c.feature).collect::<Vec<_>>();
+        assert_eq!(ids(&r.died), [2]);
+        assert_eq!(ids(&r.moved), [0, 2], "NaN first");
+    }
 }

@@ -13,6 +13,10 @@
 //! *control* that says what accuracy or R² the probe reaches by memorising — a property is
 //! readable when the probe beats its control on held-out examples, not merely chance.
 //!
+//! A held-out score is a proportion of a few examples: the report gives each accuracy's 95 %
+//! (Wilson) interval, warns when too few examples are held out for a score to mean much, and
+//! names a best hook only among those that beat both the majority baseline and their control.
+//!
 //! A probe's direction (for two classes, the weight vector; for regression, the coefficients;
 //! mapped back to the activations' own units) is returned at unit length, so that it can be
 //! added to the stream as a steering vector.
@@ -104,10 +108,52 @@ pub struct ProbeResult {
     pub control_test_score: f64,
     /// The share of held-out examples of the most common training class (classification).
     pub majority_baseline: Option<f64>,
+    /// The 95 % Wilson score interval of the held-out accuracy (classification).
+    pub test_interval: Option<[f64; 2]>,
+    /// The held-out score to beat: the highest of the majority baseline, a uniform guess
+    /// (1 / classes: the majority baseline alone is 0 when the held-out set lacks the
+    /// training's commonest class) and the control's; for regression, of 0 (the mean) and the
+    /// control's.
+    pub chance: f64,
     /// Unit direction in the activations' space (two classes: towards the second class;
     /// regression: of increasing value); None for more than two classes.
     #[serde(skip)]
     pub direction: Option<Vec<f32>>,
+}
+
+/// Fewer held-out examples than this, in all or (classification) of one class, and a held-out
+/// score is mostly noise: with 10 examples a 95 % interval of an accuracy near ½ spans ±0.3;
+/// 5 per class is the usual least expected count for a test on counts.
+pub const MIN_HELD_OUT: usize = 10;
+pub const MIN_HELD_OUT_PER_CLASS: usize = 5;
+
+/// The probes of every hook and how far their held-out scores can be trusted.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeReport {
+    pub probes: Vec<ProbeResult>,
+    /// Held-out examples of each class, in the order of the class names (classification).
+    pub held_out_per_class: Option<Vec<usize>>,
+    /// The hook with the highest held-out score among those whose score beats both the
+    /// majority baseline (regression: R² 0, the mean) and their shuffled-label control;
+    /// None when none does.
+    pub best: Option<String>,
+    /// Why the scores may not mean what they seem to.
+    pub warnings: Vec<String>,
+}
+
+/// The 95 % Wilson score interval of a proportion of `k` in `n` (all of [0, 1] for n = 0).
+/// Unlike the normal approximation it stays inside [0, 1] and is not empty at k = 0 or n.
+pub fn wilson_interval(k: usize, n: usize) -> [f64; 2] {
+    if n == 0 {
+        return [0.0, 1.0];
+    }
+    let (z, n) = (1.959_963_984_540_054_f64, n as f64);
+    let p = k as f64 / n;
+    let z2 = z * z;
+    let den = 1.0 + z2 / n;
+    let centre = (p + z2 / (2.0 * n)) / den;
+    let half = z / den * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    [(centre - half).max(0.0), (centre + half).min(1.0)]
 }
 
 /// Each example's activation at every hook `filter` matches: (hook, [examples][d]).
@@ -152,12 +198,18 @@ pub fn collect(
     Ok(out)
 }
 
-/// Fits and scores a probe at each hook.
+/// Fits and scores a probe at each hook, and judges the scores (see [`ProbeReport`]).
 pub fn fit_all(
     features: &[(String, Vec<Vec<f32>>)],
     labels: &Labels,
     opts: &ProbeOptions,
-) -> Result<Vec<ProbeResult>> {
+) -> Result<ProbeReport> {
+    if !(opts.l2.is_finite() && opts.l2 >= 0.0) {
+        return Err(AnalysisError::input(format!(
+            "L2 penalty {}: give a finite number ≥ 0",
+            opts.l2
+        )));
+    }
     let n = labels.len();
     let n_test = ((n as f64) * opts.test_fraction).round() as usize;
     if n < 4 || n_test == 0 || n_test >= n {
@@ -181,7 +233,8 @@ pub fn fit_all(
     let order = permutation("probe/split");
     let (test, train) = order.split_at(n_test);
     let control = labels.permuted(&permutation("probe/control"));
-    features
+    let mut warnings = Vec::new();
+    let probes = features
         .iter()
         .map(|(hook, rows)| {
             if rows.len() != n {
@@ -190,8 +243,23 @@ pub fn fit_all(
                     rows.len()
                 )));
             }
-            let (fit, scores) = fit_one(rows, labels, train, test, opts);
-            let (_, control_scores) = fit_one(rows, &control, train, test, opts);
+            let bad = rows
+                .iter()
+                .filter(|r| r.iter().any(|v| !v.is_finite()))
+                .count();
+            if bad > 0 {
+                warnings.push(format!(
+                    "`{hook}`: the activations of {bad} of {n} examples are not finite; its probe means nothing"
+                ));
+            }
+            let (fit, mut scores) = fit_one(rows, labels, train, test, opts);
+            let (_, mut control_scores) = fit_one(rows, &control, train, test, opts);
+            if bad > 0 {
+                // one NaN poisons the standardisation, and an argmax over NaNs still picks a
+                // class: the scores would look like numbers; the direction stays, NaN
+                scores = (f64::NAN, f64::NAN, None);
+                control_scores = scores;
+            }
             let majority_baseline = match labels {
                 Labels::Classes { names, y } => {
                     let mut counts = vec![0usize; names.len()];
@@ -215,11 +283,138 @@ pub fn fit_all(
                 test_score: scores.1,
                 test_auc: scores.2,
                 control_test_score: control_scores.1,
+                chance: match labels {
+                    Labels::Classes { names, .. } => majority_baseline
+                        .unwrap_or(0.0)
+                        .max(1.0 / names.len() as f64),
+                    Labels::Values(_) => 0.0,
+                }
+                .max(control_scores.1),
                 majority_baseline,
+                test_interval: (bad == 0 && matches!(labels, Labels::Classes { .. })).then(|| {
+                    let k = (scores.1 * test.len() as f64).round() as usize;
+                    wilson_interval(k, test.len())
+                }),
                 direction: fit.direction,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let held_out_per_class = match labels {
+        Labels::Classes { names, y } => {
+            let mut counts = vec![0usize; names.len()];
+            test.iter().for_each(|&i| counts[y[i]] += 1);
+            Some(counts)
+        }
+        Labels::Values(_) => None,
+    };
+    let best = best_hook(&probes);
+    warnings.extend(judge(&probes, labels, held_out_per_class.as_deref(), best));
+    Ok(ProbeReport {
+        best: best.map(|i| probes[i].hook.clone()),
+        probes,
+        held_out_per_class,
+        warnings,
+    })
+}
+
+/// Whether a probe's held-out score beats chance (the baselines and its control, see
+/// [`ProbeResult::chance`]) and, for an accuracy, does so beyond its 95 % interval: on 50
+/// held-out examples noise reaches 0.52 against a baseline of 0.48, which is no finding. A
+/// NaN beats nothing.
+fn beats_chance(p: &ProbeResult) -> bool {
+    p.test_score > p.chance && p.test_interval.is_none_or(|[lo, _]| lo > p.chance)
+}
+
+/// The index of the best probe that beats chance (the first of equals).
+fn best_hook(probes: &[ProbeResult]) -> Option<usize> {
+    probes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| beats_chance(p))
+        .fold(None, |best: Option<(usize, f64)>, (i, p)| match best {
+            Some((_, s)) if s >= p.test_score => best,
+            _ => Some((i, p.test_score)),
+        })
+        .map(|(i, _)| i)
+}
+
+/// What the reader of the scores must know: too few held-out examples (with the interval of
+/// the score they will look at), or no hook beating chance.
+fn judge(
+    probes: &[ProbeResult],
+    labels: &Labels,
+    per_class: Option<&[usize]>,
+    best: Option<usize>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(first) = probes.first() else {
+        return out;
+    };
+    let n_test = first.test_examples;
+    // the probe the reader will look at: the best, else the highest held-out score
+    let shown = best.map(|i| &probes[i]).or_else(|| {
+        probes
+            .iter()
+            .filter(|p| !p.test_score.is_nan())
+            .max_by(|a, b| a.test_score.total_cmp(&b.test_score))
+    });
+    let interval = |p: &ProbeResult| {
+        p.test_interval.map(|[lo, hi]| {
+            format!(
+                "`{}`'s held-out accuracy {:.3} is {} of {n_test}, 95 % interval {lo:.2} to {hi:.2}",
+                p.hook,
+                p.test_score,
+                (p.test_score * n_test as f64).round()
+            )
+        })
+    };
+    let mut few = Vec::new();
+    if n_test < MIN_HELD_OUT {
+        let s = if n_test == 1 { "" } else { "s" };
+        few.push(format!(
+            "{n_test} held-out example{s} (fewer than {MIN_HELD_OUT})"
+        ));
+    }
+    if let (Labels::Classes { names, .. }, Some(counts)) = (labels, per_class) {
+        let thin: Vec<String> = names
+            .iter()
+            .zip(counts)
+            .filter(|(_, &c)| c < MIN_HELD_OUT_PER_CLASS)
+            .map(|(name, c)| format!("`{name}` {c}"))
+            .collect();
+        if !thin.is_empty() {
+            few.push(format!(
+                "fewer than {MIN_HELD_OUT_PER_CLASS} held-out examples of a class ({})",
+                thin.join(", ")
+            ));
+        }
+    }
+    if !few.is_empty() {
+        let mut w = format!(
+            "{}: too few for a held-out score to mean much; hold out more examples",
+            few.join(" and ")
+        );
+        if let Some(s) = shown.and_then(interval) {
+            w += &format!(" ({s})");
+        }
+        out.push(w);
+    }
+    if best.is_none() {
+        let mut w = "no hook's held-out score beats chance (the majority baseline or a uniform guess, and the probe's control on shuffled labels)".to_string();
+        // a lead within the interval: say how far from a finding it is
+        let ahead = probes
+            .iter()
+            .filter(|p| p.test_score > p.chance)
+            .max_by(|a, b| a.test_score.total_cmp(&b.test_score));
+        if let Some(p) = ahead {
+            w += " beyond the 95 % interval of its accuracy";
+            if let Some(s) = interval(p).filter(|_| few.is_empty()) {
+                w += &format!(" ({s}, chance {:.3})", p.chance);
+            }
+        }
+        out.push(w + ": no best hook");
+    }
+    out
 }
 
 struct Fit {
@@ -489,13 +684,17 @@ mod tests {
     #[test]
     fn a_planted_direction_is_found_and_noise_is_not() {
         let (rows, labels) = rows_with_signal(200, 8, true);
-        let r = &fit_all(&[("h".into(), rows)], &labels, &ProbeOptions::default()).unwrap()[0];
+        let r = &fit_all(&[("h".into(), rows)], &labels, &ProbeOptions::default())
+            .unwrap()
+            .probes[0];
         assert!(r.test_score > 0.95, "{r:?}");
         assert!(r.control_test_score < 0.75, "{r:?}");
         let dir = r.direction.as_ref().unwrap();
         assert!(dir[3] > 0.9, "the direction is the planted axis: {dir:?}");
         let (rows, labels) = rows_with_signal(200, 8, false);
-        let r = &fit_all(&[("h".into(), rows)], &labels, &ProbeOptions::default()).unwrap()[0];
+        let r = &fit_all(&[("h".into(), rows)], &labels, &ProbeOptions::default())
+            .unwrap()
+            .probes[0];
         assert!(r.test_score < 0.7, "{r:?}");
     }
 
@@ -518,11 +717,78 @@ mod tests {
             &Labels::Values(v),
             &ProbeOptions::default(),
         )
-        .unwrap()[0];
+        .unwrap()
+        .probes[0];
         assert!(r.test_score > 0.999, "{r:?}");
         assert!(r.control_test_score < 0.3, "{r:?}");
         let dir = r.direction.as_ref().unwrap();
         assert!((dir[1] / dir[4] + 2.0).abs() < 0.01, "{dir:?}");
+    }
+
+    #[test]
+    fn the_wilson_interval_matches_its_formula() {
+        // 2 of 2: the interval of a perfect score on two examples still reaches 0.34
+        let [lo, hi] = wilson_interval(2, 2);
+        assert!((lo - 0.3424).abs() < 1e-4 && hi == 1.0, "{lo} {hi}");
+        let [lo, hi] = wilson_interval(50, 100);
+        assert!(
+            (lo - 0.4038).abs() < 1e-4 && (hi - 0.5962).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        assert_eq!(wilson_interval(0, 0), [0.0, 1.0]);
+    }
+
+    #[test]
+    fn a_planted_direction_is_the_best_hook_and_noise_is_none() {
+        let (signal, labels) = rows_with_signal(200, 8, true);
+        let (noise, _) = rows_with_signal(200, 8, false);
+        let opts = ProbeOptions::default();
+        let r = fit_all(
+            &[("noise".into(), noise.clone()), ("signal".into(), signal)],
+            &labels,
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(r.best.as_deref(), Some("signal"), "{r:?}");
+        let per_class = r.held_out_per_class.clone().unwrap();
+        assert_eq!(per_class.iter().sum::<usize>(), 50, "{per_class:?}");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let [lo, hi] = r.probes[1].test_interval.unwrap();
+        assert!(lo <= r.probes[1].test_score && r.probes[1].test_score <= hi);
+        let r = fit_all(&[("noise".into(), noise)], &labels, &opts).unwrap();
+        assert!(!beats_chance(&r.probes[0]), "{r:?}");
+        assert_eq!(r.best, None);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("no best hook")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_tiny_held_out_set_is_flagged() {
+        let (rows, labels) = rows_with_signal(8, 8, true);
+        let r = fit_all(&[("h".into(), rows)], &labels, &ProbeOptions::default()).unwrap();
+        assert_eq!(r.probes[0].test_examples, 2);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("2 held-out examples") && w.contains("95 % interval")),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
+    fn a_penalty_that_is_not_a_finite_number_at_least_0_is_refused() {
+        let (rows, labels) = rows_with_signal(20, 4, true);
+        for l2 in [f64::NAN, f64::INFINITY, -1.0] {
+            let opts = ProbeOptions {
+                l2,
+                ..ProbeOptions::default()
+            };
+            let e = fit_all(&[("h".into(), rows.clone())], &labels, &opts).unwrap_err();
+            assert!(e.to_string().contains("L2 penalty"), "{e}");
+        }
     }
 
     #[test]

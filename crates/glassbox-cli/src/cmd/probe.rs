@@ -1,6 +1,8 @@
 //! `glassbox probe` — linear probes at chosen hooks on labelled examples
 //! (`glassbox_analysis::probe`): per hook, held-out accuracy (and ROC AUC for two classes) or
-//! R², beside a control fitted on shuffled labels and the majority-class baseline.
+//! R², beside a control fitted on shuffled labels and the majority-class baseline, with each
+//! accuracy's 95 % interval; warnings (stderr, and `warnings` in `--json`) when too few
+//! examples are held out, and a best hook named only when one beats chance.
 //!
 //! `--data` is JSON Lines: `{"text": "…", "label": …}` per line; words or booleans are
 //! classes, numbers are values to regress (`--task classification` makes numbers classes).
@@ -79,13 +81,23 @@ fn read_examples(
         let t = v.get("text").and_then(Value::as_str).ok_or_else(|| {
             crate::invalid!("{}: line {}: no string field `text`", path.display(), i + 1)
         })?;
-        let label = v
-            .get("label")
-            .cloned()
-            .filter(|l| !l.is_null())
-            .ok_or_else(|| {
-                crate::invalid!("{}: line {}: no field `label`", path.display(), i + 1)
-            })?;
+        let label = match v.get("label") {
+            None => {
+                return Err(crate::invalid!(
+                    "{}: line {}: no field `label`",
+                    path.display(),
+                    i + 1
+                ))
+            }
+            Some(Value::Null) => {
+                return Err(crate::invalid!(
+                    "{}: line {}: the label is null: give a word, a boolean or a number",
+                    path.display(),
+                    i + 1
+                ))
+            }
+            Some(l) => l.clone(),
+        };
         if !(label.is_string() || label.is_boolean() || label.is_number()) {
             return Err(crate::invalid!(
                 "{}: line {}: a label is a word, a boolean or a number, not {label}",
@@ -138,6 +150,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(args.test_fraction > 0.0 && args.test_fraction < 1.0) {
         return Err(crate::invalid!("--test-fraction must be between 0 and 1"));
     }
+    // before the model loads; NaN or ∞ would make NaN directions, a negative one no minimum
+    if !(args.l2.is_finite() && args.l2 >= 0.0) {
+        return Err(crate::invalid!(
+            "--l2 {}: give a finite penalty ≥ 0",
+            args.l2
+        ));
+    }
     if let Some(out) = &args.out {
         let mut inputs = crate::model_cli::model_inputs(&args.model, &args.sae);
         inputs.push(&args.data);
@@ -161,10 +180,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         l2: args.l2,
         ..ProbeOptions::default()
     };
-    let results = probe::fit_all(&features, &labels, &opts)?;
+    let report = probe::fit_all(&features, &labels, &opts)?;
+    let results = &report.probes;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
     if let Some(out) = &args.out {
+        // a NaN direction would steer a model into NaN: refuse the file whole
+        let broken: Vec<&str> = results
+            .iter()
+            .filter(|r| {
+                r.direction
+                    .as_ref()
+                    .is_some_and(|d| d.iter().any(|v| !v.is_finite()))
+            })
+            .map(|r| r.hook.as_str())
+            .collect();
+        if !broken.is_empty() {
+            return Err(crate::invalid!(
+                "--out: the probe direction at {} is not finite (the activations there are not); nothing written",
+                broken.join(", ")
+            ));
+        }
         let mut tensors: HashMap<String, candle_core::Tensor> = HashMap::new();
-        for r in &results {
+        for r in results {
             if let Some(d) = &r.direction {
                 tensors.insert(r.hook.clone(), probe::direction_tensor(d)?);
             }
@@ -188,14 +227,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "examples": labels.len(),
                 "classes": classes,
                 "position": position,
+                "held_out_per_class": report.held_out_per_class,
                 "probes": results,
+                "best": report.best,
+                "warnings": report.warnings,
             }))?
         );
         return Ok(());
     }
     let score = if classes.is_some() { "accuracy" } else { "R²" };
+    let per_class = match (&classes, &report.held_out_per_class) {
+        (Some(names), Some(counts)) => format!(
+            " ({})",
+            names
+                .iter()
+                .zip(counts)
+                .map(|(n, c)| format!("{n} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => String::new(),
+    };
     println!(
-        "{} examples ({}), {} held out; control = the same probe on shuffled labels",
+        "{} examples ({}), {} held out{per_class}; control = the same probe on shuffled labels",
         labels.len(),
         match &classes {
             Some(c) => format!("classes {}", c.join(", ")),
@@ -204,33 +258,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         results.first().map(|r| r.test_examples).unwrap_or(0)
     );
     println!(
-        "{:<36} {:>10} {:>10} {:>8} {:>10} {:>9}",
+        "{:<36} {:>10} {:>10} {:>11} {:>8} {:>10} {:>9}",
         "hook",
         format!("train {score}"),
         format!("test {score}"),
+        "test 95 %",
         "AUC",
         "control",
         "majority"
     );
-    let mut best: BTreeMap<i64, &str> = BTreeMap::new();
-    for r in &results {
+    let dash = || "-".to_string();
+    for r in results {
         println!(
-            "{:<36} {:>10.3} {:>10.3} {:>8} {:>10.3} {:>9}",
+            "{:<36} {:>10.3} {:>10.3} {:>11} {:>8} {:>10.3} {:>9}",
             r.hook,
             r.train_score,
             r.test_score,
-            r.test_auc
-                .map(|a| format!("{a:.3}"))
-                .unwrap_or_else(|| "-".into()),
+            r.test_interval
+                .map(|[lo, hi]| format!("{lo:.2}–{hi:.2}"))
+                .unwrap_or_else(dash),
+            r.test_auc.map(|a| format!("{a:.3}")).unwrap_or_else(dash),
             r.control_test_score,
             r.majority_baseline
                 .map(|m| format!("{m:.3}"))
-                .unwrap_or_else(|| "-".into())
+                .unwrap_or_else(dash)
         );
-        best.insert((r.test_score * 1e6) as i64, &r.hook);
     }
-    if let Some((_, hook)) = best.iter().next_back() {
-        println!("best held-out: {hook}");
+    match &report.best {
+        Some(hook) => println!("best held-out: {hook}"),
+        None => println!(
+            "best held-out: none (no hook beats both its majority baseline and its shuffled-label control by more than chance allows)"
+        ),
     }
     if let Some(out) = &args.out {
         println!("directions written to {}", out.display());
