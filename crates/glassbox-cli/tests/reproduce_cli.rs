@@ -1,8 +1,9 @@
 //! `glassbox reproduce` on the committed reference release: the CI slice (the first 10 steps,
-//! bit for bit), and input errors.
+//! bit for bit), and input errors; on a tiny release, every file the recipe determines.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 fn glassbox(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_glassbox"))
@@ -228,4 +229,288 @@ fn reference_model_has_an_induction_head_whose_ablation_hurts_the_repeat() {
         a - b > 1.0,
         "ablating {targets} raised the repeat's loss only from {b:.3} to {a:.3}"
     );
+}
+
+/// The train fixture `tiny.toml` (6 steps, a checkpoint at 3; under a second), trained once
+/// per test run; each case below edits a copy.
+fn tiny_release() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("tiny");
+        let recipe = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../glassbox-train/tests/fixtures/tiny.toml");
+        let o = glassbox(&[
+            "train",
+            recipe.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        dir
+    })
+}
+
+/// `name` in this process's scratch folder under `target/tmp` (emptied). The shared release
+/// outlives the tests, so the folders of runs over an hour old are removed here.
+fn scratch(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reproduce-cli");
+    let mine = format!("{}", std::process::id());
+    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 3600);
+        if old && e.file_name() != mine.as_str() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let dir = root.join(mine).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A copy of the tiny release with `edit` applied to it.
+fn tiny_copy(name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    let dir = scratch(name);
+    copy_dir(tiny_release(), &dir);
+    edit(&dir);
+    dir
+}
+
+/// Rewrites the JSON file `rel` of `dir` with `edit`.
+fn edit_json(dir: &Path, rel: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join(rel);
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// `run`'s predictions for a prompt, without the first line (which names the folder).
+fn predictions(dir: &Path) -> String {
+    let o = glassbox(&["run", dir.to_str().unwrap(), "--prompt", "the cat sees"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    out.lines().skip(1).collect::<Vec<_>>().join("\n")
+}
+
+/// `reproduce` of an edited release: exit 2, NOT REPRODUCED before any training, every
+/// `expected` text in the output, and the error's cause `cause`.
+fn assert_not_reproduced(dir: &Path, args: &[&str], expected: &[&str], cause: &str) {
+    let mut all = vec!["reproduce", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = glassbox(&all);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("verdict: NOT REPRODUCED"), "{out}");
+    assert!(!out.contains("bit for bit"), "{out}");
+    assert!(
+        !out.contains("steps on"),
+        "trained although a file differs: {out}"
+    );
+    for e in expected {
+        assert!(out.contains(e), "no {e:?} in: {out}");
+    }
+    assert!(
+        out.contains(&format!("was not reproduced: {cause}")),
+        "the cause is not {cause:?}: {out}"
+    );
+    assert!(!out.contains("panicked"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The premise of the cases below: the tiny release as written reproduces bit for bit.
+#[test]
+fn the_tiny_release_as_written_reproduces_bit_for_bit() {
+    let dir = tiny_copy("untouched", |_| {});
+    for steps in ["3", "6"] {
+        let o = glassbox(&["reproduce", dir.to_str().unwrap(), "--steps", steps]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!("verdict: REPRODUCED bit for bit at step {steps}")),
+            "{}",
+            text(&o)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Same weights, another norm epsilon and RoPE base: `run` predicts otherwise, so the release
+/// is not what its recipe makes (found by review: "REPRODUCED bit for bit").
+#[test]
+fn a_config_that_is_not_the_recipes_is_not_reproduced() {
+    let dir = tiny_copy("config", |d| {
+        edit_json(d, "config.json", |c| {
+            c["rms_norm_eps"] = 0.5.into();
+            c["rope_theta"] = 77.into();
+        })
+    });
+    assert_ne!(predictions(&dir), predictions(tiny_release()));
+    assert_not_reproduced(
+        &dir,
+        &[],
+        &[
+            "config.json: not what the recipe makes",
+            "rms_norm_eps 0.5",
+            "rope_theta 77",
+        ],
+        "config.json is not what its recipe makes",
+    );
+    // A checkpoint's config.json too: it is what `run` loads for that checkpoint.
+    let dir = tiny_copy("checkpoint-config", |d| {
+        edit_json(d, "checkpoints/step-000003/config.json", |c| {
+            c["hidden_act"] = "gelu".into()
+        })
+    });
+    assert_not_reproduced(
+        &dir,
+        &["--steps", "3"],
+        &[
+            "checkpoints/step-000003/config.json: not what the recipe makes",
+            "hidden_act \"gelu\"",
+        ],
+        "checkpoints/step-000003/config.json is not what its recipe makes",
+    );
+    // The generation config: its end-of-sequence ids decide where `generate` stops.
+    let dir = tiny_copy("generation", |d| {
+        edit_json(d, "generation_config.json", |c| {
+            c["eos_token_id"] = 5.into()
+        })
+    });
+    assert_not_reproduced(
+        &dir,
+        &[],
+        &[
+            "generation_config.json: not what the recipe makes",
+            "eos_token_id 5",
+        ],
+        "generation_config.json is not what its recipe makes",
+    );
+}
+
+#[test]
+fn a_tokenizer_that_is_not_the_recipes_is_not_reproduced() {
+    let dir = tiny_copy("tokenizer", |d| {
+        edit_json(d, "tokenizer.json", |t| {
+            let vocab = &mut t["model"]["vocab"];
+            let (cat, dog) = (vocab["cat"].clone(), vocab["dog"].clone());
+            vocab["cat"] = dog;
+            vocab["dog"] = cat;
+        })
+    });
+    assert_ne!(predictions(&dir), predictions(tiny_release()));
+    assert_not_reproduced(
+        &dir,
+        &[],
+        &[
+            "tokenizer.json: not what the recipe makes",
+            "model.vocab.cat",
+            "model.vocab.dog",
+        ],
+        "tokenizer.json is not what its recipe makes",
+    );
+}
+
+/// The shipped data files are the data: one changed line of the held-out text (which the
+/// manifest hashes), or of the training sample, is data that differ.
+#[test]
+fn shipped_data_that_are_not_the_manifests_are_not_reproduced() {
+    let edit_line = |rel: &'static str| {
+        move |d: &Path| {
+            let path = d.join(rel);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut lines: Vec<String> = text.lines().map(String::from).collect();
+            lines[1] = lines[1].replacen("the", "a", 1) + " cat";
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        }
+    };
+    let dir = tiny_copy("held-out", edit_line("data/held_out.txt"));
+    assert_not_reproduced(
+        &dir,
+        &[],
+        &[
+            "data/held_out.txt: sha256",
+            "the data differ (line 2 differs)",
+        ],
+        "its data differ from what its recipe generates (data/held_out.txt)",
+    );
+    let dir = tiny_copy("train-sample", edit_line("data/train_sample.txt"));
+    assert_not_reproduced(
+        &dir,
+        &[],
+        &[
+            "data/train_sample.txt: not the regenerated training documents",
+            "line 2 differs",
+        ],
+        "its data differ from what its recipe generates (data/train_sample.txt)",
+    );
+}
+
+/// The manifest is compared whole: its fact table, and its hashes, whose mismatch is data that
+/// differ, not weights (the error said "its weights are not what its recipe trains").
+#[test]
+fn a_manifest_that_is_not_the_regenerated_datas_is_not_reproduced() {
+    let dir = tiny_copy("fact-table", |d| {
+        edit_json(d, "data/manifest.json", |m| {
+            m["fact_table"][0] = "k00 -> v99".into()
+        })
+    });
+    assert_not_reproduced(
+        &dir,
+        &[],
+        &[
+            "data/manifest.json: differs from the regenerated data's",
+            "fact_table[0] \"k00 -> v99\"",
+        ],
+        "its data differ from what its recipe generates (data/manifest.json)",
+    );
+    let dir = tiny_copy("train-hash", |d| {
+        edit_json(d, "data/manifest.json", |m| {
+            m["train"]["sha256_token_ids"] = "0".repeat(64).into()
+        })
+    });
+    assert_not_reproduced(
+        &dir,
+        &[],
+        &["train sha256", "(DIFFERS)", "train.sha256_token_ids \"0000"],
+        "its data differ from what its recipe generates (data/manifest.json)",
+    );
+}
+
+/// A release that records other numerics is promised no bit identity: the bits may still be
+/// equal, but the verdict never says "bit for bit" (it said "bits cannot match", then
+/// "REPRODUCED bit for bit").
+#[test]
+fn a_release_recording_other_numerics_is_comparable_never_bit_for_bit() {
+    let dir = tiny_copy("numerics", |d| {
+        edit_json(d, "training_run.json", |r| {
+            r["numerics"] = "glassbox-kernels/2".into()
+        })
+    });
+    for (steps, verdict) in [
+        ("3", "verdict: COMPARABLE at step 3"),
+        ("6", "verdict: COMPARABLE —"),
+    ] {
+        let o = glassbox(&["reproduce", dir.to_str().unwrap(), "--steps", steps]);
+        let out = text(&o);
+        assert!(o.status.success(), "{out}");
+        assert!(out.contains(verdict), "{out}");
+        assert!(!out.contains("bit for bit"), "{out}");
+        assert!(out.contains("glassbox-kernels/2"), "{out}");
+        assert!(out.contains("bit identity is not promised"), "{out}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,9 +1,11 @@
 //! `glassbox reproduce DIR [--steps N] [--threads T]`: rebuild a fully open release and compare.
 //!
-//! Regenerates the data (checking its sha256 against the manifest), reruns the recipe for N
-//! steps and compares with the release: bit for bit when the thread count and backend match,
-//! otherwise (after a full run) by final loss, head roles and held-out KL. Exit code 0 when
-//! reproduced (bit-identical or comparable), 1 when not, 2 when DIR is not a usable release.
+//! Regenerates the data (checking the manifest and the shipped data files against it) and
+//! checks config.json and tokenizer.json against the recipe, reruns the recipe for N steps
+//! and compares with the release: bit for bit when the numerics and backend match, otherwise
+//! by losses and weights, or (after a full run) by final loss, head roles and held-out KL.
+//! Exit code 0 when reproduced (bit-identical or comparable), 2 when not or when DIR is not a
+//! usable release.
 
 use std::path::PathBuf;
 
@@ -51,11 +53,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     match report.verdict {
         Verdict::BitIdentical | Verdict::Comparable => Ok(()),
-        // The release is what the user gave; its weights not being what its recipe trains is
-        // a fault in it (exit 2), not in glassbox.
+        // The release is what the user gave; its files not being what its recipe makes is a
+        // fault in it (exit 2), not in glassbox.
         Verdict::NotReproduced => Err(crate::invalid!(
-            "{} was not reproduced: its weights are not what its recipe trains (see above)",
-            args.dir.display()
+            "{} was not reproduced: {} (see above)",
+            args.dir.display(),
+            report.cause()
         )),
     }
 }
