@@ -109,3 +109,34 @@ pub fn apply_control_vector(
     }
     Ok(())
 }
+
+/// The directions a probe file (`glassbox probe --out`) holds at `blocks.N.hook_resid_post`.
+pub fn read_probe_directions(
+    path: &Path,
+) -> anyhow::Result<std::collections::BTreeMap<usize, Vec<f32>>> {
+    glassbox_formats::input::regular_file(path, "probe directions")?;
+    let tensors = glassbox_formats::Checkpoint::open_safetensors(path)?
+        .all_tensors(&candle_core::Device::Cpu)?;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, t) in tensors {
+        let Some(layer) = name
+            .strip_prefix("blocks.")
+            .and_then(|r| r.strip_suffix(".hook_resid_post"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let v: Vec<f32> = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        out.insert(layer, v);
+    }
+    if out.is_empty() {
+        return Err(crate::invalid!(
+            "{}: no direction at a `blocks.N.hook_resid_post` hook (probe those to steer with them)",
+            path.display()
+        ));
+    }
+    Ok(out)
+}

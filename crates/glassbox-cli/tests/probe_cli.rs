@@ -123,7 +123,7 @@ fn a_probe_reads_a_planted_fact_where_the_model_holds_it() {
 
     // The direction steers: a control vector made from it holds it at block 2.
     let cv = dir.join("probe.gguf");
-    glassbox(&[
+    let steered = run(&[
         "steer",
         model.to_str().unwrap(),
         "--direction",
@@ -131,6 +131,17 @@ fn a_probe_reads_a_planted_fact_where_the_model_holds_it() {
         "--out",
         cv.to_str().unwrap(),
     ]);
+    let (said, told) = (
+        String::from_utf8_lossy(&steered.stdout),
+        String::from_utf8_lossy(&steered.stderr),
+    );
+    assert!(steered.status.success(), "{told}");
+    // Named as what it is (it had read "|mean difference|"), and block 0's is said to be left out.
+    assert!(
+        said.contains("|probe direction| = ") && !said.contains("mean difference"),
+        "{said}"
+    );
+    assert!(told.contains("directions at blocks [0] left out"), "{told}");
     let control = glassbox_analysis::steering::ControlVector::read(&cv).unwrap();
     let saved = candle_core::safetensors::load(&probes, &candle_core::Device::Cpu).unwrap();
     let want: Vec<f32> = saved["blocks.2.hook_resid_post"].to_vec1().unwrap();

@@ -10,7 +10,7 @@
 //! named by the hook; `glassbox steer --direction FILE` turns those at
 //! `blocks.N.hook_resid_post` into a control vector.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use glassbox_analysis::probe::{self, Labels, Position, ProbeOptions};
@@ -294,33 +294,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("directions written to {}", out.display());
     }
     Ok(())
-}
-
-/// For `steer --direction`: the directions a probe file holds at `blocks.N.hook_resid_post`.
-pub fn read_directions(path: &std::path::Path) -> anyhow::Result<BTreeMap<usize, Vec<f32>>> {
-    input::regular_file(path, "probe directions")?;
-    let tensors = glassbox_formats::Checkpoint::open_safetensors(path)?
-        .all_tensors(&candle_core::Device::Cpu)?;
-    let mut out = BTreeMap::new();
-    for (name, t) in tensors {
-        let Some(layer) = name
-            .strip_prefix("blocks.")
-            .and_then(|r| r.strip_suffix(".hook_resid_post"))
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        let v: Vec<f32> = t
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1()?;
-        out.insert(layer, v);
-    }
-    if out.is_empty() {
-        return Err(crate::invalid!(
-            "{}: no direction at a `blocks.N.hook_resid_post` hook (probe those to steer with them)",
-            path.display()
-        ));
-    }
-    Ok(out)
 }

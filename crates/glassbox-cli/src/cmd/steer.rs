@@ -92,15 +92,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ", unit length"
             }
         );
+        // A probe's direction is no mean difference: its length is named as what it is.
+        let what = if args.direction.is_some() {
+            "|probe direction|"
+        } else {
+            "|mean difference|"
+        };
         for (l, n) in &norms {
-            println!(
-                "  direction.{l}: added to blocks.{l}.hook_resid_post; |mean difference| = {n:.4}"
-            );
+            println!("  direction.{l}: added to blocks.{l}.hook_resid_post; {what} = {n:.4}");
         }
     }
     if let Some(path) = &args.output.plot {
+        let (title, axis) = if args.direction.is_some() {
+            (
+                "Length of the probe's direction, per steered block",
+                "L2 norm of the probe direction",
+            )
+        } else {
+            (
+                "Size of the positive − negative mean difference, per steered block",
+                "L2 norm of mean(positive) − mean(negative)",
+            )
+        };
         let chart = BarChart {
-            title: "Size of the positive − negative mean difference, per steered block".into(),
+            title: title.into(),
             notes: vec![format!(
                 "the direction added to blocks.N.hook_resid_post{}",
                 if args.no_normalize {
@@ -109,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     " is this difference scaled to unit length"
                 }
             )],
-            value_axis: "L2 norm of mean(positive) − mean(negative)".into(),
+            value_axis: axis.into(),
             bars: norms
                 .iter()
                 .map(|(l, n)| Bar::term(format!("direction.{l}"), *n))
@@ -127,13 +142,23 @@ fn from_probe(
     layers: Option<&str>,
 ) -> anyhow::Result<ControlVector> {
     let d_model = model.info().d_model;
-    let mut directions = crate::cmd::probe::read_directions(path)?;
+    let mut directions = analysis_cli::read_probe_directions(path)?;
     if let Some(spec) = layers {
         let keep = steering::parse_layers(spec)?;
         directions.retain(|l, _| keep.contains(l));
     }
     // llama.cpp's files have no direction.0: block 0's output cannot be steered.
-    directions.retain(|l, _| *l >= 1 && *l < model.info().n_layers);
+    let n_layers = model.info().n_layers;
+    let (kept, dropped): (Vec<usize>, Vec<usize>) =
+        directions.keys().partition(|&&l| l >= 1 && l < n_layers);
+    if !dropped.is_empty() && !kept.is_empty() {
+        eprintln!(
+            "note: {}: directions at blocks {dropped:?} left out (a control vector steers the outputs of blocks 1 … {})",
+            path.display(),
+            n_layers.saturating_sub(1)
+        );
+    }
+    directions.retain(|l, _| kept.contains(l));
     if directions.is_empty() {
         return Err(crate::invalid!(
             "{}: no probe direction at blocks 1 … {} (block 0's output cannot be steered)",
