@@ -97,8 +97,17 @@ pub fn load_saes(args: &SaeArgs) -> anyhow::Result<Vec<glassbox_features::Sae>> 
             if !glassbox_formats::input::present(dir)? {
                 return Err(crate::invalid!("{}: no such SAE folder", dir.display()));
             }
-            glassbox_features::Sae::load(dir)
-                .with_context(|| format!("loading the SAE {}", dir.display()))
+            let sae = glassbox_features::Sae::load(dir)
+                .with_context(|| format!("loading the SAE {}", dir.display()))?;
+            // Loaded as given (a broken SAE is worth looking at), but said: its every number
+            // downstream is NaN.
+            for (name, t) in [("W_enc", &sae.w_enc), ("b_enc", &sae.b_enc), ("W_dec", &sae.w_dec), ("b_dec", &sae.b_dec)] {
+                let total = t.abs()?.sum_all()?.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
+                if !total.is_finite() {
+                    eprintln!("warning: {}: the SAE's {name} holds values that are not finite; what it computes is not either", dir.display());
+                }
+            }
+            Ok(sae)
         })
         .collect()
 }

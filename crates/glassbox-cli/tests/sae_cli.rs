@@ -253,6 +253,34 @@ fn broken_sae(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf 
     dir
 }
 
+/// An SAE whose weights are not finite is evaluated as given (worth looking at), but said:
+/// its metrics were NaN and its dashboards "all dead" without a word.
+#[test]
+fn an_sae_with_weights_that_are_not_finite_is_said_to_be() {
+    let dir = broken_sae("nan-weights", |_| {});
+    let path = dir.join("sae_weights.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let w = &tensors["W_enc"];
+    let nan = (w.ones_like().unwrap() * f64::NAN).unwrap();
+    tensors.insert("W_enc".into(), nan);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let (code, _, err) = glassbox(&[
+        "sae",
+        "eval",
+        &fixture("parity/gpt2"),
+        "--sae",
+        dir.to_str().unwrap(),
+        "--tokens",
+        &fixture("saelens/tokens.safetensors"),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the SAE's W_enc holds values that are not finite"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_saes_are_input_errors_naming_the_problem() {
     let model = fixture("parity/gpt2");

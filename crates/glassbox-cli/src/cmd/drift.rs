@@ -45,7 +45,7 @@ pub struct Args {
     /// Head-role probe: length of the random sequence (0 skips the probe).
     #[arg(long, default_value_t = 20)]
     pub head_seq_len: usize,
-    /// Head-role probe: random sequences averaged over.
+    /// Head-role probe: random sequences averaged over (0 skips the probe).
     #[arg(long, default_value_t = 4)]
     pub head_batch: usize,
     /// Seed of the head-role probe.
