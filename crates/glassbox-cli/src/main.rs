@@ -136,42 +136,31 @@ fn main() {
     let cli = Cli::parse();
     render::terminal::set_color_choice(cli.color);
     model_cli::set_numerics(cli.numerics);
-    // Commands that would not apply an adapter (they read weights without running the model,
-    // or train their own) refuse one rather than ignore it.
-    let runs_no_model = match &cli.command {
-        Command::Inspect(_) => Some("inspect"),
-        Command::Diff(_) => Some("diff"),
-        Command::Quantize(_) => Some("quantize"),
-        Command::Audit(_) => Some("audit"),
-        Command::Train(_) => Some("train"),
-        Command::Reproduce(_) => Some("reproduce"),
-        Command::Tour(_) => Some("tour"),
-        Command::Finetune(_) => Some("finetune"),
-        Command::Serve(_) => Some("serve"),
+    // The global model options a command would ignore are refused rather than ignored: an
+    // adapter by commands that read weights without running the model or train their own,
+    // --numerics by those that run no GGUF model's arithmetic.
+    let ignores = match &cli.command {
+        Command::Inspect(_) => Some(("inspect", true, true)),
+        Command::Diff(_) => Some(("diff", true, true)),
+        Command::Quantize(_) => Some(("quantize", true, true)),
+        Command::Audit(_) => Some(("audit", true, true)),
+        Command::Train(_) => Some(("train", true, true)),
+        Command::Reproduce(_) => Some(("reproduce", true, true)),
+        Command::Tour(_) => Some(("tour", true, true)),
+        Command::Finetune(_) => Some(("finetune", true, true)),
+        Command::Serve(_) => Some(("serve", true, false)),
+        Command::Merge(_) => Some(("merge", false, true)),
         _ => None,
     };
     if let (Command::Drift(_), Some(_)) = (&cli.command, &cli.adapter) {
         eprintln!("error: --adapter: drift opens two models; give the fine-tune's adapter as --b-adapter DIR (glassbox drift BASE BASE --b-adapter DIR)");
         std::process::exit(2);
     }
-    if let (Some(name), Some(_)) = (runs_no_model, &cli.adapter) {
+    if let (Some((name, true, _)), Some(_)) = (ignores, &cli.adapter) {
         eprintln!("error: --adapter: `{name}` does not apply an adapter; merge it into the model first (glassbox merge MODEL --adapter DIR --out DIR)");
         std::process::exit(2);
     }
-    // Likewise --numerics, for commands that compute nothing with a GGUF model's arithmetic.
-    let no_gguf_arithmetic = match &cli.command {
-        Command::Inspect(_) => Some("inspect"),
-        Command::Diff(_) => Some("diff"),
-        Command::Quantize(_) => Some("quantize"),
-        Command::Audit(_) => Some("audit"),
-        Command::Train(_) => Some("train"),
-        Command::Reproduce(_) => Some("reproduce"),
-        Command::Tour(_) => Some("tour"),
-        Command::Finetune(_) => Some("finetune"),
-        Command::Merge(_) => Some("merge"),
-        _ => None,
-    };
-    if let (Some(name), Some(_)) = (no_gguf_arithmetic, &cli.numerics) {
+    if let (Some((name, _, true)), Some(_)) = (ignores, &cli.numerics) {
         eprintln!("error: --numerics: `{name}` does not run a GGUF model's arithmetic (it applies to commands that run a model: run, generate, trace, lens, …)");
         std::process::exit(2);
     }
