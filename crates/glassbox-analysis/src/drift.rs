@@ -37,7 +37,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use candle_core::{DType, Tensor, D};
-use glassbox_models::{ActivationCache, HookedModel, Hooks, Model, NameFilter};
+use glassbox_models::{ops, ActivationCache, HookedModel, Hooks, Model, NameFilter};
 use serde::Serialize;
 
 use crate::attribution::{self, Component};
@@ -315,14 +315,6 @@ fn larger_first(x: f64, y: f64) -> Ordering {
     }
 }
 
-/// Whether each row of `t` [n, …] holds only finite values.
-fn finite_rows(t: &Tensor) -> Result<Vec<bool>> {
-    let t = t.to_dtype(DType::F32)?.flatten_from(1)?;
-    // 0·x is 0 for a finite x and NaN otherwise; a row of zeros sums to exactly 0
-    let s: Vec<f32> = t.affine(0.0, 0.0)?.sum(D::Minus1)?.to_vec1()?;
-    Ok(s.iter().map(|&v| v == 0.0).collect())
-}
-
 /// Log-probabilities over the last dimension, in f32.
 fn log_softmax(x: &Tensor) -> Result<Tensor> {
     let x = x.to_dtype(DType::F32)?;
@@ -353,7 +345,7 @@ fn compare_distributions(a: &Tensor, b: &Tensor) -> Result<Compared> {
         .to_vec1::<f32>()?;
     let top_a = a.argmax(D::Minus1)?.to_vec1::<u32>()?;
     let top_b = b.argmax(D::Minus1)?.to_vec1::<u32>()?;
-    let (fa, fb) = (finite_rows(a)?, finite_rows(b)?);
+    let (fa, fb) = (ops::finite_rows(a)?, ops::finite_rows(b)?);
     Ok(Compared {
         // below zero only by rounding; a NaN stays NaN (`f64::max` would make it 0)
         kl: kl
@@ -998,7 +990,7 @@ mod tests {
             &candle_core::Device::Cpu,
         )
         .unwrap();
-        assert_eq!(finite_rows(&t).unwrap(), [true, false, false]);
+        assert_eq!(ops::finite_rows(&t).unwrap(), [true, false, false]);
     }
 
     #[test]

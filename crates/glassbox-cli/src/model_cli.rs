@@ -102,8 +102,7 @@ pub fn load_saes(args: &SaeArgs) -> anyhow::Result<Vec<glassbox_features::Sae>> 
             // Loaded as given (a broken SAE is worth looking at), but said: its every number
             // downstream is NaN.
             for (name, t) in [("W_enc", &sae.w_enc), ("b_enc", &sae.b_enc), ("W_dec", &sae.w_dec), ("b_dec", &sae.b_dec)] {
-                let total = t.abs()?.sum_all()?.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
-                if !total.is_finite() {
+                if !glassbox_models::ops::all_finite(t)? {
                     eprintln!("warning: {}: the SAE's {name} holds values that are not finite; what it computes is not either", dir.display());
                 }
             }

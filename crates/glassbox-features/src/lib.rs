@@ -15,6 +15,7 @@ pub mod sparsify;
 pub mod splice;
 pub mod store;
 pub mod train;
+mod train_options;
 mod train_sparse;
 mod write;
 

@@ -13,6 +13,20 @@ use crate::kernel_ops::{self, KernelActivation, KernelNorm};
 
 pub use crate::kernel_ops::matmul;
 
+/// Whether each row of `t` [n, …] holds only finite values.
+pub fn finite_rows(t: &Tensor) -> Result<Vec<bool>> {
+    let t = t.to_dtype(DType::F32)?.flatten_from(1)?;
+    // 0·x is 0 for a finite x and NaN otherwise, so a row sums to exactly 0 only when all of
+    // it is finite (a sum of |x| would overflow to ∞ on large finite values; a max skips NaN)
+    let s: Vec<f32> = t.affine(0.0, 0.0)?.sum(D::Minus1)?.to_vec1()?;
+    Ok(s.iter().map(|&v| v == 0.0).collect())
+}
+
+/// Whether every value of `t` is finite.
+pub fn all_finite(t: &Tensor) -> Result<bool> {
+    Ok(finite_rows(&t.flatten_all()?.unsqueeze(0)?)?[0])
+}
+
 /// Softmax over the last dimension (max-subtracted for stability).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     kernel_ops::softmax_last_dim(x)

@@ -183,14 +183,11 @@ async fn models(AxumState(state): Shared) -> Json<Value> {
                 obj.insert("weights".into(), json!(e.has_weights()));
                 obj.insert("release".into(), json!(e.is_release()));
                 // The card's prompts, the pages' defaults for this model.
-                let examples: Vec<Value> = if e.path.is_dir() {
-                    glassbox_audit::card::examples(&e.path)
-                        .into_iter()
-                        .map(|x| json!({"text": x.text, "output": x.output}))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                let examples: Vec<Value> = e
+                    .examples
+                    .iter()
+                    .map(|x| json!({"text": x.text, "output": x.output}))
+                    .collect();
                 obj.insert("examples".into(), Value::Array(examples));
             }
             doc

@@ -51,6 +51,8 @@ pub struct Entry {
     checkpoint: Option<Checkpoint>,
     /// Why a folder has no weights to serve (none, or none that could be read).
     pub no_weights: Option<String>,
+    /// The prompts its model card offers (the pages' defaults), read at start.
+    pub examples: Vec<glassbox_audit::card::Example>,
     /// Loaded on first use, then kept.
     model: Mutex<Option<Arc<HookedModel>>>,
     options: LoadOptions,
@@ -100,6 +102,11 @@ impl Served {
                     path: path.clone(),
                     checkpoint,
                     no_weights,
+                    examples: if path.is_dir() {
+                        glassbox_audit::card::examples(path)
+                    } else {
+                        Vec::new()
+                    },
                     model: Mutex::new(None),
                     options: load_options(numerics),
                     sae: if id == 0 { sae.next() } else { None },

@@ -239,9 +239,7 @@ pub fn finetune(
     }
     // The last update may have made the weights non-finite after the last finite loss.
     for var in made.values().flat_map(|(a, b)| [a, b]) {
-        // A sum, not a max: NaN propagates through it (a max may skip NaN).
-        let worst = var.as_tensor().abs()?.sum_all()?.to_scalar::<f32>()?;
-        if !worst.is_finite() {
+        if !glassbox_models::ops::all_finite(var.as_tensor())? {
             return Err(TrainError::Diverged {
                 step: opts.steps,
                 loss: f32::NAN,
