@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stable-toolchain smoke fuzzing of the checkpoint parsers (safetensors header, GGUF, PyTorch
-# pickle): seeded mutations of valid files, every input must be rejected or read without a
-# panic. Runs FUZZ_SECONDS per parser (default 15, so the whole run stays under a minute).
+# pickle, SentencePiece model): seeded mutations of valid files, every input must be rejected or read without a
+# panic. Runs FUZZ_SECONDS per parser (default 15, so the whole run stays near a minute).
 # Real coverage-guided fuzzing: `cargo +nightly fuzz run gguf` in fuzz/ (see fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -123,6 +123,26 @@ fn quantize_converts_a_hub_folder() {
     let said = String::from_utf8_lossy(&run.stderr);
     assert!(!said.contains("llama.cpp only runs token ids"), "{said}");
 
+    // A SentencePiece one (Llama 2's tokenizer.model) is llama.cpp's too: its converter's file,
+    // nothing to say.
+    let spm = root().join("tests/fixtures/llamacpp-quantize/hub/llama-spm");
+    let out = dir.join("llama-spm.gguf");
+    let run = glassbox(&[
+        "quantize",
+        spm.join("checkpoint").to_str().unwrap(),
+        "--to",
+        "q8_0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{said}");
+    assert!(!said.contains("llama.cpp only runs token ids"), "{said}");
+    assert!(
+        std::fs::read(&out).unwrap() == std::fs::read(spm.join("model-Q8_0.gguf")).unwrap(),
+        "not llama.cpp's file"
+    );
+
     // A word-level one is carried for glassbox; llama.cpp cannot tokenize text with it, and
     // the user is told so.
     let out = dir.join("reference.gguf");

@@ -225,6 +225,20 @@ fn pickle_seeds() -> Vec<Vec<u8>> {
     ]
 }
 
+/// Llama 2-style SentencePiece models made by sentencepiece itself (the quantize fixtures).
+fn sentencepiece_seeds() -> Vec<Vec<u8>> {
+    vec![
+        include_bytes!(
+            "../../../tests/fixtures/llamacpp-quantize/hub/llama-spm/checkpoint/tokenizer.model"
+        )
+        .to_vec(),
+        include_bytes!(
+            "../../../tests/fixtures/llamacpp-quantize/vocab/spm-no-json/tokenizer.model"
+        )
+        .to_vec(),
+    ]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |flag: &str| {
@@ -247,6 +261,11 @@ fn main() {
         ),
         ("gguf", fuzzing::gguf, gguf_seeds()),
         ("pickle", fuzzing::pickle, pickle_seeds()),
+        (
+            "sentencepiece",
+            fuzzing::sentencepiece,
+            sentencepiece_seeds(),
+        ),
     ];
     if let Some(dir) = arg("--write-seeds") {
         for (name, _, seeds) in &targets {

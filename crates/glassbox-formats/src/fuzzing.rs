@@ -52,3 +52,10 @@ pub fn pickle(data: &[u8]) {
         }
     }
 }
+
+/// A SentencePiece model's pieces (`tokenizer.model`, read when quantizing a Hub folder).
+pub fn sentencepiece(data: &[u8]) {
+    if let Ok(pieces) = crate::sentencepiece::parse_pieces(data) {
+        assert!(!pieces.is_empty(), "a model without pieces was accepted");
+    }
+}

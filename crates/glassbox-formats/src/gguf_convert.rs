@@ -5,18 +5,18 @@
 //! own map ([`crate::gguf_names::hub_name`], run backwards), so a file we write reads back
 //! through the same table; llama.cpp's Q/K row permutation (Llama and Mistral) is a row
 //! index map applied while rows are read; the metadata is the converter's, key for key and in
-//! its order, from `config.json` and `tokenizer.json`. Rows are read from the memory map a
-//! slab at a time, so converting never holds a whole model.
+//! its order, from `config.json` and the tokenizer's files ([`vocab`]). Rows are read from the
+//! memory map a slab at a time, so converting never holds a whole model.
 //!
 //! Covered: the dense decoder families `LlamaForCausalLM`, `MistralForCausalLM`,
-//! `Qwen2ForCausalLM` and `Qwen3ForCausalLM` without rope scaling. Tokenizers: byte-level BPE
+//! `Qwen2ForCausalLM` and `Qwen3ForCausalLM` without rope scaling. Tokenizers: SentencePiece
+//! (`tokenizer.model`, `tokenizer.ggml.model = "llama"`), byte-level BPE
 //! (`tokenizer.ggml.model = "gpt2"`) with GPT-2's, Llama 3's or Qwen 2's split regex; any other
 //! `tokenizer.json` is carried whole as `tokenizer.huggingface.json` (the GGUF specification's
 //! key) with `tokenizer.ggml.model = "none"`, which llama.cpp loads without a vocabulary and
 //! glassbox tokenizes from. Other architectures are refused with the way round: llama.cpp's
 //! converter, then `glassbox quantize` on its GGUF.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::Value;
@@ -24,25 +24,9 @@ use serde_json::Value;
 use crate::gguf_names::{hub_name, Fixup};
 use crate::gguf_quantize::{QuantSource, SourceTensor};
 use crate::hf_config::HfConfig;
-use crate::{to_f32, Checkpoint, DType, FormatError, GgufArray, GgufValue, Result};
+use crate::{to_f32, Checkpoint, DType, FormatError, GgufValue, Result};
 
-/// Split regexes of the byte-level tokenizers llama.cpp knows by `tokenizer.ggml.pre` (the
-/// same patterns its `llama-vocab.cpp` applies).
-const PRE_TOKENIZERS: &[(&str, &str)] = &[
-    (
-        "llama-bpe",
-        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-    ),
-    (
-        "qwen2",
-        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-    ),
-];
-
-/// llama.cpp's token types.
-const NORMAL: i32 = 1;
-const CONTROL: i32 = 3;
-const USER_DEFINED: i32 = 4;
+mod vocab;
 
 /// One output tensor: where its rows come from.
 struct Mapped {
@@ -257,10 +241,17 @@ impl HubAsGguf {
             .info("model.embed_tokens.weight")
             .and_then(|t| t.shape.first().copied())
             .unwrap_or(0);
-        let vocab = hf
-            .usize_opt(&["vocab_size"])
-            .map_err(cfg)?
-            .unwrap_or(vocab_rows);
+        let config_vocab = hf.usize_opt(&["vocab_size"]).map_err(cfg)?;
+        if config_vocab.is_some_and(|v| v > vocab_rows) {
+            return Err(FormatError::invalid(
+                dir.join("config.json"),
+                format!(
+                    "vocab_size {} is larger than the token embedding ({vocab_rows} rows)",
+                    config_vocab.unwrap_or(0)
+                ),
+            ));
+        }
+        let vocab = config_vocab.unwrap_or(vocab_rows);
         if arch == "llama" {
             m.u32(&key("vocab_size"), vocab);
             m.u32(
@@ -269,7 +260,12 @@ impl HubAsGguf {
             );
         }
         m.u32("general.quantization_version", 2);
-        tokenizer_metadata(&checkpoint, &config, vocab, &mut m)?;
+        let size = vocab::VocabSize {
+            config: config_vocab,
+            rows: vocab_rows,
+        };
+        let tokenizer = checkpoint.tokenizer_path.as_deref();
+        vocab::tokenizer_metadata(dir, tokenizer, &config, arch, size, &mut m)?;
         Ok(HubAsGguf {
             checkpoint,
             metadata: m.0,
@@ -421,9 +417,12 @@ fn size_label(params: u64) -> String {
 struct Metadata(Vec<(String, GgufValue)>);
 
 impl Metadata {
+    /// Sets `key`; one set again keeps its place, as in gguf-py's writer (a dict).
     fn set(&mut self, key: &str, v: GgufValue) {
-        self.0.retain(|(k, _)| k != key);
-        self.0.push((key.to_string(), v));
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = v,
+            None => self.0.push((key.to_string(), v)),
+        }
     }
     fn string(&mut self, key: &str, v: &str) {
         self.set(key, GgufValue::String(v.to_string()))
@@ -433,197 +432,6 @@ impl Metadata {
     }
     fn f32(&mut self, key: &str, v: f32) {
         self.set(key, GgufValue::F32(v))
-    }
-}
-
-/// The converter's tokenizer keys (`_set_vocab_gpt2` + `SpecialVocab`), or the whole
-/// tokenizer.json where llama.cpp has no tokenizer of its kind.
-fn tokenizer_metadata(
-    ck: &Checkpoint,
-    config: &Value,
-    vocab_size: usize,
-    m: &mut Metadata,
-) -> Result<()> {
-    let Some(path) = ck.tokenizer_path.clone() else {
-        return Err(FormatError::invalid(&ck.path, "no tokenizer.json"));
-    };
-    let text = crate::input::read_text(&path, "tokenizer", crate::input::limit::TOKENIZER)?;
-    let json: Value =
-        serde_json::from_str(&text).map_err(|e| FormatError::invalid(&path, e.to_string()))?;
-    let pre = byte_level_pre(&json);
-    let model = &json["model"];
-    let Some(pre) = pre.filter(|_| model["type"] == "BPE") else {
-        m.string("tokenizer.ggml.model", "none");
-        m.string("tokenizer.huggingface.json", &text);
-        special_tokens(ck, config, &json, vocab_size, m);
-        return Ok(());
-    };
-    let vocab = model["vocab"]
-        .as_object()
-        .ok_or_else(|| FormatError::invalid(&path, "BPE model without a vocab"))?;
-    let mut by_id: HashMap<usize, (String, i32)> = HashMap::new();
-    for (token, id) in vocab {
-        if let Some(id) = id.as_u64() {
-            by_id.insert(id as usize, (token.clone(), NORMAL));
-        }
-    }
-    let added = json["added_tokens"].as_array().cloned().unwrap_or_default();
-    for a in &added {
-        let (Some(id), Some(content)) = (a["id"].as_u64(), a["content"].as_str()) else {
-            continue;
-        };
-        let special = a["special"].as_bool().unwrap_or(false) || looks_special(content);
-        let (token, kind) = if special {
-            (content.to_string(), CONTROL)
-        } else {
-            (content.replace('\u{2581}', " "), USER_DEFINED)
-        };
-        by_id.insert(id as usize, (token, kind));
-    }
-    let mut tokens = Vec::with_capacity(vocab_size);
-    let mut types = Vec::with_capacity(vocab_size);
-    for i in 0..vocab_size {
-        let (t, k) = by_id
-            .remove(&i)
-            .unwrap_or_else(|| (format!("[PAD{i}]"), USER_DEFINED));
-        tokens.push(t);
-        types.push(k);
-    }
-    m.string("tokenizer.ggml.model", "gpt2");
-    m.string("tokenizer.ggml.pre", pre);
-    m.set(
-        "tokenizer.ggml.tokens",
-        GgufValue::Array(GgufArray::String(tokens)),
-    );
-    m.set(
-        "tokenizer.ggml.token_type",
-        GgufValue::Array(GgufArray::I32(types)),
-    );
-    let merges: Vec<String> = model["merges"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| match x {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Array(p) => Some(
-                        p.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    ),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if !merges.is_empty() {
-        m.set(
-            "tokenizer.ggml.merges",
-            GgufValue::Array(GgufArray::String(merges)),
-        );
-    }
-    special_tokens(ck, config, &json, vocab_size, m);
-    Ok(())
-}
-
-/// `SpecialVocab`'s keys: special token ids (tokenizer_config.json's tokens by content first,
-/// then config.json's ids), whether to add BOS / EOS, the chat template.
-fn special_tokens(
-    ck: &Checkpoint,
-    config: &Value,
-    json: &Value,
-    vocab_size: usize,
-    m: &mut Metadata,
-) {
-    let added = json["added_tokens"].as_array().cloned().unwrap_or_default();
-    // optional, as for the converter: an unreadable one is ignored, but never read unbounded
-    let config_path = ck.path.join("tokenizer_config.json");
-    let tokenizer_config: Value = config_path
-        .exists()
-        .then(|| {
-            crate::input::read_json(
-                &config_path,
-                "tokenizer config",
-                crate::input::limit::CONFIG,
-            )
-            .ok()
-        })
-        .flatten()
-        .unwrap_or(Value::Null);
-    for kind in ["bos", "eos", "unk", "sep", "pad"] {
-        let by_content = tokenizer_config
-            .get(format!("{kind}_token"))
-            .and_then(|v| match v {
-                Value::String(s) => Some(s.as_str()),
-                Value::Object(o) => o.get("content").and_then(Value::as_str),
-                _ => None,
-            });
-        let from_tokenizer = by_content.and_then(|c| {
-            added
-                .iter()
-                .find(|a| a["content"] == c)
-                .and_then(|a| a["id"].as_u64())
-        });
-        let id = from_tokenizer.or_else(|| {
-            config
-                .get(format!("{kind}_token_id"))
-                .and_then(Value::as_u64)
-        });
-        // llama.cpp's key for the unknown token spells it out (`LLM_KV_TOKENIZER_UNK_ID`).
-        let key = if kind == "unk" { "unknown" } else { kind };
-        if let Some(id) = id.filter(|&id| (id as usize) < vocab_size) {
-            m.set(
-                &format!("tokenizer.ggml.{key}_token_id"),
-                GgufValue::U32(id as u32),
-            );
-        }
-    }
-    for kind in ["bos", "eos"] {
-        if let Some(add) = tokenizer_config
-            .get(format!("add_{kind}_token"))
-            .and_then(Value::as_bool)
-        {
-            m.set(
-                &format!("tokenizer.ggml.add_{kind}_token"),
-                GgufValue::Bool(add),
-            );
-        }
-    }
-    if let Some(template) = tokenizer_config
-        .get("chat_template")
-        .and_then(Value::as_str)
-    {
-        m.string("tokenizer.chat_template", template);
-    }
-}
-
-/// The converter's `does_token_look_special`.
-fn looks_special(token: &str) -> bool {
-    matches!(token, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
-        || (token.starts_with("<|") && token.ends_with("|>"))
-        || (token.starts_with("<\u{ff5c}") && token.ends_with("\u{ff5c}>"))
-}
-
-/// llama.cpp's name for a byte-level tokenizer's split regex, when it knows it.
-fn byte_level_pre(json: &Value) -> Option<&'static str> {
-    let pre = &json["pre_tokenizer"];
-    let mut parts: Vec<&Value> = match pre["type"].as_str()? {
-        "Sequence" => pre["pretokenizers"].as_array()?.iter().collect(),
-        _ => vec![pre],
-    };
-    let byte_level = parts.iter().position(|p| p["type"] == "ByteLevel")?;
-    let uses_regex = parts[byte_level]["use_regex"].as_bool().unwrap_or(true);
-    parts.remove(byte_level);
-    match (parts.as_slice(), uses_regex) {
-        ([], true) => Some("gpt-2"),
-        ([split], false) if split["type"] == "Split" => {
-            let pattern = split["pattern"]["Regex"].as_str()?;
-            PRE_TOKENIZERS
-                .iter()
-                .find(|(_, p)| *p == pattern)
-                .map(|(n, _)| *n)
-        }
-        _ => None,
     }
 }
 

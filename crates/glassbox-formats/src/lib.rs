@@ -31,6 +31,7 @@ pub mod pickle;
 pub mod quant;
 pub mod report;
 mod safetensors_file;
+pub mod sentencepiece;
 pub mod stats;
 pub mod summary;
 pub mod zip;

@@ -296,7 +296,8 @@ fn a_file_that_is_not_an_importance_matrix_is_refused() {
 }
 
 /// Straight from a Hub checkpoint: the committed safetensors checkpoints of
-/// tests/fixtures/parity, seen through our conversion and quantized, give the files llama.cpp's
+/// tests/fixtures/parity (and a Llama with Llama 2's SentencePiece files), seen through our
+/// conversion and quantized, give the files llama.cpp's
 /// converter and quantizer made of them (every key but nothing else different: the tensors,
 /// llama.cpp's Q/K row permutation, the tokenizer, the metadata and its order).
 #[test]
@@ -325,6 +326,9 @@ fn hub_checkpoints_quantize_to_llama_cpps_files() {
             check(&parity.join(name), mixture, expected);
         }
     }
+    // Llama 2's tokenizer files: tokenizer.model read as llama.cpp's converter reads it
+    let spm = quantize_fixtures().join("hub/llama-spm");
+    check(&spm.join("checkpoint"), "Q8_0", spm.join("model-Q8_0.gguf"));
     // the reference model (a word-level tokenizer, carried as tokenizer.huggingface.json): the
     // file llama.cpp ran when the fixtures were made
     let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/reference");
@@ -374,4 +378,97 @@ fn checkpoints_outside_the_converted_families_are_refused_with_the_way_round() {
         assert!(err.is_invalid_input(), "{err}");
         assert!(err.to_string().contains("convert_hf_to_gguf.py"), "{err}");
     }
+}
+
+/// A value as the fixture generator spells it (gguf-py's reader): `[type, value]`.
+fn spelled(v: &glassbox_formats::GgufValue) -> (String, serde_json::Value) {
+    use glassbox_formats::{GgufArray, GgufValue};
+    use serde_json::json;
+    match v {
+        GgufValue::U32(x) => ("u32".into(), json!(x)),
+        GgufValue::I32(x) => ("i32".into(), json!(x)),
+        GgufValue::F32(x) => ("f32".into(), json!(*x as f64)),
+        GgufValue::Bool(x) => ("bool".into(), json!(x)),
+        GgufValue::String(x) => ("str".into(), json!(x)),
+        GgufValue::Array(GgufArray::String(x)) => ("arr[str]".into(), json!(x)),
+        GgufValue::Array(GgufArray::I32(x)) => ("arr[i32]".into(), json!(x)),
+        GgufValue::Array(GgufArray::F32(x)) => (
+            "arr[f32]".into(),
+            json!(x.iter().map(|&f| f as f64).collect::<Vec<_>>()),
+        ),
+        other => (format!("{:?}", other.value_type()), serde_json::Value::Null),
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// The tokenizer keys llama.cpp's converter writes for each case of tests/fixtures/
+/// llamacpp-quantize/vocab (post-processors that add BOS / EOS / SEP or name an end-of-turn
+/// token, chat templates in a side file, special ids from tokenizer_config.json then
+/// config.json, a SentencePiece model with added tokens and no tokenizer.json) are ours: the
+/// same keys, types, values and order.
+#[test]
+fn tokenizer_keys_follow_the_converter_case_by_case() {
+    use glassbox_formats::gguf_convert::HubAsGguf;
+    use glassbox_formats::gguf_quantize::QuantSource;
+    let parity = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/llama");
+    let cases = quantize_fixtures().join("vocab");
+    let mut names: Vec<_> = std::fs::read_dir(&cases)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    let mut failures = Vec::new();
+    for case in names {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let dir =
+            std::env::temp_dir().join(format!("glassbox-vocab-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_tree(&case, &dir);
+        std::fs::remove_file(dir.join("expected.json")).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(parity.join(f), dir.join(f)).unwrap();
+        }
+        let source = HubAsGguf::open(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let source = source.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ours: Vec<serde_json::Value> = source
+            .metadata()
+            .iter()
+            .filter(|(k, _)| k.starts_with("tokenizer."))
+            .map(|(k, v)| {
+                let (t, v) = spelled(v);
+                serde_json::json!([k, t, v])
+            })
+            .collect();
+        let expected: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(case.join("expected.json")).unwrap()).unwrap();
+        if ours != expected {
+            let keys = |l: &[serde_json::Value]| {
+                l.iter()
+                    .map(|e| e[0].to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let first = ours.iter().zip(&expected).find(|(a, b)| a != b);
+            failures.push(format!(
+                "{name}:\n  ours     {}\n  expected {}\n  first difference {first:?}",
+                keys(&ours),
+                keys(&expected)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

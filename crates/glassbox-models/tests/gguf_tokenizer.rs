@@ -56,6 +56,32 @@ fn tiny_gguf_sentencepiece_matches_transformers() {
     }
 }
 
+/// llama.cpp's converter's SentencePiece vocabulary (`tokenizer.ggml.model = llama`: pieces,
+/// scores, kinds) of a Llama with Llama 2's tokenizer files tokenizes as that checkpoint's
+/// `tokenizer.json` does: merges by score, byte fallback, the leading space, BOS.
+#[test]
+fn llama_cpps_sentencepiece_vocabulary_tokenizes_as_the_checkpoints_tokenizer_json() {
+    let hub = workspace().join("tests/fixtures/llamacpp-quantize/hub/llama-spm");
+    let ck = Checkpoint::open(&hub.join("model-Q8_0.gguf")).unwrap();
+    let gguf = ck.gguf().unwrap();
+    assert_eq!(
+        GgufVocab::from_gguf(gguf).unwrap().model,
+        GgufTokenizerModel::SentencePiece
+    );
+    let ours = gguf_tokenizer::from_gguf(gguf).unwrap();
+    let theirs = Tokenizer::from_file(hub.join("checkpoint/tokenizer.json")).unwrap();
+    for text in [
+        "The cat sat on the mat.",
+        "  two spaces,\nnew lines\n\nand tabs\t.",
+        "digits 12345 and bytes: \u{e9}\u{4e16}\u{1f600}",
+        "",
+    ] {
+        let expected = theirs.encode(text, true).unwrap();
+        assert_eq!(expected.get_ids().first(), Some(&1), "BOS first");
+        check(&ours, text, expected.get_ids(), text);
+    }
+}
+
 /// A GGUF holding `tokenizer.json`'s byte-level vocabulary, as llama.cpp's converter writes it:
 /// tokens by id, merges as `"left right"`, added special tokens as control tokens.
 fn byte_level_gguf(tokenizer_json: &Path) -> GgufFile {

@@ -74,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     });
     if carried && args.out.is_some() {
         eprintln!(
-            "note: {}: its tokenizer.json is carried as `tokenizer.huggingface.json` (`tokenizer.ggml.model = none`): glassbox tokenizes text from it, llama.cpp only runs token ids (llama-cli or llama-server given text abort). For a SentencePiece vocabulary (Llama 2, Mistral v0.1), convert with llama.cpp's convert_hf_to_gguf.py and quantize its GGUF",
+            "note: {}: its tokenizer.json is carried as `tokenizer.huggingface.json` (`tokenizer.ggml.model = none`): glassbox tokenizes text from it, llama.cpp only runs token ids (llama-cli or llama-server given text abort). A SentencePiece vocabulary (Llama 2, Mistral) is written as llama.cpp's from the folder's tokenizer.model, which this folder lacks; for llama.cpp's tools, convert it with llama.cpp's convert_hf_to_gguf.py and quantize its GGUF",
             args.model.display()
         );
     }
