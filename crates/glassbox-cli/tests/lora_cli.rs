@@ -342,5 +342,21 @@ fn finetune_refuses_divergence_and_writing_over_what_is_there() {
         std::fs::read_to_string(other.join("adapter_config.json")).unwrap(),
         "precious"
     );
+
+    // Text the word-level vocabulary does not know trains the adapter on `<unk>`: said before
+    // the steps; the reference's own text is not.
+    let (code, said) = finetune(&data, &dir.join("known"), &[]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(!said.contains("unknown token"), "{said}");
+    let foreign = dir.join("foreign.jsonl");
+    let text =
+        "{\"text\": \"qwe rty uio pas dfg hjk zxc vbn qwe rty uio pas dfg hjk zxc vbn qwe rty\"}\n";
+    std::fs::write(&foreign, text.repeat(4)).unwrap();
+    let (code, said) = finetune(&foreign, &dir.join("unknown"), &[]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("72 of the 76 training tokens (95 %) are the unknown token `<unk>`"),
+        "{said}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

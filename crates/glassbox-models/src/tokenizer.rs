@@ -25,6 +25,10 @@ pub trait TextTokenizer: Send + Sync {
     fn special_ids(&self) -> Vec<u32> {
         Vec::new()
     }
+    /// The id text outside the vocabulary becomes, where the vocabulary has one.
+    fn unknown_id(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// A loaded tokenizer.
@@ -110,6 +114,11 @@ impl Tokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.inner.vocab_size()
+    }
+
+    /// The id text outside the vocabulary becomes (`<unk>`), where the vocabulary has one.
+    pub fn unknown_id(&self) -> Option<u32> {
+        self.inner.unknown_id()
     }
 
     /// Ids of the tokens the vocabulary marks special, ascending.
@@ -275,6 +284,18 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 struct HfTokenizer(tokenizers::Tokenizer);
 
 impl TextTokenizer for HfTokenizer {
+    fn unknown_id(&self) -> Option<u32> {
+        use tokenizers::models::ModelWrapper;
+        let token = match self.0.get_model() {
+            ModelWrapper::WordLevel(m) => Some(m.unk_token.clone()),
+            ModelWrapper::WordPiece(m) => Some(m.unk_token.clone()),
+            ModelWrapper::BPE(m) => m.unk_token.clone(),
+            // the crate keeps a unigram model's unknown id to itself
+            ModelWrapper::Unigram(_) => None,
+        }?;
+        self.0.token_to_id(&token)
+    }
+
     fn special_ids(&self) -> Vec<u32> {
         self.0
             .get_added_tokens_decoder()

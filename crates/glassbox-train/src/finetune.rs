@@ -48,6 +48,17 @@ pub struct FinetuneStep {
     pub elapsed_s: f64,
 }
 
+/// What a run tells its caller while it runs.
+pub enum Progress<'a> {
+    /// Something about the inputs worth saying before the steps (printed as a note).
+    Note(&'a str),
+    Step(&'a FinetuneStep),
+}
+
+/// Share of the training tokens past which text the vocabulary does not know is said: the
+/// adapter would learn to predict the unknown token.
+const UNKNOWN_SHARE_NOTED: f64 = 0.05;
+
 /// A finished run: the adapter (not yet written) and its log.
 pub struct Finetuned {
     pub adapter: LoraAdapter,
@@ -89,13 +100,14 @@ pub fn read_texts(path: &Path) -> Result<Vec<String>, TrainError> {
     Ok(texts)
 }
 
-/// Fine-tunes adapters on `model_path` over `texts`; `on_step` sees each logged step.
+/// Fine-tunes adapters on `model_path` over `texts`; `on_progress` sees notes on the inputs,
+/// then each logged step.
 pub fn finetune(
     model_path: &Path,
     base: LoadOptions,
     texts: &[String],
     opts: &FinetuneOptions,
-    on_step: &mut dyn FnMut(&FinetuneStep),
+    on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Finetuned, TrainError> {
     let invalid = |why: String| TrainError::Input {
         path: model_path.display().to_string(),
@@ -170,6 +182,17 @@ pub fn finetune(
     for t in texts {
         ids.extend(tokenizer.encode(t)?);
     }
+    if let Some(unk) = tokenizer.unknown_id() {
+        let unknown = ids.iter().filter(|&&i| i == unk).count();
+        if !ids.is_empty() && unknown as f64 >= UNKNOWN_SHARE_NOTED * ids.len() as f64 {
+            let name = tokenizer.str_tokens(&[unk])?.concat();
+            on_progress(Progress::Note(&format!(
+                "{unknown} of the {} training tokens ({:.0} %) are the unknown token `{name}` (text outside the model's vocabulary): the adapter learns to predict `{name}` there",
+                ids.len(),
+                100.0 * unknown as f64 / ids.len() as f64
+            )));
+        }
+    }
     let row = opts.context + 1;
     let rows = ids.len() / row;
     if rows == 0 {
@@ -234,7 +257,7 @@ pub fn finetune(
             tokens: step * opts.batch * opts.context,
             elapsed_s: start.elapsed().as_secs_f64(),
         };
-        on_step(&record);
+        on_progress(Progress::Step(&record));
         log.push(record);
     }
     // The last update may have made the weights non-finite after the last finite loss.

@@ -123,6 +123,10 @@ impl Recipe {
             ((0.0..1.0).contains(&o.weight_decay), "[optimizer] weight_decay must be in [0, 1)"),
             ((0.0..=1.0).contains(&s.min_lr_ratio), "[schedule] min_lr_ratio must be in [0, 1]"),
             (t.steps >= 1 && t.steps <= 10_000_000, "[training] steps must be in 1..=10 000 000"),
+            (
+                s.warmup_steps <= t.steps,
+                "[schedule] warmup_steps must be at most [training] steps (the learning rate would never reach [optimizer] lr)",
+            ),
             (t.batch_size >= 1 && t.batch_size <= 4096, "[training] batch_size must be in 1..=4096"),
             (
                 t.checkpoints.iter().all(|&c| c >= 1 && c < t.steps),

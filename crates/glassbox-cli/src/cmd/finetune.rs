@@ -123,9 +123,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let bar = crate::progress::bar(args.steps as u64, "fine-tuning");
     let start = std::time::Instant::now();
-    let done = finetune::finetune(&args.model, base, &texts, &opts, &mut |s| {
-        bar.set_position(s.step as u64);
-        bar.set_message(format!("loss {:.4}", s.loss));
+    let done = finetune::finetune(&args.model, base, &texts, &opts, &mut |p| match p {
+        finetune::Progress::Note(note) => bar.suspend(|| eprintln!("note: {note}")),
+        finetune::Progress::Step(s) => {
+            bar.set_position(s.step as u64);
+            bar.set_message(format!("loss {:.4}", s.loss));
+        }
     })?;
     bar.finish_and_clear();
     std::fs::create_dir_all(&args.out)?;
