@@ -110,13 +110,50 @@ pub fn apply_control_vector(
     Ok(())
 }
 
-/// The directions a probe file (`glassbox probe --out`) holds at `blocks.N.hook_resid_post`.
+/// Where a probe file's directions were found: the model's path as given, and a fingerprint
+/// of what that model computes at the file's hooks ([`glassbox_features::store::model_fingerprint`]).
+const PROBED_MODEL: &str = "glassbox.probed_model";
+const PROBED_FINGERPRINT: &str = "glassbox.probed_model_fingerprint";
+
+/// The fingerprint of `model` at `hooks`, in a fixed order.
+fn fingerprint_at(
+    model: &glassbox_models::HookedModel,
+    hooks: &[String],
+) -> anyhow::Result<String> {
+    let mut hooks = hooks.to_vec();
+    hooks.sort();
+    Ok(glassbox_features::store::model_fingerprint(model, &hooks)?)
+}
+
+/// The metadata `glassbox probe --out` records beside its directions.
+pub fn probe_provenance(
+    model: &glassbox_models::HookedModel,
+    model_path: &Path,
+    hooks: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    Ok([
+        (PROBED_MODEL.to_string(), model_path.display().to_string()),
+        (
+            PROBED_FINGERPRINT.to_string(),
+            fingerprint_at(model, hooks)?,
+        ),
+    ]
+    .into())
+}
+
+/// A probe file's directions (`glassbox probe --out`) at `blocks.N.hook_resid_post`, and a
+/// note when the file says they were found on a model that computes otherwise than `model`
+/// (another checkpoint, an adapter, an SAE splice) — steering with them then assumes the two
+/// share a residual basis.
 pub fn read_probe_directions(
     path: &Path,
-) -> anyhow::Result<std::collections::BTreeMap<usize, Vec<f32>>> {
+    model: &glassbox_models::HookedModel,
+) -> anyhow::Result<(std::collections::BTreeMap<usize, Vec<f32>>, Option<String>)> {
     glassbox_formats::input::regular_file(path, "probe directions")?;
+    let file = glassbox_formats::SafetensorsFile::open(path)?;
     let tensors = glassbox_formats::Checkpoint::open_safetensors(path)?
         .all_tensors(&candle_core::Device::Cpu)?;
+    let hooks: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
     let mut out = std::collections::BTreeMap::new();
     for (name, t) in tensors {
         let Some(layer) = name
@@ -138,5 +175,19 @@ pub fn read_probe_directions(
             path.display()
         ));
     }
-    Ok(out)
+    let note = match file.metadata.get(PROBED_FINGERPRINT) {
+        // a hook this model lacks is a model that differs
+        Some(recorded) if fingerprint_at(model, &hooks).ok().as_ref() != Some(recorded) => {
+            let probed = file
+                .metadata
+                .get(PROBED_MODEL)
+                .map_or("another model".to_string(), |m| format!("`{m}`"));
+            Some(format!(
+                "{}: these directions were probed on {probed}; this model computes something else at those hooks, so steering it with them assumes the two share a residual basis",
+                path.display()
+            ))
+        }
+        _ => None,
+    };
+    Ok((out, note))
 }

@@ -114,16 +114,18 @@ fn resolved(path: &Path) -> Option<PathBuf> {
     Some(folder_of(path).canonicalize().ok()?.join(name))
 }
 
-/// Writes `tensors` to `out`, whole or not at all ([`glassbox_formats::output`]).
+/// Writes `tensors` (and the header's `metadata`) to `out`, whole or not at all
+/// ([`glassbox_formats::output`]).
 pub fn write_safetensors(
     tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    metadata: Option<std::collections::HashMap<String, String>>,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     // The command checked `out` against its inputs before any work.
     crate::output::check(out, "--out", &[])?;
     let named = tensors.iter().map(|(n, t)| (n.as_str(), t));
     Ok(glassbox_formats::output::write_safetensors(
-        out, named, None,
+        out, named, metadata,
     )?)
 }
 

@@ -142,6 +142,8 @@ fn a_probe_reads_a_planted_fact_where_the_model_holds_it() {
         "{said}"
     );
     assert!(told.contains("directions at blocks [0] left out"), "{told}");
+    // the file records the model it was probed on, which is this one: nothing to say
+    assert!(!told.contains("probed on"), "{told}");
     let control = glassbox_analysis::steering::ControlVector::read(&cv).unwrap();
     let saved = candle_core::safetensors::load(&probes, &candle_core::Device::Cpu).unwrap();
     let want: Vec<f32> = saved["blocks.2.hook_resid_post"].to_vec1().unwrap();
@@ -149,6 +151,25 @@ fn a_probe_reads_a_planted_fact_where_the_model_holds_it() {
     assert!(
         !control.directions.contains_key(&0),
         "block 0's output cannot be steered (llama.cpp)"
+    );
+
+    // An earlier checkpoint of the same shape computes otherwise: steering it is said to
+    // assume a shared basis, naming the model the directions came from.
+    let early = model.join("checkpoints/step-000010");
+    let steered = run(&[
+        "steer",
+        early.to_str().unwrap(),
+        "--direction",
+        probes.to_str().unwrap(),
+        "--out",
+        dir.join("early.gguf").to_str().unwrap(),
+    ]);
+    let told = String::from_utf8_lossy(&steered.stderr);
+    assert!(steered.status.success(), "{told}");
+    assert!(
+        told.contains(&format!("probed on `{}`", model.display()))
+            && told.contains("share a residual basis"),
+        "{told}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,8 +7,9 @@
 //! `--data` is JSON Lines: `{"text": "…", "label": …}` per line; words or booleans are
 //! classes, numbers are values to regress (`--task classification` makes numbers classes).
 //! `--out FILE.safetensors` writes each hook's unit direction (two classes or regression),
-//! named by the hook; `glassbox steer --direction FILE` turns those at
-//! `blocks.N.hook_resid_post` into a control vector.
+//! named by the hook, with the model's path and a fingerprint of what it computes at those
+//! hooks in the header; `glassbox steer --direction FILE` turns those at
+//! `blocks.N.hook_resid_post` into a control vector, saying when it steers another model.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -213,7 +214,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "--out: probes over more than two classes have no single direction; nothing written"
             ));
         }
-        crate::output::write_safetensors(&tensors, out)?;
+        let hooks: Vec<String> = tensors.keys().cloned().collect();
+        let provenance = crate::analysis_cli::probe_provenance(&model, &args.model, &hooks)?;
+        crate::output::write_safetensors(&tensors, Some(provenance), out)?;
     }
     let classes = match &labels {
         Labels::Classes { names, .. } => Some(names.clone()),

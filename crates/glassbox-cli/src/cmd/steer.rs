@@ -142,7 +142,10 @@ fn from_probe(
     layers: Option<&str>,
 ) -> anyhow::Result<ControlVector> {
     let d_model = model.info().d_model;
-    let mut directions = analysis_cli::read_probe_directions(path)?;
+    let (mut directions, note) = analysis_cli::read_probe_directions(path, model)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
     if let Some(spec) = layers {
         let keep = steering::parse_layers(spec)?;
         directions.retain(|l, _| keep.contains(l));

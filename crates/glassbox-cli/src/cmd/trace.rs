@@ -100,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if batch > 1 || padded {
         tensors.insert("attention_mask".into(), mask.to_dtype(DType::I64)?);
     }
-    crate::output::write_safetensors(&tensors, &args.out)?;
+    crate::output::write_safetensors(&tensors, None, &args.out)?;
     eprintln!(
         "wrote {} tensors ({} hooks) for {batch} sequence(s) of up to {len} tokens to {}",
         tensors.len(),
