@@ -477,6 +477,33 @@ impl AblationInputs {
             reference,
         })
     }
+
+    /// Ablates the targets with `method`, all together or (`each`) one at a time; `progress`
+    /// is told of each run done and can stop the work ([`AnalysisError::Cancelled`]).
+    pub fn ablate(
+        self,
+        model: &HookedModel,
+        method: AblationMethod,
+        each: bool,
+        mut progress: impl FnMut() -> std::ops::ControlFlow<()>,
+    ) -> Result<AblationReport> {
+        let groups: Vec<&[AblationTarget]> = if each {
+            self.targets.iter().map(std::slice::from_ref).collect()
+        } else {
+            vec![&self.targets[..]]
+        };
+        let mut results = Vec::with_capacity(groups.len());
+        for group in groups {
+            results.push(run(model, &self.ids, group, method, &self.reference)?);
+            if progress().is_break() {
+                return Err(AnalysisError::Cancelled);
+            }
+        }
+        Ok(AblationReport {
+            input_ids: self.ids,
+            results,
+        })
+    }
 }
 
 /// Ablates `targets` (names as [`parse_targets`] reads them) on `text` with `method`, all
@@ -490,29 +517,10 @@ pub fn ablate_text(
     method: AblationMethod,
     reference: &[String],
     each: bool,
-    mut progress: impl FnMut() -> std::ops::ControlFlow<()>,
+    progress: impl FnMut() -> std::ops::ControlFlow<()>,
 ) -> Result<AblationReport> {
-    let AblationInputs {
-        ids,
-        targets,
-        reference,
-    } = AblationInputs::check(model, text, targets, method, reference)?;
-    let groups: Vec<&[AblationTarget]> = if each {
-        targets.iter().map(std::slice::from_ref).collect()
-    } else {
-        vec![&targets[..]]
-    };
-    let mut results = Vec::with_capacity(groups.len());
-    for group in groups {
-        results.push(run(model, &ids, group, method, &reference)?);
-        if progress().is_break() {
-            return Err(AnalysisError::Cancelled);
-        }
-    }
-    Ok(AblationReport {
-        input_ids: ids,
-        results,
-    })
+    AblationInputs::check(model, text, targets, method, reference)?
+        .ablate(model, method, each, progress)
 }
 
 /// The document `glassbox ablate --json` prints.

@@ -548,6 +548,13 @@ fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
             ),
         ),
         (
+            "ablation of a reference prompt past the model's context",
+            server.post(
+                "/api/models/0/ablate",
+                &json!({"text": "the cat sat", "targets": ["L1H0"], "method": "mean", "reference": ["the cat sat ".repeat(200)]}),
+            ),
+        ),
+        (
             "ablation of more components than the cap, named as groups",
             server.post(
                 "/api/models/0/ablate",

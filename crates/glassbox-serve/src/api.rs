@@ -302,6 +302,12 @@ pub(crate) fn tokens_of(
     max: usize,
 ) -> Result<Vec<u32>, ApiError> {
     let ids = model.to_tokens(prompt)?;
+    within_limit(model, &ids, max)?;
+    Ok(ids)
+}
+
+/// Token ids of a prompt are some, within `max` tokens and the model's context.
+pub(crate) fn within_limit(model: &HookedModel, ids: &[u32], max: usize) -> Result<(), ApiError> {
     if ids.is_empty() {
         return Err(ApiError::bad_request("the prompt has no tokens"));
     }
@@ -312,7 +318,7 @@ pub(crate) fn tokens_of(
             ids.len()
         )));
     }
-    Ok(ids)
+    Ok(())
 }
 
 /// Runs `f` with the model `id` on the pool, in that model's turn.

@@ -22,7 +22,9 @@ use glassbox_models::HookedModel;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{path_of, tokens_of, with_model, Shared, State, MAX_PROMPT_CHARS, MAX_TOKENS};
+use crate::api::{
+    path_of, tokens_of, with_model, within_limit, Shared, State, MAX_PROMPT_CHARS, MAX_TOKENS,
+};
 use crate::served::Entry;
 use crate::{work, ApiError};
 
@@ -237,11 +239,9 @@ pub async fn ablate(
     }
     let req = Arc::new(req);
     let checked = Arc::clone(&req);
-    let total = with_model(Arc::clone(&state), id, move |_, model| {
-        for text in std::iter::once(&checked.text).chain(&checked.reference) {
-            tokens_of(model, text, MAX_TOKENS)?;
-        }
-        // Everything the ablation would refuse is refused now, as a 400, not after a 200.
+    let (total, inputs) = with_model(Arc::clone(&state), id, move |_, model| {
+        // Everything the ablation would refuse is refused now, as a 400, not after a 200;
+        // the run then starts from these checked inputs (the texts tokenized once).
         let inputs = ablation::AblationInputs::check(
             model,
             &checked.text,
@@ -249,6 +249,9 @@ pub async fn ablate(
             method,
             &checked.reference,
         )?;
+        for ids in std::iter::once(&inputs.ids).chain(&inputs.reference) {
+            within_limit(model, ids, MAX_TOKENS)?;
+        }
         // `heads` names every head: the cap is on the targets it expands to.
         if inputs.targets.len() > MAX_TARGETS {
             return Err(ApiError::bad_request(format!(
@@ -256,23 +259,16 @@ pub async fn ablate(
                 inputs.targets.len()
             )));
         }
-        Ok(if checked.each {
+        let total = if checked.each {
             inputs.targets.len()
         } else {
             1
-        })
+        };
+        Ok((total, inputs))
     })
     .await?;
     Ok(stream(state, id, total, move |entry, model, progress| {
-        let report = ablation::ablate_text(
-            model,
-            &req.text,
-            &req.targets,
-            method,
-            &req.reference,
-            req.each,
-            progress,
-        )?;
+        let report = inputs.ablate(model, method, req.each, progress)?;
         Ok(ablation::document(
             &path_of(entry),
             &req.text,
