@@ -202,11 +202,12 @@ fn sentencepiece_vocab(
 ) -> Result<usize> {
     let pieces = sentencepiece::read_pieces(path)?;
     let n = size.config.unwrap_or(pieces.len());
-    if n > size.rows.max(pieces.len()) {
+    // llama.cpp sizes its vocabulary by the embedding: a larger one would not load
+    if n > size.rows {
         return Err(FormatError::invalid(
             path,
             format!(
-                "a vocabulary of {n} is larger than the embedding ({} rows)",
+                "a vocabulary of {n} tokens is larger than the token embedding ({} rows)",
                 size.rows
             ),
         ));
