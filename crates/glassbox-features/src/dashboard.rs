@@ -65,7 +65,8 @@ pub struct FeatureDashboard {
     /// Non-zero activations in equal bins from 0 to the maximum: (bin's upper edge, count).
     pub histogram: Vec<(f32, usize)>,
     pub top_contexts: Vec<Context>,
-    /// (token, logit change per unit activation), most raised and most lowered.
+    /// (token, logit change per unit activation through the final norm's centring and gain),
+    /// most raised and most lowered.
     pub logit_top: Vec<(u32, f32)>,
     pub logit_bottom: Vec<(u32, f32)>,
 }
@@ -198,7 +199,9 @@ pub fn dashboards(
         }
     }
 
-    // Logit effects: W_dec[f] · W_U, for SAEs on a residual-width point.
+    // Logit effects, for SAEs on a residual-width point: W_dec[f] through the final norm's
+    // centring and gain, then W_U — TransformerLens's fold_ln, which SAE dashboards read
+    // (the gain reorders tokens; the run's own scale, one number a position, does not).
     let residual = sae.cfg.d_in == model.info().d_model
         && !sae.cfg.reshape_hook_z
         && sae.cfg.hook_head_index.is_none()
@@ -210,6 +213,12 @@ pub fn dashboards(
             w_u.device(),
         )?;
         let dirs = sae.w_dec.to_dtype(DType::F32)?.index_select(&ids, 0)?;
+        let norm = glassbox_analysis::norm::FinalNorm::probe(model.model.as_ref())
+            .map_err(|e| FeatureError::input(format!("the final norm: {e}")))?;
+        let dirs = norm
+            .center(&dirs)
+            .map_err(|e| FeatureError::input(format!("the final norm: {e}")))?
+            .broadcast_mul(&norm.gain.to_dtype(DType::F32)?)?;
         Some(glassbox_models::kernel_ops::matmul(&dirs, &w_u)?.to_vec2()?)
     } else {
         None

@@ -1,6 +1,8 @@
 //! Feature dashboards agree with the SAE computed directly: the top context is where the
 //! feature's activation is largest in the corpus, with that activation and the tokens around
-//! it; density counts the tokens it fires on; the logit effect ranks `W_dec[f]·W_U`.
+//! it; density counts the tokens it fires on; the logit effect ranks `W_dec[f]` through the
+//! final LayerNorm's centring and gain (`ln_f.weight`, read from the checkpoint), then `W_U`,
+//! as TransformerLens's fold_ln does.
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +45,13 @@ fn dashboards_match_the_sae_computed_directly() {
     let flat: Vec<f32> = acts.flatten_all().unwrap().to_vec1().unwrap();
     let ids: Vec<Vec<u32>> = tokens.to_vec2().unwrap();
     let w_u = model.model.w_u().unwrap();
+    let gain = candle_core::safetensors::load(
+        fixtures().join("parity/gpt2/model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap()["transformer.ln_f.weight"]
+        .to_dtype(DType::F32)
+        .unwrap();
     let mut densities = Vec::new();
     for f in &d.features {
         let column: Vec<f32> = (0..n * pos).map(|i| flat[i * m + f.feature]).collect();
@@ -64,9 +73,11 @@ fn dashboards_match_the_sae_computed_directly() {
             .windows(2)
             .all(|w| w[0].activation >= w[1].activation));
         assert_eq!(f.histogram.iter().map(|h| h.1).sum::<usize>(), fired);
-        let effect: Vec<f32> = sae
-            .w_dec
-            .get(f.feature)
+        let direction = sae.w_dec.get(f.feature).unwrap();
+        let centred = direction
+            .broadcast_sub(&direction.mean_keepdim(0).unwrap())
+            .unwrap();
+        let effect: Vec<f32> = (centred * &gain)
             .unwrap()
             .unsqueeze(0)
             .unwrap()

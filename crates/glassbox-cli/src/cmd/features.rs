@@ -169,8 +169,8 @@ fn figure(d: &Dashboards, text: &dyn Fn(u32) -> String) -> String {
         }));
         if d.logit_effects {
             panels.push(Panel::Bars(BarChart {
-                title: format!("Feature {}: logit effect (W_dec · W_U)", f.feature),
-                notes: vec!["the change in each token's logit per unit of activation, before the final norm".into()],
+                title: format!("Feature {}: logit effect (W_dec · g · W_U)", f.feature),
+                notes: vec!["the change in each token's logit per unit of activation, through the final norm's centring and gain g (TransformerLens's fold_ln), at unit scale".into()],
                 value_axis: "logit change per unit activation".into(),
                 bars: f
                     .logit_top
