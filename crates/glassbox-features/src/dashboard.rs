@@ -42,7 +42,7 @@ impl Default for DashboardOptions {
     }
 }
 
-/// One top-activating context.
+/// One top-activating context (never a row's first position: see [`dashboards`]).
 #[derive(Clone, Debug, Serialize)]
 pub struct Context {
     pub activation: f32,
@@ -170,6 +170,12 @@ pub fn dashboards(
                         continue;
                     }
                     values[c].push(v);
+                    // A row's first token is its BOS or a token cut from what came before
+                    // it: its activation is an artifact of where the row starts (every row
+                    // gives the same), not a context.
+                    if p == 0 {
+                        continue;
+                    }
                     let top = &mut tops[c];
                     let weakest = top
                         .last()

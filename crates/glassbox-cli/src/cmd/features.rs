@@ -94,8 +94,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
     }
+    let (n_rows, row_len) = rows.dims2()?;
+    let cut = if args.text.is_some() {
+        "; a text's tail shorter than a row is left out"
+    } else {
+        ""
+    };
     println!(
-        "{} features of {} at {} over {} tokens ({} dead)",
+        "{} features of {} at {} over {} tokens ({n_rows} rows of {row_len}{cut}; {} dead)\ntop contexts leave out each row's first position (its BOS, or a token cut from what came before)",
         d.features.len(),
         args.sae.display(),
         d.hook_name,
