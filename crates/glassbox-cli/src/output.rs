@@ -23,6 +23,12 @@ pub fn check(path: &Path, flag: &str, inputs: &[&Path]) -> anyhow::Result<()> {
             path.display()
         ));
     }
+    if let Some(kind) = glassbox_formats::output::special_file(path) {
+        return Err(crate::invalid!(
+            "{flag} {}: is {kind}, not a regular file; give the name of a file to write",
+            path.display()
+        ));
+    }
     let folder = folder_of(path);
     if !folder.is_dir() {
         let why = if folder.exists() {

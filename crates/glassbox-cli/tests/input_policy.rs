@@ -140,6 +140,26 @@ fn output_paths_that_cannot_be_files_are_refused_first() {
         "is a directory",
     );
     assert!(!dir.join("no").exists());
+    // A device or a FIFO is not replaced by a regular file (`--out /dev/null` as root
+    // replaced the device for the whole system).
+    let fifo = dir.join("pipe");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    for out in [fifo, "/dev/null"] {
+        let args = trace(out);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, "not a regular file");
+        refused(
+            &["audit", release.to_str().unwrap(), "--html", out],
+            "not a regular file",
+        );
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(fifo).unwrap().file_type().is_fifo());
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
 }
 
 /// Commands wrote their output over what they read with exit 0: `trace --out` onto the model's

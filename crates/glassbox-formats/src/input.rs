@@ -30,7 +30,7 @@ pub mod limit {
 }
 
 /// What kind of file system object `path` is, in words, when it is not a regular file.
-fn not_a_file(meta: &std::fs::Metadata) -> Option<&'static str> {
+pub(crate) fn not_a_file(meta: &std::fs::Metadata) -> Option<&'static str> {
     let ty = meta.file_type();
     if ty.is_file() {
         return None;

@@ -21,6 +21,14 @@ pub fn write_atomically(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // The rename below would put a regular file where a device, a pipe or a socket was
+    // (`--out /dev/null` as root replaced the device for the whole system).
+    if let Some(kind) = special_file(path) {
+        return Err(FormatError::invalid(
+            path,
+            format!("is {kind}, not a regular file: give the name of a file to write"),
+        ));
+    }
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
         let file = std::fs::File::create(&tmp).map_err(|e| not_writable(path, e))?;
@@ -36,6 +44,13 @@ pub fn write_atomically(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// What `path` is when it exists and is neither a regular file nor a folder (links followed):
+/// a device, a FIFO, a socket.
+pub fn special_file(path: &Path) -> Option<&'static str> {
+    let meta = std::fs::metadata(path).ok()?;
+    crate::input::not_a_file(&meta).filter(|kind| *kind != "a directory")
 }
 
 /// Writes `bytes` to `path`.
@@ -173,7 +188,36 @@ mod tests {
         dir.join(name)
     }
 
+    #[test]
     #[cfg(unix)]
+    fn a_device_or_a_pipe_is_not_replaced_by_a_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = std::env::temp_dir().join(format!("glassbox-special-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for (path, kind) in [
+            (fifo.as_path(), "a FIFO"),
+            (Path::new("/dev/null"), "a device"),
+        ] {
+            let err = write_bytes(path, b"x").unwrap_err();
+            assert!(
+                err.is_invalid_input() && err.to_string().contains(kind),
+                "{err}"
+            );
+        }
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn files_get_the_umask_permissions_and_errors_name_the_target() {
         use std::os::unix::fs::PermissionsExt;
