@@ -57,6 +57,46 @@ fn card_in(dir: &Path) -> Option<std::path::PathBuf> {
         })
 }
 
+/// Nesting deeper than any card needs, found before the YAML parser sees it: the parser
+/// tokenises the whole input before its own recursion limit applies, in time that grows with
+/// the square of the depth (100,000 `[` took 42 s).
+const MAX_DEPTH: usize = 64;
+
+/// Why `yaml` nests too deep to parse, if it does: flow collections (`[`, `{`) opened inside
+/// one another (quoted text aside), or block nesting (indentation, `- ` items on one line).
+fn too_deep(yaml: &str) -> Option<String> {
+    let mut depth = 0usize;
+    for line in yaml.lines() {
+        // quotes are taken line by line: an apostrophe in plain text must not hide the rest
+        let mut quote = None::<char>;
+        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
+        if indent > 4 * MAX_DEPTH {
+            return Some(format!(
+                "the front matter nests deeper than {MAX_DEPTH} levels (a line indented {indent} columns)"
+            ));
+        }
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some(format!(
+                            "the front matter nests deeper than {MAX_DEPTH} levels of `[` / `{{`"
+                        ));
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 /// Splits a model card into its YAML front matter (if any) and body.
 pub(crate) fn front_matter(card: &str, path: &Path) -> Result<(Option<Value>, String), AuditError> {
     let text = card.strip_prefix('\u{feff}').unwrap_or(card);
@@ -85,6 +125,12 @@ pub(crate) fn front_matter(card: &str, path: &Path) -> Result<(Option<Value>, St
         body.push_str(line);
         body.push('\n');
     }
+    if let Some(why) = too_deep(&yaml) {
+        return Err(AuditError::FrontMatter {
+            path: path.to_path_buf(),
+            message: why,
+        });
+    }
     let value: Value = serde_yaml::from_str(&yaml).map_err(|e| AuditError::FrontMatter {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -108,6 +154,31 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("readme.MD"), card).unwrap();
         dir
+    }
+
+    #[test]
+    fn front_matter_nested_past_any_card_is_refused_before_parsing() {
+        let path = Path::new("README.md");
+        let start = std::time::Instant::now();
+        for yaml in [
+            format!("license: {}{}", "[".repeat(100_000), "]".repeat(100_000)),
+            format!("a: {}", "{".repeat(65)),
+            format!("{}x: 1", "- ".repeat(300)),
+        ] {
+            let card = format!("---\n{yaml}\n---\nbody\n");
+            let err = front_matter(&card, path).unwrap_err();
+            assert!(err.to_string().contains("nests deeper than 64"), "{err}");
+        }
+        // (the parser alone took 42 s on the first)
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+        // real nesting, brackets in quotes and comments, and apostrophes pass
+        let fine = format!(
+            "---\nlicense: mit\ntags: [a, [b, {{c: d}}]]\nname: \"{}\"\n# {}\ndescription: it's [a model\nmodel-index:\n  - name: x\n    results:\n      - task: {{type: t}}\n---\n",
+            "[".repeat(100),
+            "{".repeat(100)
+        );
+        let (value, _) = front_matter(&fine, path).unwrap();
+        assert_eq!(value.unwrap()["license"].as_str(), Some("mit"));
     }
 
     #[test]

@@ -90,10 +90,22 @@ pub(crate) fn read_text(path: &Path) -> Result<String, AuditError> {
     if meta.len() > MAX_TEXT_BYTES || !meta.is_file() {
         return Ok(String::new());
     }
-    let bytes = std::fs::read(path).map_err(|source| AuditError::Io {
+    // Read no further than the bound: a file can hold more than its size says (`/proc`
+    // files say 0, and a link to /proc/self/pagemap read on to gigabytes).
+    use std::io::Read;
+    let io = |source| AuditError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_TEXT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_TEXT_BYTES {
+        return Ok(String::new());
+    }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -883,4 +895,28 @@ pub fn from_mot_file(path: &Path) -> Result<Release, AuditError> {
         notes: vec![],
         mot_model: Some(mot.mof_model()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/proc` files say they are empty: the bound is on what is read, not on the size the
+    /// file system reports (a link to /proc/self/pagemap made the audit read 24 GB).
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn text_is_read_up_to_the_bound_whatever_size_the_file_claims() {
+        let endless = Path::new("/proc/self/pagemap");
+        assert_eq!(std::fs::metadata(endless).unwrap().len(), 0);
+        // past the bound it is not evidence (or, read in pieces pagemap refuses, an error
+        // naming the file) — either way a few megabytes, not the whole map
+        let start = std::time::Instant::now();
+        match read_text(endless) {
+            Ok(text) => assert_eq!(text, "", "past the bound: not evidence"),
+            Err(e) => assert!(e.to_string().contains("pagemap"), "{e}"),
+        }
+        assert!(start.elapsed().as_secs() < 5);
+        let small = read_text(Path::new("/proc/self/status")).unwrap();
+        assert!(small.contains("Name:"), "{small}");
+    }
 }
