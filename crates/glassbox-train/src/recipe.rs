@@ -124,8 +124,8 @@ impl Recipe {
             ((0.0..=1.0).contains(&s.min_lr_ratio), "[schedule] min_lr_ratio must be in [0, 1]"),
             (t.steps >= 1 && t.steps <= 10_000_000, "[training] steps must be in 1..=10 000 000"),
             (
-                s.warmup_steps <= t.steps,
-                "[schedule] warmup_steps must be at most [training] steps (the learning rate would never reach [optimizer] lr)",
+                s.warmup_steps <= 10_000_000,
+                "[schedule] warmup_steps must be in 0..=10 000 000",
             ),
             (t.batch_size >= 1 && t.batch_size <= 4096, "[training] batch_size must be in 1..=4096"),
             (
@@ -243,6 +243,20 @@ impl Recipe {
         let progress = ((step - warm) as f64 / span).min(1.0);
         let floor = lr * self.schedule.min_lr_ratio;
         floor + (lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+
+    /// A note when the warmup outlasts the run: the learning rate then peaks at
+    /// `lr × steps / warmup_steps`, never reaching `lr` (a short trial of a long recipe does
+    /// this on purpose; a recipe meant for release should not).
+    pub fn warmup_note(&self) -> Option<String> {
+        let (warm, steps) = (self.schedule.warmup_steps, self.training.steps);
+        (warm > steps).then(|| {
+            format!(
+                "[schedule] warmup_steps {warm} outlasts the {steps} steps: the learning rate peaks at {:.3e}, not [optimizer] lr {:.3e}",
+                self.learning_rate(steps),
+                self.optimizer.lr
+            )
+        })
     }
 
     /// Tokens seen per step (inputs, not counting `<bos>` targets).

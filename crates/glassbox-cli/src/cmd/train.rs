@@ -22,6 +22,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let recipe = Recipe::load(&args.recipe)?;
+    if let Some(note) = recipe.warmup_note() {
+        eprintln!("note: {}: {note}", args.recipe.display());
+    }
     let recipe_text = glassbox_formats::input::read_text(
         &args.recipe,
         "recipe",
