@@ -86,6 +86,9 @@ pub struct TargetTrack {
 
 /// Runs the model on `ids` and reads the lens: the `top_k` tokens at every (layer, position)
 /// and, with `target`, that token's probability and rank.
+///
+/// One layer's logits at a time: all of them at once are layers × positions × vocabulary
+/// (33 × 512 × 152k floats is 10 GB, which a served request could ask for).
 pub fn run(
     model: &HookedModel,
     ids: &[u32],
@@ -101,75 +104,36 @@ pub fn run(
             )));
         }
     }
+    // a layer's logits, their exponentials and probabilities, and the rows read off them
+    let per_layer = (ids.len() as u64)
+        .saturating_mul(info.d_vocab as u64)
+        .saturating_mul(4 * 4);
+    let budget = glassbox_models::memory::budget();
+    if per_layer > budget {
+        return Err(AnalysisError::input(format!(
+            "the lens over {} tokens of a {}-token vocabulary needs about {} a layer; {} is available (give a shorter prompt)",
+            ids.len(),
+            info.d_vocab,
+            glassbox_models::memory::describe(per_layer),
+            glassbox_models::memory::describe(budget)
+        )));
+    }
     let filter = NameFilter::new(&hook_names(info.n_layers))
         .map_err(|e| AnalysisError::input(e.to_string()))?;
     let (_, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;
-    let logits = logit_lens(model.model.as_ref(), &cache)?.squeeze(1)?; // [L+1, pos, V]
-    report(model, ids, &logits, top_k, target)
-}
-
-/// Builds a [`LensReport`] from lens logits [L+1, pos, d_vocab].
-pub fn report(
-    model: &HookedModel,
-    ids: &[u32],
-    logits: &Tensor,
-    top_k: usize,
-    target: Option<u32>,
-) -> Result<LensReport> {
-    let (rows, positions, vocab) = logits.dims3()?;
-    let probs = softmax_last_dim(logits)?;
-    let probs: Vec<Vec<Vec<f32>>> = probs.to_vec3()?;
-    let logits_v: Vec<Vec<Vec<f32>>> = logits.to_vec3()?;
-    let name = |id: u32| -> String {
-        model
-            .ids_to_str_tokens(&[id])
-            .ok()
-            .and_then(|v| v.into_iter().next())
-            .unwrap_or_else(|| format!("<{id}>"))
-    };
-    let k = top_k.min(vocab);
+    let stack = accumulated_resid(&cache, info.n_layers)?; // [L+1, 1, pos, d]
+    drop(cache);
+    let rows = stack.dim(0)?;
+    let name = token_namer(model);
     let mut top = Vec::with_capacity(rows);
     let mut target_scores = Vec::with_capacity(rows);
     for r in 0..rows {
-        let mut top_row = Vec::with_capacity(positions);
-        let mut target_row = Vec::with_capacity(positions);
-        for p in 0..positions {
-            let pr = &probs[r][p];
-            let lg = &logits_v[r][p];
-            let mut order: Vec<usize> = (0..vocab).collect();
-            // partial sort: the top k by logit (ties by id, for a stable order)
-            if k > 0 && k < vocab {
-                order.select_nth_unstable_by(k - 1, |&a, &b| {
-                    lg[b].total_cmp(&lg[a]).then(a.cmp(&b))
-                });
-            }
-            order.truncate(k);
-            order.sort_by(|&a, &b| lg[b].total_cmp(&lg[a]).then(a.cmp(&b)));
-            top_row.push(
-                order
-                    .iter()
-                    .map(|&i| TokenScore {
-                        id: i as u32,
-                        token: name(i as u32),
-                        prob: pr[i],
-                        logit: lg[i],
-                    })
-                    .collect(),
-            );
-            if let Some(t) = target {
-                let t = t as usize;
-                let rank = lg
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, &v)| v > lg[t] || (v == lg[t] && i < t))
-                    .count();
-                target_row.push(TargetScore {
-                    prob: pr[t],
-                    logit: lg[t],
-                    rank,
-                });
-            }
-        }
+        let m = model.model.as_ref();
+        let logits = m
+            .unembed(&m.final_norm(&stack.get(r)?)?)?
+            .to_dtype(DType::F32)?
+            .squeeze(0)?; // [pos, V]
+        let (top_row, target_row) = layer_scores(&logits, top_k, target, &name)?;
         top.push(top_row);
         target_scores.push(target_row);
     }
@@ -183,6 +147,96 @@ pub fn report(
             scores: target_scores,
         }),
     })
+}
+
+fn token_namer(model: &HookedModel) -> impl Fn(u32) -> String + '_ {
+    move |id: u32| -> String {
+        model
+            .ids_to_str_tokens(&[id])
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or_else(|| format!("<{id}>"))
+    }
+}
+
+/// Builds a [`LensReport`] from lens logits [L+1, pos, d_vocab].
+pub fn report(
+    model: &HookedModel,
+    ids: &[u32],
+    logits: &Tensor,
+    top_k: usize,
+    target: Option<u32>,
+) -> Result<LensReport> {
+    let rows = logits.dim(0)?;
+    let name = token_namer(model);
+    let mut top = Vec::with_capacity(rows);
+    let mut target_scores = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let (top_row, target_row) = layer_scores(&logits.get(r)?, top_k, target, &name)?;
+        top.push(top_row);
+        target_scores.push(target_row);
+    }
+    Ok(LensReport {
+        prompt_tokens: model.ids_to_str_tokens(ids)?,
+        layers: labels(rows - 1),
+        top,
+        target: target.map(|id| TargetTrack {
+            id,
+            token: name(id),
+            scores: target_scores,
+        }),
+    })
+}
+
+/// One layer's top tokens and target score at every position, from its logits [pos, V].
+fn layer_scores(
+    logits: &Tensor,
+    top_k: usize,
+    target: Option<u32>,
+    name: &dyn Fn(u32) -> String,
+) -> Result<(Vec<Vec<TokenScore>>, Vec<TargetScore>)> {
+    let (positions, vocab) = logits.dims2()?;
+    let probs: Vec<Vec<f32>> = softmax_last_dim(logits)?.to_vec2()?;
+    let logits_v: Vec<Vec<f32>> = logits.to_vec2()?;
+    let k = top_k.min(vocab);
+    let mut top_row = Vec::with_capacity(positions);
+    let mut target_row = Vec::with_capacity(positions);
+    for p in 0..positions {
+        let pr = &probs[p];
+        let lg = &logits_v[p];
+        let mut order: Vec<usize> = (0..vocab).collect();
+        // partial sort: the top k by logit (ties by id, for a stable order)
+        if k > 0 && k < vocab {
+            order.select_nth_unstable_by(k - 1, |&a, &b| lg[b].total_cmp(&lg[a]).then(a.cmp(&b)));
+        }
+        order.truncate(k);
+        order.sort_by(|&a, &b| lg[b].total_cmp(&lg[a]).then(a.cmp(&b)));
+        top_row.push(
+            order
+                .iter()
+                .map(|&i| TokenScore {
+                    id: i as u32,
+                    token: name(i as u32),
+                    prob: pr[i],
+                    logit: lg[i],
+                })
+                .collect(),
+        );
+        if let Some(t) = target {
+            let t = t as usize;
+            let rank = lg
+                .iter()
+                .enumerate()
+                .filter(|&(i, &v)| v > lg[t] || (v == lg[t] && i < t))
+                .count();
+            target_row.push(TargetScore {
+                prob: pr[t],
+                logit: lg[t],
+                rank,
+            });
+        }
+    }
+    Ok((top_row, target_row))
 }
 
 /// Softmax over the last dimension in f32 (no autograd needed here).

@@ -53,6 +53,64 @@ fn requests_past_the_memory_budget_are_refused_with_numbers() {
     assert_eq!(code, Some(0), "{err}");
 }
 
+/// The logit lens held every layer's logits over the whole vocabulary at once (layers ×
+/// positions × vocabulary: a served request on a Qwen-sized vocabulary took 24 GB and the
+/// server with it). It reads one layer at a time, and refuses a prompt whose one layer would
+/// pass the budget, with the numbers.
+#[test]
+fn the_lens_is_refused_past_the_budget_one_layer_at_a_time() {
+    use candle_core::{Device, Tensor};
+    let dir = scratch("lens-vocab");
+    let src = root().join("tests/fixtures/parity/llama");
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    // a 50,000-token vocabulary (the tokenizer's ids are the first 384 of it)
+    let vocab = 50_000;
+    let mut tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    for name in ["model.embed_tokens.weight", "lm_head.weight"] {
+        let t = &tensors[name];
+        let d = t.dim(1).unwrap();
+        let pad = Tensor::zeros((vocab - t.dim(0).unwrap(), d), t.dtype(), &Device::Cpu).unwrap();
+        let grown = Tensor::cat(&[t, &pad], 0).unwrap();
+        tensors.insert(name.to_string(), grown);
+    }
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["vocab_size"] = vocab.into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    let lens = |budget: &str| {
+        Command::new(env!("CARGO_BIN_EXE_glassbox"))
+            .args([
+                "lens",
+                dir.to_str().unwrap(),
+                "--prompt",
+                &"word ".repeat(20),
+            ])
+            .env("GLASSBOX_MEMORY", budget)
+            .output()
+            .unwrap()
+    };
+    // one layer: 100 tokens × 50,000 × 16 bytes = 80 MB, past 32 MB (where the model's own
+    // activations fit), within 100 MB
+    let refused = lens("32M");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the lens over") && said.contains("a layer"),
+        "{said}"
+    );
+    let ran = lens("100M");
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
 /// A recipe with 65,536 heads ran without end; sizes of 10⁹ were allocation failures; a
 /// `head_dim` of 0 or a context shorter than the training sequences failed inside. All are
 /// refused when the recipe is read.
@@ -143,6 +201,11 @@ fn thread_counts_past_the_cpus_are_capped_with_a_note() {
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("200 threads capped at this machine's"),
+        "{err}"
+    );
+    // the reference's 30 warmup steps outlast this 2-step trial: said, not refused
+    assert!(
+        err.contains("warmup_steps 30 outlasts the 2 steps: the learning rate peaks at"),
         "{err}"
     );
 }
@@ -296,7 +359,7 @@ fn counts_past_what_a_run_can_hold_are_refused_first() {
 fn the_budget_respects_the_process_address_space_limit() {
     let release = root().join("models/reference");
     let script = format!(
-        "ulimit -v 3000000 && exec '{}' heads '{}' --seq-len 64 --batch 6000",
+        "ulimit -v 3000000 && exec '{}' heads '{}' --seq-len 63 --batch 6000",
         env!("CARGO_BIN_EXE_glassbox"),
         release.display()
     );
