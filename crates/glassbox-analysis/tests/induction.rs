@@ -172,13 +172,23 @@ fn induction_model() -> HookedModel {
 fn head_scores_find_the_previous_token_and_induction_heads() {
     let model = induction_model();
     let scores = heads::run(&model, 20, 4, 0).unwrap();
-    let best = |role: &str| scores.top(role, 1)[0];
-    let (l, h, s) = best("previous_token");
-    assert_eq!((l, h), (0, 0), "strongest previous-token head ({s})");
-    assert!(s > 0.9, "previous-token score {s}");
-    let (l, h, s) = best("induction");
-    assert_eq!((l, h), (1, 0), "strongest induction head ({s})");
-    assert!(s > 0.8, "induction score {s}");
+    let best = |role: &str| scores.top(role, 1)[0].clone();
+    let b = best("previous_token");
+    assert_eq!(
+        (b.layer, b.head),
+        (0, 0),
+        "strongest previous-token head {b:?}"
+    );
+    assert!(b.score > 0.9 && b.beats_chance, "previous-token {b:?}");
+    let b = best("induction");
+    assert_eq!((b.layer, b.head), (1, 0), "strongest induction head {b:?}");
+    assert!(b.score > 0.8 && b.beats_chance, "induction {b:?}");
+    // nothing else holds a role: the second-strongest induction head is not above chance
+    assert!(
+        !scores.top("induction", 2)[1].beats_chance,
+        "{:?}",
+        scores.top("induction", 2)
+    );
     // the dead heads attend uniformly: no role stands out
     assert!(scores.induction[0][0] < 0.2 && scores.previous_token[1][0] < 0.2);
     for layer in 0..2 {
@@ -202,7 +212,7 @@ fn ablating_the_circuit_raises_the_loss_on_the_repeated_half() {
         .chain(half.iter().copied())
         .chain(half.iter().copied())
         .collect();
-    let reference = heads::repeated_random_tokens(VOCAB, n + 1, 4, 7, &[]).unwrap();
+    let reference = heads::repeated_random_tokens(VOCAB, n + 1, 4, 7, &[], &[]).unwrap();
     // per-token losses: index i predicts token i+1; the second copy starts at n + 1, and
     // from there on every next token is predictable
     let repeated = n + 1..2 * n;

@@ -205,6 +205,26 @@ fn reference_model_has_an_induction_head_whose_ablation_hurts_the_repeat() {
         }
     }
     assert!(best.2 >= 0.5, "best induction score {best:?} is below 0.5");
+    // The release's figures are the ones the command prints for it: the evaluation at
+    // training time (a model in memory, without a tokenizer) made the same sequences.
+    let evaluation: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(dir).join("eval_results.json")).unwrap())
+            .unwrap();
+    for e in evaluation["heads"].as_array().unwrap() {
+        let (l, h) = (
+            e["layer"].as_u64().unwrap() as usize,
+            e["head"].as_u64().unwrap() as usize,
+        );
+        for role in ["induction", "previous_token"] {
+            // the same f32, written at f64 width by one and shortest by the other
+            let f32_of = |v: &serde_json::Value| v.as_f64().unwrap() as f32;
+            assert_eq!(
+                f32_of(&heads["scores"][role][l][h]),
+                f32_of(&e[role]),
+                "L{l}H{h} {role}: `glassbox heads` and eval_results.json"
+            );
+        }
+    }
 
     // Zero-ablating the induction heads raises the loss on the repeated half clearly.
     let text = format!("{REPEATED} {REPEATED}");

@@ -374,6 +374,16 @@ impl HookedModel {
         self.tokenizer()?.encode(text)
     }
 
+    /// The special tokens the tokenizer puts before any text (its BOS, where it adds one; not
+    /// those it appends): what a window cut from a longer text needs in front to be seen as
+    /// the model sees a text. Empty without a tokenizer.
+    pub fn text_prefix(&self) -> Result<Vec<u32>> {
+        match &self.tokenizer {
+            Some(t) => t.prefix(),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Each token of `text` as a string.
     pub fn to_str_tokens(&self, text: &str) -> Result<Vec<String>> {
         let ids = self.to_tokens(text)?;

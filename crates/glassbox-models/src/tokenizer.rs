@@ -12,6 +12,10 @@ use crate::error::{ModelError, Result};
 pub trait TextTokenizer: Send + Sync {
     /// Token ids of `text`, with the special tokens (e.g. BOS) the tokenizer adds by default.
     fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// Token ids of `text` alone, without the special tokens the tokenizer adds around it.
+    fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode(text)
+    }
     /// Text of `ids` (special tokens skipped).
     fn decode(&self, ids: &[u32]) -> Result<String>;
     /// Number of entries in the vocabulary.
@@ -103,6 +107,18 @@ impl Tokenizer {
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.named(self.inner.decode(ids))
+    }
+
+    /// The special tokens the tokenizer puts before a text (its BOS, where it adds one; not
+    /// those it appends): [`Tokenizer::encode`] of a text, up to where the text's own ids
+    /// ([`TextTokenizer::encode_plain`]) begin.
+    pub fn prefix(&self) -> Result<Vec<u32>> {
+        let with = self.encode("a")?;
+        let plain = self.named(self.inner.encode_plain("a"))?;
+        Ok((0..=with.len().saturating_sub(plain.len()))
+            .find(|&p| with[p..].starts_with(&plain))
+            .map(|p| with[..p].to_vec())
+            .unwrap_or_default())
     }
 
     /// Each token on its own, faithfully: its decoded text with its leading space kept (the
@@ -307,6 +323,13 @@ impl TextTokenizer for HfTokenizer {
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = guarded(|| self.0.encode(text, true))
+            .map_err(ModelError::Tokenizer)?
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = guarded(|| self.0.encode(text, false))
             .map_err(ModelError::Tokenizer)?
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())

@@ -185,10 +185,16 @@ pub fn repeated_tokens(data: &CorpusConfig, device: &Device) -> Result<Tensor, T
 }
 
 /// Induction and previous-token score of every head, by glassbox-analysis' probe with the
-/// defaults of `glassbox heads` ([`HEADS_SEQ_LEN`], [`HEADS_BATCH`], seed 0), so that the
-/// release's figures are the ones the command prints.
+/// settings the card names ([`HEADS_SEQ_LEN`], [`HEADS_BATCH`], seed 0) on the sequences the
+/// release's tokenizer makes (`<bos>` first; `<bos>`, `<unk>`, `<pad>` never drawn), so that
+/// the release's figures are the ones `glassbox heads` prints for it — whether or not the
+/// model in hand carries that tokenizer (one trained in memory does not).
 pub fn head_scores(model: &HookedModel) -> Result<Vec<HeadScore>, TrainError> {
-    let s = glassbox_analysis::heads::run(model, HEADS_SEQ_LEN, HEADS_BATCH, 0)?;
+    let sequences = glassbox_analysis::heads::Sequences {
+        prefix: vec![0],
+        exclude: (0..SPECIALS as u32).collect(),
+    };
+    let s = glassbox_analysis::heads::run_on(model, HEADS_SEQ_LEN, HEADS_BATCH, 0, &sequences)?;
     let mut scores = Vec::new();
     for (row, &layer) in s.layers.iter().enumerate() {
         for head in 0..s.n_heads {

@@ -92,7 +92,8 @@ pub struct Training {
 impl Recipe {
     /// Reads and validates a recipe file.
     pub fn load(path: &Path) -> Result<Recipe, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        use glassbox_formats::input;
+        let text = input::read_text(path, "recipe", input::limit::CONFIG)?;
         Recipe::parse(&text).map_err(|why| TrainError::Recipe {
             path: path.display().to_string(),
             why,
@@ -122,16 +123,25 @@ impl Recipe {
             ((0.0..1.0).contains(&o.weight_decay), "[optimizer] weight_decay must be in [0, 1)"),
             ((0.0..=1.0).contains(&s.min_lr_ratio), "[schedule] min_lr_ratio must be in [0, 1]"),
             (t.steps >= 1 && t.steps <= 10_000_000, "[training] steps must be in 1..=10 000 000"),
+            (
+                s.warmup_steps <= t.steps,
+                "[schedule] warmup_steps must be at most [training] steps (the learning rate would never reach [optimizer] lr)",
+            ),
             (t.batch_size >= 1 && t.batch_size <= 4096, "[training] batch_size must be in 1..=4096"),
             (
                 t.checkpoints.iter().all(|&c| c >= 1 && c < t.steps),
                 "[training] checkpoints must be steps in 1..steps (the final step is the model itself)",
             ),
-            (self.init.std.is_finite() && self.init.std > 0.0, "[init] std must be positive"),
+            (
+                self.init.std.is_finite() && self.init.std > 0.0 && self.init.std <= 1.0,
+                "[init] std must be in (0, 1] (weights drawn wider saturate every softmax, and nothing trains)",
+            ),
         ];
         if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(why.to_string());
         }
+        self.check_model_size()?;
+        self.check_model_type()?;
         let vocab = corpus::vocabulary(&self.data).len() as u64;
         match self.model.get("vocab_size").and_then(|v| v.as_u64()) {
             Some(v) if v == vocab => Ok(()),
@@ -142,6 +152,84 @@ impl Recipe {
                 "[model] needs vocab_size = {vocab} (the corpus vocabulary)"
             )),
         }
+    }
+
+    /// `model_type` names the same architecture as `architectures`: transformers builds the
+    /// model `model_type` names, glassbox the one `architectures` names, so a release that
+    /// disagrees would be two different models.
+    fn check_model_type(&self) -> Result<(), String> {
+        let arch = self.model["architectures"][0].as_str();
+        let model_type = self.model.get("model_type").and_then(|v| v.as_str());
+        let (Some(arch), Some(model_type)) = (arch, model_type) else {
+            return Ok(());
+        };
+        match glassbox_models::registry::MODEL_TYPES
+            .iter()
+            .find(|(t, _)| *t == model_type)
+        {
+            Some((_, named)) if *named != arch => Err(format!(
+                "[model] model_type `{model_type}` is {named}'s, but architectures names {arch} (transformers would build a {named})"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The [model] sizes, checked before anything is built from them: head counts a model can
+    /// have (at least one, no more than the hidden size; 65,536 heads of a 64-wide model made
+    /// a run that never ended), and a parameter count whose training state (weights,
+    /// gradients and two Adam moments, 16 bytes a parameter) fits the memory budget
+    /// ([`glassbox_models::memory::budget`]; sizes of 10⁹ were allocation failures).
+    fn check_model_size(&self) -> Result<(), String> {
+        let get = |key: &str| self.model.get(key).and_then(|v| v.as_u64());
+        let (Some(d), Some(layers)) = (get("hidden_size"), get("num_hidden_layers")) else {
+            return Ok(());
+        };
+        let heads = get("num_attention_heads").unwrap_or(1);
+        let kv_heads = get("num_key_value_heads").unwrap_or(heads);
+        if d == 0 || layers == 0 {
+            return Err("[model] hidden_size and num_hidden_layers must be at least 1".into());
+        }
+        if heads == 0 || heads > d {
+            return Err(format!(
+                "[model] num_attention_heads is {heads}: give 1..={d} (at most hidden_size)"
+            ));
+        }
+        if kv_heads == 0 || kv_heads > heads {
+            return Err(format!(
+                "[model] num_key_value_heads is {kv_heads}: give 1..={heads} (at most num_attention_heads)"
+            ));
+        }
+        // Sizes that would build a model with empty weights, and a context shorter than the
+        // training sequences (a run that trained, then failed at its evaluation).
+        for key in ["head_dim", "intermediate_size"] {
+            if get(key) == Some(0) {
+                return Err(format!("[model] {key} is 0: give at least 1"));
+            }
+        }
+        // The model reads `<bos>` and the first `seq_len - 1` words of a document.
+        let longest = self.data.seq_len as u64;
+        if let Some(n_ctx) = get("max_position_embeddings").filter(|&n| n < longest) {
+            return Err(format!(
+                "[model] max_position_embeddings is {n_ctx}, shorter than the {longest} positions of a training sequence ([data] seq_len)"
+            ));
+        }
+        // In f64: products of arbitrary sizes overflow any integer.
+        let head_dim = get("head_dim").unwrap_or(d / heads) as f64;
+        let ff = get("intermediate_size").map_or(4.0 * d as f64, |f| f as f64);
+        let vocab = get("vocab_size").unwrap_or(0) as f64;
+        let (d, layers, heads, kv_heads) = (d as f64, layers as f64, heads as f64, kv_heads as f64);
+        let per_layer = d * head_dim * 2.0 * (heads + kv_heads) + 3.0 * d * ff + 2.0 * d;
+        let params = layers * per_layer + 2.0 * vocab * d + d;
+        let needed = 16.0 * params;
+        let budget = glassbox_models::memory::budget();
+        if needed > budget as f64 {
+            return Err(format!(
+                "[model] has about {params:.3e} parameters: training them needs about {}, {} is available (GLASSBOX_MEMORY sets the budget)",
+                glassbox_models::memory::describe(needed.min(u64::MAX as f64) as u64),
+                glassbox_models::memory::describe(budget)
+            ));
+        }
+        Ok(())
     }
 
     /// Learning rate at `step` (1-based).

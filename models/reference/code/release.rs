@@ -98,6 +98,8 @@ pub mod files {
     pub const EVALUATION: &str = "eval_results.json";
     pub const MANIFEST: &str = "data/manifest.json";
     pub const HELD_OUT: &str = "data/held_out.txt";
+    pub const TRAIN_SAMPLE: &str = "data/train_sample.txt";
+    pub const GENERATION: &str = "generation_config.json";
     pub const CHECKPOINTS: &str = "checkpoints";
 }
 
@@ -161,15 +163,20 @@ pub fn config_json(recipe: &Recipe) -> serde_json::Value {
     config
 }
 
+/// The release's `generation_config.json` (where generation starts; read by every loader).
+pub fn generation_config_json() -> serde_json::Value {
+    serde_json::json!({ "bos_token_id": 0 })
+}
+
 fn write_into(root: &Path, p: &ReleaseParts) -> Result<(), TrainError> {
     let config = pretty(&config_json(p.recipe))?;
     let vocab_words = corpus::vocabulary(&p.recipe.data);
     let tokenizer = pretty(&vocab::tokenizer_json(&vocab_words))?;
-    let generation = "{\n  \"bos_token_id\": 0\n}\n";
+    let generation = pretty(&generation_config_json())?;
 
     put(root, files::CONFIG, &config)?;
     put(root, files::TOKENIZER, &tokenizer)?;
-    put(root, "generation_config.json", generation)?;
+    put(root, files::GENERATION, &generation)?;
     put(
         root,
         files::WEIGHTS,
@@ -201,7 +208,7 @@ fn write_into(root: &Path, p: &ReleaseParts) -> Result<(), TrainError> {
     put(root, RUN_INFO, pretty(&run_info)?)?;
     put(root, files::MANIFEST, pretty(&p.data.manifest)?)?;
     put(root, files::HELD_OUT, &p.data.held_out_text)?;
-    put(root, "data/train_sample.txt", &p.data.train_sample)?;
+    put(root, files::TRAIN_SAMPLE, &p.data.train_sample)?;
     put(root, "data_card.md", data_card(p))?;
     for (path, source) in CODE {
         put(root, path, source)?;
@@ -244,6 +251,30 @@ fn param_count(run: &Run) -> usize {
         .unwrap_or(0)
 }
 
+/// Prompts the card offers (the Hub's `widget`; the workbench's defaults): recall from
+/// context, twice with the other key, so that the pair is one of equal length whose answers
+/// differ — a patching experiment with a known mechanism.
+const CARD_EXAMPLES: &[(&str, &str, &str)] = &[
+    ("recall from context", "x3 = v05 , x7 = v11 . x3 =", " v05"),
+    ("the other key", "x3 = v05 , x7 = v11 . x7 =", " v11"),
+];
+
+/// The card's `widget` list in YAML (strings quoted as JSON, which YAML reads as written).
+fn widget() -> String {
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let mut out = String::from("widget:\n");
+    for (title, text, output) in CARD_EXAMPLES {
+        let _ = write!(
+            out,
+            "- text: {}\n  example_title: {}\n  output:\n    text: {}\n",
+            quote(text),
+            quote(title),
+            quote(output)
+        );
+    }
+    out
+}
+
 fn model_card(p: &ReleaseParts) -> String {
     let r = p.recipe;
     let m = &p.data.manifest;
@@ -255,10 +286,11 @@ fn model_card(p: &ReleaseParts) -> String {
          tags:\n- fully-open\n- synthetic-data\n- interpretability\n\
          datasets:\n- {gen}\n\
          dataset_generator: {gen}\ndataset_seed: {seed}\ndataset_sha256: {sha}\n\
-         training_recipe: recipe.toml\n---\n\n",
+         training_recipe: recipe.toml\n{widget}---\n\n",
         gen = m.generator,
         seed = m.config.seed,
         sha = m.train.sha256_token_ids,
+        widget = widget(),
     );
     let _ = writeln!(s, "# {}\n", r.name);
     let _ = writeln!(

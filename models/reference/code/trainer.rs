@@ -30,12 +30,17 @@ use crate::rng::SplitMix64;
 use crate::vocab;
 use crate::TrainError;
 
-/// Fixes the CPU thread count for this process. Must run before the first tensor operation:
-/// candle and the kernels read `RAYON_NUM_THREADS` when rayon builds its global pool.
-pub fn set_threads(n: usize) {
+/// Fixes the CPU thread count for this process, at most the machine's CPUs (more only
+/// oversubscribe them; the weights do not depend on the count), and returns the count set.
+/// Must run before the first tensor operation: candle and the kernels read
+/// `RAYON_NUM_THREADS` when rayon builds its global pool.
+pub fn set_threads(n: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let n = n.clamp(1, cpus);
     // Setting the variable is sound here: it happens at start-up, before any thread that
     // reads the environment exists.
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    n
 }
 
 /// The thread count candle will use in this process.

@@ -35,7 +35,7 @@ fn title(role: &str) -> &'static str {
         "previous_token" => "Previous-token score (attention to q−1)",
         "duplicate_token" => "Duplicate-token score (attention to the earlier copy of the token)",
         "induction" => "Induction score (attention to the token after the earlier copy)",
-        _ => "First-token score (attention to position 0)",
+        _ => "First-token score (attention to position 0: the BOS, where there is one)",
     }
 }
 
@@ -69,8 +69,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ))?;
     } else {
         let color = terminal::use_color();
+        let after = if scores.prefix > 0 {
+            format!(" after the tokenizer's {} leading token(s)", scores.prefix)
+        } else {
+            String::new()
+        };
         println!(
-            "Head scores on {} sequences of {} random tokens, each repeated once (seed {})\n",
+            "Head scores on {} sequences of {} random tokens, each repeated once{after} (seed {})\n",
             scores.batch, scores.seq_len, args.seed
         );
         for role in ROLES {
@@ -79,14 +84,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         if top_n > 0 {
             for role in ROLES {
-                let list: Vec<String> = scores
-                    .top(role, top_n)
-                    .into_iter()
-                    .map(|(l, h, s)| format!("L{l}H{h} {s:.3}"))
+                let ranked = scores.top(role, top_n);
+                let list: Vec<String> = ranked
+                    .iter()
+                    .map(|r| {
+                        let mark = if r.beats_chance {
+                            ""
+                        } else {
+                            " (not clearly above chance)"
+                        };
+                        format!(
+                            "L{}H{} {:.3} ± {:.3}{mark}",
+                            r.layer, r.head, r.score, r.standard_error
+                        )
+                    })
                     .collect();
-                println!("strongest {:<16} {}", role, list.join("  "));
+                let none = if ranked.iter().any(|r| r.beats_chance) {
+                    ""
+                } else {
+                    " — no head clearly above it"
+                };
+                println!(
+                    "strongest {:<16} {}   [chance {:.3}{none}]",
+                    role,
+                    list.join("  "),
+                    scores.chance(role)
+                );
             }
         }
+    }
+    for w in &scores.warnings {
+        eprintln!("warning: {w}");
     }
     if let Some(path) = &args.output.plot {
         let grids: Vec<Grid> = ROLES.iter().map(|r| grid(&scores, r)).collect();

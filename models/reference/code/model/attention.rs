@@ -9,14 +9,15 @@
 //! projection (and q/k norm) but before rotary; `attn.hook_rot_q`/`hook_rot_k` after rotary;
 //! `attn.hook_attn_scores` [batch, head, q_pos, k_pos] scaled and masked (masked entries hold
 //! the most negative finite value, so fully masked rows stay finite), pre-softmax;
-//! `attn.hook_pattern` after softmax; `attn.hook_z` [batch, pos, head, d_head]. Under
+//! `attn.hook_pattern` after softmax; `attn.hook_z` [batch, pos, head, d_head] (after the
+//! output gate `attn.hook_gate`, where there is one: it is what `W_O` reads). Under
 //! grouped-query attention `hook_k`/`hook_v` have `n_kv_heads` heads (as stored, before being
 //! shared among query heads); with a KV cache they cover the new positions only.
 
 use candle_core::{DType, Module, Result, Tensor};
 
 use crate::config::RopeConfig;
-use crate::decoder::{LayerContext, SelfAttention};
+use crate::decoder::{LayerContext, SelfAttention, Window};
 use crate::hooks::Hooks;
 use crate::kv_cache::KvCache;
 use crate::layers::{Linear, Norm};
@@ -65,8 +66,30 @@ pub struct AttentionConfig {
     pub scale: f64,
     /// `cap × tanh(scores / cap)` before masking (Gemma 2).
     pub softcap: Option<f64>,
-    /// Keys further back than this many positions are masked (Mistral, Gemma 2 local layers).
-    pub sliding_window: Option<usize>,
+    /// Which earlier keys each query sees (sliding: Mistral, Gemma 2's local layers; chunked:
+    /// Llama 4).
+    pub window: Window,
+}
+
+/// Attention temperature tuning (Llama 4, arXiv 2501.19399): the query at position p is
+/// multiplied by `1 + attn_scale · ln(1 + ⌊(p + 1) / floor_scale⌋)`, sharpening attention
+/// over long contexts in layers without rotary positions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QueryTemperature {
+    pub floor_scale: f64,
+    pub attn_scale: f64,
+}
+
+impl QueryTemperature {
+    /// The multipliers of positions `start..start + len`, [1, len, 1, 1], computed in f32 as
+    /// the reference does.
+    fn scales(&self, start: usize, len: usize, device: &candle_core::Device) -> Result<Tensor> {
+        let (floor, scale) = (self.floor_scale as f32, self.attn_scale as f32);
+        let v: Vec<f32> = (start..start + len)
+            .map(|p| ((p as f32 + 1.0) / floor).floor().ln_1p() * scale + 1.0)
+            .collect();
+        Tensor::from_vec(v, (1, len, 1, 1), device)
+    }
 }
 
 /// A self-attention layer.
@@ -76,7 +99,18 @@ pub struct Attention {
     pub qkv: QkvProjection,
     pub qk_norm: QkNorm,
     pub o: Linear,
+    /// One learned logit per head that joins every query's softmax as an extra key with no
+    /// value (gpt-oss' `sinks`): a head can attend to nothing. `hook_pattern` leaves it out,
+    /// so a row sums to less than 1.
+    pub sinks: Option<Tensor>,
+    /// Queries scaled up with their position (Llama 4's no-rope layers).
+    pub query_temperature: Option<QueryTemperature>,
+    /// The query projection also yields, per head, a gate after the head's `d_head` query
+    /// values; the head's output is multiplied by its sigmoid before `W_O` (Qwen3-Next).
+    pub output_gate: bool,
     inv_freq: Vec<f32>,
+    /// Multiplier of cos and sin (YaRN).
+    cos_sin_scale: f64,
 }
 
 impl Attention {
@@ -86,12 +120,41 @@ impl Attention {
             .as_ref()
             .map(|r| r.inv_freq().into_iter().map(|f| f as f32).collect())
             .unwrap_or_default();
+        let cos_sin_scale = cfg.rope.as_ref().map_or(1.0, RopeConfig::cos_sin_scale);
         Attention {
             cfg,
             qkv,
             qk_norm,
             o,
+            sinks: None,
+            query_temperature: None,
+            output_gate: false,
             inv_freq,
+            cos_sin_scale,
+        }
+    }
+
+    /// With queries scaled by position as `temperature` says.
+    pub fn with_query_temperature(self, temperature: QueryTemperature) -> Self {
+        Attention {
+            query_temperature: Some(temperature),
+            ..self
+        }
+    }
+
+    /// With a sigmoid output gate per head from the query projection.
+    pub fn with_output_gate(self) -> Self {
+        Attention {
+            output_gate: true,
+            ..self
+        }
+    }
+
+    /// With attention sinks `sinks` [n_heads].
+    pub fn with_sinks(self, sinks: Tensor) -> Self {
+        Attention {
+            sinks: Some(sinks),
+            ..self
         }
     }
 
@@ -130,6 +193,18 @@ impl Attention {
     }
 }
 
+/// Softmax of `scores` [b, heads, q, k] with one more logit per head (`sinks` [heads]) as an
+/// extra column, which is then dropped.
+fn softmax_with_sinks(scores: &Tensor, sinks: &Tensor) -> Result<Tensor> {
+    let (b, h, q, k) = scores.dims4()?;
+    let sink = sinks
+        .to_dtype(scores.dtype())?
+        .reshape((1, h, 1, 1))?
+        .broadcast_as((b, h, q, 1))?;
+    let all = Tensor::cat(&[scores, &sink], 3)?;
+    ops::softmax_last_dim(&all)?.narrow(3, 0, k)
+}
+
 impl SelfAttention for Attention {
     fn forward(
         &self,
@@ -142,6 +217,14 @@ impl SelfAttention for Attention {
         let i = ctx.layer;
         let (b, t, _) = x.dims3()?;
         let (mut q, mut k, v) = self.project(x)?;
+        let mut gate = None;
+        if self.output_gate {
+            let both = q.reshape((b, t, c.n_heads, 2 * c.d_head))?;
+            gate = Some(both.narrow(3, c.d_head, c.d_head)?);
+            q = both
+                .narrow(3, 0, c.d_head)?
+                .reshape((b, t, c.n_heads * c.d_head))?;
+        }
         if let QkNorm::Full { q: qn, k: kn } = &self.qk_norm {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
@@ -157,11 +240,23 @@ impl SelfAttention for Attention {
         let mut k = hooks.point(|| format!("blocks.{i}.attn.hook_k"), k)?;
         let v = hooks.point(|| format!("blocks.{i}.attn.hook_v"), v)?;
         if c.rope.is_some() && !self.inv_freq.is_empty() {
-            let (cos, sin) = ops::rope_tables(&self.inv_freq, ctx.offset, t, x.device())?;
+            let (mut cos, mut sin) = ops::rope_tables(&self.inv_freq, ctx.offset, t, x.device())?;
+            if self.cos_sin_scale != 1.0 {
+                cos = (cos * self.cos_sin_scale)?;
+                sin = (sin * self.cos_sin_scale)?;
+            }
             q = self.rotate(&q, &cos, &sin)?;
             k = self.rotate(&k, &cos, &sin)?;
             q = hooks.point(|| format!("blocks.{i}.attn.hook_rot_q"), q)?;
             k = hooks.point(|| format!("blocks.{i}.attn.hook_rot_k"), k)?;
+        }
+        if let Some(temperature) = &self.query_temperature {
+            let scales = temperature.scales(ctx.offset, t, x.device())?;
+            q = q.broadcast_mul(&scales.to_dtype(q.dtype())?)?;
+        }
+        let tq = ctx.query_rows();
+        if tq < t {
+            q = q.narrow(1, t - tq, tq)?;
         }
         // [b, heads, pos, d_head] views for the batched matmuls (the kernels read strides;
         // the cache copies only the new positions into its buffers).
@@ -175,22 +270,38 @@ impl SelfAttention for Attention {
         // Scores and softmax in f32 for half-precision models, as the references upcast.
         let dtype = q.dtype();
         let acc = ops::accumulation_dtype(dtype);
-        let mut scores =
-            (ops::grouped_matmul(&q.to_dtype(acc)?, &k.to_dtype(acc)?.t()?)? * c.scale)?;
-        if let Some(cap) = c.softcap {
-            scores = ops::soft_cap(&scores, cap)?;
-        }
-        if let Some(mask) = ctx.mask(c.sliding_window, k.dim(2)?)? {
-            scores = scores.broadcast_add(&mask.to_dtype(acc)?)?;
-        }
-        let scores = hooks.point(|| format!("blocks.{i}.attn.hook_attn_scores"), scores)?;
-        let pattern = ops::softmax_last_dim(&scores)?;
+        let raw = ops::grouped_matmul(&ops::to_accumulation(&q)?, &ops::to_accumulation(&k)?.t()?)?;
+        let mask = ctx.mask(c.window, k.dim(2)?)?;
+        let scores_name = || format!("blocks.{i}.attn.hook_attn_scores");
+        let pattern = if c.softcap.is_none() && self.sinks.is_none() && !hooks.watches(scores_name)
+        {
+            // No one looks at the scores: scale, mask and softmax in one pass.
+            ops::attention_softmax(&raw, c.scale, mask.as_ref())?
+        } else {
+            let mut scores = (raw * c.scale)?;
+            if let Some(cap) = c.softcap {
+                scores = ops::soft_cap(&scores, cap)?;
+            }
+            if let Some(mask) = &mask {
+                scores = scores.broadcast_add(&mask.to_dtype(acc)?)?;
+            }
+            let scores = hooks.point(scores_name, scores)?;
+            match &self.sinks {
+                None => ops::softmax_last_dim(&scores)?,
+                Some(sinks) => softmax_with_sinks(&scores, sinks)?,
+            }
+        };
         let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
-        let z = ops::grouped_matmul(&pattern, &v.to_dtype(acc)?)?
+        let mut z = ops::grouped_matmul(&pattern, &ops::to_accumulation(&v)?)?
             .to_dtype(dtype)?
             .transpose(1, 2)?;
+        if let Some(gate) = gate {
+            let gate = ops::sigmoid(&gate.narrow(1, t - tq, tq)?)?;
+            let gate = hooks.point(|| format!("blocks.{i}.attn.hook_gate"), gate)?;
+            z = (z * gate)?;
+        }
         let z = hooks.point(|| format!("blocks.{i}.attn.hook_z"), z)?;
-        let z = z.reshape((b, t, c.n_heads * c.d_head))?;
+        let z = z.reshape((b, tq, c.n_heads * c.d_head))?;
         self.o.forward(&z)
     }
 
@@ -206,7 +317,7 @@ impl SelfAttention for Attention {
     fn b_o(&self) -> Result<Tensor> {
         match &self.o.bias {
             Some(b) => b.to_dtype(DType::F32),
-            None => Tensor::zeros(self.o.out_dim()?, DType::F32, self.o.weight.device()),
+            None => Tensor::zeros(self.o.out_dim()?, DType::F32, &self.o.weight.device()),
         }
     }
 }

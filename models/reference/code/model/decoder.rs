@@ -29,6 +29,35 @@ use crate::layers::{Embedding, Linear, Norm};
 use crate::model::{Model, ModelInfo};
 use crate::ops;
 
+/// Which earlier keys a query may attend to, besides causality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Window {
+    /// Every earlier key.
+    #[default]
+    Causal,
+    /// Keys less than this many positions back (Mistral, Gemma 2's local layers).
+    Sliding(usize),
+    /// Keys in the query's own block of this many positions (Llama 4's chunked layers).
+    Chunked(usize),
+}
+
+impl Window {
+    /// A sliding window where `size` is given, else causal.
+    pub fn sliding(size: Option<usize>) -> Window {
+        size.map_or(Window::Causal, Window::Sliding)
+    }
+
+    /// Whether the query at position `q` may attend to the key at `k`.
+    pub fn allows(self, q: usize, k: usize) -> bool {
+        k <= q
+            && match self {
+                Window::Causal => true,
+                Window::Sliding(w) => q - k < w,
+                Window::Chunked(c) => c == 0 || k / c == q / c,
+            }
+    }
+}
+
 /// What one forward pass shares with its layers: the current layer, the position offset, and
 /// the attention masks (built once per pass and per window size).
 pub struct LayerContext {
@@ -38,10 +67,13 @@ pub struct LayerContext {
     pub offset: usize,
     /// New positions in this pass.
     pub len: usize,
+    /// Attention computes its output for the last this many new positions only (keys and
+    /// values for all of them), and the block goes on with those positions; None = all.
+    pub queries: Option<usize>,
     batch: usize,
     /// 1 = real token, per batch row, over all `offset + len` key positions.
     padding: Option<Vec<u8>>,
-    masks: HashMap<(Option<usize>, usize), Option<Tensor>>,
+    masks: HashMap<(Window, usize, usize), Option<Tensor>>,
     device: Device,
 }
 
@@ -83,6 +115,7 @@ impl LayerContext {
             layer: 0,
             offset,
             len,
+            queries: None,
             batch,
             padding,
             masks: HashMap::new(),
@@ -90,17 +123,22 @@ impl LayerContext {
         })
     }
 
-    /// The additive causal mask [batch or 1, 1, len, keys] (0 where a query may attend, the
-    /// most negative f32 where not), or None when nothing is masked.
-    pub fn mask(&mut self, window: Option<usize>, keys: usize) -> Result<Option<Tensor>> {
-        if let Some(m) = self.masks.get(&(window, keys)) {
+    /// The positions attention computes outputs for: the last [`query_rows`](Self::query_rows)
+    /// of the new ones.
+    pub fn query_rows(&self) -> usize {
+        self.queries.map_or(self.len, |q| q.min(self.len))
+    }
+
+    /// The additive causal mask [batch or 1, 1, queries, keys] (0 where a query may attend,
+    /// the most negative f32 where not), or None when nothing is masked; the queries are the
+    /// last [`query_rows`](Self::query_rows) positions.
+    pub fn mask(&mut self, window: Window, keys: usize) -> Result<Option<Tensor>> {
+        let t = self.query_rows();
+        if let Some(m) = self.masks.get(&(window, keys, t)) {
             return Ok(m.clone());
         }
-        let (t, offset) = (self.len, keys.saturating_sub(self.len));
-        let allowed = |q: usize, k: usize| {
-            let qp = offset + q;
-            k <= qp && window.is_none_or(|w| qp - k < w)
-        };
+        let offset = keys.saturating_sub(t);
+        let allowed = |q: usize, k: usize| window.allows(offset + q, k);
         let any_masked = (0..t).any(|q| (0..keys).any(|k| !allowed(q, k)));
         let mask = if self.padding.is_none() && !any_masked {
             None
@@ -123,7 +161,7 @@ impl LayerContext {
             }
             Some(Tensor::from_vec(data, (rows, 1, t, keys), &self.device)?)
         };
-        self.masks.insert((window, keys), mask.clone());
+        self.masks.insert((window, keys, t), mask.clone());
         Ok(mask)
     }
 }
@@ -142,6 +180,11 @@ pub trait SelfAttention: Send + Sync {
     fn w_o(&self) -> Result<Tensor>;
     /// `b_O` [d_model] in f32 (zeros if none).
     fn b_o(&self) -> Result<Tensor>;
+    /// Whether the layer carries a recurrent state from position to position (linear
+    /// attention, Mamba): a pass cannot then resume from a prefix of the KV cache.
+    fn recurrent(&self) -> bool {
+        false
+    }
 }
 
 /// A feed-forward layer: normalised residual → MLP output (before any post-MLP norm).
@@ -157,16 +200,20 @@ pub enum Residual {
     Parallel,
 }
 
-/// One decoder layer.
+/// One decoder layer. Hybrids whose layers hold one sublayer each (Nemotron-H: a Mamba,
+/// attention, MLP or MoE block) leave out the other: a block without attention has no
+/// `hook_attn_out` (nor `ln1`), one without an MLP no `hook_mlp_out`, and neither has
+/// `hook_resid_mid`.
 pub struct DecoderBlock {
     /// Norm before attention (absent in OLMo 2).
     pub ln1: Option<Norm>,
-    pub attn: Box<dyn SelfAttention>,
+    /// The token mixer: attention, or what takes its place (linear attention, Mamba).
+    pub attn: Option<Box<dyn SelfAttention>>,
     /// Norm of the attention output before it joins the residual (OLMo 2, Gemma 2, GLM-4).
     pub post_attn_norm: Option<Norm>,
     /// Norm before the MLP (absent in OLMo 2).
     pub ln2: Option<Norm>,
-    pub mlp: Box<dyn FeedForward>,
+    pub mlp: Option<Box<dyn FeedForward>>,
     /// Norm of the MLP output before it joins the residual.
     pub post_mlp_norm: Option<Norm>,
     pub residual: Residual,
@@ -192,6 +239,51 @@ fn post_norm(
 }
 
 impl DecoderBlock {
+    /// A block with only a token mixer or only an MLP: `resid_pre + sublayer(norm(resid_pre))`.
+    fn single_sublayer(
+        &self,
+        resid_pre: Tensor,
+        ctx: &mut LayerContext,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let i = ctx.layer;
+        let normed = |hooks: &mut Hooks, norm: &Option<Norm>, which: &str| match norm {
+            Some(n) => hooks.point(
+                || format!("blocks.{i}.{which}.hook_normalized"),
+                n.forward(&resid_pre)?,
+            ),
+            None => Ok(resid_pre.clone()),
+        };
+        let (out, resid_pre) = match (&self.attn, &self.mlp) {
+            (Some(attn), None) => {
+                let out = attn.forward(&normed(hooks, &self.ln1, "ln1")?, ctx, hooks, kv)?;
+                let out = hooks.point(|| format!("blocks.{i}.hook_attn_out"), out)?;
+                let (t, tq) = (resid_pre.dim(1)?, out.dim(1)?);
+                let resid_pre = resid_pre.narrow(1, t - tq, tq)?;
+                (
+                    post_norm(hooks, &self.post_attn_norm, i, "ln1_post", out)?,
+                    resid_pre,
+                )
+            }
+            (None, Some(mlp)) => {
+                // Only the last positions go on when the pass answers for those alone.
+                let tq = ctx.query_rows();
+                let t = resid_pre.dim(1)?;
+                let resid_pre = resid_pre.narrow(1, t - tq, tq)?;
+                let input = normed(hooks, &self.ln2, "ln2")?.narrow(1, t - tq, tq)?;
+                let out = mlp.forward(&input, i, hooks)?;
+                let out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), out)?;
+                (
+                    post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", out)?,
+                    resid_pre,
+                )
+            }
+            _ => candle_core::bail!("block {i} has neither a token mixer nor an MLP"),
+        };
+        hooks.point(|| format!("blocks.{i}.hook_resid_post"), (resid_pre + out)?)
+    }
+
     pub fn forward(
         &self,
         x: Tensor,
@@ -208,9 +300,19 @@ impl DecoderBlock {
             ),
             None => Ok(x.clone()),
         };
+        let (Some(attn), Some(mlp)) = (&self.attn, &self.mlp) else {
+            return self.single_sublayer(resid_pre, ctx, hooks, kv);
+        };
         let attn_in = normed(hooks, &self.ln1, "ln1", &resid_pre)?;
-        let attn_out = self.attn.forward(&attn_in, ctx, hooks, kv)?;
+        let attn_out = attn.forward(&attn_in, ctx, hooks, kv)?;
         let attn_out = hooks.point(|| format!("blocks.{i}.hook_attn_out"), attn_out)?;
+        // With ctx.queries, attention answered for the last positions only: so does the rest.
+        let (t, tq) = (resid_pre.dim(1)?, attn_out.dim(1)?);
+        let resid_pre = if tq < t {
+            resid_pre.narrow(1, t - tq, tq)?
+        } else {
+            resid_pre
+        };
         let attn_out = post_norm(hooks, &self.post_attn_norm, i, "ln1_post", attn_out)?;
         let resid_post = match self.residual {
             Residual::Sequential => {
@@ -219,14 +321,14 @@ impl DecoderBlock {
                     (&resid_pre + &attn_out)?,
                 )?;
                 let mlp_in = normed(hooks, &self.ln2, "ln2", &resid_mid)?;
-                let mlp_out = self.mlp.forward(&mlp_in, i, hooks)?;
+                let mlp_out = mlp.forward(&mlp_in, i, hooks)?;
                 let mlp_out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), mlp_out)?;
                 let mlp_out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", mlp_out)?;
                 (resid_mid + mlp_out)?
             }
             Residual::Parallel => {
                 let mlp_in = normed(hooks, &self.ln2, "ln2", &resid_pre)?;
-                let mlp_out = self.mlp.forward(&mlp_in, i, hooks)?;
+                let mlp_out = mlp.forward(&mlp_in, i, hooks)?;
                 let mlp_out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), mlp_out)?;
                 let mlp_out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", mlp_out)?;
                 ((resid_pre + attn_out)? + mlp_out)?
@@ -252,17 +354,16 @@ pub struct DecoderModel {
     pub final_softcap: Option<f64>,
 }
 
-impl Model for DecoderModel {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn forward(
+impl DecoderModel {
+    /// The forward pass; with `last_only` the residual stream is cut to the last position
+    /// before the final norm and the unembedding.
+    fn pass(
         &self,
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
         hooks: &mut Hooks,
         mut kv: Option<&mut KvCache>,
+        last_only: bool,
     ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         let offset = kv.as_ref().map_or(0, |c| c.len());
@@ -274,7 +375,7 @@ impl Model for DecoderModel {
         }
         let mut x = hooks.point(|| "hook_embed".to_string(), x)?;
         if let Some(pos) = &self.pos_embed {
-            let n_positions = pos.weight.dim(0)?;
+            let n_positions = pos.weight.dims()[0];
             if offset + t > n_positions {
                 candle_core::bail!(
                     "{} positions requested but the model has learned embeddings for {n_positions}",
@@ -291,9 +392,9 @@ impl Model for DecoderModel {
             x = (x + p)?;
         }
         let mut ctx = LayerContext::new(b, offset, t, attention_mask, device)?;
-        for (i, block) in self.blocks.iter().enumerate() {
-            ctx.layer = i;
-            x = block.forward(x, &mut ctx, hooks, kv.as_deref_mut())?;
+        x = self.blocks_from(0, x, &mut ctx, hooks, kv.as_deref_mut())?;
+        if last_only {
+            x = x.narrow(1, t - 1, 1)?;
         }
         let normed = hooks.point(
             || "ln_final.hook_normalized".to_string(),
@@ -304,6 +405,89 @@ impl Model for DecoderModel {
             cache.advance(t);
         }
         hooks.point(|| "logits".to_string(), logits)
+    }
+}
+
+impl DecoderModel {
+    /// Runs blocks `first..` on the residual stream `x`.
+    fn blocks_from(
+        &self,
+        first: usize,
+        mut x: Tensor,
+        ctx: &mut LayerContext,
+        hooks: &mut Hooks,
+        mut kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        for (i, block) in self.blocks.iter().enumerate().skip(first) {
+            ctx.layer = i;
+            x = block.forward(x, ctx, hooks, kv.as_deref_mut())?;
+        }
+        Ok(x)
+    }
+}
+
+impl Model for DecoderModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        self.pass(input_ids, attention_mask, hooks, kv, false)
+    }
+
+    fn forward_last(
+        &self,
+        input_ids: &Tensor,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        self.pass(input_ids, None, hooks, kv, true)
+    }
+
+    fn forward_from_layer(
+        &self,
+        resid: &Tensor,
+        first_layer: usize,
+        hooks: &mut Hooks,
+        kv: Option<&mut KvCache>,
+        last_rows: Option<usize>,
+    ) -> Result<Tensor> {
+        if first_layer > self.blocks.len() {
+            candle_core::bail!(
+                "layer {first_layer} out of range (the model has {})",
+                self.blocks.len()
+            );
+        }
+        let (b, t, _) = resid.dims3()?;
+        let offset = kv.as_ref().map_or(0, |c| c.len());
+        let mut ctx = LayerContext::new(b, offset, t, None, resid.device())?;
+        let mut kv = kv;
+        let n = self.blocks.len();
+        let mut x = resid.clone();
+        for (i, block) in self.blocks.iter().enumerate().skip(first_layer) {
+            ctx.layer = i;
+            if i + 1 == n {
+                ctx.queries = last_rows;
+            }
+            x = block.forward(x, &mut ctx, hooks, kv.as_deref_mut())?;
+        }
+        if let Some(cache) = kv {
+            cache.advance(t);
+        }
+        Ok(x)
+    }
+
+    fn starts_midway(&self) -> bool {
+        !self
+            .blocks
+            .iter()
+            .any(|b| b.attn.as_ref().is_some_and(|a| a.recurrent()))
     }
 
     fn final_norm(&self, resid: &Tensor) -> Result<Tensor> {
@@ -323,20 +507,31 @@ impl Model for DecoderModel {
         }
     }
 
+    fn final_softcap(&self) -> Option<f64> {
+        self.final_softcap
+    }
+
     fn w_u(&self) -> Result<Tensor> {
         self.lm_head.weight_in_out()?.to_dtype(DType::F32)
     }
 
     fn w_o(&self, layer: usize) -> Result<Tensor> {
-        self.block(layer)?.attn.w_o()
+        self.attention(layer)?.w_o()
     }
 
     fn b_o(&self, layer: usize) -> Result<Tensor> {
-        self.block(layer)?.attn.b_o()
+        self.attention(layer)?.b_o()
     }
 }
 
 impl DecoderModel {
+    fn attention(&self, layer: usize) -> Result<&dyn SelfAttention> {
+        self.block(layer)?
+            .attn
+            .as_deref()
+            .ok_or_else(|| candle_core::Error::Msg(format!("layer {layer} has no attention")))
+    }
+
     fn block(&self, layer: usize) -> Result<&DecoderBlock> {
         self.blocks.get(layer).ok_or_else(|| {
             candle_core::Error::Msg(format!(

@@ -11,8 +11,13 @@
 //! `[batch, pos, head, d_head]` for `attn.hook_q/k/v/z`, `[batch, head, q_pos, k_pos]` for
 //! `attn.hook_attn_scores` and `attn.hook_pattern`. [`Layout::of`] derives the layout from
 //! the name, so interventions can select positions or heads on any point.
+//!
+//! A [`Splice`] (a sparse autoencoder) replaces the activation at one hook point with its own
+//! computation, whose hook points are named under that point (`{point}.hook_sae_acts_post`)
+//! and go through the same hooks: they can be cached and written like the model's own.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use candle_core::{DType, Result, Tensor};
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -234,11 +239,25 @@ impl std::ops::Index<&str> for ActivationCache {
     }
 }
 
-/// The hooks of one forward pass: writers (interventions and user functions) and a cache.
+/// A computation spliced in at a hook point, as SAELens splices a sparse autoencoder into
+/// TransformerLens' hook point: it receives the activation after the point's own hooks ran and
+/// returns what the rest of the model sees. Its inner points go through `hooks` under names
+/// built from `point`.
+pub trait Splice: Send + Sync {
+    fn splice(&self, point: &str, x: Tensor, hooks: &mut Hooks) -> Result<Tensor>;
+}
+
+/// The hooks of one forward pass: writers (interventions and user functions), splices and a
+/// cache.
 #[derive(Default)]
 pub struct Hooks<'a> {
     writers: Vec<(NameFilter, Writer<'a>)>,
+    /// Splices by the exact hook name they replace, applied in order.
+    splices: Vec<(String, Arc<dyn Splice>)>,
     cache_filter: Option<NameFilter>,
+    /// End the pass after this point (TransformerLens' `stop_at_layer`, by hook name).
+    stop_after: Option<String>,
+    stopped: bool,
     /// Cache activations detached from the autograd graph and converted to f32.
     pub cache: ActivationCache,
 }
@@ -287,10 +306,51 @@ impl<'a> Hooks<'a> {
         self
     }
 
+    /// Splices `s` in at the hook point named exactly `point`, after the splices already
+    /// there.
+    pub fn push_splice(&mut self, point: impl Into<String>, s: Arc<dyn Splice>) -> &mut Self {
+        self.splices.push((point.into(), s));
+        self
+    }
+
+    /// Ends the pass right after the point named exactly `name` has run (its writes, cache and
+    /// splices done): the rest of the model is not computed. The pass then returns an error
+    /// that [`stopped`](Self::stopped) recognises; `HookedModel::run_until` hides it.
+    pub fn stop_after(&mut self, name: impl Into<String>) -> &mut Self {
+        self.stop_after = Some(name.into());
+        self
+    }
+
+    /// Whether the pass ended at the `stop_after` point.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Removes the last `n` splices (those a wrapper pushed for one pass).
+    pub fn pop_splices(&mut self, n: usize) {
+        let keep = self.splices.len().saturating_sub(n);
+        self.splices.truncate(keep);
+    }
+
     /// True when nothing will be read or written.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.writers.is_empty() && self.cache_filter.is_none()
+        self.writers.is_empty()
+            && self.cache_filter.is_none()
+            && self.splices.is_empty()
+            && self.stop_after.is_none()
+    }
+
+    /// Whether a hook reads or writes `name` (built only when some hook is set): a model may
+    /// then skip materialising an activation no one sees.
+    pub fn watches(&self, name: impl FnOnce() -> String) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let name = name();
+        self.writers.iter().any(|(f, _)| f.matches(&name))
+            || self.cache_filter.as_ref().is_some_and(|f| f.matches(&name))
+            || self.splices.iter().any(|(p, _)| *p == name)
     }
 
     /// Called by models at each hook point. The name is built only when some hook is set.
@@ -325,8 +385,23 @@ impl<'a> Hooks<'a> {
         }
         if let Some(filter) = &self.cache_filter {
             if filter.matches(&name) {
-                self.cache.insert(name, t.detach().to_dtype(DType::F32)?);
+                self.cache
+                    .insert(name.clone(), t.detach().to_dtype(DType::F32)?);
             }
+        }
+        // Splices run last, each on what the one before returned; the `Arc` is cloned so
+        // that the splice can call back into these hooks for its own points.
+        let mut i = 0;
+        while i < self.splices.len() {
+            if self.splices[i].0 == name {
+                let s = Arc::clone(&self.splices[i].1);
+                t = s.splice(&name, t, self)?;
+            }
+            i += 1;
+        }
+        if self.stop_after.as_deref() == Some(name.as_str()) {
+            self.stopped = true;
+            candle_core::bail!("the pass stops after `{name}`");
         }
         Ok(t)
     }

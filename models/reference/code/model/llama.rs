@@ -12,7 +12,7 @@ use candle_nn::VarBuilder;
 
 use crate::attention::{Attention, AttentionConfig, QkNorm, QkvProjection};
 use crate::config::{HfConfig, RopeConfig};
-use crate::decoder::{DecoderBlock, DecoderModel, FeedForward, Residual};
+use crate::decoder::{DecoderBlock, DecoderModel, FeedForward, Residual, Window};
 use crate::error::{ModelError, Result};
 use crate::layers::{Activation, Embedding, Linear, Norm, NormKind};
 use crate::mlp::{Mlp, MlpProjection};
@@ -36,6 +36,9 @@ pub struct LlamaDims {
     pub sliding_window: Option<usize>,
     /// Per layer, from `layer_types` ("sliding_attention" / "full_attention") if present.
     pub layer_sliding: Option<Vec<bool>>,
+    /// Rotary settings of sliding-window layers where they differ by layer type (Gemma 3's
+    /// local base frequency, OLMo 3); `rope` is then the full-attention layers'.
+    pub sliding_rope: Option<RopeConfig>,
 }
 
 impl LlamaDims {
@@ -56,8 +59,8 @@ impl LlamaDims {
         }
         let d_head = cfg.usize_opt(&["head_dim"])?.unwrap_or(d_model / n_heads);
         let act_name = cfg
-            .str_opt("hidden_activation")
-            .or(cfg.str_opt("hidden_act"))
+            .str_opt("hidden_activation")?
+            .or(cfg.str_opt("hidden_act")?)
             .unwrap_or("silu");
         let act = Activation::from_hf(act_name)
             .ok_or_else(|| ModelError::config(format!("unsupported activation `{act_name}`")))?;
@@ -84,6 +87,18 @@ impl LlamaDims {
         } else {
             None
         };
+        // A window of no tokens leaves a position nothing to attend to (null means none).
+        if sliding_window == Some(0) {
+            return Err(ModelError::config(
+                "sliding_window 0: a window holds at least one token (null for none)",
+            ));
+        }
+        let d_head_rope = d_head;
+        let rope = match RopeConfig::for_layer_type(config, d_head_rope, "full_attention")? {
+            Some(full) => full,
+            None => RopeConfig::from_config(cfg, d_head_rope)?,
+        };
+        let sliding_rope = RopeConfig::for_layer_type(config, d_head_rope, "sliding_attention")?;
         Ok(LlamaDims {
             architecture: cfg.architecture()?,
             vocab: cfg.usize(&["vocab_size"])?,
@@ -96,9 +111,10 @@ impl LlamaDims {
             n_ctx: cfg.usize_opt(&["max_position_embeddings"])?.unwrap_or(4096),
             eps: cfg.f64_or(&["rms_norm_eps"], 1e-6)?,
             act,
-            rope: RopeConfig::from_config(cfg, d_head)?,
+            rope,
             sliding_window,
             layer_sliding,
+            sliding_rope,
         })
     }
 
@@ -107,6 +123,14 @@ impl LlamaDims {
         match &self.layer_sliding {
             Some(s) if !s[layer] => None,
             _ => self.sliding_window,
+        }
+    }
+
+    /// The rotary settings of `layer`: its layer type's where they differ by type.
+    pub fn rope_for(&self, layer: usize) -> &RopeConfig {
+        match (&self.sliding_rope, &self.layer_sliding) {
+            (Some(sliding), Some(types)) if types[layer] => sliding,
+            _ => &self.rope,
         }
     }
 
@@ -122,6 +146,7 @@ impl LlamaDims {
             d_vocab: self.vocab,
             n_ctx: self.n_ctx,
             causal: true,
+            learned_positions: false,
         }
     }
 }
@@ -150,6 +175,10 @@ pub struct Quirks {
     pub final_softcap: Option<f64>,
     /// `tie_word_embeddings` when the config does not say.
     pub tie_default: bool,
+    /// Every norm's kind, when not RMSNorm (Nemotron's LayerNorm1P).
+    pub norm_kind: Option<NormKind>,
+    /// A learned sink logit per head (`self_attn.sinks`, gpt-oss).
+    pub attn_sinks: bool,
 }
 
 /// Query/key normalisation variants.
@@ -176,6 +205,8 @@ impl Default for Quirks {
             attn_softcap: None,
             final_softcap: None,
             tie_default: false,
+            norm_kind: None,
+            attn_sinks: false,
         }
     }
 }
@@ -204,10 +235,10 @@ pub fn build_llama_style_with(
 ) -> Result<DecoderModel> {
     let cfg = HfConfig(config);
     let d = dims;
-    let norm_kind = if quirks.norm_plus_one {
-        NormKind::RmsNormPlusOne { eps: d.eps }
-    } else {
-        NormKind::RmsNorm { eps: d.eps }
+    let norm_kind = match quirks.norm_kind {
+        Some(kind) => kind,
+        None if quirks.norm_plus_one => NormKind::RmsNormPlusOne { eps: d.eps },
+        None => NormKind::RmsNorm { eps: d.eps },
     };
     let (q_size, kv_size) = (d.n_heads * d.d_head, d.n_kv_heads * d.d_head);
     let vb_m = vb.pp("model");
@@ -245,13 +276,20 @@ pub fn build_llama_style_with(
             n_heads: d.n_heads,
             n_kv_heads: d.n_kv_heads,
             d_head: d.d_head,
-            rope: Some(d.rope.clone()),
+            rope: Some(d.rope_for(i).clone()),
             scale: quirks.attn_scale.unwrap_or(1.0 / (d.d_head as f64).sqrt()),
             softcap: quirks.attn_softcap,
-            sliding_window: d.window(i),
+            window: Window::sliding(d.window(i)),
         };
         let o = Linear::load(vb_a.pp("o_proj"), q_size, d.d_model, quirks.o_bias)?;
-        let attn = Attention::new(attn_cfg, qkv, qk_norm, o);
+        let mut attn = Attention::new(attn_cfg, qkv, qk_norm, o);
+        if quirks.attn_sinks {
+            attn = attn.with_sinks(vb_a.get_with_hints(
+                d.n_heads,
+                "sinks",
+                candle_nn::Init::Const(0.0),
+            )?);
+        }
         let mlp: Box<dyn FeedForward> = match feed_forward(i)? {
             Some(custom) => custom,
             None => Box::new(dense_mlp(vb_l.pp("mlp"), d, quirks)?),
@@ -282,24 +320,17 @@ pub fn build_llama_style_with(
         };
         blocks.push(DecoderBlock {
             ln1,
-            attn: Box::new(attn),
+            attn: Some(Box::new(attn)),
             post_attn_norm,
             ln2,
-            mlp,
+            mlp: Some(mlp),
             post_mlp_norm,
             residual: Residual::Sequential,
         });
     }
     let ln_final = Norm::load(vb_m.pp("norm"), norm_kind, d.d_model)?;
-    let lm_head = if cfg.bool_or("tie_word_embeddings", quirks.tie_default)? {
-        Linear {
-            weight: embed.weight.clone(),
-            bias: None,
-            in_out: false,
-        }
-    } else {
-        Linear::load(vb.pp("lm_head"), d.d_model, d.vocab, false)?
-    };
+    let tied = cfg.bool_or("tie_word_embeddings", quirks.tie_default)?;
+    let lm_head = Linear::unembedding(&vb, &embed, tied, d.d_model, d.vocab)?;
     Ok(DecoderModel {
         info: d.info(),
         embed,

@@ -13,10 +13,26 @@ use crate::kernel_ops::{self, KernelActivation, KernelNorm};
 
 pub use crate::kernel_ops::matmul;
 
+/// Whether each row of `t` [n, …] holds only finite values.
+pub fn finite_rows(t: &Tensor) -> Result<Vec<bool>> {
+    let t = t.to_dtype(DType::F32)?.flatten_from(1)?;
+    // 0·x is 0 for a finite x and NaN otherwise, so a row sums to exactly 0 only when all of
+    // it is finite (a sum of |x| would overflow to ∞ on large finite values; a max skips NaN)
+    let s: Vec<f32> = t.affine(0.0, 0.0)?.sum(D::Minus1)?.to_vec1()?;
+    Ok(s.iter().map(|&v| v == 0.0).collect())
+}
+
+/// Whether every value of `t` is finite.
+pub fn all_finite(t: &Tensor) -> Result<bool> {
+    Ok(finite_rows(&t.flatten_all()?.unsqueeze(0)?)?[0])
+}
+
 /// Softmax over the last dimension (max-subtracted for stability).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     kernel_ops::softmax_last_dim(x)
 }
+
+pub use crate::kernel_ops::attention_softmax;
 
 /// The dtype reductions run in: f32 for half-precision inputs, else the input's own (so f64
 /// models, used for gradient checks, stay f64 throughout).
@@ -27,10 +43,20 @@ pub fn accumulation_dtype(dtype: DType) -> DType {
     }
 }
 
+/// `t` in its [`accumulation_dtype`]: half precision widened by the kernels (vectorised and
+/// exact; candle converts one value at a time, which made widening an f16 model's KV cache
+/// most of a decoding step), anything else as it is.
+pub fn to_accumulation(t: &Tensor) -> Result<Tensor> {
+    match t.dtype() {
+        DType::F16 | DType::BF16 => kernel_ops::to_f32(t),
+        _ => Ok(t.clone()),
+    }
+}
+
 /// `x / sqrt(mean(x²) + eps)` over the last dimension, in f32 (or f64), returned in x's dtype.
 pub fn rms_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
     let dtype = x.dtype();
-    let x = x.to_dtype(accumulation_dtype(dtype))?;
+    let x = to_accumulation(x)?;
     if let Some(y) = kernel_ops::normalize(&x, KernelNorm::Rms, eps)? {
         return y.to_dtype(dtype);
     }
@@ -41,7 +67,7 @@ pub fn rms_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
 /// `(x - mean) / sqrt(var + eps)` over the last dimension (biased variance), in f32 (or f64).
 pub fn layer_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
     let dtype = x.dtype();
-    let x = x.to_dtype(accumulation_dtype(dtype))?;
+    let x = to_accumulation(x)?;
     if let Some(y) = kernel_ops::normalize(&x, KernelNorm::Layer, eps)? {
         return y.to_dtype(dtype);
     }
@@ -56,6 +82,14 @@ pub fn layer_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
 /// i + d/2. `x` is [batch, pos, head, d]; `cos`/`sin` are [pos, d/2]. Only the first
 /// `2 × cos.dim(1)` dimensions rotate; the rest pass through (partial rotary).
 pub fn rope_rotate_half(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    match kernel_ops::rotary(x, cos, sin, kernel_ops::RotaryPairs::Halves)? {
+        Some(y) => Ok(y),
+        None => rope_rotate_half_composed(x, cos, sin),
+    }
+}
+
+/// [`rope_rotate_half`] composed of candle's element-wise ops (the kernel's specification).
+fn rope_rotate_half_composed(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let (_b, t, _h, d) = x.dims4()?;
     let half = cos.dim(1)?;
     let rot = 2 * half;
@@ -73,6 +107,14 @@ pub fn rope_rotate_half(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor
 /// Rotary embedding on adjacent pairs (GPT-J, GLM, DeepSeek's `rope_interleave`): dimension
 /// 2i pairs with 2i + 1. Shapes as in [`rope_rotate_half`].
 pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    match kernel_ops::rotary(x, cos, sin, kernel_ops::RotaryPairs::Adjacent)? {
+        Some(y) => Ok(y),
+        None => rope_interleaved_composed(x, cos, sin),
+    }
+}
+
+/// [`rope_interleaved`] composed of candle's element-wise ops (the kernel's specification).
+fn rope_interleaved_composed(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let (b, t, h, d) = x.dims4()?;
     let half = cos.dim(1)?;
     let rot = 2 * half;
@@ -164,7 +206,96 @@ pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
         .reshape((b, kv * n_rep, t, d))
 }
 
+/// `1 / (1 + e^-x)`, from differentiable primitives.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
+/// Causal depthwise convolution over positions of `x` [b, t, c] with `kernel` [c, k] (and a
+/// `bias` [c]), after the `k − 1` inputs in `past` [b, k − 1, c] (zeros at the start): the
+/// convolutions of linear attention and Mamba. Returns the output [b, t, c] and the last
+/// `k − 1` inputs, the next call's `past`.
+pub fn causal_conv(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    past: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let (b, t, c) = x.dims3()?;
+    let k = kernel.dim(1)?;
+    let past = match past {
+        Some(p) => p.to_dtype(x.dtype())?,
+        None => Tensor::zeros((b, k - 1, c), x.dtype(), x.device())?,
+    };
+    let ext = Tensor::cat(&[&past, x], 1)?;
+    let kernel = kernel.to_dtype(x.dtype())?;
+    let mut out = ext
+        .narrow(1, 0, t)?
+        .broadcast_mul(&kernel.narrow(1, 0, 1)?.t()?)?;
+    for j in 1..k {
+        out = (out
+            + ext
+                .narrow(1, j, t)?
+                .broadcast_mul(&kernel.narrow(1, j, 1)?.t()?)?)?;
+    }
+    if let Some(bias) = bias {
+        out = out.broadcast_add(&bias.to_dtype(x.dtype())?)?;
+    }
+    let next = ext.narrow(1, t, k - 1)?.contiguous()?;
+    Ok((out, next))
+}
+
+/// `ln(1 + eᕽ)`, stable for large |x|, from differentiable primitives.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    let tail = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    x.relu()? + tail
+}
+
 /// `cap × tanh(x / cap)` (Gemma 2's logit soft-capping).
 pub fn soft_cap(x: &Tensor, cap: f64) -> Result<Tensor> {
     kernel_ops::activation(&(x / cap)?, KernelActivation::Tanh)? * cap
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    type Rope = fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
+
+    /// The rotary kernel gives the bits of the element-wise composition, forward and backward
+    /// (so training numerics did not change when it replaced the composition).
+    #[test]
+    fn rotary_kernel_is_the_composition_bit_for_bit() {
+        let dev = Device::Cpu;
+        let (b, t, h, d, half) = (2, 5, 3, 12, 4); // partial: 8 of 12 dimensions rotate
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1e4f32.powf(-(i as f32) / half as f32))
+            .collect();
+        let (cos, sin) = rope_tables(&inv_freq, 3, t, &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (b, t, h, d), &dev).unwrap();
+        let dy = Tensor::randn(0f32, 1.0, (b, t, h, d), &dev).unwrap();
+        let cases: [(Rope, Rope); 2] = [
+            (rope_rotate_half, rope_rotate_half_composed),
+            (rope_interleaved, rope_interleaved_composed),
+        ];
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.into_iter().map(f32::to_bits).collect()
+        };
+        for (kernel, composed) in cases {
+            let run = |f: Rope| {
+                let var = Var::from_tensor(&x).unwrap();
+                let y = f(var.as_tensor(), &cos, &sin).unwrap();
+                let grads = (&y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+                (bits(&y), bits(grads.get(var.as_tensor()).unwrap()))
+            };
+            let (y_k, g_k) = run(kernel);
+            let (y_c, g_c) = run(composed);
+            assert_eq!(y_k, y_c, "forward");
+            assert_eq!(g_k, g_c, "backward");
+            assert_ne!(y_k, bits(&x), "the kernel rotated nothing");
+        }
+    }
 }
