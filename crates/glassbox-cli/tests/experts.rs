@@ -89,6 +89,52 @@ fn prompt_routes_match_the_hooks() {
     }
 }
 
+/// Windows cut from a text are seen as a text is, after the tokenizer's BOS, whose own routing
+/// is not counted: a tokenizer that adds one gives the same token count, with the prefix said.
+#[test]
+fn file_windows_start_with_the_tokenizers_bos() {
+    let tmp = std::env::temp_dir().join(format!("glassbox-experts-bos-{}", std::process::id()));
+    let with_bos = tmp.join("model");
+    std::fs::create_dir_all(&with_bos).unwrap();
+    let moe = fixture("families/mixtral");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(moe.join(f), with_bos.join(f)).unwrap();
+    }
+    let mut tokenizer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(moe.join("tokenizer.json")).unwrap()).unwrap();
+    tokenizer["post_processor"] = serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]}}
+    });
+    std::fs::write(with_bos.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let text = tmp.join("text.txt");
+    std::fs::write(&text, "The Eiffel Tower is in Paris. ".repeat(6)).unwrap();
+    let usage = |model: &Path| {
+        json_of(&glassbox(&[
+            "experts",
+            model.to_str().unwrap(),
+            "--file",
+            text.to_str().unwrap(),
+            "--window",
+            "8",
+            "--json",
+        ]))
+    };
+    let (plain, bos) = (usage(&moe), usage(&with_bos));
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert_eq!(
+        (plain["prefix"].as_u64(), bos["prefix"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(plain["tokens"], bos["tokens"], "the BOS is not counted");
+    assert_ne!(
+        plain["layers"], bos["layers"],
+        "the BOS changes what the windows route"
+    );
+}
+
 #[test]
 fn file_usage_adds_up_and_plots() {
     let tmp = std::env::temp_dir().join(format!("glassbox-experts-{}", std::process::id()));
@@ -113,6 +159,9 @@ fn file_usage_adds_up_and_plots() {
         plot.to_str().unwrap(),
     ]);
     let report = json_of(&out);
+    // the setting the rates depend on, and the level uniform routing (2 of 8) gives
+    assert_eq!(report["window"], 16);
+    assert_eq!(report["uniform"], 0.25);
     let layers = report["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2, "layers 1 and 2 are MoE");
     for l in layers {

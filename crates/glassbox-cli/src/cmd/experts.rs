@@ -52,6 +52,13 @@ use glassbox_analysis::routing::{prompt_routing, PromptRouting as PromptReport};
 #[derive(Serialize)]
 struct UsageReport {
     tokens: usize,
+    /// Tokens of text per window (each window after the tokenizer's leading tokens).
+    window: usize,
+    /// The tokens put before each window (the BOS, where the tokenizer adds one); their
+    /// routing is not counted.
+    prefix: usize,
+    /// Share of tokens each expert gets under uniform routing (k of E experts: k / E).
+    uniform: f64,
     layers: Vec<UsageLayer>,
 }
 
@@ -100,12 +107,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "text",
                 glassbox_formats::input::limit::CORPUS,
             )?;
-            let ids = model.to_tokens(&text)?;
+            // Each window is seen as a text is: after the tokenizer's leading tokens (BOS),
+            // which are cut from the document's ids and put before every window instead.
+            let prefix = model.text_prefix()?;
+            let mut ids = model.to_tokens(&text)?;
+            if ids.starts_with(&prefix) {
+                ids.drain(..prefix.len());
+            }
             if ids.is_empty() {
                 return Err(crate::invalid!("--file {} has no tokens", file.display()));
             }
-            let window = args.window.clamp(1, model.info().n_ctx.max(1));
-            let report = usage(&ids, window, &route)?;
+            let window = args
+                .window
+                .clamp(1, model.info().n_ctx.saturating_sub(prefix.len()).max(1));
+            let report = usage(&ids, &prefix, window, &route)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -132,26 +147,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Routes `ids` window by window and tallies each expert's firing rate and mean weight.
+/// Routes `ids` window by window, each after `prefix`, and tallies each expert's firing rate
+/// and mean weight over the text's tokens.
 fn usage(
     ids: &[u32],
+    prefix: &[u32],
     window: usize,
     route: &dyn Fn(&[u32]) -> anyhow::Result<Vec<LayerRouting>>,
 ) -> anyhow::Result<UsageReport> {
     let chunks: Vec<&[u32]> = ids.chunks(window).collect();
+    let mut k = 0;
     let bar = crate::progress::bar(chunks.len() as u64, "routing");
     // Per layer: (layer, per-expert count, per-expert weight sum).
     let mut tally: Vec<(usize, Vec<u64>, Vec<f64>)> = Vec::new();
     for chunk in chunks {
-        let routing = route(chunk)?;
+        let routing = route(&[prefix, chunk].concat())?;
         if tally.is_empty() {
             tally = routing
                 .iter()
                 .map(|r| (r.layer, vec![0; r.n_experts], vec![0.0; r.n_experts]))
                 .collect();
+            k = routing
+                .first()
+                .and_then(|r| r.experts.first())
+                .map_or(0, Vec::len);
         }
         for (r, (_, count, weight)) in routing.iter().zip(tally.iter_mut()) {
-            for (experts, weights) in r.experts.iter().zip(&r.weights) {
+            let text = r.experts.iter().zip(&r.weights).skip(prefix.len());
+            for (experts, weights) in text {
                 for (&e, &w) in experts.iter().zip(weights) {
                     count[e as usize] += 1;
                     weight[e as usize] += w as f64;
@@ -162,8 +185,12 @@ fn usage(
     }
     bar.finish_and_clear();
     let n = ids.len() as f64;
+    let n_experts = tally.first().map_or(1, |t| t.1.len().max(1));
     Ok(UsageReport {
         tokens: ids.len(),
+        window,
+        prefix: prefix.len(),
+        uniform: k as f64 / n_experts as f64,
         layers: tally
             .into_iter()
             .map(|(layer, count, weight)| UsageLayer {
@@ -203,7 +230,17 @@ fn prompt_table(r: &PromptReport) -> String {
 }
 
 fn usage_table(r: &UsageReport) -> String {
-    let mut s = format!("{} tokens\n", r.tokens);
+    let after = if r.prefix > 0 {
+        format!(", each after the tokenizer's {} leading token(s)", r.prefix)
+    } else {
+        String::new()
+    };
+    let mut s = format!(
+        "{} tokens in windows of {}{after}; uniform routing gives each expert {:.1}%\n",
+        r.tokens,
+        r.window,
+        r.uniform * 100.0
+    );
     for l in &r.layers {
         let _ = writeln!(s, "layer {}\n  expert  fires   mean weight", l.layer);
         for (e, (f, w)) in l.frequency.iter().zip(&l.mean_weight).enumerate() {
