@@ -486,6 +486,32 @@ fn requests_outside_the_served_set_are_refused() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The drift route bounded prompts by the models' context alone: a model of a million
+/// positions ran a 12,000-token prompt for 76 s and 5 GB. Its prompts are held to the
+/// server's token limit, as every other route's.
+#[test]
+fn drift_prompts_are_held_to_the_servers_token_limit() {
+    let dir = scratch("serve_cli", "drift-context");
+    let src = root().join("tests/fixtures/parity/llama");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let path = dir.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["max_position_embeddings"] = json!(1_000_000);
+    std::fs::write(&path, config.to_string()).unwrap();
+    let model = dir.to_str().unwrap().to_string();
+    let server = Server::start(&[&model]);
+    let long = "the cat ".repeat(400);
+    let r = server.post("/api/drift/0/0", &json!({"prompts": long}));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("at most 512"), "{}", r.text());
+    let r = server.post("/api/drift/0/0", &json!({"prompts": "the cat sat"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
     let server = Server::start(&[&reference()]);

@@ -652,6 +652,11 @@ async fn drift_of(
         let (ea, eb) = (state.served.get(a)?, state.served.get(b)?);
         let (ma, mb) = (ea.model()?, eb.model()?);
         let sequences = drift::prompt_sequences(&ma, &mb, &req.prompts, "the prompts")?;
+        // the models' context is no bound here (a million-position model took minutes and
+        // gigabytes a prompt): each prompt within the server's limit, as everywhere else
+        for ids in &sequences {
+            within_limit(&ma, ids, MAX_TOKENS)?;
+        }
         let opts = drift::DriftOptions {
             top_features: req.top,
             ..drift::DriftOptions::default()
