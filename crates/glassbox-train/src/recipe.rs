@@ -89,6 +89,25 @@ pub struct Training {
     pub checkpoints: Vec<usize>,
 }
 
+/// The most of one line an error message quotes.
+const QUOTED: usize = 160;
+
+/// `message` with each line cut to [`QUOTED`] characters.
+fn clipped(message: &str) -> String {
+    message
+        .lines()
+        .map(|l| match l.char_indices().nth(QUOTED) {
+            Some((at, _)) => format!(
+                "{}… ({} more characters)",
+                &l[..at],
+                l[at..].chars().count()
+            ),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl Recipe {
     /// Reads and validates a recipe file.
     pub fn load(path: &Path) -> Result<Recipe, TrainError> {
@@ -100,9 +119,10 @@ impl Recipe {
         })
     }
 
-    /// Parses and validates recipe text; the error says what is wrong.
+    /// Parses and validates recipe text; the error says what is wrong (the offending line
+    /// quoted at most [`QUOTED`] characters: a 200 KB line was printed whole).
     pub fn parse(text: &str) -> Result<Recipe, String> {
-        let recipe: Recipe = toml::from_str(text).map_err(|e| e.to_string())?;
+        let recipe: Recipe = toml::from_str(text).map_err(|e| clipped(&e.to_string()))?;
         recipe.validate()?;
         Ok(recipe)
     }

@@ -142,3 +142,15 @@ fn tokenizer_is_one_id_per_word_after_bos() {
     assert_eq!(ids, expect);
     assert_eq!(tok.get_vocab_size(true), words.len());
 }
+
+/// A parse error quotes its line cut short: a 200 KB line was printed whole.
+#[test]
+fn parse_errors_quote_long_lines_cut_short() {
+    let text = format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let err = glassbox_train::recipe::Recipe::parse(&text).unwrap_err();
+    assert!(err.len() < 1_000, "{} characters", err.len());
+    assert!(
+        err.contains("more characters") && err.contains("line 1"),
+        "{err}"
+    );
+}
