@@ -40,6 +40,18 @@ fn special_files_are_refused_by_kind() {
             "is a device",
         );
     }
+    // A /proc file that claims to be empty and that the kernel will not read in the pieces
+    // asked for: an input error naming it (it was exit 1).
+    #[cfg(target_os = "linux")]
+    {
+        let dir = gpt2_copy("proc-config");
+        std::fs::remove_file(dir.join("config.json")).unwrap();
+        symlink("/proc/self/pagemap", dir.join("config.json")).unwrap();
+        refused(
+            &[&["run", dir.to_str().unwrap()][..], &prompt[..]].concat(),
+            "config.json",
+        );
+    }
     // A shard a Hub index names.
     let dir = gpt2_copy("fifo-shard");
     let names: Vec<String> = {

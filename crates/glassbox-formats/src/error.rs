@@ -61,6 +61,8 @@ impl FormatError {
                         | std::io::ErrorKind::IsADirectory
                         | std::io::ErrorKind::NotADirectory
                         | std::io::ErrorKind::UnexpectedEof
+                        // a file the kernel will not read as asked (/proc/self/pagemap)
+                        | std::io::ErrorKind::InvalidInput
                 ) || source.raw_os_error() == Some(libc::ELOOP)
             }
             FormatError::Tensor { .. } | FormatError::Write(_) => false,
