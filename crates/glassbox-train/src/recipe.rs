@@ -242,10 +242,34 @@ impl Recipe {
         let params = layers * per_layer + 2.0 * vocab * d + d;
         let needed = 16.0 * params;
         let budget = glassbox_models::memory::budget();
+        let describe =
+            |bytes: f64| glassbox_models::memory::describe(bytes.min(u64::MAX as f64) as u64);
         if needed > budget as f64 {
             return Err(format!(
                 "[model] has about {params:.3e} parameters: training them needs about {}, {} is available (GLASSBOX_MEMORY sets the budget)",
-                glassbox_models::memory::describe(needed.min(u64::MAX as f64) as u64),
+                describe(needed),
+                glassbox_models::memory::describe(budget)
+            ));
+        }
+        // The run also holds the corpus (a word is a 16-byte reference and a 4-byte id) and one
+        // batch's activations for the backward pass (per token and layer about 20 vectors of
+        // the hidden size, the attention weights with their gradients, the MLP's hidden units;
+        // the logits three times): a corpus or batch of millions passed the check above and
+        // aborted in the allocator.
+        let t = self.data.seq_len as f64;
+        let documents = (self.data.train_documents + self.data.held_out_documents) as f64;
+        let corpus = 20.0 * documents * t;
+        let batch = self.training.batch_size as f64;
+        let activations =
+            4.0 * batch * t * (layers * (20.0 * d + 3.0 * heads * t + 4.0 * ff) + 3.0 * vocab);
+        let total = needed + corpus + activations;
+        if total > budget as f64 {
+            return Err(format!(
+                "training needs about {}: the weights with their optimizer state {}, the corpus ([data]) {}, a batch's activations ([training] batch_size × [data] seq_len) {}; {} is available (GLASSBOX_MEMORY sets the budget)",
+                describe(total),
+                describe(needed),
+                describe(corpus),
+                describe(activations),
                 glassbox_models::memory::describe(budget)
             ));
         }
