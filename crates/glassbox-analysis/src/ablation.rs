@@ -13,7 +13,7 @@
 
 use candle_core::{DType, Tensor, D};
 use glassbox_models::{ActivationCache, HookedModel, Hooks, Intervention, NameFilter, Selection};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::error::{AnalysisError, Result};
@@ -152,9 +152,37 @@ pub struct AblationResult {
     pub targets: Vec<AblationTarget>,
     pub method: AblationMethod,
     pub baseline_loss: f32,
+    /// For resample ablation, the mean over the resamples.
     pub ablated_loss: f32,
     pub baseline_per_token: Vec<f32>,
     pub ablated_per_token: Vec<f32>,
+    /// Resample ablation: the reference prompts (indices) the values were taken from, one run
+    /// each, and each run's ablated loss; references shorter than the text are left out.
+    pub resampled_from: Vec<usize>,
+    pub ablated_loss_each: Vec<f32>,
+}
+
+/// Most resamples a resample ablation averages over (drawn by its seed past this).
+pub const MAX_RESAMPLES: usize = 16;
+
+/// The reference prompts a resample ablation of a `len`-token text takes values from: every
+/// one at least as long as the text, or [`MAX_RESAMPLES`] of them drawn by `seed`; ascending.
+pub fn resample_sources(reference: &[Vec<u32>], len: usize, seed: u64) -> Result<Vec<usize>> {
+    let mut long: Vec<usize> = (0..reference.len())
+        .filter(|&i| reference[i].len() >= len)
+        .collect();
+    if long.is_empty() {
+        return Err(AnalysisError::input(format!(
+            "resample ablation needs a reference prompt at least as long as the text ({len} tokens)"
+        )));
+    }
+    if long.len() > MAX_RESAMPLES {
+        use rand::seq::SliceRandom;
+        long.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        long.truncate(MAX_RESAMPLES);
+        long.sort_unstable();
+    }
+    Ok(long)
 }
 
 impl AblationResult {
@@ -194,24 +222,16 @@ pub fn check_target(model: &HookedModel, t: &AblationTarget) -> Result<()> {
     }
 }
 
-/// Hooks that ablate `targets` by `method`, for a text of `len` tokens; `reference` prompts
-/// (token ids) supply mean and resampled values.
-pub fn ablation_hooks(
+/// Reference activations at the hooks of `targets`, one cache per prompt (none for zero
+/// ablation).
+fn reference_caches(
     model: &HookedModel,
     targets: &[AblationTarget],
     method: AblationMethod,
     reference: &[Vec<u32>],
-    len: usize,
-) -> Result<Hooks<'static>> {
-    for t in targets {
-        check_target(model, t)?;
-    }
+) -> Result<Vec<ActivationCache>> {
     let names: Vec<String> = targets.iter().map(|t| t.hook()).collect();
-    let filter_of = |name: &str| -> Result<NameFilter> {
-        NameFilter::new(&[name]).map_err(|e| AnalysisError::input(e.to_string()))
-    };
-    // Reference activations at the hooks involved, one cache per prompt.
-    let caches: Vec<ActivationCache> = match method {
+    Ok(match method {
         AblationMethod::Zero => Vec::new(),
         _ => {
             if reference.is_empty() {
@@ -225,22 +245,41 @@ pub fn ablation_hooks(
                 .map(|ids| Ok(model.run_with_cache(&model.ids_tensor(ids)?, &f)?.1))
                 .collect::<Result<_>>()?
         }
-    };
-    let resampled: Option<usize> = match method {
-        AblationMethod::Resample { seed } => {
-            let long: Vec<usize> = (0..reference.len())
-                .filter(|&i| reference[i].len() >= len)
-                .collect();
-            if long.is_empty() {
-                return Err(AnalysisError::input(format!(
-                    "resample ablation needs a reference prompt at least as long as the text \
-                     ({len} tokens)"
-                )));
-            }
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            Some(long[rng.gen_range(0..long.len())])
-        }
+    })
+}
+
+/// Hooks that ablate `targets` by `method`, for a text of `len` tokens; `reference` prompts
+/// (token ids) supply mean values, and resampled ones from the first of
+/// [`resample_sources`].
+pub fn ablation_hooks(
+    model: &HookedModel,
+    targets: &[AblationTarget],
+    method: AblationMethod,
+    reference: &[Vec<u32>],
+    len: usize,
+) -> Result<Hooks<'static>> {
+    let caches = reference_caches(model, targets, method, reference)?;
+    let source = match method {
+        AblationMethod::Resample { seed } => Some(resample_sources(reference, len, seed)?[0]),
         _ => None,
+    };
+    hooks_from(model, targets, method, &caches, source, len)
+}
+
+/// The hooks, from reference caches already run; `source` is the reference a resample takes.
+fn hooks_from(
+    model: &HookedModel,
+    targets: &[AblationTarget],
+    method: AblationMethod,
+    caches: &[ActivationCache],
+    source: Option<usize>,
+    len: usize,
+) -> Result<Hooks<'static>> {
+    for t in targets {
+        check_target(model, t)?;
+    }
+    let filter_of = |name: &str| -> Result<NameFilter> {
+        NameFilter::new(&[name]).map_err(|e| AnalysisError::input(e.to_string()))
     };
     let mut hooks = Hooks::none();
     for t in targets {
@@ -257,7 +296,7 @@ pub fn ablation_hooks(
                 Some(Tensor::cat(&all, 0)?.mean_keepdim(0)?.unsqueeze(0)?)
             }
             AblationMethod::Resample { .. } => {
-                let i = resampled.unwrap_or(0);
+                let i = source.unwrap_or(0);
                 Some(caches[i].require(&name)?.narrow(1, 0, len)?)
             }
         };
@@ -299,7 +338,9 @@ pub fn ablation_hooks(
     Ok(hooks)
 }
 
-/// Runs `text` with and without the ablation of `targets` and reports the loss.
+/// Runs `text` with and without the ablation of `targets` and reports the loss. A resample
+/// ablation is one run per reference prompt it takes values from ([`resample_sources`]), the
+/// losses averaged: a single draw made the effect depend on which prompt the seed picked.
 pub fn run(
     model: &HookedModel,
     text: &[u32],
@@ -309,26 +350,47 @@ pub fn run(
 ) -> Result<AblationResult> {
     let ids = model.ids_tensor(text)?;
     let baseline = per_token_loss(&model.run(&ids)?, text)?;
-    let mut hooks = ablation_hooks(model, targets, method, reference, text.len())?;
+    for t in targets {
+        check_target(model, t)?;
+    }
+    let caches = reference_caches(model, targets, method, reference)?;
+    let sources: Vec<Option<usize>> = match method {
+        AblationMethod::Resample { seed } => resample_sources(reference, text.len(), seed)?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        _ => vec![None],
+    };
     // Cache the written hooks too, to prove each target was reached: a hook this
     // architecture does not have (a neuron of a mixture-of-experts layer) must not be a
     // silent no-op.
     let names: Vec<String> = targets.iter().map(|t| t.hook()).collect();
-    if !names.is_empty() {
-        hooks.set_cache_filter(Some(
-            NameFilter::new(&names).map_err(|e| AnalysisError::input(e.to_string()))?,
-        ));
-    }
-    let ablated = per_token_loss(&model.run_with_hooks(&ids, &mut hooks)?, text)?;
-    for (t, name) in targets.iter().zip(&names) {
-        if !hooks.cache.contains(name) {
-            return Err(AnalysisError::input(format!(
-                "{}: {} has no hook `{name}` to ablate",
-                t.label(),
-                model.info().architecture
-            )));
+    let mut runs: Vec<Vec<f32>> = Vec::with_capacity(sources.len());
+    for &source in &sources {
+        let mut hooks = hooks_from(model, targets, method, &caches, source, text.len())?;
+        if !names.is_empty() {
+            hooks.set_cache_filter(Some(
+                NameFilter::new(&names).map_err(|e| AnalysisError::input(e.to_string()))?,
+            ));
+        }
+        runs.push(per_token_loss(
+            &model.run_with_hooks(&ids, &mut hooks)?,
+            text,
+        )?);
+        for (t, name) in targets.iter().zip(&names) {
+            if !hooks.cache.contains(name) {
+                return Err(AnalysisError::input(format!(
+                    "{}: {} has no hook `{name}` to ablate",
+                    t.label(),
+                    model.info().architecture
+                )));
+            }
         }
     }
+    let ablated: Vec<f32> = (0..baseline.len())
+        .map(|i| runs.iter().map(|r| r[i]).sum::<f32>() / runs.len() as f32)
+        .collect();
+    let resampled = matches!(method, AblationMethod::Resample { .. });
     Ok(AblationResult {
         targets: targets.to_vec(),
         method,
@@ -336,6 +398,12 @@ pub fn run(
         ablated_loss: mean(&ablated),
         baseline_per_token: baseline,
         ablated_per_token: ablated,
+        resampled_from: sources.into_iter().flatten().collect(),
+        ablated_loss_each: if resampled {
+            runs.iter().map(|r| mean(r)).collect()
+        } else {
+            Vec::new()
+        },
     })
 }
 

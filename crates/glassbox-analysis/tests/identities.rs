@@ -229,6 +229,34 @@ fn check(name: &str) {
         (itself.ablated_loss - itself.baseline_loss).abs() <= 1e-5,
         "{name}: resampling itself"
     );
+    // Resampling from two references is the mean of resampling from each, and one shorter
+    // than the text is left out (it was a seeded single draw among them).
+    let other: Vec<u32> = clean.iter().rev().copied().collect();
+    let short = clean[..1].to_vec();
+    let resample = |refs: &[Vec<u32>]| {
+        ablation::run(
+            &model,
+            &clean,
+            &targets,
+            AblationMethod::Resample { seed: 3 },
+            refs,
+        )
+        .unwrap()
+    };
+    let both = resample(&[clean.clone(), short, other.clone()]);
+    assert_eq!(both.resampled_from, vec![0, 2], "{name}");
+    let (first, second) = (resample(std::slice::from_ref(&clean)), resample(&[other]));
+    for (i, &v) in both.ablated_per_token.iter().enumerate() {
+        let want = (first.ablated_per_token[i] + second.ablated_per_token[i]) / 2.0;
+        assert!(
+            (v - want).abs() <= 1e-6,
+            "{name}: position {i}: {v} vs {want}"
+        );
+    }
+    assert_eq!(
+        both.ablated_loss_each,
+        vec![first.ablated_loss, second.ablated_loss]
+    );
     let zeroed = ablation::run(&model, &clean, &targets, AblationMethod::Zero, &[]).unwrap();
     assert!(
         (zeroed.ablated_loss - zeroed.baseline_loss).abs() > 1e-4,

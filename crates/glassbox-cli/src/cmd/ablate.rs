@@ -24,13 +24,15 @@ pub struct Args {
     /// What to ablate (repeatable, comma-separated): L3H1, L3MLP, L3N42, heads, mlps.
     #[arg(long = "target", required = true, value_delimiter = ',')]
     pub targets: Vec<String>,
-    /// zero, mean (over --reference prompts) or resample (from a --reference prompt).
+    /// zero, mean (over --reference prompts) or resample (from each --reference prompt at least
+    /// as long as the text, averaged).
     #[arg(long, default_value = "zero")]
     pub method: String,
     /// Reference prompts for mean and resample ablation (repeatable).
     #[arg(long = "reference")]
     pub reference: Vec<String>,
-    /// Seed choosing the resampled reference prompt.
+    /// Seed choosing the reference prompts resampled from, when more than 16 are long enough
+    /// (each long enough prompt is one resample, the losses averaged).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Ablate each target on its own instead of all together.
@@ -118,12 +120,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let labels: Vec<String> = r.targets.iter().map(|t| t.label()).collect();
         println!("{} ablation of {}", args.method, labels.join(", "));
         println!(
-            "loss {:.4} → {:.4} (Δ {:+.4}) over {} predicted tokens\n",
+            "loss {:.4} → {:.4} (Δ {:+.4}) over {} predicted tokens",
             r.baseline_loss,
             r.ablated_loss,
             r.ablated_loss - r.baseline_loss,
             r.baseline_per_token.len()
         );
+        if !r.resampled_from.is_empty() {
+            let each: Vec<String> = r
+                .resampled_from
+                .iter()
+                .zip(&r.ablated_loss_each)
+                .map(|(i, l)| format!("#{i} {l:.4}"))
+                .collect();
+            let short = args.reference.len() - r.resampled_from.len();
+            let left_out = if short > 0 {
+                format!(
+                    "; {short} reference(s) shorter than the text, or past the {} drawn, left out",
+                    ablation::MAX_RESAMPLES
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "the mean of {} resamples, one per reference prompt: {}{left_out}",
+                r.resampled_from.len(),
+                each.join(", ")
+            );
+        }
+        println!();
         let delta: Vec<f32> = r
             .ablated_per_token
             .iter()
