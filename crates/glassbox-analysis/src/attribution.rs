@@ -50,6 +50,10 @@ pub enum Component {
     NormBias,
     /// The unembedding bias.
     UnembedBias,
+    /// What the model's own unembedding product leaves of the logit beyond the parts'
+    /// f32 projections, when its arithmetic rounds (a quantized `lm_head` under llama.cpp's
+    /// numerics); only present past float error.
+    UnembedRounding,
     /// The final norm and the unembedding together, as a map from the residual stream to
     /// logits (what [`crate::drift`] compares of them).
     Unembed,
@@ -70,6 +74,7 @@ impl Component {
             Component::SharedExperts { layer } => format!("L{layer} shared experts"),
             Component::NormBias => "final norm bias".into(),
             Component::UnembedBias => "unembed bias".into(),
+            Component::UnembedRounding => "unembed rounding".into(),
             Component::Unembed => "unembed".into(),
         }
     }
@@ -365,6 +370,13 @@ pub fn direct_logit_attribution(
         })
     };
     let total = logit_of(target)? - versus.map(logit_of).transpose()?.unwrap_or(0.0);
+    // The parts project in f32; a model whose unembedding rounds (a quantized lm_head) made a
+    // logit that differs by more than float error: that difference is a part of its own, named,
+    // so the parts still sum to the model's logit.
+    let sum: f32 = parts.iter().map(|(_, v)| v).sum();
+    if (total - sum).abs() > 1e-4 * total.abs().max(1.0) {
+        parts.push((Component::UnembedRounding, total - sum));
+    }
     Ok(Attribution {
         position,
         target,

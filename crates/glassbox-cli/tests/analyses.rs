@@ -516,3 +516,45 @@ fn terminal_views_fit_the_width_and_honour_no_color() {
     assert!(!colored(&["--color", "never"], None));
     assert!(!colored(&[], Some("1")), "not a terminal, and NO_COLOR");
 }
+
+/// Under llama.cpp's numerics a quantized lm_head rounds the logit away from the parts' f32
+/// projections (by 0.02, more than most parts): that difference is a part of its own, named,
+/// and the parts sum to the model's value; in f32 there is none.
+#[test]
+fn attribution_names_the_unembeddings_rounding() {
+    let q4 = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/llamacpp/llama/model-Q4_0.gguf");
+    let q4 = q4.to_str().unwrap();
+    let attribute = |extra: &[&str]| {
+        let mut args = vec![
+            "attribute",
+            q4,
+            "--prompt",
+            "The Eiffel Tower is in Paris",
+            "--target",
+            "#5",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json(&args)
+    };
+    let rounding = |a: &serde_json::Value| {
+        a["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["component"]["kind"] == "unembed_rounding")
+            .count()
+    };
+    let native = attribute(&[]);
+    assert_eq!(rounding(&native), 1, "{native}");
+    let (total, sum) = (
+        native["total"].as_f64().unwrap(),
+        native["sum_of_parts"].as_f64().unwrap(),
+    );
+    assert!(
+        (total - sum).abs() <= 1e-4 * total.abs().max(1.0),
+        "{total} vs {sum}"
+    );
+    assert_eq!(rounding(&attribute(&["--numerics", "f32"])), 0);
+}

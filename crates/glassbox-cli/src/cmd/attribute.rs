@@ -184,7 +184,10 @@ fn terms(a: &Attribution, n_layers: usize) -> Vec<Bar> {
         }
     }
     for (c, v) in &a.parts {
-        if matches!(c, Component::NormBias | Component::UnembedBias) {
+        if matches!(
+            c,
+            Component::NormBias | Component::UnembedBias | Component::UnembedRounding
+        ) {
             bars.push(Bar::term(c.label(), *v));
         }
     }
