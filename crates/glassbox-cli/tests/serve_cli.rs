@@ -486,6 +486,41 @@ fn requests_outside_the_served_set_are_refused() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A client that connects and never finishes its headers held a connection open for good: a
+/// thousand of them locked every other client out. Its connection is closed after the header
+/// timeout; the server answers others meanwhile and after.
+#[test]
+fn silent_clients_are_dropped_after_the_header_timeout() {
+    use std::io::{Read, Write};
+    let server = Server::start(&[&reference()]);
+    let mut silent = std::net::TcpStream::connect(&server.addr).unwrap();
+    silent
+        .write_all(b"GET /api HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    assert_eq!(
+        server.get("/api/models").status,
+        200,
+        "others are served meanwhile"
+    );
+    let mut rest = Vec::new();
+    let _ = silent.read_to_end(&mut rest);
+    let waited = start.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(4) && waited < std::time::Duration::from_secs(20),
+        "closed after {waited:?}"
+    );
+    assert!(
+        rest.is_empty() || String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert_eq!(server.get("/api/models").status, 200, "and after");
+}
+
 /// The drift route bounded prompts by the models' context alone: a model of a million
 /// positions ran a 12,000-token prompt for 76 s and 5 GB. Its prompts are held to the
 /// server's token limit, as every other route's.

@@ -83,17 +83,53 @@ pub fn bind(config: &Config) -> Result<Bound, ServeError> {
     })
 }
 
+/// How long a client has to send a request's headers, on a new connection or an idle kept-alive
+/// one: clients that connect and stay silent held a file descriptor each, and a thousand of them
+/// locked everyone out.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connections served at once; one past it is closed as soon as it is accepted (the requests
+/// they carry are limited on their own, by each model's queue).
+pub const MAX_CONNECTIONS: usize = 256;
+
 impl Bound {
-    /// Serves until the process is interrupted.
+    /// Serves until the process is interrupted: one task per connection (HTTP/1.1), each with
+    /// [`HEADER_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once.
     pub fn serve(self) -> Result<(), ServeError> {
         let app = api::router(self.state);
+        let listener = self.listener;
         self.runtime.block_on(async move {
-            axum::serve(self.listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await
-                .map_err(ServeError::Runtime)
+            let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+            let interrupted = tokio::signal::ctrl_c();
+            tokio::pin!(interrupted);
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        // out of descriptors, or a connection reset before it was taken:
+                        // the listener itself is fine, after a breath
+                        Err(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    },
+                    _ = &mut interrupted => return Ok(()),
+                };
+                let Ok(slot) = Arc::clone(&open).try_acquire_owned() else {
+                    drop(stream);
+                    continue;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    let mut http = hyper::server::conn::http1::Builder::new();
+                    http.timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT);
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    // a client that goes away mid-answer ends its connection, nothing more
+                    let _ = http.serve_connection(io, service).with_upgrades().await;
+                    drop(slot);
+                });
+            }
         })
     }
 }
