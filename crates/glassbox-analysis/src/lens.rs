@@ -123,40 +123,12 @@ pub fn run(
     let (_, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;
     let stack = accumulated_resid(&cache, info.n_layers)?; // [L+1, 1, pos, d]
     drop(cache);
-    let rows = stack.dim(0)?;
-    let name = token_namer(model);
-    let mut top = Vec::with_capacity(rows);
-    let mut target_scores = Vec::with_capacity(rows);
-    for r in 0..rows {
-        let m = model.model.as_ref();
-        let logits = m
-            .unembed(&m.final_norm(&stack.get(r)?)?)?
+    let m = model.model.as_ref();
+    report_from(model, ids, stack.dim(0)?, top_k, target, |r| {
+        Ok(m.unembed(&m.final_norm(&stack.get(r)?)?)?
             .to_dtype(DType::F32)?
-            .squeeze(0)?; // [pos, V]
-        let (top_row, target_row) = layer_scores(&logits, top_k, target, &name)?;
-        top.push(top_row);
-        target_scores.push(target_row);
-    }
-    Ok(LensReport {
-        prompt_tokens: model.ids_to_str_tokens(ids)?,
-        layers: labels(rows - 1),
-        top,
-        target: target.map(|id| TargetTrack {
-            id,
-            token: name(id),
-            scores: target_scores,
-        }),
+            .squeeze(0)?) // [pos, V]
     })
-}
-
-fn token_namer(model: &HookedModel) -> impl Fn(u32) -> String + '_ {
-    move |id: u32| -> String {
-        model
-            .ids_to_str_tokens(&[id])
-            .ok()
-            .and_then(|v| v.into_iter().next())
-            .unwrap_or_else(|| format!("<{id}>"))
-    }
 }
 
 /// Builds a [`LensReport`] from lens logits [L+1, pos, d_vocab].
@@ -167,12 +139,31 @@ pub fn report(
     top_k: usize,
     target: Option<u32>,
 ) -> Result<LensReport> {
-    let rows = logits.dim(0)?;
-    let name = token_namer(model);
+    report_from(model, ids, logits.dim(0)?, top_k, target, |r| {
+        Ok(logits.get(r)?)
+    })
+}
+
+/// The report over `rows` layers, each layer's logits [pos, V] made by `layer` when read.
+fn report_from(
+    model: &HookedModel,
+    ids: &[u32],
+    rows: usize,
+    top_k: usize,
+    target: Option<u32>,
+    layer: impl Fn(usize) -> Result<Tensor>,
+) -> Result<LensReport> {
+    let name = |id: u32| -> String {
+        model
+            .ids_to_str_tokens(&[id])
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or_else(|| format!("<{id}>"))
+    };
     let mut top = Vec::with_capacity(rows);
     let mut target_scores = Vec::with_capacity(rows);
     for r in 0..rows {
-        let (top_row, target_row) = layer_scores(&logits.get(r)?, top_k, target, &name)?;
+        let (top_row, target_row) = layer_scores(&layer(r)?, top_k, target, &name)?;
         top.push(top_row);
         target_scores.push(target_row);
     }
