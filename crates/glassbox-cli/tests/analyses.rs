@@ -558,3 +558,31 @@ fn attribution_names_the_unembeddings_rounding() {
     );
     assert_eq!(rounding(&attribute(&["--numerics", "f32"])), 0);
 }
+
+/// Without colour a lens cell read as a clear prediction at 0.52 against 0.48: a cell whose
+/// runner-up has at least 80 % of the top token's probability is marked `≈`, exactly those.
+#[test]
+fn lens_marks_near_ties() {
+    let model = fixture("parity/gpt2");
+    let prompt = "The Eiffel Tower is in";
+    let report = json(&["lens", &model, "--prompt", prompt, "--json"]);
+    let ties: usize = report["report"]["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .filter(|cell| {
+            let p = |i: usize| cell[i]["prob"].as_f64().unwrap();
+            p(1) >= 0.8 * p(0)
+        })
+        .count();
+    assert!(ties > 0, "the fixture has near ties to mark");
+    let out = glassbox(&["lens", &model, "--prompt", prompt, "--color", "never"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let marked: usize = text
+        .lines()
+        .filter(|l| l.contains('│'))
+        .map(|l| l.matches('≈').count())
+        .sum();
+    assert_eq!(marked, ties, "{text}");
+}
