@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -61,8 +62,11 @@ def attribute(
 
 def heads(model: HookedModel, seq_len: int = 20, batch: int = 8, seed: int = 0, top: int = 0) -> dict:
     """Previous-token, duplicate-token, induction and first-token scores of every head on
-    repeated random tokens (``glassbox heads --json``)."""
-    return json.loads(
+    repeated random tokens after the tokenizer's BOS (``glassbox heads --json``): each score
+    with its standard error across the sequences, each role's chance level, and the ``top``
+    heads with whether each clearly beats chance. What makes the scores weak evidence (short
+    sequences, one sequence) is also raised as a ``UserWarning``."""
+    doc = json.loads(
         _native.heads(
             _check(model),
             _count(seq_len, "seq_len"),
@@ -71,6 +75,9 @@ def heads(model: HookedModel, seq_len: int = 20, batch: int = 8, seed: int = 0, 
             _count(top, "top"),
         )
     )
+    for warning in doc.get("warnings", []):
+        warnings.warn(warning, stacklevel=2)
+    return doc
 
 
 def patch(
@@ -99,7 +106,8 @@ def ablate(
 ) -> dict:
     """Zero, mean or resample ablation (``glassbox ablate --json``) of ``targets``
     (``L1H0``, ``L2MLP``, ``L0N17``, ``heads``, …), together or ``each`` on its own; mean and
-    resample ablation take their values from the ``reference`` texts."""
+    resample ablation take their values from the ``reference`` texts (resample: one run per
+    reference at least as long as ``text``, averaged; ``seed`` picks 16 when there are more)."""
     if isinstance(targets, str):
         targets = [targets]
     if isinstance(reference, str):

@@ -49,6 +49,10 @@ def test_heads(gpt2):
         glassbox.heads(gpt2, seq_len=12, batch=4, seed=3, top=2),
         cli_json("heads", GPT2, "--seq-len", 12, "--batch", 4, "--seed", 3, "--top", 2, "--json"),
     )
+    # what makes the scores weak evidence is a Python warning, as the CLI's is on stderr
+    with pytest.warns(UserWarning, match="sequences of 4 random tokens"):
+        doc = glassbox.heads(gpt2, seq_len=4, batch=4, top=2)
+    assert doc["warnings"] and all("standard_error" in t for t in doc["top"]["induction"])
 
 
 @pytest.mark.parametrize("what,method", [("resid_pre", "activation"), ("heads", "both")])
