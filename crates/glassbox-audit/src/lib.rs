@@ -125,6 +125,7 @@ pub mod content;
 pub mod licenses;
 pub mod mof;
 pub mod mot;
+mod paths;
 pub mod registry;
 pub mod render;
 pub mod snapshot;
