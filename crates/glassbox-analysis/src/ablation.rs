@@ -248,25 +248,8 @@ fn reference_caches(
     })
 }
 
-/// Hooks that ablate `targets` by `method`, for a text of `len` tokens; `reference` prompts
-/// (token ids) supply mean values, and resampled ones from the first of
-/// [`resample_sources`].
-pub fn ablation_hooks(
-    model: &HookedModel,
-    targets: &[AblationTarget],
-    method: AblationMethod,
-    reference: &[Vec<u32>],
-    len: usize,
-) -> Result<Hooks<'static>> {
-    let caches = reference_caches(model, targets, method, reference)?;
-    let source = match method {
-        AblationMethod::Resample { seed } => Some(resample_sources(reference, len, seed)?[0]),
-        _ => None,
-    };
-    hooks_from(model, targets, method, &caches, source, len)
-}
-
-/// The hooks, from reference caches already run; `source` is the reference a resample takes.
+/// Hooks that ablate `targets` by `method` for a text of `len` tokens, from the reference
+/// prompts' caches ([`reference_caches`]: mean values over all, resampled ones from `source`).
 fn hooks_from(
     model: &HookedModel,
     targets: &[AblationTarget],

@@ -150,23 +150,27 @@ pub fn read_probe_directions(
     model: &glassbox_models::HookedModel,
 ) -> anyhow::Result<(std::collections::BTreeMap<usize, Vec<f32>>, Option<String>)> {
     glassbox_formats::input::regular_file(path, "probe directions")?;
+    // one read: the header's metadata and the tensors from the same mapped file
     let file = glassbox_formats::SafetensorsFile::open(path)?;
-    let tensors = glassbox_formats::Checkpoint::open_safetensors(path)?
-        .all_tensors(&candle_core::Device::Cpu)?;
-    let hooks: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
+    let hooks: Vec<String> = file.entries.iter().map(|e| e.name.clone()).collect();
     let mut out = std::collections::BTreeMap::new();
-    for (name, t) in tensors {
-        let Some(layer) = name
+    for entry in &file.entries {
+        let Some(layer) = entry
+            .name
             .strip_prefix("blocks.")
             .and_then(|r| r.strip_suffix(".hook_resid_post"))
             .and_then(|n| n.parse::<usize>().ok())
         else {
             continue;
         };
-        let v: Vec<f32> = t
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1()?;
+        let v = glassbox_formats::to_f32(entry.dtype, file.bytes(entry)).ok_or_else(|| {
+            crate::invalid!(
+                "{}: `{}` ({}) cannot be read as numbers",
+                path.display(),
+                entry.name,
+                entry.dtype
+            )
+        })?;
         out.insert(layer, v);
     }
     if out.is_empty() {

@@ -83,7 +83,7 @@ fn piece(bytes: &[u8]) -> std::result::Result<Piece, String> {
                         .map_err(|_| "a piece is not UTF-8".to_string())?,
                 );
             }
-            (2, WireType::Fixed32) => score = f32::from_le_bytes(r.take(4)?.try_into().unwrap()),
+            (2, WireType::Fixed32) => score = f32::from_le_bytes(r.array()?),
             (3, WireType::Varint) => {
                 let v = r.varint()?;
                 kind = PieceKind::from_proto(v).ok_or(format!("unknown piece type {v}"))?;
@@ -118,10 +118,19 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    fn array<const N: usize>(&mut self) -> std::result::Result<[u8; N], String> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or_else(|| format!("a field of {N} bytes runs past the end"))?;
+        self.0 = rest;
+        Ok(*head)
+    }
+
     fn varint(&mut self) -> std::result::Result<u64, String> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let byte = *self.take(1)?.first().unwrap();
+            let [byte] = self.array()?;
             value |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
                 return Ok(value);
