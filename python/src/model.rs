@@ -127,15 +127,11 @@ fn add_python_hooks(
     hooks: &mut Hooks<'_>,
     fns: PyHooks,
     raised: &Arc<Mutex<Option<PyErr>>>,
-    cancel: &work::Cancel,
 ) -> anyhow::Result<()> {
     for (patterns, func) in fns {
         let raised = Arc::clone(raised);
-        let cancel = cancel.clone();
+        // a Ctrl-C stops the pass at the hook point itself (`glassbox_models::stop`)
         hooks.add_fn(filter(&patterns)?, move |name: &str, t: &Tensor| {
-            if cancel.is_set() {
-                candle_core::bail!("interrupted");
-            }
             Python::attach(|py| {
                 let fail = |e: PyErr| {
                     *raised.lock().expect("hook error slot") = Some(e);
@@ -230,7 +226,7 @@ impl Model {
                     Some(patterns) => Hooks::caching(filter(patterns)?),
                     None => Hooks::none(),
                 };
-                add_python_hooks(&mut h, hooks, &raised, cancel)?;
+                add_python_hooks(&mut h, hooks, &raised)?;
                 if let Some(name) = &stop_after {
                     h.stop_after(name.clone());
                 }
@@ -291,7 +287,7 @@ impl Model {
             move |cancel| -> anyhow::Result<Vec<u32>> {
                 let raised = Arc::new(Mutex::new(None));
                 let mut h = Hooks::none();
-                add_python_hooks(&mut h, hooks, &raised, cancel)?;
+                add_python_hooks(&mut h, hooks, &raised)?;
                 let opts = GenerateOptions {
                     max_new_tokens,
                     temperature,

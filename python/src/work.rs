@@ -4,24 +4,24 @@
 //! Python handles signals on its main thread only, between bytecodes. So the caller's thread
 //! hands the work to the pool (where the kernels split it among the workers directly, as the
 //! CLI's commands run) and waits for it, taking the GIL back every 50 ms to let Python run its
-//! signal handlers. A `KeyboardInterrupt` sets the computation's [`Cancel`] flag, which long
-//! computations (patching, ablation, generation) check at each step; the call then raises it.
+//! signal handlers. A `KeyboardInterrupt` sets the computation's [`Cancel`] flag: every forward
+//! pass sees it at its next hook point (`glassbox_models::stop`), and long computations
+//! (patching, ablation, generation) at each step; the call then raises it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError};
-use std::sync::Arc;
 use std::time::Duration;
 
+use glassbox_models::stop::StopFlag;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-/// Set when the caller pressed Ctrl-C: stop at the next step.
+/// Set when the caller pressed Ctrl-C: stop at the next hook point or step.
 #[derive(Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(StopFlag);
 
 impl Cancel {
     pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.is_set()
     }
 
     /// A progress callback for the analyses: breaks once cancelled.
@@ -56,7 +56,9 @@ where
     let (tx, rx) = channel();
     let flag = cancel.clone();
     rayon::spawn(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&flag)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            flag.0.watch(|| job(&flag))
+        }));
         let _ = tx.send(outcome);
     });
     let mut interrupted: Option<PyErr> = None;
@@ -85,7 +87,7 @@ where
             Err(RecvTimeoutError::Timeout) => {
                 if interrupted.is_none() {
                     if let Err(e) = py.check_signals() {
-                        cancel.0.store(true, Ordering::Relaxed);
+                        cancel.0.stop();
                         interrupted = Some(e);
                     }
                 }

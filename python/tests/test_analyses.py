@@ -158,6 +158,19 @@ def test_ctrl_c_interrupts_a_long_call(tmp_path, bigger_gpt2):
     assert line == "interrupted" and seconds < 5.0, (line, seconds)
 
 
+def test_ctrl_c_interrupts_a_single_forward_pass(tmp_path, bigger_gpt2):
+    # One pass over 64 rows of 512 tokens, no hooks and no steps of its own: about 5 s here.
+    # The stop is seen at the pass's next hook point.
+    line, seconds = interrupt(
+        tmp_path,
+        f"import numpy as np\nm = glassbox.load({str(bigger_gpt2)!r})\n"
+        "tokens = np.random.default_rng(0).integers(0, 384, (64, 512))",
+        "m.run_with_cache(tokens, names_filter='blocks.5.hook_resid_post', stop_at_layer=6)",
+        after=1.0,
+    )
+    assert line == "interrupted" and seconds < 2.0, (line, seconds)
+
+
 def test_ctrl_c_interrupts_generation_with_a_python_hook(tmp_path):
     # 100 steps of 50 ms: uninterrupted it would run 5 s more.
     line, seconds = interrupt(

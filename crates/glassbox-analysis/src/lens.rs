@@ -163,6 +163,8 @@ fn report_from(
     let mut top = Vec::with_capacity(rows);
     let mut target_scores = Vec::with_capacity(rows);
     for r in 0..rows {
+        // a layer's unembedding is a large product of its own: a stopped computation ends here
+        glassbox_models::stop::check()?;
         let (top_row, target_row) = layer_scores(&layer(r)?, top_k, target, &name)?;
         top.push(top_row);
         target_scores.push(target_row);

@@ -805,3 +805,83 @@ fn concurrent_clients_all_get_answers() {
     let answered: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
     assert!(answered >= 16, "{answered} answers");
 }
+
+/// A computation ran to its end whatever happened to its request: a client that gave up, or
+/// one that asked for more than anyone should wait for, held the model (and a core) for as
+/// long as it took. Past `--time-limit` it is stopped and answered with 503; a client that
+/// goes away stops it too. Either way the next request gets the model soon after, long before
+/// the whole computation would have ended.
+#[test]
+fn computations_stop_past_the_time_limit_and_when_their_client_leaves() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    // the Llama fixture with room for the longest head-score sequences the server allows
+    let dir = scratch("serve_cli", "time-limit");
+    let src = root().join("tests/fixtures/parity/llama");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let path = dir.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["max_position_embeddings"] = json!(4096);
+    std::fs::write(&path, config.to_string()).unwrap();
+    let model = dir.to_str().unwrap().to_string();
+    let heavy = json!({"seq_len": 256, "batch": 64});
+    // how long the whole computation takes here, from the CLI
+    let start = Instant::now();
+    ok(&glassbox(&[
+        "heads",
+        &model,
+        "--seq-len",
+        "256",
+        "--batch",
+        "64",
+    ]));
+    let whole = start.elapsed();
+    assert!(
+        whole > Duration::from_secs(2),
+        "too quick to tell: {whole:?}"
+    );
+
+    let server = Server::start(&[&model, "--time-limit", "1"]);
+    assert_eq!(server.get("/api").json()["limits"]["time_limit_s"], 1);
+    let start = Instant::now();
+    let r = server.post("/api/models/0/heads", &heavy);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("limit of 1 s"), "{}", r.text());
+    let r = server.post("/api/models/0/predictions", &json!({"prompt": "the cat"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let waited = start.elapsed();
+    assert!(
+        waited < whole * 3 / 4,
+        "{waited:?} of {whole:?}: not stopped"
+    );
+
+    // a client that leaves: no limit here, the closed connection alone stops it
+    let server = Server::start(&[&model, "--time-limit", "0"]);
+    assert_eq!(
+        server.get("/api").json()["limits"]["time_limit_s"],
+        Value::Null
+    );
+    let body = heavy.to_string();
+    let mut leaving = std::net::TcpStream::connect(&server.addr).unwrap();
+    write!(
+        leaving,
+        "POST /api/models/0/heads HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    )
+    .unwrap();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(leaving);
+    let r = server.post("/api/models/0/predictions", &json!({"prompt": "the cat"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let waited = start.elapsed();
+    assert!(
+        waited < whole * 3 / 4,
+        "{waited:?} of {whole:?}: not stopped"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -354,8 +354,10 @@ impl<'a> Hooks<'a> {
     }
 
     /// Called by models at each hook point. The name is built only when some hook is set.
+    /// A computation asked to stop ([`crate::stop`]) fails here.
     #[inline]
     pub fn point(&mut self, name: impl FnOnce() -> String, t: Tensor) -> Result<Tensor> {
+        crate::stop::check()?;
         if self.is_empty() {
             return Ok(t);
         }

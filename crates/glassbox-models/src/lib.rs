@@ -12,7 +12,8 @@
 //!   GGUF files to the same constructors;
 //! - [`registry`]: architecture name → constructor;
 //! - [`model`]: the [`Model`] trait and [`HookedModel`], the entry point;
-//! - [`hooks`]: the one hook mechanism every model calls at each TransformerLens-named point.
+//! - [`hooks`]: the one hook mechanism every model calls at each TransformerLens-named point;
+//!   [`stop`]: a computation stopped from outside at its next hook point.
 //!
 //! Weights come through `candle_nn::VarBuilder`, so the same constructors build a model from a
 //! checkpoint ([`CheckpointBackend`]), from another backend (GGUF), or from a `VarMap` with
@@ -63,6 +64,7 @@ pub mod qwen3_next;
 pub mod registry;
 pub mod rng;
 pub mod ssm;
+pub mod stop;
 #[cfg(test)]
 mod testing;
 pub mod tokenizer;

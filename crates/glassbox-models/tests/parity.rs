@@ -177,3 +177,45 @@ fn every_registered_fixture_matches_transformers() {
         failures.join("\n")
     );
 }
+
+/// The stop mechanism (`glassbox_models::stop`) needs nothing of each architecture but its hook
+/// points: in every registered fixture, a pass asked to stop at its first point ends there.
+#[test]
+fn every_registered_fixture_stops_at_the_hook_point_after_it_is_asked_to() {
+    use glassbox_models::stop::{StopFlag, STOPPED};
+    use glassbox_models::Hooks;
+    use std::cell::Cell;
+    let mut checked = 0;
+    for (rel, dir, prompts) in manifest_entries() {
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        if registry::constructor(&config).is_err() {
+            continue;
+        }
+        let model = HookedModel::load(&dir, &LoadOptions::default()).unwrap();
+        let ids = model
+            .ids_tensor(&model.to_tokens(&prompts[0]).unwrap())
+            .unwrap();
+        let flag = StopFlag::new();
+        let reached = Cell::new(0);
+        let mut hooks = Hooks::none();
+        hooks.add_fn(NameFilter::all(), |_, _| {
+            reached.set(reached.get() + 1);
+            flag.stop();
+            Ok(None)
+        });
+        let err = flag
+            .watch(|| model.run_with_hooks(&ids, &mut hooks))
+            .expect_err(&rel);
+        assert!(err.to_string().contains(STOPPED), "{rel}: {err}");
+        drop(hooks);
+        assert_eq!(reached.get(), 1, "{rel}: went on past the stop");
+        // unset, the same flag lets the pass run through
+        StopFlag::new()
+            .watch(|| model.run(&ids))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"));
+        checked += 1;
+    }
+    assert!(checked >= 12, "{checked} fixtures");
+}

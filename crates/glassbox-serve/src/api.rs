@@ -24,8 +24,12 @@
 //! | `POST /api/models/{id}/ablate` `{text, targets, method, reference, seed, each}` | `glassbox ablate PATH --text T --target … --json`, streamed |
 //!
 //! `patch` and `ablate` answer with server-sent events: `progress` (`{done, total}`) while
-//! they run, then `result` (the CLI's document) or `error` (`{error}`). Closing the
-//! connection cancels them.
+//! they run, then `result` (the CLI's document) or `error` (`{error}`).
+//!
+//! Closing the connection stops a request's computation at its next hook point; one that runs
+//! past the server's time limit (`--time-limit`, 300 s by default) is stopped and answered
+//! with 503 (an `error` event when streamed). Reading tensors (`diff`, a tensor's statistics)
+//! is not stopped mid-way: its answer comes at the limit, the reading ends on its own.
 //!
 //! Errors are `{"error": "…"}` with a 4xx status for what the request got wrong.
 
@@ -71,11 +75,17 @@ pub const MAX_TOP: usize = 50;
 pub struct State {
     pub served: Served,
     pub access: Access,
+    /// How long one request's computation may run (`None`: as long as it takes).
+    pub time_limit: Option<std::time::Duration>,
 }
 
 impl State {
-    pub fn new(served: Served, access: Access) -> State {
-        State { served, access }
+    pub fn new(served: Served, access: Access, time_limit: Option<std::time::Duration>) -> State {
+        State {
+            served,
+            access,
+            time_limit,
+        }
     }
 }
 
@@ -126,7 +136,7 @@ pub fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
-async fn api_index() -> Json<Value> {
+async fn api_index(AxumState(state): Shared) -> Json<Value> {
     Json(json!({
         "routes": [
             {"method": "GET", "path": "/api/models", "cli": "glassbox inspect PATH --json (each model, no tensor table) + id"},
@@ -157,6 +167,8 @@ async fn api_index() -> Json<Value> {
             "attention_weights": MAX_ATTENTION_WEIGHTS,
             "bins": MAX_BINS,
             "top_k": MAX_TOP,
+            // one request's computation, seconds (null: no limit)
+            "time_limit_s": state.time_limit.map(|d| d.as_secs()),
         },
     }))
 }
@@ -237,7 +249,7 @@ async fn tensor(
     }
     let turn = e.turn().await?;
     let state = Arc::clone(&state);
-    work::on_pool(turn, move || {
+    work::on_pool(turn, state.time_limit, move || {
         let e = state.served.get(id)?;
         let ck = e.checkpoint()?;
         let info = ck.info(&name).expect("checked above");
@@ -328,7 +340,7 @@ pub(crate) async fn with_model<T: Send + 'static>(
     f: impl FnOnce(&Entry, &HookedModel) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let turn = state.served.get(id)?.turn().await?;
-    work::on_pool(turn, move || {
+    work::on_pool(turn, state.time_limit, move || {
         let entry = state.served.get(id)?;
         let model = entry.model()?;
         if !model.model.has_unembedding() {
@@ -530,7 +542,7 @@ async fn audit_of(
     }
     let path = e.path.clone();
     let turn = e.turn().await?;
-    work::on_pool(turn, move || {
+    work::on_pool(turn, state.time_limit, move || {
         // The path given at start, never one from a request.
         let audit = glassbox_audit::audit_target(&path.display().to_string())
             .map_err(|err| ApiError::bad_request(format!("auditing {}: {err}", path.display())))?;
@@ -587,7 +599,7 @@ async fn diff_of(
     state.served.get(b)?.checkpoint()?;
     // Reading both models is one computation: it takes A's turn.
     let turn = state.served.get(a)?.turn().await?;
-    work::on_pool(turn, move || {
+    work::on_pool(turn, state.time_limit, move || {
         let (ea, eb) = (state.served.get(a)?, state.served.get(b)?);
         let view_a = diff::HubView::hub(ea.checkpoint()?)?;
         let view_b = diff::HubView::hub(eb.checkpoint()?)?;
@@ -647,7 +659,7 @@ async fn drift_of(
     } else {
         None
     };
-    work::on_pool(turn_first, move || {
+    work::on_pool(turn_first, state.time_limit, move || {
         let _second = turn_second;
         let (ea, eb) = (state.served.get(a)?, state.served.get(b)?);
         let (ma, mb) = (ea.model()?, eb.model()?);

@@ -8,7 +8,7 @@
 //! - `features`: an SAE's feature dashboards and the features active on a prompt;
 //! - `streamed`: patching and ablation, their progress streamed as server-sent events;
 //! - [`work`]: model computations off the request threads, on the kernels' pool, one at a
-//!   time per model;
+//!   time per model, stopped when their client leaves or their time limit passes;
 //! - [`assets`]: the pages, embedded in the binary (no CDN, no network, no build step).
 
 pub mod access;
@@ -19,7 +19,7 @@ mod extract;
 mod features;
 pub mod served;
 mod streamed;
-mod work;
+pub mod work;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -39,6 +39,8 @@ pub struct Config {
     pub numerics: Option<glassbox_models::Numerics>,
     /// A sparse autoencoder of the first model, for the features pages.
     pub sae: Option<served::SaeSource>,
+    /// How long one request's computation may run before it is stopped (`None`: no limit).
+    pub time_limit: Option<std::time::Duration>,
 }
 
 /// A server bound to its address, not yet serving.
@@ -76,7 +78,7 @@ pub fn bind(config: &Config) -> Result<Bound, ServeError> {
     Ok(Bound {
         listener,
         runtime,
-        state: Arc::new(api::State::new(served, access)),
+        state: Arc::new(api::State::new(served, access, config.time_limit)),
         url,
         addr,
         notes,

@@ -120,7 +120,8 @@ pub async fn run(
 }
 
 /// Runs `job` on model `id` in its turn, streaming its progress (`total` steps) and its
-/// document as server-sent events; the client going away stops it at its next step.
+/// document as server-sent events; the client going away stops it at its next hook point, and
+/// the server's time limit with an `error` event.
 fn stream<F>(
     state: Arc<State>,
     id: usize,
@@ -138,40 +139,45 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
     tokio::spawn(async move {
-        let outcome = match state.served.get(id) {
-            Ok(entry) => match entry.turn().await {
-                Ok(turn) => {
-                    let sender = tx.clone();
-                    work::on_pool(turn, move || {
-                        // A client that left while this waited for its turn costs nothing.
-                        if sender.is_closed() {
-                            return Err(ApiError::internal("cancelled"));
-                        }
-                        let entry = state.served.get(id)?;
-                        let model = entry.model()?;
-                        let (mut done, mut last) = (0usize, Instant::now());
-                        let mut progress = || {
-                            done += 1;
-                            if sender.is_closed() {
-                                return ControlFlow::Break(());
-                            }
-                            if done == total || last.elapsed() >= PROGRESS_EVERY {
-                                last = Instant::now();
-                                let event = Event::default()
-                                    .event("progress")
-                                    .data(json!({"done": done, "total": total}).to_string());
-                                // A full channel (a slow reader) skips this report.
-                                let _ = sender.try_send(event);
-                            }
-                            ControlFlow::Continue(())
-                        };
-                        job(entry, &model, &mut progress)
-                    })
-                    .await
-                }
+        let sender = tx.clone();
+        let limit = state.time_limit;
+        let computation = async move {
+            match state.served.get(id) {
+                Ok(entry) => match entry.turn().await {
+                    Ok(turn) => {
+                        work::on_pool(turn, limit, move || {
+                            let entry = state.served.get(id)?;
+                            let model = entry.model()?;
+                            let (mut done, mut last) = (0usize, Instant::now());
+                            let mut progress = || {
+                                done += 1;
+                                if sender.is_closed() {
+                                    return ControlFlow::Break(());
+                                }
+                                if done == total || last.elapsed() >= PROGRESS_EVERY {
+                                    last = Instant::now();
+                                    let event = Event::default()
+                                        .event("progress")
+                                        .data(json!({"done": done, "total": total}).to_string());
+                                    // A full channel (a slow reader) skips this report.
+                                    let _ = sender.try_send(event);
+                                }
+                                ControlFlow::Continue(())
+                            };
+                            job(entry, &model, &mut progress)
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+            }
+        };
+        // The client going away drops the computation, which stops it at its next hook point
+        // (not only at its next step).
+        let outcome = tokio::select! {
+            outcome = computation => outcome,
+            _ = tx.closed() => return,
         };
         let event = match outcome {
             Ok(doc) => Event::default().event("result").data(doc.to_string()),

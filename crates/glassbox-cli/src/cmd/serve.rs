@@ -34,6 +34,10 @@ pub struct Args {
     /// Token rows [sequences, positions] in a safetensors file, instead of --sae-text.
     #[arg(long, value_name = "F.safetensors", requires = "sae")]
     pub sae_tokens: Option<PathBuf>,
+    /// The longest one request's computation may run, in seconds; past it, it is stopped and
+    /// answered with 503 (0: no limit). A computation whose client goes away stops at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = glassbox_serve::work::DEFAULT_TIME_LIMIT.as_secs(), value_parser = clap::value_parser!(u64).range(0..=7 * 24 * 3600))]
+    pub time_limit: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -47,6 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             text: args.sae_text,
             tokens: args.sae_tokens,
         }),
+        time_limit: (args.time_limit > 0).then(|| std::time::Duration::from_secs(args.time_limit)),
     };
     let bound = glassbox_serve::bind(&config)?;
     let mut out = std::io::stdout().lock();
