@@ -291,6 +291,40 @@ fn held_out_noise_is_not_presented_as_a_finding() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Thirty texts with random labels, each written five times: split by rows, copies of the
+/// held-out texts sat in training and the probe scored 1.000 with a named best hook. Copies
+/// stay on one side, and the file's repeats are said.
+#[test]
+fn repeated_texts_do_not_leak_into_the_held_out_set() {
+    let dir = support::scratch("probe-cli", "repeats");
+    let model = root().join("models/reference");
+    let (once, repeated) = (dir.join("once.jsonl"), dir.join("repeated.jsonl"));
+    noise(&once, 30);
+    std::fs::write(&repeated, std::fs::read_to_string(&once).unwrap().repeat(5)).unwrap();
+    let out = run(&[
+        "probe",
+        model.to_str().unwrap(),
+        "--hooks",
+        "blocks.*.hook_resid_post",
+        "--data",
+        repeated.to_str().unwrap(),
+        "--json",
+    ]);
+    let v = json_of(&out);
+    assert!(v["best"].is_null(), "{v}");
+    for p in v["probes"].as_array().unwrap() {
+        assert!(p["test_score"].as_f64().unwrap() < 0.9, "{p}");
+    }
+    assert!(
+        v["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("120 of the 150 examples repeat")),
+        "{v}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A penalty that is NaN, infinite or negative is refused before anything runs; a direction
 /// that is not finite (a model whose activations are NaN) is never written; a null label is
 /// called null.

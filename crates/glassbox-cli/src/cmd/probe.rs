@@ -1,8 +1,9 @@
 //! `glassbox probe` — linear probes at chosen hooks on labelled examples
 //! (`glassbox_analysis::probe`): per hook, held-out accuracy (and ROC AUC for two classes) or
 //! R², beside a control fitted on shuffled labels and the majority-class baseline, with each
-//! accuracy's 95 % interval; warnings (stderr, and `warnings` in `--json`) when too few
-//! examples are held out, and a best hook named only when one beats chance.
+//! score's 95 % interval; warnings (stderr, and `warnings` in `--json`) when too few examples
+//! are held out or texts repeat (copies stay on one side of the split), and a best hook named
+//! only when one beats chance beyond its interval for all the hooks probed together.
 //!
 //! `--data` is JSON Lines: `{"text": "…", "label": …}` per line; words or booleans are
 //! classes, numbers are values to regress (`--task classification` makes numbers classes).
@@ -181,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         l2: args.l2,
         ..ProbeOptions::default()
     };
-    let report = probe::fit_all(&features, &labels, &opts)?;
+    let report = probe::fit_all(&features, &labels, &probe::groups_of(&examples), &opts)?;
     let results = &report.probes;
     for w in &report.warnings {
         eprintln!("warning: {w}");
