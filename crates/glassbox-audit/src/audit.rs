@@ -109,6 +109,25 @@ pub struct LicenseFile {
     /// The text is the canonical text exactly (modulo whitespace, punctuation, copyright
     /// lines), not only recognised by its phrases.
     pub exact: bool,
+    /// When not identified but a standard licence with changes: that licence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant_of: Option<String>,
+    /// For such a variant: the lines it adds to the licence's text, quoted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub additional_text: Vec<licenses::TextLine>,
+}
+
+impl LicenseFile {
+    pub fn from_identification(path: &str, ident: &licenses::TextIdentification) -> Self {
+        LicenseFile {
+            path: path.to_string(),
+            identified_as: ident.id.clone(),
+            fingerprint: ident.fingerprint.clone(),
+            exact: ident.exact,
+            variant_of: ident.variant_of.clone(),
+            additional_text: ident.additional_text.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -338,20 +357,80 @@ impl Release {
         model
     }
 
+    /// The restrictions on the weights: the clauses found in the release's terms files, and
+    /// those the weights' licence is known to impose (quoted from the catalogue where it
+    /// can), less the registry's exemptions.
+    fn weights_restrictions(&self, weights_license: &Option<LicenseInfo>) -> Vec<Restriction> {
+        let mut restrictions = self.restrictions.clone();
+        if let Some(l) = &weights_license {
+            for kind in &l.restrictions {
+                if self.exemptions.iter().any(|e| e.kind == *kind) {
+                    continue;
+                }
+                if !restrictions.iter().any(|r| r.kind == *kind) {
+                    // The catalogue's quoted clause, where it has one; else how it is known.
+                    let entry = l.id.as_deref().and_then(licenses::license_ref);
+                    let clause = entry.and_then(|r| r.clauses.iter().find(|c| c.kind == *kind));
+                    let basis = match (clause, entry.and_then(|r| r.note.as_deref())) {
+                        (Some(c), _) => format!(", {}", c.section),
+                        (None, Some(note)) => {
+                            format!(", {}", note.split(':').next().unwrap_or(note))
+                        }
+                        (None, None) => String::new(),
+                    };
+                    restrictions.push(Restriction {
+                        kind: *kind,
+                        description: kind.describe(),
+                        source: format!(
+                            "terms of {}{basis} ({})",
+                            l.name.clone().unwrap_or_else(|| l.display()),
+                            l.source
+                                .clone()
+                                .unwrap_or_else(|| "licence catalogue".into())
+                        ),
+                        quote: clause.map(|c| c.quote.clone()),
+                    });
+                }
+            }
+        }
+        restrictions
+    }
+
     /// Decides the tier and everything else.
     pub fn audit(self) -> Audit {
         let c = &self.components;
         let params = find(c, 10);
         let weights_license = params.license.clone();
         let weights_available = params.evidence.is_available();
+        let restrictions = self.weights_restrictions(&weights_license);
+        // Use restrictions that bind the weights (a use policy, non-commercial terms, a user
+        // threshold): OSAID's freedom to use for any purpose is not granted, whatever licence
+        // the weights are under.
+        let binding: Vec<Restriction> = restrictions
+            .iter()
+            .filter(|r| r.kind.restricts_use())
+            .filter(|r| !self.exemptions.iter().any(|e| e.kind == r.kind))
+            .cloned()
+            .collect();
         let weights_terms = match (&weights_license, weights_available) {
             (_, false) => WeightsTerms::NotApplicable,
+            _ if !binding.is_empty() => WeightsTerms::Restricted,
             (Some(l), true) if l.is_osi() => WeightsTerms::Permissive,
             (Some(l), true) if l.known() => WeightsTerms::Restricted,
             _ => WeightsTerms::Unknown,
         };
+        let mut weights_item =
+            code_item("Parameters (weights) under OSI-approved terms", &[params]);
+        if weights_available && !binding.is_empty() {
+            weights_item.met = false;
+            weights_item.why = format!(
+                "{}; but their use is restricted ({}): the freedom to use for any purpose is not granted",
+                weights_item.why,
+                describe_restrictions(&binding)
+            );
+        }
         let osaid = vec![
-            code_item("Parameters (weights) under OSI-approved terms", &[params]),
+            weights_item,
             code_item("Training code", &[find(c, 7)]),
             code_item("Data-processing code", &[find(c, 16)]),
             code_item("Code to run the model (architecture or inference code)", &[find(c, 9), find(c, 8)]),
@@ -407,8 +486,7 @@ impl Release {
             not_type_appropriate: mof_result.not_type_appropriate.clone(),
             detail: mof_result,
         };
-        let eu_ai_act = eu_ai_act(c, weights_available, &weights_license);
-        let mut restrictions = self.restrictions.clone();
+        let eu_ai_act = eu_ai_act(c, weights_available, &weights_license, &binding);
         let mut notes = self.notes.clone();
         for e in &self.exemptions {
             notes.push(format!(
@@ -417,37 +495,6 @@ impl Release {
                 e.why,
                 e.source
             ));
-        }
-        if let Some(l) = &weights_license {
-            for kind in &l.restrictions {
-                if self.exemptions.iter().any(|e| e.kind == *kind) {
-                    continue;
-                }
-                if !restrictions.iter().any(|r| r.kind == *kind) {
-                    // The catalogue's quoted clause, where it has one; else how it is known.
-                    let entry = l.id.as_deref().and_then(licenses::license_ref);
-                    let clause = entry.and_then(|r| r.clauses.iter().find(|c| c.kind == *kind));
-                    let basis = match (clause, entry.and_then(|r| r.note.as_deref())) {
-                        (Some(c), _) => format!(", {}", c.section),
-                        (None, Some(note)) => {
-                            format!(", {}", note.split(':').next().unwrap_or(note))
-                        }
-                        (None, None) => String::new(),
-                    };
-                    restrictions.push(Restriction {
-                        kind: *kind,
-                        description: kind.describe(),
-                        source: format!(
-                            "terms of {}{basis} ({})",
-                            l.name.clone().unwrap_or_else(|| l.display()),
-                            l.source
-                                .clone()
-                                .unwrap_or_else(|| "licence catalogue".into())
-                        ),
-                        quote: clause.map(|c| c.quote.clone()),
-                    });
-                }
-            }
         }
         Audit {
             release: self.name,
@@ -479,13 +526,41 @@ impl Release {
     }
 }
 
+/// The first binding restriction, quoted, and how many more there are.
+fn describe_restrictions(binding: &[Restriction]) -> String {
+    let first = &binding[0];
+    format!(
+        "{}: {}{}{}",
+        first.description,
+        first.source,
+        first
+            .quote
+            .as_deref()
+            .map(|q| format!(", \"{q}\""))
+            .unwrap_or_default(),
+        if binding.len() > 1 {
+            format!("; and {} more restriction(s)", binding.len() - 1)
+        } else {
+            String::new()
+        }
+    )
+}
+
 fn eu_ai_act(
     c: &[ComponentEvidence],
     weights_available: bool,
     weights: &Option<LicenseInfo>,
+    binding: &[Restriction],
 ) -> EuAiAct {
     let mut reasons = Vec::new();
     let licence_ok = match weights {
+        Some(_) if !binding.is_empty() => {
+            reasons.push(format!(
+                "the weights' use is restricted ({}): not a free and open-source licence",
+                describe_restrictions(binding)
+            ));
+            Some(false)
+        }
         Some(l) if l.is_osi() => {
             reasons.push(format!(
                 "weights licence {} is free and open-source",

@@ -183,6 +183,30 @@ const WITHHELD: &[(&str, &str)] = &[
     ("not able to share", "unobtainable"),
     ("not obtainable", "unobtainable"),
     ("unobtainable", "unobtainable"),
+    ("do not release", "unobtainable"),
+    ("does not release", "unobtainable"),
+    ("did not release", "unobtainable"),
+    ("not be releasing", "unobtainable"),
+    ("not released", "unobtainable"),
+    ("not publicly released", "unobtainable"),
+    ("not made public", "unobtainable"),
+    ("not public", "unobtainable"),
+    ("not made available", "unobtainable"),
+    ("not make available", "unobtainable"),
+    ("not open-source", "unobtainable"),
+    ("not open source", "unobtainable"),
+    ("kept private", "unobtainable"),
+    ("keep private", "unobtainable"),
+    ("remains private", "unobtainable"),
+    ("remain private", "unobtainable"),
+    ("is private", "unobtainable"),
+    ("are private", "unobtainable"),
+    ("cannot redistribute", "unobtainable"),
+    ("can not redistribute", "unobtainable"),
+    ("can't redistribute", "unobtainable"),
+    ("cannot be redistributed", "unobtainable"),
+    ("not redistribute", "unobtainable"),
+    ("not be redistributed", "unobtainable"),
 ];
 
 /// Words that, shortly before the phrase ([`NEGATION_WINDOW`] bytes) in the same sentence,
@@ -209,22 +233,70 @@ const NEGATIONS: &[&str] = &[
 
 const NEGATION_WINDOW: usize = 30;
 
-/// Words that show a sentence is about data (so "proprietary license terms" of the model, or
-/// "internal representations", are not read as data statements).
+/// Words that show a sentence is about the *training* data — its subject must be the data the
+/// model was trained or tuned on, so "proprietary license terms" of the model, "internal
+/// representations", or advice on what data to give the model are not read as data statements.
 const DATA_WORDS: &[&str] = &[
-    "data",
+    "training data",
+    "train data",
+    "training set",
+    "training corpus",
+    "training corpora",
+    "training mix",
+    "training dataset",
+    "training examples",
+    "training tokens",
+    "training documents",
+    "pre-training",
+    "pretraining",
+    "fine-tuning",
+    "finetuning",
+    "fine tuning",
+    "conversations",
+    "fine-tuning data",
+    "finetuning data",
+    "fine-tuning dataset",
+    "tuning data",
+    "sft data",
+    "post-training",
+    "instruction data",
+    "preference data",
     "dataset",
     "corpus",
     "corpora",
-    "sources",
-    "documents",
-    "text",
-    "tokens",
+    "data mixture",
     "mixture",
-    "conversation",
-    "example",
-    "instruction",
-    "training",
+    "the data",
+    "our data",
+    "this data",
+    "these data",
+    "data sources",
+    "data used",
+];
+
+/// Sentences that advise on using the model (what to give it, what it may produce): not about
+/// its training data, whatever words they share.
+const USAGE_ADVICE: &[&str] = &[
+    "do not use the model",
+    "don't use the model",
+    "not use this model",
+    "not use the model",
+    "avoid using",
+    "should not be used to",
+    "must not be used to",
+    "users should",
+    "the model may",
+    "the model can",
+    "the model might",
+    "model outputs",
+    "may reproduce",
+    "may generate",
+    "can generate",
+    "may output",
+    "when prompted",
+    "input data",
+    "user data",
+    "your data",
 ];
 
 /// Sentences of `text` (a card, file `file`) saying part of the training data is withheld.
@@ -242,11 +314,13 @@ pub fn data_statements(file: &str, text: &str) -> Vec<DataStatement> {
             continue;
         }
         for sentence in line.split_inclusive(['.', ';', '!', '?']) {
-            let lower = sentence.to_lowercase();
+            let lower = sentence.to_lowercase().replace('\u{2019}', "'");
             let Some(&(phrase, kind)) = WITHHELD.iter().find(|(p, _)| lower.contains(p)) else {
                 continue;
             };
-            if !DATA_WORDS.iter().any(|w| lower.contains(w)) {
+            if !DATA_WORDS.iter().any(|w| lower.contains(w))
+                || USAGE_ADVICE.iter().any(|w| lower.contains(w))
+            {
                 continue;
             }
             let at = lower.find(phrase).unwrap_or(0);
@@ -294,6 +368,21 @@ mod tests {
         assert_eq!(found[0].source, "README.md:5");
         assert_eq!(found[0].kind, "proprietary");
         assert_eq!(found[1].source, "README.md:9");
+    }
+
+    /// A statement is about the training data being withheld: usage advice that mentions
+    /// confidential data or proprietary code is not one, and "we do not release the SFT data",
+    /// "is kept private", "we cannot redistribute it" are.
+    #[test]
+    fn withheld_training_data_needs_training_data_as_its_subject() {
+        let card = "# Uses\nDo not use the model to process sensitive, personal or confidential data.\nThe model may reproduce snippets of proprietary code.\n# Training\nWe do not release the supervised fine-tuning data.\nThe preference dataset is kept private.\nPart of the pre-training corpus comes from licensed news archives, so we cannot redistribute it.\nThe training data is public.\n";
+        let found = data_statements("README.md", card);
+        let lines: Vec<&str> = found.iter().map(|s| s.source.as_str()).collect();
+        assert_eq!(
+            lines,
+            ["README.md:5", "README.md:6", "README.md:7"],
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -38,7 +38,10 @@
 //!   under open terms (the data card's, or the model card's where the list is given: OSI-approved,
 //!   FSF-libre or an open-data licence) and no card saying part of the data is withheld. OSAID
 //!   does not ask for the data itself to be openly licensed, so the datasets' own licences do
-//!   not decide the tier.
+//!   not decide the tier. A use restriction binding the weights (an acceptable-use policy,
+//!   non-commercial terms, a user threshold, naming requirements… found in the release's terms
+//!   files or known of its licence) rules out `open-source` whatever the licence: the weights'
+//!   terms are then *restricted*.
 //!
 //! The tier and the MOF class are separate rules: the MOF class (below) grades every
 //! component's own licence, the datasets' included, as MOT computes it.
@@ -71,8 +74,10 @@
 //! | Supporting libraries and tools (22) | `requirements.txt`, `pyproject.toml`, `Cargo.toml`, `environment.yml`, `setup.py` |
 //! | Sample model outputs (20) | `sample_output*`, `samples*` |
 //!
-//! Card body links declare: a link to `arxiv.org`, `doi.org`, `aclanthology.org` or
-//! `openreview.net` → Research paper; any link on a line that says "technical report" →
+//! Card body links declare (at the card file's own line numbers), the words introducing a link
+//! first ("[the datasheet](https://arxiv.org/…)" is a data card): a link to `arxiv.org`,
+//! `doi.org`, `aclanthology.org` or `openreview.net` → Research paper; any link on a line that
+//! says "technical report" →
 //! Technical report, "training code"/"training script"/"training recipe" → Training code,
 //! "preprocessing code"/"data processing code" → Data preprocessing code, "data
 //! card"/"datasheet" → Data card, "evaluation code" → Evaluation code.
@@ -80,8 +85,12 @@
 //! Release licences: front matter `license` (a Hub id, an SPDX id or expression, or a list),
 //! with `license_name` used when `license: other`, and `license_link`; top-level `LICENSE*`,
 //! `LICENCE*`, `COPYING*` texts are identified (`LICENSE-DATA*`/`DATA_LICENSE*` set the data
-//! licence, `*CODE*` the code licence, `*DOC*` the document licence). A text identified in a
-//! file overrides the card's claim (noted). `NOTICE*`, `USE_POLICY*` and `*_LICENSE*` files
+//! licence, `*CODE*` the code licence, `*DOC*` the document licence). A text is a licence only
+//! if it is that licence's whole text up to a few words (a title, a holder's name): a standard
+//! licence with terms added is reported as a variant, its terms unknown, with the added lines
+//! quoted. A file identified as the card's licence, or where the card names none, decides; a
+//! file and a card naming different licences both apply (the more restrictive reading, noted);
+//! a file that cannot be identified leaves the card's licence (noted). `NOTICE*`, `USE_POLICY*` and `*_LICENSE*` files
 //! are searched for restriction clauses too.
 //!
 //! **A component's licence comes from evidence about that component, never from another's.**

@@ -48,6 +48,13 @@ pub enum RestrictionKind {
 }
 
 impl RestrictionKind {
+    /// Whether the restriction limits who may use the model, for what, or how (so the
+    /// freedom to use for any purpose, study, modify and share is not granted). Termination on
+    /// litigation is a condition many OSI-approved licences share (Apache-2.0's patent clause).
+    pub fn restricts_use(self) -> bool {
+        !matches!(self, Self::LitigationTermination)
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Self::UserThreshold => "user/MAU threshold",
@@ -103,6 +110,43 @@ struct Fingerprint {
     #[serde(default)]
     sha256: Vec<String>,
     all: Vec<String>,
+    /// The licence's canonical text (a file of `data/license-texts/`): when set, a text is
+    /// this licence only if it matches the whole template (see [`compare_to_template`]).
+    #[serde(default)]
+    template: Option<String>,
+    /// Parts of the template a copy may leave out, as `[from, to]` phrases of the normalised
+    /// template (`""`: its start or end), the phrase `to` itself not included.
+    #[serde(default)]
+    optional: Vec<[String; 2]>,
+    /// Words of its own a copy may have in the template's optional tail (the GNU licences'
+    /// "How to apply" appendix differs between the FSF's copies and SPDX's).
+    #[serde(default)]
+    optional_extra: usize,
+}
+
+/// The canonical licence texts the fingerprints' `template`s name (SPDX license-list-data
+/// 3.29 as shipped in the spdx crate 0.13.6; the Apache notice is the licence's appendix).
+fn template_text(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "Apache-2.0.txt" => include_str!("../data/license-texts/Apache-2.0.txt"),
+        "Apache-2.0-notice.txt" => include_str!("../data/license-texts/Apache-2.0-notice.txt"),
+        "MIT.txt" => include_str!("../data/license-texts/MIT.txt"),
+        "BSD-2-Clause.txt" => include_str!("../data/license-texts/BSD-2-Clause.txt"),
+        "BSD-3-Clause.txt" => include_str!("../data/license-texts/BSD-3-Clause.txt"),
+        "GPL-2.0-only.txt" => include_str!("../data/license-texts/GPL-2.0-only.txt"),
+        "GPL-3.0-only.txt" => include_str!("../data/license-texts/GPL-3.0-only.txt"),
+        "LGPL-2.1-only.txt" => include_str!("../data/license-texts/LGPL-2.1-only.txt"),
+        "LGPL-3.0-only.txt" => include_str!("../data/license-texts/LGPL-3.0-only.txt"),
+        "AGPL-3.0-only.txt" => include_str!("../data/license-texts/AGPL-3.0-only.txt"),
+        "MPL-2.0.txt" => include_str!("../data/license-texts/MPL-2.0.txt"),
+        "CC-BY-4.0.txt" => include_str!("../data/license-texts/CC-BY-4.0.txt"),
+        "CC-BY-SA-4.0.txt" => include_str!("../data/license-texts/CC-BY-SA-4.0.txt"),
+        "CC-BY-NC-4.0.txt" => include_str!("../data/license-texts/CC-BY-NC-4.0.txt"),
+        "CC-BY-NC-SA-4.0.txt" => include_str!("../data/license-texts/CC-BY-NC-SA-4.0.txt"),
+        "CC0-1.0.txt" => include_str!("../data/license-texts/CC0-1.0.txt"),
+        "ODC-By-1.0.txt" => include_str!("../data/license-texts/ODC-By-1.0.txt"),
+        _ => return None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -364,9 +408,34 @@ struct NormalizedText {
     line_of: Vec<usize>,
 }
 
+/// A copyright notice line ("Copyright (c) 2024 X", "(C) 2007 FSF", "© X"), not a line of
+/// the licence's own text that happens to start with the word ("copyright law: that is to
+/// say", "(c) You must retain").
 fn is_copyright_line(line: &str) -> bool {
     let l = line.trim_start().to_lowercase();
-    l.starts_with("copyright") || l.starts_with("(c)") || l.starts_with('©')
+    if l.starts_with('©') {
+        return true;
+    }
+    let has_year = |t: &str| {
+        t.as_bytes().windows(4).any(|w| {
+            (w.starts_with(b"19") || w.starts_with(b"20")) && w.iter().all(u8::is_ascii_digit)
+        })
+    };
+    let notice_start = |t: &str| {
+        let t = t.trim_start();
+        t.is_empty()
+            || t.starts_with(|c: char| c.is_ascii_digit() || "(<[{:©".contains(c))
+            || has_year(t)
+    };
+    if let Some(rest) = l.strip_prefix("copyright") {
+        return notice_start(rest) || rest.trim_start().starts_with("the ") && rest.len() < 80;
+    }
+    if let Some(rest) = l.strip_prefix("(c)") {
+        let rest = rest.trim_start();
+        return rest.starts_with(|c: char| c.is_ascii_digit() || c == '<')
+            || rest.starts_with("copyright");
+    }
+    false
 }
 
 fn normalize(text: &str, drop_copyright: bool) -> NormalizedText {
@@ -425,9 +494,184 @@ pub struct TextIdentification {
     /// True when the fingerprint is that of the canonical text (not only its phrases).
     pub exact: bool,
     pub restrictions: Vec<RestrictionClause>,
+    /// When the text is not identified but carries a licence's phrases: that licence, whose
+    /// text this one departs from (terms added, or parts of it missing).
+    pub variant_of: Option<String>,
+    /// For a variant: the text it has beyond the licence's own, quoted line by line.
+    pub additional_text: Vec<TextLine>,
+    /// For a variant: how many words of the licence's text it lacks.
+    pub missing_words: usize,
+}
+
+/// A line of a text, quoted.
+#[derive(Debug, Clone, Serialize)]
+pub struct TextLine {
+    /// 1-based line in the file.
+    pub line: usize,
+    pub quote: String,
+}
+
+/// How much a copy may depart from a licence's template and still be that licence: words of
+/// its own (a title, a holder's name in a variable part, a renumbered list) and words of the
+/// template it lacks. An added sentence — a use restriction, an advertising clause, "Good, not
+/// Evil" — is more than this.
+const MIN_EXTRA_WORDS: usize = 4;
+/// Longer texts may differ by one word in this many (a repeated heading, a revised address).
+const EXTRA_WORDS_PER: usize = 300;
+const MAX_EXTRA_RUN: usize = 6;
+const MAX_MISSING_WORDS: usize = 12;
+/// Words per shingle: a word of one text is matched when a run of this many words around it
+/// occurs in the other.
+const SHINGLE: usize = 5;
+
+/// How a text compares with a licence's template, word by word (both normalised).
+struct Comparison {
+    /// Runs of the text's words that the template does not have: (first word, word count).
+    extra_runs: Vec<(usize, usize)>,
+    /// Words in those runs, the text's title and optional tail aside.
+    extra: usize,
+    /// Whether some run (title and optional tail aside) is longer than an edit of a variable part.
+    long_run: bool,
+    /// Words of its own the text has in the template's optional tail.
+    tail_extra: usize,
+    /// Template words (outside its optional parts) the text does not have.
+    missing: usize,
+    template_words: usize,
+}
+
+impl Comparison {
+    fn matches(&self, optional_extra: usize) -> bool {
+        self.extra <= MIN_EXTRA_WORDS.max(self.template_words / EXTRA_WORDS_PER)
+            && !self.long_run
+            && self.tail_extra <= optional_extra
+            && self.missing <= MAX_MISSING_WORDS
+    }
+}
+
+fn shingles(words: &[&str], n: usize) -> std::collections::HashSet<u64> {
+    use std::hash::{Hash, Hasher};
+    words
+        .windows(n)
+        .map(|w| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            w.hash(&mut h);
+            h.finish()
+        })
+        .collect()
+}
+
+/// Which of `words` lie in some `n`-word window that `other` also has.
+fn covered(words: &[&str], other: &std::collections::HashSet<u64>, n: usize) -> Vec<bool> {
+    use std::hash::{Hash, Hasher};
+    let mut out = vec![false; words.len()];
+    for (i, w) in words.windows(n).enumerate() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        w.hash(&mut h);
+        if other.contains(&h.finish()) {
+            out[i..i + n].iter_mut().for_each(|c| *c = true);
+        }
+    }
+    out
+}
+
+/// Compares a normalised text with a template (normalised, copyright lines dropped); the
+/// text's first `title` words are its title line, not counted as its own words.
+fn compare_to_template(
+    text: &[&str],
+    title: usize,
+    template: &str,
+    optional: &[[String; 2]],
+) -> Comparison {
+    let tmpl_norm = normalize(template, true).text;
+    let tmpl: Vec<&str> = tmpl_norm.split(' ').filter(|w| !w.is_empty()).collect();
+    // Word index of a normalised phrase in the template.
+    let word_at = |phrase: &str, from: usize| -> Option<usize> {
+        let p: Vec<&str> = phrase.split(' ').collect();
+        (from..tmpl.len().saturating_sub(p.len() - 1)).find(|&i| tmpl[i..i + p.len()] == p[..])
+    };
+    let mut is_optional = vec![false; tmpl.len()];
+    for [from, to] in optional {
+        let from = normalize_phrase(from);
+        let to = normalize_phrase(to);
+        let start = if from.is_empty() {
+            Some(0)
+        } else {
+            word_at(&from, 0)
+        };
+        if let Some(start) = start {
+            let end = if to.is_empty() {
+                tmpl.len()
+            } else {
+                word_at(&to, start).unwrap_or(start)
+            };
+            is_optional[start..end].iter_mut().for_each(|o| *o = true);
+        }
+    }
+    let n = SHINGLE.min(text.len()).min(tmpl.len()).max(1);
+    let text_cov = covered(text, &shingles(&tmpl, n), n);
+    let tmpl_cov = covered(&tmpl, &shingles(text, n), n);
+    let mut extra_runs = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        if text_cov[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < text.len() && !text_cov[i] {
+            i += 1;
+        }
+        extra_runs.push((start, i - start));
+    }
+    // Where the text's copy of the template's optional tail starts, if it has one.
+    let tail_start = optional
+        .iter()
+        .filter(|[from, to]| !from.is_empty() && to.is_empty())
+        .filter_map(|[from, _]| {
+            let p: Vec<String> = normalize_phrase(from)
+                .split(' ')
+                .map(String::from)
+                .collect();
+            (0..text.len().saturating_sub(p.len() - 1)).find(|&i| text[i..i + p.len()] == p[..])
+        })
+        .min()
+        .unwrap_or(text.len());
+    let (mut extra, mut tail_extra, mut long_run) = (0, 0, false);
+    for &(start, n) in &extra_runs {
+        if start + n <= title {
+            continue;
+        }
+        if start >= tail_start {
+            tail_extra += n;
+        } else {
+            extra += n;
+            long_run |= n > MAX_EXTRA_RUN;
+        }
+    }
+    let missing = tmpl_cov
+        .iter()
+        .zip(&is_optional)
+        .filter(|(c, o)| !**c && !**o)
+        .count();
+    Comparison {
+        extra_runs,
+        extra,
+        long_run,
+        tail_extra,
+        missing,
+        template_words: tmpl.len(),
+    }
 }
 
 /// Identifies a licence text and finds its restriction clauses.
+///
+/// A licence with a canonical template is identified only when the text *is* that licence:
+/// its phrases occur, and the text has at most a few words beyond the template's (a title,
+/// the holder's name in a variable part) and lacks at most a few of them (optional parts such
+/// as the "How to apply" appendix aside). A text with the phrases but more added — "MIT with
+/// additional terms" — is not identified; `variant_of` names the licence it departs from and
+/// `additional_text` quotes what was added. Licences without a template are recognised by
+/// their phrases.
 pub fn identify_text(text: &str) -> TextIdentification {
     let k = knowledge();
     let norm = normalize(text, true);
@@ -438,16 +682,86 @@ pub fn identify_text(text: &str) -> TextIdentification {
         .iter()
         .find(|f| f.sha256.contains(&fingerprint));
     let exact = exact_match.is_some();
-    let id = exact_match
-        .or_else(|| {
-            k.data.fingerprints.iter().find(|f| {
-                f.all
-                    .iter()
-                    .all(|p| norm.text.contains(&normalize_phrase(p)))
-            })
-        })
-        .map(|f| f.id.clone());
+    // The text's words, each with the byte offset it starts at (for its line).
+    let mut words: Vec<&str> = Vec::new();
+    let mut starts: Vec<usize> = Vec::new();
+    let mut at = 0;
+    for w in norm.text.split(' ') {
+        if !w.is_empty() {
+            words.push(w);
+            starts.push(at);
+        }
+        at += w.len() + 1;
+    }
     let lines: Vec<&str> = text.lines().collect();
+    // A short first line naming the licence ("The MIT License (MIT)", "BSD 3-Clause License")
+    // is a title, not terms.
+    let title = words
+        .first()
+        .map(|_| norm.line_of[starts[0]])
+        .filter(|&l| {
+            let line = lines.get(l - 1).copied().unwrap_or("").to_lowercase();
+            (line.contains("license") || line.contains("licence"))
+                && line.split_whitespace().count() <= 8
+        })
+        .map(|l| starts.iter().take_while(|&&s| norm.line_of[s] == l).count())
+        .unwrap_or(0);
+    let quote_line = |line: usize| -> String {
+        let mut quote = lines
+            .get(line.wrapping_sub(1))
+            .map(|l| l.trim())
+            .unwrap_or("")
+            .to_string();
+        if quote.chars().count() > 240 {
+            quote = quote.chars().take(237).collect::<String>() + "...";
+        }
+        quote
+    };
+    let mut id = exact_match.map(|f| f.id.clone());
+    // The closest licence whose phrases occur but whose template the text departs from.
+    let mut variant: Option<(&Fingerprint, Comparison)> = None;
+    if id.is_none() {
+        for f in &k.data.fingerprints {
+            if !f
+                .all
+                .iter()
+                .all(|p| norm.text.contains(&normalize_phrase(p)))
+            {
+                continue;
+            }
+            let Some(template) = f.template.as_deref().and_then(template_text) else {
+                id = Some(f.id.clone());
+                break;
+            };
+            let cmp = compare_to_template(&words, title, template, &f.optional);
+            if cmp.matches(f.optional_extra) {
+                id = Some(f.id.clone());
+                break;
+            }
+            let worse = |c: &Comparison| c.extra + c.tail_extra + c.missing;
+            if variant.as_ref().is_none_or(|(_, v)| worse(&cmp) < worse(v)) {
+                variant = Some((f, cmp));
+            }
+        }
+    }
+    let (variant_of, additional_text, missing_words) = match (&id, variant) {
+        (None, Some((f, cmp))) => {
+            let mut quoted: Vec<TextLine> = Vec::new();
+            for &(start, n) in &cmp.extra_runs {
+                for w in start..start + n {
+                    let line = norm.line_of[starts[w]];
+                    if !quoted.iter().any(|q| q.line == line) {
+                        quoted.push(TextLine {
+                            line,
+                            quote: quote_line(line),
+                        });
+                    }
+                }
+            }
+            (Some(f.id.clone()), quoted, cmp.missing)
+        }
+        _ => (None, Vec::new(), 0),
+    };
     let mut restrictions = Vec::new();
     for rule in &k.data.restriction_rules {
         let mut seen_lines = Vec::new();
@@ -459,18 +773,10 @@ pub fn identify_text(text: &str) -> TextIdentification {
                     continue;
                 }
                 seen_lines.push(line);
-                let mut quote = lines
-                    .get(line - 1)
-                    .map(|l| l.trim())
-                    .unwrap_or("")
-                    .to_string();
-                if quote.chars().count() > 240 {
-                    quote = quote.chars().take(237).collect::<String>() + "...";
-                }
                 restrictions.push(RestrictionClause {
                     kind: rule.kind,
                     line,
-                    quote,
+                    quote: quote_line(line),
                 });
             }
         }
@@ -481,6 +787,9 @@ pub fn identify_text(text: &str) -> TextIdentification {
         fingerprint,
         exact,
         restrictions,
+        variant_of,
+        additional_text,
+        missing_words,
     }
 }
 
@@ -488,4 +797,52 @@ pub fn identify_text(text: &str) -> TextIdentification {
 pub fn check_embedded_data() -> usize {
     let k = knowledge();
     k.data.license_refs.len() + k.mot.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each template's own normalised text has the hash its fingerprint lists as canonical,
+    /// and the template is identified as its licence.
+    #[test]
+    fn templates_are_their_licences() {
+        for f in &knowledge().data.fingerprints {
+            let Some(name) = &f.template else { continue };
+            let text = template_text(name).unwrap_or_else(|| panic!("{name} not embedded"));
+            let hash = format!(
+                "{:x}",
+                Sha256::digest(normalize(text, true).text.as_bytes())
+            );
+            if !f.sha256.is_empty() {
+                assert!(f.sha256.contains(&hash), "{name}: {hash}");
+            }
+            assert_eq!(
+                identify_text(text).id.as_deref(),
+                Some(f.id.as_str()),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn copyright_notices_are_told_from_licence_lines() {
+        for notice in [
+            "Copyright (c) 2024 Glassbox Authors",
+            "Copyright 2026 The Example Authors",
+            "(C) 2007 Free Software Foundation",
+            "© Moonshot AI",
+            "Copyright [yyyy] [name of copyright owner]",
+            "Copyright (c) <year> <owner>. All rights reserved.",
+        ] {
+            assert!(is_copyright_line(notice), "{notice}");
+        }
+        for clause in [
+            "(c) You must retain, in the Source form of any Derivative Works",
+            "copyright law: that is to say, a work containing the Library or a",
+            "copyright on the Program, and are irrevocable provided the stated",
+        ] {
+            assert!(!is_copyright_line(clause), "{clause}");
+        }
+    }
 }

@@ -110,7 +110,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 
 /// Card body links that declare a component: a paper host, or a link on a line that
 /// names the component outright (a loose word like "train" is not enough).
-fn declared_links(body: &str) -> Vec<(u32, String, String)> {
+fn declared_links(body: &str, first_line: usize) -> Vec<(u32, String, String)> {
     const PAPER_HOSTS: &[&str] = &[
         "arxiv.org/",
         "doi.org/",
@@ -138,18 +138,26 @@ fn declared_links(body: &str) -> Vec<(u32, String, String)> {
                 .chars()
                 .take_while(|c| !c.is_whitespace() && !matches!(c, ')' | '>' | ']' | '"' | '\''))
                 .collect();
-            let id = if PAPER_HOSTS.iter().any(|h| link.to_lowercase().contains(h)) {
-                Some(21)
-            } else {
+            // The words introducing the link ("the datasheet](", "technical report: ") say
+            // what it is before its host does: an arXiv link can be a datasheet.
+            let introduced = &lower[offset..offset + start];
+            let named_in = |text: &str| {
                 NAMED
                     .iter()
-                    .find(|(phrase, _)| lower.contains(phrase))
+                    .find(|(phrase, _)| text.contains(phrase))
                     .map(|&(_, id)| id)
             };
+            let id = named_in(introduced).or_else(|| {
+                if PAPER_HOSTS.iter().any(|h| link.to_lowercase().contains(h)) {
+                    Some(21)
+                } else {
+                    named_in(&lower)
+                }
+            });
             if let Some(id) = id {
                 out.push((
                     id,
-                    format!("README.md line {}: {}", n + 1, link),
+                    format!("README.md line {}: {}", first_line + n, link),
                     line.to_string(),
                 ));
             }
@@ -176,10 +184,10 @@ fn set(components: &mut [ComponentEvidence], id: u32, evidence: Evidence) {
     }
 }
 
-fn present(detail: &str) -> Evidence {
+fn present(detail: impl Into<String>) -> Evidence {
     Evidence {
         kind: EvidenceKind::Present,
-        detail: detail.to_string(),
+        detail: detail.into(),
         checked: None,
     }
 }
@@ -190,6 +198,29 @@ fn declared(detail: impl Into<String>) -> Evidence {
         detail: detail.into(),
         checked: None,
     }
+}
+
+/// What a licence text that is a changed standard licence adds, quoted (and what it lacks).
+fn variant_summary(ident: &licenses::TextIdentification) -> String {
+    let mut parts: Vec<String> = ident
+        .additional_text
+        .iter()
+        .take(3)
+        .map(|l| format!("line {}: \"{}\"", l.line, l.quote))
+        .collect();
+    if ident.additional_text.len() > 3 {
+        parts.push(format!("{} more line(s)", ident.additional_text.len() - 3));
+    }
+    if parts.is_empty() {
+        parts.push("nothing added".into());
+    }
+    if ident.missing_words > 0 {
+        parts.push(format!(
+            "{} word(s) of its text missing",
+            ident.missing_words
+        ));
+    }
+    format!("added: {}", parts.join("; "))
 }
 
 /// A licence text that could not be identified: its terms are unknown.
@@ -254,6 +285,21 @@ impl LicenseScope<'_> {
                 here.first().copied()
             };
             if let Some(lf) = chosen {
+                // At the top, the release's reading of its licence file stands: the file's
+                // licence, the card's where the file is not identified, both where they conflict.
+                if dir.is_none() {
+                    let scope = license_scope(lf);
+                    if let Some((_, l, e)) = self
+                        .declared
+                        .iter()
+                        .find(|(s, _, _)| Some(s.as_str()) == scope)
+                    {
+                        return Some((
+                            l.clone(),
+                            format!("{lf} (the release's licence: {})", e.detail),
+                        ));
+                    }
+                }
                 let text = read_text(&self.root.join(lf)).unwrap_or_default();
                 let info = match licenses::identify_text(&text).id {
                     Some(found) => licenses::classify(&found),
@@ -297,7 +343,12 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
     let mut restrictions = Vec::new();
     let mut license_files = Vec::new();
     let mut data_statements: Vec<DataStatement> = Vec::new();
+    // The folder's own name, also for `.` or `..` (which have none as written).
     let mut name = root
+        .canonicalize()
+        .ok()
+        .as_deref()
+        .unwrap_or(root)
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| root.display().to_string());
@@ -332,9 +383,24 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
         let card_path = root.join(card_rel);
         let card_text = read_text(&card_path)?;
         let (fm, body) = card::front_matter(&card_text, &card_path)?;
-        set(&mut components, 13, present(card_rel));
+        // The body's first line in the file: links are reported at the file's own lines.
+        let body_first_line = card_text.lines().count() - body.lines().count() + 1;
+        let unfilled = body.matches("[More Information Needed]").count();
+        if unfilled >= 3 {
+            // The Hub's template card, not filled in: no usage information.
+            notes.push(format!(
+                "{card_rel} is the Hub's model-card template, unfilled ({unfilled} × \"[More Information Needed]\"): it does not count as a model card"
+            ));
+            set(
+                &mut components,
+                13,
+                Evidence::absent(format!("{card_rel} is an unfilled template")),
+            );
+        } else {
+            set(&mut components, 13, present(card_rel));
+        }
         data_statements.extend(content::data_statements(card_rel, &card_text));
-        for (id, detail, line) in declared_links(&body) {
+        for (id, detail, line) in declared_links(&body, body_first_line) {
             set(&mut components, id, declared(detail.clone()));
             if let Some(lic) = content::license_named_in(&line) {
                 declared_licenses.entry(id).or_insert((
@@ -345,6 +411,15 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
         }
         if let Some(fm) = fm {
             let license_ids = strings(fm.get("license"));
+            if let Some(v) = fm.get("license").filter(|_| license_ids.is_empty()) {
+                if !v.is_null() {
+                    let shown = serde_yaml::to_string(v).unwrap_or_default();
+                    notes.push(format!(
+                        "card `license` is not a licence id or a list of them (`{}`): ignored, so the card names no licence",
+                        shown.trim()
+                    ));
+                }
+            }
             let license_name = strings(fm.get("license_name")).into_iter().next();
             let license_link = strings(fm.get("license_link")).into_iter().next();
             if let Some(first) = license_ids.first() {
@@ -434,24 +509,45 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
                 quote: Some(clause.quote.clone()),
             });
         }
-        license_files.push(LicenseFile {
-            path: rel.clone(),
-            identified_as: ident.id.clone(),
-            fingerprint: ident.fingerprint,
-            exact: ident.exact,
-        });
+        license_files.push(LicenseFile::from_identification(rel, &ident));
         let Some(scope) = license_scope(rel) else {
             continue;
         };
+        let pos = release_licenses.iter().position(|(s, _, _)| s == scope);
         let Some(id) = ident.id else {
-            notes.push(format!(
-                "{rel}: licence text not identified: terms under it are unknown"
-            ));
+            if let Some(variant) = &ident.variant_of {
+                // A standard licence with terms added (or parts removed): not that licence,
+                // whatever the card says; its terms are unknown.
+                let info = licenses::classify(&format!("{variant} with additional terms ({rel})"));
+                notes.push(format!(
+                    "{rel}: the text of {variant} with changes, so not {variant}: {}; terms under it are unknown",
+                    variant_summary(&ident)
+                ));
+                match pos {
+                    Some(pos) => release_licenses[pos] = (scope.to_string(), info, present(rel)),
+                    None => release_licenses.push((scope.to_string(), info, present(rel))),
+                }
+                continue;
+            }
+            match pos.map(|p| &release_licenses[p]) {
+                Some((_, card, from)) if card.known() => notes.push(format!(
+                    "{rel}: licence text not identified; the licence {} that {} names is used",
+                    card.display(),
+                    from.detail
+                )),
+                _ => notes.push(format!(
+                    "{rel}: licence text not identified: terms under it are unknown"
+                )),
+            }
             continue;
         };
         let info = licenses::classify(&id);
-        if let Some(pos) = release_licenses.iter().position(|(s, _, _)| s == scope) {
-            let (_, card, _) = &release_licenses[pos];
+        let Some(pos) = pos else {
+            release_licenses.push((scope.to_string(), info, present(rel)));
+            continue;
+        };
+        let (_, card, card_from) = &release_licenses[pos];
+        if card.id.as_deref() == Some(id.as_str()) || !card.known() {
             if card.id.as_deref() != Some(id.as_str()) {
                 notes.push(format!(
                     "the card declares {} but {rel} is the text of {id}; the file is used",
@@ -459,9 +555,26 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
                 ));
             }
             release_licenses[pos] = (scope.to_string(), info, present(rel));
-        } else {
-            release_licenses.push((scope.to_string(), info, present(rel)));
+            continue;
         }
+        // The card and the file name different licences: both are taken to apply (the more
+        // restrictive reading), so the release is never open on the looser one alone.
+        let card_id = card.id.clone().unwrap_or_else(|| card.written.clone());
+        let both = licenses::classify(&format!("({card_id}) AND ({id})"));
+        let both = if both.known() {
+            both
+        } else {
+            licenses::classify(&format!("conflicting licences {card_id} and {id}"))
+        };
+        notes.push(format!(
+            "licences conflict: {} says {} (`{}`) but {rel} is the text of {id}; both are taken to apply ({})",
+            card_from.detail,
+            card.display(),
+            card.written,
+            both.display()
+        ));
+        let evidence = present(format!("{rel} and {}", card_from.detail));
+        release_licenses[pos] = (scope.to_string(), both, evidence);
     }
     // Licence files in sub-folders (a component's own terms) are listed too.
     for rel in files
@@ -470,16 +583,15 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
     {
         let ident = licenses::identify_text(&read_text(&root.join(rel))?);
         if ident.id.is_none() {
+            let what = match &ident.variant_of {
+                Some(v) => format!("the text of {v} with changes ({})", variant_summary(&ident)),
+                None => "licence text not identified".into(),
+            };
             notes.push(format!(
-                "{rel}: licence text not identified: what its folder holds has unknown terms"
+                "{rel}: {what}: what its folder holds has unknown terms"
             ));
         }
-        license_files.push(LicenseFile {
-            path: rel.clone(),
-            identified_as: ident.id,
-            fingerprint: ident.fingerprint,
-            exact: ident.exact,
-        });
+        license_files.push(LicenseFile::from_identification(rel, &ident));
     }
 
     // A MOT description shipped with the release.

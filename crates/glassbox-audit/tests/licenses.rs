@@ -86,23 +86,176 @@ fn known_restrictions_come_with_the_id() {
 
 #[test]
 fn texts_are_identified_despite_whitespace_and_copyright_lines() {
-    let a = identify_text(common::APACHE_EXCERPT);
+    let full = common::apache_license();
+    let a = identify_text(&full);
     assert_eq!(a.id.as_deref(), Some("Apache-2.0"));
-    // Re-wrapping and a different copyright holder give the same fingerprint.
-    let rewrapped = common::APACHE_EXCERPT
+    // Re-wrapping, odd whitespace and a different copyright holder give the same fingerprint.
+    let rewrapped = full
         .replace("\n      ", " ")
+        .replace(". ", ".   ")
         .replace("Example Authors", "Someone Else");
-    assert_eq!(identify_text(&rewrapped).fingerprint, a.fingerprint);
+    let b = identify_text(&rewrapped);
+    assert_eq!(b.id.as_deref(), Some("Apache-2.0"));
+    assert_eq!(b.fingerprint, a.fingerprint);
     assert_eq!(
         identify_text(common::LLAMA31_EXCERPT).id.as_deref(),
         Some("LicenseRef-Llama-3.1-Community-License")
     );
-    let mit = "MIT License\n\nCopyright (c) 2024 X\n\nPermission is hereby granted, free of charge, to any person obtaining a copy\nof this software ... The above copyright notice and this permission notice shall be included in all\ncopies.";
-    assert_eq!(identify_text(mit).id.as_deref(), Some("MIT"));
     assert_eq!(identify_text("All rights reserved. Do not copy.").id, None);
+    // An excerpt is not the licence: it has the phrases but lacks most of the terms.
+    let excerpt = identify_text(common::APACHE_EXCERPT);
+    assert_eq!(excerpt.id, None);
+    assert_eq!(excerpt.variant_of.as_deref(), Some("Apache-2.0"));
+    assert!(excerpt.missing_words > 100, "{}", excerpt.missing_words);
+    let mit = "MIT License\n\nCopyright (c) 2024 X\n\nPermission is hereby granted, free of charge, to any person obtaining a copy\nof this software ... The above copyright notice and this permission notice shall be included in all\ncopies.";
+    assert_eq!(identify_text(mit).id, None);
+    assert_eq!(identify_text(mit).variant_of.as_deref(), Some("MIT"));
+}
+
+fn texts(kind: &str) -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/audit/licence-texts")
+        .join(kind);
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let path = e.unwrap().path();
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            (stem, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The canonical texts, as the FSF, Apache, Mozilla and SPDX publish them and repositories ship
+/// them (`licence-texts/is/<id>[__variant].txt`), are identified — the short Apache notice too —
+/// and impose no use restriction.
+#[test]
+fn canonical_licence_texts_are_identified() {
+    let all = texts("is");
+    assert!(all.len() >= 12, "{} texts", all.len());
+    let mut wrong = Vec::new();
+    for (name, text) in &all {
+        let want = name.split("__").next().unwrap();
+        let got = identify_text(text);
+        if got.id.as_deref() != Some(want) {
+            wrong.push(format!(
+                "{name}: {:?} (variant of {:?}, added {:?}, {} missing)",
+                got.id, got.variant_of, got.additional_text, got.missing_words
+            ));
+        }
+        let binding: Vec<_> = got
+            .restrictions
+            .iter()
+            .filter(|r| r.kind.restricts_use())
+            .collect();
+        if !binding.is_empty() {
+            wrong.push(format!("{name}: restrictions {binding:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Texts that carry an OSI licence's phrases but add terms to it (Kimi K2's "Modified MIT"
+/// with its MAU attribution clause, JSON's "Good, not Evil", FSL-1.1-MIT, the No-Military and
+/// No-Nuclear BSD, BSD-4-Clause's advertising clause, Apache-1.0) or lack part of it (an
+/// excerpt, BSD-1-Clause) are not that licence (`licence-texts/not/`).
+#[test]
+fn licences_with_additional_terms_are_not_the_licence() {
+    let all = texts("not");
+    assert!(all.len() >= 15, "{} texts", all.len());
+    let mut wrong = Vec::new();
+    for (name, text) in &all {
+        let got = identify_text(text);
+        if got.id.is_some() {
+            wrong.push(format!("{name}: identified as {:?}", got.id));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // What was added is quoted, with its line, and the licence it departs from named.
+    let kimi = &all
+        .iter()
+        .find(|(n, _)| n == "Kimi-K2-Modified-MIT")
+        .unwrap()
+        .1;
+    let got = identify_text(kimi);
+    assert_eq!(got.variant_of.as_deref(), Some("MIT"));
     assert!(
-        !a.exact,
-        "an excerpt is recognised by its phrases, not as the canonical text"
+        got.additional_text
+            .iter()
+            .any(|l| l.quote.contains("monthly active users")),
+        "{:?}",
+        got.additional_text
+    );
+    let json = &all.iter().find(|(n, _)| n == "JSON").unwrap().1;
+    let got = identify_text(json);
+    assert_eq!(got.variant_of.as_deref(), Some("MIT"));
+    assert!(
+        got.additional_text
+            .iter()
+            .any(|l| l.quote.contains("Good, not Evil")),
+        "{:?}",
+        got.additional_text
+    );
+    // LGPL-3.0 names the GPL and shares its date, but is not the GPL.
+    let lgpl = &texts("is")
+        .into_iter()
+        .find(|(n, _)| n == "LGPL-3.0-only")
+        .unwrap()
+        .1;
+    assert_ne!(identify_text(lgpl).id.as_deref(), Some("GPL-3.0-only"));
+}
+
+/// "Non-commercial" only where it restricts: not the GPL's "only occasionally and
+/// noncommercially" (a condition on conveying), GPL-2.0's "noncommercial distribution", the
+/// Unlicense's "commercial or non-commercial".
+#[test]
+fn non_commercial_needs_a_restricting_context() {
+    let mut texts_to_check = texts("unrestricted");
+    texts_to_check.extend(texts("is"));
+    for (name, text) in &texts_to_check {
+        let got = identify_text(text);
+        assert!(
+            !got.restrictions
+                .iter()
+                .any(|r| r.kind == RestrictionKind::NonCommercial),
+            "{name}: {:?}",
+            got.restrictions
+        );
+    }
+    for restricting in [
+        "You may use the Model for non-commercial purposes only.",
+        "The weights are licensed for non-commercial use.",
+        "The Model may not be used for commercial purposes.",
+        "Use is permitted for research purposes only.",
+    ] {
+        let got = identify_text(restricting);
+        assert!(
+            got.restrictions
+                .iter()
+                .any(|r| r.kind == RestrictionKind::NonCommercial),
+            "{restricting}"
+        );
+    }
+}
+
+/// Gemma's terms let Google restrict use remotely (§3.2), as DeepSeek's do (§7).
+#[test]
+fn gemma_terms_include_the_licensors_remote_restriction() {
+    let gemma = glassbox_audit::licenses::license_ref("LicenseRef-Gemma-Terms-of-Use").unwrap();
+    assert!(gemma
+        .restrictions
+        .contains(&RestrictionKind::LicensorControl));
+    let clause = gemma
+        .clauses
+        .iter()
+        .find(|c| c.kind == RestrictionKind::LicensorControl)
+        .expect("quoted");
+    assert!(
+        clause.quote.contains("restrict (remotely or otherwise)"),
+        "{}",
+        clause.quote
     );
 }
 

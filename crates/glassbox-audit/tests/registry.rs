@@ -373,3 +373,17 @@ fn corrected_facts_carry_their_sources() {
         );
     }
 }
+
+/// The README's count of registry releases is the registry's.
+#[test]
+fn readme_counts_the_registry_releases() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let (_, rest) = readme
+        .split_once("the registry: ")
+        .expect("the README counts the registry's releases");
+    let n: usize = rest.split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(n, glassbox_audit::registry::entries().len());
+}

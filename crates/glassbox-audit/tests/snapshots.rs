@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{scratch, write_tree, APACHE_EXCERPT, LLAMA31_EXCERPT};
+use common::{apache_license, scratch, write_tree, LLAMA31_EXCERPT};
 use glassbox_audit::audit::{Audit, WeightsTerms};
 use glassbox_audit::licenses::RestrictionKind;
 use glassbox_audit::{audit_target, AuditError, EvidenceKind, Tier};
@@ -28,7 +28,7 @@ fn apache_model_without_data_information_is_permissive_open_weights() {
         &dir,
         &[
             ("README.md", "---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n# A model\nSee the paper: https://arxiv.org/abs/0000.00000\n"),
-            ("LICENSE", APACHE_EXCERPT),
+            ("LICENSE", &apache_license()),
             ("config.json", "{}"),
             ("model.safetensors", "weights"),
         ],
@@ -316,5 +316,186 @@ fn evaluation_splits_are_not_datasets() {
     write_tree(&dir, &[("data/train.jsonl", "{}\n")]);
     let a = audit_dir(&dir);
     assert_eq!(evidence(&a, "Datasets"), EvidenceKind::Present);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn note_with<'a>(a: &'a Audit, needle: &str) -> Option<&'a String> {
+    a.notes.iter().find(|n| n.contains(needle))
+}
+
+/// An OSI licence with a binding acceptable-use policy beside it is not open source: the
+/// policy restricts use, so the weights' terms are restricted and the OSAID line says why.
+#[test]
+fn use_policy_beside_an_osi_licence_rules_out_open_source() {
+    let dir = scratch("aup");
+    common::write_open_release(&dir);
+    assert_eq!(
+        audit_dir(&dir).tier,
+        Tier::OpenSource,
+        "the release without the policy"
+    );
+    write_tree(
+        &dir,
+        &[(
+            "USE_POLICY.md",
+            "# Acceptable Use Policy\n\nYou agree not to use the Model or Derivatives of the Model:\n- for military use in any way;\n",
+        )],
+    );
+    let a = audit_dir(&dir);
+    assert_eq!(a.tier, Tier::OpenWeights);
+    assert_eq!(a.weights_terms, WeightsTerms::Restricted);
+    assert_eq!(
+        a.weights_license.as_ref().unwrap().id.as_deref(),
+        Some("Apache-2.0")
+    );
+    let weights = &a.osaid[0];
+    assert!(!weights.met);
+    assert!(
+        weights.why.contains("restricted") && weights.why.contains("USE_POLICY.md:"),
+        "{}",
+        weights.why
+    );
+    assert_eq!(
+        a.eu_ai_act.open_source_exception_conditions_met,
+        Some(false)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A card and a LICENSE naming different licences: both apply, so the non-commercial card
+/// keeps the Apache-2.0 file from making the release open; both sources are quoted.
+#[test]
+fn card_and_licence_file_in_conflict_both_apply() {
+    let dir = scratch("conflict");
+    write_tree(
+        &dir,
+        &[
+            ("README.md", "---\nlicense: cc-by-nc-4.0\n---\n# m\n"),
+            ("LICENSE", &apache_license()),
+            ("model.safetensors", "w"),
+        ],
+    );
+    let a = audit_dir(&dir);
+    assert_eq!(a.tier, Tier::OpenWeights);
+    assert_eq!(a.weights_terms, WeightsTerms::Restricted);
+    let id = a.weights_license.as_ref().unwrap().id.clone().unwrap();
+    assert!(
+        id.contains("CC-BY-NC-4.0") && id.contains("Apache-2.0"),
+        "{id}"
+    );
+    let note = note_with(&a, "licences conflict").expect("noted");
+    assert!(
+        note.contains("cc-by-nc-4.0") && note.contains("LICENSE"),
+        "{note}"
+    );
+    assert!(a
+        .restrictions
+        .iter()
+        .any(|r| r.kind == RestrictionKind::NonCommercial));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A top-level LICENSE this tool cannot identify does not override the licence the card
+/// names; one that is a known licence with terms added does (its terms are unknown).
+#[test]
+fn unidentified_licence_file_leaves_the_cards_licence() {
+    let dir = scratch("unidentified");
+    write_tree(
+        &dir,
+        &[
+            ("README.md", "---\nlicense: mit\n---\n# m\n"),
+            ("LICENSE", "Terms of the Example model.\nSee the card.\n"),
+            ("model.safetensors", "w"),
+        ],
+    );
+    let a = audit_dir(&dir);
+    assert_eq!(
+        a.weights_license.as_ref().unwrap().id.as_deref(),
+        Some("MIT")
+    );
+    assert_eq!(a.weights_terms, WeightsTerms::Permissive);
+    assert!(
+        note_with(&a, "LICENSE: licence text not identified").is_some(),
+        "{:?}",
+        a.notes
+    );
+
+    let modified = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/audit/licence-texts/not/Kimi-K2-Modified-MIT.txt"),
+    )
+    .unwrap();
+    write_tree(&dir, &[("LICENSE", &modified)]);
+    let a = audit_dir(&dir);
+    assert!(!a.weights_license.as_ref().unwrap().known());
+    assert_ne!(a.weights_terms, WeightsTerms::Permissive);
+    assert_eq!(a.license_files[0].variant_of.as_deref(), Some("MIT"));
+    let note = note_with(&a, "the text of MIT with changes").expect("noted");
+    assert!(note.contains("commercial products"), "{note}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Card links are reported at the file's own line numbers, and the words introducing a link
+/// say what it is before its host does (an arXiv datasheet is a data card, not a paper).
+#[test]
+fn card_links_have_file_lines_and_their_introduction_decides() {
+    let dir = scratch("links");
+    write_tree(
+        &dir,
+        &[
+            (
+                "README.md",
+                "---\nlicense: mit\ntags:\n- x\n---\n# m\nConsult [the datasheet](https://arxiv.org/abs/2201.07311).\nRead the paper: https://arxiv.org/abs/1234.56789\n",
+            ),
+            ("model.safetensors", "w"),
+        ],
+    );
+    let a = audit_dir(&dir);
+    let detail = |n: &str| {
+        a.components
+            .iter()
+            .find(|c| c.name == n)
+            .unwrap()
+            .evidence
+            .detail
+            .clone()
+    };
+    assert_eq!(evidence(&a, "Data card"), EvidenceKind::Declared);
+    assert_eq!(
+        detail("Data card"),
+        "README.md line 7: https://arxiv.org/abs/2201.07311"
+    );
+    assert_eq!(
+        detail("Research paper"),
+        "README.md line 8: https://arxiv.org/abs/1234.56789"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The Hub's unfilled card template is not a model card; a `license` that is not a string is
+/// noted, not taken as "no licence" silently; a path without a name of its own (`x/..`, `.`)
+/// is named after the folder it is.
+#[test]
+fn template_cards_odd_licence_fields_and_folder_names() {
+    let dir = scratch("template-card");
+    let template = "---\nlibrary_name: transformers\nlicense: 42\n---\n# Model Card for Model ID\n\n## Model Details\n\n- **Developed by:** [More Information Needed]\n- **License:** [More Information Needed]\n\n## Uses\n\n[More Information Needed]\n\n## Training Data\n\n[More Information Needed]\n";
+    write_tree(
+        &dir,
+        &[
+            ("README.md", template),
+            ("model.safetensors", "w"),
+            ("sub/x.txt", "x"),
+        ],
+    );
+    let a = audit_dir(&dir.join("sub/.."));
+    assert_eq!(evidence(&a, "Model card"), EvidenceKind::Absent);
+    assert!(note_with(&a, "template").is_some(), "{:?}", a.notes);
+    assert!(note_with(&a, "`42`").is_some(), "{:?}", a.notes);
+    assert_eq!(a.release, dir.file_name().unwrap().to_string_lossy());
+    assert!(a
+        .eu_ai_act
+        .reasons
+        .iter()
+        .any(|r| r == "usage information (model card) public: no"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

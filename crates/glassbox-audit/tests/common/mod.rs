@@ -20,6 +20,15 @@ pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// The Apache License 2.0 as a repository ships it: the canonical text with its appendix's
+/// copyright line filled in.
+pub fn apache_license() -> String {
+    include_str!("../../data/license-texts/Apache-2.0.txt").replace(
+        "Copyright [yyyy] [name of copyright owner]",
+        "Copyright 2026 The Example Authors",
+    )
+}
+
 /// An excerpt of the Apache License 2.0: the header, the definitions' start, the patent
 /// clause (its litigation sentence must not read as a restriction), re-wrapped with odd
 /// whitespace and a copyright line, which identification must tolerate.
@@ -110,7 +119,7 @@ pub fn write_open_release(dir: &Path) {
         dir,
         &[
             ("mof.yml", &mof),
-            ("LICENSE", APACHE_EXCERPT),
+            ("LICENSE", &apache_license()),
             ("config.json", "{\"model_type\": \"llama\"}"),
             ("recipe.toml", "steps = 100\n"),
             (
