@@ -127,9 +127,11 @@ def steer(
     normalize: bool = True,
     out: str | os.PathLike | None = None,
 ) -> dict:
-    """A steering vector from contrasting prompts (``glassbox steer --json``): the mean
-    residual stream entering each block of ``layers`` (``"1-3"``) over ``positive`` minus over
-    ``negative``. With ``out`` it is written as llama.cpp's control-vector GGUF. The dict also
+    """A steering vector from contrasting prompt pairs (``glassbox steer --json``), as
+    llama.cpp's ``cvector-generator --method mean`` makes it: ``positive[i]`` paired with
+    ``negative[i]`` (as many of each), the residual stream entering each block of ``layers``
+    (``"1-3"``) subtracted position by position, the positions both share from the start left
+    out, the mean of the rest. With ``out`` it is written as llama.cpp's control-vector GGUF. The dict also
     holds ``directions``: {layer: float32 array} as written (unit length unless
     ``normalize=False``), to add at ``blocks.{layer}.hook_resid_post``."""
     if isinstance(positive, str):

@@ -14,11 +14,17 @@
 //! [`ControlVector::apply`] adds `scale × direction.N` to `blocks.N.hook_resid_post` at every
 //! position.
 //!
-//! **How it is made.** As llama.cpp's `cvector-generator --method mean`: the mean, over every
-//! token of the prompts, of the residual stream *entering* block N (`blocks.N.hook_resid_pre`,
-//! which is block N−1's output — the generator reads `l_out-(N−1)` and names it
-//! `direction.N`, as repeng does with `hidden_states[N]`) for the positive prompts minus the
-//! negative ones, normalised to unit length by default.
+//! **How it is made.** As llama.cpp's `cvector-generator --method mean` (cvector-generator.cpp,
+//! mean.hpp): positive prompt `i` is paired with negative prompt `i` (as many of each); the
+//! shorter of a pair is padded with the token a lone space ends with, to the longer's length;
+//! at each position the pair's residual streams *entering* block N (`blocks.N.hook_resid_pre`,
+//! which is block N−1's output — the generator reads `l_out-(N−1)` and names it `direction.N`,
+//! as repeng does with `hidden_states[N]`) are subtracted, positive minus negative, and the
+//! rows with no element above 1e-6 are dropped (the positions both prompts share from the
+//! start, the BOS first: their difference is 0). The direction is the mean of the rows kept
+//! over all pairs, normalised to unit length by default. (Averaging each set over its own
+//! tokens instead weighs the BOS's large residual differently on each side when the sets'
+//! token counts differ: the direction then points mostly along the BOS.)
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -48,7 +54,8 @@ fn file_error(path: &Path, message: impl Into<String>) -> AnalysisError {
 
 impl ControlVector {
     /// Mean-difference directions for blocks `layers` (see the module documentation) from
-    /// tokenized `positive` and `negative` prompts; unit length if `normalize`.
+    /// tokenized `positive` and `negative` prompts, paired in order; unit length if
+    /// `normalize`.
     pub fn from_contrast(
         model: &HookedModel,
         positive: &[Vec<u32>],
@@ -61,6 +68,13 @@ impl ControlVector {
             return Err(AnalysisError::input(
                 "a control vector needs at least one positive and one negative prompt",
             ));
+        }
+        if positive.len() != negative.len() {
+            return Err(AnalysisError::input(format!(
+                "{} positive and {} negative prompts: llama.cpp's cvector-generator pairs the i-th positive prompt with the i-th negative one, so give as many of each",
+                positive.len(),
+                negative.len()
+            )));
         }
         if *layers.start() == 0 {
             return Err(AnalysisError::input(
@@ -82,36 +96,78 @@ impl ControlVector {
             .map(|n| format!("blocks.{n}.hook_resid_pre"))
             .collect();
         let filter = NameFilter::new(&names).map_err(|e| AnalysisError::input(e.to_string()))?;
-        // Sum of every token's residual per layer, and the token count, for one set.
-        let mean_of = |prompts: &[Vec<u32>]| -> Result<Vec<Tensor>> {
-            let mut sums: Vec<Option<Tensor>> = vec![None; names.len()];
-            let mut count = 0usize;
-            for ids in prompts {
-                if ids.is_empty() {
-                    return Err(AnalysisError::input("an empty prompt has no activations"));
-                }
-                let (_, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;
-                for (slot, name) in sums.iter_mut().zip(&names) {
-                    let s = cache.require(name)?.to_dtype(DType::F32)?.get(0)?.sum(0)?;
-                    *slot = Some(match slot.take() {
-                        None => s,
-                        Some(acc) => (acc + s)?,
-                    });
-                }
-                count += ids.len();
-            }
-            sums.into_iter()
-                .map(|s| {
-                    let s = s.ok_or_else(|| AnalysisError::input("no prompts"))?;
-                    Ok((s / count as f64)?)
+        // the generator's padding: the last token of a lone space (without a BOS)
+        let pad = || -> Result<u32> {
+            model
+                .tokenizer
+                .as_ref()
+                .map(|t| t.encode_plain(" "))
+                .transpose()?
+                .and_then(|ids| ids.last().copied())
+                .ok_or_else(|| {
+                    AnalysisError::input(
+                        "the prompts of a pair differ in length and this tokenizer has no token for a space to pad the shorter with (llama.cpp's generator pads with it): give pairs of equal token length",
+                    )
+                })
+        };
+        let residuals = |ids: &[u32]| -> Result<Vec<Vec<Vec<f32>>>> {
+            let (_, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;
+            names
+                .iter()
+                .map(|name| {
+                    Ok(cache
+                        .require(name)?
+                        .to_dtype(DType::F32)?
+                        .get(0)?
+                        .to_vec2()?)
                 })
                 .collect()
         };
-        let pos = mean_of(positive)?;
-        let neg = mean_of(negative)?;
+        // per layer: the sum of the rows kept and their count
+        let mut sums = vec![vec![0f64; info.d_model]; names.len()];
+        let mut kept = vec![0usize; names.len()];
+        for (pair, (p, n)) in positive.iter().zip(negative).enumerate() {
+            if p.is_empty() || n.is_empty() {
+                return Err(AnalysisError::input("an empty prompt has no activations"));
+            }
+            let len = p.len().max(n.len());
+            let padded = |ids: &[u32]| -> Result<Vec<u32>> {
+                let mut ids = ids.to_vec();
+                if ids.len() < len {
+                    ids.resize(len, pad()?);
+                }
+                Ok(ids)
+            };
+            let (rp, rn) = (residuals(&padded(p)?)?, residuals(&padded(n)?)?);
+            for (layer, (lp, ln)) in rp.iter().zip(&rn).enumerate() {
+                let before = kept[layer];
+                for (row_p, row_n) in lp.iter().zip(ln) {
+                    let diff: Vec<f32> = row_p.iter().zip(row_n).map(|(a, b)| a - b).collect();
+                    // llama.cpp's test of an all-zero row: no element above 1e-6 (a NaN
+                    // row is kept: a direction that is not finite is refused whole later)
+                    if diff.iter().any(|&d| !(d <= 1e-6)) {
+                        sums[layer]
+                            .iter_mut()
+                            .zip(&diff)
+                            .for_each(|(s, &d)| *s += d as f64);
+                        kept[layer] += 1;
+                    }
+                }
+                if kept[layer] == before {
+                    return Err(AnalysisError::input(format!(
+                        "pair {}: the positive and negative prompts give the same residual stream entering block {} (identical prompts?): nothing to contrast",
+                        pair + 1,
+                        layers.start() + layer
+                    )));
+                }
+            }
+        }
         let mut directions = BTreeMap::new();
-        for ((layer, p), n) in layers.zip(pos).zip(neg) {
-            directions.insert(layer, (p - n)?.to_vec1::<f32>()?);
+        for ((layer, sum), count) in layers.zip(sums).zip(kept) {
+            directions.insert(
+                layer,
+                sum.iter().map(|s| (s / count as f64) as f32).collect(),
+            );
         }
         // llama.cpp's generator writes the model's architecture name (`llama`, `gpt2`):
         // the Hub `model_type` is that name

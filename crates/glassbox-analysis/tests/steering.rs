@@ -58,14 +58,19 @@ fn written_vectors_are_what_llama_cpp_reads() {
         &LoadOptions::default(),
     )
     .unwrap();
-    let pos: Vec<Vec<u32>> = ["I love this, it is wonderful", "What a great day"]
+    // pairs, the last of unequal length
+    let pos: Vec<Vec<u32>> = ["I love this, it is wonderful", "What a great day", "No"]
         .iter()
         .map(|t| model.to_tokens(t).unwrap())
         .collect();
-    let neg: Vec<Vec<u32>> = ["I hate this, it is awful", "What a terrible day", "No"]
-        .iter()
-        .map(|t| model.to_tokens(t).unwrap())
-        .collect();
+    let neg: Vec<Vec<u32>> = [
+        "I hate this, it is awful",
+        "What a terrible day",
+        "Not at all, never",
+    ]
+    .iter()
+    .map(|t| model.to_tokens(t).unwrap())
+    .collect();
     let cv = ControlVector::from_contrast(&model, &pos, &neg, 1..=1, true).unwrap();
     let path = temp("ours.gguf");
     cv.write(&path).unwrap();
@@ -82,39 +87,59 @@ fn written_vectors_are_what_llama_cpp_reads() {
     assert_eq!(t.shape, vec![model.info().d_model]);
     assert_eq!(ControlVector::read(&path).unwrap(), cv);
 
-    // the direction: mean over every token of resid_pre of block 1, positive − negative,
-    // normalised
-    let mean = |prompts: &[Vec<u32>]| -> Vec<f32> {
-        let mut sum = vec![0f32; model.info().d_model];
-        let mut count = 0;
-        for ids in prompts {
-            let (_, cache) = model
-                .run_with_cache(
-                    &model.ids_tensor(ids).unwrap(),
-                    &NameFilter::new(&["blocks.1.hook_resid_pre"]).unwrap(),
-                )
-                .unwrap();
-            let rows = cache["blocks.1.hook_resid_pre"]
-                .squeeze(0)
-                .unwrap()
-                .to_vec2::<f32>()
-                .unwrap();
-            for row in rows {
-                sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-                count += 1;
-            }
-        }
-        sum.into_iter().map(|s| s / count as f32).collect()
+    // the direction, as cvector-generator makes it: each pair padded to one length with the
+    // last token of " ", position by position positive − negative at resid_pre of block 1,
+    // rows with no element above 1e-6 dropped, the mean of the rest, normalised
+    let pad = *model
+        .tokenizer
+        .as_ref()
+        .unwrap()
+        .encode_plain(" ")
+        .unwrap()
+        .last()
+        .unwrap();
+    let rows_of = |ids: &[u32], len: usize| -> Vec<Vec<f32>> {
+        let mut ids = ids.to_vec();
+        ids.resize(len, pad);
+        let (_, cache) = model
+            .run_with_cache(
+                &model.ids_tensor(&ids).unwrap(),
+                &NameFilter::new(&["blocks.1.hook_resid_pre"]).unwrap(),
+            )
+            .unwrap();
+        cache["blocks.1.hook_resid_pre"]
+            .squeeze(0)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
     };
-    let diff: Vec<f32> = mean(&pos)
-        .iter()
-        .zip(mean(&neg))
-        .map(|(p, n)| p - n)
-        .collect();
+    let mut sum = vec![0f64; model.info().d_model];
+    let (mut count, mut dropped) = (0, 0);
+    for (p, n) in pos.iter().zip(&neg) {
+        let len = p.len().max(n.len());
+        for (a, b) in rows_of(p, len).iter().zip(rows_of(n, len)) {
+            let d: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+            if d.iter().all(|&v| v <= 1e-6) {
+                dropped += 1;
+                continue;
+            }
+            sum.iter_mut().zip(&d).for_each(|(s, &v)| *s += v as f64);
+            count += 1;
+        }
+    }
+    // the shared starts ("I", "What a", "No") are the rows dropped
+    assert!(dropped >= 3, "{dropped}");
+    let diff: Vec<f32> = sum.iter().map(|s| (s / count as f64) as f32).collect();
     let norm = diff.iter().map(|x| x * x).sum::<f32>().sqrt();
     for (got, want) in cv.directions[&1].iter().zip(&diff) {
-        assert!((got - want / norm).abs() < 1e-5);
+        assert!((got - want / norm).abs() < 1e-5, "{got} {}", want / norm);
     }
+    // as many positive as negative prompts
+    let e = ControlVector::from_contrast(&model, &pos, &neg[..2], 1..=1, true).unwrap_err();
+    assert!(e.to_string().contains("as many of each"), "{e}");
+    // identical prompts have nothing to contrast
+    let e = ControlVector::from_contrast(&model, &pos[..1], &pos[..1], 1..=1, true).unwrap_err();
+    assert!(e.to_string().contains("nothing to contrast"), "{e}");
 
     // layer 0 cannot be expressed; blocks past the model are refused
     assert!(ControlVector::from_contrast(&model, &pos, &neg, 0..=1, true).is_err());

@@ -177,6 +177,8 @@ fn check(model: &str, tag: &str, mary: &str, john: &str) {
         "What a great day",
         "--negative",
         "I hate this",
+        "--negative",
+        "What a terrible day",
         "--layers",
         "1-1",
         "--out",

@@ -67,6 +67,30 @@ pub struct SaeMetrics {
     pub dense_density: f64,
     /// Per feature, the share of kept tokens where it fires.
     pub feature_density: Vec<f64>,
+    /// Scores that mean nothing on this run, and why (SAELens computes them all the same).
+    pub warnings: Vec<String>,
+}
+
+/// An ablation that raises the loss by less than this (nats) leaves `ce_loss_score` dividing
+/// by noise; a KL under this leaves `kl_div_score` so.
+const MIN_ABLATION_EFFECT: f64 = 1e-2;
+
+/// Why `ce_loss_score` or `kl_div_score` means nothing: each divides by what ablating the hook
+/// costs, which must be clearly positive.
+fn score_warnings(ce_clean: f64, ce_abl: f64, kl_abl: f64) -> Vec<String> {
+    let mut out = Vec::new();
+    let ce_gap = ce_abl - ce_clean;
+    if !(ce_gap > MIN_ABLATION_EFFECT) {
+        out.push(format!(
+            "ce_loss_score means nothing here: zero-ablating the hook changes the loss by {ce_gap:+.4} nats (ce_loss_with_ablation {ce_abl:.4} − ce_loss_without_sae {ce_clean:.4}), and the score divides by that; compare ce_loss_with_sae with ce_loss_without_sae instead"
+        ));
+    }
+    if !(kl_abl > MIN_ABLATION_EFFECT) {
+        out.push(format!(
+            "kl_div_score means nothing here: zero-ablating the hook moves the next-token distribution by a KL of only {kl_abl:.4}, and the score divides by it; read kl_div_with_sae itself"
+        ));
+    }
+    out
 }
 
 /// Sums over tokens, divided at the end.
@@ -361,6 +385,7 @@ pub fn evaluate(
             .count(),
         dense_density: DENSE_DENSITY,
         feature_density,
+        warnings: score_warnings(ce_clean, ce_abl, kl_abl),
     })
 }
 
@@ -387,4 +412,23 @@ pub fn special_tokens(model: &HookedModel) -> Vec<u32> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_that_divide_by_no_ablation_effect_are_flagged() {
+        // the parity fixture's case: ablation and SAE both below the clean loss
+        let w = score_warnings(7.265, 7.102, 0.5);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("ce_loss_score means nothing") && w[0].contains("-0.1630"),
+            "{w:?}"
+        );
+        assert_eq!(score_warnings(3.0, 3.005, 0.001).len(), 2);
+        assert!(score_warnings(3.0, 4.0, 0.8).is_empty());
+        assert_eq!(score_warnings(3.0, f64::NAN, f64::NAN).len(), 2);
+    }
 }

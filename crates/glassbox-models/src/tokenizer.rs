@@ -109,6 +109,11 @@ impl Tokenizer {
         self.named(self.inner.decode(ids))
     }
 
+    /// Token ids of `text` alone, without the special tokens the tokenizer adds around it.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        self.named(self.inner.encode_plain(text))
+    }
+
     /// The special tokens the tokenizer puts before a text (its BOS, where it adds one; not
     /// those it appends): [`Tokenizer::encode`] of a text, up to where the text's own ids
     /// ([`TextTokenizer::encode_plain`]) begin.

@@ -286,6 +286,9 @@ fn print_metrics(m: &SaeMetrics, sae: &glassbox_features::Sae) {
     }
     println!("\nfeatures");
     println!("  {:<30} {:>12}", "dead (never fired)", m.dead_features);
+    for w in &m.warnings {
+        eprintln!("warning: {w}");
+    }
     println!(
         "  {:<30} {:>12}",
         format!("dense (> {:.0}% of tokens)", m.dense_density * 100.0),

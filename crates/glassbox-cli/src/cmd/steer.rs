@@ -2,9 +2,11 @@
 //! llama.cpp's control-vector GGUF format (apply it with `glassbox generate --control-vector
 //! FILE[:SCALE]` or llama.cpp's `--control-vector`).
 //!
-//! `direction.N` is the mean residual stream entering block N (block N−1's output) over the
-//! positive prompts minus the negative ones, unit length unless `--no-normalize`, and is added
-//! to block N's output — llama.cpp's convention; see `glassbox_analysis::steering`.
+//! `direction.N` is made as llama.cpp's `cvector-generator --method mean` makes it: the i-th
+//! positive prompt paired with the i-th negative one, the residual stream entering block N
+//! (block N−1's output) subtracted position by position, the positions both share from the
+//! start left out, the mean of the rest; unit length unless `--no-normalize`. It is added to
+//! block N's output — llama.cpp's convention; see `glassbox_analysis::steering`.
 
 use std::path::PathBuf;
 
@@ -19,10 +21,11 @@ pub struct Args {
     pub model: PathBuf,
     #[command(flatten)]
     pub sae: crate::model_cli::SaeArgs,
-    /// Prompts showing the behaviour to steer towards (repeatable).
+    /// Prompts showing the behaviour to steer towards (repeatable; the i-th is paired with the
+    /// i-th --negative, as llama.cpp's cvector-generator pairs them).
     #[arg(long = "positive", num_args = 1.., required_unless_present = "direction")]
     pub positive: Vec<String>,
-    /// Prompts showing its opposite (repeatable).
+    /// Prompts showing its opposite, as many as --positive (repeatable).
     #[arg(long = "negative", num_args = 1.., required_unless_present = "direction")]
     pub negative: Vec<String>,
     /// Blocks whose output is steered, L1-L2 (llama.cpp numbering: 1 … n_layers−1).
