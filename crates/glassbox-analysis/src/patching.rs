@@ -716,6 +716,9 @@ impl Methods {
 pub struct PatchReport {
     pub clean_ids: Vec<u32>,
     pub corrupt_ids: Vec<u32>,
+    /// Each id as a string (the grids' column labels).
+    pub clean_tokens: Vec<String>,
+    pub corrupt_tokens: Vec<String>,
     pub answer: u32,
     pub wrong: u32,
     pub metric: &'static str,
@@ -789,6 +792,8 @@ pub fn patch_prompts(
     }
     let setup = results[0].setup.clone();
     Ok(PatchReport {
+        clean_tokens: model.ids_to_str_tokens(&clean_ids)?,
+        corrupt_tokens: model.ids_to_str_tokens(&corrupt_ids)?,
         clean_ids,
         corrupt_ids,
         answer: answer_id,

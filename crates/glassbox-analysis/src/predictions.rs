@@ -174,11 +174,15 @@ pub fn document(
     ids: &[u32],
     positions: &[Position],
 ) -> serde_json::Value {
+    let (unknown_at, unknown_token) = model.unknown_tokens(ids).unzip();
     serde_json::json!({
         "model": model_path,
         "architecture": model.info().architecture,
         "numerics": model.numerics.name(),
         "input_ids": ids,
         "positions": positions,
+        // text the tokenizer could not represent: how many tokens, and the token's text
+        "unknown_tokens": unknown_at.map_or(0, |at| at.len()),
+        "unknown_token": unknown_token,
     })
 }

@@ -59,6 +59,7 @@ pub fn tokens(model: &HookedModel, text: &str) -> anyhow::Result<Vec<u32>> {
     if ids.is_empty() {
         return Err(crate::invalid!("the text {text:?} has no tokens"));
     }
+    crate::model_cli::note_unknown(model, text, &ids);
     Ok(ids)
 }
 

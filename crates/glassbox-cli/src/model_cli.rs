@@ -197,6 +197,23 @@ pub fn parse_token_list(s: &str) -> anyhow::Result<Vec<u32>> {
     Ok(ids)
 }
 
+/// Says on stderr when a text holds tokens the tokenizer could not represent: the model then
+/// reads one placeholder (`<unk>`) where the text had words, which no figure shows.
+pub fn note_unknown(model: &HookedModel, text: &str, ids: &[u32]) {
+    if let Some((at, unk)) = model.unknown_tokens(ids).filter(|(at, _)| !at.is_empty()) {
+        let shown: String = text.chars().take(60).collect();
+        let cut = if shown.len() < text.len() { "…" } else { "" };
+        eprintln!(
+            "note: {} token{} of {shown:?}{cut} {} the tokenizer's unknown token {unk:?} (position{} {}): the model reads that placeholder where the text has something its vocabulary lacks",
+            at.len(),
+            if at.len() == 1 { "" } else { "s" },
+            if at.len() == 1 { "is" } else { "are" },
+            if at.len() == 1 { "" } else { "s" },
+            at.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+}
+
 /// Token ids from `--prompt` or `--tokens`.
 pub fn input_ids(
     model: &HookedModel,
@@ -205,7 +222,11 @@ pub fn input_ids(
 ) -> anyhow::Result<Vec<u32>> {
     let ids = match (prompt, tokens) {
         (_, Some(t)) => parse_token_list(t)?,
-        (Some(p), None) => model.to_tokens(p)?,
+        (Some(p), None) => {
+            let ids = model.to_tokens(p)?;
+            note_unknown(model, p, &ids);
+            ids
+        }
         (None, None) => return Err(crate::invalid!("give --prompt or --tokens")),
     };
     if ids.is_empty() {

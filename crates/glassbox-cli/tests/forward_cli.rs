@@ -375,3 +375,42 @@ fn generate_says_why_it_printed_little() {
         note(&out)
     );
 }
+
+/// Text outside a vocabulary became `<unk>` in silence: the reference model reads "dog." as
+/// one placeholder, and every figure then describes the placeholder. The commands that take a
+/// prompt say so (stderr), and the predictions document counts them.
+#[test]
+fn prompts_with_unknown_tokens_are_said() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/reference");
+    let model = model.to_str().unwrap();
+    for args in [
+        vec!["run", model, "--prompt", "the cat sees a dog.", "--json"],
+        vec!["lens", model, "--prompt", "the cat sees a dog."],
+        vec![
+            "generate",
+            model,
+            "--prompt",
+            "the cat sees a dog.",
+            "--max-tokens",
+            "1",
+        ],
+    ] {
+        let out = glassbox(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("1 token of \"the cat sees a dog.\" is the tokenizer's unknown token \"<unk>\" (position 5)"),
+            "{args:?}: {stderr}"
+        );
+        if args.contains(&"--json") {
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(doc["unknown_tokens"], 1);
+            assert_eq!(doc["unknown_token"], "<unk>");
+        }
+    }
+    let out = glassbox(&["run", model, "--prompt", "the cat sees a bird .", "--json"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("unknown"));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["unknown_tokens"], 0);
+}

@@ -246,6 +246,38 @@ fn every_page_shows_the_cli_numbers() {
             assert_eq!(c[2], top[l][p][0]["token"], "{name}: lens ({l}, {p})");
         }
 
+        // The lens target's probability and rank at each cell are the CLI's.
+        let target = &lens["report"]["target"]["scores"];
+        let cells = browser.eval(
+            "[...document.querySelectorAll('#lens-target td')].map(td => [Number(td.dataset.layer), Number(td.dataset.position), td.dataset.prob, Number(td.dataset.rank)])",
+        );
+        let cells = cells.as_array().unwrap();
+        assert_eq!(
+            cells.len(),
+            top.len() * positions.len(),
+            "{name}: lens target cells"
+        );
+        for c in cells {
+            let (l, p) = (
+                c[0].as_u64().unwrap() as usize,
+                c[1].as_u64().unwrap() as usize,
+            );
+            assert_eq!(
+                f32_at(&c[2]),
+                f32_at(&target[l][p]["prob"]),
+                "{name}: target ({l}, {p})"
+            );
+            assert_eq!(c[3], target[l][p]["rank"], "{name}: target rank ({l}, {p})");
+        }
+        // The prompt's tokens are reached by the keyboard, and pressed with Enter.
+        assert_eq!(
+            browser.eval(
+                "[...document.querySelectorAll('#tokens .tok')].every(t => t.tabIndex === 0)"
+            ),
+            json!(true),
+            "{name}: tokens focusable"
+        );
+
         // Direct logit attribution toward the top prediction, and the head roles.
         browser.wait_for("document.getElementById('dla-heads')");
         let last_top = &positions[positions.len() - 1]["top"][0]["id"];
@@ -274,6 +306,49 @@ fn every_page_shows_the_cli_numbers() {
                 "{name}: DLA L{l}H{h}"
             );
         }
+        // Signed colours as the CLI's: red above zero, blue below (and readable text on them).
+        let colours = browser.eval(
+            "[...document.querySelectorAll('#dla-heads td')].map(td => [Number(td.dataset.value), getComputedStyle(td).backgroundColor, getComputedStyle(td).color])",
+        );
+        let rgb = |s: &Value| -> Vec<f64> {
+            s.as_str()
+                .unwrap()
+                .trim_start_matches("rgba(")
+                .trim_start_matches("rgb(")
+                .trim_end_matches(')')
+                .split(',')
+                .map(|x| x.trim().parse().unwrap())
+                .collect()
+        };
+        let luminance = |c: &[f64]| -> f64 {
+            let lin = |v: f64| {
+                let v = v / 255.0;
+                if v <= 0.03928 {
+                    v / 12.92
+                } else {
+                    ((v + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2])
+        };
+        let extent = colours
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c[0].as_f64().unwrap().abs())
+            .fold(0.0, f64::max);
+        for c in colours.as_array().unwrap() {
+            let (v, bg, fg) = (c[0].as_f64().unwrap(), rgb(&c[1]), rgb(&c[2]));
+            if v.abs() > 0.25 * extent {
+                assert_eq!(v > 0.0, bg[0] > bg[2], "{name}: DLA {v} coloured {bg:?}");
+            }
+            let (a, b) = (luminance(&bg), luminance(&fg));
+            let contrast = (a.max(b) + 0.05) / (a.min(b) + 0.05);
+            assert!(
+                contrast >= 4.5,
+                "{name}: text on {bg:?} in {fg:?}: {contrast:.2}"
+            );
+        }
         browser.wait_for("document.querySelector('#head-roles table')");
         let heads = cli_json(&["heads", path, "--json"]);
         let shown = browser.eval(
@@ -293,6 +368,37 @@ fn every_page_shows_the_cli_numbers() {
                 "{name}: {role} L{l}H{h}"
             );
         }
+        // Each role's chance level, and the heads named above it, are the CLI's.
+        let named = browser.eval(
+            "[...document.querySelectorAll('#head-roles td.beats-chance')].map(td => [td.closest('table').dataset.role, Number(td.dataset.layer), Number(td.dataset.head)])",
+        );
+        let mut want = Vec::new();
+        let all = cli_json(&["heads", path, "--top", "1000", "--json"]);
+        for role in [
+            "previous_token",
+            "duplicate_token",
+            "induction",
+            "first_token",
+        ] {
+            let chance = browser.eval(&format!(
+                "document.querySelector('#head-roles table[data-role={role}]').parentElement.querySelector('.chance').dataset.chance"
+            ));
+            assert_eq!(
+                f32_at(&chance),
+                f32_at(&heads["chance"][role]),
+                "{name}: {role} chance"
+            );
+            for r in all["top"][role].as_array().unwrap() {
+                if r["beats_chance"] == json!(true) {
+                    want.push(json!([role, r["layer"], r["head"]]));
+                }
+            }
+        }
+        let mut named = named.as_array().unwrap().clone();
+        let key = |v: &Value| v.to_string();
+        named.sort_by_key(key);
+        want.sort_by_key(key);
+        assert_eq!(named, want, "{name}: heads above chance");
 
         // Attention: click a head, hover a cell of the large view; its weight is trace's.
         let layers = inspect["architecture"]["layers"].as_u64().unwrap() as usize;

@@ -44,6 +44,11 @@ fn api_answers_are_the_cli_json() {
         ])
     );
     assert_eq!(models[1]["examples"], json!([]));
+    // Models that tokenize alike are told apart from others (a checkpoint without a card can
+    // offer its release's prompts): the reference's tokenizer.json fingerprint, none for a file.
+    let fingerprint = models[0]["tokenizer"].as_str().expect("a fingerprint");
+    assert_eq!(fingerprint.len(), 16, "{fingerprint}");
+    assert_eq!(models[1]["tokenizer"], Value::Null);
     for (id, path) in [(0, &reference), (1, &gguf)] {
         // A recall the reference model learned, in its vocabulary; the indirect-object task
         // for GPT-2 (the reference model reads its names as the unknown token).
@@ -884,4 +889,25 @@ fn computations_stop_past_the_time_limit_and_when_their_client_leaves() {
     );
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A checkpoint of the reference release has no card: its pages offered the indirect-object
+/// prompt, which its vocabulary reads as 11 `<unk>`s of 14. The model list tells which models
+/// tokenize alike (their pages then share prompts), and a prediction counts unknown tokens.
+#[test]
+fn models_that_tokenize_alike_are_known_and_unknown_tokens_counted() {
+    let checkpoint = root().join("models/reference/checkpoints/step-000250");
+    let server = Server::start(&[&reference(), checkpoint.to_str().unwrap()]);
+    let models = server.get("/api/models").json();
+    assert_eq!(models[1]["examples"], json!([]));
+    assert!(models[0]["tokenizer"].is_string(), "{models}");
+    assert_eq!(models[0]["tokenizer"], models[1]["tokenizer"]);
+    let r = server.post(
+        "/api/models/1/predictions",
+        &json!({"prompt": "When Mary and John went to the store"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    assert_eq!(doc["unknown_token"], "<unk>");
+    assert!(doc["unknown_tokens"].as_u64().unwrap() >= 5, "{doc}");
 }

@@ -395,6 +395,21 @@ impl HookedModel {
         self.tokenizer()?.str_tokens(ids)
     }
 
+    /// The positions of `ids` holding the tokenizer's unknown token (text its vocabulary
+    /// could not represent), and that token's text; none without a tokenizer or an unknown
+    /// token.
+    pub fn unknown_tokens(&self, ids: &[u32]) -> Option<(Vec<usize>, String)> {
+        let t = self.tokenizer.as_ref()?;
+        let unk = t.unknown_id()?;
+        let at: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == unk).collect();
+        let text = t
+            .str_tokens(&[unk])
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or_else(|| format!("#{unk}"));
+        Some((at, text))
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.tokenizer()?.decode(ids)
     }

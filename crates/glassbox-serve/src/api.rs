@@ -194,6 +194,7 @@ async fn models(AxumState(state): Shared) -> Json<Value> {
                 obj.insert("name".into(), json!(e.name()));
                 obj.insert("weights".into(), json!(e.has_weights()));
                 obj.insert("release".into(), json!(e.is_release()));
+                obj.insert("tokenizer".into(), json!(e.tokenizer));
                 // The card's prompts, the pages' defaults for this model.
                 let examples: Vec<Value> = e
                     .examples

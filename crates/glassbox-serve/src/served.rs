@@ -53,6 +53,10 @@ pub struct Entry {
     pub no_weights: Option<String>,
     /// The prompts its model card offers (the pages' defaults), read at start.
     pub examples: Vec<glassbox_audit::card::Example>,
+    /// A fingerprint of its `tokenizer.json` (the first 16 hex digits of its SHA-256), read
+    /// at start: models with the same one tokenize alike, so a checkpoint without a card can
+    /// offer its release's prompts. None for a single file or a folder without one.
+    pub tokenizer: Option<String>,
     /// Loaded on first use, then kept.
     model: Mutex<Option<Arc<HookedModel>>>,
     options: LoadOptions,
@@ -107,6 +111,7 @@ impl Served {
                     } else {
                         Vec::new()
                     },
+                    tokenizer: tokenizer_fingerprint(path),
                     model: Mutex::new(None),
                     options: load_options(numerics),
                     sae: if id == 0 { sae.next() } else { None },
@@ -205,6 +210,29 @@ impl Entry {
         drop(waiting);
         permit.map_err(|_| ApiError::internal("the server is shutting down"))
     }
+}
+
+/// Largest `tokenizer.json` fingerprinted (a larger one gets none; vocabularies of 256k
+/// tokens take some tens of MB).
+const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
+
+/// See [`Entry::tokenizer`].
+fn tokenizer_fingerprint(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let file = std::fs::File::open(path.join("tokenizer.json")).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TOKENIZER_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    if bytes.len() as u64 > MAX_TOKENIZER_BYTES {
+        return None;
+    }
+    let digest = Sha256::digest(&bytes);
+    Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn open_sae(source: &SaeSource) -> Result<ServedSae, ServeError> {

@@ -54,6 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if prompt.is_empty() {
         return Err(crate::invalid!("the prompt has no tokens"));
     }
+    crate::model_cli::note_unknown(&model, &args.prompt, &prompt);
     let opts = GenerateOptions {
         max_new_tokens: args.max_tokens,
         temperature: args.temperature,

@@ -40,18 +40,41 @@ async function api(path, body) {
 
 const fmt = {
   int: (n) => n === null || n === undefined ? "—" : Number(n).toLocaleString("en-US"),
+  // As the CLI prints sizes (inspect's human_bytes): decimal units, two decimals.
   bytes: (n) => {
-    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let i = 0, v = n;
-    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-    return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
+    for (const [scale, unit] of [[1e12, "TB"], [1e9, "GB"], [1e6, "MB"], [1e3, "KB"]]) {
+      if (n >= scale) return `${(n / scale).toFixed(2)} ${unit}`;
+    }
+    return `${n} B`;
   },
   num: (x, d = 4) => x === null || x === undefined ? "—" : Number(x).toPrecision(d),
   // Values from the model: null in JSON where they are NaN or infinite (a broken weight).
   fixed: (x, d) => Number.isFinite(x) ? x.toFixed(d) : "—",
   prob: (p) => Number.isFinite(p) ? `${(100 * p).toFixed(2)}%` : "—",
   tok: (t) => JSON.stringify(t),
+  // A grid value as the CLI's terminal prints it (render::terminal::format_value).
+  value: (v) => {
+    if (!Number.isFinite(v)) return "—";
+    const a = Math.abs(v);
+    if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(1).replace("e+", "e");
+    return v.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 3);
+  },
 };
+
+// A token as a label, as the CLI writes one (render::token_label): whitespace made visible,
+// control characters escaped; `i:token` for a position (render::position_labels).
+function tokenLabel(t) {
+  let out = "";
+  for (const c of String(t)) {
+    if (c === " " || c === "Ġ") out += "␣";
+    else if (c === "\n") out += "↵";
+    else if (c === "\t") out += "⇥";
+    else if (/\p{Cc}/u.test(c)) out += `\\x${c.codePointAt(0).toString(16).padStart(2, "0")}`;
+    else out += c;
+  }
+  return out;
+}
+const positionLabel = (i, t) => `${i}:${tokenLabel(t)}`;
 
 function showError(where, err) {
   put(where, el("p", { class: "error" }, String(err.message || err)));
@@ -70,6 +93,103 @@ function showTip(ev, text) {
   tooltip.style.top = `${ev.clientY + 12}px`;
 }
 function hideTip() { tooltip.hidden = true; }
+// The tooltip under an element (shown when it takes the keyboard focus).
+function tipAt(node, text) {
+  const r = node.getBoundingClientRect();
+  showTip({ clientX: r.left - 12, clientY: r.bottom - 8 }, text);
+}
+
+// What an element shows on hover, shown on keyboard focus too (and read as its description).
+function hover(node, text) {
+  const get = () => typeof text === "function" ? text() : text;
+  node.addEventListener("mousemove", (e) => showTip(e, get()));
+  node.addEventListener("mouseleave", hideTip);
+  node.addEventListener("focus", () => tipAt(node, get()));
+  node.addEventListener("blur", hideTip);
+  node.setAttribute("aria-describedby", "tooltip");
+  return node;
+}
+
+// A click-only element made a button for the keyboard too: reachable by Tab, pressed by
+// Enter or Space; `pressed` (true / false) makes it a toggle.
+function pressable(node, pressed) {
+  node.tabIndex = 0;
+  node.setAttribute("role", "button");
+  if (pressed !== undefined) node.setAttribute("aria-pressed", String(pressed));
+  node.addEventListener("keydown", (e) => {
+    if (e.target !== node || (e.key !== "Enter" && e.key !== " ")) return;
+    e.preventDefault();
+    node.click();
+  });
+  return node;
+}
+// Marks one of a set of toggles pressed (its `selected` class and aria-pressed).
+function markSelected(nodes, isSelected) {
+  for (const n of nodes) {
+    const on = !!isSelected(n);
+    n.classList.toggle("selected", on);
+    n.setAttribute("aria-pressed", String(on));
+  }
+}
+
+// A table of coloured cells: one Tab stop (its first cell), the arrow keys move between cells,
+// each cell's tooltip shown on focus.
+function keyGrid(table, label) {
+  table.setAttribute("role", "grid");
+  if (label) table.setAttribute("aria-label", label);
+  const cells = [...table.querySelectorAll("td")];
+  cells.forEach((td, i) => { td.tabIndex = i === 0 ? 0 : -1; });
+  const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
+  table.addEventListener("keydown", (e) => {
+    const td = e.target.closest && e.target.closest("td");
+    const m = moves[e.key];
+    if (!td || !m) return;
+    const rows = [...table.rows];
+    const next = rows[rows.indexOf(td.parentElement) + m[0]]?.cells[td.cellIndex + m[1]];
+    if (!next || next.tagName !== "TD") return;
+    e.preventDefault();
+    td.tabIndex = -1; next.tabIndex = 0; next.focus();
+  });
+  return table;
+}
+
+// A row of items (a context's tokens): one Tab stop, the arrow keys move between them.
+function keyRow(container, selector, label) {
+  container.setAttribute("role", "group");
+  if (label) container.setAttribute("aria-label", label);
+  const items = [...container.querySelectorAll(selector)];
+  items.forEach((n, i) => { n.tabIndex = i === 0 ? 0 : -1; });
+  container.addEventListener("keydown", (e) => {
+    const i = items.indexOf(e.target);
+    const step = { ArrowLeft: -1, ArrowRight: 1 }[e.key];
+    if (i < 0 || !step || !items[i + step]) return;
+    e.preventDefault();
+    items[i].tabIndex = -1; items[i + step].tabIndex = 0; items[i + step].focus();
+  });
+  return container;
+}
+
+// ---- colours -----------------------------------------------------------------------------
+
+const css = ([r, g, b]) => `rgb(${r},${g},${b})`;
+
+// WCAG relative luminance of an sRGB colour.
+function luminance([r, g, b]) {
+  const lin = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+}
+// Black or white text, whichever contrasts more with the background: at least 4.58:1 on any
+// colour (WCAG AA asks 4.5:1).
+function textOn(rgb) {
+  const l = luminance(rgb);
+  return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "#000" : "#fff";
+}
+// Colours a cell: its background and a text colour readable on it. Every coloured cell.
+function paint(node, rgb) {
+  node.style.background = css(rgb);
+  node.style.color = textOn(rgb);
+  return node;
+}
 
 // ---- models ----------------------------------------------------------------------------
 
@@ -154,18 +274,20 @@ function tensorTable(id, tensors, detail) {
     }
     marks();
     put(body, ...rows.map((t) => el("tr", { "data-tensor": t.name },
-      el("td", {}, el("a", { href: "javascript:void 0", class: "tensor-link", onclick: () => tensorDetail(id, t.name, detail) }, t.name)),
+      el("td", {}, el("button", { type: "button", class: "tensor-link linklike", onclick: () => tensorDetail(id, t.name, detail) }, t.name)),
       el("td", {}, t.shape.join(" × ")), el("td", {}, t.dtype),
       el("td", { class: "num" }, fmt.bytes(t.bytes)), el("td", {}, t.component))));
   };
+  // Each header sorts by its column (again: the other way); its button takes the keyboard.
   const head = el("tr", {}, columns.map(([name, , numeric], i) => el("th", {
-    class: `sortable${numeric ? " num" : ""}`, "data-column": name,
+    class: `sortable${numeric ? " num" : ""}`, "data-column": name, "aria-sort": "none",
     onclick: () => { ascending = sortBy === i ? !ascending : true; sortBy = i; render(); },
-  }, name)));
+  }, el("button", { type: "button", class: "linklike sort", title: `sort by ${name}` }, name))));
   const marks = () => [...head.children].forEach((th, i) => {
-    th.textContent = columns[i][0] + (i === sortBy ? (ascending ? " ▲" : " ▼") : "");
+    th.firstChild.textContent = columns[i][0] + (i === sortBy ? (ascending ? " ▲" : " ▼") : "");
+    th.setAttribute("aria-sort", i === sortBy ? (ascending ? "ascending" : "descending") : "none");
   });
-  const search = el("input", { type: "search", id: "tensor-search", placeholder: "search tensors",
+  const search = el("input", { type: "search", id: "tensor-search", placeholder: "search tensors", "aria-label": "search tensors by name",
     oninput: (e) => { filter = e.target.value.toLowerCase(); render(); } });
   render();
   return el("div", {}, el("div", { class: "row" }, search), el("table", { id: "tensor-table" }, el("thead", {}, head), body));
@@ -199,8 +321,7 @@ function histogramSvg(h) {
     const bh = (H - pad) * c / max;
     r.setAttribute("x", pad + i * bw); r.setAttribute("y", H - bh); r.setAttribute("width", Math.max(1, bw - 1)); r.setAttribute("height", bh);
     r.setAttribute("fill", "#2455c3");
-    r.addEventListener("mousemove", (e) => showTip(e, `[${fmt.num(h.edges[i])}, ${fmt.num(h.edges[i + 1])}): ${fmt.int(c)}`));
-    r.addEventListener("mouseleave", hideTip);
+    hover(r, `[${fmt.num(h.edges[i])}, ${fmt.num(h.edges[i + 1])}): ${fmt.int(c)}`);
     svg.append(r);
   });
   for (const [x, v] of [[pad, h.edges[0]], [W - pad, h.edges[h.edges.length - 1]]]) {
@@ -209,21 +330,39 @@ function histogramSvg(h) {
     t.textContent = fmt.num(v);
     svg.append(t);
   }
-  return svg;
+  return keyRow(svg, "rect", "histogram of the values: the arrow keys move between bins");
 }
 
 // ---- defaults ----------------------------------------------------------------------------
 
 // What the pages offer until the user types their own: the served model's card examples (the
 // Hub's `widget` list: a prompt, and for patching the first two whose shown outputs differ),
-// else the indirect-object task, which GPT-2-style vocabularies know.
+// else those of another served model with the same tokenizer (a checkpoint of a carded model:
+// see sameTokenizer), else the indirect-object task, which GPT-2-style vocabularies know.
 const IOI = {
   clean: "When Mary and John went to the store, John gave a drink to",
   corrupt: "When Mary and John went to the store, Mary gave a drink to",
   answer: " Mary", wrong: " John",
 };
-function defaultsFor(model) {
-  const examples = (model?.examples || []).filter((x) => x.text);
+// Whether two served models tokenize alike, as far as the model list tells: the tokenizer's
+// fingerprint where the list gives one (`tokenizer`), else the same vocabulary size, family
+// and architecture classes.
+function sameTokenizer(a, b) {
+  if (a.tokenizer !== undefined && b.tokenizer !== undefined) return a.tokenizer !== null && a.tokenizer === b.tokenizer;
+  const x = a.architecture, y = b.architecture;
+  return !!(x && y && x.vocab && x.vocab === y.vocab && x.family === y.family
+    && (x.classes || []).join() === (y.classes || []).join());
+}
+const textExamples = (m) => (m?.examples || []).filter((x) => x.text);
+// The examples offered for a model: its own, else a same-tokenizer model's (`from`).
+function examplesFor(model, models) {
+  const own = textExamples(model);
+  if (own.length || !model) return { examples: own, from: null };
+  const donor = (models || modelsCache || []).find((m) => m.id !== model.id && m.weights && textExamples(m).length && sameTokenizer(m, model));
+  return donor ? { examples: textExamples(donor), from: donor } : { examples: [], from: null };
+}
+function defaultsFor(model, models) {
+  const { examples, from } = examplesFor(model, models);
   const told = examples.filter((x) => x.output);
   let pair = null;
   for (let i = 0; i < told.length && !pair; i++) {
@@ -237,6 +376,8 @@ function defaultsFor(model) {
     ablate: first ? first.text + (first.output || "") : IOI.clean + IOI.answer,
     drift: examples.length ? examples.map((x) => x.text).join("\n")
       : [IOI.clean, "The capital of France is", "the cat sat on the mat"].join("\n"),
+    // Where the examples come from when they are another model's (null: the model's own or IOI).
+    from: from ? from.name : null,
   };
 }
 async function modelDefaults(id) {
@@ -253,10 +394,12 @@ async function pageExplore(id) {
   const models = (await modelList()).filter((m) => m.weights);
   const select = el("select", { id: "model-select", onchange: (e) => { location.hash = `#/explore/${e.target.value}`; } },
     models.map((m) => el("option", { value: m.id, ...(m.id === id ? { selected: "" } : {}) }, m.name)));
-  const fallback = defaultsFor(models.find((m) => m.id === id)).prompt;
-  const prompt = el("textarea", { id: "prompt", rows: 3 });
+  const defaults = defaultsFor(models.find((m) => m.id === id), models);
+  const fallback = defaults.prompt;
+  const prompt = el("textarea", { id: "prompt", rows: 3, "aria-label": "prompt" });
   prompt.value = explorer.prompt ?? fallback;
-  const target = el("input", { type: "text", id: "target", placeholder: "lens target (token or #id; default: the model's prediction)", size: 44 });
+  const target = el("input", { type: "text", id: "target", placeholder: "lens target (token or #id; default: the model's prediction)", size: 44,
+    "aria-label": "logit lens target: a token or #id (default: the model's prediction)" });
   target.value = explorer.target;
   const results = el("div", { id: "results" });
   const run = el("button", { id: "run", onclick: async () => {
@@ -268,11 +411,25 @@ async function pageExplore(id) {
   } }, "Run");
   put(main, 
     el("h1", {}, "Prompt explorer"),
-    el("div", { class: "row" }, "Model", select),
+    el("div", { class: "row" }, el("label", {}, "Model ", select)),
     prompt,
+    defaults.from ? el("p", { class: "muted", id: "prompt-from" }, `The example prompt is ${defaults.from}'s (the same vocabulary; this model's card has none).`) : null,
     el("div", { class: "row" }, target, run),
     results,
   );
+}
+
+// The note on a prompt with tokens the tokenizer does not know (the predictions document's
+// `unknown_tokens`: how many; `unknown_token`: the tokenizer's text for them, if given).
+function unknownNote(pred) {
+  const n = pred.unknown_tokens;
+  if (!Number.isInteger(n) || n <= 0) return null;
+  const unk = pred.unknown_token ?? "<unk>";
+  const at = pred.positions.filter((p) => p.token === unk).map((p) => p.position);
+  return el("p", { class: "warning", id: "unknown-tokens", "data-count": n },
+    `${n} token${n === 1 ? " of this prompt is" : "s of this prompt are"} unknown to the tokenizer (${unk})`,
+    at.length ? `: position${at.length === 1 ? "" : "s"} ${at.join(", ")}` : "",
+    ". The model reads each as that one placeholder token, so its predictions there say little; try words in the model's vocabulary.");
 }
 
 async function explore(id, prompt, target, where) {
@@ -284,20 +441,25 @@ async function explore(id, prompt, target, where) {
       api(`/api/models/${id}/lens`, { prompt, top_k: 5, ...(target ? { target } : {}) }),
     ]);
     const predBox = el("div", { id: "predictions" });
-    const tokens = el("div", { class: "tokens", id: "tokens" });
+    const tokens = el("div", { class: "tokens", id: "tokens", role: "group", "aria-label": "prompt tokens: press one for its next-token predictions" });
     const select = (p) => {
-      for (const t of tokens.children) t.classList.toggle("selected", Number(t.dataset.position) === p);
+      markSelected(tokens.children, (t) => Number(t.dataset.position) === p);
       put(predBox, predictionTable(pred.positions[p]));
     };
-    pred.positions.forEach((p) => tokens.append(el("span", { class: "tok", "data-position": p.position, onclick: () => select(p.position) }, p.token)));
+    const note = unknownNote(pred);
+    const unk = note ? pred.unknown_token ?? "<unk>" : null;
+    pred.positions.forEach((p) => tokens.append(pressable(el("span", {
+      class: `tok${p.token === unk ? " unknown" : ""}`, "data-position": p.position,
+      "aria-label": `position ${p.position} ${fmt.tok(p.token)}${p.token === unk ? " (unknown to the tokenizer)" : ""}`,
+      onclick: () => select(p.position),
+    }, p.token), false)));
     select(pred.positions.length - 1);
     put(where, 
       el("h2", {}, `Tokens (${pred.input_ids.length}) — click one for its next-token predictions`),
-      tokens, predBox,
+      note, tokens, predBox,
       el("h2", {}, "Attention patterns — click a head for the large view"),
       attentionGrid(attn),
-      el("h2", {}, `Logit lens${lens.report.target ? ` — following ${fmt.tok(lens.report.target.token)}` : ""}`),
-      el("div", { class: "scroll" }, lensGrid(lens.report)),
+      lensPanel(lens.report),
       hasExperts(id) ? el("h2", {}, "Expert routing (weight of each chosen expert, per token)") : null,
       hasExperts(id) ? expertRouting(id, prompt) : null,
       el("h2", {}, "Direct logit attribution (last position)"),
@@ -316,10 +478,41 @@ function predictionTable(p) {
       el("td", { class: "num", "data-logit": c.logit }, fmt.fixed(c.logit, 4)), el("td", { class: "num", "data-prob": c.prob }, fmt.prob(c.prob)))));
 }
 
+// White → blue: the colour of a weight v in [0, 1] (attention, routing, head scores, and
+// probabilities placed on the lens's log scale).
 function heat(v) {
-  // White → blue: the colour of weight v in [0, 1].
-  const t = Math.max(0, Math.min(1, v));
-  return `rgb(${Math.round(255 - 219 * t)},${Math.round(255 - 170 * t)},${Math.round(255 - 60 * t)})`;
+  const t = Number.isFinite(v) ? Math.max(0, Math.min(1, v)) : 0;
+  return [Math.round(255 - 219 * t), Math.round(255 - 170 * t), Math.round(255 - 60 * t)];
+}
+
+// The CLI's diverging colours (render::Scale::Diverging, ColorBrewer RdBu reversed): positive
+// values red, negative blue, (near) white at zero, ±extent the ends.
+const DIVERGING = [
+  [5, 48, 97], [33, 102, 172], [67, 147, 195], [146, 197, 222], [209, 229, 240], [247, 247, 247],
+  [253, 219, 199], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31],
+];
+function colormap(anchors, t) {
+  const x = Math.max(0, Math.min(1, t)) * (anchors.length - 1);
+  const i = Math.min(Math.floor(x), anchors.length - 2), f = x - i;
+  return anchors[i].map((a, j) => Math.round(a + (anchors[i + 1][j] - a) * f));
+}
+function diverging(v, extent) {
+  if (!Number.isFinite(v)) return [221, 221, 221];
+  return colormap(DIVERGING, 0.5 + 0.5 * Math.max(-1, Math.min(1, v / extent)));
+}
+
+// A colour scale's key: `lo`, a bar of the colours from 0 to 1, `hi`, and what they mean.
+function legend(colour, lo, hi, ...text) {
+  const bar = el("span", { class: "legend-bar", "aria-hidden": "true" });
+  bar.style.background = `linear-gradient(to right, ${Array.from({ length: 11 }, (_, i) => `${css(colour(i / 10))} ${10 * i}%`).join(", ")})`;
+  return el("div", { class: "legend" }, el("span", { class: "legend-scale" }, lo, bar, hi), el("span", {}, ...text));
+}
+// The key of a signed grid: what red (positive) and blue (negative) mean there.
+function signedLegend(extent, red, blue) {
+  // No finite value other than 0 (a broken model): no scale to give.
+  const end = (v) => extent > 1e-9 ? fmt.value(v) : "—";
+  return legend((t) => diverging(2 * t - 1, 1), end(-extent), end(extent),
+    el("span", { class: "swatch-red" }, "red"), `: ${red}; `, el("span", { class: "swatch-blue" }, "blue"), `: ${blue}; white: 0.`);
 }
 
 function drawPattern(canvas, pattern, cell) {
@@ -327,14 +520,14 @@ function drawPattern(canvas, pattern, cell) {
   canvas.width = n * cell; canvas.height = n * cell;
   const ctx = canvas.getContext("2d");
   for (let q = 0; q < n; q++) for (let k = 0; k < n; k++) {
-    ctx.fillStyle = heat(pattern[q][k]);
+    ctx.fillStyle = css(heat(pattern[q][k]));
     ctx.fillRect(k * cell, q * cell, cell, cell);
   }
 }
 
 function attentionGrid(attn) {
   const large = el("div", { class: "large", id: "large-view" });
-  const grid = el("div", { class: "grid", id: "attention-grid" });
+  const grid = el("div", { class: "grid", id: "attention-grid", role: "group", "aria-label": "attention patterns: press a head for the large view" });
   const n = attn.input_ids.length;
   const cell = Math.max(1, Math.floor(72 / n));
   grid.style.gridTemplateColumns = `repeat(${attn.n_heads + 1}, max-content)`;
@@ -342,17 +535,17 @@ function attentionGrid(attn) {
     grid.append(el("div", { class: "muted" }, `L${l}`));
     if (!layer) { for (let h = 0; h < attn.n_heads; h++) grid.append(el("div", { class: "muted" }, "—")); return; }
     layer.forEach((pattern, h) => {
-      const canvas = el("canvas");
+      const canvas = el("canvas", { "aria-hidden": "true" });
       drawPattern(canvas, pattern, cell);
-      const mini = el("div", { class: "mini", "data-layer": l, "data-head": h, onclick: () => {
-        for (const m of grid.querySelectorAll(".mini")) m.classList.remove("selected");
-        mini.classList.add("selected");
+      const mini = pressable(el("div", { class: "mini", "data-layer": l, "data-head": h, "aria-label": `layer ${l}, head ${h}`, onclick: () => {
+        markSelected(grid.querySelectorAll(".mini"), (m) => m === mini);
         showLarge(large, attn, l, h);
-      } }, canvas, `L${l}H${h}`);
+      } }, canvas, `L${l}H${h}`), false);
       grid.append(mini);
     });
   });
-  return el("div", {}, grid, large);
+  return el("div", {}, grid,
+    legend(heat, "0", "1", "attention weight (rows: query, columns: key)"), large);
 }
 
 function showLarge(where, attn, l, h) {
@@ -361,61 +554,116 @@ function showLarge(where, attn, l, h) {
   const n = tokens.length;
   const cell = Math.max(8, Math.min(28, Math.floor(560 / n)));
   const label = 110;
-  const canvas = el("canvas", { id: "large-canvas" });
+  const canvas = el("canvas", { id: "large-canvas", tabindex: "0", role: "img", "aria-describedby": "tooltip",
+    "aria-label": `attention of layer ${l}, head ${h}: the arrow keys move over the cells, each read in the tooltip` });
   canvas.width = label + n * cell; canvas.height = label + n * cell;
   const ctx = canvas.getContext("2d");
-  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
-  for (let q = 0; q < n; q++) for (let k = 0; k < n; k++) {
-    ctx.fillStyle = heat(pattern[q][k]);
-    ctx.fillRect(label + k * cell, label + q * cell, cell, cell);
-  }
-  ctx.fillStyle = "#374151"; ctx.font = `${Math.min(12, cell)}px ui-monospace, monospace`;
-  ctx.textAlign = "right"; ctx.textBaseline = "middle";
-  tokens.forEach((t, i) => ctx.fillText(fmt.tok(t).slice(0, 14), label - 4, label + i * cell + cell / 2));
-  tokens.forEach((t, i) => {
-    ctx.save(); ctx.translate(label + i * cell + cell / 2, label - 4); ctx.rotate(-Math.PI / 2);
-    ctx.textAlign = "left"; ctx.fillText(fmt.tok(t).slice(0, 14), 0, 0); ctx.restore();
-  });
+  // The cell the keyboard is on ([query, key]), outlined; null without the focus.
+  let cursor = null;
+  const draw = () => {
+    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+    for (let q = 0; q < n; q++) for (let k = 0; k < n; k++) {
+      ctx.fillStyle = css(heat(pattern[q][k]));
+      ctx.fillRect(label + k * cell, label + q * cell, cell, cell);
+    }
+    ctx.fillStyle = "#374151"; ctx.font = `${Math.min(12, cell)}px ui-monospace, monospace`;
+    ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    tokens.forEach((t, i) => ctx.fillText(fmt.tok(t).slice(0, 14), label - 4, label + i * cell + cell / 2));
+    tokens.forEach((t, i) => {
+      ctx.save(); ctx.translate(label + i * cell + cell / 2, label - 4); ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = "left"; ctx.fillText(fmt.tok(t).slice(0, 14), 0, 0); ctx.restore();
+    });
+    if (cursor) {
+      const [q, k] = cursor;
+      ctx.lineWidth = 2; ctx.strokeStyle = "#000";
+      ctx.strokeRect(label + k * cell + 1, label + q * cell + 1, cell - 2, cell - 2);
+      ctx.lineWidth = 1; ctx.strokeStyle = "#fff";
+      ctx.strokeRect(label + k * cell + 2.5, label + q * cell + 2.5, cell - 5, cell - 5);
+    }
+  };
+  draw();
+  const tipText = (q, k) => `${fmt.tok(tokens[q])} → ${fmt.tok(tokens[k])}: ${fmt.fixed(pattern[q][k], 4)}`;
+  const keyTip = () => {
+    const r = canvas.getBoundingClientRect();
+    const [q, k] = cursor;
+    showTip({ clientX: r.left + label + (k + 1) * cell, clientY: r.top + label + (q + 1) * cell }, tipText(q, k));
+  };
   canvas.addEventListener("mousemove", (e) => {
     const r = canvas.getBoundingClientRect();
     const k = Math.floor((e.clientX - r.left - label) / cell), q = Math.floor((e.clientY - r.top - label) / cell);
-    if (q >= 0 && k >= 0 && q < n && k < n) showTip(e, `${fmt.tok(tokens[q])} → ${fmt.tok(tokens[k])}: ${fmt.fixed(pattern[q][k], 4)}`);
+    if (q >= 0 && k >= 0 && q < n && k < n) showTip(e, tipText(q, k));
     else hideTip();
   });
   canvas.addEventListener("mouseleave", hideTip);
+  canvas.addEventListener("focus", () => { cursor = cursor || [n - 1, 0]; draw(); keyTip(); });
+  canvas.addEventListener("blur", () => { cursor = null; draw(); hideTip(); });
+  canvas.addEventListener("keydown", (e) => {
+    const m = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[e.key];
+    if (!m || !cursor) return;
+    e.preventDefault();
+    cursor = [Math.max(0, Math.min(n - 1, cursor[0] + m[0])), Math.max(0, Math.min(n - 1, cursor[1] + m[1]))];
+    draw(); keyTip();
+  });
   put(where, el("h2", { id: "large-title", "data-layer": l, "data-head": h }, `Layer ${l}, head ${h} (rows: query, columns: key)`), canvas);
 }
 
-function lensGrid(report) {
+// The CLI's lens marks a cell `≈` where the runner-up has at least this share of the top
+// token's probability (cmd/lens.rs NEAR_TIE).
+const NEAR_TIE = 0.8;
+// Where a probability falls on the lens's colour scale: log10 from 1e-4 (and below) to 1, as
+// the CLI's render::Scale::Probability.
+const probScale = (p) => Number.isFinite(p) ? (Math.log10(Math.min(1, Math.max(p, 1e-4))) + 4) / 4 : NaN;
+const probColour = (p) => Number.isFinite(p) ? heat(probScale(p)) : [221, 221, 221];
+const probLegend = (what) => legend(heat, "1e-4", "1", `cell colour: ${what} on a log scale (1e-4, 1e-3, 0.01, 0.1, 1 evenly spaced; 1e-4 and below alike)`);
+
+function lensPanel(report) {
   const n = report.prompt_tokens.length;
-  return el("table", { class: "lens", id: "lens-grid" },
-    el("tr", {}, el("th", {}, "layer"), report.prompt_tokens.map((t) => el("th", {}, fmt.tok(t)))),
+  const columns = report.prompt_tokens.map((t, i) => positionLabel(i, t));
+  const header = () => el("tr", {}, el("th", {}, "layer"), columns.map((c) => el("th", {}, c)));
+  const top = keyGrid(el("table", { class: "lens", id: "lens-grid" }, header(),
     report.layers.map((name, l) => el("tr", {}, el("th", {}, name),
       Array.from({ length: n }, (_, p) => {
-        const best = report.top[l][p][0];
-        const td = el("td", { "data-layer": l, "data-position": p }, fmt.tok(best.token));
-        // Probability on a log scale from 1e-4 to 1, kept light enough to read the token.
-        td.style.background = heat(0.6 * Math.max(0, 1 + Math.log10(Math.max(best.prob, 1e-4)) / 4));
+        const cands = report.top[l][p];
+        const best = cands[0];
+        const tie = cands.length > 1 && Number.isFinite(best.prob) && Number.isFinite(cands[1].prob) && cands[1].prob >= NEAR_TIE * best.prob;
+        // The `≈` of a near tie is drawn by the style sheet: the cell's text stays the token.
+        const td = el("td", { "data-layer": l, "data-position": p, ...(tie ? { class: "near-tie", "data-near-tie": "" } : {}) }, fmt.tok(best.token));
+        paint(td, probColour(best.prob));
         const target = report.target ? report.target.scores[l][p] : null;
-        td.addEventListener("mousemove", (e) => showTip(e, report.top[l][p].map((c) => `${fmt.tok(c.token)} ${fmt.prob(c.prob)}`).join("\n")
-          + (target ? `\ntarget ${fmt.tok(report.target.token)}: ${fmt.prob(target.prob)}, rank ${target.rank}` : "")));
-        td.addEventListener("mouseleave", hideTip);
-        return td;
-      }))));
+        return hover(td, `${name} ${columns[p]}${tie ? " (near tie)" : ""}\n`
+          + cands.map((c) => `${fmt.tok(c.token)} ${fmt.prob(c.prob)}`).join("\n")
+          + (target ? `\ntarget ${fmt.tok(report.target.token)}: ${fmt.prob(target.prob)}, rank ${target.rank}` : ""));
+      })))), "logit lens: the top token per layer and position");
+  const t = report.target;
+  const targetGrid = t ? keyGrid(el("table", { class: "lens", id: "lens-target" }, header(),
+    report.layers.map((name, l) => el("tr", {}, el("th", {}, name),
+      Array.from({ length: n }, (_, p) => {
+        const s = t.scores[l][p];
+        const td = el("td", { "data-layer": l, "data-position": p, "data-prob": s.prob, "data-rank": s.rank }, `${fmt.value(s.prob)} #${s.rank ?? "—"}`);
+        paint(td, probColour(s.prob));
+        return hover(td, `${name} ${columns[p]}: ${fmt.tok(t.token)} probability ${fmt.num(s.prob, 4)}, logit ${fmt.fixed(s.logit, 4)}, rank ${s.rank} (#0 = top)`);
+      })))), `the target ${fmt.tok(t.token)}: probability and rank per layer and position`) : null;
+  return [
+    el("h2", {}, "Logit lens: the top token at each layer (rows) and position (columns)"),
+    el("div", { class: "scroll" }, top),
+    probLegend("the top token's probability"),
+    el("p", { class: "muted legend" }, "≈ after a token: the runner-up has at least 80 % of the top token's probability (a near tie)."),
+    t ? el("h2", { id: "lens-target-title" }, `Target ${fmt.tok(t.token)}: probability and rank (#0 = top) per layer and position`) : null,
+    t ? el("div", { class: "scroll" }, targetGrid) : null,
+    t ? probLegend(`the probability of ${fmt.tok(t.token)}`) : null,
+  ];
 }
 
-function signedGrid(id, rows, rowLabel, colLabel, values, tip) {
-  const extent = Math.max(1e-9, ...values.flat().filter(Number.isFinite).map(Math.abs));
-  return el("table", { class: "lens", id },
+function signedGrid(id, rows, rowLabel, colLabel, values, tip, extent) {
+  return keyGrid(el("table", { class: "lens", id },
     el("tr", {}, el("th", {}, ""), values[0].map((_, c) => el("th", {}, colLabel(c)))),
     values.map((row, r) => el("tr", {}, el("th", {}, rowLabel(r)), row.map((v, c) => {
       const td = el("td", { "data-row": r, "data-col": c, "data-value": v }, fmt.fixed(v, 3));
-      td.style.background = diverging(v, extent);
-      td.addEventListener("mousemove", (e) => showTip(e, tip(r, c, v)));
-      td.addEventListener("mouseleave", hideTip);
-      return td;
-    }))));
+      paint(td, diverging(v, extent));
+      return hover(td, tip(r, c, v));
+    })))), id);
 }
+const extentOf = (values) => Math.max(1e-9, ...values.flat().filter(Number.isFinite).map(Math.abs));
 
 function attributionPanel(id, prompt, best) {
   const target = el("input", { type: "text", id: "dla-target", size: 12 });
@@ -426,9 +674,11 @@ function attributionPanel(id, prompt, best) {
     put(out, el("p", { class: "spinner" }, "Attributing…"));
     try {
       const doc = await api(`/api/models/${id}/attribute`, { prompt, target: target.value, ...(versus.value ? { versus: versus.value } : {}) });
+      const extent = extentOf(doc.heads);
       put(out, 
         el("p", { id: "dla-metric" }, `${doc.metric} at position ${doc.position}: ${fmt.fixed(doc.total, 4)} (sum of parts ${fmt.fixed(doc.sum_of_parts, 4)})`),
-        signedGrid("dla-heads", doc.heads.length, (l) => `L${l}`, (h) => `H${h}`, doc.heads, (l, h, v) => `L${l}H${h}: ${v}`),
+        signedGrid("dla-heads", doc.heads.length, (l) => `L${l}`, (h) => `H${h}`, doc.heads, (l, h, v) => `L${l}H${h}: ${v}`, extent),
+        signedLegend(extent, `the head raises ${doc.metric}`, "it lowers it"),
         el("table", { id: "dla-parts" }, doc.parts.filter((p) => !p.label.match(/^L\d+H\d+$/)).map((p) =>
           el("tr", {}, el("td", {}, p.label), el("td", { class: "num", "data-value": p.value }, fmt.fixed(p.value, 4))))),
       );
@@ -436,7 +686,8 @@ function attributionPanel(id, prompt, best) {
   };
   const run = el("button", { id: "dla-run", onclick: go }, "Attribute");
   go();
-  return el("div", {}, el("div", { class: "row" }, "target", target, "versus", versus, run), out);
+  return el("div", {}, el("div", { class: "row" },
+    el("label", {}, "target ", target), el("label", {}, "versus ", versus), run), out);
 }
 
 function hasExperts(id) {
@@ -460,32 +711,76 @@ function expertRouting(id, prompt) {
             el("tr", {}, el("th", {}, ""), Array.from({ length: layer.n_experts }, (_, e) => el("th", {}, `E${e}`))),
             weights.map((row, p) => el("tr", {}, el("th", {}, fmt.tok(doc.tokens[p])), row.map((w, e) => {
               const td = el("td", { "data-position": p, "data-expert": e, "data-value": w }, w ? w.toFixed(2) : "");
-              td.style.background = heat(w);
-              return td;
+              return paint(td, heat(w));
             })))));
-      })));
+      })), legend(heat, "0", "1", "cell colour: the expert's routing weight for the token (blank: not chosen)"));
     } catch (err) { showError(out, err); }
   })();
   return out;
 }
+
+// The roles as the CLI titles them (cmd/heads.rs).
+const ROLE_TITLES = {
+  previous_token: "previous-token (attention to q−1)",
+  duplicate_token: "duplicate-token (attention to the earlier copy of the token)",
+  induction: "induction (attention to the token after the earlier copy)",
+  first_token: "first-token (attention to position 0)",
+};
 
 const headCache = new Map();
 function headRoles(id) {
   const out = el("div", { id: "head-roles" }, el("p", { class: "spinner" }, "Scoring heads…"));
   (async () => {
     try {
-      if (!headCache.has(id)) headCache.set(id, await api(`/api/models/${id}/heads`, {}));
+      if (!headCache.has(id)) {
+        // `top` every head: the document then says of each whether it beats chance.
+        const a = (modelsCache || []).find((m) => m.id === id)?.architecture;
+        const every = a && a.layers && a.heads ? a.layers * a.heads : 100000;
+        headCache.set(id, await api(`/api/models/${id}/heads`, { top: every }));
+      }
       const doc = headCache.get(id);
       const s = doc.scores;
-      put(out, el("div", { class: "row top" }, ["previous_token", "duplicate_token", "induction", "first_token"].map((role) =>
-        el("div", {}, el("div", { class: "muted" }, role.replace("_", "-")),
-          el("table", { class: "lens", "data-role": role },
+      const label = (l, h) => `L${l}H${h}`;
+      put(out,
+        (doc.warnings || []).map((w) => el("p", { class: "warning" }, `⚠ ${w}`)),
+        el("div", { class: "row top" }, ["previous_token", "duplicate_token", "induction", "first_token"].map((role) => {
+          const chance = doc.chance ? doc.chance[role] : null;
+          const errors = s.standard_error ? s.standard_error[role] : null;
+          // Per head, the document's verdict: its score exceeds twice chance by more than two
+          // standard errors (heads.rs RankedHead::beats_chance).
+          const ranked = (doc.top && doc.top[role]) || [];
+          const verdict = new Map(ranked.map((r) => [label(r.layer, r.head), r]));
+          const above = ranked.filter((r) => r.beats_chance);
+          const table = keyGrid(el("table", { class: "lens", "data-role": role },
             el("tr", {}, el("th", {}, ""), Array.from({ length: s.n_heads }, (_, h) => el("th", {}, `H${h}`))),
             s[role].map((row, i) => el("tr", {}, el("th", {}, `L${s.layers[i]}`), row.map((v, h) => {
-              const td = el("td", { "data-layer": s.layers[i], "data-head": h, "data-value": v }, fmt.fixed(v, 2));
-              td.style.background = heat(v);
-              return td;
-            }))))))));
+              const l = s.layers[i];
+              const r = verdict.get(label(l, h));
+              const se = errors ? errors[i][h] : null;
+              const tip = `${label(l, h)} ${role.replace("_", "-")}: ${fmt.fixed(v, 3)} ± ${fmt.fixed(se, 3)} (standard error)`
+                + (r ? (r.beats_chance ? "\nclearly above chance" : "\nnot clearly above chance") : "")
+                + (Number.isFinite(chance) ? ` [chance ${fmt.fixed(chance, 3)}]` : "");
+              const td = el("td", { "data-layer": l, "data-head": h, "data-value": v, title: tip,
+                ...(Number.isFinite(se) ? { "data-standard-error": se } : {}),
+                ...(r ? { "data-beats-chance": String(r.beats_chance) } : {}),
+                ...(r && r.beats_chance ? { class: "beats-chance" } : {}) }, fmt.fixed(v, 2));
+              paint(td, heat(v));
+              return hover(td, tip);
+            })))), `${role.replace("_", "-")} scores`);
+          const shown = above.slice(0, 8).map((r) => `${label(r.layer, r.head)} ${fmt.fixed(r.score, 3)} ± ${fmt.fixed(r.standard_error, 3)}`);
+          return el("div", { class: "role", "data-role": role },
+            el("div", { class: "muted" }, ROLE_TITLES[role]),
+            table,
+            el("div", { class: "chance", "data-chance": chance ?? "" },
+              Number.isFinite(chance) ? `chance ${fmt.fixed(chance, 3)}` : "",
+              ranked.length ? (above.length
+                ? ` · clearly above it: ${shown.join(", ")}${above.length > shown.length ? ` and ${above.length - shown.length} more` : ""}`
+                : " — no head clearly above it") : ""));
+        })),
+        legend(heat, "0", "1", "cell colour: mean attention weight. ",
+          el("span", { class: "beats-chance-key" }, "Bold, outlined"),
+          ": clearly above chance (score − 2 standard errors > 2 × chance); the rest are not clearly above chance. Hover or focus a cell for its standard error."),
+      );
     } catch (err) { showError(out, err); }
   })();
   return out;
@@ -568,7 +863,7 @@ function ablationPanel(id, defaults) {
   targets.addEventListener("input", () => { ablateForm.targets = targets.value; });
   const method = el("select", { id: "ablate-method" }, ["zero", "mean", "resample"].map((m) => el("option", { value: m }, m)));
   method.addEventListener("change", () => { ablateForm.method = method.value; });
-  const reference = el("input", { type: "text", id: "ablate-reference", size: 40, placeholder: "reference prompts for mean / resample, separated by |" });
+  const reference = el("input", { type: "text", id: "ablate-reference", size: 40, placeholder: "reference prompts for mean / resample, separated by |", "aria-label": "reference prompts for mean or resample ablation, separated by |" });
   const each = el("input", { type: "checkbox", id: "ablate-each", ...(ablateForm.each ? { checked: "" } : {}) });
   each.addEventListener("change", () => { ablateForm.each = each.checked; });
   const parts = {
@@ -609,22 +904,24 @@ function ablationResults(doc) {
     const layers = Math.max(...heads.map((t) => t.layer)) + 1, perLayer = Math.max(...heads.map((t) => t.head)) + 1;
     const values = Array.from({ length: layers }, () => new Array(perLayer).fill(NaN));
     heads.forEach((t, i) => { values[t.layer][t.head] = rows[i].delta; });
-    grid = el("div", {}, el("p", { class: "muted" }, "Δ loss when each head is ablated (blue: the loss rises without it; red: it falls)"),
-      signedGrid("ablate-grid", layers, (l) => `L${l}`, (h) => `H${h}`, values, (l, h, v) => `L${l}H${h}: Δ loss ${v}`));
+    grid = el("div", {}, el("p", { class: "muted" }, "Δ loss when each head is ablated (red: the loss rises without it; blue: it falls)"),
+      signedGrid("ablate-grid", layers, (l) => `L${l}`, (h) => `H${h}`, values, (l, h, v) => `L${l}H${h}: Δ loss ${v}`, extent),
+      signedLegend(extent, "the loss rises when the head is ablated (the model needs it here)", "the loss falls without it"));
   }
   return el("div", {}, grid, el("table", { id: "ablate-table" },
     el("tr", {}, ["targets", "baseline loss", "ablated loss", "Δ loss"].map((h) => el("th", {}, h))),
     rows.map((r, i) => {
       const td = el("td", { class: "num", "data-index": i, "data-value": r.delta }, fmt.fixed(r.delta, 4));
-      td.style.background = diverging(r.delta, extent);
+      paint(td, diverging(r.delta, extent));
       return el("tr", {}, el("td", {}, r.label), el("td", { class: "num" }, fmt.fixed(r.baseline, 4)), el("td", { class: "num" }, fmt.fixed(r.ablated, 4)), td);
-    })));
+    })),
+    grid ? null : signedLegend(extent, "the loss rises when the target is ablated", "it falls"));
 }
 
 async function pagePatch(id) {
   setNav("nav-patch");
   const models = (await modelList()).filter((m) => m.weights);
-  const defaults = defaultsFor(models.find((m) => m.id === id));
+  const defaults = defaultsFor(models.find((m) => m.id === id), models);
   const inputs = {};
   const field = (name, size) => {
     const input = el("input", { type: "text", id: `patch-${name}`, size });
@@ -644,15 +941,16 @@ async function pagePatch(id) {
     progress: el("progress", { id: "patch-progress", max: 1, value: 0 }),
     status: el("span", { id: "patch-status", class: "muted" }),
     results: el("div", { id: "patch-results" }),
-    done: patchResults,
+    done: (doc) => patchResults(id, doc),
   };
   streamedRunner(`/api/models/${id}/patch`, () => ({
     ...patchForm, ...Object.fromEntries(Object.entries(inputs).map(([k, i]) => [k, i.value])),
   }), parts);
   put(main, 
     el("h1", {}, "Activation patching"),
-    el("div", { class: "row" }, "Model", el("select", { id: "model-select", onchange: (e) => { location.hash = `#/patch/${e.target.value}`; } },
-      models.map((m) => el("option", { value: m.id, ...(m.id === id ? { selected: "" } : {}) }, m.name)))),
+    el("div", { class: "row" }, el("label", {}, "Model ", el("select", { id: "model-select", onchange: (e) => { location.hash = `#/patch/${e.target.value}`; } },
+      models.map((m) => el("option", { value: m.id, ...(m.id === id ? { selected: "" } : {}) }, m.name))))),
+    defaults.from ? el("p", { class: "muted", id: "prompt-from" }, `The example pair and text are ${defaults.from}'s (the same vocabulary; this model's card has none).`) : null,
     el("div", { class: "row" }, field("clean", 64)),
     el("div", { class: "row" }, field("corrupt", 64)),
     el("div", { class: "row" }, field("answer", 10), field("wrong", 10),
@@ -664,36 +962,61 @@ async function pagePatch(id) {
   );
 }
 
-function diverging(v, extent) {
-  // Blue for recovery toward the clean run (positive), red for the other way.
-  const t = Math.max(-1, Math.min(1, v / extent));
-  if (!Number.isFinite(t)) return "#ddd";
-  const a = Math.abs(t);
-  return t >= 0
-    ? `rgb(${Math.round(255 - 219 * a)},${Math.round(255 - 170 * a)},${Math.round(255 - 60 * a)})`
-    : `rgb(${Math.round(255 - 40 * a)},${Math.round(255 - 190 * a)},${Math.round(255 - 190 * a)})`;
+// The patching grids' column labels as the CLI's: `i:token`, and `i:clean/corrupt` where the
+// two prompts' tokens differ. The tokens are the document's (`clean_tokens`, `corrupt_tokens`)
+// where it has them, else the predictions document's for each prompt (used only where its ids
+// are the patched ones).
+async function patchColumns(id, doc) {
+  let clean = doc.clean_tokens, corrupt = doc.corrupt_tokens;
+  if (!Array.isArray(clean) || !Array.isArray(corrupt)) {
+    const tokens = async (prompt, ids) => {
+      const p = await api(`/api/models/${id}/predictions`, { prompt, top_k: 1 });
+      return p.input_ids.length === ids.length && p.input_ids.every((x, i) => x === ids[i]) ? p.positions.map((x) => x.token) : null;
+    };
+    [clean, corrupt] = await Promise.all([tokens(doc.clean, doc.clean_ids), tokens(doc.corrupt, doc.corrupt_ids)]);
+  }
+  if (!clean || !corrupt || clean.length !== corrupt.length) return null;
+  return clean.map((c, i) => c === corrupt[i] ? positionLabel(i, c) : `${i}:${tokenLabel(c)}/${tokenLabel(corrupt[i])}`);
 }
 
-function patchResults(doc) {
+function patchResults(id, doc) {
   const cleanTokens = doc.clean_ids.length;
   const extent = Math.max(1, ...doc.results.flatMap((r) => r.normalized.flat().filter(Number.isFinite).map(Math.abs)));
-  return el("div", {},
+  // Position columns: numbered until their tokens are known.
+  const positionHeads = [];
+  let labels = null;
+  const posLabel = (c) => labels ? labels[c] : `position ${c}`;
+  const out = el("div", {},
     el("p", {}, `metric: logit[${doc.answer_token}] − logit[${doc.wrong_token}] at the last position; gap ${fmt.fixed(doc.gap, 4)}`),
     doc.warnings.map((w) => el("p", { class: "error" }, `⚠ ${w}`)),
     doc.results.map((r) => {
       const cols = r.normalized[0].length;
-      const table = el("table", { class: "lens patch-grid", "data-method": r.method },
-        el("tr", {}, el("th", {}, "layer"), Array.from({ length: cols }, (_, c) => el("th", {}, r.what === "heads" ? `H${c}` : String(c)))),
+      const heads = r.what === "heads";
+      const table = keyGrid(el("table", { class: "lens patch-grid", "data-method": r.method },
+        el("tr", {}, el("th", {}, "layer"), Array.from({ length: cols }, (_, c) => {
+          const th = el("th", {}, heads ? `H${c}` : String(c));
+          if (!heads) positionHeads.push([th, c]);
+          return th;
+        })),
         r.normalized.map((row, l) => el("tr", {}, el("th", {}, `L${l}`), row.map((v, c) => {
           const td = el("td", { "data-layer": l, "data-col": c, "data-value": v }, fmt.fixed(v, 2));
-          td.style.background = diverging(v, extent);
-          td.addEventListener("mousemove", (e) => showTip(e, `L${l} ${r.what === "heads" ? "H" : "position "}${c}: normalised ${v}, metric ${r.raw[l][c]}`));
-          td.addEventListener("mouseleave", hideTip);
-          return td;
-        }))));
-      return el("div", {}, el("h2", {}, `${r.method} patching of ${r.what} (0 = corrupted, 1 = clean; ${cleanTokens} tokens)`), table);
+          paint(td, diverging(v, extent));
+          return hover(td, () => `L${l} ${heads ? `H${c}` : posLabel(c)}: normalised ${v}, metric ${r.raw[l][c]}`);
+        })))), `${r.method} patching of ${r.what}`);
+      return el("div", {}, el("h2", {}, `${r.method} patching of ${r.what} (0 = corrupted, 1 = clean; ${cleanTokens} tokens)`),
+        el("div", { class: "scroll" }, table));
     }),
+    signedLegend(extent, "patching the clean run's activation in restores the clean answer (1: fully)",
+      "it moves the metric further toward the corrupted run's answer (below 0)"),
   );
+  if (positionHeads.length) {
+    patchColumns(id, doc).then((l) => {
+      if (!l) return;
+      labels = l;
+      for (const [th, c] of positionHeads) th.textContent = l[c] ?? th.textContent;
+    }).catch(() => {});
+  }
+  return out;
 }
 
 // ---- features ----------------------------------------------------------------------------
@@ -707,9 +1030,9 @@ async function pageFeatures(id) {
     return;
   }
   const dash = el("div", { id: "dashboards" });
-  const ids = el("input", { type: "text", id: "feature-ids", size: 24, placeholder: "feature ids, e.g. 3,17 (empty: the most frequent)" });
+  const ids = el("input", { type: "text", id: "feature-ids", size: 24, placeholder: "feature ids, e.g. 3,17 (empty: the most frequent)", "aria-label": "feature ids, comma-separated (empty: the most frequent)" });
   const show = el("button", { id: "feature-show", onclick: () => loadDashboards(id, ids.value, dash) }, "Show");
-  const prompt = el("textarea", { id: "feature-prompt", rows: 2 });
+  const prompt = el("textarea", { id: "feature-prompt", rows: 2, "aria-label": "prompt to encode" });
   prompt.value = explorer.prompt ?? (await modelDefaults(id)).prompt;
   const activeOut = el("div", { id: "active-features" });
   const run = el("button", { id: "feature-run", onclick: async () => {
@@ -717,14 +1040,14 @@ async function pageFeatures(id) {
     try {
       const doc = await api(`/api/models/${id}/features/active`, { prompt: prompt.value, top_k: 5 });
       const list = el("div", { id: "active-list" });
-      const tokens = el("div", { class: "tokens" }, doc.tokens.map((t, p) => el("span", { class: "tok", "data-position": p, onclick: () => {
-        for (const c of tokens.children) c.classList.toggle("selected", Number(c.dataset.position) === p);
+      const tokens = el("div", { class: "tokens", role: "group", "aria-label": "prompt tokens: press one for its most active features" }, doc.tokens.map((t, p) => pressable(el("span", { class: "tok", "data-position": p, "aria-label": `position ${p} ${fmt.tok(t)}`, onclick: () => {
+        markSelected(tokens.children, (c) => Number(c.dataset.position) === p);
         put(list, el("table", { id: "active-table", "data-position": p },
           el("tr", {}, el("th", {}, "feature"), el("th", { class: "num" }, "activation")),
-          doc.active[p].map((f) => el("tr", {}, el("td", {}, el("a", { href: "javascript:void 0", "data-feature": f.feature,
+          doc.active[p].map((f) => el("tr", {}, el("td", {}, el("button", { type: "button", class: "linklike", "data-feature": f.feature,
             onclick: () => { ids.value = String(f.feature); loadDashboards(id, ids.value, dash); } }, `feature ${f.feature}`)),
             el("td", { class: "num", "data-value": f.activation }, fmt.fixed(f.activation, 4))))));
-      } }, t)));
+      } }, t), false)));
       put(activeOut, el("p", { class: "muted" }, `${doc.hook_name}: click a token for its most active features`), tokens, list);
       tokens.lastChild.click();
     } catch (err) { showError(activeOut, err); }
@@ -748,15 +1071,14 @@ async function loadDashboards(id, list, where) {
       ...d.features.map((f) => el("div", { class: "card dashboard", "data-feature": f.feature },
         el("h2", {}, `Feature ${f.feature}`),
         el("p", { "data-density": f.density }, `fires on ${fmt.fixed(100 * f.density, 3)}% of tokens; max activation ${fmt.fixed(f.max_activation, 3)}`),
-        el("div", { class: "contexts" }, f.top_contexts.map((c) => el("div", { class: "tokens", "data-activation": c.activation },
+        el("div", { class: "contexts" }, f.top_contexts.map((c) => keyRow(el("div", { class: "tokens", "data-activation": c.activation },
           el("span", { class: "muted" }, fmt.fixed(c.activation, 3)),
           c.tokens.map((t, i) => {
             const span = el("span", { class: `tok${i === c.marked ? " selected" : ""}` }, text(t));
-            span.style.background = heat(0.7 * (f.max_activation > 0 ? c.activations[i] / f.max_activation : 0));
-            span.addEventListener("mousemove", (e) => showTip(e, `${fmt.tok(text(t))}: ${c.activations[i]}`));
-            span.addEventListener("mouseleave", hideTip);
-            return span;
-          })))),
+            paint(span, heat(f.max_activation > 0 ? c.activations[i] / f.max_activation : 0));
+            return hover(span, `${fmt.tok(text(t))}: ${c.activations[i]}`);
+          })), ".tok", `a context with activation ${fmt.fixed(c.activation, 3)}`))),
+        legend(heat, "0", fmt.fixed(f.max_activation, 3), "token colour: the feature's activation, from 0 to its max activation (outlined: the context's marked token)"),
         d.logit_effects ? el("p", {}, "raises: ", f.logit_top.map(([t, v]) => `${fmt.tok(text(t))} ${v >= 0 ? "+" : ""}${fmt.fixed(v, 2)}`).join(", ")) : null,
         d.logit_effects ? el("p", {}, "lowers: ", f.logit_bottom.map(([t, v]) => `${fmt.tok(text(t))} ${fmt.fixed(v, 2)}`).join(", ")) : null,
       )),
@@ -773,7 +1095,7 @@ async function pageDiff(a, b) {
   const selA = pick("diff-a", a ?? models[0]?.id), selB = pick("diff-b", b ?? models[Math.min(1, models.length - 1)]?.id);
   const out = el("div", { id: "diff-results" });
   const run = el("button", { id: "diff-run", onclick: () => { location.hash = `#/diff/${selA.value}/${selB.value}`; } }, "Compare");
-  put(main, el("h1", {}, "Diff of two checkpoints"), el("div", { class: "row" }, "A", selA, "B", selB, run), out);
+  put(main, el("h1", {}, "Diff of two checkpoints"), el("div", { class: "row" }, el("label", {}, "A ", selA), el("label", {}, "B ", selB), run), out);
   if (a === undefined || b === undefined) return;
   put(out, el("p", { class: "spinner" }, "Comparing…"));
   try {
@@ -802,8 +1124,8 @@ async function pageDrift() {
   const models = (await modelList()).filter((m) => m.weights);
   const pick = (id, value) => el("select", { id }, models.map((m) => el("option", { value: m.id, ...(m.id === value ? { selected: "" } : {}) }, m.name)));
   const selA = pick("drift-a", models[0]?.id), selB = pick("drift-b", models[Math.min(1, models.length - 1)]?.id);
-  const prompts = el("textarea", { id: "drift-prompts", rows: 4 });
-  prompts.value = driftForm.prompts ?? defaultsFor(models[0]).drift;
+  const prompts = el("textarea", { id: "drift-prompts", rows: 4, "aria-label": "prompts, one per line" });
+  prompts.value = driftForm.prompts ?? defaultsFor(models[0], models).drift;
   prompts.addEventListener("input", () => { driftForm.prompts = prompts.value; });
   const out = el("div", { id: "drift-results" });
   const run = el("button", { id: "drift-run", onclick: async () => {
@@ -831,7 +1153,7 @@ async function pageDrift() {
     run.disabled = false;
   } }, "Compare");
   put(main, el("h1", {}, "Drift: what changed between two versions of a model"),
-    el("div", { class: "row" }, "A", selA, "B", selB), prompts, el("div", { class: "row" }, run), out);
+    el("div", { class: "row" }, el("label", {}, "A ", selA), el("label", {}, "B ", selB)), prompts, el("div", { class: "row" }, run), out);
 }
 
 // ---- audit -------------------------------------------------------------------------------
