@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+import operator
+import warnings
+from typing import TYPE_CHECKING, Any, ItemsView, Iterator, KeysView, Mapping, ValuesView
 
 import numpy as np
 
 from .names import get_act_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import HookedModel
+
+# Hooks TransformerLens has and no glassbox model computes: named in a missing key's message.
+_TL_ONLY = ("hook_scale", "hook_result")
+
+
+def _apply_pos_slice(array: np.ndarray, pos_slice) -> np.ndarray:
+    """TransformerLens' ``Slice`` on the position axis (the second to last of a residual stream
+    vector): None keeps every position, an int picks one (the axis goes), a tuple is
+    ``slice(*tuple)``, a slice is itself, a list or array of positions picks those."""
+    if pos_slice is None:
+        return array
+    if hasattr(pos_slice, "slice") and hasattr(pos_slice, "apply"):
+        pos_slice = pos_slice.slice  # a transformer_lens.utils.Slice
+    if isinstance(pos_slice, tuple):
+        pos_slice = slice(*pos_slice)
+    elif hasattr(pos_slice, "detach") and hasattr(pos_slice, "cpu"):
+        pos_slice = pos_slice.detach().cpu().numpy()
+    if not isinstance(pos_slice, slice):
+        try:
+            pos_slice = operator.index(pos_slice)
+        except TypeError:
+            pos_slice = np.asarray(pos_slice)
+            if not np.issubdtype(pos_slice.dtype, np.integer):
+                raise TypeError(f"pos_slice: positions are integers, got {pos_slice.dtype}") from None
+    return array[(..., pos_slice, slice(None))]
 
 
 class ActivationCache(Mapping[str, np.ndarray]):
@@ -14,33 +44,77 @@ class ActivationCache(Mapping[str, np.ndarray]):
     computed them, each a NumPy array (batch first) sharing the engine's memory.
 
     Keys are full hook names (``"blocks.0.attn.hook_pattern"``) or, as in TransformerLens,
-    short forms: ``cache["pattern", 0]``, ``cache["resid_post", 3]``, ``cache["scale", 2, "ln1"]``.
-    """
+    short forms: ``cache["pattern", 0]``, ``cache["resid_post", -1]`` (a negative layer counts
+    from the end), ``cache["normalized", 0, "ln1"]``, ``cache["embed"]``.
+    ``model.hook_names()`` lists what a model computes: TransformerLens' ``hook_scale`` and
+    ``hook_result`` are not among them in any glassbox model.
 
-    def __init__(self, activations: dict[str, np.ndarray], n_layers: int):
-        self._acts = activations
-        self._n_layers = n_layers
+    ``ActivationCache(cache_dict, model)`` as TransformerLens makes one; ``model`` may also be
+    the number of layers alone (then ``decompose_resid`` reads the components off the cache)."""
+
+    def __init__(
+        self,
+        cache_dict: dict[str, np.ndarray],
+        model: "HookedModel | int",
+        has_batch_dim: bool = True,
+    ):
+        self._acts = cache_dict
+        if hasattr(model, "cfg"):
+            #: The model the activations are from (None when the cache was made with a layer count).
+            self.model = model
+            self._n_layers = int(model.cfg.n_layers)
+        else:
+            self.model = None
+            self._n_layers = operator.index(model)
+        #: Whether the arrays still have their batch axis (``remove_batch_dim`` takes it away).
+        self.has_batch_dim = has_batch_dim
+
+    @property
+    def cache_dict(self) -> dict[str, np.ndarray]:
+        """The activations by full hook name (TransformerLens' ``cache.cache_dict``)."""
+        return self._acts
+
+    @property
+    def n_layers(self) -> int:
+        """The model's number of blocks (what a negative layer counts from)."""
+        return self._n_layers
+
+    # --- a mapping -----------------------------------------------------------------------------
 
     def _key(self, key) -> str:
+        if isinstance(key, str):
+            return key if key in self._acts else get_act_name(key)
         if isinstance(key, tuple):
+            if not key:
+                raise KeyError("an empty key")
+            if len(key) > 1 and key[1] is not None:
+                try:
+                    layer = operator.index(key[1])
+                except TypeError:
+                    raise TypeError(f"a layer is an integer, not {type(key[1]).__name__}") from None
+                if layer < 0:
+                    # As TransformerLens: a negative layer counts from n_layers.
+                    if layer < -self._n_layers:
+                        raise KeyError(f"layer {layer}: the model has {self._n_layers} layers")
+                    layer += self._n_layers
+                key = (key[0], layer, *key[2:])
             return get_act_name(*key)
-        if isinstance(key, str) and key in self._acts:
-            return key
-        return get_act_name(key)
+        raise TypeError(f"a cache key is a hook name or a (name, layer[, type]) tuple, not {type(key).__name__}")
 
     def __getitem__(self, key) -> np.ndarray:
         name = self._key(key)
         try:
             return self._acts[name]
         except KeyError:
-            raise KeyError(
-                f"{name!r} is not in the cache (names_filter kept {len(self._acts)} hooks)"
-            ) from None
+            why = f"names_filter kept {len(self._acts)} hooks"
+            if name.rsplit(".", 1)[-1] in _TL_ONLY:
+                why = f"no glassbox model computes {name.rsplit('.', 1)[-1]} (a TransformerLens hook)"
+            raise KeyError(f"{name!r} is not in the cache ({why})") from None
 
     def __contains__(self, key) -> bool:
         try:
             return self._key(key) in self._acts
-        except (ValueError, TypeError):
+        except (KeyError, ValueError, TypeError):
             return False
 
     def __iter__(self) -> Iterator[str]:
@@ -49,21 +123,214 @@ class ActivationCache(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self._acts)
 
+    def keys(self) -> KeysView[str]:
+        """The full hook names, in the order the forward pass computed them."""
+        return self._acts.keys()
+
+    def values(self) -> ValuesView[np.ndarray]:
+        """The arrays, in the order of :meth:`keys`."""
+        return self._acts.values()
+
+    def items(self) -> ItemsView[str, np.ndarray]:
+        """(full hook name, array) pairs, in the order of :meth:`keys`."""
+        return self._acts.items()
+
     def __repr__(self) -> str:
         return f"ActivationCache({len(self)} hooks: {', '.join(list(self)[:4])}{', …' if len(self) > 4 else ''})"
-
-    def stack_activation(self, name: str, layer_type: str | None = None) -> np.ndarray:
-        """The activation ``name`` of every layer stacked along a new first axis
-        [n_layers, batch, ...] (layers without it are skipped)."""
-        layers = [
-            self._acts[n]
-            for n in (get_act_name(name, layer, layer_type) for layer in range(self._n_layers))
-            if n in self._acts
-        ]
-        if not layers:
-            raise KeyError(f"no layer's {name!r} is in the cache")
-        return np.stack(layers)
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """The activations as a plain dict."""
         return dict(self._acts)
+
+    # --- TransformerLens' housekeeping ---------------------------------------------------------
+
+    def to(self, device: Any, move_model: bool = False) -> "ActivationCache":
+        """TransformerLens' ``cache.to(device)``: glassbox runs on the CPU only, so ``"cpu"``
+        returns the cache itself (nothing moves) and any other device is a ``ValueError``."""
+        if str(device) != "cpu":
+            raise ValueError(f"device {device!r}: glassbox runs on the CPU only")
+        return self
+
+    def remove_batch_dim(self) -> "ActivationCache":
+        """Drops the batch axis of every array of a batch of one, in place, and returns the
+        cache (as TransformerLens; the arrays stay views of the same memory). A batch of more
+        than one is a ``ValueError``; a second call warns and changes nothing."""
+        if not self.has_batch_dim:
+            warnings.warn("Tried removing batch dimension after already having removed it.", stacklevel=2)
+            return self
+        for name, a in self._acts.items():
+            if a.ndim == 0 or a.shape[0] != 1:
+                raise ValueError(
+                    f"cannot remove the batch dimension: {name!r} has shape {tuple(a.shape)} (batch size ≠ 1)"
+                )
+        for name in list(self._acts):
+            self._acts[name] = self._acts[name][0]
+        self.has_batch_dim = False
+        return self
+
+    # --- stacks over layers --------------------------------------------------------------------
+
+    def _up_to(self, layer, what: str) -> int:
+        """TransformerLens' ``layer`` argument of the stacking methods: None, -1 or n_layers
+        mean every layer; 0 … n_layers count the layers taken."""
+        n = self._n_layers
+        if layer is None:
+            return n
+        try:
+            layer = operator.index(layer)
+        except TypeError:
+            raise TypeError(f"{what}: layer is an integer, not {type(layer).__name__}") from None
+        if layer == -1:
+            return n
+        if layer < 0:
+            raise ValueError(
+                f"{what}: layer {layer}: -1 (or None) means all {n} layers, as in TransformerLens; "
+                f"give 0 … {n} for fewer"
+            )
+        if layer > n:
+            raise ValueError(f"{what}: layer {layer}: the model has {n} layers (0 … {n})")
+        return layer
+
+    def stack_activation(
+        self, activation_name: str, layer: int | None = -1, sublayer_type: str | None = None
+    ) -> np.ndarray:
+        """The activation ``activation_name`` of layers 0 … ``layer``−1 stacked along a new first
+        axis [layers, batch, ...], as TransformerLens' ``stack_activation``: ``layer`` -1 or None
+        (the default) stacks every layer; ``sublayer_type`` is the norm of ``"normalized"``
+        (``"ln1"``, ``"ln2"``). A layer whose activation is not in the cache is a ``KeyError``."""
+        if isinstance(layer, str):
+            raise TypeError(
+                f"stack_activation(name, layer, sublayer_type): the second argument is the layer "
+                f"to stop before, as in TransformerLens; give {layer!r} as sublayer_type="
+            )
+        up_to = self._up_to(layer, "stack_activation")
+        if up_to == 0:
+            raise ValueError("stack_activation: layer 0 stacks no layer")
+        return np.stack([self[(activation_name, l, sublayer_type)] for l in range(up_to)])
+
+    @staticmethod
+    def _refuse_ln(what: str) -> None:
+        raise NotImplementedError(
+            f"{what}(apply_ln=True) needs the norm's scale at each position (TransformerLens reads "
+            "the cached ln_final.hook_scale / blocks.L.ln1.hook_scale) or the final norm's weights "
+            "to recompute it; no glassbox model computes hook_scale and the cache holds no weights, "
+            "so it is not computed here rather than computed wrong. glassbox.lens(model, prompt) "
+            "gives the logit lens through the model's own final norm."
+        )
+
+    def accumulated_resid(
+        self,
+        layer: int | None = None,
+        incl_mid: bool = False,
+        apply_ln: bool = False,
+        pos_slice=None,
+        mlp_input: bool = False,
+        return_labels: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, list[str]]:
+        """The residual stream as it accumulates, as TransformerLens' ``accumulated_resid``:
+        ``resid_pre`` of layers 0 … ``layer`` stacked along a new first axis
+        [components, batch, pos, d_model], ``layer`` = n_layers (or None, -1: the default) ending
+        with the last block's ``resid_post`` (the stream the final norm reads). ``incl_mid`` adds
+        ``resid_mid`` of every layer before ``layer``, ``mlp_input`` that of ``layer`` itself;
+        ``pos_slice`` selects positions (an int, a (start, stop[, step]) tuple, a slice or a list);
+        ``return_labels`` also returns TransformerLens' labels (``"0_pre"``, ``"0_mid"``,
+        ``"final_post"``). ``apply_ln=True`` raises ``NotImplementedError``: it needs the norm's
+        scale, which glassbox does not compute."""
+        if apply_ln:
+            self._refuse_ln("accumulated_resid")
+        up_to = self._up_to(layer, "accumulated_resid")
+        n = self._n_layers
+        components, labels = [], []
+        for l in range(up_to + 1):
+            if l == n:
+                components.append(self[("resid_post", n - 1)])
+                labels.append("final_post")
+                continue
+            components.append(self[("resid_pre", l)])
+            labels.append(f"{l}_pre")
+            if (incl_mid and l < up_to) or (mlp_input and l == up_to):
+                components.append(self[("resid_mid", l)])
+                labels.append(f"{l}_mid")
+        stack = np.stack([_apply_pos_slice(c, pos_slice) for c in components])
+        return (stack, labels) if return_labels else stack
+
+    def _hook_exists(self, name: str) -> bool:
+        """Whether the model computes the hook ``name`` (the cache's keys when no model is known)."""
+        if self.model is not None:
+            return name in self._model_hooks()
+        return name in self._acts
+
+    def _model_hooks(self) -> set[str]:
+        hooks = getattr(self, "_hook_set", None)
+        if hooks is None:
+            hooks = self._hook_set = set(self.model.hook_names())
+        return hooks
+
+    def _joins_residual(self, layer: int, which: str) -> str | None:
+        """The hook holding what block ``layer``'s attention (``which="attn"``) or MLP adds to the
+        residual stream: its post-norm's output where it has one (Gemma 2, OLMo 2, GLM-4: glassbox
+        hooks ``hook_attn_out`` / ``hook_mlp_out`` before that norm, TransformerLens after it),
+        else ``hook_attn_out`` / ``hook_mlp_out``; None when the block has no such sublayer
+        (hybrids whose blocks hold one)."""
+        out = f"blocks.{layer}.hook_{which}_out"
+        if not self._hook_exists(out):
+            return None
+        post = f"blocks.{layer}.{'ln1_post' if which == 'attn' else 'ln2_post'}.hook_normalized"
+        return post if self._hook_exists(post) else out
+
+    def decompose_resid(
+        self,
+        layer: int | None = None,
+        mlp_input: bool = False,
+        mode: str = "all",
+        apply_ln: bool = False,
+        pos_slice=None,
+        incl_embeds: bool = True,
+        return_labels: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, list[str]]:
+        """The residual stream entering block ``layer`` as the stack of what wrote it, as
+        TransformerLens' ``decompose_resid``: the embeddings (``"embed"``, ``"pos_embed"`` where
+        the model has learned positions; ``incl_embeds=False`` leaves them out) and each earlier
+        block's attention and MLP outputs (``"0_attn_out"``, ``"0_mlp_out"``, …), stacked along a
+        new first axis [components, batch, pos, d_model]. Their sum is ``resid_pre`` of
+        ``layer`` (with ``layer`` = n_layers, None or -1, the default: the last ``resid_post``).
+        ``mlp_input`` adds ``layer``'s own attention output (the MLP's input); ``mode`` ``"attn"`` or
+        ``"mlp"`` keeps only those outputs; ``pos_slice`` and ``return_labels`` as in
+        :meth:`accumulated_resid`. A block's output is what joins the residual stream (after its
+        post-norm, where it has one, as TransformerLens' ``hook_attn_out``); a hybrid's block
+        without attention or without an MLP contributes only what it has. ``apply_ln=True`` raises
+        ``NotImplementedError``: it needs the norm's scale, which glassbox does not compute.
+
+        A component the model computes but the cache lacks (``names_filter`` left it out) is a
+        ``KeyError``, not a smaller sum."""
+        if mode not in ("all", "attn", "mlp"):
+            raise ValueError(f"mode {mode!r}: expected 'all', 'attn' or 'mlp'")
+        if apply_ln:
+            self._refuse_ln("decompose_resid")
+        up_to = self._up_to(layer, "decompose_resid")
+        if mlp_input and up_to == self._n_layers:
+            raise ValueError("decompose_resid: mlp_input needs a layer below n_layers (whose MLP input it is)")
+        if self.model is not None and not self.model.cfg.causal:
+            raise NotImplementedError(
+                "decompose_resid: this encoder's residual stream is normalised after each block "
+                "(post-LN), so it is no sum of its blocks' outputs"
+            )
+        incl_attn, incl_mlp = mode != "mlp", mode != "attn"
+        components: list[np.ndarray] = []
+        labels: list[str] = []
+        if incl_embeds:
+            for name, label in (("hook_embed", "embed"), ("hook_pos_embed", "pos_embed")):
+                if self._hook_exists(name):
+                    components.append(self[name])
+                    labels.append(label)
+        for l in range(up_to + (1 if mlp_input else 0)):
+            parts = [("attn", incl_attn)] + ([("mlp", incl_mlp)] if l < up_to else [])
+            for which, wanted in parts:
+                hook = self._joins_residual(l, which) if wanted else None
+                if hook is not None:
+                    components.append(self[hook])
+                    labels.append(f"{l}_{which}_out")
+        if not components:
+            raise ValueError("decompose_resid: no component to stack (layer 0 without the embeddings)")
+        stack = np.stack([_apply_pos_slice(c, pos_slice) for c in components])
+        return (stack, labels) if return_labels else stack

@@ -132,9 +132,12 @@ class HookedModel:
     # --- tokens -----------------------------------------------------------------------------
 
     def _bos(self) -> int:
-        if self.cfg.bos_token_id is None:
+        bos = self.cfg.bos_token_id
+        if bos is None:
             raise ValueError(f"{self.path}: the config names no bos_token_id to prepend")
-        return self.cfg.bos_token_id
+        if not 0 <= bos < self.cfg.d_vocab:
+            raise ValueError(f"{self.path}: bos_token_id {bos} is outside the {self.cfg.d_vocab} tokens; it cannot be prepended")
+        return bos
 
     def _encode(self, text: str, prepend_bos: bool | None) -> list[int]:
         if not isinstance(text, str):
@@ -221,8 +224,17 @@ class HookedModel:
 
     def to_tokens(self, input: str | Sequence[str], prepend_bos: bool | None = None) -> np.ndarray:
         """Token ids int64 [batch, pos] of a text or a list of texts (right-padded with the pad
-        token). ``prepend_bos``: None keeps what the tokenizer does (as the CLI), True makes
-        sure the first token is BOS, False removes a BOS the tokenizer added."""
+        token). ``prepend_bos``: None (the default) keeps what the model's own tokenizer does,
+        True makes sure the first token is BOS, False removes a BOS the tokenizer added.
+
+        This default differs from TransformerLens', which prepends BOS to every text
+        (``default_prepend_bos=True``): for a tokenizer that adds no BOS itself (GPT-2's,
+        Pythia's) glassbox gives one token fewer, and every position one earlier, than
+        TransformerLens. glassbox follows the tokenizer as the CLI does, so that a text gives
+        the same tokens, logits and activations from Python as from ``glassbox run`` / ``trace``.
+        Pass ``prepend_bos=True`` for TransformerLens' tokens; the same argument, with the same
+        default, is taken by ``model(...)``, ``run_with_cache``, ``run_with_hooks``,
+        ``generate`` and ``to_str_tokens``."""
         ids, _ = self._batch(input, prepend_bos)
         return ids.astype(np.int64)
 
@@ -384,8 +396,8 @@ class HookedModel:
             resid = acts[stop]
             if not _matches(wanted, stop):
                 del acts[stop]
-            return resid, ActivationCache(acts, self.cfg.n_layers)
-        return self._finish(logits, ids, mask, return_type), ActivationCache(acts, self.cfg.n_layers)
+            return resid, ActivationCache(acts, self)
+        return self._finish(logits, ids, mask, return_type), ActivationCache(acts, self)
 
     def run_with_hooks(
         self,
@@ -408,19 +420,47 @@ class HookedModel:
         input: Input = "",
         max_new_tokens: int = 10,
         stop_at_eos: bool = True,
+        eos_token_id: int | Sequence[int] | None = None,
         do_sample: bool = True,
         top_k: int | None = None,
         top_p: float | None = None,
         temperature: float = 1.0,
+        freq_penalty: float = 0.0,
+        use_past_kv_cache: bool = True,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        return_type: str = "input",
+        verbose: bool = False,
+        *,
         seed: int = 0,
         fwd_hooks: Iterable = (),
-        prepend_bos: bool | None = None,
-        return_type: str = "input",
     ):
         """Continues the input with a KV cache: sampling (``do_sample``, with ``temperature``,
         ``top_k``, ``top_p`` and ``seed``) or greedy; ``fwd_hooks`` apply at every step. Returns
         what the input was (``return_type="input"``: a string for a string, token ids for ids),
-        or ``"str"`` / ``"tokens"``. Each row of a batch is continued on its own."""
+        or ``"str"`` / ``"tokens"``. Each row of a batch is continued on its own.
+
+        TransformerLens' parameters, in its order: ``verbose`` is accepted (glassbox shows no
+        progress bar); ``use_past_kv_cache`` is accepted either way (glassbox always reuses its
+        KV cache, which gives what recomputing every step gives, up to float rounding);
+        ``padding_side`` only matters for texts of unequal length, which ``generate`` refuses;
+        ``eos_token_id`` may name the model's own end-of-sequence token(s) (stopping at another
+        token is a ``ValueError``; without ``stop_at_eos`` it is unused, as in TransformerLens),
+        and ``freq_penalty`` must be 0 (glassbox has none). Like ``to_tokens``, texts get a BOS
+        only where the model's tokenizer adds one (``prepend_bos=True`` for TransformerLens'
+        default). ``seed`` and ``fwd_hooks`` are
+        glassbox's own, keyword only. Any other keyword is a ``TypeError``."""
+        if eos_token_id is not None and stop_at_eos:
+            wanted = {int(t) for t in np.atleast_1d(np.asarray(eos_token_id))}
+            if wanted != set(self.cfg.eos_token_ids):
+                raise ValueError(
+                    f"eos_token_id {eos_token_id!r}: glassbox stops at the model's own end-of-sequence "
+                    f"tokens {self.cfg.eos_token_ids} and at no other"
+                )
+        if float(freq_penalty) != 0.0:
+            raise ValueError(f"freq_penalty {freq_penalty!r}: glassbox's generation has no frequency penalty (give 0)")
+        if padding_side not in (None, "left", "right"):
+            raise ValueError(f"padding_side {padding_side!r}: expected 'left', 'right' or None")
         max_new_tokens = _count(max_new_tokens, "max_new_tokens")
         top_k = 0 if top_k is None else _count(top_k, "top_k")
         seed = _count(seed, "seed")
@@ -496,6 +536,11 @@ def load(
     PEFT LoRA ``adapter`` folder applied unmerged and SAELens ``sae`` folders spliced in
     (``sae_error_term`` as SAELens's ``use_error_term``). ``dtype``: float32 (default),
     float16 or bfloat16 (names, NumPy or torch dtypes). Only ``device="cpu"`` exists.
+
+    Unlike TransformerLens (``default_prepend_bos=True``), texts are tokenized as the model's
+    own tokenizer does, BOS or not, as the CLI tokenizes them, so that Python and the CLI give
+    the same numbers: a GPT-2 text has no ``<|endoftext|>`` in front unless
+    ``prepend_bos=True`` is passed (see :meth:`HookedModel.to_tokens`).
 
     Raises ``FileNotFoundError`` / ``OSError`` for files that cannot be used, ``ValueError``
     for bad arguments."""

@@ -1,9 +1,15 @@
-"""TransformerLens' activation names: ``get_act_name("resid_post", 3)`` is
-``"blocks.3.hook_resid_post"``. ``ActivationCache`` accepts the same short forms as keys."""
+"""TransformerLens' activation names: ``get_act_name("resid_post", 1)`` is
+``"blocks.1.hook_resid_post"``. ``ActivationCache`` accepts the same short forms as keys.
+
+The table also holds TransformerLens names that no glassbox model computes (``result``,
+``scale``: per-head results and LayerNorm scales); ``model.hook_names()`` lists the hooks a model
+has."""
 
 from __future__ import annotations
 
-# Short name -> (hook name with {layer}, needs a layer)
+import operator
+
+# Short name -> hook name with {layer} (and {layer_type} for the norms)
 _IN_BLOCK = {
     "resid_pre": "blocks.{layer}.hook_resid_pre",
     "resid_mid": "blocks.{layer}.hook_resid_mid",
@@ -18,18 +24,26 @@ _IN_BLOCK = {
     "z": "blocks.{layer}.attn.hook_z",
     "result": "blocks.{layer}.attn.hook_result",
     "pattern": "blocks.{layer}.attn.hook_pattern",
-    "attn": "blocks.{layer}.attn.hook_pattern",
     "attn_scores": "blocks.{layer}.attn.hook_attn_scores",
     "scores": "blocks.{layer}.attn.hook_attn_scores",
     "rot_q": "blocks.{layer}.attn.hook_rot_q",
     "rot_k": "blocks.{layer}.attn.hook_rot_k",
     "pre": "blocks.{layer}.mlp.hook_pre",
-    "mlp_pre": "blocks.{layer}.mlp.hook_pre",
     "pre_linear": "blocks.{layer}.mlp.hook_pre_linear",
     "post": "blocks.{layer}.mlp.hook_post",
-    "mlp_post": "blocks.{layer}.mlp.hook_post",
     "scale": "blocks.{layer}.{layer_type}.hook_scale",
     "normalized": "blocks.{layer}.{layer_type}.hook_normalized",
+}
+
+# TransformerLens' aliases (utils.get_act_name's act_name_alias).
+_ALIAS = {
+    "attn": "pattern",
+    "attn_logits": "attn_scores",
+    "key": "k",
+    "query": "q",
+    "value": "v",
+    "mlp_pre": "pre",
+    "mlp_post": "post",
 }
 
 _GLOBAL = {
@@ -39,18 +53,61 @@ _GLOBAL = {
     "ln_final.hook_normalized": "ln_final.hook_normalized",
 }
 
+# A norm's short name without a layer is the final norm's (as in TransformerLens).
+_FINAL_NORM = {
+    "scale": "ln_final.hook_scale",
+    "normalized": "ln_final.hook_normalized",
+}
 
-def get_act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
+
+def resolve_layer(layer, n_layers: int | None) -> int:
+    """A block index: an integer in 0 … n_layers−1, or a negative one counted from ``n_layers``
+    (−1 is the last block), as TransformerLens' cache keys take it."""
+    try:
+        layer = operator.index(layer)
+    except TypeError:
+        raise TypeError(f"a layer is an integer, not {type(layer).__name__}") from None
+    if layer < 0:
+        if n_layers is None:
+            raise ValueError(
+                f"layer {layer} counts from the end: give n_layers (cache[...] and the cache's "
+                "methods know it)"
+            )
+        if layer < -n_layers:
+            raise ValueError(f"layer {layer}: the model has {n_layers} layers")
+        return layer + n_layers
+    if n_layers is not None and layer >= n_layers:
+        raise ValueError(f"layer {layer}: the model has {n_layers} layers (0 … {n_layers - 1})")
+    return layer
+
+
+def get_act_name(
+    name: str,
+    layer: int | None = None,
+    layer_type: str | None = None,
+    *,
+    n_layers: int | None = None,
+) -> str:
     """The full hook name of an activation given by its short name, as TransformerLens'
-    ``utils.get_act_name``: ``("resid_post", 3)`` -> ``"blocks.3.hook_resid_post"``,
-    ``("scale", 2, "ln1")`` -> ``"blocks.2.ln1.hook_scale"``, ``"embed"`` -> ``"hook_embed"``.
-    A name that is already a full hook name is returned unchanged."""
+    ``utils.get_act_name``: ``("resid_post", 1)`` -> ``"blocks.1.hook_resid_post"``,
+    ``("normalized", 0, "ln1")`` -> ``"blocks.0.ln1.hook_normalized"``, ``("pattern", 0)`` ->
+    ``"blocks.0.attn.hook_pattern"``, ``("embed",)`` -> ``"hook_embed"``, ``("normalized",)``
+    (no layer: the final norm) -> ``"ln_final.hook_normalized"``. A name that is already a full
+    hook name is returned unchanged.
+
+    A negative ``layer`` counts from the end (``-1`` is the last block) when ``n_layers`` is
+    given; without it it is a ``ValueError`` (TransformerLens would make the name
+    ``"blocks.-1.…"``, which names no hook). ``ActivationCache`` passes its model's
+    ``n_layers``, so ``cache["resid_post", -1]`` works as in TransformerLens."""
     if not isinstance(name, str):
         raise TypeError(f"an activation name is a string, not {type(name).__name__}")
     if "." in name or name.startswith("hook_"):
         return name
-    if name in _GLOBAL:
+    name = _ALIAS.get(name, name)
+    if name in _GLOBAL and layer is None:
         return _GLOBAL[name]
+    if name in _FINAL_NORM and layer is None:
+        return _FINAL_NORM[name]
     if name not in _IN_BLOCK:
         raise ValueError(f"unknown activation name {name!r}")
     if layer is None:
@@ -60,4 +117,4 @@ def get_act_name(name: str, layer: int | None = None, layer_type: str | None = N
         if layer_type is None:
             raise ValueError(f"{name!r} needs a layer type (ln1 or ln2)")
         layer_type = {"a": "ln1", "m": "ln2"}.get(layer_type, layer_type)
-    return template.format(layer=int(layer), layer_type=layer_type)
+    return template.format(layer=resolve_layer(layer, n_layers), layer_type=layer_type)
