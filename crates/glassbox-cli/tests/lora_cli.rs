@@ -128,6 +128,38 @@ fn finetune_writes_an_adapter_that_applies() {
     let summary: Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(summary["modules"], 6);
     assert_eq!(summary["steps"], 5);
+    // The summary's losses are over the same rows before and after (a step's loss is one
+    // batch's: different rows). Before: the base model's mean next-token loss on the first
+    // rows of 9 tokens, computed here from its logits.
+    let eval_rows = summary["eval_rows"].as_u64().unwrap() as usize;
+    let model = glassbox_models::HookedModel::load(&base, &Default::default()).unwrap();
+    let mut ids = Vec::new();
+    for line in std::fs::read_to_string(&data).unwrap().lines() {
+        let text: Value = serde_json::from_str(line).unwrap();
+        ids.extend(model.to_tokens(text["text"].as_str().unwrap()).unwrap());
+    }
+    assert_eq!(eval_rows, (ids.len() / 9).min(64));
+    let (mut sum, mut count) = (0f64, 0usize);
+    for row in ids.chunks_exact(9).take(eval_rows) {
+        let logits = model.run(&model.ids_tensor(&row[..8]).unwrap()).unwrap();
+        let logits = logits.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+        for (p, l) in logits.iter().enumerate() {
+            let max = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = max + l.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            sum += lse - l[row[p + 1] as usize] as f64;
+            count += 1;
+        }
+    }
+    let before = summary["loss_before"].as_f64().unwrap();
+    assert!(
+        (before - sum / count as f64).abs() < 1e-4,
+        "{before} vs {}",
+        sum / count as f64
+    );
+    assert!(
+        summary["loss_after"].as_f64().unwrap() < before,
+        "{summary}"
+    );
     let log = std::fs::read_to_string(out.join("training_log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 5);
     let config: Value =

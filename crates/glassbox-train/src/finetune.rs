@@ -65,6 +65,49 @@ pub struct Finetuned {
     pub log: Vec<FinetuneStep>,
     pub rows: usize,
     pub modules: usize,
+    /// The mean next-token loss over the same rows (the first [`EVAL_ROWS`]) before the first
+    /// step and after the last: a step's loss is one batch's, and two batches differ by more
+    /// than a short run changes.
+    pub loss_before: f32,
+    pub loss_after: f32,
+    pub eval_rows: usize,
+}
+
+/// Rows the before/after loss is measured on (all of them when there are fewer).
+pub const EVAL_ROWS: usize = 64;
+
+/// The mean next-token loss of `model` over `rows` rows of `ids` (each `context + 1` tokens),
+/// `batch` rows a pass.
+fn mean_loss(
+    model: &HookedModel,
+    ids: &[u32],
+    rows: usize,
+    context: usize,
+    batch: usize,
+) -> Result<f32, TrainError> {
+    let row = context + 1;
+    let (mut sum, mut count) = (0f64, 0usize);
+    for start in (0..rows).step_by(batch) {
+        let n = batch.min(rows - start);
+        let mut inputs = Vec::with_capacity(n * context);
+        let mut targets = Vec::with_capacity(n * context);
+        for r in start..start + n {
+            let doc = &ids[r * row..(r + 1) * row];
+            inputs.extend_from_slice(&doc[..context]);
+            targets.extend_from_slice(&doc[1..]);
+        }
+        let inputs = Tensor::from_vec(inputs, (n, context), &Device::Cpu)?;
+        let targets = Tensor::from_vec(targets, (n, context), &Device::Cpu)?;
+        let logits = model
+            .model
+            .forward(&inputs, None, &mut Hooks::none(), None)?
+            .detach();
+        // the loss is a mean over the batch's tokens: weighed back by them
+        sum +=
+            next_token_loss(&logits, &targets)?.to_scalar::<f32>()? as f64 * (n * context) as f64;
+        count += n * context;
+    }
+    Ok((sum / count as f64) as f32)
 }
 
 /// Texts of a JSONL file: one object per line with a `"text"` string.
@@ -223,6 +266,8 @@ pub fn finetune(
         },
     )?;
     let device = Device::Cpu;
+    let eval_rows = rows.min(EVAL_ROWS);
+    let loss_before = mean_loss(&model, &ids, eval_rows, opts.context, opts.batch)?;
     let mut order = Order::new(opts.seed, rows);
     let mut log = Vec::new();
     let start = Instant::now();
@@ -270,12 +315,16 @@ pub fn finetune(
             });
         }
     }
+    let loss_after = mean_loss(&model, &ids, eval_rows, opts.context, opts.batch)?;
     let adapter = glassbox_models::lora::trained_adapter(&spec, &PathBuf::new())?;
     Ok(Finetuned {
         adapter,
         log,
         rows,
         modules,
+        loss_before,
+        loss_after,
+        eval_rows,
     })
 }
 

@@ -5,7 +5,9 @@
 //! model, data, options and seed give the same adapter bytes on any CPU and thread count.
 //!
 //! `--json` prints one object at the end: `out`, `modules` (adapted layers), `rows` (training
-//! rows of `context + 1` tokens), `steps`, `first_loss`, `last_loss`, `seconds`.
+//! rows of `context + 1` tokens), `steps`, `loss_before` and `loss_after` (the mean loss over
+//! the same `eval_rows` rows before the first step and after the last), `first_loss` and
+//! `last_loss` (the first and last steps' batches: different rows), `seconds`.
 
 use std::path::PathBuf;
 
@@ -57,6 +59,8 @@ pub struct Args {
     /// Replace DIR's adapter files if they exist.
     #[arg(long)]
     pub force: bool,
+    /// Dtype the base weights are held in: f32 (default), f16 or bf16 (half the memory; the
+    /// adapter trains in f32).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// Machine-readable summary (keys in the module doc).
@@ -147,6 +151,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "modules": done.modules,
             "rows": done.rows,
             "steps": done.log.len(),
+            // the same rows before the first step and after the last
+            "loss_before": done.loss_before,
+            "loss_after": done.loss_after,
+            "eval_rows": done.eval_rows,
+            // one batch each (different rows): the first and last steps' losses
             "first_loss": first,
             "last_loss": last,
             "seconds": start.elapsed().as_secs_f64(),
@@ -154,16 +163,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(
-            "adapted {} layers (r {}, alpha {}) over {} rows of {} tokens: loss {:.4} → {:.4} in {} steps, {:.1} s",
+            "adapted {} modules (r {}, alpha {}) over {} rows of {} tokens in {} steps, {:.1} s: loss over {} rows {:.4} → {:.4} (the same rows before and after)",
             done.modules,
             args.lora_r,
             args.lora_alpha,
             done.rows,
             args.context + 1,
-            first.unwrap_or(f32::NAN),
-            last.unwrap_or(f32::NAN),
             done.log.len(),
-            start.elapsed().as_secs_f64()
+            start.elapsed().as_secs_f64(),
+            done.eval_rows,
+            done.loss_before,
+            done.loss_after
         );
         println!(
             "wrote {} (adapter_config.json, adapter_model.safetensors, training_log.jsonl)",
