@@ -29,6 +29,10 @@ pub struct LoraModule {
     pub out_dim: usize,
     /// `lora_alpha / r` (or `/ √r`).
     pub scale: f64,
+    /// The name of the copy of the module's own weight the file holds
+    /// (`…{module}.base_layer.weight`: PEFT's `save_embedding_layers` saves it for an
+    /// embedding-named layer such as `lm_head`), which PEFT loads over the model's.
+    pub saved_base: Option<String>,
 }
 
 impl LoraModule {
@@ -198,10 +202,13 @@ impl LoraAdapter {
         }
         let weights = Checkpoint::open_safetensors(&weights_path)?;
         let mut parts: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+        let mut saved_base: BTreeMap<String, String> = BTreeMap::new();
         for t in weights.tensors() {
             let rest = t.name.strip_prefix(PREFIX).unwrap_or(&t.name);
             let rest = rest.replace(".default.weight", ".weight");
-            if let Some(module) = rest.strip_suffix(".lora_A.weight") {
+            if let Some(module) = rest.strip_suffix(".base_layer.weight") {
+                saved_base.insert(module.to_string(), t.name.clone());
+            } else if let Some(module) = rest.strip_suffix(".lora_A.weight") {
                 parts.entry(module.to_string()).or_default().0 = Some(t.name.clone());
             } else if let Some(module) = rest.strip_suffix(".lora_B.weight") {
                 parts.entry(module.to_string()).or_default().1 = Some(t.name.clone());
@@ -248,6 +255,15 @@ impl LoraAdapter {
                 to_f32(dtype, weights.raw_bytes(name)?)
                     .ok_or_else(|| wbad(format!("`{name}`: unreadable {dtype}")))
             };
+            let saved = saved_base.remove(&module);
+            if let Some(name) = &saved {
+                let shape = &weights.info(name).expect("listed").shape;
+                if shape.as_slice() != [out_dim, in_dim] {
+                    return Err(wbad(format!(
+                        "`{name}`: the saved weight is {shape:?}, the adapted layer [{out_dim}, {in_dim}]"
+                    )));
+                }
+            }
             let module_entry = LoraModule {
                 a: read(&a_name, a_info.dtype)?,
                 b: read(&b_name, b_info.dtype)?,
@@ -255,8 +271,14 @@ impl LoraAdapter {
                 in_dim,
                 out_dim,
                 scale: config.scale(rank, alpha),
+                saved_base: saved,
             };
             modules.insert(module, module_entry);
+        }
+        if let Some((module, name)) = saved_base.into_iter().next() {
+            return Err(wbad(format!(
+                "`{name}`: a saved weight of `{module}`, which the adapter has no LoRA matrices for (PEFT's modules_to_save are not applied here)"
+            )));
         }
         if modules.is_empty() {
             return Err(wbad("no LoRA matrices".into()));
@@ -292,6 +314,24 @@ impl LoraAdapter {
             config,
             modules,
         })
+    }
+
+    /// The copy of `module`'s own weight the adapter file holds ([`LoraModule::saved_base`]),
+    /// as f32 `[out, in]` row-major; None when it holds none.
+    pub fn saved_base(&self, module: &str) -> Result<Option<Vec<f32>>> {
+        let Some(name) = self.modules.get(module).and_then(|m| m.saved_base.as_ref()) else {
+            return Ok(None);
+        };
+        let path = self.path.join("adapter_model.safetensors");
+        let weights = Checkpoint::open_safetensors(&path)?;
+        let info = weights
+            .info(name)
+            .ok_or_else(|| FormatError::invalid(&path, format!("`{name}` is gone")))?;
+        to_f32(info.dtype, weights.raw_bytes(name)?)
+            .map(Some)
+            .ok_or_else(|| {
+                FormatError::invalid(&path, format!("`{name}`: unreadable {}", info.dtype))
+            })
     }
 
     /// Writes the adapter as PEFT saves one (the config's fields PEFT 0.x writes, tensors in
@@ -391,6 +431,7 @@ mod tests {
             in_dim: 2,
             out_dim: 3,
             scale: 0.5,
+            saved_base: None,
         };
         assert_eq!(m.delta(), vec![0.5, 1.0, 1.5, 2.0, 2.0, 3.0]);
     }
@@ -416,11 +457,23 @@ pub fn merge(checkpoint: &Checkpoint, adapter: &LoraAdapter, out: &Path) -> Resu
         ));
     }
     for module in adapter.modules.keys() {
-        if checkpoint.info(&format!("{module}.weight")).is_none() {
+        let name = format!("{module}.weight");
+        let Some(info) = checkpoint.info(&name) else {
             return Err(FormatError::invalid(
                 &adapter.path,
-                format!("`{module}.weight` is not in {}", checkpoint.path.display()),
+                format!("`{name}` is not in {}", checkpoint.path.display()),
             ));
+        };
+        // PEFT merges into the saved copy of the weight it loaded over the model's: the same
+        // merge only when the two are equal.
+        if let Some(saved) = adapter.saved_base(module)? {
+            let own = to_f32(info.dtype, checkpoint.raw_bytes(&name)?);
+            if own.as_deref() != Some(saved.as_slice()) {
+                return Err(FormatError::unsupported(
+                    &adapter.path,
+                    format!("the adapter holds its own copy of `{name}` (PEFT's save_embedding_layers), which differs from the model's: PEFT would merge into that copy; save the adapter with save_embedding_layers=False from the model it was trained on"),
+                ));
+            }
         }
     }
     let tmp = out.with_file_name(format!(

@@ -132,6 +132,22 @@ pub fn find(vb: &VarBuilder, in_dim: usize, out_dim: usize) -> Result<Option<Lor
                         m.in_dim
                     )));
                 }
+                // PEFT loads a saved copy of the layer's own weight over the model's; applied
+                // to the model's weight instead, the adapter computes what PEFT does only when
+                // the two are the same (the usual case: saved from an unchanged model).
+                if let Some(saved) = adapter.saved_base(&module).map_err(ModelError::from)? {
+                    let own = vb
+                        .get((out_dim, in_dim), "weight")?
+                        .to_dtype(DType::F32)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()?;
+                    if own != saved {
+                        return Err(ModelError::Input(format!(
+                            "{}: the adapter holds its own copy of `{module}`'s weight (PEFT's save_embedding_layers), and it differs from the model's: PEFT would load it over the model's, which is not done here; save the adapter with save_embedding_layers=False from the model it was trained on",
+                            adapter.path.display()
+                        )));
+                    }
+                }
                 applied(m, &device)?
             }
             LoraSource::Create(spec) => {
@@ -219,6 +235,7 @@ pub fn trained_adapter(spec: &CreateSpec, path: &std::path::Path) -> Result<Lora
                 in_dim,
                 out_dim,
                 scale,
+                saved_base: None,
             },
         );
     }

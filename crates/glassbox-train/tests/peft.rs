@@ -71,6 +71,8 @@ fn peft_adapters_give_peft_logits_unmerged_and_merged() {
         ("llama-peft", "llama"),
         ("llama-rslora", "llama"),
         ("gpt2-peft", "gpt2"),
+        // with lm_head's own weight saved beside its LoRA matrices (PEFT's defaults)
+        ("llama-lm-head", "llama"),
     ] {
         let dir = fixture(name);
         let model = with_adapter(base, &dir);
@@ -175,4 +177,42 @@ fn finetune_is_deterministic_and_peft_runs_its_adapter_as_we_do() {
     let d = max_diff(&ours, &theirs);
     eprintln!("our adapter in PEFT: max |Δ| {d:.2e}");
     assert!(d <= TOLERANCE, "max |Δ| {d}");
+}
+
+/// PEFT's `save_embedding_layers` saves lm_head's own weight with its adapter and loads it over
+/// the model's. Applied to the model's own weight the adapter computes the same only when the
+/// copy is the model's weight: one that differs is refused (by `--adapter` and by `merge`).
+#[test]
+fn a_saved_copy_of_a_weight_that_differs_from_the_models_is_refused() {
+    let dir = std::env::temp_dir().join(format!("glassbox-peft-copy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = fixture("llama-lm-head");
+    std::fs::copy(
+        src.join("adapter_config.json"),
+        dir.join("adapter_config.json"),
+    )
+    .unwrap();
+    let mut tensors =
+        candle_core::safetensors::load(src.join("adapter_model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let name = "base_model.model.lm_head.base_layer.weight";
+    let w = &tensors[name];
+    let changed = (w.clone() + 0.01).unwrap();
+    tensors.insert(name.to_string(), changed);
+    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors")).unwrap();
+    let adapter = LoraAdapter::open(&dir).unwrap();
+    let opts = LoadOptions {
+        lora: Some(LoraSource::Apply(Arc::new(adapter))),
+        ..LoadOptions::default()
+    };
+    let llama = root().join("tests/fixtures/parity/llama");
+    let e = HookedModel::load(&llama, &opts).err().expect("refused");
+    assert!(e.to_string().contains("differs from the model's"), "{e}");
+    let ck = Checkpoint::open(&llama).unwrap();
+    let out = dir.join("merged");
+    let e = merge(&ck, &LoraAdapter::open(&dir).unwrap(), &out).unwrap_err();
+    assert!(e.to_string().contains("differs from the model's"), "{e}");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }
