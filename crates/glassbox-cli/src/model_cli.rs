@@ -198,8 +198,19 @@ pub fn parse_token_list(s: &str) -> anyhow::Result<Vec<u32>> {
 }
 
 /// Says on stderr when a text holds tokens the tokenizer could not represent: the model then
-/// reads one placeholder (`<unk>`) where the text had words, which no figure shows.
+/// reads one placeholder (`<unk>`) where the text had words, which no figure shows; and when
+/// the text gives no tokens beyond the tokenizer's BOS.
 pub fn note_unknown(model: &HookedModel, text: &str, ids: &[u32]) {
+    // a text the tokenizer makes nothing of (spaces, for a vocabulary that drops them)
+    if !ids.is_empty() && model.text_prefix().is_ok_and(|p| p.as_slice() == ids) {
+        eprintln!(
+            "note: {text:?} has no tokens of its own: the model reads only the tokenizer's {}",
+            model
+                .ids_to_str_tokens(ids)
+                .map(|t| t.concat())
+                .unwrap_or_else(|_| "start token".into())
+        );
+    }
     if let Some((at, unk)) = model.unknown_tokens(ids).filter(|(at, _)| !at.is_empty()) {
         let shown: String = text.chars().take(60).collect();
         let cut = if shown.len() < text.len() { "…" } else { "" };

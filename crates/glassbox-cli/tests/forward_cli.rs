@@ -413,4 +413,12 @@ fn prompts_with_unknown_tokens_are_said() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("unknown"));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["unknown_tokens"], 0);
+    // spaces alone: this tokenizer makes nothing of them but its BOS
+    let out = glassbox(&["run", model, "--prompt", "   "]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"   \" has no tokens of its own: the model reads only the tokenizer's <bos>"),
+        "{stderr}"
+    );
 }

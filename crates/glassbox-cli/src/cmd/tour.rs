@@ -39,8 +39,9 @@ fn reference_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if local.is_dir() {
         return Ok(local);
     }
+    // shown as a path that works from where the tour runs (no `crates/glassbox-cli/../..`)
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/reference");
-    if built.is_dir() {
+    if let Ok(built) = built.canonicalize() {
         return Ok(built);
     }
     Err(crate::invalid!(
@@ -58,14 +59,15 @@ struct Chapter {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
     let dir = reference_dir(args.model)?;
-    let shown = "models/reference";
+    // what the commands printed name: the release as it can be typed from here
     let m = dir.display().to_string();
+    let shown = m.as_str();
     let s = |x: &str| x.to_string();
 
     println!(
         "glassbox tour — three tiers of openness, on real releases and on a model of our own\n"
     );
-    audit_chapter(&dir)?;
+    audit_chapter(&dir, shown)?;
 
     let chapters = vec![
         Chapter {
@@ -108,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the glassbox binary")?;
     for ch in &chapters {
         println!("\n── {} ──\n{}\n", ch.title, ch.story);
-        println!("$ glassbox {}", display_args(&ch.args, &m, shown));
+        println!("$ glassbox {}", display_args(&ch.args));
         let status = Command::new(&exe)
             .args(&ch.args)
             .status()
@@ -137,13 +139,11 @@ fn fact_value(dir: &Path, k: usize) -> anyhow::Result<String> {
         .ok_or_else(|| crate::invalid!("{}: no fact `{key}` in data/manifest.json", dir.display()))
 }
 
-/// The command as a user would type it: the release path shown short, arguments quoted.
-fn display_args(args: &[String], path: &str, shown: &str) -> String {
+/// The command as a user would type it: arguments with spaces quoted.
+fn display_args(args: &[String]) -> String {
     args.iter()
         .map(|a| {
-            if a == path {
-                shown.to_string()
-            } else if a.contains(' ') || a.is_empty() {
+            if a.contains(' ') || a.is_empty() {
                 format!("\"{a}\"")
             } else {
                 a.clone()
@@ -153,7 +153,7 @@ fn display_args(args: &[String], path: &str, shown: &str) -> String {
         .join(" ")
 }
 
-fn audit_chapter(dir: &Path) -> anyhow::Result<()> {
+fn audit_chapter(dir: &Path, shown: &str) -> anyhow::Result<()> {
     println!("── 1. Three tiers, side by side (audit) ──");
     println!("What a release really opens: closed (no weights), open-weights (weights only), open-source (weights, code and data information under open terms).\n");
     let mut rows = Vec::new();
@@ -164,10 +164,10 @@ fn audit_chapter(dir: &Path) -> anyhow::Result<()> {
             glassbox_audit::audit_target(id).with_context(|| format!("auditing {id}"))?,
         ));
     }
-    println!("$ glassbox audit models/reference");
+    println!("$ glassbox audit {shown}");
     let ours = glassbox_audit::audit_target(&dir.display().to_string())
         .with_context(|| format!("auditing {}", dir.display()))?;
-    rows.push(("models/reference (ours)".to_string(), ours));
+    rows.push((format!("{shown} (ours)"), ours));
     println!(
         "\n{:<26} {:<13} {:<11} missing for the next tier",
         "release", "tier", "MOF class"
@@ -205,7 +205,9 @@ fn audit_chapter(dir: &Path) -> anyhow::Result<()> {
             anyhow::bail!("the registry says {id} is {got:?}, the tour expected {tier}");
         }
     }
-    println!("\ngo deeper: glassbox audit models/reference --markdown   # every component with its evidence");
+    println!(
+        "\ngo deeper: glassbox audit {shown} --markdown   # every component with its evidence"
+    );
     Ok(())
 }
 
