@@ -26,10 +26,10 @@ struct Cli {
     /// Colour in terminal views: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     color: render::terminal::ColorChoice,
-    /// Arithmetic of a GGUF model: llamacpp (what llama.cpp's CPU backend computes: activations
-    /// quantized for quantized weights, rounded to f16 for F16 weights; the default for files
-    /// with quantized weights) or f32 (what the dequantized model computes; the default
-    /// otherwise).
+    /// Arithmetic of a GGUF model: llamacpp (what llama.cpp's CPU backend computes with an F32
+    /// KV cache: activations quantized for quantized weights, rounded to f16 for F16 weights;
+    /// the default for files with quantized weights) or f32 (what the dequantized model
+    /// computes; the default otherwise).
     #[arg(long, global = true, value_enum)]
     numerics: Option<model_cli::NumericsChoice>,
     /// A LoRA adapter to apply, unmerged, to the model a command runs: a folder as PEFT saves
