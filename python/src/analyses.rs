@@ -228,19 +228,15 @@ pub fn steer(
         let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {
             texts.iter().map(|t| tokens(m, t)).collect()
         };
-        let raw = ga::steering::ControlVector::from_contrast(
-            m,
-            &tokenize(&positive)?,
-            &tokenize(&negative)?,
-            layers,
-            false,
-        )?;
+        let contrast =
+            ga::steering::contrast(m, &tokenize(&positive)?, &tokenize(&negative)?, layers)?;
+        let raw = contrast.vector.clone();
         let vector = match &out {
             Some(file) => ga::steering::write_checked(&raw, normalize, file)?,
             None if normalize => raw.normalized(),
             None => raw.clone(),
         };
-        let doc = ga::steering::document(path, out.as_deref(), &raw, normalize);
+        let doc = ga::steering::document(path, out.as_deref(), &raw, normalize, Some(&contrast));
         let directions = vector.directions.into_iter().collect();
         Ok((serde_json::to_string(&doc)?, directions))
     })

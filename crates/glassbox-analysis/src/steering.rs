@@ -63,126 +63,12 @@ impl ControlVector {
         layers: RangeInclusive<usize>,
         normalize: bool,
     ) -> Result<Self> {
-        let info = model.info();
-        if positive.is_empty() || negative.is_empty() {
-            return Err(AnalysisError::input(
-                "a control vector needs at least one positive and one negative prompt",
-            ));
-        }
-        if positive.len() != negative.len() {
-            return Err(AnalysisError::input(format!(
-                "{} positive and {} negative prompts: llama.cpp's cvector-generator pairs the i-th positive prompt with the i-th negative one, so give as many of each",
-                positive.len(),
-                negative.len()
-            )));
-        }
-        if *layers.start() == 0 {
-            return Err(AnalysisError::input(
-                "layer 0 cannot be steered in llama.cpp's control-vector format (direction.N \
-                 is added to the output of block N, N ≥ 1)",
-            ));
-        }
-        if *layers.end() >= info.n_layers || layers.is_empty() {
-            return Err(AnalysisError::input(format!(
-                "layers {}-{} are outside 1-{} (the model has {} blocks)",
-                layers.start(),
-                layers.end(),
-                info.n_layers - 1,
-                info.n_layers
-            )));
-        }
-        let names: Vec<String> = layers
-            .clone()
-            .map(|n| format!("blocks.{n}.hook_resid_pre"))
-            .collect();
-        let filter = NameFilter::new(&names).map_err(|e| AnalysisError::input(e.to_string()))?;
-        // the generator's padding: the last token of a lone space (without a BOS)
-        let pad = || -> Result<u32> {
-            model
-                .tokenizer
-                .as_ref()
-                .map(|t| t.encode_plain(" "))
-                .transpose()?
-                .and_then(|ids| ids.last().copied())
-                .ok_or_else(|| {
-                    AnalysisError::input(
-                        "the prompts of a pair differ in length and this tokenizer has no token for a space to pad the shorter with (llama.cpp's generator pads with it): give pairs of equal token length",
-                    )
-                })
-        };
-        let residuals = |ids: &[u32]| -> Result<Vec<Vec<Vec<f32>>>> {
-            let (_, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;
-            names
-                .iter()
-                .map(|name| {
-                    Ok(cache
-                        .require(name)?
-                        .to_dtype(DType::F32)?
-                        .get(0)?
-                        .to_vec2()?)
-                })
-                .collect()
-        };
-        // per layer: the sum of the rows kept and their count
-        let mut sums = vec![vec![0f64; info.d_model]; names.len()];
-        let mut kept = vec![0usize; names.len()];
-        for (pair, (p, n)) in positive.iter().zip(negative).enumerate() {
-            if p.is_empty() || n.is_empty() {
-                return Err(AnalysisError::input("an empty prompt has no activations"));
-            }
-            let len = p.len().max(n.len());
-            let padded = |ids: &[u32]| -> Result<Vec<u32>> {
-                let mut ids = ids.to_vec();
-                if ids.len() < len {
-                    ids.resize(len, pad()?);
-                }
-                Ok(ids)
-            };
-            let (rp, rn) = (residuals(&padded(p)?)?, residuals(&padded(n)?)?);
-            for (layer, (lp, ln)) in rp.iter().zip(&rn).enumerate() {
-                let before = kept[layer];
-                for (row_p, row_n) in lp.iter().zip(ln) {
-                    let diff: Vec<f32> = row_p.iter().zip(row_n).map(|(a, b)| a - b).collect();
-                    // llama.cpp's test of an all-zero row: no element above 1e-6 (a NaN
-                    // row is kept: a direction that is not finite is refused whole later)
-                    if diff.iter().any(|&d| !(d <= 1e-6)) {
-                        sums[layer]
-                            .iter_mut()
-                            .zip(&diff)
-                            .for_each(|(s, &d)| *s += d as f64);
-                        kept[layer] += 1;
-                    }
-                }
-                if kept[layer] == before {
-                    return Err(AnalysisError::input(format!(
-                        "pair {}: the positive and negative prompts give the same residual stream entering block {} (identical prompts?): nothing to contrast",
-                        pair + 1,
-                        layers.start() + layer
-                    )));
-                }
-            }
-        }
-        let mut directions = BTreeMap::new();
-        for ((layer, sum), count) in layers.zip(sums).zip(kept) {
-            directions.insert(
-                layer,
-                sum.iter().map(|s| (s / count as f64) as f32).collect(),
-            );
-        }
-        // llama.cpp's generator writes the model's architecture name (`llama`, `gpt2`):
-        // the Hub `model_type` is that name
-        let model_hint = model
-            .config
-            .get("model_type")
-            .and_then(|v| v.as_str())
-            .unwrap_or(&info.architecture)
-            .to_string();
-        let raw = ControlVector {
-            model_hint,
-            d_model: info.d_model,
-            directions,
-        };
-        Ok(if normalize { raw.normalized() } else { raw })
+        let c = contrast(model, positive, negative, layers)?;
+        Ok(if normalize {
+            c.vector.normalized()
+        } else {
+            c.vector
+        })
     }
 
     /// Each direction's L2 norm, by layer.
@@ -377,19 +263,265 @@ pub fn write_checked(raw: &ControlVector, normalize: bool, path: &Path) -> Resul
 /// The `--json` document of `glassbox steer`: where the vector went and, per steered block,
 /// the length of the raw mean difference (worth reporting even when the file holds unit
 /// vectors).
+/// `control`: a contrast's (see [`Contrast::control`]); None for a probe's directions.
 pub fn document(
     model: &str,
     out: Option<&Path>,
     raw: &ControlVector,
     normalized: bool,
+    control: Option<&Contrast>,
 ) -> serde_json::Value {
-    serde_json::json!({
+    let layers: Vec<serde_json::Value> = raw
+        .norms()
+        .iter()
+        .map(|(l, n)| {
+            let mut entry = serde_json::json!({"layer": l, "hook": format!("blocks.{l}.hook_resid_post"), "mean_difference_norm": n});
+            if let Some(c) = control.and_then(|c| c.control.get(l)) {
+                entry["swapped_norm"] = serde_json::json!(c.swapped_norm);
+                entry["p_value"] = serde_json::json!(c.p_value);
+            }
+            entry
+        })
+        .collect();
+    let mut doc = serde_json::json!({
         "model": model,
         "out": out,
         "model_hint": raw.model_hint,
         "d_model": raw.d_model,
         "normalized": normalized,
-        "layers": raw.norms().iter().map(|(l, n)| serde_json::json!({"layer": l, "hook": format!("blocks.{l}.hook_resid_post"), "mean_difference_norm": n})).collect::<Vec<_>>(),
+        "layers": layers,
+    });
+    if let Some(c) = control {
+        doc["pairs"] = serde_json::json!(c.pairs);
+        doc["control"] = serde_json::json!(
+            "swapped_norm: the mean difference's length with each pair's sides swapped at random (the mean over the swaps); p_value: the share of swaps at least as long as the prompts' own (a paired permutation test of no shared direction)"
+        );
+    }
+    doc
+}
+
+/// A contrast's mean difference at each layer, and how it compares with the pairs' sides
+/// swapped at random: the paired permutation test of "no shared direction".
+#[derive(Clone, Debug)]
+pub struct Contrast {
+    /// The raw (not normalised) mean differences.
+    pub vector: ControlVector,
+    /// Per layer, the control.
+    pub control: BTreeMap<usize, Control>,
+    pub pairs: usize,
+}
+
+/// The mean difference's length with each pair's sides swapped at random.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Control {
+    /// Its mean over the swaps.
+    pub swapped_norm: f32,
+    /// The share of swaps giving a difference at least as long as the prompts' own (the
+    /// identity and its mirror included): small when the pairs share a direction. With n
+    /// pairs it is at least 2 / 2ⁿ (0.25 for 3 pairs: too few to tell).
+    pub p_value: f64,
+}
+
+/// Pairs up to this many are swapped every way; more, [`SWAP_DRAWS`] seeded draws.
+const EXACT_PAIRS: usize = 12;
+const SWAP_DRAWS: usize = 4096;
+
+/// The paired permutation test over the pairs' summed differences (each pair's kept rows):
+/// ‖Σ sᵢ·vᵢ‖ for sign patterns s, through the pairs' Gram matrix.
+fn control_of(pair_sums: &[Vec<f64>], count: usize) -> Control {
+    let n = pair_sums.len();
+    let gram: Vec<Vec<f64>> = pair_sums
+        .iter()
+        .map(|a| {
+            pair_sums
+                .iter()
+                .map(|b| a.iter().zip(b).map(|(x, y)| x * y).sum())
+                .collect()
+        })
+        .collect();
+    let norm = |signs: &[f64]| -> f64 {
+        let mut q = 0.0;
+        for i in 0..n {
+            for j in 0..n {
+                q += signs[i] * signs[j] * gram[i][j];
+            }
+        }
+        q.max(0.0).sqrt() / count as f64
+    };
+    let observed = norm(&vec![1.0; n]);
+    let patterns: Vec<Vec<f64>> = if n <= EXACT_PAIRS {
+        (0..1usize << n)
+            .map(|bits| {
+                (0..n)
+                    .map(|i| if bits >> i & 1 == 1 { -1.0 } else { 1.0 })
+                    .collect()
+            })
+            .collect()
+    } else {
+        let mut rng = glassbox_models::rng::SplitMix64::keyed(0, "steer/control");
+        (0..SWAP_DRAWS)
+            .map(|_| {
+                (0..n)
+                    .map(|_| if rng.next_u64() & 1 == 1 { -1.0 } else { 1.0 })
+                    .collect()
+            })
+            .collect()
+    };
+    let norms: Vec<f64> = patterns.iter().map(|s| norm(s)).collect();
+    // a relative tolerance: the mirror pattern gives the same length up to rounding
+    let as_long = norms
+        .iter()
+        .filter(|&&v| v >= observed * (1.0 - 1e-9))
+        .count();
+    let p_value = if n <= EXACT_PAIRS {
+        as_long as f64 / norms.len() as f64
+    } else {
+        (1 + as_long) as f64 / (1 + norms.len()) as f64
+    };
+    Control {
+        swapped_norm: (norms.iter().sum::<f64>() / norms.len() as f64) as f32,
+        p_value,
+    }
+}
+
+/// Mean-difference directions for blocks `layers` from tokenized `positive` and `negative`
+/// prompts paired in order (see the module documentation), with their control.
+pub fn contrast(
+    model: &HookedModel,
+    positive: &[Vec<u32>],
+    negative: &[Vec<u32>],
+    layers: RangeInclusive<usize>,
+) -> Result<Contrast> {
+    let info = model.info();
+    if positive.is_empty() || negative.is_empty() {
+        return Err(AnalysisError::input(
+            "a control vector needs at least one positive and one negative prompt",
+        ));
+    }
+    if positive.len() != negative.len() {
+        return Err(AnalysisError::input(format!(
+            "{} positive and {} negative prompts: llama.cpp's cvector-generator pairs the i-th positive prompt with the i-th negative one, so give as many of each",
+            positive.len(),
+            negative.len()
+        )));
+    }
+    if *layers.start() == 0 {
+        return Err(AnalysisError::input(
+            "layer 0 cannot be steered in llama.cpp's control-vector format (direction.N \
+             is added to the output of block N, N ≥ 1)",
+        ));
+    }
+    if *layers.end() >= info.n_layers || layers.is_empty() {
+        return Err(AnalysisError::input(format!(
+            "layers {}-{} are outside 1-{} (the model has {} blocks)",
+            layers.start(),
+            layers.end(),
+            info.n_layers - 1,
+            info.n_layers
+        )));
+    }
+    let names: Vec<String> = layers
+        .clone()
+        .map(|n| format!("blocks.{n}.hook_resid_pre"))
+        .collect();
+    let filter = NameFilter::new(&names).map_err(|e| AnalysisError::input(e.to_string()))?;
+    // the generator's padding: the last token of a lone space (without a BOS)
+    let pad = || -> Result<u32> {
+        model
+            .tokenizer
+            .as_ref()
+            .map(|t| t.encode_plain(" "))
+            .transpose()?
+            .and_then(|ids| ids.last().copied())
+            .ok_or_else(|| {
+                AnalysisError::input(
+                    "the prompts of a pair differ in length and this tokenizer has no token for a space to pad the shorter with (llama.cpp's generator pads with it): give pairs of equal token length",
+                )
+            })
+    };
+    let residuals = |ids: &[u32]| -> Result<Vec<Vec<Vec<f32>>>> {
+        let (_, cache) = model.run_with_cache(&model.ids_tensor(ids)?, &filter)?;
+        names
+            .iter()
+            .map(|name| {
+                Ok(cache
+                    .require(name)?
+                    .to_dtype(DType::F32)?
+                    .get(0)?
+                    .to_vec2()?)
+            })
+            .collect()
+    };
+    // per layer: the sum of the rows kept and their count
+    let mut sums = vec![vec![0f64; info.d_model]; names.len()];
+    let mut kept = vec![0usize; names.len()];
+    // each pair's own sum of kept rows, per layer: the control swaps pairs' sides
+    let mut pair_sums: Vec<Vec<Vec<f64>>> = vec![Vec::new(); names.len()];
+    for (pair, (p, n)) in positive.iter().zip(negative).enumerate() {
+        if p.is_empty() || n.is_empty() {
+            return Err(AnalysisError::input("an empty prompt has no activations"));
+        }
+        let len = p.len().max(n.len());
+        let padded = |ids: &[u32]| -> Result<Vec<u32>> {
+            let mut ids = ids.to_vec();
+            if ids.len() < len {
+                ids.resize(len, pad()?);
+            }
+            Ok(ids)
+        };
+        let (rp, rn) = (residuals(&padded(p)?)?, residuals(&padded(n)?)?);
+        for (layer, (lp, ln)) in rp.iter().zip(&rn).enumerate() {
+            let before = kept[layer];
+            let mut own = vec![0f64; info.d_model];
+            for (row_p, row_n) in lp.iter().zip(ln) {
+                let diff: Vec<f32> = row_p.iter().zip(row_n).map(|(a, b)| a - b).collect();
+                // llama.cpp's test of an all-zero row: no element above 1e-6 (a NaN
+                // row is kept: a direction that is not finite is refused whole later)
+                if diff.iter().any(|&d| !(d <= 1e-6)) {
+                    own.iter_mut().zip(&diff).for_each(|(s, &d)| *s += d as f64);
+                    kept[layer] += 1;
+                }
+            }
+            if kept[layer] == before {
+                return Err(AnalysisError::input(format!(
+                    "pair {}: the positive and negative prompts give the same residual stream entering block {} (identical prompts?): nothing to contrast",
+                    pair + 1,
+                    layers.start() + layer
+                )));
+            }
+            sums[layer].iter_mut().zip(&own).for_each(|(s, o)| *s += o);
+            pair_sums[layer].push(own);
+        }
+    }
+    let mut directions = BTreeMap::new();
+    for ((layer, sum), &count) in layers.clone().zip(sums).zip(&kept) {
+        directions.insert(
+            layer,
+            sum.iter().map(|s| (s / count as f64) as f32).collect(),
+        );
+    }
+    // llama.cpp's generator writes the model's architecture name (`llama`, `gpt2`):
+    // the Hub `model_type` is that name
+    let model_hint = model
+        .config
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or(&info.architecture)
+        .to_string();
+    let control = layers
+        .clone()
+        .zip(&pair_sums)
+        .zip(&kept)
+        .map(|((layer, own), &count)| (layer, control_of(own, count)))
+        .collect();
+    Ok(Contrast {
+        vector: ControlVector {
+            model_hint,
+            d_model: info.d_model,
+            directions,
+        },
+        control,
+        pairs: positive.len(),
     })
 }
 
@@ -441,5 +573,35 @@ mod tests {
         assert_eq!(parse_layers("1-3").unwrap(), 1..=3);
         assert_eq!(parse_layers("2").unwrap(), 2..=2);
         assert!(parse_layers("3-1").is_err() && parse_layers("a-b").is_err());
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+
+    #[test]
+    fn pairs_that_agree_reach_the_least_p_and_pairs_that_do_not_stay_near_one_half() {
+        // four pairs with the same difference: only the identity and its mirror are as long
+        let same = vec![vec![1.0, 2.0, -1.0]; 4];
+        let c = control_of(&same, 4);
+        assert_eq!(c.p_value, 2.0 / 16.0);
+        // the swapped mean is the mean of |Σ s| / 4 over the 16 patterns: (2·4 + 8·2 + 6·0)/16/4
+        let unit = (1.0f64 + 4.0 + 1.0).sqrt();
+        assert!(
+            (c.swapped_norm as f64 - unit * 24.0 / 64.0).abs() < 1e-6,
+            "{c:?}"
+        );
+        // orthogonal differences: every pattern is as long, p = 1
+        let orthogonal = vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+        ];
+        assert_eq!(control_of(&orthogonal, 3).p_value, 1.0);
+        // many pairs are drawn, not enumerated: p stays a share, the least 1 / (1 + draws)
+        let many = vec![vec![1.0, 0.5]; 20];
+        let c = control_of(&many, 20);
+        assert!(c.p_value > 0.0 && c.p_value < 0.01, "{c:?}");
     }
 }

@@ -186,6 +186,11 @@ fn check(model: &str, tag: &str, mary: &str, john: &str) {
         "--json",
     ]);
     assert_eq!(s["layers"][0]["hook"], "blocks.1.hook_resid_post");
+    // the paired permutation control: two pairs, four side patterns
+    assert_eq!(s["pairs"], 2);
+    let p = s["layers"][0]["p_value"].as_f64().unwrap();
+    assert!([0.5, 1.0].contains(&p), "{tag}: p {p}");
+    assert!(s["layers"][0]["swapped_norm"].as_f64().unwrap() >= 0.0);
     assert!(cv.exists(), "{tag}: control vector written");
 }
 

@@ -52,8 +52,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::output::check(&args.out, "--out", &inputs)?;
     let model = analysis_cli::load_model(&args.model, &args.sae)?;
     // the raw difference's length is worth reporting even when the file holds unit vectors
-    let raw = match &args.direction {
-        Some(path) => from_probe(&model, path, args.layers.as_deref())?,
+    let (raw, contrast) = match &args.direction {
+        Some(path) => (from_probe(&model, path, args.layers.as_deref())?, None),
         None => {
             let layers = steering::parse_layers(args.layers.as_deref().unwrap_or_default())?;
             let tokenize = |texts: &[String]| -> anyhow::Result<Vec<Vec<u32>>> {
@@ -64,7 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             };
             let positive = tokenize(&args.positive)?;
             let negative = tokenize(&args.negative)?;
-            ControlVector::from_contrast(&model, &positive, &negative, layers, false)?
+            let c = steering::contrast(&model, &positive, &negative, layers)?;
+            (c.vector.clone(), Some(c))
         }
     };
     let vector = steering::write_checked(&raw, !args.no_normalize, &args.out)?;
@@ -76,6 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(&args.out),
             &raw,
             !args.no_normalize,
+            contrast.as_ref(),
         ))?;
     } else {
         println!(
@@ -102,7 +104,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "|mean difference|"
         };
         for (l, n) in &norms {
-            println!("  direction.{l}: added to blocks.{l}.hook_resid_post; {what} = {n:.4}");
+            let control = contrast
+                .as_ref()
+                .and_then(|c| c.control.get(l))
+                .map(|c| {
+                    format!(
+                        " (pairs' sides swapped at random: {:.4}, p = {:.3})",
+                        c.swapped_norm, c.p_value
+                    )
+                })
+                .unwrap_or_default();
+            println!(
+                "  direction.{l}: added to blocks.{l}.hook_resid_post; {what} = {n:.4}{control}"
+            );
+        }
+        if let Some(c) = &contrast {
+            let least = 2.0 / 2f64.powi(c.pairs.min(60) as i32);
+            println!(
+                "  p: the share of side swaps giving a difference as long (small when the pairs share a direction){}",
+                if least > 0.05 {
+                    format!("; with {} pair{} it cannot go below {least:.3}: give more pairs to tell", c.pairs, if c.pairs == 1 { "" } else { "s" })
+                } else {
+                    String::new()
+                }
+            );
         }
     }
     if let Some(path) = &args.output.plot {
@@ -114,19 +139,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             (
                 "Size of the positive − negative mean difference, per steered block",
-                "L2 norm of mean(positive) − mean(negative)",
+                "L2 norm of the mean of the pairs' differences (positive − negative)",
             )
         };
+        let mut notes = vec![format!(
+            "the direction added to blocks.N.hook_resid_post{}",
+            if args.no_normalize {
+                ""
+            } else {
+                " is this difference scaled to unit length"
+            }
+        )];
+        if let Some(c) = &contrast {
+            notes.push(format!(
+                "with each pair's sides swapped at random (no shared direction): {}",
+                c.control
+                    .iter()
+                    .map(|(l, v)| format!(
+                        "direction.{l} {:.3} (p {:.3})",
+                        v.swapped_norm, v.p_value
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         let chart = BarChart {
             title: title.into(),
-            notes: vec![format!(
-                "the direction added to blocks.N.hook_resid_post{}",
-                if args.no_normalize {
-                    ""
-                } else {
-                    " is this difference scaled to unit length"
-                }
-            )],
+            notes,
             value_axis: axis.into(),
             bars: norms
                 .iter()
