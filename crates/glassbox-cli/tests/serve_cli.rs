@@ -526,21 +526,28 @@ fn silent_clients_are_dropped_after_the_header_timeout() {
     assert_eq!(server.get("/api/models").status, 200, "and after");
 }
 
-/// The drift route bounded prompts by the models' context alone: a model of a million
-/// positions ran a 12,000-token prompt for 76 s and 5 GB. Its prompts are held to the
-/// server's token limit, as every other route's.
-#[test]
-fn drift_prompts_are_held_to_the_servers_token_limit() {
-    let dir = scratch("serve_cli", "drift-context");
+/// The Llama parity fixture copied to a scratch folder with `positions` positions: the folder
+/// and its path as an argument.
+fn llama_with_positions(tag: &str, positions: u64) -> (std::path::PathBuf, String) {
+    let dir = scratch("serve_cli", tag);
     let src = root().join("tests/fixtures/parity/llama");
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }
     let path = dir.join("config.json");
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    config["max_position_embeddings"] = json!(1_000_000);
+    config["max_position_embeddings"] = json!(positions);
     std::fs::write(&path, config.to_string()).unwrap();
     let model = dir.to_str().unwrap().to_string();
+    (dir, model)
+}
+
+/// The drift route bounded prompts by the models' context alone: a model of a million
+/// positions ran a 12,000-token prompt for 76 s and 5 GB. Its prompts are held to the
+/// server's token limit, as every other route's.
+#[test]
+fn drift_prompts_are_held_to_the_servers_token_limit() {
+    let (dir, model) = llama_with_positions("drift-context", 1_000_000);
     let server = Server::start(&[&model]);
     let long = "the cat ".repeat(400);
     let r = server.post("/api/drift/0/0", &json!({"prompts": long}));
@@ -821,16 +828,7 @@ fn computations_stop_past_the_time_limit_and_when_their_client_leaves() {
     use std::io::Write;
     use std::time::{Duration, Instant};
     // the Llama fixture with room for the longest head-score sequences the server allows
-    let dir = scratch("serve_cli", "time-limit");
-    let src = root().join("tests/fixtures/parity/llama");
-    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap();
-    }
-    let path = dir.join("config.json");
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    config["max_position_embeddings"] = json!(4096);
-    std::fs::write(&path, config.to_string()).unwrap();
-    let model = dir.to_str().unwrap().to_string();
+    let (dir, model) = llama_with_positions("time-limit", 4096);
     let heavy = json!({"seq_len": 256, "batch": 64});
     // how long the whole computation takes here, from the CLI
     let start = Instant::now();

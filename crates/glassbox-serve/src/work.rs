@@ -112,6 +112,16 @@ mod tests {
         }
     }
 
+    /// The work stopped soon after it was asked to (it would take 10 s otherwise): its step
+    /// count no longer moves.
+    fn assert_stopped(steps: &AtomicUsize) {
+        std::thread::sleep(Duration::from_millis(200));
+        let seen = steps.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(steps.load(Ordering::Relaxed), seen, "the work went on");
+        assert!(seen < 200, "{seen} steps");
+    }
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -132,12 +142,7 @@ mod tests {
         assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(err.message.contains("limit of 0.1 s"), "{}", err.message);
         assert!(started.elapsed() < Duration::from_secs(5));
-        // the work itself stopped soon after (it would take 10 s otherwise)
-        std::thread::sleep(Duration::from_millis(200));
-        let seen = steps.load(Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(steps.load(Ordering::Relaxed), seen, "the work went on");
-        assert!(seen < 200, "{seen} steps");
+        assert_stopped(&steps);
     }
 
     #[test]
@@ -150,11 +155,7 @@ mod tests {
             let gone = tokio::time::timeout(Duration::from_millis(100), request).await;
             assert!(gone.is_err());
         });
-        std::thread::sleep(Duration::from_millis(200));
-        let seen = steps.load(Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(steps.load(Ordering::Relaxed), seen, "the work went on");
-        assert!(seen < 200, "{seen} steps");
+        assert_stopped(&steps);
     }
 
     #[test]
