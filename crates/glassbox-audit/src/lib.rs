@@ -59,7 +59,7 @@
 //! | Model parameters (Final) (10) | a weight file: `*.safetensors`, `*.gguf`, `*.bin`, `*.pt`, `*.pth`, `*.ckpt`, `*.onnx`, `*.h5`, `*.msgpack`, `*.npz` |
 //! | Model parameters (Intermediate) (24) | a weight file under `checkpoints/`, `intermediate/` or a `step*` directory |
 //! | Model metadata (17) | `training_args.bin`, `trainer_state.json`, `optimizer*` |
-//! | Training code (7) | code (`py`, `rs`, `sh`, `ipynb`, `c`, `cpp`, `cu`, `jl`, `js`, `ts`, `go`) whose *text* runs a training loop (an optimiser step, a backward pass, a trainer's `train()`) or launches one (`torchrun`, `deepspeed`, `accelerate launch`… on a line naming a train script) — never by its name: a tokenizer trainer is data preprocessing, a script that only evaluates is evaluation code, a recipe configures a trainer and is not one ([`content::code_role`]); a `mof.yml` path listed as training code must pass the same test |
+//! | Training code (7) | code (`py`, `rs`, `sh`, `ipynb`, `c`, `cpp`, `cu`, `jl`, `js`, `ts`, `go`) whose *text* runs a training loop (an optimiser step, a backward pass, a trainer's `train()`) or launches one (`torchrun`, `deepspeed`, `accelerate launch`… on a line naming a train script) — never by its name: a tokenizer trainer is data preprocessing, a script that only evaluates is evaluation code, a recipe configures a trainer and is not one ([`content::code_role`]); code that trains but starts from the released model itself — it loads the release's own weights by its Hub id, its name or its folder (`./`) — fine-tunes this release (a fine-tuning example, noted) and did not produce it, so it is not training code ([`content::starts_from_release`]; what the release is called: its folder's name or Hub cache id, the card's `model_name`/`model-index` names and its Hub links to the script, `mof.yml`'s name, never the card's `base_model`); a `mof.yml` path listed as training code must pass the same test |
 //! | Data preprocessing code (16) | code that trains a tokenizer; code or `toml`/`yaml` named `*preprocess*`, `*prepare*`, `*data_gen*`, `*datagen*`; code `*tokeniz*`; anything under `data_processing/` or `preprocessing/` |
 //! | Model architecture (9) | code named `modeling*`, `model.*`, `configuration_*` |
 //! | Inference code (8) | code named `infer*`, `generate*`, `run*`; declared by front matter `library_name` |
@@ -78,7 +78,10 @@
 //! first ("[the datasheet](https://arxiv.org/…)" is a data card): a link to `arxiv.org`,
 //! `doi.org`, `aclanthology.org` or `openreview.net` → Research paper; any link on a line that
 //! says "technical report" →
-//! Technical report, "training code"/"training script"/"training recipe" → Training code,
+//! Technical report, "training code"/"training script"/"training recipe" → Training code, and so
+//! is a link to a code repository (`github.com`, `gitlab.com`, …) the words before it introduce
+//! as training ("Core repo (training, inference, …):", "Pre-training code:", "Training:", but
+//! not "Training data:"),
 //! "preprocessing code"/"data processing code" → Data preprocessing code, "data
 //! card"/"datasheet" → Data card, "evaluation code" → Evaluation code.
 //!

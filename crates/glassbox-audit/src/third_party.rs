@@ -16,6 +16,8 @@ pub struct Fact {
     pub license: String,
     pub source: String,
     pub note: Option<String>,
+    /// When this fact was recorded, where it is not the file's `checked`.
+    pub checked: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -55,7 +57,7 @@ fn lookup(table: &[Fact], what: &str, id: &str) -> (LicenseInfo, String) {
                     "{what} registry: {} ({}, {})",
                     d.id,
                     d.source,
-                    file().checked
+                    d.checked.as_deref().unwrap_or(&file().checked)
                 ),
             )
         }
@@ -94,6 +96,18 @@ mod tests {
             );
         }
         assert!(!dataset_license("someone/private-crawl").0.known());
+        // OLMo 2's mixes, as its card lists them; the Pile's data has no one licence on record
+        for mix in ["allenai/olmo-mix-1124", "allenai/dolmino-mix-1124"] {
+            assert_eq!(
+                dataset_license(mix).0.id.as_deref(),
+                Some("ODC-By-1.0"),
+                "{mix}"
+            );
+        }
+        assert!(dataset_license("allenai/olmo-mix-1124")
+            .1
+            .contains("2026-11-26"));
+        assert!(!dataset_license("EleutherAI/pile").0.known());
         assert_eq!(
             dataset_license("allenai/DOLMA").0.id.as_deref(),
             Some("ODC-By-1.0")

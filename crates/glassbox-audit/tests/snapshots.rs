@@ -499,3 +499,94 @@ fn template_cards_odd_licence_fields_and_folder_names() {
         .any(|r| r == "usage information (model card) public: no"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What the release is called comes from where it lies too: a folder named after it, a Hub
+/// cache folder (`models--ORG--NAME/snapshots/REV`). Training code that starts from it fine-tunes
+/// it (noted, not training code, also when `mof.yml` lists it as such); code that starts from
+/// the card's `base_model` made it, even in a folder named like the base.
+#[test]
+fn code_that_fine_tunes_the_release_by_its_folder_or_cache_name_is_not_training_code() {
+    let dir = scratch("fine-tune-names");
+    let finetune = |source: &str| {
+        format!("import torch\nfrom transformers import AutoModelForCausalLM\n\nmodel = AutoModelForCausalLM.from_pretrained(\"{source}\")\noptimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)\nfor batch in loader:\n    model(**batch).loss.backward()\n    optimizer.step()\n")
+    };
+    let release = |root: &std::path::Path, card: &str, script: &str| {
+        write_tree(
+            root,
+            &[
+                ("README.md", card),
+                ("LICENSE", &apache_license()),
+                ("model.safetensors", "w"),
+                ("finetune.py", script),
+            ],
+        );
+    };
+    let card = "---\nlicense: apache-2.0\n---\n# A model\n";
+    let training = |a: &Audit| {
+        a.components
+            .iter()
+            .find(|c| c.name == "Training code")
+            .unwrap()
+            .evidence
+            .clone()
+    };
+
+    let folder = dir.join("tiny-chat");
+    release(&folder, card, &finetune("/data/models/tiny-chat"));
+    let a = audit_dir(&folder);
+    assert_eq!(
+        training(&a).kind,
+        EvidenceKind::Absent,
+        "{:?}",
+        training(&a)
+    );
+    assert!(
+        training(&a)
+            .detail
+            .contains("finetune.py fine-tunes the release itself"),
+        "{:?}",
+        training(&a)
+    );
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.starts_with("finetune.py fine-tunes this release")
+                && n.contains("the release folder's name")),
+        "{:#?}",
+        a.notes
+    );
+
+    let cache = dir.join("models--acme--tiny-chat/snapshots/0123456789abcdef");
+    release(&cache, card, &finetune("acme/tiny-chat"));
+    let a = audit_dir(&cache);
+    assert_eq!(training(&a).kind, EvidenceKind::Absent);
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.contains("the Hub cache folder models--acme--tiny-chat")),
+        "{:#?}",
+        a.notes
+    );
+    // mof.yml cannot make it training code either
+    write_tree(&cache, &[("mof.yml", "framework:\n  name: Model Openness Framework\n  version: '1.0'\n  date: '2024-12-15'\nrelease:\n  name: tiny-chat\n  version: '1'\n  producer: tests\n  license:\n    distribution:\n      name: Apache-2.0\n      path: LICENSE\n  components:\n  - name: Training code\n    component_path: finetune.py\n")]);
+    let a = audit_dir(&cache);
+    assert_eq!(training(&a).kind, EvidenceKind::Absent);
+    assert!(
+        a.notes.iter().any(|n| n
+            .contains("lists finetune.py as training code, but it fine-tunes the release itself")),
+        "{:#?}",
+        a.notes
+    );
+
+    // the card's base model is not the release, whatever the folder is called
+    let base_named = dir.join("tiny-base");
+    release(
+        &base_named,
+        "---\nlicense: apache-2.0\nbase_model: acme/tiny-base\n---\n# tiny-chat\n",
+        &finetune("acme/tiny-base"),
+    );
+    let a = audit_dir(&base_named);
+    assert_eq!(training(&a).kind, EvidenceKind::Present);
+    assert_eq!(training(&a).detail, "finetune.py");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -71,6 +71,12 @@ fn check(name: &str, expected: &Value, a: &Audit) -> Vec<String> {
             differ(format!("{comp} evidence {got:?}, expected {want:?}"));
         }
     }
+    for (comp, want) in expected["where"].as_object().into_iter().flatten() {
+        let got = component(comp).map(|c| c.evidence.detail.as_str());
+        if got != want.as_str() {
+            differ(format!("{comp} evidence at {got:?}, expected {want}"));
+        }
+    }
     if let Some(want) = expected["data_statements"].as_array() {
         let got: Vec<&str> = a
             .data_statements
