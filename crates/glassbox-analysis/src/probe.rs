@@ -276,10 +276,20 @@ pub fn collect(
     position: Position,
 ) -> Result<Vec<(String, Vec<Vec<f32>>)>> {
     let mut out: Vec<(String, Vec<Vec<f32>>)> = Vec::new();
-    for ids in examples {
+    // a copy of an input already run gives the same rows: taken from its first run
+    let mut first_of: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+    for (n, ids) in examples.iter().enumerate() {
         if ids.is_empty() {
             return Err(AnalysisError::input("an example has no tokens"));
         }
+        if let Some(&earlier) = first_of.get(ids.as_slice()) {
+            for (_, rows) in out.iter_mut() {
+                let row = rows[earlier].clone();
+                rows.push(row);
+            }
+            continue;
+        }
+        first_of.insert(ids.as_slice(), n);
         let mut hooks = Hooks::caching(filter.clone());
         model.run_with_hooks(&model.ids_tensor(ids)?, &mut hooks)?;
         if hooks.cache.is_empty() {
@@ -375,6 +385,17 @@ pub fn fit_all(
         )));
     }
     let (test, train) = (test.as_slice(), train.as_slice());
+    if let Labels::Classes { names, y } = labels {
+        let mut seen: Vec<usize> = train.iter().map(|&i| y[i]).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        if let [only] = seen[..] {
+            return Err(AnalysisError::input(format!(
+                "with each text's copies kept on one side of the split, every training example has the label `{}`: give more distinct texts of each label",
+                names[only]
+            )));
+        }
+    }
     // The control: each group takes the labels of another group's first example.
     let shuffled = permutation("probe/control");
     let control_order: Vec<usize> = groups.iter().map(|&g| members[shuffled[g]][0]).collect();
@@ -1089,6 +1110,31 @@ mod tests {
             named += usize::from(r.best.is_some());
         }
         assert_eq!(named, 0);
+    }
+
+    /// Two texts, each with its own label: kept together, each side holds one text, so the
+    /// training side has one label. That is refused, not fitted.
+    #[test]
+    fn a_training_side_of_one_label_is_refused() {
+        let rows: Vec<Vec<f32>> = (0..20).map(|i| vec![(i % 2) as f32, 1.0]).collect();
+        let y: Vec<usize> = (0..20).map(|i| i % 2).collect();
+        let groups = y.clone();
+        let labels = Labels::Classes {
+            names: vec!["a".into(), "b".into()],
+            y,
+        };
+        let e = fit_all(
+            &[("h".into(), rows)],
+            &labels,
+            &groups,
+            &ProbeOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("every training example has the label"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -68,6 +68,11 @@ fn list_files(root: &Path) -> Result<Vec<String>, AuditError> {
     Ok(out)
 }
 
+/// Whether `path` is a regular file larger than [`read_text`] reads (it then reads nothing).
+fn too_large(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > MAX_TEXT_BYTES)
+}
+
 pub(crate) fn read_text(path: &Path) -> Result<String, AuditError> {
     let meta = std::fs::metadata(path).map_err(|source| AuditError::Io {
         path: path.to_path_buf(),
@@ -717,6 +722,12 @@ pub fn gather(root: &Path) -> Result<Release, AuditError> {
 
     // Licence and terms files.
     for rel in files.iter().filter(|f| is_terms_file(f)) {
+        if too_large(&root.join(rel)) {
+            notes.push(format!(
+                "{rel}: larger than {} MB, too large to read as a licence or terms: not read, its terms unknown",
+                MAX_TEXT_BYTES >> 20
+            ));
+        }
         let text = read_text(&root.join(rel))?;
         let ident = licenses::identify_text(&text);
         for clause in &ident.restrictions {

@@ -590,3 +590,26 @@ fn code_that_fine_tunes_the_release_by_its_folder_or_cache_name_is_not_training_
     assert_eq!(training(&a).detail, "finetune.py");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A licence file past the reading bound was listed as "not identified" with the hash of the
+/// empty text, as if read: the audit says it was too large to read.
+#[test]
+fn a_licence_file_too_large_to_read_is_said() {
+    let dir = scratch("huge-licence");
+    let huge = "all rights reserved ".repeat(150_000);
+    write_tree(
+        &dir,
+        &[
+            ("README.md", "---\nlicense: apache-2.0\n---\n# A model\n"),
+            ("LICENSE", &huge),
+            ("config.json", "{}"),
+            ("model.safetensors", "weights"),
+        ],
+    );
+    let a = audit_dir(&dir);
+    assert!(
+        note_with(&a, "LICENSE: larger than 2 MB, too large to read").is_some(),
+        "{:?}",
+        a.notes
+    );
+}

@@ -364,6 +364,31 @@ fn bad_inputs_are_exit_2_and_write_nothing() {
         );
     }
 
+    // labels whose squares pass f64's range: their variance was NaN, blamed on the activations
+    let huge = dir.join("huge.jsonl");
+    let lines: String = (0..8)
+        .map(|i| {
+            format!(
+                "{{\"text\": \"x{i} =\", \"label\": {}1e308}}\n",
+                if i % 2 == 0 { "" } else { "-" }
+            )
+        })
+        .collect();
+    std::fs::write(&huge, lines).unwrap();
+    refused(
+        &[
+            "probe",
+            model,
+            "--hooks",
+            "blocks.2.hook_resid_post",
+            "--data",
+            huge.to_str().unwrap(),
+            "--out",
+            out,
+        ],
+        &["huge.jsonl: line 1", "too large to regress on"],
+    );
+
     // the Llama fixture with its first norm's scale NaN: every activation after it is NaN
     let broken = dir.join("broken");
     std::fs::create_dir_all(&broken).unwrap();

@@ -909,3 +909,38 @@ fn models_that_tokenize_alike_are_known_and_unknown_tokens_counted() {
     assert_eq!(doc["unknown_token"], "<unk>");
     assert!(doc["unknown_tokens"].as_u64().unwrap() >= 5, "{doc}");
 }
+
+/// The tokenizer fingerprint opened `tokenizer.json` before asking what it was: a FIFO there
+/// blocked the server's start for ever. It starts, the FIFO unread.
+#[cfg(unix)]
+#[test]
+fn a_fifo_for_a_tokenizer_does_not_block_the_start() {
+    use std::io::BufRead;
+    let (dir, model) = llama_with_positions("fifo-tokenizer", 128);
+    let tokenizer = dir.join("tokenizer.json");
+    std::fs::remove_file(&tokenizer).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&tokenizer)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args(["serve", &model, "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("the server printed nothing in 30 s: blocked");
+    assert!(line.contains("http://"), "{line}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -220,10 +220,12 @@ const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
 fn tokenizer_fingerprint(path: &Path) -> Option<String> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let file = std::fs::File::open(path.join("tokenizer.json")).ok()?;
-    if !file.metadata().ok()?.is_file() {
+    // a FIFO would block the open itself: only a regular file (links followed) is opened
+    let tokenizer = path.join("tokenizer.json");
+    if !std::fs::metadata(&tokenizer).ok()?.is_file() {
         return None;
     }
+    let file = std::fs::File::open(&tokenizer).ok()?;
     let mut bytes = Vec::new();
     file.take(MAX_TOKENIZER_BYTES + 1)
         .read_to_end(&mut bytes)

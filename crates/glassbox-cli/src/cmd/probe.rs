@@ -107,6 +107,14 @@ fn read_examples(
                 i + 1
             ));
         }
+        // a regression squares its labels: past 1e150 their variance is no finite number
+        if label.as_f64().is_some_and(|v| v.abs() > 1e150) {
+            return Err(crate::invalid!(
+                "{}: line {}: the label {label} is too large to regress on (at most 1e150 in magnitude)",
+                path.display(),
+                i + 1
+            ));
+        }
         texts.push(t.to_string());
         raw.push(label);
     }

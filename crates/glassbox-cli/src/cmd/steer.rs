@@ -108,9 +108,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .as_ref()
                 .and_then(|c| c.control.get(l))
                 .map(|c| {
+                    let p = if c.p_value < 1e-3 {
+                        "< 0.001".to_string()
+                    } else {
+                        format!("= {:.3}", c.p_value)
+                    };
                     format!(
-                        " (pairs' sides swapped at random: {:.4}, p = {:.3})",
-                        c.swapped_norm, c.p_value
+                        " (pairs' sides swapped at random: {:.4}, p {p})",
+                        c.swapped_norm
                     )
                 })
                 .unwrap_or_default();
