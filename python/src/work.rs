@@ -56,9 +56,8 @@ where
     let (tx, rx) = channel();
     let flag = cancel.clone();
     rayon::spawn(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            flag.0.watch(|| job(&flag))
-        }));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| flag.0.watch(|| job(&flag))));
         let _ = tx.send(outcome);
     });
     let mut interrupted: Option<PyErr> = None;

@@ -133,7 +133,9 @@
 
 pub mod audit;
 pub mod card;
+mod card_links;
 pub mod content;
+mod identity;
 pub mod licenses;
 pub mod mof;
 pub mod mot;

@@ -748,8 +748,8 @@ pub fn identify_text(text: &str) -> TextIdentification {
         (None, Some((f, cmp))) => {
             let mut quoted: Vec<TextLine> = Vec::new();
             for &(start, n) in &cmp.extra_runs {
-                for w in start..start + n {
-                    let line = norm.line_of[starts[w]];
+                for &at in &starts[start..start + n] {
+                    let line = norm.line_of[at];
                     if !quoted.iter().any(|q| q.line == line) {
                         quoted.push(TextLine {
                             line,

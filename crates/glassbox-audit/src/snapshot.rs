@@ -11,7 +11,9 @@ use crate::audit::{
     LicenseFile, Release, Restriction,
 };
 use crate::card;
+use crate::card_links::declared_links;
 use crate::content::{self, CodeRole, DataStatement};
+use crate::identity::release_names;
 use crate::licenses::{self, LicenseInfo};
 use crate::mot::MotRelease;
 use crate::paths::{component_of, is_code_file, is_license_file, is_terms_file, license_scope};
@@ -102,7 +104,7 @@ pub(crate) fn read_text(path: &Path) -> Result<String, AuditError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Sequence(items)) => items
@@ -111,125 +113,6 @@ fn strings(v: Option<&Value>) -> Vec<String> {
             .collect(),
         _ => vec![],
     }
-}
-
-/// Where the words introducing a link are read as "training code": a code repository's host.
-const CODE_HOSTS: &[&str] = &[
-    "github.com/",
-    "gitlab.com/",
-    "bitbucket.org/",
-    "codeberg.org/",
-    "git.sr.ht/",
-];
-
-/// Words that, after "training", say the link is code for it ("training code", "pre-training
-/// scripts", "Core repo (training, inference…)", "Training: "); "training data", "training
-/// details" and the like name something else.
-const TRAINING_CODE_WORDS: &[&str] = &[
-    "code",
-    "codebase",
-    "script",
-    "recipe",
-    "repo",
-    "framework",
-    "library",
-    "pipeline",
-];
-
-/// True when `introduced` (the lower-cased words before a link) introduces the link as
-/// training code: the word "training" (also "pre-training", "pretraining", "post-training"),
-/// followed by nothing, punctuation or a word for code.
-fn introduced_as_training(introduced: &str) -> bool {
-    introduced.match_indices("training").any(|(at, w)| {
-        let before = &introduced[..at];
-        let word_start = before
-            .chars()
-            .next_back()
-            .is_none_or(|c| !c.is_alphanumeric())
-            || ["pre", "post"].iter().any(|p| {
-                before.ends_with(p)
-                    && before[..before.len() - p.len()]
-                        .chars()
-                        .next_back()
-                        .is_none_or(|c| !c.is_alphanumeric())
-            });
-        let after = introduced[at + w.len()..].trim_start();
-        let next: String = after.chars().take_while(|c| c.is_alphanumeric()).collect();
-        word_start
-            && (after.is_empty()
-                || after.starts_with([',', ')', ':', '/', '&', ']', '*', '(', ';'])
-                || TRAINING_CODE_WORDS
-                    .iter()
-                    .any(|code| next == *code || next == format!("{code}s")))
-    })
-}
-
-/// Card body links that declare a component: a paper host, a code repository introduced as
-/// training code ([`introduced_as_training`]), or a link on a line that names the component
-/// outright (a loose word like "train" is not enough).
-fn declared_links(body: &str, first_line: usize) -> Vec<(u32, String, String)> {
-    const PAPER_HOSTS: &[&str] = &[
-        "arxiv.org/",
-        "doi.org/",
-        "aclanthology.org/",
-        "openreview.net/",
-    ];
-    const NAMED: &[(&str, u32)] = &[
-        ("technical report", 11),
-        ("training code", 7),
-        ("training script", 7),
-        ("training recipe", 7),
-        ("preprocessing code", 16),
-        ("data processing code", 16),
-        ("data card", 14),
-        ("datasheet", 14),
-        ("evaluation code", 18),
-    ];
-    let mut out = Vec::new();
-    for (n, line) in body.lines().enumerate() {
-        let lower = line.to_lowercase();
-        let mut rest = lower.as_str();
-        let mut offset = 0;
-        while let Some(start) = rest.find("https://").or_else(|| rest.find("http://")) {
-            let link: String = line[offset + start..]
-                .chars()
-                .take_while(|c| !c.is_whitespace() && !matches!(c, ')' | '>' | ']' | '"' | '\''))
-                .collect();
-            // The words introducing the link ("the datasheet](", "technical report: ") say
-            // what it is before its host does: an arXiv link can be a datasheet.
-            let introduced = &lower[offset..offset + start];
-            let named_in = |text: &str| {
-                NAMED
-                    .iter()
-                    .find(|(phrase, _)| text.contains(phrase))
-                    .map(|&(_, id)| id)
-            };
-            let link_lower = link.to_lowercase();
-            let training_repo = || {
-                (CODE_HOSTS.iter().any(|h| link_lower.contains(h))
-                    && introduced_as_training(introduced))
-                .then_some(7)
-            };
-            let id = named_in(introduced).or_else(training_repo).or_else(|| {
-                if PAPER_HOSTS.iter().any(|h| link.to_lowercase().contains(h)) {
-                    Some(21)
-                } else {
-                    named_in(&lower)
-                }
-            });
-            if let Some(id) = id {
-                out.push((
-                    id,
-                    format!("README.md line {}: {}", first_line + n, link),
-                    line.to_string(),
-                ));
-            }
-            let advance = start + link.len().max(1);
-            offset += advance;
-            rest = &lower[offset.min(lower.len())..];
-        }
-    }
-    out
 }
 
 fn set(components: &mut [ComponentEvidence], id: u32, evidence: Evidence) {
@@ -385,134 +268,6 @@ impl LicenseScope<'_> {
                 )
             })
     }
-}
-
-/// A Hub link to a file of a repository: `huggingface.co/ORG/NAME/(resolve|blob|raw)/REV/PATH`
-/// → (`ORG/NAME`, `PATH`).
-fn hub_file_link(link: &str) -> Option<(String, String)> {
-    let rest = link.split_once("huggingface.co/")?.1;
-    let mut parts = rest.splitn(5, '/');
-    let (org, repo, kind, _rev, path) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if matches!(org, "datasets" | "spaces") || !matches!(kind, "resolve" | "blob" | "raw") {
-        return None;
-    }
-    let path = path.split(['?', '#']).next().unwrap_or(path);
-    Some((format!("{org}/{repo}"), path.to_string()))
-}
-
-/// What the release in `root` is called, each with how it is known, to tell training code
-/// that starts from the release itself (and so fine-tunes it) from code that produced it:
-/// - the folder's name, and the Hub id of a Hub cache folder (`models--ORG--NAME/snapshots/REV`);
-/// - the card's `model_name` and `model-index` names;
-/// - a Hub repository the card links a training script of this folder in (Phi-3's card links
-///   `huggingface.co/microsoft/Phi-3-mini-4k-instruct/resolve/main/sample_finetune.py`);
-/// - `mof.yml`'s release name.
-///
-/// A config's `_name_or_path` is not used: it records where the weights were loaded from when
-/// they were saved, for a fine-tuned model often its base. Whatever names the card's
-/// `base_model` is dropped: code starting from the base produced this release.
-fn release_names(
-    root: &Path,
-    files: &[String],
-    roles: &BTreeMap<String, CodeRole>,
-) -> content::ReleaseNames {
-    let mut names = content::ReleaseNames::default();
-    let canonical = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    let component = |p: Option<&Path>| {
-        p.and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().to_string())
-    };
-    if let Some(folder) = component(Some(&canonical)) {
-        names
-            .names
-            .push((folder, "the release folder's name".into()));
-    }
-    let parent = canonical.parent();
-    if component(parent).as_deref() == Some("snapshots") {
-        if let Some(cache) = component(parent.and_then(Path::parent)) {
-            if let Some((org, name)) = cache
-                .strip_prefix("models--")
-                .and_then(|r| r.split_once("--"))
-            {
-                names.repo_ids.push((
-                    format!("{org}/{name}"),
-                    format!("the Hub cache folder {cache}"),
-                ));
-            }
-        }
-    }
-    let mut bases: Vec<String> = Vec::new();
-    if let Some(card_rel) = files.iter().find(|f| f.eq_ignore_ascii_case("README.md")) {
-        let path = root.join(card_rel);
-        let text = read_text(&path).unwrap_or_default();
-        // A card whose front matter does not parse is reported by the audit itself.
-        let (fm, _) = card::front_matter(&text, &path).unwrap_or((None, String::new()));
-        if let Some(fm) = &fm {
-            bases = strings(fm.get("base_model"));
-            for n in strings(fm.get("model_name")) {
-                names
-                    .names
-                    .push((n, format!("the card's `model_name` in {card_rel}")));
-            }
-            if let Some(Value::Sequence(entries)) = fm.get("model-index") {
-                for n in entries.iter().filter_map(|e| e.get("name")?.as_str()) {
-                    names.names.push((
-                        n.to_string(),
-                        format!("the card's `model-index` in {card_rel}"),
-                    ));
-                }
-            }
-        }
-        for (n, line) in text.lines().enumerate() {
-            for (at, _) in line.match_indices("huggingface.co/") {
-                let link: String = line[at..]
-                    .chars()
-                    .take_while(|c| {
-                        !c.is_whitespace() && !matches!(c, ')' | '>' | ']' | '"' | '\'')
-                    })
-                    .collect();
-                let Some((id, file)) = hub_file_link(&link) else {
-                    continue;
-                };
-                if roles.get(&file) == Some(&CodeRole::Training) {
-                    names.repo_ids.push((
-                        id,
-                        format!("{card_rel} line {} links {file} in that repository", n + 1),
-                    ));
-                }
-            }
-        }
-    }
-    if let Some(mot_rel) = files
-        .iter()
-        .find(|f| matches!(f.to_lowercase().as_str(), "mof.yml" | "mof.yaml"))
-    {
-        if let Ok(mot) = MotRelease::read(&root.join(mot_rel)) {
-            names
-                .names
-                .push((mot.name, format!("the release name in {mot_rel}")));
-        }
-    }
-    // Code that starts from the base model is how this release was made.
-    let base_named = |n: &str| {
-        bases.iter().any(|b| {
-            b.eq_ignore_ascii_case(n)
-                || b.rsplit('/')
-                    .next()
-                    .is_some_and(|l| l.eq_ignore_ascii_case(n))
-        })
-    };
-    names.repo_ids.retain(|(id, _)| !base_named(id));
-    names
-        .names
-        .retain(|(n, _)| !n.trim().is_empty() && !base_named(n));
-    names
 }
 
 /// Gathers the evidence in a snapshot directory.
@@ -1073,38 +828,6 @@ pub fn from_mot_file(path: &Path) -> Result<Release, AuditError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A code repository introduced as training code declares it ("Core repo (training, …)",
-    /// "Pre-training code", "Training:"); training *data*, a paper or fine-tuning code does not.
-    #[test]
-    fn code_repositories_introduced_as_training_code_declare_it() {
-        let body = "- Core repo (training, inference, fine-tuning etc.): https://github.com/allenai/OLMo\n- Evaluation code: https://github.com/allenai/OLMo-Eval\n- Further fine-tuning code: https://github.com/allenai/open-instruct\n- Training data: [OLMo-Mix-1124](https://huggingface.co/datasets/allenai/olmo-mix-1124)\n- Training data: https://github.com/acme/corpus\n- Pretraining: https://gitlab.com/acme/trainer\n- Our retraining notes: https://github.com/acme/notes\n- Training details are in the paper https://arxiv.org/abs/2501.00656\n";
-        let found: Vec<(u32, String)> = declared_links(body, 10)
-            .into_iter()
-            .map(|(id, detail, _)| (id, detail))
-            .collect();
-        assert_eq!(
-            found,
-            [
-                (
-                    7,
-                    "README.md line 10: https://github.com/allenai/OLMo".to_string()
-                ),
-                (
-                    18,
-                    "README.md line 11: https://github.com/allenai/OLMo-Eval".into()
-                ),
-                (
-                    7,
-                    "README.md line 15: https://gitlab.com/acme/trainer".into()
-                ),
-                (
-                    21,
-                    "README.md line 17: https://arxiv.org/abs/2501.00656".into()
-                ),
-            ]
-        );
-    }
 
     /// `/proc` files say they are empty: the bound is on what is read, not on the size the
     /// file system reports (a link to /proc/self/pagemap made the audit read 24 GB).

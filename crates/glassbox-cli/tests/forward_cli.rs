@@ -418,7 +418,9 @@ fn prompts_with_unknown_tokens_are_said() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("\"   \" has no tokens of its own: the model reads only the tokenizer's <bos>"),
+        stderr.contains(
+            "\"   \" has no tokens of its own: the model reads only the tokenizer's <bos>"
+        ),
         "{stderr}"
     );
 }
