@@ -452,10 +452,9 @@ pub fn contrast(
             })
             .collect()
     };
-    // per layer: the sum of the rows kept and their count
-    let mut sums = vec![vec![0f64; info.d_model]; names.len()];
+    // per layer: each pair's own sum of the rows kept (the control swaps pairs' sides), and
+    // the count of rows kept
     let mut kept = vec![0usize; names.len()];
-    // each pair's own sum of kept rows, per layer: the control swaps pairs' sides
     let mut pair_sums: Vec<Vec<Vec<f64>>> = vec![Vec::new(); names.len()];
     for (pair, (p, n)) in positive.iter().zip(negative).enumerate() {
         if p.is_empty() || n.is_empty() {
@@ -477,7 +476,7 @@ pub fn contrast(
                 let diff: Vec<f32> = row_p.iter().zip(row_n).map(|(a, b)| a - b).collect();
                 // llama.cpp's test of an all-zero row: no element above 1e-6 (a NaN
                 // row is kept: a direction that is not finite is refused whole later)
-                if diff.iter().any(|&d| !(d <= 1e-6)) {
+                if diff.iter().any(|&d| d > 1e-6 || d.is_nan()) {
                     own.iter_mut().zip(&diff).for_each(|(s, &d)| *s += d as f64);
                     kept[layer] += 1;
                 }
@@ -489,12 +488,15 @@ pub fn contrast(
                     layers.start() + layer
                 )));
             }
-            sums[layer].iter_mut().zip(&own).for_each(|(s, o)| *s += o);
             pair_sums[layer].push(own);
         }
     }
     let mut directions = BTreeMap::new();
-    for ((layer, sum), &count) in layers.clone().zip(sums).zip(&kept) {
+    for ((layer, own), &count) in layers.clone().zip(&pair_sums).zip(&kept) {
+        let mut sum = vec![0f64; info.d_model];
+        for o in own {
+            sum.iter_mut().zip(o).for_each(|(s, o)| *s += o);
+        }
         directions.insert(
             layer,
             sum.iter().map(|s| (s / count as f64) as f32).collect(),
