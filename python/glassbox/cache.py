@@ -268,15 +268,11 @@ class ActivationCache(Mapping[str, np.ndarray]):
 
     def _joins_residual(self, layer: int, which: str) -> str | None:
         """The hook holding what block ``layer``'s attention (``which="attn"``) or MLP adds to the
-        residual stream: its post-norm's output where it has one (Gemma 2, OLMo 2, GLM-4: glassbox
-        hooks ``hook_attn_out`` / ``hook_mlp_out`` before that norm, TransformerLens after it),
-        else ``hook_attn_out`` / ``hook_mlp_out``; None when the block has no such sublayer
+        residual stream, ``hook_attn_out`` / ``hook_mlp_out`` (after the post-norm where the
+        family has one, as in TransformerLens); None when the block has no such sublayer
         (hybrids whose blocks hold one)."""
         out = f"blocks.{layer}.hook_{which}_out"
-        if not self._hook_exists(out):
-            return None
-        post = f"blocks.{layer}.{'ln1_post' if which == 'attn' else 'ln2_post'}.hook_normalized"
-        return post if self._hook_exists(post) else out
+        return out if self._hook_exists(out) else None
 
     def decompose_resid(
         self,

@@ -90,7 +90,7 @@ pub fn hook_names(n_layers: usize) -> Vec<String> {
         names.push(format!("blocks.{l}.attn.hook_z"));
         names.push(format!("blocks.{l}.hook_attn_out"));
         names.push(format!("blocks.{l}.hook_mlp_out"));
-        // post-norms (GLM-4): what actually joins the residual stream
+        // post-norms (Gemma 2, OLMo 2, GLM-4): present when the block has them
         names.push(format!("blocks.{l}.ln1_post.hook_normalized"));
         names.push(format!("blocks.{l}.ln2_post.hook_normalized"));
         // mixture-of-experts layers: each expert is its own part
@@ -138,11 +138,10 @@ pub fn decompose_resid(
             cache.require(&format!("blocks.{layer}.hook_attn_out"))?;
         }
         if mixer {
-            // A norm after the attention block (GLM-4) is not linear: its output joins the
-            // residual as one part; so does a mixer without heads (Mamba).
-            if let Some(normed) = cache.get(&format!("blocks.{layer}.ln1_post.hook_normalized")) {
-                parts.push((Component::Attn { layer }, at_position(normed, position)?));
-            } else if !has("attn.hook_z") {
+            // A norm after the attention block (Gemma 2, OLMo 2, GLM-4) is not linear: its
+            // output, `hook_attn_out`, joins the residual as one part; so does a mixer without
+            // heads (Mamba).
+            if has("ln1_post.hook_normalized") || !has("attn.hook_z") {
                 let out = cache.require(&format!("blocks.{layer}.hook_attn_out"))?;
                 parts.push((Component::Attn { layer }, at_position(out, position)?));
             } else {
@@ -152,14 +151,12 @@ pub fn decompose_resid(
         if !mlp {
             continue;
         }
-        let mlp = match cache.get(&format!("blocks.{layer}.ln2_post.hook_normalized")) {
-            Some(normed) => normed,
-            None if cache.contains(&format!("blocks.{layer}.mlp.hook_expert_indices")) => {
-                expert_parts(cache, layer, position, &mut parts)?;
-                continue;
-            }
-            None => cache.require(&format!("blocks.{layer}.hook_mlp_out"))?,
-        };
+        // Experts are parts of their own unless a post-norm mixes them.
+        if !has("ln2_post.hook_normalized") && has("mlp.hook_expert_indices") {
+            expert_parts(cache, layer, position, &mut parts)?;
+            continue;
+        }
+        let mlp = cache.require(&format!("blocks.{layer}.hook_mlp_out"))?;
         parts.push((Component::Mlp { layer }, at_position(mlp, position)?));
     }
     let last = format!("blocks.{}.hook_resid_post", info.n_layers - 1);

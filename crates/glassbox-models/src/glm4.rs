@@ -12,9 +12,9 @@
 //! optional q/k/v biases (`attention_bias`) and rotary on only the first
 //! `partial_rotary_factor × head_dim` dimensions of each head, rotating adjacent pairs
 //! (GPT-J style). The MLP keeps gate and up in one matrix, `gate_up_proj`, whose output is
-//! `[gate | up]`. `hook_attn_out` and `hook_mlp_out` are the attention and MLP outputs before
-//! their post-norms; the normalised values are `ln1_post.hook_normalized` and
-//! `ln2_post.hook_normalized`.
+//! `[gate | up]`. As in TransformerLens, `hook_attn_out` and `hook_mlp_out` are taken after
+//! the post-norms (`ln1_post.hook_normalized`, `ln2_post.hook_normalized`): what joins the
+//! residual stream.
 
 use candle_nn::VarBuilder;
 

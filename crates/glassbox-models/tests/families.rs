@@ -264,23 +264,23 @@ fn olmo2_normalises_whole_projections_and_block_outputs() {
         .iter()
         .all(|r| (r - 1.0).abs() < 1e-3));
     assert!(rms(q).iter().any(|r| (r - 1.0).abs() > 1e-2));
-    // Attention and MLP outputs are normalised (`ln1_post`, `ln2_post`; `hook_attn_out` and
-    // `hook_mlp_out` are the module outputs before them) before joining the residual.
+    // Attention and MLP outputs are normalised (`ln1_post`, `ln2_post`) before joining the
+    // residual; as in TransformerLens, `hook_attn_out` / `hook_mlp_out` are what joins it.
     for hook in [
         "blocks.0.ln1_post.hook_normalized",
         "blocks.0.ln2_post.hook_normalized",
+        "blocks.0.hook_attn_out",
+        "blocks.0.hook_mlp_out",
     ] {
         assert!(
             rms(&cache[hook]).iter().all(|r| (r - 1.0).abs() < 1e-3),
             "{hook}"
         );
     }
-    assert!(rms(&cache["blocks.0.hook_attn_out"])
-        .iter()
-        .any(|r| (r - 1.0).abs() > 1e-2));
-    let mid =
-        (&cache["blocks.0.hook_resid_pre"] + &cache["blocks.0.ln1_post.hook_normalized"]).unwrap();
+    let mid = (&cache["blocks.0.hook_resid_pre"] + &cache["blocks.0.hook_attn_out"]).unwrap();
     assert!(max_abs_diff(&mid, &cache["blocks.0.hook_resid_mid"]) < 1e-6);
+    let post = (&cache["blocks.0.hook_resid_mid"] + &cache["blocks.0.hook_mlp_out"]).unwrap();
+    assert!(max_abs_diff(&post, &cache["blocks.0.hook_resid_post"]) < 1e-6);
 }
 
 #[test]
