@@ -304,6 +304,17 @@ pub fn fit_all(
     let control_order: Vec<usize> = groups.iter().map(|&g| members[shuffled[g]][0]).collect();
     let control = labels.permuted(&control_order);
     let mut warnings = Vec::new();
+    if let Labels::Values(v) = labels {
+        // R² compares the fit with the labels' own spread: with none, it is undefined (NaN)
+        for (side, set) in [("held-out", test), ("training", train)] {
+            if set.iter().all(|&i| v[i] == v[set[0]]) {
+                warnings.push(format!(
+                    "every {side} example has the label {}: R² is undefined there (no variance to explain); give examples of different values",
+                    v[set[0]]
+                ));
+            }
+        }
+    }
     if n_groups < n {
         warnings.push(format!(
             "{} of the {n} examples repeat another's tokens ({n_groups} distinct): each input's copies are kept on one side of the split and share a control label",
@@ -341,7 +352,7 @@ pub fn fit_all(
                 control_scores = scores;
             }
             // (the 95 % interval, the lower bound for all hooks together)
-            let intervals = if bad > 0 {
+            let intervals = if bad > 0 || scores.1.is_nan() {
                 None
             } else {
                 match labels {
@@ -621,6 +632,45 @@ mod tests {
         assert!(r.control_test_score < 0.3, "{r:?}");
         let dir = r.direction.as_ref().unwrap();
         assert!((dir[1] / dir[4] + 2.0).abs() < 0.01, "{dir:?}");
+    }
+
+    /// One example of forty differs: one side of the split has labels that do not vary, and
+    /// its R² is undefined (shown as such and said), never a 0 that reads as "no better than
+    /// the mean".
+    #[test]
+    fn an_r2_of_labels_that_do_not_vary_is_undefined() {
+        let mut rng = SplitMix64::new(5);
+        let rows: Vec<Vec<f32>> = (0..40)
+            .map(|_| (0..4).map(|_| (rng.next_u64() % 1000) as f32).collect())
+            .collect();
+        let mut v = vec![2.0; 40];
+        v[7] = 3.0;
+        let report = fit_all(
+            &[("h".into(), rows)],
+            &Labels::Values(v),
+            &distinct(40),
+            &ProbeOptions::default(),
+        )
+        .unwrap();
+        let r = &report.probes[0];
+        let said = |side: &str| {
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains(&format!("every {side} example has the label 2")))
+        };
+        assert!(
+            said("held-out") != said("training"),
+            "{:?}",
+            report.warnings
+        );
+        if said("held-out") {
+            assert!(r.test_score.is_nan() && r.test_interval.is_none(), "{r:?}");
+            assert!(r.train_score.is_finite(), "{r:?}");
+        } else {
+            assert!(r.train_score.is_nan() && r.test_score.is_finite(), "{r:?}");
+        }
+        assert_eq!(report.best, None);
     }
 
     #[test]

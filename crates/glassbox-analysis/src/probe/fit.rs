@@ -102,7 +102,7 @@ pub(super) fn fit_one(
                 let ss_tot: f64 = set.iter().map(|&i| (v[i] - mean).powi(2)).sum();
                 let ss_res: f64 = set.iter().map(|&i| (v[i] - predict(i)).powi(2)).sum();
                 if ss_tot == 0.0 {
-                    0.0
+                    f64::NAN // undefined: nothing to explain
                 } else {
                     1.0 - ss_res / ss_tot
                 }

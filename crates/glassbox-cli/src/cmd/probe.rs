@@ -280,17 +280,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "majority"
     );
     let dash = || "-".to_string();
+    // an R² of labels that do not vary is undefined (NaN), as are scores of non-finite rows
+    let shown = |v: f64| {
+        if v.is_nan() {
+            "undefined".to_string()
+        } else {
+            format!("{v:.3}")
+        }
+    };
     for r in results {
         println!(
-            "{:<36} {:>10.3} {:>10.3} {:>11} {:>8} {:>10.3} {:>9}",
+            "{:<36} {:>10} {:>10} {:>11} {:>8} {:>10} {:>9}",
             r.hook,
-            r.train_score,
-            r.test_score,
+            shown(r.train_score),
+            shown(r.test_score),
             r.test_interval
                 .map(|[lo, hi]| format!("{lo:.2}–{hi:.2}"))
                 .unwrap_or_else(dash),
             r.test_auc.map(|a| format!("{a:.3}")).unwrap_or_else(dash),
-            r.control_test_score,
+            shown(r.control_test_score),
             r.majority_baseline
                 .map(|m| format!("{m:.3}"))
                 .unwrap_or_else(dash)
