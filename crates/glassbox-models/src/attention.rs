@@ -6,7 +6,8 @@
 //! sliding window — all data here, none a separate code path.
 //!
 //! Hooks, batch first: `attn.hook_q`/`hook_k`/`hook_v` [batch, pos, head, d_head] after
-//! projection (and q/k norm) but before rotary; `attn.hook_rot_q`/`hook_rot_k` after rotary;
+//! projection, before any q/k norm (as in TransformerLens); `attn.q_norm.hook_normalized` /
+//! `attn.k_norm.hook_normalized` after it; `attn.hook_rot_q`/`hook_rot_k` after rotary;
 //! `attn.hook_attn_scores` [batch, head, q_pos, k_pos] scaled and masked (masked entries hold
 //! the most negative finite value, so fully masked rows stay finite), pre-softmax;
 //! `attn.hook_pattern` after softmax; `attn.hook_z` [batch, pos, head, d_head] (after the
@@ -205,6 +206,35 @@ fn softmax_with_sinks(scores: &Tensor, sinks: &Tensor) -> Result<Tensor> {
     ops::softmax_last_dim(&all)?.narrow(3, 0, k)
 }
 
+impl Attention {
+    /// Queries and keys [b, pos, heads, d_head] through their norms, if any, each hooked as
+    /// `attn.q_norm.hook_normalized` / `attn.k_norm.hook_normalized` (TransformerLens' names):
+    /// per head in that shape, or over the whole projection as [b, pos, heads·d_head].
+    fn normalize_qk(
+        &self,
+        q: Tensor,
+        k: Tensor,
+        i: usize,
+        hooks: &mut Hooks,
+    ) -> Result<(Tensor, Tensor)> {
+        let (qn, kn, full) = match &self.qk_norm {
+            QkNorm::None => return Ok((q, k)),
+            QkNorm::PerHead { q, k } => (q, k, false),
+            QkNorm::Full { q, k } => (q, k, true),
+        };
+        let mut norm = |x: Tensor, norm: &Norm, which: &str| -> Result<Tensor> {
+            let shape = x.dims().to_vec();
+            let x = if full { x.flatten_from(2)? } else { x };
+            let x = hooks.point(
+                || format!("blocks.{i}.attn.{which}.hook_normalized"),
+                norm.forward(&x)?,
+            )?;
+            x.reshape(shape)
+        };
+        Ok((norm(q, qn, "q_norm")?, norm(k, kn, "k_norm")?))
+    }
+}
+
 impl SelfAttention for Attention {
     fn forward(
         &self,
@@ -216,7 +246,7 @@ impl SelfAttention for Attention {
         let c = &self.cfg;
         let i = ctx.layer;
         let (b, t, _) = x.dims3()?;
-        let (mut q, mut k, v) = self.project(x)?;
+        let (mut q, k, v) = self.project(x)?;
         let mut gate = None;
         if self.output_gate {
             let both = q.reshape((b, t, c.n_heads, 2 * c.d_head))?;
@@ -225,20 +255,14 @@ impl SelfAttention for Attention {
                 .narrow(3, 0, c.d_head)?
                 .reshape((b, t, c.n_heads * c.d_head))?;
         }
-        if let QkNorm::Full { q: qn, k: kn } = &self.qk_norm {
-            q = qn.forward(&q)?;
-            k = kn.forward(&k)?;
-        }
-        let mut q = q.reshape((b, t, c.n_heads, c.d_head))?;
-        let mut k = k.reshape((b, t, c.n_kv_heads, c.d_head))?;
+        // As in TransformerLens, hook_q / hook_k are the projections; their norms come after.
+        let q = q.reshape((b, t, c.n_heads, c.d_head))?;
+        let k = k.reshape((b, t, c.n_kv_heads, c.d_head))?;
         let v = v.reshape((b, t, c.n_kv_heads, c.d_head))?;
-        if let QkNorm::PerHead { q: qn, k: kn } = &self.qk_norm {
-            q = qn.forward(&q)?;
-            k = kn.forward(&k)?;
-        }
-        let mut q = hooks.point(|| format!("blocks.{i}.attn.hook_q"), q)?;
-        let mut k = hooks.point(|| format!("blocks.{i}.attn.hook_k"), k)?;
+        let q = hooks.point(|| format!("blocks.{i}.attn.hook_q"), q)?;
+        let k = hooks.point(|| format!("blocks.{i}.attn.hook_k"), k)?;
         let v = hooks.point(|| format!("blocks.{i}.attn.hook_v"), v)?;
+        let (mut q, mut k) = self.normalize_qk(q, k, i, hooks)?;
         if c.rope.is_some() && !self.inv_freq.is_empty() {
             let (mut cos, mut sin) = ops::rope_tables(&self.inv_freq, ctx.offset, t, x.device())?;
             if self.cos_sin_scale != 1.0 {

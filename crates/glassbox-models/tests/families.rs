@@ -201,17 +201,19 @@ fn qwen3_normalises_each_query_and_key_head() {
     );
     let ids = model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap();
     let (_, cache) = model
-        .run_with_cache(
-            &ids,
-            &NameFilter::new(&["blocks.1.attn.hook_q", "blocks.1.attn.hook_k"]).unwrap(),
-        )
+        .run_with_cache(&ids, &NameFilter::new(&["blocks.1.attn.*"]).unwrap())
         .unwrap();
-    for hook in ["blocks.1.attn.hook_q", "blocks.1.attn.hook_k"] {
-        // [batch, pos, head, d_head]: every head's vector has unit RMS.
+    for which in ["q", "k"] {
+        // [batch, pos, head, d_head]: every head's vector has unit RMS after the norm; the
+        // projection (TransformerLens' hook_q / hook_k) is hooked before it.
+        let normed = &cache[&format!("blocks.1.attn.{which}_norm.hook_normalized")];
+        let raw = &cache[&format!("blocks.1.attn.hook_{which}")];
+        assert_eq!(normed.dims(), raw.dims());
         assert!(
-            rms(&cache[hook]).iter().all(|r| (r - 1.0).abs() < 1e-3),
-            "{hook}"
+            rms(normed).iter().all(|r| (r - 1.0).abs() < 1e-3),
+            "{which}"
         );
+        assert!(rms(raw).iter().any(|r| (r - 1.0).abs() > 1e-2), "{which}");
     }
 }
 
@@ -250,6 +252,7 @@ fn olmo2_normalises_whole_projections_and_block_outputs() {
     let ids = model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap();
     let filter = NameFilter::new(&[
         "blocks.0.attn.hook_q",
+        "blocks.0.attn.q_norm.hook_normalized",
         "blocks.0.hook_attn_out",
         "blocks.0.hook_mlp_out",
         "blocks.0.hook_resid_*",
@@ -257,13 +260,18 @@ fn olmo2_normalises_whole_projections_and_block_outputs() {
     ])
     .unwrap();
     let (_, cache) = model.run_with_cache(&ids, &filter).unwrap();
-    // q is normalised over all heads at once: unit RMS per position, not per head.
-    let q = &cache["blocks.0.attn.hook_q"];
-    let (b, t, h, d) = q.dims4().unwrap();
-    assert!(rms(&q.reshape((b, t, h * d)).unwrap())
+    // q is normalised over all heads at once, [batch, pos, heads·d_head]: unit RMS per
+    // position, not per head; hook_q, per head, is the projection before it.
+    let q = &cache["blocks.0.attn.q_norm.hook_normalized"];
+    let (b, t, hd) = q.dims3().unwrap();
+    assert!(rms(q).iter().all(|r| (r - 1.0).abs() < 1e-3));
+    let per_head = q.reshape((b, t, 4, hd / 4)).unwrap();
+    assert!(rms(&per_head).iter().any(|r| (r - 1.0).abs() > 1e-2));
+    let raw = &cache["blocks.0.attn.hook_q"];
+    assert_eq!(raw.dims(), per_head.dims());
+    assert!(rms(&raw.flatten_from(2).unwrap())
         .iter()
-        .all(|r| (r - 1.0).abs() < 1e-3));
-    assert!(rms(q).iter().any(|r| (r - 1.0).abs() > 1e-2));
+        .any(|r| (r - 1.0).abs() > 1e-2));
     // Attention and MLP outputs are normalised (`ln1_post`, `ln2_post`) before joining the
     // residual; as in TransformerLens, `hook_attn_out` / `hook_mlp_out` are what joins it.
     for hook in [

@@ -16,10 +16,8 @@
 //! file only reads its config and weight names and assembles these parts.
 //!
 //! Hooks: `hook_embed`, `hook_pos_embed`, `blocks.{i}.hook_resid_pre`, `ln1.hook_normalized`,
-//! `ln1_post.hook_normalized` (post-norms), `hook_attn_out`, `hook_resid_mid`, `ln2.hook_normalized`,
-//! `ln2_post.hook_normalized`, `hook_mlp_out`, `hook_resid_post`, `ln_final.hook_normalized`, `logits`; attention and MLP add their own.
-//! As in TransformerLens, `hook_attn_out` and `hook_mlp_out` are what joins the residual stream:
-//! after the post-norm where a family has one.
+//! `hook_attn_out`, `ln1_post.hook_normalized` (post-norms), `hook_resid_mid`, `ln2.hook_normalized`,
+//! `hook_mlp_out`, `ln2_post.hook_normalized`, `hook_resid_post`, `ln_final.hook_normalized`, `logits`; attention and MLP add their own.
 
 use std::collections::HashMap;
 
@@ -222,9 +220,8 @@ pub struct DecoderBlock {
 }
 
 /// Applies a post-norm, hooked as `blocks.{i}.{which}.hook_normalized` (TransformerLens'
-/// `ln1_post` / `ln2_post`). `hook_attn_out` / `hook_mlp_out` come after it, as in
-/// TransformerLens (its HookedTransformer and its bridge alike): they are what joins the
-/// residual stream, which is what SAEs on those hooks (Gemma Scope's) were trained on.
+/// `ln1_post` / `ln2_post`). `hook_attn_out` / `hook_mlp_out` are taken before it: the
+/// reference's attention and MLP module outputs (what the GLM-4 parity fixture records).
 fn post_norm(
     hooks: &mut Hooks,
     norm: &Option<Norm>,
@@ -261,10 +258,13 @@ impl DecoderBlock {
         let (out, resid_pre) = match (&self.attn, &self.mlp) {
             (Some(attn), None) => {
                 let out = attn.forward(&normed(hooks, &self.ln1, "ln1")?, ctx, hooks, kv)?;
-                let out = post_norm(hooks, &self.post_attn_norm, i, "ln1_post", out)?;
                 let out = hooks.point(|| format!("blocks.{i}.hook_attn_out"), out)?;
                 let (t, tq) = (resid_pre.dim(1)?, out.dim(1)?);
-                (out, resid_pre.narrow(1, t - tq, tq)?)
+                let resid_pre = resid_pre.narrow(1, t - tq, tq)?;
+                (
+                    post_norm(hooks, &self.post_attn_norm, i, "ln1_post", out)?,
+                    resid_pre,
+                )
             }
             (None, Some(mlp)) => {
                 // Only the last positions go on when the pass answers for those alone.
@@ -273,9 +273,11 @@ impl DecoderBlock {
                 let resid_pre = resid_pre.narrow(1, t - tq, tq)?;
                 let input = normed(hooks, &self.ln2, "ln2")?.narrow(1, t - tq, tq)?;
                 let out = mlp.forward(&input, i, hooks)?;
-                let out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", out)?;
                 let out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), out)?;
-                (out, resid_pre)
+                (
+                    post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", out)?,
+                    resid_pre,
+                )
             }
             _ => candle_core::bail!("block {i} has neither a token mixer nor an MLP"),
         };
@@ -303,7 +305,6 @@ impl DecoderBlock {
         };
         let attn_in = normed(hooks, &self.ln1, "ln1", &resid_pre)?;
         let attn_out = attn.forward(&attn_in, ctx, hooks, kv)?;
-        let attn_out = post_norm(hooks, &self.post_attn_norm, i, "ln1_post", attn_out)?;
         let attn_out = hooks.point(|| format!("blocks.{i}.hook_attn_out"), attn_out)?;
         // With ctx.queries, attention answered for the last positions only: so does the rest.
         let (t, tq) = (resid_pre.dim(1)?, attn_out.dim(1)?);
@@ -312,6 +313,7 @@ impl DecoderBlock {
         } else {
             resid_pre
         };
+        let attn_out = post_norm(hooks, &self.post_attn_norm, i, "ln1_post", attn_out)?;
         let resid_post = match self.residual {
             Residual::Sequential => {
                 let resid_mid = hooks.point(
@@ -320,15 +322,15 @@ impl DecoderBlock {
                 )?;
                 let mlp_in = normed(hooks, &self.ln2, "ln2", &resid_mid)?;
                 let mlp_out = mlp.forward(&mlp_in, i, hooks)?;
-                let mlp_out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", mlp_out)?;
                 let mlp_out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), mlp_out)?;
+                let mlp_out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", mlp_out)?;
                 (resid_mid + mlp_out)?
             }
             Residual::Parallel => {
                 let mlp_in = normed(hooks, &self.ln2, "ln2", &resid_pre)?;
                 let mlp_out = mlp.forward(&mlp_in, i, hooks)?;
-                let mlp_out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", mlp_out)?;
                 let mlp_out = hooks.point(|| format!("blocks.{i}.hook_mlp_out"), mlp_out)?;
+                let mlp_out = post_norm(hooks, &self.post_mlp_norm, i, "ln2_post", mlp_out)?;
                 ((resid_pre + attn_out)? + mlp_out)?
             }
         };
