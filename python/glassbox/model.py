@@ -272,7 +272,7 @@ class HookedModel:
         """Every hook point of the model, in the order a forward pass reaches them."""
         if self._hook_names is None:
             _, cached = self._m.forward(np.zeros((1, 1), dtype=np.uint32), cache=["*"])
-            self._hook_names = [name for name, _ in cached]
+            self._hook_names = _with_every_expert(cached)
         return list(self._hook_names)
 
     def _patterns(self, names: NameFilter) -> list[str]:
@@ -570,3 +570,25 @@ def _dtype_name(dtype) -> str:
     except TypeError:
         pass
     return {"half": "float16", "float": "float32"}.get(name, name)
+
+
+def _with_every_expert(cached) -> list[str]:
+    """The names of a one-token pass, with each mixture-of-experts layer's
+    ``mlp.experts.{e}.hook_out`` for every expert (the pass runs, and hooks, only the experts
+    its token was routed to; the layer's router logits say how many there are)."""
+    names = [name for name, _ in cached]
+    experts = {
+        name[: -len("hook_router_logits")]: int(np.asarray(value).shape[-1])
+        for name, value in cached
+        if name.endswith(".mlp.hook_router_logits")
+    }
+    out, done = [], set()
+    for name in names:
+        prefix, sep, _ = name.partition("experts.")
+        layer = prefix if sep and name.endswith(".hook_out") and prefix in experts else None
+        if layer is None or name.count(".") != prefix.count(".") + 2:
+            out.append(name)
+        elif layer not in done:
+            done.add(layer)
+            out.extend(f"{layer}experts.{e}.hook_out" for e in range(experts[layer]))
+    return out

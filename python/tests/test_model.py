@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 import glassbox
 from conftest import (
+    FIXTURES,
     GPT2,
     GPT2_GGUF_Q8,
     GPT2_PEFT,
@@ -146,6 +148,24 @@ def test_logits_equal_transformers(gpt2):
     if ids is None:
         pytest.fail(f"expected.safetensors has no input ids beside {key}: {sorted(expected)[:8]}")
     close(gpt2(ids), expected[key], 1e-4)
+
+
+def test_hook_names_list_every_expert_and_routing_keeps_integer_indices():
+    """A mixture of experts hooks only the experts a pass routes to; hook_names() names them
+    all (its one-token pass reaches a few), and what any pass caches is among them. The
+    chosen experts are integers, as the router chose them."""
+    model = glassbox.load(FIXTURES / "families" / "mixtral")
+    names = model.hook_names()
+    config = json.loads((FIXTURES / "families" / "mixtral" / "config.json").read_text())
+    n_experts = config["num_local_experts"]
+    for layer in range(model.cfg.n_layers):
+        experts = [n for n in names if n.startswith(f"blocks.{layer}.mlp.experts.")]
+        assert experts == [f"blocks.{layer}.mlp.experts.{e}.hook_out" for e in range(n_experts)]
+    _, cache = model.run_with_cache(PROMPT)
+    assert set(cache) <= set(names)
+    indices = cache["blocks.0.mlp.hook_expert_indices"]
+    assert indices.dtype == np.uint32 and indices.shape[-1] == config["num_experts_per_tok"]
+    assert indices.max() < n_experts
 
 
 def test_names_filter_forms(gpt2):

@@ -258,7 +258,8 @@ pub struct Hooks<'a> {
     /// End the pass after this point (TransformerLens' `stop_at_layer`, by hook name).
     stop_after: Option<String>,
     stopped: bool,
-    /// Cache activations detached from the autograd graph and converted to f32.
+    /// Cache activations detached from the autograd graph, floats converted to f32
+    /// (integers, such as routed experts' indices, kept).
     pub cache: ActivationCache,
 }
 
@@ -387,8 +388,13 @@ impl<'a> Hooks<'a> {
         }
         if let Some(filter) = &self.cache_filter {
             if filter.matches(&name) {
-                self.cache
-                    .insert(name.clone(), t.detach().to_dtype(DType::F32)?);
+                // floats cached as f32; integers (routed experts' indices) stay integers
+                let kept = if t.dtype().is_float() {
+                    t.detach().to_dtype(DType::F32)?
+                } else {
+                    t.detach()
+                };
+                self.cache.insert(name.clone(), kept);
             }
         }
         // Splices run last, each on what the one before returned; the `Arc` is cloned so

@@ -29,7 +29,12 @@ fn fixture(rel: &str) -> PathBuf {
 }
 
 fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
 }
 
 fn temp(name: &str) -> PathBuf {
