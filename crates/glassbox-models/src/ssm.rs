@@ -18,13 +18,19 @@
 //! ([`ssd_step`]). They agree (tested below). The KV cache keeps, per layer, the convolution's
 //! last inputs and S.
 //!
-//! Hooks (batch first), named in TransformerLens' spirit under the block's `mixer`:
+//! Hooks (batch first), under the block's `mixer`, with the names and meanings of
+//! TransformerLens' Mamba-2 bridge where it has them:
 //! `blocks.{i}.mixer.hook_in_proj` [batch, pos, 2·H·P + 2·G·N + H] (z, x‖B‖C and dt, as
-//! projected), `hook_conv` [batch, pos, H·P + 2·G·N] (after the convolution and SiLU),
-//! `hook_dt` [batch, pos, H] (Δ, after softplus), `hook_ssm_out` [batch, pos, H, P] (y, with
-//! the D skip, before gate and norm), `hook_ssm_state` [batch, H, P, N] (S after the last
-//! position). The mixer's output is the block's `hook_attn_out`; it has no heads in the
-//! attention sense, so attribution takes it whole.
+//! projected), `hook_conv` [batch, pos, H·P + 2·G·N] (the convolution's output, before its
+//! SiLU; the bridge's `conv1d.hook_out` is the same values channels-first, with the kernel's
+//! K − 1 padding positions still on), `hook_dt` [batch, pos, H] (Δ, after softplus and the
+//! clamp), `hook_scan_out` [batch, pos, H, P] (y, with the D skip, before gate and norm),
+//! `hook_ssm_final_state` [batch, H, P, N] (S after the last position: what the KV cache
+//! carries on; the bridge's `hook_ssm_state` is the whole trajectory S_t),
+//! `hook_inner_norm` [batch, pos, H·P] (the gated, group-normalised, scaled y: `out_proj`'s
+//! input) and `hook_ssm_out` [batch, pos, d_model] (the mixer's output, after `out_proj`).
+//! The mixer's output is also the block's `hook_attn_out`; it has no heads in the attention
+//! sense, so attribution takes it whole.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -238,8 +244,8 @@ impl SelfAttention for Mamba2 {
             self.conv_bias.as_ref(),
             conv_past.as_ref(),
         )?;
-        let xbc = Activation::Silu.apply(&xbc)?;
         let xbc = hooks.point(|| format!("blocks.{i}.mixer.hook_conv"), xbc)?;
+        let xbc = Activation::Silu.apply(&xbc)?;
 
         let f32_ = |x: &Tensor| x.to_dtype(DType::F32);
         let xs = f32_(&xbc.narrow(2, 0, c.inner())?.reshape((b, t, h, p))?)?;
@@ -271,12 +277,12 @@ impl SelfAttention for Mamba2 {
             // A chunk longer than the prompt is the prompt (and its mask no larger).
             ssd_chunked(&x_heads, &dt_heads, &a, &bm, &cm, state, c.chunk.min(t))?
         };
-        let state = hooks.point(|| format!("blocks.{i}.mixer.hook_ssm_state"), state)?;
+        let state = hooks.point(|| format!("blocks.{i}.mixer.hook_ssm_final_state"), state)?;
         if let Some(cache) = kv {
             cache.set_state(i, vec![conv_next, state]);
         }
         let y = (y.transpose(1, 2)? + xs.broadcast_mul(&f32_(&self.d)?.reshape((1, 1, h, 1))?)?)?;
-        let y = hooks.point(|| format!("blocks.{i}.mixer.hook_ssm_out"), y)?;
+        let y = hooks.point(|| format!("blocks.{i}.mixer.hook_scan_out"), y)?;
 
         // Gate, then RMS-normalise in groups, in f32; scale by the weight in the model dtype.
         let gated = (y.reshape((b, t, c.inner()))? * Activation::Silu.apply(&f32_(&z)?)?)?;
@@ -284,8 +290,10 @@ impl SelfAttention for Mamba2 {
             .reshape((b, t, c.inner()))?
             .to_dtype(dtype)?
             .broadcast_mul(&self.norm.to_dtype(dtype)?)?;
+        let normed = hooks.point(|| format!("blocks.{i}.mixer.hook_inner_norm"), normed)?;
         let tq = ctx.query_rows();
-        self.out_proj.forward(&normed.narrow(1, t - tq, tq)?)
+        let out = self.out_proj.forward(&normed.narrow(1, t - tq, tq)?)?;
+        hooks.point(|| format!("blocks.{i}.mixer.hook_ssm_out"), out)
     }
 
     fn w_o(&self) -> Result<Tensor> {

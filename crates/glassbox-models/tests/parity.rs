@@ -1,7 +1,8 @@
 //! Parity with Hugging Face transformers: for every fixture in `tests/fixtures/{parity,families}`
 //! (listed by their `manifest.json`), run both prompts through our tokenizer and model, and
 //! compare every activation the fixture holds (logits, resid_pre/post, pattern, attn_out,
-//! mlp_out) at 1e-4 absolute, and the token ids exactly.
+//! mlp_out, and the inner hooks a fixture records) at 1e-4 absolute plus 1e-6 of the largest
+//! reference value of that activation, and the token ids exactly.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,11 @@ use glassbox_formats::Checkpoint;
 use glassbox_models::{registry, HookedModel, LoadOptions, NameFilter};
 
 const TOLERANCE: f32 = 1e-4;
+/// Times the largest |reference value| of the activation, added to the tolerance: float32 sums
+/// of terms in the hundreds (a Mamba scan's outputs reach 180 on the fixture) round by 1e-5
+/// per step, so sums taken in another order differ by more than 1e-4; 1e-6 of the scale is
+/// 8 units in the last place of its largest value, far below any real error.
+const RELATIVE: f64 = 1e-6;
 
 /// Fixtures whose architecture no constructor handles yet. Each must really be unregistered
 /// (else the entry is stale and the test fails); every other fixture is checked.
@@ -116,15 +122,11 @@ fn check(dir: &Path, j: usize, prompt: &str) -> Vec<String> {
             ));
             continue;
         }
-        let diff = (ours - &want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        if diff.is_nan() || diff > TOLERANCE {
+        let abs_diff = (ours - &want).unwrap().abs().unwrap();
+        let max = |t: &Tensor| t.max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = max(&abs_diff);
+        let scale = max(&want.abs().unwrap()) as f64;
+        if diff.is_nan() || diff as f64 > TOLERANCE as f64 + RELATIVE * scale {
             failures.push(format!("prompt {j}: `{hook}` differs by {diff:e}"));
         }
         compared += 1;
