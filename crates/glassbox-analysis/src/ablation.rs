@@ -61,12 +61,14 @@ impl AblationTarget {
         if tail == "SE" {
             return Some(AblationTarget::SharedExperts { layer });
         }
-        let (kind, num) = tail.split_at(1.min(tail.len()));
-        let n: usize = num.parse().ok()?;
+        // by character: a byte split could fall inside one (`L0é`)
+        let mut chars = tail.chars();
+        let kind = chars.next()?;
+        let n: usize = chars.as_str().parse().ok()?;
         match kind {
-            "H" => Some(AblationTarget::Head { layer, head: n }),
-            "N" => Some(AblationTarget::Neuron { layer, neuron: n }),
-            "E" => Some(AblationTarget::Expert { layer, expert: n }),
+            'H' => Some(AblationTarget::Head { layer, head: n }),
+            'N' => Some(AblationTarget::Neuron { layer, neuron: n }),
+            'E' => Some(AblationTarget::Expert { layer, expert: n }),
             _ => None,
         }
     }
@@ -331,12 +333,27 @@ pub fn run(
     method: AblationMethod,
     reference: &[Vec<u32>],
 ) -> Result<AblationResult> {
-    let ids = model.ids_tensor(text)?;
-    let baseline = per_token_loss(&model.run(&ids)?, text)?;
+    let baseline = per_token_loss(&model.run(&model.ids_tensor(text)?)?, text)?;
     for t in targets {
         check_target(model, t)?;
     }
     let caches = reference_caches(model, targets, method, reference)?;
+    run_from(model, text, &baseline, targets, method, reference, &caches)
+}
+
+/// [`run`] from the text's unablated losses and the reference caches at the targets' hooks,
+/// which one-at-a-time ablations of targets at the same hook share.
+fn run_from(
+    model: &HookedModel,
+    text: &[u32],
+    baseline: &[f32],
+    targets: &[AblationTarget],
+    method: AblationMethod,
+    reference: &[Vec<u32>],
+    caches: &[ActivationCache],
+) -> Result<AblationResult> {
+    let ids = model.ids_tensor(text)?;
+    let baseline = baseline.to_vec();
     let sources: Vec<Option<usize>> = match method {
         AblationMethod::Resample { seed } => resample_sources(reference, text.len(), seed)?
             .into_iter()
@@ -350,7 +367,7 @@ pub fn run(
     let names: Vec<String> = targets.iter().map(|t| t.hook()).collect();
     let mut runs: Vec<Vec<f32>> = Vec::with_capacity(sources.len());
     for &source in &sources {
-        let mut hooks = hooks_from(model, targets, method, &caches, source, text.len())?;
+        let mut hooks = hooks_from(model, targets, method, caches, source, text.len())?;
         if !names.is_empty() {
             hooks.set_cache_filter(Some(
                 NameFilter::new(&names).map_err(|e| AnalysisError::input(e.to_string()))?,
@@ -411,9 +428,40 @@ mod tests {
                 neuron: 40
             })
         );
-        for bad in ["", "L", "H1", "L1X2", "L1H", "Lx H1"] {
+        for bad in [
+            "", "L", "H1", "L1X2", "L1H", "Lx H1", "L0é", "L0é1", "L0ÉMLP", "L٣H1",
+        ] {
             assert_eq!(AblationTarget::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_target_cap_is_checked_before_groups_expand() {
+        let heads = vec!["heads".to_string(); 3];
+        let e = parse_targets(&heads, 80, 64, 4096).unwrap_err().to_string();
+        assert!(e.contains("more than 4096"), "{e}");
+        assert_eq!(parse_targets(&heads, 4, 4, 48).unwrap().len(), 48);
+        assert!(parse_targets(&heads, 4, 4, 47).is_err());
+    }
+
+    #[test]
+    fn forward_passes_count_shared_reference_caches() {
+        let head = |layer, head| AblationTarget::Head { layer, head };
+        let inputs = AblationInputs {
+            ids: vec![1, 2, 3],
+            targets: vec![head(0, 0), head(0, 1), head(0, 2), head(1, 0)],
+            reference: vec![vec![1, 2, 3]; 5],
+        };
+        // the text, then per target one pass (zero, mean) or one per reference (resample);
+        // the references are cached once per hook: layer 0's, then layer 1's
+        assert_eq!(inputs.forward_passes(AblationMethod::Zero, true), 1 + 4);
+        assert_eq!(
+            inputs.forward_passes(AblationMethod::Mean, true),
+            1 + 2 * 5 + 4
+        );
+        let resample = AblationMethod::Resample { seed: 0 };
+        assert_eq!(inputs.forward_passes(resample, true), 1 + 2 * 5 + 4 * 5);
+        assert_eq!(inputs.forward_passes(resample, false), 1 + 5 + 5);
     }
 
     #[test]
@@ -426,15 +474,29 @@ mod tests {
     }
 }
 
-/// Targets from their names: `L3H1`, `L3MLP`, `L3N42`, and `heads` / `mlps` for all of them.
+/// Targets from their names: `L3H1`, `L3MLP`, `L3N42`, and `heads` / `mlps` for all of them;
+/// more than `max` targets is refused as soon as it is counted (before a group is expanded:
+/// a list of `heads` on a large model would otherwise build millions first).
 pub fn parse_targets(
     specs: &[String],
     n_layers: usize,
     n_heads: usize,
+    max: usize,
 ) -> Result<Vec<AblationTarget>> {
     let mut out = Vec::new();
     for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        match spec.to_ascii_lowercase().as_str() {
+        let lower = spec.to_ascii_lowercase();
+        let adds = match lower.as_str() {
+            "heads" => n_layers.saturating_mul(n_heads),
+            "mlps" => n_layers,
+            _ => 1,
+        };
+        if out.len().saturating_add(adds) > max {
+            return Err(AnalysisError::input(format!(
+                "the targets name more than {max} components; at most {max} at once"
+            )));
+        }
+        match lower.as_str() {
             "heads" => {
                 for layer in 0..n_layers {
                     out.extend((0..n_heads).map(|head| AblationTarget::Head { layer, head }));
@@ -487,12 +549,14 @@ pub struct AblationInputs {
 }
 
 impl AblationInputs {
+    /// `max_targets` bounds the targets after groups are expanded ([`parse_targets`]).
     pub fn check(
         model: &HookedModel,
         text: &str,
         targets: &[String],
         method: AblationMethod,
         reference: &[String],
+        max_targets: usize,
     ) -> Result<AblationInputs> {
         if method != AblationMethod::Zero && reference.is_empty() {
             return Err(AnalysisError::input(
@@ -500,7 +564,7 @@ impl AblationInputs {
             ));
         }
         let info = model.info();
-        let targets = parse_targets(targets, info.n_layers, info.n_heads)?;
+        let targets = parse_targets(targets, info.n_layers, info.n_heads, max_targets)?;
         for t in &targets {
             check_target(model, t)?;
         }
@@ -529,6 +593,31 @@ impl AblationInputs {
         })
     }
 
+    /// The forward passes [`AblationInputs::ablate`] makes: the text once, each reference
+    /// prompt once per run of targets at other hooks (mean and resample), and per group one
+    /// ablated pass, or one per reference prompt a resample draws from (at most all of them).
+    pub fn forward_passes(&self, method: AblationMethod, each: bool) -> usize {
+        let groups = if each { self.targets.len() } else { 1 };
+        let refs = self.reference.len();
+        let (cache_runs, per_group) = match method {
+            AblationMethod::Zero => (0, 1),
+            AblationMethod::Mean => (refs, 1),
+            AblationMethod::Resample { .. } => (refs, refs.max(1)),
+        };
+        let hook_changes = if each {
+            1 + self
+                .targets
+                .windows(2)
+                .filter(|w| w[0].hook() != w[1].hook())
+                .count()
+        } else {
+            1
+        };
+        1usize
+            .saturating_add(hook_changes.saturating_mul(cache_runs))
+            .saturating_add(groups.saturating_mul(per_group))
+    }
+
     /// Ablates the targets with `method`, all together or (`each`) one at a time; `progress`
     /// is told of each run done and can stop the work ([`AnalysisError::Cancelled`]).
     pub fn ablate(
@@ -543,9 +632,28 @@ impl AblationInputs {
         } else {
             vec![&self.targets[..]]
         };
+        let text = model.ids_tensor(&self.ids)?;
+        let baseline = per_token_loss(&model.run(&text)?, &self.ids)?;
+        // The reference prompts' caches of the hooks a group writes, kept while the next group
+        // writes the same ones (`heads` one at a time: every head of a layer shares hook_z).
+        let mut cached: Option<(Vec<String>, Vec<ActivationCache>)> = None;
         let mut results = Vec::with_capacity(groups.len());
         for group in groups {
-            results.push(run(model, &self.ids, group, method, &self.reference)?);
+            let hooks: Vec<String> = group.iter().map(|t| t.hook()).collect();
+            if cached.as_ref().is_none_or(|(names, _)| *names != hooks) {
+                let caches = reference_caches(model, group, method, &self.reference)?;
+                cached = Some((hooks, caches));
+            }
+            let caches = cached.as_ref().map(|(_, c)| &c[..]).unwrap_or(&[]);
+            results.push(run_from(
+                model,
+                &self.ids,
+                &baseline,
+                group,
+                method,
+                &self.reference,
+                caches,
+            )?);
             if progress().is_break() {
                 return Err(AnalysisError::Cancelled);
             }
@@ -570,7 +678,7 @@ pub fn ablate_text(
     each: bool,
     progress: impl FnMut() -> std::ops::ControlFlow<()>,
 ) -> Result<AblationReport> {
-    AblationInputs::check(model, text, targets, method, reference)?
+    AblationInputs::check(model, text, targets, method, reference, usize::MAX)?
         .ablate(model, method, each, progress)
 }
 

@@ -345,7 +345,9 @@ pub fn run_on(
             ))
         })?;
     // Before the inputs are drawn: a batch of 2⁶⁴ − 1 would otherwise size their allocation.
-    model.check_size(batch, tokens)?;
+    // Every layer's pattern is kept until the scores are read: batch × heads × tokens² each.
+    let patterns = batch as f64 * info.n_heads as f64 * (tokens as f64).powi(2);
+    model.check_size_caching(batch, tokens, patterns)?;
     let seqs = repeated_random_tokens(
         info.d_vocab,
         seq_len,

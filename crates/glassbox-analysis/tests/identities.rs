@@ -245,7 +245,10 @@ fn check(name: &str) {
     };
     let both = resample(&[clean.clone(), short, other.clone()]);
     assert_eq!(both.resampled_from, vec![0, 2], "{name}");
-    let (first, second) = (resample(std::slice::from_ref(&clean)), resample(&[other]));
+    let (first, second) = (
+        resample(std::slice::from_ref(&clean)),
+        resample(std::slice::from_ref(&other)),
+    );
     for (i, &v) in both.ablated_per_token.iter().enumerate() {
         let want = (first.ablated_per_token[i] + second.ablated_per_token[i]) / 2.0;
         assert!(
@@ -262,6 +265,29 @@ fn check(name: &str) {
         (zeroed.ablated_loss - zeroed.baseline_loss).abs() > 1e-4,
         "{name}: zero ablation does something"
     );
+    // One at a time, the targets share the text's losses and the reference caches of their
+    // hook: the same numbers as ablating each on its own.
+    let references = vec![clean.clone(), other];
+    for method in [AblationMethod::Mean, AblationMethod::Resample { seed: 5 }] {
+        let inputs = ablation::AblationInputs {
+            ids: clean.clone(),
+            targets: targets.clone(),
+            reference: references.clone(),
+        };
+        let report = inputs
+            .ablate(&model, method, true, || std::ops::ControlFlow::Continue(()))
+            .unwrap();
+        for (t, got) in targets.iter().zip(&report.results) {
+            let alone = ablation::run(&model, &clean, &[*t], method, &references).unwrap();
+            assert_eq!(got.baseline_per_token, alone.baseline_per_token, "{name}");
+            assert_eq!(
+                got.ablated_per_token,
+                alone.ablated_per_token,
+                "{name}: {} by {method:?}",
+                t.label()
+            );
+        }
+    }
 
     // steering: scale 0 changes nothing; a direction lands on resid_post of its block only
     let d = model.info().d_model;

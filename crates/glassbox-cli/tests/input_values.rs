@@ -53,6 +53,27 @@ fn requests_past_the_memory_budget_are_refused_with_numbers() {
     assert_eq!(code, Some(0), "{err}");
 }
 
+/// `heads` keeps every layer's attention pattern (batch × heads × tokens² each) until the
+/// scores are read; the budget counted one layer's, so a request that fit it could take
+/// several times the memory (a served GPT-2 `heads` request, about 16 GB).
+#[test]
+fn heads_counts_every_layers_cached_pattern_against_the_budget() {
+    let reference = root().join("models/reference");
+    // one layer's activations take about 1.6 GB of the 2 GiB budget; the patterns of its 3
+    // layers about 1.1 GB more
+    refused(
+        &[
+            "heads",
+            reference.to_str().unwrap(),
+            "--seq-len",
+            "60",
+            "--batch",
+            "1600",
+        ],
+        "every layer's cached ones",
+    );
+}
+
 /// The logit lens held every layer's logits over the whole vocabulary at once (layers ×
 /// positions × vocabulary: a served request on a Qwen-sized vocabulary took 24 GB and the
 /// server with it). It reads one layer at a time, and refuses a prompt whose one layer would

@@ -838,4 +838,25 @@ fn broken_models_and_weightless_releases_show() {
         browser.eval("[...document.querySelectorAll('#model-select option')].map(o => o.value)");
     assert_eq!(offered, json!(["0"]));
     shot(&mut browser, &shots.join("explore-nan.png"));
+
+    // Its losses are NaN (null in JSON): no head's ablation may read as a finding (`x − null`
+    // is x in JavaScript, which showed one head's ablated loss as a red Δ, the rest as 0).
+    browser.goto(&format!("{base}/#/patch/0"));
+    browser.wait_for("document.getElementById('ablate-run')");
+    browser.eval(
+        "(() => { document.getElementById('ablate-text').value = 'x3 x7 x3 x7'; \
+         document.getElementById('ablate-run').click(); })()",
+    );
+    browser.wait_for(
+        "document.getElementById('ablate-table') || document.querySelector('#ablate-results .error')",
+    );
+    let cells = browser.eval(
+        "[...document.querySelectorAll('#ablate-table [data-value]')].map(td => [td.dataset.value, td.innerText, td.style.backgroundColor])",
+    );
+    let cells = cells.as_array().unwrap();
+    assert!(!cells.is_empty(), "no ablation table");
+    for c in cells {
+        assert_eq!(c, &json!(["NaN", "—", "rgb(221, 221, 221)"]), "{cells:?}");
+    }
+    shot(&mut browser, &shots.join("ablate-nan.png"));
 }

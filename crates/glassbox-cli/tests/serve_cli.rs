@@ -526,6 +526,45 @@ fn silent_clients_are_dropped_after_the_header_timeout() {
     assert_eq!(server.get("/api/models").status, 200, "and after");
 }
 
+/// A body that trickles in is cut off after the body timeout (408); a connection past the
+/// server's cap is answered 503, not reset; the server answers normally after both.
+#[test]
+fn slow_bodies_time_out_and_connections_past_the_cap_get_503() {
+    use std::io::{Read, Write};
+    let server = Server::start(&[&reference()]);
+    let mut slow = std::net::TcpStream::connect(&server.addr).unwrap();
+    slow.write_all(
+        b"POST /api/models/0/predictions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(40)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut answer = vec![0u8; 512];
+    let n = slow.read(&mut answer).unwrap();
+    let waited = start.elapsed();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        waited >= std::time::Duration::from_secs(8) && waited < std::time::Duration::from_secs(30),
+        "answered after {waited:?}"
+    );
+
+    let idle: Vec<std::net::TcpStream> = (0..256)
+        .map(|_| std::net::TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    let mut over = std::net::TcpStream::connect(&server.addr).unwrap();
+    over.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = over.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert!(answer.contains("too many connections"), "{answer}");
+    drop(idle);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(server.get("/api/models").status, 200);
+}
+
 /// The Llama parity fixture copied to a scratch folder with `positions` positions: the folder
 /// and its path as an argument.
 fn llama_with_positions(tag: &str, positions: u64) -> (std::path::PathBuf, String) {
@@ -590,6 +629,21 @@ fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
             ),
         ),
         ("too big", post_raw(&vec![b' '; 200_000])),
+        (
+            "an ablation target with a non-ASCII tail",
+            server.post(
+                "/api/models/0/ablate",
+                &json!({"text": "x3 x7 x3", "targets": ["L0é"]}),
+            ),
+        ),
+        (
+            "an ablation of too many forward passes",
+            server.post(
+                "/api/models/0/ablate",
+                &json!({"text": "x3 x7 x3 x7", "targets": vec!["L0H0"; 4096], "each": true,
+                        "method": "resample", "reference": vec!["x3 x7 x3 x7 x3"; 8]}),
+            ),
+        ),
         ("bad id", server.get("/api/models/abc")),
         ("negative id", server.get("/api/models/-1")),
         (
@@ -685,6 +739,13 @@ fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
     }
     let statuses: HashMap<&str, u16> = cases.iter().map(|(w, r)| (*w, r.status)).collect();
     assert_eq!(statuses["too big"], 413);
+    assert!(cases
+        .iter()
+        .any(|(w, r)| *w == "an ablation of too many forward passes"
+            && r.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("32777 forward passes")));
     assert_eq!(statuses["unknown route"], 404);
     assert_eq!(statuses["a method the route does not take"], 405);
     // A foreign Host (DNS rebinding) is refused on loopback.
@@ -696,6 +757,29 @@ fn malformed_and_oversized_requests_get_a_4xx_with_a_message() {
         None,
     );
     assert_eq!(r.status, 403, "{}", r.text());
+    // So is another site's page (an <img> or a fetch), by its fetch metadata or its Origin;
+    // a link from it to the page itself is followed.
+    for headers in [
+        vec![
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Sec-Fetch-Mode", "no-cors"),
+        ],
+        vec![("Origin", "https://evil.example")],
+    ] {
+        let r = request(
+            &server.addr,
+            "GET",
+            "/api/models/0/tensors/lm_head.weight",
+            &headers,
+            None,
+        );
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.text());
+    }
+    let link = [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Mode", "navigate"),
+    ];
+    assert_eq!(request(&server.addr, "GET", "/", &link, None).status, 200);
     // And the server still answers after all of that.
     assert_eq!(server.get("/api/models").status, 200);
 }

@@ -414,6 +414,11 @@ impl HookedModel {
         self.tokenizer()?.decode(ids)
     }
 
+    /// Text of `ids` with the special tokens (BOS, EOS, padding) written out.
+    pub fn decode_with_special(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer()?.decode_with_special(ids)
+    }
+
     /// A [1, pos] U32 tensor of `ids` on the model's device.
     pub fn ids_tensor(&self, ids: &[u32]) -> Result<Tensor> {
         Ok(Tensor::new(ids, &self.device)?.unsqueeze(0)?)
@@ -451,6 +456,18 @@ impl HookedModel {
     /// past the memory budget ([`crate::memory::budget`]). Callers that build inputs check
     /// first, before allocating them.
     pub fn check_size(&self, batch: usize, tokens: usize) -> Result<()> {
+        self.check_size_caching(batch, tokens, 0.0)
+    }
+
+    /// [`HookedModel::check_size`] for a pass that also keeps `cached_per_layer` f32 values of
+    /// every layer (a cache of each layer's attention pattern: batch × heads × tokens²), which
+    /// outlive the layer that made them.
+    pub fn check_size_caching(
+        &self,
+        batch: usize,
+        tokens: usize,
+        cached_per_layer: f64,
+    ) -> Result<()> {
         let info = self.info();
         if info.learned_positions && tokens > info.n_ctx {
             return Err(ModelError::Input(format!(
@@ -465,11 +482,16 @@ impl HookedModel {
         let (b, t) = (batch as f64, tokens as f64);
         let per_layer = 2.0 * b * info.n_heads as f64 * t * t
             + b * t * (4 * info.d_mlp + info.d_vocab + 8 * info.d_model) as f64;
-        let needed = 4.0 * per_layer;
+        let needed = 4.0 * (per_layer + info.n_layers as f64 * cached_per_layer);
         let budget = crate::memory::budget();
         if needed > budget as f64 {
+            let what = if cached_per_layer > 0.0 {
+                "one layer's activations and every layer's cached ones"
+            } else {
+                "one layer's activations"
+            };
             return Err(ModelError::Input(format!(
-                "{batch} × {tokens} tokens would need about {} for one layer's activations; {} is available (GLASSBOX_MEMORY sets the budget)",
+                "{batch} × {tokens} tokens would need about {} for {what}; {} is available (GLASSBOX_MEMORY sets the budget)",
                 crate::memory::describe(needed.min(u64::MAX as f64) as u64),
                 crate::memory::describe(budget)
             )));

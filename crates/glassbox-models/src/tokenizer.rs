@@ -18,6 +18,10 @@ pub trait TextTokenizer: Send + Sync {
     }
     /// Text of `ids` (special tokens skipped).
     fn decode(&self, ids: &[u32]) -> Result<String>;
+    /// Text of `ids` with the special tokens (BOS, EOS, padding) written out.
+    fn decode_with_special(&self, ids: &[u32]) -> Result<String> {
+        self.decode(ids)
+    }
     /// Number of entries in the vocabulary.
     fn vocab_size(&self) -> usize;
     /// One token as a reader should see it (see [`Tokenizer::str_tokens`]); by default its
@@ -107,6 +111,11 @@ impl Tokenizer {
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.named(self.inner.decode(ids))
+    }
+
+    /// Text of `ids` with the special tokens written out (TransformerLens' `to_string`).
+    pub fn decode_with_special(&self, ids: &[u32]) -> Result<String> {
+        self.named(self.inner.decode_with_special(ids))
     }
 
     /// Token ids of `text` alone, without the special tokens the tokenizer adds around it.
@@ -342,6 +351,12 @@ impl TextTokenizer for HfTokenizer {
 
     fn decode(&self, ids: &[u32]) -> Result<String> {
         guarded(|| self.0.decode(ids, true))
+            .map_err(ModelError::Tokenizer)?
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))
+    }
+
+    fn decode_with_special(&self, ids: &[u32]) -> Result<String> {
+        guarded(|| self.0.decode(ids, false))
             .map_err(ModelError::Tokenizer)?
             .map_err(|e| ModelError::Tokenizer(e.to_string()))
     }

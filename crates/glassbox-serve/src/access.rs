@@ -4,6 +4,11 @@
 //! printed at start: as `Authorization: Bearer TOKEN`, `?token=TOKEN`, or the cookie the
 //! first page load with `?token=` sets (named for the port: cookies do not tell ports apart,
 //! and two servers on one machine would take each other's).
+//!
+//! In either mode a browser's request from another site is refused (`Sec-Fetch-Site:
+//! cross-site`, or an `Origin` that is not this server's), except a plain navigation to the
+//! page: a web page the user visits could not read the answers, but its `<img>` tags could make
+//! the server compute (tensor statistics, diffs) and hold a model's turn.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -124,8 +129,35 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// The middleware in front of every route.
+/// Whether a browser sent `req` on behalf of another site's page: `Sec-Fetch-Site:
+/// cross-site` (a link followed to the page itself is let through: it computes nothing), or an
+/// `Origin` other than `http(s)://{Host}` (what browsers without the fetch metadata send).
+fn from_another_site(req: &Request) -> bool {
+    let headers = req.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if text("sec-fetch-site") == Some("cross-site") {
+        let navigation = text("sec-fetch-mode") == Some("navigate") && req.uri().path() == "/";
+        return !navigation;
+    }
+    match (headers.get(header::ORIGIN), text(header::HOST.as_str())) {
+        (None, _) => false,
+        (Some(origin), Some(host)) => !origin.to_str().is_ok_and(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+                .is_some_and(|o| o == host)
+        }),
+        (Some(_), None) => true,
+    }
+}
+
 pub async fn check(State(state): State<Arc<api::State>>, req: Request, next: Next) -> Response {
     let access = &state.access;
+    if from_another_site(&req) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this server answers only its own page, not requests from another site's",
+        );
+    }
     if access.token.is_none() {
         let host = req
             .headers()
@@ -164,6 +196,67 @@ pub async fn check(State(state): State<Arc<api::State>>, req: Request, next: Nex
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_from_another_site_are_recognised() {
+        let req = |path: &str, headers: &[(&str, &str)]| {
+            let mut r = axum::http::Request::builder().uri(path);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.body(axum::body::Body::empty()).unwrap()
+        };
+        let host = ("host", "127.0.0.1:8080");
+        // curl and other clients send no fetch metadata and no Origin
+        assert!(!from_another_site(&req("/api/models", &[host])));
+        // the page's own requests
+        assert!(!from_another_site(&req(
+            "/api/models/0/predictions",
+            &[
+                host,
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "http://127.0.0.1:8080")
+            ]
+        )));
+        // another site's <img> or fetch
+        assert!(from_another_site(&req(
+            "/api/models/0/tensors/lm_head.weight",
+            &[
+                host,
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "no-cors")
+            ]
+        )));
+        assert!(from_another_site(&req(
+            "/api/models",
+            &[host, ("origin", "https://evil.example")]
+        )));
+        assert!(from_another_site(&req(
+            "/api/models",
+            &[host, ("origin", "null")]
+        )));
+        assert!(from_another_site(&req(
+            "/api/models",
+            &[host, ("origin", "http://127.0.0.1:9999")]
+        )));
+        // a link from another site to the page itself
+        assert!(!from_another_site(&req(
+            "/",
+            &[
+                host,
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate")
+            ]
+        )));
+        assert!(from_another_site(&req(
+            "/api/models",
+            &[
+                host,
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate")
+            ]
+        )));
+    }
 
     #[test]
     fn loopback_hosts_are_recognised() {

@@ -129,11 +129,52 @@ pub fn router(state: Arc<State>) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(body_in_time))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             crate::access::check,
         ))
         .with_state(state)
+}
+
+/// How long a client has, once its headers are in, to send the whole body: one that trickled
+/// a byte now and then held its connection (and, 256 of them, everyone's) for as long as it
+/// liked.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a request's body whole before any handler sees it: at most [`MAX_BODY`] bytes
+/// (413), within [`BODY_TIMEOUT`] (408).
+async fn body_in_time(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    let fail = |status, message: String| ApiError { status, message }.into_response();
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Err(_) => fail(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request's body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        ),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => fail(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request's body is over {} KiB", MAX_BODY / 1024),
+        ),
+        Ok(Err(e)) => fail(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("the request's body could not be read: {e}"),
+        ),
+        Ok(Ok(collected)) => {
+            let body = axum::body::Body::from(collected.to_bytes());
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+    }
 }
 
 async fn api_index(AxumState(state): Shared) -> Json<Value> {

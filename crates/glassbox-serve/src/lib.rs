@@ -90,24 +90,90 @@ pub fn bind(config: &Config) -> Result<Bound, ServeError> {
 /// locked everyone out.
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Connections served at once; one past it is closed as soon as it is accepted (the requests
-/// they carry are limited on their own, by each model's queue).
+/// Connections served at once; one past it is answered 503 and closed (the requests they carry
+/// are limited on their own, by each model's queue).
 pub const MAX_CONNECTIONS: usize = 256;
+
+/// Connections one client address may hold at once, unless it is this machine: one host on the
+/// network could otherwise take every connection (silent ones for [`HEADER_TIMEOUT`] each,
+/// slow bodies for `api::BODY_TIMEOUT`) and lock the others out.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
+
+/// The open connections by client address (loopback ones not counted).
+#[derive(Clone, Default)]
+struct Clients(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+/// One connection counted for its client until dropped.
+struct ClientSlot {
+    clients: Clients,
+    ip: std::net::IpAddr,
+}
+
+impl Clients {
+    fn admit(&self, peer: SocketAddr) -> Result<Option<ClientSlot>, ()> {
+        let ip = peer.ip();
+        if ip.is_loopback() {
+            return Ok(None);
+        }
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= MAX_CONNECTIONS_PER_CLIENT {
+            return Err(());
+        }
+        *n += 1;
+        Ok(Some(ClientSlot {
+            clients: self.clone(),
+            ip,
+        }))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Answers a connection the server will not serve, and closes it: a 503 the client can show,
+/// not a reset (written within a second, or not at all).
+fn turn_away(mut stream: tokio::net::TcpStream, why: &'static str) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let body = format!("{{\"error\":\"{why}\"}}");
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let write = async {
+            stream.write_all(answer.as_bytes()).await?;
+            stream.shutdown().await
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+    });
+}
 
 impl Bound {
     /// Serves until the process is interrupted: one task per connection (HTTP/1.1), each with
-    /// [`HEADER_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once.
+    /// [`HEADER_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once and
+    /// [`MAX_CONNECTIONS_PER_CLIENT`] from one address elsewhere.
     pub fn serve(self) -> Result<(), ServeError> {
         let app = api::router(self.state);
         let listener = self.listener;
         self.runtime.block_on(async move {
             let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+            let clients = Clients::default();
             let interrupted = tokio::signal::ctrl_c();
             tokio::pin!(interrupted);
             loop {
-                let stream = tokio::select! {
+                let (stream, peer) = tokio::select! {
                     accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
+                        Ok(accepted) => accepted,
                         // out of descriptors, or a connection reset before it was taken:
                         // the listener itself is fine, after a breath
                         Err(_) => {
@@ -117,8 +183,18 @@ impl Bound {
                     },
                     _ = &mut interrupted => return Ok(()),
                 };
+                let Ok(client) = clients.admit(peer) else {
+                    turn_away(
+                        stream,
+                        "this client has too many connections open to this server",
+                    );
+                    continue;
+                };
                 let Ok(slot) = Arc::clone(&open).try_acquire_owned() else {
-                    drop(stream);
+                    turn_away(
+                        stream,
+                        "this server has too many connections open; try again",
+                    );
                     continue;
                 };
                 let service = hyper_util::service::TowerToHyperService::new(app.clone());
@@ -129,7 +205,7 @@ impl Bound {
                     let io = hyper_util::rt::TokioIo::new(stream);
                     // a client that goes away mid-answer ends its connection, nothing more
                     let _ = http.serve_connection(io, service).with_upgrades().await;
-                    drop(slot);
+                    drop((slot, client));
                 });
             }
         })

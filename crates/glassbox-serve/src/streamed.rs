@@ -215,6 +215,9 @@ fn default_ablation() -> String {
 /// Most targets and reference prompts an ablation request may name.
 const MAX_TARGETS: usize = 4096;
 const MAX_REFERENCES: usize = 64;
+/// Most forward passes one ablation request may take: the caps above multiply (every target
+/// resampled from every reference prompt), and the model serves one request at a time.
+const MAX_FORWARD_PASSES: usize = 16_384;
 
 pub async fn ablate(
     axum::extract::State(state): Shared,
@@ -254,15 +257,16 @@ pub async fn ablate(
             &checked.targets,
             method,
             &checked.reference,
+            // `heads` names every head: the cap is on the targets it expands to
+            MAX_TARGETS,
         )?;
         for ids in std::iter::once(&inputs.ids).chain(&inputs.reference) {
             within_limit(model, ids, MAX_TOKENS)?;
         }
-        // `heads` names every head: the cap is on the targets it expands to.
-        if inputs.targets.len() > MAX_TARGETS {
+        let passes = inputs.forward_passes(method, checked.each);
+        if passes > MAX_FORWARD_PASSES {
             return Err(ApiError::bad_request(format!(
-                "the targets name {} components; at most {MAX_TARGETS} at once",
-                inputs.targets.len()
+                "this ablation takes {passes} forward passes; at most {MAX_FORWARD_PASSES} at once (name fewer targets or reference prompts, or ablate them together)"
             )));
         }
         let total = if checked.each {

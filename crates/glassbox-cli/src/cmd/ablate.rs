@@ -56,13 +56,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::model_cli::require_logits(&model, &args.model, "ablate")?;
     let info = model.info();
     // Named as the flag is (the library says `target L0X: …`).
-    let targets =
-        ablation::parse_targets(&args.targets, info.n_layers, info.n_heads).map_err(|e| match e
-            .to_string()
-        {
-            m if m.starts_with("target ") => crate::invalid!("--{m}"),
-            m => crate::invalid!("--target: {m}"),
-        })?;
+    let targets = ablation::parse_targets(&args.targets, info.n_layers, info.n_heads, usize::MAX)
+        .map_err(|e| match e.to_string() {
+        m if m.starts_with("target ") => crate::invalid!("--{m}"),
+        m => crate::invalid!("--target: {m}"),
+    })?;
     let runs = if args.each { targets.len() } else { 1 };
     let bar = crate::progress::bar(runs as u64, "ablating");
     let report = ablation::ablate_text(

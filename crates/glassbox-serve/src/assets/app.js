@@ -435,11 +435,17 @@ function unknownNote(pred) {
 async function explore(id, prompt, target, where) {
   put(where, el("p", { class: "spinner" }, "Running…"));
   try {
-    const [pred, attn, lens] = await Promise.all([
+    // Each view stands on its own: attention's shorter token limit (or any one failure) must
+    // not blank the predictions and lens that succeeded.
+    const [predicted, attn, lens] = await Promise.allSettled([
       api(`/api/models/${id}/predictions`, { prompt, top_k: 10 }),
       api(`/api/models/${id}/attention`, { prompt }),
       api(`/api/models/${id}/lens`, { prompt, top_k: 5, ...(target ? { target } : {}) }),
     ]);
+    if (predicted.status === "rejected") throw predicted.reason;
+    const pred = predicted.value;
+    const shown = (settled, view) => settled.status === "fulfilled" ? view(settled.value)
+      : el("p", { class: "error" }, String(settled.reason?.message || settled.reason));
     const predBox = el("div", { id: "predictions" });
     const tokens = el("div", { class: "tokens", id: "tokens", role: "group", "aria-label": "prompt tokens: press one for its next-token predictions" });
     const select = (p) => {
@@ -458,8 +464,8 @@ async function explore(id, prompt, target, where) {
       el("h2", {}, `Tokens (${pred.input_ids.length}) — click one for its next-token predictions`),
       note, tokens, predBox,
       el("h2", {}, "Attention patterns — click a head for the large view"),
-      attentionGrid(attn),
-      lensPanel(lens.report),
+      shown(attn, attentionGrid),
+      shown(lens, (l) => lensPanel(l.report)),
       hasExperts(id) ? el("h2", {}, "Expert routing (weight of each chosen expert, per token)") : null,
       hasExperts(id) ? expertRouting(id, prompt) : null,
       el("h2", {}, "Direct logit attribution (last position)"),
@@ -480,8 +486,10 @@ function predictionTable(p) {
 
 // White → blue: the colour of a weight v in [0, 1] (attention, routing, head scores, and
 // probabilities placed on the lens's log scale).
+// A value that is not a number (a NaN weight, null in JSON) is grey, never zero's white.
 function heat(v) {
-  const t = Number.isFinite(v) ? Math.max(0, Math.min(1, v)) : 0;
+  if (!Number.isFinite(v)) return [221, 221, 221];
+  const t = Math.max(0, Math.min(1, v));
   return [Math.round(255 - 219 * t), Math.round(255 - 170 * t), Math.round(255 - 60 * t)];
 }
 
@@ -893,9 +901,11 @@ function ablationPanel(id, defaults) {
 function ablationResults(doc) {
   const rows = doc.results.map((r) => ({
     label: r.targets.map((t) => t.kind === "head" ? `L${t.layer}H${t.head}` : t.kind === "mlp" ? `L${t.layer}MLP` : t.kind === "neuron" ? `L${t.layer}N${t.neuron}` : JSON.stringify(t)).join(", "),
-    baseline: r.baseline_loss, ablated: r.ablated_loss, delta: r.ablated_loss - r.baseline_loss,
+    baseline: r.baseline_loss, ablated: r.ablated_loss,
+    // a loss that is not a number (null in JSON) has no difference: not `x - null`, which is x
+    delta: Number.isFinite(r.ablated_loss) && Number.isFinite(r.baseline_loss) ? r.ablated_loss - r.baseline_loss : NaN,
   }));
-  const extent = Math.max(1e-9, ...rows.map((r) => Math.abs(r.delta)));
+  const extent = Math.max(1e-9, ...rows.map((r) => Math.abs(r.delta)).filter(Number.isFinite));
   // One head at a time over every head: the layer × head grid of the loss change too.
   const heads = doc.each && doc.results.every((r) => r.targets.length === 1 && r.targets[0].kind === "head")
     ? doc.results.map((r) => r.targets[0]) : null;
