@@ -128,11 +128,11 @@ fn component_outputs(
     }
     for (layer, w_o) in w_o.iter().enumerate() {
         let hook = |h: &str| cache.get(&format!("blocks.{layer}.{h}"));
-        let attn = hook("ln1_post.hook_normalized").or_else(|| hook("hook_attn_out"));
-        // heads split only where the attention output is z·W_O plus a bias
-        if let (Some(z), None, Some(w_o)) =
-            (hook("attn.hook_z"), hook("ln1_post.hook_normalized"), w_o)
-        {
+        // hook_attn_out / hook_mlp_out are what joins the residual (after a post-norm); heads
+        // split only where the attention output is z·W_O plus a bias (no post-norm)
+        let attn = hook("hook_attn_out");
+        let post_norm = hook("ln1_post.hook_normalized").is_some();
+        if let (Some(z), false, Some(w_o)) = (hook("attn.hook_z"), post_norm, w_o) {
             let z = rows(z)?; // [pos, h, d_head]
             let per_head = z.transpose(0, 1)?.contiguous()?.matmul(w_o)?; // [h, pos, d_model]
             for head in 0..per_head.dim(0)? {
@@ -142,7 +142,7 @@ fn component_outputs(
         if let Some(attn) = attn {
             out.push((Component::Attn { layer }, rows(attn)?));
         }
-        if let Some(mlp) = hook("ln2_post.hook_normalized").or_else(|| hook("hook_mlp_out")) {
+        if let Some(mlp) = hook("hook_mlp_out") {
             out.push((Component::Mlp { layer }, rows(mlp)?));
         }
     }

@@ -225,10 +225,9 @@ impl Attention {
         let mut norm = |x: Tensor, norm: &Norm, which: &str| -> Result<Tensor> {
             let shape = x.dims().to_vec();
             let x = if full { x.flatten_from(2)? } else { x };
-            let x = hooks.point(
-                || format!("blocks.{i}.attn.{which}.hook_normalized"),
-                norm.forward(&x)?,
-            )?;
+            let x = norm.forward_hooked(&x, hooks, || {
+                format!("blocks.{i}.attn.{which}.hook_normalized")
+            })?;
             x.reshape(shape)
         };
         Ok((norm(q, qn, "q_norm")?, norm(k, kn, "k_norm")?))

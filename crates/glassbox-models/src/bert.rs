@@ -15,11 +15,13 @@
 //! - `blocks.{i}.attn.hook_q/k/v/z` `[b, t, h, d_head]`, `attn.hook_attn_scores` (scaled, with
 //!   the padding mask added) and `attn.hook_pattern` `[b, h, q, k]`; `hook_attn_out`.
 //! - `blocks.{i}.hook_resid_mid` = `resid_pre + attn_out` (before LayerNorm);
-//!   `blocks.{i}.ln1.hook_normalized` = its LayerNorm, what the MLP and the residual see.
+//!   `blocks.{i}.ln1.hook_normalized` = it normalised, before the LayerNorm's weight and bias
+//!   (whose output the MLP and the residual see).
 //! - `mlp.hook_pre` / `mlp.hook_post` (before / after the activation), `hook_mlp_out`.
-//! - `blocks.{i}.ln2.hook_normalized` = LayerNorm(ln1 output + mlp_out), the layer's output,
-//!   which is also `blocks.{i}.hook_resid_post` (hooked after it, so a write there is what
-//!   the next layer sees). It equals Hugging Face's `hidden_states[i + 1]`.
+//! - `blocks.{i}.hook_resid_post` = ln1's output + mlp_out, before the second LayerNorm;
+//!   `ln2.hook_normalized` = it normalised (before weight and bias);
+//!   `blocks.{i}.hook_normalized_resid_post` = the LayerNorm's output, the layer's output and
+//!   the next layer's `hook_resid_pre`. It equals Hugging Face's `hidden_states[i + 1]`.
 //!
 //! The forward pass returns MLM logits `[b, t, vocab]` when the checkpoint has the MLM head
 //! (`cls.predictions.*`), otherwise the final hidden states `[b, t, d]`.
@@ -277,10 +279,11 @@ impl BertLayer {
             || format!("blocks.{i}.hook_resid_mid"),
             (&resid_pre + attn_out)?,
         )?;
-        let normalized_mid = hooks.point(
-            || format!("blocks.{i}.ln1.hook_normalized"),
-            self.attention_layer_norm.forward(&resid_mid)?,
-        )?;
+        let normalized_mid = self
+            .attention_layer_norm
+            .forward_hooked(&resid_mid, hooks, || {
+                format!("blocks.{i}.ln1.hook_normalized")
+            })?;
         let pre = hooks.point(
             || format!("blocks.{i}.mlp.hook_pre"),
             self.intermediate.forward(&normalized_mid)?,
@@ -293,12 +296,19 @@ impl BertLayer {
             || format!("blocks.{i}.hook_mlp_out"),
             self.output.forward(&post)?,
         )?;
-        let normalized = hooks.point(
-            || format!("blocks.{i}.ln2.hook_normalized"),
-            self.output_layer_norm
-                .forward(&(normalized_mid + mlp_out)?)?,
+        let resid_post = hooks.point(
+            || format!("blocks.{i}.hook_resid_post"),
+            (normalized_mid + mlp_out)?,
         )?;
-        hooks.point(|| format!("blocks.{i}.hook_resid_post"), normalized)
+        let normalized = self
+            .output_layer_norm
+            .forward_hooked(&resid_post, hooks, || {
+                format!("blocks.{i}.ln2.hook_normalized")
+            })?;
+        hooks.point(
+            || format!("blocks.{i}.hook_normalized_resid_post"),
+            normalized,
+        )
     }
 }
 

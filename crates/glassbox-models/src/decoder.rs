@@ -233,10 +233,7 @@ fn post_norm(
     x: Tensor,
 ) -> Result<Tensor> {
     match norm {
-        Some(n) => hooks.point(
-            || format!("blocks.{i}.{which}.hook_normalized"),
-            n.forward(&x)?,
-        ),
+        Some(n) => n.forward_hooked(&x, hooks, || format!("blocks.{i}.{which}.hook_normalized")),
         None => Ok(x),
     }
 }
@@ -252,10 +249,9 @@ impl DecoderBlock {
     ) -> Result<Tensor> {
         let i = ctx.layer;
         let normed = |hooks: &mut Hooks, norm: &Option<Norm>, which: &str| match norm {
-            Some(n) => hooks.point(
-                || format!("blocks.{i}.{which}.hook_normalized"),
-                n.forward(&resid_pre)?,
-            ),
+            Some(n) => n.forward_hooked(&resid_pre, hooks, || {
+                format!("blocks.{i}.{which}.hook_normalized")
+            }),
             None => Ok(resid_pre.clone()),
         };
         let (out, resid_pre) = match (&self.attn, &self.mlp) {
@@ -292,10 +288,7 @@ impl DecoderBlock {
         let i = ctx.layer;
         let resid_pre = hooks.point(|| format!("blocks.{i}.hook_resid_pre"), x)?;
         let normed = |hooks: &mut Hooks, norm: &Option<Norm>, which: &str, x: &Tensor| match norm {
-            Some(n) => hooks.point(
-                || format!("blocks.{i}.{which}.hook_normalized"),
-                n.forward(x)?,
-            ),
+            Some(n) => n.forward_hooked(x, hooks, || format!("blocks.{i}.{which}.hook_normalized")),
             None => Ok(x.clone()),
         };
         let (Some(attn), Some(mlp)) = (&self.attn, &self.mlp) else {
@@ -394,10 +387,9 @@ impl DecoderModel {
         if last_only {
             x = x.narrow(1, t - 1, 1)?;
         }
-        let normed = hooks.point(
-            || "ln_final.hook_normalized".to_string(),
-            self.ln_final.forward(&x)?,
-        )?;
+        let normed = self
+            .ln_final
+            .forward_hooked(&x, hooks, || "ln_final.hook_normalized".to_string())?;
         let logits = self.unembed(&normed)?;
         if let Some(cache) = kv {
             cache.advance(t);

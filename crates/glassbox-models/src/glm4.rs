@@ -13,8 +13,8 @@
 //! `partial_rotary_factor × head_dim` dimensions of each head, rotating adjacent pairs
 //! (GPT-J style). The MLP keeps gate and up in one matrix, `gate_up_proj`, whose output is
 //! `[gate | up]`. As in TransformerLens, `hook_attn_out` and `hook_mlp_out` are taken after
-//! the post-norms (`ln1_post.hook_normalized`, `ln2_post.hook_normalized`): what joins the
-//! residual stream.
+//! the post-norms (`ln1_post`, `ln2_post`, whose `hook_normalized` is before their weights):
+//! what joins the residual stream.
 
 use candle_nn::VarBuilder;
 

@@ -290,8 +290,8 @@ impl Norm {
         Ok(Norm { kind, weight, bias })
     }
 
-    /// The normalised input before the learned scale and shift (TransformerLens'
-    /// `hook_normalized` is after them; see [`Norm::forward`]).
+    /// The normalised input before the learned scale and shift: what TransformerLens hooks
+    /// as `hook_normalized` (`x / scale`, centred first for LayerNorm).
     fn normalize(&self, x: &Tensor) -> Result<Tensor> {
         match self.kind {
             NormKind::LayerNorm { eps }
@@ -304,10 +304,23 @@ impl Norm {
     }
 }
 
-impl Module for Norm {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let normed = self.normalize(x)?;
+impl Norm {
+    /// The norm with its normalised input before the weight and bias hooked as `name`
+    /// (`….hook_normalized`, TransformerLens' placement): a hook's edit there goes through the
+    /// weight and bias, as in TransformerLens.
+    pub fn forward_hooked(
+        &self,
+        x: &Tensor,
+        hooks: &mut crate::hooks::Hooks,
+        name: impl FnOnce() -> String,
+    ) -> Result<Tensor> {
+        let normed = hooks.point(name, self.normalize(x)?)?;
+        self.scale_and_shift(normed)
+    }
+
+    /// The learned scale (w, or 1 + w) and shift (b) applied to a normalised input.
+    fn scale_and_shift(&self, normed: Tensor) -> Result<Tensor> {
+        let dtype = normed.dtype();
         let out = match self.kind {
             // Gemma scales in f32 by (1 + w) and only then casts down (Nemotron's 1 + w too).
             NormKind::RmsNormPlusOne { .. } | NormKind::LayerNormPlusOne { .. } => {
@@ -324,6 +337,12 @@ impl Module for Norm {
             Some(b) => out.broadcast_add(&b.to_dtype(dtype)?),
             None => Ok(out),
         }
+    }
+}
+
+impl Module for Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.scale_and_shift(self.normalize(x)?)
     }
 }
 

@@ -1,5 +1,5 @@
 //! all-MiniLM-L6-v2 against Hugging Face transformers (tests/fixtures/real/minilm-expected.safetensors):
-//! token ids, every encoder layer's output (= `blocks.{i}.hook_resid_post`) within 1e-4, and
+//! token ids, every encoder layer's output (= `blocks.{i}.hook_normalized_resid_post`) within 1e-4, and
 //! the sentence-transformers embedding (cosine ≥ 0.99999).
 //!
 //! The model is the real artifact fetched by `scripts/fetch-artifacts.sh` into `.artifacts/`.
@@ -83,13 +83,14 @@ fn check(encoder: &SentenceEncoder, j: usize, text: &str, expected: &Expected) {
         .unwrap()
         .unsqueeze(0)
         .unwrap();
-    let mut hooks = Hooks::caching(NameFilter::new(&["blocks.*.hook_resid_post"]).unwrap());
+    let mut hooks =
+        Hooks::caching(NameFilter::new(&["blocks.*.hook_normalized_resid_post"]).unwrap());
     encoder
         .model
         .encode(&input, None, None, &mut hooks)
         .unwrap();
     for layer in 0..encoder.model.config.num_hidden_layers {
-        let got = &hooks.cache[format!("blocks.{layer}.hook_resid_post").as_str()];
+        let got = &hooks.cache[format!("blocks.{layer}.hook_normalized_resid_post").as_str()];
         let want = expected.tensor(&format!("s{j}.layer{layer}.output"));
         let diff = max_abs_diff(got, &want);
         eprintln!("sentence {j}, layer {layer}: max |diff| {diff:.2e}");
@@ -182,6 +183,8 @@ fn hooked_model_loads_bert_from_config() {
         ("blocks.0.mlp.hook_post", vec![1, t, 1536]),
         ("blocks.0.hook_mlp_out", vec![1, t, 384]),
         ("blocks.5.hook_resid_post", vec![1, t, 384]),
+        ("blocks.5.ln2.hook_normalized", vec![1, t, 384]),
+        ("blocks.5.hook_normalized_resid_post", vec![1, t, 384]),
     ] {
         assert_eq!(
             cache.require(name).unwrap().dims(),
@@ -311,13 +314,13 @@ fn masked_lm_head_gives_logits() {
     let model = HookedModel::load(&dir, &LoadOptions::default()).unwrap();
     assert_eq!(model.info().architecture, "BertForMaskedLM");
     let ids = Tensor::new(&[[2u32, 7, 39, 11, 0]], &dev).unwrap();
-    let filter = NameFilter::new(&["blocks.1.hook_resid_post"]).unwrap();
+    let filter = NameFilter::new(&["blocks.1.hook_normalized_resid_post"]).unwrap();
     let (logits, cache) = model.run_with_cache(&ids, &filter).unwrap();
     assert_eq!(logits.dims(), &[1, 5, vocab]);
 
     // The head by hand: dense, exact GELU, LayerNorm, then the tied word embeddings.
     let w = |name: &str| weights[name].clone();
-    let hidden = &cache["blocks.1.hook_resid_post"];
+    let hidden = &cache["blocks.1.hook_normalized_resid_post"];
     let x = hidden
         .broadcast_matmul(&w("cls.predictions.transform.dense.weight").t().unwrap())
         .unwrap()

@@ -113,7 +113,12 @@ fn compare(a: &Tensor, b: &Tensor) -> Result<(f32, f64), String> {
 fn outputs(model: &HookedModel, ids: &[u32], embeddings: bool) -> Result<Tensor, String> {
     let input = model.ids_tensor(ids).map_err(|e| e.to_string())?;
     let out = if embeddings {
-        let last = format!("blocks.{}.hook_resid_post", model.info().n_layers - 1);
+        // BERT is post-LN: the layer's output is after its second LayerNorm (TransformerLens'
+        // hook_normalized_resid_post; its hook_resid_post is the sum before that norm)
+        let last = format!(
+            "blocks.{}.hook_normalized_resid_post",
+            model.info().n_layers - 1
+        );
         let filter = NameFilter::new(&[last.as_str()]).map_err(|e| e.to_string())?;
         let (_, cache) = model
             .run_with_cache(&input, &filter)
