@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 import os
 import re
+import secrets
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -220,6 +221,12 @@ class HookedModel:
             m = m[None, :]
         if m.shape != ids.shape:
             raise ValueError(f"attention_mask has shape {m.shape}; the tokens {ids.shape}")
+        if m.shape[1] > 1 and (np.diff(m.astype(np.int8), axis=1) > 0).any():
+            raise ValueError(
+                "attention_mask must be right-padded (each row 1s, then 0s): glassbox numbers "
+                "positions from the first column, so a left-padded row would be read at the "
+                "wrong positions"
+            )
         return m
 
     def to_tokens(self, input: str | Sequence[str], prepend_bos: bool | None = None) -> np.ndarray:
@@ -239,8 +246,8 @@ class HookedModel:
         return ids.astype(np.int64)
 
     def to_str_tokens(self, input: Input, prepend_bos: bool | None = None) -> list[str] | list[list[str]]:
-        """Each token as a string: of a text, or of token ids ([pos] gives a list, [batch, pos]
-        a list per row)."""
+        """Each token as a string: of a text, or of token ids ([pos] and [1, pos] give a list,
+        as in TransformerLens; [batch, pos] with more rows a list per row)."""
         if isinstance(input, str):
             return list(self._m.str_tokens(self._encode(input, prepend_bos)))
         if isinstance(input, (list, tuple)) and input and all(isinstance(t, str) for t in input):
@@ -248,16 +255,19 @@ class HookedModel:
         arr = self._ids(input)
         if arr.ndim == 0:
             arr = arr[None]
+        if arr.ndim == 2 and arr.shape[0] == 1:
+            arr = arr[0]  # `to_str_tokens(to_tokens(text))` is the text's list
         if arr.ndim == 2:
             return [list(self._m.str_tokens([int(t) for t in row])) for row in arr]
         return list(self._m.str_tokens([int(t) for t in arr]))
 
     def to_string(self, tokens) -> str | list[str]:
-        """The text of token ids ([pos] -> a string, [batch, pos] -> a list of strings)."""
+        """The text of token ids ([pos] -> a string, [batch, pos] -> a list of strings), special
+        tokens (BOS, EOS, padding) written out as TransformerLens' ``to_string`` does."""
         arr = self._ids(tokens)
         if arr.ndim == 2:
-            return [self._m.decode([int(t) for t in row]) for row in arr]
-        return self._m.decode([int(t) for t in np.atleast_1d(arr)])
+            return [self._m.decode([int(t) for t in row], False) for row in arr]
+        return self._m.decode([int(t) for t in np.atleast_1d(arr)], False)
 
     def to_single_token(self, text: str) -> int:
         """The id of a text that is one token (no BOS counted)."""
@@ -432,7 +442,7 @@ class HookedModel:
         return_type: str = "input",
         verbose: bool = False,
         *,
-        seed: int = 0,
+        seed: int | None = None,
         fwd_hooks: Iterable = (),
     ):
         """Continues the input with a KV cache: sampling (``do_sample``, with ``temperature``,
@@ -449,7 +459,10 @@ class HookedModel:
         and ``freq_penalty`` must be 0 (glassbox has none). Like ``to_tokens``, texts get a BOS
         only where the model's tokenizer adds one (``prepend_bos=True`` for TransformerLens'
         default). ``seed`` and ``fwd_hooks`` are
-        glassbox's own, keyword only. Any other keyword is a ``TypeError``."""
+        glassbox's own, keyword only: ``seed=None`` (the default) draws fresh randomness each
+        call, as TransformerLens does; a seed makes sampling repeatable (row r of a batch
+        samples with ``seed + r``, so rows are distinct draws, and row 0 is the CLI's
+        ``--seed``). Any other keyword is a ``TypeError``."""
         if eos_token_id is not None and stop_at_eos:
             wanted = {int(t) for t in np.atleast_1d(np.asarray(eos_token_id))}
             if wanted != set(self.cfg.eos_token_ids):
@@ -463,20 +476,20 @@ class HookedModel:
             raise ValueError(f"padding_side {padding_side!r}: expected 'left', 'right' or None")
         max_new_tokens = _count(max_new_tokens, "max_new_tokens")
         top_k = 0 if top_k is None else _count(top_k, "top_k")
-        seed = _count(seed, "seed")
+        seed = secrets.randbits(63) if seed is None else _count(seed, "seed")
         ids, own = self._batch(input, prepend_bos)
         if own is not None:
             raise ValueError("generate continues texts one at a time: give texts of one token length, or one text")
         hooks = self._persistent + self._hooks(fwd_hooks)
         rows = []
-        for row in ids:
+        for r, row in enumerate(ids):
             new = self._m.generate(
                 [int(t) for t in row],
                 max_new_tokens,
                 temperature=float(temperature) if do_sample else 0.0,
                 top_k=top_k,
                 top_p=float(top_p if top_p is not None else 1.0),
-                seed=seed,
+                seed=(seed + r) % 2**64,
                 stop_at_eos=stop_at_eos,
                 hooks=hooks,
             )

@@ -188,9 +188,15 @@ impl Model {
         self.inner.to_tokens(text).map_err(|e| call_error(e.into()))
     }
 
-    /// The text of `ids`.
-    fn decode(&self, ids: Vec<u32>) -> PyResult<String> {
-        self.inner.decode(&ids).map_err(|e| call_error(e.into()))
+    /// The text of `ids`, special tokens skipped unless `skip_special_tokens` is false.
+    #[pyo3(signature = (ids, skip_special_tokens = true))]
+    fn decode(&self, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
+        let text = if skip_special_tokens {
+            self.inner.decode(&ids)
+        } else {
+            self.inner.decode_with_special(&ids)
+        };
+        text.map_err(|e| call_error(e.into()))
     }
 
     /// Each of `ids` as its own string.

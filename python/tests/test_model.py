@@ -78,8 +78,11 @@ def test_tokens_are_the_clis(gpt2):
     assert gpt2.to_string(ids) == [PROMPT]
     strs = gpt2.to_str_tokens(PROMPT)
     assert "".join(strs) == PROMPT and strs == gpt2.to_str_tokens(ids[0])
-    assert gpt2.to_str_tokens(ids) == [strs]
+    # TransformerLens' idiom: [1, pos] gives the row's list; more rows give a list per row
+    assert gpt2.to_str_tokens(ids) == strs
+    assert gpt2.to_str_tokens(np.concatenate([ids, ids])) == [strs, strs]
     assert gpt2.to_str_tokens([PROMPT, "Hello"]) == [strs, gpt2.to_str_tokens("Hello")]
+
     john = gpt2.to_tokens(" John")[0]
     assert len(john) == 1 and gpt2.to_single_token(" John") == john[0]
     with pytest.raises(ValueError, match="tokens, not one"):
@@ -96,6 +99,10 @@ def test_prepend_bos(gpt2, llama):
     with_bos = llama.to_tokens("Hello", prepend_bos=True)[0].tolist()
     assert with_bos == [bos] + own
     assert llama.to_str_tokens("Hello", prepend_bos=True)[1:] == llama.to_str_tokens("Hello")
+    # to_string writes special tokens out, as TransformerLens' does (generate's text skips them)
+    special = llama.to_str_tokens([bos])[0]
+    assert special and llama.to_string(with_bos).startswith(special)
+    assert not llama.to_string(own).startswith(special)
 
 
 def test_texts_of_unequal_length_are_padded(gpt2):
@@ -311,6 +318,27 @@ def test_generate_is_the_clis(gpt2):
     ids = gpt2.to_tokens("The Eiffel Tower")
     tokens = gpt2.generate(ids, max_new_tokens=10, do_sample=False, stop_at_eos=False)
     assert tokens.shape == (1, ids.shape[1] + 10) and gpt2.to_string(tokens[0]) == greedy
+
+
+def test_sampling_draws_afresh_unless_seeded(gpt2):
+    # TransformerLens samples from torch's generator: two calls differ, and so do the rows of
+    # a batch; a seed makes a call repeatable, its row 0 being the CLI's --seed
+    sample = dict(max_new_tokens=12, temperature=1.0, stop_at_eos=False)
+    ids = gpt2.to_tokens("The Eiffel Tower")
+    assert not np.array_equal(gpt2.generate(ids, **sample), gpt2.generate(ids, **sample))
+    two = gpt2.generate(np.concatenate([ids, ids]), seed=3, **sample)
+    assert not np.array_equal(two[0], two[1])
+    assert np.array_equal(two, gpt2.generate(np.concatenate([ids, ids]), seed=3, **sample))
+    assert np.array_equal(two[0], gpt2.generate(ids, seed=3, **sample)[0])
+
+
+def test_left_padding_is_refused(gpt2):
+    # glassbox numbers positions from the first column: a left-padded row would be misread
+    tokens = gpt2.to_tokens(["Hello there my friend", "Hello there my friend"])[:, :4]
+    with pytest.raises(ValueError, match="right-padded"):
+        gpt2(tokens, attention_mask=np.array([[1, 1, 1, 1], [0, 0, 1, 1]]))
+    right = gpt2(tokens, attention_mask=np.array([[1, 1, 1, 1], [1, 1, 0, 0]]))
+    assert np.allclose(right[1, :2], gpt2(tokens[1:, :2])[0], atol=1e-5)
 
 
 # --- other files the CLI opens ---------------------------------------------------------------
