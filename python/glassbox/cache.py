@@ -14,29 +14,37 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import HookedModel
 
 # Hooks TransformerLens has and no glassbox model computes: named in a missing key's message.
-_TL_ONLY = ("hook_scale", "hook_result")
+_TL_ONLY = ("hook_result",)
+
+
+def _apply_slice(array: np.ndarray, s, axis: int, what: str) -> np.ndarray:
+    """TransformerLens' ``Slice`` on ``axis``: None keeps everything, an int picks one (the axis
+    goes), a tuple is ``slice(*tuple)``, a slice is itself, a list or array picks those."""
+    if s is None:
+        return array
+    if hasattr(s, "slice") and hasattr(s, "apply"):
+        s = s.slice  # a transformer_lens.utils.Slice
+    if isinstance(s, tuple):
+        s = slice(*s)
+    elif hasattr(s, "detach") and hasattr(s, "cpu"):
+        s = s.detach().cpu().numpy()
+    if not isinstance(s, slice):
+        try:
+            s = operator.index(s)
+        except TypeError:
+            s = np.asarray(s)
+            if not np.issubdtype(s.dtype, np.integer):
+                raise TypeError(f"{what}: indices are integers, got {s.dtype}") from None
+    index = [slice(None)] * array.ndim
+    index[axis] = s
+    return array[tuple(index)]
 
 
 def _apply_pos_slice(array: np.ndarray, pos_slice) -> np.ndarray:
     """TransformerLens' ``Slice`` on the position axis (the second to last of a residual stream
     vector): None keeps every position, an int picks one (the axis goes), a tuple is
     ``slice(*tuple)``, a slice is itself, a list or array of positions picks those."""
-    if pos_slice is None:
-        return array
-    if hasattr(pos_slice, "slice") and hasattr(pos_slice, "apply"):
-        pos_slice = pos_slice.slice  # a transformer_lens.utils.Slice
-    if isinstance(pos_slice, tuple):
-        pos_slice = slice(*pos_slice)
-    elif hasattr(pos_slice, "detach") and hasattr(pos_slice, "cpu"):
-        pos_slice = pos_slice.detach().cpu().numpy()
-    if not isinstance(pos_slice, slice):
-        try:
-            pos_slice = operator.index(pos_slice)
-        except TypeError:
-            pos_slice = np.asarray(pos_slice)
-            if not np.issubdtype(pos_slice.dtype, np.integer):
-                raise TypeError(f"pos_slice: positions are integers, got {pos_slice.dtype}") from None
-    return array[(..., pos_slice, slice(None))]
+    return _apply_slice(array, pos_slice, array.ndim - 2, "pos_slice")
 
 
 class ActivationCache(Mapping[str, np.ndarray]):
@@ -46,8 +54,8 @@ class ActivationCache(Mapping[str, np.ndarray]):
     Keys are full hook names (``"blocks.0.attn.hook_pattern"``) or, as in TransformerLens,
     short forms: ``cache["pattern", 0]``, ``cache["resid_post", -1]`` (a negative layer counts
     from the end), ``cache["normalized", 0, "ln1"]``, ``cache["embed"]``.
-    ``model.hook_names()`` lists what a model computes: TransformerLens' ``hook_scale`` and
-    ``hook_result`` are not among them in any glassbox model.
+    ``model.hook_names()`` lists what a model computes: TransformerLens' ``hook_result`` is not
+    among them in any glassbox model.
 
     ``ActivationCache(cache_dict, model)`` as TransformerLens makes one; ``model`` may also be
     the number of layers alone (then ``decompose_resid`` reads the components off the cache)."""
@@ -208,15 +216,53 @@ class ActivationCache(Mapping[str, np.ndarray]):
             raise ValueError("stack_activation: layer 0 stacks no layer")
         return np.stack([self[(activation_name, l, sublayer_type)] for l in range(up_to)])
 
-    @staticmethod
-    def _refuse_ln(what: str) -> None:
-        raise NotImplementedError(
-            f"{what}(apply_ln=True) needs the norm's scale at each position (TransformerLens reads "
-            "the cached ln_final.hook_scale / blocks.L.ln1.hook_scale) or the final norm's weights "
-            "to recompute it; no glassbox model computes hook_scale and the cache holds no weights, "
-            "so it is not computed here rather than computed wrong. glassbox.lens(model, prompt) "
-            "gives the logit lens through the model's own final norm."
-        )
+    def apply_ln_to_stack(
+        self,
+        residual_stack,
+        layer: int | None = None,
+        mlp_input: bool = False,
+        pos_slice=None,
+        batch_slice=None,
+        has_batch_dim: bool = True,
+        recompute_ln: bool = False,
+    ) -> np.ndarray:
+        """Components of the residual stream [components, (batch,) (pos,) d_model] as the norm
+        into block ``layer`` sees them, as TransformerLens' ``apply_ln_to_stack``: centred (for a
+        LayerNorm) and divided by the scale the cache holds for that norm at each position
+        (``blocks.L.ln1.hook_scale``, ``ln2`` with ``mlp_input``; ``ln_final.hook_scale`` for
+        ``layer`` = n_layers, None or -1, the default), so that they sum to its
+        ``hook_normalized``. ``recompute_ln`` with the final layer instead runs each component
+        through the final norm itself, weight and bias included (the logit lens).
+        ``pos_slice`` / ``batch_slice`` say which positions / batch rows the stack holds
+        (already taken from it; they are taken from the scale here)."""
+        if self.model is None:
+            raise ValueError(
+                "apply_ln_to_stack needs the model (this cache was made with a layer count)"
+            )
+        kind = self.model.cfg.normalization_type
+        if kind is None:
+            raise NotImplementedError(
+                f"{self.model.cfg.architecture} normalises after each block (post-LN): no stack "
+                "of residual components sums to what a norm reads"
+            )
+        n = self._n_layers
+        if layer is None or layer == -1:
+            layer = n
+        layer = self._up_to(layer, "apply_ln_to_stack")
+        if mlp_input and layer == n:
+            raise ValueError("apply_ln_to_stack: the final norm has no MLP input (mlp_input with layer n_layers)")
+        stack = np.asarray(residual_stack, dtype=np.float32)
+        if has_batch_dim:
+            stack = _apply_slice(stack, batch_slice, 1, "batch_slice")
+        if recompute_ln and layer == n:
+            return np.asarray(self.model._m.final_norm(np.ascontiguousarray(stack)))
+        if kind == "LN":
+            stack = stack - stack.mean(axis=-1, keepdims=True)
+        key = "ln_final.hook_scale" if layer == n else f"blocks.{layer}.ln{2 if mlp_input else 1}.hook_scale"
+        scale = _apply_pos_slice(self[key], pos_slice)
+        if has_batch_dim and self.has_batch_dim:
+            scale = _apply_slice(scale, batch_slice, 0, "batch_slice")
+        return stack / scale
 
     def accumulated_resid(
         self,
@@ -234,10 +280,9 @@ class ActivationCache(Mapping[str, np.ndarray]):
         ``resid_mid`` of every layer before ``layer``, ``mlp_input`` that of ``layer`` itself;
         ``pos_slice`` selects positions (an int, a (start, stop[, step]) tuple, a slice or a list);
         ``return_labels`` also returns TransformerLens' labels (``"0_pre"``, ``"0_mid"``,
-        ``"final_post"``). ``apply_ln=True`` raises ``NotImplementedError``: it needs the norm's
-        scale, which glassbox does not compute."""
-        if apply_ln:
-            self._refuse_ln("accumulated_resid")
+        ``"final_post"``). ``apply_ln`` normalises each as TransformerLens' (3.x) does: through the
+        final norm itself for the last layer (the logit lens), else by the cached scale of
+        ``layer``'s norm (:meth:`apply_ln_to_stack`)."""
         up_to = self._up_to(layer, "accumulated_resid")
         n = self._n_layers
         components, labels = [], []
@@ -252,6 +297,15 @@ class ActivationCache(Mapping[str, np.ndarray]):
                 components.append(self[("resid_mid", l)])
                 labels.append(f"{l}_mid")
         stack = np.stack([_apply_pos_slice(c, pos_slice) for c in components])
+        if apply_ln:
+            stack = self.apply_ln_to_stack(
+                stack,
+                up_to,
+                mlp_input=mlp_input,
+                pos_slice=pos_slice,
+                has_batch_dim=self.has_batch_dim,
+                recompute_ln=up_to == n,
+            )
         return (stack, labels) if return_labels else stack
 
     def _hook_exists(self, name: str) -> bool:
@@ -294,15 +348,14 @@ class ActivationCache(Mapping[str, np.ndarray]):
         ``"mlp"`` keeps only those outputs; ``pos_slice`` and ``return_labels`` as in
         :meth:`accumulated_resid`. A block's output is what joins the residual stream (after its
         post-norm, where it has one, as TransformerLens' ``hook_attn_out``); a hybrid's block
-        without attention or without an MLP contributes only what it has. ``apply_ln=True`` raises
-        ``NotImplementedError``: it needs the norm's scale, which glassbox does not compute.
+        without attention or without an MLP contributes only what it has. ``apply_ln`` divides
+        each by the cached scale of ``layer``'s norm (:meth:`apply_ln_to_stack`), as
+        TransformerLens does.
 
         A component the model computes but the cache lacks (``names_filter`` left it out) is a
         ``KeyError``, not a smaller sum."""
         if mode not in ("all", "attn", "mlp"):
             raise ValueError(f"mode {mode!r}: expected 'all', 'attn' or 'mlp'")
-        if apply_ln:
-            self._refuse_ln("decompose_resid")
         up_to = self._up_to(layer, "decompose_resid")
         if mlp_input and up_to == self._n_layers:
             raise ValueError("decompose_resid: mlp_input needs a layer below n_layers (whose MLP input it is)")
@@ -329,4 +382,6 @@ class ActivationCache(Mapping[str, np.ndarray]):
         if not components:
             raise ValueError("decompose_resid: no component to stack (layer 0 without the embeddings)")
         stack = np.stack([_apply_pos_slice(c, pos_slice) for c in components])
+        if apply_ln:
+            stack = self.apply_ln_to_stack(stack, up_to, mlp_input=mlp_input, pos_slice=pos_slice)
         return (stack, labels) if return_labels else stack

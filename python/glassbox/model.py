@@ -47,6 +47,9 @@ class Config:
     eos_token_ids: list = field(default_factory=list)
     bos_token_id: int | None = None
     pad_token_id: int | None = None
+    #: TransformerLens' ``normalization_type``: ``"LN"`` (centred, then scaled) or ``"RMS"``;
+    #: None where the residual stream is not a sum the norms read (a post-LN encoder).
+    normalization_type: str | None = None
 
 
 class HookPoint:

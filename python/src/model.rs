@@ -175,6 +175,7 @@ impl Model {
         d.set_item("has_unembedding", m.model.has_unembedding())?;
         d.set_item("has_tokenizer", m.tokenizer.is_some())?;
         d.set_item("numerics", m.numerics.name())?;
+        d.set_item("normalization_type", m.model.normalization_type())?;
         d.set_item("eos_token_ids", &m.eos_token_ids)?;
         let id = |key: &str| m.config.get(key).and_then(|v| v.as_u64());
         d.set_item("bos_token_id", id("bos_token_id"))?;
@@ -197,6 +198,24 @@ impl Model {
             self.inner.decode_with_special(&ids)
         };
         text.map_err(|e| call_error(e.into()))
+    }
+
+    /// The final norm (`ln_final`, with its weight and bias) applied to each row of `resid`
+    /// (float32 [.., d_model]).
+    fn final_norm(&self, py: Python<'_>, resid: &Bound<'_, PyAny>) -> PyResult<Held> {
+        let x = tensor_from_f32(py, resid, DType::F32)?;
+        let d_model = self.inner.info().d_model;
+        if x.dims().last() != Some(&d_model) {
+            return Err(invalid(format!(
+                "the final norm takes vectors of d_model = {d_model}; got shape {:?}",
+                x.dims()
+            )));
+        }
+        let model = Arc::clone(&self.inner);
+        let normed = py
+            .detach(move || model.model.final_norm(&x))
+            .map_err(|e| call_error(e.into()))?;
+        Held::new(&normed).map_err(|e| call_error(e.into()))
     }
 
     /// Each of `ids` as its own string.

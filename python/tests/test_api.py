@@ -52,7 +52,7 @@ def test_the_stubs_match_the_extension_module():
         stubbed = [p.split(":")[0].split("=")[0].strip() for p in m.group(1).split(",") if p.strip()]
         assert stubbed == declared, f"{name}: stub {stubbed}, module {declared}"
     methods = set(re.findall(r"^    def (\w+)\(", stub.split("class Model:")[1], re.M))
-    assert methods == {"info", "encode", "decode", "str_tokens", "forward", "generate"}
+    assert methods == {"info", "encode", "decode", "str_tokens", "final_norm", "forward", "generate"}
     for m in methods:
         assert callable(getattr(_native.Model, m))
     assert (PACKAGE / "py.typed").exists()

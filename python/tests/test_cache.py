@@ -12,7 +12,7 @@ import pytest
 
 import glassbox
 from glassbox import ActivationCache, get_act_name
-from conftest import GPT2, PROMPT, ROOT, close
+from conftest import GPT2, PROMPT, ROOT, close, read_safetensors
 
 MORE = ROOT / "crates" / "glassbox-models" / "tests" / "fixtures" / "more"
 TEXT = "the old bird finds a fish"
@@ -113,10 +113,11 @@ def test_the_documented_cache_keys_exist(gpt2):
         args = args if isinstance(args, tuple) else (args,)
         assert get_act_name(*args) == name
         assert name in names, f"{name} is documented but no hook of the model"
-    # TransformerLens' hooks that no glassbox model computes are said to be so.
-    for key in [("scale", 0, "ln1"), ("result", 0)]:
-        with pytest.raises(KeyError, match="no glassbox model computes"):
-            cache[key]
+    # hook_scale is computed (shape [batch, pos, 1]); hook_result, which no glassbox model
+    # computes, is said to be so.
+    assert cache["scale", 0, "ln1"].shape == (*cache["resid_pre", 0].shape[:2], 1)
+    with pytest.raises(KeyError, match="no glassbox model computes"):
+        cache["result", 0]
 
 
 # --- 4. accumulated_resid and decompose_resid ---------------------------------------------------
@@ -144,8 +145,6 @@ def test_accumulated_resid_is_the_residual_stream_at_each_layer(reference, full)
     close(full.accumulated_resid(pos_slice=(1, 4)), stack[:, :, 1:4, :], 0)
     close(full.accumulated_resid(pos_slice=slice(None, None, 2)), stack[:, :, ::2, :], 0)
     close(full.accumulated_resid(pos_slice=[0, 3]), stack[:, :, [0, 3], :], 0)
-    with pytest.raises(NotImplementedError, match="hook_scale"):
-        full.accumulated_resid(apply_ln=True)
 
 
 @pytest.mark.parametrize(
@@ -169,6 +168,40 @@ def test_decompose_resid_sums_to_the_residual_stream(path):
             close(mid.astype(np.float64).sum(0), cache["resid_mid", layer], 1e-5)
 
 
+@pytest.mark.parametrize(
+    "path", [GPT2, ROOT / "models" / "reference", MORE / "gemma2"],
+    ids=["gpt2-layernorm", "llama-rmsnorm", "gemma2-post-norms"],
+)
+def test_apply_ln_divides_by_the_cached_scale(path):
+    """TransformerLens' identity: the components of the stream entering a norm, centred (for a
+    LayerNorm) and divided by its cached hook_scale, sum to its hook_normalized; for the final
+    layer accumulated_resid runs the final norm itself (weight and bias included)."""
+    model = glassbox.load(path)
+    n = model.cfg.n_layers
+    _, cache = model.run_with_cache(PROMPT)
+    assert model.cfg.normalization_type == ("LN" if path == GPT2 else "RMS")
+    for layer in range(n + 1):
+        norm = ("normalized", layer, "ln1") if layer < n else "ln_final.hook_normalized"
+        parts = cache.decompose_resid(layer, apply_ln=True)
+        close(parts.astype(np.float64).sum(0), cache[norm], 1e-5)
+        # the stream itself is one component: it is the norm's own hook_normalized
+        stream = cache.accumulated_resid(layer, apply_ln=layer < n)[-1]
+        if layer < n:
+            close(stream, cache[norm], 1e-5)
+    mid = cache.decompose_resid(1, mlp_input=True, apply_ln=True)
+    close(mid.astype(np.float64).sum(0), cache["normalized", 1, "ln2"], 1e-5)
+    # positions and batch rows: the stack holds them already, the scale is cut to them
+    close(cache.decompose_resid(apply_ln=True, pos_slice=-1), cache.decompose_resid(apply_ln=True)[:, :, -1], 1e-6)
+    stack = cache.decompose_resid()
+    close(cache.apply_ln_to_stack(stack[:, :1], batch_slice=[0]), cache.apply_ln_to_stack(stack), 1e-6)
+    # the logit lens: the last stream through the final norm is what the unembedding reads
+    if path == GPT2:
+        w = read_safetensors(GPT2 / "model.safetensors")
+        normed = cache["ln_final.hook_normalized"] * w["transformer.ln_f.weight"] + w["transformer.ln_f.bias"]
+        close(cache.accumulated_resid(apply_ln=True)[-1], normed, 1e-5)
+        close(normed @ w["transformer.wte.weight"].T, model(PROMPT), 1e-4)
+
+
 def test_decompose_resid_labels_and_modes(gpt2):
     _, cache = gpt2.run_with_cache(PROMPT)
     stack, labels = cache.decompose_resid(return_labels=True)
@@ -186,8 +219,6 @@ def test_decompose_resid_labels_and_modes(gpt2):
     close(cache.decompose_resid(pos_slice=-1), stack[:, :, -1], 0)
     with pytest.raises(ValueError, match="mode"):
         cache.decompose_resid(mode="heads")
-    with pytest.raises(NotImplementedError, match="hook_scale"):
-        cache.decompose_resid(apply_ln=True)
     # A component the model computes but names_filter left out: a KeyError, not a smaller sum.
     _, some = gpt2.run_with_cache(PROMPT, names_filter="blocks.*.hook_*_out")
     with pytest.raises(KeyError, match="hook_embed"):

@@ -225,9 +225,7 @@ impl Attention {
         let mut norm = |x: Tensor, norm: &Norm, which: &str| -> Result<Tensor> {
             let shape = x.dims().to_vec();
             let x = if full { x.flatten_from(2)? } else { x };
-            let x = norm.forward_hooked(&x, hooks, || {
-                format!("blocks.{i}.attn.{which}.hook_normalized")
-            })?;
+            let x = norm.forward_hooked(&x, hooks, || format!("blocks.{i}.attn.{which}"))?;
             x.reshape(shape)
         };
         Ok((norm(q, qn, "q_norm")?, norm(k, kn, "k_norm")?))

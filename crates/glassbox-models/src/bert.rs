@@ -281,9 +281,7 @@ impl BertLayer {
         )?;
         let normalized_mid = self
             .attention_layer_norm
-            .forward_hooked(&resid_mid, hooks, || {
-                format!("blocks.{i}.ln1.hook_normalized")
-            })?;
+            .forward_hooked(&resid_mid, hooks, || format!("blocks.{i}.ln1"))?;
         let pre = hooks.point(
             || format!("blocks.{i}.mlp.hook_pre"),
             self.intermediate.forward(&normalized_mid)?,
@@ -302,9 +300,7 @@ impl BertLayer {
         )?;
         let normalized = self
             .output_layer_norm
-            .forward_hooked(&resid_post, hooks, || {
-                format!("blocks.{i}.ln2.hook_normalized")
-            })?;
+            .forward_hooked(&resid_post, hooks, || format!("blocks.{i}.ln2"))?;
         hooks.point(
             || format!("blocks.{i}.hook_normalized_resid_post"),
             normalized,

@@ -233,7 +233,7 @@ fn post_norm(
     x: Tensor,
 ) -> Result<Tensor> {
     match norm {
-        Some(n) => n.forward_hooked(&x, hooks, || format!("blocks.{i}.{which}.hook_normalized")),
+        Some(n) => n.forward_hooked(&x, hooks, || format!("blocks.{i}.{which}")),
         None => Ok(x),
     }
 }
@@ -249,9 +249,7 @@ impl DecoderBlock {
     ) -> Result<Tensor> {
         let i = ctx.layer;
         let normed = |hooks: &mut Hooks, norm: &Option<Norm>, which: &str| match norm {
-            Some(n) => n.forward_hooked(&resid_pre, hooks, || {
-                format!("blocks.{i}.{which}.hook_normalized")
-            }),
+            Some(n) => n.forward_hooked(&resid_pre, hooks, || format!("blocks.{i}.{which}")),
             None => Ok(resid_pre.clone()),
         };
         let (out, resid_pre) = match (&self.attn, &self.mlp) {
@@ -288,7 +286,7 @@ impl DecoderBlock {
         let i = ctx.layer;
         let resid_pre = hooks.point(|| format!("blocks.{i}.hook_resid_pre"), x)?;
         let normed = |hooks: &mut Hooks, norm: &Option<Norm>, which: &str, x: &Tensor| match norm {
-            Some(n) => n.forward_hooked(x, hooks, || format!("blocks.{i}.{which}.hook_normalized")),
+            Some(n) => n.forward_hooked(x, hooks, || format!("blocks.{i}.{which}")),
             None => Ok(x.clone()),
         };
         let (Some(attn), Some(mlp)) = (&self.attn, &self.mlp) else {
@@ -389,7 +387,7 @@ impl DecoderModel {
         }
         let normed = self
             .ln_final
-            .forward_hooked(&x, hooks, || "ln_final.hook_normalized".to_string())?;
+            .forward_hooked(&x, hooks, || "ln_final".to_string())?;
         let logits = self.unembed(&normed)?;
         if let Some(cache) = kv {
             cache.advance(t);
@@ -482,6 +480,10 @@ impl Model for DecoderModel {
 
     fn final_norm(&self, resid: &Tensor) -> Result<Tensor> {
         self.ln_final.forward(resid)
+    }
+
+    fn normalization_type(&self) -> Option<&'static str> {
+        Some(self.ln_final.kind.transformerlens_type())
     }
 
     fn unembed(&self, normed: &Tensor) -> Result<Tensor> {

@@ -352,6 +352,7 @@ impl<'a> Hooks<'a> {
         self.writers.iter().any(|(f, _)| f.matches(&name))
             || self.cache_filter.as_ref().is_some_and(|f| f.matches(&name))
             || self.splices.iter().any(|(p, _)| *p == name)
+            || self.stop_after.as_deref() == Some(name.as_str())
     }
 
     /// Called by models at each hook point. The name is built only when some hook is set.

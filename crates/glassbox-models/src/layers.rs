@@ -265,6 +265,18 @@ pub enum NormKind {
     LayerNormPlusOne { eps: f64 },
 }
 
+impl NormKind {
+    /// TransformerLens' `cfg.normalization_type`: `"LN"` (centred, then scaled) or `"RMS"`.
+    pub fn transformerlens_type(self) -> &'static str {
+        match self {
+            NormKind::LayerNorm { .. }
+            | NormKind::LayerNormNoBias { .. }
+            | NormKind::LayerNormPlusOne { .. } => "LN",
+            NormKind::RmsNorm { .. } | NormKind::RmsNormPlusOne { .. } => "RMS",
+        }
+    }
+}
+
 /// A normalisation layer over the last dimension.
 #[derive(Clone, Debug)]
 pub struct Norm {
@@ -305,17 +317,51 @@ impl Norm {
 }
 
 impl Norm {
-    /// The norm with its normalised input before the weight and bias hooked as `name`
-    /// (`….hook_normalized`, TransformerLens' placement): a hook's edit there goes through the
-    /// weight and bias, as in TransformerLens.
+    /// The norm named `prefix` (`blocks.0.ln1`) with TransformerLens' hooks:
+    /// `{prefix}.hook_scale` [.., 1] (√(mean(x²) + ε), of the centred x for LayerNorm) and
+    /// `{prefix}.hook_normalized` (x / scale, before the weight and bias). An edit at either
+    /// goes through the rest of the norm, as in TransformerLens.
     pub fn forward_hooked(
         &self,
         x: &Tensor,
         hooks: &mut crate::hooks::Hooks,
-        name: impl FnOnce() -> String,
+        prefix: impl Fn() -> String,
     ) -> Result<Tensor> {
-        let normed = hooks.point(name, self.normalize(x)?)?;
+        let scale_name = || format!("{}.hook_scale", prefix());
+        let normed = if hooks.watches(scale_name) {
+            // The scale by itself only when something reads or writes it; its value unchanged,
+            // the fused normalisation gives the same numbers as a pass without the hook.
+            let (centred, scale) = self.centred_and_scale(x)?;
+            let seen = hooks.point(scale_name, scale.clone())?;
+            if seen.id() == scale.id() {
+                self.normalize(x)?
+            } else {
+                centred.broadcast_div(&seen)?.to_dtype(x.dtype())?
+            }
+        } else {
+            self.normalize(x)?
+        };
+        let normed = hooks.point(|| format!("{}.hook_normalized", prefix()), normed)?;
         self.scale_and_shift(normed)
+    }
+
+    /// x (centred for LayerNorm) and its scale √(mean(x²) + ε) [.., 1], in the accumulation
+    /// dtype.
+    fn centred_and_scale(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (eps, centre) = match self.kind {
+            NormKind::LayerNorm { eps }
+            | NormKind::LayerNormNoBias { eps }
+            | NormKind::LayerNormPlusOne { eps } => (eps, true),
+            NormKind::RmsNorm { eps } | NormKind::RmsNormPlusOne { eps } => (eps, false),
+        };
+        let x = x.to_dtype(ops::accumulation_dtype(x.dtype()))?;
+        let x = if centre {
+            x.broadcast_sub(&x.mean_keepdim(candle_core::D::Minus1)?)?
+        } else {
+            x
+        };
+        let scale = (x.sqr()?.mean_keepdim(candle_core::D::Minus1)? + eps)?.sqrt()?;
+        Ok((x, scale))
     }
 
     /// The learned scale (w, or 1 + w) and shift (b) applied to a normalised input.

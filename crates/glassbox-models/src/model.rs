@@ -106,6 +106,12 @@ pub trait Model: Send + Sync {
     /// The final normalisation (`ln_final`) applied to a residual stream [.., d_model].
     fn final_norm(&self, resid: &Tensor) -> candle_core::Result<Tensor>;
 
+    /// TransformerLens' `normalization_type` of the pre-norms (`"LN"` or `"RMS"`), where the
+    /// residual stream is a sum that they normalise (`None` for post-LN encoders).
+    fn normalization_type(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Normalised residual [.., d_model] -> logits [.., d_vocab] (unembedding bias included,
     /// final soft-capping too where the architecture has it).
     fn unembed(&self, normed: &Tensor) -> candle_core::Result<Tensor>;

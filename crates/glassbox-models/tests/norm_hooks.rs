@@ -1,6 +1,7 @@
-//! `ln*.hook_normalized` is what TransformerLens hooks there: the normalised input before the
-//! norm's weight and bias (`x / scale`, centred first for LayerNorm), for LayerNorm (GPT-2),
-//! RMSNorm (Llama) and Gemma's (1 + w) RMSNorm alike; the weight and bias come after it.
+//! `ln*.hook_scale` and `ln*.hook_normalized` are what TransformerLens hooks there: the scale
+//! √(mean(x²) + ε) and the normalised input x / scale before the norm's weight and bias
+//! (centred first for LayerNorm), for LayerNorm (GPT-2), RMSNorm (Llama) and Gemma's (1 + w)
+//! RMSNorm alike; the weight and bias come after it.
 
 use std::path::{Path, PathBuf};
 
@@ -18,8 +19,9 @@ fn fixture(rel: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no fixture {rel}"))
 }
 
-/// x / sqrt(mean(x²) + eps) over the last axis, centred first when `centre`.
-fn normalised(x: &Tensor, eps: f64, centre: bool) -> Tensor {
+/// (x / scale, scale) with scale = sqrt(mean(x²) + eps) over the last axis, x centred first
+/// when `centre`.
+fn normalised(x: &Tensor, eps: f64, centre: bool) -> (Tensor, Tensor) {
     let x = if centre {
         x.broadcast_sub(&x.mean_keepdim(D::Minus1).unwrap())
             .unwrap()
@@ -30,7 +32,7 @@ fn normalised(x: &Tensor, eps: f64, centre: bool) -> Tensor {
         .unwrap()
         .sqrt()
         .unwrap();
-    x.broadcast_div(&scale).unwrap()
+    (x.broadcast_div(&scale).unwrap(), scale)
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -74,12 +76,15 @@ fn hook_normalized_is_before_the_weight_and_bias() {
                 "ln_final.hook_normalized".to_string(),
             ),
         ] {
-            let want = normalised(&cache[input.as_str()], eps, centre);
+            let (want, scale) = normalised(&cache[input.as_str()], eps, centre);
             let diff = max_abs_diff(&cache[hook.as_str()], &want);
             assert!(
                 diff < 1e-4,
                 "{name}: {hook} is not the normalised {input} ({diff:e})"
             );
+            let scale_hook = hook.replace("hook_normalized", "hook_scale");
+            let diff = max_abs_diff(&cache[scale_hook.as_str()], &scale);
+            assert!(diff < 1e-4, "{name}: {scale_hook} ({diff:e})");
         }
     }
 }
@@ -121,4 +126,32 @@ fn an_edit_at_hook_normalized_goes_through_the_weight_and_bias() {
     let want = normed.broadcast_matmul(&wte.t().unwrap()).unwrap();
     let diff = max_abs_diff(&edited, &want);
     assert!(diff < 1e-3, "{diff:e}");
+}
+
+/// Caching the scale changes nothing (the fused norm runs as without it); a write to it
+/// divides by the written scale, as TransformerLens' `x / hook_scale(scale)` does.
+#[test]
+fn hook_scale_is_read_without_cost_and_written_through() {
+    let dir = fixture("parity/llama");
+    let model = HookedModel::load(&dir, &LoadOptions::default()).unwrap();
+    let ids = model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap();
+    let plain = model.run(&ids).unwrap();
+    let (cached, cache) = model
+        .run_with_cache(
+            &ids,
+            &NameFilter::new(&["*hook_scale", "*hook_normalized"]).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(max_abs_diff(&plain, &cached), 0.0);
+    let mut hooks = glassbox_models::Hooks::caching(
+        NameFilter::new(&["blocks.0.ln1.hook_normalized"]).unwrap(),
+    );
+    hooks.add_fn(
+        NameFilter::new(&["blocks.0.ln1.hook_scale"]).unwrap(),
+        |_, s| Ok(Some((s * 2.0)?)),
+    );
+    model.run_with_hooks(&ids, &mut hooks).unwrap();
+    let halved = (&cache["blocks.0.ln1.hook_normalized"] * 0.5).unwrap();
+    let diff = max_abs_diff(&hooks.cache["blocks.0.ln1.hook_normalized"], &halved);
+    assert!(diff < 1e-5, "{diff:e}");
 }
