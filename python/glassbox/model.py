@@ -521,7 +521,8 @@ def _matches(patterns: list[str], name: str) -> bool:
 
 def _next_token_loss(logits: np.ndarray, ids: np.ndarray, mask, per_token: bool):
     """Mean cross-entropy of each next token (float32, as TransformerLens computes it); with a
-    mask, only over predictions of real tokens."""
+    mask, only over predictions of real tokens from real tokens (per token, the others are 0, as
+    in TransformerLens)."""
     if ids.shape[1] < 2:
         raise ValueError("a loss needs at least two tokens (a prediction and the token it predicts)")
     x = logits[:, :-1, :]
@@ -529,10 +530,10 @@ def _next_token_loss(logits: np.ndarray, ids: np.ndarray, mask, per_token: bool)
     log_z = np.log(np.exp(x - peak).sum(axis=-1, keepdims=True)) + peak
     target = ids[:, 1:].astype(np.int64)[..., None]
     nll = (log_z - np.take_along_axis(x, target, axis=-1))[..., 0]
+    keep = None if mask is None else (mask[:, :-1].astype(bool) & mask[:, 1:].astype(bool))
     if per_token:
-        return nll
-    if mask is not None:
-        keep = mask[:, 1:].astype(bool)
+        return nll if keep is None else np.where(keep, nll, np.float32(0))
+    if keep is not None:
         return float(nll[keep].mean())
     return float(nll.mean())
 

@@ -231,6 +231,16 @@ def test_loss(gpt2):
     assert gpt2(PROMPT, return_type=None) is None
     with pytest.raises(ValueError, match="return_type"):
         gpt2(PROMPT, return_type="probs")
+    # texts of unequal length: the padding's predictions are left out of the mean and are 0
+    # per token, as in TransformerLens
+    short = "Hello there"
+    per_token = gpt2([PROMPT, short], return_type="loss", loss_per_token=True)
+    n = len(gpt2.to_tokens(short)[0])
+    close(per_token[1, : n - 1], gpt2(short, return_type="loss", loss_per_token=True)[0], 1e-5)
+    assert (per_token[1, n - 1 :] == 0).all() and per_token.shape[1] > n - 1
+    both = gpt2([PROMPT, short], return_type="loss")
+    want = np.concatenate([per_token[0], per_token[1, : n - 1]]).astype(np.float64).mean()
+    assert abs(both - want) < 1e-5
 
 
 # --- hooks -----------------------------------------------------------------------------------
