@@ -399,7 +399,9 @@ class HookedModel:
             if not -n <= layer <= n:
                 raise ValueError(f"stop_at_layer must be -{n} … {n}, got {layer}")
             layer = layer % n if layer < 0 else layer
-            stop = "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.hook_resid_post"
+            # a post-LN encoder's block output is after its last norm (HookedEncoder's name)
+            out = "hook_resid_post" if self.cfg.causal else "hook_normalized_resid_post"
+            stop = "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.{out}"
             patterns = patterns + [stop]
         logits, cached = self._m.forward(
             ids, mask=mask, cache=patterns, hooks=list(self._persistent), stop_after=stop

@@ -22,6 +22,7 @@ from conftest import (
     LLAMA,
     PROMPT,
     REFERENCE,
+    ROOT,
     SAE,
     cli,
     cli_json,
@@ -208,6 +209,18 @@ def test_stop_at_layer_returns_the_residual_stream(gpt2):
     for bad in (n + 1, -n - 1):
         with pytest.raises(ValueError, match="stop_at_layer"):
             gpt2.run_with_cache(PROMPT, stop_at_layer=bad)
+
+
+def test_stop_at_layer_of_a_post_ln_encoder_is_its_block_output():
+    """BERT's block output is after its second LayerNorm (HookedEncoder's
+    hook_normalized_resid_post; its hook_resid_post is the sum before that norm): what the next
+    block reads. The real all-MiniLM-L6-v2 (scripts/fetch-artifacts.sh)."""
+    bert = glassbox.load(ROOT / ".artifacts" / "all-minilm-l6-v2")
+    _, full = bert.run_with_cache(PROMPT)
+    resid, _ = bert.run_with_cache(PROMPT, names_filter="hook_embed", stop_at_layer=2)
+    close(resid, full["blocks.1.hook_normalized_resid_post"], 0)
+    close(resid, full["blocks.2.hook_resid_pre"], 0)
+    assert not np.allclose(full["blocks.1.hook_resid_post"], resid)
 
 
 def test_cache_arrays_share_memory_and_do_not_alias_the_weights(gpt2):

@@ -42,7 +42,11 @@ fn check(name: &str) -> Result<Vec<f32>, String> {
         };
         let ids = ids.to_dtype(DType::U32).unwrap();
         let got = if encoder {
-            let last = format!("blocks.{}.hook_resid_post", model.info().n_layers - 1);
+            // post-LN: the layer's output is after its second norm (HookedEncoder's name)
+            let last = format!(
+                "blocks.{}.hook_normalized_resid_post",
+                model.info().n_layers - 1
+            );
             let (_, cache) = model
                 .run_with_cache(&ids, &NameFilter::new(&[last.as_str()]).unwrap())
                 .map_err(|e| e.to_string())?;
