@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use glassbox_models::{HookedModel, LoadOptions, NameFilter};
 
+#[path = "support/compare.rs"]
+mod compare;
+use compare::max_abs_diff;
+
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
 
 fn llama_dir() -> PathBuf {
@@ -54,17 +58,6 @@ fn with(mut config: serde_json::Value, arch: &str, extra: serde_json::Value) -> 
 fn logits(model: &HookedModel) -> Tensor {
     model
         .run(&model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap())
-        .unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
         .unwrap()
 }
 

@@ -9,6 +9,10 @@ use glassbox_models::{
     NameFilter, Selection,
 };
 
+#[path = "support/compare.rs"]
+mod compare;
+use compare::max_abs_diff;
+
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
 
 fn fixture(name: &str) -> PathBuf {
@@ -19,19 +23,6 @@ fn fixture(name: &str) -> PathBuf {
 
 fn load(name: &str) -> HookedModel {
     HookedModel::load(&fixture(name), &LoadOptions::default()).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Greedy continuation by re-running the whole sequence each step (no cache).

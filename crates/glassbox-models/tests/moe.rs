@@ -9,6 +9,10 @@ use glassbox_models::{
     ActivationCache, HookedModel, Hooks, Intervention, LoadOptions, NameFilter, Selection,
 };
 
+#[path = "support/compare.rs"]
+mod compare;
+use compare::max_abs_diff;
+
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
 
 /// A family fixture and what its MoE layers look like.
@@ -51,17 +55,6 @@ fn load(case: &Case) -> (HookedModel, Tensor) {
     let model = HookedModel::load(&fixture(case.dir), &LoadOptions::default()).unwrap();
     let ids = model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap();
     (model, ids)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn run_cached(model: &HookedModel, ids: &Tensor, hooks: &mut Hooks) -> (Tensor, ActivationCache) {

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{Tensor, D};
 use glassbox_models::{HookedModel, LoadOptions, NameFilter};
 
+#[path = "support/compare.rs"]
+mod compare;
+use compare::max_abs_diff;
+
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
 
 fn fixture(rel: &str) -> PathBuf {
@@ -33,17 +37,6 @@ fn normalised(x: &Tensor, eps: f64, centre: bool) -> (Tensor, Tensor) {
         .sqrt()
         .unwrap();
     (x.broadcast_div(&scale).unwrap(), scale)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]
