@@ -260,7 +260,7 @@ class ActivationCache(Mapping[str, np.ndarray]):
             stack = stack - stack.mean(axis=-1, keepdims=True)
         key = "ln_final.hook_scale" if layer == n else f"blocks.{layer}.ln{2 if mlp_input else 1}.hook_scale"
         scale = _apply_pos_slice(self[key], pos_slice)
-        if has_batch_dim and self.has_batch_dim:
+        if self.has_batch_dim:
             scale = _apply_slice(scale, batch_slice, 0, "batch_slice")
         return stack / scale
 

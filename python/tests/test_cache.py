@@ -202,6 +202,22 @@ def test_apply_ln_divides_by_the_cached_scale(path):
         close(normed @ w["transformer.wte.weight"].T, model(PROMPT), 1e-4)
 
 
+def test_a_hook_may_edit_the_scale_in_place(gpt2):
+    """TransformerLens' `scale[:] = …` (freezing a norm's scale) edits the array in place and
+    returns None: the norm then divides by the edited scale."""
+    _, plain = gpt2.run_with_cache(PROMPT, names_filter="blocks.0.ln1.hook_normalized")
+
+    def double(scale, hook):
+        scale[...] = scale * 2
+
+    gpt2.add_hook("blocks.0.ln1.hook_scale", double)
+    try:
+        _, edited = gpt2.run_with_cache(PROMPT, names_filter="blocks.0.ln1.hook_normalized")
+    finally:
+        gpt2.reset_hooks()
+    close(edited["blocks.0.ln1.hook_normalized"], plain["blocks.0.ln1.hook_normalized"] / 2, 1e-6)
+
+
 def test_decompose_resid_labels_and_modes(gpt2):
     _, cache = gpt2.run_with_cache(PROMPT)
     stack, labels = cache.decompose_resid(return_labels=True)

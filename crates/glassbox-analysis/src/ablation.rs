@@ -452,6 +452,7 @@ mod tests {
             targets: vec![head(0, 0), head(0, 1), head(0, 2), head(1, 0)],
             reference: vec![vec![1, 2, 3]; 5],
         };
+        let resample = AblationMethod::Resample { seed: 0 };
         // the text, then per target one pass (zero, mean) or one per reference (resample);
         // the references are cached once per hook: layer 0's, then layer 1's
         assert_eq!(inputs.forward_passes(AblationMethod::Zero, true), 1 + 4);
@@ -459,9 +460,16 @@ mod tests {
             inputs.forward_passes(AblationMethod::Mean, true),
             1 + 2 * 5 + 4
         );
-        let resample = AblationMethod::Resample { seed: 0 };
         assert_eq!(inputs.forward_passes(resample, true), 1 + 2 * 5 + 4 * 5);
         assert_eq!(inputs.forward_passes(resample, false), 1 + 5 + 5);
+        // a resample draws from the references as long as the text, at most MAX_RESAMPLES
+        let mut many = inputs;
+        many.reference = vec![vec![1, 2, 3]; 40];
+        many.reference.push(vec![1]);
+        let draws = MAX_RESAMPLES;
+        assert_eq!(many.forward_passes(resample, true), 1 + 2 * 41 + 4 * draws);
+        many.reference = vec![vec![1, 2, 3], vec![1], vec![2]];
+        assert_eq!(many.forward_passes(resample, true), 1 + 2 * 3 + 4);
     }
 
     #[test]
@@ -599,10 +607,18 @@ impl AblationInputs {
     pub fn forward_passes(&self, method: AblationMethod, each: bool) -> usize {
         let groups = if each { self.targets.len() } else { 1 };
         let refs = self.reference.len();
+        // a resample draws from the references at least as long as the text, at most
+        // MAX_RESAMPLES of them (resample_sources)
+        let long = self
+            .reference
+            .iter()
+            .filter(|r| r.len() >= self.ids.len())
+            .count()
+            .min(MAX_RESAMPLES);
         let (cache_runs, per_group) = match method {
             AblationMethod::Zero => (0, 1),
             AblationMethod::Mean => (refs, 1),
-            AblationMethod::Resample { .. } => (refs, refs.max(1)),
+            AblationMethod::Resample { .. } => (refs, long.max(1)),
         };
         let hook_changes = if each {
             1 + self

@@ -12,16 +12,26 @@ use serde::Serialize;
 
 use crate::error::{AnalysisError, Result};
 
-/// Hook names whose activations the lens reads.
+/// Hook names whose activations the lens reads: each block's input and the stream the final
+/// norm reads, the last block's output (its `hook_resid_post`, or in a post-LN encoder its
+/// `hook_normalized_resid_post`: there `hook_resid_post` is the sum before the block's last
+/// norm).
 pub fn hook_names(n_layers: usize) -> Vec<String> {
     let mut names: Vec<String> = (0..n_layers)
         .map(|i| format!("blocks.{i}.hook_resid_pre"))
         .collect();
-    names.push(format!(
-        "blocks.{}.hook_resid_post",
-        n_layers.saturating_sub(1)
-    ));
+    names.extend(final_stream(n_layers));
     names
+}
+
+/// The last block's output: a post-LN encoder's (`hook_normalized_resid_post`), else
+/// `hook_resid_post`.
+fn final_stream(n_layers: usize) -> [String; 2] {
+    let last = n_layers.saturating_sub(1);
+    [
+        format!("blocks.{last}.hook_normalized_resid_post"),
+        format!("blocks.{last}.hook_resid_post"),
+    ]
 }
 
 /// Row labels as TransformerLens gives them: `0_pre`, …, `{L-1}_pre`, `final_post`.
@@ -34,10 +44,18 @@ pub fn labels(n_layers: usize) -> Vec<String> {
 /// The accumulated residual stream [L+1, batch, pos, d_model] from a cache holding
 /// [`hook_names`].
 pub fn accumulated_resid(cache: &ActivationCache, n_layers: usize) -> Result<Tensor> {
-    let parts = hook_names(n_layers)
-        .iter()
-        .map(|n| cache.require(n).cloned())
+    let mut parts = (0..n_layers)
+        .map(|i| {
+            cache
+                .require(&format!("blocks.{i}.hook_resid_pre"))
+                .cloned()
+        })
         .collect::<candle_core::Result<Vec<_>>>()?;
+    let [encoder, decoder] = final_stream(n_layers);
+    parts.push(match cache.get(&encoder) {
+        Some(t) => t.clone(),
+        None => cache.require(&decoder)?.clone(),
+    });
     Ok(Tensor::stack(&parts, 0)?)
 }
 

@@ -164,6 +164,10 @@ impl Model for SplicedModel {
         self.inner.final_norm(resid)
     }
 
+    fn normalization_type(&self) -> Option<&'static str> {
+        self.inner.normalization_type()
+    }
+
     fn unembed(&self, normed: &Tensor) -> candle_core::Result<Tensor> {
         self.inner.unembed(normed)
     }

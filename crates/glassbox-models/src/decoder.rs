@@ -15,9 +15,11 @@
 //! (latent attention) or feed-forward (mixtures of experts) reuse the rest unchanged. A family
 //! file only reads its config and weight names and assembles these parts.
 //!
-//! Hooks: `hook_embed`, `hook_pos_embed`, `blocks.{i}.hook_resid_pre`, `ln1.hook_normalized`,
-//! `ln1_post.hook_normalized` (post-norms), `hook_attn_out`, `hook_resid_mid`, `ln2.hook_normalized`,
-//! `ln2_post.hook_normalized`, `hook_mlp_out`, `hook_resid_post`, `ln_final.hook_normalized`, `logits`; attention and MLP add their own.
+//! Hooks: `hook_embed`, `hook_pos_embed`, `blocks.{i}.hook_resid_pre`, `ln1.hook_scale` /
+//! `ln1.hook_normalized` (each norm has both: the scale, and the input divided by it before the
+//! weight and bias), `ln1_post.*` (post-norms), `hook_attn_out`, `hook_resid_mid`, `ln2.*`,
+//! `ln2_post.*`, `hook_mlp_out`, `hook_resid_post`, `ln_final.*`, `logits`; attention and MLP
+//! add their own.
 //! As in TransformerLens, `hook_attn_out` and `hook_mlp_out` are what joins the residual stream:
 //! after the post-norm where a family has one.
 

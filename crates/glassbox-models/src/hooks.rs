@@ -355,6 +355,18 @@ impl<'a> Hooks<'a> {
             || self.stop_after.as_deref() == Some(name.as_str())
     }
 
+    /// Whether a hook may change `name`'s value (a writer or splice there; a hook function may
+    /// edit the tensor in place without returning it): a model that keeps a fast path for an
+    /// unchanged value must then take the slow one.
+    pub fn writes(&self, name: impl FnOnce() -> String) -> bool {
+        if self.writers.is_empty() && self.splices.is_empty() {
+            return false;
+        }
+        let name = name();
+        self.writers.iter().any(|(f, _)| f.matches(&name))
+            || self.splices.iter().any(|(p, _)| *p == name)
+    }
+
     /// Called by models at each hook point. The name is built only when some hook is set.
     /// A computation asked to stop ([`crate::stop`]) fails here.
     #[inline]

@@ -329,14 +329,17 @@ impl Norm {
     ) -> Result<Tensor> {
         let scale_name = || format!("{}.hook_scale", prefix());
         let normed = if hooks.watches(scale_name) {
-            // The scale by itself only when something reads or writes it; its value unchanged,
-            // the fused normalisation gives the same numbers as a pass without the hook.
+            // The scale by itself only when something reads or writes it. Only read (cached),
+            // the fused normalisation runs, with the same numbers as a pass without the hook;
+            // with a writer there (which may edit the tensor in place), x is divided by what
+            // the hook leaves.
             let (centred, scale) = self.centred_and_scale(x)?;
-            let seen = hooks.point(scale_name, scale.clone())?;
-            if seen.id() == scale.id() {
-                self.normalize(x)?
-            } else {
+            let written = hooks.writes(scale_name);
+            let seen = hooks.point(scale_name, scale)?;
+            if written {
                 centred.broadcast_div(&seen)?.to_dtype(x.dtype())?
+            } else {
+                self.normalize(x)?
             }
         } else {
             self.normalize(x)?

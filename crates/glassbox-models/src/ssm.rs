@@ -30,7 +30,9 @@
 //! `hook_inner_norm` [batch, pos, H·P] (the gated, group-normalised, scaled y: `out_proj`'s
 //! input) and `hook_ssm_out` [batch, pos, d_model] (the mixer's output, after `out_proj`).
 //! The mixer's output is also the block's `hook_attn_out`; it has no heads in the attention
-//! sense, so attribution takes it whole.
+//! sense, so attribution takes it whole. When a pass answers for its last positions only (the
+//! last block of a next-token pass), `hook_ssm_out` holds those positions while the hooks
+//! before `out_proj` hold every position (the scan needs them all).
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;

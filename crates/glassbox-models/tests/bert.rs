@@ -17,6 +17,8 @@ const TOLERANCE: f32 = 1e-4;
 
 #[path = "support/artifacts.rs"]
 mod artifacts;
+#[path = "support/bert_mlm.rs"]
+mod bert_mlm;
 use artifacts::{artifact, workspace};
 
 struct Expected {
@@ -261,56 +263,11 @@ fn gradients_reach_the_embeddings() {
 /// returns MLM logits, which equal the head computed by hand from the last layer's output.
 #[test]
 fn masked_lm_head_gives_logits() {
-    let (d, vocab, layers) = (16usize, 40usize, 2usize);
     let dir =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bert-mlm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = serde_json::json!({
-        "architectures": ["BertForMaskedLM"], "model_type": "bert", "vocab_size": vocab,
-        "hidden_size": d, "num_hidden_layers": layers, "num_attention_heads": 2,
-        "intermediate_size": 32, "max_position_embeddings": 24, "type_vocab_size": 2,
-        "hidden_act": "gelu", "layer_norm_eps": 1e-12,
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let weights = bert_mlm::write(&dir);
+    let (d, vocab) = (bert_mlm::D_MODEL, bert_mlm::VOCAB);
     let dev = Device::Cpu;
-    let randn = |shape: &[usize]| Tensor::randn(0f32, 0.5, shape, &dev).unwrap();
-    let mut weights = std::collections::HashMap::new();
-    let mut add = |name: String, shape: &[usize]| {
-        weights.insert(name, randn(shape));
-    };
-    for (name, rows) in [("word", vocab), ("position", 24), ("token_type", 2)] {
-        add(
-            format!("bert.embeddings.{name}_embeddings.weight"),
-            &[rows, d],
-        );
-    }
-    let layer_norm = |add: &mut dyn FnMut(String, &[usize]), prefix: &str| {
-        add(format!("{prefix}.LayerNorm.weight"), &[d]);
-        add(format!("{prefix}.LayerNorm.bias"), &[d]);
-    };
-    layer_norm(&mut add, "bert.embeddings");
-    for i in 0..layers {
-        let p = format!("bert.encoder.layer.{i}");
-        for (name, out, inp) in [
-            ("attention.self.query", d, d),
-            ("attention.self.key", d, d),
-            ("attention.self.value", d, d),
-            ("attention.output.dense", d, d),
-            ("intermediate.dense", 32, d),
-            ("output.dense", d, 32),
-        ] {
-            add(format!("{p}.{name}.weight"), &[out, inp]);
-            add(format!("{p}.{name}.bias"), &[out]);
-        }
-        layer_norm(&mut add, &format!("{p}.attention.output"));
-        layer_norm(&mut add, &format!("{p}.output"));
-    }
-    add("cls.predictions.transform.dense.weight".into(), &[d, d]);
-    add("cls.predictions.transform.dense.bias".into(), &[d]);
-    layer_norm(&mut add, "cls.predictions.transform");
-    add("cls.predictions.bias".into(), &[vocab]);
-    candle_core::safetensors::save(&weights, dir.join("model.safetensors")).unwrap();
-
     let model = HookedModel::load(&dir, &LoadOptions::default()).unwrap();
     assert_eq!(model.info().architecture, "BertForMaskedLM");
     let ids = Tensor::new(&[[2u32, 7, 39, 11, 0]], &dev).unwrap();

@@ -129,13 +129,18 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// The middleware in front of every route.
-/// Whether a browser sent `req` on behalf of another site's page: `Sec-Fetch-Site:
-/// cross-site` (a link followed to the page itself is let through: it computes nothing), or an
-/// `Origin` other than `http(s)://{Host}` (what browsers without the fetch metadata send).
+/// Whether a browser sent `req` on behalf of another site's page: by its fetch metadata,
+/// `Sec-Fetch-Site` other than `same-origin` or `none` (a page on another port of this host
+/// is `same-site`); a link followed to the page itself is let through (it computes nothing).
+/// Without fetch metadata (older browsers), an `Origin` other than `http(s)://{Host}`. The
+/// metadata, where sent, is trusted over the Host: a proxy may rewrite the Host.
 fn from_another_site(req: &Request) -> bool {
     let headers = req.headers();
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if text("sec-fetch-site") == Some("cross-site") {
+    if let Some(site) = text("sec-fetch-site") {
+        if matches!(site, "same-origin" | "none") {
+            return false;
+        }
         let navigation = text("sec-fetch-mode") == Some("navigate") && req.uri().path() == "/";
         return !navigation;
     }
@@ -238,6 +243,24 @@ mod tests {
         assert!(from_another_site(&req(
             "/api/models",
             &[host, ("origin", "http://127.0.0.1:9999")]
+        )));
+        // a page on another port of this host, by its fetch metadata
+        assert!(from_another_site(&req(
+            "/api/models/0/tensors/lm_head.weight",
+            &[
+                host,
+                ("sec-fetch-site", "same-site"),
+                ("sec-fetch-mode", "no-cors")
+            ]
+        )));
+        // the metadata is trusted over a Host a proxy rewrote
+        assert!(!from_another_site(&req(
+            "/api/models/0/predictions",
+            &[
+                ("host", "backend:8080"),
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "https://glassbox.example")
+            ]
         )));
         // a link from another site to the page itself
         assert!(!from_another_site(&req(

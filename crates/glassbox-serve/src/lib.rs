@@ -111,7 +111,8 @@ struct ClientSlot {
 
 impl Clients {
     fn admit(&self, peer: SocketAddr) -> Result<Option<ClientSlot>, ()> {
-        let ip = peer.ip();
+        // an IPv4 client of a dual-stack socket arrives as ::ffff:a.b.c.d
+        let ip = peer.ip().to_canonical();
         if ip.is_loopback() {
             return Ok(None);
         }
@@ -150,11 +151,16 @@ fn turn_away(mut stream: tokio::net::TcpStream, why: &'static str) {
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
-        let write = async {
+        let answer_and_drain = async {
+            use tokio::io::AsyncReadExt;
             stream.write_all(answer.as_bytes()).await?;
-            stream.shutdown().await
+            stream.shutdown().await?;
+            // closing with the request unread would send a reset, which can discard the 503
+            let mut sink = [0u8; 1024];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
         };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), answer_and_drain).await;
     });
 }
 
