@@ -9,6 +9,8 @@ use glassbox_models::{HookedModel, LoadOptions, NameFilter};
 
 #[path = "../../glassbox-models/tests/support/bert_mlm.rs"]
 mod bert_mlm;
+#[path = "../../glassbox-models/tests/support/compare.rs"]
+mod compare;
 
 #[test]
 fn the_lens_of_an_encoder_ends_at_its_logits() {
@@ -24,14 +26,7 @@ fn the_lens_of_an_encoder_ends_at_its_logits() {
         .unwrap();
     let lensed = lens::logit_lens(model.model.as_ref(), &cache).unwrap();
     let last = lensed.get(n).unwrap();
-    let diff = (&last - &logits)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = compare::max_abs_diff(&last, &logits);
     assert!(
         diff < 1e-5,
         "the last lens row differs from the logits by {diff:e}"
