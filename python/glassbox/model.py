@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import operator
 import os
 import re
@@ -90,13 +91,31 @@ def _as_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _takes_hook_keyword(fn) -> bool:
+    """Whether ``fn`` can be called as TransformerLens calls hooks, ``fn(activation, hook=…)``:
+    it has a parameter named ``hook`` or takes ``**kwargs``. Others (``lambda a, h: …``) get the
+    hook point as their second positional argument."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind is p.VAR_KEYWORD
+        or (p.name == "hook" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        for p in params
+    )
+
+
 def _native_hook(fn: HookFn):
     """Wraps a user's hook function for the engine: the activation as a NumPy view of the
-    engine's tensor, and the answer as a float32 array (None when unchanged or edited in place)."""
+    engine's tensor, and the answer as a float32 array (None when unchanged or edited in place).
+    The hook point goes in as TransformerLens passes it, ``hook=``, where the function takes that
+    keyword (a keyword-only ``hook``, a ``partial`` that binds arguments after it)."""
+    by_keyword = _takes_hook_keyword(fn)
 
     def call(held, name):
         act = np.asarray(held)
-        out = fn(act, HookPoint(name))
+        out = fn(act, hook=HookPoint(name)) if by_keyword else fn(act, HookPoint(name))
         if out is None or (out is act and not held.copied):
             if held.copied:
                 # A widened copy (bf16): edits in place must be sent back.

@@ -259,6 +259,29 @@ def test_loss(gpt2):
 # --- hooks -----------------------------------------------------------------------------------
 
 
+def test_hooks_get_the_hook_point_as_transformer_lens_passes_it(gpt2):
+    """TransformerLens calls fn(activation, hook=hook_point): a keyword-only `hook` and a
+    partial binding a parameter after it work; so does a plain (activation, h) function."""
+    import functools
+
+    seen = []
+
+    def keyword_only(act, *, hook):
+        seen.append(hook.name)
+
+    def scale(act, hook, factor):
+        seen.append((hook.name, factor))
+        return act * factor
+
+    gpt2.run_with_hooks(PROMPT, fwd_hooks=[("hook_embed", keyword_only)])
+    doubled = gpt2.run_with_hooks(
+        PROMPT, fwd_hooks=[("hook_embed", functools.partial(scale, factor=2.0))]
+    )
+    same = gpt2.run_with_hooks(PROMPT, fwd_hooks=[("hook_embed", lambda a, h: a * 2.0)])
+    assert seen == ["hook_embed", ("hook_embed", 2.0)]
+    close(doubled, same, 0)
+
+
 def test_zeroing_a_head_in_a_hook_is_the_clis_zero_ablation(gpt2):
     doc = cli_json("ablate", GPT2, "--text", PROMPT, "--target", "L0H1", "--method", "zero", "--json")
     result = doc["results"][0]
