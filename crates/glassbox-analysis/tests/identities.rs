@@ -21,6 +21,10 @@ use glassbox_analysis::{attribution, lens};
 use glassbox_models::{HookedModel, Hooks, Intervention, LoadOptions, NameFilter, Selection};
 use rand::{Rng, SeedableRng};
 
+#[path = "../../glassbox-models/tests/support/compare.rs"]
+mod compare;
+use compare::max_abs_diff;
+
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
 const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
 /// As many tokens as CLEAN on every fixture's tokenizer, differing from the third on.
@@ -30,17 +34,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
         .join(name)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn single(model: &HookedModel, text: &str) -> u32 {

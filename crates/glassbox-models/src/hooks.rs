@@ -349,9 +349,8 @@ impl<'a> Hooks<'a> {
             return false;
         }
         let name = name();
-        self.writers.iter().any(|(f, _)| f.matches(&name))
+        self.writes_name(&name)
             || self.cache_filter.as_ref().is_some_and(|f| f.matches(&name))
-            || self.splices.iter().any(|(p, _)| *p == name)
             || self.stop_after.as_deref() == Some(name.as_str())
     }
 
@@ -362,9 +361,12 @@ impl<'a> Hooks<'a> {
         if self.writers.is_empty() && self.splices.is_empty() {
             return false;
         }
-        let name = name();
-        self.writers.iter().any(|(f, _)| f.matches(&name))
-            || self.splices.iter().any(|(p, _)| *p == name)
+        self.writes_name(&name())
+    }
+
+    fn writes_name(&self, name: &str) -> bool {
+        self.writers.iter().any(|(f, _)| f.matches(name))
+            || self.splices.iter().any(|(p, _)| p == name)
     }
 
     /// Called by models at each hook point. The name is built only when some hook is set.

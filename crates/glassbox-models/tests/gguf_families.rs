@@ -22,19 +22,14 @@ use glassbox_models::moe::ROUTING_HOOKS;
 use glassbox_models::{HookedModel, LoadOptions, NameFilter};
 use serde_json::Value;
 
+#[path = "support/compare.rs"]
+mod compare;
+use compare::values;
+
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
         .join(rel)
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
 }
 
 fn temp(name: &str) -> PathBuf {

@@ -14,20 +14,14 @@ use glassbox_models::{HookedModel, LoadOptions, NameFilter};
 mod mixtral_gguf;
 use mixtral_gguf::write_mixtral_gguf;
 
+#[path = "support/compare.rs"]
+mod compare;
+use compare::values;
+
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
         .join(rel)
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    // routing indices are cached as integers
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! Comparing tensors in tests.
+#![allow(dead_code)] // each test binary uses what it needs
 
 use candle_core::{DType, Tensor};
 
@@ -13,5 +14,15 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .to_dtype(DType::F32)
         .unwrap()
         .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Every value, flattened, as f32 (integer tensors such as routing indices too).
+pub fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
         .unwrap()
 }
