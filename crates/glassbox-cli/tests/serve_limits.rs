@@ -150,6 +150,39 @@ fn llama_with_positions(tag: &str, positions: u64) -> (std::path::PathBuf, Strin
     (dir, model)
 }
 
+/// The Llama fixture deepened to `layers` by repeating its own layers, so that one
+/// computation's cost can be grown to whatever this machine needs to make it measurable.
+fn deep_llama(tag: &str, positions: u64, layers: usize) -> (std::path::PathBuf, String) {
+    let (dir, model) = llama_with_positions(tag, positions);
+    let weights = dir.join("model.safetensors");
+    let tensors = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu).unwrap();
+    let config_path = dir.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let published = config["num_hidden_layers"].as_u64().unwrap() as usize;
+    let mut deepened = HashMap::new();
+    for (name, tensor) in tensors {
+        match name
+            .strip_prefix("model.layers.")
+            .and_then(|rest| rest.split_once('.'))
+        {
+            Some((index, field)) => {
+                let index: usize = index.parse().unwrap();
+                for layer in (index..layers).step_by(published) {
+                    deepened.insert(format!("model.layers.{layer}.{field}"), tensor.clone());
+                }
+            }
+            None => {
+                deepened.insert(name, tensor);
+            }
+        }
+    }
+    candle_core::safetensors::save(&deepened, &weights).unwrap();
+    config["num_hidden_layers"] = json!(layers);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    (dir, model)
+}
+
 /// The drift route bounded prompts by the models' context alone: a model of a million
 /// positions ran a 12,000-token prompt for 76 s and 5 GB. Its prompts are held to the
 /// server's token limit, as every other route's.
@@ -480,24 +513,33 @@ fn concurrent_clients_all_get_answers() {
 fn computations_stop_past_the_time_limit_and_when_their_client_leaves() {
     use std::io::Write;
     use std::time::{Duration, Instant};
-    // the Llama fixture with room for the longest head-score sequences the server allows
-    let (dir, model) = llama_with_positions("time-limit", 4096);
+    // The heaviest head scores the server allows, on the Llama fixture deepened until the
+    // whole computation takes long enough on this machine to tell a stopped one from a
+    // finished one (a fixed model took 1.5 s on one machine and over 2 s on another).
     let heavy = json!({"seq_len": 256, "batch": 64});
-    // how long the whole computation takes here, from the CLI
-    let start = Instant::now();
-    ok(&glassbox(&[
-        "heads",
-        &model,
-        "--seq-len",
-        "256",
-        "--batch",
-        "64",
-    ]));
-    let whole = start.elapsed();
-    assert!(
-        whole > Duration::from_secs(2),
-        "too quick to tell: {whole:?}"
-    );
+    let mut layers = 2;
+    let (dir, model, whole) = loop {
+        let (dir, model) = deep_llama("time-limit", 4096, layers);
+        let start = Instant::now();
+        ok(&glassbox(&[
+            "heads",
+            &model,
+            "--seq-len",
+            "256",
+            "--batch",
+            "64",
+        ]));
+        let whole = start.elapsed();
+        if whole > Duration::from_secs(4) {
+            break (dir, model, whole);
+        }
+        assert!(
+            layers < 512,
+            "too quick to tell: {whole:?} at {layers} layers"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        layers *= 2;
+    };
 
     let server = Server::start(&[&model, "--time-limit", "1"]);
     assert_eq!(server.get("/api").json()["limits"]["time_limit_s"], 1);
