@@ -13,8 +13,9 @@ from .names import get_act_name
 if TYPE_CHECKING:  # pragma: no cover
     from .model import HookedModel
 
-# Hooks TransformerLens has and no glassbox model computes: named in a missing key's message.
-_TL_ONLY = ("hook_result",)
+# Hooks TransformerLens has and no glassbox forward pass computes: named in a missing key's
+# message, with what gives them.
+_TL_ONLY = {"hook_result": "cache.compute_head_results() adds it (z · W_O per head)"}
 
 
 def _apply_slice(array: np.ndarray, s, axis: int, what: str) -> np.ndarray:
@@ -55,7 +56,7 @@ class ActivationCache(Mapping[str, np.ndarray]):
     short forms: ``cache["pattern", 0]``, ``cache["resid_post", -1]`` (a negative layer counts
     from the end), ``cache["normalized", 0, "ln1"]``, ``cache["embed"]``.
     ``model.hook_names()`` lists what a model computes: TransformerLens' ``hook_result`` is not
-    among them in any glassbox model.
+    among them; :meth:`compute_head_results` adds it to the cache, as TransformerLens' does.
 
     ``ActivationCache(cache_dict, model)`` as TransformerLens makes one; ``model`` may also be
     the number of layers alone (then ``decompose_resid`` reads the components off the cache)."""
@@ -115,8 +116,9 @@ class ActivationCache(Mapping[str, np.ndarray]):
             return self._acts[name]
         except KeyError:
             why = f"names_filter kept {len(self._acts)} hooks"
-            if name.rsplit(".", 1)[-1] in _TL_ONLY:
-                why = f"no glassbox model computes {name.rsplit('.', 1)[-1]} (a TransformerLens hook)"
+            last = name.rsplit(".", 1)[-1]
+            if last in _TL_ONLY:
+                why = f"no glassbox forward pass computes {last}: {_TL_ONLY[last]}"
             raise KeyError(f"{name!r} is not in the cache ({why})") from None
 
     def __contains__(self, key) -> bool:
@@ -235,22 +237,11 @@ class ActivationCache(Mapping[str, np.ndarray]):
         through the final norm itself, weight and bias included (the logit lens).
         ``pos_slice`` / ``batch_slice`` say which positions / batch rows the stack holds
         (already taken from it; they are taken from the scale here)."""
-        if self.model is None:
-            raise ValueError(
-                "apply_ln_to_stack needs the model (this cache was made with a layer count)"
-            )
-        kind = self.model.cfg.normalization_type
-        if kind is None:
-            raise NotImplementedError(
-                f"{self.model.cfg.architecture} normalises after each block (post-LN): no stack "
-                "of residual components sums to what a norm reads"
-            )
+        kind = self._normalization("apply_ln_to_stack")
         n = self._n_layers
         if layer is None or layer == -1:
             layer = n
         layer = self._up_to(layer, "apply_ln_to_stack")
-        if mlp_input and layer == n:
-            raise ValueError("apply_ln_to_stack: the final norm has no MLP input (mlp_input with layer n_layers)")
         stack = np.asarray(residual_stack, dtype=np.float32)
         if has_batch_dim:
             stack = _apply_slice(stack, batch_slice, 1, "batch_slice")
@@ -258,11 +249,32 @@ class ActivationCache(Mapping[str, np.ndarray]):
             return np.asarray(self.model._m.final_norm(np.ascontiguousarray(stack)))
         if kind == "LN":
             stack = stack - stack.mean(axis=-1, keepdims=True)
+        return stack / self._ln_scale(layer, mlp_input, pos_slice, batch_slice)
+
+    def _normalization(self, what: str) -> str:
+        """The model's ``normalization_type``; a cache without a model, or a post-LN encoder
+        (whose norms read no sum of components), cannot normalise a stack."""
+        if self.model is None:
+            raise ValueError(f"{what} needs the model (this cache was made with a layer count)")
+        kind = self.model.cfg.normalization_type
+        if kind is None:
+            raise NotImplementedError(
+                f"{self.model.cfg.architecture} normalises after each block (post-LN): no stack "
+                "of residual components sums to what a norm reads"
+            )
+        return kind
+
+    def _ln_scale(self, layer: int, mlp_input: bool, pos_slice, batch_slice=None) -> np.ndarray:
+        """The cached scale [(batch,) (pos,) 1] of the norm reading the residual stream into
+        block ``layer`` (``ln2`` with ``mlp_input``; ``ln_final`` for ``layer`` = n_layers)."""
+        n = self._n_layers
+        if mlp_input and layer == n:
+            raise ValueError("the final norm has no MLP input (mlp_input with layer n_layers)")
         key = "ln_final.hook_scale" if layer == n else f"blocks.{layer}.ln{2 if mlp_input else 1}.hook_scale"
         scale = _apply_pos_slice(self[key], pos_slice)
         if self.has_batch_dim:
             scale = _apply_slice(scale, batch_slice, 0, "batch_slice")
-        return stack / scale
+        return scale
 
     def accumulated_resid(
         self,
@@ -385,3 +397,250 @@ class ActivationCache(Mapping[str, np.ndarray]):
         if apply_ln:
             stack = self.apply_ln_to_stack(stack, up_to, mlp_input=mlp_input, pos_slice=pos_slice)
         return (stack, labels) if return_labels else stack
+
+    # --- per head and per neuron (direct logit attribution) -----------------------------------
+
+    def _linear_components(self, what: str, post_norm: str) -> None:
+        """Heads' and neurons' outputs are residual components only where nothing nonlinear
+        comes between them and the residual stream: refused after a post-norm (Gemma 2, OLMo 2)
+        and in post-LN encoders."""
+        model = self._needs_model(what)
+        if not model.cfg.causal:
+            raise NotImplementedError(f"{what}: this encoder normalises after each block (post-LN)")
+        norm = f"blocks.0.{post_norm}.w"
+        if norm in model._weight_set():
+            raise NotImplementedError(
+                f"{what}: in {model.cfg.architecture} a norm ({post_norm}) follows each sublayer, so "
+                "its heads' or neurons' outputs do not add up to what joins the residual stream "
+                "(decompose_resid gives the blocks' outputs)"
+            )
+
+    def _needs_model(self, what: str) -> "HookedModel":
+        if self.model is None:
+            raise ValueError(f"{what} needs the model's weights (this cache was made with a layer count)")
+        return self.model
+
+    def _attention_layers(self) -> list[int]:
+        have = self._needs_model("head results")._weight_set()
+        return [l for l in range(self._n_layers) if f"blocks.{l}.attn.W_O" in have]
+
+    def compute_head_results(self) -> None:
+        """Adds each attention layer's ``blocks.L.attn.hook_result`` [batch, pos, head, d_model]:
+        what each head writes, ``z`` times its slice of ``W_O`` (no bias), as TransformerLens'
+        ``compute_head_results``. Needs ``hook_z`` of every attention layer in the cache; a
+        second call changes nothing."""
+        model = self._needs_model("compute_head_results")
+        for l in self._attention_layers():
+            key = f"blocks.{l}.attn.hook_result"
+            if key in self._acts:
+                continue
+            z = self[("z", l, "attn")]
+            w_o = model.get_weight(f"blocks.{l}.attn.W_O")  # [head, d_head, d_model]
+            self._acts[key] = np.matmul(z[..., None, :], w_o)[..., 0, :]
+
+    def stack_head_results(
+        self,
+        layer: int | None = -1,
+        return_labels: bool = False,
+        incl_remainder: bool = False,
+        pos_slice=None,
+        apply_ln: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, list[str]]:
+        """Every head's output in layers 0 … ``layer``−1 along a new first axis
+        [heads, (batch,) (pos,) d_model] with labels ``"L{l}H{h}"``, as TransformerLens'
+        ``stack_head_results`` (``layer`` -1 or None: every layer). ``incl_remainder`` adds
+        ``resid_post`` of layer ``layer``−1 minus their sum (``"remainder"``); ``apply_ln``
+        divides by the scale of the norm reading layer ``layer``'s input (the final norm for
+        every layer), so that :meth:`logit_attrs` and ``@ W_U`` give direct logit
+        attributions."""
+        self._linear_components("stack_head_results", "ln1_post")
+        up_to = self._up_to(layer, "stack_head_results")
+        self.compute_head_results()
+        components, labels = [], []
+        for l in self._attention_layers():
+            if l >= up_to:
+                break
+            result = _apply_slice(self[("result", l, "attn")], pos_slice, -3, "pos_slice")
+            components.append(np.moveaxis(result, -2, 0))
+            labels.extend(f"L{l}H{h}" for h in range(result.shape[-2]))
+        shape = _apply_pos_slice(self["hook_embed"], pos_slice).shape
+        stack = np.concatenate(components) if components else np.zeros((0, *shape), dtype=np.float32)
+        if incl_remainder:
+            resid = _apply_pos_slice(self[("resid_post", up_to - 1)], pos_slice) if up_to else None
+            if resid is None:
+                raise ValueError("stack_head_results: layer 0 has no residual stream to take a remainder of")
+            stack = np.concatenate([stack, (resid - stack.sum(axis=0))[None]])
+            labels.append("remainder")
+        if apply_ln:
+            stack = self.apply_ln_to_stack(stack, up_to, pos_slice=pos_slice, has_batch_dim=self.has_batch_dim)
+        return (stack, labels) if return_labels else stack
+
+    def get_neuron_results(
+        self, layer: int, neuron_slice=None, pos_slice=None, project_output_onto=None
+    ) -> np.ndarray:
+        """What each neuron of block ``layer``'s MLP writes, its ``hook_post`` activation times
+        its row of ``W_out`` [(batch,) (pos,) neurons, d_model], as TransformerLens'
+        ``get_neuron_results``; ``project_output_onto`` [d_model] or [d_model, k] gives the
+        projections instead ([.., neurons] or [.., neurons, k])."""
+        model = self._needs_model("get_neuron_results")
+        acts = _apply_pos_slice(self[("post", layer, "mlp")], pos_slice)
+        w_out = model.get_weight(f"blocks.{layer}.mlp.W_out")
+        acts = _apply_slice(acts, neuron_slice, acts.ndim - 1, "neuron_slice")
+        w_out = _apply_slice(w_out, neuron_slice, 0, "neuron_slice")
+        if project_output_onto is None:
+            return acts[..., None] * w_out
+        projected = w_out @ _as_array(project_output_onto)
+        return acts * projected if projected.ndim == 1 else acts[..., None] * projected
+
+    def stack_neuron_results(
+        self,
+        layer: int | None,
+        pos_slice=None,
+        neuron_slice=None,
+        return_labels: bool = False,
+        incl_remainder: bool = False,
+        apply_ln: bool = False,
+        project_output_onto=None,
+        *,
+        _mlp_input: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, list[str]]:
+        """Every neuron's output in the MLPs of layers 0 … ``layer``−1 along a new first axis,
+        labels ``"L{l}N{n}"``, as TransformerLens' ``stack_neuron_results``;
+        ``incl_remainder`` and ``apply_ln`` as in :meth:`stack_head_results`,
+        ``neuron_slice`` picks neurons of each layer, ``project_output_onto`` projects each
+        output on a direction [d_model] or directions [d_model, k] (normalised first, with
+        ``apply_ln``, without making the d_model-wide stack)."""
+        self._linear_components("stack_neuron_results", "ln2_post")
+        up_to = self._up_to(layer, "stack_neuron_results")
+        projection = None if project_output_onto is None else _as_array(project_output_onto)
+        flat = projection is not None and projection.ndim == 1
+        if projection is not None and flat:
+            projection = projection[:, None]
+        folded = apply_ln and projection is not None
+        if folded and self._normalization("stack_neuron_results") == "LN":
+            # centring then projecting is projecting on the centred directions
+            onto = projection - projection.mean(axis=0, keepdims=True)
+        else:
+            onto = projection
+        neurons = np.atleast_1d(_apply_slice(np.arange(self.model.cfg.d_mlp), neuron_slice, 0, "neuron_slice"))
+        labels = [f"L{l}N{n}" for l in range(up_to) for n in neurons]
+        per_layer = []
+        for l in range(up_to):
+            # (the neurons as a list: one neuron keeps its axis)
+            r = self.get_neuron_results(l, neuron_slice=neurons, pos_slice=pos_slice, project_output_onto=onto)
+            per_layer.append(np.moveaxis(r, -2, 0))
+        shape = _apply_pos_slice(self["hook_embed"], pos_slice).shape
+        width = shape[-1] if projection is None else projection.shape[1]
+        stack = np.concatenate(per_layer) if per_layer else np.zeros((0, *shape[:-1], width), dtype=np.float32)
+        if folded:
+            stack = stack / self._ln_scale(up_to, _mlp_input, pos_slice)
+        if incl_remainder:
+            if up_to == 0:
+                raise ValueError("stack_neuron_results: layer 0 has no residual stream to take a remainder of")
+            resid = _apply_pos_slice(self[("resid_post", up_to - 1)], pos_slice)
+            if folded:
+                resid = self.apply_ln_to_stack(resid[None], up_to, mlp_input=_mlp_input, pos_slice=pos_slice)[0]
+            if projection is not None:
+                resid = resid @ projection
+            stack = np.concatenate([stack, (resid - stack.sum(axis=0))[None]])
+            labels.append("remainder")
+        if apply_ln and not folded:
+            stack = self.apply_ln_to_stack(stack, up_to, mlp_input=_mlp_input, pos_slice=pos_slice)
+        if flat:
+            stack = stack[..., 0]
+        return (stack, labels) if return_labels else stack
+
+    def logit_attrs(
+        self,
+        residual_stack,
+        tokens,
+        incorrect_tokens=None,
+        pos_slice=None,
+        batch_slice=None,
+        has_batch_dim: bool = True,
+    ) -> np.ndarray:
+        """Each component's direct contribution to the logit of ``tokens`` (a string of one
+        token, an id, or ids matching the stack's batch and position axes), minus that of
+        ``incorrect_tokens`` when given: the stack divided by the final norm's cached scale
+        (:meth:`apply_ln_to_stack`) dotted with ``W_U``'s columns, as TransformerLens'
+        ``logit_attrs``. [components, (batch,) (pos,)]"""
+        model = self._needs_model("logit_attrs")
+        directions = model.tokens_to_residual_directions(tokens)
+        if incorrect_tokens is not None:
+            shape = lambda t: () if isinstance(t, (str, int)) else np.shape(_as_array(t))  # noqa: E731
+            if shape(tokens) != shape(incorrect_tokens):
+                raise ValueError(
+                    f"tokens and incorrect_tokens must have the same shape ({shape(tokens)} and {shape(incorrect_tokens)})"
+                )
+            directions = directions - model.tokens_to_residual_directions(incorrect_tokens)
+        scaled = self.apply_ln_to_stack(
+            residual_stack, -1, pos_slice=pos_slice, batch_slice=batch_slice, has_batch_dim=has_batch_dim
+        )
+        return (scaled * directions).sum(axis=-1)
+
+    def get_full_resid_decomposition(
+        self,
+        layer: int | None = None,
+        mlp_input: bool = False,
+        expand_neurons: bool = True,
+        apply_ln: bool = False,
+        pos_slice=None,
+        return_labels: bool = False,
+        project_output_onto=None,
+    ) -> np.ndarray | tuple[np.ndarray, list[str]]:
+        """The residual stream entering block ``layer`` (every layer: the final norm's input)
+        as the sum of every head's output, every neuron's (``expand_neurons``, else each
+        MLP's), the embeddings and the biases (``"bias"``: :meth:`HookedModel.accumulated_bias`),
+        as TransformerLens' ``get_full_resid_decomposition``; ``mlp_input`` adds block
+        ``layer``'s heads (the MLP's input). ``apply_ln`` and ``project_output_onto`` as in
+        :meth:`stack_neuron_results`."""
+        model = self._needs_model("get_full_resid_decomposition")
+        up_to = self._up_to(layer, "get_full_resid_decomposition")
+        projection = None if project_output_onto is None else _as_array(project_output_onto)
+        flat = projection is not None and projection.ndim == 1
+        if flat:
+            projection = projection[:, None]
+        folded = apply_ln and projection is not None
+
+        def finish(stack: np.ndarray) -> np.ndarray:
+            if folded:
+                stack = self.apply_ln_to_stack(stack, up_to, mlp_input=mlp_input, pos_slice=pos_slice)
+            return stack if projection is None else stack @ projection
+
+        heads, labels = self.stack_head_results(up_to + (1 if mlp_input else 0), pos_slice=pos_slice, return_labels=True)
+        components = [finish(heads)]
+        has_mlp = any(f"blocks.{l}.mlp.W_out" in model._weight_set() or self._joins_residual(l, "mlp") for l in range(up_to))
+        if has_mlp and up_to > 0:
+            if expand_neurons:
+                neurons, neuron_labels = self.stack_neuron_results(
+                    up_to, pos_slice=pos_slice, return_labels=True, apply_ln=folded,
+                    project_output_onto=projection, _mlp_input=mlp_input,
+                )
+                components.append(neurons)
+            else:
+                mlps, neuron_labels = self.decompose_resid(
+                    up_to, mlp_input=mlp_input, pos_slice=pos_slice, incl_embeds=False, mode="mlp", return_labels=True
+                )
+                components.append(finish(mlps))
+            labels.extend(neuron_labels)
+        for name, label in (("hook_embed", "embed"), ("hook_pos_embed", "pos_embed")):
+            if name in self._acts:
+                components.append(finish(_apply_pos_slice(self[name], pos_slice)[None]))
+                labels.append(label)
+        bias = model.accumulated_bias(up_to, mlp_input, include_mlp_biases=expand_neurons)
+        bias = np.broadcast_to(bias, (1, *heads.shape[1:])).astype(np.float32)
+        components.append(finish(bias))
+        labels.append("bias")
+        stack = np.concatenate(components)
+        if apply_ln and not folded:
+            stack = self.apply_ln_to_stack(stack, up_to, mlp_input=mlp_input, pos_slice=pos_slice)
+        if flat:
+            stack = stack[..., 0]
+        return (stack, labels) if return_labels else stack
+
+
+def _as_array(x) -> np.ndarray:
+    """A NumPy float32 array of ``x`` (a torch tensor too)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)

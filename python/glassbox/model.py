@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Sequence, Union
 import numpy as np
 
 from . import _native
+from . import weights as _weights
 from .cache import ActivationCache
 
 #: What a model can be run on: a text, several texts, or token ids ([pos] or [batch, pos]).
@@ -145,6 +146,8 @@ class HookedModel:
         self.cfg = Config(**info)
         self.path: str = native.path
         self._hook_names: list[str] | None = None
+        self._weight_names: list[str] | None = None
+        self._weights: dict[str, np.ndarray] = {}
         # Hooks added with add_hook or inside `with model.hooks(...)`: applied to every pass.
         self._persistent: list = []
 
@@ -297,6 +300,181 @@ class HookedModel:
         if len(ids) != 1:
             raise ValueError(f"{text!r} is {len(ids)} tokens, not one")
         return ids[0]
+
+    # --- weights (TransformerLens' names and layouts; see glassbox.weights) ------------------
+
+    def weight_names(self) -> list[str]:
+        """The names of the weights :meth:`get_weight` gives, in the model's order
+        (``embed.W_E``, ``blocks.0.ln1.w``, ``blocks.0.attn.W_Q``, …, ``unembed.b_U``)."""
+        if self._weight_names is None:
+            self._weight_names = list(self._m.parameter_names())
+        return list(self._weight_names)
+
+    def _weight_set(self) -> set[str]:
+        names = getattr(self, "_weight_name_set", None)
+        if names is None:
+            names = self._weight_name_set = set(self.weight_names())
+        return names
+
+    def get_weight(self, name: str) -> np.ndarray:
+        """The weight TransformerLens names ``name`` (``"blocks.0.attn.W_O"``), float32 in its
+        layout, read-only. An unknown name is a ``KeyError``."""
+        w = self._weights.get(name)
+        if w is None:
+            w = np.asarray(self._m.parameter(name))
+            w.flags.writeable = False
+            self._weights[name] = w
+        return w
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every weight by name (:meth:`weight_names`), as TransformerLens' ``state_dict()``
+        keys them for a model loaded without processing."""
+        return {n: self.get_weight(n) for n in self.weight_names()}
+
+    @property
+    def blocks(self) -> list[_weights.Block]:
+        """Each block's weights: ``model.blocks[0].attn.W_O``, ``model.blocks[3].mlp.W_in``."""
+        return [_weights.Block(self, l) for l in range(self.cfg.n_layers)]
+
+    @property
+    def embed(self) -> _weights.WeightGroup:
+        """``embed.W_E`` [d_vocab, d_model]."""
+        return _weights.WeightGroup(self, "embed")
+
+    @property
+    def pos_embed(self) -> _weights.WeightGroup:
+        """``pos_embed.W_pos`` [n_ctx, d_model] (learned positions only)."""
+        return _weights.WeightGroup(self, "pos_embed")
+
+    @property
+    def unembed(self) -> _weights.WeightGroup:
+        """``unembed.W_U`` [d_model, d_vocab] and ``unembed.b_U`` [d_vocab]."""
+        return _weights.WeightGroup(self, "unembed")
+
+    @property
+    def ln_final(self) -> _weights.WeightGroup:
+        """The final norm's ``w`` (and ``b`` for a LayerNorm) [d_model]."""
+        return _weights.WeightGroup(self, "ln_final")
+
+    @property
+    def W_E(self) -> np.ndarray:
+        """The token embedding [d_vocab, d_model]."""
+        return self.get_weight("embed.W_E")
+
+    @property
+    def W_pos(self) -> np.ndarray:
+        """The learned position embedding [n_ctx, d_model]."""
+        return self.pos_embed.W_pos
+
+    @property
+    def W_U(self) -> np.ndarray:
+        """The unembedding [d_model, d_vocab]."""
+        return self.unembed.W_U
+
+    @property
+    def b_U(self) -> np.ndarray:
+        """The unembedding bias [d_vocab] (zeros where the checkpoint has none)."""
+        return self.unembed.b_U
+
+    @property
+    def W_Q(self) -> np.ndarray:
+        """Queries of every layer [n_layers, n_heads, d_model, d_head]."""
+        return _weights.stacked(self, "attn", "W_Q")
+
+    @property
+    def W_K(self) -> np.ndarray:
+        """Keys [n_layers, n_heads, d_model, d_head] (grouped heads repeated to every query head)."""
+        return _weights.stacked(self, "attn", "W_K")
+
+    @property
+    def W_V(self) -> np.ndarray:
+        """Values [n_layers, n_heads, d_model, d_head] (grouped heads repeated to every query head)."""
+        return _weights.stacked(self, "attn", "W_V")
+
+    @property
+    def W_O(self) -> np.ndarray:
+        """Attention outputs [n_layers, n_heads, d_head, d_model]."""
+        return _weights.stacked(self, "attn", "W_O")
+
+    @property
+    def b_Q(self) -> np.ndarray:
+        """Query biases [n_layers, n_heads, d_head]."""
+        return _weights.stacked(self, "attn", "b_Q")
+
+    @property
+    def b_K(self) -> np.ndarray:
+        """Key biases [n_layers, n_heads, d_head]."""
+        return _weights.stacked(self, "attn", "b_K")
+
+    @property
+    def b_V(self) -> np.ndarray:
+        """Value biases [n_layers, n_heads, d_head]."""
+        return _weights.stacked(self, "attn", "b_V")
+
+    @property
+    def b_O(self) -> np.ndarray:
+        """Attention output biases [n_layers, d_model]."""
+        return _weights.stacked(self, "attn", "b_O")
+
+    @property
+    def W_in(self) -> np.ndarray:
+        """MLP inputs [n_layers, d_model, d_mlp] (a gated MLP's linear branch)."""
+        return _weights.stacked(self, "mlp", "W_in")
+
+    @property
+    def W_gate(self) -> np.ndarray:
+        """A gated MLP's gates [n_layers, d_model, d_mlp]."""
+        return _weights.stacked(self, "mlp", "W_gate")
+
+    @property
+    def b_in(self) -> np.ndarray:
+        """MLP input biases [n_layers, d_mlp]."""
+        return _weights.stacked(self, "mlp", "b_in")
+
+    @property
+    def W_out(self) -> np.ndarray:
+        """MLP outputs [n_layers, d_mlp, d_model]."""
+        return _weights.stacked(self, "mlp", "W_out")
+
+    @property
+    def b_out(self) -> np.ndarray:
+        """MLP output biases [n_layers, d_model]."""
+        return _weights.stacked(self, "mlp", "b_out")
+
+    def tokens_to_residual_directions(self, tokens) -> np.ndarray:
+        """The unembedding direction of each token (``W_U[:, token]``), as TransformerLens': a
+        string (one token), an int or a one-element array gives [d_model]; an array of ids
+        gives [*tokens.shape, d_model]."""
+        if isinstance(tokens, str):
+            return self.W_U[:, self.to_single_token(tokens)]
+        ids = np.asarray(tokens.detach().cpu().numpy() if hasattr(tokens, "detach") else tokens)
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"token ids are integers, not {ids.dtype}")
+        if ids.size == 1:
+            return self.W_U[:, int(ids.reshape(()))]
+        if ids.size and (ids.min() < 0 or ids.max() >= self.cfg.d_vocab):
+            raise ValueError(f"token ids are 0 … {self.cfg.d_vocab - 1}")
+        return np.moveaxis(self.W_U[:, ids], 0, -1)
+
+    def accumulated_bias(self, layer: int, mlp_input: bool = False, include_mlp_biases: bool = True) -> np.ndarray:
+        """The sum of the output biases of blocks 0 … ``layer``−1 [d_model] (attention's
+        ``b_O``, and the MLPs' ``b_out`` with ``include_mlp_biases``), plus block ``layer``'s
+        ``b_O`` with ``mlp_input``: TransformerLens' ``accumulated_bias``. A block without
+        attention or an MLP of its own (a hybrid's) adds nothing for it."""
+        n = self.cfg.n_layers
+        layer = operator.index(layer)
+        if not 0 <= layer <= n or (mlp_input and layer == n):
+            raise ValueError(f"accumulated_bias: layer {layer} of 0 … {n - 1 if mlp_input else n}")
+        have = self._weight_set()
+        total = np.zeros(self.cfg.d_model, dtype=np.float32)
+        parts = [(l, "attn", "b_O") for l in range(layer + (1 if mlp_input else 0))]
+        if include_mlp_biases:
+            parts += [(l, "mlp", "b_out") for l in range(layer)]
+        for l, part, field in parts:
+            name = f"blocks.{l}.{part}.{field}"
+            if name in have:
+                total += self.get_weight(name)
+        return total
 
     # --- forward passes --------------------------------------------------------------------
 

@@ -218,6 +218,28 @@ impl Model {
         Held::new(&normed).map_err(|e| call_error(e.into()))
     }
 
+    /// TransformerLens' names of the weights `parameter` gives (`blocks.0.attn.W_Q`, …).
+    fn parameter_names(&self) -> Vec<String> {
+        self.inner.model.parameter_names()
+    }
+
+    /// The weight TransformerLens names `name`, float32 in its layout; a `KeyError` where the
+    /// model has none.
+    fn parameter(&self, py: Python<'_>, name: &str) -> PyResult<Held> {
+        let model = Arc::clone(&self.inner);
+        let owned = name.to_string();
+        let weight = py
+            .detach(move || model.model.parameter(&owned))
+            .map_err(|e| call_error(e.into()))?;
+        match weight {
+            Some(w) => Held::new(&w).map_err(|e| call_error(e.into())),
+            None => Err(pyo3::exceptions::PyKeyError::new_err(format!(
+                "{name}: {} has no such weight (model.parameter_names() lists them)",
+                self.inner.info().architecture
+            ))),
+        }
+    }
+
     /// Each of `ids` as its own string.
     fn str_tokens(&self, ids: Vec<u32>) -> PyResult<Vec<String>> {
         self.inner

@@ -113,10 +113,10 @@ def test_the_documented_cache_keys_exist(gpt2):
         args = args if isinstance(args, tuple) else (args,)
         assert get_act_name(*args) == name
         assert name in names, f"{name} is documented but no hook of the model"
-    # hook_scale is computed (shape [batch, pos, 1]); hook_result, which no glassbox model
-    # computes, is said to be so.
+    # hook_scale is computed (shape [batch, pos, 1]); hook_result, which no forward pass
+    # computes, names what adds it.
     assert cache["scale", 0, "ln1"].shape == (*cache["resid_pre", 0].shape[:2], 1)
-    with pytest.raises(KeyError, match="no glassbox model computes"):
+    with pytest.raises(KeyError, match="compute_head_results"):
         cache["result", 0]
 
 

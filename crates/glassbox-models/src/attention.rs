@@ -186,6 +186,49 @@ impl Attention {
         }
     }
 
+    /// The query (`which` 0), key (1) or value (2) projection as `([d_model, heads · d_head],
+    /// [heads · d_head])` in f32, cut out of a fused projection, the output gate left out.
+    fn projection_in_out(&self, which: usize) -> Result<(Tensor, Tensor)> {
+        let c = &self.cfg;
+        let (q_size, kv_size) = (c.n_heads * c.d_head, c.n_kv_heads * c.d_head);
+        let (w, b) = match &self.qkv {
+            QkvProjection::Separate { q, k, v } => crate::weights::linear_in_out([q, k, v][which])?,
+            QkvProjection::Concatenated(l) => {
+                let (w, b) = crate::weights::linear_in_out(l)?;
+                let (start, len) =
+                    [(0, q_size), (q_size, kv_size), (q_size + kv_size, kv_size)][which];
+                (w.narrow(1, start, len)?, b.narrow(0, start, len)?)
+            }
+            QkvProjection::InterleavedPerHead(l) => {
+                let (w, b) = crate::weights::linear_in_out(l)?;
+                let d_model = w.dim(0)?;
+                let w = w
+                    .reshape((d_model, c.n_heads, 3 * c.d_head))?
+                    .narrow(2, which * c.d_head, c.d_head)?
+                    .reshape((d_model, q_size))?;
+                let b = b
+                    .reshape((c.n_heads, 3 * c.d_head))?
+                    .narrow(1, which * c.d_head, c.d_head)?
+                    .reshape(q_size)?;
+                (w, b)
+            }
+        };
+        if which == 0 && self.output_gate {
+            // [q_h | gate_h] per head: the query half.
+            let d_model = w.dim(0)?;
+            let w = w
+                .reshape((d_model, c.n_heads, 2 * c.d_head))?
+                .narrow(2, 0, c.d_head)?
+                .reshape((d_model, q_size))?;
+            let b = b
+                .reshape((c.n_heads, 2 * c.d_head))?
+                .narrow(1, 0, c.d_head)?
+                .reshape(q_size)?;
+            return Ok((w, b));
+        }
+        Ok((w, b))
+    }
+
     fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         match &self.cfg.rope {
             Some(r) if r.interleaved => ops::rope_interleaved(x, cos, sin),
@@ -324,6 +367,30 @@ impl SelfAttention for Attention {
         let z = hooks.point(|| format!("blocks.{i}.attn.hook_z"), z)?;
         let z = z.reshape((b, tq, c.n_heads * c.d_head))?;
         self.o.forward(&z)
+    }
+
+    fn parameter_names(&self) -> Vec<&'static str> {
+        vec!["W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O"]
+    }
+
+    fn parameter(&self, field: &str) -> Result<Option<Tensor>> {
+        let which = match field {
+            "W_O" => return self.w_o().map(Some),
+            "b_O" => return self.b_o().map(Some),
+            "W_Q" | "b_Q" => 0,
+            "W_K" | "b_K" => 1,
+            "W_V" | "b_V" => 2,
+            _ => return Ok(None),
+        };
+        let (w, b) = self.projection_in_out(which)?;
+        let c = &self.cfg;
+        let repeat = if which == 0 {
+            1
+        } else {
+            c.n_heads / c.n_kv_heads.max(1)
+        };
+        let (w, b) = crate::weights::per_head(&w, &b, c.d_head, repeat)?;
+        Ok(Some(if field.starts_with('W') { w } else { b }))
     }
 
     fn w_o(&self) -> Result<Tensor> {

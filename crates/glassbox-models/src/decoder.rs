@@ -32,6 +32,7 @@ use crate::kv_cache::KvCache;
 use crate::layers::{Embedding, Linear, Norm};
 use crate::model::{Model, ModelInfo};
 use crate::ops;
+use crate::weights::{self, WeightName};
 
 /// Which earlier keys a query may attend to, besides causality.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -189,11 +190,34 @@ pub trait SelfAttention: Send + Sync {
     fn recurrent(&self) -> bool {
         false
     }
+    /// The weights [`parameter`](Self::parameter) gives, by TransformerLens' field names
+    /// (`W_Q`, `b_O`, …; see [`crate::weights`]).
+    fn parameter_names(&self) -> Vec<&'static str> {
+        vec!["W_O", "b_O"]
+    }
+    /// The weight TransformerLens calls `attn.{field}`, in its layout, in f32.
+    fn parameter(&self, field: &str) -> Result<Option<Tensor>> {
+        match field {
+            "W_O" => self.w_o().map(Some),
+            "b_O" => self.b_o().map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A feed-forward layer: normalised residual → MLP output (before any post-MLP norm).
 pub trait FeedForward: Send + Sync {
     fn forward(&self, x: &Tensor, layer: usize, hooks: &mut Hooks) -> Result<Tensor>;
+    /// The weights [`parameter`](Self::parameter) gives, by TransformerLens' field names
+    /// (`W_in`, `b_out`, …; see [`crate::weights`]); none for a mixture of experts.
+    fn parameter_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// The weight TransformerLens calls `mlp.{field}`, in its layout, in f32.
+    fn parameter(&self, field: &str) -> Result<Option<Tensor>> {
+        let _ = field;
+        Ok(None)
+    }
 }
 
 /// How attention and MLP outputs join the residual stream.
@@ -515,6 +539,84 @@ impl Model for DecoderModel {
 
     fn b_o(&self, layer: usize) -> Result<Tensor> {
         self.attention(layer)?.b_o()
+    }
+
+    fn parameter_names(&self) -> Vec<String> {
+        let mut names = vec!["embed.W_E".to_string()];
+        if self.pos_embed.is_some() {
+            names.push("pos_embed.W_pos".into());
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mut part = |part: &str, fields: &[&str]| {
+                names.extend(fields.iter().map(|f| format!("blocks.{i}.{part}.{f}")));
+            };
+            for (name, norm) in block.norms() {
+                part(name, weights::norm_fields(norm));
+            }
+            if let Some(attn) = &block.attn {
+                part("attn", &attn.parameter_names());
+            }
+            if let Some(mlp) = &block.mlp {
+                part("mlp", &mlp.parameter_names());
+            }
+        }
+        names.extend(
+            weights::norm_fields(&self.ln_final)
+                .iter()
+                .map(|f| format!("ln_final.{f}")),
+        );
+        names.extend(["unembed.W_U".to_string(), "unembed.b_U".to_string()]);
+        names
+    }
+
+    fn parameter(&self, name: &str) -> Result<Option<Tensor>> {
+        let f32 = |t: Tensor| t.to_dtype(DType::F32).map(Some);
+        match WeightName::parse(name) {
+            WeightName::Top("embed.W_E") => f32(self.embed.weight.tensor()?),
+            WeightName::Top("pos_embed.W_pos") => match &self.pos_embed {
+                Some(p) => f32(p.weight.tensor()?),
+                None => Ok(None),
+            },
+            WeightName::Top("unembed.W_U") => self.w_u().map(Some),
+            WeightName::Top("unembed.b_U") => Ok(Some(weights::linear_in_out(&self.lm_head)?.1)),
+            WeightName::Top(name) => match name.strip_prefix("ln_final.") {
+                Some(field) => weights::norm_parameter(&self.ln_final, field),
+                None => Ok(None),
+            },
+            WeightName::Block { layer, part, field } => {
+                let Some(block) = self.blocks.get(layer) else {
+                    return Ok(None);
+                };
+                match part {
+                    "attn" => match &block.attn {
+                        Some(attn) => attn.parameter(field),
+                        None => Ok(None),
+                    },
+                    "mlp" => match &block.mlp {
+                        Some(mlp) => mlp.parameter(field),
+                        None => Ok(None),
+                    },
+                    _ => match block.norms().find(|(n, _)| *n == part) {
+                        Some((_, norm)) => weights::norm_parameter(norm, field),
+                        None => Ok(None),
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl DecoderBlock {
+    /// The block's norms by TransformerLens' names (`ln1`, `ln1_post`, `ln2`, `ln2_post`).
+    fn norms(&self) -> impl Iterator<Item = (&'static str, &Norm)> {
+        [
+            ("ln1", &self.ln1),
+            ("ln1_post", &self.post_attn_norm),
+            ("ln2", &self.ln2),
+            ("ln2_post", &self.post_mlp_norm),
+        ]
+        .into_iter()
+        .filter_map(|(name, norm)| norm.as_ref().map(|n| (name, n)))
     }
 }
 

@@ -68,6 +68,7 @@ pub mod stop;
 #[cfg(test)]
 mod testing;
 pub mod tokenizer;
+pub mod weights;
 
 pub use backend::CheckpointBackend;
 pub use error::{ModelError, Result};

@@ -9,6 +9,7 @@ use candle_core::{Module, Result, Tensor};
 use crate::decoder::FeedForward;
 use crate::hooks::Hooks;
 use crate::layers::{Activation, Linear};
+use crate::weights::linear_in_out;
 
 /// How the input projections are stored.
 #[derive(Clone, Debug)]
@@ -56,5 +57,43 @@ impl FeedForward for Mlp {
         };
         let post = hooks.point(|| format!("blocks.{i}.mlp.hook_post"), post)?;
         self.fc_out.forward(&post)
+    }
+
+    fn parameter_names(&self) -> Vec<&'static str> {
+        match self.proj {
+            MlpProjection::Plain { .. } => vec!["W_in", "b_in", "W_out", "b_out"],
+            _ => vec!["W_gate", "W_in", "b_in", "W_out", "b_out"],
+        }
+    }
+
+    fn parameter(&self, field: &str) -> Result<Option<Tensor>> {
+        let weight = |l: &Linear, bias: bool| -> Result<Option<Tensor>> {
+            let (w, b) = linear_in_out(l)?;
+            Ok(Some(if bias { b } else { w }))
+        };
+        // The gate (`W_gate`) and linear branch (`W_in`, `b_in`) of a fused projection, whose
+        // output is `[gate | up]`.
+        let fused_half = |l: &Linear, second: bool, bias: bool| -> Result<Option<Tensor>> {
+            let (w, b) = linear_in_out(l)?;
+            let half = w.dim(1)? / 2;
+            let start = if second { half } else { 0 };
+            Ok(Some(if bias {
+                b.narrow(0, start, half)?
+            } else {
+                w.narrow(1, start, half)?
+            }))
+        };
+        match (&self.proj, field) {
+            (_, "W_out") => weight(&self.fc_out, false),
+            (_, "b_out") => weight(&self.fc_out, true),
+            (MlpProjection::Plain { fc_in }, "W_in" | "b_in") => weight(fc_in, field == "b_in"),
+            (MlpProjection::Gated { gate, .. }, "W_gate") => weight(gate, false),
+            (MlpProjection::Gated { up, .. }, "W_in" | "b_in") => weight(up, field == "b_in"),
+            (MlpProjection::GatedFused { gate_up }, "W_gate") => fused_half(gate_up, false, false),
+            (MlpProjection::GatedFused { gate_up }, "W_in" | "b_in") => {
+                fused_half(gate_up, true, field == "b_in")
+            }
+            _ => Ok(None),
+        }
     }
 }

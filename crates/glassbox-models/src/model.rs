@@ -136,6 +136,40 @@ pub trait Model: Send + Sync {
 
     /// The attention output bias of `layer` [d_model] (zeros if the architecture has none).
     fn b_o(&self, layer: usize) -> candle_core::Result<Tensor>;
+
+    /// TransformerLens' names of the weights [`parameter`](Self::parameter) gives, in the
+    /// model's order (see [`crate::weights`]). By default the unembedding and each layer's
+    /// attention output.
+    fn parameter_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for layer in 0..self.info().n_layers {
+            names.push(format!("blocks.{layer}.attn.W_O"));
+            names.push(format!("blocks.{layer}.attn.b_O"));
+        }
+        if self.has_unembedding() {
+            names.push("unembed.W_U".into());
+        }
+        names
+    }
+
+    /// The weight TransformerLens names `name` (`blocks.0.attn.W_Q`, `unembed.W_U`), in its
+    /// layout, in f32; None where the model has no such weight.
+    fn parameter(&self, name: &str) -> candle_core::Result<Option<Tensor>> {
+        use crate::weights::WeightName;
+        match WeightName::parse(name) {
+            WeightName::Top("unembed.W_U") if self.has_unembedding() => self.w_u().map(Some),
+            WeightName::Block {
+                layer,
+                part: "attn",
+                field,
+            } if layer < self.info().n_layers => match field {
+                "W_O" => self.w_o(layer)?.to_dtype(candle_core::DType::F32).map(Some),
+                "b_O" => self.b_o(layer)?.to_dtype(candle_core::DType::F32).map(Some),
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
 }
 
 /// How to load weights.

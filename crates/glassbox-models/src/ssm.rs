@@ -309,6 +309,14 @@ impl SelfAttention for Mamba2 {
     fn recurrent(&self) -> bool {
         true
     }
+
+    fn parameter_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    fn parameter(&self, _field: &str) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
