@@ -24,6 +24,7 @@ from .analyses import (
     steer,
 )
 from .cache import ActivationCache
+from .factored import FactoredMatrix
 from .model import Config, HookedModel, HookPoint, load
 from .names import get_act_name
 
@@ -33,6 +34,7 @@ __all__ = [
     "HookedModel",
     "HookPoint",
     "ActivationCache",
+    "FactoredMatrix",
     "Config",
     "get_act_name",
     "predictions",

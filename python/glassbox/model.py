@@ -17,6 +17,7 @@ import numpy as np
 from . import _native
 from . import weights as _weights
 from .cache import ActivationCache
+from .factored import FactoredMatrix
 
 #: What a model can be run on: a text, several texts, or token ids ([pos] or [batch, pos]).
 Input = Union[str, Sequence[str], np.ndarray, Sequence[int], Sequence[Sequence[int]], Any]
@@ -440,6 +441,18 @@ class HookedModel:
     def b_out(self) -> np.ndarray:
         """MLP output biases [n_layers, d_model]."""
         return _weights.stacked(self, "mlp", "b_out")
+
+    @property
+    def OV(self) -> FactoredMatrix:
+        """Every head's OV circuit ``W_V @ W_O`` [n_layers, n_heads, d_model, d_model], kept
+        factored (TransformerLens' ``model.OV``)."""
+        return FactoredMatrix(self.W_V, self.W_O)
+
+    @property
+    def QK(self) -> FactoredMatrix:
+        """Every head's QK circuit ``W_Q @ W_Kᵀ`` [n_layers, n_heads, d_model, d_model], kept
+        factored (TransformerLens' ``model.QK``)."""
+        return FactoredMatrix(self.W_Q, np.swapaxes(self.W_K, -1, -2))
 
     def tokens_to_residual_directions(self, tokens) -> np.ndarray:
         """The unembedding direction of each token (``W_U[:, token]``), as TransformerLens': a

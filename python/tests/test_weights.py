@@ -168,3 +168,44 @@ def test_hybrid_layers_without_attention_are_named(tmp_path):
         model.W_Q
     layer = int(with_attention[0].split(".")[1])
     assert model.blocks[layer].attn.W_Q.shape == (model.cfg.n_heads, model.cfg.d_model, model.cfg.d_head)
+
+
+def nearest_distance(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """The largest distance from one of `theirs` to the nearest of `ours` (eigenvalues come in
+    no fixed order)."""
+    ours, theirs = ours.reshape(-1, ours.shape[-1]), theirs.reshape(-1, theirs.shape[-1])
+    return max(float(np.abs(o[None, :] - t[:, None]).min(axis=1).max()) for o, t in zip(ours, theirs))
+
+
+def test_factored_circuits_are_transformer_lens_own(case):
+    model, _, tl, meta = case
+    OV, QK = model.OV, model.QK
+    c = model.cfg
+    assert isinstance(OV, glassbox.FactoredMatrix)
+    assert OV.shape == (c.n_layers, c.n_heads, c.d_model, c.d_model) and OV.mdim == c.d_head
+    close(OV[1, 2].AB, tl["result.ov_ab_1_2"], 1e-5)
+    close(OV.S, tl["result.ov_s"], 1e-5)
+    close(QK.norm(), tl["result.qk_norm"], 1e-5)
+    eig = OV.eigenvalues
+    theirs = tl["result.ov_eig_real"] + 1j * tl["result.ov_eig_imag"]
+    assert eig.shape == theirs.shape
+    assert nearest_distance(eig, theirs) < 1e-4 * max(1.0, float(np.abs(theirs).max()))
+    close(QK.get_corner(3), tl["result.qk_corner"], 1e-5)
+    close((OV @ model.W_U)[1, 0].S, tl["result.ov_wu_s_1_0"], 1e-5)
+    close((model.W_E[:5] @ OV[0, 1]).AB, tl["result.we_ov_ab"], 1e-5)
+    close(OV[1, 2, :5].AB, tl["result.ov_rows"], 1e-5)
+    close(OV[0, 1, 2, 3].AB, tl["result.ov_entry"], 1e-5)
+    close(OV[0, 0].make_even().AB, tl["result.ov_even_ab"], 1e-5)
+    close(QK[0, 0].T.AB, tl["result.qk_t_ab"], 1e-5)
+    close((OV[0, 1] @ OV[1, 2]).AB, tl["result.ov_ov_ab"], 1e-5)
+    close(OV[1, 0] @ model.W_U[:, meta["answer_id"]], tl["result.ov_times_vector"], 1e-5)
+    # the SVD reconstructs the product; collapsing keeps it
+    U, S, V = OV[1].svd()
+    close((U * S[..., None, :]) @ np.swapaxes(V, -1, -2), OV[1].AB, 1e-5)
+    close(OV[1].U @ OV[1].collapse_l(), OV[1].AB, 1e-5)
+    close(OV[1].collapse_r() @ np.swapaxes(OV[1].V, -1, -2), OV[1].AB, 1e-5)
+    close((2.0 * OV[0, 0]).AB, 2.0 * OV[0, 0].AB, 1e-6)
+    with pytest.raises(ValueError, match="inner"):
+        OV[0, 0] @ np.zeros((3, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="scalar"):
+        OV * np.ones(2)
