@@ -24,13 +24,10 @@ use serde_json::Value;
 
 #[path = "support/compare.rs"]
 mod compare;
+#[path = "support/fixtures.rs"]
+mod fixtures;
 use compare::values;
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(rel)
-}
+use fixtures::fixture;
 
 fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("glassbox-{name}-{}.gguf", std::process::id()))

@@ -1,8 +1,6 @@
 //! Mixture-of-experts routing hooks on the family fixtures (DeepSeek-V3-style and Mixtral):
 //! shapes, the recombination identity, and that every routing hook is writable.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Tensor, D};
 use glassbox_models::moe::{expert_contribution, expert_weight, EXPERT_HOOKS};
 use glassbox_models::{
@@ -11,7 +9,10 @@ use glassbox_models::{
 
 #[path = "support/compare.rs"]
 mod compare;
+#[path = "support/fixtures.rs"]
+mod fixtures;
 use compare::max_abs_diff;
+use fixtures::fixture;
 
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
 
@@ -44,12 +45,6 @@ const CASES: &[Case] = &[
         weight_sum: 1.0,
     },
 ];
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(rel)
-}
 
 fn load(case: &Case) -> (HookedModel, Tensor) {
     let model = HookedModel::load(&fixture(case.dir), &LoadOptions::default()).unwrap();

@@ -3,8 +3,6 @@
 //! `ffn_{gate,up,down}_exps`) runs through the same code and matches the safetensors model,
 //! routing hooks included.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Device, Tensor};
 use glassbox_formats::{Checkpoint, GgufValue, GgufWriter};
 use glassbox_models::moe::ROUTING_HOOKS;
@@ -16,13 +14,10 @@ use mixtral_gguf::write_mixtral_gguf;
 
 #[path = "support/compare.rs"]
 mod compare;
+#[path = "support/fixtures.rs"]
+mod fixtures;
 use compare::values;
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(rel)
-}
+use fixtures::fixture;
 
 #[test]
 fn mixtral_gguf_matches_safetensors() {

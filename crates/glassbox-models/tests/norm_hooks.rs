@@ -3,25 +3,17 @@
 //! (centred first for LayerNorm), for LayerNorm (GPT-2), RMSNorm (Llama) and Gemma's (1 + w)
 //! RMSNorm alike; the weight and bias come after it.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{Tensor, D};
 use glassbox_models::{HookedModel, LoadOptions, NameFilter};
 
 #[path = "support/compare.rs"]
 mod compare;
+#[path = "support/fixtures.rs"]
+mod fixtures;
 use compare::max_abs_diff;
+use fixtures::fixture;
 
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
-
-fn fixture(rel: &str) -> PathBuf {
-    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
-    [own.join(rel), project.join(rel)]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("no fixture {rel}"))
-}
 
 /// (x / scale, scale) with scale = sqrt(mean(x²) + eps) over the last axis, x centred first
 /// when `centre`.

@@ -3,25 +3,17 @@
 //! per-head interleaving, separate matrices with grouped-query heads, a fused gate|up, an
 //! output-gated query) each hook is recomputed from the hook before it and the named weights.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Tensor};
 use glassbox_models::{HookedModel, LoadOptions, NameFilter};
 
 #[path = "support/compare.rs"]
 mod compare;
-use compare::max_abs_diff;
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use compare::{max_abs, max_abs_diff};
+use fixtures::fixture;
 
 const PROMPT: &str = "When Mary and John went to the store, John gave a drink to";
-
-fn fixture(rel: &str) -> PathBuf {
-    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
-    [own.join(rel), project.join(rel)]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("no fixture {rel}"))
-}
 
 struct Checked<'a> {
     family: &'a str,
@@ -45,13 +37,7 @@ impl Checked<'_> {
 
     fn close(&mut self, what: &str, got: &Tensor, want: &Tensor) {
         assert_eq!(got.dims(), want.dims(), "{}: {what}", self.family);
-        let scale = want
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let scale = max_abs(want);
         let diff = max_abs_diff(got, want);
         assert!(
             diff <= 1e-4 * scale.max(1.0),
