@@ -384,7 +384,10 @@ class ActivationCache(Mapping[str, np.ndarray]):
                 if self._hook_exists(name):
                     components.append(self[name])
                     labels.append(label)
-        for l in range(up_to + (1 if mlp_input else 0)):
+        # The MLP of block `layer` reads its attention's output only in a sequential block (one
+        # with a resid_mid); in a parallel one (GPT-NeoX) it reads resid_pre.
+        reads_attention = mlp_input and self._hook_exists(f"blocks.{up_to}.hook_resid_mid")
+        for l in range(up_to + (1 if reads_attention else 0)):
             parts = [("attn", incl_attn)] + ([("mlp", incl_mlp)] if l < up_to else [])
             for which, wanted in parts:
                 hook = self._joins_residual(l, which) if wanted else None
@@ -423,6 +426,47 @@ class ActivationCache(Mapping[str, np.ndarray]):
     def _attention_layers(self) -> list[int]:
         have = self._needs_model("head results")._weight_set()
         return [l for l in range(self._n_layers) if f"blocks.{l}.attn.W_O" in have]
+
+    def _stream_into(self, layer: int, pos_slice) -> np.ndarray:
+        """The residual stream entering block ``layer`` (the final norm's input for n_layers):
+        what a remainder is taken of. Block 0's is its ``resid_pre``, the embeddings."""
+        name = ("resid_pre", 0) if layer == 0 else ("resid_post", layer - 1)
+        return _apply_pos_slice(self[name], pos_slice)
+
+    def _mlp_layers(self, up_to: int) -> tuple[list[int], list[int]]:
+        """Blocks before ``up_to`` whose MLP writes to the residual stream: those with
+        per-neuron weights (``W_out``), and those without (mixtures of experts)."""
+        have = self._needs_model("neuron results")._weight_set()
+        dense, whole = [], []
+        for l in range(up_to):
+            if f"blocks.{l}.mlp.W_out" in have:
+                dense.append(l)
+            elif self._joins_residual(l, "mlp"):
+                whole.append(l)
+        return dense, whole
+
+    def _onto(self, projection, folded: bool, what: str):
+        """The directions to project neurons' outputs on: with the norm folded in, a
+        LayerNorm's centring moves onto them (centring x then projecting is projecting x on
+        the centred directions); dividing by the scale is left to the caller."""
+        if folded and self._normalization(what) == "LN":
+            return projection - projection.mean(axis=0, keepdims=True)
+        return projection
+
+    def _neuron_stack(self, layers, pos_slice, neuron_slice, onto, width):
+        """Each neuron's output in ``layers``' MLPs, stacked [neurons, ..., d_model or k], and
+        the labels ``"L{l}N{n}"``."""
+        neurons = np.atleast_1d(_apply_slice(np.arange(self.model.cfg.d_mlp), neuron_slice, 0, "neuron_slice"))
+        labels = [f"L{l}N{n}" for l in layers for n in neurons]
+        # (the neurons as a list: one neuron keeps its axis)
+        per_layer = [
+            np.moveaxis(self.get_neuron_results(l, neuron_slice=neurons, pos_slice=pos_slice, project_output_onto=onto), -2, 0)
+            for l in layers
+        ]
+        if per_layer:
+            return np.concatenate(per_layer), labels
+        shape = _apply_pos_slice(self["hook_embed"], pos_slice).shape
+        return np.zeros((0, *shape[:-1], width or shape[-1]), dtype=np.float32), labels
 
     def compute_head_results(self) -> None:
         """Adds each attention layer's ``blocks.L.attn.hook_result`` [batch, pos, head, d_model]:
@@ -466,9 +510,7 @@ class ActivationCache(Mapping[str, np.ndarray]):
         shape = _apply_pos_slice(self["hook_embed"], pos_slice).shape
         stack = np.concatenate(components) if components else np.zeros((0, *shape), dtype=np.float32)
         if incl_remainder:
-            resid = _apply_pos_slice(self[("resid_post", up_to - 1)], pos_slice) if up_to else None
-            if resid is None:
-                raise ValueError("stack_head_results: layer 0 has no residual stream to take a remainder of")
+            resid = self._stream_into(up_to, pos_slice)
             stack = np.concatenate([stack, (resid - stack.sum(axis=0))[None]])
             labels.append("remainder")
         if apply_ln:
@@ -483,6 +525,9 @@ class ActivationCache(Mapping[str, np.ndarray]):
         ``get_neuron_results``; ``project_output_onto`` [d_model] or [d_model, k] gives the
         projections instead ([.., neurons] or [.., neurons, k])."""
         model = self._needs_model("get_neuron_results")
+        layer = operator.index(layer)
+        if layer < 0:
+            layer += self._n_layers  # as TransformerLens: -1 is the last block
         acts = _apply_pos_slice(self[("post", layer, "mlp")], pos_slice)
         w_out = model.get_weight(f"blocks.{layer}.mlp.W_out")
         acts = _apply_slice(acts, neuron_slice, acts.ndim - 1, "neuron_slice")
@@ -501,8 +546,6 @@ class ActivationCache(Mapping[str, np.ndarray]):
         incl_remainder: bool = False,
         apply_ln: bool = False,
         project_output_onto=None,
-        *,
-        _mlp_input: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, list[str]]:
         """Every neuron's output in the MLPs of layers 0 … ``layer``−1 along a new first axis,
         labels ``"L{l}N{n}"``, as TransformerLens' ``stack_neuron_results``;
@@ -517,35 +560,26 @@ class ActivationCache(Mapping[str, np.ndarray]):
         if projection is not None and flat:
             projection = projection[:, None]
         folded = apply_ln and projection is not None
-        if folded and self._normalization("stack_neuron_results") == "LN":
-            # centring then projecting is projecting on the centred directions
-            onto = projection - projection.mean(axis=0, keepdims=True)
-        else:
-            onto = projection
-        neurons = np.atleast_1d(_apply_slice(np.arange(self.model.cfg.d_mlp), neuron_slice, 0, "neuron_slice"))
-        labels = [f"L{l}N{n}" for l in range(up_to) for n in neurons]
-        per_layer = []
-        for l in range(up_to):
-            # (the neurons as a list: one neuron keeps its axis)
-            r = self.get_neuron_results(l, neuron_slice=neurons, pos_slice=pos_slice, project_output_onto=onto)
-            per_layer.append(np.moveaxis(r, -2, 0))
-        shape = _apply_pos_slice(self["hook_embed"], pos_slice).shape
-        width = shape[-1] if projection is None else projection.shape[1]
-        stack = np.concatenate(per_layer) if per_layer else np.zeros((0, *shape[:-1], width), dtype=np.float32)
+        onto = self._onto(projection, folded, "stack_neuron_results")
+        dense, whole = self._mlp_layers(up_to)
+        if whole:
+            raise NotImplementedError(
+                f"stack_neuron_results: block {whole[0]}'s MLP is a mixture of experts, which has no "
+                "neuron-by-neuron output (get_full_resid_decomposition gives its whole output)"
+            )
+        stack, labels = self._neuron_stack(dense, pos_slice, neuron_slice, onto, width=None if projection is None else projection.shape[1])
         if folded:
-            stack = stack / self._ln_scale(up_to, _mlp_input, pos_slice)
+            stack = stack / self._ln_scale(up_to, False, pos_slice)
         if incl_remainder:
-            if up_to == 0:
-                raise ValueError("stack_neuron_results: layer 0 has no residual stream to take a remainder of")
-            resid = _apply_pos_slice(self[("resid_post", up_to - 1)], pos_slice)
+            resid = self._stream_into(up_to, pos_slice)
             if folded:
-                resid = self.apply_ln_to_stack(resid[None], up_to, mlp_input=_mlp_input, pos_slice=pos_slice)[0]
+                resid = self.apply_ln_to_stack(resid[None], up_to, mlp_input=False, pos_slice=pos_slice)[0]
             if projection is not None:
                 resid = resid @ projection
             stack = np.concatenate([stack, (resid - stack.sum(axis=0))[None]])
             labels.append("remainder")
         if apply_ln and not folded:
-            stack = self.apply_ln_to_stack(stack, up_to, mlp_input=_mlp_input, pos_slice=pos_slice)
+            stack = self.apply_ln_to_stack(stack, up_to, mlp_input=False, pos_slice=pos_slice)
         if flat:
             stack = stack[..., 0]
         return (stack, labels) if return_labels else stack
@@ -607,22 +641,35 @@ class ActivationCache(Mapping[str, np.ndarray]):
                 stack = self.apply_ln_to_stack(stack, up_to, mlp_input=mlp_input, pos_slice=pos_slice)
             return stack if projection is None else stack @ projection
 
-        heads, labels = self.stack_head_results(up_to + (1 if mlp_input else 0), pos_slice=pos_slice, return_labels=True)
+        # The MLP of block `up_to` reads its attention's output only in a sequential block (one
+        # with a resid_mid); a parallel block's MLP reads resid_pre, as a hybrid's MLP block does.
+        reads_attention = mlp_input and self._hook_exists(f"blocks.{up_to}.hook_resid_mid")
+        mixers = up_to + (1 if reads_attention else 0)
+        heads, labels = self.stack_head_results(mixers, pos_slice=pos_slice, return_labels=True)
         components = [finish(heads)]
-        has_mlp = any(f"blocks.{l}.mlp.W_out" in model._weight_set() or self._joins_residual(l, "mlp") for l in range(up_to))
-        if has_mlp and up_to > 0:
-            if expand_neurons:
-                neurons, neuron_labels = self.stack_neuron_results(
-                    up_to, pos_slice=pos_slice, return_labels=True, apply_ln=folded,
-                    project_output_onto=projection, _mlp_input=mlp_input,
-                )
-                components.append(neurons)
-            else:
-                mlps, neuron_labels = self.decompose_resid(
-                    up_to, mlp_input=mlp_input, pos_slice=pos_slice, incl_embeds=False, mode="mlp", return_labels=True
-                )
-                components.append(finish(mlps))
+        have = model._weight_set()
+        # a token mixer without heads (a Mamba block) contributes its whole output
+        for l in range(mixers):
+            out = self._joins_residual(l, "attn")
+            if out is not None and f"blocks.{l}.attn.W_O" not in have:
+                components.append(finish(_apply_pos_slice(self[out], pos_slice)[None]))
+                labels.append(f"{l}_attn_out")
+        dense, whole = self._mlp_layers(up_to)
+        if not expand_neurons:
+            whole, dense = sorted(dense + whole), []
+        if dense:
+            onto = self._onto(projection, folded, "get_full_resid_decomposition")
+            width = None if projection is None else projection.shape[1]
+            neurons, neuron_labels = self._neuron_stack(dense, pos_slice, None, onto, width)
+            if folded:
+                neurons = neurons / self._ln_scale(up_to, mlp_input, pos_slice)
+            components.append(neurons)
             labels.extend(neuron_labels)
+        # an MLP without per-neuron weights (a mixture of experts), or every MLP without
+        # expand_neurons, contributes its whole output
+        for l in whole:
+            components.append(finish(_apply_pos_slice(self[self._joins_residual(l, "mlp")], pos_slice)[None]))
+            labels.append(f"{l}_mlp_out")
         for name, label in (("hook_embed", "embed"), ("hook_pos_embed", "pos_embed")):
             if name in self._acts:
                 components.append(finish(_apply_pos_slice(self[name], pos_slice)[None]))

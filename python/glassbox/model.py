@@ -368,6 +368,11 @@ class HookedModel:
         return self.pos_embed.W_pos
 
     @property
+    def W_E_pos(self) -> np.ndarray:
+        """Token and position embeddings concatenated [d_vocab + n_ctx, d_model]."""
+        return np.concatenate([self.W_E, self.W_pos])
+
+    @property
     def W_U(self) -> np.ndarray:
         """The unembedding [d_model, d_vocab]."""
         return self.unembed.W_U
@@ -423,8 +428,11 @@ class HookedModel:
         return _weights.stacked(self, "mlp", "W_in")
 
     @property
-    def W_gate(self) -> np.ndarray:
-        """A gated MLP's gates [n_layers, d_model, d_mlp]."""
+    def W_gate(self) -> np.ndarray | None:
+        """A gated MLP's gates [n_layers, d_model, d_mlp]; None where the MLPs are not gated
+        (as TransformerLens)."""
+        if not any(n.endswith(".mlp.W_gate") for n in self.weight_names()):
+            return None
         return _weights.stacked(self, "mlp", "W_gate")
 
     @property
@@ -463,24 +471,28 @@ class HookedModel:
         ids = np.asarray(tokens.detach().cpu().numpy() if hasattr(tokens, "detach") else tokens)
         if not np.issubdtype(ids.dtype, np.integer):
             raise TypeError(f"token ids are integers, not {ids.dtype}")
+        v = self.cfg.d_vocab
+        if ids.size and (ids.min() < -v or ids.max() >= v):
+            raise ValueError(f"token ids are 0 … {v - 1} (or -{v} … -1, counted from the end)")
         if ids.size == 1:
             return self.W_U[:, int(ids.reshape(()))]
-        if ids.size and (ids.min() < 0 or ids.max() >= self.cfg.d_vocab):
-            raise ValueError(f"token ids are 0 … {self.cfg.d_vocab - 1}")
         return np.moveaxis(self.W_U[:, ids], 0, -1)
 
     def accumulated_bias(self, layer: int, mlp_input: bool = False, include_mlp_biases: bool = True) -> np.ndarray:
         """The sum of the output biases of blocks 0 … ``layer``−1 [d_model] (attention's
         ``b_O``, and the MLPs' ``b_out`` with ``include_mlp_biases``), plus block ``layer``'s
-        ``b_O`` with ``mlp_input``: TransformerLens' ``accumulated_bias``. A block without
-        attention or an MLP of its own (a hybrid's) adds nothing for it."""
+        ``b_O`` with ``mlp_input`` where the MLP reads it: TransformerLens' ``accumulated_bias``
+        (which also adds it for a parallel block, whose MLP reads ``resid_pre``). A block
+        without attention or an MLP of its own (a hybrid's) adds nothing for it."""
         n = self.cfg.n_layers
         layer = operator.index(layer)
         if not 0 <= layer <= n or (mlp_input and layer == n):
             raise ValueError(f"accumulated_bias: layer {layer} of 0 … {n - 1 if mlp_input else n}")
         have = self._weight_set()
         total = np.zeros(self.cfg.d_model, dtype=np.float32)
-        parts = [(l, "attn", "b_O") for l in range(layer + (1 if mlp_input else 0))]
+        # a parallel block's MLP (GPT-NeoX) reads resid_pre, not its attention's output
+        reads_attention = mlp_input and f"blocks.{layer}.hook_resid_mid" in self.hook_names()
+        parts = [(l, "attn", "b_O") for l in range(layer + (1 if reads_attention else 0))]
         if include_mlp_biases:
             parts += [(l, "mlp", "b_out") for l in range(layer)]
         for l, part, field in parts:

@@ -30,14 +30,19 @@ class WeightGroup:
         self._prefix = prefix
 
     def _fields(self) -> list[str]:
+        """The weights and groups right under the prefix (``W_Q``, ``q_norm``)."""
         start = self._prefix + "."
-        return [n[len(start):] for n in self._model.weight_names() if n.startswith(start) and "." not in n[len(start):]]
+        fields = [n[len(start):].split(".")[0] for n in self._model.weight_names() if n.startswith(start)]
+        return list(dict.fromkeys(fields))
 
-    def __getattr__(self, field: str) -> np.ndarray:
+    def __getattr__(self, field: str) -> "np.ndarray | WeightGroup":
         if field.startswith("__"):
             raise AttributeError(field)
         name = f"{self._prefix}.{field}"
-        if name not in self._model._weight_set():
+        have = self._model._weight_set()
+        if name not in have and any(n.startswith(name + ".") for n in have):
+            return WeightGroup(self._model, name)  # attn.q_norm
+        if name not in have:
             have = ", ".join(self._fields()) or "none"
             raise AttributeError(f"{name}: {self._model.cfg.architecture} has no such weight (here: {have})")
         return self._model.get_weight(name)

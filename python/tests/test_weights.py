@@ -209,3 +209,62 @@ def test_factored_circuits_are_transformer_lens_own(case):
         OV[0, 0] @ np.zeros((3, 3), dtype=np.float32)
     with pytest.raises(ValueError, match="scalar"):
         OV * np.ones(2)
+
+
+def test_every_family_decomposes_into_its_own_stream():
+    """Beyond TransformerLens' fixtures: each decomposition adds up to the stream it decomposes,
+    in families where a block is not "heads + neurons" — a parallel block (Pythia), Mamba
+    mixers (Nemotron-H), mixtures of experts (OLMoE) — and Gemma's embeddings are scaled."""
+    for path in (FIXTURES / "parity" / "pythia", MORE / "nemotron-h", MORE / "olmoe", MORE / "gemma", MORE / "qwen3"):
+        model = glassbox.load(path)
+        ids = model.to_tokens("When Mary and John went to the store")
+        _, cache = model.run_with_cache(ids)
+        n = model.cfg.n_layers
+        full, labels = cache.get_full_resid_decomposition(return_labels=True)
+        close(full.sum(axis=0), cache["resid_post", -1], 1e-5)
+        assert len(labels) == full.shape[0]
+        close(cache.get_full_resid_decomposition(expand_neurons=False).sum(axis=0), cache["resid_post", -1], 1e-5)
+        for layer in range(n):
+            if f"blocks.{layer}.hook_mlp_out" not in model.hook_names():
+                continue
+            # what the MLP of `layer` reads (resid_mid, or resid_pre in a parallel or MLP-only block)
+            mid = f"blocks.{layer}.hook_resid_mid"
+            reads = cache[mid] if mid in cache else cache["resid_pre", layer]
+            close(cache.get_full_resid_decomposition(layer, mlp_input=True).sum(axis=0), reads, 1e-5, )
+            close(cache.decompose_resid(layer, mlp_input=True).sum(axis=0), reads, 1e-5)
+        # the remainder of no layer is the embeddings themselves
+        heads, labels = cache.stack_head_results(0, incl_remainder=True, return_labels=True)
+        assert labels == ["remainder"]
+        close(heads[0], cache["resid_pre", 0], 0)
+        close(cache["hook_embed"], model.W_E[ids], 1e-6)
+    # Nemotron-H's Mamba blocks and OLMoE's experts contribute their whole outputs
+    assert any(l.endswith("_attn_out") for l in glassbox_labels(MORE / "nemotron-h"))
+    assert any(l.endswith("_mlp_out") for l in glassbox_labels(MORE / "olmoe"))
+    olmoe = glassbox.load(MORE / "olmoe")
+    _, cache = olmoe.run_with_cache("the cat sat")
+    with pytest.raises(NotImplementedError, match="mixture of experts"):
+        cache.stack_neuron_results(1)
+
+
+def glassbox_labels(path) -> list[str]:
+    model = glassbox.load(path)
+    _, cache = model.run_with_cache("the cat sat")
+    return cache.get_full_resid_decomposition(return_labels=True)[1]
+
+
+def test_smaller_transformer_lens_conveniences(gpt2, llama):
+    _, cache = gpt2.run_with_cache("the cat sat on the mat")
+    n = gpt2.cfg.n_layers
+    close(cache.get_neuron_results(-1), cache.get_neuron_results(n - 1), 0)
+    assert gpt2.W_gate is None and llama.W_gate is not None
+    assert gpt2.W_E_pos.shape == (gpt2.cfg.d_vocab + gpt2.cfg.n_ctx, gpt2.cfg.d_model)
+    close(gpt2.tokens_to_residual_directions([-1, 3]), gpt2.W_U[:, [-1, 3]].T, 0)
+    with pytest.raises(ValueError, match="token ids"):
+        gpt2.tokens_to_residual_directions(gpt2.cfg.d_vocab)
+    # with the norm folded in, projecting the MLP input's components = projecting them after
+    p = gpt2.W_U[:, 5]
+    close(cache.get_full_resid_decomposition(1, mlp_input=True, apply_ln=True, project_output_onto=p),
+          cache.get_full_resid_decomposition(1, mlp_input=True, apply_ln=True) @ p, 1e-5)
+    qwen3 = glassbox.load(MORE / "qwen3")
+    assert qwen3.blocks[0].attn.q_norm.w.shape == (qwen3.cfg.d_head,)
+    assert "q_norm" in dir(qwen3.blocks[0].attn)

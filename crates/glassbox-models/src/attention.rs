@@ -370,10 +370,28 @@ impl SelfAttention for Attention {
     }
 
     fn parameter_names(&self) -> Vec<&'static str> {
-        vec!["W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O"]
+        let mut names = vec!["W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O"];
+        if let QkNorm::PerHead { q, .. } | QkNorm::Full { q, .. } = &self.qk_norm {
+            names.extend(["q_norm.w", "k_norm.w"]);
+            if q.bias.is_some() {
+                names.extend(["q_norm.b", "k_norm.b"]);
+            }
+        }
+        names
     }
 
     fn parameter(&self, field: &str) -> Result<Option<Tensor>> {
+        if let Some((norm, field)) = field.split_once('.') {
+            return match (&self.qk_norm, norm) {
+                (QkNorm::PerHead { q, .. } | QkNorm::Full { q, .. }, "q_norm") => {
+                    crate::weights::norm_parameter(q, field)
+                }
+                (QkNorm::PerHead { k, .. } | QkNorm::Full { k, .. }, "k_norm") => {
+                    crate::weights::norm_parameter(k, field)
+                }
+                _ => Ok(None),
+            };
+        }
         let which = match field {
             "W_O" => return self.w_o().map(Some),
             "b_O" => return self.b_o().map(Some),

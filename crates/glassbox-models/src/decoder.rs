@@ -572,7 +572,18 @@ impl Model for DecoderModel {
     fn parameter(&self, name: &str) -> Result<Option<Tensor>> {
         let f32 = |t: Tensor| t.to_dtype(DType::F32).map(Some);
         match WeightName::parse(name) {
-            WeightName::Top("embed.W_E") => f32(self.embed.weight.tensor()?),
+            WeightName::Top("embed.W_E") => {
+                // As TransformerLens holds it: with the scale the pass applies (Gemma's
+                // √d_model, rounded to the model's dtype as there), so `W_E[ids]` is `hook_embed`.
+                let w = self.embed.weight.tensor()?;
+                match self.embed_scale {
+                    Some(scale) => {
+                        let s = Tensor::new(scale as f32, w.device())?.to_dtype(w.dtype())?;
+                        f32(w.broadcast_mul(&s)?)
+                    }
+                    None => f32(w),
+                }
+            }
             WeightName::Top("pos_embed.W_pos") => match &self.pos_embed {
                 Some(p) => f32(p.weight.tensor()?),
                 None => Ok(None),

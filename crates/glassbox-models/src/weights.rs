@@ -16,13 +16,16 @@
 //! | `blocks.L.mlp.W_out`          | [d_mlp, d_model]               |
 //! | `blocks.L.mlp.b_out`          | [d_model]                      |
 //! | `blocks.L.ln1.w` `b` (`ln2`, `ln1_post`, `ln2_post`), `ln_final.w` `b` | [d_model] |
+//! | `blocks.L.attn.q_norm.w` `k_norm.w` | [d_head] (per head) or [heads · d_head] |
 //! | `unembed.W_U`                 | [d_model, d_vocab]             |
 //! | `unembed.b_U`                 | [d_vocab]                      |
 //!
 //! As in TransformerLens: a bias the checkpoint lacks is zeros; with grouped-query attention
 //! `W_K` / `W_V` (and their biases) are repeated to every query head (`attn.W_K`, not
 //! `attn._W_K`); a gated MLP's gate is `W_gate` and its linear branch `W_in`; a norm's `w`
-//! is the factor it multiplies by (`1 + w` where the checkpoint stores `w`, as Gemma's).
+//! is the factor it multiplies by (`1 + w` where the checkpoint stores `w`, as Gemma's);
+//! `W_E` includes the scale the embeddings are multiplied by (Gemma's √d_model), so that
+//! `W_E[ids]` is `hook_embed`.
 //! With an adapter (`--adapter`) the weights are the adapted layers' effective ones.
 
 use candle_core::{DType, Result, Tensor};
@@ -30,7 +33,8 @@ use candle_core::{DType, Result, Tensor};
 use crate::layers::{Linear, Norm, NormKind};
 
 /// A weight name split at its block: `blocks.3.attn.W_Q` is `Block { layer: 3, part: "attn",
-/// field: "W_Q" }`; `unembed.W_U` is `Top("unembed.W_U")`.
+/// field: "W_Q" }` (`blocks.3.attn.q_norm.w` has the field `q_norm.w`); `unembed.W_U` is
+/// `Top("unembed.W_U")`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightName<'a> {
     Top(&'a str),
@@ -45,7 +49,7 @@ impl<'a> WeightName<'a> {
     pub fn parse(name: &'a str) -> WeightName<'a> {
         let block = name.strip_prefix("blocks.").and_then(|rest| {
             let (layer, rest) = rest.split_once('.')?;
-            let (part, field) = rest.rsplit_once('.')?;
+            let (part, field) = rest.split_once('.')?;
             Some(WeightName::Block {
                 layer: layer.parse().ok()?,
                 part,
@@ -132,6 +136,14 @@ mod tests {
                 layer: 12,
                 part: "attn",
                 field: "W_Q"
+            }
+        );
+        assert_eq!(
+            WeightName::parse("blocks.0.attn.q_norm.w"),
+            WeightName::Block {
+                layer: 0,
+                part: "attn",
+                field: "q_norm.w"
             }
         );
         assert_eq!(

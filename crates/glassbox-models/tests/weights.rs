@@ -110,6 +110,13 @@ fn check(family: &str) -> usize {
         let expected: Option<Vec<usize>> = match field {
             "W_Q" | "W_K" | "W_V" => Some(vec![info.n_heads, info.d_model, info.d_head]),
             "b_Q" | "b_K" | "b_V" => Some(vec![info.n_heads, info.d_head]),
+            "w" | "b" if name.contains("_norm.") => {
+                let per_head = w.dims() == [info.d_head];
+                let full = w.dims() == [info.n_heads * info.d_head]
+                    || w.dims() == [info.n_kv_heads * info.d_head];
+                assert!(per_head || full, "{family}: {name} is {:?}", w.dims());
+                None
+            }
             "b_O" | "b_out" | "w" | "b" => Some(vec![info.d_model]),
             "W_in" | "W_gate" => Some(vec![info.d_model, w.dim(1).unwrap()]),
             "W_U" => Some(vec![info.d_model, info.d_vocab]),
@@ -121,17 +128,14 @@ fn check(family: &str) -> usize {
         }
     }
 
-    // embeddings
+    // embeddings (with Gemma's √d_model folded in, as the pass applies it)
     let embed = c.weight("embed.W_E");
-    if !family.contains("gemma") {
-        // (Gemma scales its embeddings by √d_model after the lookup.)
-        let rows = embed
-            .index_select(&ids.flatten_all().unwrap(), 0)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        c.close("hook_embed", &c.act("hook_embed"), &rows);
-    }
+    let rows = embed
+        .index_select(&ids.flatten_all().unwrap(), 0)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    c.close("hook_embed", &c.act("hook_embed"), &rows);
     if c.has("pos_embed.W_pos") {
         let t = ids.dim(1).unwrap();
         let rows = c
@@ -210,6 +214,21 @@ fn check(family: &str) -> usize {
         let x = c.norm_out("ln_final");
         let want = linear(&x, &c.weight("unembed.W_U"), Some(c.weight("unembed.b_U")));
         c.close("logits", &logits.to_dtype(DType::F32).unwrap(), &want);
+    }
+    // q / k norms are the checkpoint's own weights
+    if c.has("blocks.0.attn.q_norm.w") {
+        let stored = candle_core::safetensors::load(
+            dir.join("model.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        for which in ["q", "k"] {
+            let want = stored[&format!("model.layers.0.self_attn.{which}_norm.weight")]
+                .to_dtype(DType::F32)
+                .unwrap();
+            let got = c.weight(&format!("blocks.0.attn.{which}_norm.w"));
+            c.close(&format!("attn.{which}_norm.w"), &got, &want);
+        }
     }
     // a name the model lacks is None, not an error
     assert!(model
