@@ -595,9 +595,15 @@ class ActivationCache(Mapping[str, np.ndarray]):
     ) -> np.ndarray:
         """Each component's direct contribution to the logit of ``tokens`` (a string of one
         token, an id, or ids matching the stack's batch and position axes), minus that of
-        ``incorrect_tokens`` when given: the stack divided by the final norm's cached scale
-        (:meth:`apply_ln_to_stack`) dotted with ``W_U``'s columns, as TransformerLens'
-        ``logit_attrs``. [components, (batch,) (pos,)]"""
+        ``incorrect_tokens`` when given, as TransformerLens' ``logit_attrs`` on a model whose
+        final norm is folded into the unembedding (its default ``from_pretrained``): the stack
+        normalised by the final norm's cached scale (:meth:`apply_ln_to_stack`), times the
+        norm's weight, dotted with ``W_U``'s columns. [components, (batch,) (pos,)]
+
+        So the attributions of a full decomposition add up to the logit (difference) less the
+        final norm's and the unembedding's biases. (TransformerLens' unprocessed
+        ``from_pretrained_no_processing`` leaves the norm's weight out, so its attributions do
+        not add up to the logits.)"""
         model = self._needs_model("logit_attrs")
         directions = model.tokens_to_residual_directions(tokens)
         if incorrect_tokens is not None:
@@ -610,7 +616,7 @@ class ActivationCache(Mapping[str, np.ndarray]):
         scaled = self.apply_ln_to_stack(
             residual_stack, -1, pos_slice=pos_slice, batch_slice=batch_slice, has_batch_dim=has_batch_dim
         )
-        return (scaled * directions).sum(axis=-1)
+        return (scaled * (directions * model.ln_final.w)).sum(axis=-1)
 
     def get_full_resid_decomposition(
         self,

@@ -101,7 +101,22 @@ def test_head_results_and_direct_logit_attribution(case):
     close(heads, tl["result.stack_head_results"], 1e-4)
     close(cache["result", 0], tl["result.head_results_0"], 1e-4)
     attrs = cache.logit_attrs(heads, tokens=meta["answer_id"], incorrect_tokens=meta["wrong_id"], pos_slice=-1)
-    close(attrs, tl["result.logit_attrs"], 1e-4)
+    # through the final norm's weight, as TransformerLens' with the norms folded in (its
+    # unprocessed model leaves the weight out: the same without it)
+    close(attrs, tl["result.logit_attrs_folded"], 1e-4)
+    unweighted = (cache.apply_ln_to_stack(heads, pos_slice=-1) * (model.W_U[:, meta["answer_id"]] - model.W_U[:, meta["wrong_id"]])).sum(-1)
+    close(unweighted, tl["result.logit_attrs"], 1e-4)
+    # a full decomposition's attributions add up to the logit difference, less the biases
+    logits = model(np.array([meta["input_ids"]]))
+    a, w = meta["answer_id"], meta["wrong_id"]
+    full_attrs = cache.logit_attrs(cache.get_full_resid_decomposition(apply_ln=True), tokens=a, incorrect_tokens=w)
+    close(full_attrs, tl["result.full_resid_logit_attrs_folded"], 1e-4)
+    bias = model.b_U[a] - model.b_U[w]
+    if "ln_final.b" in model.weight_names():
+        bias += model.ln_final.b @ (model.W_U[:, a] - model.W_U[:, w])
+    # (logit_attrs normalises the stack itself: it takes the components as they are)
+    raw_attrs = cache.logit_attrs(cache.get_full_resid_decomposition(), tokens=a, incorrect_tokens=w)
+    close(raw_attrs.sum(axis=0)[0], logits[0, :, a] - logits[0, :, w] - bias, 1e-4)
     # a string names the same token
     close(cache.logit_attrs(heads, tokens=" Mary", incorrect_tokens=" John", pos_slice=-1), attrs, 0)
     with pytest.raises(ValueError, match="same shape"):
