@@ -27,6 +27,7 @@ from .cache import ActivationCache
 from .factored import FactoredMatrix
 from .model import Config, HookedModel, HookPoint, load
 from .names import get_act_name
+from . import patching, torch, utils  # noqa: E402  (submodules: `glassbox.patching` after `import glassbox`)
 
 __all__ = [
     "__version__",

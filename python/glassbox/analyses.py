@@ -133,7 +133,9 @@ def steer(
     (``"1-3"``) subtracted position by position, the positions both share from the start left
     out, the mean of the rest. With ``out`` it is written as llama.cpp's control-vector GGUF. The dict also
     holds ``directions``: {layer: float32 array} as written (unit length unless
-    ``normalize=False``), to add at ``blocks.{layer}.hook_resid_post``."""
+    ``normalize=False``), to add at ``blocks.{layer}.hook_resid_post``: llama.cpp's convention,
+    which applies the direction measured entering block L (``resid_pre`` L) to block L's output
+    (``resid_post`` L), one block after where it was measured."""
     if isinstance(positive, str):
         positive = [positive]
     if isinstance(negative, str):

@@ -10,7 +10,7 @@ import secrets
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -53,6 +53,20 @@ class Config:
     #: TransformerLens' ``normalization_type``: ``"LN"`` (centred, then scaled) or ``"RMS"``;
     #: None where the residual stream is not a sum the norms read (a post-LN encoder).
     normalization_type: str | None = None
+    #: Where the model runs: always ``"cpu"`` (TransformerLens' ``cfg.device``).
+    device: str = "cpu"
+
+    @property
+    def d_vocab_out(self) -> int:
+        """The size of the output vocabulary (TransformerLens' ``d_vocab_out``): ``d_vocab``."""
+        return self.d_vocab
+
+
+class Output(NamedTuple):
+    """``model(..., return_type="both")``: the logits and the loss, as TransformerLens' ``Output``."""
+
+    logits: np.ndarray
+    loss: Any
 
 
 class HookPoint:
@@ -151,6 +165,8 @@ class HookedModel:
         self._weights: dict[str, np.ndarray] = {}
         # Hooks added with add_hook or inside `with model.hooks(...)`: applied to every pass.
         self._persistent: list = []
+        # ids of the entries added with is_permanent=True (reset_hooks keeps them by default)
+        self._permanent: set[int] = set()
 
     def __repr__(self) -> str:
         c = self.cfg
@@ -177,9 +193,22 @@ class HookedModel:
         return ids
 
     def _pad_id(self) -> int:
-        """The pad token, else the first end-of-sequence token, else 0 (padding is masked, so
-        any id in the vocabulary serves)."""
-        for t in [self.cfg.pad_token_id, *self.cfg.eos_token_ids]:
+        """The pad token: the config's, else the tokenizer's own (``<pad>``, ``[PAD]``,
+        ``<|pad|>``), else the first end-of-sequence token, else 0 (padding is masked, so any id
+        in the vocabulary serves; a pad token keeps padded ids recognisable)."""
+        pad = getattr(self, "_pad", None)
+        if pad is None:
+            pad = self._pad = self._find_pad_id()
+        return pad
+
+    def _find_pad_id(self) -> int:
+        candidates = [self.cfg.pad_token_id]
+        if self.cfg.has_tokenizer:
+            for text in ("<pad>", "[PAD]", "<|pad|>"):
+                ids = self._encode(text, prepend_bos=False)
+                if len(ids) == 1 and self._m.decode(ids, skip_special_tokens=True) == "":
+                    candidates.append(ids[0])  # a special token the tokenizer knows
+        for t in [*candidates, *self.cfg.eos_token_ids]:
             if t is not None and 0 <= t < self.cfg.d_vocab:
                 return t
         return 0
@@ -255,7 +284,14 @@ class HookedModel:
             )
         return m
 
-    def to_tokens(self, input: str | Sequence[str], prepend_bos: bool | None = None) -> np.ndarray:
+    def to_tokens(
+        self,
+        input: str | Sequence[str],
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        move_to_device: bool = True,
+        truncate: bool = True,
+    ) -> np.ndarray:
         """Token ids int64 [batch, pos] of a text or a list of texts (right-padded with the pad
         token). ``prepend_bos``: None (the default) keeps what the model's own tokenizer does,
         True makes sure the first token is BOS, False removes a BOS the tokenizer added.
@@ -267,8 +303,15 @@ class HookedModel:
         the same tokens, logits and activations from Python as from ``glassbox run`` / ``trace``.
         Pass ``prepend_bos=True`` for TransformerLens' tokens; the same argument, with the same
         default, is taken by ``model(...)``, ``run_with_cache``, ``run_with_hooks``,
-        ``generate`` and ``to_str_tokens``."""
+        ``generate`` and ``to_str_tokens``.
+
+        As in TransformerLens, ``truncate`` cuts texts to the model's ``n_ctx`` tokens;
+        ``padding_side`` may only be ``"right"`` (glassbox reads padding on the right);
+        ``move_to_device`` is accepted (everything is on the CPU)."""
+        _right_padding(padding_side)
         ids, _ = self._batch(input, prepend_bos)
+        if truncate and ids.shape[1] > self.cfg.n_ctx:
+            ids = ids[:, : self.cfg.n_ctx]
         return ids.astype(np.int64)
 
     def to_str_tokens(self, input: Input, prepend_bos: bool | None = None) -> list[str] | list[list[str]]:
@@ -301,6 +344,48 @@ class HookedModel:
         if len(ids) != 1:
             raise ValueError(f"{text!r} is {len(ids)} tokens, not one")
         return ids[0]
+
+    def get_token_position(
+        self,
+        single_token: str | int,
+        input,
+        mode: str = "first",
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+    ) -> int:
+        """Where ``single_token`` (a one-token string or an id) is in ``input`` (a text, or the
+        ids of one sequence): its first position (``mode="first"``) or last (``"last"``), as
+        TransformerLens' ``get_token_position``; a ``ValueError`` if it is not there."""
+        _right_padding(padding_side)
+        if mode not in ("first", "last"):
+            raise ValueError(f"mode {mode!r}: expected 'first' or 'last'")
+        ids, _ = self._batch(input, prepend_bos)
+        if ids.shape[0] != 1:
+            raise ValueError(f"get_token_position takes one sequence, got a batch of {ids.shape[0]}")
+        token = self.to_single_token(single_token) if isinstance(single_token, str) else operator.index(single_token)
+        where = np.flatnonzero(ids[0] == token)
+        if where.size == 0:
+            raise ValueError(f"token {single_token!r} ({token}) is not in the input")
+        return int(where[0] if mode == "first" else where[-1])
+
+    def to(self, device, print_details: bool = True) -> "HookedModel":
+        """TransformerLens' ``model.to(device)``: ``"cpu"`` is where glassbox runs (the model
+        itself comes back); any other device is a ``ValueError``."""
+        if str(device) != "cpu":
+            raise ValueError(f"device {device!r}: glassbox runs on the CPU only")
+        return self
+
+    def cpu(self) -> "HookedModel":
+        """The model itself (it runs on the CPU)."""
+        return self
+
+    def cuda(self, device=None) -> "HookedModel":
+        """Refused: glassbox runs on the CPU only."""
+        raise ValueError("glassbox runs on the CPU only")
+
+    def eval(self) -> "HookedModel":
+        """The model itself: glassbox's passes are inference passes (no dropout)."""
+        return self
 
     # --- weights (TransformerLens' names and layouts; see glassbox.weights) ------------------
 
@@ -338,9 +423,9 @@ class HookedModel:
         return [_weights.Block(self, l) for l in range(self.cfg.n_layers)]
 
     @property
-    def embed(self) -> _weights.WeightGroup:
-        """``embed.W_E`` [d_vocab, d_model]."""
-        return _weights.WeightGroup(self, "embed")
+    def embed(self) -> _weights.Embed:
+        """``embed.W_E`` [d_vocab, d_model]; ``model.embed(tokens)`` looks the tokens up."""
+        return _weights.Embed(self, "embed")
 
     @property
     def pos_embed(self) -> _weights.WeightGroup:
@@ -348,14 +433,16 @@ class HookedModel:
         return _weights.WeightGroup(self, "pos_embed")
 
     @property
-    def unembed(self) -> _weights.WeightGroup:
-        """``unembed.W_U`` [d_model, d_vocab] and ``unembed.b_U`` [d_vocab]."""
-        return _weights.WeightGroup(self, "unembed")
+    def unembed(self) -> _weights.Unembed:
+        """``unembed.W_U`` [d_model, d_vocab] and ``unembed.b_U`` [d_vocab];
+        ``model.unembed(x)`` is ``x @ W_U + b_U`` (no final soft-cap, as TransformerLens')."""
+        return _weights.Unembed(self, "unembed")
 
     @property
-    def ln_final(self) -> _weights.WeightGroup:
-        """The final norm's ``w`` (and ``b`` for a LayerNorm) [d_model]."""
-        return _weights.WeightGroup(self, "ln_final")
+    def ln_final(self) -> _weights.FinalNorm:
+        """The final norm's ``w`` (and ``b`` for a LayerNorm) [d_model]; ``model.ln_final(x)``
+        applies it, as ``model.unembed(model.ln_final(resid))`` in a logit lens."""
+        return _weights.FinalNorm(self, "ln_final")
 
     @property
     def W_E(self) -> np.ndarray:
@@ -545,14 +632,36 @@ class HookedModel:
             if not any(_matches([p], n) for n in names):
                 raise ValueError(f"no hook point matches {p!r} (model.hook_names() lists them)")
 
-    def add_hook(self, name: NameFilter, hook: HookFn) -> None:
+    def add_hook(
+        self,
+        name: NameFilter,
+        hook: HookFn,
+        dir: str = "fwd",
+        is_permanent: bool = False,
+        level: int | None = None,
+        prepend: bool = False,
+    ) -> None:
         """Adds ``hook`` at the points ``name`` selects to every later pass (forward, caches,
-        generation) until :meth:`reset_hooks`."""
-        self._persistent.extend(self._hooks([(name, hook)]))
+        generation) until :meth:`reset_hooks` (which keeps it if ``is_permanent``), before the
+        others with ``prepend``. ``dir="bwd"`` is refused (no gradients here)."""
+        if dir != "fwd":
+            raise NotImplementedError(f"dir={dir!r}: glassbox's Python front computes no gradients (only 'fwd' hooks)")
+        added = self._hooks([(name, hook)])
+        if is_permanent:
+            self._permanent.update(id(h) for h in added)
+        if prepend:
+            self._persistent[:0] = added
+        else:
+            self._persistent.extend(added)
 
-    def reset_hooks(self) -> None:
-        """Removes the hooks :meth:`add_hook` added."""
-        self._persistent.clear()
+    def reset_hooks(self, clear_contexts: bool = True, direction: str = "both", including_permanent: bool = False, level=None) -> None:
+        """Removes the hooks :meth:`add_hook` added, except permanent ones unless
+        ``including_permanent``."""
+        if including_permanent:
+            self._persistent.clear()
+            self._permanent.clear()
+        else:
+            self._persistent[:] = [h for h in self._persistent if id(h) in self._permanent]
 
     @contextmanager
     def hooks(self, fwd_hooks: Iterable = ()):
@@ -574,7 +683,7 @@ class HookedModel:
         if return_type == "loss":
             return loss
         if return_type == "both":
-            return logits, loss
+            return Output(logits, loss)
         raise ValueError(f"return_type {return_type!r}: expected 'logits', 'loss', 'both' or None")
 
     def __call__(
@@ -584,9 +693,23 @@ class HookedModel:
         attention_mask=None,
         prepend_bos: bool | None = None,
         loss_per_token: bool = False,
+        padding_side: str | None = None,
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
     ):
         """Runs the model: logits float32 [batch, pos, d_vocab] (``return_type="logits"``), the
-        mean next-token loss (``"loss"``, per token with ``loss_per_token``), both, or None."""
+        mean next-token loss (``"loss"``, a NumPy float32; per token with ``loss_per_token``),
+        both (``Output(logits, loss)``), or None. ``stop_at_layer`` returns the residual stream
+        after that many blocks, as :meth:`run_with_cache`'s; ``start_at_layer`` is refused
+        (every pass starts at the embeddings)."""
+        _right_padding(padding_side)
+        if start_at_layer is not None:
+            raise ValueError("start_at_layer: glassbox's passes start at the embeddings (run_with_hooks can replace a block's resid_pre)")
+        if stop_at_layer is not None:
+            resid, _ = self.run_with_cache(
+                input, names_filter=[], attention_mask=attention_mask, prepend_bos=prepend_bos, stop_at_layer=stop_at_layer
+            )
+            return resid
         ids, mask = self._forward_inputs(input, prepend_bos, attention_mask)
         logits, _ = self._m.forward(ids, mask=mask, hooks=list(self._persistent))
         return self._finish(logits, ids, mask, return_type, loss_per_token)
@@ -601,12 +724,18 @@ class HookedModel:
         attention_mask=None,
         prepend_bos: bool | None = None,
         stop_at_layer: int | None = None,
+        remove_batch_dim: bool = False,
+        return_cache_object: bool = True,
+        loss_per_token: bool = False,
+        padding_side: str | None = None,
     ):
         """Runs the model and keeps the activations ``names_filter`` selects (all by default):
         returns ``(logits, cache)`` with ``cache[hook_name]`` a NumPy array, batch first.
         With ``stop_at_layer=N`` only blocks 0 … N−1 run and the first value is the residual
         stream after them (N = 0: the embeddings; negative N counts from the end), as in
-        TransformerLens."""
+        TransformerLens. Its other keywords too: ``remove_batch_dim`` (a batch of one),
+        ``return_cache_object=False`` (a plain dict), ``loss_per_token``."""
+        _right_padding(padding_side)
         ids, mask = self._forward_inputs(input, prepend_bos, attention_mask)
         wanted = self._patterns(names_filter)
         if not callable(names_filter):
@@ -629,12 +758,17 @@ class HookedModel:
             ids, mask=mask, cache=patterns, hooks=list(self._persistent), stop_after=stop
         )
         acts = {name: np.asarray(held) for name, held in cached}
+        first = None
         if stop is not None:
-            resid = acts[stop]
+            first = acts[stop]
             if not _matches(wanted, stop):
                 del acts[stop]
-            return resid, ActivationCache(acts, self)
-        return self._finish(logits, ids, mask, return_type), ActivationCache(acts, self)
+        else:
+            first = self._finish(logits, ids, mask, return_type, loss_per_token)
+        cache = ActivationCache(acts, self)
+        if remove_batch_dim:
+            cache.remove_batch_dim()
+        return first, (cache if return_cache_object else cache.cache_dict)
 
     def run_with_hooks(
         self,
@@ -644,12 +778,24 @@ class HookedModel:
         attention_mask=None,
         prepend_bos: bool | None = None,
         loss_per_token: bool = False,
+        bwd_hooks: Iterable = (),
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+        padding_side: str | None = None,
     ):
         """Runs the model with ``fwd_hooks``: ``[(name or filter, fn)]``, where
         ``fn(activation, hook)`` may edit the activation in place or return a replacement of
-        the same shape; the rest of the pass sees the change. Exceptions in a hook propagate."""
+        the same shape; the rest of the pass sees the change. Exceptions in a hook propagate.
+        ``reset_hooks_end=False`` keeps the hooks for later passes, as in TransformerLens;
+        ``bwd_hooks`` are refused (the Python front computes no gradients)."""
+        _right_padding(padding_side)
+        if bwd_hooks:
+            raise NotImplementedError("bwd_hooks: glassbox's Python front computes no gradients")
         ids, mask = self._forward_inputs(input, prepend_bos, attention_mask)
-        logits, _ = self._m.forward(ids, mask=mask, hooks=self._persistent + self._hooks(fwd_hooks))
+        hooks = self._hooks(fwd_hooks)
+        logits, _ = self._m.forward(ids, mask=mask, hooks=self._persistent + hooks)
+        if not reset_hooks_end:
+            self._persistent.extend(hooks)
         return self._finish(logits, ids, mask, return_type, loss_per_token)
 
     def generate(
@@ -720,6 +866,12 @@ class HookedModel:
                 stop_at_eos=stop_at_eos,
                 hooks=hooks,
             )
+            if len(new) < max_new_tokens and not (stop_at_eos and new and new[-1] in self.cfg.eos_token_ids):
+                warnings.warn(
+                    f"generation stopped after {len(new)} of {max_new_tokens} new tokens: the model's "
+                    f"context holds {self.cfg.n_ctx} positions",
+                    stacklevel=2,
+                )
             rows.append(np.concatenate([row.astype(np.int64), np.asarray(new, dtype=np.int64)]))
         if return_type == "input":
             return_type = "str" if isinstance(input, str) or (
@@ -735,6 +887,12 @@ class HookedModel:
                 out[i, : len(r)] = r
             return out
         raise ValueError(f"return_type {return_type!r}: expected 'input', 'str' or 'tokens'")
+
+
+def _right_padding(padding_side) -> None:
+    """TransformerLens' ``padding_side``: glassbox pads on the right and reads masks so."""
+    if padding_side not in (None, "right"):
+        raise ValueError(f"padding_side {padding_side!r}: glassbox pads on the right (give 'right' or None)")
 
 
 def _matches(patterns: list[str], name: str) -> bool:
@@ -757,9 +915,10 @@ def _next_token_loss(logits: np.ndarray, ids: np.ndarray, mask, per_token: bool)
     keep = None if mask is None else (mask[:, :-1].astype(bool) & mask[:, 1:].astype(bool))
     if per_token:
         return nll if keep is None else np.where(keep, nll, np.float32(0))
+    # a NumPy scalar: float-like, with TransformerLens' `.item()`
     if keep is not None:
-        return float(nll[keep].mean())
-    return float(nll.mean())
+        return np.float32(nll[keep].mean())
+    return np.float32(nll.mean())
 
 
 def load(

@@ -1,13 +1,13 @@
 """TransformerLens' activation names: ``get_act_name("resid_post", 1)`` is
 ``"blocks.1.hook_resid_post"``. ``ActivationCache`` accepts the same short forms as keys.
 
-The table also holds TransformerLens names that no glassbox model computes (``result``,
-``scale``: per-head results and LayerNorm scales); ``model.hook_names()`` lists the hooks a model
-has."""
+The table also holds ``result`` (per-head results), which no forward pass computes
+(``cache.compute_head_results()`` adds it); ``model.hook_names()`` lists the hooks a model has."""
 
 from __future__ import annotations
 
 import operator
+import re
 
 # Short name -> hook name with {layer} (and {layer_type} for the norms)
 _IN_BLOCK = {
@@ -98,11 +98,16 @@ def get_act_name(
     A negative ``layer`` counts from the end (``-1`` is the last block) when ``n_layers`` is
     given; without it it is a ``ValueError`` (TransformerLens would make the name
     ``"blocks.-1.…"``, which names no hook). ``ActivationCache`` passes its model's
-    ``n_layers``, so ``cache["resid_post", -1]`` works as in TransformerLens."""
+    ``n_layers``, so ``cache["resid_post", -1]`` works as in TransformerLens. Its compact forms
+    too: ``"k6"``, ``"pattern0"``, ``"scale4ln1"``."""
     if not isinstance(name, str):
         raise TypeError(f"an activation name is a string, not {type(name).__name__}")
     if "." in name or name.startswith("hook_"):
         return name
+    # TransformerLens' compact forms: "k6" is ("k", 6), "scale4ln1" ("scale", 4, "ln1")
+    compact = re.fullmatch(r"([a-z]+)(\d+)([a-z]?.*)", name) if layer is None else None
+    if compact is not None:
+        name, layer, layer_type = compact.group(1), int(compact.group(2)), compact.group(3) or layer_type
     name = _ALIAS.get(name, name)
     if name in _GLOBAL and layer is None:
         return _GLOBAL[name]

@@ -37,6 +37,11 @@ def run_with_cache(model, *args, **kwargs):
 
 
 def forward(model, *args, **kwargs):
-    """``model(...)`` with the logits as a torch tensor."""
+    """``model(...)`` with the logits as a torch tensor (also in ``return_type="both"``'s
+    ``Output``; the loss stays a number)."""
     out = model(*args, **kwargs)
-    return tensor(out) if isinstance(out, np.ndarray) else out
+    if isinstance(out, np.ndarray):
+        return tensor(out)
+    if isinstance(out, tuple) and hasattr(out, "_replace") and isinstance(getattr(out, "logits", None), np.ndarray):
+        return out._replace(logits=tensor(out.logits))
+    return out

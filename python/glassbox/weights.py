@@ -42,6 +42,8 @@ class WeightGroup:
         have = self._model._weight_set()
         if name not in have and any(n.startswith(name + ".") for n in have):
             return WeightGroup(self._model, name)  # attn.q_norm
+        if field.startswith("hook_"):
+            raise AttributeError(_not_an_attribute(name))
         if name not in have:
             have = ", ".join(self._fields()) or "none"
             raise AttributeError(f"{name}: {self._model.cfg.architecture} has no such weight (here: {have})")
@@ -54,6 +56,46 @@ class WeightGroup:
         return f"<{self._prefix}: {', '.join(self._fields())}>"
 
 
+def _not_an_attribute(name: str) -> str:
+    return (
+        f"{name}: hook points are not attributes in glassbox; hook it by name: "
+        f"model.run_with_hooks(tokens, fwd_hooks=[({name!r}, fn)]), model.add_hook({name!r}, fn), "
+        f"or read it from model.run_with_cache(tokens)[1][{name!r}]"
+    )
+
+
+class Embed(WeightGroup):
+    """``W_E``; called with token ids, their rows (TransformerLens' ``model.embed(tokens)``)."""
+
+    __slots__ = ()
+
+    def __call__(self, tokens) -> np.ndarray:
+        """``W_E[tokens]`` [..., d_model]: the embeddings (``hook_embed``)."""
+        ids = np.asarray(tokens.detach().cpu().numpy() if hasattr(tokens, "detach") else tokens)
+        return self._model.W_E[ids]
+
+
+class Unembed(WeightGroup):
+    """``W_U`` and ``b_U``; called, the unembedding (TransformerLens' ``model.unembed(x)``)."""
+
+    __slots__ = ()
+
+    def __call__(self, x) -> np.ndarray:
+        """``x @ W_U + b_U`` [..., d_vocab] for a normalised residual stream ``x``."""
+        return np.asarray(x, dtype=np.float32) @ self._model.W_U + self._model.b_U
+
+
+class FinalNorm(WeightGroup):
+    """The final norm's ``w`` (and ``b``); called, the norm itself (``model.ln_final(resid)``)."""
+
+    __slots__ = ()
+
+    def __call__(self, x) -> np.ndarray:
+        """The final norm of ``x`` [..., d_model], weight and bias included."""
+        x = np.ascontiguousarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float32)
+        return np.asarray(self._model._m.final_norm(x))
+
+
 class Block:
     """Block ``layer``'s weights: ``attn``, ``mlp``, and its norms ``ln1``, ``ln2`` (and
     ``ln1_post`` / ``ln2_post`` where the family has post-norms)."""
@@ -64,6 +106,12 @@ class Block:
         self.layer = layer
         for part in ("attn", "mlp", "ln1", "ln2", "ln1_post", "ln2_post"):
             setattr(self, part, WeightGroup(model, f"blocks.{layer}.{part}"))
+
+    def __getattr__(self, name: str):
+        # only reached for what the slots do not hold: hook points, unknown parts
+        if name.startswith("hook_"):
+            raise AttributeError(_not_an_attribute(f"blocks.{self.layer}.{name}"))
+        raise AttributeError(f"block {self.layer} has no {name!r} (its parts: attn, mlp, ln1, ln2, ln1_post, ln2_post)")
 
     def __repr__(self) -> str:
         return f"<block {self.layer}>"

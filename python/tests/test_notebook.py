@@ -1,0 +1,124 @@
+"""TransformerLens notebook idioms (the ARENA tutorials, the IOI and exploratory-analysis demos)
+that an outside walkthrough found failing, each as such a notebook writes it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import glassbox
+from conftest import REFERENCE, close
+
+PROMPT = "the old bird sees the small cat . the dog likes the cat"
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return glassbox.load(REFERENCE)
+
+
+def test_submodules_come_with_the_package():
+    # a fresh interpreter: `import glassbox` alone makes its submodules attributes
+    code = "import glassbox; glassbox.patching.get_act_patch_resid_pre; glassbox.torch.tensor; glassbox.utils.test_prompt"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cache_and_forward_keywords(ref):
+    ids = ref.to_tokens(PROMPT)
+    logits, cache = ref.run_with_cache(ids, remove_batch_dim=True)
+    assert cache["resid_post", 0].shape == (ids.shape[1], ref.cfg.d_model)
+    _, plain = ref.run_with_cache(ids, return_cache_object=False, names_filter="blocks.0.hook_resid_post")
+    assert isinstance(plain, dict) and list(plain) == ["blocks.0.hook_resid_post"]
+    per_token, _ = ref.run_with_cache(ids, return_type="loss", loss_per_token=True)
+    assert per_token.shape == (1, ids.shape[1] - 1)
+    out = ref(ids, return_type="both")
+    assert isinstance(out, glassbox.model.Output)
+    close(out.logits, logits, 0)
+    assert out.loss.item() == pytest.approx(float(ref(ids, return_type="loss")))
+    close(ref(ids, stop_at_layer=1), cache["resid_post", 0][None], 0)
+    with pytest.raises(ValueError, match="start_at_layer"):
+        ref(ids, start_at_layer=1)
+    with pytest.raises(ValueError, match="padding_side"):
+        ref.to_tokens(PROMPT, padding_side="left")
+    assert ref.cfg.device == "cpu" and ref.cfg.d_vocab_out == ref.cfg.d_vocab
+    assert ref.to("cpu") is ref and ref.eval() is ref
+
+
+def test_logit_lens_with_the_components(ref):
+    ids = ref.to_tokens(PROMPT)
+    logits, cache = ref.run_with_cache(ids)
+    # the usual cell: unembed(ln_final(resid)) of the last block is the logits
+    close(ref.unembed(ref.ln_final(cache["resid_post", -1])), logits, 1e-5)
+    close(ref.embed(ids), cache["hook_embed"], 0)
+    with pytest.raises(AttributeError, match="hook points are not attributes"):
+        ref.blocks[0].attn.hook_z
+    with pytest.raises(AttributeError, match="hook points are not attributes"):
+        ref.blocks[0].hook_resid_pre
+
+
+def test_hooks_the_way_transformer_lens_keeps_them(ref):
+    ids = ref.to_tokens(PROMPT)
+    clean = ref(ids)
+
+    def zero(act, hook):
+        act[:] = 0.0
+
+    ref.add_hook("blocks.0.hook_mlp_out", zero, is_permanent=True)
+    ref.add_hook("blocks.1.hook_mlp_out", zero)
+    both = ref(ids)
+    ref.reset_hooks()  # keeps the permanent one
+    only_first = ref(ids)
+    assert not np.allclose(only_first, clean) and not np.allclose(only_first, both)
+    ref.reset_hooks(including_permanent=True)
+    close(ref(ids), clean, 0)
+    # reset_hooks_end=False keeps run_with_hooks' hooks
+    kept = ref.run_with_hooks(ids, fwd_hooks=[("blocks.0.hook_mlp_out", zero)], reset_hooks_end=False)
+    close(ref(ids), kept, 0)
+    ref.reset_hooks()
+    close(ref(ids), clean, 0)
+    with pytest.raises(NotImplementedError, match="gradients"):
+        ref.add_hook("blocks.0.hook_mlp_out", zero, dir="bwd")
+    with pytest.raises(NotImplementedError, match="gradients"):
+        ref.run_with_hooks(ids, bwd_hooks=[("blocks.0.hook_mlp_out", zero)])
+
+
+def test_tokens_padding_and_positions(ref):
+    ids = ref.to_tokens(["the old bird", PROMPT])
+    pad = ref._pad_id()
+    assert ref.to_str_tokens([pad]) == ["<pad>"]  # the tokenizer's own pad token
+    short = len(ref.to_tokens("the old bird")[0])
+    assert (ids[0, short:] == pad).all()
+    bird = ref.to_single_token(" bird")
+    assert ref.get_token_position(" bird", PROMPT) == list(ref.to_tokens(PROMPT)[0]).index(bird)
+    assert ref.get_token_position(bird, PROMPT) == ref.get_token_position(" bird", PROMPT)
+    assert ref.get_token_position(" the", PROMPT, mode="last") > ref.get_token_position(" the", PROMPT)
+    with pytest.raises(ValueError, match="not in the input"):
+        ref.get_token_position(" fox", "the old bird")
+    long = " ".join(["bird"] * (ref.cfg.n_ctx + 10))
+    assert ref.to_tokens(long).shape[1] == ref.cfg.n_ctx
+    assert ref.to_tokens(long, truncate=False).shape[1] > ref.cfg.n_ctx
+
+
+def test_act_names_and_test_prompt(ref, capsys):
+    assert glassbox.get_act_name("k6") == "blocks.6.attn.hook_k"
+    assert glassbox.get_act_name("scale4ln1") == "blocks.4.ln1.hook_scale"
+    assert glassbox.get_act_name("pattern0") == "blocks.0.attn.hook_pattern"
+    glassbox.utils.test_prompt("the old bird sees the", "cat", ref, top_k=3)
+    out = capsys.readouterr().out
+    logits = ref(ref.to_tokens("the old bird sees the"))[0, -1]
+    cat = ref.to_single_token(" cat")
+    rank = int((logits > logits[cat]).sum())
+    word = ref.to_str_tokens([cat])[0]
+    assert f"Ranks of the answer tokens: [({word!r}, {rank})]" in out
+    assert out.count("Top ") == 3
+
+
+def test_generation_says_when_the_context_ends(ref):
+    with pytest.warns(UserWarning, match="context"):
+        out = ref.generate("the old bird", max_new_tokens=ref.cfg.n_ctx + 5, stop_at_eos=False, do_sample=False,
+                           return_type="tokens")
+    # (the last token needs no position of its own)
+    assert ref.cfg.n_ctx <= out.shape[1] <= ref.cfg.n_ctx + 1
