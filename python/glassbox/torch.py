@@ -3,10 +3,16 @@ dependency of glassbox (this module imports it when used).
 
     import glassbox, glassbox.torch
     logits, cache = glassbox.torch.run_with_cache(model, "The Eiffel Tower is in")
+    cache["resid_post", 0].norm(dim=-1)          # torch tensors, the cache's methods too
+
+    def zero_head(z, hook):                       # a TransformerLens hook, in torch
+        z[:, :, 3] = 0.0
+    glassbox.torch.run_with_hooks(model, tokens, fwd_hooks=[("blocks.0.attn.hook_z", zero_head)])
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,10 +36,96 @@ def cache(activations) -> dict[str, Any]:
     return {name: tensor(a) for name, a in activations.items()}
 
 
+def _to_numpy(x):
+    return x.detach().cpu().numpy() if hasattr(x, "detach") and hasattr(x, "cpu") else x
+
+
+def _to_torch(x):
+    """Arrays in a method's answer as tensors (a tuple's too; labels stay strings)."""
+    from .cache import ActivationCache
+
+    if isinstance(x, np.ndarray):
+        return tensor(x)
+    if isinstance(x, ActivationCache):
+        return Cache(x)
+    if isinstance(x, tuple) and not hasattr(x, "_fields"):
+        return tuple(_to_torch(v) for v in x)
+    return x
+
+
+class Cache(Mapping):
+    """An ``ActivationCache`` whose activations come out as torch tensors (sharing its
+    memory): ``cache["resid_post", 0]``, and its methods (``stack_head_results``,
+    ``logit_attrs``, …) take and give tensors. ``cache.numpy`` is the NumPy cache itself."""
+
+    def __init__(self, numpy_cache):
+        #: The ``ActivationCache`` underneath.
+        self.numpy = numpy_cache
+
+    def __getitem__(self, key):
+        return tensor(self.numpy[key])
+
+    def __iter__(self):
+        return iter(self.numpy)
+
+    def __len__(self) -> int:
+        return len(self.numpy)
+
+    def __contains__(self, key) -> bool:
+        return key in self.numpy
+
+    def __getattr__(self, name: str):
+        attr = getattr(self.numpy, name)
+        if not callable(attr):
+            return attr
+
+        def method(*args, **kwargs):
+            args = [_to_numpy(a) for a in args]
+            kwargs = {k: _to_numpy(v) for k, v in kwargs.items()}
+            return _to_torch(attr(*args, **kwargs))
+
+        method.__doc__ = attr.__doc__
+        return method
+
+    def __repr__(self) -> str:
+        return f"torch {self.numpy!r}"
+
+
 def run_with_cache(model, *args, **kwargs):
-    """``model.run_with_cache`` with torch tensors out: (logits tensor, {name: tensor})."""
+    """``model.run_with_cache`` with torch tensors out: (logits tensor, :class:`Cache`)."""
     out, acts = model.run_with_cache(*args, **kwargs)
-    return (tensor(out) if out is not None else None), cache(acts)
+    acts = Cache(acts) if hasattr(acts, "stack_activation") else cache(acts)
+    return (tensor(out) if isinstance(out, np.ndarray) else out), acts
+
+
+def hook(fn):
+    """A hook written for torch (TransformerLens'): it gets the activation as a torch tensor
+    sharing the engine's memory, so in-place edits (``act[:, :, 3] = 0``) take effect, and may
+    return a tensor to use instead. ``model.run_with_hooks(tokens, fwd_hooks=[(name,
+    glassbox.torch.hook(fn))])``; :func:`run_with_hooks` wraps them all."""
+    from .model import _takes_hook_keyword
+
+    by_keyword = _takes_hook_keyword(fn)
+
+    def call(activation, hook):
+        t = tensor(activation)
+        out = fn(t, hook=hook) if by_keyword else fn(t, hook)
+        if out is None or out is t:
+            return None  # unchanged, or edited in place
+        return _to_numpy(out)
+
+    return call
+
+
+def run_with_hooks(model, *args, fwd_hooks=(), **kwargs):
+    """``model.run_with_hooks`` with torch hooks (each wrapped by :func:`hook`) and the logits
+    as a torch tensor."""
+    out = model.run_with_hooks(*args, fwd_hooks=[(name, hook(fn)) for name, fn in fwd_hooks], **kwargs)
+    if isinstance(out, np.ndarray):
+        return tensor(out)
+    if isinstance(out, tuple) and hasattr(out, "_replace"):
+        return out._replace(logits=tensor(out.logits))
+    return out
 
 
 def forward(model, *args, **kwargs):

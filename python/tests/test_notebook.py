@@ -122,3 +122,34 @@ def test_generation_says_when_the_context_ends(ref):
                            return_type="tokens")
     # (the last token needs no position of its own)
     assert ref.cfg.n_ctx <= out.shape[1] <= ref.cfg.n_ctx + 1
+
+
+def test_torch_hooks_and_cache(ref):
+    import torch
+
+    import glassbox.torch as gt
+
+    ids = ref.to_tokens(PROMPT)
+
+    def zero_head(z, hook):
+        z[:, :, 1] = 0.0  # in place, on a torch view of the engine's memory
+
+    def mean_ablate(act, hook):
+        return torch.zeros_like(act) + act.mean(dim=1, keepdim=True).clone()
+
+    def numpy_zero(z, hook):
+        z[:, :, 1] = 0.0
+
+    want = ref.run_with_hooks(ids, fwd_hooks=[("blocks.0.attn.hook_z", numpy_zero)])
+    got = gt.run_with_hooks(ref, ids, fwd_hooks=[("blocks.0.attn.hook_z", zero_head)])
+    assert isinstance(got, torch.Tensor)
+    assert torch.equal(got, torch.from_numpy(want))
+    mean = gt.run_with_hooks(ref, ids, fwd_hooks=[("blocks.1.hook_mlp_out", mean_ablate)])
+    assert not torch.equal(mean, torch.from_numpy(ref(ids)))
+    logits, cache = gt.run_with_cache(ref, ids)
+    assert isinstance(cache["resid_post", 0], torch.Tensor)
+    heads, labels = cache.stack_head_results(-1, pos_slice=-1, return_labels=True)
+    assert isinstance(heads, torch.Tensor) and labels[0] == "L0H0"
+    attrs = cache.logit_attrs(heads, tokens=torch.tensor(ref.to_single_token(" cat")), pos_slice=-1)
+    assert isinstance(attrs, torch.Tensor) and attrs.shape == (len(labels), 1)
+    assert isinstance(cache.numpy, glassbox.ActivationCache)
