@@ -18,6 +18,7 @@ from . import _native
 from . import weights as _weights
 from .cache import ActivationCache
 from .factored import FactoredMatrix
+from .tokenizer import Tokenizer
 
 #: What a model can be run on: a text, several texts, or token ids ([pos] or [batch, pos]).
 Input = Union[str, Sequence[str], np.ndarray, Sequence[int], Sequence[Sequence[int]], Any]
@@ -344,6 +345,13 @@ class HookedModel:
         if len(ids) != 1:
             raise ValueError(f"{text!r} is {len(ids)} tokens, not one")
         return ids[0]
+
+    @property
+    def tokenizer(self) -> Tokenizer | None:
+        """The model's tokenizer with the transformers calls notebooks use (``encode``,
+        ``decode``, ``batch_decode``, ``tokenizer(texts, padding=True, return_tensors="pt")``,
+        ``pad_token_id``…); None for a model without one."""
+        return Tokenizer(self) if self.cfg.has_tokenizer else None
 
     def get_token_position(
         self,

@@ -153,3 +153,20 @@ def test_torch_hooks_and_cache(ref):
     attrs = cache.logit_attrs(heads, tokens=torch.tensor(ref.to_single_token(" cat")), pos_slice=-1)
     assert isinstance(attrs, torch.Tensor) and attrs.shape == (len(labels), 1)
     assert isinstance(cache.numpy, glassbox.ActivationCache)
+
+
+def test_the_tokenizer_attribute(ref, gpt2):
+    tok = ref.tokenizer
+    ids = tok.encode(PROMPT)
+    assert ids == list(ref.to_tokens(PROMPT)[0])
+    assert tok.encode(PROMPT, add_special_tokens=False) == ids[1:]  # the reference tokenizer adds <bos>
+    assert tok.decode(ids, skip_special_tokens=True) == ref.to_string(ref.to_tokens(PROMPT)[0][1:])
+    assert tok.pad_token == "<pad>" and tok.pad_token_id == 2 and tok.bos_token == "<bos>"
+    batch = tok(["the old bird", PROMPT], padding=True, return_tensors="np")
+    close(batch["input_ids"], ref.to_tokens(["the old bird", PROMPT]), 0)
+    assert batch["attention_mask"][0].sum() == len(tok.encode("the old bird"))
+    assert tok.batch_decode(batch["input_ids"][:1], skip_special_tokens=True) == ["the old bird"]
+    assert tok.convert_ids_to_tokens(ids[:3]) == ref.to_str_tokens(ids[:3])
+    with pytest.raises(ValueError, match="padding=True"):
+        tok(["the old bird", PROMPT], return_tensors="np")
+    assert gpt2.tokenizer.encode(" Mary") == [gpt2.to_single_token(" Mary")]
