@@ -22,6 +22,35 @@ def _check(model) -> "_native.Model":
     return model._m
 
 
+def _text(value, what: str) -> str:
+    """A prompt argument: a text. Token ids are refused with the way to give them."""
+    if isinstance(value, str):
+        return value
+    raise TypeError(
+        f"{what} is a text (str), not {type(value).__name__}; for token ids give "
+        f"model.to_string(ids) (the analyses tokenize as the CLI does)"
+    )
+
+
+def _token(value, what: str) -> str | None:
+    """A token argument: a token's text, ``"#id"``, or an id (an int, as TransformerLens takes)."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return f"#{operator.index(value)}"
+    except TypeError:
+        raise TypeError(f"{what} is a token's text, '#id' or an int id, not {type(value).__name__}") from None
+
+
+def _target(value) -> str:
+    """An ablation target: ``"L1H0"``, ``"L2MLP"``, … or TransformerLens' ``(layer, head)``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, tuple) and len(value) == 2:
+        return f"L{operator.index(value[0])}H{operator.index(value[1])}"
+    raise TypeError(f"an ablation target is a string such as 'L1H0' or 'L2MLP', or a (layer, head) pair; got {value!r}")
+
+
 def predictions(model: HookedModel, input, top_k: int = 5, all_positions: bool = False) -> dict:
     """The top next tokens (``glassbox run --json``) of a text or token ids."""
     m = _check(model)
@@ -34,9 +63,9 @@ def predictions(model: HookedModel, input, top_k: int = 5, all_positions: bool =
 
 def lens(model: HookedModel, prompt: str, top_k: int = 5, target: str | None = None) -> dict:
     """The logit lens (``glassbox lens --json``): each layer's top tokens per position and the
-    probability and rank of ``target`` (a token text or ``"#id"``; default: the model's own
-    prediction)."""
-    return json.loads(_native.lens(_check(model), prompt, _count(top_k, "top_k"), target))
+    probability and rank of ``target`` (a token text, ``"#id"`` or an int id; default: the
+    model's own prediction)."""
+    return json.loads(_native.lens(_check(model), _text(prompt, "prompt"), _count(top_k, "top_k"), _token(target, "target")))
 
 
 def attribute(
@@ -50,6 +79,7 @@ def attribute(
     ``versus``) at ``position`` (default: the last; negative counts from the end, as Python
     indexes) to embeddings, heads, MLPs and biases."""
     m = _check(model)
+    prompt, target, versus = _text(prompt, "prompt"), _token(target, "target"), _token(versus, "versus")
     if position is not None:
         position = operator.index(position)
         if position < 0:
@@ -92,7 +122,12 @@ def patch(
     """Activation or attribution patching from ``corrupt`` into ``clean`` (``glassbox patch
     --json``): ``what`` is resid_pre, attn_out, mlp_out or heads; ``method`` activation,
     attribution or both. Ctrl-C stops it between steps."""
-    return json.loads(_native.patch(_check(model), clean, corrupt, answer, wrong, what, method))
+    return json.loads(
+        _native.patch(
+            _check(model), _text(clean, "clean"), _text(corrupt, "corrupt"), _token(answer, "answer"),
+            _token(wrong, "wrong"), what, method,
+        )
+    )
 
 
 def ablate(
@@ -105,11 +140,14 @@ def ablate(
     each: bool = False,
 ) -> dict:
     """Zero, mean or resample ablation (``glassbox ablate --json``) of ``targets``
-    (``L1H0``, ``L2MLP``, ``L0N17``, ``heads``, …), together or ``each`` on its own; mean and
+    (``L1H0``, ``L2MLP``, ``L0N17``, ``heads``, …, or ``(layer, head)`` pairs), together or
+    ``each`` on its own; mean and
     resample ablation take their values from the ``reference`` texts (resample: one run per
     reference at least as long as ``text``, averaged; ``seed`` picks 16 when there are more)."""
-    if isinstance(targets, str):
+    if isinstance(targets, (str, tuple)):
         targets = [targets]
+    targets = [_target(t) for t in targets]
+    text = _text(text, "text")
     if isinstance(reference, str):
         reference = [reference]
     return json.loads(

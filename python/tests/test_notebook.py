@@ -170,3 +170,13 @@ def test_the_tokenizer_attribute(ref, gpt2):
     with pytest.raises(ValueError, match="padding=True"):
         tok(["the old bird", PROMPT], return_tensors="np")
     assert gpt2.tokenizer.encode(" Mary") == [gpt2.to_single_token(" Mary")]
+
+
+def test_analyses_take_ids_and_pairs(gpt2):
+    from conftest import PROMPT as IOI
+
+    mary, john = gpt2.to_single_token(" Mary"), gpt2.to_single_token(" John")
+    assert glassbox.attribute(gpt2, IOI, mary, john) == glassbox.attribute(gpt2, IOI, " Mary", " John")
+    assert glassbox.ablate(gpt2, IOI, [(0, 1)]) == glassbox.ablate(gpt2, IOI, ["L0H1"])
+    with pytest.raises(TypeError, match="to_string"):
+        glassbox.lens(gpt2, gpt2.to_tokens(IOI))
