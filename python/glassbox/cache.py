@@ -245,6 +245,8 @@ class ActivationCache(Mapping[str, np.ndarray]):
         stack = np.asarray(residual_stack, dtype=np.float32)
         if has_batch_dim:
             stack = _apply_slice(stack, batch_slice, 1, "batch_slice")
+        if mlp_input and layer == n:
+            raise ValueError("apply_ln_to_stack: the final norm has no MLP input (mlp_input with layer n_layers)")
         if recompute_ln and layer == n:
             return np.asarray(self.model._m.final_norm(np.ascontiguousarray(stack)))
         if kind == "LN":
@@ -456,13 +458,15 @@ class ActivationCache(Mapping[str, np.ndarray]):
     def _neuron_stack(self, layers, pos_slice, neuron_slice, onto, width):
         """Each neuron's output in ``layers``' MLPs, stacked [neurons, ..., d_model or k], and
         the labels ``"L{l}N{n}"``."""
-        neurons = np.atleast_1d(_apply_slice(np.arange(self.model.cfg.d_mlp), neuron_slice, 0, "neuron_slice"))
-        labels = [f"L{l}N{n}" for l in layers for n in neurons]
-        # (the neurons as a list: one neuron keeps its axis)
-        per_layer = [
-            np.moveaxis(self.get_neuron_results(l, neuron_slice=neurons, pos_slice=pos_slice, project_output_onto=onto), -2, 0)
-            for l in layers
-        ]
+        labels, per_layer = [], []
+        for l in layers:
+            # each layer's own width (Llama 4's dense layers are wider than its experts'
+            # cfg.d_mlp); the neurons as a list: one neuron keeps its axis
+            width_l = self.model.get_weight(f"blocks.{l}.mlp.W_out").shape[0]
+            neurons = np.atleast_1d(_apply_slice(np.arange(width_l), neuron_slice, 0, "neuron_slice"))
+            labels.extend(f"L{l}N{n}" for n in neurons)
+            r = self.get_neuron_results(l, neuron_slice=neurons, pos_slice=pos_slice, project_output_onto=onto)
+            per_layer.append(np.moveaxis(r, -2, 0))
         if per_layer:
             return np.concatenate(per_layer), labels
         shape = _apply_pos_slice(self["hook_embed"], pos_slice).shape
@@ -526,6 +530,8 @@ class ActivationCache(Mapping[str, np.ndarray]):
         projections instead ([.., neurons] or [.., neurons, k])."""
         model = self._needs_model("get_neuron_results")
         layer = operator.index(layer)
+        if not -self._n_layers <= layer < self._n_layers:
+            raise ValueError(f"get_neuron_results: layer {layer} of a model with {self._n_layers} layers")
         if layer < 0:
             layer += self._n_layers  # as TransformerLens: -1 is the last block
         acts = _apply_pos_slice(self[("post", layer, "mlp")], pos_slice)
@@ -596,9 +602,11 @@ class ActivationCache(Mapping[str, np.ndarray]):
         """Each component's direct contribution to the logit of ``tokens`` (a string of one
         token, an id, or ids matching the stack's batch and position axes), minus that of
         ``incorrect_tokens`` when given, as TransformerLens' ``logit_attrs`` on a model whose
-        final norm is folded into the unembedding (its default ``from_pretrained``): the stack
-        normalised by the final norm's cached scale (:meth:`apply_ln_to_stack`), times the
-        norm's weight, dotted with ``W_U``'s columns. [components, (batch,) (pos,)]
+        final norm is folded into the unembedding (``fold_ln``, part of its default
+        ``from_pretrained``, which also centres the unembedding: logit differences agree with
+        that, single-token attributions differ by the centring): the stack normalised by the
+        final norm's cached scale (:meth:`apply_ln_to_stack`), times the norm's weight, dotted
+        with ``W_U``'s columns. [components, (batch,) (pos,)]
 
         So the attributions of a full decomposition add up to the logit (difference) less the
         final norm's and the unembedding's biases. (TransformerLens' unprocessed

@@ -163,11 +163,10 @@ class HookedModel:
         self.path: str = native.path
         self._hook_names: list[str] | None = None
         self._weight_names: list[str] | None = None
-        self._weights: dict[str, np.ndarray] = {}
         # Hooks added with add_hook or inside `with model.hooks(...)`: applied to every pass.
         self._persistent: list = []
-        # ids of the entries added with is_permanent=True (reset_hooks keeps them by default)
-        self._permanent: set[int] = set()
+        # the entries added with is_permanent=True (reset_hooks keeps them by default)
+        self._permanent: list = []
 
     def __repr__(self) -> str:
         c = self.cfg
@@ -306,7 +305,9 @@ class HookedModel:
         default, is taken by ``model(...)``, ``run_with_cache``, ``run_with_hooks``,
         ``generate`` and ``to_str_tokens``.
 
-        As in TransformerLens, ``truncate`` cuts texts to the model's ``n_ctx`` tokens;
+        As in TransformerLens, ``truncate`` cuts texts to the model's ``n_ctx`` tokens (a
+        text given to ``model(...)`` itself is not cut: past ``n_ctx`` it is refused or
+        warned about, as the CLI does);
         ``padding_side`` may only be ``"right"`` (glassbox reads padding on the right);
         ``move_to_device`` is accepted (everything is on the CPU)."""
         _right_padding(padding_side)
@@ -413,11 +414,9 @@ class HookedModel:
     def get_weight(self, name: str) -> np.ndarray:
         """The weight TransformerLens names ``name`` (``"blocks.0.attn.W_O"``), float32 in its
         layout, read-only. An unknown name is a ``KeyError``."""
-        w = self._weights.get(name)
-        if w is None:
-            w = np.asarray(self._m.parameter(name))
-            w.flags.writeable = False
-            self._weights[name] = w
+        # not kept: a bf16 model's widened copies would stay for the model's lifetime
+        w = np.asarray(self._m.parameter(name))
+        w.flags.writeable = False  # it may be the engine's own memory
         return w
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -455,7 +454,7 @@ class HookedModel:
     @property
     def W_E(self) -> np.ndarray:
         """The token embedding [d_vocab, d_model]."""
-        return self.get_weight("embed.W_E")
+        return self.embed.W_E
 
     @property
     def W_pos(self) -> np.ndarray:
@@ -656,7 +655,7 @@ class HookedModel:
             raise NotImplementedError(f"dir={dir!r}: glassbox's Python front computes no gradients (only 'fwd' hooks)")
         added = self._hooks([(name, hook)])
         if is_permanent:
-            self._permanent.update(id(h) for h in added)
+            self._permanent.extend(added)
         if prepend:
             self._persistent[:0] = added
         else:
@@ -664,22 +663,28 @@ class HookedModel:
 
     def reset_hooks(self, clear_contexts: bool = True, direction: str = "both", including_permanent: bool = False, level=None) -> None:
         """Removes the hooks :meth:`add_hook` added, except permanent ones unless
-        ``including_permanent``."""
+        ``including_permanent``. Every hook here is a forward hook: ``direction="bwd"``
+        removes nothing. (``clear_contexts`` and ``level`` are TransformerLens' and change
+        nothing: glassbox's hooks have no contexts or levels.)"""
+        if direction not in ("both", "fwd", "bwd"):
+            raise ValueError(f"direction {direction!r}: expected 'both', 'fwd' or 'bwd'")
+        if direction == "bwd":
+            return
         if including_permanent:
-            self._persistent.clear()
             self._permanent.clear()
-        else:
-            self._persistent[:] = [h for h in self._persistent if id(h) in self._permanent]
+        self._persistent[:] = [h for h in self._persistent if _holds(self._permanent, h)]
 
     @contextmanager
     def hooks(self, fwd_hooks: Iterable = ()):
         """Applies ``fwd_hooks`` to every pass inside the ``with`` block, then removes them."""
-        start = len(self._persistent)
-        self._persistent.extend(self._hooks(fwd_hooks))
+        added = self._hooks(fwd_hooks)
+        self._persistent.extend(added)
         try:
             yield self
         finally:
-            del self._persistent[start:]
+            # exactly the context's own hooks go: what was added inside it stays, as in
+            # TransformerLens
+            self._persistent[:] = [h for h in self._persistent if not _holds(added, h)]
 
     def _finish(self, logits, ids, mask, return_type: str | None, loss_per_token: bool = False):
         if return_type is None:
@@ -897,6 +902,11 @@ class HookedModel:
         raise ValueError(f"return_type {return_type!r}: expected 'input', 'str' or 'tokens'")
 
 
+def _holds(entries: list, entry) -> bool:
+    """Whether ``entry`` itself (not an equal one) is in ``entries``."""
+    return any(e is entry for e in entries)
+
+
 def _right_padding(padding_side) -> None:
     """TransformerLens' ``padding_side``: glassbox pads on the right and reads masks so."""
     if padding_side not in (None, "right"):
@@ -923,10 +933,10 @@ def _next_token_loss(logits: np.ndarray, ids: np.ndarray, mask, per_token: bool)
     keep = None if mask is None else (mask[:, :-1].astype(bool) & mask[:, 1:].astype(bool))
     if per_token:
         return nll if keep is None else np.where(keep, nll, np.float32(0))
-    # a NumPy scalar: float-like, with TransformerLens' `.item()`
+    # np.float64 is a Python float (json, isinstance) with TransformerLens' `.item()`
     if keep is not None:
-        return np.float32(nll[keep].mean())
-    return np.float32(nll.mean())
+        return np.float64(nll[keep].mean())
+    return np.float64(nll.mean())
 
 
 def load(

@@ -58,7 +58,7 @@ def generic_activation_patch(
     with ``index_df`` (a pandas DataFrame, or a list of index tuples) only those rows run and
     the result is flat, one value per row. ``return_index_df`` also returns the rows (a
     DataFrame; that needs pandas)."""
-    ids, _ = model._forward_inputs(corrupted_tokens, None, None)
+    ids, mask = model._forward_inputs(corrupted_tokens, None, None)
     if index_df is None:
         if index_axis_names is None:
             raise ValueError("give index_axis_names or index_df")
@@ -87,7 +87,7 @@ def generic_activation_patch(
         def hook(activation, hook, index=index, clean=clean):
             return patch_setter(activation, index, clean)
 
-        logits = model.run_with_hooks(ids, fwd_hooks=[(name, hook)])
+        logits = model.run_with_hooks(ids, fwd_hooks=[(name, hook)], attention_mask=mask)
         out[n if flat else index] = _scalar(patching_metric(logits))
     if not return_index_df:
         return out

@@ -12,6 +12,7 @@ dependency of glassbox (this module imports it when used).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,8 +28,13 @@ def _torch():
 
 
 def tensor(array: np.ndarray):
-    """A torch tensor sharing ``array``'s memory (through DLPack)."""
-    return _torch().from_dlpack(np.asarray(array))
+    """A torch tensor sharing ``array``'s memory (through DLPack); a read-only array (a
+    weight, which may be the engine's own memory) is copied first, since torch would let it be
+    written."""
+    array = np.asarray(array)
+    if not array.flags.writeable:
+        array = array.copy()
+    return _torch().from_dlpack(array)
 
 
 def cache(activations) -> dict[str, Any]:
@@ -75,9 +81,11 @@ class Cache(Mapping):
         return key in self.numpy
 
     def __getattr__(self, name: str):
+        if name.startswith("_") or name == "numpy":
+            raise AttributeError(name)  # (an unset attribute while copying, dunders)
         attr = getattr(self.numpy, name)
-        if not callable(attr):
-            return attr
+        if not inspect.ismethod(attr):
+            return attr  # `cache.model`, `cache.has_batch_dim`: as they are
 
         def method(*args, **kwargs):
             args = [_to_numpy(a) for a in args]
@@ -95,7 +103,7 @@ def run_with_cache(model, *args, **kwargs):
     """``model.run_with_cache`` with torch tensors out: (logits tensor, :class:`Cache`)."""
     out, acts = model.run_with_cache(*args, **kwargs)
     acts = Cache(acts) if hasattr(acts, "stack_activation") else cache(acts)
-    return (tensor(out) if isinstance(out, np.ndarray) else out), acts
+    return _logits(out), acts
 
 
 def hook(fn):
@@ -120,18 +128,18 @@ def hook(fn):
 def run_with_hooks(model, *args, fwd_hooks=(), **kwargs):
     """``model.run_with_hooks`` with torch hooks (each wrapped by :func:`hook`) and the logits
     as a torch tensor."""
-    out = model.run_with_hooks(*args, fwd_hooks=[(name, hook(fn)) for name, fn in fwd_hooks], **kwargs)
-    if isinstance(out, np.ndarray):
-        return tensor(out)
-    if isinstance(out, tuple) and hasattr(out, "_replace"):
-        return out._replace(logits=tensor(out.logits))
-    return out
+    return _logits(model.run_with_hooks(*args, fwd_hooks=[(name, hook(fn)) for name, fn in fwd_hooks], **kwargs))
 
 
 def forward(model, *args, **kwargs):
     """``model(...)`` with the logits as a torch tensor (also in ``return_type="both"``'s
     ``Output``; the loss stays a number)."""
-    out = model(*args, **kwargs)
+    return _logits(model(*args, **kwargs))
+
+
+def _logits(out):
+    """A pass's answer with its logits as a tensor: an array, ``Output(logits, loss)``, or a
+    number (a loss) as it is."""
     if isinstance(out, np.ndarray):
         return tensor(out)
     if isinstance(out, tuple) and hasattr(out, "_replace") and isinstance(getattr(out, "logits", None), np.ndarray):

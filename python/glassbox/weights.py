@@ -6,8 +6,10 @@ They are the checkpoint's own numbers in float32, as TransformerLens'
 activations glassbox computes. A bias the checkpoint lacks is zeros; with grouped-query
 attention ``W_K`` / ``W_V`` are repeated to every query head (TransformerLens' ``attn.W_K``);
 a gated MLP's gate is ``W_gate`` and its linear branch ``W_in``; a norm's ``w`` is the factor
-it multiplies by. The arrays are read-only: glassbox changes a model through hooks and
-adapters, not by writing its weights."""
+it multiplies by. A weight by itself (``get_weight``, ``model.blocks[0].attn.W_O``) is
+read-only, as it may be the engine's own memory: glassbox changes a model through hooks and
+adapters, not by writing its weights (``.copy()`` gives an array of your own); stacks over
+layers (``model.W_Q``) are copies."""
 
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ class WeightGroup:
         return list(dict.fromkeys(fields))
 
     def __getattr__(self, field: str) -> "np.ndarray | WeightGroup":
-        if field.startswith("__"):
-            raise AttributeError(field)
+        if field.startswith("_"):
+            raise AttributeError(field)  # (unset slots while copying, dunders)
         name = f"{self._prefix}.{field}"
         have = self._model._weight_set()
         if name not in have and any(n.startswith(name + ".") for n in have):
@@ -82,6 +84,7 @@ class Unembed(WeightGroup):
 
     def __call__(self, x) -> np.ndarray:
         """``x @ W_U + b_U`` [..., d_vocab] for a normalised residual stream ``x``."""
+        x = x.detach().cpu().numpy() if hasattr(x, "detach") else x
         return np.asarray(x, dtype=np.float32) @ self._model.W_U + self._model.b_U
 
 
@@ -109,6 +112,8 @@ class Block:
 
     def __getattr__(self, name: str):
         # only reached for what the slots do not hold: hook points, unknown parts
+        if name.startswith("_"):
+            raise AttributeError(name)
         if name.startswith("hook_"):
             raise AttributeError(_not_an_attribute(f"blocks.{self.layer}.{name}"))
         raise AttributeError(f"block {self.layer} has no {name!r} (its parts: attn, mlp, ln1, ln2, ln1_post, ln2_post)")
@@ -129,6 +134,4 @@ def stacked(model: "HookedModel", part: str, field: str) -> np.ndarray:
             f"{field}: {model.cfg.architecture} has no {missing[0]}"
             + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
         )
-    out = np.stack([model.get_weight(n) for n in names])
-    out.flags.writeable = False
-    return out
+    return np.stack([model.get_weight(n) for n in names])  # a copy: writable

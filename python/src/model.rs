@@ -234,7 +234,7 @@ impl Model {
         match weight {
             Some(w) => Held::new(&w).map_err(|e| call_error(e.into())),
             None => Err(pyo3::exceptions::PyKeyError::new_err(format!(
-                "{name}: {} has no such weight (model.parameter_names() lists them)",
+                "{name}: {} has no such weight (model.weight_names() lists them)",
                 self.inner.info().architecture
             ))),
         }

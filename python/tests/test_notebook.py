@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import glassbox
-from conftest import REFERENCE, close
+from conftest import REFERENCE, ROOT, close
+
+FIXTURES_BERT = ROOT / ".artifacts" / "all-minilm-l6-v2"
 
 PROMPT = "the old bird sees the small cat . the dog likes the cat"
 
@@ -180,3 +182,67 @@ def test_analyses_take_ids_and_pairs(gpt2):
     assert glassbox.ablate(gpt2, IOI, [(0, 1)]) == glassbox.ablate(gpt2, IOI, ["L0H1"])
     with pytest.raises(TypeError, match="to_string"):
         glassbox.lens(gpt2, gpt2.to_tokens(IOI))
+
+
+def test_hook_lifetimes_with_contexts(ref):
+    ids = ref.to_tokens(PROMPT)
+
+    def zero(act, hook):
+        act[:] = 0.0
+
+    def names():
+        return [patterns[0] for patterns, _ in ref._persistent]
+
+    ref.add_hook("blocks.0.hook_mlp_out", zero)
+    with ref.hooks([("blocks.1.hook_mlp_out", zero)]):
+        ref.add_hook("blocks.2.hook_mlp_out", zero, prepend=True)
+        ref.add_hook("blocks.0.hook_attn_out", zero, is_permanent=True)
+        assert names() == ["blocks.2.hook_mlp_out", "blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out", "blocks.0.hook_attn_out"]
+    # the context's own hook goes; what was added inside it stays
+    assert names() == ["blocks.2.hook_mlp_out", "blocks.0.hook_mlp_out", "blocks.0.hook_attn_out"]
+    ref.reset_hooks(direction="bwd")  # no backward hooks: nothing goes
+    assert len(names()) == 3
+    ref.reset_hooks()
+    assert names() == ["blocks.0.hook_attn_out"]
+    ref.add_hook("blocks.1.hook_attn_out", zero)
+    ref.reset_hooks()
+    assert names() == ["blocks.0.hook_attn_out"]  # an ordinary hook never inherits permanence
+    ref.reset_hooks(including_permanent=True)
+    assert names() == []
+    close(ref(ids), ref.run_with_hooks(ids), 0)
+
+
+def test_review_edges(ref, llama):
+    import copy
+
+    import glassbox.torch as gt
+
+    # Llama 4's dense MLPs are wider than cfg.d_mlp (its experts'): every neuron is counted
+    from test_weights import MORE
+
+    llama4 = glassbox.load(MORE / "llama4")
+    _, cache = llama4.run_with_cache("the cat sat on the mat")
+    close(cache.get_full_resid_decomposition().sum(axis=0), cache["resid_post", -1], 1e-5)
+    # torch cache: plain attributes as they are, copies work
+    _, tcache = gt.run_with_cache(ref, PROMPT)
+    assert tcache.model is ref and tcache.has_batch_dim
+    assert copy.copy(tcache).numpy is tcache.numpy
+    out, _ = gt.run_with_cache(ref, PROMPT, return_type="both")
+    import torch
+
+    assert isinstance(out.logits, torch.Tensor)
+    # a weight through torch is a copy: the model's arrays stay as they are
+    t = gt.tensor(ref.W_E)
+    t[0] = 123.0
+    assert ref.W_E[0, 0] != 123.0
+    # the loss is a float (json, isinstance) with .item()
+    loss = ref(PROMPT, return_type="loss")
+    assert isinstance(loss, float) and loss.item() == loss
+    with pytest.raises(ValueError, match="no MLP input"):
+        _, c = ref.run_with_cache(PROMPT)
+        c.apply_ln_to_stack(c.accumulated_resid(), None, mlp_input=True, recompute_ln=True)
+    with pytest.raises(ValueError, match="layer 5 of a model with"):
+        c.get_neuron_results(5)
+    # an encoder without TransformerLens' embedding name: hasattr says so (an AttributeError)
+    bert = glassbox.load(FIXTURES_BERT)
+    assert not hasattr(bert, "W_E")
