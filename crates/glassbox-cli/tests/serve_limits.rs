@@ -513,34 +513,42 @@ fn concurrent_clients_all_get_answers() {
 fn computations_stop_past_the_time_limit_and_when_their_client_leaves() {
     use std::io::Write;
     use std::time::{Duration, Instant};
-    // The heaviest head scores the server allows, on the Llama fixture deepened until the
-    // whole computation takes long enough on this machine to tell a stopped one from a
-    // finished one (a fixed model took 1.5 s on one machine and over 2 s on another).
-    // `whole` is the computation's own time: the CLI's run less a trivial run's (start-up and
-    // loading), so that a slow start cannot make an unstopped computation look stopped.
-    let heavy = json!({"seq_len": 256, "batch": 64});
-    let timed = |model: &str, seq_len: &str, batch: &str| {
+    // A resample ablation of every head, each on its own, on the Llama fixture deepened until
+    // the computation takes long enough on this machine to tell a stopped one from a finished
+    // one (a fixed workload took 1.5 s on one machine and 1.7 s on CI's). Its time grows with
+    // the square of the depth (heads × passes through the layers) and its memory barely: a
+    // head-score workload grown instead held 265 MB more per layer. `whole` is the
+    // computation's own time: the CLI's run less a trivial run's (start-up and loading), so a
+    // slow start cannot make an unstopped computation look stopped.
+    let text = "the cat sat on the mat and the dog sat on the log";
+    let references: Vec<String> = (0..16)
+        .map(|i| format!("the dog {i} sat on the mat and the cat sat on the log here"))
+        .collect();
+    let heavy = json!({"text": text, "targets": ["heads"], "method": "resample",
+                       "reference": references, "each": true});
+    let timed = |model: &str, heavy: bool| {
+        let mut args = vec!["ablate", model, "--text", text];
+        if heavy {
+            args.extend(["--target", "heads", "--method", "resample", "--each"]);
+            for r in &references {
+                args.extend(["--reference", r.as_str()]);
+            }
+        } else {
+            args.extend(["--target", "L0H0"]);
+        }
         let start = Instant::now();
-        ok(&glassbox(&[
-            "heads",
-            model,
-            "--seq-len",
-            seq_len,
-            "--batch",
-            batch,
-        ]));
+        ok(&glassbox(&args));
         start.elapsed()
     };
     let mut layers = 2;
     let (dir, model, whole) = loop {
-        let (dir, model) = deep_llama("time-limit", 4096, layers);
-        let trivial = timed(&model, "3", "1");
-        let whole = timed(&model, "256", "64").saturating_sub(trivial);
+        let (dir, model) = deep_llama("time-limit", 128, layers);
+        let whole = timed(&model, true).saturating_sub(timed(&model, false));
         if whole > Duration::from_secs(4) {
             break (dir, model, whole);
         }
         assert!(
-            layers < 512,
+            layers < 256,
             "too quick to tell: {whole:?} at {layers} layers"
         );
         let _ = std::fs::remove_dir_all(dir);
@@ -550,9 +558,14 @@ fn computations_stop_past_the_time_limit_and_when_their_client_leaves() {
     let server = Server::start(&[&model, "--time-limit", "1"]);
     assert_eq!(server.get("/api").json()["limits"]["time_limit_s"], 1);
     let start = Instant::now();
-    let r = server.post("/api/models/0/heads", &heavy);
-    assert_eq!(r.status, 503, "{}", r.text());
-    assert!(r.text().contains("limit of 1 s"), "{}", r.text());
+    let r = server.post("/api/models/0/ablate", &heavy);
+    // (an ablation streams its progress: the refusal is the stream's error event)
+    assert!(
+        r.text().contains("event: error") && r.text().contains("limit of 1 s"),
+        "{} {}",
+        r.status,
+        r.text()
+    );
     let r = server.post("/api/models/0/predictions", &json!({"prompt": "the cat"}));
     assert_eq!(r.status, 200, "{}", r.text());
     let waited = start.elapsed();
@@ -571,7 +584,7 @@ fn computations_stop_past_the_time_limit_and_when_their_client_leaves() {
     let mut leaving = std::net::TcpStream::connect(&server.addr).unwrap();
     write!(
         leaving,
-        "POST /api/models/0/heads HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /api/models/0/ablate HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         server.addr,
         body.len()
     )
