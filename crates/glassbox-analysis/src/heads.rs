@@ -203,17 +203,45 @@ pub fn scores_from_cache(
     seq_len: usize,
     prefix: usize,
 ) -> Result<HeadScores> {
-    let (n, p) = (seq_len, prefix);
-    let mut grids: [Vec<Vec<f32>>; 4] = Default::default();
-    let mut errors: [Vec<Vec<f32>>; 4] = Default::default();
-    let mut dims = (0, 0);
-    let mut layers = Vec::new();
+    let mut scorer = Scorer::new(seq_len, prefix);
     for layer in 0..n_layers {
-        let Some(pattern) = cache.get(&format!("blocks.{layer}.attn.hook_pattern")) else {
-            continue;
-        };
-        layers.push(layer);
-        let pattern = pattern.to_dtype(DType::F32)?;
+        if let Some(pattern) = cache.get(&format!("blocks.{layer}.attn.hook_pattern")) {
+            scorer.layer(layer, pattern)?;
+        }
+    }
+    if scorer.layers.is_empty() {
+        // Not one attention layer: nothing to score (or the cache lacks the patterns).
+        cache.require("blocks.0.attn.hook_pattern")?;
+    }
+    Ok(scorer.finish(n_layers))
+}
+
+/// The scores of each layer's pattern as the pass makes it, so that no pattern outlives its
+/// layer (kept for every layer, they were `batch × heads × tokens²` floats each).
+struct Scorer {
+    seq_len: usize,
+    prefix: usize,
+    grids: [Vec<Vec<f32>>; 4],
+    errors: [Vec<Vec<f32>>; 4],
+    dims: (usize, usize),
+    layers: Vec<usize>,
+}
+
+impl Scorer {
+    fn new(seq_len: usize, prefix: usize) -> Self {
+        Scorer {
+            seq_len,
+            prefix,
+            grids: Default::default(),
+            errors: Default::default(),
+            dims: (0, 0),
+            layers: Vec::new(),
+        }
+    }
+
+    /// Scores `layer`'s pattern [batch, head, q, k], one sequence at a time.
+    fn layer(&mut self, layer: usize, pattern: &Tensor) -> Result<()> {
+        let (n, p) = (self.seq_len, self.prefix);
         let (batch, heads, q_len, k_len) = pattern.dims4()?;
         let len = p + 2 * n;
         if q_len != len || k_len != len {
@@ -221,66 +249,60 @@ pub fn scores_from_cache(
                 "attention pattern is {q_len}×{k_len}, expected {len}×{len} for repeated sequences of {n} after {p}"
             )));
         }
-        dims = (batch, heads);
-        // per sequence [batch][head][q][k], each role's score per sequence and head
-        let sequences: Vec<Vec<Vec<Vec<f32>>>> = (0..batch)
-            .map(|b| pattern.get(b)?.to_vec3())
-            .collect::<candle_core::Result<_>>()?;
+        self.layers.push(layer);
+        self.dims = (batch, heads);
         let second = p + n..len;
-        let per_role: [Vec<Vec<f32>>; 4] = [
-            sequences
-                .iter()
-                .map(|s| mean_attention(s, 1..len, |q| q - 1))
-                .collect(),
-            sequences
-                .iter()
-                .map(|s| mean_attention(s, second.clone(), |q| q - n))
-                .collect(),
-            sequences
-                .iter()
-                .map(|s| mean_attention(s, second.clone(), |q| q - n + 1))
-                .collect(),
-            sequences
-                .iter()
-                .map(|s| mean_attention(s, 1..len, |_| 0))
-                .collect(),
-        ];
+        // each role's score per sequence and head
+        let mut per_role: [Vec<Vec<f32>>; 4] = Default::default();
+        for b in 0..batch {
+            // [head][q][k] of one sequence
+            let sequence: Vec<Vec<Vec<f32>>> = pattern.get(b)?.to_dtype(DType::F32)?.to_vec3()?;
+            per_role[0].push(mean_attention(&sequence, 1..len, |q| q - 1));
+            per_role[1].push(mean_attention(&sequence, second.clone(), |q| q - n));
+            per_role[2].push(mean_attention(&sequence, second.clone(), |q| q - n + 1));
+            per_role[3].push(mean_attention(&sequence, 1..len, |_| 0));
+        }
         for (i, per_sequence) in per_role.iter().enumerate() {
             let (mean, se) = mean_and_error(per_sequence);
-            grids[i].push(mean);
-            errors[i].push(se);
+            self.grids[i].push(mean);
+            self.errors[i].push(se);
+        }
+        Ok(())
+    }
+
+    fn finish(self, n_layers: usize) -> HeadScores {
+        let (n, dims) = (self.seq_len, self.dims);
+        let standard_error = ROLES
+            .iter()
+            .map(|r| r.to_string())
+            .zip(self.errors)
+            .collect();
+        let [previous_token, duplicate_token, induction, first_token] = self.grids;
+        let mut warnings = Vec::new();
+        if dims.0 < 2 {
+            warnings.push("one sequence: the scores have no spread to judge them by".to_string());
+        }
+        if n < SHORT_SEQUENCE {
+            warnings.push(format!(
+                "sequences of {n} random tokens: a head that attends {} tokens back scores as an induction head (use --seq-len {SHORT_SEQUENCE} or more)",
+                n - 1
+            ));
+        }
+        HeadScores {
+            n_layers,
+            n_heads: dims.1,
+            seq_len: n,
+            prefix: self.prefix,
+            batch: dims.0,
+            layers: self.layers,
+            previous_token,
+            duplicate_token,
+            induction,
+            first_token,
+            standard_error,
+            warnings,
         }
     }
-    if layers.is_empty() {
-        // Not one attention layer: nothing to score (or the cache lacks the patterns).
-        cache.require("blocks.0.attn.hook_pattern")?;
-    }
-    let standard_error = ROLES.iter().map(|r| r.to_string()).zip(errors).collect();
-    let [previous_token, duplicate_token, induction, first_token] = grids;
-    let mut warnings = Vec::new();
-    if dims.0 < 2 {
-        warnings.push("one sequence: the scores have no spread to judge them by".to_string());
-    }
-    if n < SHORT_SEQUENCE {
-        warnings.push(format!(
-            "sequences of {n} random tokens: a head that attends {} tokens back scores as an induction head (use --seq-len {SHORT_SEQUENCE} or more)",
-            n - 1
-        ));
-    }
-    Ok(HeadScores {
-        n_layers,
-        n_heads: dims.1,
-        seq_len,
-        prefix,
-        batch: dims.0,
-        layers,
-        previous_token,
-        duplicate_token,
-        induction,
-        first_token,
-        standard_error,
-        warnings,
-    })
 }
 
 /// Random halves shorter than this are said to blur induction with attention a fixed few
@@ -345,9 +367,8 @@ pub fn run_on(
             ))
         })?;
     // Before the inputs are drawn: a batch of 2⁶⁴ − 1 would otherwise size their allocation.
-    // Every layer's pattern is kept until the scores are read: batch × heads × tokens² each.
-    let patterns = batch as f64 * info.n_heads as f64 * (tokens as f64).powi(2);
-    model.check_size_caching(batch, tokens, patterns)?;
+    // (Each layer's pattern is scored as it is made and not kept.)
+    model.check_size(batch, tokens)?;
     let seqs = repeated_random_tokens(
         info.d_vocab,
         seq_len,
@@ -360,8 +381,37 @@ pub fn run_on(
     let ids = Tensor::from_vec(flat, (batch, tokens), model.device())?;
     let filter = NameFilter::new(&["blocks.*.attn.hook_pattern"])
         .map_err(|e| AnalysisError::input(e.to_string()))?;
-    let (_, cache) = model.run_with_cache(&ids, &filter)?;
-    scores_from_cache(&cache, info.n_layers, seq_len, prefix.len())
+    let mut scorer = Scorer::new(seq_len, prefix.len());
+    let mut failed = None;
+    {
+        let mut hooks = glassbox_models::Hooks::none();
+        hooks.add_fn(filter, |name, pattern| {
+            let layer = name
+                .strip_prefix("blocks.")
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|l| l.parse().ok());
+            if let Some(layer) = layer {
+                if let Err(e) = scorer.layer(layer, pattern) {
+                    failed = Some(e);
+                    candle_core::bail!("scoring {name} failed");
+                }
+            }
+            Ok(None)
+        });
+        let ran = model.run_with_hooks(&ids, &mut hooks);
+        drop(hooks);
+        if let Err(e) = ran {
+            // the scorer's own error where it was the cause
+            return Err(failed.unwrap_or_else(|| e.into()));
+        }
+    }
+    if scorer.layers.is_empty() {
+        return Err(AnalysisError::input(format!(
+            "{} has no layer with an attention pattern to score",
+            info.architecture
+        )));
+    }
+    Ok(scorer.finish(info.n_layers))
 }
 
 /// The document `glassbox heads --json` prints: the scores and, per role, the `top_n`

@@ -53,25 +53,40 @@ fn requests_past_the_memory_budget_are_refused_with_numbers() {
     assert_eq!(code, Some(0), "{err}");
 }
 
-/// `heads` keeps every layer's attention pattern (batch × heads × tokens² each) until the
-/// scores are read; the budget counted one layer's, so a request that fit it could take
-/// several times the memory (a served GPT-2 `heads` request, about 16 GB).
+/// `heads` kept every layer's attention pattern (batch × heads × tokens² each) until the
+/// scores were read: a served GPT-2 request took about 16 GB, and an 8-layer test model 2.5 GB
+/// where one layer needs 0.7 GB. Each layer's pattern is now scored as the pass makes it, so
+/// the budget holds one layer's activations only: a request that fits that runs, one twice its
+/// size is refused.
 #[test]
-fn heads_counts_every_layers_cached_pattern_against_the_budget() {
+fn heads_holds_one_layers_patterns_at_a_time() {
     let reference = root().join("models/reference");
-    // one layer's activations take about 1.6 GB of the 2 GiB budget; the patterns of its 3
-    // layers about 1.1 GB more
-    refused(
-        &[
-            "heads",
-            reference.to_str().unwrap(),
-            "--seq-len",
-            "60",
-            "--batch",
-            "1600",
-        ],
-        "every layer's cached ones",
+    let heads = |batch: &str| {
+        Command::new(env!("CARGO_BIN_EXE_glassbox"))
+            .args([
+                "heads",
+                reference.to_str().unwrap(),
+                "--seq-len",
+                "60",
+                "--batch",
+                batch,
+            ])
+            .env("GLASSBOX_MEMORY", "50M")
+            .output()
+            .unwrap()
+    };
+    // 121 tokens: one layer's activations about 1.0 MB per sequence, and the patterns of its
+    // 3 layers 0.7 MB more: 40 sequences fit 50 MiB only when the patterns are not all kept
+    let ran = heads("40");
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
     );
+    let refused = heads("80");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("GLASSBOX_MEMORY"), "{said}");
 }
 
 /// The logit lens held every layer's logits over the whole vocabulary at once (layers ×
