@@ -334,6 +334,12 @@ class ActivationCache(Mapping[str, np.ndarray]):
             hooks = self._hook_set = set(self.model.hook_names())
         return hooks
 
+    def _mlp_reads_attention(self, layer: int) -> bool:
+        """Whether block ``layer``'s MLP reads its attention's output: a sequential block (one
+        with a ``resid_mid``); a parallel block's MLP (GPT-NeoX), or a hybrid's MLP-only
+        block's, reads ``resid_pre``."""
+        return self._hook_exists(f"blocks.{layer}.hook_resid_mid")
+
     def _joins_residual(self, layer: int, which: str) -> str | None:
         """The hook holding what block ``layer``'s attention (``which="attn"``) or MLP adds to the
         residual stream, ``hook_attn_out`` / ``hook_mlp_out`` (after the post-norm where the
@@ -386,9 +392,7 @@ class ActivationCache(Mapping[str, np.ndarray]):
                 if self._hook_exists(name):
                     components.append(self[name])
                     labels.append(label)
-        # The MLP of block `layer` reads its attention's output only in a sequential block (one
-        # with a resid_mid); in a parallel one (GPT-NeoX) it reads resid_pre.
-        reads_attention = mlp_input and self._hook_exists(f"blocks.{up_to}.hook_resid_mid")
+        reads_attention = mlp_input and self._mlp_reads_attention(up_to)
         for l in range(up_to + (1 if reads_attention else 0)):
             parts = [("attn", incl_attn)] + ([("mlp", incl_mlp)] if l < up_to else [])
             for which, wanted in parts:
@@ -655,9 +659,7 @@ class ActivationCache(Mapping[str, np.ndarray]):
                 stack = self.apply_ln_to_stack(stack, up_to, mlp_input=mlp_input, pos_slice=pos_slice)
             return stack if projection is None else stack @ projection
 
-        # The MLP of block `up_to` reads its attention's output only in a sequential block (one
-        # with a resid_mid); a parallel block's MLP reads resid_pre, as a hybrid's MLP block does.
-        reads_attention = mlp_input and self._hook_exists(f"blocks.{up_to}.hook_resid_mid")
+        reads_attention = mlp_input and self._mlp_reads_attention(up_to)
         mixers = up_to + (1 if reads_attention else 0)
         heads, labels = self.stack_head_results(mixers, pos_slice=pos_slice, return_labels=True)
         components = [finish(heads)]

@@ -190,29 +190,33 @@ def get_act_patch_block_every(model, corrupted_tokens, clean_cache, metric: Metr
     ])
 
 
+def _head_sweeps_every(args, out, q, k, v, pattern) -> np.ndarray:
+    """The five head sweeps stacked, keys and values zero-padded to n_heads."""
+    heads = args[0].cfg.n_heads
+    return np.stack([out(*args), q(*args), _pad_heads(k(*args), heads), _pad_heads(v(*args), heads), pattern(*args)])
+
+
 def get_act_patch_attn_head_all_pos_every(model, corrupted_tokens, clean_cache, metric: Metric) -> np.ndarray:
     """Each head's output, queries, keys, values and pattern at every position stacked
     [5, layer, head] (keys and values zero-padded to n_heads under grouped-query attention)."""
-    heads = model.cfg.n_heads
-    args = (model, corrupted_tokens, clean_cache, metric)
-    return np.stack([
-        get_act_patch_attn_head_out_all_pos(*args),
-        get_act_patch_attn_head_q_all_pos(*args),
-        _pad_heads(get_act_patch_attn_head_k_all_pos(*args), heads),
-        _pad_heads(get_act_patch_attn_head_v_all_pos(*args), heads),
-        get_act_patch_attn_head_pattern_all_pos(*args),
-    ])
+    return _head_sweeps_every(
+        (model, corrupted_tokens, clean_cache, metric),
+        get_act_patch_attn_head_out_all_pos,
+        get_act_patch_attn_head_q_all_pos,
+        get_act_patch_attn_head_k_all_pos,
+        get_act_patch_attn_head_v_all_pos,
+        get_act_patch_attn_head_pattern_all_pos,
+    )
 
 
 def get_act_patch_attn_head_by_pos_every(model, corrupted_tokens, clean_cache, metric: Metric) -> np.ndarray:
     """As :func:`get_act_patch_attn_head_all_pos_every`, per position [5, layer, pos, head]
     (the pattern per destination position)."""
-    heads = model.cfg.n_heads
-    args = (model, corrupted_tokens, clean_cache, metric)
-    return np.stack([
-        get_act_patch_attn_head_out_by_pos(*args),
-        get_act_patch_attn_head_q_by_pos(*args),
-        _pad_heads(get_act_patch_attn_head_k_by_pos(*args), heads),
-        _pad_heads(get_act_patch_attn_head_v_by_pos(*args), heads),
-        np.swapaxes(get_act_patch_attn_head_pattern_by_pos(*args), 1, 2),
-    ])
+    return _head_sweeps_every(
+        (model, corrupted_tokens, clean_cache, metric),
+        get_act_patch_attn_head_out_by_pos,
+        get_act_patch_attn_head_q_by_pos,
+        get_act_patch_attn_head_k_by_pos,
+        get_act_patch_attn_head_v_by_pos,
+        lambda *args: np.swapaxes(get_act_patch_attn_head_pattern_by_pos(*args), 1, 2),
+    )

@@ -201,30 +201,12 @@ impl Attention {
             }
             QkvProjection::InterleavedPerHead(l) => {
                 let (w, b) = crate::weights::linear_in_out(l)?;
-                let d_model = w.dim(0)?;
-                let w = w
-                    .reshape((d_model, c.n_heads, 3 * c.d_head))?
-                    .narrow(2, which * c.d_head, c.d_head)?
-                    .reshape((d_model, q_size))?;
-                let b = b
-                    .reshape((c.n_heads, 3 * c.d_head))?
-                    .narrow(1, which * c.d_head, c.d_head)?
-                    .reshape(q_size)?;
-                (w, b)
+                per_head_part(&w, &b, c.n_heads, 3 * c.d_head, which * c.d_head, c.d_head)?
             }
         };
         if which == 0 && self.output_gate {
             // [q_h | gate_h] per head: the query half.
-            let d_model = w.dim(0)?;
-            let w = w
-                .reshape((d_model, c.n_heads, 2 * c.d_head))?
-                .narrow(2, 0, c.d_head)?
-                .reshape((d_model, q_size))?;
-            let b = b
-                .reshape((c.n_heads, 2 * c.d_head))?
-                .narrow(1, 0, c.d_head)?
-                .reshape(q_size)?;
-            return Ok((w, b));
+            return per_head_part(&w, &b, c.n_heads, 2 * c.d_head, 0, c.d_head);
         }
         Ok((w, b))
     }
@@ -239,6 +221,28 @@ impl Attention {
 
 /// Softmax of `scores` [b, heads, q, k] with one more logit per head (`sinks` [heads]) as an
 /// extra column, which is then dropped.
+/// Columns `start .. start + len` of each head's `width` in a projection laid out head by head:
+/// `([d_model, heads · width], [heads · width])` → `([d_model, heads · len], [heads · len])`.
+fn per_head_part(
+    w: &Tensor,
+    b: &Tensor,
+    heads: usize,
+    width: usize,
+    start: usize,
+    len: usize,
+) -> Result<(Tensor, Tensor)> {
+    let d_model = w.dim(0)?;
+    let w = w
+        .reshape((d_model, heads, width))?
+        .narrow(2, start, len)?
+        .reshape((d_model, heads * len))?;
+    let b = b
+        .reshape((heads, width))?
+        .narrow(1, start, len)?
+        .reshape(heads * len)?;
+    Ok((w, b))
+}
+
 fn softmax_with_sinks(scores: &Tensor, sinks: &Tensor) -> Result<Tensor> {
     let (b, h, q, k) = scores.dims4()?;
     let sink = sinks
