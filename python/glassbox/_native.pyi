@@ -17,6 +17,11 @@ class Held:
 
 _NativeHook = Callable[[Held, str], np.ndarray | None]
 
+class Graph:
+    """A forward pass kept for one backward pass (``Model.forward_with_graph``)."""
+
+    def backward(self, seed: np.ndarray) -> list[tuple[str, Held]]: ...
+
 class Model:
     path: str
     def info(self) -> dict[str, Any]: ...
@@ -33,7 +38,17 @@ class Model:
         cache: Sequence[str] | None = None,
         hooks: Sequence[tuple[Sequence[str], _NativeHook]] = (),
         stop_after: str | None = None,
+        start_at_layer: int | None = None,
     ) -> tuple[Held | None, list[tuple[str, Held]]]: ...
+    def forward_with_graph(
+        self,
+        ids: np.ndarray,
+        grads: Sequence[str],
+        mask: np.ndarray | None = None,
+        cache: Sequence[str] | None = None,
+        hooks: Sequence[tuple[Sequence[str], _NativeHook]] = (),
+        start_at_layer: int | None = None,
+    ) -> tuple[Held, list[tuple[str, Held]], Graph]: ...
     def generate(
         self,
         ids: Sequence[int],

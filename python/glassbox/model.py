@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence, Union
 import numpy as np
 
 from . import _native
+from . import gradients as _gradients
 from . import weights as _weights
 from .cache import ActivationCache
 from .factored import FactoredMatrix
@@ -167,6 +168,10 @@ class HookedModel:
         self._persistent: list = []
         # the entries added with is_permanent=True (reset_hooks keeps them by default)
         self._permanent: list = []
+        # Backward hooks added with add_hook(dir="bwd") or `model.hooks(bwd_hooks=...)`:
+        # (patterns, fn), called by every pass that runs a backward pass.
+        self._bwd_persistent: list = []
+        self._bwd_permanent: list = []
 
     def __repr__(self) -> str:
         c = self.cfg
@@ -263,6 +268,37 @@ class HookedModel:
                 stacklevel=3,
             )
         return ids, mask
+
+    def _pass_inputs(self, input: Input, prepend_bos, attention_mask, start_at_layer, tokens):
+        """What the engine's pass takes: (input, token ids for a loss, mask, first layer).
+        From the embeddings, the input is the token ids; with ``start_at_layer``, the residual
+        stream entering that block (negative layers count from the end) and the ids are
+        ``tokens`` if given."""
+        if start_at_layer is None:
+            ids, mask = self._forward_inputs(input, prepend_bos, attention_mask)
+            return ids, ids, mask, None
+        n, d = self.cfg.n_layers, self.cfg.d_model
+        layer = operator.index(start_at_layer)
+        if not -n <= layer <= n:
+            raise ValueError(f"start_at_layer must be -{n} … {n}, got {layer}")
+        layer = layer % n if layer < 0 else layer
+        resid = np.asarray(_as_numpy(input), dtype=np.float32)
+        if resid.ndim == 2:
+            resid = resid[None]
+        if resid.ndim != 3 or resid.shape[-1] != d or 0 in resid.shape:
+            raise ValueError(
+                f"with start_at_layer the input is the residual stream [batch, pos, d_model={d}]; got shape {resid.shape}"
+            )
+        if attention_mask is not None and not np.all(_as_numpy(attention_mask) == 1):
+            raise ValueError("start_at_layer: the rows must be unpadded (an attention mask of ones, or none)")
+        ids = None
+        if tokens is not None:
+            ids = self._ids(tokens)
+            if ids.ndim == 1:
+                ids = ids[None]
+            if ids.shape != resid.shape[:2]:
+                raise ValueError(f"tokens has shape {ids.shape}; the residual stream {resid.shape[:2]} positions")
+        return np.ascontiguousarray(resid), ids, None, layer
 
     @staticmethod
     def _mask(attention_mask, ids: np.ndarray, own):
@@ -631,6 +667,35 @@ class HookedModel:
                 hooks.append((patterns, _native_hook(fn)))
         return hooks
 
+    def _bwd_hooks(self, bwd_hooks: Iterable) -> list:
+        """Backward hooks as (patterns, fn): the function itself, called after the backward
+        pass with each gradient."""
+        hooks = []
+        for item in bwd_hooks or ():
+            try:
+                names, fn = item
+            except (TypeError, ValueError):
+                raise TypeError("bwd_hooks is a list of (name or filter, function) pairs") from None
+            if not callable(fn):
+                raise TypeError(f"the backward hook for {names!r} is not a function")
+            patterns = self._patterns(names)
+            self._check_matched(patterns)
+            if patterns:
+                hooks.append((patterns, fn))
+        return hooks
+
+    def _backward_pass(self, x, ids, mask, fwd_hooks: list, cache: list[str] | None, grads: list[str], bwd_hooks: list, return_type, metric, start=None):
+        """One forward pass (of ``x`` from layer ``start``, see :meth:`_pass_inputs`) kept for a
+        backward pass: the scalar (``metric(logits)``, or the loss of ``ids``) is
+        differentiated back to the hook points ``grads`` selects, and ``bwd_hooks`` see the
+        gradients. Returns (logits, cached activations, gradients by name)."""
+        held, cached, graph = self._m.forward_with_graph(x, grads, mask=mask, cache=cache, hooks=fwd_hooks, start_at_layer=start)
+        logits = np.asarray(held)
+        _, seed = _gradients.seed_for(logits, ids, mask, return_type, metric)
+        gradients = [(name, np.asarray(g)) for name, g in graph.backward(seed)]
+        _gradients.call_backward_hooks(bwd_hooks, gradients)
+        return logits, cached, gradients
+
     def _check_matched(self, patterns: list[str]) -> None:
         """A hook name or pattern that names no hook point is a typo, not "no hook": raised
         (TransformerLens raises for an unknown hook name too)."""
@@ -650,41 +715,58 @@ class HookedModel:
     ) -> None:
         """Adds ``hook`` at the points ``name`` selects to every later pass (forward, caches,
         generation) until :meth:`reset_hooks` (which keeps it if ``is_permanent``), before the
-        others with ``prepend``. ``dir="bwd"`` is refused (no gradients here)."""
-        if dir != "fwd":
-            raise NotImplementedError(f"dir={dir!r}: glassbox's Python front computes no gradients (only 'fwd' hooks)")
-        added = self._hooks([(name, hook)])
-        if is_permanent:
-            self._permanent.extend(added)
-        if prepend:
-            self._persistent[:0] = added
+        others with ``prepend``. With ``dir="bwd"`` it is a backward hook: ``hook(gradient,
+        hook)`` in every pass that runs a backward pass (``run_with_cache(incl_bwd=True)``,
+        ``run_with_hooks(metric=…)``, ``glassbox.torch.forward(...).backward()``); it observes
+        the gradient (returning a replacement is refused)."""
+        if dir not in ("fwd", "bwd"):
+            raise ValueError(f"dir={dir!r}: expected 'fwd' or 'bwd'")
+        if dir == "bwd":
+            added = self._bwd_hooks([(name, hook)])
+            persistent, permanent = self._bwd_persistent, self._bwd_permanent
         else:
-            self._persistent.extend(added)
+            added = self._hooks([(name, hook)])
+            persistent, permanent = self._persistent, self._permanent
+        if is_permanent:
+            permanent.extend(added)
+        if prepend:
+            persistent[:0] = added
+        else:
+            persistent.extend(added)
 
     def reset_hooks(self, clear_contexts: bool = True, direction: str = "both", including_permanent: bool = False, level=None) -> None:
-        """Removes the hooks :meth:`add_hook` added, except permanent ones unless
-        ``including_permanent``. Every hook here is a forward hook: ``direction="bwd"``
-        removes nothing. (``clear_contexts`` and ``level`` are TransformerLens' and change
-        nothing: glassbox's hooks have no contexts or levels.)"""
+        """Removes the hooks :meth:`add_hook` added — forward, backward or both
+        (``direction``) — except permanent ones unless ``including_permanent``.
+        (``clear_contexts`` and ``level`` are TransformerLens' and change nothing: glassbox's
+        hooks have no contexts or levels.)"""
         if direction not in ("both", "fwd", "bwd"):
             raise ValueError(f"direction {direction!r}: expected 'both', 'fwd' or 'bwd'")
-        if direction == "bwd":
-            return
-        if including_permanent:
-            self._permanent.clear()
-        self._persistent[:] = [h for h in self._persistent if _holds(self._permanent, h)]
+        lists = []
+        if direction in ("both", "fwd"):
+            lists.append((self._persistent, self._permanent))
+        if direction in ("both", "bwd"):
+            lists.append((self._bwd_persistent, self._bwd_permanent))
+        for persistent, permanent in lists:
+            if including_permanent:
+                permanent.clear()
+            persistent[:] = [h for h in persistent if _holds(permanent, h)]
 
     @contextmanager
-    def hooks(self, fwd_hooks: Iterable = ()):
-        """Applies ``fwd_hooks`` to every pass inside the ``with`` block, then removes them."""
+    def hooks(self, fwd_hooks: Iterable = (), bwd_hooks: Iterable = (), reset_hooks_end: bool = True, clear_contexts: bool = False):
+        """Applies ``fwd_hooks`` (and ``bwd_hooks``, see :meth:`add_hook`) to every pass
+        inside the ``with`` block, then removes them unless ``reset_hooks_end`` is False."""
         added = self._hooks(fwd_hooks)
+        added_bwd = self._bwd_hooks(bwd_hooks)
         self._persistent.extend(added)
+        self._bwd_persistent.extend(added_bwd)
         try:
             yield self
         finally:
-            # exactly the context's own hooks go: what was added inside it stays, as in
-            # TransformerLens
-            self._persistent[:] = [h for h in self._persistent if not _holds(added, h)]
+            if reset_hooks_end:
+                # exactly the context's own hooks go: what was added inside it stays, as in
+                # TransformerLens
+                self._persistent[:] = [h for h in self._persistent if not _holds(added, h)]
+                self._bwd_persistent[:] = [h for h in self._bwd_persistent if not _holds(added_bwd, h)]
 
     def _finish(self, logits, ids, mask, return_type: str | None, loss_per_token: bool = False):
         if return_type is None:
@@ -692,6 +774,10 @@ class HookedModel:
         logits = np.asarray(logits)
         if return_type == "logits":
             return logits
+        if ids is None:
+            raise ValueError(
+                f"return_type={return_type!r} from start_at_layer needs tokens= (the tokens the residual stream came from)"
+            )
         loss = _next_token_loss(logits, ids, mask, loss_per_token)
         if return_type == "loss":
             return loss
@@ -709,22 +795,23 @@ class HookedModel:
         padding_side: str | None = None,
         start_at_layer: int | None = None,
         stop_at_layer: int | None = None,
+        tokens=None,
     ):
         """Runs the model: logits float32 [batch, pos, d_vocab] (``return_type="logits"``), the
         mean next-token loss (``"loss"``, a NumPy float32; per token with ``loss_per_token``),
         both (``Output(logits, loss)``), or None. ``stop_at_layer`` returns the residual stream
-        after that many blocks, as :meth:`run_with_cache`'s; ``start_at_layer`` is refused
-        (every pass starts at the embeddings)."""
+        after that many blocks, as :meth:`run_with_cache`'s. With ``start_at_layer=L`` the
+        input is the residual stream entering block L, [batch, pos, d_model], and only blocks
+        L … run (TransformerLens' ``start_at_layer``; a loss needs ``tokens=``)."""
         _right_padding(padding_side)
-        if start_at_layer is not None:
-            raise ValueError("start_at_layer: glassbox's passes start at the embeddings (run_with_hooks can replace a block's resid_pre)")
         if stop_at_layer is not None:
             resid, _ = self.run_with_cache(
-                input, names_filter=[], attention_mask=attention_mask, prepend_bos=prepend_bos, stop_at_layer=stop_at_layer
+                input, names_filter=[], attention_mask=attention_mask, prepend_bos=prepend_bos,
+                stop_at_layer=stop_at_layer, start_at_layer=start_at_layer, tokens=tokens,
             )
             return resid
-        ids, mask = self._forward_inputs(input, prepend_bos, attention_mask)
-        logits, _ = self._m.forward(ids, mask=mask, hooks=list(self._persistent))
+        x, ids, mask, layer = self._pass_inputs(input, prepend_bos, attention_mask, start_at_layer, tokens)
+        logits, _ = self._m.forward(x, mask=mask, hooks=list(self._persistent), start_at_layer=layer)
         return self._finish(logits, ids, mask, return_type, loss_per_token)
 
     forward = __call__
@@ -741,15 +828,28 @@ class HookedModel:
         return_cache_object: bool = True,
         loss_per_token: bool = False,
         padding_side: str | None = None,
+        incl_bwd: bool = False,
+        metric: Callable | None = None,
+        start_at_layer: int | None = None,
+        tokens=None,
     ):
         """Runs the model and keeps the activations ``names_filter`` selects (all by default):
         returns ``(logits, cache)`` with ``cache[hook_name]`` a NumPy array, batch first.
         With ``stop_at_layer=N`` only blocks 0 … N−1 run and the first value is the residual
         stream after them (N = 0: the embeddings; negative N counts from the end), as in
         TransformerLens. Its other keywords too: ``remove_batch_dim`` (a batch of one),
-        ``return_cache_object=False`` (a plain dict), ``loss_per_token``."""
+        ``return_cache_object=False`` (a plain dict), ``loss_per_token``, ``start_at_layer``
+        (the input is then the residual stream entering that block; see :meth:`__call__`).
+
+        ``incl_bwd=True`` also caches the gradient of a scalar at each of those hooks, as
+        ``cache[f"{hook_name}_grad"]`` (TransformerLens' keys): the scalar is ``metric(logits)``
+        when given (a function of torch logits, differentiated with torch), else the mean
+        next-token loss (``return_type="loss"``, as TransformerLens needs). Backward hooks
+        added with ``add_hook(dir="bwd")`` run too."""
         _right_padding(padding_side)
-        ids, mask = self._forward_inputs(input, prepend_bos, attention_mask)
+        if metric is not None and not incl_bwd:
+            raise ValueError("metric= is the scalar of a backward pass: give incl_bwd=True too")
+        x, ids, mask, start = self._pass_inputs(input, prepend_bos, attention_mask, start_at_layer, tokens)
         wanted = self._patterns(names_filter)
         if not callable(names_filter):
             # A name (or list of names) that matches nothing is a typo; a function that keeps
@@ -763,14 +863,28 @@ class HookedModel:
             if not -n <= layer <= n:
                 raise ValueError(f"stop_at_layer must be -{n} … {n}, got {layer}")
             layer = layer % n if layer < 0 else layer
+            if start is not None and layer <= start:
+                raise ValueError(f"stop_at_layer={layer} must come after start_at_layer={start}")
             # a post-LN encoder's block output is after its last norm (HookedEncoder's name)
             out = "hook_resid_post" if self.cfg.causal else "hook_normalized_resid_post"
             stop = "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.{out}"
             patterns = patterns + [stop]
-        logits, cached = self._m.forward(
-            ids, mask=mask, cache=patterns, hooks=list(self._persistent), stop_after=stop
-        )
-        acts = {name: np.asarray(held) for name, held in cached}
+        if incl_bwd:
+            if stop is not None:
+                raise ValueError("incl_bwd: a pass stopped early has no logits to differentiate")
+            bwd = self._bwd_persistent
+            grads = wanted + [p for hooks, _ in bwd for p in hooks]
+            logits, cached, gradients = self._backward_pass(
+                x, ids, mask, list(self._persistent), patterns, grads, bwd, return_type, metric, start
+            )
+            keep = [(f"{name}_grad", g) for name, g in gradients if _matches(wanted, name)]
+            acts = {name: np.asarray(held) for name, held in cached}
+            acts.update(keep)
+        else:
+            logits, cached = self._m.forward(
+                x, mask=mask, cache=patterns, hooks=list(self._persistent), stop_after=stop, start_at_layer=start
+            )
+            acts = {name: np.asarray(held) for name, held in cached}
         first = None
         if stop is not None:
             first = acts[stop]
@@ -795,20 +909,33 @@ class HookedModel:
         reset_hooks_end: bool = True,
         clear_contexts: bool = False,
         padding_side: str | None = None,
+        metric: Callable | None = None,
+        start_at_layer: int | None = None,
+        tokens=None,
     ):
         """Runs the model with ``fwd_hooks``: ``[(name or filter, fn)]``, where
         ``fn(activation, hook)`` may edit the activation in place or return a replacement of
         the same shape; the rest of the pass sees the change. Exceptions in a hook propagate.
-        ``reset_hooks_end=False`` keeps the hooks for later passes, as in TransformerLens;
-        ``bwd_hooks`` are refused (the Python front computes no gradients)."""
+        ``reset_hooks_end=False`` keeps the hooks for later passes, as in TransformerLens.
+
+        ``bwd_hooks`` (same form; ``fn(gradient, hook)``) run a backward pass in this call:
+        of ``metric(logits)`` when given (torch logits, differentiated with torch), else of
+        the loss (``return_type="loss"``). They observe the gradients, last hook point first;
+        a forward hook's replacement is a constant to them (computed outside the graph).
+        ``start_at_layer``: as :meth:`__call__`'s."""
         _right_padding(padding_side)
-        if bwd_hooks:
-            raise NotImplementedError("bwd_hooks: glassbox's Python front computes no gradients")
-        ids, mask = self._forward_inputs(input, prepend_bos, attention_mask)
+        x, ids, mask, start = self._pass_inputs(input, prepend_bos, attention_mask, start_at_layer, tokens)
         hooks = self._hooks(fwd_hooks)
-        logits, _ = self._m.forward(ids, mask=mask, hooks=self._persistent + hooks)
+        bwd = self._bwd_hooks(bwd_hooks)
+        every = self._bwd_persistent + bwd
+        if bwd or (metric is not None and every):
+            grads = [p for patterns, _ in every for p in patterns]
+            logits, _, _ = self._backward_pass(x, ids, mask, self._persistent + hooks, None, grads, every, return_type, metric, start)
+        else:
+            logits, _ = self._m.forward(x, mask=mask, hooks=self._persistent + hooks, start_at_layer=start)
         if not reset_hooks_end:
             self._persistent.extend(hooks)
+            self._bwd_persistent.extend(bwd)
         return self._finish(logits, ids, mask, return_type, loss_per_token)
 
     def generate(

@@ -133,8 +133,101 @@ def run_with_hooks(model, *args, fwd_hooks=(), **kwargs):
 
 def forward(model, *args, **kwargs):
     """``model(...)`` with the logits as a torch tensor (also in ``return_type="both"``'s
-    ``Output``; the loss stays a number)."""
+    ``Output``; the loss stays a number).
+
+    Where the model has backward hooks (``model.add_hook(name, fn, "bwd")``) and torch's
+    autograd is on, the logits (and the loss) carry a graph back into the engine, as
+    TransformerLens' do: ``metric(logits).backward()`` runs the engine's backward pass from the
+    same forward pass, and the backward hooks get the gradients (TransformerLens'
+    attribution-patching recipe, unchanged)."""
+    torch = _torch()
+    if model._bwd_persistent and torch.is_grad_enabled():
+        return _differentiable_forward(model, *args, **kwargs)
     return _logits(model(*args, **kwargs))
+
+
+def _differentiable_forward(
+    model,
+    input,
+    return_type="logits",
+    attention_mask=None,
+    prepend_bos=None,
+    loss_per_token=False,
+    padding_side=None,
+    start_at_layer=None,
+    stop_at_layer=None,
+    tokens=None,
+):
+    from . import gradients
+    from .model import Output, _right_padding
+
+    torch = _torch()
+    if stop_at_layer is not None or return_type is None:
+        return _logits(
+            model(input, return_type, attention_mask, prepend_bos, loss_per_token, padding_side, start_at_layer, stop_at_layer, tokens)
+        )
+    if return_type not in ("logits", "loss", "both"):
+        raise ValueError(f"return_type {return_type!r}: expected 'logits', 'loss', 'both' or None")
+    _right_padding(padding_side)
+    x, ids, mask, start = model._pass_inputs(input, prepend_bos, attention_mask, start_at_layer, tokens)
+    if return_type != "logits" and ids is None:
+        raise ValueError(f"return_type={return_type!r} from start_at_layer needs tokens= (the tokens the residual stream came from)")
+    every = list(model._bwd_persistent)
+    points = [p for patterns, _ in every for p in patterns]
+    held, _, graph = model._m.forward_with_graph(x, points, mask=mask, hooks=list(model._persistent), start_at_layer=start)
+
+    def backward(seed):
+        grads = [(name, np.asarray(g)) for name, g in graph.backward(np.ascontiguousarray(seed, dtype=np.float32))]
+        gradients.call_backward_hooks(every, grads)
+
+    # the engine's graph enters torch's as one function of a leaf that wants a gradient
+    anchor = torch.zeros((), requires_grad=True)
+    logits = _engine_function().apply(anchor, np.asarray(held), backward)
+    if return_type == "logits":
+        return logits
+    loss = _next_token_loss(logits, ids, mask, loss_per_token)
+    return loss if return_type == "loss" else Output(logits, loss)
+
+
+_ENGINE_FUNCTION = None
+
+
+def _engine_function():
+    """A ``torch.autograd.Function`` whose output is the engine's logits and whose backward
+    hands their gradient to the engine's graph (made once, when torch is first needed)."""
+    global _ENGINE_FUNCTION
+    if _ENGINE_FUNCTION is None:
+        torch = _torch()
+
+        class EngineLogits(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, anchor, logits, backward):
+                ctx.engine_backward = backward
+                return torch.from_numpy(np.array(logits, dtype=np.float32))
+
+            @staticmethod
+            def backward(ctx, grad):
+                ctx.engine_backward(grad.detach().cpu().numpy())
+                return None, None, None
+
+        _ENGINE_FUNCTION = EngineLogits
+    return _ENGINE_FUNCTION
+
+
+def _next_token_loss(logits, ids, mask, per_token):
+    """``HookedModel``'s loss on torch logits, so that it carries their graph."""
+    torch = _torch()
+    if ids.shape[1] < 2:
+        raise ValueError("a loss needs at least two tokens (a prediction and the token it predicts)")
+    log_p = torch.log_softmax(logits[:, :-1, :], dim=-1)
+    target = torch.from_numpy(ids[:, 1:].astype(np.int64))[..., None]
+    nll = -log_p.gather(-1, target)[..., 0]
+    if mask is None:
+        return nll if per_token else nll.mean()
+    keep = torch.from_numpy(mask[:, :-1].astype(bool) & mask[:, 1:].astype(bool))
+    if per_token:
+        return torch.where(keep, nll, torch.zeros_like(nll))
+    return nll[keep].mean()
 
 
 def _logits(out):

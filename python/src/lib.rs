@@ -5,6 +5,7 @@
 mod analyses;
 mod arrays;
 mod errors;
+mod gradients;
 mod model;
 mod work;
 
@@ -27,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<model::Model>()?;
     m.add_class::<arrays::Held>()?;
+    m.add_class::<gradients::Graph>()?;
     m.add_function(wrap_pyfunction!(model::load, m)?)?;
     m.add_function(wrap_pyfunction!(analyses::predictions, m)?)?;
     m.add_function(wrap_pyfunction!(analyses::lens, m)?)?;

@@ -11,6 +11,7 @@ use pyo3::types::PyDict;
 
 use crate::arrays::{ids_from_u32, tensor_from_f32, Held};
 use crate::errors::{call_error, file_error, invalid, invalid_anyhow};
+use crate::gradients::{add_leaves, Graph, Leaves};
 use crate::work;
 
 #[pyclass(module = "glassbox._native", frozen)]
@@ -154,6 +155,96 @@ fn add_python_hooks(
 /// What a forward pass gives back: the logits (none when it stopped early) and the cache.
 type Forward = (Option<Held>, Vec<(String, Held)>);
 
+/// A forward pass's inputs, read from Python.
+struct Pass {
+    model: Arc<HookedModel>,
+    start: Start,
+    mask: Option<Tensor>,
+    cache: Option<Vec<String>>,
+    hooks: PyHooks,
+}
+
+/// Where a pass starts: token ids, or a residual stream entering a block.
+enum Start {
+    Ids(Tensor),
+    Layer(Tensor, usize),
+}
+
+impl Pass {
+    /// `input`: token ids (uint32 [batch, pos]), or with `start_at_layer` the residual stream
+    /// entering that block (float32 [batch, pos, d_model]).
+    fn read(
+        py: Python<'_>,
+        model: &Arc<HookedModel>,
+        input: &Bound<'_, PyAny>,
+        start_at_layer: Option<usize>,
+        mask: Option<&Bound<'_, PyAny>>,
+        cache: Option<Vec<String>>,
+        hooks: PyHooks,
+    ) -> PyResult<Pass> {
+        let start = match start_at_layer {
+            None => Start::Ids(ids_from_u32(py, input)?),
+            Some(layer) => Start::Layer(tensor_from_f32(py, input, DType::F32)?, layer),
+        };
+        if mask.is_some() && matches!(start, Start::Layer(..)) {
+            return Err(invalid(
+                "a pass started at a layer takes no attention mask (its rows are unpadded)",
+            ));
+        }
+        Ok(Pass {
+            model: Arc::clone(model),
+            start,
+            mask: mask.map(|m| ids_from_u32(py, m)).transpose()?,
+            cache,
+            hooks,
+        })
+    }
+
+    /// Runs the pass (its Python hooks first at each point, then the gradient leaves):
+    /// the logits (None when it stopped after `stop_after`) and the cached activations.
+    fn run(
+        self,
+        cancel: &work::Cancel,
+        stop_after: Option<String>,
+        leaves: Option<(NameFilter, &Leaves)>,
+    ) -> anyhow::Result<(Option<Tensor>, Vec<(String, Held)>)> {
+        let raised = Arc::new(Mutex::new(None));
+        let mut h = match &self.cache {
+            Some(patterns) => Hooks::caching(filter(patterns)?),
+            None => Hooks::none(),
+        };
+        add_python_hooks(&mut h, self.hooks, &raised)?;
+        if let Some((filter, leaves)) = leaves {
+            add_leaves(&mut h, filter, leaves);
+        }
+        if let Some(name) = &stop_after {
+            h.stop_after(name.clone());
+        }
+        let result = match (&self.start, &self.mask) {
+            (Start::Ids(ids), Some(m)) => self.model.run_masked(ids, m, &mut h),
+            (Start::Ids(ids), None) => self.model.run_with_hooks(ids, &mut h),
+            (Start::Layer(resid, layer), _) => self.model.run_from_layer(resid, *layer, &mut h),
+        };
+        if let Some(e) = raised.lock().expect("hook error slot").take() {
+            return Err(anyhow::Error::new(e));
+        }
+        if cancel.is_set() {
+            return Err(glassbox_analysis::AnalysisError::Cancelled.into());
+        }
+        let logits = match result {
+            Ok(l) => Some(l),
+            Err(_) if h.stopped() => None,
+            Err(e) => return Err(e.into()),
+        };
+        let cached = h
+            .take_cache()
+            .iter()
+            .map(|(name, t)| Ok((name.to_string(), Held::new(t)?)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok((logits, cached))
+    }
+}
+
 #[pymethods]
 impl Model {
     /// The model's dimensions and what it was loaded with, as a dict.
@@ -248,11 +339,13 @@ impl Model {
     }
 
     /// One forward pass over `ids` (uint32 [batch, pos]) with an optional attention `mask`
-    /// (same shape, 1 = token). `cache`: hook-name patterns whose activations to keep.
-    /// `hooks`: (patterns, function) pairs; each function gets (activation, name) and returns
-    /// None or a float32 replacement of the same shape. `stop_after`: end the pass after that
-    /// hook point (no logits then).
-    #[pyo3(signature = (ids, mask=None, cache=None, hooks=Vec::new(), stop_after=None))]
+    /// (same shape, 1 = token) — or, with `start_at_layer`, from the residual stream `ids`
+    /// (float32 [batch, pos, d_model]) entering that block. `cache`: hook-name patterns whose
+    /// activations to keep. `hooks`: (patterns, function) pairs; each function gets
+    /// (activation, name) and returns None or a float32 replacement of the same shape.
+    /// `stop_after`: end the pass after that hook point (no logits then).
+    #[pyo3(signature = (ids, mask=None, cache=None, hooks=Vec::new(), stop_after=None, start_at_layer=None))]
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         py: Python<'_>,
@@ -261,43 +354,43 @@ impl Model {
         cache: Option<Vec<String>>,
         hooks: PyHooks,
         stop_after: Option<String>,
+        start_at_layer: Option<usize>,
     ) -> PyResult<Forward> {
-        let ids = ids_from_u32(py, ids)?;
-        let mask = mask.map(|m| ids_from_u32(py, m)).transpose()?;
-        let model = Arc::clone(&self.inner);
+        let pass = Pass::read(py, &self.inner, ids, start_at_layer, mask, cache, hooks)?;
         work::run(
             py,
             move |cancel| -> anyhow::Result<Forward> {
-                let raised = Arc::new(Mutex::new(None));
-                let mut h = match &cache {
-                    Some(patterns) => Hooks::caching(filter(patterns)?),
-                    None => Hooks::none(),
-                };
-                add_python_hooks(&mut h, hooks, &raised)?;
-                if let Some(name) = &stop_after {
-                    h.stop_after(name.clone());
-                }
-                let result = match &mask {
-                    Some(m) => model.run_masked(&ids, m, &mut h),
-                    None => model.run_with_hooks(&ids, &mut h),
-                };
-                if let Some(e) = raised.lock().expect("hook error slot").take() {
-                    return Err(anyhow::Error::new(e));
-                }
-                if cancel.is_set() {
-                    return Err(glassbox_analysis::AnalysisError::Cancelled.into());
-                }
-                let logits = match result {
-                    Ok(l) => Some(Held::new(&l)?),
-                    Err(_) if h.stopped() => None,
-                    Err(e) => return Err(e.into()),
-                };
-                let cached = h
-                    .take_cache()
-                    .iter()
-                    .map(|(name, t)| Ok((name.to_string(), Held::new(t)?)))
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                Ok((logits, cached))
+                let (logits, cached) = pass.run(cancel, stop_after, None)?;
+                Ok((logits.map(|l| Held::new(&l)).transpose()?, cached))
+            },
+            call_error,
+        )
+    }
+
+    /// [`forward`](Self::forward) kept for a backward pass: returns the logits, the cache and
+    /// a `Graph` whose `backward(seed)` gives the gradients at the hook points `grads`
+    /// selects. A Python hook's replacement is a constant to the gradient (computed outside
+    /// the graph).
+    #[pyo3(signature = (ids, grads, mask=None, cache=None, hooks=Vec::new(), start_at_layer=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn forward_with_graph(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        grads: Vec<String>,
+        mask: Option<&Bound<'_, PyAny>>,
+        cache: Option<Vec<String>>,
+        hooks: PyHooks,
+        start_at_layer: Option<usize>,
+    ) -> PyResult<(Held, Vec<(String, Held)>, Graph)> {
+        let pass = Pass::read(py, &self.inner, ids, start_at_layer, mask, cache, hooks)?;
+        work::run(
+            py,
+            move |cancel| {
+                let leaves = Leaves::default();
+                let (logits, cached) = pass.run(cancel, None, Some((filter(&grads)?, &leaves)))?;
+                let logits = logits.expect("a pass that does not stop has logits");
+                Ok((Held::new(&logits)?, cached, Graph::new(logits, &leaves)))
             },
             call_error,
         )

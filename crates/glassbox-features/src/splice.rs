@@ -160,6 +160,10 @@ impl Model for SplicedModel {
         self.inner.starts_midway()
     }
 
+    fn finish(&self, resid: &Tensor, hooks: &mut Hooks) -> candle_core::Result<Tensor> {
+        self.with(hooks, |h| self.inner.finish(resid, h))
+    }
+
     fn final_norm(&self, resid: &Tensor) -> candle_core::Result<Tensor> {
         self.inner.final_norm(resid)
     }

@@ -411,14 +411,11 @@ impl DecoderModel {
         if last_only {
             x = x.narrow(1, t - 1, 1)?;
         }
-        let normed = self
-            .ln_final
-            .forward_hooked(&x, hooks, || "ln_final".to_string())?;
-        let logits = self.unembed(&normed)?;
+        let logits = self.finish(&x, hooks)?;
         if let Some(cache) = kv {
             cache.advance(t);
         }
-        hooks.point(|| "logits".to_string(), logits)
+        Ok(logits)
     }
 }
 
@@ -483,7 +480,12 @@ impl Model for DecoderModel {
         let mut ctx = LayerContext::new(b, offset, t, None, resid.device())?;
         let mut kv = kv;
         let n = self.blocks.len();
-        let mut x = resid.clone();
+        // in the dtype the pass's own stream has (the embeddings'), whatever the caller's
+        let stream = self
+            .embed
+            .lookup(&Tensor::zeros(1, DType::U32, resid.device())?)?
+            .dtype();
+        let mut x = resid.to_dtype(stream)?;
         for (i, block) in self.blocks.iter().enumerate().skip(first_layer) {
             ctx.layer = i;
             if i + 1 == n {
@@ -502,6 +504,14 @@ impl Model for DecoderModel {
             .blocks
             .iter()
             .any(|b| b.attn.as_ref().is_some_and(|a| a.recurrent()))
+    }
+
+    fn finish(&self, resid: &Tensor, hooks: &mut Hooks) -> Result<Tensor> {
+        let normed = self
+            .ln_final
+            .forward_hooked(resid, hooks, || "ln_final".to_string())?;
+        let logits = self.unembed(&normed)?;
+        hooks.point(|| "logits".to_string(), logits)
     }
 
     fn final_norm(&self, resid: &Tensor) -> Result<Tensor> {

@@ -103,6 +103,15 @@ pub trait Model: Send + Sync {
         false
     }
 
+    /// How a pass ends after its last block: the final norm and the unembedding of `resid`,
+    /// with their hooks (`ln_final.*`, `logits`), so that a pass started midway
+    /// ([`forward_from_layer`](Self::forward_from_layer)) ends as a full one. Only where
+    /// [`starts_midway`](Self::starts_midway) says so.
+    fn finish(&self, resid: &Tensor, hooks: &mut Hooks) -> candle_core::Result<Tensor> {
+        let _ = (resid, hooks);
+        candle_core::bail!("{} cannot start a pass midway", self.info().architecture)
+    }
+
     /// The final normalisation (`ln_final`) applied to a residual stream [.., d_model].
     fn final_norm(&self, resid: &Tensor) -> candle_core::Result<Tensor>;
 
@@ -613,6 +622,52 @@ impl HookedModel {
             Err(_) if hooks.stopped() => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Logits of a pass that starts at block `layer` with `resid` [batch, pos, d_model] as its
+    /// `blocks.{layer}.hook_resid_pre` (`layer` = n_layers: straight to the final norm), with
+    /// `hooks` applied from there on: TransformerLens' `start_at_layer`. Causal, unpadded
+    /// rows; models whose blocks carry state besides the residual stream (Mamba, linear
+    /// attention) cannot start midway and say so.
+    pub fn run_from_layer(
+        &self,
+        resid: &Tensor,
+        layer: usize,
+        hooks: &mut Hooks,
+    ) -> Result<Tensor> {
+        let info = self.info();
+        if !self.model.starts_midway() {
+            return Err(ModelError::Input(format!(
+                "{} cannot start a pass midway: its layers carry state besides the residual stream",
+                info.architecture
+            )));
+        }
+        if layer > info.n_layers {
+            return Err(ModelError::Input(format!(
+                "start at layer {layer}: the model has {} layers",
+                info.n_layers
+            )));
+        }
+        match resid.dims() {
+            [b, t, d] if *b > 0 && *t > 0 && *d == info.d_model => {}
+            dims => {
+                return Err(ModelError::Input(format!(
+                    "a residual stream to start from is [batch, pos, d_model = {}]; got {dims:?}",
+                    info.d_model
+                )))
+            }
+        }
+        if info.learned_positions && resid.dim(1)? > info.n_ctx {
+            return Err(ModelError::Input(format!(
+                "{} positions: the model has learned positions for {}",
+                resid.dim(1)?,
+                info.n_ctx
+            )));
+        }
+        let out = self
+            .model
+            .forward_from_layer(resid, layer, hooks, None, None)?;
+        Ok(self.model.finish(&out, hooks)?)
     }
 
     /// Like [`run_with_hooks`](Self::run_with_hooks) for a right-padded batch with its

@@ -647,3 +647,96 @@ fn a_pass_can_stop_after_a_point() {
         .run_until(&model.ids_tensor(&[100_000]).unwrap(), &mut hooks)
         .is_err());
 }
+
+/// A pass started at block L from the residual stream a full pass had there gives the full
+/// pass's logits and the activations from L on, bit for bit (TransformerLens'
+/// `start_at_layer`), on every parity and family fixture; at L = n_layers it is the final norm
+/// and unembedding alone. Models whose layers carry other state (Mamba, linear attention) say
+/// they cannot.
+#[test]
+fn a_pass_started_at_a_layer_continues_the_full_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let more = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/more");
+    let mut dirs: Vec<PathBuf> = [
+        "parity/gpt2",
+        "parity/llama",
+        "parity/pythia",
+        "parity/qwen2",
+    ]
+    .iter()
+    .chain(&["families/deepseek-v3", "families/glm4", "families/mixtral"])
+    .map(|d| root.join(d))
+    .collect();
+    dirs.extend(
+        std::fs::read_dir(&more)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.join("config.json").exists()),
+    );
+    dirs.sort();
+    let (mut started_midway, mut refused) = (0, 0);
+    for dir in dirs {
+        let model = HookedModel::load(&dir, &LoadOptions::default()).unwrap();
+        let n = model.info().n_layers;
+        let ids = model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap();
+        let (logits, full) = model.run_with_cache(&ids, &NameFilter::all()).unwrap();
+        let first = full["blocks.0.hook_resid_pre"].clone();
+        if !model.model.starts_midway() {
+            let err = model
+                .run_from_layer(&first, 1, &mut Hooks::none())
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("cannot start a pass midway"),
+                "{err}"
+            );
+            refused += 1;
+            continue;
+        }
+        for layer in [0, n / 2, n] {
+            let resid = if layer == n {
+                full[&format!("blocks.{}.hook_resid_post", n - 1)].clone()
+            } else {
+                full[&format!("blocks.{layer}.hook_resid_pre")].clone()
+            };
+            let mut hooks = Hooks::caching(NameFilter::all());
+            let started = model.run_from_layer(&resid, layer, &mut hooks).unwrap();
+            let what = format!("{} from layer {layer}", dir.display());
+            assert_eq!(max_abs_diff(&started, &logits), 0.0, "{what}: logits");
+            let names: Vec<&str> = hooks.cache.names().collect();
+            assert!(
+                names.contains(&"logits") || names.iter().any(|n| n.starts_with("ln_final")),
+                "{what}: {names:?}"
+            );
+            for name in names {
+                let before = name
+                    .strip_prefix("blocks.")
+                    .and_then(|r| r.split('.').next()?.parse::<usize>().ok())
+                    .is_some_and(|l| l < layer);
+                assert!(!before && !name.starts_with("hook_"), "{what}: {name} ran");
+                assert_eq!(
+                    max_abs_diff(&hooks.cache[name], &full[name]),
+                    0.0,
+                    "{what}: {name}"
+                );
+            }
+        }
+        let bad =
+            Tensor::zeros((1, 3, model.info().d_model + 1), DType::F32, &Device::Cpu).unwrap();
+        let err = model
+            .run_from_layer(&bad, 0, &mut Hooks::none())
+            .unwrap_err();
+        assert!(
+            matches!(err, ModelError::Input(_)) && err.to_string().contains("d_model"),
+            "{err}"
+        );
+        let err = model
+            .run_from_layer(&first, n + 1, &mut Hooks::none())
+            .unwrap_err();
+        assert!(err.to_string().contains("layers"), "{err}");
+        started_midway += 1;
+    }
+    assert!(
+        started_midway >= 20 && refused >= 2,
+        "{started_midway} started midway, {refused} refused"
+    );
+}
