@@ -1119,21 +1119,36 @@ def _dtype_name(dtype) -> str:
 
 def _with_every_expert(cached) -> list[str]:
     """The names of a one-token pass, with each mixture-of-experts layer's
-    ``mlp.experts.{e}.hook_out`` for every expert (the pass runs, and hooks, only the experts
-    its token was routed to; the layer's router logits say how many there are)."""
+    ``mlp.experts.{e}.*`` hooks (``hook_gate``, ``hook_pre``, ``hook_post``, ``hook_out``)
+    for every expert (the pass runs, and hooks, only the experts its token was routed to; the
+    layer's router logits say how many there are)."""
     names = [name for name, _ in cached]
     experts = {
         name[: -len("hook_router_logits")]: int(np.asarray(value).shape[-1])
         for name, value in cached
         if name.endswith(".mlp.hook_router_logits")
     }
+
+    def expert_hook(name):
+        """(layer prefix, hook) of ``{layer}experts.{e}.{hook}``, else None."""
+        prefix, sep, rest = name.partition("experts.")
+        index, _, hook = rest.partition(".")
+        if sep and prefix in experts and index.isdigit() and hook.startswith("hook_") and "." not in hook:
+            return prefix, hook
+        return None
+
+    kinds: dict[str, list[str]] = {}
+    for name in names:
+        found = expert_hook(name)
+        if found and found[1] not in kinds.setdefault(found[0], []):
+            kinds[found[0]].append(found[1])
     out, done = [], set()
     for name in names:
-        prefix, sep, _ = name.partition("experts.")
-        layer = prefix if sep and name.endswith(".hook_out") and prefix in experts else None
-        if layer is None or name.count(".") != prefix.count(".") + 2:
+        found = expert_hook(name)
+        if found is None:
             out.append(name)
-        elif layer not in done:
+        elif found[0] not in done:
+            layer = found[0]
             done.add(layer)
-            out.extend(f"{layer}experts.{e}.hook_out" for e in range(experts[layer]))
+            out.extend(f"{layer}experts.{e}.{hook}" for e in range(experts[layer]) for hook in kinds[layer])
     return out

@@ -168,7 +168,8 @@ def test_hook_names_list_every_expert_and_routing_keeps_integer_indices():
     n_experts = config["num_local_experts"]
     for layer in range(model.cfg.n_layers):
         experts = [n for n in names if n.startswith(f"blocks.{layer}.mlp.experts.")]
-        assert experts == [f"blocks.{layer}.mlp.experts.{e}.hook_out" for e in range(n_experts)]
+        inner = ("hook_gate", "hook_pre", "hook_post", "hook_out")
+        assert experts == [f"blocks.{layer}.mlp.experts.{e}.{h}" for e in range(n_experts) for h in inner]
     _, cache = model.run_with_cache(PROMPT)
     assert set(cache) <= set(names)
     indices = cache["blocks.0.mlp.hook_expert_indices"]
@@ -604,3 +605,29 @@ def test_rotary_positions_past_the_context_warn(llama):
         llama(np.zeros((1, n + 1), dtype=np.int64))
     with pytest.warns(UserWarning, match="extrapolation"):
         llama.run_with_cache(np.zeros((1, n + 1), dtype=np.int64), names_filter="blocks.0.hook_resid_post")
+
+
+def test_expert_hooks_equal_transformer_lens_moe():
+    """Each routed expert's ``hook_gate`` / ``hook_pre`` / ``hook_post`` against
+    TransformerLens' MoE on the Mixtral fixture (``tests/fixtures/analyses/tl-moe-mixtral.safetensors``,
+    made by ``make_tl_weights_fixtures.py``): TransformerLens keeps the routed tokens' rows,
+    glassbox the batch-first stream with zeros elsewhere; the rows agree."""
+    import struct
+
+    model = glassbox.load(FIXTURES / "families" / "mixtral")
+    path = FIXTURES / "analyses" / "tl-moe-mixtral.safetensors"
+    tl = read_safetensors(path)
+    raw = path.read_bytes()
+    meta = json.loads(json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])["__metadata__"]["meta"])
+    ids = np.array([meta["input_ids"]], dtype=np.uint32)
+    _, cache = model.run_with_cache(ids, names_filter="blocks.*.mlp.experts.*.hook_*")
+    names = sorted(k[len("moe.") :] for k in tl if not k.endswith(".tokens"))
+    assert len(names) >= 12
+    for name in names:
+        rows, tokens = tl[f"moe.{name}"], tl[f"moe.{name}.tokens"].astype(int)
+        ours = cache[name][0]
+        close(ours[tokens], rows, 1e-5)
+        others = np.setdiff1d(np.arange(ours.shape[0]), tokens)
+        assert not np.any(ours[others]), name
+    # every expert the pass ran is in TransformerLens' set, and the other way round
+    assert {k for k in cache.keys() if ".experts." in k and not k.endswith("hook_out")} == set(names)

@@ -459,3 +459,103 @@ fn kv_cache_decoding_matches_full_passes() {
         assert_eq!(cached, seq[prompt.len()..], "{rel}");
     }
 }
+
+/// Inside each routed expert, TransformerLens' MoE expert hooks (`experts.{e}.hook_gate`,
+/// `hook_pre`, `hook_post`): dense [batch, pos, d_ff], zero at tokens not routed to the
+/// expert, made only when watched (the pass's bits do not change), and live — what
+/// `hook_post` holds is what the down projection reads. On every family with routed experts:
+/// plain and clamped SwiGLU, ungated (Nemotron-H), inputs weighted before the expert (Llama 4).
+#[test]
+fn experts_have_inner_hooks() {
+    let dirs = [
+        "families/deepseek-v3",
+        "families/mixtral",
+        "more/olmoe",
+        "more/gpt-oss",
+        "more/llama4",
+        "more/nemotron-h",
+        "more/glm4-moe",
+        "more/qwen3-next",
+    ];
+    let inner = [
+        "blocks.*.mlp.experts.*.hook_gate",
+        "blocks.*.mlp.experts.*.hook_pre",
+        "blocks.*.mlp.experts.*.hook_post",
+        "blocks.*.mlp.experts.*.hook_out",
+        "blocks.*.mlp.hook_expert_indices",
+    ];
+    for dir in dirs {
+        let model = HookedModel::load(&fixture(dir), &LoadOptions::default()).unwrap();
+        let ids = model.ids_tensor(&model.to_tokens(PROMPT).unwrap()).unwrap();
+        let t = ids.dim(1).unwrap();
+        let outs = NameFilter::new(&["blocks.*.mlp.experts.*.hook_out"]).unwrap();
+        let (plain_logits, plain) = model.run_with_cache(&ids, &outs).unwrap();
+        let (logits, cache) = model
+            .run_with_cache(&ids, &NameFilter::new(&inner).unwrap())
+            .unwrap();
+        assert_eq!(
+            max_abs_diff(&logits, &plain_logits),
+            0.0,
+            "{dir}: watching changed the pass"
+        );
+        let mut checked = 0;
+        for name in plain.names() {
+            assert_eq!(
+                max_abs_diff(&cache[name], &plain[name]),
+                0.0,
+                "{dir}: {name}"
+            );
+            let prefix = name.strip_suffix("hook_out").unwrap();
+            let layer: usize = name.split('.').nth(1).unwrap().parse().unwrap();
+            let expert: u32 = prefix
+                .trim_end_matches('.')
+                .rsplit('.')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let routed: Vec<bool> = indices(&cache, layer)
+                .iter()
+                .map(|k| k.contains(&expert))
+                .collect();
+            let post = &cache[format!("{prefix}hook_post").as_str()];
+            let pre = &cache[format!("{prefix}hook_pre").as_str()];
+            let (_, rows, d_ff) = post.dims3().unwrap();
+            assert_eq!((rows, pre.dims()), (t, post.dims()), "{dir}: {name}");
+            assert!(d_ff > 0);
+            for (pos, &on) in routed.iter().enumerate() {
+                let row = post.get(0).unwrap().get(pos).unwrap().abs().unwrap();
+                let peak = row.max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert_eq!(
+                    peak > 0.0,
+                    on,
+                    "{dir}: {prefix}hook_post at {pos} (routed {on})"
+                );
+            }
+            checked += 1;
+            if checked > 2 {
+                continue;
+            }
+            // Zeroing hook_post leaves the down projection only its bias: every routed row
+            // of hook_out is the same.
+            let mut hooks = Hooks::caching(NameFilter::new(&[name]).unwrap());
+            hooks.intervene(
+                NameFilter::new(&[format!("{prefix}hook_post")]).unwrap(),
+                Intervention::Zero,
+                Selection::All,
+            );
+            let zeroed = model.run_with_hooks(&ids, &mut hooks).unwrap();
+            assert!(
+                max_abs_diff(&zeroed, &logits) > 1e-6,
+                "{dir}: {prefix}hook_post is not read"
+            );
+            let out = hooks.cache[name].get(0).unwrap();
+            let first = routed.iter().position(|&r| r).unwrap();
+            for (pos, _) in routed.iter().enumerate().filter(|(_, &r)| r) {
+                let d = max_abs_diff(&out.get(pos).unwrap(), &out.get(first).unwrap());
+                assert_eq!(d, 0.0, "{dir}: {name} at {pos} after zeroing hook_post");
+            }
+        }
+        assert!(checked > 0, "{dir}: no expert ran");
+    }
+}

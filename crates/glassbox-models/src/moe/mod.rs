@@ -12,6 +12,10 @@
 //! 4. runs each used expert on its tokens. With hooks set, each expert's *unweighted* output is
 //!    the hook `blocks.{i}.mlp.experts.{e}.hook_out` [batch, pos, d_model], zero at tokens not
 //!    routed to it; the shared experts' output is `blocks.{i}.mlp.shared_experts.hook_out`.
+//!    Inside an expert, as TransformerLens names its MoE experts' (`MoEGatedMLP`):
+//!    `experts.{e}.hook_gate` (the gate projection, before its activation), `hook_pre` (the up
+//!    projection) and `hook_post` (what enters the down projection), [batch, pos, d_ff], zero
+//!    at tokens not routed to the expert — made only when a hook watches them.
 //!
 //! The block's output is Σₑ wₑ · outₑ + shared, where wₑ is the sum of the token's weights in the
 //! slots that chose e. Every hook is writable: rewriting the logits or the indices forces a
@@ -119,11 +123,27 @@ impl GatedMlp {
 
 impl Module for GatedMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, &mut |_, t| Ok(t))
+    }
+}
+
+impl GatedMlp {
+    /// The forward pass with each inner activation passed through `inner(hook, activation)`
+    /// (`hook_gate`, `hook_pre`, `hook_post`: TransformerLens' names in its MoE experts), whose
+    /// answer the rest of the expert reads.
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        inner: &mut dyn FnMut(&'static str, Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let up = self.up.forward(x)?;
         let Some(gate) = &self.gate else {
-            return self.down.forward(&self.act.apply(&up)?);
+            let up = inner("hook_pre", up)?;
+            let post = inner("hook_post", self.act.apply(&up)?)?;
+            return self.down.forward(&post);
         };
-        let gate = gate.forward(x)?;
+        let gate = inner("hook_gate", gate.forward(x)?)?;
+        let up = inner("hook_pre", up)?;
         let hidden = match self.glu {
             Glu::Plain => (self.act.apply(&gate)? * up)?,
             Glu::ClampedSwiglu { alpha, limit } => {
@@ -134,7 +154,7 @@ impl Module for GatedMlp {
                 ((up + 1.0)? * glu)?
             }
         };
-        self.down.forward(&hidden)
+        self.down.forward(&inner("hook_post", hidden)?)
     }
 }
 
@@ -291,14 +311,38 @@ impl FeedForward for MoeBlock {
                 .unsqueeze(1)?
                 .to_dtype(x.dtype())?;
             let input = flat.index_select(&rows, 0)?;
+            let watched = hooked
+                && ["hook_gate", "hook_pre", "hook_post"]
+                    .iter()
+                    .any(|h| hooks.watches(|| format!("blocks.{i}.mlp.experts.{e}.{h}")));
+            // An inner activation as a hook sees it: dense [batch, pos, d_ff], like hook_out.
+            let mut dense_hook = |hook: &'static str, rows_of: Tensor| -> Result<Tensor> {
+                let width = rows_of.dim(1)?;
+                let dense = Tensor::zeros((n, width), rows_of.dtype(), x.device())?
+                    .index_add(&rows, &rows_of, 0)?
+                    .reshape((b, t, width))?;
+                let dense = hooks.point(|| format!("blocks.{i}.mlp.experts.{e}.{hook}"), dense)?;
+                dense
+                    .reshape((n, width))?
+                    .contiguous()?
+                    .index_select(&rows, 0)
+            };
+            let mut inner: Option<InnerHook> = match watched {
+                true => Some(&mut dense_hook),
+                false => None,
+            };
             let mut expert_out = if self.weight_inputs {
-                let y = run_rows(&*self.experts.get(e)?, &input.broadcast_mul(&w)?)?;
+                let y = run_rows(
+                    &*self.experts.get(e)?,
+                    &input.broadcast_mul(&w)?,
+                    inner.as_deref_mut(),
+                )?;
                 // Per unit of weight; a zero weight (a rewritten one) gave a zero input, and
                 // an expert without biases a zero output: divide by 1 there.
                 let safe = (&w + w.eq(0.0)?.to_dtype(w.dtype())?)?;
                 y.broadcast_div(&safe)?
             } else {
-                run_rows(&*self.experts.get(e)?, &input)?
+                run_rows(&*self.experts.get(e)?, &input, inner.as_deref_mut())?
             };
             if hooked {
                 // Dense [batch, pos, d] so positions can be selected and written like any hook.
@@ -330,21 +374,38 @@ impl FeedForward for MoeBlock {
 /// `expert` on the rows [m, d_model] of its tokens, padded past the kernels' few-row products
 /// (by repeating the last row) when there are at most [`FEW_ROWS`] of them: a token's result
 /// then does not depend on how many others the batch routed to the same expert, so a batch
-/// computes what each of its prompts computes alone.
+/// computes what each of its prompts computes alone. `inner` sees the inner activations of
+/// the m rows (never the padding), as [`GatedMlp::forward_with`] passes them.
 ///
 /// [`FEW_ROWS`]: glassbox_kernels::FEW_ROWS
-fn run_rows(expert: &GatedMlp, x: &Tensor) -> Result<Tensor> {
+fn run_rows(expert: &GatedMlp, x: &Tensor, inner: Option<InnerHook>) -> Result<Tensor> {
     let m = x.dim(0)?;
     if m > glassbox_kernels::FEW_ROWS {
-        return expert.forward(x);
+        return match inner {
+            Some(inner) => expert.forward_with(x, inner),
+            None => expert.forward(x),
+        };
     }
     let pad = x
         .narrow(0, m - 1, 1)?
         .repeat((glassbox_kernels::FEW_ROWS + 1 - m, 1))?;
-    expert
-        .forward(&Tensor::cat(&[x, &pad], 0)?)?
-        .narrow(0, 0, m)
+    let padded = Tensor::cat(&[x, &pad], 0)?;
+    let y = match inner {
+        Some(inner) => {
+            let mut unpadded = |hook: &'static str, t: Tensor| -> Result<Tensor> {
+                let rows = inner(hook, t.narrow(0, 0, m)?)?;
+                let padding = t.narrow(0, m, t.dim(0)? - m)?;
+                Tensor::cat(&[&rows, &padding], 0)
+            };
+            expert.forward_with(&padded, &mut unpadded)?
+        }
+        None => expert.forward(&padded)?,
+    };
+    y.narrow(0, 0, m)
 }
+
+/// What sees an expert's inner activations ([`GatedMlp::forward_with`]).
+type InnerHook<'a> = &'a mut dyn FnMut(&'static str, Tensor) -> Result<Tensor>;
 
 /// Indices as u32, each checked to name an expert (a hook may have rewritten them).
 fn checked_indices(indices: &Tensor, n_experts: usize) -> Result<Tensor> {
