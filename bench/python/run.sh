@@ -7,13 +7,14 @@
 #   (d) TransformerLens 3           HookedTransformer.run_with_cache    (bench_tl3.py, bench/.venv-tl3)
 # and the logits-only forward of (a) and (b). Each measurement is its own process (its own peak
 # RSS), medians of REPS runs after a warm-up, measurements interleaved so that all see the same
-# machine load.
-# usage: bench/python/run.sh [N_TOKENS=128] [REPS=10] [ROUNDS=3]
+# machine load; then (a) against (c) and against (d) call by call in one process, PAIRS pairs
+# (bench_paired.py), whose ratios do not depend on the machine's drift between processes.
+# usage: bench/python/run.sh [N_TOKENS=128] [REPS=10] [ROUNDS=3] [PAIRS=30]
 #   The package is built into bench/.venv (`pip install ./python`, release); torch, transformers
 #   and transformer_lens come from PyPI there (bench/forward/run.sh makes the venv).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-N=${1:-128}; REPS=${2:-10}; ROUNDS=${3:-3}
+N=${1:-128}; REPS=${2:-10}; ROUNDS=${3:-3}; PAIRS=${4:-30}
 VENV=bench/.venv; OUT=bench/out; mkdir -p "$OUT"
 PY="$PWD/$VENV/bin/python"
 if [ ! -x "$PY" ]; then
@@ -41,4 +42,9 @@ for round in $(seq "$ROUNDS"); do
   "$PY" bench/python/bench_python.py "$DIR" glassbox_logits "$N" "$REPS" >> "$RESULTS"
   "$BIN" "$DIR" logits "$N" "$REPS" 1 1 >> "$RESULTS"
 done
-python3 bench/python/summarize.py "$RESULTS"
+# The same comparisons call by call in one process (bench_paired.py): each pair's ratio is
+# measured on the same machine state, which separate processes minutes apart are not.
+PAIRED="$OUT/python-paired.jsonl"; : > "$PAIRED"
+"$TL3/bin/python" bench/python/bench_paired.py "$DIR" tl3 "$N" "$PAIRS" 2>>"$OUT/reference.log" >> "$PAIRED"
+"$PY" bench/python/bench_paired.py "$DIR" tl4 "$N" "$PAIRS" 2>>"$OUT/reference.log" >> "$PAIRED"
+python3 bench/python/summarize.py "$RESULTS" "$PAIRED"

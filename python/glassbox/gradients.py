@@ -65,7 +65,8 @@ def metric_and_seed(metric: Callable, logits: np.ndarray) -> tuple[float, np.nda
 def call_backward_hooks(bwd_hooks: list, grads: list[tuple[str, np.ndarray]]) -> None:
     """Calls each ``(patterns, fn)`` with ``fn(gradient, hook)`` at the points it selects, in
     the order a backward pass reaches them (the last hook point first), as TransformerLens'
-    backward hooks run. They observe: a hook that returns a replacement gradient is refused."""
+    backward hooks run. They observe: a hook that returns a replacement gradient is refused. A
+    point the scalar does not depend on gets zeros (TransformerLens calls no hook there)."""
     from .model import HookPoint, _matches, _takes_hook_keyword
 
     for name, grad in reversed(grads):
@@ -81,15 +82,40 @@ def call_backward_hooks(bwd_hooks: list, grads: list[tuple[str, np.ndarray]]) ->
                 )
 
 
-def seed_for(logits: np.ndarray, ids: np.ndarray, mask, return_type, metric) -> tuple[Any, np.ndarray]:
-    """The scalar a backward pass differentiates and its seed: ``metric(logits)`` when given,
-    else the loss when ``return_type`` asks for it."""
+def check_scalar(return_type, metric, ids, loss_per_token: bool = False) -> None:
+    """Raises, before any pass runs, where a backward pass would have no scalar to
+    differentiate (see :func:`seed_for`)."""
     if metric is not None:
         if not callable(metric):
             raise TypeError("metric is a function of the logits")
+        return
+    if return_type not in ("loss", "both"):
+        raise ValueError(NEEDS_A_SCALAR)
+    if loss_per_token:
+        raise ValueError("a backward pass needs one number: the per-token loss is not (give metric= to choose one)")
+    if ids is None:
+        raise ValueError("the loss of a pass from start_at_layer needs tokens= (the tokens the residual stream came from)")
+
+
+def seed_for(logits: np.ndarray, ids: np.ndarray, mask, return_type, metric) -> tuple[Any, np.ndarray]:
+    """The scalar a backward pass differentiates and its seed: ``metric(logits)`` when given,
+    else the loss when ``return_type`` asks for it (:func:`check_scalar` has said which)."""
+    check_scalar(return_type, metric, ids)
+    if metric is not None:
         return metric_and_seed(metric, logits)
-    if return_type in ("loss", "both"):
-        if ids is None:
-            raise ValueError("the loss of a pass from start_at_layer needs tokens= (the tokens the residual stream came from)")
-        return loss_and_seed(logits, ids, mask)
-    raise ValueError(NEEDS_A_SCALAR)
+    return loss_and_seed(logits, ids, mask)
+
+
+def warn_replaced(points: list[str]) -> None:
+    """Says which forward hooks replaced their activation in a pass whose gradients were asked
+    for: to the gradient a replacement is a constant (computed outside the graph), so nothing
+    flows back through it, where TransformerLens differentiates the hook's own torch code."""
+    if points:
+        import warnings
+
+        shown = ", ".join(points[:3]) + (f" and {len(points) - 3} more" if len(points) > 3 else "")
+        warnings.warn(
+            f"forward hooks changed {shown}: to the gradients each change is a constant, so no "
+            "gradient flows back through it to earlier points",
+            stacklevel=4,
+        )

@@ -689,7 +689,9 @@ class HookedModel:
         backward pass: the scalar (``metric(logits)``, or the loss of ``ids``) is
         differentiated back to the hook points ``grads`` selects, and ``bwd_hooks`` see the
         gradients. Returns (logits, cached activations, gradients by name)."""
+        _gradients.check_scalar(return_type, metric, ids)
         held, cached, graph = self._m.forward_with_graph(x, grads, mask=mask, cache=cache, hooks=fwd_hooks, start_at_layer=start)
+        _gradients.warn_replaced(graph.replaced)
         logits = np.asarray(held)
         _, seed = _gradients.seed_for(logits, ids, mask, return_type, metric)
         gradients = [(name, np.asarray(g)) for name, g in graph.backward(seed)]
@@ -845,11 +847,15 @@ class HookedModel:
         ``cache[f"{hook_name}_grad"]`` (TransformerLens' keys): the scalar is ``metric(logits)``
         when given (a function of torch logits, differentiated with torch), else the mean
         next-token loss (``return_type="loss"``, as TransformerLens needs). Backward hooks
-        added with ``add_hook(dir="bwd")`` run too."""
+        added with ``add_hook(dir="bwd")`` run too. At ``ln1.hook_normalized`` the gradient is
+        the whole one (through q, k and v); TransformerLens' ``incl_bwd`` cache keeps only the
+        last of its three paths there."""
         _right_padding(padding_side)
         if metric is not None and not incl_bwd:
             raise ValueError("metric= is the scalar of a backward pass: give incl_bwd=True too")
         x, ids, mask, start = self._pass_inputs(input, prepend_bos, attention_mask, start_at_layer, tokens)
+        if incl_bwd:
+            _gradients.check_scalar(return_type, metric, ids, loss_per_token)
         wanted = self._patterns(names_filter)
         if not callable(names_filter):
             # A name (or list of names) that matches nothing is a typo; a function that keeps
@@ -864,7 +870,11 @@ class HookedModel:
                 raise ValueError(f"stop_at_layer must be -{n} … {n}, got {layer}")
             layer = layer % n if layer < 0 else layer
             if start is not None and layer <= start:
-                raise ValueError(f"stop_at_layer={layer} must come after start_at_layer={start}")
+                # no block between them: the stream comes back as it went in (TransformerLens)
+                if incl_bwd:
+                    raise ValueError("incl_bwd: a pass stopped early has no logits to differentiate")
+                cache = ActivationCache({}, self)
+                return x.copy(), (cache if return_cache_object else cache.cache_dict)
             # a post-LN encoder's block output is after its last norm (HookedEncoder's name)
             out = "hook_resid_post" if self.cfg.causal else "hook_normalized_resid_post"
             stop = "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.{out}"
@@ -918,15 +928,23 @@ class HookedModel:
         the same shape; the rest of the pass sees the change. Exceptions in a hook propagate.
         ``reset_hooks_end=False`` keeps the hooks for later passes, as in TransformerLens.
 
-        ``bwd_hooks`` (same form; ``fn(gradient, hook)``) run a backward pass in this call:
-        of ``metric(logits)`` when given (torch logits, differentiated with torch), else of
-        the loss (``return_type="loss"``). They observe the gradients, last hook point first;
-        a forward hook's replacement is a constant to them (computed outside the graph).
+        ``bwd_hooks`` (same form; ``fn(gradient, hook)``), or ``metric=`` with backward hooks
+        added before, run a backward pass in this call: of ``metric(logits)`` when given (torch
+        logits, differentiated with torch), else of the loss (``return_type="loss"``). They
+        observe the gradients, last hook point first; forward hooks then get copies, and a change
+        they make is a constant to the gradients (a warning names it).
         ``start_at_layer``: as :meth:`__call__`'s."""
         _right_padding(padding_side)
         x, ids, mask, start = self._pass_inputs(input, prepend_bos, attention_mask, start_at_layer, tokens)
         hooks = self._hooks(fwd_hooks)
         bwd = self._bwd_hooks(bwd_hooks)
+        if bwd and not reset_hooks_end:
+            raise ValueError(
+                "bwd_hooks with reset_hooks_end=False: glassbox runs the backward pass in this call "
+                "(of metric= or the loss), so there is no later .backward() for the hooks to wait for; "
+                "for TransformerLens' `loss.backward()` idiom use model.add_hook(name, fn, 'bwd') and "
+                "glassbox.torch.forward(model, tokens)"
+            )
         every = self._bwd_persistent + bwd
         if bwd or (metric is not None and every):
             grads = [p for patterns, _ in every for p in patterns]

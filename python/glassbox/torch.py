@@ -135,13 +135,15 @@ def forward(model, *args, **kwargs):
     """``model(...)`` with the logits as a torch tensor (also in ``return_type="both"``'s
     ``Output``; the loss stays a number).
 
-    Where the model has backward hooks (``model.add_hook(name, fn, "bwd")``) and torch's
-    autograd is on, the logits (and the loss) carry a graph back into the engine, as
-    TransformerLens' do: ``metric(logits).backward()`` runs the engine's backward pass from the
-    same forward pass, and the backward hooks get the gradients (TransformerLens'
-    attribution-patching recipe, unchanged)."""
+    Where the model has backward hooks (``model.add_hook(name, fn, "bwd")``), or the input is
+    a residual stream that requires a gradient (``start_at_layer``), and torch's autograd is
+    on, the logits (and the loss) carry a graph back into the engine, as TransformerLens' do:
+    ``metric(logits).backward()`` runs the engine's backward pass from the same forward pass,
+    the backward hooks get the gradients, and the input stream its ``.grad`` (TransformerLens'
+    attribution-patching recipe, with hooks written for torch wrapped by :func:`hook`)."""
     torch = _torch()
-    if model._bwd_persistent and torch.is_grad_enabled():
+    wants_grad = getattr(args[0] if args else kwargs.get("input"), "requires_grad", False)
+    if (model._bwd_persistent or wants_grad) and torch.is_grad_enabled():
         return _differentiable_forward(model, *args, **kwargs)
     return _logits(model(*args, **kwargs))
 
@@ -174,15 +176,30 @@ def _differentiable_forward(
         raise ValueError(f"return_type={return_type!r} from start_at_layer needs tokens= (the tokens the residual stream came from)")
     every = list(model._bwd_persistent)
     points = [p for patterns, _ in every for p in patterns]
+    # the input stream's gradient is the one at the first block's resid_pre, which it enters as
+    stream = input if getattr(input, "requires_grad", False) else None
+    entry = None
+    if stream is not None:
+        if start is None:
+            raise ValueError("a gradient for the input: token ids have none (give a residual stream and start_at_layer)")
+        if start == model.cfg.n_layers:
+            raise ValueError("a gradient for a residual stream entering the final norm: start at a block (start_at_layer < n_layers)")
+        entry = f"blocks.{start}.hook_resid_pre"
+        points.append(entry)
     held, _, graph = model._m.forward_with_graph(x, points, mask=mask, hooks=list(model._persistent), start_at_layer=start)
+    gradients.warn_replaced(graph.replaced)
+    entry_grad = {}
 
     def backward(seed):
         grads = [(name, np.asarray(g)) for name, g in graph.backward(np.ascontiguousarray(seed, dtype=np.float32))]
         gradients.call_backward_hooks(every, grads)
+        if entry is not None:
+            entry_grad["g"] = next(g for name, g in grads if name == entry)
 
-    # the engine's graph enters torch's as one function of a leaf that wants a gradient
-    anchor = torch.zeros((), requires_grad=True)
-    logits = _engine_function().apply(anchor, np.asarray(held), backward)
+    # the engine's graph enters torch's as one function of the input stream, or of a leaf that
+    # wants a gradient
+    anchor = stream if stream is not None else torch.zeros((), requires_grad=True)
+    logits = _engine_function().apply(anchor, np.asarray(held), backward, entry_grad)
     if return_type == "logits":
         return logits
     loss = _next_token_loss(logits, ids, mask, loss_per_token)
@@ -201,14 +218,19 @@ def _engine_function():
 
         class EngineLogits(torch.autograd.Function):
             @staticmethod
-            def forward(ctx, anchor, logits, backward):
-                ctx.engine_backward = backward
+            def forward(ctx, anchor, logits, backward, entry_grad):
+                ctx.engine_backward, ctx.entry_grad = backward, entry_grad
+                ctx.anchor_shape, ctx.anchor_dtype = anchor.shape, anchor.dtype
                 return torch.from_numpy(np.array(logits, dtype=np.float32))
 
             @staticmethod
             def backward(ctx, grad):
                 ctx.engine_backward(grad.detach().cpu().numpy())
-                return None, None, None
+                g = ctx.entry_grad.get("g")
+                if g is None:
+                    return None, None, None, None
+                g = torch.from_numpy(np.array(g, dtype=np.float32)).reshape(ctx.anchor_shape)
+                return g.to(ctx.anchor_dtype), None, None, None
 
         _ENGINE_FUNCTION = EngineLogits
     return _ENGINE_FUNCTION

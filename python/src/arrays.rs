@@ -37,6 +37,22 @@ impl Held {
     }
 }
 
+impl Held {
+    /// A copy of `t`'s values for NumPy, marked `copied`: what a hook writes to it comes back
+    /// as a replacement, and the tensor itself (and the graph it belongs to) is untouched.
+    pub fn copy_of(t: &Tensor) -> candle_core::Result<Held> {
+        let t = t.detach().to_device(&Device::Cpu)?;
+        let tensor = match t.dtype() {
+            DType::BF16 => t.to_dtype(DType::F32)?,
+            _ => t.copy()?,
+        };
+        Ok(Held {
+            tensor,
+            copied: true,
+        })
+    }
+}
+
 #[pymethods]
 impl Held {
     /// NumPy's array interface (version 3): the tensor's memory, shared.

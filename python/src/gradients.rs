@@ -45,13 +45,18 @@ pub fn add_leaves(hooks: &mut Hooks<'_>, filter: glassbox_models::NameFilter, le
 pub struct Graph {
     /// The logits and the leaves; taken (and so the graph freed) by the backward pass.
     pass: Mutex<Option<(Tensor, Vec<(String, Var)>)>>,
+    /// The hook points whose activation a Python function replaced: constants to the
+    /// gradient, which flows around them.
+    #[pyo3(get)]
+    replaced: Vec<String>,
 }
 
 impl Graph {
-    pub fn new(logits: Tensor, leaves: &Leaves) -> Graph {
+    pub fn new(logits: Tensor, leaves: &Leaves, replaced: Vec<String>) -> Graph {
         let leaves = std::mem::take(&mut *leaves.lock().expect("gradient leaves"));
         Graph {
             pass: Mutex::new(Some((logits, leaves))),
+            replaced,
         }
     }
 }

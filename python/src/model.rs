@@ -124,13 +124,21 @@ fn filter(patterns: &[String]) -> anyhow::Result<NameFilter> {
 
 /// Adds each Python function to `hooks` at the points its patterns match. A function's
 /// exception is kept in `raised` (the pass then fails, and the call re-raises it).
+///
+/// In a pass kept for a backward pass (`replaced` given), a function gets a copy of the
+/// activation: an edit in place must not change values the graph's backward passes read (a
+/// softmax's backward reads its own output, `hook_pattern`). An edited or returned array that
+/// differs from the activation replaces it as a constant, and its point is listed in
+/// `replaced`; one that does not leaves the activation, and its gradient, as they were.
 fn add_python_hooks(
     hooks: &mut Hooks<'_>,
     fns: PyHooks,
     raised: &Arc<Mutex<Option<PyErr>>>,
+    replaced: Option<&Replaced>,
 ) -> anyhow::Result<()> {
     for (patterns, func) in fns {
         let raised = Arc::clone(raised);
+        let replaced = replaced.cloned();
         // a Ctrl-C stops the pass at the hook point itself (`glassbox_models::stop`)
         hooks.add_fn(filter(&patterns)?, move |name: &str, t: &Tensor| {
             Python::attach(|py| {
@@ -138,18 +146,51 @@ fn add_python_hooks(
                     *raised.lock().expect("hook error slot") = Some(e);
                     candle_core::Error::Msg(format!("the Python hook at `{name}` raised"))
                 };
-                let held = Py::new(py, Held::new(t)?).map_err(fail)?;
+                let held = match replaced {
+                    Some(_) => Held::copy_of(t)?,
+                    None => Held::new(t)?,
+                };
+                let held = Py::new(py, held).map_err(fail)?;
                 let out = func.call1(py, (held, name)).map_err(fail)?;
                 if out.is_none(py) {
                     return Ok(None);
                 }
-                tensor_from_f32(py, out.bind(py), t.dtype())
-                    .map(Some)
-                    .map_err(fail)
+                let new = tensor_from_f32(py, out.bind(py), t.dtype()).map_err(fail)?;
+                if let Some(replaced) = &replaced {
+                    if same_values(&new, t)? {
+                        return Ok(None);
+                    }
+                    replaced
+                        .lock()
+                        .expect("replaced points")
+                        .push(name.to_string());
+                }
+                Ok(Some(new))
             })
         });
     }
     Ok(())
+}
+
+/// The hook points whose activation a Python function replaced in a pass kept for a backward
+/// pass.
+type Replaced = Arc<Mutex<Vec<String>>>;
+
+/// Whether `a` holds `b`'s values bit for bit.
+fn same_values(a: &Tensor, b: &Tensor) -> candle_core::Result<bool> {
+    if a.dims() != b.dims() {
+        return Ok(false);
+    }
+    let bits = |t: &Tensor| -> candle_core::Result<Vec<u32>> {
+        Ok(t.detach()
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(f32::to_bits)
+            .collect())
+    };
+    Ok(bits(a)? == bits(b)?)
 }
 
 /// What a forward pass gives back: the logits (none when it stopped early) and the cache.
@@ -206,15 +247,15 @@ impl Pass {
         self,
         cancel: &work::Cancel,
         stop_after: Option<String>,
-        leaves: Option<(NameFilter, &Leaves)>,
+        leaves: Option<(NameFilter, &Leaves, &Replaced)>,
     ) -> anyhow::Result<(Option<Tensor>, Vec<(String, Held)>)> {
         let raised = Arc::new(Mutex::new(None));
         let mut h = match &self.cache {
             Some(patterns) => Hooks::caching(filter(patterns)?),
             None => Hooks::none(),
         };
-        add_python_hooks(&mut h, self.hooks, &raised)?;
-        if let Some((filter, leaves)) = leaves {
+        add_python_hooks(&mut h, self.hooks, &raised, leaves.as_ref().map(|l| l.2))?;
+        if let Some((filter, leaves, _)) = leaves {
             add_leaves(&mut h, filter, leaves);
         }
         if let Some(name) = &stop_after {
@@ -369,8 +410,8 @@ impl Model {
 
     /// [`forward`](Self::forward) kept for a backward pass: returns the logits, the cache and
     /// a `Graph` whose `backward(seed)` gives the gradients at the hook points `grads`
-    /// selects. A Python hook's replacement is a constant to the gradient (computed outside
-    /// the graph).
+    /// selects. Python hooks get copies; one that changes its activation replaces it with a
+    /// constant to the gradient (computed outside the graph), listed in `Graph.replaced`.
     #[pyo3(signature = (ids, grads, mask=None, cache=None, hooks=Vec::new(), start_at_layer=None))]
     #[allow(clippy::too_many_arguments)]
     fn forward_with_graph(
@@ -387,10 +428,15 @@ impl Model {
         work::run(
             py,
             move |cancel| {
-                let leaves = Leaves::default();
-                let (logits, cached) = pass.run(cancel, None, Some((filter(&grads)?, &leaves)))?;
+                let (leaves, replaced) = (Leaves::default(), Replaced::default());
+                let points = filter(&grads)?;
+                let (logits, cached) =
+                    pass.run(cancel, None, Some((points, &leaves, &replaced)))?;
                 let logits = logits.expect("a pass that does not stop has logits");
-                Ok((Held::new(&logits)?, cached, Graph::new(logits, &leaves)))
+                // the array does not hold the graph (the Graph does, until its backward pass)
+                let held = Held::new(&logits.detach())?;
+                let replaced = std::mem::take(&mut *replaced.lock().expect("replaced points"));
+                Ok((held, cached, Graph::new(logits, &leaves, replaced)))
             },
             call_error,
         )
@@ -427,7 +473,7 @@ impl Model {
             move |cancel| -> anyhow::Result<Vec<u32>> {
                 let raised = Arc::new(Mutex::new(None));
                 let mut h = Hooks::none();
-                add_python_hooks(&mut h, hooks, &raised)?;
+                add_python_hooks(&mut h, hooks, &raised, None)?;
                 let opts = GenerateOptions {
                     max_new_tokens,
                     temperature,

@@ -91,7 +91,7 @@ def test_backward_hooks_see_the_metrics_gradient(case):
         close(seen[name], grad, 1e-4)
     # backward hooks run last hook point first, as a backward pass reaches them
     order = list(seen)
-    assert order.index("blocks.0.hook_resid_pre") > order.index("blocks.1.hook_resid_pre")
+    assert order == [n for n in reversed(model.hook_names()) if wanted(n)]
 
     # the same gradients in one call, without torch's graph
     again = {}
@@ -104,7 +104,6 @@ def test_backward_hooks_see_the_metrics_gradient(case):
 
 
 def test_a_forward_hooks_replacement_is_a_constant_to_the_gradient(gpt2):
-    _torch()
     ids = gpt2.to_tokens("When Mary and John went to the store")
     seen = {}
 
@@ -115,12 +114,13 @@ def test_a_forward_hooks_replacement_is_a_constant_to_the_gradient(gpt2):
     gpt2.run_with_hooks(ids, bwd_hooks=[(every, keep)], return_type="loss")
     assert all(np.abs(seen[n]).max() > 0 for n in every)
     zeroed = {}
-    gpt2.run_with_hooks(
-        ids,
-        fwd_hooks=[("blocks.0.attn.hook_z", lambda z, hook: np.zeros_like(z))],
-        bwd_hooks=[(every, lambda g, hook: zeroed.__setitem__(hook.name, g.copy()))],
-        return_type="loss",
-    )
+    with pytest.warns(UserWarning, match="blocks.0.attn.hook_z: to the gradients each change is a constant"):
+        gpt2.run_with_hooks(
+            ids,
+            fwd_hooks=[("blocks.0.attn.hook_z", lambda z, hook: np.zeros_like(z))],
+            bwd_hooks=[(every, lambda g, hook: zeroed.__setitem__(hook.name, g.copy()))],
+            return_type="loss",
+        )
     # the values and z's own gradient (after its hook) are there; nothing flows back through z
     assert np.abs(zeroed["blocks.0.attn.hook_z"]).max() > 0
     assert np.abs(zeroed["blocks.0.attn.hook_v"]).max() == 0
@@ -232,9 +232,10 @@ def test_start_at_layer_runs_the_rest_of_the_model(case):
         assert np.array_equal(later[name], every[name]), name
     assert np.array_equal(model(every[f"blocks.{n - 1}.hook_resid_post"], start_at_layer=n), full)
     assert np.array_equal(model(every["blocks.0.hook_resid_pre"][0], start_at_layer=-n), full)
-    # with stop_at_layer: the blocks between
+    # with stop_at_layer: the blocks between (none: the stream as it went in, as TransformerLens)
     mid = model(every["blocks.0.hook_resid_pre"], start_at_layer=0, stop_at_layer=1)
     assert np.array_equal(mid, every["blocks.0.hook_resid_post"])
+    assert np.array_equal(model(half, start_at_layer=1, stop_at_layer=1), half)
     # hooks and gradients from there on
     seen = {}
     model.run_with_hooks(
@@ -246,7 +247,6 @@ def test_start_at_layer_runs_the_rest_of_the_model(case):
         (dict(input=half[..., :-1], start_at_layer=1), "d_model"),
         (dict(input=half, start_at_layer=n + 1), "start_at_layer must be"),
         (dict(input=half, start_at_layer=1, return_type="loss"), "needs tokens="),
-        (dict(input=half, start_at_layer=1, stop_at_layer=1), "must come after"),
         (dict(input=half, start_at_layer=1, attention_mask=np.zeros(half.shape[:2])), "unpadded"),
     ):
         with pytest.raises(ValueError, match=message):
@@ -269,3 +269,121 @@ def test_torch_losses_from_a_layer_carry_the_graph(gpt2):
     finally:
         gpt2.reset_hooks(direction="bwd")
     close(seen[name], cache[f"{name}_grad"], 1e-6)
+
+
+def test_forward_hooks_in_a_gradient_pass_see_copies(gpt2):
+    # An edit in place is a replacement like a returned array (the softmax's backward reads its
+    # own output, the pattern: editing the engine's memory would corrupt every gradient before
+    # it); a hook that only looks changes nothing, not even the gradients.
+    ids = gpt2.to_tokens("When Mary and John went to the store")
+    points = ["blocks.1.attn.hook_q", "blocks.0.hook_resid_pre"]
+
+    def grads(fwd_hooks):
+        seen = {}
+        gpt2.run_with_hooks(ids, fwd_hooks=fwd_hooks, bwd_hooks=[(points, lambda g, hook: seen.__setitem__(hook.name, g.copy()))], return_type="loss")
+        return seen
+
+    plain = grads([])
+    kept = {}
+    looked = grads([("blocks.1.attn.hook_pattern", lambda p, hook: kept.__setitem__("p", p))])
+    for name in points:
+        assert np.array_equal(looked[name], plain[name]), name
+    _, cache = gpt2.run_with_cache(ids, names_filter="blocks.1.attn.hook_pattern")
+    assert np.array_equal(kept["p"], cache["blocks.1.attn.hook_pattern"])
+
+    def in_place(p, hook):
+        p[:, 0] = 0.0
+
+    def returned(p, hook):
+        q = p.copy()
+        q[:, 0] = 0.0
+        return q
+
+    with pytest.warns(UserWarning, match="hook_pattern"):
+        edited = grads([("blocks.1.attn.hook_pattern", in_place)])
+    with pytest.warns(UserWarning, match="hook_pattern"):
+        replaced = grads([("blocks.1.attn.hook_pattern", returned)])
+    for name in points:
+        assert np.array_equal(edited[name], replaced[name]), name
+    assert not np.array_equal(edited["blocks.0.hook_resid_pre"], plain["blocks.0.hook_resid_pre"])
+
+
+def test_gradients_of_a_padded_batch_are_each_rows_own(gpt2):
+    short, long = "When Mary and John", "When Mary and John went to the store"
+    batch = gpt2.to_tokens([long, short])
+    mask = (batch != gpt2.tokenizer.pad_token_id).astype(np.int64) if gpt2.tokenizer else None
+    alone = gpt2.to_tokens(short)
+    n = alone.shape[1]
+    assert mask is not None and mask[1].sum() == n
+
+    def metric_at(row, pos):
+        return lambda logits: logits[row, pos, 5] - logits[row, pos, 7]
+
+    name = "blocks.0.hook_resid_pre"
+    got, ref = {}, {}
+    gpt2.run_with_hooks(batch, attention_mask=mask, bwd_hooks=[(name, lambda g, hook: got.__setitem__("g", g.copy()))], metric=metric_at(1, n - 1))
+    gpt2.run_with_hooks(alone, bwd_hooks=[(name, lambda g, hook: ref.__setitem__("g", g.copy()))], metric=metric_at(0, n - 1))
+    close(got["g"][1, :n], ref["g"][0], 1e-5)
+    assert not np.any(got["g"][1, n:]) and not np.any(got["g"][0])
+
+
+def test_a_residual_streams_torch_gradient(gpt2):
+    torch = _torch()
+    import glassbox.torch as gt
+
+    ids = gpt2.to_tokens("When Mary and John went to the store")
+    _, cache = gpt2.run_with_cache(ids, names_filter="blocks.1.hook_resid_pre", return_type="loss", incl_bwd=True)
+    resid = torch.tensor(cache["blocks.1.hook_resid_pre"]).requires_grad_()
+    loss = gt.forward(gpt2, resid, start_at_layer=1, tokens=ids, return_type="loss")
+    loss.backward()
+    close(resid.grad.numpy(), cache["blocks.1.hook_resid_pre_grad"], 1e-6)
+    with pytest.raises(ValueError, match="final norm"):
+        gt.forward(gpt2, resid, start_at_layer=gpt2.cfg.n_layers)
+
+
+def test_transformer_lens_idioms_that_cannot_work_here_say_why(gpt2):
+    ids = gpt2.to_tokens("When Mary and John")
+    with pytest.raises(ValueError, match="glassbox.torch.forward"):
+        gpt2.run_with_hooks(ids, return_type="loss", bwd_hooks=[("blocks.0.hook_resid_pre", lambda g, hook: None)], reset_hooks_end=False)
+    assert not gpt2._bwd_persistent
+    with pytest.raises(ValueError, match="per-token loss"):
+        gpt2.run_with_cache(ids, return_type="loss", loss_per_token=True, incl_bwd=True)
+
+
+def test_transformer_lens_attribution_patching_recipe(case):
+    # TransformerLens' `get_cache_fwd_and_bwd`, as its attribution-patching demo writes it, with
+    # `model(tokens)` as glassbox.torch.forward and the torch hooks wrapped by glassbox.torch.hook.
+    torch = _torch()
+    import glassbox.torch as gt
+
+    model, tl, wanted, _, corrupt, metric = case
+
+    def get_cache_fwd_and_bwd(model, tokens, metric):
+        model.reset_hooks()
+        cache = {}
+
+        def forward_cache_hook(act, hook):
+            cache[hook.name] = act.detach()
+
+        model.add_hook(wanted, gt.hook(forward_cache_hook), "fwd")
+        grad_cache = {}
+
+        def backward_cache_hook(act, hook):
+            grad_cache[hook.name] = act.detach()
+
+        model.add_hook(wanted, gt.hook(backward_cache_hook), "bwd")
+        value = metric(gt.forward(model, tokens))
+        value.backward()
+        model.reset_hooks()
+        return value.item(), cache, grad_cache
+
+    value, cache, grad_cache = get_cache_fwd_and_bwd(model, corrupt, metric)
+    close(value, metric(model(corrupt)), 1e-6)
+    expected = _expected(tl, "metric")
+    assert set(grad_cache) == set(expected)
+    for name, grad in expected.items():
+        assert isinstance(grad_cache[name], torch.Tensor)
+        close(grad_cache[name].numpy(), grad, 1e-4)
+    _, plain = model.run_with_cache(corrupt, names_filter=wanted)
+    for name in plain.keys():
+        assert np.array_equal(cache[name].numpy(), plain[name]), name

@@ -636,6 +636,12 @@ impl HookedModel {
         hooks: &mut Hooks,
     ) -> Result<Tensor> {
         let info = self.info();
+        if !info.causal {
+            return Err(ModelError::Input(format!(
+                "{} is an encoder: a pass starting midway is for decoders",
+                info.architecture
+            )));
+        }
         if !self.model.starts_midway() {
             return Err(ModelError::Input(format!(
                 "{} cannot start a pass midway: its layers carry state besides the residual stream",

@@ -315,13 +315,18 @@ impl FeedForward for MoeBlock {
                 && ["hook_gate", "hook_pre", "hook_post"]
                     .iter()
                     .any(|h| hooks.watches(|| format!("blocks.{i}.mlp.experts.{e}.{h}")));
-            // An inner activation as a hook sees it: dense [batch, pos, d_ff], like hook_out.
+            // An inner activation as a hook sees it: dense [batch, pos, d_ff], like hook_out
+            // (each only where watched).
             let mut dense_hook = |hook: &'static str, rows_of: Tensor| -> Result<Tensor> {
+                let name = || format!("blocks.{i}.mlp.experts.{e}.{hook}");
+                if !hooks.watches(name) {
+                    return Ok(rows_of);
+                }
                 let width = rows_of.dim(1)?;
                 let dense = Tensor::zeros((n, width), rows_of.dtype(), x.device())?
                     .index_add(&rows, &rows_of, 0)?
                     .reshape((b, t, width))?;
-                let dense = hooks.point(|| format!("blocks.{i}.mlp.experts.{e}.{hook}"), dense)?;
+                let dense = hooks.point(name, dense)?;
                 dense
                     .reshape((n, width))?
                     .contiguous()?
