@@ -4,8 +4,8 @@
 
 use glassbox_kernels::rows::{self, Activation, NormKind};
 use glassbox_kernels::{
-    gemm, gemm_batched, gemm_few_rows_chained, gemm_reference, math, transposed, with_isa, Element,
-    Isa, MatRef, FEW_ROWS,
+    gemm, gemm_batched, gemm_batched_new, gemm_few_rows_chained, gemm_reference, math, transposed,
+    with_isa, Element, Isa, MatRef, FEW_ROWS,
 };
 use half::{bf16, f16};
 
@@ -710,5 +710,46 @@ fn quantized_products_agree_on_every_path() {
                 });
             }
         }
+    }
+}
+
+/// A product not accumulating writes every element of C and reads none, on every path, so that
+/// `gemm_batched_new` may hand out a buffer it never zeroed: a C full of NaN comes out as the
+/// reference, whatever the shape (few rows by either layout, k = 0, k split into blocks, a
+/// transposed plan, half-precision B).
+#[test]
+fn a_product_writes_all_of_c_and_reads_none_of_it() {
+    let shapes = [
+        (1, 7, 5),
+        (3, 64, 9),
+        (4, 1, 3),
+        (19, 0, 23),
+        (37, 40, 70),
+        (16, 3000, 24),
+    ];
+    for (m, k, n) in shapes {
+        let a = values(21, m * k);
+        let w = values(22, k * n);
+        let w16: Vec<f16> = w.iter().map(|&x| f16::from_f32(x)).collect();
+        let stored = MatRef::row_major(&w, n, k).t(); // B = Wᵀ, W stored [n, k]
+        let rows = MatRef::row_major(&w, k, n); // B stored [k, n]
+        for (what, b) in [("Wᵀ", stored), ("[k, n]", rows)] {
+            let mut expected = vec![0.0; m * n];
+            gemm_reference(MatRef::row_major(&a, m, k), b, &mut expected, false);
+            same_bits_everywhere(&format!("{m}×{k}×{n} by {what}"), || {
+                let mut c = vec![f32::NAN; m * n];
+                gemm_batched(1, MatRef::row_major(&a, m, k), 0, b, 0, &mut c, false);
+                assert_eq!(bits(&c), bits(&expected), "{m}×{k}×{n} by {what}");
+                let new = gemm_batched_new(1, MatRef::row_major(&a, m, k), 0, b, 0);
+                assert_eq!(bits(&new), bits(&expected), "{m}×{k}×{n} by {what}, new");
+                bits(&c)
+            });
+        }
+        let b16 = MatRef::row_major(&w16, n, k).t();
+        let mut expected = vec![0.0; m * n];
+        gemm_reference(MatRef::row_major(&a, m, k), b16, &mut expected, false);
+        let mut c = vec![f32::NAN; m * n];
+        gemm_batched(1, MatRef::row_major(&a, m, k), 0, b16, 0, &mut c, false);
+        assert_eq!(bits(&c), bits(&expected), "{m}×{k}×{n} by f16 Wᵀ");
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-use glassbox_kernels::{gemm_batched, MatRef};
+use glassbox_kernels::{gemm_batched_new, MatRef};
 
 use super::on_kernels;
 use crate::mapped::MappedWeight;
@@ -82,7 +82,6 @@ fn matmul_cpu<TB: glassbox_kernels::Element>(
     let (m, k, n) = (da[r - 2], da[r - 1], db[r - 1]);
     let (sa, sb) = (la.stride(), lb.stride());
     let batch: usize = da[..r - 2].iter().product();
-    let mut c = vec![0f32; batch * m * n];
     let (oa, step_a) = batch_offsets(la);
     let (ob, step_b) = batch_offsets(lb);
     let view_a = |off: usize| MatRef {
@@ -99,30 +98,25 @@ fn matmul_cpu<TB: glassbox_kernels::Element>(
         row_stride: sb[r - 2],
         col_stride: sb[r - 1],
     };
-    if batch > 0 && m * n > 0 {
-        match (step_a, step_b) {
-            (Some(step_a), Some(step_b)) => gemm_batched(
-                batch,
-                view_a(oa[0]),
-                step_a,
-                view_b(ob[0]),
-                step_b,
-                &mut c,
-                false,
-            ),
-            _ => {
-                // Irregular batch offsets (a broadcast operand under grouped-query attention):
-                // items in parallel, each computing exactly what it would alone.
-                use rayon::prelude::*;
-                let isa = glassbox_kernels::Isa::active();
-                c.par_chunks_mut(m * n).enumerate().for_each(|(i, ci)| {
-                    glassbox_kernels::with_isa(isa, || {
-                        glassbox_kernels::gemm(view_a(oa[i]), view_b(ob[i]), ci, false)
-                    })
-                });
-            }
+    let c = match (step_a, step_b) {
+        _ if batch == 0 || m * n == 0 => Vec::new(),
+        (Some(step_a), Some(step_b)) => {
+            gemm_batched_new(batch, view_a(oa[0]), step_a, view_b(ob[0]), step_b)
         }
-    }
+        _ => {
+            // Irregular batch offsets (a broadcast operand under grouped-query attention):
+            // items in parallel, each computing exactly what it would alone.
+            use rayon::prelude::*;
+            let isa = glassbox_kernels::Isa::active();
+            let mut c = vec![0f32; batch * m * n];
+            c.par_chunks_mut(m * n).enumerate().for_each(|(i, ci)| {
+                glassbox_kernels::with_isa(isa, || {
+                    glassbox_kernels::gemm(view_a(oa[i]), view_b(ob[i]), ci, false)
+                })
+            });
+            c
+        }
+    };
     let mut out = da.to_vec();
     out[r - 1] = n;
     Ok((CpuStorage::F32(c), Shape::from(out)))
