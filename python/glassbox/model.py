@@ -652,37 +652,31 @@ class HookedModel:
             raise TypeError("hook names are strings")
         return names
 
-    def _hooks(self, fwd_hooks: Iterable) -> list:
+    def _hook_pairs(self, pairs: Iterable, what: str) -> list:
+        """``[(name or filter, fn)]`` as (patterns, fn), each pattern checked to name a hook
+        point; ``what`` names the argument in errors."""
         hooks = []
-        for item in fwd_hooks or ():
+        for item in pairs or ():
             try:
                 names, fn = item
             except (TypeError, ValueError):
-                raise TypeError("fwd_hooks is a list of (name or filter, function) pairs") from None
+                raise TypeError(f"{what} is a list of (name or filter, function) pairs") from None
             if not callable(fn):
-                raise TypeError(f"the hook for {names!r} is not a function")
-            patterns = self._patterns(names)
-            self._check_matched(patterns)
-            if patterns:
-                hooks.append((patterns, _native_hook(fn)))
-        return hooks
-
-    def _bwd_hooks(self, bwd_hooks: Iterable) -> list:
-        """Backward hooks as (patterns, fn): the function itself, called after the backward
-        pass with each gradient."""
-        hooks = []
-        for item in bwd_hooks or ():
-            try:
-                names, fn = item
-            except (TypeError, ValueError):
-                raise TypeError("bwd_hooks is a list of (name or filter, function) pairs") from None
-            if not callable(fn):
-                raise TypeError(f"the backward hook for {names!r} is not a function")
+                raise TypeError(f"the hook for {names!r} in {what} is not a function")
             patterns = self._patterns(names)
             self._check_matched(patterns)
             if patterns:
                 hooks.append((patterns, fn))
         return hooks
+
+    def _hooks(self, fwd_hooks: Iterable) -> list:
+        """Forward hooks as the engine takes them: (patterns, wrapped function)."""
+        return [(patterns, _native_hook(fn)) for patterns, fn in self._hook_pairs(fwd_hooks, "fwd_hooks")]
+
+    def _bwd_hooks(self, bwd_hooks: Iterable) -> list:
+        """Backward hooks as (patterns, fn): the function itself, called after the backward
+        pass with each gradient."""
+        return self._hook_pairs(bwd_hooks, "bwd_hooks")
 
     def _backward_pass(self, x, ids, mask, fwd_hooks: list, cache: list[str] | None, grads: list[str], bwd_hooks: list, return_type, metric, start=None):
         """One forward pass (of ``x`` from layer ``start``, see :meth:`_pass_inputs`) kept for a

@@ -19,7 +19,10 @@ use crate::errors::{call_error, invalid};
 use crate::work;
 
 /// The leaves a pass added: (hook name, leaf), in the order the pass reached them.
-pub type Leaves = Arc<Mutex<Vec<(String, Var)>>>;
+pub type Leaves = Arc<Mutex<Vec<Leaf>>>;
+
+/// A hook point's name and the zero leaf added there.
+type Leaf = (String, Var);
 
 /// Adds a zero leaf at every point `filter` selects; `leaves` records them.
 pub fn add_leaves(hooks: &mut Hooks<'_>, filter: glassbox_models::NameFilter, leaves: &Leaves) {
@@ -44,7 +47,7 @@ pub fn add_leaves(hooks: &mut Hooks<'_>, filter: glassbox_models::NameFilter, le
 #[pyclass(module = "glassbox._native", frozen)]
 pub struct Graph {
     /// The logits and the leaves; taken (and so the graph freed) by the backward pass.
-    pass: Mutex<Option<(Tensor, Vec<(String, Var)>)>>,
+    pass: Mutex<Option<(Tensor, Vec<Leaf>)>>,
     /// The hook points whose activation a Python function replaced: constants to the
     /// gradient, which flows around them.
     #[pyo3(get)]

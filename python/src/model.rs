@@ -194,7 +194,10 @@ fn same_values(a: &Tensor, b: &Tensor) -> candle_core::Result<bool> {
 }
 
 /// What a forward pass gives back: the logits (none when it stopped early) and the cache.
-type Forward = (Option<Held>, Vec<(String, Held)>);
+type Forward = (Option<Held>, Cached);
+
+/// Cached activations by hook name, in the order the pass reached them.
+type Cached = Vec<(String, Held)>;
 
 /// A forward pass's inputs, read from Python.
 struct Pass {
@@ -248,7 +251,7 @@ impl Pass {
         cancel: &work::Cancel,
         stop_after: Option<String>,
         leaves: Option<(NameFilter, &Leaves, &Replaced)>,
-    ) -> anyhow::Result<(Option<Tensor>, Vec<(String, Held)>)> {
+    ) -> anyhow::Result<(Option<Tensor>, Cached)> {
         let raised = Arc::new(Mutex::new(None));
         let mut h = match &self.cache {
             Some(patterns) => Hooks::caching(filter(patterns)?),
@@ -423,7 +426,7 @@ impl Model {
         cache: Option<Vec<String>>,
         hooks: PyHooks,
         start_at_layer: Option<usize>,
-    ) -> PyResult<(Held, Vec<(String, Held)>, Graph)> {
+    ) -> PyResult<(Held, Cached, Graph)> {
         let pass = Pass::read(py, &self.inner, ids, start_at_layer, mask, cache, hooks)?;
         work::run(
             py,

@@ -347,7 +347,7 @@ impl FeedForward for MoeBlock {
                 let safe = (&w + w.eq(0.0)?.to_dtype(w.dtype())?)?;
                 y.broadcast_div(&safe)?
             } else {
-                run_rows(&*self.experts.get(e)?, &input, inner.as_deref_mut())?
+                run_rows(&*self.experts.get(e)?, &input, inner)?
             };
             if hooked {
                 // Dense [batch, pos, d] so positions can be selected and written like any hook.
