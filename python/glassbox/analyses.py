@@ -23,13 +23,32 @@ def _check(model) -> "_native.Model":
 
 
 def _text(value, what: str) -> str:
-    """A prompt argument: a text. Token ids are refused with the way to give them."""
+    """A text argument (patching and ablation compare texts as the CLI tokenizes them)."""
     if isinstance(value, str):
         return value
     raise TypeError(
         f"{what} is a text (str), not {type(value).__name__}; for token ids give "
-        f"model.to_string(ids) (the analyses tokenize as the CLI does)"
+        f"model.to_string(ids) (this analysis tokenizes as the CLI does)"
     )
+
+
+def _prompt(value, what: str) -> str | list[int]:
+    """A prompt argument: a text (tokenized as the CLI does), or token ids used as they are
+    ([pos] or [1, pos]: a list, NumPy array or torch tensor, as TransformerLens takes tokens)."""
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    try:
+        ids = np.asarray(value)
+    except Exception:
+        ids = None
+    if ids is None or ids.dtype.kind not in "iu" or ids.ndim not in (1, 2) or (ids.ndim == 2 and ids.shape[0] != 1):
+        raise TypeError(f"{what} is a text or token ids ([pos] or [1, pos] integers), not {type(value).__name__}")
+    ids = ids.reshape(-1)
+    if ids.size and (ids.min() < 0 or ids.max() >= 2**32):
+        raise ValueError(f"{what}: token ids are between 0 and the vocabulary's size")
+    return [int(i) for i in ids]
 
 
 def _token(value, what: str) -> str | None:
@@ -61,29 +80,29 @@ def predictions(model: HookedModel, input, top_k: int = 5, all_positions: bool =
     return json.loads(_native.predictions(m, ids, _count(top_k, "top_k"), all_positions))
 
 
-def lens(model: HookedModel, prompt: str, top_k: int = 5, target: str | None = None) -> dict:
-    """The logit lens (``glassbox lens --json``): each layer's top tokens per position and the
-    probability and rank of ``target`` (a token text, ``"#id"`` or an int id; default: the
-    model's own prediction)."""
-    return json.loads(_native.lens(_check(model), _text(prompt, "prompt"), _count(top_k, "top_k"), _token(target, "target")))
+def lens(model: HookedModel, prompt, top_k: int = 5, target: str | None = None) -> dict:
+    """The logit lens (``glassbox lens --json``) of ``prompt`` (a text, or token ids used as they
+    are): each layer's top tokens per position and the probability and rank of ``target`` (a
+    token text, ``"#id"`` or an int id; default: the model's own prediction)."""
+    return json.loads(_native.lens(_check(model), _prompt(prompt, "prompt"), _count(top_k, "top_k"), _token(target, "target")))
 
 
 def attribute(
     model: HookedModel,
-    prompt: str,
+    prompt,
     target: str,
     versus: str | None = None,
     position: int | None = None,
 ) -> dict:
     """Direct logit attribution (``glassbox attribute --json``) of ``target`` (minus
     ``versus``) at ``position`` (default: the last; negative counts from the end, as Python
-    indexes) to embeddings, heads, MLPs and biases."""
+    indexes) to embeddings, heads, MLPs and biases; ``prompt`` a text or token ids."""
     m = _check(model)
-    prompt, target, versus = _text(prompt, "prompt"), _token(target, "target"), _token(versus, "versus")
+    prompt, target, versus = _prompt(prompt, "prompt"), _token(target, "target"), _token(versus, "versus")
     if position is not None:
         position = operator.index(position)
         if position < 0:
-            n = len(m.encode(prompt))
+            n = len(m.encode(prompt)) if isinstance(prompt, str) else len(prompt)
             if position < -n:
                 raise ValueError(f"position {position}: the prompt has {n} tokens")
             position += n
@@ -191,10 +210,10 @@ def steer(
     return result
 
 
-def experts(model: HookedModel, prompt: str) -> dict:
-    """Which experts each token is routed to, per mixture-of-experts layer (``glassbox experts
-    --json``)."""
-    return json.loads(_native.experts(_check(model), prompt))
+def experts(model: HookedModel, prompt) -> dict:
+    """Which experts each token of ``prompt`` (a text, or token ids) is routed to, per
+    mixture-of-experts layer (``glassbox experts --json``)."""
+    return json.loads(_native.experts(_check(model), _prompt(prompt, "prompt")))
 
 
 def audit(target: str | os.PathLike) -> dict:

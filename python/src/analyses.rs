@@ -30,6 +30,37 @@ fn tokens(model: &HookedModel, text: &str) -> anyhow::Result<Vec<u32>> {
     Ok(ids)
 }
 
+/// A prompt as Python gives it: a text (tokenized as the CLI does) or token ids (used as
+/// they are, as TransformerLens takes tokens).
+#[derive(FromPyObject)]
+pub enum Prompt {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+impl Prompt {
+    /// The prompt's ids and the text its document shows (the ids' decoding, special tokens
+    /// included, when ids were given).
+    fn resolve(self, model: &HookedModel) -> anyhow::Result<(Vec<u32>, String)> {
+        match self {
+            Prompt::Text(text) => Ok((tokens(model, &text)?, text)),
+            Prompt::Ids(ids) => {
+                if ids.is_empty() {
+                    return Err(invalid_anyhow("the prompt has no tokens"));
+                }
+                let vocab = model.info().d_vocab;
+                if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab) {
+                    return Err(invalid_anyhow(format!(
+                        "token id {id} is outside the vocabulary ({vocab} tokens)"
+                    )));
+                }
+                let text = model.decode_with_special(&ids)?;
+                Ok((ids, text))
+            }
+        }
+    }
+}
+
 /// Refuses a model without logits (an encoder without a language-model head) for `what`.
 fn require_logits(model: &HookedModel, what: &str) -> anyhow::Result<()> {
     if model.model.has_unembedding() {
@@ -78,13 +109,13 @@ pub fn predictions(
 pub fn lens(
     py: Python<'_>,
     model: &Model,
-    prompt: String,
+    prompt: Prompt,
     top_k: usize,
     target: Option<String>,
 ) -> PyResult<String> {
     with_model(py, model, move |m, path, _| {
         require_logits(m, "lens")?;
-        let ids = tokens(m, &prompt)?;
+        let (ids, prompt) = prompt.resolve(m)?;
         let followed = match &target {
             Some(t) => ga::predictions::single_token(m, t, "target")?,
             None => ga::predictions::predicted_next(m, &ids)?,
@@ -100,14 +131,14 @@ pub fn lens(
 pub fn attribute(
     py: Python<'_>,
     model: &Model,
-    prompt: String,
+    prompt: Prompt,
     target: String,
     versus: Option<String>,
     position: Option<usize>,
 ) -> PyResult<String> {
     with_model(py, model, move |m, path, _| {
         require_logits(m, "attribute")?;
-        let ids = tokens(m, &prompt)?;
+        let (ids, prompt) = prompt.resolve(m)?;
         let target = ga::predictions::single_token(m, &target, "target")?;
         let versus = match &versus {
             Some(v) => Some(ga::predictions::single_token(m, v, "versus")?),
@@ -244,9 +275,9 @@ pub fn steer(
 
 /// `glassbox experts MODEL --prompt P --json`.
 #[pyfunction]
-pub fn experts(py: Python<'_>, model: &Model, prompt: String) -> PyResult<String> {
+pub fn experts(py: Python<'_>, model: &Model, prompt: Prompt) -> PyResult<String> {
     with_model(py, model, move |m, _, _| {
-        let ids = tokens(m, &prompt)?;
+        let (ids, _) = prompt.resolve(m)?;
         let report = ga::routing::prompt_routing(m, &ids)?;
         Ok(serde_json::to_string(&report)?)
     })

@@ -33,6 +33,31 @@ def test_lens(gpt2):
     )
 
 
+def test_prompts_may_be_token_ids(gpt2):
+    # TransformerLens' tokens, [pos] or [1, pos], give the text's document (the prompt shown is
+    # the ids' decoding, which here is the text itself)
+    ids = gpt2.to_tokens(PROMPT)
+    by_text = glassbox.lens(gpt2, PROMPT, top_k=2)
+    same_document(glassbox.lens(gpt2, ids, top_k=2), by_text)
+    same_document(glassbox.lens(gpt2, list(ids[0]), top_k=2), by_text)
+    same_document(
+        glassbox.attribute(gpt2, ids[0], " Mary", versus=" John", position=-2),
+        glassbox.attribute(gpt2, PROMPT, " Mary", versus=" John", position=-2),
+    )
+    # ids the text would not give are used as they are
+    shifted = glassbox.lens(gpt2, ids[0][1:], top_k=2)
+    assert shifted["input_ids"] == [int(i) for i in ids[0][1:]]
+    assert shifted["report"]["prompt_tokens"] == by_text["report"]["prompt_tokens"][1:]
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        glassbox.lens(gpt2, [1, gpt2.cfg.d_vocab])
+    with pytest.raises(TypeError, match="token ids"):
+        glassbox.lens(gpt2, np.array([1.5, 2.0]))
+    with pytest.raises(TypeError, match="token ids"):
+        glassbox.lens(gpt2, np.zeros((2, 3), dtype=np.int64))
+    with pytest.raises(TypeError, match="text"):
+        glassbox.patch(gpt2, ids, PROMPT, " Mary", " John")
+
+
 def test_attribute(gpt2):
     same_document(
         glassbox.attribute(gpt2, PROMPT, " Mary", versus=" John"),
@@ -96,6 +121,7 @@ def test_steer(gpt2, tmp_path):
 def test_experts():
     model = glassbox.load(OLMOE_GGUF)
     same_document(glassbox.experts(model, PROMPT), cli_json("experts", OLMOE_GGUF, "--prompt", PROMPT, "--json"))
+    same_document(glassbox.experts(model, model.to_tokens(PROMPT)), glassbox.experts(model, PROMPT))
     with pytest.raises(ValueError, match="no mixture-of-experts"):
         glassbox.experts(glassbox.load(GPT2), PROMPT)
 

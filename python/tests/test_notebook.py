@@ -181,8 +181,9 @@ def test_analyses_take_ids_and_pairs(gpt2):
     mary, john = gpt2.to_single_token(" Mary"), gpt2.to_single_token(" John")
     assert glassbox.attribute(gpt2, IOI, mary, john) == glassbox.attribute(gpt2, IOI, " Mary", " John")
     assert glassbox.ablate(gpt2, IOI, [(0, 1)]) == glassbox.ablate(gpt2, IOI, ["L0H1"])
+    assert glassbox.lens(gpt2, gpt2.to_tokens(IOI)) == glassbox.lens(gpt2, IOI)
     with pytest.raises(TypeError, match="to_string"):
-        glassbox.lens(gpt2, gpt2.to_tokens(IOI))
+        glassbox.ablate(gpt2, gpt2.to_tokens(IOI), ["L0H1"])
 
 
 def test_hook_lifetimes_with_contexts(ref):
