@@ -5,7 +5,8 @@
 //! hands the work to the pool (where the kernels split it among the workers directly, as the
 //! CLI's commands run) and waits for it, taking the GIL back every 50 ms to let Python run its
 //! signal handlers. A `KeyboardInterrupt` sets the computation's [`Cancel`] flag: every forward
-//! pass sees it at its next hook point (`glassbox_models::stop`), and long computations
+//! pass sees it at its next hook point (`glassbox_models::stop`), a backward pass at its next
+//! product's gradient, and long computations
 //! (patching, ablation, generation) at each step; the call then raises it.
 
 use std::sync::mpsc::{channel, RecvTimeoutError};

@@ -387,3 +387,58 @@ def test_transformer_lens_attribution_patching_recipe(case):
     _, plain = model.run_with_cache(corrupt, names_filter=wanted)
     for name in plain.keys():
         assert np.array_equal(cache[name].numpy(), plain[name]), name
+
+
+_INTERRUPTED_BACKWARD = """
+import os, signal, sys, threading, time
+import numpy as np
+import glassbox
+
+model = glassbox.load(sys.argv[1])
+tokens = np.random.default_rng(0).integers(0, 384, (8, 512))
+marks = {}
+
+
+def metric(logits, signal_after=None):
+    # Called between the forward pass and the engine's backward pass.
+    marks["backward"] = time.perf_counter()
+    if signal_after is not None:
+        def fire():
+            marks["signal"] = time.perf_counter()
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Timer(signal_after, fire).start()
+    return logits[:, -1, 0].sum()
+
+
+def run(**kw):
+    model.run_with_cache(tokens, names_filter="blocks.0.hook_resid_pre", incl_bwd=True,
+                         metric=lambda logits: metric(logits, **kw))
+
+
+run()
+backward = time.perf_counter() - marks["backward"]
+try:
+    run(signal_after=backward / 4)
+    print("finished", backward, flush=True)
+except KeyboardInterrupt:
+    print("interrupted", backward, time.perf_counter() - marks["signal"], flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_backward_pass(tmp_path, bigger_gpt2):
+    # The backward pass (no hook points of its own) is timed uninterrupted first; the second
+    # one gets SIGINT a quarter of the way in and must stop at its next product's gradient,
+    # well before it would have finished.
+    _torch()
+    import subprocess
+    import sys
+
+    script = tmp_path / "backward.py"
+    script.write_text(_INTERRUPTED_BACKWARD)
+    out = subprocess.run([sys.executable, str(script), str(bigger_gpt2)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    words = out.stdout.split()
+    assert words[0] == "interrupted", out.stdout
+    backward, after_signal = float(words[1]), float(words[2])
+    assert backward > 0.3, f"a backward pass of {backward:.2f} s is too short to interrupt measurably"
+    assert after_signal < backward / 2, (backward, after_signal)

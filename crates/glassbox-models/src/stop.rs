@@ -1,6 +1,7 @@
 //! Stopping a computation from outside it: a [`StopFlag`] that whoever gave up on the result
 //! sets (a server whose client left or whose deadline passed, Python's Ctrl-C), and that every
-//! forward pass run under [`StopFlag::watch`] on that thread sees at its next hook point.
+//! forward pass run under [`StopFlag::watch`] on that thread sees at its next hook point, and
+//! every backward pass at its next matrix product's gradient.
 //!
 //! Models need nothing of their own for it: each architecture passes through
 //! [`Hooks::point`](crate::Hooks::point) several times a layer anyway. Long loops outside a

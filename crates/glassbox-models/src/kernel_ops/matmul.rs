@@ -150,6 +150,8 @@ impl CustomOp2 for MatMul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // A backward pass has no hook points: its products are where it sees a stop request.
+        crate::stop::check()?;
         let grad_a = matmul(grad, &b.t()?)?;
         let grad_b = matmul(&a.t()?, grad)?.to_dtype(b.dtype())?;
         Ok((Some(grad_a), Some(grad_b)))
@@ -235,6 +237,7 @@ impl CustomOp1 for MappedMatMul {
     }
 
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        crate::stop::check()?;
         // d(x·B)/dx = grad·Bᵀ, and Bᵀ is the weight read the other way round.
         let grad_x = grad.apply_op1_arc(Arc::new(Box::new(MappedMatMul {
             w: self.w.clone(),
