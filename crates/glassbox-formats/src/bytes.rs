@@ -16,11 +16,23 @@ impl FileBytes {
     /// Maps `path` read-only.
     pub fn map(path: &Path) -> Result<Self> {
         let file = crate::input::open(path, "weights")?;
-        // SAFETY: the map is read-only; a file truncated under us by another process is the
-        // one hazard of every mmap-based reader, as in the reference implementations.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
-        Ok(FileBytes::Mapped(mmap))
+        Ok(FileBytes::Mapped(map_weights(path, &file)?))
     }
+}
+
+/// Maps a weights file read-only, advising the kernel to hold it in 2 MiB pages. Where it
+/// can (Linux with transparent huge pages on request), the pages this map reads into the
+/// page cache become 2 MiB folios, which this and every later process map with one entry
+/// each instead of 512: measured on a 2-vCPU Zen 5 VM, a one-token `glassbox run` on GPT-2
+/// small (475 MB) fell from 0.06 s to 0.02 s of start-up, most of it the kernel filling and
+/// clearing page tables. Advice only: the bytes read are the same.
+pub fn map_weights(path: &Path, file: &std::fs::File) -> Result<Mmap> {
+    // SAFETY: the map is read-only; a file truncated under us by another process is the
+    // one hazard of every mmap-based reader, as in the reference implementations.
+    let mmap = unsafe { Mmap::map(file) }.map_err(|e| FormatError::io(path, e))?;
+    #[cfg(target_os = "linux")]
+    let _ = mmap.advise(memmap2::Advice::HugePage);
+    Ok(mmap)
 }
 
 impl std::ops::Deref for FileBytes {

@@ -65,10 +65,7 @@ fn parse_dtype(s: &str) -> Option<DType> {
 impl SafetensorsFile {
     pub fn open(path: &Path) -> Result<Self> {
         let file = crate::input::open(path, "safetensors")?;
-        // SAFETY: the map is read-only; a file truncated under us by another process is the
-        // one hazard of every mmap-based reader, as in the reference implementation.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
-        Self::from_mmap(path, mmap)
+        Self::from_mmap(path, crate::bytes::map_weights(path, &file)?)
     }
 
     pub fn from_mmap(path: &Path, mmap: Mmap) -> Result<Self> {
