@@ -36,6 +36,7 @@ pub mod stats;
 pub mod summary;
 pub mod zip;
 
+pub use bytes::advise_huge_pages;
 pub use checkpoint::{Checkpoint, CheckpointKind, TensorInfo};
 pub use convert::to_f32;
 pub use dtype::DType;

@@ -49,8 +49,8 @@ pub mod rows;
 mod simd;
 
 pub use gemm::{
-    gemm, gemm_batched, gemm_batched_new, gemm_few_rows_chained, gemm_reference, transposed,
-    Element, MatRef,
+    gemm, gemm_batched, gemm_batched_new, gemm_few_rows_chained, gemm_reference, transpose_into,
+    transposed, Element, MatRef,
 };
 pub use isa::{isa_from_env, with_isa, Isa, IsaError};
 

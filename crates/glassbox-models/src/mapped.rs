@@ -26,6 +26,8 @@ use candle_nn::VarBuilder;
 use glassbox_formats::stats::PageReleaser;
 use glassbox_formats::Checkpoint;
 
+use crate::memory::HugePageBuffer;
+
 thread_local! {
     /// The checkpoint a model is being built from on this thread, if its weights may be mapped.
     static SOURCE: RefCell<Option<Arc<Checkpoint>>> = const { RefCell::new(None) };
@@ -142,11 +144,11 @@ pub struct MappedWeight {
     copy: OnceLock<Tensor>,
     /// Products that asked for [`Self::out_in_copy`].
     products: AtomicUsize,
-    out_in: OnceLock<Option<Vec<f32>>>,
+    out_in: OnceLock<Option<HugePageBuffer>>,
     /// Reads of the values while generating, until [`Self::owned_copy`] is made.
     generation_reads: AtomicUsize,
     /// The stored bytes copied out of the map (8-byte words, so aligned for any element).
-    owned: OnceLock<Option<Vec<u64>>>,
+    owned: OnceLock<Option<HugePageBuffer>>,
     /// Reads of the stored values, for tests that check a copy serves instead.
     #[cfg(test)]
     stored_reads: AtomicUsize,
@@ -187,11 +189,12 @@ impl MappedWeight {
                 T::DTYPE
             );
         }
-        if let Some(words) = self.owned_copy() {
+        if let Some(copy) = self.owned_copy() {
             let n = self.shape.iter().product::<usize>();
-            // Safety: the words hold the stored bytes (n values of T, checked by `find`) at an
-            // 8-byte alignment; any bit pattern is a value of T; the borrow cannot outlive self.
-            return Ok(unsafe { std::slice::from_raw_parts(words.as_ptr() as *const T, n) });
+            // Safety: the copy holds the stored bytes (n values of T, checked by `find`) at a
+            // 64-byte alignment at least; any bit pattern is a value of T; the borrow cannot
+            // outlive self.
+            return Ok(unsafe { std::slice::from_raw_parts(copy.as_ptr() as *const T, n) });
         }
         #[cfg(test)]
         self.stored_reads.fetch_add(1, Ordering::Relaxed);
@@ -210,12 +213,13 @@ impl MappedWeight {
     /// [`GENERATION_READS_BEFORE_OWNING`] times; the map's pages are then released, so resident
     /// memory stays as it was. Decoding streams every weight once per token at memory
     /// bandwidth, and from the file's page cache that ran 15–26 % slower than from anonymous
-    /// memory (GPT-2 small on a Zen 1-class EPYC). Same layout, same values: same bits.
+    /// memory (GPT-2 small on a Zen 1-class EPYC); the copy is in huge pages where the kernel
+    /// grants them ([`HugePageBuffer`]). Same layout, same values: same bits.
     /// `None` before that, outside generation, or when the copy would take more than half
     /// the memory budget.
-    fn owned_copy(&self) -> Option<&[u64]> {
-        if let Some(words) = self.owned.get() {
-            return words.as_deref();
+    fn owned_copy(&self) -> Option<&[u8]> {
+        if let Some(copy) = self.owned.get() {
+            return copy.as_deref();
         }
         if !STORED_ONLY.with(Cell::get)
             || self.generation_reads.fetch_add(1, Ordering::Relaxed) + 1
@@ -229,20 +233,18 @@ impl MappedWeight {
                 if bytes.len() as u64 > crate::memory::budget() / 2 {
                     return None;
                 }
-                let mut words = vec![0u64; bytes.len().div_ceil(8)];
                 // Piece by piece, each piece's map pages released once copied: the copy and
                 // the mapped pages are never both resident (GPT-2's embedding is 154 MB).
                 let releaser = PageReleaser::new();
-                let dst = words.as_mut_ptr() as *mut u8;
-                for (i, piece) in bytes.chunks(RELEASE_PIECE).enumerate() {
-                    // Safety: the words hold at least bytes.len() bytes; the ranges are disjoint.
-                    unsafe {
-                        let at = dst.add(i * RELEASE_PIECE);
-                        std::ptr::copy_nonoverlapping(piece.as_ptr(), at, piece.len());
+                HugePageBuffer::filled(bytes.len(), |copy| {
+                    for (piece, to) in bytes
+                        .chunks(RELEASE_PIECE)
+                        .zip(copy.chunks_mut(RELEASE_PIECE))
+                    {
+                        to.copy_from_slice(piece);
+                        releaser.release(piece);
                     }
-                    releaser.release(piece);
-                }
-                Some(words)
+                })
             })
             .as_deref()
     }
@@ -254,10 +256,7 @@ impl MappedWeight {
         if let Some(t) = self.copy.get() {
             return Ok(t.clone());
         }
-        let t = if let Some(Some(words)) = self.owned.get() {
-            let n = self.shape.iter().product::<usize>() * self.dtype.size_in_bytes();
-            // Safety: the words hold the n stored bytes (see `owned_copy`).
-            let bytes = unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, n) };
+        let t = if let Some(Some(bytes)) = self.owned.get() {
             Tensor::from_raw_buffer(bytes, self.dtype, &self.shape, &Device::Cpu)?
         } else if let (Some(copy), [rows, cols]) = (self.out_in_copy_if_made(), &self.shape[..]) {
             let stored = glassbox_kernels::transposed(copy, *cols, *rows);
@@ -290,7 +289,7 @@ impl MappedWeight {
             return None;
         }
         if let Some(copy) = self.out_in.get() {
-            return copy.as_deref();
+            return copy.as_ref().map(HugePageBuffer::as_f32);
         }
         if STORED_ONLY.with(Cell::get) || self.products.fetch_add(1, Ordering::Relaxed) == 0 {
             return None;
@@ -301,18 +300,24 @@ impl MappedWeight {
                 if bytes > crate::memory::budget() / 2 {
                     return None;
                 }
-                let copy = glassbox_kernels::transposed(self.values::<f32>().ok()?, rows, cols);
+                let stored = self.values::<f32>().ok()?;
+                let copy = HugePageBuffer::filled_f32(stored.len(), |copy| {
+                    glassbox_kernels::transpose_into(stored, rows, cols, copy)
+                })?;
                 if let Ok(stored) = self.checkpoint.raw_bytes(&self.name) {
                     PageReleaser::new().release(stored);
                 }
                 Some(copy)
             })
-            .as_deref()
+            .as_ref()
+            .map(HugePageBuffer::as_f32)
     }
 
     /// The copy [`Self::out_in_copy`] made, if it made one; never makes it.
     pub fn out_in_copy_if_made(&self) -> Option<&[f32]> {
-        self.out_in.get().and_then(|copy| copy.as_deref())
+        self.out_in
+            .get()
+            .and_then(|copy| copy.as_ref().map(HugePageBuffer::as_f32))
     }
 
     /// Rows `ids` (any shape) of this [rows, d] matrix: a tensor [.., d] in the stored dtype.

@@ -231,8 +231,13 @@ pub fn gemm_reference<TA: Element, TB: Element>(
 /// except with at most [`FEW_ROWS`](crate::FEW_ROWS) rows, whose order follows the layout.
 pub fn transposed(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut dst = vec![0.0; src.len()];
-    pack::transpose(src, rows, cols, &mut dst, Isa::active());
+    transpose_into(src, rows, cols, &mut dst);
     dst
+}
+
+/// [`transposed`] into a buffer of the caller's (`src.len()` values).
+pub fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    pack::transpose(src, rows, cols, dst, Isa::active());
 }
 
 /// `C = A·B` for A of at most [`FEW_ROWS`](crate::FEW_ROWS) rows, summed in the order [`gemm`]
