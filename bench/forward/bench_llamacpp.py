@@ -7,8 +7,9 @@ usage: bench_llamacpp.py convert MODEL_DIR (f32|f16|q8_0|q4_0|q4_k_m)
            (quantized types: the F32 file through llama.cpp's own quantizer)
        bench_llamacpp.py MODEL_DIR NAME (f32|f16|q8_0|q4_0|q4_k_m) N_TOKENS REPS NEW_TOKENS [THREADS=all CPUs]
            prints one JSON line: greedy decode tokens/s, measured as on the glassbox and
-           transformers sides: (time for NEW_TOKENS − time for 1) / (NEW_TOKENS − 1), i.e.
-           prefill excluded; median of REPS after a warm-up; prompt = row 0 of models.token_ids.
+           transformers sides: NEW_TOKENS − 1 steps over the time from the first new token (the
+           end of the prefill) to the last, within one generation; median of REPS after a
+           warm-up; prompt = row 0 of models.token_ids.
 
 The converter is the one vendored in llama-cpp-python's source distribution (its
 `vendor/llama.cpp/convert_hf_to_gguf.py`, `conversion/` and `gguf-py/`); it is taken from the
@@ -156,22 +157,24 @@ def bench(model_dir, name, outtype, n, reps, new_tokens, threads):
     def gen(k):
         # Prefill, then k greedy tokens: argmax of the last logits, fed back one at a time
         # (k − 1 single-token forward passes, as transformers' and glassbox's generate).
+        # Returns the tokens and the seconds from the first new token to the last.
         llm.reset()
         llm.eval(prompt)
         out = []
         for step in range(k):
             tok = int(np.argmax(last_logits()))
             out.append(tok)
+            if step == 0:
+                first = time.perf_counter()
             if step + 1 < k:
                 llm.eval([tok])
-        return out
+        return out, time.perf_counter() - first
 
     times, generated = [], []
     for rep in range(reps + 1):
-        p = time.perf_counter(); gen(1); prefill = time.perf_counter() - p
-        g = time.perf_counter(); generated = gen(new_tokens); full = time.perf_counter() - g
+        generated, seconds = gen(new_tokens)
         if rep > 0:
-            times.append((new_tokens - 1) / (full - prefill))
+            times.append((new_tokens - 1) / seconds)
     print(json.dumps({"impl": "llamacpp", "mode": f"llamacpp_decode_{outtype}", "tokens": n, "batch": 1,
                       "value": statistics.median(times), "unit": "tok/s",
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "activations_mb": 0.0,

@@ -35,6 +35,72 @@ pub fn map_weights(path: &Path, file: &std::fs::File) -> Result<Mmap> {
     Ok(mmap)
 }
 
+/// A file mapping of this process and how much of it is mapped through 2 MiB page-table
+/// entries (pages the page cache holds as 2 MiB folios), as `/proc/self/smaps` says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapBacking {
+    pub range: std::ops::Range<usize>,
+    /// `FilePmdMapped` over `Rss`: 0 when nothing is resident.
+    pub huge_share: f64,
+}
+
+/// This process's file mappings and their huge-page shares (none elsewhere than Linux, or
+/// when `/proc/self/smaps` cannot be read).
+pub fn file_map_backing() -> Vec<MapBacking> {
+    #[cfg(target_os = "linux")]
+    {
+        parse_smaps(&std::fs::read_to_string("/proc/self/smaps").unwrap_or_default())
+    }
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
+}
+
+/// The file mappings in `/proc/self/smaps` text: a header line `start-end perms offset dev
+/// inode path` (a path starting with `/`), then `Key: value kB` lines.
+pub fn parse_smaps(text: &str) -> Vec<MapBacking> {
+    let mut maps = Vec::new();
+    // The current mapping (if a file's), its Rss and FilePmdMapped in kB.
+    let mut current: Option<(std::ops::Range<usize>, u64, u64)> = None;
+    let mut finish = |current: Option<(std::ops::Range<usize>, u64, u64)>| {
+        if let Some((range, rss, pmd)) = current {
+            let huge_share = if rss == 0 {
+                0.0
+            } else {
+                pmd as f64 / rss as f64
+            };
+            maps.push(MapBacking { range, huge_share });
+        }
+    };
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else { continue };
+        if let Some((start, end)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) {
+                finish(current.take());
+                let is_file = fields.nth(4).is_some_and(|path| path.starts_with('/'));
+                current = is_file.then_some((start..end, 0, 0));
+                continue;
+            }
+        }
+        if let Some((_, rss, pmd)) = current.as_mut() {
+            let kb = fields
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            match first {
+                "Rss:" => *rss = kb,
+                "FilePmdMapped:" => *pmd = kb,
+                _ => {}
+            }
+        }
+    }
+    finish(current);
+    maps
+}
+
 /// Asks for transparent huge pages for the whole 2 MiB pages inside `len` bytes at `ptr`, a
 /// buffer the caller owns and has not written yet. Filling it then costs one page fault per
 /// 2 MiB instead of one per 4 KiB, and reading it takes one TLB entry per 2 MiB: streamed at
@@ -116,5 +182,56 @@ impl<'a> Cursor<'a> {
     }
     pub fn u64(&mut self, what: &str) -> std::result::Result<u64, String> {
         Ok(u64::from_le_bytes(self.array(what)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smaps reader keeps file mappings only, each with its own Rss and FilePmdMapped.
+    #[test]
+    fn smaps_give_each_file_mapping_its_huge_page_share() {
+        let text = "\
+55d0c0000000-55d0c0021000 rw-p 00000000 00:00 0                          [heap]
+Rss:                 132 kB
+FilePmdMapped:         0 kB
+7f0000000000-7f0076000000 r--s 00000000 fd:01 131090                     /models/qwen/model.safetensors
+Size:            1933312 kB
+Rss:             1933312 kB
+FilePmdMapped:   1742848 kB
+7f0080000000-7f0080400000 rw-p 00000000 00:00 0 
+Rss:                4096 kB
+7f0090000000-7f0090100000 r--s 00000000 fd:01 131091                     /models/gpt2/model.safetensors
+Rss:                   0 kB
+FilePmdMapped:         0 kB
+";
+        let maps = parse_smaps(text);
+        assert_eq!(maps.len(), 2, "{maps:?}");
+        assert_eq!(maps[0].range, 0x7f0000000000..0x7f0076000000);
+        assert!((maps[0].huge_share - 1742848.0 / 1933312.0).abs() < 1e-12);
+        assert_eq!(maps[1].range, 0x7f0090000000..0x7f0090100000);
+        assert_eq!(maps[1].huge_share, 0.0);
+    }
+
+    /// This process's own smaps list a weights map it made, with a share between 0 and 1.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_weights_map_is_among_the_file_mappings() {
+        let dir = std::env::temp_dir().join(format!("glassbox-smaps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("weights.bin");
+        std::fs::write(&path, vec![7u8; 4 << 20]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let map = map_weights(&path, &file).unwrap();
+        let touched: u64 = map.iter().step_by(4096).map(|&b| b as u64).sum();
+        assert_eq!(touched, 7 * 1024);
+        let at = map.as_ptr() as usize;
+        let backing = file_map_backing();
+        let mine = backing.iter().find(|m| m.range.contains(&at));
+        let mine = mine.unwrap_or_else(|| panic!("no mapping holds {at:#x}: {backing:?}"));
+        assert!((0.0..=1.0).contains(&mine.huge_share), "{mine:?}");
+        drop(map);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

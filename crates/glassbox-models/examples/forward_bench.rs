@@ -54,6 +54,11 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let reps: usize = args[4].parse()?;
     let new_tokens: usize = args.get(5).map_or(Ok(32), |s| s.parse())?;
     let batch: usize = args.get(6).map_or(Ok(1), |s| s.parse())?;
+    if matches!(mode, "decode" | "session") && new_tokens < 2 {
+        return Err(
+            "decoding is timed from the first new token to the last: NEW_TOKENS ≥ 2".into(),
+        );
+    }
     // DTYPE=f16|bf16: weights (and activations) held in half precision, as `--dtype` does.
     let mut options = LoadOptions::default();
     match std::env::var("DTYPE").as_deref() {
@@ -91,20 +96,23 @@ fn bench() -> Result<(), Box<dyn std::error::Error>> {
                 activations_mb = cache.bytes() as f64 / 1048576.0;
             }
             "decode" => {
-                // Tokens per second of the single-token steps: the same prompt continued by one
-                // token (prefill only) and by `new_tokens`; the difference is the decoding.
-                let opts = |max_new_tokens| GenerateOptions {
-                    max_new_tokens,
+                // Tokens per second of the single-token steps: from the first new token (the
+                // end of the prefill) to the last, within one generation — the same span on
+                // every side (bench_ref.py, bench_llamacpp.py).
+                let opts = GenerateOptions {
+                    max_new_tokens: new_tokens,
                     stop_at_eos: false,
                     ..GenerateOptions::default()
                 };
-                let t = Instant::now();
-                model.generate(&ids, &opts(1), &mut Hooks::none(), |_| {})?;
-                let prefill = t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                model.generate(&ids, &opts(new_tokens), &mut Hooks::none(), |_| {})?;
-                let full = t.elapsed().as_secs_f64();
-                times.push((new_tokens - 1) as f64 / (full - prefill).max(1e-9));
+                let mut stamps = Vec::with_capacity(new_tokens);
+                model.generate(&ids, &opts, &mut Hooks::none(), |_| {
+                    stamps.push(Instant::now())
+                })?;
+                if stamps.len() != new_tokens {
+                    return Err(format!("{} of {new_tokens} tokens reported", stamps.len()).into());
+                }
+                let (first, last) = (stamps[0], stamps[new_tokens - 1]);
+                times.push((new_tokens - 1) as f64 / (last - first).as_secs_f64().max(1e-9));
                 continue;
             }
             other => return Err(format!("unknown mode `{other}`").into()),

@@ -212,11 +212,14 @@ impl MappedWeight {
     /// The stored bytes, copied out of the map once generation has read them
     /// [`GENERATION_READS_BEFORE_OWNING`] times; the map's pages are then released, so resident
     /// memory stays as it was. Decoding streams every weight once per token at memory
-    /// bandwidth, and from the file's page cache that ran 15–26 % slower than from anonymous
-    /// memory (GPT-2 small on a Zen 1-class EPYC); the copy is in huge pages where the kernel
-    /// grants them ([`HugePageBuffer`]). Same layout, same values: same bits.
-    /// `None` before that, outside generation, or when the copy would take more than half
-    /// the memory budget.
+    /// bandwidth, and from the file's page cache in 4 KiB pages that ran 15–26 % slower than
+    /// from anonymous memory (GPT-2 small on a Zen 1-class EPYC); the copy is in huge pages
+    /// where the kernel grants them ([`HugePageBuffer`]). Same layout, same values: same bits.
+    /// `None` before that, outside generation, when the copy would take more than half the
+    /// memory budget, or when the map is already read through 2 MiB entries ([`in_huge_pages`]).
+    /// From such a map decoding streams as fast, and the copy only costs: on a 2-vCPU Zen 5 VM
+    /// it stalled a Qwen2.5-0.5B generation for 1–4 s (fresh pages the host faults in), and
+    /// steps ran 20–30 % slower from the fresh copy for some seconds after.
     fn owned_copy(&self) -> Option<&[u8]> {
         if let Some(copy) = self.owned.get() {
             return copy.as_deref();
@@ -230,7 +233,9 @@ impl MappedWeight {
         self.owned
             .get_or_init(|| {
                 let bytes = self.checkpoint.raw_bytes(&self.name).ok()?;
-                if bytes.len() as u64 > crate::memory::budget() / 2 {
+                if bytes.len() as u64 > crate::memory::budget() / 2
+                    || in_huge_pages(&self.checkpoint, bytes)
+                {
                     return None;
                 }
                 // Piece by piece, each piece's map pages released once copied: the copy and
@@ -351,6 +356,40 @@ impl MappedWeight {
         dims.push(d);
         Tensor::from_vec(out, dims, &Device::Cpu)
     }
+}
+
+/// Whether the file mapping of `checkpoint` holding `bytes` is read mostly (≥ 90 % of its
+/// resident bytes) through 2 MiB page-table entries. Asked of `/proc/self/smaps` once per
+/// mapping, whose verdict is kept while its checkpoint lives (every weight asks at about the
+/// same decoding step, and reading smaps walks the whole map's page tables); false where
+/// smaps cannot be read.
+fn in_huge_pages(checkpoint: &Arc<Checkpoint>, bytes: &[u8]) -> bool {
+    #[cfg(test)]
+    if let Some(huge) = tests::MAP_IN_HUGE_PAGES.with(Cell::get) {
+        return huge;
+    }
+    type Verdict = (std::sync::Weak<Checkpoint>, std::ops::Range<usize>, bool);
+    static VERDICTS: std::sync::Mutex<Vec<Verdict>> = std::sync::Mutex::new(Vec::new());
+    let at = bytes.as_ptr() as usize;
+    let mut verdicts = VERDICTS.lock().unwrap_or_else(|e| e.into_inner());
+    verdicts.retain(|(owner, _, _)| owner.strong_count() > 0);
+    let mine =
+        |owner: &std::sync::Weak<Checkpoint>| std::ptr::eq(owner.as_ptr(), Arc::as_ptr(checkpoint));
+    if let Some((_, _, huge)) = verdicts
+        .iter()
+        .find(|(owner, range, _)| mine(owner) && range.contains(&at))
+    {
+        return *huge;
+    }
+    let Some(map) = glassbox_formats::file_map_backing()
+        .into_iter()
+        .find(|m| m.range.contains(&at))
+    else {
+        return false;
+    };
+    let huge = map.huge_share >= 0.9;
+    verdicts.push((Arc::downgrade(checkpoint), map.range, huge));
+    huge
 }
 
 /// Maps the pages of `len` bytes at `addr` now, in one call, rather than by a page fault per
@@ -503,8 +542,40 @@ mod tests {
         assert!(u.out_in.get().is_none());
     }
 
+    thread_local! {
+        /// What [`in_huge_pages`] answers on this thread, when set (smaps is the machine's).
+        pub(super) static MAP_IN_HUGE_PAGES: Cell<Option<bool>> = const { Cell::new(None) };
+    }
+
+    /// A map already read through 2 MiB entries is not copied, however long the generation:
+    /// every read stays in the map, with the same bits.
+    #[test]
+    fn a_map_in_huge_pages_is_not_copied_for_generation() {
+        use candle_core::Module;
+        MAP_IN_HUGE_PAGES.with(|h| h.set(Some(true)));
+        let linear = load_c_attn(DType::F32, true);
+        let Weight::Mapped(m) = &linear.weight else {
+            panic!("not mapped");
+        };
+        let x = inputs(1);
+        let expected = bits(&linear.forward(&x).unwrap());
+        let _generating = stored_layout_only();
+        let reads = m.stored_reads.load(Ordering::Relaxed);
+        for step in 0..2 * GENERATION_READS_BEFORE_OWNING {
+            assert_eq!(bits(&linear.forward(&x).unwrap()), expected, "step {step}");
+        }
+        assert!(m.owned.get().is_some_and(|o| o.is_none()), "copied");
+        assert_eq!(
+            m.stored_reads.load(Ordering::Relaxed) - reads,
+            2 * GENERATION_READS_BEFORE_OWNING,
+            "a read did not come from the map"
+        );
+        MAP_IN_HUGE_PAGES.with(|h| h.set(None));
+    }
+
     #[test]
     fn a_weight_read_through_a_long_generation_is_copied_out_of_the_map_with_the_same_bits() {
+        MAP_IN_HUGE_PAGES.with(|h| h.set(Some(false)));
         use candle_core::Module;
         // The fixture is f32, so only an f32 load maps it.
         for dtype in [DType::F32] {
