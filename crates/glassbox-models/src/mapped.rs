@@ -147,7 +147,7 @@ pub struct MappedWeight {
     out_in: OnceLock<Option<HugePageBuffer>>,
     /// Reads of the values while generating, until [`Self::owned_copy`] is made.
     generation_reads: AtomicUsize,
-    /// The stored bytes copied out of the map (8-byte words, so aligned for any element).
+    /// The stored bytes copied out of the map (64-byte aligned at least, for any element).
     owned: OnceLock<Option<HugePageBuffer>>,
     /// Reads of the stored values, for tests that check a copy serves instead.
     #[cfg(test)]
