@@ -57,7 +57,7 @@ pub fn file_map_backing() -> Vec<MapBacking> {
 
 /// The file mappings in `/proc/self/smaps` text: a header line `start-end perms offset dev
 /// inode path` (a path starting with `/`), then `Key: value kB` lines.
-pub fn parse_smaps(text: &str) -> Vec<MapBacking> {
+fn parse_smaps(text: &str) -> Vec<MapBacking> {
     let mut maps = Vec::new();
     // The current mapping (if a file's), its Rss and FilePmdMapped in kB.
     let mut current: Option<(std::ops::Range<usize>, u64, u64)> = None;
@@ -100,28 +100,6 @@ pub fn parse_smaps(text: &str) -> Vec<MapBacking> {
     finish(current);
     maps
 }
-
-/// Asks for transparent huge pages for the whole 2 MiB pages inside `len` bytes at `ptr`, a
-/// buffer the caller owns and has not written yet. Filling it then costs one page fault per
-/// 2 MiB instead of one per 4 KiB, and reading it takes one TLB entry per 2 MiB: streamed at
-/// memory bandwidth (a decoding step), weights in 4 KiB pages read measurably slower on a VM,
-/// where every TLB miss walks two page tables. Advice only: the contents are the same.
-#[cfg(target_os = "linux")]
-pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
-    const HUGE: usize = 2 << 20;
-    let start = (ptr as usize).next_multiple_of(HUGE);
-    let end = (ptr as usize + len) / HUGE * HUGE;
-    if end > start {
-        // Safety: the range lies inside an allocation the caller owns; the advice changes no
-        // contents.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn advise_huge_pages(_ptr: *mut u8, _len: usize) {}
 
 impl std::ops::Deref for FileBytes {
     type Target = [u8];

@@ -430,7 +430,7 @@ fn owned_copy<T: Copy>(bytes: &[u8]) -> Vec<T> {
     let size = std::mem::size_of::<T>();
     let n = bytes.len() / size;
     let mut values: Vec<T> = Vec::with_capacity(n);
-    crate::bytes::advise_huge_pages(values.as_mut_ptr() as *mut u8, n * size);
+    advise_huge_pages(values.as_mut_ptr() as *mut u8, n * size);
     // Safety: the capacity holds n values; every byte of them is written before set_len, and
     // T is a plain number type for which any bit pattern is a value. Like candle's
     // `from_raw_buffer`, this reads the file's little-endian bytes as native values.
@@ -440,3 +440,19 @@ fn owned_copy<T: Copy>(bytes: &[u8]) -> Vec<T> {
     }
     values
 }
+
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) / HUGE * HUGE;
+    if end > start {
+        // Safety: the range lies inside an allocation we own; the advice changes no contents.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: *mut u8, _len: usize) {}

@@ -36,7 +36,7 @@ pub mod stats;
 pub mod summary;
 pub mod zip;
 
-pub use bytes::{advise_huge_pages, file_map_backing, MapBacking};
+pub use bytes::{file_map_backing, MapBacking};
 pub use checkpoint::{Checkpoint, CheckpointKind, TensorInfo};
 pub use convert::to_f32;
 pub use dtype::DType;

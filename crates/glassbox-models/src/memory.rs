@@ -124,53 +124,6 @@ pub fn describe(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What the filling writes is what the buffer holds, at every size (none, a heap block, a
-    /// mapping of its own with a tail past its last 2 MiB), aligned for any vector load; a
-    /// mapping starts at a 2 MiB boundary, where huge pages can back it.
-    #[test]
-    fn huge_page_buffers_hold_what_was_written() {
-        for len in [0, 1, 4096 + 3, HUGE_PAGE, 3 * HUGE_PAGE + 12_345] {
-            let source: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-            let buffer = HugePageBuffer::filled(len, |to| {
-                assert!(
-                    to.iter().all(|&b| b == 0),
-                    "{len} bytes: not zero before filling"
-                );
-                to.copy_from_slice(&source);
-            })
-            .unwrap();
-            assert_eq!(&buffer[..], &source[..], "{len} bytes");
-            assert_eq!(buffer.as_ptr() as usize % 64, 0, "{len} bytes: alignment");
-            if cfg!(target_os = "linux") && len >= HUGE_PAGE {
-                assert_eq!(
-                    buffer.as_ptr() as usize % HUGE_PAGE,
-                    0,
-                    "{len} bytes: not at 2 MiB"
-                );
-            }
-        }
-        let values =
-            HugePageBuffer::filled_f32(5, |v| v.copy_from_slice(&[1.0, -2.0, 0.5, 3.0, 7.0]))
-                .unwrap();
-        assert_eq!(values.as_f32(), &[1.0, -2.0, 0.5, 3.0, 7.0]);
-    }
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("512M"), Some(512 << 20));
-        assert_eq!(parse_size("8G"), Some(8 << 30));
-        assert_eq!(parse_size("8GiB"), Some(8 << 30));
-        assert_eq!(parse_size("1.5k"), Some(1536));
-        assert_eq!(parse_size("lots"), None);
-        assert_eq!(parse_size("-1"), None);
-    }
-}
-
 /// A buffer for weights that a decoding step streams once per token, in memory that starts at
 /// a 2 MiB boundary and is advised into transparent huge pages: all of it but a tail under
 /// 2 MiB is then read through one TLB entry per 2 MiB. On a 2-vCPU Zen 5 VM (where a TLB miss
@@ -293,5 +246,52 @@ impl Drop for HugePageBuffer {
         } else if let Some(layout) = Self::layout(size) {
             unsafe { std::alloc::dealloc(ptr, layout) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the filling writes is what the buffer holds, at every size (none, a heap block, a
+    /// mapping of its own with a tail past its last 2 MiB), aligned for any vector load; a
+    /// mapping starts at a 2 MiB boundary, where huge pages can back it.
+    #[test]
+    fn huge_page_buffers_hold_what_was_written() {
+        for len in [0, 1, 4096 + 3, HUGE_PAGE, 3 * HUGE_PAGE + 12_345] {
+            let source: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let buffer = HugePageBuffer::filled(len, |to| {
+                assert!(
+                    to.iter().all(|&b| b == 0),
+                    "{len} bytes: not zero before filling"
+                );
+                to.copy_from_slice(&source);
+            })
+            .unwrap();
+            assert_eq!(&buffer[..], &source[..], "{len} bytes");
+            assert_eq!(buffer.as_ptr() as usize % 64, 0, "{len} bytes: alignment");
+            if cfg!(target_os = "linux") && len >= HUGE_PAGE {
+                assert_eq!(
+                    buffer.as_ptr() as usize % HUGE_PAGE,
+                    0,
+                    "{len} bytes: not at 2 MiB"
+                );
+            }
+        }
+        let values =
+            HugePageBuffer::filled_f32(5, |v| v.copy_from_slice(&[1.0, -2.0, 0.5, 3.0, 7.0]))
+                .unwrap();
+        assert_eq!(values.as_f32(), &[1.0, -2.0, 0.5, 3.0, 7.0]);
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("8G"), Some(8 << 30));
+        assert_eq!(parse_size("8GiB"), Some(8 << 30));
+        assert_eq!(parse_size("1.5k"), Some(1536));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("-1"), None);
     }
 }
