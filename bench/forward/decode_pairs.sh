@@ -19,7 +19,7 @@ DIR="bench/out/models/$MODEL"
 PY="$PWD/bench/.venv/bin/python"
 case "$TYPE" in
   f32) glassbox() { "$BIN" "$DIR" decode 128 "$REPS" "$NEW" 1; } ;;
-  f16) glassbox() { DTYPE=f16 "$BIN" "$DIR-f16" decode 128 "$REPS" "$NEW" 1; } ;;
+  f16) glassbox() { "$BIN" "$DIR-f16" decode 128 "$REPS" "$NEW" 1; } ;;
   *) echo "TYPE: f32 or f16" >&2; exit 2 ;;
 esac
 llamacpp() { (cd bench/forward && "$PY" bench_llamacpp.py "../../$DIR" "$MODEL" "$TYPE" 128 "$REPS" "$NEW"); }

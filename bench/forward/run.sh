@@ -8,7 +8,8 @@
 #   (c) greedy decoding with a KV cache, tokens/s            vs transformers `generate`
 #   (d) the same greedy decoding vs llama.cpp (llama-cpp-python built from source, CPU only) on
 #       the checkpoints converted to F32 and F16 GGUF (bench_llamacpp.py); against F16, glassbox
-#       decodes the same weights stored in float16 (`--dtype f16`, weights in the memory map)
+#       decodes the same weights stored in float16 as llama.cpp does: the weights stay f16 in the
+#       memory map, activations are f32 (the default dtype on a float16 checkpoint)
 # Each measurement runs in its own process (peak RSS is its own). Medians of REPS runs after a warm-up.
 # usage: bench/forward/run.sh [N_TOKENS=128] [REPS=5] [NEW_TOKENS=16]
 #   env: PROFILE=release    release build of forward_bench (default: dev profile)
@@ -62,7 +63,7 @@ for model in gpt2-small qwen2.5-0.5b; do
       ref bench_llamacpp.py convert "../../$dir" "$t" > /dev/null
       ref bench_llamacpp.py "../../$dir" "$model" "$t" "$N" "$REPS" "$NEW" | tag "$model" >> "$RESULTS"
       if [ "$t" = f16 ]; then
-        DTYPE=f16 "$BIN" "$dir-f16" decode "$N" "$REPS" "$NEW" 1 \
+        "$BIN" "$dir-f16" decode "$N" "$REPS" "$NEW" 1 \
           | sed 's/"mode":"decode"/"mode":"decode_f16"/' | tag "$model" >> "$RESULTS"
       fi
     done

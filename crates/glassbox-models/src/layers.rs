@@ -85,11 +85,14 @@ impl Weight {
         }
     }
 
-    /// Bytes of its values (as stored, for a quantized weight).
+    /// Bytes of its values in memory (as stored, for a mapped or quantized weight).
     pub fn bytes(&self) -> usize {
         match self {
             Weight::Quantized(q) => q.bytes(),
-            _ => self.dims().iter().product::<usize>() * self.dtype().size_in_bytes(),
+            Weight::Mapped(m) => m.bytes(),
+            Weight::Tensor(_) => {
+                self.dims().iter().product::<usize>() * self.dtype().size_in_bytes()
+            }
         }
     }
 }

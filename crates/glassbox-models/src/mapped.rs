@@ -6,9 +6,13 @@
 //! tensors to be used: the kernels multiply by a mapped matrix directly
 //! ([`crate::kernel_ops::matmul_mapped`]) and an embedding lookup copies only the rows it
 //! needs. So while a model is built from a checkpoint ([`while_building`]), [`find`] offers each
-//! layer its weight as a [`MappedWeight`] when the map can serve it as is: stored in the dtype
-//! asked for (f32, f16 or bf16), on the CPU, aligned, little-endian. Anything else — another
-//! dtype, a device, a fresh trainable weight — is an owned tensor as before.
+//! layer its weight as a [`MappedWeight`] when the map can serve it as is: on the CPU, aligned,
+//! little-endian, stored in the dtype asked for (f32, f16 or bf16) — or stored in f16 or bf16
+//! when f32 is asked for. Such a weight stays half-precision in memory and is widened as the
+//! kernels read it (exactly, so the products have the bits of a widened copy's): most
+//! checkpoints are published in bf16, and converting them at load doubled their memory and
+//! the bytes each decoding step streams. Anything else — a narrowing, a device, a fresh
+//! trainable weight — is an owned tensor as before.
 //!
 //! A mapped weight is a constant: gradients flow through it to the activations (attribution,
 //! patching) but not into it. Whoever needs it as a tensor (a weight-reading analysis) gets a
@@ -93,19 +97,21 @@ pub fn find(vb: &VarBuilder, name: &str, shape: &[usize]) -> Option<MappedWeight
     let checkpoint = SOURCE.with(|s| s.borrow().clone())?;
     let path = full_name(vb, name);
     let info = checkpoint.info(&path)?;
-    let dtype = match info.dtype {
+    let stored = match info.dtype {
         glassbox_formats::DType::F32 => DType::F32,
         glassbox_formats::DType::F16 => DType::F16,
         glassbox_formats::DType::BF16 => DType::BF16,
         _ => return None,
     };
-    if dtype != vb.dtype() || info.shape.as_slice() != shape {
+    // The same dtype, or half precision widened to f32 (exact); never a narrowing.
+    let dtype = vb.dtype();
+    if !(stored == dtype || dtype == DType::F32) || info.shape.as_slice() != shape {
         return None;
     }
     let bytes = checkpoint.raw_bytes(&path).ok()?;
     let elements: usize = shape.iter().product();
-    if bytes.len() != elements * dtype.size_in_bytes()
-        || bytes.as_ptr() as usize % dtype.size_in_bytes() != 0
+    if bytes.len() != elements * stored.size_in_bytes()
+        || bytes.as_ptr() as usize % stored.size_in_bytes() != 0
     {
         return None;
     }
@@ -113,6 +119,7 @@ pub fn find(vb: &VarBuilder, name: &str, shape: &[usize]) -> Option<MappedWeight
     Some(MappedWeight {
         checkpoint,
         name: path,
+        stored,
         dtype,
         shape: shape.to_vec(),
         copy: OnceLock::new(),
@@ -139,6 +146,9 @@ pub(crate) fn full_name(vb: &VarBuilder, name: &str) -> String {
 pub struct MappedWeight {
     checkpoint: Arc<Checkpoint>,
     name: String,
+    /// The dtype of the values in the map.
+    stored: DType,
+    /// The dtype the model asked for: `stored`, or f32 for a half-precision `stored`.
     dtype: DType,
     shape: Vec<usize>,
     copy: OnceLock<Tensor>,
@@ -158,8 +168,8 @@ impl std::fmt::Debug for MappedWeight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "MappedWeight({} {:?} {:?})",
-            self.name, self.dtype, self.shape
+            "MappedWeight({} {:?} as {:?} {:?})",
+            self.name, self.stored, self.dtype, self.shape
         )
     }
 }
@@ -175,17 +185,28 @@ impl MappedWeight {
         &self.shape
     }
 
+    /// The dtype it acts in: its [`Self::tensor`], [`Self::rows`] and the products' inputs.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
 
+    /// The dtype of its values in memory ([`Self::values`]).
+    pub fn stored_dtype(&self) -> DType {
+        self.stored
+    }
+
+    /// Bytes of its values in memory.
+    pub fn bytes(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.stored.size_in_bytes()
+    }
+
     /// The values in place, row-major. Errors when `T` is not the stored dtype.
     pub fn values<T: MappedElement>(&self) -> Result<&[T]> {
-        if T::DTYPE != self.dtype {
+        if T::DTYPE != self.stored {
             candle_core::bail!(
                 "`{}` is {:?}, read as {:?}",
                 self.name,
-                self.dtype,
+                self.stored,
                 T::DTYPE
             );
         }
@@ -254,7 +275,8 @@ impl MappedWeight {
             .as_deref()
     }
 
-    /// An owned tensor with the same values, copied on first use and kept. Made from a copy
+    /// An owned tensor with the same values in [`Self::dtype`], copied on first use and kept
+    /// (a widened weight's copy takes twice its memory). Made from a copy
     /// this weight already holds ([`Self::owned_copy`], [`Self::out_in_copy`]) when there is
     /// one: their map pages were released, and reading the map again would fault them back.
     pub fn tensor(&self) -> Result<Tensor> {
@@ -262,7 +284,7 @@ impl MappedWeight {
             return Ok(t.clone());
         }
         let t = if let Some(Some(bytes)) = self.owned.get() {
-            Tensor::from_raw_buffer(bytes, self.dtype, &self.shape, &Device::Cpu)?
+            Tensor::from_raw_buffer(bytes, self.stored, &self.shape, &Device::Cpu)?
         } else if let (Some(copy), [rows, cols]) = (self.out_in_copy_if_made(), &self.shape[..]) {
             let stored = glassbox_kernels::transposed(copy, *cols, *rows);
             Tensor::from_vec(stored, (*rows, *cols), &Device::Cpu)?
@@ -273,6 +295,7 @@ impl MappedWeight {
                 .tensor(&self.name, &Device::Cpu)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?
         };
+        let t = t.to_dtype(self.dtype)?;
         Ok(self.copy.get_or_init(|| t).clone())
     }
 
@@ -290,7 +313,7 @@ impl MappedWeight {
         let [rows, cols] = self.shape[..] else {
             return None;
         };
-        if self.dtype != DType::F32 {
+        if self.stored != DType::F32 {
             return None;
         }
         if let Some(copy) = self.out_in.get() {
@@ -325,13 +348,14 @@ impl MappedWeight {
             .and_then(|copy| copy.as_ref().map(HugePageBuffer::as_f32))
     }
 
-    /// Rows `ids` (any shape) of this [rows, d] matrix: a tensor [.., d] in the stored dtype.
+    /// Rows `ids` (any shape) of this [rows, d] matrix: a tensor [.., d] in [`Self::dtype`].
     pub fn rows(&self, ids: &Tensor) -> Result<Tensor> {
-        match self.dtype {
+        let rows = match self.stored {
             DType::F32 => self.rows_of::<f32>(ids),
             DType::F16 => self.rows_of::<half::f16>(ids),
             _ => self.rows_of::<half::bf16>(ids),
-        }
+        }?;
+        rows.to_dtype(self.dtype)
     }
 
     fn rows_of<T: MappedElement>(&self, ids: &Tensor) -> Result<Tensor> {
@@ -608,6 +632,83 @@ mod tests {
                 m.stored_reads.load(Ordering::Relaxed),
                 reads,
                 "{dtype:?}: map read"
+            );
+        }
+    }
+
+    /// A half-precision checkpoint (written by transformers 5) loaded in f32: its weights stay
+    /// in the map in their stored dtype and act as f32 — products (few rows and many, forward
+    /// and backward), embedding rows and the weight as a tensor all have the bits of the weight
+    /// converted to f32 at load.
+    #[test]
+    fn a_half_precision_weight_asked_for_in_f32_is_mapped_and_widened_as_read() {
+        use crate::layers::Embedding;
+        use candle_core::Module;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/transformers5");
+        for (fixture, stored) in [("gpt2-f16", DType::F16), ("gpt2-bf16", DType::BF16)] {
+            let checkpoint = Checkpoint::open(root.join(fixture)).unwrap();
+            let load = |offered: bool| {
+                let backend = CheckpointBackend::new(Checkpoint::open(root.join(fixture)).unwrap());
+                let source = backend.checkpoint.clone();
+                let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu);
+                let build = || {
+                    let linear =
+                        Linear::load_conv1d(vb.pp("transformer.h.0.attn.c_attn"), 32, 96).unwrap();
+                    let wte = Embedding::load(vb.pp("transformer.wte"), 384, 32).unwrap();
+                    (linear, wte)
+                };
+                if offered {
+                    while_building(source, build)
+                } else {
+                    build()
+                }
+            };
+            let ((mapped, mapped_wte), (owned, owned_wte)) = (load(true), load(false));
+            let Weight::Mapped(m) = &mapped.weight else {
+                panic!("{fixture}: not mapped");
+            };
+            assert!(matches!(owned.weight, Weight::Tensor(_)), "{fixture}");
+            assert_eq!(
+                (m.stored_dtype(), m.dtype()),
+                (stored, DType::F32),
+                "{fixture}"
+            );
+            assert_eq!(
+                mapped.weight.bytes(),
+                32 * 96 * 2,
+                "{fixture}: bytes in memory"
+            );
+            assert_eq!(owned.weight.dtype(), DType::F32, "{fixture}");
+            let as_f32 = checkpoint
+                .tensor("transformer.h.0.attn.c_attn.weight", &Device::Cpu)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            let tensor = m.tensor().unwrap();
+            assert_eq!(tensor.dtype(), DType::F32, "{fixture}");
+            assert_eq!(bits(&tensor), bits(&as_f32), "{fixture}: tensor");
+            for n in [1, glassbox_kernels::FEW_ROWS + 5] {
+                let x = inputs(n).narrow(1, 0, 32).unwrap().contiguous().unwrap();
+                let y = mapped.forward(&x).unwrap();
+                assert_eq!(y.dtype(), DType::F32);
+                assert_eq!(
+                    bits(&y),
+                    bits(&owned.forward(&x).unwrap()),
+                    "{fixture}: {n} rows"
+                );
+                assert_eq!(
+                    bits(&input_gradient(&mapped, &x)),
+                    bits(&input_gradient(&owned, &x)),
+                    "{fixture}: {n} rows, gradient"
+                );
+            }
+            let ids = Tensor::new(&[[0u32, 383, 7], [5, 5, 1]], &Device::Cpu).unwrap();
+            let rows = mapped_wte.lookup(&ids).unwrap();
+            assert_eq!((rows.dims(), rows.dtype()), (&[2, 3, 32][..], DType::F32));
+            assert_eq!(
+                bits(&rows),
+                bits(&owned_wte.lookup(&ids).unwrap()),
+                "{fixture}: rows"
             );
         }
     }

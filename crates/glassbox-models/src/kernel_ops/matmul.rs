@@ -228,7 +228,7 @@ impl CustomOp1 for MappedMatMul {
             }
         }
         let lb = oriented(rows, cols, !as_stored)?;
-        match self.w.dtype() {
+        match self.w.stored_dtype() {
             DType::F32 => matmul_cpu(a, l, self.w.values::<f32>()?, &lb),
             DType::F16 => matmul_cpu(a, l, self.w.values::<half::f16>()?, &lb),
             DType::BF16 => matmul_cpu(a, l, self.w.values::<half::bf16>()?, &lb),
