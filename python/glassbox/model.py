@@ -50,6 +50,9 @@ class Config:
     has_tokenizer: bool
     numerics: str
     eos_token_ids: list = field(default_factory=list)
+    #: How attention holds keys and values: ``"f16"`` (llama.cpp's default cache, the default
+    #: under ``numerics="llamacpp"``) or ``"f32"``.
+    kv_cache: str = "f32"
     bos_token_id: int | None = None
     pad_token_id: int | None = None
     #: TransformerLens' ``normalization_type``: ``"LN"`` (centred, then scaled) or ``"RMS"``;
@@ -1087,9 +1090,11 @@ def load(
     adapter: str | os.PathLike | None = None,
     sae: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     sae_error_term: bool = False,
+    kv_cache: str | None = None,
 ) -> HookedModel:
     """Loads what the CLI opens: a Hub snapshot folder (config.json + safetensors), a GGUF file
-    (quantized too; ``numerics="llamacpp"`` or ``"f32"`` as the CLI's ``--numerics``), with a
+    (quantized too; ``numerics="llamacpp"`` or ``"f32"`` as the CLI's ``--numerics``,
+    ``kv_cache="f16"`` or ``"f32"`` as its ``--kv-cache``), with a
     PEFT LoRA ``adapter`` folder applied unmerged and SAELens ``sae`` folders spliced in
     (``sae_error_term`` as SAELens's ``use_error_term``). ``dtype``: float32 (default),
     float16 or bfloat16 (names, NumPy or torch dtypes). Only ``device="cpu"`` exists.
@@ -1111,6 +1116,7 @@ def load(
         adapter=None if adapter is None else os.fspath(adapter),
         saes=[os.fspath(s) for s in saes],
         sae_error_term=sae_error_term,
+        kv_cache=kv_cache,
     )
     model = HookedModel(native)
     for w in model.warnings:

@@ -47,7 +47,8 @@ fn parse_numerics(s: Option<&str>) -> PyResult<Option<Numerics>> {
 /// Loads a model as the CLI does: a Hub folder, a safetensors checkpoint or a GGUF file
 /// (quantized too), with a PEFT adapter applied unmerged and SAEs spliced in.
 #[pyfunction]
-#[pyo3(signature = (path, dtype="float32", numerics=None, adapter=None, saes=Vec::new(), sae_error_term=false))]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (path, dtype="float32", numerics=None, adapter=None, saes=Vec::new(), sae_error_term=false, kv_cache=None))]
 pub fn load(
     py: Python<'_>,
     path: PathBuf,
@@ -56,9 +57,20 @@ pub fn load(
     adapter: Option<PathBuf>,
     saes: Vec<PathBuf>,
     sae_error_term: bool,
+    kv_cache: Option<&str>,
 ) -> PyResult<Model> {
     let dtype = parse_dtype(dtype)?;
     let numerics = parse_numerics(numerics)?;
+    let kv_cache = match kv_cache {
+        None => None,
+        Some("f16") => Some(glassbox_models::KvCacheType::F16),
+        Some("f32") => Some(glassbox_models::KvCacheType::F32),
+        Some(other) => {
+            return Err(invalid(format!(
+                "unknown kv_cache `{other}` (expected f16 or f32)"
+            )))
+        }
+    };
     glassbox_formats::input::existing(&path).map_err(|e| file_error(e.into()))?;
     for dir in adapter.iter().chain(&saes) {
         if !dir.is_dir() {
@@ -85,6 +97,7 @@ pub fn load(
             let opts = LoadOptions {
                 dtype,
                 numerics,
+                kv_cache,
                 lora,
                 ..LoadOptions::default()
             };
@@ -310,6 +323,7 @@ impl Model {
         d.set_item("has_unembedding", m.model.has_unembedding())?;
         d.set_item("has_tokenizer", m.tokenizer.is_some())?;
         d.set_item("numerics", m.numerics.name())?;
+        d.set_item("kv_cache", m.kv_cache.name())?;
         d.set_item("normalization_type", m.model.normalization_type())?;
         d.set_item("eos_token_ids", &m.eos_token_ids)?;
         let id = |key: &str| m.config.get(key).and_then(|v| v.as_u64());

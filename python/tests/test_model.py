@@ -403,6 +403,20 @@ def test_quantized_gguf_equals_the_cli(tmp_path):
     close(f32(PROMPT), trace(GPT2_GGUF_Q8, PROMPT, "hook_embed", tmp_path, "--numerics", "f32")["logits"])
 
 
+def test_kv_cache_choice_equals_the_cli(tmp_path):
+    # llama.cpp's numerics come with its default F16 KV cache; kv_cache="f32" is its
+    # --cache-type-k/v f32 run, and moves the logits
+    model = glassbox.load(GPT2_GGUF_Q8)
+    assert model.cfg.kv_cache == "f16"
+    f32_cache = glassbox.load(GPT2_GGUF_Q8, kv_cache="f32")
+    assert f32_cache.cfg.kv_cache == "f32"
+    traced = trace(GPT2_GGUF_Q8, PROMPT, "hook_embed", tmp_path, "--kv-cache", "f32")
+    close(f32_cache(PROMPT), traced["logits"])
+    assert float(np.abs(f32_cache(PROMPT) - model(PROMPT)).max()) > 1e-4
+    with pytest.raises(ValueError, match="kv_cache"):
+        glassbox.load(GPT2_GGUF_Q8, kv_cache="q8_0")
+
+
 def test_adapter_equals_the_cli(tmp_path):
     model = glassbox.load(GPT2, adapter=GPT2_PEFT)
     traced = trace(GPT2, PROMPT, "hook_embed", tmp_path, "--adapter", GPT2_PEFT)

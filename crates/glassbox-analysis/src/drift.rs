@@ -604,6 +604,7 @@ pub fn side_document(path: &str, adapter: Option<&str>, m: &HookedModel) -> serd
         "adapter": adapter,
         "architecture": m.info().architecture,
         "numerics": m.numerics.name(),
+        "kv_cache": m.kv_cache.name(),
     })
 }
 

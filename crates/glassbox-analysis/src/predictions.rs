@@ -179,6 +179,7 @@ pub fn document(
         "model": model_path,
         "architecture": model.info().architecture,
         "numerics": model.numerics.name(),
+        "kv_cache": model.kv_cache.name(),
         "input_ids": ids,
         "positions": positions,
         // text the tokenizer could not represent: how many tokens, and the token's text

@@ -26,12 +26,18 @@ struct Cli {
     /// Colour in terminal views: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     color: render::terminal::ColorChoice,
-    /// Arithmetic of a GGUF model: llamacpp (what llama.cpp's CPU backend computes with an F32
-    /// KV cache: activations quantized for quantized weights, rounded to f16 for F16 weights;
-    /// the default for files with quantized weights) or f32 (what the dequantized model
-    /// computes; the default otherwise).
+    /// Arithmetic of a GGUF model: llamacpp (what llama.cpp's CPU backend computes:
+    /// activations quantized for quantized weights, rounded to f16 for F16 weights, its F16 KV
+    /// cache unless --kv-cache f32; the default for files with quantized weights) or f32 (what
+    /// the dequantized model computes; the default otherwise).
     #[arg(long, global = true, value_enum)]
     numerics: Option<model_cli::NumericsChoice>,
+    /// How attention holds keys and values: f16 (llama.cpp's default cache: keys and values,
+    /// and the queries and attention weights multiplied with them, rounded to f16; the default
+    /// under --numerics llamacpp) or f32 (as computed: llama.cpp's --cache-type-k f32
+    /// --cache-type-v f32; the default otherwise).
+    #[arg(long, global = true, value_enum)]
+    kv_cache: Option<model_cli::KvCacheChoice>,
     /// A LoRA adapter to apply, unmerged, to the model a command runs: a folder as PEFT saves
     /// one (adapter_config.json + adapter_model.safetensors), PEFT's own or `finetune`'s.
     #[arg(long, global = true, value_name = "DIR")]
@@ -136,6 +142,7 @@ fn main() {
     let cli = Cli::parse();
     render::terminal::set_color_choice(cli.color);
     model_cli::set_numerics(cli.numerics);
+    model_cli::set_kv_cache(cli.kv_cache);
     // The global model options a command would ignore are refused rather than ignored: an
     // adapter by commands that read weights without running the model or train their own,
     // --numerics by those that run no GGUF model's arithmetic.
@@ -162,6 +169,10 @@ fn main() {
     }
     if let (Some((name, _, true)), Some(_)) = (ignores, &cli.numerics) {
         eprintln!("error: --numerics: `{name}` does not run a GGUF model's arithmetic (it applies to commands that run a model: run, generate, trace, lens, …)");
+        std::process::exit(2);
+    }
+    if let (Some((name, _, true)), Some(_)) = (ignores, &cli.kv_cache) {
+        eprintln!("error: --kv-cache: `{name}` does not run a model's attention (it applies to commands that run a model: run, generate, trace, lens, …)");
         std::process::exit(2);
     }
     model_cli::set_adapter(cli.adapter);

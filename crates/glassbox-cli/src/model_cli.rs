@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::DType;
-use glassbox_models::{HookedModel, LoadOptions, Numerics};
+use glassbox_models::{HookedModel, KvCacheType, LoadOptions, Numerics};
 
 /// `--numerics`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,28 @@ pub fn numerics() -> Option<Numerics> {
     NUMERICS.get().copied().flatten().map(|c| match c {
         NumericsChoice::Llamacpp => Numerics::LlamaCpp,
         NumericsChoice::F32 => Numerics::F32,
+    })
+}
+
+/// `--kv-cache`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvCacheChoice {
+    F16,
+    F32,
+}
+
+static KV_CACHE: std::sync::OnceLock<Option<KvCacheChoice>> = std::sync::OnceLock::new();
+
+/// Records the `--kv-cache` choice, once, at start-up.
+pub fn set_kv_cache(choice: Option<KvCacheChoice>) {
+    let _ = KV_CACHE.set(choice);
+}
+
+/// The `--kv-cache` choice, if one was given.
+pub fn kv_cache() -> Option<KvCacheType> {
+    KV_CACHE.get().copied().flatten().map(|c| match c {
+        KvCacheChoice::F16 => KvCacheType::F16,
+        KvCacheChoice::F32 => KvCacheType::F32,
     })
 }
 
@@ -154,6 +176,7 @@ pub fn load_model_with_adapter(
     let opts = LoadOptions {
         dtype: parse_dtype(dtype)?,
         numerics: numerics(),
+        kv_cache: kv_cache(),
         lora,
         ..LoadOptions::default()
     };

@@ -253,4 +253,21 @@ fn numerics_default_to_llama_cpp_for_quantized_files() {
     assert_eq!(out.status.code(), Some(2));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("`inspect` does not run"), "{said}");
+    // llama.cpp's numerics bring its default F16 KV cache; --kv-cache f32 is its
+    // --cache-type-k/v f32 run; f32 numerics keep keys and values as computed unless asked.
+    assert_eq!(default["kv_cache"], "f16");
+    assert_eq!(f32["kv_cache"], "f32");
+    let f32_cache = run(&quantized, &["--kv-cache", "f32"]);
+    assert_eq!(f32_cache["kv_cache"], "f32");
+    assert!((top_logit(&default) - top_logit(&f32_cache)).abs() > 1e-5);
+    let rounded = run(&quantized, &["--numerics", "f32", "--kv-cache", "f16"]);
+    assert_eq!(rounded["kv_cache"], "f16");
+    assert!((top_logit(&rounded) - top_logit(&f32)).abs() > 1e-5);
+    let out = glassbox(&["inspect", &quantized, "--kv-cache", "f16"]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--kv-cache: `inspect` does not run"),
+        "{said}"
+    );
 }

@@ -15,6 +15,8 @@
 //! grouped-query attention `hook_k`/`hook_v` have `n_kv_heads` heads (as stored, before being
 //! shared among query heads); with a KV cache they cover the new positions only.
 
+use std::cell::Cell;
+
 use candle_core::{DType, Module, Result, Tensor};
 
 use crate::config::RopeConfig;
@@ -22,7 +24,31 @@ use crate::decoder::{LayerContext, SelfAttention, Window};
 use crate::hooks::Hooks;
 use crate::kv_cache::KvCache;
 use crate::layers::{Linear, Norm};
+use crate::model::KvCacheType;
 use crate::ops;
+
+thread_local! {
+    /// How attention layers built on this thread hold keys and values ([`while_building`]).
+    static BUILD_KV_CACHE: Cell<KvCacheType> = const { Cell::new(KvCacheType::F32) };
+}
+
+/// Runs `build` with every [`Attention`] it creates holding keys and values as `kv_cache` says
+/// (the loader's choice, made once for the whole model).
+pub fn while_building<R>(kv_cache: KvCacheType, build: impl FnOnce() -> R) -> R {
+    struct Restore(KvCacheType);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BUILD_KV_CACHE.with(|k| k.set(self.0));
+        }
+    }
+    let _restore = Restore(BUILD_KV_CACHE.with(|k| k.replace(kv_cache)));
+    build()
+}
+
+/// `t` rounded to f16 (to nearest, ties to even, as ggml-cpu converts) and widened back.
+fn rounded_to_f16(t: &Tensor) -> Result<Tensor> {
+    t.to_dtype(DType::F16)?.to_dtype(t.dtype())
+}
 
 /// How the query, key and value projections are stored.
 #[derive(Clone, Debug)]
@@ -112,6 +138,8 @@ pub struct Attention {
     inv_freq: Vec<f32>,
     /// Multiplier of cos and sin (YaRN).
     cos_sin_scale: f64,
+    /// How keys and values are held (see [`KvCacheType`]).
+    kv_cache: KvCacheType,
 }
 
 impl Attention {
@@ -132,6 +160,7 @@ impl Attention {
             output_gate: false,
             inv_freq,
             cos_sin_scale,
+            kv_cache: BUILD_KV_CACHE.with(Cell::get),
         }
     }
 
@@ -328,9 +357,17 @@ impl SelfAttention for Attention {
         }
         // [b, heads, pos, d_head] views for the batched matmuls (the kernels read strides;
         // the cache copies only the new positions into its buffers).
-        let q = q.transpose(1, 2)?;
+        let mut q = q.transpose(1, 2)?;
         let mut k = k.transpose(1, 2)?;
         let mut v = v.transpose(1, 2)?;
+        // llama.cpp's F16 cache: keys and values stored rounded (and kept in f16 here too),
+        // the queries rounded as ggml converts them for `q·Kᵀ`.
+        let f16_cache = self.kv_cache == KvCacheType::F16 && k.dtype() == DType::F32;
+        if f16_cache {
+            k = k.to_dtype(DType::F16)?;
+            v = v.to_dtype(DType::F16)?;
+            q = rounded_to_f16(&q)?;
+        }
         if let Some(cache) = kv {
             (k, v) = cache.append(i, &k, &v, 2)?;
         }
@@ -359,7 +396,11 @@ impl SelfAttention for Attention {
                 Some(sinks) => softmax_with_sinks(&scores, sinks)?,
             }
         };
-        let pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
+        let mut pattern = hooks.point(|| format!("blocks.{i}.attn.hook_pattern"), pattern)?;
+        if f16_cache {
+            // ggml converts the attention weights to f16 for their product with f16 values.
+            pattern = rounded_to_f16(&pattern)?;
+        }
         let mut z = ops::grouped_matmul(&pattern, &ops::to_accumulation(&v)?)?
             .to_dtype(dtype)?
             .transpose(1, 2)?;

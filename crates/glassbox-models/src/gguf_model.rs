@@ -67,7 +67,7 @@ use serde_json::json;
 use crate::error::{ModelError, Result};
 use crate::gguf_config;
 use crate::gguf_tokenizer;
-use crate::model::{HookedModel, LoadOptions, Numerics};
+use crate::model::{HookedModel, KvCacheType, LoadOptions, Numerics};
 use crate::quantized::{self, QuantSource};
 use crate::tokenizer::Tokenizer;
 
@@ -653,6 +653,14 @@ pub fn load_checkpoint(checkpoint: Checkpoint, opts: &LoadOptions) -> Result<Hoo
     // (`block_count` was checked against the stored blocks when the config was made.)
     let backend = GgufBackend::new(checkpoint, arch, heads, kv_heads);
     let source = Arc::new(backend.quant_source(numerics));
+    // llama.cpp's own default cache under its numerics.
+    let opts = &LoadOptions {
+        kv_cache: Some(opts.kv_cache.unwrap_or(match numerics {
+            Numerics::LlamaCpp => KvCacheType::F16,
+            Numerics::F32 => KvCacheType::F32,
+        })),
+        ..opts.clone()
+    };
     let mut model = quantized::while_building(source, || {
         HookedModel::from_backend(config, Box::new(backend), tokenizer, &path, opts)
     })?;

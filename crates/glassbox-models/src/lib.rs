@@ -77,6 +77,6 @@ pub use hooks::{
     ActivationCache, HookFn, Hooks, Intervention, Layout, NameFilter, Selection, Splice,
 };
 pub use kv_cache::KvCache;
-pub use model::{HookedModel, LoadOptions, Model, ModelInfo, Numerics};
+pub use model::{HookedModel, KvCacheType, LoadOptions, Model, ModelInfo, Numerics};
 pub use prefix::RecordedRun;
 pub use tokenizer::{TextTokenizer, Tokenizer};

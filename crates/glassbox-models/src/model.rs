@@ -192,6 +192,9 @@ pub struct LoadOptions {
     pub numerics: Option<Numerics>,
     /// A LoRA adapter to apply (or trainable ones to create) in the linear layers.
     pub lora: Option<crate::lora::LoraSource>,
+    /// How attention holds keys and values; `None`: llama.cpp's default F16 cache under
+    /// [`Numerics::LlamaCpp`], else f32.
+    pub kv_cache: Option<KvCacheType>,
 }
 
 /// Whose arithmetic a model loaded from a GGUF file follows.
@@ -205,6 +208,33 @@ pub enum Numerics {
     /// (Q8_0, Q8_1 or Q8_K) and multiply in integers; GELU rounds to f16 through ggml's table.
     /// F16 weights are still widened (ggml also rounds their activations to f16).
     LlamaCpp,
+}
+
+/// How attention layers hold keys and values between positions (llama.cpp's `--cache-type-k`
+/// and `--cache-type-v`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvCacheType {
+    /// As computed.
+    #[default]
+    F32,
+    /// Rounded to f16 as llama.cpp's default cache stores them; the products that read the
+    /// cache also see their other operand rounded to f16, as ggml-cpu converts it for an f16
+    /// matrix (the queries in `q·Kᵀ`, the attention weights in `pattern·V`). Flash attention
+    /// off, as llama-cpp-python runs by default. Hooks see the values before rounding (the
+    /// f32 tensors of llama.cpp's graph), and the rounding applies with or without a
+    /// [`crate::KvCache`] (llama.cpp always attends over its cache). Only f32 models round:
+    /// a half-precision model's keys and values are already half precision.
+    F16,
+}
+
+impl KvCacheType {
+    /// The name `--kv-cache` gives it: `f16` or `f32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvCacheType::F16 => "f16",
+            KvCacheType::F32 => "f32",
+        }
+    }
 }
 
 impl Numerics {
@@ -224,6 +254,7 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             numerics: None,
             lora: None,
+            kv_cache: None,
         }
     }
 }
@@ -241,6 +272,8 @@ pub struct HookedModel {
     pub warnings: Vec<String>,
     /// The arithmetic it follows (see [`Numerics`]).
     pub numerics: Numerics,
+    /// How its attention holds keys and values.
+    pub kv_cache: KvCacheType,
     device: Device,
 }
 
@@ -333,8 +366,11 @@ impl HookedModel {
         opts: &LoadOptions,
     ) -> Result<Self> {
         let vb = VarBuilder::from_backend(backend, opts.dtype, opts.device.clone());
-        let model = crate::lora::while_building(opts.lora.as_ref(), &opts.device, || {
-            registry::build(&config, vb)
+        let kv_cache = opts.kv_cache.unwrap_or_default();
+        let model = crate::attention::while_building(kv_cache, || {
+            crate::lora::while_building(opts.lora.as_ref(), &opts.device, || {
+                registry::build(&config, vb)
+            })
         })
         .map_err(|e| match e {
             ModelError::Candle(source_err) => ModelError::Weights {
@@ -346,12 +382,9 @@ impl HookedModel {
             }
             other => other,
         })?;
-        Ok(Self::assemble(
-            model,
-            config,
-            tokenizer,
-            opts.device.clone(),
-        ))
+        let mut model = Self::assemble(model, config, tokenizer, opts.device.clone());
+        model.kv_cache = kv_cache;
+        Ok(model)
     }
 
     /// Builds a model from a Hub-style `config` over any [`VarBuilder`]; with
@@ -376,6 +409,7 @@ impl HookedModel {
             eos_token_ids,
             warnings: Vec::new(),
             numerics: Numerics::F32,
+            kv_cache: KvCacheType::F32,
             device,
         }
     }
@@ -394,6 +428,7 @@ impl HookedModel {
             eos_token_ids,
             warnings,
             numerics,
+            kv_cache,
             device,
         } = self;
         HookedModel {
@@ -403,6 +438,7 @@ impl HookedModel {
             eos_token_ids,
             warnings,
             numerics,
+            kv_cache,
             device,
         }
     }

@@ -10,6 +10,16 @@
 //! - **Native**: under `Numerics::LlamaCpp` against llama.cpp's run of the file as it is, whose
 //!   matmuls quantize the activations (Q8_0 / Q8_1 / Q8_K) or round them to f16.
 //!
+//! Both with an F32 KV cache, as those llama.cpp runs had. A third check runs F32 and Q8_0
+//! files of the causal models under `Numerics::LlamaCpp` with its default cache, llama.cpp's
+//! F16 one, against llama.cpp's run with its default cache (flash attention off, as
+//! llama-cpp-python runs): keys, values, and the queries and attention weights multiplied with
+//! them, rounded to f16. The Q8_0 runs are exact or flip like the native runs below. The F32
+//! runs meet the same step function in every rounding to f16 (a value within our last-bit
+//! difference of an f16 rounding boundary): each is held to `KV_F16_BOUND` and `KV_F16_MEDIAN`
+//! (measured: ≤ 2.5e-3 and ≤ 8.7e-5), and the median of their medians to `KV_F16_TYPICAL`
+//! (measured 1.2e-6; without the rounding 5.6e-4, the cache's own effect on these models).
+//!
 //! Where llama.cpp's graph has a GELU (gpt2, gemma, gemma2, bert), ggml-cpu computes it through
 //! an f16 lookup table: a step function of its input, emulated under `Numerics::LlamaCpp`. Our
 //! input to it differs from llama.cpp's in the last bits (another summation order), and about
@@ -50,7 +60,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use glassbox_formats::Checkpoint;
-use glassbox_models::{gguf_model, HookedModel, LoadOptions, NameFilter, Numerics};
+use glassbox_models::{gguf_model, HookedModel, KvCacheType, LoadOptions, NameFilter, Numerics};
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
@@ -68,6 +78,11 @@ const FLIP_MEDIAN: f64 = 1e-2;
 const MAX_FLIP_SHARE: f64 = 0.1;
 const F16_BOUND: f32 = 1e-2;
 const F16_MEDIAN: f64 = 1e-3;
+/// F32 files with llama.cpp's default F16 KV cache (module docs): the bound on every output,
+/// on each run's median and on the median of those medians.
+const KV_F16_BOUND: f32 = 5e-3;
+const KV_F16_MEDIAN: f64 = 2e-4;
+const KV_F16_TYPICAL: f64 = 1e-5;
 /// Widened files of table-GELU models under `Numerics::F32` (module docs).
 const EXACT_GELU_BOUND: f32 = 5e-3;
 const EXACT_GELU_MEDIAN: f64 = 5e-4;
@@ -79,6 +94,8 @@ const NATIVE_UNLIKE: &[&str] = &["deepseek2", "qwen3next"];
 struct NativeCount {
     exact: usize,
     flips: Vec<String>,
+    /// The median |Δ| of each F32 file's run with the F16 cache.
+    kv_f16_medians: Vec<f64>,
 }
 
 fn fixtures() -> PathBuf {
@@ -138,6 +155,9 @@ enum Run {
     Widened,
     /// llama.cpp's run of the quantized file as it is, against `Numerics::LlamaCpp`.
     Native,
+    /// llama.cpp's run of the file as it is with its default F16 KV cache, against
+    /// `Numerics::LlamaCpp` with its default cache (the same).
+    KvF16,
 }
 
 /// One fixture file against llama.cpp: ids and outputs for every text. Returns what differs.
@@ -153,7 +173,11 @@ fn check_file(
     let path = dir.join(format!("model-{ty}.gguf"));
     let what = format!(
         "{name} {ty}{}",
-        if run == Run::Native { " native" } else { "" }
+        match run {
+            Run::Widened => "",
+            Run::Native => " native",
+            Run::KvF16 => " F16 cache",
+        }
     );
     let quantized = !matches!(ty, "F32" | "MXFP4");
     let numerics = if run == Run::Widened && quantized {
@@ -161,8 +185,11 @@ fn check_file(
     } else {
         Numerics::LlamaCpp
     };
+    // The other runs' references had an F32 cache; `None` is llama.cpp's default under its
+    // numerics.
     let opts = LoadOptions {
         numerics: Some(numerics),
+        kv_cache: (run != Run::KvF16).then_some(KvCacheType::F32),
         ..LoadOptions::default()
     };
     let model = match gguf_model::load(&path, &opts) {
@@ -171,7 +198,11 @@ fn check_file(
     };
     let expected = Checkpoint::open(dir.join("expected.safetensors")).unwrap();
     let key = if embeddings { "embeddings" } else { "logits" };
-    let key_run = if run == Run::Native { "native." } else { "" };
+    let key_run = match run {
+        Run::Widened => "",
+        Run::Native => "native.",
+        Run::KvF16 => "kv_f16.",
+    };
     // Models whose llama.cpp graph has a GELU (module docs): llama.cpp's run has its table.
     let table_gelu = ["hidden_act", "hidden_activation", "activation_function"]
         .iter()
@@ -205,9 +236,12 @@ fn check_file(
             Ok((d, median)) => {
                 eprintln!("{what}: text {j}: |{key} diff| max {d:.2e}, median {median:.1e}");
                 let departs = LLAMA_CPP_DEPARTS.iter().find(|(n, _, _)| *n == name);
-                let ok = if run == Run::Native && ty == "F16" {
+                let ok = if run == Run::KvF16 && !quantized {
+                    native.kv_f16_medians.push(median);
+                    d <= KV_F16_BOUND && median <= KV_F16_MEDIAN
+                } else if run == Run::Native && ty == "F16" {
                     d <= F16_BOUND && median <= F16_MEDIAN
-                } else if run == Run::Native {
+                } else if run != Run::Widened {
                     if d <= NATIVE_EXACT {
                         native.exact += 1;
                         true
@@ -242,7 +276,7 @@ fn every_llama_cpp_made_gguf_matches_llama_cpp() {
     let texts: Vec<String> = serde_json::from_value(manifest["texts"].clone()).unwrap();
     let fixtures = manifest["fixtures"].as_object().unwrap();
     assert!(fixtures.len() >= 14, "{} fixtures", fixtures.len());
-    let (mut checked, mut failures) = (0, Vec::new());
+    let (mut checked, mut failures, mut kv_f16_runs) = (0, Vec::new(), 0);
     let mut native = NativeCount::default();
     for (name, fixture) in fixtures {
         let embeddings = fixture["output"] == "embeddings";
@@ -255,7 +289,24 @@ fn every_llama_cpp_made_gguf_matches_llama_cpp() {
                 checked += 1;
             }
         }
+        for ty in fixture["kv_f16"].as_array().into_iter().flatten() {
+            let ty = ty.as_str().unwrap();
+            failures.extend(check_file(
+                name,
+                ty,
+                &texts,
+                embeddings,
+                Run::KvF16,
+                &mut native,
+            ));
+            kv_f16_runs += 1;
+        }
     }
+    checked += kv_f16_runs;
+    assert!(
+        kv_f16_runs >= 30,
+        "only {kv_f16_runs} runs with llama.cpp's F16 cache"
+    );
     let runs = native.exact + native.flips.len();
     eprintln!(
         "native runs of quantized files: {} exact, {} with a rounding flip:\n  {}",
@@ -264,6 +315,21 @@ fn every_llama_cpp_made_gguf_matches_llama_cpp() {
         native.flips.join("\n  ")
     );
     assert!(runs >= 100, "only {runs} native runs of quantized files");
+    let mut medians = native.kv_f16_medians.clone();
+    medians.sort_by(f64::total_cmp);
+    let typical = medians
+        .get(medians.len() / 2)
+        .copied()
+        .unwrap_or(f64::INFINITY);
+    eprintln!(
+        "F32 files with the F16 cache: median of the {} runs' medians {typical:.1e}",
+        medians.len()
+    );
+    if typical > KV_F16_TYPICAL {
+        failures.push(format!(
+            "F32 files with the F16 cache: the runs' medians are {typical:.1e} typically (at most {KV_F16_TYPICAL:.0e})"
+        ));
+    }
     if native.flips.len() as f64 > MAX_FLIP_SHARE * runs as f64 {
         failures.push(format!(
             "{} of {runs} native runs are not exact (at most {:.0} % may show a rounding flip)",

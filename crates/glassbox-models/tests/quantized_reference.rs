@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use glassbox_formats::Checkpoint;
-use glassbox_models::{gguf_model, LoadOptions};
+use glassbox_models::{gguf_model, KvCacheType, LoadOptions};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -14,8 +14,12 @@ fn fixture() -> PathBuf {
 
 #[test]
 fn the_quantized_reference_model_runs_as_llama_cpp_runs_it() {
-    let model =
-        gguf_model::load(&fixture().join("model-Q8_0.gguf"), &LoadOptions::default()).unwrap();
+    // llama.cpp ran it with an F32 KV cache (the generator's choice), so this run has one too.
+    let opts = LoadOptions {
+        kv_cache: Some(KvCacheType::F32),
+        ..LoadOptions::default()
+    };
+    let model = gguf_model::load(&fixture().join("model-Q8_0.gguf"), &opts).unwrap();
     let expected = Checkpoint::open(fixture().join("expected.safetensors")).unwrap();
     let device = candle_core::Device::Cpu;
     let ids: Vec<u32> = expected

@@ -37,6 +37,8 @@ pub struct Config {
     pub port: u16,
     /// Whose arithmetic GGUF models follow (`None`: llama.cpp's for quantized files).
     pub numerics: Option<glassbox_models::Numerics>,
+    /// The `--kv-cache` choice (`None`: the loader's default for the numerics).
+    pub kv_cache: Option<glassbox_models::KvCacheType>,
     /// A sparse autoencoder of the first model, for the features pages.
     pub sae: Option<served::SaeSource>,
     /// How long one request's computation may run before it is stopped (`None`: no limit).
@@ -58,7 +60,12 @@ pub struct Bound {
 /// Opens every model's file table (a bad path fails here, before anything is served) and
 /// binds the address.
 pub fn bind(config: &Config) -> Result<Bound, ServeError> {
-    let served = served::Served::open(&config.models, config.numerics, config.sae.as_ref())?;
+    let served = served::Served::open(
+        &config.models,
+        config.numerics,
+        config.kv_cache,
+        config.sae.as_ref(),
+    )?;
     let access = access::Access::for_host(config.host);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -34,10 +34,14 @@ pub struct Served {
 }
 
 /// How served models are loaded: the CLI's defaults (f32 weights and activations on the CPU),
-/// with its `--numerics` choice.
-fn load_options(numerics: Option<glassbox_models::Numerics>) -> LoadOptions {
+/// with its `--numerics` and `--kv-cache` choices.
+fn load_options(
+    numerics: Option<glassbox_models::Numerics>,
+    kv_cache: Option<glassbox_models::KvCacheType>,
+) -> LoadOptions {
     LoadOptions {
         numerics,
+        kv_cache,
         ..LoadOptions::default()
     }
 }
@@ -72,6 +76,7 @@ impl Served {
     pub fn open(
         paths: &[PathBuf],
         numerics: Option<glassbox_models::Numerics>,
+        kv_cache: Option<glassbox_models::KvCacheType>,
         sae: Option<&SaeSource>,
     ) -> Result<Served, ServeError> {
         if paths.is_empty() {
@@ -113,7 +118,7 @@ impl Served {
                     },
                     tokenizer: tokenizer_fingerprint(path),
                     model: Mutex::new(None),
-                    options: load_options(numerics),
+                    options: load_options(numerics, kv_cache),
                     sae: if id == 0 { sae.next() } else { None },
                     turn: Arc::new(Semaphore::new(1)),
                     queued: AtomicUsize::new(0),
@@ -279,7 +284,7 @@ mod tests {
     #[test]
     fn abandoned_waits_give_their_place_back() {
         let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/reference");
-        let served = Served::open(&[reference], None, None).unwrap();
+        let served = Served::open(&[reference], None, None, None).unwrap();
         let entry = served.get(0).unwrap();
         let mut cx = Context::from_waker(Waker::noop());
         let mut first = Box::pin(entry.turn());

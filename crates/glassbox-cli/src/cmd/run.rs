@@ -50,9 +50,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.model.display(),
         model.info().architecture,
         ids.len(),
-        match model.numerics {
-            glassbox_models::Numerics::LlamaCpp => ", llama.cpp's numerics",
-            glassbox_models::Numerics::F32 => "",
+        match (model.numerics, model.kv_cache) {
+            (glassbox_models::Numerics::LlamaCpp, glassbox_models::KvCacheType::F16) => {
+                ", llama.cpp's numerics (F16 KV cache)"
+            }
+            (glassbox_models::Numerics::LlamaCpp, _) => ", llama.cpp's numerics (F32 KV cache)",
+            (_, glassbox_models::KvCacheType::F16) => ", F16 KV cache",
+            _ => "",
         }
     );
     for pos in &out {

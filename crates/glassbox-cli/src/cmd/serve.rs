@@ -46,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         host: args.host,
         port: args.port,
         numerics: crate::model_cli::numerics(),
+        kv_cache: crate::model_cli::kv_cache(),
         sae: args.sae.map(|dir| glassbox_serve::served::SaeSource {
             dir,
             text: args.sae_text,
