@@ -17,10 +17,15 @@
 #        BATCHES="1 8"      batch sizes for (a) and (b); decoding always runs one sequence
 #        LLAMACPP=0         skip (d); otherwise llama-cpp-python is built into bench/.venv if missing
 #        LLAMACPP_TYPES="f32 f16"
+#        AVX2=0|1           also run (a) and (b) on glassbox's AVX2 path (`GLASSBOX_ISA=avx2`), as
+#                           on a machine without AVX-512 (default: 1 where the CPU has AVX-512).
+#                           The anchors keep whatever their libraries pick on this CPU, so these
+#                           rows bound what an AVX2-only machine of the same speed would show.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-128}; REPS=${2:-5}; NEW=${3:-16}; PROFILE=${PROFILE:-dev}
 BATCHES=${BATCHES:-1 8}; LLAMACPP=${LLAMACPP:-1}; LLAMACPP_TYPES=${LLAMACPP_TYPES:-f32 f16}
+if [ -z "${AVX2:-}" ]; then AVX2=0; grep -qw avx512f /proc/cpuinfo 2>/dev/null && AVX2=1; fi
 VENV=bench/.venv; OUT=bench/out; mkdir -p "$OUT"
 PY="$PWD/$VENV/bin/python"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -53,6 +58,10 @@ for model in gpt2-small qwen2.5-0.5b; do
     for pair in "logits hf_logits" "cache tl_cache"; do
       set -- $pair
       "$BIN" "$dir" "$1" "$N" "$REPS" "$NEW" "$batch" | tag "$model" >> "$RESULTS"
+      if [ "$AVX2" = 1 ]; then
+        GLASSBOX_ISA=avx2 "$BIN" "$dir" "$1" "$N" "$REPS" "$NEW" "$batch" \
+          | sed "s/\"mode\":\"$1\"/\"mode\":\"$1_avx2\"/" | tag "$model" >> "$RESULTS"
+      fi
       ref bench_ref.py "../../$dir" "$model" "$2" "$N" "$REPS" "$NEW" "$batch" | tag "$model" >> "$RESULTS"
     done
   done

@@ -11,6 +11,8 @@ for m in sorted({r["model"] for r in rows}):
     batches = sorted({r.get("batch", 1) for r in rows if r["model"] == m})
     pairs = [(b, "logits", "hf_logits", "(a) logits, vs transformers") for b in batches]
     pairs += [(b, "cache", "tl_cache", "(b) cache every hook, vs TransformerLens") for b in batches]
+    pairs += [(b, "logits_avx2", "hf_logits", "(a) logits, glassbox's AVX2 path, vs transformers") for b in batches]
+    pairs += [(b, "cache_avx2", "tl_cache", "(b) cache every hook, glassbox's AVX2 path, vs TransformerLens") for b in batches]
     pairs += [(1, "decode", "hf_decode", "(c) greedy decode, vs transformers"),
               (1, "decode", "llamacpp_decode_f32", "(d) greedy decode, vs llama.cpp F32 GGUF"),
               (1, "decode_f16", "llamacpp_decode_f16", "(d) greedy decode, f16 weights, vs llama.cpp F16 GGUF")]
@@ -20,7 +22,7 @@ for m in sorted({r["model"] for r in rows}):
             continue
         unit = a["unit"]
         ratio = r["value"] / a["value"] if unit == "ms" else a["value"] / r["value"]
-        extra = f" (+{a['activations_mb']:.0f} MiB cached; TL {r['activations_mb']:.0f})" if ours == "cache" else ""
+        extra = f" (+{a['activations_mb']:.0f} MiB cached; TL {r['activations_mb']:.0f})" if ours.startswith("cache") else ""
         shape = f"{b}×{a['tokens']}" if ours != "decode" else f"1×{a['tokens']}+new"
         print(f"| {m} ({weights:.0f} MiB f32) | {label}, {shape} | {a['value']:.1f} {unit} | {r['value']:.1f} {unit} | "
               f"{ratio:.2f}x | {a['peak_rss_mb']:.0f} MiB{extra} | {r['peak_rss_mb']:.0f} MiB |")
