@@ -295,6 +295,41 @@ fn half_precision_weights_are_widened_exactly() {
         assert_eq!(bits(&c), bits(&expected));
         bits(&c)
     });
+    // Stored [n, k] with enough rows of A that B' = Wᵀ is packed (its columns transposed 8 at a
+    // time after widening, the last 5 one by one), k with a tail past the 8×8 blocks.
+    let (m3, k3, n3) = (64, 70, 45);
+    let a3 = values(11, m3 * k3);
+    let w3 = values(12, n3 * k3);
+    let a3m = MatRef::row_major(&a3, m3, k3);
+    let w3_16: Vec<f16> = w3.iter().map(|&x| f16::from_f32(x)).collect();
+    let w3_b: Vec<bf16> = w3.iter().map(|&x| bf16::from_f32(x)).collect();
+    for (name, widened, product) in [
+        (
+            "f16 weights, packed",
+            w3_16.iter().map(|x| x.to_f32()).collect::<Vec<f32>>(),
+            Box::new(|c: &mut [f32]| gemm(a3m, MatRef::row_major(&w3_16, n3, k3).t(), c, false))
+                as Box<dyn Fn(&mut [f32]) + Sync>,
+        ),
+        (
+            "bf16 weights, packed",
+            w3_b.iter().map(|x| x.to_f32()).collect(),
+            Box::new(|c: &mut [f32]| gemm(a3m, MatRef::row_major(&w3_b, n3, k3).t(), c, false)),
+        ),
+    ] {
+        let mut expected3 = vec![0.0; m3 * n3];
+        gemm_reference(
+            a3m,
+            MatRef::row_major(&widened, n3, k3).t(),
+            &mut expected3,
+            false,
+        );
+        same_bits_everywhere(name, || {
+            let mut c = vec![0.0; m3 * n3];
+            product(&mut c);
+            assert_eq!(bits(&c), bits(&expected3), "{name}");
+            bits(&c)
+        });
+    }
 }
 
 #[test]
