@@ -14,6 +14,10 @@
 //! output gate `attn.hook_gate`, where there is one: it is what `W_O` reads). Under
 //! grouped-query attention `hook_k`/`hook_v` have `n_kv_heads` heads (as stored, before being
 //! shared among query heads); with a KV cache they cover the new positions only.
+//!
+//! Under llama.cpp's F16 KV cache ([`KvCacheType::F16`], the loader's choice for its numerics)
+//! keys and values are rounded to f16 after their hooks, as the cache stores them, and so are
+//! the queries and the attention weights where they meet them in a product.
 
 use std::cell::Cell;
 
