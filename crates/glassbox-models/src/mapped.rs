@@ -295,7 +295,7 @@ impl MappedWeight {
                 .tensor(&self.name, &Device::Cpu)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?
         };
-        let t = t.to_dtype(self.dtype)?;
+        let t = self.as_asked(t)?;
         Ok(self.copy.get_or_init(|| t).clone())
     }
 
@@ -355,7 +355,16 @@ impl MappedWeight {
             DType::F16 => self.rows_of::<half::f16>(ids),
             _ => self.rows_of::<half::bf16>(ids),
         }?;
-        rows.to_dtype(self.dtype)
+        self.as_asked(rows)
+    }
+
+    /// `t` (in the stored dtype) in [`Self::dtype`]: widened by the kernels, vectorised (a
+    /// whole weight, for [`Self::tensor`]), where f32 was asked of a half-precision weight.
+    fn as_asked(&self, t: Tensor) -> Result<Tensor> {
+        match self.dtype {
+            DType::F32 => crate::kernel_ops::to_f32(&t),
+            _ => Ok(t),
+        }
     }
 
     fn rows_of<T: MappedElement>(&self, ids: &Tensor) -> Result<Tensor> {
